@@ -1,0 +1,29 @@
+"""Detects a model's format from its path and imports it."""
+from __future__ import annotations
+
+import os
+
+from ..ir.errors import PdcError
+from ..ir.graph import Graph
+
+
+def load_model(path: str) -> Graph:
+    """Loads an ONNX model (.onnx) or a pdc IR file (.pdir) into an IR graph."""
+    if not os.path.exists(path):
+        raise PdcError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise PdcError(f"{path}: is a folder, not a model file")
+    if path.endswith(".pdir"):
+        from ..ir.textio import load_ir
+        return load_ir(path)
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if path.endswith(".onnx") or _looks_like_protobuf(head):
+        from .onnx_import import load_onnx
+        return load_onnx(path)
+    raise PdcError(f"{path}: unknown model format (expected .onnx or .pdir)")
+
+
+def _looks_like_protobuf(head: bytes) -> bool:
+    # ModelProto starts with field 1 (ir_version, varint): tag byte 0x08
+    return len(head) > 1 and head[0] == 0x08

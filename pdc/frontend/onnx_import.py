@@ -1,0 +1,366 @@
+"""ONNX importer: ModelProto -> IR graph.
+
+Most ONNX ops map one-to-one onto an IR op that declares `onnx="OpType"`; the default
+converter copies inputs and attributes (filling defaults). Ops whose ONNX form varies across
+opsets, or that lower to several IR ops, have a converter in `pdc.frontend.onnx_ops`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from typing import Callable, Optional
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from google.protobuf.message import DecodeError
+
+from ..ir import dtypes
+from ..ir.errors import PdcError, UnsupportedError
+from ..ir.graph import Graph, Node, Value
+from ..ir.registry import all_ops, with_defaults
+from ..ir.types import UNKNOWN, TensorType, refine, types_compatible
+from ..ir.verify import infer_node
+
+MIN_OPSET = 7
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+Converter = Callable[["NodeContext"], None]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(*op_types: str):
+    """Registers a converter for ONNX op types (used by pdc.frontend.onnx_ops)."""
+    def wrap(fn):
+        for t in op_types:
+            CONVERTERS[t] = fn
+        return fn
+    return wrap
+
+
+def _default_converters() -> dict[str, str]:
+    return {op.onnx: name for name, op in all_ops().items() if op.onnx}
+
+
+def supported_onnx_ops() -> set[str]:
+    _load_converters()
+    return set(CONVERTERS) | set(_default_converters())
+
+
+_converters_loaded = False
+
+
+def _load_converters():
+    global _converters_loaded
+    if not _converters_loaded:
+        _converters_loaded = True
+        from . import onnx_ops  # noqa: F401
+
+
+# ---------------------------------------------------------------------------------------------
+def _symbol(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return s if s and not s[0].isdigit() else "d_" + s
+
+
+def type_from_proto(tp: onnx.TypeProto, where: str) -> Optional[TensorType]:
+    if not tp.HasField("tensor_type"):
+        kind = tp.WhichOneof("value")
+        raise UnsupportedError(f"{where}: {kind or 'untyped'} values are not supported (tensors only)")
+    tt = tp.tensor_type
+    if tt.elem_type == 0:
+        return None
+    dt = dtypes.from_onnx(tt.elem_type)
+    if not tt.HasField("shape"):
+        return TensorType(dt, None)
+    dims = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param") and d.dim_param:
+            dims.append(_symbol(d.dim_param))
+        else:
+            dims.append(UNKNOWN)
+    return TensorType(dt, tuple(dims))
+
+
+def tensor_to_array(t: onnx.TensorProto, where: str) -> np.ndarray:
+    dtypes.from_onnx(t.data_type)  # rejects unsupported element types with a clear message
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception as e:
+        raise PdcError(f"{where}: cannot read tensor '{t.name}': {e}") from None
+    dt = dtypes.from_onnx(t.data_type).np
+    return np.ascontiguousarray(arr.astype(dt, copy=False))
+
+
+def attr_value(a: onnx.AttributeProto, where: str):
+    if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        raise UnsupportedError(f"{where}: attribute '{a.name}' holds a subgraph; control flow is not supported")
+    if a.type in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS,
+                  onnx.AttributeProto.TYPE_PROTO, onnx.AttributeProto.TYPE_PROTOS):
+        raise UnsupportedError(f"{where}: attribute '{a.name}' has an unsupported kind")
+    if a.ref_attr_name:
+        raise UnsupportedError(f"{where}: attribute '{a.name}' refers to a function attribute")
+    v = onnx.helper.get_attribute_value(a)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, onnx.TensorProto):
+        return tensor_to_array(v, where)
+    if isinstance(v, list):
+        if a.type == onnx.AttributeProto.STRINGS:
+            return [s.decode("utf-8", "replace") for s in v]
+        if a.type == onnx.AttributeProto.TENSORS:
+            raise UnsupportedError(f"{where}: attribute '{a.name}' holds a list of tensors")
+        return list(v)
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+class NodeContext:
+    """What a converter sees: the ONNX node, its opset, its inputs as IR values."""
+
+    def __init__(self, importer: "OnnxImporter", node: onnx.NodeProto):
+        self.importer = importer
+        self.proto = node
+        self.op_type = node.op_type
+        self.name = node.name
+        self.opset = importer.opset
+        self.where = f"node '{node.name}' ({node.op_type})" if node.name else f"{node.op_type} node"
+        self.attrs = {a.name: attr_value(a, self.where) for a in node.attribute}
+        self.inputs: list[Optional[Value]] = [importer.lookup(n, self.where) if n else None for n in node.input]
+        self.output_names = list(node.output)
+
+    def input(self, i: int) -> Optional[Value]:
+        return self.inputs[i] if i < len(self.inputs) else None
+
+    def const_input(self, i: int) -> Optional[np.ndarray]:
+        v = self.input(i)
+        return None if v is None else v.data
+
+    def constant(self, data, dtype=None, hint: str = "c") -> Value:
+        g = self.importer.graph
+        return g.add_constant(self.importer.fresh(hint), data, dtype)
+
+    def emit(self, op: str, inputs: list, attrs: Optional[dict] = None, outputs: Optional[list[str]] = None,
+             num_outputs: Optional[int] = None) -> list[Value]:
+        """Appends an IR node. `outputs`: ONNX output names to bind ('' = unused); by default fresh names."""
+        return self.importer.emit(op, inputs, attrs or {}, outputs, num_outputs, self)
+
+    def emit_node_outputs(self, op: str, inputs: list, attrs: Optional[dict] = None) -> list[Value]:
+        """Appends an IR node producing exactly this ONNX node's outputs."""
+        return self.emit(op, inputs, attrs, self.output_names)
+
+    def bind(self, onnx_name: str, value: Value) -> None:
+        """Makes an ONNX output name refer to an existing value (for ops that lower to nothing)."""
+        self.importer.bind(onnx_name, value, self)
+
+    def unsupported(self, msg: str):
+        raise UnsupportedError(f"{self.where}: {msg}")
+
+    def fail(self, msg: str):
+        raise PdcError(f"{self.where}: {msg}")
+
+
+def default_convert(ctx: NodeContext) -> None:
+    ir_op = _default_converters()[ctx.op_type]
+    opdef = all_ops()[ir_op]
+    attrs = {}
+    for k, v in ctx.attrs.items():
+        spec = opdef.attrs.get(k)
+        if spec is None:
+            ctx.unsupported(f"attribute '{k}' is not supported")
+        if spec.kind == "dtype" and isinstance(v, int):
+            v = dtypes.from_onnx(v)
+        elif spec.kind == "float" and isinstance(v, int):
+            v = float(v)
+        attrs[k] = v
+    ctx.emit_node_outputs(ir_op, ctx.inputs, with_defaults(opdef, attrs))
+
+
+class OnnxImporter:
+    def __init__(self, model: onnx.ModelProto, source: str, base_dir: str):
+        self.model = model
+        self.source = source
+        self.base_dir = base_dir
+        self.opset = self._default_opset()
+        self.graph = Graph(_symbol(model.graph.name or "main"))
+        self.values: dict[str, Value] = {}
+        self.taken: set[str] = set()
+        self.onnx_types: dict[str, TensorType] = {}
+
+    def _default_opset(self) -> int:
+        versions = {o.domain: o.version for o in self.model.opset_import}
+        v = versions.get("", versions.get("ai.onnx"))
+        if v is None:
+            raise UnsupportedError(f"{self.source}: the model imports no default-domain (ai.onnx) opset")
+        if v < MIN_OPSET:
+            raise UnsupportedError(f"{self.source}: opset {v} is not supported (pdc reads opsets {MIN_OPSET} to "
+                                   f"{onnx.defs.onnx_opset_version()})")
+        return v
+
+    # ---- names and values ------------------------------------------------------------------
+    def fresh(self, hint: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_.]", "_", hint) or "v"
+        name, i = base, 0
+        while name in self.taken:
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        return name
+
+    def lookup(self, name: str, where: str) -> Value:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise PdcError(f"{self.source}: {where} uses '{name}', which nothing defines") from None
+
+    def bind(self, onnx_name: str, value: Value, ctx: NodeContext) -> None:
+        if not onnx_name:
+            return
+        if onnx_name in self.graph_output_names:
+            # a graph output must be a distinct named value: copy through identity
+            (value,) = self.emit("identity", [value], {}, [onnx_name], None, ctx)
+            return
+        self.values[onnx_name] = value
+
+    def emit(self, op, inputs, attrs, outputs, num_outputs, ctx) -> list[Value]:
+        if outputs is None:
+            outputs = [""] * (num_outputs or 1)
+        names = []
+        for o in outputs:
+            if o and o not in self.taken:
+                self.taken.add(o)
+                names.append(o)
+            else:
+                names.append(self.fresh(o or f"{ctx.name or op}_out"))
+        placeholder = TensorType(dtypes.float32, None)
+        node = Node(op, list(inputs), [Value(n, placeholder) for n in names], attrs, ctx.name)
+        for v, t in zip(node.outputs, infer_node(node)):
+            known = self.onnx_types.get(v.name)
+            v.type = refine(t, known) if known is not None and types_compatible(t, known) else t
+        self.graph.nodes.append(node)
+        for o, v in zip(outputs, node.outputs):
+            if o:
+                self.values[o] = v
+        return node.outputs
+
+    # ---- the import ------------------------------------------------------------------------
+    def check_supported(self) -> None:
+        _load_converters()
+        known = supported_onnx_ops()
+        missing: Counter = Counter()
+        first: dict[str, str] = {}
+        for n in self.model.graph.node:
+            key = n.op_type if n.domain in DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}"
+            if n.domain not in DEFAULT_DOMAINS or n.op_type not in known:
+                missing[key] += 1
+                first.setdefault(key, n.name or "(unnamed)")
+        if missing:
+            listing = ", ".join(f"{k} x{c} (first: '{first[k]}')" for k, c in sorted(missing.items()))
+            raise UnsupportedError(f"{self.source}: unsupported ops: {listing}")
+
+    def run(self) -> Graph:
+        g = self.model.graph
+        self.check_supported()
+        self._collect_onnx_types()
+        self.graph_output_names = {o.name for o in g.output}
+        for t in g.initializer:
+            self._add_initializer(t)
+        for t in g.sparse_initializer:
+            raise UnsupportedError(f"{self.source}: sparse initializer '{t.values.name}' is not supported")
+        for inp in g.input:
+            if inp.name in self.values:
+                continue  # an initializer listed as an input (older exporters): a constant
+            t = type_from_proto(inp.type, f"{self.source}: input '{inp.name}'")
+            if t is None:
+                raise PdcError(f"{self.source}: input '{inp.name}' has no element type")
+            name = self.fresh(inp.name) if inp.name in self.taken else inp.name
+            self.taken.add(name)
+            v = Value(name, t)
+            self.graph.inputs.append(v)
+            self.values[inp.name] = v
+        for n in g.node:
+            ctx = NodeContext(self, n)
+            CONVERTERS.get(n.op_type, default_convert)(ctx)
+        for o in g.output:
+            v = self.lookup(o.name, "graph output")
+            try:
+                declared = type_from_proto(o.type, f"{self.source}: output '{o.name}'")
+            except UnsupportedError:
+                raise
+            if declared is not None and types_compatible(v.type, declared):
+                v.type = refine(v.type, declared)
+            self.graph.outputs.append(v)
+        self.graph.remove_unused_constants()
+        return self.graph
+
+    def _collect_onnx_types(self) -> None:
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False)
+        except Exception:
+            return
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+            if vi.type.HasField("tensor_type"):
+                try:
+                    t = type_from_proto(vi.type, vi.name)
+                except UnsupportedError:
+                    continue
+                if t is not None:
+                    self.onnx_types[vi.name] = t
+
+    def _add_initializer(self, t: onnx.TensorProto) -> None:
+        where = f"{self.source}: initializer '{t.name}'"
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            load_external(t, self.base_dir, where)
+        arr = tensor_to_array(t, where)
+        name = self.fresh(t.name)
+        v = self.graph.add_constant(name, arr, dtypes.from_onnx(t.data_type))
+        self.values[t.name] = v
+
+
+def load_external(t: onnx.TensorProto, base_dir: str, where: str) -> None:
+    """Reads a tensor's external data, refusing locations outside the model's folder."""
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    base = os.path.realpath(base_dir)
+    if not location or os.path.isabs(location) or location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", location):
+        raise PdcError(f"{where}: external data location '{location}' must be a path relative to the model's folder")
+    path = os.path.realpath(os.path.join(base, location))
+    if os.path.commonpath([base, path]) != base:
+        raise PdcError(f"{where}: external data location '{location}' points outside the model's folder")
+    if not os.path.isfile(path):
+        raise PdcError(f"{where}: external data file '{location}' not found next to the model")
+    offset = int(info.get("offset", 0) or 0)
+    length = info.get("length")
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(int(length)) if length else f.read()
+    if length and len(data) != int(length):
+        raise PdcError(f"{where}: external data file '{location}' is truncated")
+    t.raw_data = data
+    t.data_location = onnx.TensorProto.DEFAULT
+    del t.external_data[:]
+
+
+def parse_onnx_bytes(data: bytes, source: str) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except DecodeError as e:
+        raise PdcError(f"{source}: not a valid ONNX model (protobuf decode failed: {e})") from None
+    if not model.HasField("graph"):
+        raise PdcError(f"{source}: not a valid ONNX model (no graph)")
+    return model
+
+
+def import_onnx(model: onnx.ModelProto, source: str = "<model>", base_dir: str = ".") -> Graph:
+    return OnnxImporter(model, source, base_dir).run()
+
+
+def load_onnx(path: str) -> Graph:
+    with open(path, "rb") as f:
+        data = f.read()
+    model = parse_onnx_bytes(data, path)
+    return import_onnx(model, path, os.path.dirname(os.path.abspath(path)))

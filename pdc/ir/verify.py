@@ -1,0 +1,83 @@
+"""Whole-graph verification and type inference. Every message names the node it is about."""
+from __future__ import annotations
+
+from .errors import PdcError, VerifyError
+from .graph import Graph, Node
+from .registry import REQUIRED, InferContext, check_attr_value, get_op
+from .types import TensorType, types_compatible
+
+
+def infer_node(node: Node) -> list[TensorType]:
+    """Output types of `node` from its op's infer function (which may raise VerifyError)."""
+    opdef = get_op(node.op)
+    ctx = InferContext(node, opdef)
+    try:
+        result = opdef.infer(ctx)
+    except PdcError:
+        raise
+    except Exception as e:  # an infer function tripping over a malformed node is the node's fault
+        raise VerifyError(f"{node.describe()}: type inference failed: {type(e).__name__}: {e}") from e
+    if len(result) != len(node.outputs):
+        raise VerifyError(f"{node.describe()}: op gives {len(result)} outputs, node has {len(node.outputs)}")
+    return list(result)
+
+
+def check_node_schema(node: Node) -> None:
+    opdef = get_op(node.op)
+    lo, hi = opdef.input_arity
+    n = len(node.inputs)
+    if n < lo or (hi is not None and n > hi):
+        raise VerifyError(f"{node.describe()}: takes {lo}{'' if hi == lo else ' to ' + ('any' if hi is None else str(hi))}"
+                          f" inputs, got {n}")
+    for i, spec in enumerate(opdef.inputs):
+        if i < n and node.inputs[i] is None and not spec.optional:
+            raise VerifyError(f"{node.describe()}: input '{spec.name}' is required")
+    lo, hi = opdef.output_arity
+    n = len(node.outputs)
+    if n < lo or (hi is not None and n > hi):
+        raise VerifyError(f"{node.describe()}: has {n} outputs, op gives {lo} to {hi}")
+    for k, v in node.attrs.items():
+        spec = opdef.attrs.get(k)
+        if spec is None:
+            raise VerifyError(f"{node.describe()}: unknown attribute '{k}'")
+        if not check_attr_value(spec.kind, v):
+            raise VerifyError(f"{node.describe()}: attribute '{k}' must be of kind {spec.kind}, got {v!r}")
+    for k, spec in opdef.attrs.items():
+        if spec.default is REQUIRED and k not in node.attrs:
+            raise VerifyError(f"{node.describe()}: attribute '{k}' is required")
+    if opdef.verify is not None:
+        opdef.verify(InferContext(node, opdef))
+
+
+def verify_graph(graph: Graph) -> None:
+    """Raises VerifyError on the first broken invariant: SSA, def-before-use, schema, types."""
+    defined = set()
+    names = set()
+
+    def define(v, what):
+        if v.name in names:
+            raise VerifyError(f"value %{v.name} is defined twice ({what})")
+        names.add(v.name)
+        defined.add(v)
+
+    for v in graph.inputs:
+        define(v, "graph input")
+    for c in graph.constants:
+        if c.data is None:
+            raise VerifyError(f"constant %{c.name} has no data")
+        if tuple(c.data.shape) != c.type.shape or c.data.dtype != c.type.dtype.np:
+            raise VerifyError(f"constant %{c.name}: data {c.data.dtype}{list(c.data.shape)} does not match {c.type}")
+        define(c, "constant")
+    for node in graph.nodes:
+        for i, v in enumerate(node.inputs):
+            if v is not None and v not in defined:
+                raise VerifyError(f"{node.describe()}: input {i} (%{v.name}) is used before it is defined")
+        check_node_schema(node)
+        for v, t in zip(node.outputs, infer_node(node)):
+            if not types_compatible(v.type, t):
+                raise VerifyError(f"{node.describe()}: output %{v.name} is declared {v.type} but the op gives {t}")
+        for v in node.outputs:
+            define(v, node.describe())
+    for v in graph.outputs:
+        if v not in defined:
+            raise VerifyError(f"graph output %{v.name} is not defined")
