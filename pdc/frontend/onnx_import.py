@@ -21,9 +21,11 @@ from ..ir.errors import PdcError, UnsupportedError
 from ..ir.graph import Graph, Node, Value
 from ..ir.registry import all_ops, with_defaults
 from ..ir.types import UNKNOWN, TensorType, refine, types_compatible
+from ..ir.folding import try_fold
 from ..ir.verify import infer_node
 
 MIN_OPSET = 7
+FOLD_MAX_ELEMENTS = 4096  # constant subgraphs whose outputs stay this small are evaluated at import
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 Converter = Callable[["NodeContext"], None]
@@ -240,7 +242,13 @@ class OnnxImporter:
         for v, t in zip(node.outputs, infer_node(node)):
             known = self.onnx_types.get(v.name)
             v.type = refine(t, known) if known is not None and types_compatible(t, known) else t
-        self.graph.nodes.append(node)
+        folded = try_fold(node, FOLD_MAX_ELEMENTS)
+        if folded is not None:  # shape arithmetic and other small constant subgraphs
+            for v, data in zip(node.outputs, folded):
+                v.data = data
+                self.graph.constants.append(v)
+        else:
+            self.graph.nodes.append(node)
         for o, v in zip(outputs, node.outputs):
             if o:
                 self.values[o] = v
@@ -349,7 +357,7 @@ def parse_onnx_bytes(data: bytes, source: str) -> onnx.ModelProto:
     try:
         model.ParseFromString(data)
     except DecodeError as e:
-        raise PdcError(f"{source}: not a valid ONNX model (protobuf decode failed: {e})") from None
+        raise PdcError(f"{source}: not a valid ONNX model (truncated or corrupt protobuf)") from None
     if not model.HasField("graph"):
         raise PdcError(f"{source}: not a valid ONNX model (no graph)")
     return model

@@ -1,0 +1,42 @@
+"""Static cost estimates: parameter counts and multiply-accumulates per node."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from .graph import Graph, Node
+
+
+def _static(v) -> Optional[tuple]:
+    return v.type.shape if v is not None and v.type.is_static else None
+
+
+def node_macs(n: Node) -> int:
+    """Multiply-accumulates of one node (0 for ops whose cost is not MAC-dominated or shapes unknown)."""
+    outs = [_static(v) for v in n.outputs]
+    ins = [_static(v) for v in n.inputs]
+    if n.op in ("conv", "conv_integer", "q_linear_conv") and outs[0] and ins[1]:
+        w = ins[1]  # [M, C/group, k...]
+        return math.prod(outs[0]) * math.prod(w[1:])
+    if n.op == "conv_transpose" and ins[0] and ins[1]:
+        w = ins[1]  # [C, M/group, k...]
+        return math.prod(ins[0]) * math.prod(w[1:])
+    if n.op in ("matmul", "matmul_integer", "q_linear_mat_mul") and outs[0] and ins[0]:
+        k = ins[0][-1] if len(ins[0]) else 1
+        return math.prod(outs[0]) * k
+    if n.op == "gemm" and outs[0] and ins[0]:
+        k = ins[0][0] if n.attrs.get("transA", 0) else ins[0][-1]
+        return math.prod(outs[0]) * k
+    if n.op in ("lstm", "gru", "rnn") and ins[0] and ins[1] and ins[2]:
+        seq = ins[0][0] if n.attrs.get("layout", 0) == 0 else ins[0][1]
+        batch = ins[0][1] if n.attrs.get("layout", 0) == 0 else ins[0][0]
+        return seq * batch * (math.prod(ins[1]) + math.prod(ins[2]))
+    return 0
+
+
+def graph_macs(g: Graph) -> int:
+    return sum(node_macs(n) for n in g.nodes)
+
+
+def parameter_count(g: Graph) -> int:
+    return sum(int(c.data.size) for c in g.constants)
