@@ -7,6 +7,8 @@ import os
 import sys
 from collections import Counter
 
+import numpy as np
+
 from . import __version__
 from .ir.errors import PdcError
 
@@ -70,6 +72,78 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _bound_model(args):
+    """The model with --shape bindings applied."""
+    from .ir.shapes import bind_shapes, parse_shape_option
+    graph = _load(args.model)
+    if args.shape:
+        graph = bind_shapes(graph, dict(parse_shape_option(s) for s in args.shape))
+    return graph
+
+
+def _summary(name, a) -> str:
+    a = np.asarray(a)
+    head = f"{name}: {a.dtype}{list(a.shape)}"
+    if a.size == 0:
+        return head + " (empty)"
+    if a.dtype.kind in "fc":
+        f = a.astype(np.float64)
+        return head + f" min {np.nanmin(f):.6g} max {np.nanmax(f):.6g} mean {np.nanmean(f):.6g}"
+    return head + f" min {a.min()} max {a.max()}"
+
+
+def cmd_run(args) -> int:
+    from .inputs import load_inputs, random_inputs
+    from .targets import get_target
+    target = get_target(args.target)
+    graph = _bound_model(args)
+    if args.inputs:
+        feeds = load_inputs(args.inputs, graph)
+    else:
+        feeds = random_inputs(graph, args.seed)
+        print(f"no --inputs: running on random data (seed {args.seed})", file=sys.stderr)
+    outputs = target.run(graph, feeds)
+    for name, a in outputs.items():
+        print(_summary(name, a))
+    if args.save:
+        np.savez(args.save, **outputs)
+        print(f"saved outputs to {args.save}", file=sys.stderr)
+    return 0
+
+
+def run_onnxruntime(model_path: str, feeds: dict) -> dict:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise PdcError("pdc check compares with ONNX Runtime, which is not installed (pip install onnxruntime)") from None
+    try:
+        sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, feeds)))
+    except Exception as e:
+        raise PdcError(f"{model_path}: ONNX Runtime could not run the model: {str(e).splitlines()[0]}") from None
+
+
+def cmd_check(args) -> int:
+    from .compare import compare_outputs
+    from .inputs import random_inputs
+    from .targets import get_target
+    target = get_target(args.target)
+    if args.model.endswith(".pdir"):
+        raise PdcError(f"{args.model}: pdc check compares with ONNX Runtime and needs the .onnx model")
+    graph = _bound_model(args)
+    feeds = random_inputs(graph, args.seed)
+    want = run_onnxruntime(args.model, feeds)
+    got = target.run(graph, feeds)
+    results = compare_outputs(got, want)
+    print(f"{args.model} on {target.name} vs ONNX Runtime (random inputs, seed {args.seed}):")
+    for r in results:
+        print(f"  {r}")
+    ok = all(r.ok for r in results)
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
 # ---- entry point ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pdc", description="pdc: an ahead-of-time deep-learning compiler for ONNX and PaddlePaddle "
@@ -92,6 +166,28 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("model", metavar="MODEL")
     ins.add_argument("--json", action="store_true", help="print JSON for machines")
     ins.set_defaults(func=cmd_inspect)
+
+    def model_args(sp):
+        sp.add_argument("model", metavar="MODEL", help="an .onnx model or a .pdir IR file")
+        sp.add_argument("--target", default="reference", help="where to run it (default: reference)")
+        sp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
+                        help="bind an input's symbolic dims, e.g. --shape x=1,3,224,224 (repeatable)")
+        sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+
+    run = sub.add_parser("run", help="run a model on inputs and summarize its outputs",
+                         description="Runs MODEL on --inputs (an .npz keyed by input name, or one .npy for a "
+                                     "one-input model), or on seeded random data, and prints a summary of each "
+                                     "output.")
+    model_args(run)
+    run.add_argument("--inputs", metavar="FILE", help="an .npz keyed by input name, or a .npy")
+    run.add_argument("--save", metavar="FILE.npz", help="save the outputs to an .npz")
+    run.set_defaults(func=cmd_run)
+
+    chk = sub.add_parser("check", help="run a model and compare every output with ONNX Runtime",
+                         description="Runs MODEL on seeded random inputs with pdc and with ONNX Runtime and "
+                                     "prints the max abs/rel error of every output; exits 1 on a mismatch.")
+    model_args(chk)
+    chk.set_defaults(func=cmd_check)
     return p
 
 

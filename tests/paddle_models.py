@@ -1,0 +1,211 @@
+"""Paddle test models, generated with paddle itself and cached under .cache/paddle/ at the repo root.
+
+Importing this module does not import paddle: `ensure_models` runs this file as a script in a
+subprocess (one per format, since FLAGS_enable_pir_api must be set before paddle is imported).
+The script builds each model with random weights (fixed seed), exports it with paddle.jit.save,
+then loads the exported files back with paddle's inference API and records Paddle's outputs on a
+fixed random input. Each model lives in a folder keyed by a hash of this file, the model name, the
+format and the paddle version, so editing the generator regenerates exactly what it affects.
+
+Layout of a model folder: inference.json or inference.pdmodel, inference.pdiparams, io.npz (the
+inputs `in_<name>` and Paddle's outputs `out_<k>`), spec.json.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, ".cache", "paddle")
+FORMATS = ("pir", "legacy")
+
+# name -> (builder expression evaluated in the generator, input specs [(name, shape, dtype)], batch).
+# Shapes use None for dynamic dims; the test input binds them to the values in `feed_shapes`.
+IMG = lambda c, s: [("x", [None, c, s, s], "float32")]  # noqa: E731
+MODELS: dict[str, dict] = {
+    "lenet": dict(build="M.LeNet()", inputs=IMG(1, 28)),
+    "alexnet": dict(build="narrow_alexnet(M.AlexNet(num_classes=10))", inputs=IMG(3, 224)),
+    "vgg11": dict(build="narrow_vgg(M.vgg11(num_classes=10))", inputs=IMG(3, 64)),
+    "vgg11_bn": dict(build="narrow_vgg(M.vgg11(batch_norm=True, num_classes=10))", inputs=IMG(3, 64)),
+    "resnet18": dict(build="M.resnet18(num_classes=10)", inputs=IMG(3, 64)),
+    "resnet50": dict(build="M.resnet50(num_classes=10)", inputs=IMG(3, 64)),
+    "resnext50_32x4d": dict(build="M.resnext50_32x4d(num_classes=10)", inputs=IMG(3, 64)),
+    "wide_resnet50_2": dict(build="M.wide_resnet50_2(num_classes=10)", inputs=IMG(3, 64)),
+    "mobilenet_v1": dict(build="M.mobilenet_v1(num_classes=10)", inputs=IMG(3, 64)),
+    "mobilenet_v2": dict(build="M.mobilenet_v2(num_classes=10)", inputs=IMG(3, 64)),
+    "mobilenet_v3_small": dict(build="M.mobilenet_v3_small(num_classes=10)", inputs=IMG(3, 64)),
+    "mobilenet_v3_large": dict(build="M.mobilenet_v3_large(num_classes=10)", inputs=IMG(3, 64)),
+    "squeezenet1_0": dict(build="M.squeezenet1_0(num_classes=10)", inputs=IMG(3, 64)),
+    "squeezenet1_1": dict(build="M.squeezenet1_1(num_classes=10)", inputs=IMG(3, 64)),
+    "shufflenet_v2_x0_25": dict(build="M.shufflenet_v2_x0_25(num_classes=10)", inputs=IMG(3, 64)),
+    "shufflenet_v2_swish": dict(build="M.shufflenet_v2_swish(num_classes=10)", inputs=IMG(3, 64)),
+    "densenet121": dict(build="M.densenet121(num_classes=10)", inputs=IMG(3, 64)),
+    "googlenet": dict(build="M.googlenet(num_classes=10)", inputs=IMG(3, 224)),
+    "inception_v3": dict(build="M.inception_v3(num_classes=10)", inputs=IMG(3, 107)),
+    "transformer_encoder": dict(
+        build="nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64), 2)",
+        inputs=[("src", [None, None, 32], "float32")]),
+    "transformer_encoder_prenorm": dict(
+        build="nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, activation='gelu', "
+              "normalize_before=True), 2, norm=nn.LayerNorm(32))",
+        inputs=[("src", [None, 6, 32], "float32")]),
+    "lstm": dict(build="nn.LSTM(16, 24, num_layers=2, direction='bidirect')",
+                 inputs=[("x", [None, None, 16], "float32")]),
+    "lstm_forward": dict(build="nn.LSTM(16, 24)", inputs=[("x", [None, 7, 16], "float32")]),
+    "gru": dict(build="nn.GRU(16, 24, num_layers=2, direction='bidirect')",
+                inputs=[("x", [None, None, 16], "float32")]),
+    "gru_time_major": dict(build="nn.GRU(16, 24, num_layers=3, time_major=True)",
+                           inputs=[("x", [None, None, 16], "float32")]),
+}
+
+# full-size variants (hundreds of MB of weights): only with PDC_PADDLE_FULL=1
+FULL_MODELS: dict[str, dict] = {
+    "alexnet_full": dict(build="M.alexnet()", inputs=IMG(3, 224)),
+    "vgg16_full": dict(build="M.vgg16()", inputs=IMG(3, 224)),
+    "inception_v3_299": dict(build="M.inception_v3()", inputs=IMG(3, 299)),
+}
+
+BATCH = 2  # binds the first dynamic dim; other dynamic dims become SEQ
+SEQ = 5
+
+
+def feed_shape(shape):
+    dyn = lambda d: d is None or d == -1  # noqa: E731
+    return [BATCH if i == 0 and dyn(d) else SEQ if dyn(d) else d for i, d in enumerate(shape)]
+
+
+def all_specs() -> dict[str, dict]:
+    return {**MODELS, **FULL_MODELS}
+
+
+def _key(name: str, fmt: str) -> str:
+    with open(__file__, "rb") as f:
+        src = f.read()
+    try:
+        ver = importlib.metadata.version("paddlepaddle")
+    except importlib.metadata.PackageNotFoundError:
+        ver = "none"
+    h = hashlib.sha256(src + f"|{name}|{fmt}|{ver}".encode()).hexdigest()[:12]
+    return f"{name}-{fmt}-{h}"
+
+
+def model_dir(name: str, fmt: str) -> str:
+    return os.path.join(CACHE, _key(name, fmt))
+
+
+def ensure_models(names, fmt: str) -> dict[str, str]:
+    """Generates the missing models of one format (in one paddle subprocess); returns name -> folder."""
+    os.makedirs(CACHE, exist_ok=True)
+    dirs = {n: model_dir(n, fmt) for n in names}
+    with open(os.path.join(CACHE, f".lock-{fmt}"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # pytest-xdist workers may ask for the same models
+        missing = [n for n, d in dirs.items() if not os.path.isfile(os.path.join(d, "io.npz"))]
+        if missing:
+            env = dict(os.environ)
+            env["FLAGS_enable_pir_api"] = "1" if fmt == "pir" else "0"
+            env.setdefault("CUDA_VISIBLE_DEVICES", "")
+            cmd = [sys.executable, os.path.abspath(__file__), fmt] + [f"{n}={dirs[n]}" for n in missing]
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"generating {missing} ({fmt}) failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+    return dirs
+
+
+# ------------------------------------------------------------------------------------------------
+# Everything below runs only in the generator subprocess.
+
+def _generate(fmt: str, jobs: list[str]) -> None:
+    import numpy as np
+    import paddle
+    import paddle.inference as pinf
+    import paddle.nn as nn
+    import paddle.vision.models as M
+
+    paddle.set_device("cpu")
+
+    def narrow_alexnet(m):
+        # same layer types, but 64-wide hidden FC layers instead of 4096 (keeps the files small)
+        m._fc6 = nn.Linear(256 * 6 * 6, 64)
+        m._fc7 = nn.Linear(64, 64)
+        m._fc8 = nn.Linear(64, m.num_classes)
+        return m
+
+    def narrow_vgg(m):
+        m.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 64), nn.ReLU(), nn.Dropout(), nn.Linear(64, 64),
+                                     nn.ReLU(), nn.Dropout(), nn.Linear(64, m.num_classes))
+        return m
+
+    def randomize(model, rng):
+        # constant-initialized tensors (biases, norm scales, BN statistics) get random values so
+        # that a mix-up between them changes the output
+        for layer in model.sublayers(include_self=True):
+            is_norm = isinstance(layer, (nn.layer.norm._BatchNormBase, nn.LayerNorm))
+            for pname, p in list(layer.named_parameters(include_sublayers=False)) + \
+                    list(layer.named_buffers(include_sublayers=False)):
+                shape = p.shape
+                if pname.endswith("_variance"):
+                    v = rng.uniform(0.5, 1.5, shape)
+                elif pname.endswith("_mean"):
+                    v = rng.normal(0, 0.2, shape)
+                elif is_norm and pname == "weight":
+                    v = rng.uniform(0.5, 1.5, shape)
+                elif "bias" in pname:
+                    v = rng.uniform(-0.2, 0.2, shape)
+                else:
+                    continue
+                p.set_value(v.astype(p.numpy().dtype))
+
+    scope = dict(M=M, nn=nn, narrow_alexnet=narrow_alexnet, narrow_vgg=narrow_vgg)
+    specs = all_specs()
+    for job in jobs:
+        name, out = job.split("=", 1)
+        spec = specs[name]
+        paddle.seed(1234)
+        rng = np.random.default_rng(1234)
+        model = eval(spec["build"], scope)
+        randomize(model, rng)
+        model.eval()
+        if fmt == "legacy":
+            for layer in model.sublayers(include_self=True):
+                if isinstance(layer, nn.layer.rnn.RNNBase):
+                    # the legacy exporter cannot convert RNN's uninitialized dropout-state buffer
+                    layer.register_buffer("_dropout_state", paddle.zeros([0], "uint8"), persistable=False)
+        input_spec = [paddle.static.InputSpec(list(shape), dtype, n) for n, shape, dtype in spec["inputs"]]
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".tmp-")
+        prefix = os.path.join(tmp, "inference")
+        paddle.jit.save(model, prefix, input_spec=input_spec)
+        feeds = {n: rng.standard_normal(feed_shape(shape)).astype(dtype) for n, shape, dtype in spec["inputs"]}
+
+        # Paddle's answer for the exported files, through its inference API (no IR optimizations)
+        model_file = prefix + (".json" if fmt == "pir" else ".pdmodel")
+        config = pinf.Config(model_file, prefix + ".pdiparams")
+        config.disable_gpu()
+        config.switch_ir_optim(False)
+        config.disable_glog_info()
+        predictor = pinf.create_predictor(config)
+        for n in predictor.get_input_names():
+            predictor.get_input_handle(n).copy_from_cpu(feeds[n])
+        predictor.run()
+        outs = [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
+
+        arrays = {f"in_{n}": a for n, a in feeds.items()}
+        arrays.update({f"out_{k}": np.asarray(a) for k, a in enumerate(outs)})
+        np.savez(os.path.join(tmp, "io.npz"), **arrays)
+        with open(os.path.join(tmp, "spec.json"), "w") as f:
+            json.dump(dict(name=name, format=fmt, input_names=predictor.get_input_names(),
+                           output_names=predictor.get_output_names(), paddle=paddle.__version__), f)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        print(f"generated {name} ({fmt}) -> {out}", flush=True)
+
+
+if __name__ == "__main__":
+    _generate(sys.argv[1], sys.argv[2:])
