@@ -129,6 +129,8 @@ def _generate(fmt: str, jobs: list[str]) -> None:
     import paddle.vision.models as M
 
     paddle.set_device("cpu")
+    if fmt == "legacy":
+        _patch_legacy_matmul(paddle)
 
     def narrow_alexnet(m):
         # same layer types, but 64-wide hidden FC layers instead of 4096 (keeps the files small)
@@ -205,6 +207,24 @@ def _generate(fmt: str, jobs: list[str]) -> None:
             shutil.rmtree(out)
         os.replace(tmp, out)
         print(f"generated {name} ({fmt}) -> {out}", flush=True)
+
+
+def _patch_legacy_matmul(paddle):
+    # paddle 3.3.1's paddle.matmul only accepts PIR values in static mode, so legacy-mode exports of
+    # models that call it (MultiHeadAttention) fail; build the legacy matmul_v2 op directly instead
+    from paddle.base.layer_helper import LayerHelper
+    original = paddle.matmul
+
+    def matmul(x, y, transpose_x=False, transpose_y=False, name=None):
+        if paddle.in_dynamic_mode():
+            return original(x, y, transpose_x, transpose_y)
+        helper = LayerHelper("matmul_v2")
+        out = helper.create_variable_for_type_inference(x.dtype)
+        helper.append_op(type="matmul_v2", inputs={"X": x, "Y": y}, outputs={"Out": out},
+                         attrs={"trans_x": transpose_x, "trans_y": transpose_y})
+        return out
+
+    paddle.matmul = matmul
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""Shared pytest setup. The model zoo part: the `zoo` marker and the `zoo` fixture (see tests/zoo.py)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import zoo as _zoo
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "zoo: uses a Paddle-generated zoo model (needs paddlepaddle + paddle2onnx; generated once and "
+                   "cached in .cache/zoo, see tools/make_zoo.py)")
+
+
+def zoo_required() -> bool:
+    """In CI (or with PDC_ZOO_REQUIRED=1) a zoo model that cannot be generated fails the test instead of skipping."""
+    return bool(os.environ.get("PDC_ZOO_REQUIRED") or os.environ.get("CI"))
+
+
+@pytest.fixture(scope="session")
+def zoo():
+    """`zoo(name)` -> path of the zoo model's model.onnx; skips when Paddle is absent (fails in CI)."""
+    def get(name: str) -> str:
+        try:
+            return _zoo.zoo_model(name)
+        except _zoo.ZooUnavailable as e:
+            if zoo_required():
+                pytest.fail(str(e), pytrace=False)
+            pytest.skip(str(e))
+        except _zoo.ZooError as e:
+            pytest.fail(str(e), pytrace=False)
+    return get
