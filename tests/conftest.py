@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
-import zoo as _zoo
+if str(Path(__file__).parent) not in sys.path:  # tests/ helpers (zoo, tolerances) under any --import-mode
+    sys.path.insert(0, str(Path(__file__).parent))
+
+import zoo as _zoo  # noqa: E402
 
 
 def pytest_configure(config):
@@ -25,10 +30,9 @@ def zoo():
     def get(name: str) -> str:
         try:
             return _zoo.zoo_model(name)
-        except _zoo.ZooUnavailable as e:
-            if zoo_required():
-                pytest.fail(str(e), pytrace=False)
-            pytest.skip(str(e))
         except _zoo.ZooError as e:
-            pytest.fail(str(e), pytrace=False)
+            error = e
+        if isinstance(error, _zoo.ZooUnavailable) and not zoo_required():
+            pytest.skip(str(error))
+        pytest.fail(str(error), pytrace=False)
     return get

@@ -13,6 +13,7 @@ inputs `in_<name>` and Paddle's outputs `out_<k>`), spec.json.
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import importlib.metadata
 import json
@@ -115,6 +116,10 @@ def ensure_models(names, fmt: str) -> dict[str, str]:
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if r.returncode != 0:
                 raise RuntimeError(f"generating {missing} ({fmt}) failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+            for n in missing:  # drop the folders of older generator versions
+                for old in glob.glob(os.path.join(CACHE, f"{n}-{fmt}-*")):
+                    if old != dirs[n]:
+                        shutil.rmtree(old, ignore_errors=True)
     return dirs
 
 
@@ -224,7 +229,7 @@ def _patch_legacy_matmul(paddle):
                          attrs={"trans_x": transpose_x, "trans_y": transpose_y})
         return out
 
-    paddle.matmul = matmul
+    paddle.matmul = paddle.tensor.matmul = paddle.tensor.linalg.matmul = matmul
 
 
 if __name__ == "__main__":

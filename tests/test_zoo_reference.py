@@ -26,7 +26,11 @@ def test_matches_onnxruntime(name, zoo):
     try:
         rows = zoo_lib.compare(path)
     except PdcError as e:  # unsupported op, verify failure...: pdc's one-line message says it all
-        pytest.fail(f"{type(e).__name__}: {e}", pytrace=False)
+        error = f"{type(e).__name__}: {e}"
+    else:
+        error = None
+    if error:
+        pytest.fail(error, pytrace=False)
     bad = [r for r in rows if r["pdc_shape"] != r["shape"] or r["rel_error"] > r["tolerance"]]
     assert not bad, "; ".join(
         f"output '{r['output']}': pdc {r['pdc_dtype']}{r['pdc_shape']} vs onnxruntime {r['dtype']}{r['shape']}, "
@@ -82,6 +86,13 @@ def test_parallel_workers_build_once(tmp_path):
     assert len({tuple(r) for r in results}) == 1  # same path, same build
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("tiny_cnn")] == [Path(results[0][0]).parent.name]
     assert not any((tmp_path / "tmp").iterdir())
+
+
+def test_missing_paddle_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("PDC_ZOO_CACHE", str(tmp_path))
+    monkeypatch.setattr(zoo_lib, "paddle_missing", lambda: "paddle not installed")
+    with pytest.raises(zoo_lib.ZooUnavailable, match="'resnet18' needs Paddle: paddle not installed"):
+        zoo_lib.zoo_model("resnet18")
 
 
 def test_unknown_model_is_a_clear_error():

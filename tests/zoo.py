@@ -328,15 +328,19 @@ def model_meta(name: str) -> Optional[dict]:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def prune() -> list[Path]:
-    """Removes cache entries that no current zoo model uses (old keys, stale temporary folders)."""
-    keep = {entry_dir(s).name for s in SPECS} | {"locks"}
+def prune(stale_after_s: float = 3600) -> list[Path]:
+    """Removes cache entries no current zoo model uses, and temporary folders left by killed builds."""
+    keep = {entry_dir(s).name for s in SPECS} | {"locks", "tmp"}
     removed = []
-    if cache_dir().is_dir():
-        for p in cache_dir().iterdir():
-            if p.is_dir() and p.name not in keep:
-                shutil.rmtree(p, ignore_errors=True)
-                removed.append(p)
+    if not cache_dir().is_dir():
+        return removed
+    candidates = [p for p in cache_dir().iterdir() if p.is_dir() and p.name not in keep]
+    tmp = cache_dir() / "tmp"
+    if tmp.is_dir():  # a young temporary folder may belong to a build in progress
+        candidates += [p for p in tmp.iterdir() if time.time() - p.stat().st_mtime > stale_after_s]
+    for p in candidates:
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
     return removed
 
 

@@ -94,7 +94,7 @@ def tensor_to_array(t: onnx.TensorProto, where: str) -> np.ndarray:
     except Exception as e:
         raise PdcError(f"{where}: cannot read tensor '{t.name}': {e}") from None
     dt = dtypes.from_onnx(t.data_type).np
-    return np.ascontiguousarray(arr.astype(dt, copy=False))
+    return np.array(arr, dtype=dt, order="C")
 
 
 def attr_value(a: onnx.AttributeProto, where: str):
@@ -246,6 +246,7 @@ class OnnxImporter:
         if folded is not None:  # shape arithmetic and other small constant subgraphs
             for v, data in zip(node.outputs, folded):
                 v.data = data
+                v.type = v.type.with_shape(data.shape)
                 self.graph.constants.append(v)
         else:
             self.graph.nodes.append(node)

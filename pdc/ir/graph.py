@@ -89,7 +89,7 @@ class Graph:
         from . import dtypes
         data = np.asarray(data)
         dt = dtype or dtypes.from_numpy(data.dtype)
-        v = Value(name, TensorType(dt, data.shape), np.ascontiguousarray(data.astype(dt.np, copy=False)))
+        v = Value(name, TensorType(dt, data.shape), np.array(data, dtype=dt.np, order="C"))
         self.constants.append(v)
         return v
 

@@ -45,8 +45,13 @@ def _register(name, inputs, outputs, infer, fn, *, attrs=None, verify=None, doc=
     def reference(args, node_attrs):
         with np.errstate(all="ignore"):  # overflow, 0/0, log(-1): IEEE results are the answer
             return fn(args, with_defaults(REGISTRY[name], node_attrs))
-    return register_op(name, inputs, outputs, infer=infer, reference=reference, attrs=attrs, verify=verify,
-                       doc=doc, onnx=onnx, elementwise=True)
+
+    def checked_infer(ctx: InferContext):
+        if verify is not None:  # bad attribute values fail as soon as a node is built, not only in verify_graph
+            verify(ctx)
+        return infer(ctx)
+    return register_op(name, inputs, outputs, infer=checked_infer, reference=reference, attrs=attrs,
+                       verify=verify, doc=doc, onnx=onnx, elementwise=True)
 
 
 def _check_inputs(ctx: InferContext, allowed, indices=None):

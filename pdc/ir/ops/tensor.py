@@ -31,6 +31,13 @@ def runtime_error(msg: str):
     raise PdcError(msg)
 
 
+def _err(ctx: Optional[InferContext], msg: str):
+    """Fails inference (with a context) or a reference run (without one)."""
+    if ctx is not None:
+        ctx.fail(msg)
+    runtime_error(msg)
+
+
 def ints_of(arr) -> list[int]:
     return [int(v) for v in np.asarray(arr).reshape(-1)]
 
@@ -255,6 +262,7 @@ def _split_infer(ctx: InferContext):
         ctx.fail(f"num_outputs={num_outputs} but the node has {n} outputs")
     if num_outputs is not None and ctx.has_input(1):
         ctx.fail("give either the split input or num_outputs, not both")
+    _split_verify(ctx)
     if t.shape is None:
         return [t] * n
     axis = normalize_axis(ctx.attrs.get("axis", 0), t.rank, ctx)
@@ -289,21 +297,22 @@ def _split_ref(inputs, attrs):
         if sum(sizes) != x.shape[axis]:
             runtime_error(f"split: sizes {sizes} do not add up to dim {axis} ({x.shape[axis]})")
     else:
-        sizes = _equal_split(x.shape[axis], n or attrs["__num_outputs__"])
+        sizes = _equal_split(x.shape[axis], n)
         if sizes is None:
             runtime_error(f"split: cannot split dim {axis} ({x.shape[axis]}) into {n} parts")
     return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
 
 
-def _split_reference(inputs, attrs):
-    return _split_ref(inputs, attrs)
+def _split_verify(ctx: InferContext):
+    if not ctx.has_input(1) and ctx.attrs.get("num_outputs") is None:
+        ctx.fail("needs the split input or the num_outputs attribute")
 
 
 register_op("split", ["input", "split?"], ["outputs*"], onnx="Split",
             attrs={"axis": Attr("int", 0), "num_outputs": Attr("int", None)},
-            infer=_split_infer, reference=_split_reference,
-            doc="Splits along an axis by the sizes in `split`, else into equal parts (the last one smaller), "
-                "as many as the node has outputs.")
+            infer=_split_infer, reference=_split_ref, verify=_split_verify,
+            doc="Splits along an axis by the sizes in `split`, else into num_outputs equal parts "
+                "(the last one smaller).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,15 +337,15 @@ def slice_bounds(dim: int, start: int, end: int, step: int):
 def _slice_params(rank, starts, ends, axes, steps, ctx=None):
     if not len(starts) == len(ends):
         msg = f"starts ({len(starts)}) and ends ({len(ends)}) differ in length"
-        ctx.fail(msg) if ctx else runtime_error(msg)
+        _err(ctx, msg)
     axes = list(range(len(starts))) if axes is None else axes
     steps = [1] * len(starts) if steps is None else steps
     if not len(axes) == len(steps) == len(starts):
         msg = f"starts, ends, axes and steps differ in length ({len(starts)}, {len(axes)}, {len(steps)})"
-        ctx.fail(msg) if ctx else runtime_error(msg)
+        _err(ctx, msg)
     if 0 in steps:
         msg = "a step is 0"
-        ctx.fail(msg) if ctx else runtime_error(msg)
+        _err(ctx, msg)
     return list(zip(norm_axes(axes, rank, ctx), starts, ends, steps))
 
 
@@ -350,11 +359,13 @@ def _slice_infer(ctx: InferContext):
     known = starts is not None and ends is not None and (axes is not None or not ctx.has_input(3)) \
         and (steps is not None or not ctx.has_input(4))
     if not known:
-        if axes is None and ctx.has_input(3):
-            return [t.with_shape((UNKNOWN,) * t.rank)]
-        touched = range(ctx.const(1).size if starts is not None else t.rank) if axes is None else \
-            norm_axes(axes, t.rank, ctx)
-        return [t.with_shape(UNKNOWN if i in set(touched) else d for i, d in enumerate(t.shape))]
+        if axes is not None:
+            touched = set(norm_axes(axes, t.rank, ctx))
+        elif not ctx.has_input(3) and known_length(ctx, 1) is not None:
+            touched = set(range(known_length(ctx, 1)))  # the leading axes
+        else:
+            touched = set(range(t.rank))
+        return [t.with_shape(UNKNOWN if i in touched else d for i, d in enumerate(t.shape))]
     out = list(t.shape)
     for axis, start, end, step in _slice_params(t.rank, starts, ends, axes, steps, ctx):
         dim = t.shape[axis]
@@ -506,7 +517,7 @@ def _pad_widths(rank, pads, axes, ctx=None):
     axes = list(range(rank)) if axes is None else norm_axes(axes, rank, ctx)
     if len(pads) != 2 * len(axes):
         msg = f"pads has {len(pads)} entries, expected {2 * len(axes)} (2 per axis)"
-        ctx.fail(msg) if ctx else runtime_error(msg)
+        _err(ctx, msg)
     widths = [(0, 0)] * rank
     for i, a in enumerate(axes):
         widths[a] = (pads[i], pads[i + len(axes)])
@@ -714,11 +725,12 @@ def _cum_sum_ref(inputs, attrs):
     if x.ndim == 0:
         runtime_error("cum_sum: input must have rank >= 1")
     axis = normalize_axis(int(np.asarray(inputs[1]).reshape(-1)[0]), x.ndim)
-    y = np.flip(x, axis) if attrs.get("reverse", 0) else x
-    y = np.cumsum(y, axis=axis, dtype=x.dtype)
-    if attrs.get("exclusive", 0):
-        y = y - (np.flip(x, axis) if attrs.get("reverse", 0) else x)
-    return np.ascontiguousarray(np.flip(y, axis) if attrs.get("reverse", 0) else y)
+    reverse = attrs.get("reverse", 0)
+    y = np.cumsum(np.flip(x, axis) if reverse else x, axis=axis, dtype=x.dtype)
+    if attrs.get("exclusive", 0):  # shift by one: y[i] = sum of the elements before i
+        head = np.zeros_like(np.take(y, [0], axis=axis))
+        y = np.concatenate([head, np.take(y, np.arange(y.shape[axis] - 1), axis=axis)], axis=axis)
+    return np.ascontiguousarray(np.flip(y, axis) if reverse else y)
 
 
 register_op("cum_sum", ["x", "axis"], ["y"], onnx="CumSum",
