@@ -27,7 +27,30 @@ def _load(path: str):
 def cmd_opt(args) -> int:
     from .ir.printer import print_graph
     from .ir.textio import save_ir
+    from .passes import PassManager, all_passes, parse_pipeline
+    from .passes.manager import pipeline_for_level
+    if args.list_passes:
+        for name, cls in sorted(all_passes().items()):
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            opts = cls().options()
+            spelled = ", ".join(f"{k}={v}" for k, v in opts.items())
+            print(f"{name}{'{' + spelled + '}' if spelled else ''}\n    {doc}")
+        return 0
+    if not args.model:
+        raise PdcError("opt: a MODEL is required (or --list-passes)")
+    pipeline = args.passes if args.passes is not None else pipeline_for_level(args.opt_level if args.opt_level is not None else 0)
+    passes = parse_pipeline(pipeline)
     graph = _load(args.model)
+    before = Counter(n.op for n in graph.nodes)
+    n_before = len(graph.nodes)
+    PassManager(passes, verify_each=args.verify_each, print_after_all=args.print_ir_after_all,
+                print_after=set(args.print_ir_after or ()), timing=args.pass_timing).run(graph)
+    if args.stats:
+        print(json.dumps({"pipeline": pipeline, "nodes_before": n_before, "nodes_after": len(graph.nodes),
+                          "ops_before": dict(sorted(before.items())),
+                          "ops_after": dict(sorted(Counter(n.op for n in graph.nodes).items()))}, indent=2))
+        if not args.output:
+            return 0
     if args.output:
         save_ir(graph, args.output)
         print(f"wrote {args.output} and {args.output}.npz", file=sys.stderr)
@@ -155,8 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Imports MODEL (.onnx or .pdir) and emits its IR text. With -o FILE, writes "
                                      "FILE (the text) and FILE.npz (the constants); FILE is then a complete model "
                                      "that every pdc command accepts.")
-    opt.add_argument("model", metavar="MODEL")
+    opt.add_argument("model", metavar="MODEL", nargs="?")
     opt.add_argument("--emit", choices=["ir"], default="ir", help="what to emit (default: ir)")
+    opt.add_argument("--passes", metavar="PIPELINE",
+                     help="passes to run, e.g. 'fold-constants,fuse-elementwise{max-ops=8}' (overrides -O)")
+    opt.add_argument("-O", dest="opt_level", type=int, choices=[0, 1, 2], metavar="LEVEL",
+                     help="optimization level 0, 1 or 2 (default for opt: 0, i.e. the imported IR)")
+    opt.add_argument("--list-passes", action="store_true", help="list the passes and their options")
+    opt.add_argument("--verify-each", action="store_true", help="run the IR verifier after every pass")
+    opt.add_argument("--print-ir-after-all", action="store_true", help="print the IR (stderr) after every pass")
+    opt.add_argument("--print-ir-after", action="append", metavar="PASS", help="print the IR after PASS")
+    opt.add_argument("--pass-timing", action="store_true", help="print the time each pass took (stderr)")
+    opt.add_argument("--stats", action="store_true",
+                     help="print JSON node counts and op histograms before and after (instead of the IR)")
     opt.add_argument("-o", "--output", metavar="FILE", help="write to FILE (+ FILE.npz) instead of stdout")
     opt.set_defaults(func=cmd_opt)
 

@@ -98,3 +98,8 @@ def test_missing_paddle_is_reported(tmp_path, monkeypatch):
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(zoo_lib.ZooError, match="unknown zoo model 'nope'"):
         zoo_lib.zoo_model("nope")
+
+
+def test_paddle_stays_out_of_the_test_process():
+    # exports run in a subprocess: importing paddle here would cost seconds per pytest worker
+    assert "paddle" not in sys.modules

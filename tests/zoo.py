@@ -245,7 +245,7 @@ def _generate_paddle(specs: list[ZooSpec]) -> dict[str, ZooError]:
                 _publish(s, tmps[s.name], r["seconds"])
                 continue
             why = r["error"] if r else f"the export process exited with {proc.returncode}"
-            errors[s.name] = ZooError(f"zoo model '{s.name}': paddle export failed: {why}\n{_tail(log)}")
+            errors[s.name] = ZooError(f"zoo model '{s.name}': paddle export failed: {why}\n{_tail(log, s.name)}")
     except subprocess.TimeoutExpired:
         for s in specs:
             if not _ready(s):
@@ -257,9 +257,19 @@ def _generate_paddle(specs: list[ZooSpec]) -> dict[str, ZooError]:
     return errors
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    text = path.read_text(errors="replace").splitlines()
-    return "\n".join("    " + ln for ln in text[-lines:])
+LOG_MARK = "### zoo model: "  # paddle_models.py starts each model's part of the log with this line
+
+
+def _tail(path: Path, name: str, lines: int = 12) -> str:
+    """The end of model `name`'s part of the export log."""
+    text = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    mark = LOG_MARK + name
+    part = text[text.index(mark) + 1:] if mark in text else text  # no mark: it died before; show the end
+    for i, ln in enumerate(part):
+        if ln.startswith(LOG_MARK):
+            part = part[:i]
+            break
+    return "\n".join("    " + ln for ln in part[-lines:])
 
 
 def _generate(specs: list[ZooSpec]) -> dict[str, ZooError]:

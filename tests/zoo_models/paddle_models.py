@@ -22,6 +22,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # exports are CPU work; keep 
 import paddle  # noqa: E402
 
 MODEL_PREFIX = "model"  # paddle.onnx.export appends ".onnx"
+LOG_MARK = "### zoo model: "
 
 
 class _RnnOutput(paddle.nn.Layer):
@@ -72,12 +73,14 @@ def main(jobs_path: str, results_path: str) -> None:
         jobs = json.load(f)
     results = {}
     for job in jobs:
+        print(f"{LOG_MARK}{job['name']}", file=sys.stderr, flush=True)  # splits the log per model
         t0 = time.perf_counter()
         try:
             export(job)
             results[job["name"]] = {"ok": True, "seconds": time.perf_counter() - t0}
         except Exception as e:
             traceback.print_exc()
+            sys.stderr.flush()
             results[job["name"]] = {"ok": False, "seconds": time.perf_counter() - t0,
                                     "error": f"{type(e).__name__}: {e}"}
     with open(results_path, "w") as f:
