@@ -72,7 +72,7 @@ def _convert_option(pass_name: str, field: dataclasses.Field, text: str):
             return float(text)
         return text
     except ValueError:
-        raise PdcError(f"pass '{pass_name}': option '{field.name.replace('_', '-')}' expects {"an" if kind == "int" else "a"} {kind}, "
+        raise PdcError(f"pass '{pass_name}': option '{field.name.replace('_', '-')}' expects {'an' if kind == 'int' else 'a'} {kind}, "
                        f"got '{text}'") from None
 
 

@@ -262,7 +262,11 @@ def _flatten_infer(ctx: InferContext):
     x = ctx.types[0]
     if x.shape is None:
         return [TensorType(x.dtype, (UNKNOWN, UNKNOWN))]
-    axis = normalize_axis(ctx.attrs.get("axis", 1), len(x.shape), ctx, inclusive=True)
+    rank = len(x.shape)
+    axis = ctx.attrs.get("axis", 1)
+    if not -rank <= axis <= rank:
+        ctx.fail(f"axis {axis} is out of range [-{rank}, {rank}]")
+    axis = axis + rank if axis < 0 else axis
     return [TensorType(x.dtype, (dims_product(x.shape[:axis]), dims_product(x.shape[axis:])))]
 
 

@@ -1,5 +1,5 @@
-"""Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, QLinearMatMul,
-QLinearConv and MatMulInteger (ConvInteger lives with the convolutions in nn_conv).
+"""Quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, QLinearMatMul and
+QLinearConv. (MatMulInteger and ConvInteger live with the NN ops in nn.py / nn_conv.py.)
 
 Quantized types are int8/uint8/int16/uint16 (and int32 as a DequantizeLinear input). Scales and
 zero points are per tensor (a scalar or a one-element 1-D tensor), per axis (1-D along `axis`),
@@ -256,22 +256,6 @@ def _check_int_inputs(ctx, pairs):
         if zp is not None and ctx.has_input(zp) and ctx.types[zp].dtype is not ctx.types[i].dtype:
             ctx.fail(f"zero point (input {zp}) dtype {ctx.types[zp].dtype} differs from input {i}'s "
                      f"{ctx.types[i].dtype}")
-
-
-def _matmul_integer_infer(ctx: InferContext):
-    _check_int_inputs(ctx, [(0, 2), (1, 3)])
-    return [TensorType(dtypes.int32, _matmul_shape(ctx, ctx.types[0].shape, ctx.types[1].shape))]
-
-
-def _matmul_integer_reference(inputs, attrs):
-    inputs = list(inputs) + [None] * (4 - len(inputs))
-    a, b, a_zp, b_zp = inputs
-    return _int_matmul(a, a_zp, b, b_zp).astype(np.int32)
-
-
-register_op("matmul_integer", ["A", "B", "a_zero_point?", "b_zero_point?"], ["Y"], onnx="MatMulInteger",
-            infer=_matmul_integer_infer, reference=_matmul_integer_reference,
-            doc="ONNX MatMulInteger: (A - a_zero_point) @ (B - b_zero_point) in int32.")
 
 
 def _qlinear_matmul_infer(ctx: InferContext):
