@@ -114,12 +114,13 @@ def ensure_models(names, fmt: str) -> dict[str, str]:
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
             cmd = [sys.executable, os.path.abspath(__file__), fmt] + [f"{n}={dirs[n]}" for n in missing]
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            for n in missing:  # drop the folders of older generator versions
+                if os.path.isdir(dirs[n]):
+                    for old in glob.glob(os.path.join(CACHE, f"{n}-{fmt}-*")):
+                        if old != dirs[n]:
+                            shutil.rmtree(old, ignore_errors=True)
             if r.returncode != 0:
                 raise RuntimeError(f"generating {missing} ({fmt}) failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
-            for n in missing:  # drop the folders of older generator versions
-                for old in glob.glob(os.path.join(CACHE, f"{n}-{fmt}-*")):
-                    if old != dirs[n]:
-                        shutil.rmtree(old, ignore_errors=True)
     return dirs
 
 
@@ -135,7 +136,7 @@ def _generate(fmt: str, jobs: list[str]) -> None:
 
     paddle.set_device("cpu")
     if fmt == "legacy":
-        _patch_legacy_matmul(paddle)
+        _patch_legacy_ops(paddle)
 
     def narrow_alexnet(m):
         # same layer types, but 64-wide hidden FC layers instead of 4096 (keeps the files small)
@@ -226,7 +227,7 @@ def _generate(fmt: str, jobs: list[str]) -> None:
 
 
 
-def _patch_legacy_matmul(paddle):
+def _patch_legacy_ops(paddle):
     # paddle 3.3.1's paddle.matmul only accepts PIR values in static mode, so legacy-mode exports of
     # models that call it (MultiHeadAttention) fail; build the legacy matmul_v2 op directly instead
     from paddle.base.layer_helper import LayerHelper
@@ -242,6 +243,19 @@ def _patch_legacy_matmul(paddle):
         return out
 
     paddle.matmul = sys.modules["paddle.tensor"].matmul = matmul
+
+    F = sys.modules["paddle.nn.functional"]
+    original_gelu = F.gelu
+
+    def gelu(x, approximate=False, name=None):  # the same problem
+        if paddle.in_dynamic_mode():
+            return original_gelu(x, approximate)
+        helper = LayerHelper("gelu")
+        out = helper.create_variable_for_type_inference(x.dtype)
+        helper.append_op(type="gelu", inputs={"X": x}, outputs={"Out": out}, attrs={"approximate": approximate})
+        return out
+
+    F.gelu = gelu
 
 
 if __name__ == "__main__":

@@ -108,6 +108,12 @@ def test_unary_half_rounds_once(op, dtype):
     np.testing.assert_allclose(got.astype(np.float32), want, rtol=tol, atol=1e-6)
 
 
+@pytest.mark.parametrize("op", ["Erf", "Sigmoid", "Relu", "Neg"])
+@pytest.mark.parametrize("shape", [(), (0, 3)])
+def test_unary_scalar_and_empty(op, shape):
+    check(op, [("x", randn(*shape))])
+
+
 def test_round_half_to_even():
     check("Round", [("x", np.array([0.5, 1.5, 2.5, -0.5, -1.5, 2.4, -2.6, 0.0], np.float32))])
 

@@ -19,7 +19,9 @@ import traceback
 os.environ.setdefault("GLOG_minloglevel", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # exports are CPU work; keep GPUs out of it
 
+import numpy as np  # noqa: E402
 import paddle  # noqa: E402
+from paddle.nn.layer.norm import _BatchNormBase  # noqa: E402
 
 MODEL_PREFIX = "model"  # paddle.onnx.export appends ".onnx"
 LOG_MARK = "### zoo model: "
@@ -56,10 +58,43 @@ def build_rnn(p):
 BUILDERS = {"vision": build_vision, "transformer_encoder": build_transformer_encoder, "rnn": build_rnn}
 
 
+def randomize(model, p) -> None:
+    """Makes a freshly initialized model a stronger test.
+
+    Fresh layers have zero biases and identity norm layers (scale 1, shift 0, mean 0, variance 1),
+    which would hide mistakes in how those are handled, and with random weights the activations
+    shrink or grow layer after layer. So: random biases and norm scales, then batch-norm statistics
+    measured on a random batch (one train-mode forward, momentum 0), which keeps activations near
+    unit scale and makes every batch norm a real affine map.
+    """
+    rng = np.random.default_rng(p.get("seed", 0))
+    for name, param in model.named_parameters():
+        if "bias" in name.rsplit(".", 1)[-1]:
+            param.set_value(rng.normal(0.0, 0.1, param.shape).astype("float32"))
+    layers = model.sublayers(include_self=True)
+    for layer in layers:
+        if isinstance(layer, (_BatchNormBase, paddle.nn.LayerNorm)) and layer.weight is not None:
+            layer.weight.set_value(rng.uniform(0.5, 1.5, layer.weight.shape).astype("float32"))
+    bns = [layer for layer in layers if isinstance(layer, _BatchNormBase)]
+    if bns:
+        for bn in bns:
+            bn._momentum = 0.0  # running stats := this batch's stats
+        shape = [2 if d is None else d for d in p["input_shape"]]
+        shape[0] = max(shape[0], 2)
+        model.train()
+        with paddle.no_grad():
+            model(paddle.to_tensor(rng.standard_normal(shape).astype("float32")))
+        for bn in bns:
+            bn._momentum = 0.9
+            # nearly dead channels would have a variance near 0, and dividing by it amplifies rounding noise
+            bn._variance.set_value(np.maximum(bn._variance.numpy(), 0.01))
+
+
 def export(job) -> None:
     p = job["params"]
     paddle.seed(p.get("seed", 0))  # per model, so weights do not depend on which batch it was built in
     model = BUILDERS[job["builder"]](p)
+    randomize(model, p)
     model.eval()
     spec = paddle.static.InputSpec(p["input_shape"], "float32", "x")
     paddle.onnx.export(model, os.path.join(job["out_dir"], MODEL_PREFIX), input_spec=[spec],

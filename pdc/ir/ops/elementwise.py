@@ -117,7 +117,8 @@ _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 
 
 def _erf(x):
-    return _erf_scalar(x.astype(np.float64)).astype(np.float64).astype(x.dtype)
+    # NumPy has no erf; math.erf is exact to double precision (frompyfunc gives a scalar for 0-d input)
+    return np.asarray(_erf_scalar(np.asarray(x, np.float64)), np.float64).astype(x.dtype)
 
 
 def _softplus(x):

@@ -98,16 +98,25 @@ def conv_nd(x: np.ndarray, w: np.ndarray, group: int, attrs: dict, acc) -> np.nd
     n, c = x.shape[:2]
     m, nsp = w.shape[0], len(kernel)
     cg, mg = c // group, m // group
+    if group == 1 and prod(kernel) == 1 and list(out) == list(x.shape[2:]) and not any(begin):
+        # pointwise (1x1, stride 1, unpadded): one product, no window gathering
+        xm = x.reshape(n, c, -1).astype(acc, copy=False)
+        return np.matmul(w.reshape(m, c).astype(acc, copy=False), xm).reshape(n, m, *out)
     win = extract_windows(x, kernel, strides, dilations, begin, out, 0)  # (N, C, *O, *K)
+    if cg == 1 and group > 1:
+        # depthwise: a multiply-add per kernel tap beats gathering tiny matrices
+        y = np.zeros((n, group, mg, *out), acc)
+        wd = w.reshape(group, mg, -1).astype(acc, copy=False)
+        bshape = (1, group, mg) + (1,) * nsp
+        for t, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
+            y += win[(slice(None), slice(None), None, Ellipsis) + tap] * wd[:, :, t].reshape(bshape)
+        return y.reshape(n, m, *out)
     win = win.reshape(n, group, cg, *out, *kernel)
     # rows: (N, *O); columns: (Cg, *K) -- one matrix per group
     perm = [1, 0, *range(3, 3 + nsp), 2, *range(3 + nsp, 3 + 2 * nsp)]
     cols = np.ascontiguousarray(win.transpose(perm), dtype=acc).reshape(group, n * prod(out), cg * prod(kernel))
     wm = w.reshape(group, mg, cg * prod(kernel)).astype(acc, copy=False).transpose(0, 2, 1)
-    if cg * prod(kernel) == 1 or mg == 1 and group > 1:
-        y = np.einsum("gpk,gkm->gpm", cols, wm)  # depthwise: many tiny products
-    else:
-        y = np.matmul(cols, wm)  # (G, N*O, Mg)
+    y = np.matmul(cols, wm)  # (G, N*O, Mg)
     y = y.reshape(group, n, prod(out), mg).transpose(1, 0, 3, 2).reshape(n, m, *out)
     return y
 
