@@ -73,7 +73,10 @@ def type_from_proto(tp: onnx.TypeProto, where: str) -> Optional[TensorType]:
     tt = tp.tensor_type
     if tt.elem_type == 0:
         return None
-    dt = dtypes.from_onnx(tt.elem_type)
+    try:
+        dt = dtypes.from_onnx(tt.elem_type)
+    except UnsupportedError as e:
+        raise UnsupportedError(f"{where}: {e}") from None
     if not tt.HasField("shape"):
         return TensorType(dt, None)
     dims = []

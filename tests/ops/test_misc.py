@@ -1,6 +1,5 @@
 """Einsum and Det against ONNX Runtime."""
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from onnx import helper
@@ -17,8 +16,8 @@ def one_node(op, arrays, attrs=None, opset=18):
     node = helper.make_node(op, list(feeds), ["y"], **(attrs or {}))
     model = helper.make_model(helper.make_graph([node], "t", vis, [helper.make_tensor_value_info("y", 0, None)]),
                               opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
-    inferred = onnx.shape_inference.infer_shapes(model)
-    model.graph.output[0].CopyFrom(inferred.graph.output[0])  # ORT wants typed outputs
+    # ORT wants a typed output
+    model.graph.output[0].type.tensor_type.elem_type = helper.np_dtype_to_tensor_dtype(arrays[0].dtype)
     return model, feeds
 
 
@@ -40,7 +39,7 @@ def randn(*shape, dtype=np.float32):
 @pytest.mark.parametrize("equation,shapes", [
     ("ij,jk->ik", [(3, 4), (4, 5)]),
     ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]),
-    ("...ij,...jk->...ik", [(2, 1, 3, 4), (3, 4, 5)]),  # broadcast batch dims
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (1, 3, 4, 5)]),  # broadcast batch dims
     ("ii->i", [(4, 4)]),
     ("...ii->...i", [(2, 3, 3)]),
     ("ij->", [(3, 4)]),

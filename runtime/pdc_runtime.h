@@ -1,0 +1,62 @@
+/* pdc thin runtime: status codes, tensor descriptors, arena helpers and a small thread pool.
+ * C99. No allocation on the inference path: the pool's threads are created once by
+ * pdc_threads_init and the arena is memory the caller owns. */
+#ifndef PDC_RUNTIME_H
+#define PDC_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    PDC_OK = 0,
+    PDC_ERR_NULL_ARGUMENT = 1,   /* a required pointer was NULL */
+    PDC_ERR_MISALIGNED = 2,      /* the arena is not PDC_ALIGNMENT-byte aligned */
+    PDC_ERR_WEIGHTS = 3,         /* the weights file is missing, short or corrupt */
+    PDC_ERR_THREADS = 4,         /* the thread pool could not start */
+    PDC_ERR_INTERNAL = 5
+} pdc_status;
+
+/* Element types, numbered as in ONNX's TensorProto.DataType. */
+typedef enum {
+    PDC_FLOAT32 = 1, PDC_UINT8 = 2, PDC_INT8 = 3, PDC_UINT16 = 4, PDC_INT16 = 5, PDC_INT32 = 6,
+    PDC_INT64 = 7, PDC_BOOL = 9, PDC_FLOAT16 = 10, PDC_FLOAT64 = 11, PDC_UINT32 = 12, PDC_UINT64 = 13,
+    PDC_BFLOAT16 = 16
+} pdc_dtype;
+
+/* Describes one model input or output. */
+typedef struct {
+    const char *name;      /* the model's tensor name (may contain any characters) */
+    pdc_dtype dtype;
+    int rank;
+    const int64_t *shape;  /* rank entries */
+    size_t bytes;          /* size of the whole tensor */
+} pdc_tensor_info;
+
+#define PDC_ALIGNMENT 64
+
+const char *pdc_status_string(pdc_status status);
+size_t pdc_dtype_size(pdc_dtype dtype);
+
+/* Rounds n up to a multiple of PDC_ALIGNMENT. */
+static inline size_t pdc_align(size_t n) { return (n + PDC_ALIGNMENT - 1) & ~(size_t)(PDC_ALIGNMENT - 1); }
+static inline int pdc_is_aligned(const void *p) { return ((uintptr_t)p & (PDC_ALIGNMENT - 1)) == 0; }
+
+/* ---- thread pool ----------------------------------------------------------------------------
+ * pdc_parallel_for(n, fn, ctx) calls fn(ctx, begin, end) over a static partition of [0, n) into
+ * one slice per thread; the calling thread runs the first slice. With one thread (or without
+ * PDC_THREADS at build time) it is a plain call. */
+typedef void (*pdc_task_fn)(void *ctx, int64_t begin, int64_t end);
+
+pdc_status pdc_threads_init(int num_threads);  /* 0: use PDC_DEFAULT_THREADS or 1 */
+int pdc_threads_count(void);
+void pdc_parallel_for(int64_t n, pdc_task_fn fn, void *ctx);
+void pdc_threads_shutdown(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PDC_RUNTIME_H */
