@@ -88,6 +88,15 @@ def test_parallel_workers_build_once(tmp_path):
     assert not any((tmp_path / "tmp").iterdir())
 
 
+def test_compare_catches_a_wrong_answer(monkeypatch):
+    path = zoo_lib.zoo_model("mlp")
+    # stands in for pdc: onnxruntime's answer, 0.1% off
+    ort = zoo_lib.run_onnxruntime
+    monkeypatch.setattr(zoo_lib, "run_pdc", lambda p, feeds: [(n, a * 1.001) for n, a in ort(p, feeds)])
+    (row,) = zoo_lib.compare(path)
+    assert row["tolerance"] < row["rel_error"] == pytest.approx(1e-3, rel=1e-2)
+
+
 def test_missing_paddle_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("PDC_ZOO_CACHE", str(tmp_path))
     monkeypatch.setattr(zoo_lib, "paddle_missing", lambda: "paddle not installed")

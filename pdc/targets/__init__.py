@@ -1,31 +1,27 @@
-"""Targets pdc can run a model on. Each target is data: a name, what it is, how it runs a graph."""
+"""Targets pdc compiles for, as data: a name, what it means, how its code is built and run."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from ..ir.errors import PdcError
+from .x86 import X86_AVX2, X86_AVX512, detect_host
 
 
-@dataclass(frozen=True)
-class Target:
-    name: str
-    description: str
-    run: Callable  # (graph, feeds) -> outputs by name
+def _targets() -> dict:
+    host = detect_host()
+    return {
+        "x86": (host, f"this host's x86-64 ({host.name.split('-')[1].upper()} detected)"),
+        "x86-avx2": (X86_AVX2, X86_AVX2.description),
+        "x86-avx512": (X86_AVX512, X86_AVX512.description),
+        "reference": (None, "pdc's NumPy reference interpreter (the semantic oracle; no code generated)"),
+    }
 
 
-def _run_reference(graph, feeds):
-    from ..ir.interpreter import run_graph
-    return run_graph(graph, feeds)
+def known_targets() -> dict[str, str]:
+    return {k: desc for k, (_, desc) in _targets().items()}
 
 
-TARGETS = {
-    "reference": Target("reference", "pdc's NumPy reference interpreter (the semantic oracle)", _run_reference),
-}
-
-
-def get_target(name: str) -> Target:
-    try:
-        return TARGETS[name]
-    except KeyError:
-        raise PdcError(f"unknown target '{name}' (known targets: {', '.join(TARGETS)})") from None
+def get_target(name: str):
+    """The target object for a name (None for 'reference'); unknown names are a one-line error."""
+    targets = _targets()
+    if name not in targets:
+        raise PdcError(f"unknown target '{name}' (known targets: {', '.join(targets)})")
+    return targets[name][0]

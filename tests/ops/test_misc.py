@@ -1,4 +1,4 @@
-"""Einsum and Det against ONNX Runtime."""
+"""Einsum, Det, NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss against ONNX Runtime."""
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -84,3 +84,46 @@ def test_det(shape):
 def test_det_rejects_non_square():
     with pytest.raises(PdcError, match="square"):
         import_onnx(one_node("Det", [randn(3, 4)])[0])
+
+
+def _loss_model(op, x, target, weight, attrs, n_out):
+    arrays = [x, target] + ([weight] if weight is not None else [])
+    model, feeds = one_node(op, arrays, attrs, opset=13)
+    if n_out == 2:
+        model.graph.node[0].output.append("log_prob")
+        model.graph.output.append(helper.make_tensor_value_info("log_prob", helper.np_dtype_to_tensor_dtype(x.dtype),
+                                                                None))
+    return model, feeds
+
+
+@pytest.mark.parametrize("op,n_out", [("NegativeLogLikelihoodLoss", 1), ("SoftmaxCrossEntropyLoss", 1),
+                                      ("SoftmaxCrossEntropyLoss", 2)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape,weighted,ignore", [((4, 5), False, None), ((3, 5, 2, 2), True, None),
+                                                   ((4, 5, 3), True, 1), ((4, 5), False, -1)])
+def test_losses(op, n_out, reduction, shape, weighted, ignore):
+    x = randn(*shape)
+    target = rng.integers(0, shape[1], (shape[0],) + shape[2:]).astype(np.int64)
+    if ignore == -1:
+        target[0] = -1
+    weight = rng.uniform(0.2, 2, shape[1]).astype(np.float32) if weighted else None
+    attrs = {"reduction": reduction}
+    if ignore is not None:
+        attrs["ignore_index"] = ignore
+    model, feeds = _loss_model(op, x, target, weight, attrs, n_out)
+    g = import_onnx(model)
+    verify_graph(g)
+    res = run_graph(g, feeds)
+    got = [res[v.name] for v in g.outputs]
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_loss_errors():
+    with pytest.raises(PdcError, match="reduction 'avg'"):
+        import_onnx(one_node("NegativeLogLikelihoodLoss", [randn(2, 3), np.zeros(2, np.int64)],
+                             {"reduction": "avg"})[0])
+    with pytest.raises(PdcError, match="must have rank 1"):
+        import_onnx(one_node("NegativeLogLikelihoodLoss", [randn(2, 3), np.zeros((2, 3), np.int64)])[0])

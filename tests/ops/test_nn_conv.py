@@ -44,7 +44,8 @@ def test_conv_auto_pad(auto_pad, xs, ws, strides):
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
 def test_conv_dtypes(dtype):
     check("Conv", [("x", randn(1, 3, 6, 6, dtype=dtype)), ("w", randn(4, 3, 3, 3, dtype=dtype)),
-                   ("b", randn(4, dtype=dtype))], {"pads": [1, 1, 1, 1]}, opset=11, rtol=1e-2, atol=1e-2)
+                   ("b", randn(4, dtype=dtype))], {"pads": [1, 1, 1, 1]}, opset=11, rtol=1e-2, atol=1e-2,
+          oracle="ort" if dtype == np.float16 else "ref")  # ORT has no float64 Conv
 
 
 def test_conv_symbolic_batch_and_errors():
@@ -53,7 +54,8 @@ def test_conv_symbolic_batch_and_errors():
     model, feeds = model_of("Conv", [("x", randn(2, 3, 8, 8)), ("w", randn(4, 3, 3, 3))], {},
                             dims={"x": ["N", 3, "H", 8]})
     from pdc.frontend.onnx_import import import_onnx
-    assert import_onnx(model).outputs[0].type.shape == ("N", 4, "?", 6)
+    shape = import_onnx(model).outputs[0].type.shape
+    assert shape[:2] == ("N", 4) and shape[3] == 6 and not isinstance(shape[2], int)
     with pytest.raises(PdcError, match="pads .* cannot be combined with auto_pad"):
         import_only("Conv", [("x", randn(1, 3, 8, 8)), ("w", randn(4, 3, 3, 3))],
                     {"auto_pad": "SAME_UPPER", "pads": [1, 1, 1, 1]})
@@ -87,7 +89,7 @@ def test_conv_transpose(xs, ws, attrs, bias):
     check("ConvTranspose", inputs, attrs, opset=11, atol=1e-5)
 
 
-@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "VALID"])
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
 @pytest.mark.parametrize("strides", [[2, 2], [3, 2]])
 def test_conv_transpose_auto_pad(auto_pad, strides):
     check("ConvTranspose", [("x", randn(1, 2, 3, 4)), ("w", randn(2, 3, 3, 3))],
@@ -189,7 +191,7 @@ def test_global_pools(op, attrs, xs):
 
 
 def test_pool_errors():
-    with pytest.raises(PdcError, match="kernel_shape"):
+    with pytest.raises(PdcError, match="strides has 1 values, expected 2"):
         import_only("MaxPool", [("x", randn(1, 2, 5, 5))], {"kernel_shape": [2, 2], "strides": [1]})
     with pytest.raises(PdcError, match="auto_pad must be one of"):
         import_only("AveragePool", [("x", randn(1, 2, 5, 5))], {"kernel_shape": [2, 2], "auto_pad": "SAME"})
@@ -199,9 +201,9 @@ def test_pool_errors():
 @pytest.mark.parametrize("shape", [None, [1, 2, 5, 5]])
 def test_max_unpool(shape):
     x = randn(1, 2, 2, 2)
-    i = np.array([[[[0, 3], [10, 15]], [[25, 27], [38, 40]]]], np.int64)  # flat positions in (1, 2, 4, 4) / 5x5
+    i = np.array([[[[0, 3], [10, 15]], [[17, 22], [24, 31]]]], np.int64)  # flat positions in (1, 2, 4, 4)
     if shape is not None:
-        i = np.array([[[[0, 3], [11, 18]], [[25, 28], [45, 48]]]], np.int64)
+        i = np.array([[[[0, 3], [11, 18]], [[25, 28], [45, 48]]]], np.int64)  # ... in (1, 2, 5, 5)
     inputs = [("x", x), ("i", i)] + ([("s", np.array(shape, np.int64))] if shape else [])
     check("MaxUnpool", inputs, {"kernel_shape": [2, 2], "strides": [2, 2]}, opset=11, consts=("s",))
 
@@ -213,3 +215,27 @@ def test_max_unpool_inverts_max_pool():
                              {"kernel_shape": [2, 2], "strides": [2, 2]}, opset=11, consts=("s",)))
     assert u.shape == x.shape
     np.testing.assert_array_equal(u.reshape(-1)[idx.reshape(-1)], y.reshape(-1))
+
+
+# ---- RoiAlign / MaxRoiPool -------------------------------------------------------------------
+ROIS = np.array([[0.0, 0.0, 7.0, 7.0], [1.5, 2.2, 5.1, 6.9], [-2.0, -1.0, 3.0, 9.5], [4.0, 3.0, 4.5, 3.2],
+                 [6.0, 6.0, 2.0, 2.0]], np.float32)
+
+
+@pytest.mark.parametrize("opset,ctm", [(10, None), (16, "half_pixel"), (16, "output_half_pixel")])
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_roi_align(opset, ctm, mode, sampling_ratio):
+    attrs = {"mode": mode, "sampling_ratio": sampling_ratio, "output_height": 3, "output_width": 2,
+             "spatial_scale": 0.9}
+    if ctm:
+        attrs["coordinate_transformation_mode"] = ctm
+    x = randn(2, 3, 8, 7)
+    check("RoiAlign", [("x", x), ("rois", ROIS), ("bi", np.array([0, 1, 1, 0, 1], np.int64))], attrs,
+          opset=opset, rtol=1e-4, atol=1e-5)
+
+
+def test_max_roi_pool():
+    rois = np.array([[0, 0, 0, 6, 7], [1, 1.4, 2.6, 5.2, 6.9], [1, -2, -1, 3, 9.5], [0, 4, 3, 4.5, 3.2]], np.float32)
+    check("MaxRoiPool", [("x", randn(2, 3, 8, 7)), ("rois", rois)], {"pooled_shape": [2, 3], "spatial_scale": 0.8},
+          opset=13)

@@ -65,8 +65,8 @@ def randomize(model, p) -> None:
     Fresh layers have zero biases and identity norm layers (scale 1, shift 0, mean 0, variance 1),
     which would hide mistakes in how those are handled, and with random weights the activations
     shrink or grow layer after layer. So: random biases and norm scales, then batch-norm statistics
-    measured on a random batch (one train-mode forward, momentum 0), which keeps activations near
-    unit scale and makes every batch norm a real affine map.
+    derived from a random batch (one train-mode forward, momentum 0), which keep activations near
+    unit scale and make every batch norm a real affine map.
     """
     rng = np.random.default_rng(p.get("seed", 0))
     for name, param in model.named_parameters():

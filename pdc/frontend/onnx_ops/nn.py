@@ -10,6 +10,8 @@
   opset 10 its mask has the data's type, so it becomes a constant of ones.
 - GroupNormalization before opset 21 has one scale / bias value per group; constant ones are
   repeated per channel to the opset-21 form.
+- RoiAlign before opset 16 has no coordinate_transformation_mode and behaves as
+  output_half_pixel.
 """
 import numpy as np
 
@@ -141,3 +143,13 @@ def convert_group_norm(ctx: NodeContext) -> None:
             ctx.fail(f"{what} has {data.size} values, expected num_groups={groups}")
         per_channel.append(ctx.constant(np.repeat(data.reshape(-1), c // groups), v.type.dtype, hint=what))
     ctx.emit_node_outputs("group_normalization", [x] + per_channel, attrs)
+
+
+@converter("RoiAlign")
+def convert_roi_align(ctx: NodeContext) -> None:
+    attrs = dict(ctx.attrs)
+    if ctx.opset < 16:
+        if "coordinate_transformation_mode" in attrs:
+            ctx.unsupported(f"attribute 'coordinate_transformation_mode' does not exist in opset {ctx.opset}")
+        attrs["coordinate_transformation_mode"] = "output_half_pixel"  # RoiAlign-10's only behaviour
+    ctx.emit_node_outputs("roi_align", ctx.inputs, _ir_attrs(ctx, "roi_align", attrs))

@@ -1,4 +1,4 @@
-"""Assorted math ops: Einsum and Det."""
+"""Assorted math ops: Einsum, Det, NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss."""
 from __future__ import annotations
 
 import re
@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 
 from .. import dtypes
+from ..errors import PdcError
 from ..registry import REQUIRED, Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
 from .common import broadcast_shapes
@@ -146,3 +147,85 @@ def _det_reference(inputs, attrs):
 
 register_op("det", ["X"], ["Y"], onnx="Det", infer=_det_infer, reference=_det_reference,
             doc="ONNX Det: determinants of the square matrices in the last two dims.")
+
+
+# ---- NegativeLogLikelihoodLoss / SoftmaxCrossEntropyLoss ------------------------------------
+_REDUCTIONS = ("none", "sum", "mean")
+_LOSS_ATTRS = {"ignore_index": Attr("int", None), "reduction": Attr("string", "mean")}
+
+
+def _loss_infer(ctx: InferContext, *, with_log_prob: bool):
+    x, target = ctx.types[0], ctx.types[1]
+    if not x.dtype.is_float:
+        ctx.fail(f"input must be a float tensor, got {x.dtype}")
+    if target.dtype not in (dtypes.int32, dtypes.int64):
+        ctx.fail(f"target must be int32 or int64, got {target.dtype}")
+    if ctx.has_input(2) and ctx.types[2].dtype is not x.dtype:
+        ctx.fail(f"weight has dtype {ctx.types[2].dtype}, input has {x.dtype}")
+    reduction = ctx.attrs.get("reduction", "mean")
+    if reduction not in _REDUCTIONS:
+        ctx.fail(f"reduction '{reduction}' must be one of {', '.join(_REDUCTIONS)}")
+    xs, ts = x.shape, target.shape
+    if xs is not None and len(xs) < 2:
+        ctx.fail(f"input must have rank >= 2 ([N, C, ...]), got {x}")
+    if xs is not None and ts is not None:
+        if len(ts) != len(xs) - 1:
+            ctx.fail(f"target {target} must have rank {len(xs) - 1} for input {x}")
+        for a, b in zip(ts, (xs[0],) + tuple(xs[2:])):
+            if isinstance(a, int) and isinstance(b, int) and a != b:
+                ctx.fail(f"target {target} does not match input {x} (expected [N, d1, ...])")
+    if reduction != "none":
+        loss = TensorType(x.dtype, ())
+    else:
+        loss = TensorType(x.dtype, ts if ts is not None else None if xs is None else (xs[0],) + tuple(xs[2:]))
+    return [loss, x] if with_log_prob else [loss]
+
+
+def _nll(logp: np.ndarray, target: np.ndarray, weight, attrs) -> np.ndarray:
+    """The loss in logp's dtype; entries whose target is ignore_index weigh 0."""
+    C = logp.shape[1]
+    t = target.astype(np.int64)
+    ignore = attrs.get("ignore_index")
+    valid = np.ones(t.shape, bool) if ignore is None else t != ignore
+    if np.any(valid & ((t < 0) | (t >= C))):
+        raise PdcError(f"loss target values must lie in [0, {C}) (or equal ignore_index)")
+    safe = np.where(valid, t, 0)
+    picked = np.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+    w = np.ones(t.shape, logp.dtype) if weight is None else weight.astype(logp.dtype)[safe]
+    w = np.where(valid, w, 0).astype(logp.dtype)
+    loss = -picked * w
+    reduction = attrs.get("reduction", "mean")
+    if reduction == "sum":
+        return np.asarray(loss.sum())
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(loss.sum() / w.sum())  # a weighted mean over the non-ignored entries
+    return loss
+
+
+def _nll_reference(inputs, attrs):
+    x, target = inputs[0], inputs[1]
+    weight = inputs[2] if len(inputs) > 2 else None
+    wd = _half_to_f32(x.dtype)
+    return _nll(x.astype(wd), target, weight, attrs).astype(x.dtype)
+
+
+def _sce_reference(inputs, attrs):
+    x, target = inputs[0], inputs[1]
+    weight = inputs[2] if len(inputs) > 2 else None
+    xw = x.astype(_half_to_f32(x.dtype))
+    shifted = xw - np.max(xw, axis=1, keepdims=True)
+    log_prob = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    return [_nll(log_prob, target, weight, attrs).astype(x.dtype), log_prob.astype(x.dtype)]
+
+
+register_op("negative_log_likelihood_loss", ["input", "target", "weight?"], ["loss"],
+            onnx="NegativeLogLikelihoodLoss", attrs=dict(_LOSS_ATTRS),
+            infer=lambda ctx: _loss_infer(ctx, with_log_prob=False), reference=_nll_reference,
+            doc="ONNX NegativeLogLikelihoodLoss: -input[n, target[n, d...], d...] * weight, reduced by "
+                "`reduction` (mean = weighted mean over entries whose target is not ignore_index).")
+register_op("softmax_cross_entropy_loss", ["scores", "labels", "weights?"], ["output", "log_prob?"],
+            onnx="SoftmaxCrossEntropyLoss", attrs=dict(_LOSS_ATTRS),
+            infer=lambda ctx: _loss_infer(ctx, with_log_prob=True)[:ctx.num_outputs], reference=_sce_reference,
+            doc="ONNX SoftmaxCrossEntropyLoss: NegativeLogLikelihoodLoss of log_softmax(scores, axis=1); "
+                "optionally also returns the log probabilities.")

@@ -26,7 +26,7 @@ def _require_float(ctx: InferContext, *indices):
 
 
 def _check_channel_param(ctx: InferContext, i: int, what: str, channels):
-    t = ctx.types[i]
+    t = ctx.types[i] if ctx.has_input(i) else None
     if t is None or t.shape is None:
         return
     if len(t.shape) != 1:
@@ -123,7 +123,7 @@ def _check_stash(ctx: InferContext):
 
 def _trailing_param(ctx: InferContext, i: int, what: str, x_shape, axis: int):
     """Scale / B broadcast unidirectionally to X[axis:]."""
-    t = ctx.types[i]
+    t = ctx.types[i] if ctx.has_input(i) else None
     if t is None or t.shape is None or x_shape is None:
         return
     tail = x_shape[axis:]

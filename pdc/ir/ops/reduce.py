@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .. import dtypes
+from ..errors import PdcError
 from ..registry import Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
 from .common import const_ints, normalize_axis
@@ -106,11 +107,12 @@ def _sum(x, axis, keep):
 
 
 def _mean(x, axis, keep):
+    n = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
     if np.issubdtype(x.dtype, np.integer):
-        n = x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
         s = np.sum(x, axis=axis, keepdims=keep, dtype=np.int64)
         return np.trunc(s / n) if n else np.zeros_like(s)  # integer mean truncates like C division
-    return np.mean(x, axis=axis, keepdims=keep)
+    with np.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing is NaN
+        return np.sum(x, axis=axis, keepdims=keep) / x.dtype.type(n)
 
 
 def _max(x, axis, keep):
@@ -248,7 +250,7 @@ def _topk_reference(inputs, attrs):
     x, k = inputs[0], int(inputs[1].reshape(-1)[0])
     axis = attrs.get("axis", -1) % x.ndim
     if k > x.shape[axis] or k < 0:
-        raise ValueError(f"TopK: K={k} is out of range for axis of size {x.shape[axis]}")
+        raise PdcError(f"top_k: K={k} is out of range for axis of size {x.shape[axis]}")
     key = x.astype(np.float32) if x.dtype == dtypes.bfloat16.np else x
     if attrs.get("largest", 1):
         # A stable ascending sort of the flipped axis, reversed, is descending with ties in

@@ -6,11 +6,13 @@ one source index (nearest_mode), linear and cubic weigh the source indices aroun
 kernel k((i - x_ori) * s), where s = min(scale, 1) with antialias (the filter stretched by 1/scale
 when downsampling) and 1 otherwise. Source indices outside the axis take the edge value, or with
 exclude_outside get weight 0 (the rest renormalized). Coordinates are computed in float64 from the
-given scales, as ONNX's reference does.
+given scales, as ONNX's reference does; with `sizes` the scale out/in is kept as an exact fraction,
+so coordinates that are mathematically integers or halves stay exact (nearest rounding depends on it).
 """
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -48,7 +50,7 @@ def _present(arr):
 
 
 def plan_sizes(in_shape, axes, scales, sizes, policy):
-    """Per resized axis: (output length, scale). `in_shape` dims are ints here."""
+    """Per resized axis: (output length, scale); the scale is a Fraction when it comes from sizes."""
     in_len = [in_shape[a] for a in axes]
     if _present(sizes):
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
@@ -56,11 +58,11 @@ def plan_sizes(in_shape, axes, scales, sizes, policy):
             runtime_error(f"resize: sizes has {len(sizes)} entries for {len(axes)} axes")
         if any(n <= 0 for n in in_len):
             runtime_error("resize: cannot resize an empty axis by sizes")
-        ratios = [o / i for o, i in zip(sizes, in_len)]
+        ratios = [Fraction(o, i) for o, i in zip(sizes, in_len)]
         if policy == "stretch":
             return list(zip(sizes, ratios))
         s = min(ratios) if policy == "not_larger" else max(ratios)
-        return [(int(s * i + 0.5), s) for i in in_len]  # round half up
+        return [(math.floor(s * i + Fraction(1, 2)), s) for i in in_len]  # round half up
     scales = [float(v) for v in np.asarray(scales, np.float64).reshape(-1)]
     if len(scales) != len(axes):
         runtime_error(f"resize: scales has {len(scales)} entries for {len(axes)} axes")
@@ -109,23 +111,30 @@ def _resize_infer(ctx: InferContext):
 
 
 # ---------------------------------------------------------------------------------------------
-def source_coords(mode: str, out_len: int, in_len: int, scale: float, roi=(0.0, 1.0)) -> np.ndarray:
+def _unscale(v: np.ndarray, scale) -> np.ndarray:
+    """v / scale; for a Fraction as v * den / num, exact whenever the true result is representable."""
+    if isinstance(scale, Fraction):
+        return v * scale.denominator / scale.numerator
+    return v / scale
+
+
+def source_coords(mode: str, out_len: int, in_len: int, scale, roi=(0.0, 1.0)) -> np.ndarray:
     """x_ori for every output index along one axis."""
     x = np.arange(out_len, dtype=np.float64)
-    out_w = scale * in_len  # the fractional target length ONNX's formulas use
+    out_w = float(scale * in_len)  # the fractional target length ONNX's formulas use
     if mode == "half_pixel":
-        return (x + 0.5) / scale - 0.5
+        return _unscale(x + 0.5, scale) - 0.5
     if mode == "half_pixel_symmetric":
         offset = in_len / 2 * (1 - out_len / out_w)
-        return offset + (x + 0.5) / scale - 0.5
+        return offset + _unscale(x + 0.5, scale) - 0.5
     if mode == "pytorch_half_pixel":
-        return (x + 0.5) / scale - 0.5 if out_len > 1 else np.zeros(out_len)
+        return _unscale(x + 0.5, scale) - 0.5 if out_len > 1 else np.zeros(out_len)
     if mode == "align_corners":
         return np.zeros(out_len) if out_w == 1 else x * (in_len - 1) / (out_w - 1)
     if mode == "asymmetric":
-        return x / scale
+        return _unscale(x, scale)
     if mode == "tf_half_pixel_for_nn":
-        return (x + 0.5) / scale
+        return _unscale(x + 0.5, scale)
     start, end = roi
     if out_w == 1:
         return np.full(out_len, 0.5 * (start + end) * (in_len - 1))
@@ -176,9 +185,10 @@ def interpolation_matrix(x_ori, in_len, kernel, support, stretch, exclude_outsid
 
 
 def _cast_like(y: np.ndarray, dt) -> np.ndarray:
+    """Integer outputs truncate toward zero (as ONNX Runtime does) and saturate."""
     if np.issubdtype(dt, np.integer):
         info = np.iinfo(dt)
-        return np.clip(np.round(y), info.min, info.max).astype(dt)
+        return np.clip(np.trunc(y), info.min, info.max).astype(dt)
     return y.astype(dt)
 
 
@@ -207,7 +217,7 @@ def _resize_ref(inputs, attrs):
             y = np.take(y, nearest_index(x_ori, attrs.get("nearest_mode", "round_prefer_floor"), in_len), axis=a)
         else:
             antialias = attrs.get("antialias", 0)
-            stretch = min(scale, 1.0) if antialias else 1.0
+            stretch = min(float(scale), 1.0) if antialias else 1.0
             if mode == "linear":
                 kernel, support = _linear_kernel, 1
             else:

@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from .. import dtypes
+from ..errors import PdcError
 from ..registry import Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
 
@@ -269,7 +270,7 @@ def rnn_reference(op: str):
         clip = _clipper(attrs.get("clip"))
         lens = np.full(N, T, np.int64) if seq_lens is None else seq_lens.astype(np.int64)
         if np.any(lens < 0) or np.any(lens > T):
-            raise ValueError(f"sequence_lens {lens.tolist()} must lie in [0, {T}]")
+            raise PdcError(f"sequence_lens {lens.tolist()} must lie in [0, {T}]")
         B = np.zeros((ndir, 2 * gates * hidden), wd) if B is None else B.astype(wd)
         zeros = np.zeros((ndir, N, hidden), wd)
         init_h = zeros if init_h is None else init_h.astype(wd)

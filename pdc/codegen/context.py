@@ -1,0 +1,106 @@
+"""What a kernel generator sees of its node (see pdc.codegen.kernels)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from ..ir.dtypes import DType
+from ..ir.errors import UnsupportedError
+from ..ir.graph import Node
+from ..ir.types import TensorType
+from .ctypes_c import ctype
+
+
+def strides(shape) -> list[int]:
+    """Row-major element strides of a static shape."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def broadcast_strides(in_shape, out_shape) -> list[int]:
+    """Element strides of an input read at output indices (numpy broadcasting): 0 on broadcast dims."""
+    pad = len(out_shape) - len(in_shape)
+    st = strides(in_shape)
+    return [0 if i < pad or in_shape[i - pad] == 1 and out_shape[i] != 1 else st[i - pad]
+            for i in range(len(out_shape))]
+
+
+class KernelContext:
+    def __init__(self, node: Node, fn_name: str, target, weights, helpers: dict):
+        self.node = node
+        self.fn_name = fn_name
+        self.target = target
+        self.attrs = node.attrs
+        self._weights = weights
+        self._helpers = helpers
+        for v in node.inputs + node.outputs:
+            if v is not None and not v.type.is_static:
+                raise UnsupportedError(f"{node.describe()}: %{v.name} has type {v.type}; pdc compiles static "
+                                       f"shapes only (bind symbolic dims with --shape)")
+        self.inputs: list[Optional[TensorType]] = [None if v is None else v.type for v in node.inputs]
+        self.outputs: list[TensorType] = [v.type for v in node.outputs]
+
+    # ---- signature -------------------------------------------------------------------------
+    def signature(self) -> str:
+        params = []
+        for i, t in enumerate(self.inputs):
+            params.append(f"const {ctype(t.dtype) if t else 'void'} *in{i}")
+        for i, t in enumerate(self.outputs):
+            params.append(f"{ctype(t.dtype)} *out{i}")
+        return f"void {self.fn_name}({', '.join(params) or 'void'})"
+
+    # ---- data --------------------------------------------------------------------------------
+    def const(self, i: int) -> Optional[np.ndarray]:
+        v = self.node.inputs[i] if i < len(self.node.inputs) else None
+        return None if v is None else v.data
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.node.inputs) and self.node.inputs[i] is not None
+
+    def add_weight(self, array: np.ndarray, c_type: str = "float") -> str:
+        """Adds compile-time data (packed weights, tables); returns a C pointer expression to it."""
+        offset = self._weights.add(np.ascontiguousarray(array))
+        return f"((const {c_type} *)(pdc_weights + {offset}))"
+
+    def helper(self, name: str, code: str) -> str:
+        """Registers a static helper emitted once per kernel file; returns its name."""
+        self._helpers.setdefault(name, code)
+        return name
+
+    # ---- C spellings ---------------------------------------------------------------------------
+    @staticmethod
+    def ctype(dt: DType) -> str:
+        return ctype(dt)
+
+    @staticmethod
+    def compute_ctype(dt: DType) -> str:
+        """The type arithmetic runs in: half precision computes in float, like the reference."""
+        return "float" if dt.short in ("f16", "bf16") else ctype(dt)
+
+    @staticmethod
+    def load(dt: DType, expr: str) -> str:
+        if dt.short == "bf16":
+            return f"pdc_bf16_to_f32({expr})"
+        if dt.short == "f16":
+            return f"(float)({expr})"
+        return expr
+
+    @staticmethod
+    def store(dt: DType, expr: str) -> str:
+        if dt.short == "bf16":
+            return f"pdc_f32_to_bf16({expr})"
+        if dt.short == "f16":
+            return f"(_Float16)({expr})"
+        return f"({ctype(dt)})({expr})"
+
+    def fail(self, msg: str):
+        raise UnsupportedError(f"{self.node.describe()}: {msg}")
+
+
+def numel(t: TensorType) -> int:
+    return math.prod(t.shape)

@@ -1,0 +1,156 @@
+"""Static memory planning: every intermediate tensor gets a fixed byte offset in one arena.
+
+Graph inputs are read from the caller's buffers, graph outputs are written straight into the
+caller's output buffers and constants live with the weights; everything else (node outputs that
+are not graph outputs) lives in the arena. The plan is built in three steps:
+
+1. Storage sharing. A view op (reshape, flatten, ...) copies nothing: its output shares its input's
+   storage. An elementwise op in `inplace_ops` may write its output over an input that dies at
+   that node. Values that share storage form a group named by its root.
+2. Lifetimes. A value is live from the node that defines it to its last use (node index order);
+   a group lives for the union of its members' lifetimes, both ends inclusive, so a node's inputs
+   and outputs never overlap unless the op was explicitly made in-place.
+3. Offsets. Groups are placed largest first; each goes into the smallest gap between the groups
+   already placed whose lifetimes overlap it (best fit), or above them all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir.errors import PdcError, UnsupportedError
+from ..ir.graph import Graph, Node, Value
+
+# Ops whose output is their first input's bytes, unchanged (a reinterpretation, never a copy).
+VIEW_OPS = frozenset({"reshape", "flatten", "squeeze", "unsqueeze", "identity", "dropout"})
+
+# Elementwise ops whose kernels read element i of every input before writing element i of the
+# output, so the output may overwrite an input of the same shape and element size.
+INPLACE_OPS = frozenset({
+    "relu", "sigmoid", "tanh", "exp", "neg", "abs", "clip", "leaky_relu", "hard_sigmoid", "hard_swish",
+    "gelu", "cast", "add", "sub", "mul", "div",
+})
+
+
+@dataclass
+class MemoryPlan:
+    offsets: dict[Value, int]  # byte offset in the arena of every value stored there (aligned)
+    storage: dict[Value, Value]  # value -> the root whose storage it shares; roots map to themselves
+    arena_bytes: int  # total arena size (a multiple of the alignment)
+    naive_activation_bytes: int  # sum of the sizes of all intermediates (node outputs, not graph outputs)
+
+
+def _nbytes(v: Value) -> int:
+    n = v.type.nbytes
+    if n is None:
+        raise UnsupportedError(f"memory plan: %{v.name} has a non-static type {v.type}; "
+                               "static memory planning needs every intermediate shape known (bind symbolic dims)")
+    return n
+
+
+def _align(n: int, alignment: int) -> int:
+    return -(-n // alignment) * alignment
+
+
+class _Planner:
+    def __init__(self, graph: Graph, alignment: int, view_ops: frozenset, inplace_ops: frozenset):
+        self.graph = graph
+        self.alignment = alignment
+        self.view_ops = view_ops
+        self.inplace_ops = inplace_ops
+        self.outputs = set(graph.outputs)
+        # the caller's or the weights' memory: graph inputs, constants, graph outputs
+        self.external = set(graph.inputs) | set(graph.constants) | self.outputs
+        self.defined: dict[Value, int] = {}
+        self.last_use: dict[Value, int] = {}
+        for i, node in enumerate(graph.nodes):
+            for v in node.inputs:
+                if v is not None:
+                    self.last_use[v] = i
+            for v in node.outputs:
+                self.defined[v] = i
+                self.last_use.setdefault(v, i)  # an unused output still needs room while its node runs
+        self.storage: dict[Value, Value] = {v: v for v in self.external}
+        self.members: dict[Value, list[Value]] = {}  # arena root -> every value sharing its storage
+
+    # ---- step 1: storage sharing ----------------------------------------------------------------
+    def share(self) -> None:
+        for i, node in enumerate(self.graph.nodes):
+            for v in node.outputs:
+                if v in self.storage:  # a graph output: the caller's buffer
+                    continue
+                root = self._view_root(node, v) or self._inplace_root(i, node, v) or v
+                self.storage[v] = root
+                if root not in self.external:
+                    self.members.setdefault(root, []).append(v)
+
+    def _view_root(self, node: Node, out: Value):
+        if node.op not in self.view_ops or len(node.outputs) != 1 or not node.inputs or node.inputs[0] is None:
+            return None
+        src = node.inputs[0]
+        root = self.storage.get(src, src)
+        # reading a caller's output buffer would be fine, but a copy keeps the rules simple
+        if root in self.outputs or _nbytes(src) != _nbytes(out):
+            return None
+        return root
+
+    def _inplace_root(self, i: int, node: Node, out: Value):
+        if node.op not in self.inplace_ops or len(node.outputs) != 1:
+            return None
+        for src in node.inputs:
+            if src is None or src.type.shape != out.type.shape or src.type.dtype.itemsize != out.type.dtype.itemsize:
+                continue
+            root = self.storage.get(src, src)
+            if root in self.external or _nbytes(root) != _nbytes(out):
+                continue
+            if any(self.last_use[m] > i for m in self.members[root]):
+                continue  # some member of the group is still read after this node
+            # another input reading the same bytes through a different view could be overwritten early
+            if any(w is not None and w is not src and self.storage.get(w, w) is root for w in node.inputs):
+                continue
+            return root
+        return None
+
+    # ---- steps 2 and 3: lifetimes and offsets ---------------------------------------------------
+    def place(self) -> tuple[dict[Value, int], int]:
+        groups = []  # (aligned size, first node, last node, root)
+        for root, members in self.members.items():
+            start = min(self.defined[m] for m in members)
+            end = max(self.last_use[m] for m in members)
+            groups.append((_align(_nbytes(root), self.alignment), start, end, root))
+        # largest first; among equals the earliest, so the order does not depend on dict order
+        groups.sort(key=lambda g: (-g[0], g[1], g[2]))
+        placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
+        offsets: dict[Value, int] = {}
+        arena = 0
+        for size, start, end, root in groups:
+            offset = 0 if size == 0 else self._best_fit(placed, size, start, end)
+            placed.append((offset, size, start, end))
+            offsets[root] = offset
+            arena = max(arena, offset + size)
+        return offsets, arena
+
+    @staticmethod
+    def _best_fit(placed, size: int, start: int, end: int) -> int:
+        """The lowest offset of the smallest free gap that holds `size` bytes during [start, end]."""
+        busy = sorted((o, o + s) for o, s, a, b in placed if s and a <= end and start <= b)
+        best, best_gap = None, None
+        top = 0
+        for lo, hi in busy:
+            gap = lo - top
+            if gap >= size and (best_gap is None or gap < best_gap):
+                best, best_gap = top, gap
+            top = max(top, hi)
+        return top if best is None else best
+
+
+def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW_OPS,
+                inplace_ops: frozenset = INPLACE_OPS) -> MemoryPlan:
+    """Assigns every intermediate of `graph` (topologically ordered) an aligned offset in one arena."""
+    if alignment < 1:
+        raise PdcError(f"memory plan: alignment must be >= 1, got {alignment}")
+    p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops))
+    p.share()
+    root_offsets, arena = p.place()
+    offsets = {v: root_offsets[root] for v, root in p.storage.items() if root in root_offsets}
+    naive = sum(_nbytes(v) for node in graph.nodes for v in node.outputs if v not in p.outputs)
+    return MemoryPlan(offsets, p.storage, _align(arena, alignment), naive)

@@ -1,0 +1,141 @@
+"""`pdc compile`: model -> optimized, planned IR -> C bundle -> (for host targets) a shared library."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from typing import Optional, Union
+
+from . import __version__
+from .build import build_shared, cmake_lists, makefile, runtime_sources
+from .codegen.c_renderer import CRenderer, c_identifier
+from .codegen.memory import plan_memory
+from .ir.errors import PdcError
+from .ir.graph import Graph
+from .ir.shapes import bind_shapes, unbound_dims
+from .targets import get_target
+
+
+def load_graph(model: Union[str, Graph, "onnx.ModelProto"]) -> Graph:  # noqa: F821
+    if isinstance(model, Graph):
+        return model.copy()
+    if isinstance(model, (str, os.PathLike)):
+        from .frontend import load_model
+        return load_model(os.fspath(model))
+    try:
+        import onnx
+        if isinstance(model, onnx.ModelProto):
+            from .frontend.onnx_import import import_onnx
+            return import_onnx(model, model.graph.name or "<model>")
+    except ImportError:
+        pass
+    raise PdcError(f"cannot compile a {type(model).__name__}: pass a model path, an onnx.ModelProto or a pdc Graph")
+
+
+def optimize(graph: Graph, opt_level: int) -> Graph:
+    from .passes import PassManager, all_passes, parse_pipeline
+    from .passes.manager import pipeline_for_level
+    known = all_passes()
+    names = [p for p in pipeline_for_level(opt_level).split(",") if p]
+    pipeline = ",".join(p for p in names if p in known)  # passes still being written are skipped
+    return PassManager(parse_pipeline(pipeline)).run(graph) if pipeline else graph
+
+
+def default_name(model) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        stem = os.path.basename(os.fspath(model).rstrip("/"))
+        stem = re.sub(r"\.(onnx|pdir|json|pdmodel)$", "", stem)
+        return c_identifier(stem).lower() or "model"
+    return "model"
+
+
+def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
+                   threads: int = 1, shapes: Optional[dict] = None, weights: str = "c", opt_level: int = 2,
+                   build: bool = True, progress=None) -> str:
+    """Writes the bundle for `model` into out_dir (atomically) and returns out_dir."""
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    tgt = get_target(target)
+    if tgt is None:
+        raise PdcError("target 'reference' runs the interpreter and has nothing to compile; pick a code target")
+    name = name or default_name(model)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+        raise PdcError(f"--name '{name}': must be a C identifier (letters, digits, _; not starting with a digit)")
+    if weights not in ("c", "bin"):
+        raise PdcError(f"--weights '{weights}': expected 'c' or 'bin'")
+    if threads < 1:
+        raise PdcError(f"--threads {threads}: must be at least 1")
+    graph = load_graph(model)
+    if shapes:
+        graph = bind_shapes(graph, shapes)
+    unbound = unbound_dims(graph)
+    if unbound:
+        inp, dim = unbound[0]
+        raise PdcError(f"input '{inp}' has the unbound dim '{dim}': bind it with --shape {inp}=D0,D1,... "
+                       f"(or --shape {dim}=SIZE)")
+    say(f"imported {len(graph.nodes)} nodes")
+    graph = optimize(graph, opt_level)
+    say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
+    plan = plan_memory(graph)
+    bundle = CRenderer(tgt).render(graph, plan, name, weights)
+    cflags = tgt.cflags
+    files = dict(bundle.files)
+    files.update(runtime_sources())
+    files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads).encode()
+    files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads).encode()
+    manifest = {
+        "name": name,
+        "pdc_version": __version__,
+        "target": tgt.name,
+        "inputs": [_io(v) for v in graph.inputs],
+        "outputs": [_io(v) for v in graph.outputs],
+        "arena_bytes": plan.arena_bytes,
+        "naive_activation_bytes": plan.naive_activation_bytes,
+        "weight_bytes": len(bundle.files[f"{name}_weights.bin"]),
+        "weights": weights,
+        "threads": threads,
+        "opt_level": opt_level,
+        "kernels": [{"function": f"{name}_k{i}_{c_identifier(n.op)}", "op": n.op,
+                     "source_nodes": n.attrs.get("source_nodes", [n.name]) if isinstance(
+                         n.attrs.get("source_nodes"), list) else [n.name]}
+                    for i, n in enumerate(graph.nodes)],
+        "library": f"lib{name}.so" if build and tgt.host else None,
+    }
+    files["manifest.json"] = json.dumps(manifest, indent=2).encode()
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    try:
+        for rel, data in files.items():
+            path = os.path.join(tmp, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        if build and tgt.host:
+            from .targets.x86 import c_compiler
+            tgt.check_host()
+            say(f"building lib{name}.so ({len(bundle.kernel_files) + 3} C files)")
+            build_shared(tmp, name, bundle.kernel_files, c_compiler(), cflags, threads)
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        elif os.path.exists(out_dir):
+            raise PdcError(f"{out_dir}: exists and is not a folder")
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s")
+    return out_dir
+
+
+def _io(v) -> dict:
+    return {"name": v.name, "dtype": v.type.dtype.name, "shape": list(v.type.shape)}
+
+
+def stderr_progress(msg: str) -> None:
+    print(f"pdc: {msg}", file=sys.stderr)

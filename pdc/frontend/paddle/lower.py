@@ -1,0 +1,287 @@
+"""Lowers a parsed Paddle `Program` (PIR terms) to a pdc IR graph.
+
+Each Paddle op goes through a converter from `ops.py`, which emits one or more IR nodes through
+an `OpContext`. Nodes whose inputs are all constants are folded at import (weight reshapes and
+transposes, shape arithmetic on static shapes), so the graph holds the weights in the layout its
+consumers need. Results are checked against the types the Paddle file declares: a static dim or
+dtype that disagrees is a bug in pdc's lowering and is reported as such.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Callable, Hashable, Optional
+
+import numpy as np
+
+from ...ir import dtypes
+from ...ir.errors import PdcError, UnsupportedError
+from ...ir.graph import Graph, Node, Value
+from ...ir.interpreter import run_node
+from ...ir.registry import get_op, with_defaults
+from ...ir.types import TensorType, refine
+from ...ir.verify import infer_node
+from .program import Const, Op, Program
+
+Converter = Callable[["OpContext"], list]
+CONVERTERS: dict[str, Converter] = {}
+
+FOLD_LIMIT = 1 << 24  # elements; folding bigger computations would bloat the graph's constants
+
+
+def converter(*types: str):
+    """Registers the lowering of the Paddle (PIR) op types."""
+    def wrap(fn):
+        for t in types:
+            CONVERTERS[t] = fn
+        return fn
+    return wrap
+
+
+class _Unavailable:
+    """A value the program refers to but pdc does not have (an uncomputed result, say)."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+def sanitize(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.]", "_", name)[:64]
+    return s if s and not s[0].isdigit() and s[0] != "." else "v_" + s
+
+
+class OpContext:
+    """What a converter sees of one Paddle op: its operands as IR values, its attributes, and
+    ways to emit IR nodes and constants."""
+
+    def __init__(self, lowering: "Lowering", op: Op):
+        self.lowering = lowering
+        self.op = op
+        self.attrs = op.attrs
+        self.where = op.where
+        self._count = 0
+
+    # ---- operands ----------------------------------------------------------------------------
+    def has(self, i: int) -> bool:
+        return i < len(self.op.operands) and self.op.operands[i] is not None
+
+    def _resolve(self, x, i: int):
+        if isinstance(x, Const):
+            return self.constant(x.data)
+        v = self.lowering.env.get(x, _Unavailable(f"value {x!r} is not defined before use"))
+        if isinstance(v, _Unavailable):
+            self.fail(f"operand {i} is unavailable: {v.why}")
+        return v
+
+    def value(self, i: int) -> Optional[Value]:
+        """Operand i as one IR value (None when absent)."""
+        if not self.has(i):
+            return None
+        x = self.op.operands[i]
+        v = [self._resolve(e, i) for e in x] if isinstance(x, list) else self._resolve(x, i)
+        if isinstance(v, list):
+            if len(v) != 1:
+                self.fail(f"operand {i} is a list of {len(v)} tensors, expected one tensor")
+            v = v[0]
+        return v
+
+    def values(self, i: int) -> list[Value]:
+        """Operand i as a list of IR values (a PIR vector or a legacy multi-argument slot)."""
+        if not self.has(i):
+            return []
+        x = self.op.operands[i]
+        items = x if isinstance(x, list) else [x]
+        out = []
+        for e in items:
+            v = self._resolve(e, i)
+            out.extend(v if isinstance(v, list) else [v])
+        return out
+
+    def const(self, i: int) -> Optional[np.ndarray]:
+        """Operand i's data when it is known at import time, else None."""
+        if not self.has(i):
+            return None
+        x = self.op.operands[i]
+        if isinstance(x, list):
+            vs = self.values(i)
+            if all(v.data is not None for v in vs):
+                return np.concatenate([v.data.reshape(-1) for v in vs]) if vs else np.zeros(0, np.int64)
+            return None
+        if isinstance(x, Const):
+            return x.data
+        return self.value(i).data
+
+    def ints(self, i: int, what: str) -> list[int]:
+        data = self.const(i)
+        if data is None:
+            self.unsupported(f"{what} must be known at import time (it is computed by the model)")
+        return [int(v) for v in np.asarray(data).reshape(-1)]
+
+    def scalar(self, i: int, what: str) -> float:
+        data = self.const(i)
+        if data is None or np.asarray(data).size != 1:
+            self.unsupported(f"{what} must be a scalar known at import time")
+        return np.asarray(data).reshape(-1)[0].item()
+
+    def attr(self, name: str, default=None):
+        return self.attrs.get(name, default)
+
+    def out_type(self, k: int = 0):
+        t = self.op.result_types
+        return t[k] if k < len(t) else None
+
+    # ---- emitting -----------------------------------------------------------------------------
+    def constant(self, data, dtype=None) -> Value:
+        data = np.asarray(data)
+        dt = dtype or dtypes.from_numpy(data.dtype)
+        return self.lowering.graph.add_constant(self.lowering.fresh(f"{self.op.name}_c"), data, dt)
+
+    def emit(self, op: str, inputs: list, attrs: Optional[dict] = None, n: Optional[int] = None):
+        """Appends an IR node; returns its output Value (or the list of outputs when n is given)."""
+        opdef = get_op(op)
+        full = with_defaults(opdef, attrs or {})
+        count = n if n is not None else 1
+        self._count += 1
+        name = self.op.name if self._count == 1 else f"{self.op.name}.{self._count - 1}"
+        outs = [Value(self.lowering.fresh(name), TensorType(dtypes.float32, None)) for _ in range(count)]
+        node = Node(op, list(inputs), outs, full, name)
+        for v, t in zip(outs, infer_node(node)):
+            v.type = t
+        folded = self.lowering.fold(node)
+        if folded is not None:
+            return folded if n is not None else folded[0]
+        self.lowering.graph.nodes.append(node)
+        return outs if n is not None else outs[0]
+
+    # ---- shapes --------------------------------------------------------------------------------
+    def rank(self, v: Value, what: str = "the input") -> int:
+        if v.type.shape is None:
+            self.unsupported(f"{what} needs a known rank")
+        return len(v.type.shape)
+
+    def static_dims(self, v: Value, what: str = "the input") -> tuple:
+        if not v.type.is_static:
+            self.unsupported(f"{what} needs a static shape, got {v.type}")
+        return v.type.shape
+
+    def unsupported(self, msg: str):
+        raise UnsupportedError(f"{self.where}: {msg}")
+
+    def fail(self, msg: str):
+        raise PdcError(f"{self.where}: {msg}")
+
+
+class Lowering:
+    def __init__(self, program: Program, arrays: dict[str, np.ndarray], graph_name: str = "main"):
+        self.program = program
+        self.arrays = arrays
+        self.graph = Graph(sanitize(graph_name))
+        self.env: dict[Hashable, object] = {}
+        self.taken: set[str] = set()
+
+    def fresh(self, hint: str) -> str:
+        base = sanitize(hint)
+        name, i = base, 0
+        while name in self.taken:
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        return name
+
+    def fold(self, node: Node) -> Optional[list[Value]]:
+        """Computes a node whose inputs are all constants; returns its outputs as constants."""
+        present = [v for v in node.inputs if v is not None]
+        if node.op == "shape" and present[0].type.is_static:
+            # the shape of a static tensor is a constant; the reference only reads its dims
+            args = [np.broadcast_to(np.zeros((), present[0].type.dtype.np), present[0].type.shape)]
+        elif present and all(v.data is not None for v in present):
+            args = [None if v is None else v.data for v in node.inputs]
+        else:
+            return None
+        if any(not v.type.is_static or v.type.numel > FOLD_LIMIT for v in node.outputs):
+            return None
+        results = run_node(node, args)
+        return [self.graph.add_constant(v.name, r, v.type.dtype) for v, r in zip(node.outputs, results)]
+
+    # ---- the whole program -----------------------------------------------------------------------
+    def check_supported(self) -> None:
+        missing: Counter = Counter()
+        for op in self.program.ops:
+            if op.unsupported or op.type not in CONVERTERS:
+                missing[op.type] += 1
+        if missing:
+            listing = ", ".join(f"{t} x{c}" for t, c in sorted(missing.items()))
+            raise UnsupportedError(f"{self.program.source}: unsupported Paddle ops: {listing}")
+
+    def run(self) -> Graph:
+        from . import ops  # noqa: F401  (registers the converters)
+        self.check_supported()
+        for k, why in self.program.unavailable.items():
+            self.env[k] = _Unavailable(why)
+        for spec, key in self.program.params:
+            self.env[key] = self.graph.add_constant(self.fresh(spec.name), self.arrays[spec.name], spec.dtype)
+        for i, (name, key, t) in enumerate(self.program.inputs):
+            shape = tuple(d if d >= 0 else ("N" if j == 0 else f"{sanitize(name)}_d{j}")
+                          for j, d in enumerate(t.shape))
+            v = Value(self.fresh(name), TensorType(t.dtype, shape))
+            self.graph.inputs.append(v)
+            self.env[key] = v
+        for op in self.program.ops:
+            self.lower(op)
+        for k, key in enumerate(self.program.outputs):
+            v = self.env.get(key)
+            if not isinstance(v, Value):
+                why = v.why if isinstance(v, _Unavailable) else f"value {key!r} is not defined"
+                raise PdcError(f"{self.program.source}: output {k} is unavailable: {why}")
+            if v.data is not None or v in self.graph.inputs or v in self.graph.outputs:
+                # a graph output is a distinct computed value
+                node = Node("identity", [v], [Value(self.fresh(f"output{k}"), v.type)], {}, f"output{k}")
+                self.graph.nodes.append(node)
+                v = node.outputs[0]
+            self.graph.outputs.append(v)
+        self.graph.remove_unused_constants()
+        return self.graph
+
+    def lower(self, op: Op) -> None:
+        cx = OpContext(self, op)
+        results = CONVERTERS[op.type](cx)
+        if results is None:
+            results = []
+        if not isinstance(results, (list, tuple)):
+            results = [results]
+        for k, key in enumerate(op.results):
+            if key is None:
+                continue
+            r = results[k] if k < len(results) else None
+            if r is None:
+                if key not in self.env or isinstance(self.env[key], _Unavailable):
+                    self.env[key] = _Unavailable(f"result {k} of {op.where} is not computed by pdc")
+                continue  # legacy programs write unused results into existing variables
+            self.check_result(cx, k, r)
+            self.env[key] = r
+
+    def check_result(self, cx: OpContext, k: int, r) -> None:
+        declared = cx.out_type(k)
+        if isinstance(r, list):
+            if isinstance(declared, list):
+                for v, t in zip(r, declared):
+                    self._check(cx, k, v, t)
+            return
+        self._check(cx, k, r, declared)
+
+    def _check(self, cx: OpContext, k: int, v: Value, declared) -> None:
+        if not isinstance(declared, TensorType) or not isinstance(v, Value):
+            return
+        got = v.type
+        bad = got.dtype != declared.dtype
+        if got.shape is not None and declared.shape is not None:
+            if len(got.shape) != len(declared.shape):
+                bad = True
+            else:
+                bad = bad or any(isinstance(a, int) and isinstance(b, int) and a != b
+                                 for a, b in zip(got.shape, declared.shape))
+        if bad:
+            raise PdcError(f"{cx.where}: pdc's lowering gives result {k} type {got} but the file declares "
+                           f"{declared} (a pdc bug or an inconsistent model)")
+        if v.data is None and got.shape is not None and declared.shape is not None:
+            v.type = refine(got, declared)

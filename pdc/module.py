@@ -1,0 +1,98 @@
+"""pdc.Module: a compiled bundle loaded into this process (host targets, through ctypes)."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ir import dtypes
+from .ir.errors import PdcError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: np.dtype
+    shape: tuple
+
+    def __repr__(self) -> str:
+        return f"{self.name}: {self.dtype}{list(self.shape)}"
+
+
+class Module:
+    """A compiled model. `run({name: array}) -> {name: array}`."""
+
+    def __init__(self, folder: str):
+        self.folder = os.path.abspath(folder)
+        path = os.path.join(self.folder, "manifest.json")
+        try:
+            with open(path) as f:
+                self.manifest = json.load(f)
+        except FileNotFoundError:
+            raise PdcError(f"{folder}: not a pdc bundle (no manifest.json)") from None
+        except json.JSONDecodeError as e:
+            raise PdcError(f"{path}: corrupt manifest ({e})") from None
+        m = self.manifest
+        spec = lambda d: TensorSpec(d["name"], dtypes.from_name(d["dtype"]).np, tuple(d["shape"]))  # noqa: E731
+        self.inputs = [spec(d) for d in m["inputs"]]
+        self.outputs = [spec(d) for d in m["outputs"]]
+        self.name = m["name"]
+        if not m.get("library"):
+            raise PdcError(f"{folder}: built for {m['target']}, which this machine cannot load in-process")
+        lib_path = os.path.join(self.folder, m["library"])
+        if not os.path.exists(lib_path):
+            raise PdcError(f"{folder}: {m['library']} is missing (rebuild with pdc compile)")
+        self._lib = ctypes.CDLL(lib_path)
+        self._run = getattr(self._lib, f"{self.name}_run")
+        self._run.restype = ctypes.c_int
+        self._run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p)]
+        init = getattr(self._lib, f"{self.name}_init")
+        init.restype = ctypes.c_int
+        init.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        weights = os.path.join(self.folder, f"{self.name}_weights.bin").encode()
+        status = init(weights, m.get("threads", 1))
+        if status != 0:
+            raise PdcError(f"{folder}: init failed with status {status}")
+        # the arena: 64-byte aligned scratch owned by this module
+        self._arena_raw = np.zeros(m["arena_bytes"] + 64, np.uint8)
+        offset = (-self._arena_raw.ctypes.data) % 64
+        self._arena = self._arena_raw[offset:offset + m["arena_bytes"]]
+
+    def _check(self, feeds: dict) -> list[np.ndarray]:
+        if not isinstance(feeds, dict):
+            raise ValueError(f"run() takes a dict of input name -> array; inputs: {self.inputs}")
+        unknown = set(feeds) - {s.name for s in self.inputs}
+        if unknown:
+            raise ValueError(f"unknown input(s) {sorted(unknown)}; expected {[s.name for s in self.inputs]}")
+        arrays = []
+        for s in self.inputs:
+            if s.name not in feeds:
+                raise ValueError(f"missing input '{s.name}' ({s.dtype}{list(s.shape)})")
+            a = np.asarray(feeds[s.name])
+            if a.dtype != s.dtype:
+                raise ValueError(f"input '{s.name}' has dtype {a.dtype}, expected {s.dtype}")
+            if a.shape != s.shape:
+                raise ValueError(f"input '{s.name}' has shape {list(a.shape)}, expected {list(s.shape)}")
+            arrays.append(np.ascontiguousarray(a))
+        return arrays
+
+    def run(self, feeds: dict) -> dict[str, np.ndarray]:
+        arrays = self._check(feeds)
+        outs = [np.empty(s.shape, s.dtype) for s in self.outputs]
+        ins_p = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+        outs_p = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
+        arena = self._arena.ctypes.data if self._arena.size else self._arena_raw.ctypes.data
+        status = self._run(arena, ins_p, outs_p)
+        if status != 0:
+            raise PdcError(f"{self.name}_run failed with status {status}")
+        return {s.name: o for s, o in zip(self.outputs, outs)}
+
+    def __repr__(self) -> str:
+        return f"<pdc.Module {self.name} ({self.manifest['target']}) inputs={self.inputs} outputs={self.outputs}>"
+
+
+def load(folder: str) -> Module:
+    return Module(folder)

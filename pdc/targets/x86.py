@@ -1,0 +1,57 @@
+"""x86-64 targets: C with AVX2 or AVX-512 code paths, built with the host C compiler."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from ..ir.errors import PdcError
+
+
+def host_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@dataclass(frozen=True)
+class X86Target:
+    name: str
+    description: str
+    march: str  # -march for gcc/clang
+    vector_bits: int
+    isa: tuple = field(default=())
+
+    host = True  # pdc builds and runs the bundle on this machine
+
+    @property
+    def cflags(self) -> list[str]:
+        return ["-O3", f"-march={self.march}", "-fPIC", "-std=gnu11", "-fno-math-errno"]
+
+    def check_host(self) -> None:
+        flags = host_flags()
+        needed = {"avx512f"} if self.vector_bits == 512 else {"avx2", "fma"}
+        if flags and not needed <= flags:
+            raise PdcError(f"target {self.name} needs {', '.join(sorted(needed))}, which this CPU lacks "
+                           f"(use --target x86 to pick what the host supports)")
+
+
+X86_AVX2 = X86Target("x86-avx2", "x86-64 with AVX2 + FMA (x86-64-v3)", "x86-64-v3", 256, ("avx2", "fma"))
+X86_AVX512 = X86Target("x86-avx512", "x86-64 with AVX-512 (x86-64-v4)", "x86-64-v4", 512, ("avx512f", "avx2", "fma"))
+
+
+def detect_host() -> X86Target:
+    flags = host_flags()
+    return X86_AVX512 if {"avx512f", "avx512bw", "avx512vl"} <= flags else X86_AVX2
+
+
+def c_compiler() -> str:
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
+    if not cc:
+        raise PdcError("no C compiler found: install gcc (Debian package 'gcc') or set CC")
+    return cc
