@@ -15,16 +15,17 @@ def node_macs(n: Node) -> int:
     """Multiply-accumulates of one node (0 for ops whose cost is not MAC-dominated or shapes unknown)."""
     outs = [_static(v) for v in n.outputs]
     ins = [_static(v) for v in n.inputs]
-    if n.op in ("conv", "conv_integer", "q_linear_conv") and outs[0] and ins[1]:
-        w = ins[1]  # [M, C/group, k...]
+    w_index = {"conv": 1, "conv_integer": 1, "qlinear_conv": 3, "fused_conv": 1}
+    if n.op in w_index and outs[0] and ins[w_index[n.op]]:
+        w = ins[w_index[n.op]]  # [M, C/group, k...]
         return math.prod(outs[0]) * math.prod(w[1:])
     if n.op == "conv_transpose" and ins[0] and ins[1]:
         w = ins[1]  # [C, M/group, k...]
         return math.prod(ins[0]) * math.prod(w[1:])
-    if n.op in ("matmul", "matmul_integer", "q_linear_mat_mul") and outs[0] and ins[0]:
+    if n.op in ("matmul", "matmul_integer", "qlinear_matmul", "fused_matmul") and outs[0] and ins[0]:
         k = ins[0][-1] if len(ins[0]) else 1
         return math.prod(outs[0]) * k
-    if n.op == "gemm" and outs[0] and ins[0]:
+    if n.op in ("gemm", "fused_gemm") and outs[0] and ins[0]:
         k = ins[0][0] if n.attrs.get("transA", 0) else ins[0][-1]
         return math.prod(outs[0]) * k
     if n.op in ("lstm", "gru", "rnn") and ins[0] and ins[1] and ins[2]:

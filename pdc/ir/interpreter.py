@@ -25,7 +25,10 @@ def _conform(node: Node, i: int, result: np.ndarray) -> np.ndarray:
 
 def run_node(node: Node, inputs: list) -> list[np.ndarray]:
     opdef = get_op(node.op)
-    results = opdef.reference(inputs, node.attrs)
+    try:
+        results = opdef.reference(inputs, node.attrs)
+    except PdcError as e:
+        raise PdcError(f"{node.describe()}: {e}") from e
     if isinstance(results, np.ndarray) or np.isscalar(results):
         results = [results]
     results = list(results)
