@@ -115,17 +115,41 @@ def _summary(name, a) -> str:
     return head + f" min {a.min()} max {a.max()}"
 
 
-def cmd_run(args) -> int:
-    from .inputs import load_inputs, random_inputs
+def _runner(args, graph):
+    """A function feeds -> outputs for args.target: the interpreter, or a freshly compiled bundle."""
     from .targets import get_target
     target = get_target(args.target)
-    graph = _bound_model(args)
+    if target is None:
+        from .ir.interpreter import run_graph
+        return lambda feeds: run_graph(graph, feeds)
+    import tempfile
+    from .compiler import compile_bundle
+    from .module import Module
+    folder = tempfile.mkdtemp(prefix="pdc-")
+    compile_bundle(graph, folder, target=args.target, threads=getattr(args, "threads", 1),
+                   opt_level=getattr(args, "opt_level", 2))
+    return Module(folder).run
+
+
+def cmd_run(args) -> int:
+    from .inputs import load_inputs, random_inputs
+    if os.path.isdir(args.model):
+        from .module import Module
+        module = Module(args.model)
+        graph = module.signature()
+        run = module.run
+    else:
+        graph = _bound_model(args)
+        run = _runner(args, graph)
     if args.inputs:
         feeds = load_inputs(args.inputs, graph)
     else:
         feeds = random_inputs(graph, args.seed)
         print(f"no --inputs: running on random data (seed {args.seed})", file=sys.stderr)
-    outputs = target.run(graph, feeds)
+    try:
+        outputs = run(feeds)
+    except ValueError as e:
+        raise PdcError(str(e)) from None
     for name, a in outputs.items():
         print(_summary(name, a))
     if args.save:
@@ -151,20 +175,34 @@ def cmd_check(args) -> int:
     from .compare import compare_outputs
     from .inputs import random_inputs
     from .targets import get_target
-    target = get_target(args.target)
+    get_target(args.target)
     if args.model.endswith(".pdir"):
         raise PdcError(f"{args.model}: pdc check compares with ONNX Runtime and needs the .onnx model")
     graph = _bound_model(args)
     feeds = random_inputs(graph, args.seed)
     want = run_onnxruntime(args.model, feeds)
-    got = target.run(graph, feeds)
+    got = _runner(args, graph)(feeds)
     results = compare_outputs(got, want)
-    print(f"{args.model} on {target.name} vs ONNX Runtime (random inputs, seed {args.seed}):")
+    print(f"{args.model} on {args.target} vs ONNX Runtime (random inputs, seed {args.seed}):")
     for r in results:
         print(f"  {r}")
     ok = all(r.ok for r in results)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def cmd_compile(args) -> int:
+    from .compiler import compile_bundle, stderr_progress
+    from .ir.shapes import parse_shape_option
+    shapes = dict(parse_shape_option(s) for s in args.shape or ())
+    out = compile_bundle(args.model, args.output, target=args.target, name=args.name, threads=args.threads,
+                         shapes=shapes, weights=args.weights, opt_level=args.opt_level,
+                         progress=None if args.quiet else stderr_progress)
+    with open(os.path.join(out, "manifest.json")) as f:
+        m = json.load(f)
+    print(f"{m['name']}: {len(m['kernels'])} kernels, arena {m['arena_bytes']:,} bytes "
+          f"(naive {m['naive_activation_bytes']:,}), weights {m['weight_bytes']:,} bytes -> {out}")
+    return 0
 
 
 # ---- entry point ----------------------------------------------------------------------------
@@ -201,9 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--json", action="store_true", help="print JSON for machines")
     ins.set_defaults(func=cmd_inspect)
 
-    def model_args(sp):
-        sp.add_argument("model", metavar="MODEL", help="an .onnx model or a .pdir IR file")
-        sp.add_argument("--target", default="reference", help="where to run it (default: reference)")
+    def model_args(sp, default_target="reference", model_help="an .onnx model or a .pdir IR file"):
+        sp.add_argument("model", metavar="MODEL", help=model_help)
+        sp.add_argument("--target", default=default_target,
+                        help=f"x86, x86-avx2, x86-avx512 or reference (the NumPy interpreter); default: {default_target}")
         sp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
                         help="bind an input's symbolic dims, e.g. --shape x=1,3,224,224 (repeatable)")
         sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
@@ -212,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Runs MODEL on --inputs (an .npz keyed by input name, or one .npy for a "
                                      "one-input model), or on seeded random data, and prints a summary of each "
                                      "output.")
-    model_args(run)
+    model_args(run, model_help="a bundle folder written by pdc compile, an .onnx model or a .pdir IR file")
     run.add_argument("--inputs", metavar="FILE", help="an .npz keyed by input name, or a .npy")
     run.add_argument("--save", metavar="FILE.npz", help="save the outputs to an .npz")
     run.set_defaults(func=cmd_run)
@@ -220,8 +259,29 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="run a model and compare every output with ONNX Runtime",
                          description="Runs MODEL on seeded random inputs with pdc and with ONNX Runtime and "
                                      "prints the max abs/rel error of every output; exits 1 on a mismatch.")
-    model_args(chk)
+    model_args(chk, default_target="x86")
+    chk.add_argument("--threads", type=int, default=1, help="threads of the compiled code (default: 1)")
+    chk.add_argument("-O", dest="opt_level", type=int, choices=[0, 1, 2], default=2, metavar="LEVEL",
+                     help="optimization level (default: 2)")
     chk.set_defaults(func=cmd_check)
+
+    cmp = sub.add_parser("compile", help="compile a model into a C bundle (and, for x86, a shared library)",
+                         description="Compiles MODEL ahead of time into DIR: NAME.h (the C API), NAME.c (the run "
+                                     "function), kernel sources, weights, CMakeLists.txt, Makefile and "
+                                     "manifest.json; for x86 also libNAME.so. DIR is replaced atomically.")
+    cmp.add_argument("model", metavar="MODEL", help="an .onnx model or a .pdir IR file")
+    cmp.add_argument("--target", default="x86", help="x86 (this host), x86-avx2 or x86-avx512 (default: x86)")
+    cmp.add_argument("-o", "--output", metavar="DIR", required=True, help="the bundle folder to write")
+    cmp.add_argument("--name", help="C name prefix of the API (default: from the model file name)")
+    cmp.add_argument("--threads", type=int, default=1, help="default thread count of the runtime (default: 1)")
+    cmp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
+                     help="bind an input's symbolic dims (or one symbol: N=1); repeatable")
+    cmp.add_argument("--weights", choices=["c", "bin"], default="c",
+                     help="c: weights compiled into the library (default); bin: a file loaded by init")
+    cmp.add_argument("-O", dest="opt_level", type=int, choices=[0, 1, 2], default=2, metavar="LEVEL",
+                     help="optimization level (default: 2)")
+    cmp.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    cmp.set_defaults(func=cmd_compile)
     return p
 
 

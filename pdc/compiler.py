@@ -55,7 +55,7 @@ def default_name(model) -> str:
 
 def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
                    threads: int = 1, shapes: Optional[dict] = None, weights: str = "c", opt_level: int = 2,
-                   build: bool = True, progress=None) -> str:
+                   build: bool = True, progress=None, c_opt: str = "-O3") -> str:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     plan = plan_memory(graph)
     bundle = CRenderer(tgt).render(graph, plan, name, weights)
-    cflags = tgt.cflags
+    cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
     files.update(runtime_sources())
     files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads).encode()

@@ -84,11 +84,18 @@ class Module:
         outs = [np.empty(s.shape, s.dtype) for s in self.outputs]
         ins_p = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
         outs_p = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
-        arena = self._arena.ctypes.data if self._arena.size else self._arena_raw.ctypes.data
+        arena = self._arena_raw.ctypes.data + (-self._arena_raw.ctypes.data) % 64
         status = self._run(arena, ins_p, outs_p)
         if status != 0:
             raise PdcError(f"{self.name}_run failed with status {status}")
         return {s.name: o for s, o in zip(self.outputs, outs)}
+
+    def signature(self):
+        """A node-less IR graph with this bundle's inputs and outputs (to make or check feeds)."""
+        from .ir.graph import Graph, Value
+        from .ir.types import TensorType
+        io = lambda specs: [Value(s.name, TensorType(dtypes.from_numpy(s.dtype), s.shape)) for s in specs]  # noqa: E731
+        return Graph(self.name, io(self.inputs), io(self.outputs))
 
     def __repr__(self) -> str:
         return f"<pdc.Module {self.name} ({self.manifest['target']}) inputs={self.inputs} outputs={self.outputs}>"

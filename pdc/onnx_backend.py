@@ -1,10 +1,18 @@
 """pdc as a standard ONNX backend (`onnx.backend.base.Backend`).
 
 `onnx.backend.test.BackendTest(pdc.onnx_backend, __name__)` runs ONNX's conformance tests
-unchanged. Models run on the reference interpreter.
+unchanged. By default models are compiled to x86 C and run natively; `PDC_BACKEND=reference`
+(or `prepare(model, engine="reference")`) runs the NumPy reference interpreter instead.
+
+Compilation is specialized to the input shapes seen at run time (and, where an output shape
+depends on the values of small integer inputs, such as a Reshape's target shape, to those
+values); each specialization is compiled once and cached.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -12,24 +20,96 @@ import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
 from .frontend.onnx_import import import_onnx
-from .ir.interpreter import run_graph
+from .ir.folding import try_fold
+from .ir.graph import Graph
+from .ir.interpreter import check_feeds, run_graph
+from .ir.shapes import bind_shapes
 from .ir.verify import verify_graph
+
+ENGINES = ("x86", "reference")
+SPECIALIZE_MAX_ELEMENTS = 64  # integer inputs up to this size may be baked in as constants
+
+
+def default_engine() -> str:
+    engine = os.environ.get("PDC_BACKEND", "x86")
+    if engine not in ENGINES:
+        raise ValueError(f"PDC_BACKEND={engine!r}: expected one of {ENGINES}")
+    return engine
+
+
+def _specialize_values(graph: Graph, feeds: dict) -> tuple[Graph, tuple]:
+    """Bakes small integer inputs into constants when the graph's shapes depend on them."""
+    if all(v.type.is_static for n in graph.nodes for v in n.outputs):
+        return graph, ()
+    g = graph.copy()
+    baked = []
+    for v in list(g.inputs):
+        a = feeds[v.name]
+        if a.dtype.kind in "iu" and a.size <= SPECIALIZE_MAX_ELEMENTS:
+            v.data = np.asarray(a)
+            g.inputs.remove(v)
+            g.constants.append(v)
+            baked.append((v.name, a.tobytes()))
+    if not baked:
+        return graph, ()
+    # re-infer with the values known, folding what became constant
+    from .ir.shapes import reinfer
+    kept = []
+    for node in g.nodes:
+        folded = try_fold(node, 4096)
+        if folded is None:
+            kept.append(node)
+        else:
+            for v, data in zip(node.outputs, folded):
+                v.data, v.type = data, v.type.with_shape(data.shape)
+                g.constants.append(v)
+    g.nodes = kept
+    reinfer(g)
+    return g, tuple(baked)
 
 
 class PdcRep(BackendRep):
-    def __init__(self, graph):
+    def __init__(self, graph: Graph, engine: str, opt_level: int = 1):
         self.graph = graph
+        self.engine = engine
+        self.opt_level = opt_level
+        self._modules: dict = {}
+        self._folders: list[str] = []
+
+    def _module(self, feeds: dict):
+        shapes = {v.name: feeds[v.name].shape for v in self.graph.inputs}
+        graph = bind_shapes(self.graph, shapes) if not all(v.type.is_static for v in self.graph.inputs) \
+            else self.graph
+        graph, baked = _specialize_values(graph, feeds)
+        key = (tuple(sorted(shapes.items())), baked)
+        if key not in self._modules:
+            from .compiler import compile_bundle
+            from .module import Module
+            folder = tempfile.mkdtemp(prefix="pdc-backend-")
+            self._folders.append(folder)
+            compile_bundle(graph, folder, target="x86", name="model", opt_level=self.opt_level, c_opt="-O1")
+            self._modules[key] = (Module(folder), [v.name for v in graph.inputs])
+        return self._modules[key]
 
     def run(self, inputs: Any, **kwargs) -> tuple:
         if isinstance(inputs, dict):
-            feeds = dict(inputs)
+            feeds = {k: np.asarray(v) for k, v in inputs.items()}
         else:
             if isinstance(inputs, np.ndarray):
                 inputs = [inputs]
             feeds = {v.name: np.asarray(a) for v, a in zip(self.graph.inputs, inputs)}
-        outputs = run_graph(self.graph, feeds)
         names = [v.name for v in self.graph.outputs]
+        if self.engine == "reference":
+            outputs = run_graph(self.graph, feeds)
+        else:
+            check_feeds(self.graph, feeds)
+            module, input_names = self._module(feeds)
+            outputs = module.run({k: feeds[k] for k in input_names})
         return namedtupledict("Outputs", [f"o{i}" for i in range(len(names))])(*[outputs[n] for n in names])
+
+    def __del__(self):
+        for f in self._folders:
+            shutil.rmtree(f, ignore_errors=True)
 
 
 class PdcBackend(Backend):
@@ -38,14 +118,14 @@ class PdcBackend(Backend):
         return Device(device).type == DeviceType.CPU
 
     @classmethod
-    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs) -> PdcRep:
+    def prepare(cls, model: onnx.ModelProto, device: str = "CPU", engine: str | None = None, **kwargs) -> PdcRep:
         graph = import_onnx(model, source=model.graph.name or "<model>")
         verify_graph(graph)
-        return PdcRep(graph)
+        return PdcRep(graph, engine or default_engine())
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs) -> tuple:
-        return cls.prepare(model, device).run(inputs)
+        return cls.prepare(model, device, **kwargs).run(inputs)
 
     @classmethod
     def run_node(cls, node: onnx.NodeProto, inputs: Sequence[np.ndarray], device: str = "CPU",
@@ -54,10 +134,10 @@ class PdcBackend(Backend):
         ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(a).dtype),
                                              np.asarray(a).shape) for n, a in zip(node.input, inputs)]
         outs = [helper.make_tensor_value_info(n, 0, None) for n in node.output]
-        opset = kwargs.get("opset_version", onnx.defs.onnx_opset_version())
+        opset = kwargs.pop("opset_version", onnx.defs.onnx_opset_version())
         model = helper.make_model(helper.make_graph([node], "run_node", ins, outs),
                                   opset_imports=[helper.make_opsetid("", opset)])
-        return cls.run_model(model, list(inputs), device)
+        return cls.run_model(model, list(inputs), device, **kwargs)
 
 
 prepare = PdcBackend.prepare

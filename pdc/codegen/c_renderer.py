@@ -18,7 +18,7 @@ from ..ir.graph import Graph, Node, Value
 from .context import KernelContext
 from .ctypes_c import ctype
 from .kernels import generators
-from .memory import MemoryPlan
+from .memory import VIEW_OPS, MemoryPlan
 
 ALIGN = 64
 KERNELS_PER_FILE = 48  # kernel files compile in parallel
@@ -248,10 +248,13 @@ class CRenderer:
                   f"pdc_status {name}_run(void *arena, const void *const *inputs, void *const *outputs) {{",
                   "    if ((!arena && " + f"{plan.arena_bytes}" + ") || (!inputs && " + f"{len(graph.inputs)}" +
                   ") || (!outputs && " + f"{len(graph.outputs)}" + ")) return PDC_ERR_NULL_ARGUMENT;",
-                  "    if (!pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;",
+                  f"    if ({plan.arena_bytes} && !pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;",
                   "    uint8_t *A = (uint8_t *)arena;",
                   "    (void)A;"]
         for node, fn, _ in kernels:
+            if node.op in VIEW_OPS and plan.storage.get(node.outputs[0]) is plan.storage.get(node.inputs[0], node.inputs[0]):
+                lines.append(f"    /* {c_comment(node.name or node.outputs[0].name)}: {node.op} is a view, no code */")
+                continue
             args = []
             for v in node.inputs:
                 args.append("0" if v is None else f"(const void *){pointer(v)}")

@@ -45,6 +45,21 @@ class Matcher:
         self.nodes.append(p)
         return p
 
+    def peek(self, v: Optional[Value]) -> Optional[Node]:
+        """The node computing `v` (through identities), not recorded; None for inputs/constants."""
+        p = None if v is None else self.producer.get(v)
+        while p is not None and p.op == "identity":
+            p = self.producer.get(p.inputs[0])
+        return p
+
+    def resolve(self, v: Value) -> Value:
+        """`v` with identities looked through, not recorded."""
+        p = self.producer.get(v)
+        while p is not None and p.op == "identity":
+            v = p.inputs[0]
+            p = self.producer.get(v)
+        return v
+
     def source(self, v: Value) -> Value:
         """`v` with identities looked through (recorded)."""
         p = self.producer.get(v)

@@ -17,7 +17,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..registry import Attr, InferContext, register_op
-from ..types import UNKNOWN, TensorType
+from ..types import UNKNOWN
 from .tensor import known_length, norm_axes, runtime_error
 
 MODES = ("nearest", "linear", "cubic")
@@ -81,16 +81,16 @@ def _resize_infer(ctx: InferContext):
     t = ctx.types[0]
     scales = ctx.const(2) if ctx.has_input(2) else None
     sizes = ctx.const(3) if ctx.has_input(3) else None
-    # a non-constant input counts as given; an empty constant one as absent
-    given = [i for i in (2, 3) if ctx.has_input(i) and (ctx.const(i) is None or ctx.const(i).size)]
-    if len(given) != 1:
+    # an input of static length 0 is absent; one of unknown length may be either
+    length = {i: known_length(ctx, i) if ctx.has_input(i) else 0 for i in (2, 3)}
+    if all(n == 0 for n in length.values()) or all(n for n in length.values()):
         ctx.fail("needs exactly one of scales and sizes")
     if t.shape is None:
         return [t]
     axes = _resize_axes(ctx.attrs, t.rank, ctx)
-    n = known_length(ctx, given[0])
-    if n is not None and n != len(axes):
-        ctx.fail(f"{'scales' if given[0] == 2 else 'sizes'} has {n} entries for {len(axes)} axes")
+    for i, n in length.items():
+        if n and n != len(axes):
+            ctx.fail(f"{'scales' if i == 2 else 'sizes'} has {n} entries for {len(axes)} axes")
     out = list(t.shape)
     policy = ctx.attrs.get("keep_aspect_ratio_policy", "stretch")
     if _present(sizes) and (policy == "stretch" or all(isinstance(t.shape[a], int) for a in axes)):

@@ -13,11 +13,10 @@ from typing import Optional
 
 import numpy as np
 
-from .. import dtypes
 from ..errors import PdcError
 from ..registry import REQUIRED, Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
-from .common import broadcast_shapes, const_ints, normalize_axis, same_as_input
+from .common import broadcast_shapes, const_ints, normalize_axis
 
 INT64_MAX = 2 ** 63 - 1
 # An end at or beyond this value means "to the end of the axis" (exporters write INT_MAX or INT64_MAX).
@@ -31,7 +30,7 @@ def runtime_error(msg: str):
     raise PdcError(msg)
 
 
-def _err(ctx: Optional[InferContext], msg: str):
+def check_failed(ctx: Optional[InferContext], msg: str):
     """Fails inference (with a context) or a reference run (without one)."""
     if ctx is not None:
         ctx.fail(msg)
@@ -54,10 +53,7 @@ def norm_axes(axes, rank, ctx: Optional[InferContext] = None, what: str = "axes"
     """Normalizes negative axes and rejects repeated ones."""
     out = [normalize_axis(int(a), rank, ctx) for a in axes]
     if len(set(out)) != len(out):
-        msg = f"{what} {list(axes)} repeat an axis"
-        if ctx is not None:
-            ctx.fail(msg)
-        runtime_error(msg)
+        check_failed(ctx, f"{what} {list(axes)} repeat an axis")
     return out
 
 
@@ -186,10 +182,7 @@ def _perm(attrs, rank, ctx=None):
     if perm is None:
         return list(range(rank))[::-1]
     if sorted(perm) != list(range(rank)):
-        msg = f"perm {list(perm)} is not a permutation of the {rank} axes"
-        if ctx is not None:
-            ctx.fail(msg)
-        runtime_error(msg)
+        check_failed(ctx, f"perm {list(perm)} is not a permutation of the {rank} axes")
     return list(perm)
 
 
@@ -337,15 +330,15 @@ def slice_bounds(dim: int, start: int, end: int, step: int):
 def _slice_params(rank, starts, ends, axes, steps, ctx=None):
     if not len(starts) == len(ends):
         msg = f"starts ({len(starts)}) and ends ({len(ends)}) differ in length"
-        _err(ctx, msg)
+        check_failed(ctx, msg)
     axes = list(range(len(starts))) if axes is None else axes
     steps = [1] * len(starts) if steps is None else steps
     if not len(axes) == len(steps) == len(starts):
         msg = f"starts, ends, axes and steps differ in length ({len(starts)}, {len(axes)}, {len(steps)})"
-        _err(ctx, msg)
+        check_failed(ctx, msg)
     if 0 in steps:
         msg = "a step is 0"
-        _err(ctx, msg)
+        check_failed(ctx, msg)
     return list(zip(norm_axes(axes, rank, ctx), starts, ends, steps))
 
 
@@ -371,8 +364,9 @@ def _slice_infer(ctx: InferContext):
         dim = t.shape[axis]
         if isinstance(dim, int):
             out[axis] = slice_bounds(dim, start, end, step)[2]
-        elif step == 1 and start in (0, -INT64_MAX - 1) and end >= _OPEN_END:
-            out[axis] = dim  # the whole axis
+        elif (step == 1 and start in (0, -INT64_MAX - 1) and end >= _OPEN_END) or \
+                (step == -1 and start in (-1, INT64_MAX) and end <= -_OPEN_END):
+            out[axis] = dim  # the whole axis, forwards or backwards
         else:
             out[axis] = UNKNOWN
     return [t.with_shape(out)]
@@ -517,7 +511,7 @@ def _pad_widths(rank, pads, axes, ctx=None):
     axes = list(range(rank)) if axes is None else norm_axes(axes, rank, ctx)
     if len(pads) != 2 * len(axes):
         msg = f"pads has {len(pads)} entries, expected {2 * len(axes)} (2 per axis)"
-        _err(ctx, msg)
+        check_failed(ctx, msg)
     widths = [(0, 0)] * rank
     for i, a in enumerate(axes):
         widths[a] = (pads[i], pads[i + len(axes)])

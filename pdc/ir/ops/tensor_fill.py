@@ -89,6 +89,8 @@ register_op("constant_of_shape", ["input"], ["output"], onnx="ConstantOfShape",
 def _range_count(start, limit, delta) -> int:
     if delta == 0:
         runtime_error("range: delta is 0")
+    if isinstance(start, int) and isinstance(delta, int):
+        return max(-((start - limit) // delta), 0)  # exact ceil division
     return max(int(math.ceil((limit - start) / delta)), 0)
 
 
@@ -102,7 +104,7 @@ def _range_infer(ctx: InferContext):
     if len(dts) > 1:
         ctx.fail(f"start, limit and delta must share one dtype, got {sorted(map(str, dts))}")
     for i, t in enumerate(ctx.types):
-        if t.shape is not None and math.prod(d if isinstance(d, int) else 2 for d in t.shape) != 1:
+        if t.numel not in (None, 1):
             ctx.fail(f"input {i} must be a scalar, got {t}")
     dt = ctx.types[0].dtype
     vals = [ctx.const(i) for i in range(3)]
@@ -150,7 +152,7 @@ register_op("trilu", ["input", "k?"], ["output"], onnx="Trilu", attrs={"upper": 
 
 def _cum_sum_infer(ctx: InferContext):
     t = ctx.types[1]
-    if t.shape is not None and math.prod(d if isinstance(d, int) else 2 for d in t.shape) != 1:
+    if t.numel not in (None, 1):
         ctx.fail(f"axis must be a scalar, got {t}")
     return [ctx.types[0]]
 

@@ -10,8 +10,8 @@ import numpy as np
 from .. import dtypes
 from ..registry import Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
-from .common import const_ints, normalize_axis, require_dtype
-from .tensor import ints_of, merge_dims, runtime_error
+from .common import normalize_axis, require_dtype
+from .tensor import check_failed, ints_of, merge_dims, runtime_error
 
 INDEX_DTYPES = (dtypes.int32, dtypes.int64)
 REDUCTIONS = ("none", "add", "mul", "max", "min")
@@ -286,10 +286,7 @@ def _reverse_sequence_axes(attrs, rank, ctx=None):
     b = normalize_axis(attrs.get("batch_axis", 1), rank, ctx)
     t = normalize_axis(attrs.get("time_axis", 0), rank, ctx)
     if {b, t} != {0, 1}:
-        msg = f"batch_axis and time_axis must be 0 and 1 (in either order), got {b} and {t}"
-        if ctx is not None:
-            ctx.fail(msg)
-        runtime_error(msg)
+        check_failed(ctx, f"batch_axis and time_axis must be 0 and 1 (in either order), got {b} and {t}")
     return b, t
 
 

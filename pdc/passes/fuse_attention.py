@@ -1,0 +1,200 @@
+"""fuse-attention: the transformer's attention subgraph -> one attention node per head group."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..ir.errors import PdcError
+from ..ir.graph import Graph, Node, Value
+from ..ir.ops.common import broadcast_shapes
+from ..ir.registry import all_ops
+from ._pattern_match import Matcher, NoMatch, Rewriter, scalar, static_shape
+from .manager import Pass, register_pass
+
+_SPLIT = [0, 2, 1, 3]  # (B, S, H, d) <-> (B, H, S, d)
+_SPLIT_T = [0, 2, 3, 1]  # (B, S, H, d) -> (B, H, d, S): K split and transposed at once
+_SWAP = [0, 1, 3, 2]  # (B, H, S, d) -> (B, H, d, S)
+
+
+@dataclass
+class _Core:
+    q: Value  # (B, H, Sq, dk)
+    kt: Value  # (B, H, dk, Skv)
+    v: Value  # (B, H, Skv, dv)
+    mask: Optional[Value]
+    scale: float
+    out: Value  # (B, H, Sq, dv)
+
+
+def _perm(n: Node) -> list:
+    return list(n.attrs.get("perm", []))
+
+
+@register_pass
+class FuseAttention(Pass):
+    """Fuses MatMul(Q, K^T) -> [Mul/Div by a constant] -> [Add mask] -> Softmax(last axis) -> MatMul(., V).
+
+    A constant scale may sit on the scores or on Q (as Paddle's `scale` exports it: a Mul and an
+    Add of zero). When Q, K and V come from Reshape (B, S, H*d) -> (B, S, H, d) + Transpose to
+    (B, H, S, d) and the result goes back the same way, those are absorbed too and the node takes
+    the 3-D tensors with num_heads=H; otherwise it takes the 4-D ones. Every absorbed value must
+    be used only inside the pattern. `op` picks the node: `attention` (ONNX Attention, opset 23),
+    `fused_attention`, or `auto` (attention when that op is registered).
+    """
+
+    name = "fuse-attention"
+    op: str = "auto"
+
+    def run(self, graph: Graph) -> None:
+        ops = all_ops()
+        op = ("attention" if "attention" in ops else "fused_attention") if self.op == "auto" else self.op
+        if op not in ("attention", "fused_attention"):
+            raise PdcError(f"pass 'fuse-attention': option 'op' must be auto, attention or fused_attention, got '{op}'")
+        if op not in ops:
+            raise PdcError(f"pass 'fuse-attention': op '{op}' is not registered")
+        m = Matcher(graph)
+        rewriter = Rewriter(graph)
+        for node in list(graph.nodes):
+            if node.op != "matmul" or node in rewriter.taken:
+                continue
+            m.reset()
+            core = m.attempt(_match_core, m, node)
+            if core is None:
+                continue
+            core_nodes = list(m.nodes)
+            split = m.attempt(_match_heads, m, core)
+            if split is not None and m.interior_ok(split[3]):
+                q, k, v, out, heads = split
+                new = _attention_node(op, [q, k, v, core.mask], out, core.scale, heads)
+                if rewriter.add(m.nodes, out, new):
+                    continue
+            m.nodes = core_nodes  # the 4-D form: K^T must be a transpose of a 4-D K
+            t = m.peek(core.kt)
+            if t is None or t.op != "transpose" or _perm(t) != _SWAP:
+                continue
+            k = m.node(core.kt, "transpose").inputs[0]
+            if not m.interior_ok(core.out):
+                continue
+            rewriter.add(m.nodes, core.out, _attention_node(op, [core.q, k, core.v, core.mask], core.out, core.scale, 0))
+        rewriter.apply()
+
+
+def _attention_node(op: str, inputs: list, out: Value, scale: float, heads: int) -> Node:
+    attrs = {"scale": scale}
+    if op == "fused_attention":
+        attrs["num_heads"] = heads
+    elif heads:
+        attrs.update(q_num_heads=heads, kv_num_heads=heads)
+    while inputs and inputs[-1] is None:
+        inputs = inputs[:-1]
+    return Node(op, inputs, [out], attrs, "")
+
+
+def _match_core(m: Matcher, second: Node) -> _Core:
+    """second = MatMul(Softmax(scores), V), scores from MatMul(Q, K^T), a scale and a mask."""
+    m.nodes.append(second)
+    probs, v = second.inputs
+    sm = m.node(probs, "softmax")
+    rank = sm.inputs[0].type.rank
+    if rank != 4 or sm.attrs.get("axis", -1) not in (-1, 3) or v.type.rank != 4:
+        raise NoMatch
+    scores = static_shape(sm.inputs[0])
+    scale, mask, s = 1.0, None, sm.inputs[0]
+    n = m.peek(s)
+    if n is not None and n.op == "add":
+        m.node(s, "add")  # the mask: whichever operand is not the scaled scores
+        for a, b in ((0, 1), (1, 0)):
+            first = m.attempt(_scaled_scores, m, n.inputs[a])
+            if first is not None:
+                mask = n.inputs[b]
+                break
+        else:
+            raise NoMatch
+        if mask.type.shape is None or len(mask.type.shape) > 4 or \
+                broadcast_shapes([scores, mask.type.shape]) != tuple(scores):
+            raise NoMatch
+    else:
+        first = _scaled_scores(m, s)
+    mm, scale = first
+    q, kt = mm.inputs
+    q, q_scale = _scaled_q(m, q)
+    return _Core(q, kt, v, mask, scale * q_scale, second.outputs[0])
+
+
+def _scaled_scores(m: Matcher, s: Value):
+    """(the Q K^T matmul, the constant scale applied to its result)."""
+    n = m.node(s, "mul", "div", "matmul")
+    if n.op == "matmul":
+        return n, 1.0
+    for a, b in ((0, 1), (1, 0)) if n.op == "mul" else ((0, 1),):
+        c = scalar(n.inputs[b])
+        if c is not None and c != 0:
+            mm = m.attempt(m.node, n.inputs[a], "matmul")
+            if mm is not None:
+                return mm, (c if n.op == "mul" else 1 / c)
+    raise NoMatch
+
+
+def _scaled_q(m: Matcher, q: Value):
+    """Q with a constant scale (Mul or Div, then an optional Add of zero) peeled off."""
+    def peel():
+        n = m.node(q, "add", "mul", "div")
+        if n.op == "add":
+            zero = [i for i in (0, 1) if scalar(n.inputs[i]) == 0.0]
+            if not zero:
+                raise NoMatch
+            n = m.node(n.inputs[1 - zero[0]], "mul", "div")
+        for a, b in ((0, 1), (1, 0)) if n.op == "mul" else ((0, 1),):
+            c = scalar(n.inputs[b])
+            if c is not None and c != 0:
+                return n.inputs[a], (c if n.op == "mul" else 1 / c)
+        raise NoMatch
+    return m.attempt(peel) or (q, 1.0)
+
+
+def _split_heads(m: Matcher, v4: Value, perm: list):
+    """The 3-D (B, S, H*d) tensor that Reshape + Transpose(perm) turned into `v4`, and H."""
+    t = m.node(v4, "transpose")
+    if _perm(t) != perm:
+        raise NoMatch
+    r = m.node(t.inputs[0], "reshape")
+    x = m.source(r.inputs[0])
+    xs, rs = static_shape(x), static_shape(r.outputs[0])
+    if len(xs) != 3 or len(rs) != 4 or rs[:2] != xs[:2] or rs[2] * rs[3] != xs[2]:
+        raise NoMatch
+    return x, rs[2]
+
+
+def _match_heads(m: Matcher, core: _Core):
+    """(Q3, K3, V3, Y3, H) when heads are split from and merged into 3-D tensors around the core."""
+    q, hq = _split_heads(m, core.q, _SPLIT)
+    t = m.peek(core.kt)
+    if t is not None and t.op == "transpose" and _perm(t) == _SWAP:  # K^T = Transpose(split K)
+        k = _split_heads(m, m.node(core.kt, "transpose").inputs[0], _SPLIT)
+    else:  # K split and transposed by one Transpose
+        k = _split_heads(m, core.kt, _SPLIT_T)
+    v, hv = _split_heads(m, core.v, _SPLIT)
+    if not hq == k[1] == hv:
+        raise NoMatch
+    users = m.users.get(core.out, [])
+    if len(users) != 1 or core.out in m.outputs:
+        raise NoMatch
+    t = users[0]
+    while t.op == "identity":  # look through identities downstream too
+        m.nodes.append(t)
+        nxt = m.users.get(t.outputs[0], [])
+        if len(nxt) != 1 or t.outputs[0] in m.outputs:
+            raise NoMatch
+        t = nxt[0]
+    if t.op != "transpose" or _perm(t) != _SPLIT:
+        raise NoMatch
+    m.nodes.append(t)
+    users = m.users.get(t.outputs[0], [])
+    if len(users) != 1 or users[0].op != "reshape" or users[0].inputs[0] is not t.outputs[0]:
+        raise NoMatch
+    r = users[0]
+    m.nodes.append(r)
+    ts, ys = static_shape(t.outputs[0]), static_shape(r.outputs[0])
+    if len(ys) != 3 or ys[:2] != ts[:2] or ys[2] != ts[2] * ts[3]:
+        raise NoMatch
+    return q, k[0], v, r.outputs[0], hq

@@ -1,0 +1,448 @@
+"""The static memory planner (pdc/codegen/memory.py).
+
+`check_plan` verifies any plan on its own terms, without the planner's internals: storage roots,
+alignment, bounds, and that no write (a kernel's output) clobbers bytes another value still needs,
+except a legal in-place write. `run_with_plan` executes a graph through a real byte arena laid out
+by the plan, so a clobbered value shows up as a wrong output.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pdc.codegen.memory import INPLACE_OPS, VIEW_OPS, plan_memory
+from pdc.frontend import load_model
+from pdc.ir.errors import PdcError, UnsupportedError
+from pdc.ir.interpreter import run_graph, run_node
+from passes.util import graph_from_text, random_feeds
+
+
+# ---- plan checkers ------------------------------------------------------------------------------
+def _align(n, a):
+    return -(-n // a) * a
+
+
+def _lifetimes(graph):
+    defined, last = {}, {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            if v is not None:
+                last[v] = i
+        for v in node.outputs:
+            defined[v] = i
+            last.setdefault(v, i)
+    return defined, last
+
+
+def check_plan(graph, plan, alignment=64, view_ops=VIEW_OPS, inplace_ops=INPLACE_OPS):
+    outputs = set(graph.outputs)
+    external = set(graph.inputs) | set(graph.constants) | outputs
+    inter = [v for n in graph.nodes for v in n.outputs if v not in outputs]
+    storage, offsets = plan.storage, plan.offsets
+
+    for v in graph.values():
+        root = storage[v]
+        assert storage[root] is root, f"%{v.name}: its root %{root.name} is not a root"
+    for v in external:
+        assert storage[v] is v, f"graph input/output or constant %{v.name} must be its own root"
+    producer = graph.producers()
+    for v in inter:
+        root = storage[v]
+        assert root not in outputs, f"%{v.name} lives in the caller's output buffer %{root.name}"
+        assert v.type.nbytes == root.type.nbytes, f"%{v.name} and its root %{root.name} differ in size"
+        if root in external:  # only a view may alias caller or weight memory
+            node = producer[v]
+            assert node.op in view_ops and storage[node.inputs[0]] is root, f"%{v.name} aliases %{root.name}"
+            assert v not in offsets
+        else:
+            assert storage[root] is root and root in offsets, f"%{v.name}: root %{root.name} has no offset"
+            assert offsets[v] == offsets[root]
+    assert plan.arena_bytes % alignment == 0
+    for v, off in offsets.items():
+        assert off % alignment == 0, f"%{v.name} at {off}"
+        assert 0 <= off and off + v.type.nbytes <= plan.arena_bytes
+    assert plan.naive_activation_bytes == sum(v.type.nbytes for v in inter)
+    roots = {storage[v] for v in inter} - external
+    assert plan.arena_bytes <= sum(_align(r.type.nbytes, alignment) for r in roots)
+
+    # walk the nodes: every write must leave the bytes of every live value alone, but for in-place
+    defined, last = _lifetimes(graph)
+    arena = [v for v in inter if v in offsets]
+    for i, node in enumerate(graph.nodes):
+        writes = [v for v in node.outputs if v in offsets]
+        for a in writes:
+            for b in writes:
+                if a is not b and a.type.nbytes and b.type.nbytes:
+                    assert not _overlap(plan, a, b), f"outputs %{a.name} and %{b.name} of one node overlap"
+        for v in writes:
+            if node.op in view_ops and storage[v] is storage.get(node.inputs[0]):
+                continue  # a view writes nothing
+            for u in arena:
+                if u is v or not (defined[u] < i <= last[u]) or not _overlap(plan, u, v):
+                    continue
+                legal = (last[u] == i and node.op in inplace_ops and u in node.inputs
+                         and offsets[u] == offsets[v] and u.type.shape == v.type.shape
+                         and u.type.dtype.itemsize == v.type.dtype.itemsize)
+                assert legal, f"node {i} ({node.op}) writes %{v.name} over live %{u.name}"
+
+
+def _overlap(plan, a, b):
+    a0, b0 = plan.offsets[a], plan.offsets[b]
+    return a0 < b0 + b.type.nbytes and b0 < a0 + a.type.nbytes and a.type.nbytes and b.type.nbytes
+
+
+def run_with_plan(graph, plan, feeds):
+    """Runs the reference ops with every arena value read from and written to a shared byte arena."""
+    arena = np.full(plan.arena_bytes, 0xA5, np.uint8)  # garbage, so reading unwritten bytes shows
+    env = {v: feeds[v.name] for v in graph.inputs} | {c: c.data for c in graph.constants}
+
+    def read(v):
+        if v not in plan.offsets:
+            return env[v]
+        off = plan.offsets[v]
+        return arena[off:off + v.type.nbytes].view(v.type.dtype.np).reshape(v.type.shape).copy()
+
+    for node in graph.nodes:
+        results = run_node(node, [None if v is None else read(v) for v in node.inputs])
+        for v, r in zip(node.outputs, results):
+            if v in plan.offsets:
+                off = plan.offsets[v]
+                arena[off:off + v.type.nbytes] = np.ascontiguousarray(r).reshape(-1).view(np.uint8)
+            else:
+                env[v] = r
+    return {v.name: read(v) for v in graph.outputs}
+
+
+def plan_and_check(graph, **kw):
+    plan = plan_memory(graph, **kw)
+    check_plan(graph, plan, **kw)
+    feeds = random_feeds(graph)
+    want, got = run_graph(graph, feeds), run_with_plan(graph, plan, feeds)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=f"output {k}")
+    return plan
+
+
+def by_name(graph):
+    return {v.name: v for v in graph.values()}
+
+
+# ---- views ---------------------------------------------------------------------------------------
+def test_views_alias_their_input():
+    g = graph_from_text("""
+        graph @g(%x: f32[1,16,4,4]) -> (%y: f32[1,16]) {
+          %w = const f32[16,16,1,1]
+          %s = const i64[2]
+          %ax = const i64[1]
+          %c = conv(%x, %w) : f32[1,16,4,4]
+          %r = reshape(%c, %s) {allowzero=0} : f32[16,16]
+          %f = flatten(%r) {axis=1} : f32[16,16]
+          %d = dropout(%f) : f32[16,16]
+          %i = identity(%d) : f32[16,16]
+          %m = reduce_mean(%i, %ax) {keepdims=0} : f32[16]
+          %u = unsqueeze(%m, %ax) : f32[1,16]
+          %y = relu(%u) : f32[1,16]
+        }""", constants={"s": [16, 16], "ax": [0]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    for name in "rfdi":
+        assert plan.storage[v[name]] is v["c"], name
+        assert plan.offsets[v[name]] == plan.offsets[v["c"]]
+    assert plan.storage[v["u"]] is v["m"]
+    assert plan.storage[v["y"]] is v["y"]  # a graph output: the caller's buffer
+
+
+def test_view_of_a_graph_input_aliases_it_and_a_view_output_is_a_copy():
+    g = graph_from_text("""
+        graph @g(%x: f32[4,16]) -> (%y: f32[64], %z: f32[64]) {
+          %s = const i64[1]
+          %r = reshape(%x, %s) {allowzero=0} : f32[64]
+          %y = relu(%r) : f32[64]
+          %t = relu(%x) : f32[4,16]
+          %z = reshape(%t, %s) {allowzero=0} : f32[64]
+        }""", constants={"s": [64]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["r"]] is v["x"] and v["r"] not in plan.offsets
+    assert plan.storage[v["z"]] is v["z"]  # the kernel copies into the caller's buffer
+    assert plan.storage[v["t"]] is v["t"] and v["t"] in plan.offsets
+
+
+def test_view_of_a_graph_output_is_not_an_alias():
+    g = graph_from_text("""
+        graph @g(%x: f32[4,16]) -> (%y: f32[4,16], %z: f32[64]) {
+          %s = const i64[1]
+          %y = relu(%x) : f32[4,16]
+          %r = reshape(%y, %s) {allowzero=0} : f32[64]
+          %z = sigmoid(%r) : f32[64]
+        }""", constants={"s": [64]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["r"]] is v["r"] and v["r"] in plan.offsets
+
+
+def test_dropout_with_a_mask_is_not_a_view():
+    g = graph_from_text("""
+        graph @g(%x: f32[4,16]) -> (%y: f32[4,16]) {
+          %a = relu(%x) : f32[4,16]
+          %d, %mask = dropout(%a) : f32[4,16], bool[4,16]
+          %y = sigmoid(%d) : f32[4,16]
+        }""")
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["d"]] is v["d"]
+    assert not _overlap(plan, v["d"], v["mask"]) and not _overlap(plan, v["d"], v["a"])
+
+
+# ---- in-place ------------------------------------------------------------------------------------
+CHAIN = """
+    graph @g(%x: f32[8,16]) -> (%y: f32[8,16]) {
+      %w = const f32[16,16]
+      %a = matmul(%x, %w) : f32[8,16]
+      %b = relu(%a) : f32[8,16]
+      %c = sigmoid(%b) : f32[8,16]
+      %y = matmul(%c, %w) : f32[8,16]
+    }"""
+
+
+def test_unary_ops_run_in_place_when_their_input_dies():
+    g = graph_from_text(CHAIN)
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["b"]] is v["a"] and plan.storage[v["c"]] is v["a"]
+    assert plan.arena_bytes == 512
+
+
+def test_no_in_place_when_the_input_is_used_later():
+    g = graph_from_text("""
+        graph @g(%x: f32[8,16]) -> (%y: f32[8,16]) {
+          %w = const f32[16,16]
+          %a = matmul(%x, %w) : f32[8,16]
+          %b = relu(%a) : f32[8,16]
+          %y = add(%b, %a) : f32[8,16]
+        }""")
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["b"]] is v["b"]
+    assert not _overlap(plan, v["a"], v["b"])
+
+
+def test_no_in_place_over_a_graph_input_or_a_constant():
+    g = graph_from_text("""
+        graph @g(%x: f32[8,16]) -> (%y: f32[8,16]) {
+          %k = const f32[8,16]
+          %a = relu(%x) : f32[8,16]
+          %b = neg(%k) : f32[8,16]
+          %y = add(%a, %b) : f32[8,16]
+        }""")
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["a"]] is v["a"] and plan.storage[v["b"]] is v["b"]
+
+
+def test_no_in_place_through_a_view_that_is_still_used():
+    g = graph_from_text("""
+        graph @g(%x: f32[8,16]) -> (%y: f32[128]) {
+          %w = const f32[16,16]
+          %s = const i64[1]
+          %a = matmul(%x, %w) : f32[8,16]
+          %r = reshape(%a, %s) {allowzero=0} : f32[128]
+          %b = relu(%a) : f32[8,16]
+          %q = reshape(%b, %s) {allowzero=0} : f32[128]
+          %y = add(%q, %r) : f32[128]
+        }""", constants={"s": [128]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["r"]] is v["a"]
+    assert plan.storage[v["b"]] is v["b"]  # %a dies here, but its view %r does not
+
+
+def test_in_place_through_a_view_that_dies():
+    g = graph_from_text("""
+        graph @g(%x: f32[8,16]) -> (%y: f32[128]) {
+          %w = const f32[16,16]
+          %s = const i64[1]
+          %a = matmul(%x, %w) : f32[8,16]
+          %r = reshape(%a, %s) {allowzero=0} : f32[128]
+          %b = tanh(%r) : f32[128]
+          %y = exp(%b) : f32[128]
+        }""", constants={"s": [128]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["b"]] is v["a"]
+
+
+def test_binary_ops_reuse_the_full_size_input_that_dies():
+    g = graph_from_text("""
+        graph @g(%x: f32[1,8,4,4]) -> (%y: f32[1,8,4,4]) {
+          %w = const f32[8,8,1,1]
+          %bias = const f32[1,8,1,1]
+          %ax = const i64[2]
+          %a = conv(%x, %w) : f32[1,8,4,4]
+          %p = conv(%a, %w) : f32[1,8,4,4]
+          %m = reduce_mean(%a, %ax) {keepdims=1} : f32[1,8,1,1]
+          %s = mul(%m, %p) : f32[1,8,4,4]
+          %t = add(%s, %a) : f32[1,8,4,4]
+          %y = sub(%t, %bias) : f32[1,8,4,4]
+        }""", constants={"ax": [2, 3]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["s"]] is v["p"]  # %m is [1,8,1,1]: not a candidate
+    assert plan.storage[v["t"]] in (v["p"], v["a"])
+
+
+def test_broadcast_input_is_not_reused():
+    g = graph_from_text("""
+        graph @g(%x: f32[16], %z: f32[4,16]) -> (%y: f32[4,16]) {
+          %a = relu(%x) : f32[16]
+          %b = add(%a, %z) : f32[4,16]
+          %y = relu(%b) : f32[4,16]
+        }""")
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["b"]] is v["b"]
+
+
+def test_no_in_place_when_another_input_views_the_same_bytes():
+    # safe for elementwise kernels as it happens, but the planner stays conservative
+    g = graph_from_text("""
+        graph @g(%x: f32[16]) -> (%y: f32[1,16]) {
+          %ax = const i64[1]
+          %a = relu(%x) : f32[16]
+          %r = unsqueeze(%a, %ax) : f32[1,16]
+          %b = add(%r, %a) : f32[1,16]
+          %y = neg(%b) : f32[1,16]
+        }""", constants={"ax": [0]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["r"]] is v["a"] and plan.storage[v["b"]] is v["b"]
+
+
+def test_cast_is_in_place_only_between_same_size_types():
+    g = graph_from_text("""
+        graph @g(%x: f32[4,16]) -> (%y: f32[4,16]) {
+          %a = relu(%x) : f32[4,16]
+          %i = cast(%a) {to=i32} : i32[4,16]
+          %h = cast(%i) {to=f16} : f16[4,16]
+          %y = cast(%h) {to=f32} : f32[4,16]
+        }""")
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert plan.storage[v["i"]] is v["a"]
+    assert plan.storage[v["h"]] is v["h"]
+
+
+def test_graph_output_is_never_in_place():
+    g = graph_from_text("""
+        graph @g(%x: f32[4,16]) -> (%y: f32[4,16]) {
+          %a = neg(%x) : f32[4,16]
+          %y = relu(%a) : f32[4,16]
+        }""")
+    plan = plan_and_check(g)
+    assert plan.storage[by_name(g)["y"]] is by_name(g)["y"]
+
+
+def test_sharing_can_be_turned_off():
+    g = graph_from_text(CHAIN)
+    plan = plan_and_check(g, view_ops=frozenset(), inplace_ops=frozenset())
+    assert all(plan.storage[v] is v for v in g.values())
+    assert plan.arena_bytes == 1024  # ping-pong between two 512-byte slots
+
+
+# ---- offsets and alignment -----------------------------------------------------------------------
+def test_chain_ping_pongs_between_two_slots():
+    g = graph_from_text("""
+        graph @g(%x: f32[1,4,8,8]) -> (%y: f32[1,4,8,8]) {
+          %w = const f32[4,4,3,3]
+          %a = conv(%x, %w) {pads=[1,1,1,1]} : f32[1,4,8,8]
+          %b = conv(%a, %w) {pads=[1,1,1,1]} : f32[1,4,8,8]
+          %c = conv(%b, %w) {pads=[1,1,1,1]} : f32[1,4,8,8]
+          %d = conv(%c, %w) {pads=[1,1,1,1]} : f32[1,4,8,8]
+          %y = conv(%d, %w) {pads=[1,1,1,1]} : f32[1,4,8,8]
+        }""")
+    plan = plan_and_check(g)
+    assert plan.naive_activation_bytes == 4 * 1024
+    assert plan.arena_bytes == 2 * 1024
+
+
+@pytest.mark.parametrize("alignment", [1, 16, 64, 128])
+def test_alignment(alignment):
+    g = graph_from_text("""
+        graph @g(%x: f32[3], %z: f32[5]) -> (%y: f32[3], %q: f32[5]) {
+          %a = neg(%x) : f32[3]
+          %b = neg(%z) : f32[5]
+          %c = mul(%a, %x) : f32[3]
+          %d = mul(%b, %z) : f32[5]
+          %y = add(%c, %a) : f32[3]
+          %q = add(%d, %b) : f32[5]
+        }""")
+    plan = plan_and_check(g, alignment=alignment)
+    assert plan.naive_activation_bytes == 4 * (3 + 5 + 3 + 5)
+    assert plan.arena_bytes == 2 * _align(12, alignment) + 2 * _align(20, alignment)
+
+
+def test_bad_alignment():
+    with pytest.raises(PdcError, match="alignment"):
+        plan_memory(graph_from_text(CHAIN), alignment=0)
+
+
+def test_multi_output_nodes_and_unused_outputs():
+    g = graph_from_text("""
+        graph @g(%x: f32[8,16]) -> (%y: f32[4,16]) {
+          %sp = const i64[2]
+          %a = relu(%x) : f32[8,16]
+          %p, %q = split(%a, %sp) {axis=0} : f32[4,16], f32[4,16]
+          %r = sigmoid(%p) : f32[4,16]
+          %y = relu(%r) : f32[4,16]
+        }""", constants={"sp": [4, 4]})
+    plan = plan_and_check(g)
+    v = by_name(g)
+    assert not _overlap(plan, v["p"], v["q"])
+
+
+def test_zero_size_values():
+    g = graph_from_text("""
+        graph @g(%x: f32[0,4]) -> (%y: f32[0,4]) {
+          %a = relu(%x) : f32[0,4]
+          %y = relu(%a) : f32[0,4]
+        }""")
+    plan = plan_and_check(g)
+    assert plan.arena_bytes == 0 and plan.naive_activation_bytes == 0
+
+
+def test_symbolic_intermediate_is_a_clear_error():
+    g = graph_from_text("""
+        graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
+          %a = relu(%x) : f32[N,4]
+          %y = relu(%a) : f32[N,4]
+        }""")
+    with pytest.raises(UnsupportedError, match=r"%a has a non-static type f32\[N,4\]"):
+        plan_memory(g)
+
+
+def test_symbolic_graph_input_viewed_and_output_is_fine():
+    g = graph_from_text("""
+        graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
+          %y = relu(%x) : f32[N,4]
+        }""")
+    plan = plan_memory(g)
+    assert plan.arena_bytes == 0 and plan.offsets == {}
+
+
+# ---- whole models ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["tiny_cnn", "mlp", "external_data", "shape_fold"])
+def test_onnx_zoo_models_run_through_the_plan(name, zoo):
+    plan = plan_and_check(load_model(zoo(name)))
+    assert plan.arena_bytes <= plan.naive_activation_bytes
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("name, max_ratio", [("mobilenet_v2", 0.20), ("resnet18", 0.20), ("squeezenet1_1", 0.20),
+                                             ("mobilenet_v3_small", 0.20), ("transformer_encoder", 0.20),
+                                             ("lstm", 0.5)])
+def test_paddle_zoo_models(name, max_ratio, zoo):
+    g = load_model(zoo(name))
+    plan = plan_memory(g)
+    check_plan(g, plan)
+    ratio = plan.arena_bytes / plan.naive_activation_bytes
+    assert ratio <= max_ratio, f"{name}: arena {plan.arena_bytes} is {ratio:.1%} of naive {plan.naive_activation_bytes}"
