@@ -1,8 +1,10 @@
 """Build files of a bundle (CMakeLists.txt, Makefile) and the host build of its shared library."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from .ir.errors import PdcError
@@ -65,29 +67,59 @@ clean:
 """
 
 
+def _cache_dir() -> str:
+    return os.environ.get("PDC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "pdc")
+
+
+def runtime_object(cc: str, cflags: list[str], defs: list[str]) -> str:
+    """The runtime compiled once per compiler and flags, cached (most models share it)."""
+    src = runtime_sources()
+    key = hashlib.sha256(repr((cc, cflags, defs)).encode() + b"".join(src[k] for k in sorted(src))).hexdigest()[:20]
+    folder = os.path.join(_cache_dir(), "runtime")
+    obj = os.path.join(folder, f"pdc_runtime-{key}.o")
+    if os.path.exists(obj):
+        return obj
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        for rel, data in src.items():
+            with open(os.path.join(tmp, os.path.basename(rel)), "wb") as f:
+                f.write(data)
+        _run([cc, *cflags, *defs, "-c", "pdc_runtime.c", "-o", "rt.o"], tmp, "pdc_runtime.c")
+        os.replace(os.path.join(tmp, "rt.o"), obj)
+    return obj
+
+
+def _run(cmd: list[str], cwd: str, what: str, stdin: str = None) -> None:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, input=stdin)
+    if r.returncode != 0:
+        first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:300])
+        raise PdcError(f"C compiler failed on {what}: {first}")
+
+
 def build_shared(folder: str, name: str, kernel_files: list[str], cc: str, cflags: list[str], threads: int,
                  extra_flags: tuple = ()) -> str:
-    """Compiles the bundle in `folder` into lib<name>.so with `cc` (objects in parallel)."""
+    """Compiles the bundle in `folder` into lib<name>.so with `cc`: one compiler call for small
+    bundles, objects in parallel for large ones; the runtime object comes from a cache."""
     defs = ["-I.", "-Iruntime", "-DPDC_THREADS=1", f"-DPDC_DEFAULT_THREADS={threads}", "-Wa,-I."]
-    srcs = sources(name, kernel_files)
-
-    def compile_one(src):
-        obj = src[:-2] + ".o"
-        cmd = [cc, *cflags, *extra_flags, *defs, "-c", src, "-o", obj]
-        r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
-        if r.returncode != 0:
-            first = next((ln for ln in r.stderr.splitlines() if "error" in ln), r.stderr.strip()[:300])
-            raise PdcError(f"C compiler failed on {src}: {first}")
-        return obj
-
+    rt = runtime_object(cc, [*cflags, *extra_flags], defs)
+    srcs = sources(name, kernel_files)[:-1]
+    lib = f"lib{name}.so"
+    link = [cc, "-shared", *extra_flags, "-o", lib]
+    if len(kernel_files) <= 1:  # small bundle: one translation unit, one compiler process
+        unity = "".join(f'#include "{src}"\n' for src in srcs)
+        _run([cc, *cflags, *extra_flags, *defs, "-x", "c", "-", "-x", "none", rt, *link[1:], "-lpthread", "-lm"],
+             folder, lib, stdin=unity)
+        return os.path.join(folder, lib)
     jobs = max(1, min(len(srcs), os.cpu_count() or 1))
     with ThreadPoolExecutor(jobs) as ex:
-        objs = list(ex.map(compile_one, srcs))
-    lib = f"lib{name}.so"
-    r = subprocess.run([cc, "-shared", *extra_flags, "-o", lib, *objs, "-lpthread", "-lm"], cwd=folder,
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise PdcError(f"linking {lib} failed: {r.stderr.strip().splitlines()[0] if r.stderr else ''}")
+        objs = list(ex.map(lambda src: _compile(cc, [*cflags, *extra_flags, *defs], src, folder), srcs))
+    _run([*link, *objs, rt, "-lpthread", "-lm"], folder, lib)
     for o in objs:
         os.unlink(os.path.join(folder, o))
     return os.path.join(folder, lib)
+
+
+def _compile(cc: str, flags: list[str], src: str, folder: str) -> str:
+    obj = src[:-2] + ".o"
+    _run([cc, *flags, "-c", src, "-o", obj], folder, src)
+    return obj

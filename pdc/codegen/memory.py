@@ -10,8 +10,9 @@ are not graph outputs) lives in the arena. The plan is built in three steps:
 2. Lifetimes. A value is live from the node that defines it to its last use (node index order);
    a group lives for the union of its members' lifetimes, both ends inclusive, so a node's inputs
    and outputs never overlap unless the op was explicitly made in-place.
-3. Offsets. Groups are placed largest first; each goes into the smallest gap between the groups
-   already placed whose lifetimes overlap it (best fit), or above them all.
+3. Offsets. Groups are placed one by one, largest first (and again longest lived first, keeping
+   the smaller arena); each goes into the smallest gap between the groups already placed whose
+   lifetimes overlap it (best fit), or above them all.
 """
 from __future__ import annotations
 
@@ -111,23 +112,37 @@ class _Planner:
         return None
 
     # ---- steps 2 and 3: lifetimes and offsets ---------------------------------------------------
-    def place(self) -> tuple[dict[Value, int], int]:
-        groups = []  # (aligned size, first node, last node, root)
+    def groups(self) -> list[tuple[int, int, int, Value]]:
+        """(aligned size, first node, last node, root) of every storage group in the arena."""
+        result = []
         for root, members in self.members.items():
             start = min(self.defined[m] for m in members)
             end = max(self.last_use[m] for m in members)
-            groups.append((_align(_nbytes(root), self.alignment), start, end, root))
-        # largest first; among equals the earliest, so the order does not depend on dict order
-        groups.sort(key=lambda g: (-g[0], g[1], g[2]))
-        placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
-        offsets: dict[Value, int] = {}
-        arena = 0
-        for size, start, end, root in groups:
-            offset = 0 if size == 0 else self._best_fit(placed, size, start, end)
-            placed.append((offset, size, start, end))
-            offsets[root] = offset
-            arena = max(arena, offset + size)
-        return offsets, arena
+            result.append((_align(_nbytes(root), self.alignment), start, end, root))
+        return result
+
+    # Placement orders to try; the smallest arena wins. Largest first is the classic greedy; longest
+    # lived first does better where a few long-lived tensors would otherwise fragment the arena.
+    ORDERS = (
+        lambda g: (-g[0], g[1], g[2]),
+        lambda g: (g[1] - g[2], -g[0], g[1]),
+    )
+
+    def place(self) -> tuple[dict[Value, int], int]:
+        groups = self.groups()
+        best = None
+        for order in self.ORDERS:
+            placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
+            offsets: dict[Value, int] = {}
+            arena = 0
+            for size, start, end, root in sorted(groups, key=order):
+                offset = 0 if size == 0 else self._best_fit(placed, size, start, end)
+                placed.append((offset, size, start, end))
+                offsets[root] = offset
+                arena = max(arena, offset + size)
+            if best is None or arena < best[1]:
+                best = (offsets, arena)
+        return best
 
     @staticmethod
     def _best_fit(placed, size: int, start: int, end: int) -> int:

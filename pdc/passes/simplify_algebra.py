@@ -70,6 +70,7 @@ class _Sweep:
         self.g.nodes = kept
         self.g.outputs = [self.resolve(v) for v in self.g.outputs]
         remove_dead(self.g, self.touched)
+        self.g.remove_unused_constants()
         return self.changed
 
     def touch(self, node: Node) -> None:
@@ -83,6 +84,7 @@ class _Sweep:
             if src in self.g.inputs or src in self.g.outputs:
                 # both names are interface: an identity keeps them apart
                 if node.op != "identity":
+                    self.touch(node)
                     node.op, node.inputs, node.outputs, node.attrs = "identity", [src], [out], {}
                     self.changed = True
                 return False

@@ -78,8 +78,11 @@ def load_paddle(path: str) -> Graph:
         from .program_desc import load_program_desc
         program = load_program_desc(model)
     specs = [spec for spec, _ in program.params]
-    if specs and not os.path.isfile(params_path):
+    if os.path.isfile(params_path):
+        arrays = read_pdiparams(params_path, specs, model)
+    elif specs:
         raise PdcError(f"{params_path}: no such file (the parameters of {model}, which declares {len(specs)})")
-    arrays = read_pdiparams(params_path, specs, model) if specs else {}
+    else:
+        arrays = {}
     name = os.path.basename(os.path.dirname(os.path.abspath(model))) or "main"
     return Lowering(program, arrays, name).run()
