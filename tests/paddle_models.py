@@ -64,6 +64,12 @@ MODELS: dict[str, dict] = {
                 inputs=[("x", [None, None, 16], "float32")]),
     "gru_time_major": dict(build="nn.GRU(16, 24, num_layers=3, time_major=True)",
                            inputs=[("x", [None, None, 16], "float32")]),
+    # op coverage beyond the networks above (classes defined in _op_models)
+    "ops_elementwise": dict(build="Elementwise()", inputs=[("x", [None, 4, 6], "float32")]),
+    "ops_shape": dict(build="ShapeOps()", inputs=[("x", [None, 4, 6, 8], "float32")]),
+    "ops_reduce": dict(build="ReduceOps()", inputs=[("x", [None, 4, 6, 8], "float32")]),
+    "ops_nn": dict(build="NNOps()", inputs=[("x", [None, 4, 9, 10], "float32")]),
+    "ops_embedding": dict(build="EmbeddingOps()", inputs=[("ids", [None, 7], "int64"), ("x", [None, 7, 8], "float32")]),
 }
 
 # full-size variants (hundreds of MB of weights): only with PDC_PADDLE_FULL=1
@@ -86,15 +92,20 @@ def all_specs() -> dict[str, dict]:
     return {**MODELS, **FULL_MODELS}
 
 
+MARKER = "# " + "Everything below runs only in the generator subprocess."
+
+
 def _key(name: str, fmt: str) -> str:
-    with open(__file__, "rb") as f:
+    """The cache key: what generates the model (the generator code and the model's spec)."""
+    with open(__file__, encoding="utf-8") as f:
         src = f.read()
+    generator = src[src.index(MARKER):]
     try:
         ver = importlib.metadata.version("paddlepaddle")
     except importlib.metadata.PackageNotFoundError:
         ver = "none"
-    h = hashlib.sha256(src + f"|{name}|{fmt}|{ver}".encode()).hexdigest()[:12]
-    return f"{name}-{fmt}-{h}"
+    data = f"{generator}|{all_specs()[name]!r}|{BATCH},{SEQ}|{name}|{fmt}|{ver}"
+    return f"{name}-{fmt}-{hashlib.sha256(data.encode()).hexdigest()[:12]}"
 
 
 def model_dir(name: str, fmt: str) -> str:
@@ -170,7 +181,7 @@ def _generate(fmt: str, jobs: list[str]) -> None:
                     continue
                 p.set_value(v.astype(p.numpy().dtype))
 
-    scope = dict(M=M, nn=nn, narrow_alexnet=narrow_alexnet, narrow_vgg=narrow_vgg)
+    scope = dict(M=M, nn=nn, narrow_alexnet=narrow_alexnet, narrow_vgg=narrow_vgg, **_op_models(paddle, nn))
     specs = all_specs()
     def _generate_one(name, out):
         spec = specs[name]
@@ -188,7 +199,8 @@ def _generate(fmt: str, jobs: list[str]) -> None:
         tmp = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".tmp-")
         prefix = os.path.join(tmp, "inference")
         paddle.jit.save(model, prefix, input_spec=input_spec)
-        feeds = {n: rng.standard_normal(feed_shape(shape)).astype(dtype) for n, shape, dtype in spec["inputs"]}
+        feeds = {n: (rng.integers(0, 20, feed_shape(shape)) if dtype.startswith("int")
+                     else rng.standard_normal(feed_shape(shape))).astype(dtype) for n, shape, dtype in spec["inputs"]}
 
         # Paddle's answer for the exported files, through its inference API (no IR optimizations)
         model_file = prefix + (".json" if fmt == "pir" else ".pdmodel")
@@ -225,6 +237,112 @@ def _generate(fmt: str, jobs: list[str]) -> None:
     if failed:
         sys.exit("failed: " + "; ".join(failed))
 
+
+
+def _op_models(paddle, nn):
+    """Small layers that exercise the common elementwise, reduction, shape and indexing ops."""
+    F = nn.functional
+
+    class Elementwise(nn.Layer):
+        def forward(self, x):
+            y = paddle.abs(x) + 0.5
+            f = lambda t: t.astype("float32")  # noqa: E731
+            return (F.sigmoid(x), paddle.tanh(x), paddle.exp(x * 0.1), paddle.log(y), paddle.sqrt(y),
+                    paddle.rsqrt(y), paddle.floor(x * 2), paddle.ceil(x * 2), paddle.round(x * 2.5), paddle.sin(x),
+                    paddle.cos(x), paddle.erf(x), paddle.reciprocal(y), paddle.sign(x), F.softsign(x), F.mish(x),
+                    F.silu(x), F.swish(x), paddle.square(x), paddle.log2(y), paddle.log10(y), paddle.log1p(y),
+                    paddle.expm1(x * 0.1), F.relu6(x * 4), F.hardtanh(x), F.leaky_relu(x, 0.1), F.elu(x, 0.5),
+                    F.celu(x, 0.7), F.selu(x), F.gelu(x, approximate=True), F.gelu(x), F.softplus(x),
+                    F.softplus(x, beta=2, threshold=1), F.log_sigmoid(x), F.tanhshrink(x),
+                    F.thresholded_relu(x, 0.3), F.hardsigmoid(x), F.hardswish(x), F.log_softmax(x, axis=1),
+                    F.softmax(x, axis=-1), x - y, x / y, paddle.maximum(x, y * 0.5), paddle.minimum(x, y),
+                    paddle.pow(y, 1.5), paddle.pow(y, x), paddle.remainder(x, y), paddle.floor_divide(x, y),
+                    paddle.clip(x, -0.5, 0.7), x * 3 + 1, (x + 1) * 2, paddle.where(x > 0, x, y),
+                    f(x > 0.2), f(x >= 0.2), f(x < 0.1), f(x <= 0.1), f(x == y), f(x != y),
+                    f(paddle.logical_and(x > 0, y > 1)), f(paddle.logical_or(x > 0, y > 1)),
+                    f(paddle.logical_xor(x > 0, y > 1)), f(paddle.logical_not(x > 0)), f(paddle.isfinite(x / y)),
+                    paddle.add_n([x, y, x]), x.astype("int32"), paddle.full_like(x, 3.0) * paddle.ones_like(x),
+                    paddle.zeros_like(x) + 2, x[:, 1:3] @ x[:, 1:3].transpose([0, 2, 1]))
+
+    class ShapeOps(nn.Layer):
+        def forward(self, x):
+            sec = paddle.split(x, [1, -1, 2], axis=1)
+            chunks = paddle.chunk(x, 2, axis=3)
+            idx = paddle.to_tensor([2, 0, 3], dtype="int64")
+            return (x.reshape([0, -1, 8]), paddle.flatten(x, 1, 2), paddle.flatten(x, 2), x.transpose([0, 2, 1, 3]),
+                    paddle.unsqueeze(x, [0, -1]), paddle.unsqueeze(x, [3, 1]), paddle.squeeze(x[:, :1], axis=1),
+                    paddle.squeeze(x[:, :1], axis=[1, 2]), sec[0], sec[1], sec[2], chunks[1],
+                    paddle.stack([x, x * 2], axis=-1), paddle.unstack(x, axis=1)[2], x[:, 1:3, ::2, -3:],
+                    x[:, 0], x[:, -1, 2:], paddle.expand(x[:, :1], [-1, 4, 6, 8]), paddle.tile(x[:, :1], [1, 2, 1, 1]),
+                    paddle.tile(x[0], [2, 1, 1, 1]), paddle.expand_as(x[:1, :1], x), paddle.gather(x, idx, axis=1),
+                    paddle.index_select(x, idx, axis=3), paddle.gather_nd(x, paddle.to_tensor([[1, 2], [0, 3]])),
+                    paddle.take_along_axis(x, paddle.to_tensor([[[[0, 1, 2, 3, 0, 1, 2, 3]]]]), axis=2),
+                    paddle.concat([x, x * 2, x * 3], axis=2), paddle.shape(x).astype("float32"),
+                    x.reshape([paddle.shape(x)[0], 24, 8]), paddle.arange(0, 8, 1, dtype="float32") + x,
+                    paddle.zeros([2, 3], "float32"))
+
+    class ReduceOps(nn.Layer):
+        def forward(self, x):
+            f = lambda t: t.astype("float32")  # noqa: E731
+            v, i = paddle.topk(x, 3, axis=-1)
+            v2, i2 = paddle.topk(x, 2, axis=1, largest=False)
+            return (paddle.mean(x, axis=[1, 2]), paddle.sum(x, axis=-1, keepdim=True), paddle.max(x, axis=1),
+                    paddle.min(x), paddle.prod(x * 0.1 + 1, axis=2), paddle.logsumexp(x, axis=1),
+                    paddle.argmax(x, axis=1), paddle.argmin(x, axis=-1, keepdim=True), f(paddle.any(x > 1, axis=1)),
+                    f(paddle.all(x > -2, axis=2)), paddle.cumsum(x, axis=2), v, i, v2, i2, paddle.mean(x),
+                    paddle.sum(x > 0, axis=1), paddle.amax(x, axis=[2, 3]), paddle.var(x, axis=1),
+                    paddle.std(x, axis=-1), paddle.linalg.norm(x, axis=-1), paddle.sum(x))
+
+    class NNOps(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.deconv = nn.Conv2DTranspose(4, 6, 3, stride=2, padding=1, output_padding=1)
+            self.deconv_g = nn.Conv2DTranspose(4, 4, 4, stride=2, groups=2, dilation=2)
+            self.conv_same = nn.Conv2D(4, 6, 3, stride=2, padding="SAME")
+            self.conv_valid = nn.Conv2D(4, 6, (3, 2), padding="VALID", dilation=(2, 1))
+            self.conv_pad4 = nn.Conv2D(4, 6, 3, padding=[1, 2, 0, 1], bias_attr=False)
+            self.conv_nhwc = nn.Conv2D(4, 6, 3, padding=1, data_format="NHWC")
+            self.bn_nhwc = nn.BatchNorm2D(6, data_format="NHWC")
+            self.prelu_c = nn.PReLU(4, 0.1)
+            self.prelu_a = nn.PReLU(1, 0.2)
+            self.gn = nn.GroupNorm(2, 4)
+            self.inorm = nn.InstanceNorm2D(4)
+            self.bn1d = nn.BatchNorm1D(10)
+            self.ln = nn.LayerNorm([9, 10])
+
+        def forward(self, x):
+            nhwc = x.transpose([0, 2, 3, 1])
+            return (self.deconv(x), self.deconv_g(x), self.conv_same(x), self.conv_valid(x), self.conv_pad4(x),
+                    self.bn_nhwc(self.conv_nhwc(nhwc)), self.prelu_c(x), self.prelu_a(x), self.gn(x), self.inorm(x),
+                    self.bn1d(x[:, 0]), self.ln(x), F.avg_pool2d(x, 3, 2, ceil_mode=True),
+                    F.avg_pool2d(x, 3, 2, padding=1, ceil_mode=True, exclusive=False),
+                    F.max_pool2d(x, 2, 2, ceil_mode=True), F.avg_pool2d(x, 2, 1, padding="SAME"),
+                    F.adaptive_max_pool2d(x, [4, 3]), F.adaptive_avg_pool2d(x, [4, 6]),
+                    F.adaptive_avg_pool2d(x, [3, 5]), F.interpolate(x, scale_factor=2, mode="nearest"),
+                    F.interpolate(x, size=[13, 7], mode="nearest"), F.interpolate(x, size=[13, 7], mode="bilinear"),
+                    F.interpolate(x, size=[13, 17], mode="bilinear", align_corners=True),
+                    F.interpolate(x, scale_factor=1.5, mode="bilinear", align_mode=1, align_corners=False),
+                    F.interpolate(x, size=[12, 11], mode="bicubic"), F.pad(x, [1, 2, 0, 1], mode="reflect"),
+                    F.pad(x, [1, 1, 2, 0], value=2.0), F.pad(x, [1, 2, 2, 1], mode="replicate"),
+                    F.pixel_shuffle(x[:, :, :, :8].reshape([-1, 4, 9, 8]), 2), F.dropout(x, 0.3, training=False),
+                    F.dropout(x, 0.3, training=False, mode="downscale_in_infer"))
+
+    class EmbeddingOps(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8, padding_idx=3)
+            self.emb2 = nn.Embedding(20, 8)
+            self.attn = nn.MultiHeadAttention(8, 2)
+            self.lin = nn.Linear(8, 5)
+
+        def forward(self, ids, x):
+            h = self.emb(ids) + self.emb2(ids % 20) + x
+            mask = (ids.unsqueeze(1).unsqueeze(1) != 3).astype("float32") * 0 - 1e4 * (ids == 3).astype(
+                "float32").unsqueeze(1).unsqueeze(1)
+            return self.lin(self.attn(h, h, h, attn_mask=mask)), paddle.cumsum(ids, axis=1), ids * 2 + 1
+
+    return dict(Elementwise=Elementwise, ShapeOps=ShapeOps, ReduceOps=ReduceOps, NNOps=NNOps,
+                EmbeddingOps=EmbeddingOps)
 
 
 def _patch_legacy_ops(paddle):

@@ -118,8 +118,10 @@ def plan_and_check(graph, **kw):
     check_plan(graph, plan, **kw)
     feeds = random_feeds(graph)
     want, got = run_graph(graph, feeds), run_with_plan(graph, plan, feeds)
-    for k in want:
-        np.testing.assert_array_equal(got[k], want[k], err_msg=f"output {k}")
+    for k in want:  # contiguous copies may take other BLAS paths: rounding differs, clobbering would not
+        w, r = want[k].astype(np.float64), got[k].astype(np.float64)
+        scale = max(float(np.max(np.abs(w), initial=0.0)), 1e-6)
+        assert float(np.max(np.abs(w - r), initial=0.0)) <= 1e-5 * scale, f"output {k} differs"
     return plan
 
 
@@ -420,29 +422,60 @@ def test_symbolic_intermediate_is_a_clear_error():
         plan_memory(g)
 
 
-def test_symbolic_graph_input_viewed_and_output_is_fine():
+def test_symbolic_graph_inputs_are_fine():
     g = graph_from_text("""
-        graph @g(%x: f32[N,4]) -> (%y: f32[N,4]) {
-          %y = relu(%x) : f32[N,4]
-        }""")
+        graph @g(%x: f32[N,4], %z: f32[N,4]) -> (%y: f32[8], %q: f32[N,4]) {
+          %s = const i64[1]
+          %r = reshape(%x, %s) {allowzero=0} : f32[8]
+          %y = relu(%r) : f32[8]
+          %q = relu(%z) : f32[N,4]
+        }""", constants={"s": [8]})
     plan = plan_memory(g)
-    assert plan.arena_bytes == 0 and plan.offsets == {}
+    v = by_name(g)
+    assert plan.storage[v["r"]] is v["r"]  # sizes cannot be proven equal: a copy
+    assert plan.arena_bytes == 64 and plan.naive_activation_bytes == 32
 
 
 # ---- whole models ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("level", [0, 2])
 @pytest.mark.parametrize("name", ["tiny_cnn", "mlp", "external_data", "shape_fold"])
-def test_onnx_zoo_models_run_through_the_plan(name, zoo):
-    plan = plan_and_check(load_model(zoo(name)))
+def test_onnx_zoo_models_run_through_the_plan(name, level, zoo):
+    from pdc.passes import OPT_LEVELS, run_pipeline
+
+    g = load_model(zoo(name))
+    run_pipeline(g, OPT_LEVELS[level])
+    plan = plan_and_check(g)
     assert plan.arena_bytes <= plan.naive_activation_bytes
 
 
+def peak_live_bytes(graph, plan, alignment=64):
+    """The most arena bytes live at any one node: a lower bound for any placement of these groups."""
+    defined, last = _lifetimes(graph)
+    spans = {}
+    for v, root in plan.storage.items():
+        if root in plan.offsets:
+            a, b = spans.get(root, (defined[v], last[v]))
+            spans[root] = (min(a, defined[v]), max(b, last[v]))
+    return max((sum(_align(r.type.nbytes, alignment) for r, (a, b) in spans.items() if a <= i <= b)
+                for i in range(len(graph.nodes))), default=0)
+
+
 @pytest.mark.zoo
-@pytest.mark.parametrize("name, max_ratio", [("mobilenet_v2", 0.20), ("resnet18", 0.20), ("squeezenet1_1", 0.20),
-                                             ("mobilenet_v3_small", 0.20), ("transformer_encoder", 0.20),
-                                             ("lstm", 0.5)])
-def test_paddle_zoo_models(name, max_ratio, zoo):
+@pytest.mark.parametrize("level", [0, 2])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "squeezenet1_1", "mobilenet_v3_small",
+                                  "transformer_encoder", "lstm"])
+def test_paddle_zoo_models(name, level, zoo):
+    from pdc.passes import OPT_LEVELS, run_pipeline
+
     g = load_model(zoo(name))
-    plan = plan_memory(g)
-    check_plan(g, plan)
-    ratio = plan.arena_bytes / plan.naive_activation_bytes
-    assert ratio <= max_ratio, f"{name}: arena {plan.arena_bytes} is {ratio:.1%} of naive {plan.naive_activation_bytes}"
+    run_pipeline(g, OPT_LEVELS[level])
+    if name in ("mobilenet_v3_small", "transformer_encoder", "lstm"):  # cheap enough to run through the arena
+        plan = plan_and_check(g)
+    else:
+        plan = plan_memory(g)
+        check_plan(g, plan)
+    # the greedy placement reaches the lower bound on all of these today; a little slack for graph changes
+    assert plan.arena_bytes <= 1.05 * peak_live_bytes(g, plan)
+    if level == 0 and name in ("mobilenet_v2", "resnet18"):  # the issue's target
+        ratio = plan.arena_bytes / plan.naive_activation_bytes
+        assert ratio <= 0.20, f"arena {plan.arena_bytes} is {ratio:.1%} of naive {plan.naive_activation_bytes}"

@@ -25,7 +25,8 @@ from ..ir.graph import Graph, Node, Value
 VIEW_OPS = frozenset({"reshape", "flatten", "squeeze", "unsqueeze", "identity", "dropout"})
 
 # Elementwise ops whose kernels read element i of every input before writing element i of the
-# output, so the output may overwrite an input of the same shape and element size.
+# output, so the output may overwrite ANY input of its shape and element size (a code generator
+# passing its own set must only name ops whose kernels are safe for every such input).
 INPLACE_OPS = frozenset({
     "relu", "sigmoid", "tanh", "exp", "neg", "abs", "clip", "leaky_relu", "hard_sigmoid", "hard_swish",
     "gelu", "cast", "add", "sub", "mul", "div",
@@ -34,6 +35,9 @@ INPLACE_OPS = frozenset({
 
 @dataclass
 class MemoryPlan:
+    """Where every value lives. A value v is at arena + offsets[v] when storage[v] is an arena root,
+    else it is the caller's buffer (graph inputs and outputs) or the weights (constants) of storage[v]."""
+
     offsets: dict[Value, int]  # byte offset in the arena of every value stored there (aligned)
     storage: dict[Value, Value]  # value -> the root whose storage it shares; roots map to themselves
     arena_bytes: int  # total arena size (a multiple of the alignment)
@@ -79,6 +83,7 @@ class _Planner:
             for v in node.outputs:
                 if v in self.storage:  # a graph output: the caller's buffer
                     continue
+                _nbytes(v)  # fails early, naming the first intermediate of unknown size
                 root = self._view_root(node, v) or self._inplace_root(i, node, v) or v
                 self.storage[v] = root
                 if root not in self.external:
@@ -90,7 +95,7 @@ class _Planner:
         src = node.inputs[0]
         root = self.storage.get(src, src)
         # reading a caller's output buffer would be fine, but a copy keeps the rules simple
-        if root in self.outputs or _nbytes(src) != _nbytes(out):
+        if root in self.outputs or src.type.nbytes != _nbytes(out):
             return None
         return root
 

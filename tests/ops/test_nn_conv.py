@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from nn_helpers import check, import_only, randn, rng, run_pdc, model_of
-from pdc.ir import PdcError, UnsupportedError
+from nn_helpers import check, import_only, model_of, randn, rng, run_pdc
+from pdc.ir import PdcError
 
 
 # ---- Conv ------------------------------------------------------------------------------------
@@ -239,3 +239,29 @@ def test_max_roi_pool():
     rois = np.array([[0, 0, 0, 6, 7], [1, 1.4, 2.6, 5.2, 6.9], [1, -2, -1, 3, 9.5], [0, 4, 3, 4.5, 3.2]], np.float32)
     check("MaxRoiPool", [("x", randn(2, 3, 8, 7)), ("rois", rois)], {"pooled_shape": [2, 3], "spatial_scale": 0.8},
           opset=13)
+
+
+@pytest.mark.parametrize("op", ["Conv", "MaxPool", "AveragePool", "AveragePool1"])
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_same_padding_with_dilations_follows_spec(op, auto_pad):
+    # ORT refuses (Conv) or mis-sizes (pools) SAME padding with dilations, and ONNX's reference
+    # pads with the undilated kernel. The spec: out = ceil(in / stride), pads from the dilated
+    # extent -- equal to explicit pads computed that way, which ORT runs.
+    x = randn(1, 2, 9, 8)
+    kernel, strides, dilations = [3, 2], [2, 3], [2, 3]
+    pads = []
+    for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
+        total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+        pads.append((total // 2, total - total // 2) if auto_pad == "SAME_UPPER" else (total - total // 2, total // 2))
+    explicit = [p[0] for p in pads] + [p[1] for p in pads]
+    onnx_op = op.rstrip("1")
+    inputs = [("x", x)] + ([("w", randn(3, 2, *kernel))] if op == "Conv" else [])
+    attrs = {"strides": strides, "dilations": dilations}
+    if op != "Conv":
+        attrs["kernel_shape"] = kernel
+    if op == "AveragePool1":
+        attrs["count_include_pad"] = 1
+    (same,) = run_pdc(*model_of(onnx_op, inputs, dict(attrs, auto_pad=auto_pad), opset=19))
+    want = check(onnx_op, inputs, dict(attrs, pads=explicit), opset=19, atol=1e-5)
+    assert same.shape == (1, 3 if op == "Conv" else 2, 5, 3)
+    np.testing.assert_allclose(same, want[0], rtol=1e-6, atol=1e-6)

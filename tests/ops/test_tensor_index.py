@@ -114,3 +114,12 @@ def test_reverse_sequence(batch_axis, time_axis):
     x = randn(4, 4, 2)
     check("ReverseSequence", [("x", x), ("l", np.array([4, 1, 0, 2], I64))],
           {"batch_axis": batch_axis, "time_axis": time_axis})
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1])
+@pytest.mark.parametrize("sorted_", [0, 1])
+def test_unique(axis, sorted_):
+    x = np.array([[2, 1, 2], [0, 1, 0], [2, 1, 2], [3, 3, 3]], np.float32)
+    attrs = {"sorted": sorted_} | ({} if axis is None else {"axis": axis})
+    check("Unique", [("x", x)], attrs, n_out=4)
+    check("Unique", [("x", x.astype(np.int64))], attrs, n_out=1)

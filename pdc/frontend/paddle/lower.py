@@ -250,9 +250,17 @@ class Lowering:
         if not isinstance(results, (list, tuple)):
             results = [results]
         for k, key in enumerate(op.results):
+            r = results[k] if k < len(results) else None
+            if isinstance(key, list):  # a legacy slot with several variables receives a vector
+                if not isinstance(r, list) or len(r) != len(key):
+                    cx.fail(f"result {k} should be {len(key)} tensors")
+                types = cx.out_type(k) or [None] * len(key)
+                for kk, rr, t in zip(key, r, types):
+                    self._check(cx, k, rr, t)
+                    self.env[kk] = rr
+                continue
             if key is None:
                 continue
-            r = results[k] if k < len(results) else None
             if r is None:
                 if key not in self.env or isinstance(self.env[key], _Unavailable):
                     self.env[key] = _Unavailable(f"result {k} of {op.where} is not computed by pdc")

@@ -4,7 +4,7 @@
 
 Each variant has its base op's attributes and semantics, with X and Y in (N, H, W, C) instead of
 (N, C, H, W): conv_nhwc (W in `weight_layout`, any order of the letters O, I, H, W; default
-OHWI), max_pool_nhwc (no Indices output), average_pool_nhwc, global_average_pool_nhwc,
+OHWI), fused_conv_nhwc (likewise, its residual R in NHWC), max_pool_nhwc (no Indices output), average_pool_nhwc, global_average_pool_nhwc,
 global_max_pool_nhwc and batch_normalization_nhwc (inference mode). Their infer, verify and
 reference view the tensors in the base op's layout and run the base op's own functions, so a
 variant computes exactly what its base op computes.
@@ -15,6 +15,10 @@ import numpy as np
 
 from ..registry import REGISTRY, Attr, InferContext, register_op, with_defaults
 from . import nn_conv, nn_norm, nn_pool  # noqa: F401  (the base ops must be registered first)
+try:
+    from . import fused_conv  # noqa: F401  (made by fuse-conv-bias-activation)
+except ImportError:  # pragma: no cover
+    fused_conv = None
 from .fused_elementwise import component_infer
 
 TO_NHWC = (0, 2, 3, 1)
@@ -35,12 +39,15 @@ def _valid_layout(layout) -> bool:
     return isinstance(layout, str) and sorted(layout) == sorted(OIHW)
 
 
+# per base op: what each input is ("x": an activation in NHWC, "w": a weight in weight_layout, None: as is)
+_INPUT_KINDS = {"conv": ("x", "w", None), "fused_conv": ("x", "w", None, "x")}
+
+
 def _perms(base: str, attrs: dict, n: int) -> list:
     """Per input: the transpose from the variant's layout to the base op's (None: unchanged)."""
-    perms = [TO_NCHW] + [None] * (n - 1)
-    if base == "conv" and n > 1:
-        perms[1] = weight_perm(attrs.get("weight_layout", "OHWI"))
-    return perms
+    kinds = _INPUT_KINDS.get(base, ("x",))
+    w = weight_perm(attrs.get("weight_layout", "OHWI")) if _valid_layout(attrs.get("weight_layout", "OHWI")) else None
+    return [{"x": TO_NCHW, "w": w}.get(kinds[i] if i < len(kinds) else None) for i in range(n)]
 
 
 def _variant(name: str, base: str, inputs: list, extra_attrs: dict | None = None, check=None, doc: str = ""):
@@ -91,6 +98,9 @@ def _check_bn(ctx: InferContext):
 
 _variant("conv_nhwc", "conv", ["X", "W", "B?"], {"weight_layout": Attr("string", "OHWI")}, _check_conv,
          "conv on (N, H, W, C) tensors; W is stored in `weight_layout` (default OHWI), B is (M,).")
+if "fused_conv" in REGISTRY:
+    _variant("fused_conv_nhwc", "fused_conv", ["X", "W", "B?", "R?"], {"weight_layout": Attr("string", "OHWI")},
+             _check_conv, "fused_conv on (N, H, W, C) tensors: W in `weight_layout`, R (if any) in NHWC.")
 _variant("max_pool_nhwc", "max_pool", ["X"], doc="max_pool on (N, H, W, C) tensors (no Indices output).")
 _variant("average_pool_nhwc", "average_pool", ["X"])
 _variant("global_average_pool_nhwc", "global_average_pool", ["X"])
@@ -98,7 +108,7 @@ _variant("global_max_pool_nhwc", "global_max_pool", ["X"])
 _variant("batch_normalization_nhwc", "batch_normalization", ["X", "scale", "B", "input_mean", "input_var"],
          check=_check_bn, doc="batch_normalization (inference mode) on (N, H, W, C) tensors; parameters are (C,).")
 
-# base op of each variant, for passes and code generators
-NHWC_VARIANTS = {"conv": "conv_nhwc", "max_pool": "max_pool_nhwc", "average_pool": "average_pool_nhwc",
+# base op -> its NHWC variant, for passes and code generators
+NHWC_VARIANTS = {"conv": "conv_nhwc", **({"fused_conv": "fused_conv_nhwc"} if "fused_conv" in REGISTRY else {}), "max_pool": "max_pool_nhwc", "average_pool": "average_pool_nhwc",
                  "global_average_pool": "global_average_pool_nhwc", "global_max_pool": "global_max_pool_nhwc",
                  "batch_normalization": "batch_normalization_nhwc"}

@@ -76,9 +76,9 @@ def _attention_infer(ctx: InferContext):
         ctx.fail("3-D inputs need the q_num_heads and kv_num_heads attributes")
     shapes = [t.shape for t in (q, k, v)]
     if rank is None or any(s is None for s in shapes):
-        n = ctx.num_outputs
-        return [TensorType(q.dtype, None)] * min(n, 1) + [TensorType(k.dtype, None), TensorType(v.dtype, None),
-                                                           TensorType(q.dtype, None)][:n - 1]
+        unknown = [TensorType(q.dtype, None), TensorType(k.dtype, None), TensorType(v.dtype, None),
+                   TensorType(q.dtype, None)]
+        return unknown[:ctx.num_outputs]
     if rank == 4:
         b, hq4, sq, dq = q.shape
         _, hk4, skv, dk = k.shape

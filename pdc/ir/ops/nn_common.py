@@ -36,7 +36,7 @@ def is_half(a: np.ndarray) -> bool:
 
 
 # ---- attributes -----------------------------------------------------------------------------
-def spatial_attrs(attrs: dict, nsp: int, kernel) -> tuple[list, list, list]:
+def spatial_attrs(attrs: dict, nsp: int) -> tuple[list, list, list]:
     """strides, dilations and pads with their defaults for `nsp` spatial dims."""
     strides = list(attrs.get("strides") or [1] * nsp)
     dilations = list(attrs.get("dilations") or [1] * nsp)
@@ -44,7 +44,7 @@ def spatial_attrs(attrs: dict, nsp: int, kernel) -> tuple[list, list, list]:
     return strides, dilations, pads
 
 
-def check_window_attrs(ctx: InferContext, nsp: Optional[int], kernel=None, *, pads_with_auto_pad=False) -> None:
+def check_window_attrs(ctx: InferContext, nsp: Optional[int], kernel=None) -> None:
     """Verifies lengths and ranges of kernel_shape / strides / dilations / pads / auto_pad."""
     a = ctx.attrs
     auto_pad = a.get("auto_pad", "NOTSET")
@@ -62,7 +62,7 @@ def check_window_attrs(ctx: InferContext, nsp: Optional[int], kernel=None, *, pa
     if kernel is not None and a.get("kernel_shape") is not None and list(a["kernel_shape"]) != list(kernel):
         if all(isinstance(k, int) for k in kernel):
             ctx.fail(f"kernel_shape {a['kernel_shape']} does not match the weight's spatial dims {list(kernel)}")
-    if not pads_with_auto_pad and auto_pad != "NOTSET" and any(a.get("pads") or []):
+    if auto_pad != "NOTSET" and any(a.get("pads") or []):
         ctx.fail(f"pads {a['pads']} cannot be combined with auto_pad={auto_pad}")
 
 
@@ -125,7 +125,7 @@ def resolve_window(x_shape, kernel, attrs, ceil_mode=0):
     SAME pads, not the extra reach of ceil_mode); AveragePool's count_include_pad counts them.
     """
     nsp = len(kernel)
-    strides, dilations, pads = spatial_attrs(attrs, nsp, kernel)
+    strides, dilations, pads = spatial_attrs(attrs, nsp)
     auto_pad = attrs.get("auto_pad", "NOTSET")
     out, begin = window_geometry(list(x_shape[2:]), list(kernel), strides, dilations, pads, auto_pad, ceil_mode)
     if auto_pad == "NOTSET":

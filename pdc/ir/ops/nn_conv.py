@@ -37,7 +37,7 @@ def _rank_of(ctx: InferContext) -> int | None:
     return None if ks is None else len(ks) + 2
 
 
-def _conv_infer_shape(ctx: InferContext, out_channels_from_w):
+def _conv_infer_shape(ctx: InferContext):
     """Output shape of Conv / ConvInteger; shared checks on X, W and group."""
     x, w = ctx.types[0], ctx.types[1]
     rank = _rank_of(ctx)
@@ -67,7 +67,7 @@ def _conv_infer_shape(ctx: InferContext, out_channels_from_w):
         return None
     if x.shape is None or kernel is None:
         return (UNKNOWN if x.shape is None else x.shape[0], m) + (UNKNOWN,) * nsp
-    strides, dilations, pads = spatial_attrs(ctx.attrs, nsp, kernel)
+    strides, dilations, pads = spatial_attrs(ctx.attrs, nsp)
     out, _ = window_geometry(list(x.shape[2:]), kernel, strides, dilations, pads,
                              ctx.attrs.get("auto_pad", "NOTSET"), 0, ctx)
     return (x.shape[0], m, *out)
@@ -79,7 +79,7 @@ def _conv_infer(ctx: InferContext):
         ctx.fail(f"X must be a float tensor, got {x.dtype}")
     if w.dtype != x.dtype:
         ctx.fail(f"W has dtype {w.dtype}, X has {x.dtype}")
-    shape = _conv_infer_shape(ctx, True)
+    shape = _conv_infer_shape(ctx)
     if ctx.has_input(2):
         b = ctx.types[2]
         if b.dtype != x.dtype:
@@ -148,7 +148,7 @@ def _conv_integer_infer(ctx: InferContext):
     if ctx.has_input(2) and ctx.types[2].shape is not None and prod(
             d if isinstance(d, int) else 2 for d in ctx.types[2].shape) != 1:
         ctx.unsupported("x_zero_point must be a scalar (per-tensor)")
-    return [TensorType(dtypes.int32, _conv_infer_shape(ctx, True))]
+    return [TensorType(dtypes.int32, _conv_infer_shape(ctx))]
 
 
 def _conv_integer_reference(inputs, attrs):
@@ -175,7 +175,7 @@ _CONV_T_ATTRS = dict(_CONV_ATTRS, output_padding=Attr("ints", None), output_shap
 def conv_transpose_geometry(in_sp, kernel, attrs):
     """(out_sp, pads_begin) of ConvTranspose; dims are "?" where a size is unknown."""
     nsp = len(kernel)
-    strides, dilations, pads = spatial_attrs(attrs, nsp, kernel)
+    strides, dilations, pads = spatial_attrs(attrs, nsp)
     out_pad = list(attrs.get("output_padding") or [0] * nsp)
     auto_pad = attrs.get("auto_pad", "NOTSET")
     out_shape = attrs.get("output_shape")
@@ -229,7 +229,7 @@ def _conv_transpose_infer(ctx: InferContext):
         if isinstance(c, int) and c % group:
             ctx.fail(f"X has {c} channels, not divisible by group {group}")
     if nsp is not None and a.get("output_padding") is not None:
-        strides, dilations, _ = spatial_attrs(a, nsp, kernel)
+        strides, dilations, _ = spatial_attrs(a, nsp)
         for i, p in enumerate(a["output_padding"]):
             if p >= max(strides[i], dilations[i]):
                 ctx.fail(f"output_padding {a['output_padding']} must be smaller than the stride or dilation")
@@ -250,7 +250,7 @@ def _conv_transpose_reference(inputs, attrs):
     group = attrs.get("group", 1)
     kernel = list(w.shape[2:])
     nsp = len(kernel)
-    strides, dilations, _ = spatial_attrs(attrs, nsp, kernel)
+    strides, dilations, _ = spatial_attrs(attrs, nsp)
     in_sp = list(x.shape[2:])
     out, begin = conv_transpose_geometry(in_sp, kernel, attrs)
     n, c = x.shape[:2]

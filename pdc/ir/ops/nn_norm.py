@@ -134,6 +134,9 @@ def _trailing_param(ctx: InferContext, i: int, what: str, x_shape, axis: int):
             ctx.fail(f"{what} of shape {list(t.shape)} does not broadcast to the normalized dims {list(tail)}")
 
 
+_STASH_ATTRS = {"axis": Attr("int", -1), "epsilon": Attr("float", 1e-5), "stash_type": Attr("dtype", dtypes.float32)}
+
+
 def _layer_norm_infer(ctx: InferContext):
     _require_float(ctx, 0, 1, 2)
     st = _check_stash(ctx)
@@ -167,8 +170,7 @@ def _layer_norm_reference(inputs, attrs):
 
 
 register_op("layer_normalization", ["X", "Scale", "B?"], ["Y", "Mean?", "InvStdDev?"], onnx="LayerNormalization",
-            attrs={"axis": Attr("int", -1), "epsilon": Attr("float", 1e-5), "stash_type": Attr("dtype", dtypes.float32)},
-            infer=_layer_norm_infer, reference=_layer_norm_reference,
+            attrs=dict(_STASH_ATTRS), infer=_layer_norm_infer, reference=_layer_norm_reference,
             doc="ONNX LayerNormalization: normalizes over dims [axis, rank); optional Mean / InvStdDev outputs.")
 
 
@@ -194,8 +196,7 @@ def _rms_norm_reference(inputs, attrs):
 
 
 register_op("rms_normalization", ["X", "scale"], ["Y"], onnx="RMSNormalization",
-            attrs={"axis": Attr("int", -1), "epsilon": Attr("float", 1e-5), "stash_type": Attr("dtype", dtypes.float32)},
-            infer=_rms_norm_infer, reference=_rms_norm_reference,
+            attrs=dict(_STASH_ATTRS), infer=_rms_norm_infer, reference=_rms_norm_reference,
             doc="ONNX RMSNormalization: x / sqrt(mean(x^2 over [axis, rank)) + eps) * scale.")
 
 

@@ -48,7 +48,7 @@ def _pool_shape(ctx: InferContext, allowed):
         ctx.fail(f"ceil_mode must be 0 or 1, got {ctx.attrs['ceil_mode']}")
     if x.shape is None:
         return (UNKNOWN, UNKNOWN) + (UNKNOWN,) * nsp
-    strides, dilations, pads = spatial_attrs(ctx.attrs, nsp, kernel)
+    strides, dilations, pads = spatial_attrs(ctx.attrs, nsp)
     out, _ = window_geometry(list(x.shape[2:]), kernel, strides, dilations, pads,
                              ctx.attrs.get("auto_pad", "NOTSET"), ctx.attrs.get("ceil_mode", 0), ctx)
     return (x.shape[0], x.shape[1], *out)
@@ -230,7 +230,7 @@ def _max_unpool_infer(ctx: InferContext):
 
 def _unpool_size(in_sp, kernel, attrs):
     nsp = len(kernel)
-    strides, _, pads = spatial_attrs(attrs, nsp, kernel)
+    strides, _, pads = spatial_attrs(attrs, nsp)
     return [(s - 1) * strides[i] + kernel[i] - pads[i] - pads[i + nsp] if isinstance(s, int) else UNKNOWN
             for i, s in enumerate(in_sp)]
 

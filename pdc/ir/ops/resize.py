@@ -56,8 +56,8 @@ def plan_sizes(in_shape, axes, scales, sizes, policy):
         sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
         if len(sizes) != len(axes):
             runtime_error(f"resize: sizes has {len(sizes)} entries for {len(axes)} axes")
-        if any(n <= 0 for n in in_len):
-            runtime_error("resize: cannot resize an empty axis by sizes")
+        if any(n <= 0 for n in in_len) or any(o < 0 for o in sizes):
+            runtime_error(f"resize: cannot resize axes of lengths {in_len} to sizes {sizes}")
         ratios = [Fraction(o, i) for o, i in zip(sizes, in_len)]
         if policy == "stretch":
             return list(zip(sizes, ratios))
@@ -210,6 +210,9 @@ def _resize_ref(inputs, attrs):
         box = (0.0, 1.0) if roi is None else (roi[j], roi[j + len(axes)])
         if out_len == in_len and scale == 1 and box == (0.0, 1.0):
             continue  # identity along this axis in every mode
+        if out_len == 0:
+            y = np.take(y, np.zeros(0, np.intp), axis=a)
+            continue
         if in_len == 0:
             runtime_error(f"resize: cannot resize empty axis {a} to {out_len}")
         x_ori = source_coords(coord, out_len, in_len, scale, box)

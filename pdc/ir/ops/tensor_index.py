@@ -1,5 +1,5 @@
 """Index-driven data movement: gather, gather_elements, gather_nd, scatter_elements, scatter_nd,
-one_hot, non_zero, compress, reverse_sequence.
+one_hot, non_zero, compress, reverse_sequence, unique.
 
 Negative indices count from the end of their axis; indices out of range are a runtime error.
 """
@@ -319,3 +319,45 @@ register_op("reverse_sequence", ["input", "sequence_lens"], ["Y"], onnx="Reverse
             attrs={"batch_axis": Attr("int", 1), "time_axis": Attr("int", 0)},
             infer=_reverse_sequence_infer, reference=_reverse_sequence_ref,
             doc="Reverses the first sequence_lens[i] time steps of each batch entry.")
+
+
+# ---------------------------------------------------------------------------------------------
+# unique
+def _unique_infer(ctx: InferContext):
+    t = ctx.types[0]
+    axis = ctx.attrs.get("axis")
+    if axis is None:
+        y = TensorType(t.dtype, (UNKNOWN,))
+        n_in = t.numel if t.shape is not None else None
+    elif t.shape is None:
+        y, n_in = TensorType(t.dtype, None), None
+    else:
+        axis = normalize_axis(axis, t.rank, ctx)
+        y = t.with_shape(t.shape[:axis] + (UNKNOWN,) + t.shape[axis + 1:])
+        n_in = t.shape[axis]
+    i64 = TensorType(dtypes.int64, (UNKNOWN,))
+    inverse = TensorType(dtypes.int64, (UNKNOWN if n_in is None else n_in,))
+    return [y, i64, inverse, i64][:ctx.num_outputs]
+
+
+def _unique_ref(inputs, attrs):
+    x = inputs[0]
+    axis = attrs.get("axis")
+    if axis is not None:
+        axis = normalize_axis(axis, x.ndim)
+    y, first, inverse, counts = np.unique(x if axis is not None else x.reshape(-1), return_index=True,
+                                          return_inverse=True, return_counts=True, axis=axis)
+    inverse = inverse.reshape(-1)
+    if not attrs.get("sorted", 1):  # order by first occurrence instead
+        order = np.argsort(first, kind="stable")
+        y = np.take(y, order, axis=0 if axis is None else axis)
+        first, counts = first[order], counts[order]
+        inverse = np.argsort(order)[inverse]
+    return [y.astype(x.dtype), first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64)]
+
+
+register_op("unique", ["X"], ["Y", "indices?", "inverse_indices?", "counts?"], onnx="Unique",
+            attrs={"axis": Attr("int", None), "sorted": Attr("int", 1)},
+            infer=_unique_infer, reference=_unique_ref,
+            doc="The distinct elements (or slices along axis), sorted or in order of first occurrence, with "
+                "their first indices, the inverse mapping and their counts.")

@@ -1,0 +1,126 @@
+"""Latency of pdc vs ONNX Runtime (and TVM's default Relax build) on the model zoo, in ONE process.
+
+    python benchmarks/bench.py [--models resnet18,mobilenet_v2,resnet50] [--threads 2] [--reps 30]
+                               [--levels 2 | --levels 0,2] [--no-tvm]
+
+Batch 1, the same inputs for every engine, repetitions interleaved (engine A, B, C, A, B, C, ...)
+so that machine noise hits all of them alike; medians are reported with the ratio to ONNX
+Runtime, plus each engine's compile time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def _median_ms(samples):
+    return statistics.median(samples) * 1e3
+
+
+def make_engines(path, feeds, threads, levels, use_tvm):
+    import onnx
+    import onnxruntime as ort
+    import pdc
+    engines, compile_s = {}, {}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    t = time.perf_counter()
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    compile_s["onnxruntime"] = time.perf_counter() - t
+    engines["onnxruntime"] = lambda: sess.run(None, feeds)
+    for level in levels:
+        t = time.perf_counter()
+        mod = pdc.compile(path, target="x86", out_dir=tempfile.mkdtemp(prefix="pdc-bench-"), threads=threads,
+                          opt_level=level)
+        key = f"pdc -O{level}"
+        compile_s[key] = time.perf_counter() - t
+        engines[key] = (lambda m: lambda: m.run(feeds))(mod)
+    if use_tvm:
+        try:
+            import tvm
+            from tvm import relax
+            from tvm.relax.frontend.onnx import from_onnx
+            t = time.perf_counter()
+            model = onnx.load(path)
+            mod = from_onnx(model, shape_dict={k: v.shape for k, v in feeds.items()}, keep_params_in_input=False)
+            target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "native",
+                                        "num-cores": threads})
+            ex = tvm.compile(mod, target=target)
+            vm = relax.VirtualMachine(ex, tvm.cpu())
+            args = [tvm.runtime.tensor(v) for v in feeds.values()]
+            vm["main"](*args)
+            compile_s["tvm"] = time.perf_counter() - t
+            engines["tvm"] = lambda: vm["main"](*args)
+        except Exception as e:  # TVM is optional: say why it is missing from the table
+            print(f"  tvm: unavailable ({type(e).__name__}: {str(e).splitlines()[0][:120]})", file=sys.stderr)
+    return engines, compile_s
+
+
+def bench_model(name, threads, reps, levels, use_tvm):
+    from tests.zoo import make_feeds, zoo_model
+    path = zoo_model(name)
+    feeds = make_feeds(path)
+    engines, compile_s = make_engines(path, feeds, threads, levels, use_tvm)
+    for run in engines.values():  # warm-up
+        for _ in range(3):
+            run()
+    samples = {k: [] for k in engines}
+    for _ in range(reps):
+        for k, run in engines.items():
+            t = time.perf_counter()
+            run()
+            samples[k].append(time.perf_counter() - t)
+    return {k: _median_ms(v) for k, v in samples.items()}, compile_s
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="mobilenet_v2,resnet18,resnet50")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--levels", default="2", help="pdc optimization levels to time, e.g. 0,2")
+    ap.add_argument("--no-tvm", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
+    levels = [int(x) for x in args.levels.split(",")]
+    print(f"batch 1, {args.threads} threads, median of {args.reps} interleaved runs; "
+          f"machine: {os.cpu_count()} CPUs, {_cpu_name()}")
+    rows = []
+    for name in args.models.split(","):
+        print(f"{name} ...", file=sys.stderr)
+        ms, cs = bench_model(name, args.threads, args.reps, levels, not args.no_tvm)
+        rows.append((name, ms, cs))
+    engines = [k for k in rows[0][1]]
+    head = f"{'model':<22}" + "".join(f"{k + ' ms':>16}" for k in engines) + \
+        "".join(f"{k + '/ort':>14}" for k in engines if k != "onnxruntime")
+    print(head)
+    for name, ms, _ in rows:
+        line = f"{name:<22}" + "".join(f"{ms.get(k, float('nan')):>16.2f}" for k in engines)
+        line += "".join(f"{ms.get(k, float('nan')) / ms['onnxruntime']:>14.2f}" for k in engines if k != "onnxruntime")
+        print(line)
+    print("compile times (s):")
+    for name, _, cs in rows:
+        print(f"  {name:<20}" + "  ".join(f"{k} {v:.1f}" for k, v in cs.items()))
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()

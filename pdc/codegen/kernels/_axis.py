@@ -1,0 +1,138 @@
+"""Shared pieces of the kernels that work along axes (reductions, normalizations, softmax, pooling).
+
+- `Num`: the C spellings of one element type: storage type, the type arithmetic runs in (half
+  precision computes in float, like the NumPy references), load / store conversions, literals.
+- `Groups`: a tensor viewed as groups of elements reduced together (an axes set): adjacent dims of
+  the same kind are merged, size-1 dims dropped, and loop nests are emitted over the kept dims
+  (one group each, output index `o`) and over the reduced dims of one group.
+- `outer_n_inner`: the (outer, n, inner) view of a tensor around one axis.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...ir.dtypes import DType
+from ..context import KernelContext, strides
+from ..ctypes_c import ctype, float_literal, int_literal
+
+LANES = 16  # independent accumulators of a contiguous float sum: gcc turns them into one vector
+
+
+@dataclass(frozen=True)
+class Num:
+    """One element type as C sees it."""
+    dt: DType
+
+    @property
+    def c(self) -> str:
+        return ctype(self.dt)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dt.is_float
+
+    @property
+    def ct(self) -> str:
+        """The arithmetic type: float for half precision, the type itself otherwise."""
+        return KernelContext.compute_ctype(self.dt)
+
+    def load(self, expr: str) -> str:
+        return KernelContext.load(self.dt, expr)
+
+    def store(self, expr: str) -> str:
+        return KernelContext.store(self.dt, expr)
+
+    @property
+    def f(self) -> str:
+        """The libm suffix of the arithmetic type (expf / exp)."""
+        return "f" if self.ct == "float" else ""
+
+    def lit(self, x: float) -> str:
+        return float_literal(x, self.ct) if self.is_float else int_literal(int(x))
+
+    def lowest(self) -> str:
+        """The smallest value: -inf for floats, the minimum of an integer type, 0 for bool."""
+        if self.is_float:
+            return f"(-({self.ct})INFINITY)"
+        return _int_limit(self.dt, low=True)
+
+    def highest(self) -> str:
+        if self.is_float:
+            return f"(({self.ct})INFINITY)"
+        return _int_limit(self.dt, low=False)
+
+
+def _int_limit(dt: DType, low: bool) -> str:
+    if dt.short == "bool":
+        return "0" if low else "1"
+    bits = dt.itemsize * 8
+    if dt.short.startswith("u"):
+        return "0" if low else f"UINT{bits}_MAX"
+    return f"INT{bits}_MIN" if low else f"INT{bits}_MAX"
+
+
+def prod(xs) -> int:
+    return math.prod(xs)
+
+
+def outer_n_inner(shape, axis: int) -> tuple[int, int, int]:
+    return prod(shape[:axis]), shape[axis], prod(shape[axis + 1:])
+
+
+def indent(code: str, n: int = 1) -> str:
+    pad = "    " * n
+    return "\n".join(pad + line if line else line for line in code.splitlines())
+
+
+class Groups:
+    """A static shape split into kept dims (one group per index) and reduced dims (a group's elements).
+
+    dims: merged (size, stride, reduced) in memory order. Output index `o` of a group is row-major
+    over the kept dims, which is the layout of the reduced output (with or without keepdims).
+    """
+
+    def __init__(self, shape, reduced_axes):
+        red = set(reduced_axes)
+        st = strides(shape)
+        dims: list[tuple[int, int, bool]] = []
+        for i, (d, s) in enumerate(zip(shape, st)):
+            if d == 1:
+                continue
+            r = i in red
+            if dims and dims[-1][2] == r and dims[-1][1] == d * s and d > 0:
+                dims[-1] = (dims[-1][0] * d, s, r)
+            else:
+                dims.append((d, s, r))
+        self.dims = dims
+        self.kept = [(d, s) for d, s, r in dims if not r]
+        self.red = [(d, s) for d, s, r in dims if r]
+        self.n_out = prod(d for d, _ in self.kept)
+        self.n_red = prod(d for d, _ in self.red)
+        self.numel = prod(shape)
+
+    @property
+    def last_reduced(self) -> bool:
+        """The innermost (stride-1) dim is reduced: each group has contiguous rows."""
+        return bool(self.dims) and self.dims[-1][2]
+
+    @property
+    def last_kept(self) -> bool:
+        return bool(self.dims) and not self.dims[-1][2]
+
+
+def nest(dims, body: str, base: str, var: str, off: str) -> str:
+    """Loops over `dims` [(size, stride)] with `off` the element offset (from `base`) of each index."""
+    if not dims:
+        return f"{{ const int64_t {off} = {base};\n{indent(body)}\n}}"
+    lines, close = [], []
+    prev = base
+    for k, (size, stride) in enumerate(dims):
+        pad = "    " * k
+        cur = f"{var}_{k}" if k < len(dims) - 1 else off
+        lines.append(f"{pad}for (int64_t {var}{k} = 0; {var}{k} < {size}; {var}{k}++) {{")
+        lines.append(f"{pad}    const int64_t {cur} = {prev} + {var}{k} * {stride};")
+        close.append(pad + "}")
+        prev = cur
+    lines.append(indent(body, len(dims)))
+    return "\n".join(lines + close[::-1])
