@@ -78,6 +78,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise PdcError(f"input '{inp}' has the unbound dim '{dim}': bind it with --shape {inp}=D0,D1,... "
                        f"(or --shape {dim}=SIZE)")
     say(f"imported {len(graph.nodes)} nodes")
+    # "naive": every intermediate tensor of the model as imported, each in its own buffer
+    naive_bytes = plan_memory(graph, view_ops=frozenset(), inplace_ops=frozenset()).naive_activation_bytes
     graph = optimize(graph, opt_level)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     plan = plan_memory(graph)
@@ -94,7 +96,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         "inputs": [_io(v) for v in graph.inputs],
         "outputs": [_io(v) for v in graph.outputs],
         "arena_bytes": plan.arena_bytes,
-        "naive_activation_bytes": plan.naive_activation_bytes,
+        "naive_activation_bytes": naive_bytes,
+        "optimized_activation_bytes": plan.naive_activation_bytes,
         "weight_bytes": len(bundle.files[f"{name}_weights.bin"]),
         "weights": weights,
         "threads": threads,

@@ -207,6 +207,7 @@ def _generate(fmt: str, jobs: list[str]) -> None:
         config = pinf.Config(model_file, prefix + ".pdiparams")
         config.disable_gpu()
         config.switch_ir_optim(False)
+        config.disable_mkldnn()
         config.disable_glog_info()
         predictor = pinf.create_predictor(config)
         for n in predictor.get_input_names():
@@ -274,9 +275,9 @@ def _op_models(paddle, nn):
                     paddle.squeeze(x[:, :1], axis=[1, 2]), sec[0], sec[1], sec[2], chunks[1],
                     paddle.stack([x, x * 2], axis=-1), paddle.unstack(x, axis=1)[2], x[:, 1:3, ::2, -3:],
                     x[:, 0], x[:, -1, 2:], paddle.expand(x[:, :1], [-1, 4, 6, 8]), paddle.tile(x[:, :1], [1, 2, 1, 1]),
-                    paddle.tile(x[0], [2, 1, 1, 1]), paddle.expand_as(x[:1, :1], x), paddle.gather(x, idx, axis=1),
+                    paddle.tile(x[0], [2, 1, 1, 1]), paddle.expand_as(x[:, :1], x), paddle.gather(x, idx, axis=1),
                     paddle.index_select(x, idx, axis=3), paddle.gather_nd(x, paddle.to_tensor([[1, 2], [0, 3]])),
-                    paddle.take_along_axis(x, paddle.to_tensor([[[[0, 1, 2, 3, 0, 1, 2, 3]]]]), axis=2),
+                    paddle.take_along_axis(x, (paddle.abs(x[:, :, :3]) * 3).astype("int64") % 6, axis=2),
                     paddle.concat([x, x * 2, x * 3], axis=2), paddle.shape(x).astype("float32"),
                     x.reshape([paddle.shape(x)[0], 24, 8]), paddle.arange(0, 8, 1, dtype="float32") + x,
                     paddle.zeros([2, 3], "float32"))
@@ -307,7 +308,7 @@ def _op_models(paddle, nn):
             self.prelu_a = nn.PReLU(1, 0.2)
             self.gn = nn.GroupNorm(2, 4)
             self.inorm = nn.InstanceNorm2D(4)
-            self.bn1d = nn.BatchNorm1D(10)
+            self.bn1d = nn.BatchNorm1D(9)
             self.ln = nn.LayerNorm([9, 10])
 
         def forward(self, x):

@@ -97,6 +97,14 @@ def scalar(v: Optional[Value]) -> Optional[float]:
     return float(np.asarray(v.data, np.float64).reshape(()))
 
 
+def short_float(x: float, dtype) -> float:
+    """`x` as the shortest decimal that rounds to the same value in `dtype` (f16/bf16/f32), so that
+    an attribute taken from a float32 constant prints as 1e-05, not 9.999999747378752e-06."""
+    if dtype.is_float and dtype.itemsize <= 4:
+        return float(str(np.float32(x)))
+    return float(x)
+
+
 def static_shape(v: Value) -> tuple:
     if not v.type.is_static:
         raise NoMatch

@@ -8,7 +8,7 @@ from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.common import broadcast_shapes
 from ..ir.registry import all_ops
-from ._pattern_match import Matcher, NoMatch, Rewriter, scalar, static_shape
+from ._pattern_match import Matcher, NoMatch, Rewriter, scalar, short_float, static_shape
 from .manager import Pass, register_pass
 
 _SPLIT = [0, 2, 1, 3]  # (B, S, H, d) <-> (B, H, S, d)
@@ -80,7 +80,7 @@ class FuseAttention(Pass):
 
 
 def _attention_node(op: str, inputs: list, out: Value, scale: float, heads: int) -> Node:
-    attrs = {"scale": scale}
+    attrs = {"scale": short_float(scale, out.type.dtype)}
     if op == "fused_attention":
         attrs["num_heads"] = heads
     elif heads:

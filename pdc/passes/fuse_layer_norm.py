@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import dtypes
 from ..ir.graph import Graph, Node, Value
-from ._pattern_match import Matcher, NoMatch, Rewriter, scalar, static_shape
+from ._pattern_match import Matcher, NoMatch, Rewriter, scalar, short_float, static_shape
 from .manager import Pass, register_pass
 
 
@@ -44,7 +44,7 @@ class FuseLayerNorm(Pass):
             bias = None if beta is None else _param(graph, beta, shape, x, taken, "ln_bias")
             if scale is None or (beta is not None and bias is None):
                 continue
-            attrs = {"axis": axis, "epsilon": eps}
+            attrs = {"axis": axis, "epsilon": short_float(eps, x.type.dtype)}
             if x.type.dtype == dtypes.float64:
                 attrs["stash_type"] = dtypes.float64  # the decomposed form computed in double
             new = Node("layer_normalization", [x, scale] + ([bias] if bias is not None else []),

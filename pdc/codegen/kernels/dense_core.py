@@ -1,0 +1,485 @@
+"""Shared machinery of the dense kernels (conv, gemm, matmul): fp32 GEMM microkernels, the
+blocked GEMM driver, operand packers and the fused epilogue, emitted once per kernel file as
+static helpers (ctx.helper), so a model's layers differ only in a small job description.
+
+The GEMM computes C[M x N] = A[M x K] * B[K x N] for `batch` independent problems:
+
+- The microkernel keeps an MR x NR tile of C in registers (NR = NV vectors): per k it loads NV
+  vectors of a packed B panel and broadcasts MR values of a packed A panel (KERNELS.md §1).
+  Packed A is [ceil(M/MR)][K][MR], packed B is [ceil(N/NR)][K][NR], both zero-padded, so tails
+  only need masked loads/stores of C.
+- Constant operands (conv weights, a matmul's weight matrix) are packed at compile time into
+  that order (pack_a_panels / pack_b_panels); runtime operands are packed by a callback per
+  (K block, N chunk) into a stack buffer: im2col for convolutions, a strided copy otherwise.
+- The epilogue runs on the accumulators before the single store: + bias per row (bias_m),
+  + bias per column (bias_n), + residual tile, clamp (relu / relu6 / clip). Anything else
+  (other activations, Gemm's beta * C broadcast, residual after the activation) is a scalar
+  post-pass over the finished tile while it is in L1.
+- Threads split the output: N panels (early layers: both threads share the weights) or M blocks
+  (late layers: each thread streams half the weights), chosen at compile time.
+
+For NCHW convolutions M = output channels (weights broadcast), N = output pixels (vectors of
+pixels), K = C/group * kernel taps, one problem per (image, group).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..context import KernelContext
+
+# ---- blocking parameters ------------------------------------------------------------------------
+BBUF_FLOATS = 65536  # per-thread stack buffer for packed B (256 KiB, lives in L2)
+ABUF_FLOATS = 16 * 640  # per-thread stack buffer for one packed A panel (MR <= 16, KC <= 640)
+KC_MAX = 640  # no K blocking up to this K; above it, equal blocks of at most KC_SPLIT
+KC_SPLIT = 512
+PARALLEL_MIN_MACS = 400_000  # smaller problems run on the calling thread (dispatch ~ a few µs)
+
+# activation codes of the post-pass (pdc_post.act)
+ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "hard_sigmoid": 5,
+             "hard_swish": 6, "gelu": 7, "gelu_tanh": 8, "tanh": 9}
+
+
+def isa_of(ctx: KernelContext) -> str:
+    return "avx512" if getattr(ctx.target, "vector_bits", 256) >= 512 else "avx2"
+
+
+def lanes(isa: str) -> int:
+    return 16 if isa == "avx512" else 8
+
+
+def default_tile(isa: str) -> tuple[int, int]:
+    """(MR, NV) of the main microkernel: 12 x 32 (24 zmm accumulators) or 6 x 16 (12 ymm)."""
+    return (12, 2) if isa == "avx512" else (6, 2)
+
+
+def pick_mr(isa: str, m: int) -> int:
+    """MR for a problem with m rows: the main tile unless a smaller one wastes fewer rows."""
+    mr_main, _ = default_tile(isa)
+    if m >= mr_main:
+        return mr_main
+    for mr in (1, 2, 4, 6, 8, 12):
+        if mr >= m and mr <= mr_main:
+            return mr
+    return mr_main
+
+
+# ---- compile-time packing ---------------------------------------------------------------------------
+def pack_a_panels(a: np.ndarray, mr: int) -> np.ndarray:
+    """(..., M, K) -> (..., ceil(M/MR), K, MR) float32, rows zero-padded."""
+    *lead, m, k = a.shape
+    mb = -(-m // mr)
+    out = np.zeros((*lead, mb * mr, k), np.float32)
+    out[..., :m, :] = a
+    out = out.reshape(*lead, mb, mr, k)
+    return np.ascontiguousarray(np.swapaxes(out, -1, -2))
+
+
+def pack_b_panels(b: np.ndarray, nr: int) -> np.ndarray:
+    """(..., K, N) -> (..., ceil(N/NR), K, NR) float32, columns zero-padded."""
+    *lead, k, n = b.shape
+    nb = -(-n // nr)
+    out = np.zeros((*lead, k, nb * nr), np.float32)
+    out[..., :n] = b
+    out = out.reshape(*lead, k, nb, nr)
+    return np.ascontiguousarray(np.swapaxes(out, -2, -3))
+
+
+def k_block(k: int) -> int:
+    if k <= KC_MAX:
+        return max(k, 1)
+    return -(-k // -(-k // KC_SPLIT))
+
+
+def n_chunk(kc: int, nr: int, n: int) -> int:
+    """Columns per packed-B chunk: as many NR panels as fit the stack buffer."""
+    panels = max(1, BBUF_FLOATS // (kc * nr))
+    return min(panels, -(-n // nr)) * nr
+
+
+def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: int, a_bytes: int) -> tuple[int, int]:
+    """(parallel, split_m): whether to use the thread pool and along which dimension."""
+    if threads <= 1 or batch * m * n * k < PARALLEL_MIN_MACS:
+        return 0, 0
+    mb, nb = -(-m // mr), -(-n // nr)
+    per_n = -(-batch * nb // threads) * mb  # tiles of the busiest thread
+    per_m = -(-batch * mb // threads) * nb
+    if per_m < per_n or (per_m == per_n and a_bytes > (1 << 20)):
+        return 1, 1
+    return 1, 0
+
+
+# ---- C: types, epilogue, driver -----------------------------------------------------------------
+TYPES_C = r"""
+/* ---- pdc dense kernels: shared types ---- */
+#include <immintrin.h>
+#define PDC_ACC 1   /* add the tile already in C (a later K block) */
+#define PDC_LAST 2  /* last K block: apply the epilogue */
+#define PDC_CLAMP 4 /* clamp to [lo, hi] after the epilogue adds */
+typedef struct { const float *bias_m, *bias_n, *res; int64_t ldr; float lo, hi; } pdc_epi;
+typedef void (*pdc_ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
+                           int flags, const pdc_epi *e);
+/* packs rows [k0, k0+kc) x columns [n0, n0+nc) of problem `b`'s B into ceil(nc/NR) panels of kc x NR */
+typedef void (*pdc_packb_fn)(const void *ctx, int64_t b, float *dst, int64_t k0, int64_t kc, int64_t n0,
+                             int64_t nc, int64_t NR);
+/* packs rows [m0, m0+mr) x columns [k0, k0+kc) of problem `b`'s A into kc x MR */
+typedef void (*pdc_packa_fn)(const void *ctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0,
+                             int64_t kc, int64_t MR);
+/* The post-pass for what the register epilogue does not do:
+   y = act(y + add_scale * add[...]) + res_after[...] */
+typedef struct {
+    int act; float alpha, beta;
+    const float *add; int64_t add_bs, add_rs, add_cs; float add_scale;
+    const float *res_after; int64_t ra_bs, ra_ld;
+    int transposed_add; /* unused, reserved */
+} pdc_post;
+typedef struct {
+    int64_t batch, M, N, K;
+    int64_t MR, NR, KC, NC;
+    pdc_ukr_fn ukr;
+    const float *a; int64_t a_bmod, a_bs; const int64_t *a_tab; /* packed A of problem b */
+    pdc_packa_fn packa; const void *packa_ctx;                   /* or A packed at run time */
+    const float *b; int64_t b_bmod, b_bs; const int64_t *b_tab; /* packed B of problem b */
+    pdc_packb_fn packb; const void *packb_ctx;                   /* or B packed at run time */
+    float *c; int64_t ldc, c_bs; const int64_t *c_tab;
+    const float *bias_m; int64_t bm_bmod, bm_bs;
+    const float *bias_n;
+    const float *res; int64_t ldr, r_bs;
+    float lo, hi; int clamp;
+    const pdc_post *post;
+    int parallel, split_m;
+} pdc_sgemm_job;
+static inline int64_t pdc_boff(const int64_t *tab, int64_t mod, int64_t stride, int64_t b) {
+    return tab ? tab[b] : (mod > 0 ? b % mod : b) * stride;
+}
+static inline unsigned pdc_m16(int n) { return n <= 0 ? 0u : n >= 16 ? 0xffffu : (1u << n) - 1u; }
+#if defined(__AVX2__)
+static inline __m256i pdc_m8(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+"""
+
+POST_C = r"""
+/* ---- pdc dense kernels: scalar activations and the tile post-pass ---- */
+static float pdc_act_f32(int act, float a, float alpha, float beta) {
+    switch (act) {
+    case 1: return a > 0 ? a : (a != a ? a : 0);
+    case 2: return a >= 0 ? a : a * alpha;
+    case 3: { float t = a < alpha ? alpha : a; return t > beta ? beta : t; }
+    case 4: return a >= 0 ? 1 / (1 + expf(-a)) : expf(a) / (1 + expf(a));
+    case 5: { float t = alpha * a + beta; return t < 0 ? 0 : (t > 1 ? 1 : t); }
+    case 6: { float t = a / 6 + 0.5f; return a * (t < 0 ? 0 : (t > 1 ? 1 : t)); }
+    case 7: return (float)(0.5 * (double)a * (1 + erf((double)a * 0.70710678118654752440)));
+    case 8: return 0.5f * a * (1 + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)));
+    case 9: return tanhf(a);
+    default: return a;
+    }
+}
+static void pdc_post_tile(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, int mr, int nr, float *c,
+                          int64_t ldc) {
+    for (int i = 0; i < mr; i++) {
+        float *row = c + i * ldc;
+        for (int j = 0; j < nr; j++) {
+            float y = row[j];
+            if (p->add)
+                y += p->add_scale * p->add[b * p->add_bs + (m0 + i) * p->add_rs + (n0 + j) * p->add_cs];
+            y = pdc_act_f32(p->act, y, p->alpha, p->beta);
+            if (p->res_after) y += p->res_after[b * p->ra_bs + (m0 + i) * p->ra_ld + n0 + j];
+            row[j] = y;
+        }
+    }
+}
+/* The register epilogue in scalar C (the microkernels' fallback without vector ISA). */
+static void pdc_sukr_scalar(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
+                            int flags, const pdc_epi *e, int MR, int NR) {
+    for (int i = 0; i < mr; i++) {
+        for (int j = 0; j < nr; j++) {
+            float s = 0;
+            for (int64_t k = 0; k < kc; k++) s += a[k * MR + i] * b[k * NR + j];
+            if (flags & PDC_ACC) s += c[i * ldc + j];
+            if (flags & PDC_LAST) {
+                if (e->bias_m) s += e->bias_m[i];
+                if (e->bias_n) s += e->bias_n[j];
+                if (e->res) s += e->res[i * e->ldr + j];
+                if (flags & PDC_CLAMP) { s = s < e->lo ? e->lo : s; s = s > e->hi ? e->hi : s; }
+            }
+            c[i * ldc + j] = s;
+        }
+    }
+}
+"""
+
+DRIVER_C = r"""
+/* ---- pdc dense kernels: the blocked GEMM driver ---- */
+#define PDC_BBUF %(bbuf)d
+#define PDC_ABUF %(abuf)d
+static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int64_t mb1, int64_t nb0, int64_t nb1,
+                            float *bbuf, float *abuf) {
+    const int64_t MR = j->MR, NR = j->NR, K = j->K, M = j->M, N = j->N;
+    const int64_t ncp = j->NC / NR;
+    float *c = j->c + pdc_boff(j->c_tab, 0, j->c_bs, b);
+    const float *res = j->res ? j->res + b * j->r_bs : 0;
+    const float *bias_m = j->bias_m ? j->bias_m + pdc_boff(0, j->bm_bmod, j->bm_bs, b) : 0;
+    const float *ab = j->packa ? 0 : j->a + pdc_boff(j->a_tab, j->a_bmod, j->a_bs, b);
+    const float *bb = j->packb ? 0 : j->b + pdc_boff(j->b_tab, j->b_bmod, j->b_bs, b);
+    for (int64_t nb = nb0; nb < nb1; nb += ncp) {
+        const int64_t nbe = nb + ncp < nb1 ? nb + ncp : nb1;
+        const int64_t n0 = nb * NR, nc = (nbe * NR < N ? nbe * NR : N) - n0;
+        for (int64_t k0 = 0; k0 < K; k0 += j->KC) {
+            const int64_t kc = j->KC < K - k0 ? j->KC : K - k0;
+            const int last = k0 + kc >= K;
+            const int flags = (k0 > 0 ? PDC_ACC : 0) | (last ? PDC_LAST : 0) | (j->clamp ? PDC_CLAMP : 0);
+            if (j->packb) j->packb(j->packb_ctx, b, bbuf, k0, kc, n0, nc, NR);
+            for (int64_t mb = mb0; mb < mb1; mb++) {
+                const int64_t m0 = mb * MR;
+                const int mr = (int)(M - m0 < MR ? M - m0 : MR);
+                const float *ap;
+                if (j->packa) {
+                    j->packa(j->packa_ctx, b, abuf, m0, mr, k0, kc, MR);
+                    ap = abuf;
+                } else {
+                    ap = ab + mb * K * MR + k0 * MR;
+                }
+                pdc_epi e = {bias_m ? bias_m + m0 : 0, 0, 0, j->ldr, j->lo, j->hi};
+                for (int64_t q = nb; q < nbe; q++) {
+                    const int64_t c0 = q * NR;
+                    const int nr = (int)(N - c0 < NR ? N - c0 : NR);
+                    const float *bp = j->packb ? bbuf + (q - nb) * kc * NR : bb + q * K * NR + k0 * NR;
+                    float *cp = c + m0 * j->ldc + c0;
+                    e.bias_n = j->bias_n ? j->bias_n + c0 : 0;
+                    e.res = res ? res + m0 * j->ldr + c0 : 0;
+                    j->ukr(kc, ap, bp, cp, j->ldc, mr, nr, flags, &e);
+                    if (last && j->post) pdc_post_tile(j->post, b, m0, c0, mr, nr, cp, j->ldc);
+                }
+            }
+        }
+    }
+}
+static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts) {
+    float bbuf[PDC_BBUF] __attribute__((aligned(64)));
+    float abuf[PDC_ABUF] __attribute__((aligned(64)));
+    const int64_t mbs = (j->M + j->MR - 1) / j->MR, nbs = (j->N + j->NR - 1) / j->NR;
+    const int64_t per = j->split_m ? mbs : nbs, units = j->batch * per;
+    const int64_t u0 = units * part / parts, u1 = units * (part + 1) / parts;
+    for (int64_t u = u0; u < u1;) {
+        const int64_t b = u / per, r0 = u % per;
+        const int64_t r1 = (b + 1) * per <= u1 ? per : u1 - b * per;
+        if (j->split_m) pdc_sgemm_block(j, b, r0, r1, 0, nbs, bbuf, abuf);
+        else pdc_sgemm_block(j, b, 0, mbs, r0, r1, bbuf, abuf);
+        u = b * per + r1;
+    }
+}
+typedef struct { const pdc_sgemm_job *job; int64_t parts; } pdc_sgemm_task_ctx;
+static void pdc_sgemm_task(void *p, int64_t t0, int64_t t1) {
+    const pdc_sgemm_task_ctx *t = (const pdc_sgemm_task_ctx *)p;
+    for (int64_t i = t0; i < t1; i++) pdc_sgemm_part(t->job, i, t->parts);
+}
+static void pdc_sgemm_run(const pdc_sgemm_job *j) {
+    const int64_t parts = j->parallel ? pdc_threads_count() : 1;
+    if (parts <= 1) {
+        pdc_sgemm_part(j, 0, 1);
+        return;
+    }
+    pdc_sgemm_task_ctx t = {j, parts};
+    pdc_parallel_for(parts, pdc_sgemm_task, &t);
+}
+
+/* ---- runtime packers: strided matrices ---- */
+typedef struct {
+    const float *p; const int64_t *tab; int64_t bmod, bs; /* problem b's matrix at p + off(b) */
+    int64_t rs, cs; /* element (r, c) at r * rs + c * cs */
+    float scale;
+} pdc_strided;
+/* B (K x N): element (k, n) */
+static void pdc_packb_strided(const void *vctx, int64_t b, float *dst, int64_t k0, int64_t kc, int64_t n0,
+                              int64_t nc, int64_t NR) {
+    const pdc_strided *s = (const pdc_strided *)vctx;
+    const float *src = s->p + pdc_boff(s->tab, s->bmod, s->bs, b);
+    for (int64_t q = 0; q * NR < nc; q++) {
+        const int64_t w = nc - q * NR < NR ? nc - q * NR : NR;
+        float *d = dst + q * kc * NR;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *r = src + (k0 + k) * s->rs + (n0 + q * NR) * s->cs;
+            float *o = d + k * NR;
+            if (s->cs == 1) for (int64_t x = 0; x < w; x++) o[x] = r[x] * s->scale;
+            else for (int64_t x = 0; x < w; x++) o[x] = r[x * s->cs] * s->scale;
+            for (int64_t x = w; x < NR; x++) o[x] = 0;
+        }
+    }
+}
+/* A (M x K): element (m, k) */
+static void pdc_packa_strided(const void *vctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0,
+                              int64_t kc, int64_t MR) {
+    const pdc_strided *s = (const pdc_strided *)vctx;
+    const float *src = s->p + pdc_boff(s->tab, s->bmod, s->bs, b);
+    for (int64_t i = 0; i < MR; i++) {
+        if (i >= mr) {
+            for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0;
+            continue;
+        }
+        const float *r = src + (m0 + i) * s->rs + k0 * s->cs;
+        if (s->cs == 1) for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = r[k] * s->scale;
+        else for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = r[k * s->cs] * s->scale;
+    }
+}
+"""
+
+
+def _ukr_avx512(mr: int, nv: int) -> tuple[str, str]:
+    name = f"pdc_sukr_z{mr}x{nv}"
+    nr = 16 * nv
+    acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
+    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, "
+         f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{",
+         "#if defined(__AVX512F__)"]
+    for i in range(mr):
+        L.append("    __m512 " + ", ".join(f"{x} = _mm512_setzero_ps()" for x in acc[i]) + ";")
+    L.append("    for (int64_t k = 0; k < kc; k++) {")
+    L.append("        " + " ".join(f"const __m512 b{v} = _mm512_load_ps(b + {16 * v});" for v in range(nv)))
+    for i in range(mr):
+        L.append(f"        {{ const __m512 t = _mm512_set1_ps(a[{i}]); "
+                 + " ".join(f"{acc[i][v]} = _mm512_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
+    L.append(f"        a += {mr}; b += {nr};")
+    L.append("    }")
+    L.append("    " + " ".join(f"const __mmask16 k{v} = (__mmask16)pdc_m16(nr - {16 * v});" for v in range(nv)))
+
+    def rows(stmt_fn, guard=True):
+        for i in range(mr):
+            body = " ".join(stmt_fn(i, v) for v in range(nv))
+            L.append(f"        if (mr > {i}) {{ {body} }}" if guard and i > 0 else f"        {{ {body} }}")
+
+    L.append("    if (flags & PDC_ACC) {")
+    rows(lambda i, v: f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, _mm512_maskz_loadu_ps(k{v}, c + {i} * ldc + {16 * v}));")
+    L.append("    }")
+    L.append("    if (flags & PDC_LAST) {")
+    L.append("        if (e->bias_m) {")
+    for i in range(mr):
+        g = f"if (mr > {i}) " if i > 0 else ""
+        L.append(f"            {g}{{ const __m512 t = _mm512_set1_ps(e->bias_m[{i}]); "
+                 + " ".join(f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, t);" for v in range(nv)) + " }")
+    L.append("        }")
+    L.append("        if (e->bias_n) {")
+    L.append("            " + " ".join(f"const __m512 t{v} = _mm512_maskz_loadu_ps(k{v}, e->bias_n + {16 * v});"
+                                       for v in range(nv)))
+    for i in range(mr):
+        L.append("            " + " ".join(f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, t{v});" for v in range(nv)))
+    L.append("        }")
+    L.append("        if (e->res) {")
+    L.append("            const float *r = e->res; const int64_t ld = e->ldr;")
+    rows(lambda i, v: f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, _mm512_maskz_loadu_ps(k{v}, r + {i} * ld + {16 * v}));")
+    L.append("        }")
+    L.append("        if (flags & PDC_CLAMP) {")
+    L.append("            const __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);")
+    for i in range(mr):  # max/min(bound, x) return x when x is NaN: NaN propagates like the reference
+        L.append("            " + " ".join(f"{acc[i][v]} = _mm512_min_ps(hi, _mm512_max_ps(lo, {acc[i][v]}));"
+                                           for v in range(nv)))
+    L.append("        }")
+    L.append("    }")
+    rows(lambda i, v: f"_mm512_mask_storeu_ps(c + {i} * ldc + {16 * v}, k{v}, {acc[i][v]});")
+    L.append("#else")
+    L.append(f"    pdc_sukr_scalar(kc, a, b, c, ldc, mr, nr, flags, e, {mr}, {nr});")
+    L.append("#endif")
+    L.append("}")
+    return name, "\n".join(L) + "\n"
+
+
+def _ukr_avx2(mr: int, nv: int) -> tuple[str, str]:
+    name = f"pdc_sukr_y{mr}x{nv}"
+    nr = 8 * nv
+    acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
+    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, "
+         f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{",
+         "#if defined(__AVX2__) && defined(__FMA__)"]
+    for i in range(mr):
+        L.append("    __m256 " + ", ".join(f"{x} = _mm256_setzero_ps()" for x in acc[i]) + ";")
+    L.append("    for (int64_t k = 0; k < kc; k++) {")
+    L.append("        " + " ".join(f"const __m256 b{v} = _mm256_load_ps(b + {8 * v});" for v in range(nv)))
+    for i in range(mr):
+        L.append(f"        {{ const __m256 t = _mm256_broadcast_ss(a + {i}); "
+                 + " ".join(f"{acc[i][v]} = _mm256_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
+    L.append(f"        a += {mr}; b += {nr};")
+    L.append("    }")
+    L.append("    " + " ".join(f"const __m256i k{v} = pdc_m8(nr - {8 * v});" for v in range(nv)))
+
+    def rows(stmt_fn):
+        for i in range(mr):
+            body = " ".join(stmt_fn(i, v) for v in range(nv))
+            L.append(f"        if (mr > {i}) {{ {body} }}" if i > 0 else f"        {{ {body} }}")
+
+    L.append("    if (flags & PDC_ACC) {")
+    rows(lambda i, v: f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, _mm256_maskload_ps(c + {i} * ldc + {8 * v}, k{v}));")
+    L.append("    }")
+    L.append("    if (flags & PDC_LAST) {")
+    L.append("        if (e->bias_m) {")
+    for i in range(mr):
+        g = f"if (mr > {i}) " if i > 0 else ""
+        L.append(f"            {g}{{ const __m256 t = _mm256_set1_ps(e->bias_m[{i}]); "
+                 + " ".join(f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, t);" for v in range(nv)) + " }")
+    L.append("        }")
+    L.append("        if (e->bias_n) {")
+    L.append("            " + " ".join(f"const __m256 t{v} = _mm256_maskload_ps(e->bias_n + {8 * v}, k{v});"
+                                       for v in range(nv)))
+    for i in range(mr):
+        L.append("            " + " ".join(f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, t{v});" for v in range(nv)))
+    L.append("        }")
+    L.append("        if (e->res) {")
+    L.append("            const float *r = e->res; const int64_t ld = e->ldr;")
+    rows(lambda i, v: f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, _mm256_maskload_ps(r + {i} * ld + {8 * v}, k{v}));")
+    L.append("        }")
+    L.append("        if (flags & PDC_CLAMP) {")
+    L.append("            const __m256 lo = _mm256_set1_ps(e->lo), hi = _mm256_set1_ps(e->hi);")
+    for i in range(mr):
+        L.append("            " + " ".join(f"{acc[i][v]} = _mm256_min_ps(hi, _mm256_max_ps(lo, {acc[i][v]}));"
+                                           for v in range(nv)))
+    L.append("        }")
+    L.append("    }")
+    rows(lambda i, v: f"_mm256_maskstore_ps(c + {i} * ldc + {8 * v}, k{v}, {acc[i][v]});")
+    L.append("#else")
+    L.append(f"    pdc_sukr_scalar(kc, a, b, c, ldc, mr, nr, flags, e, {mr}, {nr});")
+    L.append("#endif")
+    L.append("}")
+    return name, "\n".join(L) + "\n"
+
+
+def core(ctx: KernelContext) -> None:
+    """Registers the shared types, post-pass and driver (once per kernel file)."""
+    ctx.helper("pdc_dense_types", TYPES_C)
+    ctx.helper("pdc_dense_post", POST_C)
+    ctx.helper("pdc_dense_driver", DRIVER_C % {"bbuf": BBUF_FLOATS, "abuf": ABUF_FLOATS})
+
+
+def ukernel(ctx: KernelContext, mr: int, nv: int) -> str:
+    """The name of the (MR x NV vectors) microkernel for the target, registering it once."""
+    core(ctx)
+    isa = isa_of(ctx)
+    name, code = (_ukr_avx512 if isa == "avx512" else _ukr_avx2)(mr, nv)
+    return ctx.helper(name, code)
+
+
+# ---- job rendering -----------------------------------------------------------------------------------
+def c_float(x: float) -> str:
+    from ..ctypes_c import float_literal
+    return float_literal(x, "float")
+
+
+def render_job(fields: dict, var: str = "job") -> list[str]:
+    """`pdc_sgemm_job var = {.field = value, ...};` as lines (unset fields are zero)."""
+    lines = [f"    pdc_sgemm_job {var};", f"    memset(&{var}, 0, sizeof {var});"]
+    for k, v in fields.items():
+        if v is None:
+            continue
+        lines.append(f"    {var}.{k} = {v};")
+    return lines
+
+
+def clamp_for(activation: str, alpha, beta) -> tuple[bool, float, float] | None:
+    """(clamp, lo, hi) when the activation is a clamp the register epilogue can do, else None."""
+    if activation == "none":
+        return False, -math.inf, math.inf
+    if activation == "relu":
+        return True, 0.0, math.inf
+    if activation == "clip":
+        return True, float(alpha), float(beta)
+    return None
