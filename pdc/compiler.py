@@ -79,7 +79,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
                        f"(or --shape {dim}=SIZE)")
     say(f"imported {len(graph.nodes)} nodes")
     # "naive": every intermediate tensor of the model as imported, each in its own buffer
-    naive_bytes = plan_memory(graph, view_ops=frozenset(), inplace_ops=frozenset()).naive_activation_bytes
+    naive_bytes = sum(v.type.nbytes for n in graph.nodes for v in n.outputs
+                      if v.type.is_static and v not in graph.outputs)
     graph = optimize(graph, opt_level)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     plan = plan_memory(graph)
