@@ -164,6 +164,23 @@ class _Converter:
         return Node(op, inputs, outputs, attrs, n.name)
 
 
+def _forward_identity_outputs(graph: Graph) -> None:
+    """A graph output made by an identity transpose: the transposed node computes it directly."""
+    producer = graph.producers()
+    outputs = set(graph.outputs)
+    for n in list(graph.nodes):
+        if n.op != "transpose" or n.attrs.get("perm") != list(range(len(n.attrs.get("perm", [])))):
+            continue
+        src, out = n.inputs[0], n.outputs[0]
+        p = producer.get(src)
+        if p is None or src in outputs or out not in outputs or src.type != out.type:
+            continue
+        p.outputs = [out if v is src else v for v in p.outputs]
+        graph.nodes.remove(n)
+        graph.replace_uses(src, out)
+        producer[out] = p
+
+
 def _inverse(perm) -> tuple:
     inv = [0] * len(perm)
     for i, p in enumerate(perm):
@@ -191,6 +208,7 @@ def _cancel_transposes(graph: Graph) -> None:
             n.inputs = [inner.inputs[0]]
             n.attrs["perm"] = composed
     graph.outputs = [replace.get(v, v) for v in graph.outputs]
+    _forward_identity_outputs(graph)
     live = set(graph.outputs)
     kept = []
     for n in reversed(graph.nodes):  # drop the transposes nothing uses any more
