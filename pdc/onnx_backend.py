@@ -113,6 +113,8 @@ class PdcRep(BackendRep):
 
 
 class PdcBackend(Backend):
+    engine: str | None = None  # None: PDC_BACKEND, else x86
+
     @classmethod
     def supports_device(cls, device: str) -> bool:
         return Device(device).type == DeviceType.CPU
@@ -121,7 +123,7 @@ class PdcBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", engine: str | None = None, **kwargs) -> PdcRep:
         graph = import_onnx(model, source=model.graph.name or "<model>")
         verify_graph(graph)
-        return PdcRep(graph, engine or default_engine())
+        return PdcRep(graph, engine or cls.engine or default_engine())
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs) -> tuple:
@@ -138,6 +140,16 @@ class PdcBackend(Backend):
         model = helper.make_model(helper.make_graph([node], "run_node", ins, outs),
                                   opset_imports=[helper.make_opsetid("", opset)])
         return cls.run_model(model, list(inputs), device, **kwargs)
+
+
+class ReferenceBackend(PdcBackend):
+    """The same backend on the NumPy reference interpreter."""
+    engine = "reference"
+
+
+class X86Backend(PdcBackend):
+    """The same backend on compiled x86 code."""
+    engine = "x86"
 
 
 prepare = PdcBackend.prepare

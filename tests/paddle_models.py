@@ -204,7 +204,11 @@ def _generate(fmt: str, jobs: list[str]) -> None:
 
         # Paddle's answer for the exported files, through its inference API (no IR optimizations)
         model_file = prefix + (".json" if fmt == "pir" else ".pdmodel")
-        config = pinf.Config(model_file, prefix + ".pdiparams")
+        if os.path.exists(prefix + ".pdiparams"):
+            config = pinf.Config(model_file, prefix + ".pdiparams")
+        else:  # a model without parameters
+            config = pinf.Config()
+            config.set_prog_file(model_file)
         config.disable_gpu()
         config.switch_ir_optim(False)
         config.disable_mkldnn()
@@ -347,34 +351,72 @@ def _op_models(paddle, nn):
 
 
 def _patch_legacy_ops(paddle):
-    # paddle 3.3.1's paddle.matmul only accepts PIR values in static mode, so legacy-mode exports of
-    # models that call it (MultiHeadAttention) fail; build the legacy matmul_v2 op directly instead
+    """paddle 3.3.1 implements several APIs (paddle.abs, paddle.sum, paddle.matmul, F.gelu...) only for
+    PIR values in static mode, so legacy-mode exports that call them fail. For the op-coverage models
+    these are rebuilt here as the legacy ops they used to append."""
     from paddle.base.layer_helper import LayerHelper
-    original = paddle.matmul
 
-    def matmul(x, y, transpose_x=False, transpose_y=False, name=None):
-        if paddle.in_dynamic_mode():
-            return original(x, y, transpose_x, transpose_y)
-        helper = LayerHelper("matmul_v2")
-        out = helper.create_variable_for_type_inference(x.dtype)
-        helper.append_op(type="matmul_v2", inputs={"X": x, "Y": y}, outputs={"Out": out},
-                         attrs={"trans_x": transpose_x, "trans_y": transpose_y})
-        return out
+    def append(op_type, inputs, attrs, dtype=None, outputs=("Out",)):
+        helper = LayerHelper(op_type)
+        first = next(iter(inputs.values()))
+        outs = {s: helper.create_variable_for_type_inference(dtype or first.dtype) for s in outputs}
+        helper.append_op(type=op_type, inputs=inputs, outputs=outs, attrs=attrs)
+        return outs[outputs[0]]
 
-    paddle.matmul = sys.modules["paddle.tensor"].matmul = matmul
+    def axes(axis):
+        return [0] if axis is None else list(axis) if isinstance(axis, (list, tuple)) else [axis]
+
+    vt = paddle.base.core.VarDesc.VarType
+    shims = {
+        "matmul": lambda x, y, transpose_x=False, transpose_y=False, name=None: append(
+            "matmul_v2", {"X": x, "Y": y}, {"trans_x": transpose_x, "trans_y": transpose_y}),
+        "gelu": lambda x, approximate=False, name=None: append("gelu", {"X": x}, {"approximate": approximate}),
+        "softplus": lambda x, beta=1, threshold=20, name=None: append(
+            "softplus", {"X": x}, {"beta": float(beta), "threshold": float(threshold)}),
+        "sum": lambda x, axis=None, dtype=None, keepdim=False, name=None: append(
+            "reduce_sum", {"X": x}, {"dim": axes(axis), "keep_dim": keepdim, "reduce_all": axis is None,
+                                     "out_dtype": -1}, dtype=vt.INT64 if x.dtype in (vt.BOOL, vt.INT32) else None),
+        "logsumexp": lambda x, axis=None, keepdim=False, name=None: append(
+            "logsumexp", {"X": x}, {"axis": axes(axis), "keepdim": keepdim, "reduce_all": axis is None}),
+        "argmax": lambda x, axis=None, keepdim=False, dtype="int64", name=None: append(
+            "arg_max", {"X": x}, {"axis": 0 if axis is None else axis, "keepdims": keepdim,
+                                  "flatten": axis is None, "dtype": int(vt.INT64)}, dtype=vt.INT64),
+        "argmin": lambda x, axis=None, keepdim=False, dtype="int64", name=None: append(
+            "arg_min", {"X": x}, {"axis": 0 if axis is None else axis, "keepdims": keepdim,
+                                  "flatten": axis is None, "dtype": int(vt.INT64)}, dtype=vt.INT64),
+        "expand_as": lambda x, y, name=None: append("expand_as_v2", {"X": x, "Y": y},
+                                                    {"target_shape": list(y.shape)}),
+    }
+    for name, op in (("amax", "reduce_max"), ("amin", "reduce_min"), ("any", "reduce_any"), ("all", "reduce_all")):
+        shims[name] = (lambda op: lambda x, axis=None, keepdim=False, name=None: append(
+            op, {"X": x}, {"dim": axes(axis), "keep_dim": keepdim, "reduce_all": axis is None}))(op)
+    for name in ("abs", "acos", "acosh", "asin", "atanh", "ceil", "cos", "cosh", "exp", "expm1", "floor", "log",
+                 "log10", "log1p", "log2", "round", "rsqrt", "sigmoid", "sign", "sin", "sinh", "sqrt", "tanh"):
+        shims[name] = (lambda op: lambda x, *a, name=None, **k: append(op, {"X": x}, {}))(name)
+    for name in ("isfinite", "isinf", "isnan", "logical_not"):
+        op = name if name == "logical_not" else name + "_v2"
+        shims[name] = (lambda op: lambda x, name=None: append(op, {"X": x}, {}, dtype=vt.BOOL))(op)
+    for name, op in (("maximum", "elementwise_max"), ("minimum", "elementwise_min"),
+                     ("multiply", "elementwise_mul"), ("bmm", "bmm")):
+        shims[name] = (lambda op: lambda x, y, name=None: append(op, {"X": x, "Y": y}, {"axis": -1}))(op)
+    for name in ("greater_than", "logical_and", "logical_or", "logical_xor"):
+        shims[name] = (lambda op: lambda x, y, name=None: append(op, {"X": x, "Y": y}, {"axis": -1},
+                                                                 dtype=vt.BOOL))(name)
 
     F = sys.modules["paddle.nn.functional"]
-    original_gelu = F.gelu
+    for name, shim in shims.items():
+        original = getattr(paddle, name, None) or getattr(F, name)
 
-    def gelu(x, approximate=False, name=None):  # the same problem
-        if paddle.in_dynamic_mode():
-            return original_gelu(x, approximate)
-        helper = LayerHelper("gelu")
-        out = helper.create_variable_for_type_inference(x.dtype)
-        helper.append_op(type="gelu", inputs={"X": x}, outputs={"Out": out}, attrs={"approximate": approximate})
-        return out
+        def patched(*args, _shim=shim, _original=original, **kwargs):
+            return _original(*args, **kwargs) if paddle.in_dynamic_mode() else _shim(*args, **kwargs)
 
-    F.gelu = gelu
+        for module in (paddle, sys.modules["paddle.tensor"], F):
+            if hasattr(module, name) and (module is not F or name in ("gelu", "softplus", "sigmoid", "tanh")):
+                setattr(module, name, patched)
+        # Tensor methods (x.abs(), x.sum()) dispatch through the static Variable class
+        variable = paddle.base.framework.Variable
+        if hasattr(variable, name):
+            setattr(variable, name, patched)
 
 
 if __name__ == "__main__":

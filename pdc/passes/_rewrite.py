@@ -23,10 +23,6 @@ def sole_user(graph: Graph, users: dict, v: Value) -> Optional[Node]:
     return node
 
 
-def const_data(v: Optional[Value]) -> Optional[np.ndarray]:
-    return None if v is None else v.data
-
-
 def input_or_none(node: Node, i: int) -> Optional[Value]:
     return node.inputs[i] if i < len(node.inputs) else None
 

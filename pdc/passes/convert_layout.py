@@ -24,8 +24,10 @@ def _is_scalar_like(v: Value) -> bool:
 
 @register_pass
 class ConvertLayout(Pass):
-    """Runs 2-D conv / pooling / batch-norm regions, and the elementwise ops and concats joining
-    them, in NHWC: conv -> conv_nhwc (weights stored OHWI), max_pool -> max_pool_nhwc, ...
+    """Converts regions of 2-D convs, pools and batch norms (with the elementwise ops between) to NHWC.
+
+    conv -> conv_nhwc (weights stored OHWI), fused_conv -> fused_conv_nhwc, max_pool ->
+    max_pool_nhwc, ...; elementwise ops, identities and concats inside a region keep their op.
 
     A region is a connected set of such nodes with at least one layout-sensitive op. Transposes
     appear only at its borders: one per NCHW value entering it, one per NHWC value leaving it
@@ -43,8 +45,9 @@ class ConvertLayout(Pass):
         regions = _regions(graph)
         if not regions:
             return
-        _Converter(graph, regions).run()
-        _cancel_transposes(graph)
+        converter = _Converter(graph, regions)
+        converter.run()
+        _cancel_transposes(graph, converter.created)
 
 
 # ---- which nodes ---------------------------------------------------------------------------------
@@ -97,6 +100,7 @@ class _Converter:
         self.names = graph.value_names()
         self.nhwc: dict[Value, Value] = {}  # NCHW value -> its NHWC twin (computed in a region or transposed)
         self.const_cache: dict[tuple, Value] = {}
+        self.created: set[Node] = set()  # the border transposes
 
     def fresh(self, base: str) -> str:
         name = base if base not in self.names else self.graph.fresh_name(base + ".", self.names)
@@ -122,7 +126,7 @@ class _Converter:
             out.append(self.convert(n, inputs, [nv for _, nv, _ in results]))
             for v, nv, escapes in results:
                 if escapes:  # back to NCHW for the users outside the region
-                    out.append(Node("transpose", [nv], [v], {"perm": list(TO_NCHW)}))
+                    out.append(self.transpose(nv, v, TO_NCHW))
         self.graph.nodes = out
         self.graph.remove_unused_constants()
 
@@ -141,10 +145,15 @@ class _Converter:
             return self.constant(v, TO_NHWC, "nhwc")
         if _rank(v) == 4:  # a border: an NCHW value enters the region
             t = Value(self.fresh(v.name + "_nhwc"), v.type.with_shape(permute_shape(v.type.shape, TO_NHWC)))
-            out.append(Node("transpose", [v], [t], {"perm": list(TO_NHWC)}))
+            out.append(self.transpose(v, t, TO_NHWC))
             self.nhwc[v] = t
             return t
         raise AssertionError(f"convert-layout: unexpected operand %{v.name}")  # excluded by _agnostic
+
+    def transpose(self, src: Value, dst: Value, perm) -> Node:
+        node = Node("transpose", [src], [dst], {"perm": list(perm)})
+        self.created.add(node)
+        return node
 
     def constant(self, v: Value, perm, tag: str) -> Value:
         key = (id(v), tuple(perm))
@@ -188,8 +197,9 @@ def _inverse(perm) -> tuple:
     return tuple(inv)
 
 
-def _cancel_transposes(graph: Graph) -> None:
-    """transpose(transpose(x, p), q) -> transpose(x, p then q), or x itself when that is the identity."""
+def _cancel_transposes(graph: Graph, created: set) -> None:
+    """transpose(transpose(x, p), q) -> transpose(x, p then q), or x itself when that is the identity,
+    where one of the two is a border transpose of this pass (`created`)."""
     producer = graph.producers()
     outputs = set(graph.outputs)
     replace: dict[Value, Value] = {}
@@ -198,7 +208,7 @@ def _cancel_transposes(graph: Graph) -> None:
         if n.op != "transpose":
             continue
         inner = producer.get(n.inputs[0])
-        if inner is None or inner.op != "transpose" or "perm" not in inner.attrs or "perm" not in n.attrs:
+        if inner is None or inner.op != "transpose" or not ({n, inner} & created):
             continue
         p, q = inner.attrs["perm"], n.attrs["perm"]
         composed = [p[i] for i in q]
@@ -207,7 +217,6 @@ def _cancel_transposes(graph: Graph) -> None:
         else:
             n.inputs = [inner.inputs[0]]
             n.attrs["perm"] = composed
-    graph.outputs = [replace.get(v, v) for v in graph.outputs]
     _forward_identity_outputs(graph)
     live = set(graph.outputs)
     kept = []

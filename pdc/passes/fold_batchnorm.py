@@ -45,6 +45,7 @@ class FoldBatchnorm(Pass):
                 folded = _FOLDERS.get(p.op, _no_fold)(graph, p, node, inv, shift)
                 if folded is not None:
                     kept.extend(folded)
+                    producers[node.outputs[0]] = folded[-1] if folded else p  # a batch norm may follow
                     continue
             kept.extend(_as_mul_add(graph, node, inv, shift) or [node])
         graph.nodes = kept
@@ -89,7 +90,8 @@ def _fold_conv(graph: Graph, p: Node, bn: Node, inv, shift):
         return None
     dt = w.type.dtype
     w_new = w.data.astype(np.float64) * inv.reshape((m,) + (1,) * (w.data.ndim - 1))
-    p.inputs = [p.inputs[0], new_constant(graph, w.name, w_new, dt), new_constant(graph, f"{w.name}.bias", b * inv + shift, dt)]
+    w_c = new_constant(graph, w.name, w_new, dt)
+    p.inputs = [p.inputs[0], w_c, new_constant(graph, f"{w.name}.bias", b * inv + shift, dt)]
     return _take_output(p, bn)
 
 
@@ -109,7 +111,8 @@ def _fold_conv_transpose(graph: Graph, p: Node, bn: Node, inv, shift):
     out_channel = (np.arange(c)[:, None] // (c // group)) * mg + np.arange(mg)[None, :]
     w_new = w.data.astype(np.float64) * inv[out_channel].reshape((c, mg) + (1,) * (w.data.ndim - 2))
     dt = w.type.dtype
-    p.inputs = [p.inputs[0], new_constant(graph, w.name, w_new, dt), new_constant(graph, f"{w.name}.bias", b * inv + shift, dt)]
+    w_c = new_constant(graph, w.name, w_new, dt)
+    p.inputs = [p.inputs[0], w_c, new_constant(graph, f"{w.name}.bias", b * inv + shift, dt)]
     return _take_output(p, bn)
 
 

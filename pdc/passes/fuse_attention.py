@@ -65,17 +65,16 @@ class FuseAttention(Pass):
             split = m.attempt(_match_heads, m, core)
             if split is not None and m.interior_ok(split[3]):
                 q, k, v, out, heads = split
-                new = _attention_node(op, [q, k, v, core.mask], out, core.scale, heads)
-                if rewriter.add(m.nodes, out, new):
+                if rewriter.add(m.nodes, out, _attention_node(op, [q, k, v, core.mask], out, core.scale, heads)):
                     continue
             m.nodes = core_nodes  # the 4-D form: K^T must be a transpose of a 4-D K
             t = m.peek(core.kt)
             if t is None or t.op != "transpose" or _perm(t) != _SWAP:
                 continue
             k = m.node(core.kt, "transpose").inputs[0]
-            if not m.interior_ok(core.out):
-                continue
-            rewriter.add(m.nodes, core.out, _attention_node(op, [core.q, k, core.v, core.mask], core.out, core.scale, 0))
+            if m.interior_ok(core.out):
+                new = _attention_node(op, [core.q, k, core.v, core.mask], core.out, core.scale, 0)
+                rewriter.add(m.nodes, core.out, new)
         rewriter.apply()
 
 

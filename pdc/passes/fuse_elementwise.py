@@ -36,9 +36,8 @@ class FuseElementwise(Pass):
     A producer joins a group only when every use of its result is inside the group, the result
     is not a graph output, and it has the group's output shape: every interior value is then
     computed once per output element, so the fused node neither recomputes work nor changes a
-    broadcast.
-    Existing fused_elementwise nodes are merged like any other member. `max-ops` bounds the
-    steps of one node (0: no bound).
+    broadcast. Existing fused_elementwise nodes are merged like any other member (so running the
+    pass twice changes nothing). `max-ops` bounds the steps of one node (0: no bound).
     """
 
     name = "fuse-elementwise"

@@ -13,7 +13,9 @@ from .manager import Pass, register_pass
 
 @register_pass
 class FuseLayerNorm(Pass):
-    """Recognizes the LayerNorm that exporters such as paddle2onnx (opset < 17) write out:
+    """Fuses LayerNorm written out as reductions and arithmetic into one layer_normalization.
+
+    This is how exporters such as paddle2onnx (opset < 17) write it:
 
         m = ReduceMean(x, axes); d = x - m; v = ReduceMean(Pow(d, 2) or d * d, axes)
         y = d / Sqrt(v + eps) [* gamma] [+ beta]

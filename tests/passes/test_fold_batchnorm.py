@@ -119,3 +119,23 @@ def test_zoo_models(zoo, name):
     graph, before, after = check_zoo_model(zoo(name), "fold-batchnorm")
     assert before["batch_normalization"] > 0 and "batch_normalization" not in after
     assert len(graph.nodes) == sum(before.values()) - before["batch_normalization"]
+
+
+def test_two_batch_norms_in_a_row_both_fold():
+    consts = {**bn_params(4), **bn_params(4, "k")}
+    check_pass("fold-batchnorm", """
+        graph @g(%x: f32[1,3,4,4]) -> (%y: f32[1,4,4,4]) {
+          %w = const f32[4,3,1,1]""" + BN_CONSTS + """
+          %ks = const f32[4]
+          %kb = const f32[4]
+          %km = const f32[4]
+          %kv = const f32[4]
+          %c = conv(%x, %w) : f32[1,4,4,4]
+          %n = batch_normalization(%c, %s, %b, %m, %v) : f32[1,4,4,4]
+          %y = batch_normalization(%n, %ks, %kb, %km, %kv) : f32[1,4,4,4]
+        }""", """
+        graph @g(%x: f32[1,3,4,4]) -> (%y: f32[1,4,4,4]) {
+          %w_0_0 = const f32[4,3,1,1]
+          %w_0.bias_0 = const f32[4]
+          %y = conv(%x, %w_0_0, %w_0.bias_0) : f32[1,4,4,4]
+        }""", constants=consts)

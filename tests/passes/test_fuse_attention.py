@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from pdc.ir.registry import all_ops

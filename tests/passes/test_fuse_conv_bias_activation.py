@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from pdc.passes import OPT_LEVELS, all_passes

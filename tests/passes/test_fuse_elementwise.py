@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from pdc.ir.ops.fused_elementwise import Step, decode_program, encode_program

@@ -136,3 +136,22 @@ def nest(dims, body: str, base: str, var: str, off: str) -> str:
         prev = cur
     lines.append(indent(body, len(dims)))
     return "\n".join(lines + close[::-1])
+
+
+def row_sum_helper(ctx: KernelContext, num: Num, st: str, kind: str) -> str:
+    """A static `st fn(const T *p, int64_t n, st c)` over a contiguous row, with LANES partial sums:
+    kind "sum": sum of x; "sumsq": sum of x*x; "sqdev": sum of (x - c)^2. x is converted to st."""
+    name = f"pdc_row_{kind}_{num.dt.short}_{st}"
+    expr = {"sum": "v", "sumsq": "v * v", "sqdev": "(v - c) * (v - c)"}[kind]
+    code = (f"static inline {st} {name}(const {num.c} *p, int64_t n, {st} c) {{\n"
+            f"    (void)c;\n"
+            f"    {st} acc[{LANES}];\n"
+            f"    for (int u = 0; u < {LANES}; u++) acc[u] = 0;\n"
+            f"    int64_t i = 0;\n"
+            f"    for (; i + {LANES} <= n; i += {LANES})\n"
+            f"        for (int u = 0; u < {LANES}; u++) {{ const {st} v = ({st}){num.load('p[i + u]')}; acc[u] += {expr}; }}\n"
+            f"    for (; i < n; i++) {{ const {st} v = ({st}){num.load('p[i]')}; acc[0] += {expr}; }}\n"
+            f"    {st} s = 0;\n"
+            f"    for (int u = 0; u < {LANES}; u++) s += acc[u];\n"
+            f"    return s;\n}}\n")
+    return ctx.helper(name, code)

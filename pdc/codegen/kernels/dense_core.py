@@ -213,8 +213,8 @@ static void pdc_sukr_scalar(int64_t kc, const float *a, const float *b, float *c
 
 DRIVER_C = r"""
 /* ---- pdc dense kernels: the blocked GEMM driver ---- */
-#define PDC_BBUF %(bbuf)d
-#define PDC_ABUF %(abuf)d
+#define PDC_BBUF @BBUF@
+#define PDC_ABUF @ABUF@
 static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int64_t mb1, int64_t nb0, int64_t nb1,
                             float *bbuf, float *abuf) {
     const int64_t MR = j->MR, NR = j->NR, K = j->K, M = j->M, N = j->N;
@@ -447,7 +447,7 @@ def core(ctx: KernelContext) -> None:
     """Registers the shared types, post-pass and driver (once per kernel file)."""
     ctx.helper("pdc_dense_types", TYPES_C)
     ctx.helper("pdc_dense_post", POST_C)
-    ctx.helper("pdc_dense_driver", DRIVER_C % {"bbuf": BBUF_FLOATS, "abuf": ABUF_FLOATS})
+    ctx.helper("pdc_dense_driver", DRIVER_C.replace("@BBUF@", str(BBUF_FLOATS)).replace("@ABUF@", str(ABUF_FLOATS)))
 
 
 def ukernel(ctx: KernelContext, mr: int, nv: int) -> str:
@@ -456,6 +456,19 @@ def ukernel(ctx: KernelContext, mr: int, nv: int) -> str:
     isa = isa_of(ctx)
     name, code = (_ukr_avx512 if isa == "avx512" else _ukr_avx2)(mr, nv)
     return ctx.helper(name, code)
+
+
+def add_weight(ctx: KernelContext, array: np.ndarray, c_type: str = "float") -> str:
+    """ctx.add_weight for a temporary array. The weight blob dedups by id(array), so a freed
+    temporary's id could be reused by a later one; pinning the array on the blob prevents that."""
+    array = np.ascontiguousarray(array)
+    blob = ctx._weights
+    pins = getattr(blob, "_pdc_dense_pins", None)
+    if pins is None:
+        pins = []
+        setattr(blob, "_pdc_dense_pins", pins)
+    pins.append(array)
+    return ctx.add_weight(array, c_type)
 
 
 # ---- job rendering -----------------------------------------------------------------------------------

@@ -200,20 +200,39 @@ def emit_reduction(g: Groups, red: Reduction, num: Num, store) -> str:
     return emit_group_scalar(g, red, num, store)
 
 
-def reduce_axes(ctx: KernelContext) -> list[int]:
-    """The reduced axes (normalized, sorted); [] = none (noop_with_empty_axes with no axes)."""
-    rank = len(ctx.inputs[0].shape)
+def _const_axes(ctx: KernelContext, rank: int):
+    """The reduced axes (normalized, sorted; [] = none), or None when they are only known at run time."""
     axes = []
     if ctx.has_input(1):
         data = ctx.const(1)
         if data is None:
-            ctx.fail("axes must be a constant to compile (the output shape depends on it)")
-        axes = [int(a) for a in data.reshape(-1)]
+            if ctx.inputs[1].shape and ctx.inputs[1].shape[0] > 0:
+                return None
+        else:
+            axes = [int(a) for a in data.reshape(-1)]
     if not axes:
         return [] if ctx.attrs.get("noop_with_empty_axes", 0) else list(range(rank))
     if rank == 0:
         return []
     return sorted({a % rank for a in axes})
+
+
+def _candidate_axes(ctx: KernelContext, rank: int) -> list[list[int]]:
+    """Every axes set that gives the static output shape (axes fed at run time)."""
+    if rank > 12:
+        ctx.fail("axes must be a constant for inputs of rank > 12")
+    shape, out = ctx.inputs[0].shape, tuple(ctx.outputs[0].shape)
+    keep = ctx.attrs.get("keepdims", 1)
+    found = []
+    for mask in range(1 << rank):
+        axes = [i for i in range(rank) if mask >> i & 1]
+        if keep:
+            got = tuple(1 if i in axes else d for i, d in enumerate(shape))
+        else:
+            got = tuple(d for i, d in enumerate(shape) if i not in axes)
+        if got == out:
+            found.append(axes)
+    return found
 
 
 REDUCE_OPS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1", "reduce_l2",
@@ -224,11 +243,40 @@ REDUCE_OPS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_p
 def reduce(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
-    g = Groups(x.shape, reduce_axes(ctx))
     if x.dtype.short == "bool" and ctx.node.op not in ("reduce_max", "reduce_min"):
         ctx.fail("bool input is only supported by reduce_max / reduce_min")
-    red = reduction_for(ctx.node.op, num, g.n_red)
-    return emit_reduction(g, red, num, lambda e: Num(ctx.outputs[0].dtype).store(e) if num.is_float else e)
+    out_num = Num(ctx.outputs[0].dtype)
+    store = (lambda e: out_num.store(e)) if num.is_float else (lambda e: e)
+    rank = len(x.shape)
+
+    def body(axes) -> str:
+        g = Groups(x.shape, axes)
+        return emit_reduction(g, reduction_for(ctx.node.op, num, g.n_red), num, store)
+
+    axes = _const_axes(ctx, rank)
+    if axes is not None:
+        return body(axes)
+    # axes fed at run time with a static output shape: one loop nest per axes set that fits it
+    variants: dict[tuple, list[int]] = {}
+    for cand in _candidate_axes(ctx, rank):
+        variants.setdefault(tuple(Groups(x.shape, cand).dims), []).append(sum(1 << a for a in cand))
+    if not variants:
+        ctx.fail(f"no axes set reduces {list(x.shape)} to {list(ctx.outputs[0].shape)}")
+    if len(variants) == 1:
+        (masks,) = variants.values()
+        return body([a for a in range(rank) if masks[0] >> a & 1])
+    n_axes = ctx.inputs[1].shape[0]
+    noop = ctx.attrs.get("noop_with_empty_axes", 0)
+    cases = []
+    for masks in variants.values():
+        labels = " ".join(f"case {m}:" for m in masks)
+        cases.append(f"{labels} {{\n{indent(body([a for a in range(rank) if masks[0] >> a & 1]))}\n    break;\n}}")
+    return (f"    int64_t mask = 0;\n"
+            f"    for (int i = 0; i < {n_axes}; i++) {{ const int64_t a = (int64_t)in1[i]; "
+            f"mask |= (int64_t)1 << (a < 0 ? a + {rank} : a); }}\n"
+            f"    if (mask == 0 && !{noop}) mask = {(1 << rank) - 1};\n"
+            f"    switch (mask) {{\n{indent(chr(10).join(cases))}\n    default: break; /* axes that do not fit the "
+            f"compiled shapes */\n    }}")
 
 
 # ---- ArgMax / ArgMin ---------------------------------------------------------------------------

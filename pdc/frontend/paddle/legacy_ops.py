@@ -103,7 +103,7 @@ UNARY = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "lo
          "isfinite_v2": "isfinite", "softmax": "softmax", "log_softmax": "log_softmax", "assign": "assign",
          "transpose": "transpose", "transpose2": "transpose", "flatten_contiguous_range": "flatten",
          "flatten": "legacy_flatten", "flatten2": "legacy_flatten", "pixel_shuffle": "pixel_shuffle",
-         "cumsum": "cumsum", "pad": "pad", "shape": "shape", "mean": "mean_all", "leaky_relu": "leaky_relu"}
+         "cumsum": "cumsum", "pad": "pad", "shape": "shape", "size": "numel", "p_norm": "p_norm", "mean": "mean_all", "leaky_relu": "leaky_relu"}
 UNARY_RENAMES = {"leaky_relu": {"alpha": "negative_slope"}, "transpose": {"axis": "perm"},
                  "transpose2": {"axis": "perm"}}
 
@@ -183,6 +183,12 @@ def norm(o: LegacyOp):
 @adapter("pool2d", "pool3d")
 def pool(o: LegacyOp):
     return o.make(o.type, [o.inp("X"), Const(np.asarray(o.attr("ksize", []), np.int64))], [o.out("Out")], o.attrs)
+
+
+@adapter("max_pool2d_with_index", "max_pool3d_with_index")
+def max_pool_with_index(o: LegacyOp):
+    return o.make(o.type, [o.inp("X")], [o.out("Out"), o.out("Mask")],
+                  {**renamed(o.attrs, {"ksize": "kernel_size"}), "pooling_type": "max"})
 
 
 @adapter("dropout")

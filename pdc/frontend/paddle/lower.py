@@ -26,6 +26,7 @@ from .program import Const, Op, Program
 Converter = Callable[["OpContext"], list]
 CONVERTERS: dict[str, Converter] = {}
 
+SHARE_LIMIT = 16  # constants up to this many elements are shared by value
 FOLD_LIMIT = 1 << 24  # elements; folding bigger computations would bloat the graph's constants
 
 
@@ -132,9 +133,7 @@ class OpContext:
 
     # ---- emitting -----------------------------------------------------------------------------
     def constant(self, data, dtype=None) -> Value:
-        data = np.asarray(data)
-        dt = dtype or dtypes.from_numpy(data.dtype)
-        return self.lowering.graph.add_constant(self.lowering.fresh(f"{self.op.name}_c"), data, dt)
+        return self.lowering.constant(data, dtype, f"{self.op.name}_c")
 
     def emit(self, op: str, inputs: list, attrs: Optional[dict] = None, n: Optional[int] = None):
         """Appends an IR node; returns its output Value (or the list of outputs when n is given)."""
@@ -178,6 +177,7 @@ class Lowering:
         self.graph = Graph(sanitize(graph_name))
         self.env: dict[Hashable, object] = {}
         self.taken: set[str] = set()
+        self.small_constants: dict[tuple, Value] = {}
 
     def fresh(self, hint: str) -> str:
         base = sanitize(hint)
@@ -187,6 +187,20 @@ class Lowering:
             name = f"{base}_{i}"
         self.taken.add(name)
         return name
+
+    def constant(self, data, dtype=None, hint: str = "c") -> Value:
+        """A graph constant; small ones (axes, shapes, scalars) are shared by value."""
+        data = np.asarray(data)
+        dt = dtype or dtypes.from_numpy(data.dtype)
+        key = None
+        if data.size <= SHARE_LIMIT:
+            key = (dt.name, data.shape, np.ascontiguousarray(data.astype(dt.np, copy=False)).tobytes())
+            if key in self.small_constants:
+                return self.small_constants[key]
+        v = self.graph.add_constant(self.fresh(hint), data, dt)
+        if key is not None:
+            self.small_constants[key] = v
+        return v
 
     def fold(self, node: Node) -> Optional[list[Value]]:
         """Computes a node whose inputs are all constants; returns its outputs as constants."""

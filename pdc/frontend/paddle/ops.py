@@ -666,22 +666,39 @@ def pool(cx: OpContext):
         pads = same_pads(cx, x, kernel, strides, "pooling")
     else:
         pads = spatial_pads(cx, cx.attr("paddings", [0] * nsp), nsp)
+    correction = None
     if cx.attr("ceil_mode", False):
-        # Paddle's ceil mode: out = ceil((in + pads - k) / s) + 1 with no further clamp; express it
-        # as extra end padding (ignored by max, and by exclusive avg; counted like Paddle's full-kernel
-        # divisor by non-exclusive avg)
+        # Paddle's ceil mode: out = ceil((in + pads - k) / s) + 1 with no further clamp. Expressed as
+        # extra end padding, which max and exclusive avg ignore; non-exclusive avg divides by the
+        # window clipped to the explicitly padded input, so its result is rescaled where that differs
         dims = x.type.shape[2:]
         if not all(isinstance(d, int) for d in dims):
             cx.unsupported(f"ceil_mode pooling needs static spatial dims, got {x.type}")
+        divisors = []
         for i in range(nsp):
             total = dims[i] + pads[i] + pads[nsp + i]
             out = (total - kernel[i] + strides[i] - 1) // strides[i] + 1
+            starts = np.arange(out) * strides[i] - pads[i]
+            divisors.append(np.minimum(starts + kernel[i], dims[i] + pads[nsp + i]) - starts)
             pads[nsp + i] += max((out - 1) * strides[i] + kernel[i] - total, 0)
+        full = np.ones(())
+        for i, dv in enumerate(divisors):
+            full = np.multiply.outer(full, kernel[i] / dv)
+        if kind == "avg" and not cx.attr("exclusive", True) and not np.all(full == 1):
+            correction = full
     attrs = {"kernel_shape": kernel, "strides": strides, "pads": pads}
     if kind == "avg":
         attrs["count_include_pad"] = 0 if cx.attr("exclusive", True) else 1
-        return back(cx.emit("average_pool", [x], attrs))
+        y = cx.emit("average_pool", [x], attrs)
+        if correction is not None:
+            y = cx.emit("mul", [y, cx.constant(correction.astype(x.type.dtype.np))])
+        return back(y)
     return back(cx.emit("max_pool", [x], attrs))
+
+
+@converter("max_pool2d_with_index", "max_pool3d_with_index")
+def max_pool_with_index(cx: OpContext):
+    return [pool(cx), None]  # the argmax mask is only used for training
 
 
 # ---------------------------------------------------------------------------------------------
@@ -976,6 +993,34 @@ def reduce(cx: OpContext):
     else:
         y = cx.emit(REDUCE[cx.op.type], [x, cx.constant(i64(axes))], {"keepdims": int(keep)})
     return cast(cx, y, dtypes.bool_) if is_bool else y
+
+
+@converter("numel")
+def numel(cx: OpContext):
+    return cx.emit("size", [cx.value(0)])
+
+
+@converter("p_norm")
+def p_norm(cx: OpContext):
+    x = cx.value(0)
+    p, keep = float(cx.attr("porder", 2.0)), int(bool(cx.attr("keepdim", False)))
+    if cx.attr("asvector", False):
+        x, axes = reshape(cx, x, [-1]), [0]
+    else:
+        axes = [int(cx.attr("axis", -1)) % max(cx.rank(x), 1)]
+    ax = cx.constant(i64(axes))
+    if p == 2.0:
+        return cx.emit("reduce_l2", [x, ax], {"keepdims": keep})
+    if p == 1.0:
+        return cx.emit("reduce_l1", [x, ax], {"keepdims": keep})
+    a = cx.emit("abs", [x])
+    if math.isinf(p):
+        return cx.emit("reduce_max" if p > 0 else "reduce_min", [a, ax], {"keepdims": keep})
+    if p == 0.0:  # the count of non-zeros
+        nz = cast(cx, cx.emit("not", [cx.emit("equal", [x, const_like(cx, x, 0)])]), x.type.dtype)
+        return cx.emit("reduce_sum", [nz, ax], {"keepdims": keep})
+    s = cx.emit("reduce_sum", [cx.emit("pow", [a, const_like(cx, x, p)]), ax], {"keepdims": keep})
+    return cx.emit("pow", [s, const_like(cx, x, 1.0 / p)])
 
 
 @converter("mean_all")

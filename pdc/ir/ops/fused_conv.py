@@ -109,7 +109,7 @@ def _verify_epilogue(ctx: InferContext, r_index: int):
 def _check_residual(ctx: InferContext, r_index: int, out: TensorType):
     if ctx.has_input(r_index):
         r = ctx.types[r_index]
-        if not types_compatible(out, r) or (r.shape is None) != (out.shape is None):
+        if not types_compatible(out, r):
             ctx.fail(f"R must have the output's type {out}, got {r}")
 
 

@@ -3,11 +3,14 @@
     %y = conv_nhwc(%x, %w, %b) {group=1, pads=[1,1,1,1], weight_layout="OHWI"} : f32[1,32,32,16]
 
 Each variant has its base op's attributes and semantics, with X and Y in (N, H, W, C) instead of
-(N, C, H, W): conv_nhwc (W in `weight_layout`, any order of the letters O, I, H, W; default
-OHWI), fused_conv_nhwc (likewise, its residual R in NHWC), max_pool_nhwc (no Indices output), average_pool_nhwc, global_average_pool_nhwc,
-global_max_pool_nhwc and batch_normalization_nhwc (inference mode). Their infer, verify and
-reference view the tensors in the base op's layout and run the base op's own functions, so a
-variant computes exactly what its base op computes.
+(N, C, H, W):
+- conv_nhwc: W in `weight_layout` (any order of the letters O, I, H, W; default OHWI), B is (M,);
+- fused_conv_nhwc (when fuse-conv-bias-activation's fused_conv exists): likewise, R in NHWC;
+- max_pool_nhwc (no Indices output), average_pool_nhwc, global_average_pool_nhwc,
+  global_max_pool_nhwc;
+- batch_normalization_nhwc (inference mode; the parameters are (C,)).
+Their infer, verify and reference view the tensors in the base op's layout and run the base
+op's own functions, so a variant computes exactly what its base op computes.
 """
 from __future__ import annotations
 
@@ -109,6 +112,7 @@ _variant("batch_normalization_nhwc", "batch_normalization", ["X", "scale", "B", 
          check=_check_bn, doc="batch_normalization (inference mode) on (N, H, W, C) tensors; parameters are (C,).")
 
 # base op -> its NHWC variant, for passes and code generators
-NHWC_VARIANTS = {"conv": "conv_nhwc", **({"fused_conv": "fused_conv_nhwc"} if "fused_conv" in REGISTRY else {}), "max_pool": "max_pool_nhwc", "average_pool": "average_pool_nhwc",
+NHWC_VARIANTS = {"conv": "conv_nhwc", **({"fused_conv": "fused_conv_nhwc"} if "fused_conv" in REGISTRY else {}),
+                 "max_pool": "max_pool_nhwc", "average_pool": "average_pool_nhwc",
                  "global_average_pool": "global_average_pool_nhwc", "global_max_pool": "global_max_pool_nhwc",
                  "batch_normalization": "batch_normalization_nhwc"}

@@ -1,0 +1,619 @@
+"""Convolution kernels: conv and fused_conv (NCHW, 1-D/2-D/3-D, groups, dilations, strides, pads,
+auto_pad), conv_transpose and conv_integer.
+
+fp32 conv is a GEMM per (image, group) (see dense_core): M = output channels of the group
+(weights packed at compile time, broadcast), N = output pixels (vectors), K = C/group * taps.
+B is packed per K block and pixel chunk by `pdc_im2col_pack` (a row copy for pointwise convs,
+a windowed copy with zero padding otherwise) into a per-thread stack buffer. Depthwise 2-D
+convs (one input and one output channel per group) have their own kernel vectorized along
+output columns over a zero-padded band of input rows. Other dtypes, ConvTranspose and
+ConvInteger use direct loops specialized to the layer's shape.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.ops.fused_conv import ACTIVATIONS
+from ...ir.ops.nn_common import resolve_window
+from ...ir.ops.nn_conv import conv_transpose_geometry
+from ..context import KernelContext
+from ..ctypes_c import float_literal
+from . import kernel
+from .dense_core import (ACT_CODES, add_weight, c_float, choose_split, clamp_for, core, default_tile, isa_of,
+                         k_block, lanes, n_chunk, pack_a_panels, pick_mr, render_job, ukernel)
+
+# ---- geometry ---------------------------------------------------------------------------------------
+
+
+class ConvGeom:
+    """Static geometry of a convolution, spatial dims padded to 3 (D, H, W) with leading 1s."""
+
+    def __init__(self, x_shape, w_shape, attrs, transpose: bool = False):
+        self.n, self.c = x_shape[0], x_shape[1]
+        self.nsp = len(x_shape) - 2
+        kernel = list(w_shape[2:])
+        self.group = attrs.get("group", 1) or 1
+        if transpose:
+            from ...ir.ops.nn_common import spatial_attrs
+            strides, dilations, _ = spatial_attrs(attrs, self.nsp, kernel)
+            out, begin = conv_transpose_geometry(list(x_shape[2:]), kernel, attrs)
+            self.m = w_shape[1] * self.group
+        else:
+            strides, dilations, begin, out, _ = resolve_window(x_shape, kernel, attrs)
+            self.m = w_shape[0]
+        pad = 3 - self.nsp
+        self.in_sp = [1] * pad + list(x_shape[2:])
+        self.out_sp = [1] * pad + list(out)
+        self.kernel = [1] * pad + kernel
+        self.strides = [1] * pad + list(strides)
+        self.dilations = [1] * pad + list(dilations)
+        self.begin = [0] * pad + list(begin)
+        self.cg, self.mg = self.c // self.group, self.m // self.group
+        self.taps = math.prod(self.kernel)
+        self.k = self.cg * self.taps
+        self.p_in = math.prod(self.in_sp)
+        self.p_out = math.prod(self.out_sp)
+
+    @property
+    def pointwise(self) -> bool:
+        return (self.taps == 1 and all(s == 1 for s in self.strides) and not any(self.begin)
+                and self.in_sp == self.out_sp)
+
+    def c_fields(self) -> str:
+        """The initializer of a pdc_im2col after its first two fields."""
+        (D, H, W), (OD, OH, OW), (KD, KH, KW) = self.in_sp, self.out_sp, self.kernel
+        (sd, sh, sw), (dd, dh, dw), (pd, ph, pw) = self.strides, self.dilations, self.begin
+        return (f"{self.cg}, {D}, {H}, {W}, {OD}, {OH}, {OW}, {KD}, {KH}, {KW}, {sd}, {sh}, {sw}, "
+                f"{dd}, {dh}, {dw}, {pd}, {ph}, {pw}, {int(self.pointwise)}")
+
+
+# ---- C helpers -----------------------------------------------------------------------------------------
+COPY_C = r"""
+/* ---- pdc dense kernels: row copies for packing ---- */
+static inline void pdc_zero_f32(float *d, int64_t n) {
+#if defined(__AVX512F__)
+    for (; n >= 16; n -= 16, d += 16) _mm512_storeu_ps(d, _mm512_setzero_ps());
+    if (n > 0) _mm512_mask_storeu_ps(d, (__mmask16)pdc_m16((int)n), _mm512_setzero_ps());
+#else
+    for (int64_t i = 0; i < n; i++) d[i] = 0;
+#endif
+}
+static inline void pdc_copy_f32(float *d, const float *s, int64_t n) {
+#if defined(__AVX512F__)
+    for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+    if (n > 0) {
+        const __mmask16 m = (__mmask16)pdc_m16((int)n);
+        _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+    }
+#else
+    for (int64_t i = 0; i < n; i++) d[i] = s[i];
+#endif
+}
+/* d[i] = s[i * step] for i < n (reads s[0 .. (n-1)*step] only) */
+static inline void pdc_copy_step_f32(float *d, const float *s, int64_t n, int64_t step) {
+    if (step == 1) { pdc_copy_f32(d, s, n); return; }
+#if defined(__AVX512F__)
+    if (step == 2) {
+        const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; n >= 16; n -= 16, d += 16, s += 32)
+            _mm512_storeu_ps(d, _mm512_permutex2var_ps(_mm512_loadu_ps(s), idx,
+                                                       _mm512_maskz_loadu_ps((__mmask16)0x7fff, s + 16)));
+        if (n > 0) {
+            const int need = 2 * (int)n - 1;
+            const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)pdc_m16(need), s);
+            const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)pdc_m16(need - 16), s + 16);
+            _mm512_mask_storeu_ps(d, (__mmask16)pdc_m16((int)n), _mm512_permutex2var_ps(lo, idx, hi));
+        }
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) d[i] = s[i * step];
+}
+"""
+
+IM2COL_C = r"""
+/* ---- pdc dense kernels: im2col packing of NCHW input into GEMM B panels ---- */
+typedef struct {
+    const float *x; int64_t x_bs; /* problem b = image * group + g reads channels at x + b * x_bs */
+    int64_t C, D, H, W, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw;
+    int pointwise;
+} pdc_im2col;
+static void pdc_im2col_pack(const void *vctx, int64_t b, float *dst, int64_t k0, int64_t kc, int64_t n0,
+                            int64_t nc, int64_t NR) {
+    const pdc_im2col *g = (const pdc_im2col *)vctx;
+    const float *x = g->x + b * g->x_bs;
+    const int64_t HW = g->H * g->W, DHW = g->D * HW, OHW = g->OH * g->OW;
+    const int64_t panel = kc * NR, tail = nc % NR;
+    float *lastp = dst + (nc / NR) * panel;
+    const int64_t KHW = g->KH * g->KW, KDHW = g->KD * KHW;
+    int64_t ci = k0 / KDHW, r = k0 % KDHW;
+    int64_t kd = r / KHW;
+    r %= KHW;
+    int64_t kh = r / g->KW, kw = r % g->KW;
+    const int64_t od0 = n0 / OHW, oh0 = (n0 / g->OW) % g->OH, ow0 = n0 % g->OW;
+    for (int64_t kk = 0; kk < kc; kk++) {
+        float *d = dst + kk * NR;
+        const float *xc = x + ci * DHW;
+        if (g->pointwise) {
+            int64_t q = 0;
+            for (; (q + 1) * NR <= nc; q++) pdc_copy_f32(d + q * panel, xc + n0 + q * NR, NR);
+            if (tail) pdc_copy_f32(d + q * panel, xc + n0 + q * NR, tail);
+        } else {
+            const int64_t offw = kw * g->dw - g->pw, offh = kh * g->dh - g->ph, offd = kd * g->dd - g->pd;
+            /* output columns whose input column lies inside [0, W) */
+            int64_t lo = offw >= 0 ? 0 : (-offw + g->sw - 1) / g->sw;
+            int64_t hi = g->W - 1 - offw < 0 ? 0 : (g->W - 1 - offw) / g->sw + 1;
+            if (hi > g->OW) hi = g->OW;
+            if (lo > hi) lo = hi;
+            int64_t od = od0, oh = oh0, ow = ow0, done = 0;
+            while (done < nc) {
+                int64_t seg = g->OW - ow;
+                if (seg > nc - done) seg = nc - done;
+                const int64_t lane = done % NR;
+                if (seg > NR - lane) seg = NR - lane;
+                float *o = d + (done / NR) * panel + lane;
+                const int64_t id = od * g->sd + offd, ih = oh * g->sh + offh;
+                if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {
+                    pdc_zero_f32(o, seg);
+                } else {
+                    const int64_t a = ow, e = ow + seg;
+                    const int64_t va = a < lo ? lo : (a > hi ? hi : a), ve = e > hi ? hi : (e < va ? va : e);
+                    if (va > a) pdc_zero_f32(o, va - a);
+                    if (ve > va) pdc_copy_step_f32(o + (va - a), xc + id * HW + ih * g->W + va * g->sw + offw,
+                                                   ve - va, g->sw);
+                    if (e > ve) pdc_zero_f32(o + (ve - a), e - ve);
+                }
+                done += seg;
+                ow += seg;
+                if (ow == g->OW) {
+                    ow = 0;
+                    if (++oh == g->OH) { oh = 0; od++; }
+                }
+            }
+        }
+        if (tail) pdc_zero_f32(lastp + kk * NR + tail, NR - tail);
+        if (++kw == g->KW) {
+            kw = 0;
+            if (++kh == g->KH) {
+                kh = 0;
+                if (++kd == g->KD) { kd = 0; ci++; }
+            }
+        }
+    }
+}
+"""
+
+DW_C = r"""
+/* ---- pdc dense kernels: depthwise 2-D convolution (NCHW, one channel per group) ---- */
+#define PDC_DW_BUF @BUF@
+typedef struct {
+    const float *x, *w, *bias, *res; float *y;
+    int64_t planes, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw;
+    int64_t band, Wp; /* output rows per band; padded row length */
+    float lo, hi; int clamp; const pdc_post *post;
+    void (*row)(const float *p, int64_t wp, const float *w, float bias, float *out, const float *res, int64_t ow,
+                int64_t dh, int64_t dw, float lo, float hi, int clamp);
+} pdc_dw_job;
+static void pdc_dw_plane(const pdc_dw_job *j, int64_t pl, float *buf) {
+    const int64_t ch = pl % j->C;
+    const float *x = j->x + pl * j->H * j->W, *w = j->w + ch * j->KH * j->KW;
+    const float *res = j->res ? j->res + pl * j->OH * j->OW : 0;
+    float *y = j->y + pl * j->OH * j->OW;
+    const float bias = j->bias ? j->bias[ch] : 0.0f;
+    const int64_t Wp = j->Wp;
+    for (int64_t oh0 = 0; oh0 < j->OH; oh0 += j->band) {
+        const int64_t oh1 = oh0 + j->band < j->OH ? oh0 + j->band : j->OH;
+        const int64_t r0 = oh0 * j->sh - j->ph; /* input row of the band's first padded row */
+        const int64_t rows = (oh1 - 1 - oh0) * j->sh + (j->KH - 1) * j->dh + 1;
+        for (int64_t r = 0; r < rows; r++) {
+            float *d = buf + r * Wp;
+            const int64_t ih = r0 + r;
+            if (ih < 0 || ih >= j->H) { pdc_zero_f32(d, Wp); continue; }
+            const int64_t n = j->W < Wp - j->pw ? j->W : Wp - j->pw;
+            pdc_zero_f32(d, j->pw);
+            pdc_copy_f32(d + j->pw, x + ih * j->W, n);
+            pdc_zero_f32(d + j->pw + n, Wp - j->pw - n);
+        }
+        pdc_zero_f32(buf + rows * Wp, 64); /* slack read by the last vectors */
+        for (int64_t oh = oh0; oh < oh1; oh++) {
+            float *out = y + oh * j->OW;
+            j->row(buf + (oh - oh0) * j->sh * Wp, Wp, w, bias, out, res ? res + oh * j->OW : 0, j->OW, j->dh * Wp,
+                   j->dw, j->lo, j->hi, j->clamp);
+            if (j->post) pdc_post_tile(j->post, 0, pl, oh * j->OW, 1, (int)j->OW, out, 0);
+        }
+    }
+}
+static void pdc_dw_task(void *p, int64_t p0, int64_t p1) {
+    const pdc_dw_job *j = (const pdc_dw_job *)p;
+    float buf[PDC_DW_BUF] __attribute__((aligned(64)));
+    for (int64_t pl = p0; pl < p1; pl++) pdc_dw_plane(j, pl, buf);
+}
+"""
+
+
+def _dw_row(isa: str, kh: int, kw: int, sw: int) -> tuple[str, str]:
+    """A row function of the depthwise kernel: one output row from a zero-padded band."""
+    name = f"pdc_dw_row_{kh}x{kw}_s{sw}_{isa}"
+    taps = kh * kw
+    sig = (f"static void {name}(const float *p, int64_t wp, const float *w, float bias, float *out, const float *res, "
+           f"int64_t ow, int64_t dh, int64_t dw, float lo, float hi, int clamp) {{")
+    L = [sig, "    (void)wp;"]
+    if isa == "avx512" and sw in (1, 2):
+        L.append("#if defined(__AVX512F__)")
+        L.append("    " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)))
+        L.append("    const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);")
+        if sw == 2:
+            L.append("    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);")
+        L.append("    for (int64_t o = 0; o < ow; o += 16) {")
+        L.append("        const __mmask16 m = (__mmask16)pdc_m16((int)(ow - o));")
+        L.append("        __m512 acc0 = vb, acc1 = _mm512_setzero_ps();")
+        for a in range(kh):
+            L.append(f"        {{ const float *r = p + {a} * dh + o * {sw};")
+            for b in range(kw):
+                t = a * kw + b
+                acc = f"acc{t % 2}"
+                if sw == 1:
+                    L.append(f"          {acc} = _mm512_fmadd_ps(w{t}, _mm512_loadu_ps(r + {b} * dw), {acc});")
+                else:
+                    L.append(f"          {acc} = _mm512_fmadd_ps(w{t}, _mm512_permutex2var_ps(_mm512_loadu_ps(r + {b} * dw), "
+                             f"idx, _mm512_loadu_ps(r + {b} * dw + 16)), {acc});")
+            L.append("        }")
+        L.append("        acc0 = _mm512_add_ps(acc0, acc1);")
+        L.append("        if (res) acc0 = _mm512_add_ps(acc0, _mm512_maskz_loadu_ps(m, res + o));")
+        L.append("        if (clamp) acc0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc0));")
+        L.append("        _mm512_mask_storeu_ps(out + o, m, acc0);")
+        L.append("    }")
+        L.append("    return;")
+        L.append("#endif")
+    elif isa == "avx2" and sw == 1:
+        L.append("#if defined(__AVX2__) && defined(__FMA__)")
+        L.append("    " + " ".join(f"const __m256 w{t} = _mm256_set1_ps(w[{t}]);" for t in range(taps)))
+        L.append("    const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);")
+        L.append("    for (int64_t o = 0; o < ow; o += 8) {")
+        L.append("        const __m256i m = pdc_m8((int)(ow - o));")
+        L.append("        __m256 acc0 = vb, acc1 = _mm256_setzero_ps();")
+        for a in range(kh):
+            L.append(f"        {{ const float *r = p + {a} * dh + o;")
+            for b in range(kw):
+                t = a * kw + b
+                L.append(f"          acc{t % 2} = _mm256_fmadd_ps(w{t}, _mm256_loadu_ps(r + {b} * dw), acc{t % 2});")
+            L.append("        }")
+        L.append("        acc0 = _mm256_add_ps(acc0, acc1);")
+        L.append("        if (res) acc0 = _mm256_add_ps(acc0, _mm256_maskload_ps(res + o, m));")
+        L.append("        if (clamp) acc0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc0));")
+        L.append("        _mm256_maskstore_ps(out + o, m, acc0);")
+        L.append("    }")
+        L.append("    return;")
+        L.append("#endif")
+    # scalar: the same sums in the same order
+    L.append("    for (int64_t o = 0; o < ow; o++) {")
+    L.append("        float acc0 = bias, acc1 = 0;")
+    for a in range(kh):
+        for b in range(kw):
+            t = a * kw + b
+            L.append(f"        acc{t % 2} += w[{t}] * p[{a} * dh + o * {sw} + {b} * dw];")
+    L.append("        float s = acc0 + acc1;")
+    L.append("        if (res) s += res[o];")
+    L.append("        if (clamp) { s = s < lo ? lo : s; s = s > hi ? hi : s; }")
+    L.append("        out[o] = s;")
+    L.append("    }")
+    L.append("}")
+    return name, "\n".join(L) + "\n"
+
+
+DW_BUF_FLOATS = 40960  # 160 KiB per thread
+
+
+# ---- epilogue attributes --------------------------------------------------------------------------------
+class Epilogue:
+    """The fused epilogue of a node: activation, residual placement, and how the kernel does it."""
+
+    def __init__(self, ctx: KernelContext, r_index: int = 3):
+        a = ctx.attrs
+        self.activation = a.get("activation", "none") or "none"
+        self.alpha, self.beta = a.get("activation_alpha"), a.get("activation_beta")
+        self.residual = a.get("residual", "none") or "none"
+        self.has_r = ctx.has_input(r_index) if self.residual != "none" else False
+        if self.activation not in ACTIVATIONS:
+            ctx.fail(f"activation '{self.activation}' is not supported")
+        c = clamp_for(self.activation, self.alpha, self.beta)
+        # the register epilogue: residual before the activation, then a clamp
+        self.fast = c is not None and self.residual != "after_activation"
+        self.clamp, self.lo, self.hi = c if self.fast else (False, -math.inf, math.inf)
+
+    @classmethod
+    def plain(cls) -> "Epilogue":
+        """No activation, no residual (conv, gemm, matmul)."""
+        e = cls.__new__(cls)
+        e.activation, e.alpha, e.beta, e.residual, e.has_r = "none", None, None, "none", False
+        e.fast, e.clamp, e.lo, e.hi = True, False, -math.inf, math.inf
+        return e
+
+    @property
+    def act_code(self) -> int:
+        return ACT_CODES[self.activation]
+
+    def post_lines(self, res_after: str, ra_bs, ra_ld, add: tuple | None = None) -> list[str]:
+        """Declares `pdc_post post` for the slow path (act + residual after)."""
+        al = c_float(self.alpha) if self.alpha is not None else "0"
+        be = c_float(self.beta) if self.beta is not None else "0"
+        if add is None:
+            add = ("0", 0, 0, 0, "0")
+        ra = res_after if self.residual == "after_activation" else "0"
+        return [f"    const pdc_post post = {{{self.act_code}, {al}, {be}, {add[0]}, {add[1]}, {add[2]}, {add[3]}, "
+                f"{add[4]}, {ra}, {ra_bs}, {ra_ld}, 0}};"]
+
+
+# ---- fp32 conv -------------------------------------------------------------------------------------------
+def _bias_ptr(ctx: KernelContext, i: int, n: int) -> str:
+    if not ctx.has_input(i):
+        return "0"
+    b = ctx.const(i)
+    if b is not None:
+        return add_weight(ctx, np.asarray(b, np.float32).reshape(n))
+    return f"in{i}"
+
+
+def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
+    if g.cg == 1 and g.mg == 1 and g.nsp <= 2 and g.kernel[0] == 1 and g.taps <= 49:
+        body = _depthwise_f32(ctx, g, epi)
+        if body is not None:
+            return body
+    isa = isa_of(ctx)
+    mr, nv = pick_mr(isa, g.mg), default_tile(isa)[1]
+    nr = nv * lanes(isa)
+    ukr = ukernel(ctx, mr, nv)
+    ctx.helper("pdc_dense_copy", COPY_C)
+    ctx.helper("pdc_dense_im2col", IM2COL_C)
+    lines = []
+    w = ctx.const(1)
+    mb = -(-g.mg // mr)
+    if w is not None:
+        wp = pack_a_panels(np.asarray(w, np.float32).reshape(g.group, g.mg, g.k), mr)
+        a_fields = dict(a=add_weight(ctx, wp), a_bmod=g.group, a_bs=mb * g.k * mr)
+    else:  # weights at run time (node tests): pack A per panel like a strided matrix
+        lines.append(f"    const pdc_strided wa = {{in1, 0, {g.group}, {g.mg * g.k}, {g.k}, 1, 1.0f}};")
+        a_fields = dict(packa="pdc_packa_strided", packa_ctx="&wa")
+    lines.append(f"    const pdc_im2col geo = {{in0, {g.cg * g.p_in}, {g.c_fields()}}};")
+    kc = k_block(g.k)
+    batch = g.n * g.group
+    parallel, split_m = choose_split(batch, g.mg, g.p_out, g.k, mr, nr, 2, g.m * g.k * 4)
+    post = None
+    if not epi.fast:
+        lines += epi.post_lines("in3", g.mg * g.p_out, g.p_out)
+        post = "&post"
+    fields = dict(batch=batch, M=g.mg, N=g.p_out, K=g.k, MR=mr, NR=nr, KC=kc, NC=n_chunk(kc, nr, g.p_out), ukr=ukr,
+                  **a_fields, packb="pdc_im2col_pack", packb_ctx="&geo", c="out0", ldc=g.p_out, c_bs=g.mg * g.p_out,
+                  bias_m=_bias_ptr(ctx, 2, g.m), bm_bmod=g.group, bm_bs=g.mg,
+                  res="in3" if epi.has_r and epi.residual == "before_activation" else None,
+                  ldr=g.p_out, r_bs=g.mg * g.p_out, lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp),
+                  post=post, parallel=parallel, split_m=split_m)
+    lines += render_job(fields)
+    lines.append("    pdc_sgemm_run(&job);")
+    return "\n".join(lines)
+
+
+def _depthwise_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
+    isa = isa_of(ctx)
+    _, KH, KW = g.kernel
+    _, OH, OW = g.out_sp
+    _, H, W = g.in_sp
+    _, sh, sw = g.strides
+    _, dh, dw = g.dilations
+    _, ph, pw = g.begin
+    wp = (OW - 1) * sw + (KW - 1) * dw + 1
+    wp = max(wp, pw + 1)
+    # output rows per band so that the padded band fits the buffer (+64 floats of slack)
+    band = 0
+    for b in range(OH, 0, -1):
+        rows = (b - 1) * sh + (KH - 1) * dh + 1
+        if rows * wp + 64 <= DW_BUF_FLOATS:
+            band = b
+            break
+    if band == 0:
+        return None
+    core(ctx)
+    ctx.helper("pdc_dense_copy", COPY_C)
+    ctx.helper("pdc_dense_dw", DW_C.replace("@BUF@", str(DW_BUF_FLOATS)))
+    row, code = _dw_row(isa, KH, KW, sw)
+    ctx.helper(row, code)
+    w = ctx.const(1)
+    wptr = add_weight(ctx, np.asarray(w, np.float32).reshape(-1)) if w is not None else "in1"
+    lines = []
+    post = "0"
+    if not epi.fast:
+        lines += epi.post_lines("in3", 0, g.p_out)  # rows = planes
+        post = "&post"
+    res = "in3" if epi.has_r and epi.residual == "before_activation" else "0"
+    planes = g.n * g.c
+    lines.append(f"    const pdc_dw_job j = {{in0, {wptr}, {_bias_ptr(ctx, 2, g.m)}, {res}, out0, {planes}, {g.c}, "
+                 f"{H}, {W}, {OH}, {OW}, {KH}, {KW}, {sh}, {sw}, {dh}, {dw}, {ph}, {pw}, {band}, {wp}, "
+                 f"{c_float(epi.lo)}, {c_float(epi.hi)}, {int(epi.clamp)}, {post}, {row}}};")
+    macs = planes * OH * OW * KH * KW
+    if macs >= 200_000 and planes > 1:
+        lines.append(f"    pdc_parallel_for({planes}, pdc_dw_task, (void *)&j);")
+    else:
+        lines.append(f"    pdc_dw_task((void *)&j, 0, {planes});")
+    return "\n".join(lines)
+
+
+# ---- direct loops (other dtypes, conv_integer) ----------------------------------------------------------
+def _direct_conv(ctx: KernelContext, g: ConvGeom, acc_t: str, load_x, load_w, init: str, finish) -> str:
+    """A direct convolution loop nest; `finish(s, yi)` returns the statement storing the sum s."""
+    (D, H, W), (OD, OH, OW), (KD, KH, KW) = g.in_sp, g.out_sp, g.kernel
+    (sd, sh, sw), (dd, dh, dw), (pd, ph, pw) = g.strides, g.dilations, g.begin
+    return f"""    for (int64_t n = 0; n < {g.n}; n++)
+    for (int64_t m = 0; m < {g.m}; m++) {{
+        const int64_t gi = m / {g.mg};
+        for (int64_t od = 0; od < {OD}; od++)
+        for (int64_t oh = 0; oh < {OH}; oh++)
+        for (int64_t ow = 0; ow < {OW}; ow++) {{
+            {acc_t} s = {init};
+            for (int64_t c = 0; c < {g.cg}; c++)
+            for (int64_t kd = 0; kd < {KD}; kd++) {{
+                const int64_t id = od * {sd} - {pd} + kd * {dd};
+                if (id < 0 || id >= {D}) continue;
+                for (int64_t kh = 0; kh < {KH}; kh++) {{
+                    const int64_t ih = oh * {sh} - {ph} + kh * {dh};
+                    if (ih < 0 || ih >= {H}) continue;
+                    for (int64_t kw = 0; kw < {KW}; kw++) {{
+                        const int64_t iw = ow * {sw} - {pw} + kw * {dw};
+                        if (iw < 0 || iw >= {W}) continue;
+                        const int64_t xi = (((n * {g.c} + gi * {g.cg} + c) * {D} + id) * {H} + ih) * {W} + iw;
+                        const int64_t wi = (((m * {g.cg} + c) * {KD} + kd) * {KH} + kh) * {KW} + kw;
+                        s += ({acc_t})({load_x('xi')}) * ({acc_t})({load_w('wi')});
+                    }}
+                }}
+            }}
+            const int64_t yi = ((n * {g.m} + m) * {OD} + od) * {OH * OW} + oh * {OW} + ow;
+            {finish('s', 'yi')}
+        }}
+    }}"""
+
+
+ACT_DOUBLE_C = r"""
+static double pdc_act_f64(int act, double a, double alpha, double beta) {
+    switch (act) {
+    case 1: return a > 0 ? a : (a != a ? a : 0);
+    case 2: return a >= 0 ? a : a * alpha;
+    case 3: { double t = a < alpha ? alpha : a; return t > beta ? beta : t; }
+    case 4: return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
+    case 5: { double t = alpha * a + beta; return t < 0 ? 0 : (t > 1 ? 1 : t); }
+    case 6: { double t = a / 6 + 0.5; return a * (t < 0 ? 0 : (t > 1 ? 1 : t)); }
+    case 7: return 0.5 * a * (1 + erf(a * 0.70710678118654752440));
+    case 8: return 0.5 * a * (1 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a)));
+    case 9: return tanh(a);
+    default: return a;
+    }
+}
+"""
+
+
+def epilogue_expr(ctx: KernelContext, epi: Epilogue, s: str, ct: str, r_index: str, r_load) -> list[str]:
+    """Statements turning the sum `s` (type ct, bias added) into the fused output value, in place."""
+    out = []
+    if epi.residual == "before_activation":
+        out.append(f"{s} += ({ct})({r_load(r_index)});")
+    if epi.activation != "none":
+        fn = "pdc_act_f64" if ct == "double" else "pdc_act_f32"
+        if ct == "double":
+            ctx.helper("pdc_dense_act_f64", ACT_DOUBLE_C)
+        else:
+            core(ctx)
+        al = float_literal(epi.alpha if epi.alpha is not None else 0.0, ct)
+        be = float_literal(epi.beta if epi.beta is not None else 0.0, ct)
+        out.append(f"{s} = {fn}({epi.act_code}, {s}, {al}, {be});")
+    if epi.residual == "after_activation":
+        out.append(f"{s} += ({ct})({r_load(r_index)});")
+    return out
+
+
+def _conv_generic(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
+    dt = ctx.inputs[0].dtype
+    ct = ctx.compute_ctype(dt)
+    bias = f"({ct})({ctx.load(dt, f'in2[m]')})" if ctx.has_input(2) else "0"
+    r_load = lambda i: ctx.load(dt, f"in3[{i}]")  # noqa: E731
+
+    def finish(s, yi):
+        stmts = epilogue_expr(ctx, epi, s, ct, yi, r_load)
+        return " ".join(stmts + [f"out0[{yi}] = {ctx.store(dt, s)};"])
+
+    return _direct_conv(ctx, g, ct, lambda i: ctx.load(dt, f"in0[{i}]"), lambda i: ctx.load(dt, f"in1[{i}]"),
+                        bias, finish)
+
+
+# ---- generators ------------------------------------------------------------------------------------------
+def _check_static(ctx: KernelContext):
+    x, w = ctx.inputs[0], ctx.inputs[1]
+    if len(x.shape) < 3 or len(x.shape) > 5:
+        ctx.fail(f"{len(x.shape) - 2}-D convolution: only 1-D, 2-D and 3-D are supported")
+    if any(d == 0 for d in x.shape) or any(d == 0 for d in w.shape):
+        return False
+    return True
+
+
+@kernel("conv", "fused_conv")
+def conv(ctx: KernelContext) -> str:
+    if not _check_static(ctx):
+        return "    (void)in0;"
+    g = ConvGeom(ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.attrs)
+    epi = Epilogue(ctx) if ctx.node.op == "fused_conv" else Epilogue.plain()
+    if ctx.outputs[0].dtype.short == "f32":
+        return _conv_f32(ctx, g, epi)
+    return _conv_generic(ctx, g, epi)
+
+
+@kernel("conv_integer")
+def conv_integer(ctx: KernelContext) -> str:
+    if not _check_static(ctx):
+        return "    (void)in0;"
+    g = ConvGeom(ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.attrs)
+    lines = []
+    xz = "0"
+    if ctx.has_input(2):
+        xz = "(int32_t)in2[0]"
+    wz = "0"
+    if ctx.has_input(3):
+        n = math.prod(ctx.inputs[3].shape)
+        if n not in (1, g.m):
+            ctx.fail(f"w_zero_point has {n} values, expected 1 or {g.m}")
+        wz = "(int32_t)in3[m]" if n > 1 else "(int32_t)in3[0]"
+    lines.append(_direct_conv(ctx, g, "int32_t", lambda i: f"(int32_t)in0[{i}] - {xz}",
+                              lambda i: f"(int32_t)in1[{i}] - {wz}", "0", lambda s, yi: f"out0[{yi}] = {s};"))
+    return "\n".join(lines)
+
+
+@kernel("conv_transpose")
+def conv_transpose(ctx: KernelContext) -> str:
+    x, w = ctx.inputs[0], ctx.inputs[1]
+    if len(x.shape) < 3 or len(x.shape) > 5:
+        ctx.fail(f"{len(x.shape) - 2}-D transposed convolution: only 1-D, 2-D and 3-D are supported")
+    g = ConvGeom(x.shape, w.shape, ctx.attrs, transpose=True)
+    dt = x.dtype
+    ct = ctx.compute_ctype(dt)
+    (D, H, W), (OD, OH, OW), (KD, KH, KW) = g.in_sp, g.out_sp, g.kernel
+    (sd, sh, sw), (dd, dh, dw), (pd, ph, pw) = g.strides, g.dilations, g.begin
+    total = g.n * g.m * g.p_out
+    bias = f"({ct})({ctx.load(dt, 'in2[m]')})" if ctx.has_input(2) else "0"
+    if dt.short not in ("f32", "f64"):
+        ctx.fail(f"{dt} ConvTranspose is not supported by the x86 kernels (float32 and float64 are)")
+    lines = []
+    lines.append(f"""    {ct} *y = out0;
+    for (int64_t n = 0; n < {g.n}; n++)
+    for (int64_t m = 0; m < {g.m}; m++) {{
+        const {ct} b = {bias};
+        for (int64_t i = 0; i < {g.p_out}; i++) y[(n * {g.m} + m) * {g.p_out} + i] = b;
+    }}
+    if ({total} == 0) return;
+    for (int64_t n = 0; n < {g.n}; n++)
+    for (int64_t c = 0; c < {g.c}; c++) {{
+        const int64_t gi = c / {g.cg};
+        for (int64_t mm = 0; mm < {g.mg}; mm++) {{
+            const int64_t m = gi * {g.mg} + mm;
+            {ct} *ym = y + (n * {g.m} + m) * {g.p_out};
+            const {ct} *xc = in0 + (n * {g.c} + c) * {g.p_in};
+            const {ct} *wc = in1 + (c * {g.mg} + mm) * {g.taps};
+            for (int64_t kd = 0; kd < {KD}; kd++)
+            for (int64_t kh = 0; kh < {KH}; kh++)
+            for (int64_t kw = 0; kw < {KW}; kw++) {{
+                const {ct} wv = wc[(kd * {KH} + kh) * {KW} + kw];
+                for (int64_t id = 0; id < {D}; id++) {{
+                    const int64_t od = id * {sd} - {pd} + kd * {dd};
+                    if (od < 0 || od >= {OD}) continue;
+                    for (int64_t ih = 0; ih < {H}; ih++) {{
+                        const int64_t oh = ih * {sh} - {ph} + kh * {dh};
+                        if (oh < 0 || oh >= {OH}) continue;
+                        const {ct} *xr = xc + (id * {H} + ih) * {W};
+                        {ct} *yr = ym + (od * {OH} + oh) * {OW};
+                        for (int64_t iw = 0; iw < {W}; iw++) {{
+                            const int64_t ow = iw * {sw} - {pw} + kw * {dw};
+                            if (ow >= 0 && ow < {OW}) yr[ow] += xr[iw] * wv;
+                        }}
+                    }}
+                }}
+            }}
+        }}
+    }}""")
+    return "\n".join(lines)
