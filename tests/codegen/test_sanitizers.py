@@ -8,8 +8,8 @@ import pytest
 from pdc.compiler import compile_bundle
 from pdc.harness import build_harness, run_harness
 from pdc.targets.x86 import c_compiler
-from tests.tolerances import max_rel_error
-from tests.zoo import make_feeds, run_onnxruntime, zoo_model
+from tolerances import max_rel_error
+from zoo import make_feeds, run_onnxruntime, zoo_model
 
 SANITIZE = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g")
 MODELS = ["tiny_cnn", "mlp", "squeezenet1_1", "mobilenet_v2", "transformer_encoder", "lstm"]
