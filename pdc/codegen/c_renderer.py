@@ -25,11 +25,12 @@ KERNELS_PER_FILE = 48  # kernel files compile in parallel
 
 
 def c_string(s: str) -> str:
-    """A C string literal for any text: printable ASCII kept, everything else octal-escaped."""
+    """A C string literal for any text: plain ASCII kept; quotes, backslashes, comment and
+    preprocessor characters, trigraph `?` and all non-ASCII bytes octal-escaped."""
     out = []
     for b in s.encode("utf-8"):
         ch = chr(b)
-        if ch.isalnum() or ch in " _-.:,;/()[]{}<>=+*&^%$#@!~|'":
+        if (ch.isascii() and ch.isalnum()) or ch in " _-.:,;()[]{}<>=+&^%$@!~|'":
             out.append(ch)
         else:
             out.append(f"\\{b:03o}")

@@ -5,10 +5,13 @@ import os
 
 from ..ir.errors import PdcError
 from ..ir.graph import Graph
+from .paddle import is_paddle_path, load_paddle
 
 
 def load_model(path: str) -> Graph:
     """Loads an ONNX model (.onnx) or a pdc IR file (.pdir) into an IR graph."""
+    if is_paddle_path(path):  # a Paddle model: .json / .pdmodel file, path prefix or folder
+        return load_paddle(path)
     if not os.path.exists(path):
         raise PdcError(f"{path}: no such file")
     if os.path.isdir(path):

@@ -15,7 +15,7 @@ def node_macs(n: Node) -> int:
     """Multiply-accumulates of one node (0 for ops whose cost is not MAC-dominated or shapes unknown)."""
     outs = [_static(v) for v in n.outputs]
     ins = [_static(v) for v in n.inputs]
-    w_index = {"conv": 1, "conv_integer": 1, "qlinear_conv": 3, "fused_conv": 1}
+    w_index = {"conv": 1, "conv_integer": 1, "qlinear_conv": 3, "fused_conv": 1, "conv_nhwc": 1, "fused_conv_nhwc": 1}
     if n.op in w_index and outs[0] and ins[w_index[n.op]]:
         w = ins[w_index[n.op]]  # [M, C/group, k...]
         return math.prod(outs[0]) * math.prod(w[1:])
@@ -28,6 +28,10 @@ def node_macs(n: Node) -> int:
     if n.op in ("gemm", "fused_gemm") and outs[0] and ins[0]:
         k = ins[0][0] if n.attrs.get("transA", 0) else ins[0][-1]
         return math.prod(outs[0]) * k
+    if n.op in ("attention", "fused_attention") and ins[0] and ins[1] and outs[0]:
+        q, k = ins[0], ins[1]
+        # QK^T and PV: (query elements) x (key positions), twice
+        return 2 * math.prod(q) * (k[-2] if len(k) == 4 else k[-2])
     if n.op in ("lstm", "gru", "rnn") and ins[0] and ins[1] and ins[2]:
         seq = ins[0][0] if n.attrs.get("layout", 0) == 0 else ins[0][1]
         batch = ins[0][1] if n.attrs.get("layout", 0) == 0 else ins[0][0]

@@ -26,6 +26,7 @@ def bind_shapes(graph: Graph, shapes: dict[str, tuple]) -> Graph:
     symbols: dict[str, int] = {}
     all_symbols = {d for v in g.inputs for d in (v.type.shape or ()) if isinstance(d, str) and d != "?"}
     for name, shape in shapes.items():
+        shape = (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
         if name not in inputs and name in all_symbols and len(shape) == 1:
             symbols[name] = shape[0]  # --shape N=4 binds the symbol N
             continue

@@ -147,7 +147,7 @@ OPT_LEVELS = {
     0: "",
     1: "simplify-algebra,fold-constants,eliminate-common-subexpressions,eliminate-dead-code",
     2: ("simplify-algebra,fold-constants,eliminate-common-subexpressions,fold-pad,fold-batchnorm,"
-        "fuse-attention,fuse-conv-bias-activation,fuse-elementwise,simplify-algebra,eliminate-dead-code"),
+        "fuse-attention,fuse-layer-norm,fuse-conv-bias-activation,fuse-elementwise,simplify-algebra,eliminate-dead-code"),
 }
 
 

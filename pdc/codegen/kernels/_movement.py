@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..context import KernelContext, strides
-from ._axis import indent
+from ..ctypes_c import float_literal, int_literal
 
 Src = Union[int, np.ndarray]
 TILE = 16            # transpose tile edge (elements)
@@ -62,13 +62,22 @@ def simplify(dims, src_base: int = 0, dst_base: int = 0):
     return src_base, dst_base, merged
 
 
-def _table(ctx: KernelContext, t: np.ndarray, name: str) -> str:
-    """A C expression for the table: an inline static array or packed constant data."""
-    wide = t.size and (t.max() > 2 ** 31 - 1 or t.min() < -2 ** 31)
-    ct, dt = ("int64_t", np.int64) if wide else ("int32_t", np.int32)
+def table(ctx: KernelContext, t: np.ndarray, name: str, c_type: Optional[str] = None) -> tuple[str, str]:
+    """(declaration, C expression) of a constant table: a static array written into the source when
+    small (the declaration), else packed constant data (no declaration). Integer tables are int32
+    when their values fit; float tables take c_type ('float' or 'double')."""
+    t = np.asarray(t).reshape(-1)
+    if c_type in ("float", "double"):
+        dt = np.float32 if c_type == "float" else np.float64
+        text = lambda v: float_literal(float(v), c_type)  # noqa: E731
+    else:
+        wide = t.size and (t.max() > 2 ** 31 - 1 or t.min() < -2 ** 31)
+        c_type, dt = ("int64_t", np.int64) if wide else ("int32_t", np.int32)
+        text = lambda v: int_literal(int(v))  # noqa: E731
+    t = t.astype(dt)
     if t.size <= INLINE_TABLE_MAX:
-        return f"static const {ct} {name}[{t.size}] = {{{', '.join(str(int(v)) for v in t)}}};", name
-    return "", ctx.add_weight(t.astype(dt), ct)
+        return f"static const {c_type} {name}[{t.size}] = {{{', '.join(text(v) for v in t)}}};", name
+    return "", ctx.add_weight(t, c_type)
 
 
 def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src_base: int = 0,
@@ -84,7 +93,7 @@ def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src
     decls, srcs = [], []
     for k, (n, sk, dk) in enumerate(dims):
         if isinstance(sk, np.ndarray):
-            decl, expr = _table(ctx, sk, f"t{k}")
+            decl, expr = table(ctx, sk, f"t{k}")
             if decl:
                 decls.append("    " + decl)
             srcs.append(lambda v, e=expr: f"{e}[{v}]")
@@ -180,4 +189,4 @@ def gather_axes(ctx: KernelContext, in_shape: Sequence[int], out_shape: Sequence
     return "\n".join(c for c in code if c)
 
 
-__all__ = ["copy_nest", "gather_axes", "fill", "simplify", "indent"]
+__all__ = ["copy_nest", "gather_axes", "fill", "simplify", "table"]

@@ -17,6 +17,16 @@ MODEL_SUFFIXES = (".json", ".pdmodel")
 PARAMS_SUFFIX = ".pdiparams"
 
 
+def is_paddle_path(path: str) -> bool:
+    """Whether `path` names a Paddle model: a model or parameters file, a path prefix, or a folder
+    holding a model (so `load_model` can dispatch without reading anything)."""
+    if os.path.isdir(path):
+        return any(glob.glob(os.path.join(glob.escape(path), "*" + s)) for s in MODEL_SUFFIXES)
+    if path.endswith(MODEL_SUFFIXES + (PARAMS_SUFFIX,)):
+        return True
+    return not os.path.exists(path) and any(os.path.isfile(path + s) for s in MODEL_SUFFIXES)
+
+
 def _sniff(path: str) -> str:
     """'pir', 'legacy' or '' from a file's first bytes."""
     with open(path, "rb") as f:

@@ -1,0 +1,190 @@
+"""Resize (every mode of the IR op) as static tables computed with the reference's own formulas.
+
+Per resized axis the compiler evaluates, in float64, the source coordinate of every output index
+(pdc.ir.ops.resize.source_coords) and turns it into
+- nearest: a source index table (-1 outside a tf_crop_and_resize box: the extrapolation value);
+  the kernel is then a table-driven copy (`_movement.gather_axes`);
+- linear / cubic: per output index, the first source index `lo` of a window of K taps and the K
+  weights (the reference's interpolation matrix, row by row). The kernel loops over the output and
+  sums the product of every resized axis' taps (N-linear: 2^N taps; antialias widens the window).
+Axes the reference leaves alone (same length, scale 1, full box) read straight through. Floats
+accumulate in float (double for float64 and integer inputs, which truncate toward zero and
+saturate like the reference).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.errors import PdcError
+from ...ir.ops.resize import (_cubic_kernel, _linear_kernel, _present, _resize_axes, interpolation_matrix,
+                              nearest_index, plan_sizes, source_coords)
+from ..context import KernelContext, numel, strides
+from ..ctypes_c import float_literal
+from . import kernel
+from ._axis import Num, indent
+from ._movement import gather_axes, table
+
+
+def _operand(ctx: KernelContext, i: int, what: str):
+    """Constant input i, None when absent or empty; fails when present, non-empty and not constant."""
+    if not ctx.has_input(i) or numel(ctx.inputs[i]) == 0:
+        return None
+    data = ctx.const(i)
+    if data is None:
+        ctx.fail(f"{what} (input {i}) must be a compile-time constant")
+    return data
+
+
+def _extrapolation(ctx: KernelContext, num: Num) -> str:
+    """The extrapolation value as the reference casts it into the output dtype."""
+    v = float(ctx.attrs.get("extrapolation_value", 0.0))
+    if num.is_float:
+        return num.store(float_literal(v, num.ct))
+    if num.dt.short == "bool":
+        return "1" if v != 0 else "0"
+    info = np.iinfo(num.dt.np)
+    return f"({num.c}){int(min(max(math.trunc(v), info.min), info.max))}"
+
+
+def _window(m: np.ndarray):
+    """The smallest K such that every row's non-zero weights lie in [lo, lo + K): (lo, weights[out, K])."""
+    out_len, in_len = m.shape
+    nz = m != 0
+    any_nz = nz.any(axis=1)
+    first = np.where(any_nz, nz.argmax(axis=1), 0)
+    last = np.where(any_nz, in_len - 1 - nz[:, ::-1].argmax(axis=1), 0)
+    k = int(max((last - first + 1).max(initial=1), 1))
+    lo = np.minimum(first, in_len - k)
+    w = m[np.arange(out_len)[:, None], lo[:, None] + np.arange(k)[None, :]]
+    return lo, w
+
+
+@kernel("resize")
+def resize(ctx: KernelContext) -> str:
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    attrs = ctx.attrs
+    rank = len(x.shape)
+    roi = _operand(ctx, 1, "roi")
+    scales, sizes = _operand(ctx, 2, "scales"), _operand(ctx, 3, "sizes")
+    if _present(scales) == _present(sizes):
+        ctx.fail("needs exactly one of scales and sizes")
+    axes = _resize_axes(attrs, rank)
+    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+    mode = attrs.get("mode", "nearest")
+    try:
+        plan = plan_sizes(x.shape, axes, scales, sizes, attrs.get("keep_aspect_ratio_policy", "stretch"))
+    except PdcError as e:
+        ctx.fail(str(e))
+    roi = np.asarray(roi, np.float64).reshape(-1) if roi is not None else None
+    if coord == "tf_crop_and_resize" and (roi is None or roi.size != 2 * len(axes)):
+        ctx.fail(f"tf_crop_and_resize needs a constant roi of {2 * len(axes)} values")
+    out_shape = list(x.shape)
+    for a, (n, _) in zip(axes, plan):
+        out_shape[a] = n
+    if out_shape != list(y.shape):
+        ctx.fail(f"resizing {list(x.shape)} gives {out_shape}, the output is {list(y.shape)}")
+    num = Num(y.dtype)
+    if numel(y) == 0:
+        return "    (void)in0; (void)in1; (void)in2; (void)in3; (void)out0;"
+    # per axis: None (read straight through) or (x_ori, outside) along it
+    coords: list = [None] * rank
+    for j, (a, (out_len, scale)) in enumerate(zip(axes, plan)):
+        in_len = x.shape[a]
+        box = (0.0, 1.0) if roi is None else (float(roi[j]), float(roi[j + len(axes)]))
+        if out_len == in_len and scale == 1 and box == (0.0, 1.0):
+            continue
+        if in_len == 0:
+            ctx.fail(f"cannot resize empty axis {a} to {out_len}")
+        x_ori = source_coords(coord, out_len, in_len, scale, box)
+        outside = ((x_ori < 0) | (x_ori > in_len - 1)) if coord == "tf_crop_and_resize" else np.zeros(out_len, bool)
+        coords[a] = (x_ori, outside)
+    unused = "    (void)in1; (void)in2; (void)in3;"
+    if mode == "nearest":
+        maps = []
+        for a, c in enumerate(coords):
+            if c is None:
+                maps.append(None)
+                continue
+            idx = nearest_index(c[0], attrs.get("nearest_mode", "round_prefer_floor"), x.shape[a])
+            maps.append(np.where(c[1], -1, idx))
+        return unused + "\n" + gather_axes(ctx, x.shape, y.shape, maps, _extrapolation(ctx, num), False)
+    antialias = attrs.get("antialias", 0)
+    if mode == "linear":
+        kern, support = _linear_kernel, 1
+    else:
+        kern, support = _cubic_kernel(attrs.get("cubic_coeff_a", -0.75)), 2
+    taps = {}
+    for a, c in enumerate(coords):
+        if c is None:
+            continue
+        scale = dict(zip(axes, (s for _, s in plan)))[a]
+        stretch = min(float(scale), 1.0) if antialias else 1.0
+        m = interpolation_matrix(c[0], x.shape[a], kern, support, stretch, attrs.get("exclude_outside", 0),
+                                 normalize=bool(antialias))
+        taps[a] = _window(m) + (c[1],)
+    if not taps:  # no axis changes: the values pass through
+        return unused + f"\n    memcpy(out0, in0, {y.nbytes});"
+    return unused + "\n" + _weighted(ctx, x.shape, y.shape, taps, num)
+
+
+def _weighted(ctx: KernelContext, in_shape, out_shape, taps: dict, num: Num) -> str:
+    """out[o] = sum over the taps of every resized axis of (product of weights) * in[...]."""
+    acc_t = "double" if num.dt.short == "f64" or not num.is_float else "float"
+    ist, ost = strides(in_shape), strides(out_shape)
+    extrap = _extrapolation(ctx, num)
+    decls, lines = [], []
+    names = {}
+    for a, (lo, w, outside) in taps.items():
+        d1, lo_e = table(ctx, lo * ist[a], f"lo{a}")
+        d2, w_e = table(ctx, w, f"w{a}", acc_t)
+        decls += [d for d in (d1, d2) if d]
+        ok_e = None
+        if outside.any():
+            d3, ok_e = table(ctx, (~outside).astype(np.int32), f"ok{a}")
+            decls += [d3] if d3 else []
+        names[a] = (lo_e, w_e, w.shape[1], ok_e)
+    rank = len(out_shape)
+    prev_s = "0"
+    for d in range(rank):
+        pad = "    " * d
+        lines.append(f"{pad}for (int64_t i{d} = 0; i{d} < {out_shape[d]}; i{d}++) {{")
+        lines.append(f"{pad}    const int64_t o{d} = {'0' if d == 0 else f'o{d - 1}'} + i{d} * {ost[d]};")
+        if d in names:
+            lo_e, _, _, ok_e = names[d]
+            if ok_e:  # outside the crop box: the extrapolation value for the whole sub-block
+                block = int(np.prod(out_shape[d + 1:], dtype=np.int64))
+                lines.append(f"{pad}    if (!{ok_e}[i{d}]) {{ for (int64_t e = 0; e < {block}; e++) "
+                             f"out0[o{d} + e] = {extrap}; continue; }}")
+            lines.append(f"{pad}    const int64_t s{d} = {prev_s} + {lo_e}[i{d}];")
+        else:
+            lines.append(f"{pad}    const int64_t s{d} = {prev_s} + i{d} * {ist[d]};")
+        prev_s = f"s{d}"
+    # the tap loops, innermost over the last resized axis
+    body = [f"{acc_t} acc = 0;"]
+    src, weight = f"s{rank - 1}", []
+    close = []
+    for k, (a, (_, w_e, K, _)) in enumerate(sorted(names.items())):
+        pad = "    " * k
+        body.append(f"{pad}for (int64_t t{a} = 0; t{a} < {K}; t{a}++) {{")
+        body.append(f"{pad}    const {acc_t} w{a}_ = {w_e}[i{a} * {K} + t{a}]"
+                    + (f" * w{weight[-1]}_;" if weight else ";"))
+        src += f" + t{a} * {ist[a]}"
+        weight.append(a)
+        close.append(pad + "}")
+    pad = "    " * len(names)
+    body.append(f"{pad}acc += w{weight[-1]}_ * ({acc_t}){num.load(f'in0[{src}]')};")
+    body += close[::-1]
+    if num.is_float:
+        body.append(f"out0[o{rank - 1}] = {num.store('acc')};")
+    elif num.dt.short == "bool":
+        body.append(f"out0[o{rank - 1}] = acc != 0;")
+    else:
+        lo, hi = num.lowest(), num.highest()
+        body.append(f"{{ const double v = trunc(acc); out0[o{rank - 1}] = v <= (double){lo} ? {lo} : "
+                    f"(v >= (double){hi} ? {hi} : ({num.c})v); }}")
+    lines.append(indent("\n".join(body), rank + 1))
+    for d in reversed(range(rank)):
+        lines.append("    " * d + "}")
+    return "\n".join(["    " + d for d in decls] + [indent("\n".join(lines))])
