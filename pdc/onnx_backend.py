@@ -20,10 +20,9 @@ import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
 from .frontend.onnx_import import import_onnx
-from .ir.folding import try_fold
 from .ir.graph import Graph
 from .ir.interpreter import check_feeds, run_graph
-from .ir.shapes import bind_shapes
+from .ir.shapes import bind_shapes, reinfer
 from .ir.verify import verify_graph
 
 ENGINES = ("x86", "reference")
@@ -37,34 +36,37 @@ def default_engine() -> str:
     return engine
 
 
+# Inputs that give shapes, axes, counts or sizes: compiled code needs them at compile time.
+SHAPE_OPERANDS = {
+    "reshape": {1}, "expand": {1}, "tile": {1}, "pad": {1, 3}, "slice": {1, 2, 3, 4}, "squeeze": {1},
+    "unsqueeze": {1}, "top_k": {1}, "split": {1}, "resize": {1, 2, 3}, "one_hot": {1}, "constant_of_shape": {0},
+    "range": {0, 1, 2}, "cum_sum": {1}, "cum_prod": {1}, "center_crop_pad": {1, 2}, "trilu": {1},
+    "reduce_sum": {1}, "reduce_mean": {1}, "reduce_max": {1}, "reduce_min": {1}, "reduce_prod": {1},
+    "reduce_l1": {1}, "reduce_l2": {1}, "reduce_log_sum": {1}, "reduce_log_sum_exp": {1},
+    "reduce_sum_square": {1}, "dft": {1, 2}, "stft": {2, 3}, "hann_window": {0}, "hamming_window": {0},
+    "blackman_window": {0}, "mel_weight_matrix": {0, 1, 2}, "col2im": {1, 2}, "affine_grid": {1},
+}
+
+
 def _specialize_values(graph: Graph, feeds: dict) -> tuple[Graph, tuple]:
-    """Bakes small integer inputs into constants when the graph's shapes depend on them."""
-    if all(v.type.is_static for n in graph.nodes for v in n.outputs):
+    """Bakes small integer inputs that act as shapes, axes or counts into constants."""
+    shape_inputs = {n.inputs[i] for n in graph.nodes for i in SHAPE_OPERANDS.get(n.op, ())
+                    if i < len(n.inputs) and n.inputs[i] is not None}
+    wanted = [v for v in graph.inputs if v in shape_inputs and feeds[v.name].dtype.kind in "iu"
+              and feeds[v.name].size <= SPECIALIZE_MAX_ELEMENTS]
+    if not wanted:
         return graph, ()
     g = graph.copy()
+    wanted_names = {v.name for v in wanted}
     baked = []
     for v in list(g.inputs):
         a = feeds[v.name]
-        if a.dtype.kind in "iu" and a.size <= SPECIALIZE_MAX_ELEMENTS:
+        if v.name in wanted_names:
             v.data = np.asarray(a)
             g.inputs.remove(v)
             g.constants.append(v)
             baked.append((v.name, a.tobytes()))
-    if not baked:
-        return graph, ()
-    # re-infer with the values known, folding what became constant
-    from .ir.shapes import reinfer
-    kept = []
-    for node in g.nodes:
-        folded = try_fold(node, 4096)
-        if folded is None:
-            kept.append(node)
-        else:
-            for v, data in zip(node.outputs, folded):
-                v.data, v.type = data, v.type.with_shape(data.shape)
-                g.constants.append(v)
-    g.nodes = kept
-    reinfer(g)
+    reinfer(g)  # shapes that depended on the values are now static
     return g, tuple(baked)
 
 

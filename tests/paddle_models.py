@@ -72,6 +72,11 @@ MODELS: dict[str, dict] = {
     "ops_embedding": dict(build="EmbeddingOps()", inputs=[("ids", [None, 7], "int64"), ("x", [None, 7, 8], "float32")]),
 }
 
+# legacy-only programs built from raw legacy ops (ops paddle 3 no longer emits, but older exports hold)
+LEGACY_PROGRAMS: dict[str, dict] = {
+    "legacy_ops_v1": dict(program="legacy_ops_v1", inputs=[("x", [None, 4, 5, 5], "float32")]),
+}
+
 # full-size variants (hundreds of MB of weights): only with PDC_PADDLE_FULL=1
 FULL_MODELS: dict[str, dict] = {
     "alexnet_full": dict(build="M.alexnet()", inputs=IMG(3, 224)),
@@ -89,7 +94,7 @@ def feed_shape(shape):
 
 
 def all_specs() -> dict[str, dict]:
-    return {**MODELS, **FULL_MODELS}
+    return {**MODELS, **LEGACY_PROGRAMS, **FULL_MODELS}
 
 
 MARKER = "# " + "Everything below runs only in the generator subprocess."
@@ -187,6 +192,22 @@ def _generate(fmt: str, jobs: list[str]) -> None:
         spec = specs[name]
         paddle.seed(1234)
         rng = np.random.default_rng(1234)
+        tmp = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".tmp-")
+        try:
+            _export(spec, rng, tmp)
+            _reference(name, spec, rng, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+        print(f"generated {name} ({fmt}) -> {out}", flush=True)
+
+    def _export(spec, rng, tmp):
+        prefix = os.path.join(tmp, "inference")
+        if "program" in spec:
+            return _legacy_program(paddle, np, spec["program"], prefix, rng)
         model = eval(spec["build"], scope)
         randomize(model, rng)
         model.eval()
@@ -196,9 +217,10 @@ def _generate(fmt: str, jobs: list[str]) -> None:
                     # the legacy exporter cannot convert RNN's uninitialized dropout-state buffer
                     layer.register_buffer("_dropout_state", paddle.zeros([0], "uint8"), persistable=False)
         input_spec = [paddle.static.InputSpec(list(shape), dtype, n) for n, shape, dtype in spec["inputs"]]
-        tmp = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".tmp-")
-        prefix = os.path.join(tmp, "inference")
         paddle.jit.save(model, prefix, input_spec=input_spec)
+
+    def _reference(name, spec, rng, tmp):
+        prefix = os.path.join(tmp, "inference")
         feeds = {n: (rng.integers(0, 20, feed_shape(shape)) if dtype.startswith("int")
                      else rng.standard_normal(feed_shape(shape))).astype(dtype) for n, shape, dtype in spec["inputs"]}
 
@@ -225,10 +247,6 @@ def _generate(fmt: str, jobs: list[str]) -> None:
         with open(os.path.join(tmp, "spec.json"), "w") as f:
             json.dump(dict(name=name, format=fmt, input_names=predictor.get_input_names(),
                            output_names=predictor.get_output_names(), paddle=paddle.__version__), f)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        print(f"generated {name} ({fmt}) -> {out}", flush=True)
 
     failed = []
     for job in jobs:
@@ -348,6 +366,54 @@ def _op_models(paddle, nn):
 
     return dict(Elementwise=Elementwise, ShapeOps=ShapeOps, ReduceOps=ReduceOps, NNOps=NNOps,
                 EmbeddingOps=EmbeddingOps)
+
+
+def _legacy_program(paddle, np, which: str, prefix: str, rng) -> None:
+    """Builds a static program from raw legacy ops (v1 matmul, mul, axis-aligned elementwise ops,
+    flatten2, ...) and saves it as a legacy inference model."""
+    from paddle.base.layer_helper import LayerHelper
+    assert which == "legacy_ops_v1"
+    paddle.enable_static()
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        helper = LayerHelper("legacy")
+
+        def param(*shape):
+            init = paddle.nn.initializer.Assign(rng.uniform(-0.5, 0.5, shape).astype("float32"))
+            return paddle.static.create_parameter(list(shape), "float32", default_initializer=init)
+
+        def op(type, inputs, attrs=None, outs=("Out",), dtype="float32"):
+            o = {s: helper.create_variable_for_type_inference(dtype) for s in outs}
+            helper.append_op(type=type, inputs=inputs, outputs=o, attrs=attrs or {})
+            return o[outs[0]]
+
+        x = paddle.static.data("x", [-1, 4, 5, 5], "float32")
+        conv = op("conv2d", {"Input": x, "Filter": param(6, 4, 3, 3)},
+                  {"strides": [1, 1], "paddings": [1, 1], "dilations": [1, 1], "groups": 1,
+                   "padding_algorithm": "EXPLICIT", "data_format": "NCHW"}, outs=("Output",))
+        biased = op("elementwise_add", {"X": conv, "Y": param(6)}, {"axis": 1})
+        scaled = op("elementwise_mul", {"X": biased, "Y": param(6, 5)}, {"axis": 1})
+        flat = op("flatten2", {"X": scaled}, {"axis": 1}, outs=("Out", "XShape"))
+        fc = op("mul", {"X": flat, "Y": param(150, 8)}, {"x_num_col_dims": 1, "y_num_col_dims": 1})
+        r3 = op("reshape2", {"X": scaled}, {"shape": [0, 6, 25]}, outs=("Out", "XShape"))
+        fc3 = op("mul", {"X": r3, "Y": param(25, 7)}, {"x_num_col_dims": 2, "y_num_col_dims": 1})
+        mm = op("matmul", {"X": fc3, "Y": param(6, 7)}, {"transpose_X": True, "transpose_Y": False, "alpha": 0.5})
+        sc = op("scale", {"X": mm}, {"scale": 2.0, "bias": 0.5, "bias_after_scale": False})
+        unsq = op("unsqueeze2", {"X": sc}, {"axes": [1]}, outs=("Out", "XShape"))
+        sq = op("squeeze2", {"X": unsq}, {"axes": [1]}, outs=("Out", "XShape"))
+        fill = op("fill_constant", {}, {"shape": [1, 7], "value": 1.5, "dtype": 5, "str_value": ""})
+        sub = op("elementwise_sub", {"X": sq, "Y": fill}, {"axis": -1})
+        hs = op("hard_swish", {"X": sub}, {"threshold": 6.0, "scale": 6.0, "offset": 3.0})
+        r6 = op("relu6", {"X": conv}, {"threshold": 4.0})
+        lr = op("leaky_relu", {"X": conv}, {"alpha": 0.2})
+        pooled = op("pool2d", {"X": conv}, {"pooling_type": "avg", "ksize": [2, 2], "strides": [2, 2],
+                                            "paddings": [0, 0], "ceil_mode": True, "exclusive": True,
+                                            "global_pooling": False, "adaptive": False})
+        outs = [fc, mm, sub, hs, r6, lr, pooled]
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    exe.run(startup)
+    paddle.static.save_inference_model(prefix, [x], outs, exe, program=main)
+    paddle.disable_static()
 
 
 def _patch_legacy_ops(paddle):

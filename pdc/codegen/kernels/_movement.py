@@ -13,6 +13,7 @@ fill value) over row-major tensors.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -23,7 +24,7 @@ from ..ctypes_c import float_literal, int_literal
 Src = Union[int, np.ndarray]
 TILE = 16            # transpose tile edge (elements)
 MEMCPY_MIN = 8       # contiguous runs at least this long are copied with memcpy
-INLINE_TABLE_MAX = 256  # tables up to this many entries are written into the C source
+INLINE_TABLE_MAX = 64  # tables up to this many entries are written into the C source
 
 
 def _affine(t: np.ndarray) -> Optional[tuple[int, int]]:
@@ -62,6 +63,17 @@ def simplify(dims, src_base: int = 0, dst_base: int = 0):
     return src_base, dst_base, merged
 
 
+_KEEP: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def pack(ctx: KernelContext, array: np.ndarray, c_type: str) -> str:
+    """ctx.add_weight for an array made here. The weight blob recognizes arrays by id(), so the
+    array is kept alive as long as the blob (else a later temporary could reuse its id)."""
+    array = np.ascontiguousarray(array)
+    _KEEP.setdefault(ctx._weights, []).append(array)
+    return ctx.add_weight(array, c_type)
+
+
 def table(ctx: KernelContext, t: np.ndarray, name: str, c_type: Optional[str] = None) -> tuple[str, str]:
     """(declaration, C expression) of a constant table: a static array written into the source when
     small (the declaration), else packed constant data (no declaration). Integer tables are int32
@@ -77,7 +89,7 @@ def table(ctx: KernelContext, t: np.ndarray, name: str, c_type: Optional[str] = 
     t = t.astype(dt)
     if t.size <= INLINE_TABLE_MAX:
         return f"static const {c_type} {name}[{t.size}] = {{{', '.join(text(v) for v in t)}}};", name
-    return "", ctx.add_weight(t, c_type)
+    return "", pack(ctx, t, c_type)
 
 
 def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src_base: int = 0,
@@ -134,7 +146,7 @@ def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src
                   f"{pad}            {_elem(dst, const=False)}*dp = {dst} + {prev_d} + i{a} * {da};",
                   f"{pad}            for (int64_t i{j} = b0; i{j} < be; i{j}++) dp[i{j}] = sp[i{j} * {inner_s}];",
                   f"{pad}        }}", f"{pad}    }}", f"{pad}}}"]
-    elif inner_s == 1 and inner_d == 1 and inner_n >= MEMCPY_MIN:
+    elif not isinstance(inner_s, np.ndarray) and inner_s == 1 and inner_d == 1 and inner_n >= MEMCPY_MIN:
         lines.append(f"{pad}memcpy({dst} + {prev_d}, {src} + {prev_s}, {inner_n} * {esize});")
     else:
         d_expr = f"i{j}" if inner_d == 1 else f"i{j} * {inner_d}"
@@ -189,4 +201,4 @@ def gather_axes(ctx: KernelContext, in_shape: Sequence[int], out_shape: Sequence
     return "\n".join(c for c in code if c)
 
 
-__all__ = ["copy_nest", "gather_axes", "fill", "simplify", "table"]
+__all__ = ["copy_nest", "gather_axes", "fill", "pack", "simplify", "table"]

@@ -21,8 +21,8 @@ from ...ir.ops.nn_conv import conv_transpose_geometry
 from ..context import KernelContext
 from ..ctypes_c import float_literal
 from . import kernel
-from .dense_core import (ACT_CODES, add_weight, c_float, choose_split, clamp_for, core, default_tile, isa_of,
-                         k_block, lanes, n_chunk, pack_a_panels, pick_mr, render_job, ukernel)
+from .dense_core import (ACT_CODES, add_weight, c_float, choose_split, choose_tile, clamp_for, core, isa_of, k_block,
+                         lanes, n_chunk, pack_a_panels, render_job, ukernel)
 
 # ---- geometry ---------------------------------------------------------------------------------------
 
@@ -233,6 +233,134 @@ static void pdc_dw_task(void *p, int64_t p0, int64_t p1) {
 """
 
 
+ICONV_C = r"""
+/* ---- pdc dense kernels: convolution over zero-padded, phase-split bands of input rows ----
+ * A band holds, for every input channel of a group, the padded input rows that output rows
+ * [oh0, oh1) read, split into sh x sw phases (row % sh, column % sw) so that every kernel tap
+ * reads a contiguous run: output grid position q = row * Wq + column, tap t of channel c at
+ * band + koff[c * taps + t] + q. Grid columns >= OW are computed and dropped on store. */
+#define PDC_IC_BUF @BUF@
+typedef void (*pdc_ukri_fn)(int64_t kc, const float *a, const float *b, const int32_t *koff, float *c, int64_t ldc,
+                            int mr, int nr, int flags, const pdc_epi *e);
+typedef struct {
+    const float *x, *w, *bias, *res; float *y; const int32_t *koff; const pdc_post *post;
+    int64_t G, Cg, Mg, H, W, OH, OW, sh, sw, ph, pw, khd; /* khd: dilated kernel height */
+    int64_t K, MR, NR, mchunk, problems;
+    int64_t band, nbands, Wq, rows_q, BS;
+    float lo, hi; int clamp, split_m, parallel;
+    pdc_ukri_fn ukr;
+} pdc_iconv_job;
+static void pdc_iconv_fill(const pdc_iconv_job *j, const float *x, int64_t oh0, int64_t oh1, float *buf) {
+    const int64_t R = (oh1 - oh0 - 1) * j->sh + j->khd, r0 = oh0 * j->sh - j->ph;
+    const int64_t phase = j->rows_q * j->Wq, W = j->W, Wq = j->Wq;
+    for (int64_t ci = 0; ci < j->Cg; ci++) {
+        const float *xc = x + ci * j->H * W;
+        for (int64_t rp = 0; rp < j->sh; rp++)
+        for (int64_t cp = 0; cp < j->sw; cp++) {
+            float *base = buf + ci * j->BS + (rp * j->sw + cp) * phase;
+            /* grid columns q whose input column q * sw + cp - pw lies inside [0, W) */
+            const int64_t off = cp - j->pw;
+            int64_t lo = off >= 0 ? 0 : (-off + j->sw - 1) / j->sw;
+            int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / j->sw + 1;
+            if (hi > Wq) hi = Wq;
+            if (lo > hi) lo = hi;
+            for (int64_t rq = 0; rq < j->rows_q; rq++) {
+                float *d = base + rq * Wq;
+                const int64_t pr = rq * j->sh + rp, ih = r0 + pr;
+                if (pr >= R || ih < 0 || ih >= j->H || lo == hi) { pdc_zero_f32(d, Wq); continue; }
+                pdc_zero_f32(d, lo);
+                pdc_copy_step_f32(d + lo, xc + ih * W + lo * j->sw + off, hi - lo, j->sw);
+                pdc_zero_f32(d + hi, Wq - hi);
+            }
+        }
+    }
+    pdc_zero_f32(buf + j->Cg * j->BS, Wq + 64); /* slack read by the last tiles */
+}
+/* Stores tile columns [0, nq) (grid positions q0 ...) of mr output channels with the epilogue. */
+static void pdc_iconv_store(const pdc_iconv_job *j, const float *tile, int mr, int64_t q0, int64_t nq, int64_t oh0,
+                            int64_t b, int64_t m0) {
+    const int64_t P = j->OH * j->OW, g = b % j->G;
+    float *y = j->y + (b * j->Mg + m0) * P;
+    const float *res = j->res ? j->res + (b * j->Mg + m0) * P : 0;
+    const float *bias = j->bias ? j->bias + g * j->Mg + m0 : 0;
+    for (int64_t q = q0; q < q0 + nq;) {
+        const int64_t r = q / j->Wq, ow = q % j->Wq;
+        int64_t seg = j->Wq - ow;
+        if (seg > q0 + nq - q) seg = q0 + nq - q;
+        if (ow < j->OW) {
+            const int64_t n = seg < j->OW - ow ? seg : j->OW - ow, o = (oh0 + r) * j->OW + ow, t = q - q0;
+            for (int i = 0; i < mr; i++) {
+                const float *src = tile + i * j->NR + t;
+                float *dst = y + i * P + o;
+                const float bv = bias ? bias[i] : 0.0f;
+#if defined(__AVX512F__)
+                const __m512 vb = _mm512_set1_ps(bv), vlo = _mm512_set1_ps(j->lo), vhi = _mm512_set1_ps(j->hi);
+                for (int64_t x = 0; x < n; x += 16) {
+                    const __mmask16 m = (__mmask16)pdc_m16((int)(n - x));
+                    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + x), vb);
+                    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i * P + o + x));
+                    if (j->clamp) v = _mm512_min_ps(vhi, _mm512_max_ps(vlo, v));
+                    _mm512_mask_storeu_ps(dst + x, m, v);
+                }
+#else
+                for (int64_t x = 0; x < n; x++) {
+                    float v = src[x] + bv;
+                    if (res) v += res[i * P + o + x];
+                    if (j->clamp) { v = v < j->lo ? j->lo : v; v = v > j->hi ? j->hi : v; }
+                    dst[x] = v;
+                }
+#endif
+            }
+            if (j->post) pdc_post_tile(j->post, b, m0, o, mr, (int)n, y + o, P);
+        }
+        q += seg;
+    }
+}
+static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts) {
+    float buf[PDC_IC_BUF] __attribute__((aligned(64)));
+    float tile[16 * 64] __attribute__((aligned(64)));
+    const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, per = j->split_m ? mbs : j->nbands;
+    const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
+    for (int64_t u = u0; u < u1;) {
+        const int64_t b = u / per, r0 = u % per, r1 = (b + 1) * per <= u1 ? per : u1 - b * per;
+        u = b * per + r1;
+        const int64_t mb0 = j->split_m ? r0 : 0, mb1 = j->split_m ? r1 : mbs;
+        const int64_t bd0 = j->split_m ? 0 : r0, bd1 = j->split_m ? j->nbands : r1;
+        const float *w = j->w + (b % j->G) * mbs * j->K * j->MR;
+        for (int64_t bd = bd0; bd < bd1; bd++) {
+            const int64_t oh0 = bd * j->band, oh1 = oh0 + j->band < j->OH ? oh0 + j->band : j->OH;
+            pdc_iconv_fill(j, j->x + b * j->Cg * j->H * j->W, oh0, oh1, buf);
+            const int64_t nq = (oh1 - oh0 - 1) * j->Wq + j->OW;
+            for (int64_t mc = mb0; mc < mb1; mc += j->mchunk) {
+                const int64_t mce = mc + j->mchunk < mb1 ? mc + j->mchunk : mb1;
+                for (int64_t q0 = 0; q0 < nq; q0 += j->NR) {
+                    const int64_t n = nq - q0 < j->NR ? nq - q0 : j->NR;
+                    for (int64_t mb = mc; mb < mce; mb++) {
+                        const int64_t m0 = mb * j->MR;
+                        const int mr = (int)(j->Mg - m0 < j->MR ? j->Mg - m0 : j->MR);
+                        j->ukr(j->K, w + mb * j->K * j->MR, buf + q0, j->koff, tile, j->NR, mr, (int)j->NR, 0, 0);
+                        pdc_iconv_store(j, tile, mr, q0, n, oh0, b, m0);
+                    }
+                }
+            }
+        }
+    }
+}
+typedef struct { const pdc_iconv_job *job; int64_t parts; } pdc_iconv_task_ctx;
+static void pdc_iconv_task(void *p, int64_t t0, int64_t t1) {
+    const pdc_iconv_task_ctx *t = (const pdc_iconv_task_ctx *)p;
+    for (int64_t i = t0; i < t1; i++) pdc_iconv_part(t->job, i, t->parts);
+}
+static void pdc_iconv_run(const pdc_iconv_job *j) {
+    const int64_t parts = j->parallel ? pdc_threads_count() : 1;
+    if (parts <= 1) { pdc_iconv_part(j, 0, 1); return; }
+    pdc_iconv_task_ctx t = {j, parts};
+    pdc_parallel_for(parts, pdc_iconv_task, &t);
+}
+"""
+IC_BUF_FLOATS = 49152  # 192 KiB per thread
+
+
 def _dw_row(isa: str, kh: int, kw: int, sw: int) -> tuple[str, str]:
     """A row function of the depthwise kernel: one output row from a zero-padded band."""
     name = f"pdc_dw_row_{kh}x{kw}_s{sw}_{isa}"
@@ -362,7 +490,11 @@ def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
         if body is not None:
             return body
     isa = isa_of(ctx)
-    mr, nv = pick_mr(isa, g.mg), default_tile(isa)[1]
+    if isa == "avx512" and ctx.const(1) is not None:
+        plan = _iconv_plan(g)
+        if plan is not None:
+            return _iconv_f32(ctx, g, epi, plan)
+    mr, nv = choose_tile(isa, g.mg, g.p_out)
     nr = nv * lanes(isa)
     ukr = ukernel(ctx, mr, nv)
     ctx.helper("pdc_dense_copy", COPY_C)
@@ -392,6 +524,84 @@ def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
                   post=post, parallel=parallel, split_m=split_m)
     lines += render_job(fields)
     lines.append("    pdc_sgemm_run(&job);")
+    return "\n".join(lines)
+
+
+def _iconv_plan(g: ConvGeom) -> dict | None:
+    """Band geometry of the padded-band path for a 1-D/2-D conv, or None when it does not fit."""
+    if g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or g.taps == 1:
+        return None
+    _, H, W = g.in_sp
+    _, OH, OW = g.out_sp
+    _, KH, KW = g.kernel
+    _, sh, sw = g.strides
+    _, dh, dw = g.dilations
+    wp = (OW - 1) * sw + (KW - 1) * dw + 1
+    wq = -(-wp // sw)
+    khd = (KH - 1) * dh + 1
+    if OW / wq < 0.7:
+        return None
+
+    def size(b):
+        rows_q = -(-((b - 1) * sh + khd) // sh)
+        bs = sh * sw * rows_q * wq
+        return rows_q, bs, g.cg * bs + wq + 64
+
+    band = next((b for b in range(OH, 0, -1) if size(b)[2] <= IC_BUF_FLOATS), 0)
+    if band == 0:
+        return None
+    nbands = -(-OH // band)
+    if nbands > 1 and nbands % 2:  # an even count splits evenly over two threads
+        nbands += 1
+    band = -(-OH // nbands)
+    nbands = -(-OH // band)
+    rows_q, bs, _ = size(band)
+    koff = []
+    for ci in range(g.cg):
+        for kh in range(KH):
+            for kw in range(KW):
+                rr, cc = kh * dh, kw * dw
+                koff.append(ci * bs + ((rr % sh) * sw + cc % sw) * rows_q * wq + (rr // sh) * wq + cc // sw)
+    koff += [0] * 16  # read ahead by the microkernel's prefetch
+    return dict(band=band, nbands=nbands, wq=wq, rows_q=rows_q, bs=bs, khd=khd, koff=np.array(koff, np.int32),
+                nq=(band - 1) * wq + OW)
+
+
+def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> str:
+    isa = isa_of(ctx)
+    mr, nv = choose_tile(isa, g.mg, plan["nq"])
+    nr = 16 * nv
+    ukr = ukernel(ctx, mr, nv, indirect=True)
+    ctx.helper("pdc_dense_copy", COPY_C)
+    ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
+    mb = -(-g.mg // mr)
+    lines = []
+    w = ctx.const(1)
+    if w is None:
+        return None
+    wp = pack_a_panels(np.asarray(w, np.float32).reshape(g.group, g.mg, g.k), mr)
+    koff = add_weight(ctx, plan["koff"], "int32_t")
+    problems = g.n * g.group
+    w_bytes = g.m * g.k * 4
+    parallel = int(problems * g.mg * g.p_out * g.k >= 400_000)
+    units_b = problems * plan["nbands"]
+    split_m = int(units_b < 2 or (w_bytes > (1 << 20) and mb >= 2))
+    mchunk = max(1, (256 << 10) // (g.k * mr * 4))
+    post = "0"
+    if not epi.fast:
+        lines += epi.post_lines("in3", g.mg * g.p_out, g.p_out)
+        post = "&post"
+    res = "in3" if epi.has_r and epi.residual == "before_activation" else "0"
+    _, H, W = g.in_sp
+    _, OH, OW = g.out_sp
+    _, sh, sw = g.strides
+    _, ph, pw = g.begin
+    lines.append(f"    const pdc_iconv_job job = {{in0, {add_weight(ctx, wp)}, {_bias_ptr(ctx, 2, g.m)}, {res}, out0, "
+                 f"{koff}, {post}, {g.group}, {g.cg}, {g.mg}, {H}, {W}, {OH}, {OW}, {sh}, {sw}, {ph}, {pw}, "
+                 f"{plan['khd']}, {g.k}, {mr}, {nr}, {mchunk}, {problems}, {plan['band']}, {plan['nbands']}, "
+                 f"{plan['wq']}, {plan['rows_q']}, {plan['bs']}, {c_float(epi.lo)}, {c_float(epi.hi)}, "
+                 f"{int(epi.clamp)}, {split_m}, {parallel}, {ukr}}};")
+    lines.append("    pdc_iconv_run(&job);")
     return "\n".join(lines)
 
 

@@ -54,6 +54,22 @@ def default_tile(isa: str) -> tuple[int, int]:
     return (12, 2) if isa == "avx512" else (6, 2)
 
 
+def choose_tile(isa: str, m: int, n: int) -> tuple[int, int]:
+    """(MR, NV) minimizing the padded work ceil(M/MR)*MR x ceil(N/NR)*NR among the register tiles
+    that keep 24 accumulators (KERNELS.md §1: 12x32, 8x48, 6x64 all run at ~98 % of peak)."""
+    if isa != "avx512":
+        return (pick_mr(isa, m), 2)
+    if m < 6:
+        return (pick_mr(isa, m), 2 if n > 16 else 1)
+    best = None
+    for mr, nv in ((8, 3), (12, 2), (6, 4)):
+        nr = 16 * nv
+        work = -(-m // mr) * mr * -(-n // nr) * nr
+        if best is None or work < best[0]:
+            best = (work, mr, nv)
+    return best[1], best[2]
+
+
 def pick_mr(isa: str, m: int) -> int:
     """MR for a problem with m rows: the main tile unless a smaller one wastes fewer rows."""
     mr_main, _ = default_tile(isa)
@@ -117,6 +133,7 @@ TYPES_C = r"""
 #define PDC_ACC 1   /* add the tile already in C (a later K block) */
 #define PDC_LAST 2  /* last K block: apply the epilogue */
 #define PDC_CLAMP 4 /* clamp to [lo, hi] after the epilogue adds */
+#define PDC_PF_DIST 16 /* indirect microkernels prefetch B rows this many k ahead (koff is padded) */
 typedef struct { const float *bias_m, *bias_n, *res; int64_t ldr; float lo, hi; } pdc_epi;
 typedef void (*pdc_ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
                            int flags, const pdc_epi *e);
@@ -198,6 +215,24 @@ static void pdc_sukr_scalar(int64_t kc, const float *a, const float *b, float *c
         for (int j = 0; j < nr; j++) {
             float s = 0;
             for (int64_t k = 0; k < kc; k++) s += a[k * MR + i] * b[k * NR + j];
+            if (flags & PDC_ACC) s += c[i * ldc + j];
+            if (flags & PDC_LAST) {
+                if (e->bias_m) s += e->bias_m[i];
+                if (e->bias_n) s += e->bias_n[j];
+                if (e->res) s += e->res[i * e->ldr + j];
+                if (flags & PDC_CLAMP) { s = s < e->lo ? e->lo : s; s = s > e->hi ? e->hi : s; }
+            }
+            c[i * ldc + j] = s;
+        }
+    }
+}
+static void pdc_sukr_scalar_i(int64_t kc, const float *a, const float *b, const int32_t *koff, float *c,
+                              int64_t ldc, int mr, int nr, int flags, const pdc_epi *e, int MR, int NR) {
+    (void)NR;
+    for (int i = 0; i < mr; i++) {
+        for (int j = 0; j < nr; j++) {
+            float s = 0;
+            for (int64_t k = 0; k < kc; k++) s += a[k * MR + i] * b[koff[k] + j];
             if (flags & PDC_ACC) s += c[i * ldc + j];
             if (flags & PDC_LAST) {
                 if (e->bias_m) s += e->bias_m[i];
@@ -327,21 +362,31 @@ static void pdc_packa_strided(const void *vctx, int64_t b, float *dst, int64_t m
 """
 
 
-def _ukr_avx512(mr: int, nv: int) -> tuple[str, str]:
-    name = f"pdc_sukr_z{mr}x{nv}"
+def _ukr_avx512(mr: int, nv: int, indirect: bool = False) -> tuple[str, str]:
+    """The AVX-512 microkernel. `indirect`: B row k is read at b + koff[k] (unaligned) instead of
+    from a packed panel (the padded-band convolution)."""
+    name = f"pdc_sukr_z{mr}x{nv}" + ("i" if indirect else "")
     nr = 16 * nv
     acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
-    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, "
+    koff = "const int32_t *restrict koff, " if indirect else ""
+    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, {koff}float *restrict c, "
          f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{",
          "#if defined(__AVX512F__)"]
     for i in range(mr):
         L.append("    __m512 " + ", ".join(f"{x} = _mm512_setzero_ps()" for x in acc[i]) + ";")
     L.append("    for (int64_t k = 0; k < kc; k++) {")
-    L.append("        " + " ".join(f"const __m512 b{v} = _mm512_load_ps(b + {16 * v});" for v in range(nv)))
+    if indirect:
+        L.append("        const float *bk = b + koff[k];")
+        L.append("        _mm_prefetch((const char *)(b + koff[k + PDC_PF_DIST]), _MM_HINT_T0);")
+        if nv > 2:
+            L.append("        _mm_prefetch((const char *)(b + koff[k + PDC_PF_DIST] + 32), _MM_HINT_T0);")
+        L.append("        " + " ".join(f"const __m512 b{v} = _mm512_loadu_ps(bk + {16 * v});" for v in range(nv)))
+    else:
+        L.append("        " + " ".join(f"const __m512 b{v} = _mm512_load_ps(b + {16 * v});" for v in range(nv)))
     for i in range(mr):
         L.append(f"        {{ const __m512 t = _mm512_set1_ps(a[{i}]); "
                  + " ".join(f"{acc[i][v]} = _mm512_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
-    L.append(f"        a += {mr}; b += {nr};")
+    L.append(f"        a += {mr};" + ("" if indirect else f" b += {nr};"))
     L.append("    }")
     L.append("    " + " ".join(f"const __mmask16 k{v} = (__mmask16)pdc_m16(nr - {16 * v});" for v in range(nv)))
 
@@ -379,7 +424,10 @@ def _ukr_avx512(mr: int, nv: int) -> tuple[str, str]:
     L.append("    }")
     rows(lambda i, v: f"_mm512_mask_storeu_ps(c + {i} * ldc + {16 * v}, k{v}, {acc[i][v]});")
     L.append("#else")
-    L.append(f"    pdc_sukr_scalar(kc, a, b, c, ldc, mr, nr, flags, e, {mr}, {nr});")
+    if indirect:
+        L.append(f"    pdc_sukr_scalar_i(kc, a, b, koff, c, ldc, mr, nr, flags, e, {mr}, {nr});")
+    else:
+        L.append(f"    pdc_sukr_scalar(kc, a, b, c, ldc, mr, nr, flags, e, {mr}, {nr});")
     L.append("#endif")
     L.append("}")
     return name, "\n".join(L) + "\n"
@@ -450,11 +498,16 @@ def core(ctx: KernelContext) -> None:
     ctx.helper("pdc_dense_driver", DRIVER_C.replace("@BBUF@", str(BBUF_FLOATS)).replace("@ABUF@", str(ABUF_FLOATS)))
 
 
-def ukernel(ctx: KernelContext, mr: int, nv: int) -> str:
-    """The name of the (MR x NV vectors) microkernel for the target, registering it once."""
+def ukernel(ctx: KernelContext, mr: int, nv: int, indirect: bool = False) -> str:
+    """The name of the (MR x NV vectors) microkernel for the target, registering it once.
+    Indirect microkernels (B rows at b + koff[k]) exist for AVX-512 only."""
     core(ctx)
     isa = isa_of(ctx)
-    name, code = (_ukr_avx512 if isa == "avx512" else _ukr_avx2)(mr, nv)
+    if indirect:
+        assert isa == "avx512"
+        name, code = _ukr_avx512(mr, nv, True)
+    else:
+        name, code = (_ukr_avx512 if isa == "avx512" else _ukr_avx2)(mr, nv)
     return ctx.helper(name, code)
 
 

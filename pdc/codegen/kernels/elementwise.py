@@ -2,10 +2,16 @@
 
 Half-precision inputs are computed in float and rounded once on store, like the reference.
 Integer add/sub/mul wrap (computed unsigned: no signed-overflow UB).
+
+Each op's per-element computation is built by an expression builder (EXPR_BUILDERS[op](ctx) ->
+ScalarExpr) that the kernel wraps in the loop; fused_elementwise (pdc/codegen/kernels/fused.py)
+chains the same builders, one per step, inside a single loop.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Callable
 
 from ..context import KernelContext
 from ..ctypes_c import float_literal
@@ -73,6 +79,41 @@ INT_UNARY = {"relu": "a > 0 ? a : 0", "neg": "({t})(0u - (u)a)", "abs": "a < 0 ?
              "sign": "a > 0 ? 1 : (a < 0 ? -1 : 0)", "bitwise_not": "~a"}
 
 
+@dataclass
+class ScalarExpr:
+    """One output element: node input `operands[j]` is loaded, converted to ct_of(operands[j]), into
+    the variable named by letter j (a, b, c, ...); `expr` computes the element in those variables
+    (the loop stores it in the output dtype); `prelude` statements run once, before the loop."""
+    operands: list[int]
+    expr: str
+    ct_of: Callable[[int], str]
+    prelude: list[str] = field(default_factory=list)
+
+
+# op -> builder(ctx) -> ScalarExpr; ctx needs node.op, inputs, outputs, attrs, has_input, compute_ctype,
+# ctype, load, fail (a KernelContext, or a stand-in for one step of a fused_elementwise node)
+EXPR_BUILDERS: dict[str, Callable[[KernelContext], ScalarExpr]] = {}
+
+
+def _expr(ctx: KernelContext, operands: list[int], expr: str, ct_of) -> ScalarExpr:
+    return ScalarExpr(operands, expr, ct_of)
+
+
+def _elementwise_kernel(*ops: str):
+    """Registers `builder` as the expression builder of `ops` and a kernel looping it over the output."""
+    def wrap(builder):
+        for op in ops:
+            EXPR_BUILDERS[op] = builder
+
+        @kernel(*ops)
+        def generate(ctx: KernelContext) -> str:
+            e = builder(ctx)
+            return "\n".join(e.prelude + [_loop(ctx, e.operands, e.expr, e.ct_of)])
+        generate.__name__ = generate.__qualname__ = builder.__name__
+        return builder
+    return wrap
+
+
 def _loop(ctx: KernelContext, operands: list[int], expr: str, ct_of) -> str:
     """One loop over the output; operand k is loaded (converted to ct_of(k)) into a, b, c, ..."""
     names = "abcdefghijklmnopqrstuvwxyz"
@@ -83,34 +124,35 @@ def _loop(ctx: KernelContext, operands: list[int], expr: str, ct_of) -> str:
                           f"{loads} out0[o] = {ctx.store(out.dtype, expr)};")
 
 
-@kernel(*FLOAT_UNARY, "bitwise_not", "is_nan", "is_inf", "not")
-def unary(ctx: KernelContext) -> str:
+@_elementwise_kernel(*FLOAT_UNARY, "bitwise_not", "is_nan", "is_inf", "not")
+def unary(ctx: KernelContext) -> ScalarExpr:
     op, t = ctx.node.op, ctx.inputs[0]
     if op == "is_nan":
-        return _loop(ctx, [0], "a != a", lambda k: ctx.compute_ctype(t.dtype))
+        return _expr(ctx, [0], "a != a", lambda k: ctx.compute_ctype(t.dtype))
     if op == "is_inf":
         pos, neg = ctx.attrs.get("detect_positive", 1), ctx.attrs.get("detect_negative", 1)
         expr = " || ".join(["0"] + (["(isinf(a) && a > 0)"] if pos else []) + (["(isinf(a) && a < 0)"] if neg else []))
-        return _loop(ctx, [0], expr, lambda k: ctx.compute_ctype(t.dtype))
+        return _expr(ctx, [0], expr, lambda k: ctx.compute_ctype(t.dtype))
     if op == "not":
-        return _loop(ctx, [0], "!a", lambda k: "uint8_t")
+        return _expr(ctx, [0], "!a", lambda k: "uint8_t")
     if not t.dtype.is_float:
         if op not in INT_UNARY:
             ctx.fail(f"{t.dtype} input is not supported")
         ct = ctx.ctype(t.dtype)
         u = "uint64_t" if t.dtype.itemsize == 8 else "uint32_t"
-        return _loop(ctx, [0], INT_UNARY[op].format(t=ct).replace("(u)", f"({u})").replace("0u", f"({u})0"),
+        return _expr(ctx, [0], INT_UNARY[op].format(t=ct).replace("(u)", f"({u})").replace("0u", f"({u})0"),
                      lambda k: ct)
     ct = ctx.compute_ctype(t.dtype)
-    return _loop(ctx, [0], _float_unary(op, ct, ctx.attrs), lambda k: ct)
+    return _expr(ctx, [0], _float_unary(op, ct, ctx.attrs), lambda k: ct)
 
 
 def _int_div(ct):
     return f"b == 0 ? 0 : ({ct})(a / b)"
 
 
-@kernel("add", "sub", "mul", "div", "mod", "pow", "prelu", "bitwise_and", "bitwise_or", "bitwise_xor", "bit_shift")
-def binary(ctx: KernelContext) -> str:
+@_elementwise_kernel("add", "sub", "mul", "div", "mod", "pow", "prelu", "bitwise_and", "bitwise_or", "bitwise_xor",
+                     "bit_shift")
+def binary(ctx: KernelContext) -> ScalarExpr:
     op = ctx.node.op
     a_t, b_t = ctx.inputs[0], ctx.inputs[1]
     dt = a_t.dtype
@@ -118,8 +160,8 @@ def binary(ctx: KernelContext) -> str:
     f = _f(ct)
     if op == "pow":
         if dt.is_float:
-            return _loop(ctx, [0, 1], f"pow{f}(a, b)", lambda k: ct)
-        return _loop(ctx, [0, 1], f"({ct})pow((double)a, (double)b)", lambda k: "double")
+            return _expr(ctx, [0, 1], f"pow{f}(a, b)", lambda k: ct)
+        return _expr(ctx, [0, 1], f"({ct})pow((double)a, (double)b)", lambda k: "double")
     if dt.is_float:
         expr = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "prelu": "a < 0 ? b * a : a"}.get(op)
         if op == "mod":
@@ -127,47 +169,47 @@ def binary(ctx: KernelContext) -> str:
                     f"(fmod{f}(a, b) != 0 && ((fmod{f}(a, b) < 0) != (b < 0))) ? fmod{f}(a, b) + b : fmod{f}(a, b)")
         if expr is None:
             ctx.fail(f"{dt} inputs are not supported")
-        return _loop(ctx, [0, 1], expr, lambda k: ct)
+        return _expr(ctx, [0, 1], expr, lambda k: ct)
     signed = dt.short.startswith("i")
     u = "uint64_t" if dt.itemsize == 8 else "uint32_t"
     bits = dt.itemsize * 8
     if op in ("add", "sub", "mul"):
         sym = {"add": "+", "sub": "-", "mul": "*"}[op]
-        return _loop(ctx, [0, 1], f"({ct})(({u})a {sym} ({u})b)", lambda k: ct)
+        return _expr(ctx, [0, 1], f"({ct})(({u})a {sym} ({u})b)", lambda k: ct)
     if op == "div":
-        return _loop(ctx, [0, 1], _int_div(ct), lambda k: ct)
+        return _expr(ctx, [0, 1], _int_div(ct), lambda k: ct)
     if op == "mod":
         if ctx.attrs.get("fmod", 0) or not signed:
-            return _loop(ctx, [0, 1], f"b == 0 ? 0 : ({ct})(a % b)", lambda k: ct)
-        return _loop(ctx, [0, 1], f"b == 0 ? 0 : ((a % b != 0 && ((a % b < 0) != (b < 0))) ? ({ct})(a % b + b) : ({ct})(a % b))",
+            return _expr(ctx, [0, 1], f"b == 0 ? 0 : ({ct})(a % b)", lambda k: ct)
+        return _expr(ctx, [0, 1], f"b == 0 ? 0 : ((a % b != 0 && ((a % b < 0) != (b < 0))) ? ({ct})(a % b + b) : ({ct})(a % b))",
                      lambda k: ct)
     if op == "prelu":
-        return _loop(ctx, [0, 1], "a < 0 ? b * a : a", lambda k: ct)
+        return _expr(ctx, [0, 1], "a < 0 ? b * a : a", lambda k: ct)
     if op.startswith("bitwise_"):
         sym = {"bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^"}[op]
-        return _loop(ctx, [0, 1], f"a {sym} b", lambda k: ct)
+        return _expr(ctx, [0, 1], f"a {sym} b", lambda k: ct)
     # bit_shift: shifts outside [0, bits) give 0 (or -1 for a right shift of a negative value)
     if ctx.attrs["direction"] == "LEFT":
-        return _loop(ctx, [0, 1], f"(b < 0 || b >= {bits}) ? 0 : ({ct})(({u})a << b)", lambda k: ct)
+        return _expr(ctx, [0, 1], f"(b < 0 || b >= {bits}) ? 0 : ({ct})(({u})a << b)", lambda k: ct)
     fill = "(a < 0 ? -1 : 0)" if signed else "0"
-    return _loop(ctx, [0, 1], f"(b < 0 || b >= {bits}) ? {fill} : ({ct})(a >> b)", lambda k: ct)
+    return _expr(ctx, [0, 1], f"(b < 0 || b >= {bits}) ? {fill} : ({ct})(a >> b)", lambda k: ct)
 
 
-@kernel("and", "or", "xor")
-def logical(ctx: KernelContext) -> str:
+@_elementwise_kernel("and", "or", "xor")
+def logical(ctx: KernelContext) -> ScalarExpr:
     sym = {"and": "&&", "or": "||", "xor": "!="}[ctx.node.op]
-    return _loop(ctx, [0, 1], f"(a != 0) {sym} (b != 0)", lambda k: "uint8_t")
+    return _expr(ctx, [0, 1], f"(a != 0) {sym} (b != 0)", lambda k: "uint8_t")
 
 
-@kernel("equal", "less", "greater", "less_or_equal", "greater_or_equal")
-def compare(ctx: KernelContext) -> str:
+@_elementwise_kernel("equal", "less", "greater", "less_or_equal", "greater_or_equal")
+def compare(ctx: KernelContext) -> ScalarExpr:
     sym = {"equal": "==", "less": "<", "greater": ">", "less_or_equal": "<=", "greater_or_equal": ">="}[ctx.node.op]
     ct = ctx.compute_ctype(ctx.inputs[0].dtype)
-    return _loop(ctx, [0, 1], f"a {sym} b", lambda k: ct)
+    return _expr(ctx, [0, 1], f"a {sym} b", lambda k: ct)
 
 
-@kernel("max", "min", "sum", "mean")
-def variadic(ctx: KernelContext) -> str:
+@_elementwise_kernel("max", "min", "sum", "mean")
+def variadic(ctx: KernelContext) -> ScalarExpr:
     op = ctx.node.op
     dt = ctx.inputs[0].dtype
     ct = ctx.compute_ctype(dt)
@@ -191,11 +233,11 @@ def variadic(ctx: KernelContext) -> str:
     if op == "sum" and not dt.is_float:
         u = "uint64_t" if dt.itemsize == 8 else "uint32_t"
         expr = " + ".join(f"({u}){names[j]}" for j in range(n))
-    return _loop(ctx, list(range(n)), expr, lambda k: ct)
+    return _expr(ctx, list(range(n)), expr, lambda k: ct)
 
 
-@kernel("clip")
-def clip(ctx: KernelContext) -> str:
+@_elementwise_kernel("clip")
+def clip(ctx: KernelContext) -> ScalarExpr:
     dt = ctx.inputs[0].dtype
     ct = ctx.compute_ctype(dt)
     lines, expr = [], "a"
@@ -205,22 +247,22 @@ def clip(ctx: KernelContext) -> str:
     if ctx.has_input(2):
         lines.append(f"    const {ct} hi = {ctx.load(dt, 'in2[0]')};")
         expr = f"({expr} > hi ? hi : {expr})"
-    return "\n".join(lines + [_loop(ctx, [0], expr, lambda k: ct)])
+    return ScalarExpr([0], expr, lambda k: ct, lines)
 
 
-@kernel("where")
-def where(ctx: KernelContext) -> str:
+@_elementwise_kernel("where")
+def where(ctx: KernelContext) -> ScalarExpr:
     ct = ctx.compute_ctype(ctx.inputs[1].dtype)
-    return _loop(ctx, [0, 1, 2], "a ? b : c", lambda k: "uint8_t" if k == 0 else ct)
+    return _expr(ctx, [0, 1, 2], "a ? b : c", lambda k: "uint8_t" if k == 0 else ct)
 
 
-@kernel("cast", "cast_like")
-def cast(ctx: KernelContext) -> str:
+@_elementwise_kernel("cast", "cast_like")
+def cast(ctx: KernelContext) -> ScalarExpr:
     src, dst = ctx.inputs[0].dtype, ctx.outputs[0].dtype
     if dst.short == "bool":
-        return _loop(ctx, [0], "a != 0", lambda k: ctx.compute_ctype(src))
+        return _expr(ctx, [0], "a != 0", lambda k: ctx.compute_ctype(src))
     if src.short in ("f16", "bf16") or dst.short in ("f16", "bf16"):
         # through float (exact for half types); int -> bf16 goes through double to round once
         mid = "double" if (dst.short == "bf16" and not src.is_float) else "float"
-        return _loop(ctx, [0], f"({'float' if dst.is_float else ctx.ctype(dst)})a", lambda k: mid)
-    return _loop(ctx, [0], "a", lambda k: ctx.ctype(src))
+        return _expr(ctx, [0], f"({'float' if dst.is_float else ctx.ctype(dst)})a", lambda k: mid)
+    return _expr(ctx, [0], "a", lambda k: ctx.ctype(src))

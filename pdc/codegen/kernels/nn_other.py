@@ -1,5 +1,5 @@
-"""Softmax, LogSoftmax, Hardmax, Dropout (inference), DepthToSpace and SpaceToDepth kernels.
-(Flatten is a copy: pdc/codegen/kernels/copy.py.)
+"""Softmax, LogSoftmax, Hardmax, DepthToSpace and SpaceToDepth kernels.
+(Flatten is in copy.py; Dropout and the losses in misc.py.)
 
 Softmax-like ops see the input as (outer, n, inner) around their axis. With inner == 1 each row
 is contiguous: a max pass, an exp-and-sum pass (LANES partial sums), a scaling pass. With
@@ -184,24 +184,7 @@ def softmax(ctx: KernelContext) -> str:
     return f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(chr(10).join(parts), 2)}\n    }}"
 
 
-# ---- copies ------------------------------------------------------------------------------------
-def _copy(ctx: KernelContext) -> str:
-    nbytes = ctx.outputs[0].nbytes
-    if not nbytes:
-        return "    /* empty */"
-    # the memory planner may make the output a view of the input: then there is nothing to do
-    return f"    if ((const void *)out0 != (const void *)in0) memcpy(out0, in0, {nbytes});"
-
-
-@kernel("dropout")
-def dropout(ctx: KernelContext) -> str:
-    """Inference: the identity; the mask output (if any) is all true."""
-    lines = [_copy(ctx)]
-    if len(ctx.outputs) > 1 and ctx.outputs[1].nbytes:
-        lines.append(f"    memset(out1, 1, {ctx.outputs[1].nbytes});")
-    return "\n".join(lines)
-
-
+# ---- block moves ----------------------------------------------------------------------------
 @kernel("depth_to_space", "space_to_depth")
 def depth_space(ctx: KernelContext) -> str:
     """Loops over the output in order; the input channel of each output element depends on mode."""
@@ -230,3 +213,4 @@ def depth_space(ctx: KernelContext) -> str:
             f"    for (int64_t n = 0; n < {N}; n++) {loops}\n"
             f"    for (int64_t h = 0; h < {Ho}; h++) for (int64_t w = 0; w < {Wo}; w++)\n"
             f"        out0[o++] = in0[((n * {C} + c) * {H} + h * {bs} + i) * {W} + w * {bs} + j];")
+

@@ -87,7 +87,7 @@ def resize(ctx: KernelContext) -> str:
         ctx.fail(f"resizing {list(x.shape)} gives {out_shape}, the output is {list(y.shape)}")
     num = Num(y.dtype)
     if numel(y) == 0:
-        return "    (void)in0; (void)in1; (void)in2; (void)in3; (void)out0;"
+        return "    " + " ".join(f"(void)in{i};" for i in range(len(ctx.inputs))) + " (void)out0;"
     # per axis: None (read straight through) or (x_ori, outside) along it
     coords: list = [None] * rank
     for j, (a, (out_len, scale)) in enumerate(zip(axes, plan)):
@@ -100,7 +100,7 @@ def resize(ctx: KernelContext) -> str:
         x_ori = source_coords(coord, out_len, in_len, scale, box)
         outside = ((x_ori < 0) | (x_ori > in_len - 1)) if coord == "tf_crop_and_resize" else np.zeros(out_len, bool)
         coords[a] = (x_ori, outside)
-    unused = "    (void)in1; (void)in2; (void)in3;"
+    unused = "    " + " ".join(f"(void)in{i};" for i in range(1, len(ctx.inputs)))
     if mode == "nearest":
         maps = []
         for a, c in enumerate(coords):

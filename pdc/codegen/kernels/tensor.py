@@ -18,7 +18,7 @@ from ...ir.ops.tensor import _pad_widths, _perm, _slice_params, slice_bounds
 from ..context import KernelContext, broadcast_strides, numel, strides
 from ..ctypes_c import float_literal, int_literal
 from . import kernel
-from ._movement import copy_nest, fill, gather_axes
+from ._movement import copy_nest, fill, gather_axes, pack
 
 
 def const_ints(ctx: KernelContext, i: int, what: str) -> Optional[list[int]]:
@@ -191,7 +191,7 @@ def _write_constant(ctx: KernelContext, values: np.ndarray) -> str:
         return "    (void)out0;"
     if values.size <= 64:
         return "\n".join(f"    out0[{i}] = {c_value(ctx, y.dtype, v)};" for i, v in enumerate(values))
-    return f"    memcpy(out0, {ctx.add_weight(values.astype(y.dtype.np), ctx.ctype(y.dtype))}, {values.nbytes});"
+    return f"    memcpy(out0, {pack(ctx, values.astype(y.dtype.np), ctx.ctype(y.dtype))}, {values.nbytes});"
 
 
 @kernel("shape")

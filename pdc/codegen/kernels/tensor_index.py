@@ -1,5 +1,5 @@
 """Index-driven kernels: gather, gather_elements, gather_nd, scatter_elements, scatter_nd, one_hot,
-reverse_sequence, compress, non_zero (and a clear error for unique).
+reverse_sequence, compress, non_zero (unique: see misc.py).
 
 Indices are read at run time and normalized like the references (a negative index counts from the
 end of its axis). The references reject out-of-range indices; the kernels cannot report errors, so
@@ -196,7 +196,7 @@ def scatter_nd(ctx: KernelContext) -> str:
     return "\n".join(c for c in code if c) or "    (void)in0; (void)in1; (void)in2; (void)out0;"
 
 
-# ---- one_hot / reverse_sequence / compress / non_zero / unique ------------------------------
+# ---- one_hot / reverse_sequence / compress / non_zero ------------------------------
 @kernel("one_hot")
 def one_hot(ctx: KernelContext) -> str:
     idx, y = ctx.inputs[0], ctx.outputs[0]
@@ -281,8 +281,3 @@ def non_zero(ctx: KernelContext) -> str:
             f"        {coords}\n"
             f"        j++;\n"
             f"    }}")
-
-
-@kernel("unique")
-def unique(ctx: KernelContext) -> str:
-    ctx.fail("unique has data-dependent output shapes, which compiled code does not support")

@@ -329,14 +329,12 @@ def hardsigmoid(cx: OpContext):
 
 @converter("legacy_hard_swish")
 def legacy_hard_swish(cx: OpContext):
-    # x * clip(x + offset, 0, threshold) / scale; the defaults (3, 6, 6) are ONNX's HardSwish
-    x = cx.value(0)
-    offset, scale, threshold = (float(cx.attr(k, d)) for k, d in (("offset", 3.0), ("scale", 6.0), ("threshold", 6.0)))
-    if (offset, scale, threshold) == (3.0, 6.0, 6.0):
-        return cx.emit("hard_swish", [x])
-    gate = cx.emit("clip", [cx.emit("add", [x, const_like(cx, x, offset)]), const_like(cx, x, 0),
-                            const_like(cx, x, threshold)])
-    return cx.emit("div", [cx.emit("mul", [x, gate]), const_like(cx, x, scale)])
+    # Paddle 3 runs legacy hard_swish as x * relu6(x + 3) / 6 whatever its attributes say, and older
+    # versions honoured them; rather than pick one, other values are rejected
+    values = tuple(float(cx.attr(k, d)) for k, d in (("offset", 3.0), ("scale", 6.0), ("threshold", 6.0)))
+    if values != (3.0, 6.0, 6.0):
+        cx.unsupported(f"hard_swish with offset, scale, threshold = {values} is not supported (only 3, 6, 6)")
+    return cx.emit("hard_swish", [cx.value(0)])
 
 
 @converter("leaky_relu")
@@ -481,15 +479,18 @@ def matmul(cx: OpContext):
 
 @converter("legacy_mul")
 def legacy_mul(cx: OpContext):
-    # the old fc-style mul: flatten X to 2-D at x_num_col_dims, Y at y_num_col_dims
+    # the old fc-style mul: X's first x_num_col_dims dims stay, the rest is contracted with Y flattened
+    # to 2-D at y_num_col_dims; the result is X's kept dims followed by Y's trailing dims
     x, y = cx.value(0), cx.value(1)
     xn, yn = int(cx.attr("x_num_col_dims", 1)), int(cx.attr("y_num_col_dims", 1))
-    xs = cx.static_dims(x, "mul's X") if cx.rank(x) > 2 else None
-    x2 = cx.emit("flatten", [x], {"axis": xn}) if cx.rank(x) != 2 or xn != 1 else x
-    y2 = cx.emit("flatten", [y], {"axis": yn}) if cx.rank(y) != 2 or yn != 1 else y
-    out = cx.emit("matmul", [x2, y2])
-    if xs is not None:
-        out = reshape(cx, out, list(xs[:xn]) + [-1])
+    if cx.rank(x) != xn + 1:
+        x = reshape(cx, x, [0] * xn + [-1])  # 0 keeps the leading dims, symbolic ones included
+    y_tail = list(y.type.shape[yn:])
+    if cx.rank(y) != 2 or yn != 1:
+        y = cx.emit("flatten", [y], {"axis": yn})
+    out = cx.emit("matmul", [x, y])
+    if len(y_tail) != 1:
+        out = reshape(cx, out, [0] * xn + y_tail)
     return out
 
 

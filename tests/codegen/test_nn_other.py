@@ -1,0 +1,435 @@
+"""x86 kernels of pooling, normalization, softmax-like, reduction, arg / top-k / cumsum, loss and
+block-move ops, compiled and run against the reference interpreter (and ONNX Runtime for fp32).
+
+Each test batches many one-node cases into one model, so it compiles once: every node reads its
+own graph inputs and every output is a graph output. Also checks that the generated C is free of
+warnings under -Wall -Wextra.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import ml_dtypes
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper, numpy_helper
+
+import pdc
+from pdc.compiler import compile_bundle
+from pdc.frontend.onnx_import import import_onnx
+from pdc.ir import run_graph
+from pdc.ir.errors import PdcError
+
+rng = np.random.default_rng(7)
+BF16 = ml_dtypes.bfloat16
+TOL = {np.dtype(np.float32): (1e-5, 1e-6), np.dtype(np.float64): (1e-12, 1e-12),
+       np.dtype(np.float16): (2e-3, 1e-3), np.dtype(BF16): (1.6e-2, 1e-2)}
+
+
+def randn(*shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+class Net:
+    """Builds a multi-node model: every node gets fresh inputs; all outputs are graph outputs."""
+
+    def __init__(self):
+        self.nodes, self.feeds, self.inits, self.outputs = [], {}, [], []
+
+    def inp(self, a) -> str:
+        name = f"i{len(self.feeds) + len(self.inits)}"
+        self.feeds[name] = np.asarray(a)
+        return name
+
+    def const(self, a) -> str:
+        name = f"i{len(self.feeds) + len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(a), name))
+        return name
+
+    def add(self, op, ins, n_out=1, **attrs) -> list[str]:
+        outs = [f"o{len(self.outputs) + k}" for k in range(n_out)]
+        self.outputs += outs
+        names = [i if isinstance(i, str) else self.inp(i) for i in ins]
+        self.nodes.append(helper.make_node(op, names, outs, **attrs))
+        return outs
+
+    def model(self, opset=21) -> onnx.ModelProto:
+        vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+               for n, a in self.feeds.items()]
+        outs = [helper.make_tensor_value_info(o, 0, None) for o in self.outputs]
+        g = helper.make_graph(self.nodes, "t", vis, outs, self.inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+def compiled_and_reference(net: Net, tmp_path, opset=21):
+    model = net.model(opset)
+    mod = pdc.compile(model, out_dir=str(tmp_path / "m"), opt_level=0)
+    got = mod.run(dict(net.feeds))
+    want = run_graph(import_onnx(model), dict(net.feeds))
+    return got, want
+
+
+def assert_same(got, want, names=None, scale=1.0):
+    for name in names or want:
+        g, w = np.asarray(got[name]), np.asarray(want[name])
+        assert g.dtype == w.dtype and g.shape == w.shape, (name, g.dtype, g.shape, w.dtype, w.shape)
+        if w.dtype in TOL:
+            rtol, atol = TOL[w.dtype]
+            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol * scale,
+                                       atol=atol * scale, err_msg=name)
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def check(net: Net, tmp_path, opset=21, ort_too=False, scale=1.0, ort_skip=()):
+    """Compiled vs the reference interpreter; with ort_too also vs ONNX Runtime (outputs in ort_skip
+    excepted: where ORT and the reference disagree on an edge case, the reference is the spec)."""
+    got, want = compiled_and_reference(net, tmp_path, opset)
+    assert_same(got, want, scale=scale)
+    if ort_too:
+        model = net.model(opset)
+        for o in model.graph.output:  # ORT wants typed outputs
+            o.CopyFrom(helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(want[o.name].dtype),
+                                                     want[o.name].shape))
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        res = dict(zip(net.outputs, sess.run(None, net.feeds)))
+        assert_same(got, res, [o for o in net.outputs if o not in ort_skip], scale=scale)
+    return got
+
+
+# ---- pooling -----------------------------------------------------------------------------------
+def test_pooling_fp32(tmp_path):
+    net = Net()
+    x2 = randn(2, 3, 9, 10)
+    net.add("MaxPool", [x2], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    net.add("MaxPool", [x2], 2, kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 2, 1], ceil_mode=1)
+    net.add("MaxPool", [x2], 2, kernel_shape=[2, 3], dilations=[2, 2], auto_pad="SAME_UPPER", storage_order=1)
+    net.add("MaxPool", [x2], 2, kernel_shape=[3, 3], strides=[3, 2], auto_pad="SAME_LOWER")
+    net.add("MaxPool", [randn(1, 2, 11)], 2, kernel_shape=[4], strides=[3], pads=[2, 1], ceil_mode=1)
+    net.add("MaxPool", [randn(1, 2, 5, 6, 7)], 2, kernel_shape=[2, 3, 2], strides=[2, 2, 3], pads=[1, 1, 0, 0, 1, 1])
+    net.add("AveragePool", [x2], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    net.add("AveragePool", [x2], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
+    net.add("AveragePool", [x2], kernel_shape=[3, 2], strides=[2, 3], pads=[0, 1, 1, 0], ceil_mode=1,
+            count_include_pad=1)
+    net.add("AveragePool", [x2], kernel_shape=[2, 2], dilations=[2, 3], auto_pad="SAME_UPPER")
+    net.add("AveragePool", [randn(1, 3, 8, 6, 5)], kernel_shape=[3, 2, 3], auto_pad="VALID")
+    net.add("LpPool", [x2], kernel_shape=[2, 3], strides=[2, 2], pads=[1, 1, 0, 1], p=1)
+    net.add("LpPool", [x2], kernel_shape=[3, 3], p=2, auto_pad="SAME_LOWER")
+    net.add("LpPool", [x2], kernel_shape=[2, 2], p=3, dilations=[1, 2])
+    for op in ("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"):
+        net.add(op, [randn(2, 5, 7, 9)])
+    net.add("GlobalLpPool", [randn(2, 3, 40)], p=3)
+    net.add("GlobalLpPool", [randn(2, 3, 40)], p=1)
+    check(net, tmp_path, ort_too=True)
+
+
+def test_max_pool_int8_padding_ties_and_nan(tmp_path):
+    """Windows whose max is the padding value report their first tap; NaN wins; int8 / uint8 work."""
+    net = Net()
+    lowest = np.full((1, 1, 4, 4), -128, np.int8)
+    net.add("MaxPool", [lowest], 2, kernel_shape=[3, 3], pads=[2, 2, 2, 2])
+    x = randn(1, 2, 6, 6)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 1] = -np.inf
+    net.add("MaxPool", [x], 2, kernel_shape=[2, 2], pads=[1, 1, 1, 1], strides=[2, 2])
+    net.add("MaxPool", [rng.integers(0, 255, (2, 3, 7, 7), dtype=np.uint8)], 2, kernel_shape=[3, 3], strides=[2, 2],
+            pads=[1, 1, 1, 1])
+    net.add("MaxPool", [rng.integers(-128, 127, (2, 3, 7, 7), dtype=np.int8)], kernel_shape=[2, 2])
+    for op in ("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"):
+        net.add(op, [randn(3, 4)])  # rank 2: no spatial dims (ORT rejects these)
+    check(net, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BF16, np.float64])
+def test_pooling_other_floats(tmp_path, dtype):
+    net = Net()
+    x = randn(2, 3, 7, 8, dtype=dtype)
+    net.add("MaxPool", [x], 2, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    net.add("AveragePool", [x], kernel_shape=[2, 3], pads=[1, 1, 1, 1], ceil_mode=1, strides=[2, 2])
+    net.add("LpPool", [x], kernel_shape=[2, 2], p=2)
+    for op in ("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"):
+        net.add(op, [x])
+    check(net, tmp_path)
+
+
+def test_max_unpool(tmp_path):
+    net = Net()
+    x = randn(1, 2, 6, 6)
+    y, ind = net.add("MaxPool", [x], 2, kernel_shape=[2, 2], strides=[2, 2])
+    net.add("MaxUnpool", [y, ind], kernel_shape=[2, 2], strides=[2, 2])
+    net.add("MaxUnpool", [randn(2, 3, 2, 2), np.array(rng.permutation(2 * 3 * 16)[:24].reshape(2, 3, 2, 2), np.int64)],
+            kernel_shape=[2, 2], strides=[2, 2])
+    check(net, tmp_path)
+
+
+# ---- normalization -----------------------------------------------------------------------------
+def test_normalizations_fp32(tmp_path):
+    net = Net()
+    c = 5
+    x = randn(2, c, 6, 7)
+    params = [randn(c), randn(c), randn(c), np.abs(randn(c)) + 0.5]
+    net.add("BatchNormalization", [x] + [net.const(p) for p in params], epsilon=1e-3)  # folded at compile time
+    net.add("BatchNormalization", [x] + params)  # parameters at run time
+    net.add("BatchNormalization", [randn(4, c)] + params)
+    net.add("InstanceNormalization", [x, randn(c), randn(c)], epsilon=1e-2)
+    net.add("InstanceNormalization", [randn(2, 3, 50), randn(3), randn(3)])
+    net.add("LayerNormalization", [randn(3, 4, 40), randn(40), randn(40)], 3)
+    net.add("LayerNormalization", [randn(3, 4, 5), randn(4, 5)], 3, axis=1, epsilon=1e-3)
+    net.add("LayerNormalization", [randn(3, 4, 5), randn(4, 1), randn(5)], axis=-2)  # broadcast params
+    net.add("LayerNormalization", [randn(3, 4, 5), net.const(randn(4, 1)), net.const(randn(1, 5))], axis=1)
+    net.add("LayerNormalization", [randn(2, 6), randn(6), randn(6)], 3, stash_type=11)  # stats in double
+    net.add("LayerNormalization", [randn(2, 3, 6), randn(2, 3, 6)], 3, axis=0)
+    net.add("GroupNormalization", [randn(2, 6, 4, 5), randn(6), randn(6)], num_groups=3)
+    net.add("GroupNormalization", [randn(2, 4, 33), randn(4), randn(4)], num_groups=1, epsilon=1e-2)
+    net.add("LRN", [randn(2, 7, 5, 6)], size=3)
+    net.add("LRN", [randn(1, 6, 300)], size=4, alpha=2e-3, beta=0.6, bias=2.0)
+    net.add("MeanVarianceNormalization", [randn(2, 3, 4, 5)])
+    net.add("MeanVarianceNormalization", [randn(2, 3, 4, 5)], axes=[1])
+    net.add("MeanVarianceNormalization", [randn(2, 3, 4, 5)], axes=[0, -1])
+    net.add("LpNormalization", [randn(3, 4, 5)], axis=1, p=1)
+    net.add("LpNormalization", [randn(3, 4, 5)], p=2)
+    z = randn(3, 4)
+    z[1] = 0
+    net.add("LpNormalization", [z], axis=1)
+    check(net, tmp_path, ort_too=True)
+
+
+def test_rms_normalization(tmp_path):
+    net = Net()
+    net.add("RMSNormalization", [randn(3, 4, 40), randn(40)])
+    net.add("RMSNormalization", [randn(3, 4, 5), randn(4, 1)], axis=1, epsilon=1e-2)
+    net.add("RMSNormalization", [randn(2, 8, dtype=np.float16), randn(8, dtype=np.float16)])
+    check(net, tmp_path, opset=23)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BF16, np.float64])
+def test_normalizations_other_floats(tmp_path, dtype):
+    net = Net()
+    c = 4
+    x = randn(2, c, 3, 5, dtype=dtype)
+    p = lambda: randn(c, dtype=dtype)  # noqa: E731
+    st = {"stash_type": 11} if dtype == np.float64 else {}  # float64 statistics for float64 inputs
+    net.add("BatchNormalization", [x, p(), p(), p(), (np.abs(randn(c)) + 0.5).astype(dtype)])
+    net.add("InstanceNormalization", [x, p(), p()])
+    net.add("LayerNormalization", [randn(3, 20, dtype=dtype), randn(20, dtype=dtype), randn(20, dtype=dtype)], 3,
+            **st)
+    if dtype != np.float64:
+        net.add("LayerNormalization", [randn(3, 20, dtype=dtype), randn(20, dtype=dtype)], 3, stash_type=1)
+    net.add("GroupNormalization", [x, p(), p()], num_groups=2, **st)
+    net.add("LRN", [x], size=3)
+    net.add("MeanVarianceNormalization", [x])
+    net.add("LpNormalization", [x], axis=1)
+    check(net, tmp_path)
+
+
+# ---- softmax family, dropout, block moves --------------------------------------------------------
+def test_softmax_family(tmp_path):
+    net = Net()
+    for op in ("Softmax", "LogSoftmax", "Hardmax"):
+        net.add(op, [randn(3, 100)])  # contiguous rows with partial sums
+        net.add(op, [randn(2, 70, 3)], axis=1)  # rows strided by 3
+        net.add(op, [randn(2, 5, 130)], axis=1)  # 130 rows: two blocks and a tail
+        net.add(op, [randn(4, 7)], axis=0)
+        big = randn(2, 5) * 100
+        big[0, 2] = np.inf
+        big[1] = -np.inf
+        net.add(op, [big])
+    tie = np.array([[1, 3, 3, 2], [0, 0, 0, 0]], np.float32)
+    net.add("Hardmax", [tie])
+    check(net, tmp_path, ort_too=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BF16, np.float64])
+def test_softmax_other_floats(tmp_path, dtype):
+    net = Net()
+    for op in ("Softmax", "LogSoftmax", "Hardmax"):
+        net.add(op, [randn(3, 40, dtype=dtype)])
+        net.add(op, [randn(2, 6, 3, dtype=dtype)], axis=1)
+    check(net, tmp_path)
+
+
+def test_dropout_and_block_moves(tmp_path):
+    net = Net()
+    net.add("Dropout", [randn(3, 4)])
+    net.add("Dropout", [randn(3, 4), np.array(0.3, np.float32)], 2)
+    for mode in ("DCR", "CRD"):
+        net.add("DepthToSpace", [randn(2, 8, 3, 4)], blocksize=2, mode=mode)
+    net.add("SpaceToDepth", [randn(2, 3, 6, 9)], blocksize=3)
+    net.add("DepthToSpace", [rng.integers(0, 9, (1, 9, 2, 2)).astype(np.int64)], blocksize=3)
+    check(net, tmp_path, ort_too=True)
+
+
+def test_space_to_depth_crd(tmp_path):
+    """pdc's space_to_depth also takes DepthToSpace's mode (ONNX's SpaceToDepth is always DCR)."""
+    net = Net()
+    net.add("SpaceToDepth", [randn(2, 3, 6, 9)], blocksize=3, mode="CRD")
+    net.add("SpaceToDepth", [randn(1, 2, 4, 4)], blocksize=2, mode="DCR")
+    check(net, tmp_path)
+
+
+# ---- reductions --------------------------------------------------------------------------------
+REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+          "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+
+
+def _reduce_cases(net: Net, make, ops=REDUCE):
+    for op in ops:
+        ax = lambda v: net.const(np.array(v, np.int64))  # noqa: E731
+        net.add(op, [make(2, 3, 70), ax([-1])])  # contiguous rows (partial sums)
+        net.add(op, [make(2, 3, 4, 5), ax([0, 2])], keepdims=0)  # innermost kept: blocks
+        net.add(op, [make(3, 150), ax([0])])  # two blocks and a tail
+        net.add(op, [make(2, 3, 4), ax([1, 2])])
+        net.add(op, [make(2, 3, 4), ax([0, 2])])  # reduced, kept, reduced
+        net.add(op, [make(2, 3, 4)], keepdims=0)  # all axes
+        net.add(op, [make(2, 3), ax(np.zeros(0, np.int64))], noop_with_empty_axes=1)
+        net.add(op, [make(2, 0, 3), ax([1])])  # an empty reduction gives the identity
+
+
+def test_reductions_fp32(tmp_path):
+    net = Net()
+    _reduce_cases(net, lambda *s: np.abs(randn(*s)) + 0.5)
+    # the mean of nothing: NaN in the reference (0 / 0), 0 in ORT
+    check(net, tmp_path, ort_too=True, scale=2, ort_skip=("o15",))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BF16, np.float64])
+def test_reductions_other_floats(tmp_path, dtype):
+    net = Net()
+    _reduce_cases(net, lambda *s: (np.abs(randn(*s)) + 0.5).astype(dtype),
+                  ops=("ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "ReduceLogSumExp"))
+    check(net, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.int64, np.uint64])
+def test_reductions_int(tmp_path, dtype):
+    net = Net()
+    info = np.iinfo(dtype)
+    make = lambda *s: rng.integers(max(info.min, -100), min(info.max, 100), s, endpoint=True).astype(dtype)  # noqa
+    _reduce_cases(net, make, ops=("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                                  "ReduceSumSquare"))
+    check(net, tmp_path)
+
+
+def test_reduce_max_nan_and_bool(tmp_path):
+    net = Net()
+    x = randn(4, 40)
+    x[1, 7] = np.nan
+    x[2, 39] = np.nan
+    one = lambda v: net.const(np.array([v], np.int64))  # noqa: E731
+    for op in ("ReduceMax", "ReduceMin", "ReduceLogSumExp"):
+        net.add(op, [x, one(1)])
+        net.add(op, [x, one(0)])
+    b = rng.integers(0, 2, (3, 5)).astype(bool)
+    net.add("ReduceMax", [b, one(1)])
+    net.add("ReduceMin", [b, one(0)])
+    check(net, tmp_path)
+
+
+def test_reduce_axes_at_run_time(tmp_path):
+    """axes fed as an input with a declared output shape: several axes sets fit the shapes, the
+    kernel picks the loop nest of the axes it is given at run time."""
+    x = randn(3, 2, 2)
+    net = Net()
+    net.add("ReduceSum", [x, np.array([1], np.int64)], keepdims=0)
+    model = net.model()
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("o0", onnx.TensorProto.FLOAT, [3, 2]))
+    mod = pdc.compile(model, out_dir=str(tmp_path / "m"), opt_level=0)
+    for axes in ([1], [2], [-1], [-2]):
+        feeds = {"i0": x, "i1": np.array(axes, np.int64)}
+        np.testing.assert_allclose(mod.run(feeds)["o0"], x.sum(axis=axes[0]), rtol=1e-6)
+
+
+# ---- arg / top-k / cumsum -------------------------------------------------------------------------
+def test_arg_top_k_cum_sum(tmp_path):
+    net = Net()
+    x = rng.integers(0, 4, (3, 70, 5)).astype(np.float32)  # many ties
+    x[0, 3, 1] = np.nan
+    x[1, 5, 2] = np.nan
+    x[1, 9, 2] = np.nan
+    for op in ("ArgMax", "ArgMin"):
+        for last in (0, 1):
+            net.add(op, [x], axis=1, select_last_index=last)
+            net.add(op, [x], axis=-1, keepdims=0, select_last_index=last)
+            net.add(op, [rng.integers(-5, 5, (4, 9)).astype(np.int32)], axis=0, select_last_index=last)
+    k = lambda v: net.const(np.array([v], np.int64))  # noqa: E731
+    for largest in (1, 0):
+        net.add("TopK", [x, k(7)], 2, axis=1, largest=largest)
+        net.add("TopK", [x, k(5)], 2, axis=-1, largest=largest)
+        net.add("TopK", [rng.integers(0, 3, (2, 30)).astype(np.uint8), k(30)], 2, largest=largest)
+        net.add("TopK", [rng.integers(-9, 9, (6, 4)).astype(np.int64), k(1)], 2, axis=0, largest=largest)
+    xs = randn(2, 3, 4)
+    for exclusive in (0, 1):
+        for reverse in (0, 1):
+            net.add("CumSum", [xs, net.const(np.array(1, np.int64))], exclusive=exclusive, reverse=reverse)
+            net.add("CumSum", [rng.integers(-50, 50, (3, 5)).astype(np.int32), net.const(np.array(-1, np.int32))],
+                    exclusive=exclusive, reverse=reverse)
+    net.add("CumSum", [randn(4, 30, dtype=np.float16), net.const(np.array(1, np.int64))])
+    net.add("CumSum", [xs, np.array(2, np.int64)])  # axis at run time
+    check(net, tmp_path)
+
+
+# ---- losses ------------------------------------------------------------------------------------
+def test_losses(tmp_path):
+    net = Net()
+    N, C = 3, 5
+    logp = randn(N, C, 2, 4)
+    t = rng.integers(0, C, (N, 2, 4)).astype(np.int64)
+    w = np.abs(randn(C)) + 0.1
+    for reduction in ("none", "sum", "mean"):
+        net.add("NegativeLogLikelihoodLoss", [logp, t], reduction=reduction)
+        t = t.copy()
+        t[0, 0, 0] = -1
+        net.add("NegativeLogLikelihoodLoss", [logp, t, w], reduction=reduction, ignore_index=-1)
+        net.add("SoftmaxCrossEntropyLoss", [randn(N, C), t[:, 0, 0].astype(np.int32)], 2, reduction=reduction,
+                ignore_index=-1)
+        net.add("SoftmaxCrossEntropyLoss", [logp, t, w], reduction=reduction, ignore_index=-1)
+    check(net, tmp_path)
+
+
+# ---- errors and code quality ---------------------------------------------------------------------
+def test_non_constant_axes_with_unknown_shape_is_a_clear_error(tmp_path):
+    net = Net()
+    net.add("ReduceSum", [randn(2, 3), np.array([1], np.int64)], keepdims=0)
+    model = net.model()
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("o0", onnx.TensorProto.FLOAT, None))
+    with pytest.raises(PdcError):
+        pdc.compile(model, out_dir=str(tmp_path / "m"), opt_level=0)
+
+
+def test_generated_code_is_warning_free(tmp_path):
+    net = Net()
+    x = randn(2, 4, 6, 6)
+    net.add("MaxPool", [x], 2, kernel_shape=[3, 3], pads=[1, 1, 1, 1], storage_order=1)
+    net.add("AveragePool", [x], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    net.add("GlobalAveragePool", [x])
+    net.add("LayerNormalization", [randn(2, 3), randn(3), randn(3)], 3)
+    net.add("BatchNormalization", [x] + [np.abs(randn(4)) + 0.1 for _ in range(4)])
+    net.add("InstanceNormalization", [x, randn(4), randn(4)])
+    net.add("GroupNormalization", [x, randn(4), randn(4)], num_groups=2)
+    net.add("LRN", [x], size=3)
+    net.add("MeanVarianceNormalization", [x])
+    net.add("LpNormalization", [x])
+    net.add("Softmax", [randn(2, 40)])
+    net.add("LogSoftmax", [x], axis=1)
+    net.add("Hardmax", [x])
+    net.add("ReduceLogSumExp", [x, net.const(np.array([1, 3], np.int64))])
+    net.add("ReduceSum", [x.astype(np.int8), net.const(np.array([1], np.int64))])
+    net.add("ReduceMean", [x, net.const(np.array([1], np.int64))])
+    net.add("ArgMax", [x], axis=1)
+    net.add("TopK", [x, net.const(np.array([2], np.int64))], 2)
+    net.add("CumSum", [x, np.array(1, np.int64)])
+    net.add("Dropout", [x], 2)
+    net.add("DepthToSpace", [x], blocksize=2)
+    net.add("SoftmaxCrossEntropyLoss", [randn(2, 3), np.array([0, 2], np.int64)], 2)
+    out = tmp_path / "b"
+    compile_bundle(net.model(), str(out), name="net", build=False, opt_level=0)
+    srcs = sorted(f for f in os.listdir(out) if f.startswith("net_kernels_") and f.endswith(".c"))
+    for cc in ("gcc", "clang"):
+        if shutil.which(cc):
+            r = subprocess.run([cc, "-std=gnu11", "-O2", "-march=x86-64-v3", "-Wall", "-Wextra", "-Werror", "-I.",
+                                "-Iruntime", "-c", *srcs], cwd=out, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr[:3000]
