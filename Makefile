@@ -11,8 +11,9 @@ demo: install
 	$(PYTHON) examples/tiny_cnn.py examples/tiny_cnn.onnx
 	pdc inspect examples/tiny_cnn.onnx
 	pdc opt examples/tiny_cnn.onnx --emit ir -o examples/tiny_cnn.pdir
-	pdc run examples/tiny_cnn.pdir --shape N=1
-	pdc check examples/tiny_cnn.onnx --shape N=2
+	pdc compile examples/tiny_cnn.onnx -o examples/tiny_cnn_x86 --shape N=1
+	pdc run examples/tiny_cnn_x86
+	pdc check examples/tiny_cnn.onnx --target x86 --shape N=2
 
 test-deps: install
 	$(PIP) -e '.[test]' paddlepaddle paddle2onnx
