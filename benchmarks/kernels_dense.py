@@ -138,7 +138,7 @@ def _onnx_layer(node):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def bench_layers(model, reps, top):
+def bench_layers(model, reps, top, threads=THREADS, stat="median"):
     import pdc
     from pdc.compiler import load_graph, optimize
     from pdc.ir.graph import Graph, Node, Value
@@ -163,9 +163,10 @@ def bench_layers(model, reps, top):
                 feeds[nv.name] = rng.standard_normal(v.type.shape).astype(np.float32)
         y = Value("y", node.outputs[0].type)
         sub = Graph("layer", new_inputs, [y], [Node(node.op, ins, [y], dict(node.attrs), node.name)], consts)
-        mod = pdc.compile(sub, target="x86", out_dir=tempfile.mkdtemp(prefix="pdc-kl-"), opt_level=0, threads=THREADS)
-        sess = _session(_onnx_layer(node).SerializeToString())
-        ms = _time_interleaved({"pdc": lambda: mod.run(feeds), "ort": lambda: sess.run(None, feeds)}, reps)
+        mod = pdc.compile(sub, target="x86", out_dir=tempfile.mkdtemp(prefix="pdc-kl-"), opt_level=0, threads=threads)
+        sess = _session(_onnx_layer(node).SerializeToString(), threads)
+        ms = _time_interleaved({"pdc": lambda: mod.run(feeds), "ort": lambda: sess.run(None, feeds)}, reps,
+                               stat=min if stat == "min" else statistics.median)
         ref = sess.run(None, feeds)[0]
         out = mod.run(feeds)["y"]
         err = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-6))
@@ -193,11 +194,14 @@ def main():
     la.add_argument("model")
     la.add_argument("--reps", type=int, default=20)
     la.add_argument("--top", type=int, default=15)
+    la.add_argument("--threads", type=int, default=THREADS)
+    la.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="min is steadier on a machine shared with other work")
     args = ap.parse_args()
     if args.cmd == "models":
         bench_models(args.models.split(","), args.reps)
     else:
-        bench_layers(args.model, args.reps, args.top)
+        bench_layers(args.model, args.reps, args.top, args.threads, args.stat)
 
 
 if __name__ == "__main__":

@@ -55,13 +55,19 @@ def default_name(model) -> str:
 
 def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
                    threads: int = 1, shapes: Optional[dict] = None, weights: str = "c", opt_level: int = 2,
-                   build: bool = True, progress=None, c_opt: str = "-O3") -> str:
-    """Writes the bundle for `model` into out_dir (atomically) and returns out_dir."""
+                   build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None) -> str:
+    """Writes the bundle for `model` into out_dir (atomically) and returns out_dir.
+
+    flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     tgt = get_target(target)
     if tgt is None:
         raise PdcError("target 'reference' runs the interpreter and has nothing to compile; pick a code target")
+    if flash is not None or ram is not None:
+        if not hasattr(tgt, "with_memory"):
+            raise PdcError(f"--flash / --ram apply to microcontroller targets (cortex-m*), not to {tgt.name}")
+        tgt = tgt.with_memory(flash, ram)
     name = name or default_name(model)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
         raise PdcError(f"--name '{name}': must be a C identifier (letters, digits, _; not starting with a digit)")
@@ -69,6 +75,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise PdcError(f"--weights '{weights}': expected 'c' or 'bin'")
     if threads < 1:
         raise PdcError(f"--threads {threads}: must be at least 1")
+    if hasattr(tgt, "check_options"):  # cross targets refuse what their platform cannot do
+        tgt.check_options(weights, threads)
     graph = load_graph(model)
     if shapes:
         graph = bind_shapes(graph, shapes)
@@ -84,12 +92,14 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
     graph = optimize(graph, opt_level)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     plan = plan_memory(graph)
-    bundle = CRenderer(tgt).render(graph, plan, name, weights)
+    bundle = getattr(tgt, "renderer", CRenderer)(tgt).render(graph, plan, name, weights)
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
     files.update(runtime_sources())
     files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads).encode()
     files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads).encode()
+    if hasattr(tgt, "bundle_files"):  # cross targets: their own build files, harness, startup code
+        files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads))
     manifest = {
         "name": name,
         "pdc_version": __version__,
@@ -125,6 +135,10 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
             tgt.check_host()
             say(f"building lib{name}.so ({len(bundle.kernel_files) + 3} C files)")
             build_shared(tmp, name, bundle.kernel_files, c_compiler(), cflags, threads)
+        elif build and hasattr(tgt, "build"):  # cross-compile; the target adds what it built to the manifest
+            manifest.update(tgt.build(tmp, name, bundle.kernel_files, cflags, threads, say=say))
+            with open(os.path.join(tmp, "manifest.json"), "w") as f:
+                json.dump(manifest, f, indent=2)
         if os.path.isdir(out_dir):
             shutil.rmtree(out_dir)
         elif os.path.exists(out_dir):

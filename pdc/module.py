@@ -40,6 +40,11 @@ class Module:
         self.inputs = [spec(d) for d in m["inputs"]]
         self.outputs = [spec(d) for d in m["outputs"]]
         self.name = m["name"]
+        self._emulated = None
+        if m.get("runner"):  # cross-compiled: run through the bundle's harness under an emulator
+            from .targets import bundle_runner
+            self._emulated = bundle_runner(self.folder, m)
+            return
         if not m.get("library"):
             raise PdcError(f"{folder}: built for {m['target']}, which this machine cannot load in-process")
         lib_path = os.path.join(self.folder, m["library"])
@@ -81,6 +86,8 @@ class Module:
 
     def run(self, feeds: dict) -> dict[str, np.ndarray]:
         arrays = self._check(feeds)
+        if self._emulated is not None:
+            return self._emulated({s.name: a for s, a in zip(self.inputs, arrays)})
         outs = [np.empty(s.shape, s.dtype) for s in self.outputs]
         ins_p = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
         outs_p = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])

@@ -4,8 +4,9 @@ Importing this module does not import paddle: `ensure_models` runs this file as 
 subprocess (one per format, since FLAGS_enable_pir_api must be set before paddle is imported).
 The script builds each model with random weights (fixed seed), exports it with paddle.jit.save,
 then loads the exported files back with paddle's inference API and records Paddle's outputs on a
-fixed random input. Each model lives in a folder keyed by a hash of this file, the model name, the
-format and the paddle version, so editing the generator regenerates exactly what it affects.
+fixed random input (MKL-DNN and IR optimizations off). Each model lives in a folder keyed by a hash
+of the generator code, the model's spec, the format and the paddle version; older versions of a
+model's folder are deleted once the new one exists.
 
 Layout of a model folder: inference.json or inference.pdmodel, inference.pdiparams, io.npz (the
 inputs `in_<name>` and Paddle's outputs `out_<k>`), spec.json.
@@ -27,8 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, ".cache", "paddle")
 FORMATS = ("pir", "legacy")
 
-# name -> (builder expression evaluated in the generator, input specs [(name, shape, dtype)], batch).
-# Shapes use None for dynamic dims; the test input binds them to the values in `feed_shapes`.
+# name -> build: an expression evaluated in the generator (paddle.vision.models is M, paddle.nn is nn),
+# inputs: [(name, shape, dtype)] with None for dynamic dims, which the test input binds (feed_shape).
+# Small variants where the architecture allows: 64x64 images, 10 classes, narrow AlexNet/VGG heads.
 IMG = lambda c, s: [("x", [None, c, s, s], "float32")]  # noqa: E731
 MODELS: dict[str, dict] = {
     "lenet": dict(build="M.LeNet()", inputs=IMG(1, 28)),
@@ -69,12 +71,19 @@ MODELS: dict[str, dict] = {
     "ops_shape": dict(build="ShapeOps()", inputs=[("x", [None, 4, 6, 8], "float32")]),
     "ops_reduce": dict(build="ReduceOps()", inputs=[("x", [None, 4, 6, 8], "float32")]),
     "ops_nn": dict(build="NNOps()", inputs=[("x", [None, 4, 9, 10], "float32")]),
-    "ops_embedding": dict(build="EmbeddingOps()", inputs=[("ids", [None, 7], "int64"), ("x", [None, 7, 8], "float32")]),
+    "ops_more": dict(build="MoreOps()", inputs=[("x", [None, 2, 4, 6, 6], "float32")]),
+    "ops_embedding": dict(build="EmbeddingOps()",
+                          inputs=[("ids", [None, 7], "int64"), ("x", [None, 7, 8], "float32")]),
 }
 
 # legacy-only programs built from raw legacy ops (ops paddle 3 no longer emits, but older exports hold)
 LEGACY_PROGRAMS: dict[str, dict] = {
     "legacy_ops_v1": dict(program="legacy_ops_v1", inputs=[("x", [None, 4, 5, 5], "float32")]),
+}
+
+# models pdc rejects (their error messages are tested)
+UNSUPPORTED_MODELS: dict[str, dict] = {
+    "control_flow": dict(build="ControlFlow()", inputs=[("x", [None, 3], "float32")]),
 }
 
 # full-size variants (hundreds of MB of weights): only with PDC_PADDLE_FULL=1
@@ -94,7 +103,7 @@ def feed_shape(shape):
 
 
 def all_specs() -> dict[str, dict]:
-    return {**MODELS, **LEGACY_PROGRAMS, **FULL_MODELS}
+    return {**MODELS, **LEGACY_PROGRAMS, **UNSUPPORTED_MODELS, **FULL_MODELS}
 
 
 MARKER = "# " + "Everything below runs only in the generator subprocess."
@@ -364,8 +373,36 @@ def _op_models(paddle, nn):
                 "float32").unsqueeze(1).unsqueeze(1)
             return self.lin(self.attn(h, h, h, attn_mask=mask)), paddle.cumsum(ids, axis=1), ids * 2 + 1
 
+    class MoreOps(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv3d = nn.Conv3D(2, 3, 3, padding=1)
+            self.deconv3d = nn.Conv3DTranspose(2, 2, 2, stride=2)
+            self.dw_deconv = nn.Conv2DTranspose(2, 2, 3, groups=2)
+            self.conv1d = nn.Conv1D(2, 4, 3)
+
+        def forward(self, x):
+            f = lambda t: t.astype("float32")  # noqa: E731
+            u, y = paddle.tanh(x) * 0.9, paddle.abs(x) + 1.1
+            i = (paddle.abs(x) * 10).astype("int32")
+            x4 = x[:, :, 0]
+            return (paddle.asin(u), paddle.acos(u), paddle.atan(x), paddle.tan(u), paddle.sinh(x), paddle.cosh(x),
+                    paddle.asinh(x), paddle.acosh(y), paddle.atanh(u), f(paddle.isnan(paddle.log(x))),
+                    f(paddle.isinf(1.0 / (x - x[:, :1]))), paddle.amin(x, axis=1), paddle.bmm(x4[:, 0], x4[:, 1]),
+                    paddle.bitwise_and(i, i + 3), paddle.bitwise_or(i, i + 3), paddle.bitwise_xor(i, i + 3),
+                    paddle.bitwise_not(i), self.conv3d(x), F.max_pool3d(x, 2, 2), F.avg_pool3d(x, 2, 2),
+                    self.deconv3d(x), self.dw_deconv(x4), self.conv1d(x4[:, :, 0]),
+                    F.interpolate(x, scale_factor=2, mode="trilinear"),
+                    F.interpolate(x4[:, :, 0], size=[9], mode="linear", data_format="NCW"), paddle.assign(x) * 2)
+
+    class ControlFlow(nn.Layer):
+        def forward(self, x):
+            if paddle.mean(x) > 0:
+                return x * 2
+            return x - 1
+
     return dict(Elementwise=Elementwise, ShapeOps=ShapeOps, ReduceOps=ReduceOps, NNOps=NNOps,
-                EmbeddingOps=EmbeddingOps)
+                EmbeddingOps=EmbeddingOps, MoreOps=MoreOps, ControlFlow=ControlFlow)
 
 
 def _legacy_program(paddle, np, which: str, prefix: str, rng) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from ..ir.errors import PdcError
+from .arm import CORTEX_A
+from .cortex_m import CORTEX_M
 from .x86 import X86_AVX2, X86_AVX512, detect_host
 
 
@@ -12,7 +14,29 @@ def _targets() -> dict:
         "x86-avx2": (X86_AVX2, X86_AVX2.description),
         "x86-avx512": (X86_AVX512, X86_AVX512.description),
         "reference": (None, "pdc's NumPy reference interpreter (the semantic oracle; no code generated)"),
+        **_arm_targets(),
     }
+
+
+def _arm_targets() -> dict:
+    """ARM Cortex-A (arm64 = arm = aarch64, armv7) and Cortex-M presets, with their aliases."""
+    out = {}
+    for t in (*CORTEX_A, *CORTEX_M):
+        out[t.name] = (t, t.description)
+        for alias in t.aliases:
+            out[alias] = (t, f"= {t.name}")
+    return out
+
+
+def bundle_runner(folder: str, manifest: dict):
+    """feeds -> outputs for a cross-compiled bundle, by the manifest's runner (an emulator)."""
+    from .arm import run_qemu_user
+    from .cortex_m import run_semihosted
+    runners = {"qemu-user": run_qemu_user, "qemu-system-arm": run_semihosted}
+    kind = manifest["runner"].get("kind")
+    if kind not in runners:
+        raise PdcError(f"{folder}: unknown runner '{kind}' in manifest.json (built by a newer pdc?)")
+    return lambda feeds: runners[kind](folder, manifest, feeds)
 
 
 def known_targets() -> dict[str, str]:

@@ -13,15 +13,16 @@ fill value) over row-major tensors.
 """
 from __future__ import annotations
 
+import functools
+import re
 import weakref
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal, int_literal
 
-Src = Union[int, np.ndarray]
 TILE = 16            # transpose tile edge (elements)
 MEMCPY_MIN = 8       # contiguous runs at least this long are copied with memcpy
 INLINE_TABLE_MAX = 64  # tables up to this many entries are written into the C source
@@ -35,6 +36,23 @@ def _affine(t: np.ndarray) -> Optional[tuple[int, int]]:
     return (int(t[0]), int(d[0])) if (d == d[0]).all() else None
 
 
+def _repeats(t: np.ndarray):
+    """A table that is affine in (i // b, i % b) for a small b (nearest upsampling by an integer
+    factor): (a, first, outer step, b, inner step); else None."""
+    n = len(t)
+    for b in range(2, min(n, 16) + 1):
+        if n % b:
+            continue
+        m = t.reshape(n // b, b)
+        inner = np.diff(m, axis=1)
+        if not (inner == inner[0, 0]).all():
+            continue
+        outer = _affine(m[:, 0])
+        if outer is not None:
+            return n // b, outer[0], outer[1], b, int(inner[0, 0])
+    return None
+
+
 def simplify(dims, src_base: int = 0, dst_base: int = 0):
     """(src_base, dst_base, dims) with the same meaning and fewer, merged dims; None when empty."""
     out = []
@@ -43,14 +61,21 @@ def simplify(dims, src_base: int = 0, dst_base: int = 0):
             return None
         if isinstance(src, np.ndarray):
             aff = _affine(src)
+            rep = None if aff is not None else _repeats(src)
             if aff is not None:
                 src_base += aff[0]
                 src = aff[1]
+            elif rep is not None:  # one table dim as two strided ones
+                a, first, sa, b, sb = rep
+                src_base += first
+                out += [(a, sa, dst * b), (b, sb, dst)]
+                continue
         if size == 1:
             if isinstance(src, np.ndarray):
                 src_base += int(src[0])
             continue
         out.append((size, src, dst))
+    out = [d for d in out if d[0] != 1]
     merged: list = []
     for size, src, dst in out:
         if merged:
@@ -61,6 +86,42 @@ def simplify(dims, src_base: int = 0, dst_base: int = 0):
                 continue
         merged.append((size, src, dst))
     return src_base, dst_base, merged
+
+
+def _segments(t: np.ndarray) -> list:
+    """A table cut into arithmetic runs of at least MEMCPY_MIN entries ('run', start, length, first,
+    step) and what lies between them ('tab', start, length): the interior of a reflect/edge pad
+    becomes one contiguous run."""
+    segs: list = []
+    n, i = len(t), 0
+    while i < n:
+        j, step = i + 1, 0  # t[i:j] is arithmetic
+        if j < n:
+            step = int(t[j] - t[i])
+            while j < n and t[j] - t[j - 1] == step:
+                j += 1
+        if j - i >= MEMCPY_MIN:
+            segs.append(("run", i, j - i, int(t[i]), step))
+            i = j
+            continue
+        if segs and segs[-1][0] == "tab":
+            segs[-1] = ("tab", segs[-1][1], segs[-1][2] + 1)
+        else:
+            segs.append(("tab", i, 1))
+        i += 1
+    return segs
+
+
+def uses_all_params(gen):
+    """Wraps a generator: parameters its body never names are marked used ((void)p;), so the
+    kernels compile without unused-parameter warnings (optional inputs, shape operands)."""
+    @functools.wraps(gen)
+    def wrapped(ctx: KernelContext) -> str:
+        body = gen(ctx)
+        names = [f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))]
+        unused = [n for n in names if not re.search(rf"\b{n}\b", body)]
+        return ("    " + " ".join(f"(void){n};" for n in unused) + "\n" if unused else "") + body
+    return wrapped
 
 
 _KEEP: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -105,6 +166,9 @@ def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src
     decls, srcs = [], []
     for k, (n, sk, dk) in enumerate(dims):
         if isinstance(sk, np.ndarray):
+            if k == len(dims) - 1 and all(seg[0] == "run" for seg in _segments(sk)):
+                srcs.append(None)  # the innermost dim is all runs: no table needed
+                continue
             decl, expr = table(ctx, sk, f"t{k}")
             if decl:
                 decls.append("    " + decl)
@@ -146,12 +210,22 @@ def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src
                   f"{pad}            {_elem(dst, const=False)}*dp = {dst} + {prev_d} + i{a} * {da};",
                   f"{pad}            for (int64_t i{j} = b0; i{j} < be; i{j}++) dp[i{j}] = sp[i{j} * {inner_s}];",
                   f"{pad}        }}", f"{pad}    }}", f"{pad}}}"]
-    elif not isinstance(inner_s, np.ndarray) and inner_s == 1 and inner_d == 1 and inner_n >= MEMCPY_MIN:
-        lines.append(f"{pad}memcpy({dst} + {prev_d}, {src} + {prev_s}, {inner_n} * {esize});")
     else:
+        segs = _segments(inner_s) if isinstance(inner_s, np.ndarray) else [("run", 0, inner_n, 0, inner_s)]
         d_expr = f"i{j}" if inner_d == 1 else f"i{j} * {inner_d}"
-        lines.append(f"{pad}for (int64_t i{j} = 0; i{j} < {inner_n}; i{j}++) "
-                     f"{dst}[{prev_d} + {d_expr}] = {src}[{prev_s} + {srcs[j](f'i{j}')}];")
+        for seg in segs:
+            start, n = seg[1], seg[2]
+            if seg[0] == "tab":
+                lines.append(f"{pad}for (int64_t i{j} = {start}; i{j} < {start + n}; i{j}++) "
+                             f"{dst}[{prev_d} + {d_expr}] = {src}[{prev_s} + {srcs[j](f'i{j}')}];")
+                continue
+            first, step = seg[3], seg[4]
+            d0, s0 = f"{prev_d} + {start * inner_d}", f"{prev_s} + {first}"
+            if step == 1 and inner_d == 1 and n >= MEMCPY_MIN:
+                lines.append(f"{pad}memcpy({dst} + {d0}, {src} + {s0}, {n} * {esize});")
+            else:
+                lines.append(f"{pad}for (int64_t i{j} = 0; i{j} < {n}; i{j}++) "
+                             f"{dst}[{d0} + {d_expr}] = {src}[{s0} + i{j} * {step}];")
     for k in reversed(range(len(order))):
         lines.append("    " * (k + 1) + "}")
     return "\n".join(lines)
@@ -201,4 +275,4 @@ def gather_axes(ctx: KernelContext, in_shape: Sequence[int], out_shape: Sequence
     return "\n".join(c for c in code if c)
 
 
-__all__ = ["copy_nest", "gather_axes", "fill", "pack", "simplify", "table"]
+__all__ = ["copy_nest", "gather_axes", "fill", "pack", "simplify", "table", "uses_all_params"]

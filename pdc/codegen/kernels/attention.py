@@ -21,9 +21,49 @@ from ...ir import dtypes
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from . import kernel
+from .sequence import VMATH_C
 
-PARALLEL_MIN_MACS = 30000
+ROW_BLOCK = 32  # query rows per task
+KT_FLOATS_MAX = 1 << 15  # float32: keys of one head transposed into a stack block up to this size
+PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves
 STACK_SCORES_MAX = 1 << 16  # keys per row held on the stack
+
+
+DOT_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+static inline float pdc_attn_dot(const float *a, const float *b, int64_t n) {
+    int64_t d = 0;
+    float s = 0;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (; d + 32 <= n; d += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), _mm512_loadu_ps(b + d), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d + 16), _mm512_loadu_ps(b + d + 16), s1);
+    }
+    if (d + 16 <= n) { s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), _mm512_loadu_ps(b + d), s0); d += 16; }
+    if (d < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - d)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + d), _mm512_maskz_loadu_ps(m, b + d), s1);
+        d = n;
+    }
+    s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+#elif defined(__AVX2__)
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    for (; d + 16 <= n; d += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), _mm256_loadu_ps(b + d + 8), s1);
+    }
+    if (d + 8 <= n) { s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s0); d += 8; }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+#endif
+    for (; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+"""
 
 
 def _round_fn(dt, ct: str):
@@ -136,25 +176,45 @@ def _struct(ctx: KernelContext, fn: str) -> str:
 
 def _dispatch(ctx: KernelContext, g: _Attn, pre: list[str]) -> str:
     fn = ctx.fn_name
-    rows = g.B * g.hq * g.Sq
+    items = g.B * g.hq * -(-g.Sq // ROW_BLOCK)
     inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
-    macs = rows * g.L * (g.D + g.Dv)
-    call = (f"pdc_parallel_for({rows}, {fn}_rows, (void *)&a);" if rows > 1 and macs >= PARALLEL_MIN_MACS
-            else f"{fn}_rows((void *)&a, 0, {rows});")
+    macs = g.B * g.hq * g.Sq * g.L * (g.D + g.Dv)
+    call = (f"pdc_parallel_for({items}, {fn}_rows, (void *)&a);" if items > 1 and macs >= PARALLEL_MIN_MACS
+            else f"{fn}_rows((void *)&a, 0, {items});")
     unused = [f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None]
     return "\n".join(pre + [f"    {fn}_args a = {{ {inits} }};", "    " + " ".join(unused), f"    {call}"])
 
 
-def _row_prologue(g: _Attn, sct: str) -> list[str]:
-    """Opens the row loop: b, h, i, kh, the row buffers (scores in sct) and the query row."""
-    return [f"static void {g.ctx.fn_name}_rows(void *arg, int64_t begin, int64_t end) {{",
-            f"    const {g.ctx.fn_name}_args *a = (const {g.ctx.fn_name}_args *)arg;",
-            "    for (int64_t r = begin; r < end; r++) {",
-            f"        const int64_t i = r % {g.Sq}, h = r / {g.Sq} % {g.hq}, b = r / {g.Sq * g.hq};",
-            f"        const int64_t kh = h / {g.group}; (void)kh;",
-            f"        {sct} sc[{max(g.L, 1)}];",
-            f"        {g.at} qv[{max(g.D, 1)}], yacc[{max(g.Dv, 1)}];",
-            f"        {{ const {g.ctx.ctype(g.qdt)} *qr = {g.q_row()};"]
+def _use_kt(g: _Attn) -> bool:
+    return g.qdt.short == g.kdt.short == "f32" and g.at == "float" and g.D * g.L <= KT_FLOATS_MAX
+
+
+def _row_prologue(g: _Attn, sct: str, kt: bool) -> list[str]:
+    """Opens the task loop (b, h, a block of query rows; with kt, the head's keys transposed into
+    kt[D][L]) and the row loop: i, r, the row buffers (scores in sct) and the query row."""
+    nb = -(-g.Sq // ROW_BLOCK)
+    lines = [f"static void {g.ctx.fn_name}_rows(void *arg, int64_t begin, int64_t end) {{",
+             f"    const {g.ctx.fn_name}_args *a = (const {g.ctx.fn_name}_args *)arg;",
+             "    for (int64_t it = begin; it < end; it++) {",
+             f"      const int64_t ib = it % {nb}, h = it / {nb} % {g.hq}, b = it / {nb * g.hq};",
+             f"      const int64_t kh = h / {g.group}; (void)kh;"]
+    if kt:
+        lines += [f"      float kt[{g.D * g.L}] __attribute__((aligned(64)));",
+                  f"      for (int64_t j = 0; j < {g.L}; j++) {{ const float *kr = {g.kv_row(1, g.D)}; "
+                  f"for (int64_t d = 0; d < {g.D}; d++) kt[d * {g.L} + j] = kr[d]; }}"]
+    lines += [f"      for (int64_t i = ib * {ROW_BLOCK}; i < {g.Sq} && i < (ib + 1) * {ROW_BLOCK}; i++) {{",
+              f"        const int64_t r = (b * {g.hq} + h) * {g.Sq} + i; (void)r;",
+              f"        {sct} sc[{max(g.L, 1)}] __attribute__((aligned(64)));",
+              f"        {g.at} qv[{max(g.D, 1)}], yacc[{max(g.Dv, 1)}];",
+              f"        {{ const {g.ctx.ctype(g.qdt)} *qr = {g.q_row()};"]
+    return lines
+
+
+def _kt_scores(g: _Attn) -> list[str]:
+    """sc[0:L] = qv . K rows, as axpys over the transposed keys (contiguous, vectorized)."""
+    return [f"        for (int64_t j = 0; j < {g.L}; j++) sc[j] = 0;",
+            f"        for (int64_t d = 0; d < {g.D}; d++) {{ const float qd = qv[d], *kd = kt + d * {g.L}; "
+            f"for (int64_t j = 0; j < {g.L}; j++) sc[j] += qd * kd[j]; }}"]
 
 
 def _pv_epilogue(g: _Attn, prob_round) -> list[str]:
@@ -170,7 +230,7 @@ def _pv_epilogue(g: _Attn, prob_round) -> list[str]:
             "        }",
             f"        {{ {ctx.ctype(ctx.outputs[0].dtype)} *yr = {g.y_row()};",
             f"          for (int64_t d = 0; d < {g.Dv}; d++) yr[d] = {ctx.store(ctx.outputs[0].dtype, 'yacc[d]')}; }}",
-            "    }", "}"]
+            "      }", "    }", "}"]
 
 
 # ---- ONNX Attention ---------------------------------------------------------------------------
@@ -202,8 +262,16 @@ def attention(ctx: KernelContext) -> str:
     causal = a.get("is_causal", 0)
 
     sct = "double" if "double" in (at, spc) else "float"  # holds scores, then softmax values
-    lines = [_struct(ctx, ctx.fn_name)] + _row_prologue(g, sct)
-    qval = rnd(f"({at}){ctx.load(T, 'qr[d]')} * {root_c}")
+    kt = _use_kt(g) and sct == "float"
+    lines = [_struct(ctx, ctx.fn_name)] + _row_prologue(g, sct, kt)
+    # float32: sqrt(scale) is applied to Q twice instead of to Q and K (a rounding apart), so each
+    # score is one vectorized dot product with the stored K row
+    fast = T.short == "f32" and g.kdt.short == "f32" and at == "float"
+    if fast:
+        ctx.helper("pdc_attn_dot", DOT_C)
+        qval = f"(qr[d] * {root_c}) * {root_c}"
+    else:
+        qval = rnd(f"({at}){ctx.load(T, 'qr[d]')} * {root_c}")
     kval = rnd(f"({at}){ctx.load(g.kdt, 'kr[d]')} * {root_c}")
     lines.append(f"          for (int64_t d = 0; d < {g.D}; d++) qv[d] = {qval}; }}")
     if nonpad:
@@ -216,12 +284,20 @@ def attention(ctx: KernelContext) -> str:
         lines.append(f"        const {ctx.ctype(ctx.inputs[3].dtype)} *mr = a->in3 + {moff};")
     if debug:
         lines.append(f"        {ctx.ctype(ctx.outputs[3].dtype)} *qk = a->out3 + r * {g.L};")
+    if kt:
+        lines += _kt_scores(g)
     lines.append("        int dead = 1;")
     lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{")
-    lines.append(f"            const {ctx.ctype(g.kdt)} *kr = {g.kv_row(1, g.D)};")
-    lines.append(f"            {at} s = 0;")
-    lines.append(f"            for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * {kval};")
-    lines.append(f"            s = {rnd('s')};")
+    if not kt:
+        lines.append(f"            const {ctx.ctype(g.kdt)} *kr = {g.kv_row(1, g.D)};")
+    if kt:
+        lines.append("            float s = sc[j];")
+    elif fast:
+        lines.append(f"            {at} s = pdc_attn_dot(qv, kr, {g.D});")
+    else:
+        lines.append(f"            {at} s = 0;")
+        lines.append(f"            for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * {kval};")
+        lines.append(f"            s = {rnd('s')};")
     store_dbg = lambda e: f"            qk[j] = {ctx.store(ctx.outputs[3].dtype, e)};"  # noqa: E731
     if debug and mode == 0:
         lines.append(store_dbg("s"))
@@ -259,8 +335,13 @@ def attention(ctx: KernelContext) -> str:
               f"        for (int64_t j = 0; j < {g.L}; j++) {{ const {spc} v = {s_sp}; "
               "top = v > top ? v : top; nan |= v != v; }",
               "        if (nan) top = NAN; else if (isinf(top) && top < 0) top = 0;",
-              f"        {spc} total = 0;",
-              f"        for (int64_t j = 0; j < {g.L}; j++) {{ const {spc} e = {e_sp}; sc[j] = e; total += e; }}",
+              f"        {spc} total = 0;"]
+    if sct == "float" and sp.short != "f16":
+        ctx.helper("pdc_seq_vmath", VMATH_C)
+        lines.append(f"        total = pdc_seq_exp_sum(sc, {g.L}, top);")
+    else:
+        lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{ const {spc} e = {e_sp}; sc[j] = e; total += e; }}")
+    lines += [
               f"        total = {rsp('total')}; if (total == 0) total = 1;",
               f"        for (int64_t j = 0; j < {g.L}; j++) sc[j] = dead ? 0 : {rsp(f'({spc})sc[j] / total')};"]
     if debug and mode == 3:
@@ -287,7 +368,8 @@ def fused_attention(ctx: KernelContext) -> str:
     scale = ctx.attrs.get("scale")
     scale = 1 / math.sqrt(g.D) if scale is None else scale
     scale_c = float_literal(float(T.np.type(scale)), at)  # the reference multiplies by the scale in Q's type
-    lines = [_struct(ctx, ctx.fn_name)] + _row_prologue(g, at)
+    kt = _use_kt(g)
+    lines = [_struct(ctx, ctx.fn_name)] + _row_prologue(g, at, kt)
     lines.append(f"          for (int64_t d = 0; d < {g.D}; d++) qv[d] = ({at}){ctx.load(T, 'qr[d]')}; }}")
     if ctx.has_input(3):
         ms = ctx.inputs[3].shape
@@ -297,10 +379,19 @@ def fused_attention(ctx: KernelContext) -> str:
         terms = [f"{var} * {s}" for var, n, s in zip(("b", "h", "i"), full[:3], st[:3]) if n != 1 and s]
         lines.append(f"        const {ctx.ctype(ctx.inputs[3].dtype)} *mr = a->in3 + {' + '.join(terms) or '0'};")
         jm = "j" if full[3] != 1 or shape4[3] == 1 else "0"
+    if kt:
+        lines += _kt_scores(g)
     lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{")
-    lines.append(f"            const {ctx.ctype(g.kdt)} *kr = {g.kv_row(1, g.D)};")
-    lines.append(f"            {at} s = 0;")
-    lines.append(f"            for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * ({at}){ctx.load(g.kdt, 'kr[d]')};")
+    if not kt:
+        lines.append(f"            const {ctx.ctype(g.kdt)} *kr = {g.kv_row(1, g.D)};")
+    if kt:
+        lines.append("            float s = sc[j];")
+    elif T.short == "f32" and at == "float":
+        ctx.helper("pdc_attn_dot", DOT_C)
+        lines.append(f"            {at} s = pdc_attn_dot(qv, kr, {g.D});")
+    else:
+        lines.append(f"            {at} s = 0;")
+        lines.append(f"            for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * ({at}){ctx.load(g.kdt, 'kr[d]')};")
     lines.append(f"            s = {rnd(rnd('s') + ' * ' + scale_c)};")
     if ctx.has_input(3):
         mt = ctx.inputs[3].dtype
@@ -315,8 +406,13 @@ def fused_attention(ctx: KernelContext) -> str:
     lines += [f"        {at} top = -INFINITY; int nan = 0;",
               f"        for (int64_t j = 0; j < {g.L}; j++) {{ top = sc[j] > top ? sc[j] : top; nan |= sc[j] != sc[j]; }}",
               "        if (nan || isinf(top)) top = 0;",
-              f"        {at} total = 0;",
-              f"        for (int64_t j = 0; j < {g.L}; j++) {{ sc[j] = exp{f}(sc[j] - top); total += sc[j]; }}",
+              f"        {at} total = 0;"]
+    if at == "float":
+        ctx.helper("pdc_seq_vmath", VMATH_C)
+        lines.append(f"        total = pdc_seq_exp_sum(sc, {g.L}, top);")
+    else:
+        lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{ sc[j] = exp{f}(sc[j] - top); total += sc[j]; }}")
+    lines += [
               f"        for (int64_t j = 0; j < {g.L}; j++) sc[j] = {rnd('sc[j] / total')};"]
     lines += _pv_epilogue(g, lambda e: f"({at}){e}")
     ctx.helper(f"{ctx.fn_name}_impl", "\n".join(lines))

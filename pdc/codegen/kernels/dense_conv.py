@@ -21,8 +21,8 @@ from ...ir.ops.nn_conv import conv_transpose_geometry
 from ..context import KernelContext
 from ..ctypes_c import float_literal
 from . import kernel
-from .dense_core import (ACT_CODES, add_weight, c_float, choose_split, choose_tile, clamp_for, core, isa_of, k_block,
-                         lanes, n_chunk, pack_a_panels, render_job, ukernel)
+from .dense_core import (ACT_CODES, BBUF_FLOATS, add_weight, c_float, choose_split, choose_tile, clamp_for, core, isa_of, k_block,
+                         lanes, n_chunk, pack_a_panels, pack_b_panels, render_job, ukernel)
 
 # ---- geometry ---------------------------------------------------------------------------------------
 
@@ -185,54 +185,6 @@ static void pdc_im2col_pack(const void *vctx, int64_t b, float *dst, int64_t k0,
 }
 """
 
-DW_C = r"""
-/* ---- pdc dense kernels: depthwise 2-D convolution (NCHW, one channel per group) ---- */
-#define PDC_DW_BUF @BUF@
-typedef struct {
-    const float *x, *w, *bias, *res; float *y;
-    int64_t planes, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw;
-    int64_t band, Wp; /* output rows per band; padded row length */
-    float lo, hi; int clamp; const pdc_post *post;
-    void (*row)(const float *p, int64_t wp, const float *w, float bias, float *out, const float *res, int64_t ow,
-                int64_t dh, int64_t dw, float lo, float hi, int clamp);
-} pdc_dw_job;
-static void pdc_dw_plane(const pdc_dw_job *j, int64_t pl, float *buf) {
-    const int64_t ch = pl % j->C;
-    const float *x = j->x + pl * j->H * j->W, *w = j->w + ch * j->KH * j->KW;
-    const float *res = j->res ? j->res + pl * j->OH * j->OW : 0;
-    float *y = j->y + pl * j->OH * j->OW;
-    const float bias = j->bias ? j->bias[ch] : 0.0f;
-    const int64_t Wp = j->Wp;
-    for (int64_t oh0 = 0; oh0 < j->OH; oh0 += j->band) {
-        const int64_t oh1 = oh0 + j->band < j->OH ? oh0 + j->band : j->OH;
-        const int64_t r0 = oh0 * j->sh - j->ph; /* input row of the band's first padded row */
-        const int64_t rows = (oh1 - 1 - oh0) * j->sh + (j->KH - 1) * j->dh + 1;
-        for (int64_t r = 0; r < rows; r++) {
-            float *d = buf + r * Wp;
-            const int64_t ih = r0 + r;
-            if (ih < 0 || ih >= j->H) { pdc_zero_f32(d, Wp); continue; }
-            const int64_t n = j->W < Wp - j->pw ? j->W : Wp - j->pw;
-            pdc_zero_f32(d, j->pw);
-            pdc_copy_f32(d + j->pw, x + ih * j->W, n);
-            pdc_zero_f32(d + j->pw + n, Wp - j->pw - n);
-        }
-        pdc_zero_f32(buf + rows * Wp, 64); /* slack read by the last vectors */
-        for (int64_t oh = oh0; oh < oh1; oh++) {
-            float *out = y + oh * j->OW;
-            j->row(buf + (oh - oh0) * j->sh * Wp, Wp, w, bias, out, res ? res + oh * j->OW : 0, j->OW, j->dh * Wp,
-                   j->dw, j->lo, j->hi, j->clamp);
-            if (j->post) pdc_post_tile(j->post, 0, pl, oh * j->OW, 1, (int)j->OW, out, 0);
-        }
-    }
-}
-static void pdc_dw_task(void *p, int64_t p0, int64_t p1) {
-    const pdc_dw_job *j = (const pdc_dw_job *)p;
-    float buf[PDC_DW_BUF] __attribute__((aligned(64)));
-    for (int64_t pl = p0; pl < p1; pl++) pdc_dw_plane(j, pl, buf);
-}
-"""
-
-
 ICONV_C = r"""
 /* ---- pdc dense kernels: convolution over zero-padded, phase-split bands of input rows ----
  * A band holds, for every input channel of a group, the padded input rows that output rows
@@ -250,28 +202,56 @@ typedef struct {
     float lo, hi; int clamp, split_m, parallel;
     pdc_ukri_fn ukr;
 } pdc_iconv_job;
+/* One padded input row into its sw column phases: d[cp * phase + c] = xr[c * sw + cp + off] for
+   c < n, zero where that column is outside [0, W). Masked-off lanes are never read. */
+static void pdc_fill_row(float *d, int64_t phase, const float *xr, int64_t W, int64_t n, int64_t sw, int64_t off) {
+#if defined(__AVX512F__)
+    if (sw == 1) {
+        for (int64_t c = 0; c < n; c += 16) {
+            const int64_t a = c + off, lo = a < 0 ? -a : 0, hi = W - a;
+            const __mmask16 m = (__mmask16)(hi <= lo ? 0u : pdc_m16((int)(hi < 16 ? hi : 16)) & ~pdc_m16((int)(lo < 16 ? lo : 16)));
+            _mm512_mask_storeu_ps(d + c, (__mmask16)pdc_m16((int)(n - c)), _mm512_maskz_loadu_ps(m, xr + a));
+        }
+        return;
+    }
+    if (sw == 2) {
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for (int64_t c = 0; c < n; c += 16) {
+            const int64_t a = 2 * c + off, lo = a < 0 ? -a : 0, hi = W - a; /* valid lanes [lo, hi) of 32 */
+            __mmask16 m0 = 0, m1 = 0;
+            if (hi > lo) {
+                m0 = (__mmask16)(pdc_m16((int)(hi < 16 ? hi : 16)) & ~pdc_m16((int)(lo < 16 ? lo : 16)));
+                m1 = (__mmask16)(pdc_m16((int)(hi - 16 < 16 ? hi - 16 : 16)) & ~pdc_m16((int)(lo - 16 < 16 ? lo - 16 : 16)));
+            }
+            const __m512 A = _mm512_maskz_loadu_ps(m0, xr + a), B = _mm512_maskz_loadu_ps(m1, xr + a + 16);
+            const __mmask16 st = (__mmask16)pdc_m16((int)(n - c));
+            _mm512_mask_storeu_ps(d + c, st, _mm512_permutex2var_ps(A, ev, B));
+            _mm512_mask_storeu_ps(d + phase + c, st, _mm512_permutex2var_ps(A, od, B));
+        }
+        return;
+    }
+#endif
+    for (int64_t cp = 0; cp < sw; cp++)
+        for (int64_t c = 0; c < n; c++) {
+            const int64_t col = c * sw + cp + off;
+            d[cp * phase + c] = col >= 0 && col < W ? xr[col] : 0.0f;
+        }
+}
 static void pdc_iconv_fill(const pdc_iconv_job *j, const float *x, int64_t oh0, int64_t oh1, float *buf) {
     const int64_t R = (oh1 - oh0 - 1) * j->sh + j->khd, r0 = oh0 * j->sh - j->ph;
-    const int64_t phase = j->rows_q * j->Wq, W = j->W, Wq = j->Wq;
+    const int64_t phase = j->rows_q * j->Wq, Wq = j->Wq, sh = j->sh, sw = j->sw;
     for (int64_t ci = 0; ci < j->Cg; ci++) {
-        const float *xc = x + ci * j->H * W;
-        for (int64_t rp = 0; rp < j->sh; rp++)
-        for (int64_t cp = 0; cp < j->sw; cp++) {
-            float *base = buf + ci * j->BS + (rp * j->sw + cp) * phase;
-            /* grid columns q whose input column q * sw + cp - pw lies inside [0, W) */
-            const int64_t off = cp - j->pw;
-            int64_t lo = off >= 0 ? 0 : (-off + j->sw - 1) / j->sw;
-            int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / j->sw + 1;
-            if (hi > Wq) hi = Wq;
-            if (lo > hi) lo = hi;
-            for (int64_t rq = 0; rq < j->rows_q; rq++) {
-                float *d = base + rq * Wq;
-                const int64_t pr = rq * j->sh + rp, ih = r0 + pr;
-                if (pr >= R || ih < 0 || ih >= j->H || lo == hi) { pdc_zero_f32(d, Wq); continue; }
-                pdc_zero_f32(d, lo);
-                pdc_copy_step_f32(d + lo, xc + ih * W + lo * j->sw + off, hi - lo, j->sw);
-                pdc_zero_f32(d + hi, Wq - hi);
+        const float *xc = x + ci * j->H * j->W;
+        float *bc = buf + ci * j->BS;
+        for (int64_t pr = 0; pr < j->rows_q * sh; pr++) {
+            float *d = bc + (pr % sh) * sw * phase + (pr / sh) * Wq; /* phase (pr % sh, 0) */
+            const int64_t ih = r0 + pr;
+            if (pr >= R || ih < 0 || ih >= j->H) {
+                for (int64_t cp = 0; cp < sw; cp++) pdc_zero_f32(d + cp * phase, Wq);
+                continue;
             }
+            pdc_fill_row(d, phase, xc + ih * j->W, j->W, Wq, sw, -j->pw);
         }
     }
     pdc_zero_f32(buf + j->Cg * j->BS, Wq + 64); /* slack read by the last tiles */
@@ -360,78 +340,123 @@ static void pdc_iconv_run(const pdc_iconv_job *j) {
 """
 IC_BUF_FLOATS = 49152  # 192 KiB per thread
 
+TCONV_C = r"""
+/* ---- pdc dense kernels: small-image convolution with pixels as GEMM rows ----
+ * For outputs of at most 16 columns (7x7, 14x14 late layers) the GEMM runs transposed: one
+ * output row of pixels is broadcast (MR = OW), output channels run along the vectors, and the
+ * tile is stored transposed by the post-pass. A rows come from the padded band (pdc_iconv_fill)
+ * of the whole image, prepared once per problem in the B buffer. */
+static void pdc_tconv_prep(const void *ctx, int64_t b, float *band) {
+    const pdc_iconv_job *j = (const pdc_iconv_job *)ctx;
+    pdc_iconv_fill(j, j->x + b * j->Cg * j->H * j->W, 0, j->OH, band);
+}
+static void pdc_tconv_packa(const void *ctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0, int64_t kc,
+                            int64_t MR, const float *band) {
+    const pdc_iconv_job *j = (const pdc_iconv_job *)ctx;
+    const float *row = band + (m0 / j->OW) * j->Wq;
+    (void)b;
+    for (int64_t k = 0; k < kc; k++) {
+        pdc_copy_f32(dst + k * MR, row + j->koff[k0 + k], mr);
+        if (mr < MR) pdc_zero_f32(dst + k * MR + mr, MR - mr);
+    }
+}
+"""
 
-def _dw_row(isa: str, kh: int, kw: int, sw: int) -> tuple[str, str]:
-    """A row function of the depthwise kernel: one output row from a zero-padded band."""
-    name = f"pdc_dw_row_{kh}x{kw}_s{sw}_{isa}"
-    taps = kh * kw
-    sig = (f"static void {name}(const float *p, int64_t wp, const float *w, float bias, float *out, const float *res, "
-           f"int64_t ow, int64_t dh, int64_t dw, float lo, float hi, int clamp) {{")
-    L = [sig, "    (void)wp;"]
-    if isa == "avx512" and sw in (1, 2):
-        L.append("#if defined(__AVX512F__)")
-        L.append("    " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)))
-        L.append("    const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);")
-        if sw == 2:
-            L.append("    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);")
-        L.append("    for (int64_t o = 0; o < ow; o += 16) {")
-        L.append("        const __mmask16 m = (__mmask16)pdc_m16((int)(ow - o));")
-        L.append("        __m512 acc0 = vb, acc1 = _mm512_setzero_ps();")
-        for a in range(kh):
-            L.append(f"        {{ const float *r = p + {a} * dh + o * {sw};")
-            for b in range(kw):
-                t = a * kw + b
-                acc = f"acc{t % 2}"
-                if sw == 1:
-                    L.append(f"          {acc} = _mm512_fmadd_ps(w{t}, _mm512_loadu_ps(r + {b} * dw), {acc});")
-                else:
-                    L.append(f"          {acc} = _mm512_fmadd_ps(w{t}, _mm512_permutex2var_ps(_mm512_loadu_ps(r + {b} * dw), "
-                             f"idx, _mm512_loadu_ps(r + {b} * dw + 16)), {acc});")
-            L.append("        }")
-        L.append("        acc0 = _mm512_add_ps(acc0, acc1);")
-        L.append("        if (res) acc0 = _mm512_add_ps(acc0, _mm512_maskz_loadu_ps(m, res + o));")
-        L.append("        if (clamp) acc0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc0));")
-        L.append("        _mm512_mask_storeu_ps(out + o, m, acc0);")
-        L.append("    }")
-        L.append("    return;")
-        L.append("#endif")
-    elif isa == "avx2" and sw == 1:
-        L.append("#if defined(__AVX2__) && defined(__FMA__)")
-        L.append("    " + " ".join(f"const __m256 w{t} = _mm256_set1_ps(w[{t}]);" for t in range(taps)))
-        L.append("    const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);")
-        L.append("    for (int64_t o = 0; o < ow; o += 8) {")
-        L.append("        const __m256i m = pdc_m8((int)(ow - o));")
-        L.append("        __m256 acc0 = vb, acc1 = _mm256_setzero_ps();")
-        for a in range(kh):
-            L.append(f"        {{ const float *r = p + {a} * dh + o;")
-            for b in range(kw):
-                t = a * kw + b
-                L.append(f"          acc{t % 2} = _mm256_fmadd_ps(w{t}, _mm256_loadu_ps(r + {b} * dw), acc{t % 2});")
-            L.append("        }")
-        L.append("        acc0 = _mm256_add_ps(acc0, acc1);")
-        L.append("        if (res) acc0 = _mm256_add_ps(acc0, _mm256_maskload_ps(res + o, m));")
-        L.append("        if (clamp) acc0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc0));")
-        L.append("        _mm256_maskstore_ps(out + o, m, acc0);")
-        L.append("    }")
-        L.append("    return;")
-        L.append("#endif")
-    # scalar: the same sums in the same order
-    L.append("    for (int64_t o = 0; o < ow; o++) {")
-    L.append("        float acc0 = bias, acc1 = 0;")
-    for a in range(kh):
-        for b in range(kw):
-            t = a * kw + b
-            L.append(f"        acc{t % 2} += w[{t}] * p[{a} * dh + o * {sw} + {b} * dw];")
-    L.append("        float s = acc0 + acc1;")
-    L.append("        if (res) s += res[o];")
-    L.append("        if (clamp) { s = s < lo ? lo : s; s = s > hi ? hi : s; }")
-    L.append("        out[o] = s;")
+
+DW_C = r"""
+/* ---- pdc dense kernels: depthwise convolution (one input and output channel per group) ----
+ * Per plane and band of output rows: the padded, phase-split input band (pdc_iconv_fill with one
+ * channel), then the whole output grid (row * Wq + column) with one contiguous load per tap and
+ * vector, then the rows compacted into the output with the residual and clamp. */
+typedef void (*pdc_dw_grid_fn)(const float *buf, const int32_t *koff, const float *w, float bias, float *g,
+                               int64_t nq);
+typedef struct {
+    const float *w, *bias, *res; float *y; const pdc_post *post;
+    pdc_iconv_job geo;
+    int64_t planes, C, taps;
+    float lo, hi; int clamp;
+    pdc_dw_grid_fn grid;
+} pdc_dw_job;
+static void pdc_dw_plane(const pdc_dw_job *j, int64_t pl, float *buf, float *gb) {
+    const pdc_iconv_job *g = &j->geo;
+    const int64_t P = g->OH * g->OW, ch = pl % j->C;
+    const float *x = g->x + pl * g->H * g->W, *w = j->w + ch * j->taps;
+    const float bias = j->bias ? j->bias[ch] : 0.0f;
+    float *y = j->y + pl * P;
+    const float *res = j->res ? j->res + pl * P : 0;
+    for (int64_t oh0 = 0; oh0 < g->OH; oh0 += g->band) {
+        const int64_t oh1 = oh0 + g->band < g->OH ? oh0 + g->band : g->OH;
+        pdc_iconv_fill(g, x, oh0, oh1, buf);
+        j->grid(buf, g->koff, w, bias, gb, (oh1 - oh0 - 1) * g->Wq + g->OW);
+        for (int64_t r = 0; r < oh1 - oh0; r++) {
+            const float *src = gb + r * g->Wq;
+            float *dst = y + (oh0 + r) * g->OW;
+            const float *rr = res ? res + (oh0 + r) * g->OW : 0;
+#if defined(__AVX512F__)
+            const __m512 vlo = _mm512_set1_ps(j->lo), vhi = _mm512_set1_ps(j->hi);
+            for (int64_t o = 0; o < g->OW; o += 16) {
+                const __mmask16 m = (__mmask16)pdc_m16((int)(g->OW - o));
+                __m512 v = _mm512_maskz_loadu_ps(m, src + o);
+                if (rr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, rr + o));
+                if (j->clamp) v = _mm512_min_ps(vhi, _mm512_max_ps(vlo, v));
+                _mm512_mask_storeu_ps(dst + o, m, v);
+            }
+#else
+            for (int64_t o = 0; o < g->OW; o++) {
+                float v = src[o];
+                if (rr) v += rr[o];
+                if (j->clamp) { v = v < j->lo ? j->lo : v; v = v > j->hi ? j->hi : v; }
+                dst[o] = v;
+            }
+#endif
+        }
+        if (j->post) pdc_post_tile(j->post, 0, pl, oh0 * g->OW, 1, (int)((oh1 - oh0) * g->OW), y + oh0 * g->OW, 0);
+    }
+}
+static void pdc_dw_task(void *p, int64_t p0, int64_t p1) {
+    const pdc_dw_job *j = (const pdc_dw_job *)p;
+    float buf[PDC_DW_BUF] __attribute__((aligned(64)));
+    float gb[PDC_DW_BUF] __attribute__((aligned(64)));
+    for (int64_t pl = p0; pl < p1; pl++) pdc_dw_plane(j, pl, buf, gb);
+}
+"""
+
+
+def _dw_grid(taps: int) -> tuple[str, str]:
+    """The grid function of the depthwise kernel for `taps` kernel taps (unrolled)."""
+    name = f"pdc_dw_grid{taps}"
+    L = [f"static void {name}(const float *buf, const int32_t *koff, const float *w, float bias, float *g, int64_t nq) {{",
+         "#if defined(__AVX512F__)",
+         "    const __m512 vb = _mm512_set1_ps(bias);"]
+    for t in range(taps):
+        L.append(f"    const __m512 w{t} = _mm512_set1_ps(w[{t}]); const float *p{t} = buf + koff[{t}];")
+    L.append("    for (int64_t q = 0; q < nq; q += 16) {")
+    L.append("        __m512 a0 = vb, a1 = _mm512_setzero_ps();")
+    for t in range(taps):
+        L.append(f"        a{t % 2} = _mm512_fmadd_ps(w{t}, _mm512_loadu_ps(p{t} + q), a{t % 2});")
+    L.append("        _mm512_storeu_ps(g + q, _mm512_add_ps(a0, a1));")
     L.append("    }")
+    L.append("#elif defined(__AVX2__) && defined(__FMA__)")
+    L.append("    const __m256 vb = _mm256_set1_ps(bias);")
+    L.append("    for (int64_t q = 0; q < nq; q += 8) {")
+    L.append("        __m256 a0 = vb, a1 = _mm256_setzero_ps();")
+    for t in range(taps):
+        L.append(f"        a{t % 2} = _mm256_fmadd_ps(_mm256_set1_ps(w[{t}]), _mm256_loadu_ps(buf + koff[{t}] + q), a{t % 2});")
+    L.append("        _mm256_storeu_ps(g + q, _mm256_add_ps(a0, a1));")
+    L.append("    }")
+    L.append("#else")
+    L.append("    for (int64_t q = 0; q < nq; q++) {")
+    L.append("        float a0 = bias, a1 = 0;")
+    for t in range(taps):
+        L.append(f"        a{t % 2} += w[{t}] * buf[koff[{t}] + q];")
+    L.append("        g[q] = a0 + a1;")
+    L.append("    }")
+    L.append("#endif")
     L.append("}")
     return name, "\n".join(L) + "\n"
 
 
-DW_BUF_FLOATS = 40960  # 160 KiB per thread
+DW_BUF_FLOATS = 24576  # 160 KiB per thread
 
 
 # ---- epilogue attributes --------------------------------------------------------------------------------
@@ -463,15 +488,26 @@ class Epilogue:
     def act_code(self) -> int:
         return ACT_CODES[self.activation]
 
+    def post_fields(self, res_after: str, ra_bs, ra_ld, add: tuple | None = None) -> dict:
+        """The pdc_post fields of the slow path: activation, Gemm's C, residual after."""
+        f = dict(act=self.act_code)
+        if self.alpha is not None:
+            f["alpha"] = c_float(self.alpha)
+        if self.beta is not None:
+            f["beta"] = c_float(self.beta)
+        if add is not None:
+            f.update(add=add[0], add_bs=add[1], add_rs=add[2], add_cs=add[3], add_scale=add[4])
+        if self.residual == "after_activation":
+            f.update(res_after=res_after, ra_bs=ra_bs, ra_ld=ra_ld)
+        return f
+
     def post_lines(self, res_after: str, ra_bs, ra_ld, add: tuple | None = None) -> list[str]:
         """Declares `pdc_post post` for the slow path (act + residual after)."""
-        al = c_float(self.alpha) if self.alpha is not None else "0"
-        be = c_float(self.beta) if self.beta is not None else "0"
-        if add is None:
-            add = ("0", 0, 0, 0, "0")
-        ra = res_after if self.residual == "after_activation" else "0"
-        return [f"    const pdc_post post = {{{self.act_code}, {al}, {be}, {add[0]}, {add[1]}, {add[2]}, {add[3]}, "
-                f"{add[4]}, {ra}, {ra_bs}, {ra_ld}, 0}};"]
+        return [render_post(self.post_fields(res_after, ra_bs, ra_ld, add))]
+
+
+def render_post(fields: dict, var: str = "post") -> str:
+    return f"    const pdc_post {var} = {{" + ", ".join(f".{k} = {v}" for k, v in fields.items()) + "};"
 
 
 # ---- fp32 conv -------------------------------------------------------------------------------------------
@@ -485,12 +521,15 @@ def _bias_ptr(ctx: KernelContext, i: int, n: int) -> str:
 
 
 def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
-    if g.cg == 1 and g.mg == 1 and g.nsp <= 2 and g.kernel[0] == 1 and g.taps <= 49:
+    if g.cg == 1 and g.mg == 1 and g.group > 1 and g.nsp <= 2 and g.taps <= 49:
         body = _depthwise_f32(ctx, g, epi)
         if body is not None:
             return body
     isa = isa_of(ctx)
     if isa == "avx512" and ctx.const(1) is not None:
+        body = _tconv_f32(ctx, g, epi)
+        if body is not None:
+            return body
         plan = _iconv_plan(g)
         if plan is not None:
             return _iconv_f32(ctx, g, epi, plan)
@@ -527,9 +566,14 @@ def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     return "\n".join(lines)
 
 
-def _iconv_plan(g: ConvGeom) -> dict | None:
-    """Band geometry of the padded-band path for a 1-D/2-D conv, or None when it does not fit."""
-    if g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or g.taps == 1:
+def _iconv_plan(g: ConvGeom, whole: bool = False, cap: int = 0, cg: int = 0, grid_rows: bool = False) -> dict | None:
+    """Band geometry of the padded-band path for a 1-D/2-D conv, or None when it does not fit.
+    whole: one band for the whole image, in the B buffer (the transposed path); cap: the buffer
+    size in floats (IC_BUF_FLOATS); cg: channels per band (the group's); grid_rows: the output
+    grid of a band must also fit the cap (depthwise)."""
+    cap = cap or IC_BUF_FLOATS
+    cg = cg or g.cg
+    if g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or (g.taps == 1 and not whole and not grid_rows):
         return None
     _, H, W = g.in_sp
     _, OH, OW = g.out_sp
@@ -539,15 +583,23 @@ def _iconv_plan(g: ConvGeom) -> dict | None:
     wp = (OW - 1) * sw + (KW - 1) * dw + 1
     wq = -(-wp // sw)
     khd = (KH - 1) * dh + 1
-    if OW / wq < 0.7:
+    if OW / wq < 0.7 and not grid_rows:
         return None
 
     def size(b):
         rows_q = -(-((b - 1) * sh + khd) // sh)
         bs = sh * sw * rows_q * wq
-        return rows_q, bs, g.cg * bs + wq + 64
+        need = cg * bs + wq + 64
+        if grid_rows and b * wq + 16 > cap:
+            need = cap + 1
+        return rows_q, bs, need
 
-    band = next((b for b in range(OH, 0, -1) if size(b)[2] <= IC_BUF_FLOATS), 0)
+    if whole:
+        if size(OH)[2] > BBUF_FLOATS:
+            return None
+        band = OH
+    else:
+        band = next((b for b in range(OH, 0, -1) if size(b)[2] <= cap), 0)
     if band == 0:
         return None
     nbands = -(-OH // band)
@@ -557,7 +609,7 @@ def _iconv_plan(g: ConvGeom) -> dict | None:
     nbands = -(-OH // band)
     rows_q, bs, _ = size(band)
     koff = []
-    for ci in range(g.cg):
+    for ci in range(cg):
         for kh in range(KH):
             for kw in range(KW):
                 rr, cc = kh * dh, kw * dw
@@ -605,32 +657,85 @@ def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> st
     return "\n".join(lines)
 
 
-def _depthwise_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
-    isa = isa_of(ctx)
-    _, KH, KW = g.kernel
+TCONV_TMP_FLOATS = 131072  # the caller's stack buffer for the pixels x channels result (512 KiB)
+
+
+def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
+    """The transposed GEMM for small outputs (OW <= 16), or None when it does not apply."""
     _, OH, OW = g.out_sp
-    _, H, W = g.in_sp
-    _, sh, sw = g.strides
-    _, dh, dw = g.dilations
-    _, ph, pw = g.begin
-    wp = (OW - 1) * sw + (KW - 1) * dw + 1
-    wp = max(wp, pw + 1)
-    # output rows per band so that the padded band fits the buffer (+64 floats of slack)
-    band = 0
-    for b in range(OH, 0, -1):
-        rows = (b - 1) * sh + (KH - 1) * dh + 1
-        if rows * wp + 64 <= DW_BUF_FLOATS:
-            band = b
-            break
-    if band == 0:
+    w = ctx.const(1)
+    if (w is None or g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or not 4 <= OW <= 16
+            or g.mg < 32 or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS):
+        return None
+    plan = None
+    if not g.pointwise:
+        plan = _iconv_plan(g, whole=True)
+        if plan is None:
+            return None
+    core(ctx)
+    ctx.helper("pdc_dense_copy", COPY_C)
+    mr = OW
+    nv = max(1, min(4, 28 // mr))
+    nr = 16 * nv
+    ukr = ukernel(ctx, mr, nv)
+    problems = g.n * g.group
+    wt = np.asarray(w, np.float32).reshape(g.group, g.mg, g.k).transpose(0, 2, 1)  # (G, K, Mg)
+    nb = -(-g.mg // nr)
+    # K blocks whose weights for one thread's channels stay in L2 across the pixel rows
+    kc = min(g.k, max(64, (131072 // max(1, -(-g.mg // 2))) // 8 * 8))
+    nc = nb * nr
+    lines = []
+    if plan is None:
+        lines.append(f"    const pdc_strided xa = {{in0, 0, 0, {g.cg * g.p_in}, 1, {g.p_in}, 1.0f}};")
+        a_fields = dict(packa="pdc_packa_strided", packa_ctx="&xa")
+    else:
+        ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
+        ctx.helper("pdc_dense_tconv", TCONV_C)
+        _, H, W = g.in_sp
+        _, sh, sw = g.strides
+        _, ph, pw = g.begin
+        koff = add_weight(ctx, plan["koff"], "int32_t")
+        lines.append(f"    pdc_iconv_job geo;\n    memset(&geo, 0, sizeof geo);")
+        for k, v in dict(x="in0", koff=koff, G=g.group, Cg=g.cg, H=H, W=W, OH=OH, OW=OW, sh=sh, sw=sw, ph=ph, pw=pw,
+                         khd=plan["khd"], Wq=plan["wq"], rows_q=plan["rows_q"], BS=plan["bs"]).items():
+            lines.append(f"    geo.{k} = {v};")
+        a_fields = dict(packa="pdc_tconv_packa", packa_ctx="&geo", prep="pdc_tconv_prep", prep_ctx="&geo")
+    clamp = epi.clamp
+    pf = epi.post_fields("in3", g.mg * g.p_out, g.p_out) if not epi.fast else dict(act=0)
+    pf.update(tout="out0", tbias=_bias_ptr(ctx, 2, g.m), t_bs=g.mg * g.p_out, tld=g.p_out, tb_mod=g.group,
+              tb_bs=g.mg, lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(clamp))
+    if epi.has_r and epi.residual == "before_activation":
+        pf["tres"] = "in3"
+    lines.append(render_post(pf))
+    lines.append(f"    float tmp[{problems * g.p_out * g.mg}] __attribute__((aligned(64)));")
+    parallel = int(problems * g.p_out * g.mg * g.k >= 400_000)
+    fields = dict(batch=problems, M=g.p_out, N=g.mg, K=g.k, MR=mr, NR=nr, KC=kc, NC=nc, ukr=ukr, **a_fields,
+                  b=add_weight(ctx, pack_b_panels(wt, nr)), b_bmod=g.group, b_bs=nb * g.k * nr,
+                  c="tmp", ldc=g.mg, c_bs=g.p_out * g.mg, lo=c_float(-math.inf), hi=c_float(math.inf),
+                  post="&post", parallel=parallel, split_m=0)
+    lines += render_job(fields)
+    lines.append("    pdc_sgemm_run(&job);")
+    return "\n".join(lines)
+
+
+def _depthwise_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
+    """Depthwise 1-D/2-D conv (one input and one output channel per group), or None."""
+    plan = _iconv_plan(g, cap=DW_BUF_FLOATS, cg=1, grid_rows=True)
+    if plan is None:
         return None
     core(ctx)
     ctx.helper("pdc_dense_copy", COPY_C)
-    ctx.helper("pdc_dense_dw", DW_C.replace("@BUF@", str(DW_BUF_FLOATS)))
-    row, code = _dw_row(isa, KH, KW, sw)
-    ctx.helper(row, code)
+    ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
+    ctx.helper("pdc_dense_dw", "#define PDC_DW_BUF %d\n" % DW_BUF_FLOATS + DW_C)
+    grid, code = _dw_grid(g.taps)
+    ctx.helper(grid, code)
     w = ctx.const(1)
     wptr = add_weight(ctx, np.asarray(w, np.float32).reshape(-1)) if w is not None else "in1"
+    koff = add_weight(ctx, plan["koff"], "int32_t")
+    _, H, W = g.in_sp
+    _, OH, OW = g.out_sp
+    _, sh, sw = g.strides
+    _, ph, pw = g.begin
     lines = []
     post = "0"
     if not epi.fast:
@@ -638,10 +743,14 @@ def _depthwise_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
         post = "&post"
     res = "in3" if epi.has_r and epi.residual == "before_activation" else "0"
     planes = g.n * g.c
-    lines.append(f"    const pdc_dw_job j = {{in0, {wptr}, {_bias_ptr(ctx, 2, g.m)}, {res}, out0, {planes}, {g.c}, "
-                 f"{H}, {W}, {OH}, {OW}, {KH}, {KW}, {sh}, {sw}, {dh}, {dw}, {ph}, {pw}, {band}, {wp}, "
-                 f"{c_float(epi.lo)}, {c_float(epi.hi)}, {int(epi.clamp)}, {post}, {row}}};")
-    macs = planes * OH * OW * KH * KW
+    lines.append("    pdc_dw_job j;\n    memset(&j, 0, sizeof j);")
+    for k, v in dict(w=wptr, bias=_bias_ptr(ctx, 2, g.m), res=res, y="out0", post=post, planes=planes, C=g.c,
+                     taps=g.taps, lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), grid=grid).items():
+        lines.append(f"    j.{k} = {v};")
+    for k, v in dict(x="in0", koff=koff, G=g.group, Cg=1, H=H, W=W, OH=OH, OW=OW, sh=sh, sw=sw, ph=ph, pw=pw,
+                     khd=plan["khd"], Wq=plan["wq"], rows_q=plan["rows_q"], BS=plan["bs"], band=plan["band"]).items():
+        lines.append(f"    j.geo.{k} = {v};")
+    macs = planes * g.p_out * g.taps
     if macs >= 200_000 and planes > 1:
         lines.append(f"    pdc_parallel_for({planes}, pdc_dw_task, (void *)&j);")
     else:

@@ -133,23 +133,27 @@ TYPES_C = r"""
 #define PDC_ACC 1   /* add the tile already in C (a later K block) */
 #define PDC_LAST 2  /* last K block: apply the epilogue */
 #define PDC_CLAMP 4 /* clamp to [lo, hi] after the epilogue adds */
-#define PDC_PF_DIST 16 /* indirect microkernels prefetch B rows this many k ahead (koff is padded) */
 typedef struct { const float *bias_m, *bias_n, *res; int64_t ldr; float lo, hi; } pdc_epi;
 typedef void (*pdc_ukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
                            int flags, const pdc_epi *e);
 /* packs rows [k0, k0+kc) x columns [n0, n0+nc) of problem `b`'s B into ceil(nc/NR) panels of kc x NR */
 typedef void (*pdc_packb_fn)(const void *ctx, int64_t b, float *dst, int64_t k0, int64_t kc, int64_t n0,
                              int64_t nc, int64_t NR);
-/* packs rows [m0, m0+mr) x columns [k0, k0+kc) of problem `b`'s A into kc x MR */
+/* packs rows [m0, m0+mr) x columns [k0, k0+kc) of problem `b`'s A into kc x MR; `scratch` is what
+   the job's prep hook prepared for problem b (in the B buffer, free when B is packed at compile time) */
 typedef void (*pdc_packa_fn)(const void *ctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0,
-                             int64_t kc, int64_t MR);
-/* The post-pass for what the register epilogue does not do:
-   y = act(y + add_scale * add[...]) + res_after[...] */
+                             int64_t kc, int64_t MR, const float *scratch);
+typedef void (*pdc_prep_fn)(const void *ctx, int64_t b, float *scratch);
+/* The post-pass for what the register epilogue does not do, on a finished tile of problem b:
+   y = act(y + add_scale * add[...]) + res_after[...]. With `tout` set, the tile holds pixels x
+   channels of a convolution and is stored transposed: channel j, pixel i at
+   tout[b * t_bs + (n0 + j) * tld + m0 + i], after + tbias, + tres (residual before the
+   activation) and the clamp. */
 typedef struct {
     int act; float alpha, beta;
     const float *add; int64_t add_bs, add_rs, add_cs; float add_scale;
     const float *res_after; int64_t ra_bs, ra_ld;
-    int transposed_add; /* unused, reserved */
+    float *tout; const float *tbias, *tres; int64_t t_bs, tld, tb_mod, tb_bs; float lo, hi; int clamp;
 } pdc_post;
 typedef struct {
     int64_t batch, M, N, K;
@@ -157,6 +161,7 @@ typedef struct {
     pdc_ukr_fn ukr;
     const float *a; int64_t a_bmod, a_bs; const int64_t *a_tab; /* packed A of problem b */
     pdc_packa_fn packa; const void *packa_ctx;                   /* or A packed at run time */
+    pdc_prep_fn prep; const void *prep_ctx;                      /* called once per problem */
     const float *b; int64_t b_bmod, b_bs; const int64_t *b_tab; /* packed B of problem b */
     pdc_packb_fn packb; const void *packb_ctx;                   /* or B packed at run time */
     float *c; int64_t ldc, c_bs; const int64_t *c_tab;
@@ -194,8 +199,83 @@ static float pdc_act_f32(int act, float a, float alpha, float beta) {
     default: return a;
     }
 }
+/* The transposed store of pdc_post (see there): tile (pixels x channels) -> out[channel][pixel]. */
+static void pdc_post_trans(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, int mr, int nr, const float *c,
+                           int64_t ldc) {
+    const float *bias = p->tbias ? p->tbias + (b % p->tb_mod) * p->tb_bs + n0 : 0;
+    const int64_t o0 = b * p->t_bs + n0 * p->tld + m0;
+#if defined(__AVX512F__)
+    if (mr <= 16) {
+        const __mmask16 mm = (__mmask16)pdc_m16(mr);
+        const __m512 vlo = _mm512_set1_ps(p->lo), vhi = _mm512_set1_ps(p->hi);
+        for (int j0 = 0; j0 < nr; j0 += 16) {
+            /* transpose the 16 x 16 block at columns j0.. (rows >= mr read as 0) */
+            __m512 r[16], t[16];
+            const __mmask16 mc = (__mmask16)pdc_m16(nr - j0);
+            for (int i = 0; i < 16; i++)
+                r[i] = i < mr ? _mm512_maskz_loadu_ps(mc, c + i * ldc + j0) : _mm512_setzero_ps();
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int a = 0; a < 16; a += 4) {
+                r[a] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
+                r[a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
+                r[a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
+                r[a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
+            }
+            /* r[4a + q] holds rows 4a..4a+3 at columns 4L + q in 128-bit lane L */
+            for (int q = 0; q < 4; q++) {
+                const __m512 v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88), w0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
+                const __m512 v1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
+                const __m512 w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
+                t[q] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+                t[8 + q] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
+                t[4 + q] = _mm512_shuffle_f32x4(w0, w1, 0x88);
+                t[12 + q] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
+            }
+            const int jn = nr - j0 < 16 ? nr - j0 : 16;
+            for (int jj = 0; jj < jn; jj++) {
+                const int64_t o = o0 + (j0 + jj) * p->tld;
+                __m512 y = t[jj];
+                if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[j0 + jj]));
+                if (p->tres) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mm, p->tres + o));
+                if (p->clamp) y = _mm512_min_ps(vhi, _mm512_max_ps(vlo, y));
+                if (p->act || p->res_after) {
+                    float tmp[16];
+                    _mm512_storeu_ps(tmp, y);
+                    for (int i = 0; i < mr; i++) {
+                        float v = pdc_act_f32(p->act, tmp[i], p->alpha, p->beta);
+                        if (p->res_after) v += p->res_after[o + i];
+                        p->tout[o + i] = v;
+                    }
+                } else {
+                    _mm512_mask_storeu_ps(p->tout + o, mm, y);
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (int j = 0; j < nr; j++) {
+        const int64_t o = o0 + j * p->tld;
+        const float bj = bias ? bias[j] : 0.0f;
+        for (int i = 0; i < mr; i++) {
+            float y = c[i * ldc + j] + bj;
+            if (p->tres) y += p->tres[o + i];
+            if (p->clamp) { y = y < p->lo ? p->lo : y; y = y > p->hi ? p->hi : y; }
+            y = pdc_act_f32(p->act, y, p->alpha, p->beta);
+            if (p->res_after) y += p->res_after[o + i];
+            p->tout[o + i] = y;
+        }
+    }
+}
 static void pdc_post_tile(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, int mr, int nr, float *c,
                           int64_t ldc) {
+    if (p->tout) {
+        pdc_post_trans(p, b, m0, n0, mr, nr, c, ldc);
+        return;
+    }
     for (int i = 0; i < mr; i++) {
         float *row = c + i * ldc;
         for (int j = 0; j < nr; j++) {
@@ -259,6 +339,7 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
     const float *bias_m = j->bias_m ? j->bias_m + pdc_boff(0, j->bm_bmod, j->bm_bs, b) : 0;
     const float *ab = j->packa ? 0 : j->a + pdc_boff(j->a_tab, j->a_bmod, j->a_bs, b);
     const float *bb = j->packb ? 0 : j->b + pdc_boff(j->b_tab, j->b_bmod, j->b_bs, b);
+    if (j->prep) j->prep(j->prep_ctx, b, bbuf);
     for (int64_t nb = nb0; nb < nb1; nb += ncp) {
         const int64_t nbe = nb + ncp < nb1 ? nb + ncp : nb1;
         const int64_t n0 = nb * NR, nc = (nbe * NR < N ? nbe * NR : N) - n0;
@@ -272,7 +353,7 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
                 const int mr = (int)(M - m0 < MR ? M - m0 : MR);
                 const float *ap;
                 if (j->packa) {
-                    j->packa(j->packa_ctx, b, abuf, m0, mr, k0, kc, MR);
+                    j->packa(j->packa_ctx, b, abuf, m0, mr, k0, kc, MR, bbuf);
                     ap = abuf;
                 } else {
                     ap = ab + mb * K * MR + k0 * MR;
@@ -346,9 +427,19 @@ static void pdc_packb_strided(const void *vctx, int64_t b, float *dst, int64_t k
 }
 /* A (M x K): element (m, k) */
 static void pdc_packa_strided(const void *vctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0,
-                              int64_t kc, int64_t MR) {
+                              int64_t kc, int64_t MR, const float *scratch) {
     const pdc_strided *s = (const pdc_strided *)vctx;
+    (void)scratch;
     const float *src = s->p + pdc_boff(s->tab, s->bmod, s->bs, b);
+    if (s->rs == 1 && s->scale == 1.0f) { /* the rows of a k are contiguous: one short copy per k */
+        for (int64_t k = 0; k < kc; k++) {
+            const float *r = src + m0 + (k0 + k) * s->cs;
+            float *d = dst + k * MR;
+            for (int64_t i = 0; i < mr; i++) d[i] = r[i];
+            for (int64_t i = mr; i < MR; i++) d[i] = 0;
+        }
+        return;
+    }
     for (int64_t i = 0; i < MR; i++) {
         if (i >= mr) {
             for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0;
@@ -377,9 +468,6 @@ def _ukr_avx512(mr: int, nv: int, indirect: bool = False) -> tuple[str, str]:
     L.append("    for (int64_t k = 0; k < kc; k++) {")
     if indirect:
         L.append("        const float *bk = b + koff[k];")
-        L.append("        _mm_prefetch((const char *)(b + koff[k + PDC_PF_DIST]), _MM_HINT_T0);")
-        if nv > 2:
-            L.append("        _mm_prefetch((const char *)(b + koff[k + PDC_PF_DIST] + 32), _MM_HINT_T0);")
         L.append("        " + " ".join(f"const __m512 b{v} = _mm512_loadu_ps(bk + {16 * v});" for v in range(nv)))
     else:
         L.append("        " + " ".join(f"const __m512 b{v} = _mm512_load_ps(b + {16 * v});" for v in range(nv)))

@@ -13,8 +13,7 @@ import numpy as np
 from ...ir import dtypes
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
-from . import kernel
-from ._axis import Groups, Num, indent, nest, outer_n_inner, prod, row_sum_helper
+from ._axis import Groups, Num, add_weight, axis_kernel, indent, nest, outer_n_inner, prod, row_sum_helper
 
 
 def _acc(num: Num) -> str:
@@ -45,7 +44,7 @@ def _param(ctx: KernelContext, i: int, tail) -> tuple[str, Num]:
     data = ctx.const(i)
     if data is not None:
         full = np.ascontiguousarray(np.broadcast_to(data.reshape(t.shape), tail))
-        return num.load(f"{ctx.add_weight(full, num.c)}[j]"), num
+        return num.load(f"{add_weight(ctx, full, num.c)}[j]"), num
     # general broadcast at run time: the index from the tail coordinates
     pad = len(tail) - len(t.shape)
     pshape = (1,) * pad + tuple(t.shape)
@@ -55,7 +54,7 @@ def _param(ctx: KernelContext, i: int, tail) -> tuple[str, Num]:
 
 
 # ---- BatchNormalization ------------------------------------------------------------------------
-@kernel("batch_normalization")
+@axis_kernel("batch_normalization")
 def batch_normalization(ctx: KernelContext) -> str:
     """y = x * inv[c] + shift[c], inv = scale / sqrt(var + eps), shift = B - mean * inv; folded at
     compile time when the parameters are constants."""
@@ -74,8 +73,8 @@ def batch_normalization(ctx: KernelContext) -> str:
         scale, b, mean, var = (p.astype(npa) for p in params)
         inv = scale / np.sqrt(var + npa.type(eps))
         shift = b - mean * inv
-        lines.append(f"    const {acc} *inv = {ctx.add_weight(inv.astype(npa), acc)};")
-        lines.append(f"    const {acc} *shift = {ctx.add_weight(shift.astype(npa), acc)};")
+        lines.append(f"    const {acc} *inv = {add_weight(ctx, inv.astype(npa), acc)};")
+        lines.append(f"    const {acc} *shift = {add_weight(ctx, shift.astype(npa), acc)};")
         per_c = ""
         i_c, s_c = "inv[c]", "shift[c]"
     else:
@@ -93,7 +92,7 @@ def batch_normalization(ctx: KernelContext) -> str:
 
 
 # ---- InstanceNormalization ---------------------------------------------------------------------
-@kernel("instance_normalization")
+@axis_kernel("instance_normalization")
 def instance_normalization(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -165,18 +164,18 @@ def _row_norm(ctx: KernelContext, rms: bool) -> str:
     return f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(chr(10).join(lines), 2)}\n    }}"
 
 
-@kernel("layer_normalization")
+@axis_kernel("layer_normalization")
 def layer_normalization(ctx: KernelContext) -> str:
     return _row_norm(ctx, rms=False)
 
 
-@kernel("rms_normalization")
+@axis_kernel("rms_normalization")
 def rms_normalization(ctx: KernelContext) -> str:
     return _row_norm(ctx, rms=True)
 
 
 # ---- GroupNormalization ------------------------------------------------------------------------
-@kernel("group_normalization")
+@axis_kernel("group_normalization")
 def group_normalization(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -209,7 +208,7 @@ def group_normalization(ctx: KernelContext) -> str:
 
 
 # ---- LRN ---------------------------------------------------------------------------------------
-@kernel("lrn")
+@axis_kernel("lrn")
 def lrn(ctx: KernelContext) -> str:
     """y = x / (bias + alpha / size * sum of x^2 over the neighbouring channels)^beta, over blocks of
     up to 256 spatial positions so the channel window sums stay in a small array."""
@@ -253,7 +252,7 @@ def lrn(ctx: KernelContext) -> str:
 
 
 # ---- MeanVarianceNormalization -----------------------------------------------------------------
-@kernel("mean_variance_normalization")
+@axis_kernel("mean_variance_normalization")
 def mean_variance_normalization(ctx: KernelContext) -> str:
     """Per group over `axes`: mean, var = E[x^2] - mean^2, y = (x - mean) / (sqrt(max(var, 0)) + 1e-9)."""
     x = ctx.inputs[0]
@@ -279,7 +278,7 @@ def mean_variance_normalization(ctx: KernelContext) -> str:
 
 
 # ---- LpNormalization ---------------------------------------------------------------------------
-@kernel("lp_normalization")
+@axis_kernel("lp_normalization")
 def lp_normalization(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)

@@ -14,8 +14,7 @@ import numpy as np
 from ...ir.ops.nn_common import resolve_window
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
-from . import kernel
-from ._axis import Groups, Num, indent, prod
+from ._axis import Groups, Num, axis_kernel, indent, prod
 from .reduce import Phase, Reduction, emit_reduction, reduction_for
 
 
@@ -103,7 +102,7 @@ class _Window:
             "}"])
 
 
-@kernel("max_pool")
+@axis_kernel("max_pool")
 def max_pool(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -134,7 +133,7 @@ def max_pool(ctx: KernelContext) -> str:
     return indent(w.wrap(w.loops(body, init, final), num, num))
 
 
-@kernel("average_pool", "lp_pool")
+@axis_kernel("average_pool", "lp_pool")
 def average_pool(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -171,7 +170,7 @@ def average_pool(ctx: KernelContext) -> str:
     return indent(w.wrap(w.loops(body, init, final), num, num))
 
 
-@kernel("global_average_pool", "global_max_pool", "global_lp_pool")
+@axis_kernel("global_average_pool", "global_max_pool", "global_lp_pool")
 def global_pool(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -191,7 +190,7 @@ def global_pool(ctx: KernelContext) -> str:
     return emit_reduction(g, red, num, num.store)
 
 
-@kernel("max_unpool")
+@axis_kernel("max_unpool")
 def max_unpool(ctx: KernelContext) -> str:
     """Zeros, then X scattered to the flat positions I (positions outside the output are skipped)."""
     out = ctx.outputs[0]

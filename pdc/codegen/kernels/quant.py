@@ -4,17 +4,20 @@ QLinearConv. (MatMulInteger and ConvInteger are dense kernels: dense_gemm.py / d
 Numerics are those of the NumPy references (pdc/ir/ops/quant.py), bit for bit:
 - QuantizeLinear divides in float32 (half-precision scales and inputs widen exactly), rounds half
   to even (rintf), adds the zero point and saturates; NaN becomes 0, as numpy's cast gives.
-- Integer products are accumulated exactly (int32, or int64 when K * 255^2 could overflow), then
-  requantized in double: acc * multiplier, + zero point, rint, saturate. The multiplier
-  a_scale * b_scale / y_scale is computed in the scales' dtype with numpy's promotion and
+- Integer products are accumulated exactly in int32 (int64 when K * 255^2 could overflow), then
+  requantized in double: (acc + bias) * multiplier, + zero point, rint, saturate. The multiplier
+  a_scale * b_scale / y_scale is computed in the scales' dtypes with numpy's promotion and
   rounding (half precision rounds after each operation); constant scales are folded at compile
   time with numpy itself.
 - gcc contracts a * b + c into an FMA (-std=gnu11 implies -ffp-contract=fast), which would round
-  once where the reference rounds twice; the requantization helper is compiled with
-  fp-contract=off (a pragma around that helper only).
-QLinearMatMul and QLinearConv share one shape: a generic C task per (types) signature, driven by a
-small job struct of sizes and strides (params broadcast with stride 0), split over rows with
-pdc_parallel_for. Output rows are computed in chunks of CHUNK columns kept in L1.
+  once where the reference rounds twice: the requantization helpers are compiled with
+  fp-contract=off (a pragma around those helpers only).
+Two shapes of code, each a generic C task per type signature driven by a small job struct and
+split over threads with pdc_parallel_for:
+- constant weights (QLinearConv's w, QLinearMatMul's b): an int16 multiply-add GEMM (vpmaddwd) with
+  the weights packed at compile time, see "int16 multiply-add GEMM" below;
+- anything else (runtime weights, depthwise convolutions, broadcast batches, per-element params):
+  plain loops over output rows in chunks of CHUNK columns, params addressed by broadcast strides.
 """
 from __future__ import annotations
 
@@ -152,18 +155,16 @@ def dequantize_linear(ctx: KernelContext) -> str:
 @kernel("dynamic_quantize_linear")
 def dynamic_quantize_linear(ctx: KernelContext) -> str:
     n = math.prod(ctx.inputs[0].shape)
+    # hi = max(0, max(x)) and lo = min(0, min(x)); a NaN makes np.max NaN, and Python's max(0, NaN) is 0
     return f"""    float hi = 0.0f, lo = 0.0f;
-    if ({n} > 0) {{
-        float mx = in0[0], mn = in0[0];
-        for (int64_t i = 1; i < {n}; i++) {{  /* NaN wins, as in np.max / np.min */
-            const float v = in0[i];
-            mx = (v > mx || v != v) ? v : mx;
-            mn = (v < mn || v != v) ? v : mn;
-            if (mx != mx) {{ mn = mx; break; }}
-        }}
-        hi = mx > 0.0f ? mx : 0.0f;  /* max(0, NaN) is 0 in Python */
-        lo = mn < 0.0f ? mn : 0.0f;
+    int has_nan = 0;
+    for (int64_t i = 0; i < {n}; i++) {{
+        const float v = in0[i];
+        hi = v > hi ? v : hi;
+        lo = v < lo ? v : lo;
+        has_nan |= v != v;
     }}
+    if (has_nan) hi = lo = 0.0f;
     const float scale = (hi == lo ? 1.0f : hi - lo) / 255.0f;
     float t = 0.0f - lo / scale;
     t = t < 0.0f ? 0.0f : (t > 255.0f ? 255.0f : t);  /* NaN stays NaN */
@@ -342,6 +343,9 @@ def _col_shape(p_shape):
 
 @kernel("qlinear_matmul")
 def qlinear_matmul(ctx: KernelContext) -> str:
+    fast = _qlinear_matmul_gemm(ctx)
+    if fast is not None:
+        return fast
     T = ctx.inputs
     a_s, b_s, y_s = T[0].shape, T[3].shape, ctx.outputs[0].shape
     a2 = (1,) + tuple(a_s) if len(a_s) == 1 else tuple(a_s)
@@ -439,40 +443,337 @@ def qlinear_matmul(ctx: KernelContext) -> str:
     return "\n".join(lines)
 
 
+# ---- int16 multiply-add GEMM (QLinearConv, QLinearMatMul with constant b) ------------------------------
+# Y[i][p] = requant(sum_k A[i][k] * B[k][p]) per problem, with A = the constant operand (weights minus
+# their zero point) and B = the runtime one (activations minus theirs), both in [-255, 255] as int16.
+# vpmaddwd multiplies int16 pairs and adds each pair into an int32 lane, so:
+# - A is packed at compile time as int32 pairs [groups][ceil(M/MR)][ceil(K/2)][MR] (one broadcast per row);
+# - B is packed at run time by an op-specific callback (im2col for convolutions, rows of a transposed for
+#   matmuls) into a stack buffer [ceil(K/2)][W][2], W = S panels of NR columns side by side;
+# - an MR x NR tile of int32 accumulators stays in registers (noinline leaf: gcc then allocates all of
+#   them), and the epilogue requantizes the finished tile.
+# When K does not fit one panel, K is split into blocks whose partial sums (all row blocks) stay in a
+# second stack buffer; past that size, B is packed again per row block.
+QG_BUF_BYTES = 128 * 1024  # packed B per thread (L2)
+QG_PART_BYTES = 32 * 1024  # partial sums when K is split
+QG_MAX_K = 33025  # K * 255^2 must fit in int32
+QG_MAX_PANELS = 4  # panels packed together (amortizes the packing's per-k work)
+
+QG_JOB = f"""#define PDC_QG_BUF {QG_BUF_BYTES // 2}
+#define PDC_QG_PART {QG_PART_BYTES // 4}
+/* Packs rows k0..k1 of problem prob's B, columns p0..p0+np, into buf as [k pair][ld / 2][2] (zero padded). */
+typedef void (*pdc_qg_pack_fn)(const void *pj, int64_t prob, int64_t p0, int64_t np, int64_t k0, int64_t k1,
+                               int16_t *buf, int64_t ld);
+typedef struct {{
+    const int32_t *ap;   /* packed A */
+    pdc_qg_pack_fn pack;
+    const void *pj;      /* the pack callback's job */
+    const int32_t *bias; /* per row (of all groups), or NULL */
+    const double *mult;  /* requantization multiplier per row (ms = 1) or one */
+    void *y;             /* element (prob, i, p) at prob * ys + i * rs + p * cs */
+    double zp;
+    int64_t M, K, npix, nprob, G, S, kb, ms, ys, rs, cs;
+}} pdc_qg_job;
+"""
+
+QG_RUN = """static void @NAME@(void *vj, int64_t t0, int64_t t1) {
+    const pdc_qg_job *j = (const pdc_qg_job *)vj;
+    const int64_t M = j->M, K = j->K, k2 = (K + 1) / 2, mb = (M + @MR@ - 1) / @MR@, W = j->S * @NR@;
+    const int64_t P = (j->npix + W - 1) / W, kb = j->kb;
+    int16_t buf[PDC_QG_BUF];
+    int32_t tile[@MR@ * @NR@];
+    for (int64_t t = t0; t < t1; t++) {
+        const int64_t prob = t / P, p0 = (t % P) * W, np = j->npix - p0 < W ? j->npix - p0 : W;
+        const int64_t base = (prob % j->G) * M;  /* first row of this group (bias, multiplier) */
+        const int32_t *ag = j->ap + (prob % j->G) * mb * k2 * @MR@;
+        @TY@ *yp = (@TY@ *)j->y + prob * j->ys + p0 * j->cs;
+#define PDC_QG_STORE(tl, m, s) do { \\
+            const int64_t i0 = (m) * @MR@, rows = M - i0 < @MR@ ? M - i0 : @MR@; \\
+            const int64_t q0 = (s) * @NR@, cols = np - q0 < @NR@ ? np - q0 : @NR@; \\
+            @STORE@(tl, @NR@, rows, cols, j->bias ? j->bias + base + i0 : 0, j->mult + (base + i0) * j->ms, j->ms, \\
+                    j->zp, yp + i0 * j->rs + q0 * j->cs, j->rs, j->cs); } while (0)
+        if (K <= kb) {  /* the whole K in one packed block of S panels */
+            j->pack(j->pj, prob, p0, np, 0, K, buf, 2 * W);
+            for (int64_t m = 0; m < mb; m++)
+                for (int64_t s = 0; s * @NR@ < np; s++) {
+                    @KERNEL@(ag + m * k2 * @MR@, buf + s * 2 * @NR@, 2 * W, k2, tile, 0);
+                    PDC_QG_STORE(tile, m, s);
+                }
+        } else if (mb * @MR@ * @NR@ <= PDC_QG_PART) {  /* K blocks (S = 1), partial sums kept */
+            int32_t part[PDC_QG_PART];
+            for (int64_t k0 = 0; k0 < K; k0 += kb) {
+                const int64_t k1 = K - k0 < kb ? K : k0 + kb;
+                j->pack(j->pj, prob, p0, np, k0, k1, buf, 2 * @NR@);
+                for (int64_t m = 0; m < mb; m++)
+                    @KERNEL@(ag + (m * k2 + k0 / 2) * @MR@, buf, 2 * @NR@, (k1 - k0 + 1) / 2, part + m * @MR@ * @NR@, k0 > 0);
+            }
+            for (int64_t m = 0; m < mb; m++) PDC_QG_STORE(part + m * @MR@ * @NR@, m, 0);
+        } else {  /* K blocks, packed again per row block */
+            for (int64_t m = 0; m < mb; m++) {
+                for (int64_t k0 = 0; k0 < K; k0 += kb) {
+                    const int64_t k1 = K - k0 < kb ? K : k0 + kb;
+                    j->pack(j->pj, prob, p0, np, k0, k1, buf, 2 * @NR@);
+                    @KERNEL@(ag + (m * k2 + k0 / 2) * @MR@, buf, 2 * @NR@, (k1 - k0 + 1) / 2, tile, k0 > 0);
+                }
+                PDC_QG_STORE(tile, m, 0);
+            }
+        }
+#undef PDC_QG_STORE
+    }
+}
+"""
+
+
+def qg_tile(ctx: KernelContext) -> tuple[int, int]:
+    """(MR, NR): 16 x 16 zmm accumulators (AVX-512BW) or 6 x 8 ymm ones (AVX2, 16 registers)."""
+    return (16, 16) if getattr(ctx.target, "vector_bits", 256) >= 512 else (6, 8)
+
+
+def qg_plan(K: int, nr: int) -> tuple[int, int]:
+    """(S panels packed together, K block): the whole K when one panel of it fits the buffer."""
+    pair_bytes = nr * 4  # one k pair of one panel
+    k2 = -(-K // 2)
+    s = min(QG_MAX_PANELS, QG_BUF_BYTES // (k2 * pair_bytes)) if k2 else QG_MAX_PANELS
+    if s >= 1:
+        return s, max(K, 2)
+    return 1, QG_BUF_BYTES // pair_bytes * 2
+
+
+def pack_a_pairs(a: np.ndarray, mr: int) -> np.ndarray:
+    """(G, M, K) int16 -> (G, ceil(M/MR), ceil(K/2), MR) int32 pairs, zero padded."""
+    g, m, k = a.shape
+    mb, k2 = -(-m // mr), -(-k // 2)
+    p = np.zeros((g, mb * mr, k2 * 2), np.int16)
+    p[:, :m, :k] = a
+    p = np.ascontiguousarray(p.reshape(g, mb, mr, k2, 2).transpose(0, 1, 3, 2, 4))
+    return p.view(np.int32).reshape(g, mb, k2, mr)
+
+
+def _qg_kernel(ctx: KernelContext, mr: int, nr: int) -> str:
+    name = f"pdc_qg_kernel_{mr}x{nr}"
+    if nr == 16:
+        isa, v, load, store, zero = ("__AVX512BW__", "__m512i", "_mm512_loadu_si512((const void *)({p}))",
+                                     "_mm512_storeu_si512((void *)({p}), {v})", "_mm512_setzero_si512()")
+        madd, add, bc = "_mm512_madd_epi16", "_mm512_add_epi32", "_mm512_set1_epi32"
+    else:
+        isa, v, load, store, zero = ("__AVX2__", "__m256i", "_mm256_loadu_si256((const __m256i *)({p}))",
+                                     "_mm256_storeu_si256((__m256i *)({p}), {v})", "_mm256_setzero_si256()")
+        madd, add, bc = "_mm256_madd_epi16", "_mm256_add_epi32", "_mm256_set1_epi32"
+    rows = range(mr)
+    init = "\n".join(f"    {v} c{r} = acc ? {load.format(p=f'c + {r * nr}')} : {zero};" for r in rows)
+    body = "\n".join(f"        c{r} = {add}(c{r}, {madd}({bc}(a[{r}]), b));" for r in rows)
+    fin = "\n".join(f"    {store.format(p=f'c + {r * nr}', v=f'c{r}')};" for r in rows)
+    code = f"""#include <immintrin.h>
+/* c[MR][NR] (+)= A panel [k2][MR] (int16 pairs) x B panel [k2][ldb] (NR int16 pairs used) */
+static __attribute__((noinline)) void {name}(const int32_t *ap, const int16_t *bp, int64_t ldb, int64_t k2,
+                                              int32_t *c, int acc) {{
+#if defined({isa})
+{init}
+    for (int64_t k = 0; k < k2; k++) {{
+        const {v} b = {load.format(p='bp + k * ldb')};
+        const int32_t *a = ap + k * {mr};
+{body}
+    }}
+{fin}
+#else
+    for (int r = 0; r < {mr}; r++)
+        for (int j = 0; j < {nr}; j++) {{
+            uint32_t s = acc ? (uint32_t)c[r * {nr} + j] : 0u;
+            for (int64_t k = 0; k < k2; k++) {{
+                const uint32_t a = (uint32_t)ap[k * {mr} + r];
+                s += (uint32_t)((int32_t)(int16_t)(a & 0xffffu) * bp[k * ldb + 2 * j]
+                              + (int32_t)(int16_t)(a >> 16) * bp[k * ldb + 2 * j + 1]);
+            }}
+            c[r * {nr} + j] = (int32_t)s;
+        }}
+#endif
+}}
+"""
+    return ctx.helper(name, code)
+
+
+def _qg_store(ctx: KernelContext, out_dt) -> str:
+    """Requantizes a finished tile: y[r*rs + j*cs] = saturate(rint((tile + bias[r]) * mult[r*ms] + zp))."""
+    t = ctx.ctype(out_dt)
+    lo, hi = _int_range(out_dt)
+    name = f"pdc_qg_store_{out_dt.short}"
+    code = f"""#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+static void {name}(const int32_t *tile, int64_t nr, int64_t rows, int64_t cols, const int32_t *bias,
+                   const double *mult, int64_t ms, double zp, {t} *y, int64_t rs, int64_t cs) {{
+    for (int64_t r = 0; r < rows; r++) {{
+        const double b = bias ? (double)bias[r] : 0.0, m = mult[r * ms];
+        {t} *yr = y + r * rs;
+        for (int64_t j = 0; j < cols; j++) {{
+            double v = ((double)tile[r * nr + j] + b) * m;
+            v = v + zp;
+            v = rint(v);
+            v = v < {lo}.0 ? {lo}.0 : (v > {hi}.0 ? {hi}.0 : v);
+            yr[j * cs] = ({t})(int32_t)v;
+        }}
+    }}
+}}
+#pragma GCC pop_options
+"""
+    return ctx.helper(name, code)
+
+
+def qg_call(ctx: KernelContext, *, a: np.ndarray, pack: str, pj: str, bias: str, mult: str, ms: int, zp: str,
+            y_dt, npix: int, nprob: int, ys: int, rs: int, cs: int) -> list[str]:
+    """C lines that run the GEMM: a is the constant operand (G, M, K) int16 (already minus its zero point)."""
+    G, M, K = a.shape
+    mr, nr = qg_tile(ctx)
+    S, kb = qg_plan(K, nr)
+    kern, store = _qg_kernel(ctx, mr, nr), _qg_store(ctx, y_dt)
+    name = f"pdc_qg_run_{mr}x{nr}_{y_dt.short}"
+    ctx.helper("pdc_qg_job", QG_JOB)
+    ctx.helper(name, _fill(QG_RUN, NAME=name, MR=mr, NR=nr, TY=ctx.ctype(y_dt), KERNEL=kern, STORE=store))
+    tasks = nprob * -(-npix // (S * nr))
+    lines = ["    pdc_qg_job g;",
+             f"    g.ap = {add_weight(ctx, pack_a_pairs(a, mr), 'int32_t')}; g.pack = {pack}; g.pj = {pj};",
+             f"    g.bias = {bias}; g.mult = {mult}; g.y = (void *)out0; g.zp = {zp};",
+             f"    g.M = {M}; g.K = {K}; g.npix = {npix}; g.nprob = {nprob}; g.G = {G}; g.S = {S}; g.kb = {kb};",
+             f"    g.ms = {ms}; g.ys = {ys}; g.rs = {rs}; g.cs = {cs};"]
+    if nprob * npix * M * K >= PARALLEL_MIN_MACS and tasks > 1:
+        lines.append(f"    pdc_parallel_for({tasks}, {name}, (void *)&g);")
+    else:
+        lines.append(f"    {name}((void *)&g, 0, {tasks});")
+    return lines
+
+
+# ---- QLinearMatMul with a constant b: y^T = (b - zb)^T (a - za)^T, rows of a packed as B panels -------
+QMG_JOB = """typedef struct {
+    const void *a, *za;  /* a, its zero point: one, or one per row of a (za_r = 1) */
+    int64_t K, za_r;
+} pdc_qmg_job;
+"""
+
+QMG_PACK = """static void @NAME@(const void *pj, int64_t prob, int64_t p0, int64_t np, int64_t k0, int64_t k1,
+                   int16_t *buf, int64_t ld) {
+    const pdc_qmg_job *j = (const pdc_qmg_job *)pj;
+    const @TA@ *A = (const @TA@ *)j->a, *ZA = (const @TA@ *)j->za;
+    const int64_t K = j->K, n2 = (k1 - k0 + 1) / 2;
+    (void)prob;
+    for (int64_t q = 0; q < ld / 2; q++) {
+        int16_t *d = buf + 2 * q;
+        if (q >= np) {
+            for (int64_t k = 0; k < n2; k++) { d[k * ld] = 0; d[k * ld + 1] = 0; }
+            continue;
+        }
+        const @TA@ *row = A + (p0 + q) * K;
+        const int32_t z = ZA ? (int32_t)ZA[j->za_r ? p0 + q : 0] : 0;
+        int64_t k = k0;
+        for (; k + 1 < k1; k += 2) {
+            d[(k - k0) / 2 * ld] = (int16_t)((int32_t)row[k] - z);
+            d[(k - k0) / 2 * ld + 1] = (int16_t)((int32_t)row[k + 1] - z);
+        }
+        if (k < k1) { d[(k - k0) / 2 * ld] = (int16_t)((int32_t)row[k] - z); d[(k - k0) / 2 * ld + 1] = 0; }
+    }
+}
+"""
+
+
+def _qlinear_matmul_gemm(ctx: KernelContext):
+    """The fast path's kernel body, or None when its conditions do not hold: b constant 2-D with a
+    constant zero point, a_scale / y_scale / y_zero_point per tensor, a_zero_point per tensor or per
+    row of a 2-D a, b_scale per tensor or per column."""
+    T = ctx.inputs
+    a_s, b_s = T[0].shape, T[3].shape
+    b, zb = ctx.const(3), (ctx.const(5) if ctx.has_input(5) else np.zeros((), T[3].dtype.np))
+    if b is None or zb is None or len(b_s) != 2 or len(a_s) < 1:
+        return None
+    K, N = b_s
+    R = math.prod(a_s[:-1])
+    size = lambda i: math.prod(T[i].shape)  # noqa: E731
+    if K > QG_MAX_K or N < 4 or R * N * K == 0 or size(1) != 1 or size(6) != 1 or size(7) != 1:
+        return None
+    if zb.size not in (1, N) or (zb.size == N and zb.shape not in ((N,), (1, N))):
+        return None
+    if size(4) not in (1, N) or (size(4) == N and tuple(T[4].shape) not in ((N,), (1, N))):
+        return None
+    za_r = ctx.has_input(2) and size(2) > 1
+    if za_r and not (len(a_s) == 2 and tuple(T[2].shape) == (a_s[0],)):
+        return None
+    consts = [ctx.const(i) for i in (1, 4, 6)]
+    lines = []
+    if all(c is not None for c in consts):
+        table = _mult_table(ctx, consts[0].reshape(()), consts[1].reshape(-1), consts[2].reshape(()), y_first=True)
+        mult, ms = add_weight(ctx, table.reshape(-1), "double"), int(table.size > 1)
+    else:
+        if N > 8192:
+            return None
+        ld = lambda i, idx: ctx.load(T[i].dtype, f"in{i}[{idx}]")  # noqa: E731
+        ms = int(size(4) > 1)
+        expr = _mult_expr(ctx, T[1].dtype, T[4].dtype, T[6].dtype, ld(1, "0"), ld(4, "n" if ms else "0"),
+                          ld(6, "0"), y_first=True)
+        lines += [f"    double mult[{N if ms else 1}];",
+                  f"    for (int64_t n = 0; n < {N if ms else 1}; n++) mult[n] = (double)({expr});"]
+        mult = "mult"
+    bz = zb.reshape(-1).astype(np.int32)
+    bp = (b.astype(np.int32) - (bz if bz.size > 1 else bz[0])).astype(np.int16)  # [K, N]
+    a_dt = T[0].dtype
+    pack = f"pdc_qmg_pack_{a_dt.short}"
+    ctx.helper("pdc_qmg_job", QMG_JOB)
+    ctx.helper(pack, _fill(QMG_PACK, NAME=pack, TA=ctx.ctype(a_dt)))
+    lines += ["    pdc_qmg_job pj;",
+              f"    pj.a = in0; pj.za = {'in2' if ctx.has_input(2) else '0'}; pj.K = {K}; pj.za_r = {int(za_r)};"]
+    return "\n".join(lines + qg_call(ctx, a=bp.T[None], pack=pack, pj="(const void *)&pj", bias="0", mult=mult,
+                                     ms=ms, zp="(double)in7[0]", y_dt=T[7].dtype, npix=R, nprob=1, ys=0, rs=1, cs=N))
+
+
 # ---- QLinearConv --------------------------------------------------------------------------------------
 MAX_SPATIAL = 4
+MAX_TAPS = 256  # taps over the leading kernel dims kept in a table (beyond: decoded per use)
+MAX_KW = 64  # last-dim taps whose valid output ranges are precomputed
 
 QCONV_JOB = f"""#define PDC_QCONV_MAXS {MAX_SPATIAL}
+#define PDC_QCONV_MAXTAPS {MAX_TAPS}
+#define PDC_QCONV_MAXKW {MAX_KW}
 #define PDC_QCONV_CHUNK {CHUNK}
-/* One quantized N-D convolution: x [N][C][in...], w [M][C/G][k...] (raw, or w - w_zero_point as
-   int16), y [N][M][out...]. Rows are lines along the last output dim. */
+#define PDC_QG_MAXW {QG_MAX_PANELS * 16}
+/* One quantized N-D convolution: x [N][C][in...], w [M][C/G][k...], y [N][M][out...].
+   The GEMM path reads x and the geometry (its pack callback); the direct loops read everything. */
 typedef struct {{
-    const void *x, *w, *xz, *wz, *xs, *ws, *ys, *yz;
+    const void *x, *w, *wz;
     const int32_t *bias;
-    const double *mult;  /* per output channel (stride mult_m), or NULL: from the scales */
+    const double *mult;  /* requantization multiplier per output channel (mult_m = 1) or one */
     void *y;
-    int64_t N, C, M, G, ns, mult_m, ws_m, wz_m;
+    double zp;
+    int64_t N, C, M, G, ns, npix, K, ksize, xz, wz_m, mult_m;
     int64_t in[PDC_QCONV_MAXS], out[PDC_QCONV_MAXS], k[PDC_QCONV_MAXS];
     int64_t s[PDC_QCONV_MAXS], d[PDC_QCONV_MAXS], pb[PDC_QCONV_MAXS];
 }} pdc_qconv_job;
 
 static inline int64_t pdc_qconv_cdiv(int64_t a, int64_t b) {{ return a >= 0 ? (a + b - 1) / b : -((-a) / b); }}
 static inline int64_t pdc_qconv_fdiv(int64_t a, int64_t b) {{ return a >= 0 ? a / b : -((-a + b - 1) / b); }}
+/* Offsets (tap index * dilation) of a tap over the leading ns - 1 kernel dims. */
+static void pdc_qconv_tap(const pdc_qconv_job *j, int64_t tap, int64_t *off) {{
+    for (int64_t t = j->ns - 2; t >= 0; t--) {{ off[t] = (tap % j->k[t]) * j->d[t]; tap /= j->k[t]; }}
+}}
 """
 
-QCONV_TASK = """static void @NAME@(void *vj, int64_t r0, int64_t r1) {
+QCONV_DIRECT = """static void @NAME@(void *vj, int64_t r0, int64_t r1) {
     const pdc_qconv_job *j = (const pdc_qconv_job *)vj;
     const @TX@ *X = (const @TX@ *)j->x;
     const @TW@ *W = (const @TW@ *)j->w;
-    const @TZW@ *WZ = (const @TZW@ *)j->wz;
+    const @TW@ *WZ = (const @TW@ *)j->wz;
     @TY@ *Y = (@TY@ *)j->y;
     const int64_t ns = j->ns, C = j->C, M = j->M, cg = C / j->G, mg = M / j->G;
     const int64_t OW = j->out[ns - 1], IW = j->in[ns - 1], KW = j->k[ns - 1];
     const int64_t SW = j->s[ns - 1], DW = j->d[ns - 1], PW = j->pb[ns - 1];
-    const int32_t xz = j->xz ? (int32_t)((const @TX@ *)j->xz)[0] : 0;
-    int64_t orows = 1, taps = 1, inplane = 1, ksize = 1;
+    const int32_t xz = (int32_t)j->xz;
+    int64_t orows = 1, taps = 1, inplane = 1;
     for (int64_t t = 0; t < ns - 1; t++) { orows *= j->out[t]; taps *= j->k[t]; }
-    for (int64_t t = 0; t < ns; t++) { inplane *= j->in[t]; ksize *= j->k[t]; }
+    for (int64_t t = 0; t < ns; t++) inplane *= j->in[t];
+    /* per task: the leading taps' offsets and, per last-dim tap, the output columns that read inside x */
+    int64_t ttab[PDC_QCONV_MAXTAPS][PDC_QCONV_MAXS];
+    const int tab = taps <= PDC_QCONV_MAXTAPS;
+    if (tab) for (int64_t tap = 0; tap < taps; tap++) pdc_qconv_tap(j, tap, ttab[tap]);
+    int64_t wlo[PDC_QCONV_MAXKW], whi[PDC_QCONV_MAXKW];
+    for (int64_t kw = 0; kw < KW && kw < PDC_QCONV_MAXKW; kw++) {
+        wlo[kw] = pdc_qconv_cdiv(PW - kw * DW, SW);
+        whi[kw] = pdc_qconv_fdiv(IW - 1 + PW - kw * DW, SW) + 1;
+    }
     @ACC@ acc[PDC_QCONV_CHUNK];
     double accd[PDC_QCONV_CHUNK], mul[PDC_QCONV_CHUNK], zy[PDC_QCONV_CHUNK];
     for (int64_t r = r0; r < r1; r++) {
@@ -480,36 +781,34 @@ QCONV_TASK = """static void @NAME@(void *vj, int64_t r0, int64_t r1) {
         int64_t o[PDC_QCONV_MAXS];
         for (int64_t t = ns - 2, q = orow; t >= 0; t--) { o[t] = q % j->out[t]; q /= j->out[t]; }
         const int32_t wz = WZ ? (int32_t)WZ[m * j->wz_m] : 0;
-        const double m_r = @MULT@;
-        const double bias = j->bias ? (double)j->bias[m] : 0.0;
-        const double yzp = (double)((const @TY@ *)j->yz)[0];
+        const double bias = j->bias ? (double)j->bias[m] : 0.0, mr = j->mult[m * j->mult_m];
         for (int64_t w0 = 0; w0 < OW; w0 += PDC_QCONV_CHUNK) {
             const int64_t wc = OW - w0 < PDC_QCONV_CHUNK ? OW - w0 : PDC_QCONV_CHUNK;
             for (int64_t c = 0; c < wc; c++) acc[c] = 0;
+            @ACC@ *a = acc - w0;  /* indexed by output column */
             for (int64_t c = 0; c < cg; c++) {
-                const @TX@ *xplane = X + ((n * C + g * cg + c) * inplane);
-                const @TW@ *wc_ = W + (m * cg + c) * ksize;
+                const @TX@ *xplane = X + (n * C + g * cg + c) * inplane;
+                const @TW@ *wch = W + (m * cg + c) * taps * KW;
                 for (int64_t tap = 0; tap < taps; tap++) {
+                    int64_t tmp[PDC_QCONV_MAXS];
+                    const int64_t *kd = tab ? ttab[tap] : (pdc_qconv_tap(j, tap, tmp), tmp);
                     int64_t xoff = 0, ok = 1;
-                    for (int64_t t = 0, q = tap, rest = taps; t < ns - 1; t++) {
-                        rest /= j->k[t];
-                        const int64_t kt = q / rest;
-                        q %= rest;
-                        const int64_t it = o[t] * j->s[t] + kt * j->d[t] - j->pb[t];
+                    for (int64_t t = 0; t < ns - 1; t++) {
+                        const int64_t it = o[t] * j->s[t] + kd[t] - j->pb[t];
                         if (it < 0 || it >= j->in[t]) { ok = 0; break; }
                         xoff = xoff * j->in[t] + it;
                     }
                     if (!ok) continue;
                     const @TX@ *xrow = xplane + xoff * IW;
-                    const @TW@ *wrow = wc_ + tap * KW;
+                    const @TW@ *wrow = wch + tap * KW;
                     for (int64_t kw = 0; kw < KW; kw++) {
                         const int32_t wv = (int32_t)wrow[kw] - wz;
-                        const int64_t shift = kw * DW - PW;  /* input column of output column ow: ow * SW + shift */
-                        int64_t lo = pdc_qconv_cdiv(-shift, SW), hi = pdc_qconv_fdiv(IW - 1 - shift, SW) + 1;
+                        const int64_t shift = kw * DW - PW;  /* output column ow reads input column ow * SW + shift */
+                        int64_t lo = kw < PDC_QCONV_MAXKW ? wlo[kw] : pdc_qconv_cdiv(-shift, SW);
+                        int64_t hi = kw < PDC_QCONV_MAXKW ? whi[kw] : pdc_qconv_fdiv(IW - 1 - shift, SW) + 1;
                         if (lo < w0) lo = w0;
                         if (hi > w0 + wc) hi = w0 + wc;
                         if (lo >= hi || wv == 0) continue;
-                        @ACC@ *a = acc - w0;
                         if (SW == 1) {
                             const @TX@ *xs = xrow + shift;
                             for (int64_t ow = lo; ow < hi; ow++) a[ow] += (@ACC@)(wv * ((int32_t)xs[ow] - xz));
@@ -519,9 +818,75 @@ QCONV_TASK = """static void @NAME@(void *vj, int64_t r0, int64_t r1) {
                     }
                 }
             }
-            for (int64_t c = 0; c < wc; c++) { accd[c] = (double)acc[c] + bias; mul[c] = m_r; zy[c] = yzp; }
+            for (int64_t c = 0; c < wc; c++) { accd[c] = (double)acc[c] + bias; mul[c] = mr; zy[c] = j->zp; }
             @REQUANT@(accd, mul, zy, Y + r * OW + w0, wc);
         }
+    }
+}
+"""
+
+QCONV_PACK = """/* The B block of the convolution GEMM for problem (image, group) prob: rows k0..k1 of
+   im2col(x - x_zero_point), output pixels p0..p0+np, as [k pair][ld / 2][2] int16, zero padded. The
+   pixels are cut into segments along the last output dim, where input columns are affine in output ones. */
+static void @NAME@(const void *pj, int64_t prob, int64_t p0, int64_t np, int64_t k0, int64_t k1,
+                   int16_t *buf, int64_t ld) {
+    const pdc_qconv_job *j = (const pdc_qconv_job *)pj;
+    const int64_t ns = j->ns, ksize = j->ksize, L = ns - 1, cg = j->C / j->G;
+    const int64_t OW = j->out[L], IW = j->in[L], KW = j->k[L], SW = j->s[L], DW = j->d[L], PW = j->pb[L];
+    const int32_t xz = (int32_t)j->xz;
+    int64_t inplane = 1;
+    for (int64_t t = 0; t < ns; t++) inplane *= j->in[t];
+    const @TX@ *xg = (const @TX@ *)j->x + ((prob / j->G) * j->C + (prob % j->G) * cg) * inplane;
+    /* segments: pixels q0..q0+len sharing the leading output coords, from output column ow0 */
+    int64_t nseg = 0, sq[PDC_QG_MAXW], slen[PDC_QG_MAXW], sow[PDC_QG_MAXW], sbase[PDC_QG_MAXW][PDC_QCONV_MAXS];
+    for (int64_t q = 0; q < np;) {
+        const int64_t p = p0 + q, ow = p % OW, len = OW - ow < np - q ? OW - ow : np - q;
+        for (int64_t t = L - 1, r = p / OW; t >= 0; t--) { sbase[nseg][t] = (r % j->out[t]) * j->s[t] - j->pb[t]; r /= j->out[t]; }
+        sq[nseg] = q; slen[nseg] = len; sow[nseg] = ow;
+        nseg++;
+        q += len;
+    }
+    /* per last-dim tap: the output columns reading inside x */
+    int64_t wlo[PDC_QCONV_MAXKW], whi[PDC_QCONV_MAXKW];
+    for (int64_t kw = 0; kw < KW && kw < PDC_QCONV_MAXKW; kw++) {
+        wlo[kw] = pdc_qconv_cdiv(PW - kw * DW, SW);
+        whi[kw] = pdc_qconv_fdiv(IW - 1 + PW - kw * DW, SW) + 1;
+    }
+    int64_t c = k0 / ksize, kt[PDC_QCONV_MAXS];
+    for (int64_t t = L, tap = k0 % ksize; t >= 0; t--) { kt[t] = tap % j->k[t]; tap /= j->k[t]; }
+    for (int64_t k = k0; k < k1; k++) {
+        int16_t *dst = buf + ((k - k0) >> 1) * ld + ((k - k0) & 1);
+        const @TX@ *xc = xg + c * inplane;
+        const int64_t kw = kt[L], shift = kw * DW - PW;
+        const int64_t lo_all = kw < PDC_QCONV_MAXKW ? wlo[kw] : pdc_qconv_cdiv(-shift, SW);
+        const int64_t hi_all = kw < PDC_QCONV_MAXKW ? whi[kw] : pdc_qconv_fdiv(IW - 1 - shift, SW) + 1;
+        for (int64_t sg = 0; sg < nseg; sg++) {
+            int16_t *d = dst + 2 * (sq[sg] - sow[sg]);  /* indexed by output column */
+            const int64_t a = sow[sg], b = a + slen[sg];
+            int64_t off = 0, ok = 1;
+            for (int64_t t = 0; t < L; t++) {
+                const int64_t i = sbase[sg][t] + kt[t] * j->d[t];
+                if ((uint64_t)i >= (uint64_t)j->in[t]) { ok = 0; break; }
+                off = off * j->in[t] + i;
+            }
+            int64_t lo = lo_all > a ? lo_all : a, hi = hi_all < b ? hi_all : b;
+            if (!ok || lo >= hi) { lo = b; hi = b; }
+            for (int64_t ow = a; ow < lo; ow++) d[2 * ow] = 0;
+            const @TX@ *xr = xc + off * IW + shift;
+            if (SW == 1) for (int64_t ow = lo; ow < hi; ow++) d[2 * ow] = (int16_t)((int32_t)xr[ow] - xz);
+            else for (int64_t ow = lo; ow < hi; ow++) d[2 * ow] = (int16_t)((int32_t)xr[ow * SW] - xz);
+            for (int64_t ow = hi; ow < b; ow++) d[2 * ow] = 0;
+        }
+        for (int64_t q = np; q < ld / 2; q++) dst[2 * q] = 0;
+        for (int64_t t = L; t >= 0; t--) {  /* next tap, then next channel */
+            if (++kt[t] < j->k[t]) break;
+            kt[t] = 0;
+            if (t == 0) c++;
+        }
+    }
+    if ((k1 - k0) & 1) {
+        int16_t *dst = buf + ((k1 - k0) >> 1) * ld + 1;
+        for (int64_t q = 0; q < ld / 2; q++) dst[2 * q] = 0;
     }
 }
 """
@@ -538,61 +903,60 @@ def qlinear_conv(ctx: KernelContext) -> str:
     G = ctx.attrs.get("group", 1) or 1
     kernel_shape = list(ws[2:])
     strides_, dil, pads = conv_geometry(list(xs[2:]), kernel_shape, ctx.attrs)
-    if any(p is None for p in pads):
-        ctx.fail("auto_pad needs static spatial dims")
     outs = list(ys[2:])
     if math.prod(ys) == 0:
         return "    (void)in0; (void)out0;"
-    if math.prod(kernel_shape) == 0 or C == 0:
-        ctx.fail("empty kernel or channels")
-    cg = C // G
-    ksize = math.prod(kernel_shape)
-    # |x - zx| and |w - zw| <= 255 (uint8 - int8 extremes), bias added in double
-    acc = "int32_t" if cg * ksize * 255 * 255 < 2 ** 31 else "int64_t"
+    cg, mg, ksize = C // G, M // G, math.prod(kernel_shape)
+    K, npix = cg * ksize, math.prod(outs)
     x_dt, w_dt, y_dt = T[0].dtype, T[3].dtype, T[7].dtype
-    per_channel = lambda i: ctx.has_input(i) and math.prod(T[i].shape) > 1  # noqa: E731
     w, wz = ctx.const(3), (ctx.const(5) if ctx.has_input(5) else np.zeros((), w_dt.np))
-    packed = w is not None and wz is not None
-    if packed:
-        wzz = wz.reshape(-1).astype(np.int32)
-        wzz = wzz.reshape((-1,) + (1,) * (len(ws) - 1)) if wzz.size > 1 else wzz.reshape(())
-        w_ptr = add_weight(ctx, (w.astype(np.int32) - wzz).astype(np.int16).reshape(-1), "int16_t")
-        tw = "int16_t"
-    else:
-        w_ptr, tw = "in3", ctx.ctype(w_dt)
+    lines = ["    pdc_qconv_job j;", "    memset(&j, 0, sizeof j);"]
+    # the requantization multiplier per output channel: folded, or computed here from the scales
     consts = [ctx.const(i) for i in (1, 4, 6)]
-    mult_ptr, mult_m = "0", 0
     if all(c is not None for c in consts):
         wsc = consts[1].reshape(-1) if consts[1].size > 1 else consts[1].reshape(())
         table = _mult_table(ctx, consts[0].reshape(()), wsc, consts[2].reshape(()), y_first=False).reshape(-1)
-        mult_ptr, mult_m = add_weight(ctx, table, "double"), int(table.size > 1)
-        mult_c = "j->mult[m * j->mult_m]"
-        msig = "tab"
+        mult, mult_m = add_weight(ctx, table, "double"), int(table.size > 1)
     else:
-        ld = lambda i, f, idx: ctx.load(T[i].dtype, f"((const {ctx.ctype(T[i].dtype)} *)j->{f})[{idx}]")  # noqa: E731
-        mult_c = "(double)(" + _mult_expr(ctx, T[1].dtype, T[4].dtype, T[6].dtype, ld(1, "xs", "0"),
-                                         ld(4, "ws", "m * j->ws_m"), ld(6, "ys", "0"), y_first=False) + ")"
-        msig = "_".join(T[i].dtype.short for i in (1, 4, 6))
-    requant = _requant_helper(ctx, y_dt)
-    sig = f"pdc_qconv_{x_dt.short}_{'p16' if packed else w_dt.short}_{y_dt.short}_{acc[:5]}_{msig}"
-    ctx.helper("pdc_qconv_job", QCONV_JOB)
-    ctx.helper(sig, _fill(QCONV_TASK, NAME=sig, TX=ctx.ctype(x_dt), TW=tw, TZW=ctx.ctype(w_dt),
-                          TY=ctx.ctype(y_dt), ACC=acc, MULT=mult_c, REQUANT=requant))
-    lines = ["    pdc_qconv_job j;", "    memset(&j, 0, sizeof j);",
-             f"    j.x = in0; j.w = {w_ptr}; j.xz = {'in2' if ctx.has_input(2) else '0'};",
-             f"    j.wz = {'0' if packed or not ctx.has_input(5) else 'in5'};",
-             "    j.xs = in1; j.ws = in4; j.ys = in6; j.yz = in7;",
-             f"    j.bias = {'in8' if ctx.has_input(8) else '0'}; j.mult = {mult_ptr}; j.y = (void *)out0;",
-             f"    j.N = {N}; j.C = {C}; j.M = {M}; j.G = {G}; j.ns = {ns}; j.mult_m = {mult_m};",
-             f"    j.ws_m = {int(per_channel(4))}; j.wz_m = {int(per_channel(5))};"]
+        mult_m = int(math.prod(T[4].shape) > 1)
+        nm = M if mult_m else 1
+        if nm > 16384:
+            ctx.fail(f"{M} output channels with per-channel scales known only at run time: at most 16384")
+        ld = lambda i, idx: ctx.load(T[i].dtype, f"in{i}[{idx}]")  # noqa: E731
+        expr = _mult_expr(ctx, T[1].dtype, T[4].dtype, T[6].dtype, ld(1, "0"), ld(4, "m" if mult_m else "0"),
+                          ld(6, "0"), y_first=False)
+        lines += [f"    double mult[{nm}];", f"    for (int64_t m = 0; m < {nm}; m++) mult[m] = (double)({expr});"]
+        mult = "mult"
+    bias = "in8" if ctx.has_input(8) else "0"
+    zp = "(double)in7[0]" if ctx.has_input(7) else "0.0"
+    lines += [f"    j.x = in0; j.bias = {bias}; j.mult = {mult}; j.y = (void *)out0;",
+              f"    j.xz = {'(int64_t)in2[0]' if ctx.has_input(2) else '0'}; j.zp = {zp};",
+              f"    j.N = {N}; j.C = {C}; j.M = {M}; j.G = {G}; j.ns = {ns}; j.npix = {npix}; "
+              f"j.K = {K}; j.ksize = {ksize}; j.mult_m = {mult_m};"]
     for t in range(ns):
         lines.append(f"    j.in[{t}] = {xs[2 + t]}; j.out[{t}] = {outs[t]}; j.k[{t}] = {kernel_shape[t]}; "
                      f"j.s[{t}] = {strides_[t]}; j.d[{t}] = {dil[t]}; j.pb[{t}] = {pads[t]};")
+    ctx.helper("pdc_qconv_job", QCONV_JOB)
+    if w is not None and wz is not None and mg >= 4 and K <= QG_MAX_K:
+        # the GEMM: one problem per (image, group), rows = the group's output channels, columns = pixels
+        wzz = wz.reshape(-1).astype(np.int32)
+        wzz = wzz.reshape((-1,) + (1,) * (len(ws) - 1)) if wzz.size > 1 else wzz.reshape(())
+        a = (w.astype(np.int32) - wzz).astype(np.int16).reshape(G, mg, K)
+        pack = f"pdc_qconv_pack_{x_dt.short}"
+        ctx.helper(pack, _fill(QCONV_PACK, NAME=pack, TX=ctx.ctype(x_dt)))
+        return "\n".join(lines + qg_call(ctx, a=a, pack=pack, pj="(const void *)&j", bias=bias, mult=mult,
+                                         ms=mult_m, zp=zp, y_dt=y_dt, npix=npix, nprob=N * G, ys=mg * npix,
+                                         rs=npix, cs=1))
+    # direct loops: depthwise-like groups, runtime weights; |x - zx| and |w - zw| <= 255, the bias in double
+    acc = "int32_t" if K * 255 * 255 < 2 ** 31 else "int64_t"
+    lines.append(f"    j.w = in3; j.wz = {'in5' if ctx.has_input(5) else '0'}; "
+                 f"j.wz_m = {int(ctx.has_input(5) and math.prod(T[5].shape) > 1)};")
+    name = f"pdc_qconv_direct_{x_dt.short}_{w_dt.short}_{y_dt.short}_{acc[:5]}"
+    ctx.helper(name, _fill(QCONV_DIRECT, NAME=name, TX=ctx.ctype(x_dt), TW=ctx.ctype(w_dt),
+                           TY=ctx.ctype(y_dt), ACC=acc, REQUANT=_requant_helper(ctx, y_dt)))
     rows = N * M * math.prod(outs[:-1])
-    macs = math.prod(ys) * cg * ksize
-    if macs >= PARALLEL_MIN_MACS and rows > 1:
-        lines.append(f"    pdc_parallel_for({rows}, {sig}, (void *)&j);")
+    if math.prod(ys) * K >= PARALLEL_MIN_MACS and rows > 1:
+        lines.append(f"    pdc_parallel_for({rows}, {name}, (void *)&j);")
     else:
-        lines.append(f"    {sig}((void *)&j, 0, {rows});")
+        lines.append(f"    {name}((void *)&j, 0, {rows});")
     return "\n".join(lines)
-

@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..context import KernelContext
-from . import kernel
-from ._axis import LANES, Groups, Num, indent, nest, outer_n_inner
+from ._axis import LANES, Groups, Num, axis_kernel, indent, nest, outer_n_inner
 
 BLOCK = 64  # neighbouring groups reduced together when the innermost dim is kept
 
@@ -42,9 +41,11 @@ class Reduction:
 
 
 def _max_expr(a: str, b: str, is_float: bool, largest: bool) -> str:
+    """b replaces a when it is larger (smaller); for floats a NaN b always does, so NaN sticks.
+    The bitwise | keeps it branch-free: gcc vectorizes it (a || would not be)."""
     op = ">" if largest else "<"
-    if is_float:  # NaN wins once seen: a NaN state never loses a comparison
-        return f"(({b}) {op} ({a}) || ({b}) != ({b})) ? ({b}) : ({a})"
+    if is_float:
+        return f"((({b}) {op} ({a})) | (({b}) != ({b}))) ? ({b}) : ({a})"
     return f"(({b}) {op} ({a})) ? ({b}) : ({a})"
 
 
@@ -57,7 +58,8 @@ def reduction_for(op: str, num: Num, n: int) -> Reduction:
         s = lambda upd, **kw: Phase("s", ct, f"({ct})0", upd, add, lanes=True, **kw)  # noqa: E731
         if name in ("max", "min"):
             lo = num.lowest() if name == "max" else num.highest()
-            ph = Phase("m", ct, lo, _max_expr("{a}", "{v}", True, name == "max"), _max_expr("{a}", "{b}", True, name == "max"))
+            ph = Phase("m", ct, lo, _max_expr("{a}", "{v}", True, name == "max"),
+                       _max_expr("{a}", "{b}", True, name == "max"), lanes=True)
             return Reduction((ph,), "m", ct, num.load)
         table = {
             "sum": (s("{a} + {v}"), "s"),
@@ -70,7 +72,7 @@ def reduction_for(op: str, num: Num, n: int) -> Reduction:
         }
         if name == "log_sum_exp":
             m = Phase("m", ct, num.lowest(), _max_expr("{a}", "{v}", True, True), _max_expr("{a}", "{b}", True, True),
-                      post=f"isfinite({{a}}) ? {{a}} : ({ct})0")
+                      post=f"isfinite({{a}}) ? {{a}} : ({ct})0", lanes=True)
             e = Phase("s", ct, f"({ct})0", f"{{a}} + exp{f}({{v}} - {{m}})", add, lanes=True)
             return Reduction((m, e), f"log{f}(s) + m", ct, num.load)
         ph, final = table[name]
@@ -82,7 +84,8 @@ def reduction_for(op: str, num: Num, n: int) -> Reduction:
     raw = lambda e: e  # noqa: E731
     if name in ("max", "min"):
         lo = num.lowest() if name == "max" else num.highest()
-        ph = Phase("m", t, lo, _max_expr("{a}", "{v}", False, name == "max"), _max_expr("{a}", "{b}", False, name == "max"))
+        ph = Phase("m", t, lo, _max_expr("{a}", "{v}", False, name == "max"),
+                   _max_expr("{a}", "{b}", False, name == "max"), lanes=True)
         return Reduction((ph,), "m", t, raw)
     wrap = lambda upd: Phase("s", u, f"({u})0", upd, "{a} + {b}", lanes=True)  # noqa: E731
     absu = f"({{v}} < 0 ? ({u})0 - ({u}){{v}} : ({u}){{v}})" if signed else f"({u}){{v}}"
@@ -97,7 +100,7 @@ def reduction_for(op: str, num: Num, n: int) -> Reduction:
     }
     if name == "log_sum_exp":
         m = Phase("m", "double", "(-(double)INFINITY)", _max_expr("{a}", "(double){v}", True, True),
-                  _max_expr("{a}", "{b}", True, True), post="isfinite({a}) ? {a} : 0.0")
+                  _max_expr("{a}", "{b}", True, True), post="isfinite({a}) ? {a} : 0.0", lanes=True)
         e = Phase("s", "double", "0.0", "{a} + exp((double){v} - {m})", "{a} + {b}", lanes=True)
         return Reduction((m, e), f"({t})(log(s) + m)", t, raw)
     ph, final = table[name]
@@ -239,7 +242,7 @@ REDUCE_OPS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_p
               "reduce_log_sum", "reduce_log_sum_exp", "reduce_sum_square")
 
 
-@kernel(*REDUCE_OPS)
+@axis_kernel(*REDUCE_OPS)
 def reduce(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -290,7 +293,7 @@ def _better(num: Num, v: str, best: str, largest: bool, last: bool) -> str:
     return f"({v} {op}= {best})" if last else f"({v} {op} {best})"
 
 
-@kernel("arg_max", "arg_min")
+@axis_kernel("arg_max", "arg_min")
 def arg_extreme(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -333,7 +336,7 @@ def arg_extreme(ctx: KernelContext) -> str:
 
 
 # ---- TopK --------------------------------------------------------------------------------------
-@kernel("top_k")
+@axis_kernel("top_k")
 def top_k(ctx: KernelContext) -> str:
     """A bounded heap per row, kept in the Indices output (worst of the k best at the root), then
     sorted in place; ties keep the lower index first, NaN ranks above every number."""
@@ -405,7 +408,7 @@ def top_k(ctx: KernelContext) -> str:
 
 
 # ---- CumSum ------------------------------------------------------------------------------------
-@kernel("cum_sum")
+@axis_kernel("cum_sum")
 def cum_sum(ctx: KernelContext) -> str:
     """Sums in the element type, rounding after every step as numpy's cumsum does; a run-time axis
     switches between loop nests compiled for every axis."""

@@ -24,7 +24,7 @@ from ..context import KernelContext, numel, strides
 from ..ctypes_c import float_literal
 from . import kernel
 from ._axis import Num, indent
-from ._movement import gather_axes, table
+from ._movement import gather_axes, table, uses_all_params
 
 
 def _operand(ctx: KernelContext, i: int, what: str):
@@ -62,16 +62,18 @@ def _window(m: np.ndarray):
 
 
 @kernel("resize")
+@uses_all_params
 def resize(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     attrs = ctx.attrs
     rank = len(x.shape)
-    roi = _operand(ctx, 1, "roi")
+    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
+    # the roi changes the result only in these modes (elsewhere a same-length axis maps onto itself)
+    roi = _operand(ctx, 1, "roi") if coord in ("tf_crop_and_resize", "tf_half_pixel_for_nn") else None
     scales, sizes = _operand(ctx, 2, "scales"), _operand(ctx, 3, "sizes")
     if _present(scales) == _present(sizes):
         ctx.fail("needs exactly one of scales and sizes")
     axes = _resize_axes(attrs, rank)
-    coord = attrs.get("coordinate_transformation_mode", "half_pixel")
     mode = attrs.get("mode", "nearest")
     try:
         plan = plan_sizes(x.shape, axes, scales, sizes, attrs.get("keep_aspect_ratio_policy", "stretch"))
@@ -87,7 +89,7 @@ def resize(ctx: KernelContext) -> str:
         ctx.fail(f"resizing {list(x.shape)} gives {out_shape}, the output is {list(y.shape)}")
     num = Num(y.dtype)
     if numel(y) == 0:
-        return "    " + " ".join(f"(void)in{i};" for i in range(len(ctx.inputs))) + " (void)out0;"
+        return "    /* empty output */"
     # per axis: None (read straight through) or (x_ori, outside) along it
     coords: list = [None] * rank
     for j, (a, (out_len, scale)) in enumerate(zip(axes, plan)):
@@ -100,7 +102,6 @@ def resize(ctx: KernelContext) -> str:
         x_ori = source_coords(coord, out_len, in_len, scale, box)
         outside = ((x_ori < 0) | (x_ori > in_len - 1)) if coord == "tf_crop_and_resize" else np.zeros(out_len, bool)
         coords[a] = (x_ori, outside)
-    unused = "    " + " ".join(f"(void)in{i};" for i in range(1, len(ctx.inputs)))
     if mode == "nearest":
         maps = []
         for a, c in enumerate(coords):
@@ -109,7 +110,7 @@ def resize(ctx: KernelContext) -> str:
                 continue
             idx = nearest_index(c[0], attrs.get("nearest_mode", "round_prefer_floor"), x.shape[a])
             maps.append(np.where(c[1], -1, idx))
-        return unused + "\n" + gather_axes(ctx, x.shape, y.shape, maps, _extrapolation(ctx, num), False)
+        return gather_axes(ctx, x.shape, y.shape, maps, _extrapolation(ctx, num), False)
     antialias = attrs.get("antialias", 0)
     if mode == "linear":
         kern, support = _linear_kernel, 1
@@ -125,64 +126,81 @@ def resize(ctx: KernelContext) -> str:
                                  normalize=bool(antialias))
         taps[a] = _window(m) + (c[1],)
     if not taps:  # no axis changes: the values pass through
-        return unused + f"\n    memcpy(out0, in0, {y.nbytes});"
-    return unused + "\n" + _weighted(ctx, x.shape, y.shape, taps, num)
+        return f"    memcpy(out0, in0, {y.nbytes});"
+    order = [a for a in axes if a in taps]  # the order the reference resizes them in
+    return _weighted(ctx, x.shape, y.shape, taps, order, num)
 
 
-def _weighted(ctx: KernelContext, in_shape, out_shape, taps: dict, num: Num) -> str:
-    """out[o] = sum over the taps of every resized axis of (product of weights) * in[...]."""
+UNROLL_TAPS = 64  # up to this many taps per output the weighted sum is written out in full
+
+
+def _weighted(ctx: KernelContext, in_shape, out_shape, taps: dict, order: list, num: Num) -> str:
+    """out[o] = the weighted sum over the taps of every resized axis, nested in the order the
+    reference resizes the axes (the first resized axis' sum innermost)."""
     acc_t = "double" if num.dt.short == "f64" or not num.is_float else "float"
     ist, ost = strides(in_shape), strides(out_shape)
     extrap = _extrapolation(ctx, num)
-    decls, lines = [], []
+    decls = [f"const {num.c} *restrict X = in0;", f"{num.c} *restrict Y = out0;"]
     names = {}
     for a, (lo, w, outside) in taps.items():
-        d1, lo_e = table(ctx, lo * ist[a], f"lo{a}")
-        d2, w_e = table(ctx, w, f"w{a}", acc_t)
+        d1, lo_e = table(ctx, lo * ist[a], f"lo{a}_t")
+        d2, w_e = table(ctx, w, f"w{a}_t", acc_t)
         decls += [d for d in (d1, d2) if d]
-        ok_e = None
+        decls += [f"const int32_t *restrict lo{a} = {lo_e};", f"const {acc_t} *restrict w{a} = {w_e};"]
+        ok = None
         if outside.any():
             d3, ok_e = table(ctx, (~outside).astype(np.int32), f"ok{a}")
             decls += [d3] if d3 else []
-        names[a] = (lo_e, w_e, w.shape[1], ok_e)
+            ok = ok_e
+        names[a] = (w.shape[1], ok)
     rank = len(out_shape)
-    prev_s = "0"
+    lines, prev_s = [], "0"
     for d in range(rank):
         pad = "    " * d
         lines.append(f"{pad}for (int64_t i{d} = 0; i{d} < {out_shape[d]}; i{d}++) {{")
         lines.append(f"{pad}    const int64_t o{d} = {'0' if d == 0 else f'o{d - 1}'} + i{d} * {ost[d]};")
         if d in names:
-            lo_e, _, _, ok_e = names[d]
-            if ok_e:  # outside the crop box: the extrapolation value for the whole sub-block
+            K, ok = names[d]
+            if ok:  # outside the crop box: the extrapolation value for the whole sub-block
                 block = int(np.prod(out_shape[d + 1:], dtype=np.int64))
-                lines.append(f"{pad}    if (!{ok_e}[i{d}]) {{ for (int64_t e = 0; e < {block}; e++) "
-                             f"out0[o{d} + e] = {extrap}; continue; }}")
-            lines.append(f"{pad}    const int64_t s{d} = {prev_s} + {lo_e}[i{d}];")
+                lines.append(f"{pad}    if (!{ok}[i{d}]) {{ for (int64_t e = 0; e < {block}; e++) "
+                             f"Y[o{d} + e] = {extrap}; continue; }}")
+            lines.append(f"{pad}    const int64_t s{d} = {prev_s} + lo{d}[i{d}];")
+            lines.append(f"{pad}    const {acc_t} *restrict w{d}p = w{d} + i{d} * {K};")
         else:
             lines.append(f"{pad}    const int64_t s{d} = {prev_s} + i{d} * {ist[d]};")
         prev_s = f"s{d}"
-    # the tap loops, innermost over the last resized axis
-    body = [f"{acc_t} acc = 0;"]
-    src, weight = f"s{rank - 1}", []
-    close = []
-    for k, (a, (_, w_e, K, _)) in enumerate(sorted(names.items())):
-        pad = "    " * k
-        body.append(f"{pad}for (int64_t t{a} = 0; t{a} < {K}; t{a}++) {{")
-        body.append(f"{pad}    const {acc_t} w{a}_ = {w_e}[i{a} * {K} + t{a}]"
-                    + (f" * w{weight[-1]}_;" if weight else ";"))
-        src += f" + t{a} * {ist[a]}"
-        weight.append(a)
-        close.append(pad + "}")
-    pad = "    " * len(names)
-    body.append(f"{pad}acc += w{weight[-1]}_ * ({acc_t}){num.load(f'in0[{src}]')};")
-    body += close[::-1]
+    nest = order[::-1]  # the axis resized last is the outermost sum
+    load = lambda off: f"({acc_t}){num.load(f'X[s{rank - 1}{off}]')}"  # noqa: E731
+    if int(np.prod([names[a][0] for a in nest])) <= UNROLL_TAPS:
+        def term(level: int, off: str) -> str:
+            if level == len(nest):
+                return load(off)
+            a = nest[level]
+            parts = [f"w{a}p[{t}] * {term(level + 1, off + (f' + {t * ist[a]}' if t else ''))}"
+                     for t in range(names[a][0])]
+            return parts[0] if len(parts) == 1 else "(" + " + ".join(parts) + ")"
+        body = [f"const {acc_t} acc = {term(0, '')};"]
+    else:  # wide windows (antialiased downsampling): loops, each level summing its partial result
+        def loops(level: int, off: str, target: str) -> list[str]:
+            a = nest[level]
+            off += f" + t{a} * {ist[a]}"
+            out = [f"for (int64_t t{a} = 0; t{a} < {names[a][0]}; t{a}++) {{"]
+            if level == len(nest) - 1:
+                out.append(f"    {target} += w{a}p[t{a}] * {load(off)};")
+            else:
+                out.append(f"    {acc_t} p{a} = 0;")
+                out += ["    " + x for x in loops(level + 1, off, f"p{a}")]
+                out.append(f"    {target} += w{a}p[t{a}] * p{a};")
+            return out + ["}"]
+        body = [f"{acc_t} acc = 0;"] + loops(0, "", "acc")
     if num.is_float:
-        body.append(f"out0[o{rank - 1}] = {num.store('acc')};")
+        body.append(f"Y[o{rank - 1}] = {num.store('acc')};")
     elif num.dt.short == "bool":
-        body.append(f"out0[o{rank - 1}] = acc != 0;")
+        body.append(f"Y[o{rank - 1}] = acc != 0;")
     else:
         lo, hi = num.lowest(), num.highest()
-        body.append(f"{{ const double v = trunc(acc); out0[o{rank - 1}] = v <= (double){lo} ? {lo} : "
+        body.append(f"{{ const double v = trunc(acc); Y[o{rank - 1}] = v <= (double){lo} ? {lo} : "
                     f"(v >= (double){hi} ? {hi} : ({num.c})v); }}")
     lines.append(indent("\n".join(body), rank + 1))
     for d in reversed(range(rank)):

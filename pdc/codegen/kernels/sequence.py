@@ -25,6 +25,7 @@ from ..ctypes_c import float_literal
 from . import kernel
 
 PANEL = 16
+PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves (KERNELS.md §4)
 STACK_FLOATS_MAX = 1 << 16  # per-task stack scratch (gates, state) must stay well below a thread's stack
 
 GEMV16_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
@@ -89,6 +90,159 @@ static void pdc_seq_gemv16(float *restrict acc, const float *restrict x, const f
     for (; p < P; p++)
         for (int64_t k = 0; k < K; k++)
             for (int l = 0; l < 16; l++) acc[p * 16 + l] += x[k] * w[(p * K + k) * 16 + l];
+}
+"""
+
+# exp by the Cephes expf reduction (2^n * a degree-6 polynomial of the remainder, ~2 ulp), then
+# sigmoid = 1 / (1 + exp(-x)) in its stable form and tanh (a polynomial below |x| = 0.625, else
+# 1 - 2 / (exp(2|x|) + 1)). The scalar form mirrors the vector one (same fma order) for tails.
+VMATH_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#define PDC_SEQ_EXP_POLY(F, r) F(F(F(F(F(1.9875691500e-4f, r, 1.3981999507e-3f), r, 8.3334519073e-3f), r, \
+    4.1665795894e-2f), r, 1.6666665459e-1f), r, 5.0000001201e-1f)
+#define PDC_SEQ_TANH_POLY(F, z) F(F(F(F(-5.70498872745e-3f, z, 2.06390887954e-2f), z, -5.37397155531e-2f), z, \
+    1.33314422036e-1f), z, -3.33332819422e-1f)
+static inline float pdc_seq_exp1(float x) {
+    if (x != x) return x;
+    if (x < -87.0f) return 0.0f; /* below FLT_MIN: flushed */
+    x = x > 88.0f ? 88.0f : x;
+    const float n = nearbyintf(x * 1.44269504088896341f);
+    float r = fmaf(-n, 0.693359375f, x);
+    r = fmaf(-n, -2.12194440e-4f, r);
+    const float p = PDC_SEQ_EXP_POLY(fmaf, r);
+    const float y = fmaf(p, r * r, r + 1.0f);
+    union { uint32_t u; float f; } e = { (uint32_t)((int32_t)n + 127) << 23 };
+    return y * e.f;
+}
+static inline float pdc_seq_sigmoid1(float x) {
+    const float e = pdc_seq_exp1(-fabsf(x)), s = 1.0f / (1.0f + e);
+    return x >= 0 ? s : e * s;
+}
+static inline float pdc_seq_tanh1(float x) {
+    const float ax = fabsf(x);
+    if (ax < 0.625f) { const float z = x * x; return fmaf(PDC_SEQ_TANH_POLY(fmaf, z) * z, x, x); }
+    const float t = 1.0f - 2.0f / (pdc_seq_exp1(2.0f * ax) + 1.0f);
+    return copysignf(t, x);
+}
+#if defined(__AVX512F__)
+static inline __m512 pdc_seq_fma16(__m512 a, __m512 b, float c) { return _mm512_fmadd_ps(a, b, _mm512_set1_ps(c)); }
+static inline __m512 pdc_seq_exp16(__m512 x) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = pdc_seq_fma16(_mm512_set1_ps(1.9875691500e-4f), r, 1.3981999507e-3f);
+    p = pdc_seq_fma16(p, r, 8.3334519073e-3f);
+    p = pdc_seq_fma16(p, r, 4.1665795894e-2f);
+    p = pdc_seq_fma16(p, r, 1.6666665459e-1f);
+    p = pdc_seq_fma16(p, r, 5.0000001201e-1f);
+    const __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(keep, y, _mm512_castsi512_ps(e));
+}
+static inline __m512 pdc_seq_sigmoid16(__m512 x) {
+    const __m512 e = pdc_seq_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+    const __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_mul_ps(s, neg, e, s);
+}
+static inline __m512 pdc_seq_tanh16(__m512 x) {
+    const __m512 ax = _mm512_abs_ps(x), z = _mm512_mul_ps(x, x);
+    __m512 p = pdc_seq_fma16(_mm512_set1_ps(-5.70498872745e-3f), z, 2.06390887954e-2f);
+    p = pdc_seq_fma16(p, z, -5.37397155531e-2f);
+    p = pdc_seq_fma16(p, z, 1.33314422036e-1f);
+    p = pdc_seq_fma16(p, z, -3.33332819422e-1f);
+    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
+    const __m512 e = pdc_seq_exp16(_mm512_add_ps(ax, ax));
+    __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+    big = _mm512_or_ps(big, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), big, small);
+}
+#elif defined(__AVX2__)
+static inline __m256 pdc_seq_fma8(__m256 a, __m256 b, float c) { return _mm256_fmadd_ps(a, b, _mm256_set1_ps(c)); }
+static inline __m256 pdc_seq_exp8(__m256 x) {
+    const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = pdc_seq_fma8(_mm256_set1_ps(1.9875691500e-4f), r, 1.3981999507e-3f);
+    p = pdc_seq_fma8(p, r, 8.3334519073e-3f);
+    p = pdc_seq_fma8(p, r, 4.1665795894e-2f);
+    p = pdc_seq_fma8(p, r, 1.6666665459e-1f);
+    p = pdc_seq_fma8(p, r, 5.0000001201e-1f);
+    const __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(keep, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+static inline __m256 pdc_seq_sigmoid8(__m256 x) {
+    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    const __m256 e = pdc_seq_exp8(_mm256_sub_ps(_mm256_setzero_ps(), ax));
+    const __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+}
+static inline __m256 pdc_seq_tanh8(__m256 x) {
+    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), z = _mm256_mul_ps(x, x);
+    __m256 p = pdc_seq_fma8(_mm256_set1_ps(-5.70498872745e-3f), z, 2.06390887954e-2f);
+    p = pdc_seq_fma8(p, z, -5.37397155531e-2f);
+    p = pdc_seq_fma8(p, z, 1.33314422036e-1f);
+    p = pdc_seq_fma8(p, z, -3.33332819422e-1f);
+    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    const __m256 e = pdc_seq_exp8(_mm256_add_ps(ax, ax));
+    __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+    big = _mm256_or_ps(big, _mm256_and_ps(x, _mm256_set1_ps(-0.0f)));
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+#endif
+static void pdc_seq_sigmoid(float *v, int64_t n) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, pdc_seq_sigmoid16(_mm512_loadu_ps(v + j)));
+#elif defined(__AVX2__)
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, pdc_seq_sigmoid8(_mm256_loadu_ps(v + j)));
+#endif
+    for (; j < n; j++) v[j] = pdc_seq_sigmoid1(v[j]);
+}
+/* v[j] = exp(v[j] - shift); returns the sum */
+static float pdc_seq_exp_sum(float *v, int64_t n, float shift) {
+    int64_t j = 0;
+    float total = 0;
+#if defined(__AVX512F__)
+    __m512 acc = _mm512_setzero_ps();
+    for (; j + 16 <= n; j += 16) {
+        const __m512 e = pdc_seq_exp16(_mm512_sub_ps(_mm512_loadu_ps(v + j), _mm512_set1_ps(shift)));
+        _mm512_storeu_ps(v + j, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    total = _mm512_reduce_add_ps(acc);
+#elif defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = pdc_seq_exp8(_mm256_sub_ps(_mm256_loadu_ps(v + j), _mm256_set1_ps(shift)));
+        _mm256_storeu_ps(v + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    total = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+#endif
+    for (; j < n; j++) { v[j] = pdc_seq_exp1(v[j] - shift); total += v[j]; }
+    return total;
+}
+static void pdc_seq_tanh(float *v, int64_t n) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, pdc_seq_tanh16(_mm512_loadu_ps(v + j)));
+#elif defined(__AVX2__)
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, pdc_seq_tanh8(_mm256_loadu_ps(v + j)));
+#endif
+    for (; j < n; j++) v[j] = pdc_seq_tanh1(v[j]);
 }
 """
 
@@ -184,11 +338,6 @@ class _Gen:
         c = self.lit(self.clip)
         return f"({v} < -{c} ? -{c} : ({v} > {c} ? {c} : {v}))"
 
-    def act(self, d: int, slot: int, v: str) -> str:
-        k = d * _KINDS[self.op][1] + slot
-        _, alpha, beta = self.acts[k]
-        return activation_expr(self.act_names[k], alpha, beta, self.ct, v)
-
     @staticmethod
     def padded(n: int) -> int:
         return -(-n // PANEL) * PANEL
@@ -248,61 +397,93 @@ class _Gen:
         return f"({d * N} + b) * {H}" if self.layout == 0 else f"(b * {D} + {d}) * {H}"
 
     # -- the per-direction function
+    def apply(self, d: int, slot: int, buf: str, n: int) -> str:
+        """Applies activation `slot` of direction d in place to buf[0:n] (float sigmoid / tanh
+        through the vectorized helpers, everything else as a plain loop)."""
+        k = d * _KINDS[self.op][1] + slot
+        name = self.act_names[k].lower()
+        _, alpha, beta = self.acts[k]
+        if self.ct == "float" and name in ("sigmoid", "tanh", "scaledtanh"):
+            self.ctx.helper("pdc_seq_vmath", VMATH_C)
+            if name == "sigmoid":
+                return f"pdc_seq_sigmoid({buf}, {n});"
+            if name == "tanh":
+                return f"pdc_seq_tanh({buf}, {n});"
+            al, be = self.lit(alpha), self.lit(beta)
+            return (f"{{ float *v = {buf}; for (int64_t j = 0; j < {n}; j++) v[j] *= {be}; pdc_seq_tanh(v, {n}); "
+                    f"for (int64_t j = 0; j < {n}; j++) v[j] *= {al}; }}")
+        expr = activation_expr(name, alpha, beta, self.ct, "x")
+        return f"{{ {self.ct} *v = {buf}; for (int64_t j = 0; j < {n}; j++) {{ const {self.ct} x = v[j]; v[j] = {expr}; }} }}"
+
+    def clip_range(self, buf: str, n: int) -> list[str]:
+        if self.clip is None:
+            return []
+        return [f"{{ {self.ct} *v = {buf}; for (int64_t j = 0; j < {n}; j++) v[j] = {self.clipped('v[j]')}; }}"]
+
     def cell(self, d: int) -> list[str]:
-        H, ct = self.H, self.ct
+        """One time step: the gate pre-activations, then the elementwise update as passes over
+        whole gate vectors (so the activations vectorize)."""
+        H = self.H
         out = []
         if self.op == "rnn":
             out.append(self.bias_init("g", d, [0, H], H))
             out.append(self.matvec("g", "xv", 1, d, 0, H))
             out.append(self.matvec("g", "h", 2, d, 0, H))
-            out.append(f"for (int64_t j = 0; j < {H}; j++) {{ const {ct} v = {self.clipped('g[j]')}; "
-                       f"h[j] = {self.act(d, 0, 'v')}; }}")
+            out += self.clip_range("g", H)
+            out.append(self.apply(d, 0, "g", H))
+            out.append(f"memcpy(h, g, sizeof(h[0]) * {H});")
             return out
         if self.op == "lstm":
+            # gate order i, o, f, c
             G = 4 * H
             out.append(self.bias_init("g", d, [0, G], G))
             out.append(self.matvec("g", "xv", 1, d, 0, G))
             out.append(self.matvec("g", "h", 2, d, 0, G))
             peep = self.ctx.has_input(7)
-            pi = " + pi[j] * cp" if peep else ""
-            pf = " + pf[j] * cp" if peep else ""
-            po = " + po[j] * cn" if peep else ""
-            forget = "1 - gi" if self.ctx.attrs.get("input_forget", 0) else \
-                self.act(d, 0, f"vf")
-            body = [f"const {ct} cp = c[j];",
-                    f"const {ct} vi = {self.clipped(f'(g[j]{pi})')};",
-                    f"const {ct} gi = {self.act(d, 0, 'vi')};"]
-            if not self.ctx.attrs.get("input_forget", 0):
-                body.append(f"const {ct} vf = {self.clipped(f'(g[{2 * H} + j]{pf})')};")
-            body += [f"const {ct} gf = {forget};",
-                     f"const {ct} vc = {self.clipped(f'g[{3 * H} + j]')};",
-                     f"const {ct} cn = gf * cp + gi * {self.act(d, 1, 'vc')};",
-                     f"const {ct} vo = {self.clipped(f'(g[{H} + j]{po})')};",
-                     f"const {ct} go = {self.act(d, 0, 'vo')};",
-                     f"c[j] = cn; h[j] = go * {self.act(d, 2, 'cn')};"]
-            out.append(f"for (int64_t j = 0; j < {H}; j++) {{\n              " + "\n              ".join(body)
-                       + "\n          }")
+            coupled = self.ctx.attrs.get("input_forget", 0)
+            if peep:
+                out.append(f"for (int64_t j = 0; j < {H}; j++) {{ g[j] += pi[j] * c[j]; "
+                           f"g[{2 * H} + j] += pf[j] * c[j]; }}")
+                out += self.clip_range("g", H) + self.clip_range(f"g + {2 * H}", 2 * H)
+                out.append(self.apply(d, 0, "g", H))
+                if not coupled:
+                    out.append(self.apply(d, 0, f"g + {2 * H}", H))
+            else:
+                out += self.clip_range("g", G)
+                out.append(self.apply(d, 0, "g", 2 * H if coupled else 3 * H))
+            if coupled:
+                out.append(f"for (int64_t j = 0; j < {H}; j++) g[{2 * H} + j] = 1 - g[j];")
+            out.append(self.apply(d, 1, f"g + {3 * H}", H))
+            out.append(f"for (int64_t j = 0; j < {H}; j++) c[j] = g[{2 * H} + j] * c[j] + g[j] * g[{3 * H} + j];")
+            if peep:
+                out.append(f"for (int64_t j = 0; j < {H}; j++) g[{H} + j] += po[j] * c[j];")
+                out += self.clip_range(f"g + {H}", H)
+                out.append(self.apply(d, 0, f"g + {H}", H))
+            out.append(f"memcpy(ht, c, sizeof(c[0]) * {H});")
+            out.append(self.apply(d, 2, "ht", H))
+            out.append(f"for (int64_t j = 0; j < {H}; j++) h[j] = g[{H} + j] * ht[j];")
             return out
-        # gru
+        # gru: gate order z, r, h
         lbr = self.ctx.attrs.get("linear_before_reset", 0)
         G = 3 * H
         out.append(self.bias_init("g", d, [0], G))          # Wb: z, r, h
         out.append(self.matvec("g", "xv", 1, d, 0, G))
         out.append(self.bias_init("gr", d, [G], 2 * H))     # Rb: z, r
         out.append(self.matvec("gr", "h", 2, d, 0, 2 * H))
-        out.append(f"for (int64_t j = 0; j < {2 * H}; j++) {{ const {ct} v = {self.clipped('(g[j] + gr[j])')}; "
-                   f"gr[j] = {self.act(d, 0, 'v')}; }}")  # gr now holds z, r
+        out.append(f"for (int64_t j = 0; j < {2 * H}; j++) gr[j] = g[j] + gr[j];")
+        out += self.clip_range("gr", 2 * H)
+        out.append(self.apply(d, 0, "gr", 2 * H))           # gr holds z, r
         out.append(self.bias_init("gh", d, [G + 2 * H], H))  # Rb: h
         if lbr:
             out.append(self.matvec("gh", "h", 2, d, 2 * H, H))
-            pre = f"(g[{2 * H} + j] + gr[{H} + j] * gh[j])"
+            out.append(f"for (int64_t j = 0; j < {H}; j++) gh[j] = g[{2 * H} + j] + gr[{H} + j] * gh[j];")
         else:
             out.append(f"for (int64_t j = 0; j < {H}; j++) rh[j] = gr[{H} + j] * h[j];")
             out.append(self.matvec("gh", "rh", 2, d, 2 * H, H))
-            pre = f"(g[{2 * H} + j] + gh[j])"
-        out.append(f"for (int64_t j = 0; j < {H}; j++) {{ const {ct} v = {self.clipped(pre)}; "
-                   f"const {ct} hh = {self.act(d, 1, 'v')}; const {ct} z = gr[j]; "
-                   f"h[j] = (1 - z) * hh + z * h[j]; }}")
+            out.append(f"for (int64_t j = 0; j < {H}; j++) gh[j] = g[{2 * H} + j] + gh[j];")
+        out += self.clip_range("gh", H)
+        out.append(self.apply(d, 1, "gh", H))
+        out.append(f"for (int64_t j = 0; j < {H}; j++) h[j] = (1 - gr[j]) * gh[j] + gr[j] * h[j];")
         return out
 
     def direction_fn(self, d: int) -> str:
@@ -314,7 +495,7 @@ class _Gen:
         bufs = [f"{ct} g[{pad(G)}] __attribute__((aligned(64)));",
                 f"{ct} h[{pad(H)}] __attribute__((aligned(64)));"]
         if lstm:
-            bufs.append(f"{ct} c[{pad(H)}];")
+            bufs += [f"{ct} c[{pad(H)}];", f"{ct} ht[{pad(H)}] __attribute__((aligned(64)));"]
         if self.op == "gru":
             bufs += [f"{ct} gr[{pad(2 * H)}] __attribute__((aligned(64)));",
                      f"{ct} gh[{pad(H)}] __attribute__((aligned(64)));", f"{ct} rh[{pad(H)}];"]
@@ -382,7 +563,7 @@ class _Gen:
         inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
         items = self.ndir * self.N
         macs = self.T * (self.I + self.H) * self.G * self.H
-        call = (f"pdc_parallel_for({items}, {fn}_task, (void *)&a);" if items > 1 and macs * items >= 20000
+        call = (f"pdc_parallel_for({items}, {fn}_task, (void *)&a);" if items > 1 and macs * items >= PARALLEL_MIN_MACS
                 else f"{fn}_task((void *)&a, 0, {items});")
         unused = " ".join(f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None)
         return f"    {fn}_args a = {{ {inits} }};\n    {unused}\n    {call}" if items else "    (void)in0;"

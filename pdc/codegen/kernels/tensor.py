@@ -18,7 +18,7 @@ from ...ir.ops.tensor import _pad_widths, _perm, _slice_params, slice_bounds
 from ..context import KernelContext, broadcast_strides, numel, strides
 from ..ctypes_c import float_literal, int_literal
 from . import kernel
-from ._movement import copy_nest, fill, gather_axes, pack
+from ._movement import copy_nest, fill, gather_axes, pack, uses_all_params
 
 
 def const_ints(ctx: KernelContext, i: int, what: str) -> Optional[list[int]]:
@@ -47,6 +47,7 @@ def _is_zero_bits(value: Optional[np.ndarray]) -> bool:
 
 # ---- transpose / concat / split --------------------------------------------------------------
 @kernel("transpose")
+@uses_all_params
 def transpose(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     perm = _perm(ctx.attrs, len(x.shape))
@@ -55,6 +56,7 @@ def transpose(ctx: KernelContext) -> str:
 
 
 @kernel("concat")
+@uses_all_params
 def concat(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     axis = normalize_axis(ctx.attrs["axis"], len(y.shape))
@@ -69,6 +71,7 @@ def concat(ctx: KernelContext) -> str:
 
 
 @kernel("split")
+@uses_all_params
 def split(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     axis = normalize_axis(ctx.attrs.get("axis", 0), len(x.shape))
@@ -86,6 +89,7 @@ def split(ctx: KernelContext) -> str:
 
 # ---- slice / expand / tile -----------------------------------------------------------------
 @kernel("slice")
+@uses_all_params
 def slice_(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     starts, ends = const_ints(ctx, 1, "starts"), const_ints(ctx, 2, "ends")
@@ -104,6 +108,7 @@ def slice_(ctx: KernelContext) -> str:
 
 
 @kernel("expand")
+@uses_all_params
 def expand(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     bst, ost = broadcast_strides(x.shape, y.shape), strides(y.shape)
@@ -111,6 +116,7 @@ def expand(ctx: KernelContext) -> str:
 
 
 @kernel("tile")
+@uses_all_params
 def tile(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     reps = [y.shape[d] // x.shape[d] if x.shape[d] else 0 for d in range(len(x.shape))]
@@ -137,6 +143,7 @@ def _pad_source(mode: str, n: int, b: int, out_len: int) -> np.ndarray:
 
 
 @kernel("pad")
+@uses_all_params
 def pad(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     mode = ctx.attrs.get("mode", "constant")
@@ -169,6 +176,7 @@ def pad(ctx: KernelContext) -> str:
 
 
 @kernel("center_crop_pad")
+@uses_all_params
 def center_crop_pad(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     maps = []
@@ -188,13 +196,14 @@ def _write_constant(ctx: KernelContext, values: np.ndarray) -> str:
     y = ctx.outputs[0]
     values = np.asarray(values).reshape(-1)
     if values.size == 0:
-        return "    (void)out0;"
+        return "    /* empty output */"
     if values.size <= 64:
         return "\n".join(f"    out0[{i}] = {c_value(ctx, y.dtype, v)};" for i, v in enumerate(values))
     return f"    memcpy(out0, {pack(ctx, values.astype(y.dtype.np), ctx.ctype(y.dtype))}, {values.nbytes});"
 
 
 @kernel("shape")
+@uses_all_params
 def shape(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     s, e = _shape_range(len(x.shape), ctx.attrs)
@@ -202,46 +211,48 @@ def shape(ctx: KernelContext) -> str:
 
 
 @kernel("size")
+@uses_all_params
 def size(ctx: KernelContext) -> str:
     return _write_constant(ctx, np.array([numel(ctx.inputs[0])], np.int64))
 
 
 @kernel("constant_of_shape")
+@uses_all_params
 def constant_of_shape(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     v = ctx.attrs.get("value")
     v = np.zeros(1, np.float32) if v is None else np.asarray(v).reshape(-1)
-    return fill("out0", numel(y), c_value(ctx, y.dtype, v[0]), _is_zero_bits(v)) or "    (void)out0;"
+    return fill("out0", numel(y), c_value(ctx, y.dtype, v[0]), _is_zero_bits(v)) or "    /* empty output */"
 
 
 # ---- range / trilu / eye_like ----------------------------------------------------------------
 @kernel("range")
+@uses_all_params
 def range_(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     n = numel(y)
     if n == 0:
-        return "    (void)in0; (void)in1; (void)in2; (void)out0;"
+        return "    /* empty output */"
     dt = y.dtype
     if dt.is_float:
         load = lambda e: f"(double){ctx.load(dt, e)}"  # noqa: E731
         expr = ctx.store(dt, "start + (double)i * delta")  # rounded once from double, like the reference
         return (f"    const double start = {load('in0[0]')}, delta = {load('in2[0]')};\n"
-                f"    (void)in1;\n"
                 f"    for (int64_t i = 0; i < {n}; i++) out0[i] = {expr};")
     # integers wrap in their own width, like the reference's arithmetic in the dtype
     u = f"uint{dt.itemsize * 8}_t"
     return (f"    const {u} start = ({u})in0[0], delta = ({u})in2[0];\n"
-            f"    (void)in1;\n"
             f"    for (int64_t i = 0; i < {n}; i++) out0[i] = ({ctx.ctype(dt)})(start + ({u})i * delta);")
 
 
 @kernel("trilu")
+@uses_all_params
 def trilu(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     *batch, rows, cols = x.shape
     nb = int(np.prod(batch, dtype=np.int64))
     if nb * rows * cols == 0:
-        return "    (void)in0; (void)in1; (void)out0;"
+        return "    /* empty output */"
     keep = "j - i >= k" if ctx.attrs.get("upper", 1) else "j - i <= k"
     k = "(in1 ? (int64_t)in1[0] : 0)" if ctx.has_input(1) else "0"
     return (f"    const int64_t k = {k};\n"
@@ -253,12 +264,13 @@ def trilu(ctx: KernelContext) -> str:
 
 
 @kernel("eye_like")
+@uses_all_params
 def eye_like(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     rows, cols = y.shape
     k = ctx.attrs.get("k", 0)
     one = c_value(ctx, y.dtype, 1)
-    lines = [fill("out0", rows * cols, "0", True) or "    (void)out0;", "    (void)in0;"]
+    lines = [fill("out0", rows * cols, "0", True) or "    /* empty output */"]
     first, last = max(0, -k), min(rows, cols - k)  # rows holding a one: 0 <= i + k < cols
     if first < last:
         lines.append(f"    for (int64_t i = {first}; i < {last}; i++) out0[i * {cols} + i + {k}] = {one};")

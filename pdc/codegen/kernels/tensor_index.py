@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.ops.common import normalize_axis
+from ...ir.ops.tensor_index import _reverse_sequence_axes
 from ..context import KernelContext, numel, strides
 from . import kernel
 from ._axis import Num, indent
+from ._movement import uses_all_params
 
 
 def _prod(xs) -> int:
@@ -81,18 +83,20 @@ def _reduction(ctx: KernelContext) -> str:
 
 # ---- gathers -------------------------------------------------------------------------------
 @kernel("gather")
+@uses_all_params
 def gather(ctx: KernelContext) -> str:
     x, idx, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     axis = normalize_axis(ctx.attrs.get("axis", 0), len(x.shape))
     outer, n, inner = _prod(x.shape[:axis]), x.shape[axis], _prod(x.shape[axis + 1:])
     m = numel(idx)
     if numel(y) == 0:
-        return "    (void)in0; (void)in1; (void)out0;"
+        return "    /* empty output */"
     if inner == 1:
         body = f"out0[o * {m} + j] = {_in_range('k', n)} ? in0[o * {n} + k] : 0;"
     else:
         body = (f"{ctx.ctype(y.dtype)} *dst = out0 + (o * {m} + j) * {inner};\n"
-                f"        if ({_in_range('k', n)}) memcpy(dst, in0 + (o * {n} + k) * {inner}, {inner} * sizeof(*dst));\n"
+                f"        if ({_in_range('k', n)})\n"
+                f"            memcpy(dst, in0 + (o * {n} + k) * {inner}, {inner} * sizeof(*dst));\n"
                 f"        else memset(dst, 0, {inner} * sizeof(*dst));")
     return (f"    for (int64_t o = 0; o < {outer}; o++)\n"
             f"    for (int64_t j = 0; j < {m}; j++) {{\n"
@@ -112,17 +116,19 @@ def _elements_setup(ctx: KernelContext):
 
 
 @kernel("gather_elements")
+@uses_all_params
 def gather_elements(ctx: KernelContext) -> str:
     x, idx = ctx.inputs[0], ctx.inputs[1]
     axis, st, walk = _elements_setup(ctx)
     if numel(idx) == 0:
-        return "    (void)in0; (void)in1; (void)out0;"
+        return "    /* empty output */"
     n = x.shape[axis]
     body = f"{_norm('k', 'in1[o]', n)}\nout0[o] = {_in_range('k', n)} ? in0[p + k * {st[axis]}] : 0;"
     return _nest(idx.shape, walk, body)
 
 
 @kernel("scatter_elements")
+@uses_all_params
 def scatter_elements(ctx: KernelContext) -> str:
     x, idx, upd = ctx.inputs
     if tuple(idx.shape) != tuple(upd.shape):
@@ -135,7 +141,7 @@ def scatter_elements(ctx: KernelContext) -> str:
         body = (f"{_norm('k', 'in1[o]', n)}\n"
                 f"if ({_in_range('k', n)}) {_combine(ctx, red, f'out0[p + k * {st[axis]}]', 'in2[o]')}")
         code.append(_nest(idx.shape, walk, body))
-    return "\n".join(c for c in code if c) or "    (void)in0; (void)in1; (void)in2; (void)out0;"
+    return "\n".join(c for c in code if c) or "    /* empty output */"
 
 
 def _nd_offset(data_shape, first: int, k: int, idx: str) -> list[str]:
@@ -150,6 +156,7 @@ def _nd_offset(data_shape, first: int, k: int, idx: str) -> list[str]:
 
 
 @kernel("gather_nd")
+@uses_all_params
 def gather_nd(ctx: KernelContext) -> str:
     x, idx, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     b = ctx.attrs.get("batch_dims", 0)
@@ -158,7 +165,7 @@ def gather_nd(ctx: KernelContext) -> str:
     P = _prod(idx.shape[b:-1])
     S = _prod(x.shape[b + k:])
     if numel(y) == 0:
-        return "    (void)in0; (void)in1; (void)out0;"
+        return "    /* empty output */"
     inner = x.shape[b:]
     lines = [f"for (int64_t bi = 0; bi < {nb}; bi++)",
              f"for (int64_t p = 0; p < {P}; p++) {{",
@@ -172,6 +179,7 @@ def gather_nd(ctx: KernelContext) -> str:
 
 
 @kernel("scatter_nd")
+@uses_all_params
 def scatter_nd(ctx: KernelContext) -> str:
     x, idx, upd = ctx.inputs
     red = _reduction(ctx)
@@ -193,26 +201,27 @@ def scatter_nd(ctx: KernelContext) -> str:
                  f"    if (ok) {apply}",
                  "}"]
         code.append(indent("\n".join(lines)))
-    return "\n".join(c for c in code if c) or "    (void)in0; (void)in1; (void)in2; (void)out0;"
+    return "\n".join(c for c in code if c) or "    /* empty output */"
 
 
 # ---- one_hot / reverse_sequence / compress / non_zero ------------------------------
 @kernel("one_hot")
+@uses_all_params
 def one_hot(ctx: KernelContext) -> str:
     idx, y = ctx.inputs[0], ctx.outputs[0]
     axis = normalize_axis(ctx.attrs.get("axis", -1), len(idx.shape) + 1)
     depth = y.shape[axis]
     outer, inner = _prod(idx.shape[:axis]), _prod(idx.shape[axis:])
     if numel(y) == 0:
-        return "    (void)in0; (void)in1; (void)in2; (void)out0;"
+        return "    /* empty output */"
     if idx.dtype.is_float:  # truncated toward zero like astype(int64); NaN and huge values match nothing
         v = ctx.load(idx.dtype, "in0[o * " + str(inner) + " + j]")
         conv = (f"const double v = (double){v};\n"
-                f"        int64_t k = (v > -9.2e18 && v < 9.2e18) ? (int64_t)v : -1 - {depth}; if (k < 0) k += {depth};")
+                f"        int64_t k = (v > -9.2e18 && v < 9.2e18) ? (int64_t)v : -1 - {depth};\n"
+                f"        if (k < 0) k += {depth};")
     else:
         conv = _norm("k", f"in0[o * {inner} + j]", depth)
-    return (f"    (void)in1;\n"
-            f"    const {ctx.ctype(y.dtype)} off = in2[0], on = in2[1];\n"
+    return (f"    const {ctx.ctype(y.dtype)} off = in2[0], on = in2[1];\n"
             f"    for (int64_t i = 0; i < {numel(y)}; i++) out0[i] = off;\n"
             f"    for (int64_t o = 0; o < {outer}; o++)\n"
             f"    for (int64_t j = 0; j < {inner}; j++) {{\n"
@@ -222,14 +231,15 @@ def one_hot(ctx: KernelContext) -> str:
 
 
 @kernel("reverse_sequence")
+@uses_all_params
 def reverse_sequence(ctx: KernelContext) -> str:
-    from ...ir.ops.tensor_index import _reverse_sequence_axes
+
     x = ctx.inputs[0]
     b_ax, t_ax = _reverse_sequence_axes(ctx.attrs, len(x.shape))
     B, T = x.shape[b_ax], x.shape[t_ax]
     inner = _prod(x.shape[2:])
     if numel(x) == 0:
-        return "    (void)in0; (void)in1; (void)out0;"
+        return "    /* empty output */"
     at = (lambda b, t: f"({b} * {T} + {t})") if b_ax == 0 else (lambda b, t: f"({t} * {B} + {b})")
     return (f"    for (int64_t b = 0; b < {B}; b++) {{\n"
             f"        int64_t len = (int64_t)in1[b];\n"
@@ -243,6 +253,7 @@ def reverse_sequence(ctx: KernelContext) -> str:
 
 
 @kernel("compress")
+@uses_all_params
 def compress(ctx: KernelContext) -> str:
     x, cond, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     axis = ctx.attrs.get("axis")
@@ -253,24 +264,26 @@ def compress(ctx: KernelContext) -> str:
         outer, n, inner, m = _prod(x.shape[:axis]), x.shape[axis], _prod(x.shape[axis + 1:]), y.shape[axis]
     c = min(numel(cond), n)
     if numel(y) == 0:
-        return "    (void)in0; (void)in1; (void)out0;"
+        return "    /* empty output */"
     # the output length is static: it came from a constant condition (or the same values at run time)
     return (f"    int64_t j = 0;\n"
             f"    for (int64_t i = 0; i < {c} && j < {m}; i++) {{\n"
             f"        if (!in1[i]) continue;\n"
             f"        for (int64_t o = 0; o < {outer}; o++)\n"
-            f"            memcpy(out0 + (o * {m} + j) * {inner}, in0 + (o * {n} + i) * {inner}, {inner} * sizeof(*out0));\n"
+            f"            memcpy(out0 + (o * {m} + j) * {inner}, in0 + (o * {n} + i) * {inner},\n"
+            f"                   {inner} * sizeof(*out0));\n"
             f"        j++;\n"
             f"    }}")
 
 
 @kernel("non_zero")
+@uses_all_params
 def non_zero(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     shape = list(x.shape) or [1]
     nnz = y.shape[1]
     if nnz == 0:
-        return "    (void)in0; (void)out0;"
+        return "    /* empty output */"
     st = strides(shape)
     test = "(in0[f] & 0x7fff) != 0" if x.dtype.short == "bf16" else "in0[f] != 0"
     coords = " ".join(f"out0[{d} * {nnz} + j] = (f / {st[d]}) % {n};" for d, n in enumerate(shape))

@@ -103,7 +103,8 @@ UNARY = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "lo
          "isfinite_v2": "isfinite", "softmax": "softmax", "log_softmax": "log_softmax", "assign": "assign",
          "transpose": "transpose", "transpose2": "transpose", "flatten_contiguous_range": "flatten",
          "flatten": "legacy_flatten", "flatten2": "legacy_flatten", "pixel_shuffle": "pixel_shuffle",
-         "cumsum": "cumsum", "pad": "pad", "shape": "shape", "size": "numel", "p_norm": "p_norm", "mean": "mean_all", "leaky_relu": "leaky_relu"}
+         "cumsum": "cumsum", "pad": "pad", "shape": "shape", "size": "numel", "p_norm": "p_norm", "mean": "mean_all",
+         "leaky_relu": "leaky_relu"}
 UNARY_RENAMES = {"leaky_relu": {"alpha": "negative_slope"}, "transpose": {"axis": "perm"},
                  "transpose2": {"axis": "perm"}}
 
@@ -251,6 +252,15 @@ def fill_constant(o: LegacyOp):
         shape = Const(np.asarray(o.attr("shape", []), np.int64))
     v = o.inp("ValueTensor") or Const(np.asarray([value], np.float64))
     return o.make("full_with_tensor", [v, shape], [o.out("Out")], {"dtype": dtype})
+
+
+@adapter("fill_constant_batch_size_like")
+def fill_constant_batch_size_like(o: LegacyOp):
+    text = o.attr("str_value", "")
+    return o.make("full_batch_size_like", [o.inp("Input")], [o.out("Out")],
+                  {"shape": list(o.attr("shape", [])), "value": float(text) if text else float(o.attr("value", 0.0)),
+                   "dtype": dtype_name(o.attr("dtype"), "float32"), "input_dim_idx": o.attr("input_dim_idx", 0),
+                   "output_dim_idx": o.attr("output_dim_idx", 0)})
 
 
 @adapter("fill_any_like")

@@ -214,7 +214,12 @@ class Lowering:
             return None
         if any(not v.type.is_static or v.type.numel > FOLD_LIMIT for v in node.outputs):
             return None
-        results = run_node(node, args)
+        try:
+            results = run_node(node, args)
+        except PdcError:
+            raise
+        except Exception as e:  # a reference tripping over a malformed model is the model's fault
+            raise PdcError(f"{node.describe()}: cannot compute at import: {type(e).__name__}: {e}") from None
         return [self.graph.add_constant(v.name, r, v.type.dtype) for v, r in zip(node.outputs, results)]
 
     # ---- the whole program -----------------------------------------------------------------------
@@ -235,8 +240,9 @@ class Lowering:
         for spec, key in self.program.params:
             self.env[key] = self.graph.add_constant(self.fresh(spec.name), self.arrays[spec.name], spec.dtype)
         for i, (name, key, t) in enumerate(self.program.inputs):
-            shape = tuple(d if d >= 0 else ("N" if j == 0 else f"{sanitize(name)}_d{j}")
-                          for j, d in enumerate(t.shape))
+            # dynamic dims become symbols: the batch dim N, others <input>_d<axis> (bound with --shape)
+            symbol = re.sub(r"[^A-Za-z0-9_]", "_", sanitize(name))
+            shape = tuple(d if d >= 0 else ("N" if j == 0 else f"{symbol}_d{j}") for j, d in enumerate(t.shape))
             v = Value(self.fresh(name), TensorType(t.dtype, shape))
             self.graph.inputs.append(v)
             self.env[key] = v
@@ -258,7 +264,13 @@ class Lowering:
 
     def lower(self, op: Op) -> None:
         cx = OpContext(self, op)
-        results = CONVERTERS[op.type](cx)
+        try:
+            results = CONVERTERS[op.type](cx)
+        except PdcError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
+            # attributes or operands of the wrong kind: report the op instead of a traceback
+            raise PdcError(f"{op.where}: malformed op ({type(e).__name__}: {e})") from None
         if results is None:
             results = []
         if not isinstance(results, (list, tuple)):
@@ -279,8 +291,17 @@ class Lowering:
                 if key not in self.env or isinstance(self.env[key], _Unavailable):
                     self.env[key] = _Unavailable(f"result {k} of {op.where} is not computed by pdc")
                 continue  # legacy programs write unused results into existing variables
+            r = self.match_scalar_rank(cx, r, cx.out_type(k))
             self.check_result(cx, k, r)
             self.env[key] = r
+
+    def match_scalar_rank(self, cx: OpContext, r, declared):
+        """Paddle before 2.5 gave scalar results (full slices, full reductions) shape [1], later
+        versions shape []; a result is reshaped to what its file declares."""
+        if isinstance(r, Value) and isinstance(declared, TensorType) and r.type.shape is not None:
+            if (r.type.shape, declared.shape) in (((), (1,)), ((1,), ())):
+                return cx.emit("reshape", [r, self.constant(np.asarray(declared.shape, np.int64).reshape(-1))])
+        return r
 
     def check_result(self, cx: OpContext, k: int, r) -> None:
         declared = cx.out_type(k)
@@ -305,5 +326,5 @@ class Lowering:
         if bad:
             raise PdcError(f"{cx.where}: pdc's lowering gives result {k} type {got} but the file declares "
                            f"{declared} (a pdc bug or an inconsistent model)")
-        if v.data is None and got.shape is not None and declared.shape is not None:
+        if v.data is None and got.shape is not None and declared.shape is not None and v not in self.graph.inputs:
             v.type = refine(got, declared)

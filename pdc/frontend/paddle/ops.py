@@ -162,7 +162,20 @@ def full_like(cx: OpContext):
     return cx.emit("expand", [scalar, cx.emit("shape", [x])])
 
 
-@converter("assign", "assign_out_", "share_data_", "memcpy", "memcpy_h2d", "memcpy_d2h", "identity_loss")
+@converter("full_batch_size_like")
+def full_batch_size_like(cx: OpContext):
+    # `shape`, with dim output_dim_idx taken from the input's dim input_dim_idx
+    x = cx.value(0)
+    dt = dtype_attr(cx, default=dtypes.float32)
+    shape = [int(d) for d in cx.attr("shape", [])]
+    i, o = int(cx.attr("input_dim_idx", 0)), int(cx.attr("output_dim_idx", 0))
+    scalar = cx.constant(np.asarray(cx.attr("value", 0.0)).astype(dt.np), dt)
+    size = cx.emit("slice", [cx.emit("shape", [x]), cx.constant(i64([i])), cx.constant(i64([i + 1]))])
+    target = cx.emit("concat", [cx.constant(i64(shape[:o])), size, cx.constant(i64(shape[o + 1:]))], {"axis": 0})
+    return cx.emit("expand", [scalar, target])
+
+
+@converter("assign", "assign_out_", "share_data_", "memcpy", "memcpy_h2d", "memcpy_d2h")
 def assign(cx: OpContext):
     return cx.value(0)
 
@@ -176,7 +189,8 @@ def shape(cx: OpContext):
 
 @converter("cast")
 def cast_op(cx: OpContext):
-    return cast(cx, cx.value(0), dtype_attr(cx))
+    x = cx.value(0)
+    return cast(cx, x, dtype_attr(cx) or x.type.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +458,8 @@ def clip(cx: OpContext):
         if cx.has(i):
             bounds.append(cast(cx, reshape(cx, cx.value(i), []), x.type.dtype))
         else:
-            bounds.append(const_like(cx, x, cx.attr(name, -np.inf if name == "min" else np.inf)))
+            limits = np.finfo(x.type.dtype.np) if x.type.dtype.is_float else np.iinfo(x.type.dtype.np)
+            bounds.append(const_like(cx, x, cx.attr(name, limits.min if name == "min" else limits.max)))
     return cx.emit("clip", [x] + bounds)
 
 
@@ -531,7 +546,7 @@ def conv_common(cx: OpContext, transposed: bool):
     return back(cx.emit("conv_transpose", [x, w], attrs))
 
 
-@converter("conv2d", "depthwise_conv2d", "conv3d", "conv1d")
+@converter("conv2d", "depthwise_conv2d", "conv3d")
 def conv(cx: OpContext):
     return conv_common(cx, transposed=False)
 
@@ -950,7 +965,6 @@ def pad3d(cx: OpContext):
 def pad(cx: OpContext):
     x = cx.value(0)
     p = [int(v) for v in cx.attr("paddings", [])]
-    r = cx.rank(x)
     value = cx.scalar(1, "pad value") if cx.has(1) else float(cx.attr("pad_value", 0.0))
     return cx.emit("pad", [x, cx.constant(i64(p[0::2] + p[1::2])), const_like(cx, x, value)])
 
@@ -1048,7 +1062,8 @@ def cumsum(cx: OpContext):
     if cx.attr("flatten", False):
         x, axis = reshape(cx, x, [-1]), 0
     return cx.emit("cum_sum", [x, cx.constant(np.asarray(axis, np.int64))],
-                   {"exclusive": int(bool(cx.attr("exclusive", False))), "reverse": int(bool(cx.attr("reverse", False)))})
+                   {"exclusive": int(bool(cx.attr("exclusive", False))),
+                    "reverse": int(bool(cx.attr("reverse", False)))})
 
 
 @converter("topk")
@@ -1072,7 +1087,8 @@ def interp(cx: OpContext):
     method = cx.attr("interp_method", cx.op.type.split("_")[0])
     align_corners, align_mode = bool(cx.attr("align_corners", False)), int(cx.attr("align_mode", 1))
     if method == "nearest":
-        attrs = {"mode": "nearest", "coordinate_transformation_mode": "align_corners" if align_corners else "asymmetric",
+        attrs = {"mode": "nearest",
+                 "coordinate_transformation_mode": "align_corners" if align_corners else "asymmetric",
                  "nearest_mode": "round_prefer_ceil" if align_corners else "floor"}
     elif method in ("bilinear", "linear", "trilinear", "bicubic"):
         mode = "cubic" if method == "bicubic" else "linear"

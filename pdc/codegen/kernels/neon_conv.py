@@ -1,0 +1,222 @@
+"""ARM convolutions: conv / fused_conv (NCHW, 1-D and 2-D, any strides, pads, dilations, groups).
+
+Depthwise convs (one input and one output channel per group) run a kernel vectorized along the
+output columns: per output row, the KH input rows the window touches are copied with their zero
+padding into a small band on the stack, and each group of 4 outputs is KH x KW vector FMAs with
+the tap weights broadcast (stride 2 reads every other column with a de-interleaving load).
+Every other conv is a GEMM per (image, group) (neon_gemm): M = output channels of the group
+(weights packed at compile time), N = output pixels, K = C/group x taps, with B packed from the
+input by im2col per K block and pixel chunk.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ...ir.ops.nn_common import resolve_window
+from ..context import KernelContext
+from .neon import Epilogue, arm_kernel, base, is_f32
+from .neon_gemm import PARALLEL_MIN_MACS, ArmGemm
+
+IM2COL_C = r"""
+/* ---- pdc ARM kernels: im2col packing of an NCHW image into GEMM B panels ---- */
+typedef struct { int64_t H, W, OW, KH, KW, sh, sw, dh, dw, ph, pw; int pointwise; } pdc_ageom;
+static void pdc_apack_im2col(const pdc_agemm *g, int64_t p, float *dst, int64_t n0, int64_t nc, int64_t k0,
+                             int64_t kc, int64_t NR) {
+    const pdc_ageom *q = (const pdc_ageom *)g->geom;
+    const float *x = g->src + p * g->src_bs;
+    const int64_t HW = q->H * q->W, KHW = q->KH * q->KW, panel = kc * NR;
+    for (int64_t kk = 0; kk < kc; kk++) {
+        const int64_t k = k0 + kk, ci = k / KHW, r = k % KHW, kh = r / q->KW, kw = r % q->KW;
+        const float *xc = x + ci * HW;
+        float *d = dst + kk * NR;
+        int64_t lane = 0;
+        if (q->pointwise) { /* the row of channel ci, as is */
+            const float *s = xc + n0;
+            for (int64_t j = 0; j < nc;) {
+                const int64_t n = nc - j < NR ? nc - j : NR;
+                memcpy(d, s + j, (size_t)n * sizeof(float));
+                for (int64_t t = n; t < NR; t++) d[t] = 0.0f;
+                j += n;
+                d += panel;
+            }
+            continue;
+        }
+        int64_t oy = n0 / q->OW, ox = n0 % q->OW;
+        for (int64_t j = 0; j < nc;) { /* one output row (or its part in this chunk) per pass */
+            const int64_t run = q->OW - ox < nc - j ? q->OW - ox : nc - j;
+            const int64_t iy = oy * q->sh - q->ph + kh * q->dh;
+            const int64_t ix0 = ox * q->sw - q->pw + kw * q->dw;
+            int64_t t = 0, tlo = run, thi = run; /* [tlo, thi): the taps inside the row */
+            if (iy >= 0 && iy < q->H) {
+                tlo = ix0 >= 0 ? 0 : (-ix0 + q->sw - 1) / q->sw;
+                thi = ix0 >= q->W ? 0 : (q->W - ix0 + q->sw - 1) / q->sw;
+                tlo = tlo < run ? tlo : run;
+                thi = thi < run ? (thi > tlo ? thi : tlo) : run;
+            }
+            const float *row = xc + (iy >= 0 && iy < q->H ? iy * q->W : 0);
+            while (t < run) {
+                const int64_t end = t < tlo ? tlo : (t < thi ? thi : run);
+                int64_t n = end - t < NR - lane ? end - t : NR - lane;
+                if (t >= tlo && t < thi) {
+                    const float *s = row + ix0 + t * q->sw;
+                    if (q->sw == 1) memcpy(d + lane, s, (size_t)n * sizeof(float));
+                    else for (int64_t i = 0; i < n; i++) d[lane + i] = s[i * q->sw];
+                } else {
+                    for (int64_t i = 0; i < n; i++) d[lane + i] = 0.0f;
+                }
+                t += n;
+                lane += n;
+                if (lane == NR) { lane = 0; d += panel; }
+            }
+            j += run;
+            ox = 0;
+            oy++;
+        }
+        for (; lane > 0 && lane < NR; lane++) d[lane] = 0.0f;
+    }
+}
+"""
+
+DW_ARGS_C = r"""
+typedef struct { const float *x, *w, *b, *r; float *y; } pdc_adw_args;
+"""
+
+
+class _Geom:
+    """A 1-D or 2-D NCHW convolution's static geometry (1-D as H = 1)."""
+
+    def __init__(self, ctx: KernelContext):
+        x_shape, w_shape = ctx.inputs[0].shape, ctx.inputs[1].shape
+        kernel = list(w_shape[2:])
+        strides, dil, begin, out, _ = resolve_window(x_shape, kernel, ctx.attrs)
+        pad = 2 - len(kernel)
+        self.n, self.c = x_shape[0], x_shape[1]
+        self.m = w_shape[0]
+        self.group = int(ctx.attrs.get("group", 1) or 1)
+        self.H, self.W = ([1] * pad + list(x_shape[2:]))
+        self.OH, self.OW = ([1] * pad + list(out))
+        self.KH, self.KW = ([1] * pad + kernel)
+        self.sh, self.sw = ([1] * pad + list(strides))
+        self.dh, self.dw = ([1] * pad + list(dil))
+        self.ph, self.pw = ([0] * pad + list(begin))
+        self.cg, self.mg = self.c // self.group, self.m // self.group
+        self.taps = self.KH * self.KW
+        self.k = self.cg * self.taps
+        self.p_out = self.OH * self.OW
+
+    @property
+    def pointwise(self) -> bool:
+        return (self.taps == 1 and self.sh == self.sw == 1 and self.ph == self.pw == 0
+                and (self.OH, self.OW) == (self.H, self.W))
+
+
+@arm_kernel("conv", "fused_conv")
+def conv(ctx: KernelContext) -> Optional[str]:
+    x_t, w_t = ctx.inputs[0], ctx.inputs[1]
+    W = ctx.const(1)
+    epi = Epilogue(ctx)
+    if (W is None or len(x_t.shape) not in (3, 4) or not is_f32(x_t, w_t, ctx.outputs[0])
+            or not epi.supported or (ctx.has_input(2) and ctx.inputs[2].dtype.short != "f32")):
+        return None
+    g = _Geom(ctx)
+    if g.n * g.m * g.p_out == 0 or g.k == 0:
+        return None
+    if g.cg == 1 and g.mg == 1:
+        return _depthwise(ctx, g, epi)
+    return _gemm_conv(ctx, g, epi, np.asarray(W, np.float32))
+
+
+def _gemm_conv(ctx: KernelContext, g: _Geom, epi: Epilogue, W: np.ndarray) -> str:
+    job = ArmGemm(ctx, g.n * g.group, g.mg, g.p_out, g.k, epi)
+    ctx.helper("pdc_apack_im2col", IM2COL_C)
+    job.a_const(W.reshape(g.group, g.mg, g.k))
+    job.b_runtime("pdc_apack_im2col")
+    job.fields.update(src="in0", src_bs=g.cg * g.H * g.W, geom="&geom", ldc=g.p_out, c_bs=g.mg * g.p_out)
+    if ctx.has_input(2):
+        job.fields.update(bias_m="in2", bm_mod=g.group, bm_bs=g.mg)
+    job.lines.append(f"    static const pdc_ageom geom = {{{g.H}, {g.W}, {g.OW}, {g.KH}, {g.KW}, {g.sh}, {g.sw}, "
+                     f"{g.dh}, {g.dw}, {g.ph}, {g.pw}, {int(g.pointwise)}}};")
+    return job.render()
+
+
+def _depthwise(ctx: KernelContext, g: _Geom, epi: Epilogue) -> str:
+    base(ctx)
+    ctx.helper("pdc_adw_args", DW_ARGS_C)
+    bw = (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1  # band width: every column a window reaches
+    lo_b = min(g.pw, bw)  # band columns [lo_b, hi_b) hold input columns [lo_b - pw, hi_b - pw)
+    hi_b = max(lo_b, min(bw, g.W + g.pw))
+    taps = [(kh, kw) for kh in range(g.KH) for kw in range(g.KW)]
+    res_b, res_a = epi.res_before is not None, epi.res_after is not None
+    lo, hi = epi.c_lo_hi()
+    al, be = epi.c_alpha_beta()
+    task = f"{ctx.fn_name}_planes"
+    vec = g.sw in (1, 2)
+
+    L = [f"static void {task}(void *vargs, int64_t p0, int64_t p1) {{",
+         "    const pdc_adw_args *A = (const pdc_adw_args *)vargs;",
+         f"    float band[{g.KH * bw + 8}];",
+         "    for (int64_t pl = p0; pl < p1; pl++) {",
+         f"        const int64_t ch = pl % {g.c};",
+         f"        const float *x = A->x + pl * {g.H * g.W};",
+         f"        const float *w = A->w + ch * {g.taps};",
+         f"        float *y = A->y + pl * {g.p_out};",
+         "        const float bias = A->b ? A->b[ch] : 0.0f;",
+         f"        const float *r = A->r ? A->r + pl * {g.p_out} : 0;",
+         "        (void)r;"]
+    if vec:
+        L += ["#if PDC_V",
+              "        " + " ".join(f"const pdc_v4 w{t} = pdc_vdup(w[{t}]);" for t in range(len(taps))),
+              f"        const pdc_v4 vbias = pdc_vdup(bias), vlo = pdc_vdup({lo}), vhi = pdc_vdup({hi});",
+              "        (void)vlo; (void)vhi;",
+              "#endif"]
+    L += [f"        for (int64_t oy = 0; oy < {g.OH}; oy++) {{",
+          f"            for (int64_t kh = 0; kh < {g.KH}; kh++) {{",
+          f"                float *b = band + kh * {bw};",
+          f"                const int64_t iy = oy * {g.sh} - {g.ph} + kh * {g.dh};",
+          f"                if (iy < 0 || iy >= {g.H}) {{ memset(b, 0, {bw} * sizeof(float)); continue; }}",
+          f"                for (int64_t i = 0; i < {lo_b}; i++) b[i] = 0.0f;"]
+    if hi_b > lo_b:
+        L.append(f"                memcpy(b + {lo_b}, x + iy * {g.W} + {lo_b - g.pw}, {hi_b - lo_b} * sizeof(float));")
+    L += [f"                for (int64_t i = {max(hi_b, lo_b)}; i < {bw}; i++) b[i] = 0.0f;",
+          "            }",
+          f"            float *yr = y + oy * {g.OW};",
+          "            int64_t ox = 0;"]
+    if vec:
+        load = "pdc_vld" if g.sw == 1 else "pdc_vld2e"
+        L += ["#if PDC_V",
+              f"            for (; ox + 4 <= {g.OW}; ox += 4) {{",
+              "                pdc_v4 acc = vbias;"]
+        for t, (kh, kw) in enumerate(taps):
+            L.append(f"                acc = pdc_vfma(acc, w{t}, {load}(band + {kh * bw} + ox * {g.sw} + {kw * g.dw}));")
+        if res_b:
+            L.append(f"                acc = pdc_vadd(acc, pdc_vld(r + oy * {g.OW} + ox));")
+        if epi.needs_clamp:
+            L.append("                acc = pdc_vclamp(acc, vlo, vhi);")
+        L += ["                pdc_vst(yr + ox, acc);", "            }", "#endif"]
+    L += [f"            for (; ox < {g.OW}; ox++) {{",
+          "                float s = bias;"]
+    for t, (kh, kw) in enumerate(taps):
+        L.append(f"                s += w[{t}] * band[{kh * bw} + ox * {g.sw} + {kw * g.dw}];")
+    if res_b:
+        L.append(f"                s += r[oy * {g.OW} + ox];")
+    if epi.needs_clamp:
+        L.append(f"                s = pdc_fclamp(s, {lo}, {hi});")
+    L += ["                yr[ox] = s;", "            }"]
+    if epi.act or res_a:
+        L += [f"            for (int64_t i = 0; i < {g.OW}; i++) {{",
+              f"                float v = pdc_arm_act({epi.act}, yr[i], {al}, {be});"]
+        if res_a:
+            L.append(f"                v += r[oy * {g.OW} + i];")
+        L += ["                yr[i] = v;", "            }"]
+    L += ["        }", "    }", "}"]
+    ctx.helper(task, "\n".join(L) + "\n")
+    planes = g.n * g.c
+    bias = "in2" if ctx.has_input(2) else "0"
+    r = epi.r if epi.has_r else "0"
+    parallel = int(getattr(ctx.target, "max_threads", 64)) > 1 and planes * g.p_out * g.taps >= PARALLEL_MIN_MACS
+    body = [f"    pdc_adw_args args = {{in0, in1, {bias}, {r}, out0}};"]
+    body.append(f"    pdc_parallel_for({planes}, {task}, &args);" if parallel else f"    {task}(&args, 0, {planes});")
+    return "\n".join(body)
+

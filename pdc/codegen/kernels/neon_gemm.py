@@ -1,0 +1,455 @@
+"""ARM GEMM: register-tiled microkernels (NEON / MVE / plain C), the blocked driver, and the
+gemm / matmul generators for ARM targets.
+
+C[M x N] = A[M x K] * B[K x N] for `problems` independent problems. The microkernel keeps an
+MR x NR tile of C in vector registers (NR = 4 * NV): per k it loads NV vectors of a packed B
+panel ([K][NR]) and multiplies them by MR values of a packed A panel ([K][MR]) — on AArch64 with
+`fmla v.4s, v.4s, v.s[lane]` from A loaded as vectors, on ARMv7 with `vmla.f32 q, q, d[lane]`,
+on Helium with `vfma.f32 q, q, r` (the scalar comes from a core register). The epilogue (+ bias
+per row / column, + residual, clamp) runs on the registers of full tiles; partial tiles and
+other activations go through a scalar pass on the finished tile.
+
+Weights are packed at compile time into the panel order of their side (conv weights and a
+gemm's runtime A are "A", a matmul's constant B is "B"); runtime operands are packed per K block
+into a stack buffer by a callback (im2col for convolutions: pdc/codegen/kernels/neon_conv.py).
+The register tile, K block and buffer sizes are chosen per target (Cortex-M: a few KiB of stack).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from ...ir.ops.common import broadcast_shapes
+from ..context import KernelContext
+from .neon import Epilogue, arm_kernel, base, c_float, is_f32, simd_of
+
+# register tiles (MR, NV) per ISA, NR = 4 * NV; the accumulators must fit the register file:
+# A64 has 32 vector registers, A32 NEON 16, Helium 8; plain C (Cortex-M FPU: 32 s-registers) 16 floats
+TILES = {
+    "neon64": [(8, 3), (8, 2), (4, 4), (4, 3), (4, 2), (2, 4), (1, 4), (1, 2)],
+    "neon32": [(4, 2), (2, 2), (1, 2), (2, 3), (1, 3)],
+    "mve": [(4, 1), (2, 2), (1, 2), (2, 1), (1, 1)],
+    "none": [(4, 1), (2, 1), (1, 1)],
+}
+KC_DEFAULT = 256  # K block (B panels of KC x NR stay in L1)
+SCRATCH_DEFAULT = 16384  # floats of the per-thread packed-B buffer (64 KiB)
+PARALLEL_MIN_MACS = 400_000
+
+
+def tile_cost(mr: int, nv: int, m: int, n: int) -> float:
+    """Padded work divided by the tile's arithmetic density (FMAs per load)."""
+    nr = 4 * nv
+    work = -(-m // mr) * mr * -(-n // nr) * nr
+    density = (mr * nv) / (mr * nv + nv + mr / 4)
+    return work / density
+
+
+def choose_tile(simd: str, m: int, n: int) -> tuple[int, int]:
+    return min(TILES[simd], key=lambda t: (tile_cost(t[0], t[1], m, n), -t[0] * t[1]))
+
+
+def k_block(ctx: KernelContext, k: int) -> int:
+    kc = int(getattr(ctx.target, "gemm_kc", KC_DEFAULT))
+    if k <= kc + kc // 4:
+        return max(k, 1)
+    return -(-k // -(-k // kc))
+
+
+def scratch_floats(ctx: KernelContext) -> int:
+    return int(getattr(ctx.target, "scratch_floats", SCRATCH_DEFAULT))
+
+
+def max_mr(ctx: KernelContext) -> int:
+    return max(mr for mr, _ in TILES[simd_of(ctx)])
+
+
+# ---- compile-time packing -------------------------------------------------------------------------
+def pack_a(a: np.ndarray, mr: int) -> np.ndarray:
+    """(..., M, K) -> (..., ceil(M/MR), K, MR), rows zero-padded."""
+    *lead, m, k = a.shape
+    mb = -(-m // mr)
+    out = np.zeros((*lead, mb * mr, k), np.float32)
+    out[..., :m, :] = a
+    return np.ascontiguousarray(np.swapaxes(out.reshape(*lead, mb, mr, k), -1, -2))
+
+
+def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
+    """(..., K, N) -> (..., ceil(N/NR), K, NR), columns zero-padded."""
+    *lead, k, n = b.shape
+    nb = -(-n // nr)
+    out = np.zeros((*lead, k, nb * nr), np.float32)
+    out[..., :n] = b
+    return np.ascontiguousarray(np.swapaxes(out.reshape(*lead, k, nb, nr), -2, -3))
+
+
+def add_weight(ctx: KernelContext, array: np.ndarray) -> str:
+    """ctx.add_weight for a temporary array: the blob dedups by id(), so keep the array alive."""
+    array = np.ascontiguousarray(array, np.float32)
+    blob = ctx._weights
+    pins = blob.__dict__.setdefault("_pdc_arm_pins", [])
+    pins.append(array)
+    return ctx.add_weight(array)
+
+
+# ---- C: the driver ---------------------------------------------------------------------------------
+DRIVER_C = r"""
+/* ---- pdc ARM kernels: the blocked GEMM driver ---- */
+#define PDC_AACC 1   /* add the tile already in C (a later K block) */
+#define PDC_ALAST 2  /* the last K block: apply the epilogue */
+#define PDC_ACLAMP 4 /* clamp to [lo, hi] after the epilogue adds */
+#define PDC_ABBUF @BBUF@
+#define PDC_AABUF @ABUF@
+typedef struct { const float *bias_m, *bias_n, *res; int64_t ldr; float lo, hi; } pdc_aepi;
+typedef void (*pdc_aukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
+                            int flags, const pdc_aepi *e);
+typedef struct pdc_agemm pdc_agemm;
+/* packs rows [r0, r0+rn) x K block [k0, k0+kc) of problem p's A into [kc][R] (R = MR), or
+   columns [r0, r0+rn) of its B into ceil(rn/R) panels of [kc][R] (R = NR), zero-padded */
+typedef void (*pdc_apack_fn)(const pdc_agemm *g, int64_t p, float *dst, int64_t r0, int64_t rn, int64_t k0,
+                             int64_t kc, int64_t R);
+struct pdc_agemm {
+    int64_t problems, M, N, K, MR, NR, KC, NC;
+    pdc_aukr_fn ukr;
+    const float *a; int64_t a_mod, a_bs;   /* packed A of problem p: a + (p % a_mod) * a_bs */
+    const float *b; int64_t b_mod, b_bs;   /* packed B likewise */
+    pdc_apack_fn pack_a, pack_b;           /* or packed at run time */
+    const float *src; int64_t src_bs, rs, cs; const void *geom; /* what the packers read */
+    float *c; int64_t ldc, c_bs;
+    const float *bias_m; int64_t bm_mod, bm_bs;
+    const float *bias_n;
+    const float *res;                      /* added before the activation, laid out like C */
+    float lo, hi; int clamp;
+    int act; float alpha, beta;            /* other activations: a scalar pass over finished tiles */
+    const float *res_after;                /* added after the activation, laid out like C */
+    int parallel;
+};
+/* the epilogue in scalar C, from a tile t of the accumulators (row stride ldt) into c */
+static void pdc_aepi_tile(const float *t, int ldt, float *c, int64_t ldc, int mr, int nr, int flags,
+                          const pdc_aepi *e) {
+    for (int i = 0; i < mr; i++) {
+        for (int j = 0; j < nr; j++) {
+            float s = t[i * ldt + j];
+            if (flags & PDC_AACC) s += c[i * ldc + j];
+            if (flags & PDC_ALAST) {
+                if (e->bias_m) s += e->bias_m[i];
+                if (e->bias_n) s += e->bias_n[j];
+                if (e->res) s += e->res[i * e->ldr + j];
+                if (flags & PDC_ACLAMP) s = pdc_fclamp(s, e->lo, e->hi);
+            }
+            c[i * ldc + j] = s;
+        }
+    }
+}
+static void pdc_apost(const pdc_agemm *g, float *c, int64_t off, int mr, int nr) {
+    for (int i = 0; i < mr; i++) {
+        for (int j = 0; j < nr; j++) {
+            float y = pdc_arm_act(g->act, c[i * g->ldc + j], g->alpha, g->beta);
+            if (g->res_after) y += g->res_after[off + i * g->ldc + j];
+            c[i * g->ldc + j] = y;
+        }
+    }
+}
+static void pdc_agemm_unit(const pdc_agemm *g, int64_t p, int64_t n0, int64_t nc, float *bbuf, float *abuf) {
+    const int64_t MR = g->MR, NR = g->NR, M = g->M, K = g->K;
+    const int64_t coff = p * g->c_bs;
+    float *c = g->c + coff;
+    const float *res = g->res ? g->res + coff : 0;
+    const float *bias_m = g->bias_m ? g->bias_m + (p % g->bm_mod) * g->bm_bs : 0;
+    const float *a0 = g->pack_a ? 0 : g->a + (p % g->a_mod) * g->a_bs;
+    const float *b0 = g->pack_b ? 0 : g->b + (p % g->b_mod) * g->b_bs;
+    for (int64_t k0 = 0; k0 < K; k0 += g->KC) {
+        const int64_t kc = g->KC < K - k0 ? g->KC : K - k0;
+        const int last = k0 + kc >= K;
+        const int flags = (k0 > 0 ? PDC_AACC : 0) | (last ? PDC_ALAST : 0) | (g->clamp ? PDC_ACLAMP : 0);
+        if (g->pack_b) g->pack_b(g, p, bbuf, n0, nc, k0, kc, NR);
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            const int mr = (int)(M - m0 < MR ? M - m0 : MR);
+            const float *ap;
+            if (g->pack_a) {
+                g->pack_a(g, p, abuf, m0, mr, k0, kc, MR);
+                ap = abuf;
+            } else {
+                ap = a0 + (m0 / MR) * K * MR + k0 * MR;
+            }
+            pdc_aepi e = {bias_m ? bias_m + m0 : 0, 0, 0, g->ldc, g->lo, g->hi};
+            for (int64_t q = 0; q * NR < nc; q++) {
+                const int64_t j0 = n0 + q * NR;
+                const int nr = (int)(nc - q * NR < NR ? nc - q * NR : NR);
+                const float *bp = g->pack_b ? bbuf + q * kc * NR : b0 + (j0 / NR) * K * NR + k0 * NR;
+                float *cp = c + m0 * g->ldc + j0;
+                e.bias_n = g->bias_n ? g->bias_n + j0 : 0;
+                e.res = res ? res + m0 * g->ldc + j0 : 0;
+                g->ukr(kc, ap, bp, cp, g->ldc, mr, nr, flags, &e);
+                if (last && (g->act || g->res_after)) pdc_apost(g, cp, coff + m0 * g->ldc + j0, mr, nr);
+            }
+        }
+    }
+}
+/* units = problems x column chunks, split between the threads */
+static void pdc_agemm_task(void *vg, int64_t u0, int64_t u1) {
+    const pdc_agemm *g = (const pdc_agemm *)vg;
+    float bbuf[PDC_ABBUF] __attribute__((aligned(16)));
+    float abuf[PDC_AABUF] __attribute__((aligned(16)));
+    const int64_t chunks = (g->N + g->NC - 1) / g->NC;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t p = u / chunks, n0 = (u % chunks) * g->NC;
+        pdc_agemm_unit(g, p, n0, g->N - n0 < g->NC ? g->N - n0 : g->NC, bbuf, abuf);
+    }
+}
+static void pdc_agemm_run(const pdc_agemm *g) {
+    const int64_t units = g->problems * ((g->N + g->NC - 1) / g->NC);
+    if (g->parallel) pdc_parallel_for(units, pdc_agemm_task, (void *)g);
+    else pdc_agemm_task((void *)g, 0, units);
+}
+/* A (M x K) of problem p: element (m, k) at src + p * src_bs + m * rs + k * cs */
+static void pdc_apack_a_strided(const pdc_agemm *g, int64_t p, float *dst, int64_t m0, int64_t mr, int64_t k0,
+                                int64_t kc, int64_t MR) {
+    const float *s = g->src + p * g->src_bs;
+    for (int64_t i = 0; i < MR; i++) {
+        if (i >= mr) {
+            for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0;
+            continue;
+        }
+        const float *r = s + (m0 + i) * g->rs + k0 * g->cs;
+        if (g->cs == 1) for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = r[k];
+        else for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = r[k * g->cs];
+    }
+}
+"""
+
+
+def driver(ctx: KernelContext) -> None:
+    base(ctx)
+    kc = int(getattr(ctx.target, "gemm_kc", KC_DEFAULT))
+    abuf = (kc + kc // 4) * max_mr(ctx)
+    ctx.helper("pdc_agemm_driver", DRIVER_C.replace("@BBUF@", str(scratch_floats(ctx))).replace("@ABUF@", str(abuf)))
+
+
+# ---- C: microkernels ---------------------------------------------------------------------------------
+def ukernel(ctx: KernelContext, mr: int, nv: int) -> str:
+    """The name of the MR x (4 NV) microkernel, registered once per kernel file."""
+    driver(ctx)
+    name, code = _ukernel_code(mr, nv)
+    return ctx.helper(name, code)
+
+
+def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
+    name = f"pdc_aukr_{mr}x{nv}"
+    nr = 4 * nv
+    acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
+    allv = [x for row in acc for x in row]
+    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, "
+         f"int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e) {{",
+         "#if PDC_V",
+         "    pdc_v4 " + ", ".join(f"{x} = pdc_vdup(0.0f)" for x in allv) + ";",
+         f"    for (int64_t k = 0; k < kc; k++, a += {mr}, b += {nr}) {{",
+         "        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv))]
+    # how A's MR values meet the B vectors differs per ISA
+    L.append("#if defined(__aarch64__) && !defined(PDC_PLAIN_C)")
+    if mr % 4 == 0:
+        L.append("        " + " ".join(f"const float32x4_t a{q} = vld1q_f32(a + {4 * q});" for q in range(mr // 4)))
+        for i in range(mr):
+            L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_laneq_f32({acc[i][v]}, b{v}, a{i // 4}, {i % 4});"
+                                           for v in range(nv)))
+    else:
+        for i in range(mr):
+            L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(nv)))
+    L.append("#elif defined(__ARM_NEON) && !defined(PDC_PLAIN_C)")
+    if mr % 2 == 0:
+        L.append("        " + " ".join(f"const float32x2_t a{q} = vld1_f32(a + {2 * q});" for q in range(mr // 2)))
+        for i in range(mr):
+            L.append("        " + " ".join(f"{acc[i][v]} = vmlaq_lane_f32({acc[i][v]}, b{v}, a{i // 2}, {i % 2});"
+                                           for v in range(nv)))
+    else:
+        for i in range(mr):
+            L.append("        " + " ".join(f"{acc[i][v]} = vmlaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(nv)))
+    L.append("#else /* Helium: the scalar operand comes from a core register */")
+    for i in range(mr):
+        L.append("        { const float t = a[" + str(i) + "]; "
+                 + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, t);" for v in range(nv)) + " }")
+    L.append("#endif")
+    L.append("    }")
+    # full tile: the epilogue in registers
+    L.append(f"    if (mr == {mr} && nr == {nr}) {{")
+    L.append("        if (flags & PDC_AACC) {")
+    for i in range(mr):
+        L.append("            " + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(c + {i} * ldc + {4 * v}));"
+                                           for v in range(nv)))
+    L.append("        }")
+    L.append("        if (flags & PDC_ALAST) {")
+    L.append("            if (e->bias_m) {")
+    for i in range(mr):
+        L.append(f"                {{ const pdc_v4 t = pdc_vdup(e->bias_m[{i}]); "
+                 + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t);" for v in range(nv)) + " }")
+    L.append("            }")
+    L.append("            if (e->bias_n) {")
+    L.append("                " + " ".join(f"const pdc_v4 t{v} = pdc_vld(e->bias_n + {4 * v});" for v in range(nv)))
+    for i in range(mr):
+        L.append("                " + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t{v});" for v in range(nv)))
+    L.append("            }")
+    L.append("            if (e->res) {")
+    for i in range(mr):
+        L.append("                " + " ".join(
+            f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(e->res + {i} * e->ldr + {4 * v}));" for v in range(nv)))
+    L.append("            }")
+    L.append("            if (flags & PDC_ACLAMP) {")
+    L.append("                const pdc_v4 lo = pdc_vdup(e->lo), hi = pdc_vdup(e->hi);")
+    for i in range(mr):
+        L.append("                " + " ".join(f"{acc[i][v]} = pdc_vclamp({acc[i][v]}, lo, hi);" for v in range(nv)))
+    L.append("            }")
+    L.append("        }")
+    for i in range(mr):
+        L.append("        " + " ".join(f"pdc_vst(c + {i} * ldc + {4 * v}, {acc[i][v]});" for v in range(nv)))
+    L.append("        return;")
+    L.append("    }")
+    L.append(f"    float t[{mr * nr}];")
+    for i in range(mr):
+        L.append("    " + " ".join(f"pdc_vst(t + {i * nr + 4 * v}, {acc[i][v]});" for v in range(nv)))
+    L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, e);")
+    L.append("#else /* plain C: the same tile in scalar accumulators */")
+    L.append(f"    float t[{mr * nr}];")
+    L.append(f"    for (int i = 0; i < {mr * nr}; i++) t[i] = 0;")
+    L.append(f"    for (int64_t k = 0; k < kc; k++, a += {mr}, b += {nr})")
+    L.append(f"        for (int i = 0; i < {mr}; i++) {{")
+    L.append("            const float s = a[i];")
+    L.append(f"            for (int j = 0; j < {nr}; j++) t[i * {nr} + j] += s * b[j];")
+    L.append("        }")
+    L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, e);")
+    L.append("#endif")
+    L.append("}")
+    return name, "\n".join(L) + "\n"
+
+
+# ---- the job ---------------------------------------------------------------------------------------
+class ArmGemm:
+    """One GEMM job: collects the fields of a pdc_agemm and renders the call."""
+
+    def __init__(self, ctx: KernelContext, problems: int, m: int, n: int, k: int, epi: Epilogue,
+                 tile: Optional[tuple[int, int]] = None):
+        self.ctx = ctx
+        simd = simd_of(ctx)
+        self.mr, self.nv = tile or choose_tile(simd, m, n)
+        self.nr = 4 * self.nv
+        self.kc = k_block(ctx, k)
+        self.problems, self.m, self.n, self.k = problems, m, n, k
+        self.ukr = ukernel(ctx, self.mr, self.nv)
+        self.fields: dict[str, object] = {
+            "problems": problems, "M": m, "N": n, "K": k, "MR": self.mr, "NR": self.nr, "KC": self.kc,
+            "ukr": self.ukr, "a_mod": 1, "b_mod": 1, "bm_mod": 1, "ldc": n, "c": "out0",
+        }
+        self.lines: list[str] = []
+        self.b_packed_at_runtime = False
+        lo, hi = epi.c_lo_hi()
+        if epi.needs_clamp:
+            self.fields.update(clamp=1, lo=lo, hi=hi)
+        if epi.act:
+            a, b = epi.c_alpha_beta()
+            self.fields.update(act=epi.act, alpha=a, beta=b)
+        if epi.res_before:
+            self.fields["res"] = epi.res_before
+        if epi.res_after:
+            self.fields["res_after"] = epi.res_after
+        threads = int(getattr(ctx.target, "max_threads", 64))
+        self.parallel = threads > 1 and problems * m * n * k >= PARALLEL_MIN_MACS
+
+    def a_const(self, a: np.ndarray) -> None:
+        """A given per problem group: (G, M, K); problem p uses A[p % G]."""
+        packed = pack_a(a, self.mr)
+        self.fields.update(a=add_weight(self.ctx, packed), a_mod=a.shape[0], a_bs=packed[0].size)
+
+    def a_runtime(self, src: str, rs: int, cs: int, src_bs: int = 0) -> None:
+        self.fields.update(pack_a="pdc_apack_a_strided", src=src, rs=rs, cs=cs, src_bs=src_bs)
+
+    def b_const(self, b: np.ndarray) -> None:
+        """B given per problem group: (G, K, N); problem p uses B[p % G]."""
+        packed = pack_b(b, self.nr)
+        self.fields.update(b=add_weight(self.ctx, packed), b_mod=b.shape[0], b_bs=packed[0].size)
+
+    def b_runtime(self, pack_fn: str) -> None:
+        self.fields["pack_b"] = pack_fn
+        self.b_packed_at_runtime = True
+
+    def render(self) -> str:
+        nb = -(-self.n // self.nr)
+        if self.b_packed_at_runtime:
+            panels = max(1, scratch_floats(self.ctx) // (self.kc * self.nr))
+            nc = min(panels, nb) * self.nr
+        elif self.parallel:
+            nc = -(-nb // 4) * self.nr
+        else:
+            nc = nb * self.nr
+        self.fields["NC"] = nc
+        self.fields["parallel"] = int(self.parallel)
+        out = list(self.lines) + ["    pdc_agemm g;", "    memset(&g, 0, sizeof g);"]
+        for key, value in self.fields.items():
+            if value is None:
+                continue
+            if key in ("a", "b", "src", "res", "res_after", "bias_m", "bias_n") and isinstance(value, str) \
+                    and value.startswith("in"):
+                value = f"(const float *){value}"
+            out.append(f"    g.{key} = {value};")
+        out.append("    pdc_agemm_run(&g);")
+        return "\n".join(out)
+
+
+# ---- generators -----------------------------------------------------------------------------------
+@arm_kernel("matmul", "fused_matmul")
+def matmul(ctx: KernelContext) -> Optional[str]:
+    """A (..., M, K) at run time times a constant 2-D B (K, N): the batch folds into M."""
+    a_t, b_t = ctx.inputs[0], ctx.inputs[1]
+    B = ctx.const(1)
+    epi = Epilogue(ctx)
+    if B is None or len(b_t.shape) != 2 or len(a_t.shape) < 2 or not is_f32(a_t, b_t, ctx.outputs[0]):
+        return None
+    if not epi.supported or (ctx.has_input(2) and (ctx.inputs[2].dtype.short != "f32" or ctx.inputs[2].numel != b_t.shape[1])):
+        return None
+    k, n = b_t.shape
+    m = math.prod(a_t.shape[:-1])
+    if m * n * k == 0:
+        return None
+    job = ArmGemm(ctx, 1, m, n, k, epi)
+    job.a_runtime("in0", k, 1)
+    job.b_const(np.asarray(B, np.float32)[None])
+    if ctx.node.op == "fused_matmul" and ctx.has_input(2):
+        job.fields["bias_n"] = "in2"  # one value per column, contiguous
+    return job.render()
+
+
+@arm_kernel("gemm", "fused_gemm")
+def gemm(ctx: KernelContext) -> Optional[str]:
+    """alpha * A' B' + beta * C with B and C constant (alpha folded into B at compile time)."""
+    a_t, b_t = ctx.inputs[0], ctx.inputs[1]
+    ta, tb = int(ctx.attrs.get("transA") or 0), int(ctx.attrs.get("transB") or 0)
+    alpha = 1.0 if ctx.attrs.get("alpha") is None else float(ctx.attrs["alpha"])
+    beta = 1.0 if ctx.attrs.get("beta") is None else float(ctx.attrs["beta"])
+    B = ctx.const(1)
+    epi = Epilogue(ctx)
+    if B is None or not is_f32(a_t, b_t, ctx.outputs[0]) or not epi.supported:
+        return None
+    m, k = a_t.shape[::-1] if ta else a_t.shape
+    n = b_t.shape[0] if tb else b_t.shape[1]
+    if m * n * k == 0:
+        return None
+    job = ArmGemm(ctx, 1, m, n, k, epi)
+    Bm = np.asarray(B, np.float32).T if tb else np.asarray(B, np.float32)
+    job.b_const((Bm * np.float32(alpha) if alpha != 1 else Bm)[None])
+    job.a_runtime("in0", 1 if ta else k, m if ta else 1)
+    if ctx.has_input(2) and beta != 0:
+        C = ctx.const(2)
+        if C is None or ctx.inputs[2].dtype.short != "f32":
+            return None
+        cs = tuple(np.shape(C))
+        if tuple(broadcast_shapes([cs, (m, n)])) != (m, n):
+            return None
+        Cb = np.broadcast_to(np.asarray(C, np.float32) * np.float32(beta), (m, n))
+        if len(cs) < 2 or cs[0] == 1:  # one value per column
+            job.fields["bias_n"] = add_weight(ctx, Cb[0])
+        elif cs[1] == 1:
+            job.fields["bias_m"] = add_weight(ctx, Cb[:, 0])
+        elif epi.res_before is None:
+            job.fields["res"] = add_weight(ctx, Cb)
+        else:
+            return None
+    return job.render()
