@@ -133,7 +133,7 @@ def _runner(args, graph):
 
 def cmd_run(args) -> int:
     from .inputs import load_inputs, random_inputs
-    if os.path.isdir(args.model):
+    if os.path.isfile(os.path.join(args.model, "manifest.json")):
         from .module import Module
         module = Module(args.model)
         graph = module.signature()
@@ -158,32 +158,23 @@ def cmd_run(args) -> int:
     return 0
 
 
-def run_onnxruntime(model_path: str, feeds: dict) -> dict:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise PdcError("pdc check compares with ONNX Runtime, which is not installed (pip install onnxruntime)") from None
-    try:
-        sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, feeds)))
-    except Exception as e:
-        raise PdcError(f"{model_path}: ONNX Runtime could not run the model: {str(e).splitlines()[0]}") from None
-
-
 def cmd_check(args) -> int:
     from .compare import compare_outputs
     from .inputs import random_inputs
     from .targets import get_target
+    from .oracles import oracle_name, run_oracle
     get_target(args.target)
     if args.model.endswith(".pdir"):
-        raise PdcError(f"{args.model}: pdc check compares with ONNX Runtime and needs the .onnx model")
+        raise PdcError(f"{args.model}: pdc check compares with the source framework and needs the .onnx or "
+                       f"Paddle model, not an IR file")
     graph = _bound_model(args)
     feeds = random_inputs(graph, args.seed)
-    want = run_onnxruntime(args.model, feeds)
+    want = run_oracle(args.model, feeds)
     got = _runner(args, graph)(feeds)
+    if set(want) != set(got) and len(want) == len(got):  # frameworks may rename outputs: pair by position
+        want = dict(zip(got, want.values()))
     results = compare_outputs(got, want)
-    print(f"{args.model} on {args.target} vs ONNX Runtime (random inputs, seed {args.seed}):")
+    print(f"{args.model} on {args.target} vs {oracle_name(args.model)} (random inputs, seed {args.seed}):")
     for r in results:
         print(f"  {r}")
     ok = all(r.ok for r in results)
@@ -240,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     ins.set_defaults(func=cmd_inspect)
 
     def model_args(sp, default_target="reference", model_help="an .onnx model or a .pdir IR file"):
-        sp.add_argument("model", metavar="MODEL", help=model_help)
+        sp.add_argument("model", metavar="MODEL", help=model_help + " (Paddle: the .json or .pdmodel file, "
+                                                                   "the path prefix or the folder)")
         sp.add_argument("--target", default=default_target,
                         help=f"x86, x86-avx2, x86-avx512 or reference (the NumPy interpreter); default: {default_target}")
         sp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
