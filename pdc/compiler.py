@@ -98,8 +98,6 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
     files.update(runtime_sources())
     files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads).encode()
     files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads).encode()
-    if hasattr(tgt, "bundle_files"):  # cross targets: their own build files, harness, startup code
-        files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads))
     manifest = {
         "name": name,
         "pdc_version": __version__,
@@ -119,6 +117,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
                     for i, n in enumerate(graph.nodes)],
         "library": f"lib{name}.so" if build and tgt.host else None,
     }
+    if hasattr(tgt, "bundle_files"):  # cross targets: their own build files, harness, startup code
+        files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads, manifest))
     files["manifest.json"] = json.dumps(manifest, indent=2).encode()
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)

@@ -20,6 +20,7 @@ import onnx
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
 from .frontend.onnx_import import import_onnx
+from .ir.folding import try_fold
 from .ir.graph import Graph
 from .ir.interpreter import check_feeds, run_graph
 from .ir.shapes import bind_shapes, reinfer
@@ -48,24 +49,51 @@ SHAPE_OPERANDS = {
 }
 
 
+def _shape_slice(graph: Graph) -> set:
+    """Nodes whose results flow into a shape operand (they compute shapes, not data)."""
+    producer = graph.producers()
+    todo = [n.inputs[i] for n in graph.nodes for i in SHAPE_OPERANDS.get(n.op, ())
+            if i < len(n.inputs) and n.inputs[i] is not None]
+    seen_values, nodes = set(), set()
+    while todo:
+        v = todo.pop()
+        if v in seen_values:
+            continue
+        seen_values.add(v)
+        node = producer.get(v)
+        if node is not None:
+            nodes.add(node)
+            todo += [u for u in node.inputs if u is not None]
+    return seen_values, nodes
+
+
 def _specialize_values(graph: Graph, feeds: dict) -> tuple[Graph, tuple]:
-    """Bakes small integer inputs that act as shapes, axes or counts into constants."""
-    shape_inputs = {n.inputs[i] for n in graph.nodes for i in SHAPE_OPERANDS.get(n.op, ())
-                    if i < len(n.inputs) and n.inputs[i] is not None}
-    wanted = [v for v in graph.inputs if v in shape_inputs and feeds[v.name].dtype.kind in "iu"
-              and feeds[v.name].size <= SPECIALIZE_MAX_ELEMENTS]
+    """Bakes small inputs that (through shape arithmetic) give shapes, axes, counts or scales into
+    constants, and evaluates that shape arithmetic; data computations stay in compiled code."""
+    shape_values, _ = _shape_slice(graph)
+    wanted = {v.name for v in graph.inputs if v in shape_values and feeds[v.name].dtype.kind in "iuf"
+              and feeds[v.name].size <= SPECIALIZE_MAX_ELEMENTS}
     if not wanted:
         return graph, ()
     g = graph.copy()
-    wanted_names = {v.name for v in wanted}
     baked = []
     for v in list(g.inputs):
-        a = feeds[v.name]
-        if v.name in wanted_names:
-            v.data = np.asarray(a)
+        if v.name in wanted:
+            v.data = np.asarray(feeds[v.name])
             g.inputs.remove(v)
             g.constants.append(v)
-            baked.append((v.name, a.tobytes()))
+            baked.append((v.name, v.data.tobytes()))
+    _, shape_nodes = _shape_slice(g)
+    kept = []
+    for node in g.nodes:
+        folded = try_fold(node, SPECIALIZE_MAX_ELEMENTS) if node in shape_nodes else None
+        if folded is None:
+            kept.append(node)
+            continue
+        for v, data in zip(node.outputs, folded):
+            v.data, v.type = data, v.type.with_shape(data.shape)
+            g.constants.append(v)
+    g.nodes = kept
     reinfer(g)  # shapes that depended on the values are now static
     return g, tuple(baked)
 

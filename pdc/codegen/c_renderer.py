@@ -54,12 +54,12 @@ class WeightBlob:
     def __init__(self):
         self.chunks: list[bytes] = []
         self.size = 0
-        self._by_id: dict[int, int] = {}
+        self._by_id: dict[int, tuple[int, np.ndarray]] = {}
 
     def add(self, array: np.ndarray) -> int:
         key = id(array)
         if key in self._by_id:
-            return self._by_id[key]
+            return self._by_id[key][0]
         pad = (-self.size) % ALIGN
         if pad:
             self.chunks.append(b"\0" * pad)
@@ -68,7 +68,7 @@ class WeightBlob:
         data = array.tobytes()
         self.chunks.append(data)
         self.size += len(data)
-        self._by_id[key] = offset
+        self._by_id[key] = (offset, array)  # holding the array keeps its id from being reused
         return offset
 
     def tobytes(self) -> bytes:

@@ -38,8 +38,12 @@ class KernelContext:
         self.attrs = node.attrs
         self._weights = weights
         self._helpers = helpers
+        inputs_static = all(v is None or v.type.is_static for v in node.inputs)
         for v in node.inputs + node.outputs:
             if v is not None and not v.type.is_static:
+                if inputs_static:
+                    raise UnsupportedError(f"{node.describe()}: the shape of %{v.name} ({v.type}) depends on the "
+                                           f"input values; pdc compiles static shapes only")
                 raise UnsupportedError(f"{node.describe()}: %{v.name} has type {v.type}; pdc compiles static "
                                        f"shapes only (bind symbolic dims with --shape)")
         self.inputs: list[Optional[TensorType]] = [None if v is None else v.type for v in node.inputs]

@@ -33,9 +33,12 @@ def try_fold(node: Node, max_elements: Optional[int] = None) -> Optional[list[np
         return None if value is None else [value]
     if any(v is not None and v.data is None for v in node.inputs):
         return None
-    if max_elements is not None and any(not v.type.is_static or v.type.numel > max_elements for v in node.outputs):
+    if max_elements is not None and any(v.type.is_static and v.type.numel > max_elements for v in node.outputs):
         return None
     try:
-        return run_node(node, [None if v is None else v.data for v in node.inputs])
+        results = run_node(node, [None if v is None else v.data for v in node.inputs])
     except Exception:
         return None  # leave it to run time, where the same error is reported in context
+    if max_elements is not None and any(r.size > max_elements for r in results):
+        return None  # a data-dependent shape turned out large
+    return results

@@ -112,7 +112,8 @@ class CortexATarget:
         return [self.cc, self.emulator]
 
     # -- the bundle's own build files: a Makefile that cross-builds the library and the harness
-    def bundle_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> dict:
+    def bundle_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int,
+                     manifest: dict) -> dict:
         from ..build import sources
         from ..harness import harness_source
         objs = " ".join(s[:-2] + ".o" for s in sources(name, kernel_files))
@@ -209,7 +210,7 @@ ARMV7 = CortexATarget(
     "armv7", "ARM Cortex-A, ARMv7-A hard-float with NEON (-mfpu=neon); cross-built with arm-linux-gnueabihf-gcc, "
              "runs under qemu-arm",
     Tool("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"), Tool("qemu-arm", "qemu-user"),
-    ("-march=armv7-a", "-mfpu=neon", "-mfloat-abi=hard", "-mfp16-format=ieee"), "neon32", ("armv7-a", "armhf"))
+    ("-march=armv7-a", "-mfpu=neon", "-mfloat-abi=hard", "-mfp16-format=ieee"), "neon32")
 
 CORTEX_A = (AARCH64, ARMV7)
 

@@ -244,9 +244,10 @@ static void pdc_iconv_fill(const pdc_iconv_job *j, const float *x, int64_t oh0, 
     for (int64_t ci = 0; ci < j->Cg; ci++) {
         const float *xc = x + ci * j->H * j->W;
         float *bc = buf + ci * j->BS;
-        for (int64_t pr = 0; pr < j->rows_q * sh; pr++) {
-            float *d = bc + (pr % sh) * sw * phase + (pr / sh) * Wq; /* phase (pr % sh, 0) */
-            const int64_t ih = r0 + pr;
+        for (int64_t rq = 0; rq < j->rows_q; rq++)
+        for (int64_t rp = 0; rp < sh; rp++) { /* padded row pr = rq * sh + rp, phase (rp, 0) */
+            float *d = bc + rp * sw * phase + rq * Wq;
+            const int64_t pr = rq * sh + rp, ih = r0 + pr;
             if (pr >= R || ih < 0 || ih >= j->H) {
                 for (int64_t cp = 0; cp < sw; cp++) pdc_zero_f32(d + cp * phase, Wq);
                 continue;
@@ -365,98 +366,200 @@ static void pdc_tconv_packa(const void *ctx, int64_t b, float *dst, int64_t m0, 
 
 DW_C = r"""
 /* ---- pdc dense kernels: depthwise convolution (one input and output channel per group) ----
- * Per plane and band of output rows: the padded, phase-split input band (pdc_iconv_fill with one
- * channel), then the whole output grid (row * Wq + column) with one contiguous load per tap and
- * vector, then the rows compacted into the output with the residual and clamp. */
-typedef void (*pdc_dw_grid_fn)(const float *buf, const int32_t *koff, const float *w, float bias, float *g,
-                               int64_t nq);
+ * Vectors of 16 output columns; each kernel tap is one masked load straight from the input row
+ * (two loads and a permute for stride 2). masks[blk * KW + kw] holds the lanes whose input column
+ * lies inside the row, so padding costs nothing and masked-off lanes are never read. */
 typedef struct {
-    const float *w, *bias, *res; float *y; const pdc_post *post;
-    pdc_iconv_job geo;
-    int64_t planes, C, taps;
+    const float *x, *w, *bias, *res; float *y; const pdc_post *post;
+    const uint32_t *masks; const int32_t *off; /* off: the flat kernel's tap offsets */
+    int64_t C, H, W, OH, OW, sh, ph, dh, dw, pw, nblk;
+    int64_t Wq, HWq; /* stride 2, flat: each plane is split into 4 parity phases of HWq floats, rows of Wq */
     float lo, hi; int clamp;
-    pdc_dw_grid_fn grid;
 } pdc_dw_job;
-static void pdc_dw_plane(const pdc_dw_job *j, int64_t pl, float *buf, float *gb) {
-    const pdc_iconv_job *g = &j->geo;
-    const int64_t P = g->OH * g->OW, ch = pl % j->C;
-    const float *x = g->x + pl * g->H * g->W, *w = j->w + ch * j->taps;
-    const float bias = j->bias ? j->bias[ch] : 0.0f;
-    float *y = j->y + pl * P;
-    const float *res = j->res ? j->res + pl * P : 0;
-    for (int64_t oh0 = 0; oh0 < g->OH; oh0 += g->band) {
-        const int64_t oh1 = oh0 + g->band < g->OH ? oh0 + g->band : g->OH;
-        pdc_iconv_fill(g, x, oh0, oh1, buf);
-        j->grid(buf, g->koff, w, bias, gb, (oh1 - oh0 - 1) * g->Wq + g->OW);
-        for (int64_t r = 0; r < oh1 - oh0; r++) {
-            const float *src = gb + r * g->Wq;
-            float *dst = y + (oh0 + r) * g->OW;
-            const float *rr = res ? res + (oh0 + r) * g->OW : 0;
-#if defined(__AVX512F__)
-            const __m512 vlo = _mm512_set1_ps(j->lo), vhi = _mm512_set1_ps(j->hi);
-            for (int64_t o = 0; o < g->OW; o += 16) {
-                const __mmask16 m = (__mmask16)pdc_m16((int)(g->OW - o));
-                __m512 v = _mm512_maskz_loadu_ps(m, src + o);
-                if (rr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, rr + o));
-                if (j->clamp) v = _mm512_min_ps(vhi, _mm512_max_ps(vlo, v));
-                _mm512_mask_storeu_ps(dst + o, m, v);
-            }
-#else
-            for (int64_t o = 0; o < g->OW; o++) {
-                float v = src[o];
-                if (rr) v += rr[o];
-                if (j->clamp) { v = v < j->lo ? j->lo : v; v = v > j->hi ? j->hi : v; }
-                dst[o] = v;
-            }
-#endif
-        }
-        if (j->post) pdc_post_tile(j->post, 0, pl, oh0 * g->OW, 1, (int)((oh1 - oh0) * g->OW), y + oh0 * g->OW, 0);
-    }
-}
-static void pdc_dw_task(void *p, int64_t p0, int64_t p1) {
-    const pdc_dw_job *j = (const pdc_dw_job *)p;
-    float buf[PDC_DW_BUF] __attribute__((aligned(64)));
-    float gb[PDC_DW_BUF] __attribute__((aligned(64)));
-    for (int64_t pl = p0; pl < p1; pl++) pdc_dw_plane(j, pl, buf, gb);
-}
 """
 
 
-def _dw_grid(taps: int) -> tuple[str, str]:
-    """The grid function of the depthwise kernel for `taps` kernel taps (unrolled)."""
-    name = f"pdc_dw_grid{taps}"
-    L = [f"static void {name}(const float *buf, const int32_t *koff, const float *w, float bias, float *g, int64_t nq) {{",
-         "#if defined(__AVX512F__)",
-         "    const __m512 vb = _mm512_set1_ps(bias);"]
-    for t in range(taps):
-        L.append(f"    const __m512 w{t} = _mm512_set1_ps(w[{t}]); const float *p{t} = buf + koff[{t}];")
-    L.append("    for (int64_t q = 0; q < nq; q += 16) {")
-    L.append("        __m512 a0 = vb, a1 = _mm512_setzero_ps();")
-    for t in range(taps):
-        L.append(f"        a{t % 2} = _mm512_fmadd_ps(w{t}, _mm512_loadu_ps(p{t} + q), a{t % 2});")
-    L.append("        _mm512_storeu_ps(g + q, _mm512_add_ps(a0, a1));")
-    L.append("    }")
-    L.append("#elif defined(__AVX2__) && defined(__FMA__)")
-    L.append("    const __m256 vb = _mm256_set1_ps(bias);")
-    L.append("    for (int64_t q = 0; q < nq; q += 8) {")
-    L.append("        __m256 a0 = vb, a1 = _mm256_setzero_ps();")
-    for t in range(taps):
-        L.append(f"        a{t % 2} = _mm256_fmadd_ps(_mm256_set1_ps(w[{t}]), _mm256_loadu_ps(buf + koff[{t}] + q), a{t % 2});")
-    L.append("        _mm256_storeu_ps(g + q, _mm256_add_ps(a0, a1));")
-    L.append("    }")
+DW_BUF_FLOATS = 16384  # per thread: a stride-2 plane split into its 4 parity phases (64 KiB)
+
+
+def _dw_rows(taps_h: int, taps_w: int, sw: int) -> tuple[str, str]:
+    """The depthwise kernel for one shape class (KH x KW taps, column stride sw), over planes [p0, p1)."""
+    name = f"pdc_dw_{taps_h}x{taps_w}_s{sw}"
+    taps = taps_h * taps_w
+    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1) {{",
+         "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
+         "    /* the job's fields in locals: the output stores could otherwise alias them */",
+         "    const int64_t H = j->H, W = j->W, OH = j->OH, OW = j->OW, sh = j->sh, ph = j->ph, dh = j->dh;",
+         "    const int64_t dw = j->dw, pw = j->pw, nblk = j->nblk, C = j->C, P = OH * OW;",
+         "    const uint32_t *masks = j->masks;",
+         "    const int clamp = j->clamp;",
+         "    const float lo = j->lo, hi = j->hi;",
+         "    (void)dw; (void)lo; (void)hi; (void)nblk; (void)masks;",
+         "    for (int64_t pl = p0; pl < p1; pl++) {",
+         "        const int64_t ch = pl % C;",
+         "        const float *x = j->x + pl * H * W, *w = j->w + ch * " + str(taps) + ";",
+         "        float *y = j->y + pl * P;",
+         "        const float *res = j->res ? j->res + pl * P : 0;",
+         "        const float bias = j->bias ? j->bias[ch] : 0.0f;",
+         "#if defined(__AVX512F__)"]
+    L.append("        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)))
+    L.append("        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);")
+    if sw == 2:
+        L.append("        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);")
+    L.append("        for (int64_t oh = 0; oh < OH; oh++) {")
+    L.append("            for (int64_t blk = 0; blk < nblk; blk++) {")
+    L.append(f"                const uint32_t *mk = masks + blk * {taps_w};")
+    L.append(f"                const int64_t base = blk * {16 * sw} - pw;")
+    L.append("                __m512 a0 = vb, a1 = _mm512_setzero_ps();")
+    for kh in range(taps_h):
+        L.append(f"                {{ const int64_t ih = oh * sh - ph + {kh} * dh;")
+        L.append("                  if (ih >= 0 && ih < H) { const float *r = x + ih * W + base;")
+        for kw in range(taps_w):
+            t = kh * taps_w + kw
+            if sw == 1:
+                v = f"_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw)"
+            else:
+                v = (f"_mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw), ev, "
+                     f"_mm512_maskz_loadu_ps((__mmask16)(mk[{kw}] >> 16), r + {kw} * dw + 16))")
+            L.append(f"                    a{t % 2} = _mm512_fmadd_ps(w{t}, {v}, a{t % 2});")
+        L.append("                  } }")
+    L.append("                const int64_t o = oh * OW + blk * 16;")
+    L.append("                const __mmask16 m = (__mmask16)pdc_m16((int)(OW - blk * 16));")
+    L.append("                a0 = _mm512_add_ps(a0, a1);")
+    L.append("                if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + o));")
+    L.append("                if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));")
+    L.append("                _mm512_mask_storeu_ps(y + o, m, a0);")
+    L.append("            }")
+    L.append("        }")
     L.append("#else")
-    L.append("    for (int64_t q = 0; q < nq; q++) {")
-    L.append("        float a0 = bias, a1 = 0;")
-    for t in range(taps):
-        L.append(f"        a{t % 2} += w[{t}] * buf[koff[{t}] + q];")
-    L.append("        g[q] = a0 + a1;")
-    L.append("    }")
+    L.append("        for (int64_t oh = 0; oh < OH; oh++)")
+    L.append("        for (int64_t ow = 0; ow < OW; ow++) {")
+    L.append("            float a0 = bias, a1 = 0;")
+    L.append(f"            for (int kh = 0; kh < {taps_h}; kh++) {{")
+    L.append("                const int64_t ih = oh * sh - ph + kh * dh;")
+    L.append("                if (ih < 0 || ih >= H) continue;")
+    L.append(f"                for (int kw = 0; kw < {taps_w}; kw++) {{")
+    L.append(f"                    const int64_t iw = ow * {sw} - pw + kw * dw;")
+    L.append(f"                    if (iw >= 0 && iw < W) {{ if ((kh * {taps_w} + kw) % 2) a1 += w[kh * {taps_w} + kw] * x[ih * W + iw]; "
+             f"else a0 += w[kh * {taps_w} + kw] * x[ih * W + iw]; }}")
+    L.append("                }")
+    L.append("            }")
+    L.append("            float v = a0 + a1;")
+    L.append("            if (res) v += res[oh * OW + ow];")
+    L.append("            if (clamp) { v = v < lo ? lo : v; v = v > hi ? hi : v; }")
+    L.append("            y[oh * OW + ow] = v;")
+    L.append("        }")
     L.append("#endif")
+    L.append("        if (j->post) pdc_post_tile(j->post, 0, pl, 0, 1, (int)P, y, 0);")
+    L.append("    }")
     L.append("}")
     return name, "\n".join(L) + "\n"
 
 
-DW_BUF_FLOATS = 24576  # 160 KiB per thread
+def _dw_flat(taps: int) -> tuple[str, str]:
+    """Depthwise for stride 1 and OW == W: output pixel p reads input p + off[t] for tap t, so a
+    plane is a flat run of 16-pixel vectors; masks[vec * taps + t] drop the lanes that fall off
+    the plane or wrap around a row."""
+    name = f"pdc_dw_flat{taps}"
+    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1) {{",
+         "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
+         "    const int64_t HW = j->H * j->W, P = j->OH * j->OW, nvec = j->nblk;",
+         "    const uint32_t *masks = j->masks;",
+         "    const int clamp = j->clamp;",
+         "    const float lo = j->lo, hi = j->hi;",
+         f"    int64_t off[{taps}];",
+         f"    for (int t = 0; t < {taps}; t++) off[t] = j->off[t];",
+         "    float buf[PDC_DW_BUF] __attribute__((aligned(64)));",
+         "    for (int64_t pl = p0; pl < p1; pl++) {",
+         "        const int64_t ch = pl % j->C;",
+         f"        const float *x = j->x + pl * HW, *w = j->w + ch * {taps};",
+         "        if (j->HWq) { /* stride 2: input row ih -> phases (ih % 2, 0 / 1), row ih / 2 */",
+         "            for (int64_t ih = 0; ih < j->H; ih++)",
+         "                pdc_fill_row(buf + (ih % 2) * 2 * j->HWq + (ih / 2) * j->Wq, j->HWq, x + ih * j->W, j->W, j->Wq, 2, 0);",
+         "            x = buf;",
+         "        }",
+         "        float *y = j->y + pl * P;",
+         "        const float *res = j->res ? j->res + pl * P : 0;",
+         "        const float bias = j->bias ? j->bias[ch] : 0.0f;",
+         "#if defined(__AVX512F__)",
+         "        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)),
+         "        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",
+         "        for (int64_t v = 0; v < nvec; v++) {",
+         f"            const uint32_t *mk = masks + v * {taps};",
+         "            const float *r = x + v * 16;",
+         "            __m512 a0 = vb, a1 = _mm512_setzero_ps();"]
+    for t in range(taps):
+        L.append(f"            a{t % 2} = _mm512_fmadd_ps(w{t}, _mm512_maskz_loadu_ps((__mmask16)mk[{t}], r + off[{t}]), a{t % 2});")
+    L += ["            const __mmask16 m = (__mmask16)pdc_m16((int)(P - v * 16));",
+          "            a0 = _mm512_add_ps(a0, a1);",
+          "            if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + v * 16));",
+          "            if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));",
+          "            _mm512_mask_storeu_ps(y + v * 16, m, a0);",
+          "        }",
+          "#else",
+          "        for (int64_t p = 0; p < P; p++) {",
+          "            const uint32_t *mk = masks + (p / 16) * " + str(taps) + ";",
+          "            float a0 = bias, a1 = 0;",
+          f"            for (int t = 0; t < {taps}; t++)",
+          "                if ((mk[t] >> (p % 16)) & 1) { if (t % 2) a1 += w[t] * x[p + off[t]]; else a0 += w[t] * x[p + off[t]]; }",
+          "            float v = a0 + a1;",
+          "            if (res) v += res[p];",
+          "            if (clamp) { v = v < lo ? lo : v; v = v > hi ? hi : v; }",
+          "            y[p] = v;",
+          "        }",
+          "#endif",
+          "        if (j->post) pdc_post_tile(j->post, 0, pl, 0, 1, (int)P, y, 0);",
+          "    }",
+          "}"]
+    return name, "\n".join(L) + "\n"
+
+
+def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray, list[int]]:
+    """Masks [vector][tap] and tap offsets of the flat depthwise kernel. Stride 1 (OW == W): the
+    plane itself. Stride 2 (OW == ceil(W / 2)): 4 parity phases of hq x OW floats each, phase
+    (a, b) holding input rows a, a+2, ... and columns b, b+2, ..."""
+    P = OH * OW
+    nvec = -(-P // 16)
+    p = np.arange(nvec * 16)
+    oh, ow = p // OW, p % OW
+    hq = -(-H // 2)
+    out = np.zeros((nvec, KH * KW), np.uint32)
+    offs = []
+    for kh in range(KH):
+        for kw in range(KW):
+            if s == 1:
+                ih, iw = oh + kh * dh - ph, ow + kw * dw - pw
+                ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                offs.append((kh * dh - ph) * W + kw * dw - pw)
+            else:
+                (dr, a), (dc, b) = divmod(kh * dh - ph, 2), divmod(kw * dw - pw, 2)
+                i, jj = oh + dr, ow + dc
+                ok = (i >= 0) & (i < (H - a + 1) // 2) & (jj >= 0) & (jj < (W - b + 1) // 2)
+                offs.append((a * 2 + b) * hq * OW + dr * OW + dc)
+            ok &= p < P
+            out[:, kh * KW + kw] = (ok.reshape(nvec, 16) * (1 << np.arange(16))).sum(axis=1)
+    return out, offs
+
+
+def _dw_masks(OW: int, W: int, KW: int, sw: int, dw: int, pw: int) -> np.ndarray:
+    """Lane masks of the depthwise loads: [block][kw], bit l of the (low) load of 16 (or 32)
+    input columns starting at blk*16*sw - pw + kw*dw set where that column lies inside [0, W)."""
+    nblk = -(-OW // 16)
+    out = np.zeros((nblk, KW), np.uint32)
+    span = 16 * sw
+    for blk in range(nblk):
+        for kw in range(KW):
+            start = blk * 16 * sw - pw + kw * dw
+            m = 0
+            for lane in range(span):
+                col = start + lane
+                # only lanes feeding a used output column (lane % sw == 0, column < OW) are read
+                if lane % sw == 0 and blk * 16 + lane // sw < OW and 0 <= col < W:
+                    m |= 1 << lane
+            out[blk, kw] = m
+    return out
+
+
 
 
 # ---- epilogue attributes --------------------------------------------------------------------------------
@@ -720,22 +823,32 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
 
 def _depthwise_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     """Depthwise 1-D/2-D conv (one input and one output channel per group), or None."""
-    plan = _iconv_plan(g, cap=DW_BUF_FLOATS, cg=1, grid_rows=True)
-    if plan is None:
-        return None
-    core(ctx)
-    ctx.helper("pdc_dense_copy", COPY_C)
-    ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
-    ctx.helper("pdc_dense_dw", "#define PDC_DW_BUF %d\n" % DW_BUF_FLOATS + DW_C)
-    grid, code = _dw_grid(g.taps)
-    ctx.helper(grid, code)
-    w = ctx.const(1)
-    wptr = add_weight(ctx, np.asarray(w, np.float32).reshape(-1)) if w is not None else "in1"
-    koff = add_weight(ctx, plan["koff"], "int32_t")
     _, H, W = g.in_sp
     _, OH, OW = g.out_sp
+    _, KH, KW = g.kernel
     _, sh, sw = g.strides
+    _, dh, dw = g.dilations
     _, ph, pw = g.begin
+    if g.in_sp[0] != 1 or g.kernel[0] != 1 or sw not in (1, 2) or KH * KW > 49:
+        return None
+    core(ctx)
+    ctx.helper("pdc_dense_dw", f"#define PDC_DW_BUF {DW_BUF_FLOATS}\n" + DW_C)
+    flat = (sh == 1 and sw == 1 and OW == W) or (sh == 2 and sw == 2 and OW == -(-W // 2)
+                                                 and 4 * -(-H // 2) * OW <= DW_BUF_FLOATS)
+    if flat:
+        ctx.helper("pdc_dense_copy", COPY_C)
+        ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
+        fn, code = _dw_flat(KH * KW)
+        mk, offs = _dw_flat_masks(H, W, OH, OW, KH, KW, sh, dh, dw, ph, pw)
+        nblk = mk.shape[0]
+    else:
+        fn, code = _dw_rows(KH, KW, sw)
+        mk, offs, nblk = _dw_masks(OW, W, KW, sw, dw, pw), None, -(-OW // 16)
+    ctx.helper(fn, code)
+    w = ctx.const(1)
+    wptr = add_weight(ctx, np.asarray(w, np.float32).reshape(-1)) if w is not None else "in1"
+    masks = add_weight(ctx, mk, "uint32_t")
+    offp = add_weight(ctx, np.array(offs, np.int32), "int32_t") if flat else "0"
     lines = []
     post = "0"
     if not epi.fast:
@@ -744,17 +857,16 @@ def _depthwise_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     res = "in3" if epi.has_r and epi.residual == "before_activation" else "0"
     planes = g.n * g.c
     lines.append("    pdc_dw_job j;\n    memset(&j, 0, sizeof j);")
-    for k, v in dict(w=wptr, bias=_bias_ptr(ctx, 2, g.m), res=res, y="out0", post=post, planes=planes, C=g.c,
-                     taps=g.taps, lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), grid=grid).items():
+    for k, v in dict(x="in0", w=wptr, bias=_bias_ptr(ctx, 2, g.m), res=res, y="out0", post=post, masks=masks,
+                     off=offp, C=g.c, H=H, W=W, OH=OH, OW=OW, sh=sh, ph=ph, dh=dh, dw=dw, pw=pw, nblk=nblk,
+                     Wq=OW if flat and sh == 2 else 0, HWq=-(-H // 2) * OW if flat and sh == 2 else 0,
+                     lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp)).items():
         lines.append(f"    j.{k} = {v};")
-    for k, v in dict(x="in0", koff=koff, G=g.group, Cg=1, H=H, W=W, OH=OH, OW=OW, sh=sh, sw=sw, ph=ph, pw=pw,
-                     khd=plan["khd"], Wq=plan["wq"], rows_q=plan["rows_q"], BS=plan["bs"], band=plan["band"]).items():
-        lines.append(f"    j.geo.{k} = {v};")
     macs = planes * g.p_out * g.taps
     if macs >= 200_000 and planes > 1:
-        lines.append(f"    pdc_parallel_for({planes}, pdc_dw_task, (void *)&j);")
+        lines.append(f"    pdc_parallel_for({planes}, {fn}, (void *)&j);")
     else:
-        lines.append(f"    pdc_dw_task((void *)&j, 0, {planes});")
+        lines.append(f"    {fn}((void *)&j, 0, {planes});")
     return "\n".join(lines)
 
 

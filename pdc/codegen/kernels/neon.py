@@ -73,13 +73,16 @@ BASE_C = r"""
 #define pdc_vge0(a) vcgeq_f32(a, vdupq_n_f32(0.0f))
 #if defined(__aarch64__)
 #define pdc_vfma(acc, x, y) vfmaq_f32(acc, x, y)
+#define pdc_vfma_n(acc, x, s) vfmaq_n_f32(acc, x, s)
 #else
 #define pdc_vfma(acc, x, y) vmlaq_f32(acc, x, y)
+#define pdc_vfma_n(acc, x, s) vmlaq_n_f32(acc, x, s)
 #endif
 #elif !defined(PDC_PLAIN_C) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
 #include <arm_mve.h>
 #define PDC_V 1
 #define pdc_vfma(acc, x, y) vfmaq_f32(acc, x, y)
+#define pdc_vfma_n(acc, x, s) vfmaq_n_f32(acc, x, s)
 #define pdc_vsel(m, a, b) vpselq_f32(a, b, m)
 #define pdc_vge0(a) vcmpgeq_n_f32(a, 0.0f)
 /* MVE only has IEEE maxNum/minNum (a NaN loses); put the NaNs back so they propagate */
@@ -118,25 +121,31 @@ static inline float pdc_vhsum(pdc_v4 v) {
 static inline float pdc_fmaxn(float a, float b) { return (a != a || a > b) ? a : b; }
 static inline float pdc_fminn(float a, float b) { return (a != a || a < b) ? a : b; }
 static inline float pdc_fclamp(float s, float lo, float hi) { s = s < lo ? lo : s; return s > hi ? hi : s; }
-/* the activations of fused ops (codes: ACT_CODES in pdc/codegen/kernels/neon.py) */
-static float pdc_arm_act(int act, float a, float alpha, float beta) {
-    switch (act) {
-    case 1: return a > 0 ? a : (a != a ? a : 0);
-    case 2: return a >= 0 ? a : a * alpha;
-    case 3: return pdc_fclamp(a, alpha, beta);
-    case 4: return a >= 0 ? 1 / (1 + expf(-a)) : expf(a) / (1 + expf(a));
-    case 5: return pdc_fclamp(alpha * a + beta, 0, 1);
-    case 6: return a * pdc_fclamp(a / 6 + 0.5f, 0, 1);
-    case 7: return (float)(0.5 * (double)a * (1 + erf((double)a * 0.70710678118654752440)));
-    case 8: return 0.5f * a * (1 + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)));
-    case 9: return tanhf(a);
-    default: return a;
-    }
-}
 """
 
-ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "hard_sigmoid": 5,
-             "hard_swish": 6, "gelu": 7, "gelu_tanh": 8, "tanh": 9}
+# the activations of fused ops as scalar C over `a` (alpha, beta: the activation's parameters); each
+# one becomes its own static function, so a bundle links only the math it uses (a Cortex-M image
+# without GELU carries no erf)
+ACTIVATION_C = {
+    "relu": "a > 0 ? a : (a != a ? a : 0)",
+    "leaky_relu": "a >= 0 ? a : a * alpha",
+    "clip": "pdc_fclamp(a, alpha, beta)",
+    "sigmoid": "a >= 0 ? 1 / (1 + expf(-a)) : expf(a) / (1 + expf(a))",
+    "hard_sigmoid": "pdc_fclamp(alpha * a + beta, 0, 1)",
+    "hard_swish": "a * pdc_fclamp(a / 6 + 0.5f, 0, 1)",
+    "gelu": "(float)(0.5 * (double)a * (1 + erf((double)a * 0.70710678118654752440)))",
+    "gelu_tanh": "0.5f * a * (1 + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)))",
+    "tanh": "tanhf(a)",
+}
+ACT_CODES = {"none": 0, **{name: i + 1 for i, name in enumerate(ACTIVATION_C)}}
+
+
+def act_helper(ctx: KernelContext, activation: str) -> str:
+    """`float pdc_act_<activation>(float a, float alpha, float beta)`, registered once."""
+    base(ctx)
+    name = f"pdc_act_{activation}"
+    return ctx.helper(name, f"static float {name}(float a, float alpha, float beta) {{\n"
+                            f"    (void)alpha; (void)beta;\n    return {ACTIVATION_C[activation]};\n}}\n")
 
 
 def base(ctx: KernelContext) -> None:
@@ -176,6 +185,11 @@ class Epilogue:
         else:
             self.clamp = None
         self.act = 0 if self.clamp is not None else ACT_CODES.get(self.activation, 0)
+        self._ctx = ctx
+
+    def act_fn(self) -> str:
+        """The C function of a post-pass activation ("0" when the activation is a clamp or none)."""
+        return act_helper(self._ctx, self.activation) if self.act else "0"
 
     @property
     def res_before(self) -> Optional[str]:

@@ -131,7 +131,7 @@ def conv(ctx: KernelContext) -> Optional[str]:
 def _gemm_conv(ctx: KernelContext, g: _Geom, epi: Epilogue, W: np.ndarray) -> str:
     job = ArmGemm(ctx, g.n * g.group, g.mg, g.p_out, g.k, epi)
     ctx.helper("pdc_apack_im2col", IM2COL_C)
-    job.a_const(W.reshape(g.group, g.mg, g.k))
+    job.a_const(W.reshape(g.group, g.mg, g.k), "in1")
     job.b_runtime("pdc_apack_im2col")
     job.fields.update(src="in0", src_bs=g.cg * g.H * g.W, geom="&geom", ldc=g.p_out, c_bs=g.mg * g.p_out)
     if ctx.has_input(2):
@@ -206,7 +206,7 @@ def _depthwise(ctx: KernelContext, g: _Geom, epi: Epilogue) -> str:
     L += ["                yr[ox] = s;", "            }"]
     if epi.act or res_a:
         L += [f"            for (int64_t i = 0; i < {g.OW}; i++) {{",
-              f"                float v = pdc_arm_act({epi.act}, yr[i], {al}, {be});"]
+              f"                float v = {epi.act_fn() if epi.act else ''}(yr[i]{f', {al}, {be}' if epi.act else ''});"]
         if res_a:
             L.append(f"                v += r[oy * {g.OW} + i];")
         L += ["                yr[i] = v;", "            }"]

@@ -61,6 +61,12 @@ def scratch_floats(ctx: KernelContext) -> int:
     return int(getattr(ctx.target, "scratch_floats", SCRATCH_DEFAULT))
 
 
+def pack_weights(ctx: KernelContext) -> bool:
+    """Whether weights are repacked into panel order (a second copy) or read in place (flash-bound
+    targets: the portable renderer keeps every graph constant in the blob anyway)."""
+    return bool(getattr(ctx.target, "pack_weights", True))
+
+
 def max_mr(ctx: KernelContext) -> int:
     return max(mr for mr, _ in TILES[simd_of(ctx)])
 
@@ -102,8 +108,9 @@ DRIVER_C = r"""
 #define PDC_ABBUF @BBUF@
 #define PDC_AABUF @ABUF@
 typedef struct { const float *bias_m, *bias_n, *res; int64_t ldr; float lo, hi; } pdc_aepi;
-typedef void (*pdc_aukr_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
-                            int flags, const pdc_aepi *e);
+/* A element (i, k) at a[i * ars + k * acs], B element (k, j) at b[k * bks + j] */
+typedef void (*pdc_aukr_fn)(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t bks,
+                            float *c, int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e);
 typedef struct pdc_agemm pdc_agemm;
 /* packs rows [r0, r0+rn) x K block [k0, k0+kc) of problem p's A into [kc][R] (R = MR), or
    columns [r0, r0+rn) of its B into ceil(rn/R) panels of [kc][R] (R = NR), zero-padded */
@@ -112,8 +119,9 @@ typedef void (*pdc_apack_fn)(const pdc_agemm *g, int64_t p, float *dst, int64_t 
 struct pdc_agemm {
     int64_t problems, M, N, K, MR, NR, KC, NC;
     pdc_aukr_fn ukr;
-    const float *a; int64_t a_mod, a_bs;   /* packed A of problem p: a + (p % a_mod) * a_bs */
-    const float *b; int64_t b_mod, b_bs;   /* packed B likewise */
+    const float *a; int64_t a_mod, a_bs, lda; /* A of problem p: a + (p % a_mod) * a_bs, packed, or
+                                                 row-major with row stride lda when lda > 0 */
+    const float *b; int64_t b_mod, b_bs, ldb; /* B likewise (row stride ldb when ldb > 0) */
     pdc_apack_fn pack_a, pack_b;           /* or packed at run time */
     const float *src; int64_t src_bs, rs, cs; const void *geom; /* what the packers read */
     float *c; int64_t ldc, c_bs;
@@ -121,7 +129,7 @@ struct pdc_agemm {
     const float *bias_n;
     const float *res;                      /* added before the activation, laid out like C */
     float lo, hi; int clamp;
-    int act; float alpha, beta;            /* other activations: a scalar pass over finished tiles */
+    float (*act)(float, float, float); float alpha, beta; /* other activations: a scalar pass on tiles */
     const float *res_after;                /* added after the activation, laid out like C */
     int parallel;
 };
@@ -145,7 +153,8 @@ static void pdc_aepi_tile(const float *t, int ldt, float *c, int64_t ldc, int mr
 static void pdc_apost(const pdc_agemm *g, float *c, int64_t off, int mr, int nr) {
     for (int i = 0; i < mr; i++) {
         for (int j = 0; j < nr; j++) {
-            float y = pdc_arm_act(g->act, c[i * g->ldc + j], g->alpha, g->beta);
+            float y = c[i * g->ldc + j];
+            if (g->act) y = g->act(y, g->alpha, g->beta);
             if (g->res_after) y += g->res_after[off + i * g->ldc + j];
             c[i * g->ldc + j] = y;
         }
@@ -167,9 +176,14 @@ static void pdc_agemm_unit(const pdc_agemm *g, int64_t p, int64_t n0, int64_t nc
         for (int64_t m0 = 0; m0 < M; m0 += MR) {
             const int mr = (int)(M - m0 < MR ? M - m0 : MR);
             const float *ap;
+            int64_t ars = 1, acs = MR;
             if (g->pack_a) {
                 g->pack_a(g, p, abuf, m0, mr, k0, kc, MR);
                 ap = abuf;
+            } else if (g->lda) {
+                ap = a0 + m0 * g->lda + k0;
+                ars = g->lda;
+                acs = 1;
             } else {
                 ap = a0 + (m0 / MR) * K * MR + k0 * MR;
             }
@@ -177,11 +191,12 @@ static void pdc_agemm_unit(const pdc_agemm *g, int64_t p, int64_t n0, int64_t nc
             for (int64_t q = 0; q * NR < nc; q++) {
                 const int64_t j0 = n0 + q * NR;
                 const int nr = (int)(nc - q * NR < NR ? nc - q * NR : NR);
-                const float *bp = g->pack_b ? bbuf + q * kc * NR : b0 + (j0 / NR) * K * NR + k0 * NR;
+                const float *bp = g->pack_b ? bbuf + q * kc * NR
+                                  : g->ldb ? b0 + k0 * g->ldb + j0 : b0 + (j0 / NR) * K * NR + k0 * NR;
                 float *cp = c + m0 * g->ldc + j0;
                 e.bias_n = g->bias_n ? g->bias_n + j0 : 0;
                 e.res = res ? res + m0 * g->ldc + j0 : 0;
-                g->ukr(kc, ap, bp, cp, g->ldc, mr, nr, flags, &e);
+                g->ukr(kc, ap, ars, acs, bp, g->pack_b || !g->ldb ? NR : g->ldb, cp, g->ldc, mr, nr, flags, &e);
                 if (last && (g->act || g->res_after)) pdc_apost(g, cp, coff + m0 * g->ldc + j0, mr, nr);
             }
         }
@@ -240,14 +255,20 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     nr = 4 * nv
     acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
     allv = [x for row in acc for x in row]
-    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, "
-         f"int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e) {{",
+    L = [f"static void {name}(int64_t kc, const float *restrict a, int64_t ars, int64_t acs, const float *restrict b, "
+         f"int64_t bks, float *restrict c, int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e) {{",
+         "    /* rows past mr read row 0 (their results are dropped): a row-major A may end at row mr */",
+         f"    const int64_t " + ", ".join(f"r{i} = {'0' if i == 0 else f'(mr > {i} ? {i} : 0) * ars'}"
+                                       for i in range(mr)) + ";",
+         "    (void)" + "; (void)".join(f"r{i}" for i in range(mr)) + ";",
          "#if PDC_V",
+         f"    if (nr == {nr} || bks == {nr}) {{ /* whole B vectors are readable */",
          "    pdc_v4 " + ", ".join(f"{x} = pdc_vdup(0.0f)" for x in allv) + ";",
-         f"    for (int64_t k = 0; k < kc; k++, a += {mr}, b += {nr}) {{",
+         f"    if (ars == 1 && acs == {mr}) {{ /* packed A: MR values per k, side by side */",
+         f"    for (int64_t k = 0; k < kc; k++, a += {mr}, b += bks) {{",
          "        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv))]
     # how A's MR values meet the B vectors differs per ISA
-    L.append("#if defined(__aarch64__) && !defined(PDC_PLAIN_C)")
+    L.append("#if defined(__aarch64__)")
     if mr % 4 == 0:
         L.append("        " + " ".join(f"const float32x4_t a{q} = vld1q_f32(a + {4 * q});" for q in range(mr // 4)))
         for i in range(mr):
@@ -256,7 +277,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     else:
         for i in range(mr):
             L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(nv)))
-    L.append("#elif defined(__ARM_NEON) && !defined(PDC_PLAIN_C)")
+    L.append("#elif defined(__ARM_NEON)")
     if mr % 2 == 0:
         L.append("        " + " ".join(f"const float32x2_t a{q} = vld1_f32(a + {2 * q});" for q in range(mr // 2)))
         for i in range(mr):
@@ -270,6 +291,14 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
         L.append("        { const float t = a[" + str(i) + "]; "
                  + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, t);" for v in range(nv)) + " }")
     L.append("#endif")
+    L.append("    }")
+    L.append("    } else { /* A read in place (row-major weights): one scalar per row and k */")
+    L.append(f"    for (int64_t k = 0; k < kc; k++, a += acs, b += bks) {{")
+    L.append("        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv)))
+    for i in range(mr):
+        L.append(f"        {{ const float t = a[r{i}]; "
+                 + " ".join(f"{acc[i][v]} = pdc_vfma_n({acc[i][v]}, b{v}, t);" for v in range(nv)) + " }")
+    L.append("    }")
     L.append("    }")
     # full tile: the epilogue in registers
     L.append(f"    if (mr == {mr} && nr == {nr}) {{")
@@ -308,16 +337,28 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     for i in range(mr):
         L.append("    " + " ".join(f"pdc_vst(t + {i * nr + 4 * v}, {acc[i][v]});" for v in range(nv)))
     L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, e);")
-    L.append("#else /* plain C: the same tile in scalar accumulators */")
+    L.append("    return;")
+    L.append("    }")
+    L.append("#endif")
+    L.append("    /* plain C: the same tile in scalar accumulators */")
+    L.append(f"    const int64_t ro[{mr}] = {{" + ", ".join(f"r{i}" for i in range(mr)) + "};")
+    L.append(f"    const int nj = nr == {nr} || bks == {nr} ? {nr} : nr; /* never read past a row-major B */")
     L.append(f"    float t[{mr * nr}];")
     L.append(f"    for (int i = 0; i < {mr * nr}; i++) t[i] = 0;")
-    L.append(f"    for (int64_t k = 0; k < kc; k++, a += {mr}, b += {nr})")
-    L.append(f"        for (int i = 0; i < {mr}; i++) {{")
-    L.append("            const float s = a[i];")
-    L.append(f"            for (int j = 0; j < {nr}; j++) t[i * {nr} + j] += s * b[j];")
-    L.append("        }")
+    L.append(f"    if (nj == {nr}) {{")
+    L.append("        for (int64_t k = 0; k < kc; k++, a += acs, b += bks)")
+    L.append(f"            for (int i = 0; i < {mr}; i++) {{")
+    L.append("                const float s = a[ro[i]];")
+    L.append(f"                for (int j = 0; j < {nr}; j++) t[i * {nr} + j] += s * b[j];")
+    L.append("            }")
+    L.append("    } else {")
+    L.append("        for (int64_t k = 0; k < kc; k++, a += acs, b += bks)")
+    L.append(f"            for (int i = 0; i < {mr}; i++) {{")
+    L.append("                const float s = a[ro[i]];")
+    L.append(f"                for (int j = 0; j < nj; j++) t[i * {nr} + j] += s * b[j];")
+    L.append("            }")
+    L.append("    }")
     L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, e);")
-    L.append("#endif")
     L.append("}")
     return name, "\n".join(L) + "\n"
 
@@ -346,7 +387,7 @@ class ArmGemm:
             self.fields.update(clamp=1, lo=lo, hi=hi)
         if epi.act:
             a, b = epi.c_alpha_beta()
-            self.fields.update(act=epi.act, alpha=a, beta=b)
+            self.fields.update(act=epi.act_fn(), alpha=a, beta=b)
         if epi.res_before:
             self.fields["res"] = epi.res_before
         if epi.res_after:
@@ -354,16 +395,23 @@ class ArmGemm:
         threads = int(getattr(ctx.target, "max_threads", 64))
         self.parallel = threads > 1 and problems * m * n * k >= PARALLEL_MIN_MACS
 
-    def a_const(self, a: np.ndarray) -> None:
-        """A given per problem group: (G, M, K); problem p uses A[p % G]."""
+    def a_const(self, a: np.ndarray, in_place: Optional[str] = None) -> None:
+        """A given per problem group: (G, M, K); problem p uses A[p % G]. `in_place`: a pointer to
+        that data, row-major, which targets short of flash read as is instead of a packed copy."""
+        if in_place and not pack_weights(self.ctx):
+            self.fields.update(a=in_place, a_mod=a.shape[0], a_bs=a[0].size, lda=a.shape[2])
+            return
         packed = pack_a(a, self.mr)
         self.fields.update(a=add_weight(self.ctx, packed), a_mod=a.shape[0], a_bs=packed[0].size)
 
     def a_runtime(self, src: str, rs: int, cs: int, src_bs: int = 0) -> None:
         self.fields.update(pack_a="pdc_apack_a_strided", src=src, rs=rs, cs=cs, src_bs=src_bs)
 
-    def b_const(self, b: np.ndarray) -> None:
-        """B given per problem group: (G, K, N); problem p uses B[p % G]."""
+    def b_const(self, b: np.ndarray, in_place: Optional[str] = None) -> None:
+        """B given per problem group: (G, K, N); problem p uses B[p % G] (`in_place`: see a_const)."""
+        if in_place and not pack_weights(self.ctx):
+            self.fields.update(b=in_place, b_mod=b.shape[0], b_bs=b[0].size, ldb=b.shape[2])
+            return
         packed = pack_b(b, self.nr)
         self.fields.update(b=add_weight(self.ctx, packed), b_mod=b.shape[0], b_bs=packed[0].size)
 
@@ -411,7 +459,7 @@ def matmul(ctx: KernelContext) -> Optional[str]:
         return None
     job = ArmGemm(ctx, 1, m, n, k, epi)
     job.a_runtime("in0", k, 1)
-    job.b_const(np.asarray(B, np.float32)[None])
+    job.b_const(np.asarray(B, np.float32)[None], "in1")
     if ctx.node.op == "fused_matmul" and ctx.has_input(2):
         job.fields["bias_n"] = "in2"  # one value per column, contiguous
     return job.render()
@@ -434,7 +482,7 @@ def gemm(ctx: KernelContext) -> Optional[str]:
         return None
     job = ArmGemm(ctx, 1, m, n, k, epi)
     Bm = np.asarray(B, np.float32).T if tb else np.asarray(B, np.float32)
-    job.b_const((Bm * np.float32(alpha) if alpha != 1 else Bm)[None])
+    job.b_const((Bm * np.float32(alpha) if alpha != 1 else Bm)[None], None if tb or alpha != 1 else "in1")
     job.a_runtime("in0", 1 if ta else k, m if ta else 1)
     if ctx.has_input(2) and beta != 0:
         C = ctx.const(2)

@@ -17,7 +17,7 @@ from ._axis import LANES, Num, axis_kernel, indent, outer_n_inner, prod, row_f32
 BLOCK = 64
 
 def row_max_helper(ctx: KernelContext, num: Num) -> str:
-    """A static `ct pdc_row_max_<t>(const T *p, int64_t n)`: the max of a contiguous row, NaN if any
+    """A static `ct pdc_row_max_<t>(const T *p, int64_t n, ct unused)`: the max of a contiguous row, NaN if any
     element is NaN, -inf for an empty row (LANES partial maxima; the NaN-sticky update is written
     with a bitwise | so gcc vectorizes it)."""
     if num.dt.short == "f32":
@@ -25,7 +25,8 @@ def row_max_helper(ctx: KernelContext, num: Num) -> str:
     name = f"pdc_row_max_{num.dt.short}"
     ct = num.ct
     upd = lambda a, v: f"((({v}) > ({a})) | (({v}) != ({v}))) ? ({v}) : ({a})"  # noqa: E731
-    code = (f"static inline {ct} {name}(const {num.c} *p, int64_t n) {{\n"
+    code = (f"static inline {ct} {name}(const {num.c} *p, int64_t n, {ct} c) {{\n"
+            f"    (void)c;\n"
             f"    {ct} acc[{LANES}];\n"
             f"    for (int u = 0; u < {LANES}; u++) acc[u] = {num.lowest()};\n"
             f"    int64_t i = 0;\n"
@@ -57,7 +58,7 @@ def _softmax_rows(ctx: KernelContext, op: str, num: Num, n: int) -> str:
                   f"y[at] = {num.store('1')};"]
         return "\n".join(lines)
     rmax = row_max_helper(ctx, num)
-    lines += [f"{ct} m = {rmax}(x, {n});",
+    lines += [f"{ct} m = {rmax}(x, {n}, 0);",
               f"if (!isfinite(m)) m = ({ct})0;"]
     xi = num.load("x[i]")
     if num.dt.short == "f32":

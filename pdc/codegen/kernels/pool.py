@@ -1,11 +1,17 @@
 """Pooling kernels: MaxPool (with Indices), AveragePool, LpPool (N-d), their Global forms, MaxUnpool.
 
 The window geometry (strides, dilations, pads, auto_pad, ceil_mode) is resolved at compile time
-with the reference's own helper (pdc.ir.ops.nn_common.resolve_window). Per spatial dim and output
-position, small static tables hold the range of taps that fall inside the input, so the loops
-never test for padding: padding never wins a max, adds nothing to a sum, and AveragePool divides
-by a per-position count (a product of per-dim counts, also tabulated) that does or does not
-include the pads. Global pools are reductions over the spatial dims (reduce.py's loops).
+with the reference's own helper (pdc.ir.ops.nn_common.resolve_window). Windowed pools compute
+one output row (the last spatial dim) at a time, in chunks of up to CHUNK outputs held in small
+arrays: for every tap of the window (leading dims through tables of the taps inside the input,
+the last dim unrolled with its static range of outputs whose tap is inside), one simple loop
+over the row's outputs updates the states. Those loops have no padding tests and vectorize.
+Padding never wins a max and adds nothing to a sum; AveragePool divides by a per-position
+count (a product of per-dim counts) that does or does not include the pads.
+
+MaxPool's Indices: the first maximum in window order, NaN counting as the maximum (found by a
+rescan of the rare windows holding a NaN); a window whose maximum is the padding value itself
+reports its first tap, as the reference does. Global pools are reductions (reduce.py).
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from ..ctypes_c import float_literal
 from ._axis import Groups, Num, axis_kernel, indent, prod
 from .reduce import Phase, Reduction, emit_reduction, reduction_for
 
+CHUNK = 256  # outputs of one row computed together
+
 
 def _table(name: str, values) -> str:
     vals = [int(v) for v in values]
@@ -25,7 +33,7 @@ def _table(name: str, values) -> str:
 
 
 class _Window:
-    """Static geometry of a pooling node, with the C tables of valid tap ranges."""
+    """Static geometry of a pooling node and the C tables it needs."""
 
     def __init__(self, ctx: KernelContext):
         x = ctx.inputs[0]
@@ -37,14 +45,11 @@ class _Window:
         self.NC = x.shape[0] * x.shape[1]
         self.in_st = strides(self.in_sp)
         self.tables: list[str] = []
-        self.lo, self.hi = [], []  # C expressions per dim, indexed by o{i}
-        for i in range(self.nsp):
-            lo, hi = [], []
-            for o in range(self.out[i]):
-                start = o * self.strides[i] - self.begin[i]
-                ks = [k for k in range(self.kernel[i]) if 0 <= start + k * self.dil[i] < self.in_sp[i]]
-                lo.append(ks[0] if ks else 0)
-                hi.append(ks[-1] + 1 if ks else 0)
+        self.lo, self.hi = [], []  # leading dims: C expressions of the valid tap range, by o{i}
+        for i in range(self.nsp - 1):
+            taps = [self.valid_taps(i, o) for o in range(self.out[i])]
+            lo = [t[0] if t else 0 for t in taps]
+            hi = [t[-1] + 1 if t else 0 for t in taps]
             if set(lo) == {0} and set(hi) == {self.kernel[i]}:
                 self.lo.append("0")
                 self.hi.append(str(self.kernel[i]))
@@ -52,6 +57,17 @@ class _Window:
                 self.tables += [_table(f"lo{i}", lo), _table(f"hi{i}", hi)]
                 self.lo.append(f"lo{i}[o{i}]")
                 self.hi.append(f"hi{i}[o{i}]")
+        # last dim: per tap, the outputs whose tap is inside the input
+        L = self.nsp - 1
+        self.row = []  # (kw, input offset of output 0's tap, first output, end output)
+        for kw in range(self.kernel[L]):
+            js = [j for j in range(self.out[L]) if kw in self.valid_taps(L, j)]
+            if js:
+                self.row.append((kw, kw * self.dil[L] - self.begin[L], js[0], js[-1] + 1))
+
+    def valid_taps(self, i: int, o: int) -> list[int]:
+        start = o * self.strides[i] - self.begin[i]
+        return [k for k in range(self.kernel[i]) if 0 <= start + k * self.dil[i] < self.in_sp[i]]
 
     def counts(self, include_pad: bool) -> list[list[int]]:
         """Per dim and output position: how many taps AveragePool divides by."""
@@ -66,71 +82,123 @@ class _Window:
             res.append(row)
         return res
 
-    def loops(self, body: str, init: str, final: str) -> str:
-        """Over every output position (o = flat spatial output index): init; taps -> body; final.
-        In the body, `r` is the tap's row-major spatial offset and c{i} its coordinates."""
-        n = self.nsp
+    def generate(self, num: Num, states: list[tuple[str, str, str]], update: str, finish: str,
+                 pos_weights=None) -> str:
+        """The whole kernel body. states: (C type, name, init) of per-output arrays. `update` runs
+        for every tap with v (the element, loaded), j (output in the row), t (its flat input offset)
+        and, with pos_weights (index weights of the spatial dims), pos (the tap's index).
+        `finish` runs per output with j and o (the output's offset in the slice)."""
+        n, L = self.nsp, self.nsp - 1
+        OW, S = self.out[L], self.strides[L]
+        ch = min(OW, CHUNK)
         lines = []
-        for i in range(n):
+        for i in range(L):
             pad = "    " * i
             lines.append(f"{pad}for (int64_t o{i} = 0; o{i} < {self.out[i]}; o{i}++) {{")
             lines.append(f"{pad}    const int64_t s{i} = o{i} * {self.strides[i]} - {self.begin[i]};")
-        inner = [init]
-        taps = []
-        for i in range(n):
+        body = [f"const int64_t orow = {' + '.join(f'o{i} * {prod(self.out[i + 1:])}' for i in range(L)) or '0'};"]
+        body.append(f"for (int64_t j0 = 0; j0 < {OW}; j0 += {ch}) {{")
+        chunk = []
+        single = ch == OW
+        jn = str(ch) if single else f"({OW} - j0 < {ch} ? {OW} - j0 : {ch})"
+        chunk.append(f"const int64_t jn = {jn};")
+        for ctype, name, init in states:
+            chunk.append(f"{ctype} {name}[{ch}];")
+            chunk.append(f"for (int64_t j = 0; j < jn; j++) {name}[j] = {init};")
+        # taps: leading dims through their tables, the last dim unrolled
+        taps, close = [], []
+        for i in range(L):
             pad = "    " * i
-            prev = f"r{i - 1}" if i else "0"
+            prev_r = f"r{i - 1}" if i else "0"
             taps.append(f"{pad}for (int64_t k{i} = {self.lo[i]}; k{i} < {self.hi[i]}; k{i}++) {{")
             taps.append(f"{pad}    const int64_t c{i} = s{i} + k{i} * {self.dil[i]};")
-            taps.append(f"{pad}    const int64_t r{i} = {prev} + c{i} * {self.in_st[i]};")
-        taps.append(indent(f"const int64_t r = r{n - 1};\n{body}", n))
-        taps += ["    " * i + "}" for i in reversed(range(n))]
-        inner += taps
-        inner.append(final)
-        lines.append(indent("\n".join(inner), n))
-        lines += ["    " * i + "}" for i in reversed(range(n))]
-        return "\n".join(lines)
-
-    def wrap(self, code: str, num_in: Num, num_out: Num) -> str:
-        """Runs `code` for every (n, c) slice with x / y pointing at it and o counting outputs."""
+            taps.append(f"{pad}    const int64_t r{i} = {prev_r} + c{i} * {self.in_st[i]};")
+            if pos_weights is not None:
+                prev_p = f"p{i - 1}" if i else "0"
+                taps.append(f"{pad}    const int64_t p{i} = {prev_p} + c{i} * {pos_weights[i]};")
+            close.append(pad + "}")
+        inner = []
+        r = f"r{L - 1}" if L else "0"
+        pw = f"p{L - 1}" if L else "0"
+        for kw, off, jlo, jhi in self.row:
+            if single:
+                lo, hi = str(jlo), str(jhi)
+            else:
+                lo = f"({jlo} > j0 ? {jlo} - j0 : 0)"
+                hi = f"({jhi} < j0 + jn ? {jhi} - j0 : jn)"
+            t = f"{r} + (j0 + j) * {S} + {off}"
+            pos = f" const int64_t pos = {pw} + ((j0 + j) * {S} + {off}) * {pos_weights[L]};" if pos_weights else ""
+            inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {{ const int64_t t = {t};{pos} "
+                         f"const {num.ct} v = {num.load('x[t]')}; {update} }}")
+        taps.append(indent("\n".join(inner), L))
+        taps += close[::-1]
+        chunk += taps
+        chunk.append(f"for (int64_t j = 0; j < jn; j++) {{ const int64_t o = orow + j0 + j; {finish} }}")
+        body.append(indent("\n".join(chunk)))
+        body.append("}")
+        lines.append(indent("\n".join(body), L))
+        lines += ["    " * i + "}" for i in reversed(range(L))]
         return "\n".join(self.tables + [
             f"for (int64_t nc = 0; nc < {self.NC}; nc++) {{",
-            f"    const {num_in.c} *x = in0 + nc * {prod(self.in_sp)};",
-            f"    {num_out.c} *y = out0 + nc * {prod(self.out)};",
-            "    int64_t o = 0;",
-            indent(code),
+            f"    const {num.c} *x = in0 + nc * {prod(self.in_sp)};",
+            f"    {num.c} *y = out0 + nc * {prod(self.out)};",
+            indent("\n".join(lines)),
             "}"])
+
+
+def _first_nan_scan(w: _Window, weights) -> str:
+    """Rescans output j's window in window order for its first NaN tap; sets `at` to its index."""
+    L = w.nsp - 1
+    lines = ["int found = 0;"]
+    for i in range(L):
+        prev_r, prev_p = (f"r{i - 1}", f"p{i - 1}") if i else ("0", "0")
+        lines.append(f"for (int64_t k{i} = {w.lo[i]}; k{i} < {w.hi[i]} && !found; k{i}++) {{")
+        lines.append(f"    const int64_t c{i} = s{i} + k{i} * {w.dil[i]};")
+        lines.append(f"    const int64_t r{i} = {prev_r} + c{i} * {w.in_st[i]}, p{i} = {prev_p} + c{i} * {weights[i]};")
+    r, pw = (f"r{L - 1}", f"p{L - 1}") if L else ("0", "0")
+    S = w.strides[L]
+    lines.append(f"for (int64_t kw = 0; kw < {w.kernel[L]} && !found; kw++) {{")
+    lines.append(f"    const int64_t c = (j0 + j) * {S} - {w.begin[L]} + kw * {w.dil[L]};")
+    lines.append(f"    if (c >= 0 && c < {w.in_sp[L]} && x[{r} + c] != x[{r} + c]) "
+                 f"{{ at[j] = {pw} + c * {weights[L]}; found = 1; }}")
+    lines.append("}")
+    lines += ["}"] * L
+    return "\n".join(lines)
 
 
 @axis_kernel("max_pool")
 def max_pool(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
-    ct = num.ct if num.is_float else num.c
     w = _Window(ctx)
     if w.NC * prod(w.out) == 0:
         return "    /* empty */"
     with_index = len(ctx.outputs) > 1
-    init = f"{ct} best = {num.lowest()};"
+    L = w.nsp - 1
+    states = [(num.ct, "best", num.lowest())]
     if num.is_float:
-        better = "v > best || (v != v && best == best)"
+        states.append(("uint8_t", "nan", "0"))
+        update = "best[j] = v > best[j] ? v : best[j]; nan[j] |= v != v;"
+        finish = f"y[o] = {num.store('nan[j] ? NAN : best[j]')};"
     else:
-        better = "v > best"
-    body = f"const {ct} v = {num.load('x[r]')};\nif ({better}) {{ best = v;{' at = r;' if with_index else ''} }}"
-    final = f"y[o] = {num.store('best')};"
+        update = "best[j] = v > best[j] ? v : best[j];"
+        finish = f"y[o] = {num.store('best[j]')};"
+    weights = None
     if with_index:
-        # flat index of a tap: (n * C + c) * prod(in_sp) + spatial position in storage order; a
-        # window whose max is the padding value reports its first tap, as the reference does
-        if ctx.attrs.get("storage_order", 0):
-            col = strides(w.in_sp[::-1])[::-1]
-            pos = lambda c: " + ".join(f"({c[i]}) * {col[i]}" for i in range(w.nsp))  # noqa: E731
-            body = body.replace(" at = r;", f" at = {pos([f'c{i}' for i in range(w.nsp)])};")
-        else:
-            pos = lambda c: " + ".join(f"({c[i]}) * {w.in_st[i]}" for i in range(w.nsp))  # noqa: E731
-        init += f"\nint64_t at = {pos([f's{i}' for i in range(w.nsp)])};"
-        final += f"\nout1[nc * {prod(w.out)} + o] = nc * {prod(w.in_sp)} + at;"
-    final += "\no++;"
-    return indent(w.wrap(w.loops(body, init, final), num, num))
+        # index of a tap: (n * C + c) * prod(in_sp) + its spatial position in storage order
+        weights = w.in_st if not ctx.attrs.get("storage_order", 0) else strides(w.in_sp[::-1])[::-1]
+        tap0 = " + ".join([f"s{i} * {weights[i]}" for i in range(L)] +
+                          [f"((j0 + j) * {w.strides[L]} - {w.begin[L]}) * {weights[L]}"])
+        states.append(("int64_t", "at", "0"))
+        update = ("{ const int c = v > best[j]; best[j] = c ? v : best[j]; at[j] = c ? pos : at[j]; }"
+                  + (" nan[j] |= v != v;" if num.is_float else ""))
+        # where nothing beat the padding value the first tap wins
+        finish_at = f"if (best[j] == {num.lowest()}) at[j] = {tap0};\n"
+        if num.is_float:
+            finish_at += f"if (nan[j]) {{\n{indent(_first_nan_scan(w, weights))}\n}}\n"
+        finish = (finish_at + finish + f"\nout1[nc * {prod(w.out)} + o] = nc * {prod(w.in_sp)} + at[j];")
+        finish = "{\n" + indent(finish) + "\n}"
+    return indent(w.generate(num, states, update, finish, weights))
 
 
 @axis_kernel("average_pool", "lp_pool")
@@ -141,9 +209,10 @@ def average_pool(ctx: KernelContext) -> str:
     w = _Window(ctx)
     if w.NC * prod(w.out) == 0:
         return "    /* empty */"
-    init = f"{ct} s = 0;"
+    L = w.nsp - 1
+    states = [(ct, "s", f"({ct})0")]
     if ctx.node.op == "average_pool":
-        body = f"s += {num.load('x[r]')};"
+        update = "s[j] += v;"
         counts = w.counts(bool(ctx.attrs.get("count_include_pad", 0)))
         terms = []
         for i, row in enumerate(counts):
@@ -151,23 +220,21 @@ def average_pool(ctx: KernelContext) -> str:
                 terms.append(str(row[0]))
             else:
                 w.tables.append(_table(f"cnt{i}", row))
-                terms.append(f"cnt{i}[o{i}]")
+                terms.append(f"cnt{i}[o{i}]" if i < L else "cnt{i}[j0 + j]".format(i=i))
         count = " * ".join(terms)
-        final = f"y[o] = {num.store(f's / ({ct})({count})')};"
+        finish = f"y[o] = {num.store(f's[j] / ({ct})({count})')};"
     else:
         p = ctx.attrs.get("p", 2)
-        v = num.load("x[r]")
         if p == 1:
-            body, res = f"s += fabs{f}({v});", "s"
+            update, res = f"s[j] += fabs{f}(v);", "s[j]"
         elif p == 2:
-            body, res = f"{{ const {ct} v = {v}; s += v * v; }}", f"sqrt{f}(s)"
+            update, res = "s[j] += v * v;", f"sqrt{f}(s[j])"
         else:
             pl = float_literal(p, ct)
             inv = float_literal(float(np.dtype(np.float64 if ct == "double" else np.float32).type(1.0 / p)), ct)
-            body, res = f"s += pow{f}(fabs{f}({v}), {pl});", f"pow{f}(s, {inv})"
-        final = f"y[o] = {num.store(res)};"
-    final += "\no++;"
-    return indent(w.wrap(w.loops(body, init, final), num, num))
+            update, res = f"s[j] += pow{f}(fabs{f}(v), {pl});", f"pow{f}(s[j], {inv})"
+        finish = f"y[o] = {num.store(res)};"
+    return indent(w.generate(num, states, update, finish))
 
 
 @axis_kernel("global_average_pool", "global_max_pool", "global_lp_pool")
@@ -187,7 +254,7 @@ def global_pool(ctx: KernelContext) -> str:
         if name is None:
             name = "reduce_l1" if ctx.attrs.get("p", 2) == 1 else "reduce_l2"
         red = reduction_for(name, num, g.n_red)
-    return emit_reduction(g, red, num, num.store)
+    return emit_reduction(ctx, g, red, num, num.store)
 
 
 @axis_kernel("max_unpool")

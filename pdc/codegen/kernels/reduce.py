@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..context import KernelContext
-from ._axis import LANES, Groups, Num, axis_kernel, indent, nest, outer_n_inner
+from ._axis import LANES, Groups, Num, axis_kernel, indent, nest, outer_n_inner, row_f32_helper, vexp_helper
 
 BLOCK = 64  # neighbouring groups reduced together when the innermost dim is kept
 
@@ -30,6 +30,7 @@ class Phase:
     combine: str
     post: str = "{a}"
     lanes: bool = False  # reassociation is fine: contiguous rows keep LANES partial states
+    row: str = ""  # fp32 contiguous rows: the _axis.row_f32_helper op (or "expsum") computing one row
 
 
 @dataclass(frozen=True)
@@ -55,25 +56,25 @@ def reduction_for(op: str, num: Num, n: int) -> Reduction:
     if num.is_float:
         ct, f = num.ct, num.f
         add = "{a} + {b}"
-        s = lambda upd, **kw: Phase("s", ct, f"({ct})0", upd, add, lanes=True, **kw)  # noqa: E731
+        s = lambda upd, row, **kw: Phase("s", ct, f"({ct})0", upd, add, lanes=True, row=row, **kw)  # noqa: E731
         if name in ("max", "min"):
             lo = num.lowest() if name == "max" else num.highest()
             ph = Phase("m", ct, lo, _max_expr("{a}", "{v}", True, name == "max"),
-                       _max_expr("{a}", "{b}", True, name == "max"), lanes=True)
+                       _max_expr("{a}", "{b}", True, name == "max"), lanes=True, row=name)
             return Reduction((ph,), "m", ct, num.load)
         table = {
-            "sum": (s("{a} + {v}"), "s"),
-            "mean": (s("{a} + {v}"), f"s / ({ct}){n}"),
+            "sum": (s("{a} + {v}", "sum"), "s"),
+            "mean": (s("{a} + {v}", "sum"), f"s / ({ct}){n}"),
             "prod": (Phase("s", ct, f"({ct})1", "{a} * {v}", "{a} * {b}"), "s"),
-            "l1": (s(f"{{a}} + fabs{f}({{v}})"), "s"),
-            "l2": (s("{a} + {v} * {v}"), f"sqrt{f}(s)"),
-            "log_sum": (s("{a} + {v}"), f"log{f}(s)"),
-            "sum_square": (s("{a} + {v} * {v}"), "s"),
+            "l1": (s(f"{{a}} + fabs{f}({{v}})", "abs"), "s"),
+            "l2": (s("{a} + {v} * {v}", "sumsq"), f"sqrt{f}(s)"),
+            "log_sum": (s("{a} + {v}", "sum"), f"log{f}(s)"),
+            "sum_square": (s("{a} + {v} * {v}", "sumsq"), "s"),
         }
         if name == "log_sum_exp":
             m = Phase("m", ct, num.lowest(), _max_expr("{a}", "{v}", True, True), _max_expr("{a}", "{b}", True, True),
-                      post=f"isfinite({{a}}) ? {{a}} : ({ct})0", lanes=True)
-            e = Phase("s", ct, f"({ct})0", f"{{a}} + exp{f}({{v}} - {{m}})", add, lanes=True)
+                      post=f"isfinite({{a}}) ? {{a}} : ({ct})0", lanes=True, row="max")
+            e = Phase("s", ct, f"({ct})0", f"{{a}} + exp{f}({{v}} - {{m}})", add, lanes=True, row="expsum")
             return Reduction((m, e), f"log{f}(s) + m", ct, num.load)
         ph, final = table[name]
         return Reduction((ph,), final, ct, num.load)
@@ -112,7 +113,7 @@ def _fmt(expr: str, names: dict, **kw) -> str:
 
 
 # ---- loop shapes -------------------------------------------------------------------------------
-def emit_group_scalar(g: Groups, red: Reduction, num: Num, store) -> str:
+def emit_group_scalar(g: Groups, red: Reduction, num: Num, store, ctx: KernelContext) -> str:
     """Innermost dim reduced (or nothing kept): one state per group; output o = group index."""
     red_dims = g.red or [(1, 1)]
     R, sr = red_dims[-1]
@@ -121,6 +122,20 @@ def emit_group_scalar(g: Groups, red: Reduction, num: Num, store) -> str:
     names = {}
     lines = []
     for ph in red.phases:
+        if ph.row and num.dt.short == "f32" and ph.acc == "float" and sr == 1 and R >= 16:
+            # a vectorized helper per contiguous row
+            if ph.row == "expsum":
+                vexp_helper(ctx)
+                call = f"pdc_exp_sum_f32(p, 0, {R}, m)"
+            else:
+                call = f"{row_f32_helper(ctx, ph.row)}(p, {R}, 0)"
+            lines.append(f"{ph.acc} {ph.var} = {ph.init};")
+            body = f"const float *p = in0 + q;\n{ph.var} = {_fmt(ph.combine, names, a=ph.var, b=call)};"
+            lines.append(nest(outer_red, body, "b", "r", "q"))
+            if ph.post != "{a}":
+                lines.append(f"{ph.var} = {_fmt(ph.post, names, a=ph.var)};")
+            names[ph.var] = ph.var
+            continue
         lanes = LANES if ph.lanes and sr == 1 and R >= 2 * LANES else 1
         main = R - R % lanes
         a = f"acc_{ph.var}"
@@ -195,12 +210,12 @@ def _subst(expr: str, var: str, repl: str) -> str:
     return re.sub(rf"\b{var}\b", repl, expr)
 
 
-def emit_reduction(g: Groups, red: Reduction, num: Num, store) -> str:
+def emit_reduction(ctx: KernelContext, g: Groups, red: Reduction, num: Num, store) -> str:
     if g.n_out == 0:
         return "    /* empty output */"
     if g.red and g.last_kept:
         return emit_group_block(g, red, num, store)
-    return emit_group_scalar(g, red, num, store)
+    return emit_group_scalar(g, red, num, store, ctx)
 
 
 def _const_axes(ctx: KernelContext, rank: int):
@@ -254,7 +269,7 @@ def reduce(ctx: KernelContext) -> str:
 
     def body(axes) -> str:
         g = Groups(x.shape, axes)
-        return emit_reduction(g, reduction_for(ctx.node.op, num, g.n_red), num, store)
+        return emit_reduction(ctx, g, reduction_for(ctx.node.op, num, g.n_red), num, store)
 
     axes = _const_axes(ctx, rank)
     if axes is not None:
