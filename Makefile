@@ -16,7 +16,7 @@ demo: install
 	pdc check examples/tiny_cnn.onnx --target x86 --shape N=2
 
 test-deps: install
-	$(PIP) -e '.[test]' paddlepaddle paddle2onnx
+	$(PIP) -e '.[test]' paddlepaddle paddle2onnx scikit-learn
 	# paddle2onnx's metadata caps onnx at 1.17; it works with the onnx pdc's conformance counts are measured on
 	$(PIP) 'onnx==1.23.2'
 

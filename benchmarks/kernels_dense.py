@@ -1,11 +1,11 @@
 """Microbenchmarks of pdc's dense kernels (conv / fused_conv / gemm / matmul) against ONNX Runtime.
 
-    python benchmarks/kernels_dense.py models [--models resnet18,mobilenet_v2,resnet50] [--reps 20]
-    python benchmarks/kernels_dense.py layers resnet50 [--reps 20] [--top 15]
+    python benchmarks/kernels_dense.py [--realtime] models [--models resnet18,mobilenet_v2,resnet50] [--reps 20]
+    python benchmarks/kernels_dense.py [--realtime] layers resnet50 [--reps 20] [--top 15] [--stat min]
 
 `models`: compiles each zoo model with pdc (x86, -O2, 2 threads) and times Module.run against an
-onnxruntime.InferenceSession (intra_op_num_threads=2) in this process, interleaved, median of
-`reps` after warm-up; prints latencies, the ratio and compile times.
+onnxruntime.InferenceSession (intra_op_num_threads=2) in this process, interleaved in blocks,
+median of `reps` after warm-up; prints latencies, the ratio and compile times.
 
 `layers`: takes every dense node of the model's -O2 graph (conv, fused_conv, fused_matmul, ...),
 compiles it alone (its constants included) and times it against the same layer as a small ONNX
@@ -39,34 +39,47 @@ def _session(model_bytes_or_path, threads=THREADS):
     return ort.InferenceSession(model_bytes_or_path, so, providers=["CPUExecutionProvider"])
 
 
-def _time_interleaved(fns: dict, reps: int, warmup: int = 3, stat=statistics.median) -> dict:
-    """Milliseconds per call of each function: `stat` (median) of `reps` interleaved calls."""
+def _time_interleaved(fns: dict, reps: int, warmup: int = 3, stat=statistics.median, block: int = 5,
+                      gap_s: float = 0.02) -> dict:
+    """Milliseconds per call of each function: `stat` (median) of `reps` timed calls, interleaved in
+    blocks: engine A x block, engine B x block, ... Before each block the process sleeps gap_s and
+    makes one untimed call, so the other engine's spinning pool threads have gone idle (they would
+    otherwise compete for the 2 cores, and under --realtime block them outright)."""
     for f in fns.values():
         for _ in range(warmup):
             f()
     samples = {k: [] for k in fns}
-    for _ in range(reps):
+    while min(len(v) for v in samples.values()) < reps:
         for k, f in fns.items():
-            t = time.perf_counter()
+            time.sleep(gap_s)
             f()
-            samples[k].append(time.perf_counter() - t)
+            for _ in range(block):
+                t = time.perf_counter()
+                f()
+                samples[k].append(time.perf_counter() - t)
     if stat is None:
         return {k: v for k, v in samples.items()}
     return {k: stat(v) * 1e3 for k, v in samples.items()}
 
 
+def _realtime():
+    """SCHED_FIFO for this process and the threads it starts (root only): on a machine shared with
+    other work, the measured engines then run undisturbed. Both engines get the same priority."""
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+
+
 # ---- whole models ----------------------------------------------------------------------------------
-def bench_models(names, reps):
+def bench_models(names, reps, threads=THREADS):
     import pdc
     from zoo import zoo_model
     print(f"{'model':14s} {'pdc ms':>8s} {'ORT ms':>8s} {'ratio':>6s} {'compile s':>9s}   (min pdc / ORT)")
     for name in names:
         path = zoo_model(name)
-        sess = _session(path)
+        sess = _session(path, threads)
         inp = sess.get_inputs()[0]
         x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)
         t = time.perf_counter()
-        mod = pdc.compile(path, target="x86", out_dir=tempfile.mkdtemp(prefix="pdc-kd-"), opt_level=2, threads=THREADS)
+        mod = pdc.compile(path, target="x86", out_dir=tempfile.mkdtemp(prefix="pdc-kd-"), opt_level=2, threads=threads)
         compile_s = time.perf_counter() - t
         feeds = {inp.name: x}
         pdc_name = mod.inputs[0].name
@@ -186,10 +199,13 @@ def bench_layers(model, reps, top, threads=THREADS, stat="median"):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--realtime", action="store_true",
+                    help="run under SCHED_FIFO (needs root): steady numbers on a machine shared with other work")
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("models")
     m.add_argument("--models", default="mobilenet_v2,resnet18,resnet50")
     m.add_argument("--reps", type=int, default=20)
+    m.add_argument("--threads", type=int, default=THREADS)
     la = sub.add_parser("layers")
     la.add_argument("model")
     la.add_argument("--reps", type=int, default=20)
@@ -198,8 +214,10 @@ def main():
     la.add_argument("--stat", choices=("median", "min"), default="median",
                     help="min is steadier on a machine shared with other work")
     args = ap.parse_args()
+    if args.realtime:
+        _realtime()
     if args.cmd == "models":
-        bench_models(args.models.split(","), args.reps)
+        bench_models(args.models.split(","), args.reps, args.threads)
     else:
         bench_layers(args.model, args.reps, args.top, args.threads, args.stat)
 

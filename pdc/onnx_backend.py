@@ -44,7 +44,7 @@ SHAPE_OPERANDS = {
     "range": {0, 1, 2}, "cum_sum": {1}, "cum_prod": {1}, "center_crop_pad": {1, 2}, "trilu": {1},
     "reduce_sum": {1}, "reduce_mean": {1}, "reduce_max": {1}, "reduce_min": {1}, "reduce_prod": {1},
     "reduce_l1": {1}, "reduce_l2": {1}, "reduce_log_sum": {1}, "reduce_log_sum_exp": {1},
-    "reduce_sum_square": {1}, "dft": {1, 2}, "stft": {2, 3}, "hann_window": {0}, "hamming_window": {0},
+    "reduce_sum_square": {1}, "dft": {1, 2}, "stft": {1, 3}, "hann_window": {0}, "hamming_window": {0},
     "blackman_window": {0}, "mel_weight_matrix": {0, 1, 2}, "col2im": {1, 2}, "affine_grid": {1},
 }
 

@@ -10,6 +10,10 @@ model's folder are deleted once the new one exists.
 
 Layout of a model folder: inference.json or inference.pdmodel, inference.pdiparams, io.npz (the
 inputs `in_<name>` and Paddle's outputs `out_<k>`), spec.json.
+
+Format "onnx" (not one of FORMATS, which are Paddle's own): the same model (same seed, same weights,
+same inputs) exported with paddle.onnx.export (paddle2onnx) as inference.onnx; its io.npz holds the
+inputs and the outputs of the model's eager forward.
 """
 from __future__ import annotations
 
@@ -135,7 +139,7 @@ def ensure_models(names, fmt: str) -> dict[str, str]:
         missing = [n for n, d in dirs.items() if not os.path.isfile(os.path.join(d, "io.npz"))]
         if missing:
             env = dict(os.environ)
-            env["FLAGS_enable_pir_api"] = "1" if fmt == "pir" else "0"
+            env["FLAGS_enable_pir_api"] = "0" if fmt == "legacy" else "1"
             env.setdefault("CUDA_VISIBLE_DEVICES", "")
             cmd = [sys.executable, os.path.abspath(__file__), fmt] + [f"{n}={dirs[n]}" for n in missing]
             r = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -151,6 +155,8 @@ def ensure_models(names, fmt: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------
 # Everything below runs only in the generator subprocess.
+
+ONNX_OPSET = 17  # paddle.onnx.export's opset for format "onnx" (17: LayerNormalization is one op)
 
 def _generate(fmt: str, jobs: list[str]) -> None:
     import numpy as np
@@ -203,8 +209,11 @@ def _generate(fmt: str, jobs: list[str]) -> None:
         rng = np.random.default_rng(1234)
         tmp = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".tmp-")
         try:
-            _export(spec, rng, tmp)
-            _reference(name, spec, rng, tmp)
+            model = _export(spec, rng, tmp)
+            if fmt == "onnx":
+                _eager_reference(name, spec, rng, tmp, model)
+            else:
+                _reference(name, spec, rng, tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -226,12 +235,32 @@ def _generate(fmt: str, jobs: list[str]) -> None:
                     # the legacy exporter cannot convert RNN's uninitialized dropout-state buffer
                     layer.register_buffer("_dropout_state", paddle.zeros([0], "uint8"), persistable=False)
         input_spec = [paddle.static.InputSpec(list(shape), dtype, n) for n, shape, dtype in spec["inputs"]]
-        paddle.jit.save(model, prefix, input_spec=input_spec)
+        if fmt == "onnx":
+            paddle.onnx.export(model, prefix, input_spec=input_spec, opset_version=ONNX_OPSET)
+            if not os.path.isfile(prefix + ".onnx"):  # paddle2onnx logs its errors instead of raising them
+                raise RuntimeError("paddle.onnx.export wrote no model (its log says why)")
+        else:
+            paddle.jit.save(model, prefix, input_spec=input_spec)
+        return model
+
+    def _feeds(spec, rng):
+        return {n: (rng.integers(0, 20, feed_shape(shape)) if dtype.startswith("int")
+                    else rng.standard_normal(feed_shape(shape))).astype(dtype) for n, shape, dtype in spec["inputs"]}
+
+    def _eager_reference(name, spec, rng, tmp, model):
+        feeds = _feeds(spec, rng)
+        with paddle.no_grad():
+            outs = model(*[paddle.to_tensor(feeds[n]) for n, _, _ in spec["inputs"]])
+        outs = [t.numpy() for t in paddle.utils.flatten(outs)]
+        arrays = {f"in_{n}": a for n, a in feeds.items()}
+        arrays.update({f"out_{k}": a for k, a in enumerate(outs)})
+        np.savez(os.path.join(tmp, "io.npz"), **arrays)
+        with open(os.path.join(tmp, "spec.json"), "w") as f:
+            json.dump(dict(name=name, format=fmt, opset=ONNX_OPSET, paddle=paddle.__version__), f)
 
     def _reference(name, spec, rng, tmp):
         prefix = os.path.join(tmp, "inference")
-        feeds = {n: (rng.integers(0, 20, feed_shape(shape)) if dtype.startswith("int")
-                     else rng.standard_normal(feed_shape(shape))).astype(dtype) for n, shape, dtype in spec["inputs"]}
+        feeds = _feeds(spec, rng)
 
         # Paddle's answer for the exported files, through its inference API (no IR optimizations)
         model_file = prefix + (".json" if fmt == "pir" else ".pdmodel")

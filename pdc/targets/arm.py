@@ -290,28 +290,27 @@ def parse_icount(log: str) -> int:
     return int(m.group(1))
 
 
-def count_instructions(folder: str, feeds: dict, executable: Optional[str] = None, timeout: float = 3600) -> int:
-    """Guest instructions executed by one run of a Cortex-A bundle's harness under qemu-user
-    (the whole process: reading inputs, the model, writing outputs)."""
+def run_counting(folder: str, feeds: dict, executable: Optional[str] = None,
+                 timeout: float = 3600) -> tuple[dict, int]:
+    """Runs a Cortex-A bundle's harness (or another build of it, e.g. -DPDC_PLAIN_C) once under
+    qemu-user with the instruction-count plugin: (outputs, guest instructions executed by the
+    whole process: reading the inputs, the model, writing the outputs)."""
     import json
-
-    import numpy as np
     with open(os.path.join(folder, "manifest.json")) as f:
         m = json.load(f)
     runner = m.get("runner") or {}
     if runner.get("kind") != "qemu-user":
         raise PdcError(f"{folder}: instruction counts need a Cortex-A bundle (qemu-user), not {m['target']}")
+    from ..harness import run_harness
     qemu = Tool(runner["emulator"], runner.get("package", "qemu-user")).path()
     exe = os.path.join(folder, executable or runner["executable"])
     with tempfile.TemporaryDirectory() as tmp:
-        fin, fout, log = (os.path.join(tmp, n) for n in ("in.bin", "out.bin", "icount.log"))
-        with open(fin, "wb") as f:
-            for spec in m["inputs"]:
-                f.write(np.ascontiguousarray(feeds[spec["name"]]).tobytes())
-        r = subprocess.run([qemu, "-plugin", icount_plugin(), "-d", "plugin", "-D", log, exe, fin, fout],
-                           cwd=folder, capture_output=True, text=True, timeout=timeout)
-        if r.returncode != 0:
-            raise PdcError(f"the harness failed under {runner['emulator']} (exit {r.returncode}): "
-                           f"{(r.stderr or r.stdout).strip()[-500:]}")
+        log = os.path.join(tmp, "icount.log")
+        outputs = run_harness([qemu, "-plugin", icount_plugin(), "-d", "plugin", "-D", log, exe], folder, m, feeds,
+                              timeout=timeout)
         with open(log) as f:
-            return parse_icount(f.read())
+            return outputs, parse_icount(f.read())
+
+
+def count_instructions(folder: str, feeds: dict, executable: Optional[str] = None, timeout: float = 3600) -> int:
+    return run_counting(folder, feeds, executable, timeout)[1]

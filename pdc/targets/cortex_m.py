@@ -231,7 +231,8 @@ target_link_libraries({name} PUBLIC m)
                        "image_data_bss": data + bss, "image_ram": image_ram},
             "static_library": lib, "toolchain": GCC.program,
             "runner": {"kind": "qemu-system-arm", "emulator": QEMU.program, "package": QEMU.package,
-                       "machine": self.board.machine, "executable": elf},
+                       "machine": self.board.machine, "executable": elf,
+                       "board_flash": self.board.flash_max, "board_ram": self.board.ram_max},
         }
         say(f"{self.name}: flash {flash_bytes:,} bytes (weights {weights:,}, model code {model_code:,}, "
             f"runtime {runtime_code:,}) of {human(self.flash)}; RAM {ram_bytes:,} bytes (arena {arena:,} + stack "
@@ -450,6 +451,11 @@ def run_samples(folder: str, manifest: dict, samples: list[dict], timeout: float
     elf = os.path.join(folder, runner["executable"])
     if not os.path.exists(elf):
         raise PdcError(f"{folder}: {runner['executable']} is missing (rebuild with pdc compile)")
+    for what, need, have in (("flash", manifest.get("flash_bytes", 0), runner.get("board_flash")),
+                             ("RAM", manifest.get("ram_limit", 0), runner.get("board_ram"))):
+        if have and need > have:  # the part is bigger than the board qemu emulates
+            raise PdcError(f"{folder}: built for {need:,} bytes of {what}, but qemu's {runner['machine']} has "
+                           f"{human(have)}: the bundle is for the real part, qemu cannot run it")
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "in.bin"), "wb") as f:
             for feeds in samples:

@@ -8,7 +8,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from nn_helpers import assert_close, check, import_only, model_of, randn, rng, run_ort, run_pdc
+from nn_helpers import check, import_only, model_of, randn, rng, run_ort, run_pdc
 from pdc.ir import PdcError, UnsupportedError
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -476,3 +476,74 @@ def test_non_max_suppression_defaults_and_errors():
     with pytest.raises(PdcError, match="iou_threshold must be in"):
         run_pdc(*model_of("NonMaxSuppression", [("b", _boxes(1, 4, 0)), ("s", randn(1, 2, 4)), ("m", i64(2)),
                                                 ("i", np.array([1.5], np.float32))], opset=11))
+
+
+# ---- CausalConvWithState -----------------------------------------------------------------------------
+@pytest.mark.parametrize("k,length", [(4, 7), (1, 5), (3, 1), (5, 2)])
+@pytest.mark.parametrize("bias,past,act", [(False, False, "none"), (True, True, "silu"), (True, False, "swish"),
+                                           (False, True, "none")])
+def test_causal_conv_with_state(k, length, bias, past, act):
+    ins = [("x", randn(2, 3, length)), ("w", randn(3, 1, k)), ("b", randn(3)) if bias else ("", None)]
+    if past:
+        ins.append(("p", randn(2, 3, k - 1)))
+    check("CausalConvWithState", ins, {"activation": act}, opset=27, n_out=2)
+
+
+def test_causal_conv_with_state_half_and_errors():
+    ins = [("x", randn(1, 2, 6).astype(np.float16)), ("w", randn(2, 1, 3).astype(np.float16)), ("", None),
+           ("p", randn(1, 2, 2).astype(np.float16))]
+    check("CausalConvWithState", ins, {"activation": "silu"}, opset=27, n_out=2, rtol=2e-3, atol=2e-3)
+    with pytest.raises(PdcError, match="activation must be one of"):
+        import_only("CausalConvWithState", [("x", randn(1, 2, 6)), ("w", randn(2, 1, 3))], {"activation": "gelu"},
+                    opset=27, n_out=2)
+    with pytest.raises(PdcError, match="past_state must have shape"):
+        import_only("CausalConvWithState", [("x", randn(1, 2, 6)), ("w", randn(2, 1, 3)), ("", None),
+                                            ("p", randn(1, 2, 3))], opset=27, n_out=2)
+
+
+# ---- LinearAttention ---------------------------------------------------------------------------------
+def _la_inputs(rule, b=2, t=3, hq=4, hkv=2, dk=3, dv=5, past=True, per_key=False, beta_one=False, dt=np.float32):
+    ins = [("q", randn(b, t, hq * dk).astype(dt)), ("k", (randn(b, t, hkv * dk) * 0.5).astype(dt)),
+           ("v", randn(b, t, hkv * dv).astype(dt)), ("p", randn(b, hkv, dk, dv).astype(dt)) if past else ("", None)]
+    if rule in ("gated", "gated_delta"):
+        ins.append(("g", rng.uniform(-1, 0, (b, t, hkv * dk if per_key else hkv)).astype(dt)))
+    elif rule == "delta":
+        ins.append(("", None))
+    if rule in ("delta", "gated_delta"):
+        ins.append(("beta", rng.uniform(0, 1, (b, t, 1 if beta_one else hkv)).astype(dt)))
+    return ins
+
+
+@pytest.mark.parametrize("rule", ["linear", "gated", "delta", "gated_delta"])
+@pytest.mark.parametrize("variant", [{}, {"past": False, "t": 1}, {"per_key": True, "beta_one": True},
+                                     {"hq": 2, "hkv": 2, "t": 5}, {"hq": 3, "hkv": 1, "dk": 4, "dv": 2}])
+def test_linear_attention(rule, variant):
+    if variant.get("per_key") and rule not in ("gated", "gated_delta"):
+        variant = {k: v for k, v in variant.items() if k != "per_key"}
+    ins = _la_inputs(rule, **variant)
+    attrs = {"update_rule": rule, "q_num_heads": variant.get("hq", 4), "kv_num_heads": variant.get("hkv", 2)}
+    check("LinearAttention", ins, attrs, opset=27, n_out=2, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_attention_scale_half_and_errors():
+    attrs = {"update_rule": "gated_delta", "q_num_heads": 4, "kv_num_heads": 2}
+    check("LinearAttention", _la_inputs("gated_delta"), dict(attrs, scale=0.25), opset=27, n_out=2, rtol=1e-4,
+          atol=1e-5)
+    check("LinearAttention", _la_inputs("gated_delta", dt=np.float16), attrs, opset=27, n_out=2, rtol=5e-3,
+          atol=5e-3)
+    mixed = _la_inputs("gated_delta", dt=np.float16)
+    mixed[3] = ("p", mixed[3][1].astype(np.float32))  # a float32 state with float16 activations
+    check("LinearAttention", mixed, attrs, opset=27, n_out=2, rtol=5e-3, atol=5e-3)
+    with pytest.raises(PdcError, match="needs the decay input"):
+        import_only("LinearAttention", _la_inputs("linear"), attrs, opset=27, n_out=2)
+    with pytest.raises(PdcError, match="takes no decay input"):
+        import_only("LinearAttention", _la_inputs("gated"), dict(attrs, update_rule="linear"), opset=27, n_out=2)
+    with pytest.raises(PdcError, match="positive multiple"):
+        import_only("LinearAttention", _la_inputs("linear"), dict(attrs, update_rule="linear", q_num_heads=3),
+                    opset=27, n_out=2)
+
+
+def test_col2im_bool_rejected():
+    with pytest.raises(PdcError, match="bool input is not supported"):
+        import_only("Col2Im", [("x", np.ones((1, 4, 4), bool)), ("i", i64(3, 3)), ("b", i64(2, 2))], opset=18,
+                    consts=("i", "b"))

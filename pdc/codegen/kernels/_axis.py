@@ -14,8 +14,6 @@ import math
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
 from ...ir.dtypes import DType
 from ..context import KernelContext, strides
 from ..ctypes_c import ctype, float_literal, int_literal
@@ -32,14 +30,6 @@ def axis_kernel(*ops: str):
             return "".join(f"    (void){n};\n" for n in unused) + body
         return kernel(*ops)(gen)
     return wrap
-
-
-def add_weight(ctx: KernelContext, array: np.ndarray, c_type: str) -> str:
-    """ctx.add_weight, with the array kept alive until the bundle is rendered: the weight blob
-    dedups by id(), so a freed temporary's id could be reused by the next one."""
-    array = np.ascontiguousarray(array)
-    ctx._weights.__dict__.setdefault("_pdc_pinned", []).append(array)
-    return ctx.add_weight(array, c_type)
 
 
 LANES = 64  # partial states of a contiguous reduction: gcc vectorizes the lane loop (16 lanes get unrolled

@@ -1,10 +1,14 @@
 """Scaled dot-product attention kernels: ONNX `attention` (opset 23-25) and `fused_attention`.
 
-One task per query row (batch, head, query position), split over threads. A row computes its
+One task per (batch, head, block of query rows), split over threads. A query row computes its
 scores against every key (Q K^T with the op's scaling), adds the op's bias (mask, causal
 frontier, sliding window, key padding), runs a max-subtracted softmax in a stack buffer, and
 accumulates the probability-weighted V rows. Keys and values are read where they are (past
 cache, then the new K / V, 3-D or 4-D), so nothing is materialized but the requested outputs.
+
+float32 (the common case) runs on vectorized helpers: the task transposes its head's keys into
+a stack block once, so a row's scores are axpys over contiguous keys; exp, the normalization and
+P V are AVX-512 / AVX2 loops. Other types run plain loops.
 
 Rounding follows the references (pdc/ir/ops/nn_attention.py, fused_attention.py) step by step:
 half-precision tensors compute in float and are rounded back to their type wherever the
@@ -24,14 +28,14 @@ from . import kernel
 from .sequence import VMATH_C
 
 ROW_BLOCK = 32  # query rows per task
-KT_FLOATS_MAX = 1 << 15  # float32: keys of one head transposed into a stack block up to this size
+KT_FLOATS_MAX = 1 << 15  # float32: a head's keys transposed into a stack block up to this size
 PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves
 STACK_SCORES_MAX = 1 << 16  # keys per row held on the stack
 
-
-DOT_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
+VEC_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
+/* a . b over n floats */
 static inline float pdc_attn_dot(const float *a, const float *b, int64_t n) {
     int64_t d = 0;
     float s = 0;
@@ -62,6 +66,72 @@ static inline float pdc_attn_dot(const float *a, const float *b, int64_t n) {
 #endif
     for (; d < n; d++) s += a[d] * b[d];
     return s;
+}
+/* y[0:n] (=, or += when acc) sum_k x[k] * m[k * ld + 0:n]: scores against transposed keys
+   (x = q, m = kt) or P V (x = p, m = V rows) */
+static void pdc_attn_axpys(float *restrict y, const float *restrict x, const float *restrict m, int64_t K,
+                           int64_t ld, int64_t n, int acc) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    for (; j < n; j += 16) {
+        const __mmask16 t = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 a0 = acc ? _mm512_maskz_loadu_ps(t, y + j) : _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 2 <= K; k += 2) {
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_maskz_loadu_ps(t, m + k * ld + j), a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[k + 1]), _mm512_maskz_loadu_ps(t, m + (k + 1) * ld + j), a1);
+        }
+        if (k < K) a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_maskz_loadu_ps(t, m + k * ld + j), a0);
+        _mm512_mask_storeu_ps(y + j, t, _mm512_add_ps(a0, a1));
+    }
+#else
+#if defined(__AVX2__)
+    for (; j + 8 <= n; j += 8) {
+        __m256 a0 = acc ? _mm256_loadu_ps(y + j) : _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 2 <= K; k += 2) {
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(x[k]), _mm256_loadu_ps(m + k * ld + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(x[k + 1]), _mm256_loadu_ps(m + (k + 1) * ld + j), a1);
+        }
+        if (k < K) a0 = _mm256_fmadd_ps(_mm256_set1_ps(x[k]), _mm256_loadu_ps(m + k * ld + j), a0);
+        _mm256_storeu_ps(y + j, _mm256_add_ps(a0, a1));
+    }
+#endif
+    for (; j < n; j++) {
+        float s = acc ? y[j] : 0;
+        for (int64_t k = 0; k < K; k++) s += x[k] * m[k * ld + j];
+        y[j] = s;
+    }
+#endif
+}
+/* the largest of v[0:n]; NaN when any is NaN */
+static inline float pdc_attn_max(const float *v, int64_t n) {
+    int64_t j = 0;
+    float top = -INFINITY;
+    int nan = 0;
+#if defined(__AVX512F__)
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 u = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512 x = _mm512_loadu_ps(v + j);
+        m = _mm512_max_ps(m, x);
+        u |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    }
+    top = _mm512_reduce_max_ps(m);
+    nan = u != 0;
+#endif
+    for (; j < n; j++) { top = v[j] > top ? v[j] : top; nan |= v[j] != v[j]; }
+    return nan ? NAN : top;
+}
+/* v[0:n] /= total */
+static inline void pdc_attn_div(float *v, int64_t n, float total) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, _mm512_div_ps(_mm512_loadu_ps(v + j), _mm512_set1_ps(total)));
+#elif defined(__AVX2__)
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, _mm256_div_ps(_mm256_loadu_ps(v + j), _mm256_set1_ps(total)));
+#endif
+    for (; j < n; j++) v[j] /= total;
 }
 """
 
@@ -185,52 +255,94 @@ def _dispatch(ctx: KernelContext, g: _Attn, pre: list[str]) -> str:
     return "\n".join(pre + [f"    {fn}_args a = {{ {inits} }};", "    " + " ".join(unused), f"    {call}"])
 
 
-def _use_kt(g: _Attn) -> bool:
-    return g.qdt.short == g.kdt.short == "f32" and g.at == "float" and g.D * g.L <= KT_FLOATS_MAX
+class _Row:
+    """The C of one node's task function, built as a list of lines."""
+
+    def __init__(self, g: _Attn, sct: str, fast: bool):
+        self.g, self.sct, self.fast = g, sct, fast
+        self.kt = fast and sct == "float" and g.D * g.L <= KT_FLOATS_MAX
+        if fast:
+            g.ctx.helper("pdc_attn_vec", VEC_C)
+        nb = -(-g.Sq // ROW_BLOCK)
+        fn = g.ctx.fn_name
+        self.lines = [_struct(g.ctx, fn),
+                      f"static void {fn}_rows(void *arg, int64_t begin, int64_t end) {{",
+                      f"    const {fn}_args *a = (const {fn}_args *)arg;",
+                      "    for (int64_t it = begin; it < end; it++) {",
+                      f"      const int64_t ib = it % {nb}, h = it / {nb} % {g.hq}, b = it / {nb * g.hq};",
+                      f"      const int64_t kh = h / {g.group}; (void)kh;"]
+        if self.kt:  # the head's keys, transposed: kt[d][j]
+            self.lines += [f"      float kt[{g.D * g.L}] __attribute__((aligned(64)));",
+                           f"      for (int64_t j = 0; j < {g.L}; j++) {{ const float *kr = {g.kv_row(1, g.D)}; "
+                           f"for (int64_t d = 0; d < {g.D}; d++) kt[d * {g.L} + j] = kr[d]; }}"]
+        self.lines += [f"      for (int64_t i = ib * {ROW_BLOCK}; i < {g.Sq} && i < (ib + 1) * {ROW_BLOCK}; i++) {{",
+                       f"        const int64_t r = (b * {g.hq} + h) * {g.Sq} + i; (void)r;",
+                       f"        {sct} sc[{max(g.L, 1)}] __attribute__((aligned(64)));",
+                       f"        {g.at} qv[{max(g.D, 1)}];"]
+
+    def add(self, *lines: str):
+        self.lines += ["        " + x for x in lines]
+
+    def query(self, expr: str):
+        """qv[d] = expr (of qr[d], the query row)."""
+        g = self.g
+        self.add(f"{{ const {g.ctx.ctype(g.qdt)} *qr = {g.q_row()};",
+                 f"  for (int64_t d = 0; d < {g.D}; d++) qv[d] = {expr}; }}")
+
+    def scores(self, slow_dot: str) -> str:
+        """Emits what the per-key loop needs and returns its first statement (s = the raw score);
+        slow_dot computes s from qv and the key row kr for non-float32 types."""
+        g = self.g
+        if self.kt:
+            self.add(f"pdc_attn_axpys(sc, qv, kt, {g.D}, {g.L}, {g.L}, 0);")
+            return "float s = sc[j];"
+        row = f"const {g.ctx.ctype(g.kdt)} *kr = {g.kv_row(1, g.D)}; "
+        if self.fast:
+            return row + f"float s = pdc_attn_dot(qv, kr, {g.D});"
+        return row + slow_dot
+
+    def pv(self, prob_round):
+        """Y row = sum_j p_j V_j (sc holds the probabilities)."""
+        g, ctx = self.g, self.g.ctx
+        if self.fast and self.sct == "float" and g.vdt.short == "f32" and ctx.outputs[0].dtype.short == "f32":
+            ld = g.hkv * g.Dv if g.rank3 else g.Dv
+            y = f"{g.y_row()}"
+            if g.P:  # the past rows, then the new ones
+                past = f"a->in5 + (b * {g.hkv} + kh) * {g.P * g.Dv}"
+                self.add(f"pdc_attn_axpys({y}, sc, {past}, {g.P}, {g.Dv}, {g.Dv}, 0);",
+                         f"pdc_attn_axpys({y}, sc + {g.P}, {g.new_row(2, g.Dv, '0')}, {g.Skv}, {ld}, {g.Dv}, 1);")
+            else:
+                self.add(f"pdc_attn_axpys({y}, sc, {g.new_row(2, g.Dv, '0')}, {g.L}, {ld}, {g.Dv}, 0);")
+            return
+        at, Tv = g.at, ctx.ctype(g.vdt)
+        self.add(f"{at} yacc[{max(g.Dv, 1)}];",
+                 f"for (int64_t d = 0; d < {g.Dv}; d++) yacc[d] = 0;",
+                 f"for (int64_t j = 0; j < {g.L}; j++) {{",
+                 f"    const {at} p = {prob_round('sc[j]')};",
+                 f"    const {Tv} *vr = {g.kv_row(2, g.Dv)};",
+                 f"    for (int64_t d = 0; d < {g.Dv}; d++) yacc[d] += p * ({at}){ctx.load(g.vdt, 'vr[d]')};",
+                 "}",
+                 f"{{ {ctx.ctype(ctx.outputs[0].dtype)} *yr = {g.y_row()};",
+                 f"  for (int64_t d = 0; d < {g.Dv}; d++) yr[d] = {ctx.store(ctx.outputs[0].dtype, 'yacc[d]')}; }}")
+
+    def finish(self) -> None:
+        self.lines += ["      }", "    }", "}"]
+        self.g.ctx.helper(f"{self.g.ctx.fn_name}_impl", "\n".join(self.lines))
 
 
-def _row_prologue(g: _Attn, sct: str, kt: bool) -> list[str]:
-    """Opens the task loop (b, h, a block of query rows; with kt, the head's keys transposed into
-    kt[D][L]) and the row loop: i, r, the row buffers (scores in sct) and the query row."""
-    nb = -(-g.Sq // ROW_BLOCK)
-    lines = [f"static void {g.ctx.fn_name}_rows(void *arg, int64_t begin, int64_t end) {{",
-             f"    const {g.ctx.fn_name}_args *a = (const {g.ctx.fn_name}_args *)arg;",
-             "    for (int64_t it = begin; it < end; it++) {",
-             f"      const int64_t ib = it % {nb}, h = it / {nb} % {g.hq}, b = it / {nb * g.hq};",
-             f"      const int64_t kh = h / {g.group}; (void)kh;"]
-    if kt:
-        lines += [f"      float kt[{g.D * g.L}] __attribute__((aligned(64)));",
-                  f"      for (int64_t j = 0; j < {g.L}; j++) {{ const float *kr = {g.kv_row(1, g.D)}; "
-                  f"for (int64_t d = 0; d < {g.D}; d++) kt[d * {g.L} + j] = kr[d]; }}"]
-    lines += [f"      for (int64_t i = ib * {ROW_BLOCK}; i < {g.Sq} && i < (ib + 1) * {ROW_BLOCK}; i++) {{",
-              f"        const int64_t r = (b * {g.hq} + h) * {g.Sq} + i; (void)r;",
-              f"        {sct} sc[{max(g.L, 1)}] __attribute__((aligned(64)));",
-              f"        {g.at} qv[{max(g.D, 1)}], yacc[{max(g.Dv, 1)}];",
-              f"        {{ const {g.ctx.ctype(g.qdt)} *qr = {g.q_row()};"]
-    return lines
+def _fast(g: _Attn) -> bool:
+    return g.qdt.short == "f32" and g.kdt.short == "f32" and g.at == "float"
 
 
-def _kt_scores(g: _Attn) -> list[str]:
-    """sc[0:L] = qv . K rows, as axpys over the transposed keys (contiguous, vectorized)."""
-    return [f"        for (int64_t j = 0; j < {g.L}; j++) sc[j] = 0;",
-            f"        for (int64_t d = 0; d < {g.D}; d++) {{ const float qd = qv[d], *kd = kt + d * {g.L}; "
-            f"for (int64_t j = 0; j < {g.L}; j++) sc[j] += qd * kd[j]; }}"]
-
-
-def _pv_epilogue(g: _Attn, prob_round) -> list[str]:
-    """Y row = sum_j p_j V_j (sc holds the probabilities)."""
-    ctx, at = g.ctx, g.at
-    Tv = ctx.ctype(g.vdt)
-    vload = ctx.load(g.vdt, "vr[d]")
-    return [f"        for (int64_t d = 0; d < {g.Dv}; d++) yacc[d] = 0;",
-            f"        for (int64_t j = 0; j < {g.L}; j++) {{",
-            f"            const {at} p = {prob_round('sc[j]')};",
-            f"            const {Tv} *vr = {g.kv_row(2, g.Dv)};",
-            f"            for (int64_t d = 0; d < {g.Dv}; d++) yacc[d] += p * ({at}){vload};",
-            "        }",
-            f"        {{ {ctx.ctype(ctx.outputs[0].dtype)} *yr = {g.y_row()};",
-            f"          for (int64_t d = 0; d < {g.Dv}; d++) yr[d] = {ctx.store(ctx.outputs[0].dtype, 'yacc[d]')}; }}",
-            "      }", "    }", "}"]
+def _check_sizes(ctx: KernelContext, g: _Attn) -> bool:
+    """False when there is nothing to compute; fails on what the kernels do not take."""
+    if math.prod(ctx.outputs[0].shape) == 0:
+        return False
+    if g.L == 0:
+        ctx.fail("attention over an empty key sequence is not supported")
+    if g.L > STACK_SCORES_MAX:
+        ctx.fail(f"{g.L} keys: at most {STACK_SCORES_MAX} are supported")
+    return True
 
 
 # ---- ONNX Attention ---------------------------------------------------------------------------
@@ -239,13 +351,9 @@ def attention(ctx: KernelContext) -> str:
     g = _Attn(ctx, fused=False)
     a = ctx.attrs
     at, T = g.at, g.qdt
-    rnd = _round_fn(T, at)
-    if not ctx.outputs[0].shape or math.prod(ctx.outputs[0].shape) == 0 or g.L == 0:
-        if g.L == 0 and math.prod(ctx.outputs[0].shape):
-            ctx.fail("attention over an empty key sequence is not supported")
+    if not _check_sizes(ctx, g):
         return "\n".join(g.present_copy() + ["    (void)in0;"])
-    if g.L > STACK_SCORES_MAX:
-        ctx.fail(f"{g.L} keys: at most {STACK_SCORES_MAX} are supported")
+    rnd = _round_fn(T, at)
     scale = a.get("scale")
     root = float(T.np.type(np.sqrt(1.0 / np.sqrt(g.D) if scale is None else scale)))
     root_c = float_literal(root, at)
@@ -260,95 +368,88 @@ def attention(ctx: KernelContext) -> str:
     nonpad = ctx.has_input(6)
     lw, rw = a.get("left_window_size", -1), a.get("right_window_size", -1)
     causal = a.get("is_causal", 0)
+    has_bias = ctx.has_input(3) or causal or lw >= 0 or rw >= 0 or nonpad
 
     sct = "double" if "double" in (at, spc) else "float"  # holds scores, then softmax values
-    kt = _use_kt(g) and sct == "float"
-    lines = [_struct(ctx, ctx.fn_name)] + _row_prologue(g, sct, kt)
-    # float32: sqrt(scale) is applied to Q twice instead of to Q and K (a rounding apart), so each
-    # score is one vectorized dot product with the stored K row
-    fast = T.short == "f32" and g.kdt.short == "f32" and at == "float"
-    if fast:
-        ctx.helper("pdc_attn_dot", DOT_C)
-        qval = f"(qr[d] * {root_c}) * {root_c}"
+    fast = _fast(g)
+    row = _Row(g, sct, fast)
+    if fast:  # sqrt(scale) applied to Q twice instead of to Q and K: a rounding apart
+        row.query(f"(qr[d] * {root_c}) * {root_c}")
     else:
-        qval = rnd(f"({at}){ctx.load(T, 'qr[d]')} * {root_c}")
-    kval = rnd(f"({at}){ctx.load(g.kdt, 'kr[d]')} * {root_c}")
-    lines.append(f"          for (int64_t d = 0; d < {g.D}; d++) qv[d] = {qval}; }}")
+        row.query(rnd(f"({at}){ctx.load(T, 'qr[d]')} * {root_c}"))
     if nonpad:
-        lines.append("        const int64_t valid = a->in6[b];")
+        row.add("const int64_t valid = a->in6[b];")
     if causal or lw >= 0 or rw >= 0:
-        offset = f"valid - {g.Sq}" if nonpad else str(g.P)
-        lines.append(f"        const int64_t pos = i + {offset};")
+        row.add(f"const int64_t pos = i + {f'valid - {g.Sq}' if nonpad else g.P};")
     if ctx.has_input(3):
         moff, M = g.mask_terms((g.B, g.hq, g.Sq))
-        lines.append(f"        const {ctx.ctype(ctx.inputs[3].dtype)} *mr = a->in3 + {moff};")
+        row.add(f"const {ctx.ctype(ctx.inputs[3].dtype)} *mr = a->in3 + {moff};")
     if debug:
-        lines.append(f"        {ctx.ctype(ctx.outputs[3].dtype)} *qk = a->out3 + r * {g.L};")
-    if kt:
-        lines += _kt_scores(g)
-    lines.append("        int dead = 1;")
-    lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{")
-    if not kt:
-        lines.append(f"            const {ctx.ctype(g.kdt)} *kr = {g.kv_row(1, g.D)};")
-    if kt:
-        lines.append("            float s = sc[j];")
-    elif fast:
-        lines.append(f"            {at} s = pdc_attn_dot(qv, kr, {g.D});")
-    else:
-        lines.append(f"            {at} s = 0;")
-        lines.append(f"            for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * {kval};")
-        lines.append(f"            s = {rnd('s')};")
-    store_dbg = lambda e: f"            qk[j] = {ctx.store(ctx.outputs[3].dtype, e)};"  # noqa: E731
+        row.add(f"{ctx.ctype(ctx.outputs[3].dtype)} *qk = a->out3 + r * {g.L};")
+    kval = rnd(f"({at}){ctx.load(g.kdt, 'kr[d]')} * {root_c}")
+    first = row.scores(f"{at} s = 0; for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * {kval}; s = {rnd('s')};")
+    row.add("int dead = 0;")
+    per_key = [first]
+    store_dbg = lambda e: f"qk[j] = {ctx.store(ctx.outputs[3].dtype, e)};"  # noqa: E731
     if debug and mode == 0:
-        lines.append(store_dbg("s"))
+        per_key.append(store_dbg("s"))
     if softcap > 0:
         cap = float_literal(softcap, at)
-        tanh = "tanhf" if at == "float" else "tanh"
-        lines.append(f"            s = {rnd(f'{cap} * {tanh}(s / {cap})')};")
+        per_key.append(f"s = {rnd(f'{cap} * {tanh_of(at)}(s / {cap})')};")
     if debug and mode == 1:
-        lines.append(store_dbg("s"))
-    # the bias: mask, then -inf terms for the causal frontier, the window and key padding
-    if ctx.has_input(3):
-        mt = ctx.inputs[3].dtype
-        mval = "(mr[j] ? 0 : -INFINITY)" if mt is dtypes.bool_ else f"({at}){ctx.load(mt, 'mr[j]')}"
-        lines.append(f"            {at} bias = j < {M} ? {mval} : -INFINITY;")
-    else:
-        lines.append(f"            {at} bias = 0;")
-    if causal:
-        lines.append("            if (j > pos) bias += -INFINITY;")
-    if lw >= 0 or rw >= 0:
-        conds = ([f"j < pos - {lw}"] if lw >= 0 else []) + ([f"j > pos + {rw}"] if rw >= 0 else [])
-        lines.append(f"            if ({' || '.join(conds)}) bias += -INFINITY;")
-    if nonpad:
-        lines.append("            if (j >= valid) bias += -INFINITY;")
-    lines.append("            dead &= isinf(bias) && bias < 0;")
-    lines.append(f"            s = {rnd('s + bias')};")
+        per_key.append(store_dbg("s"))
+    if has_bias:  # mask, then -inf terms for the causal frontier, the window and key padding
+        if ctx.has_input(3):
+            mt = ctx.inputs[3].dtype
+            mval = "(mr[j] ? 0 : -INFINITY)" if mt is dtypes.bool_ else f"({at}){ctx.load(mt, 'mr[j]')}"
+            per_key.append(f"{at} bias = j < {M} ? {mval} : -INFINITY;")
+        else:
+            per_key.append(f"{at} bias = 0;")
+        if causal:
+            per_key.append("if (j > pos) bias += -INFINITY;")
+        if lw >= 0 or rw >= 0:
+            conds = ([f"j < pos - {lw}"] if lw >= 0 else []) + ([f"j > pos + {rw}"] if rw >= 0 else [])
+            per_key.append(f"if ({' || '.join(conds)}) bias += -INFINITY;")
+        if nonpad:
+            per_key.append("if (j >= valid) bias += -INFINITY;")
+        per_key.append("live += !(isinf(bias) && bias < 0);")
+        per_key.append(f"s = {rnd('s + bias')};")
     if debug and mode == 2:
-        lines.append(store_dbg("s"))
-    lines.append("            sc[j] = s;")
-    lines.append("        }")
+        per_key.append(store_dbg("s"))
+    if per_key != ["float s = sc[j];"]:
+        row.add("int64_t live = 0; (void)live;",
+                f"for (int64_t j = 0; j < {g.L}; j++) {{", *["    " + x for x in per_key], "    sc[j] = s;", "}")
+        if has_bias:
+            row.add("dead = live == 0;")
     # softmax in the softmax precision
-    s_sp = rsp(f"({spc})sc[j]")  # a score in the softmax precision
-    exp = "expf" if spc == "float" else "exp"
-    e_sp = rsp(f"{exp}({rsp(f'{s_sp} - top')})")
-    lines += [f"        {spc} top = -INFINITY; int nan = 0;",
-              f"        for (int64_t j = 0; j < {g.L}; j++) {{ const {spc} v = {s_sp}; "
-              "top = v > top ? v : top; nan |= v != v; }",
-              "        if (nan) top = NAN; else if (isinf(top) && top < 0) top = 0;",
-              f"        {spc} total = 0;"]
     if sct == "float" and sp.short != "f16":
+        ctx.helper("pdc_attn_vec", VEC_C)
         ctx.helper("pdc_seq_vmath", VMATH_C)
-        lines.append(f"        total = pdc_seq_exp_sum(sc, {g.L}, top);")
+        row.add("float top = pdc_attn_max(sc, %d);" % g.L,
+                "if (isinf(top) && top < 0) top = 0;",
+                f"float total = pdc_seq_exp_sum(sc, {g.L}, top);",
+                "if (total == 0) total = 1;",
+                f"if (dead) memset(sc, 0, sizeof(sc)); else pdc_attn_div(sc, {g.L}, total);")
     else:
-        lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{ const {spc} e = {e_sp}; sc[j] = e; total += e; }}")
-    lines += [
-              f"        total = {rsp('total')}; if (total == 0) total = 1;",
-              f"        for (int64_t j = 0; j < {g.L}; j++) sc[j] = dead ? 0 : {rsp(f'({spc})sc[j] / total')};"]
+        s_sp = rsp(f"({spc})sc[j]")  # a score in the softmax precision
+        e_sp = rsp(f"{'expf' if spc == 'float' else 'exp'}({rsp(f'{s_sp} - top')})")
+        row.add(f"{spc} top = -INFINITY; int nan = 0;",
+                f"for (int64_t j = 0; j < {g.L}; j++) {{ const {spc} v = {s_sp}; top = v > top ? v : top; "
+                "nan |= v != v; }",
+                "if (nan) top = NAN; else if (isinf(top) && top < 0) top = 0;",
+                f"{spc} total = 0;",
+                f"for (int64_t j = 0; j < {g.L}; j++) {{ const {spc} e = {e_sp}; sc[j] = e; total += e; }}",
+                f"total = {rsp('total')}; if (total == 0) total = 1;",
+                f"for (int64_t j = 0; j < {g.L}; j++) sc[j] = dead ? 0 : {rsp(f'({spc})sc[j] / total')};")
     if debug and mode == 3:
-        lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) qk[j] = {ctx.store(ctx.outputs[3].dtype, 'sc[j]')};")
-    lines += _pv_epilogue(g, lambda e: rnd(f"({at}){e}"))
-    ctx.helper(f"{ctx.fn_name}_impl", "\n".join(lines))
+        row.add(f"for (int64_t j = 0; j < {g.L}; j++) qk[j] = {ctx.store(ctx.outputs[3].dtype, 'sc[j]')};")
+    row.pv(lambda e: rnd(f"({at}){e}"))
+    row.finish()
     return _dispatch(ctx, g, g.present_copy())
+
+
+def tanh_of(ct: str) -> str:
+    return "tanhf" if ct == "float" else "tanh"
 
 
 # ---- fused_attention --------------------------------------------------------------------------
@@ -356,64 +457,49 @@ def attention(ctx: KernelContext) -> str:
 def fused_attention(ctx: KernelContext) -> str:
     g = _Attn(ctx, fused=True)
     at, T = g.at, g.qdt
-    if g.at == "double" and not (g.qdt == g.kdt == g.vdt):
-        ctx.fail("Q, K and V must share one dtype")
-    rnd = _round_fn(T, at)
-    if math.prod(ctx.outputs[0].shape) == 0:
+    if not _check_sizes(ctx, g):
         return "    (void)in0;"
-    if g.L == 0:
-        ctx.fail("attention over an empty key sequence is not supported")
-    if g.L > STACK_SCORES_MAX:
-        ctx.fail(f"{g.L} keys: at most {STACK_SCORES_MAX} are supported")
+    rnd = _round_fn(T, at)
     scale = ctx.attrs.get("scale")
     scale = 1 / math.sqrt(g.D) if scale is None else scale
     scale_c = float_literal(float(T.np.type(scale)), at)  # the reference multiplies by the scale in Q's type
-    kt = _use_kt(g)
-    lines = [_struct(ctx, ctx.fn_name)] + _row_prologue(g, at, kt)
-    lines.append(f"          for (int64_t d = 0; d < {g.D}; d++) qv[d] = ({at}){ctx.load(T, 'qr[d]')}; }}")
+    fast = _fast(g)
+    row = _Row(g, at, fast)
+    row.query(f"({at}){ctx.load(T, 'qr[d]')}")
+    per_key = [row.scores(f"{at} s = 0; for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * "
+                          f"({at}){ctx.load(g.kdt, 'kr[d]')};"),
+               f"s = {rnd(rnd('s') + ' * ' + scale_c)};"]
     if ctx.has_input(3):
         ms = ctx.inputs[3].shape
-        shape4 = (g.B, g.hq, g.Sq, g.Skv)
         full = (1,) * (4 - len(ms)) + tuple(ms)
         st = [0] * (4 - len(ms)) + strides(tuple(ms))
         terms = [f"{var} * {s}" for var, n, s in zip(("b", "h", "i"), full[:3], st[:3]) if n != 1 and s]
-        lines.append(f"        const {ctx.ctype(ctx.inputs[3].dtype)} *mr = a->in3 + {' + '.join(terms) or '0'};")
-        jm = "j" if full[3] != 1 or shape4[3] == 1 else "0"
-    if kt:
-        lines += _kt_scores(g)
-    lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{")
-    if not kt:
-        lines.append(f"            const {ctx.ctype(g.kdt)} *kr = {g.kv_row(1, g.D)};")
-    if kt:
-        lines.append("            float s = sc[j];")
-    elif T.short == "f32" and at == "float":
-        ctx.helper("pdc_attn_dot", DOT_C)
-        lines.append(f"            {at} s = pdc_attn_dot(qv, kr, {g.D});")
-    else:
-        lines.append(f"            {at} s = 0;")
-        lines.append(f"            for (int64_t d = 0; d < {g.D}; d++) s += qv[d] * ({at}){ctx.load(g.kdt, 'kr[d]')};")
-    lines.append(f"            s = {rnd(rnd('s') + ' * ' + scale_c)};")
-    if ctx.has_input(3):
+        row.add(f"const {ctx.ctype(ctx.inputs[3].dtype)} *mr = a->in3 + {' + '.join(terms) or '0'};")
+        jm = "j" if full[3] != 1 else "0"
         mt = ctx.inputs[3].dtype
         if mt is dtypes.bool_:
-            lines.append(f"            if (!mr[{jm}]) s = -INFINITY;")
+            per_key.append(f"if (!mr[{jm}]) s = -INFINITY;")
         else:
             mval = ctx.load(mt, f"mr[{jm}]")
-            lines.append(f"            s = {rnd(f's + ({at}){mval}')};")
-    lines.append("            sc[j] = s;")
-    lines.append("        }")
-    f = "f" if at == "float" else ""
-    lines += [f"        {at} top = -INFINITY; int nan = 0;",
-              f"        for (int64_t j = 0; j < {g.L}; j++) {{ top = sc[j] > top ? sc[j] : top; nan |= sc[j] != sc[j]; }}",
-              "        if (nan || isinf(top)) top = 0;",
-              f"        {at} total = 0;"]
+            per_key.append(f"s = {rnd(f's + ({at}){mval}')};")
+    row.add(f"for (int64_t j = 0; j < {g.L}; j++) {{", *["    " + x for x in per_key], "    sc[j] = s;", "}")
+    # softmax (the reference's: a non-finite max is not subtracted)
     if at == "float":
+        ctx.helper("pdc_attn_vec", VEC_C)
         ctx.helper("pdc_seq_vmath", VMATH_C)
-        lines.append(f"        total = pdc_seq_exp_sum(sc, {g.L}, top);")
+        row.add(f"float top = pdc_attn_max(sc, {g.L});",
+                "if (isinf(top) || top != top) top = 0;",
+                f"const float total = pdc_seq_exp_sum(sc, {g.L}, top);",
+                f"pdc_attn_div(sc, {g.L}, total);")
+        if T.short != "f32":
+            row.add(f"for (int64_t j = 0; j < {g.L}; j++) sc[j] = {rnd('sc[j]')};")
     else:
-        lines.append(f"        for (int64_t j = 0; j < {g.L}; j++) {{ sc[j] = exp{f}(sc[j] - top); total += sc[j]; }}")
-    lines += [
-              f"        for (int64_t j = 0; j < {g.L}; j++) sc[j] = {rnd('sc[j] / total')};"]
-    lines += _pv_epilogue(g, lambda e: f"({at}){e}")
-    ctx.helper(f"{ctx.fn_name}_impl", "\n".join(lines))
+        row.add("double top = -INFINITY; int nan = 0;",
+                f"for (int64_t j = 0; j < {g.L}; j++) {{ top = sc[j] > top ? sc[j] : top; nan |= sc[j] != sc[j]; }}",
+                "if (nan || isinf(top)) top = 0;",
+                "double total = 0;",
+                f"for (int64_t j = 0; j < {g.L}; j++) {{ sc[j] = exp(sc[j] - top); total += sc[j]; }}",
+                f"for (int64_t j = 0; j < {g.L}; j++) sc[j] /= total;")
+    row.pv(lambda e: f"({at}){e}")
+    row.finish()
     return _dispatch(ctx, g, [])

@@ -36,8 +36,8 @@ class ConvGeom:
         kernel = list(w_shape[2:])
         self.group = attrs.get("group", 1) or 1
         if transpose:
-            from ...ir.ops.nn_common import spatial_attrs
-            strides, dilations, _ = spatial_attrs(attrs, self.nsp, kernel)
+            strides = list(attrs.get("strides") or [1] * self.nsp)
+            dilations = list(attrs.get("dilations") or [1] * self.nsp)
             out, begin = conv_transpose_geometry(list(x_shape[2:]), kernel, attrs)
             self.m = w_shape[1] * self.group
         else:
@@ -327,16 +327,22 @@ static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts) 
         }
     }
 }
-typedef struct { const pdc_iconv_job *job; int64_t parts; } pdc_iconv_task_ctx;
 static void pdc_iconv_task(void *p, int64_t t0, int64_t t1) {
-    const pdc_iconv_task_ctx *t = (const pdc_iconv_task_ctx *)p;
-    for (int64_t i = t0; i < t1; i++) pdc_iconv_part(t->job, i, t->parts);
+    pdc_chunks *c = (pdc_chunks *)p;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        pdc_iconv_part((const pdc_iconv_job *)c->job, i, c->chunks);
 }
 static void pdc_iconv_run(const pdc_iconv_job *j) {
-    const int64_t parts = j->parallel ? pdc_threads_count() : 1;
-    if (parts <= 1) { pdc_iconv_part(j, 0, 1); return; }
-    pdc_iconv_task_ctx t = {j, parts};
-    pdc_parallel_for(parts, pdc_iconv_task, &t);
+    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
+    if (threads <= 1) { pdc_iconv_part(j, 0, 1); return; }
+    const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : j->nbands;
+    pdc_chunks c;
+    c.job = j;
+    c.chunks = pdc_chunk_count(j->problems * per, threads);
+    atomic_init(&c.next, 0);
+    pdc_parallel_for(threads, pdc_iconv_task, &c);
 }
 """
 IC_BUF_FLOATS = 49152  # 192 KiB per thread
@@ -372,10 +378,28 @@ DW_C = r"""
 typedef struct {
     const float *x, *w, *bias, *res; float *y; const pdc_post *post;
     const uint32_t *masks; const int32_t *off; /* off: the flat kernel's tap offsets */
+    void (*fn)(void *job, int64_t p0, int64_t p1); int64_t planes;
     int64_t C, H, W, OH, OW, sh, ph, dh, dw, pw, nblk;
     int64_t Wq, HWq; /* stride 2, flat: each plane is split into 4 parity phases of HWq floats, rows of Wq */
     float lo, hi; int clamp;
 } pdc_dw_job;
+static void pdc_dw_task(void *p, int64_t t0, int64_t t1) {
+    pdc_chunks *c = (pdc_chunks *)p;
+    const pdc_dw_job *j = (const pdc_dw_job *)c->job;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        j->fn((void *)j, j->planes * i / c->chunks, j->planes * (i + 1) / c->chunks);
+}
+static void pdc_dw_run(const pdc_dw_job *j, int parallel) {
+    const int64_t threads = parallel ? pdc_threads_count() : 1;
+    if (threads <= 1) { j->fn((void *)j, 0, j->planes); return; }
+    pdc_chunks c;
+    c.job = j;
+    c.chunks = j->planes < 8 * threads ? j->planes : 8 * threads;
+    atomic_init(&c.next, 0);
+    pdc_parallel_for(threads, pdc_dw_task, &c);
+}
 """
 
 
@@ -815,7 +839,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     fields = dict(batch=problems, M=g.p_out, N=g.mg, K=g.k, MR=mr, NR=nr, KC=kc, NC=nc, ukr=ukr, **a_fields,
                   b=add_weight(ctx, pack_b_panels(wt, nr)), b_bmod=g.group, b_bs=nb * g.k * nr,
                   c="tmp", ldc=g.mg, c_bs=g.p_out * g.mg, lo=c_float(-math.inf), hi=c_float(math.inf),
-                  post="&post", parallel=parallel, split_m=0)
+                  post="&post", parallel=parallel, split_m=0, chunks_per_thread=1)
     lines += render_job(fields)
     lines.append("    pdc_sgemm_run(&job);")
     return "\n".join(lines)
@@ -860,13 +884,10 @@ def _depthwise_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     for k, v in dict(x="in0", w=wptr, bias=_bias_ptr(ctx, 2, g.m), res=res, y="out0", post=post, masks=masks,
                      off=offp, C=g.c, H=H, W=W, OH=OH, OW=OW, sh=sh, ph=ph, dh=dh, dw=dw, pw=pw, nblk=nblk,
                      Wq=OW if flat and sh == 2 else 0, HWq=-(-H // 2) * OW if flat and sh == 2 else 0,
-                     lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp)).items():
+                     lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), fn=fn, planes=planes).items():
         lines.append(f"    j.{k} = {v};")
     macs = planes * g.p_out * g.taps
-    if macs >= 200_000 and planes > 1:
-        lines.append(f"    pdc_parallel_for({planes}, {fn}, (void *)&j);")
-    else:
-        lines.append(f"    {fn}((void *)&j, 0, {planes});")
+    lines.append(f"    pdc_dw_run(&j, {int(macs >= 200_000 and planes > 1)});")
     return "\n".join(lines)
 
 
@@ -965,8 +986,19 @@ def _check_static(ctx: KernelContext):
     return True
 
 
+def uses_all(ctx: KernelContext, body: str) -> str:
+    """Marks every parameter used (weights packed at compile time leave their pointer unread)."""
+    n_in = len(ctx.inputs)
+    names = [f"in{i}" for i in range(n_in)] + [f"out{i}" for i in range(len(ctx.outputs))]
+    return "    " + " ".join(f"(void){n};" for n in names) + "\n" + body
+
+
 @kernel("conv", "fused_conv")
 def conv(ctx: KernelContext) -> str:
+    return uses_all(ctx, _conv(ctx))
+
+
+def _conv(ctx: KernelContext) -> str:
     if not _check_static(ctx):
         return "    (void)in0;"
     g = ConvGeom(ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.attrs)
@@ -978,6 +1010,10 @@ def conv(ctx: KernelContext) -> str:
 
 @kernel("conv_integer")
 def conv_integer(ctx: KernelContext) -> str:
+    return uses_all(ctx, _conv_integer(ctx))
+
+
+def _conv_integer(ctx: KernelContext) -> str:
     if not _check_static(ctx):
         return "    (void)in0;"
     g = ConvGeom(ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.attrs)
@@ -998,6 +1034,10 @@ def conv_integer(ctx: KernelContext) -> str:
 
 @kernel("conv_transpose")
 def conv_transpose(ctx: KernelContext) -> str:
+    return uses_all(ctx, _conv_transpose(ctx))
+
+
+def _conv_transpose(ctx: KernelContext) -> str:
     x, w = ctx.inputs[0], ctx.inputs[1]
     if len(x.shape) < 3 or len(x.shape) > 5:
         ctx.fail(f"{len(x.shape) - 2}-D transposed convolution: only 1-D, 2-D and 3-D are supported")

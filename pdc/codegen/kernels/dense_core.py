@@ -130,6 +130,7 @@ def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: 
 TYPES_C = r"""
 /* ---- pdc dense kernels: shared types ---- */
 #include <immintrin.h>
+#include <stdatomic.h>
 #define PDC_ACC 1   /* add the tile already in C (a later K block) */
 #define PDC_LAST 2  /* last K block: apply the epilogue */
 #define PDC_CLAMP 4 /* clamp to [lo, hi] after the epilogue adds */
@@ -171,6 +172,7 @@ typedef struct {
     float lo, hi; int clamp;
     const pdc_post *post;
     int parallel, split_m;
+    int chunks_per_thread; /* dynamic chunks (0: 4); 1 where a chunk repeats costly packing */
 } pdc_sgemm_job;
 static inline int64_t pdc_boff(const int64_t *tab, int64_t mod, int64_t stride, int64_t b) {
     return tab ? tab[b] : (mod > 0 ? b % mod : b) * stride;
@@ -387,19 +389,33 @@ static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts) 
         u = b * per + r1;
     }
 }
-typedef struct { const pdc_sgemm_job *job; int64_t parts; } pdc_sgemm_task_ctx;
+/* Threads pull chunks of the output from a shared counter, so a thread that starts late (or is
+   preempted) leaves its share to the others instead of stalling the kernel. */
+typedef struct { const void *job; int64_t chunks; atomic_llong next; } pdc_chunks;
+static int64_t pdc_chunk_count(int64_t units, int64_t threads) {
+    const int64_t c = 4 * threads;
+    return units < c ? units : c;
+}
 static void pdc_sgemm_task(void *p, int64_t t0, int64_t t1) {
-    const pdc_sgemm_task_ctx *t = (const pdc_sgemm_task_ctx *)p;
-    for (int64_t i = t0; i < t1; i++) pdc_sgemm_part(t->job, i, t->parts);
+    pdc_chunks *c = (pdc_chunks *)p;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        pdc_sgemm_part((const pdc_sgemm_job *)c->job, i, c->chunks);
 }
 static void pdc_sgemm_run(const pdc_sgemm_job *j) {
-    const int64_t parts = j->parallel ? pdc_threads_count() : 1;
-    if (parts <= 1) {
+    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
+    if (threads <= 1) {
         pdc_sgemm_part(j, 0, 1);
         return;
     }
-    pdc_sgemm_task_ctx t = {j, parts};
-    pdc_parallel_for(parts, pdc_sgemm_task, &t);
+    const int64_t per = j->split_m ? (j->M + j->MR - 1) / j->MR : (j->N + j->NR - 1) / j->NR;
+    pdc_chunks c;
+    c.job = j;
+    const int64_t units = j->batch * per, most = (j->chunks_per_thread ? j->chunks_per_thread : 4) * threads;
+    c.chunks = units < most ? units : most;
+    atomic_init(&c.next, 0);
+    pdc_parallel_for(threads, pdc_sgemm_task, &c);
 }
 
 /* ---- runtime packers: strided matrices ---- */
@@ -462,6 +478,7 @@ def _ukr_avx512(mr: int, nv: int, indirect: bool = False) -> tuple[str, str]:
     koff = "const int32_t *restrict koff, " if indirect else ""
     L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, {koff}float *restrict c, "
          f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{",
+         "    (void)mr;",
          "#if defined(__AVX512F__)"]
     for i in range(mr):
         L.append("    __m512 " + ", ".join(f"{x} = _mm512_setzero_ps()" for x in acc[i]) + ";")
@@ -527,6 +544,7 @@ def _ukr_avx2(mr: int, nv: int) -> tuple[str, str]:
     acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
     L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, "
          f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{",
+         "    (void)mr;",
          "#if defined(__AVX2__) && defined(__FMA__)"]
     for i in range(mr):
         L.append("    __m256 " + ", ".join(f"{x} = _mm256_setzero_ps()" for x in acc[i]) + ";")

@@ -16,7 +16,7 @@ from ...ir.ops.common import broadcast_shapes
 from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
-from .dense_conv import Epilogue, epilogue_expr
+from .dense_conv import Epilogue, epilogue_expr, uses_all
 from .dense_core import (add_weight, c_float, choose_split, default_tile, isa_of, k_block, lanes, n_chunk,
                          pack_a_panels, pack_b_panels, pick_mr, render_job, ukernel)
 
@@ -103,6 +103,10 @@ class _Problem:
 # ---- gemm ----------------------------------------------------------------------------------------------
 @kernel("gemm", "fused_gemm")
 def gemm(ctx: KernelContext) -> str:
+    return uses_all(ctx, _gemm(ctx))
+
+
+def _gemm(ctx: KernelContext) -> str:
     a_t, b_t = ctx.inputs[0], ctx.inputs[1]
     ta, tb = ctx.attrs.get("transA", 0) or 0, ctx.attrs.get("transB", 0) or 0
     alpha = float(ctx.attrs.get("alpha", 1.0) if ctx.attrs.get("alpha") is not None else 1.0)
@@ -211,6 +215,10 @@ def _batch_offsets(batch, shape_lead) -> np.ndarray:
 
 @kernel("matmul", "fused_matmul")
 def matmul(ctx: KernelContext) -> str:
+    return uses_all(ctx, _matmul(ctx))
+
+
+def _matmul(ctx: KernelContext) -> str:
     a_t, b_t = ctx.inputs[0], ctx.inputs[1]
     a2, b2, batch, m, k, n = _matmul_dims(a_t.shape, b_t.shape)
     epi = Epilogue(ctx) if ctx.node.op == "fused_matmul" else _plain_epilogue()
@@ -275,6 +283,10 @@ def _matmul_generic(ctx: KernelContext, batch, m, n, k, a_idx, b_idx, epi: Epilo
 
 @kernel("matmul_integer")
 def matmul_integer(ctx: KernelContext) -> str:
+    return uses_all(ctx, _matmul_integer(ctx))
+
+
+def _matmul_integer(ctx: KernelContext) -> str:
     a_t, b_t = ctx.inputs[0], ctx.inputs[1]
     a2, b2, batch, m, k, n = _matmul_dims(a_t.shape, b_t.shape)
     nprob = math.prod(batch)

@@ -101,11 +101,14 @@ def grid_sample(ctx: KernelContext) -> str:
             denorm = [f"{gt} v{d} = ({gv} + 1) * {lit(size)};", f"PDC_ROUNDED(v{d});", f"v{d} = (v{d} - 1) / 2;"]
         lines += [f"/* spatial dim {d} (size {size}) */", f"if (!isfinite({gv})) lost = 1;"] + denorm
         lim = lit(COORD_LIMIT)
-        lines.append(f"if (!(v{d} == v{d})) v{d} = 0; else if (v{d} < -{lim}) v{d} = -{lim}; else if (v{d} > {lim}) v{d} = {lim};")
+        lines.append(f"if (!(v{d} == v{d})) v{d} = 0;\n"
+                     f"else if (v{d} < -{lim}) v{d} = -{lim}; else if (v{d} > {lim}) v{d} = {lim};")
         if mode == "nearest":
             lines.append(f"v{d} = nearbyint{f}(v{d});")
         if mode != "cubic" and pad == "border":
-            lines.append(f"if (v{d} < {lit(lo)} || v{d} > {lit(hi)}) v{d} = v{d} < 0 ? 0 : (v{d} > {lit(size - 1)} ? {lit(size - 1)} : v{d});")
+            top = lit(size - 1)
+            lines.append(f"if (v{d} < {lit(lo)} || v{d} > {lit(hi)})\n"
+                         f"    v{d} = v{d} < 0 ? 0 : (v{d} > {top} ? {top} : v{d});")
         elif mode != "cubic" and pad == "reflection":
             lines.append(f"v{d} = {refl}(v{d}, {lit(lo)}, {lit(hi)});")
         # the taps of this dim: integer index -> (offset, weight) under the padding mode
@@ -134,9 +137,9 @@ def grid_sample(ctx: KernelContext) -> str:
             elif pad == "border":
                 lines.append(f"o{d}[{k}] = ({t} < 0 ? 0 : ({t} >= {size} ? {size - 1} : {t})) * {xst[2 + d]};")
             else:
-                lines.append(f"{{ int64_t j = (int64_t){refl_d}((double){t}, {float_literal(lo, 'double')}, "
-                             f"{float_literal(hi, 'double')}); o{d}[{k}] = (j < 0 ? 0 : (j >= {size} ? {size - 1} : j)) "
-                             f"* {xst[2 + d]}; }}")
+                lo_d, hi_d = float_literal(lo, "double"), float_literal(hi, "double")
+                lines.append(f"{{ int64_t j = (int64_t){refl_d}((double){t}, {lo_d}, {hi_d});\n"
+                             f"  o{d}[{k}] = (j < 0 ? 0 : (j >= {size} ? {size - 1} : j)) * {xst[2 + d]}; }}")
     # every channel: the weighted sum over the tap combinations
     loops, close = [], []
     weight, offset = [], []

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir import dtypes
 from ...ir.ops.extra_signal import WINDOWS, cast_window, dft_axis, dft_plan, stft_plan, window_values
-from ..context import KernelContext, numel
+from ..context import KernelContext
 from . import kernel
 from ._axis import Num, indent, prod
 
@@ -153,7 +152,8 @@ class Transform:
         return f"double buf[{2 * self.n}];\n{tmp}"
 
     def call(self, nonzero: str, inverse: bool) -> str:
-        return f"{self.fn}(buf, tmp, {self.n}, {nonzero}, {self.nout}, {self.w}, {self.rev}, {-1.0 if inverse else 1.0});"
+        sign = -1.0 if inverse else 1.0
+        return f"{self.fn}(buf, tmp, {self.n}, {nonzero}, {self.nout}, {self.w}, {self.rev}, {sign});"
 
 
 # ---- dft ------------------------------------------------------------------------------------------
@@ -171,8 +171,11 @@ def _dft_along(ctx: KernelContext, axis: int, length: int, inverse: bool, onesid
     tr = Transform(ctx, length, length if irfft else n_out)
     src = f"in0 + (o * {n_in * inner} + j) * {c_in}"
     dst = f"out0 + (o * {n_out * inner} + j) * {c_out}"
-    re = lambda t: f"(double){num.load(f'x[({t}) * {inner * c_in}]')}"  # noqa: E731
-    im = (lambda t: f"(double){num.load(f'x[({t}) * {inner * c_in} + 1]')}") if c_in == 2 else (lambda t: "0.0")  # noqa: E731
+    def re(t):
+        return f"(double){num.load(f'x[({t}) * {inner * c_in}]')}"
+
+    def im(t):
+        return f"(double){num.load(f'x[({t}) * {inner * c_in} + 1]')}" if c_in == 2 else "0.0"
     if irfft:
         # the Hermitian spectrum of a real signal: bins above L/2 mirror the conjugates of those below
         half = length // 2 + 1
@@ -180,7 +183,9 @@ def _dft_along(ctx: KernelContext, axis: int, length: int, inverse: bool, onesid
         fill = f"""for (int64_t k = 0; k < {used}; k++) {{ buf[2 * k] = {re('k')}; buf[2 * k + 1] = {im('k')}; }}
 for (int64_t k = {used}; k < {half}; k++) {{ buf[2 * k] = 0; buf[2 * k + 1] = 0; }}
 buf[1] = 0;{' buf[2 * %d + 1] = 0;' % (length // 2) if length % 2 == 0 else ''}
-for (int64_t k = {half}; k < {length}; k++) {{ buf[2 * k] = buf[2 * ({length} - k)]; buf[2 * k + 1] = -buf[2 * ({length} - k) + 1]; }}"""
+for (int64_t k = {half}; k < {length}; k++) {{
+    buf[2 * k] = buf[2 * ({length} - k)]; buf[2 * k + 1] = -buf[2 * ({length} - k) + 1];
+}}"""
         nonzero = length
         store = f"for (int64_t k = 0; k < {n_out}; k++) y[k * {inner}] = {num.store(f'buf[2 * k] * {1.0 / length!r}')};"
     else:
@@ -242,31 +247,58 @@ def _const_scalar(ctx: KernelContext, i: int, what: str):
 
 @kernel("stft")
 def stft(ctx: KernelContext) -> str:
+    """frame_step may be known at run time only (the static output fixes the frame count): frames
+    that would then run past the signal (which the reference rejects) are written as zeros."""
     x, y = ctx.inputs[0], ctx.outputs[0]
     num = Num(x.dtype)
     batch, sig_len, c_in = x.shape
-    step = _const_scalar(ctx, 1, "frame_step")
-    frame_len = _const_scalar(ctx, 3, "frame_length")
+    onesided = bool(ctx.attrs.get("onesided", 1))
     has_window = ctx.has_input(2)
-    frame_len, frames = stft_plan(sig_len, step, ctx.inputs[2].shape[0] if has_window else None, frame_len,
-                                  ctx.fail)
+    window_len = ctx.inputs[2].shape[0] if has_window else None
+    step = ctx.const(1)
+    step = None if step is None else int(np.asarray(step).reshape(-1)[0])
+    frame_len = None
+    if ctx.has_input(3):
+        if ctx.const(3) is not None:
+            frame_len = int(np.asarray(ctx.const(3)).reshape(-1)[0])
+        elif window_len is not None:
+            frame_len = window_len  # the reference requires them equal
+        elif not onesided:
+            frame_len = y.shape[2]
+        else:
+            ctx.fail("frame_length (input 3) must be a compile-time constant")
     n_out = y.shape[2]
-    if (batch, frames) != tuple(y.shape[:2]):
-        ctx.fail(f"the STFT gives {batch} x {frames} frames, the output is {list(y.shape)}")
+    if step is not None:
+        frame_len, frames = stft_plan(sig_len, step, window_len, frame_len, ctx.fail)
+        if (batch, frames) != tuple(y.shape[:2]):
+            ctx.fail(f"the STFT gives {batch} x {frames} frames, the output is {list(y.shape)}")
+        start, guard = str(step), ""
+    else:
+        frame_len, _ = stft_plan(sig_len, 1, window_len, frame_len, ctx.fail)
+        frames = y.shape[1]
+        start = "step"
+        guard = (f"if (step < 1 || f * step + {frame_len} > {sig_len}) {{ /* past the signal: zeros */\n"
+                 f"                memset(y, 0, {n_out * 2 * y.dtype.itemsize}); continue;\n            }}")
+    if n_out != (frame_len // 2 + 1 if onesided else frame_len):
+        ctx.fail(f"{n_out} bins do not match frame_length {frame_len} (onesided={int(onesided)})")
     unused = "    (void)in1;" + (" (void)in2;" if has_window else "") + (" (void)in3;" if ctx.has_input(3) else "")
     if batch * frames * n_out == 0:
         return unused + " (void)in0; (void)out0;"
     tr = Transform(ctx, frame_len, n_out)
-    w = (lambda t: f" * (double){ctx.load(ctx.inputs[2].dtype, f'in2[{t}]')}") if has_window else (lambda t: "")  # noqa: E731
-    re = f"(double){num.load('x[t * ' + str(c_in) + ']')}{w('t')}"
-    im = f"(double){num.load('x[t * 2 + 1]')}{w('t')}" if c_in == 2 else "0.0"
-    return f"""{unused}
+    w = f" * (double){ctx.load(ctx.inputs[2].dtype, 'in2[t]')}" if has_window else ""
+    re = f"(double){num.load('x[t * ' + str(c_in) + ']')}{w}"
+    im = f"(double){num.load('x[t * 2 + 1]')}{w}" if c_in == 2 else "0.0"
+    read_step = "" if step is not None else "\n    const int64_t step = (int64_t)in1[0];"
+    return f"""{unused}{read_step}
 {indent(tr.decls())}
     for (int64_t b = 0; b < {batch}; b++)
         for (int64_t f = 0; f < {frames}; f++) {{
-            const {num.c} *x = in0 + (b * {sig_len} + f * {step}) * {c_in};
             {num.c} *y = out0 + (b * {frames} + f) * {n_out * 2};
+            {guard}
+            const {num.c} *x = in0 + (b * {sig_len} + f * {start}) * {c_in};
             for (int64_t t = 0; t < {frame_len}; t++) {{ buf[2 * t] = {re}; buf[2 * t + 1] = {im}; }}
             {tr.call(str(frame_len), False)}
-            for (int64_t k = 0; k < {n_out}; k++) {{ y[2 * k] = {num.store('buf[2 * k]')}; y[2 * k + 1] = {num.store('buf[2 * k + 1]')}; }}
+            for (int64_t k = 0; k < {n_out}; k++) {{
+                y[2 * k] = {num.store('buf[2 * k]')}; y[2 * k + 1] = {num.store('buf[2 * k + 1]')};
+            }}
         }}"""

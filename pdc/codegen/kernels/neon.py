@@ -15,6 +15,7 @@ intrinsics: that build is the baseline the NEON code is measured against.
 """
 from __future__ import annotations
 
+import re
 from typing import Callable, Optional
 
 from ..context import KernelContext
@@ -44,7 +45,8 @@ def _dispatcher(op: str, portable: Callable):
         if simd_of(ctx) is not None:
             body = ARM_GENERATORS[op](ctx)
             if body is not None:
-                return body
+                unused = [f"in{i}" for i in range(len(ctx.inputs)) if not re.search(rf"\bin{i}\b", body)]
+                return "".join(f"    (void){name};\n" for name in unused) + body
         return portable(ctx)
     generate.pdc_arm_dispatch = portable
     return generate

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...ir.ops.common import broadcast_shapes
 from ..context import KernelContext
-from .neon import Epilogue, arm_kernel, base, c_float, is_f32, simd_of
+from .neon import Epilogue, arm_kernel, base, is_f32, simd_of
 
 # register tiles (MR, NV) per ISA, NR = 4 * NV; the accumulators must fit the register file:
 # A64 has 32 vector registers, A32 NEON 16, Helium 8; plain C (Cortex-M FPU: 32 s-registers) 16 floats
@@ -91,12 +91,7 @@ def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
 
 
 def add_weight(ctx: KernelContext, array: np.ndarray) -> str:
-    """ctx.add_weight for a temporary array: the blob dedups by id(), so keep the array alive."""
-    array = np.ascontiguousarray(array, np.float32)
-    blob = ctx._weights
-    pins = blob.__dict__.setdefault("_pdc_arm_pins", [])
-    pins.append(array)
-    return ctx.add_weight(array)
+    return ctx.add_weight(np.ascontiguousarray(array, np.float32))
 
 
 # ---- C: the driver ---------------------------------------------------------------------------------
@@ -258,9 +253,9 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     L = [f"static void {name}(int64_t kc, const float *restrict a, int64_t ars, int64_t acs, const float *restrict b, "
          f"int64_t bks, float *restrict c, int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e) {{",
          "    /* rows past mr read row 0 (their results are dropped): a row-major A may end at row mr */",
-         f"    const int64_t " + ", ".join(f"r{i} = {'0' if i == 0 else f'(mr > {i} ? {i} : 0) * ars'}"
+         "    const int64_t " + ", ".join(f"r{i} = {'0' if i == 0 else f'(mr > {i} ? {i} : 0) * ars'}"
                                        for i in range(mr)) + ";",
-         "    (void)" + "; (void)".join(f"r{i}" for i in range(mr)) + ";",
+         "    (void)ars; (void)" + "; (void)".join(f"r{i}" for i in range(mr)) + ";",
          "#if PDC_V",
          f"    if (nr == {nr} || bks == {nr}) {{ /* whole B vectors are readable */",
          "    pdc_v4 " + ", ".join(f"{x} = pdc_vdup(0.0f)" for x in allv) + ";",
@@ -293,7 +288,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     L.append("#endif")
     L.append("    }")
     L.append("    } else { /* A read in place (row-major weights): one scalar per row and k */")
-    L.append(f"    for (int64_t k = 0; k < kc; k++, a += acs, b += bks) {{")
+    L.append("    for (int64_t k = 0; k < kc; k++, a += acs, b += bks) {")
     L.append("        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv)))
     for i in range(mr):
         L.append(f"        {{ const float t = a[r{i}]; "

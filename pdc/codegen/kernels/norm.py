@@ -13,7 +13,7 @@ import numpy as np
 from ...ir import dtypes
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
-from ._axis import Groups, Num, add_weight, axis_kernel, indent, nest, outer_n_inner, prod, row_sum_helper
+from ._axis import Groups, Num, axis_kernel, indent, nest, outer_n_inner, prod, row_sum_helper
 
 
 def _acc(num: Num) -> str:
@@ -44,7 +44,7 @@ def _param(ctx: KernelContext, i: int, tail) -> tuple[str, Num]:
     data = ctx.const(i)
     if data is not None:
         full = np.ascontiguousarray(np.broadcast_to(data.reshape(t.shape), tail))
-        return num.load(f"{add_weight(ctx, full, num.c)}[j]"), num
+        return num.load(f"{ctx.add_weight(full, num.c)}[j]"), num
     # general broadcast at run time: the index from the tail coordinates
     pad = len(tail) - len(t.shape)
     pshape = (1,) * pad + tuple(t.shape)
@@ -73,8 +73,8 @@ def batch_normalization(ctx: KernelContext) -> str:
         scale, b, mean, var = (p.astype(npa) for p in params)
         inv = scale / np.sqrt(var + npa.type(eps))
         shift = b - mean * inv
-        lines.append(f"    const {acc} *inv = {add_weight(ctx, inv.astype(npa), acc)};")
-        lines.append(f"    const {acc} *shift = {add_weight(ctx, shift.astype(npa), acc)};")
+        lines.append(f"    const {acc} *inv = {ctx.add_weight(inv.astype(npa), acc)};")
+        lines.append(f"    const {acc} *shift = {ctx.add_weight(shift.astype(npa), acc)};")
         per_c = ""
         i_c, s_c = "inv[c]", "shift[c]"
     else:
@@ -254,7 +254,9 @@ def lrn(ctx: KernelContext) -> str:
 # ---- MeanVarianceNormalization -----------------------------------------------------------------
 @axis_kernel("mean_variance_normalization")
 def mean_variance_normalization(ctx: KernelContext) -> str:
-    """Per group over `axes`: mean, var = E[x^2] - mean^2, y = (x - mean) / (sqrt(max(var, 0)) + 1e-9)."""
+    """Per group over `axes`: mean, var = E[x^2] - mean^2, y = (x - mean) / (sqrt(max(var, 0)) + 1e-9).
+    The statistics are summed in double: E[x^2] - mean^2 cancels badly where the variance is small
+    next to the mean, and double keeps that error far below the output's precision."""
     x = ctx.inputs[0]
     num = Num(x.dtype)
     acc = _acc(num)
@@ -267,12 +269,12 @@ def mean_variance_normalization(ctx: KernelContext) -> str:
     red = g.red or [(1, 1)]
     n = g.n_red if g.red else 1
     xv = f"({acc}){num.load('in0[q]')}"
-    stats = nest(red, f"const {acc} v = {xv}; s1 += v; s2 += v * v;", "b", "r", "q")
+    stats = nest(red, f"const double v = (double){num.load('in0[q]')}; s1 += v; s2 += v * v;", "b", "r", "q")
     write = nest(red, f"out0[q] = {num.store(f'({xv} - mean) / den')};", "b", "r", "q")
-    body = (f"{acc} s1 = 0, s2 = 0;\n{stats}\n"
-            f"const {acc} mean = s1 / ({acc}){n};\n"
-            f"const {acc} var = s2 / ({acc}){n} - mean * mean;\n"
-            f"const {acc} den = sqrt{f}(var > 0 ? var : ({acc})0) + {_lit(1e-9, acc)};\n"
+    body = (f"double s1 = 0, s2 = 0;\n{stats}\n"
+            f"const double dmean = s1 / {n}, var = s2 / {n} - dmean * dmean;\n"
+            f"const {acc} mean = ({acc})dmean;\n"
+            f"const {acc} den = sqrt{f}(({acc})(var > 0 ? var : 0)) + {_lit(1e-9, acc)};\n"
             f"{write}")
     return indent(nest(g.kept, body, "0", "k", "b"))
 

@@ -9,9 +9,9 @@ over the row's outputs updates the states. Those loops have no padding tests and
 Padding never wins a max and adds nothing to a sum; AveragePool divides by a per-position
 count (a product of per-dim counts) that does or does not include the pads.
 
-MaxPool's Indices: the first maximum in window order, NaN counting as the maximum (found by a
-rescan of the rare windows holding a NaN); a window whose maximum is the padding value itself
-reports its first tap, as the reference does. Global pools are reductions (reduce.py).
+MaxPool's Indices: the first maximum in window order, NaN counting as the maximum (a slice holding
+a NaN, rare, takes a scalar path in window order); a window whose maximum is the padding value
+itself reports its first tap, as the reference does. Global pools are reductions (reduce.py).
 """
 from __future__ import annotations
 
@@ -84,11 +84,11 @@ class _Window:
 
     def generate(self, num: Num, states: list[tuple[str, str, str]], update: str, finish: str,
                  pos_weights=None) -> str:
-        """The whole kernel body. states: (C type, name, init) of per-output arrays. `update` runs
-        for every tap with v (the element, loaded), j (output in the row), t (its flat input offset)
-        and, with pos_weights (index weights of the spatial dims), pos (the tap's index).
-        `finish` runs per output with j and o (the output's offset in the slice)."""
-        n, L = self.nsp, self.nsp - 1
+        """The loops over one (n, c) slice. states: (C type, name, init) of per-output arrays.
+        `update` runs for every tap with v (the element, loaded), j (output in the chunk), t (its
+        offset in the slice) and, with pos_weights (index weights of the spatial dims), pos (the
+        tap's index). `finish` runs per output with j and o (the output's offset in the slice)."""
+        L = self.nsp - 1
         OW, S = self.out[L], self.strides[L]
         ch = min(OW, CHUNK)
         lines = []
@@ -120,16 +120,35 @@ class _Window:
         inner = []
         r = f"r{L - 1}" if L else "0"
         pw = f"p{L - 1}" if L else "0"
-        for kw, off, jlo, jhi in self.row:
-            if single:
-                lo, hi = str(jlo), str(jhi)
-            else:
-                lo = f"({jlo} > j0 ? {jlo} - j0 : 0)"
-                hi = f"({jhi} < j0 + jn ? {jhi} - j0 : jn)"
+
+        def tap(off: str) -> str:
             t = f"{r} + (j0 + j) * {S} + {off}"
             pos = f" const int64_t pos = {pw} + ((j0 + j) * {S} + {off}) * {pos_weights[L]};" if pos_weights else ""
-            inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {{ const int64_t t = {t};{pos} "
-                         f"const {num.ct} v = {num.load('x[t]')}; {update} }}")
+            return f"{{ const int64_t t = {t};{pos} const {num.ct} v = {num.load('x[t]')}; {update} }}"
+
+        def rng(a: int, b: int) -> tuple[str, str]:
+            """[a, b) in row outputs as a range of chunk positions j."""
+            if single:
+                return str(a), str(b)
+            return f"({a} > j0 ? {a} - j0 : 0)", f"({b} < j0 + jn ? {b} - j0 : jn)"
+
+        # outputs whose taps are all inside: one loop doing every tap of the row in order (the
+        # states stay in registers); the few other outputs: one loop per tap over its own range
+        JL = max((jlo for _, _, jlo, _ in self.row), default=0)
+        JH = min((jhi for _, _, _, jhi in self.row), default=0)
+        if JL < JH and len(self.row) == self.kernel[L] and len(self.row) <= 16:
+            lo, hi = rng(JL, JH)
+            every = "\n".join("    " + tap(str(off)) for _, off, _, _ in self.row)
+            inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {{\n{every}\n}}")
+            for kw, off, jlo, jhi in self.row:
+                for a, b in ((jlo, JL), (JH, jhi)):
+                    if a < b:
+                        lo, hi = rng(a, b)
+                        inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {tap(str(off))}")
+        else:
+            for kw, off, jlo, jhi in self.row:
+                lo, hi = rng(jlo, jhi)
+                inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {tap(str(off))}")
         taps.append(indent("\n".join(inner), L))
         taps += close[::-1]
         chunk += taps
@@ -138,36 +157,59 @@ class _Window:
         body.append("}")
         lines.append(indent("\n".join(body), L))
         lines += ["    " * i + "}" for i in reversed(range(L))]
+        return "\n".join(lines)
+
+    def wrap(self, num: Num, slice_code: str) -> str:
+        """The tables, then slice_code for every (n, c) slice, with x / y pointing at it."""
         return "\n".join(self.tables + [
             f"for (int64_t nc = 0; nc < {self.NC}; nc++) {{",
             f"    const {num.c} *x = in0 + nc * {prod(self.in_sp)};",
             f"    {num.c} *y = out0 + nc * {prod(self.out)};",
-            indent("\n".join(lines)),
+            indent(slice_code),
             "}"])
 
 
-def _first_nan_scan(w: _Window, weights) -> str:
-    """Rescans output j's window in window order for its first NaN tap; sets `at` to its index."""
-    L = w.nsp - 1
-    lines = ["int found = 0;"]
-    for i in range(L):
-        prev_r, prev_p = (f"r{i - 1}", f"p{i - 1}") if i else ("0", "0")
-        lines.append(f"for (int64_t k{i} = {w.lo[i]}; k{i} < {w.hi[i]} && !found; k{i}++) {{")
-        lines.append(f"    const int64_t c{i} = s{i} + k{i} * {w.dil[i]};")
-        lines.append(f"    const int64_t r{i} = {prev_r} + c{i} * {w.in_st[i]}, p{i} = {prev_p} + c{i} * {weights[i]};")
-    r, pw = (f"r{L - 1}", f"p{L - 1}") if L else ("0", "0")
-    S = w.strides[L]
-    lines.append(f"for (int64_t kw = 0; kw < {w.kernel[L]} && !found; kw++) {{")
-    lines.append(f"    const int64_t c = (j0 + j) * {S} - {w.begin[L]} + kw * {w.dil[L]};")
-    lines.append(f"    if (c >= 0 && c < {w.in_sp[L]} && x[{r} + c] != x[{r} + c]) "
-                 f"{{ at[j] = {pw} + c * {weights[L]}; found = 1; }}")
-    lines.append("}")
-    lines += ["}"] * L
+def _exact_max(w: _Window, num: Num, weights, with_index: bool) -> str:
+    """Max pooling of one slice one output at a time, in window order, NaN counting as the
+    maximum (the first NaN's index): the path for slices that hold a NaN."""
+    n = w.nsp
+    lines = []
+    for i in range(n):
+        pad = "    " * i
+        lines.append(f"{pad}for (int64_t o{i} = 0; o{i} < {w.out[i]}; o{i}++) {{")
+        lines.append(f"{pad}    const int64_t s{i} = o{i} * {w.strides[i]} - {w.begin[i]};")
+    o = " + ".join(f"o{i} * {prod(w.out[i + 1:])}" for i in range(n))
+    body = [f"{num.ct} best = {num.lowest()};"]
+    if with_index:
+        body.append(f"int64_t at = {' + '.join(f's{i} * {weights[i]}' for i in range(n))};")
+    for i in range(n - 1):
+        prev_r = f"r{i - 1}" if i else "0"
+        body.append("    " * i + f"for (int64_t k{i} = {w.lo[i]}; k{i} < {w.hi[i]}; k{i}++) {{")
+        body.append("    " * i + f"    const int64_t c{i} = s{i} + k{i} * {w.dil[i]};")
+        body.append("    " * i + f"    const int64_t r{i} = {prev_r} + c{i} * {w.in_st[i]};")
+    L = n - 1
+    r = f"r{L - 1}" if L else "0"
+    pos = " + ".join([f"c{i} * {weights[i]}" for i in range(L)] + [f"c * {weights[L]}"]) if with_index else ""
+    take = "best = v; at = " + pos + ";" if with_index else "best = v;"
+    body.append("    " * L + f"for (int64_t kw = 0; kw < {w.kernel[L]}; kw++) {{")
+    body.append("    " * L + f"    const int64_t c = s{L} + kw * {w.dil[L]};")
+    body.append("    " * L + f"    if (c < 0 || c >= {w.in_sp[L]}) continue;")
+    body.append("    " * L + f"    const {num.ct} v = {num.load(f'x[{r} + c]')};")
+    body.append("    " * L + f"    if ((v > best) | ((v != v) & (best == best))) {{ {take} }}")
+    body.append("    " * L + "}")
+    body += ["    " * i + "}" for i in reversed(range(L))]
+    body.append(f"y[{o}] = {num.store('best')};")
+    if with_index:
+        body.append(f"out1[nc * {prod(w.out)} + {o}] = nc * {prod(w.in_sp)} + at;")
+    lines.append(indent("\n".join(body), n))
+    lines += ["    " * i + "}" for i in reversed(range(n))]
     return "\n".join(lines)
 
 
 @axis_kernel("max_pool")
 def max_pool(ctx: KernelContext) -> str:
+    """A slice without NaN takes the vectorized row loops (plain max, index of the first larger
+    value); a slice holding a NaN takes _exact_max."""
     x = ctx.inputs[0]
     num = Num(x.dtype)
     w = _Window(ctx)
@@ -176,13 +218,8 @@ def max_pool(ctx: KernelContext) -> str:
     with_index = len(ctx.outputs) > 1
     L = w.nsp - 1
     states = [(num.ct, "best", num.lowest())]
-    if num.is_float:
-        states.append(("uint8_t", "nan", "0"))
-        update = "best[j] = v > best[j] ? v : best[j]; nan[j] |= v != v;"
-        finish = f"y[o] = {num.store('nan[j] ? NAN : best[j]')};"
-    else:
-        update = "best[j] = v > best[j] ? v : best[j];"
-        finish = f"y[o] = {num.store('best[j]')};"
+    update = "best[j] = v > best[j] ? v : best[j];"
+    finish = f"y[o] = {num.store('best[j]')};"
     weights = None
     if with_index:
         # index of a tap: (n * C + c) * prod(in_sp) + its spatial position in storage order
@@ -190,15 +227,17 @@ def max_pool(ctx: KernelContext) -> str:
         tap0 = " + ".join([f"s{i} * {weights[i]}" for i in range(L)] +
                           [f"((j0 + j) * {w.strides[L]} - {w.begin[L]}) * {weights[L]}"])
         states.append(("int64_t", "at", "0"))
-        update = ("{ const int c = v > best[j]; best[j] = c ? v : best[j]; at[j] = c ? pos : at[j]; }"
-                  + (" nan[j] |= v != v;" if num.is_float else ""))
-        # where nothing beat the padding value the first tap wins
-        finish_at = f"if (best[j] == {num.lowest()}) at[j] = {tap0};\n"
-        if num.is_float:
-            finish_at += f"if (nan[j]) {{\n{indent(_first_nan_scan(w, weights))}\n}}\n"
-        finish = (finish_at + finish + f"\nout1[nc * {prod(w.out)} + o] = nc * {prod(w.in_sp)} + at[j];")
-        finish = "{\n" + indent(finish) + "\n}"
-    return indent(w.generate(num, states, update, finish, weights))
+        update = "{ const int c = v > best[j]; best[j] = c ? v : best[j]; at[j] = c ? pos : at[j]; }"
+        # where nothing beat the padding value, the window's first tap wins
+        finish = (f"{{ if (best[j] == {num.lowest()}) at[j] = {tap0}; {finish} "
+                  f"out1[nc * {prod(w.out)} + o] = nc * {prod(w.in_sp)} + at[j]; }}")
+    fast = w.generate(num, states, update, finish, weights)
+    if not num.is_float:
+        return indent(w.wrap(num, fast))
+    code = (f"int nan = 0;\n"
+            f"for (int64_t i = 0; i < {prod(w.in_sp)}; i++) nan |= x[i] != x[i];\n"
+            f"if (!nan) {{\n{indent(fast)}\n}} else {{\n{indent(_exact_max(w, num, weights, with_index))}\n}}")
+    return indent(w.wrap(num, code))
 
 
 @axis_kernel("average_pool", "lp_pool")
@@ -234,7 +273,7 @@ def average_pool(ctx: KernelContext) -> str:
             inv = float_literal(float(np.dtype(np.float64 if ct == "double" else np.float32).type(1.0 / p)), ct)
             update, res = f"s[j] += pow{f}(fabs{f}(v), {pl});", f"pow{f}(s[j], {inv})"
         finish = f"y[o] = {num.store(res)};"
-    return indent(w.generate(num, states, update, finish))
+    return indent(w.wrap(num, w.generate(num, states, update, finish)))
 
 
 @axis_kernel("global_average_pool", "global_max_pool", "global_lp_pool")

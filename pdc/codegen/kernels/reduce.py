@@ -1,11 +1,14 @@
-"""Reduction kernels: Reduce* over a constant axes set, ArgMax / ArgMin, TopK and CumSum.
+"""Reduction kernels: Reduce* (ReduceSum ... ReduceLogSumExp), ArgMax / ArgMin, TopK and CumSum.
 
 A reduction is one or more phases over each group of elements (log-sum-exp first finds the
 max, then sums the shifted exponentials), then a final expression per group. Two loop shapes:
-- the innermost dim is reduced (or nothing is kept): one scalar state per group; contiguous
-  float and integer sums keep LANES partial sums that gcc turns into one vector register;
+- the innermost dim is reduced (or nothing is kept): one state per group; fp32 rows go through
+  the vectorized row helpers of _axis, other types keep LANES partial states (gcc vectorizes
+  the lane loop) when the row is long;
 - the innermost dim is kept: a block of up to BLOCK neighbouring groups is reduced together,
   the block's states in a small array, so the inner loop runs over contiguous memory.
+Axes fed at run time (the output shape declared by the model) compile one loop nest per axes
+set that fits the shapes and switch on the actual axes.
 Numerics follow the references: half precision accumulates in float, integer sums / products
 wrap (computed in uint64_t), max / min propagate NaN, an empty reduction gives the identity.
 """
@@ -130,7 +133,7 @@ def emit_group_scalar(g: Groups, red: Reduction, num: Num, store, ctx: KernelCon
             else:
                 call = f"{row_f32_helper(ctx, ph.row)}(p, {R}, 0)"
             lines.append(f"{ph.acc} {ph.var} = {ph.init};")
-            body = f"const float *p = in0 + q;\n{ph.var} = {_fmt(ph.combine, names, a=ph.var, b=call)};"
+            body = f"const float *p = in0 + q;\nconst float rv = {call};\n{ph.var} = {_fmt(ph.combine, names, a=ph.var, b='rv')};"
             lines.append(nest(outer_red, body, "b", "r", "q"))
             if ph.post != "{a}":
                 lines.append(f"{ph.var} = {_fmt(ph.post, names, a=ph.var)};")
@@ -291,7 +294,7 @@ def reduce(ctx: KernelContext) -> str:
         cases.append(f"{labels} {{\n{indent(body([a for a in range(rank) if masks[0] >> a & 1]))}\n    break;\n}}")
     return (f"    int64_t mask = 0;\n"
             f"    for (int i = 0; i < {n_axes}; i++) {{ const int64_t a = (int64_t)in1[i]; "
-            f"mask |= (int64_t)1 << (a < 0 ? a + {rank} : a); }}\n"
+            f"if (a >= -{rank} && a < {rank}) mask |= (int64_t)1 << (a < 0 ? a + {rank} : a); }}\n"
             f"    if (mask == 0 && !{noop}) mask = {(1 << rank) - 1};\n"
             f"    switch (mask) {{\n{indent(chr(10).join(cases))}\n    default: break; /* axes that do not fit the "
             f"compiled shapes */\n    }}")
@@ -301,10 +304,10 @@ def reduce(ctx: KernelContext) -> str:
 def _better(num: Num, v: str, best: str, largest: bool, last: bool) -> str:
     """v replaces the current best: first (or last) extreme; NaN counts as the extreme."""
     op = ">" if largest else "<"
-    if num.is_float:
+    if num.is_float:  # bitwise & and | keep it branch-free
         if last:
-            return f"({v} != {v} || ({best} == {best} && {v} {op}= {best}))"
-        return f"({v} {op} {best} || ({v} != {v} && {best} == {best}))"
+            return f"(({v} != {v}) | (({best} == {best}) & ({v} {op}= {best})))"
+        return f"(({v} {op} {best}) | (({v} != {v}) & ({best} == {best})))"
     return f"({v} {op}= {best})" if last else f"({v} {op} {best})"
 
 
@@ -326,7 +329,7 @@ def arg_extreme(ctx: KernelContext) -> str:
                 f"        {ct} best = {num.load('p[0]')};\n"
                 f"        int64_t at = 0;\n"
                 f"        for (int64_t i = 1; i < {n}; i++) {{ const {ct} v = {num.load('p[i]')}; "
-                f"if ({cond}) {{ best = v; at = i; }} }}\n"
+                f"const int c = {cond}; best = c ? v : best; at = c ? i : at; }}\n"
                 f"        out0[o] = at;\n"
                 f"    }}")
     bw = min(inner, BLOCK)
@@ -338,7 +341,7 @@ def arg_extreme(ctx: KernelContext) -> str:
                 f"for (int j = 0; j < {w}; j++) {{ best[j] = {num.load('p[j]')}; at[j] = 0; }}\n"
                 f"for (int64_t i = 1; i < {n}; i++) {{\n"
                 f"    for (int j = 0; j < {w}; j++) {{ const {ct} v = {num.load(f'p[i * {inner} + j]')}; "
-                f"if ({cond}) {{ best[j] = v; at[j] = i; }} }}\n}}\n"
+                f"const int c = {cond}; best[j] = c ? v : best[j]; at[j] = c ? i : at[j]; }}\n}}\n"
                 f"for (int j = 0; j < {w}; j++) out0[o * {inner} + j0 + j] = at[j];")
     parts = []
     if full:
@@ -392,6 +395,11 @@ def top_k(ctx: KernelContext) -> str:
                f"        int64_t t = {hv('at')}; {hv('at')} = {hv('w')}; {hv('w')} = t;\n"
                f"        at = w;\n"
                f"    }}\n}}\n")
+    # a later element beats the root rv (an earlier index): strictly better, or NaN over a number
+    if num.is_float:
+        beats = "(rv == rv) & ((v != v) | (v > rv))" if largest else "(v == v) & ((rv != rv) | (v < rv))"
+    else:
+        beats = "v > rv" if largest else "v < rv"
     return f"""    for (int64_t o = 0; o < {outer}; o++) {{
         for (int64_t j = 0; j < {inner}; j++) {{
             const {num.c} *p = in0 + o * {n * inner} + j;
@@ -407,9 +415,10 @@ def top_k(ctx: KernelContext) -> str:
                     at = up;
                 }}
             }}
+            {ct} rv = {val(h('0'))};
             for (int64_t i = {k}; i < {n}; i++) {{
                 const {ct} v = {val('i')};
-                if ({helper}({val(h('0'))}, {h('0')}, v, i)) {{ {h('0')} = i; {siftname}(p, ix, {inner}, {k}, 0); }}
+                if ({beats}) {{ {h('0')} = i; {siftname}(p, ix, {inner}, {k}, 0); rv = {val(h('0'))}; }}
             }}
             /* heap sort: move the worst to the back, best ends first */
             for (int64_t size = {k}; size > 1; size--) {{

@@ -270,16 +270,23 @@ UNARY = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "exp": "exp", "lo
          "abs": "abs", "floor": "floor", "ceil": "ceil", "sin": "sin", "cos": "cos", "tan": "tan",
          "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh", "asinh": "asinh",
          "acosh": "acosh", "atanh": "atanh", "erf": "erf", "reciprocal": "reciprocal", "sign": "sign",
-         "softsign": "softsign", "mish": "mish", "isnan": "is_nan", "isinf": "is_inf", "hardswish": "hard_swish",
-         "silu": "swish", "swish": "swish"}
+         "softsign": "softsign", "mish": "mish", "isnan": "is_nan", "isinf": "is_inf", "hardswish": "hard_swish"}
 
 
 @converter(*UNARY)
 def unary(cx: OpContext):
+    return cx.emit(UNARY[cx.op.type], [cx.value(0)])
+
+
+@converter("silu", "swish")
+def swish(cx: OpContext):
+    # x * sigmoid(x), spelled as ONNX before opset 24 (and paddle2onnx) spells it, so that a model and
+    # its ONNX export optimize to the same graph; legacy swish carries a beta
     x = cx.value(0)
-    if cx.op.type == "swish" and cx.attr("beta", 1.0) != 1.0:  # legacy swish carries beta
-        return cx.emit("swish", [x], {"alpha": float(cx.attr("beta"))})
-    return cx.emit(UNARY[cx.op.type], [x])
+    beta = float(cx.attr("beta", 1.0)) if cx.op.type == "swish" else 1.0
+    if beta != 1.0:
+        return cx.emit("swish", [x], {"alpha": beta})
+    return cx.emit("mul", [x, cx.emit("sigmoid", [x])])
 
 
 @converter("isfinite")

@@ -31,13 +31,14 @@ def _nms_infer(ctx: InferContext):
     for i, name in ((2, "max_output_boxes_per_class"), (3, "iou_threshold"), (4, "score_threshold")):
         if ctx.has_input(i) and ctx.types[i].numel not in (None, 0, 1):
             ctx.fail(f"{name} must be a scalar, got {ctx.types[i]}")
-    if boxes.shape is not None and (len(boxes.shape) != 3 or boxes.shape[2] not in (4, UNKNOWN)
-                                    and isinstance(boxes.shape[2], int)):
+    if boxes.shape is not None and (len(boxes.shape) != 3 or (
+            isinstance(boxes.shape[2], int) and boxes.shape[2] != 4)):
         ctx.fail(f"boxes must have shape [num_batches, num_boxes, 4], got {boxes}")
     if scores.shape is not None and len(scores.shape) != 3:
         ctx.fail(f"scores must have shape [num_batches, num_classes, num_boxes], got {scores}")
     if boxes.shape is not None and scores.shape is not None:
-        for a, b, what in ((boxes.shape[0], scores.shape[0], "num_batches"), (boxes.shape[1], scores.shape[2], "num_boxes")):
+        pairs = ((boxes.shape[0], scores.shape[0], "num_batches"), (boxes.shape[1], scores.shape[2], "num_boxes"))
+        for a, b, what in pairs:
             if isinstance(a, int) and isinstance(b, int) and a != b:
                 ctx.fail(f"boxes {boxes} and scores {scores} differ in {what}")
     return [TensorType(dtypes.int64, (UNKNOWN, 3))]

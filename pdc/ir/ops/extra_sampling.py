@@ -293,6 +293,8 @@ def _col2im_infer(ctx: InferContext):
             ctx.fail(f"{name} must be a 1-D int64 tensor, got {t}")
     if x.rank not in (None, 3):
         ctx.fail(f"input must be 3-D (N, C * prod(block_shape), L), got {x}")
+    if x.dtype == dtypes.bool_:
+        ctx.fail("bool input is not supported (overlapping blocks are summed)")
     image, block = ctx.const(1), ctx.const(2)
     if image is None or block is None or x.shape is None:
         n = ctx.types[1].shape[0] if ctx.types[1].shape is not None else None
@@ -378,7 +380,7 @@ def _deform_check_groups(c, oc, wc, group, offset_group, fail):
 
 
 def _deform_conv_infer(ctx: InferContext):
-    x, w, off = ctx.types[0], ctx.types[1], ctx.types[2]
+    x, w = ctx.types[0], ctx.types[1]
     a = ctx.attrs
     if x.dtype not in _FLOATS:
         ctx.fail(f"X has dtype {x.dtype}; DeformConv takes float tensors")
