@@ -40,7 +40,7 @@ def _session(model_bytes_or_path, threads=THREADS):
 
 
 def _time_interleaved(fns: dict, reps: int, warmup: int = 3, stat=statistics.median, block: int = 5,
-                      gap_s: float = 0.02) -> dict:
+                      gap_s: float = 0.2, clock=time.perf_counter) -> dict:
     """Milliseconds per call of each function: `stat` (median) of `reps` timed calls, interleaved in
     blocks: engine A x block, engine B x block, ... Before each block the process sleeps gap_s and
     makes one untimed call, so the other engine's spinning pool threads have gone idle (they would
@@ -54,9 +54,9 @@ def _time_interleaved(fns: dict, reps: int, warmup: int = 3, stat=statistics.med
             time.sleep(gap_s)
             f()
             for _ in range(block):
-                t = time.perf_counter()
+                t = clock()
                 f()
-                samples[k].append(time.perf_counter() - t)
+                samples[k].append(clock() - t)
     if stat is None:
         return {k: v for k, v in samples.items()}
     return {k: stat(v) * 1e3 for k, v in samples.items()}
@@ -151,7 +151,7 @@ def _onnx_layer(node):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def bench_layers(model, reps, top, threads=THREADS, stat="median"):
+def bench_layers(model, reps, top, threads=THREADS, stat="median", clock="wall"):
     import pdc
     from pdc.compiler import load_graph, optimize
     from pdc.ir.graph import Graph, Node, Value
@@ -179,7 +179,8 @@ def bench_layers(model, reps, top, threads=THREADS, stat="median"):
         mod = pdc.compile(sub, target="x86", out_dir=tempfile.mkdtemp(prefix="pdc-kl-"), opt_level=0, threads=threads)
         sess = _session(_onnx_layer(node).SerializeToString(), threads)
         ms = _time_interleaved({"pdc": lambda: mod.run(feeds), "ort": lambda: sess.run(None, feeds)}, reps,
-                               stat=min if stat == "min" else statistics.median)
+                               stat=min if stat == "min" else statistics.median, gap_s=0.0 if clock == "cpu" else 0.2,
+                               clock=time.process_time if clock == "cpu" else time.perf_counter)
         ref = sess.run(None, feeds)[0]
         out = mod.run(feeds)["y"]
         err = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-6))
@@ -213,13 +214,15 @@ def main():
     la.add_argument("--threads", type=int, default=THREADS)
     la.add_argument("--stat", choices=("median", "min"), default="median",
                     help="min is steadier on a machine shared with other work")
+    la.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time per call, insensitive to other work (use with --threads 1)")
     args = ap.parse_args()
     if args.realtime:
         _realtime()
     if args.cmd == "models":
         bench_models(args.models.split(","), args.reps, args.threads)
     else:
-        bench_layers(args.model, args.reps, args.top, args.threads, args.stat)
+        bench_layers(args.model, args.reps, args.top, args.threads, args.stat, args.clock)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ class CortexMTarget:
     renderer: ClassVar[type] = ArmRenderer
     max_threads: ClassVar[int] = 1  # no OS: one thread
     gemm_kc: ClassVar[int] = 64  # small K blocks and packing buffers: a few KiB of stack
-    scratch_floats: ClassVar[int] = 512
+    scratch_floats: ClassVar[int] = 256  # 1 KiB of packed B at most
     pack_weights: ClassVar[bool] = False  # flash is scarce: kernels read the weights in place
 
     @property
@@ -218,7 +218,8 @@ target_link_libraries({name} PUBLIC m)
             run_tool(["arm-none-eabi-ar", "rcs", lib, *lib_objs], folder, f"archiving {lib}")
         text, data, bss = _size(os.path.join(folder, elf))
         flash_bytes = text + data
-        model_code = sum(sizes[os.path.basename(s)[:-2] + ".o"][0] for s in model_srcs[:-1]) - weights_text(weights)
+        # the model's objects hold the weights (.rodata of <name>_weights.o) and the code
+        model_code = sum(sizes[os.path.basename(s)[:-2] + ".o"][0] for s in model_srcs[:-1]) - weights
         runtime_code = sizes["pdc_runtime.o"][0]
         ram_bytes = arena + stack
         image_ram = data + bss + stack
@@ -279,11 +280,6 @@ def _nbytes(t: dict) -> int:
     for d in t["shape"]:
         n *= d
     return n
-
-
-def weights_text(weights: int) -> int:
-    """The weights object's .rodata: the blob (64-byte aligned, so it may carry padding)."""
-    return weights
 
 
 def _size(path: str) -> tuple[int, int, int]:
@@ -498,15 +494,16 @@ def load_manifest(folder: str) -> dict:
 
 
 # ---- presets --------------------------------------------------------------------------------------------
+FP16 = "-mfp16-format=ieee"  # _Float16 (float16 tensors) on cores without Armv8.1-M
 CORTEX_M3 = CortexMTarget("cortex-m3", "ARM Cortex-M3 (ARMv7-M, no FPU: soft float)",
-                          ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"), MPS2("mps2-an385"),
+                          ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft", FP16), MPS2("mps2-an385"),
                           256 << 10, 64 << 10, "none")
 CORTEX_M4 = CortexMTarget("cortex-m4", "ARM Cortex-M4F (ARMv7E-M, single-precision FPU)",
-                          ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"), MPS2("mps2-an386"),
-                          512 << 10, 128 << 10, "none")
+                          ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", FP16),
+                          MPS2("mps2-an386"), 512 << 10, 128 << 10, "none")
 CORTEX_M7 = CortexMTarget("cortex-m7", "ARM Cortex-M7 (ARMv7E-M, double-precision FPU)",
-                          ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"), MPS2("mps2-an500"),
-                          2 << 20, 512 << 10, "none")
+                          ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard", FP16),
+                          MPS2("mps2-an500"), 2 << 20, 512 << 10, "none")
 CORTEX_M55 = CortexMTarget("cortex-m55", "ARM Cortex-M55 (ARMv8.1-M, Helium/MVE vector extension + FPU)",
                            ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"), MPS3_AN547,
                            512 << 10, 256 << 10, "mve")

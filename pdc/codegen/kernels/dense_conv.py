@@ -238,10 +238,10 @@ static void pdc_fill_row(float *d, int64_t phase, const float *xr, int64_t W, in
             d[cp * phase + c] = col >= 0 && col < W ? xr[col] : 0.0f;
         }
 }
-static void pdc_iconv_fill(const pdc_iconv_job *j, const float *x, int64_t oh0, int64_t oh1, float *buf) {
+static void pdc_iconv_fill(const pdc_iconv_job *j, const float *x, int64_t nch, int64_t oh0, int64_t oh1, float *buf) {
     const int64_t R = (oh1 - oh0 - 1) * j->sh + j->khd, r0 = oh0 * j->sh - j->ph;
     const int64_t phase = j->rows_q * j->Wq, Wq = j->Wq, sh = j->sh, sw = j->sw;
-    for (int64_t ci = 0; ci < j->Cg; ci++) {
+    for (int64_t ci = 0; ci < nch; ci++) {
         const float *xc = x + ci * j->H * j->W;
         float *bc = buf + ci * j->BS;
         for (int64_t rq = 0; rq < j->rows_q; rq++)
@@ -255,7 +255,7 @@ static void pdc_iconv_fill(const pdc_iconv_job *j, const float *x, int64_t oh0, 
             pdc_fill_row(d, phase, xc + ih * j->W, j->W, Wq, sw, -j->pw);
         }
     }
-    pdc_zero_f32(buf + j->Cg * j->BS, Wq + 64); /* slack read by the last tiles */
+    pdc_zero_f32(buf + nch * j->BS, Wq + 64); /* slack read by the last tiles */
 }
 /* Stores tile columns [0, nq) (grid positions q0 ...) of mr output channels with the epilogue. */
 static void pdc_iconv_store(const pdc_iconv_job *j, const float *tile, int mr, int64_t q0, int64_t nq, int64_t oh0,
@@ -310,7 +310,7 @@ static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts) 
         const float *w = j->w + (b % j->G) * mbs * j->K * j->MR;
         for (int64_t bd = bd0; bd < bd1; bd++) {
             const int64_t oh0 = bd * j->band, oh1 = oh0 + j->band < j->OH ? oh0 + j->band : j->OH;
-            pdc_iconv_fill(j, j->x + b * j->Cg * j->H * j->W, oh0, oh1, buf);
+            pdc_iconv_fill(j, j->x + b * j->Cg * j->H * j->W, j->Cg, oh0, oh1, buf);
             const int64_t nq = (oh1 - oh0 - 1) * j->Wq + j->OW;
             for (int64_t mc = mb0; mc < mb1; mc += j->mchunk) {
                 const int64_t mce = mc + j->mchunk < mb1 ? mc + j->mchunk : mb1;
@@ -353,14 +353,17 @@ TCONV_C = r"""
  * output row of pixels is broadcast (MR = OW), output channels run along the vectors, and the
  * tile is stored transposed by the post-pass. A rows come from the padded band (pdc_iconv_fill)
  * of the whole image, prepared once per problem in the B buffer. */
-static void pdc_tconv_prep(const void *ctx, int64_t b, float *band) {
+/* The band of the channels of K block [k0, k0 + kc) (K blocks hold whole channels: K = channels x taps). */
+static void pdc_tconv_prep(const void *ctx, int64_t b, int64_t k0, int64_t kc, float *band) {
     const pdc_iconv_job *j = (const pdc_iconv_job *)ctx;
-    pdc_iconv_fill(j, j->x + b * j->Cg * j->H * j->W, 0, j->OH, band);
+    const int64_t taps = j->K / j->Cg, c0 = k0 / taps;
+    pdc_iconv_fill(j, j->x + (b * j->Cg + c0) * j->H * j->W, kc / taps, 0, j->OH, band);
 }
 static void pdc_tconv_packa(const void *ctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0, int64_t kc,
                             int64_t MR, const float *band) {
     const pdc_iconv_job *j = (const pdc_iconv_job *)ctx;
-    const float *row = band + (m0 / j->OW) * j->Wq;
+    const int64_t taps = j->K / j->Cg;
+    const float *row = band + (m0 / j->OW) * j->Wq - (k0 / taps) * j->BS; /* koff counts from channel 0 */
     (void)b;
     for (int64_t k = 0; k < kc; k++) {
         pdc_copy_f32(dst + k * MR, row + j->koff[k0 + k], mr);
@@ -746,6 +749,13 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cap: int = 0, cg: int = 0, gri
                 nq=(band - 1) * wq + OW)
 
 
+def _koff(g: ConvGeom, plan: dict) -> np.ndarray:
+    """koff of every input channel of the group from a per-channel plan (cg=1)."""
+    one = plan["koff"][:g.taps].astype(np.int64)
+    full = (np.arange(g.cg, dtype=np.int64)[:, None] * plan["bs"] + one[None, :]).reshape(-1)
+    return np.concatenate([full, np.zeros(16, np.int64)]).astype(np.int32)
+
+
 def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> str:
     isa = isa_of(ctx)
     mr, nv = choose_tile(isa, g.mg, plan["nq"])
@@ -796,7 +806,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
         return None
     plan = None
     if not g.pointwise:
-        plan = _iconv_plan(g, whole=True)
+        plan = _iconv_plan(g, whole=True, cg=1)  # per-channel geometry; the band holds a K block
         if plan is None:
             return None
     core(ctx)
@@ -810,6 +820,12 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     nb = -(-g.mg // nr)
     # K blocks whose weights for one thread's channels stay in L2 across the pixel rows
     kc = min(g.k, max(64, (131072 // max(1, -(-g.mg // 2))) // 8 * 8))
+    if plan is not None:  # whole input channels per K block, their band in the B buffer
+        per_ch = plan["bs"]
+        chans = max(1, min(g.cg, kc // g.taps, (BBUF_FLOATS - plan["wq"] - 64) // per_ch))
+        if chans * per_ch + plan["wq"] + 64 > BBUF_FLOATS:
+            return None
+        kc = chans * g.taps
     nc = nb * nr
     lines = []
     if plan is None:
@@ -821,10 +837,10 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
         _, H, W = g.in_sp
         _, sh, sw = g.strides
         _, ph, pw = g.begin
-        koff = add_weight(ctx, plan["koff"], "int32_t")
         lines.append(f"    pdc_iconv_job geo;\n    memset(&geo, 0, sizeof geo);")
-        for k, v in dict(x="in0", koff=koff, G=g.group, Cg=g.cg, H=H, W=W, OH=OH, OW=OW, sh=sh, sw=sw, ph=ph, pw=pw,
-                         khd=plan["khd"], Wq=plan["wq"], rows_q=plan["rows_q"], BS=plan["bs"]).items():
+        koff = add_weight(ctx, _koff(g, plan), "int32_t")
+        for k, v in dict(x="in0", koff=koff, G=g.group, Cg=g.cg, K=g.k, H=H, W=W, OH=OH, OW=OW, sh=sh, sw=sw, ph=ph,
+                         pw=pw, khd=plan["khd"], Wq=plan["wq"], rows_q=plan["rows_q"], BS=plan["bs"]).items():
             lines.append(f"    geo.{k} = {v};")
         a_fields = dict(packa="pdc_tconv_packa", packa_ctx="&geo", prep="pdc_tconv_prep", prep_ctx="&geo")
     clamp = epi.clamp

@@ -141,10 +141,11 @@ typedef void (*pdc_ukr_fn)(int64_t kc, const float *a, const float *b, float *c,
 typedef void (*pdc_packb_fn)(const void *ctx, int64_t b, float *dst, int64_t k0, int64_t kc, int64_t n0,
                              int64_t nc, int64_t NR);
 /* packs rows [m0, m0+mr) x columns [k0, k0+kc) of problem `b`'s A into kc x MR; `scratch` is what
-   the job's prep hook prepared for problem b (in the B buffer, free when B is packed at compile time) */
+   the job's prep hook prepared for problem b and this K block (in the B buffer, which is free when
+   B is packed at compile time) */
 typedef void (*pdc_packa_fn)(const void *ctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0,
                              int64_t kc, int64_t MR, const float *scratch);
-typedef void (*pdc_prep_fn)(const void *ctx, int64_t b, float *scratch);
+typedef void (*pdc_prep_fn)(const void *ctx, int64_t b, int64_t k0, int64_t kc, float *scratch);
 /* The post-pass for what the register epilogue does not do, on a finished tile of problem b:
    y = act(y + add_scale * add[...]) + res_after[...]. With `tout` set, the tile holds pixels x
    channels of a convolution and is stored transposed: channel j, pixel i at
@@ -162,7 +163,7 @@ typedef struct {
     pdc_ukr_fn ukr;
     const float *a; int64_t a_bmod, a_bs; const int64_t *a_tab; /* packed A of problem b */
     pdc_packa_fn packa; const void *packa_ctx;                   /* or A packed at run time */
-    pdc_prep_fn prep; const void *prep_ctx;                      /* called once per problem */
+    pdc_prep_fn prep; const void *prep_ctx;                      /* per problem and K block, before packa */
     const float *b; int64_t b_bmod, b_bs; const int64_t *b_tab; /* packed B of problem b */
     pdc_packb_fn packb; const void *packb_ctx;                   /* or B packed at run time */
     float *c; int64_t ldc, c_bs; const int64_t *c_tab;
@@ -341,7 +342,6 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
     const float *bias_m = j->bias_m ? j->bias_m + pdc_boff(0, j->bm_bmod, j->bm_bs, b) : 0;
     const float *ab = j->packa ? 0 : j->a + pdc_boff(j->a_tab, j->a_bmod, j->a_bs, b);
     const float *bb = j->packb ? 0 : j->b + pdc_boff(j->b_tab, j->b_bmod, j->b_bs, b);
-    if (j->prep) j->prep(j->prep_ctx, b, bbuf);
     for (int64_t nb = nb0; nb < nb1; nb += ncp) {
         const int64_t nbe = nb + ncp < nb1 ? nb + ncp : nb1;
         const int64_t n0 = nb * NR, nc = (nbe * NR < N ? nbe * NR : N) - n0;
@@ -350,6 +350,7 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
             const int last = k0 + kc >= K;
             const int flags = (k0 > 0 ? PDC_ACC : 0) | (last ? PDC_LAST : 0) | (j->clamp ? PDC_CLAMP : 0);
             if (j->packb) j->packb(j->packb_ctx, b, bbuf, k0, kc, n0, nc, NR);
+            else if (j->prep) j->prep(j->prep_ctx, b, k0, kc, bbuf);
             for (int64_t mb = mb0; mb < mb1; mb++) {
                 const int64_t m0 = mb * MR;
                 const int mr = (int)(M - m0 < MR ? M - m0 : MR);

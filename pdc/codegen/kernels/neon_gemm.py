@@ -9,10 +9,14 @@ on Helium with `vfma.f32 q, q, r` (the scalar comes from a core register). The e
 per row / column, + residual, clamp) runs on the registers of full tiles; partial tiles and
 other activations go through a scalar pass on the finished tile.
 
-Weights are packed at compile time into the panel order of their side (conv weights and a
-gemm's runtime A are "A", a matmul's constant B is "B"); runtime operands are packed per K block
-into a stack buffer by a callback (im2col for convolutions: pdc/codegen/kernels/neon_conv.py).
-The register tile, K block and buffer sizes are chosen per target (Cortex-M: a few KiB of stack).
+On Cortex-A the weights are packed at compile time into the panel order of their side (conv
+weights are "A", a matmul's constant B is "B"). On Cortex-M, where flash is scarce and the blob
+holds the graph's constants anyway, they are read in place: the microkernel also takes A
+row-major (one scalar per row and k) and B row-major (row stride ldb), so no second copy is
+stored. Runtime operands are packed per K block by a callback (im2col for convolutions:
+neon_conv.py, a strided copy for a matmul's A) into buffers in the kernel's stack frame, sized
+for the job; a job split over threads gives each thread its own. The register tile, K block and
+buffer sizes are chosen per target (Cortex-M: about 1 KiB of packed B).
 """
 from __future__ import annotations
 
@@ -100,8 +104,6 @@ DRIVER_C = r"""
 #define PDC_AACC 1   /* add the tile already in C (a later K block) */
 #define PDC_ALAST 2  /* the last K block: apply the epilogue */
 #define PDC_ACLAMP 4 /* clamp to [lo, hi] after the epilogue adds */
-#define PDC_ABBUF @BBUF@
-#define PDC_AABUF @ABUF@
 typedef struct { const float *bias_m, *bias_n, *res; int64_t ldr; float lo, hi; } pdc_aepi;
 /* A element (i, k) at a[i * ars + k * acs], B element (k, j) at b[k * bks + j] */
 typedef void (*pdc_aukr_fn)(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t bks,
@@ -197,23 +199,15 @@ static void pdc_agemm_unit(const pdc_agemm *g, int64_t p, int64_t n0, int64_t nc
         }
     }
 }
-/* units = problems x column chunks, split between the threads */
-static void pdc_agemm_task(void *vg, int64_t u0, int64_t u1) {
-    const pdc_agemm *g = (const pdc_agemm *)vg;
-    float bbuf[PDC_ABBUF] __attribute__((aligned(16)));
-    float abuf[PDC_AABUF] __attribute__((aligned(16)));
+/* units = problems x column chunks */
+static void pdc_agemm_units(const pdc_agemm *g, int64_t u0, int64_t u1, float *bbuf, float *abuf) {
     const int64_t chunks = (g->N + g->NC - 1) / g->NC;
     for (int64_t u = u0; u < u1; u++) {
         const int64_t p = u / chunks, n0 = (u % chunks) * g->NC;
         pdc_agemm_unit(g, p, n0, g->N - n0 < g->NC ? g->N - n0 : g->NC, bbuf, abuf);
     }
 }
-static void pdc_agemm_run(const pdc_agemm *g) {
-    const int64_t units = g->problems * ((g->N + g->NC - 1) / g->NC);
-    if (g->parallel) pdc_parallel_for(units, pdc_agemm_task, (void *)g);
-    else pdc_agemm_task((void *)g, 0, units);
-}
-/* A (M x K) of problem p: element (m, k) at src + p * src_bs + m * rs + k * cs */
+@RUN@/* A (M x K) of problem p: element (m, k) at src + p * src_bs + m * rs + k * cs */
 static void pdc_apack_a_strided(const pdc_agemm *g, int64_t p, float *dst, int64_t m0, int64_t mr, int64_t k0,
                                 int64_t kc, int64_t MR) {
     const float *s = g->src + p * g->src_bs;
@@ -230,11 +224,41 @@ static void pdc_apack_a_strided(const pdc_agemm *g, int64_t p, float *dst, int64
 """
 
 
+# how a job runs: on the caller's thread with the packing buffers of the kernel's frame (sized for
+# the job), or split over the thread pool, each thread with buffers of the largest size a job may use
+RUN_SEQUENTIAL_C = r"""static void pdc_agemm_run(const pdc_agemm *g, float *bbuf, float *abuf) {
+    pdc_agemm_units(g, 0, g->problems * ((g->N + g->NC - 1) / g->NC), bbuf, abuf);
+}
+"""
+RUN_THREADED_C = r"""static void pdc_agemm_task(void *vg, int64_t u0, int64_t u1) {
+    float bbuf[@BBUF@] __attribute__((aligned(16)));
+    float abuf[@ABUF@] __attribute__((aligned(16)));
+    pdc_agemm_units((const pdc_agemm *)vg, u0, u1, bbuf, abuf);
+}
+static void pdc_agemm_run(const pdc_agemm *g, float *bbuf, float *abuf) {
+    const int64_t units = g->problems * ((g->N + g->NC - 1) / g->NC);
+    if (g->parallel) pdc_parallel_for(units, pdc_agemm_task, (void *)g);
+    else pdc_agemm_units(g, 0, units, bbuf, abuf);
+}
+"""
+
+
+def threaded(ctx: KernelContext) -> bool:
+    return int(getattr(ctx.target, "max_threads", 64)) > 1
+
+
 def driver(ctx: KernelContext) -> None:
     base(ctx)
+    run = RUN_SEQUENTIAL_C
+    if threaded(ctx):
+        run = RUN_THREADED_C.replace("@BBUF@", str(scratch_floats(ctx))).replace("@ABUF@", str(abuf_floats(ctx)))
+    ctx.helper("pdc_agemm_driver", DRIVER_C.replace("@RUN@", run))
+
+
+def abuf_floats(ctx: KernelContext) -> int:
+    """The largest packed A panel: the longest K block times the largest MR."""
     kc = int(getattr(ctx.target, "gemm_kc", KC_DEFAULT))
-    abuf = (kc + kc // 4) * max_mr(ctx)
-    ctx.helper("pdc_agemm_driver", DRIVER_C.replace("@BBUF@", str(scratch_floats(ctx))).replace("@ABUF@", str(abuf)))
+    return (kc + kc // 4) * max_mr(ctx)
 
 
 # ---- C: microkernels ---------------------------------------------------------------------------------
@@ -387,8 +411,7 @@ class ArmGemm:
             self.fields["res"] = epi.res_before
         if epi.res_after:
             self.fields["res_after"] = epi.res_after
-        threads = int(getattr(ctx.target, "max_threads", 64))
-        self.parallel = threads > 1 and problems * m * n * k >= PARALLEL_MIN_MACS
+        self.parallel = threaded(ctx) and problems * m * n * k >= PARALLEL_MIN_MACS
 
     def a_const(self, a: np.ndarray, in_place: Optional[str] = None) -> None:
         """A given per problem group: (G, M, K); problem p uses A[p % G]. `in_place`: a pointer to
@@ -425,7 +448,12 @@ class ArmGemm:
             nc = nb * self.nr
         self.fields["NC"] = nc
         self.fields["parallel"] = int(self.parallel)
-        out = list(self.lines) + ["    pdc_agemm g;", "    memset(&g, 0, sizeof g);"]
+        # this thread's packing buffers, as big as the job needs (a parallel job's threads have their own)
+        nbuf = self.kc * nc if self.b_packed_at_runtime and not self.parallel else 1
+        abuf = self.kc * self.mr if "pack_a" in self.fields and not self.parallel else 1
+        out = list(self.lines) + [f"    float bbuf[{nbuf}] __attribute__((aligned(16)));",
+                                  f"    float abuf[{abuf}] __attribute__((aligned(16)));",
+                                  "    pdc_agemm g;", "    memset(&g, 0, sizeof g);"]
         for key, value in self.fields.items():
             if value is None:
                 continue
@@ -433,7 +461,7 @@ class ArmGemm:
                     and value.startswith("in"):
                 value = f"(const float *){value}"
             out.append(f"    g.{key} = {value};")
-        out.append("    pdc_agemm_run(&g);")
+        out.append("    pdc_agemm_run(&g, bbuf, abuf);")
         return "\n".join(out)
 
 
