@@ -113,6 +113,8 @@ def conv_cases(net: Net, const_w=True):
     conv((1, 5, 12, 13), (7, 5, 2, 3), auto_pad="VALID", dilations=[2, 3])
     conv((1, 64, 7, 7), (96, 64, 3, 3), pads=[1, 1, 1, 1])  # small image: transposed GEMM
     conv((2, 32, 14, 14), (64, 16, 3, 3), pads=[1, 1, 1, 1], group=2)  # transposed, groups, batch
+    conv((1, 96, 14, 14), (64, 96, 3, 3), pads=[1, 1, 1, 1])  # transposed, K blocks of whole channels
+    conv((1, 64, 14, 14), (48, 64, 3, 3), pads=[1, 1, 1, 1], strides=[2, 2])  # transposed, stride 2
     conv((1, 48, 7, 7), (80, 48, 1, 1))  # pointwise, small image
     conv((1, 24, 16, 16), (40, 24, 1, 1))  # pointwise GEMM
     conv((1, 24, 16, 16), (40, 24, 1, 1), strides=[2, 2])  # strided pointwise

@@ -24,7 +24,8 @@ GENERATORS: dict[str, Callable] = {}
 def kernel(*ops: str):
     def wrap(fn):
         for op in ops:
-            assert op not in GENERATORS, op
+            if op in GENERATORS:
+                raise ValueError(f"kernel for '{op}' registered twice: {GENERATORS[op].__module__} and {fn.__module__}")
             GENERATORS[op] = fn
         return fn
     return wrap

@@ -183,7 +183,7 @@ class _Attn:
 
     # ---- row addresses (C expressions of b, h / kh, i / j) -----------------------------------
     def q_row(self) -> str:
-        B, H, S, D = self.B, self.hq, self.Sq, self.D
+        H, S, D = self.hq, self.Sq, self.D
         return (f"a->in0 + ((b * {S} + i) * {H} + h) * {D}" if self.rank3 else
                 f"a->in0 + ((b * {H} + h) * {S} + i) * {D}")
 

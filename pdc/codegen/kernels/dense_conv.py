@@ -21,7 +21,7 @@ from ...ir.ops.nn_conv import conv_transpose_geometry
 from ..context import KernelContext
 from ..ctypes_c import float_literal
 from . import kernel
-from .dense_core import (ACT_CODES, BBUF_FLOATS, add_weight, c_float, choose_split, choose_tile, clamp_for, core, isa_of, k_block,
+from .dense_core import (ABUF_FLOATS, ACT_CODES, BBUF_FLOATS, add_weight, c_float, choose_split, choose_tile, clamp_for, core, isa_of, k_block,
                          lanes, n_chunk, pack_a_panels, pack_b_panels, render_job, ukernel)
 
 # ---- geometry ---------------------------------------------------------------------------------------
@@ -696,14 +696,13 @@ def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     return "\n".join(lines)
 
 
-def _iconv_plan(g: ConvGeom, whole: bool = False, cap: int = 0, cg: int = 0, grid_rows: bool = False) -> dict | None:
+def _iconv_plan(g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
     """Band geometry of the padded-band path for a 1-D/2-D conv, or None when it does not fit.
-    whole: one band for the whole image, in the B buffer (the transposed path); cap: the buffer
-    size in floats (IC_BUF_FLOATS); cg: channels per band (the group's); grid_rows: the output
-    grid of a band must also fit the cap (depthwise)."""
-    cap = cap or IC_BUF_FLOATS
+    whole: one band of all output rows, in the B buffer (the transposed path); cg: channels per
+    band (default: the group's)."""
+    cap = IC_BUF_FLOATS
     cg = cg or g.cg
-    if g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or (g.taps == 1 and not whole and not grid_rows):
+    if g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or (g.taps == 1 and not whole):
         return None
     _, H, W = g.in_sp
     _, OH, OW = g.out_sp
@@ -713,30 +712,38 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cap: int = 0, cg: int = 0, gri
     wp = (OW - 1) * sw + (KW - 1) * dw + 1
     wq = -(-wp // sw)
     khd = (KH - 1) * dh + 1
-    if OW / wq < 0.7 and not grid_rows:
+    if OW / wq < 0.7:
         return None
 
     def size(b):
         rows_q = -(-((b - 1) * sh + khd) // sh)
         bs = sh * sw * rows_q * wq
-        need = cg * bs + wq + 64
-        if grid_rows and b * wq + 16 > cap:
-            need = cap + 1
-        return rows_q, bs, need
+        return rows_q, bs, cg * bs + wq + 64
 
+    tile = None
     if whole:
         if size(OH)[2] > BBUF_FLOATS:
             return None
-        band = OH
+        band, nbands = OH, 1
     else:
-        band = next((b for b in range(OH, 0, -1) if size(b)[2] <= cap), 0)
-    if band == 0:
-        return None
-    nbands = -(-OH // band)
-    if nbands > 1 and nbands % 2:  # an even count splits evenly over two threads
-        nbands += 1
-    band = -(-OH // nbands)
-    nbands = -(-OH // band)
+        fits = [b for b in range(1, OH + 1) if size(b)[2] <= cap]
+        if not fits:
+            return None
+        # band height and register tile together: least padded work (grid columns >= OW and
+        # tile tails), with the idle share of 2 threads pulling bands counted in
+        best = None
+        for b in fits:
+            nb = -(-OH // b)
+            last = OH - (nb - 1) * b
+            for mr, nv in ((8, 3), (12, 2), (6, 4)):
+                nr = 16 * nv
+                cols = lambda rows: -(-((rows - 1) * wq + OW) // nr) * nr  # noqa: E731
+                work = -(-g.mg // mr) * mr * ((nb - 1) * cols(b) + cols(last))
+                cost = work * (-(-nb // 2) * 2 / nb if nb > 1 else 1.0)
+                key = (cost, -b)
+                if best is None or key < best[0]:
+                    best = (key, b, nb, (mr, nv))
+        _, band, nbands, tile = best
     rows_q, bs, _ = size(band)
     koff = []
     for ci in range(cg):
@@ -744,8 +751,7 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cap: int = 0, cg: int = 0, gri
             for kw in range(KW):
                 rr, cc = kh * dh, kw * dw
                 koff.append(ci * bs + ((rr % sh) * sw + cc % sw) * rows_q * wq + (rr // sh) * wq + cc // sw)
-    koff += [0] * 16  # read ahead by the microkernel's prefetch
-    return dict(band=band, nbands=nbands, wq=wq, rows_q=rows_q, bs=bs, khd=khd, koff=np.array(koff, np.int32),
+    return dict(band=band, nbands=nbands, wq=wq, rows_q=rows_q, bs=bs, khd=khd, koff=np.array(koff, np.int32), tile=tile,
                 nq=(band - 1) * wq + OW)
 
 
@@ -753,12 +759,11 @@ def _koff(g: ConvGeom, plan: dict) -> np.ndarray:
     """koff of every input channel of the group from a per-channel plan (cg=1)."""
     one = plan["koff"][:g.taps].astype(np.int64)
     full = (np.arange(g.cg, dtype=np.int64)[:, None] * plan["bs"] + one[None, :]).reshape(-1)
-    return np.concatenate([full, np.zeros(16, np.int64)]).astype(np.int32)
+    return full.astype(np.int32)
 
 
 def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> str:
-    isa = isa_of(ctx)
-    mr, nv = choose_tile(isa, g.mg, plan["nq"])
+    mr, nv = plan["tile"]
     nr = 16 * nv
     ukr = ukernel(ctx, mr, nv, indirect=True)
     ctx.helper("pdc_dense_copy", COPY_C)
@@ -802,7 +807,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     _, OH, OW = g.out_sp
     w = ctx.const(1)
     if (w is None or g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or not 4 <= OW <= 16
-            or g.mg < 32 or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS):
+            or g.mg < 32 or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS or ABUF_FLOATS // g.p_out < g.taps):
         return None
     plan = None
     if not g.pointwise:
@@ -819,7 +824,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     wt = np.asarray(w, np.float32).reshape(g.group, g.mg, g.k).transpose(0, 2, 1)  # (G, K, Mg)
     nb = -(-g.mg // nr)
     # K blocks whose weights for one thread's channels stay in L2 across the pixel rows
-    kc = min(g.k, max(64, (131072 // max(1, -(-g.mg // 2))) // 8 * 8))
+    kc = min(g.k, max(64, (131072 // max(1, -(-g.mg // 2))) // 8 * 8), ABUF_FLOATS // g.p_out)
     if plan is not None:  # whole input channels per K block, their band in the B buffer
         per_ch = plan["bs"]
         chans = max(1, min(g.cg, kc // g.taps, (BBUF_FLOATS - plan["wq"] - 64) // per_ch))
@@ -855,7 +860,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     fields = dict(batch=problems, M=g.p_out, N=g.mg, K=g.k, MR=mr, NR=nr, KC=kc, NC=nc, ukr=ukr, **a_fields,
                   b=add_weight(ctx, pack_b_panels(wt, nr)), b_bmod=g.group, b_bs=nb * g.k * nr,
                   c="tmp", ldc=g.mg, c_bs=g.p_out * g.mg, lo=c_float(-math.inf), hi=c_float(math.inf),
-                  post="&post", parallel=parallel, split_m=0, chunks_per_thread=1)
+                  post="&post", parallel=parallel, split_m=0, chunks_per_thread=1, a_all=1)
     lines += render_job(fields)
     lines.append("    pdc_sgemm_run(&job);")
     return "\n".join(lines)

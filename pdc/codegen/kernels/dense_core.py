@@ -31,7 +31,7 @@ from ..context import KernelContext
 
 # ---- blocking parameters ------------------------------------------------------------------------
 BBUF_FLOATS = 65536  # per-thread stack buffer for packed B (256 KiB, lives in L2)
-ABUF_FLOATS = 16 * 640  # per-thread stack buffer for one packed A panel (MR <= 16, KC <= 640)
+ABUF_FLOATS = 32768  # per-thread stack buffer for packed A: one KC x MR panel, or all (a_all) (128 KiB)
 KC_MAX = 640  # no K blocking up to this K; above it, equal blocks of at most KC_SPLIT
 KC_SPLIT = 512
 PARALLEL_MIN_MACS = 400_000  # smaller problems run on the calling thread (dispatch ~ a few µs)
@@ -174,6 +174,8 @@ typedef struct {
     const pdc_post *post;
     int parallel, split_m;
     int chunks_per_thread; /* dynamic chunks (0: 4); 1 where a chunk repeats costly packing */
+    int a_all; /* pack every M block of a K block first, then loop N panels outside M blocks: each
+                  prepacked B panel is read once per K block (small M, large prepacked N) */
 } pdc_sgemm_job;
 static inline int64_t pdc_boff(const int64_t *tab, int64_t mod, int64_t stride, int64_t b) {
     return tab ? tab[b] : (mod > 0 ? b % mod : b) * stride;
@@ -351,6 +353,28 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
             const int flags = (k0 > 0 ? PDC_ACC : 0) | (last ? PDC_LAST : 0) | (j->clamp ? PDC_CLAMP : 0);
             if (j->packb) j->packb(j->packb_ctx, b, bbuf, k0, kc, n0, nc, NR);
             else if (j->prep) j->prep(j->prep_ctx, b, k0, kc, bbuf);
+            if (j->a_all) {
+                for (int64_t mb = mb0; mb < mb1; mb++) {
+                    const int64_t m0 = mb * MR;
+                    j->packa(j->packa_ctx, b, abuf + (mb - mb0) * kc * MR, m0, M - m0 < MR ? M - m0 : MR, k0, kc, MR,
+                             bbuf);
+                }
+                for (int64_t q = nb; q < nbe; q++) {
+                    const int64_t c0 = q * NR;
+                    const int nr = (int)(N - c0 < NR ? N - c0 : NR);
+                    const float *bp = bb + q * K * NR + k0 * NR;
+                    for (int64_t mb = mb0; mb < mb1; mb++) {
+                        const int64_t m0 = mb * MR;
+                        const int mr = (int)(M - m0 < MR ? M - m0 : MR);
+                        float *cp = c + m0 * j->ldc + c0;
+                        pdc_epi e = {bias_m ? bias_m + m0 : 0, j->bias_n ? j->bias_n + c0 : 0,
+                                     res ? res + m0 * j->ldr + c0 : 0, j->ldr, j->lo, j->hi};
+                        j->ukr(kc, abuf + (mb - mb0) * kc * MR, bp, cp, j->ldc, mr, nr, flags, &e);
+                        if (last && j->post) pdc_post_tile(j->post, b, m0, c0, mr, nr, cp, j->ldc);
+                    }
+                }
+                continue;
+            }
             for (int64_t mb = mb0; mb < mb1; mb++) {
                 const int64_t m0 = mb * MR;
                 const int mr = (int)(M - m0 < MR ? M - m0 : MR);
@@ -639,6 +663,11 @@ def c_float(x: float) -> str:
 
 def render_job(fields: dict, var: str = "job") -> list[str]:
     """`pdc_sgemm_job var = {.field = value, ...};` as lines (unset fields are zero)."""
+    if fields.get("packa") is not None:  # the per-thread A buffer holds one KC x MR panel (a_all: all)
+        rows = -(-int(fields["M"]) // int(fields["MR"])) * int(fields["MR"]) if fields.get("a_all") else int(fields["MR"])
+        assert int(fields["KC"]) * rows <= ABUF_FLOATS, (fields["KC"], rows)
+    if fields.get("packb") is not None:  # and the B buffer one KC x NC block
+        assert int(fields["KC"]) * int(fields["NC"]) <= BBUF_FLOATS, (fields["KC"], fields["NC"])
     lines = [f"    pdc_sgemm_job {var};", f"    memset(&{var}, 0, sizeof {var});"]
     for k, v in fields.items():
         if v is None:

@@ -67,7 +67,7 @@ def einsum(ctx: KernelContext) -> str:
         return " + ".join(f"{var[label]} * {s}" for label, s in per.items()) or "0"
 
     factors = [f"({acc_t}){ctx.load(t.dtype, f'in{k}[{offset(k)}]')}" for k, t in enumerate(ctx.inputs)]
-    lines = [f"    int64_t o = 0;"]
+    lines = ["    int64_t o = 0;"]
     pad = "    "
     for label in out_toks:
         lines.append(f"{pad}for (int64_t {var[label]} = 0; {var[label]} < {size[label]}; {var[label]}++) {{")

@@ -33,7 +33,7 @@ from .neon import Epilogue, arm_kernel, base, is_f32, simd_of
 # A64 has 32 vector registers, A32 NEON 16, Helium 8; plain C (Cortex-M FPU: 32 s-registers) 16 floats
 TILES = {
     "neon64": [(8, 3), (8, 2), (4, 4), (4, 3), (4, 2), (2, 4), (1, 4), (1, 2)],
-    "neon32": [(4, 2), (2, 2), (1, 2), (2, 3), (1, 3)],
+    "neon32": [(4, 3), (4, 2), (2, 3), (2, 2), (1, 3), (1, 2)],
     "mve": [(4, 1), (2, 2), (1, 2), (2, 1), (1, 1)],
     "none": [(4, 1), (2, 1), (1, 1)],
 }
@@ -276,6 +276,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     allv = [x for row in acc for x in row]
     L = [f"static void {name}(int64_t kc, const float *restrict a, int64_t ars, int64_t acs, const float *restrict b, "
          f"int64_t bks, float *restrict c, int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e) {{",
+         "    const int kn = (int)kc; /* a 32-bit count: cheaper loops on 32-bit cores */",
          "    /* rows past mr read row 0 (their results are dropped): a row-major A may end at row mr */",
          "    const int64_t " + ", ".join(f"r{i} = {'0' if i == 0 else f'(mr > {i} ? {i} : 0) * ars'}"
                                        for i in range(mr)) + ";",
@@ -284,7 +285,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
          f"    if (nr == {nr} || bks == {nr}) {{ /* whole B vectors are readable */",
          "    pdc_v4 " + ", ".join(f"{x} = pdc_vdup(0.0f)" for x in allv) + ";",
          f"    if (ars == 1 && acs == {mr}) {{ /* packed A: MR values per k, side by side */",
-         f"    for (int64_t k = 0; k < kc; k++, a += {mr}, b += bks) {{",
+         f"    for (int k = 0; k < kn; k++, a += {mr}, b += bks) {{",
          "        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv))]
     # how A's MR values meet the B vectors differs per ISA
     L.append("#if defined(__aarch64__)")
@@ -312,7 +313,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     L.append("#endif")
     L.append("    }")
     L.append("    } else { /* A read in place (row-major weights): one scalar per row and k */")
-    L.append("    for (int64_t k = 0; k < kc; k++, a += acs, b += bks) {")
+    L.append("    for (int k = 0; k < kn; k++, a += acs, b += bks) {")
     L.append("        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv)))
     for i in range(mr):
         L.append(f"        {{ const float t = a[r{i}]; "
@@ -365,13 +366,13 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     L.append(f"    float t[{mr * nr}];")
     L.append(f"    for (int i = 0; i < {mr * nr}; i++) t[i] = 0;")
     L.append(f"    if (nj == {nr}) {{")
-    L.append("        for (int64_t k = 0; k < kc; k++, a += acs, b += bks)")
+    L.append("        for (int k = 0; k < kn; k++, a += acs, b += bks)")
     L.append(f"            for (int i = 0; i < {mr}; i++) {{")
     L.append("                const float s = a[ro[i]];")
     L.append(f"                for (int j = 0; j < {nr}; j++) t[i * {nr} + j] += s * b[j];")
     L.append("            }")
     L.append("    } else {")
-    L.append("        for (int64_t k = 0; k < kc; k++, a += acs, b += bks)")
+    L.append("        for (int k = 0; k < kn; k++, a += acs, b += bks)")
     L.append(f"            for (int i = 0; i < {mr}; i++) {{")
     L.append("                const float s = a[ro[i]];")
     L.append(f"                for (int j = 0; j < nj; j++) t[i * {nr} + j] += s * b[j];")

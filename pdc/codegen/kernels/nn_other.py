@@ -16,10 +16,11 @@ from ._axis import LANES, Num, axis_kernel, indent, outer_n_inner, prod, row_f32
 
 BLOCK = 64
 
+
 def row_max_helper(ctx: KernelContext, num: Num) -> str:
-    """A static `ct pdc_row_max_<t>(const T *p, int64_t n, ct unused)`: the max of a contiguous row, NaN if any
-    element is NaN, -inf for an empty row (LANES partial maxima; the NaN-sticky update is written
-    with a bitwise | so gcc vectorizes it)."""
+    """A static `ct fn(const T *p, int64_t n, ct unused)`: the max of a contiguous row, NaN if any
+    element is NaN, -inf for an empty row. fp32: _axis.row_f32_helper; other types: LANES partial
+    maxima, the NaN-sticky update written with a bitwise | so gcc can vectorize it."""
     if num.dt.short == "f32":
         return row_f32_helper(ctx, "max")
     name = f"pdc_row_max_{num.dt.short}"

@@ -4,7 +4,7 @@ GroupNormalization, RMSNormalization, LRN, MeanVarianceNormalization and LpNorma
 Numerics mirror pdc/ir/ops/nn_norm.py: statistics in float (double for float64 inputs, or
 `stash_type` where the op has one), normalized values rounded to the input type before the
 scale / bias where the ONNX function bodies do that, divisions kept as divisions. Contiguous
-statistics use the LANES-wide row sums of _axis.row_sum_helper.
+statistics use _axis.row_sum_helper (vector intrinsics for fp32, LANES partial sums otherwise).
 """
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def _row_norm(ctx: KernelContext, rms: bool) -> str:
     scale, _ = _param(ctx, 1, tail)
     lines = [f"const {num.c} *p = in0 + o * {D};", f"{num.c} *q = out0 + o * {D};"]
     if D == 0:  # the statistics of nothing: mean and var are NaN
-        lines += [f"const {st} mean = ({st})NAN, inv = ({st})NAN;"]
+        lines += [] if rms else [f"const {st} mean = ({st})NAN, inv = ({st})NAN;"]
     elif rms:
         ssq = row_sum_helper(ctx, num, st, "sumsq")
         lines += [f"const {st} sd = sqrt{f}({ssq}(p, {D}, 0) / ({st}){D} + {eps});"]

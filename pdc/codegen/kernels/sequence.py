@@ -1,21 +1,20 @@
 """Recurrent layers (ONNX LSTM, GRU, RNN) as C: one task per (direction, batch entry).
 
 Semantics are those of pdc/ir/ops/rnn.py. Each (direction, batch entry) pair is an independent
-recurrence, so the pairs are split over threads; inside a pair every time step is a few
-matrix-vector products (gates = bias + W x_t + R h) followed by the elementwise cell update,
-with the direction's activations, clip and peepholes inlined.
+recurrence (split over threads when the layer is big enough); inside a pair every time step is a
+few matrix-vector products (gates = bias + W x_t + R h) followed by the cell update, written as
+passes over whole gate vectors: peepholes, clip, the direction's activations, the state update.
 
-Matrix-vector products:
-- float compute with a constant weight matrix: packed at compile time into panels of 16 rows
-  stored k-major ([panel][k][16], zero padded), multiplied by an AVX-512 / AVX2 helper that
-  keeps four panels of accumulators in registers;
-- otherwise (runtime weights, float64): a plain row-by-row dot product over the stored matrix.
+- Matrix-vector products, float compute with a constant matrix: packed at compile time into
+  panels of 16 rows stored k-major ([panel][k][16], zero padded) and multiplied by an AVX-512 /
+  AVX2 helper that keeps up to four panels of accumulators in registers. Runtime weights and
+  float64: a plain row-by-row dot product over the stored matrix.
+- Activations: float sigmoid and tanh (also inside ScaledTanh) run vectorized (an exp
+  polynomial, ~2 ulp); the others are plain loops of their C expression.
 Half-precision tensors compute in float and round once on store, like the reference.
 A sequence length outside [0, seq_length] is clamped to it (the reference rejects it).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
