@@ -44,12 +44,7 @@ OP_MODELS = [n for n in pm.MODELS if n.startswith("ops_")]
 
 # Known failures outside the Paddle frontend, each with its cause (strict: a fix makes them fail
 # here until the entry goes).
-CONV_ABUF = ("x86 conv kernel (pdc/codegen/kernels/dense_conv.py, _tconv_f32): for a 3x3 conv with OW in 4..16 "
-             "and Cg*9 > 10240/OW (e.g. 128 -> 32 channels on 13x13) the K block is kc*OW floats, more than the "
-             "driver's A buffer (PDC_ABUF = 10240 floats): pdc_tconv_packa overruns it")
 XFAIL = {
-    **{n: CONV_ABUF for n in ("alexnet", "vgg11", "vgg11_bn", "wide_resnet50_2", "densenet121", "googlenet",
-                              "inception_v3")},
     "ops_shape": ("x.reshape([paddle.shape(x)[0], 24, 8]): after binding N and folding the shape to a constant, "
                   "the reshape keeps its type f32[?,24,8] (fold-constants does not re-infer the readers of what it "
                   "folds), so codegen sees a value-dependent shape"),
@@ -76,7 +71,7 @@ def folder(name: str, fmt: str) -> str:
 @functools.lru_cache(maxsize=None)
 def toolchain_key() -> str:
     """What the generated code depends on besides the graph: pdc's and the runtime's sources, the C
-    compiler, the host target."""
+    compiler, the host target, this file."""
     from pdc.targets import get_target
     from pdc.targets.x86 import c_compiler
     h = hashlib.sha256()
@@ -90,6 +85,8 @@ def toolchain_key() -> str:
     cc = c_compiler()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.split("\n", 1)[0]
     h.update(f"{cc}|{version}|{get_target('x86').name}|{os.environ.get('CFLAGS', '')}".encode())
+    with open(__file__, "rb") as f:  # the compile options below
+        h.update(f.read())
     return h.hexdigest()
 
 
@@ -109,7 +106,8 @@ def compiled(name: str, graph, shapes: dict, key: str) -> "pdc.module.Module":
     with open(os.path.join(BUNDLES, f".lock-{name}"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.isfile(os.path.join(out, "manifest.json")):
-            pdc.compile(graph, target="x86", out_dir=out, shapes=shapes, opt_level=2, threads=1)
+            # weights in a side file: the same code, half the disk of weights compiled into the library
+            pdc.compile(graph, target="x86", out_dir=out, shapes=shapes, opt_level=2, threads=1, weights="bin")
     return pdc.load(out)
 
 

@@ -116,7 +116,8 @@ def conv_cases(net: Net, const_w=True):
     conv((1, 96, 14, 14), (64, 96, 3, 3), pads=[1, 1, 1, 1])  # transposed, K blocks of whole channels
     conv((1, 64, 14, 14), (48, 64, 3, 3), pads=[1, 1, 1, 1], strides=[2, 2])  # transposed, stride 2
     conv((1, 48, 7, 7), (80, 48, 1, 1))  # pointwise, small image
-    conv((1, 24, 16, 16), (40, 24, 1, 1))  # pointwise GEMM
+    conv((1, 24, 16, 16), (40, 24, 1, 1))  # pointwise, read in place (tail panel copied)
+    conv((2, 16, 10, 10), (24, 4, 1, 1), group=4)  # pointwise, groups, batch
     conv((1, 24, 16, 16), (40, 24, 1, 1), strides=[2, 2])  # strided pointwise
     conv((1, 80, 9, 9), (20, 80, 3, 3), pads=[1, 1, 1, 1])  # K = 720: K blocks in the GEMM paths
     conv((1, 16, 20, 20), (16, 1, 3, 3), group=16, pads=[1, 1, 1, 1])  # depthwise, flat

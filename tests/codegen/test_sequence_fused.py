@@ -59,11 +59,10 @@ class Net:
 
 def run_both(model_or_graph, feeds, tmp_path, opt_level=0):
     """(compiled outputs, reference outputs, names); a Graph is compiled as given."""
-    g = import_onnx(model_or_graph) if not hasattr(model_or_graph, "nodes") else model_or_graph
+    g = model_or_graph if hasattr(model_or_graph, "nodes") else import_onnx(model_or_graph)
     want = run_graph(g, feeds)
     folder = str(tmp_path / f"b{len(list(tmp_path.iterdir()))}")
-    compile_bundle(model_or_graph if hasattr(model_or_graph, "nodes") else model_or_graph, folder,
-                   opt_level=opt_level, c_opt="-O2")
+    compile_bundle(model_or_graph, folder, opt_level=opt_level, c_opt="-O2")
     got = Module(folder).run(feeds)
     names = [v.name for v in g.outputs]
     return [got[n] for n in names], [np.asarray(want[n]) for n in names], names
@@ -81,13 +80,13 @@ def ort_outputs(model, feeds, names):
 
 
 # ---- recurrent layers ---------------------------------------------------------------------------
-def rnn_params(op, D, I, H, const=True):
+def rnn_params(op, D, I, H):
     G = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
     return randn(D, G * H, I, scale=0.5), randn(D, G * H, H, scale=0.5), randn(D, 2 * G * H, scale=0.5)
 
 
-def add_rnn(net, op, D, I, H, attrs, *, bias=True, seq="", init=False, peep=False, n_out=None, weights=None):
-    W, R, B = weights or rnn_params(op, D, I, H)
+def add_rnn(net, op, D, I, H, attrs, *, bias=True, seq="", init=False, peep=False, n_out=None):
+    W, R, B = rnn_params(op, D, I, H)
     N = net.inputs["x"].shape[1]
     ins = ["x", W, R, B if bias else "", seq]
     if init:

@@ -373,6 +373,84 @@ static void pdc_tconv_packa(const void *ctx, int64_t b, float *dst, int64_t m0, 
 """
 
 
+PWCONV_C = r"""
+/* ---- pdc dense kernels: pointwise convolution reading the NCHW input in place ----
+ * For a 1x1, stride 1, unpadded conv B[k][p] = x[k * HW + p]: the indirect microkernel reads
+ * full pixel panels straight from the input (koff[k] = k * HW); only the tail panel is copied
+ * into a zero-padded buffer (tkoff[k] = k * NR). The microkernel stores with the epilogue. */
+typedef struct {
+    const float *x, *w, *bias, *res; float *y; const int32_t *koff, *tkoff; const pdc_post *post;
+    int64_t G, Cg, Mg, P, K, MR, NR, mchunk, problems;
+    float lo, hi; int clamp, split_m, parallel;
+    pdc_ukri_fn ukr;
+} pdc_pwconv_job;
+static void pdc_pwconv_part(const pdc_pwconv_job *j, int64_t part, int64_t parts) {
+    float tail[640 * 64] __attribute__((aligned(64)));
+    const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, nbs = (j->P + j->NR - 1) / j->NR;
+    const int64_t per = j->split_m ? mbs : nbs;
+    const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
+    const int flags = PDC_LAST | (j->clamp && !j->post ? PDC_CLAMP : 0);
+    for (int64_t u = u0; u < u1;) {
+        const int64_t b = u / per, r0 = u % per, r1 = (b + 1) * per <= u1 ? per : u1 - b * per;
+        u = b * per + r1;
+        const int64_t mb0 = j->split_m ? r0 : 0, mb1 = j->split_m ? r1 : mbs;
+        const int64_t q0 = j->split_m ? 0 : r0, q1 = j->split_m ? nbs : r1;
+        const int64_t g = b % j->G;
+        const float *x = j->x + b * j->Cg * j->P, *w = j->w + g * mbs * j->K * j->MR;
+        float *y = j->y + b * j->Mg * j->P;
+        const float *res = j->res ? j->res + b * j->Mg * j->P : 0;
+        const float *bias = j->bias ? j->bias + g * j->Mg : 0;
+        int have_tail = 0;
+        for (int64_t mc = mb0; mc < mb1; mc += j->mchunk) {
+            const int64_t mce = mc + j->mchunk < mb1 ? mc + j->mchunk : mb1;
+            for (int64_t q = q0; q < q1; q++) {
+                const int64_t c0 = q * j->NR;
+                const int nr = (int)(j->P - c0 < j->NR ? j->P - c0 : j->NR);
+                const float *bp = x + c0;
+                const int32_t *koff = j->koff;
+                if (nr < j->NR) { /* the tail panel: reading in place would run past the input */
+                    if (!have_tail) {
+                        for (int64_t k = 0; k < j->K; k++) {
+                            pdc_copy_f32(tail + k * j->NR, x + k * j->P + c0, nr);
+                            pdc_zero_f32(tail + k * j->NR + nr, j->NR - nr);
+                        }
+                        have_tail = 1;
+                    }
+                    bp = tail;
+                    koff = j->tkoff;
+                }
+                for (int64_t mb = mc; mb < mce; mb++) {
+                    const int64_t m0 = mb * j->MR;
+                    const int mr = (int)(j->Mg - m0 < j->MR ? j->Mg - m0 : j->MR);
+                    pdc_epi e = {bias ? bias + m0 : 0, 0, res ? res + m0 * j->P + c0 : 0, j->P, j->lo, j->hi};
+                    float *cp = y + m0 * j->P + c0;
+                    j->ukr(j->K, w + mb * j->K * j->MR, bp, koff, cp, j->P, mr, nr, flags, &e);
+                    if (j->post) pdc_post_tile(j->post, b, m0, c0, mr, nr, cp, j->P);
+                }
+            }
+        }
+    }
+}
+static void pdc_pwconv_task(void *p, int64_t t0, int64_t t1) {
+    pdc_chunks *c = (pdc_chunks *)p;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        pdc_pwconv_part((const pdc_pwconv_job *)c->job, i, c->chunks);
+}
+static void pdc_pwconv_run(const pdc_pwconv_job *j) {
+    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
+    if (threads <= 1) { pdc_pwconv_part(j, 0, 1); return; }
+    const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : (j->P + j->NR - 1) / j->NR;
+    pdc_chunks c;
+    c.job = j;
+    c.chunks = pdc_chunk_count(j->problems * per, threads);
+    atomic_init(&c.next, 0);
+    pdc_parallel_for(threads, pdc_pwconv_task, &c);
+}
+"""
+
+
 DW_C = r"""
 /* ---- pdc dense kernels: depthwise convolution (one input and output channel per group) ----
  * Vectors of 16 output columns; each kernel tap is one masked load straight from the input row
@@ -657,7 +735,7 @@ def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
             return body
     isa = isa_of(ctx)
     if isa == "avx512" and ctx.const(1) is not None:
-        body = _tconv_f32(ctx, g, epi)
+        body = _tconv_f32(ctx, g, epi) or _pwconv_f32(ctx, g, epi)
         if body is not None:
             return body
         plan = _iconv_plan(g)
@@ -863,6 +941,42 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
                   post="&post", parallel=parallel, split_m=0, chunks_per_thread=1, a_all=1)
     lines += render_job(fields)
     lines.append("    pdc_sgemm_run(&job);")
+    return "\n".join(lines)
+
+
+def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
+    """Pointwise conv reading the input in place (see PWCONV_C), or None."""
+    w = ctx.const(1)
+    if w is None or not g.pointwise or g.k > 640 or g.p_out < 16:
+        return None
+    mr, nv = choose_tile("avx512", g.mg, g.p_out)
+    nr = 16 * nv
+    if g.k * nr > 640 * 64 or g.k * g.p_in >= 2 ** 31:
+        return None
+    ukr = ukernel(ctx, mr, nv, indirect=True)
+    ctx.helper("pdc_dense_copy", COPY_C)
+    ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))  # pdc_ukri_fn
+    ctx.helper("pdc_dense_pwconv", PWCONV_C)
+    mb = -(-g.mg // mr)
+    wp = pack_a_panels(np.asarray(w, np.float32).reshape(g.group, g.mg, g.k), mr)
+    koff = add_weight(ctx, np.arange(g.k, dtype=np.int32) * np.int32(g.p_in), "int32_t")
+    tkoff = add_weight(ctx, np.arange(g.k, dtype=np.int32) * np.int32(nr), "int32_t")
+    problems = g.n * g.group
+    parallel, split_m = choose_split(problems, g.mg, g.p_out, g.k, mr, nr, 2, g.m * g.k * 4)
+    lines = []
+    post = "0"
+    if not epi.fast:
+        lines += epi.post_lines("in3", g.mg * g.p_out, g.p_out)
+        post = "&post"
+    res = "in3" if epi.has_r and epi.residual == "before_activation" else "0"
+    mchunk = max(1, (256 << 10) // (g.k * mr * 4))
+    lines.append("    pdc_pwconv_job job;\n    memset(&job, 0, sizeof job);")
+    for k, v in dict(x="in0", w=add_weight(ctx, wp), bias=_bias_ptr(ctx, 2, g.m), res=res, y="out0", koff=koff,
+                     tkoff=tkoff, post=post, G=g.group, Cg=g.cg, Mg=g.mg, P=g.p_out, K=g.k, MR=mr, NR=nr,
+                     mchunk=mchunk, problems=problems, lo=c_float(epi.lo), hi=c_float(epi.hi),
+                     clamp=int(epi.clamp), split_m=split_m, parallel=parallel, ukr=ukr).items():
+        lines.append(f"    job.{k} = {v};")
+    lines.append("    pdc_pwconv_run(&job);")
     return "\n".join(lines)
 
 

@@ -473,6 +473,14 @@ static void pdc_packa_strided(const void *vctx, int64_t b, float *dst, int64_t m
     (void)scratch;
     const float *src = s->p + pdc_boff(s->tab, s->bmod, s->bs, b);
     if (s->rs == 1 && s->scale == 1.0f) { /* the rows of a k are contiguous: one short copy per k */
+#if defined(__AVX512F__)
+        if (MR <= 16) {
+            const __mmask16 m = (__mmask16)pdc_m16((int)mr), all = (__mmask16)pdc_m16((int)MR);
+            for (int64_t k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(dst + k * MR, all, _mm512_maskz_loadu_ps(m, src + m0 + (k0 + k) * s->cs));
+            return;
+        }
+#endif
         for (int64_t k = 0; k < kc; k++) {
             const float *r = src + m0 + (k0 + k) * s->cs;
             float *d = dst + k * MR;

@@ -114,9 +114,13 @@ def _elementwise_kernel(*ops: str):
     return wrap
 
 
+# Operand names in expressions: single letters, skipping `o` and `i`, which the loops use.
+OPERAND_NAMES = "abcdefghjklmnpqrstuvwxyz"
+
+
 def _loop(ctx: KernelContext, operands: list[int], expr: str, ct_of) -> str:
     """One loop over the output; operand k is loaded (converted to ct_of(k)) into a, b, c, ..."""
-    names = "abcdefghijklmnopqrstuvwxyz"
+    names = OPERAND_NAMES
     loads = " ".join(f"const {ct_of(k)} {names[j]} = ({ct_of(k)}){ctx.load(ctx.inputs[k].dtype, f'in{k}[i{j}]')};"
                      for j, k in enumerate(operands))
     out = ctx.outputs[0]
@@ -214,7 +218,7 @@ def variadic(ctx: KernelContext) -> ScalarExpr:
     dt = ctx.inputs[0].dtype
     ct = ctx.compute_ctype(dt)
     n = len(ctx.inputs)
-    names = "abcdefghijklmnopqrstuvwxyz"
+    names = OPERAND_NAMES
     if n > len(names):
         ctx.fail(f"{n} inputs: at most {len(names)} are supported")
     expr = names[0]

@@ -16,10 +16,10 @@ from ...ir.registry import get_op, with_defaults
 from ...ir.types import TensorType
 from ..context import KernelContext
 from . import kernel
-from .elementwise import EXPR_BUILDERS
+from .elementwise import EXPR_BUILDERS, OPERAND_NAMES
 from .loops import broadcast_loop
 
-NAMES = "abcdefghijklmnopqrstuvwxyz"
+NAMES = OPERAND_NAMES
 
 
 class StepContext:

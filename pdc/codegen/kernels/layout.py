@@ -25,7 +25,6 @@ from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from . import kernel
 from .elementwise import _float_unary
-from .sequence import add_weight
 
 PARALLEL_MIN_OPS = 1_000_000  # multiply-adds; below ~30 us of work a second thread costs more than it saves
 ACC_MAX = 1 << 16  # per-pixel accumulators on the stack
@@ -144,12 +143,12 @@ def conv_nhwc(ctx: KernelContext) -> str:
         wo = np.asarray(wdata).transpose(perm).astype(np.float64 if ct == "double" else np.float32)
         if depthwise:
             packed = wo.reshape(M, KH, KW).transpose(1, 2, 0)  # [kh][kw][M]
-            wp = add_weight(ctx, packed, ct)
+            wp = ctx.add_weight(packed, ct)
             body.append(f"{ind}const {ct} *wr = {wp} + (kh * {KW} + kw) * {M};")
             body.append(f"{ind}for (int64_t m = 0; m < {M}; m++) acc[m] += ({ct}){ctx.load(dt, 'xp[m]')} * wr[m];")
         else:
             packed = wo.reshape(group, Mg, Cg, KH, KW).transpose(0, 3, 4, 2, 1)  # [g][kh][kw][c][mg]
-            wp = add_weight(ctx, packed, ct)
+            wp = ctx.add_weight(packed, ct)
             body += [f"{ind}for (int64_t g = 0; g < {group}; g++) {{",
                      f"{ind}    const {ct} *wr = {wp} + ((g * {KH} + kh) * {KW} + kw) * {Cg * Mg};",
                      f"{ind}    {ct} *ag = acc + g * {Mg};",

@@ -246,17 +246,6 @@ static void pdc_seq_tanh(float *v, int64_t n) {
 """
 
 
-def add_weight(ctx: KernelContext, array: np.ndarray, c_type: str = "float") -> str:
-    """ctx.add_weight for a temporary array: the weight blob dedups by id(array), so a freed
-    temporary's id could be taken by a later array; pinning it on the blob prevents that."""
-    array = np.ascontiguousarray(array)
-    blob = ctx._weights
-    if not hasattr(blob, "_pdc_seq_pins"):
-        blob._pdc_seq_pins = []
-    blob._pdc_seq_pins.append(array)
-    return ctx.add_weight(array, c_type)
-
-
 # ---- activations ----------------------------------------------------------------------------
 def activation_expr(name: str, alpha, beta, ct: str, v: str) -> str:
     """C expression of an RNN activation (names as in ONNX, any case) applied to the variable v."""
@@ -353,7 +342,7 @@ class _Gen:
             packed = np.zeros((P * PANEL, K), np.float32)
             packed[:rows] = m
             packed = packed.reshape(P, PANEL, K).transpose(0, 2, 1)  # [panel][k][16]
-            ptr = add_weight(ctx, packed)
+            ptr = ctx.add_weight(packed)
             ctx.helper("pdc_seq_gemv16", GEMV16_C)
             return f"pdc_seq_gemv16({acc}, {vec}, {ptr}, {K}, {P});"
         base = f"a->in{idx} + {(d * self.G * self.H + row0) * K}"
@@ -375,7 +364,7 @@ class _Gen:
             total = np.zeros(self.padded(n), wd)
             for start in parts:
                 total[:n] += np.asarray(data[d, start:start + n], dtype=wd)
-            ptr = add_weight(ctx, total, self.ct)
+            ptr = ctx.add_weight(total, self.ct)
             return f"memcpy({acc}, {ptr}, sizeof({self.ct}) * {self.padded(n)});"
         terms = " + ".join(f"({self.ct}){self.load(f'bd[{start} + j]')}" for start in parts)
         return (f"{{ const {self.T_c} *bd = a->in3 + {d * 2 * self.G * self.H};\n"
