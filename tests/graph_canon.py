@@ -8,7 +8,8 @@ Two graphs are the same up to naming when their canonical forms agree:
 The canonical order of the nodes is a depth-first post-order from the graph outputs (in output
 order), visiting each node's inputs in operand order, so it does not depend on the order in which
 a frontend emitted independent branches. Values are renamed by position: graph inputs in0, in1...,
-constants c0, c1... in order of first use, node results v0, v1... Each line is
+constants c0, c1... in order of first use, node results v0, v1..., symbolic dims s0, s1... in
+order of first appearance. Each line is
 `v3 = conv(in0, c0, c1) {group=1, pads=[1,1,1,1]} : f32[2,64,32,32]`; floating-point attributes
 are printed with 6 significant digits (files store them as float32 or float64), and constant data
 is compared with np.allclose rather than printed.

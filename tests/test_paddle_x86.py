@@ -6,7 +6,8 @@ both formats: each format's file is imported, bound to the test input's shape an
 the -O2 pipeline; when the two optimized graphs are the same up to naming (tests/graph_canon.py)
 and their constants are byte for byte equal, the generated code is the same too, so the model is
 compiled once and that library is checked against both formats' Paddle outputs. Otherwise each
-format is compiled on its own.
+format is compiled on its own. (Weights go to the bundle's side file, weights="bin": the same
+kernels, half the disk of weights compiled into the library.)
 
 Bundles are cached under .cache/paddle_x86/<model>-<key>, the key hashing the optimized graph's
 canonical form and constants, pdc's and the runtime's sources, the C compiler and the host
@@ -91,6 +92,7 @@ def toolchain_key() -> str:
 
 
 def graph_key(graph) -> str:
+    """The bundle key of an optimized graph: its canonical form, its constants' bytes, the toolchain."""
     form = canonical(graph)
     h = hashlib.sha256(toolchain_key().encode())
     h.update(form.text().encode())
@@ -106,12 +108,12 @@ def compiled(name: str, graph, shapes: dict, key: str) -> "pdc.module.Module":
     with open(os.path.join(BUNDLES, f".lock-{name}"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.isfile(os.path.join(out, "manifest.json")):
-            # weights in a side file: the same code, half the disk of weights compiled into the library
             pdc.compile(graph, target="x86", out_dir=out, shapes=shapes, opt_level=2, threads=1, weights="bin")
     return pdc.load(out)
 
 
 def drop_stale(name: str, keys: set) -> None:
+    """Deletes the model's bundles of other keys (older sources or models)."""
     with open(os.path.join(BUNDLES, f".lock-{name}"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for old in glob.glob(os.path.join(BUNDLES, f"{name}-*")):

@@ -181,6 +181,10 @@ static inline int64_t pdc_boff(const int64_t *tab, int64_t mod, int64_t stride, 
     return tab ? tab[b] : (mod > 0 ? b % mod : b) * stride;
 }
 static inline unsigned pdc_m16(int n) { return n <= 0 ? 0u : n >= 16 ? 0xffffu : (1u << n) - 1u; }
+#if defined(__AVX512F__)
+/* acc += b * broadcast(*p), the broadcast folded into the FMA */
+#define PDC_FMA_BCAST(acc, p, b) __asm__("vfmadd231ps %1%{1to16%}, %2, %0" : "+v"(acc) : "m"(*(p)), "v"(b))
+#endif
 #if defined(__AVX2__)
 static inline __m256i pdc_m8(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -521,9 +525,14 @@ def _ukr_avx512(mr: int, nv: int, indirect: bool = False) -> tuple[str, str]:
         L.append("        " + " ".join(f"const __m512 b{v} = _mm512_loadu_ps(bk + {16 * v});" for v in range(nv)))
     else:
         L.append("        " + " ".join(f"const __m512 b{v} = _mm512_load_ps(b + {16 * v});" for v in range(nv)))
-    for i in range(mr):
-        L.append(f"        {{ const __m512 t = _mm512_set1_ps(a[{i}]); "
-                 + " ".join(f"{acc[i][v]} = _mm512_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
+    if mr * nv + nv + 1 <= 32:
+        for i in range(mr):
+            L.append(f"        {{ const __m512 t = _mm512_set1_ps(a[{i}]); "
+                     + " ".join(f"{acc[i][v]} = _mm512_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
+    else:  # too few registers to keep a broadcast: broadcast inside each FMA ({1to16} memory operand;
+        # gcc would merge plain _mm512_set1_ps broadcasts into registers and spill accumulators)
+        for v in range(nv):
+            L.append("        " + " ".join(f"PDC_FMA_BCAST({acc[i][v]}, a + {i}, b{v});" for i in range(mr)))
     L.append(f"        a += {mr};" + ("" if indirect else f" b += {nr};"))
     L.append("    }")
     L.append("    " + " ".join(f"const __mmask16 k{v} = (__mmask16)pdc_m16(nr - {16 * v});" for v in range(nv)))
