@@ -188,11 +188,23 @@ def cmd_compile(args) -> int:
     shapes = dict(parse_shape_option(s) for s in args.shape or ())
     out = compile_bundle(args.model, args.output, target=args.target, name=args.name, threads=args.threads,
                          shapes=shapes, weights=args.weights, opt_level=args.opt_level,
-                         progress=None if args.quiet else stderr_progress)
+                         progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram)
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
     print(f"{m['name']}: {len(m['kernels'])} kernels, arena {m['arena_bytes']:,} bytes "
           f"(naive {m['naive_activation_bytes']:,}), weights {m['weight_bytes']:,} bytes -> {out}")
+    if "flash_bytes" in m:  # microcontrollers: what the image takes of the part
+        print(f"{m['target']}: flash {m['flash_bytes']:,} of {m['flash_limit']:,} bytes, "
+              f"RAM {m['ram_bytes']:,} of {m['ram_limit']:,} bytes (arena + stack estimate)")
+    return 0
+
+
+def cmd_targets(args) -> int:
+    from .targets import known_targets
+    names = known_targets()
+    width = max(len(n) for n in names)
+    for name, what in names.items():
+        print(f"{name:<{width}}  {what}")
     return 0
 
 
@@ -234,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("model", metavar="MODEL", help=model_help + " (Paddle: the .json or .pdmodel file, "
                                                                    "the path prefix or the folder)")
         sp.add_argument("--target", default=default_target,
-                        help=f"x86, x86-avx2, x86-avx512 or reference (the NumPy interpreter); default: {default_target}")
+                        help=f"a target from pdc targets, or reference (the NumPy interpreter); "
+                             f"default: {default_target}")
         sp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
                         help="bind an input's symbolic dims, e.g. --shape x=1,3,224,224 (repeatable)")
         sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
@@ -262,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "function), kernel sources, weights, CMakeLists.txt, Makefile and "
                                      "manifest.json; for x86 also libNAME.so. DIR is replaced atomically.")
     cmp.add_argument("model", metavar="MODEL", help="an .onnx model or a .pdir IR file")
-    cmp.add_argument("--target", default="x86", help="x86 (this host), x86-avx2 or x86-avx512 (default: x86)")
+    cmp.add_argument("--target", default="x86", help="what to compile for (default: x86, this host); "
+                                                     "see pdc targets")
     cmp.add_argument("-o", "--output", metavar="DIR", required=True, help="the bundle folder to write")
     cmp.add_argument("--name", help="C name prefix of the API (default: from the model file name)")
     cmp.add_argument("--threads", type=int, default=1, help="default thread count of the runtime (default: 1)")
@@ -272,8 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="c: weights compiled into the library (default); bin: a file loaded by init")
     cmp.add_argument("-O", dest="opt_level", type=int, choices=[0, 1, 2], default=2, metavar="LEVEL",
                      help="optimization level (default: 2)")
+    cmp.add_argument("--flash", metavar="SIZE", help="microcontroller targets: the part's flash, e.g. 1M "
+                                                   "(default: the preset's; see pdc targets)")
+    cmp.add_argument("--ram", metavar="SIZE", help="microcontroller targets: the part's RAM, e.g. 256K "
+                                               "(default: the preset's)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     cmp.set_defaults(func=cmd_compile)
+
+    tg = sub.add_parser("targets", help="list the targets pdc compiles for",
+                        description="Lists every --target name with what it means; an alias says which target "
+                                    "it stands for.")
+    tg.set_defaults(func=cmd_targets)
     return p
 
 

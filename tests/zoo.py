@@ -52,14 +52,14 @@ class ZooUnavailable(ZooError):
 @dataclass
 class ZooSpec:
     name: str
-    source: str  # "paddle" (tests/zoo_models/paddle_models.py) or "onnx" (tests/zoo_models/onnx_models.py)
+    source: str  # "paddle" / "arm" (paddle-built, tests/zoo_models/{paddle,arm}_models.py) or "onnx" (onnx_models.py)
     builder: str  # a builder function in that file
     params: dict = field(default_factory=dict)
     doc: str = ""
 
     @property
     def generator(self) -> Path:
-        return GENERATORS / {"paddle": "paddle_models.py", "onnx": "onnx_models.py"}[self.source]
+        return GENERATORS / {"paddle": "paddle_models.py", "arm": "arm_models.py", "onnx": "onnx_models.py"}[self.source]
 
 
 def _vision(name, arch, batch=1, doc=""):
@@ -90,10 +90,15 @@ SPECS: list[ZooSpec] = [
     ZooSpec("symbolic_batch", "onnx", "symbolic_batch", {"opset": 17}),
     ZooSpec("external_data", "onnx", "external_data", {"opset": 13}),
     ZooSpec("mlp", "onnx", "mlp", {"opset": 18}),
+    ZooSpec("lenet", "arm", "lenet", {"input_shape": [1, 1, 28, 28], "opset": 13, "seed": 0},
+            "paddle.vision.models.LeNet, random weights"),
+    ZooSpec("digits_cnn", "arm", "digits_cnn",
+            {"input_shape": [1, 1, 8, 8], "opset": 13, "seed": 0, "epochs": 15, "c1": 8, "c2": 16},
+            "CNN trained on sklearn load_digits"),
 ]
 SPECS_BY_NAME = {s.name: s for s in SPECS}
 ZOO_MODELS = [s.name for s in SPECS]
-PADDLE_MODELS = [s.name for s in SPECS if s.source == "paddle"]
+PADDLE_MODELS = [s.name for s in SPECS if s.source in ("paddle", "arm")]
 ONNX_MODELS = [s.name for s in SPECS if s.source == "onnx"]
 
 
@@ -127,7 +132,7 @@ def _file_sha(path: Path) -> str:
 def versions(source: str) -> dict:
     """Versions of the libraries that shape a model from this source (read without importing them)."""
     v = {"onnx": _dist_version("onnx")}
-    if source == "paddle":
+    if source in ("paddle", "arm"):
         v["paddle"] = _dist_version("paddlepaddle", "paddlepaddle-gpu")
         v["paddle2onnx"] = _dist_version("paddle2onnx")
     return v
@@ -277,9 +282,10 @@ def _generate(specs: list[ZooSpec]) -> dict[str, ZooError]:
     for s in specs:
         if s.source == "onnx":
             errors.update(_generate_onnx(s))
-    paddle = [s for s in specs if s.source == "paddle"]
-    if paddle:
-        errors.update(_generate_paddle(paddle))
+    for src in ("paddle", "arm"):
+        batch = [s for s in specs if s.source == src]
+        if batch:
+            errors.update(_generate_paddle(batch))
     for name, e in errors.items():
         if not isinstance(e, ZooUnavailable):
             _failed[cache_key(SPECS_BY_NAME[name])] = e
