@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test-deps zoo test
+.PHONY: install demo toolchains test-deps zoo test
 install:
 	$(PIP) -e .
 
@@ -15,7 +15,16 @@ demo: install
 	pdc run examples/tiny_cnn_x86
 	pdc check examples/tiny_cnn.onnx --target x86 --shape N=2
 
-test-deps: install
+# Cross compilers and emulators for the ARM targets (Debian packages); ARM tests fail in CI without them.
+toolchains:
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends \
+	    gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
+	    qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make cmake; \
+	else echo "apt-get not found: install the ARM cross toolchains and qemu yourself (see README)"; fi
+
+test-deps: install toolchains
 	$(PIP) -e '.[test]' paddlepaddle paddle2onnx scikit-learn
 	# paddle2onnx's metadata caps onnx at 1.17; it works with the onnx pdc's conformance counts are measured on
 	$(PIP) 'onnx==1.23.2'
