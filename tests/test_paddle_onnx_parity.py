@@ -45,11 +45,13 @@ MODELS = ["lenet", "alexnet", "vgg11", "resnet18", "mobilenet_v1", "mobilenet_v2
 
 # ---- rewrites that state a difference precisely -------------------------------------------------
 def stale_symbols(g: Graph, bound: dict) -> int:
-    """pdc issue (pdc/ir/shapes.py): the ONNX importer types intermediate values from the file's
-    value_info, with paddle2onnx's symbols (DynamicDimension_0); bind_shapes binds the symbol in the
-    graph inputs only, and once fold-constants turns the flatten's Shape/Slice/Concat into a
-    constant nothing re-infers the reshape, so the old symbol survives in its type and downstream
-    (and `pdc compile` fails on it: "non-static type"). Substitutes the bound sizes."""
+    """pdc issue: the ONNX importer types values with the file's symbols (paddle2onnx's
+    DynamicDimension_0, from value_info and the graph outputs); bind_shapes binds them in the graph
+    inputs only and keeps them where inference cannot do better (a reshape whose shape is computed
+    from Shape(x)); fold-constants then makes that shape a constant but does not re-infer the
+    readers of what it folds, so the stale symbol stays in the reshape's type and downstream (and
+    `pdc compile` fails on it: "depends on the input values"). Re-inferring after fold-constants
+    (pdc.ir.shapes.reinfer) fixes it. Substitutes the bound sizes."""
     changed = 0
     for n in g.nodes:
         for v in n.outputs:

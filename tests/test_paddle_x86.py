@@ -46,9 +46,10 @@ OP_MODELS = [n for n in pm.MODELS if n.startswith("ops_")]
 # Known failures outside the Paddle frontend, each with its cause (strict: a fix makes them fail
 # here until the entry goes).
 XFAIL = {
-    "ops_shape": ("x.reshape([paddle.shape(x)[0], 24, 8]): after binding N and folding the shape to a constant, "
-                  "the reshape keeps its type f32[?,24,8] (fold-constants does not re-infer the readers of what it "
-                  "folds), so codegen sees a value-dependent shape"),
+    "ops_shape": ("x.reshape([paddle.shape(x)[0], 24, 8]): after binding N, fold-constants makes the shape a "
+                  "constant but does not re-infer the readers of what it folds, so the reshape keeps its type "
+                  "f32[?,24,8] and codegen refuses a value-dependent shape (pdc.ir.shapes.reinfer after "
+                  "fold-constants fixes it)"),
 }
 
 

@@ -1,41 +1,23 @@
 """Quantization ops against ONNX Runtime: QuantizeLinear / DequantizeLinear (per tensor, per axis,
 blocked), DynamicQuantizeLinear, QLinearMatMul and QLinearConv; clear errors for float8/int4."""
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
+from onnx_cases import check as _check, one_node as _one_node
 from pdc.frontend.onnx_import import import_onnx
-from pdc.ir import PdcError, UnsupportedError, run_graph, verify_graph
-
-rng = np.random.default_rng(17)
+from pdc.ir import PdcError, UnsupportedError
 
 
 def one_node(op, inputs, attrs=None, opset=21, n_out=1, consts=()):
-    """`inputs`: (name, array) pairs ('' = omitted); names in `consts` become initializers."""
-    feeds = {n: a for n, a in inputs if n and n not in consts}
-    vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape) for n, a in feeds.items()]
-    inits = [numpy_helper.from_array(a, n) for n, a in inputs if n in consts]
-    outs = [f"y{i}" for i in range(n_out)]
-    node = helper.make_node(op, [n for n, _ in inputs], outs, **(attrs or {}))
-    graph = helper.make_graph([node], "t", vis, [helper.make_tensor_value_info(o, 0, None) for o in outs], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
-    inferred = onnx.shape_inference.infer_shapes(model)
-    for o, io in zip(model.graph.output, inferred.graph.output):  # ORT wants typed outputs
-        o.CopyFrom(io)
-    return model, feeds
+    return _one_node(op, inputs, attrs, opset, n_out, consts)
 
 
 def check(model, feeds, rtol=1e-6, atol=1e-6):
-    g = import_onnx(model)
-    verify_graph(g)
-    res = run_graph(g, feeds)
-    got = [res[v.name] for v in g.outputs]
-    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
-    for a, b in zip(got, want):
-        assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, a.shape, b.dtype, b.shape)
-        np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=rtol, atol=atol)
+    _check(model, feeds, rtol, atol)
+
+
+rng = np.random.default_rng(17)
 
 
 def qrand(dtype, shape):
