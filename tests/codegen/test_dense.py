@@ -148,6 +148,10 @@ def test_conv_runtime_weights(tmp_path):
 def test_conv_single_thread_and_avx2(tmp_path):
     net = Net()
     conv_cases(net)
+    net.add("Gemm", [randn(7, 5), net.const(randn(33, 5)), net.const(randn(33))], transB=1, alpha=0.5)
+    net.add("Gemm", [randn(1, 300), net.const(randn(300, 70)), net.const(randn(70))])
+    net.add("MatMul", [randn(2, 1, 3, 4), randn(5, 4, 6)])
+    net.add("MatMul", [randn(2, 9, 40), net.const(randn(40, 20))])
     check(net, tmp_path, threads=1)
     check(net, tmp_path, target="x86-avx2", ort_too=False)
 

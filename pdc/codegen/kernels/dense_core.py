@@ -16,7 +16,16 @@ The GEMM computes C[M x N] = A[M x K] * B[K x N] for `batch` independent problem
   (other activations, Gemm's beta * C broadcast, residual after the activation) is a scalar
   post-pass over the finished tile while it is in L1.
 - Threads split the output: N panels (early layers: both threads share the weights) or M blocks
-  (late layers: each thread streams half the weights), chosen at compile time.
+  (late layers: each thread streams half the weights), chosen at compile time. The parts are
+  pulled from an atomic counter (a few per thread), so a late or preempted thread does not
+  stall the kernel with its static half.
+- Microkernels exist per (MR, NV) shape as AVX-512 (target vector_bits 512) or AVX2 code, each
+  with a scalar fallback; only the shapes a model uses are emitted. "Indirect" AVX-512 variants
+  read B row k at b + koff[k] (unaligned, unpacked): the convolution paths use them to read
+  padded input bands or the input itself instead of im2col copies.
+- Scratch memory is the stack: no allocation at run time, reentrant. At most ~400 KiB per
+  thread (BBUF/ABUF below, the conv paths' buffers), plus up to 512 KiB on the calling thread for
+  the small-image conv path's result (TCONV_TMP_FLOATS): ~0.9 MiB there in the worst case.
 
 For NCHW convolutions M = output channels (weights broadcast), N = output pixels (vectors of
 pixels), K = C/group * kernel taps, one problem per (image, group).
@@ -27,7 +36,9 @@ import math
 
 import numpy as np
 
+from ...ir.ops.fused_conv import ACTIVATIONS
 from ..context import KernelContext
+from ..ctypes_c import float_literal
 
 # ---- blocking parameters ------------------------------------------------------------------------
 BBUF_FLOATS = 65536  # per-thread stack buffer for packed B (256 KiB, lives in L2)
@@ -114,13 +125,18 @@ def n_chunk(kc: int, nr: int, n: int) -> int:
     return min(panels, -(-n // nr)) * nr
 
 
-def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: int, a_bytes: int) -> tuple[int, int]:
-    """(parallel, split_m): whether to use the thread pool and along which dimension."""
+def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: int, a_bytes: int,
+                 b_runtime: bool = False) -> tuple[int, int]:
+    """(parallel, split_m): whether to use the thread pool and along which dimension. Splitting M
+    makes every thread pack all of B: with B packed at run time that needs a reason (too few N
+    panels to share)."""
     if threads <= 1 or batch * m * n * k < PARALLEL_MIN_MACS:
         return 0, 0
     mb, nb = -(-m // mr), -(-n // nr)
     per_n = -(-batch * nb // threads) * mb  # tiles of the busiest thread
     per_m = -(-batch * mb // threads) * nb
+    if b_runtime and batch * nb >= 2 * threads:
+        return 1, 0
     if per_m < per_n or (per_m == per_n and a_bytes > (1 << 20)):
         return 1, 1
     return 1, 0
@@ -235,7 +251,8 @@ static void pdc_post_trans(const pdc_post *p, int64_t b, int64_t m0, int64_t n0,
             }
             /* r[4a + q] holds rows 4a..4a+3 at columns 4L + q in 128-bit lane L */
             for (int q = 0; q < 4; q++) {
-                const __m512 v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88), w0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
+                const __m512 v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
+                const __m512 w0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
                 const __m512 v1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
                 const __m512 w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
                 t[q] = _mm512_shuffle_f32x4(v0, v1, 0x88);
@@ -441,7 +458,9 @@ static void pdc_sgemm_run(const pdc_sgemm_job *j) {
     const int64_t per = j->split_m ? (j->M + j->MR - 1) / j->MR : (j->N + j->NR - 1) / j->NR;
     pdc_chunks c;
     c.job = j;
-    const int64_t units = j->batch * per, most = (j->chunks_per_thread ? j->chunks_per_thread : 4) * threads;
+    /* split M with B packed at run time: every chunk packs all of B, so one chunk per thread */
+    const int cpt = j->chunks_per_thread ? j->chunks_per_thread : (j->split_m && j->packb ? 1 : 4);
+    const int64_t units = j->batch * per, most = cpt * threads;
     c.chunks = units < most ? units : most;
     atomic_init(&c.next, 0);
     pdc_parallel_for(threads, pdc_sgemm_task, &c);
@@ -674,7 +693,6 @@ def add_weight(ctx: KernelContext, array: np.ndarray, c_type: str = "float") -> 
 
 # ---- job rendering -----------------------------------------------------------------------------------
 def c_float(x: float) -> str:
-    from ..ctypes_c import float_literal
     return float_literal(x, "float")
 
 
@@ -702,3 +720,108 @@ def clamp_for(activation: str, alpha, beta) -> tuple[bool, float, float] | None:
     if activation == "clip":
         return True, float(alpha), float(beta)
     return None
+
+
+# ---- the fused epilogue of a node -------------------------------------------------------------------
+class Epilogue:
+    """The fused epilogue of a node: activation, residual placement, and how the kernel does it."""
+
+    def __init__(self, ctx: KernelContext, r_index: int = 3):
+        a = ctx.attrs
+        self.activation = a.get("activation", "none") or "none"
+        self.alpha, self.beta = a.get("activation_alpha"), a.get("activation_beta")
+        self.residual = a.get("residual", "none") or "none"
+        self.has_r = ctx.has_input(r_index) if self.residual != "none" else False
+        if self.activation not in ACTIVATIONS:
+            ctx.fail(f"activation '{self.activation}' is not supported")
+        c = clamp_for(self.activation, self.alpha, self.beta)
+        # the register epilogue: residual before the activation, then a clamp
+        self.fast = c is not None and self.residual != "after_activation"
+        self.clamp, self.lo, self.hi = c if self.fast else (False, -math.inf, math.inf)
+
+    @classmethod
+    def plain(cls) -> "Epilogue":
+        """No activation, no residual (conv, gemm, matmul)."""
+        e = cls.__new__(cls)
+        e.activation, e.alpha, e.beta, e.residual, e.has_r = "none", None, None, "none", False
+        e.fast, e.clamp, e.lo, e.hi = True, False, -math.inf, math.inf
+        return e
+
+    @property
+    def act_code(self) -> int:
+        return ACT_CODES[self.activation]
+
+    def post_fields(self, res_after: str, ra_bs, ra_ld, add: tuple | None = None) -> dict:
+        """The pdc_post fields of the slow path: activation, Gemm's C, residual after."""
+        f = dict(act=self.act_code)
+        if self.alpha is not None:
+            f["alpha"] = c_float(self.alpha)
+        if self.beta is not None:
+            f["beta"] = c_float(self.beta)
+        if add is not None:
+            f.update(add=add[0], add_bs=add[1], add_rs=add[2], add_cs=add[3], add_scale=add[4])
+        if self.residual == "after_activation":
+            f.update(res_after=res_after, ra_bs=ra_bs, ra_ld=ra_ld)
+        return f
+
+    def post_lines(self, res_after: str, ra_bs, ra_ld, add: tuple | None = None) -> list[str]:
+        """Declares `pdc_post post` for the slow path (act + residual after)."""
+        return [render_post(self.post_fields(res_after, ra_bs, ra_ld, add))]
+
+
+def render_post(fields: dict, var: str = "post") -> str:
+    return f"    const pdc_post {var} = {{" + ", ".join(f".{k} = {v}" for k, v in fields.items()) + "};"
+
+
+# ---- fp32 conv -------------------------------------------------------------------------------------------
+def bias_ptr(ctx: KernelContext, i: int, n: int) -> str:
+    if not ctx.has_input(i):
+        return "0"
+    b = ctx.const(i)
+    if b is not None:
+        return add_weight(ctx, np.asarray(b, np.float32).reshape(n))
+    return f"in{i}"
+
+
+ACT_DOUBLE_C = r"""
+static double pdc_act_f64(int act, double a, double alpha, double beta) {
+    switch (act) {
+    case 1: return a > 0 ? a : (a != a ? a : 0);
+    case 2: return a >= 0 ? a : a * alpha;
+    case 3: { double t = a < alpha ? alpha : a; return t > beta ? beta : t; }
+    case 4: return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
+    case 5: { double t = alpha * a + beta; return t < 0 ? 0 : (t > 1 ? 1 : t); }
+    case 6: { double t = a / 6 + 0.5; return a * (t < 0 ? 0 : (t > 1 ? 1 : t)); }
+    case 7: return 0.5 * a * (1 + erf(a * 0.70710678118654752440));
+    case 8: return 0.5 * a * (1 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a)));
+    case 9: return tanh(a);
+    default: return a;
+    }
+}
+"""
+
+
+def epilogue_expr(ctx: KernelContext, epi: Epilogue, s: str, ct: str, r_index: str, r_load) -> list[str]:
+    """Statements turning the sum `s` (type ct, bias added) into the fused output value, in place."""
+    out = []
+    if epi.residual == "before_activation":
+        out.append(f"{s} += ({ct})({r_load(r_index)});")
+    if epi.activation != "none":
+        fn = "pdc_act_f64" if ct == "double" else "pdc_act_f32"
+        if ct == "double":
+            ctx.helper("pdc_dense_act_f64", ACT_DOUBLE_C)
+        else:
+            core(ctx)
+        al = float_literal(epi.alpha if epi.alpha is not None else 0.0, ct)
+        be = float_literal(epi.beta if epi.beta is not None else 0.0, ct)
+        out.append(f"{s} = {fn}({epi.act_code}, {s}, {al}, {be});")
+    if epi.residual == "after_activation":
+        out.append(f"{s} += ({ct})({r_load(r_index)});")
+    return out
+
+
+def uses_all(ctx: KernelContext, body: str) -> str:
+    """Marks every parameter used (weights packed at compile time leave their pointer unread)."""
+    n_in = len(ctx.inputs)
+    names = [f"in{i}" for i in range(n_in)] + [f"out{i}" for i in range(len(ctx.outputs))]
+    return "    " + " ".join(f"(void){n};" for n in names) + "\n" + body

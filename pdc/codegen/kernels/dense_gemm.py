@@ -16,9 +16,8 @@ from ...ir.ops.common import broadcast_shapes
 from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
-from .dense_conv import Epilogue, epilogue_expr, uses_all
-from .dense_core import (add_weight, c_float, choose_split, default_tile, isa_of, k_block, lanes, n_chunk,
-                         pack_a_panels, pack_b_panels, pick_mr, render_job, ukernel)
+from .dense_core import (add_weight, c_float, choose_split, default_tile, Epilogue, epilogue_expr, isa_of, k_block,
+                         lanes, n_chunk, pack_a_panels, pack_b_panels, pick_mr, render_job, ukernel, uses_all)
 
 
 def _tile(isa: str, m: int) -> tuple[int, int]:

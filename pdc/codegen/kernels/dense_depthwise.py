@@ -1,0 +1,287 @@
+"""Depthwise convolution kernels (conv / fused_conv with one input and one output channel per
+group), fp32, NCHW: vectors of 16 output pixels, each kernel tap one masked load (two and a
+permute for stride 2 in the row kernel). Stride-1 "same-width" convs run on the plane as one flat
+array; stride-2 ones first split each plane into its four parity phases, which makes them flat
+too; other strides and widths run row by row. The lane masks are computed at compile time.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..context import KernelContext
+from .dense_conv_c import COPY_C, IC_BUF_FLOATS, ICONV_C
+from .dense_core import Epilogue, add_weight, bias_ptr, c_float, core
+
+if TYPE_CHECKING:
+    from .dense_conv import ConvGeom
+
+DW_C = r"""
+/* ---- pdc dense kernels: depthwise convolution (one input and output channel per group) ----
+ * Vectors of 16 output columns; each kernel tap is one masked load straight from the input row
+ * (two loads and a permute for stride 2). masks[blk * KW + kw] holds the lanes whose input column
+ * lies inside the row, so padding costs nothing and masked-off lanes are never read. */
+typedef struct {
+    const float *x, *w, *bias, *res; float *y; const pdc_post *post;
+    const uint32_t *masks; const int32_t *off; /* off: the flat kernel's tap offsets */
+    void (*fn)(void *job, int64_t p0, int64_t p1); int64_t planes;
+    int64_t C, H, W, OH, OW, sh, ph, dh, dw, pw, nblk;
+    int64_t Wq, HWq; /* stride 2, flat: each plane is split into 4 parity phases of HWq floats, rows of Wq */
+    float lo, hi; int clamp;
+} pdc_dw_job;
+static void pdc_dw_task(void *p, int64_t t0, int64_t t1) {
+    pdc_chunks *c = (pdc_chunks *)p;
+    const pdc_dw_job *j = (const pdc_dw_job *)c->job;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        j->fn((void *)j, j->planes * i / c->chunks, j->planes * (i + 1) / c->chunks);
+}
+static void pdc_dw_run(const pdc_dw_job *j, int parallel) {
+    const int64_t threads = parallel ? pdc_threads_count() : 1;
+    if (threads <= 1) { j->fn((void *)j, 0, j->planes); return; }
+    pdc_chunks c;
+    c.job = j;
+    c.chunks = j->planes < 8 * threads ? j->planes : 8 * threads;
+    atomic_init(&c.next, 0);
+    pdc_parallel_for(threads, pdc_dw_task, &c);
+}
+"""
+
+
+DW_BUF_FLOATS = 16384  # per thread: a stride-2 plane split into its 4 parity phases (64 KiB)
+
+
+def _dw_rows(taps_h: int, taps_w: int, sw: int) -> tuple[str, str]:
+    """The depthwise kernel for one shape class (KH x KW taps, column stride sw), over planes [p0, p1)."""
+    name = f"pdc_dw_{taps_h}x{taps_w}_s{sw}"
+    taps = taps_h * taps_w
+    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1) {{",
+         "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
+         "    /* the job's fields in locals: the output stores could otherwise alias them */",
+         "    const int64_t H = j->H, W = j->W, OH = j->OH, OW = j->OW, sh = j->sh, ph = j->ph, dh = j->dh;",
+         "    const int64_t dw = j->dw, pw = j->pw, nblk = j->nblk, C = j->C, P = OH * OW;",
+         "    const uint32_t *masks = j->masks;",
+         "    const int clamp = j->clamp;",
+         "    const float lo = j->lo, hi = j->hi;",
+         "    (void)dw; (void)lo; (void)hi; (void)nblk; (void)masks;",
+         "    for (int64_t pl = p0; pl < p1; pl++) {",
+         "        const int64_t ch = pl % C;",
+         "        const float *x = j->x + pl * H * W, *w = j->w + ch * " + str(taps) + ";",
+         "        float *y = j->y + pl * P;",
+         "        const float *res = j->res ? j->res + pl * P : 0;",
+         "        const float bias = j->bias ? j->bias[ch] : 0.0f;",
+         "#if defined(__AVX512F__)"]
+    L.append("        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)))
+    L.append("        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);")
+    if sw == 2:
+        L.append("        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, "
+                 "28, 30);")
+    L.append("        for (int64_t oh = 0; oh < OH; oh++) {")
+    L.append("            for (int64_t blk = 0; blk < nblk; blk++) {")
+    L.append(f"                const uint32_t *mk = masks + blk * {taps_w};")
+    L.append(f"                const int64_t base = blk * {16 * sw} - pw;")
+    L.append("                __m512 a0 = vb, a1 = _mm512_setzero_ps();")
+    for kh in range(taps_h):
+        L.append(f"                {{ const int64_t ih = oh * sh - ph + {kh} * dh;")
+        L.append("                  if (ih >= 0 && ih < H) { const float *r = x + ih * W + base;")
+        for kw in range(taps_w):
+            t = kh * taps_w + kw
+            if sw == 1:
+                v = f"_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw)"
+            else:
+                v = (f"_mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw), ev, "
+                     f"_mm512_maskz_loadu_ps((__mmask16)(mk[{kw}] >> 16), r + {kw} * dw + 16))")
+            L.append(f"                    a{t % 2} = _mm512_fmadd_ps(w{t}, {v}, a{t % 2});")
+        L.append("                  } }")
+    L.append("                const int64_t o = oh * OW + blk * 16;")
+    L.append("                const __mmask16 m = (__mmask16)pdc_m16((int)(OW - blk * 16));")
+    L.append("                a0 = _mm512_add_ps(a0, a1);")
+    L.append("                if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + o));")
+    L.append("                if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));")
+    L.append("                _mm512_mask_storeu_ps(y + o, m, a0);")
+    L.append("            }")
+    L.append("        }")
+    L.append("#else")
+    L.append("        for (int64_t oh = 0; oh < OH; oh++)")
+    L.append("        for (int64_t ow = 0; ow < OW; ow++) {")
+    L.append("            float a0 = bias, a1 = 0;")
+    L.append(f"            for (int kh = 0; kh < {taps_h}; kh++) {{")
+    L.append("                const int64_t ih = oh * sh - ph + kh * dh;")
+    L.append("                if (ih < 0 || ih >= H) continue;")
+    L.append(f"                for (int kw = 0; kw < {taps_w}; kw++) {{")
+    L.append(f"                    const int64_t iw = ow * {sw} - pw + kw * dw;")
+    L.append(f"                    const float v = iw >= 0 && iw < W ? w[kh * {taps_w} + kw] * x[ih * W + iw] : 0.0f;")
+    L.append(f"                    if ((kh * {taps_w} + kw) % 2) a1 += v; else a0 += v;")
+    L.append("                }")
+    L.append("            }")
+    L.append("            float v = a0 + a1;")
+    L.append("            if (res) v += res[oh * OW + ow];")
+    L.append("            if (clamp) { v = v < lo ? lo : v; v = v > hi ? hi : v; }")
+    L.append("            y[oh * OW + ow] = v;")
+    L.append("        }")
+    L.append("#endif")
+    L.append("        if (j->post) pdc_post_tile(j->post, 0, pl, 0, 1, (int)P, y, 0);")
+    L.append("    }")
+    L.append("}")
+    return name, "\n".join(L) + "\n"
+
+
+def _dw_flat(taps: int) -> tuple[str, str]:
+    """Depthwise for stride 1 and OW == W: output pixel p reads input p + off[t] for tap t, so a
+    plane is a flat run of 16-pixel vectors; masks[vec * taps + t] drop the lanes that fall off
+    the plane or wrap around a row."""
+    name = f"pdc_dw_flat{taps}"
+    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1) {{",
+         "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
+         "    const int64_t HW = j->H * j->W, P = j->OH * j->OW, nvec = j->nblk;",
+         "    const uint32_t *masks = j->masks;",
+         "    const int clamp = j->clamp;",
+         "    const float lo = j->lo, hi = j->hi;",
+         f"    int64_t off[{taps}];",
+         f"    for (int t = 0; t < {taps}; t++) off[t] = j->off[t];",
+         "    float buf[PDC_DW_BUF] __attribute__((aligned(64)));",
+         "    for (int64_t pl = p0; pl < p1; pl++) {",
+         "        const int64_t ch = pl % j->C;",
+         f"        const float *x = j->x + pl * HW, *w = j->w + ch * {taps};",
+         "        if (j->HWq) { /* stride 2: input row ih -> phases (ih % 2, 0 / 1), row ih / 2 */",
+         "            for (int64_t ih = 0; ih < j->H; ih++)",
+         "                pdc_fill_row(buf + (ih % 2) * 2 * j->HWq + (ih / 2) * j->Wq, j->HWq, x + ih * j->W, j->W,",
+         "                             j->Wq, 2, 0);",
+         "            x = buf;",
+         "        }",
+         "        float *y = j->y + pl * P;",
+         "        const float *res = j->res ? j->res + pl * P : 0;",
+         "        const float bias = j->bias ? j->bias[ch] : 0.0f;",
+         "#if defined(__AVX512F__)",
+         "        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)),
+         "        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",
+         "        for (int64_t v = 0; v < nvec; v++) {",
+         f"            const uint32_t *mk = masks + v * {taps};",
+         "            const float *r = x + v * 16;",
+         "            __m512 a0 = vb, a1 = _mm512_setzero_ps();"]
+    for t in range(taps):
+        L.append(f"            a{t % 2} = _mm512_fmadd_ps(w{t}, _mm512_maskz_loadu_ps((__mmask16)mk[{t}], r + off[{t}]), "
+                 f"a{t % 2});")
+    L += ["            const __mmask16 m = (__mmask16)pdc_m16((int)(P - v * 16));",
+          "            a0 = _mm512_add_ps(a0, a1);",
+          "            if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + v * 16));",
+          "            if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));",
+          "            _mm512_mask_storeu_ps(y + v * 16, m, a0);",
+          "        }",
+          "#else",
+          "        for (int64_t p = 0; p < P; p++) {",
+          "            const uint32_t *mk = masks + (p / 16) * " + str(taps) + ";",
+          "            float a0 = bias, a1 = 0;",
+          f"            for (int t = 0; t < {taps}; t++)",
+          "                if ((mk[t] >> (p % 16)) & 1) {",
+          "                    if (t % 2) a1 += w[t] * x[p + off[t]]; else a0 += w[t] * x[p + off[t]];",
+          "                }",
+          "            float v = a0 + a1;",
+          "            if (res) v += res[p];",
+          "            if (clamp) { v = v < lo ? lo : v; v = v > hi ? hi : v; }",
+          "            y[p] = v;",
+          "        }",
+          "#endif",
+          "        if (j->post) pdc_post_tile(j->post, 0, pl, 0, 1, (int)P, y, 0);",
+          "    }",
+          "}"]
+    return name, "\n".join(L) + "\n"
+
+
+def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray, list[int]]:
+    """Masks [vector][tap] and tap offsets of the flat depthwise kernel. Stride 1 (OW == W): the
+    plane itself. Stride 2 (OW == ceil(W / 2)): 4 parity phases of hq x OW floats each, phase
+    (a, b) holding input rows a, a+2, ... and columns b, b+2, ..."""
+    P = OH * OW
+    nvec = -(-P // 16)
+    p = np.arange(nvec * 16)
+    oh, ow = p // OW, p % OW
+    hq = -(-H // 2)
+    out = np.zeros((nvec, KH * KW), np.uint32)
+    offs = []
+    for kh in range(KH):
+        for kw in range(KW):
+            if s == 1:
+                ih, iw = oh + kh * dh - ph, ow + kw * dw - pw
+                ok = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+                offs.append((kh * dh - ph) * W + kw * dw - pw)
+            else:
+                (dr, a), (dc, b) = divmod(kh * dh - ph, 2), divmod(kw * dw - pw, 2)
+                i, jj = oh + dr, ow + dc
+                ok = (i >= 0) & (i < (H - a + 1) // 2) & (jj >= 0) & (jj < (W - b + 1) // 2)
+                offs.append((a * 2 + b) * hq * OW + dr * OW + dc)
+            ok &= p < P
+            out[:, kh * KW + kw] = (ok.reshape(nvec, 16) * (1 << np.arange(16))).sum(axis=1)
+    return out, offs
+
+
+def _dw_masks(OW: int, W: int, KW: int, sw: int, dw: int, pw: int) -> np.ndarray:
+    """Lane masks of the depthwise loads: [block][kw], bit l of the (low) load of 16 (or 32)
+    input columns starting at blk*16*sw - pw + kw*dw set where that column lies inside [0, W)."""
+    nblk = -(-OW // 16)
+    out = np.zeros((nblk, KW), np.uint32)
+    span = 16 * sw
+    for blk in range(nblk):
+        for kw in range(KW):
+            start = blk * 16 * sw - pw + kw * dw
+            m = 0
+            for lane in range(span):
+                col = start + lane
+                # only lanes feeding a used output column (lane % sw == 0, column < OW) are read
+                if lane % sw == 0 and blk * 16 + lane // sw < OW and 0 <= col < W:
+                    m |= 1 << lane
+            out[blk, kw] = m
+    return out
+
+
+
+
+# ---- epilogue attributes --------------------------------------------------------------------------------
+
+
+def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue):
+    """Depthwise 1-D/2-D conv (one input and one output channel per group), or None."""
+    _, H, W = g.in_sp
+    _, OH, OW = g.out_sp
+    _, KH, KW = g.kernel
+    _, sh, sw = g.strides
+    _, dh, dw = g.dilations
+    _, ph, pw = g.begin
+    if g.in_sp[0] != 1 or g.kernel[0] != 1 or sw not in (1, 2) or KH * KW > 49:
+        return None
+    core(ctx)
+    ctx.helper("pdc_dense_dw", f"#define PDC_DW_BUF {DW_BUF_FLOATS}\n" + DW_C)
+    flat = (sh == 1 and sw == 1 and OW == W) or (sh == 2 and sw == 2 and OW == -(-W // 2)
+                                                 and 4 * -(-H // 2) * OW <= DW_BUF_FLOATS)
+    if flat:
+        ctx.helper("pdc_dense_copy", COPY_C)
+        ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
+        fn, code = _dw_flat(KH * KW)
+        mk, offs = _dw_flat_masks(H, W, OH, OW, KH, KW, sh, dh, dw, ph, pw)
+        nblk = mk.shape[0]
+    else:
+        fn, code = _dw_rows(KH, KW, sw)
+        mk, offs, nblk = _dw_masks(OW, W, KW, sw, dw, pw), None, -(-OW // 16)
+    ctx.helper(fn, code)
+    w = ctx.const(1)
+    wptr = add_weight(ctx, np.asarray(w, np.float32).reshape(-1)) if w is not None else "in1"
+    masks = add_weight(ctx, mk, "uint32_t")
+    offp = add_weight(ctx, np.array(offs, np.int32), "int32_t") if flat else "0"
+    lines = []
+    post = "0"
+    if not epi.fast:
+        lines += epi.post_lines("in3", 0, g.p_out)  # rows = planes
+        post = "&post"
+    res = "in3" if epi.has_r and epi.residual == "before_activation" else "0"
+    planes = g.n * g.c
+    lines.append("    pdc_dw_job j;\n    memset(&j, 0, sizeof j);")
+    for k, v in dict(x="in0", w=wptr, bias=bias_ptr(ctx, 2, g.m), res=res, y="out0", post=post, masks=masks,
+                     off=offp, C=g.c, H=H, W=W, OH=OH, OW=OW, sh=sh, ph=ph, dh=dh, dw=dw, pw=pw, nblk=nblk,
+                     Wq=OW if flat and sh == 2 else 0, HWq=-(-H // 2) * OW if flat and sh == 2 else 0,
+                     lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), fn=fn, planes=planes).items():
+        lines.append(f"    j.{k} = {v};")
+    macs = planes * g.p_out * g.taps
+    lines.append(f"    pdc_dw_run(&j, {int(macs >= 200_000 and planes > 1)});")
+    return "\n".join(lines)
