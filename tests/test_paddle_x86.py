@@ -45,12 +45,7 @@ OP_MODELS = [n for n in pm.MODELS if n.startswith("ops_")]
 
 # Known failures outside the Paddle frontend, each with its cause (strict: a fix makes them fail
 # here until the entry goes).
-XFAIL = {
-    "ops_shape": ("x.reshape([paddle.shape(x)[0], 24, 8]): after binding N, fold-constants makes the shape a "
-                  "constant but does not re-infer the readers of what it folds, so the reshape keeps its type "
-                  "f32[?,24,8] and codegen refuses a value-dependent shape (pdc.ir.shapes.reinfer after "
-                  "fold-constants fixes it)"),
-}
+XFAIL: dict[str, str] = {}  # model -> why it is expected to fail (none now)
 
 
 def params(names):

@@ -307,9 +307,9 @@ def _epilogues():
         yield attrs
 
 
-def _run_fused(g: Graph, feeds: dict, tmp_path, threads=2):
-    folder = str(tmp_path / "fused")
-    compile_bundle(g, folder, target="x86", threads=threads, opt_level=0)
+def _run_fused(g: Graph, feeds: dict, tmp_path, threads=2, target="x86"):
+    folder = str(tmp_path / f"fused_{target}")
+    compile_bundle(g, folder, target=target, threads=threads, opt_level=0)
     got = pdc.load(folder).run(feeds)
     want = run_graph(g, feeds)
     _compare(got, want, [v.name for v in g.outputs], "vs reference")
@@ -356,6 +356,7 @@ def test_fused_gemm_matmul(tmp_path):
         _fused("fused_matmul", [randn(2, 5, 11), (bm,) if const_b else bm, (randn(24),) if i % 3 else None, r],
                attrs, (2, 5, 24), g, feeds)
     _run_fused(g, feeds, tmp_path)
+    _run_fused(g, feeds, tmp_path, target="x86-avx2")
 
 
 def test_unsupported_transpose_dtype(tmp_path):
