@@ -39,8 +39,7 @@ def test_fuses_the_paddle_block_with_its_head_split_and_merge():
         }""", PADDLE_CONSTS)
 
 
-@pytest.mark.skipif("attention" not in all_ops(), reason="ONNX Attention is not registered")
-def test_targets_onnx_attention_when_registered():
+def test_targets_onnx_attention():
     check_pass("fuse-attention", PADDLE_BLOCK, """
         graph @g(%q: f32[1,6,8], %k: f32[1,6,8], %v: f32[1,6,8]) -> (%y: f32[1,6,8]) {
           %y = attention(%q, %k, %v) {kv_num_heads=2, q_num_heads=2, scale=0.5} : f32[1,6,8]
