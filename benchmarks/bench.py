@@ -4,8 +4,9 @@
                                [--levels 2 | --levels 0,2] [--no-tvm]
 
 Batch 1, the same inputs for every engine, repetitions interleaved (engine A, B, C, A, B, C, ...)
-so that machine noise hits all of them alike; medians are reported with the ratio to ONNX
-Runtime, plus each engine's compile time.
+so that machine noise hits all of them alike, with a short untimed pause before each run so
+that the previous engine's spinning threads are idle; medians are reported with the ratio to
+ONNX Runtime, plus each engine's compile time.
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+
+# Thread pools spin for a while after a run (ONNX Runtime's by default); without a pause, the
+# next engine in the interleaving would share its cores with those spinners.
+SETTLE_S = 0.05
 
 
 def _median_ms(samples):
@@ -51,7 +57,9 @@ def make_engines(path, feeds, threads, levels, use_tvm):
             t = time.perf_counter()
             model = onnx.load(path)
             mod = from_onnx(model, shape_dict={k: v.shape for k, v in feeds.items()}, keep_params_in_input=False)
-            target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "native",
+            # "native" is refused by this LLVM for the triple it reports; ask LLVM for the host CPU's name
+            cpu = tvm.get_global_func("target.llvm_get_system_cpu")()
+            target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": cpu,
                                         "num-cores": threads})
             ex = tvm.compile(mod, target=target)
             vm = relax.VirtualMachine(ex, tvm.cpu())
@@ -75,6 +83,7 @@ def bench_model(name, threads, reps, levels, use_tvm):
     samples = {k: [] for k in engines}
     for _ in range(reps):
         for k, run in engines.items():
+            time.sleep(SETTLE_S)  # let the previous engine's spinning worker threads go idle
             t = time.perf_counter()
             run()
             samples[k].append(time.perf_counter() - t)

@@ -33,7 +33,7 @@ size_t pdc_dtype_size(pdc_dtype dtype) {
 #include <stdatomic.h>
 
 #define PDC_MAX_THREADS 64
-#define PDC_SPIN_ITERS 20000
+#define PDC_SPIN_ITERS 400000 /* roughly 0.5 ms: longer than most gaps between parallel kernels */
 
 static struct {
     int count;
