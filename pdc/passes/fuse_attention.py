@@ -109,7 +109,7 @@ def _match_core(m: Matcher, second: Node) -> _Core:
                 break
         else:
             raise NoMatch
-        if mask.type.shape is None or len(mask.type.shape) > 4 or \
+        if mask.type.shape is None or not 2 <= len(mask.type.shape) <= 4 or \
                 broadcast_shapes([scores, mask.type.shape]) != tuple(scores):
             raise NoMatch
     else:

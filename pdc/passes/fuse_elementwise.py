@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.fused_elementwise import OP, Step, decode_program, encode_program
+from ..ir.ops.common import broadcast_shapes
 from ..ir.registry import all_ops
 from ..ir.types import UNKNOWN
 from .manager import Pass, register_pass
@@ -15,7 +16,14 @@ def _fusible(node: Node, ops) -> bool:
         return False
     inputs = _present_inputs(node)
     shape = node.outputs[0].type.shape
-    return bool(inputs) and None not in inputs and shape is not None and UNKNOWN not in shape
+    if not inputs or None in inputs or shape is None or UNKNOWN in shape:
+        return False
+    # the fused op broadcasts all its inputs to the result: an op whose result is not that
+    # broadcast (cast_like reads only the dtype of its second input) stays on its own
+    try:
+        return broadcast_shapes([v.type.shape for v in inputs]) == tuple(shape)
+    except ValueError:
+        return False
 
 
 def _present_inputs(node: Node) -> list:
