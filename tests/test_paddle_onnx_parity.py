@@ -44,23 +44,6 @@ MODELS = ["lenet", "alexnet", "vgg11", "resnet18", "mobilenet_v1", "mobilenet_v2
 
 
 # ---- rewrites that state a difference precisely -------------------------------------------------
-def stale_symbols(g: Graph, bound: dict) -> int:
-    """pdc issue: the ONNX importer types values with the file's symbols (paddle2onnx's
-    DynamicDimension_0, from value_info and the graph outputs); bind_shapes binds them in the graph
-    inputs only and keeps them where inference cannot do better (a reshape whose shape is computed
-    from Shape(x)); fold-constants then makes that shape a constant but does not re-infer the
-    readers of what it folds, so the stale symbol stays in the reshape's type and downstream (and
-    `pdc compile` fails on it: "depends on the input values"). Re-inferring after fold-constants
-    (pdc.ir.shapes.reinfer) fixes it. Substitutes the bound sizes."""
-    changed = 0
-    for n in g.nodes:
-        for v in n.outputs:
-            if v.type.shape is not None and any(d in bound for d in v.type.shape if isinstance(d, str)):
-                v.type = v.type.with_shape(bound.get(d, d) if isinstance(d, str) else d for d in v.type.shape)
-                changed += 1
-    return changed
-
-
 def spelled_out_reshapes(g: Graph, _bound) -> int:
     """Paddle's flatten is lowered (before any binding) to reshape(x, [0, -1]); paddle2onnx computes
     the shape from Shape(x), which folds to [N, -1] once N is bound. With a static input both mean
@@ -128,19 +111,18 @@ class Explained:
     onnx_error: Optional[tuple] = None  # (exception type, message regex): pdc rejects the export
 
 
-FLATTEN = ("the classifier's flatten: [0, -1] vs Shape(x)-derived [N, -1] (see spelled_out_reshapes), and "
-           "paddle2onnx's batch symbol stays in its type (see stale_symbols)")
+FLATTEN = "the classifier's flatten: [0, -1] vs Shape(x)-derived [N, -1] (see spelled_out_reshapes)"
 SCALAR = "dropout's 1 - p as a [1] tensor (see scalar_operands)"
 GELU_ERF = ("fused_elementwise{args=[0, 1, -1, -2, 2, 0, -3, -4, 3], arity=[2, 1, 2, 2, 2], "
             "ops=[\"div\", \"erf\", \"add\", \"mul\", \"mul\"]}")
 EXPLAINED = {
-    **{name: Explained(FLATTEN, onnx=(stale_symbols, spelled_out_reshapes), paddle=(spelled_out_reshapes,))
+    **{name: Explained(FLATTEN, onnx=(spelled_out_reshapes,), paddle=(spelled_out_reshapes,))
        for name in ("lenet", "resnet18", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x0_25",
                     "shufflenet_v2_swish", "densenet121")},
     # dropout(mode="downscale_in_infer") scales by 1 - p
-    "alexnet": Explained(SCALAR + "; " + FLATTEN, onnx=(stale_symbols, spelled_out_reshapes, scalar_operands),
+    "alexnet": Explained(SCALAR + "; " + FLATTEN, onnx=(spelled_out_reshapes, scalar_operands),
                            paddle=(spelled_out_reshapes,)),
-    "googlenet": Explained(SCALAR + "; " + FLATTEN, onnx=(stale_symbols, spelled_out_reshapes, scalar_operands),
+    "googlenet": Explained(SCALAR + "; " + FLATTEN, onnx=(spelled_out_reshapes, scalar_operands),
                            paddle=(spelled_out_reshapes,)),
     "squeezenet1_1": Explained(SCALAR, onnx=(scalar_operands,)),
     "inception_v3": Explained(SCALAR, onnx=(scalar_operands,)),
