@@ -59,10 +59,24 @@ def cmd_opt(args) -> int:
     return 0
 
 
+def _macs(graph) -> tuple[int, str]:
+    """MACs, with every symbolic dim taken as 1 when there are any (per batch item, say)."""
+    from .ir.cost import graph_macs
+    from .ir.shapes import bind_shapes
+    symbols = {d for v in graph.inputs for d in (v.type.shape or ()) if isinstance(d, str) and d != "?"}
+    if not symbols:
+        return graph_macs(graph), ""
+    try:
+        return graph_macs(bind_shapes(graph, {s: 1 for s in symbols})), f"{', '.join(sorted(symbols))} = 1"
+    except PdcError:
+        return graph_macs(graph), ""
+
+
 def describe_model(graph) -> dict:
-    from .ir.cost import graph_macs, parameter_count
+    from .ir.cost import parameter_count
     io = lambda vs: [{"name": v.name, "dtype": v.type.dtype.name,  # noqa: E731
                       "shape": None if v.type.shape is None else list(v.type.shape)} for v in vs]
+    macs, assume = _macs(graph)
     return {
         "graph": graph.name,
         "inputs": io(graph.inputs),
@@ -71,7 +85,8 @@ def describe_model(graph) -> dict:
         "ops": dict(sorted(Counter(n.op for n in graph.nodes).items())),
         "parameters": parameter_count(graph),
         "parameter_bytes": sum(int(c.data.nbytes) for c in graph.constants),
-        "macs": graph_macs(graph),
+        "macs": macs,
+        "macs_assume": assume,
     }
 
 
@@ -91,7 +106,8 @@ def cmd_inspect(args) -> int:
     for op, count in sorted(info["ops"].items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {op:<{width}}  {count}")
     print(f"parameters: {info['parameters']:,} ({info['parameter_bytes'] / 2**20:.2f} MiB)")
-    print(f"MACs: {info['macs']:,}")
+    assume = f" (with {info['macs_assume']})" if info["macs_assume"] else ""
+    print(f"MACs: {info['macs']:,}{assume}")
     return 0
 
 
