@@ -15,13 +15,14 @@ demo: install
 	pdc run examples/tiny_cnn_x86
 	pdc check examples/tiny_cnn.onnx --target x86 --shape N=2
 
-# Cross compilers and emulators for the ARM targets (Debian packages); ARM tests fail in CI without them.
+# Cross compilers and emulators for the ARM targets, and clang to check the generated C warns on neither
+# compiler (Debian packages); those tests fail in CI without them.
 toolchains:
 	@if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends \
 	    gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
-	    qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make cmake; \
+	    qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make cmake clang-15; \
 	else echo "apt-get not found: install the ARM cross toolchains and qemu yourself (see README)"; fi
 
 test-deps: install toolchains

@@ -246,12 +246,14 @@ class CRenderer:
             lines.append("    (void)weights_path;")
         lines += ["    return pdc_threads_init(num_threads);", "}", "",
                   f"void {name}_shutdown(void) {{ pdc_threads_shutdown(); }}", "",
-                  f"pdc_status {name}_run(void *arena, const void *const *inputs, void *const *outputs) {{",
-                  "    if ((!arena && " + f"{plan.arena_bytes}" + ") || (!inputs && " + f"{len(graph.inputs)}" +
-                  ") || (!outputs && " + f"{len(graph.outputs)}" + ")) return PDC_ERR_NULL_ARGUMENT;",
-                  f"    if ({plan.arena_bytes} && !pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;",
-                  "    uint8_t *A = (uint8_t *)arena;",
-                  "    (void)A;"]
+                  f"pdc_status {name}_run(void *arena, const void *const *inputs, void *const *outputs) {{"]
+        needed = [p for p, used in (("!arena", plan.arena_bytes), ("!inputs", graph.inputs), ("!outputs", graph.outputs))
+                  if used]
+        if needed:
+            lines.append(f"    if ({' || '.join(needed)}) return PDC_ERR_NULL_ARGUMENT;")
+        if plan.arena_bytes:
+            lines.append("    if (!pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;")
+        lines += ["    uint8_t *A = (uint8_t *)arena;", "    (void)A;"]
         for node, fn, _ in kernels:
             if node.op in VIEW_OPS and plan.storage.get(node.outputs[0]) is plan.storage.get(node.inputs[0], node.inputs[0]):
                 lines.append(f"    /* {c_comment(node.name or node.outputs[0].name)}: {node.op} is a view, no code */")
