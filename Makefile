@@ -26,8 +26,10 @@ toolchains:
 	else echo "apt-get not found: install the ARM cross toolchains and qemu yourself (see README)"; fi
 
 test-deps: install toolchains
-	$(PIP) -e '.[test]' paddlepaddle paddle2onnx scikit-learn
-	# paddle2onnx's metadata caps onnx at 1.17; it works with the onnx pdc's conformance counts are measured on
+	$(PIP) -e '.[test]' paddlepaddle scikit-learn onnxoptimizer polygraphy
+	# paddle2onnx 2.1.0's metadata caps onnx at 1.17 (pip would fall back to 2.0.1, which exports differently);
+	# it works with the onnx pdc's conformance counts are measured on, so install it without its pins
+	$(PIP) --no-deps 'paddle2onnx==2.1.0'
 	$(PIP) 'onnx==1.23.2'
 
 test: test-deps
