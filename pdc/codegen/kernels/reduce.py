@@ -434,8 +434,15 @@ def top_k(ctx: KernelContext) -> str:
 # ---- CumSum ------------------------------------------------------------------------------------
 @axis_kernel("cum_sum")
 def cum_sum(ctx: KernelContext) -> str:
-    """Sums in the element type, rounding after every step as numpy's cumsum does; a run-time axis
-    switches between loop nests compiled for every axis."""
+    """Sums in the element type, rounding after every step as numpy's cumsum does."""
+    return scan_along_axis(ctx, "+", 0)
+
+
+def scan_along_axis(ctx: KernelContext, op: str, identity: int) -> str:
+    """An inclusive/exclusive, forward/reverse scan with `op` (cum_sum, cum_prod): computed in the
+    element type and rounded after every step (half precision through float, like numpy);
+    integers wrap (computed in uint64_t). A run-time axis switches between loop nests compiled
+    for every axis."""
     x = ctx.inputs[0]
     num = Num(x.dtype)
     rank = len(x.shape)
@@ -444,12 +451,12 @@ def cum_sum(ctx: KernelContext) -> str:
     exclusive = bool(ctx.attrs.get("exclusive", 0))
     reverse = bool(ctx.attrs.get("reverse", 0))
     if num.is_float:
-        acc, zero = num.ct, f"({num.ct})0"
-        step = lambda s, v: num.load(num.store(f"{s} + {v}")) if num.ct != num.c else f"{s} + {v}"  # noqa: E731
+        acc, init = num.ct, f"({num.ct}){identity}"
+        step = lambda s, v: num.load(num.store(f"{s} {op} {v}")) if num.ct != num.c else f"{s} {op} {v}"  # noqa: E731
         ld, st = num.load, num.store
     else:
-        acc, zero = "uint64_t", "(uint64_t)0"
-        step = lambda s, v: f"{s} + {v}"  # noqa: E731
+        acc, init = "uint64_t", f"(uint64_t){identity}"
+        step = lambda s, v: f"{s} {op} {v}"  # noqa: E731
         ld = lambda e: f"(uint64_t){e}"  # noqa: E731
         st = lambda e: f"({num.c})({e})"  # noqa: E731
 
@@ -458,13 +465,14 @@ def cum_sum(ctx: KernelContext) -> str:
         if outer * n * inner == 0:
             return "/* empty */"
         order = f"int64_t i = {n - 1}; i >= 0; i--" if reverse else f"int64_t i = 0; i < {n}; i++"
+        elem = f"in0[b + i * {inner}]"
         if exclusive:
-            body = f"out0[b + i * {inner}] = {st('s')}; s = {step('s', ld(f'in0[b + i * {inner}]'))};"
+            body = f"out0[b + i * {inner}] = {st('s')}; s = {step('s', ld(elem))};"
         else:
-            body = f"s = {step('s', ld(f'in0[b + i * {inner}]'))}; out0[b + i * {inner}] = {st('s')};"
+            body = f"s = {step('s', ld(elem))}; out0[b + i * {inner}] = {st('s')};"
         return (f"for (int64_t o = 0; o < {outer}; o++) for (int64_t j = 0; j < {inner}; j++) {{\n"
                 f"    const int64_t b = o * {n * inner} + j;\n"
-                f"    {acc} s = {zero};\n"
+                f"    {acc} s = {init};\n"
                 f"    for ({order}) {{ {body} }}\n}}")
 
     data = ctx.const(1)
@@ -475,8 +483,6 @@ def cum_sum(ctx: KernelContext) -> str:
         if not -rank <= a < rank:
             ctx.fail(f"axis {a} is out of range for rank {rank}")
         return indent(along(a % rank))
-    axis_t = ctx.inputs[1]
     cases = "\n".join(f"case {a}: case {a - rank}: {{\n{indent(along(a))}\n    break;\n}}" for a in range(rank))
     return (f"    const int64_t axis = (int64_t)in1[0];\n"
-            f"    switch (axis) {{\n{indent(cases)}\n    default: break; /* out of range: left as is */\n    }}"
-            if axis_t is not None else "")
+            f"    switch (axis) {{\n{indent(cases)}\n    default: break; /* out of range: left as is */\n    }}")
