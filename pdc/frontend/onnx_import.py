@@ -168,11 +168,12 @@ class NodeContext:
         raise PdcError(f"{self.where}: {msg}")
 
 
-def default_convert(ctx: NodeContext) -> None:
-    ir_op = _default_converters()[ctx.op_type]
+def ir_attrs(ctx: NodeContext, ir_op: str, attrs: dict) -> dict:
+    """ONNX attributes checked against the IR op's schema, converted (dtype codes, int floats) and
+    completed with the op's defaults."""
     opdef = all_ops()[ir_op]
-    attrs = {}
-    for k, v in ctx.attrs.items():
+    out = {}
+    for k, v in attrs.items():
         spec = opdef.attrs.get(k)
         if spec is None:
             ctx.unsupported(f"attribute '{k}' is not supported")
@@ -180,8 +181,13 @@ def default_convert(ctx: NodeContext) -> None:
             v = dtypes.from_onnx(v)
         elif spec.kind == "float" and isinstance(v, int):
             v = float(v)
-        attrs[k] = v
-    ctx.emit_node_outputs(ir_op, ctx.inputs, with_defaults(opdef, attrs))
+        out[k] = v
+    return with_defaults(opdef, out)
+
+
+def default_convert(ctx: NodeContext) -> None:
+    ir_op = _default_converters()[ctx.op_type]
+    ctx.emit_node_outputs(ir_op, ctx.inputs, ir_attrs(ctx, ir_op, ctx.attrs))
 
 
 class OnnxImporter:
@@ -360,7 +366,7 @@ def parse_onnx_bytes(data: bytes, source: str) -> onnx.ModelProto:
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except DecodeError as e:
+    except DecodeError:
         raise PdcError(f"{source}: not a valid ONNX model (truncated or corrupt protobuf)") from None
     if not model.HasField("graph"):
         raise PdcError(f"{source}: not a valid ONNX model (no graph)")

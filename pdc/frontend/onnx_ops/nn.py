@@ -15,27 +15,10 @@
 """
 import numpy as np
 
-from ...ir import dtypes
 from ...ir.registry import all_ops, with_defaults
-from ..onnx_import import NodeContext, converter, default_convert
+from ..onnx_import import NodeContext, converter, default_convert, ir_attrs
 
 _SOFTMAX_OPS = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Hardmax": "hardmax"}
-
-
-def _ir_attrs(ctx: NodeContext, ir_op: str, attrs: dict) -> dict:
-    """ONNX attributes checked against the IR op, converted like the default converter does."""
-    opdef = all_ops()[ir_op]
-    out = {}
-    for k, v in attrs.items():
-        spec = opdef.attrs.get(k)
-        if spec is None:
-            ctx.unsupported(f"attribute '{k}' is not supported")
-        if spec.kind == "dtype" and isinstance(v, int):
-            v = dtypes.from_onnx(v)
-        elif spec.kind == "float" and isinstance(v, int):
-            v = float(v)
-        out[k] = v
-    return with_defaults(opdef, out)
 
 
 def _emit_op(ctx: NodeContext, op: str, inputs: list, attrs: dict, outputs=None):
@@ -90,7 +73,7 @@ def convert_batch_norm(ctx: NodeContext) -> None:
     outputs = [o for o in ctx.output_names]
     while len(outputs) > 1 and not outputs[-1]:
         outputs.pop()
-    ctx.emit("batch_normalization", ctx.inputs, _ir_attrs(ctx, "batch_normalization", attrs), outputs)
+    ctx.emit("batch_normalization", ctx.inputs, ir_attrs(ctx, "batch_normalization", attrs), outputs)
 
 
 @converter("Dropout")
@@ -123,7 +106,7 @@ def convert_group_norm(ctx: NodeContext) -> None:
     if ctx.opset >= 21:
         default_convert(ctx)
         return
-    attrs = _ir_attrs(ctx, "group_normalization", dict(ctx.attrs))
+    attrs = ir_attrs(ctx, "group_normalization", dict(ctx.attrs))
     groups = attrs.get("num_groups")
     if groups is None:
         ctx.fail("attribute 'num_groups' is required")
@@ -152,4 +135,4 @@ def convert_roi_align(ctx: NodeContext) -> None:
         if "coordinate_transformation_mode" in attrs:
             ctx.unsupported(f"attribute 'coordinate_transformation_mode' does not exist in opset {ctx.opset}")
         attrs["coordinate_transformation_mode"] = "output_half_pixel"  # RoiAlign-10's only behaviour
-    ctx.emit_node_outputs("roi_align", ctx.inputs, _ir_attrs(ctx, "roi_align", attrs))
+    ctx.emit_node_outputs("roi_align", ctx.inputs, ir_attrs(ctx, "roi_align", attrs))
