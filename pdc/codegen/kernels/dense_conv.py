@@ -28,6 +28,9 @@ from .dense_core import (ABUF_FLOATS, BBUF_FLOATS, add_weight, bias_ptr, c_float
                          Epilogue, epilogue_expr, isa_of, k_block, lanes, n_chunk, pack_a_panels, pack_b_panels,
                          render_job, render_post, ukernel, uses_all)
 from .dense_depthwise import depthwise_f32
+from .paths import declare, forced, mark, take
+
+declare("conv", "im2col", "direct", "depthwise-flat", "depthwise-rows", "transposed", "pointwise", "band")
 
 # ---- geometry ---------------------------------------------------------------------------------------
 
@@ -78,18 +81,24 @@ class ConvGeom:
 
 
 def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
-    if g.cg == 1 and g.mg == 1 and g.group > 1 and g.nsp <= 2 and g.taps <= 49:
-        body = depthwise_f32(ctx, g, epi)
+    if g.cg == 1 and g.mg == 1 and g.nsp <= 2:
+        body = depthwise_f32(ctx, g, epi, heuristic=g.group > 1 and g.taps <= 49)
         if body is not None:
             return body
-    isa = isa_of(ctx)
-    if isa == "avx512" and ctx.const(1) is not None:
-        body = _tconv_f32(ctx, g, epi) or _pwconv_f32(ctx, g, epi)
+    if isa_of(ctx) == "avx512" and ctx.const(1) is not None:
+        body = (mark("conv", "transposed", _tconv_f32(ctx, g, epi))
+                or mark("conv", "pointwise", _pwconv_f32(ctx, g, epi)))
         if body is not None:
             return body
-        plan = _iconv_plan(g)
+        plan = _iconv_plan(g) if take("conv", "band") else None
         if plan is not None:
-            return _iconv_f32(ctx, g, epi, plan)
+            return mark("conv", "band", _iconv_f32(ctx, g, epi, plan))
+    return mark("conv", "im2col", _im2col_f32(ctx, g, epi))
+
+
+def _im2col_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
+    """The general path: any fp32 conv (1-D/2-D/3-D, runtime weights, every ISA)."""
+    isa = isa_of(ctx)
     mr, nv = choose_tile(isa, g.mg, g.p_out)
     nr = nv * lanes(isa)
     ukr = ukernel(ctx, mr, nv)
@@ -129,7 +138,9 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
     band (default: the group's)."""
     cap = IC_BUF_FLOATS
     cg = cg or g.cg
-    if g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or (g.taps == 1 and not whole):
+    if g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1:
+        return None
+    if g.taps == 1 and not whole and forced("conv") != "band":  # 1x1 has cheaper paths
         return None
     _, H, W = g.in_sp
     _, OH, OW = g.out_sp
@@ -139,7 +150,7 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
     wp = (OW - 1) * sw + (KW - 1) * dw + 1
     wq = -(-wp // sw)
     khd = (KH - 1) * dh + 1
-    if OW / wq < 0.7:
+    if OW / wq < 0.7 and forced("conv") != "band":  # most grid columns wasted (large strides)
         return None
 
     def size(b):
@@ -233,8 +244,10 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     """The transposed GEMM for small outputs (OW <= 16), or None when it does not apply."""
     _, OH, OW = g.out_sp
     w = ctx.const(1)
-    if (w is None or g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or not 4 <= OW <= 16
-            or g.mg < 32 or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS or ABUF_FLOATS // g.p_out < g.taps):
+    if (w is None or g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or OW > 16
+            or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS or ABUF_FLOATS // g.p_out < g.taps):
+        return None
+    if not take("conv", "transposed", OW >= 4 and g.mg >= 32):
         return None
     plan = None
     strided_1x1 = g.taps == 1 and not any(g.begin) and not g.pointwise
@@ -306,11 +319,11 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
 def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     """Pointwise conv reading the input in place (see PWCONV_C), or None."""
     w = ctx.const(1)
-    if w is None or not g.pointwise or g.k > 640 or g.p_out < 16:
+    if w is None or not g.pointwise or not take("conv", "pointwise", g.k <= 640 and g.p_out >= 16):
         return None
     mr, nv = choose_tile("avx512", g.mg, g.p_out)
     nr = 16 * nv
-    if g.k * nr > 640 * 64 or g.k * g.p_in >= 2 ** 31:
+    if g.k * nr > 640 * 64 or g.k * g.p_in >= 2 ** 31:  # the tail buffer; int32 offsets
         return None
     ukr = ukernel(ctx, mr, nv, indirect=True)
     ctx.helper("pdc_dense_copy", COPY_C)
@@ -408,7 +421,7 @@ def _conv(ctx: KernelContext) -> str:
     epi = Epilogue(ctx) if ctx.node.op == "fused_conv" else Epilogue.plain()
     if ctx.outputs[0].dtype.short == "f32":
         return _conv_f32(ctx, g, epi)
-    return _conv_generic(ctx, g, epi)
+    return mark("conv", "direct", _conv_generic(ctx, g, epi))
 
 
 @kernel("conv_integer")

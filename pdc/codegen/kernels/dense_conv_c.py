@@ -96,8 +96,11 @@ static void pdc_im2col_pack(const void *vctx, int64_t b, float *dst, int64_t k0,
                 if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {
                     pdc_zero_f32(o, seg);
                 } else {
+                    /* [a, va) and [ve, e) read padding, [va, ve) the row; a segment can lie wholly in either pad */
                     const int64_t a = ow, e = ow + seg;
-                    const int64_t va = a < lo ? lo : (a > hi ? hi : a), ve = e > hi ? hi : (e < va ? va : e);
+                    int64_t va = a < lo ? lo : a, ve = e > hi ? hi : e;
+                    if (va > e) va = e;
+                    if (ve < va) ve = va;
                     if (va > a) pdc_zero_f32(o, va - a);
                     if (ve > va) pdc_copy_step_f32(o + (va - a), xc + id * HW + ih * g->W + va * g->sw + offw,
                                                    ve - va, g->sw);

@@ -13,6 +13,7 @@ import numpy as np
 from ..context import KernelContext
 from .dense_conv_c import COPY_C, IC_BUF_FLOATS, ICONV_C
 from .dense_core import Epilogue, add_weight, bias_ptr, c_float, core
+from .paths import mark, take
 
 if TYPE_CHECKING:
     from .dense_conv import ConvGeom
@@ -241,20 +242,24 @@ def _dw_masks(OW: int, W: int, KW: int, sw: int, dw: int, pw: int) -> np.ndarray
 # ---- epilogue attributes --------------------------------------------------------------------------------
 
 
-def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue):
-    """Depthwise 1-D/2-D conv (one input and one output channel per group), or None."""
+def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: bool = True):
+    """Depthwise 1-D/2-D conv (one input and one output channel per group), or None. heuristic:
+    whether the depthwise kernels are the better choice (few taps, real groups)."""
     _, H, W = g.in_sp
     _, OH, OW = g.out_sp
     _, KH, KW = g.kernel
     _, sh, sw = g.strides
     _, dh, dw = g.dilations
     _, ph, pw = g.begin
-    if g.in_sp[0] != 1 or g.kernel[0] != 1 or sw not in (1, 2) or KH * KW > 49:
+    if g.in_sp[0] != 1 or g.kernel[0] != 1 or sw not in (1, 2):
+        return None
+    flat = (sh == 1 and sw == 1 and OW == W) or (sh == 2 and sw == 2 and OW == -(-W // 2)
+                                                 and 4 * -(-H // 2) * OW <= DW_BUF_FLOATS)
+    flat = flat and take("conv", "depthwise-flat", heuristic)
+    if not flat and not take("conv", "depthwise-rows", heuristic):
         return None
     core(ctx)
     ctx.helper("pdc_dense_dw", f"#define PDC_DW_BUF {DW_BUF_FLOATS}\n" + DW_C)
-    flat = (sh == 1 and sw == 1 and OW == W) or (sh == 2 and sw == 2 and OW == -(-W // 2)
-                                                 and 4 * -(-H // 2) * OW <= DW_BUF_FLOATS)
     if flat:
         ctx.helper("pdc_dense_copy", COPY_C)
         ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
@@ -284,4 +289,4 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue):
         lines.append(f"    j.{k} = {v};")
     macs = planes * g.p_out * g.taps
     lines.append(f"    pdc_dw_run(&j, {int(macs >= 200_000 and planes > 1)});")
-    return "\n".join(lines)
+    return mark("conv", "depthwise-flat" if flat else "depthwise-rows", "\n".join(lines))

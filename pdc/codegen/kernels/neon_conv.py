@@ -18,6 +18,9 @@ from ...ir.ops.nn_common import resolve_window
 from ..context import KernelContext
 from .neon import Epilogue, arm_kernel, base, is_f32
 from .neon_gemm import PARALLEL_MIN_MACS, ArmGemm
+from .paths import declare, mark, take
+
+declare("conv", "neon-gemm", "neon-depthwise")
 
 IM2COL_C = r"""
 /* ---- pdc ARM kernels: im2col packing of an NCHW image into GEMM B panels ---- */
@@ -123,9 +126,11 @@ def conv(ctx: KernelContext) -> Optional[str]:
     g = _Geom(ctx)
     if g.n * g.m * g.p_out == 0 or g.k == 0:
         return None
-    if g.cg == 1 and g.mg == 1:
-        return _depthwise(ctx, g, epi)
-    return _gemm_conv(ctx, g, epi, np.asarray(W, np.float32))
+    if g.cg == 1 and g.mg == 1 and take("conv", "neon-depthwise"):
+        return mark("conv", "neon-depthwise", _depthwise(ctx, g, epi))
+    if take("conv", "neon-gemm"):
+        return mark("conv", "neon-gemm", _gemm_conv(ctx, g, epi, np.asarray(W, np.float32)))
+    return None
 
 
 def _gemm_conv(ctx: KernelContext, g: _Geom, epi: Epilogue, W: np.ndarray) -> str:

@@ -1,0 +1,182 @@
+"""Hypothesis strategies of layers (tests/kernels/harness.Layer) over the attribute space the ONNX
+spec allows. Arrays are seeded from the draw, and weights are scaled by 1/sqrt(fan-in) so outputs
+are O(1) and the elementwise tolerances mean the same thing for every layer."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import strategies as st
+
+from harness import Const, Layer
+
+MAX_MACS = 1_500_000     # per layer: keeps a draw's compile and (emulated) run short
+
+
+def rand(rng: np.random.Generator, shape, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# ---- fused activations (the -O2 pipeline fuses them into conv / gemm / matmul) ------------------------
+def activation(draw, rng, out_shape, allow_residual: bool = True) -> list:
+    """A random epilogue: nothing, an activation, a residual add, or both, in the orders pdc fuses."""
+    acts = [
+        None,
+        ("Relu", {}, []),
+        ("Clip", {}, [Const(np.float32(0)), Const(np.float32(6))]),
+        ("Clip", {}, [Const(np.float32(-0.5)), Const(np.float32(0.7))]),
+        ("LeakyRelu", {"alpha": 0.1}, []),
+        ("Sigmoid", {}, []),
+        ("HardSigmoid", {"alpha": 0.2, "beta": 0.5}, []),
+        ("HardSwish", {}, []),
+        ("Tanh", {}, []),
+        ("Gelu", {}, []),
+    ]
+    act = draw(st.sampled_from(acts))
+    residual = allow_residual and draw(st.sampled_from(["none", "none", "before", "after"]))
+    post = []
+    if residual == "before":
+        post.append(("Add", {}, [rand(rng, out_shape)]))
+    if act is not None:
+        post.append(act)
+    if residual == "after" and act is not None:
+        post.append(("Add", {}, [rand(rng, out_shape)]))
+    return post
+
+
+# ---- convolution --------------------------------------------------------------------------------------
+def _out_extent(size, k, s, d, pads, auto_pad):
+    ext = (k - 1) * d + 1
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        return -(-size // s)
+    if auto_pad == "VALID":
+        return (size - ext) // s + 1
+    return (size + pads[0] + pads[1] - ext) // s + 1
+
+
+CONV_KINDS = ("any", "depthwise", "pointwise", "small", "flat")
+
+
+@st.composite
+def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64, max_macs: int = MAX_MACS,
+               runtime_weights: bool = True, activations: bool = True):
+    """One Conv over the whole attribute space; kind steers the draw toward a kernel path's layers:
+    'depthwise' (one input channel per group, channel multipliers), 'pointwise' (1x1, stride 1, no
+    pads), 'small' (1-D/2-D, output width <= 16), 'flat' (depthwise, stride 1 same-size or stride 2)."""
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    nsp = draw(st.integers(1, max_dims if kind not in ("small", "flat", "depthwise") else min(max_dims, 2)))
+    n = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    if kind in ("depthwise", "flat"):
+        group = draw(st.integers(1, 12))
+        cg, mg = 1, draw(st.sampled_from([1, 1, 1, 2, 3]))
+    else:
+        group = draw(st.sampled_from([1, 1, 1, 2, 3, 4]))
+        cg = draw(st.integers(1, 24))
+        mg = draw(st.integers(1, 40))
+        if draw(st.booleans()) and group > 1:  # depthwise-like with a multiplier, in the general path too
+            cg = 1
+    c, m = cg * group, mg * group
+    kernel, strides, dils, pads, ins = [], [], [], [], []
+    auto_pad = draw(st.sampled_from(["NOTSET"] * 6 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
+    if kind in ("pointwise",):
+        auto_pad = "NOTSET"
+    if kind == "flat":
+        auto_pad = "NOTSET"
+        flat_stride = draw(st.sampled_from([1, 2]))
+    for _ in range(nsp):
+        if kind == "pointwise":
+            k, s, d = 1, 1, 1
+        else:
+            k = draw(st.integers(1, 11 if nsp < 3 else 5))
+            s = draw(st.integers(1, 4))
+            d = draw(st.integers(1, 4)) if draw(st.booleans()) else 1
+        if kind == "flat":
+            s = flat_stride
+        ext = (k - 1) * d + 1
+        if draw(st.integers(0, 9)) == 0 and kind != "pointwise":  # dilation beyond the input extent
+            d = draw(st.integers(4, 16))
+            ext = (k - 1) * d + 1
+        lo = 1 if auto_pad in ("NOTSET", "SAME_UPPER", "SAME_LOWER") else ext
+        size = draw(st.integers(lo, max(lo, max_extent if nsp < 3 else 12)))
+        if kind == "small":
+            size = min(size, 16 * s)
+        if kind == "pointwise":
+            p = (0, 0)
+        elif kind == "flat":  # total pad ext - 1: output width W (stride 1) or ceil(W / 2) (stride 2)
+            pb = draw(st.integers(0, ext - 1))
+            p = (pb, ext - 1 - pb)
+        else:
+            wide = ext + 2
+            p = (draw(st.integers(0, wide)), draw(st.integers(0, wide)))
+        if auto_pad == "NOTSET" and size + p[0] + p[1] < ext:  # no output: widen the input
+            size = ext - p[0] - p[1]
+        kernel.append(k), strides.append(s), dils.append(d), pads.append(p), ins.append(max(size, 1))
+    def fit(i):  # the smallest input the window fits in, then axis i's output extent
+        ext = (kernel[i] - 1) * dils[i] + 1
+        if auto_pad == "VALID":
+            ins[i] = max(ins[i], ext)
+        elif auto_pad == "NOTSET":
+            ins[i] = max(ins[i], ext - pads[i][0] - pads[i][1], 1)
+        return _out_extent(ins[i], kernel[i], strides[i], dils[i], pads[i], auto_pad)
+
+    outs = [fit(i) for i in range(nsp)]
+    macs = n * m * math.prod(outs) * cg * math.prod(kernel)
+    while macs > max_macs:  # shrink channels first, then the image
+        if mg > 1 or cg > 1:
+            mg, cg = max(1, mg // 2), max(1, cg // 2)
+        else:
+            i = int(np.argmax(outs))
+            if outs[i] == 1 and kernel[i] > 1:
+                kernel[i] = max(1, kernel[i] // 2)
+            ins[i] = max(1, ins[i] // 2)
+        c, m = cg * group, mg * group
+        outs = [fit(i) for i in range(nsp)]
+        macs = n * m * math.prod(outs) * cg * math.prod(kernel)
+        if n > 1 and macs > max_macs:
+            n = 1
+    while kind == "small" and outs[-1] > 16:  # the transposed path's output widths
+        if auto_pad == "NOTSET" and sum(pads[-1]) > 0:
+            pads[-1] = (pads[-1][0] // 2, pads[-1][1] // 2)
+        else:
+            ins[-1] = max(1, ins[-1] - (outs[-1] - 16) * strides[-1])
+        outs[-1] = fit(nsp - 1)
+    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dils, "group": group}
+    if auto_pad == "NOTSET":
+        attrs["pads"] = [p[0] for p in pads] + [p[1] for p in pads]
+    else:
+        attrs["auto_pad"] = auto_pad
+    for key in ("kernel_shape", "strides", "dilations"):  # omitted attributes take their defaults
+        if draw(st.integers(0, 4)) == 0:
+            if key == "strides" and any(s != 1 for s in strides):
+                continue
+            if key == "dilations" and any(d != 1 for d in dils):
+                continue
+            del attrs[key]
+    if group == 1 and draw(st.booleans()):
+        del attrs["group"]
+    x = rand(rng, [n, c] + ins)
+    w = rand(rng, [m, cg] + kernel, 1 / math.sqrt(cg * math.prod(kernel)))
+    const_w = not runtime_weights or draw(st.integers(0, 4)) > 0
+    inputs = [x, Const(w) if const_w else w]
+    if draw(st.booleans()):
+        b = rand(rng, [m], 0.5)
+        inputs.append(Const(b) if const_w else b)
+    post = activation(draw, rng, [n, m] + outs) if activations else []
+    return Layer("Conv", inputs, attrs, post, oracle=window_oracle(auto_pad, ins, kernel, strides, dils, outs))
+
+
+def window_oracle(auto_pad, ins, kernel, strides, dils, outs) -> str:
+    """ONNX Runtime refuses dilations with SAME auto_pad, and where the SAME padding would be
+    negative (stride past the window) it crops the input instead of padding nothing, as the spec
+    ("pad the input"), ONNX's reference and TensorFlow do: those layers go to ONNX's reference."""
+    if not auto_pad.startswith("SAME"):
+        return "ort"
+    dilated = any(d > 1 for d in dils)
+    negative = any((o - 1) * s + (k - 1) * d + 1 < i for i, k, s, d, o in zip(ins, kernel, strides, dils, outs))
+    return "onnx-reference" if dilated or negative else "ort"
+
+
+def layers(one, min_size: int = 1, max_size: int = 6):
+    """A draw: several layers compiled side by side in one bundle."""
+    return st.lists(one, min_size=min_size, max_size=max_size)
