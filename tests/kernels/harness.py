@@ -135,7 +135,8 @@ def paths_taken(folder: str) -> Counter:
 
 
 def check_layers(layers: list[Layer], target: str, *, force: Optional[str] = None, oracle: str = "ort",
-                 threads: int = 2, opt_level: int = 2, **compile_options) -> Counter:
+                 threads: int = 2, opt_level: int = 2, rtol: Optional[float] = None, atol: Optional[float] = None,
+                 **compile_options) -> Counter:
     """Compiles the draw for target and compares every output with the oracle (AssertionError naming
     the layer on a mismatch); returns the kernel paths taken."""
     model, feeds, outs = build_model(layers)
@@ -171,7 +172,8 @@ def check_layers(layers: list[Layer], target: str, *, force: Optional[str] = Non
     errors = []
     for layer, names in zip(layers, outs):
         for name in names:
-            msg = mismatches(got[name], want[name], layer.rtol, layer.atol)
+            msg = mismatches(got[name], want[name], layer.rtol if rtol is None else rtol,
+                             layer.atol if atol is None else atol)
             if msg:
                 errors.append(f"{layer.describe()} output {name[name.index('_') + 1:]}: {msg}")
     where = f"{target}{f' {force}' if force else ''}"

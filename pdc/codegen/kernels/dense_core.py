@@ -791,7 +791,7 @@ static double pdc_act_f64(int act, double a, double alpha, double beta) {
     case 3: { double t = a < alpha ? alpha : a; return t > beta ? beta : t; }
     case 4: return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
     case 5: { double t = alpha * a + beta; return t < 0 ? 0 : (t > 1 ? 1 : t); }
-    case 6: { double t = a / 6 + 0.5; return a * (t < 0 ? 0 : (t > 1 ? 1 : t)); }
+    case 6: { double t = a * 0.1666666716337204 + 0.5; return a * (t < 0 ? 0 : (t > 1 ? 1 : t)); } /* float32(1/6) */
     case 7: return 0.5 * a * (1 + erf(a * 0.70710678118654752440));
     case 8: return 0.5 * a * (1 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a)));
     case 9: return tanh(a);

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ...ir.ops.elementwise import HARD_SWISH_ALPHA
 from ..context import KernelContext
 from ..ctypes_c import float_literal
 from . import kernel
@@ -33,6 +34,7 @@ def _lit(x: float, ct: str) -> str:
 def _float_unary(op: str, ct: str, attrs: dict) -> str:
     f = _f(ct)
     L = lambda name: _lit(attrs[name], ct)  # noqa: E731
+    HSA = _lit(HARD_SWISH_ALPHA, ct)
     table = {
         "relu": "a > 0 ? a : (a != a ? a : 0)",
         "neg": "-a", "abs": f"fabs{f}(a)", "exp": f"exp{f}(a)", "log": f"log{f}(a)", "sqrt": f"sqrt{f}(a)",
@@ -49,7 +51,7 @@ def _float_unary(op: str, ct: str, attrs: dict) -> str:
         "leaky_relu": f"a >= 0 ? a : a * {L('alpha') if 'alpha' in attrs else 0}",
         "elu": f"a >= 0 ? a : {L('alpha') if 'alpha' in attrs else 0} * expm1{f}(a)",
         "thresholded_relu": f"a > {L('alpha') if 'alpha' in attrs else 0} ? a : 0",
-        "hard_swish": "a * (a / 6 + 0.5 < 0 ? 0 : (a / 6 + 0.5 > 1 ? 1 : a / 6 + 0.5))",
+        "hard_swish": f"a * (a * {HSA} + 0.5 < 0 ? 0 : (a * {HSA} + 0.5 > 1 ? 1 : a * {HSA} + 0.5))",
         "swish": f"a * (1 / (1 + exp{f}(-{L('alpha') if 'alpha' in attrs else 0} * a)))",
     }
     if op == "selu":

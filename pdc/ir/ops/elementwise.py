@@ -211,8 +211,12 @@ _activation("celu", "Celu",
             {"alpha": Attr("float", 1.0)}, "max(0, X) + min(0, alpha * (exp(X / alpha) - 1)).")
 _activation("hard_sigmoid", "HardSigmoid", lambda x, a: np.clip(a["alpha"] * x + a["beta"], 0, 1),
             {"alpha": Attr("float", 0.2), "beta": Attr("float", 0.5)}, "max(0, min(1, alpha * X + beta)).")
-_activation("hard_swish", "HardSwish", lambda x, a: x * np.clip(x / 6 + 0.5, 0, 1),
-            doc="X * max(0, min(1, X / 6 + 1 / 2)).")
+# ONNX defines HardSwish as X * HardSigmoid<alpha = 1/6, beta = 0.5>(X); HardSigmoid's alpha is a float
+# attribute, so alpha is 1/6 rounded to float32 in every dtype (ONNX Runtime and ONNX's reference agree)
+HARD_SWISH_ALPHA = float(np.float32(1 / 6))
+_activation("hard_swish", "HardSwish",
+            lambda x, a: x * np.clip(x * np.asarray(HARD_SWISH_ALPHA, x.dtype) + np.asarray(0.5, x.dtype), 0, 1),
+            doc="X * max(0, min(1, alpha * X + 1 / 2)), alpha = float32(1 / 6).")
 _activation("gelu", "Gelu", _gelu, {"approximate": Attr("string", "none")},
             "Gaussian error linear unit; approximate='tanh' uses the tanh formula.",
             verify=_choice("approximate", ("none", "tanh")))
