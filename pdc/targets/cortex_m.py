@@ -209,7 +209,9 @@ target_link_libraries({name} PUBLIC m)
                 if "overflowed" in r.stderr or "do not fit RAM" in r.stderr:
                     why, which = self.measure_misfit(folder, tmp, link)
                     raise PdcError(self.misfit(name, why, which))
-                first = next((ln for ln in r.stderr.splitlines() if "error" in ln.lower()), r.stderr.strip()[-400:])
+                lines = [ln for ln in r.stderr.splitlines() if "collect2" not in ln]  # collect2 only says ld failed
+                first = next((ln for ln in lines if "error" in ln.lower() or "undefined reference" in ln),
+                             r.stderr.strip()[-400:])
                 raise PdcError(f"linking {elf} failed: {first}")
             sizes = {os.path.basename(o): _size(o) for o in objs}
             stack = stack_estimate(tmp)

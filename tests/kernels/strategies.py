@@ -182,3 +182,62 @@ def window_oracle(auto_pad, ins, kernel, strides, dils, outs) -> str:
 def layers(one, min_size: int = 1, max_size: int = 6):
     """A draw: several layers compiled side by side in one bundle."""
     return st.lists(one, min_size=min_size, max_size=max_size)
+
+
+@st.composite
+def conv_transpose_layer(draw, max_dims: int = 3, max_extent: int = 24, max_macs: int = MAX_MACS,
+                         dtype=np.float32):
+    """One ConvTranspose: kernel, strides, dilations, pads (explicit, asymmetric, or SAME/VALID auto_pad),
+    output_padding below the stride, output_shape given instead of pads, groups."""
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    nsp = draw(st.integers(1, max_dims))
+    n = draw(st.sampled_from([1, 1, 2]))
+    group = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, mg = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    mode = draw(st.sampled_from(["pads", "pads", "output_shape", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    kernel, strides, dils, pads, ins, opad, outs = [], [], [], [], [], [], []
+    for _ in range(nsp):
+        k = draw(st.integers(1, 7 if nsp < 3 else 3))
+        s = draw(st.integers(1, 4))
+        d = draw(st.integers(1, 3))
+        size = draw(st.integers(1, max_extent if nsp < 3 else 6))
+        ext = (k - 1) * d + 1
+        op = draw(st.integers(0, s - 1)) if mode == "pads" else 0  # ONNX Runtime: below the stride
+        full = s * (size - 1) + op + ext
+        pb = draw(st.integers(0, max(0, min(ext - 1, full - 1))))
+        pe = draw(st.integers(0, max(0, min(ext - 1, full - 1 - pb))))
+        if mode.startswith("SAME"):
+            out = size * s
+        elif mode == "VALID":
+            out = full
+        else:
+            out = full - pb - pe
+        kernel.append(k), strides.append(s), dils.append(d), ins.append(size), opad.append(op)
+        pads.append((pb, pe)), outs.append(out)
+    macs = n * group * cg * mg * math.prod(ins) * math.prod(kernel)
+    while macs > max_macs and (cg > 1 or mg > 1):
+        cg, mg = max(1, cg // 2), max(1, mg // 2)
+        macs = n * group * cg * mg * math.prod(ins) * math.prod(kernel)
+    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dils, "group": group}
+    if mode == "pads":
+        attrs["pads"] = [p[0] for p in pads] + [p[1] for p in pads]
+        if any(opad):
+            attrs["output_padding"] = opad
+    elif mode == "output_shape":
+        attrs["output_shape"] = outs  # the total padding follows, split as SAME_UPPER (ONNX)
+    else:
+        attrs["auto_pad"] = mode
+    c, m = cg * group, mg * group
+    x = rand(rng, [n, c] + ins, dtype=dtype)
+    w = rand(rng, [c, mg] + kernel, 1 / math.sqrt(cg * math.prod(kernel)), dtype=dtype)
+    inputs = [x, Const(w) if draw(st.integers(0, 3)) else w]
+    if draw(st.booleans()):
+        inputs.append(Const(rand(rng, [m], 0.5, dtype=dtype)))
+    # an output longer than the full scatter (SAME with a stride past the kernel, or a larger output_shape)
+    # means negative total padding, which the spec splits like any other; ONNX Runtime clips the output or
+    # puts the input at 0 instead: such layers need the test's own oracle (see test_conv_kernels.py)
+    fulls = [s * (i - 1) + op + (k - 1) * d + 1 for i, k, s, d, op in zip(ins, kernel, strides, dils, opad)]
+    negative = mode.startswith("SAME") or mode == "output_shape"
+    negative = negative and any(f < o for f, o in zip(fulls, outs))
+    return Layer("ConvTranspose", inputs, attrs, oracle="spec" if negative else "ort")

@@ -448,9 +448,12 @@ def _conv_integer(ctx: KernelContext) -> str:
     return "\n".join(lines)
 
 
+declare("conv_transpose", "direct")
+
+
 @kernel("conv_transpose")
 def conv_transpose(ctx: KernelContext) -> str:
-    return uses_all(ctx, _conv_transpose(ctx))
+    return uses_all(ctx, mark("conv_transpose", "direct", _conv_transpose(ctx)))
 
 
 def _conv_transpose(ctx: KernelContext) -> str:

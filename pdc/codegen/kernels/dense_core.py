@@ -437,7 +437,7 @@ static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts) 
 }
 /* Threads pull chunks of the output from a shared counter, so a thread that starts late (or is
    preempted) leaves its share to the others instead of stalling the kernel. */
-typedef struct { const void *job; int64_t chunks; atomic_llong next; } pdc_chunks;
+typedef struct { const void *job; int64_t chunks; atomic_long next; } pdc_chunks; /* long: 32-bit ARM has no 64-bit atomics */
 static int64_t pdc_chunk_count(int64_t units, int64_t threads) {
     const int64_t c = 4 * threads;
     return units < c ? units : c;
