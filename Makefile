@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo toolchains test-deps zoo test
+.PHONY: install demo toolchains test-deps zoo test fuzz-kernels
 install:
 	$(PIP) -e .
 
@@ -35,3 +35,9 @@ test-deps: install toolchains
 test: test-deps
 	$(PYTHON) tools/make_zoo.py
 	$(PYTHON) -m pytest -n 2 -q
+
+# Long fuzzing of the compiled kernels against their oracles (tests/kernels): fresh seeds, 8x the CI
+# tier's examples, FUZZ_MINUTES long; prints the layers drawn per op and target and any failure.
+FUZZ_MINUTES ?= 60
+fuzz-kernels: test-deps
+	$(PYTHON) tools/fuzz_kernels.py --minutes $(FUZZ_MINUTES)

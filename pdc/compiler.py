@@ -75,6 +75,7 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise PdcError(f"--weights '{weights}': expected 'c' or 'bin'")
     if threads < 1:
         raise PdcError(f"--threads {threads}: must be at least 1")
+    check_forced_paths()
     if hasattr(tgt, "check_options"):  # cross targets refuse what their platform cannot do
         tgt.check_options(weights, threads)
     graph = load_graph(model)
@@ -113,8 +114,9 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         "opt_level": opt_level,
         "kernels": [{"function": f"{name}_k{i}_{c_identifier(n.op)}", "op": n.op,
                      "source_nodes": n.attrs.get("source_nodes", [n.name]) if isinstance(
-                         n.attrs.get("source_nodes"), list) else [n.name]}
-                    for i, n in enumerate(graph.nodes)],
+                         n.attrs.get("source_nodes"), list) else [n.name],
+                     **({"path": path} if path else {})}
+                    for i, (n, path) in enumerate(zip(graph.nodes, bundle.kernel_paths))],
         "library": f"lib{name}.so" if build and tgt.host else None,
     }
     if hasattr(tgt, "bundle_files"):  # cross targets: their own build files, harness, startup code
@@ -149,6 +151,14 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise
     say(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s")
     return out_dir
+
+
+def check_forced_paths() -> None:
+    """A bad PDC_FORCE_PATH (a debug override of the kernels' path choice) fails before any work."""
+    from .codegen.kernels import generators
+    from .codegen.kernels.paths import forced_paths
+    generators()  # every generator module declares its paths on import
+    forced_paths()
 
 
 def _io(v) -> dict:

@@ -11,7 +11,8 @@ from strategies import conv_layer, conv_transpose_layer, layers
 from targets import examples, options, require
 
 # (target, path, the draw that reaches it); every path of the conv family on each target
-X86_PATHS = [("im2col", "any"), ("depthwise-flat", "flat"), ("depthwise-rows", "depthwise"), ("direct", "any")]
+X86_PATHS = [("im2col", "any"), ("depthwise-flat", "flat"), ("depthwise-rows", "depthwise"), ("direct", "any"),
+             ("direct", "any-f16")]
 AVX512_PATHS = X86_PATHS + [("transposed", "small"), ("pointwise", "pointwise"), ("band", "any")]
 ARM_PATHS = [("im2col", "any"), ("neon-gemm", "any"), ("neon-depthwise", "depthwise")]
 CASES = ([("x86-avx512", p, k) for p, k in AVX512_PATHS] + [("x86-avx2", p, k) for p, k in X86_PATHS]
@@ -19,13 +20,14 @@ CASES = ([("x86-avx512", p, k) for p, k in AVX512_PATHS] + [("x86-avx2", p, k) f
 EXAMPLES = 12
 
 
-@pytest.mark.parametrize("target,path,kind", CASES, ids=[f"{t}-{p}" for t, p, _ in CASES])
+@pytest.mark.parametrize("target,path,kind", CASES, ids=[f"{t}-{p}{k[3:]}" for t, p, k in CASES])
 def test_conv_path_matches_onnxruntime(target, path, kind):
+    """The direct path is the one of the other dtypes: float64 and float16 (computed in float32)."""
     require(target)
     arm = not target.startswith("x86")
-    draw = conv_layer(kind, max_dims=2 if arm and path.startswith("neon") else 3,
-                      max_extent=32 if arm else 64, max_macs=300_000 if arm else 1_500_000,
-                      dtype=np.float64 if path == "direct" else np.float32)
+    dtype = np.float16 if kind.endswith("-f16") else np.float64 if path == "direct" else np.float32
+    draw = conv_layer(kind.removesuffix("-f16"), max_dims=2 if arm and path.startswith("neon") else 3,
+                      max_extent=32 if arm else 64, max_macs=300_000 if arm else 1_500_000, dtype=dtype)
     run_property(layers(draw, max_size=4 if arm else 6), target, examples=examples(target, EXAMPLES),
                  force=f"conv={path}", expect_path=f"conv/{path}", **options(target))
 
