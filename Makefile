@@ -36,8 +36,8 @@ test: test-deps
 	$(PYTHON) tools/make_zoo.py
 	$(PYTHON) -m pytest -n 2 -q
 
-# Long fuzzing of the compiled kernels against their oracles (tests/kernels): fresh seeds, 8x the CI
-# tier's examples, FUZZ_MINUTES long; prints the layers drawn per op and target and any failure.
+# Long fuzzing of the compiled kernels against their oracles (tests/kernels): fresh seeds, 3x the CI
+# tier's examples per round, FUZZ_MINUTES long; prints the layers drawn per op and target and any failure.
 FUZZ_MINUTES ?= 60
 fuzz-kernels: test-deps
 	$(PYTHON) tools/fuzz_kernels.py --minutes $(FUZZ_MINUTES)

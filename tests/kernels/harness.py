@@ -10,12 +10,13 @@ PDC_FORCE_PATH for the compile (pdc/codegen/kernels/paths.py); the paths the ker
 returned, read from the `/* path: family/name */` line each generator writes.
 
 `run_property` wraps a hypothesis strategy of draws into one test: a fixed seed and a bounded
-number of examples by default (the CI tier); PDC_FUZZ_EXAMPLES=N and PDC_FUZZ_SEED=S (or
-`random`) turn it into a long fuzzing run (`make fuzz-kernels`).
+number of examples by default (the CI tier); PDC_FUZZ_SCALE=K (K times the examples) and
+PDC_FUZZ_SEED=S (or `random`) turn it into a long fuzzing run (`make fuzz-kernels`).
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -43,6 +44,15 @@ class Const:
 
 
 @dataclass
+class Chain:
+    """A layer input computed by a chain of ops from `source` (an array: graph input, or a Const),
+    each step (op, attrs, extra inputs) applied to the value so far: the Reshape / Transpose an
+    exporter writes around a pattern a pass fuses. Also allowed as an extra input of `post`."""
+    source: object
+    ops: list
+
+
+@dataclass
 class Layer:
     op: str
     inputs: list                      # np.ndarray (graph input), Const (initializer) or None (absent)
@@ -53,15 +63,26 @@ class Layer:
     rtol: Optional[float] = None      # None: the dtype's tolerance
     atol: Optional[float] = None
     oracle: str = "ort"               # or "onnx-reference" (what ONNX Runtime does not implement)
+    opset: Optional[int] = None       # the default domain's opset the op needs, when above OPSET
+    want: Optional[list] = None       # expected outputs the test derives itself (an oracle run on an
+    # equivalent layer where both oracles depart from the spec); they also declare the output shapes
+    # ONNX's shape inference leaves open (axes fed at run time)
 
     def describe(self) -> str:
         def arg(i):
             if i is None:
                 return "_"
+            if isinstance(i, Chain):
+                return arg(i.source) + "".join(f" -> {op}{attrs or ''}" for op, attrs, _ in i.ops)
             a = i.value if isinstance(i, Const) else i
             return f"{'const ' if isinstance(i, Const) else ''}{a.dtype}{list(a.shape)}"
         post = "".join(f" -> {op}{attrs or ''}" for op, attrs, _ in self.post)
         return f"{self.op}({', '.join(arg(i) for i in self.inputs)}) {self.attrs}{post}"
+
+
+def static_shape(info: onnx.ValueInfoProto) -> bool:
+    t = info.type.tensor_type
+    return t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim)
 
 
 def build_model(layers: list[Layer], first: int = 0) -> tuple[onnx.ModelProto, dict, list[list[str]]]:
@@ -72,6 +93,13 @@ def build_model(layers: list[Layer], first: int = 0) -> tuple[onnx.ModelProto, d
     def value(i, li) -> str:
         if i is None:
             return ""
+        if isinstance(i, Chain):
+            last = value(i.source, li)
+            for op, attrs, extra in i.ops:
+                out = f"l{li}_c{next(count)}"
+                nodes.append(helper.make_node(op, [last] + [value(e, li) for e in extra], [out], **attrs))
+                last = out
+            return last
         name = f"l{li}_in{next(count)}"
         if isinstance(i, Const):
             inits.append(numpy_helper.from_array(np.asarray(i.value), name))
@@ -95,11 +123,17 @@ def build_model(layers: list[Layer], first: int = 0) -> tuple[onnx.ModelProto, d
                 for k, v in feeds.items()]
     graph_out = [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for names in outs for n in names]
     domains = {layer.domain for layer in layers} - {""}
-    opsets = [helper.make_opsetid("", OPSET)] + [helper.make_opsetid(d, 1) for d in sorted(domains)]
+    opset = max([OPSET] + [layer.opset for layer in layers if layer.opset])
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in sorted(domains)]
     model = helper.make_model(helper.make_graph(nodes, "draw", graph_in, graph_out, inits), opset_imports=opsets)
     typed = onnx.shape_inference.infer_shapes(model)
     known = {v.name: v for v in list(typed.graph.value_info) + list(typed.graph.output)
              if v.type.tensor_type.elem_type}
+    for layer, names in zip(layers, outs):  # shapes inference leaves open (axes fed at run time): from want
+        for name, value in zip(names, layer.want or []):
+            if name not in known or not static_shape(known[name]):
+                known[name] = helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype),
+                                                            value.shape)
     for o in model.graph.output:
         if o.name in known:
             o.CopyFrom(known[o.name])
@@ -136,13 +170,16 @@ def paths_taken(folder: str) -> Counter:
 
 def check_layers(layers: list[Layer], target: str, *, force: Optional[str] = None, oracle: str = "ort",
                  threads: int = 2, opt_level: int = 2, rtol: Optional[float] = None, atol: Optional[float] = None,
-                 **compile_options) -> Counter:
+                 passes: Optional[str] = None, **compile_options) -> Counter:
     """Compiles the draw for target and compares every output with the oracle (AssertionError naming
-    the layer on a mismatch); returns the kernel paths taken."""
+    the layer on a mismatch); returns the kernel paths taken. `passes`: a pipeline run on the
+    imported graph before the target's (a pass option the -O levels do not set)."""
     model, feeds, outs = build_model(layers)
-    want = {}
-    for name in {layer.oracle if oracle == "ort" else oracle for layer in layers}:
-        part = [(i, layer) for i, layer in enumerate(layers) if (layer.oracle if oracle == "ort" else oracle) == name]
+    want = {name: value for layer, names in zip(layers, outs) if layer.want is not None
+            for name, value in zip(names, layer.want)}
+    asked = [(i, layer) for i, layer in enumerate(layers) if layer.want is None]
+    for name in {layer.oracle if oracle == "ort" else oracle for _, layer in asked}:
+        part = [(i, layer) for i, layer in asked if (layer.oracle if oracle == "ort" else oracle) == name]
         for i, layer in part:  # one model per layer keeps the names of the whole draw's model
             sub, sub_feeds, _ = build_model([layer], i)
             try:
@@ -159,7 +196,12 @@ def check_layers(layers: list[Layer], target: str, *, force: Optional[str] = Non
             os.environ["PDC_FORCE_PATH"] = force
         else:
             os.environ.pop("PDC_FORCE_PATH", None)
-        module = pdc.compile(model, target=target, out_dir=os.path.join(folder, "b"), threads=threads,
+        source = model
+        if passes:
+            from pdc.compiler import load_graph
+            from pdc.passes import PassManager, parse_pipeline
+            source = PassManager(parse_pipeline(passes)).run(load_graph(model))
+        module = pdc.compile(source, target=target, out_dir=os.path.join(folder, "b"), threads=threads,
                              opt_level=opt_level, **compile_options)
         got = module.run(feeds)
         taken = paths_taken(module.folder)
@@ -182,7 +224,17 @@ def check_layers(layers: list[Layer], target: str, *, force: Optional[str] = Non
 
 
 def fuzz_examples(default: int) -> int:
-    return int(os.environ.get("PDC_FUZZ_EXAMPLES", default))
+    """The CI tier's count, times PDC_FUZZ_SCALE for long runs (tools/fuzz_kernels.py)."""
+    return max(1, round(default * float(os.environ.get("PDC_FUZZ_SCALE", "1"))))
+
+
+def log_draw(target: str, force: Optional[str], layers: list[Layer], taken: Counter) -> None:
+    """One line per checked draw into PDC_FUZZ_LOG, for the fuzzing run's counts."""
+    path = os.environ.get("PDC_FUZZ_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"target": target, "force": force, "ops": [layer.op for layer in layers],
+                                "paths": dict(taken)}) + "\n")
 
 
 def run_property(strategy, target: str, *, examples: int, force: Optional[str] = None, oracle: str = "ort",
@@ -197,7 +249,9 @@ def run_property(strategy, target: str, *, examples: int, force: Optional[str] =
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def prop(layers):
-        seen.update(check_layers(layers, target, force=force, oracle=oracle, **options))
+        taken = check_layers(layers, target, force=force, oracle=oracle, **options)
+        log_draw(target, force, layers, taken)
+        seen.update(taken)
 
     if seed not in ("0", "random"):
         prop = __import__("hypothesis").seed(int(seed))(prop)

@@ -5,7 +5,8 @@ touch are copied into a band on the stack with their padding (-inf for max, 0 fo
 4 outputs at a time take the max / sum of KH x KW vector loads (stride 2: a de-interleaving load).
 AveragePool then divides each output by its window's count (count_include_pad or not), a product
 of per-row and per-column counts tabulated at compile time. Global pools reduce each plane with
-four vector accumulators.
+four vector accumulators. Kernel paths (paths.py): "neon-band" and "neon-global" of the pool family;
+what they do not cover takes the portable generators (pool.py, reduce.py).
 """
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from typing import Optional
 
 from ...ir.ops.nn_common import resolve_window
 from ..context import KernelContext
+from . import pool as _portable  # noqa: F401  (declares the portable paths first: "generic" is the general one)
 from .neon import arm_kernel, base, is_f32
+from .paths import declare, mark, take
+
+declare("pool", "neon-band", "neon-global")
 
 
 def _counts(in_sp: int, k: int, s: int, d: int, begin: int, out: int, valid: tuple[int, int]) -> list[int]:
@@ -41,7 +46,7 @@ def pool(ctx: KernelContext) -> Optional[str]:
     dh, dw = [1] * pad + list(dil)
     bh, bwb = [0] * pad + list(begin)
     planes = x_t.shape[0] * x_t.shape[1]
-    if planes * OH * OW == 0:
+    if planes * OH * OW == 0 or not take("pool", "neon-band"):
         return None
     base(ctx)
     bw = (OW - 1) * sw + (KW - 1) * dw + 1
@@ -94,7 +99,7 @@ def pool(ctx: KernelContext) -> Optional[str]:
     if not is_max:
         L.append(f"        for (int64_t i = 0; i < {OW}; i++) yr[i] = yr[i] / (float)(ch[oy] * cw[i]);")
     L += ["    }", "}"]
-    return "\n".join("    " + ln if not ln.startswith("#") else ln for ln in L)
+    return mark("pool", "neon-band", "\n".join("    " + ln if not ln.startswith("#") else ln for ln in L))
 
 
 @arm_kernel("global_average_pool", "global_max_pool")
@@ -106,7 +111,7 @@ def global_pool(ctx: KernelContext) -> Optional[str]:
     hw = 1
     for d in x_t.shape[2:]:
         hw *= d
-    if planes == 0 or hw == 0:
+    if planes == 0 or hw == 0 or not take("pool", "neon-global"):
         return None
     base(ctx)
     is_max = ctx.node.op == "global_max_pool"
@@ -132,4 +137,4 @@ def global_pool(ctx: KernelContext) -> Optional[str]:
           f"    for (; i < {hw}; i++) s = {'pdc_fmaxn(s, x[i])' if is_max else 's + x[i]'};",
           f"    out0[pl] = {'s' if is_max else f's / {hw}.0f'};",
           "}"]
-    return "\n".join("    " + ln if not ln.startswith("#") else ln for ln in L)
+    return mark("pool", "neon-global", "\n".join("    " + ln if not ln.startswith("#") else ln for ln in L))

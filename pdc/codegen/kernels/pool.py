@@ -9,9 +9,15 @@ over the row's outputs updates the states. Those loops have no padding tests and
 Padding never wins a max and adds nothing to a sum; AveragePool divides by a per-position
 count (a product of per-dim counts) that does or does not include the pads.
 
-MaxPool's Indices: the first maximum in window order, NaN counting as the maximum (a slice holding
-a NaN, rare, takes a scalar path in window order); a window whose maximum is the padding value
-itself reports its first tap, as the reference does. Global pools are reductions (reduce.py).
+Kernel paths (paths.py): "generic" does each tap of the last dim in its own loop over the outputs
+it reaches; "interior" first does every tap in one loop over the outputs whose taps are all inside
+(the states stay in registers), then the few others tap by tap. ARM's band kernels (neon_pool.py)
+join the family.
+
+MaxPool's Indices: the first maximum in window order among the taps inside the input, NaN
+counting as the maximum (a slice holding a NaN, rare, takes a scalar path in window order); a
+window whose maximum is the type's lowest value (uint8 zeros, -inf) reports its first tap inside
+the input. Global pools are reductions (reduce.py).
 """
 from __future__ import annotations
 
@@ -21,9 +27,13 @@ from ...ir.ops.nn_common import resolve_window
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from ._axis import Groups, Num, axis_kernel, indent, prod
+from .paths import declare, mark, take
 from .reduce import Phase, Reduction, emit_reduction, reduction_for
 
+declare("pool", "generic", "interior")
+
 CHUNK = 256  # outputs of one row computed together
+INTERIOR_TAPS = 16  # the interior loop unrolls the row's taps: up to this many
 
 
 def _table(name: str, values) -> str:
@@ -45,6 +55,7 @@ class _Window:
         self.NC = x.shape[0] * x.shape[1]
         self.in_st = strides(self.in_sp)
         self.tables: list[str] = []
+        self.path = "generic"  # set by generate()
         self.lo, self.hi = [], []  # leading dims: C expressions of the valid tap range, by o{i}
         for i in range(self.nsp - 1):
             taps = [self.valid_taps(i, o) for o in range(self.out[i])]
@@ -68,6 +79,16 @@ class _Window:
     def valid_taps(self, i: int, o: int) -> list[int]:
         start = o * self.strides[i] - self.begin[i]
         return [k for k in range(self.kernel[i]) if 0 <= start + k * self.dil[i] < self.in_sp[i]]
+
+    def first_tap(self, weights, last_start: str) -> str:
+        """C expression of the position (spatial index weights) of the window's first tap inside the
+        input, in window order: the first inside along every dim. Leading dims take it from their
+        tables (o{i}, s{i} in scope); the last dim's window starts at `last_start`."""
+        L = self.nsp - 1
+        d = self.dil[L]
+        first = f"({last_start} < 0 ? (-({last_start}) + {d - 1}) / {d} * {d} : 0)"
+        terms = [f"(s{i} + {self.lo[i]} * {self.dil[i]}) * {weights[i]}" for i in range(L)]
+        return " + ".join(terms + [f"({last_start} + {first}) * {weights[L]}"])
 
     def counts(self, include_pad: bool) -> list[list[int]]:
         """Per dim and output position: how many taps AveragePool divides by."""
@@ -136,7 +157,12 @@ class _Window:
         # states stay in registers); the few other outputs: one loop per tap over its own range
         JL = max((jlo for _, _, jlo, _ in self.row), default=0)
         JH = min((jhi for _, _, _, jhi in self.row), default=0)
-        if JL < JH and len(self.row) == self.kernel[L] and len(self.row) <= 16:
+        # some output has every tap that reaches the input inside (taps that never do are skipped
+        # by every loop); worth it for a short row of taps which all reach the input somewhere
+        short_row = len(self.row) == self.kernel[L] and self.kernel[L] <= INTERIOR_TAPS
+        interior = JL < JH and take("pool", "interior", short_row)
+        self.path = "interior" if interior else "generic"
+        if interior:
             lo, hi = rng(JL, JH)
             every = "\n".join("    " + tap(str(off)) for _, off, _, _ in self.row)
             inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {{\n{every}\n}}")
@@ -181,7 +207,7 @@ def _exact_max(w: _Window, num: Num, weights, with_index: bool) -> str:
     o = " + ".join(f"o{i} * {prod(w.out[i + 1:])}" for i in range(n))
     body = [f"{num.ct} best = {num.lowest()};"]
     if with_index:
-        body.append(f"int64_t at = {' + '.join(f's{i} * {weights[i]}' for i in range(n))};")
+        body.append(f"int64_t at = {w.first_tap(weights, f's{n - 1}')};")
     for i in range(n - 1):
         prev_r = f"r{i - 1}" if i else "0"
         body.append("    " * i + f"for (int64_t k{i} = {w.lo[i]}; k{i} < {w.hi[i]}; k{i}++) {{")
@@ -224,20 +250,19 @@ def max_pool(ctx: KernelContext) -> str:
     if with_index:
         # index of a tap: (n * C + c) * prod(in_sp) + its spatial position in storage order
         weights = w.in_st if not ctx.attrs.get("storage_order", 0) else strides(w.in_sp[::-1])[::-1]
-        tap0 = " + ".join([f"s{i} * {weights[i]}" for i in range(L)] +
-                          [f"((j0 + j) * {w.strides[L]} - {w.begin[L]}) * {weights[L]}"])
+        first = w.first_tap(weights, f"((j0 + j) * {w.strides[L]} - {w.begin[L]})")
         states.append(("int64_t", "at", "0"))
         update = "{ const int c = v > best[j]; best[j] = c ? v : best[j]; at[j] = c ? pos : at[j]; }"
-        # where nothing beat the padding value, the window's first tap wins
-        finish = (f"{{ if (best[j] == {num.lowest()}) at[j] = {tap0}; {finish} "
+        # where nothing beat the lowest value (every tap inside holds it), the first tap inside wins
+        finish = (f"{{ if (best[j] == {num.lowest()}) at[j] = {first}; {finish} "
                   f"out1[nc * {prod(w.out)} + o] = nc * {prod(w.in_sp)} + at[j]; }}")
     fast = w.generate(num, states, update, finish, weights)
     if not num.is_float:
-        return indent(w.wrap(num, fast))
+        return mark("pool", w.path, indent(w.wrap(num, fast)))
     code = (f"int nan = 0;\n"
             f"for (int64_t i = 0; i < {prod(w.in_sp)}; i++) nan |= x[i] != x[i];\n"
             f"if (!nan) {{\n{indent(fast)}\n}} else {{\n{indent(_exact_max(w, num, weights, with_index))}\n}}")
-    return indent(w.wrap(num, code))
+    return mark("pool", w.path, indent(w.wrap(num, code)))
 
 
 @axis_kernel("average_pool", "lp_pool")
@@ -273,7 +298,8 @@ def average_pool(ctx: KernelContext) -> str:
             inv = float_literal(float(np.dtype(np.float64 if ct == "double" else np.float32).type(1.0 / p)), ct)
             update, res = f"s[j] += pow{f}(fabs{f}(v), {pl});", f"pow{f}(s[j], {inv})"
         finish = f"y[o] = {num.store(res)};"
-    return indent(w.wrap(num, w.generate(num, states, update, finish)))
+    code = w.generate(num, states, update, finish)
+    return mark("pool", w.path, indent(w.wrap(num, code)))
 
 
 @axis_kernel("global_average_pool", "global_max_pool", "global_lp_pool")

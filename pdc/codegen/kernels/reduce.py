@@ -9,6 +9,10 @@ max, then sums the shifted exponentials), then a final expression per group. Two
   the block's states in a small array, so the inner loop runs over contiguous memory.
 Axes fed at run time (the output shape declared by the model) compile one loop nest per axes
 set that fits the shapes and switch on the actual axes.
+Kernel paths (paths.py), family "reduce": "groups" (one state per group, any layout: the general
+path), "lanes" (contiguous rows in LANES partial states), "rows-f32" (contiguous fp32 rows through
+the vector row helpers), "blocks" (innermost dim kept); family "arg": "blocks" (the general path,
+neighbouring rows together) and "rows" (the innermost axis).
 Numerics follow the references: half precision accumulates in float, integer sums / products
 wrap (computed in uint64_t), max / min propagate NaN, an empty reduction gives the identity.
 """
@@ -18,8 +22,13 @@ from dataclasses import dataclass
 
 from ..context import KernelContext
 from ._axis import LANES, Groups, Num, axis_kernel, indent, nest, outer_n_inner, row_f32_helper, vexp_helper
+from .paths import declare, mark, take
+
+declare("reduce", "groups", "lanes", "rows-f32", "blocks")
+declare("arg", "blocks", "rows")
 
 BLOCK = 64  # neighbouring groups reduced together when the innermost dim is kept
+ROW_HELPER_MIN = 16  # contiguous fp32 rows from this length take the vector helpers
 
 
 @dataclass(frozen=True)
@@ -122,10 +131,11 @@ def emit_group_scalar(g: Groups, red: Reduction, num: Num, store, ctx: KernelCon
     R, sr = red_dims[-1]
     outer_red = red_dims[:-1]
     idx = (lambda e: f"p[{e}]") if sr == 1 else (lambda e: f"p[({e}) * {sr}]")
+    path = _row_path(red, num, R, sr)
     names = {}
     lines = []
     for ph in red.phases:
-        if ph.row and num.dt.short == "f32" and ph.acc == "float" and sr == 1 and R >= 16:
+        if path == "rows-f32":
             # a vectorized helper per contiguous row
             if ph.row == "expsum":
                 vexp_helper(ctx)
@@ -139,7 +149,7 @@ def emit_group_scalar(g: Groups, red: Reduction, num: Num, store, ctx: KernelCon
                 lines.append(f"{ph.var} = {_fmt(ph.post, names, a=ph.var)};")
             names[ph.var] = ph.var
             continue
-        lanes = LANES if ph.lanes and sr == 1 and R >= 2 * LANES else 1
+        lanes = LANES if path == "lanes" else 1
         main = R - R % lanes
         a = f"acc_{ph.var}"
         up = lambda acc, e: _fmt(ph.update, names, a=acc, v=e)  # noqa: E731
@@ -170,7 +180,18 @@ def emit_group_scalar(g: Groups, red: Reduction, num: Num, store, ctx: KernelCon
         names[ph.var] = ph.var
     lines.append(f"out0[o] = {store(red.final)};")
     lines.append("o++;")
-    return "    int64_t o = 0;\n" + indent(nest(g.kept, "\n".join(lines), "0", "k", "b"))
+    return mark("reduce", path, "    int64_t o = 0;\n" + indent(nest(g.kept, "\n".join(lines), "0", "k", "b")))
+
+
+def _row_path(red: Reduction, num: Num, R: int, sr: int) -> str:
+    """How emit_group_scalar reduces a group's innermost reduced dim (R elements, stride sr): the
+    vector helpers and the partial states need contiguous rows (and phases that allow them)."""
+    if (sr == 1 and num.dt.short == "f32" and all(ph.row and ph.acc == "float" for ph in red.phases)
+            and take("reduce", "rows-f32", R >= ROW_HELPER_MIN)):
+        return "rows-f32"
+    if sr == 1 and all(ph.lanes for ph in red.phases) and take("reduce", "lanes", R >= 2 * LANES):
+        return "lanes"
+    return "groups"
 
 
 def emit_group_block(g: Groups, red: Reduction, num: Num, store) -> str:
@@ -216,8 +237,8 @@ def _subst(expr: str, var: str, repl: str) -> str:
 def emit_reduction(ctx: KernelContext, g: Groups, red: Reduction, num: Num, store) -> str:
     if g.n_out == 0:
         return "    /* empty output */"
-    if g.red and g.last_kept:
-        return emit_group_block(g, red, num, store)
+    if g.red and g.last_kept and take("reduce", "blocks"):
+        return mark("reduce", "blocks", emit_group_block(g, red, num, store))
     return emit_group_scalar(g, red, num, store, ctx)
 
 
@@ -322,9 +343,9 @@ def arg_extreme(ctx: KernelContext) -> str:
     if outer * inner == 0:
         return "    /* empty output */"
     ct = num.ct if num.is_float else num.c
-    if inner == 1:
+    if inner == 1 and take("arg", "rows"):
         cond = _better(num, "v", "best", largest, last)
-        return (f"    for (int64_t o = 0; o < {outer}; o++) {{\n"
+        body = (f"    for (int64_t o = 0; o < {outer}; o++) {{\n"
                 f"        const {num.c} *p = in0 + o * {n};\n"
                 f"        {ct} best = {num.load('p[0]')};\n"
                 f"        int64_t at = 0;\n"
@@ -332,6 +353,7 @@ def arg_extreme(ctx: KernelContext) -> str:
                 f"const int c = {cond}; best = c ? v : best; at = c ? i : at; }}\n"
                 f"        out0[o] = at;\n"
                 f"    }}")
+        return mark("arg", "rows", body)
     bw = min(inner, BLOCK)
     full = inner - inner % bw
     cond = _better(num, "v", "best[j]", largest, last)
@@ -350,7 +372,8 @@ def arg_extreme(ctx: KernelContext) -> str:
     if full < inner:
         parts.append(f"{{ const int64_t j0 = {full};\n    const {num.c} *p = in0 + o * {n * inner} + j0;\n"
                      f"{indent(block(inner - full))}\n}}")
-    return f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(chr(10).join(parts), 2)}\n    }}"
+    body = f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(chr(10).join(parts), 2)}\n    }}"
+    return mark("arg", "blocks", body)
 
 
 # ---- TopK --------------------------------------------------------------------------------------

@@ -84,11 +84,14 @@ def _max_pool_reference(inputs, attrs):
     nsp = len(kernel)
     axes = tuple(range(-nsp, 0))
     y = win.max(axis=axes).astype(x.dtype)
-    # Indices: position of the first maximum of each window in the unpadded input
-    flat = win.reshape(win.shape[:2 + nsp] + (-1,))
-    arg = np.argmax(flat, axis=-1)  # (N, C, *O)
-    taps = np.unravel_index(arg, kernel)
+    # Indices: position of the first maximum of each window among its taps inside the input (padding
+    # takes no part, even where it equals the maximum: the type's lowest value), NaN counting as the max
     in_sp = x.shape[2:]
+    flat = win.reshape(win.shape[:2 + nsp] + (-1,)).astype(np.float64)
+    best = flat.max(axis=-1, keepdims=True)
+    is_max = (flat == best) | (np.isnan(flat) & np.isnan(best))
+    arg = np.argmax(is_max & _taps_inside(in_sp, kernel, strides, dilations, begin, out), axis=-1)  # (N, C, *O)
+    taps = np.unravel_index(arg, kernel)
     index = np.zeros(arg.shape, np.int64)
     order = range(nsp) if attrs.get("storage_order", 0) == 0 else reversed(range(nsp))
     for i in order:  # Horner over the spatial dims, in storage order
@@ -99,6 +102,18 @@ def _max_pool_reference(inputs, attrs):
     nc = (np.arange(n)[:, None] * c + np.arange(c)[None, :]).reshape((n, c) + (1,) * nsp)
     index = index + nc * prod(in_sp)
     return [y, index]
+
+
+def _taps_inside(in_sp, kernel, strides, dilations, begin, out) -> np.ndarray:
+    """(*out, prod(kernel)) booleans: which taps of each window fall inside the input."""
+    nsp = len(kernel)
+    inside = np.ones(tuple(out) + tuple(kernel), bool)
+    for i in range(nsp):
+        o = np.arange(out[i]).reshape((-1,) + (1,) * (2 * nsp - 1 - i))
+        k = np.arange(kernel[i]).reshape((-1,) + (1,) * (nsp - 1 - i))
+        coord = o * strides[i] - begin[i] + k * dilations[i]
+        inside = inside & (coord >= 0) & (coord < in_sp[i])
+    return inside.reshape(tuple(out) + (-1,))
 
 
 register_op("max_pool", ["X"], ["Y", "Indices?"], onnx="MaxPool",
