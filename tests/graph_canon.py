@@ -12,7 +12,7 @@ constants c0, c1... in order of first use, node results v0, v1..., symbolic dims
 order of first appearance. Each line is
 `v3 = conv(in0, c0, c1) {group=1, pads=[1,1,1,1]} : f32[2,64,32,32]`; floating-point attributes
 are printed with 6 significant digits (files store them as float32 or float64), and constant data
-is compared with np.allclose rather than printed.
+is compared element by element (tolerances.REWRITE) rather than printed.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from pdc.ir.graph import Graph, Value
 from pdc.ir.printer import format_attr
+from tolerances import REWRITE, Tolerance
 
 NAME_ATTRS = {"source_nodes"}  # attributes that hold model names, not semantics
 
@@ -97,9 +98,9 @@ def canonical(graph: Graph) -> Canonical:
     return Canonical(lines, constants)
 
 
-def differences(a: Canonical, b: Canonical, rtol: float = 1e-5, atol: float = 1e-6, context: int = 2) -> list[str]:
+def differences(a: Canonical, b: Canonical, tolerance: Tolerance = REWRITE, context: int = 2) -> list[str]:
     """What differs between two canonical forms: a unified diff of the lines, or the constants whose
-    data is not allclose (atol relative to the constant's largest magnitude)."""
+    data differ beyond `tolerance` (element by element, atol relative to the constant's largest magnitude)."""
     if a.lines != b.lines:
         return list(difflib.unified_diff(a.lines, b.lines, "a", "b", n=context, lineterm=""))
     problems = []
@@ -109,8 +110,6 @@ def differences(a: Canonical, b: Canonical, rtol: float = 1e-5, atol: float = 1e
         elif x.dtype.kind in "biu":
             if not np.array_equal(x, y):
                 problems.append(f"c{i}: integer data differs")
-        else:
-            scale = float(np.max(np.abs(x))) if x.size else 0.0
-            if not np.allclose(x, y, rtol=rtol, atol=atol * max(scale, 1.0), equal_nan=True):
-                problems.append(f"c{i}: data differs (max |a - b| = {float(np.max(np.abs(x - y))):.3g})")
+        elif tolerance.mismatches(y, x):
+            problems.append(f"c{i}: data differs (max |a - b| = {float(np.max(np.abs(x - y))):.3g})")
     return problems

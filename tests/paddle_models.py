@@ -90,7 +90,7 @@ UNSUPPORTED_MODELS: dict[str, dict] = {
     "control_flow": dict(build="ControlFlow()", inputs=[("x", [None, 3], "float32")]),
 }
 
-# full-size variants (hundreds of MB of weights): only with PDC_PADDLE_FULL=1
+# full-size variants (hundreds of MB of weights; in CI too, see test_full_size_model_matches_paddle)
 FULL_MODELS: dict[str, dict] = {
     "alexnet_full": dict(build="M.alexnet()", inputs=IMG(3, 224)),
     "vgg16_full": dict(build="M.vgg16()", inputs=IMG(3, 224)),

@@ -13,7 +13,7 @@ def pdc(*args, env=None):
 
 
 @pytest.fixture(scope="module")
-def lenet():
+def lenet(paddle_installed):
     return paddle_models.ensure_models(["lenet"], "pir")["lenet"]
 
 

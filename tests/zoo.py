@@ -410,11 +410,12 @@ def run_pdc(path: str, feeds: dict) -> list[tuple[str, np.ndarray]]:
 
 
 def compare(path: str, seed: int = 0) -> list[dict]:
-    """Runs pdc and ONNX Runtime on the same seeded inputs; one row per output with its max rel error.
+    """Runs pdc and ONNX Runtime on the same seeded inputs; one row per output with its max rel error
+    and its element-by-element mismatches ('' when within tolerances.ZOO_ELEMENTWISE).
 
     pdc errors (unsupported op, verify failure) propagate as pdc.PdcError.
     """
-    from tolerances import max_rel_error, zoo_tolerance
+    from tolerances import ZOO_ELEMENTWISE, max_rel_error, zoo_tolerance
 
     feeds = make_feeds(path, seed)
     expected = run_onnxruntime(path, feeds)
@@ -425,5 +426,6 @@ def compare(path: str, seed: int = 0) -> list[dict]:
     for (name, b), (pname, a) in zip(expected, got):
         rows.append({"output": name, "pdc_output": pname, "shape": list(b.shape), "pdc_shape": list(np.shape(a)),
                      "dtype": str(b.dtype), "pdc_dtype": str(np.asarray(a).dtype),
-                     "rel_error": max_rel_error(a, b), "tolerance": zoo_tolerance(b.dtype)})
+                     "rel_error": max_rel_error(a, b), "tolerance": zoo_tolerance(b.dtype),
+                     "elementwise": ZOO_ELEMENTWISE.mismatches(a, b) if np.shape(a) == b.shape else "shape"})
     return rows

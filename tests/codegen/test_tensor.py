@@ -1,19 +1,22 @@
-"""x86 C kernels of the tensor family (transpose ... resize) against the reference interpreter and
-ONNX Runtime. Each test batches many independent nodes into one model, so one compile covers
-many attribute combinations; data movement must match exactly, arithmetic (resize) within 1e-4."""
+"""x86 C kernels of the tensor family (transpose ... resize) against the reference interpreter and an
+oracle that is not pdc's (tests/oracles.py: ONNX Runtime, or ONNX's reference evaluator for the
+dtypes and modes ONNX Runtime lacks or gets wrong). Each test batches many independent nodes into one
+model, so one compile covers many attribute combinations; data movement must match exactly,
+arithmetic (resize) element by element within tolerances.REDUCED."""
+import dataclasses
+
 import ml_dtypes
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import pdc
+from oracles import check_against_oracles
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import run_graph
 from pdc.ir.errors import UnsupportedError
-from tests.tolerances import max_rel_error
-from tests.zoo import make_feeds, run_onnxruntime, zoo_model
+from tolerances import ACCUMULATED, IDENTICAL, REDUCED, Tolerance, assert_zoo_close
+from zoo import make_feeds, run_onnxruntime
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 BIG = np.iinfo(np.int64).max
@@ -43,6 +46,7 @@ class Net:
         outs = [f"y{len(self.outputs) + k}" for k in range(n_out)]
         self.nodes.append(helper.make_node(op, names, outs, **attrs))
         self.outputs += outs
+        return outs
 
     def model(self, opset=18):
         vis = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
@@ -63,22 +67,15 @@ def compiled(model, feeds, tmp_path):
     return [got[n] for n in names], [want[n] for n in names], names
 
 
-def assert_close(got, want, names, rtol=0.0, atol=0.0):
+def assert_close(got, want, names, tolerance: Tolerance = IDENTICAL):
     for g, w, n in zip(got, want, names):
         w = np.asarray(w)
         assert g.dtype == w.dtype and g.shape == w.shape, (n, g.dtype, g.shape, w.dtype, w.shape)
-        if rtol or atol:
-            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol, err_msg=n)
-        else:
-            np.testing.assert_array_equal(g.view(np.uint16) if g.dtype == BF16 else g,
-                                          w.view(np.uint16) if w.dtype == BF16 else w, err_msg=n)
+        tolerance.check(g, w, n)
 
 
-def against_ort(model, feeds, got, names):
-    m = onnx.shape_inference.infer_shapes(model)
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    for g, w, n in zip(got, sess.run(names, feeds), names):
-        np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=n)
+def against_oracles(model, feeds, got, names, tolerance: Tolerance = IDENTICAL, **routing):
+    check_against_oracles(dict(zip(names, got)), model, feeds, tolerance, names, **routing)
 
 
 # ---- data movement and index ops, float32, every attribute form that changes the code ------------
@@ -162,7 +159,7 @@ def test_movement_f32(tmp_path):
     model = n.model()
     got, want, names = compiled(model, n.inputs, tmp_path)
     assert_close(got, want, names)
-    against_ort(model, n.inputs, got, names)
+    against_oracles(model, n.inputs, got, names)
 
 
 # ---- every element type through the same code ------------------------------------------------
@@ -187,29 +184,71 @@ def test_dtypes(dt, tmp_path):
     n.add("GatherND", ["x", np.array([[0, 3], [2, -1]], np.int64)])
     n.add("Trilu", ["x", "k"])
     n.add("ReverseSequence", ["x", i64(2, 3, 1, 0)], batch_axis=1, time_axis=0)
-    n.add("Resize", ["x", "", np.array([1, 1.5, 0.6], np.float32)], mode="nearest")
+    numpy = {}  # where neither ONNX oracle runs the dtype
+    scales = np.array([1, 1.5, 0.6], np.float32)
+    (nearest,) = n.add("Resize", ["x", "", scales], mode="nearest")
+    if dt == np.bool_:  # nearest resizing only moves values: ONNX Runtime on a uint8 copy
+        numpy[nearest] = nearest_resize_of_uint8(x, scales).astype(np.bool_)
     n.add("EyeLike", [x[0]], k=-1)
-    n.add("OneHot", [i64(1, -1, 7), i64(3), np.array([0, 1]).astype(dt)], axis=0)
+    (hot,) = n.add("OneHot", [i64(1, -1, 7), i64(3), np.array([0, 1]).astype(dt)], axis=0)
+    numpy[hot] = one_hot(np.array([1, -1, 7]), 3, np.array([0, 1]).astype(dt))
     upd = x[:, :2, :]
+    arithmetic = []  # sums, products and interpolations: the rest moves values unchanged
     if dt != np.bool_:
-        n.add("ScatterElements", ["x", rng.integers(-4, 4, (3, 2, 5)).astype(np.int64), upd], axis=1,
-              reduction="add")
-        n.add("ScatterND", ["x", np.array([[1, 2], [1, 2]], np.int64), x[:2, 0, :]], reduction="mul")
+        arithmetic += n.add("ScatterElements", ["x", rng.integers(-4, 4, (3, 2, 5)).astype(np.int64), upd], axis=1,
+                            reduction="add")
+        arithmetic += n.add("ScatterND", ["x", np.array([[1, 2], [1, 2]], np.int64), x[:2, 0, :]], reduction="mul")
     else:
         n.add("ScatterElements", ["x", rng.integers(-4, 4, (3, 2, 5)).astype(np.int64), upd], axis=1)
+    # half-precision scatter reductions round after every update, as ONNX's reference does
+    stepwise = list(arithmetic) if dt in (np.float16, BF16) else []
     if dt.kind == "f" or dt == BF16 or dt == np.uint8:
-        n.add("Resize", ["x", "", np.array([1, 1.6, 0.7], np.float32)], mode="linear")
-        n.add("Resize", ["x", "", "", i64(3, 7, 4)], mode="cubic")
+        arithmetic += n.add("Resize", ["x", "", np.array([1, 1.6, 0.7], np.float32)], mode="linear")
+        arithmetic += n.add("Resize", ["x", "", "", i64(3, 7, 4)], mode="cubic")
+        if dt == np.float64:  # ONNX's reference weighs cubic taps in float32
+            numpy[arithmetic[-1]] = cubic_resize_f64(x, (3, 7, 4))
     model = n.model()
     got, want, names = compiled(model, n.inputs, tmp_path)
-    resized = {o for node in model.graph.node if node.op_type == "Resize" and node.attribute[0].s != b"nearest"
-               for o in node.output}
-    moved = [k for k, nm in enumerate(names) if nm not in resized]
-    assert_close([got[k] for k in moved], [want[k] for k in moved], [names[k] for k in moved])
-    tol = {np.dtype(np.float16): 2e-3, BF16: 1e-2, np.dtype(np.uint8): 0}.get(dt, 1e-5)
-    for k, nm in enumerate(names):
-        if nm in resized:
-            assert_close([got[k]], [want[k]], [nm], rtol=tol, atol=tol)
+    # integers interpolated: the spec does not say whether to round (ONNX's reference) or truncate
+    # (ONNX Runtime, pdc), so one unit apart is allowed there
+    interpolated = dataclasses.replace(REDUCED, integer_units=1, integer_share=1.0)
+    for tolerance, part in ((IDENTICAL, [nm for nm in names if nm not in arithmetic]), (interpolated, arithmetic)):
+        index = [names.index(nm) for nm in part]
+        assert_close([got[k] for k in index], [want[k] for k in index], part, tolerance)
+        against_oracles(model, n.inputs, [got[k] for k in index], part, tolerance, numpy=numpy, in_dtype=stepwise)
+
+
+def cubic_resize_f64(x, sizes, a=-0.75):
+    """Resize mode cubic (half_pixel, edge taps clamped) to `sizes`, one axis at a time, in float64."""
+    def weight(t):
+        t = np.abs(t)
+        return np.where(t <= 1, (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1,
+                        np.where(t < 2, a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a, 0.0))
+
+    y = x.astype(np.float64)
+    for axis, out in enumerate(sizes):
+        n = y.shape[axis]
+        rows = []
+        for o in range(out):
+            src = (o + 0.5) * n / out - 0.5
+            base = int(np.floor(src))
+            rows.append(sum(weight(src - i) * np.take(y, min(max(i, 0), n - 1), axis=axis)
+                            for i in range(base - 1, base + 3)))
+        y = np.stack(rows, axis=axis)
+    return y
+
+
+def one_hot(indices, depth, values):
+    """OneHot along axis 0: values[1] where the (wrapped) index is the row, values[0] elsewhere."""
+    wrapped = np.where(indices < 0, indices + depth, indices)
+    return np.where(np.arange(depth)[:, None] == wrapped[None, :], values[1], values[0]).astype(values.dtype)
+
+
+def nearest_resize_of_uint8(x, scales):
+    from oracles import onnxruntime_run
+    n = Net(x=x.astype(np.uint8))
+    n.add("Resize", ["x", "", scales], mode="nearest")
+    return onnxruntime_run(n.model(), n.inputs)[0]
 
 
 # ---- resize: every mode -------------------------------------------------------------------------
@@ -248,8 +287,16 @@ def resize_net():
 
 def test_resize(tmp_path):
     n = resize_net()
-    got, want, names = compiled(n.model(), n.inputs, tmp_path)
-    assert_close(got, want, names, rtol=1e-4, atol=1e-5)
+    model = n.model()
+    got, want, names = compiled(model, n.inputs, tmp_path)
+    assert_close(got, want, names, REDUCED)
+    # ONNX's reference is the oracle (ONNX Runtime departs for align_corners and fractional scales, see
+    # tests/ops/test_resize.py); tf_half_pixel_for_nn left opset 13's Resize, so nothing checks it here
+    # (ONNX's reference rejects it; ONNX Runtime floors coordinates such as 8.5 / 1.7 computed in
+    # float64, pdc in float32, where the spec's float scale makes it 4.9999998)
+    legacy = [o for node in model.graph.node for a in node.attribute for o in node.output
+              if a.name == "coordinate_transformation_mode" and a.s == b"tf_half_pixel_for_nn"]
+    against_oracles(model, n.inputs, got, names, ACCUMULATED, reference=names, unchecked=legacy)
 
 
 # ---- larger shapes: transpose tiles, memcpy runs, tables packed as constant data ---------------------
@@ -263,13 +310,16 @@ def test_large_shapes(tmp_path):
     n.add("Pad", ["im", i64(0, 0, 2, 250, 0, 0, 3, 299)], mode="reflect")
     n.add("Pad", ["im", i64(0, 0, 1, 1, 0, 0, 1, 1)])
     n.add("Resize", ["im", "", np.array([1, 1, 2, 2], np.float32)], mode="nearest")
-    n.add("Resize", ["im", "", np.array([1, 1, 0.5, 1.5], np.float32)], mode="linear")
+    # ONNX Runtime maps coordinates less exactly than the spec's float scale: ONNX's reference
+    linear = n.add("Resize", ["im", "", np.array([1, 1, 0.5, 1.5], np.float32)], mode="linear")
     n.add("Gather", ["x", rng.integers(-70, 70, 400).astype(np.int64)], axis=1)
     n.add("Gather", ["im", i64(2, 0, 1)], axis=1)
     n.add("Concat", ["im", "im"], axis=2)
     n.add("Slice", ["im", i64(-1), i64(-BIG), i64(3), i64(-1)])
-    got, want, names = compiled(n.model(), n.inputs, tmp_path)
-    assert_close(got, want, names, rtol=1e-5, atol=1e-6)
+    model = n.model()
+    got, want, names = compiled(model, n.inputs, tmp_path)
+    assert_close(got, want, names, REDUCED)
+    against_oracles(model, n.inputs, got, names, REDUCED, reference=linear)
 
 
 # ---- clear errors ---------------------------------------------------------------------------------
@@ -285,11 +335,12 @@ def test_errors(tmp_path):
 
 
 # ---- zoo models with concat / transpose / shape / gather -----------------------------------------------
-@pytest.mark.parametrize("name", ["squeezenet1_1", "lstm", "shape_fold", "mlp"])
-def test_zoo(name, tmp_path):
-    path = zoo_model(name)
+@pytest.mark.parametrize("name", [pytest.param("squeezenet1_1", marks=pytest.mark.zoo),
+                                  pytest.param("lstm", marks=pytest.mark.zoo), "shape_fold", "mlp"])
+def test_zoo(name, zoo, tmp_path):
+    path = zoo(name)
     feeds = make_feeds(path)
     mod = pdc.compile(path, out_dir=str(tmp_path / "b"), shapes={k: v.shape for k, v in feeds.items()})
     got = mod.run(feeds)
     for k, w in run_onnxruntime(path, feeds):
-        assert max_rel_error(got[k], w) <= 1e-4, k
+        assert_zoo_close(got[k], w, k)

@@ -8,6 +8,7 @@ from onnx.reference import ReferenceEvaluator
 
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import run_graph, verify_graph
+from tolerances import REDUCED, Tolerance
 
 rng = np.random.default_rng(11)
 
@@ -48,23 +49,21 @@ def run_ort(model, feeds):
     return sess.run(None, feeds)
 
 
-def assert_close(got, want, rtol=1e-5, atol=1e-6):
+def assert_close(got, want, tolerance: Tolerance = REDUCED):
     assert len(got) == len(want)
     for g, w in zip(got, want):
         w = np.asarray(w)
         assert g.dtype == w.dtype and g.shape == w.shape, (g.dtype, g.shape, w.dtype, w.shape)
-        if g.dtype.kind in "fV" or g.dtype.name == "bfloat16":
-            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol)
-        else:
-            np.testing.assert_array_equal(g, w)
+        tolerance.check(g, w)
 
 
-def check(op, inputs, attrs=None, opset=18, n_out=1, consts=(), oracle="ort", rtol=1e-5, atol=1e-6, dims=None):
+def check(op, inputs, attrs=None, opset=18, n_out=1, consts=(), oracle="ort", tolerance: Tolerance = REDUCED,
+          dims=None):
     """pdc vs the oracle on a one-node model."""
     model, feeds = model_of(op, inputs, attrs, opset, n_out, consts, dims)
     got = run_pdc(model, feeds)
     want = run_ort(model, feeds) if oracle == "ort" else ReferenceEvaluator(model).run(None, feeds)
-    assert_close(got, want, rtol, atol)
+    assert_close(got, want, tolerance)
     return got
 
 

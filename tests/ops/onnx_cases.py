@@ -1,11 +1,11 @@
 """One-node ONNX models for op tests, and the check of pdc's reference against ONNX Runtime."""
-import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import run_graph, verify_graph
+from tolerances import REDUCED, Tolerance
 
 
 def one_node(op, inputs, attrs=None, opset=18, n_out=1, consts=()):
@@ -23,7 +23,7 @@ def one_node(op, inputs, attrs=None, opset=18, n_out=1, consts=()):
     return model, feeds
 
 
-def check(model, feeds, rtol=1e-5, atol=1e-6):
+def check(model, feeds, tolerance: Tolerance = REDUCED):
     """pdc's reference interpreter agrees with ONNX Runtime on every output (dtype, shape, values)."""
     g = import_onnx(model)
     verify_graph(g)
@@ -32,4 +32,4 @@ def check(model, feeds, rtol=1e-5, atol=1e-6):
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     for a, b in zip(got, want):
         assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, a.shape, b.dtype, b.shape)
-        np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=rtol, atol=atol)
+        tolerance.check(a, b)

@@ -8,6 +8,7 @@ from onnx.reference import ReferenceEvaluator
 
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import run_graph, verify_graph
+from tolerances import REDUCED, Tolerance
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 rng = np.random.default_rng(7)
@@ -56,23 +57,20 @@ def run_oracle(model, feeds, oracle="ort"):
     return ReferenceEvaluator(model).run(None, feeds)
 
 
-def assert_same(got, want, rtol=1e-5, atol=1e-6):
+def assert_same(got, want, tolerance: Tolerance = REDUCED):
     assert len(got) == len(want)
     for g, w in zip(got, want):
         w = np.asarray(w)
         assert g.dtype == w.dtype, (g.dtype, w.dtype)
         assert g.shape == w.shape, (g.shape, w.shape)
-        if g.dtype.kind == "f" or g.dtype == BF16:
-            np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol)
-        else:
-            np.testing.assert_array_equal(g, w)
+        tolerance.check(g, w)
 
 
-def check(op, inputs, attrs=None, opset=18, n_out=1, consts=(), oracle="ort", rtol=1e-5, atol=1e-6):
+def check(op, inputs, attrs=None, opset=18, n_out=1, consts=(), oracle="ort", tolerance: Tolerance = REDUCED):
     """Runs the node through pdc and the oracle and compares; returns pdc's graph."""
     model, feeds = make_model(op, inputs, attrs, opset, n_out, consts)
     got, g = run_pdc(model, feeds)
-    assert_same(got, run_oracle(model, feeds, oracle), rtol, atol)
+    assert_same(got, run_oracle(model, feeds, oracle), tolerance)
     return g
 
 

@@ -13,6 +13,7 @@ from onnx.reference import ReferenceEvaluator
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import run_graph, verify_graph
 from pdc.ir.errors import PdcError, UnsupportedError, VerifyError
+from tolerances import REDUCED, ROUNDED, Tolerance
 
 rng = np.random.default_rng(42)
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -49,17 +50,17 @@ def run_oracle(model, feeds, oracle):
     return ReferenceEvaluator(model).run(None, feeds)[0]
 
 
-def check(op, inputs, attrs=None, opset=18, oracle="ort", rtol=1e-5, atol=1e-6):
+def check(op, inputs, attrs=None, opset=18, oracle="ort", tolerance: Tolerance = REDUCED):
     model = make_model(op, inputs, attrs, opset)
     feeds = {n: a for n, a in inputs if n}
     got = run_pdc(model, feeds)
     want = run_oracle(model, feeds, oracle)
     assert got.dtype == want.dtype, (got.dtype, want.dtype)
     assert got.shape == want.shape, (got.shape, want.shape)
-    if got.dtype.kind in "fc" or got.dtype == BF16:
-        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol)
+    if got.dtype.kind == "c":
+        np.testing.assert_allclose(got, want, rtol=tolerance(np.float32)[0], atol=tolerance(np.float32)[1])
     else:
-        np.testing.assert_array_equal(got, want)
+        tolerance.check(got, want)
 
 
 def randn(*shape, dtype=np.float32, scale=2.0):
@@ -89,9 +90,9 @@ def test_unary_float64(op):
     if op == "Erf":  # ONNX Runtime has no float64 Erf and ONNX's reference computes it in float32
         x = rng.uniform(lo, hi, (7,))
         got = run_pdc(make_model(op, [("x", x)]), {"x": x})
-        np.testing.assert_allclose(got, [math.erf(v) for v in x], rtol=1e-14)
+        ROUNDED.check(got, np.array([math.erf(v) for v in x]))
         return
-    check(op, [("x", rng.uniform(lo, hi, (7,)).astype(np.float64))], rtol=1e-12, atol=1e-14)
+    check(op, [("x", rng.uniform(lo, hi, (7,)).astype(np.float64))], tolerance=ROUNDED)
 
 
 @pytest.mark.parametrize("op", ["Exp", "Sin", "Erf", "Sigmoid", "Tanh", "Softplus", "Mish", "Sqrt"])
@@ -104,8 +105,7 @@ def test_unary_half_rounds_once(op, dtype):
     got = run_pdc(make_model(op, [("x", x)]), {"x": x})
     want = run_oracle(make_model(op, [("x", x.astype(np.float32))]), {"x": x.astype(np.float32)}, "ort")
     assert got.dtype == dt
-    tol = 1e-2 if dtype == "bfloat16" else 1e-3  # one rounding to the half type
-    np.testing.assert_allclose(got.astype(np.float32), want, rtol=tol, atol=1e-6)
+    ROUNDED.check(got, want)  # one rounding to the half type: the half type's tolerance
 
 
 @pytest.mark.parametrize("op", ["Erf", "Sigmoid", "Relu", "Neg"])
@@ -215,7 +215,7 @@ def test_mod_float():
     check("Mod", [("a", a), ("b", b)], {"fmod": 1})
     # fmod=0 on floats is defined from opset 28 on: A - floor(A / B) * B, the sign of B
     got = run_pdc(make_model("Mod", [("a", a), ("b", b)], {"fmod": 0}, opset=28), {"a": a, "b": b})
-    np.testing.assert_allclose(got, np.mod(a, b), rtol=1e-6)
+    ROUNDED.check(got, np.mod(a, b))
 
 
 @pytest.mark.parametrize("xt,yt", [(np.float32, np.float32), (np.float32, np.int64), (np.float32, np.int32),

@@ -12,6 +12,7 @@ from pdc.ir.graph import Node, Value
 from pdc.ir.interpreter import run_node
 from pdc.ir.types import TensorType
 from pdc.ir.verify import check_node_schema, infer_node
+from tolerances import REDUCED, ROUNDED
 
 RNG = np.random.default_rng(0)
 
@@ -36,7 +37,7 @@ def test_fused_elementwise_matches_its_steps():
     y, t = _run("fused_elementwise", [x, b], {"ops": ["add", "leaky_relu", "mul"], "arity": [2, 1, 2],
                                               "args": [0, 1, -1, -2, 0], "step_attrs": ["", "alpha=0.1", ""]})
     z = x + b
-    np.testing.assert_allclose(y, np.where(z >= 0, z, np.float32(0.1) * z) * x, rtol=1e-6)
+    ROUNDED.check(y, np.where(z >= 0, z, np.float32(0.1) * z) * x)
     assert str(t) == "f32[2,3]"
 
 
@@ -84,7 +85,7 @@ def _attention(q, k, v, mask, scale):
 def test_fused_attention_4d_with_mask_and_default_scale():
     q, k, v, m = _f32(2, 3, 5, 4), _f32(2, 3, 7, 4), _f32(2, 3, 7, 6), _f32(1, 1, 5, 7)
     y, t = _run("fused_attention", [q, k, v, m], {})
-    np.testing.assert_allclose(y, _attention(q, k, v, m, 0.5), rtol=1e-5, atol=1e-6)
+    REDUCED.check(y, _attention(q, k, v, m, 0.5))
     assert str(t) == "f32[2,3,5,6]"
 
 
@@ -96,7 +97,7 @@ def test_fused_attention_3d_splits_and_merges_heads():
     y, t = _run("fused_attention", [q, k, v, mask], {"num_heads": h, "scale": 0.2})
     split = [x.reshape(b, s, h, d).transpose(0, 2, 1, 3) for x in (q, k, v)]
     want = _attention(*split, mask, 0.2).transpose(0, 2, 1, 3).reshape(b, s, h * d)
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    REDUCED.check(y, want)
     assert str(t) == "f32[2,5,32]"
 
 
@@ -120,7 +121,7 @@ def test_conv_nhwc_matches_conv(layout):
     want, _ = _run("conv", [x, w, b], attrs)
     got, t = _run("conv_nhwc", [x.transpose(0, 2, 3, 1), w.transpose(["OIHW".index(c) for c in layout]), b],
                   {**attrs, "weight_layout": layout})
-    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, rtol=1e-6, atol=1e-6)
+    ROUNDED.check(got.transpose(0, 3, 1, 2), want)
     assert t.shape == want.transpose(0, 2, 3, 1).shape
 
 
@@ -134,7 +135,7 @@ def test_pool_nhwc_matches_pool(op, attrs):
     x = _f32(2, 3, 7, 8)
     want, _ = _run(op, [x], attrs)
     got, t = _run(op + "_nhwc", [x.transpose(0, 2, 3, 1)], attrs)
-    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, rtol=1e-6)
+    ROUNDED.check(got.transpose(0, 3, 1, 2), want)
     assert t.shape == want.transpose(0, 2, 3, 1).shape
 
 
@@ -143,7 +144,7 @@ def test_batch_normalization_nhwc_matches_batch_normalization():
     params = [_f32(3), _f32(3), _f32(3), np.abs(_f32(3)) + 0.1]
     want, _ = _run("batch_normalization", [x] + params, {"epsilon": 1e-3})
     got, _ = _run("batch_normalization_nhwc", [x.transpose(0, 2, 3, 1)] + params, {"epsilon": 1e-3})
-    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), want, rtol=1e-5, atol=1e-6)
+    REDUCED.check(got.transpose(0, 3, 1, 2), want)
 
 
 @pytest.mark.parametrize("op, arrays, attrs, message", [

@@ -25,11 +25,11 @@ def check_pass_symbolic(pipeline: str, before: str, after: str, constants: dict 
     return g
 
 
-def check_zoo_model(path: str, pipeline: str, rtol: float = 1e-5):
+def check_zoo_model(path: str, pipeline: str):
     """Runs `pipeline` (verifying after each pass) on the model at `path`; asserts that the reference
     interpreter gives the same outputs before and after, and returns (graph, op histogram before, after)."""
     graph = load_model(path)
     before = graph.copy()
     run_passes(graph, pipeline)
-    assert_same_outputs(before, graph, zoo_lib.make_feeds(path), rtol)
+    assert_same_outputs(before, graph, zoo_lib.make_feeds(path))
     return graph, Counter(n.op for n in before.nodes), Counter(n.op for n in graph.nodes)
