@@ -8,11 +8,17 @@ subtracted first; a row whose max is not finite is not shifted, as in the refere
 precision computes in float and rounds once on store.
 
 fp32 exponentials use _axis.vexp_helper's vectorized exp (glibc's expf is a scalar call of ~7 ns).
+
+Paths (pdc/codegen/kernels/paths.py, family "softmax"): "rows" (inner == 1, its hard limit) and
+"block" (any inner, the general path; inner == 1 is a block of one row).
 """
 from __future__ import annotations
 
 from ..context import KernelContext
 from ._axis import LANES, Num, axis_kernel, indent, outer_n_inner, prod, row_f32_helper, vexp_helper
+from .paths import declare, mark, take
+
+declare("softmax", "block", "rows")
 
 BLOCK = 64
 
@@ -151,8 +157,9 @@ def softmax(ctx: KernelContext) -> str:
     outer, n, inner = outer_n_inner(x.shape, axis)
     if outer * n * inner == 0:
         return "    /* empty */"
-    if inner == 1:
-        return f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(_softmax_rows(ctx, op, num, n), 2)}\n    }}"
+    if inner == 1 and take("softmax", "rows"):
+        return mark("softmax", "rows",
+                    f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(_softmax_rows(ctx, op, num, n), 2)}\n    }}")
     bw = min(inner, BLOCK)
     full = inner - inner % bw
     parts = []
@@ -164,7 +171,7 @@ def softmax(ctx: KernelContext) -> str:
     if full < inner:
         parts.append(f"{{\n    const int64_t j0 = {full};\n"
                      f"{indent(ptrs + _softmax_block(ctx, op, num, n, inner, inner - full))}\n}}")
-    return f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(chr(10).join(parts), 2)}\n    }}"
+    return mark("softmax", "block", f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(chr(10).join(parts), 2)}\n    }}")
 
 
 # ---- block moves ----------------------------------------------------------------------------

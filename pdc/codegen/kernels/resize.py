@@ -1,7 +1,7 @@
 """Resize (every mode of the IR op) as static tables computed with the reference's own formulas.
 
-Per resized axis the compiler evaluates, in float64, the source coordinate of every output index
-(pdc.ir.ops.resize.source_coords) and turns it into
+Per resized axis the compiler evaluates the source coordinate of every output index exactly, then
+rounds it to float64 (pdc.ir.ops.resize.source_coords), and turns it into
 - nearest: a source index table (-1 outside a tf_crop_and_resize box: the extrapolation value);
   the kernel is then a table-driven copy (`_movement.gather_axes`);
 - linear / cubic: per output index, the first source index `lo` of a window of K taps and the K
@@ -10,6 +10,10 @@ Per resized axis the compiler evaluates, in float64, the source coordinate of ev
 Axes the reference leaves alone (same length, scale 1, full box) read straight through. Floats
 accumulate in float (double for float64 and integer inputs, which truncate toward zero and
 saturate like the reference).
+
+Paths (pdc/codegen/kernels/paths.py, family "resize"): "gather" (nearest), "unrolled" (the
+weighted sum written out term by term: up to UNROLL_TAPS taps per output, hard limit
+UNROLLED_TAPS_MAX) and "loops" (one loop per resized axis; any window, the general path).
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ from ..ctypes_c import float_literal
 from . import kernel
 from ._axis import Num, indent
 from ._movement import gather_axes, table, uses_all_params
+from .paths import declare, mark, take
+
+declare("resize", "loops", "unrolled", "gather")
 
 
 def _operand(ctx: KernelContext, i: int, what: str):
@@ -110,7 +117,7 @@ def resize(ctx: KernelContext) -> str:
                 continue
             idx = nearest_index(c[0], attrs.get("nearest_mode", "round_prefer_floor"), x.shape[a])
             maps.append(np.where(c[1], -1, idx))
-        return gather_axes(ctx, x.shape, y.shape, maps, _extrapolation(ctx, num), False)
+        return mark("resize", "gather", gather_axes(ctx, x.shape, y.shape, maps, _extrapolation(ctx, num), False))
     antialias = attrs.get("antialias", 0)
     if mode == "linear":
         kern, support = _linear_kernel, 1
@@ -132,6 +139,7 @@ def resize(ctx: KernelContext) -> str:
 
 
 UNROLL_TAPS = 64  # up to this many taps per output the weighted sum is written out in full
+UNROLLED_TAPS_MAX = 1024  # beyond, one output's expression is too long to compile
 
 
 def _weighted(ctx: KernelContext, in_shape, out_shape, taps: dict, order: list, num: Num) -> str:
@@ -172,7 +180,9 @@ def _weighted(ctx: KernelContext, in_shape, out_shape, taps: dict, order: list, 
         prev_s = f"s{d}"
     nest = order[::-1]  # the axis resized last is the outermost sum
     load = lambda off: f"({acc_t}){num.load(f'X[s{rank - 1}{off}]')}"  # noqa: E731
-    if int(np.prod([names[a][0] for a in nest])) <= UNROLL_TAPS:
+    n_taps = int(np.prod([names[a][0] for a in nest]))
+    unrolled = n_taps <= UNROLLED_TAPS_MAX and take("resize", "unrolled", n_taps <= UNROLL_TAPS)
+    if unrolled:
         def term(level: int, off: str) -> str:
             if level == len(nest):
                 return load(off)
@@ -205,4 +215,5 @@ def _weighted(ctx: KernelContext, in_shape, out_shape, taps: dict, order: list, 
     lines.append(indent("\n".join(body), rank + 1))
     for d in reversed(range(rank)):
         lines.append("    " * d + "}")
-    return "\n".join(["    " + d for d in decls] + [indent("\n".join(lines))])
+    code = "\n".join(["    " + d for d in decls] + [indent("\n".join(lines))])
+    return mark("resize", "unrolled" if unrolled else "loops", code)

@@ -13,6 +13,11 @@ passes over whole gate vectors: peepholes, clip, the direction's activations, th
   polynomial, ~2 ulp); the others are plain loops of their C expression.
 Half-precision tensors compute in float and round once on store, like the reference.
 A sequence length outside [0, seq_length] is clamped to it (the reference rejects it).
+
+Paths (pdc/codegen/kernels/paths.py): family "rnn", how the matrices are multiplied: "packed"
+(the panels above; hard limit: a constant matrix and float compute) or "rowdot" (the general
+path); family "rnn-split": "parallel" (the (direction, batch) pairs over threads; hard limit: more
+than one pair; heuristic: PARALLEL_MIN_MACS) or "serial".
 """
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ from ...ir.ops.rnn import _DIRECTIONS, _KINDS, ActivationError, resolve_activati
 from ..context import KernelContext
 from ..ctypes_c import float_literal
 from . import kernel
+from .paths import declare, mark, take
+
+declare("rnn", "rowdot", "packed")
+declare("rnn-split", "serial", "parallel")
 
 PANEL = 16
 PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves (KERNELS.md §4)
@@ -309,6 +318,7 @@ class _Gen:
         self.clip = a.get("clip")
         self.fn = ctx.fn_name
         self.nout = len(ctx.outputs)
+        self.packed = False  # whether a matrix was packed into panels
 
     # -- small spellings
     def load(self, expr: str) -> str:
@@ -336,7 +346,8 @@ class _Gen:
         ctx = self.ctx
         K = ctx.inputs[idx].shape[2]
         data = ctx.const(idx)
-        if data is not None and self.ct == "float":
+        if data is not None and self.ct == "float" and take("rnn", "packed"):
+            self.packed = True
             m = np.asarray(data[d, row0:row0 + rows], dtype=np.float32)  # (rows, K)
             P = -(-rows // PANEL)
             packed = np.zeros((P * PANEL, K), np.float32)
@@ -551,10 +562,13 @@ class _Gen:
         inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
         items = self.ndir * self.N
         macs = self.T * (self.I + self.H) * self.G * self.H
-        call = (f"pdc_parallel_for({items}, {fn}_task, (void *)&a);" if items > 1 and macs * items >= PARALLEL_MIN_MACS
+        parallel = items > 1 and take("rnn-split", "parallel", macs * items >= PARALLEL_MIN_MACS)
+        call = (f"pdc_parallel_for({items}, {fn}_task, (void *)&a);" if parallel
                 else f"{fn}_task((void *)&a, 0, {items});")
         unused = " ".join(f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None)
-        return f"    {fn}_args a = {{ {inits} }};\n    {unused}\n    {call}" if items else "    (void)in0;"
+        body = f"    {fn}_args a = {{ {inits} }};\n    {unused}\n    {call}"
+        return mark("rnn", "packed" if self.packed else "rowdot",
+                    mark("rnn-split", "parallel" if parallel else "serial", body))
 
 
 @kernel("lstm", "gru", "rnn")

@@ -5,9 +5,9 @@ coordinate x is mapped to a source coordinate x_ori (coordinate_transformation_m
 one source index (nearest_mode), linear and cubic weigh the source indices around x_ori with a
 kernel k((i - x_ori) * s), where s = min(scale, 1) with antialias (the filter stretched by 1/scale
 when downsampling) and 1 otherwise. Source indices outside the axis take the edge value, or with
-exclude_outside get weight 0 (the rest renormalized). Coordinates are computed in float64 from the
-given scales, as ONNX's reference does; with `sizes` the scale out/in is kept as an exact fraction,
-so coordinates that are mathematically integers or halves stay exact (nearest rounding depends on it).
+exclude_outside get weight 0 (the rest renormalized). Coordinates are evaluated exactly (rationals;
+with `sizes` the scale is the fraction out/in) and rounded once to float64, so coordinates that are
+mathematically integers or halves stay exact (nearest rounding depends on it).
 """
 from __future__ import annotations
 
@@ -111,33 +111,37 @@ def _resize_infer(ctx: InferContext):
 
 
 # ---------------------------------------------------------------------------------------------
-def _unscale(v: np.ndarray, scale) -> np.ndarray:
-    """v / scale; for a Fraction as v * den / num, exact whenever the true result is representable."""
-    if isinstance(scale, Fraction):
-        return v * scale.denominator / scale.numerator
-    return v / scale
-
-
 def source_coords(mode: str, out_len: int, in_len: int, scale, roi=(0.0, 1.0)) -> np.ndarray:
-    """x_ori for every output index along one axis."""
-    x = np.arange(out_len, dtype=np.float64)
-    out_w = float(scale * in_len)  # the fractional target length ONNX's formulas use
+    """x_ori for every output index along one axis, evaluated exactly (in rationals: a float scale
+    or roi is the exact value of its binary float) and rounded once to float64. A coordinate that
+    is mathematically an integer or a half therefore stays one, which nearest rounding, the window
+    of exclude_outside and the crop box of tf_crop_and_resize depend on (the float formulas miss
+    them: half_pixel_symmetric's offset 3.5 * (1 - 3 / 3.5) is 0.49999999999999994)."""
+    s = scale if isinstance(scale, Fraction) else Fraction(float(scale))
+    box = tuple(Fraction(float(v)) for v in roi)
+    return np.array([float(_source_coord(mode, Fraction(x), out_len, in_len, s, box)) for x in range(out_len)],
+                    dtype=np.float64)
+
+
+def _source_coord(mode: str, x: Fraction, out_len: int, in_len: int, s: Fraction, box) -> Fraction:
+    """The spec's x_original of output index x (exact arithmetic)."""
+    out_w = s * in_len  # the fractional target length ONNX's formulas use
+    half = Fraction(1, 2)
     if mode == "half_pixel":
-        return _unscale(x + 0.5, scale) - 0.5
+        return (x + half) / s - half
     if mode == "half_pixel_symmetric":
-        offset = in_len / 2 * (1 - out_len / out_w)
-        return offset + _unscale(x + 0.5, scale) - 0.5
+        return in_len * half * (1 - out_len / out_w) + (x + half) / s - half
     if mode == "pytorch_half_pixel":
-        return _unscale(x + 0.5, scale) - 0.5 if out_len > 1 else np.zeros(out_len)
+        return (x + half) / s - half if out_len > 1 else Fraction(0)
     if mode == "align_corners":
-        return np.zeros(out_len) if out_w == 1 else x * (in_len - 1) / (out_w - 1)
+        return Fraction(0) if out_w == 1 else x * (in_len - 1) / (out_w - 1)
     if mode == "asymmetric":
-        return _unscale(x, scale)
+        return x / s
     if mode == "tf_half_pixel_for_nn":
-        return _unscale(x + 0.5, scale)
-    start, end = roi
+        return (x + half) / s
+    start, end = box
     if out_w == 1:
-        return np.full(out_len, 0.5 * (start + end) * (in_len - 1))
+        return (start + end) * half * (in_len - 1)
     return start * (in_len - 1) + x * (end - start) * (in_len - 1) / (out_w - 1)
 
 
