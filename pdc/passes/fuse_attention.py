@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..ir import dtypes
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.common import broadcast_shapes
@@ -39,7 +40,8 @@ class FuseAttention(Pass):
     (B, H, S, d) and the result goes back the same way, those are absorbed too and the node takes
     the 3-D tensors with num_heads=H; otherwise it takes the 4-D ones. Every absorbed value must
     be used only inside the pattern. `op` picks the node: `attention` (ONNX Attention, opset 23),
-    `fused_attention`, or `auto` (attention when that op is registered).
+    `fused_attention`, or `auto` (attention when that op is registered and computes the subgraph
+    as it is, else fused_attention: see _exact_as_attention).
     """
 
     name = "fuse-attention"
@@ -61,11 +63,16 @@ class FuseAttention(Pass):
             core = m.attempt(_match_core, m, node)
             if core is None:
                 continue
+            node_op = op
+            if op == "attention" and not _exact_as_attention(core):
+                if self.op != "auto" or "fused_attention" not in ops:
+                    continue
+                node_op = "fused_attention"
             core_nodes = list(m.nodes)
             split = m.attempt(_match_heads, m, core)
             if split is not None and m.interior_ok(split[3]):
                 q, k, v, out, heads = split
-                if rewriter.add(m.nodes, out, _attention_node(op, [q, k, v, core.mask], out, core.scale, heads)):
+                if rewriter.add(m.nodes, out, _attention_node(node_op, [q, k, v, core.mask], out, core.scale, heads)):
                     continue
             m.nodes = core_nodes  # the 4-D form: K^T must be a transpose of a 4-D K
             t = m.peek(core.kt)
@@ -73,9 +80,18 @@ class FuseAttention(Pass):
                 continue
             k = m.node(core.kt, "transpose").inputs[0]
             if m.interior_ok(core.out):
-                new = _attention_node(op, [core.q, k, core.v, core.mask], core.out, core.scale, 0)
+                new = _attention_node(node_op, [core.q, k, core.v, core.mask], core.out, core.scale, 0)
                 rewriter.add(m.nodes, core.out, new)
         rewriter.apply()
+
+
+def _exact_as_attention(core: _Core) -> bool:
+    """Whether the attention op (ONNX Attention) computes the subgraph: its mask must have a value
+    per key (the op reads a shorter last dim as keys not attended, where the Add broadcast it
+    over the keys), and its scale is a float32 whose square root it takes in float32, which a
+    float64 subgraph's scale does not survive."""
+    every_key = core.mask is None or static_shape(core.mask)[-1] == static_shape(core.kt)[-1]
+    return every_key and core.out.type.dtype != dtypes.float64
 
 
 def _attention_node(op: str, inputs: list, out: Value, scale: float, heads: int) -> Node:

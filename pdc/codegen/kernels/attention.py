@@ -7,8 +7,10 @@ accumulates the probability-weighted V rows. Keys and values are read where they
 cache, then the new K / V, 3-D or 4-D), so nothing is materialized but the requested outputs.
 
 float32 (the common case) runs on vectorized helpers: the task transposes its head's keys into
-a stack block once, so a row's scores are axpys over contiguous keys; exp, the normalization and
-P V are AVX-512 / AVX2 loops. Other types run plain loops.
+a stack block once, so a row's scores are axpys over contiguous keys ("keys-transposed"), or,
+when the keys do not fit that block, one dot product per key ("keys-direct"); exp, the
+normalization and P V are AVX-512 / AVX2 loops. Other types run plain loops ("scalar"), which
+compute every layer (paths: pdc/codegen/kernels/paths.py, family "attention").
 
 Rounding follows the references (pdc/ir/ops/nn_attention.py, fused_attention.py) step by step:
 half-precision tensors compute in float and are rounded back to their type wherever the
@@ -25,7 +27,10 @@ from ...ir import dtypes
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from . import kernel
+from .paths import declare, mark, take
 from .sequence import VMATH_C
+
+declare("attention", "scalar", "keys-transposed", "keys-direct")
 
 ROW_BLOCK = 32  # query rows per task
 KT_FLOATS_MAX = 1 << 15  # float32: a head's keys transposed into a stack block up to this size
@@ -260,7 +265,8 @@ class _Row:
 
     def __init__(self, g: _Attn, sct: str, fast: bool):
         self.g, self.sct, self.fast = g, sct, fast
-        self.kt = fast and sct == "float" and g.D * g.L <= KT_FLOATS_MAX
+        self.kt = fast and sct == "float" and g.D * g.L <= KT_FLOATS_MAX and take("attention", "keys-transposed")
+        self.path = "keys-transposed" if self.kt else "keys-direct" if fast else "scalar"
         if fast:
             g.ctx.helper("pdc_attn_vec", VEC_C)
         nb = -(-g.Sq // ROW_BLOCK)
@@ -331,7 +337,8 @@ class _Row:
 
 
 def _fast(g: _Attn) -> bool:
-    return g.qdt.short == "f32" and g.kdt.short == "f32" and g.at == "float"
+    """Whether the vectorized float32 helpers apply (forcing "scalar" runs float32 on the loops)."""
+    return g.qdt.short == "f32" and g.kdt.short == "f32" and g.at == "float" and not take("attention", "scalar", False)
 
 
 def _check_sizes(ctx: KernelContext, g: _Attn) -> bool:
@@ -355,7 +362,7 @@ def attention(ctx: KernelContext) -> str:
         return "\n".join(g.present_copy() + ["    (void)in0;"])
     rnd = _round_fn(T, at)
     scale = a.get("scale")
-    root = float(T.np.type(np.sqrt(1.0 / np.sqrt(g.D) if scale is None else scale)))
+    root = float(T.np.type(sqrt_scale(scale, g.D)))
     root_c = float_literal(root, at)
     softcap = a.get("softcap", 0.0) or 0.0
     mode = a.get("qk_matmul_output_mode", 0)
@@ -445,7 +452,14 @@ def attention(ctx: KernelContext) -> str:
         row.add(f"for (int64_t j = 0; j < {g.L}; j++) qk[j] = {ctx.store(ctx.outputs[3].dtype, 'sc[j]')};")
     row.pv(lambda e: rnd(f"({at}){e}"))
     row.finish()
-    return _dispatch(ctx, g, g.present_copy())
+    return mark("attention", row.path, _dispatch(ctx, g, g.present_copy()))
+
+
+def sqrt_scale(scale, head_size: int) -> np.float32:
+    """sqrt(scale) as the op's function body computes it: in float32 (the scale attribute's type;
+    the default 1 / sqrt(head_size) too), then cast to the inputs' type."""
+    s = np.float32(1) / np.sqrt(np.float32(head_size)) if scale is None else np.float32(scale)
+    return np.sqrt(s)
 
 
 def tanh_of(ct: str) -> str:
@@ -502,4 +516,4 @@ def fused_attention(ctx: KernelContext) -> str:
                 f"for (int64_t j = 0; j < {g.L}; j++) sc[j] /= total;")
     row.pv(lambda e: f"({at}){e}")
     row.finish()
-    return _dispatch(ctx, g, [])
+    return mark("attention", row.path, _dispatch(ctx, g, []))

@@ -5,6 +5,11 @@ Row-major C[M x N] = A[M x K] B[K x N]: vectors run along N, A values are broadc
 operand is packed at compile time (Gemm's alpha folded in); a runtime operand is packed per
 block from its strides (transposes cost nothing extra). matmul's batch dims broadcast through
 per-problem offset tables; when B is a single matrix, A's batch dims fold into M.
+
+Paths (family "gemm", shared by gemm and matmul; pdc/codegen/kernels/paths.py): fp32 runs the
+blocked driver with B packed at compile time ("packed-b": B constant), else A packed at compile
+time ("packed-a": A constant, B at run time), else both packed at run time ("runtime", which
+computes every fp32 layer); other dtypes (and K = 0) run plain loops ("loops").
 """
 from __future__ import annotations
 
@@ -16,8 +21,12 @@ from ...ir.ops.common import broadcast_shapes
 from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
+from .paths import declare, mark, take
 from .dense_core import (add_weight, c_float, choose_split, default_tile, Epilogue, epilogue_expr, isa_of, k_block,
                          lanes, n_chunk, pack_a_panels, pack_b_panels, pick_mr, render_job, ukernel, uses_all)
+
+
+declare("gemm", "runtime", "loops", "packed-b", "packed-a")
 
 
 def _tile(isa: str, m: int) -> tuple[int, int]:
@@ -115,17 +124,18 @@ def _gemm(ctx: KernelContext) -> str:
     epi = Epilogue(ctx) if ctx.node.op == "fused_gemm" else _plain_epilogue()
     if m * n == 0:
         return "    (void)in0;"
-    if a_t.dtype.short != "f32" or k == 0:
-        return _gemm_generic(ctx, m, n, k, ta, tb, alpha, beta, epi)
+    if a_t.dtype.short != "f32" or k == 0 or take("gemm", "loops", False):
+        return mark("gemm", "loops", _gemm_generic(ctx, m, n, k, ta, tb, alpha, beta, epi))
     p = _Problem(ctx, 1, m, n, k, epi)
     a_rs, a_cs = (1, m) if ta else (k, 1)
     b_rs, b_cs = (1, k) if tb else (n, 1)
     A, B = ctx.const(0), ctx.const(1)
-    if B is not None:
+    path = _operand_path(A, B)
+    if path == "packed-b":
         Bm = np.asarray(B, np.float32).T if tb else np.asarray(B, np.float32)
         p.b_const((Bm * np.float32(alpha))[None] if alpha != 1 else Bm[None], [0])
         p.a_runtime("in0", a_rs, a_cs, [0])
-    elif A is not None:
+    elif path == "packed-a":
         Am = np.asarray(A, np.float32).T if ta else np.asarray(A, np.float32)
         p.a_const((Am * np.float32(alpha))[None] if alpha != 1 else Am[None], [0])
         p.b_runtime("in1", b_rs, b_cs, [0])
@@ -157,7 +167,17 @@ def _gemm(ctx: KernelContext) -> str:
                 p.fields.update(res="in2", ldr=n, r_bs=0)
             else:
                 p.post_add = ("in2", 0, st[0], st[1], c_float(beta))
-    return p.render("in3")
+    return mark("gemm", path, p.render("in3"))
+
+
+def _operand_path(A, B) -> str:
+    """Which operand is packed at compile time: B if constant, else A if constant (A and B are the
+    constants, None at run time); a forced path needs its operand constant."""
+    if B is not None and take("gemm", "packed-b"):
+        return "packed-b"
+    if A is not None and take("gemm", "packed-a"):
+        return "packed-a"
+    return "runtime"
 
 
 def _gemm_generic(ctx: KernelContext, m, n, k, ta, tb, alpha, beta, epi: Epilogue) -> str:
@@ -226,28 +246,34 @@ def _matmul(ctx: KernelContext) -> str:
         return "    (void)in0;"
     a_idx = _batch_offsets(batch, a2[:-2])
     b_idx = _batch_offsets(batch, b2[:-2])
-    if a_t.dtype.short != "f32" or k == 0:
-        return _matmul_generic(ctx, batch, m, n, k, a_idx, b_idx, epi)
-    # B one matrix for every problem and A's problems back to back: fold the batch into M
-    if (b_idx == 0).all() and (a_idx == np.arange(nprob)).all():
+    bias = ctx.node.op == "fused_matmul" and ctx.has_input(2)
+    # with a 1-D B the output's last axis is M: the bias (one value per last-axis index) is per row
+    bias_rows = bias and len(b_t.shape) == 1
+    if a_t.dtype.short != "f32" or k == 0 or take("gemm", "loops", False):
+        return mark("gemm", "loops", _matmul_generic(ctx, batch, m, n, k, a_idx, b_idx, epi, bias_rows))
+    # B one matrix for every problem and A's problems back to back: fold the batch into M (not with
+    # a bias per row, which repeats per problem)
+    if (b_idx == 0).all() and (a_idx == np.arange(nprob)).all() and not bias_rows:
         m, nprob, a_idx, b_idx = m * nprob, 1, np.zeros(1, np.int64), np.zeros(1, np.int64)
     p = _Problem(ctx, nprob, m, n, k, epi)
     A, B = ctx.const(0), ctx.const(1)
-    if B is not None:
+    path = _operand_path(A, B)
+    if path == "packed-b":
         p.b_const(np.asarray(B, np.float32).reshape(-1, k, n), b_idx)
     else:
         p.b_runtime("in1", n, 1, b_idx * k * n)
-    if A is not None and B is None:
+    if path == "packed-a":
         p.a_const(np.asarray(A, np.float32).reshape(-1, m, k), a_idx)
     else:
         p.a_runtime("in0", k, 1, a_idx * m * k)
-    if ctx.node.op == "fused_matmul" and ctx.has_input(2):
-        bias = ctx.const(2)
-        p.fields["bias_n"] = add_weight(ctx, np.asarray(bias, np.float32).reshape(n)) if bias is not None else "in2"
-    return p.render("in3")
+    if bias:
+        c = ctx.const(2)
+        ptr = add_weight(ctx, np.asarray(c, np.float32).reshape(-1)) if c is not None else "in2"
+        p.fields["bias_m" if bias_rows else "bias_n"] = ptr  # every problem reads the same bias
+    return mark("gemm", path, p.render("in3"))
 
 
-def _matmul_generic(ctx: KernelContext, batch, m, n, k, a_idx, b_idx, epi: Epilogue) -> str:
+def _matmul_generic(ctx: KernelContext, batch, m, n, k, a_idx, b_idx, epi: Epilogue, bias_rows: bool) -> str:
     dt = ctx.inputs[0].dtype
     is_int = not dt.is_float
     nprob = math.prod(batch)
@@ -263,7 +289,7 @@ def _matmul_generic(ctx: KernelContext, batch, m, n, k, a_idx, b_idx, epi: Epilo
     bo = f"{bt}[p]" if bt else "0"
     bias = ""
     if ctx.node.op == "fused_matmul" and ctx.has_input(2):
-        bias = f" s += ({acc})({ctx.load(dt, 'in2[j]')});"
+        bias = f" s += ({acc})({ctx.load(dt, 'in2[i]' if bias_rows else 'in2[j]')});"
     r_load = lambda idx: ctx.load(dt, f"in3[{idx}]")  # noqa: E731
     post = " ".join(epilogue_expr(ctx, epi, "s", acc, f"(p * {m} + i) * {n} + j", r_load)) if not is_int else ""
     store = ctx.store(dt, "s") if not is_int else f"({ctx.ctype(dt)})s"
@@ -295,18 +321,8 @@ def _matmul_integer(ctx: KernelContext) -> str:
     b_idx = _batch_offsets(batch, b2[:-2])
     at = add_weight(ctx, (a_idx * m * k).astype(np.int64), "int64_t") if nprob > 1 else None
     bt = add_weight(ctx, (b_idx * k * n).astype(np.int64), "int64_t") if nprob > 1 else None
-    az = "0"
-    if ctx.has_input(2):
-        sz = math.prod(ctx.inputs[2].shape)
-        if sz not in (1, m):
-            ctx.fail(f"a_zero_point has {sz} values, expected 1 or {m}")
-        az = "(int32_t)in2[i]" if sz > 1 else "(int32_t)in2[0]"
-    bz = "0"
-    if ctx.has_input(3):
-        sz = math.prod(ctx.inputs[3].shape)
-        if sz not in (1, n):
-            ctx.fail(f"b_zero_point has {sz} values, expected 1 or {n}")
-        bz = "(int32_t)in3[j]" if sz > 1 else "(int32_t)in3[0]"
+    az = _zero_point(ctx, 2, "i", m, a2[:-2], a_idx, (m, 1), "a_zero_point")
+    bz = _zero_point(ctx, 3, "j", n, b2[:-2], b_idx, (1, n), "b_zero_point")
     return f"""    for (int64_t p = 0; p < {nprob}; p++) {{
         const int64_t ao = {f'{at}[p]' if at else '0'}, bo = {f'{bt}[p]' if bt else '0'};
         for (int64_t i = 0; i < {m}; i++)
@@ -317,3 +333,21 @@ def _matmul_integer(ctx: KernelContext) -> str:
             out0[(p * {m} + i) * {n} + j] = (int32_t)s;
         }}
     }}"""
+
+
+def _zero_point(ctx: KernelContext, i: int, var: str, count: int, lead, matrix_idx, tail, what: str) -> str:
+    """The C expression of MatMulInteger's zero point in input i: one value, one per row of A /
+    column of B (`var` indexes them, `count` of them), or that per matrix of the operand (shape
+    lead + tail: [D1, D2, M, 1] / [D1, D2, 1, N]), problem p using matrix matrix_idx[p]."""
+    if not ctx.has_input(i):
+        return "0"
+    shape = tuple(ctx.inputs[i].shape)
+    size = math.prod(shape)
+    if size == 1:
+        return f"(int32_t)in{i}[0]"
+    if size == count and shape in ((count,), tail):
+        return f"(int32_t)in{i}[{var}]"
+    if shape == tuple(lead) + tail and len(matrix_idx) > 0:
+        tab = add_weight(ctx, (np.asarray(matrix_idx, np.int64) * count), "int64_t")
+        return f"(int32_t)in{i}[{tab}[p] + {var}]"
+    ctx.fail(f"{what} has shape {list(shape)}: expected one value, {count} values or {list(tuple(lead) + tail)}")

@@ -28,6 +28,12 @@ import numpy as np
 from ...ir.ops.common import broadcast_shapes
 from ..context import KernelContext
 from .neon import Epilogue, arm_kernel, base, is_f32, simd_of
+from .paths import declare, mark, take
+
+# the kernels below take B constant ("neon"); the portable generators (dense_gemm.py: "runtime",
+# the general path, named first whichever module declares first; "packed-b", "packed-a", "loops")
+# compute the rest
+declare("gemm", "runtime", "neon")
 
 # register tiles (MR, NV) per ISA, NR = 4 * NV; the accumulators must fit the register file:
 # A64 has 32 vector registers, A32 NEON 16, Helium 8; plain C (Cortex-M FPU: 32 s-registers) 16 floats
@@ -479,14 +485,14 @@ def matmul(ctx: KernelContext) -> Optional[str]:
         return None
     k, n = b_t.shape
     m = math.prod(a_t.shape[:-1])
-    if m * n * k == 0:
+    if m * n * k == 0 or not take("gemm", "neon"):
         return None
     job = ArmGemm(ctx, 1, m, n, k, epi)
     job.a_runtime("in0", k, 1)
     job.b_const(np.asarray(B, np.float32)[None], "in1")
     if ctx.node.op == "fused_matmul" and ctx.has_input(2):
         job.fields["bias_n"] = "in2"  # one value per column, contiguous
-    return job.render()
+    return mark("gemm", "neon", job.render())
 
 
 @arm_kernel("gemm", "fused_gemm")
@@ -502,7 +508,7 @@ def gemm(ctx: KernelContext) -> Optional[str]:
         return None
     m, k = a_t.shape[::-1] if ta else a_t.shape
     n = b_t.shape[0] if tb else b_t.shape[1]
-    if m * n * k == 0:
+    if m * n * k == 0 or not take("gemm", "neon"):
         return None
     job = ArmGemm(ctx, 1, m, n, k, epi)
     Bm = np.asarray(B, np.float32).T if tb else np.asarray(B, np.float32)
@@ -524,4 +530,4 @@ def gemm(ctx: KernelContext) -> Optional[str]:
             job.fields["res"] = add_weight(ctx, Cb)
         else:
             return None
-    return job.render()
+    return mark("gemm", "neon", job.render())
