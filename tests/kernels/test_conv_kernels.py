@@ -20,7 +20,10 @@ CASES = ([("x86-avx512", p, k) for p, k in AVX512_PATHS] + [("x86-avx2", p, k) f
 EXAMPLES = 12
 
 
-@pytest.mark.parametrize("target,path,kind", CASES, ids=[f"{t}-{p}{k[3:]}" for t, p, k in CASES])
+IDS = [f"{t}-{p}{'-f16' if k.endswith('-f16') else ''}" for t, p, k in CASES]
+
+
+@pytest.mark.parametrize("target,path,kind", CASES, ids=IDS)
 def test_conv_path_matches_onnxruntime(target, path, kind):
     """The direct path is the one of the other dtypes: float64 and float16 (computed in float32)."""
     require(target)
