@@ -8,6 +8,7 @@ from onnx.reference import ReferenceEvaluator
 
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import run_graph, verify_graph
+from oracles import typed_outputs
 from tolerances import REDUCED, Tolerance
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -30,17 +31,6 @@ def make_model(op, inputs, attrs=None, opset=18, n_out=1, consts=()):
     graph = helper.make_graph([node], "t", vis, [helper.make_tensor_value_info(o, 0, None) for o in outs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     return model, dict(feeds)
-
-
-def typed_outputs(model):
-    """ONNX Runtime wants typed graph outputs: take them from ONNX's shape inference."""
-    import onnx
-    inferred = onnx.shape_inference.infer_shapes(model)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for o, io in zip(m.graph.output, inferred.graph.output):
-        o.CopyFrom(io)
-    return m
 
 
 def run_pdc(model, feeds):
