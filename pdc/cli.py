@@ -216,11 +216,29 @@ def cmd_compile(args) -> int:
 
 
 def cmd_targets(args) -> int:
-    from .targets import known_targets
+    from .targets import code_targets, get_target, known_targets
+    if args.coverage or args.target:
+        return _print_coverage([get_target(args.target)] if args.target else list(code_targets().values()),
+                               args.target)
     names = known_targets()
     width = max(len(n) for n in names)
     for name, what in names.items():
         print(f"{name:<{width}}  {what}")
+    return 0
+
+
+def _print_coverage(targets, asked) -> int:
+    """Which ops each target renders with its native kernels and which with the portable ones."""
+    from .codegen.kernels import PORTABLE, coverage
+    if targets == [None]:
+        raise PdcError(f"target '{asked}' runs the interpreter: it has no kernels")
+    for t in targets:
+        cov = coverage(t.kernel_families)
+        total = sum(len(ops) for ops in cov.values())
+        print(f"{t.name}: {total} ops; kernel families in fallback order: {' -> '.join(t.kernel_families)}")
+        for fam, ops in cov.items():
+            what = "plain C, any target" if fam == PORTABLE else "native; a node it does not cover falls back"
+            print(f"  {fam} ({what}): {len(ops)} ops" + (f"\n    {' '.join(ops)}" if ops else ""))
     return 0
 
 
@@ -311,7 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     tg = sub.add_parser("targets", help="list the targets pdc compiles for",
                         description="Lists every --target name with what it means; an alias says which target "
-                                    "it stands for.")
+                                    "it stands for. With --coverage, which ops each target implements with "
+                                    "its native kernels and which fall back to the portable C ones.")
+    tg.add_argument("--coverage", action="store_true", help="ops per kernel family for each target")
+    tg.add_argument("--target", help="only this target (implies --coverage)")
     tg.set_defaults(func=cmd_targets)
     return p
 

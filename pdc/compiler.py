@@ -11,8 +11,8 @@ import time
 from typing import Optional, Union
 
 from . import __version__
-from .build import build_shared, cmake_lists, makefile, runtime_sources
-from .codegen.c_renderer import CRenderer, c_identifier
+from .build import cmake_lists, makefile, runtime_sources
+from .codegen.c_renderer import c_identifier
 from .codegen.memory import plan_memory
 from .ir.errors import PdcError
 from .ir.graph import Graph
@@ -36,12 +36,11 @@ def load_graph(model: Union[str, Graph, "onnx.ModelProto"]) -> Graph:  # noqa: F
     raise PdcError(f"cannot compile a {type(model).__name__}: pass a model path, an onnx.ModelProto or a pdc Graph")
 
 
-def optimize(graph: Graph, opt_level: int) -> Graph:
-    from .passes import PassManager, all_passes, parse_pipeline
+def optimize(graph: Graph, opt_level: int, target=None) -> Graph:
+    """The graph after the target's -O<opt_level> pipeline (the default pipeline without a target)."""
+    from .passes import PassManager, parse_pipeline
     from .passes.manager import pipeline_for_level
-    known = all_passes()
-    names = [p for p in pipeline_for_level(opt_level).split(",") if p]
-    pipeline = ",".join(p for p in names if p in known)  # passes still being written are skipped
+    pipeline = target.pipeline(opt_level) if target is not None else pipeline_for_level(opt_level)
     return PassManager(parse_pipeline(pipeline)).run(graph) if pipeline else graph
 
 
@@ -65,8 +64,6 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
     if tgt is None:
         raise PdcError("target 'reference' runs the interpreter and has nothing to compile; pick a code target")
     if flash is not None or ram is not None:
-        if not hasattr(tgt, "with_memory"):
-            raise PdcError(f"--flash / --ram apply to microcontroller targets (cortex-m*), not to {tgt.name}")
         tgt = tgt.with_memory(flash, ram)
     name = name or default_name(model)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
@@ -76,8 +73,7 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
     if threads < 1:
         raise PdcError(f"--threads {threads}: must be at least 1")
     check_forced_paths()
-    if hasattr(tgt, "check_options"):  # cross targets refuse what their platform cannot do
-        tgt.check_options(weights, threads)
+    tgt.check_options(weights, threads)
     graph = load_graph(model)
     if shapes:
         graph = bind_shapes(graph, shapes)
@@ -90,10 +86,10 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
     # "naive": every intermediate tensor of the model as imported, each in its own buffer
     naive_bytes = sum(v.type.nbytes for n in graph.nodes for v in n.outputs
                       if v.type.is_static and v not in graph.outputs)
-    graph = optimize(graph, opt_level)
+    graph = optimize(graph, opt_level, tgt)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     plan = plan_memory(graph)
-    bundle = getattr(tgt, "renderer", CRenderer)(tgt).render(graph, plan, name, weights)
+    bundle = tgt.renderer().render(graph, plan, name, weights, tgt.kernel_config(threads))
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
     files.update(runtime_sources())
@@ -117,10 +113,9 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
                          n.attrs.get("source_nodes"), list) else [n.name],
                      **({"path": path} if path else {})}
                     for i, (n, path) in enumerate(zip(graph.nodes, bundle.kernel_paths))],
-        "library": f"lib{name}.so" if build and tgt.host else None,
+        "library": None,
     }
-    if hasattr(tgt, "bundle_files"):  # cross targets: their own build files, harness, startup code
-        files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads, manifest))
+    files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads, manifest))
     files["manifest.json"] = json.dumps(manifest, indent=2).encode()
     out_dir = os.path.abspath(out_dir)
     parent = os.path.dirname(out_dir)
@@ -132,13 +127,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
-        if build and tgt.host:
-            from .targets.x86 import c_compiler
-            tgt.check_host()
-            say(f"building lib{name}.so ({len(bundle.kernel_files) + 3} C files)")
-            build_shared(tmp, name, bundle.kernel_files, c_compiler(), cflags, threads)
-        elif build and hasattr(tgt, "build"):  # cross-compile; the target adds what it built to the manifest
-            manifest.update(tgt.build(tmp, name, bundle.kernel_files, cflags, threads, say=say))
+        if build:  # the target adds what it built (library, executable, runner) to the manifest
+            manifest.update(tgt.build(tmp, name, bundle.kernel_files, cflags, threads, say))
             with open(os.path.join(tmp, "manifest.json"), "w") as f:
                 json.dump(manifest, f, indent=2)
         if os.path.isdir(out_dir):
@@ -155,9 +145,9 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
 
 def check_forced_paths() -> None:
     """A bad PDC_FORCE_PATH (a debug override of the kernels' path choice) fails before any work."""
-    from .codegen.kernels import generators
+    from .codegen.kernels import load_all
     from .codegen.kernels.paths import forced_paths
-    generators()  # every generator module declares its paths on import
+    load_all()  # every generator module declares its paths on import
     forced_paths()
 
 

@@ -110,7 +110,7 @@ def test_presets_and_memory_overrides():
     assert boards == {"cortex-m3": "mps2-an385", "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500",
                       "cortex-m55": "mps3-an547"}
     assert names["cortex-m55"].simd == "mve" and names["cortex-m4"].simd == "none"
-    assert all(m.flash > 0 and m.ram > 0 and m.max_threads == 1 for m in names.values())
+    assert all(m.flash > 0 and m.ram > 0 and m.limits.max_threads == 1 for m in names.values())
     big = CORTEX_M4.with_memory("1M", "256K")
     assert (big.flash, big.ram) == (1 << 20, 256 << 10) and big.name == "cortex-m4"
     assert parse_size(65536, "ram") == 65536 and parse_size("512k", "flash") == 512 << 10

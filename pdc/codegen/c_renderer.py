@@ -17,7 +17,7 @@ from ..ir.errors import UnsupportedError
 from ..ir.graph import Graph, Node, Value
 from .context import KernelContext
 from .ctypes_c import ctype
-from .kernels import generators
+from .kernels import generate, supports
 from .memory import VIEW_OPS, MemoryPlan
 
 ALIGN = 64
@@ -124,9 +124,10 @@ class CRenderer:
     def __init__(self, target):
         self.target = target
 
-    def render(self, graph: Graph, plan: MemoryPlan, name: str, weights_mode: str = "c") -> Bundle:
-        gens = generators()
-        missing = sorted({n.op for n in graph.nodes if n.op not in gens})
+    def render(self, graph: Graph, plan: MemoryPlan, name: str, weights_mode: str, config) -> Bundle:
+        """The bundle's sources; `config` (a KernelConfig) is what every kernel is generated for."""
+        families = self.target.kernel_families
+        missing = sorted({n.op for n in graph.nodes if not supports(n.op, families)})
         if missing:
             counts = {op: sum(1 for n in graph.nodes if n.op == op) for op in missing}
             raise UnsupportedError(f"no {self.target.name} kernel for ops: "
@@ -137,8 +138,8 @@ class CRenderer:
         kernels: list[tuple[Node, str, str]] = []  # node, fn name, code
         for i, node in enumerate(graph.nodes):
             fn = f"{name}_k{i}_{c_identifier(node.op)}"
-            ctx = KernelContext(node, fn, self.target, weights, helpers)
-            body = gens[node.op](ctx)
+            ctx = KernelContext(node, fn, config, weights, helpers)
+            body = generate(ctx, families)
             src = f"/* {c_comment(node.name or node.outputs[0].name)} ({node.op}) */\n{ctx.signature()} {{\n{body}\n}}\n"
             kernels.append((node, fn, src))
         b = Bundle(name)

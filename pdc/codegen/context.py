@@ -31,10 +31,10 @@ def broadcast_strides(in_shape, out_shape) -> list[int]:
 
 
 class KernelContext:
-    def __init__(self, node: Node, fn_name: str, target, weights, helpers: dict):
+    def __init__(self, node: Node, fn_name: str, config, weights, helpers: dict):
         self.node = node
         self.fn_name = fn_name
-        self.target = target
+        self.config = config  # KernelConfig (pdc/targets/base.py): threads, vector ISA, tiles
         self.attrs = node.attrs
         self._weights = weights
         self._helpers = helpers
@@ -57,6 +57,11 @@ class KernelContext:
         for i, t in enumerate(self.outputs):
             params.append(f"{ctype(t.dtype)} *out{i}")
         return f"void {self.fn_name}({', '.join(params) or 'void'})"
+
+    def split(self, work: int, min_work: int) -> bool:
+        """Whether to spread `work` over the thread pool: the bundle is compiled for several
+        threads and there is enough work to pay for the dispatch."""
+        return self.config.parallel and work >= min_work
 
     # ---- data --------------------------------------------------------------------------------
     def const(self, i: int) -> Optional[np.ndarray]:

@@ -30,13 +30,18 @@ def _arm_targets() -> dict:
 
 def bundle_runner(folder: str, manifest: dict):
     """feeds -> outputs for a cross-compiled bundle, by the manifest's runner (an emulator)."""
-    from .arm import run_qemu_user
-    from .cortex_m import run_semihosted
-    runners = {"qemu-user": run_qemu_user, "qemu-system-arm": run_semihosted}
+    from .arm import CortexATarget
+    from .cortex_m import CortexMTarget
+    runners = {t.runner_kind: t.run_bundle for t in (CortexATarget, CortexMTarget)}
     kind = manifest["runner"].get("kind")
     if kind not in runners:
         raise PdcError(f"{folder}: unknown runner '{kind}' in manifest.json (built by a newer pdc?)")
     return lambda feeds: runners[kind](folder, manifest, feeds)
+
+
+def code_targets() -> dict:
+    """name -> Target for every code target (presets, without aliases)."""
+    return {name: t for name, (t, desc) in _targets().items() if t is not None and not desc.startswith("= ")}
 
 
 def known_targets() -> dict[str, str]:

@@ -21,10 +21,12 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 from ..codegen.c_renderer import CRenderer
+from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
+from .base import KernelConfig, Limits, Target
 
 
 # ---- tools ---------------------------------------------------------------------------------------
@@ -64,12 +66,10 @@ _X86_INCLUDE = re.compile(r"^#include <immintrin\.h>$", re.M)
 
 
 class ArmRenderer(CRenderer):
-    """The C renderer with the ARM kernels in front of the portable ones."""
+    """The C renderer, with x86 headers fenced off in the portable kernels."""
 
-    def render(self, graph, plan, name, weights_mode="c"):
-        from ..codegen.kernels import neon
-        neon.install()
-        bundle = super().render(graph, plan, name, weights_mode)
+    def render(self, graph, plan, name, weights_mode, config):
+        bundle = super().render(graph, plan, name, weights_mode, config)
         for f in bundle.kernel_files:
             # x86 intrinsics are all under #if __AVX...__, but a header include may not be
             text = bundle.files[f].decode()
@@ -84,7 +84,8 @@ COMMON_CFLAGS = ("-O3", "-std=gnu11", "-fno-math-errno")
 
 
 @dataclass(frozen=True)
-class CortexATarget:
+class CortexATarget(Target):
+    """Cross-built with GNU tools into a static library and harness, run under qemu-user."""
     name: str
     description: str
     cc: Tool
@@ -93,16 +94,26 @@ class CortexATarget:
     simd: str  # the ARM kernels' vector ISA (pdc/codegen/kernels/neon.py)
     aliases: tuple = field(default=())
 
-    host: ClassVar[bool] = False  # pdc cross-builds the bundle and runs it under an emulator
-    family: ClassVar[str] = "arm"
-    vector_bits: ClassVar[int] = 128
-    isa: ClassVar[tuple] = ("neon",)
-    renderer: ClassVar[type] = ArmRenderer
-    max_threads: ClassVar[int] = 64
+    kernel_families: ClassVar[tuple] = ("arm", PORTABLE)
+    runner_kind: ClassVar[str] = "qemu-user"
 
     @property
     def cflags(self) -> list[str]:
         return [*COMMON_CFLAGS, *self.arch_flags]
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_threads=64)
+
+    def kernel_config(self, threads: int) -> KernelConfig:
+        return KernelConfig(threads=threads, vector_bits=128, simd=self.simd)
+
+    def renderer(self):
+        return ArmRenderer(self)
+
+    @staticmethod
+    def run_bundle(folder: str, manifest: dict, feeds: dict) -> dict:
+        return run_qemu_user(folder, manifest, feeds)
 
     @property
     def tool_prefix(self) -> str:
@@ -138,12 +149,9 @@ clean:
 """
         return {"Makefile": mk.encode(), f"{name}_harness.c": harness_source(name).encode()}
 
-    def check_options(self, weights: str, threads: int) -> None:
-        pass
-
     # -- build
     def build(self, folder: str, name: str, kernel_files: list[str], cflags: list[str], threads: int,
-              say=lambda msg: None) -> dict:
+              say: Callable[[str], None]) -> dict:
         """Cross-compiles lib<name>.a and <name>_harness in `folder`; returns manifest fields."""
         from ..build import runtime_object, sources
         cc = self.cc.path()

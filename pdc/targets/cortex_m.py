@@ -21,12 +21,14 @@ import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
+from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
 from .arm import ArmRenderer, Tool, compile_objects, run_tool
+from .base import KernelConfig, Limits, Target
 
 RUNTIME_MCU = ("startup.c", "pdc_semihost.h", "link.ld.in")
 GCC = Tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
@@ -69,7 +71,9 @@ MPS3_AN547 = Board("mps3-an547", 0x00000000, 512 << 10, 0x20000000, 512 << 10)  
 
 
 @dataclass(frozen=True)
-class CortexMTarget:
+class CortexMTarget(Target):
+    """Bare metal: cross-built with arm-none-eabi-gcc, weights in flash, one static arena; run under
+    qemu-system-arm with semihosting."""
     name: str
     summary: str
     cpu_flags: tuple
@@ -79,15 +83,25 @@ class CortexMTarget:
     simd: str  # "mve" (Helium) or "none" (plain C)
     aliases: tuple = field(default=())
 
-    host: ClassVar[bool] = False
-    family: ClassVar[str] = "arm"
-    vector_bits: ClassVar[int] = 128
-    isa: ClassVar[tuple] = ()
-    renderer: ClassVar[type] = ArmRenderer
-    max_threads: ClassVar[int] = 1  # no OS: one thread
-    gemm_kc: ClassVar[int] = 64  # small K blocks and packing buffers: a few KiB of stack
-    scratch_floats: ClassVar[int] = 256  # 1 KiB of packed B at most
-    pack_weights: ClassVar[bool] = False  # flash is scarce: kernels read the weights in place
+    kernel_families: ClassVar[tuple] = ("arm", PORTABLE)
+    runner_kind: ClassVar[str] = "qemu-system-arm"
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_threads=1, flash=self.flash, ram=self.ram)  # no OS: one thread
+
+    def kernel_config(self, threads: int) -> KernelConfig:
+        # small K blocks and a 1 KiB packed-B buffer (a few KiB of stack); flash is scarce, so the
+        # kernels read the weights in place
+        return KernelConfig(threads=1, vector_bits=128 if self.simd == "mve" else 32, simd=self.simd,
+                            gemm_kc=64, scratch_floats=256, pack_weights=False)
+
+    def renderer(self):
+        return ArmRenderer(self)
+
+    @staticmethod
+    def run_bundle(folder: str, manifest: dict, feeds: dict) -> dict:
+        return run_semihosted(folder, manifest, feeds)
 
     @property
     def description(self) -> str:
@@ -183,7 +197,7 @@ target_link_libraries({name} PUBLIC m)
 
     # -- build
     def build(self, folder: str, name: str, kernel_files: list[str], cflags: list[str], threads: int,
-              say=lambda msg: None) -> dict:
+              say: Callable[[str], None]) -> dict:
         from ..build import sources
         cc = GCC.path()
         with open(os.path.join(folder, "manifest.json")) as f:

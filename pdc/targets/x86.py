@@ -4,8 +4,11 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
+from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
+from .base import KernelConfig, Limits, Target
 
 
 def host_flags() -> set[str]:
@@ -20,18 +23,26 @@ def host_flags() -> set[str]:
 
 
 @dataclass(frozen=True)
-class X86Target:
+class X86Target(Target):
     name: str
     description: str
     march: str  # -march for gcc/clang
     vector_bits: int
     isa: tuple = field(default=())
 
-    host = True  # pdc builds and runs the bundle on this machine
+    kernel_families: ClassVar[tuple] = ("x86", PORTABLE)
 
     @property
     def cflags(self) -> list[str]:
         return ["-O3", f"-march={self.march}", "-fPIC", "-std=gnu11", "-fno-math-errno"]
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_threads=1024)
+
+    def kernel_config(self, threads: int) -> KernelConfig:
+        return KernelConfig(threads=threads, vector_bits=self.vector_bits,
+                            simd="avx512" if self.vector_bits >= 512 else "avx2")
 
     def check_host(self) -> None:
         flags = host_flags()
@@ -39,6 +50,15 @@ class X86Target:
         if flags and not needed <= flags:
             raise PdcError(f"target {self.name} needs {', '.join(sorted(needed))}, which this CPU lacks "
                            f"(use --target x86 to pick what the host supports)")
+
+    def build(self, folder: str, name: str, kernel_files: list[str], cflags: list[str], threads: int,
+              say: Callable[[str], None]) -> dict:
+        """Builds lib<name>.so in `folder` with the host C compiler; pdc.Module loads it in-process."""
+        from ..build import build_shared
+        self.check_host()
+        say(f"building lib{name}.so ({len(kernel_files) + 3} C files)")
+        build_shared(folder, name, kernel_files, c_compiler(), cflags, threads)
+        return {"library": f"lib{name}.so"}
 
 
 X86_AVX2 = X86Target("x86-avx2", "x86-64 with AVX2 + FMA (x86-64-v3)", "x86-64-v3", 256, ("avx2", "fma"))

@@ -9,24 +9,35 @@ with one pointer per node input (NULL for an absent optional input) and output, 
 Generators read shapes from `ctx.inputs[i]` / `ctx.outputs[i]` (TensorTypes, all static), the
 node's attributes from `ctx.attrs`, and the data of constant inputs from `ctx.const(i)` (to pack
 weights at compile time with `ctx.add_weight(array)`, which returns a C expression for a pointer).
-Shared static helpers (an erf, a float16 conversion) go through `ctx.helper(name, code)`.
-Importing this package registers every generator (one module per op family).
+Shared static helpers (an erf, a float16 conversion) go through `ctx.helper(name, code)`; what
+the target allows (threads, vector ISA, tiles) comes from `ctx.config` (a KernelConfig).
+
+Generators belong to a kernel family: "portable" (plain C, any target) or a target family's
+native kernels ("x86", "arm", each in its own folder). A target lists its families in fallback
+order (Target.kernel_families); the first family with a generator that does not decline (return
+None) renders the node. Importing this package's modules registers every generator.
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable
+import re
+from typing import Callable, Optional
 
-GENERATORS: dict[str, Callable] = {}
+PORTABLE = "portable"  # plain C generators every target can compile; the last family of every target
+# (op, family) -> generator. A family's generator returns None for a node it does not cover (a
+# dtype, a shape it has no fast path for), and the next family in the target's order takes it.
+REGISTRY: dict[tuple[str, str], Callable] = {}
 
 
-def kernel(*ops: str):
+def kernel(*ops: str, family: str = PORTABLE):
+    """Registers a generator for IR ops in a kernel family (a target's kernel_families name it)."""
     def wrap(fn):
         for op in ops:
-            if op in GENERATORS:
-                raise ValueError(f"kernel for '{op}' registered twice: {GENERATORS[op].__module__} and {fn.__module__}")
-            GENERATORS[op] = fn
+            if (op, family) in REGISTRY:
+                raise ValueError(f"{family} kernel for '{op}' registered twice: "
+                                 f"{REGISTRY[op, family].__module__} and {fn.__module__}")
+            REGISTRY[op, family] = fn
         return fn
     return wrap
 
@@ -34,11 +45,53 @@ def kernel(*ops: str):
 _loaded = False
 
 
-def generators() -> dict[str, Callable]:
+def load_all() -> dict[tuple[str, str], Callable]:
+    """Imports every generator module (each registers its generators and declares its paths)."""
     global _loaded
     if not _loaded:
         _loaded = True
-        for m in pkgutil.iter_modules(__path__):
-            if not m.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{m.name}")
-    return GENERATORS
+        for m in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+            if not m.name.rsplit(".", 1)[1].startswith("_"):
+                importlib.import_module(m.name)
+    return REGISTRY
+
+
+def generators(family: str = PORTABLE) -> dict[str, Callable]:
+    """op -> generator of one family."""
+    return {op: fn for (op, fam), fn in load_all().items() if fam == family}
+
+
+def supports(op: str, families: tuple) -> bool:
+    return any((op, fam) in load_all() for fam in families)
+
+
+def native_family(op: str, families: tuple) -> Optional[str]:
+    """The first family in `families` with a generator for op, or None."""
+    return next((fam for fam in families if (op, fam) in load_all()), None)
+
+
+def coverage(families: tuple) -> dict[str, list[str]]:
+    """family -> the ops whose first generator (in the target's order) is that family's."""
+    out: dict[str, list[str]] = {fam: [] for fam in families}
+    for op in sorted({op for op, _ in load_all()}):
+        fam = native_family(op, families)
+        if fam is not None:
+            out[fam].append(op)
+    return out
+
+
+def generate(ctx, families: tuple) -> str:
+    """The C body for ctx's node from the first family (in the target's order) that takes it."""
+    registry = load_all()
+    for fam in families:
+        fn = registry.get((ctx.node.op, fam))
+        if fn is None:
+            continue
+        body = fn(ctx)
+        if body is None:
+            continue
+        if fam != PORTABLE:  # a native kernel may ignore an input (a shape it reads at compile time)
+            unused = [f"in{i}" for i in range(len(ctx.inputs)) if not re.search(rf"\bin{i}\b", body)]
+            body = "".join(f"    (void){name};\n" for name in unused) + body
+        return body
+    raise AssertionError(f"no generator took {ctx.node.op}: the {PORTABLE} family must not decline")

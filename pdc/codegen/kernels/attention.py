@@ -254,7 +254,7 @@ def _dispatch(ctx: KernelContext, g: _Attn, pre: list[str]) -> str:
     items = g.B * g.hq * -(-g.Sq // ROW_BLOCK)
     inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
     macs = g.B * g.hq * g.Sq * g.L * (g.D + g.Dv)
-    call = (f"pdc_parallel_for({items}, {fn}_rows, (void *)&a);" if items > 1 and macs >= PARALLEL_MIN_MACS
+    call = (f"pdc_parallel_for({items}, {fn}_rows, (void *)&a);" if items > 1 and ctx.split(macs, PARALLEL_MIN_MACS)
             else f"{fn}_rows((void *)&a, 0, {items});")
     unused = [f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None]
     return "\n".join(pre + [f"    {fn}_args a = {{ {inits} }};", "    " + " ".join(unused), f"    {call}"])

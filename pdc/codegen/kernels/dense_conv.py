@@ -26,7 +26,7 @@ from . import kernel
 from .dense_conv_c import COPY_C, IC_BUF_FLOATS, ICONV_C, IM2COL_C, PWCONV_C, TCONV_C, TCONV_S1X1_C
 from .dense_core import (ABUF_FLOATS, BBUF_FLOATS, add_weight, bias_ptr, c_float, choose_split, choose_tile, core,
                          Epilogue, epilogue_expr, isa_of, k_block, lanes, n_chunk, pack_a_panels, pack_b_panels,
-                         render_job, render_post, ukernel, uses_all)
+                         PARALLEL_MIN_MACS, render_job, render_post, ukernel, uses_all)
 from .dense_depthwise import depthwise_f32
 from .paths import declare, forced, mark, take
 
@@ -116,7 +116,8 @@ def _im2col_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     lines.append(f"    const pdc_im2col geo = {{in0, {g.cg * g.p_in}, {g.c_fields()}}};")
     kc = k_block(g.k)
     batch = g.n * g.group
-    parallel, split_m = choose_split(batch, g.mg, g.p_out, g.k, mr, nr, 2, g.m * g.k * 4, b_runtime=True)
+    parallel, split_m = choose_split(batch, g.mg, g.p_out, g.k, mr, nr, ctx.config.threads, g.m * g.k * 4,
+                                     b_runtime=True)
     post = None
     if not epi.fast:
         lines += epi.post_lines("in3", g.mg * g.p_out, g.p_out)
@@ -215,7 +216,7 @@ def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> st
     koff = add_weight(ctx, plan["koff"], "int32_t")
     problems = g.n * g.group
     w_bytes = g.m * g.k * 4
-    parallel = int(problems * g.mg * g.p_out * g.k >= 400_000)
+    parallel = int(ctx.split(problems * g.mg * g.p_out * g.k, PARALLEL_MIN_MACS))
     units_b = problems * plan["nbands"]
     split_m = int(units_b < 2 or (w_bytes > (1 << 20) and mb >= 2))
     mchunk = max(1, (256 << 10) // (g.k * mr * 4))
@@ -306,7 +307,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
         pf["tres"] = "in3"
     lines.append(render_post(pf))
     lines.append(f"    float tmp[{problems * g.p_out * g.mg}] __attribute__((aligned(64)));")
-    parallel = int(problems * g.p_out * g.mg * g.k >= 400_000)
+    parallel = int(ctx.split(problems * g.p_out * g.mg * g.k, PARALLEL_MIN_MACS))
     fields = dict(batch=problems, M=g.p_out, N=g.mg, K=g.k, MR=mr, NR=nr, KC=kc, NC=nc, ukr=ukr, **a_fields,
                   b=add_weight(ctx, pack_b_panels(wt, nr)), b_bmod=g.group, b_bs=nb * g.k * nr,
                   c="tmp", ldc=g.mg, c_bs=g.p_out * g.mg, lo=c_float(-math.inf), hi=c_float(math.inf),
@@ -333,7 +334,7 @@ def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     koff = add_weight(ctx, np.arange(g.k, dtype=np.int32) * np.int32(g.p_in), "int32_t")
     tkoff = add_weight(ctx, np.arange(g.k, dtype=np.int32) * np.int32(nr), "int32_t")
     problems = g.n * g.group
-    parallel, split_m = choose_split(problems, g.mg, g.p_out, g.k, mr, nr, 2, g.m * g.k * 4)
+    parallel, split_m = choose_split(problems, g.mg, g.p_out, g.k, mr, nr, ctx.config.threads, g.m * g.k * 4)
     lines = []
     post = "0"
     if not epi.fast:

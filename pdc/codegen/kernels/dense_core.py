@@ -53,7 +53,7 @@ ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "ha
 
 
 def isa_of(ctx: KernelContext) -> str:
-    return "avx512" if getattr(ctx.target, "vector_bits", 256) >= 512 else "avx2"
+    return "avx512" if ctx.config.vector_bits >= 512 else "avx2"
 
 
 def lanes(isa: str) -> int:

@@ -288,5 +288,5 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
                      lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), fn=fn, planes=planes).items():
         lines.append(f"    j.{k} = {v};")
     macs = planes * g.p_out * g.taps
-    lines.append(f"    pdc_dw_run(&j, {int(macs >= 200_000 and planes > 1)});")
+    lines.append(f"    pdc_dw_run(&j, {int(ctx.split(macs, 200_000) and planes > 1)});")
     return mark("conv", "depthwise-flat" if flat else "depthwise-rows", "\n".join(lines))

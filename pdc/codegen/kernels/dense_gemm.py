@@ -92,7 +92,8 @@ class _Problem:
         ctx, epi = self.ctx, self.epi
         ukr = ukernel(ctx, self.mr, self.nv)
         kc = k_block(self.k)
-        parallel, split_m = choose_split(self.batch, self.m, self.n, self.k, self.mr, self.nr, 2, self.a_bytes)
+        parallel, split_m = choose_split(self.batch, self.m, self.n, self.k, self.mr, self.nr,
+                                         ctx.config.threads, self.a_bytes)
         use_post = not epi.fast or self.post_add is not None
         post = None
         if use_post:

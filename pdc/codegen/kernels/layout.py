@@ -43,7 +43,7 @@ def _rows_task(ctx: KernelContext, rows: int, body: list[str], work: int) -> str
     ctx.helper(f"{fn}_impl", "\n".join(code))
     inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
     unused = " ".join(f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None)
-    call = (f"pdc_parallel_for({rows}, {fn}_rows, (void *)&A);" if rows > 1 and work >= PARALLEL_MIN_OPS
+    call = (f"pdc_parallel_for({rows}, {fn}_rows, (void *)&A);" if rows > 1 and ctx.split(work, PARALLEL_MIN_OPS)
             else f"{fn}_rows((void *)&A, 0, {rows});")
     return f"    {fn}_args A = {{ {inits} }};\n    {unused}\n    {call}"
 

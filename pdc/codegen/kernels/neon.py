@@ -1,13 +1,11 @@
 """ARM kernels: the registry, the C vector layer and the epilogue shared by the neon_* generators.
 
-ARM targets (pdc/targets/arm.py, cortex_m.py) carry a `simd` attribute naming the vector ISA
-their kernels use: "neon64" (AArch64), "neon32" (ARMv7-A), "mve" (Cortex-M55 Helium) or
-"none" (Cortex-M3/M4/M7: plain C). The generators in neon_*.py are registered here with
-`@arm_kernel(op, ...)`, not in the portable table: ArmRenderer calls `install()`, which puts a
-dispatcher in front of the portable generator of each such op. The dispatcher asks the ARM
-generator first when the node is compiled for an ARM target; an ARM generator returns None for
-the cases it does not cover (another dtype, a runtime weight, 3-D...), and the portable
-generator, which compiles for ARM as is, takes over. x86 compiles never reach ARM code.
+ARM targets (pdc/targets/arm.py, cortex_m.py) name the vector ISA their kernels use in their
+KernelConfig (ctx.config.simd): "neon64" (AArch64), "neon32" (ARMv7-A), "mve" (Cortex-M55
+Helium) or "none" (Cortex-M3/M4/M7: plain C). The generators in neon_*.py are the "arm" kernel
+family (`@arm_kernel(op, ...)`), which ARM targets ask before the portable one; an ARM generator
+returns None for the cases it does not cover (another dtype, a runtime weight, 3-D...), and the
+portable generator takes over. x86 compiles never reach ARM code.
 
 Every vector section in the generated C sits under `#if PDC_V` with a plain C fallback after it,
 so a bundle compiled with -DPDC_PLAIN_C runs the same kernels (same packing, same tiles) without
@@ -19,47 +17,20 @@ import re
 from typing import Callable, Optional
 
 from ..context import KernelContext
+from . import kernel
 
-ARM_GENERATORS: dict[str, Callable[[KernelContext], Optional[str]]] = {}
 SIMDS = ("neon64", "neon32", "mve", "none")
 
 
 def arm_kernel(*ops: str):
-    """Registers an ARM generator for IR ops; it returns the C body, or None to defer."""
-    def wrap(fn):
-        for op in ops:
-            assert op not in ARM_GENERATORS, op
-            ARM_GENERATORS[op] = fn
-        return fn
-    return wrap
+    """Registers an ARM generator for IR ops; it returns the C body, or None to defer to the
+    portable generator."""
+    return kernel(*ops, family="arm")
 
 
-def simd_of(ctx: KernelContext) -> Optional[str]:
-    """The vector ISA of an ARM target, None for other targets."""
-    simd = getattr(ctx.target, "simd", None)
-    return simd if simd in SIMDS else None
-
-
-def _dispatcher(op: str, portable: Callable):
-    def generate(ctx: KernelContext) -> str:
-        if simd_of(ctx) is not None:
-            body = ARM_GENERATORS[op](ctx)
-            if body is not None:
-                unused = [f"in{i}" for i in range(len(ctx.inputs)) if not re.search(rf"\bin{i}\b", body)]
-                return "".join(f"    (void){name};\n" for name in unused) + body
-        return portable(ctx)
-    generate.pdc_arm_dispatch = portable
-    return generate
-
-
-def install() -> None:
-    """Puts the ARM dispatcher in front of the portable generators (idempotent)."""
-    from . import GENERATORS, generators
-    gens = generators()  # imports every generator module, ours included
-    for op in ARM_GENERATORS:
-        current = gens.get(op)
-        if current is not None and not hasattr(current, "pdc_arm_dispatch"):
-            GENERATORS[op] = _dispatcher(op, current)
+def simd_of(ctx: KernelContext) -> str:
+    """The vector ISA the ARM kernels print for."""
+    return ctx.config.simd
 
 
 # ---- C: the vector layer --------------------------------------------------------------------------

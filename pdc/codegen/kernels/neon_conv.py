@@ -220,7 +220,7 @@ def _depthwise(ctx: KernelContext, g: _Geom, epi: Epilogue) -> str:
     planes = g.n * g.c
     bias = "in2" if ctx.has_input(2) else "0"
     r = epi.r if epi.has_r else "0"
-    parallel = int(getattr(ctx.target, "max_threads", 64)) > 1 and planes * g.p_out * g.taps >= PARALLEL_MIN_MACS
+    parallel = ctx.split(planes * g.p_out * g.taps, PARALLEL_MIN_MACS)
     body = [f"    pdc_adw_args args = {{in0, in1, {bias}, {r}, out0}};"]
     body.append(f"    pdc_parallel_for({planes}, {task}, &args);" if parallel else f"    {task}(&args, 0, {planes});")
     return "\n".join(body)

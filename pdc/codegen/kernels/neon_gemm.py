@@ -43,8 +43,8 @@ TILES = {
     "mve": [(4, 1), (2, 2), (1, 2), (2, 1), (1, 1)],
     "none": [(4, 1), (2, 1), (1, 1)],
 }
-KC_DEFAULT = 256  # K block (B panels of KC x NR stay in L1)
-SCRATCH_DEFAULT = 16384  # floats of the per-thread packed-B buffer (64 KiB)
+# the K block (ctx.config.gemm_kc) and the packed-B buffer (ctx.config.scratch_floats) are the
+# target's: pdc/targets/arm.py, cortex_m.py
 PARALLEL_MIN_MACS = 400_000
 
 
@@ -61,20 +61,20 @@ def choose_tile(simd: str, m: int, n: int) -> tuple[int, int]:
 
 
 def k_block(ctx: KernelContext, k: int) -> int:
-    kc = int(getattr(ctx.target, "gemm_kc", KC_DEFAULT))
+    kc = ctx.config.gemm_kc
     if k <= kc + kc // 4:
         return max(k, 1)
     return -(-k // -(-k // kc))
 
 
 def scratch_floats(ctx: KernelContext) -> int:
-    return int(getattr(ctx.target, "scratch_floats", SCRATCH_DEFAULT))
+    return ctx.config.scratch_floats
 
 
 def pack_weights(ctx: KernelContext) -> bool:
     """Whether weights are repacked into panel order (a second copy) or read in place (flash-bound
     targets: the portable renderer keeps every graph constant in the blob anyway)."""
-    return bool(getattr(ctx.target, "pack_weights", True))
+    return ctx.config.pack_weights
 
 
 def max_mr(ctx: KernelContext) -> int:
@@ -250,7 +250,7 @@ static void pdc_agemm_run(const pdc_agemm *g, float *bbuf, float *abuf) {
 
 
 def threaded(ctx: KernelContext) -> bool:
-    return int(getattr(ctx.target, "max_threads", 64)) > 1
+    return ctx.config.parallel
 
 
 def driver(ctx: KernelContext) -> None:
@@ -263,7 +263,7 @@ def driver(ctx: KernelContext) -> None:
 
 def abuf_floats(ctx: KernelContext) -> int:
     """The largest packed A panel: the longest K block times the largest MR."""
-    kc = int(getattr(ctx.target, "gemm_kc", KC_DEFAULT))
+    kc = ctx.config.gemm_kc
     return (kc + kc // 4) * max_mr(ctx)
 
 

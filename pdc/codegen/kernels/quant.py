@@ -436,7 +436,7 @@ def qlinear_matmul(ctx: KernelContext) -> str:
         for d, s in enumerate(st[p]):
             if s:
                 lines.append(f"    j.st[{p}][{d}] = {s};")
-    if rows * N * K >= PARALLEL_MIN_MACS and rows > 1:
+    if ctx.split(rows * N * K, PARALLEL_MIN_MACS) and rows > 1:
         lines.append(f"    pdc_parallel_for({rows}, {sig}, (void *)&j);")
     else:
         lines.append(f"    {sig}((void *)&j, 0, {rows});")
@@ -526,7 +526,7 @@ QG_RUN = """static void @NAME@(void *vj, int64_t t0, int64_t t1) {
 
 def qg_tile(ctx: KernelContext) -> tuple[int, int]:
     """(MR, NR): 16 x 16 zmm accumulators (AVX-512BW) or 6 x 8 ymm ones (AVX2, 16 registers)."""
-    return (16, 16) if getattr(ctx.target, "vector_bits", 256) >= 512 else (6, 8)
+    return (16, 16) if ctx.config.vector_bits >= 512 else (6, 8)
 
 
 def qg_plan(K: int, nr: int) -> tuple[int, int]:
@@ -634,7 +634,7 @@ def qg_call(ctx: KernelContext, *, a: np.ndarray, pack: str, pj: str, bias: str,
              f"    g.bias = {bias}; g.mult = {mult}; g.y = (void *)out0; g.zp = {zp};",
              f"    g.M = {M}; g.K = {K}; g.npix = {npix}; g.nprob = {nprob}; g.G = {G}; g.S = {S}; g.kb = {kb};",
              f"    g.ms = {ms}; g.ys = {ys}; g.rs = {rs}; g.cs = {cs};"]
-    if nprob * npix * M * K >= PARALLEL_MIN_MACS and tasks > 1:
+    if ctx.split(nprob * npix * M * K, PARALLEL_MIN_MACS) and tasks > 1:
         lines.append(f"    pdc_parallel_for({tasks}, {name}, (void *)&g);")
     else:
         lines.append(f"    {name}((void *)&g, 0, {tasks});")
@@ -955,7 +955,7 @@ def qlinear_conv(ctx: KernelContext) -> str:
     ctx.helper(name, _fill(QCONV_DIRECT, NAME=name, TX=ctx.ctype(x_dt), TW=ctx.ctype(w_dt),
                            TY=ctx.ctype(y_dt), ACC=acc, REQUANT=_requant_helper(ctx, y_dt)))
     rows = N * M * math.prod(outs[:-1])
-    if math.prod(ys) * K >= PARALLEL_MIN_MACS and rows > 1:
+    if ctx.split(math.prod(ys) * K, PARALLEL_MIN_MACS) and rows > 1:
         lines.append(f"    pdc_parallel_for({rows}, {name}, (void *)&j);")
     else:
         lines.append(f"    {name}((void *)&j, 0, {rows});")

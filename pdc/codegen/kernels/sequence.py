@@ -562,7 +562,7 @@ class _Gen:
         inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
         items = self.ndir * self.N
         macs = self.T * (self.I + self.H) * self.G * self.H
-        parallel = items > 1 and take("rnn-split", "parallel", macs * items >= PARALLEL_MIN_MACS)
+        parallel = items > 1 and take("rnn-split", "parallel", ctx.split(macs * items, PARALLEL_MIN_MACS))
         call = (f"pdc_parallel_for({items}, {fn}_task, (void *)&a);" if parallel
                 else f"{fn}_task((void *)&a, 0, {items});")
         unused = " ".join(f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None)

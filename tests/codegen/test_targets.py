@@ -1,0 +1,92 @@
+"""The Target interface and the kernel registry: targets are driven through explicit hooks only,
+kernels are chosen per (op, kernel family) in the target's fallback order, and --threads reaches
+the kernels' work split."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pdc
+from pdc.cli import main
+from pdc.codegen.kernels import PORTABLE, REGISTRY, coverage, kernel, load_all
+from pdc.targets import code_targets, get_target
+from pdc.targets.base import KernelConfig, Target
+from tests.kernels.harness import Const, Layer, build_model
+
+PDC = Path(pdc.__file__).resolve().parent
+DRIVERS = [PDC / "compiler.py", PDC / "codegen" / "c_renderer.py", *sorted((PDC / "codegen" / "kernels").rglob("*.py"))]
+
+
+@pytest.mark.parametrize("path", DRIVERS, ids=lambda p: str(p.relative_to(PDC)))
+def test_no_target_probing(path):
+    """The compiler, the renderer and the generators ask the Target / KernelConfig, never probe them."""
+    text = path.read_text()
+    assert not re.search(r"\b(hasattr|getattr)\([^)]*\b(tgt|target)\b", text)
+    assert "ctx.target" not in text and "install()" not in text
+
+
+def test_every_code_target_implements_the_interface():
+    targets = code_targets()
+    assert {"x86-avx2", "x86-avx512", "arm64", "armv7", "cortex-m3", "cortex-m4", "cortex-m7",
+            "cortex-m55"} <= set(targets)
+    for name, t in targets.items():
+        assert isinstance(t, Target), name
+        assert t.kernel_families[-1] == PORTABLE, name
+        cfg = t.kernel_config(1)
+        assert isinstance(cfg, KernelConfig) and cfg.threads == 1
+        assert t.pipeline(2) and t.limits.max_threads >= 1 and t.cflags
+    assert get_target("arm").kernel_config(4).threads == 4
+    assert get_target("cortex-m55").kernel_config(1).simd == "mve"
+
+
+def test_options_a_target_cannot_honour_are_refused():
+    with pytest.raises(pdc.PdcError, match=r"--flash / --ram apply to microcontroller targets \(cortex-m\*\), "
+                                           r"not to arm64"):
+        get_target("arm64").with_memory("1M", None)
+    with pytest.raises(pdc.PdcError, match=r"cortex-m4: microcontroller bundles are single-threaded"):
+        get_target("cortex-m4").check_options("c", 2)
+    with pytest.raises(pdc.PdcError, match=r"arm64: --threads 65 exceeds the target's 64"):
+        get_target("arm64").check_options("c", 65)
+
+
+def test_a_declining_native_kernel_falls_back_to_the_next_family():
+    """An ARM generator returns None for nodes it does not cover; the portable one renders them."""
+    load_all()
+    assert ("conv", "arm") in REGISTRY and ("conv", PORTABLE) in REGISTRY
+    cov = coverage(("arm", PORTABLE))
+    assert "conv" in cov["arm"] and "conv" not in cov[PORTABLE] and "lstm" in cov[PORTABLE]
+    with pytest.raises(ValueError, match="arm kernel for 'conv' registered twice"):
+        kernel("conv", family="arm")(lambda ctx: None)
+
+
+def test_coverage_command(capsys):
+    assert main(["targets", "--coverage", "--target", "arm64"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    total = len({op for op, _ in load_all()})
+    assert out[0] == f"arm64: {total} ops; kernel families in fallback order: arm -> portable"
+    native = len(coverage(("arm", PORTABLE))["arm"])
+    assert out[1] == f"  arm (native; a node it does not cover falls back): {native} ops"
+    assert main(["targets", "--target", "reference"]) == 1
+    assert capsys.readouterr().err.strip() == "pdc: error: target 'reference' runs the interpreter: it has no kernels"
+
+
+def test_threads_set_the_split_and_leave_the_numbers_alone(tmp_path):
+    """--threads 1/2/4: the same outputs; the GEMM job is serial at 1 and uses the pool at 2 and 4."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal([96, 256]).astype(np.float32)
+    layer = Layer("Gemm", [x, Const(rng.standard_normal([256, 192]).astype(np.float32))], {})
+    model, feeds, _ = build_model([layer])
+    outs, parallel = {}, {}
+    for threads in (1, 2, 4):
+        mod = pdc.compile(model, target="x86", out_dir=str(tmp_path / f"t{threads}"), threads=threads)
+        outs[threads] = mod.run(feeds)
+        src = "".join(p.read_text() for p in (tmp_path / f"t{threads}").glob("*_kernels_*.c"))
+        parallel[threads] = re.search(r"\.parallel = (\d)", src).group(1)
+        assert mod.manifest["threads"] == threads
+    for threads in (2, 4):
+        for name, value in outs[1].items():
+            np.testing.assert_array_equal(outs[threads][name], value)
+    assert parallel == {1: "0", 2: "1", 4: "1"}
