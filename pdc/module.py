@@ -94,7 +94,9 @@ class Module:
         arena = self._arena_raw.ctypes.data + (-self._arena_raw.ctypes.data) % 64
         status = self._run(arena, ins_p, outs_p)
         if status != 0:
-            raise PdcError(f"{self.name}_run failed with status {status}")
+            why = self._lib.pdc_status_string
+            why.restype, why.argtypes = ctypes.c_char_p, [ctypes.c_int]
+            raise PdcError(f"{self.name}_run failed: {why(status).decode()} (status {status})")
         return {s.name: o for s, o in zip(self.outputs, outs)}
 
     def signature(self):

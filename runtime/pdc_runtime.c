@@ -8,6 +8,7 @@ const char *pdc_status_string(pdc_status status) {
     case PDC_ERR_MISALIGNED: return "the arena is not 64-byte aligned";
     case PDC_ERR_WEIGHTS: return "the weights file is missing, short or corrupt";
     case PDC_ERR_THREADS: return "the thread pool could not start";
+    case PDC_ERR_INDEX: return "an input holds an index out of its range";
     default: return "internal error";
     }
 }

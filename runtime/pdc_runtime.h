@@ -17,7 +17,8 @@ typedef enum {
     PDC_ERR_MISALIGNED = 2,      /* the arena is not PDC_ALIGNMENT-byte aligned */
     PDC_ERR_WEIGHTS = 3,         /* the weights file is missing, short or corrupt */
     PDC_ERR_THREADS = 4,         /* the thread pool could not start */
-    PDC_ERR_INTERNAL = 5
+    PDC_ERR_INTERNAL = 5,
+    PDC_ERR_INDEX = 6            /* an input holds an index out of its range (gather, scatter...) */
 } pdc_status;
 
 /* Element types, numbered as in ONNX's TensorProto.DataType. */

@@ -21,6 +21,7 @@ from .kernels import generate, supports
 from .memory import VIEW_OPS, MemoryPlan
 
 ALIGN = 64
+STATUS_PARAM = "pdc_status *pdc_err"  # in the signature of a kernel that reports bad input (KernelContext.check)
 KERNELS_PER_FILE = 48  # kernel files compile in parallel
 
 
@@ -263,7 +264,9 @@ class CRenderer:
         if plan.arena_bytes:
             lines.append("    if (!pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;")
         lines += ["    uint8_t *A = (uint8_t *)arena;", "    (void)A;"]
-        for node, fn, _ in kernels:
+        if any(STATUS_PARAM in src for _, _, src in kernels):
+            lines.append("    pdc_status err = PDC_OK;  /* set by kernels that check their input data */")
+        for node, fn, src in kernels:
             if node.op in VIEW_OPS and plan.storage.get(node.outputs[0]) is plan.storage.get(node.inputs[0], node.inputs[0]):
                 lines.append(f"    /* {c_comment(node.name or node.outputs[0].name)}: {node.op} is a view, no code */")
                 continue
@@ -272,7 +275,12 @@ class CRenderer:
                 args.append("0" if v is None else f"(const void *){pointer(v)}")
             for v in node.outputs:
                 args.append(f"(void *){pointer(v)}")
+            checks = STATUS_PARAM in src
+            if checks:
+                args.append("&err")
             lines.append(f"    {fn}({', '.join(args)}); /* {c_comment(node.name or node.outputs[0].name)} */")
+            if checks:
+                lines.append("    if (err != PDC_OK) return err;")
         # outputs not written by a kernel: graph inputs, constants, or a value listed twice
         for i, v in enumerate(graph.outputs):
             if out_index.get(v) != i:

@@ -35,6 +35,7 @@ class KernelContext:
         self.node = node
         self.fn_name = fn_name
         self.config = config  # KernelConfig (pdc/targets/base.py): threads, vector ISA, tiles
+        self.reports_status = False  # the kernel takes `pdc_status *pdc_err` (see check)
         self.attrs = node.attrs
         self._weights = weights
         self._helpers = helpers
@@ -56,7 +57,15 @@ class KernelContext:
             params.append(f"const {ctype(t.dtype) if t else 'void'} *in{i}")
         for i, t in enumerate(self.outputs):
             params.append(f"{ctype(t.dtype)} *out{i}")
+        if self.reports_status:
+            params.append("pdc_status *pdc_err")
         return f"void {self.fn_name}({', '.join(params) or 'void'})"
+
+    def check(self, bad: str, status: str = "PDC_ERR_INDEX") -> str:
+        """A C statement that makes the run function return `status` when `bad` holds (bad input
+        data, e.g. an index out of range); the kernel itself goes on, memory-safe. Serial code only."""
+        self.reports_status = True
+        return f"if ({bad}) *pdc_err = {status};"
 
     def split(self, work: int, min_work: int) -> bool:
         """Whether to spread `work` over the thread pool: the bundle is compiled for several

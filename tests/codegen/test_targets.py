@@ -90,3 +90,20 @@ def test_threads_set_the_split_and_leave_the_numbers_alone(tmp_path):
         for name, value in outs[1].items():
             np.testing.assert_array_equal(outs[threads][name], value)
     assert parallel == {1: "0", 2: "1", 4: "1"}
+
+
+@pytest.mark.parametrize("target", ["x86", "arm64"])
+def test_kernels_report_bad_indices(tmp_path, target):
+    """An out-of-range index makes the run fail with PDC_ERR_INDEX (the reference raises too)
+    instead of returning zeros; in-range data runs as before."""
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    graph = helper.make_graph([helper.make_node("Gather", ["x", "i"], ["y"])], "g", [x, i], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    mod = pdc.compile(model, target=target, out_dir=str(tmp_path / "b"))
+    data = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(mod.run({"x": data, "i": np.array([3, -4])})["y"], data[[3, 0]])
+    with pytest.raises(pdc.PdcError, match="an input holds an index out of its range"):
+        mod.run({"x": data, "i": np.array([1, 4])})

@@ -2,9 +2,9 @@
 reverse_sequence, compress, non_zero (unique: see misc.py).
 
 Indices are read at run time and normalized like the references (a negative index counts from the
-end of its axis). The references reject out-of-range indices; the kernels cannot report errors, so
-they stay memory-safe instead: a gather from an out-of-range index yields zeros, a scatter to one is
-skipped.
+end of its axis). The references reject out-of-range indices; so do the kernels: the run function
+returns PDC_ERR_INDEX (ctx.check). They stay memory-safe meanwhile: a gather from an out-of-range
+index writes zeros, a scatter to one is skipped.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def gather(ctx: KernelContext) -> str:
                 f"        else memset(dst, 0, {inner} * sizeof(*dst));")
     return (f"    for (int64_t o = 0; o < {outer}; o++)\n"
             f"    for (int64_t j = 0; j < {m}; j++) {{\n"
-            f"        {_norm('k', 'in1[j]', n)}\n"
+            f"        {_norm('k', 'in1[j]', n)} {ctx.check('!' + _in_range('k', n))}\n"
             f"        {body}\n"
             f"    }}")
 
@@ -123,7 +123,8 @@ def gather_elements(ctx: KernelContext) -> str:
     if numel(idx) == 0:
         return "    /* empty output */"
     n = x.shape[axis]
-    body = f"{_norm('k', 'in1[o]', n)}\nout0[o] = {_in_range('k', n)} ? in0[p + k * {st[axis]}] : 0;"
+    body = (f"{_norm('k', 'in1[o]', n)} {ctx.check('!' + _in_range('k', n))}\n"
+            f"out0[o] = {_in_range('k', n)} ? in0[p + k * {st[axis]}] : 0;")
     return _nest(idx.shape, walk, body)
 
 
@@ -138,7 +139,7 @@ def scatter_elements(ctx: KernelContext) -> str:
     code = [_copy_input(ctx)]
     if numel(idx):
         n = x.shape[axis]
-        body = (f"{_norm('k', 'in1[o]', n)}\n"
+        body = (f"{_norm('k', 'in1[o]', n)} {ctx.check('!' + _in_range('k', n))}\n"
                 f"if ({_in_range('k', n)}) {_combine(ctx, red, f'out0[p + k * {st[axis]}]', 'in2[o]')}")
         code.append(_nest(idx.shape, walk, body))
     return "\n".join(c for c in code if c) or "    /* empty output */"
@@ -171,6 +172,7 @@ def gather_nd(ctx: KernelContext) -> str:
              f"for (int64_t p = 0; p < {P}; p++) {{",
              f"    const int64_t *ix = in1 + (bi * {P} + p) * {k};",
              *("    " + s for s in _nd_offset(inner, 0, k, "ix")),
+             f"    {ctx.check('!ok')}",
              f"    {ctx.ctype(y.dtype)} *dst = out0 + (bi * {P} + p) * {S};",
              f"    if (ok) memcpy(dst, in0 + bi * {_prod(inner)} + off, {S} * sizeof(*dst));",
              f"    else memset(dst, 0, {S} * sizeof(*dst));",
@@ -198,6 +200,7 @@ def scatter_nd(ctx: KernelContext) -> str:
         lines = [f"for (int64_t p = 0; p < {P}; p++) {{",
                  f"    const int64_t *ix = in1 + p * {k};",
                  *("    " + s for s in _nd_offset(x.shape, 0, k, "ix")),
+                 f"    {ctx.check('!ok')}",
                  f"    if (ok) {apply}",
                  "}"]
         code.append(indent("\n".join(lines)))
