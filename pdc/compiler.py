@@ -13,7 +13,6 @@ from typing import Optional, Union
 from . import __version__
 from .build import cmake_lists, makefile, runtime_sources
 from .codegen.c_renderer import c_identifier
-from .codegen.memory import plan_memory
 from .ir.errors import PdcError
 from .ir.graph import Graph
 from .ir.shapes import bind_shapes, unbound_dims
@@ -88,8 +87,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
                       if v.type.is_static and v not in graph.outputs)
     graph = optimize(graph, opt_level, tgt)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
-    plan = plan_memory(graph)
-    bundle = tgt.renderer().render(graph, plan, name, weights, tgt.kernel_config(threads))
+    bundle = tgt.renderer().render(graph, name, weights, tgt.kernel_config(threads))
+    plan = bundle.plan
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
     files.update(runtime_sources())

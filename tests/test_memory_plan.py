@@ -478,3 +478,19 @@ def test_paddle_zoo_models(name, level, zoo):
     if level == 0 and name in ("mobilenet_v2", "resnet18"):  # the issue's target
         ratio = plan.arena_bytes / plan.naive_activation_bytes
         assert ratio <= 0.20, f"arena {plan.arena_bytes} is {ratio:.1%} of naive {plan.naive_activation_bytes}"
+
+
+def test_kernel_scratch_lives_during_its_node_only():
+    """A kernel's scratch overlaps no tensor live while its node runs, and reuses the arena otherwise."""
+    g = graph_from_text(CHAIN, constants={"w": np.eye(16, dtype=np.float32)})
+    v = by_name(g)
+    plain = plan_memory(g)
+    plan = plan_memory(g, scratch={1: 100, 3: 4096})
+    assert set(plan.scratch) == {1, 3}
+    live = {1: [v["a"], v["b"]], 3: [v["c"]]}  # node 1 (relu) reads a, writes b; node 3 reads c
+    for i, size in ((1, 128), (3, 4096)):
+        lo = plan.scratch[i]
+        for t in live[i]:
+            off = plan.offsets[t]
+            assert lo + size <= off or off + t.type.nbytes <= lo, (i, t.name)
+    assert plain.arena_bytes == 512 and plan.arena_bytes == 512 + 4096  # a, b, c share 512 bytes (in place)

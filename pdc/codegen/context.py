@@ -36,6 +36,7 @@ class KernelContext:
         self.fn_name = fn_name
         self.config = config  # KernelConfig (pdc/targets/base.py): threads, vector ISA, tiles
         self.reports_status = False  # the kernel takes `pdc_status *pdc_err` (see check)
+        self.scratch_bytes = 0  # the kernel takes `uint8_t *pdc_scratch` of this size (see scratch)
         self.attrs = node.attrs
         self._weights = weights
         self._helpers = helpers
@@ -57,9 +58,18 @@ class KernelContext:
             params.append(f"const {ctype(t.dtype) if t else 'void'} *in{i}")
         for i, t in enumerate(self.outputs):
             params.append(f"{ctype(t.dtype)} *out{i}")
+        if self.scratch_bytes:
+            params.append("uint8_t *pdc_scratch")
         if self.reports_status:
             params.append("pdc_status *pdc_err")
         return f"void {self.fn_name}({', '.join(params) or 'void'})"
+
+    def scratch(self, count: int, c_type: str = "float", itemsize: int = 4) -> str:
+        """A C pointer to `count` items of memory for this kernel alone, in the arena (free while
+        the node runs) instead of on the stack, which microcontrollers have little of."""
+        offset = -(-self.scratch_bytes // 64) * 64
+        self.scratch_bytes = offset + count * itemsize
+        return f"(({c_type} *)(pdc_scratch + {offset}))"
 
     def check(self, bad: str, status: str = "PDC_ERR_INDEX") -> str:
         """A C statement that makes the run function return `status` when `bad` holds (bad input

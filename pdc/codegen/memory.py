@@ -10,6 +10,8 @@ are not graph outputs) lives in the arena. The plan is built in three steps:
 2. Lifetimes. A value is live from the node that defines it to its last use (node index order);
    a group lives for the union of its members' lifetimes, both ends inclusive, so a node's inputs
    and outputs never overlap unless the op was explicitly made in-place.
+   A kernel's scratch (KernelContext.scratch: buffers it used to keep on the stack) is a group of
+   its own that lives during its node only.
 3. Offsets. Groups are placed one by one, largest first (and again longest lived first, keeping
    the smaller arena); each goes into the smallest gap between the groups already placed whose
    lifetimes overlap it (best fit), or above them all.
@@ -42,6 +44,10 @@ class MemoryPlan:
     storage: dict[Value, Value]  # value -> the root whose storage it shares; roots map to themselves
     arena_bytes: int  # total arena size (a multiple of the alignment)
     naive_activation_bytes: int  # sum of the sizes of all intermediates (node outputs, not graph outputs)
+    scratch: dict[int, int] = None  # node index -> arena offset of that kernel's scratch
+
+    def __post_init__(self):
+        self.scratch = self.scratch or {}
 
 
 def _nbytes(v: Value) -> int:
@@ -57,8 +63,10 @@ def _align(n: int, alignment: int) -> int:
 
 
 class _Planner:
-    def __init__(self, graph: Graph, alignment: int, view_ops: frozenset, inplace_ops: frozenset):
+    def __init__(self, graph: Graph, alignment: int, view_ops: frozenset, inplace_ops: frozenset,
+                 scratch: dict[int, int]):
         self.graph = graph
+        self.scratch = scratch
         self.alignment = alignment
         self.view_ops = view_ops
         self.inplace_ops = inplace_ops
@@ -124,6 +132,8 @@ class _Planner:
             start = min(self.defined[m] for m in members)
             end = max(self.last_use[m] for m in members)
             result.append((_align(_nbytes(root), self.alignment), start, end, root))
+        for i, nbytes in self.scratch.items():
+            result.append((_align(nbytes, self.alignment), i, i, _Scratch(i)))
         return result
 
     # Placement orders to try; the smallest arena wins. Largest first is the classic greedy; longest
@@ -163,14 +173,21 @@ class _Planner:
         return top if best is None else best
 
 
+@dataclass(frozen=True)
+class _Scratch:
+    node: int  # the index of the node whose kernel uses it
+
+
 def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW_OPS,
-                inplace_ops: frozenset = INPLACE_OPS) -> MemoryPlan:
-    """Assigns every intermediate of `graph` (topologically ordered) an aligned offset in one arena."""
+                inplace_ops: frozenset = INPLACE_OPS, scratch: dict[int, int] = None) -> MemoryPlan:
+    """Assigns every intermediate of `graph` (topologically ordered) an aligned offset in one arena,
+    and each kernel's scratch (node index -> bytes) an offset that is free while its node runs."""
     if alignment < 1:
         raise PdcError(f"memory plan: alignment must be >= 1, got {alignment}")
-    p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops))
+    p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops), dict(scratch or {}))
     p.share()
     root_offsets, arena = p.place()
     offsets = {v: root_offsets[root] for v, root in p.storage.items() if root in root_offsets}
+    scratch_offsets = {k.node: off for k, off in root_offsets.items() if isinstance(k, _Scratch)}
     naive = sum(_nbytes(v) for node in graph.nodes for v in node.outputs if v not in p.outputs)
-    return MemoryPlan(offsets, p.storage, _align(arena, alignment), naive)
+    return MemoryPlan(offsets, p.storage, _align(arena, alignment), naive, scratch_offsets)

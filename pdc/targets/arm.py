@@ -68,8 +68,8 @@ _X86_INCLUDE = re.compile(r"^#include <immintrin\.h>$", re.M)
 class ArmRenderer(CRenderer):
     """The C renderer, with x86 headers fenced off in the portable kernels."""
 
-    def render(self, graph, plan, name, weights_mode, config):
-        bundle = super().render(graph, plan, name, weights_mode, config)
+    def render(self, graph, name, weights_mode, config):
+        bundle = super().render(graph, name, weights_mode, config)
         for f in bundle.kernel_files:
             # x86 intrinsics are all under #if __AVX...__, but a header include may not be
             text = bundle.files[f].decode()

@@ -5,7 +5,7 @@
 - mel_weight_matrix reads dft_length, sample_rate and the band edges at run time and computes the
   filter edges in double, flooring like NumPy's floor_divide; writes outside the matrix (which the
   reference rejects) are skipped.
-- dft / stft transform one line at a time in a double-precision scratch buffer on the stack:
+- dft / stft transform one line at a time in a double-precision scratch buffer (kernel scratch):
   an iterative radix-2 FFT when the length is a power of two, else a direct DFT of the bins
   needed, both with a compile-time twiddle table. Results are rounded once to the output type
   (the references use NumPy's float32 FFT for float32 data, so results agree to float32 rounding).
@@ -21,7 +21,7 @@ from ..context import KernelContext
 from . import kernel
 from ._axis import Num, indent, prod
 
-MAX_FFT = 1 << 15  # power-of-two lengths: 512 KiB of stack scratch at most
+MAX_FFT = 1 << 15  # power-of-two lengths: 512 KiB of scratch and a 512 KiB twiddle table at most
 MAX_DIRECT = 1 << 13  # other lengths: a direct O(L^2) DFT with two scratch lines
 
 
@@ -135,7 +135,7 @@ class Transform:
         self.fn = ctx.helper("pdc_dft_line", _TRANSFORM)
         pow2 = n >= 4 and n & (n - 1) == 0
         if n > (MAX_FFT if pow2 else MAX_DIRECT):
-            ctx.fail(f"a transform of length {n} is not supported by the x86 kernel (at most {MAX_FFT} for "
+            ctx.fail(f"a transform of length {n} is not supported (at most {MAX_FFT} for "
                      f"powers of two, {MAX_DIRECT} otherwise)")
         m = np.arange(n, dtype=np.float64)
         tw = np.stack([np.cos(2 * np.pi * m / n), -np.sin(2 * np.pi * m / n)], axis=-1).reshape(-1)
@@ -145,11 +145,12 @@ class Transform:
             bits = n.bit_length() - 1
             rev = np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in range(n)], np.int32)
             self.rev = ctx.add_weight(rev, "int32_t")
-        self.n, self.nout, self.pow2 = n, nout, pow2
+        self.n, self.nout, self.pow2, self.ctx = n, nout, pow2, ctx
 
     def decls(self) -> str:
-        tmp = f"double tmp[{2 * self.nout}];" if not self.pow2 else "double *tmp = NULL;"
-        return f"double buf[{2 * self.n}];\n{tmp}"
+        ctx = self.ctx
+        tmp = ctx.scratch(2 * self.nout, "double", 8) if not self.pow2 else "NULL"
+        return f"double *buf = {ctx.scratch(2 * self.n, 'double', 8)};\ndouble *tmp = {tmp};"
 
     def call(self, nonzero: str, inverse: bool) -> str:
         sign = -1.0 if inverse else 1.0
