@@ -77,17 +77,22 @@ def bench_model(name, threads, reps, levels, use_tvm):
     path = zoo_model(name)
     feeds = make_feeds(path)
     engines, compile_s = make_engines(path, feeds, threads, levels, use_tvm)
-    for run in engines.values():  # warm-up
+    return time_interleaved(engines, reps), compile_s
+
+
+def time_interleaved(runs: dict, reps: int) -> dict[str, float]:
+    """Median milliseconds of each callable after a warm-up, the runs interleaved (A, B, C, A, ...)."""
+    for run in runs.values():
         for _ in range(3):
             run()
-    samples = {k: [] for k in engines}
+    samples = {k: [] for k in runs}
     for _ in range(reps):
-        for k, run in engines.items():
+        for k, run in runs.items():
             time.sleep(SETTLE_S)  # let the previous engine's spinning worker threads go idle
             t = time.perf_counter()
             run()
             samples[k].append(time.perf_counter() - t)
-    return {k: _median_ms(v) for k, v in samples.items()}, compile_s
+    return {k: _median_ms(v) for k, v in samples.items()}
 
 
 def main(argv=None):
@@ -101,7 +106,7 @@ def main(argv=None):
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     levels = [int(x) for x in args.levels.split(",")]
     print(f"batch 1, {args.threads} threads, median of {args.reps} interleaved runs; "
-          f"machine: {os.cpu_count()} CPUs, {_cpu_name()}")
+          f"machine: {os.cpu_count()} CPUs, {cpu_name()}")
     rows = []
     for name in args.models.split(","):
         print(f"{name} ...", file=sys.stderr)
@@ -120,7 +125,7 @@ def main(argv=None):
         print(f"  {name:<20}" + "  ".join(f"{k} {v:.1f}" for k, v in cs.items()))
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
