@@ -373,6 +373,16 @@ REGRESSIONS = {
     # not_larger: ratio 2/3, output width 10/3: the exact tie 0.5 rounded the wrong way
     "hps-policy-tie": _resize(_X65, sizes=[4, 7], mode="nearest", keep_aspect_ratio_policy="not_larger",
                               coordinate_transformation_mode=_HPS),
+    # an extrapolation value out of an integer output's range converts as C (and ONNX Runtime, and
+    # ONNX's reference) do: -1.5 -> 255 in uint8, where interpolated values saturate; pdc wrote 0
+    "crop-extrapolate-uint8": _resize(np.arange(16, dtype=np.uint8).reshape(4, 4), scales=[0.25, 0.25],
+                                      roi=[0.428, -0.049, 0.277, -0.229], mode="nearest",
+                                      coordinate_transformation_mode="tf_crop_and_resize",
+                                      extrapolation_value=-1.5),
+    "crop-extrapolate-int8-linear": _resize(np.arange(16, dtype=np.int8).reshape(4, 4), scales=[1.5, 1.5],
+                                            roi=[-0.5, -0.5, 1.5, 1.5], mode="linear",
+                                            coordinate_transformation_mode="tf_crop_and_resize",
+                                            extrapolation_value=300.7),
 }
 
 
