@@ -174,6 +174,8 @@ def pool_layer(draw, op: str = "any", kind: str = "any", max_dims: int = 3, max_
     if auto_pad.startswith("SAME") and (any(v > 1 for v in dils) or any(
             (o - 1) * s + (k - 1) * d + 1 < i for i, k, s, d, o in zip(ins, kernel, strides, dils, outs))):
         return expect(layer, explicit_pads(layer, pads))
+    if auto_pad == "VALID" and any(v > 1 for v in dils):  # ONNX's reference sizes VALID undilated
+        return expect(layer, explicit_pads(layer, pads))
     if any(max(p) >= k for p, k in zip(pads, kernel)):
         layer.want = padded_input_oracle(layer, pads)
         return layer
@@ -206,9 +208,10 @@ def padded_input_oracle(layer: Layer, pads) -> list:
 
 
 def explicit_pads(layer: Layer, pads) -> Layer:
-    """SAME auto_pad as the explicit pads the spec defines, for two departures of both oracles: with
-    dilations ONNX Runtime sizes the output as if undilated and ONNX's reference pads for the
-    undilated window; where the windows stop short of the input's end (a stride past the window)
+    """SAME or VALID auto_pad as the explicit pads the spec defines, for departures of both oracles:
+    with dilations ONNX Runtime sizes a SAME output as if undilated, ONNX's reference pads SAME for
+    the undilated window and sizes a VALID output as if undilated (float64 average and Lp pools,
+    which only it computes); where the windows stop short of the input's end (a stride past the window)
     both take the negative pad_shape as a crop at the start instead of padding nothing."""
     attrs = {k: v for k, v in layer.attrs.items() if k != "auto_pad"}
     attrs["pads"] = [p[0] for p in pads] + [p[1] for p in pads]
@@ -302,7 +305,19 @@ def regressions() -> dict:
         # the same in the scalar kernel of a slice holding a NaN, for a window of -inf
         "nan-slice-inf-window": _max_pool_indices(np.array([[[-np.inf, -np.inf, np.nan, 1]]], np.float32),
                                                   kernel_shape=[3], pads=[1, 1]),
+        # not a pdc bug: the oracle's. VALID with a dilation, float64 (ONNX's reference computes it):
+        # the reference sized the output as if undilated (2 rows, the second 0); the spec says 1 row
+        "lp-valid-dilated-f64": _valid_dilated_lp_pool(),
     }
+
+
+def _valid_dilated_lp_pool() -> Layer:
+    x = np.random.default_rng(0).standard_normal([1, 1, 3, 8])
+    layer = Layer("LpPool", [x], {"kernel_shape": [2, 8], "strides": [1, 2], "dilations": [2, 1],
+                                  "auto_pad": "VALID"})
+    layer = expect(layer, explicit_pads(layer, [(0, 0), (0, 0)]))
+    assert layer.want[0].shape == (1, 1, 1, 1)
+    return layer
 
 
 @pytest.mark.parametrize("target", ["x86-avx512", "x86-avx2", "arm64", "armv7", "cortex-m4"])
