@@ -51,8 +51,11 @@ def main(argv=None) -> int:
         print(f"fuzz-kernels: round {rounds}, seed {seed}", flush=True)
         rc, out = run_round(seed, args.scale, args.selection, args.workers, log, deadline - time.monotonic())
         if rc not in (0, 5):
-            failures.append((seed, out[-6000:]))
-            print(out[-6000:], flush=True)
+            report = f"{log}.seed{seed}.txt"  # every failing test's shrunk layer, not only the last
+            with open(report, "w") as f:
+                f.write(out)
+            failures.append((seed, report))
+            print(out[-6000:] + f"\nfuzz-kernels: the whole output of round {rounds}: {report}", flush=True)
     layers, draws = Counter(), Counter()
     if os.path.exists(log):
         with open(log) as f:
@@ -66,7 +69,7 @@ def main(argv=None) -> int:
     for (op, target), n in sorted(layers.items()):
         print(f"  {op:24s} {target:12s} {n:7d} ({draws[(op, target)]})")
     print(f"  {'total':24s} {'':12s} {sum(layers.values()):7d}")
-    print(f"fuzz-kernels: {len(failures)} failing round(s)" + "".join(f"\n  seed {s}" for s, _ in failures))
+    print(f"fuzz-kernels: {len(failures)} failing round(s)" + "".join(f"\n  seed {s}: {r}" for s, r in failures))
     if not args.log:
         os.unlink(log) if os.path.exists(log) else None
     return 1 if failures else 0
