@@ -4,12 +4,12 @@ A bundle is cross-compiled with Debian's GNU cross toolchains into a static libr
 lib<name>.a and a static command-line harness <name>_harness (pdc/harness.py), which `pdc run`
 and Module.run execute under qemu-user: the inputs go to a file, the harness runs the model and
 writes the outputs to another, Python reads them back. No binfmt is assumed: qemu is called
-explicitly. The kernels come from pdc/codegen/kernels/neon*.py where they cover the node
+explicitly. The kernels come from pdc/codegen/kernels/arm/ where they cover the node
 (conv, gemm/matmul, pooling, elementwise), from the portable C generators elsewhere.
 
 This module also holds what the Cortex-M targets (cortex_m.py) share: the Tool lookup that
-names the Debian package of a missing program, the renderer, and instruction counting under
-qemu (a small TCG plugin built on first use).
+names the Debian package of a missing program, and instruction counting under qemu (a small
+TCG plugin built on first use).
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Optional
 
-from ..codegen.c_renderer import CRenderer
 from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
 from .base import KernelConfig, Limits, Target
@@ -61,24 +60,6 @@ def cache_dir() -> str:
     return os.environ.get("PDC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "pdc")
 
 
-# ---- the renderer ----------------------------------------------------------------------------------
-_X86_INCLUDE = re.compile(r"^#include <immintrin\.h>$", re.M)
-
-
-class ArmRenderer(CRenderer):
-    """The C renderer, with x86 headers fenced off in the portable kernels."""
-
-    def render(self, graph, name, weights_mode, config):
-        bundle = super().render(graph, name, weights_mode, config)
-        for f in bundle.kernel_files:
-            # x86 intrinsics are all under #if __AVX...__, but a header include may not be
-            text = bundle.files[f].decode()
-            text = _X86_INCLUDE.sub("#if defined(__x86_64__) || defined(__i386__)\n#include <immintrin.h>\n#endif",
-                                    text)
-            bundle.files[f] = text.encode()
-        return bundle
-
-
 # ---- Cortex-A ---------------------------------------------------------------------------------------
 COMMON_CFLAGS = ("-O3", "-std=gnu11", "-fno-math-errno")
 
@@ -91,7 +72,7 @@ class CortexATarget(Target):
     cc: Tool
     emulator: Tool
     arch_flags: tuple
-    simd: str  # the ARM kernels' vector ISA (pdc/codegen/kernels/neon.py)
+    simd: str  # the ARM kernels' vector ISA (pdc/codegen/kernels/arm/vector.py)
     aliases: tuple = field(default=())
 
     kernel_families: ClassVar[tuple] = ("arm", PORTABLE)
@@ -107,9 +88,6 @@ class CortexATarget(Target):
 
     def kernel_config(self, threads: int) -> KernelConfig:
         return KernelConfig(threads=threads, vector_bits=128, simd=self.simd)
-
-    def renderer(self):
-        return ArmRenderer(self)
 
     @staticmethod
     def run_bundle(folder: str, manifest: dict, feeds: dict) -> dict:

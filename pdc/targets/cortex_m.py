@@ -27,7 +27,7 @@ import numpy as np
 
 from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
-from .arm import ArmRenderer, Tool, compile_objects, run_tool
+from .arm import Tool, compile_objects, run_tool
 from .base import KernelConfig, Limits, Target
 
 RUNTIME_MCU = ("startup.c", "pdc_semihost.h", "link.ld.in")
@@ -95,9 +95,6 @@ class CortexMTarget(Target):
         # kernels read the weights in place
         return KernelConfig(threads=1, vector_bits=128 if self.simd == "mve" else 32, simd=self.simd,
                             gemm_kc=64, scratch_floats=256, pack_weights=False)
-
-    def renderer(self):
-        return ArmRenderer(self)
 
     @staticmethod
     def run_bundle(folder: str, manifest: dict, feeds: dict) -> dict:

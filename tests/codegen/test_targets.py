@@ -107,3 +107,65 @@ def test_kernels_report_bad_indices(tmp_path, target):
     np.testing.assert_array_equal(mod.run({"x": data, "i": np.array([3, -4])})["y"], data[[3, 0]])
     with pytest.raises(pdc.PdcError, match="an input holds an index out of its range"):
         mod.run({"x": data, "i": np.array([1, 4])})
+
+
+# ---- vector ISA code stays in the families' folders -----------------------------------------------
+KERNELS = PDC / "codegen" / "kernels"
+ISA_FOLDERS = (KERNELS / "x86", KERNELS / "arm")
+# intrinsics, their headers and types, the ISA macros, and NEON's v<op>q_<type> spellings
+INTRINSIC = re.compile(r"_mm|immintrin|arm_neon|arm_mve|\bvld[1-4]|\bvst[1-4]|\bv[a-z0-9_]+q_(?:[fsu](?:8|16|32|64)|n_f32)\b"
+                       r"|__m(?:128|256|512)|__AVX|__ARM_NEON|__ARM_FEATURE_MVE|float32x4_t")
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(KERNELS.rglob("*.py")) if not any(f in p.parents for f in ISA_FOLDERS)],
+                         ids=lambda p: str(p.relative_to(KERNELS)))
+def test_no_intrinsic_outside_the_isa_folders(path):
+    """Portable generators print plain C; AVX and NEON code lives in kernels/x86/ and kernels/arm/ only,
+    reached through native pieces (kernels/native.py)."""
+    hits = [f"{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1) if INTRINSIC.search(line)]
+    assert not hits, "\n".join(hits)
+
+
+def _portable_dense_model():
+    """Layers the ARM family declines, so that the portable generators (and their native pieces)
+    render them: runtime-weight convs (im2col, depthwise), a runtime MatMul, an LSTM with constant
+    weights, softmax, row reductions, a quantized MatMul, attention."""
+    rng = np.random.default_rng(0)
+
+    def r(*shape, dtype=np.float32):
+        return rng.standard_normal(shape).astype(dtype)
+
+    def q(*shape, dtype=np.uint8):
+        return rng.integers(0, 255, shape).astype(dtype)
+
+    scalar = lambda v, dt=np.float32: Const(np.array(v, dt))  # noqa: E731
+    layers = [Layer("Conv", [r(1, 8, 10, 10), r(16, 8, 3, 3)], {"pads": [1, 1, 1, 1]}, [("Relu", {}, [])]),
+              Layer("Conv", [r(1, 8, 12, 12), r(8, 1, 3, 3)], {"group": 8, "strides": [2, 2]}),
+              Layer("MatMul", [r(2, 12, 20), r(2, 20, 24)], {}, [("Sigmoid", {}, [])]),
+              Layer("LSTM", [r(3, 1, 16), Const(r(1, 64, 16)), Const(r(1, 64, 16))], {"hidden_size": 16}),
+              Layer("Softmax", [r(4, 40)], {"axis": -1}),
+              Layer("ReduceMax", [r(4, 40), Const(np.array([1]))], {"keepdims": 0}),
+              Layer("ReduceSumSquare", [r(4, 40), Const(np.array([1]))], {"keepdims": 0}),
+              Layer("QLinearMatMul", [q(6, 32), scalar(0.02), scalar(128, np.uint8), Const(q(32, 16)), scalar(0.01),
+                                      scalar(120, np.uint8), scalar(0.5), scalar(100, np.uint8)]),
+              Layer("Attention", [r(1, 2, 3, 8), r(1, 2, 6, 8), r(1, 2, 6, 8)], opset=23)]
+    return build_model(layers)[0]
+
+
+def _kernel_c(tmp_path, target, **options) -> str:
+    from pdc.compiler import compile_bundle
+    out = compile_bundle(_portable_dense_model(), str(tmp_path / target), target=target, build=False, **options)
+    return "".join(p.read_text() for p in sorted(Path(out).glob("*_kernels_*.c")))
+
+
+@pytest.mark.parametrize("target,options", [("arm64", {}), ("cortex-m4", dict(flash="8M", ram="8M"))])
+def test_arm_bundles_carry_no_x86_code(tmp_path, target, options):
+    """The portable kernels an ARM bundle falls back to print plain C: no x86 intrinsic, header or
+    ISA test, dead or alive (the same model's x86 bundle has them)."""
+    src = _kernel_c(tmp_path, target, **options)
+    for helper in ("pdc_sgemm_run", "pdc_sukr_c", "pdc_dw_", "pdc_seq_gemv16", "pdc_exp_sum_f32", "pdc_rowf_max",
+                   "pdc_qg_kernel_", "pdc_attn_dot"):
+        assert helper in src, helper  # the portable pieces under test are there
+    assert not re.search(r"_mm|immintrin|__m(?:256|512)|__AVX", src)
+    x86 = _kernel_c(tmp_path, "x86-avx512")
+    assert "#include <immintrin.h>" in x86 and "_mm512_fmadd_ps" in x86 and "pdc_sukr_z" in x86

@@ -3,7 +3,7 @@ the attribute space the ONNX spec allows: transposes, alpha / beta, every broadc
 Gemm's C, MatMul's 1-D operands and broadcast batch dims of different ranks, constant or
 runtime operands, and the epilogues the -O2 pipeline fuses (a constant bias add, a residual,
 an activation). Extents are drawn around the kernels' register tiles and K blocks (see
-dense_core.py, neon_gemm.py) as well as at random, then shrunk to a MAC budget."""
+dense_core.py, arm/gemm.py) as well as at random, then shrunk to a MAC budget."""
 from __future__ import annotations
 
 import math

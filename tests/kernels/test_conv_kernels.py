@@ -60,6 +60,24 @@ def test_conv_regressions(target):
     check_layers(list(REGRESSIONS.values()), target, rtol=1e-5, atol=1e-5, **options(target))
 
 
+# found by fuzz-kernels, on a forced path (each layer: its path)
+FORCED_REGRESSIONS = {
+    # a 1x1 conv whose end padding adds output pixels: the transposed path's strided-copy packing read
+    # past the input for them instead of taking the padded path (AVX-512; output pixel 1 was garbage)
+    "transposed-1x1-end-pad": ("transposed", _conv([1, 2, 1], [1, 2, 1], pads=[0, 1])),
+    "transposed-1x1-end-pad-2d": ("transposed", _conv([1, 8, 3, 2], [40, 8, 1, 1], pads=[0, 0, 1, 2],
+                                                       strides=[2, 1])),
+}
+
+
+@pytest.mark.parametrize("name", FORCED_REGRESSIONS)
+@pytest.mark.parametrize("target", ["x86-avx512", "x86-avx2"])
+def test_conv_forced_path_regressions(target, name):
+    require(target)
+    path, layer = FORCED_REGRESSIONS[name]
+    check_layers([layer], target, force=f"conv={path}", rtol=1e-5, atol=1e-5, **options(target))
+
+
 # ---- ConvTranspose: one path (direct loops), float32 and float64 ----------------------------------------
 CT_TARGETS = ["x86-avx512", "x86-avx2", "arm64"]
 

@@ -4,7 +4,7 @@ space, each path forced on layers that would not normally pick it (see tests/ker
 
 Paths (family "gemm"): "packed-b" (B constant, packed at compile time), "packed-a" (A constant),
 "runtime" (both packed at run time), "loops" (other dtypes; forced, float32 too), and on ARM
-"neon" (B constant, the NEON / plain-C register tiles of neon_gemm.py)."""
+"neon" (B constant, the NEON / plain-C register tiles of pdc/codegen/kernels/arm/gemm.py)."""
 from __future__ import annotations
 
 import numpy as np

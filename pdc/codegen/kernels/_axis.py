@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ...ir.dtypes import DType
 from ..context import KernelContext, strides
 from ..ctypes_c import ctype, float_literal, int_literal
-from . import kernel
+from . import kernel, native
 
 def axis_kernel(*ops: str):
     """@kernel for this family: parameters the body does not use get a (void) cast (-Wextra clean)."""
@@ -176,258 +176,67 @@ def row_sum_helper(ctx: KernelContext, num: Num, st: str, kind: str) -> str:
     return ctx.helper(name, code)
 
 
-# ---- fp32 vector helpers (AVX-512 / AVX2 intrinsics with a plain C fallback) ---------------------
+# ---- fp32 row helpers: plain C with native vector loops (native.py; x86/rows.py) -------------------
 # gcc does not vectorize NaN-aware max loops reliably, nor exp at all (glibc's expf is a ~7 ns call),
 # so the fp32 rows that matter (softmax, norms, reductions over a contiguous innermost dim) use these.
-VEXP = r"""#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
-#if defined(__AVX512F__)
-static inline __m512 pdc_exp16(__m512 x) {
-    /* clamp (NaN passes: max/min return their second operand when one is NaN) */
-    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n); /* p * 2^n: overflows to inf, underflows through denormals */
-}
-#elif defined(__AVX2__)
-static inline __m256 pdc_exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    /* 2^n as two in-range powers, so n in [-150, 129] neither wraps nor saturates early */
-    const __m256i ni = _mm256_cvtps_epi32(n);
-    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-    const __m256i bias = _mm256_set1_epi32(127);
-    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-}
-#endif
+VEXP = r"""@native vexp @end
 /* y[i] = exp(x[i] - m) (y may be NULL), returns the sum of the exponentials. */
 static inline float pdc_exp_sum_f32(const float *x, float *y, int64_t n, float m) {
     int64_t i = 0;
     float s = 0;
-#if defined(__AVX512F__)
-    const __m512 vm = _mm512_set1_ps(m);
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (; i + 32 <= n; i += 32) {
-        const __m512 e0 = pdc_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
-        const __m512 e1 = pdc_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
-        if (y) { _mm512_storeu_ps(y + i, e0); _mm512_storeu_ps(y + i + 16, e1); }
-        a0 = _mm512_add_ps(a0, e0);
-        a1 = _mm512_add_ps(a1, e1);
-    }
-    for (; i < n; i += 16) {
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 e = pdc_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
-        if (y) _mm512_mask_storeu_ps(y + i, k, e);
-        a0 = _mm512_mask_add_ps(a0, k, a0, e);
-    }
-    s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-#elif defined(__AVX2__)
-    const __m256 vm = _mm256_set1_ps(m);
-    __m256 a0 = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 e = pdc_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        if (y) _mm256_storeu_ps(y + i, e);
-        a0 = _mm256_add_ps(a0, e);
-    }
-    if (i < n) { /* the last 1..7 elements through a padded vector */
-        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0}, e[8];
-        const int r = (int)(n - i);
-        for (int j = 0; j < r && j < 8; j++) t[j] = x[i + j] - m;
-        _mm256_storeu_ps(e, pdc_exp8(_mm256_loadu_ps(t)));
-        for (int j = 0; j < r && j < 8; j++) { if (y) y[i + j] = e[j]; s += e[j]; }
-        i = n;
-    }
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    s += _mm_cvtss_f32(h);
-#endif
+@native exp_sum_f32 @end
     for (; i < n; i++) { const float e = expf(x[i] - m); if (y) y[i] = e; s += e; }
     return s;
 }
 /* y[j] = exp(x[j] - m[j]) */
 static inline void pdc_exp_sub_f32(const float *x, const float *m, float *y, int64_t n) {
     int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i < n; i += 16) {
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, k, pdc_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i),
-                                                                _mm512_maskz_loadu_ps(k, m + i))));
-    }
-#elif defined(__AVX2__)
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, pdc_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(m + i))));
-    if (i < n) {
-        float t[8] = {0, 0, 0, 0, 0, 0, 0, 0}, e[8];
-        const int r = (int)(n - i);
-        for (int j = 0; j < r && j < 8; j++) t[j] = x[i + j] - m[i + j];
-        _mm256_storeu_ps(e, pdc_exp8(_mm256_loadu_ps(t)));
-        for (int j = 0; j < r && j < 8; j++) y[i + j] = e[j];
-        i = n;
-    }
-#endif
+@native exp_sub_f32 @end
     for (; i < n; i++) y[i] = expf(x[i] - m[i]);
 }
 """
-
-
 
 
 def vexp_helper(ctx: KernelContext) -> str:
     """Registers pdc_exp_sum_f32(x, y, n, m) (y = exp(x - m), y may be NULL; returns the sum) and
     pdc_exp_sub_f32(x, m, y, n) (y = exp(x - m), m per element). Cephes' expf range reduction and
     degree-6 polynomial: within 2 ulp of expf; NaN, inf and underflow behave like expf."""
-    return ctx.helper("pdc_vexp_f32", VEXP)
+    return ctx.helper("pdc_vexp_f32", native.fill(ctx, VEXP))
 
 
-_ROW_OPS = {  # op: (512-bit transform, 256-bit transform, scalar transform) of a loaded v
-    "sum": ("v", "v", "v"),
-    "sumsq": ("_mm512_mul_ps(v, v)", "_mm256_mul_ps(v, v)", "v * v"),
-    "sqdev": ("_mm512_mul_ps(_mm512_sub_ps(v, vc), _mm512_sub_ps(v, vc))",
-              "_mm256_mul_ps(_mm256_sub_ps(v, vc), _mm256_sub_ps(v, vc))", "(v - c) * (v - c)"),
-    "abs": ("_mm512_abs_ps(v)", "_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)", "fabsf(v)"),
-}
+_ROW_SCALAR = {"sum": "v", "sumsq": "v * v", "sqdev": "(v - c) * (v - c)", "abs": "fabsf(v)"}  # of a loaded v
 
 
 def row_f32_helper(ctx: KernelContext, op: str) -> str:
     """`float pdc_rowf_<op>(const float *p, int64_t n, float c)` over a contiguous fp32 row:
-    sum / sumsq / sqdev (sum of (x - c)^2) / abs (sum of |x|) with 4 vector accumulators, or
-    max / min (NaN if any element is NaN; -inf / +inf for an empty row)."""
+    sum / sumsq / sqdev (sum of (x - c)^2) / abs (sum of |x|), or max / min (NaN if any element is
+    NaN; -inf / +inf for an empty row). The native loops keep 4 vector accumulators."""
     name = f"pdc_rowf_{op}"
     if op in ("max", "min"):
         big = op == "max"
         init = "-INFINITY" if big else "INFINITY"
         cmp = ">" if big else "<"
-        code = f"""#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
+        code = f"""@native vector_include @end
 static inline float {name}(const float *p, int64_t n, float c) {{
     (void)c;
     int64_t i = 0;
     float s = {init};
     int nan = 0;
-#if defined(__AVX512F__)
-    const __m512 fill = _mm512_set1_ps({init});
-    __m512 a0 = fill, a1 = fill, a2 = fill, a3 = fill;
-    __mmask16 u = 0;
-    for (; i + 64 <= n; i += 64) {{
-        const __m512 v0 = _mm512_loadu_ps(p + i), v1 = _mm512_loadu_ps(p + i + 16);
-        const __m512 v2 = _mm512_loadu_ps(p + i + 32), v3 = _mm512_loadu_ps(p + i + 48);
-        a0 = _mm512_{op}_ps(a0, v0); a1 = _mm512_{op}_ps(a1, v1);
-        a2 = _mm512_{op}_ps(a2, v2); a3 = _mm512_{op}_ps(a3, v3);
-        u |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v2, v3, _CMP_UNORD_Q);
-    }}
-    for (; i < n; i += 16) {{
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 v = _mm512_mask_loadu_ps(fill, k, p + i);
-        a0 = _mm512_{op}_ps(a0, v);
-        u |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    }}
-    s = _mm512_reduce_{op}_ps(_mm512_{op}_ps(_mm512_{op}_ps(a0, a1), _mm512_{op}_ps(a2, a3)));
-    nan = u != 0;
-#elif defined(__AVX2__)
-    const __m256 fill = _mm256_set1_ps({init});
-    __m256 a0 = fill, a1 = fill, a2 = fill, a3 = fill, u = _mm256_setzero_ps();
-    for (; i + 32 <= n; i += 32) {{
-        const __m256 v0 = _mm256_loadu_ps(p + i), v1 = _mm256_loadu_ps(p + i + 8);
-        const __m256 v2 = _mm256_loadu_ps(p + i + 16), v3 = _mm256_loadu_ps(p + i + 24);
-        a0 = _mm256_{op}_ps(a0, v0); a1 = _mm256_{op}_ps(a1, v1);
-        a2 = _mm256_{op}_ps(a2, v2); a3 = _mm256_{op}_ps(a3, v3);
-        u = _mm256_or_ps(u, _mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q)));
-    }}
-    for (; i + 8 <= n; i += 8) {{
-        const __m256 v = _mm256_loadu_ps(p + i);
-        a0 = _mm256_{op}_ps(a0, v);
-        u = _mm256_or_ps(u, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    }}
-    const __m256 a = _mm256_{op}_ps(_mm256_{op}_ps(a0, a1), _mm256_{op}_ps(a2, a3));
-    __m128 h = _mm_{op}_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    h = _mm_{op}_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_{op}_ss(h, _mm_movehdup_ps(h));
-    s = _mm_cvtss_f32(h);
-    nan = _mm256_movemask_ps(u) != 0;
-#endif
+@native row_minmax_f32 @end
     for (; i < n; i++) {{ const float v = p[i]; s = v {cmp} s ? v : s; nan |= v != v; }}
     return nan ? NAN : s;
 }}
 """
-        return ctx.helper(name, code)
-    t512, t256, t1 = _ROW_OPS[op]
-    code = f"""#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
+        return ctx.helper(name, native.fill(ctx, code, op=op, init=init))
+    t1 = _ROW_SCALAR[op]
+    code = f"""@native vector_include @end
 static inline float {name}(const float *p, int64_t n, float c) {{
     (void)c;
     int64_t i = 0;
     float s = 0;
-#if defined(__AVX512F__)
-    const __m512 vc = _mm512_set1_ps(c);
-    (void)vc;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (; i + 64 <= n; i += 64) {{
-        __m512 v = _mm512_loadu_ps(p + i);
-        a0 = _mm512_add_ps(a0, {t512});
-        v = _mm512_loadu_ps(p + i + 16);
-        a1 = _mm512_add_ps(a1, {t512});
-        v = _mm512_loadu_ps(p + i + 32);
-        a2 = _mm512_add_ps(a2, {t512});
-        v = _mm512_loadu_ps(p + i + 48);
-        a3 = _mm512_add_ps(a3, {t512});
-    }}
-    for (; i < n; i += 16) {{
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 v = _mm512_maskz_loadu_ps(k, p + i);
-        a0 = _mm512_mask_add_ps(a0, k, a0, {t512});
-    }}
-    s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-#elif defined(__AVX2__)
-    const __m256 vc = _mm256_set1_ps(c);
-    (void)vc;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (; i + 32 <= n; i += 32) {{
-        __m256 v = _mm256_loadu_ps(p + i);
-        a0 = _mm256_add_ps(a0, {t256});
-        v = _mm256_loadu_ps(p + i + 8);
-        a1 = _mm256_add_ps(a1, {t256});
-        v = _mm256_loadu_ps(p + i + 16);
-        a2 = _mm256_add_ps(a2, {t256});
-        v = _mm256_loadu_ps(p + i + 24);
-        a3 = _mm256_add_ps(a3, {t256});
-    }}
-    for (; i + 8 <= n; i += 8) {{
-        const __m256 v = _mm256_loadu_ps(p + i);
-        a0 = _mm256_add_ps(a0, {t256});
-    }}
-    const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    s = _mm_cvtss_f32(h);
-#endif
+@native row_sum_f32 @end
     for (; i < n; i++) {{ const float v = p[i]; s += {t1}; }}
     return s;
 }}
 """
-    return ctx.helper(name, code)
+    return ctx.helper(name, native.fill(ctx, code, op=op))

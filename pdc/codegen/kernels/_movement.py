@@ -5,8 +5,9 @@ destination, `src` either the element stride of the source or a table (a NumPy i
 source element offset per index along the dim). Strided dims cover transpose, slice, expand, tile
 and concat/split; tables cover reflect/edge/wrap padding and nearest resizing. `copy_nest`
 simplifies the dims (drops size-1 dims, turns affine tables into strides, merges dims that are
-contiguous on both sides) and emits the loops: memcpy for contiguous runs, 2-D tiles when the
-source's contiguous dim is not the destination's (a transpose).
+contiguous on both sides) and emits the loops as kernel-IR statements (pdc/codegen/kir): copies
+(memcpy in C) for contiguous runs, 2-D tiles when the source's contiguous dim is not the
+destination's (a transpose).
 
 `gather_axes` builds the dims from per-axis index maps (source index per output index, -1 for a
 fill value) over row-major tensors.
@@ -20,8 +21,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ...ir import dtypes as D
+from .. import kir
 from ..context import KernelContext, strides
-from ..ctypes_c import float_literal, int_literal
 
 TILE = 16            # transpose tile edge (elements)
 MEMCPY_MIN = 8       # contiguous runs at least this long are copied with memcpy
@@ -135,46 +137,59 @@ def pack(ctx: KernelContext, array: np.ndarray, c_type: str) -> str:
     return ctx.add_weight(array, c_type)
 
 
+def _table_values(t: np.ndarray, c_type: Optional[str]):
+    """(array, kir dtype, C type): int32 when the values fit, else int64; floats as c_type."""
+    t = np.asarray(t).reshape(-1)
+    if c_type in ("float", "double"):
+        single = c_type == "float"
+        return t.astype(np.float32 if single else np.float64), (D.float32 if single else D.float64), c_type
+    wide = t.size and (t.max() > 2 ** 31 - 1 or t.min() < -2 ** 31)
+    return (t.astype(np.int64), D.int64, "int64_t") if wide else (t.astype(np.int32), D.int32, "int32_t")
+
+
 def table(ctx: KernelContext, t: np.ndarray, name: str, c_type: Optional[str] = None) -> tuple[str, str]:
     """(declaration, C expression) of a constant table: a static array written into the source when
     small (the declaration), else packed constant data (no declaration). Integer tables are int32
     when their values fit; float tables take c_type ('float' or 'double')."""
-    t = np.asarray(t).reshape(-1)
-    if c_type in ("float", "double"):
-        dt = np.float32 if c_type == "float" else np.float64
-        text = lambda v: float_literal(float(v), c_type)  # noqa: E731
-    else:
-        wide = t.size and (t.max() > 2 ** 31 - 1 or t.min() < -2 ** 31)
-        c_type, dt = ("int64_t", np.int64) if wide else ("int32_t", np.int32)
-        text = lambda v: int_literal(int(v))  # noqa: E731
-    t = t.astype(dt)
+    stmt, buf = table_ir(ctx, t, name, c_type)
+    if isinstance(stmt, kir.ConstArray):
+        return kir.CPrinter().simple(stmt), name
+    t, _, ct = _table_values(t, c_type)
+    return "", pack(ctx, t, ct)
+
+
+def table_ir(ctx: KernelContext, t: np.ndarray, name: str, c_type: Optional[str] = None):
+    """(declaring statement, buffer) of a constant table: its values in the source when small, else
+    a view of packed constant data."""
+    t, dt, ct = _table_values(t, c_type)
+    buf = kir.Buffer(name, dt, "constant")
     if t.size <= INLINE_TABLE_MAX:
-        return f"static const {c_type} {name}[{t.size}] = {{{', '.join(text(v) for v in t)}}};", name
-    return "", pack(ctx, t, c_type)
+        return kir.ConstArray(buf, tuple(v.item() for v in t)), buf
+    t = np.ascontiguousarray(t)
+    _KEEP.setdefault(ctx._weights, []).append(t)
+    return kir.WeightsView(buf, ctx._weights.add(t)), buf
 
 
-def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src_base: int = 0,
-              dst_base: int = 0, itemsize: Optional[int] = None) -> str:
-    """C statements copying dst[dst_base + sum i_k*dst_k] = src[src_base + sum src_k(i_k)]."""
+def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_base: int = 0,
+              dst_base: int = 0) -> list:
+    """Statements copying dst[dst_base + sum i_k*dst_k] = src[src_base + sum src_k(i_k)]."""
     s = simplify(dims, src_base, dst_base)
     if s is None:
-        return "    /* nothing to copy */"
+        return [kir.Comment("nothing to copy")]
     sb, db, dims = s
-    esize = f"sizeof(*{dst})" if itemsize is None else str(itemsize)
     if not dims:
-        return f"    {dst}[{db}] = {src}[{sb}];"
+        return [kir.Store(dst, kir.idx(db), src[sb])]
     decls, srcs = [], []
     for k, (n, sk, dk) in enumerate(dims):
         if isinstance(sk, np.ndarray):
             if k == len(dims) - 1 and all(seg[0] == "run" for seg in _segments(sk)):
                 srcs.append(None)  # the innermost dim is all runs: no table needed
                 continue
-            decl, expr = table(ctx, sk, f"t{k}")
-            if decl:
-                decls.append("    " + decl)
-            srcs.append(lambda v, e=expr: f"{e}[{v}]")
+            decl, tab = table_ir(ctx, sk, f"t{k}")
+            decls.append(decl)
+            srcs.append(lambda v, tab=tab: tab[v])
         else:
-            srcs.append(lambda v, st=sk: f"{v} * {st}" if st != 1 else v)
+            srcs.append(lambda v, st=sk: kir.imul(v, st))
     r = len(dims)
     inner_n, inner_s, inner_d = dims[-1]
     # transpose tiles: the destination's contiguous dim is strided in the source and another dim
@@ -184,70 +199,64 @@ def copy_nest(ctx: KernelContext, dims, src: str = "in0", dst: str = "out0", src
         for k in range(r - 1):
             if not isinstance(dims[k][1], np.ndarray) and dims[k][1] == 1 and dims[k][0] >= TILE // 2:
                 tile = k
-    lines = list(decls)
     order = [k for k in range(r) if k != tile and k != r - 1] if tile is not None else list(range(r - 1))
-    prev_s, prev_d = str(sb), str(db)
-    depth = 1
-    for k in order:
-        n, _, dk = dims[k]
-        pad = "    " * depth
-        lines.append(f"{pad}for (int64_t i{k} = 0; i{k} < {n}; i{k}++) {{")
-        lines.append(f"{pad}    const int64_t s{k} = {prev_s} + {srcs[k](f'i{k}')};")
-        lines.append(f"{pad}    const int64_t d{k} = {prev_d} + i{k} * {dk};")
-        prev_s, prev_d = f"s{k}", f"d{k}"
-        depth += 1
-    pad = "    " * depth
+    iv = [kir.index_var(f"i{k}") for k in range(r)]
     j = r - 1
-    if tile is not None:
-        a = tile
-        na, _, da = dims[a]
-        lines += [f"{pad}for (int64_t a0 = 0; a0 < {na}; a0 += {TILE}) {{",
-                  f"{pad}    const int64_t ae = a0 + {TILE} < {na} ? a0 + {TILE} : {na};",
-                  f"{pad}    for (int64_t b0 = 0; b0 < {inner_n}; b0 += {TILE}) {{",
-                  f"{pad}        const int64_t be = b0 + {TILE} < {inner_n} ? b0 + {TILE} : {inner_n};",
-                  f"{pad}        for (int64_t i{a} = a0; i{a} < ae; i{a}++) {{",
-                  f"{pad}            const {_elem(src)} *sp = {src} + {prev_s} + i{a};",
-                  f"{pad}            {_elem(dst, const=False)}*dp = {dst} + {prev_d} + i{a} * {da};",
-                  f"{pad}            for (int64_t i{j} = b0; i{j} < be; i{j}++) dp[i{j}] = sp[i{j} * {inner_s}];",
-                  f"{pad}        }}", f"{pad}    }}", f"{pad}}}"]
-    else:
+
+    def innermost(prev_s: kir.Expr, prev_d: kir.Expr) -> list:
+        if tile is not None:
+            a = tile
+            na, _, da = dims[a]
+            a0, ae, b0, be = (kir.index_var(n) for n in ("a0", "ae", "b0", "be"))
+            sp, dp = kir.index_var("sp"), kir.index_var("dp")
+            row = kir.loop(iv[a], ae,
+                           kir.Declare(sp, kir.iadd(prev_s, iv[a])),
+                           kir.Declare(dp, kir.iadd(prev_d, kir.imul(iv[a], da))),
+                           kir.loop(iv[j], be, kir.Store(dst, dp + iv[j], src[sp + iv[j] * inner_s]), start=b0),
+                           start=a0)
+            cols = kir.loop(b0, inner_n, kir.Declare(be, kir.select(b0 + TILE < inner_n, b0 + TILE, inner_n)), row,
+                            step=TILE)
+            return [kir.loop(a0, na, kir.Declare(ae, kir.select(a0 + TILE < na, a0 + TILE, na)), cols, step=TILE)]
+        out = []
         segs = _segments(inner_s) if isinstance(inner_s, np.ndarray) else [("run", 0, inner_n, 0, inner_s)]
-        d_expr = f"i{j}" if inner_d == 1 else f"i{j} * {inner_d}"
+        d_at = kir.imul(iv[j], inner_d)
         for seg in segs:
             start, n = seg[1], seg[2]
             if seg[0] == "tab":
-                lines.append(f"{pad}for (int64_t i{j} = {start}; i{j} < {start + n}; i{j}++) "
-                             f"{dst}[{prev_d} + {d_expr}] = {src}[{prev_s} + {srcs[j](f'i{j}')}];")
+                out.append(kir.loop(iv[j], start + n, kir.Store(dst, kir.iadd(prev_d, d_at),
+                                                               src[kir.iadd(prev_s, srcs[j](iv[j]))]), start=start))
                 continue
             first, step = seg[3], seg[4]
-            d0, s0 = f"{prev_d} + {start * inner_d}", f"{prev_s} + {first}"
+            d0, s0 = kir.iadd(prev_d, start * inner_d), kir.iadd(prev_s, first)
             if step == 1 and inner_d == 1 and n >= MEMCPY_MIN:
-                lines.append(f"{pad}memcpy({dst} + {d0}, {src} + {s0}, {n} * {esize});")
+                out.append(kir.Copy(dst, d0, src, s0, kir.idx(n)))
             else:
-                lines.append(f"{pad}for (int64_t i{j} = 0; i{j} < {n}; i{j}++) "
-                             f"{dst}[{d0} + {d_expr}] = {src}[{s0} + i{j} * {step}];")
-    for k in reversed(range(len(order))):
-        lines.append("    " * (k + 1) + "}")
-    return "\n".join(lines)
+                out.append(kir.loop(iv[j], n, kir.Store(dst, kir.iadd(d0, d_at),
+                                                        src[kir.iadd(s0, kir.imul(iv[j], step))])))
+        return out
+
+    def level(pos: int, prev_s: kir.Expr, prev_d: kir.Expr) -> list:
+        if pos == len(order):
+            return innermost(prev_s, prev_d)
+        k = order[pos]
+        n, _, dk = dims[k]
+        sv, dv = kir.index_var(f"s{k}"), kir.index_var(f"d{k}")
+        return [kir.loop(iv[k], n, kir.Declare(sv, kir.iadd(prev_s, srcs[k](iv[k]))),
+                         kir.Declare(dv, kir.iadd(prev_d, kir.imul(iv[k], dk))), level(pos + 1, sv, dv))]
+
+    return decls + level(0, kir.idx(sb), kir.idx(db))
 
 
-def _elem(ptr: str, const: bool = True) -> str:
-    """The element type of a kernel pointer parameter, as __typeof__ (works for every dtype)."""
-    return f"__typeof__(*{ptr})" if const else f"__typeof__(*{ptr}) "
-
-
-def fill(dst: str, n: int, value: str, zero: bool, base: int = 0) -> str:
+def fill(dst: kir.Buffer, n: int, value: kir.Expr, zero: bool, base: int = 0) -> list:
     """Sets n elements of dst to value (memset when the value is all-zero bits)."""
     if n == 0:
-        return ""
-    if zero:
-        return f"    memset({dst} + {base}, 0, {n} * sizeof(*{dst}));"
-    return f"    for (int64_t o = 0; o < {n}; o++) {dst}[{base} + o] = {value};"
+        return []
+    return [kir.Fill(dst, kir.idx(base), kir.idx(n), value, zero)]
 
 
 def gather_axes(ctx: KernelContext, in_shape: Sequence[int], out_shape: Sequence[int],
-                maps: Sequence[Optional[np.ndarray]], fill_value: Optional[str] = None, fill_zero: bool = True,
-                src: str = "in0", dst: str = "out0") -> str:
+                maps: Sequence[Optional[np.ndarray]], src: kir.Buffer, dst: kir.Buffer,
+                fill_value: Optional[kir.Expr] = None, fill_zero: bool = True) -> list:
     """out[o_0, ..., o_r] = in[maps_0[o_0], ..., maps_r[o_r]] over row-major tensors; a map is None
     for the identity, and a -1 entry (the valid entries must form one run per axis) selects the
     fill value: the output is filled first, then the valid box is copied."""
@@ -270,9 +279,8 @@ def gather_axes(ctx: KernelContext, in_shape: Sequence[int], out_shape: Sequence
     if int(np.prod([n for n, _, _ in dims], dtype=np.int64)) < n_out:
         if fill_value is None:
             ctx.fail("internal: positions without a source and no fill value")
-        code.append(fill(dst, n_out, fill_value, fill_zero))
-    code.append(copy_nest(ctx, dims, src, dst, 0, base))
-    return "\n".join(c for c in code if c)
+        code += fill(dst, n_out, fill_value, fill_zero)
+    return code + copy_nest(ctx, dims, src, dst, 0, base)
 
 
-__all__ = ["copy_nest", "gather_axes", "fill", "pack", "simplify", "table", "uses_all_params"]
+__all__ = ["copy_nest", "gather_axes", "fill", "pack", "simplify", "table", "table_ir", "uses_all_params"]

@@ -26,9 +26,9 @@ import numpy as np
 from ...ir import dtypes
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
-from . import kernel
+from . import kernel, native
 from .paths import declare, mark, take
-from .sequence import VMATH_C
+from .sequence import vmath_helper
 
 declare("attention", "scalar", "keys-transposed", "keys-direct")
 
@@ -37,38 +37,12 @@ KT_FLOATS_MAX = 1 << 15  # float32: a head's keys transposed into a stack block 
 PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves
 STACK_SCORES_MAX = 1 << 16  # keys per row held on the stack
 
-VEC_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
+VEC_C = r"""@native vector_include @end
 /* a . b over n floats */
 static inline float pdc_attn_dot(const float *a, const float *b, int64_t n) {
     int64_t d = 0;
     float s = 0;
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    for (; d + 32 <= n; d += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), _mm512_loadu_ps(b + d), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d + 16), _mm512_loadu_ps(b + d + 16), s1);
-    }
-    if (d + 16 <= n) { s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + d), _mm512_loadu_ps(b + d), s0); d += 16; }
-    if (d < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - d)) - 1);
-        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + d), _mm512_maskz_loadu_ps(m, b + d), s1);
-        d = n;
-    }
-    s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-#elif defined(__AVX2__)
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    for (; d + 16 <= n; d += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), _mm256_loadu_ps(b + d + 8), s1);
-    }
-    if (d + 8 <= n) { s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s0); d += 8; }
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-#endif
+@native attn_dot @end
     for (; d < n; d++) s += a[d] * b[d];
     return s;
 }
@@ -77,68 +51,35 @@ static inline float pdc_attn_dot(const float *a, const float *b, int64_t n) {
 static void pdc_attn_axpys(float *restrict y, const float *restrict x, const float *restrict m, int64_t K,
                            int64_t ld, int64_t n, int acc) {
     int64_t j = 0;
-#if defined(__AVX512F__)
-    for (; j < n; j += 16) {
-        const __mmask16 t = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
-        __m512 a0 = acc ? _mm512_maskz_loadu_ps(t, y + j) : _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        int64_t k = 0;
-        for (; k + 2 <= K; k += 2) {
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_maskz_loadu_ps(t, m + k * ld + j), a0);
-            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[k + 1]), _mm512_maskz_loadu_ps(t, m + (k + 1) * ld + j), a1);
-        }
-        if (k < K) a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_maskz_loadu_ps(t, m + k * ld + j), a0);
-        _mm512_mask_storeu_ps(y + j, t, _mm512_add_ps(a0, a1));
-    }
-#else
-#if defined(__AVX2__)
-    for (; j + 8 <= n; j += 8) {
-        __m256 a0 = acc ? _mm256_loadu_ps(y + j) : _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int64_t k = 0;
-        for (; k + 2 <= K; k += 2) {
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(x[k]), _mm256_loadu_ps(m + k * ld + j), a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(x[k + 1]), _mm256_loadu_ps(m + (k + 1) * ld + j), a1);
-        }
-        if (k < K) a0 = _mm256_fmadd_ps(_mm256_set1_ps(x[k]), _mm256_loadu_ps(m + k * ld + j), a0);
-        _mm256_storeu_ps(y + j, _mm256_add_ps(a0, a1));
-    }
-#endif
+@native attn_axpys
     for (; j < n; j++) {
         float s = acc ? y[j] : 0;
         for (int64_t k = 0; k < K; k++) s += x[k] * m[k * ld + j];
         y[j] = s;
     }
-#endif
+@end
 }
 /* the largest of v[0:n]; NaN when any is NaN */
 static inline float pdc_attn_max(const float *v, int64_t n) {
     int64_t j = 0;
     float top = -INFINITY;
     int nan = 0;
-#if defined(__AVX512F__)
-    __m512 m = _mm512_set1_ps(-INFINITY);
-    __mmask16 u = 0;
-    for (; j + 16 <= n; j += 16) {
-        const __m512 x = _mm512_loadu_ps(v + j);
-        m = _mm512_max_ps(m, x);
-        u |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    }
-    top = _mm512_reduce_max_ps(m);
-    nan = u != 0;
-#endif
+@native attn_max @end
     for (; j < n; j++) { top = v[j] > top ? v[j] : top; nan |= v[j] != v[j]; }
     return nan ? NAN : top;
 }
 /* v[0:n] /= total */
 static inline void pdc_attn_div(float *v, int64_t n, float total) {
     int64_t j = 0;
-#if defined(__AVX512F__)
-    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, _mm512_div_ps(_mm512_loadu_ps(v + j), _mm512_set1_ps(total)));
-#elif defined(__AVX2__)
-    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, _mm256_div_ps(_mm256_loadu_ps(v + j), _mm256_set1_ps(total)));
-#endif
+@native attn_div @end
     for (; j < n; j++) v[j] /= total;
 }
 """
+
+
+def vec_helper(ctx: KernelContext) -> str:
+    """Registers pdc_attn_dot / pdc_attn_axpys / pdc_attn_max / pdc_attn_div (fp32 rows)."""
+    return ctx.helper("pdc_attn_vec", native.fill(ctx, VEC_C))
 
 
 def _round_fn(dt, ct: str):
@@ -268,7 +209,7 @@ class _Row:
         self.kt = fast and sct == "float" and g.D * g.L <= KT_FLOATS_MAX and take("attention", "keys-transposed")
         self.path = "keys-transposed" if self.kt else "keys-direct" if fast else "scalar"
         if fast:
-            g.ctx.helper("pdc_attn_vec", VEC_C)
+            vec_helper(g.ctx)
         nb = -(-g.Sq // ROW_BLOCK)
         fn = g.ctx.fn_name
         self.lines = [_struct(g.ctx, fn),
@@ -430,8 +371,8 @@ def attention(ctx: KernelContext) -> str:
             row.add("dead = live == 0;")
     # softmax in the softmax precision
     if sct == "float" and sp.short != "f16":
-        ctx.helper("pdc_attn_vec", VEC_C)
-        ctx.helper("pdc_seq_vmath", VMATH_C)
+        vec_helper(ctx)
+        vmath_helper(ctx)
         row.add("float top = pdc_attn_max(sc, %d);" % g.L,
                 "if (isinf(top) && top < 0) top = 0;",
                 f"float total = pdc_seq_exp_sum(sc, {g.L}, top);",
@@ -499,8 +440,8 @@ def fused_attention(ctx: KernelContext) -> str:
     row.add(f"for (int64_t j = 0; j < {g.L}; j++) {{", *["    " + x for x in per_key], "    sc[j] = s;", "}")
     # softmax (the reference's: a non-finite max is not subtracted)
     if at == "float":
-        ctx.helper("pdc_attn_vec", VEC_C)
-        ctx.helper("pdc_seq_vmath", VMATH_C)
+        vec_helper(ctx)
+        vmath_helper(ctx)
         row.add(f"float top = pdc_attn_max(sc, {g.L});",
                 "if (isinf(top) || top != top) top = 0;",
                 f"const float total = pdc_seq_exp_sum(sc, {g.L}, top);",

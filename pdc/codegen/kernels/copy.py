@@ -1,11 +1,18 @@
 """Kernels that move bytes unchanged: identity and the view ops when the planner could not alias them."""
 from __future__ import annotations
 
-from ..context import KernelContext
+from .. import kir
+from ..context import KernelContext, numel
 from . import kernel
+from ._kir import io, prints_kir, render
 
 
 @kernel("identity", "reshape", "flatten", "squeeze", "unsqueeze")
+@prints_kir
 def copy(ctx: KernelContext) -> str:
-    n = ctx.outputs[0].nbytes
-    return f"    if ((const void *)out0 != (const void *)in0) memcpy(out0, in0, {n});" if n else "    (void)in0; (void)out0;"
+    ins, outs = io(ctx)
+    n = numel(ctx.outputs[0])
+    if not n:
+        return render(ctx)
+    # the output may be the input itself (an in-place view the planner did not alias away)
+    return render(ctx, kir.Copy(outs[0], kir.idx(0), ins[0], kir.idx(0), kir.idx(n), in_place=True))

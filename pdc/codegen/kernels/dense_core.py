@@ -19,26 +19,41 @@ The GEMM computes C[M x N] = A[M x K] * B[K x N] for `batch` independent problem
   (late layers: each thread streams half the weights), chosen at compile time. The parts are
   pulled from an atomic counter (a few per thread), so a late or preempted thread does not
   stall the kernel with its static half.
-- Microkernels exist per (MR, NV) shape as AVX-512 (target vector_bits 512) or AVX2 code, each
-  with a scalar fallback; only the shapes a model uses are emitted. "Indirect" AVX-512 variants
-  read B row k at b + koff[k] (unaligned, unpacked): the convolution paths use them to read
-  padded input bands or the input itself instead of im2col copies.
+- Microkernels exist per (MR, NV) shape; only the shapes a model uses are emitted. They are
+  native pieces (native.py): the target family's (x86/gemm.py: AVX-512 or AVX2) where it has
+  them, else the plain C one below. "Indirect" variants read B row k at b + koff[k] (unaligned,
+  unpacked): x86's AVX-512 convolution paths (x86/conv.py) use them to read padded input bands
+  or the input itself instead of im2col copies.
 - Scratch memory is the stack: no allocation at run time, reentrant. At most ~400 KiB per
   thread (BBUF/ABUF below, the conv paths' buffers), plus up to 512 KiB on the calling thread for
   the small-image conv path's result (TCONV_TMP_FLOATS): ~0.9 MiB there in the worst case.
 
 For NCHW convolutions M = output channels (weights broadcast), N = output pixels (vectors of
 pixels), K = C/group * kernel taps, one problem per (image, group).
+
+The microkernel ABI (pdc_ukr_fn; every implementation keeps it):
+
+    void ukr(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
+             int flags, const pdc_epi *e)
+
+computes the MR x NR tile c[i * ldc + j] (i < mr <= MR, j < nr <= NR; nothing outside is read or
+written) as the sum over k < kc of a[k * MR + i] * b[k * NR + j] (A and B panels packed and
+zero-padded to MR / NR, 64-byte aligned), plus the tile already in c with PDC_ACC (a later K block).
+With PDC_LAST it then adds e->bias_m[i], e->bias_n[j] and e->res[i * e->ldr + j] (each where not
+NULL) and, with PDC_CLAMP, clamps to [e->lo, e->hi], NaN passing through. The indirect ABI
+(pdc_ukri_fn) takes `const int32_t *koff` after b and reads B row k at b + koff[k] instead, with
+no alignment. Implementations: pdc_sukr_c<MR>x<NR> here (plain C, any target), x86/gemm.py
+(pdc_sukr_z<MR>x<NV>[i]: AVX-512, pdc_sukr_y<MR>x<NV>: AVX2). The ARM GEMM (arm/gemm.py) is a
+driver of its own, whose pdc_aukr_fn adds strides that read constant operands in place.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ...ir.ops.fused_conv import ACTIVATIONS
 from ..context import KernelContext
 from ..ctypes_c import float_literal
+from . import native
+from .activations import act_switch
 
 # ---- blocking parameters ------------------------------------------------------------------------
 BBUF_FLOATS = 65536  # per-thread stack buffer for packed B (256 KiB, lives in L2)
@@ -47,13 +62,12 @@ KC_MAX = 640  # no K blocking up to this K; above it, equal blocks of at most KC
 KC_SPLIT = 512
 PARALLEL_MIN_MACS = 400_000  # smaller problems run on the calling thread (dispatch ~ a few µs)
 
-# activation codes of the post-pass (pdc_post.act)
-ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2, "clip": 3, "sigmoid": 4, "hard_sigmoid": 5,
-             "hard_swish": 6, "gelu": 7, "gelu_tanh": 8, "tanh": 9}
 
 
 def isa_of(ctx: KernelContext) -> str:
-    return "avx512" if ctx.config.vector_bits >= 512 else "avx2"
+    """The vector ISA the tiles are chosen for (ctx.config.simd). Anything but avx512 takes the
+    AVX2 tiles: 8 columns a vector, which the plain C microkernel keeps as its blocking."""
+    return ctx.config.simd
 
 
 def lanes(isa: str) -> int:
@@ -113,6 +127,21 @@ def pack_b_panels(b: np.ndarray, nr: int) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(out, -2, -3))
 
 
+PAD_SHARE = 8  # packed B panels may pad a matrix by up to 1/PAD_SHARE of its columns
+
+
+def panel_vectors(n: int, nv: int, lanes: int) -> int:
+    """Vectors per packed B panel for a constant of n columns: nv unless padding n to a multiple of
+    nv * lanes adds more than n / PAD_SHARE columns (a small N in a wide panel: 10 columns in 64);
+    then the width with the least padding (the widest among equals), under one vector of it.
+    So a packed copy outgrows its matrix by at most max(n / 8, lanes - 1) columns."""
+    def pad(v: int) -> int:
+        return -(-n // (v * lanes)) * v * lanes - n
+    if pad(nv) * PAD_SHARE <= n:
+        return nv
+    return min(range(nv, 0, -1), key=pad)
+
+
 def k_block(k: int) -> int:
     if k <= KC_MAX:
         return max(k, 1)
@@ -145,7 +174,7 @@ def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: 
 # ---- C: types, epilogue, driver -----------------------------------------------------------------
 TYPES_C = r"""
 /* ---- pdc dense kernels: shared types ---- */
-#include <immintrin.h>
+@native dense_include @end
 #include <stdatomic.h>
 #define PDC_ACC 1   /* add the tile already in C (a later K block) */
 #define PDC_LAST 2  /* last K block: apply the epilogue */
@@ -196,93 +225,17 @@ typedef struct {
 static inline int64_t pdc_boff(const int64_t *tab, int64_t mod, int64_t stride, int64_t b) {
     return tab ? tab[b] : (mod > 0 ? b % mod : b) * stride;
 }
-static inline unsigned pdc_m16(int n) { return n <= 0 ? 0u : n >= 16 ? 0xffffu : (1u << n) - 1u; }
-#if defined(__AVX512F__)
-/* acc += b * broadcast(*p), the broadcast folded into the FMA */
-#define PDC_FMA_BCAST(acc, p, b) __asm__("vfmadd231ps %1%{1to16%}, %2, %0" : "+v"(acc) : "m"(*(p)), "v"(b))
-#endif
-#if defined(__AVX2__)
-static inline __m256i pdc_m8(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-#endif
+@native dense_types @end
 """
 
 POST_C = r"""
-/* ---- pdc dense kernels: scalar activations and the tile post-pass ---- */
-static float pdc_act_f32(int act, float a, float alpha, float beta) {
-    switch (act) {
-    case 1: return a > 0 ? a : (a != a ? a : 0);
-    case 2: return a >= 0 ? a : a * alpha;
-    case 3: { float t = a < alpha ? alpha : a; return t > beta ? beta : t; }
-    case 4: return a >= 0 ? 1 / (1 + expf(-a)) : expf(a) / (1 + expf(a));
-    case 5: { float t = alpha * a + beta; return t < 0 ? 0 : (t > 1 ? 1 : t); }
-    case 6: { float t = a / 6 + 0.5f; return a * (t < 0 ? 0 : (t > 1 ? 1 : t)); }
-    case 7: return (float)(0.5 * (double)a * (1 + erf((double)a * 0.70710678118654752440)));
-    case 8: return 0.5f * a * (1 + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)));
-    case 9: return tanhf(a);
-    default: return a;
-    }
-}
+/* ---- pdc dense kernels: the tile post-pass ---- */
 /* The transposed store of pdc_post (see there): tile (pixels x channels) -> out[channel][pixel]. */
 static void pdc_post_trans(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, int mr, int nr, const float *c,
                            int64_t ldc) {
     const float *bias = p->tbias ? p->tbias + (b % p->tb_mod) * p->tb_bs + n0 : 0;
     const int64_t o0 = b * p->t_bs + n0 * p->tld + m0;
-#if defined(__AVX512F__)
-    if (mr <= 16) {
-        const __mmask16 mm = (__mmask16)pdc_m16(mr);
-        const __m512 vlo = _mm512_set1_ps(p->lo), vhi = _mm512_set1_ps(p->hi);
-        for (int j0 = 0; j0 < nr; j0 += 16) {
-            /* transpose the 16 x 16 block at columns j0.. (rows >= mr read as 0) */
-            __m512 r[16], t[16];
-            const __mmask16 mc = (__mmask16)pdc_m16(nr - j0);
-            for (int i = 0; i < 16; i++)
-                r[i] = i < mr ? _mm512_maskz_loadu_ps(mc, c + i * ldc + j0) : _mm512_setzero_ps();
-            for (int i = 0; i < 16; i += 2) {
-                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-            }
-            for (int a = 0; a < 16; a += 4) {
-                r[a] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
-                r[a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
-                r[a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
-                r[a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
-            }
-            /* r[4a + q] holds rows 4a..4a+3 at columns 4L + q in 128-bit lane L */
-            for (int q = 0; q < 4; q++) {
-                const __m512 v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
-                const __m512 w0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
-                const __m512 v1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
-                const __m512 w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
-                t[q] = _mm512_shuffle_f32x4(v0, v1, 0x88);
-                t[8 + q] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
-                t[4 + q] = _mm512_shuffle_f32x4(w0, w1, 0x88);
-                t[12 + q] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
-            }
-            const int jn = nr - j0 < 16 ? nr - j0 : 16;
-            for (int jj = 0; jj < jn; jj++) {
-                const int64_t o = o0 + (j0 + jj) * p->tld;
-                __m512 y = t[jj];
-                if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[j0 + jj]));
-                if (p->tres) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mm, p->tres + o));
-                if (p->clamp) y = _mm512_min_ps(vhi, _mm512_max_ps(vlo, y));
-                if (p->act || p->res_after) {
-                    float tmp[16];
-                    _mm512_storeu_ps(tmp, y);
-                    for (int i = 0; i < mr; i++) {
-                        float v = pdc_act_f32(p->act, tmp[i], p->alpha, p->beta);
-                        if (p->res_after) v += p->res_after[o + i];
-                        p->tout[o + i] = v;
-                    }
-                } else {
-                    _mm512_mask_storeu_ps(p->tout + o, mm, y);
-                }
-            }
-        }
-        return;
-    }
-#endif
+@native dense_post_trans @end
     for (int j = 0; j < nr; j++) {
         const int64_t o = o0 + j * p->tld;
         const float bj = bias ? bias[j] : 0.0f;
@@ -496,14 +449,7 @@ static void pdc_packa_strided(const void *vctx, int64_t b, float *dst, int64_t m
     (void)scratch;
     const float *src = s->p + pdc_boff(s->tab, s->bmod, s->bs, b);
     if (s->rs == 1 && s->scale == 1.0f) { /* the rows of a k are contiguous: one short copy per k */
-#if defined(__AVX512F__)
-        if (MR <= 16) {
-            const __mmask16 m = (__mmask16)pdc_m16((int)mr), all = (__mmask16)pdc_m16((int)MR);
-            for (int64_t k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(dst + k * MR, all, _mm512_maskz_loadu_ps(m, src + m0 + (k0 + k) * s->cs));
-            return;
-        }
-#endif
+@native dense_packa_rows @end
         for (int64_t k = 0; k < kc; k++) {
             const float *r = src + m0 + (k0 + k) * s->cs;
             float *d = dst + k * MR;
@@ -525,157 +471,41 @@ static void pdc_packa_strided(const void *vctx, int64_t b, float *dst, int64_t m
 """
 
 
-def _ukr_avx512(mr: int, nv: int, indirect: bool = False) -> tuple[str, str]:
-    """The AVX-512 microkernel. `indirect`: B row k is read at b + koff[k] (unaligned) instead of
-    from a packed panel (the padded-band convolution)."""
-    name = f"pdc_sukr_z{mr}x{nv}" + ("i" if indirect else "")
-    nr = 16 * nv
-    acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
-    koff = "const int32_t *restrict koff, " if indirect else ""
-    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, {koff}float *restrict c, "
-         f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{",
-         "    (void)mr;",
-         "#if defined(__AVX512F__)"]
-    for i in range(mr):
-        L.append("    __m512 " + ", ".join(f"{x} = _mm512_setzero_ps()" for x in acc[i]) + ";")
-    L.append("    for (int64_t k = 0; k < kc; k++) {")
-    if indirect:
-        L.append("        const float *bk = b + koff[k];")
-        L.append("        " + " ".join(f"const __m512 b{v} = _mm512_loadu_ps(bk + {16 * v});" for v in range(nv)))
-    else:
-        L.append("        " + " ".join(f"const __m512 b{v} = _mm512_load_ps(b + {16 * v});" for v in range(nv)))
-    if mr * nv + nv + 1 <= 32:
-        for i in range(mr):
-            L.append(f"        {{ const __m512 t = _mm512_set1_ps(a[{i}]); "
-                     + " ".join(f"{acc[i][v]} = _mm512_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
-    else:  # too few registers to keep a broadcast: broadcast inside each FMA ({1to16} memory operand;
-        # gcc would merge plain _mm512_set1_ps broadcasts into registers and spill accumulators)
-        for v in range(nv):
-            L.append("        " + " ".join(f"PDC_FMA_BCAST({acc[i][v]}, a + {i}, b{v});" for i in range(mr)))
-    L.append(f"        a += {mr};" + ("" if indirect else f" b += {nr};"))
-    L.append("    }")
-    L.append("    " + " ".join(f"const __mmask16 k{v} = (__mmask16)pdc_m16(nr - {16 * v});" for v in range(nv)))
-
-    def rows(stmt_fn, guard=True):
-        for i in range(mr):
-            body = " ".join(stmt_fn(i, v) for v in range(nv))
-            L.append(f"        if (mr > {i}) {{ {body} }}" if guard and i > 0 else f"        {{ {body} }}")
-
-    L.append("    if (flags & PDC_ACC) {")
-    rows(lambda i, v: f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, _mm512_maskz_loadu_ps(k{v}, c + {i} * ldc + {16 * v}));")
-    L.append("    }")
-    L.append("    if (flags & PDC_LAST) {")
-    L.append("        if (e->bias_m) {")
-    for i in range(mr):
-        g = f"if (mr > {i}) " if i > 0 else ""
-        L.append(f"            {g}{{ const __m512 t = _mm512_set1_ps(e->bias_m[{i}]); "
-                 + " ".join(f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, t);" for v in range(nv)) + " }")
-    L.append("        }")
-    L.append("        if (e->bias_n) {")
-    L.append("            " + " ".join(f"const __m512 t{v} = _mm512_maskz_loadu_ps(k{v}, e->bias_n + {16 * v});"
-                                       for v in range(nv)))
-    for i in range(mr):
-        L.append("            " + " ".join(f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, t{v});" for v in range(nv)))
-    L.append("        }")
-    L.append("        if (e->res) {")
-    L.append("            const float *r = e->res; const int64_t ld = e->ldr;")
-    rows(lambda i, v: f"{acc[i][v]} = _mm512_add_ps({acc[i][v]}, _mm512_maskz_loadu_ps(k{v}, r + {i} * ld + {16 * v}));")
-    L.append("        }")
-    L.append("        if (flags & PDC_CLAMP) {")
-    L.append("            const __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);")
-    for i in range(mr):  # max/min(bound, x) return x when x is NaN: NaN propagates like the reference
-        L.append("            " + " ".join(f"{acc[i][v]} = _mm512_min_ps(hi, _mm512_max_ps(lo, {acc[i][v]}));"
-                                           for v in range(nv)))
-    L.append("        }")
-    L.append("    }")
-    rows(lambda i, v: f"_mm512_mask_storeu_ps(c + {i} * ldc + {16 * v}, k{v}, {acc[i][v]});")
-    L.append("#else")
-    if indirect:
-        L.append(f"    pdc_sukr_scalar_i(kc, a, b, koff, c, ldc, mr, nr, flags, e, {mr}, {nr});")
-    else:
-        L.append(f"    pdc_sukr_scalar(kc, a, b, c, ldc, mr, nr, flags, e, {mr}, {nr});")
-    L.append("#endif")
-    L.append("}")
-    return name, "\n".join(L) + "\n"
-
-
-def _ukr_avx2(mr: int, nv: int) -> tuple[str, str]:
-    name = f"pdc_sukr_y{mr}x{nv}"
-    nr = 8 * nv
-    acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
-    L = [f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c, "
-         f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{",
-         "    (void)mr;",
-         "#if defined(__AVX2__) && defined(__FMA__)"]
-    for i in range(mr):
-        L.append("    __m256 " + ", ".join(f"{x} = _mm256_setzero_ps()" for x in acc[i]) + ";")
-    L.append("    for (int64_t k = 0; k < kc; k++) {")
-    L.append("        " + " ".join(f"const __m256 b{v} = _mm256_load_ps(b + {8 * v});" for v in range(nv)))
-    for i in range(mr):
-        L.append(f"        {{ const __m256 t = _mm256_broadcast_ss(a + {i}); "
-                 + " ".join(f"{acc[i][v]} = _mm256_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
-    L.append(f"        a += {mr}; b += {nr};")
-    L.append("    }")
-    L.append("    " + " ".join(f"const __m256i k{v} = pdc_m8(nr - {8 * v});" for v in range(nv)))
-
-    def rows(stmt_fn):
-        for i in range(mr):
-            body = " ".join(stmt_fn(i, v) for v in range(nv))
-            L.append(f"        if (mr > {i}) {{ {body} }}" if i > 0 else f"        {{ {body} }}")
-
-    L.append("    if (flags & PDC_ACC) {")
-    rows(lambda i, v: f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, _mm256_maskload_ps(c + {i} * ldc + {8 * v}, k{v}));")
-    L.append("    }")
-    L.append("    if (flags & PDC_LAST) {")
-    L.append("        if (e->bias_m) {")
-    for i in range(mr):
-        g = f"if (mr > {i}) " if i > 0 else ""
-        L.append(f"            {g}{{ const __m256 t = _mm256_set1_ps(e->bias_m[{i}]); "
-                 + " ".join(f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, t);" for v in range(nv)) + " }")
-    L.append("        }")
-    L.append("        if (e->bias_n) {")
-    L.append("            " + " ".join(f"const __m256 t{v} = _mm256_maskload_ps(e->bias_n + {8 * v}, k{v});"
-                                       for v in range(nv)))
-    for i in range(mr):
-        L.append("            " + " ".join(f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, t{v});" for v in range(nv)))
-    L.append("        }")
-    L.append("        if (e->res) {")
-    L.append("            const float *r = e->res; const int64_t ld = e->ldr;")
-    rows(lambda i, v: f"{acc[i][v]} = _mm256_add_ps({acc[i][v]}, _mm256_maskload_ps(r + {i} * ld + {8 * v}, k{v}));")
-    L.append("        }")
-    L.append("        if (flags & PDC_CLAMP) {")
-    L.append("            const __m256 lo = _mm256_set1_ps(e->lo), hi = _mm256_set1_ps(e->hi);")
-    for i in range(mr):
-        L.append("            " + " ".join(f"{acc[i][v]} = _mm256_min_ps(hi, _mm256_max_ps(lo, {acc[i][v]}));"
-                                           for v in range(nv)))
-    L.append("        }")
-    L.append("    }")
-    rows(lambda i, v: f"_mm256_maskstore_ps(c + {i} * ldc + {8 * v}, k{v}, {acc[i][v]});")
-    L.append("#else")
-    L.append(f"    pdc_sukr_scalar(kc, a, b, c, ldc, mr, nr, flags, e, {mr}, {nr});")
-    L.append("#endif")
-    L.append("}")
-    return name, "\n".join(L) + "\n"
-
-
 def core(ctx: KernelContext) -> None:
     """Registers the shared types, post-pass and driver (once per kernel file)."""
-    ctx.helper("pdc_dense_types", TYPES_C)
-    ctx.helper("pdc_dense_post", POST_C)
-    ctx.helper("pdc_dense_driver", DRIVER_C.replace("@BBUF@", str(BBUF_FLOATS)).replace("@ABUF@", str(ABUF_FLOATS)))
+    ctx.helper("pdc_dense_types", native.fill(ctx, TYPES_C))
+    act_switch(ctx)  # pdc_act_f32, which the post-pass applies
+    ctx.helper("pdc_dense_post", native.fill(ctx, POST_C))
+    ctx.helper("pdc_dense_driver", native.fill(ctx, DRIVER_C.replace("@BBUF@", str(BBUF_FLOATS))
+                                               .replace("@ABUF@", str(ABUF_FLOATS))))
 
 
 def ukernel(ctx: KernelContext, mr: int, nv: int, indirect: bool = False) -> str:
-    """The name of the (MR x NV vectors) microkernel for the target, registering it once.
-    Indirect microkernels (B rows at b + koff[k]) exist for AVX-512 only."""
+    """The name of the (MR x NV vectors) microkernel for the target, registering it once: the
+    target family's native one (x86: AVX-512 or AVX2), else the plain C one."""
     core(ctx)
-    isa = isa_of(ctx)
-    if indirect:
-        assert isa == "avx512"
-        name, code = _ukr_avx512(mr, nv, True)
-    else:
-        name, code = (_ukr_avx512 if isa == "avx512" else _ukr_avx2)(mr, nv)
+    emit = native.emitter(ctx, "dense_ukr")
+    name, code = emit(ctx, mr, nv, indirect) if emit else _plain_ukr(mr, nv * lanes(isa_of(ctx)), indirect)
     return ctx.helper(name, code)
+
+
+def ukr_head(name: str, indirect: bool) -> str:
+    """The first line of a microkernel of the ABI (the indirect one takes koff)."""
+    koff = "const int32_t *restrict koff, " if indirect else ""
+    return (f"static void {name}(int64_t kc, const float *restrict a, const float *restrict b, {koff}float *restrict c, "
+            f"int64_t ldc, int mr, int nr, int flags, const pdc_epi *e) {{")
+
+
+def plain_ukr_body(mr: int, nr: int, indirect: bool) -> str:
+    """The plain C microkernel's body: the tile in scalar C (every native microkernel's fallback)."""
+    if indirect:
+        return f"    pdc_sukr_scalar_i(kc, a, b, koff, c, ldc, mr, nr, flags, e, {mr}, {nr});"
+    return f"    pdc_sukr_scalar(kc, a, b, c, ldc, mr, nr, flags, e, {mr}, {nr});"
+
+
+def _plain_ukr(mr: int, nr: int, indirect: bool) -> tuple[str, str]:
+    name = f"pdc_sukr_c{mr}x{nr}" + ("i" if indirect else "")
+    return name, f"{ukr_head(name, indirect)}\n{plain_ukr_body(mr, nr, indirect)}\n}}\n"
 
 
 def add_weight(ctx: KernelContext, array: np.ndarray, c_type: str = "float") -> str:
@@ -711,68 +541,6 @@ def render_job(fields: dict, var: str = "job") -> list[str]:
     return lines
 
 
-def clamp_for(activation: str, alpha, beta) -> tuple[bool, float, float] | None:
-    """(clamp, lo, hi) when the activation is a clamp the register epilogue can do, else None."""
-    if activation == "none":
-        return False, -math.inf, math.inf
-    if activation == "relu":
-        return True, 0.0, math.inf
-    if activation == "clip":
-        return True, float(alpha), float(beta)
-    return None
-
-
-# ---- the fused epilogue of a node -------------------------------------------------------------------
-class Epilogue:
-    """The fused epilogue of a node: activation, residual placement, and how the kernel does it."""
-
-    def __init__(self, ctx: KernelContext, r_index: int = 3):
-        a = ctx.attrs
-        self.activation = a.get("activation", "none") or "none"
-        self.alpha, self.beta = a.get("activation_alpha"), a.get("activation_beta")
-        self.residual = a.get("residual", "none") or "none"
-        self.has_r = ctx.has_input(r_index) if self.residual != "none" else False
-        if self.activation not in ACTIVATIONS:
-            ctx.fail(f"activation '{self.activation}' is not supported")
-        c = clamp_for(self.activation, self.alpha, self.beta)
-        # the register epilogue: residual before the activation, then a clamp
-        self.fast = c is not None and self.residual != "after_activation"
-        self.clamp, self.lo, self.hi = c if self.fast else (False, -math.inf, math.inf)
-
-    @classmethod
-    def plain(cls) -> "Epilogue":
-        """No activation, no residual (conv, gemm, matmul)."""
-        e = cls.__new__(cls)
-        e.activation, e.alpha, e.beta, e.residual, e.has_r = "none", None, None, "none", False
-        e.fast, e.clamp, e.lo, e.hi = True, False, -math.inf, math.inf
-        return e
-
-    @property
-    def act_code(self) -> int:
-        return ACT_CODES[self.activation]
-
-    def post_fields(self, res_after: str, ra_bs, ra_ld, add: tuple | None = None) -> dict:
-        """The pdc_post fields of the slow path: activation, Gemm's C, residual after."""
-        f = dict(act=self.act_code)
-        if self.alpha is not None:
-            f["alpha"] = c_float(self.alpha)
-        if self.beta is not None:
-            f["beta"] = c_float(self.beta)
-        if add is not None:
-            f.update(add=add[0], add_bs=add[1], add_rs=add[2], add_cs=add[3], add_scale=add[4])
-        if self.residual == "after_activation":
-            f.update(res_after=res_after, ra_bs=ra_bs, ra_ld=ra_ld)
-        return f
-
-    def post_lines(self, res_after: str, ra_bs, ra_ld, add: tuple | None = None) -> list[str]:
-        """Declares `pdc_post post` for the slow path (act + residual after)."""
-        return [render_post(self.post_fields(res_after, ra_bs, ra_ld, add))]
-
-
-def render_post(fields: dict, var: str = "post") -> str:
-    return f"    const pdc_post {var} = {{" + ", ".join(f".{k} = {v}" for k, v in fields.items()) + "};"
-
-
 # ---- fp32 conv -------------------------------------------------------------------------------------------
 def bias_ptr(ctx: KernelContext, i: int, n: int) -> str:
     if not ctx.has_input(i):
@@ -781,43 +549,6 @@ def bias_ptr(ctx: KernelContext, i: int, n: int) -> str:
     if b is not None:
         return add_weight(ctx, np.asarray(b, np.float32).reshape(n))
     return f"in{i}"
-
-
-ACT_DOUBLE_C = r"""
-static double pdc_act_f64(int act, double a, double alpha, double beta) {
-    switch (act) {
-    case 1: return a > 0 ? a : (a != a ? a : 0);
-    case 2: return a >= 0 ? a : a * alpha;
-    case 3: { double t = a < alpha ? alpha : a; return t > beta ? beta : t; }
-    case 4: return a >= 0 ? 1 / (1 + exp(-a)) : exp(a) / (1 + exp(a));
-    case 5: { double t = alpha * a + beta; return t < 0 ? 0 : (t > 1 ? 1 : t); }
-    case 6: { double t = a * 0.1666666716337204 + 0.5; return a * (t < 0 ? 0 : (t > 1 ? 1 : t)); } /* float32(1/6) */
-    case 7: return 0.5 * a * (1 + erf(a * 0.70710678118654752440));
-    case 8: return 0.5 * a * (1 + tanh(0.7978845608028654 * (a + 0.044715 * a * a * a)));
-    case 9: return tanh(a);
-    default: return a;
-    }
-}
-"""
-
-
-def epilogue_expr(ctx: KernelContext, epi: Epilogue, s: str, ct: str, r_index: str, r_load) -> list[str]:
-    """Statements turning the sum `s` (type ct, bias added) into the fused output value, in place."""
-    out = []
-    if epi.residual == "before_activation":
-        out.append(f"{s} += ({ct})({r_load(r_index)});")
-    if epi.activation != "none":
-        fn = "pdc_act_f64" if ct == "double" else "pdc_act_f32"
-        if ct == "double":
-            ctx.helper("pdc_dense_act_f64", ACT_DOUBLE_C)
-        else:
-            core(ctx)
-        al = float_literal(epi.alpha if epi.alpha is not None else 0.0, ct)
-        be = float_literal(epi.beta if epi.beta is not None else 0.0, ct)
-        out.append(f"{s} = {fn}({epi.act_code}, {s}, {al}, {be});")
-    if epi.residual == "after_activation":
-        out.append(f"{s} += ({ct})({r_load(r_index)});")
-    return out
 
 
 def uses_all(ctx: KernelContext, body: str) -> str:

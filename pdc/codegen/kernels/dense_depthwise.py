@@ -1,8 +1,10 @@
 """Depthwise convolution kernels (conv / fused_conv with one input and one output channel per
-group), fp32, NCHW: vectors of 16 output pixels, each kernel tap one masked load (two and a
-permute for stride 2 in the row kernel). Stride-1 "same-width" convs run on the plane as one flat
-array; stride-2 ones first split each plane into its four parity phases, which makes them flat
-too; other strides and widths run row by row. The lane masks are computed at compile time.
+group), fp32, NCHW, in blocks of 16 output pixels: each kernel tap reads the lanes of a 16-bit
+mask (computed at compile time) whose input lies inside the plane, so padding costs nothing.
+Stride-1 "same-width" convs run on the plane as one flat array; stride-2 ones first split each
+plane into its four parity phases, which makes them flat too; other strides and widths run row by
+row. The loop over a plane is a native piece (native.py): x86/conv_c.py's AVX-512 form makes each
+tap one masked load (two and a permute for stride 2 in the row kernel); elsewhere plain C.
 """
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..context import KernelContext
-from .dense_conv_c import COPY_C, IC_BUF_FLOATS, ICONV_C
-from .dense_core import Epilogue, add_weight, bias_ptr, c_float, core
+from . import native
+from .dense_conv_c import fill_row_helper
+from .dense_core import add_weight, bias_ptr, c_float, core
+from .epilogue import Epilogue
 from .paths import mark, take
 
 if TYPE_CHECKING:
-    from .dense_conv import ConvGeom
+    from .conv_geometry import ConvGeom
 
 DW_C = r"""
 /* ---- pdc dense kernels: depthwise convolution (one input and output channel per group) ----
@@ -54,8 +58,9 @@ static void pdc_dw_run(const pdc_dw_job *j, int parallel) {
 DW_BUF_FLOATS = 16384  # per thread: a stride-2 plane split into its 4 parity phases (64 KiB)
 
 
-def _dw_rows(taps_h: int, taps_w: int, sw: int) -> tuple[str, str]:
-    """The depthwise kernel for one shape class (KH x KW taps, column stride sw), over planes [p0, p1)."""
+def _dw_rows(ctx: KernelContext, taps_h: int, taps_w: int, sw: int) -> tuple[str, str]:
+    """The depthwise kernel for one shape class (KH x KW taps, column stride sw), over planes [p0, p1);
+    a plane's loop is a native piece (x86: vectors of 16 output columns)."""
     name = f"pdc_dw_{taps_h}x{taps_w}_s{sw}"
     taps = taps_h * taps_w
     L = [f"static void {name}(void *vj, int64_t p0, int64_t p1) {{",
@@ -73,38 +78,7 @@ def _dw_rows(taps_h: int, taps_w: int, sw: int) -> tuple[str, str]:
          "        float *y = j->y + pl * P;",
          "        const float *res = j->res ? j->res + pl * P : 0;",
          "        const float bias = j->bias ? j->bias[ch] : 0.0f;",
-         "#if defined(__AVX512F__)"]
-    L.append("        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)))
-    L.append("        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);")
-    if sw == 2:
-        L.append("        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, "
-                 "28, 30);")
-    L.append("        for (int64_t oh = 0; oh < OH; oh++) {")
-    L.append("            for (int64_t blk = 0; blk < nblk; blk++) {")
-    L.append(f"                const uint32_t *mk = masks + blk * {taps_w};")
-    L.append(f"                const int64_t base = blk * {16 * sw} - pw;")
-    L.append("                __m512 a0 = vb, a1 = _mm512_setzero_ps();")
-    for kh in range(taps_h):
-        L.append(f"                {{ const int64_t ih = oh * sh - ph + {kh} * dh;")
-        L.append("                  if (ih >= 0 && ih < H) { const float *r = x + ih * W + base;")
-        for kw in range(taps_w):
-            t = kh * taps_w + kw
-            if sw == 1:
-                v = f"_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw)"
-            else:
-                v = (f"_mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw), ev, "
-                     f"_mm512_maskz_loadu_ps((__mmask16)(mk[{kw}] >> 16), r + {kw} * dw + 16))")
-            L.append(f"                    a{t % 2} = _mm512_fmadd_ps(w{t}, {v}, a{t % 2});")
-        L.append("                  } }")
-    L.append("                const int64_t o = oh * OW + blk * 16;")
-    L.append("                const __mmask16 m = (__mmask16)pdc_m16((int)(OW - blk * 16));")
-    L.append("                a0 = _mm512_add_ps(a0, a1);")
-    L.append("                if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + o));")
-    L.append("                if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));")
-    L.append("                _mm512_mask_storeu_ps(y + o, m, a0);")
-    L.append("            }")
-    L.append("        }")
-    L.append("#else")
+         "@native dense_dw_rows"]
     L.append("        for (int64_t oh = 0; oh < OH; oh++)")
     L.append("        for (int64_t ow = 0; ow < OW; ow++) {")
     L.append("            float a0 = bias, a1 = 0;")
@@ -122,14 +96,14 @@ def _dw_rows(taps_h: int, taps_w: int, sw: int) -> tuple[str, str]:
     L.append("            if (clamp) { v = v < lo ? lo : v; v = v > hi ? hi : v; }")
     L.append("            y[oh * OW + ow] = v;")
     L.append("        }")
-    L.append("#endif")
+    L.append("@end")
     L.append("        if (j->post) pdc_post_tile(j->post, 0, pl, 0, 1, (int)P, y, 0);")
     L.append("    }")
     L.append("}")
-    return name, "\n".join(L) + "\n"
+    return name, native.fill(ctx, "\n".join(L) + "\n", taps_h=taps_h, taps_w=taps_w, sw=sw)
 
 
-def _dw_flat(taps: int) -> tuple[str, str]:
+def _dw_flat(ctx: KernelContext, taps: int) -> tuple[str, str]:
     """Depthwise for stride 1 and OW == W: output pixel p reads input p + off[t] for tap t, so a
     plane is a flat run of 16-pixel vectors; masks[vec * taps + t] drop the lanes that fall off
     the plane or wrap around a row."""
@@ -155,40 +129,24 @@ def _dw_flat(taps: int) -> tuple[str, str]:
          "        float *y = j->y + pl * P;",
          "        const float *res = j->res ? j->res + pl * P : 0;",
          "        const float bias = j->bias ? j->bias[ch] : 0.0f;",
-         "#if defined(__AVX512F__)",
-         "        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)),
-         "        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",
-         "        for (int64_t v = 0; v < nvec; v++) {",
-         f"            const uint32_t *mk = masks + v * {taps};",
-         "            const float *r = x + v * 16;",
-         "            __m512 a0 = vb, a1 = _mm512_setzero_ps();"]
-    for t in range(taps):
-        L.append(f"            a{t % 2} = _mm512_fmadd_ps(w{t}, _mm512_maskz_loadu_ps((__mmask16)mk[{t}], r + off[{t}]), "
-                 f"a{t % 2});")
-    L += ["            const __mmask16 m = (__mmask16)pdc_m16((int)(P - v * 16));",
-          "            a0 = _mm512_add_ps(a0, a1);",
-          "            if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + v * 16));",
-          "            if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));",
-          "            _mm512_mask_storeu_ps(y + v * 16, m, a0);",
-          "        }",
-          "#else",
-          "        for (int64_t p = 0; p < P; p++) {",
-          "            const uint32_t *mk = masks + (p / 16) * " + str(taps) + ";",
-          "            float a0 = bias, a1 = 0;",
-          f"            for (int t = 0; t < {taps}; t++)",
-          "                if ((mk[t] >> (p % 16)) & 1) {",
-          "                    if (t % 2) a1 += w[t] * x[p + off[t]]; else a0 += w[t] * x[p + off[t]];",
-          "                }",
-          "            float v = a0 + a1;",
-          "            if (res) v += res[p];",
-          "            if (clamp) { v = v < lo ? lo : v; v = v > hi ? hi : v; }",
-          "            y[p] = v;",
-          "        }",
-          "#endif",
-          "        if (j->post) pdc_post_tile(j->post, 0, pl, 0, 1, (int)P, y, 0);",
-          "    }",
-          "}"]
-    return name, "\n".join(L) + "\n"
+         "@native dense_dw_flat",
+         "        for (int64_t p = 0; p < P; p++) {",
+         "            const uint32_t *mk = masks + (p / 16) * " + str(taps) + ";",
+         "            float a0 = bias, a1 = 0;",
+         f"            for (int t = 0; t < {taps}; t++)",
+         "                if ((mk[t] >> (p % 16)) & 1) {",
+         "                    if (t % 2) a1 += w[t] * x[p + off[t]]; else a0 += w[t] * x[p + off[t]];",
+         "                }",
+         "            float v = a0 + a1;",
+         "            if (res) v += res[p];",
+         "            if (clamp) { v = v < lo ? lo : v; v = v > hi ? hi : v; }",
+         "            y[p] = v;",
+         "        }",
+         "@end",
+         "        if (j->post) pdc_post_tile(j->post, 0, pl, 0, 1, (int)P, y, 0);",
+         "    }",
+         "}"]
+    return name, native.fill(ctx, "\n".join(L) + "\n", taps=taps)
 
 
 def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray, list[int]]:
@@ -261,13 +219,12 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
     core(ctx)
     ctx.helper("pdc_dense_dw", f"#define PDC_DW_BUF {DW_BUF_FLOATS}\n" + DW_C)
     if flat:
-        ctx.helper("pdc_dense_copy", COPY_C)
-        ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
-        fn, code = _dw_flat(KH * KW)
+        fill_row_helper(ctx)
+        fn, code = _dw_flat(ctx, KH * KW)
         mk, offs = _dw_flat_masks(H, W, OH, OW, KH, KW, sh, dh, dw, ph, pw)
         nblk = mk.shape[0]
     else:
-        fn, code = _dw_rows(KH, KW, sw)
+        fn, code = _dw_rows(ctx, KH, KW, sw)
         mk, offs, nblk = _dw_masks(OW, W, KW, sw, dw, pw), None, -(-OW // 16)
     ctx.helper(fn, code)
     w = ctx.const(1)

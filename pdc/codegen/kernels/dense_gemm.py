@@ -22,8 +22,9 @@ from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
 from .paths import declare, mark, take
-from .dense_core import (add_weight, c_float, choose_split, default_tile, Epilogue, epilogue_expr, isa_of, k_block,
-                         lanes, n_chunk, pack_a_panels, pack_b_panels, pick_mr, render_job, ukernel, uses_all)
+from .dense_core import (add_weight, c_float, choose_split, default_tile, isa_of, k_block, lanes, n_chunk,
+                         pack_a_panels, pack_b_panels, panel_vectors, pick_mr, render_job, ukernel, uses_all)
+from .epilogue import Epilogue
 
 
 declare("gemm", "runtime", "loops", "packed-b", "packed-a")
@@ -76,6 +77,8 @@ class _Problem:
 
     def b_const(self, b: np.ndarray, offsets_by_problem):
         """b: (nmat, K, N) constant matrices."""
+        self.nv = panel_vectors(self.n, self.nv, lanes(self.isa))
+        self.nr = self.nv * lanes(self.isa)
         nb = -(-self.n // self.nr)
         packed = pack_b_panels(np.asarray(b, np.float32), self.nr)
         self.fields.update(b=add_weight(self.ctx, packed),
@@ -203,7 +206,7 @@ def _gemm_generic(ctx: KernelContext, m, n, k, ta, tb, alpha, beta, epi: Epilogu
         cv = f"({acc})({ctx.load(dt, f'in2[i * {st[0]} + j * {st[1]}]')})"
         stmts.append(f"s = s + {cv};" if beta == 1 else f"s = s + {be} * {cv};")
     if not is_int:
-        stmts += epilogue_expr(ctx, epi, "s", acc, f"i * {n} + j", lambda idx: ctx.load(dt, f"in3[{idx}]"))
+        stmts += epi.statements(ctx, "s", acc, f"i * {n} + j", lambda idx: ctx.load(dt, f"in3[{idx}]"))
     store = ctx.store(dt, "s") if not is_int else f"({ctx.ctype(dt)})s"
     return f"""    for (int64_t i = 0; i < {m}; i++)
     for (int64_t j = 0; j < {n}; j++) {{
@@ -292,7 +295,7 @@ def _matmul_generic(ctx: KernelContext, batch, m, n, k, a_idx, b_idx, epi: Epilo
     if ctx.node.op == "fused_matmul" and ctx.has_input(2):
         bias = f" s += ({acc})({ctx.load(dt, 'in2[i]' if bias_rows else 'in2[j]')});"
     r_load = lambda idx: ctx.load(dt, f"in3[{idx}]")  # noqa: E731
-    post = " ".join(epilogue_expr(ctx, epi, "s", acc, f"(p * {m} + i) * {n} + j", r_load)) if not is_int else ""
+    post = " ".join(epi.statements(ctx, "s", acc, f"(p * {m} + i) * {n} + j", r_load)) if not is_int else ""
     store = ctx.store(dt, "s") if not is_int else f"({ctx.ctype(dt)})s"
     return f"""    for (int64_t p = 0; p < {nprob}; p++) {{
         const int64_t ao = {ao}, bo = {bo};

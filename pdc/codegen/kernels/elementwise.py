@@ -4,8 +4,8 @@ Half-precision inputs are computed in float and rounded once on store, like the 
 Integer add/sub/mul wrap (computed unsigned: no signed-overflow UB).
 
 Each op's per-element computation is built by an expression builder (EXPR_BUILDERS[op](ctx) ->
-ScalarExpr) that the kernel wraps in the loop; fused_elementwise (pdc/codegen/kernels/fused.py)
-chains the same builders, one per step, inside a single loop.
+ScalarExpr, a kernel-IR expression) that the kernel wraps in the loop; fused_elementwise
+(pdc/codegen/kernels/fused.py) chains the same builders, one per step, inside a single loop.
 """
 from __future__ import annotations
 
@@ -13,92 +13,163 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ...ir import dtypes as D
+from ...ir.dtypes import DType
 from ...ir.ops.elementwise import HARD_SWISH_ALPHA
+from .. import kir
 from ..context import KernelContext
-from ..ctypes_c import float_literal
+from ..kir import Var, cast, lit, select
 from . import kernel
-from .loops import broadcast_loop
+from ._kir import io, prints_kir, render
+from .loops import broadcast_nest
 
-SQRT1_2 = float_literal(1 / math.sqrt(2), "double")
-
-
-def _f(ct: str) -> str:
-    return "f" if ct == "float" else ""
+SQRT1_2 = 1 / math.sqrt(2)
 
 
-def _lit(x: float, ct: str) -> str:
-    return float_literal(x, ct)
+def compute_dtype(dt: DType) -> DType:
+    """The type arithmetic runs in: half precision computes in float, like the reference."""
+    return D.float32 if dt.short in ("f16", "bf16") else dt
 
 
-# ---- expression tables: C expressions over operands a, b, c in the compute type ct ------------
-def _float_unary(op: str, ct: str, attrs: dict) -> str:
-    f = _f(ct)
-    L = lambda name: _lit(attrs[name], ct)  # noqa: E731
-    HSA = _lit(HARD_SWISH_ALPHA, ct)
-    table = {
-        "relu": "a > 0 ? a : (a != a ? a : 0)",
-        "neg": "-a", "abs": f"fabs{f}(a)", "exp": f"exp{f}(a)", "log": f"log{f}(a)", "sqrt": f"sqrt{f}(a)",
-        "reciprocal": "1 / a", "floor": f"floor{f}(a)", "ceil": f"ceil{f}(a)", "round": f"nearbyint{f}(a)",
-        "sin": f"sin{f}(a)", "cos": f"cos{f}(a)", "tan": f"tan{f}(a)", "asin": f"asin{f}(a)",
-        "acos": f"acos{f}(a)", "atan": f"atan{f}(a)", "sinh": f"sinh{f}(a)", "cosh": f"cosh{f}(a)",
-        "asinh": f"asinh{f}(a)", "acosh": f"acosh{f}(a)", "atanh": f"atanh{f}(a)", "tanh": f"tanh{f}(a)",
-        "erf": f"erf{f}(a)",
-        "sigmoid": f"a >= 0 ? 1 / (1 + exp{f}(-a)) : exp{f}(a) / (1 + exp{f}(a))",
-        "softplus": f"(a > 0 ? a : 0) + log1p{f}(exp{f}(-fabs{f}(a)))",
-        "softsign": f"a / (1 + fabs{f}(a))",
-        "mish": f"a * tanh{f}((a > 0 ? a : 0) + log1p{f}(exp{f}(-fabs{f}(a))))",
-        "sign": "a > 0 ? 1 : (a < 0 ? -1 : a)",
-        "leaky_relu": f"a >= 0 ? a : a * {L('alpha') if 'alpha' in attrs else 0}",
-        "elu": f"a >= 0 ? a : {L('alpha') if 'alpha' in attrs else 0} * expm1{f}(a)",
-        "thresholded_relu": f"a > {L('alpha') if 'alpha' in attrs else 0} ? a : 0",
-        "hard_swish": f"a * (a * {HSA} + 0.5 < 0 ? 0 : (a * {HSA} + 0.5 > 1 ? 1 : a * {HSA} + 0.5))",
-        "swish": f"a * (1 / (1 + exp{f}(-{L('alpha') if 'alpha' in attrs else 0} * a)))",
-    }
+def _m(fn: str, *args) -> kir.Expr:
+    return kir.math(fn, *args)
+
+
+# ---- per-element expressions over operands a, b, c in the compute type -------------------------
+MATH_UNARY = {"abs": "fabs", "exp": "exp", "log": "log", "sqrt": "sqrt", "floor": "floor", "ceil": "ceil",
+              "round": "nearbyint", "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos",
+              "atan": "atan", "sinh": "sinh", "cosh": "cosh", "asinh": "asinh", "acosh": "acosh",
+              "atanh": "atanh", "tanh": "tanh", "erf": "erf"}
+
+
+def float_unary(op: str, a: kir.Expr, attrs: dict) -> kir.Expr:
+    """The float unary op on a (a float or double expression), as the reference computes it."""
+    ct = a.dtype
+
+    def L(name):
+        return lit(attrs[name], ct)
+
+    def L0(name):  # an attribute left unset reads as 0
+        return L(name) if name in attrs else kir.as_expr(0)
+
+    def pos(x):
+        return select(x > 0, x, 0)
+
+    if op in MATH_UNARY:
+        return _m(MATH_UNARY[op], a)
+    if op == "relu":
+        return select(a > 0, a, select(a.ne(a), a, 0))
+    if op == "neg":
+        return -a
+    if op == "reciprocal":
+        return 1 / a
+    if op == "sigmoid":
+        return select(a >= 0, 1 / (1 + _m("exp", -a)), _m("exp", a) / (1 + _m("exp", a)))
+    if op == "softplus":
+        return pos(a) + _m("log1p", _m("exp", -_m("fabs", a)))
+    if op == "softsign":
+        return a / (1 + _m("fabs", a))
+    if op == "mish":
+        return a * _m("tanh", pos(a) + _m("log1p", _m("exp", -_m("fabs", a))))
+    if op == "sign":
+        return select(a > 0, 1, select(a < 0, -1, a))
+    if op == "leaky_relu":
+        return select(a >= 0, a, a * L0("alpha"))
+    if op == "elu":
+        return select(a >= 0, a, L0("alpha") * _m("expm1", a))
+    if op == "thresholded_relu":
+        return select(a > L0("alpha"), a, 0)
+    if op == "hard_swish":
+        t = a * lit(HARD_SWISH_ALPHA, ct) + 0.5  # a double literal: computed in double, as before
+        return a * select(t < 0, 0, select(t > 1, 1, t))
+    if op == "swish":
+        return a * (1 / (1 + _m("exp", -L0("alpha") * a)))
     if op == "selu":
-        return f"{L('gamma')} * (a > 0 ? a : {L('alpha')} * expm1{f}(a))"
+        return L("gamma") * select(a > 0, a, L("alpha") * _m("expm1", a))
     if op == "celu":
         al = L("alpha")
-        return f"(a > 0 ? a : 0) + ({al} * expm1{f}(a / {al}) < 0 ? {al} * expm1{f}(a / {al}) : 0)"
+        neg = al * _m("expm1", a / al)
+        return pos(a) + select(neg < 0, neg, 0)
     if op == "hard_sigmoid":
-        t = f"({L('alpha')} * a + {L('beta')})"
-        return f"{t} < 0 ? 0 : ({t} > 1 ? 1 : {t})"
+        t = L("alpha") * a + L("beta")
+        return select(t < 0, 0, select(t > 1, 1, t))
     if op == "gelu":
         if attrs.get("approximate") == "tanh":
-            c = _lit(math.sqrt(2 / math.pi), ct)
-            return f"({ct})0.5 * a * (1 + tanh{f}({c} * (a + ({ct})0.044715 * a * a * a)))"
-        return f"({ct})(0.5 * (double)a * (1 + erf((double)a * {SQRT1_2})))"
+            c = lit(math.sqrt(2 / math.pi), ct)
+            return lit(0.5, ct) * a * (1 + _m("tanh", c * (a + lit(0.044715, ct) * a * a * a)))
+        x = cast(D.float64, a)
+        return cast(ct, 0.5 * x * (1 + _m("erf", x * SQRT1_2)))
     if op == "shrink":
         lam, bias = L("lambd"), L("bias")
-        return f"a < -{lam} ? a + {bias} : (a > {lam} ? a - {bias} : 0)"
-    return table[op]
+        return select(a < -lam, a + bias, select(a > lam, a - bias, 0))
+    raise KeyError(op)
 
 
 FLOAT_UNARY = ("relu", "neg", "abs", "exp", "log", "sqrt", "reciprocal", "floor", "ceil", "round", "sin", "cos",
                "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "tanh", "erf", "sigmoid",
                "softplus", "softsign", "mish", "sign", "leaky_relu", "elu", "thresholded_relu", "hard_swish",
                "swish", "selu", "celu", "hard_sigmoid", "gelu", "shrink")
-INT_UNARY = {"relu": "a > 0 ? a : 0", "neg": "({t})(0u - (u)a)", "abs": "a < 0 ? ({t})(0u - (u)a) : a",
-             "sign": "a > 0 ? 1 : (a < 0 ? -1 : 0)", "bitwise_not": "~a"}
+
+
+def _wide_unsigned(dt: DType) -> DType:
+    """The unsigned type integer arithmetic of dt wraps in (no signed-overflow UB)."""
+    return D.uint64 if dt.itemsize == 8 else D.uint32
+
+
+def int_unary(op: str, a: kir.Expr) -> kir.Expr:
+    t = a.dtype
+    u = _wide_unsigned(t)
+    if op == "relu":
+        return select(a > 0, a, 0)
+    if op == "neg":
+        return cast(t, cast(u, 0) - cast(u, a))
+    if op == "abs":
+        return select(a < 0, cast(t, cast(u, 0) - cast(u, a)), a)
+    if op == "sign":
+        return select(a > 0, 1, select(a < 0, -1, 0))
+    if op == "bitwise_not":
+        return ~a
+    raise KeyError(op)
+
+
+INT_UNARY = ("relu", "neg", "abs", "sign", "bitwise_not")
+
+
+def _float_unary(op: str, ct: str, attrs: dict) -> str:
+    """C text of float_unary over the variable `a` of C type ct ('float' or 'double'), for
+    generators that still print text."""
+    dt = {"float": D.float32, "double": D.float64}[ct]
+    return kir.CPrinter().expr(float_unary(op, Var("a", dt), attrs))
+
+
+# Operand names in expressions: single letters, skipping `o` and `i`, which the loops use.
+OPERAND_NAMES = "abcdefghjklmnpqrstuvwxyz"
+
+
+def operand(j: int, dt: DType) -> Var:
+    """The variable holding operand j (a, b, c, ...)."""
+    return Var(OPERAND_NAMES[j], dt)
 
 
 @dataclass
 class ScalarExpr:
     """One output element: node input `operands[j]` is loaded, converted to ct_of(operands[j]), into
-    the variable named by letter j (a, b, c, ...); `expr` computes the element in those variables
-    (the loop stores it in the output dtype); `prelude` statements run once, before the loop."""
+    the variable operand(j) (a, b, c, ...); `expr` computes the element from those variables (the
+    loop stores it in the output dtype); `scalars` are variables read once, before the loop, from
+    element 0 of a node input (clip's bounds)."""
     operands: list[int]
-    expr: str
-    ct_of: Callable[[int], str]
-    prelude: list[str] = field(default_factory=list)
+    expr: kir.Expr
+    ct_of: Callable[[int], DType]
+    scalars: list[tuple[Var, int]] = field(default_factory=list)
 
 
-# op -> builder(ctx) -> ScalarExpr; ctx needs node.op, inputs, outputs, attrs, has_input, compute_ctype,
-# ctype, load, fail (a KernelContext, or a stand-in for one step of a fused_elementwise node)
+# op -> builder(ctx) -> ScalarExpr; ctx needs node.op, inputs, outputs, attrs, has_input, fail
+# (a KernelContext, or a stand-in for one step of a fused_elementwise node)
 EXPR_BUILDERS: dict[str, Callable[[KernelContext], ScalarExpr]] = {}
 
 
-def _expr(ctx: KernelContext, operands: list[int], expr: str, ct_of) -> ScalarExpr:
-    return ScalarExpr(operands, expr, ct_of)
+def _expr(operands: list[int], expr: kir.Expr, ct: DType) -> ScalarExpr:
+    return ScalarExpr(operands, expr, lambda k: ct)
 
 
 def _elementwise_kernel(*ops: str):
@@ -108,167 +179,167 @@ def _elementwise_kernel(*ops: str):
             EXPR_BUILDERS[op] = builder
 
         @kernel(*ops)
+        @prints_kir
         def generate(ctx: KernelContext) -> str:
-            e = builder(ctx)
-            return "\n".join(e.prelude + [_loop(ctx, e.operands, e.expr, e.ct_of)])
+            return render(ctx, _loop(ctx, builder(ctx)))
         generate.__name__ = generate.__qualname__ = builder.__name__
         return builder
     return wrap
 
 
-# Operand names in expressions: single letters, skipping `o` and `i`, which the loops use.
-OPERAND_NAMES = "abcdefghjklmnpqrstuvwxyz"
-
-
-def _loop(ctx: KernelContext, operands: list[int], expr: str, ct_of) -> str:
+def _loop(ctx: KernelContext, e: ScalarExpr) -> list:
     """One loop over the output; operand k is loaded (converted to ct_of(k)) into a, b, c, ..."""
-    names = OPERAND_NAMES
-    loads = " ".join(f"const {ct_of(k)} {names[j]} = ({ct_of(k)}){ctx.load(ctx.inputs[k].dtype, f'in{k}[i{j}]')};"
-                     for j, k in enumerate(operands))
-    out = ctx.outputs[0]
-    return broadcast_loop(out.shape, [ctx.inputs[k].shape for k in operands],
-                          f"{loads} out0[o] = {ctx.store(out.dtype, expr)};")
+    ins, outs = io(ctx)
+    scalars = [kir.Declare(v, cast(v.dtype, ins[k][0])) for v, k in e.scalars]
+
+    def body(at, o):
+        loads = [kir.Declare(operand(j, e.ct_of(k)), cast(e.ct_of(k), ins[k][at[j]])) for j, k in enumerate(e.operands)]
+        return loads + [kir.store(outs[0], o, e.expr)]
+    return scalars + broadcast_nest(ctx.outputs[0].shape, [ctx.inputs[k].shape for k in e.operands], body)
 
 
 @_elementwise_kernel(*FLOAT_UNARY, "bitwise_not", "is_nan", "is_inf", "not")
 def unary(ctx: KernelContext) -> ScalarExpr:
     op, t = ctx.node.op, ctx.inputs[0]
+    ct = compute_dtype(t.dtype)
+    a = operand(0, ct)
     if op == "is_nan":
-        return _expr(ctx, [0], "a != a", lambda k: ctx.compute_ctype(t.dtype))
+        return _expr([0], a.ne(a), ct)
     if op == "is_inf":
         pos, neg = ctx.attrs.get("detect_positive", 1), ctx.attrs.get("detect_negative", 1)
-        expr = " || ".join(["0"] + (["(isinf(a) && a > 0)"] if pos else []) + (["(isinf(a) && a < 0)"] if neg else []))
-        return _expr(ctx, [0], expr, lambda k: ctx.compute_ctype(t.dtype))
+        inf = _m("isinf", a)
+        return _expr([0], kir.any_of(([inf.land(a > 0)] if pos else []) + ([inf.land(a < 0)] if neg else [])), ct)
     if op == "not":
-        return _expr(ctx, [0], "!a", lambda k: "uint8_t")
+        b = operand(0, D.bool_)
+        return _expr([0], b.lnot(), D.bool_)
     if not t.dtype.is_float:
         if op not in INT_UNARY:
             ctx.fail(f"{t.dtype} input is not supported")
-        ct = ctx.ctype(t.dtype)
-        u = "uint64_t" if t.dtype.itemsize == 8 else "uint32_t"
-        return _expr(ctx, [0], INT_UNARY[op].format(t=ct).replace("(u)", f"({u})").replace("0u", f"({u})0"),
-                     lambda k: ct)
-    ct = ctx.compute_ctype(t.dtype)
-    return _expr(ctx, [0], _float_unary(op, ct, ctx.attrs), lambda k: ct)
-
-
-def _int_div(ct):
-    return f"b == 0 ? 0 : ({ct})(a / b)"
+        return _expr([0], int_unary(op, a), ct)
+    return _expr([0], float_unary(op, a, ctx.attrs), ct)
 
 
 @_elementwise_kernel("add", "sub", "mul", "div", "mod", "pow", "prelu", "bitwise_and", "bitwise_or", "bitwise_xor",
                      "bit_shift")
 def binary(ctx: KernelContext) -> ScalarExpr:
     op = ctx.node.op
-    a_t, b_t = ctx.inputs[0], ctx.inputs[1]
-    dt = a_t.dtype
-    ct = ctx.compute_ctype(dt)
-    f = _f(ct)
+    dt = ctx.inputs[0].dtype
+    ct = compute_dtype(dt)
+    a, b = operand(0, ct), operand(1, ct)
     if op == "pow":
         if dt.is_float:
-            return _expr(ctx, [0, 1], f"pow{f}(a, b)", lambda k: ct)
-        return _expr(ctx, [0, 1], f"({ct})pow((double)a, (double)b)", lambda k: "double")
+            return _expr([0, 1], _m("pow", a, b), ct)
+        x, y = operand(0, D.float64), operand(1, D.float64)
+        return _expr([0, 1], cast(ct, _m("pow", x, y)), D.float64)
     if dt.is_float:
-        expr = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "prelu": "a < 0 ? b * a : a"}.get(op)
         if op == "mod":
-            expr = (f"fmod{f}(a, b)" if ctx.attrs.get("fmod", 0) else
-                    f"(fmod{f}(a, b) != 0 && ((fmod{f}(a, b) < 0) != (b < 0))) ? fmod{f}(a, b) + b : fmod{f}(a, b)")
+            r = _m("fmod", a, b)
+            expr = r if ctx.attrs.get("fmod", 0) else select(r.ne(0).land((r < 0).ne(b < 0)), r + b, r)
+        else:
+            expr = {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b, "div": lambda: a / b,
+                    "prelu": lambda: select(a < 0, b * a, a)}.get(op, lambda: None)()
         if expr is None:
             ctx.fail(f"{dt} inputs are not supported")
-        return _expr(ctx, [0, 1], expr, lambda k: ct)
+        return _expr([0, 1], expr, ct)
     signed = dt.short.startswith("i")
-    u = "uint64_t" if dt.itemsize == 8 else "uint32_t"
+    u = _wide_unsigned(dt)
     bits = dt.itemsize * 8
     if op in ("add", "sub", "mul"):
-        sym = {"add": "+", "sub": "-", "mul": "*"}[op]
-        return _expr(ctx, [0, 1], f"({ct})(({u})a {sym} ({u})b)", lambda k: ct)
+        x, y = cast(u, a), cast(u, b)
+        return _expr([0, 1], cast(ct, {"add": x + y, "sub": x - y, "mul": x * y}[op]), ct)
     if op == "div":
-        return _expr(ctx, [0, 1], _int_div(ct), lambda k: ct)
+        return _expr([0, 1], select(b.eq(0), 0, cast(ct, a / b)), ct)
     if op == "mod":
         if ctx.attrs.get("fmod", 0) or not signed:
-            return _expr(ctx, [0, 1], f"b == 0 ? 0 : ({ct})(a % b)", lambda k: ct)
-        return _expr(ctx, [0, 1], f"b == 0 ? 0 : ((a % b != 0 && ((a % b < 0) != (b < 0))) ? ({ct})(a % b + b) : ({ct})(a % b))",
-                     lambda k: ct)
+            return _expr([0, 1], select(b.eq(0), 0, cast(ct, a % b)), ct)
+        r = a % b
+        return _expr([0, 1], select(b.eq(0), 0, select(r.ne(0).land((r < 0).ne(b < 0)), cast(ct, r + b), cast(ct, r))),
+                     ct)
     if op == "prelu":
-        return _expr(ctx, [0, 1], "a < 0 ? b * a : a", lambda k: ct)
+        return _expr([0, 1], select(a < 0, b * a, a), ct)
     if op.startswith("bitwise_"):
-        sym = {"bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^"}[op]
-        return _expr(ctx, [0, 1], f"a {sym} b", lambda k: ct)
+        return _expr([0, 1], {"bitwise_and": a & b, "bitwise_or": a | b, "bitwise_xor": a ^ b}[op], ct)
     # bit_shift: shifts outside [0, bits) give 0 (or -1 for a right shift of a negative value)
+    out_of_range = (b < 0).lor(b >= bits)
     if ctx.attrs["direction"] == "LEFT":
-        return _expr(ctx, [0, 1], f"(b < 0 || b >= {bits}) ? 0 : ({ct})(({u})a << b)", lambda k: ct)
-    fill = "(a < 0 ? -1 : 0)" if signed else "0"
-    return _expr(ctx, [0, 1], f"(b < 0 || b >= {bits}) ? {fill} : ({ct})(a >> b)", lambda k: ct)
+        return _expr([0, 1], select(out_of_range, 0, cast(ct, cast(u, a) << b)), ct)
+    fill = select(a < 0, -1, 0) if signed else kir.as_expr(0)
+    return _expr([0, 1], select(out_of_range, fill, cast(ct, a >> b)), ct)
 
 
 @_elementwise_kernel("and", "or", "xor")
 def logical(ctx: KernelContext) -> ScalarExpr:
-    sym = {"and": "&&", "or": "||", "xor": "!="}[ctx.node.op]
-    return _expr(ctx, [0, 1], f"(a != 0) {sym} (b != 0)", lambda k: "uint8_t")
+    a, b = operand(0, D.bool_).ne(0), operand(1, D.bool_).ne(0)
+    expr = {"and": lambda: a.land(b), "or": lambda: a.lor(b), "xor": lambda: a.ne(b)}[ctx.node.op]()
+    return _expr([0, 1], expr, D.bool_)
 
 
 @_elementwise_kernel("equal", "less", "greater", "less_or_equal", "greater_or_equal")
 def compare(ctx: KernelContext) -> ScalarExpr:
-    sym = {"equal": "==", "less": "<", "greater": ">", "less_or_equal": "<=", "greater_or_equal": ">="}[ctx.node.op]
-    ct = ctx.compute_ctype(ctx.inputs[0].dtype)
-    return _expr(ctx, [0, 1], f"a {sym} b", lambda k: ct)
+    ct = compute_dtype(ctx.inputs[0].dtype)
+    a, b = operand(0, ct), operand(1, ct)
+    expr = {"equal": lambda: a.eq(b), "less": lambda: a < b, "greater": lambda: a > b,
+            "less_or_equal": lambda: a <= b, "greater_or_equal": lambda: a >= b}[ctx.node.op]()
+    return _expr([0, 1], expr, ct)
 
 
 @_elementwise_kernel("max", "min", "sum", "mean")
 def variadic(ctx: KernelContext) -> ScalarExpr:
     op = ctx.node.op
     dt = ctx.inputs[0].dtype
-    ct = ctx.compute_ctype(dt)
+    ct = compute_dtype(dt)
     n = len(ctx.inputs)
-    names = OPERAND_NAMES
-    if n > len(names):
-        ctx.fail(f"{n} inputs: at most {len(names)} are supported")
-    expr = names[0]
-    for j in range(1, n):
-        x = names[j]
-        if op == "max":
-            expr = f"(({expr}) > {x} || ({expr}) != ({expr}) ? ({expr}) : {x})" if dt.is_float else \
-                f"(({expr}) > {x} ? ({expr}) : {x})"
-        elif op == "min":
-            expr = f"(({expr}) < {x} || ({expr}) != ({expr}) ? ({expr}) : {x})" if dt.is_float else \
-                f"(({expr}) < {x} ? ({expr}) : {x})"
+    if n > len(OPERAND_NAMES):
+        ctx.fail(f"{n} inputs: at most {len(OPERAND_NAMES)} are supported")
+    xs = [operand(j, ct) for j in range(n)]
+    expr = xs[0]
+    for x in xs[1:]:
+        if op in ("max", "min"):
+            better = expr > x if op == "max" else expr < x
+            expr = select(better.lor(expr.ne(expr)) if dt.is_float else better, expr, x)  # NaN wins
         else:
-            expr = f"{expr} + {x}"
+            expr = expr + x
     if op == "mean":
-        expr = f"({expr}) / {n}"
-    if op == "sum" and not dt.is_float:
-        u = "uint64_t" if dt.itemsize == 8 else "uint32_t"
-        expr = " + ".join(f"({u}){names[j]}" for j in range(n))
-    return _expr(ctx, list(range(n)), expr, lambda k: ct)
+        expr = expr / n
+    if op == "sum" and not dt.is_float:  # wraps, without signed overflow
+        u = _wide_unsigned(dt)
+        expr = cast(u, xs[0])
+        for x in xs[1:]:
+            expr = expr + cast(u, x)
+    return _expr(list(range(n)), expr, ct)
 
 
 @_elementwise_kernel("clip")
 def clip(ctx: KernelContext) -> ScalarExpr:
-    dt = ctx.inputs[0].dtype
-    ct = ctx.compute_ctype(dt)
-    lines, expr = [], "a"
+    ct = compute_dtype(ctx.inputs[0].dtype)
+    expr = a = operand(0, ct)
+    scalars = []
     if ctx.has_input(1):
-        lines.append(f"    const {ct} lo = {ctx.load(dt, 'in1[0]')};")
-        expr = f"({expr} < lo ? lo : {expr})"
+        lo = Var("lo", ct)
+        scalars.append((lo, 1))
+        expr = select(expr < lo, lo, expr)
     if ctx.has_input(2):
-        lines.append(f"    const {ct} hi = {ctx.load(dt, 'in2[0]')};")
-        expr = f"({expr} > hi ? hi : {expr})"
-    return ScalarExpr([0], expr, lambda k: ct, lines)
+        hi = Var("hi", ct)
+        scalars.append((hi, 2))
+        expr = select(expr > hi, hi, expr)
+    return ScalarExpr([0], expr if scalars else a, lambda k: ct, scalars)
 
 
 @_elementwise_kernel("where")
 def where(ctx: KernelContext) -> ScalarExpr:
-    ct = ctx.compute_ctype(ctx.inputs[1].dtype)
-    return _expr(ctx, [0, 1, 2], "a ? b : c", lambda k: "uint8_t" if k == 0 else ct)
+    ct = compute_dtype(ctx.inputs[1].dtype)
+    return ScalarExpr([0, 1, 2], select(operand(0, D.bool_), operand(1, ct), operand(2, ct)),
+                      lambda k: D.bool_ if k == 0 else ct)
 
 
 @_elementwise_kernel("cast", "cast_like")
-def cast(ctx: KernelContext) -> ScalarExpr:
+def cast_(ctx: KernelContext) -> ScalarExpr:
     src, dst = ctx.inputs[0].dtype, ctx.outputs[0].dtype
     if dst.short == "bool":
-        return _expr(ctx, [0], "a != 0", lambda k: ctx.compute_ctype(src))
+        ct = compute_dtype(src)
+        return _expr([0], operand(0, ct).ne(0), ct)
     if src.short in ("f16", "bf16") or dst.short in ("f16", "bf16"):
         # through float (exact for half types); int -> bf16 goes through double to round once
-        mid = "double" if (dst.short == "bf16" and not src.is_float) else "float"
-        return _expr(ctx, [0], f"({'float' if dst.is_float else ctx.ctype(dst)})a", lambda k: mid)
-    return _expr(ctx, [0], "a", lambda k: ctx.ctype(src))
+        mid = D.float64 if (dst.short == "bf16" and not src.is_float) else D.float32
+        return _expr([0], cast(D.float32 if dst.is_float else dst, operand(0, mid)), mid)
+    return _expr([0], operand(0, src), src)

@@ -8,16 +8,16 @@ under numpy broadcasting, and a step result is a scalar of that iteration.
 """
 from __future__ import annotations
 
-import re
-
 from ...ir.graph import Node
 from ...ir.ops.fused_elementwise import component_node, decode_program
 from ...ir.registry import get_op, with_defaults
 from ...ir.types import TensorType
+from .. import kir
 from ..context import KernelContext
 from . import kernel
-from .elementwise import EXPR_BUILDERS, OPERAND_NAMES
-from .loops import broadcast_loop
+from ._kir import io, prints_kir, render
+from .elementwise import EXPR_BUILDERS, OPERAND_NAMES, operand
+from .loops import broadcast_nest
 
 NAMES = OPERAND_NAMES
 
@@ -28,7 +28,7 @@ class StepContext:
 
     def __init__(self, parent: KernelContext, node: Node, index: int):
         self.parent, self.node, self.index = parent, node, index
-        self.target = parent.target
+        self.config = parent.config
         self.attrs = node.attrs
         self.inputs: list[TensorType] = [v.type for v in node.inputs]
         self.outputs: list[TensorType] = [v.type for v in node.outputs]
@@ -62,10 +62,11 @@ def step_nodes(ctx: KernelContext) -> list[Node]:
 
 
 @kernel("fused_elementwise")
+@prints_kir
 def fused_elementwise(ctx: KernelContext) -> str:
     steps = decode_program(ctx.attrs)
     nodes = step_nodes(ctx)
-    lines = []
+    built = []
     for k, (s, node) in enumerate(zip(steps, nodes)):
         builder = EXPR_BUILDERS.get(s.op)
         if builder is None:
@@ -73,26 +74,28 @@ def fused_elementwise(ctx: KernelContext) -> str:
         e = builder(StepContext(ctx, node, k))
         if len(e.operands) > len(NAMES):
             ctx.fail(f"step {k} ({s.op}): {len(e.operands)} operands, at most {len(NAMES)} are supported")
-
-        def source(j: int, s=s) -> str:
-            a = s.args[j]
-            return f"in{a}[i{a}]" if a >= 0 else f"r{-a - 1}"
-
-        def dtype_of(j: int, s=s, node=node):
-            return node.inputs[j].type.dtype
-
-        decls = [f"const {e.ct_of(j)} {NAMES[n]} = ({e.ct_of(j)}){ctx.load(dtype_of(j), source(j))};"
-                 for n, j in enumerate(e.operands)]
-        # a prelude reads scalar operands once (clip's bounds, as inK[0]): here they are read per element
-        prelude = [re.sub(r"\bin(\d+)\[0\]", lambda m: source(int(m.group(1))), p.strip()) for p in e.prelude]
-        out_t = node.outputs[0].type
-        lines.append(f"{ctx.ctype(out_t.dtype)} r{k}; {{ /* {s.op} */ {' '.join(prelude + decls)} "
-                     f"r{k} = {ctx.store(out_t.dtype, e.expr)}; }}")
+        built.append((s, node, e))
     last = len(nodes) - 1
     if nodes[last].outputs[0].type.dtype != ctx.outputs[0].dtype:
         ctx.fail(f"the last step gives {nodes[last].outputs[0].type.dtype}, the node {ctx.outputs[0].dtype}")
-    shapes = [t.shape for t in ctx.inputs]
-    flat = all(tuple(sh) == tuple(ctx.outputs[0].shape) for sh in shapes)
-    pad = "\n" + "    " * (2 if flat else len(ctx.outputs[0].shape) + 1)
-    body = pad.join(lines + [f"out0[o] = r{last};"])
-    return broadcast_loop(ctx.outputs[0].shape, shapes, body)
+    ins, outs = io(ctx)
+
+    def body(at, o):
+        stmts, results = [], []
+        for k, (s, node, e) in enumerate(built):
+            def source(j: int, s=s) -> kir.Expr:
+                a = s.args[j]
+                return ins[a][at[a]] if a >= 0 else results[-a - 1]
+
+            # scalar operands (clip's bounds) are read per element here, from their broadcast index
+            scalars = [kir.Declare(v, kir.cast(v.dtype, source(j))) for v, j in e.scalars]
+            loads = [kir.Declare(operand(n, e.ct_of(j)), kir.cast(e.ct_of(j), source(j)))
+                     for n, j in enumerate(e.operands)]
+            r = kir.Var(f"r{k}", node.outputs[0].type.dtype)
+            # stored in the step's dtype: a float16 intermediate is rounded as the unfused graph rounds it
+            stmts += [kir.Declare(r, const=False),
+                      kir.block(kir.Comment(s.op), scalars, loads, kir.Assign(r, kir.cast(r.dtype, e.expr)),
+                                scoped=True)]
+            results.append(r)
+        return stmts + [kir.store(outs[0], o, results[last])]
+    return render(ctx, broadcast_nest(ctx.outputs[0].shape, [t.shape for t in ctx.inputs], body))

@@ -1,33 +1,38 @@
 """Loop-nest helpers shared by kernel generators (static shapes, row-major)."""
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
+from .. import kir
 from ..context import broadcast_strides
 
 
-def broadcast_loop(out_shape, in_shapes, body: str, indent: str = "    ") -> str:
-    """Loops over every output element with `o` the flat output index and `iK` the flat index of
-    input K under numpy broadcasting; `body` is a statement using them. Collapses to one flat loop
-    when no input broadcasts."""
+def broadcast_nest(out_shape, in_shapes, body: Callable[[Sequence[kir.Expr], kir.Expr], list]) -> list:
+    """Loops over every output element (row-major); `body(inputs, o)` gives the statements for one
+    element from `o`, its flat output index, and the flat index of every input under numpy
+    broadcasting. One flat loop when no input broadcasts; else one loop per output dim, each input's
+    index advanced by its stride at every level (a broadcast dim adds nothing) and `o` counted up."""
     total = 1
     for d in out_shape:
         total *= d
     if all(tuple(s) == tuple(out_shape) for s in in_shapes):
-        idx = "".join(f" const int64_t i{k} = o;" for k in range(len(in_shapes)))
-        return f"{indent}for (int64_t o = 0; o < {total}; o++) {{{idx} {body} }}"
+        o = kir.index_var("o")
+        return [kir.loop(o, total, body([o] * len(in_shapes), o))]
     rank = len(out_shape)
     st = [broadcast_strides(s, out_shape) for s in in_shapes]
-    lines = [f"{indent}int64_t o = 0;"]
-    for k in range(len(in_shapes)):
-        lines.append(f"{indent}int64_t i{k}_0 = 0;")
-    for d in range(rank):
-        pad = indent + "    " * d
-        lines.append(f"{pad}for (int64_t d{d} = 0; d{d} < {out_shape[d]}; d{d}++) {{")
+    o = kir.index_var("o")
+    at: list[kir.Expr] = [kir.as_expr(0)] * len(in_shapes)
+
+    def level(d: int) -> list:
+        if d == rank:
+            return list(body(at, o)) + [kir.Assign(o, o + 1)]
+        dv = kir.index_var(f"d{d}")
+        decls = []
         for k in range(len(in_shapes)):
-            lines.append(f"{pad}    const int64_t i{k}_{d + 1} = i{k}_{d} + d{d} * {st[k][d]};")
-    pad = indent + "    " * rank
-    for k in range(len(in_shapes)):
-        lines.append(f"{pad}const int64_t i{k} = i{k}_{rank};")
-    lines.append(f"{pad}{body} o++;")
-    for d in reversed(range(rank)):
-        lines.append(indent + "    " * d + "}")
-    return "\n".join(lines)
+            if st[k][d]:
+                v = kir.index_var(f"i{k}_{d + 1}")
+                decls.append(kir.Declare(v, kir.iadd(at[k], kir.imul(dv, st[k][d]))))
+                at[k] = v
+        return [kir.loop(dv, out_shape[d], decls, level(d + 1))]
+
+    return [kir.Declare(o, kir.as_expr(0), const=False)] + level(0)

@@ -11,7 +11,7 @@ count (a product of per-dim counts) that does or does not include the pads.
 
 Kernel paths (paths.py): "generic" does each tap of the last dim in its own loop over the outputs
 it reaches; "interior" first does every tap in one loop over the outputs whose taps are all inside
-(the states stay in registers), then the few others tap by tap. ARM's band kernels (neon_pool.py)
+(the states stay in registers), then the few others tap by tap. ARM's band kernels (arm/pool.py)
 join the family.
 
 MaxPool's Indices: the first maximum in window order among the taps inside the input, NaN

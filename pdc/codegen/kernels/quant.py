@@ -30,7 +30,7 @@ from ...ir import dtypes
 from ...ir.ops.quant import conv_geometry
 from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
-from . import kernel
+from . import kernel, native
 
 CHUNK = 256  # output columns computed together (accumulators stay in L1)
 MAX_BATCH_DIMS = 8
@@ -550,32 +550,13 @@ def pack_a_pairs(a: np.ndarray, mr: int) -> np.ndarray:
 
 
 def _qg_kernel(ctx: KernelContext, mr: int, nr: int) -> str:
+    """The tile kernel (a native piece: x86/quant.py has it in AVX-512BW / AVX2 vpmaddwd)."""
     name = f"pdc_qg_kernel_{mr}x{nr}"
-    if nr == 16:
-        isa, v, load, store, zero = ("__AVX512BW__", "__m512i", "_mm512_loadu_si512((const void *)({p}))",
-                                     "_mm512_storeu_si512((void *)({p}), {v})", "_mm512_setzero_si512()")
-        madd, add, bc = "_mm512_madd_epi16", "_mm512_add_epi32", "_mm512_set1_epi32"
-    else:
-        isa, v, load, store, zero = ("__AVX2__", "__m256i", "_mm256_loadu_si256((const __m256i *)({p}))",
-                                     "_mm256_storeu_si256((__m256i *)({p}), {v})", "_mm256_setzero_si256()")
-        madd, add, bc = "_mm256_madd_epi16", "_mm256_add_epi32", "_mm256_set1_epi32"
-    rows = range(mr)
-    init = "\n".join(f"    {v} c{r} = acc ? {load.format(p=f'c + {r * nr}')} : {zero};" for r in rows)
-    body = "\n".join(f"        c{r} = {add}(c{r}, {madd}({bc}(a[{r}]), b));" for r in rows)
-    fin = "\n".join(f"    {store.format(p=f'c + {r * nr}', v=f'c{r}')};" for r in rows)
-    code = f"""#include <immintrin.h>
+    code = f"""@native qg_include @end
 /* c[MR][NR] (+)= A panel [k2][MR] (int16 pairs) x B panel [k2][ldb] (NR int16 pairs used) */
 static __attribute__((noinline)) void {name}(const int32_t *ap, const int16_t *bp, int64_t ldb, int64_t k2,
                                               int32_t *c, int acc) {{
-#if defined({isa})
-{init}
-    for (int64_t k = 0; k < k2; k++) {{
-        const {v} b = {load.format(p='bp + k * ldb')};
-        const int32_t *a = ap + k * {mr};
-{body}
-    }}
-{fin}
-#else
+@native qg_kernel
     for (int r = 0; r < {mr}; r++)
         for (int j = 0; j < {nr}; j++) {{
             uint32_t s = acc ? (uint32_t)c[r * {nr} + j] : 0u;
@@ -586,10 +567,10 @@ static __attribute__((noinline)) void {name}(const int32_t *ap, const int16_t *b
             }}
             c[r * {nr} + j] = (int32_t)s;
         }}
-#endif
+@end
 }}
 """
-    return ctx.helper(name, code)
+    return ctx.helper(name, native.fill(ctx, code, mr=mr, nr=nr))
 
 
 def _qg_store(ctx: KernelContext, out_dt) -> str:

@@ -17,16 +17,16 @@ UNROLLED_TAPS_MAX) and "loops" (one loop per resized axis; any window, the gener
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ...ir.errors import PdcError
-from ...ir.ops.resize import (_cubic_kernel, _linear_kernel, _present, _resize_axes, interpolation_matrix,
-                              nearest_index, plan_sizes, source_coords)
+from ...ir.ops.resize import (_cubic_kernel, _linear_kernel, _present, _resize_axes, extrapolation_as,
+                              interpolation_matrix, nearest_index, plan_sizes, source_coords)
+from ...ir import dtypes as D
+from .. import kir
 from ..context import KernelContext, numel, strides
-from ..ctypes_c import float_literal
 from . import kernel
+from ._kir import io, render
 from ._axis import Num, indent
 from ._movement import gather_axes, table, uses_all_params
 from .paths import declare, mark, take
@@ -44,15 +44,18 @@ def _operand(ctx: KernelContext, i: int, what: str):
     return data
 
 
-def _extrapolation(ctx: KernelContext, num: Num) -> str:
+def _extrapolation_value(ctx: KernelContext, num: Num) -> kir.Expr:
     """The extrapolation value as the reference casts it into the output dtype."""
     v = float(ctx.attrs.get("extrapolation_value", 0.0))
     if num.is_float:
-        return num.store(float_literal(v, num.ct))
+        return kir.cast(num.dt, kir.lit(v, num.dt if num.ct != "float" else D.float32))
     if num.dt.short == "bool":
-        return "1" if v != 0 else "0"
-    info = np.iinfo(num.dt.np)
-    return f"({num.c}){int(min(max(math.trunc(v), info.min), info.max))}"
+        return kir.as_expr(1 if v != 0 else 0)
+    return kir.cast(num.dt, kir.as_expr(extrapolation_as(v, num.dt.np)))
+
+
+def _extrapolation(ctx: KernelContext, num: Num) -> str:
+    return kir.CPrinter().expr(_extrapolation_value(ctx, num))
 
 
 def _window(m: np.ndarray):
@@ -117,7 +120,9 @@ def resize(ctx: KernelContext) -> str:
                 continue
             idx = nearest_index(c[0], attrs.get("nearest_mode", "round_prefer_floor"), x.shape[a])
             maps.append(np.where(c[1], -1, idx))
-        return mark("resize", "gather", gather_axes(ctx, x.shape, y.shape, maps, _extrapolation(ctx, num), False))
+        ins, outs = io(ctx)
+        return mark("resize", "gather", render(ctx, gather_axes(ctx, x.shape, y.shape, maps, ins[0], outs[0],
+                                                                _extrapolation_value(ctx, num), False)))
     antialias = attrs.get("antialias", 0)
     if mode == "linear":
         kern, support = _linear_kernel, 1

@@ -21,12 +21,15 @@ than one pair; heuristic: PARALLEL_MIN_MACS) or "serial".
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ...ir.ops.rnn import _DIRECTIONS, _KINDS, ActivationError, resolve_activations
 from ..context import KernelContext
 from ..ctypes_c import float_literal
-from . import kernel
+from . import kernel, native
+from .activations import act_expr
 from .paths import declare, mark, take
 
 declare("rnn", "rowdot", "packed")
@@ -36,65 +39,12 @@ PANEL = 16
 PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves (KERNELS.md §4)
 STACK_FLOATS_MAX = 1 << 16  # per-task stack scratch (gates, state) must stay well below a thread's stack
 
-GEMV16_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
+GEMV16_C = r"""@native vector_include @end
 /* acc[p*16 + l] += sum_k x[k] * w[(p*K + k)*16 + l] for the P panels of 16 rows of a packed matrix. */
 static void pdc_seq_gemv16(float *restrict acc, const float *restrict x, const float *restrict w,
                            int64_t K, int64_t P) {
     int64_t p = 0;
-#if defined(__AVX512F__)
-    for (; p + 4 <= P; p += 4) {
-        const float *w0 = w + p * K * 16, *w1 = w0 + K * 16, *w2 = w1 + K * 16, *w3 = w2 + K * 16;
-        __m512 a0 = _mm512_loadu_ps(acc + p * 16), a1 = _mm512_loadu_ps(acc + p * 16 + 16);
-        __m512 a2 = _mm512_loadu_ps(acc + p * 16 + 32), a3 = _mm512_loadu_ps(acc + p * 16 + 48);
-        for (int64_t k = 0; k < K; k++) {
-            const __m512 xb = _mm512_set1_ps(x[k]);
-            a0 = _mm512_fmadd_ps(xb, _mm512_loadu_ps(w0 + k * 16), a0);
-            a1 = _mm512_fmadd_ps(xb, _mm512_loadu_ps(w1 + k * 16), a1);
-            a2 = _mm512_fmadd_ps(xb, _mm512_loadu_ps(w2 + k * 16), a2);
-            a3 = _mm512_fmadd_ps(xb, _mm512_loadu_ps(w3 + k * 16), a3);
-        }
-        _mm512_storeu_ps(acc + p * 16, a0); _mm512_storeu_ps(acc + p * 16 + 16, a1);
-        _mm512_storeu_ps(acc + p * 16 + 32, a2); _mm512_storeu_ps(acc + p * 16 + 48, a3);
-    }
-    for (; p < P; p++) {
-        const float *w0 = w + p * K * 16;
-        __m512 a0 = _mm512_loadu_ps(acc + p * 16), a1 = _mm512_setzero_ps();
-        int64_t k = 0;
-        for (; k + 2 <= K; k += 2) {
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_loadu_ps(w0 + k * 16), a0);
-            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[k + 1]), _mm512_loadu_ps(w0 + k * 16 + 16), a1);
-        }
-        if (k < K) a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[k]), _mm512_loadu_ps(w0 + k * 16), a0);
-        _mm512_storeu_ps(acc + p * 16, _mm512_add_ps(a0, a1));
-    }
-#elif defined(__AVX2__)
-    for (; p + 2 <= P; p += 2) {
-        const float *w0 = w + p * K * 16, *w1 = w0 + K * 16;
-        __m256 a0 = _mm256_loadu_ps(acc + p * 16), a1 = _mm256_loadu_ps(acc + p * 16 + 8);
-        __m256 a2 = _mm256_loadu_ps(acc + p * 16 + 16), a3 = _mm256_loadu_ps(acc + p * 16 + 24);
-        for (int64_t k = 0; k < K; k++) {
-            const __m256 xb = _mm256_set1_ps(x[k]);
-            a0 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w0 + k * 16), a0);
-            a1 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w0 + k * 16 + 8), a1);
-            a2 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w1 + k * 16), a2);
-            a3 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w1 + k * 16 + 8), a3);
-        }
-        _mm256_storeu_ps(acc + p * 16, a0); _mm256_storeu_ps(acc + p * 16 + 8, a1);
-        _mm256_storeu_ps(acc + p * 16 + 16, a2); _mm256_storeu_ps(acc + p * 16 + 24, a3);
-    }
-    for (; p < P; p++) {
-        const float *w0 = w + p * K * 16;
-        __m256 a0 = _mm256_loadu_ps(acc + p * 16), a1 = _mm256_loadu_ps(acc + p * 16 + 8);
-        for (int64_t k = 0; k < K; k++) {
-            const __m256 xb = _mm256_set1_ps(x[k]);
-            a0 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w0 + k * 16), a0);
-            a1 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w0 + k * 16 + 8), a1);
-        }
-        _mm256_storeu_ps(acc + p * 16, a0); _mm256_storeu_ps(acc + p * 16 + 8, a1);
-    }
-#endif
+@native seq_gemv16 @end
     for (; p < P; p++)
         for (int64_t k = 0; k < K; k++)
             for (int l = 0; l < 16; l++) acc[p * 16 + l] += x[k] * w[(p * K + k) * 16 + l];
@@ -104,9 +54,7 @@ static void pdc_seq_gemv16(float *restrict acc, const float *restrict x, const f
 # exp by the Cephes expf reduction (2^n * a degree-6 polynomial of the remainder, ~2 ulp), then
 # sigmoid = 1 / (1 + exp(-x)) in its stable form and tanh (a polynomial below |x| = 0.625, else
 # 1 - 2 / (exp(2|x|) + 1)). The scalar form mirrors the vector one (same fma order) for tails.
-VMATH_C = r"""#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
+VMATH_C = r"""@native vector_include @end
 #define PDC_SEQ_EXP_POLY(F, r) F(F(F(F(F(1.9875691500e-4f, r, 1.3981999507e-3f), r, 8.3334519073e-3f), r, \
     4.1665795894e-2f), r, 1.6666665459e-1f), r, 5.0000001201e-1f)
 #define PDC_SEQ_TANH_POLY(F, z) F(F(F(F(-5.70498872745e-3f, z, 2.06390887954e-2f), z, -5.37397155531e-2f), z, \
@@ -133,151 +81,53 @@ static inline float pdc_seq_tanh1(float x) {
     const float t = 1.0f - 2.0f / (pdc_seq_exp1(2.0f * ax) + 1.0f);
     return copysignf(t, x);
 }
-#if defined(__AVX512F__)
-static inline __m512 pdc_seq_fma16(__m512 a, __m512 b, float c) { return _mm512_fmadd_ps(a, b, _mm512_set1_ps(c)); }
-static inline __m512 pdc_seq_exp16(__m512 x) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
-    x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
-    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = pdc_seq_fma16(_mm512_set1_ps(1.9875691500e-4f), r, 1.3981999507e-3f);
-    p = pdc_seq_fma16(p, r, 8.3334519073e-3f);
-    p = pdc_seq_fma16(p, r, 4.1665795894e-2f);
-    p = pdc_seq_fma16(p, r, 1.6666665459e-1f);
-    p = pdc_seq_fma16(p, r, 5.0000001201e-1f);
-    const __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_maskz_mul_ps(keep, y, _mm512_castsi512_ps(e));
-}
-static inline __m512 pdc_seq_sigmoid16(__m512 x) {
-    const __m512 e = pdc_seq_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
-    const __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    return _mm512_mask_mul_ps(s, neg, e, s);
-}
-static inline __m512 pdc_seq_tanh16(__m512 x) {
-    const __m512 ax = _mm512_abs_ps(x), z = _mm512_mul_ps(x, x);
-    __m512 p = pdc_seq_fma16(_mm512_set1_ps(-5.70498872745e-3f), z, 2.06390887954e-2f);
-    p = pdc_seq_fma16(p, z, -5.37397155531e-2f);
-    p = pdc_seq_fma16(p, z, 1.33314422036e-1f);
-    p = pdc_seq_fma16(p, z, -3.33332819422e-1f);
-    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
-    const __m512 e = pdc_seq_exp16(_mm512_add_ps(ax, ax));
-    __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
-    big = _mm512_or_ps(big, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), big, small);
-}
-#elif defined(__AVX2__)
-static inline __m256 pdc_seq_fma8(__m256 a, __m256 b, float c) { return _mm256_fmadd_ps(a, b, _mm256_set1_ps(c)); }
-static inline __m256 pdc_seq_exp8(__m256 x) {
-    const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
-    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = pdc_seq_fma8(_mm256_set1_ps(1.9875691500e-4f), r, 1.3981999507e-3f);
-    p = pdc_seq_fma8(p, r, 8.3334519073e-3f);
-    p = pdc_seq_fma8(p, r, 4.1665795894e-2f);
-    p = pdc_seq_fma8(p, r, 1.6666665459e-1f);
-    p = pdc_seq_fma8(p, r, 5.0000001201e-1f);
-    const __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(keep, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
-}
-static inline __m256 pdc_seq_sigmoid8(__m256 x) {
-    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    const __m256 e = pdc_seq_exp8(_mm256_sub_ps(_mm256_setzero_ps(), ax));
-    const __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
-}
-static inline __m256 pdc_seq_tanh8(__m256 x) {
-    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), z = _mm256_mul_ps(x, x);
-    __m256 p = pdc_seq_fma8(_mm256_set1_ps(-5.70498872745e-3f), z, 2.06390887954e-2f);
-    p = pdc_seq_fma8(p, z, -5.37397155531e-2f);
-    p = pdc_seq_fma8(p, z, 1.33314422036e-1f);
-    p = pdc_seq_fma8(p, z, -3.33332819422e-1f);
-    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
-    const __m256 e = pdc_seq_exp8(_mm256_add_ps(ax, ax));
-    __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
-    big = _mm256_or_ps(big, _mm256_and_ps(x, _mm256_set1_ps(-0.0f)));
-    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
-}
-#endif
+@native seq_vmath @end
 static void pdc_seq_sigmoid(float *v, int64_t n) {
     int64_t j = 0;
-#if defined(__AVX512F__)
-    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, pdc_seq_sigmoid16(_mm512_loadu_ps(v + j)));
-#elif defined(__AVX2__)
-    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, pdc_seq_sigmoid8(_mm256_loadu_ps(v + j)));
-#endif
+@native seq_sigmoid @end
     for (; j < n; j++) v[j] = pdc_seq_sigmoid1(v[j]);
 }
 /* v[j] = exp(v[j] - shift); returns the sum */
 static float pdc_seq_exp_sum(float *v, int64_t n, float shift) {
     int64_t j = 0;
     float total = 0;
-#if defined(__AVX512F__)
-    __m512 acc = _mm512_setzero_ps();
-    for (; j + 16 <= n; j += 16) {
-        const __m512 e = pdc_seq_exp16(_mm512_sub_ps(_mm512_loadu_ps(v + j), _mm512_set1_ps(shift)));
-        _mm512_storeu_ps(v + j, e);
-        acc = _mm512_add_ps(acc, e);
-    }
-    total = _mm512_reduce_add_ps(acc);
-#elif defined(__AVX2__)
-    __m256 acc = _mm256_setzero_ps();
-    for (; j + 8 <= n; j += 8) {
-        const __m256 e = pdc_seq_exp8(_mm256_sub_ps(_mm256_loadu_ps(v + j), _mm256_set1_ps(shift)));
-        _mm256_storeu_ps(v + j, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    total = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-#endif
+@native seq_exp_sum @end
     for (; j < n; j++) { v[j] = pdc_seq_exp1(v[j] - shift); total += v[j]; }
     return total;
 }
 static void pdc_seq_tanh(float *v, int64_t n) {
     int64_t j = 0;
-#if defined(__AVX512F__)
-    for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, pdc_seq_tanh16(_mm512_loadu_ps(v + j)));
-#elif defined(__AVX2__)
-    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, pdc_seq_tanh8(_mm256_loadu_ps(v + j)));
-#endif
+@native seq_tanh @end
     for (; j < n; j++) v[j] = pdc_seq_tanh1(v[j]);
 }
 """
 
 
+def vmath_helper(ctx: KernelContext) -> str:
+    """Registers pdc_seq_sigmoid / pdc_seq_tanh / pdc_seq_exp_sum (in place over a float row)."""
+    return ctx.helper("pdc_seq_vmath", native.fill(ctx, VMATH_C))
+
+
 # ---- activations ----------------------------------------------------------------------------
-def activation_expr(name: str, alpha, beta, ct: str, v: str) -> str:
+# the RNN activations that are fused-op activations too (activations.py), by their ONNX RNN name
+_SHARED_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "leakyrelu": "leaky_relu",
+                       "hardsigmoid": "hard_sigmoid"}
+
+
+def activation_expr(ctx: KernelContext, name: str, alpha, beta, ct: str, v: str) -> str:
     """C expression of an RNN activation (names as in ONNX, any case) applied to the variable v."""
     f = "f" if ct == "float" else ""
     lit = lambda x: float_literal(x, ct)  # noqa: E731
     n = name.lower()
-    if n == "relu":
-        return f"({v} > 0 ? {v} : ({v} != {v} ? {v} : 0))"
-    if n == "tanh":
-        return f"tanh{f}({v})"
-    if n == "sigmoid":
-        return f"({v} >= 0 ? 1 / (1 + exp{f}(-{v})) : exp{f}({v}) / (1 + exp{f}({v})))"
+    if n in _SHARED_ACTIVATIONS:
+        params = {k: lit(p) for k, p in (("alpha", alpha), ("beta", beta)) if p is not None}
+        return f"({act_expr(ctx, _SHARED_ACTIVATIONS[n], v, ct, **params)})"
     if n == "affine":
         return f"({lit(alpha)} * {v} + {lit(beta)})"
-    if n == "leakyrelu":
-        return f"({v} >= 0 ? {v} : {lit(alpha)} * {v})"
     if n == "thresholdedrelu":
         return f"({v} > {lit(alpha)} ? {v} : 0)"
     if n == "scaledtanh":
         return f"({lit(alpha)} * tanh{f}({lit(beta)} * {v}))"
-    if n == "hardsigmoid":
-        t = f"({lit(alpha)} * {v} + {lit(beta)})"
-        return f"({t} < 0 ? 0 : ({t} > 1 ? 1 : {t}))"
     if n == "elu":
         return f"({v} >= 0 ? {v} : {lit(alpha)} * expm1{f}({v}))"
     if n == "softsign":
@@ -354,7 +204,7 @@ class _Gen:
             packed[:rows] = m
             packed = packed.reshape(P, PANEL, K).transpose(0, 2, 1)  # [panel][k][16]
             ptr = ctx.add_weight(packed)
-            ctx.helper("pdc_seq_gemv16", GEMV16_C)
+            ctx.helper("pdc_seq_gemv16", native.fill(ctx, GEMV16_C))
             return f"pdc_seq_gemv16({acc}, {vec}, {ptr}, {K}, {P});"
         base = f"a->in{idx} + {(d * self.G * self.H + row0) * K}"
         return (f"{{ const {self.T_c} *m = {base};\n"
@@ -403,7 +253,7 @@ class _Gen:
         name = self.act_names[k].lower()
         _, alpha, beta = self.acts[k]
         if self.ct == "float" and name in ("sigmoid", "tanh", "scaledtanh"):
-            self.ctx.helper("pdc_seq_vmath", VMATH_C)
+            vmath_helper(self.ctx)
             if name == "sigmoid":
                 return f"pdc_seq_sigmoid({buf}, {n});"
             if name == "tanh":
@@ -411,7 +261,7 @@ class _Gen:
             al, be = self.lit(alpha), self.lit(beta)
             return (f"{{ float *v = {buf}; for (int64_t j = 0; j < {n}; j++) v[j] *= {be}; pdc_seq_tanh(v, {n}); "
                     f"for (int64_t j = 0; j < {n}; j++) v[j] *= {al}; }}")
-        expr = activation_expr(name, alpha, beta, self.ct, "x")
+        expr = activation_expr(self.ctx, name, alpha, beta, self.ct, "x")
         return f"{{ {self.ct} *v = {buf}; for (int64_t j = 0; j < {n}; j++) {{ const {self.ct} x = v[j]; v[j] = {expr}; }} }}"
 
     def clip_range(self, buf: str, n: int) -> list[str]:
@@ -559,13 +409,18 @@ class _Gen:
                     f"    for (int64_t i = begin; i < end; i++) {{ const int64_t d = i / {self.N}, b = i % {self.N}; "
                     f"{calls} }}\n}}\n")
         ctx.helper(f"{fn}_impl", "\n".join(code))
-        inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
+        # an input the direction functions never read (W, R, B packed into the blob) is passed as 0, so
+        # the bundle does not keep its original too
+        impl = "\n".join(code)
+        read = [t is not None and re.search(rf"\ba->in{i}\b", impl) is not None for i, t in enumerate(ctx.inputs)]
+        inits = ", ".join([f"in{i}" if r else "0" for i, r in enumerate(read)]
+                          + [f"out{i}" for i in range(len(ctx.outputs))])
         items = self.ndir * self.N
         macs = self.T * (self.I + self.H) * self.G * self.H
         parallel = items > 1 and take("rnn-split", "parallel", ctx.split(macs * items, PARALLEL_MIN_MACS))
         call = (f"pdc_parallel_for({items}, {fn}_task, (void *)&a);" if parallel
                 else f"{fn}_task((void *)&a, 0, {items});")
-        unused = " ".join(f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None)
+        unused = " ".join(f"(void)in{i};" for i, r in enumerate(read) if not r)
         body = f"    {fn}_args a = {{ {inits} }};\n    {unused}\n    {call}"
         return mark("rnn", "packed" if self.packed else "rowdot",
                     mark("rnn-split", "parallel" if parallel else "serial", body))

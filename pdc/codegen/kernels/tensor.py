@@ -2,7 +2,8 @@
 center_crop_pad; and the ones that make values: shape, size, constant_of_shape, range, trilu,
 eye_like.
 
-Every movement is a static loop nest from `_movement` (strided copies, index tables). Shape-like
+Every movement is a static loop nest from `_movement` (strided copies, index tables), built as
+kernel IR (pdc/codegen/kir) like the rest of this module's kernels. Shape-like
 operands (Slice's starts, Pad's pads, Tile's repeats...) must be compile-time constants; values
 (Pad's constant_value, Trilu's k, Range's start and delta) are read at run time.
 """
@@ -15,10 +16,12 @@ import numpy as np
 from ...ir.ops.common import normalize_axis
 from ...ir.ops.tensor_fill import _shape_range
 from ...ir.ops.tensor import _pad_widths, _perm, _slice_params, slice_bounds
+from ...ir import dtypes as D
+from .. import kir
 from ..context import KernelContext, broadcast_strides, numel, strides
-from ..ctypes_c import float_literal, int_literal
 from . import kernel
-from ._movement import copy_nest, fill, gather_axes, pack, uses_all_params
+from ._kir import io, prints_kir, render
+from ._movement import copy_nest, fill, gather_axes, table_ir
 
 
 def const_ints(ctx: KernelContext, i: int, what: str) -> Optional[list[int]]:
@@ -31,14 +34,14 @@ def const_ints(ctx: KernelContext, i: int, what: str) -> Optional[list[int]]:
     return [int(v) for v in np.asarray(data).reshape(-1)]
 
 
-def c_value(ctx: KernelContext, dt, value) -> str:
-    """A C literal of `value` in the storage type of dt (half precision converted by ctx.store)."""
+def c_value(dt, value) -> kir.Expr:
+    """`value` as a literal of dt (half precision rounded from float, like KernelContext.store)."""
     value = np.asarray(value).reshape(-1)[0]
     if dt.is_float:
-        return ctx.store(dt, float_literal(float(value), ctx.compute_ctype(dt)))
+        return kir.cast(dt, kir.lit(float(value), D.float32 if dt.short in ("f16", "bf16") else dt))
     if dt.short == "bool":
-        return "1" if value else "0"
-    return f"({ctx.ctype(dt)}){int_literal(int(value))}"
+        return kir.as_expr(1 if value else 0)
+    return kir.cast(dt, kir.as_expr(int(value)))
 
 
 def _is_zero_bits(value: Optional[np.ndarray]) -> bool:
@@ -47,49 +50,52 @@ def _is_zero_bits(value: Optional[np.ndarray]) -> bool:
 
 # ---- transpose / concat / split --------------------------------------------------------------
 @kernel("transpose")
-@uses_all_params
+@prints_kir
 def transpose(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     perm = _perm(ctx.attrs, len(x.shape))
     ist, ost = strides(x.shape), strides(y.shape)
-    return copy_nest(ctx, [(y.shape[d], ist[p], ost[d]) for d, p in enumerate(perm)])
+    ins, outs = io(ctx)
+    return render(ctx, copy_nest(ctx, [(y.shape[d], ist[p], ost[d]) for d, p in enumerate(perm)], ins[0], outs[0]))
 
 
 @kernel("concat")
-@uses_all_params
+@prints_kir
 def concat(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     axis = normalize_axis(ctx.attrs["axis"], len(y.shape))
     ost = strides(y.shape)
+    ins, outs = io(ctx)
     parts, at = [], 0
     for k, t in enumerate(ctx.inputs):
         ist = strides(t.shape)
-        parts.append(copy_nest(ctx, [(n, ist[d], ost[d]) for d, n in enumerate(t.shape)], f"in{k}", "out0",
-                               0, at * ost[axis]))
+        parts.append(kir.block(copy_nest(ctx, [(n, ist[d], ost[d]) for d, n in enumerate(t.shape)], ins[k], outs[0],
+                                         0, at * ost[axis]), scoped=True))
         at += t.shape[axis]
-    return "\n".join(f"    {{\n{p}\n    }}" for p in parts)
+    return render(ctx, parts)
 
 
 @kernel("split")
-@uses_all_params
+@prints_kir
 def split(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     axis = normalize_axis(ctx.attrs.get("axis", 0), len(x.shape))
     ist = strides(x.shape)
+    ins, outs = io(ctx)
     parts, at = [], 0
     for k, t in enumerate(ctx.outputs):
         ost = strides(t.shape)
-        parts.append(copy_nest(ctx, [(n, ist[d], ost[d]) for d, n in enumerate(t.shape)], "in0", f"out{k}",
-                               at * ist[axis], 0))
+        parts.append(kir.block(copy_nest(ctx, [(n, ist[d], ost[d]) for d, n in enumerate(t.shape)], ins[0], outs[k],
+                                         at * ist[axis], 0), scoped=True))
         at += t.shape[axis]
     if at != x.shape[axis]:
         ctx.fail(f"the outputs' sizes along axis {axis} add up to {at}, not {x.shape[axis]}")
-    return "\n".join(f"    {{\n{p}\n    }}" for p in parts)
+    return render(ctx, parts)
 
 
 # ---- slice / expand / tile -----------------------------------------------------------------
 @kernel("slice")
-@uses_all_params
+@prints_kir
 def slice_(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     starts, ends = const_ints(ctx, 1, "starts"), const_ints(ctx, 2, "ends")
@@ -104,19 +110,21 @@ def slice_(ctx: KernelContext) -> str:
         dims[axis] = [length, step * ist[axis], ost[axis]]
     if [d[0] for d in dims] != list(y.shape):
         ctx.fail(f"slice of {list(x.shape)} gives {[d[0] for d in dims]}, the output is {list(y.shape)}")
-    return copy_nest(ctx, [tuple(d) for d in dims], src_base=base)
+    ins, outs = io(ctx)
+    return render(ctx, copy_nest(ctx, [tuple(d) for d in dims], ins[0], outs[0], src_base=base))
 
 
 @kernel("expand")
-@uses_all_params
+@prints_kir
 def expand(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     bst, ost = broadcast_strides(x.shape, y.shape), strides(y.shape)
-    return copy_nest(ctx, [(n, bst[d], ost[d]) for d, n in enumerate(y.shape)])
+    ins, outs = io(ctx)
+    return render(ctx, copy_nest(ctx, [(n, bst[d], ost[d]) for d, n in enumerate(y.shape)], ins[0], outs[0]))
 
 
 @kernel("tile")
-@uses_all_params
+@prints_kir
 def tile(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     reps = [y.shape[d] // x.shape[d] if x.shape[d] else 0 for d in range(len(x.shape))]
@@ -124,7 +132,8 @@ def tile(ctx: KernelContext) -> str:
     dims = []
     for d, (n, r) in enumerate(zip(x.shape, reps)):  # output axis d seen as (repeat, index)
         dims += [(r, 0, n * ost[d]), (n, ist[d], ost[d])]
-    return copy_nest(ctx, dims)
+    ins, outs = io(ctx)
+    return render(ctx, copy_nest(ctx, dims, ins[0], outs[0]))
 
 
 # ---- pad / center_crop_pad -----------------------------------------------------------------
@@ -143,7 +152,7 @@ def _pad_source(mode: str, n: int, b: int, out_len: int) -> np.ndarray:
 
 
 @kernel("pad")
-@uses_all_params
+@prints_kir
 def pad(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     mode = ctx.attrs.get("mode", "constant")
@@ -167,16 +176,16 @@ def pad(ctx: KernelContext) -> str:
             continue
         src = _pad_source(mode, n, grow_b, y.shape[d])
         maps.append(np.where(src >= 0, src + lo, -1))
-    value, zero = "0", True
+    ins, outs = io(ctx)
+    value, zero = kir.as_expr(0), True
     if mode == "constant" and ctx.has_input(2) and numel(ctx.inputs[2]):
-        const = ctx.const(2)
-        zero = _is_zero_bits(const)
-        value = "in2[0]"
-    return gather_axes(ctx, x.shape, y.shape, maps, value, zero)
+        zero = _is_zero_bits(ctx.const(2))
+        value = ins[2][0]
+    return render(ctx, gather_axes(ctx, x.shape, y.shape, maps, ins[0], outs[0], value, zero))
 
 
 @kernel("center_crop_pad")
-@uses_all_params
+@prints_kir
 def center_crop_pad(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     maps = []
@@ -188,22 +197,28 @@ def center_crop_pad(ctx: KernelContext) -> str:
         else:
             j = np.arange(s) - (s - n) // 2
             maps.append(np.where((j >= 0) & (j < n), j, -1))
-    return gather_axes(ctx, x.shape, y.shape, maps, "0", True)
+    ins, outs = io(ctx)
+    return render(ctx, gather_axes(ctx, x.shape, y.shape, maps, ins[0], outs[0], kir.as_expr(0), True))
 
 
 # ---- shape / size / constant_of_shape --------------------------------------------------------
+EMPTY = kir.Comment("empty output")
+
+
 def _write_constant(ctx: KernelContext, values: np.ndarray) -> str:
     y = ctx.outputs[0]
     values = np.asarray(values).reshape(-1)
+    _, outs = io(ctx)
     if values.size == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
     if values.size <= 64:
-        return "\n".join(f"    out0[{i}] = {c_value(ctx, y.dtype, v)};" for i, v in enumerate(values))
-    return f"    memcpy(out0, {pack(ctx, values.astype(y.dtype.np), ctx.ctype(y.dtype))}, {values.nbytes});"
+        return render(ctx, [kir.Store(outs[0], kir.idx(i), c_value(y.dtype, v)) for i, v in enumerate(values)])
+    decl, data = table_ir(ctx, values.astype(y.dtype.np), "values")
+    return render(ctx, decl, kir.Copy(outs[0], kir.idx(0), data, kir.idx(0), kir.idx(values.size)))
 
 
 @kernel("shape")
-@uses_all_params
+@prints_kir
 def shape(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     s, e = _shape_range(len(x.shape), ctx.attrs)
@@ -211,67 +226,72 @@ def shape(ctx: KernelContext) -> str:
 
 
 @kernel("size")
-@uses_all_params
+@prints_kir
 def size(ctx: KernelContext) -> str:
     return _write_constant(ctx, np.array([numel(ctx.inputs[0])], np.int64))
 
 
 @kernel("constant_of_shape")
-@uses_all_params
+@prints_kir
 def constant_of_shape(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     v = ctx.attrs.get("value")
     v = np.zeros(1, np.float32) if v is None else np.asarray(v).reshape(-1)
-    return fill("out0", numel(y), c_value(ctx, y.dtype, v[0]), _is_zero_bits(v)) or "    /* empty output */"
+    _, outs = io(ctx)
+    return render(ctx, fill(outs[0], numel(y), c_value(y.dtype, v[0]), _is_zero_bits(v)) or EMPTY)
 
 
 # ---- range / trilu / eye_like ----------------------------------------------------------------
 @kernel("range")
-@uses_all_params
+@prints_kir
 def range_(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     n = numel(y)
     if n == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
     dt = y.dtype
+    ins, outs = io(ctx)
+    i = kir.index_var("i")
     if dt.is_float:
-        load = lambda e: f"(double){ctx.load(dt, e)}"  # noqa: E731
-        expr = ctx.store(dt, "start + (double)i * delta")  # rounded once from double, like the reference
-        return (f"    const double start = {load('in0[0]')}, delta = {load('in2[0]')};\n"
-                f"    for (int64_t i = 0; i < {n}; i++) out0[i] = {expr};")
+        start, delta = kir.Var("start", D.float64), kir.Var("delta", D.float64)
+        return render(ctx, kir.Declare(start, kir.cast(D.float64, ins[0][0])),
+                      kir.Declare(delta, kir.cast(D.float64, ins[2][0])),
+                      # rounded once from double, like the reference
+                      kir.loop(i, n, kir.store(outs[0], i, start + kir.cast(D.float64, i) * delta)))
     # integers wrap in their own width, like the reference's arithmetic in the dtype
-    u = f"uint{dt.itemsize * 8}_t"
-    return (f"    const {u} start = ({u})in0[0], delta = ({u})in2[0];\n"
-            f"    for (int64_t i = 0; i < {n}; i++) out0[i] = ({ctx.ctype(dt)})(start + ({u})i * delta);")
+    u = {1: D.uint8, 2: D.uint16, 4: D.uint32, 8: D.uint64}[dt.itemsize]
+    start, delta = kir.Var("start", u), kir.Var("delta", u)
+    return render(ctx, kir.Declare(start, kir.cast(u, ins[0][0])), kir.Declare(delta, kir.cast(u, ins[2][0])),
+                  kir.loop(i, n, kir.store(outs[0], i, start + kir.cast(u, i) * delta)))
 
 
 @kernel("trilu")
-@uses_all_params
+@prints_kir
 def trilu(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     *batch, rows, cols = x.shape
     nb = int(np.prod(batch, dtype=np.int64))
     if nb * rows * cols == 0:
-        return "    /* empty output */"
-    keep = "j - i >= k" if ctx.attrs.get("upper", 1) else "j - i <= k"
-    k = "(in1 ? (int64_t)in1[0] : 0)" if ctx.has_input(1) else "0"
-    return (f"    const int64_t k = {k};\n"
-            f"    for (int64_t b = 0; b < {nb}; b++)\n"
-            f"        for (int64_t i = 0; i < {rows}; i++) {{\n"
-            f"            const int64_t o = (b * {rows} + i) * {cols};\n"
-            f"            for (int64_t j = 0; j < {cols}; j++) out0[o + j] = ({keep}) ? in0[o + j] : 0;\n"
-            f"        }}")
+        return render(ctx, EMPTY)
+    ins, outs = io(ctx)
+    b, i, j, o, k = (kir.index_var(n) for n in "bijok")
+    keep = (j - i >= k) if ctx.attrs.get("upper", 1) else (j - i <= k)
+    kept = kir.select(keep, ins[0][o + j], c_value(x.dtype, 0))
+    return render(ctx, kir.Declare(k, kir.cast(kir.INDEX, ins[1][0]) if ctx.has_input(1) else kir.idx(0)),
+                  kir.loop(b, nb, kir.loop(i, rows, kir.Declare(o, (b * rows + i) * cols),
+                                           kir.loop(j, cols, kir.store(outs[0], o + j, kept)))))
 
 
 @kernel("eye_like")
-@uses_all_params
+@prints_kir
 def eye_like(ctx: KernelContext) -> str:
     y = ctx.outputs[0]
     rows, cols = y.shape
     k = ctx.attrs.get("k", 0)
-    one = c_value(ctx, y.dtype, 1)
-    lines = [fill("out0", rows * cols, "0", True) or "    /* empty output */"]
+    _, outs = io(ctx)
+    i = kir.index_var("i")
+    body = fill(outs[0], rows * cols, kir.as_expr(0), True) or [EMPTY]
     first, last = max(0, -k), min(rows, cols - k)  # rows holding a one: 0 <= i + k < cols
     if first < last:
-        lines.append(f"    for (int64_t i = {first}; i < {last}; i++) out0[i * {cols} + i + {k}] = {one};")
-    return "\n".join(lines)
+        body.append(kir.loop(i, last, kir.store(outs[0], i * cols + i + k, c_value(y.dtype, 1)), start=first))
+    return render(ctx, body)

@@ -3,75 +3,89 @@ reverse_sequence, compress, non_zero (unique: see misc.py).
 
 Indices are read at run time and normalized like the references (a negative index counts from the
 end of its axis). The references reject out-of-range indices; so do the kernels: the run function
-returns PDC_ERR_INDEX (ctx.check). They stay memory-safe meanwhile: a gather from an out-of-range
+returns PDC_ERR_INDEX (a kir Check). They stay memory-safe meanwhile: a gather from an out-of-range
 index writes zeros, a scatter to one is skipped.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ...ir import dtypes as D
 from ...ir.ops.common import normalize_axis
 from ...ir.ops.tensor_index import _reverse_sequence_axes
+from .. import kir
 from ..context import KernelContext, numel, strides
+from ..kir import Var, cast, index_var
 from . import kernel
-from ._axis import Num, indent
-from ._movement import uses_all_params
+from ._kir import io, prints_kir, render
+
+EMPTY = kir.Comment("empty output")
 
 
 def _prod(xs) -> int:
     return int(np.prod(list(xs), dtype=np.int64))
 
 
-def _norm(var: str, expr: str, dim: int) -> str:
-    """Declares int64 `var` = the index expr mapped into [0, dim) when in range (else left out of it)."""
-    return f"int64_t {var} = (int64_t){expr}; if ({var} < 0) {var} += {dim};"
+def _norm(var: Var, index: kir.Expr, dim: int) -> list:
+    """Declares int64 `var` = the index mapped into [0, dim) when in range (else left out of it)."""
+    return [kir.Declare(var, cast(kir.INDEX, index), const=False), kir.when(var < 0, kir.Assign(var, var + dim))]
 
 
-def _in_range(var: str, dim: int) -> str:
-    return f"((uint64_t){var} < (uint64_t){dim})"
+def _in_range(var: kir.Expr, dim: int) -> kir.Expr:
+    return cast(D.uint64, var) < cast(D.uint64, kir.as_expr(dim))
 
 
-def _nest(shape, st, body: str, var: str = "p") -> str:
-    """Loops over `shape` (row-major) with `o` the flat index and `var` = sum i_d * st[d]."""
-    lines = ["int64_t o = 0;"]
-    prev = "0"
-    for d, n in enumerate(shape):
-        pad = "    " * d
-        lines.append(f"{pad}for (int64_t i{d} = 0; i{d} < {n}; i{d}++) {{")
-        lines.append(f"{pad}    const int64_t {var}{d} = {prev} + i{d} * {st[d]};")
-        prev = f"{var}{d}"
-    pad = "    " * len(shape)
-    lines.append(f"{pad}const int64_t {var} = {prev};")
-    lines.append(indent(body, len(shape)))
-    lines.append(f"{pad}o++;")
-    for d in reversed(range(len(shape))):
-        lines.append("    " * d + "}")
-    return indent("\n".join(lines))
+def _checked(var: Var, index: kir.Expr, dim: int) -> list:
+    """_norm, and an out-of-range index reported (the run returns PDC_ERR_INDEX)."""
+    return _norm(var, index, dim) + [kir.Check(_in_range(var, dim).lnot())]
 
 
-def _copy_input(ctx: KernelContext) -> str:
-    n = ctx.outputs[0].nbytes
-    return f"    if (out0 != in0) memcpy(out0, in0, {n});" if n else ""
+def _nest(shape, st, body) -> list:
+    """Loops over `shape` (row-major); body(o, p) gives the statements for the flat index `o` and
+    the offset p = sum i_d * st[d]."""
+    o = index_var("o")
+    p: kir.Expr = kir.idx(0)
+
+    def level(d: int) -> list:
+        nonlocal p
+        if d == len(shape):
+            pv = index_var("p")
+            return [kir.Declare(pv, p)] + list(body(o, pv)) + [kir.Assign(o, o + 1)]
+        i, pd = index_var(f"i{d}"), index_var(f"p{d}")
+        decl = kir.Declare(pd, kir.iadd(p, kir.imul(i, st[d])))
+        p = pd
+        return [kir.loop(i, shape[d], decl, level(d + 1))]
+    return [kir.Declare(o, kir.idx(0), const=False)] + level(0)
 
 
-def _combine(ctx: KernelContext, reduction: str, dst: str, src: str) -> str:
-    """The statement dst = reduction(dst, src) (or dst = src), as the reference's ufunc.at does it."""
-    num = Num(ctx.outputs[0].dtype)
+def _copy_input(ctx: KernelContext) -> list:
+    ins, outs = io(ctx)
+    n = numel(ctx.outputs[0])
+    return [kir.Copy(outs[0], kir.idx(0), ins[0], kir.idx(0), kir.idx(n), in_place=True)] if n else []
+
+
+def _combine(ctx: KernelContext, reduction: str, dst: kir.Buffer, at: kir.Expr, src: kir.Expr) -> kir.Stmt:
+    """The statement dst[at] = reduction(dst[at], src) (or = src), as the reference's ufunc.at does it."""
+    dt = ctx.outputs[0].dtype
     if reduction == "none":
-        return f"{dst} = {src};"
-    if num.dt.short == "bool":
-        op = {"add": "|", "max": "|", "mul": "&", "min": "&"}[reduction]
-        return f"{dst} = (uint8_t)(({dst} {op} {src}) != 0);"
-    if num.is_float:
-        a, b = num.load(dst), num.load(src)
-        expr = {"add": "a + b", "mul": "a * b",
-                "max": "(a != a || b != b) ? a + b : (a > b ? a : b)",
-                "min": "(a != a || b != b) ? a + b : (a < b ? a : b)"}[reduction]
-        return f"{{ const {num.ct} a = {a}, b = {b}; {dst} = {num.store(expr)}; }}"
-    u = "uint64_t" if num.dt.itemsize == 8 else "uint32_t"  # wraps like NumPy, without signed overflow
-    expr = {"add": f"({num.c})(({u})a + ({u})b)", "mul": f"({num.c})(({u})a * ({u})b)",
-            "max": "a > b ? a : b", "min": "a < b ? a : b"}[reduction]
-    return f"{{ const {num.c} a = {dst}, b = {src}; {dst} = {expr}; }}"
+        return kir.Store(dst, at, src)
+    if dt.short == "bool":
+        old = dst[at]
+        both = {"add": old | src, "max": old | src, "mul": old & src, "min": old & src}[reduction]
+        return kir.store(dst, at, both.ne(0))
+    if dt.is_float:
+        ct = D.float32 if dt.short in ("f16", "bf16") else dt
+        a, b = Var("a", ct), Var("b", ct)
+        expr = {"add": lambda: a + b, "mul": lambda: a * b,
+                "max": lambda: kir.select(a.ne(a).lor(b.ne(b)), a + b, kir.select(a > b, a, b)),
+                "min": lambda: kir.select(a.ne(a).lor(b.ne(b)), a + b, kir.select(a < b, a, b))}[reduction]()
+        return kir.block(kir.Declare(a, cast(ct, dst[at])), kir.Declare(b, cast(ct, src)), kir.store(dst, at, expr),
+                         scoped=True)
+    u = D.uint64 if dt.itemsize == 8 else D.uint32  # wraps like NumPy, without signed overflow
+    a, b = Var("a", dt), Var("b", dt)
+    expr = {"add": lambda: cast(dt, cast(u, a) + cast(u, b)), "mul": lambda: cast(dt, cast(u, a) * cast(u, b)),
+            "max": lambda: kir.select(a > b, a, b), "min": lambda: kir.select(a < b, a, b)}[reduction]()
+    return kir.block(kir.Declare(a, dst[at]), kir.Declare(b, src), kir.store(dst, at, expr), scoped=True)
 
 
 def _reduction(ctx: KernelContext) -> str:
@@ -83,26 +97,24 @@ def _reduction(ctx: KernelContext) -> str:
 
 # ---- gathers -------------------------------------------------------------------------------
 @kernel("gather")
-@uses_all_params
+@prints_kir
 def gather(ctx: KernelContext) -> str:
     x, idx, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     axis = normalize_axis(ctx.attrs.get("axis", 0), len(x.shape))
     outer, n, inner = _prod(x.shape[:axis]), x.shape[axis], _prod(x.shape[axis + 1:])
     m = numel(idx)
     if numel(y) == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
+    ins, outs = io(ctx)
+    o, j, k = index_var("o"), index_var("j"), index_var("k")
+    ok = _in_range(k, n)
     if inner == 1:
-        body = f"out0[o * {m} + j] = {_in_range('k', n)} ? in0[o * {n} + k] : 0;"
+        body = kir.store(outs[0], o * m + j, kir.select(ok, ins[0][o * n + k], kir.zero(y.dtype)))
     else:
-        body = (f"{ctx.ctype(y.dtype)} *dst = out0 + (o * {m} + j) * {inner};\n"
-                f"        if ({_in_range('k', n)})\n"
-                f"            memcpy(dst, in0 + (o * {n} + k) * {inner}, {inner} * sizeof(*dst));\n"
-                f"        else memset(dst, 0, {inner} * sizeof(*dst));")
-    return (f"    for (int64_t o = 0; o < {outer}; o++)\n"
-            f"    for (int64_t j = 0; j < {m}; j++) {{\n"
-            f"        {_norm('k', 'in1[j]', n)} {ctx.check('!' + _in_range('k', n))}\n"
-            f"        {body}\n"
-            f"    }}")
+        dst = (o * m + j) * inner
+        body = kir.If(ok, kir.block(kir.Copy(outs[0], dst, ins[0], (o * n + k) * inner, kir.idx(inner))),
+                      kir.block(kir.Fill(outs[0], dst, kir.idx(inner), kir.zero(y.dtype), zero=True)))
+    return render(ctx, kir.loop(o, outer, kir.loop(j, m, _checked(k, ins[1][j], n), body)))
 
 
 def _elements_setup(ctx: KernelContext):
@@ -116,48 +128,59 @@ def _elements_setup(ctx: KernelContext):
 
 
 @kernel("gather_elements")
-@uses_all_params
+@prints_kir
 def gather_elements(ctx: KernelContext) -> str:
-    x, idx = ctx.inputs[0], ctx.inputs[1]
+    x, idx, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     axis, st, walk = _elements_setup(ctx)
     if numel(idx) == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
     n = x.shape[axis]
-    body = (f"{_norm('k', 'in1[o]', n)} {ctx.check('!' + _in_range('k', n))}\n"
-            f"out0[o] = {_in_range('k', n)} ? in0[p + k * {st[axis]}] : 0;")
-    return _nest(idx.shape, walk, body)
+    ins, outs = io(ctx)
+    k = index_var("k")
+
+    def body(o, p):
+        return _checked(k, ins[1][o], n) + [
+            kir.store(outs[0], o, kir.select(_in_range(k, n), ins[0][p + k * st[axis]], kir.zero(y.dtype)))]
+    return render(ctx, _nest(idx.shape, walk, body))
 
 
 @kernel("scatter_elements")
-@uses_all_params
+@prints_kir
 def scatter_elements(ctx: KernelContext) -> str:
     x, idx, upd = ctx.inputs
     if tuple(idx.shape) != tuple(upd.shape):
         ctx.fail(f"indices {idx} and updates {upd} must have one shape")
     axis, st, walk = _elements_setup(ctx)
     red = _reduction(ctx)
-    code = [_copy_input(ctx)]
+    code = _copy_input(ctx)
     if numel(idx):
         n = x.shape[axis]
-        body = (f"{_norm('k', 'in1[o]', n)} {ctx.check('!' + _in_range('k', n))}\n"
-                f"if ({_in_range('k', n)}) {_combine(ctx, red, f'out0[p + k * {st[axis]}]', 'in2[o]')}")
-        code.append(_nest(idx.shape, walk, body))
-    return "\n".join(c for c in code if c) or "    /* empty output */"
+        ins, outs = io(ctx)
+        k = index_var("k")
+
+        def body(o, p):
+            return _checked(k, ins[1][o], n) + [
+                kir.when(_in_range(k, n), _combine(ctx, red, outs[0], p + k * st[axis], ins[2][o]))]
+        code += _nest(idx.shape, walk, body)
+    return render(ctx, code or EMPTY)
 
 
-def _nd_offset(data_shape, first: int, k: int, idx: str) -> list[str]:
-    """Statements computing `off` (element offset of the addressed slice) from k indices at idx[0..k),
-    the axes starting at `first`; `ok` says whether every index was in range."""
+def _nd_offset(data_shape, k: int, ix: kir.Buffer, at: kir.Expr) -> tuple[list, Var, Var]:
+    """(statements, off, ok): `off` the element offset of the slice addressed by the k indices at
+    ix[at..at + k), `ok` whether every index was in range."""
     st = strides(data_shape)
-    lines = ["int64_t off = 0; int ok = 1;"]
+    off, ok = index_var("off"), Var("ok", kir.C_INT)
+    lines = [kir.Declare(off, kir.idx(0), const=False), kir.Declare(ok, kir.idx(1), const=False)]
+    v = index_var("v")
     for j in range(k):
-        dim = data_shape[first + j]
-        lines.append(f"{{ {_norm('v', f'{idx}[{j}]', dim)} ok &= {_in_range('v', dim)}; off += v * {st[first + j]}; }}")
-    return lines
+        dim = data_shape[j]
+        lines.append(kir.block(_norm(v, ix[kir.iadd(at, j)], dim), kir.Assign(ok, ok & _in_range(v, dim)),
+                               kir.Assign(off, off + v * st[j]), scoped=True))
+    return lines, off, ok
 
 
 @kernel("gather_nd")
-@uses_all_params
+@prints_kir
 def gather_nd(ctx: KernelContext) -> str:
     x, idx, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     b = ctx.attrs.get("batch_dims", 0)
@@ -166,22 +189,20 @@ def gather_nd(ctx: KernelContext) -> str:
     P = _prod(idx.shape[b:-1])
     S = _prod(x.shape[b + k:])
     if numel(y) == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
     inner = x.shape[b:]
-    lines = [f"for (int64_t bi = 0; bi < {nb}; bi++)",
-             f"for (int64_t p = 0; p < {P}; p++) {{",
-             f"    const int64_t *ix = in1 + (bi * {P} + p) * {k};",
-             *("    " + s for s in _nd_offset(inner, 0, k, "ix")),
-             f"    {ctx.check('!ok')}",
-             f"    {ctx.ctype(y.dtype)} *dst = out0 + (bi * {P} + p) * {S};",
-             f"    if (ok) memcpy(dst, in0 + bi * {_prod(inner)} + off, {S} * sizeof(*dst));",
-             f"    else memset(dst, 0, {S} * sizeof(*dst));",
-             "}"]
-    return indent("\n".join(lines))
+    ins, outs = io(ctx)
+    bi, p, ix = index_var("bi"), index_var("p"), index_var("ix")
+    find, off, ok = _nd_offset(inner, k, ins[1], ix)
+    dst = (bi * P + p) * S
+    body = [kir.Declare(ix, (bi * P + p) * k), find, kir.Check(ok.lnot()),
+            kir.If(ok, kir.block(kir.Copy(outs[0], dst, ins[0], bi * _prod(inner) + off, kir.idx(S))),
+                   kir.block(kir.Fill(outs[0], dst, kir.idx(S), kir.zero(y.dtype), zero=True)))]
+    return render(ctx, kir.loop(bi, nb, kir.loop(p, P, body)))
 
 
 @kernel("scatter_nd")
-@uses_all_params
+@prints_kir
 def scatter_nd(ctx: KernelContext) -> str:
     x, idx, upd = ctx.inputs
     red = _reduction(ctx)
@@ -190,73 +211,67 @@ def scatter_nd(ctx: KernelContext) -> str:
     S = _prod(x.shape[k:])
     if numel(upd) != P * S:
         ctx.fail(f"updates {upd} must have shape {list(idx.shape[:-1]) + list(x.shape[k:])}")
-    code = [_copy_input(ctx)]
+    code = _copy_input(ctx)
     if P * S:
+        ins, outs = io(ctx)
+        p, s = index_var("p"), index_var("s")
+        find, off, ok = _nd_offset(x.shape, k, ins[1], p * k)
         if red == "none":
-            apply = f"memcpy(out0 + off, in2 + p * {S}, {S} * sizeof(*out0));"
+            apply = kir.Copy(outs[0], off, ins[2], p * S, kir.idx(S))
         else:
-            apply = (f"for (int64_t s = 0; s < {S}; s++) "
-                     f"{_combine(ctx, red, 'out0[off + s]', f'in2[p * {S} + s]')}")
-        lines = [f"for (int64_t p = 0; p < {P}; p++) {{",
-                 f"    const int64_t *ix = in1 + p * {k};",
-                 *("    " + s for s in _nd_offset(x.shape, 0, k, "ix")),
-                 f"    {ctx.check('!ok')}",
-                 f"    if (ok) {apply}",
-                 "}"]
-        code.append(indent("\n".join(lines)))
-    return "\n".join(c for c in code if c) or "    /* empty output */"
+            apply = kir.loop(s, S, _combine(ctx, red, outs[0], off + s, ins[2][p * S + s]))
+        code.append(kir.loop(p, P, find, kir.Check(ok.lnot()), kir.when(ok, apply)))
+    return render(ctx, code or EMPTY)
 
 
 # ---- one_hot / reverse_sequence / compress / non_zero ------------------------------
 @kernel("one_hot")
-@uses_all_params
+@prints_kir
 def one_hot(ctx: KernelContext) -> str:
     idx, y = ctx.inputs[0], ctx.outputs[0]
     axis = normalize_axis(ctx.attrs.get("axis", -1), len(idx.shape) + 1)
     depth = y.shape[axis]
     outer, inner = _prod(idx.shape[:axis]), _prod(idx.shape[axis:])
     if numel(y) == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
+    ins, outs = io(ctx)
+    o, j, k, i = index_var("o"), index_var("j"), index_var("k"), index_var("i")
+    at = ins[0][o * inner + j]
     if idx.dtype.is_float:  # truncated toward zero like astype(int64); NaN and huge values match nothing
-        v = ctx.load(idx.dtype, "in0[o * " + str(inner) + " + j]")
-        conv = (f"const double v = (double){v};\n"
-                f"        int64_t k = (v > -9.2e18 && v < 9.2e18) ? (int64_t)v : -1 - {depth};\n"
-                f"        if (k < 0) k += {depth};")
+        v = Var("v", D.float64)
+        conv = [kir.Declare(v, cast(D.float64, at)),
+                kir.Declare(k, kir.select((v > -9.2e18).land(v < 9.2e18), cast(kir.INDEX, v), -1 - depth), const=False),
+                kir.when(k < 0, kir.Assign(k, k + depth))]
     else:
-        conv = _norm("k", f"in0[o * {inner} + j]", depth)
-    return (f"    const {ctx.ctype(y.dtype)} off = in2[0], on = in2[1];\n"
-            f"    for (int64_t i = 0; i < {numel(y)}; i++) out0[i] = off;\n"
-            f"    for (int64_t o = 0; o < {outer}; o++)\n"
-            f"    for (int64_t j = 0; j < {inner}; j++) {{\n"
-            f"        {conv}\n"
-            f"        if ({_in_range('k', depth)}) out0[(o * {depth} + k) * {inner} + j] = on;\n"
-            f"    }}")
+        conv = _norm(k, at, depth)
+    off, on = Var("off", y.dtype), Var("on", y.dtype)
+    return render(ctx, kir.Declare(off, ins[2][0]), kir.Declare(on, ins[2][1]),
+                  kir.loop(i, numel(y), kir.Store(outs[0], i, off)),
+                  kir.loop(o, outer, kir.loop(j, inner, conv, kir.when(_in_range(k, depth),
+                                                                       kir.Store(outs[0], (o * depth + k) * inner + j, on)))))
 
 
 @kernel("reverse_sequence")
-@uses_all_params
+@prints_kir
 def reverse_sequence(ctx: KernelContext) -> str:
-
     x = ctx.inputs[0]
     b_ax, t_ax = _reverse_sequence_axes(ctx.attrs, len(x.shape))
     B, T = x.shape[b_ax], x.shape[t_ax]
     inner = _prod(x.shape[2:])
     if numel(x) == 0:
-        return "    /* empty output */"
-    at = (lambda b, t: f"({b} * {T} + {t})") if b_ax == 0 else (lambda b, t: f"({t} * {B} + {b})")
-    return (f"    for (int64_t b = 0; b < {B}; b++) {{\n"
-            f"        int64_t len = (int64_t)in1[b];\n"
-            f"        len = len < 0 ? 0 : (len > {T} ? {T} : len);\n"
-            f"        for (int64_t t = 0; t < {T}; t++) {{\n"
-            f"            const int64_t src = t < len ? len - 1 - t : t;\n"
-            f"            memcpy(out0 + {at('b', 't')} * {inner}, in0 + {at('b', 'src')} * {inner}, "
-            f"{inner} * sizeof(*out0));\n"
-            f"        }}\n"
-            f"    }}")
+        return render(ctx, EMPTY)
+    ins, outs = io(ctx)
+    b, t, n, src = index_var("b"), index_var("t"), index_var("len"), index_var("src")
+    at = (lambda b, t: b * T + t) if b_ax == 0 else (lambda b, t: t * B + b)
+    return render(ctx, kir.loop(b, B, kir.Declare(n, cast(kir.INDEX, ins[1][b]), const=False),
+                                kir.Assign(n, kir.select(n < 0, 0, kir.select(n > T, T, n))),
+                                kir.loop(t, T, kir.Declare(src, kir.select(t < n, n - 1 - t, t)),
+                                         kir.Copy(outs[0], at(b, t) * inner, ins[0], at(b, src) * inner,
+                                                  kir.idx(inner)))))
 
 
 @kernel("compress")
-@uses_all_params
+@prints_kir
 def compress(ctx: KernelContext) -> str:
     x, cond, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     axis = ctx.attrs.get("axis")
@@ -267,33 +282,32 @@ def compress(ctx: KernelContext) -> str:
         outer, n, inner, m = _prod(x.shape[:axis]), x.shape[axis], _prod(x.shape[axis + 1:]), y.shape[axis]
     c = min(numel(cond), n)
     if numel(y) == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
     # the output length is static: it came from a constant condition (or the same values at run time)
-    return (f"    int64_t j = 0;\n"
-            f"    for (int64_t i = 0; i < {c} && j < {m}; i++) {{\n"
-            f"        if (!in1[i]) continue;\n"
-            f"        for (int64_t o = 0; o < {outer}; o++)\n"
-            f"            memcpy(out0 + (o * {m} + j) * {inner}, in0 + (o * {n} + i) * {inner},\n"
-            f"                   {inner} * sizeof(*out0));\n"
-            f"        j++;\n"
-            f"    }}")
+    ins, outs = io(ctx)
+    i, j, o = index_var("i"), index_var("j"), index_var("o")
+    return render(ctx, kir.Declare(j, kir.idx(0), const=False),
+                  kir.loop(i, c, kir.when(j >= m, kir.Break()), kir.when(ins[1][i].lnot(), kir.Continue()),
+                           kir.loop(o, outer, kir.Copy(outs[0], (o * m + j) * inner, ins[0], (o * n + i) * inner,
+                                                       kir.idx(inner))),
+                           kir.Assign(j, j + 1)))
 
 
 @kernel("non_zero")
-@uses_all_params
+@prints_kir
 def non_zero(ctx: KernelContext) -> str:
     x, y = ctx.inputs[0], ctx.outputs[0]
     shape = list(x.shape) or [1]
     nnz = y.shape[1]
     if nnz == 0:
-        return "    /* empty output */"
+        return render(ctx, EMPTY)
     st = strides(shape)
-    test = "(in0[f] & 0x7fff) != 0" if x.dtype.short == "bf16" else "in0[f] != 0"
-    coords = " ".join(f"out0[{d} * {nnz} + j] = (f / {st[d]}) % {n};" for d, n in enumerate(shape))
+    ins, outs = io(ctx)
+    f, j = index_var("f"), index_var("j")
+    v = ins[0][f]
+    test = (kir.bitcast(D.uint16, v) & 0x7fff).ne(0) if x.dtype.short == "bf16" else v.ne(kir.zero(x.dtype))
+    coords = [kir.store(outs[0], d * nnz + j, f / st[d] % n) for d, n in enumerate(shape)]
     # the output length is static: it came from a constant input (or the same values at run time)
-    return (f"    int64_t j = 0;\n"
-            f"    for (int64_t f = 0; f < {numel(x)} && j < {nnz}; f++) {{\n"
-            f"        if (!({test})) continue;\n"
-            f"        {coords}\n"
-            f"        j++;\n"
-            f"    }}")
+    return render(ctx, kir.Declare(j, kir.idx(0), const=False),
+                  kir.loop(f, numel(x), kir.when(j >= nnz, kir.Break()), kir.when(test.lnot(), kir.Continue()),
+                           coords, kir.Assign(j, j + 1)))

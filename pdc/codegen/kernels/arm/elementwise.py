@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from ..context import KernelContext, broadcast_strides, strides
-from .neon import arm_kernel, base, c_float, is_f32, simd_of
+from ...context import KernelContext, broadcast_strides, strides
+from ..activations import act_expr
+from ..epilogue import c_float
+from .vector import arm_kernel, base, is_f32, simd_of
 
 BINARY_V = {"add": "pdc_vadd(a, b)", "sub": "pdc_vsub(a, b)", "mul": "pdc_vmul(a, b)",
             "max": "pdc_vmax(a, b)", "min": "pdc_vmin(a, b)", "div": "vdivq_f32(a, b)"}
@@ -109,18 +111,18 @@ def unary(ctx: KernelContext) -> Optional[str]:
         return None
     prelude: list[str] = []
     if op == "relu":
-        vexpr, sexpr = "pdc_vmax(a, pdc_vdup(0.0f))", "a > 0 ? a : (a != a ? a : 0)"
+        vexpr, sexpr = "pdc_vmax(a, pdc_vdup(0.0f))", act_expr(ctx, "relu")
     elif op == "neg":
         vexpr, sexpr = "pdc_vneg(a)", "-a"
     elif op == "abs":
         vexpr, sexpr = "pdc_vabs(a)", "fabsf(a)"
     elif op == "leaky_relu":
         al = c_float(ctx.attrs.get("alpha", 0.01))
-        vexpr, sexpr = f"pdc_vsel(pdc_vge0(a), a, pdc_vmul(a, pdc_vdup({al})))", f"a >= 0 ? a : a * {al}"
+        vexpr, sexpr = f"pdc_vsel(pdc_vge0(a), a, pdc_vmul(a, pdc_vdup({al})))", act_expr(ctx, "leaky_relu", alpha=al)
     elif op == "hard_sigmoid":
         al, be = c_float(ctx.attrs.get("alpha", 0.2)), c_float(ctx.attrs.get("beta", 0.5))
         vexpr = f"pdc_vclamp(pdc_vadd(pdc_vmul(a, pdc_vdup({al})), pdc_vdup({be})), pdc_vdup(0.0f), pdc_vdup(1.0f))"
-        sexpr = f"pdc_fclamp({al} * a + {be}, 0, 1)"
+        sexpr = act_expr(ctx, "hard_sigmoid", alpha=al, beta=be)
     else:  # clip: bounds are optional scalar inputs, read once
         for i in (1, 2):
             if ctx.has_input(i) and (ctx.inputs[i].dtype.short != "f32" or ctx.inputs[i].numel != 1):

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...ir.ops.nn_common import resolve_window
-from ..context import KernelContext
-from . import pool as _portable  # noqa: F401  (declares the portable paths first: "generic" is the general one)
-from .neon import arm_kernel, base, is_f32
-from .paths import declare, mark, take
+from ....ir.ops.nn_common import resolve_window
+from ...context import KernelContext
+from .. import pool as _portable  # noqa: F401  (declares the portable paths first: "generic" is the general one)
+from ..paths import declare, mark, take
+from .vector import arm_kernel, base, is_f32
 
 declare("pool", "neon-band", "neon-global")
 

@@ -10,13 +10,13 @@ per row / column, + residual, clamp) runs on the registers of full tiles; partia
 other activations go through a scalar pass on the finished tile.
 
 On Cortex-A the weights are packed at compile time into the panel order of their side (conv
-weights are "A", a matmul's constant B is "B"). On Cortex-M, where flash is scarce and the blob
-holds the graph's constants anyway, they are read in place: the microkernel also takes A
-row-major (one scalar per row and k) and B row-major (row stride ldb), so no second copy is
-stored. Runtime operands are packed per K block by a callback (im2col for convolutions:
-neon_conv.py, a strided copy for a matmul's A) into buffers in the kernel's stack frame, sized
-for the job; a job split over threads gives each thread its own. The register tile, K block and
-buffer sizes are chosen per target (Cortex-M: about 1 KiB of packed B).
+weights are "A", a matmul's constant B is "B"); the blob then holds the packed copy only. On
+Cortex-M, where flash is scarce, they are read in place, which saves the panel padding: the
+microkernel also takes A row-major (one scalar per row and k) and B row-major (row stride ldb).
+A transposed B is still packed. Runtime operands are packed per K block by a callback (im2col
+for convolutions: conv.py, a strided copy for a matmul's A) into buffers in the kernel's stack
+frame, sized for the job; a job split over threads gives each thread its own. The register tile,
+K block and buffer sizes are chosen per target (Cortex-M: about 1 KiB of packed B).
 """
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ from typing import Optional
 
 import numpy as np
 
-from ...ir.ops.common import broadcast_shapes
-from ..context import KernelContext
-from .neon import Epilogue, arm_kernel, base, is_f32, simd_of
-from .paths import declare, mark, take
+from ....ir.ops.common import broadcast_shapes
+from ...context import KernelContext
+from ..epilogue import Epilogue
+from ..paths import declare, mark, take
+from .vector import arm_kernel, base, is_f32, simd_of
 
 # the kernels below take B constant ("neon"); the portable generators (dense_gemm.py: "runtime",
 # the general path, named first whichever module declares first; "packed-b", "packed-a", "loops")
@@ -72,8 +73,8 @@ def scratch_floats(ctx: KernelContext) -> int:
 
 
 def pack_weights(ctx: KernelContext) -> bool:
-    """Whether weights are repacked into panel order (a second copy) or read in place (flash-bound
-    targets: the portable renderer keeps every graph constant in the blob anyway)."""
+    """Whether weights are repacked into panel order (the blob holds the copy instead of the
+    constant, plus its padding) or read in place (flash-bound targets)."""
     return ctx.config.pack_weights
 
 
@@ -293,25 +294,21 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
          f"    if (ars == 1 && acs == {mr}) {{ /* packed A: MR values per k, side by side */",
          f"    for (int k = 0; k < kn; k++, a += {mr}, b += bks) {{",
          "        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv))]
-    # how A's MR values meet the B vectors differs per ISA
-    L.append("#if defined(__aarch64__)")
-    if mr % 4 == 0:
-        L.append("        " + " ".join(f"const float32x4_t a{q} = vld1q_f32(a + {4 * q});" for q in range(mr // 4)))
-        for i in range(mr):
-            L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_laneq_f32({acc[i][v]}, b{v}, a{i // 4}, {i % 4});"
-                                           for v in range(nv)))
-    else:
-        for i in range(mr):
-            L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(nv)))
-    L.append("#elif defined(__ARM_NEON)")
-    if mr % 2 == 0:
-        L.append("        " + " ".join(f"const float32x2_t a{q} = vld1_f32(a + {2 * q});" for q in range(mr // 2)))
-        for i in range(mr):
-            L.append("        " + " ".join(f"{acc[i][v]} = vmlaq_lane_f32({acc[i][v]}, b{v}, a{i // 2}, {i % 2});"
-                                           for v in range(nv)))
-    else:
-        for i in range(mr):
-            L.append("        " + " ".join(f"{acc[i][v]} = vmlaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(nv)))
+    # how A's MR values meet the B vectors differs per ISA: A loaded as vectors of `w` and a lane of one
+    # multiplied in (A64: fmla by element of a q register, A32: vmla by scalar of a d register), or
+    # one scalar per row where MR is no multiple of w
+    for guard, w, vt, load, by_lane, by_n in (
+            ("#if defined(__aarch64__)", 4, "float32x4_t", "vld1q_f32", "vfmaq_laneq_f32", "vfmaq_n_f32"),
+            ("#elif defined(__ARM_NEON)", 2, "float32x2_t", "vld1_f32", "vmlaq_lane_f32", "vmlaq_n_f32")):
+        L.append(guard)
+        if mr % w == 0:
+            L.append("        " + " ".join(f"const {vt} a{q} = {load}(a + {w * q});" for q in range(mr // w)))
+            for i in range(mr):
+                L.append("        " + " ".join(f"{acc[i][v]} = {by_lane}({acc[i][v]}, b{v}, a{i // w}, {i % w});"
+                                               for v in range(nv)))
+        else:
+            for i in range(mr):
+                L.append("        " + " ".join(f"{acc[i][v]} = {by_n}({acc[i][v]}, b{v}, a[{i}]);" for v in range(nv)))
     L.append("#else /* Helium: the scalar operand comes from a core register */")
     for i in range(mr):
         L.append("        { const float t = a[" + str(i) + "]; "

@@ -4,7 +4,7 @@ Depthwise convs (one input and one output channel per group) run a kernel vector
 output columns: per output row, the KH input rows the window touches are copied with their zero
 padding into a small band on the stack, and each group of 4 outputs is KH x KW vector FMAs with
 the tap weights broadcast (stride 2 reads every other column with a de-interleaving load).
-Every other conv is a GEMM per (image, group) (neon_gemm): M = output channels of the group
+Every other conv is a GEMM per (image, group) (gemm.py): M = output channels of the group
 (weights packed at compile time), N = output pixels, K = C/group x taps, with B packed from the
 input by im2col per K block and pixel chunk.
 """
@@ -14,11 +14,13 @@ from typing import Optional
 
 import numpy as np
 
-from ...ir.ops.nn_common import resolve_window
-from ..context import KernelContext
-from .neon import Epilogue, arm_kernel, base, is_f32
-from .neon_gemm import PARALLEL_MIN_MACS, ArmGemm
-from .paths import declare, mark, take
+from ...context import KernelContext
+from .. import dense_conv as _portable  # noqa: F401  (declares the portable paths first: "im2col" is the general one)
+from ..conv_geometry import ConvGeom
+from ..epilogue import Epilogue
+from ..paths import declare, mark, take
+from .gemm import PARALLEL_MIN_MACS, ArmGemm
+from .vector import arm_kernel, base, is_f32
 
 declare("conv", "neon-gemm", "neon-depthwise")
 
@@ -87,34 +89,6 @@ typedef struct { const float *x, *w, *b, *r; float *y; } pdc_adw_args;
 """
 
 
-class _Geom:
-    """A 1-D or 2-D NCHW convolution's static geometry (1-D as H = 1)."""
-
-    def __init__(self, ctx: KernelContext):
-        x_shape, w_shape = ctx.inputs[0].shape, ctx.inputs[1].shape
-        kernel = list(w_shape[2:])
-        strides, dil, begin, out, _ = resolve_window(x_shape, kernel, ctx.attrs)
-        pad = 2 - len(kernel)
-        self.n, self.c = x_shape[0], x_shape[1]
-        self.m = w_shape[0]
-        self.group = int(ctx.attrs.get("group", 1) or 1)
-        self.H, self.W = ([1] * pad + list(x_shape[2:]))
-        self.OH, self.OW = ([1] * pad + list(out))
-        self.KH, self.KW = ([1] * pad + kernel)
-        self.sh, self.sw = ([1] * pad + list(strides))
-        self.dh, self.dw = ([1] * pad + list(dil))
-        self.ph, self.pw = ([0] * pad + list(begin))
-        self.cg, self.mg = self.c // self.group, self.m // self.group
-        self.taps = self.KH * self.KW
-        self.k = self.cg * self.taps
-        self.p_out = self.OH * self.OW
-
-    @property
-    def pointwise(self) -> bool:
-        return (self.taps == 1 and self.sh == self.sw == 1 and self.ph == self.pw == 0
-                and (self.OH, self.OW) == (self.H, self.W))
-
-
 @arm_kernel("conv", "fused_conv")
 def conv(ctx: KernelContext) -> Optional[str]:
     x_t, w_t = ctx.inputs[0], ctx.inputs[1]
@@ -123,7 +97,7 @@ def conv(ctx: KernelContext) -> Optional[str]:
     if (W is None or len(x_t.shape) not in (3, 4) or not is_f32(x_t, w_t, ctx.outputs[0])
             or not epi.supported or (ctx.has_input(2) and ctx.inputs[2].dtype.short != "f32")):
         return None
-    g = _Geom(ctx)
+    g = ConvGeom(x_t.shape, w_t.shape, ctx.attrs)
     if g.n * g.m * g.p_out == 0 or g.k == 0:
         return None
     if g.cg == 1 and g.mg == 1 and take("conv", "neon-depthwise"):
@@ -133,7 +107,7 @@ def conv(ctx: KernelContext) -> Optional[str]:
     return None
 
 
-def _gemm_conv(ctx: KernelContext, g: _Geom, epi: Epilogue, W: np.ndarray) -> str:
+def _gemm_conv(ctx: KernelContext, g: ConvGeom, epi: Epilogue, W: np.ndarray) -> str:
     job = ArmGemm(ctx, g.n * g.group, g.mg, g.p_out, g.k, epi)
     ctx.helper("pdc_apack_im2col", IM2COL_C)
     job.a_const(W.reshape(g.group, g.mg, g.k), "in1")
@@ -146,7 +120,7 @@ def _gemm_conv(ctx: KernelContext, g: _Geom, epi: Epilogue, W: np.ndarray) -> st
     return job.render()
 
 
-def _depthwise(ctx: KernelContext, g: _Geom, epi: Epilogue) -> str:
+def _depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     base(ctx)
     ctx.helper("pdc_adw_args", DW_ARGS_C)
     bw = (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1  # band width: every column a window reaches

@@ -1,0 +1,400 @@
+"""x86 C of the convolution kernels: the AVX-512 forms of the portable row helpers
+(dense_conv_c.py) and of the depthwise kernels' inner loops (dense_depthwise.py), and the C of the
+AVX-512 convolution paths (conv.py): the padded-band driver, the packers of the small-image
+(transposed) path and the in-place pointwise driver. They use the types of dense_core.
+"""
+from __future__ import annotations
+
+from ...context import KernelContext
+from .. import native
+from ..dense_conv_c import fill_row_helper
+
+# ---- row helpers -----------------------------------------------------------------------------------
+native.implement(
+    "x86",
+    copy_zero=r"""#if defined(__AVX512F__)
+    for (; n >= 16; n -= 16, d += 16) _mm512_storeu_ps(d, _mm512_setzero_ps());
+    if (n > 0) _mm512_mask_storeu_ps(d, (__mmask16)pdc_m16((int)n), _mm512_setzero_ps());
+#else
+@plain
+#endif
+""",
+    copy_run=r"""#if defined(__AVX512F__)
+    for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+    if (n > 0) {
+        const __mmask16 m = (__mmask16)pdc_m16((int)n);
+        _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+    }
+#else
+@plain
+#endif
+""",
+    copy_step2=r"""#if defined(__AVX512F__)
+    if (step == 2) {
+        const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; n >= 16; n -= 16, d += 16, s += 32)
+            _mm512_storeu_ps(d, _mm512_permutex2var_ps(_mm512_loadu_ps(s), idx,
+                                                       _mm512_maskz_loadu_ps((__mmask16)0x7fff, s + 16)));
+        if (n > 0) {
+            const int need = 2 * (int)n - 1;
+            const __m512 lo = _mm512_maskz_loadu_ps((__mmask16)pdc_m16(need), s);
+            const __m512 hi = _mm512_maskz_loadu_ps((__mmask16)pdc_m16(need - 16), s + 16);
+            _mm512_mask_storeu_ps(d, (__mmask16)pdc_m16((int)n), _mm512_permutex2var_ps(lo, idx, hi));
+        }
+        return;
+    }
+#endif
+""",
+    fill_row=r"""#if defined(__AVX512F__)
+    if (sw == 1) {
+        for (int64_t c = 0; c < n; c += 16) {
+            const int64_t a = c + off, lo = a < 0 ? -a : 0, hi = W - a;
+            const unsigned in = pdc_m16((int)(hi < 16 ? hi : 16)) & ~pdc_m16((int)(lo < 16 ? lo : 16));
+            const __mmask16 m = (__mmask16)(hi <= lo ? 0u : in);
+            _mm512_mask_storeu_ps(d + c, (__mmask16)pdc_m16((int)(n - c)), _mm512_maskz_loadu_ps(m, xr + a));
+        }
+        return;
+    }
+    if (sw == 2) {
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for (int64_t c = 0; c < n; c += 16) {
+            const int64_t a = 2 * c + off, lo = a < 0 ? -a : 0, hi = W - a; /* valid lanes [lo, hi) of 32 */
+            __mmask16 m0 = 0, m1 = 0;
+            if (hi > lo) {
+                m0 = (__mmask16)(pdc_m16((int)(hi < 16 ? hi : 16)) & ~pdc_m16((int)(lo < 16 ? lo : 16)));
+                m1 = (__mmask16)(pdc_m16((int)(hi - 16 < 16 ? hi - 16 : 16)) &
+                                 ~pdc_m16((int)(lo - 16 < 16 ? lo - 16 : 16)));
+            }
+            const __m512 A = _mm512_maskz_loadu_ps(m0, xr + a), B = _mm512_maskz_loadu_ps(m1, xr + a + 16);
+            const __mmask16 st = (__mmask16)pdc_m16((int)(n - c));
+            _mm512_mask_storeu_ps(d + c, st, _mm512_permutex2var_ps(A, ev, B));
+            _mm512_mask_storeu_ps(d + phase + c, st, _mm512_permutex2var_ps(A, od, B));
+        }
+        return;
+    }
+#endif
+""",
+)
+
+
+# ---- padded, phase-split bands of input rows -------------------------------------------------------
+ICONV_C = r"""
+/* ---- pdc dense kernels: convolution over zero-padded, phase-split bands of input rows ----
+ * A band holds, for every input channel of a group, the padded input rows that output rows
+ * [oh0, oh1) read, split into sh x sw phases (row % sh, column % sw) so that every kernel tap
+ * reads a contiguous run: output grid position q = row * Wq + column, tap t of channel c at
+ * band + koff[c * taps + t] + q. Grid columns >= OW are computed and dropped on store. */
+#define PDC_IC_BUF @BUF@
+typedef void (*pdc_ukri_fn)(int64_t kc, const float *a, const float *b, const int32_t *koff, float *c, int64_t ldc,
+                            int mr, int nr, int flags, const pdc_epi *e);
+typedef struct {
+    const float *x, *w, *bias, *res; float *y; const int32_t *koff; const pdc_post *post;
+    int64_t G, Cg, Mg, H, W, OH, OW, sh, sw, ph, pw, khd; /* khd: dilated kernel height */
+    int64_t K, MR, NR, mchunk, problems;
+    int64_t band, nbands, Wq, rows_q, BS;
+    float lo, hi; int clamp, split_m, parallel;
+    pdc_ukri_fn ukr;
+} pdc_iconv_job;
+static void pdc_iconv_fill(const pdc_iconv_job *j, const float *x, int64_t nch, int64_t oh0, int64_t oh1, float *buf) {
+    const int64_t R = (oh1 - oh0 - 1) * j->sh + j->khd, r0 = oh0 * j->sh - j->ph;
+    const int64_t phase = j->rows_q * j->Wq, Wq = j->Wq, sh = j->sh, sw = j->sw;
+    for (int64_t ci = 0; ci < nch; ci++) {
+        const float *xc = x + ci * j->H * j->W;
+        float *bc = buf + ci * j->BS;
+        for (int64_t rq = 0; rq < j->rows_q; rq++)
+        for (int64_t rp = 0; rp < sh; rp++) { /* padded row pr = rq * sh + rp, phase (rp, 0) */
+            float *d = bc + rp * sw * phase + rq * Wq;
+            const int64_t pr = rq * sh + rp, ih = r0 + pr;
+            if (pr >= R || ih < 0 || ih >= j->H) {
+                for (int64_t cp = 0; cp < sw; cp++) pdc_zero_f32(d + cp * phase, Wq);
+                continue;
+            }
+            pdc_fill_row(d, phase, xc + ih * j->W, j->W, Wq, sw, -j->pw);
+        }
+    }
+    pdc_zero_f32(buf + nch * j->BS, Wq + 64); /* slack read by the last tiles */
+}
+/* Stores tile columns [0, nq) (grid positions q0 ...) of mr output channels with the epilogue. */
+static void pdc_iconv_store(const pdc_iconv_job *j, const float *tile, int mr, int64_t q0, int64_t nq, int64_t oh0,
+                            int64_t b, int64_t m0) {
+    const int64_t P = j->OH * j->OW, g = b % j->G;
+    float *y = j->y + (b * j->Mg + m0) * P;
+    const float *res = j->res ? j->res + (b * j->Mg + m0) * P : 0;
+    const float *bias = j->bias ? j->bias + g * j->Mg + m0 : 0;
+    for (int64_t q = q0; q < q0 + nq;) {
+        const int64_t r = q / j->Wq, ow = q % j->Wq;
+        int64_t seg = j->Wq - ow;
+        if (seg > q0 + nq - q) seg = q0 + nq - q;
+        if (ow < j->OW) {
+            const int64_t n = seg < j->OW - ow ? seg : j->OW - ow, o = (oh0 + r) * j->OW + ow, t = q - q0;
+            for (int i = 0; i < mr; i++) {
+                const float *src = tile + i * j->NR + t;
+                float *dst = y + i * P + o;
+                const float bv = bias ? bias[i] : 0.0f;
+#if defined(__AVX512F__)
+                const __m512 vb = _mm512_set1_ps(bv), vlo = _mm512_set1_ps(j->lo), vhi = _mm512_set1_ps(j->hi);
+                for (int64_t x = 0; x < n; x += 16) {
+                    const __mmask16 m = (__mmask16)pdc_m16((int)(n - x));
+                    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + x), vb);
+                    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i * P + o + x));
+                    if (j->clamp) v = _mm512_min_ps(vhi, _mm512_max_ps(vlo, v));
+                    _mm512_mask_storeu_ps(dst + x, m, v);
+                }
+#else
+                for (int64_t x = 0; x < n; x++) {
+                    float v = src[x] + bv;
+                    if (res) v += res[i * P + o + x];
+                    if (j->clamp) { v = v < j->lo ? j->lo : v; v = v > j->hi ? j->hi : v; }
+                    dst[x] = v;
+                }
+#endif
+            }
+            if (j->post) pdc_post_tile(j->post, b, m0, o, mr, (int)n, y + o, P);
+        }
+        q += seg;
+    }
+}
+static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts) {
+    float buf[PDC_IC_BUF] __attribute__((aligned(64)));
+    float tile[16 * 64] __attribute__((aligned(64)));
+    const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, per = j->split_m ? mbs : j->nbands;
+    const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
+    for (int64_t u = u0; u < u1;) {
+        const int64_t b = u / per, r0 = u % per, r1 = (b + 1) * per <= u1 ? per : u1 - b * per;
+        u = b * per + r1;
+        const int64_t mb0 = j->split_m ? r0 : 0, mb1 = j->split_m ? r1 : mbs;
+        const int64_t bd0 = j->split_m ? 0 : r0, bd1 = j->split_m ? j->nbands : r1;
+        const float *w = j->w + (b % j->G) * mbs * j->K * j->MR;
+        for (int64_t bd = bd0; bd < bd1; bd++) {
+            const int64_t oh0 = bd * j->band, oh1 = oh0 + j->band < j->OH ? oh0 + j->band : j->OH;
+            pdc_iconv_fill(j, j->x + b * j->Cg * j->H * j->W, j->Cg, oh0, oh1, buf);
+            const int64_t nq = (oh1 - oh0 - 1) * j->Wq + j->OW;
+            for (int64_t mc = mb0; mc < mb1; mc += j->mchunk) {
+                const int64_t mce = mc + j->mchunk < mb1 ? mc + j->mchunk : mb1;
+                for (int64_t q0 = 0; q0 < nq; q0 += j->NR) {
+                    const int64_t n = nq - q0 < j->NR ? nq - q0 : j->NR;
+                    for (int64_t mb = mc; mb < mce; mb++) {
+                        const int64_t m0 = mb * j->MR;
+                        const int mr = (int)(j->Mg - m0 < j->MR ? j->Mg - m0 : j->MR);
+                        j->ukr(j->K, w + mb * j->K * j->MR, buf + q0, j->koff, tile, j->NR, mr, (int)j->NR, 0, 0);
+                        pdc_iconv_store(j, tile, mr, q0, n, oh0, b, m0);
+                    }
+                }
+            }
+        }
+    }
+}
+static void pdc_iconv_task(void *p, int64_t t0, int64_t t1) {
+    pdc_chunks *c = (pdc_chunks *)p;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        pdc_iconv_part((const pdc_iconv_job *)c->job, i, c->chunks);
+}
+static void pdc_iconv_run(const pdc_iconv_job *j) {
+    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
+    if (threads <= 1) { pdc_iconv_part(j, 0, 1); return; }
+    const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : j->nbands;
+    pdc_chunks c;
+    c.job = j;
+    /* split M: every chunk fills every band, so one chunk per thread */
+    c.chunks = j->split_m ? (j->problems * per < threads ? j->problems * per : threads)
+                          : pdc_chunk_count(j->problems * per, threads);
+    atomic_init(&c.next, 0);
+    pdc_parallel_for(threads, pdc_iconv_task, &c);
+}
+"""
+IC_BUF_FLOATS = 49152  # 192 KiB per thread
+
+
+# ---- small images: pixels as GEMM rows ---------------------------------------------------------------
+TCONV_C = r"""
+/* ---- pdc dense kernels: small-image convolution with pixels as GEMM rows ----
+ * For outputs of at most 16 columns (7x7, 14x14 late layers) the GEMM runs transposed: one
+ * output row of pixels is broadcast (MR = OW), output channels run along the vectors, and the
+ * tile is stored transposed by the post-pass. A rows come from the padded band (pdc_iconv_fill)
+ * of the whole image, prepared once per problem in the B buffer. */
+/* The band of the channels of K block [k0, k0 + kc) (K blocks hold whole channels: K = channels x taps). */
+static void pdc_tconv_prep(const void *ctx, int64_t b, int64_t k0, int64_t kc, float *band) {
+    const pdc_iconv_job *j = (const pdc_iconv_job *)ctx;
+    const int64_t taps = j->K / j->Cg, c0 = k0 / taps;
+    pdc_iconv_fill(j, j->x + (b * j->Cg + c0) * j->H * j->W, kc / taps, 0, j->OH, band);
+}
+static void pdc_tconv_packa(const void *ctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0, int64_t kc,
+                            int64_t MR, const float *band) {
+    const pdc_iconv_job *j = (const pdc_iconv_job *)ctx;
+    const int64_t taps = j->K / j->Cg;
+    const float *row = band + (m0 / j->OW) * j->Wq - (k0 / taps) * j->BS; /* koff counts from channel 0 */
+    (void)b;
+    for (int64_t k = 0; k < kc; k++) {
+        pdc_copy_f32(dst + k * MR, row + j->koff[k0 + k], mr);
+        if (mr < MR) pdc_zero_f32(dst + k * MR + mr, MR - mr);
+    }
+}
+"""
+
+
+TCONV_S1X1_C = r"""
+/* A rows of a strided 1x1 conv for the transposed path: channel k of output row oh is input row
+   oh * sh read every sw-th column. */
+static void pdc_tconv_packa_s1x1(const void *ctx, int64_t b, float *dst, int64_t m0, int64_t mr, int64_t k0,
+                                 int64_t kc, int64_t MR, const float *scratch) {
+    const pdc_iconv_job *j = (const pdc_iconv_job *)ctx;
+    const float *x = j->x + b * j->Cg * j->H * j->W + (m0 / j->OW) * j->sh * j->W;
+    (void)scratch;
+    for (int64_t k = 0; k < kc; k++) {
+        pdc_copy_step_f32(dst + k * MR, x + (k0 + k) * j->H * j->W, mr, j->sw);
+        if (mr < MR) pdc_zero_f32(dst + k * MR + mr, MR - mr);
+    }
+}
+"""
+
+
+# ---- pointwise convolution reading the input in place -------------------------------------------------
+PWCONV_C = r"""
+/* ---- pdc dense kernels: pointwise convolution reading the NCHW input in place ----
+ * For a 1x1, stride 1, unpadded conv B[k][p] = x[k * HW + p]: the indirect microkernel reads
+ * full pixel panels straight from the input (koff[k] = k * HW); only the tail panel is copied
+ * into a zero-padded buffer (tkoff[k] = k * NR). The microkernel stores with the epilogue. */
+typedef struct {
+    const float *x, *w, *bias, *res; float *y; const int32_t *koff, *tkoff; const pdc_post *post;
+    int64_t G, Cg, Mg, P, K, MR, NR, mchunk, problems;
+    float lo, hi; int clamp, split_m, parallel;
+    pdc_ukri_fn ukr;
+} pdc_pwconv_job;
+static void pdc_pwconv_part(const pdc_pwconv_job *j, int64_t part, int64_t parts) {
+    float tail[640 * 64] __attribute__((aligned(64)));
+    const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, nbs = (j->P + j->NR - 1) / j->NR;
+    const int64_t per = j->split_m ? mbs : nbs;
+    const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
+    const int flags = PDC_LAST | (j->clamp && !j->post ? PDC_CLAMP : 0);
+    for (int64_t u = u0; u < u1;) {
+        const int64_t b = u / per, r0 = u % per, r1 = (b + 1) * per <= u1 ? per : u1 - b * per;
+        u = b * per + r1;
+        const int64_t mb0 = j->split_m ? r0 : 0, mb1 = j->split_m ? r1 : mbs;
+        const int64_t q0 = j->split_m ? 0 : r0, q1 = j->split_m ? nbs : r1;
+        const int64_t g = b % j->G;
+        const float *x = j->x + b * j->Cg * j->P, *w = j->w + g * mbs * j->K * j->MR;
+        float *y = j->y + b * j->Mg * j->P;
+        const float *res = j->res ? j->res + b * j->Mg * j->P : 0;
+        const float *bias = j->bias ? j->bias + g * j->Mg : 0;
+        int have_tail = 0;
+        for (int64_t mc = mb0; mc < mb1; mc += j->mchunk) {
+            const int64_t mce = mc + j->mchunk < mb1 ? mc + j->mchunk : mb1;
+            for (int64_t q = q0; q < q1; q++) {
+                const int64_t c0 = q * j->NR;
+                const int nr = (int)(j->P - c0 < j->NR ? j->P - c0 : j->NR);
+                const float *bp = x + c0;
+                const int32_t *koff = j->koff;
+                if (nr < j->NR) { /* the tail panel: reading in place would run past the input */
+                    if (!have_tail) {
+                        for (int64_t k = 0; k < j->K; k++) {
+                            pdc_copy_f32(tail + k * j->NR, x + k * j->P + c0, nr);
+                            pdc_zero_f32(tail + k * j->NR + nr, j->NR - nr);
+                        }
+                        have_tail = 1;
+                    }
+                    bp = tail;
+                    koff = j->tkoff;
+                }
+                for (int64_t mb = mc; mb < mce; mb++) {
+                    const int64_t m0 = mb * j->MR;
+                    const int mr = (int)(j->Mg - m0 < j->MR ? j->Mg - m0 : j->MR);
+                    pdc_epi e = {bias ? bias + m0 : 0, 0, res ? res + m0 * j->P + c0 : 0, j->P, j->lo, j->hi};
+                    float *cp = y + m0 * j->P + c0;
+                    j->ukr(j->K, w + mb * j->K * j->MR, bp, koff, cp, j->P, mr, nr, flags, &e);
+                    if (j->post) pdc_post_tile(j->post, b, m0, c0, mr, nr, cp, j->P);
+                }
+            }
+        }
+    }
+}
+static void pdc_pwconv_task(void *p, int64_t t0, int64_t t1) {
+    pdc_chunks *c = (pdc_chunks *)p;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        pdc_pwconv_part((const pdc_pwconv_job *)c->job, i, c->chunks);
+}
+static void pdc_pwconv_run(const pdc_pwconv_job *j) {
+    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
+    if (threads <= 1) { pdc_pwconv_part(j, 0, 1); return; }
+    const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : (j->P + j->NR - 1) / j->NR;
+    pdc_chunks c;
+    c.job = j;
+    c.chunks = pdc_chunk_count(j->problems * per, threads);
+    atomic_init(&c.next, 0);
+    pdc_parallel_for(threads, pdc_pwconv_task, &c);
+}
+"""
+
+
+def iconv_helpers(ctx: KernelContext) -> None:
+    """Registers the padded-band driver (and the row fill it uses)."""
+    fill_row_helper(ctx)
+    ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
+
+
+# ---- the depthwise kernels' vector loops (dense_depthwise.py) -----------------------------------------
+@native.implements("dense_dw_rows", family="x86")
+def dw_rows(taps_h: int, taps_w: int, sw: int) -> str:
+    """One plane of the row kernel in vectors of 16 output columns: each tap one masked load from the
+    input row (stride 2: two loads and a permute)."""
+    taps = taps_h * taps_w
+    L = ["#if defined(__AVX512F__)"]
+    L.append("        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)))
+    L.append("        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);")
+    if sw == 2:
+        L.append("        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, "
+                 "28, 30);")
+    L.append("        for (int64_t oh = 0; oh < OH; oh++) {")
+    L.append("            for (int64_t blk = 0; blk < nblk; blk++) {")
+    L.append(f"                const uint32_t *mk = masks + blk * {taps_w};")
+    L.append(f"                const int64_t base = blk * {16 * sw} - pw;")
+    L.append("                __m512 a0 = vb, a1 = _mm512_setzero_ps();")
+    for kh in range(taps_h):
+        L.append(f"                {{ const int64_t ih = oh * sh - ph + {kh} * dh;")
+        L.append("                  if (ih >= 0 && ih < H) { const float *r = x + ih * W + base;")
+        for kw in range(taps_w):
+            t = kh * taps_w + kw
+            if sw == 1:
+                v = f"_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw)"
+            else:
+                v = (f"_mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw), ev, "
+                     f"_mm512_maskz_loadu_ps((__mmask16)(mk[{kw}] >> 16), r + {kw} * dw + 16))")
+            L.append(f"                    a{t % 2} = _mm512_fmadd_ps(w{t}, {v}, a{t % 2});")
+        L.append("                  } }")
+    L.append("                const int64_t o = oh * OW + blk * 16;")
+    L.append("                const __mmask16 m = (__mmask16)pdc_m16((int)(OW - blk * 16));")
+    L.append("                a0 = _mm512_add_ps(a0, a1);")
+    L.append("                if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + o));")
+    L.append("                if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));")
+    L.append("                _mm512_mask_storeu_ps(y + o, m, a0);")
+    L.append("            }")
+    L.append("        }")
+    L += ["#else", "@plain", "#endif"]
+    return "\n".join(L) + "\n"
+
+
+@native.implements("dense_dw_flat", family="x86")
+def dw_flat(taps: int) -> str:
+    """One plane of the flat kernel in vectors of 16 output pixels, each tap one masked load."""
+    L = ["#if defined(__AVX512F__)",
+         "        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)),
+         "        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",
+         "        for (int64_t v = 0; v < nvec; v++) {",
+         f"            const uint32_t *mk = masks + v * {taps};",
+         "            const float *r = x + v * 16;",
+         "            __m512 a0 = vb, a1 = _mm512_setzero_ps();"]
+    for t in range(taps):
+        L.append(f"            a{t % 2} = _mm512_fmadd_ps(w{t}, _mm512_maskz_loadu_ps((__mmask16)mk[{t}], r + off[{t}]), "
+                 f"a{t % 2});")
+    L += ["            const __mmask16 m = (__mmask16)pdc_m16((int)(P - v * 16));",
+          "            a0 = _mm512_add_ps(a0, a1);",
+          "            if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + v * 16));",
+          "            if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));",
+          "            _mm512_mask_storeu_ps(y + v * 16, m, a0);",
+          "        }",
+          "#else", "@plain", "#endif"]
+    return "\n".join(L) + "\n"

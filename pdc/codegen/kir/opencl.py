@@ -1,0 +1,108 @@
+"""OpenCLPrinter: kernel IR as OpenCL C 1.2, the CPrinter with OpenCL's spellings.
+
+What differs from C: type names (char, uint, long, half), overloaded math functions (no float
+suffix; rint for nearbyint), address-space qualifiers, `__kernel`, loops bound to work-items
+(get_global_id / get_group_id / get_local_id, guarded by the loop's bound), barriers, vector
+types (float4, vload4 / vstore4), half-precision loads and stores through vload_half /
+vstore_half (no cl_khr_fp16 needed), and copies and fills as loops (no memcpy / memset).
+bf16 uses the helpers in `helpers`, which the program's source must include once.
+"""
+from __future__ import annotations
+
+from ...ir.errors import UnsupportedError
+from .expr import Cast, Const, Expr, Load
+from .printer import PREC, PRIMARY, UNARY, CPrinter
+from .stmt import Barrier, Bind, Copy, Fill, For, Store, Unroll
+from .types import VectorType
+
+HELPERS = r"""
+inline float pdc_bf16_to_f32(ushort h) { return as_float((uint)h << 16); }
+inline ushort pdc_f32_to_bf16(float f) {
+    uint u = as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (ushort)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+    return (ushort)(u >> 16);
+}
+"""
+
+
+class OpenCLPrinter(CPrinter):
+    type_names = {"f64": "double", "f32": "float", "f16": "half", "bf16": "ushort", "i8": "char", "u8": "uchar",
+                  "i16": "short", "u16": "ushort", "i32": "int", "u32": "uint", "i64": "long", "u64": "ulong",
+                  "bool": "uchar"}
+    index_type = "long"
+    float_suffix = ""
+    math_names = {"nearbyint": "rint"}
+    space_qualifiers = {"global": "__global", "constant": "__constant", "local": "__local", "private": "__private"}
+    kernel_prefix = "__kernel "
+    const_array_prefix = "__constant"
+    helpers = HELPERS
+    id_functions = {"global": "get_global_id", "group": "get_group_id", "local": "get_local_id"}
+
+    def vector_type_name(self, t: VectorType) -> str:
+        return f"{self.type_names[t.elem.short]}{t.lanes}"
+
+    def vector_typedefs(self, root) -> list[str]:
+        return []
+
+    def convert(self, to, x: Expr):
+        if isinstance(to, VectorType):
+            return f"convert_{self.type_name(to)}({self.expr(x)})", PRIMARY
+        if isinstance(x, Load) and x.dtype.short == "f16" and x.lanes == 1 and to.short in ("f32", "f64"):
+            text = f"vload_half({self.expr(x.index)}, {x.buffer.name})"
+            return (text, PRIMARY) if to.short == "f32" else (f"(double){text}", UNARY)
+        return super().convert(to, x)
+
+    def load(self, e: Load) -> str:
+        if e.dtype.short == "f16" and e.lanes == 1:
+            raise UnsupportedError("OpenCL: a half element is read as float (cast the load to f32)")
+        if e.lanes == 1:
+            return super().load(e)
+        return f"vload{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
+
+    def broadcast(self, e) -> str:
+        return f"({self.type_name(e.dtype)})({self.expr(e.a)})"
+
+    def simple(self, s):
+        if isinstance(s, Store) and s.buffer.dtype.short == "f16":
+            v = s.value.a if isinstance(s.value, Cast) else s.value
+            return f"vstore_half({self.expr(v)}, {self.expr(s.index)}, {s.buffer.name});"
+        if isinstance(s, Store) and s.lanes > 1:
+            return f"vstore{s.lanes}({self.expr(s.value)}, 0, {self.address(s.buffer.name, s.index)});"
+        if isinstance(s, Copy):
+            k = "copy_i"
+            return (f"for ({self.index_type} {k} = 0; {k} < {self.expr(s.count)}; {k}++) "
+                    f"{s.dst.name}[{self._at(s.dst_index, k)}] = {s.src.name}[{self._at(s.src_index, k)}];")
+        return super().simple(s)
+
+    def _at(self, base: Expr, k: str) -> str:
+        if isinstance(base, Const) and base.value == 0:
+            return k
+        return f"{self._operand(base, PREC['add'])} + {k}"
+
+    def fill(self, s: Fill, level: int) -> list[str]:
+        return super().fill(Fill(s.dst, s.index, s.count, s.value, zero=False), level)
+
+    def loop_pragmas(self, annotation, level: int) -> list[str]:
+        if isinstance(annotation, Unroll):
+            hint = f"({annotation.factor})" if annotation.factor else ""
+            return [self.indent * level + f"__attribute__((opencl_unroll_hint{hint}))"]
+        return []
+
+    def bound_loop(self, s: For, level: int) -> list[str]:
+        """One work-item (or group) per iteration: the id, offset by start and scaled by step,
+        and a guard for the launch's rounding up to whole work-groups."""
+        b: Bind = s.annotation
+        pad, inner = self.indent * level, self.indent * (level + 1)
+        at = f"{self.id_functions[b.scope]}({b.dim})"
+        if s.step != 1:
+            at = f"{at} * {s.step}"
+        if not (isinstance(s.start, Const) and s.start.value == 0):
+            at = f"{self._operand(s.start, PREC['add'])} + {at}"
+        out = [pad + "{", f"{inner}const {self.index_type} {s.var.name} = {at};",
+               f"{inner}if ({s.var.name} < {self.expr(s.stop)}) {{"]
+        out += [ln for x in s.body.body for ln in self.lines(x, level + 2)]
+        return out + [inner + "}", pad + "}"]
+
+    def barrier(self, s: Barrier) -> str:
+        return f"barrier({'CLK_GLOBAL_MEM_FENCE' if s.space == 'global' else 'CLK_LOCAL_MEM_FENCE'});"
