@@ -72,6 +72,18 @@ def test_c_parentheses_follow_precedence_and_warnings():
     assert p.expr(kir.cast(D.int8, a + b)) == "(int8_t)(a + b)"
 
 
+def test_an_address_is_a_helper_calls_pointer_argument():
+    """A helper that walks a row itself gets the row's address; the buffer counts as used."""
+    x, y = kir.Buffer("in0", f32), kir.Buffer("out0", f32)
+    i = kir.index_var("i")
+    row = kir.call("row_sum", f32, kir.address(x, i * 16), 16)
+    k = kir.make_kernel("k", [x], [y], kir.loop(i, 4, kir.store(y, i, row)),
+                        kir.store(y, 4, kir.call("row_sum", f32, kir.address(x, 0), 64)))
+    assert kir.CPrinter().body(k).splitlines() == [
+        "    for (int64_t i = 0; i < 4; i++) out0[i] = row_sum(in0 + i * 16, 16);",
+        "    out0[4] = row_sum(in0, 64);"]
+
+
 def test_opencl_printer_over_the_same_ir():
     """The OpenCL printer changes types, qualifiers, math names and the bound loop, nothing else."""
     text = OpenCLPrinter().function(bias_relu(bind=kir.Bind("global.x"), dtype=f16))
@@ -258,13 +270,19 @@ def test_types_follow_c():
 
 def test_kir_generated_ops():
     """The registered ops whose generators print through the kernel IR: every op of the ported
-    families (elementwise and fused chains, copies, tensor movement, index gathers and scatters)."""
+    families (elementwise and fused chains, copies, tensor movement, index gathers and scatters),
+    the reductions (Reduce*, the global pools, ArgMax / ArgMin, the scans) and the block moves."""
     from pdc.codegen.kernels import generators
     from pdc.codegen.kernels._kir import kir_generated_ops
     ported_modules = ("elementwise", "fused", "copy", "tensor", "tensor_index")
-    ported = sorted(op for op, fn in generators().items() if fn.__module__.rsplit(".", 1)[-1] in ported_modules)
+    ported_ops = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1", "reduce_l2",
+                  "reduce_log_sum", "reduce_log_sum_exp", "reduce_sum_square", "global_average_pool",
+                  "global_max_pool", "global_lp_pool", "arg_max", "arg_min", "cum_sum", "cum_prod", "max_unpool",
+                  "depth_to_space", "space_to_depth", "bit_cast", "tensor_scatter", "dropout")
+    ported = sorted(op for op, fn in generators().items()
+                    if fn.__module__.rsplit(".", 1)[-1] in ported_modules or op in ported_ops)
     assert kir_generated_ops() == ported
-    assert len(ported) == 98
+    assert len(ported) == 121
 
 
 def test_kernel_signature_is_the_contexts(tmp_path):

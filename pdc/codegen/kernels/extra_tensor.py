@@ -9,53 +9,51 @@
 from __future__ import annotations
 
 from ...ir.ops.extra_tensor import tensor_scatter_axis
+from ...ir import dtypes as D
+from .. import kir
 from ..context import KernelContext, numel
 from . import kernel
 from ._axis import prod
+from ._kir import io, prints_kir, render
 from .reduce import scan_along_axis
 
 
-def _memcpy(dst: str, src: str, nbytes: int) -> str:
-    return f"memcpy({dst}, {src}, {nbytes});" if nbytes else f"(void){dst}; (void){src};"
-
-
 @kernel("bit_cast")
+@prints_kir
 def bit_cast(ctx: KernelContext) -> str:
-    x = ctx.inputs[0]
-    return "    " + _memcpy("out0", "in0", numel(x) * x.dtype.itemsize)
+    ins, outs = io(ctx)
+    n = numel(ctx.inputs[0])
+    return render(ctx, kir.Copy(outs[0], kir.idx(0), ins[0], kir.idx(0), kir.idx(n)) if n else None)
 
 
 @kernel("cum_prod")
+@prints_kir
 def cum_prod(ctx: KernelContext) -> str:
-    return scan_along_axis(ctx, "*", 1)
+    return scan_along_axis(ctx, "mul", 1)
 
 
 @kernel("tensor_scatter")
+@prints_kir
 def tensor_scatter(ctx: KernelContext) -> str:
     past, upd = ctx.inputs[0], ctx.inputs[1]
-    size = past.dtype.itemsize
     axis = tensor_scatter_axis(ctx.attrs, len(past.shape))
     batch = past.shape[0]
     mid = prod(past.shape[1:axis])
     max_len, seq = past.shape[axis], upd.shape[axis]
     inner = prod(past.shape[axis + 1:])
-    lines = ["    " + _memcpy("out0", "in0", numel(past) * size)]
+    ins, outs = io(ctx)
+    lines = [kir.Copy(outs[0], kir.idx(0), ins[0], kir.idx(0), kir.idx(numel(past)))] if numel(past) else []
     if batch * mid * seq * inner == 0:
-        lines.append("    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""))
-        return "\n".join(lines)
+        return render(ctx, lines)
+    b, w, m, row, s, p = (kir.index_var(n) for n in ("b", "w", "m", "row", "s", "p"))
     if ctx.attrs.get("mode", "linear") == "circular":
-        place = f"int64_t p = (w + s) % {max_len}; if (p < 0) p += {max_len};"
+        place = [kir.Declare(p, (w + s) % max_len, const=False), kir.when(p < 0, kir.Assign(p, p + max_len))]
     else:
-        place = f"const int64_t p = w + s; if (p < 0 || p >= {max_len}) continue; /* out of range: skipped */"
-    w = "in2[b]" if ctx.has_input(2) else "0"
-    lines.append(f"""    for (int64_t b = 0; b < {batch}; b++) {{
-        const int64_t w = {w};
-        for (int64_t m = 0; m < {mid}; m++) {{
-            const int64_t row = b * {mid} + m;
-            for (int64_t s = 0; s < {seq}; s++) {{
-                {place}
-                memcpy(out0 + (row * {max_len} + p) * {inner}, in1 + (row * {seq} + s) * {inner}, {inner * size});
-            }}
-        }}
-    }}""")
-    return "\n".join(lines)
+        place = [kir.Declare(p, w + s), kir.when((p < 0).lor(p >= max_len), kir.Comment("out of range: skipped"),
+                                                 kir.Continue())]
+    lines.append(kir.loop(b, batch, kir.Declare(w, kir.cast(D.int64, ins[2][b]) if ctx.has_input(2) else kir.idx(0)),
+                          kir.loop(m, mid, kir.Declare(row, kir.iadd(kir.imul(b, mid), m)),
+                                   kir.loop(s, seq, place,
+                                            kir.Copy(outs[0], kir.imul(row * max_len + p, inner), ins[1],
+                                                     kir.imul(row * seq + s, inner), kir.idx(inner))))))
+    return render(ctx, lines)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 
-from ..context import KernelContext
+from .. import kir
+from ..context import KernelContext, numel
 from ..ctypes_c import float_literal, int_literal
 from . import kernel
+from ._kir import io, prints_kir, render
 
 DET_MAX_BYTES = 256 * 1024  # one matrix copy on the stack
 SCE_BLOCK = 64  # positions (trailing dims) whose softmax runs together
@@ -401,12 +403,14 @@ def max_roi_pool(ctx: KernelContext) -> str:
 
 # ---- Dropout / Unique -----------------------------------------------------------------------------------
 @kernel("dropout")
+@prints_kir
 def dropout(ctx: KernelContext) -> str:
-    n = ctx.outputs[0].nbytes
-    lines = [f"    if ((const void *)out0 != (const void *)in0) memcpy(out0, in0, {n});" if n else "    (void)in0;"]
-    if len(ctx.outputs) > 1:
-        lines.append(f"    memset(out1, 1, {ctx.outputs[1].nbytes});")  # inference: nothing is dropped
-    return "\n".join(lines)
+    ins, outs = io(ctx)
+    n = numel(ctx.outputs[0])
+    lines = [kir.Copy(outs[0], kir.idx(0), ins[0], kir.idx(0), kir.idx(n), in_place=True)] if n else []
+    if len(ctx.outputs) > 1 and numel(ctx.outputs[1]):  # inference: nothing is dropped
+        lines.append(kir.Fill(outs[1], kir.idx(0), kir.idx(numel(ctx.outputs[1])), kir.as_expr(1)))
+    return render(ctx, lines)
 
 
 @kernel("unique")

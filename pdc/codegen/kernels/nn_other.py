@@ -14,8 +14,10 @@ Paths (pdc/codegen/kernels/paths.py, family "softmax"): "rows" (inner == 1, its 
 """
 from __future__ import annotations
 
+from .. import kir
 from ..context import KernelContext
 from ._axis import LANES, Num, axis_kernel, indent, outer_n_inner, prod, row_f32_helper, vexp_helper
+from ._kir import io, prints_kir, render
 from .paths import declare, mark, take
 
 declare("softmax", "block", "rows")
@@ -176,31 +178,30 @@ def softmax(ctx: KernelContext) -> str:
 
 # ---- block moves ----------------------------------------------------------------------------
 @axis_kernel("depth_to_space", "space_to_depth")
+@prints_kir
 def depth_space(ctx: KernelContext) -> str:
     """Loops over the output in order; the input channel of each output element depends on mode."""
     bs = ctx.attrs["blocksize"]
     dcr = ctx.attrs.get("mode", "DCR") == "DCR"
     if prod(ctx.outputs[0].shape) == 0:
-        return "    /* empty */"
-    if ctx.node.op == "depth_to_space":
-        N, C, H, W = ctx.inputs[0].shape
-        Co = C // (bs * bs)
-        ch = f"(i * {bs} + j) * {Co} + c" if dcr else f"c * {bs * bs} + i * {bs} + j"
-        return (f"    int64_t o = 0;\n"
-                f"    for (int64_t n = 0; n < {N}; n++) for (int64_t c = 0; c < {Co}; c++)\n"
-                f"    for (int64_t h = 0; h < {H}; h++) for (int64_t i = 0; i < {bs}; i++)\n"
-                f"    for (int64_t w = 0; w < {W}; w++) for (int64_t j = 0; j < {bs}; j++)\n"
-                f"        out0[o++] = in0[((n * {C} + {ch}) * {H} + h) * {W} + w];")
+        return render(ctx, kir.Comment("empty"))
+    ins, outs = io(ctx)
+    n, c, h, i, w, j, o = (kir.index_var(v) for v in ("n", "c", "h", "i", "w", "j", "o"))
     N, C, H, W = ctx.inputs[0].shape
+
+    def nest(order, sizes, src) -> list:
+        body = [kir.store(outs[0], o, ins[0][src]), kir.Assign(o, o + 1)]
+        for var in reversed(order):
+            body = [kir.loop(var, sizes[var.name], body)]
+        return [kir.Declare(o, kir.idx(0), const=False)] + body
+
+    if ctx.node.op == "depth_to_space":
+        Co = C // (bs * bs)
+        ch = (i * bs + j) * Co + c if dcr else c * (bs * bs) + i * bs + j
+        sizes = {"n": N, "c": Co, "h": H, "i": bs, "w": W, "j": bs}
+        return render(ctx, nest([n, c, h, i, w, j], sizes, ((n * C + ch) * H + h) * W + w))
     Ho, Wo = H // bs, W // bs
-    if dcr:
-        loops = (f"for (int64_t i = 0; i < {bs}; i++) for (int64_t j = 0; j < {bs}; j++) "
-                 f"for (int64_t c = 0; c < {C}; c++)")
-    else:
-        loops = (f"for (int64_t c = 0; c < {C}; c++) for (int64_t i = 0; i < {bs}; i++) "
-                 f"for (int64_t j = 0; j < {bs}; j++)")
-    return (f"    int64_t o = 0;\n"
-            f"    for (int64_t n = 0; n < {N}; n++) {loops}\n"
-            f"    for (int64_t h = 0; h < {Ho}; h++) for (int64_t w = 0; w < {Wo}; w++)\n"
-            f"        out0[o++] = in0[((n * {C} + c) * {H} + h * {bs} + i) * {W} + w * {bs} + j];")
+    sizes = {"n": N, "c": C, "h": Ho, "i": bs, "w": Wo, "j": bs}
+    order = [n, i, j, c, h, w] if dcr else [n, c, i, j, h, w]
+    return render(ctx, nest(order, sizes, ((n * C + c) * H + h * bs + i) * W + w * bs + j))
 

@@ -27,8 +27,10 @@ from ...ir.ops.nn_common import resolve_window
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from ._axis import Groups, Num, axis_kernel, indent, prod
+from .. import kir
+from ._kir import io, prints_kir, render
 from .paths import declare, mark, take
-from .reduce import Phase, Reduction, emit_reduction, reduction_for
+from .reduce import Phase, Reduction, compute_type, emit_reduction, loader, reduction_for
 
 declare("pool", "generic", "interior")
 
@@ -303,32 +305,38 @@ def average_pool(ctx: KernelContext) -> str:
 
 
 @axis_kernel("global_average_pool", "global_max_pool", "global_lp_pool")
+@prints_kir
 def global_pool(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
     g = Groups(x.shape, range(2, len(x.shape)))
     op = ctx.node.op
     if op == "global_lp_pool" and ctx.attrs.get("p", 2) not in (1, 2):
-        ct, f = num.ct, num.f
+        ct = compute_type(num.dt)
         p = ctx.attrs["p"]
-        inv = float_literal(float(np.dtype(np.float64 if ct == "double" else np.float32).type(1.0 / p)), ct)
-        red = Reduction((Phase("s", ct, f"({ct})0", f"{{a}} + pow{f}(fabs{f}({{v}}), {float_literal(p, ct)})",
-                               "{a} + {b}", lanes=True),), f"pow{f}(s, {inv})", ct, num.load)
+        inv = float(np.dtype(np.float64 if ct.short == "f64" else np.float32).type(1.0 / p))
+        red = Reduction((Phase("s", ct, kir.zero(ct),
+                               lambda a, v, _: a + kir.math("pow", kir.math("fabs", v), kir.lit(p, ct)),
+                               lambda a, b: a + b, lanes=True),),
+                        lambda r: kir.math("pow", r["s"], kir.lit(inv, ct)), ct, loader(num.dt))
     else:
         name = {"global_average_pool": "reduce_mean", "global_max_pool": "reduce_max"}.get(op)
         if name is None:
             name = "reduce_l1" if ctx.attrs.get("p", 2) == 1 else "reduce_l2"
         red = reduction_for(name, num, g.n_red)
-    return emit_reduction(ctx, g, red, num, num.store)
+    return render(ctx, emit_reduction(ctx, g, red, num))
 
 
 @axis_kernel("max_unpool")
+@prints_kir
 def max_unpool(ctx: KernelContext) -> str:
     """Zeros, then X scattered to the flat positions I (positions outside the output are skipped)."""
     out = ctx.outputs[0]
     n_out, n_in = prod(out.shape), prod(ctx.inputs[0].shape)
-    lines = [f"    memset(out0, 0, {out.nbytes});"] if out.nbytes else []
+    ins, outs = io(ctx)
+    lines = [kir.Fill(outs[0], kir.idx(0), kir.idx(n_out), kir.zero(out.dtype), zero=True)] if n_out else []
     if n_in and n_out:
-        lines.append(f"    for (int64_t i = 0; i < {n_in}; i++) {{ const int64_t t = in1[i]; "
-                     f"if (t >= 0 && t < {n_out}) out0[t] = in0[i]; }}")
-    return "\n".join(lines) or "    /* empty */"
+        i, t = kir.index_var("i"), kir.index_var("t")
+        lines.append(kir.loop(i, n_in, kir.Declare(t, kir.cast(kir.INDEX, ins[1][i])),
+                              kir.when((t >= 0).land(t < n_out), kir.store(outs[0], t, ins[0][i]))))
+    return render(ctx, lines or kir.Comment("empty"))

@@ -8,7 +8,9 @@ max, then sums the shifted exponentials), then a final expression per group. Two
 - the innermost dim is kept: a block of up to BLOCK neighbouring groups is reduced together,
   the block's states in a small array, so the inner loop runs over contiguous memory.
 Axes fed at run time (the output shape declared by the model) compile one loop nest per axes
-set that fits the shapes and switch on the actual axes.
+set that fits the shapes and choose by the actual axes.
+Reduce*, ArgMax / ArgMin and the scans are built as kernel IR (pdc/codegen/kir); the fp32 row
+helpers they call (_axis: C with native vector slots) and TopK's heap stay C text.
 Kernel paths (paths.py), family "reduce": "groups" (one state per group, any layout: the general
 path), "lanes" (contiguous rows in LANES partial states), "rows-f32" (contiguous fp32 rows through
 the vector row helpers), "blocks" (innermost dim kept); family "arg": "blocks" (the general path,
@@ -19,10 +21,17 @@ wrap (computed in uint64_t), max / min propagate NaN, an empty reduction gives t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
+import numpy as np
+
+from ...ir import dtypes as D
+from ...ir.dtypes import DType
+from .. import kir
 from ..context import KernelContext
-from ._axis import LANES, Groups, Num, axis_kernel, indent, nest, outer_n_inner, row_f32_helper, vexp_helper
-from .paths import declare, mark, take
+from ._axis import LANES, Groups, Num, axis_kernel, outer_n_inner, row_f32_helper, vexp_helper
+from ._kir import io, prints_kir, render
+from .paths import declare, take
 
 declare("reduce", "groups", "lanes", "rows-f32", "blocks")
 declare("arg", "blocks", "rows")
@@ -33,14 +42,15 @@ ROW_HELPER_MIN = 16  # contiguous fp32 rows from this length take the vector hel
 
 @dataclass(frozen=True)
 class Phase:
-    """One pass over a group. Expressions are format strings: {a} the state, {v} the element
-    (already loaded), {b} a second state (combine) and earlier phases' results by name."""
+    """One pass over a group, as kir expressions: update(a, v, names) the state after element v
+    (already loaded), combine(a, b) two partial states, post(a) the phase's result; `names` maps
+    earlier phases' variables to their results."""
     var: str
-    acc: str  # C type of the state
-    init: str
-    update: str
-    combine: str
-    post: str = "{a}"
+    acc: DType  # type of the state
+    init: kir.Expr
+    update: Callable
+    combine: Callable
+    post: Optional[Callable] = None
     lanes: bool = False  # reassociation is fine: contiguous rows keep LANES partial states
     row: str = ""  # fp32 contiguous rows: the _axis.row_f32_helper op (or "expsum") computing one row
 
@@ -48,145 +58,209 @@ class Phase:
 @dataclass(frozen=True)
 class Reduction:
     phases: tuple
-    final: str  # the output value (before the store conversion), over the phases' results
-    vtype: str  # C type the element is loaded as
-    load: object  # callable: C expression of a stored element -> vtype expression
+    final: Callable  # names -> the output value (before the store conversion)
+    vtype: DType  # type the element is loaded as
+    load: Callable  # kir Load of a stored element -> vtype expression
 
 
-def _max_expr(a: str, b: str, is_float: bool, largest: bool) -> str:
+def compute_type(dt: DType) -> DType:
+    """The type arithmetic runs in: half precision computes in float."""
+    return D.float32 if dt.short in ("f16", "bf16") else dt
+
+
+def loader(dt: DType) -> Callable:
+    """A stored element -> its value in the compute type (half precision widened)."""
+    ct = compute_type(dt)
+    return lambda e: kir.cast(ct, e)
+
+
+def lowest(dt: DType) -> kir.Expr:
+    """The smallest value: -inf for floats, the minimum of an integer type, 0 for bool."""
+    if dt.is_float:
+        return kir.lit(float("-inf"), compute_type(dt))
+    return kir.lit(int(np.iinfo(dt.np).min) if dt.short != "bool" else 0, dt)
+
+
+def highest(dt: DType) -> kir.Expr:
+    if dt.is_float:
+        return kir.lit(float("inf"), compute_type(dt))
+    return kir.lit(int(np.iinfo(dt.np).max) if dt.short != "bool" else 1, dt)
+
+
+def isfinite(x: kir.Expr) -> kir.Expr:
+    return kir.call("isfinite", kir.C_INT, x)
+
+
+def _max_expr(a, b, is_float: bool, largest: bool) -> kir.Expr:
     """b replaces a when it is larger (smaller); for floats a NaN b always does, so NaN sticks.
     The bitwise | keeps it branch-free: gcc vectorizes it (a || would not be)."""
-    op = ">" if largest else "<"
+    beats = b > a if largest else b < a
     if is_float:
-        return f"((({b}) {op} ({a})) | (({b}) != ({b}))) ? ({b}) : ({a})"
-    return f"(({b}) {op} ({a})) ? ({b}) : ({a})"
+        beats = beats | b.ne(b)
+    return kir.select(beats, b, a)
 
 
 def reduction_for(op: str, num: Num, n: int) -> Reduction:
     """The phases and final expression of Reduce<op> over groups of n elements of type num."""
     name = op[len("reduce_"):]
+    add = lambda a, b: a + b  # noqa: E731
     if num.is_float:
-        ct, f = num.ct, num.f
-        add = "{a} + {b}"
-        s = lambda upd, row, **kw: Phase("s", ct, f"({ct})0", upd, add, lanes=True, row=row, **kw)  # noqa: E731
+        ct = compute_type(num.dt)
+        load = loader(num.dt)
+        s = lambda upd, row: Phase("s", ct, kir.zero(ct), upd, add, lanes=True, row=row)  # noqa: E731
         if name in ("max", "min"):
-            lo = num.lowest() if name == "max" else num.highest()
-            ph = Phase("m", ct, lo, _max_expr("{a}", "{v}", True, name == "max"),
-                       _max_expr("{a}", "{b}", True, name == "max"), lanes=True, row=name)
-            return Reduction((ph,), "m", ct, num.load)
+            big = name == "max"
+            ph = Phase("m", ct, lowest(num.dt) if big else highest(num.dt),
+                       lambda a, v, _: _max_expr(a, v, True, big), lambda a, b: _max_expr(a, b, True, big),
+                       lanes=True, row=name)
+            return Reduction((ph,), lambda r: r["m"], ct, load)
         table = {
-            "sum": (s("{a} + {v}", "sum"), "s"),
-            "mean": (s("{a} + {v}", "sum"), f"s / ({ct}){n}"),
-            "prod": (Phase("s", ct, f"({ct})1", "{a} * {v}", "{a} * {b}"), "s"),
-            "l1": (s(f"{{a}} + fabs{f}({{v}})", "abs"), "s"),
-            "l2": (s("{a} + {v} * {v}", "sumsq"), f"sqrt{f}(s)"),
-            "log_sum": (s("{a} + {v}", "sum"), f"log{f}(s)"),
-            "sum_square": (s("{a} + {v} * {v}", "sumsq"), "s"),
+            "sum": (s(lambda a, v, _: a + v, "sum"), lambda r: r["s"]),
+            "mean": (s(lambda a, v, _: a + v, "sum"), lambda r: r["s"] / kir.lit(n, ct)),
+            "prod": (Phase("s", ct, kir.lit(1, ct), lambda a, v, _: a * v, lambda a, b: a * b), lambda r: r["s"]),
+            "l1": (s(lambda a, v, _: a + kir.math("fabs", v), "abs"), lambda r: r["s"]),
+            "l2": (s(lambda a, v, _: a + v * v, "sumsq"), lambda r: kir.math("sqrt", r["s"])),
+            "log_sum": (s(lambda a, v, _: a + v, "sum"), lambda r: kir.math("log", r["s"])),
+            "sum_square": (s(lambda a, v, _: a + v * v, "sumsq"), lambda r: r["s"]),
         }
         if name == "log_sum_exp":
-            m = Phase("m", ct, num.lowest(), _max_expr("{a}", "{v}", True, True), _max_expr("{a}", "{b}", True, True),
-                      post=f"isfinite({{a}}) ? {{a}} : ({ct})0", lanes=True, row="max")
-            e = Phase("s", ct, f"({ct})0", f"{{a}} + exp{f}({{v}} - {{m}})", add, lanes=True, row="expsum")
-            return Reduction((m, e), f"log{f}(s) + m", ct, num.load)
+            m = Phase("m", ct, lowest(num.dt), lambda a, v, _: _max_expr(a, v, True, True),
+                      lambda a, b: _max_expr(a, b, True, True),
+                      post=lambda a: kir.select(isfinite(a), a, kir.zero(ct)), lanes=True, row="max")
+            e = Phase("s", ct, kir.zero(ct), lambda a, v, r: a + kir.math("exp", v - r["m"]), add, lanes=True,
+                      row="expsum")
+            return Reduction((m, e), lambda r: kir.math("log", r["s"]) + r["m"], ct, load)
         ph, final = table[name]
-        return Reduction((ph,), final, ct, num.load)
+        return Reduction((ph,), final, ct, load)
     # integers (and bool for max / min): sums and products wrap, as numpy's do in the input type
-    t = num.c
-    u = "uint64_t"
+    t = num.dt
+    u = D.uint64
+    f64 = D.float64
     signed = num.dt.short.startswith("i")
     raw = lambda e: e  # noqa: E731
     if name in ("max", "min"):
-        lo = num.lowest() if name == "max" else num.highest()
-        ph = Phase("m", t, lo, _max_expr("{a}", "{v}", False, name == "max"),
-                   _max_expr("{a}", "{b}", False, name == "max"), lanes=True)
-        return Reduction((ph,), "m", t, raw)
-    wrap = lambda upd: Phase("s", u, f"({u})0", upd, "{a} + {b}", lanes=True)  # noqa: E731
-    absu = f"({{v}} < 0 ? ({u})0 - ({u}){{v}} : ({u}){{v}})" if signed else f"({u}){{v}}"
+        big = name == "max"
+        ph = Phase("m", t, lowest(t) if big else highest(t), lambda a, v, _: _max_expr(a, v, False, big),
+                   lambda a, b: _max_expr(a, b, False, big), lanes=True)
+        return Reduction((ph,), lambda r: r["m"], t, raw)
+    wrap = lambda upd: Phase("s", u, kir.lit(0, u), upd, add, lanes=True)  # noqa: E731
+    wide = lambda v: kir.cast(u, v)  # noqa: E731
+    if signed:
+        absu = lambda v: kir.select(v < 0, kir.lit(0, u) - wide(v), wide(v))  # noqa: E731
+    else:
+        absu = wide
+    as_t = lambda r: kir.cast(t, r["s"])  # noqa: E731
+    in_double = lambda r: kir.cast(f64, kir.cast(t, r["s"]))  # noqa: E731
+    mean = ((lambda r: kir.cast(t, kir.math("trunc", kir.cast(f64, kir.cast(D.int64, r["s"])) / n))) if n
+            else (lambda r: kir.cast(t, 0)))
     table = {
-        "sum": (wrap(f"{{a}} + ({u}){{v}}"), f"({t})s"),
-        "mean": (wrap(f"{{a}} + ({u}){{v}}"), f"({t})trunc((double)(int64_t)s / {n})" if n else f"({t})0"),
-        "prod": (Phase("s", u, f"({u})1", f"{{a}} * ({u}){{v}}", "{a} * {b}", lanes=True), f"({t})s"),
-        "l1": (wrap(f"{{a}} + {absu}"), f"({t})s"),
-        "l2": (wrap(f"{{a}} + ({u}){{v}} * ({u}){{v}}"), f"({t})sqrt((double)({t})s)"),
-        "log_sum": (wrap(f"{{a}} + ({u}){{v}}"), f"({t})log((double)({t})s)"),
-        "sum_square": (wrap(f"{{a}} + ({u}){{v}} * ({u}){{v}}"), f"({t})s"),
+        "sum": (wrap(lambda a, v, _: a + wide(v)), as_t),
+        "mean": (wrap(lambda a, v, _: a + wide(v)), mean),
+        "prod": (Phase("s", u, kir.lit(1, u), lambda a, v, _: a * wide(v), lambda a, b: a * b, lanes=True), as_t),
+        "l1": (wrap(lambda a, v, _: a + absu(v)), as_t),
+        "l2": (wrap(lambda a, v, _: a + wide(v) * wide(v)), lambda r: kir.cast(t, kir.math("sqrt", in_double(r)))),
+        "log_sum": (wrap(lambda a, v, _: a + wide(v)), lambda r: kir.cast(t, kir.math("log", in_double(r)))),
+        "sum_square": (wrap(lambda a, v, _: a + wide(v) * wide(v)), as_t),
     }
     if name == "log_sum_exp":
-        m = Phase("m", "double", "(-(double)INFINITY)", _max_expr("{a}", "(double){v}", True, True),
-                  _max_expr("{a}", "{b}", True, True), post="isfinite({a}) ? {a} : 0.0", lanes=True)
-        e = Phase("s", "double", "0.0", "{a} + exp((double){v} - {m})", "{a} + {b}", lanes=True)
-        return Reduction((m, e), f"({t})(log(s) + m)", t, raw)
+        m = Phase("m", f64, kir.lit(float("-inf"), f64), lambda a, v, _: _max_expr(a, kir.cast(f64, v), True, True),
+                  lambda a, b: _max_expr(a, b, True, True),
+                  post=lambda a: kir.select(isfinite(a), a, kir.zero(f64)), lanes=True)
+        e = Phase("s", f64, kir.zero(f64), lambda a, v, r: a + kir.math("exp", kir.cast(f64, v) - r["m"]), add,
+                  lanes=True)
+        return Reduction((m, e), lambda r: kir.cast(t, kir.math("log", r["s"]) + r["m"]), t, raw)
     ph, final = table[name]
     return Reduction((ph,), final, t, raw)
 
 
-def _fmt(expr: str, names: dict, **kw) -> str:
-    return expr.format(**names, **kw)
-
-
 # ---- loop shapes -------------------------------------------------------------------------------
-def emit_group_scalar(g: Groups, red: Reduction, num: Num, store, ctx: KernelContext) -> str:
+def loop_nest(dims, body, base, var: str, off: str) -> list:
+    """Loops over `dims` [(size, stride)] with index variable `off` the element offset (from `base`)
+    of each index, around `body` (kir statements)."""
+    at = kir.index_var(off)
+    base = kir.index_var(base) if isinstance(base, str) else kir.idx(base)
+    if not dims:
+        return [kir.block(kir.Declare(at, base), body, scoped=True)]
+    out = None
+    names = [f"{var}_{k}" for k in range(len(dims) - 1)] + [off]
+    for k in reversed(range(len(dims))):
+        size, stride = dims[k]
+        i = kir.index_var(f"{var}{k}")
+        prev = base if k == 0 else kir.index_var(names[k - 1])
+        inner = body if out is None else out
+        out = kir.loop(i, size, kir.Declare(kir.index_var(names[k]), kir.iadd(prev, kir.imul(i, stride))), inner)
+    return [out]
+
+
+def path_comment(family: str, path: str) -> kir.Comment:
+    return kir.Comment(f"path: {family}/{path}")
+
+
+def emit_group_scalar(g: Groups, red: Reduction, num: Num, ctx: KernelContext) -> list:
     """Innermost dim reduced (or nothing kept): one state per group; output o = group index."""
+    ins, outs = io(ctx)
+    x, y = ins[0], outs[0]
     red_dims = g.red or [(1, 1)]
     R, sr = red_dims[-1]
     outer_red = red_dims[:-1]
-    idx = (lambda e: f"p[{e}]") if sr == 1 else (lambda e: f"p[({e}) * {sr}]")
+    q = kir.index_var("q")
+    at = lambda e: x[kir.iadd(q, kir.imul(e, sr))]  # noqa: E731
     path = _row_path(red, num, R, sr)
-    names = {}
-    lines = []
+    o = kir.index_var("o")
+    names: dict = {}
+    lines: list = []
     for ph in red.phases:
+        var = kir.Var(ph.var, ph.acc)
         if path == "rows-f32":
             # a vectorized helper per contiguous row
             if ph.row == "expsum":
                 vexp_helper(ctx)
-                call = f"pdc_exp_sum_f32(p, 0, {R}, m)"
+                call = kir.call("pdc_exp_sum_f32", D.float32, kir.address(x, q), 0, R, names["m"])
             else:
-                call = f"{row_f32_helper(ctx, ph.row)}(p, {R}, 0)"
-            lines.append(f"{ph.acc} {ph.var} = {ph.init};")
-            body = f"const float *p = in0 + q;\nconst float rv = {call};\n{ph.var} = {_fmt(ph.combine, names, a=ph.var, b='rv')};"
-            lines.append(nest(outer_red, body, "b", "r", "q"))
-            if ph.post != "{a}":
-                lines.append(f"{ph.var} = {_fmt(ph.post, names, a=ph.var)};")
-            names[ph.var] = ph.var
+                call = kir.call(row_f32_helper(ctx, ph.row), D.float32, kir.address(x, q), R, 0)
+            rv = kir.Var("rv", D.float32)
+            lines.append(kir.Declare(var, ph.init, const=False))
+            lines += loop_nest(outer_red, [kir.Declare(rv, call), kir.Assign(var, ph.combine(var, rv))], "b", "r", "q")
+            if ph.post is not None:
+                lines.append(kir.Assign(var, ph.post(var)))
+            names[ph.var] = var
             continue
         lanes = LANES if path == "lanes" else 1
         main = R - R % lanes
-        a = f"acc_{ph.var}"
-        up = lambda acc, e: _fmt(ph.update, names, a=acc, v=e)  # noqa: E731
-        row = []
+        v = kir.Var("v", red.vtype)
+        r, u = kir.index_var("r"), kir.index_var("u")
         if lanes > 1:
-            lines.append(f"{ph.acc} {a}[{lanes}];")
-            lines.append(f"for (int u = 0; u < {lanes}; u++) {a}[u] = {ph.init};")
-            row.append(f"for (int64_t r = 0; r < {main}; r += {lanes}) {{")
-            row.append(f"    for (int u = 0; u < {lanes}; u++) {{ const {red.vtype} v = {red.load(idx('r + u'))}; "
-                       f"{a}[u] = {up(f'{a}[u]', 'v')}; }}")
-            row.append("}")
+            acc = kir.Buffer(f"acc_{ph.var}", ph.acc, "private")
+            lines.append(kir.Allocate(acc, lanes))
+            lines.append(kir.loop(u, lanes, kir.store(acc, u, ph.init)))
+            row = [kir.loop(r, main, kir.loop(u, lanes, kir.Declare(v, red.load(x[kir.iadd(q + r, u)])),
+                                              kir.store(acc, u, ph.update(acc[u], v, names))), step=lanes)]
             if main < R:
-                row.append(f"for (int64_t r = {main}; r < {R}; r++) {{ const {red.vtype} v = {red.load(idx('r'))}; "
-                           f"{a}[0] = {up(f'{a}[0]', 'v')}; }}")
+                row.append(kir.loop(r, R, kir.Declare(v, red.load(at(r))),
+                                    kir.store(acc, 0, ph.update(acc[0], v, names)), start=main))
         else:
-            lines.append(f"{ph.acc} {a} = {ph.init};")
-            row.append(f"for (int64_t r = 0; r < {R}; r++) {{ const {red.vtype} v = {red.load(idx('r'))}; "
-                       f"{a} = {up(a, 'v')}; }}")
-        body = f"const {num.c} *p = in0 + q;\n" + "\n".join(row)
-        lines.append(nest(outer_red, body, "b", "r", "q"))
+            acc = kir.Var(f"acc_{ph.var}", ph.acc)
+            lines.append(kir.Declare(acc, ph.init, const=False))
+            row = [kir.loop(r, R, kir.Declare(v, red.load(at(r))), kir.Assign(acc, ph.update(acc, v, names)))]
+        lines += loop_nest(outer_red, row, "b", "r", "q")
         if lanes > 1:
-            lines.append(f"{ph.acc} {ph.var} = {a}[0];")
-            lines.append(f"for (int u = 1; u < {lanes}; u++) {ph.var} = {_fmt(ph.combine, names, a=ph.var, b=f'{a}[u]')};")
+            lines.append(kir.Declare(var, acc[0], const=False))
+            lines.append(kir.loop(u, lanes, kir.Assign(var, ph.combine(var, acc[u])), start=1))
         else:
-            lines.append(f"{ph.acc} {ph.var} = {a};")
-        if ph.post != "{a}":
-            lines.append(f"{ph.var} = {_fmt(ph.post, names, a=ph.var)};")
-        names[ph.var] = ph.var
-    lines.append(f"out0[o] = {store(red.final)};")
-    lines.append("o++;")
-    return mark("reduce", path, "    int64_t o = 0;\n" + indent(nest(g.kept, "\n".join(lines), "0", "k", "b")))
+            lines.append(kir.Declare(var, acc, const=ph.post is None))
+        if ph.post is not None:
+            lines.append(kir.Assign(var, ph.post(var)))
+        names[ph.var] = var
+    lines.append(kir.store(y, o, red.final(names)))
+    lines.append(kir.Assign(o, o + 1))
+    return ([path_comment("reduce", path), kir.Declare(o, kir.idx(0), const=False)]
+            + loop_nest(g.kept, lines, 0, "k", "b"))
 
 
 def _row_path(red: Reduction, num: Num, R: int, sr: int) -> str:
     """How emit_group_scalar reduces a group's innermost reduced dim (R elements, stride sr): the
     vector helpers and the partial states need contiguous rows (and phases that allow them)."""
-    if (sr == 1 and num.dt.short == "f32" and all(ph.row and ph.acc == "float" for ph in red.phases)
+    if (sr == 1 and num.dt.short == "f32" and all(ph.row and ph.acc == D.float32 for ph in red.phases)
             and take("reduce", "rows-f32", R >= ROW_HELPER_MIN)):
         return "rows-f32"
     if sr == 1 and all(ph.lanes for ph in red.phases) and take("reduce", "lanes", R >= 2 * LANES):
@@ -194,52 +268,49 @@ def _row_path(red: Reduction, num: Num, R: int, sr: int) -> str:
     return "groups"
 
 
-def emit_group_block(g: Groups, red: Reduction, num: Num, store) -> str:
+def emit_group_block(g: Groups, red: Reduction, num: Num, ctx: KernelContext) -> list:
     """Innermost dim kept: blocks of neighbouring groups share the loops over the reduced dims."""
+    ins, outs = io(ctx)
+    x, y = ins[0], outs[0]
     W = g.kept[-1][0]
     bw = min(W, BLOCK)
     full = W - W % bw
+    q, j, j0, o = (kir.index_var(n) for n in ("q", "j", "j0", "o"))
+    v = kir.Var("v", red.vtype)
 
-    def block(w: int) -> str:
-        names = {}
-        lines = []
+    def block(w: int) -> list:
+        names: dict = {}
+        lines: list = []
         for ph in red.phases:
-            a = f"acc_{ph.var}"
-            lines.append(f"{ph.acc} {a}[{w}];")
-            lines.append(f"for (int j = 0; j < {w}; j++) {a}[j] = {ph.init};")
-            upd = _fmt(ph.update, {k: f"{v}[j]" for k, v in names.items()}, a=f"{a}[j]", v="v")
-            body = (f"const {num.c} *p = in0 + q + j0;\n"
-                    f"for (int j = 0; j < {w}; j++) {{ const {red.vtype} v = {red.load('p[j]')}; {a}[j] = {upd}; }}")
-            lines.append(nest(g.red, body, "b", "r", "q"))
-            if ph.post != "{a}":
-                lines.append(f"for (int j = 0; j < {w}; j++) {a}[j] = {_fmt(ph.post, {}, a=f'{a}[j]')};")
-            names[ph.var] = a
-        final = red.final
-        for var, arr in names.items():  # phase results by name -> their array element
-            final = _subst(final, var, f"{arr}[j]")
-        lines.append(f"for (int j = 0; j < {w}; j++) out0[o + j0 + j] = {store(final)};")
-        return "\n".join(lines)
+            acc = kir.Buffer(f"acc_{ph.var}", ph.acc, "private")
+            lines.append(kir.Allocate(acc, w))
+            lines.append(kir.loop(j, w, kir.store(acc, j, ph.init)))
+            row = kir.loop(j, w, kir.Declare(v, red.load(x[q + j0 + j])),
+                           kir.store(acc, j, ph.update(acc[j], v, {k: b[j] for k, b in names.items()})))
+            lines += loop_nest(g.red, [row], "b", "r", "q")
+            if ph.post is not None:
+                lines.append(kir.loop(j, w, kir.store(acc, j, ph.post(acc[j]))))
+            names[ph.var] = acc
+        final = red.final({k: b[j] for k, b in names.items()})
+        lines.append(kir.loop(j, w, kir.store(y, o + j0 + j, final)))
+        return lines
 
-    parts = []
+    parts: list = []
     if full:
-        parts.append(f"for (int64_t j0 = 0; j0 < {full}; j0 += {bw}) {{\n{indent(block(bw))}\n}}")
+        parts.append(kir.loop(j0, full, block(bw), step=bw))
     if full < W:
-        parts.append(f"{{ const int64_t j0 = {full};\n{indent(block(W - full))}\n}}")
-    parts.append(f"o += {W};")
-    return "    int64_t o = 0;\n" + indent(nest(g.kept[:-1], "\n".join(parts), "0", "k", "b"))
+        parts.append(kir.block(kir.Declare(j0, kir.idx(full)), block(W - full), scoped=True))
+    parts.append(kir.Assign(o, o + W))
+    return [kir.Declare(o, kir.idx(0), const=False)] + loop_nest(g.kept[:-1], parts, 0, "k", "b")
 
 
-def _subst(expr: str, var: str, repl: str) -> str:
-    import re
-    return re.sub(rf"\b{var}\b", repl, expr)
-
-
-def emit_reduction(ctx: KernelContext, g: Groups, red: Reduction, num: Num, store) -> str:
+def emit_reduction(ctx: KernelContext, g: Groups, red: Reduction, num: Num) -> list:
+    """The kir statements of the reduction `red` over groups g."""
     if g.n_out == 0:
-        return "    /* empty output */"
+        return [kir.Comment("empty output")]
     if g.red and g.last_kept and take("reduce", "blocks"):
-        return mark("reduce", "blocks", emit_group_block(g, red, num, store))
-    return emit_group_scalar(g, red, num, store, ctx)
+        return [path_comment("reduce", "blocks")] + emit_group_block(g, red, num, ctx)
+    return emit_group_scalar(g, red, num, ctx)
 
 
 def _const_axes(ctx: KernelContext, rank: int):
@@ -282,22 +353,21 @@ REDUCE_OPS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_p
 
 
 @axis_kernel(*REDUCE_OPS)
+@prints_kir
 def reduce(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
     if x.dtype.short == "bool" and ctx.node.op not in ("reduce_max", "reduce_min"):
         ctx.fail("bool input is only supported by reduce_max / reduce_min")
-    out_num = Num(ctx.outputs[0].dtype)
-    store = (lambda e: out_num.store(e)) if num.is_float else (lambda e: e)
     rank = len(x.shape)
 
-    def body(axes) -> str:
+    def body(axes) -> list:
         g = Groups(x.shape, axes)
-        return emit_reduction(ctx, g, reduction_for(ctx.node.op, num, g.n_red), num, store)
+        return emit_reduction(ctx, g, reduction_for(ctx.node.op, num, g.n_red), num)
 
     axes = _const_axes(ctx, rank)
     if axes is not None:
-        return body(axes)
+        return render(ctx, body(axes))
     # axes fed at run time with a static output shape: one loop nest per axes set that fits it
     variants: dict[tuple, list[int]] = {}
     for cand in _candidate_axes(ctx, rank):
@@ -306,33 +376,37 @@ def reduce(ctx: KernelContext) -> str:
         ctx.fail(f"no axes set reduces {list(x.shape)} to {list(ctx.outputs[0].shape)}")
     if len(variants) == 1:
         (masks,) = variants.values()
-        return body([a for a in range(rank) if masks[0] >> a & 1])
+        return render(ctx, body([a for a in range(rank) if masks[0] >> a & 1]))
+    ins, _ = io(ctx)
     n_axes = ctx.inputs[1].shape[0]
-    noop = ctx.attrs.get("noop_with_empty_axes", 0)
-    cases = []
-    for masks in variants.values():
-        labels = " ".join(f"case {m}:" for m in masks)
-        cases.append(f"{labels} {{\n{indent(body([a for a in range(rank) if masks[0] >> a & 1]))}\n    break;\n}}")
-    return (f"    int64_t mask = 0;\n"
-            f"    for (int i = 0; i < {n_axes}; i++) {{ const int64_t a = (int64_t)in1[i]; "
-            f"if (a >= -{rank} && a < {rank}) mask |= (int64_t)1 << (a < 0 ? a + {rank} : a); }}\n"
-            f"    if (mask == 0 && !{noop}) mask = {(1 << rank) - 1};\n"
-            f"    switch (mask) {{\n{indent(chr(10).join(cases))}\n    default: break; /* axes that do not fit the "
-            f"compiled shapes */\n    }}")
+    mask, i, a = kir.index_var("mask"), kir.index_var("i"), kir.index_var("a")
+    lines = [kir.Declare(mask, kir.idx(0), const=False),
+             kir.loop(i, n_axes, kir.Declare(a, kir.cast(D.int64, ins[1][i])),
+                      kir.when((a >= -rank).land(a < rank),
+                               kir.Assign(mask, mask | kir.lit(1, D.int64) << kir.select(a < 0, a + rank, a))))]
+    if not ctx.attrs.get("noop_with_empty_axes", 0):
+        lines.append(kir.when(mask.eq(0), kir.Assign(mask, kir.idx((1 << rank) - 1))))
+    chain = None  # axes that fit none of the compiled shapes leave the output as is
+    for masks in reversed(list(variants.values())):
+        cond = kir.any_of([mask.eq(m) for m in masks])
+        then = kir.block(body([a for a in range(rank) if masks[0] >> a & 1]))
+        chain = kir.If(cond, then, None if chain is None else kir.block(chain))
+    return render(ctx, lines, chain)
 
 
 # ---- ArgMax / ArgMin ---------------------------------------------------------------------------
-def _better(num: Num, v: str, best: str, largest: bool, last: bool) -> str:
+def _better(num: Num, v, best, largest: bool, last: bool) -> kir.Expr:
     """v replaces the current best: first (or last) extreme; NaN counts as the extreme."""
-    op = ">" if largest else "<"
+    beats = (v >= best if largest else v <= best) if last else (v > best if largest else v < best)
     if num.is_float:  # bitwise & and | keep it branch-free
         if last:
-            return f"(({v} != {v}) | (({best} == {best}) & ({v} {op}= {best})))"
-        return f"(({v} {op} {best}) | (({v} != {v}) & ({best} == {best})))"
-    return f"({v} {op}= {best})" if last else f"({v} {op} {best})"
+            return v.ne(v) | (best.eq(best) & beats)
+        return beats | (v.ne(v) & best.eq(best))
+    return beats
 
 
 @axis_kernel("arg_max", "arg_min")
+@prints_kir
 def arg_extreme(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     num = Num(x.dtype)
@@ -341,39 +415,45 @@ def arg_extreme(ctx: KernelContext) -> str:
     largest = ctx.node.op == "arg_max"
     last = bool(ctx.attrs.get("select_last_index", 0))
     if outer * inner == 0:
-        return "    /* empty output */"
-    ct = num.ct if num.is_float else num.c
+        return render(ctx, kir.Comment("empty output"))
+    ins, outs = io(ctx)
+    src, dst = ins[0], outs[0]
+    ct = compute_type(num.dt)
+    load = loader(num.dt)
+    o, i, j, j0 = (kir.index_var(name) for name in ("o", "i", "j", "j0"))
+    v, c = kir.Var("v", ct), kir.Var("c", kir.C_INT)
     if inner == 1 and take("arg", "rows"):
-        cond = _better(num, "v", "best", largest, last)
-        body = (f"    for (int64_t o = 0; o < {outer}; o++) {{\n"
-                f"        const {num.c} *p = in0 + o * {n};\n"
-                f"        {ct} best = {num.load('p[0]')};\n"
-                f"        int64_t at = 0;\n"
-                f"        for (int64_t i = 1; i < {n}; i++) {{ const {ct} v = {num.load('p[i]')}; "
-                f"const int c = {cond}; best = c ? v : best; at = c ? i : at; }}\n"
-                f"        out0[o] = at;\n"
-                f"    }}")
-        return mark("arg", "rows", body)
+        best, at = kir.Var("best", ct), kir.index_var("at")
+        base = kir.imul(o, n)
+        row = kir.loop(o, outer,
+                       kir.Declare(best, load(src[base]), const=False),
+                       kir.Declare(at, kir.idx(0), const=False),
+                       kir.loop(i, n, kir.Declare(v, load(src[base + i])),
+                                kir.Declare(c, _better(num, v, best, largest, last)),
+                                kir.Assign(best, kir.select(c, v, best)), kir.Assign(at, kir.select(c, i, at)),
+                                start=1),
+                       kir.store(dst, o, at))
+        return render(ctx, path_comment("arg", "rows"), row)
     bw = min(inner, BLOCK)
     full = inner - inner % bw
-    cond = _better(num, "v", "best[j]", largest, last)
+    base = kir.iadd(kir.imul(o, n * inner), j0)
 
-    def block(w):
-        return (f"{ct} best[{w}];\nint64_t at[{w}];\n"
-                f"for (int j = 0; j < {w}; j++) {{ best[j] = {num.load('p[j]')}; at[j] = 0; }}\n"
-                f"for (int64_t i = 1; i < {n}; i++) {{\n"
-                f"    for (int j = 0; j < {w}; j++) {{ const {ct} v = {num.load(f'p[i * {inner} + j]')}; "
-                f"const int c = {cond}; best[j] = c ? v : best[j]; at[j] = c ? i : at[j]; }}\n}}\n"
-                f"for (int j = 0; j < {w}; j++) out0[o * {inner} + j0 + j] = at[j];")
-    parts = []
+    def block(w: int) -> list:
+        best = kir.Buffer("best", ct, "private")
+        at = kir.Buffer("at", D.int64, "private")
+        return [kir.Allocate(best, w), kir.Allocate(at, w),
+                kir.loop(j, w, kir.store(best, j, load(src[base + j])), kir.store(at, j, 0)),
+                kir.loop(i, n, kir.loop(j, w, kir.Declare(v, load(src[base + i * inner + j])),
+                                        kir.Declare(c, _better(num, v, best[j], largest, last)),
+                                        kir.store(best, j, kir.select(c, v, best[j])),
+                                        kir.store(at, j, kir.select(c, i, at[j]))), start=1),
+                kir.loop(j, w, kir.store(dst, kir.imul(o, inner) + j0 + j, at[j]))]
+    parts: list = []
     if full:
-        parts.append(f"for (int64_t j0 = 0; j0 < {full}; j0 += {bw}) {{\n"
-                     f"    const {num.c} *p = in0 + o * {n * inner} + j0;\n{indent(block(bw))}\n}}")
+        parts.append(kir.loop(j0, full, block(bw), step=bw))
     if full < inner:
-        parts.append(f"{{ const int64_t j0 = {full};\n    const {num.c} *p = in0 + o * {n * inner} + j0;\n"
-                     f"{indent(block(inner - full))}\n}}")
-    body = f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(chr(10).join(parts), 2)}\n    }}"
-    return mark("arg", "blocks", body)
+        parts.append(kir.block(kir.Declare(j0, kir.idx(full)), block(inner - full), scoped=True))
+    return render(ctx, path_comment("arg", "blocks"), kir.loop(o, outer, parts))
 
 
 # ---- TopK --------------------------------------------------------------------------------------
@@ -456,16 +536,17 @@ def top_k(ctx: KernelContext) -> str:
 
 # ---- CumSum ------------------------------------------------------------------------------------
 @axis_kernel("cum_sum")
+@prints_kir
 def cum_sum(ctx: KernelContext) -> str:
     """Sums in the element type, rounding after every step as numpy's cumsum does."""
-    return scan_along_axis(ctx, "+", 0)
+    return scan_along_axis(ctx, "add", 0)
 
 
 def scan_along_axis(ctx: KernelContext, op: str, identity: int) -> str:
-    """An inclusive/exclusive, forward/reverse scan with `op` (cum_sum, cum_prod): computed in the
-    element type and rounded after every step (half precision through float, like numpy);
-    integers wrap (computed in uint64_t). A run-time axis switches between loop nests compiled
-    for every axis."""
+    """An inclusive/exclusive, forward/reverse scan with the kir binary `op` (cum_sum: "add",
+    cum_prod: "mul"): computed in the element type and rounded after every step (half precision
+    through float, like numpy); integers wrap (computed in uint64_t). A run-time axis chooses
+    between loop nests compiled for every axis."""
     x = ctx.inputs[0]
     num = Num(x.dtype)
     rank = len(x.shape)
@@ -474,29 +555,31 @@ def scan_along_axis(ctx: KernelContext, op: str, identity: int) -> str:
     exclusive = bool(ctx.attrs.get("exclusive", 0))
     reverse = bool(ctx.attrs.get("reverse", 0))
     if num.is_float:
-        acc, init = num.ct, f"({num.ct}){identity}"
-        step = lambda s, v: num.load(num.store(f"{s} {op} {v}")) if num.ct != num.c else f"{s} {op} {v}"  # noqa: E731
-        ld, st = num.load, num.store
+        acc = compute_type(num.dt)
+        ld = loader(num.dt)
+        if acc != num.dt:  # half precision: rounded to the element type after every step
+            step = lambda s, v: kir.cast(acc, kir.cast(num.dt, kir.binary(op, s, v)))  # noqa: E731
+        else:
+            step = lambda s, v: kir.binary(op, s, v)  # noqa: E731
     else:
-        acc, init = "uint64_t", f"(uint64_t){identity}"
-        step = lambda s, v: f"{s} {op} {v}"  # noqa: E731
-        ld = lambda e: f"(uint64_t){e}"  # noqa: E731
-        st = lambda e: f"({num.c})({e})"  # noqa: E731
+        acc = D.uint64
+        ld = lambda e: kir.cast(D.uint64, e)  # noqa: E731
+        step = lambda s, v: kir.binary(op, s, v)  # noqa: E731
+    ins, outs = io(ctx)
+    o, j, b, i = (kir.index_var(name) for name in ("o", "j", "b", "i"))
+    s = kir.Var("s", acc)
 
-    def along(axis: int) -> str:
+    def along(axis: int) -> list:
         outer, n, inner = outer_n_inner(x.shape, axis)
         if outer * n * inner == 0:
-            return "/* empty */"
-        order = f"int64_t i = {n - 1}; i >= 0; i--" if reverse else f"int64_t i = 0; i < {n}; i++"
-        elem = f"in0[b + i * {inner}]"
-        if exclusive:
-            body = f"out0[b + i * {inner}] = {st('s')}; s = {step('s', ld(elem))};"
-        else:
-            body = f"s = {step('s', ld(elem))}; out0[b + i * {inner}] = {st('s')};"
-        return (f"for (int64_t o = 0; o < {outer}; o++) for (int64_t j = 0; j < {inner}; j++) {{\n"
-                f"    const int64_t b = o * {n * inner} + j;\n"
-                f"    {acc} s = {init};\n"
-                f"    for ({order}) {{ {body} }}\n}}")
+            return [kir.Comment("empty")]
+        at = (n - 1 - i) if reverse else i  # a reverse scan walks i from the back
+        elem = ins[0][b + at * inner]
+        put = kir.store(outs[0], b + at * inner, s)
+        body = [put, kir.Assign(s, step(s, ld(elem)))] if exclusive else [kir.Assign(s, step(s, ld(elem))), put]
+        return [kir.loop(o, outer, kir.loop(j, inner, kir.Declare(b, kir.iadd(kir.imul(o, n * inner), j)),
+                                            kir.Declare(s, kir.lit(identity, acc), const=False),
+                                            kir.loop(i, n, body)))]
 
     data = ctx.const(1)
     if data is not None:
@@ -505,7 +588,10 @@ def scan_along_axis(ctx: KernelContext, op: str, identity: int) -> str:
         a = int(data.reshape(-1)[0])
         if not -rank <= a < rank:
             ctx.fail(f"axis {a} is out of range for rank {rank}")
-        return indent(along(a % rank))
-    cases = "\n".join(f"case {a}: case {a - rank}: {{\n{indent(along(a))}\n    break;\n}}" for a in range(rank))
-    return (f"    const int64_t axis = (int64_t)in1[0];\n"
-            f"    switch (axis) {{\n{indent(cases)}\n    default: break; /* out of range: left as is */\n    }}")
+        return render(ctx, along(a % rank))
+    axis = kir.index_var("axis")
+    chain = None  # an axis out of range leaves the output as is
+    for a in reversed(range(rank)):
+        chain = kir.If(axis.eq(a).lor(axis.eq(a - rank)), kir.block(along(a)),
+                       None if chain is None else kir.block(chain))
+    return render(ctx, kir.Declare(axis, kir.cast(D.int64, ins[1][0])), chain)

@@ -182,6 +182,18 @@ class Load(Expr):
 
 
 @dataclass(frozen=True, eq=False)
+class Address(Expr):
+    """&buffer[index]: a pointer argument of a helper function (Call) that walks the buffer itself.
+    Its type is the element type; only a call's argument may be one."""
+    buffer: Buffer
+    index: Expr
+
+    @property
+    def dtype(self) -> Type:
+        return self.buffer.dtype
+
+
+@dataclass(frozen=True, eq=False)
 class Broadcast(Expr):
     """A vector of `lanes` copies of a scalar."""
     a: Expr
@@ -216,6 +228,11 @@ def bitcast(dtype: DType, x) -> Expr:
     if elem(x.dtype).itemsize != dtype.itemsize:
         raise UnsupportedError(f"kir: cannot reinterpret {x.dtype} as {dtype}: the sizes differ")
     return x if x.dtype == dtype else Bitcast(dtype, x)
+
+
+def address(buffer: Buffer, index) -> Address:
+    """&buffer[index], a helper call's pointer argument."""
+    return Address(buffer, as_expr(index))
 
 
 def lit(value, dtype: DType) -> Const:
@@ -317,7 +334,8 @@ def imul(a, b) -> Expr:
     return a * b
 
 
-__all__ = ["Expr", "Const", "Var", "Binary", "Unary", "Select", "Cast", "Math", "Call", "Buffer", "Load",
-           "Broadcast", "Bitcast", "as_expr", "zero", "bitcast", "lit", "idx", "binary", "select", "cast", "math",
+__all__ = ["Expr", "Const", "Var", "Binary", "Unary", "Select", "Cast", "Math", "Call", "Buffer", "Load", "Address",
+           "Broadcast", "Bitcast", "as_expr", "zero", "bitcast", "address", "lit", "idx", "binary", "select", "cast",
+           "math",
            "call", "any_of",
            "index_var", "iadd", "imul", "BINARY_OPS", "UNARY_OPS", "COMPARISONS", "MATH", "CLASSIFY"]

@@ -21,7 +21,8 @@ from typing import Optional, Union
 from ...ir.dtypes import DType
 from ...ir.errors import UnsupportedError
 from ..ctypes_c import C_TYPES, float_literal, int_literal
-from .expr import (Binary, Bitcast, Broadcast, Call, Cast, COMPARISONS, Const, Expr, Load, Math, Select, Unary, Var)
+from .expr import (Address, Binary, Bitcast, Broadcast, Call, Cast, COMPARISONS, Const, Expr, Load, Math, Select,
+                   Unary, Var)
 from .stmt import (Allocate, Assign, Barrier, Bind, Block, Break, Check, Comment, ConstArray, Continue, Copy, Declare,
                    Fill, For, If, Kernel, Stmt, Store, WeightsView)
 from .types import HALF, Type, VectorType, elem
@@ -104,6 +105,9 @@ class CPrinter:
             return f"{e.fn}({', '.join(self.expr(a) for a in e.args)})", PRIMARY
         if isinstance(e, Broadcast):
             return self.broadcast(e), PRIMARY
+        if isinstance(e, Address):
+            text = self.address(e.buffer.name, e.index)
+            return text, (PRIMARY if text == e.buffer.name else PREC["add"])
         raise TypeError(f"kir: cannot print {e!r}")
 
     def _operand(self, e: Expr, min_prec: int, force: bool = False) -> str:
