@@ -230,6 +230,7 @@ def cmd_targets(args) -> int:
 def _print_coverage(targets, asked) -> int:
     """Which ops each target renders with its native kernels and which with the portable ones."""
     from .codegen.kernels import PORTABLE, coverage
+    from .codegen.kernels._kir import kir_generated_ops
     if targets == [None]:
         raise PdcError(f"target '{asked}' runs the interpreter: it has no kernels")
     for t in targets:
@@ -239,6 +240,8 @@ def _print_coverage(targets, asked) -> int:
         for fam, ops in cov.items():
             what = "plain C, any target" if fam == PORTABLE else "native; a node it does not cover falls back"
             print(f"  {fam} ({what}): {len(ops)} ops" + (f"\n    {' '.join(ops)}" if ops else ""))
+    kir_ops = kir_generated_ops()
+    print(f"kernel IR: {len(kir_ops)} ops' portable generators print through it (pdc/codegen/kir)")
     return 0
 
 

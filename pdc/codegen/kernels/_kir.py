@@ -43,7 +43,6 @@ def kir_generated_ops() -> list[str]:
     from . import generators
     out = []
     for op, fn in generators().items():
-        fn = getattr(fn, "pdc_arm_dispatch", fn)  # an ARM dispatcher in front of the portable generator
         if getattr(fn, "pdc_kir", False):
             out.append(op)
     return sorted(out)
