@@ -17,11 +17,13 @@ UNROLLED_TAPS_MAX) and "loops" (one loop per resized axis; any window, the gener
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...ir.errors import PdcError
-from ...ir.ops.resize import (_cubic_kernel, _linear_kernel, _present, _resize_axes, extrapolation_as,
-                              interpolation_matrix, nearest_index, plan_sizes, source_coords)
+from ...ir.ops.resize import (_cubic_kernel, _linear_kernel, _present, _resize_axes, interpolation_matrix,
+                              nearest_index, plan_sizes, source_coords)
 from ...ir import dtypes as D
 from .. import kir
 from ..context import KernelContext, numel, strides
@@ -51,7 +53,8 @@ def _extrapolation_value(ctx: KernelContext, num: Num) -> kir.Expr:
         return kir.cast(num.dt, kir.lit(v, num.dt if num.ct != "float" else D.float32))
     if num.dt.short == "bool":
         return kir.as_expr(1 if v != 0 else 0)
-    return kir.cast(num.dt, kir.as_expr(extrapolation_as(v, num.dt.np)))
+    info = np.iinfo(num.dt.np)  # saturated like interpolated values (a C cast of it is undefined)
+    return kir.cast(num.dt, kir.as_expr(int(min(max(math.trunc(v), info.min), info.max))))
 
 
 def _extrapolation(ctx: KernelContext, num: Num) -> str:

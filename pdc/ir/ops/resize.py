@@ -188,17 +188,6 @@ def interpolation_matrix(x_ori, in_len, kernel, support, stretch, exclude_outsid
     return m
 
 
-def extrapolation_as(value: float, dt) -> float:
-    """The extrapolation value in output dtype dt: floats as they are; integers as a C cast does
-    it (truncate toward zero, wrap modulo 2^bits), which is what ONNX Runtime and ONNX's reference
-    produce (unlike interpolated values, which saturate)."""
-    if not np.issubdtype(dt, np.integer):
-        return value
-    info = np.iinfo(dt)
-    t = int(min(max(math.trunc(value), -2 ** 63), 2 ** 63 - 1)) % (1 << info.bits)
-    return t - (1 << info.bits) if t > info.max else t
-
-
 def _cast_like(y: np.ndarray, dt) -> np.ndarray:
     """Integer outputs truncate toward zero (as ONNX Runtime does) and saturate."""
     if np.issubdtype(dt, np.integer):
@@ -246,12 +235,10 @@ def _resize_ref(inputs, attrs):
         if coord == "tf_crop_and_resize":
             outside = (x_ori < 0) | (x_ori > in_len - 1)
             if outside.any():
-                y = _cast_like(np.asarray(y), x.dtype) if np.issubdtype(x.dtype, np.integer) else y
                 y = y.astype(np.float64) if mode == "nearest" else y
                 shape = [1] * y.ndim
                 shape[a] = out_len
-                value = extrapolation_as(attrs.get("extrapolation_value", 0.0), x.dtype)
-                y = np.where(outside.reshape(shape), value, y)
+                y = np.where(outside.reshape(shape), attrs.get("extrapolation_value", 0.0), y)
     return _cast_like(np.asarray(y), x.dtype)
 
 
