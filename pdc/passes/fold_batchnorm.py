@@ -9,6 +9,7 @@ from ..ir import dtypes
 from ..ir.graph import Graph, Node, Value
 from ._rewrite import input_or_none, new_constant, sole_user
 from .manager import Pass, register_pass
+from ..ir.ops.nn_norm import EPSILON
 
 
 @register_pass
@@ -59,7 +60,7 @@ def _scale_shift(bn: Node, users) -> Optional[tuple[np.ndarray, np.ndarray]]:
     if not bn.inputs[0].type.dtype.is_float or any(v is None or v.data is None for v in bn.inputs[1:5]):
         return None
     scale, b, mean, var = (v.data.astype(np.float64).reshape(-1) for v in bn.inputs[1:5])
-    eps = bn.attrs.get("epsilon", 1e-5)
+    eps = bn.attrs.get("epsilon", EPSILON)
     if bn.inputs[0].type.dtype != dtypes.float64:
         eps = float(np.float32(eps))  # the reference adds it in float32
     inv = scale / np.sqrt(var + eps)

@@ -314,3 +314,16 @@ def test_constant_channel_norms_unfolded(target):
     require(target)
     draw = st.lists(channel_norm_layer(_scaled(target), DTYPES, const_params=True), min_size=1, max_size=5)
     run_property(draw, target, examples=examples(target, EXAMPLES // 2), opt_level=1, **options(target))
+
+
+@pytest.mark.parametrize("target", ["x86-avx512", "x86-avx2", "arm64"])
+def test_default_epsilon_is_float32(target):
+    """Found by fuzz-kernels: a float64 InstanceNormalization without an epsilon attribute took 1e-5 in
+    float64, where ONNX (its float attributes are float32) and ONNX Runtime take float32(1e-5): two
+    elements per instance make the variance small enough for that to show (2e-10 relative)."""
+    from harness import check_layers
+    require(target)
+    rng = np.random.default_rng(0)
+    layer = Layer("InstanceNormalization", [rng.standard_normal([68, 1, 2]) * 0.05,
+                                            Const(np.array([1.3])), Const(np.array([0.2]))], {})
+    check_layers([layer], target, opt_level=1, rtol=1e-12, atol=1e-12, **options(target))

@@ -25,6 +25,7 @@ from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from . import kernel
 from .elementwise import _float_unary
+from ...ir.ops.nn_norm import EPSILON
 
 PARALLEL_MIN_OPS = 1_000_000  # multiply-adds; below ~30 us of work a second thread costs more than it saves
 ACC_MAX = 1 << 16  # per-pixel accumulators on the stack
@@ -283,7 +284,7 @@ def batch_normalization_nhwc(ctx: KernelContext) -> str:
         return "    (void)in0;"
     if C > ACC_MAX:
         ctx.fail(f"{C} channels: at most {ACC_MAX} are supported")
-    eps = float(np.float64(ctx.attrs.get("epsilon", 1e-5)) if ct == "double" else np.float32(ctx.attrs.get("epsilon", 1e-5)))
+    eps = float(np.float64(ctx.attrs.get("epsilon", EPSILON)) if ct == "double" else np.float32(ctx.attrs.get("epsilon", EPSILON)))
     eps = float_literal(eps, ct)
     sqrt = "sqrtf" if ct == "float" else "sqrt"
     ld = lambda i, e: f"({ct}){ctx.load(ctx.inputs[i].dtype, e)}"  # noqa: E731

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import dtypes
+from ...ir.ops.nn_norm import EPSILON
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from ._axis import Groups, Num, axis_kernel, indent, nest, outer_n_inner, prod, row_sum_helper
@@ -65,7 +66,7 @@ def batch_normalization(ctx: KernelContext) -> str:
     S = prod(x.shape[2:])
     if N * C * S == 0:
         return "    /* empty */"
-    eps = ctx.attrs.get("epsilon", 1e-5)
+    eps = ctx.attrs.get("epsilon", EPSILON)
     params = [ctx.const(i) for i in range(1, 5)]
     lines = []
     if all(p is not None for p in params):
@@ -105,7 +106,7 @@ def instance_normalization(ctx: KernelContext) -> str:
     rsum = row_sum_helper(ctx, num, acc, "sum")
     rdev = row_sum_helper(ctx, num, acc, "sqdev")
     sc, bc = Num(ctx.inputs[1].dtype), Num(ctx.inputs[2].dtype)
-    eps = _lit(ctx.attrs.get("epsilon", 1e-5), acc)
+    eps = _lit(ctx.attrs.get("epsilon", EPSILON), acc)
     val = f"(({acc}){num.load('p[s]')} - mean) / sd * g + b"
     return f"""    for (int64_t n = 0; n < {N}; n++) for (int64_t c = 0; c < {C}; c++) {{
         const {num.c} *p = in0 + (n * {C} + c) * {S};
@@ -131,7 +132,7 @@ def _row_norm(ctx: KernelContext, rms: bool) -> str:
     st, st_num = _stash(ctx)
     f = "f" if st == "float" else ""
     acc = _acc(num)
-    eps = _lit(ctx.attrs.get("epsilon", 1e-5), st)
+    eps = _lit(ctx.attrs.get("epsilon", EPSILON), st)
     scale, _ = _param(ctx, 1, tail)
     lines = [f"const {num.c} *p = in0 + o * {D};", f"{num.c} *q = out0 + o * {D};"]
     if D == 0:  # the statistics of nothing: mean and var are NaN
@@ -192,7 +193,7 @@ def group_normalization(ctx: KernelContext) -> str:
     rsum = row_sum_helper(ctx, num, st, "sum")
     rdev = row_sum_helper(ctx, num, st, "sqdev")
     sc, bc = Num(ctx.inputs[1].dtype), Num(ctx.inputs[2].dtype)
-    eps = _lit(ctx.attrs.get("epsilon", 1e-5), st)
+    eps = _lit(ctx.attrs.get("epsilon", EPSILON), st)
     normalized = num.load(num.store(f"(({st}){num.load('p[k * ' + str(S) + ' + s]')} - mean) / sd"))
     return f"""    for (int64_t n = 0; n < {N}; n++) for (int64_t g = 0; g < {G}; g++) {{
         const {num.c} *p = in0 + (n * {G} + g) * {D};

@@ -16,6 +16,9 @@ from ..types import UNKNOWN, TensorType
 from .common import normalize_axis
 from .nn_common import compute_dtype
 
+# ONNX float attributes are float32: the default epsilon is float32(1e-5), as ONNX Runtime reads it
+EPSILON = float(np.float32(1e-5))
+
 _FLOATS = (dtypes.float16, dtypes.float32, dtypes.float64, dtypes.bfloat16)
 
 
@@ -71,7 +74,7 @@ def _batch_norm_infer(ctx: InferContext):
 def _batch_norm_reference(inputs, attrs):
     x, scale, b, mean, var = inputs[:5]
     acc = compute_dtype(x)
-    eps = attrs.get("epsilon", 1e-5)
+    eps = attrs.get("epsilon", EPSILON)
     # folded into one multiply-add, as an inference kernel does
     inv = scale.astype(acc) / np.sqrt(var.astype(acc) + acc.type(eps))
     shift = b.astype(acc) - mean.astype(acc) * inv
@@ -81,7 +84,7 @@ def _batch_norm_reference(inputs, attrs):
 
 register_op("batch_normalization", ["X", "scale", "B", "input_mean", "input_var"],
             ["Y", "running_mean?", "running_var?"], onnx="BatchNormalization",
-            attrs={"epsilon": Attr("float", 1e-5), "momentum": Attr("float", 0.9), "training_mode": Attr("int", 0)},
+            attrs={"epsilon": Attr("float", EPSILON), "momentum": Attr("float", 0.9), "training_mode": Attr("int", 0)},
             infer=_batch_norm_infer, reference=_batch_norm_reference,
             doc="ONNX BatchNormalization in inference mode: per-channel (x - mean) / sqrt(var + eps) * scale + B.")
 
@@ -102,13 +105,13 @@ def _instance_norm_reference(inputs, attrs):
     axes = tuple(range(2, x.ndim))
     mean = xa.mean(axis=axes, keepdims=True)
     var = np.square(xa - mean).mean(axis=axes, keepdims=True)
-    y = (xa - mean) / np.sqrt(var + acc.type(attrs.get("epsilon", 1e-5)))
+    y = (xa - mean) / np.sqrt(var + acc.type(attrs.get("epsilon", EPSILON)))
     y = y * _per_channel(scale, x.ndim, acc) + _per_channel(b, x.ndim, acc)
     return y.astype(x.dtype)
 
 
 register_op("instance_normalization", ["input", "scale", "B"], ["output"], onnx="InstanceNormalization",
-            attrs={"epsilon": Attr("float", 1e-5)},
+            attrs={"epsilon": Attr("float", EPSILON)},
             infer=_instance_norm_infer, reference=_instance_norm_reference,
             doc="ONNX InstanceNormalization: normalizes each (n, c) slice over its spatial dims.")
 
@@ -134,7 +137,7 @@ def _trailing_param(ctx: InferContext, i: int, what: str, x_shape, axis: int):
             ctx.fail(f"{what} of shape {list(t.shape)} does not broadcast to the normalized dims {list(tail)}")
 
 
-_STASH_ATTRS = {"axis": Attr("int", -1), "epsilon": Attr("float", 1e-5), "stash_type": Attr("dtype", dtypes.float32)}
+_STASH_ATTRS = {"axis": Attr("int", -1), "epsilon": Attr("float", EPSILON), "stash_type": Attr("dtype", dtypes.float32)}
 
 
 def _layer_norm_infer(ctx: InferContext):
@@ -159,7 +162,7 @@ def _layer_norm_reference(inputs, attrs):
     xs = x.astype(st)
     mean = xs.mean(axis=axes, keepdims=True)
     d = xs - mean
-    inv_std = 1 / np.sqrt(np.square(d).mean(axis=axes, keepdims=True) + st.type(attrs.get("epsilon", 1e-5)))
+    inv_std = 1 / np.sqrt(np.square(d).mean(axis=axes, keepdims=True) + st.type(attrs.get("epsilon", EPSILON)))
     normalized = (d * inv_std).astype(x.dtype)
     acc = compute_dtype(x)
     y = normalized.astype(acc) * scale.astype(acc)
@@ -190,7 +193,7 @@ def _rms_norm_reference(inputs, attrs):
     axis = attrs.get("axis", -1) % x.ndim
     xs = x.astype(st)
     ms = np.square(xs).mean(axis=tuple(range(axis, x.ndim)), keepdims=True)
-    normalized = (xs / np.sqrt(ms + st.type(attrs.get("epsilon", 1e-5)))).astype(x.dtype)
+    normalized = (xs / np.sqrt(ms + st.type(attrs.get("epsilon", EPSILON)))).astype(x.dtype)
     acc = compute_dtype(x)
     return (normalized.astype(acc) * scale.astype(acc)).astype(x.dtype)
 
@@ -223,14 +226,14 @@ def _group_norm_reference(inputs, attrs):
     xs = x.astype(st).reshape(n, g, -1)
     mean = xs.mean(axis=2, keepdims=True)
     var = np.square(xs - mean).mean(axis=2, keepdims=True)
-    normalized = ((xs - mean) / np.sqrt(var + st.type(attrs.get("epsilon", 1e-5)))).astype(x.dtype).reshape(x.shape)
+    normalized = ((xs - mean) / np.sqrt(var + st.type(attrs.get("epsilon", EPSILON)))).astype(x.dtype).reshape(x.shape)
     acc = compute_dtype(x)
     y = normalized.astype(acc) * _per_channel(scale, x.ndim, acc) + _per_channel(b, x.ndim, acc)
     return y.astype(x.dtype)
 
 
 register_op("group_normalization", ["X", "scale", "bias"], ["Y"], onnx="GroupNormalization",
-            attrs={"epsilon": Attr("float", 1e-5), "num_groups": Attr("int", REQUIRED),
+            attrs={"epsilon": Attr("float", EPSILON), "num_groups": Attr("int", REQUIRED),
                    "stash_type": Attr("dtype", dtypes.float32)},
             infer=_group_norm_infer, reference=_group_norm_reference,
             doc="ONNX GroupNormalization (opset 21): normalizes channel groups; per-channel scale and bias.")
