@@ -21,7 +21,6 @@ from .kernels import generate, supports
 from .memory import VIEW_OPS, MemoryPlan, plan_memory
 
 ALIGN = 64
-STATUS_PARAM = "pdc_status *pdc_err"  # in the signature of a kernel that reports bad input (KernelContext.check)
 KERNELS_PER_FILE = 48  # kernel files compile in parallel
 
 
@@ -142,12 +141,15 @@ class CRenderer:
         helpers: dict[str, str] = {}
         kernels: list[tuple[Node, str, str]] = []  # node, fn name, code
         scratch: dict[int, int] = {}  # node index -> bytes of the kernel's scratch
+        checked: set[int] = set()  # node indices of the kernels that report bad input (KernelContext.check)
         for i, node in enumerate(graph.nodes):
             fn = f"{name}_k{i}_{c_identifier(node.op)}"
             ctx = KernelContext(node, fn, config, weights, helpers)
             body = generate(ctx, families)
             if ctx.scratch_bytes:
                 scratch[i] = ctx.scratch_bytes
+            if ctx.reports_status:
+                checked.add(i)
             src = f"/* {c_comment(node.name or node.outputs[0].name)} ({node.op}) */\n{ctx.signature()} {{\n{body}\n}}\n"
             kernels.append((node, fn, src))
         plan = plan_memory(graph, scratch=scratch)
@@ -174,7 +176,7 @@ class CRenderer:
         b.files[f"{name}_weights.bin"] = blob
         b.files[f"{name}_weights.c"] = self.render_weights(name, len(blob), weights_mode).encode()
         b.files[f"{name}.h"] = self.render_header(graph, plan, name, len(blob), weights_mode).encode()
-        b.files[f"{name}.c"] = self.render_run(graph, plan, name, kernels, const_offsets, weights_mode).encode()
+        b.files[f"{name}.c"] = self.render_run(graph, plan, name, kernels, checked, const_offsets, weights_mode).encode()
         return b
 
     # ---- pieces ------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ class CRenderer:
                   "#ifdef __cplusplus", "}", "#endif", "#endif", ""]
         return "\n".join(lines)
 
-    def render_run(self, graph, plan, name, kernels, const_offsets, mode) -> str:
+    def render_run(self, graph, plan, name, kernels, checked, const_offsets, mode) -> str:
         def pointer(v: Value) -> str:
             root = plan.storage.get(v, v)
             if root in const_offsets:
@@ -277,9 +279,9 @@ class CRenderer:
         if plan.arena_bytes:
             lines.append("    if (!pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;")
         lines += ["    uint8_t *A = (uint8_t *)arena;", "    (void)A;"]
-        if any(STATUS_PARAM in src for _, _, src in kernels):
+        if checked:
             lines.append("    pdc_status err = PDC_OK;  /* set by kernels that check their input data */")
-        for i, (node, fn, src) in enumerate(kernels):
+        for i, (node, fn, _) in enumerate(kernels):
             if is_free_view(node, plan):
                 lines.append(f"    /* {c_comment(node.name or node.outputs[0].name)}: {node.op} is a view, no code */")
                 continue
@@ -290,11 +292,10 @@ class CRenderer:
                 args.append(f"(void *){pointer(v)}")
             if i in plan.scratch:
                 args.append(f"A + {plan.scratch[i]}")
-            checks = STATUS_PARAM in src
-            if checks:
+            if i in checked:
                 args.append("&err")
             lines.append(f"    {fn}({', '.join(args)}); /* {c_comment(node.name or node.outputs[0].name)} */")
-            if checks:
+            if i in checked:
                 lines.append("    if (err != PDC_OK) return err;")
         # outputs not written by a kernel: graph inputs, constants, or a value listed twice
         for i, v in enumerate(graph.outputs):

@@ -41,7 +41,7 @@ def bundle_runner(folder: str, manifest: dict):
 
 def code_targets() -> dict:
     """name -> Target for every code target (presets, without aliases)."""
-    return {name: t for name, (t, desc) in _targets().items() if t is not None and not desc.startswith("= ")}
+    return {name: t for name, (t, _) in _targets().items() if t is not None and t.name == name}
 
 
 def known_targets() -> dict[str, str]:

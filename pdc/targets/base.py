@@ -7,13 +7,10 @@ presets to pdc/targets/__init__.py (see docs/ARCHITECTURE.md, "Adding a target")
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
 
 from ..ir.errors import PdcError
-
-DTYPES_ALL = frozenset({"f64", "f32", "f16", "bf16", "i64", "i32", "i16", "i8", "u64", "u32", "u16", "u8", "bool"})
-
 
 @dataclass(frozen=True)
 class KernelConfig:
@@ -39,7 +36,6 @@ class Limits:
     max_threads: int = 64
     flash: Optional[int] = None
     ram: Optional[int] = None
-    dtypes: frozenset = field(default=DTYPES_ALL)
 
 
 class Target(ABC):

@@ -62,7 +62,7 @@ def generators(family: str = PORTABLE) -> dict[str, Callable]:
 
 
 def supports(op: str, families: tuple) -> bool:
-    return any((op, fam) in load_all() for fam in families)
+    return native_family(op, families) is not None
 
 
 def native_family(op: str, families: tuple) -> Optional[str]:
@@ -80,6 +80,11 @@ def coverage(families: tuple) -> dict[str, list[str]]:
     return out
 
 
+def unnamed(body: str, params: list[str]) -> list[str]:
+    """The parameters a kernel body never names (to mark used with `(void)p;`)."""
+    return [p for p in params if not re.search(rf"\b{p}\b", body)]
+
+
 def generate(ctx, families: tuple) -> str:
     """The C body for ctx's node from the first family (in the target's order) that takes it."""
     registry = load_all()
@@ -91,7 +96,7 @@ def generate(ctx, families: tuple) -> str:
         if body is None:
             continue
         if fam != PORTABLE:  # a native kernel may ignore an input (a shape it reads at compile time)
-            unused = [f"in{i}" for i in range(len(ctx.inputs)) if not re.search(rf"\bin{i}\b", body)]
+            unused = unnamed(body, [f"in{i}" for i in range(len(ctx.inputs))])
             body = "".join(f"    (void){name};\n" for name in unused) + body
         return body
     raise AssertionError(f"no generator took {ctx.node.op}: the {PORTABLE} family must not decline")

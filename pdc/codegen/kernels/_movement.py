@@ -15,7 +15,6 @@ fill value) over row-major tensors.
 from __future__ import annotations
 
 import functools
-import re
 import weakref
 from typing import Optional, Sequence
 
@@ -24,6 +23,7 @@ import numpy as np
 from ...ir import dtypes as D
 from .. import kir
 from ..context import KernelContext, strides
+from . import unnamed
 
 TILE = 16            # transpose tile edge (elements)
 MEMCPY_MIN = 8       # contiguous runs at least this long are copied with memcpy
@@ -121,7 +121,7 @@ def uses_all_params(gen):
     def wrapped(ctx: KernelContext) -> str:
         body = gen(ctx)
         names = [f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))]
-        unused = [n for n in names if not re.search(rf"\b{n}\b", body)]
+        unused = unnamed(body, names)
         return ("    " + " ".join(f"(void){n};" for n in unused) + "\n" if unused else "") + body
     return wrapped
 
