@@ -45,15 +45,20 @@ static struct {
     atomic_int pending;
     atomic_int stop;
     pdc_task_fn fn;
+    pdc_slot_task_fn slot_fn; /* instead of fn for pdc_parallel_slots */
     void *ctx;
     int64_t n;
-} pool = {1, {0}, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0};
+    int active; /* threads that take a slice: the first `active` of the pool */
+} pool = {1, {0}, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0, 0, 1};
 
 static void run_slice(int index) {
-    int64_t per = (pool.n + pool.count - 1) / pool.count;
+    if (index >= pool.active) return;
+    int64_t per = (pool.n + pool.active - 1) / pool.active;
     int64_t begin = per * index, end = begin + per;
     if (end > pool.n) end = pool.n;
-    if (begin < end) pool.fn(pool.ctx, begin, end);
+    if (begin >= end) return;
+    if (pool.slot_fn) pool.slot_fn(pool.ctx, begin, end, index);
+    else pool.fn(pool.ctx, begin, end);
 }
 
 static void *worker(void *arg) {
@@ -99,14 +104,12 @@ pdc_status pdc_threads_init(int num_threads) {
 
 int pdc_threads_count(void) { return pool.count; }
 
-void pdc_parallel_for(int64_t n, pdc_task_fn fn, void *ctx) {
-    if (pool.count <= 1 || n <= 1) {
-        fn(ctx, 0, n);
-        return;
-    }
+static void dispatch(int64_t n, int active, pdc_task_fn fn, pdc_slot_task_fn slot_fn, void *ctx) {
     pool.fn = fn;
+    pool.slot_fn = slot_fn;
     pool.ctx = ctx;
     pool.n = n;
+    pool.active = active;
     atomic_store(&pool.pending, pool.count - 1);
     pthread_mutex_lock(&pool.lock);
     atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
@@ -115,6 +118,17 @@ void pdc_parallel_for(int64_t n, pdc_task_fn fn, void *ctx) {
     run_slice(0);
     while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) {
     }
+}
+
+void pdc_parallel_for(int64_t n, pdc_task_fn fn, void *ctx) {
+    if (pool.count <= 1 || n <= 1) fn(ctx, 0, n);
+    else dispatch(n, pool.count, fn, 0, ctx);
+}
+
+void pdc_parallel_slots(int64_t n, int slots, pdc_slot_task_fn fn, void *ctx) {
+    const int active = slots < pool.count ? slots : pool.count;
+    if (active <= 1 || n <= 1) fn(ctx, 0, n, 0);
+    else dispatch(n, active, 0, fn, ctx);
 }
 
 void pdc_threads_shutdown(void) {
@@ -133,6 +147,7 @@ void pdc_threads_shutdown(void) {
 pdc_status pdc_threads_init(int num_threads) { (void)num_threads; return PDC_OK; }
 int pdc_threads_count(void) { return 1; }
 void pdc_parallel_for(int64_t n, pdc_task_fn fn, void *ctx) { fn(ctx, 0, n); }
+void pdc_parallel_slots(int64_t n, int slots, pdc_slot_task_fn fn, void *ctx) { (void)slots; fn(ctx, 0, n, 0); }
 void pdc_threads_shutdown(void) {}
 
 #endif

@@ -51,10 +51,20 @@ static inline int pdc_is_aligned(const void *p) { return ((uintptr_t)p & (PDC_AL
  * one slice per thread; the calling thread runs the first slice. With one thread (or without
  * PDC_THREADS at build time) it is a plain call. */
 typedef void (*pdc_task_fn)(void *ctx, int64_t begin, int64_t end);
+/* pdc_parallel_slots(n, slots, fn, ctx) is pdc_parallel_for over at most `slots` threads, telling
+ * each call its thread's slot (0 <= slot < slots, distinct among concurrent calls): kernels give
+ * each slot its own part of a scratch buffer the memory plan sized for the compiled thread count. */
+typedef void (*pdc_slot_task_fn)(void *ctx, int64_t begin, int64_t end, int slot);
 
 pdc_status pdc_threads_init(int num_threads);  /* 0: use PDC_DEFAULT_THREADS or 1 */
 int pdc_threads_count(void);
 void pdc_parallel_for(int64_t n, pdc_task_fn fn, void *ctx);
+void pdc_parallel_slots(int64_t n, int slots, pdc_slot_task_fn fn, void *ctx);
+/* The threads pdc_parallel_slots(n, slots, ...) runs on. */
+static inline int pdc_slot_threads(int slots) {
+    const int n = pdc_threads_count();
+    return n < slots ? n : slots;
+}
 void pdc_threads_shutdown(void);
 
 #ifdef __cplusplus

@@ -71,6 +71,13 @@ class KernelContext:
         self.scratch_bytes = offset + count * itemsize
         return f"(({c_type} *)(pdc_scratch + {offset}))"
 
+    def thread_scratch(self, count: int, slots: int, c_type: str = "float", itemsize: int = 4) -> tuple[str, int]:
+        """Scratch of `count` items for each of `slots` threads (a parallel kernel dispatches with
+        pdc_parallel_slots(..., slots, ...), so no more threads run it): a C pointer to slot 0 and
+        the items from one slot to the next (64-byte aligned)."""
+        stride = -(-count * itemsize // 64) * 64 // itemsize
+        return self.scratch(stride * slots, c_type, itemsize), stride
+
     def check(self, bad: str, status: str = "PDC_ERR_INDEX") -> str:
         """A C statement that makes the run function return `status` when `bad` holds (bad input
         data, e.g. an index out of range); the kernel itself goes on, memory-safe. Serial code only."""

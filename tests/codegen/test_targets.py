@@ -92,6 +92,25 @@ def test_threads_set_the_split_and_leave_the_numbers_alone(tmp_path):
     assert parallel == {1: "0", 2: "1", 4: "1"}
 
 
+def test_more_pool_threads_than_compiled_keep_to_the_scratch_slots(tmp_path):
+    """The GEMM's packing buffers are thread slots of its scratch in the arena, one per compiled
+    thread: a pool of 6 threads (an application's pdc_threads_init) runs the kernel on 2 of them,
+    with the same numbers."""
+    rng = np.random.default_rng(1)
+    layer = Layer("Gemm", [rng.standard_normal([96, 256]).astype(np.float32),
+                           Const(rng.standard_normal([256, 192]).astype(np.float32))], {})
+    model, feeds, _ = build_model([layer])
+    mod = pdc.compile(model, target="x86", out_dir=str(tmp_path / "b"), threads=2)
+    src = "".join(p.read_text() for p in (tmp_path / "b").glob("*_kernels_*.c"))
+    assert re.search(r"\.slots = 2;", src) and "pdc_scratch" in src
+    assert max(int(n) for n in re.findall(r"float \w+\[(\d+)\]", src)) <= 256  # no buffer on the stack
+    want = mod.run(feeds)
+    assert mod._lib.pdc_threads_init(6) == 0 and mod._lib.pdc_threads_count() == 6
+    got = mod.run(feeds)
+    for name, value in want.items():
+        np.testing.assert_array_equal(got[name], value)
+
+
 @pytest.mark.parametrize("target", ["x86", "arm64"])
 def test_kernels_report_bad_indices(tmp_path, target):
     """An out-of-range index makes the run fail with PDC_ERR_INDEX (the reference raises too)

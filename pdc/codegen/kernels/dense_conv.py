@@ -72,7 +72,7 @@ def _im2col_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
                   res="in3" if epi.has_r and epi.residual == "before_activation" else None,
                   ldr=g.p_out, r_bs=g.mg * g.p_out, lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp),
                   post=post, parallel=parallel, split_m=split_m)
-    lines += render_job(fields)
+    lines += render_job(ctx, fields)
     lines.append("    pdc_sgemm_run(&job);")
     return "\n".join(lines)
 

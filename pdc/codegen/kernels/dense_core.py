@@ -24,9 +24,10 @@ The GEMM computes C[M x N] = A[M x K] * B[K x N] for `batch` independent problem
   them, else the plain C one below. "Indirect" variants read B row k at b + koff[k] (unaligned,
   unpacked): x86's AVX-512 convolution paths (x86/conv.py) use them to read padded input bands
   or the input itself instead of im2col copies.
-- Scratch memory is the stack: no allocation at run time, reentrant. At most ~400 KiB per
-  thread (BBUF/ABUF below, the conv paths' buffers), plus up to 512 KiB on the calling thread for
-  the small-image conv path's result (TCONV_TMP_FLOATS): ~0.9 MiB there in the worst case.
+- Scratch memory is the arena's (ctx.thread_scratch): each thread slot has its packed-B and
+  packed-A buffers (at most BBUF/ABUF below, sized per job), planned like a tensor that lives while
+  the node runs; the stack holds no buffers (microcontrollers have little), and nothing is
+  allocated at run time.
 
 For NCHW convolutions M = output channels (weights broadcast), N = output pixels (vectors of
 pixels), K = C/group * kernel taps, one problem per (image, group).
@@ -221,6 +222,8 @@ typedef struct {
     int chunks_per_thread; /* dynamic chunks (0: 4); 1 where a chunk repeats costly packing */
     int a_all; /* pack every M block of a K block first, then loop N panels outside M blocks: each
                   prepacked B panel is read once per K block (small M, large prepacked N) */
+    float *scratch; int64_t slot_floats, abuf_off; int slots; /* thread slot s: B buffer at
+                  scratch + s * slot_floats, A buffer abuf_off floats after it */
 } pdc_sgemm_job;
 static inline int64_t pdc_boff(const int64_t *tab, int64_t mod, int64_t stride, int64_t b) {
     return tab ? tab[b] : (mod > 0 ? b % mod : b) * stride;
@@ -307,8 +310,6 @@ static void pdc_sukr_scalar_i(int64_t kc, const float *a, const float *b, const 
 
 DRIVER_C = r"""
 /* ---- pdc dense kernels: the blocked GEMM driver ---- */
-#define PDC_BBUF @BBUF@
-#define PDC_ABUF @ABUF@
 static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int64_t mb1, int64_t nb0, int64_t nb1,
                             float *bbuf, float *abuf) {
     const int64_t MR = j->MR, NR = j->NR, K = j->K, M = j->M, N = j->N;
@@ -374,9 +375,8 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
         }
     }
 }
-static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts) {
-    float bbuf[PDC_BBUF] __attribute__((aligned(64)));
-    float abuf[PDC_ABUF] __attribute__((aligned(64)));
+static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts, int slot) {
+    float *bbuf = j->scratch + slot * j->slot_floats, *abuf = bbuf + j->abuf_off;
     const int64_t mbs = (j->M + j->MR - 1) / j->MR, nbs = (j->N + j->NR - 1) / j->NR;
     const int64_t per = j->split_m ? mbs : nbs, units = j->batch * per;
     const int64_t u0 = units * part / parts, u1 = units * (part + 1) / parts;
@@ -390,22 +390,23 @@ static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts) 
 }
 /* Threads pull chunks of the output from a shared counter, so a thread that starts late (or is
    preempted) leaves its share to the others instead of stalling the kernel. */
-typedef struct { const void *job; int64_t chunks; atomic_long next; } pdc_chunks; /* long: 32-bit ARM has no 64-bit atomics */
+/* a job's chunks; scratch: a kernel's thread slots, slot_floats apart (pdc_parallel_slots) */
+typedef struct { const void *job; float *scratch; int64_t slot_floats; int64_t chunks; atomic_long next; } pdc_chunks; /* long: 32-bit ARM has no 64-bit atomics */
 static int64_t pdc_chunk_count(int64_t units, int64_t threads) {
     const int64_t c = 4 * threads;
     return units < c ? units : c;
 }
-static void pdc_sgemm_task(void *p, int64_t t0, int64_t t1) {
+static void pdc_sgemm_task(void *p, int64_t t0, int64_t t1, int slot) {
     pdc_chunks *c = (pdc_chunks *)p;
     int64_t i;
     (void)t0; (void)t1;
     while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        pdc_sgemm_part((const pdc_sgemm_job *)c->job, i, c->chunks);
+        pdc_sgemm_part((const pdc_sgemm_job *)c->job, i, c->chunks, slot);
 }
 static void pdc_sgemm_run(const pdc_sgemm_job *j) {
-    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
+    const int64_t threads = j->parallel ? pdc_slot_threads(j->slots) : 1;
     if (threads <= 1) {
-        pdc_sgemm_part(j, 0, 1);
+        pdc_sgemm_part(j, 0, 1, 0);
         return;
     }
     const int64_t per = j->split_m ? (j->M + j->MR - 1) / j->MR : (j->N + j->NR - 1) / j->NR;
@@ -416,7 +417,7 @@ static void pdc_sgemm_run(const pdc_sgemm_job *j) {
     const int64_t units = j->batch * per, most = cpt * threads;
     c.chunks = units < most ? units : most;
     atomic_init(&c.next, 0);
-    pdc_parallel_for(threads, pdc_sgemm_task, &c);
+    pdc_parallel_slots(threads, j->slots, pdc_sgemm_task, &c);
 }
 
 /* ---- runtime packers: strided matrices ---- */
@@ -476,8 +477,7 @@ def core(ctx: KernelContext) -> None:
     ctx.helper("pdc_dense_types", native.fill(ctx, TYPES_C))
     act_switch(ctx)  # pdc_act_f32, which the post-pass applies
     ctx.helper("pdc_dense_post", native.fill(ctx, POST_C))
-    ctx.helper("pdc_dense_driver", native.fill(ctx, DRIVER_C.replace("@BBUF@", str(BBUF_FLOATS))
-                                               .replace("@ABUF@", str(ABUF_FLOATS))))
+    ctx.helper("pdc_dense_driver", native.fill(ctx, DRIVER_C))
 
 
 def ukernel(ctx: KernelContext, mr: int, nv: int, indirect: bool = False) -> str:
@@ -526,13 +526,25 @@ def c_float(x: float) -> str:
     return float_literal(x, "float")
 
 
-def render_job(fields: dict, var: str = "job") -> list[str]:
-    """`pdc_sgemm_job var = {.field = value, ...};` as lines (unset fields are zero)."""
+def render_job(ctx: KernelContext, fields: dict, var: str = "job") -> list[str]:
+    """`pdc_sgemm_job var = {.field = value, ...};` as lines (unset fields are zero), with the
+    job's per-thread scratch."""
+    kc, nr = int(fields["KC"]), int(fields["NR"])
+    afloats = bfloats = 0
     if fields.get("packa") is not None:  # the per-thread A buffer holds one KC x MR panel (a_all: all)
         rows = -(-int(fields["M"]) // int(fields["MR"])) * int(fields["MR"]) if fields.get("a_all") else int(fields["MR"])
-        assert int(fields["KC"]) * rows <= ABUF_FLOATS, (fields["KC"], rows)
-    if fields.get("packb") is not None:  # and the B buffer one KC x NC block
-        assert int(fields["KC"]) * int(fields["NC"]) <= BBUF_FLOATS, (fields["KC"], fields["NC"])
+        afloats = kc * rows
+        assert afloats <= ABUF_FLOATS, (fields["KC"], rows)
+    if fields.get("prep") is not None:  # the prep hook's data (a conv path's band) fills the B buffer
+        bfloats = BBUF_FLOATS
+    elif fields.get("packb") is not None:  # and the B buffer one KC x NC block
+        bfloats = kc * -(-int(fields["NC"]) // nr) * nr
+        assert bfloats <= BBUF_FLOATS, (fields["KC"], fields["NC"])
+    if afloats or bfloats:
+        slots = ctx.config.threads if int(fields.get("parallel") or 0) else 1
+        abuf_off = -(-bfloats // 16) * 16
+        base, stride = ctx.thread_scratch(abuf_off + afloats, slots)
+        fields = dict(fields, scratch=base, slot_floats=stride, abuf_off=abuf_off, slots=slots)
     lines = [f"    pdc_sgemm_job {var};", f"    memset(&{var}, 0, sizeof {var});"]
     for k, v in fields.items():
         if v is None:

@@ -30,32 +30,35 @@ DW_C = r"""
 typedef struct {
     const float *x, *w, *bias, *res; float *y; const pdc_post *post;
     const uint32_t *masks; const int32_t *off; /* off: the flat kernel's tap offsets */
-    void (*fn)(void *job, int64_t p0, int64_t p1); int64_t planes;
+    void (*fn)(void *job, int64_t p0, int64_t p1, float *buf); int64_t planes; /* buf: a thread slot's */
     int64_t C, H, W, OH, OW, sh, ph, dh, dw, pw, nblk;
     int64_t Wq, HWq; /* stride 2, flat: each plane is split into 4 parity phases of HWq floats, rows of Wq */
     float lo, hi; int clamp;
 } pdc_dw_job;
-static void pdc_dw_task(void *p, int64_t t0, int64_t t1) {
+static void pdc_dw_task(void *p, int64_t t0, int64_t t1, int slot) {
     pdc_chunks *c = (pdc_chunks *)p;
     const pdc_dw_job *j = (const pdc_dw_job *)c->job;
     int64_t i;
     (void)t0; (void)t1;
     while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        j->fn((void *)j, j->planes * i / c->chunks, j->planes * (i + 1) / c->chunks);
+        j->fn((void *)j, j->planes * i / c->chunks, j->planes * (i + 1) / c->chunks, c->scratch + slot * c->slot_floats);
 }
-static void pdc_dw_run(const pdc_dw_job *j, int parallel) {
-    const int64_t threads = parallel ? pdc_threads_count() : 1;
-    if (threads <= 1) { j->fn((void *)j, 0, j->planes); return; }
+/* scratch: `slots` thread slots of slot_floats each (none for kernels without a buffer) */
+static void pdc_dw_run(const pdc_dw_job *j, float *scratch, int64_t slot_floats, int slots) {
+    const int64_t threads = pdc_slot_threads(slots);
+    if (threads <= 1) { j->fn((void *)j, 0, j->planes, scratch); return; }
     pdc_chunks c;
     c.job = j;
+    c.scratch = scratch;
+    c.slot_floats = slot_floats;
     c.chunks = j->planes < 8 * threads ? j->planes : 8 * threads;
     atomic_init(&c.next, 0);
-    pdc_parallel_for(threads, pdc_dw_task, &c);
+    pdc_parallel_slots(threads, slots, pdc_dw_task, &c);
 }
 """
 
 
-DW_BUF_FLOATS = 16384  # per thread: a stride-2 plane split into its 4 parity phases (64 KiB)
+DW_BUF_FLOATS = 16384  # the most a thread's buffer takes: a stride-2 plane in 4 parity phases (64 KiB)
 
 
 def _dw_rows(ctx: KernelContext, taps_h: int, taps_w: int, sw: int) -> tuple[str, str]:
@@ -63,8 +66,9 @@ def _dw_rows(ctx: KernelContext, taps_h: int, taps_w: int, sw: int) -> tuple[str
     a plane's loop is a native piece (x86: vectors of 16 output columns)."""
     name = f"pdc_dw_{taps_h}x{taps_w}_s{sw}"
     taps = taps_h * taps_w
-    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1) {{",
+    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1, float *buf) {{",
          "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
+         "    (void)buf;",
          "    /* the job's fields in locals: the output stores could otherwise alias them */",
          "    const int64_t H = j->H, W = j->W, OH = j->OH, OW = j->OW, sh = j->sh, ph = j->ph, dh = j->dh;",
          "    const int64_t dw = j->dw, pw = j->pw, nblk = j->nblk, C = j->C, P = OH * OW;",
@@ -108,7 +112,7 @@ def _dw_flat(ctx: KernelContext, taps: int) -> tuple[str, str]:
     plane is a flat run of 16-pixel vectors; masks[vec * taps + t] drop the lanes that fall off
     the plane or wrap around a row."""
     name = f"pdc_dw_flat{taps}"
-    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1) {{",
+    L = [f"static void {name}(void *vj, int64_t p0, int64_t p1, float *buf) {{",
          "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
          "    const int64_t HW = j->H * j->W, P = j->OH * j->OW, nvec = j->nblk;",
          "    const uint32_t *masks = j->masks;",
@@ -116,7 +120,6 @@ def _dw_flat(ctx: KernelContext, taps: int) -> tuple[str, str]:
          "    const float lo = j->lo, hi = j->hi;",
          f"    int64_t off[{taps}];",
          f"    for (int t = 0; t < {taps}; t++) off[t] = j->off[t];",
-         "    float buf[PDC_DW_BUF] __attribute__((aligned(64)));",
          "    for (int64_t pl = p0; pl < p1; pl++) {",
          "        const int64_t ch = pl % j->C;",
          f"        const float *x = j->x + pl * HW, *w = j->w + ch * {taps};",
@@ -217,7 +220,7 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
     if not flat and not take("conv", "depthwise-rows", heuristic):
         return None
     core(ctx)
-    ctx.helper("pdc_dense_dw", f"#define PDC_DW_BUF {DW_BUF_FLOATS}\n" + DW_C)
+    ctx.helper("pdc_dense_dw", DW_C)
     if flat:
         fill_row_helper(ctx)
         fn, code = _dw_flat(ctx, KH * KW)
@@ -245,5 +248,8 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
                      lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), fn=fn, planes=planes).items():
         lines.append(f"    j.{k} = {v};")
     macs = planes * g.p_out * g.taps
-    lines.append(f"    pdc_dw_run(&j, {int(ctx.split(macs, 200_000) and planes > 1)});")
+    slots = ctx.config.threads if ctx.split(macs, 200_000) and planes > 1 else 1
+    hwq = -(-H // 2) * OW if flat and sh == 2 else 0
+    scratch, stride = ctx.thread_scratch(4 * hwq, slots) if hwq else ("0", 0)
+    lines.append(f"    pdc_dw_run(&j, {scratch}, {stride}, {slots});")
     return mark("conv", "depthwise-flat" if flat else "depthwise-rows", "\n".join(lines))

@@ -109,7 +109,7 @@ class _Problem:
                            clamp=int(clamp), post=post, parallel=parallel, split_m=split_m)
         if epi.has_r and epi.residual == "before_activation":
             self.fields.update(res=res_ptr, ldr=self.n, r_bs=self.m * self.n)
-        return "\n".join(self.lines + render_job(self.fields) + ["    pdc_sgemm_run(&job);"])
+        return "\n".join(self.lines + render_job(ctx, self.fields) + ["    pdc_sgemm_run(&job);"])
 
 
 # ---- gemm ----------------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ weights are "A", a matmul's constant B is "B"); the blob then holds the packed c
 Cortex-M, where flash is scarce, they are read in place, which saves the panel padding: the
 microkernel also takes A row-major (one scalar per row and k) and B row-major (row stride ldb).
 A transposed B is still packed. Runtime operands are packed per K block by a callback (im2col
-for convolutions: conv.py, a strided copy for a matmul's A) into buffers in the kernel's stack
-frame, sized for the job; a job split over threads gives each thread its own. The register tile,
+for convolutions: conv.py, a strided copy for a matmul's A) into buffers in the kernel's scratch
+(the memory plan's, not the stack), sized for the job; a job split over threads gives each thread
+its own slot. The register tile,
 K block and buffer sizes are chosen per target (Cortex-M: about 1 KiB of packed B).
 """
 from __future__ import annotations
@@ -78,10 +79,6 @@ def pack_weights(ctx: KernelContext) -> bool:
     return ctx.config.pack_weights
 
 
-def max_mr(ctx: KernelContext) -> int:
-    return max(mr for mr, _ in TILES[simd_of(ctx)])
-
-
 # ---- compile-time packing -------------------------------------------------------------------------
 def pack_a(a: np.ndarray, mr: int) -> np.ndarray:
     """(..., M, K) -> (..., ceil(M/MR), K, MR), rows zero-padded."""
@@ -136,6 +133,8 @@ struct pdc_agemm {
     float (*act)(float, float, float); float alpha, beta; /* other activations: a scalar pass on tiles */
     const float *res_after;                /* added after the activation, laid out like C */
     int parallel;
+    float *scratch; int64_t slot_floats, abuf_off; int slots; /* thread slot s: B buffer at
+                                              scratch + s * slot_floats, A buffer abuf_off floats on */
 };
 /* the epilogue in scalar C, from a tile t of the accumulators (row stride ldt) into c */
 static void pdc_aepi_tile(const float *t, int ldt, float *c, int64_t ldc, int mr, int nr, int flags,
@@ -231,21 +230,16 @@ static void pdc_apack_a_strided(const pdc_agemm *g, int64_t p, float *dst, int64
 """
 
 
-# how a job runs: on the caller's thread with the packing buffers of the kernel's frame (sized for
-# the job), or split over the thread pool, each thread with buffers of the largest size a job may use
-RUN_SEQUENTIAL_C = r"""static void pdc_agemm_run(const pdc_agemm *g, float *bbuf, float *abuf) {
-    pdc_agemm_units(g, 0, g->problems * ((g->N + g->NC - 1) / g->NC), bbuf, abuf);
+# how a job runs: on the caller's thread, or split over the thread pool; each thread packs into its
+# slot of the kernel's scratch (sized for the job, from the memory plan)
+RUN_C = r"""static void pdc_agemm_task(void *vg, int64_t u0, int64_t u1, int slot) {
+    const pdc_agemm *g = (const pdc_agemm *)vg;
+    float *bbuf = g->scratch + slot * g->slot_floats;
+    pdc_agemm_units(g, u0, u1, bbuf, bbuf + g->abuf_off);
 }
-"""
-RUN_THREADED_C = r"""static void pdc_agemm_task(void *vg, int64_t u0, int64_t u1) {
-    float bbuf[@BBUF@] __attribute__((aligned(16)));
-    float abuf[@ABUF@] __attribute__((aligned(16)));
-    pdc_agemm_units((const pdc_agemm *)vg, u0, u1, bbuf, abuf);
-}
-static void pdc_agemm_run(const pdc_agemm *g, float *bbuf, float *abuf) {
+static void pdc_agemm_run(const pdc_agemm *g) {
     const int64_t units = g->problems * ((g->N + g->NC - 1) / g->NC);
-    if (g->parallel) pdc_parallel_for(units, pdc_agemm_task, (void *)g);
-    else pdc_agemm_units(g, 0, units, bbuf, abuf);
+    pdc_parallel_slots(units, g->parallel ? g->slots : 1, pdc_agemm_task, (void *)g);
 }
 """
 
@@ -256,16 +250,7 @@ def threaded(ctx: KernelContext) -> bool:
 
 def driver(ctx: KernelContext) -> None:
     base(ctx)
-    run = RUN_SEQUENTIAL_C
-    if threaded(ctx):
-        run = RUN_THREADED_C.replace("@BBUF@", str(scratch_floats(ctx))).replace("@ABUF@", str(abuf_floats(ctx)))
-    ctx.helper("pdc_agemm_driver", DRIVER_C.replace("@RUN@", run))
-
-
-def abuf_floats(ctx: KernelContext) -> int:
-    """The largest packed A panel: the longest K block times the largest MR."""
-    kc = ctx.config.gemm_kc
-    return (kc + kc // 4) * max_mr(ctx)
+    ctx.helper("pdc_agemm_driver", DRIVER_C.replace("@RUN@", RUN_C))
 
 
 # ---- C: microkernels ---------------------------------------------------------------------------------
@@ -452,12 +437,15 @@ class ArmGemm:
             nc = nb * self.nr
         self.fields["NC"] = nc
         self.fields["parallel"] = int(self.parallel)
-        # this thread's packing buffers, as big as the job needs (a parallel job's threads have their own)
-        nbuf = self.kc * nc if self.b_packed_at_runtime and not self.parallel else 1
-        abuf = self.kc * self.mr if "pack_a" in self.fields and not self.parallel else 1
-        out = list(self.lines) + [f"    float bbuf[{nbuf}] __attribute__((aligned(16)));",
-                                  f"    float abuf[{abuf}] __attribute__((aligned(16)));",
-                                  "    pdc_agemm g;", "    memset(&g, 0, sizeof g);"]
+        # each thread's packing buffers, as big as the job needs
+        nbuf = self.kc * nc if self.b_packed_at_runtime else 0
+        abuf = self.kc * self.mr if "pack_a" in self.fields else 0
+        if nbuf or abuf:
+            slots = self.ctx.config.threads if self.parallel else 1
+            abuf_off = -(-nbuf // 16) * 16
+            scratch, stride = self.ctx.thread_scratch(abuf_off + abuf, slots)
+            self.fields.update(scratch=scratch, slot_floats=stride, abuf_off=abuf_off, slots=slots)
+        out = list(self.lines) + ["    pdc_agemm g;", "    memset(&g, 0, sizeof g);"]
         for key, value in self.fields.items():
             if value is None:
                 continue
@@ -465,7 +453,7 @@ class ArmGemm:
                     and value.startswith("in"):
                 value = f"(const float *){value}"
             out.append(f"    g.{key} = {value};")
-        out.append("    pdc_agemm_run(&g, bbuf, abuf);")
+        out.append("    pdc_agemm_run(&g);")
         return "\n".join(out)
 
 

@@ -28,7 +28,7 @@ from ..dense_core import (ABUF_FLOATS, BBUF_FLOATS, PARALLEL_MIN_MACS, add_weigh
                           uses_all)
 from ..epilogue import Epilogue, render_post
 from ..paths import declare, forced, mark, take
-from .conv_c import IC_BUF_FLOATS, PWCONV_C, TCONV_C, TCONV_S1X1_C, iconv_helpers
+from .conv_c import IC_BUF_FLOATS, ICONV_TILE_FLOATS, PWCONV_C, TCONV_C, TCONV_S1X1_C, iconv_helpers
 
 declare("conv", "transposed", "pointwise", "band")
 
@@ -100,7 +100,7 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
                 if best is None or key < best[0]:
                     best = (key, b, nb, (mr, nv))
         _, band, nbands, tile = best
-    rows_q, bs, _ = size(band)
+    rows_q, bs, floats = size(band)
     koff = []
     for ci in range(cg):
         for kh in range(KH):
@@ -108,7 +108,7 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
                 rr, cc = kh * dh, kw * dw
                 koff.append(ci * bs + ((rr % sh) * sw + cc % sw) * rows_q * wq + (rr // sh) * wq + cc // sw)
     return dict(band=band, nbands=nbands, wq=wq, rows_q=rows_q, bs=bs, khd=khd, koff=np.array(koff, np.int32),
-                tile=tile, nq=(band - 1) * wq + OW)
+                tile=tile, nq=(band - 1) * wq + OW, floats=floats)
 
 
 def _koff(g: ConvGeom, plan: dict) -> np.ndarray:
@@ -151,11 +151,13 @@ def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> st
                  f"{plan['khd']}, {g.k}, {mr}, {nr}, {mchunk}, {problems}, {plan['band']}, {plan['nbands']}, "
                  f"{plan['wq']}, {plan['rows_q']}, {plan['bs']}, {c_float(epi.lo)}, {c_float(epi.hi)}, "
                  f"{int(epi.clamp)}, {split_m}, {parallel}, {ukr}}};")
-    lines.append("    pdc_iconv_run(&job);")
+    slots = ctx.config.threads if parallel else 1
+    scratch, stride = ctx.thread_scratch(ICONV_TILE_FLOATS + plan["floats"], slots)
+    lines.append(f"    pdc_iconv_run(&job, {scratch}, {stride}, {slots});")
     return "\n".join(lines)
 
 
-TCONV_TMP_FLOATS = 131072  # the caller's stack buffer for the pixels x channels result (512 KiB)
+TCONV_TMP_FLOATS = 131072  # the pixels x channels result, in the kernel's scratch (512 KiB)
 
 
 def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
@@ -227,13 +229,13 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     if epi.has_r and epi.residual == "before_activation":
         pf["tres"] = "in3"
     lines.append(render_post(pf))
-    lines.append(f"    float tmp[{problems * g.p_out * g.mg}] __attribute__((aligned(64)));")
+    lines.append(f"    float *tmp = {ctx.scratch(problems * g.p_out * g.mg)};")
     parallel = int(ctx.split(problems * g.p_out * g.mg * g.k, PARALLEL_MIN_MACS))
     fields = dict(batch=problems, M=g.p_out, N=g.mg, K=g.k, MR=mr, NR=nr, KC=kc, NC=nc, ukr=ukr, **a_fields,
                   b=add_weight(ctx, pack_b_panels(wt, nr)), b_bmod=g.group, b_bs=nb * g.k * nr,
                   c="tmp", ldc=g.mg, c_bs=g.p_out * g.mg, lo=c_float(-math.inf), hi=c_float(math.inf),
                   post="&post", parallel=parallel, split_m=0, chunks_per_thread=1, a_all=1)
-    lines += render_job(fields)
+    lines += render_job(ctx, fields)
     lines.append("    pdc_sgemm_run(&job);")
     return "\n".join(lines)
 
@@ -269,5 +271,7 @@ def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
                      mchunk=mchunk, problems=problems, lo=c_float(epi.lo), hi=c_float(epi.hi),
                      clamp=int(epi.clamp), split_m=split_m, parallel=parallel, ukr=ukr).items():
         lines.append(f"    job.{k} = {v};")
-    lines.append("    pdc_pwconv_run(&job);")
+    slots = ctx.config.threads if parallel else 1
+    tail = ctx.thread_scratch(g.k * nr, slots)
+    lines.append(f"    pdc_pwconv_run(&job, {tail[0]}, {tail[1]}, {slots});")
     return "\n".join(lines)

@@ -85,7 +85,6 @@ ICONV_C = r"""
  * [oh0, oh1) read, split into sh x sw phases (row % sh, column % sw) so that every kernel tap
  * reads a contiguous run: output grid position q = row * Wq + column, tap t of channel c at
  * band + koff[c * taps + t] + q. Grid columns >= OW are computed and dropped on store. */
-#define PDC_IC_BUF @BUF@
 typedef void (*pdc_ukri_fn)(int64_t kc, const float *a, const float *b, const int32_t *koff, float *c, int64_t ldc,
                             int mr, int nr, int flags, const pdc_epi *e);
 typedef struct {
@@ -155,9 +154,9 @@ static void pdc_iconv_store(const pdc_iconv_job *j, const float *tile, int mr, i
         q += seg;
     }
 }
-static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts) {
-    float buf[PDC_IC_BUF] __attribute__((aligned(64)));
-    float tile[16 * 64] __attribute__((aligned(64)));
+/* A thread slot's scratch: the register tile's store buffer (16 x 64), then the band. */
+static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts, float *tile) {
+    float *buf = tile + 16 * 64;
     const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, per = j->split_m ? mbs : j->nbands;
     const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
     for (int64_t u = u0; u < u1;) {
@@ -185,27 +184,31 @@ static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts) 
         }
     }
 }
-static void pdc_iconv_task(void *p, int64_t t0, int64_t t1) {
+static void pdc_iconv_task(void *p, int64_t t0, int64_t t1, int slot) {
     pdc_chunks *c = (pdc_chunks *)p;
     int64_t i;
     (void)t0; (void)t1;
     while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        pdc_iconv_part((const pdc_iconv_job *)c->job, i, c->chunks);
+        pdc_iconv_part((const pdc_iconv_job *)c->job, i, c->chunks, c->scratch + slot * c->slot_floats);
 }
-static void pdc_iconv_run(const pdc_iconv_job *j) {
-    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
-    if (threads <= 1) { pdc_iconv_part(j, 0, 1); return; }
+/* scratch: `slots` thread slots of slot_floats each */
+static void pdc_iconv_run(const pdc_iconv_job *j, float *scratch, int64_t slot_floats, int slots) {
+    const int64_t threads = j->parallel ? pdc_slot_threads(slots) : 1;
+    if (threads <= 1) { pdc_iconv_part(j, 0, 1, scratch); return; }
     const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : j->nbands;
     pdc_chunks c;
     c.job = j;
+    c.scratch = scratch;
+    c.slot_floats = slot_floats;
     /* split M: every chunk fills every band, so one chunk per thread */
     c.chunks = j->split_m ? (j->problems * per < threads ? j->problems * per : threads)
                           : pdc_chunk_count(j->problems * per, threads);
     atomic_init(&c.next, 0);
-    pdc_parallel_for(threads, pdc_iconv_task, &c);
+    pdc_parallel_slots(threads, slots, pdc_iconv_task, &c);
 }
 """
-IC_BUF_FLOATS = 49152  # 192 KiB per thread
+IC_BUF_FLOATS = 49152  # the most a band takes, per thread (192 KiB)
+ICONV_TILE_FLOATS = 16 * 64  # and the register tile's store buffer
 
 
 # ---- small images: pixels as GEMM rows ---------------------------------------------------------------
@@ -263,8 +266,7 @@ typedef struct {
     float lo, hi; int clamp, split_m, parallel;
     pdc_ukri_fn ukr;
 } pdc_pwconv_job;
-static void pdc_pwconv_part(const pdc_pwconv_job *j, int64_t part, int64_t parts) {
-    float tail[640 * 64] __attribute__((aligned(64)));
+static void pdc_pwconv_part(const pdc_pwconv_job *j, int64_t part, int64_t parts, float *tail) {
     const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, nbs = (j->P + j->NR - 1) / j->NR;
     const int64_t per = j->split_m ? mbs : nbs;
     const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
@@ -310,22 +312,25 @@ static void pdc_pwconv_part(const pdc_pwconv_job *j, int64_t part, int64_t parts
         }
     }
 }
-static void pdc_pwconv_task(void *p, int64_t t0, int64_t t1) {
+static void pdc_pwconv_task(void *p, int64_t t0, int64_t t1, int slot) {
     pdc_chunks *c = (pdc_chunks *)p;
     int64_t i;
     (void)t0; (void)t1;
     while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        pdc_pwconv_part((const pdc_pwconv_job *)c->job, i, c->chunks);
+        pdc_pwconv_part((const pdc_pwconv_job *)c->job, i, c->chunks, c->scratch + slot * c->slot_floats);
 }
-static void pdc_pwconv_run(const pdc_pwconv_job *j) {
-    const int64_t threads = j->parallel ? pdc_threads_count() : 1;
-    if (threads <= 1) { pdc_pwconv_part(j, 0, 1); return; }
+/* scratch: `slots` thread slots of slot_floats each, for the tail panel (K x NR) */
+static void pdc_pwconv_run(const pdc_pwconv_job *j, float *scratch, int64_t slot_floats, int slots) {
+    const int64_t threads = j->parallel ? pdc_slot_threads(slots) : 1;
+    if (threads <= 1) { pdc_pwconv_part(j, 0, 1, scratch); return; }
     const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : (j->P + j->NR - 1) / j->NR;
     pdc_chunks c;
     c.job = j;
+    c.scratch = scratch;
+    c.slot_floats = slot_floats;
     c.chunks = pdc_chunk_count(j->problems * per, threads);
     atomic_init(&c.next, 0);
-    pdc_parallel_for(threads, pdc_pwconv_task, &c);
+    pdc_parallel_slots(threads, slots, pdc_pwconv_task, &c);
 }
 """
 
@@ -333,7 +338,7 @@ static void pdc_pwconv_run(const pdc_pwconv_job *j) {
 def iconv_helpers(ctx: KernelContext) -> None:
     """Registers the padded-band driver (and the row fill it uses)."""
     fill_row_helper(ctx)
-    ctx.helper("pdc_dense_iconv", ICONV_C.replace("@BUF@", str(IC_BUF_FLOATS)))
+    ctx.helper("pdc_dense_iconv", ICONV_C)
 
 
 # ---- the depthwise kernels' vector loops (dense_depthwise.py) -----------------------------------------
