@@ -19,6 +19,7 @@ from .context import KernelContext
 from .ctypes_c import ctype
 from .kernels import generate, supports
 from .memory import VIEW_OPS, MemoryPlan, plan_memory
+from .placement import HOST, place
 
 ALIGN = 64
 KERNELS_PER_FILE = 48  # kernel files compile in parallel
@@ -132,6 +133,10 @@ class CRenderer:
         """The bundle's sources and memory plan; `config` (a KernelConfig) is what every kernel is
         generated for. The plan comes after the kernels: it holds their scratch too."""
         families = self.target.kernel_families
+        graph, spaces = place(graph, self.target.space_of, self.target.memory_spaces)
+        if set(spaces.values()) != {HOST} and spaces:
+            raise UnsupportedError(f"{self.target.name}: the C renderer writes host code; nodes placed in "
+                                   f"{sorted(set(spaces.values()) - {HOST})} need a device renderer")
         missing = sorted({n.op for n in graph.nodes if not supports(n.op, families)})
         if missing:
             counts = {op: sum(1 for n in graph.nodes if n.op == op) for op in missing}
@@ -152,7 +157,7 @@ class CRenderer:
                 checked.add(i)
             src = f"/* {c_comment(node.name or node.outputs[0].name)} ({node.op}) */\n{ctx.signature()} {{\n{body}\n}}\n"
             kernels.append((node, fn, src))
-        plan = plan_memory(graph, scratch=scratch)
+        plan = plan_memory(graph, scratch=scratch, spaces=spaces)
         # after the kernels: a constant a kernel packed into its own layout is stored only once
         const_offsets = {c: weights.add(c.data) for c in constants_read(graph, plan, kernels)}
         b = Bundle(name, plan=plan)

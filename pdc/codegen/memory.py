@@ -15,6 +15,10 @@ are not graph outputs) lives in the arena. The plan is built in three steps:
 3. Offsets. Groups are placed one by one, largest first (and again longest lived first, keeping
    the smaller arena); each goes into the smallest gap between the groups already placed whose
    lifetimes overlap it (best fit), or above them all.
+
+Memory spaces: a target with device memory places nodes (pdc/codegen/placement.py) and each
+space gets an arena of its own, planned the same way (`spaces`: the space of each value a node
+writes; a kernel's scratch is in its node's space). Host-only targets have the one host arena.
 """
 from __future__ import annotations
 
@@ -45,9 +49,13 @@ class MemoryPlan:
     arena_bytes: int  # total arena size (a multiple of the alignment)
     naive_activation_bytes: int  # sum of the sizes of all intermediates (node outputs, not graph outputs)
     scratch: dict[int, int] = None  # node index -> arena offset of that kernel's scratch
+    arenas: dict[str, int] = None  # memory space -> its arena's size ({"host": arena_bytes} on host targets)
+    space: dict[Value, str] = None  # the space of each arena value (absent: host)
 
     def __post_init__(self):
         self.scratch = self.scratch or {}
+        self.arenas = self.arenas or {"host": self.arena_bytes}
+        self.space = self.space or {}
 
 
 def _nbytes(v: Value) -> int:
@@ -64,9 +72,10 @@ def _align(n: int, alignment: int) -> int:
 
 class _Planner:
     def __init__(self, graph: Graph, alignment: int, view_ops: frozenset, inplace_ops: frozenset,
-                 scratch: dict[int, int]):
+                 scratch: dict[int, int], spaces: dict[Value, str]):
         self.graph = graph
         self.scratch = scratch
+        self.spaces = spaces
         self.alignment = alignment
         self.view_ops = view_ops
         self.inplace_ops = inplace_ops
@@ -125,15 +134,21 @@ class _Planner:
         return None
 
     # ---- steps 2 and 3: lifetimes and offsets ---------------------------------------------------
-    def groups(self) -> list[tuple[int, int, int, Value]]:
-        """(aligned size, first node, last node, root) of every storage group in the arena."""
+    def space_of(self, v: Value) -> str:
+        return self.spaces.get(v, "host")
+
+    def groups(self, space: str) -> list[tuple[int, int, int, Value]]:
+        """(aligned size, first node, last node, root) of every storage group in the space's arena."""
         result = []
         for root, members in self.members.items():
+            if self.space_of(root) != space:
+                continue
             start = min(self.defined[m] for m in members)
             end = max(self.last_use[m] for m in members)
             result.append((_align(_nbytes(root), self.alignment), start, end, root))
         for i, nbytes in self.scratch.items():
-            result.append((_align(nbytes, self.alignment), i, i, _Scratch(i)))
+            if self.space_of(self.graph.nodes[i].outputs[0]) == space:
+                result.append((_align(nbytes, self.alignment), i, i, _Scratch(i)))
         return result
 
     # Placement orders to try; the smallest arena wins. Largest first is the classic greedy; longest
@@ -143,8 +158,8 @@ class _Planner:
         lambda g: (g[1] - g[2], -g[0], g[1]),
     )
 
-    def place(self) -> tuple[dict[Value, int], int]:
-        groups = self.groups()
+    def place(self, space: str) -> tuple[dict[Value, int], int]:
+        groups = self.groups(space)
         best = None
         for order in self.ORDERS:
             placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
@@ -179,15 +194,23 @@ class _Scratch:
 
 
 def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW_OPS,
-                inplace_ops: frozenset = INPLACE_OPS, scratch: dict[int, int] = None) -> MemoryPlan:
-    """Assigns every intermediate of `graph` (topologically ordered) an aligned offset in one arena,
-    and each kernel's scratch (node index -> bytes) an offset that is free while its node runs."""
+                inplace_ops: frozenset = INPLACE_OPS, scratch: dict[int, int] = None,
+                spaces: dict[Value, str] = None) -> MemoryPlan:
+    """Assigns every intermediate of `graph` (topologically ordered) an aligned offset in its
+    space's arena (`spaces`, from placement; default: all host), and each kernel's scratch (node
+    index -> bytes) an offset that is free while its node runs."""
     if alignment < 1:
         raise PdcError(f"memory plan: alignment must be >= 1, got {alignment}")
-    p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops), dict(scratch or {}))
+    spaces = dict(spaces or {})
+    p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops), dict(scratch or {}), spaces)
     p.share()
-    root_offsets, arena = p.place()
+    root_offsets, arenas = {}, {}
+    for space in ["host"] + sorted(set(spaces.values()) - {"host"}):
+        offs, arena = p.place(space)
+        root_offsets.update(offs)
+        arenas[space] = _align(arena, alignment)
     offsets = {v: root_offsets[root] for v, root in p.storage.items() if root in root_offsets}
     scratch_offsets = {k.node: off for k, off in root_offsets.items() if isinstance(k, _Scratch)}
     naive = sum(_nbytes(v) for node in graph.nodes for v in node.outputs if v not in p.outputs)
-    return MemoryPlan(offsets, p.storage, _align(arena, alignment), naive, scratch_offsets)
+    space = {v: p.space_of(root) for v, root in p.storage.items() if root in root_offsets}
+    return MemoryPlan(offsets, p.storage, arenas["host"], naive, scratch_offsets, arenas, space)

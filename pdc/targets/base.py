@@ -48,6 +48,9 @@ class Target(ABC):
     kernel_families: ClassVar[tuple] = ("portable",)
     # how `pdc run` / pdc.Module execute a bundle: "in-process" (ctypes) or the name of a runner
     runner_kind: ClassVar[str] = "in-process"
+    # the memory spaces its kernels use, "host" first (pdc/codegen/placement.py): a device target
+    # adds "device" (and "on-chip" for its kernels' scratch)
+    memory_spaces: ClassVar[tuple] = ("host",)
 
     # ---- compiling -----------------------------------------------------------------------------
     @property
@@ -67,6 +70,11 @@ class Target(ABC):
 
     def kernel_config(self, threads: int) -> KernelConfig:
         return KernelConfig(threads=threads, vector_bits=128, simd="none")
+
+    def space_of(self, node) -> str:
+        """The memory space a node's kernel runs in: a device target answers "device" for the nodes
+        it has device kernels for and "host" for the rest (placement copies values between them)."""
+        return "host"
 
     def renderer(self):
         """The printer of the bundle's source files (the C renderer unless a target needs another)."""

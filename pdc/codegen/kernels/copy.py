@@ -1,4 +1,5 @@
-"""Kernels that move bytes unchanged: identity and the view ops when the planner could not alias them."""
+"""Kernels that move bytes unchanged: identity, the view ops when the planner could not alias them, and
+a copy between memory spaces that are both the host's."""
 from __future__ import annotations
 
 from .. import kir
@@ -7,7 +8,7 @@ from . import kernel
 from ._kir import io, prints_kir, render
 
 
-@kernel("identity", "reshape", "flatten", "squeeze", "unsqueeze")
+@kernel("identity", "reshape", "flatten", "squeeze", "unsqueeze", "copy")
 @prints_kir
 def copy(ctx: KernelContext) -> str:
     ins, outs = io(ctx)
