@@ -2,12 +2,13 @@
 
 One task per (batch, head, block of query rows), split over threads. A query row computes its
 scores against every key (Q K^T with the op's scaling), adds the op's bias (mask, causal
-frontier, sliding window, key padding), runs a max-subtracted softmax in a stack buffer, and
-accumulates the probability-weighted V rows. Keys and values are read where they are (past
-cache, then the new K / V, 3-D or 4-D), so nothing is materialized but the requested outputs.
+frontier, sliding window, key padding), runs a max-subtracted softmax in its thread's slot of
+the kernel's scratch (from the memory plan, not the stack), and accumulates the
+probability-weighted V rows. Keys and values are read where they are (past cache, then the new
+K / V, 3-D or 4-D), so nothing is materialized but the requested outputs.
 
 float32 (the common case) runs on vectorized helpers: the task transposes its head's keys into
-a stack block once, so a row's scores are axpys over contiguous keys ("keys-transposed"), or,
+a scratch block once, so a row's scores are axpys over contiguous keys ("keys-transposed"), or,
 when the keys do not fit that block, one dot product per key ("keys-direct"); exp, the
 normalization and P V are AVX-512 / AVX2 loops. Other types run plain loops ("scalar"), which
 compute every layer (paths: pdc/codegen/kernels/paths.py, family "attention").
@@ -33,9 +34,8 @@ from .sequence import vmath_helper
 declare("attention", "scalar", "keys-transposed", "keys-direct")
 
 ROW_BLOCK = 32  # query rows per task
-KT_FLOATS_MAX = 1 << 15  # float32: a head's keys transposed into a stack block up to this size
+KT_FLOATS_MAX = 1 << 15  # float32: a head's keys transposed into a scratch block up to this size (L2)
 PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves
-STACK_SCORES_MAX = 1 << 16  # keys per row held on the stack
 
 VEC_C = r"""@native vector_include @end
 /* a . b over n floats */
@@ -187,16 +187,21 @@ class _Attn:
 def _struct(ctx: KernelContext, fn: str) -> str:
     fields = [f"const {ctx.ctype(t.dtype) if t is not None else 'void'} *in{i};" for i, t in enumerate(ctx.inputs)]
     fields += [f"{ctx.ctype(t.dtype)} *out{i};" for i, t in enumerate(ctx.outputs)]
+    fields.append("uint8_t *scratch; int64_t slot_bytes;")  # a thread slot's keys block and scores
     return f"typedef struct {{ {' '.join(fields)} }} {fn}_args;"
 
 
-def _dispatch(ctx: KernelContext, g: _Attn, pre: list[str]) -> str:
+def _dispatch(ctx: KernelContext, g: _Attn, row: "_Row", pre: list[str]) -> str:
     fn = ctx.fn_name
     items = g.B * g.hq * -(-g.Sq // ROW_BLOCK)
-    inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))])
     macs = g.B * g.hq * g.Sq * g.L * (g.D + g.Dv)
-    call = (f"pdc_parallel_for({items}, {fn}_rows, (void *)&a);" if items > 1 and ctx.split(macs, PARALLEL_MIN_MACS)
-            else f"{fn}_rows((void *)&a, 0, {items});")
+    parallel = items > 1 and ctx.split(macs, PARALLEL_MIN_MACS)
+    slots = ctx.config.threads if parallel else 1
+    scratch, stride = ctx.thread_scratch(row.slot_bytes, slots, "uint8_t", 1)
+    inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))]
+                      + [scratch, str(stride)])
+    call = (f"pdc_parallel_slots({items}, {slots}, {fn}_rows, (void *)&a);" if parallel
+            else f"{fn}_rows((void *)&a, 0, {items}, 0);")
     unused = [f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None]
     return "\n".join(pre + [f"    {fn}_args a = {{ {inits} }};", "    " + " ".join(unused), f"    {call}"])
 
@@ -212,19 +217,23 @@ class _Row:
             vec_helper(g.ctx)
         nb = -(-g.Sq // ROW_BLOCK)
         fn = g.ctx.fn_name
+        # a thread slot of the kernel's scratch: the transposed keys block, then a row's scores
+        kt_bytes = -(-g.D * g.L * 4 // 64) * 64 if self.kt else 0
+        self.slot_bytes = kt_bytes + max(g.L, 1) * (8 if sct == "double" else 4)
         self.lines = [_struct(g.ctx, fn),
-                      f"static void {fn}_rows(void *arg, int64_t begin, int64_t end) {{",
+                      f"static void {fn}_rows(void *arg, int64_t begin, int64_t end, int slot) {{",
                       f"    const {fn}_args *a = (const {fn}_args *)arg;",
+                      "    uint8_t *mine = a->scratch + slot * a->slot_bytes;",
+                      f"    {sct} *sc = ({sct} *)(mine + {kt_bytes});",
                       "    for (int64_t it = begin; it < end; it++) {",
                       f"      const int64_t ib = it % {nb}, h = it / {nb} % {g.hq}, b = it / {nb * g.hq};",
                       f"      const int64_t kh = h / {g.group}; (void)kh;"]
         if self.kt:  # the head's keys, transposed: kt[d][j]
-            self.lines += [f"      float kt[{g.D * g.L}] __attribute__((aligned(64)));",
+            self.lines += ["      float *kt = (float *)mine;",
                            f"      for (int64_t j = 0; j < {g.L}; j++) {{ const float *kr = {g.kv_row(1, g.D)}; "
                            f"for (int64_t d = 0; d < {g.D}; d++) kt[d * {g.L} + j] = kr[d]; }}"]
         self.lines += [f"      for (int64_t i = ib * {ROW_BLOCK}; i < {g.Sq} && i < (ib + 1) * {ROW_BLOCK}; i++) {{",
                        f"        const int64_t r = (b * {g.hq} + h) * {g.Sq} + i; (void)r;",
-                       f"        {sct} sc[{max(g.L, 1)}] __attribute__((aligned(64)));",
                        f"        {g.at} qv[{max(g.D, 1)}];"]
 
     def add(self, *lines: str):
@@ -288,8 +297,6 @@ def _check_sizes(ctx: KernelContext, g: _Attn) -> bool:
         return False
     if g.L == 0:
         ctx.fail("attention over an empty key sequence is not supported")
-    if g.L > STACK_SCORES_MAX:
-        ctx.fail(f"{g.L} keys: at most {STACK_SCORES_MAX} are supported")
     return True
 
 
@@ -393,7 +400,7 @@ def attention(ctx: KernelContext) -> str:
         row.add(f"for (int64_t j = 0; j < {g.L}; j++) qk[j] = {ctx.store(ctx.outputs[3].dtype, 'sc[j]')};")
     row.pv(lambda e: rnd(f"({at}){e}"))
     row.finish()
-    return mark("attention", row.path, _dispatch(ctx, g, g.present_copy()))
+    return mark("attention", row.path, _dispatch(ctx, g, row, g.present_copy()))
 
 
 def sqrt_scale(scale, head_size: int) -> np.float32:
@@ -457,4 +464,4 @@ def fused_attention(ctx: KernelContext) -> str:
                 f"for (int64_t j = 0; j < {g.L}; j++) sc[j] /= total;")
     row.pv(lambda e: f"({at}){e}")
     row.finish()
-    return mark("attention", row.path, _dispatch(ctx, g, []))
+    return mark("attention", row.path, _dispatch(ctx, g, row, []))

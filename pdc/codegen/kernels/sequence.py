@@ -37,7 +37,6 @@ declare("rnn-split", "serial", "parallel")
 
 PANEL = 16
 PARALLEL_MIN_MACS = 1_000_000  # below ~30 us of work a second thread costs more than it saves (KERNELS.md §4)
-STACK_FLOATS_MAX = 1 << 16  # per-task stack scratch (gates, state) must stay well below a thread's stack
 
 GEMV16_C = r"""@native vector_include @end
 /* acc[p*16 + l] += sum_k x[k] * w[(p*K + k)*16 + l] for the P panels of 16 rows of a packed matrix. */
@@ -335,24 +334,33 @@ class _Gen:
         out.append(f"for (int64_t j = 0; j < {H}; j++) h[j] = (1 - gr[j]) * gh[j] + gr[j] * h[j];")
         return out
 
+    def buffer_sizes(self, convert_x: bool) -> list[tuple[str, int]]:
+        """The task's buffers (name, elements; each a multiple of PANEL, so every one is aligned):
+        gates, state, and per cell kind the rest; they live in its thread's slot of the scratch."""
+        H, pad = self.H, self.padded
+        sizes = [("g", pad(self.G * H)), ("h", pad(H))]
+        if self.op == "lstm":
+            sizes += [("c", pad(H)), ("ht", pad(H))]
+        if self.op == "gru":
+            sizes += [("gr", pad(2 * H)), ("gh", pad(H)), ("rh", pad(H))]
+        if convert_x:
+            sizes.append(("xv", pad(self.I)))
+        return sizes
+
+    def buffers(self, ct: str, convert_x: bool) -> list[str]:
+        out, offset = [], 0
+        for name, n in self.buffer_sizes(convert_x):
+            out.append(f"{ct} *{name} = buf + {offset};")
+            offset += n
+        return out
+
     def direction_fn(self, d: int) -> str:
         ctx, H, I, T, ct = self.ctx, self.H, self.I, self.T, self.ct
         reverse = self.direction == "reverse" or d == 1
         lstm = self.op == "lstm"
-        G = self.G * H
-        pad = self.padded
-        bufs = [f"{ct} g[{pad(G)}] __attribute__((aligned(64)));",
-                f"{ct} h[{pad(H)}] __attribute__((aligned(64)));"]
-        if lstm:
-            bufs += [f"{ct} c[{pad(H)}];", f"{ct} ht[{pad(H)}] __attribute__((aligned(64)));"]
-        if self.op == "gru":
-            bufs += [f"{ct} gr[{pad(2 * H)}] __attribute__((aligned(64)));",
-                     f"{ct} gh[{pad(H)}] __attribute__((aligned(64)));", f"{ct} rh[{pad(H)}];"]
         convert_x = not (self.T_c == ct)
-        if convert_x:
-            bufs.append(f"{ct} xv[{pad(I)}];")
-        lines = [f"static void {self.fn}_d{d}(const {self.fn}_args *a, int64_t b) {{"]
-        lines += ["    " + s for s in bufs]
+        lines = [f"static void {self.fn}_d{d}(const {self.fn}_args *a, int64_t b, {ct} *buf) {{"]
+        lines += ["    " + s for s in self.buffers(ct, convert_x)]
         if ctx.has_input(4):
             lines.append(f"    int64_t len = a->in4[b]; if (len < 0) len = 0; if (len > {T}) len = {T};")
         else:
@@ -395,17 +403,15 @@ class _Gen:
 
     def render(self) -> str:
         ctx, fn = self.ctx, self.fn
-        floats = self.padded(self.G * self.H) * 3 + self.padded(self.H) * 4 + self.padded(self.I)
-        if floats > STACK_FLOATS_MAX:
-            ctx.fail(f"hidden_size {self.H} / input_size {self.I} need {floats} floats of stack scratch; "
-                     f"at most {STACK_FLOATS_MAX} are supported")
         fields = [f"const {ctx.ctype(t.dtype) if t is not None else 'void'} *in{i};" for i, t in enumerate(ctx.inputs)]
         fields += [f"{ctx.ctype(t.dtype)} *out{i};" for i, t in enumerate(ctx.outputs)]
+        fields.append(f"{self.ct} *scratch; int64_t slot_items;")  # the tasks' buffers, one slot per thread
         code = [f"typedef struct {{ {' '.join(fields)} }} {fn}_args;"]
         code += [self.direction_fn(d) for d in range(self.ndir)]
-        calls = " else ".join(f"if (d == {d}) {fn}_d{d}(a, b);" for d in range(self.ndir))
-        code.append(f"static void {fn}_task(void *arg, int64_t begin, int64_t end) {{\n"
+        calls = " else ".join(f"if (d == {d}) {fn}_d{d}(a, b, buf);" for d in range(self.ndir))
+        code.append(f"static void {fn}_task(void *arg, int64_t begin, int64_t end, int slot) {{\n"
                     f"    const {fn}_args *a = (const {fn}_args *)arg;\n"
+                    f"    {self.ct} *buf = a->scratch + slot * a->slot_items;\n"
                     f"    for (int64_t i = begin; i < end; i++) {{ const int64_t d = i / {self.N}, b = i % {self.N}; "
                     f"{calls} }}\n}}\n")
         ctx.helper(f"{fn}_impl", "\n".join(code))
@@ -418,8 +424,13 @@ class _Gen:
         items = self.ndir * self.N
         macs = self.T * (self.I + self.H) * self.G * self.H
         parallel = items > 1 and take("rnn-split", "parallel", ctx.split(macs * items, PARALLEL_MIN_MACS))
-        call = (f"pdc_parallel_for({items}, {fn}_task, (void *)&a);" if parallel
-                else f"{fn}_task((void *)&a, 0, {items});")
+        slots = ctx.config.threads if parallel else 1
+        itemsize = 8 if self.ct == "double" else 4
+        count = sum(n for _, n in self.buffer_sizes(self.T_c != self.ct))
+        scratch, stride = ctx.thread_scratch(count, slots, self.ct, itemsize)
+        inits += f", {scratch}, {stride}"
+        call = (f"pdc_parallel_slots({items}, {slots}, {fn}_task, (void *)&a);" if parallel
+                else f"{fn}_task((void *)&a, 0, {items}, 0);")
         unused = " ".join(f"(void)in{i};" for i, r in enumerate(read) if not r)
         body = f"    {fn}_args a = {{ {inits} }};\n    {unused}\n    {call}"
         return mark("rnn", "packed" if self.packed else "rowdot",
