@@ -21,13 +21,21 @@ class KernelConfig:
     threads: int  # threads the bundle is compiled for (--threads): how work is split
     vector_bits: int  # widest vector register the kernels may use
     simd: str  # the kernels' vector ISA: avx512, avx2, neon64, neon32, mve, none
-    gemm_kc: int = 256  # K block of the packed GEMM kernels
+    gemm_kc: int = 256  # K block of the packed GEMM kernels (see k_block)
     scratch_floats: int = 16384  # per-thread packed-B buffer of the GEMM kernels, in floats (64 KiB)
+    a_scratch_floats: int = 32768  # per-thread packed-A buffer bound of the dense conv paths (128 KiB)
     pack_weights: bool = True  # repack constant weights at compile time (costs weight bytes)
 
     @property
     def parallel(self) -> bool:
         return self.threads > 1
+
+    def k_block(self, k: int) -> int:
+        """The K block for a reduction of length k: none up to 1.25 gemm_kc, else equal blocks of
+        at most gemm_kc."""
+        if k <= self.gemm_kc + self.gemm_kc // 4:
+            return max(k, 1)
+        return -(-k // -(-k // self.gemm_kc))
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,9 @@ class X86Target(Target):
         return Limits(max_threads=1024)
 
     def kernel_config(self, threads: int) -> KernelConfig:
+        # K blocks of 512 and a 256 KiB packed-B buffer per thread: both stay in a core's L2
         return KernelConfig(threads=threads, vector_bits=self.vector_bits,
-                            simd="avx512" if self.vector_bits >= 512 else "avx2")
+                            simd="avx512" if self.vector_bits >= 512 else "avx2", gemm_kc=512, scratch_floats=65536)
 
     def check_host(self) -> None:
         flags = host_flags()

@@ -19,7 +19,7 @@ from ..context import KernelContext
 from . import kernel
 from .conv_geometry import ConvGeom
 from .dense_conv_c import IM2COL_C, copy_helpers
-from .dense_core import (add_weight, bias_ptr, c_float, choose_split, choose_tile, isa_of, k_block, lanes, n_chunk,
+from .dense_core import (add_weight, bias_ptr, c_float, choose_split, choose_tile, isa_of, lanes, n_chunk,
                          pack_a_panels, render_job, ukernel, uses_all)
 from .dense_depthwise import depthwise_f32
 from .epilogue import Epilogue
@@ -58,7 +58,7 @@ def _im2col_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
         lines.append(f"    const pdc_strided wa = {{in1, 0, {g.group}, {g.mg * g.k}, {g.k}, 1, 1.0f}};")
         a_fields = dict(packa="pdc_packa_strided", packa_ctx="&wa")
     lines.append(f"    const pdc_im2col geo = {{in0, {g.cg * g.p_in}, {g.c_fields()}}};")
-    kc = k_block(g.k)
+    kc = ctx.config.k_block(g.k)
     batch = g.n * g.group
     parallel, split_m = choose_split(batch, g.mg, g.p_out, g.k, mr, nr, ctx.config.threads, g.m * g.k * 4,
                                      b_runtime=True)
@@ -66,7 +66,7 @@ def _im2col_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     if not epi.fast:
         lines += epi.post_lines("in3", g.mg * g.p_out, g.p_out)
         post = "&post"
-    fields = dict(batch=batch, M=g.mg, N=g.p_out, K=g.k, MR=mr, NR=nr, KC=kc, NC=n_chunk(kc, nr, g.p_out), ukr=ukr,
+    fields = dict(batch=batch, M=g.mg, N=g.p_out, K=g.k, MR=mr, NR=nr, KC=kc, NC=n_chunk(ctx, kc, nr, g.p_out), ukr=ukr,
                   **a_fields, packb="pdc_im2col_pack", packb_ctx="&geo", c="out0", ldc=g.p_out, c_bs=g.mg * g.p_out,
                   bias_m=bias_ptr(ctx, 2, g.m), bm_bmod=g.group, bm_bs=g.mg,
                   res="in3" if epi.has_r and epi.residual == "before_activation" else None,

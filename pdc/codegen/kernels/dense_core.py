@@ -25,9 +25,9 @@ The GEMM computes C[M x N] = A[M x K] * B[K x N] for `batch` independent problem
   unpacked): x86's AVX-512 convolution paths (x86/conv.py) use them to read padded input bands
   or the input itself instead of im2col copies.
 - Scratch memory is the arena's (ctx.thread_scratch): each thread slot has its packed-B and
-  packed-A buffers (at most BBUF/ABUF below, sized per job), planned like a tensor that lives while
-  the node runs; the stack holds no buffers (microcontrollers have little), and nothing is
-  allocated at run time.
+  packed-A buffers (sized per job, bounded by the target's KernelConfig: scratch_floats,
+  a_scratch_floats), planned like a tensor that lives while the node runs; the stack holds no
+  buffers (microcontrollers have little), and nothing is allocated at run time.
 
 For NCHW convolutions M = output channels (weights broadcast), N = output pixels (vectors of
 pixels), K = C/group * kernel taps, one problem per (image, group).
@@ -57,10 +57,8 @@ from . import native
 from .activations import act_switch
 
 # ---- blocking parameters ------------------------------------------------------------------------
-BBUF_FLOATS = 65536  # per-thread stack buffer for packed B (256 KiB, lives in L2)
-ABUF_FLOATS = 32768  # per-thread stack buffer for packed A: one KC x MR panel, or all (a_all) (128 KiB)
-KC_MAX = 640  # no K blocking up to this K; above it, equal blocks of at most KC_SPLIT
-KC_SPLIT = 512
+# K blocks and the packing buffers' sizes are the target's (ctx.config: gemm_kc, scratch_floats,
+# a_scratch_floats)
 PARALLEL_MIN_MACS = 400_000  # smaller problems run on the calling thread (dispatch ~ a few µs)
 
 
@@ -143,15 +141,9 @@ def panel_vectors(n: int, nv: int, lanes: int) -> int:
     return min(range(nv, 0, -1), key=pad)
 
 
-def k_block(k: int) -> int:
-    if k <= KC_MAX:
-        return max(k, 1)
-    return -(-k // -(-k // KC_SPLIT))
-
-
-def n_chunk(kc: int, nr: int, n: int) -> int:
-    """Columns per packed-B chunk: as many NR panels as fit the stack buffer."""
-    panels = max(1, BBUF_FLOATS // (kc * nr))
+def n_chunk(ctx: KernelContext, kc: int, nr: int, n: int) -> int:
+    """Columns per packed-B chunk: as many NR panels as fit the target's packed-B buffer."""
+    panels = max(1, ctx.config.scratch_floats // (kc * nr))
     return min(panels, -(-n // nr)) * nr
 
 
@@ -534,12 +526,10 @@ def render_job(ctx: KernelContext, fields: dict, var: str = "job") -> list[str]:
     if fields.get("packa") is not None:  # the per-thread A buffer holds one KC x MR panel (a_all: all)
         rows = -(-int(fields["M"]) // int(fields["MR"])) * int(fields["MR"]) if fields.get("a_all") else int(fields["MR"])
         afloats = kc * rows
-        assert afloats <= ABUF_FLOATS, (fields["KC"], rows)
     if fields.get("prep") is not None:  # the prep hook's data (a conv path's band) fills the B buffer
-        bfloats = BBUF_FLOATS
+        bfloats = ctx.config.scratch_floats
     elif fields.get("packb") is not None:  # and the B buffer one KC x NC block
         bfloats = kc * -(-int(fields["NC"]) // nr) * nr
-        assert bfloats <= BBUF_FLOATS, (fields["KC"], fields["NC"])
     if afloats or bfloats:
         slots = ctx.config.threads if int(fields.get("parallel") or 0) else 1
         abuf_off = -(-bfloats // 16) * 16

@@ -22,7 +22,7 @@ from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
 from .paths import declare, mark, take
-from .dense_core import (add_weight, c_float, choose_split, default_tile, isa_of, k_block, lanes, n_chunk,
+from .dense_core import (add_weight, c_float, choose_split, default_tile, isa_of, lanes, n_chunk,
                          pack_a_panels, pack_b_panels, panel_vectors, pick_mr, render_job, ukernel, uses_all)
 from .epilogue import Epilogue
 
@@ -94,7 +94,7 @@ class _Problem:
     def render(self, res_ptr: str | None) -> str:
         ctx, epi = self.ctx, self.epi
         ukr = ukernel(ctx, self.mr, self.nv)
-        kc = k_block(self.k)
+        kc = ctx.config.k_block(self.k)
         parallel, split_m = choose_split(self.batch, self.m, self.n, self.k, self.mr, self.nr,
                                          ctx.config.threads, self.a_bytes)
         use_post = not epi.fast or self.post_add is not None
@@ -104,7 +104,7 @@ class _Problem:
             post = "&post"
         clamp = epi.clamp and not use_post
         self.fields.update(batch=self.batch, M=self.m, N=self.n, K=self.k, MR=self.mr, NR=self.nr, KC=kc,
-                           NC=n_chunk(kc, self.nr, self.n), ukr=ukr, c="out0", ldc=self.n, c_bs=self.m * self.n,
+                           NC=n_chunk(ctx, kc, self.nr, self.n), ukr=ukr, c="out0", ldc=self.n, c_bs=self.m * self.n,
                            lo=c_float(epi.lo if clamp else -math.inf), hi=c_float(epi.hi if clamp else math.inf),
                            clamp=int(clamp), post=post, parallel=parallel, split_m=split_m)
         if epi.has_r and epi.residual == "before_activation":

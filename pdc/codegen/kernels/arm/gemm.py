@@ -62,13 +62,6 @@ def choose_tile(simd: str, m: int, n: int) -> tuple[int, int]:
     return min(TILES[simd], key=lambda t: (tile_cost(t[0], t[1], m, n), -t[0] * t[1]))
 
 
-def k_block(ctx: KernelContext, k: int) -> int:
-    kc = ctx.config.gemm_kc
-    if k <= kc + kc // 4:
-        return max(k, 1)
-    return -(-k // -(-k // kc))
-
-
 def scratch_floats(ctx: KernelContext) -> int:
     return ctx.config.scratch_floats
 
@@ -381,7 +374,7 @@ class ArmGemm:
         simd = simd_of(ctx)
         self.mr, self.nv = tile or choose_tile(simd, m, n)
         self.nr = 4 * self.nv
-        self.kc = k_block(ctx, k)
+        self.kc = ctx.config.k_block(k)
         self.problems, self.m, self.n, self.k = problems, m, n, k
         self.ukr = ukernel(ctx, self.mr, self.nv)
         self.fields: dict[str, object] = {

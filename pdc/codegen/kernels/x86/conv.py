@@ -23,7 +23,7 @@ from .. import kernel
 from ..conv_geometry import ConvGeom
 from ..dense_conv import conv_setup, depthwise
 from ..dense_conv_c import copy_helpers
-from ..dense_core import (ABUF_FLOATS, BBUF_FLOATS, PARALLEL_MIN_MACS, add_weight, bias_ptr, c_float, choose_split,
+from ..dense_core import (PARALLEL_MIN_MACS, add_weight, bias_ptr, c_float, choose_split,
                           choose_tile, core, pack_a_panels, pack_b_panels, panel_vectors, render_job, ukernel,
                           uses_all)
 from ..epilogue import Epilogue, render_post
@@ -44,13 +44,13 @@ def conv(ctx: KernelContext) -> Optional[str]:
     body = (depthwise(ctx, g, epi) or mark("conv", "transposed", _tconv_f32(ctx, g, epi))
             or mark("conv", "pointwise", _pwconv_f32(ctx, g, epi)))
     if body is None:
-        plan = _iconv_plan(g) if take("conv", "band") else None
+        plan = _iconv_plan(ctx, g) if take("conv", "band") else None
         if plan is not None:
             body = mark("conv", "band", _iconv_f32(ctx, g, epi, plan))
     return uses_all(ctx, body) if body is not None else None
 
 
-def _iconv_plan(g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
+def _iconv_plan(ctx: KernelContext, g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
     """Band geometry of the padded-band path for a 1-D/2-D conv, or None when it does not fit.
     whole: one band of all output rows, in the B buffer (the transposed path); cg: channels per
     band (default: the group's)."""
@@ -78,7 +78,7 @@ def _iconv_plan(g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
 
     tile = None
     if whole:
-        if size(OH)[2] > BBUF_FLOATS:
+        if size(OH)[2] > ctx.config.scratch_floats:
             return None
         band, nbands = OH, 1
     else:
@@ -165,7 +165,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     _, OH, OW = g.out_sp
     w = ctx.const(1)
     if (w is None or g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or OW > 16
-            or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS or ABUF_FLOATS // g.p_out < g.taps):
+            or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS or ctx.config.a_scratch_floats // g.p_out < g.taps):
         return None
     if not take("conv", "transposed", OW >= 4 and g.mg >= 32):
         return None
@@ -176,7 +176,7 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     strided_1x1 = (g.taps == 1 and not any(g.begin) and not g.pointwise
                    and (OH - 1) * sh < H and (OW - 1) * sw < W)
     if not g.pointwise and not strided_1x1:
-        plan = _iconv_plan(g, whole=True, cg=1)  # per-channel geometry; the band holds a K block
+        plan = _iconv_plan(ctx, g, whole=True, cg=1)  # per-channel geometry; the band holds a K block
         if plan is None:
             return None
     core(ctx)
@@ -189,11 +189,11 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     wt = np.asarray(w, np.float32).reshape(g.group, g.mg, g.k).transpose(0, 2, 1)  # (G, K, Mg)
     nb = -(-g.mg // nr)
     # K blocks whose weights for one thread's channels stay in L2 across the pixel rows
-    kc = min(g.k, max(64, (131072 // max(1, -(-g.mg // 2))) // 8 * 8), ABUF_FLOATS // g.p_out)
+    kc = min(g.k, max(64, (131072 // max(1, -(-g.mg // 2))) // 8 * 8), ctx.config.a_scratch_floats // g.p_out)
     if plan is not None:  # whole input channels per K block, their band in the B buffer
         per_ch = plan["bs"]
-        chans = max(1, min(g.cg, kc // g.taps, (BBUF_FLOATS - plan["wq"] - 64) // per_ch))
-        if chans * per_ch + plan["wq"] + 64 > BBUF_FLOATS:
+        chans = max(1, min(g.cg, kc // g.taps, (ctx.config.scratch_floats - plan["wq"] - 64) // per_ch))
+        if chans * per_ch + plan["wq"] + 64 > ctx.config.scratch_floats:
             return None
         kc = chans * g.taps
     nc = nb * nr
