@@ -174,7 +174,7 @@ def _portable_dense_model():
 def _kernel_c(tmp_path, target, **options) -> str:
     from pdc.compiler import compile_bundle
     out = compile_bundle(_portable_dense_model(), str(tmp_path / target), target=target, build=False, **options)
-    return "".join(p.read_text() for p in sorted(Path(out).glob("*_kernels_*.c")))
+    return "".join(p.read_text() for p in sorted(Path(out).glob("*_kernels*.[ch]")))  # the shared helpers too
 
 
 @pytest.mark.parametrize("target,options", [("arm64", {}), ("cortex-m4", dict(flash="8M", ram="8M"))])

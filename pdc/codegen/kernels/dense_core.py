@@ -367,8 +367,44 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
         }
     }
 }
-static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts, int slot) {
-    float *bbuf = j->scratch + slot * j->slot_floats, *abuf = bbuf + j->abuf_off;
+/* Threads pull chunks of a job from a shared counter, so a thread that starts late (or is
+   preempted) leaves its share to the others instead of stalling the kernel. A chunk runs
+   part(job, chunk, chunks, its thread's slot of the kernel's scratch). */
+typedef void (*pdc_part_fn)(const void *job, int64_t part, int64_t parts, float *scratch);
+typedef struct {
+    const void *job; pdc_part_fn part; float *scratch; int64_t slot_floats, chunks;
+    atomic_long next; /* long: 32-bit ARM has no 64-bit atomics */
+} pdc_chunks;
+static int64_t pdc_chunk_count(int64_t units, int64_t threads) {
+    const int64_t c = 4 * threads;
+    return units < c ? units : c;
+}
+static void pdc_chunks_task(void *p, int64_t t0, int64_t t1, int slot) {
+    pdc_chunks *c = (pdc_chunks *)p;
+    int64_t i;
+    (void)t0; (void)t1;
+    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
+        c->part(c->job, i, c->chunks, c->scratch + slot * c->slot_floats);
+}
+/* `chunks` parts of a job on `threads` threads (at most `slots`: the scratch's thread slots) */
+static void pdc_run_chunks(const void *job, pdc_part_fn part, int64_t chunks, int64_t threads, int slots,
+                           float *scratch, int64_t slot_floats) {
+    if (threads <= 1) {
+        part(job, 0, 1, scratch);
+        return;
+    }
+    pdc_chunks c;
+    c.job = job;
+    c.part = part;
+    c.scratch = scratch;
+    c.slot_floats = slot_floats;
+    c.chunks = chunks;
+    atomic_init(&c.next, 0);
+    pdc_parallel_slots(threads, slots, pdc_chunks_task, &c);
+}
+static void pdc_sgemm_part(const void *vj, int64_t part, int64_t parts, float *bbuf) {
+    const pdc_sgemm_job *j = (const pdc_sgemm_job *)vj;
+    float *abuf = bbuf + j->abuf_off;
     const int64_t mbs = (j->M + j->MR - 1) / j->MR, nbs = (j->N + j->NR - 1) / j->NR;
     const int64_t per = j->split_m ? mbs : nbs, units = j->batch * per;
     const int64_t u0 = units * part / parts, u1 = units * (part + 1) / parts;
@@ -380,36 +416,13 @@ static void pdc_sgemm_part(const pdc_sgemm_job *j, int64_t part, int64_t parts, 
         u = b * per + r1;
     }
 }
-/* Threads pull chunks of the output from a shared counter, so a thread that starts late (or is
-   preempted) leaves its share to the others instead of stalling the kernel. */
-/* a job's chunks; scratch: a kernel's thread slots, slot_floats apart (pdc_parallel_slots) */
-typedef struct { const void *job; float *scratch; int64_t slot_floats; int64_t chunks; atomic_long next; } pdc_chunks; /* long: 32-bit ARM has no 64-bit atomics */
-static int64_t pdc_chunk_count(int64_t units, int64_t threads) {
-    const int64_t c = 4 * threads;
-    return units < c ? units : c;
-}
-static void pdc_sgemm_task(void *p, int64_t t0, int64_t t1, int slot) {
-    pdc_chunks *c = (pdc_chunks *)p;
-    int64_t i;
-    (void)t0; (void)t1;
-    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        pdc_sgemm_part((const pdc_sgemm_job *)c->job, i, c->chunks, slot);
-}
 static void pdc_sgemm_run(const pdc_sgemm_job *j) {
     const int64_t threads = j->parallel ? pdc_slot_threads(j->slots) : 1;
-    if (threads <= 1) {
-        pdc_sgemm_part(j, 0, 1, 0);
-        return;
-    }
     const int64_t per = j->split_m ? (j->M + j->MR - 1) / j->MR : (j->N + j->NR - 1) / j->NR;
-    pdc_chunks c;
-    c.job = j;
     /* split M with B packed at run time: every chunk packs all of B, so one chunk per thread */
     const int cpt = j->chunks_per_thread ? j->chunks_per_thread : (j->split_m && j->packb ? 1 : 4);
     const int64_t units = j->batch * per, most = cpt * threads;
-    c.chunks = units < most ? units : most;
-    atomic_init(&c.next, 0);
-    pdc_parallel_slots(threads, j->slots, pdc_sgemm_task, &c);
+    pdc_run_chunks(j, pdc_sgemm_part, units < most ? units : most, threads, j->slots, j->scratch, j->slot_floats);
 }
 
 /* ---- runtime packers: strided matrices ---- */

@@ -35,25 +35,15 @@ typedef struct {
     int64_t Wq, HWq; /* stride 2, flat: each plane is split into 4 parity phases of HWq floats, rows of Wq */
     float lo, hi; int clamp;
 } pdc_dw_job;
-static void pdc_dw_task(void *p, int64_t t0, int64_t t1, int slot) {
-    pdc_chunks *c = (pdc_chunks *)p;
-    const pdc_dw_job *j = (const pdc_dw_job *)c->job;
-    int64_t i;
-    (void)t0; (void)t1;
-    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        j->fn((void *)j, j->planes * i / c->chunks, j->planes * (i + 1) / c->chunks, c->scratch + slot * c->slot_floats);
+static void pdc_dw_part(const void *vj, int64_t part, int64_t parts, float *buf) {
+    const pdc_dw_job *j = (const pdc_dw_job *)vj;
+    j->fn((void *)j, j->planes * part / parts, j->planes * (part + 1) / parts, buf);
 }
 /* scratch: `slots` thread slots of slot_floats each (none for kernels without a buffer) */
 static void pdc_dw_run(const pdc_dw_job *j, float *scratch, int64_t slot_floats, int slots) {
     const int64_t threads = pdc_slot_threads(slots);
-    if (threads <= 1) { j->fn((void *)j, 0, j->planes, scratch); return; }
-    pdc_chunks c;
-    c.job = j;
-    c.scratch = scratch;
-    c.slot_floats = slot_floats;
-    c.chunks = j->planes < 8 * threads ? j->planes : 8 * threads;
-    atomic_init(&c.next, 0);
-    pdc_parallel_slots(threads, slots, pdc_dw_task, &c);
+    pdc_run_chunks(j, pdc_dw_part, j->planes < 8 * threads ? j->planes : 8 * threads, threads, slots, scratch,
+                   slot_floats);
 }
 """
 

@@ -155,7 +155,8 @@ static void pdc_iconv_store(const pdc_iconv_job *j, const float *tile, int mr, i
     }
 }
 /* A thread slot's scratch: the register tile's store buffer (16 x 64), then the band. */
-static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts, float *tile) {
+static void pdc_iconv_part(const void *vj, int64_t part, int64_t parts, float *tile) {
+    const pdc_iconv_job *j = (const pdc_iconv_job *)vj;
     float *buf = tile + 16 * 64;
     const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, per = j->split_m ? mbs : j->nbands;
     const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
@@ -184,27 +185,14 @@ static void pdc_iconv_part(const pdc_iconv_job *j, int64_t part, int64_t parts, 
         }
     }
 }
-static void pdc_iconv_task(void *p, int64_t t0, int64_t t1, int slot) {
-    pdc_chunks *c = (pdc_chunks *)p;
-    int64_t i;
-    (void)t0; (void)t1;
-    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        pdc_iconv_part((const pdc_iconv_job *)c->job, i, c->chunks, c->scratch + slot * c->slot_floats);
-}
 /* scratch: `slots` thread slots of slot_floats each */
 static void pdc_iconv_run(const pdc_iconv_job *j, float *scratch, int64_t slot_floats, int slots) {
     const int64_t threads = j->parallel ? pdc_slot_threads(slots) : 1;
-    if (threads <= 1) { pdc_iconv_part(j, 0, 1, scratch); return; }
     const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : j->nbands;
-    pdc_chunks c;
-    c.job = j;
-    c.scratch = scratch;
-    c.slot_floats = slot_floats;
     /* split M: every chunk fills every band, so one chunk per thread */
-    c.chunks = j->split_m ? (j->problems * per < threads ? j->problems * per : threads)
-                          : pdc_chunk_count(j->problems * per, threads);
-    atomic_init(&c.next, 0);
-    pdc_parallel_slots(threads, slots, pdc_iconv_task, &c);
+    const int64_t chunks = j->split_m ? (j->problems * per < threads ? j->problems * per : threads)
+                                      : pdc_chunk_count(j->problems * per, threads);
+    pdc_run_chunks(j, pdc_iconv_part, chunks, threads, slots, scratch, slot_floats);
 }
 """
 IC_BUF_FLOATS = 49152  # the most a band takes, per thread (192 KiB)
@@ -266,7 +254,8 @@ typedef struct {
     float lo, hi; int clamp, split_m, parallel;
     pdc_ukri_fn ukr;
 } pdc_pwconv_job;
-static void pdc_pwconv_part(const pdc_pwconv_job *j, int64_t part, int64_t parts, float *tail) {
+static void pdc_pwconv_part(const void *vj, int64_t part, int64_t parts, float *tail) {
+    const pdc_pwconv_job *j = (const pdc_pwconv_job *)vj;
     const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, nbs = (j->P + j->NR - 1) / j->NR;
     const int64_t per = j->split_m ? mbs : nbs;
     const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
@@ -312,25 +301,12 @@ static void pdc_pwconv_part(const pdc_pwconv_job *j, int64_t part, int64_t parts
         }
     }
 }
-static void pdc_pwconv_task(void *p, int64_t t0, int64_t t1, int slot) {
-    pdc_chunks *c = (pdc_chunks *)p;
-    int64_t i;
-    (void)t0; (void)t1;
-    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        pdc_pwconv_part((const pdc_pwconv_job *)c->job, i, c->chunks, c->scratch + slot * c->slot_floats);
-}
 /* scratch: `slots` thread slots of slot_floats each, for the tail panel (K x NR) */
 static void pdc_pwconv_run(const pdc_pwconv_job *j, float *scratch, int64_t slot_floats, int slots) {
     const int64_t threads = j->parallel ? pdc_slot_threads(slots) : 1;
-    if (threads <= 1) { pdc_pwconv_part(j, 0, 1, scratch); return; }
     const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : (j->P + j->NR - 1) / j->NR;
-    pdc_chunks c;
-    c.job = j;
-    c.scratch = scratch;
-    c.slot_floats = slot_floats;
-    c.chunks = pdc_chunk_count(j->problems * per, threads);
-    atomic_init(&c.next, 0);
-    pdc_parallel_slots(threads, slots, pdc_pwconv_task, &c);
+    pdc_run_chunks(j, pdc_pwconv_part, pdc_chunk_count(j->problems * per, threads), threads, slots, scratch,
+                   slot_floats);
 }
 """
 
