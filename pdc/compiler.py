@@ -87,6 +87,7 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
                       if v.type.is_static and v not in graph.outputs)
     graph = optimize(graph, opt_level, tgt)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
+    tgt.check_graph(graph)
     bundle = tgt.renderer().render(graph, name, weights, tgt.kernel_config(threads))
     plan = bundle.plan
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]

@@ -44,6 +44,7 @@ class Limits:
     max_threads: int = 64
     flash: Optional[int] = None
     ram: Optional[int] = None
+    dtypes: Optional[frozenset] = None  # the element types its kernels compute (short names: f32, i8...)
 
 
 class Target(ABC):
@@ -93,6 +94,18 @@ class Target(ABC):
         """Refuses compile options this target cannot honour, before any work."""
         if threads > self.limits.max_threads:
             raise PdcError(f"{self.name}: --threads {threads} exceeds the target's {self.limits.max_threads}")
+
+    def check_graph(self, graph) -> None:
+        """Refuses a graph the target cannot compute (an element type outside limits.dtypes),
+        naming the first value that has it."""
+        allowed = self.limits.dtypes
+        if allowed is None:
+            return
+        for node in graph.nodes:
+            for v in node.inputs + node.outputs:
+                if v is not None and v.type.dtype.short not in allowed:
+                    raise PdcError(f"{self.name} does not compute {v.type.dtype} (%{v.name} of {node.describe()}); "
+                                   f"it computes {', '.join(sorted(allowed))}")
 
     def with_memory(self, flash=None, ram=None) -> "Target":
         """The target with another part's flash / RAM sizes (--flash / --ram)."""

@@ -52,6 +52,27 @@ def test_options_a_target_cannot_honour_are_refused():
         get_target("arm64").check_options("c", 65)
 
 
+def test_a_dtype_outside_the_targets_limits_is_refused():
+    """Limits.dtypes (None: all) is checked on the optimized graph, naming the first value."""
+    from dataclasses import fields
+
+    from pdc.compiler import load_graph
+    from pdc.targets.base import Limits
+    x86 = get_target("x86")
+
+    class Float32Only(type(x86)):
+        @property
+        def limits(self) -> Limits:
+            return Limits(dtypes=frozenset({"f32", "i64"}))
+    narrow = Float32Only(**{f.name: getattr(x86, f.name) for f in fields(x86)})
+    model, _, _ = build_model([Layer("Relu", [np.zeros([2, 3], np.float16)], {})])
+    graph = load_graph(model)
+    x86.check_graph(graph)
+    with pytest.raises(pdc.PdcError, match=rf"^{re.escape(x86.name)} does not compute f16 \(%\w+ of node relu -> "
+                                           r"%\w+\); it computes f32, i64$"):
+        narrow.check_graph(graph)
+
+
 def test_a_declining_native_kernel_falls_back_to_the_next_family():
     """An ARM generator returns None for nodes it does not cover; the portable one renders them."""
     load_all()
