@@ -4,7 +4,72 @@ and AVX2, each followed by the portable scalar loop for the tail.
 """
 from __future__ import annotations
 
+import re
+
 from .. import native
+
+# ---- the recurrent kernels' vector math: one text, spelled per ISA (vector type, intrinsic prefix,
+# lanes, and the few lines where AVX-512 masks and AVX2 blends differ)
+_SEQ_VMATH = r"""static inline ${V} pdc_seq_fma${N}(${V} a, ${V} b, float c) { return ${p}_fmadd_ps(a, b, ${p}_set1_ps(c)); }
+static inline ${V} pdc_seq_exp${N}(${V} x) {
+    const ${KEEP} keep = ${KEEP_CMP}(x, ${p}_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
+    x = ${p}_min_ps(${p}_set1_ps(88.0f), x);
+    x = ${p}_max_ps(${p}_set1_ps(-87.0f), x);
+    const ${V} n = ${ROUND}(${p}_mul_ps(x, ${p}_set1_ps(1.44269504088896341f)),
+${ROUND_PAD}_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    ${V} r = ${p}_fnmadd_ps(n, ${p}_set1_ps(0.693359375f), x);
+    r = ${p}_fnmadd_ps(n, ${p}_set1_ps(-2.12194440e-4f), r);
+    ${V} p = pdc_seq_fma${N}(${p}_set1_ps(1.9875691500e-4f), r, 1.3981999507e-3f);
+    p = pdc_seq_fma${N}(p, r, 8.3334519073e-3f);
+    p = pdc_seq_fma${N}(p, r, 4.1665795894e-2f);
+    p = pdc_seq_fma${N}(p, r, 1.6666665459e-1f);
+    p = pdc_seq_fma${N}(p, r, 5.0000001201e-1f);
+    const ${V} y = ${p}_fmadd_ps(p, ${p}_mul_ps(r, r), ${p}_add_ps(r, ${p}_set1_ps(1.0f)));
+    const ${Vi} e = ${p}_slli_epi32(${p}_add_epi32(${p}_cvtps_epi32(n), ${p}_set1_epi32(127)), 23);
+    return ${KEEP_MUL};
+}
+static inline ${V} pdc_seq_sigmoid${N}(${V} x) {
+${SIGMOID}}
+static inline ${V} pdc_seq_tanh${N}(${V} x) {
+    const ${V} ax = ${ABS}, z = ${p}_mul_ps(x, x);
+    ${V} p = pdc_seq_fma${N}(${p}_set1_ps(-5.70498872745e-3f), z, 2.06390887954e-2f);
+    p = pdc_seq_fma${N}(p, z, -5.37397155531e-2f);
+    p = pdc_seq_fma${N}(p, z, 1.33314422036e-1f);
+    p = pdc_seq_fma${N}(p, z, -3.33332819422e-1f);
+    const ${V} small = ${p}_fmadd_ps(${p}_mul_ps(p, z), x, x);
+    const ${V} e = pdc_seq_exp${N}(${p}_add_ps(ax, ax));
+    ${V} big = ${p}_sub_ps(${p}_set1_ps(1.0f), ${p}_div_ps(${p}_set1_ps(2.0f), ${p}_add_ps(e, ${p}_set1_ps(1.0f))));
+    big = ${p}_or_ps(big, ${p}_and_ps(x, ${p}_set1_ps(-0.0f)));
+    return ${TANH_SELECT};
+}
+"""
+_SEQ_VMATH_ISA = {
+    "avx512": dict(V="__m512", Vi="__m512i", N="16", p="_mm512", KEEP="__mmask16", KEEP_CMP="_mm512_cmp_ps_mask",
+                   ROUND="_mm512_roundscale_ps", ROUND_PAD=" " * 42,
+                   KEEP_MUL="_mm512_maskz_mul_ps(keep, y, _mm512_castsi512_ps(e))",
+                   ABS="_mm512_abs_ps(x)",
+                   SIGMOID="""    const __m512 e = pdc_seq_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+    const __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_mul_ps(s, neg, e, s);
+""",
+                   TANH_SELECT="_mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), big, small)"),
+    "avx2": dict(V="__m256", Vi="__m256i", N="8", p="_mm256", KEEP="__m256", KEEP_CMP="_mm256_cmp_ps",
+                 ROUND="_mm256_round_ps", ROUND_PAD=" " * 37,
+                 KEEP_MUL="_mm256_and_ps(keep, _mm256_mul_ps(y, _mm256_castsi256_ps(e)))",
+                 ABS="_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)",
+                 SIGMOID="""    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    const __m256 e = pdc_seq_exp8(_mm256_sub_ps(_mm256_setzero_ps(), ax));
+    const __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+""",
+                 TANH_SELECT="_mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ))"),
+}
+
+def _seq_vmath(isa: str) -> str:
+    subs = _SEQ_VMATH_ISA[isa]
+    return re.sub(r"\$\{(\w+)\}", lambda m: subs[m.group(1)], _SEQ_VMATH)
+
 
 native.implement(
     "x86",
@@ -166,82 +231,8 @@ static inline __m256 pdc_exp8(__m256 x) {
     }
 #endif
 """,
-    seq_vmath=r"""#if defined(__AVX512F__)
-static inline __m512 pdc_seq_fma16(__m512 a, __m512 b, float c) { return _mm512_fmadd_ps(a, b, _mm512_set1_ps(c)); }
-static inline __m512 pdc_seq_exp16(__m512 x) {
-    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
-    x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
-    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = pdc_seq_fma16(_mm512_set1_ps(1.9875691500e-4f), r, 1.3981999507e-3f);
-    p = pdc_seq_fma16(p, r, 8.3334519073e-3f);
-    p = pdc_seq_fma16(p, r, 4.1665795894e-2f);
-    p = pdc_seq_fma16(p, r, 1.6666665459e-1f);
-    p = pdc_seq_fma16(p, r, 5.0000001201e-1f);
-    const __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_maskz_mul_ps(keep, y, _mm512_castsi512_ps(e));
-}
-static inline __m512 pdc_seq_sigmoid16(__m512 x) {
-    const __m512 e = pdc_seq_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
-    const __m512 s = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    return _mm512_mask_mul_ps(s, neg, e, s);
-}
-static inline __m512 pdc_seq_tanh16(__m512 x) {
-    const __m512 ax = _mm512_abs_ps(x), z = _mm512_mul_ps(x, x);
-    __m512 p = pdc_seq_fma16(_mm512_set1_ps(-5.70498872745e-3f), z, 2.06390887954e-2f);
-    p = pdc_seq_fma16(p, z, -5.37397155531e-2f);
-    p = pdc_seq_fma16(p, z, 1.33314422036e-1f);
-    p = pdc_seq_fma16(p, z, -3.33332819422e-1f);
-    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x);
-    const __m512 e = pdc_seq_exp16(_mm512_add_ps(ax, ax));
-    __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
-    big = _mm512_or_ps(big, _mm512_and_ps(x, _mm512_set1_ps(-0.0f)));
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ), big, small);
-}
-#elif defined(__AVX2__)
-static inline __m256 pdc_seq_fma8(__m256 a, __m256 b, float c) { return _mm256_fmadd_ps(a, b, _mm256_set1_ps(c)); }
-static inline __m256 pdc_seq_exp8(__m256 x) {
-    const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
-    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
-    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = pdc_seq_fma8(_mm256_set1_ps(1.9875691500e-4f), r, 1.3981999507e-3f);
-    p = pdc_seq_fma8(p, r, 8.3334519073e-3f);
-    p = pdc_seq_fma8(p, r, 4.1665795894e-2f);
-    p = pdc_seq_fma8(p, r, 1.6666665459e-1f);
-    p = pdc_seq_fma8(p, r, 5.0000001201e-1f);
-    const __m256 y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(keep, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
-}
-static inline __m256 pdc_seq_sigmoid8(__m256 x) {
-    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    const __m256 e = pdc_seq_exp8(_mm256_sub_ps(_mm256_setzero_ps(), ax));
-    const __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-    return _mm256_blendv_ps(s, _mm256_mul_ps(e, s), _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
-}
-static inline __m256 pdc_seq_tanh8(__m256 x) {
-    const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), z = _mm256_mul_ps(x, x);
-    __m256 p = pdc_seq_fma8(_mm256_set1_ps(-5.70498872745e-3f), z, 2.06390887954e-2f);
-    p = pdc_seq_fma8(p, z, -5.37397155531e-2f);
-    p = pdc_seq_fma8(p, z, 1.33314422036e-1f);
-    p = pdc_seq_fma8(p, z, -3.33332819422e-1f);
-    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
-    const __m256 e = pdc_seq_exp8(_mm256_add_ps(ax, ax));
-    __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
-    big = _mm256_or_ps(big, _mm256_and_ps(x, _mm256_set1_ps(-0.0f)));
-    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
-}
-#endif
-""",
+    seq_vmath="#if defined(__AVX512F__)\n" + _seq_vmath("avx512") + "#elif defined(__AVX2__)\n" + _seq_vmath("avx2")
+              + "#endif\n",
     seq_sigmoid=r"""#if defined(__AVX512F__)
     for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, pdc_seq_sigmoid16(_mm512_loadu_ps(v + j)));
 #elif defined(__AVX2__)
