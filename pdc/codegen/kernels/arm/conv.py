@@ -20,7 +20,7 @@ from ..conv_geometry import ConvGeom
 from ..epilogue import Epilogue
 from ..paths import declare, mark, take
 from .gemm import PARALLEL_MIN_MACS, ArmGemm
-from .vector import arm_kernel, base, is_f32
+from .vector import arm_kernel, band_rows, base, is_f32
 
 declare("conv", "neon-gemm", "neon-depthwise")
 
@@ -150,17 +150,9 @@ def _depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
               f"        const pdc_v4 vbias = pdc_vdup(bias), vlo = pdc_vdup({lo}), vhi = pdc_vdup({hi});",
               "        (void)vlo; (void)vhi;",
               "#endif"]
-    L += [f"        for (int64_t oy = 0; oy < {g.OH}; oy++) {{",
-          f"            for (int64_t kh = 0; kh < {g.KH}; kh++) {{",
-          f"                float *b = band + kh * {bw};",
-          f"                const int64_t iy = oy * {g.sh} - {g.ph} + kh * {g.dh};",
-          f"                if (iy < 0 || iy >= {g.H}) {{ memset(b, 0, {bw} * sizeof(float)); continue; }}",
-          f"                for (int64_t i = 0; i < {lo_b}; i++) b[i] = 0.0f;"]
-    if hi_b > lo_b:
-        L.append(f"                memcpy(b + {lo_b}, x + iy * {g.W} + {lo_b - g.pw}, {hi_b - lo_b} * sizeof(float));")
-    L += [f"                for (int64_t i = {max(hi_b, lo_b)}; i < {bw}; i++) b[i] = 0.0f;",
-          "            }",
-          f"            float *yr = y + oy * {g.OW};",
+    L += [f"        for (int64_t oy = 0; oy < {g.OH}; oy++) {{"]
+    L += band_rows(" " * 12, g.KH, bw, f"oy * {g.sh} - {g.ph} + kh * {g.dh}", g.H, g.W, lo_b, hi_b, g.pw, "0.0f")
+    L += [f"            float *yr = y + oy * {g.OW};",
           "            int64_t ox = 0;"]
     if vec:
         load = "pdc_vld" if g.sw == 1 else "pdc_vld2e"

@@ -16,7 +16,7 @@ from ....ir.ops.nn_common import resolve_window
 from ...context import KernelContext
 from .. import pool as _portable  # noqa: F401  (declares the portable paths first: "generic" is the general one)
 from ..paths import declare, mark, take
-from .vector import arm_kernel, base, is_f32
+from .vector import arm_kernel, band_rows, base, is_f32
 
 declare("pool", "neon-band", "neon-global")
 
@@ -67,17 +67,9 @@ def pool(ctx: KernelContext) -> Optional[str]:
           f"for (int64_t pl = 0; pl < {planes}; pl++) {{",
           f"    const float *x = in0 + pl * {H * W};",
           f"    float *y = out0 + pl * {OH * OW};",
-          f"    for (int64_t oy = 0; oy < {OH}; oy++) {{",
-          f"        for (int64_t kh = 0; kh < {KH}; kh++) {{",
-          f"            float *b = band + kh * {bw};",
-          f"            const int64_t iy = oy * {sh} - {bh} + kh * {dh};",
-          f"            if (iy < 0 || iy >= {H}) {{ for (int64_t i = 0; i < {bw}; i++) b[i] = {fill}; continue; }}",
-          f"            for (int64_t i = 0; i < {lo_b}; i++) b[i] = {fill};"]
-    if hi_b > lo_b:
-        L.append(f"            memcpy(b + {lo_b}, x + iy * {W} + {lo_b - bwb}, {hi_b - lo_b} * sizeof(float));")
-    L += [f"            for (int64_t i = {hi_b}; i < {bw}; i++) b[i] = {fill};",
-          "        }",
-          f"        float *yr = y + oy * {OW};",
+          f"    for (int64_t oy = 0; oy < {OH}; oy++) {{"]
+    L += band_rows(" " * 8, KH, bw, f"oy * {sh} - {bh} + kh * {dh}", H, W, lo_b, hi_b, bwb, fill)
+    L += [f"        float *yr = y + oy * {OW};",
           "        int64_t ox = 0;"]
     if sw in (1, 2):
         L += ["#if PDC_V",

@@ -101,3 +101,18 @@ def base(ctx: KernelContext) -> None:
 
 def is_f32(*types) -> bool:
     return all(t is None or t.dtype.short == "f32" for t in types)
+
+
+def band_rows(pad: str, rows: int, width: int, iy: str, H: int, W: int, lo: int, hi: int, left: int,
+              fill: str) -> list[str]:
+    """C lines that fill `band` with the `rows` input rows an output row reads (row kh: input row
+    `iy`, a C expression of kh), each `width` floats: columns [lo, hi) copied from the input row
+    (band column c is input column c - left), the rest and rows outside the input set to `fill`."""
+    lines = [f"{pad}for (int64_t kh = 0; kh < {rows}; kh++) {{",
+             f"{pad}    float *b = band + kh * {width};",
+             f"{pad}    const int64_t iy = {iy};",
+             f"{pad}    if (iy < 0 || iy >= {H}) {{ for (int64_t i = 0; i < {width}; i++) b[i] = {fill}; continue; }}",
+             f"{pad}    for (int64_t i = 0; i < {lo}; i++) b[i] = {fill};"]
+    if hi > lo:
+        lines.append(f"{pad}    memcpy(b + {lo}, x + iy * {W} + {lo - left}, {hi - lo} * sizeof(float));")
+    return lines + [f"{pad}    for (int64_t i = {max(hi, lo)}; i < {width}; i++) b[i] = {fill};", f"{pad}}}"]
