@@ -8,8 +8,39 @@ import re
 
 from .. import native
 
-# ---- the recurrent kernels' vector math: one text, spelled per ISA (vector type, intrinsic prefix,
-# lanes, and the few lines where AVX-512 masks and AVX2 blends differ)
+# ---- vector math written once, spelled per ISA (vector type, intrinsic prefix, lanes, and the few
+# lines where AVX-512 masks and AVX2 blends differ): exp over a row (_axis.vexp_helper: Cephes' expf
+# range reduction and degree-6 polynomial), and the recurrent kernels' exp / sigmoid / tanh
+_VEXP = r"""static inline ${V} pdc_exp${N}(${V} x) {
+${CLAMP_NOTE}    x = ${p}_min_ps(${p}_set1_ps(89.0f), ${p}_max_ps(${p}_set1_ps(-104.0f), x));
+    const ${V} n = ${ROUND}(${p}_mul_ps(x, ${p}_set1_ps(1.44269504088896341f)),
+${ROUND_PAD}_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    ${V} r = ${p}_fnmadd_ps(n, ${p}_set1_ps(0.693359375f), x);
+    r = ${p}_fnmadd_ps(n, ${p}_set1_ps(-2.12194440e-4f), r);
+    ${V} p = ${p}_set1_ps(1.9875691500e-4f);
+    p = ${p}_fmadd_ps(p, r, ${p}_set1_ps(1.3981999507e-3f));
+    p = ${p}_fmadd_ps(p, r, ${p}_set1_ps(8.3334519073e-3f));
+    p = ${p}_fmadd_ps(p, r, ${p}_set1_ps(4.1665795894e-2f));
+    p = ${p}_fmadd_ps(p, r, ${p}_set1_ps(1.6666665459e-1f));
+    p = ${p}_fmadd_ps(p, r, ${p}_set1_ps(5.0000001201e-1f));
+    p = ${p}_fmadd_ps(p, ${p}_mul_ps(r, r), ${p}_add_ps(r, ${p}_set1_ps(1.0f)));
+${SCALE}}
+"""
+_VEXP_ISA = {
+    "avx512": dict(V="__m512", N="16", p="_mm512", ROUND="_mm512_roundscale_ps", ROUND_PAD=" " * 42,
+                   CLAMP_NOTE="    /* clamp (NaN passes: max/min return their second operand when one is NaN) */\n",
+                   SCALE="    return _mm512_scalef_ps(p, n); /* p * 2^n: overflows to inf, underflows through denormals */\n"),
+    "avx2": dict(V="__m256", N="8", p="_mm256", ROUND="_mm256_round_ps", ROUND_PAD=" " * 37, CLAMP_NOTE="",
+                 SCALE="""    /* 2^n as two in-range powers, so n in [-150, 129] neither wraps nor saturates early */
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+"""),
+}
+
 _SEQ_VMATH = r"""static inline ${V} pdc_seq_fma${N}(${V} a, ${V} b, float c) { return ${p}_fmadd_ps(a, b, ${p}_set1_ps(c)); }
 static inline ${V} pdc_seq_exp${N}(${V} x) {
     const ${KEEP} keep = ${KEEP_CMP}(x, ${p}_set1_ps(-87.0f), _CMP_NLT_UQ); /* else flushed to 0 */
@@ -66,59 +97,17 @@ _SEQ_VMATH_ISA = {
                  TANH_SELECT="_mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ))"),
 }
 
-def _seq_vmath(isa: str) -> str:
-    subs = _SEQ_VMATH_ISA[isa]
-    return re.sub(r"\$\{(\w+)\}", lambda m: subs[m.group(1)], _SEQ_VMATH)
+def _per_isa(template: str, spellings: dict) -> str:
+    """The template spelled for AVX-512, then for AVX2, each under its preprocessor test."""
+    def spell(isa: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: spellings[isa][m.group(1)], template)
+    return f"#if defined(__AVX512F__)\n{spell('avx512')}#elif defined(__AVX2__)\n{spell('avx2')}#endif\n"
 
 
 native.implement(
     "x86",
     vector_include="#if defined(__AVX512F__) || defined(__AVX2__)\n#include <immintrin.h>\n#endif\n",
-    # ---- exp over a row: Cephes' expf range reduction and degree-6 polynomial (_axis.vexp_helper)
-    vexp=r"""#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
-#if defined(__AVX512F__)
-static inline __m512 pdc_exp16(__m512 x) {
-    /* clamp (NaN passes: max/min return their second operand when one is NaN) */
-    x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(p, n); /* p * 2^n: overflows to inf, underflows through denormals */
-}
-#elif defined(__AVX2__)
-static inline __m256 pdc_exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    /* 2^n as two in-range powers, so n in [-150, 129] neither wraps nor saturates early */
-    const __m256i ni = _mm256_cvtps_epi32(n);
-    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-    const __m256i bias = _mm256_set1_epi32(127);
-    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-}
-#endif
-""",
+    vexp="#if defined(__AVX512F__) || defined(__AVX2__)\n#include <immintrin.h>\n#endif\n" + _per_isa(_VEXP, _VEXP_ISA),
     exp_sum_f32=r"""#if defined(__AVX512F__)
     const __m512 vm = _mm512_set1_ps(m);
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -231,8 +220,7 @@ static inline __m256 pdc_exp8(__m256 x) {
     }
 #endif
 """,
-    seq_vmath="#if defined(__AVX512F__)\n" + _seq_vmath("avx512") + "#elif defined(__AVX2__)\n" + _seq_vmath("avx2")
-              + "#endif\n",
+    seq_vmath=_per_isa(_SEQ_VMATH, _SEQ_VMATH_ISA),
     seq_sigmoid=r"""#if defined(__AVX512F__)
     for (; j + 16 <= n; j += 16) _mm512_storeu_ps(v + j, pdc_seq_sigmoid16(_mm512_loadu_ps(v + j)));
 #elif defined(__AVX2__)
