@@ -275,11 +275,14 @@ def resize_layer(draw, max_rank: int = 4, max_out: int = MAX_OUT, dtypes=(np.flo
         if draw(st.integers(0, 4)) == 0:  # the whole axis: nothing outside
             starts, ends = [0.0] * len(axes), [1.0] * len(axes)
         roi = np.asarray(starts + ends, np.float32)
-        # an extrapolation value outside an integer output's range converts by a C cast in both oracles,
-        # undefined behaviour: ONNX Runtime gives 255 or 0 for -1.5 in uint8 depending on its code path
-        # (pdc saturates, as for interpolated values); unsigned outputs draw values in range
-        unsigned = np.dtype(dtype).kind in "ub"
-        attrs["extrapolation_value"] = draw(st.sampled_from([0.0, 7.25] if unsigned else [0.0, -1.5, 7.25]))
+        # an integer output takes whole extrapolation values in its range: the oracles convert others
+        # differently. Out of range it is a C cast in both, undefined behaviour (ONNX Runtime gives 255
+        # or 0 for -1.5 in uint8 depending on its code path; pdc saturates, as for interpolated values);
+        # a fraction ONNX's reference rounds half to even (-1.5 -> -2 in int8) where ONNX Runtime's cast
+        # truncates (-1, as pdc)
+        kind = np.dtype(dtype).kind
+        values = [0.0, 7.0] if kind in "ub" else [0.0, -2.0, 7.0] if kind == "i" else [0.0, -1.5, 7.25]
+        attrs["extrapolation_value"] = draw(st.sampled_from(values))
     elif draw(st.integers(0, 3)) == 0:  # a roi the mode ignores
         roi = rng.uniform(0, 1, 2 * len(axes)).astype(np.float32)
     inputs = [_data(rng, in_shape, dtype), Const(roi) if roi is not None else None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import dtypes
-from ...ir.ops.nn_norm import EPSILON
+from ...ir.ops.nn_norm import EPSILON, LRN_ALPHA
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from ._axis import Groups, Num, axis_kernel, indent, nest, outer_n_inner, prod, row_sum_helper
@@ -224,7 +224,7 @@ def lrn(ctx: KernelContext) -> str:
     size = ctx.attrs["size"]
     lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
     npa = np.float64 if acc == "double" else np.float32
-    a = float(npa(ctx.attrs.get("alpha", 1e-4)) / npa(size))
+    a = float(npa(ctx.attrs.get("alpha", LRN_ALPHA)) / npa(size))
     bias, beta = ctx.attrs.get("bias", 1.0), ctx.attrs.get("beta", 0.75)
     bw = min(S, 256)
     full = S - S % bw

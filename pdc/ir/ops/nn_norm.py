@@ -18,6 +18,7 @@ from .nn_common import compute_dtype
 
 # ONNX float attributes are float32: the default epsilon is float32(1e-5), as ONNX Runtime reads it
 EPSILON = float(np.float32(1e-5))
+LRN_ALPHA = float(np.float32(1e-4))  # LRN's default alpha, a float32 attribute like epsilon
 
 _FLOATS = (dtypes.float16, dtypes.float32, dtypes.float64, dtypes.bfloat16)
 
@@ -261,13 +262,13 @@ def _lrn_reference(inputs, attrs):
     top = np.minimum(idx + hi + 1, c)
     bottom = np.maximum(idx - lo, 0)
     square_sum = np.take(csum, top, axis=1) - np.take(csum, bottom, axis=1)
-    denom = (acc.type(attrs.get("bias", 1.0)) + acc.type(attrs.get("alpha", 1e-4)) / size * square_sum) \
+    denom = (acc.type(attrs.get("bias", 1.0)) + acc.type(attrs.get("alpha", LRN_ALPHA)) / size * square_sum) \
         ** acc.type(attrs.get("beta", 0.75))
     return (x.astype(acc) / denom).astype(x.dtype)
 
 
 register_op("lrn", ["X"], ["Y"], onnx="LRN",
-            attrs={"alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75), "bias": Attr("float", 1.0),
+            attrs={"alpha": Attr("float", LRN_ALPHA), "beta": Attr("float", 0.75), "bias": Attr("float", 1.0),
                    "size": Attr("int", REQUIRED)},
             infer=_lrn_infer, reference=_lrn_reference,
             doc="ONNX LRN: local response normalization across `size` neighbouring channels.")
