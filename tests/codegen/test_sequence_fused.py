@@ -244,7 +244,7 @@ def test_recurrent_buffers_are_planned_scratch(tmp_path):
         arena = json.load(f)["arena_bytes"]
     assert arena >= (4 * H + 3 * H) * 4  # gates, h, c and the cell's tanh(c)
     src = "".join(open(os.path.join(out, n)).read() for n in os.listdir(out) if "_kernels_" in n)
-    assert "float *g = buf + 0;" in src and not re.search(r"float \w+\[\d{4,}\]", src)
+    assert "float *restrict g = buf + 0;" in src and not re.search(r"float \w+\[\d{4,}\]", src)
 
 
 # ---- fused_elementwise ----------------------------------------------------------------------------

@@ -224,12 +224,12 @@ class _Row:
                       f"static void {fn}_rows(void *arg, int64_t begin, int64_t end, int slot) {{",
                       f"    const {fn}_args *a = (const {fn}_args *)arg;",
                       "    uint8_t *mine = a->scratch + slot * a->slot_bytes;",
-                      f"    {sct} *sc = ({sct} *)(mine + {kt_bytes});",
+                      f"    {sct} *restrict sc = ({sct} *)(mine + {kt_bytes});",
                       "    for (int64_t it = begin; it < end; it++) {",
                       f"      const int64_t ib = it % {nb}, h = it / {nb} % {g.hq}, b = it / {nb * g.hq};",
                       f"      const int64_t kh = h / {g.group}; (void)kh;"]
         if self.kt:  # the head's keys, transposed: kt[d][j]
-            self.lines += ["      float *kt = (float *)mine;",
+            self.lines += ["      float *restrict kt = (float *)mine;",
                            f"      for (int64_t j = 0; j < {g.L}; j++) {{ const float *kr = {g.kv_row(1, g.D)}; "
                            f"for (int64_t d = 0; d < {g.D}; d++) kt[d * {g.L} + j] = kr[d]; }}"]
         self.lines += [f"      for (int64_t i = ib * {ROW_BLOCK}; i < {g.Sq} && i < (ib + 1) * {ROW_BLOCK}; i++) {{",

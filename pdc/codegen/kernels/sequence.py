@@ -350,7 +350,7 @@ class _Gen:
     def buffers(self, ct: str, convert_x: bool) -> list[str]:
         out, offset = [], 0
         for name, n in self.buffer_sizes(convert_x):
-            out.append(f"{ct} *{name} = buf + {offset};")
+            out.append(f"{ct} *restrict {name} = buf + {offset};")  # disjoint, like the arrays they were
             offset += n
         return out
 
