@@ -131,8 +131,9 @@ def _run_reference(m: onnx.ModelProto, node: onnx.NodeProto, arrays: dict, widen
     return dict(zip([o for o in node.output if o], results))
 
 
-def _lrn(x, size, alpha=1e-4, beta=0.75, bias=1.0):
-    """LRN on (N, C, D1, ...) of any rank (ONNX's reference takes 4-D only)."""
+def _lrn(x, size, alpha=float(np.float32(1e-4)), beta=0.75, bias=1.0):
+    """LRN on (N, C, D1, ...) of any rank (ONNX's reference takes 4-D only); the default alpha is
+    ONNX's float32 attribute value."""
     sq = np.square(x)
     out = np.empty_like(x)
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
