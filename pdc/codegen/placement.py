@@ -4,7 +4,7 @@ A target names its memory spaces (Target.memory_spaces, "host" first; a GPU adds
 kernels may use "on-chip" memory for their scratch) and the space each node's kernel runs in
 (Target.space_of): a node a device target has no kernel for runs on the host. `place` makes every
 crossing explicit: a value read in a space other than the one it was written in goes through a
-`copy` node (attribute `to`), one per (value, space), right after the value is written. Graph
+`copy` node (attribute `to`), one per (value, space), before its first reader there. Graph
 inputs and outputs are the caller's buffers, in host memory; constants are wherever their readers
 are (a device target uploads its weights once, at init). The memory plan then gives each space
 its own arena (pdc/codegen/memory.py, `spaces`).
