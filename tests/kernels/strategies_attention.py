@@ -248,17 +248,21 @@ def attention_pattern(draw, dtype=np.float32, max_macs: int = MAX_MACS):
     scale_step = ("Div", {}, [Const(np.asarray(1 / scale, dtype))]) if divide else \
         ("Mul", {}, [Const(np.asarray(scale, dtype))]) if scale is not None else None
     if heads_form:
-        q = _split(rand(rng, (b, sq, h * d), qk, dtype), b, sq, h, d, [0, 2, 1, 3])
+        q_data = rand(rng, (b, sq, h * d), qk, dtype)
+        q = _split(q_data, b, sq, h, d, [0, 2, 1, 3])
+        k_data = rand(rng, (b, skv, h * d), qk, dtype)
         if draw(st.booleans()):  # K split and transposed by one Transpose
-            kt = _split(rand(rng, (b, skv, h * d), qk, dtype), b, skv, h, d, [0, 2, 3, 1])
+            kt = _split(k_data, b, skv, h, d, [0, 2, 3, 1])
         else:
-            kt = _split(rand(rng, (b, skv, h * d), qk, dtype), b, skv, h, d, [0, 2, 1, 3])
+            kt = _split(k_data, b, skv, h, d, [0, 2, 1, 3])
             kt.ops.append(("Transpose", {"perm": [0, 1, 3, 2]}, []))
+        q4, k4 = (a.reshape(b, -1, h, d).transpose(0, 2, 1, 3) for a in (q_data, k_data))
         v_data = rand(rng, (b, skv, h * dv), dtype=dtype)
         v = _split(v_data, b, skv, h, dv, [0, 2, 1, 3])
     else:
-        q = rand(rng, (b, h, sq, d), qk, dtype)
-        kt = Chain(rand(rng, (b, h, skv, d), qk, dtype), [("Transpose", {"perm": [0, 1, 3, 2]}, [])])
+        q = q4 = rand(rng, (b, h, sq, d), qk, dtype)
+        k4 = rand(rng, (b, h, skv, d), qk, dtype)
+        kt = Chain(k4, [("Transpose", {"perm": [0, 1, 3, 2]}, [])])
         v = v_data = rand(rng, (b, h, skv, dv), dtype=dtype)
     if on_q:  # Paddle's scale: a Mul and an Add of zero on Q
         q = Chain(q, [scale_step, ("Add", {}, [Const(np.asarray(0, dtype))])])
@@ -285,6 +289,14 @@ def attention_pattern(draw, dtype=np.float32, max_macs: int = MAX_MACS):
             # (ulp 8 at 1e4); ONNX Runtime runs the float16 Add and Softmax in float32 without the
             # rounding to float16 between them, which ONNX's reference (and pdc) do
             oracle = "onnx-reference"
+    if np.dtype(dtype) == np.float16:
+        # the subgraph rounds the scores to float16 (where pdc's kernel, ONNX Runtime and ONNX's reference
+        # each round differently): a score of size S moves by up to S * eps16, each probability by as
+        # much relatively (scores up to 9.8: an output 0.0056 off in pdc, 0.0076 in ONNX's reference,
+        # 0.0009 in ONNX Runtime, against float64)
+        scores = np.abs(q4.astype(np.float64) @ np.swapaxes(k4.astype(np.float64), -1, -2)).max(initial=0.0)
+        size = float(scores) * (1.0 if scale is None else scale)
+        tol = dict(rtol=5e-3, atol=max(5e-3, 2 * size * float(np.finfo(np.float16).eps) * float(np.abs(v_data).max())))
     post += [("Softmax", {"axis": draw(st.sampled_from([-1, 3]))}, []), ("MatMul", {}, [v])]
     if heads_form:
         post += [("Transpose", {"perm": [0, 2, 1, 3]}, []),
