@@ -276,7 +276,7 @@ def attention_pattern(draw, dtype=np.float32, max_macs: int = MAX_MACS):
         if mask.dtype == np.bool_:  # the pattern's mask is additive
             mask = np.where(mask, 0, -1e4).astype(dtype)
         post.append(("Add", {}, [Const(mask) if draw(st.booleans()) else mask]))
-        sizes = np.abs(mask[np.isfinite(mask)])
+        sizes = np.abs(mask[np.isfinite(mask)].astype(np.float64))
         shift = float(sizes[sizes < 1e30].max(initial=0.0))  # the lowest float leaves a row uniform in both
         if keys == 1 and shift > 1 and np.dtype(dtype) == np.float32:
             # a row shifted as a whole: its scores keep only the shift's ulp, so a last-bit difference
