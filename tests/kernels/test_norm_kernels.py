@@ -202,8 +202,8 @@ def channel_norm_layer(draw, max_elems: int = MAX_ELEMS, dtypes=(np.float32,), c
 def _lrn_in_float64(layer: Layer) -> list:
     """LRN by the spec's formula in float64 (attributes as their float32 values). Neither oracle
     fits: ONNX Runtime (odd sizes, float32 only) is up to 2.4e-4 (relative) off where a window's
-    other squares are large next to the element's (-0.7400805 for pdc's and float64's -0.7399017:
-    it slides the window's sum in float32), and ONNX's reference sums the squares of channel c over
+    other squares are large next to the element's (-0.7400805 for pdc's and float64's -0.7399017,
+    as a window sum kept in float32 would give), and ONNX's reference sums the squares of channel c over
     c < N (its loop runs over the batch dim)."""
     x = layer.inputs[0].astype(np.float64)
     a = layer.attrs

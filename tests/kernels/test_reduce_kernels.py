@@ -85,8 +85,8 @@ def nan_oracle(layer: Layer) -> Layer:
 
 def log_sum_exp_in_float64(layer: Layer) -> list:
     """ReduceLogSumExp by the oracle on the layer's float64 twin, cast back: ONNX Runtime's float32
-    kernel sums exp(x) without taking the max out on some axes, so a group far below 0 comes out as
-    the log of a float32 denormal (-102.586 for {-inf, -102.375}, where the answer is -102.375)."""
+    kernel gives -102.586 for {-inf, -102.375}, where the answer is -102.375: ln(2 x 1.4e-45), the
+    log of a float32 denormal, as exp(x) summed without taking the max out gives."""
     x = layer.inputs[0]
     (y,) = oracle_of(replace(layer, inputs=[x.astype(np.float64)] + layer.inputs[1:]))
     return [y.astype(x.dtype)]
