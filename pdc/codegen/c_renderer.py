@@ -135,9 +135,10 @@ class CRenderer:
         generated for. The plan comes after the kernels: it holds their scratch too."""
         families = self.target.kernel_families
         graph, spaces = place(graph, self.target.space_of, self.target.memory_spaces)
-        if set(spaces.values()) != {HOST} and spaces:
+        devices = sorted(set(spaces.values()) - {HOST})
+        if devices:
             raise UnsupportedError(f"{self.target.name}: the C renderer writes host code; nodes placed in "
-                                   f"{sorted(set(spaces.values()) - {HOST})} need a device renderer")
+                                   f"{devices} need a device renderer")
         missing = sorted({n.op for n in graph.nodes if not supports(n.op, families)})
         if missing:
             counts = {op: sum(1 for n in graph.nodes if n.op == op) for op in missing}
@@ -175,8 +176,8 @@ class CRenderer:
                                         f"#ifndef {name.upper()}_KERNELS_H\n#define {name.upper()}_KERNELS_H\n"
                                         f"#include \"pdc_kernels_common.h\"\n#define pdc_weights {name}_weights\n"
                                         f"extern {qualifier}uint8_t pdc_weights[];\n{interface}\n{decls}#endif\n").encode()
-        texts = [f"{helper_code}\n" + "\n".join(src for _, _, src in chunk) if len(chunks) == 1 else
-                 "\n".join(src for _, _, src in chunk) for chunk in chunks]
+        inline_helpers = f"{helper_code}\n" if len(chunks) == 1 else ""
+        texts = [inline_helpers + "\n".join(src for _, _, src in chunk) for chunk in chunks]
         names = [f"{name}_kernels_{i}.c" for i in range(len(chunks))]
         if definitions.strip():
             texts.append(definitions)

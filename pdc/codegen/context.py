@@ -71,6 +71,10 @@ class KernelContext:
         self.scratch_bytes = offset + count * itemsize
         return f"(({c_type} *)(pdc_scratch + {offset}))"
 
+    def slots(self, parallel) -> int:
+        """The thread slots of a kernel's scratch: the compiled thread count if it uses the pool."""
+        return self.config.threads if parallel else 1
+
     def thread_scratch(self, count: int, slots: int, c_type: str = "float", itemsize: int = 4) -> tuple[str, int]:
         """Scratch of `count` items for each of `slots` threads (a parallel kernel dispatches with
         pdc_parallel_slots(..., slots, ...), so no more threads run it): a C pointer to slot 0 and

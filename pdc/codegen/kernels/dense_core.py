@@ -544,7 +544,7 @@ def render_job(ctx: KernelContext, fields: dict, var: str = "job") -> list[str]:
     elif fields.get("packb") is not None:  # and the B buffer one KC x NC block
         bfloats = kc * -(-int(fields["NC"]) // nr) * nr
     if afloats or bfloats:
-        slots = ctx.config.threads if int(fields.get("parallel") or 0) else 1
+        slots = ctx.slots(int(fields.get("parallel") or 0))
         abuf_off = -(-bfloats // 16) * 16
         base, stride = ctx.thread_scratch(abuf_off + afloats, slots)
         fields = dict(fields, scratch=base, slot_floats=stride, abuf_off=abuf_off, slots=slots)

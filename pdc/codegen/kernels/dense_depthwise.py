@@ -238,7 +238,7 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
                      lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), fn=fn, planes=planes).items():
         lines.append(f"    j.{k} = {v};")
     macs = planes * g.p_out * g.taps
-    slots = ctx.config.threads if ctx.split(macs, 200_000) and planes > 1 else 1
+    slots = ctx.slots(ctx.split(macs, 200_000) and planes > 1)
     hwq = -(-H // 2) * OW if flat and sh == 2 else 0
     scratch, stride = ctx.thread_scratch(4 * hwq, slots) if hwq else ("0", 0)
     lines.append(f"    pdc_dw_run(&j, {scratch}, {stride}, {slots});")

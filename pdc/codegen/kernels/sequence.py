@@ -424,7 +424,7 @@ class _Gen:
         items = self.ndir * self.N
         macs = self.T * (self.I + self.H) * self.G * self.H
         parallel = items > 1 and take("rnn-split", "parallel", ctx.split(macs * items, PARALLEL_MIN_MACS))
-        slots = ctx.config.threads if parallel else 1
+        slots = ctx.slots(parallel)
         itemsize = 8 if self.ct == "double" else 4
         count = sum(n for _, n in self.buffer_sizes(self.T_c != self.ct))
         scratch, stride = ctx.thread_scratch(count, slots, self.ct, itemsize)

@@ -434,7 +434,7 @@ class ArmGemm:
         nbuf = self.kc * nc if self.b_packed_at_runtime else 0
         abuf = self.kc * self.mr if "pack_a" in self.fields else 0
         if nbuf or abuf:
-            slots = self.ctx.config.threads if self.parallel else 1
+            slots = self.ctx.slots(self.parallel)
             abuf_off = -(-nbuf // 16) * 16
             scratch, stride = self.ctx.thread_scratch(abuf_off + abuf, slots)
             self.fields.update(scratch=scratch, slot_floats=stride, abuf_off=abuf_off, slots=slots)

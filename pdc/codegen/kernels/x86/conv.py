@@ -151,7 +151,7 @@ def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> st
                  f"{plan['khd']}, {g.k}, {mr}, {nr}, {mchunk}, {problems}, {plan['band']}, {plan['nbands']}, "
                  f"{plan['wq']}, {plan['rows_q']}, {plan['bs']}, {c_float(epi.lo)}, {c_float(epi.hi)}, "
                  f"{int(epi.clamp)}, {split_m}, {parallel}, {ukr}}};")
-    slots = ctx.config.threads if parallel else 1
+    slots = ctx.slots(parallel)
     scratch, stride = ctx.thread_scratch(ICONV_TILE_FLOATS + plan["floats"], slots)
     lines.append(f"    pdc_iconv_run(&job, {scratch}, {stride}, {slots});")
     return "\n".join(lines)
@@ -271,7 +271,7 @@ def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
                      mchunk=mchunk, problems=problems, lo=c_float(epi.lo), hi=c_float(epi.hi),
                      clamp=int(epi.clamp), split_m=split_m, parallel=parallel, ukr=ukr).items():
         lines.append(f"    job.{k} = {v};")
-    slots = ctx.config.threads if parallel else 1
+    slots = ctx.slots(parallel)
     tail = ctx.thread_scratch(g.k * nr, slots)
     lines.append(f"    pdc_pwconv_run(&job, {tail[0]}, {tail[1]}, {slots});")
     return "\n".join(lines)
