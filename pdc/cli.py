@@ -204,7 +204,8 @@ def cmd_compile(args) -> int:
     shapes = dict(parse_shape_option(s) for s in args.shape or ())
     out = compile_bundle(args.model, args.output, target=args.target, name=args.name, threads=args.threads,
                          shapes=shapes, weights=args.weights, opt_level=args.opt_level,
-                         progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram)
+                         progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram,
+                         quantize=args.quantize, calibration=args.calibration, quant_options=_quant_options(args))
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
     print(f"{m['name']}: {len(m['kernels'])} kernels, arena {m['arena_bytes']:,} bytes "
@@ -212,6 +213,27 @@ def cmd_compile(args) -> int:
     if "flash_bytes" in m:  # microcontrollers: what the image takes of the part
         print(f"{m['target']}: flash {m['flash_bytes']:,} of {m['flash_limit']:,} bytes, "
               f"RAM {m['ram_bytes']:,} of {m['ram_limit']:,} bytes (arena + stack estimate)")
+    return 0
+
+
+def _quant_options(args):
+    from .quantize import Options
+    return Options(method=args.method, per_channel=args.per_channel, activations=args.activations,
+                   symmetric=args.symmetric, keep_float=tuple(k for ks in args.keep_float or () for k in ks.split(",")))
+
+
+def cmd_quantize(args) -> int:
+    from .compiler import stderr_progress
+    from .ir.textio import save_ir
+    from .quantize import quantize_model
+    if not args.output.endswith(".pdir"):
+        raise PdcError(f"-o {args.output}: the quantized model is IR text, name it NAME.pdir")
+    say = (lambda msg: None) if args.quiet else stderr_progress
+    graph, report = quantize_model(_bound_model(args), args.calibration, _quant_options(args), say)
+    save_ir(graph, args.output)
+    for line in report.lines():
+        print(line)
+    print(f"wrote {args.output} and {args.output}.npz")
     return 0
 
 
@@ -279,6 +301,22 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--json", action="store_true", help="print JSON for machines")
     ins.set_defaults(func=cmd_inspect)
 
+    def quant_args(sp, required: bool):
+        sp.add_argument("--calibration", metavar="DATA", required=required,
+                        help="calibration samples: an .npz with one array per model input, named after it, the "
+                             "samples stacked on a new leading axis ([N, *input shape]); or an .npy for a "
+                             "one-input model")
+        sp.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                        help="how activation ranges are chosen from the samples (default: minmax)")
+        sp.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                        help="one weight scale per output channel (default; --no-per-channel: one per tensor)")
+        sp.add_argument("--activations", choices=["int8", "uint8"], default="int8",
+                        help="the activations' integer type (default: int8)")
+        sp.add_argument("--symmetric", action="store_true", help="symmetric activations (zero point 0 / 128)")
+        sp.add_argument("--keep-float", action="append", metavar="OPS_OR_NODES",
+                        help="ops (conv, gemm, matmul, add) or node names to leave in float; comma-separated, "
+                             "repeatable")
+
     def model_args(sp, default_target="reference", model_help="an .onnx model or a .pdir IR file"):
         sp.add_argument("model", metavar="MODEL", help=model_help + " (Paddle: the .json or .pdmodel file, "
                                                                    "the path prefix or the folder)")
@@ -327,8 +365,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: the preset's; see pdc targets)")
     cmp.add_argument("--ram", metavar="SIZE", help="microcontroller targets: the part's RAM, e.g. 256K "
                                                "(default: the preset's)")
+    cmp.add_argument("--quantize", choices=["int8"], help="quantize the model first (needs --calibration)")
+    quant_args(cmp, required=False)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     cmp.set_defaults(func=cmd_compile)
+
+    qz = sub.add_parser("quantize", help="quantize a model to int8 from calibration data",
+                        description="Runs MODEL over the calibration samples (the reference interpreter), picks "
+                                    "int8 scales, and writes the quantized model as IR (FILE.pdir + FILE.pdir.npz), "
+                                    "which pdc compile takes like any model. Convolutions, dense layers and adds "
+                                    "become integer ops; other ops stay float between dequantize / quantize.")
+    qz.add_argument("model", metavar="MODEL", help="an .onnx model, a Paddle model or a .pdir IR file")
+    qz.add_argument("-o", "--output", metavar="FILE.pdir", required=True, help="the quantized model to write")
+    qz.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind an input's symbolic dims")
+    quant_args(qz, required=True)
+    qz.add_argument("--weights", choices=["int8"], default="int8",
+                    help="the weights' type: int8, symmetric (zero point 0; the only choice)")
+    qz.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    qz.set_defaults(func=cmd_quantize)
 
     tg = sub.add_parser("targets", help="list the targets pdc compiles for",
                         description="Lists every --target name with what it means; an alias says which target "

@@ -53,10 +53,12 @@ def default_name(model) -> str:
 
 def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
                    threads: int = 1, shapes: Optional[dict] = None, weights: str = "c", opt_level: int = 2,
-                   build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None) -> str:
+                   build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
+                   quantize: Optional[str] = None, calibration=None, quant_options=None) -> str:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir.
 
-    flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory."""
+    flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory.
+    quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model)."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     tgt = get_target(target)
@@ -82,6 +84,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise PdcError(f"input '{inp}' has the unbound dim '{dim}': bind it with --shape {inp}=D0,D1,... "
                        f"(or --shape {dim}=SIZE)")
     say(f"imported {len(graph.nodes)} nodes")
+    if quantize is not None or calibration is not None:
+        graph = _quantized(graph, quantize, calibration, quant_options, say)
     # "naive": every intermediate tensor of the model as imported, each in its own buffer
     naive_bytes = sum(v.type.nbytes for n in graph.nodes for v in n.outputs
                       if v.type.is_static and v not in graph.outputs)
@@ -141,6 +145,18 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise
     say(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s")
     return out_dir
+
+
+def _quantized(graph: Graph, precision, calibration, options, say) -> Graph:
+    from .quantize import quantize_model
+    if precision != "int8":
+        raise PdcError(f"--quantize '{precision}': the supported precision is int8")
+    if calibration is None:
+        raise PdcError("--quantize int8 needs --calibration DATA (.npz keyed by input name, or .npy)")
+    graph, report = quantize_model(graph, calibration, options, say)
+    for line in report.lines():
+        say(line)
+    return graph
 
 
 def check_forced_paths() -> None:

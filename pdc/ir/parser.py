@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from typing import Optional
 
@@ -12,7 +13,7 @@ import numpy as np
 from . import dtypes
 from .errors import PdcError
 from .graph import Graph, Node, Value
-from .types import TensorType
+from .types import Quant, TensorType
 
 
 @lru_cache(maxsize=1)
@@ -28,11 +29,34 @@ def _name(token: str) -> str:
 
 def parse_type(text: str) -> TensorType:
     dt, rest = text.split("[", 1)
-    body = rest[:-1].strip()
+    body, quant = rest.split("]", 1)
+    body = body.strip()
+    q = _parse_quant(quant) if quant else None
     if body == "*":
-        return TensorType(dtypes.from_short(dt), None)
+        return TensorType(dtypes.from_short(dt), None, q)
     dims = [] if not body else [d.strip() for d in body.split(",")]
-    return TensorType(dtypes.from_short(dt), tuple(int(d) if d.lstrip("-").isdigit() else d for d in dims))
+    return TensorType(dtypes.from_short(dt), tuple(int(d) if d.lstrip("-").isdigit() else d for d in dims), q)
+
+
+_QUANT = re.compile(r"\{(?:axis=(-?\d+), )?scale=(\[[^\]]*\]|[^,\]]+), zero=(\[[^\]]*\]|-?\d+)\}")
+
+
+def _parse_quant(text: str) -> Quant:
+    """{scale=S, zero=Z} or {axis=A, scale=[S, ...], zero=[Z, ...]}, as Quant.__str__ writes them."""
+    m = _QUANT.fullmatch(text)
+    if m is None:
+        raise PdcError(f"malformed quantization '{text}': expected {{scale=S, zero=Z}} or "
+                       "{axis=A, scale=[S, ...], zero=[Z, ...]}")
+    axis, scale, zero = m.groups()
+    listed = lambda s: s.startswith("[")  # noqa: E731
+    if listed(scale) != (axis is not None) or listed(zero) != (axis is not None):
+        raise PdcError(f"malformed quantization '{text}': lists of scales and zero points go with an axis")
+    try:
+        scales = [float(s) for s in scale.strip("[]").split(",")]
+        zeros = [int(z) for z in zero.strip("[]").split(",")]
+    except ValueError:
+        raise PdcError(f"malformed quantization '{text}': scales are numbers, zero points integers") from None
+    return Quant(tuple(scales), tuple(zeros), None if axis is None else int(axis))
 
 
 class _Literals(lark.Transformer):

@@ -57,6 +57,9 @@ def verify_graph(graph: Graph) -> None:
     def define(v, what):
         if v.name in names:
             raise VerifyError(f"value %{v.name} is defined twice ({what})")
+        problem = v.type.quant.problem(v.type) if v.type.quant is not None else None
+        if problem:
+            raise VerifyError(f"value %{v.name} ({what}): {problem}")
         names.add(v.name)
         defined.add(v)
 

@@ -1,0 +1,349 @@
+"""Post-training quantization: a float graph and calibration samples -> a graph of integer ops.
+
+1. prepare: fold constants, pads and batch norms, so that each convolution is one node;
+2. calibrate: run the reference interpreter over the samples and observe the range of every float
+   activation (calibrate.RangeObserver);
+3. rewrite: convolutions, dense layers (Gemm, MatMul with constant weights) and adds become qconv,
+   qmatmul and qadd (pdc/ir/ops/qint.py), a following ReLU / Clip folded into their output clamp;
+   max pooling and pure data movement run on the integers unchanged; every other op stays float,
+   behind a dequantize_linear, and the model's inputs and outputs stay float.
+
+Weights are symmetric int8 with one scale per output channel (per tensor with per_channel off);
+activations are per tensor, asymmetric (or symmetric) int8 or uint8. Biases become int32 at the
+scale s_x * s_w. Every integer tensor's type carries its quantization.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..ir import dtypes
+from ..ir.errors import PdcError
+from ..ir.graph import Graph, Node, Value
+from ..ir.interpreter import check_feeds, run_node
+from ..ir.ops.qint import fixed_point, qadd_params
+from ..ir.types import Quant
+from ..ir.verify import verify_graph
+from .calibrate import RangeObserver
+
+PREPARE = ("simplify-algebra,fold-constants,eliminate-common-subexpressions,fold-pad,fold-batchnorm,"
+           "eliminate-dead-code")
+# ops that move int8 values without arithmetic: their output keeps the input's quantization
+PASS_THROUGH = ("max_pool", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "identity")
+ACTIVATIONS = ("relu", "clip")
+MAX_REDUCTION = (1 << 31) // (255 * 127)  # products summed in int32 without overflow
+
+
+@dataclass
+class Options:
+    method: str = "minmax"  # calibrate.METHODS
+    per_channel: bool = True
+    activations: str = "int8"  # or "uint8"
+    symmetric: bool = False  # symmetric activations (zero point 0 / 128)
+    keep_float: tuple = ()  # op names or node names left in float
+
+
+@dataclass
+class Report:
+    quantized: list = field(default_factory=list)  # (node name, op)
+    kept_float: list = field(default_factory=list)  # (node name, op, why)
+
+    def lines(self) -> list[str]:
+        ops = {}
+        for _, op in self.quantized:
+            ops[op] = ops.get(op, 0) + 1
+        out = [f"quantized {len(self.quantized)} nodes to int8 ("
+               + ", ".join(f"{n} {op}" for op, n in sorted(ops.items())) + ")"]
+        out += [f"kept float: {name or '?'} ({op}): {why}" for name, op, why in self.kept_float]
+        return out
+
+
+def quantize(graph: Graph, samples: list, options: Options = Options(),
+             progress: Optional[Callable[[str], None]] = None) -> tuple[Graph, Report]:
+    """The quantized graph and what was (not) quantized. samples: feeds, as load_calibration gives."""
+    from ..passes import PassManager, parse_pipeline
+    if options.activations not in ("int8", "uint8"):
+        raise PdcError(f"activations '{options.activations}': expected int8 or uint8")
+    graph = PassManager(parse_pipeline(PREPARE)).run(graph.copy())
+    ranges = calibrate(graph, samples, options.method, progress)
+    q = _Quantizer(graph, ranges, options)
+    out = q.rewrite()
+    if not q.report.quantized:
+        raise PdcError("the model has no quantizable op (Conv, Gemm, MatMul with constant weights, Add)")
+    verify_graph(out)
+    return out, q.report
+
+
+def calibrate(graph: Graph, samples: list, method: str,
+              progress: Optional[Callable[[str], None]] = None) -> dict:
+    """{float value: (lo, hi)} over the samples, for the graph's inputs and every float node output."""
+    observers = {}
+    say = progress or (lambda msg: None)
+    for i, feeds in enumerate(samples):
+        env = check_feeds(graph, feeds)
+        env.update((c, c.data) for c in graph.constants)
+        for v in graph.inputs:
+            _observe(observers, v, env[v], method)
+        for node in graph.nodes:
+            results = run_node(node, [None if v is None else env[v] for v in node.inputs])
+            for v, r in zip(node.outputs, results):
+                env[v] = r
+                _observe(observers, v, r, method)
+        if (i + 1) % max(1, len(samples) // 10) == 0 or i + 1 == len(samples):  # about ten lines in all
+            say(f"calibrating: {i + 1}/{len(samples)} samples")
+    return {v: obs.range() for v, obs in observers.items()}
+
+
+def _observe(observers: dict, v: Value, array: np.ndarray, method: str) -> None:
+    if v.type.dtype is dtypes.float32:
+        observers.setdefault(v, RangeObserver(method)).update(array)
+
+
+class _Quantizer:
+    def __init__(self, graph: Graph, ranges: dict, options: Options):
+        self.g, self.ranges, self.opt = graph, ranges, options
+        self.dt = dtypes.from_name(options.activations)
+        self.users = graph.users()
+        self.report = Report()
+        self.nodes: list[Node] = []
+        self.constants: list[Value] = list(graph.constants)
+        self.taken = graph.value_names()
+        self.qval: dict[Value, Value] = {}  # float value -> its integer version
+        self.defined: set = set(graph.inputs) | set(graph.constants)  # float values computed so far
+
+    # ---- names and constants --------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        name = base if base not in self.taken else self.g.fresh_name(base + ".", self.taken)
+        self.taken.add(name)
+        return name
+
+    def const(self, base: str, data: np.ndarray, quant: Optional[Quant] = None) -> Value:
+        data = np.array(data, order="C")
+        v = Value(self.fresh(base), dtypes_type(data, quant), data)
+        self.constants.append(v)
+        return v
+
+    # ---- activation quantization ----------------------------------------------------------
+    def act_quant(self, v: Value) -> Quant:
+        lo, hi = self.ranges[v]
+        info = np.iinfo(self.dt.np)
+        qmin, qmax = int(info.min), int(info.max)
+        if self.opt.symmetric:
+            bound = max(-lo, hi)
+            scale = bound / (qmax if self.dt is dtypes.int8 else 127) if bound > 0 else 1.0
+            zero = 0 if self.dt is dtypes.int8 else 128
+        else:
+            scale = (hi - lo) / (qmax - qmin) if hi > lo else 1.0
+            zero = int(np.clip(round(qmin - lo / scale), qmin, qmax))
+        scale = float(np.float32(scale))  # the scale the float32 quantize / dequantize kernels use
+        return Quant((scale if scale > 0 else 1.0,), (zero,))
+
+    def integer(self, v: Value) -> Value:
+        """v's integer version, quantizing it (quantize_linear) the first time a float value is asked."""
+        if v not in self.qval:
+            q = self.act_quant(v)
+            out = Value(self.fresh(v.name + ".q"), v.type.with_dtype(self.dt).with_quant(q))
+            s = self.const(v.name + ".scale", np.float32(q.scale[0]))
+            z = self.const(v.name + ".zero", np.array(q.zero[0], self.dt.np))
+            self.nodes.append(Node("quantize_linear", [self.float(v), s, z], [out], {}, v.name + ".quantize"))
+            self.qval[v] = out
+        return self.qval[v]
+
+    def float(self, v: Optional[Value]) -> Optional[Value]:
+        """v as a float value, dequantizing its integer version where only that one was computed."""
+        if v is None or v in self.defined:
+            return v
+        qv = self.qval[v]
+        s = self.const(v.name + ".scale", np.float32(qv.type.quant.scale[0]))
+        z = self.const(v.name + ".zero", np.array(qv.type.quant.zero[0], qv.type.dtype.np))
+        self.nodes.append(Node("dequantize_linear", [qv, s, z], [v], {}, v.name + ".dequantize"))
+        self.defined.add(v)
+        return v
+
+    # ---- the rewrite ------------------------------------------------------------------------
+    def rewrite(self) -> Graph:
+        absorbed: set = set()
+        for node in self.g.nodes:
+            if node in absorbed:
+                continue
+            why = self.skip_reason(node)
+            if why is None:
+                bias_add = self.bias_add_after(node)
+                act = self.activation_after(bias_add or node)
+                absorbed.update(n for n in (bias_add, act) if n is not None)
+                self.quantize_node(node, bias_add, act)
+                self.report.quantized.append((node.name, node.op))
+                continue
+            if node.op in PASS_THROUGH and node.inputs[0] in self.qval and len(node.outputs) == 1:
+                self.pass_through(node)
+                continue
+            if why and node.op in ("conv", "gemm", "matmul", "add"):
+                self.report.kept_float.append((node.name, node.op, why))
+            node.inputs = [self.float(v) for v in node.inputs]
+            self.nodes.append(node)
+            self.defined.update(node.outputs)
+        outputs = [self.float(v) for v in self.g.outputs]
+        g = Graph(self.g.name, self.g.inputs, outputs, self.nodes, self.constants)
+        g.remove_unused_constants()
+        return g
+
+    def skip_reason(self, node: Node) -> Optional[str]:
+        """Why node stays float ("" for ops pdc does not quantize at all); None to quantize it."""
+        if node.op not in ("conv", "gemm", "matmul", "add"):
+            return ""
+        if node.op in self.opt.keep_float or (node.name and node.name in self.opt.keep_float):
+            return "--keep-float"
+        x = node.inputs[0]
+        if any(v is not None and v.type.dtype is not dtypes.float32 for v in node.inputs):
+            return "not float32"
+        if node.op == "add":
+            a, b = node.inputs
+            if a.is_const or b.is_const or not (a in self.qval or b in self.qval):
+                return "an add of activations that are not quantized"
+            return None
+        w = node.inputs[1]
+        if not w.is_const or (len(node.inputs) > 2 and node.inputs[2] is not None and not node.inputs[2].is_const):
+            return "weights or bias are not constant"
+        if node.op == "conv":
+            if x.type.rank != 4:
+                return "only 2-D convolutions are quantized"
+            k = math.prod(w.type.shape[1:])
+        elif node.op == "gemm":
+            if node.attrs.get("transA", 0) or x.type.rank != 2:
+                return "Gemm with a transposed A"
+            c = node.inputs[2] if len(node.inputs) > 2 else None
+            n = w.type.shape[0 if node.attrs.get("transB", 0) else 1]
+            if c is not None and c.type.numel not in (1, n):
+                return "Gemm's C is not a per-column bias"
+            k = w.type.shape[1 if node.attrs.get("transB", 0) else 0]
+        else:
+            if w.type.rank != 2 or x.type.rank is None or x.type.rank < 2:
+                return "MatMul whose constant operand is not 2-D"
+            k = w.type.shape[0]
+        if k > MAX_REDUCTION:
+            return f"a reduction over {k} products could overflow int32"
+        return None
+
+    def sole_user(self, node: Node, ops) -> Optional[Node]:
+        """The one node (of one of `ops`) that consumes node's output, when the output is not a model output."""
+        y = node.outputs[0]
+        users = self.users.get(y, [])
+        if len(users) != 1 or y in self.g.outputs or users[0].op not in ops:
+            return None
+        return users[0]
+
+    def activation_after(self, node: Node) -> Optional[Node]:
+        """The ReLU / Clip (constant bounds) that alone consumes node's output, to fold into its clamp."""
+        act = self.sole_user(node, ACTIVATIONS)
+        if act is None or any(v is not None and not v.is_const for v in act.inputs[1:]):
+            return None
+        return act
+
+    def bias_add_after(self, node: Node) -> Optional[Node]:
+        """An add of a constant per-output-channel bias (as exporters write a separate bias) to fold in."""
+        add = self.sole_user(node, ("add",)) if node.op in ("conv", "gemm", "matmul") else None
+        if add is None:
+            return None
+        c = add.inputs[1] if add.inputs[0] is node.outputs[0] else add.inputs[0]
+        y = node.outputs[0].type
+        channel_axis = 1 if node.op == "conv" else y.rank - 1
+        if not c.is_const or c.type.dtype is not dtypes.float32 or c.type.rank > y.rank:
+            return None
+        shape = (1,) * (y.rank - c.type.rank) + c.type.shape  # aligned to y's dims
+        if any(d != 1 for i, d in enumerate(shape) if i != channel_axis):
+            return None
+        return add
+
+    def clamp(self, act: Optional[Node], q: Quant) -> Optional[list]:
+        if act is None:
+            return None
+        info = np.iinfo(self.dt.np)
+        lo, hi = -math.inf, math.inf
+        if act.op == "relu":
+            lo = 0.0
+        else:
+            bounds = [None if v is None else float(v.data) for v in (act.inputs[1:] + [None, None])[:2]]
+            lo, hi = (b if b is not None else d for b, d in zip(bounds, (-math.inf, math.inf)))
+        code = lambda r: q.zero[0] + r / q.scale[0]  # noqa: E731
+        qlo = int(info.min) if lo == -math.inf else int(np.clip(math.ceil(code(lo) - 1e-9), info.min, info.max))
+        qhi = int(info.max) if hi == math.inf else int(np.clip(math.floor(code(hi) + 1e-9), info.min, info.max))
+        return [qlo, max(qlo, qhi)]
+
+    def quantize_node(self, node: Node, bias_add: Optional[Node], act: Optional[Node]) -> None:
+        y = (act or bias_add or node).outputs[0]
+        qy = self.act_quant(y)
+        out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(self.dt).with_quant(qy))
+        common = {"y_zero": qy.zero[0], "y_dtype": self.dt}
+        clamp = self.clamp(act, qy)
+        if clamp is not None:
+            common["clamp"] = clamp
+        if node.op == "add":
+            a, b = (self.integer(v) for v in node.inputs)
+            ma, mb, shift = qadd_params(a.type.quant.scale[0], b.type.quant.scale[0], qy.scale[0])
+            attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0],
+                         a_multiplier=ma, b_multiplier=mb, shift=shift)
+            self.nodes.append(Node("qadd", [a, b], [out], attrs, node.name))
+        else:
+            x = self.integer(node.inputs[0])
+            w, bias, op, attrs = self.weights(node, bias_add, x.type.quant.scale[0], qy.scale[0])
+            zero_key = "x_zero" if op == "qconv" else "a_zero"
+            self.nodes.append(Node(op, [x, w, bias], [out], dict(common, **attrs, **{zero_key: x.type.quant.zero[0]}),
+                                   node.name))
+        self.qval[y] = out
+
+    def weights(self, node: Node, bias_add: Optional[Node], sx: float, sy: float):
+        """(int8 weights, int32 bias or None, integer op, its attributes) for a conv / gemm / matmul."""
+        w = node.inputs[1].data.astype(np.float64)
+        b = node.inputs[2] if len(node.inputs) > 2 else None
+        bias = None if b is None else b.data.astype(np.float64).reshape(-1)
+        if node.op == "conv":
+            axis, op = 0, "qconv"
+            attrs = {k: v for k, v in node.attrs.items()}
+        else:
+            op, attrs, axis = "qmatmul", {}, 1
+            if node.op == "gemm":
+                if node.attrs.get("transB", 0):
+                    w = w.T
+                w = w * node.attrs.get("alpha", 1.0)
+                if bias is not None:
+                    bias = bias * node.attrs.get("beta", 1.0)
+        channels = w.shape[axis]
+        if bias is not None:
+            bias = np.broadcast_to(bias, (channels,))
+        if bias_add is not None:  # the constant side of the add, one value per channel
+            c = next(v for v in bias_add.inputs if v.is_const).data.astype(np.float64).reshape(-1)
+            bias = (0.0 if bias is None else bias) + np.broadcast_to(c, (channels,))
+        reduce_axes = tuple(i for i in range(w.ndim) if i != axis)
+        bound = np.max(np.abs(w), axis=reduce_axes) if self.opt.per_channel else np.full(w.shape[axis], np.abs(w).max())
+        sw = np.where(bound > 0, bound / 127, 1.0).astype(np.float32).astype(np.float64)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        wq = np.clip(np.rint(w / sw.reshape(shape)), -127, 127).astype(np.int8)
+        wquant = Quant(tuple(sw), (0,) * len(sw), axis) if self.opt.per_channel else Quant((sw[0],), (0,))
+        wv = self.const(node.inputs[1].name + ".q", wq, wquant)
+        bv = None
+        if bias is not None:
+            info = np.iinfo(np.int32)
+            bq = np.clip(np.rint(bias / (sx * sw)), info.min, info.max).astype(np.int32)
+            bv = self.const(node.name + ".bias.q", bq)
+        fixed = [fixed_point(sx * s / sy) for s in sw]
+        if not self.opt.per_channel:
+            fixed = fixed[:1]
+        attrs.update(multiplier=[m for m, _ in fixed], shift=[s for _, s in fixed])
+        return wv, bv, op, attrs
+
+    def pass_through(self, node: Node) -> None:
+        x = self.qval[node.inputs[0]]
+        y = node.outputs[0]
+        out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(x.type.dtype).with_quant(x.type.quant))
+        inputs = [x] + [self.float(v) for v in node.inputs[1:]]
+        self.nodes.append(Node(node.op, inputs, [out], dict(node.attrs), node.name))
+        self.qval[y] = out
+
+
+def dtypes_type(data: np.ndarray, quant: Optional[Quant]):
+    from ..ir.types import TensorType
+    return TensorType(dtypes.from_numpy(data.dtype), data.shape, quant)

@@ -1,0 +1,186 @@
+"""Post-training quantization on the reference interpreter: what the quantizer rewrites, the digits
+CNN's int8 accuracy, and the errors for bad calibration data."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pdc.frontend.onnx_import import import_onnx
+from pdc.ir import PdcError
+from pdc.ir.interpreter import run_graph
+from pdc.quantize import Options, load_calibration, quantize, quantize_model
+
+
+def digits_split():
+    """The digits CNN's training and held-back images (the split tests/zoo_models/arm_models.py trains on)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    digits = load_digits()
+    x = (digits.images / 16.0).astype("float32")[:, None]
+    x_tr, x_te, _, y_te = train_test_split(x, digits.target, test_size=0.2, random_state=0, stratify=digits.target)
+    return x_tr, x_te, y_te
+
+
+def conv_model(tmp_path, bias_as_add=True):
+    """x -> Conv 3x3 (bias as a separate Add, as paddle2onnx writes it) -> Relu -> MaxPool -> Flatten
+    -> Gemm -> Sigmoid: the quantizer takes conv+add+relu and gemm, the sigmoid stays float."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 2, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, 0.1, (1, 4, 1, 1)).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (3, 16)).astype(np.float32), "fw"),
+             numpy_helper.from_array(rng.normal(0, 0.1, (3,)).astype(np.float32), "fb")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "b"], ["cb"], name="bias"),
+             helper.make_node("Relu", ["cb"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], name="fc", transB=1),
+             helper.make_node("Sigmoid", ["g"], ["y"], name="sigmoid")]
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    return path, import_onnx(model, "m")
+
+
+def samples(n, shape=(1, 2, 4, 4), seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.uniform(-1, 1, shape).astype(np.float32)} for _ in range(n)]
+
+
+def test_conv_bias_relu_and_gemm_become_integer_ops(tmp_path):
+    _, g = conv_model(tmp_path)
+    qg, report = quantize(g, samples(16))
+    ops = [n.op for n in qg.nodes]
+    assert ops == ["quantize_linear", "qconv", "max_pool", "flatten", "qmatmul", "dequantize_linear", "sigmoid"]
+    conv = qg.nodes[1]
+    # the bias add is folded into the int32 bias, the ReLU into the output clamp (zero -> -128 = qmin)
+    assert conv.inputs[2].type.dtype.name == "int32" and conv.attrs["y_zero"] == -128
+    assert conv.outputs[0].type.quant.zero == (-128,)
+    # pooling and flattening keep the conv output's quantization
+    assert qg.nodes[2].outputs[0].type.quant == qg.nodes[3].outputs[0].type.quant == conv.outputs[0].type.quant
+    w = conv.inputs[1]
+    assert w.type.quant.axis == 0 and len(w.type.quant.scale) == 4 and set(w.type.quant.zero) == {0}
+    assert int(np.abs(w.data).max()) == 127 and np.all(np.abs(w.data).max(axis=(1, 2, 3)) == 127)
+    assert report.quantized == [("conv", "conv"), ("fc", "gemm")]
+    assert report.lines() == ["quantized 2 nodes to int8 (1 conv, 1 gemm)"]
+    x = samples(1, seed=5)[0]
+    want, got = run_graph(g, x)["y"], run_graph(qg, x)["y"]
+    assert np.abs(got - want).max() < 0.03
+
+
+def test_per_tensor_weights_and_uint8_symmetric_activations(tmp_path):
+    _, g = conv_model(tmp_path)
+    qg, _ = quantize(g, samples(8), Options(per_channel=False, activations="uint8", symmetric=True))
+    conv = next(n for n in qg.nodes if n.op == "qconv")
+    assert conv.inputs[1].type.quant.axis is None and len(conv.attrs["multiplier"]) == 1
+    assert conv.inputs[0].type.dtype.name == "uint8" and conv.inputs[0].type.quant.zero == (128,)
+
+
+def test_keep_float_by_op_and_by_node(tmp_path):
+    _, g = conv_model(tmp_path)
+    qg, report = quantize(g, samples(4), Options(keep_float=("fc",)))
+    assert [n.op for n in qg.nodes].count("gemm") == 1 and report.kept_float == [("fc", "gemm", "--keep-float")]
+    assert "kept float: fc (gemm): --keep-float" in report.lines()
+    with pytest.raises(PdcError, match=r"^the model has no quantizable op"):
+        quantize(g, samples(4), Options(keep_float=("conv", "gemm")))
+
+
+def test_digits_int8_accuracy_within_one_point_of_float(zoo):
+    """100 calibration images from the training split; accuracy on the 360 held-back digits."""
+    path = zoo("digits_cnn")
+    from pdc.frontend import load_model
+    g = load_model(path)
+    x_tr, x_te, y_te = digits_split()
+    qg, report = quantize_model(g, x_tr[:100][:, None])
+    assert report.lines() == ["quantized 3 nodes to int8 (2 conv, 1 matmul)"]
+    logits = lambda graph: np.stack([run_graph(graph, {"x": x_te[i:i + 1]})["fetch_name_0"][0]  # noqa: E731
+                                     for i in range(len(x_te))])
+    acc_float, acc_int8 = ((logits(gr).argmax(1) == y_te).mean() for gr in (g, qg))
+    print(f"\ndigits CNN, reference interpreter: float {acc_float:.4f}, int8 {acc_int8:.4f}")
+    assert acc_float > 0.9 and abs(acc_int8 - acc_float) <= 0.01
+
+
+# ---- bad calibration data -------------------------------------------------------------------------
+@pytest.mark.parametrize("data, message", [
+    ({"y": np.zeros((2, 1, 2, 4, 4), np.float32)},
+     r"^calibration data: holds \['y'\] but the model's inputs are \['x'\] \(missing \['x'\]; unknown \['y'\]\)$"),
+    ({"x": np.zeros((2, 2, 4, 4), np.float32)},
+     r"^calibration data: 'x' has shape \[2, 2, 4, 4\]; expected \[N, 1, 2, 4, 4\] \(samples stacked on a new "
+     r"leading axis\)$"),
+    ({"x": np.zeros((2, 1, 2, 4, 4), np.float64)}, r"^calibration data: 'x' has dtype float64; the input is float32$"),
+    ({"x": np.zeros((0, 1, 2, 4, 4), np.float32)}, r"^calibration data: holds no samples \(the leading axis is empty\)$"),
+])
+def test_bad_calibration_data(tmp_path, data, message):
+    _, g = conv_model(tmp_path)
+    with pytest.raises(PdcError, match=message):
+        load_calibration(data, g)
+
+
+def test_calibration_files(tmp_path):
+    _, g = conv_model(tmp_path)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(PdcError, match=r"junk\.npz: not a \.npy or \.npz file"):
+        load_calibration(str(tmp_path / "junk.npz"), g)
+    with pytest.raises(PdcError, match=r"nope\.npz: no such calibration file$"):
+        load_calibration(str(tmp_path / "nope.npz"), g)
+    np.save(tmp_path / "one.npy", np.zeros((3, 1, 2, 4, 4), np.float32))
+    assert len(load_calibration(str(tmp_path / "one.npy"), g)) == 3
+
+
+def test_a_model_without_quantizable_ops(tmp_path):
+    nodes = [helper.make_node("Sigmoid", ["x"], ["y"])]
+    model = helper.make_model(helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]), opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(PdcError, match=r"^the model has no quantizable op \(Conv, Gemm, MatMul with constant "
+                                       r"weights, Add\)$"):
+        quantize_model(import_onnx(model, "m"), np.zeros((2, 2), np.float32))
+
+
+# ---- command line --------------------------------------------------------------------------------
+def pdc(*args):
+    r = subprocess.run([sys.executable, "-m", "pdc.cli", *args], capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_cli_quantize_writes_a_model_pdc_compile_takes(tmp_path):
+    path, _ = conv_model(tmp_path)
+    np.savez(tmp_path / "cal.npz", x=np.stack([s["x"] for s in samples(20)]))
+    out = tmp_path / "m_int8.pdir"
+    rc, stdout, stderr = pdc("quantize", str(path), "--calibration", str(tmp_path / "cal.npz"), "--method",
+                             "percentile", "-o", str(out))
+    assert rc == 0, stderr
+    assert stdout.splitlines() == ["quantized 2 nodes to int8 (1 conv, 1 gemm)", f"wrote {out} and {out}.npz"]
+    assert "pdc: calibrating: 20/20 samples" in stderr
+    assert "qconv(" in out.read_text() and "{scale=" in out.read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--calibration", "CAL", "-o", "out.onnx"], r"^pdc: error: -o out\.onnx: the quantized model is IR text, "
+                                                 r"name it NAME\.pdir$"),
+    (["--calibration", "MISSING", "-o", "out.pdir"], r"^pdc: error: .*missing\.npz: no such calibration file$"),
+    (["--calibration", "CAL", "--method", "kl", "-o", "o.pdir"], r"argument --method: invalid choice: 'kl'"),
+])
+def test_cli_quantize_errors(tmp_path, args, message):
+    path, _ = conv_model(tmp_path)
+    np.savez(tmp_path / "cal.npz", x=np.zeros((2, 1, 2, 4, 4), np.float32))
+    args = [a.replace("CAL", str(tmp_path / "cal.npz")).replace("MISSING", str(tmp_path / "missing.npz"))
+            for a in args]
+    rc, _, err = pdc("quantize", str(path), *args)
+    assert rc != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    import re
+    assert re.search(message, err.strip()), err
+
+
+def test_compile_quantize_needs_calibration(tmp_path):
+    path, _ = conv_model(tmp_path)
+    rc, _, err = pdc("compile", str(path), "--quantize", "int8", "-o", str(tmp_path / "b"))
+    assert rc == 1 and err.strip().splitlines()[-1] == ("pdc: error: --quantize int8 needs --calibration DATA "
+                                                        "(.npz keyed by input name, or .npy)")
+    assert not Path(tmp_path / "b").exists()
