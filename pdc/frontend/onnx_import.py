@@ -251,7 +251,8 @@ class OnnxImporter:
         for v, t in zip(node.outputs, infer_node(node)):
             known = self.onnx_types.get(v.name)
             v.type = refine(t, known) if known is not None and types_compatible(t, known) else t
-        folded = try_fold(node, FOLD_MAX_ELEMENTS)
+        # a dequantized constant stays a node: fold-qdq reads the integers (fold-constants folds the rest)
+        folded = None if op == "dequantize_linear" else try_fold(node, FOLD_MAX_ELEMENTS)
         if folded is not None:  # shape arithmetic and other small constant subgraphs
             for v, data in zip(node.outputs, folded):
                 v.data = data

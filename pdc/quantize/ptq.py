@@ -24,12 +24,12 @@ from ..ir import dtypes
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.interpreter import check_feeds, run_node
-from ..ir.ops.qint import fixed_point, qadd_params
+from ..ir.ops.qint import clamp_codes, fixed_point, qadd_params
 from ..ir.types import Quant
 from ..ir.verify import verify_graph
 from .calibrate import RangeObserver
 
-PREPARE = ("simplify-algebra,fold-constants,eliminate-common-subexpressions,fold-pad,fold-batchnorm,"
+PREPARE = ("fold-qdq,simplify-algebra,fold-constants,eliminate-common-subexpressions,fold-pad,fold-batchnorm,"
            "eliminate-dead-code")
 # ops that move int8 values without arithmetic: their output keeps the input's quantization
 PASS_THROUGH = ("max_pool", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "identity")
@@ -258,19 +258,15 @@ class _Quantizer:
         return add
 
     def clamp(self, act: Optional[Node], q: Quant) -> Optional[list]:
+        """The output clamp in codes for a folded ReLU / Clip (None without one)."""
         if act is None:
             return None
-        info = np.iinfo(self.dt.np)
-        lo, hi = -math.inf, math.inf
         if act.op == "relu":
-            lo = 0.0
+            lo, hi = 0.0, math.inf
         else:
             bounds = [None if v is None else float(v.data) for v in (act.inputs[1:] + [None, None])[:2]]
             lo, hi = (b if b is not None else d for b, d in zip(bounds, (-math.inf, math.inf)))
-        code = lambda r: q.zero[0] + r / q.scale[0]  # noqa: E731
-        qlo = int(info.min) if lo == -math.inf else int(np.clip(math.ceil(code(lo) - 1e-9), info.min, info.max))
-        qhi = int(info.max) if hi == math.inf else int(np.clip(math.floor(code(hi) + 1e-9), info.min, info.max))
-        return [qlo, max(qlo, qhi)]
+        return clamp_codes(lo, hi, q.scale[0], q.zero[0], self.dt)
 
     def quantize_node(self, node: Node, bias_add: Optional[Node], act: Optional[Node]) -> None:
         y = (act or bias_add or node).outputs[0]

@@ -59,6 +59,16 @@ def rounding_shift(acc: np.ndarray, m, s) -> np.ndarray:
     return (acc * m + (np.int64(1) << (s - 1))) >> s
 
 
+def clamp_codes(lo: float, hi: float, scale: float, zero: int, dt) -> list:
+    """[lo, hi] in dt's codes of the real interval [lo, hi] (infinite ends: dt's range) for clamp."""
+    qmin, qmax = _range(dt)
+    code = lambda r: zero + r / scale  # noqa: E731
+    # the tolerance keeps a bound that is a whole code (ReLU6 at 6 / scale) from moving a step
+    qlo = qmin if lo == -math.inf else int(np.clip(math.ceil(code(lo) - 1e-9), qmin, qmax))
+    qhi = qmax if hi == math.inf else int(np.clip(math.floor(code(hi) + 1e-9), qmin, qmax))
+    return [qlo, max(qlo, qhi)]
+
+
 def _range(dt) -> tuple[int, int]:
     info = np.iinfo(dt.np)
     return int(info.min), int(info.max)
