@@ -143,3 +143,20 @@ def test_onnxruntime_quantize_static_model_matches_onnxruntime_within_one_step(t
         assert np.abs(got - want).max() <= step * 1.0001
         exact.append(np.mean(got == want))
     print(f"\nper_channel={per_channel}: {100 * np.mean(exact):.1f}% of outputs equal ONNX Runtime's")
+
+
+def test_compile_names_the_node_with_a_zero_scale(tmp_path):
+    import subprocess
+    import sys
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant_in"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant_in")]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "z.onnx"))
+    r = subprocess.run([sys.executable, "-m", "pdc.cli", "compile", str(tmp_path / "z.onnx"), "-o", str(tmp_path / "b")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("pdc: error: node 'quant_in' (quantize_linear): the scale must be "
+                                                 "positive and finite, got [0.0]")
+    assert not (tmp_path / "b").exists()
