@@ -169,18 +169,19 @@ class _Quantizer:
         for node in self.g.nodes:
             if node in absorbed:
                 continue
-            why = self.skip_reason(node)
+            candidate = self.as_depthwise_conv(node) or node
+            why = self.skip_reason(candidate)
             if why is None:
-                bias_add = self.bias_add_after(node)
-                act = self.activation_after(bias_add or node)
+                bias_add = self.bias_add_after(candidate)
+                act = self.activation_after(bias_add or candidate)
                 absorbed.update(n for n in (bias_add, act) if n is not None)
-                self.quantize_node(node, bias_add, act)
+                self.quantize_node(candidate, bias_add, act)
                 self.report.quantized.append((node.name, node.op))
                 continue
             if node.op in PASS_THROUGH and node.inputs[0] in self.qval and len(node.outputs) == 1:
                 self.pass_through(node)
                 continue
-            if why and node.op in ("conv", "gemm", "matmul", "add"):
+            if why and (node.op in ("conv", "gemm", "matmul") or why == "--keep-float"):  # layers, not every add
                 self.report.kept_float.append((node.name, node.op, why))
             node.inputs = [self.float(v) for v in node.inputs]
             self.nodes.append(node)
@@ -189,6 +190,26 @@ class _Quantizer:
         g = Graph(self.g.name, self.g.inputs, outputs, self.nodes, self.constants)
         g.remove_unused_constants()
         return g
+
+    def as_depthwise_conv(self, node: Node) -> Optional[Node]:
+        """An average pooling of quantized values as the depthwise convolution it is (weights 1/k), so
+        it runs on the integers: global pooling, and windows whose padding counts (zero padding)."""
+        x = node.inputs[0]
+        if node.op not in ("global_average_pool", "average_pool") or x not in self.qval or x.type.rank != 4:
+            return None
+        channels, spatial = x.type.shape[1], list(x.type.shape[2:])
+        if node.op == "global_average_pool":
+            kernel, attrs = spatial, {}
+        else:
+            a = node.attrs
+            if a.get("ceil_mode", 0) or a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or (
+                    any(a.get("pads") or []) and not a.get("count_include_pad", 0)):
+                return None
+            kernel = list(a["kernel_shape"])
+            attrs = {k: a[k] for k in ("strides", "pads", "dilations") if a.get(k) is not None}
+        w = np.full([channels, 1] + kernel, 1.0 / math.prod(kernel), np.float32)
+        weights = Value(node.name + ".window", dtypes_type(w, None), w)
+        return Node("conv", [x, weights], node.outputs, dict(attrs, group=channels, kernel_shape=kernel), node.name)
 
     def skip_reason(self, node: Node) -> Optional[str]:
         """Why node stays float ("" for ops pdc does not quantize at all); None to quantize it."""
@@ -268,8 +289,16 @@ class _Quantizer:
             lo, hi = (b if b is not None else d for b, d in zip(bounds, (-math.inf, math.inf)))
         return clamp_codes(lo, hi, q.scale[0], q.zero[0], self.dt)
 
+    def float_only(self, y: Value) -> bool:
+        """Whether y is only read as float (a model output, float ops): then a dense layer gives its
+        int32 accumulators, dequantized per channel, and skips a needless int8 rounding."""
+        quantizing = PASS_THROUGH + ("conv", "gemm", "matmul", "add", "average_pool", "global_average_pool")
+        return all(u.op not in quantizing for u in self.users.get(y, []))
+
     def quantize_node(self, node: Node, bias_add: Optional[Node], act: Optional[Node]) -> None:
         y = (act or bias_add or node).outputs[0]
+        if node.op != "add" and act is None and self.float_only(y):
+            return self.accumulate(node, bias_add, y)
         qy = self.act_quant(y)
         out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(self.dt).with_quant(qy))
         common = {"y_zero": qy.zero[0], "y_dtype": self.dt}
@@ -290,7 +319,22 @@ class _Quantizer:
                                    node.name))
         self.qval[y] = out
 
-    def weights(self, node: Node, bias_add: Optional[Node], sx: float, sy: float):
+    def accumulate(self, node: Node, bias_add: Optional[Node], y: Value) -> None:
+        """y = dequantize_linear(the layer's int32 accumulators, s_x * s_w per channel)."""
+        x = self.integer(node.inputs[0])
+        sx = x.type.quant.scale[0]
+        w, bias, op, attrs = self.weights(node, bias_add, sx, None)
+        zero_key = "x_zero" if op == "qconv" else "a_zero"
+        acc = Value(self.fresh(y.name + ".acc"), y.type.with_dtype(dtypes.int32))
+        self.nodes.append(Node(op, [x, w, bias], [acc], {**attrs, zero_key: x.type.quant.zero[0],
+                                                         "y_dtype": dtypes.int32}, node.name))
+        scales = np.float32(sx) * np.asarray(w.type.quant.scale, np.float32)
+        axis = 1 if op == "qconv" else y.type.rank - 1
+        s = self.const(y.name + ".scale", scales if scales.size > 1 else scales[0])
+        self.nodes.append(Node("dequantize_linear", [acc, s], [y], {"axis": axis}, y.name + ".dequantize"))
+        self.defined.add(y)
+
+    def weights(self, node: Node, bias_add: Optional[Node], sx: float, sy: Optional[float]):
         """(int8 weights, int32 bias or None, integer op, its attributes) for a conv / gemm / matmul."""
         w = node.inputs[1].data.astype(np.float64)
         b = node.inputs[2] if len(node.inputs) > 2 else None
@@ -325,10 +369,9 @@ class _Quantizer:
             info = np.iinfo(np.int32)
             bq = np.clip(np.rint(bias / (sx * sw)), info.min, info.max).astype(np.int32)
             bv = self.const(node.name + ".bias.q", bq)
-        fixed = [fixed_point(sx * s / sy) for s in sw]
-        if not self.opt.per_channel:
-            fixed = fixed[:1]
-        attrs.update(multiplier=[m for m, _ in fixed], shift=[s for _, s in fixed])
+        if sy is not None:  # requantized onto the output's scale (None: the accumulators are the output)
+            fixed = [fixed_point(sx * s / sy) for s in (sw if self.opt.per_channel else sw[:1])]
+            attrs.update(multiplier=[m for m, _ in fixed], shift=[s for _, s in fixed])
         return wv, bv, op, attrs
 
     def pass_through(self, node: Node) -> None:

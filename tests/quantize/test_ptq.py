@@ -67,6 +67,12 @@ def test_conv_bias_relu_and_gemm_become_integer_ops(tmp_path):
     w = conv.inputs[1]
     assert w.type.quant.axis == 0 and len(w.type.quant.scale) == 4 and set(w.type.quant.zero) == {0}
     assert int(np.abs(w.data).max()) == 127 and np.all(np.abs(w.data).max(axis=(1, 2, 3)) == 127)
+    # the gemm's result is only read as float (by the sigmoid): its int32 accumulators are dequantized
+    # per column with s_x * s_w, without an int8 rounding
+    fc, deq = qg.nodes[4], qg.nodes[5]
+    assert fc.attrs["y_dtype"].name == "int32" and "multiplier" not in fc.attrs and deq.inputs[0] is fc.outputs[0]
+    sx, sw = fc.inputs[0].type.quant.scale[0], np.array(fc.inputs[1].type.quant.scale, np.float32)
+    np.testing.assert_array_equal(deq.inputs[1].data, np.float32(sx) * sw)
     assert report.quantized == [("conv", "conv"), ("fc", "gemm")]
     assert report.lines() == ["quantized 2 nodes to int8 (1 conv, 1 gemm)"]
     x = samples(1, seed=5)[0]
@@ -184,3 +190,28 @@ def test_compile_quantize_needs_calibration(tmp_path):
     assert rc == 1 and err.strip().splitlines()[-1] == ("pdc: error: --quantize int8 needs --calibration DATA "
                                                         "(.npz keyed by input name, or .npy)")
     assert not Path(tmp_path / "b").exists()
+
+
+def test_average_pooling_runs_as_an_integer_depthwise_convolution(tmp_path):
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 2, 3, 3)).astype(np.float32), "w")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("AveragePool", ["r"], ["a"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 0, 0],
+                              count_include_pad=1),
+             helper.make_node("GlobalAveragePool", ["a"], ["y"])]
+    model = helper.make_model(helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 1, 1])], inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+    g = import_onnx(model, "m")
+    qg, report = quantize(g, samples(16, (1, 2, 6, 6)))
+    assert [n.op for n in qg.nodes] == ["quantize_linear", "qconv", "qconv", "qconv", "dequantize_linear"]
+    pool, gap = qg.nodes[2], qg.nodes[3]  # the pool gives 3x3: (6 + 1 - 2) // 2 + 1
+    assert pool.attrs["group"] == 4 and pool.attrs["kernel_shape"] == [2, 2] and pool.attrs["pads"] == [1, 1, 0, 0]
+    assert gap.attrs["kernel_shape"] == [3, 3] and gap.attrs["y_dtype"].name == "int32"  # a model output
+    assert np.all(pool.inputs[1].data == 127) and np.all(gap.inputs[1].data == 127)
+    assert [op for _, op in report.quantized] == ["conv", "average_pool", "global_average_pool"]
+    x = samples(1, (1, 2, 6, 6), seed=9)[0]
+    want, got = run_graph(g, x)["y"], run_graph(qg, x)["y"]
+    assert np.abs(got - want).max() < 0.02 * np.abs(want).max()

@@ -140,6 +140,22 @@ def test_qadd_params_put_both_ratios_on_one_shift():
     assert abs(ma / 2 ** s - 0.1 / 0.07) < 2 ** -30 and abs(mb / 2 ** s - 0.05 / 0.07) < 2 ** -30
 
 
+def test_qmatmul_int32_gives_the_accumulators():
+    text = '''graph @g(%a: i8[1,2]) -> (%y: i32[1,2]) {
+  %b = const i8[2,2]
+  %bias = const i32[2]
+  %y = qmatmul(%a, %b, %bias) {a_zero=1, y_dtype=i32} : i32[1,2]
+}
+'''
+    out = _run(text, {"a": np.array([[3, -128]], np.int8)}, {"b": np.array([[127, -1], [-127, 2]], np.int8),
+                                                             "bias": np.array([100000, -7], np.int32)})
+    assert out["y"].tolist() == [[2 * 127 + 129 * 127 + 100000, -2 - 258 - 7]]
+    g = parse_graph(text.replace("a_zero=1,", "a_zero=1, shift=[3],"), {"b": np.zeros((2, 2), np.int8),
+                                                                        "bias": np.zeros(2, np.int32)})
+    with pytest.raises(PdcError, match="y_dtype i32 gives the accumulators: shift must be absent"):
+        verify_graph(g)
+
+
 @pytest.mark.parametrize("attrs, message", [
     ("multiplier=[1], shift=[0]", "shifts must be in [1, 62]"),
     ("multiplier=[1, 2], shift=[3]", "must have the same, non-zero length"),

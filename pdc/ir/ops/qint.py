@@ -16,6 +16,9 @@ that is, acc * m / 2^s rounded to nearest with ties toward +infinity (a single r
 product of an int32 accumulator and m fits in 62 bits). qadd rescales both inputs onto one
 shift: acc = (a - a_zero) * a_multiplier + (b - b_zero) * b_multiplier, then the same rounding.
 `clamp` ([lo, hi], within the output type's range) is where a fused ReLU / ReLU6 goes.
+qconv and qmatmul with y_dtype=i32 give the accumulators themselves (no multiplier, shift,
+y_zero or clamp): for a layer whose result is wanted in float, dequantized per channel with
+scale s_x * s_w, without an int8 rounding on the way.
 Weights are symmetric (zero point 0) int8; multiplier and shift hold one value, or one per
 output channel (qconv's axis 1, qmatmul's last axis).
 """
@@ -75,7 +78,7 @@ def _range(dt) -> tuple[int, int]:
 
 
 _REQUANT_ATTRS = {
-    "multiplier": Attr("ints", REQUIRED), "shift": Attr("ints", REQUIRED), "y_zero": Attr("int", 0),
+    "multiplier": Attr("ints", None), "shift": Attr("ints", None), "y_zero": Attr("int", 0),
     "clamp": Attr("ints", None), "y_dtype": Attr("dtype", dtypes.int8),
 }
 
@@ -85,6 +88,14 @@ def _output(acc: np.ndarray, attrs) -> np.ndarray:
     dt = attrs.get("y_dtype", dtypes.int8)
     lo, hi = attrs.get("clamp") or _range(dt)
     return np.clip(attrs.get("y_zero", 0) + acc, lo, hi).astype(dt.np)
+
+
+def _requantized(acc: np.ndarray, attrs, channel_axis: int) -> np.ndarray:
+    """qconv / qmatmul's output from the exact accumulators (themselves for y_dtype i32)."""
+    if attrs.get("y_dtype") is dtypes.int32:
+        return acc.astype(np.int32)
+    m, s = (_per_channel(attrs[k], channel_axis, acc.ndim) for k in ("multiplier", "shift"))
+    return _output(rounding_shift(acc, m, s), attrs)
 
 
 def _per_channel(values, axis: int, rank: int) -> np.ndarray:
@@ -97,8 +108,14 @@ def _per_channel(values, axis: int, rank: int) -> np.ndarray:
     return a.reshape(shape)
 
 
-def _check_requant(ctx: InferContext, channels) -> None:
-    """multiplier / shift: one value or one per channel; shift in [1, 62]; clamp within y_dtype."""
+def _check_requant(ctx: InferContext, channels, accumulators: bool = False) -> None:
+    """multiplier / shift: one value or one per channel; shift in [1, 62]; clamp within y_dtype.
+    With `accumulators` (qconv, qmatmul) y_dtype i32 asks for the accumulators, without any of them."""
+    if accumulators and ctx.attrs.get("y_dtype") is dtypes.int32:
+        given = [k for k in ("multiplier", "shift", "y_zero", "clamp") if k in ctx.attrs]
+        if given:
+            ctx.fail(f"y_dtype i32 gives the accumulators: {', '.join(given)} must be absent")
+        return
     m, s = ctx.attrs.get("multiplier") or [], ctx.attrs.get("shift") or []
     if len(m) != len(s) or not m:
         ctx.fail(f"multiplier ({len(m)} values) and shift ({len(s)} values) must have the same, non-zero length")
@@ -110,7 +127,7 @@ def _check_requant(ctx: InferContext, channels) -> None:
         ctx.fail(f"shifts must be in [1, {MAX_SHIFT}]")
     dt = ctx.attrs.get("y_dtype", dtypes.int8)
     if dt not in ACTIVATION_TYPES:
-        ctx.fail(f"y_dtype must be int8 or uint8, got {dt}")
+        ctx.fail(f"y_dtype must be int8{', uint8 or int32 (the accumulators)' if accumulators else ' or uint8'}, got {dt}")
     lo, hi = _range(dt)
     if not lo <= ctx.attrs.get("y_zero", 0) <= hi:
         ctx.fail(f"y_zero {ctx.attrs.get('y_zero', 0)} is outside {dt}'s range [{lo}, {hi}]")
@@ -146,7 +163,7 @@ def _qconv_infer(ctx: InferContext):
     shape = _conv_infer_shape(ctx, 0, 1)
     channels = None if shape is None else shape[1]
     _check_bias(ctx, 2, channels)
-    _check_requant(ctx, channels)
+    _check_requant(ctx, channels, accumulators=True)
     return [TensorType(ctx.attrs.get("y_dtype", dtypes.int8), shape)]
 
 
@@ -156,8 +173,7 @@ def _qconv_reference(inputs, attrs):
     acc = int_conv(x.astype(np.int64) - attrs.get("x_zero", 0), w.astype(np.int64), attrs)
     if bias is not None:
         acc = acc + bias.astype(np.int64).reshape((1, -1) + (1,) * (x.ndim - 2))
-    m, s = (_per_channel(attrs[k], 1, acc.ndim) for k in ("multiplier", "shift"))
-    return _output(rounding_shift(acc, m, s), attrs)
+    return _requantized(acc, attrs, 1)
 
 
 register_op("qconv", ["x", "w", "bias?"], ["y"],
@@ -179,7 +195,7 @@ def _qmatmul_infer(ctx: InferContext):
         ctx.fail(f"a's last dim {a[-1]} differs from b's first dim {b[0]}")
     channels = None if b is None else b[1]
     _check_bias(ctx, 2, channels)
-    _check_requant(ctx, channels)
+    _check_requant(ctx, channels, accumulators=True)
     shape = None if a is None or b is None else tuple(a[:-1]) + (b[1],)
     return [TensorType(ctx.attrs.get("y_dtype", dtypes.int8), shape)]
 
@@ -191,8 +207,7 @@ def _qmatmul_reference(inputs, attrs):
     acc = (a.astype(np.int64) - attrs.get("a_zero", 0)) @ b.astype(np.int64)
     if bias is not None:
         acc = acc + bias.astype(np.int64)
-    m, s = (_per_channel(attrs[k], acc.ndim - 1, acc.ndim) for k in ("multiplier", "shift"))
-    return _output(rounding_shift(acc, m, s), attrs)
+    return _requantized(acc, attrs, acc.ndim - 1)
 
 
 register_op("qmatmul", ["a", "b", "bias?"], ["y"], attrs={"a_zero": Attr("int", 0), **_REQUANT_ATTRS},
