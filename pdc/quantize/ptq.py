@@ -3,9 +3,11 @@
 1. prepare: fold constants, pads and batch norms, so that each convolution is one node;
 2. calibrate: run the reference interpreter over the samples and observe the range of every float
    activation (calibrate.RangeObserver);
-3. rewrite: convolutions, dense layers (Gemm, MatMul with constant weights) and adds become qconv,
-   qmatmul and qadd (pdc/ir/ops/qint.py), a following ReLU / Clip folded into their output clamp;
-   max pooling and pure data movement run on the integers unchanged; every other op stays float,
+3. rewrite: convolutions, dense layers (Gemm, MatMul with constant weights), adds and multiplies
+   of activations become qconv, qmatmul, qadd and qmul (pdc/ir/ops/qint.py), a following ReLU /
+   Clip folded into their output clamp; average pooling becomes an integer depthwise qconv;
+   sigmoid, hard-swish and other functions of one tensor become 256-entry lookup tables; max
+   pooling and pure data movement run on the integers unchanged; every other op stays float,
    behind a dequantize_linear, and the model's inputs and outputs stay float.
 
 Weights are symmetric int8 with one scale per output channel (per tensor with per_channel off);
@@ -34,6 +36,9 @@ PREPARE = ("fold-qdq,simplify-algebra,fold-constants,eliminate-common-subexpress
 # ops that move int8 values without arithmetic: their output keeps the input's quantization
 PASS_THROUGH = ("max_pool", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "identity")
 ACTIVATIONS = ("relu", "clip")
+# functions of one tensor, tabulated over the 256 codes of a quantized input (the lookup op)
+TABULATED = ("sigmoid", "hard_sigmoid", "hard_swish", "tanh", "leaky_relu", "gelu", "elu", "selu", "celu",
+             "softplus", "softsign", "mish", "swish", "relu", "clip", "erf", "abs", "neg", "exp", "thresholded_relu")
 MAX_REDUCTION = (1 << 31) // (255 * 127)  # products summed in int32 without overflow
 
 
@@ -72,7 +77,7 @@ def quantize(graph: Graph, samples: list, options: Options = Options(),
     q = _Quantizer(graph, ranges, options)
     out = q.rewrite()
     if not q.report.quantized:
-        raise PdcError("the model has no quantizable op (Conv, Gemm, MatMul with constant weights, Add)")
+        raise PdcError("the model has no quantizable op (Conv, Gemm, MatMul with constant weights, Add, Mul)")
     verify_graph(out)
     return out, q.report
 
@@ -178,6 +183,10 @@ class _Quantizer:
                 self.quantize_node(candidate, bias_add, act)
                 self.report.quantized.append((node.name, node.op))
                 continue
+            if self.tabulable(node):
+                self.tabulate(node)
+                self.report.quantized.append((node.name, node.op))
+                continue
             if node.op in PASS_THROUGH and node.inputs[0] in self.qval and len(node.outputs) == 1:
                 self.pass_through(node)
                 continue
@@ -213,17 +222,17 @@ class _Quantizer:
 
     def skip_reason(self, node: Node) -> Optional[str]:
         """Why node stays float ("" for ops pdc does not quantize at all); None to quantize it."""
-        if node.op not in ("conv", "gemm", "matmul", "add"):
+        if node.op not in ("conv", "gemm", "matmul", "add", "mul"):
             return ""
         if node.op in self.opt.keep_float or (node.name and node.name in self.opt.keep_float):
             return "--keep-float"
         x = node.inputs[0]
         if any(v is not None and v.type.dtype is not dtypes.float32 for v in node.inputs):
             return "not float32"
-        if node.op == "add":
+        if node.op in ("add", "mul"):
             a, b = node.inputs
             if a.is_const or b.is_const or not (a in self.qval or b in self.qval):
-                return "an add of activations that are not quantized"
+                return f"an {node.op} of activations that are not quantized"
             return None
         w = node.inputs[1]
         if not w.is_const or (len(node.inputs) > 2 and node.inputs[2] is not None and not node.inputs[2].is_const):
@@ -292,12 +301,13 @@ class _Quantizer:
     def float_only(self, y: Value) -> bool:
         """Whether y is only read as float (a model output, float ops): then a dense layer gives its
         int32 accumulators, dequantized per channel, and skips a needless int8 rounding."""
-        quantizing = PASS_THROUGH + ("conv", "gemm", "matmul", "add", "average_pool", "global_average_pool")
+        quantizing = PASS_THROUGH + TABULATED + ("conv", "gemm", "matmul", "add", "mul", "average_pool",
+                                                 "global_average_pool")
         return all(u.op not in quantizing for u in self.users.get(y, []))
 
     def quantize_node(self, node: Node, bias_add: Optional[Node], act: Optional[Node]) -> None:
         y = (act or bias_add or node).outputs[0]
-        if node.op != "add" and act is None and self.float_only(y):
+        if node.op not in ("add", "mul") and act is None and self.float_only(y):
             return self.accumulate(node, bias_add, y)
         qy = self.act_quant(y)
         out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(self.dt).with_quant(qy))
@@ -311,6 +321,11 @@ class _Quantizer:
             attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0],
                          a_multiplier=ma, b_multiplier=mb, shift=shift)
             self.nodes.append(Node("qadd", [a, b], [out], attrs, node.name))
+        elif node.op == "mul":
+            a, b = (self.integer(v) for v in node.inputs)
+            m, s = fixed_point(a.type.quant.scale[0] * b.type.quant.scale[0] / qy.scale[0])
+            attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0], multiplier=[m], shift=[s])
+            self.nodes.append(Node("qmul", [a, b], [out], attrs, node.name))
         else:
             x = self.integer(node.inputs[0])
             w, bias, op, attrs = self.weights(node, bias_add, x.type.quant.scale[0], qy.scale[0])
@@ -373,6 +388,39 @@ class _Quantizer:
             fixed = [fixed_point(sx * s / sy) for s in (sw if self.opt.per_channel else sw[:1])]
             attrs.update(multiplier=[m for m, _ in fixed], shift=[s for _, s in fixed])
         return wv, bv, op, attrs
+
+    def tabulable(self, node: Node) -> bool:
+        x = node.inputs[0] if node.inputs else None
+        return (node.op in TABULATED and x in self.qval and len(node.outputs) == 1
+                and node.outputs[0].type.dtype is dtypes.float32 and node.op not in self.opt.keep_float
+                and node.name not in self.opt.keep_float
+                and all(v is None or v.is_const for v in node.inputs[1:]))
+
+    def tabulate(self, node: Node) -> None:
+        """y = lookup(x, f over x's 256 codes): quantized onto y's scale, or float when only read as float."""
+        from ..ir.interpreter import run_node
+        x, y = self.qval[node.inputs[0]], node.outputs[0]
+        info = np.iinfo(x.type.dtype.np)
+        codes = np.arange(info.min, info.max + 1)
+        real = ((codes - x.type.quant.zero[0]) * np.float32(x.type.quant.scale[0])).astype(np.float32)
+        # the op's own reference on a 1-D tensor of every representable value
+        probe = Node(node.op, [Value("codes", dtypes_type(real, None))] + node.inputs[1:],
+                     [Value("f", y.type.with_shape(real.shape))], dict(node.attrs), node.name)
+        values = run_node(probe, [real] + [None if v is None else v.data for v in node.inputs[1:]])[0]
+        if self.float_only(y):
+            table, out = values.astype(np.float32), y
+            self.defined.add(y)
+        else:
+            q = self.act_quant(y)
+            table = np.clip(np.rint(values / np.float32(q.scale[0])) + q.zero[0], *self.dt_range()).astype(self.dt.np)
+            out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(self.dt).with_quant(q))
+            self.qval[y] = out
+        t = self.const(node.name + ".table" if node.name else y.name + ".table", table)
+        self.nodes.append(Node("lookup", [x, t], [out], {}, node.name))
+
+    def dt_range(self) -> tuple[int, int]:
+        info = np.iinfo(self.dt.np)
+        return int(info.min), int(info.max)
 
     def pass_through(self, node: Node) -> None:
         x = self.qval[node.inputs[0]]

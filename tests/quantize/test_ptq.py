@@ -57,7 +57,7 @@ def test_conv_bias_relu_and_gemm_become_integer_ops(tmp_path):
     _, g = conv_model(tmp_path)
     qg, report = quantize(g, samples(16))
     ops = [n.op for n in qg.nodes]
-    assert ops == ["quantize_linear", "qconv", "max_pool", "flatten", "qmatmul", "dequantize_linear", "sigmoid"]
+    assert ops == ["quantize_linear", "qconv", "max_pool", "flatten", "qmatmul", "lookup"]
     conv = qg.nodes[1]
     # the bias add is folded into the int32 bias, the ReLU into the output clamp (zero -> -128 = qmin)
     assert conv.inputs[2].type.dtype.name == "int32" and conv.attrs["y_zero"] == -128
@@ -67,14 +67,14 @@ def test_conv_bias_relu_and_gemm_become_integer_ops(tmp_path):
     w = conv.inputs[1]
     assert w.type.quant.axis == 0 and len(w.type.quant.scale) == 4 and set(w.type.quant.zero) == {0}
     assert int(np.abs(w.data).max()) == 127 and np.all(np.abs(w.data).max(axis=(1, 2, 3)) == 127)
-    # the gemm's result is only read as float (by the sigmoid): its int32 accumulators are dequantized
-    # per column with s_x * s_w, without an int8 rounding
-    fc, deq = qg.nodes[4], qg.nodes[5]
-    assert fc.attrs["y_dtype"].name == "int32" and "multiplier" not in fc.attrs and deq.inputs[0] is fc.outputs[0]
-    sx, sw = fc.inputs[0].type.quant.scale[0], np.array(fc.inputs[1].type.quant.scale, np.float32)
-    np.testing.assert_array_equal(deq.inputs[1].data, np.float32(sx) * sw)
-    assert report.quantized == [("conv", "conv"), ("fc", "gemm")]
-    assert report.lines() == ["quantized 2 nodes to int8 (1 conv, 1 gemm)"]
+    # the sigmoid of the gemm's int8 codes is a table of float32 values (the model's output is float)
+    fc, lookup = qg.nodes[4], qg.nodes[5]
+    table, q = lookup.inputs[1].data, fc.outputs[0].type.quant
+    codes = np.arange(-128, 128)
+    want = 1 / (1 + np.exp(-((codes - q.zero[0]) * np.float32(q.scale[0])).astype(np.float64)))
+    assert table.dtype == np.float32 and table.shape == (256,) and np.abs(table - want).max() < 1e-6
+    assert report.quantized == [("conv", "conv"), ("fc", "gemm"), ("sigmoid", "sigmoid")]
+    assert report.lines() == ["quantized 3 nodes to int8 (1 conv, 1 gemm, 1 sigmoid)"]
     x = samples(1, seed=5)[0]
     want, got = run_graph(g, x)["y"], run_graph(qg, x)["y"]
     assert np.abs(got - want).max() < 0.03
@@ -145,7 +145,7 @@ def test_a_model_without_quantizable_ops(tmp_path):
         nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]), opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(PdcError, match=r"^the model has no quantizable op \(Conv, Gemm, MatMul with constant "
-                                       r"weights, Add\)$"):
+                                       r"weights, Add, Mul\)$"):
         quantize_model(import_onnx(model, "m"), np.zeros((2, 2), np.float32))
 
 
@@ -162,7 +162,7 @@ def test_cli_quantize_writes_a_model_pdc_compile_takes(tmp_path):
     rc, stdout, stderr = pdc("quantize", str(path), "--calibration", str(tmp_path / "cal.npz"), "--method",
                              "percentile", "-o", str(out))
     assert rc == 0, stderr
-    assert stdout.splitlines() == ["quantized 2 nodes to int8 (1 conv, 1 gemm)", f"wrote {out} and {out}.npz"]
+    assert stdout.splitlines() == ["quantized 3 nodes to int8 (1 conv, 1 gemm, 1 sigmoid)", f"wrote {out} and {out}.npz"]
     assert "pdc: calibrating: 20/20 samples" in stderr
     assert "qconv(" in out.read_text() and "{scale=" in out.read_text()
 
@@ -209,7 +209,12 @@ def test_average_pooling_runs_as_an_integer_depthwise_convolution(tmp_path):
     assert [n.op for n in qg.nodes] == ["quantize_linear", "qconv", "qconv", "qconv", "dequantize_linear"]
     pool, gap = qg.nodes[2], qg.nodes[3]  # the pool gives 3x3: (6 + 1 - 2) // 2 + 1
     assert pool.attrs["group"] == 4 and pool.attrs["kernel_shape"] == [2, 2] and pool.attrs["pads"] == [1, 1, 0, 0]
-    assert gap.attrs["kernel_shape"] == [3, 3] and gap.attrs["y_dtype"].name == "int32"  # a model output
+    # the global pool gives the model's output: its int32 sums, dequantized per channel with s_x * s_w
+    assert gap.attrs["kernel_shape"] == [3, 3] and gap.attrs["y_dtype"].name == "int32" and "multiplier" not in gap.attrs
+    deq = qg.nodes[4]
+    sx, sw = gap.inputs[0].type.quant.scale[0], np.array(gap.inputs[1].type.quant.scale, np.float32)
+    assert deq.inputs[0] is gap.outputs[0] and deq.attrs["axis"] == 1
+    np.testing.assert_array_equal(deq.inputs[1].data, np.float32(sx) * sw)
     assert np.all(pool.inputs[1].data == 127) and np.all(gap.inputs[1].data == 127)
     assert [op for _, op in report.quantized] == ["conv", "average_pool", "global_average_pool"]
     x = samples(1, (1, 2, 6, 6), seed=9)[0]

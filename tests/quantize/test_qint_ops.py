@@ -134,6 +134,23 @@ def test_qmatmul_per_column_and_qadd_by_hand():
     assert out["z"].tolist() == want_z
 
 
+def test_qmul_broadcasts_and_lookup_tabulates_by_code():
+    text = '''graph @g(%a: i8[1,2,2], %b: u8[1,2,1]) -> (%y: i8[1,2,2], %z: f32[1,2,2]) {
+  %t = const f32[256]
+  %y = qmul(%a, %b) {a_zero=1, b_zero=128, multiplier=[1073741824], shift=[32], y_zero=-1} : i8[1,2,2]
+  %z = lookup(%y, %t) : f32[1,2,2]
+}
+'''
+    a = np.array([[[5, -7], [1, 127]]], np.int8)  # minus 1: [[4, -8], [0, 126]]
+    b = np.array([[[130], [0]]], np.uint8)  # minus 128: [[2], [-128]]
+    table = np.arange(256, dtype=np.float32) * 0.5
+    out = _run(text, {"a": a, "b": b}, {"t": table})
+    products = [[8, -16], [0, -16128]]  # times 1/4, ties up, then + y_zero, clamped to int8
+    want_y = [[max(-128, min(127, -1 + math.floor(Fraction(p, 4) + Fraction(1, 2)))) for p in row] for row in products]
+    assert out["y"][0].tolist() == want_y == [[1, -5], [-1, -128]]
+    assert out["z"][0].tolist() == [[(v + 128) * 0.5 for v in row] for row in want_y]
+
+
 def test_qadd_params_put_both_ratios_on_one_shift():
     ma, mb, s = qadd_params(0.1, 0.05, 0.07)
     assert max(ma, mb) < 2 ** 31 and max(ma, mb) >= 2 ** 30

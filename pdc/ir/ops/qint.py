@@ -1,4 +1,4 @@
-"""pdc's integer ops, made by the quantizer: qconv, qmatmul, qadd and requantize.
+"""pdc's integer ops, made by the quantizer: qconv, qmatmul, qadd, qmul, requantize and lookup.
 
 Their arithmetic is integer-only and lives in their attributes, so the NumPy references here are
 the bit-exact integer reference every target's code must equal:
@@ -18,7 +18,8 @@ shift: acc = (a - a_zero) * a_multiplier + (b - b_zero) * b_multiplier, then the
 `clamp` ([lo, hi], within the output type's range) is where a fused ReLU / ReLU6 goes.
 qconv and qmatmul with y_dtype=i32 give the accumulators themselves (no multiplier, shift,
 y_zero or clamp): for a layer whose result is wanted in float, dequantized per channel with
-scale s_x * s_w, without an int8 rounding on the way.
+scale s_x * s_w, without an int8 rounding on the way. qmul multiplies (a - a_zero) * (b - b_zero)
+exactly and requantizes by s_a * s_b / s_y; lookup tabulates any function over the 256 codes.
 Weights are symmetric (zero point 0) int8; multiplier and shift hold one value, or one per
 output channel (qconv's axis 1, qmatmul's last axis).
 """
@@ -280,3 +281,41 @@ def qadd_params(a_scale: float, b_scale: float, y_scale: float) -> tuple[int, in
 
 register_op("qadd", ["a", "b"], ["y"], attrs=_QADD_ATTRS, infer=_qadd_infer, reference=_qadd_reference,
             doc="Integer a + b of two quantized tensors onto the output's scale (one rounding).")
+
+
+# ---- qmul --------------------------------------------------------------------------------------
+def _qmul_infer(ctx: InferContext):
+    _check_input(ctx, 0, "a", ACTIVATION_TYPES, "a_zero")
+    _check_input(ctx, 1, "b", ACTIVATION_TYPES, "b_zero")
+    _check_requant(ctx, 1)
+    return [TensorType(ctx.attrs.get("y_dtype", dtypes.int8), broadcast_shapes([ctx.types[0].shape, ctx.types[1].shape], ctx))]
+
+
+def _qmul_reference(inputs, attrs):
+    a, b = (x.astype(np.int64) - attrs.get(k, 0) for x, k in zip(inputs, ("a_zero", "b_zero")))
+    return _output(rounding_shift(a * b, attrs["multiplier"][0], attrs["shift"][0]), attrs)
+
+
+register_op("qmul", ["a", "b"], ["y"], attrs={"a_zero": Attr("int", 0), "b_zero": Attr("int", 0), **_REQUANT_ATTRS},
+            infer=_qmul_infer, reference=_qmul_reference,
+            doc="Integer a * b of two quantized tensors (numpy broadcasting), requantized by a_scale * b_scale / y_scale.")
+
+
+# ---- lookup ------------------------------------------------------------------------------------
+def _lookup_infer(ctx: InferContext):
+    _check_input(ctx, 0, "x", ACTIVATION_TYPES)
+    t = ctx.types[1]
+    entries = 1 << (8 * ctx.types[0].dtype.itemsize)
+    if t.shape is not None and (len(t.shape) != 1 or t.shape[0] != entries):
+        ctx.fail(f"table must be 1-D with {entries} entries (one per {ctx.types[0].dtype} code), got {t}")
+    return [TensorType(t.dtype, ctx.types[0].shape)]
+
+
+def _lookup_reference(inputs, attrs):
+    x, table = inputs
+    return table[x.astype(np.int64) - int(np.iinfo(x.dtype).min)]
+
+
+register_op("lookup", ["x", "table"], ["y"], infer=_lookup_infer, reference=_lookup_reference,
+            doc="y = table[x - min(x's type)]: any function of an int8/uint8 tensor, tabulated per code "
+                "(sigmoid, hard-swish... between quantized tensors, or their float values).")
