@@ -428,3 +428,10 @@ def pad3d(o: LegacyOp):
 def rnn(o: LegacyOp):
     return o.make("rnn", [o.inp("Input"), o.inps("PreState"), o.inps("WeightList"), o.inp("SequenceLength"), None],
                   [o.out("Out"), None, o.outs("State"), None], o.attrs)
+
+
+# ---- quantization (paddle.quantization's converted models; lowered in quant.py) --------------------
+@adapter("quantize_linear", "dequantize_linear")
+def quantize_linear(o: LegacyOp):
+    return o.make(o.type, [o.inp("X"), o.inp("Scale"), o.inp("ZeroPoint"), o.inp("InAccum"), o.inp("InState")],
+                  [o.out("Y"), o.out("OutState"), o.out("OutAccum"), o.out("OutScale")], o.attrs)

@@ -3,8 +3,9 @@
 Each Paddle op goes through a converter from `ops.py`, which emits one or more IR nodes through
 an `OpContext`. Nodes whose inputs are all constants are folded at import (weight reshapes and
 transposes, shape arithmetic on static shapes), so the graph holds the weights in the layout its
-consumers need. Results are checked against the types the Paddle file declares: a static dim or
-dtype that disagrees is a bug in pdc's lowering and is reported as such.
+consumers need; a dequantize_linear is not (its int8 weights are what fold-qdq needs, quant.py).
+Results are checked against the types the Paddle file declares: a static dim or dtype that
+disagrees is a bug in pdc's lowering and is reported as such.
 """
 from __future__ import annotations
 
@@ -178,6 +179,8 @@ class Lowering:
         self.env: dict[Hashable, object] = {}
         self.taken: set[str] = set()
         self.small_constants: dict[tuple, Value] = {}
+        # quantize_linear results (the codes as float32, Paddle's type) -> the integer codes (quant.py)
+        self.quant_codes: dict[str, Value] = {}
 
     def fresh(self, hint: str) -> str:
         base = sanitize(hint)
@@ -205,6 +208,8 @@ class Lowering:
     def fold(self, node: Node) -> Optional[list[Value]]:
         """Computes a node whose inputs are all constants; returns its outputs as constants."""
         present = [v for v in node.inputs if v is not None]
+        if node.op == "dequantize_linear":
+            return None  # a quantized weight stays int8 behind its DequantizeLinear (for fold-qdq)
         if node.op == "shape" and present[0].type.is_static:
             # the shape of a static tensor is a constant; the reference only reads its dims
             args = [np.broadcast_to(np.zeros((), present[0].type.dtype.np), present[0].type.shape)]
@@ -233,7 +238,7 @@ class Lowering:
             raise UnsupportedError(f"{self.program.source}: unsupported Paddle ops: {listing}")
 
     def run(self) -> Graph:
-        from . import ops  # noqa: F401  (registers the converters)
+        from . import ops, quant  # noqa: F401  (registers the converters)
         self.check_supported()
         for k, why in self.program.unavailable.items():
             self.env[k] = _Unavailable(why)
@@ -259,6 +264,7 @@ class Lowering:
                 self.graph.nodes.append(node)
                 v = node.outputs[0]
             self.graph.outputs.append(v)
+        quant.finish(self.graph)
         self.graph.remove_unused_constants()
         return self.graph
 
