@@ -51,3 +51,24 @@ def test_digits_int8_is_bit_identical_on_x86_aarch64_and_cortex_m4(digits, tmp_p
     print(f"\ndigits CNN: float {acc_float:.4f}, int8 {acc_int8:.4f} (x86, aarch64, cortex-m4 bit-identical) "
           f"on {len(y)} held-back digits")
     assert abs(acc_int8 - acc_float) <= 0.01
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small"])
+def test_zoo_models_int8_are_bit_identical_on_x86_and_aarch64(zoo, tmp_path, name):
+    """Quantized end to end (convolutions, residual adds, pooling, hard-swish tables, SE multiplies):
+    the compiled outputs equal the integer reference's exactly."""
+    require_tools("arm64")
+    g = load_model(zoo(name))
+    rng = np.random.default_rng(0)
+    feed = lambda: {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}  # noqa: E731
+    qg, _ = quantize_model(g, {v.name: np.stack([feed()[v.name] for _ in range(8)]) for v in g.inputs})
+    float_ops = {n.op for n in qg.nodes} - {"qconv", "qmatmul", "qadd", "qmul", "lookup", "max_pool", "reshape",
+                                             "flatten"}
+    assert float_ops == {"quantize_linear", "dequantize_linear"}  # only at the model's input and output
+    x86 = pdc.compile(qg, target="x86", out_dir=str(tmp_path / "x86"))
+    arm64 = pdc.compile(qg, target="arm64", out_dir=str(tmp_path / "arm64"))
+    for _ in range(2):
+        x = feed()
+        want = _logits(run_graph(qg, x))
+        np.testing.assert_array_equal(_logits(x86.run(x)), want)
+        np.testing.assert_array_equal(_logits(arm64.run(x)), want)
