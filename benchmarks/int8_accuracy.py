@@ -1,0 +1,107 @@
+"""int8 accuracy of pdc's post-training quantization next to ONNX Runtime's, on the zoo models.
+
+For each model: 64 seeded calibration samples (standard normal inputs, as the zoo's random-weight
+models take), pdc's quantizer (`pdc.quantize.quantize_model`) and ONNX Runtime's `quantize_static`
+(QDQ, per-channel int8 weights, int8 activations, MinMax) on the same samples; then 256 other
+samples through the float model and both int8 models, compiled for x86 (pdc) or run by ONNX
+Runtime. Prints, per model, the top-1 agreement with the float model's class and the mean / min
+cosine similarity of the logits.
+
+    python benchmarks/int8_accuracy.py [--models resnet18,mobilenet_v2,...] [--calibration 64] [--samples 256]
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+MODELS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "transformer_encoder"]
+
+
+def zoo_path(name: str) -> str:
+    cache = os.environ.get("PDC_ZOO_CACHE", os.path.join(os.path.dirname(HERE), ".cache", "zoo"))
+    found = glob.glob(os.path.join(cache, f"{name}-*", "model.onnx"))
+    if not found:
+        sys.exit(f"{name}: not in {cache} (python tools/make_zoo.py)")
+    return found[0]
+
+
+def feeds(graph, n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs} for _ in range(n)]
+
+
+def ort_int8(path: str, calibration: list[dict], folder: str):
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(calibration)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    pre, qdq = os.path.join(folder, "pre.onnx"), os.path.join(folder, "qdq.onnx")
+    quant_pre_process(path, pre)
+    quantize_static(pre, qdq, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    sess = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"])
+    return lambda f: sess.run(None, f)[0]
+
+
+def compare(reference: list, got: list) -> tuple[float, float, float]:
+    agree, cos = [], []
+    for a, b in zip(reference, got):
+        a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+        agree.append(a.argmax() == b.argmax())
+        cos.append(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return float(np.mean(agree)), float(np.mean(cos)), float(np.min(cos))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--calibration", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--method", default="minmax")
+    args = ap.parse_args()
+    import pdc
+    from pdc.frontend import load_model
+    from pdc.quantize import Options, quantize
+    print(f"{'model':<22} {'engine':<10} {'top-1 agreement':>16} {'cosine mean':>12} {'cosine min':>11}")
+    for name in args.models.split(","):
+        path = zoo_path(name)
+        graph = load_model(path)
+        calibration, samples = feeds(graph, args.calibration, 0), feeds(graph, args.samples, 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            qgraph, _ = quantize(graph, calibration, Options(method=args.method))
+            seconds = time.perf_counter() - t0
+            fp32 = pdc.compile(graph, target="x86", out_dir=os.path.join(tmp, "fp32"))
+            int8 = pdc.compile(qgraph, target="x86", out_dir=os.path.join(tmp, "int8"))
+            first = lambda out: next(iter(out.values()))  # noqa: E731
+            reference = [first(fp32.run(f)) for f in samples]
+            rows = [("pdc int8", [first(int8.run(f)) for f in samples])]
+            try:
+                run = ort_int8(path, calibration, tmp)
+                rows.append(("ORT int8", [run(f) for f in samples]))
+            except Exception as e:  # the comparison is optional: ONNX Runtime's quantizer may refuse a model
+                print(f"{name}: ONNX Runtime's quantize_static failed: {type(e).__name__}: {e}", file=sys.stderr)
+            for engine, got in rows:
+                agree, cos_mean, cos_min = compare(reference, got)
+                print(f"{name:<22} {engine:<10} {agree:>16.4f} {cos_mean:>12.6f} {cos_min:>11.6f}")
+        print(f"{name:<22} (pdc calibration on {args.calibration} samples: {seconds:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
