@@ -268,11 +268,11 @@ typedef struct {
     const int32_t *mult, *shift;  /* per column; NULL for int32 outputs (the accumulators) */
     int64_t K, N, CB, ncb;
     int32_t yz, lo, hi;
-} pdc_qi_mm_job;
+} pdc_qi_matmul_job;
 """
 
 QMM_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
-    const pdc_qi_mm_job *j = (const pdc_qi_mm_job *)vj;
+    const pdc_qi_matmul_job *j = (const pdc_qi_matmul_job *)vj;
     const @TA@ *A = (const @TA@ *)j->a;
     @TY@ *Y = (@TY@ *)j->y;
     const int8_t *Bt = j->bt;
@@ -319,13 +319,13 @@ def qmatmul(ctx: KernelContext) -> str:
     # rows of a are the units; a few rows: columns in blocks too, so that threads share the work
     CB = N if R >= 8 else max(16, -(-N // 8))
     ncb = -(-N // CB)
-    name = f"pdc_qi_mm_{a_dt.short}_{y_dt.short}_{acc[:5]}"
+    name = f"pdc_qi_matmul_{a_dt.short}_{y_dt.short}_{acc[:5]}"
     _rq(ctx)
-    ctx.helper("pdc_qi_mm_job", QMM_JOB)
+    ctx.helper("pdc_qi_matmul_job", QMM_JOB)
     ctx.helper(name, _fill(QMM_TASK, NAME=name, TA=ctx.ctype(a_dt), TY=ctx.ctype(y_dt), ACC=acc, STORE=store))
     fields = dict(a="in0", y="(void *)out0", bt=add_weight(ctx, bt, "int8_t"), bias=bias, rbias=rbias, K=K, N=N,
                   CB=CB, ncb=ncb, **out)
-    lines = ["    pdc_qi_mm_job j;", "    memset(&j, 0, sizeof j);"]
+    lines = ["    pdc_qi_matmul_job j;", "    memset(&j, 0, sizeof j);"]
     lines += [f"    j.{k} = {v};" for k, v in fields.items()]
     lines.append("    (void)in1;")
     lines.append(_dispatch(ctx, name, R * ncb, R * N * max(K, 1), PARALLEL_MIN_MACS))
