@@ -564,7 +564,7 @@ def test_int64_accumulators(target, force):
     acc = int_conv(layers[2].inputs[0].astype(np.int64) - 7, layers[2].inputs[1].value.astype(np.int64), {})
     assert np.abs(acc).max() >= 2 ** 31 and np.array_equal(want[g.outputs[2].name], acc.astype(np.int32))
     source = check_qlayers(layers, target, force=force, **options(target))
-    assert all(f"pdc_qi_{k}_int64" in source for k in ("conv_u8_i8", "mm_u8_u8", "conv_u8_i32"))
+    assert all(f"pdc_qi_{k}_int64" in source for k in ("conv_u8_i8", "matmul_u8_u8", "conv_u8_i32"))
 
 
 # ---- the layers the properties found wrong, kept as they were found ----------------------------------------
