@@ -404,10 +404,13 @@ def draws(one, max_size: int):
 EXAMPLES = 20
 
 
-# x86-avx512 renders qconv / qmatmul with its VNNI kernels (kernels/x86/qint.py) where they apply; the
-# portable kernels are checked there too, forced
+# x86-avx512 and arm64 render qconv / qmatmul with their VNNI / NEON kernels (kernels/x86/qint.py,
+# kernels/arm/qint.py) where they apply; the portable kernels are checked there too, forced
 PORTABLE = "qconv=portable,qmatmul=portable"
-CASES = [(t, None) for t in ALL_TARGETS] + [("x86-avx512", PORTABLE)]
+CASES = [(t, None) for t in ALL_TARGETS] + [("x86-avx512", PORTABLE), ("arm64", PORTABLE)]
+# the portable kernels where native ones exist too (x86-avx512, arm64: kernels/x86/qint.py, kernels/arm/qint.py)
+PORTABLE_CASES = [("x86-avx512", PORTABLE), ("x86-avx2", None), ("arm64", PORTABLE), ("armv7", None)]
+PORTABLE_IDS = ["x86-avx512-portable", "x86-avx2", "arm64-portable", "armv7"]
 IDS = [t + ("-portable" if f else "") for t, f in CASES]
 
 
@@ -523,8 +526,7 @@ THREADED = [
 ]
 
 
-@pytest.mark.parametrize("target,force", [("x86-avx512", PORTABLE), ("x86-avx2", None), ("arm64", None),
-                                          ("armv7", None)], ids=["x86-avx512-portable", "x86-avx2", "arm64", "armv7"])
+@pytest.mark.parametrize("target,force", PORTABLE_CASES, ids=PORTABLE_IDS)
 def test_threaded_layers(target, force):
     require(target)
     source = check_qlayers(THREADED, target, threads=2, force=force, **options(target))
@@ -553,8 +555,7 @@ def _wide_layers():
     return [conv, mm, acc]
 
 
-@pytest.mark.parametrize("target,force", [("x86-avx512", PORTABLE), ("x86-avx2", None), ("arm64", None),
-                                          ("armv7", None)], ids=["x86-avx512-portable", "x86-avx2", "arm64", "armv7"])
+@pytest.mark.parametrize("target,force", PORTABLE_CASES, ids=PORTABLE_IDS)
 def test_int64_accumulators(target, force):
     require(target)
     layers = _wide_layers()

@@ -61,6 +61,18 @@ def _clamp(ctx: KernelContext) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+def native_qmatmul_operands(ctx: KernelContext):
+    """(b, K, N, rows of a) of a qmatmul the native (x86, arm) kernels take: a constant 2-D b, int8 /
+    uint8 a, an int8 / uint8 / int32 output, a non-empty reduction; None leaves it to this module."""
+    a_s, b_s, y_s = ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape
+    b = ctx.const(1)
+    if b is None or len(b_s) != 2 or len(a_s) < 1 or math.prod(y_s) == 0 or b_s[0] == 0:
+        return None
+    if ctx.outputs[0].dtype.short not in ("i8", "u8", "i32") or ctx.inputs[0].dtype.short not in ("i8", "u8"):
+        return None
+    return b, b_s[0], b_s[1], math.prod(a_s[:-1])
+
+
 def _empty(ctx: KernelContext) -> str:
     names = [f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))]
     return "    " + " ".join(f"(void){n};" for n in names)

@@ -1,0 +1,186 @@
+"""int8 vs float32 latency of pdc on x86 (and ONNX Runtime's QDQ int8 side by side), in ONE process.
+
+    python benchmarks/int8.py [--model PATH ...] [--threads 2] [--reps 40] [--calib 8] [--seed 0] [--no-ort]
+
+For each model (default: the zoo's resnet18 and mobilenet_v2 under .cache/zoo/<name>-*/model.onnx):
+1. the int8 graph: pdc.quantize.quantize_model(graph, calibration) on `--calib` seeded random
+   samples (standard normal, the input's shape);
+2. pdc.compile of the float and the int8 graph for target x86 with `--threads` threads;
+3. ONNX Runtime: the float model and, unless --no-ort, QDQ models from
+   onnxruntime.quantization.quantize_static (QuantFormat.QDQ, per_channel=True, QInt8 weights;
+   QInt8 activations (s8s8, as pdc's default) and QUInt8 activations (u8s8, ONNX Runtime's faster
+   x86 kernels); the model pre-processed by quant_pre_process first, as ONNX Runtime recommends)
+   calibrated on the same samples;
+4. batch 1, the same input for every engine, engines interleaved in blocks (A A A, B B B, ..., A A A,
+   ...): before each block a short pause (the previous engine's spinning threads go idle) and one
+   untimed run (the engine's own thread pool awake again: on this shared 2-vCPU guest a worker that
+   fell asleep can wait tens of milliseconds for its vCPU, which bench.py's pause-then-time counted
+   into single runs); the median over all timed runs and the fastest one (the machine is shared: the
+   minimum is what a quiet core gives), printed with the ratios float / int8.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+DEFAULT_MODELS = ("resnet18", "mobilenet_v2")
+
+
+def zoo_path(name: str) -> str:
+    hits = sorted(glob.glob(os.path.join(ROOT, ".cache", "zoo", f"{name}-*", "model.onnx")))
+    if not hits:
+        raise SystemExit(f"no zoo model '{name}' under {ROOT}/.cache/zoo (pass --model PATH)")
+    return hits[0]
+
+
+def calibration(graph, count: int, seed: int) -> dict:
+    """{input: [count, *shape]} standard-normal samples for every graph input."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for v in graph.inputs:
+        shape = tuple(d if isinstance(d, int) else 1 for d in v.type.shape)
+        out[v.name] = rng.standard_normal((count,) + shape).astype(v.type.dtype.np)
+    return out
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over the same samples."""
+
+    def __init__(self, samples: dict):
+        n = len(next(iter(samples.values())))
+        self._it = iter([{k: v[i] for k, v in samples.items()} for i in range(n)])
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # newer onnxruntime versions call it
+        pass
+
+
+def ort_session(path: str, threads: int):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def ort_qdq(path: str, samples: dict, folder: str, activations: str = "QInt8") -> str:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    # ONNX Runtime's recipe: pre-process first (shape inference, graph optimizations: batch norms
+    # folded into the convolutions), else the QDQ pairs land around unfused float batch norms
+    pre = os.path.join(folder, "model_pre.onnx")
+    if not os.path.exists(pre):
+        quant_pre_process(path, pre)
+    out = os.path.join(folder, f"model_qdq_{activations}.onnx")
+    quantize_static(pre, out, Reader(samples), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=getattr(QuantType, activations))
+    return out
+
+
+def bench(path: str, threads: int, reps: int, calib: int, seed: int, use_ort: bool) -> tuple[dict, dict]:
+    import pdc
+    from pdc.frontend import load_model
+    from pdc.quantize import quantize_model
+    info = {}
+    graph = load_model(path)
+    samples = calibration(graph, calib, seed)
+    feeds = {k: v[0] for k, v in samples.items()}
+    t = time.perf_counter()
+    qgraph, _ = quantize_model(graph, samples)
+    info["quantize s"] = time.perf_counter() - t
+    folder = tempfile.mkdtemp(prefix="pdc-int8-bench-")
+    engines = {}
+    for key, g in (("pdc fp32", graph), ("pdc int8", qgraph)):
+        t = time.perf_counter()
+        mod = pdc.compile(g, target="x86", out_dir=os.path.join(folder, key.replace(" ", "_")), threads=threads)
+        info[f"compile {key} s"] = time.perf_counter() - t
+        engines[key] = (lambda m: lambda: m.run(feeds))(mod)
+    if use_ort:
+        sess = ort_session(path, threads)
+        engines["ort fp32"] = lambda: sess.run(None, feeds)
+        for key, act in (("ort qdq s8s8", "QInt8"), ("ort qdq u8s8", "QUInt8")):
+            t = time.perf_counter()
+            qsess = ort_session(ort_qdq(path, samples, folder, act), threads)
+            info[f"{key} quantize s"] = time.perf_counter() - t
+            engines[key] = (lambda q: lambda: q.run(None, feeds))(qsess)
+    med, best = time_interleaved(engines, reps)
+    return med, best, info
+
+
+SETTLE_S = 0.05
+
+
+def time_interleaved(runs: dict, reps: int, block: int = 4) -> dict:
+    """Median milliseconds of each callable over reps blocks of `block` timed runs, the engines'
+    blocks interleaved, each block after a pause and an untimed run."""
+    for run in runs.values():
+        for _ in range(3):
+            run()
+    samples = {k: [] for k in runs}
+    for _ in range(reps):
+        for k, run in runs.items():
+            time.sleep(SETTLE_S)
+            run()
+            for _ in range(block):
+                t = time.perf_counter()
+                run()
+                samples[k].append(time.perf_counter() - t)
+    return ({k: statistics.median(v) * 1e3 for k, v in samples.items()},
+            {k: min(v) * 1e3 for k, v in samples.items()})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", help="ONNX model path (repeatable); default: zoo resnet18, mobilenet_v2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=15, help="blocks of 4 timed runs per engine")
+    ap.add_argument("--calib", type=int, default=8, help="calibration samples")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime (float and QDQ int8)")
+    args = ap.parse_args(argv)
+    paths = args.model or [zoo_path(n) for n in DEFAULT_MODELS]
+    print(f"batch 1, {args.threads} threads, median (and fastest run) of {args.reps} interleaved blocks of 4 runs, {args.calib} calibration "
+          f"samples (seed {args.seed}); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    rows = []
+    for path in paths:
+        name = os.path.basename(os.path.dirname(path)).split("-")[0] or os.path.basename(path)
+        print(f"{name} ...", file=sys.stderr)
+        med, best, info = bench(path, args.threads, args.reps, args.calib, args.seed, not args.no_ort)
+        rows.append((name + " median", med, info))
+        rows.append((name + " min", best, None))
+    keys = list(rows[0][1])
+    ort = "ort fp32" in keys
+    print(f"{'model':<22}" + "".join(f"{k + ' ms':>17}" for k in keys) + f"{'pdc fp32/int8':>15}"
+          + (f"{'ort fp32/s8s8':>15}{'ort fp32/u8s8':>15}{'ort best int8/pdc int8':>24}" if ort else ""))
+    for name, ms, _ in rows:
+        line = f"{name:<22}" + "".join(f"{ms[k]:>17.2f}" for k in keys) + f"{ms['pdc fp32'] / ms['pdc int8']:>15.2f}"
+        if ort:
+            best = min(ms["ort qdq s8s8"], ms["ort qdq u8s8"])
+            line += (f"{ms['ort fp32'] / ms['ort qdq s8s8']:>15.2f}{ms['ort fp32'] / ms['ort qdq u8s8']:>15.2f}"
+                     f"{best / ms['pdc int8']:>24.2f}")
+        print(line)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    for name, _, info in rows:
+        if info:
+            print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in info.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1000 @@
+"""x86 int8 kernels for qconv and qmatmul (pdc/ir/ops/qint.py) on AVX-512 with VNNI (vpdpbusd), and
+qadd, bit-exact with the NumPy references (KERNELS.md §5).
+
+Arithmetic. `vpdpbusd acc, u, w` adds four u8 x s8 products to each int32 lane, without
+saturation (sums wrap modulo 2^32). Activations enter as u8: uint8 as they are, int8 with the
+sign bit flipped (x ^ 0x80 = x + 128). So acc_hw = sum(u * w) = sum((x - x_zero) * w) + (x_zero +
+off) * sum(w) (off = 128 for int8, 0 for uint8), and bias - (x_zero + off) * sum(w) per output
+channel is folded into the accumulator's start value at compile time. Padding taps hold the byte
+x_zero + off, so they contribute (x_zero + off) * w, which the fold removes, as the reference's
+padding contributes 0; padded reduction slots have zero weights. Everything wraps modulo 2^32, so
+the int32 result is exact whenever the true accumulator fits int32: 255 * sum|w| + |bias| <
+2^31 is checked per channel at compile time (else the generator declines and the portable kernel,
+which accumulates in int64 where needed, takes the layer). y_dtype i32 outputs (the accumulators,
+which the reference casts to int32, i.e. modulo 2^32 too) need no bound.
+The requantization is the reference's rule in int64 lanes: _mm512_mul_epi32 on the even and odd
+int32 lanes, + 2^(s-1), an arithmetic shift (_mm512_srav_epi64), + y_zero, clamp to [lo, hi] in
+int64, then the int32 lanes truncated to bytes (_mm512_cvtepi32_epi8; [lo, hi] lies in the output
+type's range): 16 vector instructions per 16 outputs, which is what small-K layers (depthwise,
+narrow 1x1) spend most of their time on. So where it is exact for every accumulator the layer can
+produce (checked per channel at compile time: |acc| * m + 2^(s-1) + |y_zero| * 2^s < 2^53, the
+result within int32), it runs in double lanes instead: one fma(acc, m / 2^s, y_zero + 1/2), exact,
+floored by the conversion to int32 (_MM_FROUND_TO_NEG_INF), clamp, pack: 10 instructions.
+
+qconv, dense and grouped ("vnni"): an implicit GEMM over a packed copy of the input. Per (image,
+group) the input is copied once into `xq`: 4 channels interleaved per dword (the quad vpdpbusd
+reduces), zero-padded to whole quads, padding taps = x_zero + off, the columns (and rows)
+split into stride phases, only the phases some tap reads. With Wq columns per packed row, the
+output pixel (oh, ow) is the flat index q = oh * Wq + ow, and every tap (kh, kw) of every channel
+quad reads q + koff[k], a constant offset: 16 consecutive q are one 64-byte load. Columns ow >= OW
+of the flat grid are computed and dropped. The microkernel keeps MR output channels x NV vectors
+of 16 pixels in zmm accumulators; per reduction quad it loads NV activation vectors and
+broadcasts MR weight dwords (packed [group][channel block][K/4][MR][4], zero-padded). Its tile
+is one output channel's 16 consecutive pixels, so the int8 results store straight into NCHW rows
+(a vector crossing grid rows, or reaching the dropped columns, is stored row by row with byte
+masks). The microkernel is its own (noinline) function writing the tile to the stack: inlined
+into the task, gcc spilled accumulators inside the reduction loop (150 vs 250 GMAC/s). Work units (image, group,
+channel block, pixel block) are split over the threads (pixel blocks innermost: a thread keeps
+its weight panel in L1 while the packed input streams from L2); the pack runs first as its own
+parallel loop.
+1x1 stride-1 unpadded convolutions ("vnni-pointwise") are the same GEMM over channel planes
+taken as one long row (no grid columns to drop): a plain [M x C] x [C x HW] GEMM.
+Depthwise ("vnni-depthwise", one input channel per group): per (image, channel) the padded,
+phase-split u8 plane goes to the thread's scratch (L1-sized); four tap vectors of 64 pixels are
+byte-interleaved (unpack lo/hi 8 then 16 within 128-bit lanes) into tap quads for vpdpbusd
+against the channel's weight quads broadcast, and the four accumulators' lanes are put back in
+pixel order after requantization; with dropped grid columns (Wq > OW) the channel's flat output
+goes to the thread's scratch and its OH rows are copied out (row-by-row masked stores cost twice
+the arithmetic). Padded rows are one masked load per 64 input bytes (stride 2: plus a byte
+deinterleave), not a scalar gather.
+qmatmul ("vnni"): b packed [N/(16 NV)][K/4][NV][16][4] (16 columns x 4 k per zmm, zero-padded);
+MR rows of a read in place, each dword of 4 activations broadcast (sign-flipped for int8; a K
+tail of 1-3 loaded bytewise), MR x NV accumulators of 16 columns, the per-column multiplier and
+shift as vectors in the epilogue, units (column block, row block) over the threads.
+
+qadd ("avx512", same-shape operands: the residual adds of ResNet / MobileNet): (a - a_zero) * m_a +
+(b - b_zero) * m_b rounded by 2^s in double lanes, two exact fmas per 8 elements where the compile
+time check allows (else, and for broadcast operands, the portable kernel).
+
+ISA: the kernels need AVX-512 F/BW/VL (the x86-avx512 target's -march=x86-64-v4). vpdpbusd
+(AVX512-VNNI) is not part of x86-64-v4, so every task is emitted twice, with
+__attribute__((target("avx512vnni"))) and with vpdpbusd emulated by two vpmaddwd (exact: the
+u8 / s8 halves widened to int16), and picked at run time with __builtin_cpu_supports.
+PDC_FORCE_PATH=int8-dot=emulated emits the emulation only (to test it on a VNNI machine).
+Other x86 targets (AVX2) get None: the portable generators take the layer.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from ...context import KernelContext
+from .. import kernel
+from ..paths import declare, forced, mark, take
+from ..qint import _clamp, native_qmatmul_operands
+from ..quant import add_weight
+from ....ir.ops.quant import conv_geometry
+
+declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise")
+declare("qmatmul", "portable", "vnni")
+# the ISA of the int8 dot products: vpdpbusd where the CPU has it (checked at run time), else
+# its AVX-512BW emulation; "emulated" emits the emulation only
+declare("int8-dot", "dispatch", "emulated")
+
+# below these, one thread: a parallel region costs microseconds (more on a busy machine, where a
+# worker that fell asleep waits for its core), vpdpbusd does ~250 MMAC per millisecond and core
+PARALLEL_MIN_MACS = 1 << 20
+PACK_PARALLEL_MIN_BYTES = 1 << 17  # the dense conv's input pack: ~1 ns per byte
+VNNI_ATTR = "PDC_QX_VNNI"  # a macro: c_helpers.py finds a function's name at its first '('
+INT32_MAX = (1 << 31) - 1
+
+COMMON = r"""#include <immintrin.h>
+#include <string.h>
+#if !defined(__AVX512F__) || !defined(__AVX512BW__) || !defined(__AVX512VL__)
+#error "pdc's x86 int8 kernels need AVX-512 F/BW/VL (compile with -march=x86-64-v4 or newer)"
+#endif
+#define PDC_QX_VNNI __attribute__((target("avx512vnni")))
+#define PDC_QX_NOINLINE __attribute__((noinline))
+/* acc + four u8 x s8 products per int32 lane, wrapping: vpdpbusd (AVX512-VNNI) ... */
+static inline PDC_QX_VNNI __m512i pdc_qx_dp_vnni(__m512i acc, __m512i u, __m512i w) {
+    return _mm512_dpbusd_epi32(acc, u, w);
+}
+/* ... or its exact AVX-512BW form: the even and odd bytes widened to int16, two vpmaddwd */
+static inline __m512i pdc_qx_dp_bw(__m512i acc, __m512i u, __m512i w) {
+    const __m512i ue = _mm512_and_si512(u, _mm512_set1_epi16(0x00ff)), uo = _mm512_srli_epi16(u, 8);
+    const __m512i we = _mm512_srai_epi16(_mm512_slli_epi16(w, 8), 8), wo = _mm512_srai_epi16(w, 8);
+    return _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_madd_epi16(ue, we), _mm512_madd_epi16(uo, wo)));
+}
+static inline int pdc_qx_has_vnni(void) { return __builtin_cpu_supports("avx512vnni"); }
+
+/* The requantization of 16 int32 lanes: multipliers, shifts and rounding terms as int64 lanes, for
+   the even (e) and odd (o) int32 lanes of the accumulator. */
+typedef struct { __m512i me, mo, se, so, re, ro; } pdc_qx_rqp;
+static inline pdc_qx_rqp pdc_qx_rqp1(int32_t m, int32_t s) {  /* one channel's m and s in every lane */
+    pdc_qx_rqp p;
+    p.me = p.mo = _mm512_set1_epi64(m);
+    p.se = p.so = _mm512_set1_epi64(s);
+    p.re = p.ro = _mm512_set1_epi64((int64_t)1 << (s - 1));
+    return p;
+}
+static inline pdc_qx_rqp pdc_qx_rqpv(const int32_t *m, const int32_t *s) {  /* 16 channels' */
+    const __m512i mv = _mm512_loadu_si512((const void *)m), sv = _mm512_loadu_si512((const void *)s);
+    const __m512i one = _mm512_set1_epi64(1);
+    pdc_qx_rqp p;
+    p.me = mv;  /* _mm512_mul_epi32 reads the low int32 of each int64 lane */
+    p.mo = _mm512_srli_epi64(mv, 32);
+    p.se = _mm512_and_si512(sv, _mm512_set1_epi64(0xffffffff));
+    p.so = _mm512_srli_epi64(sv, 32);
+    p.re = _mm512_sllv_epi64(one, _mm512_sub_epi64(p.se, one));
+    p.ro = _mm512_sllv_epi64(one, _mm512_sub_epi64(p.so, one));
+    return p;
+}
+/* clamp(y_zero + ((acc * m + 2^(s-1)) >> s), lo, hi) in int64 lanes, as 16 bytes */
+static inline __m128i pdc_qx_rq(__m512i acc, const pdc_qx_rqp *p, __m512i yz, __m512i lo, __m512i hi) {
+    __m512i e = _mm512_mul_epi32(acc, p->me), o = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), p->mo);
+    e = _mm512_add_epi64(_mm512_srav_epi64(_mm512_add_epi64(e, p->re), p->se), yz);
+    o = _mm512_add_epi64(_mm512_srav_epi64(_mm512_add_epi64(o, p->ro), p->so), yz);
+    e = _mm512_min_epi64(_mm512_max_epi64(e, lo), hi);
+    o = _mm512_min_epi64(_mm512_max_epi64(o, lo), hi);
+    return _mm512_cvtepi32_epi8(_mm512_mask_blend_epi32(0xAAAA, e, _mm512_slli_epi64(o, 32)));
+}
+/* The same in double lanes where it is exact (see _fp_scales): fma(acc, m / 2^s, y_zero + 1/2) is
+   (acc * m + 2^(s-1) + y_zero * 2^s) / 2^s without rounding, floored by the conversion to int32;
+   M0 / M1: the scales of lanes 0-7 / 8-15. */
+static inline __m128i pdc_qx_rqd(__m512i acc, __m512d M0, __m512d M1, __m512d cz, __m512i lo, __m512i hi) {
+    const __m512d a0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(acc));
+    const __m512d a1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc, 1));
+    const __m256i r0 = _mm512_cvt_roundpd_epi32(_mm512_fmadd_pd(a0, M0, cz), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m256i r1 = _mm512_cvt_roundpd_epi32(_mm512_fmadd_pd(a1, M1, cz), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+    return _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi));
+}
+static inline __mmask64 pdc_qx_m64(int64_t n) { return n <= 0 ? 0 : n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); }
+/* lanes [lo, hi) of 64 */
+static inline __mmask64 pdc_qx_lanes(int64_t lo, int64_t hi) { return pdc_qx_m64(hi) & ~pdc_qx_m64(lo); }
+
+/* d[t] = s[i0 + t * st] ^ flip where 0 <= i0 + t * st < W, else pad, for t in [0, n): per 64 input
+   bytes one masked load (pad where masked: the masked-off lanes, outside the row, are not read) */
+static inline void pdc_qx_fetch(uint8_t *d, const uint8_t *s, int64_t W, int64_t i0, int64_t st, int64_t n, int pad, int flip) {
+    const __m512i fv = _mm512_set1_epi8((char)flip), pv = _mm512_set1_epi8((char)(pad ^ flip));
+    const uintptr_t base = (uintptr_t)s;  /* addresses left of the row: integer arithmetic, never dereferenced */
+    if (st == 1) {
+        for (int64_t t = 0; t < n; t += 64) {
+            const int64_t a = i0 + t;  /* the input column of lane 0 */
+            const __m512i v = _mm512_mask_loadu_epi8(pv, pdc_qx_lanes(-a, W - a), (const void *)(base + (uintptr_t)a));
+            _mm512_mask_storeu_epi8(d + t, pdc_qx_m64(n - t), _mm512_xor_si512(v, fv));
+        }
+    } else if (st == 2) {  /* even bytes: per 128-bit lane to its low qword, then the qwords gathered */
+        const __m512i sh = _mm512_set4_epi32(0x0f0d0b09, 0x07050301, 0x0e0c0a08, 0x06040200);
+        const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+        for (int64_t t = 0; t < n; t += 32) {
+            const int64_t a = i0 + 2 * t;
+            const __m512i v = _mm512_mask_loadu_epi8(pv, pdc_qx_lanes(-a, W - a), (const void *)(base + (uintptr_t)a));
+            const __m512i e = _mm512_permutexvar_epi64(perm, _mm512_shuffle_epi8(v, sh));
+            _mm256_mask_storeu_epi8(d + t, (__mmask32)pdc_qx_m64(n - t),
+                                    _mm256_xor_si256(_mm512_castsi512_si256(e), _mm512_castsi512_si256(fv)));
+        }
+    } else {
+        for (int64_t t = 0; t < n; t++) {
+            const int64_t c = i0 + t * st;
+            d[t] = c >= 0 && c < W ? (uint8_t)(s[c] ^ flip) : (uint8_t)pad;
+        }
+    }
+}
+
+/* d[4 t + b] = r_b[t] for t < n: four rows of bytes to dwords (rows readable up to n + 15) */
+static inline void pdc_qx_quads(uint8_t *d, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3, int64_t n) {
+    for (int64_t t = 0; t < n; t += 16) {
+        const __m128i a0 = _mm_loadu_si128((const __m128i *)(r0 + t)), a1 = _mm_loadu_si128((const __m128i *)(r1 + t));
+        const __m128i a2 = _mm_loadu_si128((const __m128i *)(r2 + t)), a3 = _mm_loadu_si128((const __m128i *)(r3 + t));
+        const __m128i l01 = _mm_unpacklo_epi8(a0, a1), h01 = _mm_unpackhi_epi8(a0, a1);
+        const __m128i l23 = _mm_unpacklo_epi8(a2, a3), h23 = _mm_unpackhi_epi8(a2, a3);
+        __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(l01, l23));
+        v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(l01, l23), 1);
+        v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(h01, h23), 2);
+        v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(h01, h23), 3);
+        const int64_t c = n - t;
+        _mm512_mask_storeu_epi32(d + 4 * t, c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1), v);
+    }
+}
+
+/* (oh[v], ow[v]) of the flat grid indices q0 + 16 v, v < n */
+static inline void pdc_qx_cursor(int64_t q0, int64_t Wq, int n, int64_t *oh, int64_t *ow) {
+    int64_t h = q0 / Wq, w = q0 - h * Wq;
+    for (int v = 0; v < n; v++) {
+        oh[v] = h;
+        ow[v] = w;
+        for (w += 16; w >= Wq; w -= Wq) h++;
+    }
+}
+
+/* The int32 form (y_dtype i32: the accumulators themselves) */
+static inline void pdc_qx_store16_i32(int32_t *yp, int64_t q, int64_t oh, int64_t ow, __m512i v, int64_t NQ, int64_t Wq, int64_t OW) {
+    if (Wq == OW) {
+        const int64_t n = NQ - q;
+        if (n > 0) _mm512_mask_storeu_epi32(yp + q, n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1), v);
+        return;
+    }
+    for (int64_t t = 0; t < 16 && q + t < NQ; oh++, ow = 0) {
+        int64_t cnt = OW - ow;
+        if (cnt > 0) {
+            if (cnt > 16 - t) cnt = 16 - t;
+            const __m512i s = t ? _mm512_permutexvar_epi32(_mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                                            _mm512_set1_epi32((int)t)), v) : v;
+            _mm512_mask_storeu_epi32(yp + oh * OW + ow, (__mmask16)((1u << cnt) - 1), s);
+        }
+        t += Wq - ow;
+    }
+}
+
+/* Stores 16 output bytes of flat grid indices q.. (q = oh * Wq + ow, the caller's division) into
+   an NCHW plane: the columns ow < OW of each grid row they cover, nothing at or past
+   NQ = (OH - 1) * Wq + OW. */
+static inline void pdc_qx_store16(uint8_t *yp, int64_t q, int64_t oh, int64_t ow, __m128i v, int64_t NQ, int64_t Wq, int64_t OW) {
+    if (Wq == OW) {
+        const int64_t n = NQ - q;
+        if (n >= 16) _mm_storeu_si128((__m128i *)(yp + q), v);
+        else if (n > 0) _mm_mask_storeu_epi8(yp + q, (__mmask16)((1u << n) - 1), v);
+        return;
+    }
+    if (ow + 16 <= OW && q + 16 <= NQ) {  /* inside one output row */
+        _mm_storeu_si128((__m128i *)(yp + oh * OW + ow), v);
+        return;
+    }
+    for (int64_t t = 0; t < 16 && q + t < NQ; oh++, ow = 0) {
+        int64_t cnt = OW - ow;
+        if (cnt > 0) {
+            if (cnt > 16 - t) cnt = 16 - t;
+            const __m128i s = t ? _mm_shuffle_epi8(v, _mm_add_epi8(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                                   _mm_set1_epi8((char)t))) : v;
+            _mm_mask_storeu_epi8(yp + oh * OW + ow, (__mmask16)((1u << cnt) - 1), s);
+        }
+        t += Wq - ow;
+    }
+}
+"""
+
+ROWS_COPY = r"""/* y[oh][0..OW) = stage[oh * Wq + 0..OW) for oh < OH: a flat grid's output rows into NCHW */
+static inline void pdc_qx_copy_rows(uint8_t *y, const uint8_t *stage, int64_t OH, int64_t OW, int64_t Wq) {
+    if (OW <= 64) {
+        const __mmask64 m = pdc_qx_m64(OW);
+        for (int64_t oh = 0; oh < OH; oh++)
+            _mm512_mask_storeu_epi8(y + oh * OW, m, _mm512_maskz_loadu_epi8(m, stage + oh * Wq));
+        return;
+    }
+    for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t t = 0; t < OW; t += 64) {
+            const __mmask64 m = pdc_qx_m64(OW - t);
+            _mm512_mask_storeu_epi8(y + oh * OW + t, m, _mm512_maskz_loadu_epi8(m, stage + oh * Wq + t));
+        }
+}
+"""
+
+CONV_JOB = """/* An int8 2-D convolution on AVX-512 (x86/qint.py): x [N][C][H][W] -> y [N][M][OH][OW]. */
+typedef struct {
+    const uint8_t *x;
+    uint8_t *y;
+    uint8_t *xq;            /* packed input: per (image, group) xq_bs bytes */
+    uint8_t *rows;          /* per-slot scratch (rows_stride bytes): fetched rows / a depthwise plane */
+    const int32_t *w;       /* weight dwords (4 int8) in the order the task reads them */
+    const int32_t *koff;    /* byte offset of each reduction quad (dense) or tap (depthwise) */
+    const int32_t *bias;    /* bias - (x_zero + off) * sum(w), per (padded) output channel */
+    const int32_t *mult, *shift;
+    const double *mscale;   /* m / 2^s per channel, for the double epilogue */
+    const int32_t *phr, *phw;   /* row / column stride phase of each packed phase plane */
+    int64_t N, C, H, W, M, G, cg, mg, cq, OH, OW, sh, sw, ph, pw, NPH, Hq, Wq, xq_bs, rows_stride, rs;
+    int64_t NQ, KQ, NB, nqb, stage_off;
+    int32_t pad, flip, yz, lo, hi;
+} pdc_qx_conv_job;
+"""
+
+PLANE = r"""/* One channel's padded, phase-split plane [NPH][Hq][Wq] of u8 (the depthwise kernels); a short
+   row (at most 64 bytes, stride 2: 32) is one masked load with the masks computed once per phase */
+static inline void pdc_qx_plane(uint8_t *pl, const uint8_t *xc, const pdc_qx_conv_job *j) {
+    const int64_t H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq, st = j->sw;
+    const __m512i fv = _mm512_set1_epi8((char)j->flip), pv = _mm512_set1_epi8((char)(j->pad ^ j->flip));
+    const __m512i sh = _mm512_set4_epi32(0x0f0d0b09, 0x07050301, 0x0e0c0a08, 0x06040200);
+    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int64_t p = 0; p < j->NPH; p++) {
+        const int64_t i0 = j->phw[p] - j->pw, r0 = j->phr[p] - j->ph;
+        uint8_t *d = pl + p * Hq * Wq;
+        if ((st == 1 && Wq <= 64) || (st == 2 && Wq <= 32)) {
+            const __mmask64 lm = pdc_qx_lanes(-i0, W - i0), sm = pdc_qx_m64(Wq);
+            const uintptr_t base = (uintptr_t)xc + (uintptr_t)i0;  /* left of the row: never dereferenced */
+            for (int64_t i = 0; i < Hq; i++, d += Wq) {
+                const int64_t ih = i * j->sh + r0;
+                __m512i v = pv;
+                if (ih >= 0 && ih < H) v = _mm512_mask_loadu_epi8(pv, lm, (const void *)(base + (uintptr_t)(ih * W)));
+                if (st == 2) v = _mm512_permutexvar_epi64(perm, _mm512_shuffle_epi8(v, sh));
+                _mm512_mask_storeu_epi8(d, sm, _mm512_xor_si512(v, fv));
+            }
+            continue;
+        }
+        for (int64_t i = 0; i < Hq; i++, d += Wq) {
+            const int64_t ih = i * j->sh + r0;
+            if (ih < 0 || ih >= H) memset(d, j->pad, (size_t)Wq);
+            else pdc_qx_fetch(d, xc + ih * W, W, i0, st, Wq, j->pad, j->flip);
+        }
+    }
+}
+"""
+
+PACK_QUADS = """/* The dense conv's packed input: unit = (image, group, channel quad, phase plane) */
+static void pdc_qx_pack_quads(void *vj, int64_t u0, int64_t u1, int slot) {
+    const pdc_qx_conv_job *j = (const pdc_qx_conv_job *)vj;
+    uint8_t *rows = j->rows + slot * j->rows_stride;
+    const int64_t NPH = j->NPH, cq = j->cq, G = j->G, H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq, rs = j->rs;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t p = u % NPH, r = u / NPH, c4 = r % cq, ng = r / cq, g = ng % G, n = ng / G;
+        const uint8_t *xc = j->x + (n * j->C + g * j->cg + 4 * c4) * H * W;
+        const int64_t nch = j->cg - 4 * c4 < 4 ? j->cg - 4 * c4 : 4;
+        uint8_t *d = j->xq + ng * j->xq_bs + (c4 * NPH + p) * Hq * Wq * 4;
+        const int64_t rh = j->phr[p], i0 = j->phw[p] - j->pw;
+        for (int64_t i = 0; i < Hq; i++, d += Wq * 4) {
+            const int64_t ih = i * j->sh + rh - j->ph;
+            if (ih < 0 || ih >= H) {
+                memset(d, j->pad, (size_t)(Wq * 4));
+                continue;
+            }
+            for (int64_t b = 0; b < nch; b++)
+                pdc_qx_fetch(rows + b * rs, xc + (b * H + ih) * W, W, i0, j->sw, Wq, j->pad, j->flip);
+            /* channels past the group's: any bytes (their weights are zero) */
+            pdc_qx_quads(d, rows, rows + (nch > 1) * rs, rows + (nch > 2) * 2 * rs, rows + (nch > 3) * 3 * rs, Wq);
+        }
+    }
+}
+"""
+
+
+def _fill(template: str, **subs) -> str:
+    for k, v in subs.items():
+        template = template.replace(f"@{k}@", str(v))
+    return template
+
+
+def _common(ctx: KernelContext) -> None:
+    ctx.helper("pdc_qx_common", COMMON)
+
+
+def _variants(ctx: KernelContext, base: str, gen, fn_type: str) -> list[str]:
+    """Registers task `base` for vpdpbusd and for its emulation (gen(name, dp, attr) -> [(helper
+    name, C)], the task last); returns the C line declaring `fn` (of fn_type), the variant this CPU
+    runs."""
+    def add(suffix, dp, attr):
+        for name, code in gen(base + suffix, dp, attr):
+            ctx.helper(name, code)
+    if forced("int8-dot") == "emulated":
+        add("_bw", "pdc_qx_dp_bw", "")
+        return [f"    const {fn_type} fn = {base}_bw;"]
+    add("_vnni", "pdc_qx_dp_vnni", VNNI_ATTR + " ")
+    add("_bw", "pdc_qx_dp_bw", "")
+    return [f"    const {fn_type} fn = pdc_qx_has_vnni() ? {base}_vnni : {base}_bw;"]
+
+
+def _wrap32(a) -> np.ndarray:
+    """int64 values to int32 modulo 2^32 (the kernels' accumulators wrap alike)."""
+    return ((np.asarray(a, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+class _Out:
+    """A layer's output side: y_dtype i32 (the accumulators) or the requantization, in int64 lanes
+    or, where that is exact for every accumulator the layer can produce, in double lanes (10 vector
+    instructions per 16 outputs instead of 16), and the C spellings of its epilogue."""
+
+    def __init__(self, ctx: KernelContext, bias: np.ndarray, amax: np.ndarray, channels: int):
+        self.y32 = ctx.outputs[0].dtype.short == "i32"
+        self.bias = bias  # folded, int64 [channels]
+        if self.y32:
+            self.mult, self.shift = np.zeros(channels, np.int64), np.ones(channels, np.int64)
+            self.yz, self.lo, self.hi = 0, 0, 0
+            self.scales = None
+            return
+        self.mult, self.shift = (np.broadcast_to(np.asarray(ctx.attrs[k], np.int64).reshape(-1), (channels,)).copy()
+                                 for k in ("multiplier", "shift"))
+        self.yz = int(ctx.attrs.get("y_zero", 0))
+        self.lo, self.hi = _clamp(ctx)
+        self.scales = _fp_scales(amax, self.mult, self.shift, self.yz)
+
+    @property
+    def kind(self) -> str:
+        return "i32" if self.y32 else "d" if self.scales is not None else "q"
+
+    def fields(self, ctx: KernelContext, pad, total: int) -> dict:
+        """Job fields of the per-channel tables, laid out by pad(values, fill) (total entries)."""
+        f = dict(bias=add_weight(ctx, _wrap32(pad(self.bias, 0)), "int32_t"), yz=self.yz, lo=self.lo, hi=self.hi)
+        if self.kind == "q":
+            f.update(mult=add_weight(ctx, pad(self.mult, 0).astype(np.int32), "int32_t"),
+                     shift=add_weight(ctx, pad(self.shift, 1).astype(np.int32), "int32_t"))
+        elif self.kind == "d":
+            f["mscale"] = add_weight(ctx, pad(self.scales, 0.0).astype(np.float64), "double")
+        return f
+
+    # C spellings: setup (function start), one channel's parameters, 16 columns', the epilogue of acc
+    def setup(self) -> str:
+        if self.kind == "q":
+            return "    const __m512i yz = _mm512_set1_epi64(j->yz), lo = _mm512_set1_epi64(j->lo), hi = _mm512_set1_epi64(j->hi);"
+        if self.kind == "d":
+            return ("    const __m512d cz = _mm512_set1_pd((double)j->yz + 0.5);\n"
+                    "    const __m512i lo = _mm512_set1_epi32(j->lo), hi = _mm512_set1_epi32(j->hi);")
+        return ""
+
+    def channel(self, idx: str) -> str:
+        if self.kind == "q":
+            return f"const pdc_qx_rqp p = pdc_qx_rqp1(j->mult[{idx}], j->shift[{idx}]);"
+        if self.kind == "d":
+            return f"const __m512d p0 = _mm512_set1_pd(j->mscale[{idx}]), p1 = p0;"
+        return ""
+
+    def columns(self, off: str) -> str:
+        if self.kind == "q":
+            return f"const pdc_qx_rqp p = pdc_qx_rqpv(j->mult + {off}, j->shift + {off});"
+        if self.kind == "d":
+            return f"const __m512d p0 = _mm512_loadu_pd(j->mscale + {off}), p1 = _mm512_loadu_pd(j->mscale + {off} + 8);"
+        return ""
+
+    def apply(self, acc: str) -> str:
+        """The 16 output bytes of acc (not for i32)."""
+        if self.kind == "q":
+            return f"pdc_qx_rq({acc}, &p, yz, lo, hi)"
+        return f"pdc_qx_rqd({acc}, p0, p1, cz, lo, hi)"
+
+
+def _fp_scales(amax: np.ndarray, mult: np.ndarray, shift: np.ndarray, yz: int) -> Optional[np.ndarray]:
+    """m / 2^s per channel as doubles when the double epilogue is exact for every |acc| <= amax:
+    N = acc * m + 2^(s-1) + y_zero * 2^s within 2^53 (so the fma is exact, as N / 2^s) and the
+    floored result within int32 (clamped there); else None."""
+    out = []
+    for a, m, s in zip(amax.tolist(), mult.tolist(), shift.tolist()):
+        big = a * m + (1 << (s - 1)) + abs(yz) * (1 << s)
+        if big >= 1 << 53 or (a * m >> s) + abs(yz) + 1 >= 1 << 31:
+            return None
+        out.append(m * 2.0 ** -s)
+    return np.asarray(out, np.float64)
+
+
+def _setup_out(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int) -> Optional[_Out]:
+    """The output side for weights w2d [channels, K] and activations with this zero point and
+    offset (128 for int8 made unsigned): bias - (zero + off) * sum(w row) folded per channel. None
+    when the bias is not constant or, for a requantized output, an exact accumulator might not fit
+    int32 (255 * sum|w| + |bias| >= 2^31): the portable kernel (int64 sums) takes the layer.
+    Accumulator outputs (y_dtype i32) are the reference's int64 sums cast to int32, i.e. modulo
+    2^32 as the kernels compute them: any size is exact."""
+    w64 = w2d.astype(np.int64)
+    bias = np.zeros(w2d.shape[0], np.int64)
+    if ctx.has_input(2):
+        b = ctx.const(2)
+        if b is None:
+            return None
+        bias = np.asarray(b, np.int64).reshape(-1)
+    amax = 255 * np.abs(w64).sum(axis=1) + np.abs(bias)
+    if ctx.outputs[0].dtype.short != "i32" and amax.max(initial=0) > INT32_MAX:
+        return None
+    return _Out(ctx, bias - (zero + off) * w64.sum(axis=1), amax, w2d.shape[0])
+
+
+def _job_lines(struct: str, fields: dict) -> list[str]:
+    return [f"    {struct} j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
+
+
+# ---- qconv ----------------------------------------------------------------------------------------
+class _Geo:
+    """A qconv layer's static geometry, the 2-D case, input taken as given (NCHW)."""
+
+    def __init__(self, ctx: KernelContext):
+        N, C, H, W = ctx.inputs[0].shape
+        M, cg, KH, KW = ctx.inputs[1].shape
+        self.N, self.C, self.H, self.W, self.M, self.cg, self.KH, self.KW = N, C, H, W, M, cg, KH, KW
+        self.G = ctx.attrs.get("group", 1) or 1
+        self.mg = M // self.G
+        self.OH, self.OW = ctx.outputs[0].shape[2:]
+        (self.sh, self.sw), (self.dh, self.dw), pads = conv_geometry([H, W], [KH, KW], ctx.attrs)
+        self.ph, self.pw = pads[0], pads[1]
+        self.pointwise = (KH == KW == 1 and self.sh == self.sw == 1 and not any(pads))
+
+    def flatten_planes(self) -> None:
+        """Pointwise: each channel plane one row of H * W pixels."""
+        self.W = self.OW = self.H * self.W
+        self.H = self.OH = 1
+
+    def flat_outputs(self) -> int:
+        return (self.OH - 1) * (self.OW + ((self.KW - 1) * self.dw) // self.sw) + self.OW
+
+    def grid(self, qvec: int) -> dict:
+        """The packed planes: used stride phases, rows / columns per phase, flat outputs."""
+        taps = [(kh, kw) for kh in range(self.KH) for kw in range(self.KW)]
+        phases = sorted({((kh * self.dh) % self.sh, (kw * self.dw) % self.sw) for kh, kw in taps})
+        index = {p: i for i, p in enumerate(phases)}
+        Hq = self.OH + ((self.KH - 1) * self.dh) // self.sh
+        Wq = self.OW + ((self.KW - 1) * self.dw) // self.sw
+        NQ = (self.OH - 1) * Wq + self.OW
+        # a tap's offset from the output's flat index: its phase plane, rows and columns down
+        tap_off = [index[(kh * self.dh) % self.sh, (kw * self.dw) % self.sw] * Hq * Wq
+                   + ((kh * self.dh) // self.sh) * Wq + (kw * self.dw) // self.sw for kh, kw in taps]
+        nq_pad = -(-NQ // qvec) * qvec
+        return dict(phases=phases, Hq=Hq, Wq=Wq, NQ=NQ, tap_off=tap_off, nq_pad=nq_pad)
+
+    def fields(self, xz: int, off: int) -> dict:
+        return dict(x="(const uint8_t *)in0", y="(uint8_t *)out0", N=self.N, C=self.C, H=self.H, W=self.W, M=self.M,
+                    G=self.G, cg=self.cg, mg=self.mg, OH=self.OH, OW=self.OW, sh=self.sh, sw=self.sw, ph=self.ph,
+                    pw=self.pw, pad=xz + off, flip=off)
+
+
+def _phase_fields(ctx: KernelContext, phases) -> dict:
+    return dict(phr=add_weight(ctx, np.array([p[0] for p in phases], np.int32), "int32_t"),
+                phw=add_weight(ctx, np.array([p[1] for p in phases], np.int32), "int32_t"), NPH=len(phases))
+
+
+def _conv_setup(ctx: KernelContext):
+    if ctx.config.simd != "avx512":
+        return None
+    xs, ys = ctx.inputs[0].shape, ctx.outputs[0].shape
+    if len(xs) != 4 or ctx.const(1) is None or math.prod(ys) == 0 or math.prod(xs) == 0:
+        return None
+    if ctx.outputs[0].dtype.short not in ("i8", "u8", "i32") or ctx.inputs[0].dtype.short not in ("i8", "u8"):
+        return None
+    g = _Geo(ctx)
+    w = np.asarray(ctx.const(1), np.int8)
+    off = 128 if ctx.inputs[0].dtype.short == "i8" else 0
+    xz = int(ctx.attrs.get("x_zero", 0))
+    out = _setup_out(ctx, w.reshape(g.M, -1), xz, off)
+    if out is None:
+        return None
+    return g, w, out, xz, off
+
+
+def _tile_cost(rows: int, cols: int, mr: int, qv: int, nv: int, units_other: int, threads: int) -> float:
+    """Relative time of an MR x NV tiling: padded work, memory operands per vpdpbusd, imbalance."""
+    nb, nqb = -(-rows // mr), -(-cols // (qv * nv))
+    units = units_other * nb * nqb
+    work = nb * mr * nqb * qv * nv * (1 + 0.5 * (mr + nv) / (mr * nv))
+    if threads > 1 and units > 1:
+        work *= -(-units // threads) * threads / units
+    return work
+
+
+DENSE_TILES = ((4, 6), (6, 4), (8, 3), (12, 2), (16, 1))
+
+
+def _dense_task(mr: int, nv: int, out: _Out):
+    """The microkernel, its own function (the tile's accumulators stay in registers only when no
+    epilogue competes for them: gcc spilled them in the loop otherwise), and the task: per unit,
+    the tile to a stack buffer, then the epilogue from there."""
+    def gen(name: str, dp: str, attr: str) -> list:
+        ukr = f"pdc_qx_ukr_{mr}x{nv}" + name[name.rindex("_"):]
+        acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
+        L = [f"/* c[{mr}][{16 * nv}] = bias + the {mr} channels' weight dwords x {nv} vectors of 16 flat pixels */",
+             f"static PDC_QX_NOINLINE {attr}void {ukr}(const uint8_t *xg, const int32_t *koff, const int32_t *wp, int64_t KQ,",
+             "                                   const int32_t *bias, int32_t *c) {"]
+        for i in range(mr):
+            L.append(f"    const __m512i b{i} = _mm512_set1_epi32(bias[{i}]); __m512i "
+                     + ", ".join(f"{acc[i][v]} = b{i}" for v in range(nv)) + ";")
+        L.append(f"    for (int64_t k = 0; k < KQ; k++, wp += {mr}) {{")
+        L.append("        const uint8_t *xk = xg + koff[k];")
+        L.append("        " + " ".join(f"const __m512i a{v} = _mm512_loadu_si512((const void *)(xk + {64 * v}));"
+                                     for v in range(nv)))
+        for i in range(mr):
+            L.append(f"        {{ const __m512i w = _mm512_set1_epi32(wp[{i}]); "
+                     + " ".join(f"{acc[i][v]} = {dp}({acc[i][v]}, a{v}, w);" for v in range(nv)) + " }")
+        L.append("    }")
+        for i in range(mr):
+            L.append("    " + " ".join(f"_mm512_store_si512((void *)(c + {(i * nv + v) * 16}), {acc[i][v]});"
+                                       for v in range(nv)))
+        L.append("}")
+        ukr_code = "\n".join(L) + "\n"
+        y32 = out.y32
+        L = [f"/* MR = {mr} output channels x {nv} vectors of 16 flat output pixels */",
+             f"static {attr}void {name}(void *vj, int64_t u0, int64_t u1) {{",
+             "    const pdc_qx_conv_job *j = (const pdc_qx_conv_job *)vj;",
+             "    const int64_t KQ = j->KQ, NB = j->NB, nqb = j->nqb, G = j->G, OHW = j->OH * j->OW;",
+             "    const int64_t NQ = j->NQ, Wq = j->Wq, OW = j->OW;",
+             f"    int32_t c[{mr * nv * 16}] __attribute__((aligned(64)));",
+             out.setup(),
+             "    for (int64_t u = u0; u < u1; u++) {",
+             "        const int64_t qb = u % nqb, r = u / nqb, b = r % NB, ng = r / NB, g = ng % G, n = ng / G;",
+             f"        const int64_t t0 = (g * NB + b) * {mr}, q0 = qb * {16 * nv};",
+             f"        {ukr}(j->xq + ng * j->xq_bs + q0 * 4, j->koff, j->w + t0 * KQ, KQ, j->bias + t0, c);",
+             f"        const int64_t rows = j->mg - b * {mr} < {mr} ? j->mg - b * {mr} : {mr};",
+             f"        {'int32_t' if y32 else 'uint8_t'} *yb = {'(int32_t *)' if y32 else ''}j->y + (n * j->M + g * j->mg + b * {mr}) * OHW;",
+             f"        int64_t vh[{nv}] = {{0}}, vw[{nv}] = {{0}};",
+             f"        if (Wq != OW) pdc_qx_cursor(q0, Wq, {nv}, vh, vw);",
+             "        for (int64_t i = 0; i < rows; i++) {"]
+        tile = f"_mm512_load_si512((const void *)(c + (i * {nv} + v) * 16))"
+        if y32:
+            L.append(f"            for (int v = 0; v < {nv}; v++) pdc_qx_store16_i32(yb + i * OHW, q0 + 16 * v, vh[v], vw[v], "
+                     f"{tile}, NQ, Wq, OW);")
+        else:
+            L.append("            " + out.channel("t0 + i"))
+            L.append(f"            for (int v = 0; v < {nv}; v++) pdc_qx_store16(yb + i * OHW, q0 + 16 * v, vh[v], vw[v], "
+                     f"{out.apply(tile)}, NQ, Wq, OW);")
+        L += ["        }", "    }", "}"]
+        return [(ukr, ukr_code), (name, "\n".join(x for x in L if x) + "\n")]
+    return gen
+
+
+def _qconv_dense(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int, off: int) -> Optional[str]:
+    threads = ctx.config.threads if ctx.config.parallel else 1
+    # the tile first: it sets the flat grid's padding (NQ rounded up to whole tiles)
+    mr, nv = min(DENSE_TILES, key=lambda t: _tile_cost(g.mg, g.flat_outputs(), t[0], 16, t[1], g.N * g.G, threads))
+    grid = g.grid(16 * nv)
+    Hq, Wq, NQ, phases = grid["Hq"], grid["Wq"], grid["NQ"], grid["phases"]
+    cq = -(-g.cg // 4)
+    plane = len(phases) * Hq * Wq  # dwords per channel quad
+    KQ = cq * g.KH * g.KW
+    koff = (np.arange(cq, dtype=np.int64)[:, None] * plane + np.asarray(grid["tap_off"], np.int64)[None, :]) * 4
+    slack = (grid["nq_pad"] - NQ) * 4 + 64
+    xq_bs = -(-(cq * plane * 4 + slack) // 64) * 64
+    if xq_bs >= 2 ** 31:
+        return None
+    NB = -(-g.mg // mr)
+    nqb = grid["nq_pad"] // (16 * nv)
+    # weights [G][NB][cq][KH][KW][MR][4], zero-padded (channels past mg, inputs past cg)
+    wp = np.zeros((g.G, NB * mr, cq * 4, g.KH, g.KW), np.int8)
+    wp[:, :g.mg, :g.cg] = w.reshape(g.G, g.mg, g.cg, g.KH, g.KW)
+    wp = wp.reshape(g.G, NB, mr, cq, 4, g.KH, g.KW).transpose(0, 1, 3, 5, 6, 2, 4)
+    wp = np.ascontiguousarray(wp).view(np.int32).reshape(-1)
+
+    def padded(v, fill):
+        t = np.full((g.G, NB * mr), fill, np.asarray(v).dtype)
+        t[:, :g.mg] = np.asarray(v).reshape(g.G, g.mg)
+        return t.reshape(-1)
+
+    macs = g.N * g.M * g.OH * g.OW * g.cg * g.KH * g.KW
+    units = g.N * g.G * NB * nqb
+    parallel = ctx.split(macs, PARALLEL_MIN_MACS)
+    pack_units = g.N * g.G * cq * len(phases)
+    slots = ctx.slots(parallel and pack_units > 1 and g.N * g.C * g.H * g.W >= PACK_PARALLEL_MIN_BYTES)
+    rs = -(-(Wq + 64) // 64) * 64
+    rows, rows_stride = ctx.thread_scratch(4 * rs, slots, "uint8_t", 1)
+    xq = ctx.scratch(g.N * g.G * xq_bs, "uint8_t", 1)
+    _common(ctx)
+    ctx.helper("pdc_qx_conv_job", CONV_JOB)
+    ctx.helper("pdc_qx_pack_quads", PACK_QUADS)
+    fields = g.fields(xz, off)
+    fields.update(xq=xq, rows=rows, w=add_weight(ctx, wp, "int32_t"),
+                  koff=add_weight(ctx, koff.reshape(-1).astype(np.int32), "int32_t"), **out.fields(ctx, padded, NB * mr),
+                  **_phase_fields(ctx, phases), cq=cq, Hq=Hq, Wq=Wq, xq_bs=xq_bs, rows_stride=rows_stride, rs=rs,
+                  NQ=NQ, KQ=KQ, NB=NB, nqb=nqb)
+    lines = _job_lines("pdc_qx_conv_job", fields)
+    lines.append(f"    for (int64_t t = 0; t < {g.N * g.G}; t++) memset(j.xq + t * {xq_bs} + {cq * plane * 4}, 0, {slack});")
+    if slots > 1:
+        lines.append(f"    pdc_parallel_slots({pack_units}, {slots}, pdc_qx_pack_quads, (void *)&j);")
+    else:
+        lines.append(f"    pdc_qx_pack_quads((void *)&j, 0, {pack_units}, 0);")
+    lines += _variants(ctx, f"pdc_qx_conv_{mr}x{nv}_{out.kind}", _dense_task(mr, nv, out), "pdc_task_fn")
+    if parallel and units > 1:
+        lines.append(f"    pdc_parallel_for({units}, fn, (void *)&j);")
+    else:
+        lines.append(f"    fn((void *)&j, 0, {units});")
+    return "\n".join(lines)
+
+
+def _dw_task(nvd: int, out: _Out):
+    def gen(name: str, dp: str, attr: str) -> list:
+        y32 = out.y32
+        L = [f"/* depthwise: one channel's plane, {nvd} x 64 flat output pixels per tile, taps in quads */",
+             f"static {attr}void {name}(void *vj, int64_t u0, int64_t u1, int slot) {{",
+             "    const pdc_qx_conv_job *j = (const pdc_qx_conv_job *)vj;",
+             "    uint8_t *pl = j->rows + slot * j->rows_stride, *st = pl + j->stage_off;",
+             "    const int64_t C = j->C, H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq, NPH = j->NPH, T4 = j->KQ;",
+             "    const int64_t NQ = j->NQ, OW = j->OW, mg = j->mg, OHW = j->OH * j->OW;",
+             out.setup(),
+             "    for (int64_t u = u0; u < u1; u++) {",
+             "        const int64_t c = u % C, n = u / C;",
+             "        const uint8_t *xc = j->x + (n * C + c) * H * W;",
+             "        pdc_qx_plane(pl, xc, j);",
+             "        memset(pl + NPH * Hq * Wq, 0, (size_t)j->rs);",
+             "        for (int64_t jm = 0; jm < mg; jm++) {",
+             "            const int64_t m = c * mg + jm;",
+             "            const int32_t *wm = j->w + m * T4;",
+             "" if y32 else "            " + out.channel("m"),
+             "            const __m512i bv = _mm512_set1_epi32(j->bias[m]);",
+             f"            {'int32_t' if y32 else 'uint8_t'} *yp = {'(int32_t *)' if y32 else ''}j->y + (n * j->M + m) * OHW;",
+             f"            for (int64_t q0 = 0; q0 < NQ; q0 += {64 * nvd}) {{"]
+        for v in range(nvd):
+            L.append("                __m512i " + ", ".join(f"c{v}_{k} = bv" for k in range(4)) + ";")
+        L += ["                for (int64_t t = 0; t < T4; t++) {",
+              "                    const __m512i w = _mm512_set1_epi32(wm[t]);",
+              "                    const int32_t *ko = j->koff + 4 * t;",
+              "                    const uint8_t *s0 = pl + ko[0] + q0, *s1 = pl + ko[1] + q0, *s2 = pl + ko[2] + q0, *s3 = pl + ko[3] + q0;"]
+        for v in range(nvd):
+            L += [f"                    {{ const __m512i x0 = _mm512_loadu_si512((const void *)(s0 + {64 * v})), "
+                  f"x1 = _mm512_loadu_si512((const void *)(s1 + {64 * v})), "
+                  f"x2 = _mm512_loadu_si512((const void *)(s2 + {64 * v})), "
+                  f"x3 = _mm512_loadu_si512((const void *)(s3 + {64 * v}));",
+                  "                      const __m512i l01 = _mm512_unpacklo_epi8(x0, x1), h01 = _mm512_unpackhi_epi8(x0, x1);",
+                  "                      const __m512i l23 = _mm512_unpacklo_epi8(x2, x3), h23 = _mm512_unpackhi_epi8(x2, x3);",
+                  f"                      c{v}_0 = {dp}(c{v}_0, _mm512_unpacklo_epi16(l01, l23), w);",
+                  f"                      c{v}_1 = {dp}(c{v}_1, _mm512_unpackhi_epi16(l01, l23), w);",
+                  f"                      c{v}_2 = {dp}(c{v}_2, _mm512_unpacklo_epi16(h01, h23), w);",
+                  f"                      c{v}_3 = {dp}(c{v}_3, _mm512_unpackhi_epi16(h01, h23), w); }}"]
+        L.append("                }")
+        for v in range(nvd):
+            # lane L of accumulator k holds pixels 16 L + 4 k .. + 3: back to pixel order
+            L += [f"                {{ const int64_t q = q0 + {64 * v};"]
+            if y32:
+                L += ["                  int64_t vh[4] = {0}, vw[4] = {0};",
+                      "                  if (Wq != OW) pdc_qx_cursor(q, Wq, 4, vh, vw);",f"                  const __m512i t0 = _mm512_shuffle_i32x4(c{v}_0, c{v}_1, 0x44), t1 = _mm512_shuffle_i32x4(c{v}_2, c{v}_3, 0x44);",
+                      f"                  const __m512i t2 = _mm512_shuffle_i32x4(c{v}_0, c{v}_1, 0xEE), t3 = _mm512_shuffle_i32x4(c{v}_2, c{v}_3, 0xEE);",
+                      "                  pdc_qx_store16_i32(yp, q, vh[0], vw[0], _mm512_shuffle_i32x4(t0, t1, 0x88), NQ, Wq, OW);",
+                      "                  pdc_qx_store16_i32(yp, q + 16, vh[1], vw[1], _mm512_shuffle_i32x4(t0, t1, 0xDD), NQ, Wq, OW);",
+                      "                  pdc_qx_store16_i32(yp, q + 32, vh[2], vw[2], _mm512_shuffle_i32x4(t2, t3, 0x88), NQ, Wq, OW);",
+                      "                  pdc_qx_store16_i32(yp, q + 48, vh[3], vw[3], _mm512_shuffle_i32x4(t2, t3, 0xDD), NQ, Wq, OW); }"]
+                continue
+            L += [f"                  const __m128i A = {out.apply(f'c{v}_0')}, B = {out.apply(f'c{v}_1')};",
+                  f"                  const __m128i Cc = {out.apply(f'c{v}_2')}, D = {out.apply(f'c{v}_3')};",
+                  "                  const __m128i abl = _mm_unpacklo_epi32(A, B), abh = _mm_unpackhi_epi32(A, B);",
+                  "                  const __m128i cdl = _mm_unpacklo_epi32(Cc, D), cdh = _mm_unpackhi_epi32(Cc, D);",
+                  "                  const __m128i o0 = _mm_unpacklo_epi64(abl, cdl), o1 = _mm_unpackhi_epi64(abl, cdl);",
+                  "                  const __m128i o2 = _mm_unpacklo_epi64(abh, cdh), o3 = _mm_unpackhi_epi64(abh, cdh);",
+                  "                  if (Wq == OW) {",
+                  "                      pdc_qx_store16(yp, q, 0, 0, o0, NQ, Wq, OW); pdc_qx_store16(yp, q + 16, 0, 0, o1, NQ, Wq, OW);",
+                  "                      pdc_qx_store16(yp, q + 32, 0, 0, o2, NQ, Wq, OW); pdc_qx_store16(yp, q + 48, 0, 0, o3, NQ, Wq, OW);",
+                  "                  } else {  /* the flat grid to the stage, its rows copied out below */",
+                  "                      _mm_storeu_si128((__m128i *)(st + q), o0); _mm_storeu_si128((__m128i *)(st + q + 16), o1);",
+                  "                      _mm_storeu_si128((__m128i *)(st + q + 32), o2); _mm_storeu_si128((__m128i *)(st + q + 48), o3);",
+                  "                  } }"]
+        L.append("            }")
+        if not y32:
+            L.append("            if (Wq != OW) pdc_qx_copy_rows(yp, st, j->OH, OW, Wq);")
+        L += ["        }", "    }", "}"]
+        return [(name, "\n".join(x for x in L if x) + "\n")]
+    return gen
+
+
+def _qconv_depthwise(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int, off: int) -> Optional[str]:
+    nvd = 1 if g.flat_outputs() <= 64 else 2
+    grid = g.grid(64 * nvd)
+    Hq, Wq, NQ, phases = grid["Hq"], grid["Wq"], grid["NQ"], grid["phases"]
+    taps = g.KH * g.KW
+    T4 = -(-taps // 4)
+    koff = np.zeros(T4 * 4, np.int64)  # the padded tap slots read offset 0 with weight 0
+    koff[:taps] = grid["tap_off"]
+    wq = np.zeros((g.M, T4 * 4), np.int8)
+    wq[:, :taps] = w.reshape(g.M, taps)
+    slack = grid["nq_pad"] - NQ + 64
+    plane = len(phases) * Hq * Wq + slack
+    stage_off = -(-plane // 64) * 64  # the flat output grid of one channel (int8 outputs, Wq > OW)
+    plane = stage_off + grid["nq_pad"] + 64
+    if plane >= 2 ** 31:
+        return None
+    units = g.N * g.C
+    parallel = ctx.split(g.N * g.M * g.OH * g.OW * taps, PARALLEL_MIN_MACS // 4) and units > 1
+    slots = ctx.slots(parallel)
+    pl, stride = ctx.thread_scratch(plane, slots, "uint8_t", 1)
+    _common(ctx)
+    ctx.helper("pdc_qx_copy_rows", ROWS_COPY)
+    ctx.helper("pdc_qx_conv_job", CONV_JOB)
+    ctx.helper("pdc_qx_plane", PLANE)
+    fields = g.fields(xz, off)
+    fields.update(rows=pl, rows_stride=stride, rs=slack, stage_off=stage_off, w=add_weight(ctx, wq.view(np.int32).reshape(-1), "int32_t"),
+                  koff=add_weight(ctx, koff.astype(np.int32), "int32_t"), **out.fields(ctx, lambda v, f: v, g.M),
+                  **_phase_fields(ctx, phases), Hq=Hq, Wq=Wq, NQ=NQ, KQ=T4)
+    lines = _job_lines("pdc_qx_conv_job", fields)
+    lines += _variants(ctx, f"pdc_qx_dwconv_{nvd}_{out.kind}", _dw_task(nvd, out), "pdc_slot_task_fn")
+    if slots > 1:
+        lines.append(f"    pdc_parallel_slots({units}, {slots}, fn, (void *)&j);")
+    else:
+        lines.append(f"    fn((void *)&j, 0, {units}, 0);")
+    return "\n".join(lines)
+
+
+@kernel("qconv", family="x86")
+def qconv(ctx: KernelContext) -> Optional[str]:
+    setup = _conv_setup(ctx)
+    if setup is None:
+        return None
+    g, w, out, xz, off = setup
+    if g.cg == 1 and take("qconv", "vnni-depthwise", g.mg <= 2):
+        return mark("qconv", "vnni-depthwise", _qconv_depthwise(ctx, g, w, out, xz, off))
+    if g.pointwise and take("qconv", "vnni-pointwise"):
+        g.flatten_planes()
+        return mark("qconv", "vnni-pointwise", _qconv_dense(ctx, g, w, out, xz, off))
+    if take("qconv", "vnni"):
+        return mark("qconv", "vnni", _qconv_dense(ctx, g, w, out, xz, off))
+    return None
+
+
+# ---- qmatmul --------------------------------------------------------------------------------------
+MM_JOB = """/* y [R][N] = requant(a [R][K] x b [K][N]) on AVX-512 (x86/qint.py); b packed [N/NR][K/4][NR][4]. */
+typedef struct {
+    const uint8_t *a;
+    uint8_t *y;
+    const int8_t *b;
+    const int32_t *bias;    /* bias - (a_zero + off) * sum over k of b, per (padded) column */
+    const int32_t *mult, *shift;
+    const double *mscale;
+    int64_t R, K, N, KQ, NRB;
+    int32_t flip, yz, lo, hi;
+} pdc_qx_mm_job;
+"""
+
+MM_TILES = ((1, 4), (2, 4), (4, 4), (6, 4), (8, 3), (12, 2))
+
+
+def _mm_task(mr: int, nv: int, flip: bool, out: _Out):
+    nr = 16 * nv
+
+    def gen(name: str, dp: str, attr: str) -> list:
+        acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
+
+        def quad(src: str) -> str:
+            return f"_mm512_xor_si512(_mm512_set1_epi32({src}), fl)" if flip else f"_mm512_set1_epi32({src})"
+
+        L = [f"/* MR = {mr} rows x {nv} vectors of 16 columns{', int8 a (sign bit flipped)' if flip else ''} */",
+             f"static {attr}void {name}(void *vj, int64_t u0, int64_t u1) {{",
+             "    const pdc_qx_mm_job *j = (const pdc_qx_mm_job *)vj;",
+             "    const int64_t R = j->R, K = j->K, N = j->N, KQ = j->KQ, NRB = j->NRB, KF = K / 4, KT = K - 4 * KF;",
+             out.setup(),
+             "    const __m512i fl = _mm512_set1_epi32(j->flip * 0x01010101);" if flip else "",
+             "    for (int64_t u = u0; u < u1; u++) {",
+             f"        const int64_t rb = u % NRB, cb = u / NRB, r0 = rb * {mr}, n0 = cb * {nr};",
+             "        const int64_t rows = R - r0; (void)rows;  /* rows past R: row r0 again, dropped */" if mr == 1 else
+             "        const int64_t rows = R - r0;",
+             f"        const int8_t *bp = j->b + cb * KQ * {nr * 4};"]
+        for i in range(mr):  # rows past R read row r0 (results dropped)
+            L.append(f"        const uint8_t *a{i} = j->a + (r0 + {f'(rows > {i} ? {i} : 0)' if i else '0'}) * K;")
+        for v in range(nv):
+            L.append(f"        const __m512i bias{v} = _mm512_loadu_si512((const void *)(j->bias + n0 + {16 * v}));")
+        for i in range(mr):
+            L.append("        __m512i " + ", ".join(f"{acc[i][v]} = bias{v}" for v in range(nv)) + ";")
+
+        def body(src_of):
+            o = ["            " + " ".join(f"const __m512i w{v} = _mm512_loadu_si512((const void *)(bp + {64 * v}));"
+                                           for v in range(nv))]
+            for i in range(mr):
+                o.append(f"            {{ {src_of(i)} const __m512i x = {quad('t')}; "
+                         + " ".join(f"{acc[i][v]} = {dp}({acc[i][v]}, x, w{v});" for v in range(nv)) + " }")
+            return o
+        L.append(f"        for (int64_t k = 0; k < KF; k++, bp += {nr * 4}) {{")
+        L += body(lambda i: f"int32_t t; memcpy(&t, a{i} + 4 * k, 4);")
+        L.append("        }")
+        L.append("        if (KT) {")
+        L += body(lambda i: f"int32_t t = 0; memcpy(&t, a{i} + 4 * KF, (size_t)KT);")
+        L.append("        }")
+        for v in range(nv):
+            L.append(f"        if (N - n0 > {16 * v}) {{")
+            L.append(f"            const int64_t cols = N - n0 - {16 * v};")
+            L.append("            const __mmask16 km = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);")
+            if not out.y32:
+                L.append("            " + out.columns(f"n0 + {16 * v}"))
+            for i in range(mr):
+                cond = f"if (rows > {i}) " if i else ""
+                if out.y32:
+                    L.append(f"            {cond}_mm512_mask_storeu_epi32((int32_t *)j->y + (r0 + {i}) * N + n0 + {16 * v}, km, {acc[i][v]});")
+                else:
+                    L.append(f"            {cond}_mm_mask_storeu_epi8(j->y + (r0 + {i}) * N + n0 + {16 * v}, km, {out.apply(acc[i][v])});")
+            L.append("        }")
+        L += ["    }", "}"]
+        return [(name, "\n".join(x for x in L if x) + "\n")]
+    return gen
+
+
+@kernel("qmatmul", family="x86")
+def qmatmul(ctx: KernelContext) -> Optional[str]:
+    if ctx.config.simd != "avx512" or not take("qmatmul", "vnni"):
+        return None
+    operands = native_qmatmul_operands(ctx)
+    if operands is None:
+        return None
+    b, K, N, R = operands
+    off = 128 if ctx.inputs[0].dtype.short == "i8" else 0
+    out = _setup_out(ctx, np.asarray(b, np.int8).T, int(ctx.attrs.get("a_zero", 0)), off)
+    if out is None:
+        return None
+    threads = ctx.config.threads if ctx.config.parallel else 1
+    mr, nv = min(MM_TILES, key=lambda t: _tile_cost(R, N, t[0], 16, t[1], 1, threads))
+    nr = 16 * nv
+    NCB, NRB, KQ = -(-N // nr), -(-R // mr), -(-K // 4)
+    bp = np.zeros((KQ * 4, NCB * nr), np.int8)
+    bp[:K, :N] = b
+    bp = np.ascontiguousarray(bp.reshape(KQ, 4, NCB, nv, 16).transpose(2, 0, 3, 4, 1)).reshape(-1)
+
+    def padded(v, fill):
+        t = np.full(NCB * nr, fill, np.asarray(v).dtype)
+        t[:N] = v
+        return t
+
+    _common(ctx)
+    ctx.helper("pdc_qx_mm_job", MM_JOB)
+    fields = dict(a="(const uint8_t *)in0", y="(uint8_t *)out0", b=add_weight(ctx, bp, "int8_t"),
+                  **out.fields(ctx, padded, NCB * nr), R=R, K=K, N=N, KQ=KQ, NRB=NRB, flip=off)
+    lines = _job_lines("pdc_qx_mm_job", fields)
+    lines += _variants(ctx, f"pdc_qx_mm_{mr}x{nv}{'s' if off else 'u'}_{out.kind}", _mm_task(mr, nv, bool(off), out),
+                       "pdc_task_fn")
+    units = NCB * NRB
+    if ctx.split(R * N * K, PARALLEL_MIN_MACS) and units > 1:
+        lines.append(f"    pdc_parallel_for({units}, fn, (void *)&j);")
+    else:
+        lines.append(f"    fn((void *)&j, 0, {units});")
+    return mark("qmatmul", "vnni", "\n".join(lines))
+
+
+# ---- qadd -----------------------------------------------------------------------------------------
+declare("qadd", "portable", "avx512")
+
+QADD_CHUNK = 16384  # elements per work unit
+QADD_PARALLEL_MIN = 1 << 19  # elements: below, one thread (the work is ~1 ns per 16 elements)
+
+ADD_JOB = """/* y = qadd(a, b) of same-shape tensors in double lanes (x86/qint.py): k = {m_a / 2^s, m_b / 2^s, C}. */
+typedef struct {
+    const uint8_t *a, *b;
+    uint8_t *y;
+    const double *k;
+    int64_t n;
+    int32_t lo, hi;
+} pdc_qx_add_job;
+"""
+
+
+def _add_task(name: str, a_signed: bool, b_signed: bool) -> str:
+    cvt = {True: "_mm512_cvtepi8_epi32", False: "_mm512_cvtepu8_epi32"}
+    return f"""/* floor(a * m_a / 2^s + b * m_b / 2^s + C) = y_zero + ((a - a_zero) * m_a + (b - b_zero) * m_b + 2^(s-1)) >> s,
+   every fma exact (checked at compile time), clamped */
+static void {name}(void *vj, int64_t u0, int64_t u1) {{
+    const pdc_qx_add_job *j = (const pdc_qx_add_job *)vj;
+    const __m512d ka = _mm512_set1_pd(j->k[0]), kb = _mm512_set1_pd(j->k[1]), kc = _mm512_set1_pd(j->k[2]);
+    const __m512i lo = _mm512_set1_epi32(j->lo), hi = _mm512_set1_epi32(j->hi);
+    const int64_t i1 = u1 * {QADD_CHUNK} < j->n ? u1 * {QADD_CHUNK} : j->n;
+    for (int64_t i = u0 * {QADD_CHUNK}; i < i1; i += 16) {{
+        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1);
+        const __m512i a = {cvt[a_signed]}(_mm_maskz_loadu_epi8(m, j->a + i)), b = {cvt[b_signed]}(_mm_maskz_loadu_epi8(m, j->b + i));
+        const __m512d d0 = _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(a)), ka,
+                                           _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(b)), kb, kc));
+        const __m512d d1 = _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(a, 1)), ka,
+                                           _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(b, 1)), kb, kc));
+        const __m256i r0 = _mm512_cvt_roundpd_epi32(d0, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __m256i r1 = _mm512_cvt_roundpd_epi32(d1, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+        _mm_mask_storeu_epi8(j->y + i, m, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi)));
+    }}
+}}
+"""
+
+
+def _add_constants(ma: int, mb: int, s: int, az: int, bz: int, yz: int, a_range, b_range) -> Optional[list]:
+    """[m_a / 2^s, m_b / 2^s, C] with C = (2^(s-1) + y_zero 2^s - a_zero m_a - b_zero m_b) / 2^s when
+    fma(a, m_a / 2^s, fma(b, m_b / 2^s, C)) is exact for every a, b of their types (each sum an
+    integer below 2^53 over 2^s) and the result within int32; else None."""
+    c = (1 << (s - 1)) + yz * (1 << s) - az * ma - bz * mb
+    inner = max(abs(v * mb + c) for v in b_range)
+    outer = max(abs(u * ma + v * mb + c) for u in a_range for v in b_range)
+    if max(inner, outer, abs(c)) >= 1 << 53 or (outer >> s) + 1 >= 1 << 31:
+        return None
+    return [ma * 2.0 ** -s, mb * 2.0 ** -s, c * 2.0 ** -s]
+
+
+@kernel("qadd", family="x86")
+def qadd(ctx: KernelContext) -> Optional[str]:
+    """qadd of two same-shape tensors (a residual add) in double lanes where that is exact."""
+    if ctx.config.simd != "avx512" or not take("qadd", "avx512"):
+        return None
+    a_t, b_t, y_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    if not (tuple(a_t.shape) == tuple(b_t.shape) == tuple(y_t.shape)) or math.prod(y_t.shape) == 0:
+        return None
+    if {a_t.dtype.short, b_t.dtype.short, y_t.dtype.short} - {"i8", "u8"}:
+        return None
+
+    def rng(t):  # the extreme codes of the type (the bounds are linear in them)
+        return (-128, 127) if t.dtype.short == "i8" else (0, 255)
+    k = _add_constants(int(ctx.attrs["a_multiplier"]), int(ctx.attrs["b_multiplier"]), int(ctx.attrs["shift"]),
+                       int(ctx.attrs.get("a_zero", 0)), int(ctx.attrs.get("b_zero", 0)), int(ctx.attrs.get("y_zero", 0)),
+                       rng(a_t), rng(b_t))
+    if k is None:
+        return None
+    n = math.prod(y_t.shape)
+    lo, hi = _clamp(ctx)
+    name = f"pdc_qx_add_{a_t.dtype.short}_{b_t.dtype.short}"
+    _common(ctx)
+    ctx.helper("pdc_qx_add_job", ADD_JOB)
+    ctx.helper(name, _add_task(name, a_t.dtype.short == "i8", b_t.dtype.short == "i8"))
+    fields = dict(a="(const uint8_t *)in0", b="(const uint8_t *)in1", y="(uint8_t *)out0",
+                  k=add_weight(ctx, np.asarray(k, np.float64), "double"), n=n, lo=lo, hi=hi)
+    lines = _job_lines("pdc_qx_add_job", fields)
+    units = -(-n // QADD_CHUNK)
+    if ctx.split(n, QADD_PARALLEL_MIN) and units > 1:
+        lines.append(f"    pdc_parallel_for({units}, {name}, (void *)&j);")
+    else:
+        lines.append(f"    {name}((void *)&j, 0, {units});")
+    return mark("qadd", "avx512", "\n".join(lines))

@@ -1,0 +1,340 @@
+"""The x86 int8 kernels (pdc/codegen/kernels/x86/qint.py: vpdpbusd) against the NumPy references of
+qconv / qmatmul BIT FOR BIT (np.array_equal, same dtype), on x86-avx512, each kernel path forced
+with PDC_FORCE_PATH so that every draw takes it:
+
+- qconv=vnni: the implicit GEMM over the packed input, on dense, grouped and depthwise layers
+  (kernels 1..7, strides and dilations 1..3, asymmetric pads, auto_pad);
+- qconv=vnni-pointwise: 1x1 stride-1 unpadded layers as a plain GEMM;
+- qconv=vnni-depthwise: one input channel per group (channel multipliers 1..3 too);
+- qmatmul=vnni: a [..., K] x b [K, N], K and N off the 4 / 16 multiples;
+- qadd=avx512: a residual add of same-shape tensors in double lanes, where that is exact;
+- int8-dot=emulated: the same kernels with vpdpbusd emulated by vpmaddwd (the code a CPU
+  without AVX512-VNNI runs).
+Draws mix int8 / uint8 inputs and outputs, zero points, per-tensor / per-channel multipliers
+(natural, log-uniform, raw (m, s) over the whole shift range, few-bit ties), clamps and int32
+accumulator outputs (the strategies of test_qint_kernels.py). Each draw asserts that every layer
+took the forced path (a silent fallback to the portable kernel would prove nothing); a runtime
+bias, which the x86 kernels leave to the portable one, is made a constant for that reason.
+PDC_FUZZ_SCALE / PDC_FUZZ_SEED scale and reseed the draws as for the other kernel properties.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from harness import fuzz_examples
+from pdc.ir import dtypes
+from pdc.ir.ops.qint import fixed_point
+from targets import require
+from pdc.codegen.kernels.x86.qint import _add_constants
+from test_qint_kernels import (ACT, Const, QLayer, _acc_scale, _bias, _multipliers, _operands, _out_extent,
+                               _output_attrs, _zero, check_qlayers, qadd_layer, qmatmul_layer)
+
+TARGET = "x86-avx512"
+
+
+@pytest.fixture(autouse=True)
+def _avx512():
+    require(TARGET)
+
+
+def _const_bias(layer: QLayer) -> QLayer:
+    if len(layer.inputs) > 2 and isinstance(layer.inputs[2], np.ndarray):
+        layer.inputs[2] = Const(layer.inputs[2])
+    return layer
+
+
+def check_path(layers: list[QLayer], force: str, path: str, threads: int = 2) -> str:
+    """Compiles the draw with PDC_FORCE_PATH=force, checks it bit for bit and that each layer's
+    kernel took `path` ('qconv/vnni', ...); returns the kernels' C."""
+    layers = [_const_bias(layer) for layer in layers]
+    source = check_qlayers(layers, TARGET, threads=threads, force=force)
+    taken = source.count(f"/* path: {path} */")
+    assert taken == len(layers), f"{taken} of {len(layers)} layers took {path} under PDC_FORCE_PATH={force}"
+    return source
+
+
+def run(strategy, force: str, path: str, examples: int) -> None:
+    seed = os.environ.get("PDC_FUZZ_SEED", "0")
+
+    @settings(max_examples=fuzz_examples(examples), deadline=None, database=None, derandomize=seed == "0",
+              phases=[Phase.explicit, Phase.generate, Phase.shrink], print_blob=True,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def prop(layers):
+        check_path(layers, force, path)
+
+    if seed not in ("0", "random"):
+        prop = __import__("hypothesis").seed(int(seed))(prop)
+    prop()
+
+
+# ---- strategies -------------------------------------------------------------------------------------
+@st.composite
+def conv_layer(draw, kind: str, max_extent: int = 24, max_macs: int = 400_000):
+    """A qconv of one kind: dense, grouped, depthwise (one input channel per group, a channel
+    multiplier 1..3) or pointwise (1x1, stride 1, no padding; any groups)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    n = draw(st.sampled_from([1, 1, 1, 2]))
+    if kind == "depthwise":
+        group, cg, mg = draw(st.integers(1, 40)), 1, draw(st.sampled_from([1, 1, 1, 2, 3]))
+    elif kind == "grouped":
+        group, cg, mg = draw(st.integers(2, 4)), draw(st.integers(1, 9)), draw(st.integers(1, 20))
+    elif kind == "pointwise":
+        group = draw(st.sampled_from([1, 1, 1, 2, 3]))
+        cg, mg = draw(st.integers(1, 70)), draw(st.integers(1, 70))
+    else:
+        group, cg, mg = 1, draw(st.integers(1, 24)), draw(st.integers(1, 40))
+    pointwise = kind == "pointwise"
+    auto_pad = "NOTSET" if pointwise else draw(st.sampled_from(["NOTSET"] * 6 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
+    kernel, strides, dils, pads, ins = [], [], [], [], []
+    for _ in range(2):
+        k = 1 if pointwise else draw(st.integers(1, 7))
+        s = 1 if pointwise else draw(st.integers(1, 3))
+        d = draw(st.integers(1, 3)) if not pointwise and draw(st.booleans()) else 1
+        p = (0, 0) if pointwise else (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
+        ext = (k - 1) * d + 1
+        lo = ext if auto_pad == "VALID" else 1
+        size = draw(st.integers(lo, max(lo, max_extent)))
+        if auto_pad == "NOTSET" and size + p[0] + p[1] < ext:
+            size = ext - p[0] - p[1]
+        kernel.append(k), strides.append(s), dils.append(d), pads.append(p), ins.append(max(size, 1))
+    outs = [_out_extent(ins[i], kernel[i], strides[i], dils[i], pads[i], auto_pad) for i in range(2)]
+
+    def macs():
+        return n * group * mg * math.prod(outs) * cg * math.prod(kernel)
+    while macs() > max_macs:  # channels first, then the image (the window kept inside it)
+        if mg > 1 or cg > 1:
+            mg, cg = max(1, mg * 2 // 3), max(1, cg * 2 // 3)
+        elif group > 1:
+            group = max(1, group // 2)
+        else:
+            i = int(np.argmax(outs))
+            ext = (kernel[i] - 1) * dils[i] + 1
+            floor = ext if auto_pad == "VALID" else max(1, ext - pads[i][0] - pads[i][1]) if auto_pad == "NOTSET" else 1
+            if ins[i] // 2 >= floor:
+                ins[i] //= 2
+            elif n > 1:
+                n = 1
+            else:
+                break
+        outs = [_out_extent(ins[i], kernel[i], strides[i], dils[i], pads[i], auto_pad) for i in range(2)]
+    c, m = cg * group, mg * group
+    x_dt = draw(st.sampled_from(ACT))
+    attrs = {"x_zero": _zero(rng, x_dt) if draw(st.integers(0, 3)) else 0}
+    x, w = _operands(draw, rng, x_dt, attrs["x_zero"], (n, c, *ins), (m, cg, *kernel))
+    attrs["kernel_shape"] = list(kernel)
+    if draw(st.booleans()) or any(s > 1 for s in strides):
+        attrs["strides"] = strides
+    if any(d > 1 for d in dils) or draw(st.booleans()):
+        attrs["dilations"] = dils
+    if group > 1:
+        attrs["group"] = group
+    if auto_pad != "NOTSET":
+        attrs["auto_pad"] = auto_pad
+    elif any(pads[0] + pads[1]) or draw(st.booleans()):
+        attrs["pads"] = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
+    scale = _acc_scale(x, attrs["x_zero"], w.reshape(m, -1))
+    out = _output_attrs(draw, rng, accumulators=True)
+    if out["y_dtype"] is not dtypes.int32:
+        attrs["multiplier"], attrs["shift"] = _multipliers(draw, rng, m, draw(st.booleans()), scale)
+    attrs.update(out)
+    bias = _bias(draw, rng, m, scale)
+    return QLayer("qconv", [x, Const(w)] + ([bias] if bias is not None else []), attrs)
+
+
+@st.composite
+def same_shape_qadd(draw):
+    """test_qint_kernels' qadd draws (natural, log-uniform, raw and few-bit multipliers, clamps)
+    with b and y the shape of a, sometimes large."""
+    layer = draw(qadd_layer())
+    a, b = layer.inputs
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    shape = list(a.shape) if a.size > 1 or draw(st.booleans()) else [draw(st.integers(1, 200_000))]
+    if draw(st.integers(0, 3)) == 0:
+        shape = [1, draw(st.integers(1, 64)), draw(st.integers(1, 60)), draw(st.integers(1, 60))]
+
+    def full(v):
+        info = np.iinfo(v.dtype)
+        return rng.integers(int(info.min), int(info.max) + 1, shape).astype(v.dtype)
+    return QLayer("qadd", [full(a), full(b)], layer.attrs)
+
+
+def _qadd_exact(layer: QLayer) -> bool:
+    """Whether the double-lane qadd takes the layer (else the portable kernel does)."""
+    at = layer.attrs
+    rng = [(-128, 127) if v.dtype == np.int8 else (0, 255) for v in layer.inputs]
+    return _add_constants(at["a_multiplier"], at["b_multiplier"], at["shift"], at.get("a_zero", 0), at.get("b_zero", 0),
+                          at.get("y_zero", 0), rng[0], rng[1]) is not None
+
+
+def layers(one, max_size: int):
+    return st.lists(one, min_size=1, max_size=max_size)
+
+
+ANY_CONV = st.one_of(conv_layer("dense"), conv_layer("dense"), conv_layer("grouped"), conv_layer("depthwise"),
+                     conv_layer("pointwise"))
+
+
+# ---- properties ---------------------------------------------------------------------------------------
+def test_vnni_implicit_gemm_matches_reference():
+    run(layers(ANY_CONV, 5), "qconv=vnni", "qconv/vnni", examples=24)
+
+
+def test_vnni_pointwise_matches_reference():
+    run(layers(conv_layer("pointwise"), 5), "qconv=vnni-pointwise", "qconv/vnni-pointwise", examples=12)
+
+
+def test_vnni_depthwise_matches_reference():
+    run(layers(conv_layer("depthwise"), 5), "qconv=vnni-depthwise", "qconv/vnni-depthwise", examples=16)
+
+
+def test_vnni_qmatmul_matches_reference():
+    run(layers(qmatmul_layer(max_macs=400_000), 6), "qmatmul=vnni", "qmatmul/vnni", examples=16)
+
+
+def test_qadd_matches_reference():
+    seed = os.environ.get("PDC_FUZZ_SEED", "0")
+    taken = []
+
+    @settings(max_examples=fuzz_examples(12), deadline=None, database=None, derandomize=seed == "0",
+              suppress_health_check=list(HealthCheck))
+    @given(layers(same_shape_qadd(), 5))
+    def prop(draw_layers):
+        source = check_qlayers(draw_layers, TARGET, threads=2, force="qadd=avx512")
+        exact = sum(_qadd_exact(layer) for layer in draw_layers)
+        assert source.count("/* path: qadd/avx512 */") == exact
+        taken.append(exact)
+
+    if seed not in ("0", "random"):
+        prop = __import__("hypothesis").seed(int(seed))(prop)
+    prop()
+    assert sum(taken) >= len(taken)  # most draws' layers take the path (natural multipliers)
+
+
+def test_qadd_on_every_pair_of_values():
+    """Every (a, b) code pair of each type combination, on multipliers with few bits (exact ties,
+    negative ones too) and on full 31-bit ones."""
+    layers_ = []
+    for i, (a_dt, b_dt, y_dt) in enumerate([(np.int8, np.int8, dtypes.int8), (np.uint8, np.int8, dtypes.uint8),
+                                            (np.int8, np.uint8, dtypes.int8), (np.uint8, np.uint8, dtypes.uint8)]):
+        a = np.repeat(np.arange(256) + np.iinfo(a_dt).min, 256).astype(a_dt).reshape(256, 256)
+        b = np.tile(np.arange(256) + np.iinfo(b_dt).min, 256).astype(b_dt).reshape(256, 256)
+        for ma, mb, sh in ((1, 3, 2), (5, 2, 3), (1 << 29, 3 << 28, 31), (1288490189, 1717986918, 33)):
+            layers_.append(QLayer("qadd", [a, b], {"a_zero": [-5, 131, 0, 126][i], "b_zero": [3, -2, 128, 0][i],
+                                                  "a_multiplier": ma, "b_multiplier": mb, "shift": sh,
+                                                  "y_zero": [0, 128, -3, 17][i], "y_dtype": y_dt}))
+    source = check_qlayers(layers_, TARGET, force="qadd=avx512")
+    assert source.count("/* path: qadd/avx512 */") == len(layers_)
+
+
+def test_emulated_dot_products_match_reference():
+    """The AVX-512BW emulation of vpdpbusd (what runs without AVX512-VNNI), every kernel kind."""
+    run(layers(st.one_of(ANY_CONV, conv_layer("depthwise")), 4), "qconv=vnni,int8-dot=emulated", "qconv/vnni",
+        examples=6)
+    run(layers(conv_layer("depthwise"), 3), "qconv=vnni-depthwise,int8-dot=emulated", "qconv/vnni-depthwise",
+        examples=4)
+    run(layers(conv_layer("pointwise"), 3), "qconv=vnni-pointwise,int8-dot=emulated", "qconv/vnni-pointwise",
+        examples=3)
+    run(layers(qmatmul_layer(), 4), "qmatmul=vnni,int8-dot=emulated", "qmatmul/vnni", examples=4)
+
+
+# ---- fixed layers: model-sized shapes, threads, the paths' edges ---------------------------------------------
+def _conv(seed, x_shape, w_shape, x_dt=np.int8, y_dt=dtypes.int8, per_channel=True, bias=True, y_zero=-5, **attrs):
+    rng = np.random.default_rng(seed)
+    m = w_shape[0]
+    x = rng.integers(np.iinfo(x_dt).min, np.iinfo(x_dt).max + 1, x_shape).astype(x_dt)
+    w = rng.integers(-127, 128, w_shape).astype(np.int8)
+    a = {"x_zero": _zero(rng, x_dt), **attrs}
+    if y_dt is not dtypes.int32:
+        k = math.prod(w_shape[1:])
+        pairs = [fixed_point(float(v)) for v in 1.0 / (40 * math.sqrt(k)) * 10 ** rng.uniform(-0.5, 0.5, m if per_channel else 1)]
+        a.update(multiplier=[p[0] for p in pairs], shift=[p[1] for p in pairs], y_zero=y_zero, y_dtype=y_dt)
+    else:
+        a["y_dtype"] = y_dt
+    ins = [x, Const(w)]
+    if bias:
+        ins.append(Const(rng.integers(-20000, 20000, m).astype(np.int32)))
+    return QLayer("qconv", ins, a)
+
+
+MODEL_LAYERS = [  # ResNet / MobileNet-like, two threads
+    ("qconv/vnni", _conv(1, [1, 3, 64, 64], [32, 3, 7, 7], strides=[2, 2], pads=[3, 3, 3, 3], clamp=[-128, 127])),
+    ("qconv/vnni", _conv(2, [1, 64, 28, 28], [64, 64, 3, 3], pads=[1, 1, 1, 1], y_zero=-128, clamp=[-128, 127])),
+    ("qconv/vnni", _conv(3, [1, 64, 29, 30], [96, 64, 3, 3], x_dt=np.uint8, y_dt=dtypes.uint8, strides=[2, 2],
+                         pads=[1, 0, 1, 1], y_zero=3)),
+    ("qconv/vnni", _conv(4, [1, 128, 14, 14], [128, 128, 1, 1], strides=[2, 2], per_channel=False)),
+    ("qconv/vnni", _conv(5, [1, 256, 7, 7], [200, 256, 3, 3], pads=[1, 1, 1, 1])),
+    ("qconv/vnni-pointwise", _conv(6, [1, 96, 56, 56], [24, 96, 1, 1])),
+    ("qconv/vnni-pointwise", _conv(7, [1, 24, 56, 56], [144, 24, 1, 1], clamp=[-128, 40])),
+    ("qconv/vnni-pointwise", _conv(8, [1, 320, 7, 7], [1280, 320, 1, 1], y_dt=dtypes.int32)),
+    ("qconv/vnni-depthwise", _conv(9, [1, 144, 56, 56], [144, 1, 3, 3], group=144, pads=[1, 1, 1, 1])),
+    ("qconv/vnni-depthwise", _conv(10, [1, 96, 57, 56], [96, 1, 3, 3], group=96, strides=[2, 2], pads=[1, 1, 1, 1])),
+    ("qconv/vnni-depthwise", _conv(11, [2, 64, 7, 7], [64, 1, 7, 7], group=64, x_dt=np.uint8, y_dt=dtypes.int32)),
+    ("qconv/vnni-depthwise", _conv(12, [1, 32, 33, 31], [64, 1, 5, 5], group=32, strides=[2, 1], pads=[3, 0, 1, 4],
+                                   dilations=[1, 2])),
+]
+
+
+@pytest.mark.parametrize("emulated", [False, True])
+def test_model_sized_layers_on_two_threads(emulated):
+    source = check_qlayers([layer for _, layer in MODEL_LAYERS], TARGET, threads=2,
+                           force="int8-dot=emulated" if emulated else None)
+    for path in {p for p, _ in MODEL_LAYERS}:
+        assert source.count(f"/* path: {path} */") == sum(p == path for p, _ in MODEL_LAYERS), path
+    assert "pdc_parallel_for" in source and "pdc_parallel_slots" in source
+    assert ("= pdc_qx_has_vnni() ?" in source) != emulated
+
+
+def test_qmatmul_rows_and_columns():
+    rng = np.random.default_rng(20)
+    cases = []
+    for i, (shape, n, a_dt) in enumerate([((1, 512), 1000, np.int8), ((1, 1280), 1000, np.uint8), ((37, 96), 33, np.int8),
+                                          ((2, 5, 258), 17, np.uint8), ((3, 1), 16, np.int8)]):
+        k = shape[-1]
+        a = rng.integers(np.iinfo(a_dt).min, np.iinfo(a_dt).max + 1, shape).astype(a_dt)
+        b = rng.integers(-127, 128, (k, n)).astype(np.int8)
+        attrs = {"a_zero": _zero(rng, a_dt)}
+        if i == 0:
+            attrs["y_dtype"] = dtypes.int32
+        else:
+            pairs = [fixed_point(float(v)) for v in 1.0 / (40 * math.sqrt(k)) * 10 ** rng.uniform(-0.5, 0.5, n)]
+            attrs.update(multiplier=[p[0] for p in pairs], shift=[p[1] for p in pairs], y_zero=7, y_dtype=dtypes.int8)
+        cases.append(QLayer("qmatmul", [a, Const(b), Const(rng.integers(-9000, 9000, n).astype(np.int32))], attrs))
+    check_path(cases, "qmatmul=vnni", "qmatmul/vnni")
+
+
+def test_vnni_kernel_is_in_the_code():
+    """The heuristics pick the VNNI path for a 3x3 conv and a dense layer, and the code holds vpdpbusd."""
+    layers_ = [_conv(30, [1, 16, 12, 12], [32, 16, 3, 3], pads=[1, 1, 1, 1]),
+               QLayer("qmatmul", [np.ones((2, 40), np.uint8), Const(np.ones((40, 24), np.int8))],
+                      {"multiplier": [1 << 30], "shift": [33], "y_dtype": dtypes.uint8})]
+    source = check_qlayers(layers_, TARGET)
+    assert "/* path: qconv/vnni */" in source and "/* path: qmatmul/vnni */" in source
+    assert "_mm512_dpbusd_epi32" in source and 'target("avx512vnni")' in source
+
+
+def test_accumulators_past_int32_are_left_to_the_portable_kernel():
+    """255 * sum|w| + |bias| >= 2^31: an int32 accumulator could wrap, the reference's int64 sum
+    does not; the x86 generator declines and the portable kernel (int64 sums) computes the layer."""
+    x = np.full((1, 8192, 3, 3), 255, np.uint8)
+    w = np.full((2, 8192, 3, 3), -128, np.int8)
+    m, s = fixed_point(2e-9)
+    layer = QLayer("qconv", [x, Const(w)], {"multiplier": [m], "shift": [s], "y_dtype": dtypes.int8})
+    source = check_qlayers([layer], TARGET)
+    assert "path: qconv/vnni" not in source
+
+
+def test_avx2_targets_keep_the_portable_kernel(tmp_path):
+    layer = _conv(31, [1, 8, 10, 10], [16, 8, 3, 3], pads=[1, 1, 1, 1])
+    from test_qint_kernels import build_graph
+
+    import pdc
+    g, feeds = build_graph([layer])
+    module = pdc.compile(g, target="x86-avx2", out_dir=str(tmp_path / "b"))
+    assert [k.get("path") for k in module.manifest["kernels"]] in ([None], ["qconv/portable"])
