@@ -61,6 +61,32 @@ def _clamp(ctx: KernelContext) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+class QconvGeometry:
+    """A 2-D qconv layer's static geometry (NCHW), as the native kernels read it."""
+
+    def __init__(self, ctx: KernelContext):
+        N, C, H, W = ctx.inputs[0].shape
+        M, cg, KH, KW = ctx.inputs[1].shape
+        self.N, self.C, self.H, self.W, self.M, self.cg, self.KH, self.KW = N, C, H, W, M, cg, KH, KW
+        self.G = ctx.attrs.get("group", 1) or 1
+        self.mg = M // self.G
+        self.OH, self.OW = ctx.outputs[0].shape[2:]
+        (self.sh, self.sw), (self.dh, self.dw), pads = conv_geometry([H, W], [KH, KW], ctx.attrs)
+        self.pt, self.pl, self.pb, self.pr = pads[0], pads[1], pads[2], pads[3]
+        self.pointwise = KH == KW == 1 and self.sh == self.sw == 1 and not any(pads)
+
+
+def native_qconv_weights(ctx: KernelContext):
+    """The int8 weights of a qconv the native (x86, arm) kernels take: 2-D (NCHW), constant weights,
+    non-empty, int8 / uint8 x, an int8 / uint8 / int32 output; None leaves it to this module."""
+    xs, ys = ctx.inputs[0].shape, ctx.outputs[0].shape
+    if len(xs) != 4 or ctx.const(1) is None or math.prod(ys) == 0 or math.prod(xs) == 0:
+        return None
+    if ctx.outputs[0].dtype.short not in ("i8", "u8", "i32") or ctx.inputs[0].dtype.short not in ("i8", "u8"):
+        return None
+    return np.asarray(ctx.const(1), np.int8)
+
+
 def native_qmatmul_operands(ctx: KernelContext):
     """(b, K, N, rows of a) of a qmatmul the native (x86, arm) kernels take: a constant 2-D b, int8 /
     uint8 a, an int8 / uint8 / int32 output, a non-empty reduction; None leaves it to this module."""

@@ -73,9 +73,8 @@ import numpy as np
 from ...context import KernelContext
 from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
 from ..paths import declare, forced, mark, take
-from ..qint import PARALLEL_MIN_MACS, _clamp, native_qmatmul_operands
+from ..qint import PARALLEL_MIN_MACS, QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands
 from ..quant import add_weight
-from ....ir.ops.quant import conv_geometry
 from .vector import arm_kernel
 
 declare("qconv", "portable", "neon-gemm", "neon-pointwise", "neon-depthwise")
@@ -247,13 +246,7 @@ class _Out:
         return f"pdc_qa_rqw({acc}, {m}, vmovl_s32(vget_low_s32({sh})), vmovl_high_s32({sh}))"
 
     def _narrow8(self, h: str) -> str:
-        """int16x8 + y_zero, clamped, as bytes (int8x8)."""
-        v = f"vqaddq_s16({h}, yz)"
-        if self.need_lo:
-            v = f"vmaxq_s16({v}, lo)"
-        if self.need_hi:
-            v = f"vminq_s16({v}, hi)"
-        return f"vreinterpret_s8_u8(vqmovun_s16({v}))" if self.u8 else f"vqmovn_s16({v})"
+        return _narrow_s16(h, self.need_lo, self.need_hi, self.u8)
 
     def store_lines(self, ind: str, accs: list, dst: str, mode: str, cnt: str = "", params=("bcast",)) -> list:
         """C lines storing the 4 * len(accs) outputs of one row (acc v: outputs 4v..4v+3) at dst
@@ -579,21 +572,21 @@ def _ukr_mlal(mr: int, pair: bool, out: _Out) -> tuple[str, str]:
     return name, "\n".join(x for x in L if x) + "\n"
 
 
-class _Geo:
-    """A qconv layer's static geometry (2-D, NCHW)."""
+def _narrow_s16(h: str, need_lo: bool, need_hi: bool, u8: bool) -> str:
+    """int16x8 h + y_zero (yz), clamped to lo / hi where the type's own ends do not, as bytes (int8x8)."""
+    v = f"vqaddq_s16({h}, yz)"
+    if need_lo:
+        v = f"vmaxq_s16({v}, lo)"
+    if need_hi:
+        v = f"vminq_s16({v}, hi)"
+    return f"vreinterpret_s8_u8(vqmovun_s16({v}))" if u8 else f"vqmovn_s16({v})"
 
+
+class _Geo(QconvGeometry):
     def __init__(self, ctx: KernelContext):
-        N, C, H, W = ctx.inputs[0].shape
-        M, cg, KH, KW = ctx.inputs[1].shape
-        self.N, self.C, self.H, self.W, self.M, self.cg, self.KH, self.KW = N, C, H, W, M, cg, KH, KW
-        self.G = ctx.attrs.get("group", 1) or 1
-        self.mg = M // self.G
-        self.OH, self.OW = ctx.outputs[0].shape[2:]
-        (self.sh, self.sw), (self.dh, self.dw), pads = conv_geometry([H, W], [KH, KW], ctx.attrs)
-        self.pt, self.pl, self.pb, self.pr = pads[0], pads[1], pads[2], pads[3]
-        self.pointwise = KH == KW == 1 and self.sh == self.sw == 1 and not any(pads)
+        super().__init__(ctx)
         self.P = self.OH * self.OW
-        self.Hp, self.Wp = H + self.pt + self.pb, W + self.pl + self.pr
+        self.Hp, self.Wp = self.H + self.pt + self.pb, self.W + self.pl + self.pr
 
     @property
     def macs(self) -> int:
@@ -601,15 +594,10 @@ class _Geo:
 
 
 def _conv_setup(ctx: KernelContext):
-    if ctx.config.simd != "neon64":
-        return None
-    xs, ys = ctx.inputs[0].shape, ctx.outputs[0].shape
-    if len(xs) != 4 or ctx.const(1) is None or math.prod(ys) == 0 or math.prod(xs) == 0:
-        return None
-    if ctx.outputs[0].dtype.short not in ("i8", "u8", "i32") or ctx.inputs[0].dtype.short not in ("i8", "u8"):
+    w = native_qconv_weights(ctx) if ctx.config.simd == "neon64" else None
+    if w is None:
         return None
     g = _Geo(ctx)
-    w = np.asarray(ctx.const(1), np.int8)
     flip = 128 if ctx.inputs[0].dtype.short == "u8" else 0
     xzp = int(ctx.attrs.get("x_zero", 0)) - flip  # the zero point as a flipped code
     out = _Out(ctx, w.reshape(g.M, -1), xzp)
@@ -1136,12 +1124,7 @@ class _AddOut:
         return "    const int16x8_t " + ", ".join(v) + ";"
 
     def narrow(self, h: str) -> str:
-        v = f"vqaddq_s16({h}, yz)"
-        if self.need_lo:
-            v = f"vmaxq_s16({v}, lo)"
-        if self.need_hi:
-            v = f"vminq_s16({v}, hi)"
-        return f"vreinterpret_s8_u8(vqmovun_s16({v}))" if self.u8 else f"vqmovn_s16({v})"
+        return _narrow_s16(h, self.need_lo, self.need_hi, self.u8)
 
 
 @arm_kernel("qadd")

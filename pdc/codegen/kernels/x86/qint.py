@@ -73,9 +73,8 @@ import numpy as np
 from ...context import KernelContext
 from .. import kernel
 from ..paths import declare, forced, mark, take
-from ..qint import _clamp, native_qmatmul_operands
+from ..qint import QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands
 from ..quant import add_weight
-from ....ir.ops.quant import conv_geometry
 
 declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise")
 declare("qmatmul", "portable", "vnni")
@@ -479,19 +478,12 @@ def _job_lines(struct: str, fields: dict) -> list[str]:
 
 
 # ---- qconv ----------------------------------------------------------------------------------------
-class _Geo:
-    """A qconv layer's static geometry, the 2-D case, input taken as given (NCHW)."""
+class _Geo(QconvGeometry):
+    """The 2-D geometry, input taken as given (NCHW); ph / pw: the top and left pads."""
 
     def __init__(self, ctx: KernelContext):
-        N, C, H, W = ctx.inputs[0].shape
-        M, cg, KH, KW = ctx.inputs[1].shape
-        self.N, self.C, self.H, self.W, self.M, self.cg, self.KH, self.KW = N, C, H, W, M, cg, KH, KW
-        self.G = ctx.attrs.get("group", 1) or 1
-        self.mg = M // self.G
-        self.OH, self.OW = ctx.outputs[0].shape[2:]
-        (self.sh, self.sw), (self.dh, self.dw), pads = conv_geometry([H, W], [KH, KW], ctx.attrs)
-        self.ph, self.pw = pads[0], pads[1]
-        self.pointwise = (KH == KW == 1 and self.sh == self.sw == 1 and not any(pads))
+        super().__init__(ctx)
+        self.ph, self.pw = self.pt, self.pl
 
     def flatten_planes(self) -> None:
         """Pointwise: each channel plane one row of H * W pixels."""
@@ -527,15 +519,10 @@ def _phase_fields(ctx: KernelContext, phases) -> dict:
 
 
 def _conv_setup(ctx: KernelContext):
-    if ctx.config.simd != "avx512":
-        return None
-    xs, ys = ctx.inputs[0].shape, ctx.outputs[0].shape
-    if len(xs) != 4 or ctx.const(1) is None or math.prod(ys) == 0 or math.prod(xs) == 0:
-        return None
-    if ctx.outputs[0].dtype.short not in ("i8", "u8", "i32") or ctx.inputs[0].dtype.short not in ("i8", "u8"):
+    w = native_qconv_weights(ctx) if ctx.config.simd == "avx512" else None
+    if w is None:
         return None
     g = _Geo(ctx)
-    w = np.asarray(ctx.const(1), np.int8)
     off = 128 if ctx.inputs[0].dtype.short == "i8" else 0
     xz = int(ctx.attrs.get("x_zero", 0))
     out = _setup_out(ctx, w.reshape(g.M, -1), xz, off)
