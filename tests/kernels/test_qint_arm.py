@@ -21,7 +21,6 @@ reseed the draws as for the other kernel properties.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 
@@ -33,8 +32,8 @@ from hypothesis import strategies as st
 from harness import fuzz_examples
 from pdc.ir import dtypes
 from targets import examples, require
-from test_qint_kernels import (ACT, Const, QLayer, _acc_scale, _bias, _ints, _multipliers, _operands, _out_extent,
-                               _output_attrs, _zero, build_graph, check_qlayers, draws, qadd_layer, qmatmul_layer)
+from test_qint_kernels import (Const, QLayer, _ints, _zero, build_graph, check_qlayers, draws, qadd_layer, qconv_layer,
+                               qmatmul_layer)
 
 TARGET = "arm64"
 EMULATED = "int8-dot=emulated"
@@ -87,77 +86,15 @@ def _symmetric(draw, layer: QLayer) -> QLayer:
     return layer
 
 
+# this file's channel ranges for test_qint_kernels.qconv_layer
+CONV_CHANNELS = {"depthwise": (24, [1, 1, 1, 2, 3]), "grouped": (9, 20), "dense": (20, 30), "pointwise": (40, 40)}
+
+
 @st.composite
 def conv_layer(draw, kind: str, max_extent: int = 16, max_macs: int = 120_000):
     """A qconv of one kind: dense, grouped, depthwise (one input channel per group, a channel
     multiplier 1..3) or pointwise (1x1, stride 1, no padding; any groups)."""
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    n = draw(st.sampled_from([1, 1, 1, 2]))
-    if kind == "depthwise":
-        group, cg, mg = draw(st.integers(1, 24)), 1, draw(st.sampled_from([1, 1, 1, 2, 3]))
-    elif kind == "grouped":
-        group, cg, mg = draw(st.integers(2, 4)), draw(st.integers(1, 9)), draw(st.integers(1, 20))
-    elif kind == "pointwise":
-        group = draw(st.sampled_from([1, 1, 1, 2, 3]))
-        cg, mg = draw(st.integers(1, 40)), draw(st.integers(1, 40))
-    else:
-        group, cg, mg = 1, draw(st.integers(1, 20)), draw(st.integers(1, 30))
-    pointwise = kind == "pointwise"
-    auto_pad = "NOTSET" if pointwise else draw(st.sampled_from(["NOTSET"] * 6 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
-    kernel, strides, dils, pads, ins = [], [], [], [], []
-    for _ in range(2):
-        k = 1 if pointwise else draw(st.integers(1, 7))
-        s = 1 if pointwise else draw(st.integers(1, 3))
-        d = draw(st.integers(1, 3)) if not pointwise and draw(st.booleans()) else 1
-        p = (0, 0) if pointwise else (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
-        ext = (k - 1) * d + 1
-        lo = ext if auto_pad == "VALID" else 1
-        size = draw(st.integers(lo, max(lo, max_extent)))
-        if auto_pad == "NOTSET" and size + p[0] + p[1] < ext:
-            size = ext - p[0] - p[1]
-        kernel.append(k), strides.append(s), dils.append(d), pads.append(p), ins.append(max(size, 1))
-    outs = [_out_extent(ins[i], kernel[i], strides[i], dils[i], pads[i], auto_pad) for i in range(2)]
-
-    def macs():
-        return n * group * mg * math.prod(outs) * cg * math.prod(kernel)
-    while macs() > max_macs:  # channels first, then the image (the window kept inside it)
-        if mg > 1 or cg > 1:
-            mg, cg = max(1, mg * 2 // 3), max(1, cg * 2 // 3)
-        elif group > 1:
-            group = max(1, group // 2)
-        else:
-            i = int(np.argmax(outs))
-            ext = (kernel[i] - 1) * dils[i] + 1
-            floor = ext if auto_pad == "VALID" else max(1, ext - pads[i][0] - pads[i][1]) if auto_pad == "NOTSET" else 1
-            if ins[i] // 2 >= floor:
-                ins[i] //= 2
-            elif n > 1:
-                n = 1
-            else:
-                break
-        outs = [_out_extent(ins[i], kernel[i], strides[i], dils[i], pads[i], auto_pad) for i in range(2)]
-    c, m = cg * group, mg * group
-    x_dt = draw(st.sampled_from(ACT))
-    attrs = {"x_zero": _zero(rng, x_dt) if draw(st.integers(0, 3)) else 0}
-    x, w = _operands(draw, rng, x_dt, attrs["x_zero"], (n, c, *ins), (m, cg, *kernel))
-    attrs["kernel_shape"] = list(kernel)
-    if draw(st.booleans()) or any(s > 1 for s in strides):
-        attrs["strides"] = strides
-    if any(d > 1 for d in dils) or draw(st.booleans()):
-        attrs["dilations"] = dils
-    if group > 1:
-        attrs["group"] = group
-    if auto_pad != "NOTSET":
-        attrs["auto_pad"] = auto_pad
-    elif any(pads[0] + pads[1]) or draw(st.booleans()):
-        attrs["pads"] = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
-    scale = _acc_scale(x, attrs["x_zero"], w.reshape(m, -1))
-    out = _output_attrs(draw, rng, accumulators=True)
-    if out["y_dtype"] is not dtypes.int32:
-        attrs["multiplier"], attrs["shift"] = _multipliers(draw, rng, m, draw(st.booleans()), scale)
-    attrs.update(out)
-    bias = _bias(draw, rng, m, scale)
-    return _symmetric(draw, QLayer("qconv", [x, Const(w)] + ([bias] if bias is not None else []), attrs))
+    return _symmetric(draw, draw(qconv_layer(max_extent, max_macs, kind, CONV_CHANNELS)))
 
 
 @st.composite

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 import pdc
 from harness import fuzz_examples, log_draw
+from strategies import _out_extent
 from pdc.codegen.kernels.paths import FORCE_ENV
 from pdc.ir import dtypes
 from pdc.ir.errors import UnsupportedError
@@ -229,33 +230,37 @@ def _operands(draw, rng, x_dt, zero: int, x_shape, w_shape) -> tuple[np.ndarray,
     return x, rng.integers(-2, 3, w_shape).astype(np.int8)
 
 
-def _out_extent(size, k, s, d, pads, auto_pad):
-    ext = (k - 1) * d + 1
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        return -(-size // s)
-    if auto_pad == "VALID":
-        return (size - ext) // s + 1
-    return (size + pads[0] + pads[1] - ext) // s + 1
+# channel draws per kind of convolution: depthwise (groups, channel multipliers), the others
+# (input channels per group, output channels per group); pointwise: 1x1, stride 1, no padding
+CHANNELS = {"depthwise": (12, [1, 1, 2, 3]), "grouped": (6, 6), "dense": (12, 16), "pointwise": (12, 16)}
 
 
 @st.composite
-def qconv_layer(draw, max_extent: int = 20, max_macs: int = 300_000):
-    seed = draw(st.integers(0, 2 ** 32 - 1))
-    rng = np.random.default_rng(seed)
+def qconv_layer(draw, max_extent: int = 20, max_macs: int = 300_000, kind=None, channels=CHANNELS):
+    """A qconv of `kind` (drawn: dense, grouped or depthwise, when None), its channels drawn up to
+    `channels[kind]`, shrunk (channels, groups, then the image) to at most max_macs."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     n = draw(st.sampled_from([1, 1, 1, 2]))
-    kind = draw(st.sampled_from(["dense", "dense", "grouped", "depthwise"]))
+    kind = kind or draw(st.sampled_from(["dense", "dense", "grouped", "depthwise"]))
     if kind == "depthwise":
-        group, cg, mg = draw(st.integers(1, 12)), 1, draw(st.sampled_from([1, 1, 2, 3]))
+        groups, multipliers = channels[kind]
+        group, cg, mg = draw(st.integers(1, groups)), 1, draw(st.sampled_from(multipliers))
     elif kind == "grouped":
-        group, cg, mg = draw(st.integers(2, 4)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
+        group, cg, mg = draw(st.integers(2, 4)), draw(st.integers(1, channels[kind][0])), \
+            draw(st.integers(1, channels[kind][1]))
+    elif kind == "pointwise":
+        group = draw(st.sampled_from([1, 1, 1, 2, 3]))
+        cg, mg = draw(st.integers(1, channels[kind][0])), draw(st.integers(1, channels[kind][1]))
     else:
-        group, cg, mg = 1, draw(st.integers(1, 12)), draw(st.integers(1, 16))
-    auto_pad = draw(st.sampled_from(["NOTSET"] * 6 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
+        group, cg, mg = 1, draw(st.integers(1, channels[kind][0])), draw(st.integers(1, channels[kind][1]))
+    pointwise = kind == "pointwise"
+    auto_pad = "NOTSET" if pointwise else draw(st.sampled_from(["NOTSET"] * 6 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
     kernel, strides, dils, pads, ins = [], [], [], [], []
     for _ in range(2):
-        k, s = draw(st.integers(1, 7)), draw(st.integers(1, 3))
-        d = draw(st.integers(1, 3)) if draw(st.booleans()) else 1
-        p = (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
+        k = 1 if pointwise else draw(st.integers(1, 7))
+        s = 1 if pointwise else draw(st.integers(1, 3))
+        d = draw(st.integers(1, 3)) if not pointwise and draw(st.booleans()) else 1
+        p = (0, 0) if pointwise else (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
         ext = (k - 1) * d + 1
         lo = ext if auto_pad == "VALID" else 1
         size = draw(st.integers(lo, max(lo, max_extent)))
@@ -263,10 +268,14 @@ def qconv_layer(draw, max_extent: int = 20, max_macs: int = 300_000):
             size = ext - p[0] - p[1]
         kernel.append(k), strides.append(s), dils.append(d), pads.append(p), ins.append(max(size, 1))
     outs = [_out_extent(ins[i], kernel[i], strides[i], dils[i], pads[i], auto_pad) for i in range(2)]
-    macs = n * group * mg * math.prod(outs) * cg * math.prod(kernel)
-    while macs > max_macs:  # shrink channels first, then the image (keeping the window inside it)
+
+    def macs():
+        return n * group * mg * math.prod(outs) * cg * math.prod(kernel)
+    while macs() > max_macs:  # channels first, then the image (the window kept inside it)
         if mg > 1 or cg > 1:
-            mg, cg = max(1, mg // 2), max(1, cg // 2)
+            mg, cg = max(1, mg * 2 // 3), max(1, cg * 2 // 3)
+        elif group > 1:
+            group = max(1, group // 2)
         else:
             i = int(np.argmax(outs))
             ext = (kernel[i] - 1) * dils[i] + 1
@@ -278,7 +287,6 @@ def qconv_layer(draw, max_extent: int = 20, max_macs: int = 300_000):
             else:
                 break
         outs = [_out_extent(ins[i], kernel[i], strides[i], dils[i], pads[i], auto_pad) for i in range(2)]
-        macs = n * group * mg * math.prod(outs) * cg * math.prod(kernel)
     c, m = cg * group, mg * group
     x_dt = draw(st.sampled_from(ACT))
     attrs = {"x_zero": _zero(rng, x_dt) if draw(st.integers(0, 3)) else 0}
