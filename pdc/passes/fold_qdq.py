@@ -29,7 +29,7 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops.qint import ACTIVATION_TYPES, clamp_codes, fixed_point, qadd_params
+from ..ir.ops.qint import ACTIVATION_TYPES, activation_bounds, clamp_codes, fixed_point, qadd_params
 from ..ir.types import Quant
 from .eliminate_dead_code import EliminateDeadCode
 from .manager import Pass, register_pass
@@ -121,11 +121,9 @@ class FoldQdq(Pass):
             p = self.producers.get(x)
             if p is None or len(p.outputs) != 1 or any(v is not None and not v.is_const for v in p.inputs[1:]):
                 return x, moves[::-1], bounds
-            if p.op == "relu":
-                bounds[0] = max(bounds[0], 0.0)
-            elif p.op == "clip":
-                lo, hi = (None if v is None else float(v.data) for v in (p.inputs[1:] + [None, None])[:2])
-                bounds = [max(bounds[0], -math.inf if lo is None else lo), min(bounds[1], math.inf if hi is None else hi)]
+            if p.op in ACTIVATIONS:
+                lo, hi = activation_bounds(p)
+                bounds = [max(bounds[0], lo), min(bounds[1], hi)]
             elif p.op in PASS_THROUGH:
                 moves.append(p)
             else:

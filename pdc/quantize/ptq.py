@@ -26,8 +26,8 @@ from ..ir import dtypes
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.interpreter import check_feeds, run_node
-from ..ir.ops.qint import clamp_codes, fixed_point, qadd_params
-from ..ir.types import Quant
+from ..ir.ops.qint import activation_bounds, clamp_codes, fixed_point, qadd_params
+from ..ir.types import Quant, TensorType
 from ..ir.verify import verify_graph
 from .calibrate import RangeObserver
 
@@ -134,8 +134,7 @@ class _Quantizer:
     # ---- activation quantization ----------------------------------------------------------
     def act_quant(self, v: Value) -> Quant:
         lo, hi = self.ranges[v]
-        info = np.iinfo(self.dt.np)
-        qmin, qmax = int(info.min), int(info.max)
+        qmin, qmax = self.dt_range()
         if self.opt.symmetric:
             bound = max(-lo, hi)
             scale = bound / (qmax if self.dt is dtypes.int8 else 127) if bound > 0 else 1.0
@@ -291,12 +290,7 @@ class _Quantizer:
         """The output clamp in codes for a folded ReLU / Clip (None without one)."""
         if act is None:
             return None
-        if act.op == "relu":
-            lo, hi = 0.0, math.inf
-        else:
-            bounds = [None if v is None else float(v.data) for v in (act.inputs[1:] + [None, None])[:2]]
-            lo, hi = (b if b is not None else d for b, d in zip(bounds, (-math.inf, math.inf)))
-        return clamp_codes(lo, hi, q.scale[0], q.zero[0], self.dt)
+        return clamp_codes(*activation_bounds(act), q.scale[0], q.zero[0], self.dt)
 
     def float_only(self, y: Value) -> bool:
         """Whether y is only read as float (a model output, float ops): then a dense layer gives its
@@ -431,6 +425,5 @@ class _Quantizer:
         self.qval[y] = out
 
 
-def dtypes_type(data: np.ndarray, quant: Optional[Quant]):
-    from ..ir.types import TensorType
+def dtypes_type(data: np.ndarray, quant: Optional[Quant]) -> TensorType:
     return TensorType(dtypes.from_numpy(data.dtype), data.shape, quant)

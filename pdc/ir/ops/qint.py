@@ -63,6 +63,14 @@ def rounding_shift(acc: np.ndarray, m, s) -> np.ndarray:
     return (acc * m + (np.int64(1) << (s - 1))) >> s
 
 
+def activation_bounds(node) -> tuple[float, float]:
+    """The real interval a ReLU or a Clip with constant (or absent) bounds keeps: [0, inf), [min, max]."""
+    if node.op == "relu":
+        return 0.0, math.inf
+    lo, hi = (None if v is None else float(v.data) for v in (node.inputs[1:] + [None, None])[:2])
+    return -math.inf if lo is None else lo, math.inf if hi is None else hi
+
+
 def clamp_codes(lo: float, hi: float, scale: float, zero: int, dt) -> list:
     """[lo, hi] in dt's codes of the real interval [lo, hi] (infinite ends: dt's range) for clamp."""
     qmin, qmax = _range(dt)
