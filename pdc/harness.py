@@ -40,8 +40,10 @@ int main(int argc, char **argv) {{
     fclose(f);
     for (int i = 0; i < {N}_NUM_OUTPUTS; i++) outputs[i] = alloc64({name}_outputs[i].bytes);
     void *arena = alloc64({N}_ARENA_BYTES);
+    {name}_ctx ctx;
     pdc_status s = {name}_init("{name}_weights.bin", 0);
-    for (int r = 0; s == PDC_OK && r < repeats; r++) s = {name}_run(arena, inputs, outputs);
+    if (s == PDC_OK) s = {name}_ctx_init(&ctx, arena, {N}_ARENA_BYTES);
+    for (int r = 0; s == PDC_OK && r < repeats; r++) s = {name}_run_ctx(&ctx, inputs, outputs);
     if (s != PDC_OK) {{ fprintf(stderr, "{name}: %s\\n", pdc_status_string(s)); return 1; }}
     f = fopen(argv[2], "wb");
     if (!f) {{ perror(argv[2]); return 2; }}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +24,44 @@ class TensorSpec:
         return f"{self.name}: {self.dtype}{list(self.shape)}"
 
 
+class ArenaPool:
+    """The scratch arenas of one module: each run borrows one for its whole duration, so runs from
+    several threads never share one. Arenas are made on demand (as many as runs ever overlapped)
+    and reused after."""
+
+    def __init__(self, nbytes: int):
+        self.nbytes = nbytes
+        self.made = 0  # arenas made so far: the most runs that overlapped
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def _new(self) -> np.ndarray:
+        """A zeroed buffer whose aligned part holds nbytes (64-byte aligned, as the run function wants)."""
+        return np.zeros(self.nbytes + 64, np.uint8)
+
+    @staticmethod
+    def address(buffer: np.ndarray) -> int:
+        return buffer.ctypes.data + (-buffer.ctypes.data) % 64
+
+    @contextmanager
+    def borrow(self):
+        """The address of an arena no other run uses until this block ends."""
+        with self._lock:
+            buffer = self._free.pop() if self._free else None
+            self.made += buffer is None
+        if buffer is None:
+            buffer = self._new()
+        try:
+            yield self.address(buffer)
+        finally:
+            with self._lock:
+                self._free.append(buffer)
+
+
 class Module:
-    """A compiled model. `run({name: array}) -> {name: array}`."""
+    """A compiled model. `run({name: array}) -> {name: array}`; safe to call from several threads at
+    once (each run borrows its own arena; the bundle's thread pool serves one run at a time, the
+    others run on their calling threads)."""
 
     def __init__(self, folder: str):
         self.folder = os.path.abspath(folder)
@@ -61,10 +99,9 @@ class Module:
         status = init(weights, m.get("threads", 1))
         if status != 0:
             raise PdcError(f"{folder}: init failed with status {status}")
-        # the arena: 64-byte aligned scratch owned by this module
-        self._arena_raw = np.zeros(m["arena_bytes"] + 64, np.uint8)
-        offset = (-self._arena_raw.ctypes.data) % 64
-        self._arena = self._arena_raw[offset:offset + m["arena_bytes"]]
+        self._status_string = self._lib.pdc_status_string
+        self._status_string.restype, self._status_string.argtypes = ctypes.c_char_p, [ctypes.c_int]
+        self._arenas = ArenaPool(m["arena_bytes"])
 
     def _check(self, feeds: dict) -> list[np.ndarray]:
         if not isinstance(feeds, dict):
@@ -91,12 +128,11 @@ class Module:
         outs = [np.empty(s.shape, s.dtype) for s in self.outputs]
         ins_p = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
         outs_p = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
-        arena = self._arena_raw.ctypes.data + (-self._arena_raw.ctypes.data) % 64
-        status = self._run(arena, ins_p, outs_p)
+        with self._arenas.borrow() as arena:  # ctypes releases the GIL: runs overlap here
+            status = self._run(arena, ins_p, outs_p)
         if status != 0:
-            why = self._lib.pdc_status_string
-            why.restype, why.argtypes = ctypes.c_char_p, [ctypes.c_int]
-            raise PdcError(f"{self.name}_run failed: {why(status).decode()} (status {status})")
+            why = self._status_string(status).decode()
+            raise PdcError(f"{self.name}_run failed: {why} (status {status})")
         return {s.name: o for s, o in zip(self.outputs, outs)}
 
     def signature(self):

@@ -1,6 +1,12 @@
 /* pdc thin runtime: status codes, tensor descriptors, arena helpers and a small thread pool.
  * C99. No allocation on the inference path: the pool's threads are created once by
- * pdc_threads_init and the arena is memory the caller owns. */
+ * pdc_threads_init and the arena is memory the caller owns.
+ *
+ * Threads: runs of a model are re-entrant as long as each concurrent run has its own arena (a
+ * context). The pool is shared by the process but never by two kernels at once: a parallel loop
+ * started while the pool is busy (another thread's run, or a loop nested in a task) runs on its
+ * calling thread instead of waiting, so concurrent runs neither block each other nor deadlock.
+ * pdc_threads_init and pdc_threads_shutdown must not race with runs. */
 #ifndef PDC_RUNTIME_H
 #define PDC_RUNTIME_H
 
@@ -18,7 +24,8 @@ typedef enum {
     PDC_ERR_WEIGHTS = 3,         /* the weights file is missing, short or corrupt */
     PDC_ERR_THREADS = 4,         /* the thread pool could not start */
     PDC_ERR_INTERNAL = 5,
-    PDC_ERR_INDEX = 6            /* an input holds an index out of its range (gather, scatter...) */
+    PDC_ERR_INDEX = 6,           /* an input holds an index out of its range (gather, scatter...) */
+    PDC_ERR_ARENA_SIZE = 7       /* the arena given to a context is smaller than the model needs */
 } pdc_status;
 
 /* Element types, numbered as in ONNX's TensorProto.DataType. */
@@ -49,7 +56,8 @@ static inline int pdc_is_aligned(const void *p) { return ((uintptr_t)p & (PDC_AL
 /* ---- thread pool ----------------------------------------------------------------------------
  * pdc_parallel_for(n, fn, ctx) calls fn(ctx, begin, end) over a static partition of [0, n) into
  * one slice per thread; the calling thread runs the first slice. With one thread (or without
- * PDC_THREADS at build time) it is a plain call. */
+ * PDC_THREADS at build time), or while the pool serves another call, it is a plain call
+ * fn(ctx, 0, n) on the calling thread: tasks must accept any range. */
 typedef void (*pdc_task_fn)(void *ctx, int64_t begin, int64_t end);
 /* pdc_parallel_slots(n, slots, fn, ctx) is pdc_parallel_for over at most `slots` threads, telling
  * each call its thread's slot (0 <= slot < slots, distinct among concurrent calls): kernels give

@@ -220,10 +220,18 @@ class CRenderer:
                  " * Usage:",
                  f" *   {name}_init(NULL, 0);            (weights file path when built with --weights bin; threads)",
                  f" *   void *arena = aligned_alloc(64, {N}_ARENA_BYTES);",
+                 f" *   {name}_ctx ctx;  {name}_ctx_init(&ctx, arena, {N}_ARENA_BYTES);",
                  f" *   const void *inputs[{N}_NUM_INPUTS] = {{...}};  void *outputs[{N}_NUM_OUTPUTS] = {{...}};",
-                 f" *   {name}_run(arena, inputs, outputs);",
+                 f" *   {name}_run_ctx(&ctx, inputs, outputs);      (or {name}_run(arena, inputs, outputs))",
+                 f" *   {name}_shutdown();",
                  " * Buffers are dense row-major tensors of the dtypes and shapes below. The arena is scratch",
-                 " * memory owned by the caller; one arena per concurrent run. */",
+                 " * memory owned by the caller.",
+                 " *",
+                 " * Threads: a context (its arena) serves one run at a time; runs on different contexts may",
+                 " * go on concurrently from any number of threads. The thread pool started by init is shared:",
+                 " * one run's kernels use it at a time and a run that finds it busy computes on its own",
+                 " * thread, so concurrent runs never wait on each other. init and shutdown must not overlap",
+                 " * a run. */",
                  f"#ifndef {N}_H", f"#define {N}_H", "#include \"pdc_runtime.h\"",
                  "#ifdef __cplusplus", "extern \"C\" {", "#endif", "",
                  f"#define {N}_ARENA_BYTES {plan.arena_bytes}u",
@@ -242,6 +250,14 @@ class CRenderer:
                   f"pdc_status {name}_init(const char *weights_path, int num_threads);",
                   "/* Runs the model: inputs[i] / outputs[i] point to the tensors described above. */",
                   f"pdc_status {name}_run(void *arena, const void *const *inputs, void *const *outputs);",
+                  "",
+                  "/* One instance of the model: the arena its runs use. Several contexts run concurrently. */",
+                  f"typedef struct {{ void *arena; size_t arena_bytes; }} {name}_ctx;",
+                  f"/* Binds a 64-byte aligned arena of at least {N}_ARENA_BYTES bytes to ctx. */",
+                  f"pdc_status {name}_ctx_init({name}_ctx *ctx, void *arena, size_t arena_bytes);",
+                  "/* Runs the model on ctx's arena; the same ctx must not run on two threads at once. */",
+                  f"pdc_status {name}_run_ctx(const {name}_ctx *ctx, const void *const *inputs, void *const *outputs);",
+                  "",
                   "/* Stops the threads started by init. */",
                   f"void {name}_shutdown(void);", "",
                   "#ifdef __cplusplus", "}", "#endif", "#endif", ""]
@@ -316,7 +332,32 @@ class CRenderer:
             if out_index.get(v) != i:
                 lines.append(f"    memcpy(outputs[{i}], {pointer(v)}, {v.type.nbytes});")
         lines += ["    return PDC_OK;", "}", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + self.render_ctx(name, plan))
+
+    @staticmethod
+    def render_ctx(name: str, plan: MemoryPlan) -> list[str]:
+        """The context entry points: the arena is checked once, at ctx_init; a run_ctx is a run."""
+        N = name.upper()
+        arena_checks = ["    if (!arena) return PDC_ERR_NULL_ARGUMENT;",
+                        "    if (!pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;",
+                        f"    if (arena_bytes < {N}_ARENA_BYTES) return PDC_ERR_ARENA_SIZE;"]
+        bound_check = [f"    if (ctx->arena_bytes < {N}_ARENA_BYTES) return PDC_ERR_ARENA_SIZE;  /* never bound */"]
+        if not plan.arena_bytes:  # the model needs no arena: any (even NULL) will do
+            arena_checks, bound_check = [], []
+        return [f"pdc_status {name}_ctx_init({name}_ctx *ctx, void *arena, size_t arena_bytes) {{",
+                "    if (!ctx) return PDC_ERR_NULL_ARGUMENT;",
+                "    ctx->arena = 0;",
+                "    ctx->arena_bytes = 0;",
+                *arena_checks,
+                "    ctx->arena = arena;",
+                "    ctx->arena_bytes = arena_bytes;",
+                "    return PDC_OK;",
+                "}", "",
+                f"pdc_status {name}_run_ctx(const {name}_ctx *ctx, const void *const *inputs, void *const *outputs) {{",
+                "    if (!ctx) return PDC_ERR_NULL_ARGUMENT;",
+                *bound_check,
+                f"    return {name}_run(ctx->arena, inputs, outputs);",
+                "}", ""]
 
 
 def is_free_view(node: Node, plan: MemoryPlan) -> bool:
