@@ -39,8 +39,9 @@ def feeds(graph, n: int, seed: int) -> list[dict]:
     return [{v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs} for _ in range(n)]
 
 
-def ort_int8(path: str, calibration: list[dict], folder: str):
-    import onnxruntime as ort
+def ort_qdq(path: str, calibration: list[dict], folder: str, activations: str = "int8") -> str:
+    """The QDQ model ONNX Runtime's quantize_static writes from these samples (per-channel int8
+    weights, int8 or uint8 activations, MinMax), saved in folder; its path."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -51,11 +52,17 @@ def ort_int8(path: str, calibration: list[dict], folder: str):
         def get_next(self):
             return next(self.items, None)
 
-    pre, qdq = os.path.join(folder, "pre.onnx"), os.path.join(folder, "qdq.onnx")
+    pre, qdq = os.path.join(folder, "pre.onnx"), os.path.join(folder, f"qdq_{activations}.onnx")
     quant_pre_process(path, pre)
+    act = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
     quantize_static(pre, qdq, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    sess = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"])
+                    activation_type=act, weight_type=QuantType.QInt8)
+    return qdq
+
+
+def ort_int8(path: str, calibration: list[dict], folder: str):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(ort_qdq(path, calibration, folder), providers=["CPUExecutionProvider"])
     return lambda f: sess.run(None, f)[0]
 
 

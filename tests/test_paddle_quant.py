@@ -226,7 +226,7 @@ def test_only_observer_is_a_copy_and_training_mode_is_rejected():
 def test_per_channel_weights_fold_to_qconv():
     # a conv with per-output-channel weight scales (quant_axis 0), as Paddle's channel-wise quantizers
     # write it: the weights' float codes become int8 behind a per-axis DequantizeLinear, fold-qdq makes
-    # a qconv with one multiplier per channel
+    # a qconv with one scale per channel
     from pdc.frontend.paddle.program import Const, Op
     rng = np.random.default_rng(0)
     w_scales = np.array([0.5, 1.0, 2.0, 4.0], np.float32)
@@ -250,6 +250,6 @@ def test_per_channel_weights_fold_to_qconv():
     want = run(g, x)[0]
     o2 = optimize(g.copy(), 2)
     qconv = [n for n in o2.nodes if n.op == "qconv"]
-    assert len(qconv) == 1 and len(qconv[0].attrs["multiplier"]) == 4
+    assert len(qconv) == 1 and len(qconv[0].attrs["scale"]) == 4
     got = run(o2, x)[0]
     assert np.abs(got - want).max() <= 40.0 / 127 * 1.0001

@@ -15,8 +15,8 @@ gives Q's output directly, at the same rounding point:
 
 Weights must be int8 with zero point 0 (per tensor, or per output channel); a bias must be int32
 with zero point 0 and scale x_scale * w_scale (or float, then rounded onto that scale). The
-integer ops requantize with a fixed-point multiplier (pdc/ir/ops/qint.py), which can differ from
-ONNX's float rounding by one step. The float nodes left without users are removed. A
+integer ops requantize as ONNX's QLinear ops and ONNX Runtime do (pdc/ir/ops/qint.py: the
+accumulator times the float32 scale s_x * s_w / s_y, rounded half to even). The float nodes left without users are removed. A
 Quantize/DequantizeLinear with a zero scale is an error.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from ..ir import dtypes
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops.qint import ACTIVATION_TYPES, activation_bounds, clamp_codes, fixed_point, qadd_params
+from ..ir.ops.qint import ACTIVATION_TYPES, activation_bounds, clamp_codes, requant_scale
 from ..ir.types import Quant
 from .eliminate_dead_code import EliminateDeadCode
 from .manager import Pass, register_pass
@@ -176,10 +176,10 @@ class FoldQdq(Pass):
             return None
         (a, ap), (b, bp) = srcs
         try:
-            ma, mb, shift = qadd_params(ap.scale, bp.scale, qp.scale)
+            ra, rb = requant_scale(ap.scale, divisor=qp.scale), requant_scale(bp.scale, divisor=qp.scale)
         except ValueError:
             return None
-        attrs = dict(common, a_zero=ap.zero, b_zero=bp.zero, a_multiplier=ma, b_multiplier=mb, shift=shift)
+        attrs = dict(common, a_zero=ap.zero, b_zero=bp.zero, a_scale=ra, b_scale=rb)
         return [Node("qadd", [a, b], [out], attrs, p.name or name)]
 
     def moved(self, moves: list, x: Value, out: Value) -> list[Node]:
@@ -198,10 +198,10 @@ class FoldQdq(Pass):
         if not xp.per_tensor or x.type.dtype not in ACTIVATION_TYPES:
             return None
         try:
-            m, s = fixed_point(xp.scale / qp.scale)
+            scale = requant_scale(xp.scale, divisor=qp.scale)
         except ValueError:
             return None
-        return [Node("requantize", [x], [out], dict(common, x_zero=xp.zero, multiplier=[m], shift=[s]), name)]
+        return [Node("requantize", [x], [out], dict(common, x_zero=xp.zero, scale=[scale]), name)]
 
     def dense(self, p: Node, common: dict, qp: _QParams, out: Value, name: str) -> Optional[list[Node]]:
         xs, ws = self.dequantized(p.inputs[0]), self.dequantized(p.inputs[1])
@@ -232,11 +232,11 @@ class FoldQdq(Pass):
         if bias is False:
             return None
         try:
-            fixed = [fixed_point(xp.scale * s / qp.scale) for s in (wp.scales if wp.axis is not None else sw[:1])]
+            scale = [requant_scale(xp.scale, s, divisor=qp.scale) for s in (wp.scales if wp.axis is not None else sw[:1])]
         except ValueError:
             return None
         wq = w if wdata is w.data else self.graph.add_constant(self.fresh(w.name + ".t"), np.ascontiguousarray(wdata))
-        attrs.update(common, multiplier=[m for m, _ in fixed], shift=[s for _, s in fixed])
+        attrs.update(common, scale=scale)
         attrs[zero_key] = xp.zero
         return [Node(op, [x, wq, bias], [out], attrs, p.name or name)]
 

@@ -26,7 +26,7 @@ from ..ir import dtypes
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.interpreter import check_feeds, run_node
-from ..ir.ops.qint import activation_bounds, clamp_codes, fixed_point, qadd_params
+from ..ir.ops.qint import activation_bounds, clamp_codes, requant_scale
 from ..ir.types import Quant, TensorType
 from ..ir.verify import verify_graph
 from .calibrate import RangeObserver
@@ -311,14 +311,14 @@ class _Quantizer:
             common["clamp"] = clamp
         if node.op == "add":
             a, b = (self.integer(v) for v in node.inputs)
-            ma, mb, shift = qadd_params(a.type.quant.scale[0], b.type.quant.scale[0], qy.scale[0])
             attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0],
-                         a_multiplier=ma, b_multiplier=mb, shift=shift)
+                         a_scale=requant_scale(a.type.quant.scale[0], divisor=qy.scale[0]),
+                         b_scale=requant_scale(b.type.quant.scale[0], divisor=qy.scale[0]))
             self.nodes.append(Node("qadd", [a, b], [out], attrs, node.name))
         elif node.op == "mul":
             a, b = (self.integer(v) for v in node.inputs)
-            m, s = fixed_point(a.type.quant.scale[0] * b.type.quant.scale[0] / qy.scale[0])
-            attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0], multiplier=[m], shift=[s])
+            scale = requant_scale(a.type.quant.scale[0], b.type.quant.scale[0], divisor=qy.scale[0])
+            attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0], scale=[scale])
             self.nodes.append(Node("qmul", [a, b], [out], attrs, node.name))
         else:
             x = self.integer(node.inputs[0])
@@ -379,8 +379,7 @@ class _Quantizer:
             bq = np.clip(np.rint(bias / (sx * sw)), info.min, info.max).astype(np.int32)
             bv = self.const(node.name + ".bias.q", bq)
         if sy is not None:  # requantized onto the output's scale (None: the accumulators are the output)
-            fixed = [fixed_point(sx * s / sy) for s in (sw if self.opt.per_channel else sw[:1])]
-            attrs.update(multiplier=[m for m, _ in fixed], shift=[s for _, s in fixed])
+            attrs["scale"] = [requant_scale(sx, s, divisor=sy) for s in (sw if self.opt.per_channel else sw[:1])]
         return wv, bv, op, attrs
 
     def tabulable(self, node: Node) -> bool:

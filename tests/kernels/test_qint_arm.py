@@ -10,9 +10,8 @@ path forced with PDC_FORCE_PATH so that every draw takes it:
 - qadd=neon: same-shape operands (residual adds), any zero points, multipliers and shifts;
 each with the ISA picked at run time (qemu's CPU has dotprod: SDOT) and with int8-dot=emulated
 (SMULL/SMLAL/SADALP only: the code a core without dotprod runs).
-Draws mix int8 / uint8 inputs and outputs, zero points, per-tensor / per-channel multipliers
-(natural, log-uniform, raw (m, s) over the whole shift range: the "wide" requantization, few-bit
-ties), clamps and int32 accumulator outputs (the strategies of test_qint_kernels.py); weights over
+Draws mix int8 / uint8 inputs and outputs, zero points, per-tensor / per-channel scales
+(natural, log-uniform, extreme, dyadic ones with many ties), clamps and int32 accumulator outputs (the strategies of test_qint_kernels.py); weights over
 [-128, 127] (the unpaired SMULL form) or, in half of the draws, pdc's symmetric [-127, 127] (two
 products per int16 lane). Each draw asserts that every layer took the forced path (a silent
 fallback to the portable kernel would prove nothing); a runtime bias, which the NEON kernels leave
@@ -104,7 +103,7 @@ def matmul_layer(draw):
 
 @st.composite
 def add_layer(draw):
-    """qadd_layer's zero points, multipliers (natural, raw over the whole shift range, ties) and
+    """qadd_layer's zero points, ratios (natural, log-uniform, extreme, dyadic) and
     outputs, on same-shape operands (a residual add: what the NEON qadd takes)."""
     layer = draw(qadd_layer())
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
@@ -147,14 +146,14 @@ def test_qadd_path():
 
 
 # ---- fixed layers: the shapes and splits a random draw reaches rarely -----------------------------------
-def _conv(seed, x_shape, w_shape, x_dt=np.int8, y_dt=dtypes.int8, wmin=-127, per_channel=True, shift=None, **attrs):
-    """A layer like the quantizer's: symmetric weights, per-channel multipliers of a real net."""
-    from pdc.ir.ops.qint import fixed_point
+def _conv(seed, x_shape, w_shape, x_dt=np.int8, y_dt=dtypes.int8, wmin=-127, per_channel=True, scale=None, **attrs):
+    """A layer like the quantizer's: symmetric weights, per-channel scales of a real net."""
+    from pdc.ir.ops.qint import requant_scale
     rng = np.random.default_rng(seed)
     m = w_shape[0]
-    pairs = [fixed_point(float(v)) for v in 10 ** rng.uniform(-4.5, -2.5, m if per_channel else 1)]
-    a = {"x_zero": _zero(rng, x_dt), "multiplier": [p[0] for p in pairs],
-         "shift": shift or [p[1] for p in pairs], "y_zero": 3, "y_dtype": y_dt, **attrs}
+    reals = 10 ** rng.uniform(-4.5, -2.5, m if per_channel else 1)
+    a = {"x_zero": _zero(rng, x_dt), "scale": scale or [requant_scale(float(v)) for v in reals],
+         "y_zero": 3, "y_dtype": y_dt, **attrs}
     return QLayer("qconv", [rng.integers(np.iinfo(x_dt).min, np.iinfo(x_dt).max + 1, x_shape).astype(x_dt),
                             Const(rng.integers(wmin, 128, w_shape).astype(np.int8)),
                             Const(rng.integers(-5000, 5000, m).astype(np.int32))], a)
@@ -182,12 +181,12 @@ def test_threaded_layers(isa):
 
 def test_quantizer_like_layers_single_thread():
     """The heuristics' own choices (no forcing), one thread: mobilenet-like shapes, int8 codes,
-    ReLU6-like clamps, shifts >= 32 (the fast requantization) and a wide one."""
+    ReLU6-like clamps, and scales that saturate most outputs."""
     layers = [
         _conv(6, [1, 16, 14, 14], [48, 16, 1, 1], clamp=[-128, 90]),
         _conv(7, [1, 48, 14, 14], [48, 1, 3, 3], group=48, pads=[1, 1, 1, 1], strides=[2, 2]),
         _conv(8, [1, 3, 23, 23], [16, 3, 3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
-        _conv(9, [1, 24, 7, 7], [20, 24, 1, 1], shift=[31] * 20),   # s = 31: the wide requantization
+        _conv(9, [1, 24, 7, 7], [20, 24, 1, 1], scale=[0.5] * 20),   # saturating outputs, ties
         _conv(10, [1, 32, 7, 7], [32, 1, 7, 7], group=32),   # a global average pool, as the quantizer's
     ]
     layers[-1].attrs = {"x_zero": -128, "kernel_shape": [7, 7], "group": 32, "y_dtype": dtypes.int32}
@@ -207,7 +206,7 @@ def test_runtime_dispatch_without_dotprod(tmp_path):
     layers = [_const_bias(x) for x in THREADED[:3]] + [
         QLayer("qmatmul", [np.random.default_rng(11).integers(-128, 128, (5, 70)).astype(np.int8),
                            Const(np.random.default_rng(12).integers(-127, 128, (70, 33)).astype(np.int8))],
-               {"a_zero": 4, "multiplier": [1 << 30], "shift": [40], "y_zero": -2})]
+               {"a_zero": 4, "scale": [2.0 ** -10], "y_zero": -2})]
     g, feeds = build_graph(layers)
     want = run_graph(g, feeds)
     module = pdc.compile(g, target=TARGET, out_dir=str(tmp_path / "b"), threads=1)

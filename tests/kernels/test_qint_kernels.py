@@ -5,8 +5,8 @@ These ops are pdc IR, not ONNX, so a draw is a pdc Graph: each layer is one node
 graph inputs (constants for weights and bias), every output a graph output, compiled once per draw
 (one emulator start). Random layers over the attribute space: kernels 1..7, strides and dilations
 1..3, asymmetric pads 0..4 (wider than the kernel too), auto_pad, dense / grouped / depthwise
-groups, int8 / uint8 in and out, random zero points, per-tensor and per-channel multipliers from
-`fixed_point` of reals in [1e-5, 2] or raw (m, s) pairs over the whole shift range, clamps.
+groups, int8 / uint8 in and out, random zero points, per-tensor and per-channel float32 scales
+(natural, log-uniform over [1e-9, 10], dyadic ones that make many exact ties, extreme ones), clamps.
 PDC_FUZZ_SCALE / PDC_FUZZ_SEED scale and reseed the draws as for the other kernel properties.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pdc.ir import dtypes
 from pdc.ir.errors import UnsupportedError
 from pdc.ir.graph import Graph, Node, Value
 from pdc.ir.interpreter import run_graph
-from pdc.ir.ops.qint import MAX_SHIFT, fixed_point, qadd_params
+from pdc.ir.ops.qint import requant_scale
 from pdc.ir.ops.quant import int_conv
 from pdc.ir.types import TensorType
 from pdc.ir.verify import infer_node, verify_graph
@@ -159,28 +159,23 @@ def _zero(rng, dt) -> int:
     return int(rng.integers(lo, hi + 1))
 
 
-def _multipliers(draw, rng, channels: int, per_channel: bool, scale: float) -> tuple[list[int], list[int]]:
-    """multiplier / shift: fixed_point of reals in [1e-5, 2], mostly near 48 / scale (scale: the
-    accumulators' typical magnitude, so that outputs spread over the type), else log-uniform over
-    the whole interval; or raw (m, s) pairs over [0, 2^31) x [1, 62] (mostly saturated or zero
-    outputs, but the extremes of the arithmetic)."""
+def _scales(draw, rng, channels: int, per_channel: bool, scale: float) -> list[float]:
+    """Requantization scales (float32 values): mostly near 48 / scale (scale: the accumulators' typical
+    magnitude, so that outputs spread over the type); else log-uniform over [1e-9, 10], dyadic ones
+    (odd / 2^j near 48 / scale: many products land exactly halfway, to test the ties), or extreme
+    ones (zero, tiny, huge: saturated or zero outputs)."""
     n = channels if per_channel else 1
-    mode = draw(st.sampled_from(["natural"] * 3 + ["log-uniform", "raw", "ties", "ties"]))
-    if mode == "ties":  # few significant bits (odd / 2^j near 48 / scale): many exact ties to round
-        j = np.clip(np.round(np.log2(max(scale, 1.0) / 48)) + rng.integers(0, 2, n), 1, 16)
+    mode = draw(st.sampled_from(["natural"] * 3 + ["log-uniform", "extreme", "ties", "ties"]))
+    if mode == "ties":
+        j = np.clip(np.round(np.log2(max(scale, 1.0) / 48)) + rng.integers(0, 2, n), 1, 40)
         reals = rng.choice([1, 1, 3, 5], n) / 2.0 ** j
-        pairs = [fixed_point(float(min(r, 2.0))) for r in reals]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-    if mode == "raw":
-        m = [int(v) for v in rng.integers(0, 2 ** 31, n)]
-        s = [int(v) for v in rng.integers(1, MAX_SHIFT + 1, n)]
-        return m, s
-    if mode == "natural":
-        reals = np.clip(48 / max(scale, 1.0) * 10 ** rng.uniform(-0.7, 0.5, n), 1e-5, 2)
+    elif mode == "extreme":
+        reals = rng.choice([0.0, 1e-30, 3e-12, 1e3, 1e9, 3e30], n)
+    elif mode == "natural":
+        reals = 48 / max(scale, 1.0) * 10 ** rng.uniform(-0.7, 0.5, n)
     else:
-        reals = 10 ** rng.uniform(-5, math.log10(2), n)
-    pairs = [fixed_point(float(r)) for r in reals]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+        reals = 10 ** rng.uniform(-9, 1, n)
+    return [requant_scale(float(r)) for r in reals]
 
 
 def _acc_scale(x: np.ndarray, zero: int, w: np.ndarray) -> float:
@@ -305,7 +300,7 @@ def qconv_layer(draw, max_extent: int = 20, max_macs: int = 300_000, kind=None, 
     scale = _acc_scale(x, attrs["x_zero"], w.reshape(m, -1))
     out = _output_attrs(draw, rng, accumulators=True)
     if out["y_dtype"] is not dtypes.int32:
-        attrs["multiplier"], attrs["shift"] = _multipliers(draw, rng, m, draw(st.booleans()), scale)
+        attrs["scale"] = _scales(draw, rng, m, draw(st.booleans()), scale)
     attrs.update(out)
     bias = _bias(draw, rng, m, scale)
     return QLayer("qconv", [x, Const(w)] + ([bias] if bias is not None else []), attrs)
@@ -326,7 +321,7 @@ def qmatmul_layer(draw, max_macs: int = 300_000):
     scale = _acc_scale(a, attrs["a_zero"], b.T)
     out = _output_attrs(draw, rng, accumulators=True)
     if out["y_dtype"] is not dtypes.int32:
-        attrs["multiplier"], attrs["shift"] = _multipliers(draw, rng, n_out, draw(st.booleans()), scale)
+        attrs["scale"] = _scales(draw, rng, n_out, draw(st.booleans()), scale)
     attrs.update(out)
     bias = _bias(draw, rng, n_out, scale)
     return QLayer("qmatmul", [a, Const(b)] + ([bias] if bias is not None else []), attrs)
@@ -341,7 +336,7 @@ def requantize_layer(draw):
     x = _ints(rng, x_dt, shape)
     attrs = {"x_zero": _zero(rng, x_dt)}
     scale = _acc_scale(x.reshape(1, -1), attrs["x_zero"], np.ones((1, 1)))
-    attrs["multiplier"], attrs["shift"] = _multipliers(draw, rng, 1, False, scale)
+    attrs["scale"] = _scales(draw, rng, 1, False, scale)
     attrs.update(_output_attrs(draw, rng))
     return QLayer("requantize", [x], attrs)
 
@@ -363,35 +358,32 @@ def qadd_layer(draw):
     a_dt, b_dt = draw(st.sampled_from(ACT)), draw(st.sampled_from(ACT))
     a, b = _ints(rng, a_dt, a_shape), _ints(rng, b_dt, b_shape)
     attrs = {"a_zero": _zero(rng, a_dt), "b_zero": _zero(rng, b_dt)}
-    mode = draw(st.sampled_from(["natural"] * 3 + ["log-uniform", "raw", "ties"]))
-    if mode == "raw":  # raw multipliers over the whole shift range
-        ma, mb = (int(v) for v in rng.integers(0, 2 ** 31, 2))
-        shift = int(rng.integers(1, MAX_SHIFT + 1))
-    elif mode == "ties":  # small multipliers on a small shift: many exact ties to round
-        ma, mb = (int(v) for v in rng.integers(0, 16, 2))
-        shift = int(rng.integers(1, 6))
+    mode = draw(st.sampled_from(["natural"] * 3 + ["log-uniform", "extreme", "ties"]))
+    if mode == "extreme":  # saturated or zero outputs, and the constant's extremes
+        ra, rb = (float(v) for v in rng.choice([0.0, 1e-30, 1e-6, 1e4, 1e30], 2))
+    elif mode == "ties":  # dyadic ratios (x / 2^j): many sums exactly halfway between two codes
+        ra, rb = (float(v) for v in rng.integers(0, 16, 2) / 2.0 ** rng.integers(1, 6, 2))
     else:
         sa, sb, sy = (float(10 ** rng.uniform(-3, 0)) for _ in range(3))
         if mode == "natural":  # y's scale about that of a + b's values: outputs spread over the type
             rms = [_acc_scale(v.reshape(1, -1), attrs[z], np.ones((1, 1))) for v, z in ((a, "a_zero"), (b, "b_zero"))]
             sy = (sa * rms[0] + sb * rms[1]) / 48 * 10 ** rng.uniform(-0.5, 0.5)
-        sy = max(sy, max(sa, sb) / 2 ** 20)
-        ma, mb, shift = qadd_params(sa, sb, sy)
-    attrs.update(a_multiplier=ma, b_multiplier=mb, shift=shift)
+        ra, rb = sa / sy, sb / sy
+    attrs.update(a_scale=requant_scale(ra), b_scale=requant_scale(rb))
     attrs.update(_output_attrs(draw, rng))
     return QLayer("qadd", [a, b], attrs)
 
 
 @st.composite
 def qmul_layer(draw):
-    """qadd's operand shapes and types, multiplied: one multiplier for s_a * s_b / s_y."""
+    """qadd's operand shapes and types, multiplied: one scale for s_a * s_b / s_y."""
     layer = draw(qadd_layer())
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     a, b = layer.inputs
     attrs = {k: layer.attrs[k] for k in ("a_zero", "b_zero", "y_dtype", "y_zero", "clamp") if k in layer.attrs}
     spread = _acc_scale(a.reshape(1, -1), attrs["a_zero"], np.ones((1, 1))) * \
         _acc_scale(b.reshape(1, -1), attrs["b_zero"], np.ones((1, 1)))
-    attrs["multiplier"], attrs["shift"] = _multipliers(draw, rng, 1, False, spread)
+    attrs["scale"] = _scales(draw, rng, 1, False, spread)
     return QLayer("qmul", [a, b], attrs)
 
 
@@ -445,7 +437,7 @@ def test_elementwise_ops_match_reference(target):
                   examples=examples(target, EXAMPLES), **options(target))
 
 
-# ---- every input value, on multipliers with few bits: the rounding's ties (negative ones too) ------------
+# ---- every input value, on dyadic scales: the rounding's ties (negative ones too) ----------------------------
 def _every_value(dt) -> np.ndarray:
     return (np.arange(256) + _range(dt)[0]).astype(dt)
 
@@ -455,23 +447,20 @@ def _exhaustive_layers() -> list[QLayer]:
     kinds = [(np.int8, np.int8), (np.uint8, np.int8), (np.int8, np.uint8), (np.uint8, np.uint8)]
     for i, (x_dt, y_dt) in enumerate(kinds):
         x, zx, zy = _every_value(x_dt).reshape(16, 16), [-5, 131, 0, 126][i], [3, -2, 128, 0][i]
-        for real in (0.5, 0.25, 0.75, 1.5, 2.0, 3 / 64, 5 / 1024):
-            m, sh = fixed_point(real)
-            out.append(QLayer("requantize", [x], {"x_zero": zx, "multiplier": [m], "shift": [sh], "y_zero": zy,
+        for real in (0.5, 0.25, 0.75, 1.5, 2.0, 3 / 64, 5 / 1024, requant_scale(0.37)):
+            out.append(QLayer("requantize", [x], {"x_zero": zx, "scale": [real], "y_zero": zy,
                                                    "y_dtype": DT[np.dtype(y_dt)]}))
         # every pair (a, b): a down the rows, b along the columns
-        for m, sh in ((1, 2), (3, 5), (1 << 30, 40)):
+        for real in (0.25, 3 / 32, 2.0 ** -10):
             out.append(QLayer("qmul", [x.reshape(256, 1), _every_value(y_dt)],
-                              {"a_zero": zx, "b_zero": zy, "multiplier": [m], "shift": [sh], "y_zero": zy,
+                              {"a_zero": zx, "b_zero": zy, "scale": [real], "y_zero": zy,
                                "y_dtype": DT[np.dtype(y_dt)]}))
-        for ma, mb, sh in ((1, 3, 2), (5, 2, 3), (1 << 29, 3 << 28, 31)):
+        for ra, rb in ((0.25, 0.75), (5 / 8, 0.25), (0.5, 0.75), (requant_scale(0.3), requant_scale(0.71))):
             out.append(QLayer("qadd", [x.reshape(256, 1), _every_value(y_dt)],
-                              {"a_zero": zx, "b_zero": zy, "a_multiplier": ma, "b_multiplier": mb, "shift": sh,
+                              {"a_zero": zx, "b_zero": zy, "a_scale": ra, "b_scale": rb,
                                "y_zero": zy, "y_dtype": DT[np.dtype(y_dt)]}))
         # 1x1 convolutions / matmuls whose accumulators are +-1 or 3 times x - x_zero, plus a bias
-        pairs = [fixed_point(r) for r in (0.5, 0.25, 0.125)]
-        attrs = {"multiplier": [p[0] for p in pairs], "shift": [p[1] for p in pairs], "y_zero": zy,
-                 "y_dtype": DT[np.dtype(y_dt)]}
+        attrs = {"scale": [0.5, 0.25, 0.125], "y_zero": zy, "y_dtype": DT[np.dtype(y_dt)]}
         w = np.array([1, -1, 3], np.int8)
         out.append(QLayer("qconv", [x.reshape(1, 1, 16, 16), Const(w.reshape(3, 1, 1, 1)),
                                     Const(np.array([0, 1, -3], np.int32))], {"x_zero": zx, **attrs}))
@@ -496,9 +485,8 @@ def test_rounding_ties_on_every_value(target):
 def _conv(seed, x_shape, w_shape, x_dt=np.uint8, per_channel=True, bias=True, **attrs):
     rng = np.random.default_rng(seed)
     m = w_shape[0]
-    pairs = [fixed_point(float(v)) for v in 10 ** rng.uniform(-4.5, -2.5, m if per_channel else 1)]
-    a = {"x_zero": _zero(rng, x_dt), "multiplier": [p[0] for p in pairs],
-         "shift": [p[1] for p in pairs], "y_zero": 5, "y_dtype": dtypes.int8, **attrs}
+    scales = [requant_scale(float(v)) for v in 10 ** rng.uniform(-4.5, -2.5, m if per_channel else 1)]
+    a = {"x_zero": _zero(rng, x_dt), "scale": scales, "y_zero": 5, "y_dtype": dtypes.int8, **attrs}
     ins = [_ints(rng, x_dt, x_shape), Const(rng.integers(-127, 128, w_shape).astype(np.int8))]
     if bias:
         ins.append(Const(rng.integers(-5000, 5000, m).astype(np.int32)))
@@ -508,9 +496,8 @@ def _conv(seed, x_shape, w_shape, x_dt=np.uint8, per_channel=True, bias=True, **
 def _matmul(seed, a_shape, n, a_dt=np.int8, **attrs):
     rng = np.random.default_rng(seed)
     k = a_shape[-1]
-    pairs = [fixed_point(float(v)) for v in 10 ** rng.uniform(-4.5, -2.5, n)]
-    a = {"a_zero": _zero(rng, a_dt), "multiplier": [p[0] for p in pairs],
-         "shift": [p[1] for p in pairs], "y_dtype": dtypes.uint8, "y_zero": 128, **attrs}
+    scales = [requant_scale(float(v)) for v in 10 ** rng.uniform(-4.5, -2.5, n)]
+    a = {"a_zero": _zero(rng, a_dt), "scale": scales, "y_dtype": dtypes.uint8, "y_zero": 128, **attrs}
     return QLayer("qmatmul", [_ints(rng, a_dt, a_shape), Const(rng.integers(-127, 128, (k, n)).astype(np.int8)),
                               Const(rng.integers(-5000, 5000, n).astype(np.int32))], a)
 
@@ -525,11 +512,11 @@ THREADED = [
     _matmul(4, [3, 40, 96], 64),
     _matmul(5, [1, 600], 512, a_dt=np.uint8),                                          # one row: column blocks
     QLayer("requantize", [_ints(np.random.default_rng(6), np.uint8, (3, 160, 200))],
-           {"x_zero": 131, "multiplier": [fixed_point(0.37)[0]], "shift": [fixed_point(0.37)[1]], "y_zero": -7}),
+           {"x_zero": 131, "scale": [requant_scale(0.37)], "y_zero": -7}),
     QLayer("qadd", [_ints(np.random.default_rng(7), np.int8, (2, 64, 48, 16)),
                     _ints(np.random.default_rng(8), np.uint8, (64, 1, 16))],
            {"a_zero": -3, "b_zero": 120,
-            **dict(zip(("a_multiplier", "b_multiplier", "shift"), qadd_params(0.02, 0.05, 0.04))),
+            "a_scale": requant_scale(0.02, divisor=0.04), "b_scale": requant_scale(0.05, divisor=0.04),
             "y_zero": 2, "clamp": [2, 127]}),
 ]
 
@@ -549,14 +536,12 @@ def _wide_layers():
     x[0, ::7] = rng.integers(0, 256, x[0, ::7].shape)
     w = np.full((2, 8192, 3, 3), -128, np.int8)
     w[1, ::5] = 127
-    conv = QLayer("qconv", [x, Const(w)], {"multiplier": [fixed_point(2e-9)[0]], "shift": [fixed_point(2e-9)[1]],
-                                           "x_zero": 0, "y_dtype": dtypes.int8})
+    conv = QLayer("qconv", [x, Const(w)], {"scale": [requant_scale(2e-9)], "x_zero": 0, "y_dtype": dtypes.int8})
     a = rng.integers(0, 256, (2, 70000)).astype(np.uint8)
     a[:, ::3] = 255
     b = np.full((70000, 3), -128, np.int8)
     b[::4, 1] = 127
-    mm = QLayer("qmatmul", [a, Const(b)], {"multiplier": [fixed_point(1e-9)[0]] * 3,
-                                          "shift": [fixed_point(1e-9)[1]] * 3, "a_zero": 3, "y_dtype": dtypes.uint8,
+    mm = QLayer("qmatmul", [a, Const(b)], {"scale": [requant_scale(1e-9)] * 3, "a_zero": 3, "y_dtype": dtypes.uint8,
                                           "y_zero": 100})
     # the accumulators themselves: past int32, wrapped as numpy's cast wraps them
     acc = QLayer("qconv", [x, Const(w)], {"x_zero": 7, "y_dtype": dtypes.int32})
@@ -578,12 +563,11 @@ def test_int64_accumulators(target, force):
 
 # ---- the layers the properties found wrong, kept as they were found ----------------------------------------
 REGRESSIONS = [
-    # arm64: gcc 12 -O3 vectorized the rounding shift, then written on uint64 and cast back to int64,
-    # into an unsigned halving add (uhadd) on 16-bit lanes: every negative accumulator came out as +127
+    # arm64: gcc 12 -O3 vectorized a fixed-point rounding shift written on uint64 and cast back to
+    # int64 into an unsigned halving add (uhadd) on 16-bit lanes: every negative value came out as +127
     QLayer("qadd", [np.array([[89, 35, 2, -59, -50, -118], [-109, -124, -84, 80, 38, 105], [0, 27, 120, 58, 33, 11]],
                              np.int8), np.array(15, np.int8)],
-           {"a_zero": 111, "b_zero": -57, "a_multiplier": 13, "b_multiplier": 10, "shift": 1, "y_dtype": dtypes.int8,
-            "y_zero": -28}),
+           {"a_zero": 111, "b_zero": -57, "a_scale": 6.5, "b_scale": 5.0, "y_dtype": dtypes.int8, "y_zero": -28}),
 ]
 
 
@@ -605,7 +589,7 @@ def test_qconv_1d_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     w = Const(rng.integers(-127, 128, (4, 3, 3)).astype(np.int8))
     layer = QLayer("qconv", [_ints(rng, np.int8, (1, 3, 10)), w],
-                   {"multiplier": [1 << 30], "shift": [40]})
+                   {"scale": [2.0 ** -10]})
     msg = _compile_error(layer, tmp_path)
     assert "qconv" in msg and "1-D convolution" in msg and "only 2-D qconv" in msg
 
@@ -613,8 +597,8 @@ def test_qconv_1d_is_refused(tmp_path):
 def test_runtime_weights_are_refused(tmp_path):
     rng = np.random.default_rng(0)
     conv = QLayer("qconv", [_ints(rng, np.int8, (1, 3, 6, 6)), rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)],
-                  {"multiplier": [1 << 30], "shift": [40]})
+                  {"scale": [2.0 ** -10]})
     assert "qconv needs constant weights" in _compile_error(conv, tmp_path)
     mm = QLayer("qmatmul", [_ints(rng, np.uint8, (2, 5)), rng.integers(-127, 128, (5, 3)).astype(np.int8)],
-                {"multiplier": [1 << 30], "shift": [40]})
+                {"scale": [2.0 ** -10]})
     assert "qmatmul needs a constant b" in _compile_error(mm, tmp_path)

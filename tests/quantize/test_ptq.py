@@ -84,7 +84,7 @@ def test_per_tensor_weights_and_uint8_symmetric_activations(tmp_path):
     _, g = conv_model(tmp_path)
     qg, _ = quantize(g, samples(8), Options(per_channel=False, activations="uint8", symmetric=True))
     conv = next(n for n in qg.nodes if n.op == "qconv")
-    assert conv.inputs[1].type.quant.axis is None and len(conv.attrs["multiplier"]) == 1
+    assert conv.inputs[1].type.quant.axis is None and len(conv.attrs["scale"]) == 1
     assert conv.inputs[0].type.dtype.name == "uint8" and conv.inputs[0].type.quant.zero == (128,)
 
 
@@ -210,7 +210,7 @@ def test_average_pooling_runs_as_an_integer_depthwise_convolution(tmp_path):
     pool, gap = qg.nodes[2], qg.nodes[3]  # the pool gives 3x3: (6 + 1 - 2) // 2 + 1
     assert pool.attrs["group"] == 4 and pool.attrs["kernel_shape"] == [2, 2] and pool.attrs["pads"] == [1, 1, 0, 0]
     # the global pool gives the model's output: its int32 sums, dequantized per channel with s_x * s_w
-    assert gap.attrs["kernel_shape"] == [3, 3] and gap.attrs["y_dtype"].name == "int32" and "multiplier" not in gap.attrs
+    assert gap.attrs["kernel_shape"] == [3, 3] and gap.attrs["y_dtype"].name == "int32" and "scale" not in gap.attrs
     deq = qg.nodes[4]
     sx, sw = gap.inputs[0].type.quant.scale[0], np.array(gap.inputs[1].type.quant.scale, np.float32)
     assert deq.inputs[0] is gap.outputs[0] and deq.attrs["axis"] == 1

@@ -8,7 +8,7 @@ import pytest
 
 from pdc.ir import PdcError, dtypes
 from pdc.ir.interpreter import run_graph
-from pdc.ir.ops.qint import MAX_SHIFT, fixed_point, qadd_params, rounding_shift
+from pdc.ir.ops.qint import fma32, qadd_constant, requant_scale, rescale
 from pdc.ir.parser import parse_graph, parse_type
 from pdc.ir.printer import print_graph
 from pdc.ir.types import Quant, TensorType
@@ -17,7 +17,7 @@ from pdc.ir.verify import verify_graph
 QUANT_TEXT = '''graph @q(%x: i8[1,2,3,3]{scale=0.5, zero=-3}) -> (%y: i8[1,4,3,3]{scale=0.25, zero=1}) {
   %w = const i8[4,2,1,1]{axis=0, scale=[0.01, 0.02, 0.5, 1e-05], zero=[0, 0, 0, 0]}
   %b = const i32[4]
-  %y = qconv(%x, %w, %b) {multiplier=[1073741824, 1073741824, 1073741824, 1073741824], shift=[31, 32, 33, 34], x_zero=-3, y_zero=1} : i8[1,4,3,3]{scale=0.25, zero=1}
+  %y = qconv(%x, %w, %b) {scale=[0.5, 0.25, 0.125, 0.0625], x_zero=-3, y_zero=1} : i8[1,4,3,3]{scale=0.25, zero=1}
 }
 '''
 
@@ -64,33 +64,67 @@ def test_reshaping_keeps_a_per_tensor_quantization_only():
     assert TensorType(dtypes.int8, (2,), q).with_dtype(dtypes.float32).quant is None
 
 
-@pytest.mark.parametrize("real", [1.0, 0.5, 0.75, 1e-3, 0.3333333333, 2.5, 1e-9, 2.0 ** -40, 1e-20, 1000.0])
-def test_fixed_point_is_the_real_multiplier_to_31_bits(real):
-    m, s = fixed_point(real)
-    assert 1 <= s <= MAX_SHIFT
-    if s < MAX_SHIFT:
-        assert (1 << 30) <= m < (1 << 31)
-        assert abs(Fraction(m, 1 << s) - Fraction(real)) <= Fraction(1, 1 << (s + 1))
-    else:  # tiny multipliers keep fewer bits, still rounded to nearest
-        assert abs(Fraction(m, 1 << s) - Fraction(real)) <= Fraction(1, 1 << (s + 1))
+def _f32(x) -> Fraction:
+    return Fraction(float(np.float32(x)))
 
 
-def test_fixed_point_rejects_huge_and_negative():
-    for bad in (2.0 ** 31, -1.0, math.inf, math.nan):
+def _round_f32(q: Fraction) -> Fraction:
+    """q rounded to the nearest float32, ties to even (normal range), exactly."""
+    if q == 0:
+        return q
+    e = math.floor(math.log2(abs(q)))
+    e += (abs(q) >= Fraction(2) ** (e + 1)) - (abs(q) < Fraction(2) ** e)
+    ulp = Fraction(2) ** (e - 23)
+    n = q / ulp
+    r = math.floor(n)
+    if n - r > Fraction(1, 2) or (n - r == Fraction(1, 2) and r % 2):
+        r += 1
+    return r * ulp
+
+
+def _rint(q: Fraction) -> int:
+    r = math.floor(q)
+    return r + 1 if q - r > Fraction(1, 2) or (q - r == Fraction(1, 2) and r % 2) else r
+
+
+def test_requant_scale_is_the_float32_steps_of_onnx_runtime():
+    sx, sw, sy = 0.0123, 0.00456, 0.0789
+    want = _round_f32(_round_f32(_f32(sx) * _f32(sw)) / _f32(sy))
+    assert Fraction(requant_scale(sx, sw, divisor=sy)) == want
+    for bad in (-1.0, math.inf, math.nan):
         with pytest.raises(ValueError):
-            fixed_point(bad)
+            requant_scale(bad)
 
 
-def test_rounding_shift_is_round_half_up_of_the_exact_product():
+def test_rescale_rounds_the_float32_product_half_to_even():
     rng = np.random.default_rng(1)
-    acc = np.concatenate([rng.integers(-2 ** 31, 2 ** 31, 500), [0, 1, -1, 2 ** 31 - 1, -2 ** 31]])
-    for real in (0.0037, 0.5, 1.7, 3e-7):
-        m, s = fixed_point(real)
-        got = rounding_shift(acc, m, s)
-        want = [math.floor(Fraction(int(a) * m, 1 << s) + Fraction(1, 2)) for a in acc]
+    acc = np.concatenate([rng.integers(-2 ** 24, 2 ** 24, 400), rng.integers(-2 ** 31, 2 ** 31, 100),
+                          [0, 1, -1, 2 ** 31 - 1, -2 ** 31]])
+    for scale in (0.0037, 0.5, 1.7, 3e-7):
+        sc = float(np.float32(scale))
+        got = rescale(acc, sc)
+        want = [_rint(_round_f32(_round_f32(Fraction(int(a))) * Fraction(sc))) for a in acc]
         assert got.tolist() == want
-    # ties go toward +infinity: -2.5 -> -2, 2.5 -> 3
-    assert rounding_shift(np.array([-5, 5, -3, 3]), 1, 1).tolist() == [-2, 3, -1, 2]
+    # ties to even: -2.5 -> -2, 2.5 -> 2, 1.5 -> 2, -1.5 -> -2
+    assert rescale(np.array([-5, 5, 3, -3]), 0.5).tolist() == [-2, 2, 2, -2]
+
+
+def test_fma32_rounds_once_even_where_float64_would_round_twice():
+    rng = np.random.default_rng(2)
+    x = rng.integers(-255, 256, 3000)
+    r = rng.uniform(0.01, 4, 3000).astype(np.float32)
+    c = rng.uniform(-300, 300, 3000).astype(np.float32)
+    # sums with a tiny c: x * r + c lands next to float32 halfway points, where rounding twice goes wrong
+    c[:1000] = (np.float32(2.0) ** rng.integers(-60, -30, 1000)).astype(np.float32) * np.sign(c[:1000])
+    got = fma32(x, r, c)
+    want = [float(_round_f32(Fraction(int(a)) * Fraction(float(b)) + Fraction(float(d)))) for a, b, d in zip(x, r, c)]
+    assert got.astype(np.float64).tolist() == want
+    # 97 * (172961 * 2^-24) = 1 + 2^-24, a float32 halfway point; + 2^-60 puts the exact sum above it
+    # (so 1 + 2^-23), where the float64 sum drops the 2^-60 and rounding that to even would give 1
+    r = np.float32(172961 * 2.0 ** -24)
+    got = fma32(np.array([97, -97]), r, np.array([2.0 ** -60, -(2.0 ** -60)], np.float32))
+    assert got.astype(np.float64).tolist() == [1 + 2.0 ** -23, -(1 + 2.0 ** -23)]
+    assert np.float32(97 * np.float64(r) + 2.0 ** -60) == np.float32(1.0)  # what rounding twice gives
 
 
 def _run(text, feeds, consts=None):
@@ -106,7 +140,7 @@ def test_qconv_reference_by_hand():
     text = '''graph @g(%x: i8[1,1,2,2]) -> (%y: u8[1,2,1,1]) {
   %w = const i8[2,1,2,2]
   %b = const i32[2]
-  %y = qconv(%x, %w, %b) {clamp=[5, 250], multiplier=[1073741824, 1610612736], shift=[32, 31], x_zero=-3, y_dtype=u8, y_zero=10} : u8[1,2,1,1]
+  %y = qconv(%x, %w, %b) {clamp=[5, 250], scale=[0.25, 0.75], x_zero=-3, y_dtype=u8, y_zero=10} : u8[1,2,1,1]
 }
 '''
     y = _run(text, {"x": x}, {"w": w, "b": b})["y"]
@@ -118,8 +152,8 @@ def test_qconv_reference_by_hand():
 def test_qmatmul_per_column_and_qadd_by_hand():
     text = '''graph @g(%a: u8[2,3], %c: i8[2,2]) -> (%y: i8[2,2], %z: i8[2,2]) {
   %b = const i8[3,2]
-  %y = qmatmul(%a, %b) {a_zero=128, multiplier=[1073741824, 1073741824], shift=[31, 33]} : i8[2,2]
-  %z = qadd(%y, %c) {a_multiplier=3, a_zero=0, b_multiplier=1, b_zero=-1, shift=1, y_zero=0} : i8[2,2]
+  %y = qmatmul(%a, %b) {a_zero=128, scale=[0.5, 0.125]} : i8[2,2]
+  %z = qadd(%y, %c) {a_scale=1.5, a_zero=0, b_scale=0.5, b_zero=-1, y_zero=0} : i8[2,2]
 }
 '''
     a = np.array([[128, 129, 130], [255, 0, 128]], np.uint8)  # minus 128: [0,1,2], [127,-128,0]
@@ -127,17 +161,17 @@ def test_qmatmul_per_column_and_qadd_by_hand():
     c = np.array([[-1, 0], [5, -7]], np.int8)
     out = _run(text, {"a": a, "c": c}, {"b": b})
     acc = np.array([[0, 1, 2], [127, -128, 0]]) @ b.astype(np.int64)  # [[-6, 13], [-129, -511]]
-    want_y = [[math.floor(v * Fraction(1, 2 ** (1 + k * 2)) + Fraction(1, 2)) for k, v in enumerate(r)] for r in acc]
-    assert out["y"].tolist() == want_y == [[-3, 2], [-64, -64]]
-    want_z = [[math.floor(Fraction(3 * y + (cc + 1), 2) + Fraction(1, 2)) for y, cc in zip(ry, rc)]
-              for ry, rc in zip(want_y, c.tolist())]
+    want_y = [[_rint(v * Fraction(1, 2 ** (1 + k * 2))) for k, v in enumerate(r)] for r in acc]
+    assert out["y"].tolist() == want_y == [[-3, 2], [-64, -64]]  # -64.5: the tie goes to even
+    # c = 0 - (1.5 * 0 + 0.5 * -1) = 0.5; every step exact in float32 here
+    want_z = [[_rint(Fraction(3 * y + (cc + 1), 2)) for y, cc in zip(ry, rc)] for ry, rc in zip(want_y, c.tolist())]
     assert out["z"].tolist() == want_z
 
 
 def test_qmul_broadcasts_and_lookup_tabulates_by_code():
     text = '''graph @g(%a: i8[1,2,2], %b: u8[1,2,1]) -> (%y: i8[1,2,2], %z: f32[1,2,2]) {
   %t = const f32[256]
-  %y = qmul(%a, %b) {a_zero=1, b_zero=128, multiplier=[1073741824], shift=[32], y_zero=-1} : i8[1,2,2]
+  %y = qmul(%a, %b) {a_zero=1, b_zero=128, scale=[0.25], y_zero=-1} : i8[1,2,2]
   %z = lookup(%y, %t) : f32[1,2,2]
 }
 '''
@@ -145,16 +179,26 @@ def test_qmul_broadcasts_and_lookup_tabulates_by_code():
     b = np.array([[[130], [0]]], np.uint8)  # minus 128: [[2], [-128]]
     table = np.arange(256, dtype=np.float32) * 0.5
     out = _run(text, {"a": a, "b": b}, {"t": table})
-    products = [[8, -16], [0, -16128]]  # times 1/4, ties up, then + y_zero, clamped to int8
-    want_y = [[max(-128, min(127, -1 + math.floor(Fraction(p, 4) + Fraction(1, 2)))) for p in row] for row in products]
+    products = [[8, -16], [0, -16128]]  # times 1/4, rounded, then + y_zero, clamped to int8
+    want_y = [[max(-128, min(127, -1 + _rint(Fraction(p, 4)))) for p in row] for row in products]
     assert out["y"][0].tolist() == want_y == [[1, -5], [-1, -128]]
     assert out["z"][0].tolist() == [[(v + 128) * 0.5 for v in row] for row in want_y]
 
 
-def test_qadd_params_put_both_ratios_on_one_shift():
-    ma, mb, s = qadd_params(0.1, 0.05, 0.07)
-    assert max(ma, mb) < 2 ** 31 and max(ma, mb) >= 2 ** 30
-    assert abs(ma / 2 ** s - 0.1 / 0.07) < 2 ** -30 and abs(mb / 2 ** s - 0.05 / 0.07) < 2 ** -30
+def test_qadd_rounds_like_onnx_runtime_two_fmas_from_the_constant():
+    ra, rb = requant_scale(0.1, divisor=0.07), requant_scale(0.05, divisor=0.07)
+    c = qadd_constant(ra, 3, rb, -5, 7)
+    assert Fraction(float(c)) == _round_f32(7 - _round_f32(_round_f32(_f32(ra) * 3) + _round_f32(_f32(rb) * -5)))
+    text = f'''graph @g(%a: i8[256], %b: i8[256]) -> (%y: i8[256]) {{
+  %y = qadd(%a, %b) {{a_scale={ra!r}, a_zero=3, b_scale={rb!r}, b_zero=-5, y_zero=7}} : i8[256]
+}}
+'''
+    a = np.arange(-128, 128).astype(np.int8)
+    b = np.random.default_rng(0).integers(-128, 128, 256).astype(np.int8)
+    y = _run(text, {"a": a, "b": b})["y"]
+    want = [max(-128, min(127, _rint(_round_f32(Fraction(int(x)) * _f32(ra) + _round_f32(
+        Fraction(int(z)) * _f32(rb) + Fraction(float(c))))))) for x, z in zip(a, b)]
+    assert y.tolist() == want
 
 
 def test_qmatmul_int32_gives_the_accumulators():
@@ -167,19 +211,20 @@ def test_qmatmul_int32_gives_the_accumulators():
     out = _run(text, {"a": np.array([[3, -128]], np.int8)}, {"b": np.array([[127, -1], [-127, 2]], np.int8),
                                                              "bias": np.array([100000, -7], np.int32)})
     assert out["y"].tolist() == [[2 * 127 + 129 * 127 + 100000, -2 - 258 - 7]]
-    g = parse_graph(text.replace("a_zero=1,", "a_zero=1, shift=[3],"), {"b": np.zeros((2, 2), np.int8),
+    g = parse_graph(text.replace("a_zero=1,", "a_zero=1, scale=[0.5],"), {"b": np.zeros((2, 2), np.int8),
                                                                         "bias": np.zeros(2, np.int32)})
-    with pytest.raises(PdcError, match="y_dtype i32 gives the accumulators: shift must be absent"):
+    with pytest.raises(PdcError, match="y_dtype i32 gives the accumulators: scale must be absent"):
         verify_graph(g)
 
 
 @pytest.mark.parametrize("attrs, message", [
-    ("multiplier=[1], shift=[0]", "shifts must be in [1, 62]"),
-    ("multiplier=[1, 2], shift=[3]", "must have the same, non-zero length"),
-    ("multiplier=[1, 2, 3], shift=[3, 3, 3]", "multiplier has 3 values for 2 output channels"),
-    ("multiplier=[1], shift=[3], clamp=[5, 1]", "clamp [5, 1] must be [lo, hi] with -128 <= lo <= hi <= 127"),
-    ("multiplier=[1], shift=[3], y_zero=300", "y_zero 300 is outside i8's range"),
-    ("multiplier=[1], shift=[3], x_zero=200", "x_zero 200 is outside i8's range"),
+    ("x_zero=0", "scale is missing: give one value or one per output channel"),
+    ("scale=[-0.5]", "scale -0.5 must be a finite float32 value >= 0"),
+    ("scale=[0.1]", "scale 0.1 must be a finite float32 value >= 0"),
+    ("scale=[0.5, 0.25, 0.125]", "scale has 3 values for 2 output channels"),
+    ("scale=[0.5], clamp=[5, 1]", "clamp [5, 1] must be [lo, hi] with -128 <= lo <= hi <= 127"),
+    ("scale=[0.5], y_zero=300", "y_zero 300 is outside i8's range"),
+    ("scale=[0.5], x_zero=200", "x_zero 200 is outside i8's range"),
 ])
 def test_qconv_attribute_checks(attrs, message):
     text = f'''graph @g(%x: i8[1,1,2,2]) -> (%y: i8[1,2,1,1]) {{

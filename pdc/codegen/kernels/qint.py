@@ -1,14 +1,14 @@
 """pdc's integer ops (pdc/ir/ops/qint.py): qconv, qmatmul, requantize and qadd, in portable C.
 
-Numerics are the NumPy references', bit for bit, with integer arithmetic only:
+Numerics are the NumPy references', bit for bit:
 - products are accumulated in int32 (int64 when the weights could overflow it: the bound
   max|x| * sum|w| is checked per output channel at compile time);
-- the requantization (acc * m + 2^(s-1)) >> s is computed in int64 (acc + bias is formed in int64;
-  with |acc| < 2^31, as the quantizer guarantees, and m < 2^31 nothing overflows; gcc's shift of a
-  negative value is arithmetic), then y_zero is added and the result clamped to [lo, hi] (`clamp`,
-  else the output type's range). Not on uint64 with a cast back: gcc 12 for aarch64 at -O3
-  vectorizes ((int64_t)((uint64_t)acc + 1)) >> 1 into an unsigned halving add (uhadd) once it has
-  narrowed the lanes, which is wrong for negative acc (found by tests/kernels/test_qint_kernels.py).
+- the requantization is the reference's float32 rule, one IEEE operation per step: (float)acc
+  (acc + bias formed in int64), times the channel's float32 scale, clamped in float to
+  [lo - y_zero, hi - y_zero] (`clamp`, else the output type's range), rounded half to even by
+  adding and subtracting 1.5 * 2^23 (exact for |v| < 2^22, which the clamp guarantees; gcc does
+  not fold it without -ffast-math, and the clamp between the product and the sum keeps them from
+  being contracted into an fma), + y_zero. qadd's two fmas are fmaf (one rounding each).
 Layouts (weights and bias are constants, packed at compile time):
 - qconv (2-D, NCHW): the weights stay [M][K] with K = (c, kh, kw) per output channel, as w is;
   a block of up to PB output pixels of one output row is gathered into a per-thread im2col buffer
@@ -20,7 +20,7 @@ Layouts (weights and bias are constants, packed at compile time):
   row of b^T; a_zero * colsum(b) folded into the bias; units (row of a, column block).
 - requantize / qadd: elementwise; qadd broadcasts a and b (dims coalesced at compile time, the
   innermost output dim read with stride 0 or 1 per input).
-Per-tensor multiplier / shift are expanded into per-channel tables (int32, M or N entries).
+A per-tensor scale is expanded into a per-channel table (float, M or N entries).
 qconv / qmatmul with y_dtype int32 store the accumulators (acc + bias, wrapped to int32 as numpy's
 cast does) instead. These are the general path ("portable") of the qconv / qmatmul kernel families:
 x86/qint.py's AVX-512 VNNI kernels take what they cover first on x86-avx512.
@@ -32,10 +32,12 @@ import math
 import numpy as np
 
 from ...ir import dtypes
+from ...ir.ops.qint import qadd_constant
 from ...ir.ops.quant import conv_geometry
 from ..context import KernelContext, broadcast_strides
 from . import kernel
 from .paths import declare, mark
+from ..ctypes_c import float_literal
 from .quant import add_weight
 
 # the general paths of the families whose native kernels (x86/qint.py) fall back to these
@@ -104,11 +106,16 @@ def _empty(ctx: KernelContext) -> str:
     return "    " + " ".join(f"(void){n};" for n in names)
 
 
-RQ = """/* y_zero + ((acc * m + 2^(s-1)) >> s), clamped to [lo, hi], in int64: |acc| < 2^31 and m < 2^31 keep
-   acc * m + 2^(s-1) below 2^63; the shift of a negative int64 is arithmetic (gcc). */
-static inline int32_t pdc_qi_rq(int64_t acc, int32_t m, int32_t s, int32_t zy, int32_t lo, int32_t hi) {
-    const int64_t v = ((acc * (int64_t)m + ((int64_t)1 << (s - 1))) >> s) + zy;
-    return (int32_t)(v < lo ? lo : (v > hi ? hi : v));
+RQ = """/* clamp(rint(v), lo, hi), ties to even: v clamped first (|lo|, |hi| < 2^22), then rounded by the
+   float32 sum with 1.5 * 2^23 */
+static inline int32_t pdc_qi_round(float v, int32_t lo, int32_t hi) {
+    const float flo = (float)lo, fhi = (float)hi;
+    v = v < flo ? flo : (v > fhi ? fhi : v);
+    return (int32_t)((v + 12582912.0f) - 12582912.0f);
+}
+/* clamp(zy + rint((float)acc * sc), lo, hi) */
+static inline int32_t pdc_qi_rq(int64_t acc, float sc, int32_t zy, int32_t lo, int32_t hi) {
+    return pdc_qi_round((float)acc * sc, lo - zy, hi - zy) + zy;
 }
 """
 
@@ -125,26 +132,23 @@ def _check_output_type(ctx: KernelContext, accumulators: bool = False) -> None:
 
 
 def _epilogue(ctx: KernelContext, channels: int) -> tuple[dict, str]:
-    """qconv / qmatmul's output stage: (job fields mult, shift, yz, lo, hi; the C expression of an
-    output from `acc` and `b`, the channel's bias, with the channel's multiplier `mu` and shift `s`).
+    """qconv / qmatmul's output stage: (job fields scale, yz, lo, hi; the C expression of an
+    output from `acc` and `b`, the channel's bias, with the channel's scale `sc`).
     y_dtype int32 asks for the accumulators: acc + bias truncated to int32 (wrapping, as numpy's cast)."""
     if ctx.outputs[0].dtype is dtypes.int32:
-        return dict(mult="0", shift="0", yz=0, lo=0, hi=0), "(int32_t)((int64_t)acc + b)"
-    mult, shift = _requant_tables(ctx, channels)
+        return dict(scale="0", yz=0, lo=0, hi=0), "(int32_t)((int64_t)acc + b)"
     lo, hi = _clamp(ctx)
-    return (dict(mult=mult, shift=shift, yz=int(ctx.attrs.get("y_zero", 0)), lo=lo, hi=hi),
-            f"({ctx.ctype(ctx.outputs[0].dtype)})pdc_qi_rq((int64_t)acc + b, mu, s, yz, lo, hi)")
+    return (dict(scale=add_weight(ctx, scale_table(ctx, channels), "float"), yz=int(ctx.attrs.get("y_zero", 0)),
+                 lo=lo, hi=hi),
+            f"({ctx.ctype(ctx.outputs[0].dtype)})pdc_qi_rq((int64_t)acc + b, sc, yz, lo, hi)")
 
 
-def _requant_tables(ctx: KernelContext, channels: int) -> tuple[str, str]:
-    """C pointers to int32 [channels] multiplier and shift tables (a per-tensor value repeated)."""
-    tabs = []
-    for key in ("multiplier", "shift"):
-        v = np.asarray(ctx.attrs[key], np.int64).reshape(-1)
-        if v.size not in (1, channels):
-            ctx.fail(f"{key} has {v.size} values for {channels} output channels (give 1 or {channels})")
-        tabs.append(add_weight(ctx, np.broadcast_to(v, (channels,)).astype(np.int32), "int32_t"))
-    return tabs[0], tabs[1]
+def scale_table(ctx: KernelContext, channels: int) -> np.ndarray:
+    """The float32 [channels] requantization scales (a per-tensor value repeated)."""
+    v = np.asarray(ctx.attrs["scale"], np.float32).reshape(-1)
+    if v.size not in (1, channels):
+        ctx.fail(f"scale has {v.size} values for {channels} output channels (give 1 or {channels})")
+    return np.ascontiguousarray(np.broadcast_to(v, (channels,)))
 
 
 def _acc_type(xdt, w2d: np.ndarray) -> str:
@@ -182,7 +186,7 @@ typedef struct {
     const int8_t *w;
     const int64_t *bias;    /* bias - x_zero * sum(w), per output channel */
     const int32_t *rbias;   /* a bias known only at run time, or NULL */
-    const int32_t *mult, *shift;  /* per output channel; NULL for int32 outputs (the accumulators) */
+    const float *scale;     /* per output channel; NULL for int32 outputs (the accumulators) */
     int64_t col_stride, N, C, H, W, M, G, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, K, PB, nblk;
     int32_t xz, yz, lo, hi;
 } pdc_qi_conv_job;
@@ -195,7 +199,8 @@ QCONV_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1, int slot) {
     @TX@ *col = (@TX@ *)j->col + slot * j->col_stride;
     const int8_t *Wt = j->w;
     const int64_t *bias = j->bias;
-    const int32_t *rbias = j->rbias, *mult = j->mult, *shift = j->shift;
+    const int32_t *rbias = j->rbias;
+    const float *scale = j->scale;
     const int64_t C = j->C, H = j->H, W = j->W, M = j->M, G = j->G, KH = j->KH, KW = j->KW;
     const int64_t OH = j->OH, OW = j->OW, sh = j->sh, sw = j->sw, dh = j->dh, dw = j->dw, ph = j->ph, pw = j->pw;
     const int64_t K = j->K, PB = j->PB, nblk = j->nblk, cg = C / G, mg = M / G;
@@ -228,8 +233,8 @@ QCONV_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1, int slot) {
             const int64_t m = g * mg + mm;
             const int8_t *wr = Wt + m * K;
             const int64_t b = bias[m] + (rbias ? (int64_t)rbias[m] : 0);
-            const int32_t mu = mult ? mult[m] : 0, s = shift ? shift[m] : 0;
-            (void)mu; (void)s; (void)yz; (void)lo; (void)hi;
+            const float sc = scale ? scale[m] : 0.0f;
+            (void)sc; (void)yz; (void)lo; (void)hi;
             @TY@ *yr = Y + ((n * M + m) * OH + oh) * OW + ow0;
             for (int64_t p = 0; p < np; p++) {
                 const @TX@ *cr = col + p * K;
@@ -303,7 +308,7 @@ typedef struct {
     const int8_t *bt;
     const int64_t *bias;    /* bias - a_zero * sum over k of b, per column */
     const int32_t *rbias;   /* a bias known only at run time, or NULL */
-    const int32_t *mult, *shift;  /* per column; NULL for int32 outputs (the accumulators) */
+    const float *scale;     /* per column; NULL for int32 outputs (the accumulators) */
     int64_t K, N, CB, ncb;
     int32_t yz, lo, hi;
 } pdc_qi_matmul_job;
@@ -315,7 +320,8 @@ QMM_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
     @TY@ *Y = (@TY@ *)j->y;
     const int8_t *Bt = j->bt;
     const int64_t *bias = j->bias;
-    const int32_t *rbias = j->rbias, *mult = j->mult, *shift = j->shift;
+    const int32_t *rbias = j->rbias;
+    const float *scale = j->scale;
     const int64_t K = j->K, N = j->N, CB = j->CB, ncb = j->ncb;
     const int32_t yz = j->yz, lo = j->lo, hi = j->hi;
     for (int64_t u = u0; u < u1; u++) {
@@ -327,8 +333,8 @@ QMM_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
             @ACC@ acc = 0;
             for (int64_t k = 0; k < K; k++) acc += (@ACC@)((int32_t)ar[k] * (int32_t)br[k]);
             const int64_t b = bias[n] + (rbias ? (int64_t)rbias[n] : 0);
-            const int32_t mu = mult ? mult[n] : 0, s = shift ? shift[n] : 0;
-            (void)mu; (void)s; (void)yz; (void)lo; (void)hi;
+            const float sc = scale ? scale[n] : 0.0f;
+            (void)sc; (void)yz; (void)lo; (void)hi;
             yr[n] = @STORE@;
         }
     }
@@ -375,7 +381,8 @@ RQZ_JOB = """typedef struct {
     const void *x;
     void *y;
     int64_t n;
-    int32_t xz, m, s, yz, lo, hi;
+    float sc;
+    int32_t xz, yz, lo, hi;
 } pdc_qi_rqz_job;
 """
 
@@ -384,9 +391,10 @@ RQZ_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
     const @TX@ *X = (const @TX@ *)j->x;
     @TY@ *Y = (@TY@ *)j->y;
     const int64_t n = j->n;
-    const int32_t xz = j->xz, m = j->m, s = j->s, yz = j->yz, lo = j->lo, hi = j->hi;
+    const float sc = j->sc;
+    const int32_t xz = j->xz, yz = j->yz, lo = j->lo, hi = j->hi;
     const int64_t i0 = u0 * @CHUNK@, i1 = u1 * @CHUNK@ < n ? u1 * @CHUNK@ : n;
-    for (int64_t i = i0; i < i1; i++) Y[i] = (@TY@)pdc_qi_rq((int64_t)((int32_t)X[i] - xz), m, s, yz, lo, hi);
+    for (int64_t i = i0; i < i1; i++) Y[i] = (@TY@)pdc_qi_rq((int64_t)((int32_t)X[i] - xz), sc, yz, lo, hi);
 }
 """
 
@@ -398,15 +406,15 @@ def requantize(ctx: KernelContext) -> str:
     if n == 0:
         return _empty(ctx)
     x_dt, y_dt = ctx.inputs[0].dtype, ctx.outputs[0].dtype
-    m, s = ctx.attrs["multiplier"], ctx.attrs["shift"]
-    if len(m) != 1 or len(s) != 1:
-        ctx.fail(f"requantize takes one multiplier and one shift, got {len(m)} and {len(s)}")
+    scale = ctx.attrs["scale"]
+    if len(scale) != 1:
+        ctx.fail(f"requantize takes one scale, got {len(scale)}")
     lo, hi = _clamp(ctx)
     name = f"pdc_qi_rqz_{x_dt.short}_{y_dt.short}"
     _rq(ctx)
     ctx.helper("pdc_qi_rqz_job", RQZ_JOB)
     ctx.helper(name, _fill(RQZ_TASK, NAME=name, TX=ctx.ctype(x_dt), TY=ctx.ctype(y_dt), CHUNK=CHUNK))
-    fields = dict(x="in0", y="(void *)out0", n=n, xz=int(ctx.attrs.get("x_zero", 0)), m=int(m[0]), s=int(s[0]),
+    fields = dict(x="in0", y="(void *)out0", n=n, xz=int(ctx.attrs.get("x_zero", 0)), sc=float_literal(scale[0]),
                   yz=int(ctx.attrs.get("y_zero", 0)), lo=lo, hi=hi)
     lines = ["    pdc_qi_rqz_job j;"] + [f"    j.{k} = {v};" for k, v in fields.items()]
     lines.append(_dispatch(ctx, name, -(-n // CHUNK), n, PARALLEL_MIN_ELEMS))
@@ -420,9 +428,10 @@ QADD_JOB = f"""#define PDC_QI_MAXD {MAX_DIMS}
 typedef struct {{
     const void *a, *b;
     void *y;
-    int64_t nd, L, nch, ai, bi, ma, mb;
+    int64_t nd, L, nch, ai, bi;
     int64_t dims[PDC_QI_MAXD], as[PDC_QI_MAXD], bs[PDC_QI_MAXD];
-    int32_t az, bz, s, yz, lo, hi;
+    float ra, rb, c;        /* qadd: the ratios and constant; qmul: ra the scale */
+    int32_t az, bz, yz, lo, hi;
 }} pdc_qi_add_job;
 """
 
@@ -431,8 +440,10 @@ QADD_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
     const @TA@ *A = (const @TA@ *)j->a;
     const @TB@ *B = (const @TB@ *)j->b;
     @TY@ *Y = (@TY@ *)j->y;
-    const int64_t nd = j->nd, L = j->L, nch = j->nch, ma = j->ma, mb = j->mb;
-    const int32_t az = j->az, bz = j->bz, s = j->s, yz = j->yz, lo = j->lo, hi = j->hi;
+    const int64_t nd = j->nd, L = j->L, nch = j->nch;
+    const float ra = j->ra, rb = j->rb, c = j->c;
+    const int32_t az = j->az, bz = j->bz, yz = j->yz, lo = j->lo, hi = j->hi;
+    (void)ra; (void)rb; (void)c; (void)az; (void)bz; (void)yz;
 #define PDC_QI_ADD(ia, ib) @COMBINE@
     for (int64_t u = u0; u < u1; u++) {
         const int64_t r = u / nch, i0 = (u % nch) * @CHUNK@, i1 = L - i0 < @CHUNK@ ? L : i0 + @CHUNK@;
@@ -479,8 +490,8 @@ def coalesce(out_shape, in_shapes) -> tuple[list[int], list[list[int]]]:
 
 # the requantized combination of a's and b's codes at ia / ib
 COMBINE = {
-    "qadd": "pdc_qi_rq((int64_t)((int32_t)ar[ia] - az) * ma + (int64_t)((int32_t)br[ib] - bz) * mb, 1, s, yz, lo, hi)",
-    "qmul": "pdc_qi_rq((int64_t)((int32_t)ar[ia] - az) * ((int32_t)br[ib] - bz), (int32_t)ma, s, yz, lo, hi)",
+    "qadd": "pdc_qi_round(fmaf((float)ar[ia], ra, fmaf((float)br[ib], rb, c)), lo, hi)",
+    "qmul": "pdc_qi_rq((int64_t)((int32_t)ar[ia] - az) * ((int32_t)br[ib] - bz), ra, yz, lo, hi)",
 }
 
 
@@ -507,13 +518,14 @@ def qadd(ctx: KernelContext) -> str:
     ctx.helper("pdc_qi_add_job", QADD_JOB)
     ctx.helper(name, _fill(QADD_TASK, NAME=name, TA=ctx.ctype(a_dt), TB=ctx.ctype(b_dt), TY=ctx.ctype(y_dt),
                            CHUNK=CHUNK, COMBINE=COMBINE[op]))
+    az, bz, yz = (int(ctx.attrs.get(k, 0)) for k in ("a_zero", "b_zero", "y_zero"))
     if op == "qadd":
-        ma, mb, shift = ctx.attrs["a_multiplier"], ctx.attrs["b_multiplier"], ctx.attrs["shift"]
+        ra, rb = ctx.attrs["a_scale"], ctx.attrs["b_scale"]
+        c = qadd_constant(ra, az, rb, bz, yz)
     else:
-        ma, mb, shift = ctx.attrs["multiplier"][0], 0, ctx.attrs["shift"][0]
+        ra, rb, c = ctx.attrs["scale"][0], 0.0, 0.0
     fields = dict(a="in0", b="in1", y="(void *)out0", nd=len(dims) - 1, L=L, nch=nch, ai=sa[-1], bi=sb[-1],
-                  ma=int(ma), mb=int(mb), az=int(ctx.attrs.get("a_zero", 0)), bz=int(ctx.attrs.get("b_zero", 0)),
-                  s=int(shift), yz=int(ctx.attrs.get("y_zero", 0)), lo=lo, hi=hi)
+                  ra=float_literal(ra), rb=float_literal(rb), c=float_literal(c), az=az, bz=bz, yz=yz, lo=lo, hi=hi)
     lines = ["    pdc_qi_add_job j;", "    memset(&j, 0, sizeof j);"]
     lines += [f"    j.{k} = {v};" for k, v in fields.items()]
     for d in range(len(dims) - 1):

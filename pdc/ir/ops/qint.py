@@ -1,27 +1,28 @@
 """pdc's integer ops, made by the quantizer: qconv, qmatmul, qadd, qmul, requantize and lookup.
 
-Their arithmetic is integer-only and lives in their attributes, so the NumPy references here are
-the bit-exact integer reference every target's code must equal:
+Their arithmetic lives in their attributes, so the NumPy references here are the bit-exact
+reference every target's code must equal:
 
-    acc = sum((x - x_zero) * w) + bias                         exactly, in int32 (qconv / qmatmul)
+    acc = sum((x - x_zero) * w) + bias                         exactly, in integers (qconv / qmatmul)
     acc = x - x_zero                                           (requantize)
-    y   = clamp(y_zero + rq(acc, multiplier, shift), lo, hi)
+    acc = (a - a_zero) * (b - b_zero)                          (qmul)
+    y   = clamp(y_zero + rint(f32(acc) * scale), lo, hi)
 
-The one requantization rule, for a real multiplier M (s_x * s_w / s_y) written as m / 2^s with
-m a 31-bit integer in [2^30, 2^31) (`fixed_point`):
-
-    rq(acc, m, s) = (acc * m + 2^(s-1)) >> s                   in int64, arithmetic shift
-
-that is, acc * m / 2^s rounded to nearest with ties toward +infinity (a single rounding; the
-product of an int32 accumulator and m fits in 62 bits). qadd rescales both inputs onto one
-shift: acc = (a - a_zero) * a_multiplier + (b - b_zero) * b_multiplier, then the same rounding.
+The one requantization rule is ONNX's (QLinearConv, QLinearMatMul) as ONNX Runtime computes it:
+the accumulator converted to float32, multiplied by the float32 `scale` (s_x * s_w / s_y, one
+value or one per output channel, computed in float32 in that order by `requant_scale`), the
+float32 product rounded to the nearest integer, ties to even. Every step is one IEEE single
+operation, so each target's code, vector or scalar, gives the same bits (the product may be
+rounded in a vector lane or a scalar register alike; nothing is fused or reassociated).
+qadd follows ONNX Runtime's QLinearAdd: with ratios a_scale = s_a / s_y and b_scale = s_b / s_y
+(float32) and the constant c = f32(y_zero) - (a_scale * a_zero + b_scale * b_zero) (float32 steps),
+y = clamp(rint(fma(a, a_scale, fma(b, b_scale, c))), lo, hi) with two fused multiply-adds.
 `clamp` ([lo, hi], within the output type's range) is where a fused ReLU / ReLU6 goes.
-qconv and qmatmul with y_dtype=i32 give the accumulators themselves (no multiplier, shift,
-y_zero or clamp): for a layer whose result is wanted in float, dequantized per channel with
-scale s_x * s_w, without an int8 rounding on the way. qmul multiplies (a - a_zero) * (b - b_zero)
-exactly and requantizes by s_a * s_b / s_y; lookup tabulates any function over the 256 codes.
-Weights are symmetric (zero point 0) int8; multiplier and shift hold one value, or one per
-output channel (qconv's axis 1, qmatmul's last axis).
+qconv and qmatmul with y_dtype=i32 give the accumulators themselves (no scale, y_zero or clamp):
+for a layer whose result is wanted in float, dequantized per channel with scale s_x * s_w,
+without an int8 rounding on the way. lookup tabulates any function over the 256 codes.
+Weights are symmetric (zero point 0) int8; scale holds one value, or one per output channel
+(qconv's axis 1, qmatmul's last axis).
 """
 from __future__ import annotations
 
@@ -36,31 +37,48 @@ from .common import broadcast_shapes
 from .quant import _CONV_ATTRS, _conv_infer_shape, int_conv
 
 ACTIVATION_TYPES = (dtypes.int8, dtypes.uint8)
-MAX_SHIFT = 62
 
 
-def fixed_point(real: float) -> tuple[int, int]:
-    """(m, s) with m / 2^s == real to 31 significant bits, 1 <= s <= MAX_SHIFT; m is 0 for tiny values."""
-    if not (math.isfinite(real) and real >= 0):
-        raise ValueError(f"requantization multiplier {real} must be finite and >= 0")
-    if real == 0:
-        return 0, 1
-    frac, exp = math.frexp(real)  # real = frac * 2^exp, frac in [0.5, 1)
-    m, s = round(frac * (1 << 31)), 31 - exp
-    if m == 1 << 31:
-        m, s = m >> 1, s - 1
-    if s < 1:
-        raise ValueError(f"requantization multiplier {real} is too large (at most 2^30)")
-    if s > MAX_SHIFT:  # below 2^-31: keep the rounding exact on fewer mantissa bits
-        m, s = (m + (1 << (s - MAX_SHIFT - 1))) >> (s - MAX_SHIFT), MAX_SHIFT
-    return m, s
+def requant_scale(*factors: float, divisor: float = 1.0) -> float:
+    """The float32 product of `factors` divided by `divisor`, one float32 rounding per step (as
+    ONNX Runtime forms s_x * s_w / s_y): a value the requantization rule takes as it is."""
+    acc = np.float32(1.0)
+    for f in factors:
+        acc = np.float32(acc * np.float32(f))
+    value = np.float32(acc / np.float32(divisor))
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"requantization scale {float(value)} must be finite and >= 0")
+    return float(value)
 
 
-def rounding_shift(acc: np.ndarray, m, s) -> np.ndarray:
-    """(acc * m + 2^(s-1)) >> s in int64; m and s broadcast against acc."""
-    acc = np.asarray(acc, np.int64)
-    m, s = np.asarray(m, np.int64), np.asarray(s, np.int64)
-    return (acc * m + (np.int64(1) << (s - 1))) >> s
+def rescale(acc: np.ndarray, scale) -> np.ndarray:
+    """rint(f32(acc) * f32(scale)) as float64 (exact integers): the float32 product, ties to even."""
+    return np.rint(np.asarray(acc).astype(np.float32) * np.asarray(scale, np.float32)).astype(np.float64)
+
+
+def fma32(x: np.ndarray, r, c) -> np.ndarray:
+    """float32 fma(x, r, c): x * r + c rounded once to float32, for integers |x| < 2^29 and float32 r, c.
+    x * r is exact in float64; the float64 sum's rounding error e (TwoSum) decides the one case its
+    float32 rounding can differ from the exact sum's: a sum on a float32 halfway point."""
+    p = np.asarray(x, np.float64) * np.float64(np.float32(r))
+    c = np.asarray(c, np.float32).astype(np.float64)
+    s = p + c
+    bp = s - p
+    e = (p - (s - bp)) + (c - bp)
+    out = s.astype(np.float32)
+    toward = np.where(s > out.astype(np.float64), np.float32(np.inf), np.float32(-np.inf))
+    other = np.nextafter(out, toward.astype(np.float32))
+    halfway = (s != out.astype(np.float64)) & (s == (out.astype(np.float64) + other.astype(np.float64)) / 2)
+    # on a halfway point the float32 cast rounded to even; the exact sum lies beyond it by e
+    fix = halfway & (e != 0)
+    beyond = np.sign(e) == np.sign(other.astype(np.float64) - out.astype(np.float64))
+    return np.where(fix & beyond, other, out).astype(np.float32)
+
+
+def qadd_constant(a_scale: float, a_zero: int, b_scale: float, b_zero: int, y_zero: int) -> np.float32:
+    """qadd's c = f32(y_zero) - (a_scale * a_zero + b_scale * b_zero), each step rounded to float32."""
+    f = np.float32
+    return f(f(y_zero) - f(f(f(a_scale) * f(a_zero)) + f(f(b_scale) * f(b_zero))))
 
 
 def activation_bounds(node) -> tuple[float, float]:
@@ -87,13 +105,13 @@ def _range(dt) -> tuple[int, int]:
 
 
 _REQUANT_ATTRS = {
-    "multiplier": Attr("ints", None), "shift": Attr("ints", None), "y_zero": Attr("int", 0),
+    "scale": Attr("floats", None), "y_zero": Attr("int", 0),
     "clamp": Attr("ints", None), "y_dtype": Attr("dtype", dtypes.int8),
 }
 
 
 def _output(acc: np.ndarray, attrs) -> np.ndarray:
-    """y_zero + rq(acc), clamped; acc's channel axis already lines up with multiplier / shift."""
+    """y_zero + acc (rounded already), clamped to [lo, hi]."""
     dt = attrs.get("y_dtype", dtypes.int8)
     lo, hi = attrs.get("clamp") or _range(dt)
     return np.clip(attrs.get("y_zero", 0) + acc, lo, hi).astype(dt.np)
@@ -103,13 +121,12 @@ def _requantized(acc: np.ndarray, attrs, channel_axis: int) -> np.ndarray:
     """qconv / qmatmul's output from the exact accumulators (themselves for y_dtype i32)."""
     if attrs.get("y_dtype") is dtypes.int32:
         return acc.astype(np.int32)
-    m, s = (_per_channel(attrs[k], channel_axis, acc.ndim) for k in ("multiplier", "shift"))
-    return _output(rounding_shift(acc, m, s), attrs)
+    return _output(rescale(acc, _per_channel(attrs["scale"], channel_axis, acc.ndim)), attrs)
 
 
 def _per_channel(values, axis: int, rank: int) -> np.ndarray:
     """A per-tensor (1 value) or per-channel list shaped to broadcast along `axis` of a rank-`rank` array."""
-    a = np.asarray(values, np.int64)
+    a = np.asarray(values, np.float32)
     if a.size == 1:
         return a.reshape(())
     shape = [1] * rank
@@ -118,22 +135,19 @@ def _per_channel(values, axis: int, rank: int) -> np.ndarray:
 
 
 def _check_requant(ctx: InferContext, channels, accumulators: bool = False) -> None:
-    """multiplier / shift: one value or one per channel; shift in [1, 62]; clamp within y_dtype.
+    """scale: one value or one per channel, float32, finite, >= 0; clamp within y_dtype.
     With `accumulators` (qconv, qmatmul) y_dtype i32 asks for the accumulators, without any of them."""
     if accumulators and ctx.attrs.get("y_dtype") is dtypes.int32:
-        given = [k for k in ("multiplier", "shift", "y_zero", "clamp") if k in ctx.attrs]
+        given = [k for k in ("scale", "y_zero", "clamp") if k in ctx.attrs]
         if given:
             ctx.fail(f"y_dtype i32 gives the accumulators: {', '.join(given)} must be absent")
         return
-    m, s = ctx.attrs.get("multiplier") or [], ctx.attrs.get("shift") or []
-    if len(m) != len(s) or not m:
-        ctx.fail(f"multiplier ({len(m)} values) and shift ({len(s)} values) must have the same, non-zero length")
-    if len(m) != 1 and isinstance(channels, int) and len(m) != channels:
-        ctx.fail(f"multiplier has {len(m)} values for {channels} output channels (give 1 or {channels})")
-    if any(not 0 <= v < (1 << 31) for v in m):
-        ctx.fail("multipliers must be in [0, 2^31)")
-    if any(not 1 <= v <= MAX_SHIFT for v in s):
-        ctx.fail(f"shifts must be in [1, {MAX_SHIFT}]")
+    scale = ctx.attrs.get("scale") or []
+    if not scale:
+        ctx.fail("scale is missing: give one value or one per output channel")
+    if len(scale) != 1 and isinstance(channels, int) and len(scale) != channels:
+        ctx.fail(f"scale has {len(scale)} values for {channels} output channels (give 1 or {channels})")
+    _check_scales(ctx, "scale", scale)
     dt = ctx.attrs.get("y_dtype", dtypes.int8)
     if dt not in ACTIVATION_TYPES:
         ctx.fail(f"y_dtype must be int8{', uint8 or int32 (the accumulators)' if accumulators else ' or uint8'}, got {dt}")
@@ -143,6 +157,12 @@ def _check_requant(ctx: InferContext, channels, accumulators: bool = False) -> N
     clamp = ctx.attrs.get("clamp")
     if clamp is not None and (len(clamp) != 2 or not lo <= clamp[0] <= clamp[1] <= hi):
         ctx.fail(f"clamp {clamp} must be [lo, hi] with {lo} <= lo <= hi <= {hi}")
+
+
+def _check_scales(ctx, name: str, values) -> None:
+    for v in values:
+        if not (math.isfinite(v) and v >= 0) or float(np.float32(v)) != v:
+            ctx.fail(f"{name} {v} must be a finite float32 value >= 0")
 
 
 def _check_input(ctx: InferContext, i: int, what: str, allowed, zero_attr=None) -> None:
@@ -188,7 +208,7 @@ def _qconv_reference(inputs, attrs):
 register_op("qconv", ["x", "w", "bias?"], ["y"],
             attrs={**_CONV_ATTRS, "x_zero": Attr("int", 0), **_REQUANT_ATTRS},
             infer=_qconv_infer, reference=_qconv_reference,
-            doc="Integer convolution (int8 weights, int32 bias) requantized by a fixed-point multiplier.")
+            doc="Integer convolution (int8 weights, int32 bias) requantized by a float32 scale (ties to even).")
 
 
 # ---- qmatmul -----------------------------------------------------------------------------------
@@ -221,7 +241,7 @@ def _qmatmul_reference(inputs, attrs):
 
 register_op("qmatmul", ["a", "b", "bias?"], ["y"], attrs={"a_zero": Attr("int", 0), **_REQUANT_ATTRS},
             infer=_qmatmul_infer, reference=_qmatmul_reference,
-            doc="Integer a[..., K] x b[K, N] (int8 b, int32 bias) requantized by a fixed-point multiplier.")
+            doc="Integer a[..., K] x b[K, N] (int8 b, int32 bias) requantized by a float32 scale (ties to even).")
 
 
 # ---- requantize --------------------------------------------------------------------------------
@@ -233,7 +253,7 @@ def _requantize_infer(ctx: InferContext):
 
 def _requantize_reference(inputs, attrs):
     acc = inputs[0].astype(np.int64) - attrs.get("x_zero", 0)
-    return _output(rounding_shift(acc, attrs["multiplier"][0], attrs["shift"][0]), attrs)
+    return _output(rescale(acc, attrs["scale"][0]), attrs)
 
 
 register_op("requantize", ["x"], ["y"], attrs={"x_zero": Attr("int", 0), **_REQUANT_ATTRS},
@@ -243,22 +263,18 @@ register_op("requantize", ["x"], ["y"], attrs={"x_zero": Attr("int", 0), **_REQU
 
 # ---- qadd --------------------------------------------------------------------------------------
 _QADD_ATTRS = {
-    "a_zero": Attr("int", 0), "b_zero": Attr("int", 0), "a_multiplier": Attr("int", REQUIRED), "b_multiplier": Attr("int", REQUIRED),
-    "shift": Attr("int", REQUIRED), "y_zero": Attr("int", 0), "clamp": Attr("ints", None), "y_dtype": Attr("dtype", dtypes.int8),
+    "a_zero": Attr("int", 0), "b_zero": Attr("int", 0), "a_scale": Attr("float", REQUIRED), "b_scale": Attr("float", REQUIRED),
+    "y_zero": Attr("int", 0), "clamp": Attr("ints", None), "y_dtype": Attr("dtype", dtypes.int8),
 }
 
 
 def _qadd_infer(ctx: InferContext):
     _check_input(ctx, 0, "a", ACTIVATION_TYPES, "a_zero")
     _check_input(ctx, 1, "b", ACTIVATION_TYPES, "b_zero")
-    for k in ("a_multiplier", "b_multiplier"):
-        if not 0 <= ctx.attrs[k] < (1 << 31):
-            ctx.fail(f"{k} must be in [0, 2^31)")
-    if not 1 <= ctx.attrs["shift"] <= MAX_SHIFT:
-        ctx.fail(f"shift must be in [1, {MAX_SHIFT}]")
-    # the requantization checks on a stand-in one-value multiplier
-    attrs = dict(ctx.attrs, multiplier=[0], shift=[ctx.attrs["shift"]])
-    _check_requant(_Attrs(ctx, attrs), 1)
+    _check_scales(ctx, "a_scale", [ctx.attrs["a_scale"]])
+    _check_scales(ctx, "b_scale", [ctx.attrs["b_scale"]])
+    # the output checks, on a stand-in per-tensor scale
+    _check_requant(_Attrs(ctx, dict(ctx.attrs, scale=[1.0])), 1)
     a, b = ctx.types[0].shape, ctx.types[1].shape
     shape = broadcast_shapes([a, b], ctx)
     return [TensorType(ctx.attrs.get("y_dtype", dtypes.int8), shape)]
@@ -272,23 +288,17 @@ class _Attrs:
 
 
 def _qadd_reference(inputs, attrs):
-    a, b = (x.astype(np.int64) - attrs.get(k, 0) for x, k in zip(inputs, ("a_zero", "b_zero")))
-    acc = a * attrs["a_multiplier"] + b * attrs["b_multiplier"]
-    return _output(rounding_shift(acc, 1, attrs["shift"]), attrs)
-
-
-def qadd_params(a_scale: float, b_scale: float, y_scale: float) -> tuple[int, int, int]:
-    """(a_multiplier, b_multiplier, shift): both ratios on the largest shift that keeps them below 2^31."""
-    ra, rb = a_scale / y_scale, b_scale / y_scale
-    shift = min(MAX_SHIFT, 31 - math.frexp(max(ra, rb))[1])
-    if shift < 1:
-        raise ValueError(f"add rescales by {max(ra, rb)}: too large (at most 2^30)")
-    ma, mb = (min(round(r * 2.0 ** shift), (1 << 31) - 1) for r in (ra, rb))
-    return ma, mb, shift
+    a, b = np.broadcast_arrays(*(x.astype(np.int64) for x in inputs))
+    ra, rb = attrs["a_scale"], attrs["b_scale"]
+    c = qadd_constant(ra, attrs.get("a_zero", 0), rb, attrs.get("b_zero", 0), attrs.get("y_zero", 0))
+    v = fma32(a, ra, fma32(b, rb, c))
+    dt = attrs.get("y_dtype", dtypes.int8)
+    lo, hi = attrs.get("clamp") or _range(dt)
+    return np.clip(np.rint(v.astype(np.float64)), lo, hi).astype(dt.np)
 
 
 register_op("qadd", ["a", "b"], ["y"], attrs=_QADD_ATTRS, infer=_qadd_infer, reference=_qadd_reference,
-            doc="Integer a + b of two quantized tensors onto the output's scale (one rounding).")
+            doc="Integer a + b of two quantized tensors onto the output's scale (ONNX Runtime's QLinearAdd rule).")
 
 
 # ---- qmul --------------------------------------------------------------------------------------
@@ -301,7 +311,7 @@ def _qmul_infer(ctx: InferContext):
 
 def _qmul_reference(inputs, attrs):
     a, b = (x.astype(np.int64) - attrs.get(k, 0) for x, k in zip(inputs, ("a_zero", "b_zero")))
-    return _output(rounding_shift(a * b, attrs["multiplier"][0], attrs["shift"][0]), attrs)
+    return _output(rescale(a * b, attrs["scale"][0]), attrs)
 
 
 register_op("qmul", ["a", "b"], ["y"], attrs={"a_zero": Attr("int", 0), "b_zero": Attr("int", 0), **_REQUANT_ATTRS},

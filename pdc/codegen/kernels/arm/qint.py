@@ -23,16 +23,12 @@ Two instruction sets compute the products, picked at run time (getauxval(AT_HWCA
   otherwise issues every SMULL of the loop first and spills the accumulators.
 PDC_FORCE_PATH=int8-dot=emulated emits the mlal kernels only (the code a core without dotprod
 runs). On ARMv7 (neon32) these generators decline: the portable kernels take the layers.
-Requantization, vectorised on int32 lanes, exact:
-- "fast", when every channel with m != 0 has s >= 32: SQDMULH gives floor(acc * m / 2^31) exactly
-  (m >= 0, no saturation), and SRSHL by -(s - 31) adds 2^(s-32) and shifts, without overflow, which
-  is (acc * m + 2^(s-1)) >> s (the low 31 bits dropped by SQDMULH cannot carry into the result);
-- "wide" otherwise: SMULL to int64, SRSHL by -s (rounding shift, the rounding constant added
-  without overflow), saturating narrow to int32;
-then a saturating narrow to int16, + y_zero (saturating), the clamp's ends other than the output
-type's own (SMAX / SMIN in int16) and a saturating narrow to bytes (SQXTN for int8, SQXTUN for
-uint8), which is the clamp's other ends: every saturation lands outside [lo, hi], so the result is
-the reference's. A kernel's name carries this variant (its `tag`), so layers share kernels.
+Requantization: the reference's float32 rule on int32 lanes: SCVTF, FMUL by the channel's scale
+(by lane for a row's channel), FCVTNS (round half to even, saturating to int32); then a saturating
+narrow to int16, + y_zero (saturating), the clamp's ends other than the output type's own (SMAX /
+SMIN in int16) and a saturating narrow to bytes (SQXTN for int8, SQXTUN for uint8), which is the
+clamp's other ends: every saturation lands outside [lo, hi], so the result is the reference's. A
+kernel's name carries the output variant (its `tag`), so layers share kernels.
 
 qconv, dense and grouped ("neon-gemm"): per (image, group) the input is packed once into `xq`:
 per channel quad a padded plane [Hp][Wp] of dwords (4 channels' codes interleaved with ST4,
@@ -57,10 +53,10 @@ the previous one instead of a scalar tail. The layer's geometry and taps are com
 own task function.
 qmatmul ("neon"): b [K, N] packed [N/NR][KQ][NR][4] (NR columns x one quad per vector); MR rows of
 a read in place, 16 codes at a time, each quad broadcast by lane (SDOT by element) or by DUP
-(mlal); per-column multipliers and shifts as vectors in the epilogue.
+(mlal); per-column scales as vectors in the epilogue.
 qadd ("neon", same-shape operands, e.g. residual adds; broadcasts take the portable kernel):
-8 elements per step, (a - a_zero) and (b - b_zero) widened to int32, a * ma + b * mb in int64
-(SMULL / SMLAL), rounded by SRSHL, then the same narrowing as above.
+8 elements per step, the codes widened to float32, the reference's two fmas (FMLA), clamped to
+[lo, hi] in float, FCVTNS, narrowed.
 Work is split over the thread pool by output (image, group, pixel block, channel chunk) units.
 """
 from __future__ import annotations
@@ -71,9 +67,11 @@ from typing import Optional
 import numpy as np
 
 from ...context import KernelContext
+from ...ctypes_c import float_literal
+from ....ir.ops.qint import qadd_constant
 from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
 from ..paths import declare, forced, mark, take
-from ..qint import PARALLEL_MIN_MACS, QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands
+from ..qint import PARALLEL_MIN_MACS, QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands, scale_table
 from ..quant import add_weight
 from .vector import arm_kernel
 
@@ -113,9 +111,9 @@ static inline int pdc_qa_has_dot(void) {
     return 0;
 #endif
 }
-/* a channel block's (or column block's) epilogue: folded bias, multiplier, shift amount (fast:
-   31 - s, wide: -s; NULL for int32 outputs), y_zero and the clamp */
-typedef struct { const int32_t *bias, *mult, *nsh; int32_t yz, lo, hi; } pdc_qa_rq;
+/* a channel block's (or column block's) epilogue: folded bias, scale (NULL for int32 outputs), y_zero
+   and the clamp */
+typedef struct { const int32_t *bias; const float *scale; int32_t yz, lo, hi; } pdc_qa_rq;
 /* the microkernel of a dense conv: np pixels (whole tiles readable) x `rows` channels of a block */
 typedef void (*pdc_qa_ukr_fn)(const int8_t *a, int64_t as, const int8_t *w, int64_t KQ, const pdc_qa_rq *q,
                               void *y, int64_t ys, int64_t np, int rows);
@@ -130,14 +128,9 @@ static inline int16x8_t pdc_qa_clamp8(int16x8_t v, int16x8_t yz, int16x8_t lo, i
 static inline int16x4_t pdc_qa_clamp4(int16x4_t v, int16x8_t yz, int16x8_t lo, int16x8_t hi) {
     return vmin_s16(vmax_s16(vqadd_s16(v, vget_low_s16(yz)), vget_low_s16(lo)), vget_low_s16(hi));
 }
-/* (acc * m + 2^(s-1)) >> s: fast (s >= 32, sh = 31 - s) and wide (any s, sh = -s per int64 lane) */
-static inline int32x4_t pdc_qa_rqf(int32x4_t acc, int32x4_t m, int32x4_t sh) {
-    return vrshlq_s32(vqdmulhq_s32(acc, m), sh);
-}
-static inline int32x4_t pdc_qa_rqw(int32x4_t acc, int32x4_t m, int64x2_t sh0, int64x2_t sh1) {
-    const int64x2_t p0 = vrshlq_s64(vmull_s32(vget_low_s32(acc), vget_low_s32(m)), sh0);
-    const int64x2_t p1 = vrshlq_s64(vmull_high_s32(acc, m), sh1);
-    return vqmovn_high_s64(vqmovn_s64(p0), p1);
+/* rint(f32(acc) * sc), ties to even, saturated to int32 */
+static inline int32x4_t pdc_qa_requant(int32x4_t acc, float32x4_t sc) {
+    return vcvtnq_s32_f32(vmulq_f32(vcvtq_f32_s32(acc), sc));
 }
 """
 
@@ -157,8 +150,8 @@ def _dot_only_emulated() -> bool:
 
 # ---- the output side ---------------------------------------------------------------------------------
 class _Out:
-    """A layer's output side: y_dtype i32 (the accumulators), or the requantization, "fast" (every
-    channel's s >= 32) or "wide", with its per-channel tables and its C spellings. The clamp's ends
+    """A layer's output side: y_dtype i32 (the accumulators), or the requantization, with its
+    per-channel tables and its C spellings. The clamp's ends
     that are the output type's own come free with the saturating narrow to bytes (SQXTN for int8,
     SQXTUN for uint8): `tag` names the variant (kernels are shared by the layers of one tag)."""
 
@@ -184,11 +177,8 @@ class _Out:
         if amax.max(initial=0) > INT32_MAX:
             self.ok = False
             return
-        self.mult, shift = (np.broadcast_to(np.asarray(ctx.attrs[k], np.int64).reshape(-1), (channels,)).copy()
-                            for k in ("multiplier", "shift"))
-        fast = bool(np.all((shift >= 32) | (self.mult == 0)))
-        self.kind = "f" if fast else "w"
-        self.nsh = np.where(self.mult == 0, -1, 31 - shift) if fast else -shift
+        self.scale = scale_table(ctx, channels)
+        self.kind = "f"
         self.yz = int(ctx.attrs.get("y_zero", 0))
         self.lo, self.hi = _clamp(ctx)
         self.u8 = ctx.outputs[0].dtype.short == "u8"
@@ -201,8 +191,7 @@ class _Out:
         """C pointers to the per-channel tables laid out by pad(values, fill) (padded channels)."""
         t = dict(bias=add_weight(ctx, _wrap32(pad(self.bias, 0)), "int32_t"))
         if not self.y32:
-            t.update(mult=add_weight(ctx, pad(self.mult, 0).astype(np.int32), "int32_t"),
-                     nsh=add_weight(ctx, pad(self.nsh, -1).astype(np.int32), "int32_t"))
+            t["scale"] = add_weight(ctx, pad(self.scale, np.float32(0)), "float")
         return t
 
     def fields(self) -> dict:
@@ -220,30 +209,22 @@ class _Out:
         return "    const int16x8_t " + ", ".join(v) + ";"
 
     def bcast_params(self, idx: str, q: str = "q") -> str:
-        """One channel's parameters broadcast over the lanes (as `mq_`, `sq_`)."""
-        if self.kind == "f":
-            return f"const int32x4_t mq_ = vld1q_dup_s32({q}->mult + {idx}), sq_ = vld1q_dup_s32({q}->nsh + {idx});"
-        return (f"const int32x4_t mq_ = vld1q_dup_s32({q}->mult + {idx}); "
-                f"const int64x2_t sq_ = vdupq_n_s64((int64_t){q}->nsh[{idx}]);")
+        """One channel's scale broadcast over the lanes (as `sq_`)."""
+        return f"const float32x4_t sq_ = vld1q_dup_f32({q}->scale + {idx});"
 
     def vec_params(self, g: int, off: str, q: str = "q") -> str:
-        """Four channels' parameters as vectors mv{g}, sv{g} (rows 4g..4g+3 from table offset off)."""
-        return f"const int32x4_t mv{g} = vld1q_s32({q}->mult + {off}), sv{g} = vld1q_s32({q}->nsh + {off});"
+        """Four channels' scales as the vector sv{g} (rows 4g..4g+3 from table offset off)."""
+        return f"const float32x4_t sv{g} = vld1q_f32({q}->scale + {off});"
 
     def _rq(self, acc: str, params) -> str:
         kind, *p = params
         if kind == "bcast":
-            return f"pdc_qa_rqf({acc}, mq_, sq_)" if self.kind == "f" else f"pdc_qa_rqw({acc}, mq_, sq_, sq_)"
-        if kind == "lane":  # (g, lane): the row's multiplier by element, its shift duplicated (sl_)
+            return f"pdc_qa_requant({acc}, sq_)"
+        if kind == "lane":  # (g, lane): the row's scale by element
             g, lane = p
-            if self.kind == "f":
-                return f"vrshlq_s32(vqdmulhq_laneq_s32({acc}, mv{g}, {lane}), sl_)"
-            return f"pdc_qa_rqw({acc}, vdupq_laneq_s32(mv{g}, {lane}), sl_, sl_)"
-        off, q = p  # per-lane parameters (columns) from the tables
-        m, sh = f"vld1q_s32({q}->mult + {off})", f"vld1q_s32({q}->nsh + {off})"
-        if self.kind == "f":
-            return f"pdc_qa_rqf({acc}, {m}, {sh})"
-        return f"pdc_qa_rqw({acc}, {m}, vmovl_s32(vget_low_s32({sh})), vmovl_high_s32({sh}))"
+            return f"vcvtnq_s32_f32(vmulq_laneq_f32(vcvtq_f32_s32({acc}), sv{g}, {lane}))"
+        off, q = p  # per-lane scales (columns) from the table
+        return f"pdc_qa_requant({acc}, vld1q_f32({q}->scale + {off}))"
 
     def _narrow8(self, h: str) -> str:
         return _narrow_s16(h, self.need_lo, self.need_hi, self.u8)
@@ -252,7 +233,7 @@ class _Out:
         """C lines storing the 4 * len(accs) outputs of one row (acc v: outputs 4v..4v+3) at dst
         (a uint8_t * / int32_t * expression); mode "full": all of them, "part": the first `cnt`, else
         a C condition choosing between the two at run time. params: ("bcast",) (mq_, sq_ declared),
-        ("lane", g, lane) (mv{g} / sv{g} declared: this declares the row's sl_) or ("cols", off, q)."""
+        ("lane", g, lane) (sv{g} declared) or ("cols", off, q)."""
         nr = 4 * len(accs)
         if self.y32:
             def st(base):
@@ -260,10 +241,6 @@ class _Out:
             pre = []
         else:
             pre = []
-            if params[0] == "lane":
-                g, lane = params[1], params[2]
-                pre.append(f"const int32x4_t sl_ = vdupq_laneq_s32(sv{g}, {lane});" if self.kind == "f" else
-                           f"const int64x2_t sl_ = vdupq_n_s64((int64_t)vgetq_lane_s32(sv{g}, {lane}));")
             rs = []
             for v, a in enumerate(accs):
                 prm = params if params[0] != "cols" else ("cols", f"{params[1]} + {4 * v}", params[2])
@@ -316,7 +293,8 @@ typedef struct {
     int8_t *panel;          /* per-slot im2col panels [KQ][PS] dwords (slot stride panel_bs bytes); NULL: pointwise */
     const int8_t *w;        /* packed weights [G][MB][KQ][MR][4] */
     const int32_t *koff;    /* byte offset of reduction quad k (tap, channel quad) from a pixel's window origin */
-    const int32_t *bias, *mult, *nsh;  /* per padded channel [G][MB * MR] */
+    const int32_t *bias;    /* per padded channel [G][MB * MR] */
+    const float *scale;
     pdc_qa_ukr_fn ukr;
     int64_t N, C, H, W, M, G, cg, mg, cq, OW, P, sh, sw, Hp, Wp, pt, pl, xq_bs, panel_bs, PS;
     int64_t KQ, MB, MR, PB, npb, nmc, mbc;
@@ -454,8 +432,7 @@ static void pdc_qa_conv_task(void *vj, int64_t u0, int64_t u1, int slot) {
         for (int64_t mb = mc * j->mbc; mb < mb1; mb++) {
             const int64_t t = g * MB * MR + mb * MR, m0 = g * mg + mb * MR;
             q.bias = j->bias + t;
-            q.mult = j->mult ? j->mult + t : 0;
-            q.nsh = j->nsh ? j->nsh + t : 0;
+            q.scale = j->scale ? j->scale + t : 0;
             const int rows = (int)(mg - mb * MR < MR ? mg - mb * MR : MR);
             const int64_t yo = (n * j->M + m0) * P + p0;
             void *y = j->y32 ? (void *)((int32_t *)j->y + yo) : (void *)((uint8_t *)j->y + yo);
@@ -666,8 +643,9 @@ def _qconv_gemm(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xzp: int,
         return None
 
     def padded(v, fill):
-        t = np.full((g.G, MB * mr), fill, np.int64)
-        t[:, :g.mg] = np.asarray(v, np.int64).reshape(g.G, g.mg)
+        v = np.asarray(v)
+        t = np.full((g.G, MB * mr), fill, v.dtype)
+        t[:, :g.mg] = v.reshape(g.G, g.mg)
         return t.reshape(-1)
 
     slots = ctx.slots(parallel and units > 1)
@@ -707,7 +685,8 @@ typedef struct {
     void *y;
     int8_t *plane;          /* per-slot padded plane (slot stride plane_bs bytes) */
     const int8_t *w;        /* [M][KH * KW] */
-    const int32_t *bias, *mult, *nsh;
+    const int32_t *bias;
+    const float *scale;
     int64_t plane_bs;
     int32_t flip, pad, yz, lo, hi;
 } pdc_qa_dw_job;
@@ -808,7 +787,7 @@ def _qconv_depthwise(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xzp:
           f"            {ty} *ym = ({ty} *)j->y + (n * {g.M} + m) * {g.P};",
           "            const int32x4_t bv = vdupq_n_s32(j->bias[m]);"]
     if not y32:
-        L.append("            qq.mult = j->mult + m; qq.nsh = j->nsh + m;")
+        L.append("            qq.scale = j->scale + m;")
         L.append("            " + out.bcast_params("0"))
     wt = "int8x16_t" if vw == 16 else "int8x8_t"
     dup = "vdupq_n_s8" if vw == 16 else "vdup_n_s8"
@@ -850,7 +829,7 @@ def _qconv_depthwise(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xzp:
     pl, stride = ctx.thread_scratch(plane, slots, "int8_t", 1)
 
     def flat(v, fill):
-        return np.asarray(v, np.int64)
+        return np.asarray(v)
 
     fields = dict(x="(const int8_t *)in0", y="(void *)out0", plane=pl, plane_bs=stride,
                   w=add_weight(ctx, np.ascontiguousarray(w.reshape(g.M, T)), "int8_t"), **out.tables(ctx, flat),
@@ -1031,7 +1010,7 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
     bp = np.ascontiguousarray(bp.reshape(KQ, 4, NCB, nr).transpose(2, 0, 3, 1)).reshape(-1)
 
     def padded(v, fill):
-        t = np.full(NCB * nr, fill, np.int64)
+        t = np.full(NCB * nr, fill, np.asarray(v).dtype)
         t[:N] = v
         return t
 
@@ -1053,12 +1032,13 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
 
 
 # ---- qadd (same-shape operands: residual adds) ---------------------------------------------------------
-ADD_JOB = """/* y = requant((a - a_zero) * ma + (b - b_zero) * mb) over n elements of same-shape a, b (arm/qint.py) */
+ADD_JOB = """/* y = clamp(rint(fma(a, ra, fma(b, rb, c))), lo, hi) over n elements of same-shape a, b (arm/qint.py) */
 typedef struct {
     const void *a, *b;
     void *y;
-    int64_t n, ma, mb;
-    int32_t az, bz, s, yz, lo, hi;
+    int64_t n;
+    float ra, rb, c;
+    int32_t lo, hi;
 } pdc_qa_add_job;
 """
 ADD_CHUNK = 4096
@@ -1067,36 +1047,34 @@ ADD_CHUNK = 4096
 def _add_task(a_u8: bool, b_u8: bool, out: "_AddOut") -> tuple[str, str]:
     name = f"pdc_qa_add_{'u' if a_u8 else 's'}{'u' if b_u8 else 's'}_{out.tag}"
 
-    def diff(src: str, u8: bool, z: str) -> str:  # 8 codes - zero point as int16 (exact: |d| <= 255)
+    def codes(src: str, u8: bool) -> str:  # 8 codes widened to int16
         if u8:
-            return f"vreinterpretq_s16_u16(vsubl_u8(vld1_u8((const uint8_t *)({src})), vreinterpret_u8_s8({z})))"
-        return f"vsubl_s8(vld1_s8((const int8_t *)({src})), {z})"
+            return f"vreinterpretq_s16_u16(vmovl_u8(vld1_u8((const uint8_t *)({src}))))"
+        return f"vmovl_s8(vld1_s8((const int8_t *)({src})))"
+
+    def fma(a: str, b: str) -> str:  # fma(a, ra, fma(b, rb, c)) of 4 lanes, clamped, rounded
+        return (f"vcvtnq_s32_f32(vminq_f32(vmaxq_f32(vfmaq_f32(vfmaq_f32(kc, vcvtq_f32_s32({b}), kb), "
+                f"vcvtq_f32_s32({a}), ka), lo), hi))")
 
     L = [f"static void {name}(void *vj, int64_t u0, int64_t u1) {{",
          "    const pdc_qa_add_job *j = (const pdc_qa_add_job *)vj;",
          "    const int8_t *A = (const int8_t *)j->a, *B = (const int8_t *)j->b;",
          "    uint8_t *Y = (uint8_t *)j->y;",
-         "    const int8x8_t az = vdup_n_s8((int8_t)j->az), bz = vdup_n_s8((int8_t)j->bz);",
-         "    const int32x4_t ma = vdupq_n_s32((int32_t)j->ma), mb = vdupq_n_s32((int32_t)j->mb);",
-         "    const int64x2_t sh = vdupq_n_s64(-(int64_t)j->s);",
-         out.setup(),
+         "    const float32x4_t ka = vdupq_n_f32(j->ra), kb = vdupq_n_f32(j->rb), kc = vdupq_n_f32(j->c);",
+         "    const float32x4_t lo = vdupq_n_f32((float)j->lo), hi = vdupq_n_f32((float)j->hi);",
          f"    const int64_t i0 = u0 * {ADD_CHUNK}, i1 = u1 * {ADD_CHUNK} < j->n ? u1 * {ADD_CHUNK} : j->n;",
          "    for (int64_t i = i0; i < i1; i += 8) {",
          "        int8_t ta[8], tb[8];",
          "        const int8_t *pa = A + i, *pb = B + i;",
          "        const int64_t cnt = i1 - i < 8 ? i1 - i : 8;",
          "        if (cnt < 8) { memcpy(ta, pa, (size_t)cnt); memcpy(tb, pb, (size_t)cnt); pa = ta; pb = tb; }",
-         f"        const int16x8_t da = {diff('pa', a_u8, 'az')}, db = {diff('pb', b_u8, 'bz')};",
+         f"        const int16x8_t da = {codes('pa', a_u8)}, db = {codes('pb', b_u8)};",
          "        const int32x4_t a0 = vmovl_s16(vget_low_s16(da)), a1 = vmovl_high_s16(da);",
          "        const int32x4_t b0 = vmovl_s16(vget_low_s16(db)), b1 = vmovl_high_s16(db);",
-         "        const int64x2_t p0 = vrshlq_s64(vmlal_s32(vmull_s32(vget_low_s32(a0), vget_low_s32(ma)), "
-         "vget_low_s32(b0), vget_low_s32(mb)), sh);",
-         "        const int64x2_t p1 = vrshlq_s64(vmlal_high_s32(vmull_high_s32(a0, ma), b0, mb), sh);",
-         "        const int64x2_t p2 = vrshlq_s64(vmlal_s32(vmull_s32(vget_low_s32(a1), vget_low_s32(ma)), "
-         "vget_low_s32(b1), vget_low_s32(mb)), sh);",
-         "        const int64x2_t p3 = vrshlq_s64(vmlal_high_s32(vmull_high_s32(a1, ma), b1, mb), sh);",
-         "        const int32x4_t r0 = vqmovn_high_s64(vqmovn_s64(p0), p1), r1 = vqmovn_high_s64(vqmovn_s64(p2), p3);",
-         f"        const int8x8_t v = {out.narrow('vqmovn_high_s32(vqmovn_s32(r0), r1)')};",
+         f"        const int32x4_t r0 = {fma('a0', 'b0')};",
+         f"        const int32x4_t r1 = {fma('a1', 'b1')};",
+         "        /* within [lo, hi], inside the output type: the narrows keep the bits */",
+         "        const int8x8_t v = vmovn_s16(vmovn_high_s32(vmovn_s32(r0), r1));",
          "        if (cnt == 8) vst1_s8((int8_t *)(Y + i), v);",
          "        else { int8_t t[8]; vst1_s8(t, v); memcpy(Y + i, t, (size_t)cnt); }",
          "    }",
@@ -1105,32 +1083,17 @@ def _add_task(a_u8: bool, b_u8: bool, out: "_AddOut") -> tuple[str, str]:
 
 
 class _AddOut:
-    """qadd's output side (y_zero, the clamp; saturating narrows for the type's own ends)."""
+    """qadd's output side: the clamp (in float, before the rounding) and the output's signedness."""
 
     def __init__(self, ctx: KernelContext):
-        self.yz = int(ctx.attrs.get("y_zero", 0))
         self.lo, self.hi = _clamp(ctx)
-        self.u8 = ctx.outputs[0].dtype.short == "u8"
-        tmin, tmax = (0, 255) if self.u8 else (-128, 127)
-        self.need_lo, self.need_hi = self.lo > tmin, self.hi < tmax
-        self.tag = ("u" if self.u8 else "s") + ("l" if self.need_lo else "") + ("h" if self.need_hi else "")
-
-    def setup(self) -> str:
-        v = ["yz = vdupq_n_s16((int16_t)j->yz)"]
-        if self.need_lo:
-            v.append("lo = vdupq_n_s16((int16_t)j->lo)")
-        if self.need_hi:
-            v.append("hi = vdupq_n_s16((int16_t)j->hi)")
-        return "    const int16x8_t " + ", ".join(v) + ";"
-
-    def narrow(self, h: str) -> str:
-        return _narrow_s16(h, self.need_lo, self.need_hi, self.u8)
+        self.tag = "u" if ctx.outputs[0].dtype.short == "u8" else "s"
 
 
 @arm_kernel("qadd")
 def qadd(ctx: KernelContext) -> Optional[str]:
-    """Same-shape qadd (a residual add): 8 elements per step, the int64 sum of both products
-    rounded by SRSHL; other shapes (broadcasts) take the portable kernel."""
+    """Same-shape qadd (a residual add): 8 elements per step in float32 lanes, the reference's two
+    fmas; other shapes (broadcasts) take the portable kernel."""
     if ctx.config.simd != "neon64" or ctx.node.op != "qadd" or not take("qadd", "neon"):
         return None
     a, b, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
@@ -1144,9 +1107,10 @@ def qadd(ctx: KernelContext) -> Optional[str]:
     ctx.helper("pdc_qa_add_job", ADD_JOB)
     name, code = _add_task(a.dtype.short == "u8", b.dtype.short == "u8", out)
     ctx.helper(name, code)
-    fields = dict(a="in0", b="in1", y="(void *)out0", n=n, ma=int(ctx.attrs["a_multiplier"]),
-                  mb=int(ctx.attrs["b_multiplier"]), az=int(ctx.attrs.get("a_zero", 0)),
-                  bz=int(ctx.attrs.get("b_zero", 0)), s=int(ctx.attrs["shift"]), yz=out.yz, lo=out.lo, hi=out.hi)
+    az, bz, yz = (int(ctx.attrs.get(k, 0)) for k in ("a_zero", "b_zero", "y_zero"))
+    ra, rb = ctx.attrs["a_scale"], ctx.attrs["b_scale"]
+    fields = dict(a="in0", b="in1", y="(void *)out0", n=n, ra=float_literal(ra), rb=float_literal(rb),
+                  c=float_literal(qadd_constant(ra, az, rb, bz, yz)), lo=out.lo, hi=out.hi)
     lines = ["    pdc_qa_add_job j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
     units = -(-n // ADD_CHUNK)
     if ctx.split(n, 65_536) and units > 1:

@@ -12,14 +12,10 @@ the int32 result is exact whenever the true accumulator fits int32: 255 * sum|w|
 2^31 is checked per channel at compile time (else the generator declines and the portable kernel,
 which accumulates in int64 where needed, takes the layer). y_dtype i32 outputs (the accumulators,
 which the reference casts to int32, i.e. modulo 2^32 too) need no bound.
-The requantization is the reference's rule in int64 lanes: _mm512_mul_epi32 on the even and odd
-int32 lanes, + 2^(s-1), an arithmetic shift (_mm512_srav_epi64), + y_zero, clamp to [lo, hi] in
-int64, then the int32 lanes truncated to bytes (_mm512_cvtepi32_epi8; [lo, hi] lies in the output
-type's range): 16 vector instructions per 16 outputs, which is what small-K layers (depthwise,
-narrow 1x1) spend most of their time on. So where it is exact for every accumulator the layer can
-produce (checked per channel at compile time: |acc| * m + 2^(s-1) + |y_zero| * 2^s < 2^53, the
-result within int32), it runs in double lanes instead: one fma(acc, m / 2^s, y_zero + 1/2), exact,
-floored by the conversion to int32 (_MM_FROUND_TO_NEG_INF), clamp, pack: 10 instructions.
+The requantization is the reference's float32 rule: the int32 lanes converted to float, times the
+channel's scale, clamped to [lo - y_zero, hi - y_zero], converted back rounding half to even,
++ y_zero, truncated to bytes (_mm512_cvtepi32_epi8; [lo, hi] lies in the output type's range):
+6 vector instructions per 16 outputs, which matters for small-K layers (depthwise, narrow 1x1).
 
 qconv, dense and grouped ("vnni"): an implicit GEMM over a packed copy of the input. Per (image,
 group) the input is copied once into `xq`: 4 channels interleaved per dword (the quad vpdpbusd
@@ -52,9 +48,8 @@ MR rows of a read in place, each dword of 4 activations broadcast (sign-flipped 
 tail of 1-3 loaded bytewise), MR x NV accumulators of 16 columns, the per-column multiplier and
 shift as vectors in the epilogue, units (column block, row block) over the threads.
 
-qadd ("avx512", same-shape operands: the residual adds of ResNet / MobileNet): (a - a_zero) * m_a +
-(b - b_zero) * m_b rounded by 2^s in double lanes, two exact fmas per 8 elements where the compile
-time check allows (else, and for broadcast operands, the portable kernel).
+qadd ("avx512", same-shape operands: the residual adds of ResNet / MobileNet): the reference's two
+float32 fmas per 16 lanes (broadcast operands: the portable kernel).
 
 ISA: the kernels need AVX-512 F/BW/VL (the x86-avx512 target's -march=x86-64-v4). vpdpbusd
 (AVX512-VNNI) is not part of x86-64-v4, so every task is emitted twice, with
@@ -71,9 +66,11 @@ from typing import Optional
 import numpy as np
 
 from ...context import KernelContext
+from ...ctypes_c import float_literal
+from ....ir.ops.qint import qadd_constant
 from .. import kernel
 from ..paths import declare, forced, mark, take
-from ..qint import QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands
+from ..qint import QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands, scale_table
 from ..quant import add_weight
 
 declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise")
@@ -108,47 +105,11 @@ static inline __m512i pdc_qx_dp_bw(__m512i acc, __m512i u, __m512i w) {
 }
 static inline int pdc_qx_has_vnni(void) { return __builtin_cpu_supports("avx512vnni"); }
 
-/* The requantization of 16 int32 lanes: multipliers, shifts and rounding terms as int64 lanes, for
-   the even (e) and odd (o) int32 lanes of the accumulator. */
-typedef struct { __m512i me, mo, se, so, re, ro; } pdc_qx_rqp;
-static inline pdc_qx_rqp pdc_qx_rqp1(int32_t m, int32_t s) {  /* one channel's m and s in every lane */
-    pdc_qx_rqp p;
-    p.me = p.mo = _mm512_set1_epi64(m);
-    p.se = p.so = _mm512_set1_epi64(s);
-    p.re = p.ro = _mm512_set1_epi64((int64_t)1 << (s - 1));
-    return p;
-}
-static inline pdc_qx_rqp pdc_qx_rqpv(const int32_t *m, const int32_t *s) {  /* 16 channels' */
-    const __m512i mv = _mm512_loadu_si512((const void *)m), sv = _mm512_loadu_si512((const void *)s);
-    const __m512i one = _mm512_set1_epi64(1);
-    pdc_qx_rqp p;
-    p.me = mv;  /* _mm512_mul_epi32 reads the low int32 of each int64 lane */
-    p.mo = _mm512_srli_epi64(mv, 32);
-    p.se = _mm512_and_si512(sv, _mm512_set1_epi64(0xffffffff));
-    p.so = _mm512_srli_epi64(sv, 32);
-    p.re = _mm512_sllv_epi64(one, _mm512_sub_epi64(p.se, one));
-    p.ro = _mm512_sllv_epi64(one, _mm512_sub_epi64(p.so, one));
-    return p;
-}
-/* clamp(y_zero + ((acc * m + 2^(s-1)) >> s), lo, hi) in int64 lanes, as 16 bytes */
-static inline __m128i pdc_qx_rq(__m512i acc, const pdc_qx_rqp *p, __m512i yz, __m512i lo, __m512i hi) {
-    __m512i e = _mm512_mul_epi32(acc, p->me), o = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), p->mo);
-    e = _mm512_add_epi64(_mm512_srav_epi64(_mm512_add_epi64(e, p->re), p->se), yz);
-    o = _mm512_add_epi64(_mm512_srav_epi64(_mm512_add_epi64(o, p->ro), p->so), yz);
-    e = _mm512_min_epi64(_mm512_max_epi64(e, lo), hi);
-    o = _mm512_min_epi64(_mm512_max_epi64(o, lo), hi);
-    return _mm512_cvtepi32_epi8(_mm512_mask_blend_epi32(0xAAAA, e, _mm512_slli_epi64(o, 32)));
-}
-/* The same in double lanes where it is exact (see _fp_scales): fma(acc, m / 2^s, y_zero + 1/2) is
-   (acc * m + 2^(s-1) + y_zero * 2^s) / 2^s without rounding, floored by the conversion to int32;
-   M0 / M1: the scales of lanes 0-7 / 8-15. */
-static inline __m128i pdc_qx_rqd(__m512i acc, __m512d M0, __m512d M1, __m512d cz, __m512i lo, __m512i hi) {
-    const __m512d a0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(acc));
-    const __m512d a1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc, 1));
-    const __m256i r0 = _mm512_cvt_roundpd_epi32(_mm512_fmadd_pd(a0, M0, cz), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    const __m256i r1 = _mm512_cvt_roundpd_epi32(_mm512_fmadd_pd(a1, M1, cz), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
-    return _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi));
+/* clamp(y_zero + rint(f32(acc) * sc), lo, hi) of 16 int32 lanes, as 16 bytes: the float32 product
+   clamped to [lo - y_zero, hi - y_zero] (flo, fhi), rounded half to even, + y_zero (yz) */
+static inline __m128i pdc_qx_rq(__m512i acc, __m512 sc, __m512 flo, __m512 fhi, __m512i yz) {
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), sc), flo), fhi);
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), yz));
 }
 static inline __mmask64 pdc_qx_m64(int64_t n) { return n <= 0 ? 0 : n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); }
 /* lanes [lo, hi) of 64 */
@@ -280,8 +241,7 @@ typedef struct {
     const int32_t *w;       /* weight dwords (4 int8) in the order the task reads them */
     const int32_t *koff;    /* byte offset of each reduction quad (dense) or tap (depthwise) */
     const int32_t *bias;    /* bias - (x_zero + off) * sum(w), per (padded) output channel */
-    const int32_t *mult, *shift;
-    const double *mscale;   /* m / 2^s per channel, for the double epilogue */
+    const float *scale;     /* the requantization scale per (padded) output channel */
     const int32_t *phr, *phw;   /* row / column stride phase of each packed phase plane */
     int64_t N, C, H, W, M, G, cg, mg, cq, OH, OW, sh, sw, ph, pw, NPH, Hq, Wq, xq_bs, rows_stride, rs;
     int64_t NQ, KQ, NB, nqb, stage_off;
@@ -378,79 +338,42 @@ def _wrap32(a) -> np.ndarray:
 
 
 class _Out:
-    """A layer's output side: y_dtype i32 (the accumulators) or the requantization, in int64 lanes
-    or, where that is exact for every accumulator the layer can produce, in double lanes (10 vector
-    instructions per 16 outputs instead of 16), and the C spellings of its epilogue."""
+    """A layer's output side: y_dtype i32 (the accumulators) or the requantization in float32 lanes
+    (the reference's rule: 6 vector instructions per 16 outputs), and the C spellings of its epilogue."""
 
-    def __init__(self, ctx: KernelContext, bias: np.ndarray, amax: np.ndarray, channels: int):
+    def __init__(self, ctx: KernelContext, bias: np.ndarray, channels: int):
         self.y32 = ctx.outputs[0].dtype.short == "i32"
         self.bias = bias  # folded, int64 [channels]
-        if self.y32:
-            self.mult, self.shift = np.zeros(channels, np.int64), np.ones(channels, np.int64)
-            self.yz, self.lo, self.hi = 0, 0, 0
-            self.scales = None
-            return
-        self.mult, self.shift = (np.broadcast_to(np.asarray(ctx.attrs[k], np.int64).reshape(-1), (channels,)).copy()
-                                 for k in ("multiplier", "shift"))
-        self.yz = int(ctx.attrs.get("y_zero", 0))
-        self.lo, self.hi = _clamp(ctx)
-        self.scales = _fp_scales(amax, self.mult, self.shift, self.yz)
-
-    @property
-    def kind(self) -> str:
-        return "i32" if self.y32 else "d" if self.scales is not None else "q"
+        self.kind = "i32" if self.y32 else "f"
+        self.yz, self.lo, self.hi = 0, 0, 0
+        if not self.y32:
+            self.scale = scale_table(ctx, channels)
+            self.yz = int(ctx.attrs.get("y_zero", 0))
+            self.lo, self.hi = _clamp(ctx)
 
     def fields(self, ctx: KernelContext, pad, total: int) -> dict:
         """Job fields of the per-channel tables, laid out by pad(values, fill) (total entries)."""
         f = dict(bias=add_weight(ctx, _wrap32(pad(self.bias, 0)), "int32_t"), yz=self.yz, lo=self.lo, hi=self.hi)
-        if self.kind == "q":
-            f.update(mult=add_weight(ctx, pad(self.mult, 0).astype(np.int32), "int32_t"),
-                     shift=add_weight(ctx, pad(self.shift, 1).astype(np.int32), "int32_t"))
-        elif self.kind == "d":
-            f["mscale"] = add_weight(ctx, pad(self.scales, 0.0).astype(np.float64), "double")
+        if not self.y32:
+            f["scale"] = add_weight(ctx, pad(self.scale, np.float32(0)), "float")
         return f
 
-    # C spellings: setup (function start), one channel's parameters, 16 columns', the epilogue of acc
+    # C spellings: setup (function start), one channel's scale, 16 columns', the epilogue of acc
     def setup(self) -> str:
-        if self.kind == "q":
-            return "    const __m512i yz = _mm512_set1_epi64(j->yz), lo = _mm512_set1_epi64(j->lo), hi = _mm512_set1_epi64(j->hi);"
-        if self.kind == "d":
-            return ("    const __m512d cz = _mm512_set1_pd((double)j->yz + 0.5);\n"
-                    "    const __m512i lo = _mm512_set1_epi32(j->lo), hi = _mm512_set1_epi32(j->hi);")
-        return ""
+        if self.y32:
+            return ""
+        return ("    const __m512 flo = _mm512_set1_ps((float)(j->lo - j->yz)), fhi = _mm512_set1_ps((float)(j->hi - j->yz));\n"
+                "    const __m512i yz = _mm512_set1_epi32(j->yz);")
 
     def channel(self, idx: str) -> str:
-        if self.kind == "q":
-            return f"const pdc_qx_rqp p = pdc_qx_rqp1(j->mult[{idx}], j->shift[{idx}]);"
-        if self.kind == "d":
-            return f"const __m512d p0 = _mm512_set1_pd(j->mscale[{idx}]), p1 = p0;"
-        return ""
+        return f"const __m512 sc = _mm512_set1_ps(j->scale[{idx}]);"
 
     def columns(self, off: str) -> str:
-        if self.kind == "q":
-            return f"const pdc_qx_rqp p = pdc_qx_rqpv(j->mult + {off}, j->shift + {off});"
-        if self.kind == "d":
-            return f"const __m512d p0 = _mm512_loadu_pd(j->mscale + {off}), p1 = _mm512_loadu_pd(j->mscale + {off} + 8);"
-        return ""
+        return f"const __m512 sc = _mm512_loadu_ps(j->scale + {off});"
 
     def apply(self, acc: str) -> str:
         """The 16 output bytes of acc (not for i32)."""
-        if self.kind == "q":
-            return f"pdc_qx_rq({acc}, &p, yz, lo, hi)"
-        return f"pdc_qx_rqd({acc}, p0, p1, cz, lo, hi)"
-
-
-def _fp_scales(amax: np.ndarray, mult: np.ndarray, shift: np.ndarray, yz: int) -> Optional[np.ndarray]:
-    """m / 2^s per channel as doubles when the double epilogue is exact for every |acc| <= amax:
-    N = acc * m + 2^(s-1) + y_zero * 2^s within 2^53 (so the fma is exact, as N / 2^s) and the
-    floored result within int32 (clamped there); else None."""
-    out = []
-    for a, m, s in zip(amax.tolist(), mult.tolist(), shift.tolist()):
-        big = a * m + (1 << (s - 1)) + abs(yz) * (1 << s)
-        if big >= 1 << 53 or (a * m >> s) + abs(yz) + 1 >= 1 << 31:
-            return None
-        out.append(m * 2.0 ** -s)
-    return np.asarray(out, np.float64)
+        return f"pdc_qx_rq({acc}, sc, flo, fhi, yz)"
 
 
 def _setup_out(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int) -> Optional[_Out]:
@@ -470,7 +393,7 @@ def _setup_out(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int) -> Opti
     amax = 255 * np.abs(w64).sum(axis=1) + np.abs(bias)
     if ctx.outputs[0].dtype.short != "i32" and amax.max(initial=0) > INT32_MAX:
         return None
-    return _Out(ctx, bias - (zero + off) * w64.sum(axis=1), amax, w2d.shape[0])
+    return _Out(ctx, bias - (zero + off) * w64.sum(axis=1), w2d.shape[0])
 
 
 def _job_lines(struct: str, fields: dict) -> list[str]:
@@ -790,8 +713,7 @@ typedef struct {
     uint8_t *y;
     const int8_t *b;
     const int32_t *bias;    /* bias - (a_zero + off) * sum over k of b, per (padded) column */
-    const int32_t *mult, *shift;
-    const double *mscale;
+    const float *scale;     /* the requantization scale per (padded) column */
     int64_t R, K, N, KQ, NRB;
     int32_t flip, yz, lo, hi;
 } pdc_qx_mm_job;
@@ -904,11 +826,11 @@ declare("qadd", "portable", "avx512")
 QADD_CHUNK = 16384  # elements per work unit
 QADD_PARALLEL_MIN = 1 << 19  # elements: below, one thread (the work is ~1 ns per 16 elements)
 
-ADD_JOB = """/* y = qadd(a, b) of same-shape tensors in double lanes (x86/qint.py): k = {m_a / 2^s, m_b / 2^s, C}. */
+ADD_JOB = """/* y = qadd(a, b) of same-shape tensors in float32 lanes (x86/qint.py): k = {a_scale, b_scale, c}. */
 typedef struct {
     const uint8_t *a, *b;
     uint8_t *y;
-    const double *k;
+    float ka, kb, kc;
     int64_t n;
     int32_t lo, hi;
 } pdc_qx_add_job;
@@ -917,44 +839,27 @@ typedef struct {
 
 def _add_task(name: str, a_signed: bool, b_signed: bool) -> str:
     cvt = {True: "_mm512_cvtepi8_epi32", False: "_mm512_cvtepu8_epi32"}
-    return f"""/* floor(a * m_a / 2^s + b * m_b / 2^s + C) = y_zero + ((a - a_zero) * m_a + (b - b_zero) * m_b + 2^(s-1)) >> s,
-   every fma exact (checked at compile time), clamped */
+    return f"""/* clamp(rint(fma(a, a_scale, fma(b, b_scale, c))), lo, hi): the reference's rule, 16 lanes at a time */
 static void {name}(void *vj, int64_t u0, int64_t u1) {{
     const pdc_qx_add_job *j = (const pdc_qx_add_job *)vj;
-    const __m512d ka = _mm512_set1_pd(j->k[0]), kb = _mm512_set1_pd(j->k[1]), kc = _mm512_set1_pd(j->k[2]);
-    const __m512i lo = _mm512_set1_epi32(j->lo), hi = _mm512_set1_epi32(j->hi);
+    const __m512 ka = _mm512_set1_ps(j->ka), kb = _mm512_set1_ps(j->kb), kc = _mm512_set1_ps(j->kc);
+    const __m512 lo = _mm512_set1_ps((float)j->lo), hi = _mm512_set1_ps((float)j->hi);
     const int64_t i1 = u1 * {QADD_CHUNK} < j->n ? u1 * {QADD_CHUNK} : j->n;
     for (int64_t i = u0 * {QADD_CHUNK}; i < i1; i += 16) {{
         const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1);
-        const __m512i a = {cvt[a_signed]}(_mm_maskz_loadu_epi8(m, j->a + i)), b = {cvt[b_signed]}(_mm_maskz_loadu_epi8(m, j->b + i));
-        const __m512d d0 = _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(a)), ka,
-                                           _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(b)), kb, kc));
-        const __m512d d1 = _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(a, 1)), ka,
-                                           _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(b, 1)), kb, kc));
-        const __m256i r0 = _mm512_cvt_roundpd_epi32(d0, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        const __m256i r1 = _mm512_cvt_roundpd_epi32(d1, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
-        _mm_mask_storeu_epi8(j->y + i, m, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi)));
+        const __m512 a = _mm512_cvtepi32_ps({cvt[a_signed]}(_mm_maskz_loadu_epi8(m, j->a + i)));
+        const __m512 b = _mm512_cvtepi32_ps({cvt[b_signed]}(_mm_maskz_loadu_epi8(m, j->b + i)));
+        const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_fmadd_ps(a, ka, _mm512_fmadd_ps(b, kb, kc)), lo), hi);
+        const __m512i r = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_mask_storeu_epi8(j->y + i, m, _mm512_cvtepi32_epi8(r));
     }}
 }}
 """
 
 
-def _add_constants(ma: int, mb: int, s: int, az: int, bz: int, yz: int, a_range, b_range) -> Optional[list]:
-    """[m_a / 2^s, m_b / 2^s, C] with C = (2^(s-1) + y_zero 2^s - a_zero m_a - b_zero m_b) / 2^s when
-    fma(a, m_a / 2^s, fma(b, m_b / 2^s, C)) is exact for every a, b of their types (each sum an
-    integer below 2^53 over 2^s) and the result within int32; else None."""
-    c = (1 << (s - 1)) + yz * (1 << s) - az * ma - bz * mb
-    inner = max(abs(v * mb + c) for v in b_range)
-    outer = max(abs(u * ma + v * mb + c) for u in a_range for v in b_range)
-    if max(inner, outer, abs(c)) >= 1 << 53 or (outer >> s) + 1 >= 1 << 31:
-        return None
-    return [ma * 2.0 ** -s, mb * 2.0 ** -s, c * 2.0 ** -s]
-
-
 @kernel("qadd", family="x86")
 def qadd(ctx: KernelContext) -> Optional[str]:
-    """qadd of two same-shape tensors (a residual add) in double lanes where that is exact."""
+    """qadd of two same-shape tensors (a residual add) in float32 lanes."""
     if ctx.config.simd != "avx512" or not take("qadd", "avx512"):
         return None
     a_t, b_t, y_t = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
@@ -963,13 +868,9 @@ def qadd(ctx: KernelContext) -> Optional[str]:
     if {a_t.dtype.short, b_t.dtype.short, y_t.dtype.short} - {"i8", "u8"}:
         return None
 
-    def rng(t):  # the extreme codes of the type (the bounds are linear in them)
-        return (-128, 127) if t.dtype.short == "i8" else (0, 255)
-    k = _add_constants(int(ctx.attrs["a_multiplier"]), int(ctx.attrs["b_multiplier"]), int(ctx.attrs["shift"]),
-                       int(ctx.attrs.get("a_zero", 0)), int(ctx.attrs.get("b_zero", 0)), int(ctx.attrs.get("y_zero", 0)),
-                       rng(a_t), rng(b_t))
-    if k is None:
-        return None
+    az, bz, yz = (int(ctx.attrs.get(k, 0)) for k in ("a_zero", "b_zero", "y_zero"))
+    ra, rb = ctx.attrs["a_scale"], ctx.attrs["b_scale"]
+    k = (ra, rb, qadd_constant(ra, az, rb, bz, yz))
     n = math.prod(y_t.shape)
     lo, hi = _clamp(ctx)
     name = f"pdc_qx_add_{a_t.dtype.short}_{b_t.dtype.short}"
@@ -977,7 +878,7 @@ def qadd(ctx: KernelContext) -> Optional[str]:
     ctx.helper("pdc_qx_add_job", ADD_JOB)
     ctx.helper(name, _add_task(name, a_t.dtype.short == "i8", b_t.dtype.short == "i8"))
     fields = dict(a="(const uint8_t *)in0", b="(const uint8_t *)in1", y="(uint8_t *)out0",
-                  k=add_weight(ctx, np.asarray(k, np.float64), "double"), n=n, lo=lo, hi=hi)
+                  ka=float_literal(k[0]), kb=float_literal(k[1]), kc=float_literal(k[2]), n=n, lo=lo, hi=hi)
     lines = _job_lines("pdc_qx_add_job", fields)
     units = -(-n // QADD_CHUNK)
     if ctx.split(n, QADD_PARALLEL_MIN) and units > 1:
