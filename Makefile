@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo toolchains test-deps zoo test fuzz-kernels
+.PHONY: install demo toolchains test-deps zoo test fuzz-kernels fuzz
 install:
 	$(PIP) -e .
 
@@ -41,3 +41,9 @@ test: test-deps
 FUZZ_MINUTES ?= 60
 fuzz-kernels: test-deps
 	$(PYTHON) tools/fuzz_kernels.py --minutes $(FUZZ_MINUTES)
+
+# Long mutation fuzzing of the ONNX importer and the compiler (tests/test_fuzz_onnx.py; CI runs it for a
+# minute with fixed seeds): fresh seeds, FUZZ_MINUTES long, building the generated C too.
+fuzz: test-deps
+	PDC_FUZZ_RANDOM=1 PDC_FUZZ_BUILD=1 PDC_FUZZ_SECONDS=$$(( $(FUZZ_MINUTES) * 60 )) PDC_FUZZ_EXAMPLES=1000000 \
+	  $(PYTHON) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_onnx.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections import Counter
 
@@ -18,9 +19,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _load(path: str):
+def _load(path: str, args=None):
     from .frontend import load_model
-    return load_model(path)
+    from .ir.limits import DEFAULT_MAX_TENSOR_BYTES, parse_byte_size
+    limit = getattr(args, "max_tensor_bytes", None)
+    return load_model(path, DEFAULT_MAX_TENSOR_BYTES if limit is None else parse_byte_size(limit))
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -40,7 +43,7 @@ def cmd_opt(args) -> int:
         raise PdcError("opt: a MODEL is required (or --list-passes)")
     pipeline = args.passes if args.passes is not None else pipeline_for_level(args.opt_level if args.opt_level is not None else 0)
     passes = parse_pipeline(pipeline)
-    graph = _load(args.model)
+    graph = _load(args.model, args)
     before = Counter(n.op for n in graph.nodes)
     n_before = len(graph.nodes)
     PassManager(passes, verify_each=args.verify_each, print_after_all=args.print_ir_after_all,
@@ -91,7 +94,7 @@ def describe_model(graph) -> dict:
 
 
 def cmd_inspect(args) -> int:
-    info = describe_model(_load(args.model))
+    info = describe_model(_load(args.model, args))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -205,7 +208,8 @@ def cmd_compile(args) -> int:
     out = compile_bundle(args.model, args.output, target=args.target, name=args.name, threads=args.threads,
                          shapes=shapes, weights=args.weights, opt_level=args.opt_level,
                          progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram,
-                         quantize=args.quantize, calibration=args.calibration, quant_options=_quant_options(args))
+                         quantize=args.quantize, calibration=args.calibration, quant_options=_quant_options(args),
+                         max_tensor_bytes=args.max_tensor_bytes)
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
     print(f"{m['name']}: {len(m['kernels'])} kernels, arena {m['arena_bytes']:,} bytes "
@@ -268,6 +272,11 @@ def _print_coverage(targets, asked) -> int:
 
 
 # ---- entry point ----------------------------------------------------------------------------
+def max_tensor_bytes_arg(sp, default=None) -> None:
+    sp.add_argument("--max-tensor-bytes", metavar="SIZE", default=default,
+                    help="refuse a model with a larger tensor, e.g. 4G, 512M (default: 16G)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pdc", description="pdc: an ahead-of-time deep-learning compiler for ONNX and PaddlePaddle "
                                         "models.")
@@ -292,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--stats", action="store_true",
                      help="print JSON node counts and op histograms before and after (instead of the IR)")
     opt.add_argument("-o", "--output", metavar="FILE", help="write to FILE (+ FILE.npz) instead of stdout")
+    max_tensor_bytes_arg(opt)
     opt.set_defaults(func=cmd_opt)
 
     ins = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, parameters, MACs",
@@ -299,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "count and an estimate of its multiply-accumulates.")
     ins.add_argument("model", metavar="MODEL")
     ins.add_argument("--json", action="store_true", help="print JSON for machines")
+    max_tensor_bytes_arg(ins)
     ins.set_defaults(func=cmd_inspect)
 
     def quant_args(sp, required: bool):
@@ -348,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compile", help="compile a model into a C bundle (and, for x86, a shared library)",
                          description="Compiles MODEL ahead of time into DIR: NAME.h (the C API), NAME.c (the run "
                                      "function), kernel sources, weights, CMakeLists.txt, Makefile and "
-                                     "manifest.json; for x86 also libNAME.so. DIR is replaced atomically.")
+                                     "manifest.json; for x86 also libNAME.so. DIR must be new, empty or an "
+                                     "earlier bundle, which is replaced atomically.")
     cmp.add_argument("model", metavar="MODEL", help="an .onnx model or a .pdir IR file")
     cmp.add_argument("--target", default="x86", help="what to compile for (default: x86, this host); "
                                                      "see pdc targets")
@@ -368,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--quantize", choices=["int8"], help="quantize the model first (needs --calibration)")
     quant_args(cmp, required=False)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    max_tensor_bytes_arg(cmp, default="16G")
     cmp.set_defaults(func=cmd_compile)
 
     qz = sub.add_parser("quantize", help="quantize a model to int8 from calibration data",
@@ -403,18 +416,31 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except PdcError as e:
-        print(f"pdc: error: {e}", file=sys.stderr)
+        print(f"pdc: error: {one_line(str(e))}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system refused (permissions, a full disk): not a bug in pdc
+        if isinstance(e, BrokenPipeError):
+            return 0
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"pdc: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("pdc: error: out of memory (a smaller --max-tensor-bytes refuses such models early)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pdc: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     except Exception as e:
         if os.environ.get("PDC_DEBUG"):
             raise
-        print(f"pdc: internal error: {type(e).__name__}: {e} (set PDC_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"pdc: internal error: {type(e).__name__}: {one_line(str(e))} (set PDC_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 70
+
+
+def one_line(message: str) -> str:
+    """Error messages are one line, whatever a library put into them."""
+    return re.sub(r"\s*\n\s*", " ", message).strip()
 
 
 if __name__ == "__main__":

@@ -4,9 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 from typing import Optional, Union
 
@@ -15,21 +13,30 @@ from .build import cmake_lists, makefile, runtime_sources
 from .codegen.c_renderer import c_identifier
 from .ir.errors import PdcError
 from .ir.graph import Graph
+from .ir.limits import DEFAULT_MAX_TENSOR_BYTES, check_graph_limits, parse_byte_size
 from .ir.shapes import bind_shapes, unbound_dims
+from .output_folder import check_output_folder, write_folder
 from .targets import get_target
 
 
-def load_graph(model: Union[str, Graph, "onnx.ModelProto"]) -> Graph:  # noqa: F821
+def load_graph(model: Union[str, Graph, "onnx.ModelProto"],  # noqa: F821
+               max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
+    graph = _imported(model, max_tensor_bytes)
+    check_graph_limits(graph, max_tensor_bytes)
+    return graph
+
+
+def _imported(model, max_tensor_bytes: int) -> Graph:
     if isinstance(model, Graph):
         return model.copy()
     if isinstance(model, (str, os.PathLike)):
         from .frontend import load_model
-        return load_model(os.fspath(model))
+        return load_model(os.fspath(model), max_tensor_bytes)
     try:
         import onnx
         if isinstance(model, onnx.ModelProto):
             from .frontend.onnx_import import import_onnx
-            return import_onnx(model, model.graph.name or "<model>")
+            return import_onnx(model, model.graph.name or "<model>", max_tensor_bytes=max_tensor_bytes)
     except ImportError:
         pass
     raise PdcError(f"cannot compile a {type(model).__name__}: pass a model path, an onnx.ModelProto or a pdc Graph")
@@ -54,11 +61,14 @@ def default_name(model) -> str:
 def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
                    threads: int = 1, shapes: Optional[dict] = None, weights: str = "c", opt_level: int = 2,
                    build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
-                   quantize: Optional[str] = None, calibration=None, quant_options=None) -> str:
-    """Writes the bundle for `model` into out_dir (atomically) and returns out_dir.
+                   quantize: Optional[str] = None, calibration=None, quant_options=None,
+                   max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> str:
+    """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
 
+    out_dir must be new, empty or an earlier bundle (which is swapped for the new one in one step).
     flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory.
-    quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model)."""
+    quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model).
+    max_tensor_bytes (bytes, or a string such as '4G') refuses models with a larger tensor."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     tgt = get_target(target)
@@ -73,11 +83,14 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise PdcError(f"--weights '{weights}': expected 'c' or 'bin'")
     if threads < 1:
         raise PdcError(f"--threads {threads}: must be at least 1")
+    max_tensor_bytes = parse_byte_size(max_tensor_bytes)
+    check_output_folder(out_dir)  # refuse a folder pdc must not replace before any work
     check_forced_paths()
     tgt.check_options(weights, threads)
-    graph = load_graph(model)
+    graph = load_graph(model, max_tensor_bytes)
     if shapes:
         graph = bind_shapes(graph, shapes)
+        check_graph_limits(graph, max_tensor_bytes)
     unbound = unbound_dims(graph)
     if unbound:
         inp, dim = unbound[0]
@@ -121,28 +134,19 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
     }
     files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads, manifest))
     files["manifest.json"] = json.dumps(manifest, indent=2).encode()
-    out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-    try:
+
+    def fill(folder: str) -> None:
         for rel, data in files.items():
-            path = os.path.join(tmp, rel)
+            path = os.path.join(folder, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
         if build:  # the target adds what it built (library, executable, runner) to the manifest
-            manifest.update(tgt.build(tmp, name, bundle.kernel_files, cflags, threads, say))
-            with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            manifest.update(tgt.build(folder, name, bundle.kernel_files, cflags, threads, say))
+            with open(os.path.join(folder, "manifest.json"), "w") as f:
                 json.dump(manifest, f, indent=2)
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        elif os.path.exists(out_dir):
-            raise PdcError(f"{out_dir}: exists and is not a folder")
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    out_dir = write_folder(out_dir, fill)
     say(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s")
     return out_dir
 

@@ -22,7 +22,8 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.registry import all_ops, with_defaults
 from ..ir.types import UNKNOWN, TensorType, refine, types_compatible
 from ..ir.folding import try_fold
-from ..ir.verify import infer_node
+from ..ir.limits import DEFAULT_MAX_TENSOR_BYTES, check_shape, check_value
+from ..ir.verify import check_node_arity_and_attrs, infer_node
 
 MIN_OPSET = 7
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs whose outputs stay this small are evaluated at import
@@ -82,6 +83,8 @@ def type_from_proto(tp: onnx.TypeProto, where: str) -> Optional[TensorType]:
     dims = []
     for d in tt.shape.dim:
         if d.HasField("dim_value"):
+            if d.dim_value < 0:
+                raise PdcError(f"{where}: negative dim {d.dim_value} in its declared shape")
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
             dims.append(_symbol(d.dim_param))
@@ -90,14 +93,22 @@ def type_from_proto(tp: onnx.TypeProto, where: str) -> Optional[TensorType]:
     return TensorType(dt, tuple(dims))
 
 
-def tensor_to_array(t: onnx.TensorProto, where: str) -> np.ndarray:
-    dtypes.from_onnx(t.data_type)  # rejects unsupported element types with a clear message
+def tensor_dtype(t: onnx.TensorProto, where: str) -> dtypes.DType:
+    try:
+        return dtypes.from_onnx(t.data_type)
+    except UnsupportedError as e:
+        raise UnsupportedError(f"{where}: {e}") from None
+
+
+def tensor_to_array(t: onnx.TensorProto, where: str,
+                    max_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> np.ndarray:
+    dt = tensor_dtype(t, where)  # rejects unsupported element types with a clear message
+    check_shape(tuple(t.dims), dt, max_bytes, where)  # before numpy allocates anything
     try:
         arr = numpy_helper.to_array(t)
     except Exception as e:
         raise PdcError(f"{where}: cannot read tensor '{t.name}': {e}") from None
-    dt = dtypes.from_onnx(t.data_type).np
-    return np.array(arr, dtype=dt, order="C")
+    return np.array(arr, dtype=dt.np, order="C")
 
 
 def attr_value(a: onnx.AttributeProto, where: str):
@@ -108,6 +119,8 @@ def attr_value(a: onnx.AttributeProto, where: str):
         raise UnsupportedError(f"{where}: attribute '{a.name}' has an unsupported kind")
     if a.ref_attr_name:
         raise UnsupportedError(f"{where}: attribute '{a.name}' refers to a function attribute")
+    if a.type not in _READABLE_ATTRIBUTE_TYPES:
+        raise PdcError(f"{where}: attribute '{a.name}' has no valid type (type code {a.type})")
     v = onnx.helper.get_attribute_value(a)
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
@@ -122,6 +135,43 @@ def attr_value(a: onnx.AttributeProto, where: str):
     return v
 
 
+_A = onnx.AttributeProto
+_READABLE_ATTRIBUTE_TYPES = {_A.FLOAT, _A.INT, _A.STRING, _A.TENSOR, _A.FLOATS, _A.INTS, _A.STRINGS}
+# an int where the schema says float (and back) is read by value, as ONNX Runtime does for hand-built models
+_INTERCHANGEABLE_ATTRIBUTE_TYPES = ({_A.FLOAT, _A.INT}, {_A.FLOATS, _A.INTS})
+
+
+def node_where(node: onnx.NodeProto) -> str:
+    """How messages name an ONNX node."""
+    return f"node '{node.name}' ({node.op_type})" if node.name else f"{node.op_type} node"
+
+
+def _schema(node: onnx.NodeProto, opset: int):
+    try:
+        return onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except Exception:  # an op newer than the model's opset: the converter says what is wrong
+        return None
+
+
+def check_against_schema(node: onnx.NodeProto, opset: int, where: str) -> None:
+    """The node's input / output counts and attribute types as the ONNX op schema declares them."""
+    schema = _schema(node, opset)
+    if schema is None:
+        return
+    for what, n, lo, hi in (("inputs", len(node.input), schema.min_input, schema.max_input),
+                            ("outputs", len(node.output), schema.min_output, schema.max_output)):
+        if not lo <= n <= hi:
+            spelled = str(lo) if lo == hi else f"{lo} to {hi if hi < 2**31 - 1 else 'any'}"
+            raise PdcError(f"{where}: has {n} {what}, {node.op_type} takes {spelled}")
+    for a in node.attribute:
+        spec = schema.attributes.get(a.name)
+        if spec is None or a.type == spec.type or {a.type, spec.type} in _INTERCHANGEABLE_ATTRIBUTE_TYPES:
+            continue
+        want, got = (_A.AttributeType.Name(t) if t in _A.AttributeType.values() else str(t)
+                     for t in (spec.type, a.type))
+        raise PdcError(f"{where}: attribute '{a.name}' must be {want}, got {got}")
+
+
 # ---------------------------------------------------------------------------------------------
 class NodeContext:
     """What a converter sees: the ONNX node, its opset, its inputs as IR values."""
@@ -132,7 +182,9 @@ class NodeContext:
         self.op_type = node.op_type
         self.name = node.name
         self.opset = importer.opset
-        self.where = f"node '{node.name}' ({node.op_type})" if node.name else f"{node.op_type} node"
+        self.where = node_where(node)
+        if node.domain in DEFAULT_DOMAINS:
+            check_against_schema(node, importer.opset, f"{importer.source}: {self.where}")
         self.attrs = {a.name: attr_value(a, self.where) for a in node.attribute}
         self.inputs: list[Optional[Value]] = [importer.lookup(n, self.where) if n else None for n in node.input]
         self.output_names = list(node.output)
@@ -191,10 +243,14 @@ def default_convert(ctx: NodeContext) -> None:
 
 
 class OnnxImporter:
-    def __init__(self, model: onnx.ModelProto, source: str, base_dir: str):
+    def __init__(self, model: onnx.ModelProto, source: str, base_dir: str,
+                 max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES):
         self.model = model
         self.source = source
         self.base_dir = base_dir
+        self.max_tensor_bytes = max_tensor_bytes
+        self.producers: dict[Value, str] = {}  # node outputs -> the node, for messages
+        self.defined_by: dict[str, str] = {}  # every ONNX name -> what defines it (filled by check_names)
         self.opset = self._default_opset()
         self.graph = Graph(_symbol(model.graph.name or "main"))
         self.values: dict[str, Value] = {}
@@ -225,7 +281,11 @@ class OnnxImporter:
         try:
             return self.values[name]
         except KeyError:
-            raise PdcError(f"{self.source}: {where} uses '{name}', which nothing defines") from None
+            pass
+        if name in self.defined_by:  # defined, but by a later node
+            raise PdcError(f"{self.source}: {where} uses '{name}' before {self.defined_by[name]} defines it "
+                           f"(the nodes are not in topological order, or form a cycle)")
+        raise PdcError(f"{self.source}: {where} uses '{name}', which nothing defines")
 
     def bind(self, onnx_name: str, value: Value, ctx: NodeContext) -> None:
         if not onnx_name:
@@ -248,9 +308,12 @@ class OnnxImporter:
                 names.append(self.fresh(o or f"{ctx.name or op}_out"))
         placeholder = TensorType(dtypes.float32, None)
         node = Node(op, list(inputs), [Value(n, placeholder) for n in names], attrs, ctx.name)
+        check_node_arity_and_attrs(node, f"{self.source}: {ctx.where}")
         for v, t in zip(node.outputs, infer_node(node)):
             known = self.onnx_types.get(v.name)
             v.type = refine(t, known) if known is not None and types_compatible(t, known) else t
+            check_value(v, self.max_tensor_bytes, f"{self.source}: {ctx.where}")
+            self.producers[v] = ctx.where
         # a dequantized constant stays a node: fold-qdq reads the integers (fold-constants folds the rest)
         folded = None if op == "dequantize_linear" else try_fold(node, FOLD_MAX_ELEMENTS)
         if folded is not None:  # shape arithmetic and other small constant subgraphs
@@ -280,9 +343,31 @@ class OnnxImporter:
             listing = ", ".join(f"{k} x{c} (first: '{first[k]}')" for k, c in sorted(missing.items()))
             raise UnsupportedError(f"{self.source}: unsupported ops: {listing}")
 
+    def check_names(self) -> None:
+        """An ONNX graph is SSA: every name defined once, by an input, an initializer or one node."""
+        g, src = self.model.graph, self.source
+        if not g.output:
+            raise PdcError(f"{src}: the graph is empty (no nodes, no outputs)" if not g.node
+                           else f"{src}: the graph has no outputs")
+        _refuse_duplicates((t.name for t in g.initializer), f"{src}: initializer '{{}}' is defined twice")
+        _refuse_duplicates((i.name for i in g.input), f"{src}: input '{{}}' is listed twice")
+        _refuse_duplicates((o.name for o in g.output), f"{src}: graph output '{{}}' is listed twice")
+        defined = {i.name: "a graph input" for i in g.input}
+        defined.update({t.name: "an initializer" for t in g.initializer})
+        for n in g.node:
+            where = node_where(n)
+            if not any(n.output):
+                raise PdcError(f"{src}: {where} has no outputs")
+            for o in filter(None, n.output):
+                if o in defined:
+                    raise PdcError(f"{src}: {where} redefines '{o}', already {_defined_as(defined[o])}")
+                defined[o] = where
+        self.defined_by = defined
+
     def run(self) -> Graph:
         g = self.model.graph
         self.check_supported()
+        self.check_names()
         self._collect_onnx_types()
         self.graph_output_names = {o.name for o in g.output}
         for t in g.initializer:
@@ -295,6 +380,7 @@ class OnnxImporter:
             t = type_from_proto(inp.type, f"{self.source}: input '{inp.name}'")
             if t is None:
                 raise PdcError(f"{self.source}: input '{inp.name}' has no element type")
+            check_shape(t.shape, t.dtype, self.max_tensor_bytes, f"{self.source}: input '{inp.name}'")
             name = self.fresh(inp.name) if inp.name in self.taken else inp.name
             self.taken.add(name)
             v = Value(name, t)
@@ -305,10 +391,12 @@ class OnnxImporter:
             CONVERTERS.get(n.op_type, default_convert)(ctx)
         for o in g.output:
             v = self.lookup(o.name, "graph output")
-            try:
-                declared = type_from_proto(o.type, f"{self.source}: output '{o.name}'")
-            except UnsupportedError:
-                raise
+            declared = type_from_proto(o.type, f"{self.source}: output '{o.name}'")
+            if declared is not None and declared.dtype != v.type.dtype:
+                source = self.producers.get(v)
+                gives = f"{source} gives" if source else "it is"
+                raise PdcError(f"{self.source}: graph output '{o.name}' is declared {declared.dtype.name} but "
+                               f"{gives} {v.type.dtype.name}")
             if declared is not None and types_compatible(v.type, declared):
                 v.type = refine(v.type, declared)
             self.graph.outputs.append(v)
@@ -324,16 +412,18 @@ class OnnxImporter:
             if vi.type.HasField("tensor_type"):
                 try:
                     t = type_from_proto(vi.type, vi.name)
-                except UnsupportedError:
+                except PdcError:  # the declaration itself is reported where the value is imported
                     continue
                 if t is not None:
                     self.onnx_types[vi.name] = t
 
     def _add_initializer(self, t: onnx.TensorProto) -> None:
         where = f"{self.source}: initializer '{t.name}'"
+        # dims and size first: a hostile header must not make pdc read or allocate terabytes
+        check_shape(tuple(t.dims), tensor_dtype(t, where), self.max_tensor_bytes, where)
         if t.data_location == onnx.TensorProto.EXTERNAL:
             load_external(t, self.base_dir, where)
-        arr = tensor_to_array(t, where)
+        arr = tensor_to_array(t, where, self.max_tensor_bytes)
         name = self.fresh(t.name)
         v = self.graph.add_constant(name, arr, dtypes.from_onnx(t.data_type))
         self.values[t.name] = v
@@ -344,6 +434,8 @@ def load_external(t: onnx.TensorProto, base_dir: str, where: str) -> None:
     info = {e.key: e.value for e in t.external_data}
     location = info.get("location", "")
     base = os.path.realpath(base_dir)
+    if "\0" in location:
+        raise PdcError(f"{where}: external data location '{location}' holds a NUL character")
     if not location or os.path.isabs(location) or location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", location):
         raise PdcError(f"{where}: external data location '{location}' must be a path relative to the model's folder")
     path = os.path.realpath(os.path.join(base, location))
@@ -351,16 +443,47 @@ def load_external(t: onnx.TensorProto, base_dir: str, where: str) -> None:
         raise PdcError(f"{where}: external data location '{location}' points outside the model's folder")
     if not os.path.isfile(path):
         raise PdcError(f"{where}: external data file '{location}' not found next to the model")
-    offset = int(info.get("offset", 0) or 0)
-    length = info.get("length")
+    offset, length = external_range(info, os.path.getsize(path), where, location)
     with open(path, "rb") as f:
         f.seek(offset)
-        data = f.read(int(length)) if length else f.read()
-    if length and len(data) != int(length):
+        data = f.read(length)
+    if len(data) != length:
         raise PdcError(f"{where}: external data file '{location}' is truncated")
     t.raw_data = data
     t.data_location = onnx.TensorProto.DEFAULT
     del t.external_data[:]
+
+
+def external_range(info: dict, file_size: int, where: str, location: str) -> tuple[int, int]:
+    """(offset, length) of an external tensor, checked against the file before anything is read."""
+    offset = _byte_count(info.get("offset") or "0", "offset", where)
+    length = _byte_count(info["length"], "length", where) if info.get("length") else file_size - offset
+    if offset > file_size or offset + length > file_size:
+        raise PdcError(f"{where}: external data offset {offset} + length {max(length, 0)} is beyond the end of "
+                       f"'{location}' ({file_size} bytes)")
+    return offset, length
+
+
+def _byte_count(text: str, key: str, where: str) -> int:
+    if not re.fullmatch(r"\d{1,19}", text.strip()):
+        raise PdcError(f"{where}: external data {key} '{_clip(text)}' is not a non-negative integer")
+    return int(text)
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _refuse_duplicates(names, message: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise PdcError(message.format(name))
+        seen.add(name)
+
+
+def _defined_as(what: str) -> str:
+    return what if what.startswith("a") else f"the output of {what}"
 
 
 def parse_onnx_bytes(data: bytes, source: str) -> onnx.ModelProto:
@@ -374,12 +497,42 @@ def parse_onnx_bytes(data: bytes, source: str) -> onnx.ModelProto:
     return model
 
 
-def import_onnx(model: onnx.ModelProto, source: str = "<model>", base_dir: str = ".") -> Graph:
-    return OnnxImporter(model, source, base_dir).run()
+def _text_fields(model: onnx.ModelProto):
+    """(what, value) for every name and string field the importer reads."""
+    g = model.graph
+    yield "the graph name", g.name
+    for o in model.opset_import:
+        yield "an opset domain", o.domain
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        yield "a value name", vi.name
+        if vi.type.HasField("tensor_type"):
+            for d in vi.type.tensor_type.shape.dim:
+                yield f"a dim name of '{vi.name}'", d.dim_param
+    for t in g.initializer:
+        yield "an initializer name", t.name
+        for e in t.external_data:
+            yield f"the external data of '{t.name}'", e.key
+            yield f"the external data of '{t.name}'", e.value
+    for i, n in enumerate(g.node):
+        for text in (n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)):
+            yield f"a name in node #{i}", text
 
 
-def load_onnx(path: str) -> Graph:
+def check_text_fields(model: onnx.ModelProto, source: str) -> None:
+    """Protobuf hands back bytes for a string field that is not UTF-8: refuse such a model up front."""
+    for what, text in _text_fields(model):
+        if not isinstance(text, str):
+            raise PdcError(f"{source}: {what} is not valid UTF-8")
+
+
+def import_onnx(model: onnx.ModelProto, source: str = "<model>", base_dir: str = ".",
+                max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
+    check_text_fields(model, source)
+    return OnnxImporter(model, source, base_dir, max_tensor_bytes).run()
+
+
+def load_onnx(path: str, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
     with open(path, "rb") as f:
         data = f.read()
     model = parse_onnx_bytes(data, path)
-    return import_onnx(model, path, os.path.dirname(os.path.abspath(path)))
+    return import_onnx(model, path, os.path.dirname(os.path.abspath(path)), max_tensor_bytes)

@@ -1,6 +1,8 @@
 """Whole-graph verification and type inference. Every message names the node it is about."""
 from __future__ import annotations
 
+from typing import Optional
+
 from .errors import PdcError, VerifyError
 from .graph import Graph, Node
 from .registry import REQUIRED, InferContext, check_attr_value, get_op
@@ -22,29 +24,42 @@ def infer_node(node: Node) -> list[TensorType]:
     return list(result)
 
 
-def check_node_schema(node: Node) -> None:
+def check_node_arity_and_attrs(node: Node, where: Optional[str] = None) -> None:
+    """The node's input / output counts and attribute kinds against its op's schema; `where` names
+    the node in messages (default: node.describe())."""
     opdef = get_op(node.op)
+    where = where or node.describe()
     lo, hi = opdef.input_arity
     n = len(node.inputs)
     if n < lo or (hi is not None and n > hi):
-        raise VerifyError(f"{node.describe()}: takes {lo}{'' if hi == lo else ' to ' + ('any' if hi is None else str(hi))}"
+        raise VerifyError(f"{where}: takes {lo}{'' if hi == lo else ' to ' + ('any' if hi is None else str(hi))}"
                           f" inputs, got {n}")
     for i, spec in enumerate(opdef.inputs):
         if i < n and node.inputs[i] is None and not spec.optional:
-            raise VerifyError(f"{node.describe()}: input '{spec.name}' is required")
+            raise VerifyError(f"{where}: input '{spec.name}' is required")
     lo, hi = opdef.output_arity
     n = len(node.outputs)
     if n < lo or (hi is not None and n > hi):
-        raise VerifyError(f"{node.describe()}: has {n} outputs, op gives {lo} to {hi}")
+        raise VerifyError(f"{where}: has {n} outputs, op gives {lo} to {hi}")
     for k, v in node.attrs.items():
         spec = opdef.attrs.get(k)
         if spec is None:
-            raise VerifyError(f"{node.describe()}: unknown attribute '{k}'")
+            raise VerifyError(f"{where}: unknown attribute '{k}'")
         if not check_attr_value(spec.kind, v):
-            raise VerifyError(f"{node.describe()}: attribute '{k}' must be of kind {spec.kind}, got {v!r}")
+            raise VerifyError(f"{where}: attribute '{k}' must be of kind {spec.kind}, got {_short_repr(v)}")
     for k, spec in opdef.attrs.items():
         if spec.default is REQUIRED and k not in node.attrs:
-            raise VerifyError(f"{node.describe()}: attribute '{k}' is required")
+            raise VerifyError(f"{where}: attribute '{k}' is required")
+
+
+def _short_repr(v, n: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def check_node_schema(node: Node) -> None:
+    check_node_arity_and_attrs(node)
+    opdef = get_op(node.op)
     if opdef.verify is not None:
         opdef.verify(InferContext(node, opdef))
 

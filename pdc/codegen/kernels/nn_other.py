@@ -68,7 +68,10 @@ def _softmax_rows(ctx: KernelContext, op: str, num: Num, n: int) -> str:
         return "\n".join(lines)
     rmax = row_max_helper(ctx, num)
     lines += [f"{ct} m = {rmax}(x, {n}, 0);",
-              f"if (!isfinite(m)) m = ({ct})0;"]
+              "if (!isfinite(m)) {  /* +-inf or NaN in the row: all NaN, as ONNX Runtime gives */",
+              f"    for (int64_t i = 0; i < {n}; i++) y[i] = {num.store('NAN')};",
+              "    continue;",
+              "}"]
     xi = num.load("x[i]")
     if num.dt.short == "f32":
         vexp_helper(ctx)
@@ -99,6 +102,15 @@ def _softmax_rows(ctx: KernelContext, op: str, num: Num, n: int) -> str:
 
 def _softmax_block(ctx: KernelContext, op: str, num: Num, n: int, inner: int, w: int) -> str:
     """inner > 1: w neighbouring rows (stride `inner` along the axis) at x / y."""
+    body = _softmax_block_body(ctx, op, num, n, inner, w)
+    if op == "hardmax":
+        return body
+    # a row whose max is +-inf or NaN is all NaN, as ONNX Runtime gives
+    return body + (f"\nfor (int j = 0; j < {w}; j++) if (nonfinite[j]) for (int64_t i = 0; i < {n}; i++) "
+                   f"y[i * {inner} + j] = {num.store('NAN')};")
+
+
+def _softmax_block_body(ctx: KernelContext, op: str, num: Num, n: int, inner: int, w: int) -> str:
     ct, f = num.ct, num.f
     X = lambda: num.load(f"x[i * {inner} + j]")  # noqa: E731
     lines = [f"{ct} m[{w}];",
@@ -114,7 +126,8 @@ def _softmax_block(ctx: KernelContext, op: str, num: Num, n: int, inner: int, w:
         return "\n".join(lines)
     lines += [f"for (int64_t i = 1; i < {n}; i++) for (int j = 0; j < {w}; j++) {{ const {ct} v = {X()}; "
               f"m[j] = ((v > m[j]) | (v != v)) ? v : m[j]; }}",
-              f"for (int j = 0; j < {w}; j++) m[j] = isfinite(m[j]) ? m[j] : ({ct})0;",
+              f"int nonfinite[{w}];",
+              f"for (int j = 0; j < {w}; j++) {{ nonfinite[j] = !isfinite(m[j]); m[j] = nonfinite[j] ? ({ct})0 : m[j]; }}",
               f"{ct} s[{w}];",
               f"for (int j = 0; j < {w}; j++) s[j] = 0;"]
     if num.dt.short == "f32":

@@ -92,7 +92,9 @@ def read_pdiparams(path: str, params: list[ParamSpec], program: str = "the progr
                 raise PdcError(f"{path}: parameter #{k} '{spec.name}': corrupt tensor description ({e})") from None
             where = f"{path}: parameter #{k} '{spec.name}'"
             dt = vartype_dtype(desc.get("data_type", -1), where)
-            dims = tuple(desc["dims"])
+            dims = tuple(desc.get("dims", ()))
+            if any(d < 0 for d in dims):
+                raise PdcError(f"{where}: negative dim in [{','.join(map(str, dims))}]")
             if dt != spec.dtype or dims != tuple(spec.shape):
                 raise PdcError(f"{where} is {dt}[{','.join(map(str, dims))}] in the file but "
                                f"{spec.dtype}[{','.join(map(str, spec.shape))}] in {program} "

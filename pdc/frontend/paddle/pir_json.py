@@ -85,6 +85,10 @@ def load_pir_json(path: str) -> Program:
             doc = json.loads(f.read())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PdcError(f"{path}: not a Paddle PIR model (invalid JSON: {e})") from None
+    except ValueError:  # Python refuses to convert integers of thousands of digits
+        raise PdcError(f"{path}: not a Paddle PIR model (a number too long to read)") from None
+    except RecursionError:
+        raise PdcError(f"{path}: not a Paddle PIR model (JSON nested too deeply)") from None
     base = doc.get("base_code") if isinstance(doc, dict) else None
     if not isinstance(base, dict) or base.get("magic") != "pir":
         raise PdcError(f"{path}: not a Paddle PIR model (no base_code.magic \"pir\")")
@@ -120,7 +124,7 @@ class _Parser:
                 self.op(op, i, where)
             except _Bad as e:
                 raise PdcError(f"{where} ({op.get('#')}): {e}") from None
-            except (KeyError, IndexError, TypeError, ValueError) as e:
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError, RecursionError) as e:
                 raise PdcError(f"{where} ({op.get('#')}): malformed op ({type(e).__name__}: {e})") from None
         self.fetches.sort(key=lambda c: c[0])
         self.program.outputs = [k for _, k in self.fetches]

@@ -184,8 +184,8 @@ def _shifted(x, axis):
     acc = compute_dtype(x)
     xa = x.astype(acc)
     m = np.max(xa, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)  # a row of -inf stays -inf instead of NaN
-    return xa - m
+    with np.errstate(invalid="ignore"):  # a row whose max is +-inf or NaN gives all NaN, as ONNX Runtime
+        return xa - m
 
 
 def _softmax_reference(inputs, attrs):
