@@ -10,6 +10,7 @@ gives Q's output directly, at the same rounding point:
     Q(matmul(DQ(a), DQ(w)))              -> qmatmul(a, w)          (constant 2-D w)
     Q(gemm(DQ(a), DQ(w), DQ(c)?))        -> qmatmul(a, w', c)      (alpha = beta = 1, A not transposed)
     Q(add(DQ(a), DQ(b)))                 -> qadd(a, b)
+    Q(softmax(DQ(x)))                    -> qsoftmax(x)            (ONNX Runtime's QLinearSoftmax rule)
     Q(relu / clip(...))                  -> the integer op's clamp (or a requantize of DQ(x))
     Q(max_pool / reshape / ...(DQ(x)))   -> the op on the integers (+ requantize if Q's scale differs)
 
@@ -164,6 +165,8 @@ class FoldQdq(Pass):
             computed = self.dense(p, common, qp, target, q.name)
         elif p.op == "add":
             computed = self.add(p, common, qp, target, q.name)
+        elif p.op == "softmax" and "clamp" not in common:
+            computed = self.softmax(p, qp, target, q.name)
         else:
             return None
         if computed is None or (not computed and not moves):
@@ -181,6 +184,16 @@ class FoldQdq(Pass):
             return None
         attrs = dict(common, a_zero=ap.zero, b_zero=bp.zero, a_scale=ra, b_scale=rb)
         return [Node("qadd", [a, b], [out], attrs, p.name or name)]
+
+    def softmax(self, p: Node, qp: _QParams, out: Value, name: str) -> Optional[list[Node]]:
+        """ONNX Runtime's QLinearSoftmax, which it runs for this pattern (same type in and out)."""
+        src = self.dequantized(p.inputs[0])
+        if src is None or not src[1].per_tensor or src[0].type.dtype is not qp.dtype:
+            return None
+        x, xp = src
+        attrs = {"axis": p.attrs.get("axis", -1), "x_scale": float(np.float32(xp.scale)),
+                 "y_scale": float(np.float32(qp.scale)), "y_zero": qp.zero}
+        return [Node("qsoftmax", [x], [out], attrs, p.name or name)]
 
     def moved(self, moves: list, x: Value, out: Value) -> list[Node]:
         """The movement ops applied to the integers x, the last one giving out."""

@@ -1,4 +1,4 @@
-"""pdc's integer ops (qconv, qmatmul, requantize, qadd, qmul, lookup: pdc/ir/ops/qint.py) compiled for every target
+"""pdc's integer ops (qconv, qmatmul, requantize, qadd, qmul, lookup, qsoftmax: pdc/ir/ops/qint.py) compiled for every target
 that runs here, against their NumPy references BIT FOR BIT (np.array_equal, same dtype).
 
 These ops are pdc IR, not ONNX, so a draw is a pdc Graph: each layer is one node reading its own
@@ -396,6 +396,25 @@ def lookup_layer(draw):
     return QLayer("lookup", [x, Const(table)], {})
 
 
+@st.composite
+def qsoftmax_layer(draw):
+    """Rows of 1..300 codes along any axis; x scales that make the table span a few to hundreds of
+    e-folds; y scales 1/255 (what quantizers give a softmax), 1/256, random, or tiny ones (huge
+    floor(1 / y_scale): saturated outputs); any zero point (int8 codes past 127 wrap)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    shape = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    if draw(st.booleans()):
+        shape[axis] = draw(st.integers(1, 300))
+    dt = draw(st.sampled_from(ACT))
+    x = _ints(rng, dt, shape)
+    y_scale = draw(st.sampled_from([1 / 255, 1 / 256, float(10 ** rng.uniform(-4, -0.5)), 1e-9]))
+    lo, hi = _range(dt)
+    y_zero = draw(st.sampled_from([lo, 0 if lo < 0 else lo, int(rng.integers(lo, hi + 1))]))
+    return QLayer("qsoftmax", [x], {"axis": axis, "x_scale": requant_scale(float(10 ** rng.uniform(-3, 0))),
+                                   "y_scale": requant_scale(y_scale), "y_zero": y_zero})
+
+
 def draws(one, max_size: int):
     return st.lists(one, min_size=1, max_size=max_size)
 
@@ -433,7 +452,8 @@ def test_qmatmul_matches_reference(target, force):
 def test_elementwise_ops_match_reference(target):
     """requantize, qadd, qmul and lookup."""
     require(target)
-    run_qproperty(draws(st.one_of(requantize_layer(), qadd_layer(), qmul_layer(), lookup_layer()), 8), target,
+    run_qproperty(draws(st.one_of(requantize_layer(), qadd_layer(), qmul_layer(), lookup_layer(),
+                                qsoftmax_layer()), 8), target,
                   examples=examples(target, EXAMPLES), **options(target))
 
 

@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import pdc
 from pdc.ir import PdcError
 from pdc.ir.interpreter import run_graph
 from pdc.ir.printer import print_graph
@@ -60,7 +61,7 @@ def test_conv_relu_pool_between_dq_and_q_becomes_qconv_and_integer_pooling():
     for _ in range(20):
         x = {"x": rng.integers(-128, 128, (1, 2, 4, 4)).astype(np.int8)}
         want, got = run_graph(before, x)["y"], run_graph(g, x)["y"]
-        # ONNX rounds ties to even, the fixed-point rule ties up: at most one step (scale 1) apart
+        # the float path rounds the float sum, qconv the exact accumulator times the float32 scale: a step at most
         assert np.abs(got - want).max() <= 1.0
 
 
@@ -145,6 +146,51 @@ def test_onnxruntime_quantize_static_model_equals_onnxruntime(tmp_path, per_chan
         assert np.abs(got - want).max() <= step * 1.0001
         exact.append(np.mean(got == want))
     assert np.mean(exact) == 1.0, f"{100 * np.mean(exact):.1f}% of outputs equal ONNX Runtime's"
+
+
+def _attention_model(tmp_path):
+    """q k^T -> softmax -> x v, the attention core (float)."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.4, (16, 16)).astype(np.float32), n) for n in ("wq", "wk", "wv")]
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"]), helper.make_node("MatMul", ["x", "wk"], ["k"]),
+             helper.make_node("MatMul", ["x", "wv"], ["v"]), helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["s"]), helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    graph = helper.make_graph(nodes, "att", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 12, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 12, 16])], inits)
+    path = tmp_path / "att.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_quantized_softmax_folds_into_onnxruntime_qlinearsoftmax_rule(tmp_path):
+    """DQ -> Softmax -> Q, which ONNX Runtime runs as its QLinearSoftmax, becomes qsoftmax: the model's
+    outputs equal ONNX Runtime's, where a float softmax between the codes differs by a step."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from pdc.frontend import load_model
+    rng = np.random.default_rng(4)
+    cal = [{"x": rng.normal(0, 1, (1, 12, 16)).astype(np.float32)} for _ in range(16)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(cal)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    qdq = tmp_path / "qdq.onnx"
+    quantize_static(str(_attention_model(tmp_path)), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    g = load_model(str(qdq))
+    run_passes(g, "fold-qdq")
+    assert [n.op for n in g.nodes].count("qsoftmax") == 1 and "softmax" not in {n.op for n in g.nodes}
+    sess = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+    module = pdc.compile(str(qdq), target="x86", out_dir=str(tmp_path / "b"))
+    for _ in range(10):
+        x = {"x": rng.normal(0, 1, (1, 12, 16)).astype(np.float32)}
+        want = sess.run(None, x)[0]
+        assert np.array_equal(run_graph(g, x)["y"], want) and np.array_equal(module.run(x)["y"], want)
 
 
 def test_compile_names_the_node_with_a_zero_scale(tmp_path):

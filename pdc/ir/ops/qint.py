@@ -33,7 +33,7 @@ import numpy as np
 from .. import dtypes
 from ..registry import REQUIRED, Attr, InferContext, register_op
 from ..types import TensorType
-from .common import broadcast_shapes
+from .common import broadcast_shapes, normalize_axis
 from .quant import _CONV_ATTRS, _conv_infer_shape, int_conv
 
 ACTIVATION_TYPES = (dtypes.int8, dtypes.uint8)
@@ -337,3 +337,60 @@ def _lookup_reference(inputs, attrs):
 register_op("lookup", ["x", "table"], ["y"], infer=_lookup_infer, reference=_lookup_reference,
             doc="y = table[x - min(x's type)]: any function of an int8/uint8 tensor, tabulated per code "
                 "(sigmoid, hard-swish... between quantized tensors, or their float values).")
+
+
+# ---- qsoftmax ----------------------------------------------------------------------------------
+def softmax_table(x_scale: float, length: int) -> np.ndarray:
+    """ONNX Runtime's QLinearSoftmax table: float32 e^((i - 255 + b) * x_scale) for the 256 code
+    distances i, with the shift b = max(0, ln(FLT_MAX / length) - 5) / x_scale that keeps a row's
+    sum of `length` entries finite."""
+    flt_max, n = np.finfo(np.float32).max, np.float32(length)
+    shift = max(0.0, math.log(float(flt_max / n)) - 5.0) / float(np.float32(x_scale))
+    return np.exp((np.arange(256) - 255 + shift) * float(np.float32(x_scale))).astype(np.float32)
+
+
+def softmax_reciprocal(y_scale: float) -> np.float32:
+    """floor(1 / y_scale) in float32, the factor ONNX Runtime's QLinearSoftmax scales by."""
+    return np.float32(np.floor(np.float32(1.0) / np.float32(y_scale)))
+
+
+def _qsoftmax_infer(ctx: InferContext):
+    _check_input(ctx, 0, "x", ACTIVATION_TYPES)
+    t = ctx.types[0]
+    if t.shape is not None:
+        normalize_axis(ctx.attrs.get("axis", -1), len(t.shape), ctx)
+    _check_scales(ctx, "x_scale", [ctx.attrs["x_scale"]])
+    _check_scales(ctx, "y_scale", [ctx.attrs["y_scale"]])
+    if ctx.attrs["y_scale"] == 0:
+        ctx.fail("y_scale must be > 0")
+    lo, hi = _range(t.dtype)
+    if not lo <= ctx.attrs.get("y_zero", 0) <= hi:
+        ctx.fail(f"y_zero {ctx.attrs.get('y_zero', 0)} is outside {t.dtype}'s range [{lo}, {hi}]")
+    return [TensorType(t.dtype, t.shape)]
+
+
+def _qsoftmax_reference(inputs, attrs):
+    x = inputs[0]
+    axis = attrs.get("axis", -1) % x.ndim
+    xm = np.moveaxis(x.astype(np.int64), axis, -1)
+    if xm.size == 0:
+        return x.copy()
+    e = softmax_table(attrs["x_scale"], xm.shape[-1])[255 + xm - xm.max(axis=-1, keepdims=True)]
+    total = np.cumsum(e, axis=-1, dtype=np.float32)[..., -1:]  # summed in order, in float32
+    with np.errstate(over="ignore"):  # rows of one code: e * r passes FLT_MAX (saturates below)
+        v = np.minimum((e * softmax_reciprocal(attrs["y_scale"])) / total, np.float32(512))
+    q = np.rint(v).astype(np.int64) + attrs.get("y_zero", 0)
+    q = np.minimum(q, 255)  # ONNX Runtime's bound for both types; an int8 code wraps as its cast does
+    y = q.astype(np.uint8).view(np.int8) if x.dtype == np.int8 else q.astype(np.uint8)
+    return np.moveaxis(y, -1, axis)
+
+
+register_op("qsoftmax", ["x"], ["y"],
+            attrs={"axis": Attr("int", -1), "x_scale": Attr("float", REQUIRED), "y_scale": Attr("float", REQUIRED),
+                   "y_zero": Attr("int", 0)},
+            infer=_qsoftmax_infer, reference=_qsoftmax_reference,
+            doc="Softmax of quantized codes by ONNX Runtime's QLinearSoftmax rule (a 256-entry exp table, "
+                "a float32 sum per row, outputs scaled by floor(1 / y_scale)): what ONNX Runtime runs for "
+                "DequantizeLinear -> Softmax -> QuantizeLinear. (e * r) / sum is bounded at 512 before "
+                "the rounding (any value above gives 255): a row of one code, where ONNX Runtime's "
+                "float32 product overflows, saturates.")
