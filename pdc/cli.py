@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="calibration samples: an .npz with one array per model input, named after it, the "
                              "samples stacked on a new leading axis ([N, *input shape]); or an .npy for a "
                              "one-input model")
-        sp.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
+        sp.add_argument("--method", choices=["minmax", "percentile", "mse", "entropy"], default="minmax",
                         help="how activation ranges are chosen from the samples (default: minmax)")
         sp.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
                         help="one weight scale per output channel (default; --no-per-channel: one per tensor)")

@@ -8,12 +8,15 @@ float range [lo, hi] its int8 scale is derived from; lo <= 0 <= hi so that zero 
 - percentile: clips each side at the given percentile of its magnitudes (positives give hi,
   negatives give lo; zeros count on neither side), trading a few clipped outliers for finer
   steps where the values are.
+- mse: the range [a * min, b * max] (factors a, b in (0, 1], each side searched apart) whose int8
+  grid has the smallest expected squared error over the observed values: the rounding noise
+  step^2 / 12 of the values inside plus the squared distance of the clipped ones.
 - entropy: TensorRT's calibration. Picks the threshold t on |x| whose clipped-and-quantized
   distribution loses the least information, i.e. has the smallest KL divergence from the
   clipped distribution; the range is (-t, t), or (0, t) when no value was negative. |x| is
   merged into 127 levels for signed data and 128 for non-negative data (see `_levels`).
 
-percentile and entropy read streaming histograms of fixed size, so memory does not grow with the
+percentile, mse and entropy read streaming histograms of fixed size, so memory does not grow with the
 number of samples. A histogram's range is fixed by the first values it sees and doubled (merging
 pairs of bins) whenever a later sample exceeds it, so no value is ever dropped.
 """
@@ -23,7 +26,9 @@ import numpy as np
 
 from ..ir.errors import PdcError
 
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("minmax", "percentile", "mse", "entropy")
+# mse: the factors of the min-max range it tries
+_MSE_FACTORS = np.linspace(1.0, 0.02, 99)
 
 # entropy: thresholds start at this many bins, as in TensorRT
 _FIRST_CANDIDATE = 128
@@ -48,9 +53,9 @@ class RangeObserver:
         self._max = -np.inf
         self._finite = 0
         self._nonfinite = 0
-        # percentile keeps each side's magnitudes apart; entropy needs only |x|
-        self._pos = _Histogram(bins) if method == "percentile" else None
-        self._neg = _Histogram(bins) if method == "percentile" else None
+        # percentile and mse keep each side's magnitudes apart; entropy needs only |x|
+        self._pos = _Histogram(bins) if method in ("percentile", "mse") else None
+        self._neg = _Histogram(bins) if method in ("percentile", "mse") else None
         self._abs = _Histogram(bins) if method == "entropy" else None
 
     def update(self, values: np.ndarray) -> None:
@@ -64,7 +69,7 @@ class RangeObserver:
         self._finite += x.size
         self._min = min(self._min, float(x.min()))
         self._max = max(self._max, float(x.max()))
-        if self.method == "percentile":
+        if self._pos is not None:
             self._pos.add(x[x > 0])  # zeros are always representable: they do not count on either side
             self._neg.add(-x[x < 0])
         elif self.method == "entropy":
@@ -79,11 +84,35 @@ class RangeObserver:
             lo, hi = self._min, self._max
         elif self.method == "percentile":
             lo, hi = -self._neg.percentile(self.percentile), self._pos.percentile(self.percentile)
+        elif self.method == "mse":
+            lo, hi = self._mse_range()
         else:
             signed = self._min < 0
             t = self._abs.entropy_threshold(_levels(signed))
             lo, hi = (-t if signed else 0.0), t
         return min(float(lo), 0.0), max(float(hi), 0.0)
+
+
+    def _mse_range(self) -> tuple[float, float]:
+        """Each side's end searched apart (a * min, b * max), the pair with the smallest error."""
+        lo, hi = min(self._min, 0.0), max(self._max, 0.0)
+        if hi - lo == 0:
+            return lo, hi
+        (pos_clip, pos_in), (neg_clip, neg_in) = (_side_errors(h, end) for h, end in ((self._pos, hi), (self._neg, -lo)))
+        his, los = _MSE_FACTORS * hi, _MSE_FACTORS * lo
+        steps = (his[None, :] - los[:, None]) / 255  # [lo candidate, hi candidate]
+        total = neg_clip[:, None] + pos_clip[None, :] + (neg_in[:, None] + pos_in[None, :]) * steps ** 2 / 12
+        a, b = np.unravel_index(int(np.argmin(total)), total.shape)
+        return float(los[a]), float(his[b])
+
+
+def _side_errors(h: "_Histogram", end: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate end f * `end` of one side: (the squared error of the values clipped to it,
+    the count of values inside it)."""
+    counts = h.counts.astype(np.float64)
+    mids = (np.arange(len(counts)) + 0.5) * h.width
+    over = np.maximum(mids[None, :] - (_MSE_FACTORS * end)[:, None], 0.0)
+    return (counts * over ** 2).sum(axis=1), (counts * (over == 0)).sum(axis=1)
 
 
 def _levels(signed: bool) -> int:

@@ -49,6 +49,7 @@ class Options:
     activations: str = "int8"  # or "uint8"
     symmetric: bool = False  # symmetric activations (zero point 0 / 128)
     keep_float: tuple = ()  # op names or node names left in float
+    bias_correction: bool = True  # the bias takes back the mean shift of the weights' rounding
 
 
 @dataclass
@@ -73,8 +74,8 @@ def quantize(graph: Graph, samples: list, options: Options = Options(),
     if options.activations not in ("int8", "uint8"):
         raise PdcError(f"activations '{options.activations}': expected int8 or uint8")
     graph = PassManager(parse_pipeline(PREPARE)).run(graph.copy())
-    ranges = calibrate(graph, samples, options.method, progress)
-    q = _Quantizer(graph, ranges, options)
+    ranges, means = calibrate(graph, samples, options.method, progress)
+    q = _Quantizer(graph, ranges, means, options)
     out = q.rewrite()
     if not q.report.quantized:
         raise PdcError("the model has no quantizable op (Conv, Gemm, MatMul with constant weights, Add, Mul)")
@@ -83,9 +84,11 @@ def quantize(graph: Graph, samples: list, options: Options = Options(),
 
 
 def calibrate(graph: Graph, samples: list, method: str,
-              progress: Optional[Callable[[str], None]] = None) -> dict:
-    """{float value: (lo, hi)} over the samples, for the graph's inputs and every float node output."""
-    observers = {}
+              progress: Optional[Callable[[str], None]] = None) -> tuple[dict, dict]:
+    """({float value: (lo, hi)} for the graph's inputs and every float node output, {value a layer
+    reads: the mean of each of its input channels}) over the samples."""
+    observers, sums = {}, {}
+    channel_axis = _weighted_inputs(graph)
     say = progress or (lambda msg: None)
     for i, feeds in enumerate(samples):
         env = check_feeds(graph, feeds)
@@ -97,9 +100,26 @@ def calibrate(graph: Graph, samples: list, method: str,
             for v, r in zip(node.outputs, results):
                 env[v] = r
                 _observe(observers, v, r, method)
+        for v, axis in channel_axis.items():
+            x = np.moveaxis(np.asarray(env[v], np.float64), axis, -1)
+            sums[v] = sums.get(v, 0.0) + x.reshape(-1, x.shape[-1]).mean(axis=0)
         if (i + 1) % max(1, len(samples) // 10) == 0 or i + 1 == len(samples):  # about ten lines in all
             say(f"calibrating: {i + 1}/{len(samples)} samples")
-    return {v: obs.range() for v, obs in observers.items()}
+    return {v: obs.range() for v, obs in observers.items()}, {v: s / len(samples) for v, s in sums.items()}
+
+
+def _weighted_inputs(graph: Graph) -> dict:
+    """{float input of a conv / gemm / matmul with constant weights: its channel axis}."""
+    out = {}
+    for node in graph.nodes:
+        x = node.inputs[0] if node.inputs else None
+        if x is None or x.type.dtype is not dtypes.float32 or len(node.inputs) < 2 or not node.inputs[1].is_const:
+            continue
+        if node.op == "conv" and x.type.rank == 4:
+            out[x] = 1
+        elif node.op in ("gemm", "matmul") and x.type.rank and not node.attrs.get("transA", 0):
+            out[x] = x.type.rank - 1
+    return out
 
 
 def _observe(observers: dict, v: Value, array: np.ndarray, method: str) -> None:
@@ -108,8 +128,8 @@ def _observe(observers: dict, v: Value, array: np.ndarray, method: str) -> None:
 
 
 class _Quantizer:
-    def __init__(self, graph: Graph, ranges: dict, options: Options):
-        self.g, self.ranges, self.opt = graph, ranges, options
+    def __init__(self, graph: Graph, ranges: dict, means: dict, options: Options):
+        self.g, self.ranges, self.means, self.opt = graph, ranges, means, options
         self.dt = dtypes.from_name(options.activations)
         self.users = graph.users()
         self.report = Report()
@@ -373,6 +393,9 @@ class _Quantizer:
         wq = np.clip(np.rint(w / sw.reshape(shape)), -127, 127).astype(np.int8)
         wquant = Quant(tuple(sw), (0,) * len(sw), axis) if self.opt.per_channel else Quant((sw[0],), (0,))
         wv = self.const(node.inputs[1].name + ".q", wq, wquant)
+        correction = self.bias_correction(node, w, wq.astype(np.float64) * sw.reshape(shape), axis)
+        if correction is not None:
+            bias = correction if bias is None else bias + correction
         bv = None
         if bias is not None:
             info = np.iinfo(np.int32)
@@ -381,6 +404,21 @@ class _Quantizer:
         if sy is not None:  # requantized onto the output's scale (None: the accumulators are the output)
             attrs["scale"] = [requant_scale(sx, s, divisor=sy) for s in (sw if self.opt.per_channel else sw[:1])]
         return wv, bv, op, attrs
+
+    def bias_correction(self, node: Node, w: np.ndarray, wq: np.ndarray, axis: int) -> Optional[np.ndarray]:
+        """Per output channel, the mean shift the weights' rounding gives the layer's outputs over the
+        calibration samples, (w - wq) . mean(x) (padding taps counted as the channel's mean), which the
+        bias takes back (bias correction); None where the input's means were not observed."""
+        mean = self.means.get(node.inputs[0])
+        if mean is None or not self.opt.bias_correction:
+            return None
+        err = w - wq
+        if node.op == "conv":  # [M, C / group, kh, kw]: each group reads its own input channels
+            m, cg = err.shape[0], err.shape[1]
+            groups = mean.size // cg
+            per_group = mean.reshape(groups, cg)[np.arange(m) // (m // groups)]  # [M, cg]
+            return np.einsum("mckl,mc->m", err, per_group)
+        return mean @ err if axis == 1 else err @ mean
 
     def tabulable(self, node: Node) -> bool:
         x = node.inputs[0] if node.inputs else None

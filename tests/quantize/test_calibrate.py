@@ -152,7 +152,7 @@ def test_entropy_of_all_zeros_is_zero_range():
 def test_unknown_method_message():
     with pytest.raises(PdcError) as err:
         RangeObserver("kl")
-    assert str(err.value) == "unknown calibration method 'kl'; expected one of: minmax, percentile, entropy"
+    assert str(err.value) == "unknown calibration method 'kl'; expected one of: minmax, percentile, mse, entropy"
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -172,3 +172,21 @@ def test_all_nan_message(method):
     with pytest.raises(PdcError) as err:
         obs.range()
     assert str(err.value) == "all 5 calibration values were non-finite (nan or inf)"
+
+
+def _grid_mse(x: np.ndarray, lo: float, hi: float) -> float:
+    """The squared error of x on the 256-code grid over [lo, hi] (clipped outside), exactly."""
+    step = (hi - lo) / 255
+    q = np.clip(np.round((x - lo) / step), 0, 255) * step + lo
+    return float(np.mean((x - q) ** 2))
+
+
+def test_mse_clips_long_tails_and_keeps_a_uniform_range():
+    rng = np.random.default_rng(0)
+    x = rng.laplace(0, 1, 400_000)  # tails out to about 13: most of the grid would go to values that are rare
+    lo, hi = _observe("mse", [x])
+    assert 6 < hi < 0.9 * x.max() and 0.9 * x.min() < lo < -6
+    assert _grid_mse(x, lo, hi) < 0.8 * _grid_mse(x, x.min(), x.max())
+    u = rng.uniform(-2, 5, 100_000)
+    lo, hi = _observe("mse", [u])
+    assert lo == pytest.approx(u.min(), rel=0.03) and hi == pytest.approx(u.max(), rel=0.03)

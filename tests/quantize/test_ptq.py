@@ -97,6 +97,29 @@ def test_keep_float_by_op_and_by_node(tmp_path):
         quantize(g, samples(4), Options(keep_float=("conv", "gemm")))
 
 
+def test_bias_correction_takes_back_the_weights_mean_rounding_shift(tmp_path):
+    """x (mean far from 0) -> Gemm with weights that all round the same way: every output is shifted
+    by the sum of the rounding errors times the mean input; the corrected bias removes that shift."""
+    rng = np.random.default_rng(2)
+    w = (np.round(rng.uniform(-1, 1, (32, 4)) * 127) + 0.4) / 127  # every weight 0.4 code above a code
+    w[0] = 1.0  # each column's largest weight is 1: the scale is 1 / 127
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(w.astype(np.float32), "w")])
+    g = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "m")
+    data = [{"x": rng.uniform(2, 4, (1, 32)).astype(np.float32)} for _ in range(32)]
+    mean_error = {}
+    for correct in (False, True):
+        qg, _ = quantize(g, data, Options(bias_correction=correct))
+        fc = next(n for n in qg.nodes if n.op == "qmatmul")
+        assert (fc.inputs[2] is not None) == correct  # the gemm had no bias: one is made to correct
+        mean_error[correct] = np.mean([run_graph(qg, d)["y"] - run_graph(g, d)["y"] for d in data])
+    # the rounding removes 0.4 / 127 per weight: 31 weights x mean input 3 -> -0.29 per output
+    assert mean_error[False] == pytest.approx(-31 * 0.4 / 127 * 3, rel=0.05)
+    assert abs(mean_error[True]) < 0.01
+
+
 def test_digits_int8_accuracy_within_one_point_of_float(zoo):
     """100 calibration images from the training split; accuracy on the 360 held-back digits."""
     path = zoo("digits_cnn")
