@@ -223,7 +223,8 @@ def cmd_compile(args) -> int:
 def _quant_options(args):
     from .quantize import Options
     return Options(method=args.method, per_channel=args.per_channel, activations=args.activations,
-                   symmetric=args.symmetric, keep_float=tuple(k for ks in args.keep_float or () for k in ks.split(",")))
+                   symmetric=args.symmetric, keep_float=tuple(k for ks in args.keep_float or () for k in ks.split(",")),
+                   bias_correction=args.bias_correction)
 
 
 def cmd_quantize(args) -> int:
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--activations", choices=["int8", "uint8"], default="int8",
                         help="the activations' integer type (default: int8)")
         sp.add_argument("--symmetric", action="store_true", help="symmetric activations (zero point 0 / 128)")
+        sp.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=True,
+                        help="biases take back the mean shift of the weights' rounding (default; "
+                             "--no-bias-correction: leave them)")
         sp.add_argument("--keep-float", action="append", metavar="OPS_OR_NODES",
                         help="ops (conv, gemm, matmul, add) or node names to leave in float; comma-separated, "
                              "repeatable")
