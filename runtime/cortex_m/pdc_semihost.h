@@ -12,7 +12,13 @@ static inline int pdc_sh_call(int op, const void *arg) {
     __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
     return r0;
 }
-static inline size_t pdc_sh_strlen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+/* read through a volatile pointer so that gcc does not call the C library's strlen (220 bytes) */
+static inline size_t pdc_sh_strlen(const char *s) {
+    const volatile char *p = s;
+    size_t n = 0;
+    while (p[n]) n++;
+    return n;
+}
 /* mode: 1 = "rb", 5 = "wb" */
 static inline int pdc_sh_open(const char *path, int mode) {
     const uintptr_t a[3] = {(uintptr_t)path, (uintptr_t)mode, (uintptr_t)pdc_sh_strlen(path)};

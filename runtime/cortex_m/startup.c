@@ -15,12 +15,14 @@ void Reset_Handler(void) {
     *(volatile uint32_t *)0xE000ED88 |= 0xFu << 20; /* CPACR: full access to CP10 and CP11 */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
+    /* word loops through volatile pointers: gcc would otherwise turn them into calls to the C
+       library's memcpy / memset, which a model that needs neither then carries (~470 bytes) */
     const uint32_t *src = &_sidata;
-    for (uint32_t *d = &_sdata; d < &_edata;) *d++ = *src++;
-    for (uint32_t *d = &__bss_start__; d < &__bss_end__;) *d++ = 0;
+    for (volatile uint32_t *d = &_sdata; d < &_edata;) *d++ = *src++;
+    for (volatile uint32_t *d = &__bss_start__; d < &__bss_end__;) *d++ = 0;
     uint32_t *sp;
     __asm__ volatile("mov %0, sp" : "=r"(sp));
-    for (uint32_t *d = &__bss_end__; d < sp - 16;) *d++ = PDC_STACK_PAINT;
+    for (volatile uint32_t *d = &__bss_end__; d < sp - 16;) *d++ = PDC_STACK_PAINT;
     pdc_sh_exit(main());
 }
 

@@ -2,10 +2,11 @@
 
 Numerics are the NumPy references', bit for bit:
 - products are accumulated in int32 (int64 when the weights could overflow it: the bound
-  max|x| * sum|w| is checked per output channel at compile time);
+  max|x| * sum|w| is checked per output channel at compile time), and acc + bias in int32 too
+  where max|x| * sum|w| + |bias| fits it (else int64; see Accumulation);
 - the requantization is the reference's float32 rule, one IEEE operation per step: (float)acc
-  (acc + bias formed in int64), times the channel's float32 scale, clamped in float to
-  [lo - y_zero, hi - y_zero] (`clamp`, else the output type's range), rounded half to even by
+  (the same float from an int32 as from an int64), times the channel's float32 scale, clamped in
+  float to [lo - y_zero, hi - y_zero] (`clamp`, else the output type's range), rounded half to even by
   adding and subtracting 1.5 * 2^23 (exact for |v| < 2^22, which the clamp guarantees; gcc does
   not fold it without -ffast-math, and the clamp between the product and the sum keeps them from
   being contracted into an fma), + y_zero. qadd's two fmas are fmaf (one rounding each).
@@ -13,14 +14,15 @@ Layouts (weights and bias are constants, packed at compile time):
 - qconv (2-D, NCHW): the weights stay [M][K] with K = (c, kh, kw) per output channel, as w is;
   a block of up to PB output pixels of one output row is gathered into a per-thread im2col buffer
   [PB][K] in x's own type, padding taps holding x_zero, so each output is one contiguous dot
-  product over K of x-typed by int8 values. x_zero * sum(w) is folded into an int64 bias (padding
+  product over K of x-typed by int8 values. x_zero * sum(w) is folded into the bias (padding
   taps then contribute (x_zero - x_zero) * w = 0, as in the reference). Work units are
   (image, group, output row, pixel block), split over threads with pdc_parallel_slots.
 - qmatmul: b [K, N] packed transposed as [N][K]; each output is a dot product of a row of a with a
   row of b^T; a_zero * colsum(b) folded into the bias; units (row of a, column block).
 - requantize / qadd: elementwise; qadd broadcasts a and b (dims coalesced at compile time, the
   innermost output dim read with stride 0 or 1 per input).
-A per-tensor scale is expanded into a per-channel table (float, M or N entries).
+A per-tensor scale is expanded into a per-channel table (float, M or N entries). The tasks index in
+int32 where every index product fits (a 32-bit core then calls no int64 multiply or divide).
 qconv / qmatmul with y_dtype int32 store the accumulators (acc + bias, wrapped to int32 as numpy's
 cast does) instead. These are the general path ("portable") of the qconv / qmatmul kernel families:
 x86/qint.py's AVX-512 VNNI kernels take what they cover first on x86-avx512.
@@ -28,6 +30,7 @@ x86/qint.py's AVX-512 VNNI kernels take what they cover first on x86-avx512.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -106,22 +109,45 @@ def _empty(ctx: KernelContext) -> str:
     return "    " + " ".join(f"(void){n};" for n in names)
 
 
-RQ = """/* clamp(rint(v), lo, hi), ties to even: v clamped first (|lo|, |hi| < 2^22), then rounded by the
+ROUND = """/* clamp(rint(v), lo, hi), ties to even: v clamped first (|lo|, |hi| < 2^22), then rounded by the
    float32 sum with 1.5 * 2^23 */
 static inline int32_t pdc_qi_round(float v, int32_t lo, int32_t hi) {
     const float flo = (float)lo, fhi = (float)hi;
     v = v < flo ? flo : (v > fhi ? fhi : v);
     return (int32_t)((v + 12582912.0f) - 12582912.0f);
 }
-/* clamp(zy + rint((float)acc * sc), lo, hi) */
+"""
+# (float)acc rounds the same integer to the same float32 from int32 as from int64: the int32 entry
+# gives the same bits, without the int64 -> float conversion a 32-bit core calls libgcc for
+RQ = {
+    "int32_t": """/* clamp(zy + rint((float)acc * sc), lo, hi) */
+static inline int32_t pdc_qi_rq32(int32_t acc, float sc, int32_t zy, int32_t lo, int32_t hi) {
+    return pdc_qi_round((float)acc * sc, lo - zy, hi - zy) + zy;
+}
+""",
+    "int64_t": """/* clamp(zy + rint((float)acc * sc), lo, hi) */
 static inline int32_t pdc_qi_rq(int64_t acc, float sc, int32_t zy, int32_t lo, int32_t hi) {
     return pdc_qi_round((float)acc * sc, lo - zy, hi - zy) + zy;
 }
-"""
+""",
+}
+RQ_NAME = {"int32_t": "pdc_qi_rq32", "int64_t": "pdc_qi_rq"}
 
 
-def _rq(ctx: KernelContext) -> str:
-    return ctx.helper("pdc_qi_rq", RQ)
+def _rq(ctx: KernelContext, acc_type: str = "int32_t") -> str:
+    """Registers the requantization helper taking an `acc_type` accumulator; returns its name."""
+    ctx.helper("pdc_qi_round", ROUND)
+    return ctx.helper(RQ_NAME[acc_type], RQ[acc_type])
+
+
+def _fits_int32(bound: int) -> bool:
+    return bound < 2 ** 31
+
+
+def _index_type(*extents: int) -> str:
+    """int32_t when every index product a task forms (bounded by these extents) fits it: a 32-bit
+    core then does no int64 multiply or divide (libgcc's __aeabi_ldivmod) on its loop indices."""
+    return "int32_t" if all(_fits_int32(e) for e in extents) else "int64_t"
 
 
 def _check_output_type(ctx: KernelContext, accumulators: bool = False) -> None:
@@ -131,16 +157,78 @@ def _check_output_type(ctx: KernelContext, accumulators: bool = False) -> None:
         ctx.fail(f"output type {dt}: int8 or uint8{' (or int32, the accumulators)' if accumulators else ''} expected")
 
 
-def _epilogue(ctx: KernelContext, channels: int) -> tuple[dict, str]:
-    """qconv / qmatmul's output stage: (job fields scale, yz, lo, hi; the C expression of an
-    output from `acc` and `b`, the channel's bias, with the channel's scale `sc`).
+class Accumulation:
+    """How a qconv / qmatmul output channel sums, from its weights rows w2d [channels, K]:
+    `dot` the C type of sum(x * w) (int32_t when no partial sum can overflow it), `total` that of
+    dot + bias (int32_t when |dot| + |bias| fits and no bias comes at run time: then the bias table is
+    int32 and the requantization takes an int32, which a 32-bit core converts to float in one
+    instruction), `bias` the [channels] table of bias - x_zero * sum(w row) in `total`'s type,
+    `rbias` the run-time bias pointer or 0."""
+
+    def __init__(self, ctx: KernelContext, xdt, w2d: np.ndarray, zero: int, channels: int):
+        fold = -int(zero) * w2d.astype(np.int64).sum(axis=1)
+        self.rbias = "0"
+        if ctx.has_input(2):
+            b = ctx.const(2)
+            if b is None:
+                self.rbias = "in2"
+            else:
+                fold = fold + np.asarray(b, np.int64).reshape(-1)
+        fold = np.ascontiguousarray(np.broadcast_to(fold, (channels,)), np.int64)
+        xmax = max(abs(v) for v in _int_range(xdt))
+        dot = np.abs(w2d.astype(np.int64)).sum(axis=1) * xmax
+        self.dot = "int32_t" if _fits_int32(int(dot.max(initial=0))) else "int64_t"
+        total = int((dot + np.abs(fold)).max(initial=0))
+        self.total = "int32_t" if self.rbias == "0" and _fits_int32(total) else "int64_t"
+        self.bias = fold.astype(np.int32 if self.total == "int32_t" else np.int64)
+
+    @property
+    def suffix(self) -> str:
+        """The task's name part: the dot product's type, and _bias64 where the sum with the bias is wider."""
+        return self.dot[:5] + ("_bias64" if self.total != self.dot else "")
+
+    def bias_expr(self, channel: str) -> str:
+        """The C expression of a channel's whole bias, in `total`'s type."""
+        if self.total == "int32_t":
+            return f"bias[{channel}]"
+        return f"bias[{channel}] + (rbias ? (int64_t)rbias[{channel}] : 0)"
+
+
+def _epilogue(ctx: KernelContext, channels: int, acc: Accumulation) -> tuple[dict, str, Optional[np.ndarray]]:
+    """qconv / qmatmul's output stage: (job fields yz, lo, hi; the C expression of an output from
+    `acc` and `b`, the channel's bias, with the channel's scale `sc`; the scale table, or None).
     y_dtype int32 asks for the accumulators: acc + bias truncated to int32 (wrapping, as numpy's cast)."""
+    total = "acc + b" if acc.total == "int32_t" else "(int64_t)acc + b"
     if ctx.outputs[0].dtype is dtypes.int32:
-        return dict(scale="0", yz=0, lo=0, hi=0), "(int32_t)((int64_t)acc + b)"
+        return dict(yz=0, lo=0, hi=0), total if acc.total == "int32_t" else f"(int32_t)({total})", None
     lo, hi = _clamp(ctx)
-    return (dict(scale=add_weight(ctx, scale_table(ctx, channels), "float"), yz=int(ctx.attrs.get("y_zero", 0)),
-                 lo=lo, hi=hi),
-            f"({ctx.ctype(ctx.outputs[0].dtype)})pdc_qi_rq((int64_t)acc + b, sc, yz, lo, hi)")
+    return (dict(yz=int(ctx.attrs.get("y_zero", 0)), lo=lo, hi=hi),
+            f"({ctx.ctype(ctx.outputs[0].dtype)}){_rq(ctx, acc.total)}({total}, sc, yz, lo, hi)",
+            scale_table(ctx, channels))
+
+
+def add_tables(ctx: KernelContext, tables: dict) -> dict:
+    """One layer's constant tables {name: (array or None, C type)} back to back in one weight chunk,
+    each at its own alignment: the blob pads each chunk to 64 bytes, so a layer pads once, not once per
+    table (a few hundred bytes of a microcontroller's flash). Returns {name: C pointer, "0" for None}."""
+    offsets, at = {}, 0
+    for name, (a, _) in tables.items():
+        if a is not None:
+            at = -(-at // a.itemsize) * a.itemsize
+            offsets[name] = at
+            at += a.nbytes
+    chunk = np.zeros(at, np.uint8)
+    for name, off in offsets.items():
+        a = np.ascontiguousarray(tables[name][0])
+        chunk[off:off + a.nbytes] = a.reshape(-1).view(np.uint8)
+    base = add_weight(ctx, chunk, "uint8_t")
+    return {name: f"((const {t} *)({base} + {offsets[name]}))" if name in offsets else "0"
+            for name, (_, t) in tables.items()}
+
+
+def _channel_scale(ctx: KernelContext, channel: str) -> str:
+    """The C expression of a channel's scale: none (0) where the output is the accumulators."""
+    return "0.0f" if ctx.outputs[0].dtype is dtypes.int32 else f"scale[{channel}]"
 
 
 def scale_table(ctx: KernelContext, channels: int) -> np.ndarray:
@@ -151,30 +239,21 @@ def scale_table(ctx: KernelContext, channels: int) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(v, (channels,)))
 
 
-def _acc_type(xdt, w2d: np.ndarray) -> str:
-    """int32_t when no partial sum of x * w over a row of w2d [rows, K] can overflow it."""
-    xmax = max(abs(v) for v in _int_range(xdt))
-    bound = int(np.abs(w2d.astype(np.int64)).sum(axis=1).max(initial=0)) * xmax
-    return "int32_t" if bound < 2 ** 31 else "int64_t"
-
-
-def _bias_table(ctx: KernelContext, w2d: np.ndarray, zero: int, channels: int) -> tuple[str, str]:
-    """(int64 [channels] table of bias - zero * sum(w row), runtime bias pointer or 0)."""
-    fold = -int(zero) * w2d.astype(np.int64).sum(axis=1)
-    runtime = "0"
-    if ctx.has_input(2):
-        b = ctx.const(2)
-        if b is None:
-            runtime = "in2"
-        else:
-            fold = fold + np.asarray(b, np.int64).reshape(-1)
-    return add_weight(ctx, np.ascontiguousarray(fold, np.int64).reshape(channels), "int64_t"), runtime
-
-
 def _dispatch(ctx: KernelContext, fn: str, units: int, work: int, min_work: int) -> str:
     if ctx.split(work, min_work) and units > 1:
         return f"    pdc_parallel_for({units}, {fn}, (void *)&j);"
     return f"    {fn}((void *)&j, 0, {units});"
+
+
+def _job_init(job: str, fields: dict) -> list[str]:
+    """The job as one initialized local (every field given, so no memset)."""
+    return [f"    const {job} j = {{"] + [f"        .{k} = {v}," for k, v in fields.items()] + ["    };"]
+
+
+def _job(ctx: KernelContext, template: str, base: str, idx: str) -> str:
+    """Registers the job struct of a task indexing in `idx` (its size fields are of that type); returns its name."""
+    name = base if idx == "int32_t" else base + "64"
+    return ctx.helper(name, _fill(template, IDX=idx, JOB=name))
 
 
 # ---- qconv ----------------------------------------------------------------------------------------
@@ -184,62 +263,63 @@ typedef struct {
     void *y;
     void *col;              /* im2col blocks: slot s at col + s * col_stride elements */
     const int8_t *w;
-    const int64_t *bias;    /* bias - x_zero * sum(w), per output channel */
+    const void *bias;       /* bias - x_zero * sum(w), per output channel: int32 or int64 (the task's) */
     const int32_t *rbias;   /* a bias known only at run time, or NULL */
     const float *scale;     /* per output channel; NULL for int32 outputs (the accumulators) */
-    int64_t col_stride, N, C, H, W, M, G, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, K, PB, nblk;
+    @IDX@ col_stride, C, H, W, M, G, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, K, PB, nblk;
     int32_t xz, yz, lo, hi;
-} pdc_qi_conv_job;
+} @JOB@;
 """
 
 QCONV_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1, int slot) {
-    const pdc_qi_conv_job *j = (const pdc_qi_conv_job *)vj;
+    const @JOB@ *j = (const @JOB@ *)vj;
     const @TX@ *X = (const @TX@ *)j->x;
     @TY@ *Y = (@TY@ *)j->y;
     @TX@ *col = (@TX@ *)j->col + slot * j->col_stride;
     const int8_t *Wt = j->w;
-    const int64_t *bias = j->bias;
+    const @SUM@ *bias = (const @SUM@ *)j->bias;
     const int32_t *rbias = j->rbias;
     const float *scale = j->scale;
-    const int64_t C = j->C, H = j->H, W = j->W, M = j->M, G = j->G, KH = j->KH, KW = j->KW;
-    const int64_t OH = j->OH, OW = j->OW, sh = j->sh, sw = j->sw, dh = j->dh, dw = j->dw, ph = j->ph, pw = j->pw;
-    const int64_t K = j->K, PB = j->PB, nblk = j->nblk, cg = C / G, mg = M / G;
+    const @IDX@ C = j->C, H = j->H, W = j->W, M = j->M, G = j->G, KH = j->KH, KW = j->KW;
+    const @IDX@ OH = j->OH, OW = j->OW, sh = j->sh, sw = j->sw, dh = j->dh, dw = j->dw, ph = j->ph, pw = j->pw;
+    const @IDX@ K = j->K, PB = j->PB, nblk = j->nblk, cg = C / G, mg = M / G;
     const int32_t yz = j->yz, lo = j->lo, hi = j->hi;
     const @TX@ xz = (@TX@)j->xz;
-    for (int64_t u = u0; u < u1; u++) {
-        const int64_t blk = u % nblk, r = u / nblk, oh = r % OH, ng = r / OH, g = ng % G, n = ng / G;
-        const int64_t ow0 = blk * PB, np = OW - ow0 < PB ? OW - ow0 : PB;
+    (void)rbias; (void)scale;
+    for (@IDX@ u = (@IDX@)u0; u < (@IDX@)u1; u++) {
+        const @IDX@ blk = u % nblk, r = u / nblk, oh = r % OH, ng = r / OH, g = ng % G, n = ng / G;
+        const @IDX@ ow0 = blk * PB, np = OW - ow0 < PB ? OW - ow0 : PB;
         const @TX@ *xg = X + (n * C + g * cg) * H * W;
-        const int64_t ih0 = oh * sh - ph;
+        const @IDX@ ih0 = oh * sh - ph;
         /* im2col: pixel p's taps in (c, kh, kw) order, x_zero where a tap reads the padding */
-        for (int64_t p = 0; p < np; p++) {
+        for (@IDX@ p = 0; p < np; p++) {
             @TX@ *d = col + p * K;
-            const int64_t iw0 = (ow0 + p) * sw - pw;
-            for (int64_t c = 0; c < cg; c++)
-                for (int64_t kh = 0; kh < KH; kh++, d += KW) {
-                    const int64_t ih = ih0 + kh * dh;
+            const @IDX@ iw0 = (ow0 + p) * sw - pw;
+            for (@IDX@ c = 0; c < cg; c++)
+                for (@IDX@ kh = 0; kh < KH; kh++, d += KW) {
+                    const @IDX@ ih = ih0 + kh * dh;
                     if (ih < 0 || ih >= H) {
-                        for (int64_t kw = 0; kw < KW; kw++) d[kw] = xz;
+                        for (@IDX@ kw = 0; kw < KW; kw++) d[kw] = xz;
                         continue;
                     }
                     const @TX@ *xr = xg + (c * H + ih) * W;
-                    for (int64_t kw = 0; kw < KW; kw++) {
-                        const int64_t iw = iw0 + kw * dw;
+                    for (@IDX@ kw = 0; kw < KW; kw++) {
+                        const @IDX@ iw = iw0 + kw * dw;
                         d[kw] = iw >= 0 && iw < W ? xr[iw] : xz;
                     }
                 }
         }
-        for (int64_t mm = 0; mm < mg; mm++) {
-            const int64_t m = g * mg + mm;
+        for (@IDX@ mm = 0; mm < mg; mm++) {
+            const @IDX@ m = g * mg + mm;
             const int8_t *wr = Wt + m * K;
-            const int64_t b = bias[m] + (rbias ? (int64_t)rbias[m] : 0);
-            const float sc = scale ? scale[m] : 0.0f;
+            const @SUM@ b = @BIAS@;
+            const float sc = @SC@;
             (void)sc; (void)yz; (void)lo; (void)hi;
             @TY@ *yr = Y + ((n * M + m) * OH + oh) * OW + ow0;
-            for (int64_t p = 0; p < np; p++) {
+            for (@IDX@ p = 0; p < np; p++) {
                 const @TX@ *cr = col + p * K;
                 @ACC@ acc = 0;
-                for (int64_t k = 0; k < K; k++) acc += (@ACC@)((int32_t)cr[k] * (int32_t)wr[k]);
+                for (@IDX@ k = 0; k < K; k++) acc += (@ACC@)((int32_t)cr[k] * (int32_t)wr[k]);
                 yr[p] = @STORE@;
             }
         }
@@ -274,24 +354,28 @@ def qconv(ctx: KernelContext) -> str:
     x_dt, y_dt = ctx.inputs[0].dtype, ctx.outputs[0].dtype
     w2d = np.asarray(w, np.int8).reshape(M, K)
     xz = int(ctx.attrs.get("x_zero", 0))
-    bias, rbias = _bias_table(ctx, w2d, xz, M)
-    out, store = _epilogue(ctx, M)
-    acc = _acc_type(x_dt, w2d)
+    acc = Accumulation(ctx, x_dt, w2d, xz, M)
+    out, store, scale = _epilogue(ctx, M, acc)
     PB = max(1, min(OW, MAX_PIXELS, COL_BYTES // max(K, 1)))
     nblk = -(-OW // PB)
     units = N * G * OH * nblk
     slots = ctx.slots(ctx.split(N * M * OH * OW * K, PARALLEL_MIN_MACS) and units > 1)
     col, col_stride = ctx.thread_scratch(max(PB * K, 1), slots, ctx.ctype(x_dt), 1)
-    name = f"pdc_qi_conv_{x_dt.short}_{y_dt.short}_{acc[:5]}"
-    _rq(ctx)
-    ctx.helper("pdc_qi_conv_job", QCONV_JOB)
-    ctx.helper(name, _fill(QCONV_TASK, NAME=name, TX=ctx.ctype(x_dt), TY=ctx.ctype(y_dt), ACC=acc, STORE=store))
-    fields = dict(x="in0", y="(void *)out0", col=f"(void *){col}", w=add_weight(ctx, w2d, "int8_t"), bias=bias,
-                  rbias=rbias, col_stride=col_stride, N=N, C=C, H=H, W=W, M=M, G=G,
+    # the index products stay below these: x's and y's elements, the weights, the im2col slots, the
+    # units, the input rows and columns a tap reaches
+    idx = _index_type(N * C * H * W, N * M * OH * OW, M * K, slots * col_stride, units,
+                      (H + KH * dil[0] + sum(pads)) * strides[0], (W + KW * dil[1] + sum(pads)) * strides[1])
+    job = _job(ctx, QCONV_JOB, "pdc_qi_conv_job", idx)
+    name = f"pdc_qi_conv_{x_dt.short}_{y_dt.short}_{acc.suffix}{'' if idx == 'int32_t' else '_idx64'}"
+    ctx.helper(name, _fill(QCONV_TASK, NAME=name, JOB=job, IDX=idx, TX=ctx.ctype(x_dt), TY=ctx.ctype(y_dt),
+                           ACC=acc.dot, SUM=acc.total, BIAS=acc.bias_expr("m"), SC=_channel_scale(ctx, "m"),
+                           STORE=store))
+    tables = add_tables(ctx, dict(bias=(acc.bias, acc.total), scale=(scale, "float"), w=(w2d, "int8_t")))
+    fields = dict(x="in0", y="(void *)out0", col=f"(void *){col}", **tables, rbias=acc.rbias,
+                  col_stride=col_stride, C=C, H=H, W=W, M=M, G=G,
                   KH=KH, KW=KW, OH=OH, OW=OW, sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], ph=pads[0],
                   pw=pads[1], K=K, PB=PB, nblk=nblk, xz=xz, **out)
-    lines = ["    pdc_qi_conv_job j;", "    memset(&j, 0, sizeof j);"]
-    lines += [f"    j.{k} = {v};" for k, v in fields.items()]
+    lines = _job_init(job, fields)
     lines.append("    (void)in1;")
     if slots > 1:
         lines.append(f"    pdc_parallel_slots({units}, {slots}, {name}, (void *)&j);")
@@ -306,34 +390,35 @@ typedef struct {
     const void *a;
     void *y;
     const int8_t *bt;
-    const int64_t *bias;    /* bias - a_zero * sum over k of b, per column */
+    const void *bias;       /* bias - a_zero * sum over k of b, per column: int32 or int64 (the task's) */
     const int32_t *rbias;   /* a bias known only at run time, or NULL */
     const float *scale;     /* per column; NULL for int32 outputs (the accumulators) */
-    int64_t K, N, CB, ncb;
+    @IDX@ K, N, CB, ncb;
     int32_t yz, lo, hi;
-} pdc_qi_matmul_job;
+} @JOB@;
 """
 
 QMM_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
-    const pdc_qi_matmul_job *j = (const pdc_qi_matmul_job *)vj;
+    const @JOB@ *j = (const @JOB@ *)vj;
     const @TA@ *A = (const @TA@ *)j->a;
     @TY@ *Y = (@TY@ *)j->y;
     const int8_t *Bt = j->bt;
-    const int64_t *bias = j->bias;
+    const @SUM@ *bias = (const @SUM@ *)j->bias;
     const int32_t *rbias = j->rbias;
     const float *scale = j->scale;
-    const int64_t K = j->K, N = j->N, CB = j->CB, ncb = j->ncb;
+    const @IDX@ K = j->K, N = j->N, CB = j->CB, ncb = j->ncb;
     const int32_t yz = j->yz, lo = j->lo, hi = j->hi;
-    for (int64_t u = u0; u < u1; u++) {
-        const int64_t r = u / ncb, c0 = (u % ncb) * CB, c1 = N - c0 < CB ? N : c0 + CB;
+    (void)rbias; (void)scale;
+    for (@IDX@ u = (@IDX@)u0; u < (@IDX@)u1; u++) {
+        const @IDX@ r = u / ncb, c0 = (u % ncb) * CB, c1 = N - c0 < CB ? N : c0 + CB;
         const @TA@ *ar = A + r * K;
         @TY@ *yr = Y + r * N;
-        for (int64_t n = c0; n < c1; n++) {
+        for (@IDX@ n = c0; n < c1; n++) {
             const int8_t *br = Bt + n * K;
             @ACC@ acc = 0;
-            for (int64_t k = 0; k < K; k++) acc += (@ACC@)((int32_t)ar[k] * (int32_t)br[k]);
-            const int64_t b = bias[n] + (rbias ? (int64_t)rbias[n] : 0);
-            const float sc = scale ? scale[n] : 0.0f;
+            for (@IDX@ k = 0; k < K; k++) acc += (@ACC@)((int32_t)ar[k] * (int32_t)br[k]);
+            const @SUM@ b = @BIAS@;
+            const float sc = @SC@;
             (void)sc; (void)yz; (void)lo; (void)hi;
             yr[n] = @STORE@;
         }
@@ -357,20 +442,20 @@ def qmatmul(ctx: KernelContext) -> str:
         return mark("qmatmul", "portable", _empty(ctx))
     a_dt, y_dt = ctx.inputs[0].dtype, ctx.outputs[0].dtype
     bt = np.ascontiguousarray(np.asarray(b, np.int8).T)  # [N][K]
-    bias, rbias = _bias_table(ctx, bt, int(ctx.attrs.get("a_zero", 0)), N)
-    out, store = _epilogue(ctx, N)
-    acc = _acc_type(a_dt, bt)
+    acc = Accumulation(ctx, a_dt, bt, int(ctx.attrs.get("a_zero", 0)), N)
+    out, store, scale = _epilogue(ctx, N, acc)
     # rows of a are the units; a few rows: columns in blocks too, so that threads share the work
     CB = N if R >= 8 else max(16, -(-N // 8))
     ncb = -(-N // CB)
-    name = f"pdc_qi_matmul_{a_dt.short}_{y_dt.short}_{acc[:5]}"
-    _rq(ctx)
-    ctx.helper("pdc_qi_matmul_job", QMM_JOB)
-    ctx.helper(name, _fill(QMM_TASK, NAME=name, TA=ctx.ctype(a_dt), TY=ctx.ctype(y_dt), ACC=acc, STORE=store))
-    fields = dict(a="in0", y="(void *)out0", bt=add_weight(ctx, bt, "int8_t"), bias=bias, rbias=rbias, K=K, N=N,
-                  CB=CB, ncb=ncb, **out)
-    lines = ["    pdc_qi_matmul_job j;", "    memset(&j, 0, sizeof j);"]
-    lines += [f"    j.{k} = {v};" for k, v in fields.items()]
+    idx = _index_type(R * K, R * N, K * N, R * ncb, N + CB)
+    job = _job(ctx, QMM_JOB, "pdc_qi_matmul_job", idx)
+    name = f"pdc_qi_matmul_{a_dt.short}_{y_dt.short}_{acc.suffix}{'' if idx == 'int32_t' else '_idx64'}"
+    ctx.helper(name, _fill(QMM_TASK, NAME=name, JOB=job, IDX=idx, TA=ctx.ctype(a_dt), TY=ctx.ctype(y_dt),
+                           ACC=acc.dot, SUM=acc.total, BIAS=acc.bias_expr("n"), SC=_channel_scale(ctx, "n"),
+                           STORE=store))
+    tables = add_tables(ctx, dict(bias=(acc.bias, acc.total), scale=(scale, "float"), bt=(bt, "int8_t")))
+    fields = dict(a="in0", y="(void *)out0", **tables, rbias=acc.rbias, K=K, N=N, CB=CB, ncb=ncb, **out)
+    lines = _job_init(job, fields)
     lines.append("    (void)in1;")
     lines.append(_dispatch(ctx, name, R * ncb, R * N * max(K, 1), PARALLEL_MIN_MACS))
     return mark("qmatmul", "portable", "\n".join(lines))
@@ -380,21 +465,21 @@ def qmatmul(ctx: KernelContext) -> str:
 RQZ_JOB = """typedef struct {
     const void *x;
     void *y;
-    int64_t n;
+    @IDX@ n;
     float sc;
     int32_t xz, yz, lo, hi;
-} pdc_qi_rqz_job;
+} @JOB@;
 """
 
 RQZ_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
-    const pdc_qi_rqz_job *j = (const pdc_qi_rqz_job *)vj;
+    const @JOB@ *j = (const @JOB@ *)vj;
     const @TX@ *X = (const @TX@ *)j->x;
     @TY@ *Y = (@TY@ *)j->y;
-    const int64_t n = j->n;
+    const @IDX@ n = j->n;
     const float sc = j->sc;
     const int32_t xz = j->xz, yz = j->yz, lo = j->lo, hi = j->hi;
-    const int64_t i0 = u0 * @CHUNK@, i1 = u1 * @CHUNK@ < n ? u1 * @CHUNK@ : n;
-    for (int64_t i = i0; i < i1; i++) Y[i] = (@TY@)pdc_qi_rq((int64_t)((int32_t)X[i] - xz), sc, yz, lo, hi);
+    const @IDX@ i0 = (@IDX@)u0 * @CHUNK@, i1 = (@IDX@)u1 * @CHUNK@ < n ? (@IDX@)u1 * @CHUNK@ : n;
+    for (@IDX@ i = i0; i < i1; i++) Y[i] = (@TY@)pdc_qi_rq32((int32_t)X[i] - xz, sc, yz, lo, hi);
 }
 """
 
@@ -411,45 +496,50 @@ def requantize(ctx: KernelContext) -> str:
         ctx.fail(f"requantize takes one scale, got {len(scale)}")
     lo, hi = _clamp(ctx)
     name = f"pdc_qi_rqz_{x_dt.short}_{y_dt.short}"
-    _rq(ctx)
-    ctx.helper("pdc_qi_rqz_job", RQZ_JOB)
-    ctx.helper(name, _fill(RQZ_TASK, NAME=name, TX=ctx.ctype(x_dt), TY=ctx.ctype(y_dt), CHUNK=CHUNK))
+    _rq(ctx, "int32_t")  # x - x_zero of int8 / uint8 codes
+    idx = _index_type(n + CHUNK)
+    job = _job(ctx, RQZ_JOB, "pdc_qi_rqz_job", idx)
+    name += "" if idx == "int32_t" else "_idx64"
+    ctx.helper(name, _fill(RQZ_TASK, NAME=name, JOB=job, IDX=idx, TX=ctx.ctype(x_dt), TY=ctx.ctype(y_dt),
+                           CHUNK=CHUNK))
     fields = dict(x="in0", y="(void *)out0", n=n, xz=int(ctx.attrs.get("x_zero", 0)), sc=float_literal(scale[0]),
                   yz=int(ctx.attrs.get("y_zero", 0)), lo=lo, hi=hi)
-    lines = ["    pdc_qi_rqz_job j;"] + [f"    j.{k} = {v};" for k, v in fields.items()]
+    lines = _job_init(job, fields)
     lines.append(_dispatch(ctx, name, -(-n // CHUNK), n, PARALLEL_MIN_ELEMS))
     return "\n".join(lines)
 
 
 # ---- qadd, qmul ------------------------------------------------------------------------------------
-QADD_JOB = f"""#define PDC_QI_MAXD {MAX_DIMS}
+QADD_JOB = f"""#ifndef PDC_QI_MAXD
+#define PDC_QI_MAXD {MAX_DIMS}
+#endif
 /* y = a + b rescaled (or a * b), over rows of the (coalesced) output: outer dims dims[0..nd), inner L; a and b
    read at their strides per outer dim, and at stride ai / bi (0 or 1) along the inner dim. */
 typedef struct {{
     const void *a, *b;
     void *y;
-    int64_t nd, L, nch, ai, bi;
-    int64_t dims[PDC_QI_MAXD], as[PDC_QI_MAXD], bs[PDC_QI_MAXD];
+    @IDX@ nd, L, nch, ai, bi;
+    @IDX@ dims[PDC_QI_MAXD], as[PDC_QI_MAXD], bs[PDC_QI_MAXD];
     float ra, rb, c;        /* qadd: the ratios and constant; qmul: ra the scale */
     int32_t az, bz, yz, lo, hi;
-}} pdc_qi_add_job;
+}} @JOB@;
 """
 
 QADD_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
-    const pdc_qi_add_job *j = (const pdc_qi_add_job *)vj;
+    const @JOB@ *j = (const @JOB@ *)vj;
     const @TA@ *A = (const @TA@ *)j->a;
     const @TB@ *B = (const @TB@ *)j->b;
     @TY@ *Y = (@TY@ *)j->y;
-    const int64_t nd = j->nd, L = j->L, nch = j->nch;
+    const @IDX@ nd = j->nd, L = j->L, nch = j->nch;
     const float ra = j->ra, rb = j->rb, c = j->c;
     const int32_t az = j->az, bz = j->bz, yz = j->yz, lo = j->lo, hi = j->hi;
     (void)ra; (void)rb; (void)c; (void)az; (void)bz; (void)yz;
 #define PDC_QI_ADD(ia, ib) @COMBINE@
-    for (int64_t u = u0; u < u1; u++) {
-        const int64_t r = u / nch, i0 = (u % nch) * @CHUNK@, i1 = L - i0 < @CHUNK@ ? L : i0 + @CHUNK@;
-        int64_t ao = 0, bo = 0;
-        for (int64_t d = nd - 1, q = r; d >= 0; d--) {
-            const int64_t i = q % j->dims[d];
+    for (@IDX@ u = (@IDX@)u0; u < (@IDX@)u1; u++) {
+        const @IDX@ r = u / nch, i0 = (u % nch) * @CHUNK@, i1 = L - i0 < @CHUNK@ ? L : i0 + @CHUNK@;
+        @IDX@ ao = 0, bo = 0;
+        for (@IDX@ d = nd - 1, q = r; d >= 0; d--) {
+            const @IDX@ i = q % j->dims[d];
             q /= j->dims[d];
             ao += i * j->as[d];
             bo += i * j->bs[d];
@@ -457,10 +547,10 @@ QADD_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
         const @TA@ *ar = A + ao;
         const @TB@ *br = B + bo;
         @TY@ *yr = Y + r * L;
-        if (j->ai && j->bi) for (int64_t i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(i, i);
-        else if (j->ai) for (int64_t i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(i, 0);
-        else if (j->bi) for (int64_t i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(0, i);
-        else for (int64_t i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(0, 0);
+        if (j->ai && j->bi) for (@IDX@ i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(i, i);
+        else if (j->ai) for (@IDX@ i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(i, 0);
+        else if (j->bi) for (@IDX@ i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(0, i);
+        else for (@IDX@ i = i0; i < i1; i++) yr[i] = (@TY@)PDC_QI_ADD(0, 0);
     }
 #undef PDC_QI_ADD
 }
@@ -491,7 +581,7 @@ def coalesce(out_shape, in_shapes) -> tuple[list[int], list[list[int]]]:
 # the requantized combination of a's and b's codes at ia / ib
 COMBINE = {
     "qadd": "pdc_qi_round(fmaf((float)ar[ia], ra, fmaf((float)br[ib], rb, c)), lo, hi)",
-    "qmul": "pdc_qi_rq((int64_t)((int32_t)ar[ia] - az) * ((int32_t)br[ib] - bz), ra, yz, lo, hi)",
+    "qmul": "pdc_qi_rq32(((int32_t)ar[ia] - az) * ((int32_t)br[ib] - bz), ra, yz, lo, hi)",
 }
 
 
@@ -513,11 +603,12 @@ def qadd(ctx: KernelContext) -> str:
     a_dt, b_dt, y_dt = ctx.inputs[0].dtype, ctx.inputs[1].dtype, ctx.outputs[0].dtype
     lo, hi = _clamp(ctx)
     op = ctx.node.op
-    name = f"pdc_qi_{op[1:]}_{a_dt.short}_{b_dt.short}_{y_dt.short}"
-    _rq(ctx)
-    ctx.helper("pdc_qi_add_job", QADD_JOB)
-    ctx.helper(name, _fill(QADD_TASK, NAME=name, TA=ctx.ctype(a_dt), TB=ctx.ctype(b_dt), TY=ctx.ctype(y_dt),
-                           CHUNK=CHUNK, COMBINE=COMBINE[op]))
+    idx = _index_type(total + CHUNK, math.prod(ctx.inputs[0].shape), math.prod(ctx.inputs[1].shape))
+    name = f"pdc_qi_{op[1:]}_{a_dt.short}_{b_dt.short}_{y_dt.short}{'' if idx == 'int32_t' else '_idx64'}"
+    _rq(ctx, "int32_t")  # qmul: (a - a_zero) * (b - b_zero) of int8 / uint8 codes, |.| <= 255^2
+    job = _job(ctx, QADD_JOB, "pdc_qi_add_job", idx)
+    ctx.helper(name, _fill(QADD_TASK, NAME=name, JOB=job, IDX=idx, TA=ctx.ctype(a_dt), TB=ctx.ctype(b_dt),
+                           TY=ctx.ctype(y_dt), CHUNK=CHUNK, COMBINE=COMBINE[op]))
     az, bz, yz = (int(ctx.attrs.get(k, 0)) for k in ("a_zero", "b_zero", "y_zero"))
     if op == "qadd":
         ra, rb = ctx.attrs["a_scale"], ctx.attrs["b_scale"]
@@ -526,7 +617,7 @@ def qadd(ctx: KernelContext) -> str:
         ra, rb, c = ctx.attrs["scale"][0], 0.0, 0.0
     fields = dict(a="in0", b="in1", y="(void *)out0", nd=len(dims) - 1, L=L, nch=nch, ai=sa[-1], bi=sb[-1],
                   ra=float_literal(ra), rb=float_literal(rb), c=float_literal(c), az=az, bz=bz, yz=yz, lo=lo, hi=hi)
-    lines = ["    pdc_qi_add_job j;", "    memset(&j, 0, sizeof j);"]
+    lines = [f"    {job} j;", "    memset(&j, 0, sizeof j);"]
     lines += [f"    j.{k} = {v};" for k, v in fields.items()]
     for d in range(len(dims) - 1):
         lines.append(f"    j.dims[{d}] = {dims[d]}; j.as[{d}] = {sa[d]}; j.bs[{d}] = {sb[d]};")

@@ -3,7 +3,9 @@ QLinearConv. (MatMulInteger and ConvInteger are dense kernels: dense_gemm.py / d
 
 Numerics are those of the NumPy references (pdc/ir/ops/quant.py), bit for bit:
 - QuantizeLinear divides in float32 (half-precision scales and inputs widen exactly), rounds half
-  to even (rintf), adds the zero point and saturates; NaN becomes 0, as numpy's cast gives.
+  to even, adds the zero point and saturates; NaN becomes 0, as numpy's cast gives. Outputs of up
+  to 16 bits clamp first and round by adding and subtracting 1.5 * 2^23 (pdc_quantize_round),
+  wider ones call rintf.
 - Integer products are accumulated exactly in int32 (int64 when K * 255^2 could overflow), then
   requantized in double: (acc + bias) * multiplier, + zero point, rint, saturate. The multiplier
   a_scale * b_scale / y_scale is computed in the scales' dtypes with numpy's promotion and
@@ -123,16 +125,37 @@ def _saturate_float(lo: int, hi: int, v: str) -> str:
     return f"({v} != {v} ? 0.0f : ({v} < {_fl(lo)} ? {_fl(lo)} : ({v} > {_fl(hi)} ? {_fl(hi)} : {v})))"
 
 
+QUANTIZE_ROUND = """/* clamp(rint(v) + z, lo, hi) for a narrow output (|hi - lo| < 2^22): v clamped to [lo - z, hi - z]
+   first (integers: the same result as clamping after rint), then rounded half to even by the float32
+   sum with 1.5 * 2^23 (no rintf, a library call where the FPU cannot round); NaN gives 0, as numpy's cast */
+static inline int32_t pdc_quantize_round(float v, int32_t z, int32_t lo, int32_t hi) {
+    if (v != v) return 0;
+    const float flo = (float)(lo - z), fhi = (float)(hi - z);
+    v = v < flo ? flo : (v > fhi ? fhi : v);
+    return (int32_t)((v + 12582912.0f) - 12582912.0f) + z;
+}
+"""
+NARROW_ROUND_BITS = 16  # outputs of at most 16 bits round with pdc_quantize_round (|v| < 2^22 after the clamp)
+
+
 @kernel("quantize_linear")
 def quantize_linear(ctx: KernelContext) -> str:
     x, out = ctx.inputs[0], ctx.outputs[0]
     lo, hi = _int_range(out.dtype)
+    xv = ctx.load(x.dtype, "in0[xi]") if x.dtype.is_float else "(float)in0[xi]"
     params = [("float", "s", 1, ctx.load(ctx.inputs[1].dtype, "in1[{i}]"))]
+    if out.dtype.np.itemsize * 8 <= NARROW_ROUND_BITS:
+        zp = "0"
+        if ctx.has_input(2):
+            params.append(("int32_t", "z", 2, "(int32_t)in2[{i}]"))
+            zp = "z"
+        ctx.helper("pdc_quantize_round", QUANTIZE_ROUND)
+        body = f"out0[xi] = ({ctx.ctype(out.dtype)})pdc_quantize_round({xv} / s, {zp}, {lo}, {hi});"
+        return _qdq_loops(ctx, params, body)
     zp = "0.0f"
     if ctx.has_input(2):
         params.append(("float", "z", 2, "(float)in2[{i}]"))
         zp = "z"
-    xv = ctx.load(x.dtype, "in0[xi]") if x.dtype.is_float else "(float)in0[xi]"
     # float is exact here: |q| < 2^24 makes q + z exact, anything larger saturates either way
     body = (f"const float q = rintf({xv} / s) + {zp}; "
             f"out0[xi] = ({ctx.ctype(out.dtype)})(int32_t){_saturate_float(lo, hi, 'q')};")
@@ -144,9 +167,9 @@ def dequantize_linear(ctx: KernelContext) -> str:
     x, out = ctx.inputs[0], ctx.outputs[0]
     it = "int64_t" if x.dtype is dtypes.int32 else "int32_t"  # int32 differences need 64 bits
     params = [("float", "s", 1, ctx.load(ctx.inputs[1].dtype, "in1[{i}]"))]
-    diff = f"({it})in0[xi]"
+    diff = f"(int64_t)in0[xi]"
     if ctx.has_input(2):
-        params.append((it, "z", 2, f"({it})in2[{{i}}]"))
+        params.append((it, "z", 2, f"(int64_t)in2[{{i}}]"))
         diff += " - z"
     body = f"out0[xi] = {ctx.store(out.dtype, f'(float)({diff}) * s')};"
     return _qdq_loops(ctx, params, body)
