@@ -167,9 +167,9 @@ def dequantize_linear(ctx: KernelContext) -> str:
     x, out = ctx.inputs[0], ctx.outputs[0]
     it = "int64_t" if x.dtype is dtypes.int32 else "int32_t"  # int32 differences need 64 bits
     params = [("float", "s", 1, ctx.load(ctx.inputs[1].dtype, "in1[{i}]"))]
-    diff = f"(int64_t)in0[xi]"
+    diff = "(int64_t)in0[xi]"
     if ctx.has_input(2):
-        params.append((it, "z", 2, f"(int64_t)in2[{{i}}]"))
+        params.append((it, "z", 2, "(int64_t)in2[{i}]"))
         diff += " - z"
     body = f"out0[xi] = {ctx.store(out.dtype, f'(float)({diff}) * s')};"
     return _qdq_loops(ctx, params, body)
@@ -431,7 +431,7 @@ def qlinear_matmul(ctx: KernelContext) -> str:
     else:
         b_ptr = "in3"
         tb = ctx.ctype(b_dt)
-        zb_expr = f"ZB ? (int32_t)ZB[off[3] + (n0 + c) * j->st[3][nbd + 1]] : 0"
+        zb_expr = "ZB ? (int32_t)ZB[off[3] + (n0 + c) * j->st[3][nbd + 1]] : 0"
     acc = "int32_t" if K * 255 * 255 < 2 ** 31 else "int64_t"
     requant = _requant_helper(ctx, y_dt)
     sig = (f"pdc_qmm_{a_dt.short}_{'p16' if packed else b_dt.short}_{y_dt.short}_{acc[:5]}_"
