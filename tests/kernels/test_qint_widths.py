@@ -78,7 +78,9 @@ def _quantize_layers() -> list[QLayer]:
         info = np.iinfo(dt)
         for scale in (0.5, 1.0, 0.37):
             x = _quantize_inputs(scale, int(info.min), int(info.max), zero)
-            layers.append(QLayer("quantize_linear", [x, Const(np.float32(scale)), Const(np.array(zero, dt))]))
+            # reversed too: the infinities, NaN and -0 at the start, in a vector loop's lanes, not its tail
+            for v in (x, x[::-1].copy()):
+                layers.append(QLayer("quantize_linear", [v, Const(np.float32(scale)), Const(np.array(zero, dt))]))
         # scale and zero point at run time
         layers.append(QLayer("quantize_linear", [x, np.float32(0.37), np.array(zero, dt)]))
     # per axis: a zero point per row

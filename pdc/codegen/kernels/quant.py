@@ -127,15 +127,27 @@ def _saturate_float(lo: int, hi: int, v: str) -> str:
 
 QUANTIZE_ROUND = """/* clamp(rint(v) + z, lo, hi) for a narrow output (|hi - lo| < 2^22): v clamped to [lo - z, hi - z]
    first (integers: the same result as clamping after rint), then rounded half to even by the float32
-   sum with 1.5 * 2^23 (no rintf, a library call where the FPU cannot round); NaN gives 0, as numpy's cast */
+   sum with 1.5 * 2^23 (no rintf, a library call where the FPU cannot round); NaN gives 0, as numpy's cast
+   (-z in its place: a select, not a branch, so that gcc vectorizes the loops calling this) */
 static inline int32_t pdc_quantize_round(float v, int32_t z, int32_t lo, int32_t hi) {
-    if (v != v) return 0;
+    v = v == v ? v : (float)(-z);
     const float flo = (float)(lo - z), fhi = (float)(hi - z);
     v = v < flo ? flo : (v > fhi ? fhi : v);
     return (int32_t)((v + 12582912.0f) - 12582912.0f) + z;
 }
 """
 NARROW_ROUND_BITS = 16  # outputs of at most 16 bits round with pdc_quantize_round (|v| < 2^22 after the clamp)
+
+# a whole tensor on one scale and zero point (a model's input, most activations): one call, whose
+# loop a vector ISA's family may take (native slot quantize_row: 16 floats at a time on AVX-512)
+QUANTIZE_ROW = """@native qg_include @end
+static void @NAME@(const float *x, @T@ *y, int64_t n, float s, int32_t z) {
+    int64_t i = 0;
+@native quantize_row
+@end
+    for (; i < n; i++) y[i] = (@T@)pdc_quantize_round(x[i] / s, z, @LO@, @HI@);
+}
+"""
 
 
 @kernel("quantize_linear")
@@ -150,6 +162,8 @@ def quantize_linear(ctx: KernelContext) -> str:
             params.append(("int32_t", "z", 2, "(int32_t)in2[{i}]"))
             zp = "z"
         ctx.helper("pdc_quantize_round", QUANTIZE_ROUND)
+        if x.dtype is dtypes.float32 and all(_param_kind(ctx.inputs[k].shape, 0) == "tensor" for _, _, k, _ in params):
+            return _quantize_tensor(ctx, params, zp, lo, hi)
         body = f"out0[xi] = ({ctx.ctype(out.dtype)})pdc_quantize_round({xv} / s, {zp}, {lo}, {hi});"
         return _qdq_loops(ctx, params, body)
     zp = "0.0f"
@@ -160,6 +174,19 @@ def quantize_linear(ctx: KernelContext) -> str:
     body = (f"const float q = rintf({xv} / s) + {zp}; "
             f"out0[xi] = ({ctx.ctype(out.dtype)})(int32_t){_saturate_float(lo, hi, 'q')};")
     return _qdq_loops(ctx, params, body)
+
+
+def _quantize_tensor(ctx: KernelContext, params: list, zp: str, lo: int, hi: int) -> str:
+    """quantize_linear of a float32 tensor on one scale and zero point: the row helper over all of it."""
+    n = math.prod(ctx.inputs[0].shape)
+    if n == 0:
+        return "    (void)in0; (void)out0;"
+    t = ctx.ctype(ctx.outputs[0].dtype)
+    name = f"pdc_quantize_row_{ctx.outputs[0].dtype.short}"
+    code = QUANTIZE_ROW.replace("@NAME@", name).replace("@T@", t).replace("@LO@", str(lo)).replace("@HI@", str(hi))
+    ctx.helper(name, native.fill(ctx, code, lo=lo, hi=hi, bits=ctx.outputs[0].dtype.np.itemsize * 8))
+    hoist = " ".join(f"const {ty} {nm} = {load.format(i='0')};" for ty, nm, _, load in params)
+    return f"    {hoist}\n    {name}(in0, out0, {n}, s, {zp});"
 
 
 @kernel("dequantize_linear")

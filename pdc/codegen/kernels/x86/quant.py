@@ -35,3 +35,27 @@ def qg_kernel(mr: int, nr: int) -> str:
 @plain
 #endif
 """
+
+
+@native.implements("quantize_row", family="x86")
+def quantize_row(lo: int, hi: int, bits: int) -> str:
+    """quantize_linear's row on AVX-512: 16 floats divided by s, NaN made -z (0 after + z), clamped to
+    [lo - z, hi - z], converted rounding half to even (the plain helper's rounding), + z, narrowed
+    (the values are in the type's range: truncating keeps them); the plain loop takes the tail."""
+    narrow, store = ("_mm512_cvtepi32_epi8", "_mm_storeu_si128((__m128i *)(y + i), {v})") if bits == 8 else \
+        ("_mm512_cvtepi32_epi16", "_mm256_storeu_si256((__m256i *)(y + i), {v})")
+    return f"""#if defined(__AVX512F__)
+    {{
+        const __m512 vs = _mm512_set1_ps(s), nz = _mm512_set1_ps((float)(-z));
+        const __m512 flo = _mm512_set1_ps((float)({lo} - z)), fhi = _mm512_set1_ps((float)({hi} - z));
+        const __m512i vz = _mm512_set1_epi32(z);
+        for (; i + 16 <= n; i += 16) {{
+            __m512 v = _mm512_div_ps(_mm512_loadu_ps(x + i), vs);
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v, nz);
+            v = _mm512_min_ps(_mm512_max_ps(v, flo), fhi);
+            const __m512i r = _mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+            {store.format(v=f"{narrow}(r)")};
+        }}
+    }}
+#endif
+"""
