@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--calibration", type=int, default=64)
     ap.add_argument("--samples", type=int, default=256)
-    ap.add_argument("--method", default="minmax")
+    ap.add_argument("--method", default="mse")
     args = ap.parse_args()
     import pdc
     from pdc.frontend import load_model

@@ -318,8 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="calibration samples: an .npz with one array per model input, named after it, the "
                              "samples stacked on a new leading axis ([N, *input shape]); or an .npy for a "
                              "one-input model")
-        sp.add_argument("--method", choices=["minmax", "percentile", "mse", "entropy"], default="minmax",
-                        help="how activation ranges are chosen from the samples (default: minmax)")
+        sp.add_argument("--method", choices=["minmax", "percentile", "mse", "entropy"], default="mse",
+                        help="how activation ranges are chosen from the samples (default: mse)")
         sp.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
                         help="one weight scale per output channel (default; --no-per-channel: one per tensor)")
         sp.add_argument("--activations", choices=["int8", "uint8"], default="int8",

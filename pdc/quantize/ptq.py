@@ -5,7 +5,8 @@
    activation (calibrate.RangeObserver);
 3. rewrite: convolutions, dense layers (Gemm, MatMul with constant weights), adds and multiplies
    of activations become qconv, qmatmul, qadd and qmul (pdc/ir/ops/qint.py), a following ReLU /
-   Clip folded into their output clamp; average pooling becomes an integer depthwise qconv;
+   Clip folded into their output clamp (an add or multiply whose result is only read as float, as a
+   residual add before a LayerNorm is, stays float: its int8 rounding would buy nothing); average pooling becomes an integer depthwise qconv;
    sigmoid, hard-swish and other functions of one tensor become 256-entry lookup tables; max
    pooling and pure data movement run on the integers unchanged; every other op stays float,
    behind a dequantize_linear, and the model's inputs and outputs stay float.
@@ -44,7 +45,7 @@ MAX_REDUCTION = (1 << 31) // (255 * 127)  # products summed in int32 without ove
 
 @dataclass
 class Options:
-    method: str = "minmax"  # calibrate.METHODS
+    method: str = "mse"  # calibrate.METHODS
     per_channel: bool = True
     activations: str = "int8"  # or "uint8"
     symmetric: bool = False  # symmetric activations (zero point 0 / 128)
@@ -252,6 +253,9 @@ class _Quantizer:
             a, b = node.inputs
             if a.is_const or b.is_const or not (a in self.qval or b in self.qval):
                 return f"an {node.op} of activations that are not quantized"
+            act = self.activation_after(node)
+            if self.float_only((act or node).outputs[0]):  # read as float: an int8 result would only lose
+                return ""
             return None
         w = node.inputs[1]
         if not w.is_const or (len(node.inputs) > 2 and node.inputs[2] is not None and not node.inputs[2].is_const):

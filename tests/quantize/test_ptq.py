@@ -120,6 +120,29 @@ def test_bias_correction_takes_back_the_weights_mean_rounding_shift(tmp_path):
     assert abs(mean_error[True]) < 0.01
 
 
+def test_an_add_read_only_as_float_stays_float(tmp_path):
+    """A residual add before a float op (here a softmax; a LayerNorm in a transformer): its sum is
+    dequantized for its only reader anyway, so it is added in float, without an int8 rounding; an
+    add that a quantized layer reads becomes qadd."""
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="proj"),
+             helper.make_node("Add", ["h", "x"], ["r"], name="residual"),
+             helper.make_node("Softmax", ["r"], ["s"], name="softmax"),
+             helper.make_node("MatMul", ["h", "w"], ["h2"], name="proj2"),
+             helper.make_node("Add", ["h2", "h"], ["r2"], name="residual2"),
+             helper.make_node("MatMul", ["r2", "w"], ["y"], name="head")]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("s", TensorProto.FLOAT, [4, 8]),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], [w])
+    g = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "m")
+    data = [{"x": rng.normal(0, 1, (4, 8)).astype(np.float32)} for _ in range(8)]
+    qg, report = quantize(g, data)
+    op_of = {n.name: n.op for n in qg.nodes}
+    assert op_of["residual"] == "add" and op_of["residual2"] == "qadd" and op_of["softmax"] == "softmax"
+    assert ("residual", "add") not in report.quantized and not report.kept_float
+
+
 def test_digits_int8_accuracy_within_one_point_of_float(zoo):
     """100 calibration images from the training split; accuracy on the 360 held-back digits."""
     path = zoo("digits_cnn")
