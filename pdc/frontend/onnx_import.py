@@ -141,6 +141,14 @@ _READABLE_ATTRIBUTE_TYPES = {_A.FLOAT, _A.INT, _A.STRING, _A.TENSOR, _A.FLOATS, 
 _INTERCHANGEABLE_ATTRIBUTE_TYPES = ({_A.FLOAT, _A.INT}, {_A.FLOATS, _A.INTS})
 
 
+# int attributes the spec defines as a 0 / 1 flag: ONNX Runtime reads other values one way or the
+# other per op (keepdims=-1 drops the axes, a non-zero transB transposes), so pdc refuses them
+FLAG_ATTRIBUTES = {"keepdims", "transA", "transB", "ceil_mode", "count_include_pad", "storage_order",
+                   "select_last_index", "noop_with_empty_axes", "exclusive", "reverse", "largest", "sorted",
+                   "antialias", "exclude_outside", "fmod", "detect_negative", "detect_positive", "align_corners",
+                   "input_forget", "is_causal", "center_point_box", "saturate"}
+
+
 def node_where(node: onnx.NodeProto) -> str:
     """How messages name an ONNX node."""
     return f"node '{node.name}' ({node.op_type})" if node.name else f"{node.op_type} node"
@@ -165,6 +173,9 @@ def check_against_schema(node: onnx.NodeProto, opset: int, where: str) -> None:
             raise PdcError(f"{where}: has {n} {what}, {node.op_type} takes {spelled}")
     for a in node.attribute:
         spec = schema.attributes.get(a.name)
+        if spec is not None and spec.type == _A.INT and a.type == _A.INT and a.name in FLAG_ATTRIBUTES \
+                and a.i not in (0, 1):
+            raise PdcError(f"{where}: attribute '{a.name}' is {a.i}, it must be 0 or 1")
         if spec is None or a.type == spec.type or {a.type, spec.type} in _INTERCHANGEABLE_ATTRIBUTE_TYPES:
             continue
         want, got = (_A.AttributeType.Name(t) if t in _A.AttributeType.values() else str(t)
@@ -262,9 +273,12 @@ class OnnxImporter:
         v = versions.get("", versions.get("ai.onnx"))
         if v is None:
             raise UnsupportedError(f"{self.source}: the model imports no default-domain (ai.onnx) opset")
-        if v < MIN_OPSET:
+        if not MIN_OPSET <= v <= onnx.defs.onnx_opset_version():  # a future opset's semantics are unknown
             raise UnsupportedError(f"{self.source}: opset {v} is not supported (pdc reads opsets {MIN_OPSET} to "
                                    f"{onnx.defs.onnx_opset_version()})")
+        if self.model.ir_version > onnx.IR_VERSION:
+            raise UnsupportedError(f"{self.source}: ONNX IR version {self.model.ir_version} is newer than pdc reads "
+                                   f"(up to {onnx.IR_VERSION})")
         return v
 
     # ---- names and values ------------------------------------------------------------------

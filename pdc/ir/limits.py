@@ -19,7 +19,9 @@ class LimitError(PdcError):
 
 
 def human_bytes(n: int) -> str:
-    """1 KiB ... EiB with 3 significant digits; plain bytes under 1 KiB."""
+    """1 KiB ... EiB with 3 significant digits; plain bytes under 1 KiB; a power of two past 2^1000."""
+    if n.bit_length() > 1000:  # a float would overflow on the 4000-digit sizes a hostile model can spell
+        return f"over 2^{n.bit_length() - 1} B"
     for unit, shift in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift:
             value = n / (1 << shift)

@@ -28,6 +28,14 @@ from . import unnamed
 TILE = 16            # transpose tile edge (elements)
 MEMCPY_MIN = 8       # contiguous runs at least this long are copied with memcpy
 INLINE_TABLE_MAX = 64  # tables up to this many entries are written into the C source
+MAX_AXIS_TABLE = 1 << 22  # entries of one axis' index table: built in Python, so a longer axis is refused
+
+
+def check_axis_table(ctx: KernelContext, axis: int, length: int) -> None:
+    """Refuses an index table (one entry per output position along `axis`) too long to build."""
+    if length > MAX_AXIS_TABLE:
+        ctx.fail(f"axis {axis} has {length} outputs: its index table would be over pdc's limit of "
+                 f"{MAX_AXIS_TABLE} entries")
 
 
 def _affine(t: np.ndarray) -> Optional[tuple[int, int]]:
@@ -274,6 +282,8 @@ def gather_axes(ctx: KernelContext, in_shape: Sequence[int], out_shape: Sequence
             lo = int(valid[0]) if len(valid) else 0
             m = m[lo:lo + len(valid)]
             base += lo * ost[d]
+        if len(m) > MAX_AXIS_TABLE and len(m) and _affine(m) is None:  # a strided run needs no table
+            check_axis_table(ctx, d, len(m))
         dims.append((len(m), m * ist[d], ost[d]))
     n_out = int(np.prod(out_shape, dtype=np.int64))
     if int(np.prod([n for n, _, _ in dims], dtype=np.int64)) < n_out:
@@ -283,4 +293,4 @@ def gather_axes(ctx: KernelContext, in_shape: Sequence[int], out_shape: Sequence
     return code + copy_nest(ctx, dims, src, dst, 0, base)
 
 
-__all__ = ["copy_nest", "gather_axes", "fill", "pack", "simplify", "table", "table_ir", "uses_all_params"]
+__all__ = ["check_axis_table", "copy_nest", "gather_axes", "fill", "pack", "simplify", "table", "table_ir", "uses_all_params"]

@@ -142,6 +142,9 @@ def _dw_flat(ctx: KernelContext, taps: int) -> tuple[str, str]:
     return name, native.fill(ctx, "\n".join(L) + "\n", taps=taps)
 
 
+MAX_MASKS = 1 << 18  # mask words (flat) or lanes (rows) of one layer's tables
+
+
 def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray, list[int]]:
     """Masks [vector][tap] and tap offsets of the flat depthwise kernel. Stride 1 (OW == W): the
     plane itself. Stride 2 (OW == ceil(W / 2)): 4 parity phases of hq x OW floats each, phase
@@ -206,8 +209,9 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
         return None
     flat = (sh == 1 and sw == 1 and OW == W) or (sh == 2 and sw == 2 and OW == -(-W // 2)
                                                  and 4 * -(-H // 2) * OW <= DW_BUF_FLOATS)
-    flat = flat and take("conv", "depthwise-flat", heuristic)
-    if not flat and not take("conv", "depthwise-rows", heuristic):
+    # the lane masks are tables built in Python: per 16 outputs and tap, so a huge plane takes the GEMM paths
+    flat = flat and -(-OH * OW // 16) * KH * KW <= MAX_MASKS and take("conv", "depthwise-flat", heuristic)
+    if not flat and (-(-OW // 16) * KW * 16 * sw > MAX_MASKS or not take("conv", "depthwise-rows", heuristic)):
         return None
     core(ctx)
     ctx.helper("pdc_dense_dw", DW_C)

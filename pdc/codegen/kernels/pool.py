@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...ir.errors import UnsupportedError
 from ...ir.ops.nn_common import resolve_window
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
@@ -36,6 +37,9 @@ declare("pool", "generic", "interior")
 
 CHUNK = 256  # outputs of one row computed together
 INTERIOR_TAPS = 16  # the interior loop unrolls the row's taps: up to this many
+MAX_TABLE = 4096  # outputs of a dim whose tap ranges / counts are tabulated; longer dims compute them in C
+MAX_UNROLLED_TAPS = 1024  # taps of the last dim given their own loop; a longer row loops over them in C
+MAX_GEOMETRY = 1 << 40  # sizes, pads, strides and window extents the int64 index arithmetic stays far from
 
 
 def _table(name: str, values) -> str:
@@ -44,8 +48,32 @@ def _table(name: str, values) -> str:
     return f"static const {ct} {name}[{len(vals)}] = {{{', '.join(map(str, vals))}}};"
 
 
+def tap_range(start: int, kernel: int, dil: int, lo: int, hi: int) -> tuple[int, int]:
+    """[first, end) of the taps k in [0, kernel) with lo <= start + k * dil < hi; (0, 0) when none.
+    The taps inside form one run because the position grows with k."""
+    first = max(0, -((start - lo) // dil))
+    end = min(kernel, (hi - 1 - start) // dil + 1) if hi > start else 0
+    return (first, end) if first < end else (0, 0)
+
+
+def c_tap_range(start: str, kernel: int, dil: int, lo: int, hi: int) -> tuple[str, str]:
+    """tap_range as C expressions of `start` (an int64 C expression), empty runs as a first >= end."""
+    first = f"({start} < {lo} ? ({lo} - ({start}) + {dil - 1}) / {dil} : 0)"
+    reach = f"(({hi} - 1 - ({start})) / {dil} + 1)"
+    end = f"({start} >= {hi} ? 0 : {reach} < {kernel} ? {reach} : {kernel})"
+    return first, end
+
+
+def c_tap_count(start: str, kernel: int, dil: int, lo: int, hi: int) -> str:
+    first, end = c_tap_range(start, kernel, dil, lo, hi)
+    return f"({end} > {first} ? {end} - {first} : 0)"
+
+
 class _Window:
-    """Static geometry of a pooling node and the C tables it needs."""
+    """Static geometry of a pooling node and the C tables it needs. Per-output tables (leading
+    dims' tap ranges, AveragePool's counts) and the last dim's unrolled taps are emitted while they
+    stay small; past MAX_TABLE outputs or MAX_UNROLLED_TAPS taps the same numbers are computed in C
+    by formula, in the same order, so a huge but legal tensor compiles in constant time."""
 
     def __init__(self, ctx: KernelContext):
         x = ctx.inputs[0]
@@ -54,33 +82,63 @@ class _Window:
         self.in_sp = list(x.shape[2:])
         self.strides, self.dil, self.begin, self.out, self.counted = resolve_window(
             x.shape, self.kernel, ctx.attrs, ctx.attrs.get("ceil_mode", 0))
+        self._check_geometry(ctx)
         self.NC = x.shape[0] * x.shape[1]
         self.in_st = strides(self.in_sp)
         self.tables: list[str] = []
         self.path = "generic"  # set by generate()
         self.lo, self.hi = [], []  # leading dims: C expressions of the valid tap range, by o{i}
+        self.by_formula = []  # leading dims whose range is computed in C (range_lines)
         for i in range(self.nsp - 1):
-            taps = [self.valid_taps(i, o) for o in range(self.out[i])]
-            lo = [t[0] if t else 0 for t in taps]
-            hi = [t[-1] + 1 if t else 0 for t in taps]
-            if set(lo) == {0} and set(hi) == {self.kernel[i]}:
-                self.lo.append("0")
-                self.hi.append(str(self.kernel[i]))
-            else:
-                self.tables += [_table(f"lo{i}", lo), _table(f"hi{i}", hi)]
-                self.lo.append(f"lo{i}[o{i}]")
-                self.hi.append(f"hi{i}[o{i}]")
-        # last dim: per tap, the outputs whose tap is inside the input
+            self._leading_range(i)
+        # last dim: per tap, the outputs whose tap is inside the input; None: too many taps to unroll
         L = self.nsp - 1
-        self.row = []  # (kw, input offset of output 0's tap, first output, end output)
-        for kw in range(self.kernel[L]):
-            js = [j for j in range(self.out[L]) if kw in self.valid_taps(L, j)]
-            if js:
-                self.row.append((kw, kw * self.dil[L] - self.begin[L], js[0], js[-1] + 1))
+        self.row = None
+        if self.kernel[L] <= MAX_UNROLLED_TAPS:
+            self.row = []  # (kw, input offset of output 0's tap, first output, end output)
+            for kw in range(self.kernel[L]):
+                off = kw * self.dil[L] - self.begin[L]
+                js = tap_range(off, self.out[L], self.strides[L], 0, self.in_sp[L])
+                if js[0] < js[1]:
+                    self.row.append((kw, off, js[0], js[1]))
 
-    def valid_taps(self, i: int, o: int) -> list[int]:
-        start = o * self.strides[i] - self.begin[i]
-        return [k for k in range(self.kernel[i]) if 0 <= start + k * self.dil[i] < self.in_sp[i]]
+    def _check_geometry(self, ctx: KernelContext) -> None:
+        sizes = self.in_sp + self.out + self.strides + self.begin + [
+            (k - 1) * d + 1 for k, d in zip(self.kernel, self.dil)] + [p for c in self.counted for p in c]
+        if any(abs(v) > MAX_GEOMETRY for v in sizes):
+            where = f"node '{ctx.node.name}' ({ctx.node.op})" if ctx.node.name else f"{ctx.node.op} node"
+            raise UnsupportedError(f"{where}: pooling window geometry (kernel {self.kernel}, strides "
+                                   f"{self.strides}, pads {self.counted}) is over pdc's limit of 2^40")
+
+    def _leading_range(self, i: int) -> None:
+        K, d, n_in, n_out = self.kernel[i], self.dil[i], self.in_sp[i], self.out[i]
+        starts = (0, (n_out - 1) * self.strides[i]) if n_out else ()
+        if n_out and all(tap_range(s - self.begin[i], K, d, 0, n_in) == (0, K) for s in starts):
+            # the first and last windows lie wholly inside, so every window in between does
+            self.lo.append("0")
+            self.hi.append(str(K))
+            self.by_formula.append(False)
+        elif n_out <= MAX_TABLE:
+            taps = [self.valid_range(i, o) for o in range(n_out)]
+            self.tables += [_table(f"lo{i}", [t[0] for t in taps]), _table(f"hi{i}", [t[1] for t in taps])]
+            self.lo.append(f"lo{i}[o{i}]")
+            self.hi.append(f"hi{i}[o{i}]")
+            self.by_formula.append(False)
+        else:
+            self.lo.append(f"lo{i}")
+            self.hi.append(f"hi{i}")
+            self.by_formula.append(True)
+
+    def range_lines(self, i: int) -> list[str]:
+        """C lines computing leading dim i's tap range from s{i}, where it is not tabulated."""
+        if not self.by_formula[i]:
+            return []
+        first, end = c_tap_range(f"s{i}", self.kernel[i], self.dil[i], 0, self.in_sp[i])
+        return [f"int64_t lo{i} = {first}, hi{i} = {end};",
+                f"if (lo{i} >= hi{i}) lo{i} = hi{i} = 0;"]
+
+    def valid_range(self, i: int, o: int) -> tuple[int, int]:
+        return tap_range(o * self.strides[i] - self.begin[i], self.kernel[i], self.dil[i], 0, self.in_sp[i])
 
     def first_tap(self, weights, last_start: str) -> str:
         """C expression of the position (spatial index weights) of the window's first tap inside the
@@ -92,18 +150,26 @@ class _Window:
         terms = [f"(s{i} + {self.lo[i]} * {self.dil[i]}) * {weights[i]}" for i in range(L)]
         return " + ".join(terms + [f"({last_start} + {first}) * {weights[L]}"])
 
-    def counts(self, include_pad: bool) -> list[list[int]]:
-        """Per dim and output position: how many taps AveragePool divides by."""
-        res = []
+    def count_terms(self, include_pad: bool) -> list[str]:
+        """Per dim, the C expression of how many taps AveragePool divides by: a constant, a table
+        entry or a formula (o{i} / s{i} in scope for leading dims, j0 + j for the last)."""
+        terms = []
+        L = self.nsp - 1
         for i in range(self.nsp):
             pb, pe = self.counted[i]
             lo_v, hi_v = (-pb, self.in_sp[i] + pe) if include_pad else (0, self.in_sp[i])
-            row = []
-            for o in range(self.out[i]):
-                start = o * self.strides[i] - self.begin[i]
-                row.append(sum(1 for k in range(self.kernel[i]) if lo_v <= start + k * self.dil[i] < hi_v))
-            res.append(row)
-        return res
+            K, d, S, b = self.kernel[i], self.dil[i], self.strides[i], self.begin[i]
+            if self.out[i] <= MAX_TABLE:
+                row = [(lambda r: r[1] - r[0])(tap_range(o * S - b, K, d, lo_v, hi_v)) for o in range(self.out[i])]
+                if len(set(row)) == 1:
+                    terms.append(str(row[0]))
+                else:
+                    self.tables.append(_table(f"cnt{i}", row))
+                    terms.append(f"cnt{i}[o{i}]" if i < L else f"cnt{i}[j0 + j]")
+            else:
+                start = f"s{i}" if i < L else f"((j0 + j) * {S} - {b})"
+                terms.append(c_tap_count(start, K, d, lo_v, hi_v))
+        return terms
 
     def generate(self, num: Num, states: list[tuple[str, str, str]], update: str, finish: str,
                  pos_weights=None) -> str:
@@ -119,6 +185,7 @@ class _Window:
             pad = "    " * i
             lines.append(f"{pad}for (int64_t o{i} = 0; o{i} < {self.out[i]}; o{i}++) {{")
             lines.append(f"{pad}    const int64_t s{i} = o{i} * {self.strides[i]} - {self.begin[i]};")
+            lines += [f"{pad}    {ln}" for ln in self.range_lines(i)]
         body = [f"const int64_t orow = {' + '.join(f'o{i} * {prod(self.out[i + 1:])}' for i in range(L)) or '0'};"]
         body.append(f"for (int64_t j0 = 0; j0 < {OW}; j0 += {ch}) {{")
         chunk = []
@@ -157,26 +224,29 @@ class _Window:
 
         # outputs whose taps are all inside: one loop doing every tap of the row in order (the
         # states stay in registers); the few other outputs: one loop per tap over its own range
-        JL = max((jlo for _, _, jlo, _ in self.row), default=0)
-        JH = min((jhi for _, _, _, jhi in self.row), default=0)
+        row = self.row or []
+        JL = max((jlo for _, _, jlo, _ in row), default=0)
+        JH = min((jhi for _, _, _, jhi in row), default=0)
         # some output has every tap that reaches the input inside (taps that never do are skipped
         # by every loop); worth it for a short row of taps which all reach the input somewhere
-        short_row = len(self.row) == self.kernel[L] and self.kernel[L] <= INTERIOR_TAPS
-        interior = JL < JH and take("pool", "interior", short_row)
+        short_row = len(row) == self.kernel[L] and self.kernel[L] <= INTERIOR_TAPS
+        interior = self.row is not None and JL < JH and take("pool", "interior", short_row)
         self.path = "interior" if interior else "generic"
         if interior:
             lo, hi = rng(JL, JH)
-            every = "\n".join("    " + tap(str(off)) for _, off, _, _ in self.row)
+            every = "\n".join("    " + tap(str(off)) for _, off, _, _ in row)
             inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {{\n{every}\n}}")
-            for kw, off, jlo, jhi in self.row:
+            for kw, off, jlo, jhi in row:
                 for a, b in ((jlo, JL), (JH, jhi)):
                     if a < b:
                         lo, hi = rng(a, b)
                         inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {tap(str(off))}")
-        else:
-            for kw, off, jlo, jhi in self.row:
+        elif self.row is not None:
+            for kw, off, jlo, jhi in row:
                 lo, hi = rng(jlo, jhi)
                 inner.append(f"for (int64_t j = {lo}; j < {hi}; j++) {tap(str(off))}")
+        else:
+            inner.append(self._rolled_row(rng, tap))
         taps.append(indent("\n".join(inner), L))
         taps += close[::-1]
         chunk += taps
@@ -186,6 +256,19 @@ class _Window:
         lines.append(indent("\n".join(body), L))
         lines += ["    " * i + "}" for i in reversed(range(L))]
         return "\n".join(lines)
+
+    def _rolled_row(self, rng, tap) -> str:
+        """The last dim's taps in a C loop (a row too long to unroll), each over the outputs whose
+        tap is inside, found by formula: the same updates in the same order as the unrolled row."""
+        L = self.nsp - 1
+        first, end = c_tap_range("off", self.out[L], self.strides[L], 0, self.in_sp[L])
+        lo, hi = rng("ja", "jb")
+        return "\n".join([
+            f"for (int64_t kw = 0; kw < {self.kernel[L]}; kw++) {{",
+            f"    const int64_t off = kw * {self.dil[L]} - {self.begin[L]};",
+            f"    const int64_t ja = {first}, jb = {end};",
+            f"    for (int64_t j = {lo}; j < {hi}; j++) {tap('off')}",
+            "}"])
 
     def wrap(self, num: Num, slice_code: str) -> str:
         """The tables, then slice_code for every (n, c) slice, with x / y pointing at it."""
@@ -206,6 +289,8 @@ def _exact_max(w: _Window, num: Num, weights, with_index: bool) -> str:
         pad = "    " * i
         lines.append(f"{pad}for (int64_t o{i} = 0; o{i} < {w.out[i]}; o{i}++) {{")
         lines.append(f"{pad}    const int64_t s{i} = o{i} * {w.strides[i]} - {w.begin[i]};")
+        if i < n - 1:
+            lines += [f"{pad}    {ln}" for ln in w.range_lines(i)]
     o = " + ".join(f"o{i} * {prod(w.out[i + 1:])}" for i in range(n))
     body = [f"{num.ct} best = {num.lowest()};"]
     if with_index:
@@ -275,19 +360,12 @@ def average_pool(ctx: KernelContext) -> str:
     w = _Window(ctx)
     if w.NC * prod(w.out) == 0:
         return "    /* empty */"
-    L = w.nsp - 1
     states = [(ct, "s", f"({ct})0")]
     if ctx.node.op == "average_pool":
         update = "s[j] += v;"
-        counts = w.counts(bool(ctx.attrs.get("count_include_pad", 0)))
-        terms = []
-        for i, row in enumerate(counts):
-            if len(set(row)) == 1:
-                terms.append(str(row[0]))
-            else:
-                w.tables.append(_table(f"cnt{i}", row))
-                terms.append(f"cnt{i}[o{i}]" if i < L else "cnt{i}[j0 + j]".format(i=i))
-        count = " * ".join(terms)
+        terms = w.count_terms(bool(ctx.attrs.get("count_include_pad", 0)))
+        wide = "(int64_t)" if prod(w.kernel) >= 2 ** 31 else ""  # a product of int literals would overflow
+        count = wide + " * ".join(terms)
         finish = f"y[o] = {num.store(f's[j] / ({ct})({count})')};"
     else:
         p = ctx.attrs.get("p", 2)

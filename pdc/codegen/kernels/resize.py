@@ -30,7 +30,7 @@ from ..context import KernelContext, numel, strides
 from . import kernel
 from ._kir import io, render
 from ._axis import Num, indent
-from ._movement import gather_axes, table, uses_all_params
+from ._movement import check_axis_table, gather_axes, table, uses_all_params
 from .paths import declare, mark, take
 
 declare("resize", "loops", "unrolled", "gather")
@@ -112,6 +112,7 @@ def resize(ctx: KernelContext) -> str:
             continue
         if in_len == 0:
             ctx.fail(f"cannot resize empty axis {a} to {out_len}")
+        check_axis_table(ctx, a, out_len)
         x_ori = source_coords(coord, out_len, in_len, scale, box)
         outside = ((x_ori < 0) | (x_ori > in_len - 1)) if coord == "tf_crop_and_resize" else np.zeros(out_len, bool)
         coords[a] = (x_ori, outside)
@@ -135,6 +136,9 @@ def resize(ctx: KernelContext) -> str:
     for a, c in enumerate(coords):
         if c is None:
             continue
+        if len(c[0]) * x.shape[a] > MAX_INTERPOLATION_MATRIX:  # built dense, then cut to its band
+            ctx.fail(f"resizing axis {a} from {x.shape[a]} to {len(c[0])} needs a weight matrix over pdc's "
+                     f"limit of {MAX_INTERPOLATION_MATRIX} entries")
         scale = dict(zip(axes, (s for _, s in plan)))[a]
         stretch = min(float(scale), 1.0) if antialias else 1.0
         m = interpolation_matrix(c[0], x.shape[a], kern, support, stretch, attrs.get("exclude_outside", 0),
@@ -146,6 +150,7 @@ def resize(ctx: KernelContext) -> str:
     return _weighted(ctx, x.shape, y.shape, taps, order, num)
 
 
+MAX_INTERPOLATION_MATRIX = 1 << 26  # out x in weights of one axis (512 MiB of float64)
 UNROLL_TAPS = 64  # up to this many taps per output the weighted sum is written out in full
 UNROLLED_TAPS_MAX = 1024  # beyond, one output's expression is too long to compile
 

@@ -21,7 +21,7 @@ from .. import kir
 from ..context import KernelContext, broadcast_strides, numel, strides
 from . import kernel
 from ._kir import io, prints_kir, render
-from ._movement import copy_nest, fill, gather_axes, table_ir
+from ._movement import check_axis_table, copy_nest, fill, gather_axes, table_ir
 
 
 def const_ints(ctx: KernelContext, i: int, what: str) -> Optional[list[int]]:
@@ -174,6 +174,8 @@ def pad(ctx: KernelContext) -> str:
         if (b, e) == (0, 0):
             maps.append(None)
             continue
+        if mode != "constant":
+            check_axis_table(ctx, d, y.shape[d])
         src = _pad_source(mode, n, grow_b, y.shape[d])
         maps.append(np.where(src >= 0, src + lo, -1))
     ins, outs = io(ctx)

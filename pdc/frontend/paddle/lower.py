@@ -139,6 +139,9 @@ class OpContext:
     def emit(self, op: str, inputs: list, attrs: Optional[dict] = None, n: Optional[int] = None):
         """Appends an IR node; returns its output Value (or the list of outputs when n is given)."""
         opdef = get_op(op)
+        for i, spec in enumerate(opdef.inputs):
+            if not spec.optional and not spec.variadic and (i >= len(inputs) or inputs[i] is None):
+                self.fail(f"operand '{spec.name}' of {op} is missing")
         full = with_defaults(opdef, attrs or {})
         count = n if n is not None else 1
         self._count += 1
@@ -146,6 +149,8 @@ class OpContext:
         outs = [Value(self.lowering.fresh(name), TensorType(dtypes.float32, None)) for _ in range(count)]
         node = Node(op, list(inputs), outs, full, name)
         for v, t in zip(outs, infer_node(node)):
+            if t is None:  # an operand the file left out (a required one missing or of the wrong kind)
+                self.fail(f"missing or malformed operands for {op}")
             v.type = t
         folded = self.lowering.fold(node)
         if folded is not None:
@@ -274,7 +279,7 @@ class Lowering:
             results = CONVERTERS[op.type](cx)
         except PdcError:
             raise
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as e:
             # attributes or operands of the wrong kind: report the op instead of a traceback
             raise PdcError(f"{op.where}: malformed op ({type(e).__name__}: {e})") from None
         if results is None:

@@ -37,7 +37,7 @@ class _Bad(Exception):
 
 def element_type(t: dict, where: str):
     tid = t.get("#", "") if isinstance(t, dict) else ""
-    short = tid.split(".", 1)[-1]
+    short = tid.split(".", 1)[-1] if isinstance(tid, str) else repr(tid)
     if short not in ELEMENT_TYPES:
         raise UnsupportedError(f"{where}: element type '{short}' is not supported")
     return ELEMENT_TYPES[short]
@@ -109,6 +109,14 @@ def load_pir_json(path: str) -> Program:
     return _Parser(path).run(ops)
 
 
+def _value_id(x) -> int:
+    """The integer id ("%") of a result or operand: values are looked up by it."""
+    key = x.get("%") if isinstance(x, dict) else None
+    if not isinstance(key, int) or isinstance(key, bool):
+        raise _Bad(f"a value id {key!r} that is not an integer")
+    return key
+
+
 class _Parser:
     def __init__(self, path: str):
         self.path = path
@@ -124,7 +132,7 @@ class _Parser:
                 self.op(op, i, where)
             except _Bad as e:
                 raise PdcError(f"{where} ({op.get('#')}): {e}") from None
-            except (KeyError, IndexError, TypeError, ValueError, OverflowError, RecursionError) as e:
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
                 raise PdcError(f"{where} ({op.get('#')}): malformed op ({type(e).__name__}: {e})") from None
         self.fetches.sort(key=lambda c: c[0])
         self.program.outputs = [k for _, k in self.fetches]
@@ -144,7 +152,7 @@ class _Parser:
         results = op.get("O", [])
         if isinstance(results, dict):
             results = [results]
-        keys = [r.get("%") for r in results]
+        keys = [_value_id(r) for r in results]
         types = [parse_type(r.get("TT"), where) for r in results]
         operands = [self.operand(x) for x in op.get("I", [])]
         if dialect == "1" and name == "data":
@@ -167,7 +175,7 @@ class _Parser:
         if not isinstance(x, dict):
             raise _Bad("malformed operand")
         if "%" in x:
-            return None if x["%"] == 0 else x["%"]
+            return None if x["%"] == 0 else _value_id(x)
         if "#" in x:
             return f"arg{x['#']}"  # a block argument (only inside control-flow regions)
         raise _Bad("malformed operand")
@@ -177,6 +185,7 @@ class _Parser:
         if not (isinstance(a, list) and len(a) >= 4 and isinstance(out, dict)):
             raise _Bad("malformed parameter op")
         name = str(a[3])
+        _value_id(out)
         t = parse_type(out.get("TT"), f"{where} (parameter '{name}')")
         persistable = bool(oa[0]) if isinstance(oa, list) and oa else True
         if not persistable:

@@ -100,7 +100,9 @@ def conv(ctx: KernelContext) -> Optional[str]:
     g = ConvGeom(x_t.shape, w_t.shape, ctx.attrs)
     if g.n * g.m * g.p_out == 0 or g.k == 0:
         return None
-    if g.cg == 1 and g.mg == 1 and take("conv", "neon-depthwise"):
+    band = g.KH * ((g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1)  # floats of its stack band
+    # the depthwise kernel unrolls its taps and keeps a band of rows on the stack: small windows only
+    if g.cg == 1 and g.mg == 1 and g.KH * g.KW <= 256 and band <= 1 << 16 and take("conv", "neon-depthwise"):
         return mark("conv", "neon-depthwise", _depthwise(ctx, g, epi))
     if take("conv", "neon-gemm"):
         return mark("conv", "neon-gemm", _gemm_conv(ctx, g, epi, np.asarray(W, np.float32)))

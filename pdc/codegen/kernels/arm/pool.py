@@ -15,15 +15,22 @@ from typing import Optional
 from ....ir.ops.nn_common import resolve_window
 from ...context import KernelContext
 from .. import pool as _portable  # noqa: F401  (declares the portable paths first: "generic" is the general one)
+from ..pool import tap_range
 from ..paths import declare, mark, take
 from .vector import arm_kernel, band_rows, base, is_f32
 
 declare("pool", "neon-band", "neon-global")
 
 
+# the band kernel's limits: its taps are unrolled, its rows live on the stack and its counts are tables
+MAX_TAPS = 256
+MAX_BAND_FLOATS = 1 << 16
+MAX_TABLE = 4096
+
+
 def _counts(in_sp: int, k: int, s: int, d: int, begin: int, out: int, valid: tuple[int, int]) -> list[int]:
     lo, hi = valid
-    return [sum(1 for t in range(k) if lo <= o * s - begin + t * d < hi) for o in range(out)]
+    return [(lambda r: r[1] - r[0])(tap_range(o * s - begin, k, d, lo, hi)) for o in range(out)]
 
 
 def _table(name: str, values: list[int]) -> str:
@@ -48,8 +55,10 @@ def pool(ctx: KernelContext) -> Optional[str]:
     planes = x_t.shape[0] * x_t.shape[1]
     if planes * OH * OW == 0 or not take("pool", "neon-band"):
         return None
-    base(ctx)
     bw = (OW - 1) * sw + (KW - 1) * dw + 1
+    if KH * KW > MAX_TAPS or KH * bw > MAX_BAND_FLOATS or max(OH, OW) > MAX_TABLE:
+        return None  # a huge window or row: the portable kernel computes it without tables
+    base(ctx)
     lo_b = min(bwb, bw)
     hi_b = max(lo_b, min(bw, W + bwb))
     fill = "-INFINITY" if is_max else "0.0f"
