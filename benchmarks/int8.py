@@ -1,6 +1,7 @@
 """int8 vs float32 latency of pdc on x86 (and ONNX Runtime's QDQ int8 side by side), in ONE process.
 
     python benchmarks/int8.py [--model PATH ...] [--threads 2] [--reps 40] [--calib 8] [--seed 0] [--no-ort]
+    python benchmarks/int8.py --arm64 [--model PATH ...]     (arm64 instruction counts under qemu instead)
 
 For each model (default: the zoo's resnet18 and mobilenet_v2 under .cache/zoo/<name>-*/model.onnx):
 1. the int8 graph: pdc.quantize.quantize_model(graph, calibration) on `--calib` seeded random
@@ -124,6 +125,29 @@ def bench(path: str, threads: int, reps: int, calib: int, seed: int, use_ort: bo
     return med, best, info
 
 
+def arm64_counts(paths: list, calib: int, seed: int) -> None:
+    """Guest instructions of one run of each model's arm64 fp32 and int8 bundles (one thread) under
+    qemu-user with the instruction-count plugin: deterministic, no timing noise."""
+    import pdc
+    from pdc.frontend import load_model
+    from pdc.quantize import quantize_model
+    from pdc.targets.arm import run_counting
+    folder = tempfile.mkdtemp(prefix="pdc-int8-arm64-")
+    print(f"{'arm64 model':<22}{'fp32 insns':>16}{'int8 insns':>16}{'int8/fp32':>11}")
+    for path in paths:
+        name = os.path.basename(os.path.dirname(path)).split("-")[0] or os.path.basename(path)
+        graph = load_model(path)
+        samples = calibration(graph, calib, seed)
+        feeds = {k: v[0] for k, v in samples.items()}
+        qgraph, _ = quantize_model(graph, samples)
+        counts = {}
+        for key, g in (("fp32", graph), ("int8", qgraph)):
+            out = os.path.join(folder, f"{name}-{key}")
+            pdc.compile(g, target="arm64", out_dir=out, threads=1)
+            counts[key] = run_counting(out, feeds)[1]
+        print(f"{name:<22}{counts['fp32']:>16,}{counts['int8']:>16,}{counts['int8'] / counts['fp32']:>11.3f}", flush=True)
+
+
 SETTLE_S = 0.05
 
 
@@ -154,8 +178,12 @@ def main(argv=None):
     ap.add_argument("--calib", type=int, default=8, help="calibration samples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime (float and QDQ int8)")
+    ap.add_argument("--arm64", action="store_true",
+                    help="instead: the instructions the arm64 fp32 and int8 bundles execute under qemu-user")
     args = ap.parse_args(argv)
     paths = args.model or [zoo_path(n) for n in DEFAULT_MODELS]
+    if args.arm64:
+        return arm64_counts(paths, args.calib, args.seed)
     print(f"batch 1, {args.threads} threads, median (and fastest run) of {args.reps} interleaved blocks of 4 runs, {args.calib} calibration "
           f"samples (seed {args.seed}); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     rows = []

@@ -334,6 +334,18 @@ def _fill(template: str, **subs) -> str:
     return template
 
 
+def _task(ctx: KernelContext, kind: str, job_text: str, template: str, x_type: dict, acc, idx: str,
+          channel: str, store: str) -> tuple[str, str]:
+    """(the job struct's name, the task's name) of a qconv / qmatmul task for these types, accumulation
+    and index width: the task function emitted once per such variant."""
+    job = _job(ctx, job_text, f"pdc_qi_{kind}_job", idx)
+    x_dt, y_dt = ctx.inputs[0].dtype, ctx.outputs[0].dtype
+    name = f"pdc_qi_{kind}_{x_dt.short}_{y_dt.short}_{acc.suffix}{'' if idx == 'int32_t' else '_idx64'}"
+    ctx.helper(name, _fill(template, NAME=name, JOB=job, IDX=idx, TY=ctx.ctype(y_dt), ACC=acc.dot, SUM=acc.total,
+                           BIAS=acc.bias_expr(channel), SC=_channel_scale(ctx, channel), STORE=store, **x_type))
+    return job, name
+
+
 @kernel("qconv")
 def qconv(ctx: KernelContext) -> str:
     xs, ws, ys = ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape
@@ -351,7 +363,7 @@ def qconv(ctx: KernelContext) -> str:
         return mark("qconv", "portable", _empty(ctx))
     strides, dil, pads = conv_geometry([H, W], [KH, KW], ctx.attrs)
     K = cg * KH * KW
-    x_dt, y_dt = ctx.inputs[0].dtype, ctx.outputs[0].dtype
+    x_dt = ctx.inputs[0].dtype
     w2d = np.asarray(w, np.int8).reshape(M, K)
     xz = int(ctx.attrs.get("x_zero", 0))
     acc = Accumulation(ctx, x_dt, w2d, xz, M)
@@ -365,11 +377,7 @@ def qconv(ctx: KernelContext) -> str:
     # units, the input rows and columns a tap reaches
     idx = _index_type(N * C * H * W, N * M * OH * OW, M * K, slots * col_stride, units,
                       (H + KH * dil[0] + sum(pads)) * strides[0], (W + KW * dil[1] + sum(pads)) * strides[1])
-    job = _job(ctx, QCONV_JOB, "pdc_qi_conv_job", idx)
-    name = f"pdc_qi_conv_{x_dt.short}_{y_dt.short}_{acc.suffix}{'' if idx == 'int32_t' else '_idx64'}"
-    ctx.helper(name, _fill(QCONV_TASK, NAME=name, JOB=job, IDX=idx, TX=ctx.ctype(x_dt), TY=ctx.ctype(y_dt),
-                           ACC=acc.dot, SUM=acc.total, BIAS=acc.bias_expr("m"), SC=_channel_scale(ctx, "m"),
-                           STORE=store))
+    job, name = _task(ctx, "conv", QCONV_JOB, QCONV_TASK, dict(TX=ctx.ctype(x_dt)), acc, idx, "m", store)
     tables = add_tables(ctx, dict(bias=(acc.bias, acc.total), scale=(scale, "float"), w=(w2d, "int8_t")))
     fields = dict(x="in0", y="(void *)out0", col=f"(void *){col}", **tables, rbias=acc.rbias,
                   col_stride=col_stride, C=C, H=H, W=W, M=M, G=G,
@@ -440,7 +448,7 @@ def qmatmul(ctx: KernelContext) -> str:
     R = math.prod(a_s[:-1])
     if R * N == 0:
         return mark("qmatmul", "portable", _empty(ctx))
-    a_dt, y_dt = ctx.inputs[0].dtype, ctx.outputs[0].dtype
+    a_dt = ctx.inputs[0].dtype
     bt = np.ascontiguousarray(np.asarray(b, np.int8).T)  # [N][K]
     acc = Accumulation(ctx, a_dt, bt, int(ctx.attrs.get("a_zero", 0)), N)
     out, store, scale = _epilogue(ctx, N, acc)
@@ -448,11 +456,7 @@ def qmatmul(ctx: KernelContext) -> str:
     CB = N if R >= 8 else max(16, -(-N // 8))
     ncb = -(-N // CB)
     idx = _index_type(R * K, R * N, K * N, R * ncb, N + CB)
-    job = _job(ctx, QMM_JOB, "pdc_qi_matmul_job", idx)
-    name = f"pdc_qi_matmul_{a_dt.short}_{y_dt.short}_{acc.suffix}{'' if idx == 'int32_t' else '_idx64'}"
-    ctx.helper(name, _fill(QMM_TASK, NAME=name, JOB=job, IDX=idx, TA=ctx.ctype(a_dt), TY=ctx.ctype(y_dt),
-                           ACC=acc.dot, SUM=acc.total, BIAS=acc.bias_expr("n"), SC=_channel_scale(ctx, "n"),
-                           STORE=store))
+    job, name = _task(ctx, "matmul", QMM_JOB, QMM_TASK, dict(TA=ctx.ctype(a_dt)), acc, idx, "n", store)
     tables = add_tables(ctx, dict(bias=(acc.bias, acc.total), scale=(scale, "float"), bt=(bt, "int8_t")))
     fields = dict(a="in0", y="(void *)out0", **tables, rbias=acc.rbias, K=K, N=N, CB=CB, ncb=ncb, **out)
     lines = _job_init(job, fields)
