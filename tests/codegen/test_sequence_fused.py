@@ -239,7 +239,8 @@ def test_recurrent_buffers_are_planned_scratch(tmp_path):
     node = helper.make_node("LSTM", ["x", "w", "r"], ["y"], hidden_size=H)
     g = helper.make_graph([node], "big", [x, w, r], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 22)])
-    out = compile_bundle(model, str(tmp_path / "b"), build=False)
+    # r is 25.6 GB as a graph input (only generated, never allocated here): past the default limit
+    out = compile_bundle(model, str(tmp_path / "b"), build=False, max_tensor_bytes=1 << 36)
     with open(os.path.join(out, "manifest.json")) as f:
         arena = json.load(f)["arena_bytes"]
     assert arena >= (4 * H + 3 * H) * 4  # gates, h, c and the cell's tanh(c)

@@ -380,7 +380,7 @@ def test_bad_attribute_values():
         _import("Gelu", [("x", randn(3))], {"approximate": "fast"}, opset=20)
     with pytest.raises(VerifyError, match="attribute 'direction' must be one of 'LEFT', 'RIGHT'"):
         _import("BitShift", [("x", np.ones(3, np.uint8)), ("y", np.ones(3, np.uint8))], {"direction": "UP"})
-    with pytest.raises(VerifyError, match="attribute 'fmod' must be 0 or 1, got 2"):
+    with pytest.raises(PdcError, match="Mod node: attribute 'fmod' is 2, it must be 0 or 1"):
         _import("Mod", [("a", np.ones(3, np.int32)), ("b", np.ones(3, np.int32))], {"fmod": 2})
 
 
