@@ -11,7 +11,8 @@
    pooling and pure data movement run on the integers unchanged; every other op stays float,
    behind a dequantize_linear, and the model's inputs and outputs stay float.
 
-Weights are symmetric int8 with one scale per output channel (per tensor with per_channel off);
+Weights are symmetric int8 with one scale per output channel (per tensor with per_channel off),
+the scale whose grid has the least squared error over the channel's weights (`weight_bounds`);
 activations are per tensor, asymmetric (or symmetric) int8 or uint8. Biases become int32 at the
 scale s_x * s_w. Every integer tensor's type carries its quantization.
 """
@@ -126,6 +127,24 @@ def _weighted_inputs(graph: Graph) -> dict:
 def _observe(observers: dict, v: Value, array: np.ndarray, method: str) -> None:
     if v.type.dtype is dtypes.float32:
         observers.setdefault(v, RangeObserver(method)).update(array)
+
+
+# the fractions of a channel's largest |w| that weight_bounds tries as the int8 grid's end
+_WEIGHT_CLIPS = np.linspace(1.0, 0.6, 41)
+
+
+def weight_bounds(rows: np.ndarray) -> np.ndarray:
+    """Per row of rows [channels, K], the end of the symmetric int8 grid (code 127) with the smallest
+    squared error over the row's weights: the largest |w|, or less where clipping a few outliers
+    buys finer steps for the rest."""
+    top = np.abs(rows).max(axis=1)
+    best, best_err = top.copy(), np.full(top.shape, np.inf)
+    for f in _WEIGHT_CLIPS:
+        step = np.where(top > 0, f * top / 127, 1.0)[:, None]
+        err = ((rows - np.clip(np.rint(rows / step), -127, 127) * step) ** 2).sum(axis=1)
+        better = err < best_err
+        best[better], best_err[better] = f * top[better], err[better]
+    return best
 
 
 class _Quantizer:
@@ -389,8 +408,8 @@ class _Quantizer:
         if bias_add is not None:  # the constant side of the add, one value per channel
             c = next(v for v in bias_add.inputs if v.is_const).data.astype(np.float64).reshape(-1)
             bias = (0.0 if bias is None else bias) + np.broadcast_to(c, (channels,))
-        reduce_axes = tuple(i for i in range(w.ndim) if i != axis)
-        bound = np.max(np.abs(w), axis=reduce_axes) if self.opt.per_channel else np.full(w.shape[axis], np.abs(w).max())
+        rows = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        bound = weight_bounds(rows) if self.opt.per_channel else np.full(w.shape[axis], weight_bounds(rows.reshape(1, -1))[0])
         sw = np.where(bound > 0, bound / 127, 1.0).astype(np.float32).astype(np.float64)
         shape = [1] * w.ndim
         shape[axis] = -1

@@ -102,7 +102,7 @@ def test_bias_correction_takes_back_the_weights_mean_rounding_shift(tmp_path):
     by the sum of the rounding errors times the mean input; the corrected bias removes that shift."""
     rng = np.random.default_rng(2)
     w = (np.round(rng.uniform(-1, 1, (32, 4)) * 127) + 0.4) / 127  # every weight 0.4 code above a code
-    w[0] = 1.0  # each column's largest weight is 1: the scale is 1 / 127
+    w[0] = 1.0  # each column's largest weight is 1
     nodes = [helper.make_node("Gemm", ["x", "w"], ["y"], name="fc")]
     graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
@@ -114,10 +114,31 @@ def test_bias_correction_takes_back_the_weights_mean_rounding_shift(tmp_path):
         qg, _ = quantize(g, data, Options(bias_correction=correct))
         fc = next(n for n in qg.nodes if n.op == "qmatmul")
         assert (fc.inputs[2] is not None) == correct  # the gemm had no bias: one is made to correct
-        mean_error[correct] = np.mean([run_graph(qg, d)["y"] - run_graph(g, d)["y"] for d in data])
-    # the rounding removes 0.4 / 127 per weight: 31 weights x mean input 3 -> -0.29 per output
-    assert mean_error[False] == pytest.approx(-31 * 0.4 / 127 * 3, rel=0.05)
-    assert abs(mean_error[True]) < 0.01
+        mean_error[correct] = np.mean([run_graph(qg, d)["y"][0] - run_graph(g, d)["y"][0] for d in data], axis=0)
+        if not correct:  # the shift the weights' rounding gives: (w_q - w) . mean(x), per column
+            w_q = fc.inputs[1].data * np.asarray(fc.inputs[1].type.quant.scale)
+            shift = np.mean([d["x"][0] for d in data], axis=0) @ (w_q - w)
+    assert np.abs(shift).max() > 0.05
+    assert np.abs(mean_error[False] - shift).max() < 0.01  # the outputs' mean error is that shift ...
+    assert np.abs(mean_error[True]).max() < 0.01  # ... which the corrected bias takes back
+
+
+def test_weight_scales_take_the_grid_with_the_least_error():
+    """A channel's grid ends at its largest |w| or, where the weights have long tails, a little
+    before it: clipping the few largest buys finer steps for the many others."""
+    from pdc.quantize.ptq import weight_bounds
+    rng = np.random.default_rng(5)
+    rows = np.stack([rng.normal(0, 1, 4000), rng.laplace(0, 1, 4000)])
+
+    def error(row, bound):
+        step = bound / 127
+        return float(np.sum((row - np.clip(np.rint(row / step), -127, 127) * step) ** 2))
+    bounds, top = weight_bounds(rows), np.abs(rows).max(axis=1)
+    assert np.all(bounds <= top) and bounds[0] >= 0.95 * top[0] and bounds[1] < 0.99 * top[1]
+    assert all(error(r, b) <= error(r, t) for r, b, t in zip(rows, bounds, top))
+    assert error(rows[1], bounds[1]) < 0.99 * error(rows[1], top[1])
+    for f in np.linspace(0.6, 1.0, 9):  # no grid end of the candidates does better
+        assert all(error(r, b) <= error(r, f * t) + 1e-9 for r, b, t in zip(rows, bounds, top))
 
 
 def test_an_add_read_only_as_float_stays_float(tmp_path):
