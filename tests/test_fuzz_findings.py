@@ -109,3 +109,11 @@ def test_malformed_pir_json_is_refused(lenet_pir, tmp_path, edit, message):
     with pytest.raises(PdcError) as e:
         load_model(path)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_int_where_the_schema_says_float_is_refused(tmp_path):
+    """Gemm alpha written as INT: the onnx checker and ONNX Runtime refuse the model; pdc read it by value."""
+    gemm = helper.make_node("Gemm", ["x", "w"], ["y"], name="gemm", transB=1)
+    gemm.attribute.append(helper.make_attribute("alpha", 2))  # an INT attribute
+    model = _model([gemm], [2, 3], [_const("w", np.ones((4, 3), np.float32))])
+    assert _refusal(model, tmp_path).endswith("node 'gemm' (Gemm): attribute 'alpha' must be FLOAT, got INT")

@@ -137,8 +137,6 @@ def attr_value(a: onnx.AttributeProto, where: str):
 
 _A = onnx.AttributeProto
 _READABLE_ATTRIBUTE_TYPES = {_A.FLOAT, _A.INT, _A.STRING, _A.TENSOR, _A.FLOATS, _A.INTS, _A.STRINGS}
-# an int where the schema says float (and back) is read by value, as ONNX Runtime does for hand-built models
-_INTERCHANGEABLE_ATTRIBUTE_TYPES = ({_A.FLOAT, _A.INT}, {_A.FLOATS, _A.INTS})
 
 
 # int attributes the spec defines as a 0 / 1 flag: ONNX Runtime reads other values one way or the
@@ -176,7 +174,8 @@ def check_against_schema(node: onnx.NodeProto, opset: int, where: str) -> None:
         if spec is not None and spec.type == _A.INT and a.type == _A.INT and a.name in FLAG_ATTRIBUTES \
                 and a.i not in (0, 1):
             raise PdcError(f"{where}: attribute '{a.name}' is {a.i}, it must be 0 or 1")
-        if spec is None or a.type == spec.type or {a.type, spec.type} in _INTERCHANGEABLE_ATTRIBUTE_TYPES:
+        # an INT where the schema says FLOAT is refused too, as the onnx checker and ONNX Runtime do
+        if spec is None or a.type == spec.type:
             continue
         want, got = (_A.AttributeType.Name(t) if t in _A.AttributeType.values() else str(t)
                      for t in (spec.type, a.type))
