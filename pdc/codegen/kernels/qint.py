@@ -41,7 +41,7 @@ from ..context import KernelContext, broadcast_strides
 from . import kernel
 from .paths import declare, mark
 from ..ctypes_c import float_literal
-from .quant import add_weight
+from .quant import QUANTIZE_ROUND, add_weight
 
 # the general paths of the families whose native kernels (x86/qint.py) fall back to these
 declare("qconv", "portable")
@@ -109,25 +109,17 @@ def _empty(ctx: KernelContext) -> str:
     return "    " + " ".join(f"(void){n};" for n in names)
 
 
-ROUND = """/* clamp(rint(v), lo, hi), ties to even: v clamped first (|lo|, |hi| < 2^22), then rounded by the
-   float32 sum with 1.5 * 2^23 */
-static inline int32_t pdc_qi_round(float v, int32_t lo, int32_t hi) {
-    const float flo = (float)lo, fhi = (float)hi;
-    v = v < flo ? flo : (v > fhi ? fhi : v);
-    return (int32_t)((v + 12582912.0f) - 12582912.0f);
-}
-"""
 # (float)acc rounds the same integer to the same float32 from int32 as from int64: the int32 entry
 # gives the same bits, without the int64 -> float conversion a 32-bit core calls libgcc for
 RQ = {
     "int32_t": """/* clamp(zy + rint((float)acc * sc), lo, hi) */
 static inline int32_t pdc_qi_rq32(int32_t acc, float sc, int32_t zy, int32_t lo, int32_t hi) {
-    return pdc_qi_round((float)acc * sc, lo - zy, hi - zy) + zy;
+    return pdc_quantize_round((float)acc * sc, zy, lo, hi);
 }
 """,
     "int64_t": """/* clamp(zy + rint((float)acc * sc), lo, hi) */
 static inline int32_t pdc_qi_rq(int64_t acc, float sc, int32_t zy, int32_t lo, int32_t hi) {
-    return pdc_qi_round((float)acc * sc, lo - zy, hi - zy) + zy;
+    return pdc_quantize_round((float)acc * sc, zy, lo, hi);
 }
 """,
 }
@@ -135,8 +127,9 @@ RQ_NAME = {"int32_t": "pdc_qi_rq32", "int64_t": "pdc_qi_rq"}
 
 
 def _rq(ctx: KernelContext, acc_type: str = "int32_t") -> str:
-    """Registers the requantization helper taking an `acc_type` accumulator; returns its name."""
-    ctx.helper("pdc_qi_round", ROUND)
+    """Registers the requantization helper taking an `acc_type` accumulator; returns its name. The
+    rounding is quantize_linear's (clamp to [lo, hi] in float, then half to even)."""
+    ctx.helper("pdc_quantize_round", QUANTIZE_ROUND)
     return ctx.helper(RQ_NAME[acc_type], RQ[acc_type])
 
 
@@ -243,6 +236,19 @@ def _dispatch(ctx: KernelContext, fn: str, units: int, work: int, min_work: int)
     if ctx.split(work, min_work) and units > 1:
         return f"    pdc_parallel_for({units}, {fn}, (void *)&j);"
     return f"    {fn}((void *)&j, 0, {units});"
+
+
+def job_lines(job: str, fields: dict) -> list[str]:
+    """The job as a zeroed local with these fields set (fields past them, e.g. arrays, set after)."""
+    return [f"    {job} j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
+
+
+def slots_call(fn: str, units: int, slots: int) -> str:
+    """The C line running task fn over `units` units on the job j: over the pool's `slots` slots,
+    or on the calling thread (slot 0) when slots is 1."""
+    if slots > 1:
+        return f"    pdc_parallel_slots({units}, {slots}, {fn}, (void *)&j);"
+    return f"    {fn}((void *)&j, 0, {units}, 0);"
 
 
 def _job_init(job: str, fields: dict) -> list[str]:
@@ -385,10 +391,7 @@ def qconv(ctx: KernelContext) -> str:
                   pw=pads[1], K=K, PB=PB, nblk=nblk, xz=xz, **out)
     lines = _job_init(job, fields)
     lines.append("    (void)in1;")
-    if slots > 1:
-        lines.append(f"    pdc_parallel_slots({units}, {slots}, {name}, (void *)&j);")
-    else:
-        lines.append(f"    {name}((void *)&j, 0, {units}, 0);")
+    lines.append(slots_call(name, units, slots))
     return mark("qconv", "portable", "\n".join(lines))
 
 
@@ -584,7 +587,7 @@ def coalesce(out_shape, in_shapes) -> tuple[list[int], list[list[int]]]:
 
 # the requantized combination of a's and b's codes at ia / ib
 COMBINE = {
-    "qadd": "pdc_qi_round(fmaf((float)ar[ia], ra, fmaf((float)br[ib], rb, c)), lo, hi)",
+    "qadd": "pdc_quantize_round(fmaf((float)ar[ia], ra, fmaf((float)br[ib], rb, c)), 0, lo, hi)",
     "qmul": "pdc_qi_rq32(((int32_t)ar[ia] - az) * ((int32_t)br[ib] - bz), ra, yz, lo, hi)",
 }
 
@@ -621,8 +624,7 @@ def qadd(ctx: KernelContext) -> str:
         ra, rb, c = ctx.attrs["scale"][0], 0.0, 0.0
     fields = dict(a="in0", b="in1", y="(void *)out0", nd=len(dims) - 1, L=L, nch=nch, ai=sa[-1], bi=sb[-1],
                   ra=float_literal(ra), rb=float_literal(rb), c=float_literal(c), az=az, bz=bz, yz=yz, lo=lo, hi=hi)
-    lines = [f"    {job} j;", "    memset(&j, 0, sizeof j);"]
-    lines += [f"    j.{k} = {v};" for k, v in fields.items()]
+    lines = job_lines(job, fields)
     for d in range(len(dims) - 1):
         lines.append(f"    j.dims[{d}] = {dims[d]}; j.as[{d}] = {sa[d]}; j.bs[{d}] = {sb[d]};")
     lines.append(_dispatch(ctx, name, rows * nch, total, PARALLEL_MIN_ELEMS))

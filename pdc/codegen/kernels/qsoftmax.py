@@ -6,8 +6,8 @@ the row's largest code m; e = table[255 + x - m] from the 256-entry float32 tabl
 compile time by the reference's own function); the row's sum of e in order, in float32 (no
 -ffast-math: gcc keeps the order); each output min(rint((e * r) / sum) + y_zero, 255), r the
 float32 floor(1 / y_scale), stored as the type's cast does (an int8 code past 127 wraps, as
-ONNX Runtime's does). (e * r) / sum >= 0 is clamped at 512 before the rounding (every value above
-gives 255 anyway), so the float32 sum with 1.5 * 2^23 rounds it half to even exactly.
+ONNX Runtime's does). The rounding is quantize_linear's pdc_quantize_round over [-128, 255]: its
+lower end never binds ((e * r) / sum >= 0, y_zero >= -128), its upper one is the min.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ...ir.ops.qint import softmax_reciprocal, softmax_table
 from ..context import KernelContext
 from ..ctypes_c import float_literal
 from . import kernel
-from .quant import add_weight
+from .quant import QUANTIZE_ROUND, add_weight
 
 TASK = """static void @NAME@(const @T@ *x, @T@ *y, const float *table, int64_t outer, int64_t D, int64_t inner,
                      float r, int32_t yz) {
@@ -30,12 +30,8 @@ TASK = """static void @NAME@(const @T@ *x, @T@ *y, const float *table, int64_t o
             const float *t = table + 255 - m;
             float sum = 0.0f;
             for (int64_t d = 0; d < D; d++) sum += t[xr[d * inner]];
-            for (int64_t d = 0; d < D; d++) {
-                float v = (t[xr[d * inner]] * r) / sum;
-                v = v > 512.0f ? 512.0f : v;
-                int32_t q = (int32_t)((v + 12582912.0f) - 12582912.0f) + yz;
-                yr[d * inner] = (@T@)(uint8_t)(q > 255 ? 255 : q);
-            }
+            for (int64_t d = 0; d < D; d++)
+                yr[d * inner] = (@T@)(uint8_t)pdc_quantize_round((t[xr[d * inner]] * r) / sum, yz, -128, 255);
         }
 }
 """
@@ -51,6 +47,7 @@ def qsoftmax(ctx: KernelContext) -> str:
     D, outer, inner = shape[axis], math.prod(shape[:axis]), math.prod(shape[axis + 1:])
     table = add_weight(ctx, softmax_table(ctx.attrs["x_scale"], D), "float")
     name = f"pdc_qsoftmax_{dt.short}"
+    ctx.helper("pdc_quantize_round", QUANTIZE_ROUND)
     ctx.helper(name, TASK.replace("@NAME@", name).replace("@T@", ctx.ctype(dt)))
     r = float_literal(float(softmax_reciprocal(ctx.attrs["y_scale"])))
     return f"    {name}(in0, out0, {table}, {outer}, {D}, {inner}, {r}, {int(ctx.attrs.get('y_zero', 0))});"

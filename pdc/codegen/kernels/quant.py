@@ -99,8 +99,7 @@ def _qdq_loops(ctx: KernelContext, params: list, body: str) -> str:
     block = ctx.attrs.get("block_size", 0) or 0
     kinds = [_param_kind(ctx.inputs[k].shape, block) for _, _, k, _ in params]
     if all(k == "tensor" for k in kinds):
-        hoist = " ".join(f"const {t} {name} = {load.format(i='0')};" for t, name, _, load in params)
-        return f"    {hoist}\n    for (int64_t xi = 0; xi < {total}; xi++) {{ {body} }}"
+        return f"    {_hoisted(params)}\n    for (int64_t xi = 0; xi < {total}; xi++) {{ {body} }}"
     axis = ctx.attrs.get("axis", 1)
     axis = axis + len(shape) if axis < 0 else axis
     outer, n, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
@@ -118,6 +117,11 @@ def _qdq_loops(ctx: KernelContext, params: list, body: str) -> str:
             }}
         }}
     }}"""
+
+
+def _hoisted(params: list) -> str:
+    """The declarations of parameters that are one value for the whole tensor."""
+    return " ".join(f"const {t} {name} = {load.format(i='0')};" for t, name, _, load in params)
 
 
 def _saturate_float(lo: int, hi: int, v: str) -> str:
@@ -185,8 +189,7 @@ def _quantize_tensor(ctx: KernelContext, params: list, zp: str, lo: int, hi: int
     name = f"pdc_quantize_row_{ctx.outputs[0].dtype.short}"
     code = QUANTIZE_ROW.replace("@NAME@", name).replace("@T@", t).replace("@LO@", str(lo)).replace("@HI@", str(hi))
     ctx.helper(name, native.fill(ctx, code, lo=lo, hi=hi, bits=ctx.outputs[0].dtype.np.itemsize * 8))
-    hoist = " ".join(f"const {ty} {nm} = {load.format(i='0')};" for ty, nm, _, load in params)
-    return f"    {hoist}\n    {name}(in0, out0, {n}, s, {zp});"
+    return f"    {_hoisted(params)}\n    {name}(in0, out0, {n}, s, {zp});"
 
 
 @kernel("dequantize_linear")

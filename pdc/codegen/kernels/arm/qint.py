@@ -71,7 +71,8 @@ from ...ctypes_c import float_literal
 from ....ir.ops.qint import qadd_constant
 from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
 from ..paths import declare, forced, mark, take
-from ..qint import PARALLEL_MIN_MACS, QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands, scale_table
+from ..qint import (PARALLEL_MIN_MACS, QconvGeometry, _clamp, job_lines, native_qconv_weights, native_qmatmul_operands,
+                    scale_table, slots_call)
 from ..quant import add_weight
 from .vector import arm_kernel
 
@@ -666,15 +667,9 @@ def _qconv_gemm(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xzp: int,
         panel, stride = ctx.thread_scratch(KQ * PS * 4, slots, "int8_t", 1)
         fields.update(panel=panel, panel_bs=stride, PS=PS,
                       koff=add_weight(ctx, koff.astype(np.int32), "int32_t"))
-    lines = ["    pdc_qa_conv_job j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
-    if slots > 1 and pack_units > 1:
-        lines.append(f"    pdc_parallel_slots({pack_units}, {slots}, pdc_qa_pack, (void *)&j);")
-    else:
-        lines.append(f"    pdc_qa_pack((void *)&j, 0, {pack_units}, 0);")
-    if slots > 1:
-        lines.append(f"    pdc_parallel_slots({units}, {slots}, pdc_qa_conv_task, (void *)&j);")
-    else:
-        lines.append(f"    pdc_qa_conv_task((void *)&j, 0, {units}, 0);")
+    lines = job_lines("pdc_qa_conv_job", fields)
+    lines.append(slots_call("pdc_qa_pack", pack_units, slots if pack_units > 1 else 1))
+    lines.append(slots_call("pdc_qa_conv_task", units, slots))
     return "\n".join(lines)
 
 
@@ -834,11 +829,8 @@ def _qconv_depthwise(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xzp:
     fields = dict(x="(const int8_t *)in0", y="(void *)out0", plane=pl, plane_bs=stride,
                   w=add_weight(ctx, np.ascontiguousarray(w.reshape(g.M, T)), "int8_t"), **out.tables(ctx, flat),
                   flip=flip, pad=int(np.int8(xzp)), **out.fields())
-    lines = ["    pdc_qa_dw_job j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
-    if slots > 1:
-        lines.append(f"    pdc_parallel_slots({units}, {slots}, {name}, (void *)&j);")
-    else:
-        lines.append(f"    {name}((void *)&j, 0, {units}, 0);")
+    lines = job_lines("pdc_qa_dw_job", fields)
+    lines.append(slots_call(name, units, slots))
     return "\n".join(lines)
 
 
@@ -1021,7 +1013,7 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
     fields = dict(a="(const int8_t *)in0", y="(void *)out0", b=add_weight(ctx, bp, "int8_t"),
                   **{f"q.{k}": v for k, v in tabs.items()}, **{f"q.{k}": v for k, v in out.fields().items()},
                   R=R, K=K, N=N, KQ=KQ, NRB=NRB, flip=flip)
-    lines = ["    pdc_qa_mm_job j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
+    lines = job_lines("pdc_qa_mm_job", fields)
     lines.append(f"    const pdc_task_fn fn = {task};")
     units = NCB * NRB
     if ctx.split(R * N * K, PARALLEL_MIN_MACS) and units > 1:
@@ -1111,7 +1103,7 @@ def qadd(ctx: KernelContext) -> Optional[str]:
     ra, rb = ctx.attrs["a_scale"], ctx.attrs["b_scale"]
     fields = dict(a="in0", b="in1", y="(void *)out0", n=n, ra=float_literal(ra), rb=float_literal(rb),
                   c=float_literal(qadd_constant(ra, az, rb, bz, yz)), lo=out.lo, hi=out.hi)
-    lines = ["    pdc_qa_add_job j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
+    lines = job_lines("pdc_qa_add_job", fields)
     units = -(-n // ADD_CHUNK)
     if ctx.split(n, 65_536) and units > 1:
         lines.append(f"    pdc_parallel_for({units}, {name}, (void *)&j);")

@@ -70,7 +70,8 @@ from ...ctypes_c import float_literal
 from ....ir.ops.qint import qadd_constant
 from .. import kernel
 from ..paths import declare, forced, mark, take
-from ..qint import QconvGeometry, _clamp, native_qconv_weights, native_qmatmul_operands, scale_table
+from ..qint import (QconvGeometry, _clamp, job_lines, native_qconv_weights, native_qmatmul_operands, scale_table,
+                    slots_call)
 from ..quant import add_weight
 
 declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise")
@@ -396,10 +397,6 @@ def _setup_out(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int) -> Opti
     return _Out(ctx, bias - (zero + off) * w64.sum(axis=1), w2d.shape[0])
 
 
-def _job_lines(struct: str, fields: dict) -> list[str]:
-    return [f"    {struct} j;", "    memset(&j, 0, sizeof j);"] + [f"    j.{k} = {v};" for k, v in fields.items()]
-
-
 # ---- qconv ----------------------------------------------------------------------------------------
 class _Geo(QconvGeometry):
     """The 2-D geometry, input taken as given (NCHW); ph / pw: the top and left pads."""
@@ -566,12 +563,9 @@ def _qconv_dense(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int,
                   koff=add_weight(ctx, koff.reshape(-1).astype(np.int32), "int32_t"), **out.fields(ctx, padded, NB * mr),
                   **_phase_fields(ctx, phases), cq=cq, Hq=Hq, Wq=Wq, xq_bs=xq_bs, rows_stride=rows_stride, rs=rs,
                   NQ=NQ, KQ=KQ, NB=NB, nqb=nqb)
-    lines = _job_lines("pdc_qx_conv_job", fields)
+    lines = job_lines("pdc_qx_conv_job", fields)
     lines.append(f"    for (int64_t t = 0; t < {g.N * g.G}; t++) memset(j.xq + t * {xq_bs} + {cq * plane * 4}, 0, {slack});")
-    if slots > 1:
-        lines.append(f"    pdc_parallel_slots({pack_units}, {slots}, pdc_qx_pack_quads, (void *)&j);")
-    else:
-        lines.append(f"    pdc_qx_pack_quads((void *)&j, 0, {pack_units}, 0);")
+    lines.append(slots_call("pdc_qx_pack_quads", pack_units, slots))
     lines += _variants(ctx, f"pdc_qx_conv_{mr}x{nv}_{out.kind}", _dense_task(mr, nv, out), "pdc_task_fn")
     if parallel and units > 1:
         lines.append(f"    pdc_parallel_for({units}, fn, (void *)&j);")
@@ -681,12 +675,9 @@ def _qconv_depthwise(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: 
     fields.update(rows=pl, rows_stride=stride, rs=slack, stage_off=stage_off, w=add_weight(ctx, wq.view(np.int32).reshape(-1), "int32_t"),
                   koff=add_weight(ctx, koff.astype(np.int32), "int32_t"), **out.fields(ctx, lambda v, f: v, g.M),
                   **_phase_fields(ctx, phases), Hq=Hq, Wq=Wq, NQ=NQ, KQ=T4)
-    lines = _job_lines("pdc_qx_conv_job", fields)
+    lines = job_lines("pdc_qx_conv_job", fields)
     lines += _variants(ctx, f"pdc_qx_dwconv_{nvd}_{out.kind}", _dw_task(nvd, out), "pdc_slot_task_fn")
-    if slots > 1:
-        lines.append(f"    pdc_parallel_slots({units}, {slots}, fn, (void *)&j);")
-    else:
-        lines.append(f"    fn((void *)&j, 0, {units}, 0);")
+    lines.append(slots_call("fn", units, slots))
     return "\n".join(lines)
 
 
@@ -809,7 +800,7 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
     ctx.helper("pdc_qx_mm_job", MM_JOB)
     fields = dict(a="(const uint8_t *)in0", y="(uint8_t *)out0", b=add_weight(ctx, bp, "int8_t"),
                   **out.fields(ctx, padded, NCB * nr), R=R, K=K, N=N, KQ=KQ, NRB=NRB, flip=off)
-    lines = _job_lines("pdc_qx_mm_job", fields)
+    lines = job_lines("pdc_qx_mm_job", fields)
     lines += _variants(ctx, f"pdc_qx_mm_{mr}x{nv}{'s' if off else 'u'}_{out.kind}", _mm_task(mr, nv, bool(off), out),
                        "pdc_task_fn")
     units = NCB * NRB
@@ -879,7 +870,7 @@ def qadd(ctx: KernelContext) -> Optional[str]:
     ctx.helper(name, _add_task(name, a_t.dtype.short == "i8", b_t.dtype.short == "i8"))
     fields = dict(a="(const uint8_t *)in0", b="(const uint8_t *)in1", y="(uint8_t *)out0",
                   ka=float_literal(k[0]), kb=float_literal(k[1]), kc=float_literal(k[2]), n=n, lo=lo, hi=hi)
-    lines = _job_lines("pdc_qx_add_job", fields)
+    lines = job_lines("pdc_qx_add_job", fields)
     units = -(-n // QADD_CHUNK)
     if ctx.split(n, QADD_PARALLEL_MIN) and units > 1:
         lines.append(f"    pdc_parallel_for({units}, {name}, (void *)&j);")
