@@ -25,50 +25,29 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from harness import fuzz_examples
 from pdc.ir import dtypes
 from targets import examples, require
-from test_qint_kernels import (Const, QLayer, _ints, _zero, build_graph, check_qlayers, draws, qadd_layer, qconv_layer,
-                               qmatmul_layer)
+import test_qint_kernels
+from test_qint_kernels import (Const, QLayer, _ints, _zero, build_graph, check_qlayers, const_bias, draws, qadd_layer,
+                               qconv_layer, qmatmul_layer, run_qproperty)
 
 TARGET = "arm64"
 EMULATED = "int8-dot=emulated"
 
 
-def _const_bias(layer: QLayer) -> QLayer:
-    if len(layer.inputs) > 2 and isinstance(layer.inputs[2], np.ndarray):
-        layer.inputs[2] = Const(layer.inputs[2])
-    return layer
-
-
 def check_path(layers: list[QLayer], force: str, path: str, threads: int = 2) -> str:
-    """Compiles the draw with PDC_FORCE_PATH=force, checks it bit for bit and that each layer's
-    kernel took `path` ('qconv/neon-gemm', ...); returns the kernels' C."""
-    layers = [_const_bias(layer) for layer in layers]
-    source = check_qlayers(layers, TARGET, threads=threads, force=force)
-    taken = source.count(f"/* path: {path} */")
-    assert taken == len(layers), f"{taken} of {len(layers)} layers took {path} under PDC_FORCE_PATH={force}"
-    if path in ("qconv/neon-gemm", "qconv/neon-pointwise", "qmatmul/neon"):  # both ISAs, or mlal alone
+    """test_qint_kernels.check_path on arm64, and the dispatch: both ISAs, or the mlal kernels alone."""
+    source = test_qint_kernels.check_path(layers, TARGET, force, path, threads)
+    if path in ("qconv/neon-gemm", "qconv/neon-pointwise", "qmatmul/neon"):
         assert ("pdc_qa_has_dot()" in source) == (EMULATED not in force)
     return source
 
 
 def run(strategy, force: str, path: str, count: int) -> None:
-    seed = os.environ.get("PDC_FUZZ_SEED", "0")
-
-    @settings(max_examples=fuzz_examples(examples(TARGET, count)), deadline=None, database=None,
-              derandomize=seed == "0", phases=[Phase.explicit, Phase.generate, Phase.shrink], print_blob=True,
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def prop(layers):
-        check_path(layers, force, path)
-
-    if seed not in ("0", "random"):
-        prop = __import__("hypothesis").seed(int(seed))(prop)
-    prop()
+    run_qproperty(strategy, TARGET, examples=examples(TARGET, count), force=force,
+                  check=lambda layers: check_path(layers, force, path))
 
 
 @pytest.fixture(autouse=True)
@@ -172,7 +151,7 @@ THREADED = [
 @pytest.mark.parametrize("isa", ["dispatch", "emulated"])
 def test_threaded_layers(isa):
     force = "" if isa == "dispatch" else EMULATED
-    source = check_qlayers([_const_bias(x) for x in THREADED], TARGET, threads=2, force=force or None)
+    source = check_qlayers([const_bias(x) for x in THREADED], TARGET, threads=2, force=force or None)
     assert "pdc_parallel_slots(" in source
     paths = re.findall(r"/\* path: (\S+) \*/", source)
     assert paths == ["qconv/neon-gemm", "qconv/neon-gemm", "qconv/neon-pointwise", "qconv/neon-depthwise",
@@ -203,7 +182,7 @@ def test_runtime_dispatch_without_dotprod(tmp_path):
     from pdc.harness import run_harness
     from pdc.ir.interpreter import run_graph
     from pdc.targets.arm import Tool
-    layers = [_const_bias(x) for x in THREADED[:3]] + [
+    layers = [const_bias(x) for x in THREADED[:3]] + [
         QLayer("qmatmul", [np.random.default_rng(11).integers(-128, 128, (5, 70)).astype(np.int8),
                            Const(np.random.default_rng(12).integers(-127, 128, (70, 33)).astype(np.int8))],
                {"a_zero": 4, "scale": [2.0 ** -10], "y_zero": -2})]
@@ -224,7 +203,7 @@ def test_runtime_dispatch_without_dotprod(tmp_path):
 def test_armv7_declines(tmp_path):
     """ARMv7 (neon32) gets the portable kernels: the NEON int8 generators are AArch64-only."""
     from pdc.compiler import compile_bundle
-    g, _ = build_graph([_const_bias(x) for x in THREADED[2:4]])
+    g, _ = build_graph([const_bias(x) for x in THREADED[2:4]])
     out = tmp_path / "v7"
     compile_bundle(g, str(out), target="armv7", build=False)
     source = "".join(open(out / f).read() for f in sorted(os.listdir(out)) if "kernels" in f and f.endswith(".c"))

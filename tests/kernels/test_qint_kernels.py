@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -125,9 +125,29 @@ def check_qlayers(layers: list[QLayer], target: str, threads: int = 2, force: Op
     return source
 
 
-def run_qproperty(strategy, target: str, *, examples: int, force: Optional[str] = None, **compile_options) -> None:
+def const_bias(layer: QLayer) -> QLayer:
+    """The layer with a run-time bias made a constant (the native kernels leave a run-time bias to the
+    portable one, which would hide a forced path)."""
+    if len(layer.inputs) > 2 and isinstance(layer.inputs[2], np.ndarray):
+        layer.inputs[2] = Const(layer.inputs[2])
+    return layer
+
+
+def check_path(layers: list, target: str, force: str, path: str, threads: int = 2) -> str:
+    """Compiles the draw for target with PDC_FORCE_PATH=force, checks it bit for bit and that each
+    layer's kernel took `path` ('qconv/vnni', 'qconv/neon-gemm', ...); returns the kernels' C."""
+    layers = [const_bias(layer) for layer in layers]
+    source = check_qlayers(layers, target, threads=threads, force=force)
+    taken = source.count(f"/* path: {path} */")
+    assert taken == len(layers), f"{taken} of {len(layers)} layers took {path} under PDC_FORCE_PATH={force}"
+    return source
+
+
+def run_qproperty(strategy, target: str, *, examples: int, force: Optional[str] = None,
+                  check: Optional[Callable] = None, **compile_options) -> None:
     """`examples` draws of `strategy` (each a list of QLayers) checked on target (harness.run_property's
-    settings: a fixed seed by default, PDC_FUZZ_SCALE / PDC_FUZZ_SEED for long runs)."""
+    settings: a fixed seed by default, PDC_FUZZ_SCALE / PDC_FUZZ_SEED for long runs), by
+    check(layers) where given, else bit for bit against the reference with these compile options."""
     seed = os.environ.get("PDC_FUZZ_SEED", "0")
 
     @settings(max_examples=fuzz_examples(examples), deadline=None, database=None, derandomize=seed == "0",
@@ -135,7 +155,10 @@ def run_qproperty(strategy, target: str, *, examples: int, force: Optional[str] 
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def prop(layers):
-        check_qlayers(layers, target, force=force, **compile_options)
+        if check is None:
+            check_qlayers(layers, target, force=force, **compile_options)
+        else:
+            check(layers)
         log_draw(target, force, layers, {})
 
     if seed not in ("0", "random"):

@@ -20,18 +20,17 @@ PDC_FUZZ_SCALE / PDC_FUZZ_SEED scale and reseed the draws as for the other kerne
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from harness import fuzz_examples
 from pdc.ir import dtypes
 from pdc.ir.ops.qint import requant_scale
 from targets import require
-from test_qint_kernels import Const, QLayer, _zero, check_qlayers, qadd_layer, qconv_layer, qmatmul_layer
+import test_qint_kernels
+from test_qint_kernels import (Const, QLayer, _zero, check_qlayers, qadd_layer, qconv_layer, qmatmul_layer,
+                               run_qproperty)
 
 TARGET = "x86-avx512"
 
@@ -41,35 +40,12 @@ def _avx512():
     require(TARGET)
 
 
-def _const_bias(layer: QLayer) -> QLayer:
-    if len(layer.inputs) > 2 and isinstance(layer.inputs[2], np.ndarray):
-        layer.inputs[2] = Const(layer.inputs[2])
-    return layer
-
-
 def check_path(layers: list[QLayer], force: str, path: str, threads: int = 2) -> str:
-    """Compiles the draw with PDC_FORCE_PATH=force, checks it bit for bit and that each layer's
-    kernel took `path` ('qconv/vnni', ...); returns the kernels' C."""
-    layers = [_const_bias(layer) for layer in layers]
-    source = check_qlayers(layers, TARGET, threads=threads, force=force)
-    taken = source.count(f"/* path: {path} */")
-    assert taken == len(layers), f"{taken} of {len(layers)} layers took {path} under PDC_FORCE_PATH={force}"
-    return source
+    return test_qint_kernels.check_path(layers, TARGET, force, path, threads)
 
 
 def run(strategy, force: str, path: str, examples: int) -> None:
-    seed = os.environ.get("PDC_FUZZ_SEED", "0")
-
-    @settings(max_examples=fuzz_examples(examples), deadline=None, database=None, derandomize=seed == "0",
-              phases=[Phase.explicit, Phase.generate, Phase.shrink], print_blob=True,
-              suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def prop(layers):
-        check_path(layers, force, path)
-
-    if seed not in ("0", "random"):
-        prop = __import__("hypothesis").seed(int(seed))(prop)
-    prop()
+    run_qproperty(strategy, TARGET, examples=examples, force=force, check=lambda layers: check_path(layers, force, path))
 
 
 # ---- strategies -------------------------------------------------------------------------------------
@@ -127,21 +103,7 @@ def test_vnni_qmatmul_matches_reference():
 
 
 def test_qadd_matches_reference():
-    seed = os.environ.get("PDC_FUZZ_SEED", "0")
-    taken = []
-
-    @settings(max_examples=fuzz_examples(12), deadline=None, database=None, derandomize=seed == "0",
-              suppress_health_check=list(HealthCheck))
-    @given(layers(same_shape_qadd(), 5))
-    def prop(draw_layers):
-        source = check_qlayers(draw_layers, TARGET, threads=2, force="qadd=avx512")
-        assert source.count("/* path: qadd/avx512 */") == len(draw_layers)
-        taken.append(len(draw_layers))
-
-    if seed not in ("0", "random"):
-        prop = __import__("hypothesis").seed(int(seed))(prop)
-    prop()
-    assert sum(taken) >= len(taken)
+    run(layers(same_shape_qadd(), 5), "qadd=avx512", "qadd/avx512", examples=12)
 
 
 def test_qadd_on_every_pair_of_values():

@@ -111,27 +111,34 @@ def _float_model(tmp_path):
     return path
 
 
+def _ort_quantized(float_path, qdq_path, samples: list, **options):
+    """qdq_path: ONNX Runtime's quantize_static (QDQ, int8 weights) of the float model on these samples."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(samples)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(float_path), str(qdq_path), Reader(), quant_format=QuantFormat.QDQ,
+                    weight_type=QuantType.QInt8, **options)
+    return qdq_path
+
+
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_onnxruntime_quantize_static_model_equals_onnxruntime(tmp_path, per_channel):
     """pdc's integer ops round as ONNX Runtime's QLinearConv / QGemm / QLinearAdd kernels do (float32
     scale products, fmas, ties to even), so the folded model gives ORT's outputs bit for bit."""
     ort = pytest.importorskip("onnxruntime")
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantType
     from pdc.frontend import load_model
     from pdc.passes.manager import pipeline_for_level
     rng = np.random.default_rng(1)
     cal = [{"x": rng.uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(16)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter(cal)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    qdq = tmp_path / "qdq.onnx"
-    quantize_static(str(_float_model(tmp_path)), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    qdq = _ort_quantized(_float_model(tmp_path), tmp_path / "qdq.onnx", cal, per_channel=per_channel,
+                         activation_type=QuantType.QInt8)
     g = load_model(str(qdq))
     run_passes(g, pipeline_for_level(2))
     ops = {n.op for n in g.nodes}
@@ -167,21 +174,11 @@ def test_quantized_softmax_folds_into_onnxruntime_qlinearsoftmax_rule(tmp_path):
     """DQ -> Softmax -> Q, which ONNX Runtime runs as its QLinearSoftmax, becomes qsoftmax: the model's
     outputs equal ONNX Runtime's, where a float softmax between the codes differs by a step."""
     ort = pytest.importorskip("onnxruntime")
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantType
     from pdc.frontend import load_model
     rng = np.random.default_rng(4)
     cal = [{"x": rng.normal(0, 1, (1, 12, 16)).astype(np.float32)} for _ in range(16)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.items = iter(cal)
-
-        def get_next(self):
-            return next(self.items, None)
-
-    qdq = tmp_path / "qdq.onnx"
-    quantize_static(str(_attention_model(tmp_path)), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    qdq = _ort_quantized(_attention_model(tmp_path), tmp_path / "qdq.onnx", cal, activation_type=QuantType.QUInt8)
     g = load_model(str(qdq))
     run_passes(g, "fold-qdq")
     assert [n.op for n in g.nodes].count("qsoftmax") == 1 and "softmax" not in {n.op for n in g.nodes}
