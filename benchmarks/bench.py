@@ -80,8 +80,10 @@ def bench_model(name, threads, reps, levels, use_tvm):
     return time_interleaved(engines, reps), compile_s
 
 
-def time_interleaved(runs: dict, reps: int) -> dict[str, float]:
-    """Median milliseconds of each callable after a warm-up, the runs interleaved (A, B, C, A, ...)."""
+def interleaved_samples(runs: dict, reps: int, block: int = 1, untimed: bool = False) -> dict[str, list]:
+    """Seconds of each callable's timed runs after a warm-up, the engines interleaved in blocks of
+    `block` runs (A A, B B, C C, A A, ...), each block after a pause and, with `untimed`, one
+    untimed run (the engine's own thread pool awake again)."""
     for run in runs.values():
         for _ in range(3):
             run()
@@ -89,10 +91,18 @@ def time_interleaved(runs: dict, reps: int) -> dict[str, float]:
     for _ in range(reps):
         for k, run in runs.items():
             time.sleep(SETTLE_S)  # let the previous engine's spinning worker threads go idle
-            t = time.perf_counter()
-            run()
-            samples[k].append(time.perf_counter() - t)
-    return {k: _median_ms(v) for k, v in samples.items()}
+            if untimed:
+                run()
+            for _ in range(block):
+                t = time.perf_counter()
+                run()
+                samples[k].append(time.perf_counter() - t)
+    return samples
+
+
+def time_interleaved(runs: dict, reps: int) -> dict[str, float]:
+    """Median milliseconds of each callable after a warm-up, the runs interleaved (A, B, C, A, ...)."""
+    return {k: _median_ms(v) for k, v in interleaved_samples(runs, reps).items()}
 
 
 def main(argv=None):

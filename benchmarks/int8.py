@@ -22,7 +22,6 @@ For each model (default: the zoo's resnet18 and mobilenet_v2 under .cache/zoo/<n
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import statistics
 import sys
@@ -35,14 +34,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
+from bench import interleaved_samples  # noqa: E402  (benchmarks/bench.py)
+from int8_accuracy import ort_qdq, zoo_path  # noqa: E402
+
 DEFAULT_MODELS = ("resnet18", "mobilenet_v2")
-
-
-def zoo_path(name: str) -> str:
-    hits = sorted(glob.glob(os.path.join(ROOT, ".cache", "zoo", f"{name}-*", "model.onnx")))
-    if not hits:
-        raise SystemExit(f"no zoo model '{name}' under {ROOT}/.cache/zoo (pass --model PATH)")
-    return hits[0]
 
 
 def calibration(graph, count: int, seed: int) -> dict:
@@ -55,44 +50,12 @@ def calibration(graph, count: int, seed: int) -> dict:
     return out
 
 
-class _Reader:
-    """onnxruntime.quantization.CalibrationDataReader over the same samples."""
-
-    def __init__(self, samples: dict):
-        n = len(next(iter(samples.values())))
-        self._it = iter([{k: v[i] for k, v in samples.items()} for i in range(n)])
-
-    def get_next(self):
-        return next(self._it, None)
-
-    def rewind(self):  # newer onnxruntime versions call it
-        pass
-
-
 def ort_session(path: str, threads: int):
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
-def ort_qdq(path: str, samples: dict, folder: str, activations: str = "QInt8") -> str:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(_Reader, CalibrationDataReader):
-        pass
-
-    # ONNX Runtime's recipe: pre-process first (shape inference, graph optimizations: batch norms
-    # folded into the convolutions), else the QDQ pairs land around unfused float batch norms
-    pre = os.path.join(folder, "model_pre.onnx")
-    if not os.path.exists(pre):
-        quant_pre_process(path, pre)
-    out = os.path.join(folder, f"model_qdq_{activations}.onnx")
-    quantize_static(pre, out, Reader(samples), quant_format=QuantFormat.QDQ, per_channel=True,
-                    weight_type=QuantType.QInt8, activation_type=getattr(QuantType, activations))
-    return out
 
 
 def bench(path: str, threads: int, reps: int, calib: int, seed: int, use_ort: bool) -> tuple[dict, dict]:
@@ -116,9 +79,10 @@ def bench(path: str, threads: int, reps: int, calib: int, seed: int, use_ort: bo
     if use_ort:
         sess = ort_session(path, threads)
         engines["ort fp32"] = lambda: sess.run(None, feeds)
-        for key, act in (("ort qdq s8s8", "QInt8"), ("ort qdq u8s8", "QUInt8")):
+        listed = [{k: v[i] for k, v in samples.items()} for i in range(calib)]
+        for key, act in (("ort qdq s8s8", "int8"), ("ort qdq u8s8", "uint8")):
             t = time.perf_counter()
-            qsess = ort_session(ort_qdq(path, samples, folder, act), threads)
+            qsess = ort_session(ort_qdq(path, listed, folder, act), threads)
             info[f"{key} quantize s"] = time.perf_counter() - t
             engines[key] = (lambda q: lambda: q.run(None, feeds))(qsess)
     med, best = time_interleaved(engines, reps)
@@ -148,24 +112,10 @@ def arm64_counts(paths: list, calib: int, seed: int) -> None:
         print(f"{name:<22}{counts['fp32']:>16,}{counts['int8']:>16,}{counts['int8'] / counts['fp32']:>11.3f}", flush=True)
 
 
-SETTLE_S = 0.05
-
-
-def time_interleaved(runs: dict, reps: int, block: int = 4) -> dict:
-    """Median milliseconds of each callable over reps blocks of `block` timed runs, the engines'
-    blocks interleaved, each block after a pause and an untimed run."""
-    for run in runs.values():
-        for _ in range(3):
-            run()
-    samples = {k: [] for k in runs}
-    for _ in range(reps):
-        for k, run in runs.items():
-            time.sleep(SETTLE_S)
-            run()
-            for _ in range(block):
-                t = time.perf_counter()
-                run()
-                samples[k].append(time.perf_counter() - t)
+def time_interleaved(runs: dict, reps: int, block: int = 4) -> tuple[dict, dict]:
+    """(median, fastest) milliseconds of each callable over reps blocks of `block` timed runs, the
+    engines' blocks interleaved, each block after a pause and an untimed run."""
+    samples = interleaved_samples(runs, reps, block, untimed=True)
     return ({k: statistics.median(v) * 1e3 for k, v in samples.items()},
             {k: min(v) * 1e3 for k, v in samples.items()})
 

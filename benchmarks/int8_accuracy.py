@@ -39,6 +39,15 @@ def feeds(graph, n: int, seed: int) -> list[dict]:
     return [{v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs} for _ in range(n)]
 
 
+def model_sets(names: str, calibration: int, samples: int):
+    """Per comma-separated zoo model: (name, path, graph, calibration feeds (seed 0), other feeds (seed 1))."""
+    from pdc.frontend import load_model
+    for name in names.split(","):
+        path = zoo_path(name)
+        graph = load_model(path)
+        yield name, path, graph, feeds(graph, calibration, 0), feeds(graph, samples, 1)
+
+
 def ort_qdq(path: str, calibration: list[dict], folder: str, activations: str = "int8") -> str:
     """The QDQ model ONNX Runtime's quantize_static writes from these samples (per-channel int8
     weights, int8 or uint8 activations, MinMax), saved in folder; its path."""
@@ -52,8 +61,15 @@ def ort_qdq(path: str, calibration: list[dict], folder: str, activations: str = 
         def get_next(self):
             return next(self.items, None)
 
-    pre, qdq = os.path.join(folder, "pre.onnx"), os.path.join(folder, f"qdq_{activations}.onnx")
-    quant_pre_process(path, pre)
+        def rewind(self):  # newer onnxruntime versions call it
+            pass
+
+    # ONNX Runtime's recipe: pre-process first (shape inference, graph optimizations: batch norms
+    # folded into the convolutions), else the QDQ pairs land around unfused float batch norms
+    pre = os.path.join(folder, "model_pre.onnx")
+    if not os.path.exists(pre):
+        quant_pre_process(path, pre)
+    qdq = os.path.join(folder, f"model_qdq_{activations}.onnx")
     act = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
     quantize_static(pre, qdq, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=act, weight_type=QuantType.QInt8)
@@ -83,13 +99,9 @@ def main() -> None:
     ap.add_argument("--method", default="mse")
     args = ap.parse_args()
     import pdc
-    from pdc.frontend import load_model
     from pdc.quantize import Options, quantize
     print(f"{'model':<22} {'engine':<10} {'top-1 agreement':>16} {'cosine mean':>12} {'cosine min':>11}")
-    for name in args.models.split(","):
-        path = zoo_path(name)
-        graph = load_model(path)
-        calibration, samples = feeds(graph, args.calibration, 0), feeds(graph, args.samples, 1)
+    for name, path, graph, calibration, samples in model_sets(args.models, args.calibration, args.samples):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             qgraph, _ = quantize(graph, calibration, Options(method=args.method))

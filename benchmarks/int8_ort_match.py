@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from int8_accuracy import MODELS, feeds, ort_qdq, zoo_path  # noqa: E402
+from int8_accuracy import MODELS, model_sets, ort_qdq  # noqa: E402
 
 
 def output_step(qdq_path: str) -> float:
@@ -46,12 +46,8 @@ def main() -> None:
     args = ap.parse_args()
     import onnxruntime as ort
     import pdc
-    from pdc.frontend import load_model
     print(f"{'model':<22} {'activations':<12} {'max steps':>10} {'equal share':>12}")
-    for name in args.models.split(","):
-        path = zoo_path(name)
-        graph = load_model(path)
-        calibration, samples = feeds(graph, args.calibration, 0), feeds(graph, args.samples, 1)
+    for name, path, _, calibration, samples in model_sets(args.models, args.calibration, args.samples):
         for act in args.activations.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 qdq = ort_qdq(path, calibration, tmp, act)
