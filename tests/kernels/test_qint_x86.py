@@ -6,6 +6,8 @@ with PDC_FORCE_PATH so that every draw takes it:
   (kernels 1..7, strides and dilations 1..3, asymmetric pads, auto_pad);
 - qconv=vnni-pointwise: 1x1 stride-1 unpadded layers as a plain GEMM;
 - qconv=vnni-depthwise: one input channel per group (channel multipliers 1..3 too);
+- qconv=vnni-window: depthwise with one output pixel whose window is the whole unpadded plane
+  (global average pooling made integer), planes past 64 bytes;
 - qmatmul=vnni: a [..., K] x b [K, N], K and N off the 4 / 16 multiples;
 - qadd=avx512: a residual add of same-shape tensors in float32 lanes;
 - int8-dot=emulated: the same kernels with vpdpbusd emulated by vpmaddwd (the code a CPU
@@ -29,8 +31,8 @@ from pdc.ir import dtypes
 from pdc.ir.ops.qint import requant_scale
 from targets import require
 import test_qint_kernels
-from test_qint_kernels import (Const, QLayer, _zero, check_qlayers, qadd_layer, qconv_layer, qmatmul_layer,
-                               run_qproperty)
+from test_qint_kernels import (ACT, Const, QLayer, _acc_scale, _bias, _operands, _output_attrs, _scales, _zero,
+                               check_qlayers, qadd_layer, qconv_layer, qmatmul_layer, run_qproperty)
 
 TARGET = "x86-avx512"
 
@@ -58,6 +60,27 @@ def conv_layer(draw, kind: str, max_extent: int = 24, max_macs: int = 400_000):
     """A qconv of one kind: dense, grouped, depthwise (one input channel per group, a channel
     multiplier 1..3) or pointwise (1x1, stride 1, no padding; any groups)."""
     return draw(qconv_layer(max_extent, max_macs, kind, CONV_CHANNELS))
+
+
+@st.composite
+def window_layer(draw):
+    """A depthwise qconv whose window is its whole unpadded input plane (one output pixel; strides
+    do not matter then): channels past 16-lane blocks, multipliers 1..2, planes of 1..300 bytes."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    n, c, mg = draw(st.sampled_from([1, 1, 2])), draw(st.integers(1, 40)), draw(st.sampled_from([1, 1, 2]))
+    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 15))
+    x_dt = draw(st.sampled_from(ACT))
+    attrs = {"x_zero": _zero(rng, x_dt) if draw(st.integers(0, 3)) else 0, "kernel_shape": [h, w], "group": c}
+    if draw(st.booleans()):
+        attrs["strides"] = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    x, wt = _operands(draw, rng, x_dt, attrs["x_zero"], (n, c, h, w), (c * mg, 1, h, w))
+    scale = _acc_scale(x, attrs["x_zero"], wt.reshape(c * mg, -1))
+    out = _output_attrs(draw, rng, accumulators=True)
+    if out["y_dtype"] is not dtypes.int32:
+        attrs["scale"] = _scales(draw, rng, c * mg, draw(st.booleans()), scale)
+    attrs.update(out)
+    bias = _bias(draw, rng, c * mg, scale)
+    return QLayer("qconv", [x, Const(wt)] + ([bias] if bias is not None else []), attrs)
 
 
 @st.composite
@@ -98,6 +121,10 @@ def test_vnni_depthwise_matches_reference():
     run(layers(conv_layer("depthwise"), 5), "qconv=vnni-depthwise", "qconv/vnni-depthwise", examples=16)
 
 
+def test_vnni_window_matches_reference():
+    run(layers(window_layer(), 5), "qconv=vnni-window", "qconv/vnni-window", examples=12)
+
+
 def test_vnni_qmatmul_matches_reference():
     run(layers(qmatmul_layer(max_macs=400_000), 6), "qmatmul=vnni", "qmatmul/vnni", examples=16)
 
@@ -130,6 +157,7 @@ def test_emulated_dot_products_match_reference():
         examples=4)
     run(layers(conv_layer("pointwise"), 3), "qconv=vnni-pointwise,int8-dot=emulated", "qconv/vnni-pointwise",
         examples=3)
+    run(layers(window_layer(), 3), "qconv=vnni-window,int8-dot=emulated", "qconv/vnni-window", examples=3)
     run(layers(qmatmul_layer(), 4), "qmatmul=vnni,int8-dot=emulated", "qmatmul/vnni", examples=4)
 
 

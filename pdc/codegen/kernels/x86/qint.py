@@ -74,7 +74,7 @@ from ..qint import (QconvGeometry, _clamp, job_lines, native_qconv_weights, nati
                     slots_call)
 from ..quant import add_weight
 
-declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise")
+declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise", "vnni-window")
 declare("qmatmul", "portable", "vnni")
 # the ISA of the int8 dot products: vpdpbusd where the CPU has it (checked at run time), else
 # its AVX-512BW emulation; "emulated" emits the emulation only
@@ -681,12 +681,74 @@ def _qconv_depthwise(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: 
     return "\n".join(lines)
 
 
+def _window_task(out: _Out):
+    def gen(name: str, dp: str, attr: str) -> list:
+        L = ["/* one output pixel per channel, the window its whole plane: 16 channels' dot products per unit */",
+             f"static {attr}void {name}(void *vj, int64_t u0, int64_t u1) {{",
+             "    const pdc_qx_conv_job *j = (const pdc_qx_conv_job *)vj;",
+             "    const int64_t T = j->H * j->W, TP = 4 * j->KQ, C = j->C, M = j->M, NB = j->NB;",
+             "    const __m512i fv = _mm512_set1_epi8((char)j->flip);",
+             out.setup(),
+             "    for (int64_t u = u0; u < u1; u++) {",
+             "        const int64_t mb = u % NB, n = u / NB, m0 = 16 * mb;",
+             "        int32_t s[16];",
+             "        for (int64_t l = 0; l < 16; l++) {",
+             "            const int64_t m = m0 + l < M ? m0 + l : M - 1;  /* lanes past M: computed, not stored */",
+             "            const uint8_t *xc = j->x + (n * C + m / j->mg) * T, *wm = (const uint8_t *)j->w + m * TP;",
+             "            __m512i acc = _mm512_setzero_si512();",
+             "            for (int64_t t = 0; t < T; t += 64)  /* bytes past T: flip ^ 0 times a zero weight */",
+             "                acc = " + dp + "(acc, _mm512_xor_si512(_mm512_maskz_loadu_epi8(pdc_qx_m64(T - t), xc + t), fv), "
+             "_mm512_loadu_si512((const void *)(wm + t)));",
+             "            s[l] = _mm512_reduce_add_epi32(acc);",
+             "        }",
+             "        const __m512i a = _mm512_add_epi32(_mm512_loadu_si512((const void *)s), _mm512_loadu_si512((const void *)(j->bias + m0)));",
+             "        const __mmask16 km = M - m0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (M - m0)) - 1);"]
+        if out.y32:
+            L.append("        _mm512_mask_storeu_epi32((int32_t *)j->y + n * M + m0, km, a);")
+        else:
+            L += ["        " + out.columns("m0"),
+                  "        _mm_mask_storeu_epi8(j->y + n * M + m0, km, " + out.apply("a") + ");"]
+        L += ["    }", "}"]
+        return [(name, "\n".join(x for x in L if x) + "\n")]
+    return gen
+
+
+def _qconv_window(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int, off: int) -> Optional[str]:
+    """Depthwise, one output pixel, the window the whole unpadded plane (global average pooling
+    made integer): per channel a contiguous dot product read in place, no plane copy."""
+    taps = g.H * g.W
+    tp = -(-taps // 64) * 64
+    nb = -(-g.M // 16)
+    wq = np.zeros((g.M, tp), np.int8)
+    wq[:, :taps] = w.reshape(g.M, taps)
+
+    def padded(v, fill):
+        t = np.full(nb * 16, fill, np.asarray(v).dtype)
+        t[:g.M] = np.asarray(v).reshape(-1)
+        return t
+
+    units = g.N * nb
+    parallel = ctx.split(g.N * g.M * taps, PARALLEL_MIN_MACS) and units > 1
+    _common(ctx)
+    ctx.helper("pdc_qx_conv_job", CONV_JOB)
+    fields = g.fields(xz, off)
+    fields.update(w=add_weight(ctx, wq.view(np.int32).reshape(-1), "int32_t"), **out.fields(ctx, padded, nb * 16),
+                  KQ=tp // 4, NB=nb)
+    lines = job_lines("pdc_qx_conv_job", fields)
+    lines += _variants(ctx, f"pdc_qx_window_{out.kind}", _window_task(out), "pdc_task_fn")
+    lines.append(f"    pdc_parallel_for({units}, fn, (void *)&j);" if parallel else f"    fn((void *)&j, 0, {units});")
+    return "\n".join(lines)
+
+
 @kernel("qconv", family="x86")
 def qconv(ctx: KernelContext) -> Optional[str]:
     setup = _conv_setup(ctx)
     if setup is None:
         return None
     g, w, out, xz, off = setup
+    window = (g.OH, g.OW, g.KH, g.KW, g.pt, g.pl, g.pb, g.pr, g.dh, g.dw) == (1, 1, g.H, g.W, 0, 0, 0, 0, 1, 1)
+    if g.cg == 1 and window and take("qconv", "vnni-window"):
+        return mark("qconv", "vnni-window", _qconv_window(ctx, g, w, out, xz, off))
     if g.cg == 1 and take("qconv", "vnni-depthwise", g.mg <= 2):
         return mark("qconv", "vnni-depthwise", _qconv_depthwise(ctx, g, w, out, xz, off))
     if g.pointwise and take("qconv", "vnni-pointwise"):
