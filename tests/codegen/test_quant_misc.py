@@ -182,7 +182,15 @@ def test_quantize_dequantize(tmp_path):
         c.add("QuantizeLinear", [x.astype(bfloat16), np.array(0.25, bfloat16), np.array(1, np.int8)],
               oracle=quantize_f64)
         c.add("DequantizeLinear", [qrand(np.int8, (4, 6)), np.array(0.1, bfloat16)])
+    # a tensor large enough to be quantized in chunks over the two threads (a short last chunk), ties too
+    big = (rng.standard_normal((3, 70001)) * 40).astype(np.float32)
+    big.flat[::7] = np.round(big.flat[::7]) + 0.5
+    c.add("QuantizeLinear", [big, np.float32(0.5), np.array(-3, np.int8)], consts=(1, 2))
+    c.add("QuantizeLinear", [big, np.float32(0.25), np.array(130, np.uint8)])
     run_cases(c, tmp_path)
+    source = "".join(p.read_text() for p in (tmp_path / "b").glob("*.c"))
+    assert "pdc_parallel_for(13, pdc_quantize_row_i8_task" in source
+    assert "pdc_parallel_for(13, pdc_quantize_row_u8_task" in source
 
 
 def test_opset_25_attributes(tmp_path):

@@ -100,13 +100,14 @@ def pool_layer(draw, op: str = "any", kind: str = "any", max_dims: int = 3, max_
                max_work: int = 400_000, dtype=None, indices: bool = True, nan: bool = False):
     """One windowed pool over the attribute space (dtype None: drawn from DTYPES; nan: NaNs in a
     quarter of the inputs). kind steers the draw toward a path's layers: 'band' (1-D/2-D, no
-    Indices: ARM's band kernel), 'wide' (1-D rows longer than a chunk)."""
+    Indices: ARM's band kernel), 'band-s2' (the same with strides 1..2: x86's int8 band kernel),
+    'wide' (1-D rows longer than a chunk)."""
     seed = draw(st.integers(0, 2 ** 32 - 1))
     rng = np.random.default_rng(seed)
     dtype = np.dtype(draw(st.sampled_from(DTYPES)) if dtype is None else dtype)
     if op == "any":
         op = draw(st.sampled_from(WINDOWED if dtype.kind == "f" else ("MaxPool",)))
-    nsp = 1 if kind == "wide" else draw(st.integers(1, min(max_dims, 2) if kind == "band" else max_dims))
+    nsp = 1 if kind == "wide" else draw(st.integers(1, min(max_dims, 2) if kind.startswith("band") else max_dims))
     n = draw(st.sampled_from([1, 1, 2]))
     c = draw(st.integers(1, 6))
     auto_pad = draw(st.sampled_from(["NOTSET"] * 5 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
@@ -125,7 +126,7 @@ def pool_layer(draw, op: str = "any", kind: str = "any", max_dims: int = 3, max_
         k = draw(st.integers(1, 4 if nsp == 3 else 7))
         if axis == nsp - 1 and nsp < 3 and draw(st.integers(0, 5)) == 0:  # rows wider than the unrolled taps
             k = draw(st.integers(8, 24))
-        s = draw(st.integers(1, 4))
+        s = draw(st.integers(1, 2 if kind == "band-s2" else 4))
         d = draw(st.integers(1, 3)) if deep or draw(st.integers(0, 2)) == 0 else 1
         ext = (k - 1) * d + 1
         if kind == "wide":
@@ -160,7 +161,7 @@ def pool_layer(draw, op: str = "any", kind: str = "any", max_dims: int = 3, max_
             del attrs[key]
     outputs = 1
     # (deep pads: the oracle pads with the lowest value, whose index an integer window may pick)
-    if op == "MaxPool" and indices and kind != "band" and not (deep and dtype.kind != "f") and draw(st.booleans()):
+    if op == "MaxPool" and indices and not kind.startswith("band") and not (deep and dtype.kind != "f") and draw(st.booleans()):
         outputs = 2
         if draw(st.booleans()):
             attrs["storage_order"] = draw(st.integers(0, 1))
@@ -254,11 +255,11 @@ def any_pool(dtype=None, **kw):
 
 
 # ---- the properties -------------------------------------------------------------------------------------
-# (target, path, the draw that reaches it): x86 has the portable paths; on ARM the band and global
-# kernels come first and the portable paths are forced past them
+# (target, path, the draw that reaches it): x86 has the portable paths and, on AVX-512, the int8
+# band kernel; on ARM the band and global kernels come first and the portable paths are forced past them
 PORTABLE = [("generic", "any"), ("interior", "any")]
 ARM = PORTABLE + [("neon-band", "band"), ("neon-global", "global")]
-CASES = ([(t, p, k) for t in ("x86-avx512", "x86-avx2") for p, k in PORTABLE]
+CASES = ([(t, p, k) for t in ("x86-avx512", "x86-avx2") for p, k in PORTABLE] + [("x86-avx512", "avx512-band", "int8-band")]
          + [(t, p, k) for t in ("arm64", "armv7", "cortex-m4") for p, k in ARM])
 EXAMPLES = 10
 
@@ -269,6 +270,8 @@ def pool_draw(kind: str, arm: bool):
         return pool_layer(kind="band", dtype=np.float32, nan=True, **small)
     if kind == "global":
         return global_pool_layer(dtype=np.float32, nan=True, max_dims=2 if arm else 3)
+    if kind == "int8-band":  # rows past several 64-byte vectors too
+        return st.one_of(*(pool_layer("MaxPool", kind="band-s2", dtype=t, max_extent=150) for t in (np.int8, np.uint8)))
     return any_pool(nan=True, **small)
 
 

@@ -1,0 +1,117 @@
+"""x86 max pooling of int8 / uint8 tensors on AVX-512BW (the stem pool of an int8 ResNet): path
+"avx512-band" of the pool family, 1-D and 2-D windows of any kernel, dilation and padding, ceil
+mode, strides 1 and 2, without the Indices output.
+
+Per (plane, output row) the band: column t of it is the max over the window's rows of input column
+t - left pad, a masked 64-byte load per row (the lowest value where the column or the row lies in
+the padding, which the max then ignores, as the reference's padding does). Stride 2 splits the
+band into its even and odd columns (a byte shuffle per 64 bytes), so that every tap of 64
+consecutive outputs is one unaligned load; the outputs are the max of the KW tap loads.
+The comparison is the element type's (vpmaxsb / vpmaxub): no arithmetic, so the result is the
+reference's exactly. Other dtypes, strides and the Indices output take the portable kernel.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ....ir.ops.nn_common import resolve_window
+from ...context import KernelContext
+from .. import kernel
+from .. import pool as _portable  # noqa: F401  (declares the portable paths first)
+from ..paths import declare, mark, take
+from .qint import PARALLEL_MIN_MACS, _common
+
+declare("pool", "avx512-band")
+
+MAX_TAPS = 256  # the taps' offsets are a table on the stack
+
+BAND_JOB = r"""/* int8 / uint8 max pool rows over a band (x86/qpool.py) */
+typedef struct {
+    const uint8_t *x;
+    uint8_t *y;
+    uint8_t *band;          /* per slot: the band, then its odd columns (stride 2) */
+    const int32_t *tap;     /* per horizontal tap: its byte offset in the band (phase folded in) */
+    int64_t H, W, OH, OW, KH, KW, sh, dh, bh, bw, nb, half, slot_stride;
+    int lowest;
+} pdc_qp_job;
+"""
+
+BAND_TASK = r"""
+static void pdc_qp_rows_@SIGN@(void *vj, int64_t u0, int64_t u1, int slot) {
+    const pdc_qp_job *j = (const pdc_qp_job *)vj;
+    uint8_t *band = j->band + slot * j->slot_stride, *odd = band + j->half;
+    const __m512i low = _mm512_set1_epi8((char)j->lowest);
+    const __m512i sh = _mm512_set4_epi32(0x0f0d0b09, 0x07050301, 0x0e0c0a08, 0x06040200);
+    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t oh = u % j->OH, p = u / j->OH;
+        const uint8_t *xp = j->x + p * j->H * j->W;
+        uint8_t *yr = j->y + p * j->OH * j->OW + oh * j->OW;
+        for (int64_t t = 0; t < j->nb; t += 64) {
+            const int64_t a = t - j->bw;  /* the input column of lane 0 */
+            const __mmask64 m = pdc_qx_lanes(-a, j->W - a);
+            const uintptr_t base = (uintptr_t)xp + (uintptr_t)a;  /* left of the row: never dereferenced */
+            __m512i v = low;
+            for (int64_t kh = 0; kh < j->KH; kh++) {
+                const int64_t ih = oh * j->sh - j->bh + kh * j->dh;
+                if (ih >= 0 && ih < j->H)
+                    v = @MAX@(v, _mm512_mask_loadu_epi8(low, m, (const void *)(base + (uintptr_t)(ih * j->W))));
+            }
+            if (j->half) {  /* even columns to band[t / 2 ..], odd ones to odd[t / 2 ..] */
+                const __m512i e = _mm512_permutexvar_epi64(perm, _mm512_shuffle_epi8(v, sh));
+                _mm256_storeu_si256((__m256i *)(band + t / 2), _mm512_castsi512_si256(e));
+                _mm256_storeu_si256((__m256i *)(odd + t / 2), _mm512_extracti64x4_epi64(e, 1));
+            } else {
+                _mm512_storeu_si512((void *)(band + t), v);
+            }
+        }
+        for (int64_t o = 0; o < j->OW; o += 64) {
+            __m512i v = _mm512_loadu_si512((const void *)(band + j->tap[0] + o));
+            for (int64_t kw = 1; kw < j->KW; kw++)
+                v = @MAX@(v, _mm512_loadu_si512((const void *)(band + j->tap[kw] + o)));
+            _mm512_mask_storeu_epi8(yr + o, pdc_qx_m64(j->OW - o), v);
+        }
+    }
+}
+"""
+
+
+@kernel("max_pool", family="x86")
+def max_pool(ctx: KernelContext) -> Optional[str]:
+    x_t = ctx.inputs[0]
+    kernel_shape = list(ctx.attrs["kernel_shape"])
+    if (ctx.config.simd != "avx512" or len(kernel_shape) not in (1, 2) or len(ctx.outputs) > 1
+            or x_t.dtype.short not in ("i8", "u8")):
+        return None
+    strides, dil, begin, out, _ = resolve_window(x_t.shape, kernel_shape, ctx.attrs, ctx.attrs.get("ceil_mode", 0) or 0)
+    pad = 2 - len(kernel_shape)
+    H, W = [1] * pad + list(x_t.shape[2:])
+    OH, OW = [1] * pad + list(out)
+    KH, KW = [1] * pad + kernel_shape
+    sh, sw = [1] * pad + list(strides)
+    dh, dw = [1] * pad + list(dil)
+    bh, bw = [0] * pad + list(begin)
+    planes = x_t.shape[0] * x_t.shape[1]
+    if sw > 2 or KH * KW > MAX_TAPS or planes * OH * OW == 0 or not take("pool", "avx512-band"):
+        return None
+    width = (OW - 1) * sw + (KW - 1) * dw + 1  # the band's columns
+    nb = -(-width // 64) * 64
+    # stride 2: the odd columns after the even ones; every tap's 64-byte load stays inside the slot
+    half = nb // 2 + 64 if sw == 2 else 0
+    taps = [((kw * dw) % 2) * half + (kw * dw) // 2 if sw == 2 else kw * dw for kw in range(KW)]
+    slot_bytes = (2 * half if sw == 2 else nb) + 64 + 64
+    units = planes * OH
+    parallel = ctx.split(planes * OH * OW * KH * KW, PARALLEL_MIN_MACS) and units > 1
+    slots = ctx.slots(parallel)
+    band, stride = ctx.thread_scratch(slot_bytes, slots, "uint8_t", 1)
+    signed = x_t.dtype.short == "i8"
+    _common(ctx)
+    ctx.helper("pdc_qp_job", BAND_JOB)
+    sign = "i8" if signed else "u8"
+    ctx.helper(f"pdc_qp_rows_{sign}", BAND_TASK.replace("@SIGN@", sign)
+               .replace("@MAX@", "_mm512_max_epi8" if signed else "_mm512_max_epu8"))
+    lines = [f"    static const int32_t tap[{KW}] = {{{', '.join(map(str, taps))}}};",
+             f"    const pdc_qp_job j = {{(const uint8_t *)in0, (uint8_t *)out0, {band}, tap, {H}, {W}, {OH}, {OW}, "
+             f"{KH}, {KW}, {sh}, {dh}, {bh}, {bw}, {nb}, {half}, {stride}, {-128 if signed else 0}}};",
+             f"    pdc_parallel_slots({units}, {slots}, pdc_qp_rows_{sign}, (void *)&j);"]
+    return mark("pool", "avx512-band", "\n".join(lines))
