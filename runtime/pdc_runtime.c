@@ -31,6 +31,9 @@ size_t pdc_dtype_size(pdc_dtype dtype) {
 #if defined(PDC_THREADS) && PDC_THREADS
 /* A persistent pool: workers spin briefly on a generation counter, then sleep on a condition
  * variable, so short kernels don't pay a wake-up and idle workers don't steal a core.
+ * A loop is cut into chunks (a few per thread) that the caller and the workers claim from one
+ * counter: a worker the OS has not scheduled (a busy or shared machine) leaves its chunks to the
+ * threads that run, and the caller waits only for chunks in progress, never for a sleeping worker.
  * One dispatch at a time owns the pool (`busy`); a call that finds it owned runs its loop on its
  * own thread, so runs from several threads (each with its own arena) are safe and never wait on
  * each other. */
@@ -40,7 +43,12 @@ size_t pdc_dtype_size(pdc_dtype dtype) {
 
 #define PDC_MAX_THREADS 64
 #define PDC_SPIN_ITERS 400000 /* roughly 0.5 ms: longer than most gaps between parallel kernels */
-#define PDC_WAIT_SPINS 4096   /* then the dispatcher yields its core to a worker still to run */
+#define PDC_WAIT_SPINS 4096   /* then the dispatcher yields its core to a worker finishing a chunk */
+#define PDC_CHUNKS_PER_THREAD 4
+#define PDC_TAG_SHIFT 40      /* claims: the dispatch's tag above, the next index below */
+#define PDC_INDEX_MASK ((1ull << PDC_TAG_SHIFT) - 1)
+#define PDC_TAG_MASK ((1ull << (64 - PDC_TAG_SHIFT)) - 1)
+#define PDC_CLOSED PDC_INDEX_MASK  /* the index of a dispatch whose fields are being written */
 
 static struct {
     atomic_int count;
@@ -50,25 +58,39 @@ static struct {
     pthread_mutex_t busy;       /* held by the dispatch in flight, and by init / shutdown */
     atomic_uint generation;
     unsigned first_generation; /* the generation when the workers started */
-    atomic_int pending;
     atomic_int stop;
-    /* the dispatch in flight: written under `busy` before the generation is bumped */
+    atomic_ullong claim;        /* (tag << PDC_TAG_SHIFT) | next unclaimed index of the dispatch */
+    atomic_llong done;          /* indices finished */
+    /* the dispatch in flight, written under `busy` while `claim` reads PDC_CLOSED: the sizes are
+       read before a claim (atomics: a late worker may read the next dispatch's, and its claim
+       then fails), the functions after one (while a chunk is unfinished they cannot change) */
+    atomic_llong n, chunk;
+    atomic_int active; /* threads that take chunks: the first `active` of the pool */
     pdc_task_fn fn;
     pdc_slot_task_fn slot_fn; /* instead of fn for pdc_parallel_slots */
     void *ctx;
-    int64_t n;
-    int active; /* threads that take a slice: the first `active` of the pool */
 } pool = {1, {0}, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-          0, 0, 0, 0, 0, 0, 0, 0, 1};
+          0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
 
-static void run_slice(int index) {
-    if (index >= pool.active) return;
-    int64_t per = (pool.n + pool.active - 1) / pool.active;
-    int64_t begin = per * index, end = begin + per;
-    if (end > pool.n) end = pool.n;
-    if (begin >= end) return;
-    if (pool.slot_fn) pool.slot_fn(pool.ctx, begin, end, index);
-    else pool.fn(pool.ctx, begin, end);
+/* Claims and runs chunks of the dispatch tagged `tag` until none is left. */
+static void run_chunks(int index, unsigned long long tag) {
+    for (;;) {
+        unsigned long long cur = atomic_load_explicit(&pool.claim, memory_order_acquire);
+        const int64_t n = atomic_load_explicit(&pool.n, memory_order_relaxed);
+        const int64_t chunk = atomic_load_explicit(&pool.chunk, memory_order_relaxed);
+        const int active = atomic_load_explicit(&pool.active, memory_order_relaxed);
+        /* sizes written by a later dispatch: its PDC_CLOSED store is then visible to the claim */
+        atomic_thread_fence(memory_order_acquire);
+        const int64_t begin = (int64_t)(cur & PDC_INDEX_MASK);
+        if ((cur >> PDC_TAG_SHIFT) != tag || begin >= n || index >= active) return;
+        if (!atomic_compare_exchange_strong_explicit(&pool.claim, &cur, cur + (unsigned long long)chunk,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            continue;
+        const int64_t end = begin + chunk < n ? begin + chunk : n;
+        if (pool.slot_fn) pool.slot_fn(pool.ctx, begin, end, index);
+        else pool.fn(pool.ctx, begin, end);
+        atomic_fetch_add_explicit(&pool.done, end - begin, memory_order_release);
+    }
 }
 
 /* Waits for a generation other than `seen` (or stop): spinning first, then asleep. */
@@ -94,8 +116,9 @@ static void *worker(void *arg) {
     for (;;) {
         seen = next_generation(seen);
         if (atomic_load(&pool.stop)) return 0;
-        run_slice(index);
-        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel);
+        /* the generation is the tag of the dispatch that set it (or of a later one: then the
+           claims fail and this worker waits for the next generation) */
+        run_chunks(index, seen & PDC_TAG_MASK);
     }
 }
 
@@ -142,19 +165,27 @@ int pdc_threads_count(void) { return atomic_load_explicit(&pool.count, memory_or
 
 /* Runs one parallel loop on the pool; the caller holds `busy`. */
 static void dispatch(int64_t n, int active, pdc_task_fn fn, pdc_slot_task_fn slot_fn, void *ctx) {
+    const unsigned gen = atomic_load_explicit(&pool.generation, memory_order_relaxed) + 1;
+    const unsigned long long tag = gen & PDC_TAG_MASK;
+    const int64_t chunks = (int64_t)active * PDC_CHUNKS_PER_THREAD;
+    /* closed first: a late worker's claim on the previous dispatch fails from here on */
+    atomic_store_explicit(&pool.claim, (tag << PDC_TAG_SHIFT) | PDC_CLOSED, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&pool.n, n, memory_order_relaxed);
+    atomic_store_explicit(&pool.chunk, n / chunks + (n % chunks != 0), memory_order_relaxed);
+    atomic_store_explicit(&pool.active, active, memory_order_relaxed);
     pool.fn = fn;
     pool.slot_fn = slot_fn;
     pool.ctx = ctx;
-    pool.n = n;
-    pool.active = active;
-    atomic_store(&pool.pending, atomic_load(&pool.count) - 1);
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool.claim, tag << PDC_TAG_SHIFT, memory_order_release);
     pthread_mutex_lock(&pool.lock);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    atomic_store_explicit(&pool.generation, gen, memory_order_release);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
-    run_slice(0);
-    /* workers never block inside a slice (a nested loop runs inline), so this ends */
-    for (int spins = 0; atomic_load_explicit(&pool.pending, memory_order_acquire) > 0;)
+    run_chunks(0, tag);
+    /* every index is claimed: wait for the chunks still running (workers never block in one) */
+    for (int spins = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < n;)
         if (++spins > PDC_WAIT_SPINS) {
             sched_yield();
             spins = 0;

@@ -54,8 +54,8 @@ static inline size_t pdc_align(size_t n) { return (n + PDC_ALIGNMENT - 1) & ~(si
 static inline int pdc_is_aligned(const void *p) { return ((uintptr_t)p & (PDC_ALIGNMENT - 1)) == 0; }
 
 /* ---- thread pool ----------------------------------------------------------------------------
- * pdc_parallel_for(n, fn, ctx) calls fn(ctx, begin, end) over a static partition of [0, n) into
- * one slice per thread; the calling thread runs the first slice. With one thread (or without
+ * pdc_parallel_for(n, fn, ctx) calls fn(ctx, begin, end) over a partition of [0, n) into chunks
+ * (a few per thread) that the calling thread and the workers claim as they come. With one thread (or without
  * PDC_THREADS at build time), or while the pool serves another call, it is a plain call
  * fn(ctx, 0, n) on the calling thread: tasks must accept any range. */
 typedef void (*pdc_task_fn)(void *ctx, int64_t begin, int64_t end);
