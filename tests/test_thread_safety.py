@@ -263,7 +263,8 @@ def test_ctx_init_checks_the_arena(tmp_path):
 # ---- the runtime's pool -----------------------------------------------------------------------------
 POOL_C = r"""
 /* Four threads call pdc_parallel_for / pdc_parallel_slots on one pool at once, some loops nested in
- * a task; every index of every loop must be visited exactly once, and nothing may hang. */
+ * a task, of 1..N indices (fewer than the chunks, not a multiple of them); every index of every
+ * loop must be visited exactly once, and nothing may hang. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -300,10 +301,11 @@ static void *caller(void *arg) {
     for (int r = 0; r < LOOPS; r++) {
         loop l;
         memset(&l, 0, sizeof l);
-        if (r %% 3 == 0) pdc_parallel_for(N, visit, &l);
-        else if (r %% 3 == 1) pdc_parallel_slots(N, 3, visit_slot, &l);
-        else pdc_parallel_for(N, visit_nesting, &l);
-        for (int i = 0; i < N; i++) *wrong += l.seen[i] != 1;
+        const int n = 1 + (r * 37) %% N;
+        if (r %% 3 == 0) pdc_parallel_for(n, visit, &l);
+        else if (r %% 3 == 1) pdc_parallel_slots(n, 3, visit_slot, &l);
+        else pdc_parallel_for(n, visit_nesting, &l);
+        for (int i = 0; i < N; i++) *wrong += l.seen[i] != (i < n);
         *wrong += l.nested + l.bad_slot;
     }
     return 0;
