@@ -75,6 +75,11 @@ class RangeObserver:
         elif self.method == "entropy":
             self._abs.add(np.abs(x))
 
+    def extent(self) -> tuple[float, float]:
+        """[min, max] of the values seen (0 included), whatever the method."""
+        self.range()  # the same errors for no values
+        return min(self._min, 0.0), max(self._max, 0.0)
+
     def range(self) -> tuple[float, float]:
         if self._finite == 0:
             if self._nonfinite:

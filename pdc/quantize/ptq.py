@@ -1,15 +1,22 @@
 """Post-training quantization: a float graph and calibration samples -> a graph of integer ops.
 
-1. prepare: fold constants, pads and batch norms, so that each convolution is one node;
+1. prepare: fold constants, pads and batch norms, so that each convolution is one node, and fuse
+   LayerNorms written out as reductions into one layer_normalization;
 2. calibrate: run the reference interpreter over the samples and observe the range of every float
-   activation (calibrate.RangeObserver);
-3. rewrite: convolutions, dense layers (Gemm, MatMul with constant weights), adds and multiplies
-   of activations become qconv, qmatmul, qadd and qmul (pdc/ir/ops/qint.py), a following ReLU /
-   Clip folded into their output clamp (an add or multiply whose result is only read as float, as a
-   residual add before a LayerNorm is, stays float: its int8 rounding would buy nothing); average pooling becomes an integer depthwise qconv;
-   sigmoid, hard-swish and other functions of one tensor become 256-entry lookup tables; max
-   pooling and pure data movement run on the integers unchanged; every other op stays float,
-   behind a dequantize_linear, and the model's inputs and outputs stay float.
+   activation (calibrate.RangeObserver; a softmax's input keeps its largest value);
+3. rewrite: convolutions, dense layers (Gemm, MatMul with constant weights), matmuls of two
+   activations (attention's q @ k^T, p @ v), adds and multiplies of activations become qconv,
+   qmatmul, qadd and qmul (pdc/ir/ops/qint.py), a following ReLU / Clip folded into their output
+   clamp (an add or multiply whose result is only read as float stays float: its int8 rounding
+   would buy nothing); a multiply / divide of a quantized tensor by a positive scalar constant
+   (q / sqrt(d)) is the same codes on another scale, a view with no node; a softmax whose input and
+   readers are quantized becomes qsoftmax (onto [0, 1] in 255 steps); a LayerNorm of a quantized
+   tensor becomes qlayer_norm, of an add of two activations that only it reads (a post-LN
+   residual) one qlayer_norm of the exact sum, its output float itself where only read as float
+   (the model's output); average pooling becomes an integer depthwise qconv; sigmoid, hard-swish
+   and other functions of one tensor become 256-entry lookup tables; max pooling and pure data
+   movement run on the integers unchanged; every other op stays float, behind a dequantize_linear,
+   and the model's inputs and outputs stay float.
 
 Weights are symmetric int8 with one scale per output channel (per tensor with per_channel off),
 the scale whose grid has the least squared error over the channel's weights (`weight_bounds`);
@@ -28,13 +35,16 @@ from ..ir import dtypes
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.interpreter import check_feeds, run_node
-from ..ir.ops.qint import activation_bounds, clamp_codes, requant_scale
+from ..ir.ops.nn_norm import EPSILON
+from ..ir.ops.qint import (NORM_BOUND, activation_bounds, clamp_codes, layer_norm_epsilon, norm_code_bound,
+                           requant_scale, residual_multipliers, softmax_reciprocal)
 from ..ir.types import Quant, TensorType
 from ..ir.verify import verify_graph
 from .calibrate import RangeObserver
 
+# fuse-layer-norm: a LayerNorm written out as reductions becomes one node, which qlayer_norm replaces
 PREPARE = ("fold-qdq,simplify-algebra,fold-constants,eliminate-common-subexpressions,fold-pad,fold-batchnorm,"
-           "eliminate-dead-code")
+           "fuse-layer-norm,eliminate-dead-code")
 # ops that move int8 values without arithmetic: their output keeps the input's quantization
 PASS_THROUGH = ("max_pool", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "identity")
 ACTIVATIONS = ("relu", "clip")
@@ -42,6 +52,11 @@ ACTIVATIONS = ("relu", "clip")
 TABULATED = ("sigmoid", "hard_sigmoid", "hard_swish", "tanh", "leaky_relu", "gelu", "elu", "selu", "celu",
              "softplus", "softsign", "mish", "swish", "relu", "clip", "erf", "abs", "neg", "exp", "thresholded_relu")
 MAX_REDUCTION = (1 << 31) // (255 * 127)  # products summed in int32 without overflow
+MAX_ACT_REDUCTION = (1 << 31) // (255 * 255)  # the same for products of two activations
+RESIDUAL_BITS = (4, 10)  # the fewest and most bits of the finer grid a residual sum's LayerNorm takes
+# ops that read integers whenever their input is quantized (softmax: where its output is, see float_only)
+QUANTIZING = PASS_THROUGH + TABULATED + ("conv", "gemm", "matmul", "add", "mul", "average_pool", "global_average_pool",
+                                         "layer_normalization")
 
 
 @dataclass
@@ -88,7 +103,9 @@ def quantize(graph: Graph, samples: list, options: Options = Options(),
 def calibrate(graph: Graph, samples: list, method: str,
               progress: Optional[Callable[[str], None]] = None) -> tuple[dict, dict]:
     """({float value: (lo, hi)} for the graph's inputs and every float node output, {value a layer
-    reads: the mean of each of its input channels}) over the samples."""
+    reads: the mean of each of its input channels}) over the samples. A softmax's input keeps its
+    largest value seen: the largest logits decide a row's softmax, and clipping them (as mse may
+    to refine the rest) skews every row that has them."""
     observers, sums = {}, {}
     channel_axis = _weighted_inputs(graph)
     say = progress or (lambda msg: None)
@@ -107,7 +124,9 @@ def calibrate(graph: Graph, samples: list, method: str,
             sums[v] = sums.get(v, 0.0) + x.reshape(-1, x.shape[-1]).mean(axis=0)
         if (i + 1) % max(1, len(samples) // 10) == 0 or i + 1 == len(samples):  # about ten lines in all
             say(f"calibrating: {i + 1}/{len(samples)} samples")
-    return {v: obs.range() for v, obs in observers.items()}, {v: s / len(samples) for v, s in sums.items()}
+    logits = {n.inputs[0] for n in graph.nodes if n.op == "softmax"}
+    ranges = {v: (obs.range()[0], obs.extent()[1]) if v in logits else obs.range() for v, obs in observers.items()}
+    return ranges, {v: s / len(samples) for v, s in sums.items()}
 
 
 def _weighted_inputs(graph: Graph) -> dict:
@@ -158,6 +177,7 @@ class _Quantizer:
         self.taken = graph.value_names()
         self.qval: dict[Value, Value] = {}  # float value -> its integer version
         self.defined: set = set(graph.inputs) | set(graph.constants)  # float values computed so far
+        self.views: dict[Value, Value] = {}  # a view of codes on another scale -> the value holding them
 
     # ---- names and constants --------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -213,6 +233,15 @@ class _Quantizer:
         for node in self.g.nodes:
             if node in absorbed:
                 continue
+            if self.rescaled(node):
+                self.report.quantized.append((node.name, node.op))
+                continue
+            ln = self.residual_layer_norm(node)
+            if ln is not None:  # add + LayerNorm: the sum stays exact
+                absorbed.add(ln)
+                self.qlayer_norm(ln, node)
+                self.report.quantized += [(node.name, node.op), (ln.name, ln.op)]
+                continue
             candidate = self.as_depthwise_conv(node) or node
             why = self.skip_reason(candidate)
             if why is None:
@@ -226,6 +255,14 @@ class _Quantizer:
                 self.tabulate(node)
                 self.report.quantized.append((node.name, node.op))
                 continue
+            if self.softmax_quantizable(node):
+                self.qsoftmax(node)
+                self.report.quantized.append((node.name, node.op))
+                continue
+            if self.layer_norm_quantizable(node):
+                self.qlayer_norm(node)
+                self.report.quantized.append((node.name, node.op))
+                continue
             if node.op in PASS_THROUGH and node.inputs[0] in self.qval and len(node.outputs) == 1:
                 self.pass_through(node)
                 continue
@@ -235,6 +272,8 @@ class _Quantizer:
             self.nodes.append(node)
             self.defined.update(node.outputs)
         outputs = [self.float(v) for v in self.g.outputs]
+        for n in self.nodes:  # views read the codes they stand for
+            n.inputs = [self.views.get(v, v) for v in n.inputs]
         g = Graph(self.g.name, self.g.inputs, outputs, self.nodes, self.constants)
         g.remove_unused_constants()
         return g
@@ -263,7 +302,7 @@ class _Quantizer:
         """Why node stays float ("" for ops pdc does not quantize at all); None to quantize it."""
         if node.op not in ("conv", "gemm", "matmul", "add", "mul"):
             return ""
-        if node.op in self.opt.keep_float or (node.name and node.name in self.opt.keep_float):
+        if self.kept(node):
             return "--keep-float"
         x = node.inputs[0]
         if any(v is not None and v.type.dtype is not dtypes.float32 for v in node.inputs):
@@ -277,6 +316,8 @@ class _Quantizer:
                 return ""
             return None
         w = node.inputs[1]
+        if node.op == "matmul" and not w.is_const and not x.is_const:
+            return self.activation_matmul_reason(node)
         if not w.is_const or (len(node.inputs) > 2 and node.inputs[2] is not None and not node.inputs[2].is_const):
             return "weights or bias are not constant"
         if node.op == "conv":
@@ -299,6 +340,22 @@ class _Quantizer:
             return f"a reduction over {k} products could overflow int32"
         return None
 
+    def kept(self, node: Node) -> bool:
+        """Whether --keep-float names node's op or node."""
+        return node.op in self.opt.keep_float or bool(node.name and node.name in self.opt.keep_float)
+
+    def activation_matmul_reason(self, node: Node) -> Optional[str]:
+        """Why a matmul of two activations (attention's q @ k^T, p @ v) stays float; None to quantize it."""
+        a, b = node.inputs
+        if not (a in self.qval or b in self.qval):
+            return "a matmul of activations that are not quantized"
+        if a.type.rank is None or b.type.rank is None or min(a.type.rank, b.type.rank) < 2:
+            return "a matmul of activations of rank < 2"
+        k = b.type.shape[-2]
+        if not isinstance(k, int) or k > MAX_ACT_REDUCTION:
+            return f"a reduction over {k} products could overflow int32"
+        return None
+
     def sole_user(self, node: Node, ops) -> Optional[Node]:
         """The one node (of one of `ops`) that consumes node's output, when the output is not a model output."""
         y = node.outputs[0]
@@ -316,7 +373,7 @@ class _Quantizer:
 
     def bias_add_after(self, node: Node) -> Optional[Node]:
         """An add of a constant per-output-channel bias (as exporters write a separate bias) to fold in."""
-        add = self.sole_user(node, ("add",)) if node.op in ("conv", "gemm", "matmul") else None
+        add = self.sole_user(node, ("add",)) if node.op in ("conv", "gemm", "matmul") and node.inputs[1].is_const else None
         if add is None:
             return None
         c = add.inputs[1] if add.inputs[0] is node.outputs[0] else add.inputs[0]
@@ -337,10 +394,10 @@ class _Quantizer:
 
     def float_only(self, y: Value) -> bool:
         """Whether y is only read as float (a model output, float ops): then a dense layer gives its
-        int32 accumulators, dequantized per channel, and skips a needless int8 rounding."""
-        quantizing = PASS_THROUGH + TABULATED + ("conv", "gemm", "matmul", "add", "mul", "average_pool",
-                                                 "global_average_pool")
-        return all(u.op not in quantizing for u in self.users.get(y, []))
+        int32 accumulators, dequantized per channel, and skips a needless int8 rounding. A softmax
+        reads integers where its own output is read so (then it is a qsoftmax)."""
+        return all(u.op not in QUANTIZING and not (u.op == "softmax" and not self.float_only(u.outputs[0]))
+                   for u in self.users.get(y, []))
 
     def quantize_node(self, node: Node, bias_add: Optional[Node], act: Optional[Node]) -> None:
         y = (act or bias_add or node).outputs[0]
@@ -352,7 +409,12 @@ class _Quantizer:
         clamp = self.clamp(act, qy)
         if clamp is not None:
             common["clamp"] = clamp
-        if node.op == "add":
+        if node.op == "matmul" and not node.inputs[1].is_const:  # two activations
+            a, b = (self.integer(v) for v in node.inputs)
+            scale = requant_scale(a.type.quant.scale[0], b.type.quant.scale[0], divisor=qy.scale[0])
+            attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0], scale=[scale])
+            self.nodes.append(Node("qmatmul", [a, b], [out], attrs, node.name))
+        elif node.op == "add":
             a, b = (self.integer(v) for v in node.inputs)
             attrs = dict(common, a_zero=a.type.quant.zero[0], b_zero=b.type.quant.zero[0],
                          a_scale=requant_scale(a.type.quant.scale[0], divisor=qy.scale[0]),
@@ -373,6 +435,8 @@ class _Quantizer:
 
     def accumulate(self, node: Node, bias_add: Optional[Node], y: Value) -> None:
         """y = dequantize_linear(the layer's int32 accumulators, s_x * s_w per channel)."""
+        if not node.inputs[1].is_const:
+            return self.accumulate_activations(node, y)
         x = self.integer(node.inputs[0])
         sx = x.type.quant.scale[0]
         w, bias, op, attrs = self.weights(node, bias_add, sx, None)
@@ -384,6 +448,16 @@ class _Quantizer:
         axis = 1 if op == "qconv" else y.type.rank - 1
         s = self.const(y.name + ".scale", scales if scales.size > 1 else scales[0])
         self.nodes.append(Node("dequantize_linear", [acc, s], [y], {"axis": axis}, y.name + ".dequantize"))
+        self.defined.add(y)
+
+    def accumulate_activations(self, node: Node, y: Value) -> None:
+        """y = dequantize_linear(a matmul of two activations' int32 accumulators, s_a * s_b)."""
+        a, b = (self.integer(v) for v in node.inputs)
+        acc = Value(self.fresh(y.name + ".acc"), y.type.with_dtype(dtypes.int32))
+        self.nodes.append(Node("qmatmul", [a, b], [acc], {"a_zero": a.type.quant.zero[0], "b_zero": b.type.quant.zero[0],
+                                                          "y_dtype": dtypes.int32}, node.name))
+        s = self.const(y.name + ".scale", np.float32(requant_scale(a.type.quant.scale[0], b.type.quant.scale[0])))
+        self.nodes.append(Node("dequantize_linear", [acc, s], [y], {}, y.name + ".dequantize"))
         self.defined.add(y)
 
     def weights(self, node: Node, bias_add: Optional[Node], sx: float, sy: Optional[float]):
@@ -479,10 +553,134 @@ class _Quantizer:
     def pass_through(self, node: Node) -> None:
         x = self.qval[node.inputs[0]]
         y = node.outputs[0]
-        out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(x.type.dtype).with_quant(x.type.quant))
-        inputs = [x] + [self.float(v) for v in node.inputs[1:]]
+        root = self.views.get(x, x)  # the codes move; a view's scale goes with them
+        out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(x.type.dtype).with_quant(root.type.quant))
+        inputs = [root] + [self.float(v) for v in node.inputs[1:]]
         self.nodes.append(Node(node.op, inputs, [out], dict(node.attrs), node.name))
+        self.qval[y] = out if root is x else self.view(out, y, x.type.quant)
+
+    # ---- scales, softmax, LayerNorm ------------------------------------------------------------
+    def view(self, x: Value, y: Value, quant: Quant) -> Value:
+        """y's integer version: x's codes read on `quant`. No node computes it: the rewrite's end
+        puts the value holding the codes in its place (the ops that read it took the scale already)."""
+        v = Value(self.fresh(y.name + ".q"), y.type.with_dtype(x.type.dtype).with_quant(quant))
+        self.views[v] = self.views.get(x, x)
+        return v
+
+    def rescaled(self, node: Node) -> bool:
+        """x * c or x / c, c a positive scalar constant, x quantized per tensor (attention's q / sqrt(d)):
+        y is x's codes on the scale s_x * c (s_x / c), a view, no arithmetic. False for other nodes."""
+        if node.op not in ("mul", "div") or self.kept(node) or len(node.outputs) != 1:
+            return False
+        x, c = node.inputs
+        if node.op == "mul" and x.is_const:
+            x, c = c, x
+        y = node.outputs[0]
+        if x not in self.qval or not c.is_const or c.type.dtype is not dtypes.float32 or c.data.size != 1:
+            return False
+        q = self.qval[x].type.quant
+        factor = float(c.data.reshape(-1)[0])
+        if q.axis is not None or not (math.isfinite(factor) and factor > 0) or y.type.shape != x.type.shape:
+            return False
+        try:
+            scale = requant_scale(q.scale[0], factor) if node.op == "mul" else requant_scale(q.scale[0], divisor=factor)
+        except ValueError:
+            return False
+        if not (0 < scale < math.inf):
+            return False
+        self.qval[y] = self.view(self.qval[x], y, Quant((scale,), q.zero))
+        return True
+
+    def softmax_quantizable(self, node: Node) -> bool:
+        x = node.inputs[0] if node.inputs else None
+        return (node.op == "softmax" and x in self.qval and self.qval[x].type.quant.axis is None
+                and not self.kept(node) and not self.float_only(node.outputs[0]))
+
+    def qsoftmax(self, node: Node) -> None:
+        """y = qsoftmax(x) onto the scale s with floor(1 / s) = 255, the codes from the type's least
+        (zero point): [0, 1] in 255 steps, the largest float32 s that qsoftmax's rule maps so (it
+        scales by floor(1 / s): 1/255 itself gives 254)."""
+        x, y = self.qval[node.inputs[0]], node.outputs[0]
+        s = np.float32(1 / 255)
+        while softmax_reciprocal(float(s)) < 255:
+            s = np.nextafter(s, np.float32(0))
+        zero = self.dt_range()[0]
+        out = Value(self.fresh(y.name + ".q"), y.type.with_dtype(x.type.dtype).with_quant(Quant((float(s),), (zero,))))
+        attrs = {"axis": node.attrs.get("axis", -1), "x_scale": x.type.quant.scale[0], "y_scale": float(s),
+                 "y_zero": zero}
+        self.nodes.append(Node("qsoftmax", [x], [out], attrs, node.name))
         self.qval[y] = out
+
+    def layer_norm_quantizable(self, node: Node, quantized: bool = False) -> bool:
+        """Whether node is a LayerNorm qlayer_norm computes (its input quantized, or `quantized`)."""
+        if node.op != "layer_normalization" or self.kept(node) or len(node.outputs) != 1:
+            return False
+        x, params = node.inputs[0], node.inputs[1:]
+        if not (quantized or (x in self.qval and self.qval[x].type.quant.axis is None)) or not x.type.is_static:
+            return False
+        if node.attrs.get("stash_type", dtypes.float32) is not dtypes.float32 or node.outputs[0].type.dtype is not dtypes.float32:
+            return False
+        return all(v is None or (v.is_const and v.type.dtype is dtypes.float32) for v in params)
+
+    def residual_layer_norm(self, node: Node) -> Optional[Node]:
+        """The LayerNorm that alone reads node, an add of two activations of its shape (a post-LN
+        transformer's residual), to compute as one qlayer_norm of the exact sum; None otherwise."""
+        if node.op != "add" or self.kept(node) or any(v.is_const or v.type.dtype is not dtypes.float32 for v in node.inputs):
+            return None
+        if not any(v in self.qval for v in node.inputs) or any(v.type.shape != node.outputs[0].type.shape
+                                                               for v in node.inputs):
+            return None
+        ln = self.sole_user(node, ("layer_normalization",))
+        if ln is None or ln.inputs[0] is not node.outputs[0] or not self.layer_norm_quantizable(ln, quantized=True):
+            return None
+        if any(v in self.qval and self.qval[v].type.quant.axis is not None for v in node.inputs):
+            return None
+        return ln if self.residual_grid(ln, *node.inputs) is not None else None
+
+    def residual_grid(self, ln: Node, a: Value, b: Value) -> Optional[dict]:
+        """qlayer_norm's attributes for the sum a + b on one integer grid (the most bits that keep
+        D * max|d| in bounds): x_mult, r_mult, their zero points, the grid's step (unit); None when
+        even RESIDUAL_BITS[0] bits do not fit."""
+        qa, qb = (self.act_quant(v) if v not in self.qval else self.qval[v].type.quant for v in (a, b))
+        size = math.prod(a.type.shape[ln.attrs.get("axis", -1) % a.type.rank:])
+        for bits in range(RESIDUAL_BITS[1], RESIDUAL_BITS[0] - 1, -1):
+            xm, rm, unit = residual_multipliers(qa.scale[0], qb.scale[0], bits)
+            attrs = {"x_zero": qa.zero[0], "x_mult": xm, "r_zero": qb.zero[0], "r_mult": rm}
+            if size * norm_code_bound(attrs, self.dt, self.dt) < NORM_BOUND:
+                return dict(attrs, unit=unit)
+        return None
+
+    def qlayer_norm(self, node: Node, residual: Optional[Node] = None) -> None:
+        """y = qlayer_norm(x) (or of the residual sum a + b): gamma and beta divided by y's scale (an
+        integer y), or y itself in float where it is only read so (the model's output)."""
+        if residual is None:
+            x = self.qval[node.inputs[0]]
+            inputs, attrs = [x], {"x_zero": x.type.quant.zero[0]}
+            unit = x.type.quant.scale[0]
+        else:
+            a, b = residual.inputs
+            attrs = self.residual_grid(node, a, b)
+            unit = attrs.pop("unit")
+            inputs = [self.integer(a), self.integer(b)]
+        y = node.outputs[0]
+        axis = node.attrs.get("axis", -1) % y.type.rank
+        tail = tuple(y.type.shape[axis:])
+        gamma, beta = (np.zeros(tail) if v is None else np.broadcast_to(v.data.astype(np.float64), tail)
+                       for v in (node.inputs[1:] + [None])[:2])
+        attrs.update(axis=axis, var_epsilon=layer_norm_epsilon(node.attrs.get("epsilon", EPSILON), math.prod(tail), unit))
+        if self.float_only(y):
+            out, sy = y, 1.0
+            attrs["y_dtype"] = dtypes.float32
+            self.defined.add(y)
+        else:
+            q = self.act_quant(y)
+            out, sy = Value(self.fresh(y.name + ".q"), y.type.with_dtype(self.dt).with_quant(q)), q.scale[0]
+            attrs.update(y_dtype=self.dt, y_zero=q.zero[0])
+            self.qval[y] = out
+        name = node.name or y.name
+        params = [self.const(f"{name}.gamma", (gamma / sy).astype(np.float32)),
+                  self.const(f"{name}.beta", (beta / sy).astype(np.float32))]
+        self.nodes.append(Node("qlayer_norm", inputs[:1] + params + inputs[1:], [out], attrs, node.name))
 
 
 def dtypes_type(data: np.ndarray, quant: Optional[Quant]) -> TensorType:

@@ -438,6 +438,66 @@ def qsoftmax_layer(draw):
                                    "y_scale": requant_scale(y_scale), "y_zero": y_zero})
 
 
+@st.composite
+def qmatmul_act_layer(draw):
+    """qmatmul of two activations (attention's q @ k^T, p @ v): a [..., M, K] by b [..., K, N] with
+    batch dims that broadcast (or a 2-D run-time b), int8 / uint8 each with any zero point, requantized
+    or int32 accumulators."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    m, k, n = draw(st.integers(1, 9)), draw(st.sampled_from([1, 2, 5, 16, 33, 64])), draw(st.integers(1, 17))
+    batch = draw(st.lists(st.integers(1, 4), min_size=0, max_size=3))
+    drop = lambda: [1 if draw(st.integers(0, 2)) == 0 else d for d in batch][draw(st.integers(0, len(batch))):]  # noqa: E731
+    a_shape, b_shape = (drop() + [m, k], drop() + [k, n]) if draw(st.integers(0, 3)) else (batch + [m, k], [k, n])
+    a_dt, b_dt = draw(st.sampled_from(ACT)), draw(st.sampled_from(ACT))
+    attrs = {"a_zero": _zero(rng, a_dt), "b_zero": _zero(rng, b_dt)}
+    a, b = _ints(rng, a_dt, a_shape), _ints(rng, b_dt, b_shape)
+    out = _output_attrs(draw, rng, accumulators=True)
+    if out["y_dtype"] is not dtypes.int32:
+        spread = _acc_scale(a.reshape(-1, k), attrs["a_zero"], (b.reshape(-1, k, n)[0].astype(np.int64) - attrs["b_zero"]).T)
+        attrs["scale"] = _scales(draw, rng, n, draw(st.booleans()), spread)
+    attrs.update(out)
+    return QLayer("qmatmul", [a, Const(b) if draw(st.integers(0, 4)) == 0 else b], attrs)
+
+
+@st.composite
+def qlayer_norm_layer(draw):
+    """Rows of 1..300 codes (one dim or several normalized), int8 / uint8 with any zero point, alone or
+    with a residual on a finer grid; gamma, beta in output units; int8 / uint8 (clamped) or f32 out."""
+    from pdc.ir.ops.qint import layer_norm_epsilon, residual_multipliers
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    shape = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4))
+    if draw(st.booleans()):
+        shape[-1] = draw(st.integers(1, 300))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    tail = shape[axis % len(shape):]
+    x_dt = draw(st.sampled_from(ACT))
+    x = _ints(rng, x_dt, shape)
+    if draw(st.integers(0, 5)) == 0:  # constant rows: the variance is epsilon's alone
+        x[...] = x.reshape(-1)[0]
+    attrs = {"axis": axis, "x_zero": _zero(rng, x_dt)}
+    unit = float(10 ** rng.uniform(-3, 0))
+    inputs = [x]
+    if draw(st.booleans()):
+        r_dt = draw(st.sampled_from(ACT))
+        bits = draw(st.sampled_from([0, 4, 10]))
+        xm, rm, unit = residual_multipliers(unit, float(10 ** rng.uniform(-3, 0)), bits)
+        if math.prod(tail) * (xm + rm) * 256 < 2 ** 26:
+            attrs.update(x_mult=xm, r_zero=_zero(rng, r_dt), r_mult=rm)
+            inputs.append(_ints(rng, r_dt, shape))
+    attrs["var_epsilon"] = layer_norm_epsilon(draw(st.sampled_from([1e-5, 1e-12, 0.1])), math.prod(tail), unit)
+    y = _output_attrs(draw, rng)
+    if draw(st.integers(0, 2)) == 0:
+        y = {"y_dtype": dtypes.float32}
+    attrs.update(y)
+    step = 1.0 if y["y_dtype"] is dtypes.float32 else float(10 ** rng.uniform(-2, 0))
+    gamma = (rng.normal(1, 0.5, tail) / step).astype(np.float32)
+    beta = (rng.normal(0, 0.5, tail) / step).astype(np.float32)
+    params = [Const(gamma), Const(beta)] if len(inputs) == 1 or draw(st.booleans()) else [Const(gamma), None]
+    if len(inputs) == 1 and draw(st.integers(0, 3)) == 0:
+        params = [Const(gamma)]
+    return QLayer("qlayer_norm", inputs[:1] + params + inputs[1:], attrs)
+
+
 def draws(one, max_size: int):
     return st.lists(one, min_size=1, max_size=max_size)
 
@@ -477,6 +537,14 @@ def test_elementwise_ops_match_reference(target):
     require(target)
     run_qproperty(draws(st.one_of(requantize_layer(), qadd_layer(), qmul_layer(), lookup_layer(),
                                 qsoftmax_layer()), 8), target,
+                  examples=examples(target, EXAMPLES), **options(target))
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS)
+def test_transformer_ops_match_reference(target):
+    """qmatmul of two activations (the portable kernel: nothing to pack) and qlayer_norm."""
+    require(target)
+    run_qproperty(draws(st.one_of(qmatmul_act_layer(), qlayer_norm_layer()), 6), target,
                   examples=examples(target, EXAMPLES), **options(target))
 
 
@@ -642,6 +710,15 @@ def test_runtime_weights_are_refused(tmp_path):
     conv = QLayer("qconv", [_ints(rng, np.int8, (1, 3, 6, 6)), rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)],
                   {"scale": [2.0 ** -10]})
     assert "qconv needs constant weights" in _compile_error(conv, tmp_path)
+
+
+
+def test_native_qmatmul_leaves_a_runtime_b_to_the_portable_kernel():
+    """A run-time b (an activation) has nothing to pack: the VNNI / NEON generators decline it, even forced."""
+    rng = np.random.default_rng(0)
     mm = QLayer("qmatmul", [_ints(rng, np.uint8, (2, 5)), rng.integers(-127, 128, (5, 3)).astype(np.int8)],
                 {"scale": [2.0 ** -10]})
-    assert "qmatmul needs a constant b" in _compile_error(mm, tmp_path)
+    for target, force in (("x86-avx512", "qmatmul=vnni"), ("arm64", "qmatmul=neon")):
+        require(target)
+        source = check_qlayers([mm], target, force=force)
+        assert source.count("/* path: qmatmul/portable */") == 1

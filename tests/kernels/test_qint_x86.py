@@ -192,7 +192,10 @@ MODEL_LAYERS = [  # ResNet / MobileNet-like, two threads
     ("qconv/vnni-pointwise", _conv(8, [1, 320, 7, 7], [1280, 320, 1, 1], y_dt=dtypes.int32)),
     ("qconv/vnni-depthwise", _conv(9, [1, 144, 56, 56], [144, 1, 3, 3], group=144, pads=[1, 1, 1, 1])),
     ("qconv/vnni-depthwise", _conv(10, [1, 96, 57, 56], [96, 1, 3, 3], group=96, strides=[2, 2], pads=[1, 1, 1, 1])),
-    ("qconv/vnni-depthwise", _conv(11, [2, 64, 7, 7], [64, 1, 7, 7], group=64, x_dt=np.uint8, y_dt=dtypes.int32)),
+    ("qconv/vnni-window", _conv(11, [2, 64, 7, 7], [64, 1, 7, 7], group=64, x_dt=np.uint8, y_dt=dtypes.int32)),
+    ("qconv/vnni-window", _conv(13, [1, 1280, 7, 7], [1280, 1, 7, 7], group=1280)),
+    ("qconv/vnni-depthwise", _conv(14, [2, 64, 7, 7], [64, 1, 7, 7], group=64, pads=[3, 3, 3, 3], x_dt=np.uint8,
+                                   y_dt=dtypes.int32)),
     ("qconv/vnni-depthwise", _conv(12, [1, 32, 33, 31], [64, 1, 5, 5], group=32, strides=[2, 1], pads=[3, 0, 1, 4],
                                    dilations=[1, 2])),
 ]

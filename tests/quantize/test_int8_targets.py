@@ -53,18 +53,20 @@ def test_digits_int8_is_bit_identical_on_x86_aarch64_and_cortex_m4(digits, tmp_p
     assert abs(acc_int8 - acc_float) <= 0.01
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "transformer_encoder"])
 def test_zoo_models_int8_are_bit_identical_on_x86_and_aarch64(zoo, tmp_path, name):
-    """Quantized end to end (convolutions, residual adds, pooling, hard-swish tables, SE multiplies):
-    the compiled outputs equal the integer reference's exactly."""
+    """Quantized end to end (convolutions, residual adds, pooling, hard-swish tables, SE multiplies;
+    the transformer's attention matmuls, softmax and residual LayerNorms): the compiled outputs equal
+    the integer reference's exactly."""
     require_tools("arm64")
     g = load_model(zoo(name))
     rng = np.random.default_rng(0)
     feed = lambda: {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}  # noqa: E731
     qg, _ = quantize_model(g, {v.name: np.stack([feed()[v.name] for _ in range(8)]) for v in g.inputs})
-    float_ops = {n.op for n in qg.nodes} - {"qconv", "qmatmul", "qadd", "qmul", "lookup", "max_pool", "reshape",
-                                             "flatten"}
-    assert float_ops == {"quantize_linear", "dequantize_linear"}  # only at the model's input and output
+    float_ops = {n.op for n in qg.nodes} - {"qconv", "qmatmul", "qadd", "qmul", "lookup", "qsoftmax", "qlayer_norm",
+                                             "max_pool", "reshape", "flatten", "transpose"}
+    # only at the model's input and output (the transformer's last qlayer_norm gives float itself)
+    assert float_ops == {"quantize_linear"} | ({"dequantize_linear"} if name != "transformer_encoder" else set())
     x86 = pdc.compile(qg, target="x86", out_dir=str(tmp_path / "x86"))
     arm64 = pdc.compile(qg, target="arm64", out_dir=str(tmp_path / "arm64"))
     for _ in range(2):

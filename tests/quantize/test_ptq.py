@@ -287,3 +287,64 @@ def test_average_pooling_runs_as_an_integer_depthwise_convolution(tmp_path):
     x = samples(1, (1, 2, 6, 6), seed=9)[0]
     want, got = run_graph(g, x)["y"], run_graph(qg, x)["y"]
     assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
+
+
+def attention_model():
+    """A post-LN transformer layer as paddle2onnx writes it: q, k, v projections, q * 1/sqrt(d),
+    q @ k^T, Softmax, @ v, an output projection, the residual add and a LayerNorm written out as
+    reductions; then a feed-forward matmul, a second residual add and a LayerNormalization."""
+    rng = np.random.default_rng(3)
+    w = lambda name: numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), name)  # noqa: E731
+    c = lambda name, v: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+    inits = [w("wq"), w("wk"), w("wv"), w("wo"), w("wf"), c("scale", [0.5]), c("two", 2.0), c("eps", 1e-5),
+             c("gamma", rng.uniform(0.5, 1.5, 8)), c("beta", rng.normal(0, 0.1, 8)),
+             c("gamma2", rng.uniform(0.5, 1.5, 8)), c("beta2", rng.normal(0, 0.1, 8))]
+    mm = lambda a, b, out: helper.make_node("MatMul", [a, b], [out], name=out)  # noqa: E731
+    nodes = [mm("x", "wq", "q"), mm("x", "wk", "k"), mm("x", "wv", "v"),
+             helper.make_node("Mul", ["q", "scale"], ["qs"], name="qs"),
+             helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+             mm("qs", "kt", "s"), helper.make_node("Softmax", ["s"], ["p"], name="softmax", axis=-1),
+             mm("p", "v", "o"), mm("o", "wo", "h"), helper.make_node("Add", ["x", "h"], ["r"], name="residual"),
+             helper.make_node("ReduceMean", ["r"], ["m"], name="mean", axes=[-1]),
+             helper.make_node("Sub", ["r", "m"], ["d"], name="d"),
+             helper.make_node("Pow", ["d", "two"], ["d2"], name="d2"),
+             helper.make_node("ReduceMean", ["d2"], ["var"], name="var", axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["ve"], name="ve"),
+             helper.make_node("Sqrt", ["ve"], ["sd"], name="sd"),
+             helper.make_node("Div", ["d", "sd"], ["n"], name="n"),
+             helper.make_node("Mul", ["n", "gamma"], ["ng"], name="ng"),
+             helper.make_node("Add", ["ng", "beta"], ["ln"], name="ln"),
+             mm("ln", "wf", "f"), helper.make_node("Add", ["ln", "f"], ["r2"], name="residual2"),
+             helper.make_node("LayerNormalization", ["r2", "gamma2", "beta2"], ["y"], name="ln2", axis=-1)]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8])], inits)
+    return import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "m")
+
+
+def test_attention_and_layer_norms_become_integer_ops():
+    """The act x act matmuls become qmatmul (b with its zero point), q * 0.5 a view of q's codes on half
+    the scale (no node), the softmax qsoftmax, each residual add + LayerNorm one qlayer_norm of the
+    exact sum (the first written out as reductions: fuse-layer-norm runs first), the last one giving
+    the model's float output itself: nothing float is left but the input's quantize_linear."""
+    from pdc.ir.ops.qint import requant_scale
+    g = attention_model()
+    rng = np.random.default_rng(4)
+    data = [{"x": rng.normal(0, 1, (1, 6, 8)).astype(np.float32)} for _ in range(16)]
+    qg, report = quantize(g, data)
+    assert [n.op for n in qg.nodes] == ["quantize_linear", "qmatmul", "qmatmul", "qmatmul", "transpose", "qmatmul",
+                                        "qsoftmax", "qmatmul", "qmatmul", "qlayer_norm", "qmatmul", "qlayer_norm"]
+    node = {n.name: n for n in qg.nodes}
+    q, kt = node["s"].inputs
+    assert q is node["q"].outputs[0] and kt is node["kt"].outputs[0]  # q's own codes
+    assert node["s"].attrs["scale"] == [requant_scale(requant_scale(q.type.quant.scale[0], 0.5),
+                                                      kt.type.quant.scale[0], divisor=node["s"].outputs[0].type.quant.scale[0])]
+    assert node["s"].attrs["b_zero"] == kt.type.quant.zero[0]
+    assert node["o"].inputs[0] is node["softmax"].outputs[0]
+    ln, ln2 = node["ln"], node["ln2"]
+    assert [v.name for v in ln.inputs[::3]] == ["x.q", "h.q"]  # the model's input quantized once, for both uses
+    assert 1024 in (ln.attrs["x_mult"], ln.attrs["r_mult"])  # the larger scale's step on a 2^10-finer grid
+    assert ln.outputs[0].type.dtype.short == "i8" and ln2.attrs["y_dtype"].short == "f32" and ln2.outputs[0] is qg.outputs[0]
+    assert ("residual", "add") in report.quantized and ("ln", "layer_normalization") in report.quantized
+    assert ("qs", "mul") in report.quantized
+    want, got = (np.concatenate([run_graph(m, f)["y"].reshape(-1) for f in data[:4]]) for m in (g, qg))
+    assert want @ got / (np.linalg.norm(want) * np.linalg.norm(got)) > 0.99

@@ -236,3 +236,135 @@ def test_qconv_attribute_checks(attrs, message):
     with pytest.raises(PdcError) as e:
         verify_graph(g)
     assert message in str(e.value)
+
+
+def test_qmatmul_of_two_activations_broadcasts_batches_and_subtracts_both_zero_points():
+    text = '''graph @g(%a: i8[2,1,2,3], %b: u8[3,3,2]) -> (%y: i8[2,3,2,2]) {
+  %y = qmatmul(%a, %b) {a_zero=-3, b_zero=100, scale=[0.25], y_zero=1} : i8[2,3,2,2]
+}
+'''
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (2, 1, 2, 3)).astype(np.int8)
+    b = rng.integers(0, 256, (3, 3, 2)).astype(np.uint8)
+    y = _run(text, {"a": a, "b": b})["y"]
+    for i in range(2):
+        for j in range(3):
+            acc = (a[i, 0].astype(np.int64) + 3) @ (b[j].astype(np.int64) - 100)
+            want = [[max(-128, min(127, 1 + _rint(Fraction(int(v), 4)))) for v in row] for row in acc]
+            assert y[i, j].tolist() == want
+
+
+@pytest.mark.parametrize("b_type, attrs, message", [
+    ("i8[3]", "scale=[0.5]", "b must be [..., K, N]"),
+    ("i8[2,4,2]", "scale=[0.5]", "a's last dim 3 differs from b's dim K 4"),
+    ("i8[2,3,2]", "b_zero=200, scale=[0.5]", "b_zero 200 is outside i8's range"),
+    ("i32[3,2]", "scale=[0.5]", "b must be i8 or u8, got i32"),
+])
+def test_qmatmul_activation_checks(b_type, attrs, message):
+    g = parse_graph(f'''graph @g(%a: i8[2,3], %b: {b_type}) -> (%y: i8[2,2]) {{
+  %y = qmatmul(%a, %b) {{{attrs}}} : i8[2,2]
+}}
+''')
+    with pytest.raises(PdcError) as e:
+        verify_graph(g)
+    assert message in str(e.value)
+
+
+def _layer_norm_graph(x_type, y_type, attrs, residual=None):
+    r = f", %r: {residual}" if residual else ""
+    return parse_graph(f'''graph @g(%x: {x_type}{r}) -> (%y: {y_type}) {{
+  %gamma = const f32[8]
+  %beta = const f32[8]
+  %y = qlayer_norm(%x, %gamma, %beta{", %r" if residual else ""}) {{{attrs}}} : {y_type}
+}}
+''', {"gamma": np.linspace(0.5, 1.5, 8, dtype=np.float32), "beta": np.linspace(-0.2, 0.3, 8, dtype=np.float32)})
+
+
+def _float_layer_norm(x, gamma, beta, eps):
+    m = x.mean(-1, keepdims=True)
+    return (x - m) / np.sqrt(((x - m) ** 2).mean(-1, keepdims=True) + eps) * gamma + beta
+
+
+def test_qlayer_norm_is_layer_norm_within_a_step():
+    """From codes on scale s_x: the float output is LayerNorm of the real values to float32
+    precision; an int8 output (gamma, beta divided by s_y) within one step of rounding that."""
+    from pdc.ir.ops.qint import layer_norm_epsilon
+    rng = np.random.default_rng(6)
+    sx, sy, xz = 0.03, 0.02, -5
+    x = rng.integers(-128, 128, (40, 8)).astype(np.int8)
+    x[0] = 7  # a constant row: variance 0, epsilon alone
+    gamma, beta = np.linspace(0.5, 1.5, 8), np.linspace(-0.2, 0.3, 8)
+    want = _float_layer_norm((x.astype(np.float64) - xz) * sx, gamma, beta, 1e-5)
+    eps = layer_norm_epsilon(1e-5, 8, sx)
+    g = _layer_norm_graph("i8[40,8]", "f32[40,8]", f"var_epsilon={eps!r}, x_zero={xz}, y_dtype=f32")
+    verify_graph(g)
+    got = run_graph(g, {"x": x})["y"]
+    assert got.dtype == np.float32 and np.abs(got - want).max() < 1e-5 and got[0].tolist() == [float(np.float32(b)) for b in beta]
+    g = _layer_norm_graph("i8[40,8]", "u8[40,8]", f"var_epsilon={eps!r}, x_zero={xz}, y_dtype=u8, y_zero=128")
+    g.constants[0].data, g.constants[1].data = (np.float32(p / sy).astype(np.float32) for p in (gamma, beta))
+    got = run_graph(g, {"x": x})["y"].astype(np.int64)
+    assert np.abs(got - np.clip(want / sy + 128, 0, 255)).max() <= 0.5 + 1e-4
+
+
+def test_qlayer_norm_of_a_residual_sum():
+    """x_mult (x - x_zero) + r_mult (r - r_zero) on the grid residual_multipliers gives: the LayerNorm of
+    s_x (x - x_zero) + s_r (r - r_zero), to the grid's ratio error."""
+    from pdc.ir.ops.qint import layer_norm_epsilon, residual_multipliers
+    rng = np.random.default_rng(7)
+    sx, sr = 0.03, 0.07
+    xm, rm, unit = residual_multipliers(sx, sr, 10)
+    assert (xm, rm) == (round(sx / sr * 1024), 1024) and unit == sr / 1024
+    x, r = rng.integers(-128, 128, (30, 8)).astype(np.int8), rng.integers(0, 256, (30, 8)).astype(np.uint8)
+    eps = layer_norm_epsilon(1e-5, 8, unit)
+    g = _layer_norm_graph("i8[30,8]", "f32[30,8]", f"r_mult={rm}, r_zero=120, var_epsilon={eps!r}, x_mult={xm}, "
+                          f"x_zero=2, y_dtype=f32", residual="u8[30,8]")
+    verify_graph(g)
+    got = run_graph(g, {"x": x, "r": r})["y"]
+    real = (x.astype(np.float64) - 2) * sx + (r.astype(np.float64) - 120) * sr
+    assert np.abs(got - _float_layer_norm(real, np.linspace(0.5, 1.5, 8), np.linspace(-0.2, 0.3, 8), 1e-5)).max() < 2e-3
+
+
+def test_qlayer_norm_steps_are_float32():
+    """The reference's steps, each rounded to float32 (Fractions), for a few rows: no float64 shortcut."""
+    from pdc.ir.ops.qint import qlayer_norm_rows
+    rng = np.random.default_rng(8)
+    d = rng.integers(-300, 300, (6, 8)).astype(np.int64)
+    gamma, beta = rng.uniform(-3, 3, 8).astype(np.float32), rng.uniform(-1, 1, 8).astype(np.float32)
+    eps = float(np.float32(37.3))
+    got = qlayer_norm_rows(d, eps, gamma, beta)
+    for row, out in zip(d.tolist(), got):
+        s1, s2 = sum(row), sum(v * v for v in row)
+        v = _round_f32(Fraction(8 * s2 - s1 * s1))
+        root = _round_f32(Fraction(math.sqrt(float(_round_f32(v + Fraction(eps))))))  # sqrt of a float32: exact in double
+        inv = _round_f32(1 / root)
+        for i, di in enumerate(row):
+            u = _round_f32(_round_f32(Fraction(8 * di - s1)) * inv)
+            assert Fraction(float(out[i])) == _round_f32(u * Fraction(float(gamma[i])) + Fraction(float(beta[i])))
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ("var_epsilon=0.0", "var_epsilon must be > 0"),
+    ("var_epsilon=0.1", "var_epsilon 0.1 must be a finite float32 value >= 0"),
+    ("var_epsilon=1.0, y_dtype=f32, y_zero=1", "y_dtype f32 gives the float values: y_zero must be absent"),
+    ("var_epsilon=1.0, y_zero=300", "y_zero 300 is outside i8's range"),
+    ("var_epsilon=1.0, x_mult=0", "x_mult 0 must be in [1, 65536]"),
+    ("var_epsilon=1.0, x_mult=65536", "8 elements per row of codes up to 8388608: their product must stay below 2^26"),
+])
+def test_qlayer_norm_attribute_checks(attrs, message):
+    y = "f32[2,8]" if "f32" in attrs else "i8[2,8]"
+    with pytest.raises(PdcError) as e:
+        verify_graph(_layer_norm_graph("i8[2,8]", y, attrs))
+    assert message in str(e.value)
+
+
+def test_qlayer_norm_parameter_checks():
+    g = parse_graph('''graph @g(%x: i8[2,8], %r: i8[2,4]) -> (%y: i8[2,8]) {
+  %gamma = const f32[4]
+  %y = qlayer_norm(%x, %gamma) {var_epsilon=1.0} : i8[2,8]
+}
+''', {"gamma": np.ones(4, np.float32)})
+    with pytest.raises(PdcError, match=r"gamma must have the normalized dims \[8\], got \[4\]"):
+        verify_graph(g)
+    g = _layer_norm_graph("i8[2,8]", "i8[2,8]", "var_epsilon=1.0", residual="i8[2,4]")
+    with pytest.raises(PdcError, match=r"r \[2, 4\] must have x's shape \[2, 8\]"):
+        verify_graph(g)

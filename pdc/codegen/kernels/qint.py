@@ -18,7 +18,9 @@ Layouts (weights and bias are constants, packed at compile time):
   taps then contribute (x_zero - x_zero) * w = 0, as in the reference). Work units are
   (image, group, output row, pixel block), split over threads with pdc_parallel_slots.
 - qmatmul: b [K, N] packed transposed as [N][K]; each output is a dot product of a row of a with a
-  row of b^T; a_zero * colsum(b) folded into the bias; units (row of a, column block).
+  row of b^T; a_zero * colsum(b) folded into the bias; units (row of a, column block). A b that is not
+  constant int8 weights (an activation: run time, b_zero, uint8, batch dims) is read where it lies,
+  both zero points subtracted in the loop (_qmatmul_activations); the native kernels decline it.
 - requantize / qadd: elementwise; qadd broadcasts a and b (dims coalesced at compile time, the
   innermost output dim read with stride 0 or 1 per input).
 A per-tensor scale is expanded into a per-channel table (float, M or N entries). The tasks index in
@@ -52,7 +54,11 @@ PARALLEL_MIN_ELEMS = 65_536    # elementwise ops: outputs
 COL_BYTES = 8192               # im2col block of one thread (pixels x K), in x's type
 MAX_PIXELS = 32                # pixels per im2col block
 CHUNK = 4096                   # elementwise work unit (outputs)
-MAX_DIMS = 8                   # qadd: broadcast dims after coalescing
+MAX_DIMS = 8                   # qadd, qmatmul of activations: broadcast dims after coalescing
+QMADD_HEADER = f"""#ifndef PDC_QI_MAXD
+#define PDC_QI_MAXD {MAX_DIMS}
+#endif
+"""
 
 
 def _int_range(dt) -> tuple[int, int]:
@@ -93,11 +99,13 @@ def native_qconv_weights(ctx: KernelContext):
 
 
 def native_qmatmul_operands(ctx: KernelContext):
-    """(b, K, N, rows of a) of a qmatmul the native (x86, arm) kernels take: a constant 2-D b, int8 /
-    uint8 a, an int8 / uint8 / int32 output, a non-empty reduction; None leaves it to this module."""
+    """(b, K, N, rows of a) of a qmatmul the native (x86, arm) kernels take: constant 2-D int8 weights b
+    (b_zero 0; they are packed at compile time), int8 / uint8 a, an int8 / uint8 / int32 output, a non-empty reduction; None leaves it to this module."""
     a_s, b_s, y_s = ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape
     b = ctx.const(1)
     if b is None or len(b_s) != 2 or len(a_s) < 1 or math.prod(y_s) == 0 or b_s[0] == 0:
+        return None
+    if ctx.inputs[1].dtype is not dtypes.int8 or ctx.attrs.get("b_zero", 0):  # b is not weights
         return None
     if ctx.outputs[0].dtype.short not in ("i8", "u8", "i32") or ctx.inputs[0].dtype.short not in ("i8", "u8"):
         return None
@@ -159,7 +167,19 @@ class Accumulation:
     `rbias` the run-time bias pointer or 0."""
 
     def __init__(self, ctx: KernelContext, xdt, w2d: np.ndarray, zero: int, channels: int):
-        fold = -int(zero) * w2d.astype(np.int64).sum(axis=1)
+        xmax = max(abs(v) for v in _int_range(xdt))
+        self._setup(ctx, -int(zero) * w2d.astype(np.int64).sum(axis=1),
+                    np.abs(w2d.astype(np.int64)).sum(axis=1) * xmax, channels)
+
+    @classmethod
+    def bounded(cls, ctx: KernelContext, dot_bound: int, channels: int) -> "Accumulation":
+        """For products whose sum is bounded by dot_bound (a run-time b, zero points subtracted in the loop)."""
+        acc = cls.__new__(cls)
+        acc._setup(ctx, np.zeros(1, np.int64), np.array([dot_bound], np.int64), channels)
+        return acc
+
+    def _setup(self, ctx: KernelContext, fold: np.ndarray, dot: np.ndarray, channels: int) -> None:
+        """fold: the constant part of each channel's bias; dot: bounds of |sum(x * w)| per channel."""
         self.rbias = "0"
         if ctx.has_input(2):
             b = ctx.const(2)
@@ -168,8 +188,7 @@ class Accumulation:
             else:
                 fold = fold + np.asarray(b, np.int64).reshape(-1)
         fold = np.ascontiguousarray(np.broadcast_to(fold, (channels,)), np.int64)
-        xmax = max(abs(v) for v in _int_range(xdt))
-        dot = np.abs(w2d.astype(np.int64)).sum(axis=1) * xmax
+        dot = np.broadcast_to(dot, (channels,))
         self.dot = "int32_t" if _fits_int32(int(dot.max(initial=0))) else "int64_t"
         total = int((dot + np.abs(fold)).max(initial=0))
         self.total = "int32_t" if self.rbias == "0" and _fits_int32(total) else "int64_t"
@@ -442,11 +461,11 @@ QMM_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
 def qmatmul(ctx: KernelContext) -> str:
     a_s, b_s = ctx.inputs[0].shape, ctx.inputs[1].shape
     b = ctx.const(1)
-    if b is None:
-        ctx.fail("b is computed at run time: qmatmul needs a constant b")
-    if len(b_s) != 2 or len(a_s) < 1:
-        ctx.fail(f"a {list(a_s)} x b {list(b_s)}: a [..., K] and a 2-D b [K, N] expected")
     _check_output_type(ctx, accumulators=True)
+    if b is None or len(b_s) != 2 or ctx.inputs[1].dtype is not dtypes.int8 or ctx.attrs.get("b_zero", 0):
+        return _qmatmul_activations(ctx)
+    if len(a_s) < 1:
+        ctx.fail(f"a {list(a_s)} x b {list(b_s)}: a [..., K] and a 2-D b [K, N] expected")
     K, N = b_s
     R = math.prod(a_s[:-1])
     if R * N == 0:
@@ -465,6 +484,98 @@ def qmatmul(ctx: KernelContext) -> str:
     lines = _job_init(job, fields)
     lines.append("    (void)in1;")
     lines.append(_dispatch(ctx, name, R * ncb, R * N * max(K, 1), PARALLEL_MIN_MACS))
+    return mark("qmatmul", "portable", "\n".join(lines))
+
+
+# a quantized activation b (attention's q @ k^T, p @ v): read as it is, both zero points subtracted in
+# the loop; the batch dims (numpy's matmul broadcasting, coalesced) step a and b by whole matrices
+QMM_ACT_JOB = """/* y [batch][M][N] = requant((a [batch][M][K] - az) x (b [batch][K][N] - bz)), the batch dims broadcast. */
+typedef struct {
+    const void *a, *b;
+    void *y;
+    const void *bias;       /* per column: int32 or int64 (the task's) */
+    const int32_t *rbias;   /* a bias known only at run time, or NULL */
+    const float *scale;     /* per column; NULL for int32 outputs (the accumulators) */
+    @IDX@ M, K, N, nd;
+    @IDX@ dims[PDC_QI_MAXD], as[PDC_QI_MAXD], bs[PDC_QI_MAXD];
+    int32_t az, bz, yz, lo, hi;
+} @JOB@;
+"""
+
+QMM_ACT_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
+    const @JOB@ *j = (const @JOB@ *)vj;
+    const @TA@ *A = (const @TA@ *)j->a;
+    const @TB@ *B = (const @TB@ *)j->b;
+    @TY@ *Y = (@TY@ *)j->y;
+    const @SUM@ *bias = (const @SUM@ *)j->bias;
+    const int32_t *rbias = j->rbias;
+    const float *scale = j->scale;
+    const @IDX@ M = j->M, K = j->K, N = j->N, nd = j->nd;
+    const int32_t az = j->az, bz = j->bz, yz = j->yz, lo = j->lo, hi = j->hi;
+    (void)rbias; (void)scale;
+    for (@IDX@ u = (@IDX@)u0; u < (@IDX@)u1; u++) {
+        const @IDX@ m = u % M;
+        @IDX@ ao = 0, bo = 0;
+        for (@IDX@ d = nd - 1, q = u / M; d >= 0; d--) {
+            const @IDX@ i = q % j->dims[d];
+            q /= j->dims[d];
+            ao += i * j->as[d];
+            bo += i * j->bs[d];
+        }
+        const @TA@ *ar = A + ao + m * K;
+        const @TB@ *bm = B + bo;
+        @TY@ *yr = Y + u * N;
+        for (@IDX@ n = 0; n < N; n++) {
+            @ACC@ acc = 0;
+            for (@IDX@ k = 0; k < K; k++) acc += (@ACC@)(((int32_t)ar[k] - az) * ((int32_t)bm[k * N + n] - bz));
+            const @SUM@ b = @BIAS@;
+            const float sc = @SC@;
+            (void)sc; (void)yz; (void)lo; (void)hi;
+            yr[n] = @STORE@;
+        }
+    }
+}
+"""
+
+
+def _zero_distance(dt, zero: int) -> int:
+    """The largest |code - zero| of dt's codes."""
+    lo, hi = _int_range(dt)
+    return max(abs(lo - zero), abs(hi - zero))
+
+
+def _qmatmul_activations(ctx: KernelContext) -> str:
+    """qmatmul of a run-time (or non-weights) b [..., K, N]: b is read where it lies, nothing packed."""
+    a_s, b_s, y_s = ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape
+    K, N = b_s[-2], b_s[-1]
+    if len(b_s) == 2:  # every row of a times the one b
+        M, a_batch, b_batch, y_batch = math.prod(a_s[:-1]), [], [], []
+    else:
+        M, a_batch, b_batch, y_batch = a_s[-2], list(a_s[:-2]), list(b_s[:-2]), list(y_s[:-2])
+    if math.prod(y_s) == 0:
+        return mark("qmatmul", "portable", _empty(ctx))
+    dims, (sa, sb) = coalesce(y_batch, [a_batch, b_batch])
+    if len(dims) > MAX_DIMS:
+        ctx.fail(f"output {list(y_s)} broadcasts over {len(dims)} batch dims: at most {MAX_DIMS} are supported")
+    a_dt, b_dt = ctx.inputs[0].dtype, ctx.inputs[1].dtype
+    az, bz = int(ctx.attrs.get("a_zero", 0)), int(ctx.attrs.get("b_zero", 0))
+    acc = Accumulation.bounded(ctx, K * _zero_distance(a_dt, az) * _zero_distance(b_dt, bz), N)
+    out, store, scale = _epilogue(ctx, N, acc)
+    units = math.prod(y_s) // N
+    idx = _index_type(math.prod(a_s) + M * K, math.prod(b_s) + K * N, math.prod(y_s) + N, units)
+    job = _job(ctx, QMADD_HEADER + QMM_ACT_JOB, "pdc_qi_matmul_act_job", idx)
+    name = (f"pdc_qi_matmul_act_{a_dt.short}_{b_dt.short}_{ctx.outputs[0].dtype.short}_{acc.suffix}"
+            f"{'' if idx == 'int32_t' else '_idx64'}")
+    ctx.helper(name, _fill(QMM_ACT_TASK, NAME=name, JOB=job, IDX=idx, TA=ctx.ctype(a_dt), TB=ctx.ctype(b_dt),
+                           TY=ctx.ctype(ctx.outputs[0].dtype), ACC=acc.dot, SUM=acc.total, BIAS=acc.bias_expr("n"),
+                           SC=_channel_scale(ctx, "n"), STORE=store))
+    tables = add_tables(ctx, dict(bias=(acc.bias, acc.total), scale=(scale, "float")))
+    fields = dict(a="in0", b="in1", y="(void *)out0", **tables, rbias=acc.rbias, M=M, K=K, N=N, nd=len(dims),
+                  az=az, bz=bz, **out)
+    lines = job_lines(job, fields)
+    for d in range(len(dims)):
+        lines.append(f"    j.dims[{d}] = {dims[d]}; j.as[{d}] = {sa[d] * M * K}; j.bs[{d}] = {sb[d] * K * N};")
+    lines.append(_dispatch(ctx, name, units, math.prod(y_s) * max(K, 1), PARALLEL_MIN_MACS))
     return mark("qmatmul", "portable", "\n".join(lines))
 
 
@@ -517,19 +628,16 @@ def requantize(ctx: KernelContext) -> str:
 
 
 # ---- qadd, qmul ------------------------------------------------------------------------------------
-QADD_JOB = f"""#ifndef PDC_QI_MAXD
-#define PDC_QI_MAXD {MAX_DIMS}
-#endif
-/* y = a + b rescaled (or a * b), over rows of the (coalesced) output: outer dims dims[0..nd), inner L; a and b
+QADD_JOB = """/* y = a + b rescaled (or a * b), over rows of the (coalesced) output: outer dims dims[0..nd), inner L; a and b
    read at their strides per outer dim, and at stride ai / bi (0 or 1) along the inner dim. */
-typedef struct {{
+typedef struct {
     const void *a, *b;
     void *y;
     @IDX@ nd, L, nch, ai, bi;
     @IDX@ dims[PDC_QI_MAXD], as[PDC_QI_MAXD], bs[PDC_QI_MAXD];
     float ra, rb, c;        /* qadd: the ratios and constant; qmul: ra the scale */
     int32_t az, bz, yz, lo, hi;
-}} @JOB@;
+} @JOB@;
 """
 
 QADD_TASK = """static void @NAME@(void *vj, int64_t u0, int64_t u1) {
@@ -613,7 +721,7 @@ def qadd(ctx: KernelContext) -> str:
     idx = _index_type(total + CHUNK, math.prod(ctx.inputs[0].shape), math.prod(ctx.inputs[1].shape))
     name = f"pdc_qi_{op[1:]}_{a_dt.short}_{b_dt.short}_{y_dt.short}{'' if idx == 'int32_t' else '_idx64'}"
     _rq(ctx, "int32_t")  # qmul: (a - a_zero) * (b - b_zero) of int8 / uint8 codes, |.| <= 255^2
-    job = _job(ctx, QADD_JOB, "pdc_qi_add_job", idx)
+    job = _job(ctx, QMADD_HEADER + QADD_JOB, "pdc_qi_add_job", idx)
     ctx.helper(name, _fill(QADD_TASK, NAME=name, JOB=job, IDX=idx, TA=ctx.ctype(a_dt), TB=ctx.ctype(b_dt),
                            TY=ctx.ctype(y_dt), CHUNK=CHUNK, COMBINE=COMBINE[op]))
     az, bz, yz = (int(ctx.attrs.get(k, 0)) for k in ("a_zero", "b_zero", "y_zero"))

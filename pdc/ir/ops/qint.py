@@ -1,9 +1,11 @@
-"""pdc's integer ops, made by the quantizer: qconv, qmatmul, qadd, qmul, requantize and lookup.
+"""pdc's integer ops, made by the quantizer: qconv, qmatmul, qadd, qmul, requantize, lookup, qsoftmax
+and qlayer_norm.
 
 Their arithmetic lives in their attributes, so the NumPy references here are the bit-exact
 reference every target's code must equal:
 
-    acc = sum((x - x_zero) * w) + bias                         exactly, in integers (qconv / qmatmul)
+    acc = sum((x - x_zero) * w) + bias                         exactly, in integers (qconv / qmatmul;
+                                                               qmatmul's b may be an activation: b - b_zero)
     acc = x - x_zero                                           (requantize)
     acc = (a - a_zero) * (b - b_zero)                          (qmul)
     y   = clamp(y_zero + rint(f32(acc) * scale), lo, hi)
@@ -22,7 +24,26 @@ qconv and qmatmul with y_dtype=i32 give the accumulators themselves (no scale, y
 for a layer whose result is wanted in float, dequantized per channel with scale s_x * s_w,
 without an int8 rounding on the way. lookup tabulates any function over the 256 codes.
 Weights are symmetric (zero point 0) int8; scale holds one value, or one per output channel
-(qconv's axis 1, qmatmul's last axis).
+(qconv's axis 1, qmatmul's last axis). qmatmul's b is either such weights (2-D [K, N]) or a
+quantized activation (attention's q @ k^T, p @ v: int8 / uint8 with b_zero, [..., K, N] whose batch
+dims broadcast with a's as numpy's matmul does).
+
+qlayer_norm normalizes rows of D codes (dims [axis, rank)) with integer sums and a fixed sequence
+of float32 operations, so that every target computes the same bits:
+
+    d = x_mult * (x - x_zero) [+ r_mult * (r - r_zero)]                               (a residual r)
+    S1 = sum d;  S2 = sum d^2;  V = D * S2 - S1^2;  n = D * d - S1                    (exact integers)
+    inv = 1 / sqrt(f32(V) + var_epsilon)        float32 conversion (one rounding), add, sqrt, divide
+    u = f32(n) * inv                            float32 conversion (one rounding), multiply
+    y = fma(u, gamma, beta)                     one rounding
+    q_y = clamp(rint(y) + y_zero, lo, hi)       (y_dtype i8 / u8; f32 gives y itself)
+
+which is LayerNorm: for x = unit * d, (x - mean) / sqrt(var + eps) = n / sqrt(V + eps * D^2 / unit^2),
+so var_epsilon = eps * D^2 / unit^2 (`layer_norm_epsilon`). The residual form is a post-LN
+transformer's add + LayerNorm with the sum kept exact: x_mult / r_mult are the two scales' ratio on a
+finer grid (`residual_multipliers`; x_mult 1 and no r: unit = s_x). gamma and beta are in the output's
+units (divided by y's scale for an integer output). D * max|d| < 2^26 keeps V below 2^53 (float64
+holds it exactly, so the reference's conversions round once, as C's do).
 """
 from __future__ import annotations
 
@@ -57,8 +78,8 @@ def rescale(acc: np.ndarray, scale) -> np.ndarray:
 
 
 def fma32(x: np.ndarray, r, c) -> np.ndarray:
-    """float32 fma(x, r, c): x * r + c rounded once to float32, for integers |x| < 2^29 and float32 r, c.
-    x * r is exact in float64; the float64 sum's rounding error e (TwoSum) decides the one case its
+    """float32 fma(x, r, c): x * r + c rounded once to float32, for integers |x| < 2^29 or float32 x, and
+    float32 r, c. x * r is exact in float64 (at most 48 significant bits); the float64 sum's rounding error e (TwoSum) decides the one case its
     float32 rounding can differ from the exact sum's: a sum on a float32 halfway point."""
     p = np.asarray(x, np.float64) * np.float64(np.float32(r))
     c = np.asarray(c, np.float32).astype(np.float64)
@@ -214,34 +235,42 @@ register_op("qconv", ["x", "w", "bias?"], ["y"],
 # ---- qmatmul -----------------------------------------------------------------------------------
 def _qmatmul_infer(ctx: InferContext):
     _check_input(ctx, 0, "a", ACTIVATION_TYPES, "a_zero")
-    _check_input(ctx, 1, "b", (dtypes.int8,))
+    _check_input(ctx, 1, "b", ACTIVATION_TYPES, "b_zero")
     a, b = ctx.types[0].shape, ctx.types[1].shape
-    if b is not None and len(b) != 2:
-        ctx.fail(f"b must be 2-D [K, N], got {list(b)}")
-    if a is not None and len(a) < 1:
-        ctx.fail("a must have at least one dim")
-    if a is not None and b is not None and isinstance(a[-1], int) and isinstance(b[0], int) and a[-1] != b[0]:
-        ctx.fail(f"a's last dim {a[-1]} differs from b's first dim {b[0]}")
-    channels = None if b is None else b[1]
+    if b is not None and len(b) < 2:
+        ctx.fail(f"b must be [..., K, N] (2-D for weights), got {list(b)}")
+    if a is not None and len(a) < (1 if b is None or len(b) == 2 else 2):
+        ctx.fail(f"a must have at least {1 if b is None or len(b) == 2 else 2} dims, got {list(a)}")
+    if a is not None and b is not None and isinstance(a[-1], int) and isinstance(b[-2], int) and a[-1] != b[-2]:
+        ctx.fail(f"a's last dim {a[-1]} differs from b's dim K {b[-2]}")
+    channels = None if b is None else b[-1]
     _check_bias(ctx, 2, channels)
     _check_requant(ctx, channels, accumulators=True)
-    shape = None if a is None or b is None else tuple(a[:-1]) + (b[1],)
+    if a is None or b is None:
+        shape = None
+    elif len(b) == 2:
+        shape = tuple(a[:-1]) + (b[1],)
+    else:  # numpy's matmul: the batch dims broadcast
+        shape = tuple(broadcast_shapes([a[:-2], b[:-2]], ctx)) + (a[-2], b[-1])
     return [TensorType(ctx.attrs.get("y_dtype", dtypes.int8), shape)]
 
 
 def _qmatmul_reference(inputs, attrs):
     a, b = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
-    # int64 products summed by matmul: exact (|a - z| * |b| * K stays far below 2^63)
-    acc = (a.astype(np.int64) - attrs.get("a_zero", 0)) @ b.astype(np.int64)
+    # int64 products summed by matmul: exact (|a - z| * |b - z| * K stays far below 2^63)
+    acc = (a.astype(np.int64) - attrs.get("a_zero", 0)) @ (b.astype(np.int64) - attrs.get("b_zero", 0))
     if bias is not None:
         acc = acc + bias.astype(np.int64)
     return _requantized(acc, attrs, acc.ndim - 1)
 
 
-register_op("qmatmul", ["a", "b", "bias?"], ["y"], attrs={"a_zero": Attr("int", 0), **_REQUANT_ATTRS},
+register_op("qmatmul", ["a", "b", "bias?"], ["y"],
+            attrs={"a_zero": Attr("int", 0), "b_zero": Attr("int", 0), **_REQUANT_ATTRS},
             infer=_qmatmul_infer, reference=_qmatmul_reference,
-            doc="Integer a[..., K] x b[K, N] (int8 b, int32 bias) requantized by a float32 scale (ties to even).")
+            doc="Integer a[..., K] x b[..., K, N] (numpy's matmul: weights are a 2-D int8 b with b_zero 0; "
+                "an activation b, int8 or uint8 with its b_zero, may carry batch dims that broadcast), "
+                "int32 bias, requantized by a float32 scale (ties to even).")
 
 
 # ---- requantize --------------------------------------------------------------------------------
@@ -394,3 +423,130 @@ register_op("qsoftmax", ["x"], ["y"],
                 "DequantizeLinear -> Softmax -> QuantizeLinear. (e * r) / sum is bounded at 512 before "
                 "the rounding (any value above gives 255): a row of one code, where ONNX Runtime's "
                 "float32 product overflows, saturates.")
+
+
+# ---- qlayer_norm -------------------------------------------------------------------------------
+NORM_BOUND = 1 << 26  # D * max|d|: V < 2^52 (exact in float64) and |n| < 2^27 (int32)
+
+
+def layer_norm_epsilon(epsilon: float, size: int, unit: float) -> float:
+    """qlayer_norm's var_epsilon: a LayerNorm's epsilon in the units of V = D * S2 - S1^2 for d in
+    steps of `unit` (x = unit * d), epsilon * D^2 / unit^2, computed in float64, rounded once to float32."""
+    value = float(np.float32(float(epsilon) * size * size / (float(unit) ** 2)))
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"LayerNorm epsilon {epsilon} in steps of {unit} gives var_epsilon {value}: must be finite and > 0")
+    return value
+
+
+def residual_multipliers(x_scale: float, r_scale: float, bits: int) -> tuple[int, int, float]:
+    """(x_mult, r_mult, unit) that put x's and r's codes on one integer grid of step `unit`: the larger
+    scale's multiplier 2^bits, the other's its ratio to it rounded (>= 1), unit = the larger / 2^bits."""
+    top = max(x_scale, r_scale)
+    mult = lambda s: max(1, int(round(s / top * (1 << bits))))  # noqa: E731
+    return mult(x_scale), mult(r_scale), top / (1 << bits)
+
+
+def layer_norm_codes(inputs, attrs) -> np.ndarray:
+    """qlayer_norm's d (int64): x_mult * (x - x_zero) [+ r_mult * (r - r_zero)]."""
+    d = (inputs[0].astype(np.int64) - attrs.get("x_zero", 0)) * attrs.get("x_mult", 1)
+    r = inputs[3] if len(inputs) > 3 else None
+    if r is not None:
+        d = d + (r.astype(np.int64) - attrs.get("r_zero", 0)) * attrs.get("r_mult", 1)
+    return d
+
+
+def qlayer_norm_rows(d: np.ndarray, var_epsilon: float, gamma: np.ndarray, beta) -> np.ndarray:
+    """qlayer_norm's float32 values before the output rounding, for rows d [R, D] (int64): the
+    documented sequence of float32 operations (no step promoted to float64)."""
+    f = np.float32
+    s1, s2 = d.sum(axis=1, keepdims=True), (d * d).sum(axis=1, keepdims=True)
+    size = d.shape[1]
+    v = size * s2 - s1 * s1                                  # exact, >= 0 (Cauchy-Schwarz)
+    n = size * d - s1                                        # exact
+    # integers below 2^53 convert to float64 exactly: one rounding to float32, as C's (float)v
+    vf, nf = (a.astype(np.float64).astype(np.float32) for a in (v, n))
+    inv = f(1) / np.sqrt(vf + f(var_epsilon))                # float32 add, sqrt, divide
+    u = nf * inv                                             # float32 multiply
+    b = np.zeros(size, np.float32) if beta is None else np.asarray(beta, np.float32).reshape(-1)
+    return fma32(u, np.asarray(gamma, np.float32).reshape(-1), b)   # one rounding
+
+
+def norm_code_bound(attrs, x_dt, r_dt=None) -> int:
+    """The largest |d| of qlayer_norm's integer grid."""
+    def dist(dt, zero):
+        lo, hi = _range(dt)
+        return max(abs(lo - zero), abs(hi - zero))
+    bound = attrs.get("x_mult", 1) * dist(x_dt, attrs.get("x_zero", 0))
+    if r_dt is not None:
+        bound += attrs.get("r_mult", 1) * dist(r_dt, attrs.get("r_zero", 0))
+    return bound
+
+
+_QLN_ATTRS = {
+    "axis": Attr("int", -1), "x_zero": Attr("int", 0), "x_mult": Attr("int", 1), "r_zero": Attr("int", 0),
+    "r_mult": Attr("int", 1), "var_epsilon": Attr("float", REQUIRED),
+    "y_dtype": Attr("dtype", dtypes.int8), "y_zero": Attr("int", 0), "clamp": Attr("ints", None),
+}
+
+
+def _qlayer_norm_infer(ctx: InferContext):
+    _check_input(ctx, 0, "x", ACTIVATION_TYPES, "x_zero")
+    r_dt = None
+    if ctx.has_input(3):
+        _check_input(ctx, 3, "r", ACTIVATION_TYPES, "r_zero")
+        r_dt = ctx.types[3].dtype
+        if ctx.types[0].shape is not None and ctx.types[3].shape is not None and ctx.types[3].shape != ctx.types[0].shape:
+            ctx.fail(f"r {list(ctx.types[3].shape)} must have x's shape {list(ctx.types[0].shape)}")
+    for k in ("x_mult", "r_mult"):
+        if not 1 <= ctx.attrs.get(k, 1) <= 1 << 16:
+            ctx.fail(f"{k} {ctx.attrs.get(k, 1)} must be in [1, 65536]")
+    eps = ctx.attrs["var_epsilon"]
+    _check_scales(ctx, "var_epsilon", [eps])
+    if eps == 0:
+        ctx.fail("var_epsilon must be > 0")
+    x = ctx.types[0].shape
+    tail = None
+    if x is not None:
+        axis = normalize_axis(ctx.attrs.get("axis", -1), len(x), ctx)
+        tail = tuple(x[axis:])
+        bound = norm_code_bound(ctx.attrs, ctx.types[0].dtype, r_dt)
+        if all(isinstance(d, int) for d in tail) and math.prod(tail) * bound >= NORM_BOUND:
+            ctx.fail(f"{math.prod(tail)} elements per row of codes up to {bound}: their product must stay below 2^26")
+    for i, what in ((1, "gamma"), (2, "beta")):
+        t = ctx.types[i] if ctx.has_input(i) else None
+        if t is None:
+            continue
+        if t.dtype is not dtypes.float32:
+            ctx.fail(f"{what} must be f32, got {t.dtype}")
+        if tail is not None and t.shape is not None and tuple(t.shape) != tail:
+            ctx.fail(f"{what} must have the normalized dims {list(tail)}, got {list(t.shape)}")
+    dt = ctx.attrs.get("y_dtype", dtypes.int8)
+    if dt is dtypes.float32:
+        given = [k for k in ("y_zero", "clamp") if k in ctx.attrs]
+        if given:
+            ctx.fail(f"y_dtype f32 gives the float values: {', '.join(given)} must be absent")
+    else:
+        _check_requant(_Attrs(ctx, dict(ctx.attrs, scale=[1.0])), 1)
+    return [TensorType(dt, x)]
+
+
+def _qlayer_norm_reference(inputs, attrs):
+    x, gamma = inputs[0], inputs[1]
+    beta = inputs[2] if len(inputs) > 2 else None
+    dt = attrs.get("y_dtype", dtypes.int8)
+    if x.size == 0:
+        return np.zeros(x.shape, dt.np)
+    axis = attrs.get("axis", -1) % x.ndim
+    d = layer_norm_codes(inputs, attrs)
+    y = qlayer_norm_rows(d.reshape(-1, math.prod(x.shape[axis:])), attrs["var_epsilon"], gamma, beta).reshape(x.shape)
+    if dt is dtypes.float32:
+        return y
+    return _output(np.rint(y.astype(np.float64)), attrs)
+
+
+register_op("qlayer_norm", ["x", "gamma", "beta?", "r?"], ["y"], attrs=_QLN_ATTRS,
+            infer=_qlayer_norm_infer, reference=_qlayer_norm_reference,
+            doc="LayerNorm of quantized codes (x, or the residual sum x + r on one integer grid) over dims "
+                "[axis, rank): integer sums, then a fixed sequence of float32 steps; gamma / beta (f32, the "
+                "normalized dims) in the output's units (divided by y's scale for an int8 / uint8 output; "
+                "y_dtype f32 gives the values).")
