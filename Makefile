@@ -3,11 +3,15 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo toolchains test-deps zoo test fuzz-kernels fuzz
+.PHONY: install demo-deps demo toolchains test-deps zoo test fuzz-kernels fuzz
 install:
 	$(PIP) -e .
 
-demo: install
+# the demo's last step, pdc check, compares with ONNX Runtime: the `check` extra installs it
+demo-deps:
+	$(PIP) -e '.[check]'
+
+demo: demo-deps
 	$(PYTHON) examples/tiny_cnn.py examples/tiny_cnn.onnx
 	pdc inspect examples/tiny_cnn.onnx
 	pdc opt examples/tiny_cnn.onnx --emit ir -o examples/tiny_cnn.pdir

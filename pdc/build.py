@@ -6,20 +6,24 @@ import os
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 
 from .ir.errors import PdcError
 
-RUNTIME_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runtime")
 RUNTIME_FILES = ("pdc_runtime.h", "pdc_runtime.c")
 
 
+def runtime_file(rel: str) -> bytes:
+    """A file of the C runtime, e.g. 'cortex_m/startup.c'. The runtime is package data (pdc/runtime/),
+    read through importlib.resources so an installed wheel finds it as a checkout does."""
+    node = resources.files(__package__).joinpath("runtime")
+    for part in rel.split("/"):
+        node = node.joinpath(part)
+    return node.read_bytes()
+
+
 def runtime_sources() -> dict[str, bytes]:
-    here = RUNTIME_DIR if os.path.isdir(RUNTIME_DIR) else os.path.join(os.path.dirname(__file__), "runtime")
-    out = {}
-    for f in RUNTIME_FILES:
-        with open(os.path.join(here, f), "rb") as fh:
-            out[f"runtime/{f}"] = fh.read()
-    return out
+    return {f"runtime/{f}": runtime_file(f) for f in RUNTIME_FILES}
 
 
 def sources(name: str, kernel_files: list[str]) -> list[str]:

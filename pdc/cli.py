@@ -10,8 +10,13 @@ from collections import Counter
 
 import numpy as np
 
-from . import __version__
 from .ir.errors import PdcError
+
+
+# every format pdc/frontend reads, for the help of each command that takes a MODEL
+MODEL_FORMATS = ("an ONNX model (.onnx), a PaddlePaddle 3 model (inference.json + .pdiparams), a legacy Paddle "
+                 "model (.pdmodel + .pdiparams), either Paddle one given as the file, the path prefix or the "
+                 "folder, or a pdc IR file (.pdir + .pdir.npz)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,13 +146,10 @@ def _runner(args, graph):
     if target is None:
         from .ir.interpreter import run_graph
         return lambda feeds: run_graph(graph, feeds)
-    import tempfile
-    from .compiler import compile_bundle
-    from .module import Module
-    folder = tempfile.mkdtemp(prefix="pdc-")
-    compile_bundle(graph, folder, target=args.target, threads=getattr(args, "threads", 1),
-                   opt_level=getattr(args, "opt_level", 2))
-    return Module(folder).run
+    from . import compile
+    # a temporary bundle, removed when pdc exits
+    return compile(graph, target=args.target, threads=getattr(args, "threads", 1),
+                   opt_level=getattr(args, "opt_level", 2)).run
 
 
 def cmd_run(args) -> int:
@@ -155,9 +157,11 @@ def cmd_run(args) -> int:
     if os.path.isfile(os.path.join(args.model, "manifest.json")):
         from .module import Module
         module = Module(args.model)
+        _check_bundle_flags(args, module.manifest)
         graph = module.signature()
         run = module.run
     else:
+        args.target = args.target or "reference"
         graph = _bound_model(args)
         run = _runner(args, graph)
     if args.inputs:
@@ -175,6 +179,25 @@ def cmd_run(args) -> int:
         np.savez(args.save, **outputs)
         print(f"saved outputs to {args.save}", file=sys.stderr)
     return 0
+
+
+def _check_bundle_flags(args, manifest: dict) -> None:
+    """A bundle is compiled for one target and fixed shapes: --target elsewhere or --shape cannot apply."""
+    from .targets import get_target
+    built = manifest["target"]
+    if args.shape:
+        shapes = ", ".join(f"{d['name']}={','.join(map(str, d['shape']))}" for d in manifest["inputs"])
+        raise PdcError(f"--shape does not apply to a bundle folder: {args.model} was compiled for fixed shapes "
+                       f"({shapes}); compile the model again with --shape")
+    if args.target is None:
+        return
+    try:
+        asked = get_target(args.target)
+    except PdcError:
+        asked = None
+    if asked is None or asked.name != built:
+        raise PdcError(f"--target {args.target} does not apply to a bundle folder: {args.model} was compiled for "
+                       f"{built} and runs only there; compile the model with --target {args.target} instead")
 
 
 def cmd_check(args) -> int:
@@ -242,6 +265,12 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from .doctor import doctor_lines
+    print("\n".join(doctor_lines()))
+    return 0
+
+
 def cmd_targets(args) -> int:
     from .targets import code_targets, get_target, known_targets
     if args.coverage or args.target:
@@ -278,17 +307,28 @@ def max_tensor_bytes_arg(sp, default=None) -> None:
                     help="refuse a model with a larger tensor, e.g. 4G, 512M (default: 16G)")
 
 
+class _VersionAction(argparse.Action):
+    """--version: the version and which toolchain programs this machine has (argparse's plain version
+    action prints one fixed string)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .doctor import version_text
+        print(version_text())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pdc", description="pdc: an ahead-of-time deep-learning compiler for ONNX and PaddlePaddle "
                                         "models.")
-    p.add_argument("--version", action="version", version=f"pdc {__version__}")
+    p.add_argument("--version", action=_VersionAction, nargs=0,
+                   help="print pdc's version and the toolchains found on this machine, and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     opt = sub.add_parser("opt", help="import a model and print or save its IR",
-                         description="Imports MODEL (.onnx or .pdir) and emits its IR text. With -o FILE, writes "
+                         description="Imports MODEL and emits its IR text. With -o FILE, writes "
                                      "FILE (the text) and FILE.npz (the constants); FILE is then a complete model "
-                                     "that every pdc command accepts.")
-    opt.add_argument("model", metavar="MODEL", nargs="?")
+                                     "that every pdc command accepts. MODEL: " + MODEL_FORMATS + ".")
+    opt.add_argument("model", metavar="MODEL", nargs="?", help=MODEL_FORMATS)
     opt.add_argument("--emit", choices=["ir"], default="ir", help="what to emit (default: ir)")
     opt.add_argument("--passes", metavar="PIPELINE",
                      help="passes to run, e.g. 'fold-constants,fuse-elementwise{max-ops=8}' (overrides -O)")
@@ -308,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, parameters, MACs",
                          description="Prints MODEL's inputs and outputs, a histogram of its ops, its parameter "
                                      "count and an estimate of its multiply-accumulates.")
-    ins.add_argument("model", metavar="MODEL")
+    ins.add_argument("model", metavar="MODEL", help=MODEL_FORMATS)
     ins.add_argument("--json", action="store_true", help="print JSON for machines")
     max_tensor_bytes_arg(ins)
     ins.set_defaults(func=cmd_inspect)
@@ -332,12 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ops (conv, gemm, matmul, add) or node names to leave in float; comma-separated, "
                              "repeatable")
 
-    def model_args(sp, default_target="reference", model_help="an .onnx model or a .pdir IR file"):
-        sp.add_argument("model", metavar="MODEL", help=model_help + " (Paddle: the .json or .pdmodel file, "
-                                                                   "the path prefix or the folder)")
+    def model_args(sp, default_target="reference", model_help=MODEL_FORMATS, target_default_shown=None):
+        sp.add_argument("model", metavar="MODEL", help=model_help)
         sp.add_argument("--target", default=default_target,
                         help=f"a target from pdc targets, or reference (the NumPy interpreter); "
-                             f"default: {default_target}")
+                             f"default: {target_default_shown or default_target}")
         sp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
                         help="bind an input's symbolic dims, e.g. --shape x=1,3,224,224 (repeatable)")
         sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
@@ -346,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Runs MODEL on --inputs (an .npz keyed by input name, or one .npy for a "
                                      "one-input model), or on seeded random data, and prints a summary of each "
                                      "output.")
-    model_args(run, model_help="a bundle folder written by pdc compile, an .onnx model or a .pdir IR file")
+    model_args(run, default_target=None, target_default_shown="reference for a model; a bundle folder runs on "
+                                                             "the target it was compiled for",
+               model_help="a bundle folder written by pdc compile (--target and --shape do not apply to it), or "
+                          + MODEL_FORMATS)
     run.add_argument("--inputs", metavar="FILE", help="an .npz keyed by input name, or a .npy")
     run.add_argument("--save", metavar="FILE.npz", help="save the outputs to an .npz")
     run.set_defaults(func=cmd_run)
@@ -354,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="run a model and compare every output with ONNX Runtime",
                          description="Runs MODEL on seeded random inputs with pdc and with ONNX Runtime and "
                                      "prints the max abs/rel error of every output; exits 1 on a mismatch.")
-    model_args(chk, default_target="x86")
+    model_args(chk, default_target="x86", model_help="an ONNX model (.onnx), compared with ONNX Runtime, or a Paddle "
+                                                     "model (inference.json or .pdmodel + .pdiparams: the file, the "
+                                                     "path prefix or the folder), compared with Paddle Inference")
     chk.add_argument("--threads", type=int, default=1, help="threads of the compiled code (default: 1)")
     chk.add_argument("-O", dest="opt_level", type=int, choices=[0, 1, 2], default=2, metavar="LEVEL",
                      help="optimization level (default: 2)")
@@ -365,12 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "function), kernel sources, weights, CMakeLists.txt, Makefile and "
                                      "manifest.json; for x86 also libNAME.so. DIR must be new, empty or an "
                                      "earlier bundle, which is replaced atomically.")
-    cmp.add_argument("model", metavar="MODEL", help="an .onnx model or a .pdir IR file")
+    cmp.add_argument("model", metavar="MODEL", help=MODEL_FORMATS)
     cmp.add_argument("--target", default="x86", help="what to compile for (default: x86, this host); "
                                                      "see pdc targets")
     cmp.add_argument("-o", "--output", metavar="DIR", required=True, help="the bundle folder to write")
     cmp.add_argument("--name", help="C name prefix of the API (default: from the model file name)")
-    cmp.add_argument("--threads", type=int, default=1, help="default thread count of the runtime (default: 1)")
+    cmp.add_argument("--threads", type=int, default=None,
+                     help="default thread count of the runtime (default: this machine's cores for x86, "
+                          "1 for the other targets); recorded in manifest.json")
     cmp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
                      help="bind an input's symbolic dims (or one symbol: N=1); repeatable")
     cmp.add_argument("--weights", choices=["c", "bin"], default="c",
@@ -392,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "int8 scales, and writes the quantized model as IR (FILE.pdir + FILE.pdir.npz), "
                                     "which pdc compile takes like any model. Convolutions, dense layers and adds "
                                     "become integer ops; other ops stay float between dequantize / quantize.")
-    qz.add_argument("model", metavar="MODEL", help="an .onnx model, a Paddle model or a .pdir IR file")
+    qz.add_argument("model", metavar="MODEL", help=MODEL_FORMATS)
     qz.add_argument("-o", "--output", metavar="FILE.pdir", required=True, help="the quantized model to write")
     qz.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="bind an input's symbolic dims")
     quant_args(qz, required=True)
@@ -408,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--coverage", action="store_true", help="ops per kernel family for each target")
     tg.add_argument("--target", help="only this target (implies --coverage)")
     tg.set_defaults(func=cmd_targets)
+
+    doc = sub.add_parser("doctor", help="which targets can build and run on this machine",
+                         description="Prints one line per target: whether this machine can build its bundles "
+                                     "and run them, and each missing tool with the Debian package that provides "
+                                     "it; then the apt-get command that installs them.")
+    doc.set_defaults(func=cmd_doctor)
     return p
 
 

@@ -59,14 +59,15 @@ def default_name(model) -> str:
 
 
 def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
-                   threads: int = 1, shapes: Optional[dict] = None, weights: str = "c", opt_level: int = 2,
-                   build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
+                   threads: Optional[int] = None, shapes: Optional[dict] = None, weights: str = "c",
+                   opt_level: int = 2, build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
                    quantize: Optional[str] = None, calibration=None, quant_options=None,
                    max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> str:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
 
     out_dir must be new, empty or an earlier bundle (which is swapped for the new one in one step).
     flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory.
+    threads=None: the target's default (this machine's cores for x86, else 1).
     quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model).
     max_tensor_bytes (bytes, or a string such as '4G') refuses models with a larger tensor."""
     say = progress or (lambda msg: None)
@@ -81,6 +82,7 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         raise PdcError(f"--name '{name}': must be a C identifier (letters, digits, _; not starting with a digit)")
     if weights not in ("c", "bin"):
         raise PdcError(f"--weights '{weights}': expected 'c' or 'bin'")
+    threads = tgt.default_threads() if threads is None else threads
     if threads < 1:
         raise PdcError(f"--threads {threads}: must be at least 1")
     max_tensor_bytes = parse_byte_size(max_tensor_bytes)

@@ -117,7 +117,8 @@ class PdcRep(BackendRep):
             from .module import Module
             folder = tempfile.mkdtemp(prefix="pdc-backend-")
             self._folders.append(folder)
-            compile_bundle(graph, folder, target="x86", name="model", opt_level=self.opt_level, c_opt="-O1")
+            compile_bundle(graph, folder, target="x86", name="model", opt_level=self.opt_level, c_opt="-O1",
+                           threads=1)  # node tests are tiny: no thread pool
             self._modules[key] = (Module(folder), [v.name for v in graph.inputs])
         return self._modules[key]
 

@@ -48,7 +48,8 @@ def test_not_a_model(tmp_path):
     q = tmp_path / "notes.txt"
     q.write_text("hello")
     rc, _, err = pdc("opt", str(q))
-    assert_one_line_error(rc, err, r"notes\.txt: unknown model format \(expected \.onnx or \.pdir\)$")
+    assert_one_line_error(rc, err, r"notes\.txt: unknown model format "
+                                   r"\(expected \.onnx, a Paddle model \(inference\.json or \.pdmodel\) or \.pdir\)$")
 
 
 def test_truncated_protobuf(tmp_path):

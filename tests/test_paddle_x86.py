@@ -73,8 +73,7 @@ def toolchain_key() -> str:
     from pdc.targets.x86 import c_compiler
     h = hashlib.sha256()
     root = os.path.dirname(os.path.dirname(os.path.abspath(pdc.__file__)))
-    files = glob.glob(os.path.join(root, "pdc", "**", "*.*"), recursive=True) + \
-        glob.glob(os.path.join(root, "runtime", "**", "*.*"), recursive=True)
+    files = glob.glob(os.path.join(root, "pdc", "**", "*.*"), recursive=True)  # pdc/runtime included
     for path in sorted(f for f in files if "__pycache__" not in f):
         h.update(os.path.relpath(path, root).encode())
         with open(path, "rb") as f:

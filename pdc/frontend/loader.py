@@ -32,7 +32,8 @@ def _import(path: str, max_tensor_bytes: int) -> Graph:
     if path.endswith(".onnx") or _looks_like_protobuf(head):
         from .onnx_import import load_onnx
         return load_onnx(path, max_tensor_bytes)
-    raise PdcError(f"{path}: unknown model format (expected .onnx or .pdir)")
+    raise PdcError(f"{path}: unknown model format "
+                   f"(expected .onnx, a Paddle model (inference.json or .pdmodel) or .pdir)")
 
 
 def _looks_like_protobuf(head: bytes) -> bool:

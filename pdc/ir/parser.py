@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from functools import lru_cache
+from importlib import resources
 from typing import Optional
 
 import lark
@@ -18,8 +18,8 @@ from .types import Quant, TensorType
 
 @lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
-    with open(os.path.join(os.path.dirname(__file__), "ir.lark")) as f:
-        return lark.Lark(f.read(), parser="lalr", maybe_placeholders=True)
+    grammar = resources.files(__package__).joinpath("ir.lark").read_text()  # package data, also in a wheel
+    return lark.Lark(grammar, parser="lalr", maybe_placeholders=True)
 
 
 def _name(token: str) -> str:

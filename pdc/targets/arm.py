@@ -25,27 +25,10 @@ from typing import Callable, ClassVar, Optional
 
 from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
-from .base import KernelConfig, Limits, Target
+from .base import KernelConfig, Limits, Target, Tool  # noqa: F401  (Tool: imported from here too)
 
 
 # ---- tools ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Tool:
-    """A program a target needs and the Debian package that provides it."""
-    program: str
-    package: str
-
-    def path(self) -> str:
-        found = shutil.which(self.program)
-        if not found:
-            raise PdcError(f"{self.program} not found: it comes with the Debian package '{self.package}' "
-                           f"(apt-get install {self.package})")
-        return found
-
-    def available(self) -> bool:
-        return shutil.which(self.program) is not None
-
-
 def run_tool(cmd: list, cwd: str, what: str, timeout: Optional[float] = None) -> str:
     """Runs a toolchain command; a failure is a PdcError with the compiler's first error line."""
     r = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -97,8 +80,16 @@ class CortexATarget(Target):
     def tool_prefix(self) -> str:
         return self.cc.program[:-len("gcc")]
 
-    def tools(self) -> list[Tool]:
-        return [self.cc, self.emulator]
+    @property
+    def archiver(self) -> Tool:
+        prefix = self.tool_prefix
+        return Tool(prefix + "ar", "binutils-" + prefix.rstrip("-"))
+
+    def build_tools(self) -> list[Tool]:
+        return [self.cc, self.archiver]
+
+    def run_tools(self) -> list[Tool]:
+        return [self.emulator]
 
     # -- the bundle's own build files: a Makefile that cross-builds the library and the harness
     def bundle_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int,
@@ -133,7 +124,7 @@ clean:
         """Cross-compiles lib<name>.a and <name>_harness in `folder`; returns manifest fields."""
         from ..build import runtime_object, sources
         cc = self.cc.path()
-        ar = shutil.which(self.tool_prefix + "ar") or Tool(self.tool_prefix + "ar", self.cc.package).path()
+        ar = self.archiver.path()
         defs = ["-I.", "-Iruntime", "-DPDC_THREADS=1", f"-DPDC_DEFAULT_THREADS={threads}", "-Wa,-I."]
         say(f"cross-compiling for {self.name} with {self.cc.program} ({len(kernel_files) + 3} C files)")
         rt = runtime_object(cc, cflags, defs)

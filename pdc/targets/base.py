@@ -6,11 +6,41 @@ presets to pdc/targets/__init__.py (see docs/ARCHITECTURE.md, "Adding a target")
 """
 from __future__ import annotations
 
+import os
+import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
 
 from ..ir.errors import PdcError
+
+@dataclass(frozen=True)
+class Tool:
+    """A program a target needs and the Debian package that provides it."""
+    program: str
+    package: str
+
+    def path(self) -> str:
+        found = shutil.which(self.program)
+        if not found:
+            raise PdcError(f"{self.program} not found: it comes with the Debian package '{self.package}' "
+                           f"(apt-get install {self.package})")
+        return found
+
+    def available(self) -> bool:
+        return shutil.which(self.program) is not None
+
+    def missing(self) -> str:
+        return f"missing {self.program} (Debian package {self.package})"
+
+
+def host_cores() -> int:
+    """The cores this process may run on: its CPU affinity (which containers and taskset narrow),
+    else os.cpu_count()."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
 
 @dataclass(frozen=True)
 class KernelConfig:
@@ -80,6 +110,11 @@ class Target(ABC):
     def kernel_config(self, threads: int) -> KernelConfig:
         return KernelConfig(threads=threads, vector_bits=128, simd="none")
 
+    def default_threads(self) -> int:
+        """The thread count of a bundle compiled without --threads: one, unless the target is this
+        machine (x86), whose bundles get every core as ONNX Runtime does."""
+        return 1
+
     def space_of(self, node) -> str:
         """The memory space a node's kernel runs in: a device target answers "device" for the nodes
         it has device kernels for and "host" for the rest (placement copies values between them)."""
@@ -112,6 +147,26 @@ class Target(ABC):
         raise PdcError(f"--flash / --ram apply to microcontroller targets (cortex-m*), not to {self.name}")
 
     # ---- building and running ------------------------------------------------------------------
+    def build_tools(self) -> list[Tool]:
+        """The programs that build this target's bundles."""
+        return []
+
+    def run_tools(self) -> list[Tool]:
+        """The programs that run a built bundle (an emulator); none for in-process targets."""
+        return []
+
+    def tools(self) -> list[Tool]:
+        return [*self.build_tools(), *self.run_tools()]
+
+    def build_problems(self) -> list[str]:
+        """Why this machine cannot build the target's bundles ([] when it can): each missing tool
+        with the Debian package that provides it (pdc doctor prints them)."""
+        return [t.missing() for t in self.build_tools() if not t.available()]
+
+    def run_problems(self) -> list[str]:
+        """Why this machine cannot run the target's bundles ([] when it can)."""
+        return [t.missing() for t in self.run_tools() if not t.available()]
+
     def bundle_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int,
                      manifest: dict) -> dict[str, bytes]:
         """Files the target adds to the bundle (its own Makefile, harness, startup code)."""

@@ -33,6 +33,7 @@ from .base import KernelConfig, Limits, Target
 RUNTIME_MCU = ("startup.c", "pdc_semihost.h", "link.ld.in")
 GCC = Tool("arm-none-eabi-gcc", "gcc-arm-none-eabi")
 SIZE = Tool("arm-none-eabi-size", "binutils-arm-none-eabi")
+AR = Tool("arm-none-eabi-ar", "binutils-arm-none-eabi")
 QEMU = Tool("qemu-system-arm", "qemu-system-arm")
 NEWLIB_PACKAGE = "libnewlib-arm-none-eabi"
 LIBC_FRAME_BYTES = 256  # stack allowed for a C library call (expf, memcpy...) the call graph cannot see
@@ -120,17 +121,25 @@ class CortexMTarget(Target):
         if threads != 1:
             raise PdcError(f"{self.name}: microcontroller bundles are single-threaded (--threads 1)")
 
+    def build_tools(self) -> list[Tool]:
+        return [GCC, SIZE, AR]
+
+    def run_tools(self) -> list[Tool]:
+        return [QEMU]
+
+    def build_problems(self) -> list[str]:
+        problems = super().build_problems()
+        if GCC.available() and not _has_newlib(GCC.path(), self.cflags):  # a library, not a program
+            problems.append(f"missing newlib for arm-none-eabi (Debian package {NEWLIB_PACKAGE})")
+        return problems
+
     # -- the bundle's files
     def bundle_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int,
                      manifest: dict) -> dict:
-        from ..build import RUNTIME_DIR, sources
-        here = os.path.join(RUNTIME_DIR, "cortex_m")
-        if not os.path.isdir(here):
-            here = os.path.join(os.path.dirname(os.path.dirname(__file__)), "runtime", "cortex_m")
+        from ..build import runtime_file, sources
         files = {}
         for f in RUNTIME_MCU:
-            with open(os.path.join(here, f), "rb") as fh:
-                data = fh.read()
+            data = runtime_file(f"cortex_m/{f}")
             if f == "link.ld.in":
                 files["link.ld"] = self.link_script(name, data.decode()).encode()
             else:
@@ -228,7 +237,7 @@ target_link_libraries({name} PUBLIC m)
             stack = stack_estimate(tmp)
             lib = f"lib{name}.a"
             lib_objs = [o for o in objs if not os.path.basename(o).startswith((f"{name}_harness.", "startup."))]
-            run_tool(["arm-none-eabi-ar", "rcs", lib, *lib_objs], folder, f"archiving {lib}")
+            run_tool([AR.path(), "rcs", lib, *lib_objs], folder, f"archiving {lib}")
         text, data, bss = _size(os.path.join(folder, elf))
         flash_bytes = text + data
         # the model's objects hold the weights (.rodata of <name>_weights.o) and the code
@@ -302,9 +311,13 @@ def _size(path: str) -> tuple[int, int, int]:
     return int(line[0]), int(line[1]), int(line[2])
 
 
-def _check_newlib(cc: str, cflags: list[str], folder: str) -> None:
+def _has_newlib(cc: str, cflags: list[str], folder: Optional[str] = None) -> bool:
     r = subprocess.run([cc, *cflags, "-print-file-name=libc_nano.a"], capture_output=True, text=True, cwd=folder)
-    if r.returncode != 0 or not os.path.isabs(r.stdout.strip()):
+    return r.returncode == 0 and os.path.isabs(r.stdout.strip())
+
+
+def _check_newlib(cc: str, cflags: list[str], folder: str) -> None:
+    if not _has_newlib(cc, cflags, folder):
         raise PdcError(f"newlib for arm-none-eabi not found: install the Debian package '{NEWLIB_PACKAGE}'")
 
 

@@ -8,7 +8,7 @@ from typing import Callable, ClassVar
 
 from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
-from .base import KernelConfig, Limits, Target
+from .base import KernelConfig, Limits, Target, Tool, host_cores
 
 
 def host_flags() -> set[str]:
@@ -45,12 +45,33 @@ class X86Target(Target):
         return KernelConfig(threads=threads, vector_bits=self.vector_bits,
                             simd="avx512" if self.vector_bits >= 512 else "avx2", gemm_kc=512, scratch_floats=65536)
 
-    def check_host(self) -> None:
+    def default_threads(self) -> int:
+        return min(host_cores(), self.limits.max_threads)
+
+    @property
+    def needed_isa(self) -> set[str]:
+        return {"avx512f"} if self.vector_bits == 512 else {"avx2", "fma"}
+
+    def lacking_isa(self) -> list[str]:
+        """The instruction sets this target needs and this CPU lacks (none when /proc/cpuinfo is unreadable)."""
         flags = host_flags()
-        needed = {"avx512f"} if self.vector_bits == 512 else {"avx2", "fma"}
-        if flags and not needed <= flags:
-            raise PdcError(f"target {self.name} needs {', '.join(sorted(needed))}, which this CPU lacks "
+        return sorted(self.needed_isa - flags) if flags else []
+
+    def check_host(self) -> None:
+        if self.lacking_isa():
+            raise PdcError(f"target {self.name} needs {', '.join(sorted(self.needed_isa))}, which this CPU lacks "
                            f"(use --target x86 to pick what the host supports)")
+
+    def build_tools(self) -> list[Tool]:
+        return [c_compiler_tool()]
+
+    def build_problems(self) -> list[str]:
+        # the build refuses a CPU without the ISA (check_host): the library could not be loaded here
+        lacking = [f"this CPU lacks {', '.join(self.lacking_isa())}"] if self.lacking_isa() else []
+        return super().build_problems() + lacking
+
+    def run_problems(self) -> list[str]:
+        return self.build_problems()  # runs in-process: what builds here runs here
 
     def build(self, folder: str, name: str, kernel_files: list[str], cflags: list[str], threads: int,
               say: Callable[[str], None]) -> dict:
@@ -69,6 +90,14 @@ X86_AVX512 = X86Target("x86-avx512", "x86-64 with AVX-512 (x86-64-v4)", "x86-64-
 def detect_host() -> X86Target:
     flags = host_flags()
     return X86_AVX512 if {"avx512f", "avx512bw", "avx512vl"} <= flags else X86_AVX2
+
+
+def c_compiler_tool() -> Tool:
+    """The host C compiler pdc uses ($CC, gcc, cc or clang), as a Tool (gcc when none is found)."""
+    for program in (os.environ.get("CC"), "gcc", "cc", "clang"):
+        if program and shutil.which(program):
+            return Tool(program, "gcc")
+    return Tool("gcc", "gcc")
 
 
 def c_compiler() -> str:

@@ -15,7 +15,7 @@ from pdc.codegen.kir.opencl import OpenCLPrinter
 from pdc.ir import dtypes as D
 from pdc.ir.errors import UnsupportedError
 
-RUNTIME = os.path.join(os.path.dirname(__file__), "..", "..", "runtime")
+RUNTIME = os.path.join(os.path.dirname(__file__), "..", "..", "pdc", "runtime")
 f32, f16, bf16 = D.float32, D.float16, D.bfloat16
 
 

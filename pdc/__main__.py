@@ -1,0 +1,6 @@
+"""`python -m pdc`: the pdc command line."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
