@@ -5,7 +5,9 @@ with PDC_FORCE_PATH so that every draw takes it:
 - qconv=vnni: the implicit GEMM over the packed input, on dense, grouped and depthwise layers
   (kernels 1..7, strides and dilations 1..3, asymmetric pads, auto_pad);
 - qconv=vnni-pointwise: 1x1 stride-1 unpadded layers as a plain GEMM;
-- qconv=vnni-depthwise: one input channel per group (channel multipliers 1..3 too);
+- qconv=vnni-depthwise: one input channel per group (channel multipliers 1..3 too), each of its
+  modes (column stride 1 and 2 read in place, other strides / dilations as laid-out quads), on
+  narrow and on wide (> 64 columns) images;
 - qconv=vnni-window: depthwise with one output pixel whose window is the whole unpadded plane
   (global average pooling made integer), planes past 64 bytes;
 - qmatmul=vnni: a [..., K] x b [K, N], K and N off the 4 / 16 multiples;
@@ -22,6 +24,7 @@ PDC_FUZZ_SCALE / PDC_FUZZ_SEED scale and reseed the draws as for the other kerne
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -125,6 +128,12 @@ def test_vnni_window_matches_reference():
     run(layers(window_layer(), 5), "qconv=vnni-window", "qconv/vnni-window", examples=12)
 
 
+def test_vnni_depthwise_wide_images_match_reference():
+    """Images up to 200 columns: rows of several 64-byte vectors, tiles crossing grid rows."""
+    run(layers(conv_layer("depthwise", max_extent=200), 3), "qconv=vnni-depthwise", "qconv/vnni-depthwise",
+        examples=10)
+
+
 def test_vnni_qmatmul_matches_reference():
     run(layers(qmatmul_layer(max_macs=400_000), 6), "qmatmul=vnni", "qmatmul/vnni", examples=16)
 
@@ -153,8 +162,8 @@ def test_emulated_dot_products_match_reference():
     """The AVX-512BW emulation of vpdpbusd (what runs without AVX512-VNNI), every kernel kind."""
     run(layers(st.one_of(ANY_CONV, conv_layer("depthwise")), 4), "qconv=vnni,int8-dot=emulated", "qconv/vnni",
         examples=6)
-    run(layers(conv_layer("depthwise"), 3), "qconv=vnni-depthwise,int8-dot=emulated", "qconv/vnni-depthwise",
-        examples=4)
+    run(layers(conv_layer("depthwise", max_extent=100), 3), "qconv=vnni-depthwise,int8-dot=emulated",
+        "qconv/vnni-depthwise", examples=4)
     run(layers(conv_layer("pointwise"), 3), "qconv=vnni-pointwise,int8-dot=emulated", "qconv/vnni-pointwise",
         examples=3)
     run(layers(window_layer(), 3), "qconv=vnni-window,int8-dot=emulated", "qconv/vnni-window", examples=3)
@@ -199,6 +208,37 @@ MODEL_LAYERS = [  # ResNet / MobileNet-like, two threads
     ("qconv/vnni-depthwise", _conv(12, [1, 32, 33, 31], [64, 1, 5, 5], group=32, strides=[2, 1], pads=[3, 0, 1, 4],
                                    dilations=[1, 2])),
 ]
+
+
+def _dw(seed, c, h, w, k, stride, pad, dil=1, mg=1, **kw):
+    return _conv(seed, [1, c, h, w], [c * mg, 1, k, k], group=c, strides=[stride, stride], pads=[pad] * 4,
+                 dilations=[dil, dil], **kw)
+
+
+DEPTHWISE_MODES = [  # (column stride, dilation) 1/1, 2/1 read in place; 3/1, 1/2 as quads: kernels 3/5/7, mg 1/2
+    _dw(40, 6, 9, 131, 3, 1, 1), _dw(41, 5, 8, 97, 5, 1, 2, mg=2, x_dt=np.uint8, y_dt=dtypes.uint8, y_zero=9),
+    _dw(42, 4, 7, 70, 7, 1, 3, y_dt=dtypes.int32), _dw(43, 6, 12, 133, 3, 2, 1, mg=2),
+    _dw(44, 5, 9, 150, 5, 2, 2, x_dt=np.uint8, y_dt=dtypes.int32), _dw(45, 4, 11, 99, 7, 2, 0, y_zero=-128),
+    _dw(46, 5, 10, 140, 3, 3, 1, mg=2),
+    _dw(47, 4, 9, 101, 5, 1, 4, dil=2, x_dt=np.uint8, y_dt=dtypes.uint8, y_zero=0),
+    _dw(48, 3, 5, 5, 3, 1, 0), _dw(49, 3, 6, 7, 2, 2, 0, mg=2), _dw(50, 3, 4, 9, 1, 1, 0, y_dt=dtypes.int32),
+    # flat grids of 2..4 vectors, cut into rows in registers
+    _dw(53, 6, 14, 14, 3, 1, 1), _dw(54, 5, 28, 29, 3, 2, 1, mg=2, x_dt=np.uint8, y_dt=dtypes.uint8, y_zero=3),
+    _dw(55, 4, 9, 11, 5, 1, 2, clamp=[-128, 60]),
+]
+for _layer, _scale in ((_dw(51, 4, 7, 90, 3, 1, 1, clamp=[-20, 100]), 3e4), (_dw(52, 4, 9, 9, 3, 2, 1), 1e5)):
+    _layer.attrs["scale"] = [requant_scale(_scale)]  # products past 2^30: clamped in float32 before packing
+    DEPTHWISE_MODES.append(_layer)
+
+
+@pytest.mark.parametrize("emulated", [False, True])
+def test_depthwise_modes_on_wide_rows(emulated):
+    """Every depthwise mode on rows wider than a vector and on grids of 1..4 vectors (cut into rows
+    in registers), both clamps (after the packs; in float32 where a product may pass 2^30)."""
+    force = "qconv=vnni-depthwise" + (",int8-dot=emulated" if emulated else "")
+    source = check_path(DEPTHWISE_MODES, force, "qconv/vnni-depthwise")
+    assert all(f"pdc_qx_dwconv_{m}_" in source for m in ("s1", "s2", "q"))
+    assert "_lc_" in source and re.search(r"dwconv_\w+_[iu]8_(vnni|bw)\(", source)  # both clamps
 
 
 @pytest.mark.parametrize("emulated", [False, True])

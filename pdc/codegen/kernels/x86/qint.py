@@ -35,14 +35,24 @@ its weight panel in L1 while the packed input streams from L2); the pack runs fi
 parallel loop.
 1x1 stride-1 unpadded convolutions ("vnni-pointwise") are the same GEMM over channel planes
 taken as one long row (no grid columns to drop): a plain [M x C] x [C x HW] GEMM.
-Depthwise ("vnni-depthwise", one input channel per group): per (image, channel) the padded,
-phase-split u8 plane goes to the thread's scratch (L1-sized); four tap vectors of 64 pixels are
-byte-interleaved (unpack lo/hi 8 then 16 within 128-bit lanes) into tap quads for vpdpbusd
-against the channel's weight quads broadcast, and the four accumulators' lanes are put back in
-pixel order after requantization; with dropped grid columns (Wq > OW) the channel's flat output
-goes to the thread's scratch and its OH rows are copied out (row-by-row masked stores cost twice
-the arithmetic). Padded rows are one masked load per 64 input bytes (stride 2: plus a byte
-deinterleave), not a scalar gather.
+Depthwise ("vnni-depthwise", one input channel per group): per (image, channel) a padded u8
+plane goes to the thread's scratch (L1-sized; rows split only by the row stride; one masked load
+per 64 bytes of a row, the masks computed once per plane), and a tile of 64 flat outputs
+q = oh * Wq + ow is 4 accumulators of 16. With column stride 1 and no column dilation the taps
+kw = 4 t .. 4 t + 3 of a kernel row are 4 consecutive plane bytes, so a load at offset q + r
+holds in lane i the quad of output q + 4 i + r: per tap quad 4 plain loads and 4 vpdpbusd, no
+byte interleaving (taps past KW have weight 0; the tap loop has a constant trip count). Column
+stride 2 reads the same in-place quads at offsets 0 / 2 (even / odd outputs) and 64 / 66, 2 plane
+bytes per output; other column strides and dilations lay the quads out per output (the dense
+pack's quads over taps instead of channels). The accumulators are requantized and packed to
+bytes (packs 32 -> 16 -> 8, y_zero added to the words), then put in output order by one byte
+shuffle and one dword permute. Where every |acc * scale| < 2^30 (checked at compile time) the
+clamp moves after the saturating packs, to the bytes (exact: the saturations are monotone and
+the identity on [lo, hi]). Dropped grid columns (Wq > OW): a grid of up to 4 vectors is cut into
+its NCHW rows in registers (two word permutes and blends per vector, a table per layer), a larger
+one goes to the thread's scratch and its rows are copied out (reloading bytes just stored waits
+for the store to retire). The per-thread scratches sit a 128-byte line pair apart: the adjacent
+line prefetcher made two cores' neighbouring small scratches bounce (2x on the 7x7 layers).
 qmatmul ("vnni"): b packed [N/(16 NV)][K/4][NV][16][4] (16 columns x 4 k per zmm, zero-padded);
 MR rows of a read in place, each dword of 4 activations broadcast (sign-flipped for int8; a K
 tail of 1-3 loaded bytewise), MR x NV accumulators of 16 columns, the per-column multiplier and
@@ -61,7 +71,7 @@ Other x86 targets (AVX2) get None: the portable generators take the layer.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -106,11 +116,19 @@ static inline __m512i pdc_qx_dp_bw(__m512i acc, __m512i u, __m512i w) {
 }
 static inline int pdc_qx_has_vnni(void) { return __builtin_cpu_supports("avx512vnni"); }
 
-/* clamp(y_zero + rint(f32(acc) * sc), lo, hi) of 16 int32 lanes, as 16 bytes: the float32 product
-   clamped to [lo - y_zero, hi - y_zero] (flo, fhi), rounded half to even, + y_zero (yz) */
-static inline __m128i pdc_qx_rq(__m512i acc, __m512 sc, __m512 flo, __m512 fhi, __m512i yz) {
+/* clamp(rint(f32(acc) * sc), lo - y_zero, hi - y_zero) of 16 int32 lanes: the float32 product
+   clamped to [lo - y_zero, hi - y_zero] (flo, fhi), rounded half to even */
+static inline __m512i pdc_qx_rq32(__m512i acc, __m512 sc, __m512 flo, __m512 fhi) {
     const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), sc), flo), fhi);
-    return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), yz));
+    return _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* rint(f32(acc) * sc) of 16 int32 lanes, unclamped (where the caller knows it fits int32) */
+static inline __m512i pdc_qx_rnd32(__m512i acc, __m512 sc) {
+    return _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), sc), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* clamp(y_zero + rint(f32(acc) * sc), lo, hi) of 16 int32 lanes, as 16 bytes (yz: y_zero) */
+static inline __m128i pdc_qx_rq(__m512i acc, __m512 sc, __m512 flo, __m512 fhi, __m512i yz) {
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(pdc_qx_rq32(acc, sc, flo, fhi), yz));
 }
 static inline __mmask64 pdc_qx_m64(int64_t n) { return n <= 0 ? 0 : n >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << n) - 1); }
 /* lanes [lo, hi) of 64 */
@@ -225,11 +243,31 @@ static inline void pdc_qx_copy_rows(uint8_t *y, const uint8_t *stage, int64_t OH
             _mm512_mask_storeu_epi8(y + oh * OW, m, _mm512_maskz_loadu_epi8(m, stage + oh * Wq));
         return;
     }
-    for (int64_t oh = 0; oh < OH; oh++)
-        for (int64_t t = 0; t < OW; t += 64) {
-            const __mmask64 m = pdc_qx_m64(OW - t);
-            _mm512_mask_storeu_epi8(y + oh * OW + t, m, _mm512_maskz_loadu_epi8(m, stage + oh * Wq + t));
-        }
+    const int64_t tl = (OW - 1) / 64 * 64;  /* the last, masked, chunk */
+    const __mmask64 m = pdc_qx_m64(OW - tl);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        for (int64_t t = 0; t < tl; t += 64)
+            _mm512_storeu_si512((void *)(y + oh * OW + t), _mm512_loadu_si512((const void *)(stage + oh * Wq + t)));
+        _mm512_mask_storeu_epi8(y + oh * OW + tl, m, _mm512_maskz_loadu_epi8(m, stage + oh * Wq + tl));
+    }
+}
+"""
+
+GRID_ROWS = r"""/* The output bytes of one 64-byte vector of a depthwise channel's flat grid (small grids), cut
+   into NCHW rows in registers, as reloading bytes just stored waits for the store: y[k0 + k] = r[s]
+   for the grid bytes s of the vector's ow < OW columns, in order. AVX-512BW has no byte permute:
+   two word permutes (the words holding each output word's low, then high, byte), each wanted byte
+   moved to its half where it sits in the other (masks codd, ceven), one byte blend. t: the
+   vector's table, int16 [64 word indices][codd, ceven as uint32][k0][count] */
+static inline void pdc_qx_grid_rows(uint8_t *y, __m512i r, const int16_t *t) {
+    uint32_t codd, ceven;
+    memcpy(&codd, t + 64, 4);
+    memcpy(&ceven, t + 66, 4);
+    const __m512i a = _mm512_permutexvar_epi16(_mm512_loadu_si512((const void *)t), r);
+    const __m512i b = _mm512_permutexvar_epi16(_mm512_loadu_si512((const void *)(t + 32)), r);
+    const __m512i lo = _mm512_mask_mov_epi16(a, (__mmask32)codd, _mm512_srli_epi16(a, 8));
+    const __m512i hi = _mm512_mask_mov_epi16(b, (__mmask32)ceven, _mm512_slli_epi16(b, 8));
+    _mm512_mask_storeu_epi8(y + t[68], pdc_qx_m64(t[69]), _mm512_mask_blend_epi8((__mmask64)0xaaaaaaaaaaaaaaaaull, lo, hi));
 }
 """
 
@@ -244,40 +282,61 @@ typedef struct {
     const int32_t *bias;    /* bias - (x_zero + off) * sum(w), per (padded) output channel */
     const float *scale;     /* the requantization scale per (padded) output channel */
     const int32_t *phr, *phw;   /* row / column stride phase of each packed phase plane */
+    const int16_t *cidx;    /* depthwise, small grids: pdc_qx_grid_rows' table per vector */
     int64_t N, C, H, W, M, G, cg, mg, cq, OH, OW, sh, sw, ph, pw, NPH, Hq, Wq, xq_bs, rows_stride, rs;
-    int64_t NQ, KQ, NB, nqb, stage_off;
+    int64_t NQ, KQ, NB, nqb, Wp, dw, stage_off;
     int32_t pad, flip, yz, lo, hi;
 } pdc_qx_conv_job;
 """
 
-PLANE = r"""/* One channel's padded, phase-split plane [NPH][Hq][Wq] of u8 (the depthwise kernels); a short
-   row (at most 64 bytes, stride 2: 32) is one masked load with the masks computed once per phase */
-static inline void pdc_qx_plane(uint8_t *pl, const uint8_t *xc, const pdc_qx_conv_job *j) {
-    const int64_t H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq, st = j->sw;
+DW_PLANE = r"""/* One channel's padded plane [NPH][Hq][Wp] of u8 (the depthwise kernel, column stride 1 or 2,
+   reads its tap quads in place): row i of phase p is input row i * sh + phr[p] - ph, byte c its
+   column c - pw, the pad byte outside. Per 64 bytes of a row one masked load, the masks (the
+   same for every row) computed once; rows over 512 bytes chunk by chunk */
+static inline void pdc_qx_dw_plane(uint8_t *pl, const uint8_t *xc, const pdc_qx_conv_job *j) {
+    const int64_t H = j->H, W = j->W, Hq = j->Hq, Wp = j->Wp, i0 = -j->pw, nk = (Wp + 63) / 64;
     const __m512i fv = _mm512_set1_epi8((char)j->flip), pv = _mm512_set1_epi8((char)(j->pad ^ j->flip));
-    const __m512i sh = _mm512_set4_epi32(0x0f0d0b09, 0x07050301, 0x0e0c0a08, 0x06040200);
-    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    __mmask64 lm[8], sm[8];
+    for (int64_t k = 0; k < nk && k < 8; k++) {
+        lm[k] = pdc_qx_lanes(-(i0 + 64 * k), W - (i0 + 64 * k));
+        sm[k] = pdc_qx_m64(Wp - 64 * k);
+    }
+    const uintptr_t base = (uintptr_t)xc + (uintptr_t)i0;  /* left of the row: never dereferenced */
     for (int64_t p = 0; p < j->NPH; p++) {
-        const int64_t i0 = j->phw[p] - j->pw, r0 = j->phr[p] - j->ph;
-        uint8_t *d = pl + p * Hq * Wq;
-        if ((st == 1 && Wq <= 64) || (st == 2 && Wq <= 32)) {
-            const __mmask64 lm = pdc_qx_lanes(-i0, W - i0), sm = pdc_qx_m64(Wq);
-            const uintptr_t base = (uintptr_t)xc + (uintptr_t)i0;  /* left of the row: never dereferenced */
-            for (int64_t i = 0; i < Hq; i++, d += Wq) {
-                const int64_t ih = i * j->sh + r0;
-                __m512i v = pv;
-                if (ih >= 0 && ih < H) v = _mm512_mask_loadu_epi8(pv, lm, (const void *)(base + (uintptr_t)(ih * W)));
-                if (st == 2) v = _mm512_permutexvar_epi64(perm, _mm512_shuffle_epi8(v, sh));
-                _mm512_mask_storeu_epi8(d, sm, _mm512_xor_si512(v, fv));
-            }
-            continue;
-        }
-        for (int64_t i = 0; i < Hq; i++, d += Wq) {
+        const int64_t r0 = j->phr[p] - j->ph;
+        uint8_t *d = pl + p * Hq * Wp;
+        for (int64_t i = 0; i < Hq; i++, d += Wp) {
             const int64_t ih = i * j->sh + r0;
-            if (ih < 0 || ih >= H) memset(d, j->pad, (size_t)Wq);
-            else pdc_qx_fetch(d, xc + ih * W, W, i0, st, Wq, j->pad, j->flip);
+            if (nk > 8 && (ih < 0 || ih >= H)) memset(d, j->pad, (size_t)Wp);
+            else if (ih < 0 || ih >= H)  /* a padding row: vector stores, not a libc call per row */
+                for (int64_t k = 0; k < nk; k++) _mm512_mask_storeu_epi8(d + 64 * k, sm[k], _mm512_xor_si512(fv, pv));
+            else if (nk <= 8)
+                for (int64_t k = 0; k < nk; k++)
+                    _mm512_mask_storeu_epi8(d + 64 * k, sm[k], _mm512_xor_si512(fv, _mm512_mask_loadu_epi8(pv, lm[k], (const void *)(base + (uintptr_t)(ih * W + 64 * k)))));
+            else pdc_qx_fetch(d, xc + ih * W, W, i0, 1, Wp, j->pad, j->flip);
         }
     }
+}
+"""
+
+DW_QUADS = r"""/* One channel's tap quads [NPH][NKQ][Hq][Wq][4] of u8 (the depthwise kernel, other column strides
+   and dilations): dword ow of row i in quad kq holds the input columns ow * sw + (4 kq + b) * dw - pw,
+   b < 4, of input row i * sh + phr[p] - ph (taps past KW: any bytes, their weights are zero) */
+static inline void pdc_qx_dw_quads(uint8_t *pl, uint8_t *rows, const uint8_t *xc, const pdc_qx_conv_job *j) {
+    const int64_t H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq, rs = j->rs;
+    uint8_t *d = pl;
+    for (int64_t p = 0; p < j->NPH; p++)
+        for (int64_t kq = 0; kq < j->cq; kq++)
+            for (int64_t i = 0; i < Hq; i++, d += 4 * Wq) {
+                const int64_t ih = i * j->sh + j->phr[p] - j->ph;
+                if (ih < 0 || ih >= H) {
+                    memset(d, j->pad, (size_t)(4 * Wq));
+                    continue;
+                }
+                for (int64_t b = 0; b < 4; b++)
+                    pdc_qx_fetch(rows + b * rs, xc + ih * W, W, (4 * kq + b) * j->dw - j->pw, j->sw, Wq, j->pad, j->flip);
+                pdc_qx_quads(d, rows, rows + rs, rows + 2 * rs, rows + 3 * rs, Wq);
+            }
 }
 """
 
@@ -342,7 +401,7 @@ class _Out:
     """A layer's output side: y_dtype i32 (the accumulators) or the requantization in float32 lanes
     (the reference's rule: 6 vector instructions per 16 outputs), and the C spellings of its epilogue."""
 
-    def __init__(self, ctx: KernelContext, bias: np.ndarray, channels: int):
+    def __init__(self, ctx: KernelContext, bias: np.ndarray, channels: int, amax: np.ndarray):
         self.y32 = ctx.outputs[0].dtype.short == "i32"
         self.bias = bias  # folded, int64 [channels]
         self.kind = "i32" if self.y32 else "f"
@@ -351,6 +410,10 @@ class _Out:
             self.scale = scale_table(ctx, channels)
             self.yz = int(ctx.attrs.get("y_zero", 0))
             self.lo, self.hi = _clamp(ctx)
+        # every |f32(acc) * scale| < 2^30 (amax: the accumulators' bound): rounding never leaves
+        # int32, so the clamp may follow saturating packs (saturations are monotone and the
+        # identity on [lo, hi], so clamping their result is exact)
+        self.late_clamp = not self.y32 and bool(np.all(amax * np.abs(self.scale.astype(np.float64)) < 2.0 ** 30))
 
     def fields(self, ctx: KernelContext, pad, total: int) -> dict:
         """Job fields of the per-channel tables, laid out by pad(values, fill) (total entries)."""
@@ -360,11 +423,13 @@ class _Out:
         return f
 
     # C spellings: setup (function start), one channel's scale, 16 columns', the epilogue of acc
-    def setup(self) -> str:
+    def setup(self, yz16: bool = False) -> str:
+        """yz16: y_zero in 16-bit lanes (added to packed words)."""
         if self.y32:
             return ""
+        yz = "_mm512_set1_epi16((short)j->yz)" if yz16 else "_mm512_set1_epi32(j->yz)"
         return ("    const __m512 flo = _mm512_set1_ps((float)(j->lo - j->yz)), fhi = _mm512_set1_ps((float)(j->hi - j->yz));\n"
-                "    const __m512i yz = _mm512_set1_epi32(j->yz);")
+                f"    const __m512i yz = {yz};")
 
     def channel(self, idx: str) -> str:
         return f"const __m512 sc = _mm512_set1_ps(j->scale[{idx}]);"
@@ -394,7 +459,7 @@ def _setup_out(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int) -> Opti
     amax = 255 * np.abs(w64).sum(axis=1) + np.abs(bias)
     if ctx.outputs[0].dtype.short != "i32" and amax.max(initial=0) > INT32_MAX:
         return None
-    return _Out(ctx, bias - (zero + off) * w64.sum(axis=1), w2d.shape[0])
+    return _Out(ctx, bias - (zero + off) * w64.sum(axis=1), w2d.shape[0], amax)
 
 
 # ---- qconv ----------------------------------------------------------------------------------------
@@ -574,109 +639,213 @@ def _qconv_dense(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int,
     return "\n".join(lines)
 
 
-def _dw_task(nvd: int, out: _Out):
+class _DwMode(NamedTuple):
+    """How a depthwise tile of 64 flat outputs reads the plane: `step` plane bytes per flat output
+    (the tile starts at step * q0 + the tap's offset), the load offsets of its four accumulators,
+    and pos(k, i): the output (0..63) that lane i of accumulator k computes."""
+    name: str
+    step: int
+    deltas: tuple
+    pos: Callable[[int, int], int]
+
+
+DW_MODES = {  # column stride 1: tap quads at 4 consecutive offsets; 2: even / odd outputs; else quads laid out
+    "s1": _DwMode("s1", 1, (0, 1, 2, 3), lambda k, i: 4 * i + k),
+    "s2": _DwMode("s2", 2, (0, 2, 64, 66), lambda k, i: 32 * (k // 2) + 2 * i + k % 2),
+    "q": _DwMode("q", 4, (0, 64, 128, 192), lambda k, i: 16 * k + i),
+}
+
+
+def _dw_mode(g: _Geo) -> _DwMode:
+    return DW_MODES[f"s{g.sw}"] if g.dw == 1 and g.sw <= 2 else DW_MODES["q"]
+
+
+def _epi32(values, fmt: str = "d") -> str:
+    return "_mm512_setr_epi32(" + ", ".join(format(int(v), fmt) for v in values) + ")"
+
+
+def _dw_order(mode: _DwMode) -> tuple:
+    """The byte shuffle (within 128-bit lanes) and the dword permutation that put a tile's 64
+    requantized bytes in output order (None: identity). They come packed (packs 0, 1 | 2, 3):
+    lane l, byte j holds accumulator j // 4's lane 4 l + j % 4. Every mode's lane holds 4 whole
+    output dwords."""
+    shuf, perm = [0] * 16, [0] * 16
+    for lane in range(4):
+        at = {mode.pos(j // 4, 4 * lane + j % 4): j for j in range(16)}
+        dwords = sorted({p // 4 for p in at})
+        assert len(dwords) == 4
+        for t, d in enumerate(dwords):
+            perm[d] = 4 * lane + t
+            shuf[4 * lane + t] = sum(at[4 * d + b] << (8 * b) for b in range(4))
+    identity = [0x03020100 + 0x04040404 * t for t in range(4)] * 4
+    return (None if shuf == identity else shuf), (None if perm == list(range(16)) else perm)
+
+
+def _dw_epilogue(mode: _DwMode, v: int, out: _Out, unsigned: bool, grid: bool) -> list:
+    """Tile v's outputs to y (grid: cut into rows in registers, else through the stage)."""
+    acc = [f"c{v}_{k}" for k in range(4)]
+    L = [f"                {{ const int64_t q = q0 + {64 * v};"]
+    if out.y32:  # the accumulators through the stack, gathered in output order
+        L += ["                  " + " ".join(f"_mm512_store_si512((void *)(cb + {16 * k}), {a});" for k, a in enumerate(acc)),
+              "                  int64_t vh[4] = {0}, vw[4] = {0};",
+              "                  if (Wq != OW) pdc_qx_cursor(q, Wq, 4, vh, vw);",
+              "                  for (int e = 0; e < 4; e++)",
+              "                      pdc_qx_store16_i32(yp, q + 16 * e, vh[e], vw[e], _mm512_i32gather_epi32(gi[e], cb, 4), NQ, Wq, OW); }"]
+        return L
+    late = out.late_clamp  # else clamped in float32: the packs are exact
+    rq = [f"pdc_qx_rnd32({a}, sc)" if late else f"pdc_qx_rq32({a}, sc, flo, fhi)" for a in acc]
+    pack = "_mm512_packus_epi16" if unsigned else "_mm512_packs_epi16"
+    add = "_mm512_adds_epi16" if late else "_mm512_add_epi16"
+    r = (f"{pack}({add}(_mm512_packs_epi32({rq[0]}, {rq[1]}), yz), "
+         f"{add}(_mm512_packs_epi32({rq[2]}, {rq[3]}), yz))")
+    if late:
+        t = "epu8" if unsigned else "epi8"
+        r = f"_mm512_min_{t}(_mm512_max_{t}({r}, lo8), hi8)"
+    shuf, perm = _dw_order(mode)
+    if shuf:
+        r = f"_mm512_shuffle_epi8({r}, shuf)"
+    if perm:
+        r = f"_mm512_permutexvar_epi32(perm, {r})"
+    L += [f"                  const __m512i r = {r};",
+          "                  if (Wq == OW) _mm512_mask_storeu_epi8(yp + q, pdc_qx_m64(NQ - q), r);"]
+    if grid:
+        L.append(f"                  else pdc_qx_grid_rows(yp, r, j->cidx + (q >> 6) * {GRID_TABLE}); }}")
+    else:
+        L.append("                  else _mm512_storeu_si512((void *)(st + q), r); }  /* the stage: rows copied out below */")
+    return L
+
+
+def _dw_task(mode: _DwMode, nvd: int, taps: int, out: _Out, unsigned: bool, grid: bool):
+    """taps: tap quads per output channel, a constant (gcc unrolls the loop, keeps the weights in
+    registers across tiles); grid: the outputs cut into rows in registers (pdc_qx_grid_rows)."""
     def gen(name: str, dp: str, attr: str) -> list:
-        y32 = out.y32
-        L = [f"/* depthwise: one channel's plane, {nvd} x 64 flat output pixels per tile, taps in quads */",
+        y32, step = out.y32, mode.step
+        shuf, perm = _dw_order(mode)
+        gidx = [0] * 64
+        for k in range(4):
+            for i in range(16):
+                gidx[mode.pos(k, i)] = 16 * k + i
+        xc = "j->x + u * j->H * j->W"  # unit u = n * C + c
+        plane = (f"pdc_qx_dw_quads(pl, st, {xc}, j);  /* q mode: no stage, the fetched rows there */"
+                 if mode.name == "q" else f"pdc_qx_dw_plane(pl, {xc}, j);")
+        L = [f"/* depthwise ({mode.name}): one channel's plane, {nvd} x 64 flat outputs per tile, 4 accumulators of 16 each */",
              f"static {attr}void {name}(void *vj, int64_t u0, int64_t u1, int slot) {{",
              "    const pdc_qx_conv_job *j = (const pdc_qx_conv_job *)vj;",
              "    uint8_t *pl = j->rows + slot * j->rows_stride, *st = pl + j->stage_off;",
-             "    const int64_t C = j->C, H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq, NPH = j->NPH, T4 = j->KQ;",
-             "    const int64_t NQ = j->NQ, OW = j->OW, mg = j->mg, OHW = j->OH * j->OW;",
-             out.setup(),
-             "    for (int64_t u = u0; u < u1; u++) {",
-             "        const int64_t c = u % C, n = u / C;",
-             "        const uint8_t *xc = j->x + (n * C + c) * H * W;",
-             "        pdc_qx_plane(pl, xc, j);",
-             "        memset(pl + NPH * Hq * Wq, 0, (size_t)j->rs);",
-             "        for (int64_t jm = 0; jm < mg; jm++) {",
-             "            const int64_t m = c * mg + jm;",
-             "            const int32_t *wm = j->w + m * T4;",
-             "" if y32 else "            " + out.channel("m"),
-             "            const __m512i bv = _mm512_set1_epi32(j->bias[m]);",
-             f"            {'int32_t' if y32 else 'uint8_t'} *yp = {'(int32_t *)' if y32 else ''}j->y + (n * j->M + m) * OHW;",
-             f"            for (int64_t q0 = 0; q0 < NQ; q0 += {64 * nvd}) {{"]
+             f"    const int64_t C = j->C, T = {taps}, NQ = j->NQ, Wq = j->Wq, OW = j->OW, mg = j->mg, OHW = j->OH * j->OW;",
+             out.setup(yz16=True)]
+        if y32:
+            L += ["    int32_t cb[64] __attribute__((aligned(64)));",
+                  "    const __m512i gi[4] = {" + ", ".join(_epi32(gidx[16 * e:16 * e + 16]) for e in range(4)) + "};"]
+        else:
+            L += [f"    const __m512i {n} = {_epi32(c, f)};" for n, c, f in (("shuf", shuf, "#010x"), ("perm", perm, "d")) if c]
+            if out.late_clamp:
+                L.append("    const __m512i lo8 = _mm512_set1_epi8((char)j->lo), hi8 = _mm512_set1_epi8((char)j->hi);")
+        L += ["    memset(pl + j->xq_bs, 0, (size_t)(j->stage_off - j->xq_bs));  /* past the plane: read for dropped outputs */",
+              "    for (int64_t u = u0; u < u1; u++) {",
+              "        const int64_t c = u % C, n = u / C;",
+              f"        {plane}",
+              "        for (int64_t jm = 0; jm < mg; jm++) {",
+              "            const int64_t m = c * mg + jm;",
+              "            const int32_t *wm = j->w + m * T;",
+              "" if y32 else "            " + out.channel("m"),
+              "            const __m512i bv = _mm512_set1_epi32(j->bias[m]);",
+              f"            {'int32_t' if y32 else 'uint8_t'} *yp = {'(int32_t *)' if y32 else ''}j->y + (n * j->M + m) * OHW;",
+              f"            for (int64_t q0 = 0; q0 < NQ; q0 += {64 * nvd}) {{",
+              f"                const uint8_t *b = pl + {step} * q0;"]
         for v in range(nvd):
             L.append("                __m512i " + ", ".join(f"c{v}_{k} = bv" for k in range(4)) + ";")
-        L += ["                for (int64_t t = 0; t < T4; t++) {",
+        L += ["                for (int64_t t = 0; t < T; t++) {",
               "                    const __m512i w = _mm512_set1_epi32(wm[t]);",
-              "                    const int32_t *ko = j->koff + 4 * t;",
-              "                    const uint8_t *s0 = pl + ko[0] + q0, *s1 = pl + ko[1] + q0, *s2 = pl + ko[2] + q0, *s3 = pl + ko[3] + q0;"]
+              "                    const uint8_t *s = b + j->koff[t];"]
         for v in range(nvd):
-            L += [f"                    {{ const __m512i x0 = _mm512_loadu_si512((const void *)(s0 + {64 * v})), "
-                  f"x1 = _mm512_loadu_si512((const void *)(s1 + {64 * v})), "
-                  f"x2 = _mm512_loadu_si512((const void *)(s2 + {64 * v})), "
-                  f"x3 = _mm512_loadu_si512((const void *)(s3 + {64 * v}));",
-                  "                      const __m512i l01 = _mm512_unpacklo_epi8(x0, x1), h01 = _mm512_unpackhi_epi8(x0, x1);",
-                  "                      const __m512i l23 = _mm512_unpacklo_epi8(x2, x3), h23 = _mm512_unpackhi_epi8(x2, x3);",
-                  f"                      c{v}_0 = {dp}(c{v}_0, _mm512_unpacklo_epi16(l01, l23), w);",
-                  f"                      c{v}_1 = {dp}(c{v}_1, _mm512_unpackhi_epi16(l01, l23), w);",
-                  f"                      c{v}_2 = {dp}(c{v}_2, _mm512_unpacklo_epi16(h01, h23), w);",
-                  f"                      c{v}_3 = {dp}(c{v}_3, _mm512_unpackhi_epi16(h01, h23), w); }}"]
+            L += [f"                    c{v}_{k} = {dp}(c{v}_{k}, _mm512_loadu_si512((const void *)(s + {64 * step * v + d})), w);"
+                  for k, d in enumerate(mode.deltas)]
         L.append("                }")
         for v in range(nvd):
-            # lane L of accumulator k holds pixels 16 L + 4 k .. + 3: back to pixel order
-            L += [f"                {{ const int64_t q = q0 + {64 * v};"]
-            if y32:
-                L += ["                  int64_t vh[4] = {0}, vw[4] = {0};",
-                      "                  if (Wq != OW) pdc_qx_cursor(q, Wq, 4, vh, vw);",f"                  const __m512i t0 = _mm512_shuffle_i32x4(c{v}_0, c{v}_1, 0x44), t1 = _mm512_shuffle_i32x4(c{v}_2, c{v}_3, 0x44);",
-                      f"                  const __m512i t2 = _mm512_shuffle_i32x4(c{v}_0, c{v}_1, 0xEE), t3 = _mm512_shuffle_i32x4(c{v}_2, c{v}_3, 0xEE);",
-                      "                  pdc_qx_store16_i32(yp, q, vh[0], vw[0], _mm512_shuffle_i32x4(t0, t1, 0x88), NQ, Wq, OW);",
-                      "                  pdc_qx_store16_i32(yp, q + 16, vh[1], vw[1], _mm512_shuffle_i32x4(t0, t1, 0xDD), NQ, Wq, OW);",
-                      "                  pdc_qx_store16_i32(yp, q + 32, vh[2], vw[2], _mm512_shuffle_i32x4(t2, t3, 0x88), NQ, Wq, OW);",
-                      "                  pdc_qx_store16_i32(yp, q + 48, vh[3], vw[3], _mm512_shuffle_i32x4(t2, t3, 0xDD), NQ, Wq, OW); }"]
-                continue
-            L += [f"                  const __m128i A = {out.apply(f'c{v}_0')}, B = {out.apply(f'c{v}_1')};",
-                  f"                  const __m128i Cc = {out.apply(f'c{v}_2')}, D = {out.apply(f'c{v}_3')};",
-                  "                  const __m128i abl = _mm_unpacklo_epi32(A, B), abh = _mm_unpackhi_epi32(A, B);",
-                  "                  const __m128i cdl = _mm_unpacklo_epi32(Cc, D), cdh = _mm_unpackhi_epi32(Cc, D);",
-                  "                  const __m128i o0 = _mm_unpacklo_epi64(abl, cdl), o1 = _mm_unpackhi_epi64(abl, cdl);",
-                  "                  const __m128i o2 = _mm_unpacklo_epi64(abh, cdh), o3 = _mm_unpackhi_epi64(abh, cdh);",
-                  "                  if (Wq == OW) {",
-                  "                      pdc_qx_store16(yp, q, 0, 0, o0, NQ, Wq, OW); pdc_qx_store16(yp, q + 16, 0, 0, o1, NQ, Wq, OW);",
-                  "                      pdc_qx_store16(yp, q + 32, 0, 0, o2, NQ, Wq, OW); pdc_qx_store16(yp, q + 48, 0, 0, o3, NQ, Wq, OW);",
-                  "                  } else {  /* the flat grid to the stage, its rows copied out below */",
-                  "                      _mm_storeu_si128((__m128i *)(st + q), o0); _mm_storeu_si128((__m128i *)(st + q + 16), o1);",
-                  "                      _mm_storeu_si128((__m128i *)(st + q + 32), o2); _mm_storeu_si128((__m128i *)(st + q + 48), o3);",
-                  "                  } }"]
+            L += _dw_epilogue(mode, v, out, unsigned, grid)
         L.append("            }")
-        if not y32:
+        if not y32 and not grid:
             L.append("            if (Wq != OW) pdc_qx_copy_rows(yp, st, j->OH, OW, Wq);")
         L += ["        }", "    }", "}"]
         return [(name, "\n".join(x for x in L if x) + "\n")]
     return gen
 
 
+GRID_TABLE = 72  # int16 per vector in pdc_qx_grid_rows' table
+GRID_MAX = 256  # flat grids up to this many bytes are cut into rows in registers
+
+
+def _grid_rows_table(OH: int, OW: int, Wq: int, nq_pad: int) -> np.ndarray:
+    """pdc_qx_grid_rows' table for each 64-byte vector of a flat grid (Wq > OW)."""
+    t = np.zeros((nq_pad // 64, GRID_TABLE), np.int16)
+    for v in range(nq_pad // 64):
+        qs = [q for q in range(64 * v, 64 * v + 64) if q < OH * Wq and q % Wq < OW]  # its output bytes
+        src = [q - 64 * v for q in qs] + [0] * (64 - len(qs))
+        t[v, :32] = [s // 2 for s in src[0::2]]
+        t[v, 32:64] = [s // 2 for s in src[1::2]]
+        masks = [sum(1 << i for i, s in enumerate(src[0::2]) if s % 2),
+                 sum(1 << i for i, s in enumerate(src[1::2]) if s % 2 == 0)]
+        t[v, 64:68] = np.array(masks, np.uint32).view(np.int16)
+        t[v, 68] = (qs[0] // Wq) * OW + qs[0] % Wq if qs else 0
+        t[v, 69] = len(qs)
+    return t
+
+
 def _qconv_depthwise(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int, off: int) -> Optional[str]:
-    nvd = 1 if g.flat_outputs() <= 64 else 2
-    grid = g.grid(64 * nvd)
-    Hq, Wq, NQ, phases = grid["Hq"], grid["Wq"], grid["NQ"], grid["phases"]
-    taps = g.KH * g.KW
-    T4 = -(-taps // 4)
-    koff = np.zeros(T4 * 4, np.int64)  # the padded tap slots read offset 0 with weight 0
-    koff[:taps] = grid["tap_off"]
-    wq = np.zeros((g.M, T4 * 4), np.int8)
-    wq[:, :taps] = w.reshape(g.M, taps)
-    slack = grid["nq_pad"] - NQ + 64
-    plane = len(phases) * Hq * Wq + slack
-    stage_off = -(-plane // 64) * 64  # the flat output grid of one channel (int8 outputs, Wq > OW)
-    plane = stage_off + grid["nq_pad"] + 64
-    if plane >= 2 ** 31:
+    mode = _dw_mode(g)
+    nkq = -(-g.KW // 4)  # tap quads per kernel row (taps past KW: weight 0)
+    Hq = g.OH + ((g.KH - 1) * g.dh) // g.sh
+    Wq = g.OW if mode.name == "q" else g.OW + (g.KW - 1) // g.sw  # flat grid columns
+    NQ = (g.OH - 1) * Wq + g.OW
+    nvd = 1 if NQ <= 64 else 2
+    nq_pad = -(-NQ // (64 * nvd)) * 64 * nvd
+    phases = sorted({(kh * g.dh) % g.sh for kh in range(g.KH)})  # the row stride phases some tap reads
+    Wp = mode.step * Wq  # plane bytes per row
+
+    def tap(kh, kq):
+        p, row = phases.index((kh * g.dh) % g.sh), (kh * g.dh) // g.sh
+        if mode.name == "q":
+            return ((p * nkq + kq) * Hq + row) * Wp
+        return (p * Hq + row) * Wp + 4 * kq
+    koff = np.array([tap(kh, kq) for kh in range(g.KH) for kq in range(nkq)], np.int64)
+    body = len(phases) * (nkq if mode.name == "q" else 1) * Hq * Wp
+    reads = mode.step * (nq_pad - 64) + int(koff.max()) + max(mode.deltas) + 64  # the last tile's loads end here
+    stage_off = -(-max(body, reads) // 64) * 64
+    rs = -(-(Wq + 64) // 64) * 64  # q mode: 4 fetched rows at the stage's place
+    staged = not out.y32 and Wq != g.OW  # dropped grid columns: cut in registers (small grids) or staged
+    grid = staged and nq_pad <= GRID_MAX
+    scratch = stage_off + (nq_pad if staged and not grid else 4 * rs if mode.name == "q" else 0)
+    if scratch >= 2 ** 31:
         return None
+    # the slots at least a 128-byte line pair apart: the adjacent-line prefetcher pulls a line's
+    # pair, so two threads' small scratches sharing one bounce between the cores (2x on 7x7 layers)
+    scratch = -(-scratch // 128) * 128 + 128
+    wq = np.zeros((g.M, g.KH, nkq * 4), np.int8)
+    wq[:, :, :g.KW] = w.reshape(g.M, g.KH, g.KW)
     units = g.N * g.C
-    parallel = ctx.split(g.N * g.M * g.OH * g.OW * taps, PARALLEL_MIN_MACS // 4) and units > 1
+    parallel = ctx.split(g.N * g.M * g.OH * g.OW * g.KH * g.KW, PARALLEL_MIN_MACS // 4) and units > 1
     slots = ctx.slots(parallel)
-    pl, stride = ctx.thread_scratch(plane, slots, "uint8_t", 1)
+    pl, stride = ctx.thread_scratch(scratch, slots, "uint8_t", 1)
     _common(ctx)
     ctx.helper("pdc_qx_copy_rows", ROWS_COPY)
     ctx.helper("pdc_qx_conv_job", CONV_JOB)
-    ctx.helper("pdc_qx_plane", PLANE)
+    ctx.helper("pdc_qx_grid_rows", GRID_ROWS)
+    ctx.helper("pdc_qx_dw_quads" if mode.name == "q" else "pdc_qx_dw_plane", DW_QUADS if mode.name == "q" else DW_PLANE)
     fields = g.fields(xz, off)
-    fields.update(rows=pl, rows_stride=stride, rs=slack, stage_off=stage_off, w=add_weight(ctx, wq.view(np.int32).reshape(-1), "int32_t"),
+    fields.update(rows=pl, rows_stride=stride, rs=rs, stage_off=stage_off, xq_bs=body, Wp=Wp, dw=g.dw, cq=nkq,
+                  w=add_weight(ctx, wq.view(np.int32).reshape(-1), "int32_t"),
                   koff=add_weight(ctx, koff.astype(np.int32), "int32_t"), **out.fields(ctx, lambda v, f: v, g.M),
-                  **_phase_fields(ctx, phases), Hq=Hq, Wq=Wq, NQ=NQ, KQ=T4)
+                  phr=add_weight(ctx, np.array(phases, np.int32), "int32_t"), NPH=len(phases), Hq=Hq, Wq=Wq, NQ=NQ,
+                  KQ=g.KH * nkq)
+    if grid:
+        fields["cidx"] = add_weight(ctx, _grid_rows_table(g.OH, g.OW, Wq, nq_pad).reshape(-1), "int16_t")
+    unsigned = ctx.outputs[0].dtype.short == "u8"
+    kind = out.kind if out.y32 else "u8" if unsigned else "i8"
+    kind += ("_lc" if out.late_clamp else "") + ("_g" if grid else "")
     lines = job_lines("pdc_qx_conv_job", fields)
-    lines += _variants(ctx, f"pdc_qx_dwconv_{nvd}_{out.kind}", _dw_task(nvd, out), "pdc_slot_task_fn")
+    task = _dw_task(mode, nvd, g.KH * nkq, out, unsigned, grid)
+    lines += _variants(ctx, f"pdc_qx_dwconv_{mode.name}_{nvd}_t{g.KH * nkq}_{kind}", task, "pdc_slot_task_fn")
     lines.append(slots_call("fn", units, slots))
     return "\n".join(lines)
 
