@@ -1046,7 +1046,7 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
 declare("qadd", "portable", "avx512")
 
 QADD_CHUNK = 16384  # elements per work unit
-QADD_PARALLEL_MIN = 1 << 19  # elements: below, one thread (the work is ~1 ns per 16 elements)
+QADD_PARALLEL_MIN = 1 << 16  # elements: below, one thread (the work is ~0.2 ns per element)
 
 ADD_JOB = """/* y = qadd(a, b) of same-shape tensors in float32 lanes (x86/qint.py): k = {a_scale, b_scale, c}. */
 typedef struct {
