@@ -271,6 +271,31 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def cmd_toolchain(args) -> int:
+    from .ir.textio import atomic_write
+    from .targets import get_target
+    text = get_target(args.target).toolchain_cmake()
+    if text is None:
+        raise PdcError(f"{args.target}: builds with this machine's own compiler; it needs no toolchain file")
+    if args.output:
+        atomic_write(args.output, lambda f: f.write(text.encode()))
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmake_dir() -> str:
+    """The folder of pdc's CMake package (pdcConfig.cmake, pdc.mk): package data."""
+    from importlib import resources
+    return str(resources.files("pdc").joinpath("cmake"))
+
+
+class _CMakeDirAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(cmake_dir())
+        parser.exit(0)
+
+
 def cmd_targets(args) -> int:
     from .targets import code_targets, get_target, known_targets
     if args.coverage or args.target:
@@ -322,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "models.")
     p.add_argument("--version", action=_VersionAction, nargs=0,
                    help="print pdc's version and the toolchains found on this machine, and exit")
+    p.add_argument("--cmake-dir", action=_CMakeDirAction, nargs=0,
+                   help="print the folder of pdc's CMake package (find_package(pdc): -Dpdc_DIR=<it>) and of "
+                        "pdc.mk, and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     opt = sub.add_parser("opt", help="import a model and print or save its IR",
@@ -454,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--coverage", action="store_true", help="ops per kernel family for each target")
     tg.add_argument("--target", help="only this target (implies --coverage)")
     tg.set_defaults(func=cmd_targets)
+
+    tc = sub.add_parser("toolchain", help="write the CMake toolchain file of a cross target",
+                        description="Prints (or with -o writes) a CMake toolchain file for TARGET's cross "
+                                    "compiler, with its CPU flags and the emulator that runs its programs here: "
+                                    "cmake -DCMAKE_TOOLCHAIN_FILE=FILE builds a project for the machine the "
+                                    "bundles of TARGET run on. Cross bundles carry the same file as "
+                                    "toolchain.cmake.")
+    tc.add_argument("target", metavar="TARGET", help="a cross target: arm64, armv7, cortex-m3/m4/m7/m55")
+    tc.add_argument("-o", "--output", metavar="FILE", help="write the file here instead of printing it")
+    tc.set_defaults(func=cmd_toolchain)
 
     doc = sub.add_parser("doctor", help="which targets can build and run on this machine",
                          description="Prints one line per target: whether this machine can build its bundles "

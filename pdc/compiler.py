@@ -135,6 +135,8 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         "library": None,
     }
     files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads, manifest))
+    if tgt.toolchain_cmake():
+        files["toolchain.cmake"] = tgt.toolchain_cmake().encode()
     files["manifest.json"] = json.dumps(manifest, indent=2).encode()
 
     def fill(folder: str) -> None:

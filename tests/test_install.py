@@ -97,6 +97,10 @@ def test_installed_pdc_is_the_wheel_not_the_checkout(installed, empty):
     r = run([installed / "pdc", "--version"], empty)
     first = r.stdout.splitlines()[0]
     assert first.startswith("pdc 0.1.0 (Python ") and first.endswith(f"{os.path.dirname(where)})"), first
+    # the CMake package and the Make include ship with it
+    cmake = run([installed / "pdc", "--cmake-dir"], empty).stdout.strip()
+    assert cmake == os.path.join(os.path.dirname(where), "cmake")
+    assert {"pdcConfig.cmake", "pdc_headers.cmake", "pdc.mk"} <= set(os.listdir(cmake))
 
 
 def test_installed_pdc_compiles_and_runs_x86_from_an_empty_folder(installed, empty):

@@ -23,7 +23,7 @@ def _storable(a: np.ndarray) -> np.ndarray:
     return a.view(np.uint16) if a.dtype.name == "bfloat16" else a
 
 
-def _atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
@@ -39,8 +39,8 @@ def save_ir(graph: Graph, path: str) -> None:
     """Writes the IR text and its constants; either both files are replaced or neither."""
     text = print_graph(graph).encode()
     arrays = {c.name: _storable(c.data) for c in graph.constants}
-    _atomic_write(weights_path(path), lambda f: np.savez(f, **arrays))
-    _atomic_write(path, lambda f: f.write(text))
+    atomic_write(weights_path(path), lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: f.write(text))
 
 
 def load_ir(path: str) -> Graph:

@@ -91,6 +91,12 @@ class CortexATarget(Target):
     def run_tools(self) -> list[Tool]:
         return [self.emulator]
 
+    def toolchain_cmake(self) -> str:
+        from ..build import toolchain_cmake
+        sysroot = "/usr/" + self.tool_prefix.rstrip("-")  # where Debian's cross libc lives
+        return toolchain_cmake("Linux", "aarch64" if self.simd == "neon64" else "arm", self.cc.program,
+                               list(self.arch_flags), [self.emulator.program, "-L", sysroot], sysroot)
+
     # -- the bundle's own build files: a Makefile that cross-builds the library and the harness
     def bundle_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int,
                      manifest: dict) -> dict:

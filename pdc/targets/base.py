@@ -172,6 +172,11 @@ class Target(ABC):
         """Files the target adds to the bundle (its own Makefile, harness, startup code)."""
         return {}
 
+    def toolchain_cmake(self) -> Optional[str]:
+        """A CMake toolchain file for this target's cross compiler (None for the host): written into
+        cross bundles (their CMakeLists.txt takes it when none is given) and by `pdc toolchain`."""
+        return None
+
     @abstractmethod
     def build(self, folder: str, name: str, kernel_files: list[str], cflags: list[str], threads: int,
               say: Callable[[str], None]) -> dict:
