@@ -181,6 +181,58 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import check_runs, interleaved, onnxruntime_runner, profile, profile_lines, summary
+    from .inputs import random_inputs
+    from .module import Module
+    from .targets import get_target
+    check_runs(args.runs, args.warmup)
+    source = None
+    if os.path.isfile(os.path.join(args.model, "manifest.json")):
+        module = Module(args.model)
+        _check_bundle_flags(args, module.manifest)
+        graph = module.signature()
+    else:
+        from . import compile
+        args.target = args.target or "x86"
+        graph = _bound_model(args)
+        from .compiler import default_name
+        module = compile(graph, target=args.target, threads=args.threads, name=default_name(args.model))  # temporary
+        source = args.model if args.model.endswith(".onnx") else None
+    m = module.manifest
+    target = get_target(m["target"])
+    feeds = random_inputs(graph, args.seed)
+    if module._emulated is not None:
+        if target.runner_kind != "qemu-user":
+            raise PdcError(f"{m['target']}: its bundles run under qemu-system-arm here, which times nothing of the "
+                           f"device; pdc bench times host targets and counts the instructions of arm64 / armv7 ones")
+        from .targets.arm import count_instructions
+        print(f"pdc bench: {m['name']} on {m['target']} runs under {target.emulator.program} here: wall-clock times "
+              f"are not the device's; instructions per run: {count_instructions(module.folder, feeds):,}")
+        return 0
+    engines = {"pdc": lambda: module.run(feeds)}
+    ort = onnxruntime_runner(source, feeds, m["threads"]) if source and not args.no_ort else None
+    if ort:
+        engines["onnxruntime"] = ort
+    import platform
+    threads = f"{m['threads']} thread" + ("s" if m["threads"] != 1 else "")
+    print(f"pdc bench: {m['name']} on {m['target']}, {threads}, {args.runs} runs after {args.warmup} "
+          f"warm-up runs{', interleaved with ONNX Runtime' if ort else ''}; {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}")
+    stats = {k: summary(v) for k, v in interleaved(engines, args.runs, args.warmup).items()}
+    cols = [f"p{p}" for p in (50, 90, 99)] + ["min", "mean"]
+    print(f"{'engine':<12}" + "".join(f"{c + ' ms':>10}" for c in cols))
+    for k, st in stats.items():
+        print(f"{k:<12}" + "".join(f"{st[c]:>10.3f}" for c in cols))
+    if ort:
+        print(f"pdc / onnxruntime (p50): {stats['pdc']['p50'] / stats['onnxruntime']['p50']:.2f}")
+    elif source is None and not args.no_ort:
+        print("(ONNX Runtime runs beside pdc for .onnx models)")
+    if args.profile:
+        print("\n".join(profile_lines(profile(module.folder, feeds, args.runs, args.warmup), args.runs)))
+    return 0
+
+
 def _check_bundle_flags(args, manifest: dict) -> None:
     """A bundle is compiled for one target and fixed shapes: --target elsewhere or --shape cannot apply."""
     from .targets import get_target
@@ -482,6 +534,22 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--coverage", action="store_true", help="ops per kernel family for each target")
     tg.add_argument("--target", help="only this target (implies --coverage)")
     tg.set_defaults(func=cmd_targets)
+
+    bn = sub.add_parser("bench", help="time a compiled model beside ONNX Runtime; --profile: per kernel",
+                        description="Compiles MODEL for --target (default x86) or takes a bundle folder, and "
+                                    "times it on seeded random inputs: latency percentiles after a warm-up, "
+                                    "interleaved with ONNX Runtime for .onnx models (same threads). --profile "
+                                    "adds each kernel's time from a profiling build of the bundle. arm64 / armv7 "
+                                    "bundles, which run under qemu here, report instructions per run instead.")
+    model_args(bn, default_target=None, target_default_shown="x86 for a model; a bundle folder runs on the "
+                                                             "target it was compiled for",
+               model_help="a bundle folder written by pdc compile, or " + MODEL_FORMATS)
+    bn.add_argument("--threads", type=int, help="threads (default: this machine's cores for x86)")
+    bn.add_argument("--runs", type=int, default=100, help="timed runs (default: 100)")
+    bn.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
+    bn.add_argument("--profile", action="store_true", help="each kernel's time, from a profiling build")
+    bn.add_argument("--no-ort", action="store_true", help="time pdc alone")
+    bn.set_defaults(func=cmd_bench)
 
     tc = sub.add_parser("toolchain", help="write the CMake toolchain file of a cross target",
                         description="Prints (or with -o writes) a CMake toolchain file for TARGET's cross "

@@ -127,6 +127,7 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
         "weights": weights,
         "threads": threads,
         "opt_level": opt_level,
+        "cflags": cflags,
         "kernels": [{"function": f"{name}_k{i}_{c_identifier(n.op)}", "op": n.op,
                      "source_nodes": n.attrs.get("source_nodes", [n.name]) if isinstance(
                          n.attrs.get("source_nodes"), list) else [n.name],

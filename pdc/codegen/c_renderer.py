@@ -122,6 +122,26 @@ def kernel_path(src: str):
     return m.group(1) if m else None
 
 
+def profile_macros(name: str, kernels: int) -> list[str]:
+    """A profiling build (-DPDC_PROFILE: pdc bench --profile) sums each kernel's nanoseconds over the
+    runs in NAME_profile_ns[kernel index]; a normal build compiles the marks to nothing."""
+    return ["#ifdef PDC_PROFILE  /* pdc bench --profile: the time of each kernel, summed over runs */",
+            "#include <time.h>",
+            f"double {name}_profile_ns[{max(kernels, 1)}];",
+            "static double pdc_profile_now(void) {",
+            "    struct timespec t;",
+            "    clock_gettime(CLOCK_MONOTONIC, &t);",
+            "    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;",
+            "}",
+            "#define PDC_PROFILE_START double pdc_profile_t = pdc_profile_now()",
+            f"#define PDC_PROFILE_POINT(k) do {{ const double t_ = pdc_profile_now(); {name}_profile_ns[k] += "
+            "t_ - pdc_profile_t; pdc_profile_t = t_; } while (0)",
+            "#else",
+            "#define PDC_PROFILE_START (void)0",
+            "#define PDC_PROFILE_POINT(k) (void)0",
+            "#endif"]
+
+
 class CRenderer:
     """Renders the C bundle for host-style targets."""
 
@@ -292,7 +312,7 @@ class CRenderer:
             infos = ", ".join(f"{{{c_string(v.name)}, {v.type.dtype.onnx}, {len(v.type.shape)}, {kind}_shape{i}, "
                               f"{v.type.nbytes}u}}" for i, v in enumerate(values)) or "{0, 0, 0, 0, 0}"
             tensor_infos.append(f"const pdc_tensor_info {name}_{kind}[{max(len(values), 1)}] = {{{infos}}};")
-        lines += tensor_infos + ["",
+        lines += tensor_infos + ["", *profile_macros(name, len(kernels)), "",
                                  f"int {name}_load_weights(const char *path);",
                                  f"pdc_status {name}_init(const char *weights_path, int num_threads) {{"]
         if mode == "bin":
@@ -308,7 +328,7 @@ class CRenderer:
             lines.append(f"    if ({' || '.join(needed)}) return PDC_ERR_NULL_ARGUMENT;")
         if plan.arena_bytes:
             lines.append("    if (!pdc_is_aligned(arena)) return PDC_ERR_MISALIGNED;")
-        lines += ["    uint8_t *A = (uint8_t *)arena;", "    (void)A;"]
+        lines += ["    uint8_t *A = (uint8_t *)arena;", "    (void)A;", "    PDC_PROFILE_START;"]
         if checked:
             lines.append("    pdc_status err = PDC_OK;  /* set by kernels that check their input data */")
         for i, (node, fn, _) in enumerate(kernels):
@@ -327,6 +347,7 @@ class CRenderer:
             lines.append(f"    {fn}({', '.join(args)}); /* {c_comment(node.name or node.outputs[0].name)} */")
             if i in checked:
                 lines.append("    if (err != PDC_OK) return err;")
+            lines.append(f"    PDC_PROFILE_POINT({i});")
         # outputs not written by a kernel: graph inputs, constants, or a value listed twice
         for i, v in enumerate(graph.outputs):
             if out_index.get(v) != i:

@@ -1,0 +1,103 @@
+"""pdc bench: latency of a compiled model (percentiles after a warm-up), side by side with ONNX
+Runtime on the host, and a per-kernel profile from a profiling build of the bundle."""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from .ir.errors import PdcError
+
+PERCENTILES = (50, 90, 99)
+
+
+def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int, block: int = 5) -> dict:
+    """Seconds of `runs` timed calls of each engine after `warmup` untimed ones, the engines
+    interleaved in blocks (A A A, B B B, A A A, ...) so that a drifting machine affects them alike."""
+    for run in engines.values():
+        for _ in range(warmup):
+            run()
+    samples = {k: [] for k in engines}
+    while any(len(s) < runs for s in samples.values()):
+        for k, run in engines.items():
+            for _ in range(min(block, runs - len(samples[k]))):
+                t = time.perf_counter()
+                run()
+                samples[k].append(time.perf_counter() - t)
+    return {k: np.array(v) for k, v in samples.items()}
+
+
+def summary(seconds: np.ndarray) -> dict:
+    """Milliseconds: the percentiles, the fastest run and the mean."""
+    ms = seconds * 1e3
+    out = {f"p{p}": float(np.percentile(ms, p)) for p in PERCENTILES}
+    out.update(min=float(ms.min()), mean=float(ms.mean()))
+    return out
+
+
+def onnxruntime_runner(model_path: str, feeds: dict, threads: int) -> Optional[Callable[[], object]]:
+    """A call of ONNX Runtime on the same model and inputs (None where it cannot run it here)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    return lambda: session.run(None, feeds)
+
+
+def profile(folder: str, feeds: dict, runs: int, warmup: int) -> list[dict]:
+    """Per kernel of the bundle in `folder`: its mean microseconds per run, measured by a profiling
+    build (a copy of the bundle compiled with -DPDC_PROFILE, whose run function reads the clock
+    after each kernel), with the manifest's op, path and source nodes."""
+    from .build import build_shared
+    from .module import Module
+    from .targets.x86 import c_compiler
+    with tempfile.TemporaryDirectory(prefix="pdc-profile-") as tmp:
+        copy = os.path.join(tmp, "bundle")
+        shutil.copytree(folder, copy)
+        module = Module(folder)
+        name, manifest = module.name, module.manifest
+        kernel_files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(copy, f"{name}_kernels_*.c")))
+        build_shared(copy, name, kernel_files, c_compiler(), manifest["cflags"], manifest["threads"],
+                     ("-DPDC_PROFILE",))
+        profiled = Module(copy)
+        for _ in range(warmup):
+            profiled.run(feeds)
+        ns = (ctypes.c_double * max(len(manifest["kernels"]), 1)).in_dll(profiled._lib, f"{name}_profile_ns")
+        ctypes.memset(ns, 0, ctypes.sizeof(ns))
+        for _ in range(runs):
+            profiled.run(feeds)
+        times = [v / runs / 1e3 for v in ns]
+    rows = []
+    for i, k in enumerate(manifest["kernels"]):
+        if times[i] > 0:
+            rows.append({"index": i, "function": k["function"], "op": k["op"], "path": k.get("path", ""),
+                         "nodes": k["source_nodes"], "us": times[i]})
+    return rows
+
+
+def profile_lines(rows: list[dict], runs: int) -> list[str]:
+    total = sum(r["us"] for r in rows) or 1.0
+    lines = [f"per kernel (a profiling build, mean of {runs} runs; kernels total {total / 1e3:.3f} ms):",
+             f"  {'#':>4} {'us':>9} {'%':>6}  {'op':<24} {'path':<28} nodes"]
+    for r in sorted(rows, key=lambda r: -r["us"]):
+        nodes = ", ".join(n for n in r["nodes"] if n) or "-"  # unnamed nodes: "-"
+        lines.append(f"  {r['index']:>4} {r['us']:>9.1f} {100 * r['us'] / total:>6.1f}  {r['op']:<24} "
+                     f"{r['path'] or '-':<28} {nodes[:60]}")
+    return lines
+
+
+def check_runs(runs: int, warmup: int) -> None:
+    if runs < 1:
+        raise PdcError(f"--runs {runs}: at least one timed run")
+    if warmup < 0:
+        raise PdcError(f"--warmup {warmup}: zero or more warm-up runs")
