@@ -9,6 +9,8 @@
 # It defines PDC_LIB (the library to link: lib$(PDC_NAME).so for x86, .a for cross targets),
 # PDC_HEADER (the model's header: make your objects depend on it), PDC_CFLAGS (its -I flags) and
 # PDC_LDLIBS, and runs pdc again only when the model or these variables change.
+# restored at the end: pdc.mk's rules do not become the including Makefile's default goal
+PDC_GOAL := $(.DEFAULT_GOAL)
 PDC ?= pdc
 PDC_TARGET ?= x86
 PDC_NAME ?= $(basename $(notdir $(PDC_MODEL)))
@@ -36,3 +38,4 @@ $(shell mkdir -p $(dir $(PDC_OUT)) && (printf '%s\n' '$(PDC_ARGS)' | cmp -s - $(
 $(PDC_LIB): $(PDC_MODEL) $(PDC_STAMP)
 	$(PDC) $(PDC_ARGS)
 $(PDC_HEADER): $(PDC_LIB)
+.DEFAULT_GOAL := $(PDC_GOAL)

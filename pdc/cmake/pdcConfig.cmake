@@ -4,7 +4,9 @@
 #   pdc_add_model(<target> MODEL <model> [TARGET <pdc target>] [NAME <C name>]
 #                 [QUANTIZE int8 CALIBRATION <data.npz>] [OPTIONS <more pdc compile flags>...])
 #   target_link_libraries(app PRIVATE <target>)
-# <target> carries the include path of <NAME>.h (the model's C API) and pdc_runtime.h. pdc runs again
+# <target> carries the include path of <NAME>.h (the model's C API) and pdc_runtime.h; for a Cortex-M
+# target <target>_STARTUP and <target>_LINKER_SCRIPT name the bundle's startup code and linker script
+# (a firmware's start: see examples/firmware). pdc runs again
 # only when the model, the calibration data or the call's arguments change. The project's own
 # compiler must build for the same machine as TARGET (a cross target: configure with the toolchain
 # file `pdc toolchain <target> -o <file>` writes). PDC_EXECUTABLE: the pdc command (default: pdc
@@ -65,8 +67,14 @@ function(pdc_add_model target)
     set(kind STATIC)
     set(library "${out}/lib${ARG_NAME}.a")
   endif()
+  set(firmware)
+  if(ARG_TARGET MATCHES "^cortex-m")
+    set(firmware "${out}/runtime/startup.c" "${out}/link.ld")
+    set(${target}_STARTUP "${out}/runtime/startup.c" PARENT_SCOPE)
+    set(${target}_LINKER_SCRIPT "${out}/link.ld" PARENT_SCOPE)
+  endif()
   add_custom_command(
-    OUTPUT "${library}" "${include}/${ARG_NAME}.h"
+    OUTPUT "${library}" "${include}/${ARG_NAME}.h" ${firmware}
     COMMAND ${PDC_EXECUTABLE} ${args}
     COMMAND "${CMAKE_COMMAND}" -DBUNDLE=${out} -DINCLUDE=${include} -P "${PDC_CMAKE_DIR}/pdc_headers.cmake"
     DEPENDS ${depends}
