@@ -142,3 +142,30 @@ def test_installed_pdc_builds_and_runs_cross_bundles(installed, empty, target, p
         assert (empty / "bundle" / "link.ld").exists() and (empty / "bundle" / "runtime" / "startup.c").exists()
     run([installed / "pdc", "run", "bundle", "--inputs", "x.npy", "--save", "out.npz"], empty)
     np.testing.assert_allclose(np.load(empty / "out.npz")["y"], np.maximum(x @ w + b, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_installed_cmake_package_builds_an_application(installed, empty):
+    """find_package(pdc) from the installed package's --cmake-dir; pdc_add_model runs the installed pdc."""
+    if shutil.which("cmake") is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("missing cmake")
+    w, b = dense_model(empty / "dense.onnx")
+    (empty / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.18)\nproject(app C)\nfind_package(pdc REQUIRED)\n"
+        "pdc_add_model(dense MODEL dense.onnx OPTIONS --threads 1)\n"
+        "add_executable(app main.c)\ntarget_link_libraries(app PRIVATE dense)\n")
+    (empty / "main.c").write_text(
+        '#include <stdio.h>\n#include <stdlib.h>\n#include "dense.h"\n'
+        "int main(void) {\n    float x[16], y[8];\n    for (int i = 0; i < 16; i++) x[i] = (float)(i % 5) - 2.0f;\n"
+        "    const void *in[1] = {x}; void *out[1] = {y};\n"
+        "    void *arena = aligned_alloc(64, (DENSE_ARENA_BYTES + 63) / 64 * 64 + 64);\n"
+        "    if (dense_init(NULL, 0) != PDC_OK || dense_run(arena, in, out) != PDC_OK) return 1;\n"
+        '    for (int i = 0; i < 8; i++) printf("%.6f\\n", y[i]);\n    return 0;\n}\n')
+    cmake = run([installed / "pdc", "--cmake-dir"], empty).stdout.strip()
+    env_path = f"{installed}:{os.environ.get('PATH', '')}"  # pdc_add_model finds the installed pdc on the PATH
+    for cmd in (["cmake", "-S", ".", "-B", "build", f"-Dpdc_DIR={cmake}"], ["cmake", "--build", "build"]):
+        r = subprocess.run(cmd, cwd=empty, capture_output=True, text=True, env=dict(clean_env(), PATH=env_path))
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert f"PDC_EXECUTABLE:FILEPATH={installed / 'pdc'}" in (empty / "build" / "CMakeCache.txt").read_text()
+    got = np.array(run([empty / "build" / "app"], empty).stdout.split(), np.float32).reshape(2, 4)
+    x = ((np.arange(16) % 5) - 2).astype(np.float32).reshape(2, 8)
+    np.testing.assert_allclose(got, np.maximum(x @ w + b, 0), rtol=1e-5, atol=1e-6)
