@@ -21,6 +21,8 @@ the input. Global pools are reductions (reduce.py).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ...ir.errors import UnsupportedError
@@ -46,6 +48,37 @@ def _table(name: str, values) -> str:
     vals = [int(v) for v in values]
     ct = "int32_t" if all(-2**31 <= v < 2**31 for v in vals) else "int64_t"
     return f"static const {ct} {name}[{len(vals)}] = {{{', '.join(map(str, vals))}}};"
+
+
+class Window2D(NamedTuple):
+    """A 1-D or 2-D pooling window seen as 2-D (a 1-D one gets a leading row axis of extent 1), for
+    the native band kernels: input, output and kernel extents, strides, dilations, leading pads,
+    the pads count_include_pad counts (per axis: begin, end), and the planes (N * C)."""
+    H: int
+    W: int
+    OH: int
+    OW: int
+    KH: int
+    KW: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    ph: int
+    pw: int
+    counted: list
+    planes: int
+
+
+def window_2d(ctx: KernelContext) -> Window2D:
+    """The node's window (kernel_shape of rank 1 or 2: the caller checks) as a Window2D."""
+    x = ctx.inputs[0]
+    kernel = list(ctx.attrs["kernel_shape"])
+    strides_, dil, begin, out, counted = resolve_window(x.shape, kernel, ctx.attrs, ctx.attrs.get("ceil_mode", 0) or 0)
+    lead = [1] * (2 - len(kernel))
+    two = lambda v, first=1: [first] * len(lead) + list(v)  # noqa: E731
+    return Window2D(*two(x.shape[2:]), *two(out), *two(kernel), *two(strides_), *two(dil), *two(begin, 0),
+                    [(0, 0)] * len(lead) + list(counted), x.shape[0] * x.shape[1])
 
 
 def tap_range(start: int, kernel: int, dil: int, lo: int, hi: int) -> tuple[int, int]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ....ir.ops.nn_common import resolve_window
 from ...context import KernelContext
-from .. import pool as _portable  # noqa: F401  (declares the portable paths first: "generic" is the general one)
-from ..pool import tap_range
+from ..pool import tap_range, window_2d  # (importing pool declares the portable paths first: "generic" is the general one)
 from ..paths import declare, mark, take
 from .vector import arm_kernel, band_rows, base, is_f32
 
@@ -40,19 +38,10 @@ def _table(name: str, values: list[int]) -> str:
 @arm_kernel("max_pool", "average_pool")
 def pool(ctx: KernelContext) -> Optional[str]:
     x_t = ctx.inputs[0]
-    kernel = list(ctx.attrs["kernel_shape"])
-    if len(kernel) not in (1, 2) or len(ctx.outputs) > 1 or not is_f32(x_t, ctx.outputs[0]):
+    if len(ctx.attrs["kernel_shape"]) not in (1, 2) or len(ctx.outputs) > 1 or not is_f32(x_t, ctx.outputs[0]):
         return None
     is_max = ctx.node.op == "max_pool"
-    strides, dil, begin, out, counted = resolve_window(x_t.shape, kernel, ctx.attrs, ctx.attrs.get("ceil_mode", 0) or 0)
-    pad = 2 - len(kernel)
-    H, W = [1] * pad + list(x_t.shape[2:])
-    OH, OW = [1] * pad + list(out)
-    KH, KW = [1] * pad + kernel
-    sh, sw = [1] * pad + list(strides)
-    dh, dw = [1] * pad + list(dil)
-    bh, bwb = [0] * pad + list(begin)
-    planes = x_t.shape[0] * x_t.shape[1]
+    H, W, OH, OW, KH, KW, sh, sw, dh, dw, bh, bwb, cnt, planes = window_2d(ctx)
     if planes * OH * OW == 0 or not take("pool", "neon-band"):
         return None
     bw = (OW - 1) * sw + (KW - 1) * dw + 1
@@ -67,7 +56,6 @@ def pool(ctx: KernelContext) -> Optional[str]:
     L = []
     if not is_max:
         include = bool(ctx.attrs.get("count_include_pad", 0))
-        cnt = counted if len(counted) == 2 else [(0, 0)] * pad + list(counted)
         valid_h = (-cnt[0][0], H + cnt[0][1]) if include else (0, H)
         valid_w = (-cnt[1][0], W + cnt[1][1]) if include else (0, W)
         L.append(_table("ch", _counts(H, KH, sh, dh, bh, OH, valid_h)))

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ....ir.ops.nn_common import resolve_window
 from ...context import KernelContext
 from .. import kernel
-from .. import pool as _portable  # noqa: F401  (declares the portable paths first)
+from ..pool import window_2d  # (importing pool declares the portable paths first)
 from ..paths import declare, mark, take
 from .qint import PARALLEL_MIN_MACS, _common
 
@@ -79,19 +78,10 @@ static void pdc_qp_rows_@SIGN@(void *vj, int64_t u0, int64_t u1, int slot) {
 @kernel("max_pool", family="x86")
 def max_pool(ctx: KernelContext) -> Optional[str]:
     x_t = ctx.inputs[0]
-    kernel_shape = list(ctx.attrs["kernel_shape"])
-    if (ctx.config.simd != "avx512" or len(kernel_shape) not in (1, 2) or len(ctx.outputs) > 1
+    if (ctx.config.simd != "avx512" or len(ctx.attrs["kernel_shape"]) not in (1, 2) or len(ctx.outputs) > 1
             or x_t.dtype.short not in ("i8", "u8")):
         return None
-    strides, dil, begin, out, _ = resolve_window(x_t.shape, kernel_shape, ctx.attrs, ctx.attrs.get("ceil_mode", 0) or 0)
-    pad = 2 - len(kernel_shape)
-    H, W = [1] * pad + list(x_t.shape[2:])
-    OH, OW = [1] * pad + list(out)
-    KH, KW = [1] * pad + kernel_shape
-    sh, sw = [1] * pad + list(strides)
-    dh, dw = [1] * pad + list(dil)
-    bh, bw = [0] * pad + list(begin)
-    planes = x_t.shape[0] * x_t.shape[1]
+    H, W, OH, OW, KH, KW, sh, sw, dh, dw, bh, bw, _, planes = window_2d(ctx)
     if sw > 2 or KH * KW > MAX_TAPS or planes * OH * OW == 0 or not take("pool", "avx512-band"):
         return None
     width = (OW - 1) * sw + (KW - 1) * dw + 1  # the band's columns
