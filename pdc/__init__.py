@@ -45,8 +45,8 @@ def _check_options(options: dict) -> None:
     import difflib
     import inspect
 
-    from .compiler import compile_bundle
-    accepted = [p for p in inspect.signature(compile_bundle).parameters if p not in ("model", "out_dir", "target")]
+    from .compiler import compile_details
+    accepted = [p for p in inspect.signature(compile_details).parameters if p not in ("model", "out_dir", "target")]
     for key in options:
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=1)

@@ -295,6 +295,23 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .ir.shapes import parse_shape_option
+    from .report import html_report, json_report, make_report, text_report
+    shapes = dict(parse_shape_option(s) for s in args.shape or ())
+    rep = make_report(args.model, target=args.target, shapes=shapes, threads=args.threads, opt_level=args.opt_level)
+    if args.json == "-":
+        print(json_report(rep))
+        return 0
+    sys.stdout.write(text_report(rep))
+    for path, text in ((args.json, json_report(rep)), (args.html, html_report(rep))):
+        if path:
+            with open(path, "w") as f:
+                f.write(text)
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def _quant_options(args):
     from .quantize import Options
     return Options(method=args.method, per_channel=args.per_channel, activations=args.activations,
@@ -550,6 +567,29 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--profile", action="store_true", help="each kernel's time, from a profiling build")
     bn.add_argument("--no-ort", action="store_true", help="time pdc alone")
     bn.set_defaults(func=cmd_bench)
+
+    rp = sub.add_parser("report", help="what deploying a model costs: RAM, flash, weights per layer, op coverage, "
+                                       "estimated latency",
+                        description="Compiles MODEL for --target into a temporary folder and reports what "
+                                    "deploying it costs: the arena (RAM) and its peak step with the values live "
+                                    "there, kernel scratch, the stack estimate (Cortex-M), flash (code + weights), "
+                                    "the weight bytes of each layer, which layers a native kernel renders and "
+                                    "which fall back to portable C, and each layer's latency from the target's "
+                                    "cost model (x86: calibrated once on this machine; ARM: a cycle model). "
+                                    "pdc bench MODEL --profile measures the real figures.")
+    rp.add_argument("model", metavar="MODEL", help=MODEL_FORMATS)
+    rp.add_argument("--target", default="x86", help="what to deploy on (default: x86, this host); see pdc targets")
+    rp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
+                    help="bind an input's symbolic dims (or one symbol: N=1); repeatable")
+    rp.add_argument("--threads", type=int, default=None,
+                    help="threads of the bundle (default: this machine's cores for x86, 1 for the other targets)")
+    rp.add_argument("-O", dest="opt_level", type=int, choices=[0, 1, 2], default=2, metavar="LEVEL",
+                    help="optimization level (default: 2)")
+    rp.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE ('-': JSON on stdout "
+                                                   "instead of the table)")
+    rp.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with plots of the "
+                                                   "arena over the schedule and of the latency per layer")
+    rp.set_defaults(func=cmd_report)
 
     tc = sub.add_parser("toolchain", help="write the CMake toolchain file of a cross target",
                         description="Prints (or with -o writes) a CMake toolchain file for TARGET's cross "

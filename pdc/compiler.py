@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from typing import Optional, Union
 
 from . import __version__
@@ -58,11 +59,27 @@ def default_name(model) -> str:
     return "model"
 
 
-def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
-                   threads: Optional[int] = None, shapes: Optional[dict] = None, weights: str = "c",
-                   opt_level: int = 2, build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
-                   quantize: Optional[str] = None, calibration=None, quant_options=None,
-                   max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> str:
+@dataclass
+class Compiled:
+    """What compile_details made: the folder, the lowered graph the bundle runs, the rendered
+    bundle (memory plan, kernel paths and families, weight bytes per node) and the manifest."""
+    folder: str
+    graph: Graph
+    bundle: object  # pdc.codegen.c_renderer.Bundle
+    manifest: dict
+
+
+def compile_bundle(model, out_dir: str, **options) -> str:
+    """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path;
+    the options are compile_details'."""
+    return compile_details(model, out_dir, **options).folder
+
+
+def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
+                    threads: Optional[int] = None, shapes: Optional[dict] = None, weights: str = "c",
+                    opt_level: int = 2, build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
+                    quantize: Optional[str] = None, calibration=None, quant_options=None,
+                    max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> Compiled:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
 
     out_dir must be new, empty or an earlier bundle (which is swapped for the new one in one step).
@@ -153,7 +170,7 @@ def compile_bundle(model, out_dir: str, *, target: str = "x86", name: Optional[s
 
     out_dir = write_folder(out_dir, fill)
     say(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s")
-    return out_dir
+    return Compiled(out_dir, graph, bundle, manifest)
 
 
 def _quantized(graph: Graph, precision, calibration, options, say) -> Graph:

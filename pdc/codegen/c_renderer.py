@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -60,6 +61,8 @@ class WeightBlob:
         self.chunks: list[bytes] = []
         self.size = 0
         self._by_id: dict[int, tuple[int, np.ndarray]] = {}
+        self.owner = None  # the node index whose data is being added (pdc report: weight bytes per layer)
+        self.owned: dict = {}  # owner -> bytes it added, its alignment padding included
 
     def add(self, array: np.ndarray) -> int:
         key = id(array)
@@ -73,8 +76,17 @@ class WeightBlob:
         data = array.tobytes()
         self.chunks.append(data)
         self.size += len(data)
+        self.owned[self.owner] = self.owned.get(self.owner, 0) + pad + len(data)
         self._by_id[key] = (offset, array)  # holding the array keeps its id from being reused
         return offset
+
+    def bytes_by_owner(self) -> dict:
+        """owner -> its bytes of tobytes(): the blob's tail padding goes to the last owner."""
+        owned = dict(self.owned)
+        if owned:
+            last = next(reversed(owned))
+            owned[last] += (-self.size) % ALIGN
+        return owned
 
     def tobytes(self) -> bytes:
         pad = (-self.size) % ALIGN
@@ -88,6 +100,8 @@ class Bundle:
     manifest: dict = field(default_factory=dict)
     kernel_files: list[str] = field(default_factory=list)
     kernel_paths: list = field(default_factory=list)  # per kernel: 'family/path' it took, or None
+    kernel_families: list = field(default_factory=list)  # per kernel: the kernel family that rendered it
+    weight_bytes: dict = field(default_factory=dict)  # node index -> its bytes of the weights blob
     plan: MemoryPlan = None  # where every intermediate tensor and kernel scratch lives
 
 
@@ -167,12 +181,15 @@ class CRenderer:
         weights = WeightBlob()
         helpers: dict[str, str] = {}
         kernels: list[tuple[Node, str, str]] = []  # node, fn name, code
+        families_used: list[str] = []
         scratch: dict[int, int] = {}  # node index -> bytes of the kernel's scratch
         checked: set[int] = set()  # node indices of the kernels that report bad input (KernelContext.check)
         for i, node in enumerate(graph.nodes):
             fn = f"{name}_k{i}_{c_identifier(node.op)}"
             ctx = KernelContext(node, fn, config, weights, helpers)
+            weights.owner = i
             body = generate(ctx, families)
+            families_used.append(ctx.family)
             if ctx.scratch_bytes:
                 scratch[i] = ctx.scratch_bytes
             if ctx.reports_status:
@@ -181,9 +198,14 @@ class CRenderer:
             kernels.append((node, fn, src))
         plan = plan_memory(graph, scratch=scratch, spaces=spaces)
         # after the kernels: a constant a kernel packed into its own layout is stored only once
-        const_offsets = {c: weights.add(c.data) for c in constants_read(graph, plan, kernels)}
+        const_offsets = {}
+        for c, reader in constants_read(graph, plan, kernels).items():
+            weights.owner = reader  # the first node that reads it in place
+            const_offsets[c] = weights.add(c.data)
         b = Bundle(name, plan=plan)
         b.kernel_paths = [kernel_path(src) for _, _, src in kernels]
+        b.kernel_families = families_used
+        b.weight_bytes = weights.bytes_by_owner()
         b.files["pdc_kernels_common.h"] = self.preamble.encode()
         helper_code = "\n".join(helpers.values())
         chunks = [kernels[i:i + KERNELS_PER_FILE] for i in range(0, max(len(kernels), 1), KERNELS_PER_FILE)]
@@ -398,21 +420,22 @@ def inputs_read(src: str) -> set[int]:
     return {int(i) for i in _INPUT_NAME.findall(_VOID_CAST.sub("", body))}
 
 
-def constants_read(graph: Graph, plan: MemoryPlan, kernels) -> list[Value]:
-    """The graph constants the bundle reads in place, in graph order: those whose storage a kernel
-    that runs names in its body (directly or through a view), and constants returned as outputs
-    (copied to the caller). The others were packed into the blob by the kernels that use them."""
+def constants_read(graph: Graph, plan: MemoryPlan, kernels) -> dict[Value, Optional[int]]:
+    """The graph constants the bundle reads in place, in graph order, each with the index of the
+    first node that reads it (None: only returned as an output): those whose storage a kernel that
+    runs names in its body (directly or through a view), and constants returned as outputs (copied
+    to the caller). The others were packed into the blob by the kernels that use them."""
     constants = set(graph.constants)
-    read = {v for v in graph.outputs if v in constants}
-    for node, _, src in kernels:
+    read = {v: None for v in graph.outputs if v in constants}
+    for k, (node, _, src) in enumerate(kernels):
         if is_free_view(node, plan):
             continue
         for i in inputs_read(src):
             v = node.inputs[i] if i < len(node.inputs) else None
             root = None if v is None else plan.storage.get(v, v)
-            if root in constants:
-                read.add(root)
-    return [c for c in graph.constants if c in read]
+            if root in constants and read.get(root) is None:
+                read[root] = k
+    return {c: read[c] for c in graph.constants if c in read}
 
 
 def _decl(src: str) -> str:

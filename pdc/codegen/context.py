@@ -36,6 +36,7 @@ class KernelContext:
         self.fn_name = fn_name
         self.config = config  # KernelConfig (pdc/targets/base.py): threads, vector ISA, tiles
         self.reports_status = False  # the kernel takes `pdc_status *pdc_err` (see check)
+        self.family = None  # the kernel family that rendered the node (set by kernels.generate)
         self.scratch_bytes = 0  # the kernel takes `uint8_t *pdc_scratch` of this size (see scratch)
         self.attrs = node.attrs
         self._weights = weights

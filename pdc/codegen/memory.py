@@ -51,9 +51,11 @@ class MemoryPlan:
     scratch: dict[int, int] = None  # node index -> arena offset of that kernel's scratch
     arenas: dict[str, int] = None  # memory space -> its arena's size ({"host": arena_bytes} on host targets)
     space: dict[Value, str] = None  # the space of each arena value (absent: host)
+    scratch_bytes: dict[int, int] = None  # node index -> bytes of that kernel's scratch
 
     def __post_init__(self):
         self.scratch = self.scratch or {}
+        self.scratch_bytes = self.scratch_bytes or {}
         self.arenas = self.arenas or {"host": self.arena_bytes}
         self.space = self.space or {}
 
@@ -213,4 +215,4 @@ def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW
     scratch_offsets = {k.node: off for k, off in root_offsets.items() if isinstance(k, _Scratch)}
     naive = sum(_nbytes(v) for node in graph.nodes for v in node.outputs if v not in p.outputs)
     space = {v: p.space_of(root) for v, root in p.storage.items() if root in root_offsets}
-    return MemoryPlan(offsets, p.storage, arenas["host"], naive, scratch_offsets, arenas, space)
+    return MemoryPlan(offsets, p.storage, arenas["host"], naive, scratch_offsets, arenas, space, dict(p.scratch))

@@ -95,6 +95,7 @@ def generate(ctx, families: tuple) -> str:
         body = fn(ctx)
         if body is None:
             continue
+        ctx.family = fam  # which family took it: pdc report's op coverage
         if fam != PORTABLE:  # a native kernel may ignore an input (a shape it reads at compile time)
             unused = unnamed(body, [f"in{i}" for i in range(len(ctx.inputs))])
             body = "".join(f"    (void){name};\n" for name in unused) + body

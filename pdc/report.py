@@ -1,0 +1,524 @@
+"""pdc report: what deploying a model costs, before the user builds anything.
+
+The model is compiled with pdc's own compiler into a temporary folder; the figures come from what
+the compiler produced, not from a second estimate of it:
+
+- RAM: the memory plan's arena (manifest arena_bytes), its live bytes at every schedule step (the
+  tensors whose storage group lives across that step, plus the kernel scratch of that step), the
+  peak step with the values live there; the stack estimate of a Cortex-M image (GCC's call graph).
+- flash: code + weights of what was built (text + data from `size`: the firmware image for
+  Cortex-M, the shared library for x86, the static library for ARM Cortex-A).
+- per layer: the weight bytes it owns in the bundle's weights blob (after packing, padding
+  included, so the layers sum to weight_bytes), which kernel family renders it (native or the
+  portable fallback) and its path, and an estimated latency from a per-target cost model.
+
+Cost models (estimates; `pdc bench MODEL --profile` measures each kernel of a real build):
+- x86: seconds = MACs / (peak MAC/s x efficiency of the kernel's path) + bytes moved / bandwidth
+  + a fixed overhead per kernel, plus one per run. Peak MAC/s, bandwidth and the overheads are
+  measured once per machine and thread count by a calibration bundle of three tiny kernels
+  (calibrate()), cached under the pdc cache folder; the path efficiencies are fractions of that
+  peak (PATH_EFFICIENCY), so the estimate follows the machine it runs on.
+- ARM Cortex-A and Cortex-M: cycles = MACs x cycles per MAC of the kernel family + bytes moved x
+  cycles per byte + cycles per kernel (CYCLE_MODELS), at the nominal clock of the core.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from typing import Optional
+
+from .ir.errors import PdcError
+
+CALIBRATION_VERSION = 3  # bump when the calibration bundle or what it measures changes
+
+
+# ---- compile and collect ----------------------------------------------------------------------
+def make_report(model, target: str = "x86", shapes: Optional[dict] = None, threads: Optional[int] = None,
+                opt_level: int = 2, calibration: Optional[dict] = None, out_dir: Optional[str] = None) -> dict:
+    """The report of `model` compiled for `target` (a JSON-ready dict; see the module doc). The bundle
+    is compiled into a temporary folder, or into out_dir, which then keeps it (to time it, say)."""
+    from .compiler import compile_details
+    from .targets import get_target
+    if get_target(target) is None:
+        raise PdcError("target 'reference' runs the interpreter and deploys nothing; pick a code target "
+                       "(pdc targets)")
+    with tempfile.TemporaryDirectory(prefix="pdc-report-") as tmp:
+        c = compile_details(model, out_dir or os.path.join(tmp, "bundle"), target=target, shapes=shapes,
+                            threads=threads, opt_level=opt_level)
+        flash = flash_figures(c.folder, c.manifest)
+    return report_of(c, flash, opt_level, calibration)
+
+
+def report_of(c, flash: dict, opt_level: int, calibration: Optional[dict]) -> dict:
+    """The report's figures from a compile_details() result and its flash figures."""
+    m = c.manifest
+    layers = layer_rows(c.graph, c.bundle)
+    timeline, peak = memory_timeline(c.graph, c.bundle.plan)
+    latency = estimate_latency(layers, m["target"], m["threads"], calibration)
+    stack = (m.get("memory") or {}).get("stack_estimate")
+    return {
+        "model": m["name"], "target": m["target"], "threads": m["threads"], "opt_level": opt_level,
+        "inputs": m["inputs"], "outputs": m["outputs"],
+        "arena_bytes": m["arena_bytes"], "peak": peak, "timeline": timeline,
+        "scratch_bytes": max(c.bundle.plan.scratch_bytes.values(), default=0),
+        "stack_bytes": stack, "ram_bytes": m["arena_bytes"] + (stack or 0),
+        "weight_bytes": m["weight_bytes"], "flash": flash,
+        "coverage": coverage_counts(layers),
+        "latency": latency, "layers": layers,
+        "measure": measure_hint(m["target"]),
+    }
+
+
+def layer_rows(graph, bundle) -> list[dict]:
+    """One row per node (= kernel) in schedule order: what it computes, who renders it, its weights,
+    scratch, MACs and bytes moved (activations read and written + its weights)."""
+    from .codegen.c_renderer import is_free_view
+    from .ir.cost import node_macs
+    plan = bundle.plan
+    constants = set(graph.constants)
+    rows = []
+    for i, node in enumerate(graph.nodes):
+        weights = bundle.weight_bytes.get(i, 0)
+        acts = sum(v.type.nbytes for v in (*node.inputs, *node.outputs)
+                   if v is not None and plan.storage.get(v, v) not in constants)
+        free = is_free_view(node, plan)
+        rows.append({
+            "index": i, "name": node.name or node.outputs[0].name, "op": node.op,
+            "family": bundle.kernel_families[i], "path": bundle.kernel_paths[i] or "",
+            "coverage": coverage_of(bundle.kernel_families[i]),
+            "runs": not free,  # a view that shares its input's storage runs no code
+            "macs": 0 if free else node_macs(node), "bytes_moved": 0 if free else acts + weights,
+            **gemm_dims(node),
+            "weight_bytes": weights, "scratch_bytes": plan.scratch_bytes.get(i, 0),
+            "source_nodes": node.attrs["source_nodes"] if isinstance(node.attrs.get("source_nodes"), list)
+            else [node.name],
+        })
+    unowned = bundle.weight_bytes.get(None, 0)  # constants returned as graph outputs
+    if unowned and rows:
+        rows[-1]["weight_bytes"] += unowned
+    return rows
+
+
+def gemm_dims(node) -> dict:
+    """A conv's or dense layer's output channels and reduction length (per output), for the cost model."""
+    w = node.inputs[1] if len(node.inputs) > 1 and node.inputs[1] is not None else None
+    if w is None or not w.type.is_static or len(w.type.shape) < 2:
+        return {}
+    shape = w.type.shape
+    if "conv" in node.op and len(shape) >= 3:  # [M, C/group, k...]
+        return {"out_channels": shape[0], "reduction": math.prod(shape[1:])}
+    if node.op in ("gemm", "fused_gemm", "matmul", "fused_matmul"):
+        trans_b = node.attrs.get("transB", node.attrs.get("trans_b", 0))
+        return {"out_channels": shape[0] if trans_b else shape[-1], "reduction": shape[-1] if trans_b else shape[-2]}
+    return {}
+
+
+def coverage_of(family: Optional[str]) -> str:
+    from .codegen.kernels import PORTABLE
+    return "unsupported" if family is None else "portable" if family == PORTABLE else "native"
+
+
+def coverage_counts(layers: list[dict]) -> dict:
+    counts = {"native": 0, "portable": 0, "unsupported": 0}
+    for r in layers:
+        counts[r["coverage"]] += 1
+    return counts
+
+
+# ---- memory -------------------------------------------------------------------------------------
+def storage_groups(graph, plan) -> dict:
+    """Arena storage root -> (first step, last step, bytes): a group lives from its first member's
+    definition to its last member's last use, as the planner sees it."""
+    defined, last_use = {}, {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            if v is not None:
+                last_use[v] = i
+        for v in node.outputs:
+            defined[v] = i
+            last_use.setdefault(v, i)
+    groups = {}
+    for v in plan.offsets:
+        root = plan.storage[v]
+        start, end = defined[v], last_use[v]
+        if root in groups:
+            s, e, n = groups[root]
+            start, end = min(s, start), max(e, end)
+        groups[root] = (start, end, root.type.nbytes)
+    return groups
+
+
+def memory_timeline(graph, plan) -> tuple[list[int], dict]:
+    """The arena's live bytes at each schedule step (tensor bytes, alignment padding not counted) and
+    the peak step with the values live there, largest first."""
+    groups = storage_groups(graph, plan)
+    live = [plan.scratch_bytes.get(i, 0) for i in range(len(graph.nodes))]
+    for start, end, nbytes in groups.values():
+        for i in range(start, end + 1):
+            live[i] += nbytes
+    if not live:
+        return [], {"node": None, "name": "", "op": "", "live_bytes": 0, "values": []}
+    step = max(range(len(live)), key=lambda i: live[i])  # the first step at the peak
+    values = [{"name": root.name, "bytes": n} for root, (s, e, n) in groups.items() if s <= step <= e]
+    if plan.scratch_bytes.get(step):
+        values.append({"name": "(kernel scratch)", "bytes": plan.scratch_bytes[step]})
+    node = graph.nodes[step]
+    return live, {"node": step, "name": node.name or node.outputs[0].name, "op": node.op,
+                  "live_bytes": live[step], "values": sorted(values, key=lambda v: -v["bytes"])}
+
+
+# ---- flash --------------------------------------------------------------------------------------
+def flash_figures(folder: str, manifest: dict) -> dict:
+    """Code + weights of what was built: the Cortex-M firmware's text + data (from its build), the
+    x86 shared library's or the ARM static library's text + data from `size`."""
+    weights = manifest["weight_bytes"]
+    if "flash_bytes" in manifest:  # Cortex-M: arm-none-eabi-size of the linked image
+        return {"bytes": manifest["flash_bytes"], "weights": weights,
+                "code": manifest["flash_bytes"] - weights, "of": f"{manifest['name']}.elf (firmware image)",
+                "limit": manifest.get("flash_limit")}
+    lib = manifest.get("library") or manifest.get("static_library")
+    if not lib:
+        return {"bytes": None, "weights": weights, "code": None, "of": "nothing built", "limit": None}
+    path = os.path.join(folder, lib)
+    total = text_plus_data(path, size_tool(manifest))
+    if total is None:  # no binutils here: the file's size, an upper bound
+        total = os.path.getsize(path)
+    return {"bytes": total, "weights": weights, "code": total - weights, "of": lib, "limit": None}
+
+
+def size_tool(manifest: dict) -> str:
+    tool = manifest.get("toolchain") or ""
+    return tool[:-3] + "size" if tool.endswith("-gcc") else "size"
+
+
+def text_plus_data(path: str, tool: str) -> Optional[int]:
+    """text + data (Berkeley format: text includes .rodata) summed over the file's objects."""
+    try:
+        out = subprocess.run([tool, "-B", path], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    total = 0
+    for line in out.strip().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            total += int(parts[0]) + int(parts[1])
+    return total
+
+
+# ---- latency: x86 ---------------------------------------------------------------------------------
+# Achieved fraction of the calibrated peak MAC rate per kernel path (family/path as in the
+# manifest; op families without paths by op). Read from `pdc bench --profile` of the zoo models on
+# the development machine (see the module doc): ratios to the peak, so another x86 keeps them.
+PATH_EFFICIENCY = {
+    "conv/pointwise": 0.60, "conv/band": 0.80, "conv/transposed": 0.65, "conv/im2col": 0.20,
+    "conv/direct": 0.15, "conv/depthwise-flat": 0.12, "conv/depthwise-rows": 0.12,
+    "gemm/packed-b": 0.70, "gemm/packed-a": 0.60, "gemm/loops": 0.15, "gemm/runtime": 0.30,
+    "attention/keys-transposed": 0.25, "attention/keys-direct": 0.20, "attention/scalar": 0.05,
+    "rnn/packed": 0.10, "rnn/rowdot": 0.05,
+}
+DEFAULT_EFFICIENCY = 0.30  # a MAC-heavy kernel without an entry
+PORTABLE_EFFICIENCY = 0.05  # plain C loops: scalar or what gcc vectorizes
+# Achieved fraction of the calibrated elementwise bandwidth by the kernels whose bytes differ from
+# one read + one write per element: pooling reads each input element several times, a batch-1
+# dense layer streams its weights from further caches, a concat only copies.
+PATH_BANDWIDTH = {"pool/interior": 0.27, "pool/generic": 0.2, "pool/avx512-band": 0.4, "concat": 1.6,
+                  "reduce/rows-f32": 1.7}
+# A kernel whose bytes fit the L2 cache (1 MiB per core on the development machine) reads them about
+# 4x faster than the calibration's add, whose tensors come from L3 (KERNELS.md section 0: L2 98-117
+# GB/s against ~26 GB/s further out).
+L2_BYTES, L2_SPEEDUP = 1 << 20, 4.0
+FULL_REDUCTION = 64  # the reduction length (C/group x kernel) below which a conv's tile idles
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """This machine's figures at one thread count, measured by calibrate()."""
+    mac_per_s: float  # MACs per second of a large 1x1 conv (the fastest path), all threads
+    bytes_per_s: float  # bytes per second read + written by a large elementwise add
+    kernel_s: float  # seconds of one tiny kernel (a call on the calling thread)
+    run_s: float  # seconds of one Module.run besides its kernels (ctypes, input/output copies)
+
+
+def x86_seconds(row: dict, cal: Calibration) -> float:
+    """A kernel's estimated seconds: compute at its path's share of the peak (less where its tile is
+    not filled), its bytes at the calibrated bandwidth, and the fixed cost of a kernel call."""
+    if not row["runs"]:
+        return 0.0
+    fallback = PORTABLE_EFFICIENCY if row["family"] == "portable" else DEFAULT_EFFICIENCY
+    eff = PATH_EFFICIENCY.get(row["path"], fallback) * tile_fill(row)
+    bandwidth = cal.bytes_per_s * PATH_BANDWIDTH.get(row["path"] or row["op"], 1.0)
+    if row["bytes_moved"] <= L2_BYTES:
+        bandwidth *= L2_SPEEDUP
+    return row["macs"] / (cal.mac_per_s * eff) + row["bytes_moved"] / bandwidth + cal.kernel_s
+
+
+def tile_fill(row: dict) -> float:
+    """The share of a conv's register tile a layer fills: a short reduction (a first conv on 3 input
+    channels) leaves accumulators waiting on loads."""
+    k = row.get("reduction")
+    if not k or "conv" not in row["op"] or row["path"].startswith("conv/depthwise"):
+        return 1.0
+    return min(1.0, k / FULL_REDUCTION)
+
+
+# ---- latency: ARM (cycle model) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class CycleModel:
+    clock_hz: float  # the core's nominal clock (what a typical part runs at)
+    native_cycles_per_mac: float  # NEON / SIMD kernels
+    portable_cycles_per_mac: float  # plain C loops
+    cycles_per_byte: float  # loads and stores of the bytes a kernel moves
+    kernel_cycles: float  # call, loop set-up
+
+
+# Simple documented assumptions, not measurements: a 4-lane fp32 FMA per cycle on AArch64 NEON, 2 on
+# ARMv7 NEON; Cortex-M: a single-precision FPU MAC with its loads in ~3 cycles (M4/M7), MVE about
+# 2 MACs per cycle (M55), software float on the M3 (~30 cycles per MAC).
+CYCLE_MODELS = {
+    "arm64": CycleModel(1.5e9, 0.35, 1.0, 0.25, 200),
+    "armv7": CycleModel(1.2e9, 0.6, 2.0, 0.35, 200),
+    "cortex-m3": CycleModel(100e6, 30.0, 30.0, 1.0, 100),
+    "cortex-m4": CycleModel(168e6, 3.0, 3.0, 0.5, 100),
+    "cortex-m7": CycleModel(400e6, 1.5, 1.5, 0.3, 100),
+    "cortex-m55": CycleModel(250e6, 0.5, 2.0, 0.3, 100),
+}
+
+
+def cycles(row: dict, model: CycleModel) -> float:
+    if not row["runs"]:
+        return 0.0
+    per_mac = model.portable_cycles_per_mac if row["family"] == "portable" else model.native_cycles_per_mac
+    return row["macs"] * per_mac + row["bytes_moved"] * model.cycles_per_byte + model.kernel_cycles
+
+
+def estimate_latency(layers: list[dict], target: str, threads: int, calibration: Optional[dict] = None) -> dict:
+    """Fills each layer's est_us; returns the model's description and total."""
+    if target in CYCLE_MODELS:
+        model = CYCLE_MODELS[target]
+        for r in layers:
+            r["est_cycles"] = round(cycles(r, model))
+            r["est_us"] = r["est_cycles"] / model.clock_hz * 1e6
+        total_cycles = sum(r["est_cycles"] for r in layers)
+        return {"model": f"cycle model: MACs x cycles/MAC + bytes x cycles/byte + cycles/kernel at a nominal "
+                         f"{model.clock_hz / 1e6:g} MHz", "cycles": total_cycles,
+                "total_us": total_cycles / model.clock_hz * 1e6, "constants": vars(model)}
+    cal = Calibration(**calibration) if calibration else calibrate(threads)
+    for r in layers:
+        r["est_us"] = x86_seconds(r, cal) * 1e6
+    return {"model": "x86: MACs / (calibrated peak x path efficiency) + bytes / calibrated bandwidth "
+                     "+ per-kernel overhead, + per-run overhead",
+            "total_us": sum(r["est_us"] for r in layers) + cal.run_s * 1e6, "run_overhead_us": cal.run_s * 1e6,
+            "constants": vars(cal)}
+
+
+def measure_hint(target: str) -> str:
+    if target.startswith("cortex-m"):
+        return "measure on the device (the bundle's harness); pdc bench runs host targets"
+    if target in ("arm64", "armv7"):
+        return f"pdc bench MODEL --target {target} (instructions per run under qemu)"
+    return f"pdc bench MODEL --target {target} --profile (each kernel's time from a profiling build)"
+
+
+# ---- calibration (x86) ------------------------------------------------------------------------------
+def calibration_models():
+    """Two tiny bundles' models: a large 1x1 conv (the peak MAC rate) and a large add (bandwidth, its
+    tensors in the L2/L3 caches as most layers' are); and a chain of tanh kernels on 16 floats (the cost of a kernel, and of a
+    run besides its kernels; compiled at -O1 so nothing fuses them).
+    Returns the two models, the conv's MACs and the add's bytes."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    c, hw, n, f = 256, 28, 1 << 17, TensorProto.FLOAT
+    w = numpy_helper.from_array(rng.standard_normal((c, c, 1, 1)).astype(np.float32) * 0.05, "w")
+    heavy = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"]), helper.make_node("Add", ["a", "b"], ["s"])], "heavy",
+        [helper.make_tensor_value_info("x", f, [1, c, hw, hw]), helper.make_tensor_value_info("a", f, [n]),
+         helper.make_tensor_value_info("b", f, [n])],
+        [helper.make_tensor_value_info("y", f, [1, c, hw, hw]), helper.make_tensor_value_info("s", f, [n])], [w])
+    chain = [helper.make_node("Tanh", [f"t{k}"], [f"t{k + 1}"]) for k in range(16)]
+    light = helper.make_graph(chain, "light", [helper.make_tensor_value_info("t0", f, [16])],
+                              [helper.make_tensor_value_info("t16", f, [16])])
+    opset = [helper.make_opsetid("", 17)]
+    return (helper.make_model(heavy, opset_imports=opset), helper.make_model(light, opset_imports=opset),
+            c * c * hw * hw, 3 * 4 * n)
+
+
+def calibration_path(threads: int) -> str:
+    from . import __version__
+    from .build import _cache_dir
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    key = hashlib.sha256(repr((CALIBRATION_VERSION, __version__, cpu, os.cpu_count(), threads)).encode())
+    return os.path.join(_cache_dir(), "report", f"calibration-{key.hexdigest()[:16]}.json")
+
+
+def calibrate(threads: int, refresh: bool = False) -> Calibration:
+    """This machine's Calibration at `threads`, measured once (about two seconds) and cached."""
+    path = calibration_path(threads)
+    if not refresh and os.path.exists(path):
+        with open(path) as f:
+            return Calibration(**json.load(f))
+    cal = measure_calibration(threads)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(vars(cal), f)
+    os.replace(tmp, path)  # parallel calibrations: the last one wins, none is half written
+    return cal
+
+
+def measure_calibration(threads: int, runs: int = 30, repeats: int = 3) -> Calibration:
+    """Each kernel's time is the fastest of `repeats` profiles (each a mean over `runs`): other work
+    on the machine only ever slows a profile down."""
+    import numpy as np
+
+    import pdc
+    from .bench import interleaved, profile
+    heavy, light, macs, add_bytes = calibration_models()
+    times = {}
+    for model in (heavy, light):
+        module = pdc.compile(model, target="x86", threads=threads, name="calibration", opt_level=1)
+        rng = np.random.default_rng(0)
+        feeds = {v["name"]: rng.standard_normal(v["shape"]).astype(np.float32) for v in module.manifest["inputs"]}
+        profiles = [profile(module.folder, feeds, runs, warmup=5) for _ in range(repeats)]
+        for k, r in enumerate(profiles[0]):
+            times.setdefault(r["op"], []).append(min(p[k]["us"] for p in profiles) * 1e-6)
+        if model is light:  # a run besides its kernels: ctypes, argument checks, output arrays
+            run = float(np.median(interleaved({"pdc": lambda: module.run(feeds)}, runs, 5)["pdc"]))
+            run_s = max(run - sum(times["tanh"]), 0.0)
+    return Calibration(mac_per_s=macs / times["conv"][0], bytes_per_s=add_bytes / times["add"][0],
+                       kernel_s=float(np.median(times["tanh"])), run_s=run_s)
+
+
+# ---- output -----------------------------------------------------------------------------------
+def human_bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n:,} B ({n / size:.1f} {unit})"
+    return f"{n:,} B"
+
+
+def summary_lines(rep: dict) -> list[str]:
+    peak, flash, lat, cov = rep["peak"], rep["flash"], rep["latency"], rep["coverage"]
+    stack = human_bytes(rep["stack_bytes"]) if rep["stack_bytes"] is not None else "- (hosted target: thread stacks)"
+    return [
+        f"pdc report: {rep['model']} on {rep['target']} ({rep['threads']} thread{'s' * (rep['threads'] != 1)}, "
+        f"-O{rep['opt_level']}, {len(rep['layers'])} kernels)",
+        f"arena (RAM):    {human_bytes(rep['arena_bytes'])}",
+        f"peak:           {human_bytes(peak['live_bytes'])} live at node {peak['node']} {peak['name']} ({peak['op']}): "
+        + ", ".join(f"{v['name']} {v['bytes']:,}" for v in peak["values"][:6])
+        + (" ..." if len(peak["values"]) > 6 else ""),
+        f"kernel scratch: {human_bytes(rep['scratch_bytes'])} (largest, inside the arena)",
+        f"stack:          {stack}",
+        f"flash:          {human_bytes(flash['bytes'])} = code {human_bytes(flash['code'])} + weights "
+        f"{human_bytes(flash['weights'])} (text + data of {flash['of']})",
+        f"weights:        {human_bytes(rep['weight_bytes'])}",
+        f"coverage:       {cov['native']} native, {cov['portable']} portable fallback, {cov['unsupported']} unsupported",
+        f"latency (est.): {lat['total_us'] / 1e3:.3f} ms  [{lat['model']}]",
+        f"measure:        {rep['measure']}",
+    ]
+
+
+def layer_lines(rep: dict) -> list[str]:
+    lines = [f"  {'#':>4} {'op':<22} {'kernel':<9} {'path':<26} {'weights B':>12} {'scratch B':>10} "
+             f"{'MACs':>13} {'est us':>10}  name"]
+    for r in rep["layers"]:
+        lines.append(f"  {r['index']:>4} {r['op'][:22]:<22} {r['coverage']:<9} {(r['path'] or '-')[:26]:<26} "
+                     f"{r['weight_bytes']:>12,} {r['scratch_bytes']:>10,} {r['macs']:>13,} {r['est_us']:>10.1f}  "
+                     f"{r['name'][:40]}")
+    return lines
+
+
+def text_report(rep: dict) -> str:
+    return "\n".join(summary_lines(rep) + ["", "per layer (schedule order):"] + layer_lines(rep)) + "\n"
+
+
+def json_report(rep: dict) -> str:
+    return json.dumps(rep, indent=2)
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+SVG_W, SVG_H, PAD = 900, 300, 60
+
+
+def svg_timeline(live: list[int], peak: dict) -> str:
+    """The arena's live bytes over the schedule (a line), the peak marked."""
+    n, top = max(len(live), 1), max(max(live, default=0), 1)
+
+    def xy(i, b):
+        return PAD + (SVG_W - 2 * PAD) * (i / max(n - 1, 1)), SVG_H - PAD - (SVG_H - 2 * PAD) * b / top
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, b) for i, b in enumerate(live)))
+    px, py = xy(peak["node"] or 0, peak["live_bytes"])
+    title = "Arena live bytes over the schedule"
+    return (f'<svg id="arena-plot" xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" '
+            f'role="img" aria-label="{title}"><title>{title}</title>'
+            + _axes(f"node index (0..{n - 1})", f"bytes (max {top:,})")
+            + f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{points}"/>'
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="5" fill="#d62728"/>'
+            f'<text x="{min(px + 8, SVG_W - 260):.1f}" y="{max(py - 8, 14):.1f}" font-size="12" fill="#d62728">'
+            f'peak {peak["live_bytes"]:,} B at node {peak["node"]} ({html.escape(peak["name"][:30])})</text></svg>')
+
+
+def svg_latency(layers: list[dict]) -> str:
+    """The estimated latency of each layer (bars in schedule order), the largest ones named."""
+    n = max(len(layers), 1)
+    top = max((r["est_us"] for r in layers), default=0) or 1.0
+    width = (SVG_W - 2 * PAD) / n
+    named = {r["index"] for r in sorted(layers, key=lambda r: -r["est_us"])[:3]}
+    bars = []
+    for k, r in enumerate(layers):
+        h = (SVG_H - 2 * PAD) * r["est_us"] / top
+        x, y = PAD + k * width, SVG_H - PAD - h
+        bars.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(width - 1, 0.5):.1f}" height="{h:.1f}" '
+                    f'fill="#ff7f0e"><title>#{r["index"]} {html.escape(r["name"])}: {r["est_us"]:.1f} us</title></rect>')
+        if r["index"] in named:
+            bars.append(f'<text x="{x:.1f}" y="{max(y - 4, 12):.1f}" font-size="11">'
+                        f'{html.escape(r["name"][:24])} {r["est_us"]:.0f} us</text>')
+    title = "Estimated latency per layer"
+    return (f'<svg id="latency-plot" xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" '
+            f'role="img" aria-label="{title}"><title>{title}</title>'
+            + _axes("layer (schedule order)", f"us (max {top:,.1f})") + "".join(bars) + "</svg>")
+
+
+def _axes(xlabel: str, ylabel: str) -> str:
+    x0, y0, x1, y1 = PAD, SVG_H - PAD, SVG_W - PAD, PAD
+    return (f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="black"/>'
+            f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="black"/>'
+            f'<text x="{(x0 + x1) / 2}" y="{SVG_H - 20}" font-size="12" text-anchor="middle">{html.escape(xlabel)}</text>'
+            f'<text x="14" y="{(y0 + y1) / 2}" font-size="12" text-anchor="middle" '
+            f'transform="rotate(-90 14 {(y0 + y1) / 2})">{html.escape(ylabel)}</text>')
+
+
+def html_report(rep: dict) -> str:
+    """One self-contained page: the two plots and the tables; no scripts, no network."""
+    e = html.escape
+    summary = "".join(f"<li>{e(line)}</li>" for line in summary_lines(rep)[1:])
+    head = ["#", "op", "kernel", "path", "weights B", "scratch B", "MACs", "est. us", "name"]
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in (
+            r["index"], r["op"], r["coverage"], r["path"] or "-", f"{r['weight_bytes']:,}",
+            f"{r['scratch_bytes']:,}", f"{r['macs']:,}", f"{r['est_us']:.1f}", r["name"])) + "</tr>"
+        for r in rep["layers"])
+    title = f"pdc report: {rep['model']} on {rep['target']}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{e(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"
+            "td:nth-child(n+5):nth-child(-n+8){text-align:right}</style></head><body>"
+            f"<h1>{e(title)}</h1><ul>{summary}</ul>"
+            f"<h2>Arena live bytes over the schedule</h2>{svg_timeline(rep['timeline'], rep['peak'])}"
+            f"<h2>Estimated latency per layer</h2>{svg_latency(rep['layers'])}"
+            f"<h2>Layers</h2><table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{rows}</table>"
+            "</body></html>\n")
