@@ -121,6 +121,10 @@ def test_installed_pdc_compiles_and_runs_x86_from_an_empty_folder(installed, emp
                                          "print(m.run({'x': np.load('x.npy')})['y'].shape)"], empty)
     assert r.stdout.strip() == "(2, 4)"
     assert sorted(os.listdir(empty)) == ["bundle", "dense.onnx", "out.npz", "x.npy"]
+    # pdc report: the same arena and weights as the bundle, nothing left behind
+    rep = json.loads(run([installed / "pdc", "report", "dense.onnx", "--json", "-"], empty).stdout)
+    assert (rep["arena_bytes"], rep["weight_bytes"]) == (manifest["arena_bytes"], manifest["weight_bytes"])
+    assert sorted(os.listdir(empty)) == ["bundle", "dense.onnx", "out.npz", "x.npy"]
 
 
 @pytest.mark.parametrize("target, programs", [
