@@ -3,7 +3,8 @@ qconv / qmatmul BIT FOR BIT (np.array_equal, same dtype), on x86-avx512, each ke
 with PDC_FORCE_PATH so that every draw takes it:
 
 - qconv=vnni: the implicit GEMM over the packed input, on dense, grouped and depthwise layers
-  (kernels 1..7, strides and dilations 1..3, asymmetric pads, auto_pad);
+  (kernels 1..7, strides and dilations 1..3, asymmetric pads, auto_pad), each of its packs (quads
+  over taps for few channels, rows up to 64 columns, the general one) on its edges;
 - qconv=vnni-pointwise: 1x1 stride-1 unpadded layers as a plain GEMM;
 - qconv=vnni-depthwise: one input channel per group (channel multipliers 1..3 too), each of its
   modes (column stride 1 and 2 read in place, other strides / dilations as laid-out quads), on
@@ -239,6 +240,37 @@ def test_depthwise_modes_on_wide_rows(emulated):
     source = check_path(DEPTHWISE_MODES, force, "qconv/vnni-depthwise")
     assert all(f"pdc_qx_dwconv_{m}_" in source for m in ("s1", "s2", "q"))
     assert "_lc_" in source and re.search(r"dwconv_\w+_[iu]8_(vnni|bw)\(", source)  # both clamps
+
+
+DENSE_PACKS = [  # the dense conv's packs: quads over taps (few channels), rows of <= 64 columns, the general one
+    # quads over taps: column stride 2 / 1 / 3, dilation 2 (gaps in the quads), groups, 1..3 channels
+    _conv(60, [1, 3, 40, 70], [20, 3, 7, 7], strides=[2, 2], pads=[3, 3, 3, 3]),
+    _conv(61, [2, 2, 9, 11], [7, 2, 3, 3], pads=[1, 2, 0, 1], x_dt=np.uint8, y_dt=dtypes.int32),
+    _conv(62, [1, 2, 17, 23], [10, 1, 5, 4], group=2, strides=[1, 3], pads=[2, 1, 2, 0], y_dt=dtypes.uint8, y_zero=7),
+    _conv(63, [1, 1, 12, 19], [5, 1, 3, 3], dilations=[1, 2], pads=[1, 1, 1, 1]),
+    _conv(72, [1, 1, 15, 30], [6, 1, 3, 3], strides=[2, 2], dilations=[2, 2], pads=[2, 2, 2, 2]),  # one column phase
+    # rows: column stride 1 up to 64 columns, stride 2 up to 32, row strides 1..3, channels off quads
+    _conv(64, [1, 13, 9, 62], [11, 13, 3, 3], pads=[1, 1, 1, 1], x_dt=np.uint8, y_dt=dtypes.uint8, y_zero=0),
+    _conv(65, [2, 10, 11, 61], [6, 10, 3, 5], strides=[3, 2], pads=[0, 2, 1, 2], y_dt=dtypes.int32),
+    _conv(66, [1, 24, 14, 14], [40, 12, 1, 1], strides=[2, 2], group=2),
+    _conv(67, [1, 8, 6, 7], [12, 8, 2, 2], strides=[2, 2], pads=[0, 0, 1, 1]),
+    # the general pack: rows past 64 columns, column stride 3
+    _conv(68, [1, 8, 5, 80], [9, 8, 3, 3], pads=[1, 1, 1, 1]),
+    _conv(69, [1, 6, 8, 40], [7, 6, 3, 3], strides=[1, 3], x_dt=np.uint8, y_dt=dtypes.uint8, y_zero=2),
+]
+for _layer in (_conv(70, [1, 3, 20, 33], [8, 3, 7, 7], strides=[2, 2], pads=[3, 3, 3, 3], clamp=[-30, 90]),
+               _conv(71, [1, 2, 9, 40], [6, 2, 3, 3], x_dt=np.uint8, y_dt=dtypes.uint8, y_zero=4)):
+    _layer.attrs["scale"] = [requant_scale(3e4)]  # tap quads: products past 2^30, clamped in float32 before packing
+    DENSE_PACKS.append(_layer)
+
+
+@pytest.mark.parametrize("emulated", [False, True])
+def test_dense_packs(emulated):
+    """Every pack of the dense conv (and the tap quads' microkernel) on the edges of its range."""
+    force = "qconv=vnni" + (",int8-dot=emulated" if emulated else "")
+    source = check_path(DENSE_PACKS, force, "qconv/vnni")
+    assert all(f"pdc_qx_pack_{m}(" in source for m in ("taps", "rows", "quads"))
+    assert all(re.search(rf"pdc_qx_conv_\d+x\d+t_{k}_(vnni|bw)\(", source) for k in ("i8", "i8_lc", "u8", "u8_lc", "i32"))
 
 
 @pytest.mark.parametrize("emulated", [False, True])

@@ -32,7 +32,18 @@ masks). The microkernel is its own (noinline) function writing the tile to the s
 into the task, gcc spilled accumulators inside the reduction loop (150 vs 250 GMAC/s). Work units (image, group,
 channel block, pixel block) are split over the threads (pixel blocks innermost: a thread keeps
 its weight panel in L1 while the packed input streams from L2); the pack runs first as its own
-parallel loop.
+parallel loop. Where the columns the phases read lie in the first 64 of a padded row and the
+column stride is 1 or 2 (resnet's layers), the pack works per (channel quad, row phase) and input
+row: 4 masked loads, the bytes interleaved to 64 dwords in registers, each column phase's Wq
+dwords picked by one dword permute per 16 (3-4x faster than per phase, row by row through
+scratch: it was 10-25 % of the stride-2 layers). Few input channels (fewer quads over taps than
+over channels: the 3-channel stem, 25 % of its products padding): the quads run over taps
+instead, the packed input one byte per pixel and channel ([channel][phase][Hq][Wq]). The taps of
+one kernel row and column phase are consecutive bytes of a phase row (column stride a multiple of
+the dilation, else zero-weight gaps), so a quad is read in place as in the depthwise "s1" mode:
+the load at byte r of a group of 64 outputs holds outputs 4 i + r, and the task packs each
+group's requantized bytes and puts them in order as the depthwise tiles do (an int32 transpose
+was 20 shuffles per group). The 7x7 stride-2 stem: 42 quads instead of 49.
 1x1 stride-1 unpadded convolutions ("vnni-pointwise") are the same GEMM over channel planes
 taken as one long row (no grid columns to drop): a plain [M x C] x [C x HW] GEMM.
 Depthwise ("vnni-depthwise", one input channel per group): per (image, channel) a padded u8
@@ -93,7 +104,7 @@ declare("int8-dot", "dispatch", "emulated")
 # below these, one thread: a parallel region costs microseconds (more on a busy machine, where a
 # worker that fell asleep waits for its core), vpdpbusd does ~250 MMAC per millisecond and core
 PARALLEL_MIN_MACS = 1 << 20
-PACK_PARALLEL_MIN_BYTES = 1 << 17  # the dense conv's input pack: ~1 ns per byte
+PACK_PARALLEL_MIN_BYTES = 1 << 14  # the dense conv's input pack: 0.25 (rows) to 1 ns per input byte
 VNNI_ATTR = "PDC_QX_VNNI"  # a macro: c_helpers.py finds a function's name at its first '('
 INT32_MAX = (1 << 31) - 1
 
@@ -179,6 +190,32 @@ static inline void pdc_qx_quads(uint8_t *d, const uint8_t *r0, const uint8_t *r1
     }
 }
 
+static inline __mmask16 pdc_qx_m16(int64_t n) { return n <= 0 ? 0 : n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
+
+/* the 4 x 4 transpose of 128-bit lanes: lane k of v[L] to lane L of v[k] */
+static inline void pdc_qx_lanes4(__m512i *v) {
+    const __m512i t0 = _mm512_shuffle_i32x4(v[0], v[1], 0x44), t1 = _mm512_shuffle_i32x4(v[2], v[3], 0x44);
+    const __m512i t2 = _mm512_shuffle_i32x4(v[0], v[1], 0xee), t3 = _mm512_shuffle_i32x4(v[2], v[3], 0xee);
+    v[0] = _mm512_shuffle_i32x4(t0, t1, 0x88);
+    v[1] = _mm512_shuffle_i32x4(t0, t1, 0xdd);
+    v[2] = _mm512_shuffle_i32x4(t2, t3, 0x88);
+    v[3] = _mm512_shuffle_i32x4(t2, t3, 0xdd);
+}
+
+/* c[0..64) in place from four vectors whose lane i holds output 4 i + r (r: the vector) to the
+   64 outputs in order: c[16 m + j] = a[j % 4][4 m + j / 4] (a dword transpose in each 128-bit
+   lane, then one of the lanes) */
+static inline void pdc_qx_order4(int32_t *c) {
+    const __m512i a0 = _mm512_load_si512((const void *)c), a1 = _mm512_load_si512((const void *)(c + 16));
+    const __m512i a2 = _mm512_load_si512((const void *)(c + 32)), a3 = _mm512_load_si512((const void *)(c + 48));
+    const __m512i t0 = _mm512_unpacklo_epi32(a0, a1), t1 = _mm512_unpackhi_epi32(a0, a1);
+    const __m512i t2 = _mm512_unpacklo_epi32(a2, a3), t3 = _mm512_unpackhi_epi32(a2, a3);
+    __m512i v[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                    _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+    pdc_qx_lanes4(v);
+    for (int m = 0; m < 4; m++) _mm512_store_si512((void *)(c + 16 * m), v[m]);
+}
+
 /* (oh[v], ow[v]) of the flat grid indices q0 + 16 v, v < n */
 static inline void pdc_qx_cursor(int64_t q0, int64_t Wq, int n, int64_t *oh, int64_t *ow) {
     int64_t h = q0 / Wq, w = q0 - h * Wq;
@@ -233,6 +270,24 @@ static inline void pdc_qx_store16(uint8_t *yp, int64_t q, int64_t oh, int64_t ow
         t += Wq - ow;
     }
 }
+
+/* pdc_qx_store16 of 64 output bytes (oh, ow: of q): one store where they lie in one output row */
+static inline void pdc_qx_store64(uint8_t *yp, int64_t q, int64_t oh, int64_t ow, __m512i v, int64_t NQ, int64_t Wq, int64_t OW) {
+    if (Wq == OW) {
+        _mm512_mask_storeu_epi8(yp + q, pdc_qx_m64(NQ - q), v);
+        return;
+    }
+    if (ow + 64 <= OW && q + 64 <= NQ) {
+        _mm512_storeu_si512((void *)(yp + oh * OW + ow), v);
+        return;
+    }
+    int64_t vh[4], vw[4];
+    pdc_qx_cursor(q, Wq, 4, vh, vw);
+    pdc_qx_store16(yp, q, vh[0], vw[0], _mm512_castsi512_si128(v), NQ, Wq, OW);
+    pdc_qx_store16(yp, q + 16, vh[1], vw[1], _mm512_extracti32x4_epi32(v, 1), NQ, Wq, OW);
+    pdc_qx_store16(yp, q + 32, vh[2], vw[2], _mm512_extracti32x4_epi32(v, 2), NQ, Wq, OW);
+    pdc_qx_store16(yp, q + 48, vh[3], vw[3], _mm512_extracti32x4_epi32(v, 3), NQ, Wq, OW);
+}
 """
 
 ROWS_COPY = r"""/* y[oh][0..OW) = stage[oh * Wq + 0..OW) for oh < OH: a flat grid's output rows into NCHW */
@@ -284,7 +339,8 @@ typedef struct {
     const int32_t *phr, *phw;   /* row / column stride phase of each packed phase plane */
     const int16_t *cidx;    /* depthwise, small grids: pdc_qx_grid_rows' table per vector */
     int64_t N, C, H, W, M, G, cg, mg, cq, OH, OW, sh, sw, ph, pw, NPH, Hq, Wq, xq_bs, rows_stride, rs;
-    int64_t NQ, KQ, NB, nqb, Wp, dw, stage_off;
+    int64_t NQ, KQ, NB, nqb, Wp, dw, stage_off, NRP;
+    const int32_t *rph;     /* the row stride phases of the packed phase planes (units of the rows / taps packs) */
     int32_t pad, flip, yz, lo, hi;
 } pdc_qx_conv_job;
 """
@@ -361,6 +417,101 @@ static void pdc_qx_pack_quads(void *vj, int64_t u0, int64_t u1, int slot) {
                 pdc_qx_fetch(rows + b * rs, xc + (b * H + ih) * W, W, i0, j->sw, Wq, j->pad, j->flip);
             /* channels past the group's: any bytes (their weights are zero) */
             pdc_qx_quads(d, rows, rows + (nch > 1) * rs, rows + (nch > 2) * 2 * rs, rows + (nch > 3) * 3 * rs, Wq);
+        }
+    }
+}
+"""
+
+PACK_ROWS = r"""/* The dense conv's packed input where the column stride is 1 or 2 and the columns the phases
+   read lie in the first 64 of the padded row: unit = (image, group, channel quad, row phase). Per
+   input row the 4 channel rows are loaded once (one masked load each, pad bytes outside the row),
+   interleaved to the dwords of padded columns 0..63 (v[L]: columns 16 L..), and each column phase
+   of the row phase takes its Wq dwords (stride 2: one dword permute per 16) */
+static void pdc_qx_pack_rows(void *vj, int64_t u0, int64_t u1, int slot) {
+    const pdc_qx_conv_job *j = (const pdc_qx_conv_job *)vj;
+    (void)slot;
+    const int64_t NPH = j->NPH, NRP = j->NRP, cq = j->cq, G = j->G, H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq;
+    const __m512i fv = _mm512_set1_epi8((char)j->flip), pv = _mm512_set1_epi8((char)(j->pad ^ j->flip));
+    const __m512i padv = _mm512_set1_epi8((char)j->pad);
+    const __mmask64 lm = pdc_qx_lanes(j->pw, j->pw + W);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t rp = u % NRP, r = u / NRP, c4 = r % cq, ng = r / cq, g = ng % G, n = ng / G, rh = j->rph[rp];
+        const int64_t nch = j->cg - 4 * c4 < 4 ? j->cg - 4 * c4 : 4;
+        /* column -pw of channel 4 c4's plane: left of the row, never dereferenced */
+        const uintptr_t xc = (uintptr_t)(j->x + (n * j->C + g * j->cg + 4 * c4) * H * W) - (uintptr_t)j->pw;
+        uint8_t *xg = j->xq + ng * j->xq_bs + c4 * NPH * Hq * Wq * 4;
+        for (int64_t i = 0; i < Hq; i++) {
+            const int64_t ih = i * j->sh + rh - j->ph;
+            __m512i v[4] = {padv, padv, padv, padv};
+            if (ih >= 0 && ih < H) {
+                __m512i a[4];
+                for (int64_t b = 0; b < 4; b++)  /* channels past the group's: any bytes (zero weights) */
+                    a[b] = b < nch ? _mm512_xor_si512(fv, _mm512_mask_loadu_epi8(pv, lm, (const void *)(xc + (uintptr_t)((b * H + ih) * W))))
+                                   : padv;
+                const __m512i l01 = _mm512_unpacklo_epi8(a[0], a[1]), h01 = _mm512_unpackhi_epi8(a[0], a[1]);
+                const __m512i l23 = _mm512_unpacklo_epi8(a[2], a[3]), h23 = _mm512_unpackhi_epi8(a[2], a[3]);
+                v[0] = _mm512_unpacklo_epi16(l01, l23);  /* lane L: columns 16 L + 0..3 */
+                v[1] = _mm512_unpackhi_epi16(l01, l23);  /* 16 L + 4..7 */
+                v[2] = _mm512_unpacklo_epi16(h01, h23);
+                v[3] = _mm512_unpackhi_epi16(h01, h23);
+                pdc_qx_lanes4(v);
+            }
+            for (int64_t p = 0; p < NPH; p++) {
+                if (j->phr[p] != rh) continue;
+                int32_t *d = (int32_t *)(xg + (p * Hq + i) * Wq * 4);
+                if (j->sw == 1) {
+                    for (int64_t k = 0; k < 4; k++) _mm512_mask_storeu_epi32(d + 16 * k, pdc_qx_m16(Wq - 16 * k), v[k]);
+                } else {
+                    const __m512i idx = _mm512_add_epi32(even, _mm512_set1_epi32(j->phw[p]));
+                    _mm512_mask_storeu_epi32(d, pdc_qx_m16(Wq), _mm512_permutex2var_epi32(v[0], idx, v[1]));
+                    _mm512_mask_storeu_epi32(d + 16, pdc_qx_m16(Wq - 16), _mm512_permutex2var_epi32(v[2], idx, v[3]));
+                }
+            }
+        }
+    }
+}
+"""
+
+PACK_TAPS = r"""/* The dense conv's packed input reduced over tap quads (few channels): unit = (image, group,
+   channel, row phase), each phase plane's rows as bytes [Hq][Wq] (the taps of a kernel row in one
+   column phase are consecutive bytes). Column stride 2: the even and odd column phases of a row
+   from the same loads */
+static void pdc_qx_pack_taps(void *vj, int64_t u0, int64_t u1, int slot) {
+    const pdc_qx_conv_job *j = (const pdc_qx_conv_job *)vj;
+    (void)slot;
+    const int64_t NPH = j->NPH, NRP = j->NRP, cg = j->cg, G = j->G, H = j->H, W = j->W, Hq = j->Hq, Wq = j->Wq;
+    const __m512i sh = _mm512_set4_epi32(0x0f0d0b09, 0x07050301, 0x0e0c0a08, 0x06040200);
+    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m512i fv = _mm512_set1_epi8((char)j->flip), pv = _mm512_set1_epi8((char)(j->pad ^ j->flip));
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t rp = u % NRP, r = u / NRP, c = r % cg, ng = r / cg, g = ng % G, n = ng / G, rh = j->rph[rp];
+        const uint8_t *xc = j->x + (n * j->C + g * cg + c) * H * W;
+        uint8_t *xg = j->xq + ng * j->xq_bs + c * NPH * Hq * Wq;
+        for (int64_t p = 0; p < NPH; p++) {
+            if (j->phr[p] != rh) continue;
+            /* column stride 2, phases (rh, 0) and (rh, 1): the odd one with the even one */
+            const int pair = j->sw == 2 && j->phw[p] == 0 && p + 1 < NPH && j->phr[p + 1] == rh && j->phw[p + 1] == 1;
+            uint8_t *d = xg + p * Hq * Wq, *d1 = d + Hq * Wq;
+            for (int64_t i = 0; i < Hq; i++, d += Wq, d1 += Wq) {
+                const int64_t ih = i * j->sh + rh - j->ph;
+                if (ih < 0 || ih >= H) {
+                    memset(d, j->pad, (size_t)Wq);
+                    if (pair) memset(d1, j->pad, (size_t)Wq);
+                } else if (!pair) {
+                    pdc_qx_fetch(d, xc + ih * W, W, j->phw[p] - j->pw, j->sw, Wq, j->pad, j->flip);
+                } else {  /* pdc_qx_fetch's stride 2, both halves stored */
+                    const uintptr_t base = (uintptr_t)(xc + ih * W);  /* left of the row: never dereferenced */
+                    for (int64_t t = 0; t < Wq; t += 32) {
+                        const int64_t a = 2 * t - j->pw;
+                        const __m512i v = _mm512_mask_loadu_epi8(pv, pdc_qx_lanes(-a, W - a), (const void *)(base + (uintptr_t)a));
+                        const __m512i e = _mm512_xor_si512(_mm512_permutexvar_epi64(perm, _mm512_shuffle_epi8(v, sh)), fv);
+                        _mm256_mask_storeu_epi8(d + t, (__mmask32)pdc_qx_m64(Wq - t), _mm512_castsi512_si256(e));
+                        _mm256_mask_storeu_epi8(d1 + t, (__mmask32)pdc_qx_m64(Wq - t), _mm512_extracti64x4_epi64(e, 1));
+                    }
+                }
+            }
+            p += pair;
         }
     }
 }
@@ -527,15 +678,38 @@ def _tile_cost(rows: int, cols: int, mr: int, qv: int, nv: int, units_other: int
 
 
 DENSE_TILES = ((4, 6), (6, 4), (8, 3), (12, 2), (16, 1))
+TAP_TILES = ((4, 4), (6, 4), (3, 8))  # tap quads: whole groups of 4 vectors (64 outputs)
 
 
-def _dense_task(mr: int, nv: int, out: _Out):
+def _packed_s1(tile: str, out: _Out, unsigned: bool) -> str:
+    """The 64 output bytes, in order, of 4 tile vectors (tile: C of vector v + e) whose lane i
+    holds output 4 i + e: _dw_epilogue's packs, clamp and reordering."""
+    late = out.late_clamp  # else clamped in float32: the packs are exact
+    acc = [tile.replace("+ v)", f"+ v + {e})") for e in range(4)]
+    rq = [f"pdc_qx_rnd32({a}, sc)" if late else f"pdc_qx_rq32({a}, sc, flo, fhi)" for a in acc]
+    add = "_mm512_adds_epi16" if late else "_mm512_add_epi16"
+    r = (f"{'_mm512_packus_epi16' if unsigned else '_mm512_packs_epi16'}({add}(_mm512_packs_epi32({rq[0]}, {rq[1]}), yz), "
+         f"{add}(_mm512_packs_epi32({rq[2]}, {rq[3]}), yz))")
+    if late:
+        t = "epu8" if unsigned else "epi8"
+        r = f"_mm512_min_{t}(_mm512_max_{t}({r}, lo8), hi8)"
+    shuf, perm = _dw_order(DW_MODES["s1"])
+    return f"_mm512_permutexvar_epi32(perm, _mm512_shuffle_epi8({r}, shuf))" if perm else f"_mm512_shuffle_epi8({r}, shuf)"
+
+
+def _dense_task(mr: int, nv: int, out: _Out, taps: bool, unsigned: bool = False):
     """The microkernel, its own function (the tile's accumulators stay in registers only when no
     epilogue competes for them: gcc spilled them in the loop otherwise), and the task: per unit,
-    the tile to a stack buffer, then the epilogue from there."""
+    the tile to a stack buffer, then the epilogue from there. taps: the packed input is bytes and a
+    quad is 4 consecutive of them, so the load at byte r of a group of 64 outputs holds outputs
+    4 i + r; the task puts each group in order, the requantized bytes (int32 outputs: the lanes; in
+    the microkernel, gcc spilled around the shuffles)."""
+    sfx = "t" if taps else ""
+
     def gen(name: str, dp: str, attr: str) -> list:
-        ukr = f"pdc_qx_ukr_{mr}x{nv}" + name[name.rindex("_"):]
+        ukr = f"pdc_qx_ukr_{mr}x{nv}{sfx}" + name[name.rindex("_"):]
         acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
+        load = [64 * (v // 4) + v % 4 if taps else 64 * v for v in range(nv)]
         L = [f"/* c[{mr}][{16 * nv}] = bias + the {mr} channels' weight dwords x {nv} vectors of 16 flat pixels */",
              f"static PDC_QX_NOINLINE {attr}void {ukr}(const uint8_t *xg, const int32_t *koff, const int32_t *wp, int64_t KQ,",
              "                                   const int32_t *bias, int32_t *c) {"]
@@ -544,7 +718,7 @@ def _dense_task(mr: int, nv: int, out: _Out):
                      + ", ".join(f"{acc[i][v]} = b{i}" for v in range(nv)) + ";")
         L.append(f"    for (int64_t k = 0; k < KQ; k++, wp += {mr}) {{")
         L.append("        const uint8_t *xk = xg + koff[k];")
-        L.append("        " + " ".join(f"const __m512i a{v} = _mm512_loadu_si512((const void *)(xk + {64 * v}));"
+        L.append("        " + " ".join(f"const __m512i a{v} = _mm512_loadu_si512((const void *)(xk + {load[v]}));"
                                      for v in range(nv)))
         for i in range(mr):
             L.append(f"        {{ const __m512i w = _mm512_set1_epi32(wp[{i}]); "
@@ -562,11 +736,17 @@ def _dense_task(mr: int, nv: int, out: _Out):
              "    const int64_t KQ = j->KQ, NB = j->NB, nqb = j->nqb, G = j->G, OHW = j->OH * j->OW;",
              "    const int64_t NQ = j->NQ, Wq = j->Wq, OW = j->OW;",
              f"    int32_t c[{mr * nv * 16}] __attribute__((aligned(64)));",
-             out.setup(),
-             "    for (int64_t u = u0; u < u1; u++) {",
+             out.setup(yz16=taps)]
+        if taps and not y32:
+            shuf, perm = _dw_order(DW_MODES["s1"])
+            L += [f"    const __m512i {n} = {_epi32(c, f)};" for n, c, f in (("shuf", shuf, "#010x"), ("perm", perm, "d")) if c]
+            if out.late_clamp:
+                L.append("    const __m512i lo8 = _mm512_set1_epi8((char)j->lo), hi8 = _mm512_set1_epi8((char)j->hi);")
+        L += ["    for (int64_t u = u0; u < u1; u++) {",
              "        const int64_t qb = u % nqb, r = u / nqb, b = r % NB, ng = r / NB, g = ng % G, n = ng / G;",
              f"        const int64_t t0 = (g * NB + b) * {mr}, q0 = qb * {16 * nv};",
-             f"        {ukr}(j->xq + ng * j->xq_bs + q0 * 4, j->koff, j->w + t0 * KQ, KQ, j->bias + t0, c);",
+             f"        {ukr}(j->xq + ng * j->xq_bs + q0{'' if taps else ' * 4'}, j->koff, j->w + t0 * KQ, KQ, j->bias + t0, c);",
+             f"        for (int t = 0; t < {mr * nv // 4}; t++) pdc_qx_order4(c + 64 * t);" if taps and out.y32 else "",
              f"        const int64_t rows = j->mg - b * {mr} < {mr} ? j->mg - b * {mr} : {mr};",
              f"        {'int32_t' if y32 else 'uint8_t'} *yb = {'(int32_t *)' if y32 else ''}j->y + (n * j->M + g * j->mg + b * {mr}) * OHW;",
              f"        int64_t vh[{nv}] = {{0}}, vw[{nv}] = {{0}};",
@@ -576,6 +756,12 @@ def _dense_task(mr: int, nv: int, out: _Out):
         if y32:
             L.append(f"            for (int v = 0; v < {nv}; v++) pdc_qx_store16_i32(yb + i * OHW, q0 + 16 * v, vh[v], vw[v], "
                      f"{tile}, NQ, Wq, OW);")
+        elif taps:  # 4 vectors packed to 64 bytes and put in order as the depthwise "s1" tiles
+            L += ["            " + out.channel("t0 + i"),
+                  f"            for (int v = 0; v < {nv}; v += 4) {{",
+                  f"                const __m512i r = {_packed_s1(tile, out, unsigned)};",
+                  "                pdc_qx_store64(yb + i * OHW, q0 + 16 * v, vh[v], vw[v], r, NQ, Wq, OW);",
+                  "            }"]
         else:
             L.append("            " + out.channel("t0 + i"))
             L.append(f"            for (int v = 0; v < {nv}; v++) pdc_qx_store16(yb + i * OHW, q0 + 16 * v, vh[v], vw[v], "
@@ -585,27 +771,86 @@ def _dense_task(mr: int, nv: int, out: _Out):
     return gen
 
 
+def _tap_quads(g: _Geo, grid: dict) -> list:
+    """The tap quads of one input channel: (byte offset in its phase planes, the (kh, kw) of each
+    of the 4 slots or None). Taps of one kernel row and column phase read consecutive plane bytes
+    (column stride a multiple of the dilation), else a gap of zero-weight slots."""
+    runs = {}
+    for (kh, kw), off in zip([(kh, kw) for kh in range(g.KH) for kw in range(g.KW)], grid["tap_off"]):
+        col = (kw * g.dw) // g.sw
+        runs.setdefault(off - col, []).append((col, kh, kw))
+    quads = []
+    for base, taps in runs.items():
+        taps.sort()
+        while taps:
+            start = taps[0][0]
+            slots = [None] * 4
+            while taps and taps[0][0] < start + 4:
+                col, kh, kw = taps.pop(0)
+                slots[col - start] = (kh, kw)
+            quads.append((base + start, slots))
+    return quads
+
+
+class _DensePack(NamedTuple):
+    """The dense conv's packed input: the reduction quads' byte offsets koff, the weights in the
+    order the microkernel reads them ([G][NB][KQ][MR][4], zero-padded), the bytes of packed data
+    per (image, group)."""
+    koff: np.ndarray
+    wp: np.ndarray
+    data: int
+
+
+def _pack_channels(g: _Geo, grid: dict, w: np.ndarray, mr: int, nb: int) -> _DensePack:
+    """4 channels interleaved per dword, [channel quad][phase][Hq][Wq][4]."""
+    cq = -(-g.cg // 4)
+    plane = len(grid["phases"]) * grid["Hq"] * grid["Wq"]  # dwords per channel quad
+    koff = (np.arange(cq, dtype=np.int64)[:, None] * plane + np.asarray(grid["tap_off"], np.int64)[None, :]) * 4
+    wp = np.zeros((g.G, nb * mr, cq * 4, g.KH, g.KW), np.int8)
+    wp[:, :g.mg, :g.cg] = w.reshape(g.G, g.mg, g.cg, g.KH, g.KW)
+    wp = wp.reshape(g.G, nb, mr, cq, 4, g.KH, g.KW).transpose(0, 1, 3, 5, 6, 2, 4)
+    return _DensePack(koff.reshape(-1), np.ascontiguousarray(wp).view(np.int32).reshape(-1), cq * plane * 4)
+
+
+def _pack_taps(g: _Geo, grid: dict, w: np.ndarray, mr: int, nb: int, quads: list) -> _DensePack:
+    """One byte per channel, [channel][phase][Hq][Wq]; quads over taps (_tap_quads)."""
+    plane = len(grid["phases"]) * grid["Hq"] * grid["Wq"]  # bytes per channel
+    koff = np.arange(g.cg, dtype=np.int64)[:, None] * plane + np.array([q[0] for q in quads], np.int64)[None, :]
+    w5 = w.reshape(g.G, g.mg, g.cg, g.KH, g.KW)
+    wq = np.zeros((g.G, nb * mr, g.cg, len(quads), 4), np.int8)
+    for k, (_, slots) in enumerate(quads):
+        for b, tap in enumerate(slots):
+            if tap is not None:
+                wq[:, :g.mg, :, k, b] = w5[:, :, :, tap[0], tap[1]]
+    wq = wq.reshape(g.G, nb, mr, g.cg * len(quads), 4).transpose(0, 1, 3, 2, 4)
+    return _DensePack(koff.reshape(-1), np.ascontiguousarray(wq).view(np.int32).reshape(-1), g.cg * plane)
+
+
+def _rows_pack(g: _Geo, grid: dict) -> bool:
+    """Whether pdc_qx_pack_rows packs the channel quads: column stride 1 or 2 and the columns the
+    phases read within the first 64 of the padded row."""
+    return (g.sw == 1 and grid["Wq"] <= 64) or (g.sw == 2 and grid["Wq"] <= 32)
+
+
 def _qconv_dense(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int, off: int) -> Optional[str]:
     threads = ctx.config.threads if ctx.config.parallel else 1
+    # quads over taps where they are fewer than over channels (few input channels)
+    quads = _tap_quads(g, g.grid(16))
+    taps = g.cg * len(quads) < -(-g.cg // 4) * g.KH * g.KW
     # the tile first: it sets the flat grid's padding (NQ rounded up to whole tiles)
-    mr, nv = min(DENSE_TILES, key=lambda t: _tile_cost(g.mg, g.flat_outputs(), t[0], 16, t[1], g.N * g.G, threads))
+    mr, nv = min(TAP_TILES if taps else DENSE_TILES,
+                 key=lambda t: _tile_cost(g.mg, g.flat_outputs(), t[0], 16, t[1], g.N * g.G, threads))
     grid = g.grid(16 * nv)
     Hq, Wq, NQ, phases = grid["Hq"], grid["Wq"], grid["NQ"], grid["phases"]
-    cq = -(-g.cg // 4)
-    plane = len(phases) * Hq * Wq  # dwords per channel quad
-    KQ = cq * g.KH * g.KW
-    koff = (np.arange(cq, dtype=np.int64)[:, None] * plane + np.asarray(grid["tap_off"], np.int64)[None, :]) * 4
-    slack = (grid["nq_pad"] - NQ) * 4 + 64
-    xq_bs = -(-(cq * plane * 4 + slack) // 64) * 64
-    if xq_bs >= 2 ** 31:
-        return None
     NB = -(-g.mg // mr)
     nqb = grid["nq_pad"] // (16 * nv)
-    # weights [G][NB][cq][KH][KW][MR][4], zero-padded (channels past mg, inputs past cg)
-    wp = np.zeros((g.G, NB * mr, cq * 4, g.KH, g.KW), np.int8)
-    wp[:, :g.mg, :g.cg] = w.reshape(g.G, g.mg, g.cg, g.KH, g.KW)
-    wp = wp.reshape(g.G, NB, mr, cq, 4, g.KH, g.KW).transpose(0, 1, 3, 5, 6, 2, 4)
-    wp = np.ascontiguousarray(wp).view(np.int32).reshape(-1)
+    pk = _pack_taps(g, grid, w, mr, NB, quads) if taps else _pack_channels(g, grid, w, mr, NB)
+    # loads past the grid: the padded tiles, a vector, a quad's last bytes
+    slack = (grid["nq_pad"] - NQ) * (1 if taps else 4) + 64 + 4
+    xq_bs = -(-(pk.data + slack) // 64) * 64
+    if xq_bs >= 2 ** 31:
+        return None
+    cq = -(-g.cg // 4)
 
     def padded(v, fill):
         t = np.full((g.G, NB * mr), fill, np.asarray(v).dtype)
@@ -615,23 +860,34 @@ def _qconv_dense(ctx: KernelContext, g: _Geo, w: np.ndarray, out: _Out, xz: int,
     macs = g.N * g.M * g.OH * g.OW * g.cg * g.KH * g.KW
     units = g.N * g.G * NB * nqb
     parallel = ctx.split(macs, PARALLEL_MIN_MACS)
-    pack_units = g.N * g.G * cq * len(phases)
+    row_phases = sorted({p[0] for p in phases})
+    if taps:
+        pack, pack_units = "pdc_qx_pack_taps", g.N * g.G * g.cg * len(row_phases)
+    elif _rows_pack(g, grid):
+        pack, pack_units = "pdc_qx_pack_rows", g.N * g.G * cq * len(row_phases)
+    else:
+        pack, pack_units = "pdc_qx_pack_quads", g.N * g.G * cq * len(phases)
     slots = ctx.slots(parallel and pack_units > 1 and g.N * g.C * g.H * g.W >= PACK_PARALLEL_MIN_BYTES)
     rs = -(-(Wq + 64) // 64) * 64
-    rows, rows_stride = ctx.thread_scratch(4 * rs, slots, "uint8_t", 1)
+    rows, rows_stride = ctx.thread_scratch(4 * rs, slots, "uint8_t", 1) if pack == "pdc_qx_pack_quads" else ("NULL", 0)
     xq = ctx.scratch(g.N * g.G * xq_bs, "uint8_t", 1)
     _common(ctx)
     ctx.helper("pdc_qx_conv_job", CONV_JOB)
-    ctx.helper("pdc_qx_pack_quads", PACK_QUADS)
+    ctx.helper(pack, {"pdc_qx_pack_taps": PACK_TAPS, "pdc_qx_pack_rows": PACK_ROWS}.get(pack, PACK_QUADS))
     fields = g.fields(xz, off)
-    fields.update(xq=xq, rows=rows, w=add_weight(ctx, wp, "int32_t"),
-                  koff=add_weight(ctx, koff.reshape(-1).astype(np.int32), "int32_t"), **out.fields(ctx, padded, NB * mr),
+    fields.update(xq=xq, rows=rows, w=add_weight(ctx, pk.wp, "int32_t"),
+                  koff=add_weight(ctx, pk.koff.astype(np.int32), "int32_t"), **out.fields(ctx, padded, NB * mr),
                   **_phase_fields(ctx, phases), cq=cq, Hq=Hq, Wq=Wq, xq_bs=xq_bs, rows_stride=rows_stride, rs=rs,
-                  NQ=NQ, KQ=KQ, NB=NB, nqb=nqb)
+                  NQ=NQ, KQ=len(pk.koff), NB=NB, nqb=nqb)
+    if pack != "pdc_qx_pack_quads":
+        fields.update(rph=add_weight(ctx, np.array(row_phases, np.int32), "int32_t"), NRP=len(row_phases))
     lines = job_lines("pdc_qx_conv_job", fields)
-    lines.append(f"    for (int64_t t = 0; t < {g.N * g.G}; t++) memset(j.xq + t * {xq_bs} + {cq * plane * 4}, 0, {slack});")
-    lines.append(slots_call("pdc_qx_pack_quads", pack_units, slots))
-    lines += _variants(ctx, f"pdc_qx_conv_{mr}x{nv}_{out.kind}", _dense_task(mr, nv, out), "pdc_task_fn")
+    lines.append(f"    for (int64_t t = 0; t < {g.N * g.G}; t++) memset(j.xq + t * {xq_bs} + {pk.data}, 0, {xq_bs - pk.data});")
+    lines.append(slots_call(pack, pack_units, slots))
+    unsigned = ctx.outputs[0].dtype.short == "u8"
+    kind = out.kind if out.y32 or not taps else ("u8" if unsigned else "i8") + ("_lc" if out.late_clamp else "")
+    lines += _variants(ctx, f"pdc_qx_conv_{mr}x{nv}{'t' if taps else ''}_{kind}", _dense_task(mr, nv, out, taps, unsigned),
+                       "pdc_task_fn")
     if parallel and units > 1:
         lines.append(f"    pdc_parallel_for({units}, fn, (void *)&j);")
     else:
