@@ -13,11 +13,15 @@ the compiler produced, not from a second estimate of it:
   portable fallback) and its path, and an estimated latency from a per-target cost model.
 
 Cost models (estimates; `pdc bench MODEL --profile` measures each kernel of a real build):
-- x86: seconds = MACs / (peak MAC/s x efficiency of the kernel's path) + bytes moved / bandwidth
-  + a fixed overhead per kernel, plus one per run. Peak MAC/s, bandwidth and the overheads are
-  measured once per machine and thread count by a calibration bundle of three tiny kernels
-  (calibrate()), cached under the pdc cache folder; the path efficiencies are fractions of that
-  peak (PATH_EFFICIENCY), so the estimate follows the machine it runs on.
+- x86, per kernel a roofline: the larger of compute = (MACs / efficiency of the kernel's path +
+  outputs x its fused activation's cost in MACs) / calibrated MAC/s, and memory = weight bytes /
+  bandwidth + activation bytes / bandwidth (4x where they fit L2); plus a fixed overhead per kernel
+  (8 for a conv / GEMM: packing, tiles, a parallel dispatch), and one per run. MAC/s (of a large
+  1x1 conv), bandwidth and the overheads are measured once per machine and thread count by a
+  calibration bundle of three tiny kernels (calibrate()), cached under the pdc cache folder; the
+  path efficiencies (PATH_EFFICIENCY, fitted to `pdc bench --profile` of the zoo models on a quiet
+  2-core Zen 4) are relative to that rate, so the estimate follows the machine it runs on.
+  benchmarks/report_latency.py sets the totals beside measured runs.
 - ARM Cortex-A and Cortex-M: cycles = MACs x cycles per MAC of the kernel family + bytes moved x
   cycles per byte + cycles per kernel (CYCLE_MODELS), at the nominal clock of the core.
 """
@@ -95,6 +99,8 @@ def layer_rows(graph, bundle) -> list[dict]:
             "coverage": coverage_of(bundle.kernel_families[i]),
             "runs": not free,  # a view that shares its input's storage runs no code
             "macs": 0 if free else node_macs(node), "bytes_moved": 0 if free else acts + weights,
+            "outputs": node.outputs[0].type.numel if node.outputs[0].type.is_static else 0,
+            "activation": node.attrs.get("activation") if isinstance(node.attrs.get("activation"), str) else None,
             **gemm_dims(node),
             "weight_bytes": weights, "scratch_bytes": plan.scratch_bytes.get(i, 0),
             "source_nodes": node.attrs["source_nodes"] if isinstance(node.attrs.get("source_nodes"), list)
@@ -217,19 +223,24 @@ def text_plus_data(path: str, tool: str) -> Optional[int]:
 # manifest; op families without paths by op). Read from `pdc bench --profile` of the zoo models on
 # the development machine (see the module doc): ratios to the peak, so another x86 keeps them.
 PATH_EFFICIENCY = {
-    "conv/pointwise": 0.60, "conv/band": 0.80, "conv/transposed": 0.65, "conv/im2col": 0.20,
-    "conv/direct": 0.15, "conv/depthwise-flat": 0.12, "conv/depthwise-rows": 0.12,
+    "conv/pointwise": 0.72, "conv/band": 1.05, "conv/transposed": 0.80, "conv/im2col": 0.60,
+    "conv/direct": 0.15, "conv/depthwise-flat": 0.22, "conv/depthwise-rows": 0.22,
     "gemm/packed-b": 0.70, "gemm/packed-a": 0.60, "gemm/loops": 0.15, "gemm/runtime": 0.30,
-    "attention/keys-transposed": 0.25, "attention/keys-direct": 0.20, "attention/scalar": 0.05,
+    "attention/keys-transposed": 0.15, "attention/keys-direct": 0.12, "attention/scalar": 0.05,
     "rnn/packed": 0.10, "rnn/rowdot": 0.05,
 }
+# A fused activation's cost per output element, in MACs of the calibrated rate: the transcendental
+# or clamped ones (hard-swish measured ~1.5 ns per output on 2 threads, about 190 MACs there)
+ACTIVATION_MACS = {"hard_swish": 190, "hard_sigmoid": 120, "sigmoid": 190, "silu": 190, "swish": 190, "gelu": 250,
+                   "tanh": 190, "elu": 150, "selu": 150}
+MAC_KERNEL_CALLS = 8  # a conv / GEMM call's set-up (packing, tiles, a parallel dispatch) in tiny-kernel calls
 DEFAULT_EFFICIENCY = 0.30  # a MAC-heavy kernel without an entry
 PORTABLE_EFFICIENCY = 0.05  # plain C loops: scalar or what gcc vectorizes
 # Achieved fraction of the calibrated elementwise bandwidth by the kernels whose bytes differ from
 # one read + one write per element: pooling reads each input element several times, a batch-1
 # dense layer streams its weights from further caches, a concat only copies.
-PATH_BANDWIDTH = {"pool/interior": 0.27, "pool/generic": 0.2, "pool/avx512-band": 0.4, "concat": 1.6,
-                  "reduce/rows-f32": 1.7}
+PATH_BANDWIDTH = {"pool/interior": 0.42, "pool/generic": 0.2, "pool/avx512-band": 0.4, "concat": 0.74,
+                  "reduce/rows-f32": 0.2, "mul": 0.24}
 # A kernel whose bytes fit the L2 cache (1 MiB per core on the development machine) reads them about
 # 4x faster than the calibration's add, whose tensors come from L3 (KERNELS.md section 0: L2 98-117
 # GB/s against ~26 GB/s further out).
@@ -247,16 +258,19 @@ class Calibration:
 
 
 def x86_seconds(row: dict, cal: Calibration) -> float:
-    """A kernel's estimated seconds: compute at its path's share of the peak (less where its tile is
-    not filled), its bytes at the calibrated bandwidth, and the fixed cost of a kernel call."""
+    """A kernel's estimated seconds, a roofline: the larger of its compute (MACs at its path's share
+    of the peak, less where its tile is not filled, plus its fused activation per output) and its
+    memory traffic (weights streamed at the calibrated bandwidth; activations 4x faster when they
+    fit L2), plus the fixed cost of the call."""
     if not row["runs"]:
         return 0.0
     fallback = PORTABLE_EFFICIENCY if row["family"] == "portable" else DEFAULT_EFFICIENCY
     eff = PATH_EFFICIENCY.get(row["path"], fallback) * tile_fill(row)
+    compute = (row["macs"] / eff + row.get("outputs", 0) * ACTIVATION_MACS.get(row.get("activation"), 0)) / cal.mac_per_s
+    acts = row["bytes_moved"] - row["weight_bytes"]
     bandwidth = cal.bytes_per_s * PATH_BANDWIDTH.get(row["path"] or row["op"], 1.0)
-    if row["bytes_moved"] <= L2_BYTES:
-        bandwidth *= L2_SPEEDUP
-    return row["macs"] / (cal.mac_per_s * eff) + row["bytes_moved"] / bandwidth + cal.kernel_s
+    memory = row["weight_bytes"] / cal.bytes_per_s + acts / (bandwidth * (L2_SPEEDUP if acts <= L2_BYTES else 1.0))
+    return max(compute, memory) + cal.kernel_s * (MAC_KERNEL_CALLS if row["macs"] else 1)
 
 
 def tile_fill(row: dict) -> float:
