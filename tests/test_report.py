@@ -126,8 +126,11 @@ def test_html_opens_in_a_headless_browser_with_both_plots(zoo, compiled, tmp_pat
     page.write_text(html_report(rep))
     assert "<script" not in page.read_text() and "http" not in page.read_text().replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
-    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                        "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    # no background networking (the machine may have no network) and a profile of its own
+    quiet = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", *quiet, "--enable-logging=stderr",
+                        "--v=0", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     dom = r.stdout
     for plot, title in (("arena-plot", "Arena live bytes over the schedule"),
