@@ -273,6 +273,24 @@ def test_dense_packs(emulated):
     assert all(re.search(rf"pdc_qx_conv_\d+x\d+t_{k}_(vnni|bw)\(", source) for k in ("i8", "i8_lc", "u8", "u8_lc", "i32"))
 
 
+# dense tiles of 4 vectors: the epilogue packs 64 bytes at a time (int8 / uint8 outputs; the clamp on
+# bytes, or in float32 before the packs where products may pass 2^30)
+PACKED_EPILOGUE = [_conv(80, [1, 96, 28, 28], [24, 96, 1, 1]),
+                   _conv(81, [1, 48, 20, 20], [36, 48, 3, 3], pads=[1, 1, 1, 1], x_dt=np.uint8, y_dt=dtypes.uint8,
+                         y_zero=3),
+                   _conv(82, [1, 64, 14, 30], [30, 64, 1, 1], y_dt=dtypes.uint8, y_zero=0, clamp=[0, 200]),
+                   _conv(83, [1, 40, 24, 24], [24, 40, 3, 3], pads=[1, 1, 1, 1])]
+for _layer in PACKED_EPILOGUE[2:]:
+    _layer.attrs["scale"] = [requant_scale(3e4)] * len(_layer.attrs["scale"])
+
+
+@pytest.mark.parametrize("emulated", [False, True])
+def test_dense_packed_epilogue(emulated):
+    source = check_path(PACKED_EPILOGUE, "qconv=vnni" + (",int8-dot=emulated" if emulated else ""), "qconv/vnni")
+    assert all(re.search(rf"pdc_qx_conv_\d+x[48]_{k}_(vnni|bw)\(", source) for k in ("i8", "i8_lc", "u8", "u8_lc"))
+    assert "perm_rows" in source
+
+
 @pytest.mark.parametrize("emulated", [False, True])
 def test_model_sized_layers_on_two_threads(emulated):
     source = check_qlayers([layer for _, layer in MODEL_LAYERS], TARGET, threads=2,
@@ -281,6 +299,7 @@ def test_model_sized_layers_on_two_threads(emulated):
         assert source.count(f"/* path: {path} */") == sum(p == path for p, _ in MODEL_LAYERS), path
     assert "pdc_parallel_for" in source and "pdc_parallel_slots" in source
     assert ("= pdc_qx_has_vnni() ?" in source) != emulated
+    assert "perm_rows" in source  # dense tiles of 4 vectors pack their epilogue
 
 
 def test_qmatmul_rows_and_columns():
