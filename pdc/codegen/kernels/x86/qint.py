@@ -686,11 +686,12 @@ DENSE_TILES = ((4, 6), (6, 4), (8, 3), (12, 2), (16, 1))
 TAP_TILES = ((4, 4), (6, 4), (3, 8))  # tap quads: whole groups of 4 vectors (64 outputs)
 
 
-def _packed_s1(tile: str, out: _Out, unsigned: bool) -> str:
-    """The 64 output bytes, in order, of 4 tile vectors (tile: C of vector v + e) whose lane i
-    holds output 4 i + e: _dw_epilogue's packs, clamp and reordering."""
-    late = out.late_clamp  # else clamped in float32: the packs are exact
-    acc = [tile.replace("+ v)", f"+ v + {e})") for e in range(4)]
+def _pack64(acc: list, out: _Out, unsigned: bool) -> str:
+    """The 64 requantized bytes of 4 int32 vectors (C expressions), packed as they come: lane l,
+    byte j holds accumulator j // 4's lane 4 l + j % 4. y_zero is added to the 16-bit words; the
+    clamp runs on the bytes where every |acc * scale| < 2^30 (late_clamp), else in float32 before
+    the packs, which are then exact."""
+    late = out.late_clamp
     rq = [f"pdc_qx_rnd32({a}, sc)" if late else f"pdc_qx_rq32({a}, sc, flo, fhi)" for a in acc]
     add = "_mm512_adds_epi16" if late else "_mm512_add_epi16"
     r = (f"{'_mm512_packus_epi16' if unsigned else '_mm512_packs_epi16'}({add}(_mm512_packs_epi32({rq[0]}, {rq[1]}), yz), "
@@ -698,24 +699,32 @@ def _packed_s1(tile: str, out: _Out, unsigned: bool) -> str:
     if late:
         t = "epu8" if unsigned else "epi8"
         r = f"_mm512_min_{t}(_mm512_max_{t}({r}, lo8), hi8)"
-    shuf, perm = _dw_order(DW_MODES["s1"])
-    return f"_mm512_permutexvar_epi32(perm, _mm512_shuffle_epi8({r}, shuf))" if perm else f"_mm512_shuffle_epi8({r}, shuf)"
+    return r
+
+
+def _ordered(r: str, shuf, perm, perm_name: str = "perm") -> str:
+    """r's bytes put in output order by a byte shuffle and a dword permutation (None: identity)."""
+    if shuf:
+        r = f"_mm512_shuffle_epi8({r}, shuf)"
+    return f"_mm512_permutexvar_epi32({perm_name}, {r})" if perm else r
+
+
+def _tile_vectors(tile: str) -> list:
+    """The C expressions of the 4 tile vectors v .. v + 3 (tile: C of vector v)."""
+    return [tile.replace("+ v)", f"+ v + {e})") for e in range(4)]
+
+
+def _packed_s1(tile: str, out: _Out, unsigned: bool) -> str:
+    """The 64 output bytes, in order, of 4 tile vectors whose lane i holds output 4 i + e (vector
+    v + e): ordered as the depthwise "s1" tiles."""
+    return _ordered(_pack64(_tile_vectors(tile), out, unsigned), *_dw_order(DW_MODES["s1"]))
 
 
 def _packed_rows(tile: str, out: _Out, unsigned: bool) -> str:
     """The 64 output bytes, in order, of 4 tile vectors in pixel order (vector v + e, lane i: output
     16 e + i): the packs leave lane l's dword t holding outputs 16 t + 4 l..+3, one dword
     permutation (perm_rows) puts them in order."""
-    late = out.late_clamp  # else clamped in float32: the packs are exact
-    acc = [tile.replace("+ v)", f"+ v + {e})") for e in range(4)]
-    rq = [f"pdc_qx_rnd32({a}, sc)" if late else f"pdc_qx_rq32({a}, sc, flo, fhi)" for a in acc]
-    add = "_mm512_adds_epi16" if late else "_mm512_add_epi16"
-    r = (f"{'_mm512_packus_epi16' if unsigned else '_mm512_packs_epi16'}({add}(_mm512_packs_epi32({rq[0]}, {rq[1]}), yz), "
-         f"{add}(_mm512_packs_epi32({rq[2]}, {rq[3]}), yz))")
-    if late:
-        t = "epu8" if unsigned else "epi8"
-        r = f"_mm512_min_{t}(_mm512_max_{t}({r}, lo8), hi8)"
-    return f"_mm512_permutexvar_epi32(perm_rows, {r})"
+    return _ordered(_pack64(_tile_vectors(tile), out, unsigned), None, PERM_ROWS, "perm_rows")
 
 
 PERM_ROWS = [4 * (d % 4) + d // 4 for d in range(16)]  # output dword d <- packed dword
@@ -982,20 +991,7 @@ def _dw_epilogue(mode: _DwMode, v: int, out: _Out, unsigned: bool, grid: bool) -
               "                  for (int e = 0; e < 4; e++)",
               "                      pdc_qx_store16_i32(yp, q + 16 * e, vh[e], vw[e], _mm512_i32gather_epi32(gi[e], cb, 4), NQ, Wq, OW); }"]
         return L
-    late = out.late_clamp  # else clamped in float32: the packs are exact
-    rq = [f"pdc_qx_rnd32({a}, sc)" if late else f"pdc_qx_rq32({a}, sc, flo, fhi)" for a in acc]
-    pack = "_mm512_packus_epi16" if unsigned else "_mm512_packs_epi16"
-    add = "_mm512_adds_epi16" if late else "_mm512_add_epi16"
-    r = (f"{pack}({add}(_mm512_packs_epi32({rq[0]}, {rq[1]}), yz), "
-         f"{add}(_mm512_packs_epi32({rq[2]}, {rq[3]}), yz))")
-    if late:
-        t = "epu8" if unsigned else "epi8"
-        r = f"_mm512_min_{t}(_mm512_max_{t}({r}, lo8), hi8)"
-    shuf, perm = _dw_order(mode)
-    if shuf:
-        r = f"_mm512_shuffle_epi8({r}, shuf)"
-    if perm:
-        r = f"_mm512_permutexvar_epi32(perm, {r})"
+    r = _ordered(_pack64(acc, out, unsigned), *_dw_order(mode))
     L += [f"                  const __m512i r = {r};",
           "                  if (Wq == OW) _mm512_mask_storeu_epi8(yp + q, pdc_qx_m64(NQ - q), r);"]
     if grid:
