@@ -142,14 +142,8 @@ def coverage_counts(layers: list[dict]) -> dict:
 def storage_groups(graph, plan) -> dict:
     """Arena storage root -> (first step, last step, bytes): a group lives from its first member's
     definition to its last member's last use, as the planner sees it."""
-    defined, last_use = {}, {}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            if v is not None:
-                last_use[v] = i
-        for v in node.outputs:
-            defined[v] = i
-            last_use.setdefault(v, i)
+    from .codegen.memory import lifetimes
+    defined, last_use = lifetimes(graph)
     groups = {}
     for v in plan.offsets:
         root = plan.storage[v]

@@ -72,6 +72,20 @@ def _align(n: int, alignment: int) -> int:
     return -(-n // alignment) * alignment
 
 
+def lifetimes(graph: Graph) -> tuple[dict[Value, int], dict[Value, int]]:
+    """The schedule step defining each node output, and the last step reading each value."""
+    defined: dict[Value, int] = {}
+    last_use: dict[Value, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            if v is not None:
+                last_use[v] = i
+        for v in node.outputs:
+            defined[v] = i
+            last_use.setdefault(v, i)  # an unused output still needs room while its node runs
+    return defined, last_use
+
+
 class _Planner:
     def __init__(self, graph: Graph, alignment: int, view_ops: frozenset, inplace_ops: frozenset,
                  scratch: dict[int, int], spaces: dict[Value, str]):
@@ -84,15 +98,7 @@ class _Planner:
         self.outputs = set(graph.outputs)
         # the caller's or the weights' memory: graph inputs, constants, graph outputs
         self.external = set(graph.inputs) | set(graph.constants) | self.outputs
-        self.defined: dict[Value, int] = {}
-        self.last_use: dict[Value, int] = {}
-        for i, node in enumerate(graph.nodes):
-            for v in node.inputs:
-                if v is not None:
-                    self.last_use[v] = i
-            for v in node.outputs:
-                self.defined[v] = i
-                self.last_use.setdefault(v, i)  # an unused output still needs room while its node runs
+        self.defined, self.last_use = lifetimes(graph)
         self.storage: dict[Value, Value] = {v: v for v in self.external}
         self.members: dict[Value, list[Value]] = {}  # arena root -> every value sharing its storage
 
