@@ -129,8 +129,10 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
     files.update(runtime_sources())
-    files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads).encode()
-    files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads).encode()
+    files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
+    files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
+    for note in bundle.notes:
+        say(note)
     manifest = {
         "name": name,
         "pdc_version": __version__,

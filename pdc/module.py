@@ -98,6 +98,10 @@ class Module:
         weights = os.path.join(self.folder, f"{self.name}_weights.bin").encode()
         status = init(weights, m.get("threads", 1))
         if status != 0:
+            why = getattr(self._lib, f"{self.name}_device_error", None)  # a device target's reason
+            if why is not None:
+                why.restype = ctypes.c_char_p
+                raise PdcError(f"{folder}: {why().decode(errors='replace')}")
             raise PdcError(f"{folder}: init failed with status {status}")
         self._status_string = self._lib.pdc_status_string
         self._status_string.restype, self._status_string.argtypes = ctypes.c_char_p, [ctypes.c_int]
@@ -132,6 +136,10 @@ class Module:
             status = self._run(arena, ins_p, outs_p)
         if status != 0:
             why = self._status_string(status).decode()
+            device = getattr(self._lib, f"{self.name}_device_error", None)
+            if device is not None:
+                device.restype = ctypes.c_char_p
+                why = f"{why}: {device().decode(errors='replace')}"
             raise PdcError(f"{self.name}_run failed: {why} (status {status})")
         return {s.name: o for s, o in zip(self.outputs, outs)}
 

@@ -25,7 +25,8 @@ typedef enum {
     PDC_ERR_THREADS = 4,         /* the thread pool could not start */
     PDC_ERR_INTERNAL = 5,
     PDC_ERR_INDEX = 6,           /* an input holds an index out of its range (gather, scatter...) */
-    PDC_ERR_ARENA_SIZE = 7       /* the arena given to a context is smaller than the model needs */
+    PDC_ERR_ARENA_SIZE = 7,      /* the arena given to a context is smaller than the model needs */
+    PDC_ERR_DEVICE = 8           /* the accelerator failed: no device, a kernel build, out of device memory */
 } pdc_status;
 
 /* Element types, numbered as in ONNX's TensorProto.DataType. */

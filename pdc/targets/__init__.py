@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..ir.errors import PdcError
 from .arm import CORTEX_A
 from .cortex_m import CORTEX_M
+from .opencl import OPENCL_TARGETS
 from .x86 import X86_AVX2, X86_AVX512, detect_host
 
 
@@ -15,6 +16,7 @@ def _targets() -> dict:
         "x86-avx512": (X86_AVX512, X86_AVX512.description),
         "reference": (None, "pdc's NumPy reference interpreter (the semantic oracle; no code generated)"),
         **_arm_targets(),
+        **{t.name: (t, t.description) for t in OPENCL_TARGETS},
     }
 
 

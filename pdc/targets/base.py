@@ -90,6 +90,8 @@ class Target(ABC):
     # the memory spaces its kernels use, "host" first (pdc/codegen/placement.py): a device target
     # adds "device" (and "on-chip" for its kernels' scratch)
     memory_spaces: ClassVar[tuple] = ("host",)
+    # system libraries the bundle links besides pthread and libm (OpenCL for a GPU target)
+    link_libs: ClassVar[tuple] = ()
 
     # ---- compiling -----------------------------------------------------------------------------
     @property

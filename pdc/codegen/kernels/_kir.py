@@ -33,6 +33,7 @@ def render(ctx: KernelContext, *body) -> str:
     """The C body of ctx's kernel made of `body` (kir statements)."""
     ins, outs = io(ctx)
     k = kir.make_kernel(ctx.fn_name, ins, outs, *body)
+    ctx.kir_kernel = k  # a device target prints the same kernel in its own language
     if any(isinstance(n, kir.Check) for n in nodes(k.body)):
         ctx.reports_status = True  # the signature takes the status pointer the checks write
     return printer(ctx).body(k)

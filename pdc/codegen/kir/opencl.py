@@ -104,5 +104,10 @@ class OpenCLPrinter(CPrinter):
         out += [ln for x in s.body.body for ln in self.lines(x, level + 2)]
         return out + [inner + "}", pad + "}"]
 
+    def signature(self, k) -> str:
+        """Buffers only: a kernel that checks its input data reports through a status buffer."""
+        text = super().signature(k)
+        return text.replace(f"pdc_status *{self.status_param}", f"__global int *{self.status_param}")
+
     def barrier(self, s: Barrier) -> str:
         return f"barrier({'CLK_GLOBAL_MEM_FENCE' if s.space == 'global' else 'CLK_LOCAL_MEM_FENCE'});"

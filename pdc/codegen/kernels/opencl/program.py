@@ -20,6 +20,7 @@ PREAMBLE = "\n".join([
     "typedef int int32_t;", "typedef uint uint32_t;", "typedef long int64_t;", "typedef ulong uint64_t;",
     *(f"#define {f}f {f}" for f in MATH),
     "#define nearbyintf rint", "#define nearbyint rint", "#define lrintf(x) ((long)rint(x))",
+    "#define PDC_ERR_INDEX 6",
     "",
 ])
 

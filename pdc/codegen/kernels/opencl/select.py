@@ -1,0 +1,54 @@
+"""The device kernel of a node: the opencl family's hand-written kernel, else the kernel-IR
+generator's kernel printed in OpenCL C (its parallel loop nest bound to work-items), else None
+(the node runs on the host)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ... import kir
+from ...context import KernelContext
+from ...kir.opencl import OpenCLPrinter
+from ...kir.walk import nodes
+from .. import PORTABLE, load_all
+from . import OPENCL, DeviceKernel, Launch, round_up
+
+GROUP = 64  # work-items per group of a bound kir kernel
+
+
+def device_kernel(ctx: KernelContext) -> Optional[DeviceKernel]:
+    registry = load_all()
+    gen = registry.get((ctx.node.op, OPENCL))
+    if gen is not None:
+        dk = gen(ctx)
+        if dk is not None:
+            return dk
+    gen = registry.get((ctx.node.op, PORTABLE))
+    if gen is None or not getattr(gen, "pdc_kir", False):
+        return None
+    gen(ctx)
+    return None if ctx.kir_kernel is None else from_kir(ctx, ctx.kir_kernel)
+
+
+def from_kir(ctx: KernelContext, k: kir.Kernel) -> Optional[DeviceKernel]:
+    """The kernel in OpenCL C: one work-item per iteration of its parallel nest, or one work-item
+    for the whole body when it has none. None for what a device cannot hold: constant data
+    outside the source (WeightsView)."""
+    if any(isinstance(n, kir.WeightsView) for n in nodes(k.body)):
+        return None
+    try:
+        from ...kir.parallel import bind_parallel
+    except ImportError:  # pragma: no cover - the transform lands with the parallel marks
+        bound, items = k, 1
+    else:
+        bound, items = bind_parallel(k)
+    source = OpenCLPrinter().function(bound)
+    args = [p.buffer.name if p.buffer.dtype is not None else "none" for p in bound.params]
+    if any(isinstance(n, kir.Check) for n in nodes(bound.body)):
+        args.append("status")
+    if bound is k:  # serial: one work-item runs it all
+        launch = Launch(k.name, tuple(args), (1,), (1,))
+        path = "opencl/kir-serial"
+    else:
+        launch = Launch(k.name, tuple(args), (round_up(items, GROUP),), (GROUP,))
+        path = "opencl/kir-parallel"
+    return DeviceKernel(source, [launch], path=path)
