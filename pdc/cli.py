@@ -384,6 +384,13 @@ def _print_coverage(targets, asked) -> int:
     if targets == [None]:
         raise PdcError(f"target '{asked}' runs the interpreter: it has no kernels")
     for t in targets:
+        if "device" in t.memory_spaces:
+            cov = t.device_coverage()
+            total = sum(len(ops) for ops in cov.values())
+            print(f"{t.name}: {total} ops; a node without a device kernel runs on the host CPU")
+            for what, ops in cov.items():
+                print(f"  {what}: {len(ops)} ops" + (f"\n    {' '.join(ops)}" if ops else ""))
+            continue
         cov = coverage(t.kernel_families)
         total = sum(len(ops) for ops in cov.values())
         print(f"{t.name}: {total} ops; kernel families in fallback order: {' -> '.join(t.kernel_families)}")

@@ -1,7 +1,8 @@
 """pdc as a standard ONNX backend (`onnx.backend.base.Backend`).
 
 `onnx.backend.test.BackendTest(pdc.onnx_backend, __name__)` runs ONNX's conformance tests
-unchanged. By default models are compiled to x86 C and run natively; `PDC_BACKEND=reference`
+unchanged. By default models are compiled to x86 C and run natively; `PDC_BACKEND=opencl` compiles
+them for the OpenCL target (run on the machine's OpenCL platform), and `PDC_BACKEND=reference`
 (or `prepare(model, engine="reference")`) runs the NumPy reference interpreter instead.
 
 Compilation is specialized to the input shapes seen at run time (and, where an output shape
@@ -26,7 +27,7 @@ from .ir.interpreter import check_feeds, run_graph
 from .ir.shapes import bind_shapes, reinfer
 from .ir.verify import verify_graph
 
-ENGINES = ("x86", "reference")
+ENGINES = ("x86", "opencl", "reference")  # a code target, or the NumPy interpreter
 SPECIALIZE_MAX_ELEMENTS = 64  # integer inputs up to this size may be baked in as constants
 
 
@@ -117,7 +118,7 @@ class PdcRep(BackendRep):
             from .module import Module
             folder = tempfile.mkdtemp(prefix="pdc-backend-")
             self._folders.append(folder)
-            compile_bundle(graph, folder, target="x86", name="model", opt_level=self.opt_level, c_opt="-O1",
+            compile_bundle(graph, folder, target=self.engine, name="model", opt_level=self.opt_level, c_opt="-O1",
                            threads=1)  # node tests are tiny: no thread pool
             self._modules[key] = (Module(folder), [v.name for v in graph.inputs])
         return self._modules[key]
@@ -181,6 +182,11 @@ class ReferenceBackend(PdcBackend):
 class X86Backend(PdcBackend):
     """The same backend on compiled x86 code."""
     engine = "x86"
+
+
+class OpenCLBackend(PdcBackend):
+    """The same backend on the OpenCL target (device kernels on this machine's OpenCL platform)."""
+    engine = "opencl"
 
 
 prepare = PdcBackend.prepare

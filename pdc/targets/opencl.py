@@ -53,6 +53,18 @@ class OpenCLTarget(Target):
         from ..codegen.opencl_renderer import OpenCLRenderer
         return OpenCLRenderer(self)
 
+    def device_coverage(self) -> dict[str, list[str]]:
+        """Which ops have a device kernel (hand-written, or printed from the kernel IR) and which
+        run on the host (pdc targets --coverage)."""
+        from ..codegen.kernels import coverage, generators
+        from ..codegen.kernels._kir import kir_generated_ops
+        from ..codegen.kernels.opencl import OPENCL as FAMILY
+        native = sorted(generators(FAMILY))
+        printed = sorted(set(kir_generated_ops()) - set(native))
+        host = sorted(set(coverage((PORTABLE,))[PORTABLE]) - set(native) - set(printed))
+        return {"device, OpenCL kernels": native, "device, kernel IR printed as OpenCL C": printed,
+                "host fallback (portable C)": host}
+
     def build_tools(self) -> list[Tool]:
         return [c_compiler_tool()]
 

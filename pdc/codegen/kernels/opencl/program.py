@@ -6,6 +6,8 @@ double precision where the device has it (kernels that compute in double need cl
 """
 from __future__ import annotations
 
+import re
+
 MATH = ("exp", "log", "log2", "log10", "log1p", "expm1", "exp2", "sqrt", "cbrt", "pow", "tanh", "sinh", "cosh",
         "asinh", "acosh", "atanh", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "erf", "erfc", "fabs",
         "fmin", "fmax", "floor", "ceil", "round", "trunc", "fmod", "remainder", "copysign", "hypot", "lgamma",
@@ -25,6 +27,18 @@ PREAMBLE = "\n".join([
 ])
 
 
+_POINTER_PARAM = re.compile(r"([(,]\s*)((?:const\s+)?\w+\s*\*)")
+
+
+def global_pointers(helper: str) -> str:
+    """A C helper with its pointer parameters in global memory (where kernels' buffers are): OpenCL
+    1.2 has no generic address space, and an unqualified pointer parameter is private."""
+    head, brace, rest = helper.partition("{")
+    if not brace or "(" not in head:
+        return helper
+    return _POINTER_PARAM.sub(lambda m: f"{m.group(1)}__global {m.group(2)}", head) + brace + rest
+
+
 def program_source(helpers: dict, kernels: list) -> str:
     """The program's source: preamble, helpers (registered once each), the kernels' sources."""
-    return "\n".join([PREAMBLE, *helpers.values(), *kernels]) + "\n"
+    return "\n".join([PREAMBLE, *(global_pointers(h) for h in helpers.values()), *kernels]) + "\n"
