@@ -1,0 +1,156 @@
+"""The opencl target end to end on this machine's OpenCL platform (PoCL in CI): the zoo against
+ONNX Runtime with no host fallback, Paddle's classifiers against Paddle, the bundle's errors
+(no platform, a device index out of range), the program binary cache, the placement's warning
+for ops without a device kernel, the bundle's own Makefile, and `pdc targets --coverage`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import pdc
+from conftest import missing_dependency, require_module
+from tolerances import max_rel_error, zoo_tolerance
+from pdc.inputs import random_inputs
+from pdc.targets import get_target
+
+ROOT = Path(__file__).resolve().parents[2]
+ZOO = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet50", "squeezenet1_1", "transformer_encoder",
+       "lstm", "gru")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def opencl_platform():
+    problems = get_target("opencl").run_problems() + get_target("opencl").build_problems()
+    if problems:
+        missing_dependency("; ".join(problems))
+
+
+def pdc_cli(*args, env=None, cwd=None):
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "pdc", *args], capture_output=True, text=True, env=full, cwd=cwd)
+
+
+def host_nodes(manifest: dict) -> list[str]:
+    """The ops of the kernels that ran on the host (a device kernel's path is opencl/...)."""
+    return [k["op"] for k in manifest["kernels"]
+            if k["op"] != "copy" and not k.get("path", "").startswith("opencl/")]
+
+
+def tiny_model(op: str = "Relu", **attrs) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    return helper.make_model(helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], "tiny", [x], [y]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_matches_onnxruntime_with_no_host_fallback(name, zoo, tmp_path):
+    require_module("onnxruntime")
+    import onnxruntime as ort
+    path = zoo(name)
+    module = pdc.compile(path, target="opencl", out_dir=str(tmp_path / "b"))
+    feeds = random_inputs(module.signature(), 0)
+    got = module.run(feeds)
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)
+    for (out, g), r in zip(got.items(), ref):
+        assert max_rel_error(g, r) <= zoo_tolerance(r.dtype), f"{name} {out}: max rel error {max_rel_error(g, r):.3g}"
+    assert host_nodes(module.manifest) == [], f"{name}: host fallback for {host_nodes(module.manifest)}"
+
+
+def test_host_fallback_is_announced_and_correct(tmp_path):
+    """An op without a device kernel runs on the host between device kernels, with a warning."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    outs = [helper.make_tensor_value_info("v", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("i", TensorProto.INT64, None)]
+    k = onnx.numpy_helper.from_array(np.array([3], np.int64), "k")
+    nodes = [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("TopK", ["e", "k"], ["t", "i"]),
+             helper.make_node("Neg", ["t"], ["v"])]
+    model = helper.make_model(helper.make_graph(nodes, "mixed", [x], outs, [k]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "m.onnx")
+    r = pdc_cli("compile", str(tmp_path / "m.onnx"), "--target", "opencl", "-o", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    assert "pdc: warning: opencl has no device kernel for top_k x1: they run on the host CPU" in r.stderr
+    module = pdc.load(str(tmp_path / "b"))
+    a = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    got = module.run({"x": a})
+    e = np.exp(a)
+    order = np.argsort(-e, axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(got["i"], order)
+    np.testing.assert_allclose(got["v"], -np.take_along_axis(e, order, 1), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def relu_bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("relu") / "b"
+    pdc.compile(tiny_model(), target="opencl", out_dir=str(folder))
+    np.save(folder.parent / "x.npy", np.arange(48, dtype=np.float32).reshape(2, 3, 8) - 20)
+    return folder
+
+
+def test_no_opencl_platform_is_a_one_line_error(relu_bundle, tmp_path):
+    r = pdc_cli("run", str(relu_bundle), "--inputs", str(relu_bundle.parent / "x.npy"),
+                env={"OCL_ICD_VENDORS": str(tmp_path)})  # a vendors folder with no driver in it
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [
+        f"pdc: error: {relu_bundle}: OpenCL: no platform found (install an OpenCL driver; on Debian for the CPU: "
+        "apt-get install pocl-opencl-icd)"]
+
+
+def test_device_index_out_of_range_is_a_one_line_error(relu_bundle):
+    r = pdc_cli("run", str(relu_bundle), "--inputs", str(relu_bundle.parent / "x.npy"),
+                env={"PDC_OPENCL_DEVICE": "7"})
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [
+        f"pdc: error: {relu_bundle}: OpenCL: PDC_OPENCL_DEVICE=7, but platform 0 has 1 device(s)"]
+
+
+def test_program_binary_is_cached_and_a_corrupt_cache_is_rebuilt(relu_bundle, tmp_path):
+    cache = tmp_path / "cache"
+    x = relu_bundle.parent / "x.npy"
+    expected = np.maximum(np.load(x), 0)
+    for attempt in range(3):
+        saved = tmp_path / f"y{attempt}.npz"
+        r = pdc_cli("run", str(relu_bundle), "--inputs", str(x), "--save", str(saved),
+                    env={"PDC_OPENCL_CACHE": str(cache)})
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_array_equal(np.load(saved)["y"], expected)
+        binaries = list(cache.glob("*.bin"))
+        assert len(binaries) == 1 and binaries[0].stat().st_size > 0
+        if attempt == 1:  # the third run finds garbage where the binary was: it builds from source again
+            binaries[0].write_bytes(b"not a program binary")
+    assert binaries[0].read_bytes() != b"not a program binary"
+
+
+def test_bundle_builds_with_its_makefile(relu_bundle, tmp_path):
+    import shutil
+    copy = tmp_path / "b"
+    shutil.copytree(relu_bundle, copy)
+    r = subprocess.run(["make", "-s", "libmodel.so"], cwd=copy, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    nm = subprocess.run(["nm", "-D", "--undefined-only", str(copy / "libmodel.so")], capture_output=True, text=True)
+    assert "clEnqueueNDRangeKernel" in nm.stdout
+
+
+def test_coverage_lists_device_and_host_ops():
+    r = pdc_cli("targets", "--coverage", "--target", "mali-g78")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("mali-g78: ") and "a node without a device kernel runs on the host CPU" in lines[0]
+    heads = [ln.split(":")[0].strip() for ln in lines if ln.startswith("  ") and not ln.startswith("    ")]
+    assert heads == ["device, OpenCL kernels", "device, kernel IR printed as OpenCL C", "host fallback (portable C)"]
+
+
+def test_mali_presets_are_listed():
+    r = pdc_cli("targets")
+    names = [ln.split()[0] for ln in r.stdout.splitlines()]
+    assert {"opencl", "mali-g52", "mali-g76", "mali-g78", "mali-g710"} <= set(names)
