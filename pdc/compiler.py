@@ -125,6 +125,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     tgt.check_graph(graph)
     bundle = tgt.renderer().render(graph, name, weights, tgt.kernel_config(threads))
+    graph = bundle.graph  # as rendered: a device target's placement adds copies
     plan = bundle.plan
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)

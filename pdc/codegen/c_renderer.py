@@ -103,6 +103,7 @@ class Bundle:
     kernel_families: list = field(default_factory=list)  # per kernel: the kernel family that rendered it
     weight_bytes: dict = field(default_factory=dict)  # node index -> its bytes of the weights blob
     plan: MemoryPlan = None  # where every intermediate tensor and kernel scratch lives
+    graph: Graph = None  # the graph the bundle runs, node i = kernel i (placement's copies included)
     notes: list = field(default_factory=list)  # what the compile should tell the user (host fallbacks)
 
 
@@ -195,7 +196,7 @@ class CRenderer:
             kernels.append((node, ctx.fn_name, src))
         plan = plan_memory(graph, scratch=scratch, spaces=spaces)
         const_offsets = self.add_constants(graph, plan, kernels, weights)
-        b = Bundle(name, plan=plan)
+        b = Bundle(name, plan=plan, graph=graph)
         b.kernel_paths = [kernel_path(src) for _, _, src in kernels]
         b.kernel_families = families_used
         self.add_kernel_files(b, name, kernels, helpers, weights_mode)

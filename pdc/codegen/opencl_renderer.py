@@ -100,7 +100,7 @@ class OpenCLRenderer(CRenderer):
         weights.owner = None
         blob_offset = weights.add(np.frombuffer(device_blob, np.uint8)) if device_blob else 0
 
-        b = Bundle(name, plan=plan)
+        b = Bundle(name, plan=plan, graph=graph)
         b.kernel_paths, b.kernel_families = paths, families
         b.weight_bytes = weights.bytes_by_owner()
         self.add_kernel_files(b, name, host_kernels, helpers, weights_mode)
