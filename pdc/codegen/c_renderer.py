@@ -199,6 +199,7 @@ class CRenderer:
         b = Bundle(name, plan=plan, graph=graph)
         b.kernel_paths = [kernel_path(src) for _, _, src in kernels]
         b.kernel_families = families_used
+        b.weight_bytes = weights.bytes_by_owner()
         self.add_kernel_files(b, name, kernels, helpers, weights_mode)
         blob = weights.tobytes()
         b.files[f"{name}_weights.bin"] = blob
