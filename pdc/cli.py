@@ -284,6 +284,7 @@ def cmd_compile(args) -> int:
                          shapes=shapes, weights=args.weights, opt_level=args.opt_level,
                          progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram,
                          quantize=args.quantize, calibration=args.calibration, quant_options=_quant_options(args),
+                         precision=args.precision,
                          max_tensor_bytes=args.max_tensor_bytes)
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
@@ -532,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--ram", metavar="SIZE", help="microcontroller targets: the part's RAM, e.g. 256K "
                                                "(default: the preset's)")
     cmp.add_argument("--quantize", choices=["int8"], help="quantize the model first (needs --calibration)")
+    cmp.add_argument("--precision", choices=["fp32", "fp16"],
+                     help="OpenCL targets: float tensors stored as fp16 (fp32 arithmetic) or fp32 (default: fp16 "
+                          "on the Mali presets, fp32 elsewhere)")
     quant_args(cmp, required=False)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     max_tensor_bytes_arg(cmp, default="16G")

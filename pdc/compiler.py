@@ -1,6 +1,7 @@
 """`pdc compile`: model -> optimized, planned IR -> C bundle -> (for host targets) a shared library."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -79,13 +80,14 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
                     threads: Optional[int] = None, shapes: Optional[dict] = None, weights: str = "c",
                     opt_level: int = 2, build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
                     quantize: Optional[str] = None, calibration=None, quant_options=None,
-                    max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> Compiled:
+                    precision: Optional[str] = None, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> Compiled:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
 
     out_dir must be new, empty or an earlier bundle (which is swapped for the new one in one step).
     flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory.
     threads=None: the target's default (this machine's cores for x86, else 1).
     quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model).
+    precision: 'fp32' or 'fp16' (an OpenCL target's float tensors stored as half); None: the target's default.
     max_tensor_bytes (bytes, or a string such as '4G') refuses models with a larger tensor."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
@@ -106,6 +108,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     check_output_folder(out_dir)  # refuse a folder pdc must not replace before any work
     check_forced_paths()
     tgt.check_options(weights, threads)
+    precision = tgt.precision(precision)
     graph = load_graph(model, max_tensor_bytes)
     if shapes:
         graph = bind_shapes(graph, shapes)
@@ -124,7 +127,11 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     graph = optimize(graph, opt_level, tgt)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     tgt.check_graph(graph)
-    bundle = tgt.renderer().render(graph, name, weights, tgt.kernel_config(threads))
+    config = tgt.kernel_config(threads)
+    if precision == "fp16":
+        config = dataclasses.replace(config, float_storage="f16")
+        say(f"precision: fp16 storage, fp32 arithmetic ({'the ' + tgt.name + ' default' if tgt.precision(None) == 'fp16' else 'asked'})")
+    bundle = tgt.renderer().render(graph, name, weights, config)
     graph = bundle.graph  # as rendered: a device target's placement adds copies
     plan = bundle.plan
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
@@ -146,6 +153,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
         "weight_bytes": len(bundle.files[f"{name}_weights.bin"]),
         "weights": weights,
         "threads": threads,
+        "precision": precision,
         "opt_level": opt_level,
         "cflags": cflags,
         "kernels": [{"function": f"{name}_k{i}_{c_identifier(n.op)}", "op": n.op,

@@ -38,7 +38,7 @@ class KernelContext:
         self.reports_status = False  # the kernel takes `pdc_status *pdc_err` (see check)
         self.family = None  # the kernel family that rendered the node (set by kernels.generate)
         self.scratch_bytes = 0  # the kernel takes `uint8_t *pdc_scratch` of this size (see scratch)
-        self.kir_kernel = None  # the kir Kernel a kernel-IR generator built (kernels/_kir.py render)
+        self.kir_kernel = None  # the kir Kernel a kernel-IR generator printed (kernels._kir.render)
         self.attrs = node.attrs
         self._weights = weights
         self._helpers = helpers

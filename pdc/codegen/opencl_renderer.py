@@ -34,10 +34,11 @@ BUILD_OPTIONS = "-cl-std=CL1.2"
 class DeviceBlob:
     """The constants device kernels read and their tables, each ALIGN-aligned, uploaded at init."""
 
-    def __init__(self):
+    def __init__(self, half: bool = False):
         self.chunks: list[bytes] = []
         self.size = 0
         self.offsets: dict[int, int] = {}  # id(array) -> offset
+        self.half = half  # float32 data stored as float16 (--precision fp16)
 
     def add(self, array: np.ndarray) -> int:
         key = id(array)
@@ -45,6 +46,8 @@ class DeviceBlob:
             pad = (-self.size) % ALIGN
             self.chunks.append(b"\0" * pad)
             self.offsets[key] = self.size + pad
+            if self.half and array.dtype == np.float32:
+                array = array.astype(np.float16)
             data = np.ascontiguousarray(array).tobytes()
             self.chunks.append(data)
             self.size += pad + len(data)
@@ -88,7 +91,8 @@ class OpenCLRenderer(CRenderer):
             families.append(ctx.family)
         plan = plan_memory(graph, alignment=ALIGN, scratch=scratch, spaces=spaces)
         const_offsets = self.add_constants(graph, plan, host_kernels, weights)
-        blob = DeviceBlob()
+        half = config.float_storage == "f16"
+        blob = DeviceBlob(half)
         for i, dk in device.items():
             node = graph.nodes[i]
             for v in node.inputs:
@@ -106,7 +110,7 @@ class OpenCLRenderer(CRenderer):
         self.add_kernel_files(b, name, host_kernels, helpers, weights_mode)
         sources = [f"/* {c_comment(graph.nodes[i].name or graph.nodes[i].outputs[0].name)} ({graph.nodes[i].op}) */\n"
                    f"{dk.source}" for i, dk in device.items()]
-        program = program_source(device_helpers, sources)
+        program = program_source(device_helpers, sources, config.float_storage)
         b.files[f"{name}_kernels.cl"] = program.encode()
         b.files["runtime/pdc_opencl.h"] = _runtime("pdc_opencl.h")
         b.files["runtime/pdc_opencl.c"] = _runtime("pdc_opencl.c")
@@ -117,7 +121,7 @@ class OpenCLRenderer(CRenderer):
         b.files[f"{name}.h"] = self.render_header(graph, plan, name, len(wblob), weights_mode).encode()
         host_fns = {id(node): fn for node, fn, _ in host_kernels}
         run = HostProgram(graph, plan, name, device, host_fns, checked, const_offsets, blob, blob_offset,
-                          len(device_blob), program)
+                          len(device_blob), program, half)
         b.files[f"{name}.c"] = run.render(weights_mode).encode()
         fallback = sorted({n.op for n in graph.nodes if n.op != "copy" and spaces[n.outputs[0]] == HOST})
         if fallback:
@@ -140,7 +144,8 @@ class HostProgram:
     """The C of NAME.c for an OpenCL bundle: init (device, buffers, kernels), run, shutdown."""
 
     def __init__(self, graph, plan, name, device, host_fns, checked, const_offsets, blob, blob_offset,
-                 blob_bytes, program):
+                 blob_bytes, program, half: bool = False):
+        self.half = half  # float32 values live on the device as half: copies convert them
         self.graph, self.plan, self.name = graph, plan, name
         self.device, self.host_fns, self.checked = device, host_fns, checked
         self.const_offsets, self.blob, self.blob_offset, self.blob_bytes = const_offsets, blob, blob_offset, blob_bytes
@@ -180,12 +185,13 @@ class HostProgram:
         node = self.graph.nodes[i]
         if arg == "none":
             return "dummy"
-        if arg == "status":
-            return "status"
+        if arg in ("status", "staging"):
+            return arg
+        dk = self.device.get(i)  # None for a copy's conversion
         if arg == "scratch":
-            return self.sub("arena", self.plan.scratch[i], self.device[i].scratch_bytes)
-        if arg in self.device[i].tables:
-            table = self.device[i].tables[arg]
+            return self.sub("arena", self.plan.scratch[i], dk.scratch_bytes)
+        if dk is not None and arg in dk.tables:
+            table = dk.tables[arg]
             return self.sub("weights", self.blob.offsets[id(table)], table.nbytes)
         kind, k = None, None
         for prefix in ("in", "out"):
@@ -209,10 +215,14 @@ class HostProgram:
             label = c_comment(node.name or node.outputs[0].name)
             if is_free_view(node, plan):
                 body.append(f"    /* {label}: {node.op} is a view, no code */")
-            elif node.op == "copy":
+            elif node.op == "copy" and not self.converts(node):
                 body += self.copy(node)
-            elif i in self.device:
-                for launch in self.device[i].launches:
+            elif i in self.device or node.op == "copy":
+                launches = self.device[i].launches if i in self.device else self.conversion(node)
+                if node.op == "copy" and node.attrs["to"] == DEVICE:
+                    body.append(f"    PDC_TRY(pdc_cl_write(&cl, staging, 0, {self.host_pointer(node.inputs[0])}, "
+                                f"{node.inputs[0].type.nbytes}u)); /* {label} in */")
+                for launch in launches:
                     slot = len(kernels)
                     kernels.append((i, launch))
                     dims = len(launch.global_size)
@@ -221,6 +231,9 @@ class HostProgram:
                         f"(const size_t[]){{{', '.join(f'{x}u' for x in launch.local_size)}}}"
                     body.append(f"    PDC_TRY(pdc_cl_launch(&cl, kernels[{slot}], {dims}, (const size_t[]){{{g}}}, "
                                 f"{local})); /* {label} */")
+                if node.op == "copy" and node.attrs["to"] == HOST:
+                    body.append(f"    PDC_TRY(pdc_cl_read(&cl, staging, 0, {self.host_pointer(node.outputs[0])}, "
+                                f"{node.outputs[0].type.nbytes}u)); /* {label} out */")
             else:
                 args = ["0" if v is None else f"(const void *){self.host_pointer(v)}" for v in node.inputs]
                 args += [f"(void *){self.host_pointer(v)}" for v in node.outputs]
@@ -240,6 +253,22 @@ class HostProgram:
                          + self.init(kernels, arg_lists, weights_mode, status_check)
                          + self.run(body, status_check)
                          + CRenderer.render_ctx(name, plan)) + "\n"
+
+    def converts(self, node: Node) -> bool:
+        """A copy of a float32 value under fp16 storage: the device side is half, converted there."""
+        return self.half and node.inputs[0].type.dtype.short == "f32" and node.inputs[0].type.numel > 0
+
+    def conversion(self, node: Node) -> list:
+        """The conversion launch of a converting copy, through the staging buffer (float32)."""
+        from .kernels.opencl import Launch
+        n = (node.inputs[0].type.numel,)
+        if node.attrs["to"] == DEVICE:
+            return [Launch("pdc_f32_to_half", ("staging", "out0"), n)]
+        return [Launch("pdc_half_to_f32", ("in0", "staging"), n)]
+
+    def staging_bytes(self) -> int:
+        return max([n.inputs[0].type.nbytes for n in self.graph.nodes if n.op == "copy" and self.converts(n)],
+                   default=0)
 
     def copy(self, node: Node) -> list[str]:
         src, dst = node.inputs[0], node.outputs[0]
@@ -268,7 +297,7 @@ class HostProgram:
         lines += [f"    {c_string(line + chr(10))}" for line in self.program.splitlines()] + ["    \"\";", ""]
         lines += [f"#define PDC_NUM_KERNELS {max(n_kernels, 1)}", f"#define PDC_NUM_SUBS {max(len(self.subs), 1)}",
                   "static pdc_cl cl;",
-                  "static cl_mem arena, weights, dummy, status;",
+                  "static cl_mem arena, weights, dummy, status, staging;",
                   "static cl_mem subs[PDC_NUM_SUBS];",
                   "static cl_kernel kernels[PDC_NUM_KERNELS];",
                   "static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;",
@@ -284,10 +313,10 @@ class HostProgram:
         lines = [f"void {name}_shutdown(void) {{",
                  "    for (int i = 0; i < PDC_NUM_KERNELS; i++) if (kernels[i]) clReleaseKernel(kernels[i]);",
                  f"    for (int i = 0; i < PDC_NUM_SUBS; i++) if (subs[i]) clReleaseMemObject(subs[i]);",
-                 "    cl_mem *owned[] = {&arena, &weights, &dummy, &status};",
-                 "    for (int i = 0; i < 4; i++) if (*owned[i]) clReleaseMemObject(*owned[i]);",
+                 "    cl_mem *owned[] = {&arena, &weights, &dummy, &status, &staging};",
+                 "    for (int i = 0; i < 5; i++) if (*owned[i]) clReleaseMemObject(*owned[i]);",
                  "    memset(kernels, 0, sizeof kernels);", "    memset(subs, 0, sizeof subs);",
-                 "    arena = weights = dummy = status = 0;",
+                 "    arena = weights = dummy = status = staging = 0;",
                  "    if (cl.context) pdc_cl_close(&cl);", "    pdc_threads_shutdown();", "}", "",
                  f"pdc_status {name}_init(const char *weights_path, int num_threads) {{",
                  "    pdc_status err = PDC_OK;"]
@@ -301,7 +330,8 @@ class HostProgram:
                   f"    PDC_TRY(pdc_cl_buffer(&cl, {self.blob_bytes}u, "
                   f"{f'pdc_weights + {self.blob_offset}' if self.blob_bytes else 'NULL'}, &weights));",
                   "    PDC_TRY(pdc_cl_buffer(&cl, 64, NULL, &dummy));",
-                  "    PDC_TRY(pdc_cl_buffer(&cl, sizeof(int), NULL, &status));"]
+                  "    PDC_TRY(pdc_cl_buffer(&cl, sizeof(int), NULL, &status));",
+                  f"    PDC_TRY(pdc_cl_buffer(&cl, {self.staging_bytes()}u, NULL, &staging));"]
         for (parent, off, nbytes), k in sorted(self.subs.items(), key=lambda kv: kv[1]):
             lines.append(f"    PDC_TRY(pdc_cl_sub({parent}, {off}u, {nbytes}u, &subs[{k}]));")
         for slot, ((i, launch), args) in enumerate(zip(kernels, arg_lists)):

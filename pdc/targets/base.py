@@ -55,6 +55,9 @@ class KernelConfig:
     scratch_floats: int = 16384  # per-thread packed-B buffer of the GEMM kernels, in floats (64 KiB)
     a_scratch_floats: int = 32768  # per-thread packed-A buffer bound of the dense conv paths (128 KiB)
     pack_weights: bool = True  # repack constant weights at compile time (costs weight bytes)
+    # how a device stores float32 tensors: "f32", or "f16" (--precision fp16: half in memory, float
+    # arithmetic; OpenCL kernels read and write them through PDC_LD / PDC_ST)
+    float_storage: str = "f32"
 
     @property
     def parallel(self) -> bool:
@@ -111,6 +114,14 @@ class Target(ABC):
 
     def kernel_config(self, threads: int) -> KernelConfig:
         return KernelConfig(threads=threads, vector_bits=128, simd="none")
+
+    def precision(self, asked: Optional[str]) -> str:
+        """The float precision of the bundle's tensors for --precision `asked` (None: the target's
+        default): fp32 everywhere except where a target stores fp16."""
+        if asked not in (None, "fp32"):
+            raise PdcError(f"--precision {asked}: {self.name} computes fp32 (fp16 storage is for the OpenCL "
+                           f"targets: opencl, mali-*)")
+        return "fp32"
 
     def default_threads(self) -> int:
         """The thread count of a bundle compiled without --threads: one, unless the target is this

@@ -49,6 +49,16 @@ class OpenCLTarget(Target):
     def kernel_config(self, threads: int) -> KernelConfig:
         return KernelConfig(threads=threads, vector_bits=32 * self.vector_width, simd="none")
 
+    def precision(self, asked):
+        """fp16 storage by default where the GPU computes half at twice the rate (the Mali presets),
+        fp32 on a generic device; either when asked."""
+        from ..ir.errors import PdcError
+        if asked is None:
+            return "fp16" if self.fp16 else "fp32"
+        if asked not in ("fp32", "fp16"):
+            raise PdcError(f"--precision {asked}: {self.name} takes fp32 or fp16")
+        return asked
+
     def renderer(self):
         from ..codegen.opencl_renderer import OpenCLRenderer
         return OpenCLRenderer(self)

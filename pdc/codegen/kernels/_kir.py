@@ -3,6 +3,10 @@ record of which generators print through it.
 
 A generator marked `@prints_kir` builds its kernel as kir statements and returns
 `render(ctx, ...)`: the body printed by the printer of the compile's target language (C99 today).
+render also leaves the kir Kernel it printed in `ctx.kir_kernel`, for a caller that prints it in
+another language or transforms it first (kir.parallel.bind_parallel for a GPU):
+
+    gen(ctx); kernel = ctx.kir_kernel
 """
 from __future__ import annotations
 
@@ -29,13 +33,19 @@ def printer(ctx: KernelContext) -> kir.CPrinter:
     return kir.CPrinter()
 
 
-def render(ctx: KernelContext, *body) -> str:
-    """The C body of ctx's kernel made of `body` (kir statements)."""
+def build(ctx: KernelContext, *body) -> kir.Kernel:
+    """ctx's kernel made of `body` (kir statements), with the signature of pdc's kernels."""
     ins, outs = io(ctx)
-    k = kir.make_kernel(ctx.fn_name, ins, outs, *body)
-    ctx.kir_kernel = k  # a device target prints the same kernel in its own language
+    return kir.make_kernel(ctx.fn_name, ins, outs, *body)
+
+
+def render(ctx: KernelContext, *body) -> str:
+    """The C body of ctx's kernel made of `body` (kir statements); the Kernel is left in
+    ctx.kir_kernel."""
+    k = build(ctx, *body)
     if any(isinstance(n, kir.Check) for n in nodes(k.body)):
         ctx.reports_status = True  # the signature takes the status pointer the checks write
+    ctx.kir_kernel = k
     return printer(ctx).body(k)
 
 

@@ -24,6 +24,7 @@ from ...ir import dtypes as D
 from .. import kir
 from ..context import KernelContext, strides
 from . import unnamed
+from .loops import PAR
 
 TILE = 16            # transpose tile edge (elements)
 MEMCPY_MIN = 8       # contiguous runs at least this long are copied with memcpy
@@ -223,8 +224,9 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
                            kir.loop(iv[j], be, kir.Store(dst, dp + iv[j], src[sp + iv[j] * inner_s]), start=b0),
                            start=a0)
             cols = kir.loop(b0, inner_n, kir.Declare(be, kir.select(b0 + TILE < inner_n, b0 + TILE, inner_n)), row,
-                            step=TILE)
-            return [kir.loop(a0, na, kir.Declare(ae, kir.select(a0 + TILE < na, a0 + TILE, na)), cols, step=TILE)]
+                            step=TILE, annotation=PAR)
+            return [kir.loop(a0, na, kir.Declare(ae, kir.select(a0 + TILE < na, a0 + TILE, na)), cols, step=TILE,
+                             annotation=PAR)]
         out = []
         segs = _segments(inner_s) if isinstance(inner_s, np.ndarray) else [("run", 0, inner_n, 0, inner_s)]
         d_at = kir.imul(iv[j], inner_d)
@@ -232,7 +234,8 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
             start, n = seg[1], seg[2]
             if seg[0] == "tab":
                 out.append(kir.loop(iv[j], start + n, kir.Store(dst, kir.iadd(prev_d, d_at),
-                                                               src[kir.iadd(prev_s, srcs[j](iv[j]))]), start=start))
+                                                               src[kir.iadd(prev_s, srcs[j](iv[j]))]), start=start,
+                                    annotation=PAR))
                 continue
             first, step = seg[3], seg[4]
             d0, s0 = kir.iadd(prev_d, start * inner_d), kir.iadd(prev_s, first)
@@ -240,7 +243,7 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
                 out.append(kir.Copy(dst, d0, src, s0, kir.idx(n)))
             else:
                 out.append(kir.loop(iv[j], n, kir.Store(dst, kir.iadd(d0, d_at),
-                                                        src[kir.iadd(s0, kir.imul(iv[j], step))])))
+                                                        src[kir.iadd(s0, kir.imul(iv[j], step))]), annotation=PAR))
         return out
 
     def level(pos: int, prev_s: kir.Expr, prev_d: kir.Expr) -> list:
@@ -250,7 +253,8 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
         n, _, dk = dims[k]
         sv, dv = kir.index_var(f"s{k}"), kir.index_var(f"d{k}")
         return [kir.loop(iv[k], n, kir.Declare(sv, kir.iadd(prev_s, srcs[k](iv[k]))),
-                         kir.Declare(dv, kir.iadd(prev_d, kir.imul(iv[k], dk))), level(pos + 1, sv, dv))]
+                         kir.Declare(dv, kir.iadd(prev_d, kir.imul(iv[k], dk))), level(pos + 1, sv, dv),
+                         annotation=PAR)]
 
     return decls + level(0, kir.idx(sb), kir.idx(db))
 

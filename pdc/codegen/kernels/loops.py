@@ -4,35 +4,46 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from .. import kir
-from ..context import broadcast_strides
+from ..context import broadcast_strides, strides
+
+PAR = kir.Parallel()  # the annotation of a loop whose iterations are independent (kir.parallel)
+
+
+def flat_index(idx: Sequence[kir.Expr], shape: Sequence[int]) -> kir.Expr:
+    """The row-major flat index of the multi-index `idx` in `shape`: sum idx_k * stride_k, the
+    innermost index last (so a compiler hoists the rest out of the innermost loop)."""
+    out: kir.Expr = kir.idx(0)
+    for v, s in zip(idx, strides(shape)):
+        out = kir.iadd(out, kir.imul(v, s))
+    return out
 
 
 def broadcast_nest(out_shape, in_shapes, body: Callable[[Sequence[kir.Expr], kir.Expr], list]) -> list:
-    """Loops over every output element (row-major); `body(inputs, o)` gives the statements for one
-    element from `o`, its flat output index, and the flat index of every input under numpy
+    """Parallel loops over every output element (row-major); `body(inputs, o)` gives the statements
+    for one element from `o`, its flat output index, and the flat index of every input under numpy
     broadcasting. One flat loop when no input broadcasts; else one loop per output dim, each input's
-    index advanced by its stride at every level (a broadcast dim adds nothing) and `o` counted up."""
+    index advanced by its stride at every level (a broadcast dim adds nothing) and `o` computed
+    from the indices at the innermost level."""
     total = 1
     for d in out_shape:
         total *= d
+    o = kir.index_var("o")
     if all(tuple(s) == tuple(out_shape) for s in in_shapes):
-        o = kir.index_var("o")
-        return [kir.loop(o, total, body([o] * len(in_shapes), o))]
+        return [kir.loop(o, total, body([o] * len(in_shapes), o), annotation=PAR)]
     rank = len(out_shape)
     st = [broadcast_strides(s, out_shape) for s in in_shapes]
-    o = kir.index_var("o")
     at: list[kir.Expr] = [kir.as_expr(0)] * len(in_shapes)
+    dims = [kir.index_var(f"d{d}") for d in range(rank)]
 
     def level(d: int) -> list:
         if d == rank:
-            return list(body(at, o)) + [kir.Assign(o, o + 1)]
-        dv = kir.index_var(f"d{d}")
+            return [kir.Declare(o, flat_index(dims, out_shape))] + list(body(at, o))
         decls = []
         for k in range(len(in_shapes)):
             if st[k][d]:
                 v = kir.index_var(f"i{k}_{d + 1}")
-                decls.append(kir.Declare(v, kir.iadd(at[k], kir.imul(dv, st[k][d]))))
+                decls.append(kir.Declare(v, kir.iadd(at[k], kir.imul(dims[d], st[k][d]))))
                 at[k] = v
-        return [kir.loop(dv, out_shape[d], decls, level(d + 1))]
+        return [kir.loop(dims[d], out_shape[d], decls, level(d + 1), annotation=PAR)]
 
-    return [kir.Declare(o, kir.as_expr(0), const=False)] + level(0)
+    return level(0)

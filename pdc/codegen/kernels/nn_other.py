@@ -18,6 +18,7 @@ from .. import kir
 from ..context import KernelContext
 from ._axis import LANES, Num, axis_kernel, indent, outer_n_inner, prod, row_f32_helper, vexp_helper
 from ._kir import io, prints_kir, render
+from .loops import PAR, flat_index
 from .paths import declare, mark, take
 
 declare("softmax", "block", "rows")
@@ -203,10 +204,11 @@ def depth_space(ctx: KernelContext) -> str:
     N, C, H, W = ctx.inputs[0].shape
 
     def nest(order, sizes, src) -> list:
-        body = [kir.store(outs[0], o, ins[0][src]), kir.Assign(o, o + 1)]
+        # o: the output element, row-major over the loops; every iteration writes its own
+        body = [kir.Declare(o, flat_index(order, [sizes[v.name] for v in order])), kir.store(outs[0], o, ins[0][src])]
         for var in reversed(order):
-            body = [kir.loop(var, sizes[var.name], body)]
-        return [kir.Declare(o, kir.idx(0), const=False)] + body
+            body = [kir.loop(var, sizes[var.name], body, annotation=PAR)]
+        return body
 
     if ctx.node.op == "depth_to_space":
         Co = C // (bs * bs)

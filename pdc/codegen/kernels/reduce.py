@@ -31,6 +31,7 @@ from .. import kir
 from ..context import KernelContext
 from ._axis import LANES, Groups, Num, axis_kernel, outer_n_inner, row_f32_helper, vexp_helper
 from ._kir import io, prints_kir, render
+from .loops import PAR, flat_index
 from .paths import declare, take
 
 declare("reduce", "groups", "lanes", "rows-f32", "blocks")
@@ -174,13 +175,14 @@ def reduction_for(op: str, num: Num, n: int) -> Reduction:
 
 
 # ---- loop shapes -------------------------------------------------------------------------------
-def loop_nest(dims, body, base, var: str, off: str) -> list:
-    """Loops over `dims` [(size, stride)] with index variable `off` the element offset (from `base`)
-    of each index, around `body` (kir statements)."""
+def loop_nest(dims, body, base, var: str, off: str, annotation=None, scoped: bool = True) -> list:
+    """Loops over `dims` [(size, stride)] (index variables var0, var1, ...; `annotation` on each)
+    with `off` the element offset (from `base`) of each index, around `body` (kir statements).
+    No dims: `off` and the body in a block, scoped unless told otherwise."""
     at = kir.index_var(off)
     base = kir.index_var(base) if isinstance(base, str) else kir.idx(base)
     if not dims:
-        return [kir.block(kir.Declare(at, base), body, scoped=True)]
+        return [kir.block(kir.Declare(at, base), body, scoped=scoped)]
     out = None
     names = [f"{var}_{k}" for k in range(len(dims) - 1)] + [off]
     for k in reversed(range(len(dims))):
@@ -188,8 +190,15 @@ def loop_nest(dims, body, base, var: str, off: str) -> list:
         i = kir.index_var(f"{var}{k}")
         prev = base if k == 0 else kir.index_var(names[k - 1])
         inner = body if out is None else out
-        out = kir.loop(i, size, kir.Declare(kir.index_var(names[k]), kir.iadd(prev, kir.imul(i, stride))), inner)
+        out = kir.loop(i, size, kir.Declare(kir.index_var(names[k]), kir.iadd(prev, kir.imul(i, stride))), inner,
+                       annotation=annotation)
     return [out]
+
+
+def kept_index(kept, var: str = "k") -> kir.Expr:
+    """The flat output index of a group: row-major over the kept dims' loop variables (loop_nest's
+    var0, var1, ...)."""
+    return flat_index([kir.index_var(f"{var}{k}") for k in range(len(kept))], [n for n, _ in kept])
 
 
 def path_comment(family: str, path: str) -> kir.Comment:
@@ -252,9 +261,9 @@ def emit_group_scalar(g: Groups, red: Reduction, num: Num, ctx: KernelContext) -
             lines.append(kir.Assign(var, ph.post(var)))
         names[ph.var] = var
     lines.append(kir.store(y, o, red.final(names)))
-    lines.append(kir.Assign(o, o + 1))
-    return ([path_comment("reduce", path), kir.Declare(o, kir.idx(0), const=False)]
-            + loop_nest(g.kept, lines, 0, "k", "b"))
+    # the groups are independent: each computes its own output element o
+    return [path_comment("reduce", path)] + loop_nest(g.kept, [kir.Declare(o, kept_index(g.kept))] + lines, 0, "k", "b",
+                                                      annotation=PAR)
 
 
 def _row_path(red: Reduction, num: Num, R: int, sr: int) -> str:
@@ -295,13 +304,12 @@ def emit_group_block(g: Groups, red: Reduction, num: Num, ctx: KernelContext) ->
         lines.append(kir.loop(j, w, kir.store(y, o + j0 + j, final)))
         return lines
 
-    parts: list = []
+    parts: list = [kir.Declare(o, kir.imul(kept_index(g.kept[:-1]), W))]  # the output of the row's first group
     if full:
-        parts.append(kir.loop(j0, full, block(bw), step=bw))
+        parts.append(kir.loop(j0, full, block(bw), step=bw, annotation=PAR))
     if full < W:
         parts.append(kir.block(kir.Declare(j0, kir.idx(full)), block(W - full), scoped=True))
-    parts.append(kir.Assign(o, o + W))
-    return [kir.Declare(o, kir.idx(0), const=False)] + loop_nest(g.kept[:-1], parts, 0, "k", "b")
+    return loop_nest(g.kept[:-1], parts, 0, "k", "b", annotation=PAR, scoped=False)
 
 
 def emit_reduction(ctx: KernelContext, g: Groups, red: Reduction, num: Num) -> list:
@@ -432,7 +440,7 @@ def arg_extreme(ctx: KernelContext) -> str:
                                 kir.Declare(c, _better(num, v, best, largest, last)),
                                 kir.Assign(best, kir.select(c, v, best)), kir.Assign(at, kir.select(c, i, at)),
                                 start=1),
-                       kir.store(dst, o, at))
+                       kir.store(dst, o, at), annotation=PAR)
         return render(ctx, path_comment("arg", "rows"), row)
     bw = min(inner, BLOCK)
     full = inner - inner % bw
@@ -450,10 +458,10 @@ def arg_extreme(ctx: KernelContext) -> str:
                 kir.loop(j, w, kir.store(dst, kir.imul(o, inner) + j0 + j, at[j]))]
     parts: list = []
     if full:
-        parts.append(kir.loop(j0, full, block(bw), step=bw))
+        parts.append(kir.loop(j0, full, block(bw), step=bw, annotation=PAR))
     if full < inner:
         parts.append(kir.block(kir.Declare(j0, kir.idx(full)), block(inner - full), scoped=True))
-    return render(ctx, path_comment("arg", "blocks"), kir.loop(o, outer, parts))
+    return render(ctx, path_comment("arg", "blocks"), kir.loop(o, outer, parts, annotation=PAR))
 
 
 # ---- TopK --------------------------------------------------------------------------------------
@@ -577,9 +585,10 @@ def scan_along_axis(ctx: KernelContext, op: str, identity: int) -> str:
         elem = ins[0][b + at * inner]
         put = kir.store(outs[0], b + at * inner, s)
         body = [put, kir.Assign(s, step(s, ld(elem)))] if exclusive else [kir.Assign(s, step(s, ld(elem))), put]
+        # parallel over the positions of the scan (o, j); each one's scan along i is serial
         return [kir.loop(o, outer, kir.loop(j, inner, kir.Declare(b, kir.iadd(kir.imul(o, n * inner), j)),
                                             kir.Declare(s, kir.lit(identity, acc), const=False),
-                                            kir.loop(i, n, body)))]
+                                            kir.loop(i, n, body), annotation=PAR), annotation=PAR)]
 
     data = ctx.const(1)
     if data is not None:

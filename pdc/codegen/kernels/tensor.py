@@ -22,6 +22,7 @@ from ..context import KernelContext, broadcast_strides, numel, strides
 from . import kernel
 from ._kir import io, prints_kir, render
 from ._movement import check_axis_table, copy_nest, fill, gather_axes, table_ir
+from .loops import PAR
 
 
 def const_ints(ctx: KernelContext, i: int, what: str) -> Optional[list[int]]:
@@ -259,12 +260,12 @@ def range_(ctx: KernelContext) -> str:
         return render(ctx, kir.Declare(start, kir.cast(D.float64, ins[0][0])),
                       kir.Declare(delta, kir.cast(D.float64, ins[2][0])),
                       # rounded once from double, like the reference
-                      kir.loop(i, n, kir.store(outs[0], i, start + kir.cast(D.float64, i) * delta)))
+                      kir.loop(i, n, kir.store(outs[0], i, start + kir.cast(D.float64, i) * delta), annotation=PAR))
     # integers wrap in their own width, like the reference's arithmetic in the dtype
     u = {1: D.uint8, 2: D.uint16, 4: D.uint32, 8: D.uint64}[dt.itemsize]
     start, delta = kir.Var("start", u), kir.Var("delta", u)
     return render(ctx, kir.Declare(start, kir.cast(u, ins[0][0])), kir.Declare(delta, kir.cast(u, ins[2][0])),
-                  kir.loop(i, n, kir.store(outs[0], i, start + kir.cast(u, i) * delta)))
+                  kir.loop(i, n, kir.store(outs[0], i, start + kir.cast(u, i) * delta), annotation=PAR))
 
 
 @kernel("trilu")
@@ -281,7 +282,8 @@ def trilu(ctx: KernelContext) -> str:
     kept = kir.select(keep, ins[0][o + j], c_value(x.dtype, 0))
     return render(ctx, kir.Declare(k, kir.cast(kir.INDEX, ins[1][0]) if ctx.has_input(1) else kir.idx(0)),
                   kir.loop(b, nb, kir.loop(i, rows, kir.Declare(o, (b * rows + i) * cols),
-                                           kir.loop(j, cols, kir.store(outs[0], o + j, kept)))))
+                                           kir.loop(j, cols, kir.store(outs[0], o + j, kept), annotation=PAR),
+                                           annotation=PAR), annotation=PAR))
 
 
 @kernel("eye_like")

@@ -18,6 +18,7 @@ from ..context import KernelContext, numel, strides
 from ..kir import Var, cast, index_var
 from . import kernel
 from ._kir import io, prints_kir, render
+from .loops import PAR, flat_index
 
 EMPTY = kir.Comment("empty output")
 
@@ -40,22 +41,23 @@ def _checked(var: Var, index: kir.Expr, dim: int) -> list:
     return _norm(var, index, dim) + [kir.Check(_in_range(var, dim).lnot())]
 
 
-def _nest(shape, st, body) -> list:
-    """Loops over `shape` (row-major); body(o, p) gives the statements for the flat index `o` and
-    the offset p = sum i_d * st[d]."""
+def _nest(shape, st, body, parallel: bool) -> list:
+    """Loops over `shape` (row-major; Parallel ones when told so); body(o, p) gives the statements
+    for the flat index `o` and the offset p = sum i_d * st[d]."""
     o = index_var("o")
     p: kir.Expr = kir.idx(0)
+    iv = [index_var(f"i{d}") for d in range(len(shape))]
 
     def level(d: int) -> list:
         nonlocal p
         if d == len(shape):
             pv = index_var("p")
-            return [kir.Declare(pv, p)] + list(body(o, pv)) + [kir.Assign(o, o + 1)]
-        i, pd = index_var(f"i{d}"), index_var(f"p{d}")
-        decl = kir.Declare(pd, kir.iadd(p, kir.imul(i, st[d])))
+            return [kir.Declare(pv, p), kir.Declare(o, flat_index(iv, shape))] + list(body(o, pv))
+        pd = index_var(f"p{d}")
+        decl = kir.Declare(pd, kir.iadd(p, kir.imul(iv[d], st[d])))
         p = pd
-        return [kir.loop(i, shape[d], decl, level(d + 1))]
-    return [kir.Declare(o, kir.idx(0), const=False)] + level(0)
+        return [kir.loop(iv[d], shape[d], decl, level(d + 1), annotation=PAR if parallel else None)]
+    return level(0)
 
 
 def _copy_input(ctx: KernelContext) -> list:
@@ -114,7 +116,8 @@ def gather(ctx: KernelContext) -> str:
         dst = (o * m + j) * inner
         body = kir.If(ok, kir.block(kir.Copy(outs[0], dst, ins[0], (o * n + k) * inner, kir.idx(inner))),
                       kir.block(kir.Fill(outs[0], dst, kir.idx(inner), kir.zero(y.dtype), zero=True)))
-    return render(ctx, kir.loop(o, outer, kir.loop(j, m, _checked(k, ins[1][j], n), body)))
+    return render(ctx, kir.loop(o, outer, kir.loop(j, m, _checked(k, ins[1][j], n), body, annotation=PAR),
+                                annotation=PAR))
 
 
 def _elements_setup(ctx: KernelContext):
@@ -141,7 +144,7 @@ def gather_elements(ctx: KernelContext) -> str:
     def body(o, p):
         return _checked(k, ins[1][o], n) + [
             kir.store(outs[0], o, kir.select(_in_range(k, n), ins[0][p + k * st[axis]], kir.zero(y.dtype)))]
-    return render(ctx, _nest(idx.shape, walk, body))
+    return render(ctx, _nest(idx.shape, walk, body, parallel=True))
 
 
 @kernel("scatter_elements")
@@ -161,7 +164,7 @@ def scatter_elements(ctx: KernelContext) -> str:
         def body(o, p):
             return _checked(k, ins[1][o], n) + [
                 kir.when(_in_range(k, n), _combine(ctx, red, outs[0], p + k * st[axis], ins[2][o]))]
-        code += _nest(idx.shape, walk, body)
+        code += _nest(idx.shape, walk, body, parallel=False)  # indices may repeat: serial
     return render(ctx, code or EMPTY)
 
 
@@ -198,7 +201,7 @@ def gather_nd(ctx: KernelContext) -> str:
     body = [kir.Declare(ix, (bi * P + p) * k), find, kir.Check(ok.lnot()),
             kir.If(ok, kir.block(kir.Copy(outs[0], dst, ins[0], bi * _prod(inner) + off, kir.idx(S))),
                    kir.block(kir.Fill(outs[0], dst, kir.idx(S), kir.zero(y.dtype), zero=True)))]
-    return render(ctx, kir.loop(bi, nb, kir.loop(p, P, body)))
+    return render(ctx, kir.loop(bi, nb, kir.loop(p, P, body, annotation=PAR), annotation=PAR))
 
 
 @kernel("scatter_nd")
@@ -263,11 +266,13 @@ def reverse_sequence(ctx: KernelContext) -> str:
     ins, outs = io(ctx)
     b, t, n, src = index_var("b"), index_var("t"), index_var("len"), index_var("src")
     at = (lambda b, t: b * T + t) if b_ax == 0 else (lambda b, t: t * B + b)
-    return render(ctx, kir.loop(b, B, kir.Declare(n, cast(kir.INDEX, ins[1][b]), const=False),
-                                kir.Assign(n, kir.select(n < 0, 0, kir.select(n > T, T, n))),
+    raw = index_var("n")
+    # every (b, t) copies its own output row
+    return render(ctx, kir.loop(b, B, kir.Declare(raw, cast(kir.INDEX, ins[1][b])),
+                                kir.Declare(n, kir.select(raw < 0, 0, kir.select(raw > T, T, raw))),
                                 kir.loop(t, T, kir.Declare(src, kir.select(t < n, n - 1 - t, t)),
                                          kir.Copy(outs[0], at(b, t) * inner, ins[0], at(b, src) * inner,
-                                                  kir.idx(inner)))))
+                                                  kir.idx(inner)), annotation=PAR), annotation=PAR))
 
 
 @kernel("compress")

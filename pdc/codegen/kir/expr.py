@@ -334,8 +334,26 @@ def imul(a, b) -> Expr:
     return a * b
 
 
+def idiv(a, b) -> Expr:
+    """a / b for non-negative index arithmetic, folding a division by one and literal quotients."""
+    a, b = as_expr(a), as_expr(b)
+    ca, cb = _int_const(a), _int_const(b)
+    if ca is not None and cb is not None and ca >= 0 and cb > 0:
+        return as_expr(ca // cb)
+    return a if cb == 1 else a / b
+
+
+def imod(a, b) -> Expr:
+    """a % b for non-negative index arithmetic, folding a modulo by one and literal remainders."""
+    a, b = as_expr(a), as_expr(b)
+    ca, cb = _int_const(a), _int_const(b)
+    if ca is not None and cb is not None and ca >= 0 and cb > 0:
+        return as_expr(ca % cb)
+    return as_expr(0) if cb == 1 else a % b
+
+
 __all__ = ["Expr", "Const", "Var", "Binary", "Unary", "Select", "Cast", "Math", "Call", "Buffer", "Load", "Address",
            "Broadcast", "Bitcast", "as_expr", "zero", "bitcast", "address", "lit", "idx", "binary", "select", "cast",
            "math",
            "call", "any_of",
-           "index_var", "iadd", "imul", "BINARY_OPS", "UNARY_OPS", "COMPARISONS", "MATH", "CLASSIFY"]
+           "index_var", "iadd", "imul", "idiv", "imod", "BINARY_OPS", "UNARY_OPS", "COMPARISONS", "MATH", "CLASSIFY"]

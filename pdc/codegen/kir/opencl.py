@@ -39,6 +39,20 @@ class OpenCLPrinter(CPrinter):
     helpers = HELPERS
     id_functions = {"global": "get_global_id", "group": "get_group_id", "local": "get_local_id"}
 
+    def __init__(self, half_storage: bool = False):
+        # --precision fp16: float32 tensors in global memory are stored as half, computed as float
+        self.half_storage = half_storage
+
+    def halved(self, buffer) -> bool:
+        """A float32 buffer in global memory, stored as half."""
+        return self.half_storage and buffer.space == "global" and buffer.dtype is not None \
+            and buffer.dtype.short == "f32"
+
+    def param(self, p) -> str:
+        if self.halved(p.buffer):
+            return f"__global {'const ' if p.const else ''}half *{p.buffer.name}"
+        return super().param(p)
+
     def vector_type_name(self, t: VectorType) -> str:
         return f"{self.type_names[t.elem.short]}{t.lanes}"
 
@@ -54,6 +68,10 @@ class OpenCLPrinter(CPrinter):
         return super().convert(to, x)
 
     def load(self, e: Load) -> str:
+        if self.halved(e.buffer):
+            if e.lanes == 1:
+                return f"vload_half({self.expr(e.index)}, {e.buffer.name})"
+            return f"vload_half{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
         if e.dtype.short == "f16" and e.lanes == 1:
             raise UnsupportedError("OpenCL: a half element is read as float (cast the load to f32)")
         if e.lanes == 1:
@@ -64,11 +82,22 @@ class OpenCLPrinter(CPrinter):
         return f"({self.type_name(e.dtype)})({self.expr(e.a)})"
 
     def simple(self, s):
+        if isinstance(s, Store) and self.halved(s.buffer):
+            if s.lanes == 1:
+                return f"vstore_half_rte({self.expr(s.value)}, {self.expr(s.index)}, {s.buffer.name});"
+            return f"vstore_half{s.lanes}_rte({self.expr(s.value)}, 0, {self.address(s.buffer.name, s.index)});"
         if isinstance(s, Store) and s.buffer.dtype.short == "f16":
             v = s.value.a if isinstance(s.value, Cast) else s.value
             return f"vstore_half({self.expr(v)}, {self.expr(s.index)}, {s.buffer.name});"
         if isinstance(s, Store) and s.lanes > 1:
             return f"vstore{s.lanes}({self.expr(s.value)}, 0, {self.address(s.buffer.name, s.index)});"
+        if isinstance(s, Copy) and (self.halved(s.dst) or self.halved(s.src)):
+            k = "copy_i"
+            src, dst = self._at(s.src_index, k), self._at(s.dst_index, k)
+            value = f"vload_half({src}, {s.src.name})" if self.halved(s.src) else f"{s.src.name}[{src}]"
+            store = (f"vstore_half_rte({value}, {dst}, {s.dst.name});" if self.halved(s.dst)
+                     else f"{s.dst.name}[{dst}] = {value};")
+            return f"for ({self.index_type} {k} = 0; {k} < {self.expr(s.count)}; {k}++) {store}"
         if isinstance(s, Copy):
             k = "copy_i"
             return (f"for ({self.index_type} {k} = 0; {k} < {self.expr(s.count)}; {k}++) "
@@ -81,6 +110,11 @@ class OpenCLPrinter(CPrinter):
         return f"{self._operand(base, PREC['add'])} + {k}"
 
     def fill(self, s: Fill, level: int) -> list[str]:
+        if self.halved(s.dst):
+            i = "fill_i"
+            at = i if isinstance(s.index, Const) and s.index.value == 0 else f"{self._operand(s.index, PREC['add'])} + {i}"
+            return [f"{self.indent * level}for ({self.index_type} {i} = 0; {i} < {self.expr(s.count)}; {i}++) "
+                    f"vstore_half_rte({self.expr(s.value)}, {at}, {s.dst.name});"]
         return super().fill(Fill(s.dst, s.index, s.count, s.value, zero=False), level)
 
     def loop_pragmas(self, annotation, level: int) -> list[str]:

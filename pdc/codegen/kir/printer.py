@@ -160,7 +160,9 @@ class CPrinter:
         return f"{side(e.a, False)} {self.binary_ops[e.op]} {side(e.b, True)}"
 
     def select(self, e: Select) -> str:
-        cond = self._operand(e.cond, SELECT + 1)
+        # a bitwise condition in parentheses: clang warns that ?: binds looser than | (-Wparentheses)
+        bitwise = isinstance(e.cond, Binary) and e.cond.op in BITWISE
+        cond = self._operand(e.cond, SELECT + 1, bitwise)
         a = self._operand(e.a, SELECT, isinstance(e.a, Select))
         b = self._operand(e.b, SELECT, isinstance(e.b, Select))
         return f"{cond} ? {a} : {b}"

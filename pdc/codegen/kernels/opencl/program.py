@@ -39,6 +39,33 @@ def global_pointers(helper: str) -> str:
     return _POINTER_PARAM.sub(lambda m: f"{m.group(1)}__global {m.group(2)}", head) + brace + rest
 
 
-def program_source(helpers: dict, kernels: list) -> str:
+# float32 tensors in global memory: pdc_f32s is their storage type; PDC_LD(p, i) reads element i
+# as a float, PDC_ST(p, i, v) writes float v there, PDC_LD4 / PDC_ST4 four elements from i as a
+# float4. With --precision fp16 the storage is half (converted on load, rounded to nearest on store;
+# no cl_khr_fp16 needed), the arithmetic stays float.
+STORAGE = {
+    "f32": ["typedef float pdc_f32s;", "#define PDC_LD(p, i) ((p)[i])", "#define PDC_ST(p, i, v) ((p)[i] = (v))",
+            "#define PDC_LD4(p, i) vload4(0, (p) + (i))", "#define PDC_ST4(p, i, v) vstore4((v), 0, (p) + (i))"],
+    "f16": ["typedef half pdc_f32s;", "#define PDC_LD(p, i) vload_half((i), (p))",
+            "#define PDC_ST(p, i, v) vstore_half_rte((v), (i), (p))",
+            "#define PDC_LD4(p, i) vload_half4(0, (p) + (i))", "#define PDC_ST4(p, i, v) vstore_half4_rte((v), 0, (p) + (i))"],
+}
+
+# the conversions at the copies between host float32 and device half (fp16 storage)
+CONVERSIONS = """__kernel void pdc_f32_to_half(__global const float *src, __global half *dst) {
+    const size_t i = get_global_id(0);
+    vstore_half_rte(src[i], i, dst);
+}
+__kernel void pdc_half_to_f32(__global const half *src, __global float *dst) {
+    const size_t i = get_global_id(0);
+    dst[i] = vload_half(i, src);
+}
+"""
+
+
+def program_source(helpers: dict, kernels: list, storage: str = "f32") -> str:
     """The program's source: preamble, helpers (registered once each), the kernels' sources."""
-    return "\n".join([PREAMBLE, *(global_pointers(h) for h in helpers.values()), *kernels]) + "\n"
+    parts = [PREAMBLE, *STORAGE[storage], *(global_pointers(h) for h in helpers.values())]
+    if storage == "f16":
+        parts.append(CONVERSIONS)
+    return "\n".join(parts + list(kernels)) + "\n"

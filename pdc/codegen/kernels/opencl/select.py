@@ -32,16 +32,19 @@ def device_kernel(ctx: KernelContext) -> Optional[DeviceKernel]:
 def from_kir(ctx: KernelContext, k: kir.Kernel) -> Optional[DeviceKernel]:
     """The kernel in OpenCL C: one work-item per iteration of its parallel nest, or one work-item
     for the whole body when it has none. None for what a device cannot hold: constant data
-    outside the source (WeightsView)."""
+    outside the source (WeightsView), a float buffer in half storage handed to a C helper."""
     if any(isinstance(n, kir.WeightsView) for n in nodes(k.body)):
         return None
+    printer = OpenCLPrinter(half_storage=ctx.config.float_storage == "f16")
+    if any(isinstance(n, kir.Address) and printer.halved(n.buffer) for n in nodes(k.body)):
+        return None  # a C helper walking a float buffer cannot read half storage
     try:
         from ...kir.parallel import bind_parallel
     except ImportError:  # pragma: no cover - the transform lands with the parallel marks
         bound, items = k, 1
     else:
         bound, items = bind_parallel(k)
-    source = OpenCLPrinter().function(bound)
+    source = printer.function(bound)
     args = [p.buffer.name if p.buffer.dtype is not None else "none" for p in bound.params]
     if any(isinstance(n, kir.Check) for n in nodes(bound.body)):
         args.append("status")
