@@ -154,3 +154,29 @@ def test_mali_presets_are_listed():
     r = pdc_cli("targets")
     names = [ln.split()[0] for ln in r.stdout.splitlines()]
     assert {"opencl", "mali-g52", "mali-g76", "mali-g78", "mali-g710"} <= set(names)
+
+
+CLASSIFIERS = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet50", "squeezenet1_1")
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_in_fp16_storage_agrees_with_onnxruntime(name, zoo, tmp_path):
+    """A Mali preset's default precision: half storage, float arithmetic. Within 1e-2 of ONNX
+    Runtime's fp32 outputs, and the classifiers' top-1 the same on 32 seeded inputs."""
+    require_module("onnxruntime")
+    import onnxruntime as ort
+    path = zoo(name)
+    module = pdc.compile(path, target="mali-g78", out_dir=str(tmp_path / "b"))
+    assert module.manifest["precision"] == "fp16"
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    agree, seeds = 0, range(32) if name in CLASSIFIERS else range(2)
+    for seed in seeds:
+        feeds = random_inputs(module.signature(), seed)
+        got, ref = list(module.run(feeds).values()), session.run(None, feeds)
+        for g, r in zip(got, ref):
+            assert max_rel_error(g, r) <= 1e-2, f"{name} seed {seed}: max rel error {max_rel_error(g, r):.3g}"
+        agree += int(np.array_equal(got[0].reshape(got[0].shape[0], -1).argmax(1),
+                                    ref[0].reshape(ref[0].shape[0], -1).argmax(1)))
+    assert agree == len(seeds), f"{name}: top-1 agrees on {agree} of {len(seeds)} inputs"
+    assert host_nodes(module.manifest) == [], f"{name}: host fallback for {host_nodes(module.manifest)}"
