@@ -126,6 +126,31 @@ def test_kernels_without_one_parallel_nest_at_the_top_stay_serial():
     assert bind_parallel(kir.make_kernel("k", [x], [y], impure))[1] == 2
 
 
+def test_fission_splits_top_level_loops_copies_and_fills_into_kernels_launched_in_order():
+    from pdc.codegen.kir.parallel import fission
+    x, y = kir.Buffer("in0", f32), kir.Buffer("out0", f32)
+    i, c = kir.index_var("i"), kir.index_var("c")
+    k = kir.make_kernel("k", [x], [y], kir.Declare(c, kir.idx(4)),
+                        kir.Fill(y, kir.idx(0), kir.idx(8), kir.zero(f32), zero=True),
+                        kir.Copy(y, c, x, kir.idx(0), kir.idx(3)),
+                        kir.loop(i, 2, kir.store(y, i, x[i] + 1), annotation=PAR))
+    pieces = fission(k)
+    assert [p.name for p in pieces] == ["k_0", "k_1", "k_2"]
+    texts = [OpenCLPrinter().body(bind_parallel(p)[0]) for p in pieces]
+    assert [bind_parallel(p)[1] for p in pieces] == [8, 3, 2]
+    assert texts[0].splitlines()[-5:] == ["        if (gid < 8) {", "            const long fill_k = gid;",
+                                          "            out0[fill_k] = 0.0f;", "        }", "    }"]
+    assert "const long c = 4;" in texts[1] and "out0[c + copy_k] = in0[copy_k];" in texts[1]
+    # a scalar carried from one statement to the next: left whole
+    o = kir.index_var("o")
+    carried = kir.make_kernel("k", [x], [y], kir.Declare(o, kir.idx(0), const=False),
+                              kir.loop(i, 2, kir.store(y, i, x[i]), annotation=PAR), kir.Assign(o, o + 2),
+                              kir.loop(i, 2, kir.store(y, o + i, x[i]), annotation=PAR))
+    assert fission(carried) == [carried]
+    one = kir.make_kernel("k", [x], [y], kir.loop(i, 2, kir.store(y, i, x[i]), annotation=PAR))
+    assert fission(one) == [one]
+
+
 # ---- the generators' kernels, bound ---------------------------------------------------------------
 def rand(rng, shape, dt):
     dt = np.dtype(dt)

@@ -20,8 +20,8 @@ recovered indices). Anything else is left as it is, to run in one work-item.
 """
 from __future__ import annotations
 
-from .expr import Address, Call, Const, Load, iadd, idiv, imod, imul, index_var
-from .stmt import (Allocate, Bind, Comment, ConstArray, Copy, Declare, Fill, For, Kernel, Parallel, Store,
+from .expr import Address, Call, Const, Load, cast, iadd, idiv, imod, imul, index_var
+from .stmt import (Allocate, Bind, Block, Comment, ConstArray, Copy, Declare, Fill, For, Kernel, Parallel, Store,
                    WeightsView, block)
 from .walk import nodes, variables_used
 
@@ -66,6 +66,39 @@ def bind_parallel(kernel: Kernel) -> tuple[Kernel, int]:
     return Kernel(kernel.name, kernel.params, block(preamble, bound)), total
 
 
+def fission(kernel: Kernel) -> list[Kernel]:
+    """The kernel as a sequence of kernels, one per top-level loop, copy or fill (each with the
+    shared preamble; a copy or fill becomes a Parallel loop), for a GPU to launch one after the
+    other, each then bound by bind_parallel: a concat's blocks, a pad's fill then its copies.
+    [kernel] when its statements are not such a sequence (a scalar carried from one to the next)."""
+    stmts = kernel.body.body
+    written = _written(kernel.body)
+    preamble = [x for x in stmts if _redundant(x, written)]
+    pieces = []
+    for x in stmts:
+        if _redundant(x, written):
+            continue
+        inner = x.body if isinstance(x, Block) and x.scoped else (x,)
+        *decls, last = inner if inner else (None,)
+        if not all(_pure_declare(d, written) for d in decls):
+            return [kernel]
+        if isinstance(last, Copy):
+            k = index_var("copy_k")
+            last = For(k, Const(0, k.dtype), last.count,
+                       block(Store(last.dst, iadd(last.dst_index, k), Load(last.src, iadd(last.src_index, k)))),
+                       annotation=Parallel())
+        elif isinstance(last, Fill):
+            k = index_var("fill_k")
+            last = For(k, Const(0, k.dtype), last.count, block(Store(last.dst, iadd(last.index, k), cast(last.dst.dtype, last.value))),
+                       annotation=Parallel())
+        elif not isinstance(last, For):
+            return [kernel]
+        pieces.append(decls + [last])
+    if len(pieces) < 2 and not (pieces and pieces[0][-1] is not stmts[-1]):
+        return [kernel]  # one loop already: nothing to split or convert
+    return [Kernel(f"{kernel.name}_{j}", kernel.params, block(preamble, piece)) for j, piece in enumerate(pieces)]
+
+
 def _trip(s: For):
     """The loop's number of iterations when its bounds are int literals, else None."""
     a, b = s.start, s.stop
@@ -108,4 +141,4 @@ def _redundant(s, written: set[str]) -> bool:
     return _pure_declare(s, written)
 
 
-__all__ = ["bind_parallel"]
+__all__ = ["bind_parallel", "fission"]
