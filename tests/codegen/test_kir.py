@@ -106,6 +106,31 @@ def test_opencl_printer_over_the_same_ir():
     assert OpenCLPrinter().expr(kir.math("exp", a) + kir.math("nearbyint", a)) == "exp(a) + rint(a)"
 
 
+def test_opencl_half_storage_keeps_float_buffers_as_half_in_global_memory():
+    """--precision fp16: float32 parameters become half, read by vload_half and written by
+    vstore_half_rte (vectors by their 4-wide forms, copies and fills too); private arrays, other
+    dtypes and the arithmetic stay as they are."""
+    x, y, n = kir.Buffer("in0", f32), kir.Buffer("out0", f32), kir.Buffer("in1", kir.INDEX)
+    t = kir.Buffer("t", f32, "private")
+    i = kir.index_var("i")
+    k = kir.make_kernel("k", [x, n], [y], kir.Allocate(t, 2),
+                        kir.Store(t, kir.idx(0), x[n[0]] * 2),
+                        kir.Store(y, kir.idx(0), kir.Load(x, kir.idx(4), 4), 4),
+                        kir.Copy(y, kir.idx(8), x, kir.idx(0), kir.idx(4)),
+                        kir.Fill(y, kir.idx(12), kir.idx(4), t[0]),
+                        kir.loop(i, 4, kir.store(y, i + 16, t[0] + x[i])))
+    assert OpenCLPrinter(half_storage=True).function(k) == textwrap.dedent("""\
+        __kernel void k(__global const half *in0, __global const long *in1, __global half *out0) {
+            __private float t[2];
+            t[0] = vload_half(in1[0], in0) * 2;
+            vstore_half4_rte(vload_half4(0, in0 + 4), 0, out0);
+            for (long copy_i = 0; copy_i < 4; copy_i++) vstore_half_rte(vload_half(copy_i, in0), 8 + copy_i, out0);
+            for (long fill_i = 0; fill_i < 4; fill_i++) vstore_half_rte(t[0], 12 + fill_i, out0);
+            for (long i = 0; i < 4; i++) vstore_half_rte(t[0] + vload_half(i, in0), i + 16, out0);
+        }
+        """)
+
+
 def test_a_printer_subclass_changes_loop_annotations_in_a_few_lines():
     class HLSPrinter(kir.CPrinter):
         type_names = {**kir.CPrinter.type_names, "f16": "half"}

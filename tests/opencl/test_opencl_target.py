@@ -180,3 +180,29 @@ def test_zoo_model_in_fp16_storage_agrees_with_onnxruntime(name, zoo, tmp_path):
                                     ref[0].reshape(ref[0].shape[0], -1).argmax(1)))
     assert agree == len(seeds), f"{name}: top-1 agrees on {agree} of {len(seeds)} inputs"
     assert host_nodes(module.manifest) == [], f"{name}: host fallback for {host_nodes(module.manifest)}"
+
+
+def test_precision_option(tmp_path):
+    onnx.save(tiny_model("Exp"), tmp_path / "m.onnx")
+    r = pdc_cli("compile", str(tmp_path / "m.onnx"), "--target", "x86-avx2", "--precision", "fp16",
+                "-o", str(tmp_path / "x"))
+    assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+        "pdc: error: --precision fp16: x86-avx2 computes fp32 (fp16 storage is for the OpenCL targets: opencl, "
+        "mali-*)"]
+    for target, asked, expected in (("opencl", None, "fp32"), ("opencl", "fp16", "fp16"),
+                                    ("mali-g52", None, "fp16"), ("mali-g52", "fp32", "fp32")):
+        out = tmp_path / f"{target}-{asked}"
+        r = pdc_cli("compile", str(tmp_path / "m.onnx"), "--target", target, "-o", str(out),
+                    *(["--precision", asked] if asked else []))
+        assert r.returncode == 0, r.stderr
+        assert json.loads((out / "manifest.json").read_text())["precision"] == expected
+        assert ("pdc: precision: fp16 storage, fp32 arithmetic" in r.stderr) == (expected == "fp16")
+        x = np.linspace(-3, 3, 48, dtype=np.float32).reshape(2, 3, 8)
+        got = pdc.load(str(out)).run({"x": x})["y"]
+        want = np.exp(x)
+        if expected == "fp32":
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        else:  # the input and the result stored as half, exp computed in float
+            half = lambda a: a.astype(np.float16).astype(np.float32)  # noqa: E731
+            np.testing.assert_allclose(got, half(np.exp(half(x))), rtol=1e-3)
+            assert not np.array_equal(got, want)
