@@ -96,6 +96,17 @@ def paddle2onnx_installed():
 
 
 @pytest.fixture(scope="session")
+def opencl_platform():
+    """For tests that run OpenCL bundles (PoCL here, which `make test` installs): skips, or fails in
+    CI, without an OpenCL platform and the headers to build against."""
+    from pdc.targets import get_target
+    target = get_target("opencl")
+    problems = target.build_problems() + target.run_problems()
+    if problems:
+        missing_dependency("; ".join(problems))
+
+
+@pytest.fixture(scope="session")
 def zoo():
     """`zoo(name)` -> path of the zoo model's model.onnx; skips when Paddle is absent (fails in CI)."""
     def get(name: str) -> str:

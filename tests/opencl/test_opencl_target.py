@@ -16,21 +16,15 @@ import pytest
 from onnx import TensorProto, helper
 
 import pdc
-from conftest import missing_dependency, require_module
+from conftest import require_module
 from tolerances import max_rel_error, zoo_tolerance
 from pdc.inputs import random_inputs
-from pdc.targets import get_target
 
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet50", "squeezenet1_1", "transformer_encoder",
        "lstm", "gru")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def opencl_platform():
-    problems = get_target("opencl").run_problems() + get_target("opencl").build_problems()
-    if problems:
-        missing_dependency("; ".join(problems))
+pytestmark = pytest.mark.usefixtures("opencl_platform")
 
 
 def pdc_cli(*args, env=None, cwd=None):

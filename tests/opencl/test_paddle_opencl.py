@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import pdc
-from test_opencl_target import host_nodes, opencl_platform  # noqa: F401  (the platform fixture)
+from test_opencl_target import host_nodes
 from test_paddle_x86 import NETWORKS, check, folder
 from pdc.frontend.paddle import load_paddle
 from pdc.ir.shapes import bind_shapes
 
-pytestmark = pytest.mark.usefixtures("paddle_installed")
+pytestmark = pytest.mark.usefixtures("paddle_installed", "opencl_platform")
 
 
 @pytest.mark.parametrize("name", NETWORKS)
