@@ -15,7 +15,7 @@ def compile(model, target: str = "x86", out_dir=None, **options) -> Module:
 
     Options: name, threads (default: this machine's cores for x86, 1 elsewhere), shapes ({input or
     symbol: shape}), weights ('c' or 'bin'), opt_level, flash, ram, quantize, calibration,
-    quant_options, max_tensor_bytes.
+    quant_options, precision ('fp32' or 'fp16': the OpenCL targets' float storage), max_tensor_bytes.
     With out_dir the bundle is written there and stays. Without it the bundle goes to a temporary
     folder (Module.folder) that is removed when the Module is garbage-collected or Python exits.
     """

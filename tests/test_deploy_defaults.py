@@ -104,7 +104,7 @@ def test_unknown_keyword_names_pdc_compile():
     assert str(e.value) == (
         "pdc.compile() got an unexpected keyword argument 'thread' (did you mean 'threads'?); accepted: model, "
         "target, out_dir, name, threads, shapes, weights, opt_level, build, progress, c_opt, flash, ram, quantize, "
-        "calibration, quant_options, max_tensor_bytes")
+        "calibration, quant_options, precision, max_tensor_bytes")
     with pytest.raises(TypeError, match=r"^pdc\.compile\(\) got an unexpected keyword argument 'colour'; accepted: "):
         pdc.compile(relu_model(), colour="blue")
 
