@@ -14,6 +14,8 @@ set once: a run only enqueues.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import __version__
@@ -29,6 +31,7 @@ from .placement import HOST, place
 DEVICE = "device"
 ALIGN = 256  # bytes: device buffers start here aligned (sub-buffers need the device's base alignment)
 BUILD_OPTIONS = "-cl-std=CL1.2"
+DOUBLE = re.compile(r"\bdouble\b")
 
 
 class DeviceBlob:
@@ -131,8 +134,17 @@ class OpenCLRenderer(CRenderer):
         return b
 
     def _device(self, node: Node, fn: str, config, helpers=None):
-        ctx = KernelContext(node, fn, config, WeightBlob(), {} if helpers is None else helpers)
-        return device_kernel(ctx)
+        """The node's device kernel, or None: none exists, or it computes in double on a device
+        without fp64 (its helpers are left unregistered then)."""
+        ctx = KernelContext(node, fn, config, WeightBlob(), {})
+        dk = device_kernel(ctx)
+        if dk is None:
+            return None
+        if not self.target.fp64 and any(DOUBLE.search(text) for text in [dk.source, *ctx._helpers.values()]):
+            return None
+        if helpers is not None:
+            helpers.update(ctx._helpers)
+        return dk
 
 
 def _runtime(name: str) -> bytes:

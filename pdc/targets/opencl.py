@@ -33,6 +33,7 @@ class OpenCLTarget(Target):
     fp16: bool = False  # the device computes half precision at twice the rate
     local_memory: int = 32768  # bytes of __local memory a work-group may use
     image_weights: bool = False  # weights through image2d (the texture cache) pays on this GPU
+    fp64: bool = True  # the device has cl_khr_fp64 (Mali GPUs do not: a kernel in double runs on the host)
 
     kernel_families: ClassVar[tuple] = (PORTABLE,)  # the host side's C kernels (fallbacks)
     memory_spaces: ClassVar[tuple] = ("host", "device")
@@ -114,12 +115,12 @@ def _listdir(path: str) -> list[str]:
 OPENCL = OpenCLTarget("opencl", "any OpenCL 1.2 device (fp32), run here on PoCL")
 MALI = (
     OpenCLTarget("mali-g52", "Arm Mali-G52 (Bifrost) through OpenCL", work_group=64, vector_width=4, fp16=True,
-                 local_memory=32768, image_weights=True),
+                 local_memory=32768, image_weights=True, fp64=False),
     OpenCLTarget("mali-g76", "Arm Mali-G76 (Bifrost) through OpenCL", work_group=64, vector_width=4, fp16=True,
-                 local_memory=32768, image_weights=True),
+                 local_memory=32768, image_weights=True, fp64=False),
     OpenCLTarget("mali-g78", "Arm Mali-G78 (Valhall) through OpenCL", work_group=64, vector_width=4, fp16=True,
-                 local_memory=32768, image_weights=False),
+                 local_memory=32768, image_weights=False, fp64=False),
     OpenCLTarget("mali-g710", "Arm Mali-G710 (Valhall) through OpenCL", work_group=128, vector_width=4, fp16=True,
-                 local_memory=32768, image_weights=False),
+                 local_memory=32768, image_weights=False, fp64=False),
 )
 OPENCL_TARGETS = (OPENCL, *MALI)
