@@ -56,6 +56,9 @@ class DeviceBlob:
             self.size += pad + len(data)
         return self.offsets[key]
 
+    def stored_bytes(self, array: np.ndarray) -> int:
+        return array.nbytes // 2 if self.half and array.dtype == np.float32 else array.nbytes
+
     def tobytes(self) -> bytes:
         return b"".join(self.chunks) + b"\0" * ((-self.size) % ALIGN)
 
@@ -204,7 +207,7 @@ class HostProgram:
             return self.sub("arena", self.plan.scratch[i], dk.scratch_bytes)
         if dk is not None and arg in dk.tables:
             table = dk.tables[arg]
-            return self.sub("weights", self.blob.offsets[id(table)], table.nbytes)
+            return self.sub("weights", self.blob.offsets[id(table)], self.blob.stored_bytes(table))
         kind, k = None, None
         for prefix in ("in", "out"):
             if arg.startswith(prefix) and arg[len(prefix):].isdigit():
@@ -215,7 +218,7 @@ class HostProgram:
         if v is None:
             return "dummy"
         if v.is_const:
-            return self.sub("weights", self.blob.offsets[id(v.data)], v.type.nbytes)
+            return self.sub("weights", self.blob.offsets[id(v.data)], self.blob.stored_bytes(v.data))
         return self.sub("arena", self.plan.offsets[self.root(v)], v.type.nbytes)
 
     # ---- the C --------------------------------------------------------------------------------
