@@ -318,7 +318,7 @@ class HostProgram:
                   "static pthread_mutex_t device_lock = PTHREAD_MUTEX_INITIALIZER;",
                   "#define PDC_TRY(call) do { if ((err = (call)) != PDC_OK) goto done; } while (0)", "",
                   f"int {name}_load_weights(const char *path);",
-                  f"/* Why init or a run failed with PDC_ERR_DEVICE (one line). */",
+                  "/* Why init or a run failed with PDC_ERR_DEVICE (one line). */",
                   f"const char *{name}_device_error(void) {{ return pdc_opencl_error(); }}", ""]
         return lines
 
@@ -327,7 +327,7 @@ class HostProgram:
         device_arena = self.plan.arenas.get(DEVICE, 0)
         lines = [f"void {name}_shutdown(void) {{",
                  "    for (int i = 0; i < PDC_NUM_KERNELS; i++) if (kernels[i]) clReleaseKernel(kernels[i]);",
-                 f"    for (int i = 0; i < PDC_NUM_SUBS; i++) if (subs[i]) clReleaseMemObject(subs[i]);",
+                 "    for (int i = 0; i < PDC_NUM_SUBS; i++) if (subs[i]) clReleaseMemObject(subs[i]);",
                  "    cl_mem *owned[] = {&arena, &weights, &dummy, &status, &staging};",
                  "    for (int i = 0; i < 5; i++) if (*owned[i]) clReleaseMemObject(*owned[i]);",
                  "    memset(kernels, 0, sizeof kernels);", "    memset(subs, 0, sizeof subs);",

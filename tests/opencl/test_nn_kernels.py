@@ -10,6 +10,13 @@ folded, or graph inputs), InstanceNormalization, GroupNormalization (opset 21), 
 LpNormalization, MeanVarianceNormalization; Attention (opset 23: heads, grouped-query, masks,
 causal, past / present, softcap, qk_matmul_output) and the unfused attention pattern pdc turns into
 fused_attention. Tolerance: tolerances.ACCUMULATED (float32 rtol 1e-4, atol 1e-5).
+
+The cases of FP16 (about half: every op, output and path) also run with precision="fp16" (every
+float32 tensor half in device memory, the arithmetic in float), against ONNX Runtime's float32
+outputs within tolerances.HALF_STORAGE (rtol 2e-3, atol 5e-3: half's unit roundoff 2^-11 ~ 4.9e-4
+on the inputs, the weights and every stored output; see there), taking the same opencl/* kernel
+paths as in fp32. MaxPool's Indices and Hardmax stay exact: their fp16 inputs are exactly
+representable in half and have no ties the rounding would make (multiples of 1/64, or integers).
 """
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import pdc
 from conftest import require_module
-from tolerances import ACCUMULATED
+from pdc.compiler import compile_details
+from tolerances import ACCUMULATED, HALF_STORAGE
 
 F32, I64 = TensorProto.FLOAT, TensorProto.INT64
 TYPES = {np.dtype(np.float32): F32, np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8,
@@ -49,17 +57,26 @@ def _x(rng, shape, dtype=np.float32):
     return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
 
 
-# ---- configurations: (id, builder(rng) -> (model, feeds, opt_level)) ------------------------------------
+def _distinct_halves(rng, shape) -> np.ndarray:
+    """Distinct multiples of 1/64 in [-32, 32), exactly representable in half: no ties, before or
+    after the rounding to half storage (at most 4096 elements)."""
+    return (rng.choice(np.arange(-2048, 2048), size=int(np.prod(shape)), replace=False) / 64).astype(
+        np.float32).reshape(shape)
+
+
+# ---- configurations: (id, builder(rng, half) -> (model, feeds, opt_level)) ------------------------------
+# half: the inputs are for a run with fp16 storage
 def pool(op, shape, opset=19, indices=False, dtype=np.float32, **attrs):
-    def build(rng):
-        x = _x(rng, shape, dtype)
+    def build(rng, half=False):
+        exact = half and indices and dtype == np.float32  # Indices: no ties after the rounding to half
+        x = _distinct_halves(rng, shape) if exact else _x(rng, shape, dtype)
         outs = {"y": TYPES[np.dtype(dtype)]} | ({"idx": I64} if indices else {})
         return _model(op, {"x": x}, attrs, outs, opset), {"x": x}, 2
     return build
 
 
 def softmax(op, shape, axis, ties=False):
-    def build(rng):
+    def build(rng, half=False):  # the ties are small integers, exact in half
         x = _x(rng, shape)
         if ties:
             x = np.round(x).astype(np.float32)
@@ -69,7 +86,7 @@ def softmax(op, shape, axis, ties=False):
 
 def norm(op, shape, params, opset, outputs=("y",), consts=True, opt_level=2, positive=(), x_scale=1.0, **attrs):
     """params: name -> shape of the parameter inputs after X (in order)."""
-    def build(rng):
+    def build(rng, half=False):
         x = (_x(rng, shape) * x_scale + 0.5).astype(np.float32)
         ins = {"x": x}
         for name, pshape in params.items():
@@ -84,7 +101,7 @@ def norm(op, shape, params, opset, outputs=("y",), consts=True, opt_level=2, pos
 def attention(b, hq, hkv, sq, skv, d, dv=None, rank3=True, past=0, mask=None, n_out=1, **attrs):
     dv = dv or d
 
-    def build(rng):
+    def build(rng, half=False):
         def seq(h, s, w):
             t = _x(rng, (b, h, s, w))
             return t.transpose(0, 2, 1, 3).reshape(b, s, h * w).copy() if rank3 else t
@@ -115,7 +132,7 @@ def attention(b, hq, hkv, sq, skv, d, dv=None, rank3=True, past=0, mask=None, n_
 def unfused_attention(b, h, s, d, mask_shape):
     """MatMul(Q, K^T) * scale + mask (broadcast over the keys) -> Softmax -> MatMul(., V): pdc fuses it
     into fused_attention (a mask that is not one value per key keeps it from the Attention op)."""
-    def build(rng):
+    def build(rng, half=False):
         q, k, v = (_x(rng, (b, h, s, d)) for _ in range(3))
         mask = _x(rng, mask_shape)
         scale = numpy_helper.from_array(np.array(1 / np.sqrt(d), np.float32), "scale")
@@ -204,14 +221,46 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case,build", CASES, ids=[c[0] for c in CASES])
-def test_nn_kernel(case, build, tmp_path):
+# also run with fp16 storage: every kind of op, output (Indices, Mean / InvStdDev, present, qk) and
+# path (item / group rows, constant tables, runtime parameters, uint8), about half of CASES
+FP16 = {
+    "maxpool2d-resnet", "maxpool2d-indices", "maxpool3d-colmajor", "maxpool2d-same-lower-colmajor",
+    "maxpool2d-uint8", "avgpool2d-include-pad-ceil", "avgpool3d-asym", "lppool1d-p1-pads",
+    "softmax-axis1-strided", "softmax-long-row", "logsoftmax-axis0", "logsoftmax-long-row",
+    "hardmax-axis1-ties", "hardmax-long-row-ties",
+    "layernorm-stats", "layernorm-long-row", "batchnorm-folded", "batchnorm-inputs", "instancenorm-large-plane",
+    "groupnorm", "rmsnorm", "lpnorm-p2-long", "mvn-last-axis",
+    "attention-4d-gqa-bool-mask", "attention-past-present", "attention-softcap-qk", "attention-many-short-rows",
+    "fused-attention-key-broadcast-mask",
+}
+assert FP16 <= {c[0] for c in CASES}
+RUNS = [pytest.param(case, build, "fp32", id=case) for case, build in CASES] + \
+    [pytest.param(case, build, "fp16", id=f"{case}-fp16") for case, build in CASES if case in FP16]
+
+
+def kernel_paths(manifest: dict) -> list:
+    """(op, path) of each of the bundle's kernels but the copies."""
+    return [(k["op"], k.get("path")) for k in manifest["kernels"] if k["op"] != "copy"]
+
+
+@pytest.mark.parametrize("case,build,precision", RUNS)
+def test_nn_kernel(case, build, precision, tmp_path):
     require_module("onnxruntime")
     import onnxruntime as ort
-    model, feeds, opt_level = build(np.random.default_rng(zlib.crc32(case.encode())))
+    half = precision == "fp16"
+    model, feeds, opt_level = build(np.random.default_rng(zlib.crc32(case.encode())), half)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     expected = dict(zip(names, sess.run(None, feeds)))
-    got = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b"), opt_level=opt_level).run(feeds)
+    module = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b"), opt_level=opt_level,
+                         precision=precision)
+    assert module.manifest["precision"] == precision
+    got = module.run(feeds)
+    tolerance = HALF_STORAGE if half else ACCUMULATED
     for name in names:
-        ACCUMULATED.check(got[name], expected[name], what=name)
+        tolerance.check(got[name], expected[name], what=name)
+    paths = kernel_paths(module.manifest)
+    assert paths and all((p or "").startswith("opencl/") for _, p in paths), paths
+    if half:  # the same device kernels as with float storage
+        fp32 = compile_details(model, str(tmp_path / "fp32"), target="opencl", opt_level=opt_level, build=False)
+        assert paths == kernel_paths(fp32.manifest)

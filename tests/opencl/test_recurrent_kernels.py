@@ -10,6 +10,13 @@ weights as initializers (transposed into device tables) or as graph inputs, hidd
 ONNX Runtime has no layout 1: a layout-1 model is checked against its layout-0 twin (inputs and
 outputs with batch and time swapped), as the spec defines it. Tolerance: ACCUMULATED (float32
 recurrences over time, summed in another order than the oracle's).
+
+The configs of FP16 (the fixed ones and every 4th random one, each op twice) also run with
+precision="fp16" (every float32 tensor half in device memory, the arithmetic in float), against
+ONNX Runtime's float32 outputs within tolerances.HALF_STORAGE (rtol 2e-3, atol 5e-3: half's unit
+roundoff 2^-11 ~ 4.9e-4 on X, W, R, B, the initial states and P; the kernel keeps h and c in
+float between steps, so they are rounded to half only where they are output), through the same
+opencl/<op> kernel as in fp32.
 """
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import pdc
 from conftest import require_module
-from tolerances import ACCUMULATED
+from pdc.compiler import compile_details
+from tolerances import ACCUMULATED, HALF_STORAGE
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 STATE_OUTPUTS = {"LSTM": ("Y", "Y_h", "Y_c"), "GRU": ("Y", "Y_h"), "RNN": ("Y", "Y_h")}
@@ -182,16 +190,38 @@ def run_onnxruntime(model, feeds) -> dict:
     return dict(zip(names, sess.run(names, feeds)))
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[_config_id(c) for c in CONFIGS])
-def test_recurrent_matches_onnxruntime(config, tmp_path):
+FIXED = len(_fixed_configs())
+# with fp16 storage too: the fixed configs (every optional input, one and two units per work-item,
+# runtime weights) and every 4th random one (LSTM, GRU and RNN twice each)
+FP16 = [c for k, c in enumerate(CONFIGS) if k < FIXED or (k - FIXED) % 4 == 0]
+RUNS = [pytest.param(c, "fp32", id=_config_id(c)) for c in CONFIGS] + \
+    [pytest.param(c, "fp16", id=f"{_config_id(c)}-fp16") for c in FP16]
+
+
+def kernel_paths(manifest: dict) -> list:
+    """(op, path) of each of the bundle's kernels but the copies."""
+    return [(k["op"], k.get("path")) for k in manifest["kernels"] if k["op"] != "copy"]
+
+
+@pytest.mark.parametrize("config,precision", RUNS)
+def test_recurrent_matches_onnxruntime(config, precision, tmp_path):
     require_module("onnxruntime")
     rng = np.random.default_rng(CONFIGS.index(config))
     model, feeds, model0, feeds0 = build(config, rng)
-    got = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b")).run(feeds)
+    module = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b"), precision=precision)
+    assert module.manifest["precision"] == precision
+    got = module.run(feeds)
     want = run_onnxruntime(model0, feeds0)
     names = [o for o in config["outputs"] if o]
     assert sorted(got) == sorted(names)
+    tolerance = HALF_STORAGE if precision == "fp16" else ACCUMULATED
     for n in names:
         expected = to_layout1(n, want[n]) if config["layout"] else want[n]
         assert got[n].shape == expected.shape and got[n].dtype == np.float32, (n, got[n].shape, expected.shape)
-        ACCUMULATED.check(got[n], expected, f"{_config_id(config)} {n}")
+        tolerance.check(got[n], expected, f"{_config_id(config)} {n}")
+    op = config["op"].lower()
+    paths = kernel_paths(module.manifest)
+    assert paths == [(op, f"opencl/{op}")], paths
+    if precision == "fp16":  # the same device kernel as with float storage
+        fp32 = compile_details(model, str(tmp_path / "fp32"), target="opencl", build=False)
+        assert paths == kernel_paths(fp32.manifest)

@@ -12,6 +12,11 @@ The same body text serves both: loop() opens the loop over a row's elements (all
 work-item's stride), reduce() combines a partial result across the group (nothing for an item).
 A group's work-items never return early: every one of them must reach each barrier (PoCL
 miscompiles a group whose items all return before a later barrier, writing to wrong rows).
+
+float32 tensors in global memory (inputs, outputs, float32 tables) are `pdc_f32s` buffers read and
+written only through ld() / st() (the program's PDC_LD / PDC_ST: half storage under --precision
+fp16, plain float accesses otherwise); __local and private arrays, and device scratch only the
+kernel itself reads, stay float.
 """
 from __future__ import annotations
 
@@ -33,8 +38,26 @@ prod = math.prod
 CL_TYPES = {"f32": "float", "i64": "long", "i32": "int", "bool": "uchar", "i8": "char", "u8": "uchar"}
 
 
+F32S = "pdc_f32s"  # the storage type of float32 tensors in global memory (program.STORAGE)
+
+
 def cl_type(dt) -> Optional[str]:
     return CL_TYPES.get(dt.short)
+
+
+def storage_type(dt) -> Optional[str]:
+    """The element type of a global buffer of dtype dt: pdc_f32s for float32, else cl_type."""
+    return F32S if dt.short == "f32" else cl_type(dt)
+
+
+def ld(p: str, i, ty: str = F32S) -> str:
+    """Element i of the global buffer p (of element type ty) as a value: a float for pdc_f32s."""
+    return f"PDC_LD({p}, {i})" if ty == F32S else f"{p}[{i}]"
+
+
+def st(p: str, i, v: str, ty: str = F32S) -> str:
+    """The statement storing v at element i of the global buffer p (of element type ty)."""
+    return f"PDC_ST({p}, {i}, {v});" if ty == F32S else f"{p}[{i}] = {v};"
 
 
 def lit(x: float) -> str:

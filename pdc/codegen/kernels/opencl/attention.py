@@ -19,7 +19,10 @@ Numerics follow the references step by step (pdc/ir/ops/nn_attention.py, fused_a
   double one by float32 rounding), float16 declines.
 - fused_attention: Q K^T, times the scale, plus the float mask (a bool mask: -inf where false),
   the softmax reference's (a row whose max is not finite is all NaN, so is its output).
-Other dtypes decline (None), as does an empty key sequence.
+Other dtypes decline (None), as does an empty key sequence. The float32 tensors (Q, K, V, the float
+mask, the past cache, the outputs) are read and written through PDC_LD / PDC_ST (half in device
+memory under --precision fp16); the scores and probabilities stay float (private, __local, or the
+kernel's float scratch).
 
 Paths: "opencl/attention-item", "opencl/attention-group".
 """
@@ -32,7 +35,7 @@ import numpy as np
 from ...context import KernelContext, strides
 from .. import kernel
 from . import OPENCL, DeviceKernel, Launch, round_up
-from ._rows import ITEM_GROUP, Rows, kernel_source, lit, prod
+from ._rows import F32S, ITEM_GROUP, Rows, kernel_source, ld, lit, prod, st
 
 LOCAL_SCORES = 2048  # a group row's probabilities in __local memory up to this many keys (8 KiB)
 LOCAL_QUERY = 1024  # a group row's scaled query in __local memory up to this head size
@@ -121,20 +124,20 @@ def _scores(ctx: KernelContext, g: _Geo, fused: bool, qv: str) -> list[str]:
     a = ctx.attrs
     debug = len(ctx.outputs) > 3
     mode = a.get("qk_matmul_output_mode", 0)
-    lines = [f"__global const float *kr = {g.kv_row(1, g.D)};", "float s = 0.0f;"]
+    lines = [f"__global const {F32S} *kr = {g.kv_row(1, g.D)};", "float s = 0.0f;"]
     if fused:
         scale = a.get("scale")
         scale = 1 / math.sqrt(g.D) if scale is None else scale
-        lines += [f"for (int d = 0; d < {g.D}; d++) s += {qv} * kr[d];",
+        lines += [f"for (int d = 0; d < {g.D}; d++) s += {qv} * {ld('kr', 'd')};",
                   f"s = s * {lit(scale)};"]
         if ctx.has_input(3):
             jm = _mask_row(ctx, fused)[1]
             bool_mask = ctx.inputs[3].dtype.short == "bool"
-            lines.append(f"if (!mr[{jm}]) s = -INFINITY;" if bool_mask else f"s = s + mr[{jm}];")
+            lines.append(f"if (!mr[{jm}]) s = -INFINITY;" if bool_mask else f"s = s + {ld('mr', jm)};")
         return lines
     root = lit(_root(a.get("scale"), g.D))
-    lines.append(f"for (int d = 0; d < {g.D}; d++) s += {qv} * (kr[d] * {root});")
-    store = "qk[j] = s;"
+    lines.append(f"for (int d = 0; d < {g.D}; d++) s += {qv} * ({ld('kr', 'd')} * {root});")
+    store = st("qk", "j", "s")
     if debug and mode == 0:
         lines.append(store)
     softcap = a.get("softcap", 0.0) or 0.0
@@ -146,7 +149,7 @@ def _scores(ctx: KernelContext, g: _Geo, fused: bool, qv: str) -> list[str]:
     lw, rw = a.get("left_window_size", -1), a.get("right_window_size", -1)
     if ctx.has_input(3):
         M = ctx.inputs[3].shape[-1]
-        mval = "(mr[j] ? 0.0f : -INFINITY)" if ctx.inputs[3].dtype.short == "bool" else "mr[j]"
+        mval = "(mr[j] ? 0.0f : -INFINITY)" if ctx.inputs[3].dtype.short == "bool" else ld("mr", "j")
         lines.append(f"float bias = j < {M} ? {mval} : -INFINITY;")
     else:
         lines.append("float bias = 0.0f;")
@@ -171,8 +174,8 @@ def _root(scale, head: int) -> float:
 def _row_setup(ctx: KernelContext, g: _Geo, fused: bool) -> list[str]:
     lines = [f"const {g.it} i = r % {g.Sq}, h = (r / {g.Sq}) % {g.hq}, b = r / {g.Sq * g.hq};",
              f"const {g.it} kh = h / {g.group}; (void)kh;",
-             f"__global const float *qr = {g.q_row()};",
-             f"__global float *yr = {g.y_row()};"]
+             f"__global const {F32S} *qr = {g.q_row()};",
+             f"__global {F32S} *yr = {g.y_row()};"]
     if ctx.has_input(6):
         lines.append("const long valid = in6[b];")
     a = ctx.attrs
@@ -181,10 +184,10 @@ def _row_setup(ctx: KernelContext, g: _Geo, fused: bool) -> list[str]:
         lines.append(f"const long pos = (long)i + {f'valid - {g.Sq}' if ctx.has_input(6) else g.P};")
     if ctx.has_input(3):
         off, _, _ = _mask_row(ctx, fused)
-        mt = "uchar" if ctx.inputs[3].dtype.short == "bool" else "float"
+        mt = "uchar" if ctx.inputs[3].dtype.short == "bool" else F32S
         lines.append(f"__global const {mt} *mr = in3 + {off};")
     if len(ctx.outputs) > 3:
-        lines.append(f"__global float *qk = out3 + r * {g.L};")
+        lines.append(f"__global {F32S} *qk = out3 + r * {g.L};")
     return lines
 
 
@@ -203,7 +206,7 @@ def _softmax(ctx: KernelContext, g: _Geo, rows: Rows, fused: bool, sc: str) -> l
         lines += ["if (total == 0.0f) total = 1.0f;",
                   f"{loop} {sc}[j] = live == 0.0f ? 0.0f : {sc}[j] / total;"]
         if len(ctx.outputs) > 3 and ctx.attrs.get("qk_matmul_output_mode", 0) == 3:
-            lines.append(f"{loop} qk[j] = {sc}[j];")
+            lines.append(f"{loop} {st('qk', 'j', f'{sc}[j]')}")
     return lines
 
 
@@ -212,17 +215,17 @@ def _present(g: _Geo, fn: str, k: int) -> tuple[str, Launch]:
     width = g.D if k == 1 else g.Dv
     total = g.B * g.hkv * g.L * width
     it = "int" if total < 2 ** 31 - 1 else "long"
-    params = [f"__global const float *in{k}", f"__global float *out{k}"]
+    params = [f"__global const {F32S} *in{k}", f"__global {F32S} *out{k}"]
     args = [f"in{k}", f"out{k}"]
     if g.P:
-        params.insert(1, f"__global const float *in{k + 3}")
+        params.insert(1, f"__global const {F32S} *in{k + 3}")
         args.insert(1, f"in{k + 3}")
     body = "\n".join([
         f"const {it} e = ({it})get_global_id(0);",
         f"if (e >= {total}) return;",
         f"const {it} d = e % {width}, j = e / {width} % {g.L}, kh = e / {width * g.L} % {g.hkv}, "
         f"b = e / {width * g.L * g.hkv};",
-        f"out{k}[e] = ({g.kv_row(k, width)})[d];"])
+        st(f"out{k}", "e", ld(f"({g.kv_row(k, width)})", "d"))])
     name = f"{fn}_present{k}"
     return kernel_source("", name, params, body), Launch(name, tuple(args), (round_up(total, ITEM_GROUP),),
                                                          (ITEM_GROUP,))
@@ -260,13 +263,13 @@ def attention(ctx: KernelContext):
     params, args = [], []
     for i, t in enumerate(ctx.inputs):
         if t is not None:
-            ct = {"f32": "float", "bool": "uchar", "i64": "long"}[t.dtype.short]
+            ct = {"f32": F32S, "bool": "uchar", "i64": "long"}[t.dtype.short]
             params.append(f"__global const {ct} *in{i}")
             args.append(f"in{i}")
-    params.append("__global float *out0")
+    params.append(f"__global {F32S} *out0")
     args.append("out0")
     if len(ctx.outputs) > 3:
-        params.append("__global float *out3")
+        params.append(f"__global {F32S} *out3")
         args.append("out3")
     scratch = 0
     root = "" if fused else f" * {lit(_root(ctx.attrs.get('scale'), g.D))}"
@@ -277,18 +280,18 @@ def attention(ctx: KernelContext):
     lines = [rows.prologue(tuple(local))] + _row_setup(ctx, g, fused)
     if rows.group:
         if g.D <= LOCAL_QUERY:
-            lines += [f"{rows.loop('d', g.D)} qv[d] = qr[d]{root};",
+            lines += [f"{rows.loop('d', g.D)} qv[d] = {ld('qr', 'd')}{root};",
                       "barrier(CLK_LOCAL_MEM_FENCE);"]
             qv = "qv[d]"
         else:
-            qv = f"(qr[d]{root})"
+            qv = f"({ld('qr', 'd')}{root})"
         if g.L > LOCAL_SCORES:
             scratch = g.R * g.L * 4
             params.append("__global float *scratch")
             args.append("scratch")
             lines.append(f"__global float *sc = scratch + ({'long' if scratch >= 2 ** 31 else 'int'})r * {g.L};")
     else:
-        lines += [f"float qv[{max(g.D, 1)}];", f"for (int d = 0; d < {g.D}; d++) qv[d] = qr[d]{root};",
+        lines += [f"float qv[{max(g.D, 1)}];", f"for (int d = 0; d < {g.D}; d++) qv[d] = {ld('qr', 'd')}{root};",
                   f"float sc[{g.L}];"]
         qv = "qv[d]"
     lines += ["float top = -INFINITY, live = 0.0f;",
@@ -303,8 +306,8 @@ def attention(ctx: KernelContext):
     lines.append(rows.sync())
     lines += [f"{rows.loop('d', g.Dv)} {{",
               "    float acc = 0.0f;",
-              f"    for ({g.it} j = 0; j < {g.L}; j++) acc += sc[j] * ({g.kv_row(2, g.Dv)})[d];",
-              "    yr[d] = acc;",
+              f"    for ({g.it} j = 0; j < {g.L}; j++) acc += sc[j] * {ld(f'({g.kv_row(2, g.Dv)})', 'd')};",
+              f"    {st('yr', 'd', 'acc')}",
               "}"]
     body = "\n".join(x for x in lines if x)
     name = f"{fn}_rows"

@@ -12,6 +12,8 @@ float as the reference does (its Mean / InvStdDev outputs, stored in that type, 
 Parameters are read from their own buffers; a constant one that broadcasts over the normalized
 dims (or is not float32) is uploaded as a float32 table, expanded. BatchNormalization with
 constant parameters folds them into inv / shift tables at compile time, as the reference does.
+Every float32 buffer (X, Y, the parameters, Mean / InvStdDev, the float32 tables) is read and
+written through PDC_LD / PDC_ST: half in device memory under --precision fp16.
 
 Paths: "opencl/norm-item", "opencl/norm-group", "opencl/batchnorm".
 """
@@ -27,14 +29,14 @@ from ...context import KernelContext, strides
 from .._axis import Groups
 from .. import kernel
 from . import OPENCL, DeviceKernel, Launch, round_up
-from ._rows import ITEM_GROUP, Rows, kernel_source, lit, prod
+from ._rows import F32S, ITEM_GROUP, Rows, kernel_source, ld, lit, prod, st
 
 
 class _Params:
     """The buffers of one kernel: parameters, launch args and tables, gathered as they are used."""
 
     def __init__(self):
-        self.params = ["__global const float *in0", "__global float *out0"]
+        self.params = [f"__global const {F32S} *in0", f"__global {F32S} *out0"]
         self.args = ["in0", "out0"]
         self.tables: dict = {}
 
@@ -45,7 +47,7 @@ class _Params:
 
     def table(self, name: str, data) -> str:
         self.tables[name] = np.ascontiguousarray(data, dtype=np.float32)
-        self.add(f"__global const float *{name}", name)
+        self.add(f"__global const {F32S} *{name}", name)
         return name
 
 
@@ -58,20 +60,20 @@ def _param(ctx: KernelContext, b: _Params, i: int, name: str, tail, j: str) -> O
     data = ctx.const(i)
     size = prod(t.shape)
     if t.dtype.short == "f32" and (size == prod(tail) or size == 1 or data is None):
-        b.add(f"__global const float *in{i}", f"in{i}")
+        b.add(f"__global const {F32S} *in{i}", f"in{i}")
         if size == prod(tail):
-            return f"in{i}[{j}]"
+            return ld(f"in{i}", j)
         if size == 1:
-            return f"in{i}[0]"
+            return ld(f"in{i}", 0)
         pad = len(tail) - len(t.shape)
         pshape = (1,) * pad + tuple(t.shape)
         tst, pst = strides(tail), strides(pshape)
         terms = [f"(({j}) / {tst[d]} % {tail[d]}) * {pst[d]}" for d in range(len(tail)) if pshape[d] != 1]
-        return f"in{i}[{' + '.join(terms) or '0'}]"
+        return ld(f"in{i}", " + ".join(terms) or "0")
     if data is None:
         return None
     full = np.broadcast_to(data.astype(np.float32).reshape(t.shape), tuple(tail)).reshape(-1)
-    return f"{b.table(name, full)}[{j}]"
+    return ld(b.table(name, full), j)
 
 
 def _stash_ok(ctx: KernelContext, with_stats: bool) -> bool:
@@ -117,23 +119,26 @@ def row_norm(ctx: KernelContext):
     if scale is None or (ctx.has_input(2) and bias is None):
         return None
     for k in range(1, stats + 1):
-        b.add(f"__global float *out{k}", f"out{k}")
+        b.add(f"__global {F32S} *out{k}", f"out{k}")
     eps = lit(ctx.attrs.get("epsilon", EPSILON))
+    xi = ld("x", "i")
     lines = [rows.prologue(),
-             f"__global const float *x = in0 + r * {D};",
-             f"__global float *y = out0 + r * {D};"]
+             f"__global const {F32S} *x = in0 + r * {D};",
+             f"__global {F32S} *y = out0 + r * {D};"]
     if rms:
         lines += ["float q = 0.0f;",
-                  f"{rows.loop()} q += x[i] * x[i];",
+                  f"{rows.loop()} {{ const float v = {xi}; q += v * v; }}",
                   rows.reduce("q", "sum"),
                   f"const float sd = sqrt(q / (float){D} + {eps});",
-                  f"{rows.loop()} y[i] = (x[i] / sd) * {scale};"]
+                  f"{rows.loop()} {st('y', 'i', f'({xi} / sd) * {scale}')}"]
     else:
-        lines += _stats(rows, "x[i]")
+        lines += _stats(rows, xi)
+        plus = f" + {bias}" if bias else ""
         lines += [f"const float inv = 1.0f / sqrt(q / (float){D} + {eps});",
-                  f"{rows.loop()} y[i] = ((x[i] - mean) * inv) * {scale}{f' + {bias}' if bias else ''};"]
+                  f"{rows.loop()} {st('y', 'i', f'(({xi} - mean) * inv) * {scale}{plus}')}"]
         if stats:
-            lines.append("if (lid == 0) { out1[r] = mean;" + (" out2[r] = inv;" if stats > 1 else "") + " }")
+            lines.append(f"if (lid == 0) {{ {st('out1', 'r', 'mean')}"
+                         + (f" {st('out2', 'r', 'inv')}" if stats > 1 else "") + " }")
     return _finish(ctx, b, rows, f"{ctx.fn_name}_{ctx.node.op}", "\n".join(lines), "norm")
 
 
@@ -160,12 +165,13 @@ def plane_norm(ctx: KernelContext):
     if scale is None or bias is None:
         return None
     eps = lit(ctx.attrs.get("epsilon", EPSILON))
+    xi = ld("x", "i")
     lines = [rows.prologue(),
-             f"__global const float *x = in0 + r * {rows.n};",
-             f"__global float *y = out0 + r * {rows.n};"]
-    lines += _stats(rows, "x[i]")
+             f"__global const {F32S} *x = in0 + r * {rows.n};",
+             f"__global {F32S} *y = out0 + r * {rows.n};"]
+    lines += _stats(rows, xi)
     lines += [f"const float sd = sqrt(q / (float){rows.n} + {eps});",
-              f"{rows.loop()} y[i] = ((x[i] - mean) / sd) * {scale} + {bias};"]
+              f"{rows.loop()} {st('y', 'i', f'(({xi} - mean) / sd) * {scale} + {bias}')}"]
     return _finish(ctx, b, rows, f"{ctx.fn_name}_{ctx.node.op}", "\n".join(lines), "norm")
 
 
@@ -206,26 +212,27 @@ def axes_norm(ctx: KernelContext):
     at = _offset("i", g.red) if g.red else "0"
     lines = [rows.prologue(),
              f"const {rows.it} base = {base};",
-             "__global const float *x = in0 + base;",
-             "__global float *y = out0 + base;"]
+             f"__global const {F32S} *x = in0 + base;",
+             f"__global {F32S} *y = out0 + base;"]
+    xa = ld("x", at)
     if op == "lp_normalization":
-        term = f"fabs(x[{at}])" if p == 1 else f"x[{at}] * x[{at}]"
+        term = "fabs(v)" if p == 1 else "v * v"
         lines += ["float s = 0.0f;",
-                  f"{rows.loop()} s += {term};",
+                  f"{rows.loop()} {{ const float v = {xa}; s += {term}; }}",
                   rows.reduce("s", "sum"),
                   f"const float norm = {'s' if p == 1 else 'sqrt(s)'};",
-                  f"{rows.loop()} y[{at}] = norm == 0.0f ? 0.0f : x[{at}] / norm;"]
+                  f"{rows.loop()} {st('y', at, f'norm == 0.0f ? 0.0f : {xa} / norm')}"]
     else:  # E[x^2] - E[x]^2, as ONNX defines it: it cancels where the variance is small next to the
         # mean, so every product is rounded as the reference rounds it (no fused multiply-adds)
         lines.insert(0, "#pragma OPENCL FP_CONTRACT OFF")
         lines += ["float s = 0.0f, s2 = 0.0f;",
-                  f"{rows.loop()} {{ const float v = x[{at}]; s += v; s2 += v * v; }}",
+                  f"{rows.loop()} {{ const float v = {xa}; s += v; s2 += v * v; }}",
                   rows.reduce("s", "sum"),
                   rows.reduce("s2", "sum"),
                   f"const float mean = s / (float){n};",
                   f"const float var = s2 / (float){n} - mean * mean;",
                   f"const float den = sqrt(var > 0.0f ? var : 0.0f) + {lit(1e-9)};",
-                  f"{rows.loop()} y[{at}] = (x[{at}] - mean) / den;"]
+                  f"{rows.loop()} {st('y', at, f'({xa} - mean) / den')}"]
     return _finish(ctx, b, rows, f"{ctx.fn_name}_{op}", "\n".join(lines), "norm")
 
 
@@ -254,7 +261,8 @@ def batch_normalization(ctx: KernelContext):
         scale, bias, mean, var = (p.astype(np.float32) for p in consts)
         inv = scale / np.sqrt(var + np.float32(eps))
         shift = bias - mean * inv
-        lines.append(f"out0[g] = in0[g] * {b.table('inv', inv)}[c] + {b.table('shift', shift)}[c];")
+        val = f"{ld('in0', 'g')} * {ld(b.table('inv', inv), 'c')} + {ld(b.table('shift', shift), 'c')}"
+        lines.append(st("out0", "g", val))
     else:
         vals = [_param(ctx, b, i, name, (C,), "c") for i, name in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "var"))]
         if any(v is None for v in vals):
@@ -262,7 +270,7 @@ def batch_normalization(ctx: KernelContext):
         sc, bi, mu, var = vals
         lines += [f"const float inv = {sc} / sqrt({var} + {lit(eps)});",
                   f"const float shift = {bi} - {mu} * inv;",
-                  "out0[g] = in0[g] * inv + shift;"]
+                  st("out0", "g", f"{ld('in0', 'g')} * inv + shift")]
     fn = f"{ctx.fn_name}_batch_normalization"
     src = kernel_source("", fn, b.params, "\n".join(lines))
     launch = Launch(fn, tuple(b.args), (round_up(total, ITEM_GROUP),), (ITEM_GROUP,))

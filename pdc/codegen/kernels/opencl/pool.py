@@ -16,7 +16,9 @@ lie inside gets constant bounds. Semantics as pdc/ir/ops/nn_pool.py:
   reaches are never counted. A window that counts no tap gives 0 / 0 = NaN, as the reference.
 - LpPool: (sum |x|^p)^(1/p) over the taps inside (padding adds nothing).
 
-MaxPool takes float32, int8 and uint8; the others float32. Path: "opencl/pool-direct".
+MaxPool takes float32, int8 and uint8; the others float32 (read and written through PDC_LD /
+PDC_ST: half in device memory under --precision fp16, where MaxPool stays exact). Path:
+"opencl/pool-direct".
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from ....ir.ops.nn_common import resolve_window
 from ...context import KernelContext, strides
 from .. import kernel
 from . import OPENCL, DeviceKernel, Launch, round_up
-from ._rows import ITEM_GROUP, cl_type, itype, kernel_source, lit, prod
+from ._rows import F32S, ITEM_GROUP, itype, kernel_source, ld, lit, prod, st, storage_type
 
 LOWEST = {"f32": "-INFINITY", "i8": "((char)-128)", "u8": "((uchar)0)"}
 
@@ -62,7 +64,9 @@ class _Geometry:
 
 
 def _body(ctx: KernelContext, g: _Geometry, ct: str, op: str) -> str:
+    """ct: the element type of the input's buffer (pdc_f32s for float32, read as float)."""
     it, n = g.it, g.nsp
+    vt = "float" if ct == F32S else ct  # the type of a value in the kernel
     lines = [f"const {it} gid = ({it})get_global_id(0);",
              f"if (gid >= {g.total}) return;",
              f"{it} rem = gid;"]
@@ -79,14 +83,14 @@ def _body(ctx: KernelContext, g: _Geometry, ct: str, op: str) -> str:
     with_index = op == "max_pool" and len(ctx.outputs) > 1
     if op == "max_pool":
         weights = g.in_st if not ctx.attrs.get("storage_order", 0) else strides(g.in_sp[::-1])[::-1]
-        lines.append(f"{ct} best = {LOWEST[ctx.inputs[0].dtype.short]};")
+        lines.append(f"{vt} best = {LOWEST[ctx.inputs[0].dtype.short]};")
         if with_index:
             lines.append("long at = 0; int found = 0;")
             pos = " + ".join(f"(long)c{i} * {weights[i]}" for i in range(n))
-            better = "v > best || (v != v && best == best)" if ct == "float" else "v > best"
+            better = "v > best || (v != v && best == best)" if vt == "float" else "v > best"
             update = f"if (!found || {better}) {{ best = v; at = {pos}; found = 1; }}"
         else:
-            update = "best = (v > best || v != v) ? v : best;" if ct == "float" else "best = v > best ? v : best;"
+            update = "best = (v > best || v != v) ? v : best;" if vt == "float" else "best = v > best ? v : best;"
     else:
         lines.append("float acc = 0.0f;")
         p = ctx.attrs.get("p", 2)
@@ -99,12 +103,12 @@ def _body(ctx: KernelContext, g: _Geometry, ct: str, op: str) -> str:
         loops.append("    " * i + f"for (int k{i} = {lo}; k{i} < {hi}; k{i}++) {{")
         loops.append("    " * i + f"    const int c{i} = s{i} + k{i} * {g.dil[i]};")
         loops.append("    " * i + f"    const {it} t{i} = {prev}({it})c{i} * {g.in_st[i]};")
-    loops.append("    " * n + f"const {ct} v = x[t{n - 1}];")
+    loops.append("    " * n + f"const {vt} v = {ld('x', f't{n - 1}', ct)};")
     loops.append("    " * n + update)
     loops += ["    " * i + "}" for i in reversed(range(n))]
     lines += loops
     if op == "max_pool":
-        lines.append("out0[gid] = best;")
+        lines.append(st("out0", "gid", "best", ct))
         if with_index:
             first = " + ".join(f"(long)s{i} * {weights[i]}" for i in range(n))
             lines.append(f"if (!found) at = {first};  /* no tap inside: the window's first tap */")
@@ -122,11 +126,11 @@ def _body(ctx: KernelContext, g: _Geometry, ct: str, op: str) -> str:
                 terms.append(str(g.kernel[i]))
             else:
                 terms.append(f"({hi} > {lo} ? {hi} - {lo} : 0)")
-        lines.append(f"out0[gid] = acc / (float)({' * '.join(terms)});")
+        lines.append(st("out0", "gid", f"acc / (float)({' * '.join(terms)})"))
     else:
         p = ctx.attrs.get("p", 2)
         res = "acc" if p == 1 else "sqrt(acc)" if p == 2 else f"pow(acc, {lit(1.0 / p)})"
-        lines.append(f"out0[gid] = {res};")
+        lines.append(st("out0", "gid", res))
     return "\n".join(lines)
 
 
@@ -141,7 +145,7 @@ def pool(ctx: KernelContext):
     path = "opencl/pool-direct"
     if g.total == 0:
         return DeviceKernel("", [], path=path)
-    ct = cl_type(x.dtype)
+    ct = storage_type(x.dtype)
     fn = f"{ctx.fn_name}_{op}"
     params = [f"__global const {ct} *in0", f"__global {ct} *out0"]
     args = ["in0", "out0"]

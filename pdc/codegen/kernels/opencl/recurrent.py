@@ -24,6 +24,10 @@ Two launches, in order on the in-order queue:
    a runtime trip count (final states came back as garbage).
 Constant W / R go to the device transposed ([d][k][gate row], tables "wt" / "rt") so that the
 work-items of a group read consecutive addresses; runtime ones are read as they are.
+The float32 tensors (X, W, R, B, the initial states, P, the outputs, the weight tables) are read
+and written through PDC_LD / PDC_ST: half in device memory under --precision fp16. The state (h, c)
+stays float, in private / __local memory or the float scratch with the input projection, so that
+half storage rounds h and c only where they are output.
 Declines (returns None): dtypes other than float32 (half and double run elsewhere), empty tensors.
 """
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ...ctypes_c import float_literal
 from .. import kernel
 from ..sequence import activation_expr
 from . import OPENCL, DeviceKernel, Launch, round_up
+from ._rows import F32S, ld, st
 
 MAX_GROUP = 128                # work-items of one recurrence group at most (Mali halves its 384 for
                                # register-heavy kernels: 128 leaves room)
@@ -139,38 +144,38 @@ class _Gen:
         return f"(d * {self.N} + b) * {self.H}" if self.layout == 0 else f"(b * {self.D} + d) * {self.H}"
 
     def w_at(self, row: str, k: str) -> str:
-        return f"Wd[({k}) * {self.GH} + {row}]" if self.wt else f"Wd[({row}) * {self.I} + ({k})]"
+        return ld("Wd", f"({k}) * {self.GH} + {row}" if self.wt else f"({row}) * {self.I} + ({k})")
 
     def r_at(self, row: str, k: str) -> str:
-        return f"Rd[({k}) * {self.GH} + {row}]" if self.rt else f"Rd[({row}) * {self.H} + ({k})]"
+        return ld("Rd", f"({k}) * {self.GH} + {row}" if self.rt else f"({row}) * {self.H} + ({k})")
 
     def w_base(self) -> str:
-        return (f"__global const float *Wd = {'wt' if self.wt else 'in1'} + d * {self.GH * self.I};")
+        return f"__global const {F32S} *Wd = {'wt' if self.wt else 'in1'} + d * {self.GH * self.I};"
 
     def r_base(self) -> str:
-        return (f"__global const float *Rd = {'rt' if self.rt else 'in2'} + d * {self.GH * self.H};")
+        return f"__global const {F32S} *Rd = {'rt' if self.rt else 'in2'} + d * {self.GH * self.H};"
 
     def bias(self, row: str, gate_rows_rb: str) -> str:
         """The bias of a gate row (C expr of the row in 0..GH): Wb plus Rb where it adds
         (gate_rows_rb: a C condition on the row, '1' or '' for always)."""
         if not self.has[3]:
             return "0.0f"
-        wb = f"Bd[{row}]"
-        rb = f"Bd[{self.GH} + {row}]"
+        wb = ld("Bd", row)
+        rb = ld("Bd", f"{self.GH} + {row}")
         if gate_rows_rb == "1":
             return f"({wb} + {rb})"
         return f"({wb} + ({gate_rows_rb} ? {rb} : 0.0f))"
 
     def b_base(self) -> str:
-        return f"__global const float *Bd = in3 + d * {2 * self.GH};" if self.has[3] else ""
+        return f"__global const {F32S} *Bd = in3 + d * {2 * self.GH};" if self.has[3] else ""
 
     # ---- launch 1: the input projection ------------------------------------------------------
     def xproj(self) -> tuple[str, Launch]:
         fn, GH, I = f"{self.fn}_xproj", self.GH, self.I
-        params = [("in0", "__global const float *in0"),
-                  ("wt" if self.wt else "in1", f"__global const float *{'wt' if self.wt else 'in1'}")]
+        params = [("in0", f"__global const {F32S} *in0"),
+                  ("wt" if self.wt else "in1", f"__global const {F32S} *{'wt' if self.wt else 'in1'}")]
         if self.has[3]:
-            params.append(("in3", "__global const float *in3"))
+            params.append(("in3", f"__global const {F32S} *in3"))
         params.append(("scratch", "__global float *scratch"))
         rb_cond = "1" if self.rb_rows == GH else f"col < {self.rb_rows}"
         src = f"""__kernel void {fn}({', '.join(p for _, p in params)}) {{
@@ -179,11 +184,11 @@ class _Gen:
     const int row = get_global_id(1);
     const int d = get_global_id(2);
     const int t = row / {self.N}, b = row % {self.N};
-    __global const float *x = in0 + {self.x_row('t', 'b')};
+    __global const {F32S} *x = in0 + {self.x_row('t', 'b')};
     {self.w_base()}
     {self.b_base()}
     float acc = 0.0f;
-    for (int k = 0; k < {I}; k++) acc += x[k] * {self.w_at('col', 'k')};
+    for (int k = 0; k < {I}; k++) acc += {ld('x', 'k')} * {self.w_at('col', 'k')};
     scratch[{self.xp_off} + (d * {self.T * self.N} + row) * {GH} + col] = acc + {self.bias('col', rb_cond)};
 }}"""
         g0 = min(XPROJ_GROUP, round_up(GH, GROUP_QUANTUM))
@@ -200,7 +205,7 @@ class _Gen:
         inits = ", ".join(f"a{g} = {self.bias(f'{g * H} + j', '1' if g < rb_gates else '0')}" for g in range(G))
         body = " ".join(f"a{g} += xk * {self.w_at(f'{g * H} + j', 'k')};" for g in range(G))
         return [f"float {inits};",
-                f"for (int k = 0; k < {self.I}; k++) {{ const float xk = xv[k]; {body} }}"]
+                f"for (int k = 0; k < {self.I}; k++) {{ const float xk = {ld('xv', 'k')}; {body} }}"]
 
     def rec_loop(self, vec: str, acc: list[tuple[str, int]]) -> str:
         """for k: acc_name += vec[k] * R[gate row of (gate, j)][k] for each (acc_name, gate)."""
@@ -237,7 +242,7 @@ class _Gen:
             return [s]
         # gru: gates z, r, h
         if self.lbr:
-            rbh = f"Bd[{self.GH + 2 * H} + j]" if self.has[3] else "0.0f"
+            rbh = ld("Bd", f"{self.GH + 2 * H} + j") if self.has[3] else "0.0f"
             s = a + [f"float ah = {rbh};",
                      self.rec_loop("hs", [("a0", 0), ("a1", 1), ("ah", 2)]),
                      f"const float z = {self.act(0, self.clipped('a0'))};",
@@ -260,18 +265,18 @@ class _Gen:
         lstm = self.op == "lstm"
         params = []
         if not self.pre:
-            params.append(("in0", "__global const float *in0"))
-            params.append(("wt" if self.wt else "in1", f"__global const float *{'wt' if self.wt else 'in1'}"))
-        params.append(("rt" if self.rt else "in2", f"__global const float *{'rt' if self.rt else 'in2'}"))
+            params.append(("in0", f"__global const {F32S} *in0"))
+            params.append(("wt" if self.wt else "in1", f"__global const {F32S} *{'wt' if self.wt else 'in1'}"))
+        params.append(("rt" if self.rt else "in2", f"__global const {F32S} *{'rt' if self.rt else 'in2'}"))
         need_b = self.has[3] and (not self.pre or self.lbr)
         if need_b:
-            params.append(("in3", "__global const float *in3"))
+            params.append(("in3", f"__global const {F32S} *in3"))
         for i in (4, 5) + ((6, 7) if lstm else ()):
             if self.has[i]:
-                ty = self.ctx.ctype(self.ctx.inputs[i].dtype) if i == 4 else "float"
+                ty = self.ctx.ctype(self.ctx.inputs[i].dtype) if i == 4 else F32S
                 params.append((f"in{i}", f"__global const {ty} *in{i}"))
         for i in range(self.nout):
-            params.append((f"out{i}", f"__global float *out{i}"))
+            params.append((f"out{i}", f"__global {F32S} *out{i}"))
         if self.scratch_floats:
             params.append(("scratch", "__global float *scratch"))
         fence = "CLK_LOCAL_MEM_FENCE" if self.local else "CLK_GLOBAL_MEM_FENCE"
@@ -313,12 +318,12 @@ class _Gen:
             out += [f"{indent}        {s}" for s in stmts]
             return out + [f"{indent}    }}", f"{indent}}}"]
 
-        init = [f"hs[j] = {f'in5[{srow} + j]' if self.has[5] else '0.0f'};", "hp[u] = 0.0f;"]
+        init = [f"hs[j] = {ld('in5', f'{srow} + j') if self.has[5] else '0.0f'};", "hp[u] = 0.0f;"]
         if lstm:
-            init.append(f"c[u] = {f'in6[{srow} + j]' if self.has[6] else '0.0f'};")
+            init.append(f"c[u] = {ld('in6', f'{srow} + j') if self.has[6] else '0.0f'};")
             if self.has[7]:
-                init.append(f"pi[u] = in7[d * {3 * H} + j]; po[u] = in7[d * {3 * H} + {H} + j]; "
-                            f"pf[u] = in7[d * {3 * H} + {2 * H} + j];")
+                init.append(f"pi[u] = {ld('in7', f'd * {3 * H} + j')}; po[u] = {ld('in7', f'd * {3 * H} + {H} + j')}; "
+                            f"pf[u] = {ld('in7', f'd * {3 * H} + {2 * H} + j')};")
         lines += per_unit(init)
         lines.append(f"    {barrier}")
         # the trip count is the constant T (the steps past len do nothing), so that every barrier
@@ -331,7 +336,7 @@ class _Gen:
             lines.append(f"        __global const float *xr = scratch + {self.xp_off} + "
                          f"((d * {T} + t) * {N} + b) * {self.GH};")
         else:
-            lines.append(f"        __global const float *xv = in0 + {self.x_row('t', 'b')};")
+            lines.append(f"        __global const {F32S} *xv = in0 + {self.x_row('t', 'b')};")
         for k, phase in enumerate(self.step_phases()):
             if k:
                 lines.append(f"        {barrier}")
@@ -339,17 +344,17 @@ class _Gen:
         lines.append(f"        {barrier}")  # every work-item has read h
         publish = ["hs[j] = hn[u]; hp[u] = hn[u];"]
         if self.nout > 0:
-            publish.append(f"out0[{self.y_index('t')}] = hn[u];")
+            publish.append(st("out0", self.y_index("t"), "hn[u]"))
         lines += per_unit(publish, "        ", "live && ")
         lines.append(f"        {barrier}")  # the new h is visible
         lines.append("    }")
         tail = []
         if self.nout > 0:
-            tail.append(f"for (int t = len; t < {T}; t++) out0[{self.y_index('t')}] = 0.0f;")
+            tail.append(f"for (int t = len; t < {T}; t++) {st('out0', self.y_index('t'), '0.0f')}")
         if self.nout > 1:
-            tail.append(f"out1[{srow} + j] = hp[u];")
+            tail.append(st("out1", f"{srow} + j", "hp[u]"))
         if self.nout > 2 and lstm:
-            tail.append(f"out2[{srow} + j] = len > 0 ? c[u] : 0.0f;")
+            tail.append(st("out2", f"{srow} + j", "len > 0 ? c[u] : 0.0f"))
         lines += per_unit(tail)
         lines.append("}")
         launch = Launch(fn, tuple(n for n, _ in params), (LS * D * N,), (LS,))

@@ -5,7 +5,9 @@ i of row r at (r / inner) * n * inner + r % inner + i * inner. Short rows take o
 (neighbouring work-items read neighbouring columns when inner > 1); long rows one work-group each
 with __local tree reductions (_rows.Rows). Numerics as pdc/ir/ops/nn.py: the row's max first
 (NaN-sticky), a row whose max is not finite is all NaN (as ONNX Runtime gives), then exp(x - max)
-summed; Hardmax puts its 1 at the first maximum, NaN counting as the maximum.
+summed; Hardmax puts its 1 at the first maximum, NaN counting as the maximum. Softmax stores
+exp(x - max) and divides it in place with float storage; with half storage (--precision fp16) it
+computes exp(x - max) again instead, so that the output is rounded to half once.
 
 Paths: "opencl/softmax-item", "opencl/softmax-group".
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from ...context import KernelContext
 from .. import kernel
 from . import OPENCL, DeviceKernel
-from ._rows import LONG_ROW, Rows, kernel_source, prod
+from ._rows import F32S, LONG_ROW, Rows, kernel_source, ld, prod, st
 
 MANY_ROWS = 4096  # strided rows (inner > 1) this many keep one item each even when long: enough parallelism
 
@@ -62,34 +64,40 @@ def softmax(ctx: KernelContext):
     local = (f"__local float redv[{rows.wg}];", f"__local {it} redi[{rows.wg}];") if op == "hardmax" else ()
     lines = [rows.prologue(local),
              f"const {it} base = {base};",
-             "__global const float *x = in0 + base;",
-             "__global float *y = out0 + base;"]
+             f"__global const {F32S} *x = in0 + base;",
+             f"__global {F32S} *y = out0 + base;"]
     if op == "hardmax":
         lines += [f"float bv = -INFINITY; {it} bi = {n};",
                   f"{rows.loop()} {{",
-                  f"    const float v = x[{at}];",
+                  f"    const float v = {ld('x', at)};",
                   f"    if (bi == {n} || v > bv || (v != v && bv == bv)) {{ bv = v; bi = i; }}",
                   "}"]
         if rows.group:
             lines.append(_hardmax_tree(rows))
-        lines.append(f"{rows.loop()} y[{at}] = i == bi ? 1.0f : 0.0f;")
+        lines.append(f"{rows.loop()} {st('y', at, 'i == bi ? 1.0f : 0.0f')}")
     else:
         lines += ["float m = -INFINITY;",
-                  f"{rows.loop()} {{ const float v = x[{at}]; m = (v > m || v != v) ? v : m; }}",
+                  f"{rows.loop()} {{ const float v = {ld('x', at)}; m = (v > m || v != v) ? v : m; }}",
                   rows.reduce("m", "max"),
                   # a max of +inf or NaN, or a row of -inf: all NaN, as the reference (the row goes
                   # on to the end: no work-item leaves a group before its barriers)
                   "const int bad = !isfinite(m);",
                   "float s = 0.0f;"]
-        if op == "softmax":
-            lines += [f"{rows.loop()} {{ const float e = exp(x[{at}] - m); y[{at}] = e; s += e; }}",
+        xv, yv = ld("x", at), ld("y", at)
+        e = f"exp({xv} - m)"
+        if op == "softmax" and ctx.config.float_storage == "f32":  # y holds e until divided
+            lines += [f"{rows.loop()} {{ const float e = {e}; {st('y', at, 'e')} s += e; }}",
                       rows.reduce("s", "sum"),
-                      f"{rows.loop()} y[{at}] = bad ? NAN : y[{at}] / s;"]
+                      f"{rows.loop()} {st('y', at, f'bad ? NAN : {yv} / s')}"]
+        elif op == "softmax":  # half storage: e again, not e rounded to half
+            lines += [f"{rows.loop()} s += {e};",
+                      rows.reduce("s", "sum"),
+                      f"{rows.loop()} {st('y', at, f'bad ? NAN : {e} / s')}"]
         else:
-            lines += [f"{rows.loop()} s += exp(x[{at}] - m);",
+            lines += [f"{rows.loop()} s += {e};",
                       rows.reduce("s", "sum"),
                       "const float lse = log(s);",
-                      f"{rows.loop()} y[{at}] = bad ? NAN : (x[{at}] - m) - lse;"]
+                      f"{rows.loop()} {st('y', at, f'bad ? NAN : ({xv} - m) - lse')}"]
     body = "\n".join(line for line in lines if line)
-    src = kernel_source(rows.attribute(), fn, ["__global const float *in0", "__global float *out0"], body)
+    src = kernel_source(rows.attribute(), fn, [f"__global const {F32S} *in0", f"__global {F32S} *out0"], body)
     return DeviceKernel(src, [rows.launch(fn, ("in0", "out0"))], path=path)
