@@ -140,7 +140,7 @@ static pdc_status build_log(cl_program program, cl_device_id dev) {
     clGetProgramBuildInfo(program, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
     for (char *p = log; *p; p++)
         if (*p == '\n') *p = ' ';
-    return fail("OpenCL: the kernels did not build: %s", log);
+    return fail("OpenCL: the kernels did not build: %s", log[0] ? log : "(the driver gave no build log)");
 }
 
 /* ---- the device ------------------------------------------------------------------------------ */

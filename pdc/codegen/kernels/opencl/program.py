@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from ...kir.opencl import HELPERS as KIR_HELPERS  # the bfloat16 conversions printed kernels call
+
 MATH = ("exp", "log", "log2", "log10", "log1p", "expm1", "exp2", "sqrt", "cbrt", "pow", "tanh", "sinh", "cosh",
         "asinh", "acosh", "atanh", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "erf", "erfc", "fabs",
         "fmin", "fmax", "floor", "ceil", "round", "trunc", "fmod", "remainder", "copysign", "hypot", "lgamma",
@@ -65,7 +67,7 @@ __kernel void pdc_half_to_f32(__global const half *src, __global float *dst) {
 
 def program_source(helpers: dict, kernels: list, storage: str = "f32") -> str:
     """The program's source: preamble, helpers (registered once each), the kernels' sources."""
-    parts = [PREAMBLE, *STORAGE[storage], *(global_pointers(h) for h in helpers.values())]
+    parts = [PREAMBLE, *STORAGE[storage], KIR_HELPERS, *(global_pointers(h) for h in helpers.values())]
     if storage == "f16":
         parts.append(CONVERSIONS)
     return "\n".join(parts + list(kernels)) + "\n"
