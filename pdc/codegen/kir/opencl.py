@@ -9,7 +9,6 @@ bf16 uses the helpers in `helpers`, which the program's source must include once
 """
 from __future__ import annotations
 
-from ...ir.errors import UnsupportedError
 from .expr import Cast, Const, Expr, Load
 from .printer import PREC, PRIMARY, UNARY, CPrinter
 from .stmt import Barrier, Bind, Copy, Fill, For, Store, Unroll
@@ -72,11 +71,19 @@ class OpenCLPrinter(CPrinter):
             if e.lanes == 1:
                 return f"vload_half({self.expr(e.index)}, {e.buffer.name})"
             return f"vload_half{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
-        if e.dtype.short == "f16" and e.lanes == 1:
-            raise UnsupportedError("OpenCL: a half element is read as float (cast the load to f32)")
+        if e.buffer.dtype.short == "f16":  # half in memory is read as float (no cl_khr_fp16 needed)
+            if e.lanes == 1:
+                return f"vload_half({self.expr(e.index)}, {e.buffer.name})"
+            return f"vload_half{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
         if e.lanes == 1:
             return super().load(e)
         return f"vload{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
+
+    def bitcast(self, e):
+        """as_<type>: OpenCL reinterprets any value as another type of its size."""
+        if self.type_name(e.dtype) == self.type_name(e.a.dtype):
+            return self._expr(e.a)
+        return f"as_{self.type_name(e.dtype)}({self.expr(e.a)})", PRIMARY
 
     def broadcast(self, e) -> str:
         return f"({self.type_name(e.dtype)})({self.expr(e.a)})"
@@ -100,8 +107,11 @@ class OpenCLPrinter(CPrinter):
             return f"for ({self.index_type} {k} = 0; {k} < {self.expr(s.count)}; {k}++) {store}"
         if isinstance(s, Copy):
             k = "copy_i"
+            value = f"{s.src.name}[{self._at(s.src_index, k)}]"
+            if self.type_name(s.src.dtype) != self.type_name(s.dst.dtype):  # bits moved, not converted
+                value = f"as_{self.type_name(s.dst.dtype)}({value})"
             return (f"for ({self.index_type} {k} = 0; {k} < {self.expr(s.count)}; {k}++) "
-                    f"{s.dst.name}[{self._at(s.dst_index, k)}] = {s.src.name}[{self._at(s.src_index, k)}];")
+                    f"{s.dst.name}[{self._at(s.dst_index, k)}] = {value};")
         return super().simple(s)
 
     def _at(self, base: Expr, k: str) -> str:

@@ -20,7 +20,7 @@ recovered indices). Anything else is left as it is, to run in one work-item.
 """
 from __future__ import annotations
 
-from .expr import Address, Call, Const, Load, cast, iadd, idiv, imod, imul, index_var
+from .expr import Address, Call, Const, Load, bitcast, cast, iadd, idiv, imod, imul, index_var
 from .stmt import (Allocate, Bind, Block, Comment, ConstArray, Copy, Declare, Fill, For, Kernel, Parallel, Store,
                    WeightsView, block)
 from .walk import nodes, variables_used
@@ -84,8 +84,10 @@ def fission(kernel: Kernel) -> list[Kernel]:
             return [kernel]
         if isinstance(last, Copy):
             k = index_var("copy_k")
-            last = For(k, Const(0, k.dtype), last.count,
-                       block(Store(last.dst, iadd(last.dst_index, k), Load(last.src, iadd(last.src_index, k)))),
+            value = Load(last.src, iadd(last.src_index, k))
+            if last.src.dtype != last.dst.dtype:  # a copy moves bits (bit_cast): reinterpret them
+                value = bitcast(last.dst.dtype, value)
+            last = For(k, Const(0, k.dtype), last.count, block(Store(last.dst, iadd(last.dst_index, k), value)),
                        annotation=Parallel())
         elif isinstance(last, Fill):
             k = index_var("fill_k")
