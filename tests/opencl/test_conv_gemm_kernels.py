@@ -8,7 +8,9 @@ followed by the activations and residual adds that -O2 fuses (fused_conv); Gemm 
 transB / alpha / beta and C absent, a scalar, a row, a column or full; MatMul with 1-D operands
 and broadcast batch dims, + bias + activation + residual. Each draw runs under the heuristic and
 with every path forced (PDC_FORCE_PATH) that can compute it; the forced path must be the one the
-bundle's manifest names.
+bundle's manifest names. Every third draw also runs with --precision fp16 (half storage of every
+float32 tensor on the device, float arithmetic), each path again, the heuristic taking the path it
+takes in fp32.
 """
 from __future__ import annotations
 
@@ -22,6 +24,15 @@ import pdc
 from conftest import require_module
 
 RTOL, ATOL = 1e-4, 1e-5
+# fp16 storage: the inputs, weights, bias, Gemm's C and the residual are rounded to half on the
+# device (relative error <= u = 2^-11 ~ 4.9e-4, half's unit roundoff), products and sums run in
+# float (K * 2^-24: negligible), and the result is rounded to half (u again). A K-term dot product
+# of rounded operands carries independent errors <= 2u on each term, so its error grows roughly
+# like 2u * sqrt(K) * rms(term): with the draws' weights scaled by 1/sqrt(fan_in) (terms ~
+# 1/sqrt(K)) that is ~2u ~ 1e-3 of an O(1) output in rms, a few 1e-3 at the worst of the outputs.
+# Bounded by 1e-2 of the largest |reference| (the draws' worst: 1.7e-3, a tanh output near 1);
+# the floor of 0.1 is the operands' scale (inputs ~ N(0, 1)) for outputs that all but vanish.
+FP16_REL = 1e-2
 OPSET = 17
 pytestmark = pytest.mark.usefixtures("opencl_platform")
 ACTIVATIONS = ["none", "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh"]
@@ -221,14 +232,23 @@ def onnxruntime_outputs(model, feeds):
     return sess.run(["y"], feeds)[0]
 
 
-def check(model, feeds, tmp_path, monkeypatch, force=None, family=None, expect=None):
+def check(model, feeds, tmp_path, monkeypatch, force=None, family=None, expect=None, precision="fp32"):
     if force:
         monkeypatch.setenv("PDC_FORCE_PATH", f"{family}={force}")
     else:
         monkeypatch.delenv("PDC_FORCE_PATH", raising=False)
-    module = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b"))
-    got = module.run(feeds)["y"]
-    np.testing.assert_allclose(got, onnxruntime_outputs(model, feeds), rtol=RTOL, atol=ATOL)
+    module = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b"), precision=precision)
+    assert module.manifest["precision"] == precision
+    got, want = module.run(feeds)["y"], onnxruntime_outputs(model, feeds)
+    if precision == "fp32":
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    else:
+        assert got.shape == want.shape and got.dtype == np.float32
+        err = float(np.abs(got.astype(np.float64) - want).max(initial=0.0))
+        scale = max(float(np.abs(want).max(initial=0.0)), 0.1)
+        assert err <= FP16_REL * scale, f"fp16: max abs error {err:.3g} > {FP16_REL} * {scale:.3g}"
+        # the output came back from half storage: every value is a half
+        assert np.array_equal(got, got.astype(np.float16).astype(np.float32)), "fp16: the output is not half"
     taken = [k.get("path") for k in module.manifest.get("kernels", [])]
     if expect is not None:
         assert expect in taken, f"expected {expect}, the kernels took {taken}"
@@ -237,6 +257,7 @@ def check(model, feeds, tmp_path, monkeypatch, force=None, family=None, expect=N
 
 CONV_SEEDS = list(range(1000, 1040))
 PRODUCT_SEEDS = list(range(2000, 2040))
+FP16_CONV_SEEDS, FP16_PRODUCT_SEEDS = CONV_SEEDS[::3], PRODUCT_SEEDS[::3]
 
 
 @pytest.mark.parametrize("seed", CONV_SEEDS)
@@ -263,8 +284,39 @@ def test_gemm_matmul_matches_onnxruntime(seed, tmp_path, monkeypatch):
               expect=f"opencl/gemm-{path}")
 
 
-def test_big_layers_take_the_tiled_paths(tmp_path, monkeypatch):
-    """The shapes the heuristics send to the matrix-product paths (and a depthwise layer)."""
+@pytest.mark.parametrize("seed", FP16_CONV_SEEDS)
+def test_conv_fp16_storage_matches_onnxruntime(seed, tmp_path, monkeypatch):
+    """--precision fp16: the heuristic's path (the one it takes in fp32) and every forced path."""
+    _require_target()
+    case = conv_case(seed)
+    model, feeds = conv_model(case)
+    taken32 = check(model, feeds, tmp_path / "auto32", monkeypatch)
+    taken = check(model, feeds, tmp_path / "auto", monkeypatch, precision="fp16")
+    assert taken == taken32, f"fp16 took {taken}, fp32 {taken32}"
+    assert any(p and p.startswith("opencl/conv-") for p in taken), f"no opencl conv kernel ran: {taken}"
+    for path in case["paths"]:
+        check(model, feeds, tmp_path / path, monkeypatch, force=path, family="opencl-conv",
+              expect=f"opencl/conv-{path}", precision="fp16")
+
+
+@pytest.mark.parametrize("seed", FP16_PRODUCT_SEEDS)
+def test_gemm_matmul_fp16_storage_matches_onnxruntime(seed, tmp_path, monkeypatch):
+    _require_target()
+    case = gemm_case(seed) if seed % 2 == 0 else matmul_case(seed)
+    model, feeds = product_model(case)
+    taken32 = check(model, feeds, tmp_path / "auto32", monkeypatch)
+    taken = check(model, feeds, tmp_path / "auto", monkeypatch, precision="fp16")
+    assert taken == taken32, f"fp16 took {taken}, fp32 {taken32}"
+    assert any(p and p.startswith("opencl/gemm-") for p in taken), f"no opencl gemm kernel ran: {taken}"
+    for path in ("tiled", "simple"):
+        check(model, feeds, tmp_path / path, monkeypatch, force=path, family="opencl-gemm",
+              expect=f"opencl/gemm-{path}", precision="fp16")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_big_layers_take_the_tiled_paths(precision, tmp_path, monkeypatch):
+    """The shapes the heuristics send to the matrix-product paths (and a depthwise layer); in fp16
+    too (its Gemm, K = 18816, the deepest product of the file)."""
     _require_target()
     net = Net(7)
     x = net.feed("x", net.array((1, 64, 14, 14)))
@@ -278,7 +330,7 @@ def test_big_layers_take_the_tiled_paths(tmp_path, monkeypatch):
     y = net.node("Reshape", [y, net.const("s", [8, 8], np.int64)], "rs")
     net.node("Identity", [net.node("MatMul", [y, net.const("M", net.array((8, 40)))], "mm")], "y")
     model = net.model()
-    taken = check(model, net.feeds, tmp_path, monkeypatch)
+    taken = check(model, net.feeds, tmp_path, monkeypatch, precision=precision)
     for path in ("opencl/conv-tiled", "opencl/conv-depthwise", "opencl/conv-1x1-gemm"):
         assert path in taken, taken
 

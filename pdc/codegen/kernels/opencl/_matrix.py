@@ -13,6 +13,10 @@ output pixel). Two kernels compute one:
 - `simple`: one work-item per element of C (tiny products, a single row or column).
 
 The work-items of a kernel are padded up to whole work-groups and guarded.
+
+Storage: float32 tensors in global memory are `pdc_f32s` (half under --precision fp16, program.py
+STORAGE), read and written only through PDC_LD / PDC_ST (`ld`, `st`); the element expressions
+of A and B convert as they load, so the __local slabs, the registers and the arithmetic are float.
 """
 from __future__ import annotations
 
@@ -30,31 +34,46 @@ def flt(x: float) -> str:
     return float_literal(float(x), "float")
 
 
+def ld(p: str, i: str) -> str:
+    """The C expression of element i of the float32 buffer p in global memory, as a float."""
+    return f"PDC_LD({p}, {i})"
+
+
+def st(p: str, i: str, v: str) -> str:
+    """The statement storing the float v as element i of the float32 buffer p in global memory."""
+    return f"PDC_ST({p}, {i}, {v});"
+
+
+def f32_pointer(const: bool) -> str:
+    """The type of a pointer parameter or variable into a float32 tensor in global memory."""
+    return f"__global {'const ' if const else ''}pdc_f32s *"
+
+
 def epilogue_lines(ctx, epi: Epilogue, v: str, idx: str) -> list[str]:
     """Statements turning the value `v` (bias added) into the fused output: + residual before the
     activation, the activation, + residual after it (the residual has the output's layout: `idx`)."""
     out = []
     if epi.res_before:
-        out.append(f"{v} += {epi.r}[{idx}];")
+        out.append(f"{v} += {ld(epi.r, idx)};")
     if epi.activation != "none":
         al, be = epi.c_alpha_beta()
         out.append(f"{v} = {act_expr(ctx, epi.activation, v, 'float', al, be)};")
     if epi.res_after:
-        out.append(f"{v} += {epi.r}[{idx}];")
+        out.append(f"{v} += {ld(epi.r, idx)};")
     return out
 
 
 def kernel_params(ctx) -> tuple[list[str], str]:
-    """The buffers a kernel of the node takes (its present inputs, its outputs) and the parameter
-    list of the __kernel function."""
+    """The buffers a kernel of the node takes (its present inputs, its outputs; all float32, in
+    their storage type) and the parameter list of the __kernel function."""
     names, params = [], []
     for i, t in enumerate(ctx.inputs):
         if t is not None:
             names.append(f"in{i}")
-            params.append(f"__global const float *restrict in{i}")
+            params.append(f"{f32_pointer(True)}restrict in{i}")
     for i in range(len(ctx.outputs)):
         names.append(f"out{i}")
-        params.append(f"__global float *restrict out{i}")
+        params.append(f"{f32_pointer(False)}restrict out{i}")
     return names, ", ".join(params)
 
 
@@ -69,8 +88,8 @@ class MatrixProduct:
     N: int
     K: int
     batch: int
-    a_elem: Callable[[str, str], str]  # (m, k) -> C expression of A[bt][m][k] (both in range)
-    b_elem: Callable[[str, str], str]  # (k, n) -> C expression of B[bt][k][n]
+    a_elem: Callable[[str, str], str]  # (m, k) -> C expression of A[bt][m][k] as a float (both in range)
+    b_elem: Callable[[str, str], str]  # (k, n) -> C expression of B[bt][k][n] as a float
     store: Callable[[str, str, str], list]  # (v, m, n) -> statements storing v as C[bt][m][n]
     prologue: list = field(default_factory=list)  # statements from `bt` (batch offsets), run first
     b_column: Optional[Callable[[str], list]] = None  # (n) -> statements B's elements of column n share

@@ -2,6 +2,10 @@
 dilations, groups, optional bias, batch, weights constant or not (auto_pad, which the importer
 keeps, is resolved here by ConvGeom).
 
+Every float32 buffer (input, weights, bias, residual, output) is in the storage type pdc_f32s,
+read through PDC_LD and written through PDC_ST (half under --precision fp16, _matrix.py); the
+registers, the __local slabs and the arithmetic are float.
+
 Paths, chosen from the layer's shape (PDC_FORCE_PATH="opencl-conv=<path>" forces one where it
 can compute the layer; "direct" computes every layer):
 
@@ -32,7 +36,7 @@ from ..conv_geometry import ConvGeom
 from ..epilogue import Epilogue
 from ..paths import declare, take
 from . import OPENCL, DeviceKernel, Launch, round_up
-from ._matrix import MatrixProduct, choose_tile, epilogue_lines, indent, kernel_params, tiled
+from ._matrix import MatrixProduct, choose_tile, epilogue_lines, f32_pointer, indent, kernel_params, ld, st, tiled
 
 FAMILY = "opencl-conv"
 declare(FAMILY, "direct", "depthwise", "1x1-gemm", "tiled")
@@ -57,8 +61,8 @@ class Layer:
         g = self.g
         ch = f"g * {g.mg} + {m}" if g.group > 1 else m
         idx = f"(img * {g.m} + {ch}) * {g.p_out} + {p}"
-        lines = [f"{v} += in2[{ch}];"] if self.has_bias else []
-        return lines + epilogue_lines(self.ctx, self.epi, v, idx) + [f"out0[{idx}] = {v};"]
+        lines = [f"{v} += {ld('in2', ch)};"] if self.has_bias else []
+        return lines + epilogue_lines(self.ctx, self.epi, v, idx) + [st("out0", idx, v)]
 
     def needs_check(self, axis: int, out_extent: Optional[int] = None) -> tuple[bool, bool]:
         """Whether the input index along spatial axis (0..2 of D, H, W) can fall below 0 / past
@@ -99,8 +103,8 @@ def direct(L: Layer, fn: str, MT: int, PT: int) -> tuple[str, Launch]:
          f"const int ow0 = (pb % {nowb}) * {PT}, row = pb / {nowb};",
          f"const int oh = row % {OH}, od = row / {OH};",
          f"const int id0 = od * {sd} - {pd}, ih0 = oh * {sh} - {ph}, iw0 = ow0 * {sw} - {pw};",
-         f"__global const float *xg = in0 + (img * {g.c} + g * {g.cg}) * {g.p_in};",
-         f"__global const float *wg = in1 + g * {g.mg * K};"]
+         f"{f32_pointer(True)}xg = in0 + (img * {g.c} + g * {g.cg}) * {g.p_in};",
+         f"{f32_pointer(True)}wg = in1 + g * {g.mg * K};"]
     # weight rows past the group's channels read the last one (their sums are never stored)
     for i in range(MT):
         row = f"m0 + {i}" if g.mg % MT == 0 else f"min(m0 + {i}, {g.mg - 1})"
@@ -116,23 +120,23 @@ def direct(L: Layer, fn: str, MT: int, PT: int) -> tuple[str, Launch]:
     loop += [f"    for (int kh = 0; kh < {KH}; kh++) {{", f"        const int ih = ih0 + kh * {dh};"]
     if chh:
         loop.append(f"        if ({chh}) continue;")
-    loop += [f"        __global const float *xr = xg + ((ci * {D} + id) * {H} + ih) * {W} + iw0;",
+    loop += [f"        {f32_pointer(True)}xr = xg + ((ci * {D} + id) * {H} + ih) * {W} + iw0;",
              f"        const int wt = ((ci * {KD} + kd) * {KH} + kh) * {KW};"]
     inner = []
 
     def xload(off: str, iw: str) -> str:
         c = range_check(iw, W, (cw_lo, cw_hi))
-        return f"({c}) ? 0.0f : xr[{off}]" if c else f"xr[{off}]"
+        return f"({c}) ? 0.0f : {ld('xr', off)}" if c else ld("xr", off)
 
     if unroll:
         inner += [f"const float x{s} = {xload(str(s), f'iw0 + {s}')};" for s in range(seg)]
         for kw in range(KW):
-            inner += [f"{{ const float w{i} = wg[wo{i} + wt + {kw}];" for i in range(MT)]
+            inner += [f"{{ const float w{i} = {ld('wg', f'wo{i} + wt + {kw}')};" for i in range(MT)]
             inner += [f"  s{i}_{j} += w{i} * x{j * sw + kw * dw};" for i in range(MT) for j in range(PT)]
             inner += ["}" * MT]
     else:
         inner.append(f"for (int kw = 0; kw < {KW}; kw++) {{")
-        inner += [f"    const float w{i} = wg[wo{i} + wt + kw];" for i in range(MT)]
+        inner += [f"    const float w{i} = {ld('wg', f'wo{i} + wt + kw')};" for i in range(MT)]
         for j in range(PT):
             off = f"{j * sw} + kw * {dw}"
             inner.append(f"    {{ const float x = {xload(off, f'(iw0 + {off})')};")
@@ -158,11 +162,11 @@ def direct(L: Layer, fn: str, MT: int, PT: int) -> tuple[str, Launch]:
 # ---- the matrix-product paths ------------------------------------------------------------------------
 def pointwise_product(L: Layer) -> MatrixProduct:
     g = L.g
-    pro = L.prologue("bt") + [f"__global const float *xg = in0 + (img * {g.c} + g * {g.cg}) * {g.p_in};",
-                              f"__global const float *wg = in1 + g * {g.mg * g.cg};"]
+    pro = L.prologue("bt") + [f"{f32_pointer(True)}xg = in0 + (img * {g.c} + g * {g.cg}) * {g.p_in};",
+                              f"{f32_pointer(True)}wg = in1 + g * {g.mg * g.cg};"]
     return MatrixProduct(g.mg, g.p_out, g.cg, g.n * g.group,
-                         a_elem=lambda m, k: f"wg[{m} * {g.cg} + {k}]",
-                         b_elem=lambda k, p: f"xg[{k} * {g.p_in} + {p}]",
+                         a_elem=lambda m, k: ld("wg", f"{m} * {g.cg} + {k}"),
+                         b_elem=lambda k, p: ld("xg", f"{k} * {g.p_in} + {p}"),
                          store=L.store, prologue=pro)
 
 
@@ -173,17 +177,17 @@ def im2col_product(L: Layer, fn: str) -> tuple[MatrixProduct, str]:
     D, H, W = g.in_sp
     OD, OH, OW = g.out_sp
     KD, KH, KW = g.kernel
-    pro = L.prologue("bt") + [f"__global const float *xg = in0 + (img * {g.c} + g * {g.cg}) * {g.p_in};",
-                              f"__global const float *wg = in1 + g * {g.mg * g.k};"]
+    pro = L.prologue("bt") + [f"{f32_pointer(True)}xg = in0 + (img * {g.c} + g * {g.cg}) * {g.p_in};",
+                              f"{f32_pointer(True)}wg = in1 + g * {g.mg * g.k};"]
     # a padded column (p >= the pixels) computes indices that the load's guard never uses
     checks = [range_check(v, n, L.needs_check(a)) for a, (v, n) in enumerate((("id", D), ("ih", H), ("iw", W)))]
     checks = " || ".join(c for c in checks if c)
-    helper = (f"static inline float {fn}_x(__global const float *restrict x, int k, int id0, int ih0, int iw0)\n{{\n"
+    helper = (f"static inline float {fn}_x({f32_pointer(True)}restrict x, int k, int id0, int ih0, int iw0)\n{{\n"
               f"    const int ci = k / {g.taps}, t = k % {g.taps};\n"
               f"    const int id = id0 + t / {KH * KW} * {g.dilations[0]},"
               f" ih = ih0 + t / {KW} % {KH} * {g.dilations[1]}, iw = iw0 + t % {KW} * {g.dilations[2]};\n"
               + (f"    if ({checks}) return 0.0f;\n" if checks else "")
-              + f"    return x[((ci * {D} + id) * {H} + ih) * {W} + iw];\n}}\n")
+              + f"    return {ld('x', f'((ci * {D} + id) * {H} + ih) * {W} + iw')};\n}}\n")
 
     def column(p: str) -> list[str]:
         return [f"const int ow_ = {p} % {OW}, oh_ = {p} / {OW} % {OH}, od_ = {p} / {OW * OH};",
@@ -191,7 +195,7 @@ def im2col_product(L: Layer, fn: str) -> tuple[MatrixProduct, str]:
                 f"iw0_ = ow_ * {g.strides[2]} - {g.begin[2]};"]
 
     mp = MatrixProduct(g.mg, g.p_out, g.k, g.n * g.group,
-                       a_elem=lambda m, k: f"wg[{m} * {g.k} + {k}]",
+                       a_elem=lambda m, k: ld("wg", f"{m} * {g.k} + {k}"),
                        b_elem=lambda k, p: f"{fn}_x(xg, {k}, id0_, ih0_, iw0_)",
                        store=L.store, prologue=pro, b_column=column)
     return mp, helper

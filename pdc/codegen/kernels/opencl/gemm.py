@@ -1,4 +1,5 @@
-"""gemm, fused_gemm, matmul and fused_matmul on the device (float32).
+"""gemm, fused_gemm, matmul and fused_matmul on the device (float32, stored as pdc_f32s: half
+under --precision fp16, read and written through PDC_LD / PDC_ST, computed in float).
 
 gemm: alpha * A' B' + beta * C (transA / transB, C absent, a scalar, a row, a column or full);
 matmul: numpy.matmul (1-D operands, broadcast batch dims). The fused forms add the epilogue
@@ -19,7 +20,7 @@ from .. import kernel
 from ..epilogue import Epilogue
 from ..paths import declare, take
 from . import OPENCL, DeviceKernel
-from ._matrix import MatrixProduct, choose_tile, epilogue_lines, flt, simple, tiled
+from ._matrix import MatrixProduct, choose_tile, epilogue_lines, flt, ld, simple, st, tiled
 
 FAMILY = "opencl-gemm"
 declare(FAMILY, "tiled", "simple")
@@ -36,12 +37,12 @@ def batch_offset(bt: str, batch: tuple, strides: list) -> str:
         return "0"
     terms, inner = [], 1
     full = math.prod(batch)
-    for d, st in zip(reversed(batch), reversed(strides)):
-        if st:
+    for d, stride in zip(reversed(batch), reversed(strides)):
+        if stride:
             idx = bt if inner == 1 else f"({bt} / {inner})"
             if inner * d < full:
                 idx = f"({idx} % {d})"
-            terms.append(f"{idx} * {st}")
+            terms.append(f"{idx} * {stride}")
         inner *= d
     return " + ".join(reversed(terms))
 
@@ -78,14 +79,14 @@ def gemm(ctx: KernelContext) -> Optional[DeviceKernel]:
         e = v if alpha == 1 else f"{v} * {flt(alpha)}"
         if c is not None:
             cidx = " + ".join(x for x in (f"{m} * {rs}" if rs else "", f"{n} * {cs}" if cs else "") if x) or "0"
-            e = f"{e} + " + (f"in2[{cidx}]" if beta == 1 else f"{flt(beta)} * in2[{cidx}]")
+            e = f"{e} + " + (ld("in2", cidx) if beta == 1 else f"{flt(beta)} * {ld('in2', cidx)}")
         lines = [f"{v} = {e};"] if e != v else []
-        return lines + epilogue_lines(ctx, epi, v, f"{m} * {N} + {n}") + [f"out0[{m} * {N} + {n}] = {v};"]
+        return lines + epilogue_lines(ctx, epi, v, f"{m} * {N} + {n}") + [st("out0", f"{m} * {N} + {n}", v)]
 
     mp = MatrixProduct(
         M, N, K, 1,
-        a_elem=lambda m, k: f"in0[{k} * {M} + {m}]" if ta else f"in0[{m} * {K} + {k}]",
-        b_elem=lambda k, n: f"in1[{n} * {K} + {k}]" if tb else f"in1[{k} * {N} + {n}]",
+        a_elem=lambda m, k: ld("in0", f"{k} * {M} + {m}" if ta else f"{m} * {K} + {k}"),
+        b_elem=lambda k, n: ld("in1", f"{n} * {K} + {k}" if tb else f"{k} * {N} + {n}"),
         store=put, a_kmajor=bool(ta), b_kmajor=bool(tb))
     return product_kernel(ctx, mp)
 
@@ -114,13 +115,13 @@ def matmul(ctx: KernelContext) -> Optional[DeviceKernel]:
     def put(v, m, n):
         lines = []
         if bias is not None:
-            lines.append(f"{v} += in2[{m if last == 'm' else n}];")
+            lines.append(f"{v} += {ld('in2', m if last == 'm' else n)};")
         idx = f"co + {m} * {N} + {n}"
-        return lines + epilogue_lines(ctx, epi, v, idx) + [f"out0[{idx}] = {v};"]
+        return lines + epilogue_lines(ctx, epi, v, idx) + [st("out0", idx, v)]
 
     mp = MatrixProduct(
         M, N, K, max(1, math.prod(batch)),
-        a_elem=lambda m, k: f"in0[ao + {m} * {K} + {k}]",
-        b_elem=lambda k, n: f"in1[bo + {k} * {N} + {n}]",
+        a_elem=lambda m, k: ld("in0", f"ao + {m} * {K} + {k}"),
+        b_elem=lambda k, n: ld("in1", f"bo + {k} * {N} + {n}"),
         store=put, prologue=prologue)
     return product_kernel(ctx, mp)
