@@ -137,7 +137,15 @@ static void write_binary(cl_program program, const char *path) {
 
 static pdc_status build_log(cl_program program, cl_device_id dev) {
     char log[400] = {0};
-    clGetProgramBuildInfo(program, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+    size_t size = 0;
+    clGetProgramBuildInfo(program, dev, CL_PROGRAM_BUILD_LOG, 0, NULL, &size);
+    char *full = size ? (char *)malloc(size + 1) : NULL; /* the call fails on a buffer shorter than the log */
+    if (full && clGetProgramBuildInfo(program, dev, CL_PROGRAM_BUILD_LOG, size, full, NULL) == CL_SUCCESS) {
+        full[size] = 0;
+        const char *first = strstr(full, "error");  /* the first error, not the warnings before it */
+        snprintf(log, sizeof log, "%s", first ? first : full);
+    }
+    free(full);
     for (char *p = log; *p; p++)
         if (*p == '\n') *p = ' ';
     return fail("OpenCL: the kernels did not build: %s", log[0] ? log : "(the driver gave no build log)");

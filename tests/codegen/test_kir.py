@@ -85,7 +85,8 @@ def test_an_address_is_a_helper_calls_pointer_argument():
 
 
 def test_opencl_printer_over_the_same_ir():
-    """The OpenCL printer changes types, qualifiers, math names and the bound loop, nothing else."""
+    """The OpenCL printer changes types, qualifiers, math names, half memory accesses (the program's
+    PDC_LDH / PDC_STH) and the bound loop, nothing else."""
     text = OpenCLPrinter().function(bias_relu(bind=kir.Bind("global.x"), dtype=f16))
     assert text == textwrap.dedent("""\
         __kernel void bias_relu(__global const half *in0, __global const half *in1, __global half *out0) {
@@ -93,8 +94,8 @@ def test_opencl_printer_over_the_same_ir():
                 const long i = get_global_id(0);
                 if (i < 4) {
                     for (long j = 0; j < 8; j++) {
-                        const float v = vload_half(i * 8 + j, in0) + vload_half(j, in1);
-                        vstore_half(v > 0 ? v : 0, i * 8 + j, out0);
+                        const float v = PDC_LDH(in0, i * 8 + j) + PDC_LDH(in1, j);
+                        PDC_STH(out0, i * 8 + j, v > 0 ? v : 0);
                     }
                 }
             }
@@ -107,9 +108,9 @@ def test_opencl_printer_over_the_same_ir():
 
 
 def test_opencl_half_storage_keeps_float_buffers_as_half_in_global_memory():
-    """--precision fp16: float32 parameters become half, read by vload_half and written by
-    vstore_half_rte (vectors by their 4-wide forms, copies and fills too); private arrays, other
-    dtypes and the arithmetic stay as they are."""
+    """--precision fp16: float32 parameters become half, read by PDC_LDH and written by PDC_STH
+    (the program's conversions; vectors by their 4-wide forms, copies and fills too); private
+    arrays, other dtypes and the arithmetic stay as they are."""
     x, y, n = kir.Buffer("in0", f32), kir.Buffer("out0", f32), kir.Buffer("in1", kir.INDEX)
     t = kir.Buffer("t", f32, "private")
     i = kir.index_var("i")
@@ -122,11 +123,11 @@ def test_opencl_half_storage_keeps_float_buffers_as_half_in_global_memory():
     assert OpenCLPrinter(half_storage=True).function(k) == textwrap.dedent("""\
         __kernel void k(__global const half *in0, __global const long *in1, __global half *out0) {
             __private float t[2];
-            t[0] = vload_half(in1[0], in0) * 2;
-            vstore_half4_rte(vload_half4(0, in0 + 4), 0, out0);
-            for (long copy_i = 0; copy_i < 4; copy_i++) vstore_half_rte(vload_half(copy_i, in0), 8 + copy_i, out0);
-            for (long fill_i = 0; fill_i < 4; fill_i++) vstore_half_rte(t[0], 12 + fill_i, out0);
-            for (long i = 0; i < 4; i++) vstore_half_rte(t[0] + vload_half(i, in0), i + 16, out0);
+            t[0] = PDC_LDH(in0, in1[0]) * 2;
+            PDC_STH4(out0, 0, PDC_LDH4(in0, 4));
+            for (long copy_i = 0; copy_i < 4; copy_i++) PDC_STH(out0, 8 + copy_i, PDC_LDH(in0, copy_i));
+            for (long fill_i = 0; fill_i < 4; fill_i++) PDC_STH(out0, 12 + fill_i, t[0]);
+            for (long i = 0; i < 4; i++) PDC_STH(out0, i + 16, t[0] + PDC_LDH(in0, i));
         }
         """)
 

@@ -200,3 +200,36 @@ def test_precision_option(tmp_path):
             half = lambda a: a.astype(np.float16).astype(np.float32)  # noqa: E731
             np.testing.assert_allclose(got, half(np.exp(half(x))), rtol=1e-3)
             assert not np.array_equal(got, want)
+
+
+def cast_model(frm: int, to: int, n: int) -> onnx.ModelProto:
+    x, y = helper.make_tensor_value_info("x", frm, [n]), helper.make_tensor_value_info("y", to, [n])
+    return helper.make_model(helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=to)], "cast", [x], [y]),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_half_conversions_are_exact(tmp_path):
+    """The device's half <-> float conversions (PDC_LDH / PDC_STH: integer code where the device has
+    no cl_khr_fp16, as PoCL) against NumPy's: every half value to float, and to half the halves
+    themselves, the midpoints between neighbours (ties to even), the overflow edge, subnormals, zeros,
+    infinities, NaN and random floats over many magnitudes."""
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    got = pdc.compile(cast_model(TensorProto.FLOAT16, TensorProto.FLOAT, halves.size), target="opencl",
+                      out_dir=str(tmp_path / "h2f")).run({"x": halves})["y"]
+    want = halves.astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32)) and np.isnan(got[nan]).all()
+    rng = np.random.default_rng(0)
+    finite = want[np.isfinite(want)]
+    ordered = np.unique(finite)
+    floats = np.concatenate([
+        (rng.standard_normal(100000) * 10.0 ** rng.integers(-9, 6, 100000)).astype(np.float32), finite,
+        ((ordered[:-1].astype(np.float64) + ordered[1:]) / 2).astype(np.float32),
+        np.array([0.0, -0.0, 65504, 65519.996, 65520, -65520, 1e-8, 2.98e-8, 2.99e-8, 5.96e-8, 6.1e-5,
+                  np.inf, -np.inf, np.nan], np.float32)])
+    got = pdc.compile(cast_model(TensorProto.FLOAT, TensorProto.FLOAT16, floats.size), target="opencl",
+                      out_dir=str(tmp_path / "f2h")).run({"x": floats})["y"]
+    with np.errstate(over="ignore"):
+        want = floats.astype(np.float16)
+    nan = np.isnan(want)
+    assert np.array_equal(got[~nan].view(np.uint16), want[~nan].view(np.uint16)) and np.isnan(got[nan]).all()

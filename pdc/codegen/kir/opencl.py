@@ -3,15 +3,17 @@
 What differs from C: type names (char, uint, long, half), overloaded math functions (no float
 suffix; rint for nearbyint), address-space qualifiers, `__kernel`, loops bound to work-items
 (get_global_id / get_group_id / get_local_id, guarded by the loop's bound), barriers, vector
-types (float4, vload4 / vstore4), half-precision loads and stores through vload_half /
-vstore_half (no cl_khr_fp16 needed), and copies and fills as loops (no memcpy / memset).
+types (float4, vload4 / vstore4), half-precision loads and stores through the program's PDC_LDH /
+PDC_STH (vload_half / vstore_half_rte where the device has cl_khr_fp16, exact integer conversions
+elsewhere), and copies and fills as loops (no memcpy / memset).
 bf16 uses the helpers in `helpers`, which the program's source must include once.
 """
 from __future__ import annotations
 
-from .expr import Cast, Const, Expr, Load
+from .expr import Cast, Const, Expr, Load, iadd
 from .printer import PREC, PRIMARY, UNARY, CPrinter
 from .stmt import Barrier, Bind, Copy, Fill, For, Store, Unroll
+from ...ir.dtypes import float32 as F32
 from .types import VectorType
 
 HELPERS = r"""
@@ -47,6 +49,11 @@ class OpenCLPrinter(CPrinter):
         return self.half_storage and buffer.space == "global" and buffer.dtype is not None \
             and buffer.dtype.short == "f32"
 
+    def half_memory(self, buffer) -> bool:
+        """Elements stored as half: read and written through PDC_LDH / PDC_STH (assigning half
+        elements directly needs cl_khr_fp16)."""
+        return self.halved(buffer) or (buffer.dtype is not None and buffer.dtype.short == "f16")
+
     def param(self, p) -> str:
         if self.halved(p.buffer):
             return f"__global {'const ' if p.const else ''}half *{p.buffer.name}"
@@ -61,23 +68,29 @@ class OpenCLPrinter(CPrinter):
     def convert(self, to, x: Expr):
         if isinstance(to, VectorType):
             return f"convert_{self.type_name(to)}({self.expr(x)})", PRIMARY
-        if isinstance(x, Load) and x.dtype.short == "f16" and x.lanes == 1 and to.short in ("f32", "f64"):
-            text = f"vload_half({self.expr(x.index)}, {x.buffer.name})"
+        if isinstance(x, Load) and self.half_memory(x.buffer) and x.lanes == 1 and to.short in ("f32", "f64"):
+            text = self.load(x)
             return (text, PRIMARY) if to.short == "f32" else (f"(double){text}", UNARY)
         return super().convert(to, x)
 
     def load(self, e: Load) -> str:
-        if self.halved(e.buffer):
+        if self.half_memory(e.buffer):  # half in memory is read as float (the program's PDC_LDH)
             if e.lanes == 1:
-                return f"vload_half({self.expr(e.index)}, {e.buffer.name})"
-            return f"vload_half{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
-        if e.buffer.dtype.short == "f16":  # half in memory is read as float (no cl_khr_fp16 needed)
-            if e.lanes == 1:
-                return f"vload_half({self.expr(e.index)}, {e.buffer.name})"
-            return f"vload_half{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
+                return f"PDC_LDH({e.buffer.name}, {self.expr(e.index)})"
+            if e.lanes == 4:
+                return f"PDC_LDH4({e.buffer.name}, {self.expr(e.index)})"
+            return f"({self.type_name(VectorType(F32, e.lanes))})(" + ", ".join(
+                f"PDC_LDH({e.buffer.name}, {self.expr(iadd(e.index, k))})" for k in range(e.lanes)) + ")"
         if e.lanes == 1:
             return super().load(e)
         return f"vload{e.lanes}(0, {self.address(e.buffer.name, e.index)})"
+
+    def store_half(self, buffer, index: Expr, value: str, lanes: int = 1) -> str:
+        """value (a float, or a vector of `lanes` floats) into half memory, rounded to nearest even."""
+        if lanes in (1, 4):
+            return f"PDC_STH{'' if lanes == 1 else 4}({buffer.name}, {self.expr(index)}, {value});"
+        stores = " ".join(f"PDC_STH({buffer.name}, {self.expr(iadd(index, k))}, v_.s{k:x});" for k in range(lanes))
+        return f"{{ const float{lanes} v_ = {value}; {stores} }}"
 
     def bitcast(self, e):
         """as_<type>: OpenCL reinterprets any value as another type of its size."""
@@ -89,20 +102,16 @@ class OpenCLPrinter(CPrinter):
         return f"({self.type_name(e.dtype)})({self.expr(e.a)})"
 
     def simple(self, s):
-        if isinstance(s, Store) and self.halved(s.buffer):
-            if s.lanes == 1:
-                return f"vstore_half_rte({self.expr(s.value)}, {self.expr(s.index)}, {s.buffer.name});"
-            return f"vstore_half{s.lanes}_rte({self.expr(s.value)}, 0, {self.address(s.buffer.name, s.index)});"
-        if isinstance(s, Store) and s.buffer.dtype.short == "f16":
-            v = s.value.a if isinstance(s.value, Cast) else s.value
-            return f"vstore_half({self.expr(v)}, {self.expr(s.index)}, {s.buffer.name});"
+        if isinstance(s, Store) and self.half_memory(s.buffer):
+            v = s.value.a if isinstance(s.value, Cast) and s.buffer.dtype.short == "f16" else s.value
+            return self.store_half(s.buffer, s.index, self.expr(v), s.lanes)
         if isinstance(s, Store) and s.lanes > 1:
             return f"vstore{s.lanes}({self.expr(s.value)}, 0, {self.address(s.buffer.name, s.index)});"
-        if isinstance(s, Copy) and (self.halved(s.dst) or self.halved(s.src)):
+        if isinstance(s, Copy) and (self.half_memory(s.dst) or self.half_memory(s.src)):
             k = "copy_i"
             src, dst = self._at(s.src_index, k), self._at(s.dst_index, k)
-            value = f"vload_half({src}, {s.src.name})" if self.halved(s.src) else f"{s.src.name}[{src}]"
-            store = (f"vstore_half_rte({value}, {dst}, {s.dst.name});" if self.halved(s.dst)
+            value = f"PDC_LDH({s.src.name}, {src})" if self.half_memory(s.src) else f"{s.src.name}[{src}]"
+            store = (f"PDC_STH({s.dst.name}, {dst}, {value});" if self.half_memory(s.dst)
                      else f"{s.dst.name}[{dst}] = {value};")
             return f"for ({self.index_type} {k} = 0; {k} < {self.expr(s.count)}; {k}++) {store}"
         if isinstance(s, Copy):
@@ -120,11 +129,11 @@ class OpenCLPrinter(CPrinter):
         return f"{self._operand(base, PREC['add'])} + {k}"
 
     def fill(self, s: Fill, level: int) -> list[str]:
-        if self.halved(s.dst):
+        if self.half_memory(s.dst):
             i = "fill_i"
             at = i if isinstance(s.index, Const) and s.index.value == 0 else f"{self._operand(s.index, PREC['add'])} + {i}"
             return [f"{self.indent * level}for ({self.index_type} {i} = 0; {i} < {self.expr(s.count)}; {i}++) "
-                    f"vstore_half_rte({self.expr(s.value)}, {at}, {s.dst.name});"]
+                    f"PDC_STH({s.dst.name}, {at}, {self.expr(s.value)});"]
         return super().fill(Fill(s.dst, s.index, s.count, s.value, zero=False), level)
 
     def loop_pragmas(self, annotation, level: int) -> list[str]:

@@ -41,33 +41,76 @@ def global_pointers(helper: str) -> str:
     return _POINTER_PARAM.sub(lambda m: f"{m.group(1)}__global {m.group(2)}", head) + brace + rest
 
 
+# Half in global memory, read as float by PDC_LDH(p, i) and written from float by PDC_STH(p, i, v)
+# (round to nearest even), 4 elements at a time by PDC_LDH4 / PDC_STH4. A device with cl_khr_fp16
+# (a Mali GPU) converts in hardware through vload_half / vstore_half_rte; elsewhere exact integer
+# conversions do it (a CPU's OpenCL, which compiles its software vload_half slowly: about 0.1 s per
+# access site on PoCL).
+HALF = r"""#ifdef cl_khr_fp16
+#define PDC_LDH(p, i) vload_half((i), (p))
+#define PDC_STH(p, i, v) vstore_half_rte((v), (i), (p))
+#else
+__attribute__((noinline)) float pdc_h2f(uint h) {
+    const uint sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu;
+    uint m = h & 0x3ffu;
+    if (e == 31u) return as_float(sign | 0x7f800000u | (m << 13)); /* inf, NaN */
+    if (e == 0u) {
+        if (m == 0u) return as_float(sign);
+        const int shift = (int)clz(m) - 21; /* a subnormal, normalized: its leading 1 to bit 10 */
+        return as_float(sign | ((uint)(113 - shift) << 23) | (((m << shift) & 0x3ffu) << 13));
+    }
+    return as_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+__attribute__((noinline)) ushort pdc_f2h(float f) {
+    const uint x = as_uint(f), sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return (ushort)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN, quiet */
+    if (a >= 0x477ff000u) return (ushort)(sign | 0x7c00u); /* at least 65520: inf */
+    if (a >= 0x38800000u) { /* a normal half: rebias, round the 13 bits dropped to nearest even */
+        uint r = a - 0x38000000u;
+        r += 0xfffu + ((r >> 13) & 1u);
+        return (ushort)(sign | (r >> 13));
+    }
+    const uint shift = 126u - (a >> 23); /* a subnormal half (or zero): units of 2^-24 */
+    if (shift > 24u) return (ushort)sign;
+    const uint m = (a & 0x7fffffu) | 0x800000u, rest = m & ((1u << shift) - 1u), mid = 1u << (shift - 1u);
+    uint q = m >> shift;
+    q += rest > mid || (rest == mid && (q & 1u));
+    return (ushort)(sign | q);
+}
+#define PDC_LDH(p, i) pdc_h2f(((__global const ushort *)(p))[i])
+#define PDC_STH(p, i, v) (((__global ushort *)(p))[i] = pdc_f2h(v))
+#endif
+#define PDC_LDH4(p, i) ((float4)(PDC_LDH(p, i), PDC_LDH(p, (i) + 1), PDC_LDH(p, (i) + 2), PDC_LDH(p, (i) + 3)))
+#define PDC_STH4(p, i, v) do { const float4 v_ = (v); PDC_STH(p, i, v_.s0); PDC_STH(p, (i) + 1, v_.s1); \
+    PDC_STH(p, (i) + 2, v_.s2); PDC_STH(p, (i) + 3, v_.s3); } while (0)
+"""
+
 # float32 tensors in global memory: pdc_f32s is their storage type; PDC_LD(p, i) reads element i
 # as a float, PDC_ST(p, i, v) writes float v there, PDC_LD4 / PDC_ST4 four elements from i as a
-# float4. With --precision fp16 the storage is half (converted on load, rounded to nearest on store;
-# no cl_khr_fp16 needed), the arithmetic stays float.
+# float4. With --precision fp16 the storage is half (the PDC_LDH / PDC_STH conversions), the
+# arithmetic stays float.
 STORAGE = {
     "f32": ["typedef float pdc_f32s;", "#define PDC_LD(p, i) ((p)[i])", "#define PDC_ST(p, i, v) ((p)[i] = (v))",
             "#define PDC_LD4(p, i) vload4(0, (p) + (i))", "#define PDC_ST4(p, i, v) vstore4((v), 0, (p) + (i))"],
-    "f16": ["typedef half pdc_f32s;", "#define PDC_LD(p, i) vload_half((i), (p))",
-            "#define PDC_ST(p, i, v) vstore_half_rte((v), (i), (p))",
-            "#define PDC_LD4(p, i) vload_half4(0, (p) + (i))", "#define PDC_ST4(p, i, v) vstore_half4_rte((v), 0, (p) + (i))"],
+    "f16": ["typedef half pdc_f32s;", "#define PDC_LD PDC_LDH", "#define PDC_ST PDC_STH",
+            "#define PDC_LD4 PDC_LDH4", "#define PDC_ST4 PDC_STH4"],
 }
 
 # the conversions at the copies between host float32 and device half (fp16 storage)
 CONVERSIONS = """__kernel void pdc_f32_to_half(__global const float *src, __global half *dst) {
     const size_t i = get_global_id(0);
-    vstore_half_rte(src[i], i, dst);
+    PDC_STH(dst, i, src[i]);
 }
 __kernel void pdc_half_to_f32(__global const half *src, __global float *dst) {
     const size_t i = get_global_id(0);
-    dst[i] = vload_half(i, src);
+    dst[i] = PDC_LDH(src, i);
 }
 """
 
 
 def program_source(helpers: dict, kernels: list, storage: str = "f32") -> str:
     """The program's source: preamble, helpers (registered once each), the kernels' sources."""
-    parts = [PREAMBLE, *STORAGE[storage], KIR_HELPERS, *(global_pointers(h) for h in helpers.values())]
+    parts = [PREAMBLE, HALF, *STORAGE[storage], KIR_HELPERS, *(global_pointers(h) for h in helpers.values())]
     if storage == "f16":
         parts.append(CONVERSIONS)
     return "\n".join(parts + list(kernels)) + "\n"
