@@ -20,7 +20,8 @@ import numpy as np
 
 from .. import __version__
 from ..ir.graph import Graph, Node, Value
-from .c_renderer import Bundle, CRenderer, WeightBlob, c_comment, c_identifier, c_string, is_free_view, kernel_path
+from .c_renderer import (Bundle, CRenderer, WeightBlob, c_comment, c_identifier, c_string, is_free_view, kernel_path,
+                         tensor_info_lines)
 from .context import KernelContext
 from .kernels.opencl import DeviceKernel
 from .kernels.opencl.program import program_source
@@ -301,13 +302,7 @@ class HostProgram:
                  " * enqueued in order on one queue, host kernels called in between, copies where values cross. */",
                  f"#include \"{name}.h\"", f"#include \"{name}_kernels.h\"", "#include \"pdc_opencl.h\"",
                  "#include <pthread.h>", "#include <string.h>", ""]
-        for kind, values in (("inputs", graph.inputs), ("outputs", graph.outputs)):
-            for i, v in enumerate(values):
-                dims = ", ".join(str(d) for d in v.type.shape) or "0"
-                lines.append(f"static const int64_t {kind}_shape{i}[{max(len(v.type.shape), 1)}] = {{{dims}}};")
-            infos = ", ".join(f"{{{c_string(v.name)}, {v.type.dtype.onnx}, {len(v.type.shape)}, {kind}_shape{i}, "
-                              f"{v.type.nbytes}u}}" for i, v in enumerate(values)) or "{0, 0, 0, 0, 0}"
-            lines.append(f"const pdc_tensor_info {name}_{kind}[{max(len(values), 1)}] = {{{infos}}};")
+        lines += tensor_info_lines(name, graph)
         lines += ["", f"/* {name}_kernels.cl, built at init */", "static const char program_source[] ="]
         lines += [f"    {c_string(line + chr(10))}" for line in self.program.splitlines()] + ["    \"\";", ""]
         lines += [f"#define PDC_NUM_KERNELS {max(n_kernels, 1)}", f"#define PDC_NUM_SUBS {max(len(self.subs), 1)}",

@@ -91,18 +91,15 @@ def _round_fn(dt, ct: str):
     return lambda e: f"({e})"
 
 
-class _Attn:
-    """The geometry of one attention node and the C spellings shared by both ops."""
+class AttentionGeometry:
+    """Heads, sequence lengths and head sizes of an attention node (`attention`, or `fused_attention`
+    when fused), and its row addresses as C expressions of b, h / kh, i / j, the buffers named
+    `prefix`in0.. (the CPU kernel's argument struct, an OpenCL kernel's parameters)."""
+    prefix = ""
 
     def __init__(self, ctx: KernelContext, fused: bool):
-        self.ctx, self.fused = ctx, fused
         q, k, v = ctx.inputs[:3]
         a = ctx.attrs
-        self.qdt, self.kdt, self.vdt = q.dtype, k.dtype, v.dtype
-        for t, what in ((q, "Q"), (k, "K"), (v, "V")):
-            if not t.dtype.is_float:
-                ctx.fail(f"{what} must be a float tensor, got {t.dtype}")
-        self.at = "double" if dtypes.float64 in (q.dtype, k.dtype, v.dtype) else "float"
         if fused:
             h = a.get("num_heads", 0)
             self.rank3 = h > 0
@@ -117,39 +114,49 @@ class _Attn:
         else:
             self.B, _, self.Sq, self.D = q.shape
             self.Skv, self.Dv = k.shape[2], v.shape[3]
-        self.P = 0
-        if not fused and ctx.has_input(4):
-            self.P = ctx.inputs[4].shape[2]
-            if ctx.inputs[4].dtype != k.dtype or ctx.inputs[5].dtype != v.dtype:
-                ctx.fail("past_key / past_value must have the dtypes of K / V")
+        self.P = ctx.inputs[4].shape[2] if not fused and ctx.has_input(4) else 0
         self.L = self.P + self.Skv
-        if self.hq % self.hkv:
-            ctx.fail(f"q_num_heads={self.hq} is not a multiple of kv_num_heads={self.hkv}")
-        self.group = self.hq // self.hkv
 
-    # ---- row addresses (C expressions of b, h / kh, i / j) -----------------------------------
     def q_row(self) -> str:
-        H, S, D = self.hq, self.Sq, self.D
-        return (f"a->in0 + ((b * {S} + i) * {H} + h) * {D}" if self.rank3 else
-                f"a->in0 + ((b * {H} + h) * {S} + i) * {D}")
+        H, S, D, q = self.hq, self.Sq, self.D, f"{self.prefix}in0"
+        return f"{q} + ((b * {S} + i) * {H} + h) * {D}" if self.rank3 else f"{q} + ((b * {H} + h) * {S} + i) * {D}"
 
     def y_row(self) -> str:
-        H, S, Dv = self.hq, self.Sq, self.Dv
-        return (f"a->out0 + ((b * {S} + i) * {H} + h) * {Dv}" if self.rank3 else
-                f"a->out0 + ((b * {H} + h) * {S} + i) * {Dv}")
+        H, S, Dv, y = self.hq, self.Sq, self.Dv, f"{self.prefix}out0"
+        return f"{y} + ((b * {S} + i) * {H} + h) * {Dv}" if self.rank3 else f"{y} + ((b * {H} + h) * {S} + i) * {Dv}"
 
     def new_row(self, idx: int, width: int, j: str) -> str:
         """Row j (of the new keys / values) of kv head kh in input idx (1: K, 2: V)."""
-        S, H = self.Skv, self.hkv
-        return (f"a->in{idx} + ((b * {S} + ({j})) * {H} + kh) * {width}" if self.rank3 else
-                f"a->in{idx} + ((b * {H} + kh) * {S} + ({j})) * {width}")
+        S, H, x = self.Skv, self.hkv, f"{self.prefix}in{idx}"
+        return (f"{x} + ((b * {S} + ({j})) * {H} + kh) * {width}" if self.rank3 else
+                f"{x} + ((b * {H} + kh) * {S} + ({j})) * {width}")
 
     def kv_row(self, idx: int, width: int, j: str = "j") -> str:
-        """Row j of the whole key / value sequence (past cache first)."""
+        """Row j of the whole key (idx 1) / value (idx 2) sequence, the past cache first."""
         if not self.P:
             return self.new_row(idx, width, j)
-        past = f"a->in{idx + 3} + ((b * {self.hkv} + kh) * {self.P} + ({j})) * {width}"
+        past = f"{self.prefix}in{idx + 3} + ((b * {self.hkv} + kh) * {self.P} + ({j})) * {width}"
         return f"(({j}) < {self.P} ? {past} : {self.new_row(idx, width, f'({j}) - {self.P}')})"
+
+
+class _Attn(AttentionGeometry):
+    """The geometry of one attention node and the C spellings shared by both ops."""
+    prefix = "a->"
+
+    def __init__(self, ctx: KernelContext, fused: bool):
+        self.ctx, self.fused = ctx, fused
+        q, k, v = ctx.inputs[:3]
+        self.qdt, self.kdt, self.vdt = q.dtype, k.dtype, v.dtype
+        for t, what in ((q, "Q"), (k, "K"), (v, "V")):
+            if not t.dtype.is_float:
+                ctx.fail(f"{what} must be a float tensor, got {t.dtype}")
+        self.at = "double" if dtypes.float64 in (q.dtype, k.dtype, v.dtype) else "float"
+        super().__init__(ctx, fused)
+        if self.P and (ctx.inputs[4].dtype != k.dtype or ctx.inputs[5].dtype != v.dtype):
+            ctx.fail("past_key / past_value must have the dtypes of K / V")
+        if self.hq % self.hkv:
+            ctx.fail(f"q_num_heads={self.hq} is not a multiple of kv_num_heads={self.hkv}")
+        self.group = self.hq // self.hkv
 
     def present_copy(self) -> list[str]:
         """present_key / present_value: the past cache followed by the new rows, per (b, kv head)."""

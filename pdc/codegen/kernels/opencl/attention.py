@@ -35,6 +35,7 @@ import numpy as np
 from ...context import KernelContext, strides
 from .. import kernel
 from . import OPENCL, DeviceKernel, Launch, round_up
+from ..attention import AttentionGeometry
 from ._rows import F32S, ITEM_GROUP, Rows, kernel_source, ld, lit, prod, st
 
 LOCAL_SCORES = 2048  # a group row's probabilities in __local memory up to this many keys (8 KiB)
@@ -42,51 +43,14 @@ LOCAL_QUERY = 1024  # a group row's scaled query in __local memory up to this he
 ITEM_KEYS, ITEM_DIMS, ITEM_ROWS = 32, 64, 1024  # one item per row: keys, head dims, and rows enough to fill a GPU
 
 
-class _Geo:
-    """The geometry of one attention node: heads, sequence lengths, head sizes, row addresses."""
+class _Geo(AttentionGeometry):
+    """The geometry of one attention node, its rows numbered for the launch."""
 
     def __init__(self, ctx: KernelContext, fused: bool):
-        q, k, v = ctx.inputs[:3]
-        a = ctx.attrs
-        if fused:
-            h = a.get("num_heads", 0)
-            self.rank3 = h > 0
-            self.hq = self.hkv = h if h else q.shape[1]
-        else:
-            self.rank3 = len(q.shape) == 3
-            self.hq = a.get("q_num_heads") if self.rank3 else q.shape[1]
-            self.hkv = a.get("kv_num_heads") if self.rank3 else k.shape[1]
-        if self.rank3:
-            self.B, self.Sq, self.D = q.shape[0], q.shape[1], q.shape[2] // self.hq
-            self.Skv, self.Dv = k.shape[1], v.shape[2] // self.hkv
-        else:
-            self.B, _, self.Sq, self.D = q.shape
-            self.Skv, self.Dv = k.shape[2], v.shape[3]
-        self.P = ctx.inputs[4].shape[2] if not fused and ctx.has_input(4) else 0
-        self.L = self.P + self.Skv
+        super().__init__(ctx, fused)
         self.group = self.hq // self.hkv
         self.R = self.B * self.hq * self.Sq  # query rows, r = (b * hq + h) * Sq + i
         self.it = "int"  # the C type of row / key indices (set by the generator)
-
-    def q_row(self) -> str:
-        H, S, D = self.hq, self.Sq, self.D
-        return f"in0 + ((b * {S} + i) * {H} + h) * {D}" if self.rank3 else f"in0 + ((b * {H} + h) * {S} + i) * {D}"
-
-    def y_row(self) -> str:
-        H, S, Dv = self.hq, self.Sq, self.Dv
-        return f"out0 + ((b * {S} + i) * {H} + h) * {Dv}" if self.rank3 else f"out0 + ((b * {H} + h) * {S} + i) * {Dv}"
-
-    def new_row(self, idx: int, width: int, j: str) -> str:
-        S, H = self.Skv, self.hkv
-        return (f"in{idx} + ((b * {S} + ({j})) * {H} + kh) * {width}" if self.rank3 else
-                f"in{idx} + ((b * {H} + kh) * {S} + ({j})) * {width}")
-
-    def kv_row(self, idx: int, width: int, j: str = "j") -> str:
-        """Row j of the whole key (idx 1) / value (idx 2) sequence, the past cache first."""
-        if not self.P:
-            return self.new_row(idx, width, j)
-        past = f"in{idx + 3} + ((b * {self.hkv} + kh) * {self.P} + ({j})) * {width}"
-        return f"(({j}) < {self.P} ? {past} : {self.new_row(idx, width, f'({j}) - {self.P}')})"
 
 
 def _supported(ctx: KernelContext, fused: bool) -> bool:
