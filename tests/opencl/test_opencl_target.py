@@ -157,22 +157,30 @@ CLASSIFIERS = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet50", "sq
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_model_in_fp16_storage_agrees_with_onnxruntime(name, zoo, tmp_path):
     """A Mali preset's default precision: half storage, float arithmetic. Within 1e-2 of ONNX
-    Runtime's fp32 outputs, and the classifiers' top-1 the same on 32 seeded inputs."""
+    Runtime's fp32 outputs, and the classifiers' top-1 the same on 32 seeded inputs, except where
+    the reference's two best classes are nearer than the error itself (random weights make such
+    near-ties: resnet50's seed 19 has its top two logits 2.7e-4 of the largest apart, below half
+    precision's rounding): there pdc's class must be one of those the reference cannot separate."""
     require_module("onnxruntime")
     import onnxruntime as ort
     path = zoo(name)
     module = pdc.compile(path, target="mali-g78", out_dir=str(tmp_path / "b"))
     assert module.manifest["precision"] == "fp16"
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    agree, seeds = 0, range(32) if name in CLASSIFIERS else range(2)
+    ties, seeds = [], range(32) if name in CLASSIFIERS else range(2)
     for seed in seeds:
         feeds = random_inputs(module.signature(), seed)
         got, ref = list(module.run(feeds).values()), session.run(None, feeds)
         for g, r in zip(got, ref):
             assert max_rel_error(g, r) <= 1e-2, f"{name} seed {seed}: max rel error {max_rel_error(g, r):.3g}"
-        agree += int(np.array_equal(got[0].reshape(got[0].shape[0], -1).argmax(1),
-                                    ref[0].reshape(ref[0].shape[0], -1).argmax(1)))
-    assert agree == len(seeds), f"{name}: top-1 agrees on {agree} of {len(seeds)} inputs"
+        if name not in CLASSIFIERS:
+            continue
+        g, r = got[0].reshape(-1), ref[0].reshape(-1)
+        if g.argmax() != r.argmax():
+            error = float(np.abs(g - r).max())
+            assert r[g.argmax()] >= r.max() - 2 * error, f"{name} seed {seed}: top-1 {g.argmax()}, reference {r.argmax()}"
+            ties.append(seed)
+    assert len(ties) <= 1, f"{name}: top-1 differs on near-ties of seeds {ties}"
     assert host_nodes(module.manifest) == [], f"{name}: host fallback for {host_nodes(module.manifest)}"
 
 
