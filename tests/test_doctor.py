@@ -1,6 +1,7 @@
 """`pdc --version` names the toolchain programs found, `pdc doctor` says per target whether it builds and
 runs here and which Debian package brings each missing tool. The expectations are computed here from
 shutil.which over the programs each target needs (listed in this file, not taken from pdc)."""
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -10,7 +11,8 @@ import sys
 CROSS = {"arm64": (["aarch64-linux-gnu-gcc", "aarch64-linux-gnu-ar"], ["qemu-aarch64"]),
          "armv7": (["arm-linux-gnueabihf-gcc", "arm-linux-gnueabihf-ar"], ["qemu-arm"])}
 MCU = (["arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-ar"], ["qemu-system-arm"])
-TARGETS = ["x86-avx2", "x86-avx512", "arm64", "armv7", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55"]
+OPENCL = ["opencl", "mali-g52", "mali-g76", "mali-g78", "mali-g710"]
+TARGETS = ["x86-avx2", "x86-avx512", "arm64", "armv7", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55", *OPENCL]
 PACKAGES = {"gcc": "gcc", "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
             "aarch64-linux-gnu-ar": "binutils-aarch64-linux-gnu", "qemu-aarch64": "qemu-user",
             "arm-linux-gnueabihf-gcc": "gcc-arm-linux-gnueabihf",
@@ -31,7 +33,7 @@ def cpu_flags() -> set:
 
 
 def needs(target: str):
-    if target.startswith("x86"):
+    if target.startswith("x86") or target in OPENCL:
         return [os.environ.get("CC") or "gcc"], []
     return CROSS.get(target, MCU)
 
@@ -62,6 +64,14 @@ def expected_line(target: str, which=shutil.which, flags=None) -> str:
                               capture_output=True, text=True).stdout.strip()
         build += [] if os.path.isabs(libc) else ["missing newlib for arm-none-eabi (Debian package "
                                                  "libnewlib-arm-none-eabi)"]
+    if target in OPENCL:  # a C library on the OpenCL loader, run in-process on an installed platform
+        build += [] if os.path.exists("/usr/include/CL/cl.h") else [
+            "missing the OpenCL headers and loader (Debian package ocl-icd-opencl-dev)"]
+        if not ctypes.util.find_library("OpenCL"):
+            run = ["missing the OpenCL loader libOpenCL (Debian package ocl-icd-libopencl1)"]
+        elif not any(f.endswith(".icd") for f in (os.listdir("/etc/OpenCL/vendors")
+                                                  if os.path.isdir("/etc/OpenCL/vendors") else [])):
+            run = ["no OpenCL platform installed (Debian package pocl-opencl-icd)"]
     problems = list(dict.fromkeys(build + run))
     line = f"{target:<10}  build: {'no ' if build else 'yes'}  run: {'no ' if run else 'yes'}"
     return line + (f"  {'; '.join(problems)}" if problems else "")

@@ -89,7 +89,7 @@ class OpenCLTarget(Target):
         if ctypes.util.find_library("OpenCL") is None:
             return ["missing the OpenCL loader libOpenCL (Debian package ocl-icd-libopencl1)"]
         if not any(f.endswith(".icd") for f in _listdir("/etc/OpenCL/vendors")):
-            return ["no OpenCL platform installed (for the CPU: Debian package pocl-opencl-icd)"]
+            return ["no OpenCL platform installed (Debian package pocl-opencl-icd)"]
         return []
 
     def build(self, folder: str, name: str, kernel_files: list[str], cflags: list[str], threads: int,
