@@ -102,11 +102,9 @@ def c_tap_count(start: str, kernel: int, dil: int, lo: int, hi: int) -> str:
     return f"({end} > {first} ? {end} - {first} : 0)"
 
 
-class _Window:
-    """Static geometry of a pooling node and the C tables it needs. Per-output tables (leading
-    dims' tap ranges, AveragePool's counts) and the last dim's unrolled taps are emitted while they
-    stay small; past MAX_TABLE outputs or MAX_UNROLLED_TAPS taps the same numbers are computed in C
-    by formula, in the same order, so a huge but legal tensor compiles in constant time."""
+class PoolWindow:
+    """A windowed pool's geometry, resolved at compile time: the kernel, the spatial input dims and
+    their strides, the window's strides, dilations, first taps, output dims and counted taps."""
 
     def __init__(self, ctx: KernelContext):
         x = ctx.inputs[0]
@@ -114,10 +112,20 @@ class _Window:
         self.nsp = len(self.kernel)
         self.in_sp = list(x.shape[2:])
         self.strides, self.dil, self.begin, self.out, self.counted = resolve_window(
-            x.shape, self.kernel, ctx.attrs, ctx.attrs.get("ceil_mode", 0))
-        self._check_geometry(ctx)
+            x.shape, self.kernel, ctx.attrs, ctx.attrs.get("ceil_mode", 0) or 0)
         self.NC = x.shape[0] * x.shape[1]
         self.in_st = strides(self.in_sp)
+
+
+class _Window(PoolWindow):
+    """Static geometry of a pooling node and the C tables it needs. Per-output tables (leading
+    dims' tap ranges, AveragePool's counts) and the last dim's unrolled taps are emitted while they
+    stay small; past MAX_TABLE outputs or MAX_UNROLLED_TAPS taps the same numbers are computed in C
+    by formula, in the same order, so a huge but legal tensor compiles in constant time."""
+
+    def __init__(self, ctx: KernelContext):
+        super().__init__(ctx)
+        self._check_geometry(ctx)
         self.tables: list[str] = []
         self.path = "generic"  # set by generate()
         self.lo, self.hi = [], []  # leading dims: C expressions of the valid tap range, by o{i}

@@ -22,25 +22,18 @@ PDC_ST: half in device memory under --precision fp16, where MaxPool stays exact)
 """
 from __future__ import annotations
 
-from ....ir.ops.nn_common import resolve_window
 from ...context import KernelContext, strides
 from .. import kernel
+from ..pool import PoolWindow
 from . import OPENCL, DeviceKernel, Launch, round_up
 from ._rows import F32S, ITEM_GROUP, itype, kernel_source, ld, lit, prod, st, storage_type
 
 LOWEST = {"f32": "-INFINITY", "i8": "((char)-128)", "u8": "((uchar)0)"}
 
 
-class _Geometry:
+class _Geometry(PoolWindow):
     def __init__(self, ctx: KernelContext):
-        x = ctx.inputs[0]
-        self.kernel = list(ctx.attrs["kernel_shape"])
-        self.nsp = len(self.kernel)
-        self.in_sp = list(x.shape[2:])
-        self.strides, self.dil, self.begin, self.out, self.counted = resolve_window(
-            x.shape, self.kernel, ctx.attrs, ctx.attrs.get("ceil_mode", 0) or 0)
-        self.NC = x.shape[0] * x.shape[1]
-        self.in_st = strides(self.in_sp)
+        super().__init__(ctx)
         self.total = self.NC * prod(self.out)
         self.it = itype(self.total, self.NC * prod(self.in_sp))
 
