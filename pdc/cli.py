@@ -533,9 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--ram", metavar="SIZE", help="microcontroller targets: the part's RAM, e.g. 256K "
                                                "(default: the preset's)")
     cmp.add_argument("--quantize", choices=["int8"], help="quantize the model first (needs --calibration)")
-    cmp.add_argument("--precision", choices=["fp32", "fp16"],
-                     help="OpenCL targets: float tensors stored as fp16 (fp32 arithmetic) or fp32 (default: fp16 "
-                          "on the Mali presets, fp32 elsewhere)")
+    cmp.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
+                     help="GPU targets: float tensors stored as fp16 or bf16 (fp32 arithmetic; tensor cores on "
+                          "cuda-*) or fp32 (default: fp16 on the Mali presets, fp32 elsewhere; bf16: cuda-sm80+)")
     quant_args(cmp, required=False)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     max_tensor_bytes_arg(cmp, default="16G")

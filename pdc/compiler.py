@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from . import __version__
-from .build import cmake_lists, makefile, runtime_sources
+from .build import runtime_sources
 from .codegen.c_renderer import c_identifier
 from .ir.errors import PdcError
 from .ir.graph import Graph
@@ -87,7 +87,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory.
     threads=None: the target's default (this machine's cores for x86, else 1).
     quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model).
-    precision: 'fp32' or 'fp16' (an OpenCL target's float tensors stored as half); None: the target's default.
+    precision: 'fp32', 'fp16' or 'bf16' (a GPU target's float tensors stored in 16 bits); None: the target's default.
     max_tensor_bytes (bytes, or a string such as '4G') refuses models with a larger tensor."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
@@ -128,17 +128,18 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     tgt.check_graph(graph)
     config = tgt.kernel_config(threads)
-    if precision == "fp16":
-        config = dataclasses.replace(config, float_storage="f16")
-        say(f"precision: fp16 storage, fp32 arithmetic ({'the ' + tgt.name + ' default' if tgt.precision(None) == 'fp16' else 'asked'})")
+    if precision in ("fp16", "bf16"):
+        config = dataclasses.replace(config, float_storage={"fp16": "f16", "bf16": "bf16"}[precision])
+        say(f"precision: {precision} storage, fp32 arithmetic "
+            f"({'the ' + tgt.name + ' default' if tgt.precision(None) == precision else 'asked'})")
     bundle = tgt.renderer().render(graph, name, weights, config)
     graph = bundle.graph  # as rendered: a device target's placement adds copies
     plan = bundle.plan
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
     files.update(runtime_sources())
-    files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
-    files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
+    files["CMakeLists.txt"] = tgt.cmake_lists(name, bundle.kernel_files, cflags, threads).encode()
+    files["Makefile"] = tgt.makefile(name, bundle.kernel_files, cflags, threads).encode()
     for note in bundle.notes:
         say(note)
     manifest = {

@@ -35,14 +35,23 @@ BUILD_OPTIONS = "-cl-std=CL1.2"
 DOUBLE = re.compile(r"\bdouble\b")
 
 
+def bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """float32 values as bfloat16 bit patterns (uint16), rounded to nearest even, NaN kept quiet."""
+    u = np.ascontiguousarray(array, np.float32).view(np.uint32)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, ((u >> 16) | 0x40).astype(np.uint16), rounded)
+
+
 class DeviceBlob:
     """The constants device kernels read and their tables, each ALIGN-aligned, uploaded at init."""
 
-    def __init__(self, half: bool = False):
+    def __init__(self, storage: str = "f32"):
         self.chunks: list[bytes] = []
         self.size = 0
         self.offsets: dict[int, int] = {}  # id(array) -> offset
-        self.half = half  # float32 data stored as float16 (--precision fp16)
+        self.half = storage != "f32"  # float32 data stored in 16 bits (--precision fp16 / bf16)
+        self.storage = storage
 
     def add(self, array: np.ndarray) -> int:
         key = id(array)
@@ -51,7 +60,7 @@ class DeviceBlob:
             self.chunks.append(b"\0" * pad)
             self.offsets[key] = self.size + pad
             if self.half and array.dtype == np.float32:
-                array = array.astype(np.float16)
+                array = array.astype(np.float16) if self.storage == "f16" else bfloat16_bits(array)
             data = np.ascontiguousarray(array).tobytes()
             self.chunks.append(data)
             self.size += pad + len(data)
@@ -65,6 +74,7 @@ class DeviceBlob:
 
 
 class OpenCLRenderer(CRenderer):
+    family = "opencl"  # the kernel family of its device kernels (manifest, pdc report)
 
     def render(self, graph: Graph, name: str, weights_mode: str, config) -> Bundle:
         on_device = {id(n) for n in graph.nodes if self._device(n, "pdc_probe", config) is not None}
@@ -78,7 +88,7 @@ class OpenCLRenderer(CRenderer):
         for i, node in enumerate(graph.nodes):
             if node.op == "copy":
                 paths.append(None)
-                families.append("opencl-copy")
+                families.append(f"{self.family}-copy")
                 continue
             if spaces[node.outputs[0]] == DEVICE:
                 fn = f"{name}_k{i}_{c_identifier(node.op)}"
@@ -86,7 +96,7 @@ class OpenCLRenderer(CRenderer):
                 if dk.scratch_bytes:
                     scratch[i] = dk.scratch_bytes
                 paths.append(dk.path or None)
-                families.append("opencl")
+                families.append(self.family)
                 continue
             ctx, src = self.host_kernel(node, i, name, config, weights, helpers)
             if ctx.scratch_bytes:
@@ -98,8 +108,7 @@ class OpenCLRenderer(CRenderer):
             families.append(ctx.family)
         plan = plan_memory(graph, alignment=ALIGN, scratch=scratch, spaces=spaces)
         const_offsets = self.add_constants(graph, plan, host_kernels, weights)
-        half = config.float_storage == "f16"
-        blob = DeviceBlob(half)
+        blob = DeviceBlob(config.float_storage)
         for i, dk in device.items():
             node = graph.nodes[i]
             for v in node.inputs:
@@ -117,19 +126,14 @@ class OpenCLRenderer(CRenderer):
         self.add_kernel_files(b, name, host_kernels, helpers, weights_mode)
         sources = [f"/* {c_comment(graph.nodes[i].name or graph.nodes[i].outputs[0].name)} ({graph.nodes[i].op}) */\n"
                    f"{dk.source}" for i, dk in device.items()]
-        program = program_source(device_helpers, sources, config.float_storage)
-        b.files[f"{name}_kernels.cl"] = program.encode()
-        b.files["runtime/pdc_opencl.h"] = _runtime("pdc_opencl.h")
-        b.files["runtime/pdc_opencl.c"] = _runtime("pdc_opencl.c")
-        b.kernel_files.append("runtime/pdc_opencl.c")
         wblob = weights.tobytes()
         b.files[f"{name}_weights.bin"] = wblob
         b.files[f"{name}_weights.c"] = self.render_weights(name, len(wblob), weights_mode).encode()
         b.files[f"{name}.h"] = self.render_header(graph, plan, name, len(wblob), weights_mode).encode()
         host_fns = {id(node): fn for node, fn, _ in host_kernels}
-        run = HostProgram(graph, plan, name, device, host_fns, checked, const_offsets, blob, blob_offset,
-                          len(device_blob), program, half)
-        b.files[f"{name}.c"] = run.render(weights_mode).encode()
+        run = self.host_program(graph, plan, name, device, host_fns, checked, const_offsets, blob, blob_offset,
+                                len(device_blob), config.float_storage)
+        run.add_files(b, device_helpers, sources, weights_mode)
         fallback = sorted({n.op for n in graph.nodes if n.op != "copy" and spaces[n.outputs[0]] == HOST})
         if fallback:
             counts = {op: sum(1 for n in graph.nodes if n.op == op) for op in fallback}
@@ -141,7 +145,7 @@ class OpenCLRenderer(CRenderer):
         """The node's device kernel, or None: none exists, or it computes in double on a device
         without fp64 (its helpers are left unregistered then)."""
         ctx = KernelContext(node, fn, config, WeightBlob(), {})
-        dk = device_kernel(ctx)
+        dk = self.select(ctx)
         if dk is None:
             return None
         if not self.target.fp64 and any(DOUBLE.search(text) for text in [dk.source, *ctx._helpers.values()]):
@@ -149,6 +153,14 @@ class OpenCLRenderer(CRenderer):
         if helpers is not None:
             helpers.update(ctx._helpers)
         return dk
+
+    @staticmethod
+    def select(ctx: KernelContext):
+        return device_kernel(ctx)
+
+    @staticmethod
+    def host_program(*args):
+        return HostProgram(*args)
 
 
 def _runtime(name: str) -> bytes:
@@ -160,12 +172,13 @@ class HostProgram:
     """The C of NAME.c for an OpenCL bundle: init (device, buffers, kernels), run, shutdown."""
 
     def __init__(self, graph, plan, name, device, host_fns, checked, const_offsets, blob, blob_offset,
-                 blob_bytes, program, half: bool = False):
-        self.half = half  # float32 values live on the device as half: copies convert them
+                 blob_bytes, storage: str = "f32"):
+        self.half = storage != "f32"  # float32 values live on the device in 16 bits: copies convert them
+        self.storage = storage
+        self.program = ""
         self.graph, self.plan, self.name = graph, plan, name
         self.device, self.host_fns, self.checked = device, host_fns, checked
         self.const_offsets, self.blob, self.blob_offset, self.blob_bytes = const_offsets, blob, blob_offset, blob_bytes
-        self.program = program
         self.subs: dict[tuple, int] = {}  # (parent, offset, bytes) -> index in subs[]
         self.constants = set(graph.constants)
         self.in_index = {v: i for i, v in enumerate(graph.inputs)}
@@ -173,6 +186,16 @@ class HostProgram:
         for i, v in enumerate(graph.outputs):
             if v not in self.in_index and v not in self.constants:
                 self.out_index.setdefault(v, i)
+
+    def add_files(self, b: Bundle, helpers: dict, sources: list[str], weights_mode: str) -> None:
+        """The program (NAME_kernels.cl), the runtime and NAME.c into the bundle."""
+        name = self.name
+        self.program = program_source(helpers, sources, self.storage)
+        b.files[f"{name}_kernels.cl"] = self.program.encode()
+        b.files["runtime/pdc_opencl.h"] = _runtime("pdc_opencl.h")
+        b.files["runtime/pdc_opencl.c"] = _runtime("pdc_opencl.c")
+        b.kernel_files.append("runtime/pdc_opencl.c")
+        b.files[f"{name}.c"] = self.render(weights_mode).encode()
 
     # ---- where values live -------------------------------------------------------------------
     def root(self, v: Value) -> Value:

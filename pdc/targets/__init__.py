@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..ir.errors import PdcError
 from .arm import CORTEX_A
 from .cortex_m import CORTEX_M
+from .cuda import CUDA_PRESETS, detect_cuda
 from .opencl import OPENCL_TARGETS
 from .x86 import X86_AVX2, X86_AVX512, detect_host
 
@@ -17,6 +18,7 @@ def _targets() -> dict:
         "reference": (None, "pdc's NumPy reference interpreter (the semantic oracle; no code generated)"),
         **_arm_targets(),
         **{t.name: (t, t.description) for t in OPENCL_TARGETS},
+        **{t.name: (t, t.description) for t in (detect_cuda(), *CUDA_PRESETS)},
     }
 
 

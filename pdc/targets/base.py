@@ -119,8 +119,8 @@ class Target(ABC):
         """The float precision of the bundle's tensors for --precision `asked` (None: the target's
         default): fp32 everywhere except where a target stores fp16."""
         if asked not in (None, "fp32"):
-            raise PdcError(f"--precision {asked}: {self.name} computes fp32 (fp16 storage is for the OpenCL "
-                           f"targets: opencl, mali-*)")
+            raise PdcError(f"--precision {asked}: {self.name} computes fp32 (fp16 storage is for the GPU "
+                           f"targets: opencl, mali-*, cuda-*)")
         return "fp32"
 
     def default_threads(self) -> int:
@@ -184,6 +184,16 @@ class Target(ABC):
                      manifest: dict) -> dict[str, bytes]:
         """Files the target adds to the bundle (its own Makefile, harness, startup code)."""
         return {}
+
+    def cmake_lists(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> str:
+        """The bundle's CMakeLists.txt."""
+        from ..build import cmake_lists
+        return cmake_lists(name, kernel_files, cflags, threads, self.link_libs)
+
+    def makefile(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> str:
+        """The bundle's Makefile."""
+        from ..build import makefile
+        return makefile(name, kernel_files, cflags, threads, self.link_libs)
 
     def toolchain_cmake(self) -> Optional[str]:
         """A CMake toolchain file for this target's cross compiler (None for the host): written into

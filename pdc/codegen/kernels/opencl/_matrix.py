@@ -135,10 +135,12 @@ def choose_tile(M: int, N: int, K: int) -> Tile:
     return Tile(best.TX, best.TY, best.RM, best.RN, tk)
 
 
-def _slab_load(dst: str, rows: int, cols: int, L: int, row0: str, col0: str, lim_r: Optional[int],
-               lim_c: Optional[int], elem: Callable[[str, str], str], rows_fast: bool, fixed_col: bool = False,
-               col_setup: Optional[Callable[[str], list]] = None) -> list[str]:
-    """Statements loading a rows x cols slab into dst[row * cols + col] (zero past the limits) by
+def slab_load(dst: str, rows: int, cols: int, L: int, row0: str, col0: str, lim_r: Optional[int],
+              lim_c: Optional[int], elem: Callable[[str, str], str], rows_fast: bool, fixed_col: bool = False,
+              col_setup: Optional[Callable[[str], list]] = None, stride: Optional[int] = None,
+              wrap: Callable[[str], str] = lambda v: v) -> list[str]:
+    """Statements loading a rows x cols slab into dst[row * stride + col] (stride: cols unless
+    given; zero past the limits; each value through `wrap`, a conversion to the slab's type) by
     the L work-items of a group, consecutive work-items along cols (rows_fast: along rows).
     fixed_col (L % cols == 0, along cols): each work-item loads column `cl` (= lid % cols) only,
     whose setup ran once before the loop; otherwise col_setup(col) runs for each element."""
@@ -151,7 +153,7 @@ def _slab_load(dst: str, rows: int, cols: int, L: int, row0: str, col0: str, lim
         v = elem(f"({row0} + {r})", f"({col0} + {c})")
         if conds:
             v = f"({' && '.join(conds)}) ? {v} : 0.0f"
-        return [f"{dst}[{r} * {cols} + {c}] = {v};"]
+        return [f"{dst}[{r} * {stride or cols} + {c}] = {wrap(v)};"]
 
     if fixed_col:
         step = L // cols
@@ -194,14 +196,14 @@ def tiled(ctx, fn: str, mp: MatrixProduct, t: Tile) -> tuple[str, Launch]:
         *mp.prologue,
     ]
     # A slab (TK x TM, stored k-major): element (k, m) of the slab is A[m0 + m][k0 + k]
-    a_load = _slab_load("As", TK, TM, L, "k0", "m0", lim_k, lim_m, lambda k, m: mp.a_elem(m, k),
+    a_load = slab_load("As", TK, TM, L, "k0", "m0", lim_k, lim_m, lambda k, m: mp.a_elem(m, k),
                         rows_fast=not mp.a_kmajor)
     fixed = not mp.b_kmajor and L % TN == 0
     if fixed:
         body.append(f"const int cl = lid % {TN};")
         if mp.b_column is not None:  # padded columns (n >= N) compute a setup they never use
             body += mp.b_column("(n0 + cl)")
-    b_load = _slab_load("Bs", TK, TN, L, "k0", "n0", lim_k, lim_n, mp.b_elem, rows_fast=mp.b_kmajor,
+    b_load = slab_load("Bs", TK, TN, L, "k0", "n0", lim_k, lim_n, mp.b_elem, rows_fast=mp.b_kmajor,
                         fixed_col=fixed, col_setup=None if fixed else mp.b_column)
     vec = t.RN in (2, 4, 8, 16)  # a row of C's block in one floatRN
     vt = f"float{t.RN}"
@@ -244,7 +246,7 @@ def tiled(ctx, fn: str, mp: MatrixProduct, t: Tile) -> tuple[str, Launch]:
                 body += ["      " + x for x in store]
             body.append("    }")
         body.append("}")
-    src = (f"__kernel __attribute__((reqd_work_group_size({t.TX}, {t.TY}, 1)))\n"
+    src = (f"__kernel PDC_WORK_GROUP({t.TX}, {t.TY}, 1)\n"
            f"void {fn}({params})\n{{\n{indent(body, 4)}}}\n")
     gs = (round_up(N, TN) // t.RN, round_up(M, TM) // t.RM, mp.batch)
     return src, Launch(fn, tuple(names), gs, (t.TX, t.TY, 1))

@@ -88,7 +88,7 @@ class Rows:
         return "group" if self.group else "item"
 
     def attribute(self) -> str:
-        return f"__attribute__((reqd_work_group_size({self.wg}, 1, 1))) " if self.group else ""
+        return f"PDC_WORK_GROUP({self.wg}, 1, 1) " if self.group else ""
 
     def prologue(self, local: tuple = ()) -> str:
         """Declares the group's __local arrays (`red` and the C declarations in `local`, groups

@@ -63,6 +63,18 @@ def product_kernel(ctx: KernelContext, mp: MatrixProduct) -> Optional[DeviceKern
 
 @kernel("gemm", "fused_gemm", family=OPENCL)
 def gemm(ctx: KernelContext) -> Optional[DeviceKernel]:
+    mp = gemm_product(ctx)
+    return None if mp is None else product_kernel(ctx, mp)
+
+
+@kernel("matmul", "fused_matmul", family=OPENCL)
+def matmul(ctx: KernelContext) -> Optional[DeviceKernel]:
+    mp = matmul_product(ctx)
+    return None if mp is None else product_kernel(ctx, mp)
+
+
+def gemm_product(ctx: KernelContext) -> Optional[MatrixProduct]:
+    """A gemm / fused_gemm as a MatrixProduct (None: not float32, or an epilogue none fuses)."""
     if not _f32(ctx):
         return None
     epi = Epilogue(ctx)
@@ -83,16 +95,15 @@ def gemm(ctx: KernelContext) -> Optional[DeviceKernel]:
         lines = [f"{v} = {e};"] if e != v else []
         return lines + epilogue_lines(ctx, epi, v, f"{m} * {N} + {n}") + [st("out0", f"{m} * {N} + {n}", v)]
 
-    mp = MatrixProduct(
+    return MatrixProduct(
         M, N, K, 1,
         a_elem=lambda m, k: ld("in0", f"{k} * {M} + {m}" if ta else f"{m} * {K} + {k}"),
         b_elem=lambda k, n: ld("in1", f"{n} * {K} + {k}" if tb else f"{k} * {N} + {n}"),
         store=put, a_kmajor=bool(ta), b_kmajor=bool(tb))
-    return product_kernel(ctx, mp)
 
 
-@kernel("matmul", "fused_matmul", family=OPENCL)
-def matmul(ctx: KernelContext) -> Optional[DeviceKernel]:
+def matmul_product(ctx: KernelContext) -> Optional[MatrixProduct]:
+    """A matmul / fused_matmul as a MatrixProduct (None: not float32, or an epilogue none fuses)."""
     if not _f32(ctx):
         return None
     epi = Epilogue(ctx)
@@ -119,9 +130,8 @@ def matmul(ctx: KernelContext) -> Optional[DeviceKernel]:
         idx = f"co + {m} * {N} + {n}"
         return lines + epilogue_lines(ctx, epi, v, idx) + [st("out0", idx, v)]
 
-    mp = MatrixProduct(
+    return MatrixProduct(
         M, N, K, max(1, math.prod(batch)),
         a_elem=lambda m, k: ld("in0", f"ao + {m} * {K} + {k}"),
         b_elem=lambda k, n: ld("in1", f"bo + {k} * {N} + {n}"),
         store=put, prologue=prologue)
-    return product_kernel(ctx, mp)

@@ -25,6 +25,7 @@ PREAMBLE = "\n".join([
     *(f"#define {f}f {f}" for f in MATH),
     "#define nearbyintf rint", "#define nearbyint rint", "#define lrintf(x) ((long)rint(x))",
     "#define PDC_ERR_INDEX 6",
+    "#define PDC_WORK_GROUP(x, y, z) __attribute__((reqd_work_group_size(x, y, z)))",
     "",
 ])
 

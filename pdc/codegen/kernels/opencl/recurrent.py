@@ -283,7 +283,7 @@ class _Gen:
         barrier = f"barrier({fence});"
         rev = {"forward": "0", "reverse": "1", "bidirectional": "d == 1"}[self.direction]
 
-        lines = [f"__kernel __attribute__((reqd_work_group_size({LS}, 1, 1)))",
+        lines = [f"__kernel PDC_WORK_GROUP({LS}, 1, 1)",
                  f"void {fn}({', '.join(p for _, p in params)}) {{",
                  "    const int lid = get_local_id(0);",
                  "    const int grp = get_group_id(0);",

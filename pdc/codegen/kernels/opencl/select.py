@@ -1,6 +1,6 @@
 """The device kernel of a node: the opencl family's hand-written kernel, else the kernel-IR
 generator's kernel printed in OpenCL C (its parallel loop nest bound to work-items), else None
-(the node runs on the host)."""
+(the node runs on the host). `from_kir` is shared with the CUDA family."""
 from __future__ import annotations
 
 from typing import Optional
@@ -10,6 +10,7 @@ from ...context import KernelContext
 from ...kir.opencl import OpenCLPrinter
 from ...kir.parallel import bind_parallel, fission
 from ...kir.walk import nodes
+from ....ir.errors import UnsupportedError
 from .. import PORTABLE, load_all
 from . import OPENCL, DeviceKernel, Launch, round_up
 
@@ -27,16 +28,19 @@ def device_kernel(ctx: KernelContext) -> Optional[DeviceKernel]:
     if gen is None or not getattr(gen, "pdc_kir", False):
         return None
     gen(ctx)
-    return None if ctx.kir_kernel is None else from_kir(ctx, ctx.kir_kernel)
+    if ctx.kir_kernel is None:
+        return None
+    return from_kir(ctx.kir_kernel, OpenCLPrinter(half_storage=ctx.config.float_storage == "f16"), "opencl", GROUP)
 
 
-def from_kir(ctx: KernelContext, k: kir.Kernel) -> Optional[DeviceKernel]:
-    """The kernel in OpenCL C, split into one launch per top-level loop, copy or fill (fission),
-    each with one work-item per iteration of its parallel nest, or one work-item when it has none. None for what a device cannot hold: constant data
-    outside the source (WeightsView), a float buffer in half storage handed to a C helper."""
+def from_kir(k: kir.Kernel, printer, family: str, group: int) -> Optional[DeviceKernel]:
+    """The kernel in a device language (the printer's), split into one launch per top-level loop,
+    copy or fill (fission), each with one work-item per iteration of its parallel nest (in groups
+    of `group`), or one work-item when it has none. None for what a device cannot hold: constant
+    data outside the source (WeightsView), a float buffer in 16-bit storage handed to a C helper,
+    what the printer cannot spell (UnsupportedError)."""
     if any(isinstance(n, kir.WeightsView) for n in nodes(k.body)):
         return None
-    printer = OpenCLPrinter(half_storage=ctx.config.float_storage == "f16")
     if any(isinstance(n, kir.Address) and printer.halved(n.buffer) for n in nodes(k.body)):
         return None  # a C helper walking a float buffer cannot read half storage
     sources, launches, parallel = [], [], False
@@ -45,10 +49,14 @@ def from_kir(ctx: KernelContext, k: kir.Kernel) -> Optional[DeviceKernel]:
         args = [p.buffer.name if p.buffer.dtype is not None else "none" for p in bound.params]
         if any(isinstance(n, kir.Check) for n in nodes(bound.body)):
             args.append("status")
-        sources.append(printer.function(bound))
+        try:
+            sources.append(printer.function(bound))
+        except UnsupportedError:
+            return None
         if bound is piece:  # serial: one work-item runs it all
             launches.append(Launch(piece.name, tuple(args), (1,), (1,)))
         else:
-            launches.append(Launch(piece.name, tuple(args), (round_up(items, GROUP),), (GROUP,)))
+            launches.append(Launch(piece.name, tuple(args), (round_up(items, group),), (group,)))
             parallel = True
-    return DeviceKernel("\n".join(sources), launches, path="opencl/kir-parallel" if parallel else "opencl/kir-serial")
+    return DeviceKernel("\n".join(sources), launches,
+                        path=f"{family}/kir-parallel" if parallel else f"{family}/kir-serial")
