@@ -25,7 +25,6 @@ from .kernels.cuda.program import program_source
 from .kernels.cuda.select import device_kernel
 from .kernels.opencl import Launch, round_up
 from .opencl_renderer import DEVICE, HostProgram, OpenCLRenderer, _runtime
-from .placement import HOST
 
 CONVERT_BLOCK = 256  # threads per block of the float32 <-> 16-bit conversions
 
@@ -83,7 +82,7 @@ class CudaHostProgram(HostProgram):
     def steps(self) -> tuple[list, list]:
         """The run as a list of steps, ("segment", [launch slots]) or ("host", [C lines]) (copies,
         host kernels), and every launch as (node index, Launch) in slot order."""
-        graph, plan = self.graph, self.plan
+        graph = self.graph
         steps, launches = [], []
 
         def host(lines):
@@ -249,7 +248,7 @@ class CudaHostProgram(HostProgram):
         lines += [f"    values[{k}] = (void *)({v});" for k, v in enumerate(values)]
         lines += ["    for (int i = 0; i < PDC_NUM_VALUES; i++) argv_[i] = &values[i];"]
         for s, slots in enumerate(segments):  # each segment captured once into a graph
-            lines.append(f"    PDC_TRY(pdc_cu_capture_begin(&cu));")
+            lines.append("    PDC_TRY(pdc_cu_capture_begin(&cu));")
             lines += [f"    PDC_TRY(launch({slot}));" for slot in slots]
             lines.append(f"    PDC_TRY(pdc_cu_capture_end(&cu, &graphs[{s}]));")
         lines += ["done:", f"    if (err != PDC_OK) {name}_shutdown();", "    return err;", "}", ""]

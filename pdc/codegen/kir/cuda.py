@@ -10,7 +10,7 @@ computed in float. CUDA device code has no GCC vector types: a kernel using them
 """
 from __future__ import annotations
 
-from .expr import Cast, Const, Expr, Load, iadd
+from .expr import Const, Expr, Load
 from .printer import PREC, PRIMARY, UNARY, CPrinter
 from .stmt import Barrier, Bind, Copy, Fill, For, Store
 from .types import VectorType

@@ -9,6 +9,6 @@ program exports, with the arguments fixed at init (pdc/codegen/cuda_renderer.py)
 """
 from __future__ import annotations
 
-from ..opencl import DeviceKernel, Launch, round_up  # noqa: F401  (the shared device ABI)
+from ..opencl import DeviceKernel, Launch, round_up  # noqa: F401  (the shared device ABI, re-exported)
 
 CUDA = "cuda"
