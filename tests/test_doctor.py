@@ -12,7 +12,9 @@ CROSS = {"arm64": (["aarch64-linux-gnu-gcc", "aarch64-linux-gnu-ar"], ["qemu-aar
          "armv7": (["arm-linux-gnueabihf-gcc", "arm-linux-gnueabihf-ar"], ["qemu-arm"])}
 MCU = (["arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-ar"], ["qemu-system-arm"])
 OPENCL = ["opencl", "mali-g52", "mali-g76", "mali-g78", "mali-g710"]
-TARGETS = ["x86-avx2", "x86-avx512", "arm64", "armv7", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55", *OPENCL]
+CUDA = ["cuda", "cuda-sm75", "cuda-sm80", "cuda-sm86", "cuda-sm89", "cuda-sm90"]
+TARGETS = ["x86-avx2", "x86-avx512", "arm64", "armv7", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55", *OPENCL,
+           *CUDA]
 PACKAGES = {"gcc": "gcc", "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
             "aarch64-linux-gnu-ar": "binutils-aarch64-linux-gnu", "qemu-aarch64": "qemu-user",
             "arm-linux-gnueabihf-gcc": "gcc-arm-linux-gnueabihf",
@@ -33,7 +35,7 @@ def cpu_flags() -> set:
 
 
 def needs(target: str):
-    if target.startswith("x86") or target in OPENCL:
+    if target.startswith("x86") or target in OPENCL or target in CUDA:
         return [os.environ.get("CC") or "gcc"], []
     return CROSS.get(target, MCU)
 
@@ -72,6 +74,14 @@ def expected_line(target: str, which=shutil.which, flags=None) -> str:
         elif not any(f.endswith(".icd") for f in (os.listdir("/etc/OpenCL/vendors")
                                                   if os.path.isdir("/etc/OpenCL/vendors") else [])):
             run = ["no OpenCL platform installed (Debian package pocl-opencl-icd)"]
+    if target in CUDA:  # nvcc from PATH or the toolkit's folder; run on the NVIDIA driver
+        toolkit = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+        if not (which("nvcc") or os.path.exists(os.path.join(toolkit, "bin", "nvcc"))):
+            build.append("missing nvcc (the CUDA toolkit: put its bin/ on PATH or set CUDA_HOME)")
+        elif not os.path.exists(os.path.join(toolkit, "lib64", "libcudart_static.a")):
+            build.append(f"missing libcudart_static.a in {toolkit}/lib64 (the CUDA toolkit's runtime)")
+        if not ctypes.util.find_library("cuda"):
+            run = ["no NVIDIA driver (libcuda) on this machine: cuda bundles build here but run on a GPU machine"]
     problems = list(dict.fromkeys(build + run))
     line = f"{target:<10}  build: {'no ' if build else 'yes'}  run: {'no ' if run else 'yes'}"
     return line + (f"  {'; '.join(problems)}" if problems else "")
