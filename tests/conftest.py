@@ -107,6 +107,26 @@ def opencl_platform():
 
 
 @pytest.fixture(scope="session")
+def cuda_toolkit():
+    """For tests that build CUDA bundles (nvcc and the CUDA runtime library; no GPU needed): skips,
+    or fails in CI, without them."""
+    from pdc.targets import get_target
+    problems = get_target("cuda-sm80").build_problems()
+    if problems:
+        missing_dependency("; ".join(problems))
+
+
+@pytest.fixture(scope="session")
+def cuda_gpu(cuda_toolkit):
+    """For tests that run CUDA bundles (marked gpu): skips where the machine has no NVIDIA GPU and
+    driver, CI included."""
+    from pdc.targets.cuda import host_arch
+    if not host_arch():
+        pytest.skip("no NVIDIA GPU on this machine")
+    return host_arch()
+
+
+@pytest.fixture(scope="session")
 def zoo():
     """`zoo(name)` -> path of the zoo model's model.onnx; skips when Paddle is absent (fails in CI)."""
     def get(name: str) -> str:

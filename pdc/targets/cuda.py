@@ -112,11 +112,13 @@ class CudaTarget(Target):
         from ..codegen.kernels import coverage, generators
         from ..codegen.kernels._kir import kir_generated_ops
         from ..codegen.kernels.cuda import CUDA
+        from ..codegen.kernels.opencl import OPENCL
         native = sorted(generators(CUDA))
-        printed = sorted(set(kir_generated_ops()) - set(native))
-        host = sorted(set(coverage((PORTABLE,))[PORTABLE]) - set(native) - set(printed))
-        return {"device, CUDA kernels": native, "device, kernel IR printed as CUDA C": printed,
-                "host fallback (portable C)": host}
+        shared = sorted(set(generators(OPENCL)) - set(native))
+        printed = sorted(set(kir_generated_ops()) - set(native) - set(shared))
+        host = sorted(set(coverage((PORTABLE,))[PORTABLE]) - set(native) - set(shared) - set(printed))
+        return {"device, CUDA kernels": native, "device, OpenCL family kernels compiled as CUDA": shared,
+                "device, kernel IR printed as CUDA C": printed, "host fallback (portable C)": host}
 
     def build_tools(self) -> list[Tool]:
         return [c_compiler_tool()]

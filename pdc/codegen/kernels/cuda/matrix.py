@@ -58,6 +58,7 @@ def tiled(ctx, fn: str, mp: MatrixProduct) -> tuple[str, Launch]:
             f"__shared__ float Bs[{TK * TILE}];  /* Bs[k][n] */",
             "const int tx = threadIdx.x, ty = threadIdx.y, lid = ty * 16 + tx;",
             f"const int m0 = blockIdx.y * {TILE}, n0 = blockIdx.x * {TILE}, bt = blockIdx.z;",
+            "(void)bt;  /* read by the batched products' prologue only */",
             *mp.prologue]
     fixed, setup = _column_setup(mp, L, mp.b_kmajor)
     body += setup
@@ -100,6 +101,7 @@ def wmma(ctx, fn: str, mp: MatrixProduct, storage: str) -> tuple[str, Launch]:
             "const int lid = threadIdx.x, warp = lid / 32;",
             f"const int wm = warp / {WARPS_N}, wn = warp % {WARPS_N};",
             f"const int m0 = blockIdx.y * {TILE}, n0 = blockIdx.x * {TILE}, bt = blockIdx.z;",
+            "(void)bt;  /* read by the batched products' prologue only */",
             *mp.prologue]
     fixed, setup = _column_setup(mp, L, mp.b_kmajor)
     body += setup

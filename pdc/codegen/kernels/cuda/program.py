@@ -62,6 +62,7 @@ extern "C" __global__ void pdc_half_to_f32(const pdc_f32s *src, float *dst, int6
 }
 """
 
+BODY_MARK = "/* ---- the kernels of"  # where a program's own part begins (after program_header)
 _STATIC = re.compile(r"^static (?!__device__)", re.M)
 
 
@@ -71,15 +72,27 @@ def device_helper(helper: str) -> str:
     return _STATIC.sub("static __device__ ", helper)
 
 
-def program_source(helpers: dict, kernels: list, storage: str, table: list[str], name: str) -> str:
-    """NAME_kernels.cu: preamble, helpers (registered once each), kernels, and `NAME_kernel_table`:
-    the address of each launch's function in launch order (the host's cudaLaunchKernel takes it)."""
+def program_header(storage: str) -> str:
+    """What every CUDA program of a storage type starts with: includes, the OpenCL subset's
+    spellings, the storage macros and, for 16-bit storage, the copies' conversion kernels."""
+    parts = [PREAMBLE, OPENCL_SUBSET, *STORAGE[storage]]
+    if storage != "f32":
+        parts.append(CONVERSIONS)
+    return "\n".join(parts) + "\n"
+
+
+def program_body(helpers: dict, kernels: list, table: list[str], name: str) -> str:
+    """A program's own part: helpers (registered once each), kernels, and `NAME_kernel_table`, the
+    address of each launch's function in launch order (the host's cudaLaunchKernel takes it)."""
     helpers = [device_helper(h) for h in helpers.values()]
     kernels = [device_helper(k) for k in kernels]
     bf16 = any("pdc_bf16_to_f32" in t or "pdc_f32_to_bf16" in t for t in helpers + kernels)
-    parts = [PREAMBLE, OPENCL_SUBSET, *STORAGE[storage], *([KIR_HELPERS] if bf16 else []), *helpers]
-    if storage != "f32":
-        parts.append(CONVERSIONS)
     entries = ", ".join(f"(const void *){fn}" for fn in table) or "0"
-    parts += kernels + [f'extern "C" const void *const {name}_kernel_table[] = {{{entries}}};']
+    parts = [f"{BODY_MARK} {name} */", *([KIR_HELPERS] if bf16 else []), *helpers, *kernels,
+             f'extern "C" const void *const {name}_kernel_table[] = {{{entries}}};']
     return "\n".join(parts) + "\n"
+
+
+def program_source(helpers: dict, kernels: list, storage: str, table: list[str], name: str) -> str:
+    """NAME_kernels.cu."""
+    return program_header(storage) + program_body(helpers, kernels, table, name)

@@ -258,6 +258,7 @@ def simple(ctx, fn: str, mp: MatrixProduct, lx: int = 64) -> tuple[str, Launch]:
     lx = min(lx, 1 << max(0, math.ceil(math.log2(max(mp.N, 1)))))
     body = [
         "const int n = get_global_id(0), m = get_global_id(1), bt = get_global_id(2);",
+        "(void)bt;  /* read by the batched products' prologue only */",
         f"if (n >= {mp.N}) return;",
         *mp.prologue,
         *(mp.b_column("n") if mp.b_column is not None else []),
