@@ -107,12 +107,17 @@ class PdcRep(BackendRep):
         self._modules: dict = {}
         self._folders: list[str] = []
 
-    def _module(self, feeds: dict):
+    def specialized(self, feeds: dict) -> tuple[Graph, tuple]:
+        """The graph compiled for these feeds (their shapes bound, shape-giving inputs baked) and
+        its cache key."""
         shapes = {v.name: feeds[v.name].shape for v in self.graph.inputs}
         graph = bind_shapes(self.graph, shapes) if not all(v.type.is_static for v in self.graph.inputs) \
             else self.graph
         graph, baked = _specialize_values(graph, feeds)
-        key = (tuple(sorted(shapes.items())), baked)
+        return graph, (tuple(sorted(shapes.items())), baked)
+
+    def _module(self, feeds: dict):
+        graph, key = self.specialized(feeds)
         if key not in self._modules:
             from .compiler import compile_bundle
             from .module import Module

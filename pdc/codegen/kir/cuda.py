@@ -10,6 +10,8 @@ computed in float. CUDA device code has no GCC vector types: a kernel using them
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .expr import Const, Expr, Load
 from .printer import PREC, PRIMARY, UNARY, CPrinter
 from .stmt import Barrier, Bind, Copy, Fill, For, Store
@@ -36,6 +38,12 @@ class CUDAPrinter(CPrinter):
         if isinstance(t, VectorType):
             raise UnsupportedError("kir: CUDA device code has no vector types")
         return super().type_name(t)
+
+    def float_literal(self, x: float, t) -> str:
+        """A float32 constant as the float it is (nvcc warns on a literal it must round)."""
+        if t.short == "f32":
+            x = float(np.float32(x))
+        return super().float_literal(x, t)
 
     def param(self, p) -> str:
         if self.halved(p.buffer):
@@ -114,8 +122,8 @@ class CUDAPrinter(CPrinter):
 
 # the bfloat16 conversions printed kernels call (bf16 tensors are uint16_t, as in C)
 HELPERS = r"""
-static __device__ __forceinline__ float pdc_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-static __device__ __forceinline__ uint16_t pdc_f32_to_bf16(float f) {
+static __device__ __forceinline__ __attribute__((unused)) float pdc_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+static __device__ __forceinline__ __attribute__((unused)) uint16_t pdc_f32_to_bf16(float f) {
     uint32_t u = __float_as_uint(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
     u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */

@@ -39,6 +39,7 @@ typedef unsigned long ulong;
 #define get_local_id(d) PDC_AXIS(threadIdx, d)
 #define get_group_id(d) PDC_AXIS(blockIdx, d)
 #define get_global_id(d) (PDC_AXIS(blockIdx, d) * PDC_AXIS(blockDim, d) + PDC_AXIS(threadIdx, d))
+#define PDC_MUL_RN(a, b) __fmul_rn(a, b)
 #define PDC_LDH(p, i) __half2float((p)[i])
 #define PDC_STH(p, i, v) ((p)[i] = __float2half_rn(v))
 """
@@ -64,12 +65,14 @@ extern "C" __global__ void pdc_half_to_f32(const pdc_f32s *src, float *dst, int6
 
 BODY_MARK = "/* ---- the kernels of"  # where a program's own part begins (after program_header)
 _STATIC = re.compile(r"^static (?!__device__)", re.M)
+# OpenCL's pragma has no CUDA spelling: the kernels that give it write their products as PDC_MUL_RN
+_NO_CONTRACT = re.compile(r"^[ \t]*#pragma OPENCL FP_CONTRACT OFF[ \t]*\n", re.M)
 
 
 def device_helper(helper: str) -> str:
     """C helpers (registered, or beside a kernel) as device code: functions and file-scope
     constants `static __device__`."""
-    return _STATIC.sub("static __device__ ", helper)
+    return _STATIC.sub("static __device__ ", _NO_CONTRACT.sub("", helper))
 
 
 def program_header(storage: str) -> str:

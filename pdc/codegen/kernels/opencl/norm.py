@@ -226,11 +226,11 @@ def axes_norm(ctx: KernelContext):
         # mean, so every product is rounded as the reference rounds it (no fused multiply-adds)
         lines.insert(0, "#pragma OPENCL FP_CONTRACT OFF")
         lines += ["float s = 0.0f, s2 = 0.0f;",
-                  f"{rows.loop()} {{ const float v = {xa}; s += v; s2 += v * v; }}",
+                  f"{rows.loop()} {{ const float v = {xa}; s += v; s2 += PDC_MUL_RN(v, v); }}",
                   rows.reduce("s", "sum"),
                   rows.reduce("s2", "sum"),
                   f"const float mean = s / (float){n};",
-                  f"const float var = s2 / (float){n} - mean * mean;",
+                  f"const float var = s2 / (float){n} - PDC_MUL_RN(mean, mean);",
                   f"const float den = sqrt(var > 0.0f ? var : 0.0f) + {lit(1e-9)};",
                   f"{rows.loop()} {st('y', at, f'({xa} - mean) / den')}"]
     return _finish(ctx, b, rows, f"{ctx.fn_name}_{op}", "\n".join(lines), "norm")

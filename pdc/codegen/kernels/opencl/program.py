@@ -26,6 +26,7 @@ PREAMBLE = "\n".join([
     "#define nearbyintf rint", "#define nearbyint rint", "#define lrintf(x) ((long)rint(x))",
     "#define PDC_ERR_INDEX 6",
     "#define PDC_WORK_GROUP(x, y, z) __attribute__((reqd_work_group_size(x, y, z)))",
+    "#define PDC_MUL_RN(a, b) ((a) * (b))  /* a product rounded on its own (with FP_CONTRACT OFF) */",
     "",
 ])
 
