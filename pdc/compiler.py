@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from . import __version__
-from .build import runtime_sources
+from .build import cmake_lists, makefile, runtime_sources
 from .codegen.c_renderer import c_identifier
 from .ir.errors import PdcError
 from .ir.graph import Graph
@@ -138,8 +138,8 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
     files.update(runtime_sources())
-    files["CMakeLists.txt"] = tgt.cmake_lists(name, bundle.kernel_files, cflags, threads).encode()
-    files["Makefile"] = tgt.makefile(name, bundle.kernel_files, cflags, threads).encode()
+    files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
+    files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
     for note in bundle.notes:
         say(note)
     manifest = {

@@ -185,16 +185,6 @@ class Target(ABC):
         """Files the target adds to the bundle (its own Makefile, harness, startup code)."""
         return {}
 
-    def cmake_lists(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> str:
-        """The bundle's CMakeLists.txt."""
-        from ..build import cmake_lists
-        return cmake_lists(name, kernel_files, cflags, threads, self.link_libs)
-
-    def makefile(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> str:
-        """The bundle's Makefile."""
-        from ..build import makefile
-        return makefile(name, kernel_files, cflags, threads, self.link_libs)
-
     def toolchain_cmake(self) -> Optional[str]:
         """A CMake toolchain file for this target's cross compiler (None for the host): written into
         cross bundles (their CMakeLists.txt takes it when none is given) and by `pdc toolchain`."""

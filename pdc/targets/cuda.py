@@ -137,13 +137,12 @@ class CudaTarget(Target):
             return ["no NVIDIA driver (libcuda) on this machine: cuda bundles build here but run on a GPU machine"]
         return []
 
-    def cmake_lists(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> str:
-        from ..build import cuda_cmake_lists
-        return cuda_cmake_lists(name, kernel_files, cflags, threads, self.arch)
-
-    def makefile(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> str:
-        from ..build import cuda_makefile
-        return cuda_makefile(name, kernel_files, cflags, threads, self.nvcc_flags, cuda_home())
+    def bundle_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int,
+                     manifest: dict) -> dict[str, bytes]:
+        """CMakeLists.txt and Makefile that compile NAME_kernels.cu with nvcc."""
+        from ..build import cuda_cmake_lists, cuda_makefile
+        return {"CMakeLists.txt": cuda_cmake_lists(name, kernel_files, cflags, threads, self.arch).encode(),
+                "Makefile": cuda_makefile(name, kernel_files, cflags, threads, self.nvcc_flags, cuda_home()).encode()}
 
     def build(self, folder: str, name: str, kernel_files: list[str], cflags: list[str], threads: int,
               say: Callable[[str], None]) -> dict:
