@@ -17,6 +17,9 @@ PREAMBLE = "\n".join([
     "#include <stdint.h>", "#include <string.h>", "#include <math.h>",
     "#include <cuda_fp16.h>", "#include <cuda_bf16.h>", "#include <mma.h>",
     "#define PDC_ERR_INDEX 6",
+    "#ifndef PDC_KERNEL_ADDRESS  /* a kernel's entry in the kernel table (an emulator may wrap it) */",
+    "#define PDC_KERNEL_ADDRESS(fn) ((const void *)fn)",
+    "#endif",
     "",
 ])
 
@@ -90,7 +93,7 @@ def program_body(helpers: dict, kernels: list, table: list[str], name: str) -> s
     helpers = [device_helper(h) for h in helpers.values()]
     kernels = [device_helper(k) for k in kernels]
     bf16 = any("pdc_bf16_to_f32" in t or "pdc_f32_to_bf16" in t for t in helpers + kernels)
-    entries = ", ".join(f"(const void *){fn}" for fn in table) or "0"
+    entries = ", ".join(f"PDC_KERNEL_ADDRESS({fn})" for fn in table) or "0"
     parts = [f"{BODY_MARK} {name} */", *([KIR_HELPERS] if bf16 else []), *helpers, *kernels,
              f'extern "C" const void *const {name}_kernel_table[] = {{{entries}}};']
     return "\n".join(parts) + "\n"

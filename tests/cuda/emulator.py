@@ -1,0 +1,45 @@
+"""CUDA bundles built for the CPU emulator in tests/cuda/emu: the bundle's CUDA file compiled as C++
+(the emulator's cuda_fp16.h / cuda_bf16.h / mma.h stand in for the toolkit's), its host C against the
+emulator's cuda_runtime_api.h, linked with the emulator's runtime. The bundle's code is unchanged:
+what a GPU would run is what runs here, kernel by kernel and CUDA graph by CUDA graph."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pdc
+from pdc.build import build_shared
+from pdc.compiler import compile_details
+from pdc.targets.x86 import c_compiler
+
+EMU = Path(__file__).resolve().parent / "emu"
+CXX = ["g++", "-std=c++20", "-O1", "-fPIC", "-ffp-contract=off", f"-I{EMU}", "-I.", "-Iruntime"]
+
+
+def _cxx(args: list[str], folder: Path) -> None:
+    r = subprocess.run([*CXX, *args], cwd=folder, capture_output=True, text=True)
+    if r.returncode:
+        raise AssertionError(f"emulated build failed: {r.stderr[-3000:]}")
+
+
+def build_emulated(folder: Path, name: str) -> None:
+    """Builds lib<name>.so of a CUDA bundle written with build=False, for the emulator."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    kernel_files = sorted(f for f in os.listdir(folder) if f.startswith(f"{name}_kernels") and f.endswith(".c"))
+    kernel_files.append("runtime/pdc_cuda.c")
+    _cxx(["-x", "c++", "-c", f"{name}_kernels.cu", "-o", "device.o"], folder)
+    _cxx(["-c", str(EMU / "cuda_emu.cpp"), "-o", "emu.o"], folder)
+    cflags = ["-O1", "-fPIC", "-std=gnu11", f"-I{EMU}"]
+    build_shared(str(folder), name, kernel_files, c_compiler(), cflags, manifest["threads"],
+                 libs=("stdc++",), objects=("device.o", "emu.o"))
+    manifest["library"] = f"lib{name}.so"
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def compile_emulated(model, folder: Path, name: str = "model", target: str = "cuda-sm80", **options) -> pdc.Module:
+    """`model` compiled for a cuda target and loaded on the emulator (PDC_CUDA_EMU_* set its GPU)."""
+    compile_details(model, str(folder), target=target, name=name, build=False, **options)
+    build_emulated(folder, name)
+    return pdc.load(str(folder))
