@@ -260,11 +260,11 @@ class CudaHostProgram(HostProgram):
                  "    pdc_status err = PDC_OK;", "    (void)A; (void)inputs; (void)outputs;"]
         if status_check:
             lines.append("    PDC_TRY(pdc_cu_zero(&cu, status, sizeof(int)));")
-        lines += body
-        if status_check:
+        lines += body + ["    PDC_TRY(pdc_cu_finish(&cu));"]
+        if status_check:  # last: a PDC_TRY after it would overwrite err
             lines += ["    { int bad = 0; PDC_TRY(pdc_cu_copy(&cu, &bad, status, sizeof bad));",
                       "      if (bad) err = (pdc_status)bad; }"]
-        lines += ["    PDC_TRY(pdc_cu_finish(&cu));", "done:", "    return err;", "}", ""]
+        lines += ["done:", "    return err;", "}", ""]
         needed = [p for p, used in (("!host_arena", plan.arena_bytes), ("!inputs", graph.inputs),
                                     ("!outputs", graph.outputs)) if used]
         for variant, doc in (("run", "host pointers"), ("run_device", "device pointers (cudaMalloc'd)")):

@@ -388,10 +388,9 @@ class HostProgram:
                   "    pthread_mutex_lock(&device_lock);  /* one device arena: one run at a time */"]
         if status_check:
             lines.append("    { static const int zero = 0; PDC_TRY(pdc_cl_write(&cl, status, 0, &zero, sizeof zero)); }")
-        lines += body
-        if status_check:
+        lines += body + ["    PDC_TRY(pdc_cl_finish(&cl));"]
+        if status_check:  # last: a PDC_TRY after it would overwrite err
             lines += ["    { int bad = 0; PDC_TRY(pdc_cl_read(&cl, status, 0, &bad, sizeof bad));",
                       "      if (bad) err = (pdc_status)bad; }"]
-        lines += ["    PDC_TRY(pdc_cl_finish(&cl));", "done:", "    pthread_mutex_unlock(&device_lock);",
-                  "    return err;", "}", ""]
+        lines += ["done:", "    pthread_mutex_unlock(&device_lock);", "    return err;", "}", ""]
         return lines

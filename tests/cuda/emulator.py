@@ -4,9 +4,12 @@ emulator's cuda_runtime_api.h, linked with the emulator's runtime. The bundle's 
 what a GPU would run is what runs here, kernel by kernel and CUDA graph by CUDA graph."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pdc
@@ -24,13 +27,24 @@ def _cxx(args: list[str], folder: Path) -> None:
         raise AssertionError(f"emulated build failed: {r.stderr[-3000:]}")
 
 
+def runtime_object() -> str:
+    """The emulator's runtime compiled once per version of its sources (shared by the tests)."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(EMU.iterdir()))).hexdigest()[:16]
+    obj = Path(tempfile.gettempdir()) / f"pdc-cuda-emu-{digest}.o"
+    if not obj.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            _cxx(["-c", str(EMU / "cuda_emu.cpp"), "-o", "emu.o"], Path(tmp))
+            os.replace(Path(tmp) / "emu.o", obj)
+    return str(obj)
+
+
 def build_emulated(folder: Path, name: str) -> None:
     """Builds lib<name>.so of a CUDA bundle written with build=False, for the emulator."""
     manifest = json.loads((folder / "manifest.json").read_text())
     kernel_files = sorted(f for f in os.listdir(folder) if f.startswith(f"{name}_kernels") and f.endswith(".c"))
     kernel_files.append("runtime/pdc_cuda.c")
     _cxx(["-x", "c++", "-c", f"{name}_kernels.cu", "-o", "device.o"], folder)
-    _cxx(["-c", str(EMU / "cuda_emu.cpp"), "-o", "emu.o"], folder)
+    shutil.copy(runtime_object(), folder / "emu.o")
     cflags = ["-O1", "-fPIC", "-std=gnu11", f"-I{EMU}"]
     build_shared(str(folder), name, kernel_files, c_compiler(), cflags, manifest["threads"],
                  libs=("stdc++",), objects=("device.o", "emu.o"))

@@ -83,6 +83,22 @@ def test_host_fallback_is_announced_and_correct(tmp_path):
     np.testing.assert_allclose(got["v"], -np.take_along_axis(e, order, 1), rtol=1e-6)
 
 
+def test_an_index_out_of_range_on_the_device_is_reported(tmp_path):
+    """Gather checks its indices on the device (the status buffer): a bad index fails the run, as
+    on x86, instead of giving zeros."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 3])
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph([helper.make_node("Gather", ["x", "i"], ["y"])], "g", [x, i], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    module = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b"))
+    assert host_nodes(module.manifest) == []
+    a = np.arange(15, dtype=np.float32).reshape(5, 3)
+    np.testing.assert_array_equal(module.run({"x": a, "i": np.array([4, 0, -1, 2])})["y"], a[[4, 0, -1, 2]])
+    with pytest.raises(pdc.PdcError, match="an input holds an index out of its range"):
+        module.run({"x": a, "i": np.array([0, 5, 1, 1])})
+
+
 @pytest.fixture(scope="module")
 def relu_bundle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("relu") / "b"

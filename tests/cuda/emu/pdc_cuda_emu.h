@@ -1,6 +1,6 @@
 /* Device code of a pdc CUDA bundle compiled as C++ for the CPU emulator (cuda_emu.cpp): CUDA's
  * qualifiers, built-in variables, half / bfloat16 types and intrinsics, __syncthreads (a fiber
- * switch) and the warp matrix functions (wmma, each thread holding whole 16x16 tiles), as the
+ * switch) and the warp matrix functions (wmma, lane 0 of a warp holding whole 16x16 tiles), as the
  * bundle's kernels use them. Included through the cuda_fp16.h / cuda_bf16.h / mma.h beside it. */
 #ifndef PDC_CUDA_EMU_DEVICE_H
 #define PDC_CUDA_EMU_DEVICE_H
@@ -91,19 +91,24 @@ template <class Use, int M, int N, int K, class T, class Layout = void> struct f
     static constexpr int cols = std::is_same<Use, matrix_a>::value ? K : N;
     T x[rows * cols];
 };
+/* Every lane of a warp makes the same call on the same tiles; lane 0 computes and stores them for
+   the warp (a fragment is never read element by element in pdc's kernels), the others skip. */
 template <class U, int M, int N, int K, class T, class L> void fill_fragment(fragment<U, M, N, K, T, L> &f, float v) {
+    if (!pdc_emu::lane0()) return;
     for (auto &e : f.x) e = (T)v;
 }
 template <class U, int M, int N, int K, class T, class L>
 void load_matrix_sync(fragment<U, M, N, K, T, L> &f, const T *p, unsigned ldm) {
     static_assert(std::is_same<L, row_major>::value, "the emulator loads row-major tiles");
     using F = fragment<U, M, N, K, T, L>;
+    if (!pdc_emu::lane0()) return;
     for (int r = 0; r < F::rows; r++)
         for (int c = 0; c < F::cols; c++) f.x[r * F::cols + c] = p[(size_t)r * ldm + c];
 }
 template <int M, int N, int K, class T, class LA, class LB>
 void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<matrix_a, M, N, K, T, LA> &a,
               const fragment<matrix_b, M, N, K, T, LB> &b, const fragment<accumulator, M, N, K, float> &c) {
+    if (!pdc_emu::lane0()) return;
     float out[M * N];
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
@@ -115,7 +120,7 @@ void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<matrix_a,
 }
 template <int M, int N, int K>
 void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t layout) {
-    if (!pdc_emu::lane0()) return; /* every lane holds the whole tile: one writes it */
+    if (!pdc_emu::lane0()) return;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             if (layout == mem_row_major) p[(size_t)i * ldm + j] = f.x[i * N + j];

@@ -10,7 +10,8 @@ Paths (PDC_FORCE_PATH="cuda-conv=<path>" forces one where it can compute the lay
 - "cuda/conv-implicit-<kernel>": weights times the implicit im2col of the input (the element of
   input channel and tap k at output pixel p gathered as the slab is staged): the implicit GEMM;
 - "cuda/conv-direct" where the product would be mostly padding (few output channels per group).
-<kernel>: wmma (tensor cores, fp16 / bf16 storage), tiled or simple (gemm.py product_kernel).
+<kernel>: wmma (tensor cores, fp16 / bf16 storage), tiled or simple (gemm.py product_kernel; forced
+by PDC_FORCE_PATH=cuda-gemm=<kernel>).
 """
 from __future__ import annotations
 
@@ -54,10 +55,9 @@ def conv(ctx: KernelContext) -> Optional[DeviceKernel]:
         return _kernel(src, launch, "depthwise")
     product = g.mg >= 8
     if g.pointwise and take(FAMILY, "1x1", product):
-        dk = product_kernel(ctx, pointwise_product(L), FAMILY, "conv-1x1")
-        return dk
+        return product_kernel(ctx, pointwise_product(L), "conv-1x1")
     if take(FAMILY, "implicit", product):
         mp, helper = im2col_product(L, fn)
-        return product_kernel(ctx, mp, FAMILY, "conv-implicit", setup=helper)
+        return product_kernel(ctx, mp, "conv-implicit", setup=helper)
     src, launch = direct(L, f"{fn}_direct", MT=8, PT=8 if g.OW >= 14 else 4)
     return _kernel(src, launch, "direct")

@@ -23,27 +23,27 @@ FAMILY = "cuda-gemm"
 declare(FAMILY, "wmma", "tiled", "simple")
 
 
-def product_kernel(ctx: KernelContext, mp: MatrixProduct, family: str = FAMILY, stem: str = "gemm",
-                   setup: str = "") -> DeviceKernel:
-    """The kernel of a product (gemm, matmul, or a convolution's): tensor cores where the storage is
-    16-bit and the product fills their fragments, else the tiled or the simple kernel. `setup`:
-    C the kernel's source needs first (a convolution's gather helper)."""
+def product_kernel(ctx: KernelContext, mp: MatrixProduct, stem: str = "gemm", setup: str = "") -> DeviceKernel:
+    """The kernel of a product (gemm, matmul, or a convolution's, whose path names start with
+    `stem`): tensor cores where the storage is 16-bit and the product fills their fragments, else
+    the tiled or the simple kernel (PDC_FORCE_PATH=cuda-gemm=<kernel> forces one for every product).
+    `setup`: C the kernel's source needs first (a convolution's gather helper)."""
     if any(math.prod(t.shape) == 0 for t in ctx.outputs):
         return DeviceKernel("", [], path=f"cuda/{stem}-simple")  # nothing to compute
     storage = ctx.config.float_storage
     fills = mp.M >= 16 and mp.N >= 16 and mp.K >= 16
     big = mp.M >= 8 and mp.N >= 8 and mp.M * mp.N * mp.batch >= 1024 and mp.K >= 4
     fn = ctx.fn_name
-    if storage != "f32" and take(family, "wmma", fills):
+    if storage != "f32" and take(FAMILY, "wmma", fills):
         path = "wmma"
         src, launch = wmma(ctx, f"{fn}_wmma", mp, storage)
-    elif take(family, "tiled", big):
+    elif take(FAMILY, "tiled", big):
         path = "tiled"
         src, launch = tiled(ctx, f"{fn}_tiled", mp)
     else:
         path = "simple"
         src, launch = simple(ctx, f"{fn}_simple", mp)
-    return DeviceKernel(f"/* path: {family}/{path} */\n{setup}{src}", [launch], path=f"cuda/{stem}-{path}")
+    return DeviceKernel(f"/* path: {FAMILY}/{path} */\n{setup}{src}", [launch], path=f"cuda/{stem}-{path}")
 
 
 @kernel("gemm", "fused_gemm", family=CUDA)
