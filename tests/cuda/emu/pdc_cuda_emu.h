@@ -51,8 +51,8 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 inline float __fmul_rn(float a, float b) { volatile float p = a * b; return p; }
-template <class A, class B> inline auto min(A a, B b) -> decltype(a < b ? a : b) { return a < b ? a : b; }
-template <class A, class B> inline auto max(A a, B b) -> decltype(a < b ? b : a) { return a < b ? b : a; }
+template <class A, class B> inline auto min(A a, B b) { return a < b ? a : b; }  /* by value: auto decays */
+template <class A, class B> inline auto max(A a, B b) { return a < b ? b : a; }
 
 /* The kernel table's entries: each kernel with the function that calls it on a launch's arguments. */
 namespace pdc_emu {
