@@ -255,7 +255,7 @@ class CudaHostProgram(HostProgram):
         return lines
 
     def run_c(self, body: list[str], status_check: bool, host_io: bool) -> list[str]:
-        name, plan, graph = self.name, self.plan, self.graph
+        name = self.name
         lines = ["static pdc_status run(uint8_t *A, const void *const *inputs, void *const *outputs) {",
                  "    pdc_status err = PDC_OK;", "    (void)A; (void)inputs; (void)outputs;"]
         if status_check:
@@ -265,15 +265,10 @@ class CudaHostProgram(HostProgram):
             lines += ["    { int bad = 0; PDC_TRY(pdc_cu_copy(&cu, &bad, status, sizeof bad));",
                       "      if (bad) err = (pdc_status)bad; }"]
         lines += ["done:", "    return err;", "}", ""]
-        needed = [p for p, used in (("!host_arena", plan.arena_bytes), ("!inputs", graph.inputs),
-                                    ("!outputs", graph.outputs)) if used]
         for variant, doc in (("run", "host pointers"), ("run_device", "device pointers (cudaMalloc'd)")):
             lines += [f"/* inputs and outputs: {doc} */",
                       f"pdc_status {name}_{variant}(void *host_arena, const void *const *inputs, void *const *outputs) {{"]
-            if needed:
-                lines.append(f"    if ({' || '.join(needed)}) return PDC_ERR_NULL_ARGUMENT;")
-            if plan.arena_bytes:
-                lines.append("    if (!pdc_is_aligned(host_arena)) return PDC_ERR_MISALIGNED;")
+            lines += self.argument_checks()
             lines.append("    if (!cu.open) return PDC_ERR_DEVICE;  /* init failed or not called */")
             if variant == "run_device" and host_io:
                 lines += ["    (void)inputs; (void)outputs;",

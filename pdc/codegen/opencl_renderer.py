@@ -293,6 +293,16 @@ class HostProgram:
                          + self.run(body, status_check)
                          + CRenderer.render_ctx(name, plan)) + "\n"
 
+    def argument_checks(self) -> list[str]:
+        """A run's first lines: the pointers it needs, the host arena's alignment."""
+        plan, graph = self.plan, self.graph
+        needed = [p for p, used in (("!host_arena", plan.arena_bytes), ("!inputs", graph.inputs),
+                                    ("!outputs", graph.outputs)) if used]
+        lines = [f"    if ({' || '.join(needed)}) return PDC_ERR_NULL_ARGUMENT;"] if needed else []
+        if plan.arena_bytes:
+            lines.append("    if (!pdc_is_aligned(host_arena)) return PDC_ERR_MISALIGNED;")
+        return lines
+
     def converts(self, node: Node) -> bool:
         """A copy of a float32 value under fp16 storage: the device side is half, converted there."""
         return self.half and node.inputs[0].type.dtype.short == "f32" and node.inputs[0].type.numel > 0
@@ -374,14 +384,9 @@ class HostProgram:
         return lines
 
     def run(self, body: list[str], status_check: bool) -> list[str]:
-        name, plan, graph = self.name, self.plan, self.graph
+        name = self.name
         lines = [f"pdc_status {name}_run(void *host_arena, const void *const *inputs, void *const *outputs) {{"]
-        needed = [p for p, used in (("!host_arena", plan.arena_bytes), ("!inputs", graph.inputs),
-                                    ("!outputs", graph.outputs)) if used]
-        if needed:
-            lines.append(f"    if ({' || '.join(needed)}) return PDC_ERR_NULL_ARGUMENT;")
-        if plan.arena_bytes:
-            lines.append("    if (!pdc_is_aligned(host_arena)) return PDC_ERR_MISALIGNED;")
+        lines += self.argument_checks()
         lines += ["    if (!cl.context) return PDC_ERR_DEVICE;  /* init failed or not called */",
                   "    uint8_t *A = (uint8_t *)host_arena;", "    (void)A;",
                   "    pdc_status err = PDC_OK;",

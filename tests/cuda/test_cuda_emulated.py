@@ -13,20 +13,17 @@ ONNX Runtime.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
-import pdc
 from conftest import require_module
+from device_models import (check_gather_index_error, check_run_device, check_topk_between, gather_model, relu_model,
+                           topk_between_model)
 from emulator import build_emulated, compile_emulated
 from kernel_draws import assert_matches, conv_case, conv_model, gemm_case, matmul_case, onnxruntime_outputs, product_model
 from pdc.compiler import compile_details
@@ -146,73 +143,25 @@ def test_gemm_matmul_paths_match_onnxruntime(seed, precision, tmp_path, monkeypa
 
 
 # ---- the host program and the errors ------------------------------------------------------------------
-def save(model: onnx.ModelProto, path: Path) -> str:
-    onnx.save(model, str(path))
-    return str(path)
-
-
-def relu(shape=(2, 3, 8)) -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    return helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y]),
-                             opset_imports=[helper.make_opsetid("", 17)])
-
-
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_run_device_takes_device_pointers(precision, tmp_path):
-    """NAME_run_device on buffers from the bundle's runtime (cudaMalloc), fp16 storage converting."""
-    compile_emulated(relu(), tmp_path / "b", name="m", precision=precision)
-    lib = ctypes.CDLL(str(tmp_path / "b" / "libm.so"))
-    assert lib.m_init(None, 0) == 0
-    x = np.arange(48, dtype=np.float32).reshape(2, 3, 8) / 4 - 5
-    y = np.zeros_like(x)
-    dx, dy = ctypes.c_void_p(), ctypes.c_void_p()
-    assert lib.cudaMalloc(ctypes.byref(dx), ctypes.c_size_t(x.nbytes)) == 0
-    assert lib.cudaMalloc(ctypes.byref(dy), ctypes.c_size_t(y.nbytes)) == 0
-    to_device, to_host = 1, 2  # cudaMemcpyKind
-    assert lib.cudaMemcpy(dx, x.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(x.nbytes), to_device) == 0
-    assert lib.m_run_device(None, (ctypes.c_void_p * 1)(dx), (ctypes.c_void_p * 1)(dy)) == 0
-    assert lib.cudaMemcpy(y.ctypes.data_as(ctypes.c_void_p), dy, ctypes.c_size_t(y.nbytes), to_host) == 0
-    np.testing.assert_array_equal(y, np.maximum(x, 0))  # quarter steps: exact in half too
-    lib.m_shutdown()
+    compile_emulated(relu_model(), tmp_path / "b", name="m", precision=precision)
+    check_run_device(str(tmp_path / "b" / "libm.so"), "m")
 
 
 def test_host_fallback_between_device_kernels(tmp_path):
     """TopK has no device kernel: the run replays the graph of Exp, copies e out, runs TopK on the
     host, copies its values in and replays the graph of Neg."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
-    outs = [helper.make_tensor_value_info("v", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("i", TensorProto.INT64, None)]
-    k = onnx.numpy_helper.from_array(np.array([3], np.int64), "k")
-    nodes = [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("TopK", ["e", "k"], ["t", "i"]),
-             helper.make_node("Neg", ["t"], ["v"])]
-    model = helper.make_model(helper.make_graph(nodes, "mixed", [x], outs, [k]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    module = compile_emulated(model, tmp_path / "b")
+    module = compile_emulated(topk_between_model(), tmp_path / "b")
     assert host_nodes(module.manifest) == ["top_k"]
-    source = (tmp_path / "b" / "model.c").read_text()
-    assert source.count("pdc_cu_replay(&cu, graphs[") == 2
-    a = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
-    got = module.run({"x": a})
-    e = np.exp(a)
-    order = np.argsort(-e, axis=1, kind="stable")[:, :3]
-    np.testing.assert_array_equal(got["i"], order)
-    np.testing.assert_allclose(got["v"], -np.take_along_axis(e, order, 1), rtol=1e-6)
+    assert (tmp_path / "b" / "model.c").read_text().count("pdc_cu_replay(&cu, graphs[") == 2
+    check_topk_between(module)
 
 
 def test_an_index_out_of_range_on_the_device_is_reported(tmp_path):
-    """Gather checks its indices on the device (the status word): a bad index fails the run."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 3])
-    i = helper.make_tensor_value_info("i", TensorProto.INT64, [4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    model = helper.make_model(helper.make_graph([helper.make_node("Gather", ["x", "i"], ["y"])], "g", [x, i], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    module = compile_emulated(model, tmp_path / "b")
+    module = compile_emulated(gather_model(), tmp_path / "b")
     assert host_nodes(module.manifest) == []
-    a = np.arange(15, dtype=np.float32).reshape(5, 3)
-    np.testing.assert_array_equal(module.run({"x": a, "i": np.array([4, 0, -1, 2])})["y"], a[[4, 0, -1, 2]])
-    with pytest.raises(pdc.PdcError, match="an input holds an index out of its range"):
-        module.run({"x": a, "i": np.array([0, 5, 1, 1])})
+    check_gather_index_error(module)
 
 
 def pdc_run(folder: Path, **env) -> subprocess.CompletedProcess:
@@ -223,7 +172,7 @@ def pdc_run(folder: Path, **env) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def relu_bundle(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("relu") / "b"
-    compile_details(relu(), str(folder), target="cuda-sm80", build=False)
+    compile_details(relu_model(), str(folder), target="cuda-sm80", build=False)
     build_emulated(folder, "model")
     return folder
 

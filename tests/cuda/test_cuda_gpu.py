@@ -4,7 +4,6 @@ the device-pointer entry point, and the bundle's one-line errors for a GPU of an
 architecture and for a model larger than the GPU's memory."""
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from onnx import TensorProto, helper
 
 import pdc
 from conftest import require_module
+from device_models import check_run_device, relu_model
 from pdc.inputs import random_inputs
 from tolerances import max_rel_error, top1_near_tie
 
@@ -68,33 +68,14 @@ def test_zoo_top1_agrees_in_16_bit_storage(name, precision, zoo, cuda_gpu, tmp_p
     assert len(ties) <= 1, f"{name}: top-1 differs on near-ties of seeds {ties}"
 
 
-def tiny(path: Path, shape=(2, 3, 8), op="Relu") -> str:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    model = helper.make_model(helper.make_graph([helper.make_node(op, ["x"], ["y"])], "tiny", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, str(path))
+def tiny(path: Path) -> str:
+    onnx.save(relu_model(), str(path))
     return str(path)
 
 
 def test_run_device_takes_device_pointers(tmp_path):
-    """NAME_run_device on buffers from cudaMalloc: the bundle's own (static) CUDA runtime allocates
-    them, so that they live in the bundle's context."""
-    folder = tmp_path / "b"
-    pdc.compile(tiny(tmp_path / "m.onnx"), target="cuda", out_dir=str(folder), name="m")
-    lib = ctypes.CDLL(str(folder / "libm.so"))
-    assert lib.m_init(None, 0) == 0
-    x = np.arange(48, dtype=np.float32).reshape(2, 3, 8) - 20
-    y = np.zeros_like(x)
-    dx, dy = ctypes.c_void_p(), ctypes.c_void_p()
-    assert lib.cudaMalloc(ctypes.byref(dx), ctypes.c_size_t(x.nbytes)) == 0
-    assert lib.cudaMalloc(ctypes.byref(dy), ctypes.c_size_t(y.nbytes)) == 0
-    to_device, to_host = 1, 2  # cudaMemcpyKind
-    assert lib.cudaMemcpy(dx, x.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(x.nbytes), to_device) == 0
-    assert lib.m_run_device(None, (ctypes.c_void_p * 1)(dx), (ctypes.c_void_p * 1)(dy)) == 0
-    assert lib.cudaMemcpy(y.ctypes.data_as(ctypes.c_void_p), dy, ctypes.c_size_t(y.nbytes), to_host) == 0
-    np.testing.assert_array_equal(y, np.maximum(x, 0))
-    lib.m_shutdown()
+    pdc.compile(relu_model(), target="cuda", out_dir=str(tmp_path / "b"), name="m")
+    check_run_device(str(tmp_path / "b" / "libm.so"), "m")
 
 
 def pdc_cli(*args):

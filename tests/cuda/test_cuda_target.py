@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from onnx import TensorProto, helper
+import onnx
 
 import pdc
+from device_models import relu_model
 from pdc.compiler import compile_details, load_graph, unbound_dims
 from pdc.targets.cuda import cuda_home, nvcc_path
 from zoo import ZOO_MODELS
@@ -85,12 +86,7 @@ def test_kernel_paths_follow_the_precision(zoo, tmp_path):
 
 
 def tiny_model(path: Path) -> str:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "tiny", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    import onnx
-    onnx.save(model, str(path))
+    onnx.save(relu_model(), str(path))
     return str(path)
 
 

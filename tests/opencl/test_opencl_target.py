@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 import pdc
 from conftest import require_module
+from device_models import check_gather_index_error, check_topk_between, gather_model, topk_between_model
 from tolerances import max_rel_error, top1_near_tie, zoo_tolerance
 from pdc.inputs import random_inputs
 
@@ -62,41 +63,17 @@ def test_zoo_model_matches_onnxruntime_with_no_host_fallback(name, zoo, tmp_path
 
 def test_host_fallback_is_announced_and_correct(tmp_path):
     """An op without a device kernel runs on the host between device kernels, with a warning."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
-    outs = [helper.make_tensor_value_info("v", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("i", TensorProto.INT64, None)]
-    k = onnx.numpy_helper.from_array(np.array([3], np.int64), "k")
-    nodes = [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("TopK", ["e", "k"], ["t", "i"]),
-             helper.make_node("Neg", ["t"], ["v"])]
-    model = helper.make_model(helper.make_graph(nodes, "mixed", [x], outs, [k]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, tmp_path / "m.onnx")
+    onnx.save(topk_between_model(), tmp_path / "m.onnx")
     r = pdc_cli("compile", str(tmp_path / "m.onnx"), "--target", "opencl", "-o", str(tmp_path / "b"))
     assert r.returncode == 0, r.stderr
     assert "pdc: warning: opencl has no device kernel for top_k x1: they run on the host CPU" in r.stderr
-    module = pdc.load(str(tmp_path / "b"))
-    a = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
-    got = module.run({"x": a})
-    e = np.exp(a)
-    order = np.argsort(-e, axis=1, kind="stable")[:, :3]
-    np.testing.assert_array_equal(got["i"], order)
-    np.testing.assert_allclose(got["v"], -np.take_along_axis(e, order, 1), rtol=1e-6)
+    check_topk_between(pdc.load(str(tmp_path / "b")))
 
 
 def test_an_index_out_of_range_on_the_device_is_reported(tmp_path):
-    """Gather checks its indices on the device (the status buffer): a bad index fails the run, as
-    on x86, instead of giving zeros."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 3])
-    i = helper.make_tensor_value_info("i", TensorProto.INT64, [4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    model = helper.make_model(helper.make_graph([helper.make_node("Gather", ["x", "i"], ["y"])], "g", [x, i], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    module = pdc.compile(model, target="opencl", out_dir=str(tmp_path / "b"))
+    module = pdc.compile(gather_model(), target="opencl", out_dir=str(tmp_path / "b"))
     assert host_nodes(module.manifest) == []
-    a = np.arange(15, dtype=np.float32).reshape(5, 3)
-    np.testing.assert_array_equal(module.run({"x": a, "i": np.array([4, 0, -1, 2])})["y"], a[[4, 0, -1, 2]])
-    with pytest.raises(pdc.PdcError, match="an input holds an index out of its range"):
-        module.run({"x": a, "i": np.array([0, 5, 1, 1])})
+    check_gather_index_error(module)
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .expr import Const, Expr, Load
-from .printer import PREC, PRIMARY, UNARY, CPrinter
-from .stmt import Barrier, Bind, Copy, Fill, For, Store
+from .expr import Expr, Load
+from .printer import PRIMARY, UNARY, DevicePrinter
+from .stmt import Barrier, Copy, Fill, Store
 from .types import VectorType
 from ...ir.errors import UnsupportedError
 
 
-class CUDAPrinter(CPrinter):
-    type_names = {**CPrinter.type_names, "f16": "__half", "bool": "uint8_t"}
+class CUDAPrinter(DevicePrinter):
+    type_names = {**DevicePrinter.type_names, "f16": "__half", "bool": "uint8_t"}
     space_qualifiers = {"global": "", "constant": "", "local": "__shared__", "private": ""}
     kernel_prefix = 'extern "C" __global__ '
     id_axes = {"global": None, "group": "blockIdx", "local": "threadIdx"}
@@ -80,11 +80,6 @@ class CUDAPrinter(CPrinter):
             return f"for ({self.index_type} {k} = 0; {k} < {self.expr(s.count)}; {k}++) {store}"
         return super().simple(s)
 
-    def _at(self, base: Expr, k: str) -> str:
-        if isinstance(base, Const) and base.value == 0:
-            return k
-        return f"{self._operand(base, PREC['add'])} + {k}"
-
     def fill(self, s: Fill, level: int) -> list[str]:
         if self.halved(s.dst):
             i = "fill_i"
@@ -92,29 +87,11 @@ class CUDAPrinter(CPrinter):
                     f"PDC_ST({s.dst.name}, {self._at(s.index, i)}, {self.expr(s.value)});"]
         return super().fill(s, level)
 
-    def bound_loop(self, s: For, level: int) -> list[str]:
-        """One thread (or block) per iteration: the id, offset by start and scaled by step, and a
-        guard for the launch's rounding up to whole blocks."""
-        b: Bind = s.annotation
-        pad, inner = self.indent * level, self.indent * (level + 1)
-        axis = "xyz"[b.dim]
-        if b.scope == "global":
-            at = f"((int64_t)blockIdx.{axis} * blockDim.{axis} + threadIdx.{axis})"
-        else:
-            at = f"(int64_t){self.id_axes[b.scope]}.{axis}"
-        if s.step != 1:
-            at = f"{at} * {s.step}"
-        if not (isinstance(s.start, Const) and s.start.value == 0):
-            at = f"{self._operand(s.start, PREC['add'])} + {at}"
-        out = [pad + "{", f"{inner}const {self.index_type} {s.var.name} = {at};",
-               f"{inner}if ({s.var.name} < {self.expr(s.stop)}) {{"]
-        out += [ln for x in s.body.body for ln in self.lines(x, level + 2)]
-        return out + [inner + "}", pad + "}"]
-
-    def signature(self, k) -> str:
-        """A kernel that checks its input data reports through a status word in device memory."""
-        text = super().signature(k)
-        return text.replace(f"pdc_status *{self.status_param}", f"int *{self.status_param}")
+    def work_item(self, scope: str, dim: int) -> str:
+        axis = "xyz"[dim]
+        if scope == "global":
+            return f"((int64_t)blockIdx.{axis} * blockDim.{axis} + threadIdx.{axis})"
+        return f"(int64_t){self.id_axes[scope]}.{axis}"
 
     def barrier(self, s: Barrier) -> str:
         return "__syncthreads();" if s.space != "global" else "__threadfence(); __syncthreads();"

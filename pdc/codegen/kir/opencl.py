@@ -11,8 +11,8 @@ bf16 uses the helpers in `helpers`, which the program's source must include once
 from __future__ import annotations
 
 from .expr import Cast, Const, Expr, Load, iadd
-from .printer import PREC, PRIMARY, UNARY, CPrinter
-from .stmt import Barrier, Bind, Copy, Fill, For, Store, Unroll
+from .printer import PREC, PRIMARY, UNARY, DevicePrinter
+from .stmt import Barrier, Copy, Fill, Store, Unroll
 from ...ir.dtypes import float32 as F32
 from .types import VectorType
 
@@ -27,7 +27,7 @@ inline ushort pdc_f32_to_bf16(float f) {
 """
 
 
-class OpenCLPrinter(CPrinter):
+class OpenCLPrinter(DevicePrinter):
     type_names = {"f64": "double", "f32": "float", "f16": "half", "bf16": "ushort", "i8": "char", "u8": "uchar",
                   "i16": "short", "u16": "ushort", "i32": "int", "u32": "uint", "i64": "long", "u64": "ulong",
                   "bool": "uchar"}
@@ -39,6 +39,7 @@ class OpenCLPrinter(CPrinter):
     const_array_prefix = "__constant"
     helpers = HELPERS
     id_functions = {"global": "get_global_id", "group": "get_group_id", "local": "get_local_id"}
+    status_type = "__global int"
 
     def __init__(self, half_storage: bool = False):
         # --precision fp16: float32 tensors in global memory are stored as half, computed as float
@@ -123,11 +124,6 @@ class OpenCLPrinter(CPrinter):
                     f"{s.dst.name}[{self._at(s.dst_index, k)}] = {value};")
         return super().simple(s)
 
-    def _at(self, base: Expr, k: str) -> str:
-        if isinstance(base, Const) and base.value == 0:
-            return k
-        return f"{self._operand(base, PREC['add'])} + {k}"
-
     def fill(self, s: Fill, level: int) -> list[str]:
         if self.half_memory(s.dst):
             i = "fill_i"
@@ -142,25 +138,8 @@ class OpenCLPrinter(CPrinter):
             return [self.indent * level + f"__attribute__((opencl_unroll_hint{hint}))"]
         return []
 
-    def bound_loop(self, s: For, level: int) -> list[str]:
-        """One work-item (or group) per iteration: the id, offset by start and scaled by step,
-        and a guard for the launch's rounding up to whole work-groups."""
-        b: Bind = s.annotation
-        pad, inner = self.indent * level, self.indent * (level + 1)
-        at = f"{self.id_functions[b.scope]}({b.dim})"
-        if s.step != 1:
-            at = f"{at} * {s.step}"
-        if not (isinstance(s.start, Const) and s.start.value == 0):
-            at = f"{self._operand(s.start, PREC['add'])} + {at}"
-        out = [pad + "{", f"{inner}const {self.index_type} {s.var.name} = {at};",
-               f"{inner}if ({s.var.name} < {self.expr(s.stop)}) {{"]
-        out += [ln for x in s.body.body for ln in self.lines(x, level + 2)]
-        return out + [inner + "}", pad + "}"]
-
-    def signature(self, k) -> str:
-        """Buffers only: a kernel that checks its input data reports through a status buffer."""
-        text = super().signature(k)
-        return text.replace(f"pdc_status *{self.status_param}", f"__global int *{self.status_param}")
+    def work_item(self, scope: str, dim: int) -> str:
+        return f"{self.id_functions[scope]}({dim})"
 
     def barrier(self, s: Barrier) -> str:
         return f"barrier({'CLK_GLOBAL_MEM_FENCE' if s.space == 'global' else 'CLK_LOCAL_MEM_FENCE'});"

@@ -354,8 +354,44 @@ class CPrinter:
         return f"{self.signature(k)} {{\n{self.body(k)}\n}}\n"
 
 
+class DevicePrinter(CPrinter):
+    """What the GPU printers (OpenCL C, CUDA C) share: loops bound to work-items, offsets, and the
+    status buffer of kernels that check their input data."""
+    status_type = "int"  # a device buffer, not the host's pdc_status
+
+    def work_item(self, scope: str, dim: int) -> str:
+        """The id of this work-item (scope global / local) or group along dimension dim."""
+        raise NotImplementedError
+
+    def bound_loop(self, s: For, level: int) -> list[str]:
+        """One work-item (or group) per iteration: the id, offset by start and scaled by step, and a
+        guard for the launch's rounding up to whole work-groups."""
+        b: Bind = s.annotation
+        pad, inner = self.indent * level, self.indent * (level + 1)
+        at = self.work_item(b.scope, b.dim)
+        if s.step != 1:
+            at = f"{at} * {s.step}"
+        if not (isinstance(s.start, Const) and s.start.value == 0):
+            at = f"{self._operand(s.start, PREC['add'])} + {at}"
+        out = [pad + "{", f"{inner}const {self.index_type} {s.var.name} = {at};",
+               f"{inner}if ({s.var.name} < {self.expr(s.stop)}) {{"]
+        out += [ln for x in s.body.body for ln in self.lines(x, level + 2)]
+        return out + [inner + "}", pad + "}"]
+
+    def _at(self, base: Expr, k: str) -> str:
+        """base + k, as an index expression (k alone for a zero base)."""
+        if isinstance(base, Const) and base.value == 0:
+            return k
+        return f"{self._operand(base, PREC['add'])} + {k}"
+
+    def signature(self, k: Kernel) -> str:
+        """Buffers only: a kernel that checks its input data reports through a status buffer."""
+        text = super().signature(k)
+        return text.replace(f"pdc_status *{self.status_param}", f"{self.status_type} *{self.status_param}")
+
+
 def comment_text(s: str) -> str:
     return s.replace("*/", "*\\/").replace("/*", "/\\*").replace("\n", " ")
 
 
-__all__ = ["CPrinter", "comment_text"]
+__all__ = ["CPrinter", "DevicePrinter", "comment_text"]

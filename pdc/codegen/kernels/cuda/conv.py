@@ -20,9 +20,7 @@ from typing import Optional
 
 from ...context import KernelContext
 from .. import kernel
-from ..conv_geometry import ConvGeom
-from ..epilogue import Epilogue
-from ..opencl.conv import Layer, direct, im2col_product, pointwise_product
+from ..opencl.conv import device_layer, direct, im2col_product, pointwise_product
 from ..paths import declare, take
 from . import CUDA, DeviceKernel
 from .gemm import product_kernel
@@ -37,17 +35,10 @@ def _kernel(src: str, launch, path: str) -> DeviceKernel:
 
 @kernel("conv", "fused_conv", family=CUDA)
 def conv(ctx: KernelContext) -> Optional[DeviceKernel]:
-    if any(t is not None and t.dtype.short != "f32" for t in ctx.inputs + ctx.outputs):
+    L = device_layer(ctx)
+    if L is None:
         return None
-    x, w = ctx.inputs[0], ctx.inputs[1]
-    if not 1 <= len(x.shape) - 2 <= 3:
-        return None
-    epi = Epilogue(ctx)
-    if not epi.supported:
-        return None
-    g = ConvGeom(x.shape, w.shape, ctx.attrs)
-    L = Layer(ctx, g, epi)
-    fn = ctx.fn_name
+    g, fn = L.g, ctx.fn_name
     if math.prod(ctx.outputs[0].shape) == 0:
         return DeviceKernel("", [], path="cuda/conv-direct")  # nothing to compute
     if g.cg == 1 and g.group > 1 and take(FAMILY, "depthwise"):

@@ -207,8 +207,8 @@ def device_kernel(src: str, launch: Launch, path: str) -> DeviceKernel:
 
 
 # ---- the generator ---------------------------------------------------------------------------------------
-@kernel("conv", "fused_conv", family=OPENCL)
-def conv(ctx: KernelContext) -> Optional[DeviceKernel]:
+def device_layer(ctx: KernelContext) -> Optional[Layer]:
+    """The conv a device kernel can compute (float32, 1-3 spatial dims, an epilogue it fuses), or None."""
     if any(t is not None and t.dtype.short != "f32" for t in ctx.inputs + ctx.outputs):
         return None
     x, w = ctx.inputs[0], ctx.inputs[1]
@@ -217,9 +217,15 @@ def conv(ctx: KernelContext) -> Optional[DeviceKernel]:
     epi = Epilogue(ctx)
     if not epi.supported:
         return None
-    g = ConvGeom(x.shape, w.shape, ctx.attrs)
-    L = Layer(ctx, g, epi)
-    fn = ctx.fn_name
+    return Layer(ctx, ConvGeom(x.shape, w.shape, ctx.attrs), epi)
+
+
+@kernel("conv", "fused_conv", family=OPENCL)
+def conv(ctx: KernelContext) -> Optional[DeviceKernel]:
+    L = device_layer(ctx)
+    if L is None:
+        return None
+    g, fn = L.g, ctx.fn_name
     if math.prod(ctx.outputs[0].shape) == 0:
         return DeviceKernel("", [], path="opencl/conv-direct")  # nothing to compute
     # the matrix-product paths pay for staging slabs in __local memory: they win (on PoCL) where a

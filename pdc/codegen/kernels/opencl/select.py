@@ -18,8 +18,15 @@ GROUP = 64  # work-items per group of a bound kir kernel
 
 
 def device_kernel(ctx: KernelContext) -> Optional[DeviceKernel]:
+    printer = OpenCLPrinter(half_storage=ctx.config.float_storage == "f16")
+    return select(ctx, (OPENCL,), printer, "opencl", GROUP)
+
+
+def select(ctx: KernelContext, families: tuple, printer, family: str, group: int) -> Optional[DeviceKernel]:
+    """The node's kernel from the first of `families` with a generator for its op, else (that one
+    declining, or none) from its kernel-IR generator printed by `printer` (see from_kir), else None."""
     registry = load_all()
-    gen = registry.get((ctx.node.op, OPENCL))
+    gen = next((registry[(ctx.node.op, f)] for f in families if (ctx.node.op, f) in registry), None)
     if gen is not None:
         dk = gen(ctx)
         if dk is not None:
@@ -30,7 +37,7 @@ def device_kernel(ctx: KernelContext) -> Optional[DeviceKernel]:
     gen(ctx)
     if ctx.kir_kernel is None:
         return None
-    return from_kir(ctx.kir_kernel, OpenCLPrinter(half_storage=ctx.config.float_storage == "f16"), "opencl", GROUP)
+    return from_kir(ctx.kir_kernel, printer, family, group)
 
 
 def from_kir(k: kir.Kernel, printer, family: str, group: int) -> Optional[DeviceKernel]:
