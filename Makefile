@@ -20,7 +20,8 @@ demo: demo-deps
 	pdc check examples/tiny_cnn.onnx --target x86 --shape N=2
 
 # Cross compilers and emulators for the ARM targets, and clang to check the generated C warns on neither
-# compiler (Debian packages); those tests fail in CI without them.
+# compiler (Debian packages); those tests fail in CI without them. The CUDA toolkit (nvcc) is not a
+# Debian package: the cuda tests expect it installed (CI's machines have it).
 toolchains:
 	@if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
@@ -29,6 +30,8 @@ toolchains:
 	    qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make cmake clang-15 chromium \
 	    pocl-opencl-icd ocl-icd-opencl-dev; \
 	else echo "apt-get not found: install the ARM cross toolchains and qemu yourself (see README)"; fi
+	@command -v nvcc >/dev/null 2>&1 || [ -x "$${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] || \
+	  echo "nvcc not found: the cuda tests need NVIDIA's CUDA toolkit (nvcc on PATH, or CUDA_HOME)"
 
 test-deps: install toolchains
 	$(PIP) -e '.[test]' paddlepaddle scikit-learn onnxoptimizer polygraphy

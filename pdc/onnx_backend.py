@@ -119,14 +119,18 @@ class PdcRep(BackendRep):
     def _module(self, feeds: dict):
         graph, key = self.specialized(feeds)
         if key not in self._modules:
-            from .compiler import compile_bundle
-            from .module import Module
             folder = tempfile.mkdtemp(prefix="pdc-backend-")
             self._folders.append(folder)
-            compile_bundle(graph, folder, target=self.engine, name="model", opt_level=self.opt_level, c_opt="-O1",
-                           threads=1)  # node tests are tiny: no thread pool
-            self._modules[key] = (Module(folder), [v.name for v in graph.inputs])
+            self._modules[key] = (self.build(graph, folder), [v.name for v in graph.inputs])
         return self._modules[key]
+
+    def build(self, graph: Graph, folder: str):
+        """The Module of `graph` compiled into `folder` (a test's backend may build it otherwise)."""
+        from .compiler import compile_bundle
+        from .module import Module
+        compile_bundle(graph, folder, target=self.engine, name="model", opt_level=self.opt_level, c_opt="-O1",
+                       threads=1)  # node tests are tiny: no thread pool
+        return Module(folder)
 
     def run(self, inputs: Any, **kwargs) -> tuple:
         if isinstance(inputs, dict):
@@ -151,6 +155,7 @@ class PdcRep(BackendRep):
 
 class PdcBackend(Backend):
     engine: str | None = None  # None: PDC_BACKEND, else x86
+    rep = PdcRep  # what prepare returns
 
     @classmethod
     def supports_device(cls, device: str) -> bool:
@@ -160,7 +165,7 @@ class PdcBackend(Backend):
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", engine: str | None = None, **kwargs) -> PdcRep:
         graph = import_onnx(model, source=model.graph.name or "<model>")
         verify_graph(graph)
-        return PdcRep(graph, engine or cls.engine or default_engine())
+        return cls.rep(graph, engine or cls.engine or default_engine())
 
     @classmethod
     def run_model(cls, model: onnx.ModelProto, inputs: Any, device: str = "CPU", **kwargs) -> tuple:

@@ -131,6 +131,15 @@ def node_test_class(backend, failure_files):
     return cls
 
 
+def sampled(cls, every: int):
+    """The node-test class with every `every`-th test in name order kept (a slow engine's sample)."""
+    names = sorted(n for n in dir(cls) if n.startswith("test_"))
+    for k, name in enumerate(names):
+        if k % every:
+            delattr(cls, name)
+    return cls
+
+
 OnnxBackendNodeModelTest = node_test_class(pdc.onnx_backend.X86Backend, [SHARED, X86_ONLY])
 ReferenceNodeModelTest = type("ReferenceNodeModelTest",
                               (node_test_class(pdc.onnx_backend.ReferenceBackend, [SHARED]),), {})

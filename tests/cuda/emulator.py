@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pdc
+import pdc.onnx_backend
 from pdc.build import build_shared
 from pdc.compiler import compile_details
 from pdc.targets.x86 import c_compiler
@@ -57,3 +58,19 @@ def compile_emulated(model, folder: Path, name: str = "model", target: str = "cu
     compile_details(model, str(folder), target=target, name=name, build=False, **options)
     build_emulated(folder, name)
     return pdc.load(str(folder))
+
+
+class EmulatedRep(pdc.onnx_backend.PdcRep):
+    """The ONNX backend's compiled model, built for cuda-sm80 and run on the emulator."""
+
+    def build(self, graph, folder: str):
+        compile_details(graph, folder, target="cuda-sm80", name="model", opt_level=self.opt_level, threads=1,
+                        build=False)
+        build_emulated(Path(folder), "model")
+        return pdc.Module(folder)
+
+
+class EmulatedCudaBackend(pdc.onnx_backend.PdcBackend):
+    """pdc.onnx_backend on the cuda-sm80 target, run on the CPU emulator."""
+    engine = "cuda-sm80"
+    rep = EmulatedRep

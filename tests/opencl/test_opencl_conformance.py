@@ -10,21 +10,13 @@ from __future__ import annotations
 import pytest
 
 import pdc.onnx_backend
-from test_onnx_conformance import SHARED, X86_ONLY, node_test_class
+from test_onnx_conformance import SHARED, X86_ONLY, node_test_class, sampled
 
 SAMPLE = 6
 
 
-def sampled(cls):
-    names = sorted(n for n in dir(cls) if n.startswith("test_"))
-    for k, name in enumerate(names):
-        if k % SAMPLE:
-            delattr(cls, name)
-    return cls
-
-
 OpenCLNodeModelTest = type("OpenCLNodeModelTest",
-                           (sampled(node_test_class(pdc.onnx_backend.OpenCLBackend, [SHARED, X86_ONLY])),), {})
+                           (sampled(node_test_class(pdc.onnx_backend.OpenCLBackend, [SHARED, X86_ONLY]), SAMPLE),), {})
 
 
 @pytest.fixture(autouse=True)
