@@ -17,7 +17,11 @@ refused with a reason when a host kernel would read an input or write an output 
 """
 from __future__ import annotations
 
+import math
+import re
+
 from .. import __version__
+from ..ir.errors import PdcError
 from ..ir.graph import Node
 from .c_renderer import Bundle, CRenderer, c_comment, tensor_info_lines
 from .context import KernelContext
@@ -51,6 +55,28 @@ class CudaRenderer(OpenCLRenderer):
         return CudaHostProgram(*args, arch=self.target.arch, target=self.target.name)
 
 
+# a kernel's declared block size: CUDA's __launch_bounds__(N) (at most N threads) or the OpenCL
+# family's PDC_WORK_GROUP(x, y, z) (exactly that group)
+BOUNDS = re.compile(r"(?:__launch_bounds__\((\d+)\)|PDC_WORK_GROUP\((\d+), (\d+), (\d+)\))\s*void (\w+)\(")
+
+
+def check_launch_bounds(sources: list[str], launches: list) -> None:
+    """Every launch fits its kernel's declared block size: a GPU refuses the launch otherwise
+    ("too many resources requested"), which no test without one would see."""
+    declared = {}
+    for src in sources:
+        for most, x, y, z, fn in BOUNDS.findall(src):
+            declared[fn] = (int(most), False) if most else (int(x) * int(y) * int(z), True)
+    for _, launch in launches:
+        if launch.function not in declared:
+            continue
+        threads = math.prod(launch.local_size or (1,))
+        bound, exact = declared[launch.function]
+        if threads > bound or (exact and threads != bound):
+            raise PdcError(f"internal error: {launch.function} launched with {threads} threads per block, "
+                           f"declared for {'exactly ' if exact else 'at most '}{bound}")
+
+
 def grid_of(launch: Launch) -> tuple[tuple, tuple]:
     """(grid, block) of a launch: its global size in threads over its block, padded to 3 dims."""
     local = launch.local_size or (1,) * len(launch.global_size)
@@ -70,6 +96,7 @@ class CudaHostProgram(HostProgram):
     def add_files(self, b: Bundle, helpers: dict, sources: list[str], weights_mode: str) -> None:
         name = self.name
         steps, launches = self.steps()
+        check_launch_bounds(sources, launches)
         table = [launch.function for _, launch in launches]
         b.files[f"{name}_kernels.cu"] = program_source(helpers, sources, self.storage, table, name).encode()
         b.files["runtime/pdc_cuda.h"] = _runtime("pdc_cuda.h")

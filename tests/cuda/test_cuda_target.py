@@ -157,3 +157,19 @@ def test_targets_lists_the_presets_and_their_coverage():
     assert r.returncode == 0
     block = r.stdout.split("cuda-sm90")[1]
     assert "device, CUDA kernels" in block and "conv" in block
+
+
+def test_a_launch_larger_than_its_kernel_declares_is_an_internal_error():
+    """A GPU refuses a block larger than __launch_bounds__ (or other than OpenCL's fixed group): the
+    renderer checks every launch against what its kernel declares."""
+    from pdc.codegen.cuda_renderer import check_launch_bounds
+    from pdc.codegen.kernels.opencl import Launch
+    sources = ['extern "C" __global__ __launch_bounds__(128)\nvoid k_wmma(float *in0) {}',
+               "__kernel PDC_WORK_GROUP(64, 1, 1) void k_rows(float *in0) {}"]
+    ok = [(0, Launch("k_wmma", ("in0",), (256,), (128,))), (0, Launch("k_rows", ("in0",), (128,), (64,))),
+          (0, Launch("k_wmma", ("in0",), (64,), (64,)))]
+    check_launch_bounds(sources, ok)
+    with pytest.raises(pdc.PdcError, match="k_wmma launched with 256 threads per block, declared for at most 128"):
+        check_launch_bounds(sources, [(0, Launch("k_wmma", ("in0",), (256,), (256,)))])
+    with pytest.raises(pdc.PdcError, match="k_rows launched with 32 threads per block, declared for exactly 64"):
+        check_launch_bounds(sources, [(0, Launch("k_rows", ("in0",), (64,), (32,)))])
