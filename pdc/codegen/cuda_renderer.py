@@ -258,15 +258,9 @@ class CudaHostProgram(HostProgram):
                  "    memset(graphs, 0, sizeof graphs);",
                  "    void **owned[] = {(void **)&D, (void **)&W, &dummy, &status, &staging};",
                  "    for (int i = 0; i < 5; i++) { pdc_cu_free(*owned[i]); *owned[i] = NULL; }",
-                 "    pdc_cu_close(&cu);", "    pdc_threads_shutdown();", "}", "",
-                 f"pdc_status {name}_init(const char *weights_path, int num_threads) {{",
-                 "    pdc_status err = PDC_OK;"]
-        if weights_mode == "bin":
-            lines.append(f"    if ({name}_load_weights(weights_path)) return PDC_ERR_WEIGHTS;")
-        else:
-            lines.append("    (void)weights_path;")
-        lines += ["    if ((err = pdc_threads_init(num_threads)) != PDC_OK) return err;",
-                  f"    PDC_TRY(pdc_cu_open(&cu, {self.arch}, \"{self.target}\"));",
+                 "    pdc_cu_close(&cu);", "    pdc_threads_shutdown();", "}", ""]
+        lines += self.init_opening(weights_mode)
+        lines += [f"    PDC_TRY(pdc_cu_open(&cu, {self.arch}, \"{self.target}\"));",
                   f"    PDC_TRY(pdc_cu_alloc(&cu, {device_arena}u, NULL, \"device arena\", (void **)&D));",
                   f"    PDC_TRY(pdc_cu_alloc(&cu, {self.blob_bytes}u, {weights}, \"weights\", (void **)&W));",
                   "    PDC_TRY(pdc_cu_alloc(&cu, 256, NULL, \"dummy buffer\", &dummy));",

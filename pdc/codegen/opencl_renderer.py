@@ -293,6 +293,16 @@ class HostProgram:
                          + self.run(body, status_check)
                          + CRenderer.render_ctx(name, plan)) + "\n"
 
+    def init_opening(self, weights_mode: str) -> list[str]:
+        """NAME_init's first lines: the weights file (--weights bin), the host threads."""
+        name = self.name
+        lines = [f"pdc_status {name}_init(const char *weights_path, int num_threads) {{", "    pdc_status err = PDC_OK;"]
+        if weights_mode == "bin":
+            lines.append(f"    if ({name}_load_weights(weights_path)) return PDC_ERR_WEIGHTS;")
+        else:
+            lines.append("    (void)weights_path;")
+        return lines + ["    if ((err = pdc_threads_init(num_threads)) != PDC_OK) return err;"]
+
     def argument_checks(self) -> list[str]:
         """A run's first lines: the pointers it needs, the host arena's alignment."""
         plan, graph = self.plan, self.graph
@@ -360,15 +370,9 @@ class HostProgram:
                  "    for (int i = 0; i < 5; i++) if (*owned[i]) clReleaseMemObject(*owned[i]);",
                  "    memset(kernels, 0, sizeof kernels);", "    memset(subs, 0, sizeof subs);",
                  "    arena = weights = dummy = status = staging = 0;",
-                 "    if (cl.context) pdc_cl_close(&cl);", "    pdc_threads_shutdown();", "}", "",
-                 f"pdc_status {name}_init(const char *weights_path, int num_threads) {{",
-                 "    pdc_status err = PDC_OK;"]
-        if weights_mode == "bin":
-            lines.append(f"    if ({name}_load_weights(weights_path)) return PDC_ERR_WEIGHTS;")
-        else:
-            lines.append("    (void)weights_path;")
-        lines += ["    if ((err = pdc_threads_init(num_threads)) != PDC_OK) return err;",
-                  f"    PDC_TRY(pdc_cl_open(&cl, program_source, \"{BUILD_OPTIONS}\", {ALIGN}));",
+                 "    if (cl.context) pdc_cl_close(&cl);", "    pdc_threads_shutdown();", "}", ""]
+        lines += self.init_opening(weights_mode)
+        lines += [f"    PDC_TRY(pdc_cl_open(&cl, program_source, \"{BUILD_OPTIONS}\", {ALIGN}));",
                   f"    PDC_TRY(pdc_cl_buffer(&cl, {device_arena}u, NULL, &arena));",
                   f"    PDC_TRY(pdc_cl_buffer(&cl, {self.blob_bytes}u, "
                   f"{f'pdc_weights + {self.blob_offset}' if self.blob_bytes else 'NULL'}, &weights));",
