@@ -173,3 +173,20 @@ def test_a_launch_larger_than_its_kernel_declares_is_an_internal_error():
         check_launch_bounds(sources, [(0, Launch("k_wmma", ("in0",), (256,), (256,)))])
     with pytest.raises(pdc.PdcError, match="k_rows launched with 32 threads per block, declared for exactly 64"):
         check_launch_bounds(sources, [(0, Launch("k_rows", ("in0",), (64,), (32,)))])
+
+
+def test_no_nvcc_is_a_one_line_error_and_writes_nothing(tmp_path):
+    """A machine without the CUDA toolkit: CUDA_HOME names an empty folder, PATH holds no nvcc."""
+    model = tiny_model(tmp_path / "m.onnx")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("gcc", "cc", "ld", "as"):  # the host compiler stays
+        if shutil.which(program):
+            os.symlink(shutil.which(program), bin_dir / program)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": str(bin_dir), "CUDA_HOME": str(tmp_path / "none")}
+    r = subprocess.run([sys.executable, "-m", "pdc", "compile", model, "--target", "cuda-sm80", "-o",
+                        str(tmp_path / "b")], capture_output=True, text=True, env=env)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == ("pdc: error: cannot build for cuda-sm80: missing nvcc (the CUDA toolkit: put "
+                                         "its bin/ on PATH or set CUDA_HOME)")
+    assert not (tmp_path / "b").exists()
