@@ -15,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import pdc
+from pdc.compiler import compile_details
 from conftest import require_module
 from device_models import check_run_device, relu_model
 from pdc.inputs import random_inputs
@@ -74,7 +75,7 @@ def tiny(path: Path) -> str:
 
 
 def test_run_device_takes_device_pointers(tmp_path):
-    pdc.compile(relu_model(), target="cuda", out_dir=str(tmp_path / "b"), name="m")
+    compile_details(relu_model(), str(tmp_path / "b"), target="cuda", name="m")  # built, not loaded
     check_run_device(str(tmp_path / "b" / "libm.so"), "m")
 
 
