@@ -23,7 +23,7 @@ import re
 from .. import __version__
 from ..ir.errors import PdcError
 from ..ir.graph import Node
-from .c_renderer import Bundle, CRenderer, c_comment, tensor_info_lines
+from .c_renderer import Bundle, CRenderer, c_comment, is_free_view, tensor_info_lines
 from .context import KernelContext
 from .kernels.cuda.program import program_source
 from .kernels.cuda.select import device_kernel
@@ -91,7 +91,6 @@ class CudaHostProgram(HostProgram):
     def __init__(self, *args, arch: int, target: str):
         super().__init__(*args)
         self.arch, self.target = arch, target
-        self.values: list[str] = []  # every launch's argument values (pointers), in launch order
 
     def add_files(self, b: Bundle, helpers: dict, sources: list[str], weights_mode: str) -> None:
         name = self.name
@@ -102,7 +101,6 @@ class CudaHostProgram(HostProgram):
         b.files["runtime/pdc_cuda.h"] = _runtime("pdc_cuda.h")
         b.files["runtime/pdc_cuda.c"] = _runtime("pdc_cuda.c")
         b.kernel_files.append("runtime/pdc_cuda.c")
-        b.device_files = [f"{name}_kernels.cu"]
         b.files[f"{name}.c"] = self.render_c(steps, launches, weights_mode).encode()
 
     # ---- the run as steps ------------------------------------------------------------------------
@@ -142,13 +140,9 @@ class CudaHostProgram(HostProgram):
                           f"{node.outputs[0].type.nbytes}u)); /* {label} out */"])
             elif node.op == "copy":
                 host(self.copy(node))
-            elif not self.is_view(node):
+            elif not is_free_view(node, self.plan):
                 host(self.host_call(node, i, label))
         return steps, launches
-
-    def is_view(self, node: Node) -> bool:
-        from .c_renderer import is_free_view
-        return is_free_view(node, self.plan)
 
     def copy(self, node: Node) -> list[str]:
         src, dst = node.inputs[0], node.outputs[0]
@@ -159,39 +153,28 @@ class CudaHostProgram(HostProgram):
         return [f"    PDC_TRY(pdc_cu_copy(&cu, {self.host_pointer(dst)}, D + {self.plan.offsets[self.root(src)]}, "
                 f"{dst.type.nbytes}u)); /* {label} out */"]
 
-    def host_call(self, node: Node, i: int, label: str) -> list[str]:
-        args = ["0" if v is None else f"(const void *){self.host_pointer(v)}" for v in node.inputs]
-        args += [f"(void *){self.host_pointer(v)}" for v in node.outputs]
-        if i in self.plan.scratch:
-            args.append(f"A + {self.plan.scratch[i]}")
-        if i in self.checked:
-            args.append("&err")
-        lines = [f"    {self.host_fns[id(node)]}({', '.join(args)}); /* {label} */"]
-        if i in self.checked:
-            lines.append("    if (err != PDC_OK) goto done;")
-        return lines
+    def host_touches_caller_memory(self) -> bool:
+        """Whether the run uses the caller's buffers as host memory (NAME_run_device then refuses):
+        a host kernel reading an input or writing an output in place, or an output that is a
+        duplicate of another value."""
+        caller = set(self.in_index) | set(self.out_index)
+        for i, node in enumerate(self.graph.nodes):
+            if i in self.device or node.op == "copy" or is_free_view(node, self.plan):
+                continue
+            if any(v is not None and self.root(v) in caller for v in node.inputs + node.outputs):
+                return True
+        return any(self.out_index.get(v) != i for i, v in enumerate(self.graph.outputs))
 
-    def argument(self, i: int, arg: str, launch: Launch) -> str:
-        """The C value of argument `arg` of a launch of node i (a device pointer, or a count)."""
-        node = self.graph.nodes[i]
-        if arg == "n":  # a conversion's int64 count, passed in a pointer-sized slot
+    def argument(self, i: int, arg: str) -> str:
+        """The C value of argument `arg` of a launch of node i: a device pointer, or a conversion's
+        int64 count (`n`, passed in a pointer-sized slot)."""
+        if arg == "n":
             return f"(uintptr_t){self.graph.nodes[i].inputs[0].type.numel}u"
-        if arg in ("none", "status", "staging"):
-            return {"none": "dummy", "status": "status", "staging": "staging"}[arg]
-        dk = self.device.get(i)
-        if arg == "scratch":
-            return f"D + {self.plan.scratch[i]}"
-        if dk is not None and arg in dk.tables:
-            return f"W + {self.blob.offsets[id(dk.tables[arg])]}"
-        kind = "in" if arg.startswith("in") else "out"
-        if not arg[len(kind):].isdigit():
-            raise ValueError(f"cuda kernel of {node.describe()}: unknown argument '{arg}'")
-        v = (node.inputs if kind == "in" else node.outputs)[int(arg[len(kind):])]
-        if v is None:
-            return "dummy"
-        if v.is_const:
-            return f"W + {self.blob.offsets[id(v.data)]}"
-        return f"D + {self.plan.offsets[self.root(v)]}"
+        where = self.operand(i, arg)
+        if isinstance(where, str):
+            return where
+        space, offset, _ = where
+        return f"{'D' if space == 'arena' else 'W'} + {offset}"
 
     # ---- the C -------------------------------------------------------------------------------------
     def render_c(self, steps, launches, weights_mode: str) -> str:
@@ -199,20 +182,17 @@ class CudaHostProgram(HostProgram):
         values, first = [], []
         for i, ln in launches:
             first.append(len(values))
-            values += [self.argument(i, a, ln) for a in ln.args]
+            values += [self.argument(i, a) for a in ln.args]
         body, segments = [], []
-        host_io = False  # a host step reads the caller's inputs or writes its outputs itself
         for kind, x in steps:
             if kind == "segment":
                 body.append(f"    PDC_TRY(pdc_cu_replay(&cu, graphs[{len(segments)}]));")
                 segments.append(x)
             else:
                 body += x
-                host_io |= any(("inputs[" in ln or "outputs[" in ln) and "pdc_cu_copy" not in ln for ln in x)
         for i, v in enumerate(graph.outputs):
             if self.out_index.get(v) != i:
                 body.append(f"    PDC_TRY(pdc_cu_copy(&cu, outputs[{i}], {self.host_pointer(v)}, {v.type.nbytes}u));")
-                host_io = True
         status_check = any(a == "status" for _, ln in launches for a in ln.args)
         dims = [grid_of(ln) for _, ln in launches] or [((1, 1, 1), (1, 1, 1))]
         lines = [f"/* {name}.c: generated by pdc {__version__}. The host side of a CUDA bundle: the device kernels",
@@ -245,7 +225,7 @@ class CudaHostProgram(HostProgram):
                   f"    return pdc_cu_launch(&cu, {name}_kernel_table[slot], grids[slot], blocks[slot], "
                   "argv_ + first_value[slot]);", "}", ""]
         lines += self.init_c(values, segments, weights_mode, status_check)
-        lines += self.run_c(body, status_check, host_io)
+        lines += self.run_c(body, status_check, self.host_touches_caller_memory())
         lines += CRenderer.render_ctx(name, self.plan)
         return "\n".join(lines) + "\n"
 

@@ -219,8 +219,10 @@ class HostProgram:
             self.subs[key] = len(self.subs)
         return f"subs[{self.subs[key]}]"
 
-    def device_buffer(self, i: int, arg: str) -> str:
-        """The cl_mem bound to parameter `arg` of device node i's kernels."""
+    def operand(self, i: int, arg: str):
+        """What argument `arg` of device node i's kernels is: a buffer of its own by name ("dummy",
+        "status", "staging"), or (space, byte offset, bytes) in the device arena ("arena") or the
+        uploaded weights ("weights")."""
         node = self.graph.nodes[i]
         if arg == "none":
             return "dummy"
@@ -228,22 +230,40 @@ class HostProgram:
             return arg
         dk = self.device.get(i)  # None for a copy's conversion
         if arg == "scratch":
-            return self.sub("arena", self.plan.scratch[i], dk.scratch_bytes)
+            return "arena", self.plan.scratch[i], dk.scratch_bytes
         if dk is not None and arg in dk.tables:
             table = dk.tables[arg]
-            return self.sub("weights", self.blob.offsets[id(table)], self.blob.stored_bytes(table))
+            return "weights", self.blob.offsets[id(table)], self.blob.stored_bytes(table)
         kind, k = None, None
         for prefix in ("in", "out"):
             if arg.startswith(prefix) and arg[len(prefix):].isdigit():
                 kind, k = prefix, int(arg[len(prefix):])
         if k is None:
-            raise ValueError(f"opencl kernel of {node.describe()}: unknown argument '{arg}'")
+            raise ValueError(f"device kernel of {node.describe()}: unknown argument '{arg}'")
         v = (node.inputs if kind == "in" else node.outputs)[k]
         if v is None:
             return "dummy"
         if v.is_const:
-            return self.sub("weights", self.blob.offsets[id(v.data)], self.blob.stored_bytes(v.data))
-        return self.sub("arena", self.plan.offsets[self.root(v)], v.type.nbytes)
+            return "weights", self.blob.offsets[id(v.data)], self.blob.stored_bytes(v.data)
+        return "arena", self.plan.offsets[self.root(v)], v.type.nbytes
+
+    def device_buffer(self, i: int, arg: str) -> str:
+        """The cl_mem bound to parameter `arg` of device node i's kernels."""
+        where = self.operand(i, arg)
+        return where if isinstance(where, str) else self.sub(*where)
+
+    def host_call(self, node: Node, i: int, label: str) -> list[str]:
+        """The call of host node i's C kernel on host pointers, and its status check."""
+        args = ["0" if v is None else f"(const void *){self.host_pointer(v)}" for v in node.inputs]
+        args += [f"(void *){self.host_pointer(v)}" for v in node.outputs]
+        if i in self.plan.scratch:
+            args.append(f"A + {self.plan.scratch[i]}")
+        if i in self.checked:
+            args.append("&err")
+        lines = [f"    {self.host_fns[id(node)]}({', '.join(args)}); /* {label} */"]
+        if i in self.checked:
+            lines.append("    if (err != PDC_OK) goto done;")
+        return lines
 
     # ---- the C --------------------------------------------------------------------------------
     def render(self, weights_mode: str) -> str:
@@ -274,15 +294,7 @@ class HostProgram:
                     body.append(f"    PDC_TRY(pdc_cl_read(&cl, staging, 0, {self.host_pointer(node.outputs[0])}, "
                                 f"{node.outputs[0].type.nbytes}u)); /* {label} out */")
             else:
-                args = ["0" if v is None else f"(const void *){self.host_pointer(v)}" for v in node.inputs]
-                args += [f"(void *){self.host_pointer(v)}" for v in node.outputs]
-                if i in plan.scratch:
-                    args.append(f"A + {plan.scratch[i]}")
-                if i in self.checked:
-                    args.append("&err")
-                body.append(f"    {self.host_fns[id(node)]}({', '.join(args)}); /* {label} */")
-                if i in self.checked:
-                    body.append("    if (err != PDC_OK) goto done;")
+                body += self.host_call(node, i, label)
         for i, v in enumerate(graph.outputs):
             if self.out_index.get(v) != i:
                 body.append(f"    memcpy(outputs[{i}], {self.host_pointer(v)}, {v.type.nbytes});")
