@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Optional
 
 from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
@@ -40,8 +40,13 @@ def cuda_home() -> str:
     return os.path.dirname(os.path.dirname(os.path.realpath(nvcc))) if nvcc else "/usr/local/cuda"
 
 
+def find_nvcc() -> Optional[str]:
+    """nvcc on PATH, else in the toolkit's bin/, else None."""
+    return shutil.which("nvcc") or shutil.which(os.path.join(cuda_home(), "bin", "nvcc"))
+
+
 def nvcc_path() -> str:
-    found = shutil.which("nvcc") or shutil.which(os.path.join(cuda_home(), "bin", "nvcc"))
+    found = find_nvcc()
     if not found:
         raise PdcError("nvcc not found: the cuda targets build with the CUDA toolkit's nvcc (put it on PATH or "
                        "set CUDA_HOME)")
@@ -125,7 +130,7 @@ class CudaTarget(Target):
 
     def build_problems(self) -> list[str]:
         problems = super().build_problems()
-        if not (shutil.which("nvcc") or os.path.exists(os.path.join(cuda_home(), "bin", "nvcc"))):
+        if not find_nvcc():
             problems.append("missing nvcc (the CUDA toolkit: put its bin/ on PATH or set CUDA_HOME)")
         elif not os.path.exists(os.path.join(cuda_home(), "lib64", "libcudart_static.a")):
             problems.append(f"missing libcudart_static.a in {cuda_home()}/lib64 (the CUDA toolkit's runtime)")
