@@ -283,7 +283,7 @@ def cmd_compile(args) -> int:
     out = compile_bundle(args.model, args.output, target=args.target, name=args.name, threads=args.threads,
                          shapes=shapes, weights=args.weights, opt_level=args.opt_level,
                          progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram,
-                         quantize=args.quantize, calibration=args.calibration, quant_options=_quant_options(args),
+                         vtcm=args.vtcm, allow_scalar_float=args.allow_scalar_float, quantize=args.quantize, calibration=args.calibration, quant_options=_quant_options(args),
                          precision=args.precision,
                          max_tensor_bytes=args.max_tensor_bytes)
     with open(os.path.join(out, "manifest.json")) as f:
@@ -532,6 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: the preset's; see pdc targets)")
     cmp.add_argument("--ram", metavar="SIZE", help="microcontroller targets: the part's RAM, e.g. 256K "
                                                "(default: the preset's)")
+    cmp.add_argument("--vtcm", metavar="SIZE", help="Hexagon targets: the part's VTCM, e.g. 2M (default: the "
+                                                  "preset's; the HVX kernels' tiles must fit in it)")
+    cmp.add_argument("--allow-scalar-float", action="store_true",
+                     help="Hexagon targets: compile a float model for the DSP's scalar core (slow) instead of "
+                          "refusing it; quantize it for HVX")
     cmp.add_argument("--quantize", choices=["int8"], help="quantize the model first (needs --calibration)")
     cmp.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
                      help="GPU targets: float tensors stored as fp16 or bf16 (fp32 arithmetic; tensor cores on "

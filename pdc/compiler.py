@@ -79,12 +79,14 @@ def compile_bundle(model, out_dir: str, **options) -> str:
 def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
                     threads: Optional[int] = None, shapes: Optional[dict] = None, weights: str = "c",
                     opt_level: int = 2, build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
+                    vtcm=None, allow_scalar_float: bool = False,
                     quantize: Optional[str] = None, calibration=None, quant_options=None,
                     precision: Optional[str] = None, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> Compiled:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
 
     out_dir must be new, empty or an earlier bundle (which is swapped for the new one in one step).
-    flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory.
+    flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory,
+    vtcm a Hexagon preset's VTCM; allow_scalar_float lets a Hexagon target compile float nodes.
     threads=None: the target's default (this machine's cores for x86, else 1).
     quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model).
     precision: 'fp32', 'fp16' or 'bf16' (a GPU target's float tensors stored in 16 bits); None: the target's default.
@@ -94,8 +96,10 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     tgt = get_target(target)
     if tgt is None:
         raise PdcError("target 'reference' runs the interpreter and has nothing to compile; pick a code target")
-    if flash is not None or ram is not None:
-        tgt = tgt.with_memory(flash, ram)
+    if flash is not None or ram is not None or vtcm is not None:
+        tgt = tgt.with_memory(flash, ram, vtcm)
+    if allow_scalar_float:
+        tgt = tgt.allowing_scalar_float()
     name = name or default_name(model)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
         raise PdcError(f"--name '{name}': must be a C identifier (letters, digits, _; not starting with a digit)")

@@ -92,11 +92,21 @@ def run_harness(exe: list[str], folder: str, manifest: dict, feeds: dict, env=No
         if r.returncode != 0:
             raise PdcError(f"the harness failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
         data = open(fout, "rb").read()
+    return read_outputs(data, manifest, 1, exe[-1])[0]
+
+
+def read_outputs(data: bytes, manifest: dict, samples: int, program: str) -> list[dict]:
+    """The outputs of `samples` runs a harness wrote back to back into `data` (manifest order)."""
     from .ir import dtypes
-    outputs, pos = {}, 0
-    for spec in manifest["outputs"]:
-        dt = dtypes.from_name(spec["dtype"]).np
-        n = int(np.prod(spec["shape"], dtype=np.int64)) * dt.itemsize
-        outputs[spec["name"]] = np.frombuffer(data[pos:pos + n], dt).reshape(spec["shape"]).copy()
-        pos += n
-    return outputs
+    results, pos = [], 0
+    for _ in range(samples):
+        out = {}
+        for spec in manifest["outputs"]:
+            dt = dtypes.from_name(spec["dtype"]).np
+            n = int(np.prod(spec["shape"], dtype=np.int64)) * dt.itemsize
+            if pos + n > len(data):
+                raise PdcError(f"{os.path.basename(program)} wrote {len(data)} bytes, fewer than its outputs need")
+            out[spec["name"]] = np.frombuffer(data[pos:pos + n], dt).reshape(spec["shape"]).copy()
+            pos += n
+        results.append(out)
+    return results

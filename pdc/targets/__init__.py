@@ -5,6 +5,7 @@ from ..ir.errors import PdcError
 from .arm import CORTEX_A
 from .cortex_m import CORTEX_M
 from .cuda import CUDA_PRESETS, detect_cuda
+from .hexagon import HEXAGON
 from .opencl import OPENCL_TARGETS
 from .x86 import X86_AVX2, X86_AVX512, detect_host
 
@@ -19,6 +20,7 @@ def _targets() -> dict:
         **_arm_targets(),
         **{t.name: (t, t.description) for t in OPENCL_TARGETS},
         **{t.name: (t, t.description) for t in (detect_cuda(), *CUDA_PRESETS)},
+        **{t.name: (t, t.description) for t in HEXAGON},
     }
 
 
@@ -36,7 +38,8 @@ def bundle_runner(folder: str, manifest: dict):
     """feeds -> outputs for a cross-compiled bundle, by the manifest's runner (an emulator)."""
     from .arm import CortexATarget
     from .cortex_m import CortexMTarget
-    runners = {t.runner_kind: t.run_bundle for t in (CortexATarget, CortexMTarget)}
+    from .hexagon import HexagonTarget
+    runners = {t.runner_kind: t.run_bundle for t in (CortexATarget, CortexMTarget, HexagonTarget)}
     kind = manifest["runner"].get("kind")
     if kind not in runners:
         raise PdcError(f"{folder}: unknown runner '{kind}' in manifest.json (built by a newer pdc?)")

@@ -155,9 +155,15 @@ class Target(ABC):
                     raise PdcError(f"{self.name} does not compute {v.type.dtype} (%{v.name} of {node.describe()}); "
                                    f"it computes {', '.join(sorted(allowed))}")
 
-    def with_memory(self, flash=None, ram=None) -> "Target":
-        """The target with another part's flash / RAM sizes (--flash / --ram)."""
+    def with_memory(self, flash=None, ram=None, vtcm=None) -> "Target":
+        """The target with another part's flash / RAM sizes (--flash / --ram) or VTCM (--vtcm)."""
+        if vtcm is not None:
+            raise PdcError(f"--vtcm applies to the Hexagon targets (hexagon-*), not to {self.name}")
         raise PdcError(f"--flash / --ram apply to microcontroller targets (cortex-m*), not to {self.name}")
+
+    def allowing_scalar_float(self) -> "Target":
+        """The target with --allow-scalar-float (a fixed-point target that otherwise refuses float models)."""
+        raise PdcError(f"--allow-scalar-float applies to the Hexagon targets (hexagon-*); {self.name} computes float")
 
     # ---- building and running ------------------------------------------------------------------
     def build_tools(self) -> list[Tool]:

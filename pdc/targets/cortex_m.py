@@ -110,7 +110,9 @@ class CortexMTarget(Target):
     def cflags(self) -> list[str]:
         return ["-O2", "-std=gnu11", "-fno-math-errno", *self.cpu_flags, "-ffunction-sections", "-fdata-sections"]
 
-    def with_memory(self, flash=None, ram=None) -> "CortexMTarget":
+    def with_memory(self, flash=None, ram=None, vtcm=None) -> "CortexMTarget":
+        if vtcm is not None:
+            raise PdcError(f"--vtcm applies to the Hexagon targets (hexagon-*), not to {self.name}")
         return dataclasses.replace(self, flash=self.flash if flash is None else parse_size(flash, "flash"),
                                    ram=self.ram if ram is None else parse_size(ram, "ram"))
 
@@ -472,7 +474,7 @@ int main(void) {{
 def run_samples(folder: str, manifest: dict, samples: list[dict], timeout: float = 600) -> tuple[list[dict], dict]:
     """Runs a Cortex-M bundle's harness once under qemu-system-arm over several input samples.
     Returns the outputs of each sample and run statistics ({"stack_used": bytes})."""
-    from ..ir import dtypes
+    from ..harness import read_outputs
     runner = manifest["runner"]
     qemu = Tool(runner["emulator"], runner.get("package", QEMU.package)).path()
     elf = os.path.join(folder, runner["executable"])
@@ -500,17 +502,7 @@ def run_samples(folder: str, manifest: dict, samples: list[dict], timeout: float
             raise PdcError(f"{runner['executable']} failed under qemu-system-arm -M {runner['machine']} "
                            f"(exit {r.returncode}): {log[-1000:]}")
         data = open(os.path.join(tmp, "out.bin"), "rb").read()
-    results, pos = [], 0
-    for _ in samples:
-        out = {}
-        for spec in manifest["outputs"]:
-            dt = dtypes.from_name(spec["dtype"]).np
-            n = _nbytes(spec)
-            if pos + n > len(data):
-                raise PdcError(f"{runner['executable']} wrote {len(data)} bytes, fewer than its outputs need")
-            out[spec["name"]] = np.frombuffer(data[pos:pos + n], dt).reshape(spec["shape"]).copy()
-            pos += n
-        results.append(out)
+    results = read_outputs(data, manifest, len(samples), runner["executable"])
     m = re.search(r"pdc-stack-used (\d+)", log)
     return results, {"stack_used": int(m.group(1)) if m else None}
 
