@@ -87,6 +87,58 @@ class QconvGeometry:
         self.pointwise = KH == KW == 1 and self.sh == self.sw == 1 and not any(pads)
 
 
+class QconvGrid(QconvGeometry):
+    """The flat output grid of the u8 x s8 dot-product kernels (x86 VNNI, Hexagon HVX): the padded input
+    split into stride phases, each a plane of Hq x Wq; output (oh, ow) is the flat index
+    q = oh * Wq + ow, and tap (kh, kw) reads q + a constant offset in its phase's plane. Columns
+    ow >= OW of the grid are computed and dropped."""
+
+    def flatten_planes(self) -> None:
+        """Pointwise: each channel plane one row of H * W pixels."""
+        self.W = self.OW = self.H * self.W
+        self.H = self.OH = 1
+
+    def flat_outputs(self) -> int:
+        return (self.OH - 1) * (self.OW + ((self.KW - 1) * self.dw) // self.sw) + self.OW
+
+    def grid(self, qvec: int, rows: Optional[int] = None) -> dict:
+        """The packed planes (for `rows` output rows, default all): used stride phases, rows / columns
+        per phase, flat outputs, each tap's offset, the flat outputs padded to whole vectors of qvec."""
+        rows = self.OH if rows is None else rows
+        taps = [(kh, kw) for kh in range(self.KH) for kw in range(self.KW)]
+        phases = sorted({((kh * self.dh) % self.sh, (kw * self.dw) % self.sw) for kh, kw in taps})
+        index = {p: i for i, p in enumerate(phases)}
+        Hq = rows + ((self.KH - 1) * self.dh) // self.sh
+        Wq = self.OW + ((self.KW - 1) * self.dw) // self.sw
+        NQ = (rows - 1) * Wq + self.OW
+        # a tap's offset from the output's flat index: its phase plane, rows and columns down
+        tap_off = [index[(kh * self.dh) % self.sh, (kw * self.dw) % self.sw] * Hq * Wq
+                   + ((kh * self.dh) // self.sh) * Wq + (kw * self.dw) // self.sw for kh, kw in taps]
+        nq_pad = -(-NQ // qvec) * qvec
+        return dict(phases=phases, Hq=Hq, Wq=Wq, NQ=NQ, tap_off=tap_off, nq_pad=nq_pad)
+
+
+def folded_bias(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int):
+    """(bias - (zero + off) * sum(w row) per channel, amax) for kernels summing u * w over unsigned
+    codes u = x + off (off = 128 for int8 made unsigned, 0 for uint8; padding taps hold zero + off,
+    which the fold cancels); amax bounds the true accumulators, 255 * sum|w| + |bias|. None where
+    the portable kernel (int64 sums) takes the layer: a bias known only at run time, or, for a
+    requantized output, an accumulator that might not fit int32 (the kernels wrap modulo 2^32, so
+    the result is exact when the true accumulator fits; y_dtype i32 outputs, the reference's sums
+    cast to int32, need no bound)."""
+    w64 = w2d.astype(np.int64)
+    bias = np.zeros(w2d.shape[0], np.int64)
+    if ctx.has_input(2):
+        b = ctx.const(2)
+        if b is None:
+            return None
+        bias = np.asarray(b, np.int64).reshape(-1)
+    amax = 255 * np.abs(w64).sum(axis=1) + np.abs(bias)
+    if ctx.outputs[0].dtype.short != "i32" and amax.max(initial=0) >= 2 ** 31:
+        return None
+    return bias - (zero + off) * w64.sum(axis=1), amax
+
+
 def native_qconv_weights(ctx: KernelContext):
     """The int8 weights of a qconv the native (x86, arm) kernels take: 2-D (NCHW), constant weights,
     non-empty, int8 / uint8 x, an int8 / uint8 / int32 output; None leaves it to this module."""

@@ -96,7 +96,7 @@ from ...ctypes_c import float_literal
 from ....ir.ops.qint import qadd_constant
 from .. import kernel
 from ..paths import declare, forced, mark, take
-from ..qint import (QconvGeometry, _clamp, job_lines, native_qconv_weights, native_qmatmul_operands, scale_table,
+from ..qint import (QconvGrid, folded_bias, _clamp, job_lines, native_qconv_weights, native_qmatmul_operands, scale_table,
                     slots_call)
 from ..quant import add_weight
 
@@ -111,7 +111,6 @@ declare("int8-dot", "dispatch", "emulated")
 PARALLEL_MIN_MACS = 1 << 20
 PACK_PARALLEL_MIN_BYTES = 1 << 14  # the dense conv's input pack: 0.25 (rows) to 1 ns per input byte
 VNNI_ATTR = "PDC_QX_VNNI"  # a macro: c_helpers.py finds a function's name at its first '('
-INT32_MAX = (1 << 31) - 1
 
 COMMON = r"""#include <immintrin.h>
 #include <string.h>
@@ -600,53 +599,18 @@ class _Out:
 
 def _setup_out(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int) -> Optional[_Out]:
     """The output side for weights w2d [channels, K] and activations with this zero point and
-    offset (128 for int8 made unsigned): bias - (zero + off) * sum(w row) folded per channel. None
-    when the bias is not constant or, for a requantized output, an exact accumulator might not fit
-    int32 (255 * sum|w| + |bias| >= 2^31): the portable kernel (int64 sums) takes the layer.
-    Accumulator outputs (y_dtype i32) are the reference's int64 sums cast to int32, i.e. modulo
-    2^32 as the kernels compute them: any size is exact."""
-    w64 = w2d.astype(np.int64)
-    bias = np.zeros(w2d.shape[0], np.int64)
-    if ctx.has_input(2):
-        b = ctx.const(2)
-        if b is None:
-            return None
-        bias = np.asarray(b, np.int64).reshape(-1)
-    amax = 255 * np.abs(w64).sum(axis=1) + np.abs(bias)
-    if ctx.outputs[0].dtype.short != "i32" and amax.max(initial=0) > INT32_MAX:
-        return None
-    return _Out(ctx, bias - (zero + off) * w64.sum(axis=1), w2d.shape[0], amax)
+    offset (128 for int8 made unsigned); None where the portable kernel takes the layer (folded_bias)."""
+    folded = folded_bias(ctx, w2d, zero, off)
+    return None if folded is None else _Out(ctx, folded[0], w2d.shape[0], folded[1])
 
 
 # ---- qconv ----------------------------------------------------------------------------------------
-class _Geo(QconvGeometry):
+class _Geo(QconvGrid):
     """The 2-D geometry, input taken as given (NCHW); ph / pw: the top and left pads."""
 
     def __init__(self, ctx: KernelContext):
         super().__init__(ctx)
         self.ph, self.pw = self.pt, self.pl
-
-    def flatten_planes(self) -> None:
-        """Pointwise: each channel plane one row of H * W pixels."""
-        self.W = self.OW = self.H * self.W
-        self.H = self.OH = 1
-
-    def flat_outputs(self) -> int:
-        return (self.OH - 1) * (self.OW + ((self.KW - 1) * self.dw) // self.sw) + self.OW
-
-    def grid(self, qvec: int) -> dict:
-        """The packed planes: used stride phases, rows / columns per phase, flat outputs."""
-        taps = [(kh, kw) for kh in range(self.KH) for kw in range(self.KW)]
-        phases = sorted({((kh * self.dh) % self.sh, (kw * self.dw) % self.sw) for kh, kw in taps})
-        index = {p: i for i, p in enumerate(phases)}
-        Hq = self.OH + ((self.KH - 1) * self.dh) // self.sh
-        Wq = self.OW + ((self.KW - 1) * self.dw) // self.sw
-        NQ = (self.OH - 1) * Wq + self.OW
-        # a tap's offset from the output's flat index: its phase plane, rows and columns down
-        tap_off = [index[(kh * self.dh) % self.sh, (kw * self.dw) % self.sw] * Hq * Wq
-                   + ((kh * self.dh) // self.sh) * Wq + (kw * self.dw) // self.sw for kh, kw in taps]
-        nq_pad = -(-NQ // qvec) * qvec
-        return dict(phases=phases, Hq=Hq, Wq=Wq, NQ=NQ, tap_off=tap_off, nq_pad=nq_pad)
 
     def fields(self, xz: int, off: int) -> dict:
         return dict(x="(const uint8_t *)in0", y="(uint8_t *)out0", N=self.N, C=self.C, H=self.H, W=self.W, M=self.M,
