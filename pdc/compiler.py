@@ -93,7 +93,8 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     max_tensor_bytes (bytes, or a string such as '4G') refuses models with a larger tensor."""
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
-    tgt = get_target(target)
+    from .targets.base import Target
+    tgt = target if isinstance(target, Target) else get_target(target)
     if tgt is None:
         raise PdcError("target 'reference' runs the interpreter and has nothing to compile; pick a code target")
     if flash is not None or ram is not None or vtcm is not None:

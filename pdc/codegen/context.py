@@ -38,6 +38,7 @@ class KernelContext:
         self.reports_status = False  # the kernel takes `pdc_status *pdc_err` (see check)
         self.family = None  # the kernel family that rendered the node (set by kernels.generate)
         self.scratch_bytes = 0  # the kernel takes `uint8_t *pdc_scratch` of this size (see scratch)
+        self.vtcm_bytes = 0  # the kernel takes `uint8_t *pdc_vtcm` of this size (see vtcm)
         self.kir_kernel = None  # the kir Kernel a kernel-IR generator printed (kernels._kir.render)
         self.attrs = node.attrs
         self._weights = weights
@@ -62,6 +63,8 @@ class KernelContext:
             params.append(f"{ctype(t.dtype)} *out{i}")
         if self.scratch_bytes:
             params.append("uint8_t *pdc_scratch")
+        if self.vtcm_bytes:
+            params.append("uint8_t *pdc_vtcm")
         if self.reports_status:
             params.append("pdc_status *pdc_err")
         return f"void {self.fn_name}({', '.join(params) or 'void'})"
@@ -72,6 +75,13 @@ class KernelContext:
         offset = -(-self.scratch_bytes // 64) * 64
         self.scratch_bytes = offset + count * itemsize
         return f"(({c_type} *)(pdc_scratch + {offset}))"
+
+    def vtcm(self, nbytes: int) -> str:
+        """A C pointer (uint8_t *) to `nbytes` of the on-chip memory of a DSP (Hexagon's VTCM), 128-byte
+        aligned, for this kernel alone: every kernel's region starts at the bundle's VTCM base."""
+        offset = -(-self.vtcm_bytes // 128) * 128
+        self.vtcm_bytes = offset + nbytes
+        return f"(pdc_vtcm + {offset})"
 
     def slots(self, parallel) -> int:
         """The thread slots of a kernel's scratch: the compiled thread count if it uses the pool."""

@@ -58,6 +58,7 @@ class KernelConfig:
     # how a device stores float32 tensors: "f32", or "f16" (--precision fp16: half in memory, float
     # arithmetic; OpenCL kernels read and write them through PDC_LD / PDC_ST)
     float_storage: str = "f32"
+    vtcm_bytes: int = 0  # a DSP's on-chip memory for the kernels' tiles (Hexagon VTCM; 0: none)
 
     @property
     def parallel(self) -> bool:

@@ -94,8 +94,8 @@ class HexagonTarget(Target):
     version: str  # v66, v67, ...
     vtcm: int  # bytes of VTCM the preset assumes (--vtcm overrides it); pdc's tiles must fit in it
     allow_float: bool = False  # --allow-scalar-float: float kernels run on the scalar core
+    hvx: bool = True  # False: the scalar build (portable kernels, no -mhvx), to compare with
 
-    kernel_families: ClassVar[tuple] = ("hexagon", PORTABLE)
     runner_kind: ClassVar[str] = "qemu-hexagon"
 
     @property
@@ -106,8 +106,13 @@ class HexagonTarget(Target):
                f"freestanding, built with clang-15; {run}"
 
     @property
+    def kernel_families(self) -> tuple:
+        return ("hexagon", PORTABLE) if self.hvx else (PORTABLE,)
+
+    @property
     def arch_flags(self) -> list[str]:
-        return [f"--target={TRIPLE}", f"-m{self.version}", "-mhvx", "-mhvx-length=128b"]
+        hvx = ["-mhvx", "-mhvx-length=128b"] if self.hvx else []
+        return [f"--target={TRIPLE}", f"-m{self.version}", *hvx]
 
     @property
     def cflags(self) -> list[str]:
@@ -118,7 +123,8 @@ class HexagonTarget(Target):
         return Limits(max_threads=1)
 
     def kernel_config(self, threads: int) -> KernelConfig:
-        return KernelConfig(threads=1, vector_bits=1024, simd="hvx", gemm_kc=128, scratch_floats=4096)
+        return KernelConfig(threads=1, vector_bits=1024, simd="hvx" if self.hvx else "none", gemm_kc=128,
+                            scratch_floats=4096, vtcm_bytes=self.vtcm)
 
     def check_options(self, weights: str, threads: int) -> None:
         if weights != "c":

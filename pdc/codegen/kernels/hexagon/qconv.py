@@ -1,0 +1,376 @@
+"""HVX int8 convolution (qconv, pdc/ir/ops/qint.py) for the Hexagon targets, bit-exact with the NumPy
+reference.
+
+Arithmetic. `Vx.w += vrmpy(Vu.ub, Rt.b)` adds to each of the 32 int32 lanes the four products of the
+lane's four unsigned bytes with the four signed bytes of a scalar register (128 MACs; sums wrap
+modulo 2^32). Activations enter as unsigned codes u = x + off (uint8 as they are, int8 with the sign
+bit flipped: off = 128), so acc = sum(u * w) + bias - (x_zero + off) * sum(w), the second part folded
+per output channel at compile time (qint.folded_bias); padding taps hold x_zero + off, which the fold
+cancels. The result is exact whenever the true accumulator fits int32 (checked per channel at compile
+time; else the portable kernel takes the layer). The requantization is the reference's float32 rule,
+on the scalar core (HVX before v68 has no floating point): (float)acc * scale, clamped, rounded half
+to even, + y_zero (qint.RQ).
+
+Dense and grouped ("hvx-gemm"): an implicit GEMM over the flat phase grid (qint.QconvGrid): per
+(image, group) and band of output rows, the input is packed into VTCM, 4 channels interleaved per
+dword (the quad vrmpy reduces), zero-padded to whole quads, split into stride phases, so that output
+(oh, ow) is the flat index q = oh * Wq + ow and tap (kh, kw) of channel quad cq reads the dword at
+q + koff[k]: 32 consecutive q are one unaligned vector load, for any stride and dilation. The
+microkernel keeps MB output channels x PB vectors of 32 flat outputs in HVX registers; per reduction
+quad it loads PB vectors and the MB channels' weight words (packed [group][channel block][K/4][MB],
+zero-padded), MB x PB vrmpy. The tile goes to VTCM and the scalar core requantizes it into the NCHW
+rows (grid columns ow >= OW dropped). The band is as many output rows as fit the VTCM with the tile;
+a layer whose one-row band does not fit is refused (the VTCM the preset or --vtcm gives is too small).
+Depthwise ("hvx-depthwise", one input channel per group): per channel a byte plane (phases, padding)
+in VTCM; the taps of one kernel row and column phase are consecutive plane bytes, so a tap quad is
+read in place: the load at byte q0 + r holds in lane i the quad of output q0 + 4 i + r, and four loads
+and four vrmpy per quad give 128 outputs (taps past the kernel row have weight 0).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from ...context import KernelContext
+from ....ir.errors import PdcError
+from .. import kernel
+from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
+from ..paths import declare, mark, take
+from ..qint import QconvGrid, _rq, folded_bias, native_qconv_weights, scale_table
+from ..quant import add_weight
+
+declare("qconv", "portable", "hvx-gemm", "hvx-depthwise")
+
+LANES = 32  # int32 lanes of a 128-byte vector
+HVX = """#include <hexagon_types.h>
+#include <hexagon_protos.h>
+/* an HVX vector at any address (vmemu) */
+typedef long pdc_hx_uvec __attribute__((__vector_size__(128), __aligned__(1)));
+#define PDC_HX_LOADU(p) (*(const pdc_hx_uvec *)(const void *)(p))
+"""
+
+PACK = r"""/* The packed input of a band: per group of `lanes` channels (4: the quads of the dense kernel, 1: a
+   depthwise plane), per stride phase (ph[2 p], ph[2 p + 1]), Hq rows x Wq pixels of `lanes` bytes: the
+   codes (x ^ flip) of input row r0 + i * sh + ph[2 p], column c0 + j * sw + ph[2 p + 1], pad outside
+   the input and for channels past nch; each group `stride` bytes apart, its slack after the phases = pad */
+static void pdc_hx_pack(uint8_t *xq, const uint8_t *x, int32_t nch, int32_t lanes, int32_t H, int32_t W, int32_t r0,
+                        int32_t c0, int32_t sh, int32_t sw, const int32_t *ph, int32_t NPH, int32_t Hq, int32_t Wq,
+                        int32_t stride, uint8_t pad, uint8_t flip) {
+    const int32_t groups = (nch + lanes - 1) / lanes, row_bytes = Wq * lanes, used = NPH * Hq * row_bytes;
+    for (int32_t cq = 0; cq < groups; cq++) {
+        uint8_t *d0 = xq + cq * stride;
+        for (int32_t p = 0; p < NPH; p++) {
+            const int32_t a = ph[2 * p], b = ph[2 * p + 1];
+            /* the columns j that read inside the input: j0 <= j < j1 */
+            int32_t j0 = 0, j1 = Wq;
+            while (j0 < Wq && c0 + j0 * sw + b < 0) j0++;
+            while (j1 > j0 && c0 + (j1 - 1) * sw + b >= W) j1--;
+            for (int32_t i = 0; i < Hq; i++) {
+                const int32_t ih = r0 + i * sh + a;
+                uint8_t *d = d0 + (p * Hq + i) * row_bytes;
+                if (ih < 0 || ih >= H) {
+                    memset(d, pad, (size_t)row_bytes);
+                    continue;
+                }
+                if (j0 > 0) memset(d, pad, (size_t)(j0 * lanes));
+                if (j1 < Wq) memset(d + j1 * lanes, pad, (size_t)((Wq - j1) * lanes));
+                for (int32_t l = 0; l < lanes; l++) {
+                    const int32_t c = cq * lanes + l;
+                    uint8_t *dl = d + l;
+                    if (c >= nch) {
+                        for (int32_t j = j0; j < j1; j++) dl[j * lanes] = pad;
+                        continue;
+                    }
+                    const uint8_t *s = x + ((int64_t)c * H + ih) * W + c0 + b;
+                    if (lanes == 1 && sw == 1) {
+                        for (int32_t j = j0; j < j1; j++) dl[j] = s[j] ^ flip;
+                    } else {
+                        for (int32_t j = j0; j < j1; j++) dl[j * lanes] = s[j * sw] ^ flip;
+                    }
+                }
+            }
+        }
+        memset(d0 + used, pad, (size_t)(stride - used));
+    }
+}
+"""
+
+
+def _requant_block(out: "_Output", acc_index: str) -> list[str]:
+    """C lines: the outputs of one channel of a tile (`cnt` flat outputs from q0, the accumulator of the
+    l-th at ct[acc_index]) requantized (or, y_dtype i32, stored) into its NCHW rows yc, grid columns
+    ow >= OW dropped."""
+    value = f"ct[{acc_index}]" if out.y32 else f"{out.rq}(ct[{acc_index}], sc, {out.yz}, {out.lo}, {out.hi})"
+    return [f"{'int32_t' if out.y32 else 'uint8_t'} *yr = yc + oh * OW;",
+            "int32_t ow = ow0;",
+            "for (int32_t l = 0; l < cnt; l++) {",
+            f"    if (ow < OW) yr[ow] = ({'int32_t' if out.y32 else 'uint8_t'}){value};",
+            "    if (++ow == Wq) {",
+            "        ow = 0;",
+            "        yr += OW;",
+            "    }",
+            "}"]
+
+
+class _Output:
+    """A layer's output side: the folded bias, and the requantization or (y_dtype i32) the accumulators."""
+
+    def __init__(self, ctx: KernelContext, w2d: np.ndarray, xz: int, off: int):
+        folded = folded_bias(ctx, w2d, xz, off)
+        self.ok = folded is not None
+        if not self.ok:
+            return
+        self.bias = folded[0]
+        self.y32 = ctx.outputs[0].dtype.short == "i32"
+        self.yz = self.lo = self.hi = 0
+        if not self.y32:
+            from ..qint import _clamp
+            self.scale = scale_table(ctx, w2d.shape[0])
+            self.yz = int(ctx.attrs.get("y_zero", 0))
+            self.lo, self.hi = _clamp(ctx)
+            self.rq = _rq(ctx)
+
+    def tables(self, ctx: KernelContext, padded: np.ndarray) -> tuple[str, str]:
+        """C pointers to the bias and scale tables of the channels `padded` (-1: a padding channel)."""
+        keep = padded >= 0
+        bias = np.where(keep, self.bias[np.maximum(padded, 0)], 0)
+        wrapped = ((bias + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+        scale = "0" if self.y32 else add_weight(ctx, np.where(keep, self.scale[np.maximum(padded, 0)], 0).astype(
+            np.float32), "float")
+        return add_weight(ctx, wrapped, "int32_t"), scale
+
+
+def _setup(ctx: KernelContext):
+    if ctx.config.simd != "hvx":
+        return None
+    w = native_qconv_weights(ctx)
+    if w is None:
+        return None
+    g = QconvGrid(ctx)
+    off = 128 if ctx.inputs[0].dtype.short == "i8" else 0
+    xz = int(ctx.attrs.get("x_zero", 0))
+    out = _Output(ctx, w.reshape(g.M, -1), xz, off)
+    return (g, w, out, xz, off) if out.ok else None
+
+
+def _fit_rows(ctx: KernelContext, g: QconvGrid, need, what: str) -> int:
+    """The most output rows per band whose VTCM need(rows) fits the target's, bands of equal size;
+    refuses the layer where even one row does not fit."""
+    budget = ctx.config.vtcm_bytes
+    if need(1) > budget:
+        raise PdcError(f"{ctx.node.describe()}: the {what} needs {need(1):,} bytes of VTCM for one output row, more "
+                       f"than the target's {budget:,} (pick a part with more VTCM: --vtcm SIZE)")
+    rows = g.OH
+    while rows > 1 and need(rows) > budget:
+        rows = max(1, rows * budget // need(rows))
+        while rows > 1 and need(rows) > budget:
+            rows -= 1
+    bands = -(-g.OH // rows)
+    return -(-g.OH // bands)
+
+
+def _phase_table(ctx: KernelContext, phases) -> str:
+    return add_weight(ctx, np.array([v for p in phases for v in p], np.int32), "int32_t")
+
+
+def _io_lines(ctx: KernelContext, g: QconvGrid, out: _Output) -> list[str]:
+    ty = "int32_t" if out.y32 else "uint8_t"
+    return ["    const uint8_t *x = (const uint8_t *)in0;",
+            f"    {ty} *y = ({ty} *)out0;",
+            "    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""),
+            f"    const int32_t OW = {g.OW};"]
+
+
+# ---- dense and grouped: the implicit GEMM ------------------------------------------------------------
+TILES = ((4, 4), (6, 4), (8, 3), (12, 2), (16, 1))  # (MB channels, PB vectors): MB * PB + PB <= 28 registers
+
+
+def _ukr(mb: int, pb: int) -> tuple[str, str]:
+    name = f"pdc_hx_ukr_{mb}x{pb}"
+    acc = [[f"c{i}_{v}" for v in range(pb)] for i in range(mb)]
+    L = [f"/* c[{mb}][{pb}] vectors = bias + the {mb} channels' weight words x {pb} vectors of 32 flat outputs */",
+         f"static void {name}(const uint8_t *xq, const int32_t *koff, int32_t KQ, const int32_t *wp, const int32_t *bias,",
+         "                    HVX_Vector *c) {"]
+    for i in range(mb):
+        L.append(f"    const HVX_Vector b{i} = Q6_V_vsplat_R(bias[{i}]);")
+        L.append("    HVX_Vector " + ", ".join(f"{acc[i][v]} = b{i}" for v in range(pb)) + ";")
+    L.append(f"    for (int32_t k = 0; k < KQ; k++, wp += {mb}) {{")
+    L.append("        const uint8_t *xk = xq + koff[k];")
+    for v in range(pb):
+        L.append(f"        const HVX_Vector a{v} = PDC_HX_LOADU(xk + {128 * v});")
+    for i in range(mb):
+        L.append(f"        {{ const int32_t w = wp[{i}]; "
+                 + " ".join(f"{acc[i][v]} = Q6_Vw_vrmpyacc_VwVubRb({acc[i][v]}, a{v}, w);" for v in range(pb)) + " }")
+    L.append("    }")
+    for i in range(mb):
+        L.append("    " + " ".join(f"c[{i * pb + v}] = {acc[i][v]};" for v in range(pb)))
+    L.append("}")
+    return name, "\n".join(L) + "\n"
+
+
+def _tile_cost(channels: int, outputs: int, mb: int, pb: int) -> float:
+    return -(-channels // mb) * mb * -(-outputs // (LANES * pb)) * pb * (1 + 0.5 * (mb + pb) / (mb * pb))
+
+
+def _gemm(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz: int, off: int) -> str:
+    CQ = -(-g.cg // 4)
+    T = g.KH * g.KW
+    KQ = CQ * T
+    nq_all = g.grid(LANES).get("NQ")
+    mb, pb = min(TILES, key=lambda t: _tile_cost(g.mg, nq_all, *t))
+    tile_bytes = mb * pb * 128
+
+    def layout(rows: int) -> tuple[dict, int]:
+        grid = g.grid(LANES * pb, rows)
+        plane = len(grid["phases"]) * grid["Hq"] * grid["Wq"]
+        cqs = -(-max(plane, max(grid["tap_off"]) + grid["nq_pad"]) // 32) * 32  # dwords per channel quad
+        return grid, cqs
+
+    def need(rows: int) -> int:
+        return CQ * layout(rows)[1] * 4 + tile_bytes
+
+    R = _fit_rows(ctx, g, need, f"HVX convolution's {mb}x{pb} tile")
+    grid, cqs = layout(R)
+    Wq, Hq = grid["Wq"], grid["Hq"]
+    koff = np.array([(cq * cqs + grid["tap_off"][t]) * 4 for cq in range(CQ) for t in range(T)], np.int32)
+    # weights [G][MBn][KQ][MB] words: channels 4 cq..4 cq + 3 of tap t, zero-padded
+    mbn = -(-g.mg // mb)
+    w5 = np.zeros((g.G, mbn * mb, CQ * 4, g.KH, g.KW), np.int8)
+    w5[:, :g.mg, :g.cg] = w.reshape(g.G, g.mg, g.cg, g.KH, g.KW)
+    words = w5.reshape(g.G, mbn, mb, CQ, 4, T).transpose(0, 1, 3, 5, 2, 4)  # [G][MBn][CQ][T][MB][4]
+    packed = np.ascontiguousarray(words).view(np.int32).reshape(-1)
+    channels = np.array([[gi * g.mg + m if m < g.mg else -1 for m in range(mbn * mb)] for gi in range(g.G)]).reshape(-1)
+    bias, scale = out.tables(ctx, channels)
+    ctx.helper("pdc_hx_hvx", HVX)
+    ctx.helper("pdc_hx_pack", PACK)
+    ukr, code = _ukr(mb, pb)
+    ctx.helper(ukr, code)
+    xq = ctx.vtcm(CQ * cqs * 4)
+    tile = ctx.vtcm(tile_bytes)
+    L = _io_lines(ctx, g, out)
+    L += [f"    uint8_t *xq = {xq};",
+          f"    HVX_Vector *tile = (HVX_Vector *){tile};",
+          "    const int32_t *ct = (const int32_t *)tile;",
+          f"    const int32_t *koff = {add_weight(ctx, koff, 'int32_t')}, *wp = {add_weight(ctx, packed, 'int32_t')};",
+          f"    const int32_t *bias = {bias}, *ph = {_phase_table(ctx, grid['phases'])};",
+          f"    const float *scale = {scale};",
+          "    (void)scale;",
+          f"    const int32_t Wq = {Wq};",
+          f"    for (int32_t n = 0; n < {g.N}; n++) {{",
+          f"        for (int32_t gi = 0; gi < {g.G}; gi++) {{",
+          f"            const uint8_t *xg = x + ((int64_t)n * {g.C} + gi * {g.cg}) * {g.H * g.W};",
+          f"            for (int32_t oh0 = 0; oh0 < {g.OH}; oh0 += {R}) {{",
+          f"                const int32_t rows = {g.OH} - oh0 < {R} ? {g.OH} - oh0 : {R}, nq = (rows - 1) * Wq + OW;",
+          f"                pdc_hx_pack(xq, xg, {g.cg}, 4, {g.H}, {g.W}, oh0 * {g.sh} - {g.pt}, -{g.pl}, {g.sh}, {g.sw}, "
+          f"ph, {len(grid['phases'])}, {Hq}, Wq, {cqs * 4}, {xz + off}, {off});",
+          f"                for (int32_t q0 = 0; q0 < nq; q0 += {LANES * pb}) {{",
+          f"                    const int32_t cnt = nq - q0 < {LANES * pb} ? nq - q0 : {LANES * pb};",
+          "                    const int32_t oh = q0 / Wq, ow0 = q0 % Wq;",
+          f"                    for (int32_t b = 0; b < {mbn}; b++) {{",
+          f"                        const int32_t t0 = (gi * {mbn} + b) * {mb};",
+          f"                        {ukr}(xq + q0 * 4, koff, {KQ}, wp + t0 * {KQ}, bias + t0, tile);",
+          f"                        const int32_t m0 = gi * {g.mg} + b * {mb}, mrows = {g.mg} - b * {mb} < {mb} ? "
+          f"{g.mg} - b * {mb} : {mb};",
+          "                        for (int32_t i = 0; i < mrows; i++) {",
+          f"                            {'int32_t' if out.y32 else 'uint8_t'} *yc = y + (((int64_t)n * {g.M} + m0 + i) * "
+          f"{g.OH} + oh0) * OW;",
+          "                            const float sc = scale[t0 + i];" if not out.y32 else ""]
+    L += ["                            " + s for s in _requant_block(out, f"i * {LANES * pb} + l")]
+    L += ["                        }", "                    }", "                }", "            }", "        }", "    }"]
+    return "\n".join(x for x in L if x)
+
+
+# ---- depthwise ---------------------------------------------------------------------------------------
+def _depthwise(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz: int, off: int) -> str:
+    wk = w.reshape(g.M, g.KH, g.KW)
+
+    def layout(rows: int):
+        grid = g.grid(4 * LANES, rows)
+        index = {p: i for i, p in enumerate(grid["phases"])}
+        quads = []  # (byte offset from the output's flat index, [(kh, kw) or None] x 4)
+        for kh in range(g.KH):
+            for b in sorted({(kw * g.dw) % g.sw for kw in range(g.KW)}):
+                cols = {(kw * g.dw) // g.sw: kw for kw in range(g.KW) if (kw * g.dw) % g.sw == b}
+                base = (index[(kh * g.dh) % g.sh, b] * grid["Hq"] + (kh * g.dh) // g.sh) * grid["Wq"]
+                lo, hi = min(cols), max(cols)
+                for c0 in range(lo, hi + 1, 4):
+                    quads.append((base + c0, [(kh, cols[c]) if c in cols else None for c in range(c0, c0 + 4)]))
+        plane = len(grid["phases"]) * grid["Hq"] * grid["Wq"]
+        size = -(-max(plane, max(q[0] for q in quads) + grid["nq_pad"] + 3) // 128) * 128
+        return grid, quads, size
+
+    def need(rows: int) -> int:
+        return layout(rows)[2] + 4 * 128
+
+    R = _fit_rows(ctx, g, need, "HVX depthwise convolution's plane")
+    grid, quads, size = layout(R)
+    QJ = len(quads)
+    words = np.zeros((g.M, QJ, 4), np.int8)
+    for j, (_, taps) in enumerate(quads):
+        for t, tap in enumerate(taps):
+            if tap is not None:
+                words[:, j, t] = wk[:, tap[0], tap[1]]
+    offs = np.array([q[0] for q in quads], np.int32)
+    bias, scale = out.tables(ctx, np.arange(g.M))
+    ctx.helper("pdc_hx_hvx", HVX)
+    ctx.helper("pdc_hx_pack", PACK)
+    plane = ctx.vtcm(size)
+    tile = ctx.vtcm(4 * 128)
+    Wq = grid["Wq"]
+    L = _io_lines(ctx, g, out)
+    L += [f"    uint8_t *xp = {plane};",
+          f"    HVX_Vector *tile = (HVX_Vector *){tile};",
+          "    const int32_t *ct = (const int32_t *)tile;",
+          f"    const int32_t *offs = {add_weight(ctx, offs, 'int32_t')};",
+          f"    const int32_t *wq = {add_weight(ctx, np.ascontiguousarray(words).view(np.int32).reshape(-1), 'int32_t')};",
+          f"    const int32_t *bias = {bias}, *ph = {_phase_table(ctx, grid['phases'])};",
+          f"    const float *scale = {scale};",
+          "    (void)scale;",
+          f"    const int32_t Wq = {Wq};",
+          f"    for (int32_t n = 0; n < {g.N}; n++) {{",
+          f"        for (int32_t c = 0; c < {g.C}; c++) {{",
+          f"            const uint8_t *xc = x + ((int64_t)n * {g.C} + c) * {g.H * g.W};",
+          f"            for (int32_t oh0 = 0; oh0 < {g.OH}; oh0 += {R}) {{",
+          f"                const int32_t rows = {g.OH} - oh0 < {R} ? {g.OH} - oh0 : {R}, nq = (rows - 1) * Wq + OW;",
+          f"                pdc_hx_pack(xp, xc, 1, 1, {g.H}, {g.W}, oh0 * {g.sh} - {g.pt}, -{g.pl}, {g.sh}, {g.sw}, ph, "
+          f"{len(grid['phases'])}, {grid['Hq']}, Wq, {size}, {xz + off}, {off});",
+          f"                for (int32_t mi = 0; mi < {g.mg}; mi++) {{",
+          f"                    const int32_t m = c * {g.mg} + mi;",
+          f"                    const int32_t *wm = wq + m * {QJ};",
+          "                    const HVX_Vector b0 = Q6_V_vsplat_R(bias[m]);",
+          f"                    {'int32_t' if out.y32 else 'uint8_t'} *yc = y + (((int64_t)n * {g.M} + m) * {g.OH} + oh0) * OW;",
+          "                    const float sc = scale[m];" if not out.y32 else "",
+          f"                    for (int32_t q0 = 0; q0 < nq; q0 += {4 * LANES}) {{",
+          "                        HVX_Vector c0 = b0, c1 = b0, c2 = b0, c3 = b0;",
+          f"                        for (int32_t j = 0; j < {QJ}; j++) {{",
+          "                            const uint8_t *s = xp + offs[j] + q0;",
+          "                            const int32_t wj = wm[j];",
+          "                            c0 = Q6_Vw_vrmpyacc_VwVubRb(c0, PDC_HX_LOADU(s), wj);",
+          "                            c1 = Q6_Vw_vrmpyacc_VwVubRb(c1, PDC_HX_LOADU(s + 1), wj);",
+          "                            c2 = Q6_Vw_vrmpyacc_VwVubRb(c2, PDC_HX_LOADU(s + 2), wj);",
+          "                            c3 = Q6_Vw_vrmpyacc_VwVubRb(c3, PDC_HX_LOADU(s + 3), wj);",
+          "                        }",
+          "                        tile[0] = c0; tile[1] = c1; tile[2] = c2; tile[3] = c3;",
+          f"                        const int32_t cnt = nq - q0 < {4 * LANES} ? nq - q0 : {4 * LANES};",
+          "                        const int32_t oh = q0 / Wq, ow0 = q0 % Wq;",
+          "                        {"]
+    L += ["                            " + s for s in _requant_block(out, "(l & 3) * 32 + (l >> 2)")]
+    L += ["                        }", "                    }", "                }", "            }", "        }", "    }"]
+    return "\n".join(x for x in L if x)
+
+
+@kernel("qconv", family="hexagon")
+def qconv(ctx: KernelContext) -> Optional[str]:
+    setup = _setup(ctx)
+    if setup is None:
+        return None
+    g, w, out, xz, off = setup
+    if math.prod(ctx.outputs[0].shape) == 0:
+        return None
+    if g.cg == 1 and take("qconv", "hvx-depthwise", g.mg <= 4):
+        return mark("qconv", "hvx-depthwise", _depthwise(ctx, g, w, out, xz, off))
+    if take("qconv", "hvx-gemm"):
+        return mark("qconv", "hvx-gemm", _gemm(ctx, g, w, out, xz, off))
+    return None
