@@ -21,10 +21,11 @@ TARGETS = {
     "arm64": (("aarch64-linux-gnu-gcc", "qemu-aarch64"), ("gcc-aarch64-linux-gnu", "qemu-user"), 0.5),
     "armv7": (("arm-linux-gnueabihf-gcc", "qemu-arm"), ("gcc-arm-linux-gnueabihf", "qemu-user"), 0.4),
     "cortex-m4": (("arm-none-eabi-gcc", "qemu-system-arm"), ("gcc-arm-none-eabi", "qemu-system-arm"), 0.4),
+    "hexagon-v66": (("clang-15", "ld.lld-15", "qemu-hexagon"), ("clang-15", "lld-15", "qemu-user"), 0.5),
 }
 # Cortex-M bundles link weights into flash and the arena into RAM: give the draw room (the emulated
 # boards have more than the preset's part)
-COMPILE_OPTIONS = {"cortex-m4": dict(flash="3M", ram="3M", threads=1)}
+COMPILE_OPTIONS = {"cortex-m4": dict(flash="3M", ram="3M", threads=1), "hexagon-v66": dict(threads=1)}
 
 
 def require(target: str) -> None:
