@@ -293,6 +293,9 @@ def cmd_compile(args) -> int:
     if "flash_bytes" in m:  # microcontrollers: what the image takes of the part
         print(f"{m['target']}: flash {m['flash_bytes']:,} of {m['flash_limit']:,} bytes, "
               f"RAM {m['ram_bytes']:,} of {m['ram_limit']:,} bytes (arena + stack estimate)")
+    if "vtcm_bytes" in m:  # Hexagon: the on-chip memory the HVX kernels' tiles take
+        print(f"{m['target']}: VTCM {m['vtcm_bytes']:,} of {m['vtcm_limit']:,} bytes (largest kernel; per kernel: "
+              f"pdc report)")
     return 0
 
 

@@ -169,6 +169,13 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
                     for i, (n, path) in enumerate(zip(graph.nodes, bundle.kernel_paths))],
         "library": None,
     }
+    if bundle.vtcm_bytes:  # a DSP's on-chip memory: each kernel's, the largest, the part's
+        for i, nbytes in bundle.vtcm_bytes.items():
+            manifest["kernels"][i]["vtcm_bytes"] = nbytes
+        manifest["vtcm_bytes"] = max(bundle.vtcm_bytes.values())
+        manifest["vtcm_limit"] = config.vtcm_bytes
+        say(f"VTCM: {manifest['vtcm_bytes']:,} of {config.vtcm_bytes:,} bytes (the largest of "
+            f"{len(bundle.vtcm_bytes)} HVX kernels' tiles)")
     files.update(tgt.bundle_files(name, bundle.kernel_files, cflags, threads, manifest))
     if tgt.toolchain_cmake():
         files["toolchain.cmake"] = tgt.toolchain_cmake().encode()

@@ -72,6 +72,7 @@ def report_of(c, flash: dict, opt_level: int, calibration: Optional[dict]) -> di
         "inputs": m["inputs"], "outputs": m["outputs"],
         "arena_bytes": m["arena_bytes"], "peak": peak, "timeline": timeline,
         "scratch_bytes": max(c.bundle.plan.scratch_bytes.values(), default=0),
+        "vtcm_bytes": m.get("vtcm_bytes"), "vtcm_limit": m.get("vtcm_limit"),
         "stack_bytes": stack, "ram_bytes": m["arena_bytes"] + (stack or 0),
         "weight_bytes": m["weight_bytes"], "flash": flash,
         "coverage": coverage_counts(layers),
@@ -103,6 +104,7 @@ def layer_rows(graph, bundle) -> list[dict]:
             "activation": node.attrs.get("activation") if isinstance(node.attrs.get("activation"), str) else None,
             **gemm_dims(node),
             "weight_bytes": weights, "scratch_bytes": plan.scratch_bytes.get(i, 0),
+            "vtcm_bytes": bundle.vtcm_bytes.get(i, 0),
             "source_nodes": node.attrs["source_nodes"] if isinstance(node.attrs.get("source_nodes"), list)
             else [node.name],
         })
@@ -432,6 +434,8 @@ def summary_lines(rep: dict) -> list[str]:
         + (" ..." if len(peak["values"]) > 6 else ""),
         f"kernel scratch: {human_bytes(rep['scratch_bytes'])} (largest, inside the arena)",
         f"stack:          {stack}",
+        *([f"VTCM:           {human_bytes(rep['vtcm_bytes'])} of {human_bytes(rep['vtcm_limit'])} (the largest "
+           f"kernel's tiles; each kernel's below)"] if rep.get("vtcm_bytes") else []),
         f"flash:          {human_bytes(flash['bytes'])} = code {human_bytes(flash['code'])} + weights "
         f"{human_bytes(flash['weights'])} (text + data of {flash['of']})",
         f"weights:        {human_bytes(rep['weight_bytes'])}",
@@ -442,11 +446,13 @@ def summary_lines(rep: dict) -> list[str]:
 
 
 def layer_lines(rep: dict) -> list[str]:
+    vtcm = bool(rep.get("vtcm_bytes"))  # a DSP target: each kernel's VTCM
     lines = [f"  {'#':>4} {'op':<22} {'kernel':<9} {'path':<26} {'weights B':>12} {'scratch B':>10} "
-             f"{'MACs':>13} {'est us':>10}  name"]
+             + (f"{'VTCM B':>10} " if vtcm else "") + f"{'MACs':>13} {'est us':>10}  name"]
     for r in rep["layers"]:
         lines.append(f"  {r['index']:>4} {r['op'][:22]:<22} {r['coverage']:<9} {(r['path'] or '-')[:26]:<26} "
-                     f"{r['weight_bytes']:>12,} {r['scratch_bytes']:>10,} {r['macs']:>13,} {r['est_us']:>10.1f}  "
+                     f"{r['weight_bytes']:>12,} {r['scratch_bytes']:>10,} "
+                     + (f"{r['vtcm_bytes']:>10,} " if vtcm else "") + f"{r['macs']:>13,} {r['est_us']:>10.1f}  "
                      f"{r['name'][:40]}")
     return lines
 

@@ -40,8 +40,9 @@ LLD = Tool("ld.lld-15", "lld-15")
 AR = Tool("ar", "binutils")
 QEMU = Tool("qemu-hexagon", "qemu-user")
 QEMU_VERSIONS = ("v66", "v67")  # the CPU versions qemu-hexagon (7.2) emulates
+CLANG_NEWEST = "v69"  # clang-15's newest Hexagon version: later ones get its code (which they run)
 TRIPLE = "hexagon-unknown-linux-musl"
-RUNTIME_HEXAGON = ("pdc_hexagon_sys.h", "libc/math.h", "libc/string.h")
+RUNTIME_HEXAGON = ("pdc_hexagon_sys.h", "pdc_libm.c", "libc/math.h", "libc/string.h")
 FLOAT_OPS_AT_THE_EDGES = frozenset({"quantize_linear", "dequantize_linear"})
 # ops that move or pick elements without arithmetic: float data through them costs no float math
 MOVEMENT_OPS = frozenset({"reshape", "flatten", "transpose", "squeeze", "unsqueeze", "concat", "slice", "gather",
@@ -102,8 +103,9 @@ class HexagonTarget(Target):
     def description(self) -> str:
         run = "runs under qemu-hexagon" if self.version in QEMU_VERSIONS else \
             "compile-only here (qemu-hexagon emulates up to v67)"
+        isa = "" if self.isa == self.version else f" ({self.isa} code: clang-15 knows versions up to {CLANG_NEWEST})"
         return f"Qualcomm Hexagon {self.version} DSP, HVX 128-byte vectors, int8; {human(self.vtcm)} VTCM; " \
-               f"freestanding, built with clang-15; {run}"
+               f"freestanding, built with clang-15{isa}; {run}"
 
     @property
     def kernel_families(self) -> tuple:
@@ -112,7 +114,12 @@ class HexagonTarget(Target):
     @property
     def arch_flags(self) -> list[str]:
         hvx = ["-mhvx", "-mhvx-length=128b"] if self.hvx else []
-        return [f"--target={TRIPLE}", f"-m{self.version}", *hvx]
+        return [f"--target={TRIPLE}", f"-m{self.isa}", *hvx]
+
+    @property
+    def isa(self) -> str:
+        """The version the code is compiled for: the preset's, or clang-15's newest (v69) for later ones."""
+        return self.version if int(self.version[1:]) <= int(CLANG_NEWEST[1:]) else CLANG_NEWEST
 
     @property
     def cflags(self) -> list[str]:
@@ -212,12 +219,12 @@ all: lib{name}.a
 lib{name}.a: $(OBJS)
 \t$(AR) rcs $@ $^
 harness: {name}_harness
-{name}_harness: {name}_harness.o lib{name}.a
+{name}_harness: {name}_harness.o runtime/hexagon/pdc_libm.o lib{name}.a
 \t$(CC) $(CFLAGS) -nostdlib -static -fuse-ld=lld -o $@ $^ $(COMPILER_RT)
 %.o: %.c
 \t$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 clean:
-\trm -f $(OBJS) {name}_harness.o lib{name}.a {name}_harness
+\trm -f $(OBJS) {name}_harness.o runtime/hexagon/pdc_libm.o lib{name}.a {name}_harness
 .PHONY: all harness clean
 """
 
@@ -245,12 +252,13 @@ target_compile_options({name} PRIVATE {' '.join(cflags)})
         say(f"compiling for {self.name} with {CLANG.program} ({len(lib_srcs) + 1} C files, freestanding)")
         flags = [*cflags, *self.include_flags()]
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            objs = compile_objects(cc, flags, [*lib_srcs, f"{name}_harness.c"], folder, out_dir=tmp)
+            harness = [f"{name}_harness.c", "runtime/hexagon/pdc_libm.c"]
+            objs = compile_objects(cc, flags, [*lib_srcs, *harness], folder, out_dir=tmp)
             lib = f"lib{name}.a"
-            run_tool([AR.path(), "rcs", lib, *objs[:-1]], folder, f"archiving {lib}")
+            run_tool([AR.path(), "rcs", lib, *objs[:len(lib_srcs)]], folder, f"archiving {lib}")
             exe = f"{name}_harness"
-            link = [cc, *cflags, "-nostdlib", "-static", "-fuse-ld=lld", "-Wl,--gc-sections", "-o", exe, objs[-1],
-                    lib, rt]
+            link = [cc, *cflags, "-nostdlib", "-static", "-fuse-ld=lld", "-Wl,--gc-sections", "-o", exe,
+                    *objs[len(lib_srcs):], lib, rt]
             r = subprocess.run(link, cwd=folder, capture_output=True, text=True)
         if r.returncode != 0:
             missing = sorted(set(re.findall(r"undefined symbol: (\S+)", r.stderr)))

@@ -461,7 +461,7 @@ def qconv(ctx: KernelContext) -> str:
                   KH=KH, KW=KW, OH=OH, OW=OW, sh=strides[0], sw=strides[1], dh=dil[0], dw=dil[1], ph=pads[0],
                   pw=pads[1], K=K, PB=PB, nblk=nblk, xz=xz, **out)
     lines = _job_init(job, fields)
-    lines.append("    (void)in1;")
+    lines.append("    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""))
     lines.append(slots_call(name, units, slots))
     return mark("qconv", "portable", "\n".join(lines))
 
@@ -534,7 +534,7 @@ def qmatmul(ctx: KernelContext) -> str:
     tables = add_tables(ctx, dict(bias=(acc.bias, acc.total), scale=(scale, "float"), bt=(bt, "int8_t")))
     fields = dict(a="in0", y="(void *)out0", **tables, rbias=acc.rbias, K=K, N=N, CB=CB, ncb=ncb, **out)
     lines = _job_init(job, fields)
-    lines.append("    (void)in1;")
+    lines.append("    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""))
     lines.append(_dispatch(ctx, name, R * ncb, R * N * max(K, 1), PARALLEL_MIN_MACS))
     return mark("qmatmul", "portable", "\n".join(lines))
 
