@@ -34,7 +34,7 @@ toolchains:
 	  echo "nvcc not found: the cuda tests need NVIDIA's CUDA toolkit (nvcc on PATH, or CUDA_HOME)"
 
 test-deps: install toolchains
-	$(PIP) -e '.[test]' paddlepaddle scikit-learn onnxoptimizer polygraphy
+	$(PIP) -e '.[test,hexagon]' paddlepaddle scikit-learn onnxoptimizer polygraphy
 	# paddle2onnx 2.1.0's metadata caps onnx at 1.17 (pip would fall back to 2.0.1, which exports differently);
 	# it works with the onnx pdc's conformance counts are measured on, so install it without its pins
 	$(PIP) --no-deps 'paddle2onnx==2.1.0'

@@ -13,14 +13,18 @@ CROSS = {"arm64": (["aarch64-linux-gnu-gcc", "aarch64-linux-gnu-ar"], ["qemu-aar
 MCU = (["arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-ar"], ["qemu-system-arm"])
 OPENCL = ["opencl", "mali-g52", "mali-g76", "mali-g78", "mali-g710"]
 CUDA = ["cuda", "cuda-sm75", "cuda-sm80", "cuda-sm86", "cuda-sm89", "cuda-sm90"]
+HEXAGON = ["hexagon-v66", "hexagon-v67", "hexagon-v68", "hexagon-v69", "hexagon-v73"]
+DSP = (["clang-15", "ld.lld-15", "ar"], ["qemu-hexagon"])
 TARGETS = ["x86-avx2", "x86-avx512", "arm64", "armv7", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55", *OPENCL,
-           *CUDA]
+           *CUDA, *HEXAGON]
+WIDTH = max(len(t) for t in TARGETS)
 PACKAGES = {"gcc": "gcc", "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
             "aarch64-linux-gnu-ar": "binutils-aarch64-linux-gnu", "qemu-aarch64": "qemu-user",
             "arm-linux-gnueabihf-gcc": "gcc-arm-linux-gnueabihf",
             "arm-linux-gnueabihf-ar": "binutils-arm-linux-gnueabihf", "qemu-arm": "qemu-user",
             "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-size": "binutils-arm-none-eabi",
-            "arm-none-eabi-ar": "binutils-arm-none-eabi", "qemu-system-arm": "qemu-system-arm"}
+            "arm-none-eabi-ar": "binutils-arm-none-eabi", "qemu-system-arm": "qemu-system-arm",
+            "clang-15": "clang-15", "ld.lld-15": "lld-15", "ar": "binutils", "qemu-hexagon": "qemu-user"}
 
 
 def pdc(*args, env=None):
@@ -37,6 +41,8 @@ def cpu_flags() -> set:
 def needs(target: str):
     if target.startswith("x86") or target in OPENCL or target in CUDA:
         return [os.environ.get("CC") or "gcc"], []
+    if target in HEXAGON:
+        return DSP
     return CROSS.get(target, MCU)
 
 
@@ -82,8 +88,14 @@ def expected_line(target: str, which=shutil.which, flags=None) -> str:
             build.append(f"missing libcudart_static.a in {toolkit}/lib64 (the CUDA toolkit's runtime)")
         if not ctypes.util.find_library("cuda"):
             run = ["no NVIDIA driver (libcuda) on this machine: cuda bundles build here but run on a GPU machine"]
+    if target in HEXAGON:  # the compiler runtime from a Python package; qemu-hexagon emulates up to v67
+        from importlib.util import find_spec
+        build += [] if find_spec("ziglang") else ["missing the Python package ziglang (pip install ziglang: pdc "
+                                                  "builds the Hexagon compiler runtime with it)"]
+        if target not in ("hexagon-v66", "hexagon-v67"):
+            run = [f"qemu-hexagon emulates CPU versions up to v67: {target} bundles run on the DSP only"]
     problems = list(dict.fromkeys(build + run))
-    line = f"{target:<10}  build: {'no ' if build else 'yes'}  run: {'no ' if run else 'yes'}"
+    line = f"{target:<{WIDTH}}  build: {'no ' if build else 'yes'}  run: {'no ' if run else 'yes'}"
     return line + (f"  {'; '.join(problems)}" if problems else "")
 
 
@@ -105,11 +117,12 @@ def test_doctor_names_the_debian_package_of_each_missing_tool(tmp_path):
     which = lambda p: shutil.which(p, path=str(tmp_path))  # noqa: E731
     assert lines[:-1] == [expected_line(t, which) for t in TARGETS]
     if which("qemu-aarch64"):  # the line spelled out, as a user reads it
-        assert lines[2] == "arm64       build: no   run: yes  missing aarch64-linux-gnu-gcc (Debian package " \
+        assert lines[2] == "arm64        build: no   run: yes  missing aarch64-linux-gnu-gcc (Debian package " \
                            "gcc-aarch64-linux-gnu); missing aarch64-linux-gnu-ar (Debian package " \
                            "binutils-aarch64-linux-gnu)"
         assert lines[-1] == "to install what is missing: sudo apt-get install gcc-aarch64-linux-gnu " \
                             "binutils-aarch64-linux-gnu gcc-arm-linux-gnueabihf binutils-arm-linux-gnueabihf " \
-                            "qemu-user gcc-arm-none-eabi binutils-arm-none-eabi qemu-system-arm"
+                            "qemu-user gcc-arm-none-eabi binutils-arm-none-eabi qemu-system-arm clang-15 lld-15 " \
+                            "binutils"
     else:
         assert lines[-1].startswith("to install what is missing: sudo apt-get install gcc-aarch64-linux-gnu ")
