@@ -76,10 +76,11 @@ def test_digits_int8_on_v66_and_v67_is_bit_identical_to_x86_int8(digits, tmp_pat
     print(f"\ndigits CNN int8: accuracy {accuracy:.4f} on {len(y)} held-back digits, x86 = hexagon-v66 = hexagon-v67")
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "transformer_encoder"])
 def test_zoo_int8_on_v66_and_v67_is_bit_identical(zoo, tmp_path, name):
-    """Dense, strided, pointwise and depthwise layers through the HVX kernels: the integer reference's
-    outputs exactly, on both versions, as the x86 int8 build gives them."""
+    """Dense, strided, pointwise and depthwise layers and the fully connected ones through the HVX kernels
+    (the transformer's attention, softmax and LayerNorms, the hard-swish tables and SE gates on the scalar
+    core): the integer reference's outputs exactly, on both versions, as the x86 int8 build gives them."""
     qg, feed = _quantized(zoo, name)
     x86 = pdc.compile(qg, target="x86", out_dir=str(tmp_path / "x86"))
     samples = [feed() for _ in range(2)]
@@ -91,6 +92,8 @@ def test_zoo_int8_on_v66_and_v67_is_bit_identical(zoo, tmp_path, name):
         c = compile_details(qg, folder, target=target)
         paths = {k.get("path") for k in c.manifest["kernels"] if k["op"] == "qconv"}
         assert paths <= {"qconv/hvx-gemm", "qconv/hvx-depthwise"}, paths
+        fc = [p for n, p in zip(c.graph.nodes, c.bundle.kernel_paths) if n.op == "qmatmul" and n.inputs[1].data is not None]
+        assert fc and set(fc) == {"qmatmul/hvx"}, fc  # weights: the HVX product
         for got, w in zip(run_samples(folder, load_manifest(folder), samples), want):
             np.testing.assert_array_equal(_logits(got), _logits(w))
 

@@ -44,6 +44,8 @@ CLANG_NEWEST = "v69"  # clang-15's newest Hexagon version: later ones get its co
 TRIPLE = "hexagon-unknown-linux-musl"
 RUNTIME_HEXAGON = ("pdc_hexagon_sys.h", "pdc_libm.c", "libc/math.h", "libc/string.h")
 FLOAT_OPS_AT_THE_EDGES = frozenset({"quantize_linear", "dequantize_linear"})
+# pdc's integer ops (pdc/ir/ops/qint.py): int8 in and out, a float scale or parameter inside at most
+INTEGER_OPS = frozenset({"qconv", "qmatmul", "requantize", "qadd", "qmul", "lookup", "qsoftmax", "qlayer_norm"})
 # ops that move or pick elements without arithmetic: float data through them costs no float math
 MOVEMENT_OPS = frozenset({"reshape", "flatten", "transpose", "squeeze", "unsqueeze", "concat", "slice", "gather",
                           "identity", "copy", "expand", "tile", "split", "pad", "max_pool", "depth_to_space",
@@ -149,12 +151,12 @@ class HexagonTarget(Target):
         return dataclasses.replace(self, allow_float=True)
 
     def check_graph(self, graph) -> None:
-        """The DSP computes in fixed point: a node that does float arithmetic (other than quantizing the
-        inputs and dequantizing the outputs) is refused unless --allow-scalar-float."""
+        """The DSP computes in fixed point: a node that does float arithmetic (other than pdc's integer ops,
+        quantizing the inputs and dequantizing the outputs) is refused unless --allow-scalar-float."""
         if self.allow_float:
             return
         for node in graph.nodes:
-            if node.op in FLOAT_OPS_AT_THE_EDGES or node.op in MOVEMENT_OPS:
+            if node.op in INTEGER_OPS or node.op in FLOAT_OPS_AT_THE_EDGES or node.op in MOVEMENT_OPS:
                 continue
             for v in node.inputs + node.outputs:
                 if v is not None and v.type.dtype.is_float:

@@ -5,7 +5,8 @@ PDC_FORCE_PATH so that every draw takes it:
 - qconv=hvx-gemm: the implicit GEMM over the flat phase grid, on dense, grouped, depthwise and
   pointwise layers (kernels 1..7, strides and dilations 1..3, asymmetric pads, auto_pad);
 - qconv=hvx-depthwise: one input channel per group (channel multipliers 1..3 too);
-- both with a VTCM so small that the layers are cut into bands of a few output rows.
+- both with a VTCM so small that the layers are cut into bands of a few output rows;
+- qmatmul=hvx: a [..., K] x constant int8 b [K, N], K and N off the 4 / 32 multiples.
 Draws mix int8 / uint8 inputs and outputs, zero points, per-tensor / per-channel scales, clamps and
 int32 accumulator outputs (the strategies of test_qint_kernels.py); weights over [-128, 127]. Each draw
 asserts that every layer took the forced path (a runtime bias, which the HVX kernels leave to the
@@ -19,7 +20,7 @@ import pytest
 import test_qint_kernels
 from targets import examples, require
 from test_qint_kernels import build_graph, check_qlayers, const_bias, draws, qconv_layer, run_qproperty
-from test_qint_arm import CONV_CHANNELS
+from test_qint_arm import CONV_CHANNELS, matmul_layer
 
 TARGET = "hexagon-v66"
 
@@ -34,6 +35,7 @@ def conv_layer(kind: str, max_extent: int = 16):
 
 
 def run(strategy, force: str, path: str, count: int, **options) -> None:
+    """`count` (x86-scaled) draws of strategy, each layer forced onto `path` and checked bit for bit."""
     def check(layers):
         layers = [const_bias(layer) for layer in layers]
         source = check_qlayers(layers, TARGET, threads=1, force=force, **options)
@@ -52,6 +54,10 @@ def test_gemm_path():
 
 def test_depthwise_path():
     run(draws(conv_layer("depthwise", max_extent=24), 4), "qconv=hvx-depthwise", "qconv/hvx-depthwise", 40)
+
+
+def test_qmatmul_path():
+    run(draws(matmul_layer(), 4), "qmatmul=hvx", "qmatmul/hvx", 24)
 
 
 @pytest.mark.parametrize("path", ["hvx-gemm", "hvx-depthwise"])
