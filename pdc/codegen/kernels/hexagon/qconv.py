@@ -38,7 +38,7 @@ from ....ir.errors import PdcError
 from .. import kernel
 from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
 from ..paths import declare, mark, take
-from ..qint import QconvGrid, _rq, folded_bias, native_qconv_weights, scale_table
+from ..qint import QconvGrid, folded_bias, native_qconv_weights, scale_table
 from ..quant import add_weight
 
 declare("qconv", "portable", "hvx-gemm", "hvx-depthwise")
@@ -98,16 +98,29 @@ static void pdc_hx_pack(uint8_t *xq, const uint8_t *x, int32_t nch, int32_t lane
 """
 
 
+RQ = """/* the reference's requantization, clamp(rint((float)acc * sc) + yz, lo, hi) with flo = lo - yz,
+   fhi = hi - yz, as qint's pdc_quantize_round without its NaN case ((float)acc * sc is never NaN) */
+static inline int32_t pdc_hx_rq(int32_t acc, float sc, float flo, float fhi, int32_t yz) {
+    float v = (float)acc * sc;
+    v = v < flo ? flo : (v > fhi ? fhi : v);
+    return (int32_t)((v + 12582912.0f) - 12582912.0f) + yz;
+}
+"""
+
+
 def _requant_block(out: "_Output", acc_index: str) -> list[str]:
-    """C lines: the outputs of one channel of a tile (`cnt` flat outputs from q0, the accumulator of the
-    l-th at ct[acc_index]) requantized (or, y_dtype i32, stored) into its NCHW rows yc, grid columns
-    ow >= OW dropped."""
-    value = f"ct[{acc_index}]" if out.y32 else f"{out.rq}(ct[{acc_index}], sc, {out.yz}, {out.lo}, {out.hi})"
-    return [f"{'int32_t' if out.y32 else 'uint8_t'} *yr = yc + oh * OW;",
-            "int32_t ow = ow0;",
-            "for (int32_t l = 0; l < cnt; l++) {",
-            f"    if (ow < OW) yr[ow] = ({'int32_t' if out.y32 else 'uint8_t'}){value};",
-            "    if (++ow == Wq) {",
+    """C lines: the outputs of one channel of a tile (`cnt` flat outputs from q0 = oh * Wq + ow0, the
+    accumulator of the l-th at ct[acc_index]) requantized (or, y_dtype i32, stored) into its NCHW rows
+    yc, run by run of one grid row, grid columns ow >= OW dropped."""
+    value = f"ct[{acc_index}]" if out.y32 else f"pdc_hx_rq(ct[{acc_index}], sc, flo, fhi, {out.yz})"
+    ty = "int32_t" if out.y32 else "uint8_t"
+    return [f"{ty} *yr = yc + oh * OW;",
+            "for (int32_t l0 = 0, ow = ow0; l0 < cnt;) {",
+            "    const int32_t run = Wq - ow < cnt - l0 ? Wq - ow : cnt - l0, valid = OW - ow < run ? OW - ow : run;",
+            f"    for (int32_t t = 0, l = l0; t < valid; t++, l++) yr[ow + t] = ({ty}){value};",
+            "    l0 += run;",
+            "    ow += run;",
+            "    if (ow == Wq) {",
             "        ow = 0;",
             "        yr += OW;",
             "    }",
@@ -130,7 +143,12 @@ class _Output:
             self.scale = scale_table(ctx, w2d.shape[0])
             self.yz = int(ctx.attrs.get("y_zero", 0))
             self.lo, self.hi = _clamp(ctx)
-            self.rq = _rq(ctx)
+            ctx.helper("pdc_hx_rq", RQ)
+
+    def clamp_lines(self) -> list[str]:
+        if self.y32:
+            return []
+        return [f"    const float flo = (float)({self.lo - self.yz}), fhi = (float)({self.hi - self.yz});"]
 
     def tables(self, ctx: KernelContext, padded: np.ndarray) -> tuple[str, str]:
         """C pointers to the bias and scale tables of the channels `padded` (-1: a padding channel)."""
@@ -180,7 +198,8 @@ def _io_lines(ctx: KernelContext, g: QconvGrid, out: _Output) -> list[str]:
     return ["    const uint8_t *x = (const uint8_t *)in0;",
             f"    {ty} *y = ({ty} *)out0;",
             "    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""),
-            f"    const int32_t OW = {g.OW};"]
+            f"    const int32_t OW = {g.OW};",
+            *out.clamp_lines()]
 
 
 # ---- dense and grouped: the implicit GEMM ------------------------------------------------------------

@@ -90,7 +90,7 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
     ty = "int32_t" if out.y32 else "uint8_t"
     value = "ct[i * {0} + l]".format(nv * LANES)
     if not out.y32:
-        value = f"{out.rq}({value}, scale[c0 + l], {out.yz}, {out.lo}, {out.hi})"
+        value = f"pdc_hx_rq({value}, scale[c0 + l], flo, fhi, {out.yz})"
     L = ["    const uint8_t *a = (const uint8_t *)in0;",
          f"    {ty} *y = ({ty} *)out0;",
          "    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""),
@@ -101,6 +101,7 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
          f"    const int32_t *bias = {bias};",
          f"    const float *scale = {scale};",
          "    (void)scale;",
+         *out.clamp_lines(),
          f"    for (int32_t r0 = 0; r0 < {R}; r0 += {mr}) {{",
          f"        const int32_t rows = {R} - r0 < {mr} ? {R} - r0 : {mr};",
          f"        memset(ap, 0, {mr * KQ * 4});",
