@@ -51,22 +51,71 @@ typedef long pdc_hx_uvec __attribute__((__vector_size__(128), __aligned__(1)));
 #define PDC_HX_LOADU(p) (*(const pdc_hx_uvec *)(const void *)(p))
 """
 
-PACK = r"""/* The packed input of a band: per group of `lanes` channels (4: the quads of the dense kernel, 1: a
+PACK = r"""/* Copies n bytes (n >= 128) with unaligned vector loads and stores, the last one overlapping. */
+static inline void pdc_hx_copy(uint8_t *d, const uint8_t *s, int32_t n) {
+    for (int32_t j = 0;; j += 128) {
+        if (j > n - 128) j = n - 128;
+        *(pdc_hx_uvec *)(void *)(d + j) = PDC_HX_LOADU(s + j);
+        if (j + 128 >= n) break;
+    }
+}
+/* Stages rows [h0, h1) of `lanes` channels (1, or 4 interleaved per pixel: the quads the dense kernel
+   reduces), codes x ^ flip, channels past nch = pad: a row of W pixels after the other, 128 pixels per
+   step (the last step overlapping), scalar below 128 pixels. */
+static void pdc_hx_stage(uint8_t *st, const uint8_t *x, int32_t nch, int32_t lanes, int32_t H, int32_t W, int32_t h0,
+                         int32_t h1, uint8_t pad, uint8_t flip) {
+    const int32_t n = (h1 - h0) * W;
+    const uint8_t *s[4] = {0, 0, 0, 0};
+    for (int32_t l = 0; l < lanes && l < nch; l++) s[l] = x + ((int64_t)l * H + h0) * W;
+    if (n < 128) {
+        for (int32_t j = 0; j < n; j++)
+            for (int32_t l = 0; l < lanes; l++) st[j * lanes + l] = s[l] ? (uint8_t)(s[l][j] ^ flip) : pad;
+        return;
+    }
+    const HVX_Vector fl = Q6_V_vsplat_R(0x01010101 * flip), pv = Q6_V_vsplat_R(0x01010101 * pad);
+    for (int32_t j = 0;; j += 128) {
+        if (j > n - 128) j = n - 128;
+        HVX_Vector v[4];
+        for (int32_t l = 0; l < lanes; l++) v[l] = s[l] ? Q6_V_vxor_VV(PDC_HX_LOADU(s[l] + j), fl) : pv;
+        if (lanes == 1) {
+            *(pdc_hx_uvec *)(void *)(st + j) = v[0];
+        } else {  /* bytes of channel pairs, then halfwords of the pairs: 4 codes per pixel */
+            const HVX_VectorPair a = Q6_W_vshuff_VVR(v[1], v[0], -1), b = Q6_W_vshuff_VVR(v[3], v[2], -1);
+            const HVX_VectorPair lo = Q6_W_vshuff_VVR(Q6_V_lo_W(b), Q6_V_lo_W(a), -2);
+            const HVX_VectorPair hi = Q6_W_vshuff_VVR(Q6_V_hi_W(b), Q6_V_hi_W(a), -2);
+            uint8_t *d = st + 4 * j;
+            *(pdc_hx_uvec *)(void *)d = Q6_V_lo_W(lo);
+            *(pdc_hx_uvec *)(void *)(d + 128) = Q6_V_hi_W(lo);
+            *(pdc_hx_uvec *)(void *)(d + 256) = Q6_V_lo_W(hi);
+            *(pdc_hx_uvec *)(void *)(d + 384) = Q6_V_hi_W(hi);
+        }
+        if (j + 128 >= n) break;
+    }
+}
+/* The packed input of a band: per group of `lanes` channels (4: the quads of the dense kernel, 1: a
    depthwise plane), per stride phase (ph[2 p], ph[2 p + 1]), Hq rows x Wq pixels of `lanes` bytes: the
    codes (x ^ flip) of input row r0 + i * sh + ph[2 p], column c0 + j * sw + ph[2 p + 1], pad outside
-   the input and for channels past nch; each group `stride` bytes apart, its slack after the phases = pad */
-static void pdc_hx_pack(uint8_t *xq, const uint8_t *x, int32_t nch, int32_t lanes, int32_t H, int32_t W, int32_t r0,
-                        int32_t c0, int32_t sh, int32_t sw, const int32_t *ph, int32_t NPH, int32_t Hq, int32_t Wq,
-                        int32_t stride, uint8_t pad, uint8_t flip) {
+   the input and for channels past nch; each group `stride` bytes apart, its slack after the phases = pad.
+   The band's input rows are staged first (st: their pixels' codes, interleaved), then each grid row is
+   copied out of them: a run of pixels (column stride 1), every other one (stride 2: a vector deal), else
+   one at a time. */
+static void pdc_hx_pack(uint8_t *xq, uint8_t *st, const uint8_t *x, int32_t nch, int32_t lanes, int32_t H, int32_t W,
+                        int32_t r0, int32_t c0, int32_t sh, int32_t sw, const int32_t *ph, int32_t NPH, int32_t Hq,
+                        int32_t Wq, int32_t stride, uint8_t pad, uint8_t flip) {
     const int32_t groups = (nch + lanes - 1) / lanes, row_bytes = Wq * lanes, used = NPH * Hq * row_bytes;
+    int32_t amax = 0;
+    for (int32_t p = 0; p < NPH; p++) amax = ph[2 * p] > amax ? ph[2 * p] : amax;
+    const int32_t h0 = r0 > 0 ? r0 : 0, h1 = r0 + (Hq - 1) * sh + amax + 1 < H ? r0 + (Hq - 1) * sh + amax + 1 : H;
     for (int32_t cq = 0; cq < groups; cq++) {
         uint8_t *d0 = xq + cq * stride;
+        if (h1 > h0) pdc_hx_stage(st, x + (int64_t)cq * lanes * H * W, nch - cq * lanes, lanes, H, W, h0, h1, pad, flip);
         for (int32_t p = 0; p < NPH; p++) {
             const int32_t a = ph[2 * p], b = ph[2 * p + 1];
             /* the columns j that read inside the input: j0 <= j < j1 */
             int32_t j0 = 0, j1 = Wq;
             while (j0 < Wq && c0 + j0 * sw + b < 0) j0++;
             while (j1 > j0 && c0 + (j1 - 1) * sw + b >= W) j1--;
+            const int32_t m = (j1 - j0) * lanes;  /* bytes of a row from the input */
             for (int32_t i = 0; i < Hq; i++) {
                 const int32_t ih = r0 + i * sh + a;
                 uint8_t *d = d0 + (p * Hq + i) * row_bytes;
@@ -76,19 +125,22 @@ static void pdc_hx_pack(uint8_t *xq, const uint8_t *x, int32_t nch, int32_t lane
                 }
                 if (j0 > 0) memset(d, pad, (size_t)(j0 * lanes));
                 if (j1 < Wq) memset(d + j1 * lanes, pad, (size_t)((Wq - j1) * lanes));
-                for (int32_t l = 0; l < lanes; l++) {
-                    const int32_t c = cq * lanes + l;
-                    uint8_t *dl = d + l;
-                    if (c >= nch) {
-                        for (int32_t j = j0; j < j1; j++) dl[j * lanes] = pad;
-                        continue;
+                const uint8_t *s = st + ((ih - h0) * W + c0 + j0 * sw + b) * lanes;
+                uint8_t *dj = d + j0 * lanes;
+                if (sw == 1 && m >= 128) {
+                    pdc_hx_copy(dj, s, m);
+                } else if (sw == 2 && m >= 128) {  /* the even pixels of 256 bytes: one deal per 128 */
+                    for (int32_t t = 0;; t += 128) {
+                        if (t > m - 128) t = m - 128;
+                        const HVX_VectorPair e = Q6_W_vdeal_VVR(PDC_HX_LOADU(s + 2 * t + 128), PDC_HX_LOADU(s + 2 * t),
+                                                                -lanes);
+                        *(pdc_hx_uvec *)(void *)(dj + t) = Q6_V_lo_W(e);
+                        if (t + 128 >= m) break;
                     }
-                    const uint8_t *s = x + ((int64_t)c * H + ih) * W + c0 + b;
-                    if (lanes == 1 && sw == 1) {
-                        for (int32_t j = j0; j < j1; j++) dl[j] = s[j] ^ flip;
-                    } else {
-                        for (int32_t j = j0; j < j1; j++) dl[j * lanes] = s[j * sw] ^ flip;
-                    }
+                } else if (lanes == 4) {
+                    for (int32_t j = 0; j < j1 - j0; j++) memcpy(dj + 4 * j, s + 4 * j * sw, 4);
+                } else {
+                    for (int32_t j = 0; j < j1 - j0; j++) dj[j] = s[j * sw];
                 }
             }
         }
@@ -98,12 +150,12 @@ static void pdc_hx_pack(uint8_t *xq, const uint8_t *x, int32_t nch, int32_t lane
 """
 
 
-RQ = """/* the reference's requantization, clamp(rint((float)acc * sc) + yz, lo, hi) with flo = lo - yz,
-   fhi = hi - yz, as qint's pdc_quantize_round without its NaN case ((float)acc * sc is never NaN) */
-static inline int32_t pdc_hx_rq(int32_t acc, float sc, float flo, float fhi, int32_t yz) {
-    float v = (float)acc * sc;
-    v = v < flo ? flo : (v > fhi ? fhi : v);
-    return (int32_t)((v + 12582912.0f) - 12582912.0f) + yz;
+RQ = """/* the reference's requantization, clamp(rint((float)acc * sc) + yz, lo, hi) with lo_ = lo - yz, hi_ =
+   hi - yz: convert_sf2w rounds half to even (the default rounding mode of USR) and saturates, a monotone
+   map, so the clamp may follow it in integers; (float)acc * sc is never NaN */
+static inline int32_t pdc_hx_rq(int32_t acc, float sc, int32_t lo_, int32_t hi_, int32_t yz) {
+    const int32_t r = __builtin_HEXAGON_F2_conv_sf2w((float)acc * sc);
+    return (r < lo_ ? lo_ : (r > hi_ ? hi_ : r)) + yz;
 }
 """
 
@@ -111,13 +163,25 @@ static inline int32_t pdc_hx_rq(int32_t acc, float sc, float flo, float fhi, int
 def _requant_block(out: "_Output", acc_index: str) -> list[str]:
     """C lines: the outputs of one channel of a tile (`cnt` flat outputs from q0 = oh * Wq + ow0, the
     accumulator of the l-th at ct[acc_index]) requantized (or, y_dtype i32, stored) into its NCHW rows
-    yc, run by run of one grid row, grid columns ow >= OW dropped."""
-    value = f"ct[{acc_index}]" if out.y32 else f"pdc_hx_rq(ct[{acc_index}], sc, flo, fhi, {out.yz})"
+    yc, run by run of one grid row, grid columns ow >= OW dropped. Four outputs at a time, loaded before
+    any is stored: clang then overlaps their scalar conversions (one at a time, each waits for the last)."""
     ty = "int32_t" if out.y32 else "uint8_t"
-    return [f"{ty} *yr = yc + oh * OW;",
+
+    def value(k: str) -> str:
+        acc = f"cr[{acc_index.replace('l', f'({k})')}]"
+        return acc if out.y32 else f"pdc_hx_rq({acc}, sc, lo_, hi_, {out.yz})"
+    four = ", ".join(f"r{e} = {value(f'l + {e}')}" for e in range(4))
+    return ["const int32_t *restrict cr = ct;",
+            f"{ty} *restrict yr = yc + oh * OW;",
             "for (int32_t l0 = 0, ow = ow0; l0 < cnt;) {",
             "    const int32_t run = Wq - ow < cnt - l0 ? Wq - ow : cnt - l0, valid = OW - ow < run ? OW - ow : run;",
-            f"    for (int32_t t = 0, l = l0; t < valid; t++, l++) yr[ow + t] = ({ty}){value};",
+            f"    {ty} *restrict yo = yr + ow;",
+            "    int32_t t = 0, l = l0;",
+            "    for (; t + 4 <= valid; t += 4, l += 4) {",
+            f"        const int32_t {four};",
+            f"        yo[t] = ({ty})r0; yo[t + 1] = ({ty})r1; yo[t + 2] = ({ty})r2; yo[t + 3] = ({ty})r3;",
+            "    }",
+            f"    for (; t < valid; t++, l++) yo[t] = ({ty}){value('l')};",
             "    l0 += run;",
             "    ow += run;",
             "    if (ow == Wq) {",
@@ -148,7 +212,7 @@ class _Output:
     def clamp_lines(self) -> list[str]:
         if self.y32:
             return []
-        return [f"    const float flo = (float)({self.lo - self.yz}), fhi = (float)({self.hi - self.yz});"]
+        return [f"    const int32_t lo_ = {self.lo - self.yz}, hi_ = {self.hi - self.yz};"]
 
     def tables(self, ctx: KernelContext, padded: np.ndarray) -> tuple[str, str]:
         """C pointers to the bias and scale tables of the channels `padded` (-1: a padding channel)."""
@@ -187,6 +251,17 @@ def _fit_rows(ctx: KernelContext, g: QconvGrid, need, what: str) -> int:
             rows -= 1
     bands = -(-g.OH // rows)
     return -(-g.OH // bands)
+
+
+def _staging(g: QconvGrid, Hq: int, lanes: int) -> int:
+    """Bytes of the staged input rows of a band of Hq grid rows (pdc_hx_stage), with the slack the
+    stride-2 deal reads past a row's last pixel."""
+    return lanes * min(g.H, Hq * g.sh) * g.W + 256
+
+
+def _vtcm_sum(*regions: int) -> int:
+    """The VTCM of regions placed one after the other, each 128-byte aligned (as ctx.vtcm does)."""
+    return sum(-(-r // 128) * 128 for r in regions)
 
 
 def _phase_table(ctx: KernelContext, phases) -> str:
@@ -248,7 +323,8 @@ def _gemm(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz: int
         return grid, cqs
 
     def need(rows: int) -> int:
-        return CQ * layout(rows)[1] * 4 + tile_bytes
+        grid, cqs = layout(rows)
+        return _vtcm_sum(CQ * cqs * 4, tile_bytes, _staging(g, grid["Hq"], 4))
 
     R = _fit_rows(ctx, g, need, f"HVX convolution's {mb}x{pb} tile")
     grid, cqs = layout(R)
@@ -268,6 +344,7 @@ def _gemm(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz: int
     ctx.helper(ukr, code)
     xq = ctx.vtcm(CQ * cqs * 4)
     tile = ctx.vtcm(tile_bytes)
+    st = ctx.vtcm(_staging(g, Hq, 4))
     L = _io_lines(ctx, g, out)
     L += [f"    uint8_t *xq = {xq};",
           f"    HVX_Vector *tile = (HVX_Vector *){tile};",
@@ -282,7 +359,8 @@ def _gemm(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz: int
           f"            const uint8_t *xg = x + ((int64_t)n * {g.C} + gi * {g.cg}) * {g.H * g.W};",
           f"            for (int32_t oh0 = 0; oh0 < {g.OH}; oh0 += {R}) {{",
           f"                const int32_t rows = {g.OH} - oh0 < {R} ? {g.OH} - oh0 : {R}, nq = (rows - 1) * Wq + OW;",
-          f"                pdc_hx_pack(xq, xg, {g.cg}, 4, {g.H}, {g.W}, oh0 * {g.sh} - {g.pt}, -{g.pl}, {g.sh}, {g.sw}, "
+          f"                pdc_hx_pack(xq, {st}, xg, {g.cg}, 4, {g.H}, {g.W}, oh0 * {g.sh} - {g.pt}, -{g.pl}, {g.sh}, "
+          f"{g.sw}, "
           f"ph, {len(grid['phases'])}, {Hq}, Wq, {cqs * 4}, {xz + off}, {off});",
           f"                for (int32_t q0 = 0; q0 < nq; q0 += {LANES * pb}) {{",
           f"                    const int32_t cnt = nq - q0 < {LANES * pb} ? nq - q0 : {LANES * pb};",
@@ -321,7 +399,8 @@ def _depthwise(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz
         return grid, quads, size
 
     def need(rows: int) -> int:
-        return layout(rows)[2] + 4 * 128
+        grid, _, size = layout(rows)
+        return _vtcm_sum(size, 4 * 128, _staging(g, grid["Hq"], 1))
 
     R = _fit_rows(ctx, g, need, "HVX depthwise convolution's plane")
     grid, quads, size = layout(R)
@@ -337,6 +416,7 @@ def _depthwise(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz
     ctx.helper("pdc_hx_pack", PACK)
     plane = ctx.vtcm(size)
     tile = ctx.vtcm(4 * 128)
+    st = ctx.vtcm(_staging(g, grid["Hq"], 1))
     Wq = grid["Wq"]
     L = _io_lines(ctx, g, out)
     L += [f"    uint8_t *xp = {plane};",
@@ -353,7 +433,7 @@ def _depthwise(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz
           f"            const uint8_t *xc = x + ((int64_t)n * {g.C} + c) * {g.H * g.W};",
           f"            for (int32_t oh0 = 0; oh0 < {g.OH}; oh0 += {R}) {{",
           f"                const int32_t rows = {g.OH} - oh0 < {R} ? {g.OH} - oh0 : {R}, nq = (rows - 1) * Wq + OW;",
-          f"                pdc_hx_pack(xp, xc, 1, 1, {g.H}, {g.W}, oh0 * {g.sh} - {g.pt}, -{g.pl}, {g.sh}, {g.sw}, ph, "
+          f"                pdc_hx_pack(xp, {st}, xc, 1, 1, {g.H}, {g.W}, oh0 * {g.sh} - {g.pt}, -{g.pl}, {g.sh}, {g.sw}, ph, "
           f"{len(grid['phases'])}, {grid['Hq']}, Wq, {size}, {xz + off}, {off});",
           f"                for (int32_t mi = 0; mi < {g.mg}; mi++) {{",
           f"                    const int32_t m = c * {g.mg} + mi;",

@@ -88,9 +88,9 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
     ap = ctx.vtcm(mr * KQ * 4)
     tile = ctx.vtcm(mr * nv * 128)
     ty = "int32_t" if out.y32 else "uint8_t"
-    value = "ct[i * {0} + l]".format(nv * LANES)
+    value = "cr[i * {0} + l]".format(nv * LANES)
     if not out.y32:
-        value = f"pdc_hx_rq({value}, scale[c0 + l], flo, fhi, {out.yz})"
+        value = f"pdc_hx_rq({value}, scale[c0 + l], lo_, hi_, {out.yz})"
     L = ["    const uint8_t *a = (const uint8_t *)in0;",
          f"    {ty} *y = ({ty} *)out0;",
          "    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""),
@@ -111,8 +111,14 @@ def qmatmul(ctx: KernelContext) -> Optional[str]:
          f"            const int32_t c0 = nb * {nv * LANES}, ncol = {N} - c0 < {nv * LANES} ? {N} - c0 : {nv * LANES};",
          f"            {ukr}((const int32_t *)ap, {KQ}, wp + (int64_t)nb * {KQ * nv * 128}, bias + c0, tile);",
          "            for (int32_t i = 0; i < rows; i++) {",
-         f"                {ty} *yr = y + (int64_t)(r0 + i) * {N} + c0;",
-         f"                for (int32_t l = 0; l < ncol; l++) yr[l] = ({ty}){value};",
+         "                const int32_t *restrict cr = ct;",
+         f"                {ty} *restrict yr = y + (int64_t)(r0 + i) * {N} + c0;",
+         "                int32_t l = 0;",
+         "                for (; l + 4 <= ncol; l += 4) {  /* loaded before stored: the conversions overlap */",
+         "                    const int32_t " + ", ".join(f"r{e} = " + value.replace("+ l", f"+ l + {e}") for e in range(4)) + ";",
+         f"                    yr[l] = ({ty})r0; yr[l + 1] = ({ty})r1; yr[l + 2] = ({ty})r2; yr[l + 3] = ({ty})r3;",
+         "                }",
+         f"                for (; l < ncol; l++) yr[l] = ({ty}){value};",
          "            }",
          "        }",
          "    }"]
