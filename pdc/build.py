@@ -101,22 +101,31 @@ def _cache_dir() -> str:
     return os.environ.get("PDC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "pdc")
 
 
+def cached_file(kind: str, name: str, make) -> str:
+    """The file <cache>/<kind>/<name>, made on first use by make(tmp) -> the path of what it built in
+    the temporary folder tmp (moved into place in one step: concurrent builds never see half a file)."""
+    folder = os.path.join(_cache_dir(), kind)
+    path = os.path.join(folder, name)
+    if os.path.exists(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        os.replace(make(tmp), path)
+    return path
+
+
 def runtime_object(cc: str, cflags: list[str], defs: list[str]) -> str:
     """The runtime compiled once per compiler and flags, cached (most models share it)."""
     src = runtime_sources()
     key = hashlib.sha256(repr((cc, cflags, defs)).encode() + b"".join(src[k] for k in sorted(src))).hexdigest()[:20]
-    folder = os.path.join(_cache_dir(), "runtime")
-    obj = os.path.join(folder, f"pdc_runtime-{key}.o")
-    if os.path.exists(obj):
-        return obj
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+
+    def make(tmp: str) -> str:
         for rel, data in src.items():
             with open(os.path.join(tmp, os.path.basename(rel)), "wb") as f:
                 f.write(data)
         _run([cc, *cflags, *defs, "-c", "pdc_runtime.c", "-o", "rt.o"], tmp, "pdc_runtime.c")
-        os.replace(os.path.join(tmp, "rt.o"), obj)
-    return obj
+        return os.path.join(tmp, "rt.o")
+    return cached_file("runtime", f"pdc_runtime-{key}.o", make)
 
 
 def _run(cmd: list[str], cwd: str, what: str, stdin: str = None) -> None:

@@ -21,6 +21,7 @@ from pdc.ir.interpreter import run_graph
 from pdc.quantize import quantize_model
 from pdc.targets import get_target
 from pdc.targets.hexagon import CLANG, TRIPLE, compiler_rt_available, load_manifest, run_samples
+from quantize.test_int8_targets import digits  # noqa: F401  (the fixture: the digits CNN, float and int8)
 from test_arm import require_tools
 
 RUNNABLE = ["hexagon-v66", "hexagon-v67"]
@@ -32,16 +33,6 @@ def _tools():
     require_tools("hexagon-v66")
     if not compiler_rt_available():
         missing_dependency("the Python package ziglang (the Hexagon compiler runtime)")
-
-
-@pytest.fixture(scope="module")
-def digits(zoo):
-    """(float graph, int8 graph, held-back images, labels): 100 calibration images from the training split."""
-    from quantize.test_ptq import digits_split
-    g = load_model(zoo("digits_cnn"))
-    x_tr, x_te, y_te = digits_split()
-    qg, _ = quantize_model(g, x_tr[:100][:, None])
-    return g, qg, x_te, y_te
 
 
 def _quantized(zoo, name: str):

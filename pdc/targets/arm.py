@@ -39,10 +39,6 @@ def run_tool(cmd: list, cwd: str, what: str, timeout: Optional[float] = None) ->
     return r.stdout
 
 
-def cache_dir() -> str:
-    return os.environ.get("PDC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "pdc")
-
-
 # ---- Cortex-A ---------------------------------------------------------------------------------------
 COMMON_CFLAGS = ("-O3", "-std=gnu11", "-fno-math-errno")
 
@@ -251,19 +247,16 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
 
 def icount_plugin() -> str:
     """The instruction-count plugin, built with the host C compiler on first use (cached)."""
+    from ..build import cached_file
     key = hashlib.sha256(ICOUNT_PLUGIN_C.encode()).hexdigest()[:16]
-    folder = os.path.join(cache_dir(), "qemu-plugins")
-    lib = os.path.join(folder, f"libpdc_icount-{key}.so")
-    if os.path.exists(lib):
-        return lib
-    os.makedirs(folder, exist_ok=True)
-    cc = shutil.which("gcc") or shutil.which("cc") or Tool("gcc", "gcc").path()
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+
+    def make(tmp: str) -> str:
+        cc = shutil.which("gcc") or shutil.which("cc") or Tool("gcc", "gcc").path()
         with open(os.path.join(tmp, "icount.c"), "w") as f:
             f.write(ICOUNT_PLUGIN_C)
         run_tool([cc, "-shared", "-fPIC", "-O2", "icount.c", "-o", "icount.so"], tmp, "building the qemu plugin")
-        os.replace(os.path.join(tmp, "icount.so"), lib)
-    return lib
+        return os.path.join(tmp, "icount.so")
+    return cached_file("qemu-plugins", f"libpdc_icount-{key}.so", make)
 
 
 def parse_icount(log: str) -> int:

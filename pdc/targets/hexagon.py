@@ -31,7 +31,7 @@ import numpy as np
 
 from ..codegen.kernels import PORTABLE
 from ..ir.errors import PdcError
-from .arm import cache_dir, compile_objects, run_tool
+from .arm import compile_objects, run_tool
 from .base import KernelConfig, Limits, Target, Tool
 from .cortex_m import _nbytes, human, parse_size
 
@@ -60,21 +60,17 @@ def zig_compiler_rt() -> str:
     except ImportError:
         raise PdcError("missing the Hexagon compiler runtime: pdc builds it with the Python package ziglang "
                        "(pip install ziglang)") from None
-    zig_dir = os.path.dirname(ziglang.__file__)
-    src = os.path.join(zig_dir, "lib", "compiler_rt.zig")
+    from ..build import cached_file
+    src = os.path.join(os.path.dirname(ziglang.__file__), "lib", "compiler_rt.zig")
     key = hashlib.sha256(f"{_zig_version()}:{src}".encode()).hexdigest()[:16]
-    folder = os.path.join(cache_dir(), "hexagon")
-    obj = os.path.join(folder, f"compiler_rt-{key}.o")
-    if os.path.exists(obj):
-        return obj
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+
+    def make(tmp: str) -> str:
         out = os.path.join(tmp, "compiler_rt.o")
         run_tool([sys.executable, "-m", "ziglang", "build-obj", "-target", "hexagon-freestanding-none", "-mcpu",
                   "hexagonv66", "-OReleaseFast", src, f"-femit-bin={out}", "--cache-dir", os.path.join(tmp, "zc"),
                   "--global-cache-dir", os.path.join(tmp, "zg")], tmp, "building compiler_rt for Hexagon")
-        os.replace(out, obj)
-    return obj
+        return out
+    return cached_file("hexagon", f"compiler_rt-{key}.o", make)
 
 
 def _zig_version() -> str:

@@ -118,6 +118,20 @@ class QconvGrid(QconvGeometry):
         return dict(phases=phases, Hq=Hq, Wq=Wq, NQ=NQ, tap_off=tap_off, nq_pad=nq_pad)
 
 
+def unsigned_conv_setup(ctx: KernelContext, grid_cls, output):
+    """(grid, w, output side, x_zero, off) of a qconv a u8 x s8 kernel takes: constant int8 weights (see
+    native_qconv_weights), activations made unsigned (off = 128 for int8), output(ctx, w2d, x_zero, off)
+    the kernel's output side or None (the portable kernel takes the layer); else None."""
+    w = native_qconv_weights(ctx)
+    if w is None:
+        return None
+    g = grid_cls(ctx)
+    off = 128 if ctx.inputs[0].dtype.short == "i8" else 0
+    xz = int(ctx.attrs.get("x_zero", 0))
+    out = output(ctx, w.reshape(g.M, -1), xz, off)
+    return None if out is None else (g, w, out, xz, off)
+
+
 def folded_bias(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int):
     """(bias - (zero + off) * sum(w row) per channel, amax) for kernels summing u * w over unsigned
     codes u = x + off (off = 128 for int8 made unsigned, 0 for uint8; padding taps hold zero + off,

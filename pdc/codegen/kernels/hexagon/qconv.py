@@ -38,7 +38,7 @@ from ....ir.errors import PdcError
 from .. import kernel
 from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
 from ..paths import declare, mark, take
-from ..qint import QconvGrid, folded_bias, native_qconv_weights, scale_table
+from ..qint import QconvGrid, folded_bias, scale_table, unsigned_conv_setup
 from ..quant import add_weight
 
 declare("qconv", "portable", "hvx-gemm", "hvx-depthwise")
@@ -225,16 +225,10 @@ class _Output:
 
 
 def _setup(ctx: KernelContext):
-    if ctx.config.simd != "hvx":
-        return None
-    w = native_qconv_weights(ctx)
-    if w is None:
-        return None
-    g = QconvGrid(ctx)
-    off = 128 if ctx.inputs[0].dtype.short == "i8" else 0
-    xz = int(ctx.attrs.get("x_zero", 0))
-    out = _Output(ctx, w.reshape(g.M, -1), xz, off)
-    return (g, w, out, xz, off) if out.ok else None
+    def output(*args):
+        out = _Output(*args)
+        return out if out.ok else None
+    return unsigned_conv_setup(ctx, QconvGrid, output) if ctx.config.simd == "hvx" else None
 
 
 def _fit_rows(ctx: KernelContext, g: QconvGrid, need, what: str) -> int:
@@ -268,40 +262,61 @@ def _phase_table(ctx: KernelContext, phases) -> str:
     return add_weight(ctx, np.array([v for p in phases for v in p], np.int32), "int32_t")
 
 
-def _io_lines(ctx: KernelContext, g: QconvGrid, out: _Output) -> list[str]:
+def _prologue(ctx: KernelContext, g: QconvGrid, out: _Output, plane: tuple, tile: str, bias: str, scale: str,
+              phases, Wq: int) -> list[str]:
+    """The first lines of both convolutions: the operands, the clamp, the packed input `plane` (its C
+    name, its VTCM pointer), the accumulator tile, the per-channel tables, the phase table, Wq."""
+    ctx.helper("pdc_hx_hvx", HVX)
+    ctx.helper("pdc_hx_pack", PACK)
     ty = "int32_t" if out.y32 else "uint8_t"
     return ["    const uint8_t *x = (const uint8_t *)in0;",
             f"    {ty} *y = ({ty} *)out0;",
             "    (void)in1;" + (" (void)in2;" if ctx.has_input(2) else ""),
-            f"    const int32_t OW = {g.OW};",
-            *out.clamp_lines()]
+            f"    const int32_t OW = {g.OW}, Wq = {Wq};",
+            *out.clamp_lines(),
+            f"    uint8_t *{plane[0]} = {plane[1]};",
+            f"    HVX_Vector *tile = (HVX_Vector *){tile};",
+            "    const int32_t *ct = (const int32_t *)tile;",
+            f"    const int32_t *bias = {bias}, *ph = {_phase_table(ctx, phases)};",
+            f"    const float *scale = {scale};",
+            "    (void)scale;"]
 
 
 # ---- dense and grouped: the implicit GEMM ------------------------------------------------------------
 TILES = ((4, 4), (6, 4), (8, 3), (12, 2), (16, 1))  # (MB channels, PB vectors): MB * PB + PB <= 28 registers
 
 
-def _ukr(mb: int, pb: int) -> tuple[str, str]:
-    name = f"pdc_hx_ukr_{mb}x{pb}"
-    acc = [[f"c{i}_{v}" for v in range(pb)] for i in range(mb)]
-    L = [f"/* c[{mb}][{pb}] vectors = bias + the {mb} channels' weight words x {pb} vectors of 32 flat outputs */",
-         f"static void {name}(const uint8_t *xq, const int32_t *koff, int32_t KQ, const int32_t *wp, const int32_t *bias,",
-         "                    HVX_Vector *c) {"]
-    for i in range(mb):
-        L.append(f"    const HVX_Vector b{i} = Q6_V_vsplat_R(bias[{i}]);")
-        L.append("    HVX_Vector " + ", ".join(f"{acc[i][v]} = b{i}" for v in range(pb)) + ";")
-    L.append(f"    for (int32_t k = 0; k < KQ; k++, wp += {mb}) {{")
-    L.append("        const uint8_t *xk = xq + koff[k];")
-    for v in range(pb):
-        L.append(f"        const HVX_Vector a{v} = PDC_HX_LOADU(xk + {128 * v});")
-    for i in range(mb):
-        L.append(f"        {{ const int32_t w = wp[{i}]; "
-                 + " ".join(f"{acc[i][v]} = Q6_Vw_vrmpyacc_VwVubRb({acc[i][v]}, a{v}, w);" for v in range(pb)) + " }")
+def tile_kernel(name: str, doc: str, params: str, rows: int, cols: int, init: list, start, step: str, loads: list,
+                operand, mac: str) -> tuple[str, str]:
+    """An HVX microkernel (name, C): rows x cols accumulator vectors c<i>_<v> in registers, each started
+    at start(i, v) (a vector `init`'s C lines declare), then per reduction step k (`step` advances the
+    pointers) the `loads` and, per row, `operand(i)` (a C declaration of its `s`) and c<i>_<v> =
+    mac (a format of c and v) for every column; the tile stored to c[rows * cols]."""
+    acc = [[f"c{i}_{v}" for v in range(cols)] for i in range(rows)]
+    L = [f"/* {doc} */", f"static void {name}({params}, HVX_Vector *c) {{", *init]
+    for i in range(rows):
+        L.append("    HVX_Vector " + ", ".join(f"{acc[i][v]} = {start(i, v)}" for v in range(cols)) + ";")
+    L += [f"    for (int32_t k = 0; k < KQ; k++, {step}) {{", *loads]
+    for i in range(rows):
+        L.append(f"        {{ {operand(i)} " + " ".join(f"{acc[i][v]} = {mac.format(c=acc[i][v], v=v)};"
+                                                   for v in range(cols)) + " }")
     L.append("    }")
-    for i in range(mb):
-        L.append("    " + " ".join(f"c[{i * pb + v}] = {acc[i][v]};" for v in range(pb)))
+    for i in range(rows):
+        L.append("    " + " ".join(f"c[{i * cols + v}] = {acc[i][v]};" for v in range(cols)))
     L.append("}")
     return name, "\n".join(L) + "\n"
+
+
+def _ukr(mb: int, pb: int) -> tuple[str, str]:
+    return tile_kernel(
+        f"pdc_hx_ukr_{mb}x{pb}",
+        f"c[{mb}][{pb}] vectors = bias + the {mb} channels' weight words x {pb} vectors of 32 flat outputs",
+        "const uint8_t *xq, const int32_t *koff, int32_t KQ, const int32_t *wp, const int32_t *bias", mb, pb,
+        [f"    const HVX_Vector b{i} = Q6_V_vsplat_R(bias[{i}]);" for i in range(mb)], lambda i, v: f"b{i}",
+        f"wp += {mb}",
+        ["        const uint8_t *xk = xq + koff[k];",
+         *(f"        const HVX_Vector a{v} = PDC_HX_LOADU(xk + {128 * v});" for v in range(pb))],
+        lambda i: f"const int32_t s = wp[{i}];", "Q6_Vw_vrmpyacc_VwVubRb({c}, a{v}, s)")
 
 
 def _tile_cost(channels: int, outputs: int, mb: int, pb: int) -> float:
@@ -338,22 +353,13 @@ def _gemm(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz: int
     packed = np.ascontiguousarray(words).view(np.int32).reshape(-1)
     channels = np.array([[gi * g.mg + m if m < g.mg else -1 for m in range(mbn * mb)] for gi in range(g.G)]).reshape(-1)
     bias, scale = out.tables(ctx, channels)
-    ctx.helper("pdc_hx_hvx", HVX)
-    ctx.helper("pdc_hx_pack", PACK)
     ukr, code = _ukr(mb, pb)
     ctx.helper(ukr, code)
     xq = ctx.vtcm(CQ * cqs * 4)
     tile = ctx.vtcm(tile_bytes)
     st = ctx.vtcm(_staging(g, Hq, 4))
-    L = _io_lines(ctx, g, out)
-    L += [f"    uint8_t *xq = {xq};",
-          f"    HVX_Vector *tile = (HVX_Vector *){tile};",
-          "    const int32_t *ct = (const int32_t *)tile;",
-          f"    const int32_t *koff = {add_weight(ctx, koff, 'int32_t')}, *wp = {add_weight(ctx, packed, 'int32_t')};",
-          f"    const int32_t *bias = {bias}, *ph = {_phase_table(ctx, grid['phases'])};",
-          f"    const float *scale = {scale};",
-          "    (void)scale;",
-          f"    const int32_t Wq = {Wq};",
+    L = _prologue(ctx, g, out, ("xq", xq), tile, bias, scale, grid["phases"], Wq)
+    L += [f"    const int32_t *koff = {add_weight(ctx, koff, 'int32_t')}, *wp = {add_weight(ctx, packed, 'int32_t')};",
           f"    for (int32_t n = 0; n < {g.N}; n++) {{",
           f"        for (int32_t gi = 0; gi < {g.G}; gi++) {{",
           f"            const uint8_t *xg = x + ((int64_t)n * {g.C} + gi * {g.cg}) * {g.H * g.W};",
@@ -412,22 +418,12 @@ def _depthwise(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz
                 words[:, j, t] = wk[:, tap[0], tap[1]]
     offs = np.array([q[0] for q in quads], np.int32)
     bias, scale = out.tables(ctx, np.arange(g.M))
-    ctx.helper("pdc_hx_hvx", HVX)
-    ctx.helper("pdc_hx_pack", PACK)
     plane = ctx.vtcm(size)
     tile = ctx.vtcm(4 * 128)
     st = ctx.vtcm(_staging(g, grid["Hq"], 1))
-    Wq = grid["Wq"]
-    L = _io_lines(ctx, g, out)
-    L += [f"    uint8_t *xp = {plane};",
-          f"    HVX_Vector *tile = (HVX_Vector *){tile};",
-          "    const int32_t *ct = (const int32_t *)tile;",
-          f"    const int32_t *offs = {add_weight(ctx, offs, 'int32_t')};",
+    L = _prologue(ctx, g, out, ("xp", plane), tile, bias, scale, grid["phases"], grid["Wq"])
+    L += [f"    const int32_t *offs = {add_weight(ctx, offs, 'int32_t')};",
           f"    const int32_t *wq = {add_weight(ctx, np.ascontiguousarray(words).view(np.int32).reshape(-1), 'int32_t')};",
-          f"    const int32_t *bias = {bias}, *ph = {_phase_table(ctx, grid['phases'])};",
-          f"    const float *scale = {scale};",
-          "    (void)scale;",
-          f"    const int32_t Wq = {Wq};",
           f"    for (int32_t n = 0; n < {g.N}; n++) {{",
           f"        for (int32_t c = 0; c < {g.C}; c++) {{",
           f"            const uint8_t *xc = x + ((int64_t)n * {g.C} + c) * {g.H * g.W};",
@@ -468,6 +464,7 @@ def qconv(ctx: KernelContext) -> Optional[str]:
     g, w, out, xz, off = setup
     if math.prod(ctx.outputs[0].shape) == 0:
         return None
+    ctx.helper("pdc_hx_hvx", HVX)  # first: the microkernels use its types
     if g.cg == 1 and take("qconv", "hvx-depthwise", g.mg <= 4):
         return mark("qconv", "hvx-depthwise", _depthwise(ctx, g, w, out, xz, off))
     if take("qconv", "hvx-gemm"):

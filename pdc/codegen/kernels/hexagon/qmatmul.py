@@ -22,7 +22,7 @@ from .. import qint as _portable  # noqa: F401  (declares the portable path firs
 from ..paths import declare, mark, take
 from ..qint import native_qmatmul_operands
 from ..quant import add_weight
-from .qconv import HVX, LANES, _Output
+from .qconv import HVX, LANES, _Output, tile_kernel
 
 declare("qmatmul", "portable", "hvx")
 
@@ -30,25 +30,14 @@ TILES = ((1, 12), (2, 8), (4, 5), (8, 3))  # (MR rows, NV column vectors): MR * 
 
 
 def _ukr(mr: int, nv: int) -> tuple[str, str]:
-    name = f"pdc_hx_mm_{mr}x{nv}"
-    acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
-    L = [f"/* c[{mr}][{nv}] vectors = bias + {mr} rows' codes (ap: [row][KQ] words) x {nv} vectors of 32 columns */",
-         f"static void {name}(const int32_t *ap, int32_t KQ, const uint8_t *wp, const int32_t *bias, HVX_Vector *c) {{"]
-    for v in range(nv):
-        L.append(f"    const HVX_Vector b{v} = PDC_HX_LOADU(bias + {LANES * v});")
-    for i in range(mr):
-        L.append("    HVX_Vector " + ", ".join(f"{acc[i][v]} = b{v}" for v in range(nv)) + ";")
-    L.append(f"    for (int32_t k = 0; k < KQ; k++, wp += {128 * nv}) {{")
-    for v in range(nv):
-        L.append(f"        const HVX_Vector w{v} = PDC_HX_LOADU(wp + {128 * v});")
-    for i in range(mr):
-        L.append(f"        {{ const HVX_Vector s = Q6_V_vsplat_R(ap[{i} * KQ + k]); "
-                 + " ".join(f"{acc[i][v]} = Q6_Vw_vrmpyacc_VwVubVb({acc[i][v]}, s, w{v});" for v in range(nv)) + " }")
-    L.append("    }")
-    for i in range(mr):
-        L.append("    " + " ".join(f"c[{i * nv + v}] = {acc[i][v]};" for v in range(nv)))
-    L.append("}")
-    return name, "\n".join(L) + "\n"
+    return tile_kernel(
+        f"pdc_hx_mm_{mr}x{nv}",
+        f"c[{mr}][{nv}] vectors = bias + {mr} rows' codes (ap: [row][KQ] words) x {nv} vectors of 32 columns",
+        "const int32_t *ap, int32_t KQ, const uint8_t *wp, const int32_t *bias", mr, nv,
+        [f"    const HVX_Vector b{v} = PDC_HX_LOADU(bias + {LANES * v});" for v in range(nv)], lambda i, v: f"b{v}",
+        f"wp += {128 * nv}",
+        [f"        const HVX_Vector w{v} = PDC_HX_LOADU(wp + {128 * v});" for v in range(nv)],
+        lambda i: f"const HVX_Vector s = Q6_V_vsplat_R(ap[{i} * KQ + k]);", "Q6_Vw_vrmpyacc_VwVubVb({c}, s, w{v})")
 
 
 def _cost(rows: int, cols: int, mr: int, nv: int) -> float:

@@ -96,8 +96,8 @@ from ...ctypes_c import float_literal
 from ....ir.ops.qint import qadd_constant
 from .. import kernel
 from ..paths import declare, forced, mark, take
-from ..qint import (QconvGrid, folded_bias, _clamp, job_lines, native_qconv_weights, native_qmatmul_operands, scale_table,
-                    slots_call)
+from ..qint import (QconvGrid, _clamp, folded_bias, job_lines, native_qmatmul_operands, scale_table, slots_call,
+                    unsigned_conv_setup)
 from ..quant import add_weight
 
 declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise", "vnni-window")
@@ -624,16 +624,7 @@ def _phase_fields(ctx: KernelContext, phases) -> dict:
 
 
 def _conv_setup(ctx: KernelContext):
-    w = native_qconv_weights(ctx) if ctx.config.simd == "avx512" else None
-    if w is None:
-        return None
-    g = _Geo(ctx)
-    off = 128 if ctx.inputs[0].dtype.short == "i8" else 0
-    xz = int(ctx.attrs.get("x_zero", 0))
-    out = _setup_out(ctx, w.reshape(g.M, -1), xz, off)
-    if out is None:
-        return None
-    return g, w, out, xz, off
+    return unsigned_conv_setup(ctx, _Geo, _setup_out) if ctx.config.simd == "avx512" else None
 
 
 def _tile_cost(rows: int, cols: int, mr: int, qv: int, nv: int, units_other: int, threads: int) -> float:
