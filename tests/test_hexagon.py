@@ -20,7 +20,7 @@ from pdc.ir.errors import PdcError
 from pdc.ir.interpreter import run_graph
 from pdc.quantize import quantize_model
 from pdc.targets import get_target
-from pdc.targets.hexagon import CLANG, TRIPLE, compiler_rt_available, load_manifest, run_samples
+from pdc.targets.hexagon import CLANG, compiler_rt_available, load_manifest, run_samples
 from quantize.test_int8_targets import digits  # noqa: F401  (the fixture: the digits CNN, float and int8)
 from test_arm import require_tools
 
@@ -111,9 +111,9 @@ def test_resnet18_hvx_build_runs_a_quarter_of_the_scalar_build_instructions(zoo,
 
 @pytest.mark.parametrize("target", COMPILE_ONLY)
 def test_compile_only_versions_build_warning_free(digits, zoo, tmp_path, target):
-    """v68, v69 and v73 bundles compile and link here (v73: v69 code, clang-15's newest); their sources again
-    with -Wall -Wextra -Werror and the harness linked with --fatal-warnings; running one says it runs on the
-    DSP only."""
+    """v68, v69 and v73 bundles compile and link here (v73 with zig's clang: clang-15 knows versions up to
+    v69); their sources again with -Wall -Wextra -Werror, the harness linked with --fatal-warnings, its ELF
+    header naming the version; running one says it runs on the DSP only."""
     from pdc.targets.hexagon import zig_compiler_rt
     qg = digits[1]
     folder = str(tmp_path / "b")
@@ -124,14 +124,16 @@ def test_compile_only_versions_build_warning_free(digits, zoo, tmp_path, target)
     objs = []
     for f in files:
         obj = os.path.join(str(tmp_path), os.path.basename(f) + ".o")
-        r = subprocess.run([CLANG.program, *c.manifest["cflags"], *tgt.include_flags(), "-Wall", "-Wextra", "-Werror",
+        r = subprocess.run([*tgt.compiler(), *c.manifest["cflags"], *tgt.include_flags(), "-Wall", "-Wextra", "-Werror",
                             "-c", f, "-o", obj], cwd=folder, capture_output=True, text=True)
         assert r.returncode == 0 and not r.stderr, f"{f}: {r.stderr}"
         objs.append(obj)
-    r = subprocess.run([CLANG.program, f"--target={TRIPLE}", f"-m{tgt.isa}", "-nostdlib", "-static", "-fuse-ld=lld",
-                        "-Wl,--fatal-warnings", "-o", str(tmp_path / "harness"), *objs, zig_compiler_rt()],
+    r = subprocess.run([CLANG.program, *tgt.link_flags, "-Wl,--fatal-warnings", "-o", str(tmp_path / "harness"), *objs,
+                        zig_compiler_rt()],
                        cwd=folder, capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
+    flags = subprocess.run(["readelf", "-h", str(tmp_path / "harness")], capture_output=True, text=True).stdout
+    assert f"Flags:                             0x{tgt.version[1:]}" in flags
     with pytest.raises(PdcError, match=rf"built for Hexagon {tgt.version}; qemu-hexagon emulates CPU versions up to "
                                        r"v67, so this bundle runs on the DSP only"):
         pdc.load(folder).run({"x": digits[2][:1]})
