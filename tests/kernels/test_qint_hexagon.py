@@ -6,7 +6,9 @@ PDC_FORCE_PATH so that every draw takes it:
   pointwise layers (kernels 1..7, strides and dilations 1..3, asymmetric pads, auto_pad);
 - qconv=hvx-depthwise: one input channel per group (channel multipliers 1..3 too);
 - both with a VTCM so small that the layers are cut into bands of a few output rows;
-- qmatmul=hvx: a [..., K] x constant int8 b [K, N], K and N off the 4 / 32 multiples.
+- qmatmul=hvx: a [..., K] x constant int8 b [K, N], K and N off the 4 / 32 multiples;
+- pool=hvx: int8 / uint8 max pooling, kernels 1..4, strides 1..3, dilations 1..2, pads, ceil_mode, the
+  type's lowest value in the inputs (what the padding holds) and all-padding windows.
 Draws mix int8 / uint8 inputs and outputs, zero points, per-tensor / per-channel scales, clamps and
 int32 accumulator outputs (the strategies of test_qint_kernels.py); weights over [-128, 127]. Each draw
 asserts that every layer took the forced path (a runtime bias, which the HVX kernels leave to the
@@ -19,7 +21,8 @@ import pytest
 
 import test_qint_kernels
 from targets import examples, require
-from test_qint_kernels import build_graph, check_qlayers, const_bias, draws, qconv_layer, run_qproperty
+from hypothesis import strategies as st
+from test_qint_kernels import QLayer, build_graph, check_qlayers, const_bias, draws, qconv_layer, run_qproperty
 from test_qint_arm import CONV_CHANNELS, matmul_layer
 
 TARGET = "hexagon-v66"
@@ -58,6 +61,25 @@ def test_depthwise_path():
 
 def test_qmatmul_path():
     run(draws(matmul_layer(), 4), "qmatmul=hvx", "qmatmul/hvx", 24)
+
+
+@st.composite
+def pool_layer(draw):
+    dt = draw(st.sampled_from([np.int8, np.uint8]))
+    k = [draw(st.integers(1, 4)) for _ in range(2)]
+    d = [draw(st.integers(1, 2)) for _ in range(2)]
+    pads = [draw(st.integers(0, k[i] - 1)) for i in (0, 1)] + [draw(st.integers(0, k[i] - 1)) for i in (0, 1)]
+    size = [draw(st.integers(max(1, (k[i] - 1) * d[i] + 1 - pads[i] - pads[i + 2]), 40)) for i in (0, 1)]
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    info = np.iinfo(dt)
+    x = rng.integers(info.min, info.max + 1, (draw(st.integers(1, 2)), draw(st.integers(1, 5)), *size)).astype(dt)
+    x[rng.random(x.shape) < 0.2] = info.min  # the padding's value among the data
+    return QLayer("max_pool", [x], {"kernel_shape": k, "strides": [draw(st.integers(1, 3)) for _ in range(2)],
+                                    "dilations": d, "pads": pads, "ceil_mode": draw(st.integers(0, 1))})
+
+
+def test_max_pool_path():
+    run(draws(pool_layer(), 4), "pool=hvx", "pool/hvx", 24)
 
 
 @pytest.mark.parametrize("path", ["hvx-gemm", "hvx-depthwise"])

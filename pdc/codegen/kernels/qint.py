@@ -93,6 +93,14 @@ class QconvGrid(QconvGeometry):
     q = oh * Wq + ow, and tap (kh, kw) reads q + a constant offset in its phase's plane. Columns
     ow >= OW of the grid are computed and dropped."""
 
+    @classmethod
+    def window(cls, H: int, W: int, kernel, strides, dil, begin, out) -> "QconvGrid":
+        """The grid of a 2-D window over an H x W plane (a pooling layer's): no channels, no weights."""
+        g = cls.__new__(cls)
+        g.H, g.W, (g.KH, g.KW), (g.sh, g.sw), (g.dh, g.dw), (g.pt, g.pl), (g.OH, g.OW) = H, W, kernel, strides, dil, \
+            begin, out
+        return g
+
     def flatten_planes(self) -> None:
         """Pointwise: each channel plane one row of H * W pixels."""
         self.W = self.OW = self.H * self.W
