@@ -22,6 +22,7 @@ from .qconv import HVX, PACK, _fit_rows, _phase_table, _staging, _vtcm_sum
 
 
 declare("pool", "hvx")
+MIN_OUTPUTS = 256  # outputs per plane from which the HVX kernel pays
 
 
 @kernel("max_pool", family="hexagon")
@@ -30,7 +31,8 @@ def max_pool(ctx: KernelContext) -> Optional[str]:
     if ctx.config.simd != "hvx" or len(ctx.outputs) > 1 or x.dtype.short not in ("i8", "u8") or len(x.shape) != 4:
         return None
     w = PoolWindow(ctx)
-    if w.NC * w.out[0] * w.out[1] == 0 or not take("pool", "hvx"):
+    # small planes: packing costs more than the scalar loops it saves
+    if w.NC * w.out[0] * w.out[1] == 0 or not take("pool", "hvx", w.out[0] * w.out[1] >= MIN_OUTPUTS):
         return None
     H, W = w.in_sp
     g = QconvGrid.window(H, W, w.kernel, w.strides, w.dil, w.begin, w.out)
