@@ -140,13 +140,14 @@ def test_compile_only_versions_build_warning_free(digits, zoo, tmp_path, target)
 
 
 def test_vtcm_per_kernel_in_the_manifest_and_the_report(zoo, tmp_path):
-    """Each HVX kernel's VTCM (its packed input and tile) and the largest, within the preset's 256 KiB."""
+    """Each HVX kernel's VTCM (its packed input, staged rows and tile) and the largest, within the preset's
+    256 KiB; the scalar kernels none."""
     from pdc.report import make_report, text_report
     qg, _ = _quantized(zoo, "mobilenet_v2")
     rep = make_report(qg, target="hexagon-v66")
-    rows = [r for r in rep["layers"] if r["path"].startswith("qconv/hvx")]
-    assert rows and all(0 < r["vtcm_bytes"] <= 256 * 1024 for r in rows)
-    assert all(r["vtcm_bytes"] == 0 for r in rep["layers"] if not r["path"].startswith("qconv/hvx"))
+    rows = [r for r in rep["layers"] if "/hvx" in r["path"]]
+    assert {r["op"] for r in rows} == {"qconv", "qmatmul"} and all(0 < r["vtcm_bytes"] <= 256 * 1024 for r in rows)
+    assert all(r["vtcm_bytes"] == 0 for r in rep["layers"] if "/hvx" not in r["path"])
     assert rep["vtcm_bytes"] == max(r["vtcm_bytes"] for r in rows) and rep["vtcm_limit"] == 256 * 1024
     text = text_report(rep)
     assert f"VTCM:           {rep['vtcm_bytes']:,} B" in text and "VTCM B" in text
