@@ -137,6 +137,8 @@ static void pdc_hx_pack(uint8_t *xq, uint8_t *st, const uint8_t *x, int32_t nch,
                         *(pdc_hx_uvec *)(void *)(dj + t) = Q6_V_lo_W(e);
                         if (t + 128 >= m) break;
                     }
+                } else if (sw == 1) {
+                    memcpy(dj, s, (size_t)m);
                 } else if (lanes == 4) {
                     for (int32_t j = 0; j < j1 - j0; j++) memcpy(dj + 4 * j, s + 4 * j * sw, 4);
                 } else {
