@@ -1,8 +1,9 @@
 """Qualcomm Hexagon DSP presets: freestanding int8 bundles with HVX kernels, run under qemu-hexagon.
 
 A bundle is C with no C library: the model, the runtime (single-threaded) and a static arena build
-with clang-15 (`--target=hexagon-unknown-linux-musl -mvNN -mhvx -mhvx-length=128b -ffreestanding`)
-into lib<name>.a, which a DSP application links with its SDK's compiler runtime. Next to it pdc
+with clang-15 (`--target=hexagon-unknown-linux-musl -mvNN -mhvx -mhvx-length=128b -ffreestanding`;
+v73, which clang-15 does not know, with the newer clang of the `ziglang` package) into lib<name>.a,
+which a DSP application links with its SDK's compiler runtime. Next to it pdc
 links a test harness, <name>_harness, that does its own I/O through raw Linux system calls
 (runtime/hexagon/pdc_hexagon_sys.h) and the compiler runtime (compiler_rt: integer division,
 memcpy, the float functions the scalar path calls), built once from the `ziglang` package; `pdc
@@ -11,8 +12,9 @@ v69 and v73 presets compile here and run only on their hardware.
 
 The DSP computes in fixed point: a float model is refused with the way to quantize it, unless
 --allow-scalar-float asks for the slow scalar float path. The HVX kernels (pdc/codegen/kernels/
-hexagon/) keep their working tiles in VTCM, the on-chip memory space whose size each preset
-declares; the memory plan places that scratch there and the compile refuses a plan that exceeds it.
+hexagon/) keep their working tiles in VTCM, the on-chip memory whose size each preset declares
+(--vtcm overrides it): each kernel asks for its region (KernelContext.vtcm), fits its bands of rows
+to the preset's size and refuses a layer whose smallest band exceeds it.
 """
 from __future__ import annotations
 
