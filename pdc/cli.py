@@ -203,6 +203,12 @@ def cmd_bench(args) -> int:
     target = get_target(m["target"])
     feeds = random_inputs(graph, args.seed)
     if module._emulated is not None:
+        if target.runner_kind == "qemu-hexagon":
+            from .targets.hexagon import run_samples
+            count = run_samples(module.folder, m, [feeds], counting=True)[1]
+            print(f"pdc bench: {m['name']} on {m['target']} runs under qemu-hexagon here: wall-clock times are not "
+                  f"the DSP's; instructions per run: {count:,}")
+            return 0
         if target.runner_kind != "qemu-user":
             raise PdcError(f"{m['target']}: its bundles run under qemu-system-arm here, which times nothing of the "
                            f"device; pdc bench times host targets and counts the instructions of arm64 / armv7 ones")

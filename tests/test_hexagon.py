@@ -246,3 +246,15 @@ def test_manifest_records_the_runner(digits, tmp_path):
     assert m["runner"] == {"kind": "qemu-hexagon", "emulator": "qemu-hexagon", "package": "qemu-user",
                            "executable": f"{m['name']}_harness", "cpu": "v67"}
     assert os.path.exists(os.path.join(folder, m["static_library"]))
+
+
+def test_bench_counts_instructions(digits, tmp_path):
+    """pdc bench on a Hexagon bundle: the instructions qemu-hexagon executes for one run (no wall clock)."""
+    folder = str(tmp_path / "b")
+    compile_details(digits[1], folder, target="hexagon-v66")
+    r = _cli("bench", folder)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("pdc bench: model on hexagon-v66 runs under qemu-hexagon here: wall-clock times are not "
+                           "the DSP's; instructions per run: ")
+    assert int(line.rsplit(" ", 1)[1].replace(",", "")) > 1000
