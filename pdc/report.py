@@ -331,7 +331,7 @@ def estimate_latency(layers: list[dict], target: str, threads: int, calibration:
 def measure_hint(target: str) -> str:
     if target.startswith("cortex-m"):
         return "measure on the device (the bundle's harness); pdc bench runs host targets"
-    if target in ("arm64", "armv7"):
+    if target in ("arm64", "armv7") or target.startswith("hexagon-"):
         return f"pdc bench MODEL --target {target} (instructions per run under qemu)"
     return f"pdc bench MODEL --target {target} --profile (each kernel's time from a profiling build)"
 
