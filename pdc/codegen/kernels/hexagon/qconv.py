@@ -162,16 +162,76 @@ static inline int32_t pdc_hx_rq(int32_t acc, float sc, int32_t lo_, int32_t hi_,
 """
 
 
+RQV = """/* the reference's float32 requantization of the 32 accumulators of one channel (|acc| < 2^24), exactly,
+   in integers: sc = m * 2^-e (m: 24-bit mantissa, 25 <= e <= 55, sh = e - 24), m = mh * 2^12 + ml;
+   mlh / mhh: ml / mh in both halfwords. P = |acc| * m (48 bits, as hi * 2^24 + lo); (float)acc * sc
+   rounds P to 24 significant bits (k = bitlen(hi) bits dropped), the conversion then to an integer
+   (e bits dropped): rint of the exact product A + (B > half), ties to even, except where the first
+   rounding lands on the midpoint (|B - half| <= 2^(k-1)): a tie, to even. */
+static inline HVX_Vector pdc_hx_rqv(HVX_Vector acc, int32_t mlh, int32_t mhh, int32_t sh, int32_t lo_, int32_t hi_,
+                                    int32_t yz) {
+    const HVX_Vector one = Q6_V_vsplat_R(1), zero = Q6_V_vzero();
+    const HVX_Vector m12 = Q6_V_vsplat_R(0xfff), m24 = Q6_V_vsplat_R(0xffffff);
+    const HVX_Vector a = Q6_Vw_vabs_Vw(acc);
+    const HVX_Vector al = Q6_V_vand_VV(a, m12), ah = Q6_Vuw_vlsr_VuwR(a, 12);
+    const HVX_Vector t0 = Q6_Vw_vmpyi_VwRh(al, mlh);
+    const HVX_Vector t1 = Q6_Vw_vadd_VwVw(Q6_Vw_vmpyi_VwRh(ah, mlh), Q6_Vw_vmpyi_VwRh(al, mhh));
+    const HVX_Vector t2 = Q6_Vw_vmpyi_VwRh(ah, mhh);
+    HVX_Vector lo = Q6_Vw_vadd_VwVw(t0, Q6_Vw_vasl_VwR(Q6_V_vand_VV(t1, m12), 12));
+    const HVX_Vector hi = Q6_Vw_vadd_VwVw(Q6_Vw_vadd_VwVw(t2, Q6_Vuw_vlsr_VuwR(t1, 12)), Q6_Vuw_vlsr_VuwR(lo, 24));
+    lo = Q6_V_vand_VV(lo, m24);
+    const HVX_Vector A = Q6_Vuw_vlsr_VuwR(hi, sh);
+    const HVX_Vector hb = Q6_V_vand_VV(hi, Q6_V_vsplat_R((int32_t)((1u << sh) - 1u)));
+    const HVX_Vector half = Q6_V_vsplat_R(1 << (sh - 1));
+    const HVX_VectorPred hb_eq = Q6_Q_vcmp_eq_VwVw(hb, half), lo_pos = Q6_Q_vcmp_gt_VwVw(lo, zero);
+    const HVX_VectorPred above = Q6_Q_or_QQ(Q6_Q_vcmp_gt_VwVw(hb, half), Q6_Q_and_QQ(hb_eq, lo_pos));
+    const HVX_VectorPred tie = Q6_Q_and_QQ(hb_eq, Q6_Q_vcmp_eq_VwVw(lo, zero));
+    const HVX_Vector odd = Q6_V_vand_VV(A, one);
+    HVX_Vector R = Q6_Vw_vadd_VwVw(A, Q6_V_vmux_QVV(above, one, Q6_V_vmux_QVV(tie, odd, zero)));
+    /* the first rounding's reach: 2^(bitlen(hi) - 1), 0 where hi = 0 (no rounding) */
+    const HVX_Vector reach = Q6_V_vmux_QVV(Q6_Q_vcmp_gt_VwVw(hi, zero),
+                                           Q6_Vw_vasl_VwVw(one, Q6_Vw_vsub_VwVw(Q6_V_vsplat_R(31),
+                                                                                Q6_Vuw_vcl0_Vuw(hi))), zero);
+    const HVX_Vector dh = Q6_Vw_vsub_VwVw(hb, half), two24 = Q6_V_vsplat_R(1 << 24);
+    /* |B - half| <= reach, by dh = hb - half in {-1, 0, 1} (else too far) */
+    const HVX_VectorPred near0 = Q6_Q_and_QQ(hb_eq, Q6_Q_vcmp_gt_VwVw(Q6_Vw_vadd_VwVw(reach, one), lo));
+    const HVX_VectorPred nearm = Q6_Q_and_QQ(Q6_Q_vcmp_eq_VwVw(dh, Q6_V_vsplat_R(-1)),
+                                             Q6_Q_vcmp_gt_VwVw(Q6_Vw_vadd_VwVw(reach, one), Q6_Vw_vsub_VwVw(two24, lo)));
+    const HVX_VectorPred nearp = Q6_Q_and_QQ(Q6_Q_vcmp_eq_VwVw(dh, one),
+                                             Q6_Q_vcmp_gt_VwVw(Q6_Vw_vadd_VwVw(reach, one), Q6_Vw_vadd_VwVw(two24, lo)));
+    const HVX_VectorPred snap = Q6_Q_and_QQ(Q6_Q_or_QQ(near0, Q6_Q_or_QQ(nearm, nearp)), Q6_Q_vcmp_gt_VwVw(hi, zero));
+    R = Q6_V_vmux_QVV(snap, Q6_Vw_vadd_VwVw(A, odd), R);
+    R = Q6_V_vmux_QVV(Q6_Q_vcmp_gt_VwVw(zero, acc), Q6_Vw_vsub_VwVw(zero, R), R);
+    R = Q6_Vw_vmin_VwVw(Q6_Vw_vmax_VwVw(R, Q6_V_vsplat_R(lo_)), Q6_V_vsplat_R(hi_));
+    return Q6_Vw_vadd_VwVw(R, Q6_V_vsplat_R(yz));
+}
+"""
+
+
+def vector_params(scale: np.ndarray):
+    """Per channel (ml | ml << 16, mh | mh << 16, e - 24, 0) of scale = m * 2^-e (m: its 24-bit mantissa
+    = mh * 2^12 + ml), for pdc_hx_rqv; None where a scale is outside 2^-31 .. 1/2 (25 <= e <= 55) or not
+    positive: the scalar requantization takes the layer."""
+    frac, exp = np.frexp(scale.astype(np.float64))
+    mant = np.round(frac * 2.0 ** 24).astype(np.int64)
+    e = 24 - exp.astype(np.int64)
+    if not (np.all(scale > 0) and np.all(np.isfinite(scale)) and np.all((e >= 25) & (e <= 55))):
+        return None
+    ml, mh = mant & 0xFFF, mant >> 12
+    return np.stack([ml | ml << 16, mh | mh << 16, e - 24, np.zeros_like(e)], axis=1).astype(np.int32)
+
+
 def _requant_block(out: "_Output", acc_index: str) -> list[str]:
     """C lines: the outputs of one channel of a tile (`cnt` flat outputs from q0 = oh * Wq + ow0, the
     accumulator of the l-th at ct[acc_index]) requantized (or, y_dtype i32, stored) into its NCHW rows
     yc, run by run of one grid row, grid columns ow >= OW dropped. Four outputs at a time, loaded before
-    any is stored: clang then overlaps their scalar conversions (one at a time, each waits for the last)."""
+    any is stored: clang then overlaps their scalar conversions (one at a time, each waits for the last).
+    Where the tile was requantized in HVX (out.vector), the outputs are copied."""
     ty = "int32_t" if out.y32 else "uint8_t"
 
     def value(k: str) -> str:
         acc = f"cr[{acc_index.replace('l', f'({k})')}]"
-        return acc if out.y32 else f"pdc_hx_rq({acc}, sc, lo_, hi_, {out.yz})"
+        return acc if out.y32 or out.vector is not None else f"pdc_hx_rq({acc}, sc, lo_, hi_, {out.yz})"
     four = ", ".join(f"r{e} = {value(f'l + {e}')}" for e in range(4))
     return ["const int32_t *restrict cr = ct;",
             f"{ty} *restrict yr = yc + oh * OW;",
@@ -196,7 +256,8 @@ def _requant_block(out: "_Output", acc_index: str) -> list[str]:
 class _Output:
     """A layer's output side: the folded bias, and the requantization or (y_dtype i32) the accumulators."""
 
-    def __init__(self, ctx: KernelContext, w2d: np.ndarray, xz: int, off: int):
+    def __init__(self, ctx: KernelContext, w2d: np.ndarray, xz: int, off: int, vector: bool = False):
+        """vector: a tile vector holds one channel (the convolutions), so the HVX requantization may take it."""
         folded = folded_bias(ctx, w2d, xz, off)
         self.ok = folded is not None
         if not self.ok:
@@ -204,12 +265,15 @@ class _Output:
         self.bias = folded[0]
         self.y32 = ctx.outputs[0].dtype.short == "i32"
         self.yz = self.lo = self.hi = 0
+        self.vector = None  # per-channel pdc_hx_rqv parameters, where the tile requantizes in HVX
         if not self.y32:
             from ..qint import _clamp
             self.scale = scale_table(ctx, w2d.shape[0])
             self.yz = int(ctx.attrs.get("y_zero", 0))
             self.lo, self.hi = _clamp(ctx)
             ctx.helper("pdc_hx_rq", RQ)
+            if vector and folded[1].max(initial=0) < 2 ** 24:  # (float)acc is exact: pdc_hx_rqv's premise
+                self.vector = vector_params(self.scale)
 
     def clamp_lines(self) -> list[str]:
         if self.y32:
@@ -223,12 +287,23 @@ class _Output:
         wrapped = ((bias + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
         scale = "0" if self.y32 else add_weight(ctx, np.where(keep, self.scale[np.maximum(padded, 0)], 0).astype(
             np.float32), "float")
+        if self.vector is not None:  # the HVX requantization's parameters instead (padding channels: m = 0)
+            params = np.where(keep[:, None], self.vector[np.maximum(padded, 0)], np.array([0, 0, 1, 0], np.int32))
+            scale = f"(const float *){add_weight(ctx, params.astype(np.int32), 'int32_t')}"
+            ctx.helper("pdc_hx_rqv", RQV)
         return add_weight(ctx, wrapped, "int32_t"), scale
+
+    def vector_lines(self, tiles: list[str], channel: str) -> list[str]:
+        """C lines requantizing the tile vectors `tiles` of one channel in HVX (none for the scalar way)."""
+        if self.vector is None:
+            return []
+        return [f"const int32_t *rp = (const int32_t *)scale + 4 * ({channel});"] + [
+            f"{t} = pdc_hx_rqv({t}, rp[0], rp[1], rp[2], lo_, hi_, {self.yz});" for t in tiles]
 
 
 def _setup(ctx: KernelContext):
     def output(*args):
-        out = _Output(*args)
+        out = _Output(*args, vector=True)
         return out if out.ok else None
     return unsigned_conv_setup(ctx, QconvGrid, output) if ctx.config.simd == "hvx" else None
 
@@ -381,7 +456,9 @@ def _gemm(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz: int
           "                        for (int32_t i = 0; i < mrows; i++) {",
           f"                            {'int32_t' if out.y32 else 'uint8_t'} *yc = y + (((int64_t)n * {g.M} + m0 + i) * "
           f"{g.OH} + oh0) * OW;",
-          "                            const float sc = scale[t0 + i];" if not out.y32 else ""]
+          "                            const float sc = scale[t0 + i];" if not out.y32 and out.vector is None else "",
+          *("                            " + x for x in out.vector_lines([f"tile[i * {pb} + {v}]" for v in range(pb)],
+                                                                          "t0 + i"))]
     L += ["                            " + s for s in _requant_block(out, f"i * {LANES * pb} + l")]
     L += ["                        }", "                    }", "                }", "            }", "        }", "    }"]
     return "\n".join(x for x in L if x)
@@ -438,7 +515,7 @@ def _depthwise(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz
           f"                    const int32_t *wm = wq + m * {QJ};",
           "                    const HVX_Vector b0 = Q6_V_vsplat_R(bias[m]);",
           f"                    {'int32_t' if out.y32 else 'uint8_t'} *yc = y + (((int64_t)n * {g.M} + m) * {g.OH} + oh0) * OW;",
-          "                    const float sc = scale[m];" if not out.y32 else "",
+          "                    const float sc = scale[m];" if not out.y32 and out.vector is None else "",
           f"                    for (int32_t q0 = 0; q0 < nq; q0 += {4 * LANES}) {{",
           "                        HVX_Vector c0 = b0, c1 = b0, c2 = b0, c3 = b0;",
           f"                        for (int32_t j = 0; j < {QJ}; j++) {{",
@@ -450,6 +527,7 @@ def _depthwise(ctx: KernelContext, g: QconvGrid, w: np.ndarray, out: _Output, xz
           "                            c3 = Q6_Vw_vrmpyacc_VwVubRb(c3, PDC_HX_LOADU(s + 3), wj);",
           "                        }",
           "                        tile[0] = c0; tile[1] = c1; tile[2] = c2; tile[3] = c3;",
+          *("                        " + x for x in out.vector_lines([f"tile[{v}]" for v in range(4)], "m")),
           f"                        const int32_t cnt = nq - q0 < {4 * LANES} ? nq - q0 : {4 * LANES};",
           "                        const int32_t oh = q0 / Wq, ow0 = q0 % Wq;",
           "                        {"]
