@@ -126,6 +126,19 @@ def cuda_gpu(cuda_toolkit):
     return host_arch()
 
 
+@pytest.fixture(scope="module")
+def digits(zoo):
+    """The digits CNN (float graph, int8 graph, held-back images, labels), quantized on 100 images of the
+    training split (tests/quantize/test_ptq.py's split)."""
+    from pdc.frontend import load_model
+    from pdc.quantize import quantize_model
+    from quantize.test_ptq import digits_split
+    g = load_model(zoo("digits_cnn"))
+    x_tr, x_te, y_te = digits_split()
+    qg, _ = quantize_model(g, x_tr[:100][:, None])
+    return g, qg, x_te, y_te
+
+
 @pytest.fixture(scope="session")
 def zoo():
     """`zoo(name)` -> path of the zoo model's model.onnx; skips when Paddle is absent (fails in CI)."""

@@ -21,7 +21,7 @@ from pdc.ir.interpreter import run_graph
 from pdc.quantize import quantize_model
 from pdc.targets import get_target
 from pdc.targets.hexagon import CLANG, compiler_rt_available, load_manifest, run_samples
-from quantize.test_int8_targets import digits  # noqa: F401  (the fixture: the digits CNN, float and int8)
+from quantize.test_int8_targets import x86_digits
 from test_arm import require_tools
 
 RUNNABLE = ["hexagon-v66", "hexagon-v67"]
@@ -52,11 +52,7 @@ def test_digits_int8_on_v66_and_v67_is_bit_identical_to_x86_int8(digits, tmp_pat
     """All held-back digits in one qemu-hexagon run per version: the reference's logits exactly, and so the
     x86 int8 build's accuracy."""
     g, qg, x, y = digits
-    feeds = [{"x": x[i:i + 1]} for i in range(len(x))]
-    reference = np.stack([_logits(run_graph(qg, f)) for f in feeds])
-    x86 = pdc.compile(qg, target="x86", out_dir=str(tmp_path / "x86"))
-    got_x86 = np.stack([_logits(x86.run(f)) for f in feeds])
-    np.testing.assert_array_equal(got_x86, reference)
+    feeds, got_x86 = x86_digits(qg, x, str(tmp_path / "x86"))
     for target in RUNNABLE:
         folder = str(tmp_path / target)
         c = compile_details(qg, folder, target=target)

@@ -14,31 +14,27 @@ from pdc.targets.cortex_m import load_manifest, run_samples
 from test_arm import require_tools
 from test_cortex_m import require_mcu_tools
 
-from .test_ptq import digits_split
-
-
-@pytest.fixture(scope="module")
-def digits(zoo):
-    """(float graph, int8 graph, held-back images, labels): 100 calibration images from the training split."""
-    g = load_model(zoo("digits_cnn"))
-    x_tr, x_te, y_te = digits_split()
-    qg, _ = quantize_model(g, x_tr[:100][:, None])
-    return g, qg, x_te, y_te
-
 
 def _logits(outputs: dict) -> np.ndarray:
     return next(iter(outputs.values()))[0]
+
+
+def x86_digits(qg, x, folder: str):
+    """(feeds, logits) of the held-back digits one by one through the x86 int8 build, which must equal the
+    integer reference's."""
+    feeds = [{"x": x[i:i + 1]} for i in range(len(x))]
+    reference = np.stack([_logits(run_graph(qg, f)) for f in feeds])
+    x86 = pdc.compile(qg, target="x86", out_dir=folder)
+    got_x86 = np.stack([_logits(x86.run(f)) for f in feeds])
+    np.testing.assert_array_equal(got_x86, reference)
+    return feeds, got_x86
 
 
 def test_digits_int8_is_bit_identical_on_x86_aarch64_and_cortex_m4(digits, tmp_path, record_property):
     require_tools("arm64")
     require_mcu_tools()
     g, qg, x, y = digits
-    feeds = [{"x": x[i:i + 1]} for i in range(len(x))]
-    reference = np.stack([_logits(run_graph(qg, f)) for f in feeds])
-    x86 = pdc.compile(qg, target="x86", out_dir=str(tmp_path / "x86"))
-    got_x86 = np.stack([_logits(x86.run(f)) for f in feeds])
-    np.testing.assert_array_equal(got_x86, reference)
+    feeds, reference = x86_digits(qg, x, str(tmp_path / "x86"))
     arm64 = pdc.compile(qg, target="arm64", out_dir=str(tmp_path / "arm64"))
     np.testing.assert_array_equal(np.stack([_logits(arm64.run(f)) for f in feeds]), reference)
     pdc.compile(qg, target="cortex-m4", out_dir=str(tmp_path / "m4"))
