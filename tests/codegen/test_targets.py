@@ -151,10 +151,11 @@ def test_kernels_report_bad_indices(tmp_path, target):
 
 # ---- vector ISA code stays in the families' folders -----------------------------------------------
 KERNELS = PDC / "codegen" / "kernels"
-ISA_FOLDERS = (KERNELS / "x86", KERNELS / "arm")
-# intrinsics, their headers and types, the ISA macros, and NEON's v<op>q_<type> spellings
+ISA_FOLDERS = (KERNELS / "x86", KERNELS / "arm", KERNELS / "hexagon")
+# intrinsics, their headers and types, the ISA macros, NEON's v<op>q_<type> spellings and HVX's Q6_ ones
 INTRINSIC = re.compile(r"_mm|immintrin|arm_neon|arm_mve|\bvld[1-4]|\bvst[1-4]|\bv[a-z0-9_]+q_(?:[fsu](?:8|16|32|64)|n_f32)\b"
-                       r"|__m(?:128|256|512)|__AVX|__ARM_NEON|__ARM_FEATURE_MVE|float32x4_t")
+                       r"|__m(?:128|256|512)|__AVX|__ARM_NEON|__ARM_FEATURE_MVE|float32x4_t"
+                       r"|\bQ6_|hexagon_protos|HVX_Vector|__builtin_HEXAGON")
 
 
 @pytest.mark.parametrize("path", [p for p in sorted(KERNELS.rglob("*.py")) if not any(f in p.parents for f in ISA_FOLDERS)],
