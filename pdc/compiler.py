@@ -85,6 +85,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
 
     out_dir must be new, empty or an earlier bundle (which is swapped for the new one in one step).
+    target: a name (pdc targets) or a Target object (a preset varied, e.g. a Hexagon scalar build).
     flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory,
     vtcm a Hexagon preset's VTCM; allow_scalar_float lets a Hexagon target compile float nodes.
     threads=None: the target's default (this machine's cores for x86, else 1).
