@@ -271,9 +271,10 @@ class _Output:
             self.scale = scale_table(ctx, w2d.shape[0])
             self.yz = int(ctx.attrs.get("y_zero", 0))
             self.lo, self.hi = _clamp(ctx)
-            ctx.helper("pdc_hx_rq", RQ)
             if vector and folded[1].max(initial=0) < 2 ** 24:  # (float)acc is exact: pdc_hx_rqv's premise
                 self.vector = vector_params(self.scale)
+            if self.vector is None:
+                ctx.helper("pdc_hx_rq", RQ)
 
     def clamp_lines(self) -> list[str]:
         if self.y32:
