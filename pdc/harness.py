@@ -85,14 +85,26 @@ def run_harness(exe: list[str], folder: str, manifest: dict, feeds: dict, env=No
     """Runs a built harness (exe may be prefixed by an emulator) and reads its outputs."""
     with tempfile.TemporaryDirectory() as tmp:
         fin, fout = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
-        with open(fin, "wb") as f:
-            for spec in manifest["inputs"]:
-                f.write(np.ascontiguousarray(feeds[spec["name"]]).tobytes())
+        write_inputs(fin, manifest, [feeds])
         r = subprocess.run([*exe, fin, fout], cwd=folder, capture_output=True, text=True, env=env, timeout=timeout)
         if r.returncode != 0:
             raise PdcError(f"the harness failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
         data = open(fout, "rb").read()
     return read_outputs(data, manifest, 1, exe[-1])[0]
+
+
+def spec_bytes(spec: dict) -> int:
+    """The bytes of a manifest input or output (dtype and shape)."""
+    from .ir import dtypes
+    return int(np.prod(spec["shape"], dtype=np.int64)) * dtypes.from_name(spec["dtype"]).np.itemsize
+
+
+def write_inputs(path: str, manifest: dict, samples: list[dict]) -> None:
+    """The harness's input file: each sample's inputs back to back, in manifest order."""
+    with open(path, "wb") as f:
+        for feeds in samples:
+            for spec in manifest["inputs"]:
+                f.write(np.ascontiguousarray(feeds[spec["name"]]).tobytes())
 
 
 def read_outputs(data: bytes, manifest: dict, samples: int, program: str) -> list[dict]:
@@ -103,7 +115,7 @@ def read_outputs(data: bytes, manifest: dict, samples: int, program: str) -> lis
         out = {}
         for spec in manifest["outputs"]:
             dt = dtypes.from_name(spec["dtype"]).np
-            n = int(np.prod(spec["shape"], dtype=np.int64)) * dt.itemsize
+            n = spec_bytes(spec)
             if pos + n > len(data):
                 raise PdcError(f"{os.path.basename(program)} wrote {len(data)} bytes, fewer than its outputs need")
             out[spec["name"]] = np.frombuffer(data[pos:pos + n], dt).reshape(spec["shape"]).copy()

@@ -20,7 +20,8 @@ from pdc.ir.errors import PdcError
 from pdc.ir.interpreter import run_graph
 from pdc.quantize import quantize_model
 from pdc.targets import get_target
-from pdc.targets.hexagon import CLANG, compiler_rt_available, load_manifest, run_samples
+from pdc.targets.cortex_m import load_manifest
+from pdc.targets.hexagon import CLANG, compiler_rt_available, run_samples
 from quantize.test_int8_targets import x86_digits
 from test_arm import require_tools
 

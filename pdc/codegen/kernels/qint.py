@@ -140,6 +140,11 @@ def unsigned_conv_setup(ctx: KernelContext, grid_cls, output):
     return None if out is None else (g, w, out, xz, off)
 
 
+def wrap32(a) -> np.ndarray:
+    """int64 values to int32 modulo 2^32 (the native kernels' accumulators wrap alike)."""
+    return ((np.asarray(a, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
 def folded_bias(ctx: KernelContext, w2d: np.ndarray, zero: int, off: int):
     """(bias - (zero + off) * sum(w row) per channel, amax) for kernels summing u * w over unsigned
     codes u = x + off (off = 128 for int8 made unsigned, 0 for uint8; padding taps hold zero + off,

@@ -72,7 +72,7 @@ from ....ir.ops.qint import qadd_constant
 from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
 from ..paths import declare, forced, mark, take
 from ..qint import (PARALLEL_MIN_MACS, QconvGeometry, _clamp, job_lines, native_qconv_weights, native_qmatmul_operands,
-                    scale_table, slots_call)
+                    scale_table, slots_call, wrap32)
 from ..quant import add_weight
 from .vector import arm_kernel
 
@@ -140,11 +140,6 @@ def _common(ctx: KernelContext) -> None:
     ctx.helper("pdc_qa_common", COMMON)
 
 
-def _wrap32(a) -> np.ndarray:
-    """int64 values to int32 modulo 2^32 (the kernels' accumulators wrap alike)."""
-    return ((np.asarray(a, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
-
-
 def _dot_only_emulated() -> bool:
     return forced("int8-dot") == "emulated"
 
@@ -190,7 +185,7 @@ class _Out:
 
     def tables(self, ctx: KernelContext, pad) -> dict:
         """C pointers to the per-channel tables laid out by pad(values, fill) (padded channels)."""
-        t = dict(bias=add_weight(ctx, _wrap32(pad(self.bias, 0)), "int32_t"))
+        t = dict(bias=add_weight(ctx, wrap32(pad(self.bias, 0)), "int32_t"))
         if not self.y32:
             t["scale"] = add_weight(ctx, pad(self.scale, np.float32(0)), "float")
         return t

@@ -38,7 +38,7 @@ from ....ir.errors import PdcError
 from .. import kernel
 from .. import qint as _portable  # noqa: F401  (declares the portable paths first: the general ones)
 from ..paths import declare, mark, take
-from ..qint import QconvGrid, folded_bias, scale_table, unsigned_conv_setup
+from ..qint import QconvGrid, folded_bias, scale_table, unsigned_conv_setup, wrap32
 from ..quant import add_weight
 
 declare("qconv", "portable", "hvx-gemm", "hvx-depthwise")
@@ -285,14 +285,15 @@ class _Output:
         """C pointers to the bias and scale tables of the channels `padded` (-1: a padding channel)."""
         keep = padded >= 0
         bias = np.where(keep, self.bias[np.maximum(padded, 0)], 0)
-        wrapped = ((bias + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
-        scale = "0" if self.y32 else add_weight(ctx, np.where(keep, self.scale[np.maximum(padded, 0)], 0).astype(
-            np.float32), "float")
-        if self.vector is not None:  # the HVX requantization's parameters instead (padding channels: m = 0)
+        if self.y32:
+            scale = "0"
+        elif self.vector is None:
+            scale = add_weight(ctx, np.where(keep, self.scale[np.maximum(padded, 0)], 0).astype(np.float32), "float")
+        else:  # the HVX requantization's parameters in the scale table's place (padding channels: m = 0)
             params = np.where(keep[:, None], self.vector[np.maximum(padded, 0)], np.array([0, 0, 1, 0], np.int32))
             scale = f"(const float *){add_weight(ctx, params.astype(np.int32), 'int32_t')}"
             ctx.helper("pdc_hx_rqv", RQV)
-        return add_weight(ctx, wrapped, "int32_t"), scale
+        return add_weight(ctx, wrap32(bias), "int32_t"), scale
 
     def vector_lines(self, tiles: list[str], channel: str) -> list[str]:
         """C lines requantizing the tile vectors `tiles` of one channel in HVX (none for the scalar way)."""
@@ -317,7 +318,7 @@ def _fit_rows(ctx: KernelContext, g: QconvGrid, need, what: str) -> int:
         raise PdcError(f"{ctx.node.describe()}: the {what} needs {need(1):,} bytes of VTCM for one output row, more "
                        f"than the target's {budget:,} (pick a part with more VTCM: --vtcm SIZE)")
     rows = g.OH
-    while rows > 1 and need(rows) > budget:
+    if need(rows) > budget:  # a first guess in proportion, then down to the first that fits
         rows = max(1, rows * budget // need(rows))
         while rows > 1 and need(rows) > budget:
             rows -= 1

@@ -97,7 +97,7 @@ from ....ir.ops.qint import qadd_constant
 from .. import kernel
 from ..paths import declare, forced, mark, take
 from ..qint import (QconvGrid, _clamp, folded_bias, job_lines, native_qmatmul_operands, scale_table, slots_call,
-                    unsigned_conv_setup)
+                    unsigned_conv_setup, wrap32)
 from ..quant import add_weight
 
 declare("qconv", "portable", "vnni", "vnni-pointwise", "vnni-depthwise", "vnni-window")
@@ -547,11 +547,6 @@ def _variants(ctx: KernelContext, base: str, gen, fn_type: str) -> list[str]:
     return [f"    const {fn_type} fn = pdc_qx_has_vnni() ? {base}_vnni : {base}_bw;"]
 
 
-def _wrap32(a) -> np.ndarray:
-    """int64 values to int32 modulo 2^32 (the kernels' accumulators wrap alike)."""
-    return ((np.asarray(a, np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
-
-
 class _Out:
     """A layer's output side: y_dtype i32 (the accumulators) or the requantization in float32 lanes
     (the reference's rule: 6 vector instructions per 16 outputs), and the C spellings of its epilogue."""
@@ -572,7 +567,7 @@ class _Out:
 
     def fields(self, ctx: KernelContext, pad, total: int) -> dict:
         """Job fields of the per-channel tables, laid out by pad(values, fill) (total entries)."""
-        f = dict(bias=add_weight(ctx, _wrap32(pad(self.bias, 0)), "int32_t"), yz=self.yz, lo=self.lo, hi=self.hi)
+        f = dict(bias=add_weight(ctx, wrap32(pad(self.bias, 0)), "int32_t"), yz=self.yz, lo=self.lo, hi=self.hi)
         if not self.y32:
             f["scale"] = add_weight(ctx, pad(self.scale, np.float32(0)), "float")
         return f
