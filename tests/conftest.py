@@ -50,6 +50,14 @@ def missing_dependency(message: str) -> None:
     pytest.skip(message)
 
 
+def require_cpu(target: str) -> None:
+    """Skips (CI too: hardware) an x86 target whose instruction sets this CPU lacks, such as x86-avx512."""
+    from pdc.targets import get_target
+    lacking = getattr(get_target(target), "lacking_isa", lambda: [])()
+    if lacking:
+        pytest.skip(f"{target}: needs a CPU with {', '.join(lacking)}")
+
+
 def require_module(*names: str) -> None:
     """Skips (fails in CI) unless every named Python package can be imported."""
     missing = [n for n in names if importlib.util.find_spec(n) is None]

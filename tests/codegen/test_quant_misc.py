@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import pdc
+from conftest import require_cpu
 from oracles import REFERENCE, check_outputs, node_by_node
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import UnsupportedError, run_graph, verify_graph
@@ -229,6 +230,7 @@ TARGETS = ["x86-avx2", "x86-avx512"]  # the int16 GEMM's 8 x 8 and 16 x 16 tiles
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_qlinear_matmul(target, tmp_path):
+    require_cpu(target)
     c = Cases()
     u8, i8 = np.uint8, np.int8
     for ta, tb, ty in ((u8, u8, u8), (i8, i8, i8), (u8, i8, u8), (i8, u8, i8)):
@@ -298,6 +300,7 @@ def _qconv(c, x, w, bias=None, attrs=None, per_channel=False, consts=(3, 4, 5, 8
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_qlinear_conv(target, tmp_path):
+    require_cpu(target)
     c = Cases()
     u8, i8 = np.uint8, np.int8
     x = qrand(u8, (2, 4, 9, 8))

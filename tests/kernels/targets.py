@@ -1,6 +1,7 @@
 """The targets kernel properties run on, and what each needs from this machine.
 
-x86-avx512 runs where the CPU has AVX-512 (CI's machines do); x86-avx2 everywhere on x86-64.
+x86-avx512 runs where the CPU has AVX-512 and skips elsewhere (CI's machines too: hardware);
+x86-avx2 everywhere on x86-64.
 The ARM targets run under qemu: fewer examples (an emulated run costs seconds), batched one
 bundle per draw. Without a toolchain a test skips, except in CI (CI=1), where it fails: CI
 installs every toolchain (`make toolchains`).
@@ -12,7 +13,7 @@ import shutil
 
 import pytest
 
-from pdc.targets.x86 import host_flags
+from conftest import require_cpu
 
 # target -> (programs it needs, Debian packages, examples scale: 1 = the x86 count)
 TARGETS = {
@@ -31,12 +32,11 @@ COMPILE_OPTIONS = {"cortex-m4": dict(flash="3M", ram="3M", threads=1), "hexagon-
 def require(target: str) -> None:
     """Skips (fails in CI) when this machine cannot build and run target."""
     programs, packages, _ = TARGETS[target]
+    require_cpu(target)
     missing = [p for p in programs if shutil.which(p) is None]
-    if target == "x86-avx512" and host_flags() and "avx512f" not in host_flags():
-        missing.append("a CPU with AVX-512")
     if missing:
         msg = f"{target}: needs {', '.join(missing)}" + (f" (Debian: {', '.join(packages)})" if packages else "")
-        if os.environ.get("CI") and target != "x86-avx512":
+        if os.environ.get("CI"):
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
 

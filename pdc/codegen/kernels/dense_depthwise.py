@@ -104,7 +104,7 @@ def _dw_flat(ctx: KernelContext, taps: int) -> tuple[str, str]:
     name = f"pdc_dw_flat{taps}"
     L = [f"static void {name}(void *vj, int64_t p0, int64_t p1, float *buf) {{",
          "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
-         "    const int64_t HW = j->H * j->W, P = j->OH * j->OW, nvec = j->nblk;",
+         "    const int64_t HW = j->H * j->W, P = j->OH * j->OW;",
          "    const uint32_t *masks = j->masks;",
          "    const int clamp = j->clamp;",
          "    const float lo = j->lo, hi = j->hi;",

@@ -364,7 +364,7 @@ def dw_flat(taps: int) -> str:
     L = ["#if defined(__AVX512F__)",
          "        " + " ".join(f"const __m512 w{t} = _mm512_set1_ps(w[{t}]);" for t in range(taps)),
          "        const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",
-         "        for (int64_t v = 0; v < nvec; v++) {",
+         "        for (int64_t v = 0; v < j->nblk; v++) {",
          f"            const uint32_t *mk = masks + v * {taps};",
          "            const float *r = x + v * 16;",
          "            __m512 a0 = vb, a1 = _mm512_setzero_ps();"]
