@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from . import __version__
-from .build import cmake_lists, makefile, runtime_sources
 from .codegen.c_renderer import c_identifier
 from .ir.errors import PdcError
 from .ir.graph import Graph
@@ -79,7 +78,7 @@ def compile_bundle(model, out_dir: str, **options) -> str:
 def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[str] = None,
                     threads: Optional[int] = None, shapes: Optional[dict] = None, weights: str = "c",
                     opt_level: int = 2, build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
-                    vtcm=None, allow_scalar_float: bool = False,
+                    vtcm=None, allow_scalar_float: bool = False, reuse_factor: Optional[int] = None,
                     quantize: Optional[str] = None, calibration=None, quant_options=None,
                     precision: Optional[str] = None, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> Compiled:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
@@ -88,6 +87,8 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     target: a name (pdc targets) or a Target object (a preset varied, e.g. a Hexagon scalar build).
     flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory,
     vtcm a Hexagon preset's VTCM; allow_scalar_float lets a Hexagon target compile float nodes.
+    An FPGA target (fpga-*) takes precision as its fixed-point type ('ap_fixed<16,6>', or a per-layer
+    JSON file), calibration as the data its types are chosen from, and reuse_factor.
     threads=None: the target's default (this machine's cores for x86, else 1).
     quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model).
     precision: 'fp32', 'fp16' or 'bf16' (a GPU target's float tensors stored in 16 bits); None: the target's default.
@@ -102,6 +103,14 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
         tgt = tgt.with_memory(flash, ram, vtcm)
     if allow_scalar_float:
         tgt = tgt.allowing_scalar_float()
+    if tgt.fixed_point:  # an FPGA: the types come from --precision or --calibration, not int8 quantization
+        if quantize is not None:
+            raise PdcError(f"--quantize: {tgt.name} computes in fixed point; its types come from --precision "
+                           f"ap_fixed<W,I> or from --calibration data")
+        tgt = tgt.with_fixed_point(precision, calibration, reuse_factor)
+        precision = calibration = None
+    elif reuse_factor is not None:
+        raise PdcError(f"--reuse-factor applies to the FPGA targets (fpga-*), not to {tgt.name}")
     name = name or default_name(model)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
         raise PdcError(f"--name '{name}': must be a C identifier (letters, digits, _; not starting with a digit)")
@@ -143,9 +152,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     plan = bundle.plan
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
     files = dict(bundle.files)
-    files.update(runtime_sources())
-    files["CMakeLists.txt"] = cmake_lists(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
-    files["Makefile"] = makefile(name, bundle.kernel_files, cflags, threads, tgt.link_libs).encode()
+    files.update(tgt.library_files(name, bundle.kernel_files, cflags, threads))
     for note in bundle.notes:
         say(note)
     manifest = {
@@ -157,7 +164,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
         "arena_bytes": plan.arena_bytes,
         "naive_activation_bytes": naive_bytes,
         "optimized_activation_bytes": plan.naive_activation_bytes,
-        "weight_bytes": len(bundle.files[f"{name}_weights.bin"]),
+        "weight_bytes": len(bundle.files[f"{name}_weights.bin"]) if f"{name}_weights.bin" in bundle.files else 0,
         "weights": weights,
         "threads": threads,
         "precision": precision,
@@ -169,6 +176,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
                      **({"path": path} if path else {})}
                     for i, (n, path) in enumerate(zip(graph.nodes, bundle.kernel_paths))],
         "library": None,
+        **bundle.manifest,  # what the target's renderer adds (an FPGA's types and estimate)
     }
     if bundle.vtcm_bytes:  # a DSP's on-chip memory: each kernel's, the largest, the part's
         for i, nbytes in bundle.vtcm_bytes.items():

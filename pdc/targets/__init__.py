@@ -5,6 +5,7 @@ from ..ir.errors import PdcError
 from .arm import CORTEX_A
 from .cortex_m import CORTEX_M
 from .cuda import CUDA_PRESETS, detect_cuda
+from .fpga import FPGA
 from .hexagon import HEXAGON
 from .opencl import OPENCL_TARGETS
 from .x86 import X86_AVX2, X86_AVX512, detect_host
@@ -21,6 +22,7 @@ def _targets() -> dict:
         **{t.name: (t, t.description) for t in OPENCL_TARGETS},
         **{t.name: (t, t.description) for t in (detect_cuda(), *CUDA_PRESETS)},
         **{t.name: (t, t.description) for t in HEXAGON},
+        **{t.name: (t, t.description) for t in FPGA},
     }
 
 
@@ -38,8 +40,9 @@ def bundle_runner(folder: str, manifest: dict):
     """feeds -> outputs for a cross-compiled bundle, by the manifest's runner (an emulator)."""
     from .arm import CortexATarget
     from .cortex_m import CortexMTarget
+    from .fpga import FpgaTarget
     from .hexagon import HexagonTarget
-    runners = {t.runner_kind: t.run_bundle for t in (CortexATarget, CortexMTarget, HexagonTarget)}
+    runners = {t.runner_kind: t.run_bundle for t in (CortexATarget, CortexMTarget, HexagonTarget, FpgaTarget)}
     kind = manifest["runner"].get("kind")
     if kind not in runners:
         raise PdcError(f"{folder}: unknown runner '{kind}' in manifest.json (built by a newer pdc?)")

@@ -96,6 +96,9 @@ class Target(ABC):
     memory_spaces: ClassVar[tuple] = ("host",)
     # system libraries the bundle links besides pthread and libm (OpenCL for a GPU target)
     link_libs: ClassVar[tuple] = ()
+    # computes in fixed point with types it chooses itself (an FPGA): --precision names a type,
+    # --calibration feeds its choice, --reuse-factor applies (with_fixed_point)
+    fixed_point: ClassVar[bool] = False
 
     # ---- compiling -----------------------------------------------------------------------------
     @property
@@ -165,6 +168,18 @@ class Target(ABC):
     def allowing_scalar_float(self) -> "Target":
         """The target with --allow-scalar-float (a fixed-point target that otherwise refuses float models)."""
         raise PdcError(f"--allow-scalar-float applies to the Hexagon targets (hexagon-*); {self.name} computes float")
+
+    def with_fixed_point(self, precision, calibration, reuse: Optional[int]) -> "Target":
+        """The target with a fixed-point compile's options (targets whose `fixed_point` is set)."""
+        raise PdcError(f"{self.name} does not compute in fixed point")
+
+    def library_files(self, name: str, kernel_files: list[str], cflags: list[str], threads: int) -> dict[str, bytes]:
+        """The C runtime and the build files of the bundle's library (CMake and make)."""
+        from ..build import cmake_lists, makefile, runtime_sources
+        files = dict(runtime_sources())
+        files["CMakeLists.txt"] = cmake_lists(name, kernel_files, cflags, threads, self.link_libs).encode()
+        files["Makefile"] = makefile(name, kernel_files, cflags, threads, self.link_libs).encode()
+        return files
 
     # ---- building and running ------------------------------------------------------------------
     def build_tools(self) -> list[Tool]:

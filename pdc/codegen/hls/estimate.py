@@ -1,0 +1,197 @@
+"""Resources and latency of a planned design, from a documented model (no synthesis tool involved).
+
+Per layer with multiplications (conv, dense), M multiplications per output pixel and reuse factor R:
+- multipliers: P = ceil(M / R) work in parallel, each used R times per output pixel;
+- DSP: a multiplier whose narrower operand has fewer than 10 bits is built from LUTs (a x b LUTs);
+  otherwise it takes ceil(a / 27) * ceil(b / 18) DSP slices (a DSP48's 27 x 18 multiplier, a >= b);
+- weights: with R = 1 they are constants inside the multipliers (no memory); with R > 1 a ROM of R
+  words of P weights each: BRAM_18K blocks = ceil(P * w_bits / 36) * ceil(R / 512) (a block is 512 x 36),
+  or LUT-RAM (w_bits * P * R / 64 LUTs) when the ROM holds under 1,024 bits; on a part with UltraRAM a
+  ROM over 36 BRAM blocks goes to URAM (4,096 x 72 per block);
+- adders: P accumulators of the accumulator's width: that many LUTs and flip-flops each;
+- line buffers (conv, pooling): (KHD - 1) rows of the padded width, C values each: BRAM_18K blocks =
+  ceil(bits / 18,432), LUT-RAM under 1,024 bits.
+Streams between layers are FIFOs of depth 2 in registers (2 x pixel bits flip-flops).
+Timing: a layer starts an output pixel every R cycles once the inputs it needs have arrived; its latency
+is max(input pixels, output pixels x R) + a pipeline depth of log2(M) + 3 cycles; the design's initiation
+interval is the slowest layer's and its latency the sum (an upper bound: the dataflow overlaps layers).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .plan import Design, Layer
+
+BRAM18_BITS = 18432
+URAM_BITS = 4096 * 72
+
+
+@dataclass(frozen=True)
+class Part:
+    """An FPGA part's resources (Xilinx data sheets)."""
+    name: str
+    dsp: int
+    bram18: int
+    uram: int
+    lut: int
+    ff: int
+
+    @property
+    def on_chip_bits(self) -> int:
+        return self.bram18 * BRAM18_BITS + self.uram * URAM_BITS
+
+
+PARTS = {p.name: p for p in (
+    Part("xc7z020clg400-1", 220, 280, 0, 53200, 106400),         # PYNQ-Z2 (Zynq-7020)
+    Part("xczu7ev-ffvc1156-2-e", 1728, 624, 96, 230400, 460800),  # ZCU104 (Zynq UltraScale+ ZU7EV)
+    Part("xczu9eg-ffvb1156-2-e", 2520, 1824, 0, 274080, 548160),  # ZCU102 (ZU9EG)
+    Part("xcu250-figd2104-2L-e", 12288, 5376, 1280, 1728000, 3456000),  # Alveo U250
+    Part("xcvu13p-flga2577-2-e", 12288, 5376, 1280, 1728000, 3456000),  # Virtex UltraScale+ VU13P
+)}
+
+
+@dataclass
+class Usage:
+    dsp: int = 0
+    bram18: int = 0
+    uram: int = 0
+    lut: int = 0
+    ff: int = 0
+
+    def __add__(self, o: "Usage") -> "Usage":
+        return Usage(self.dsp + o.dsp, self.bram18 + o.bram18, self.uram + o.uram, self.lut + o.lut, self.ff + o.ff)
+
+
+@dataclass
+class LayerEstimate:
+    layer: str
+    kind: str
+    usage: Usage
+    interval: int  # cycles between successive inputs this layer can take
+    latency: int  # cycles from its first input to its last output
+    reuse: int
+
+
+@dataclass
+class Estimate:
+    layers: list = field(default_factory=list)
+    clock_mhz: float = 200.0
+
+    @property
+    def total(self) -> Usage:
+        return sum((e.usage for e in self.layers), Usage())
+
+    @property
+    def interval(self) -> int:
+        return max((e.interval for e in self.layers), default=1)
+
+    @property
+    def latency(self) -> int:
+        return sum(e.latency for e in self.layers)
+
+    def ns(self, cycles: int) -> float:
+        return cycles * 1000.0 / self.clock_mhz
+
+    def over(self, part: Part) -> list[tuple[str, int, int]]:
+        """(resource, used, available) for each resource the design needs more of than the part has."""
+        t = self.total
+        pairs = (("DSP", t.dsp, part.dsp), ("BRAM_18K", t.bram18, part.bram18), ("URAM", t.uram, part.uram),
+                 ("LUT", t.lut, part.lut), ("FF", t.ff, part.ff))
+        return [(k, used, have) for k, used, have in pairs if used > have]
+
+    def as_dict(self, part: Part) -> dict:
+        t = self.total
+        return {
+            "model": "pdc.codegen.hls.estimate (documented there; not a synthesis result)",
+            "part": part.name, "clock_mhz": self.clock_mhz,
+            "total": vars(t) | {"interval_cycles": self.interval, "latency_cycles": self.latency,
+                                "latency_ns": round(self.ns(self.latency), 1)},
+            "available": {"dsp": part.dsp, "bram18": part.bram18, "uram": part.uram, "lut": part.lut, "ff": part.ff},
+            "layers": [{"layer": e.layer, "kind": e.kind, "reuse": e.reuse, **vars(e.usage),
+                        "interval_cycles": e.interval, "latency_cycles": e.latency} for e in self.layers],
+        }
+
+    def table(self, part: Part) -> list[str]:
+        lines = [f"{'layer':<28} {'kind':<10} {'R':>4} {'DSP':>7} {'BRAM18':>7} {'URAM':>5} {'LUT':>9} {'FF':>9} "
+                 f"{'II':>8} {'latency':>9}"]
+        for e in self.layers:
+            u = e.usage
+            lines.append(f"{e.layer[:28]:<28} {e.kind:<10} {e.reuse:>4} {u.dsp:>7,} {u.bram18:>7,} {u.uram:>5,} "
+                         f"{u.lut:>9,} {u.ff:>9,} {e.interval:>8,} {e.latency:>9,}")
+        t = self.total
+        lines.append(f"{'total':<28} {'':<10} {'':>4} {t.dsp:>7,} {t.bram18:>7,} {t.uram:>5,} {t.lut:>9,} {t.ff:>9,} "
+                     f"{self.interval:>8,} {self.latency:>9,}")
+        lines.append(f"{'available (' + part.name + ')':<44} {part.dsp:>7,} {part.bram18:>7,} {part.uram:>5,} "
+                     f"{part.lut:>9,} {part.ff:>9,}")
+        lines.append(f"latency {self.latency:,} cycles = {self.ns(self.latency):,.1f} ns at {self.clock_mhz:g} MHz; "
+                     f"a new input every {self.interval:,} cycles")
+        return lines
+
+
+def multiplier(a: int, b: int) -> Usage:
+    """One a x b bit multiplier."""
+    a, b = max(a, b), min(a, b)
+    if b < 10:
+        return Usage(lut=a * b)
+    return Usage(dsp=math.ceil(a / 27) * math.ceil(b / 18))
+
+
+def memory(bits: int, part: Part) -> Usage:
+    """A buffer of `bits` bits."""
+    if bits < 1024:
+        return Usage(lut=math.ceil(bits / 64))
+    blocks = math.ceil(bits / BRAM18_BITS)
+    if part.uram and blocks > 36:
+        return Usage(uram=math.ceil(bits / URAM_BITS))
+    return Usage(bram18=blocks)
+
+
+def rom(word_bits: int, depth: int, part: Part) -> Usage:
+    """A ROM of `depth` words of `word_bits` bits, one word read per cycle."""
+    if word_bits * depth < 1024:
+        return Usage(lut=math.ceil(word_bits * depth / 64))
+    blocks = math.ceil(word_bits / 36) * math.ceil(depth / 512)
+    if part.uram and blocks > 36:
+        return Usage(uram=math.ceil(word_bits / 72) * math.ceil(depth / 4096))
+    return Usage(bram18=blocks)
+
+
+def layer_estimate(layer: Layer, part: Part) -> LayerEstimate:
+    u = Usage()
+    r = max(1, layer.reuse)
+    out, in_s = layer.outputs[0], layer.inputs[0]
+    depth = 3
+    for s in layer.outputs:  # its output FIFO: depth 2
+        u.ff += 2 * s.channels * s.type.width
+    if layer.kind in ("conv", "dense"):
+        m = layer.mults_per_step
+        p = math.ceil(m / r)
+        mult = multiplier(in_s.type.width, layer.weight_t.width)
+        u += Usage(dsp=mult.dsp * p, lut=mult.lut * p + p * layer.acc_t.width, ff=p * layer.acc_t.width)
+        if r > 1:
+            u += rom(p * layer.weight_t.width, r, part)
+        depth += math.ceil(math.log2(max(m, 2)))
+    if layer.kind in ("conv", "max_pool", "avg_pool"):
+        (kh, kw), dh = layer.attrs["kernel"], layer.attrs["dilations"][0]
+        c, _, w = in_s.image
+        pads = layer.attrs["pads"]
+        if kh > 1:
+            u += memory((kh - 1) * dh * (w + pads[1] + pads[3]) * c * in_s.type.width, part)
+        u.lut += c * in_s.type.width * kh * kw // 4  # the window's registers and muxes
+    if layer.kind == "activation" and layer.activation == "table":
+        u += memory((1 << min(in_s.type.width, 10)) * out.type.width, part)
+    if layer.kind in ("add", "concat", "activation", "clone"):
+        u.lut += out.channels * out.type.width
+    steps = r if layer.kind == "dense" else out.pixels * (r if layer.kind == "conv" else 1)
+    interval = max(in_s.pixels, steps)
+    return LayerEstimate(layer.name, layer.kind, u, interval, interval + depth, r)
+
+
+def estimate(design: Design, part: Part, clock_mhz: float) -> Estimate:
+    return Estimate([layer_estimate(layer, part) for layer in design.layers], clock_mhz)
+
+
+def weight_bits(design: Design) -> int:
+    return sum(layer.weights.size * layer.weight_t.width + layer.bias.size * layer.bias_t.width
+               for layer in design.layers if layer.weights is not None)
