@@ -289,11 +289,18 @@ def cmd_compile(args) -> int:
     out = compile_bundle(args.model, args.output, target=args.target, name=args.name, threads=args.threads,
                          shapes=shapes, weights=args.weights, opt_level=args.opt_level,
                          progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram,
-                         vtcm=args.vtcm, allow_scalar_float=args.allow_scalar_float, quantize=args.quantize, calibration=args.calibration, quant_options=_quant_options(args),
-                         precision=args.precision,
+                         vtcm=args.vtcm, allow_scalar_float=args.allow_scalar_float, quantize=args.quantize,
+                         calibration=args.calibration, quant_options=_quant_options(args), precision=args.precision,
+                         reuse_factor=args.reuse_factor, part=args.part, clock_mhz=args.clock,
                          max_tensor_bytes=args.max_tensor_bytes)
     with open(os.path.join(out, "manifest.json")) as f:
         m = json.load(f)
+    if "fpga" in m:  # an HLS design: its estimate instead of an arena
+        f, t = m["fpga"], m["fpga"]["estimate"]["total"]
+        print(f"{m['name']}: HLS design for {f['part']} at {f['clock_mhz']:g} MHz, reuse factor {f['reuse_factor']}: "
+              f"DSP {t['dsp']:,}, BRAM_18K {t['bram18']:,}, URAM {t['uram']:,}, LUT {t['lut']:,}, FF {t['ff']:,}; "
+              f"latency {t['latency_cycles']:,} cycles ({t['latency_ns']:,} ns) (estimate) -> {out}")
+        return 0
     print(f"{m['name']}: {len(m['kernels'])} kernels, arena {m['arena_bytes']:,} bytes "
           f"(naive {m['naive_activation_bytes']:,}), weights {m['weight_bytes']:,} bytes -> {out}")
     if "flash_bytes" in m:  # microcontrollers: what the image takes of the part
@@ -547,9 +554,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Hexagon targets: compile a float model for the DSP's scalar core (slow) instead of "
                           "refusing it; quantize it for HVX")
     cmp.add_argument("--quantize", choices=["int8"], help="quantize the model first (needs --calibration)")
-    cmp.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
-                     help="GPU targets: float tensors stored as fp16 or bf16 (fp32 arithmetic; tensor cores on "
-                          "cuda-*) or fp32 (default: fp16 on the Mali presets, fp32 elsewhere; bf16: cuda-sm80+)")
+    cmp.add_argument("--precision", metavar="P",
+                     help="GPU targets: fp16 or bf16 float tensors (fp32 arithmetic; tensor cores on cuda-*) or fp32 "
+                          "(default: fp16 on the Mali presets, fp32 elsewhere; bf16: cuda-sm80+). FPGA targets: the "
+                          "fixed-point type, e.g. 'ap_fixed<16,6>' (the default without --calibration), or a JSON "
+                          "file of per-layer types")
+    cmp.add_argument("--reuse-factor", type=int, metavar="N",
+                     help="FPGA targets: multiplications each multiplier does per output (default 1: fully "
+                          "parallel; larger: fewer DSPs, longer latency)")
+    cmp.add_argument("--part", metavar="PART", help="FPGA targets (fpga-hls): the FPGA part, e.g. xczu9eg-ffvb1156-2-e")
+    cmp.add_argument("--clock", type=float, metavar="MHZ", help="FPGA targets: the clock in MHz (default: the preset's)")
     quant_args(cmp, required=False)
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     max_tensor_bytes_arg(cmp, default="16G")

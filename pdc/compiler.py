@@ -79,6 +79,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
                     threads: Optional[int] = None, shapes: Optional[dict] = None, weights: str = "c",
                     opt_level: int = 2, build: bool = True, progress=None, c_opt: str = "-O3", flash=None, ram=None,
                     vtcm=None, allow_scalar_float: bool = False, reuse_factor: Optional[int] = None,
+                    part: Optional[str] = None, clock_mhz: Optional[float] = None,
                     quantize: Optional[str] = None, calibration=None, quant_options=None,
                     precision: Optional[str] = None, max_tensor_bytes=DEFAULT_MAX_TENSOR_BYTES) -> Compiled:
     """Writes the bundle for `model` into out_dir (atomically) and returns out_dir's absolute path.
@@ -88,7 +89,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     flash / ram (bytes, or strings such as '1M', '256K') override a microcontroller preset's memory,
     vtcm a Hexagon preset's VTCM; allow_scalar_float lets a Hexagon target compile float nodes.
     An FPGA target (fpga-*) takes precision as its fixed-point type ('ap_fixed<16,6>', or a per-layer
-    JSON file), calibration as the data its types are chosen from, and reuse_factor.
+    JSON file), calibration as the data its types are chosen from, reuse_factor, and part / clock_mhz.
     threads=None: the target's default (this machine's cores for x86, else 1).
     quantize='int8' quantizes the model first from `calibration` (see pdc.quantize.quantize_model).
     precision: 'fp32', 'fp16' or 'bf16' (a GPU target's float tensors stored in 16 bits); None: the target's default.
@@ -107,10 +108,12 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
         if quantize is not None:
             raise PdcError(f"--quantize: {tgt.name} computes in fixed point; its types come from --precision "
                            f"ap_fixed<W,I> or from --calibration data")
-        tgt = tgt.with_fixed_point(precision, calibration, reuse_factor)
+        tgt = tgt.with_fixed_point(precision, calibration, reuse_factor).with_part(part, clock_mhz)
         precision = calibration = None
-    elif reuse_factor is not None:
-        raise PdcError(f"--reuse-factor applies to the FPGA targets (fpga-*), not to {tgt.name}")
+    else:
+        for option, value in (("--reuse-factor", reuse_factor), ("--part", part), ("--clock", clock_mhz)):
+            if value is not None:
+                raise PdcError(f"{option} applies to the FPGA targets (fpga-*), not to {tgt.name}")
     name = name or default_name(model)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
         raise PdcError(f"--name '{name}': must be a C identifier (letters, digits, _; not starting with a digit)")

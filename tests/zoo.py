@@ -90,6 +90,8 @@ SPECS: list[ZooSpec] = [
     ZooSpec("symbolic_batch", "onnx", "symbolic_batch", {"opset": 17}),
     ZooSpec("external_data", "onnx", "external_data", {"opset": 13}),
     ZooSpec("mlp", "onnx", "mlp", {"opset": 18}),
+    ZooSpec("jet_mlp", "onnx", "jet_mlp", {"opset": 13, "seed": 0, "epochs": 200},
+            "16-64-32-32-5 ReLU MLP trained by scikit-learn on a make_classification task; data.npz beside it"),
     ZooSpec("lenet", "arm", "lenet", {"input_shape": [1, 1, 28, 28], "opset": 13, "seed": 0},
             "paddle.vision.models.LeNet, random weights"),
     ZooSpec("digits_cnn", "arm", "digits_cnn",

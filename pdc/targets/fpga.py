@@ -90,6 +90,9 @@ class FpgaTarget(Target):
                          agreement: Optional[float] = None) -> "FpgaTarget":
         if reuse is not None and reuse < 1:
             raise PdcError(f"--reuse-factor {reuse}: must be at least 1")
+        if precision is not None and not os.path.isfile(precision):
+            from ..quantize.fixed import Fixed
+            Fixed.parse(precision)  # a bad type fails before any work
         return dataclasses.replace(self, precision_spec=precision, calibration=calibration, reuse=reuse,
                                    agreement=self.agreement if agreement is None else agreement)
 

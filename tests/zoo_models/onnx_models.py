@@ -148,12 +148,50 @@ def build_mlp(out_dir, params) -> None:
     _save(graph, out_dir, params["opset"])
 
 
+def jet_data(params) -> dict:
+    """A jet-tagging-style task from scikit-learn's make_classification (16 features, 5 classes),
+    standardized on the training split: x_train, y_train, x_test, y_test."""
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+    x, y = make_classification(n_samples=params.get("samples", 4000), n_features=16, n_informative=12,
+                               n_redundant=2, n_classes=5, n_clusters_per_class=2, class_sep=1.2,
+                               random_state=params.get("seed", 0))
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+    return {"x_train": ((x_tr - mean) / std).astype(np.float32), "y_train": y_tr.astype(np.int64),
+            "x_test": ((x_te - mean) / std).astype(np.float32), "y_test": y_te.astype(np.int64)}
+
+
+def build_jet_mlp(out_dir, params) -> None:
+    """16-64-32-32-5 ReLU MLP (MatMul + Add per layer, logits out) trained by scikit-learn's MLPClassifier
+    on jet_data; data.npz beside the model holds the split."""
+    from sklearn.neural_network import MLPClassifier
+    data = jet_data(params)
+    clf = MLPClassifier(hidden_layer_sizes=(64, 32, 32), max_iter=params.get("epochs", 200), random_state=0)
+    clf.fit(data["x_train"], data["y_train"])
+    nodes, inits, cur = [], [], "x"
+    for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
+        inits += [numpy_helper.from_array(w.astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array(b.astype(np.float32), f"b{i}")]
+        nodes += [helper.make_node("MatMul", [cur, f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"h{i}"])]
+        cur = f"h{i}"
+        if i < len(clf.coefs_) - 1:
+            nodes.append(helper.make_node("Relu", [cur], [f"r{i}"]))
+            cur = f"r{i}"
+    nodes[-1].output[0] = "logits"
+    graph = helper.make_graph(nodes, "jet_mlp", [_f32("x", [1, 16])], [_f32("logits", [1, 5])], inits)
+    _save(graph, out_dir, params["opset"])
+    np.savez(os.path.join(out_dir, "data.npz"), **data)
+
+
 BUILDERS = {
     "tiny_cnn": build_tiny_cnn,
     "shape_fold": build_shape_fold,
     "symbolic_batch": build_symbolic_batch,
     "external_data": build_external_data,
     "mlp": build_mlp,
+    "jet_mlp": build_jet_mlp,
 }
 
 

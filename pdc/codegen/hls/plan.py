@@ -277,15 +277,12 @@ class _Planner:
         w, b = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None
         if not w.is_const or (b is not None and not b.is_const):
             self.fail(node, "conv weights and bias must be constants")
-        if len(a["kernel_shape"]) != 2:
-            self.fail(node, f"a {len(a['kernel_shape'])}-D convolution: the dataflow's line buffers are 2-D")
         src = self.stream_in(node, 0)
-        if len(src.value.type.shape) != 4:
-            self.fail(node, "the input must be an image [1, C, H, W]")
+        if len(src.value.type.shape) != 4 or w.data.ndim != 4:
+            self.fail(node, f"a {w.data.ndim - 2}-D convolution: the dataflow's line buffers take images "
+                            f"[1, C, H, W]")
         _, f, oh, ow = node.outputs[0].type.shape
-        pads = list(a["pads"])
-        attrs = dict(kernel=list(a["kernel_shape"]), strides=list(a["strides"]), dilations=list(a["dilations"]),
-                     pads=pads, group=int(a["group"]))
+        attrs = dict(self.window(node, src, list(w.data.shape[2:])), group=int(a.get("group", 1)))
         bias = b.data.astype(np.float64) if b is not None else np.zeros(f)
         layer = self.add("conv", node, [src], node.outputs[0], (f, oh, ow), attrs=attrs,
                          weights=w.data.astype(np.float64), bias=bias)
@@ -339,13 +336,22 @@ class _Planner:
                 self.fail(node, "max_pool's Indices output is not taken")
             if a.get("ceil_mode", 0):
                 self.fail(node, "ceil_mode=1 is not taken (pad the model instead)")
-            if len(a["kernel_shape"]) != 2:
-                self.fail(node, f"{len(a['kernel_shape'])}-D pooling: the dataflow's windows are 2-D")
-            attrs = dict(kernel=list(a["kernel_shape"]), strides=list(a["strides"]),
-                         dilations=list(a.get("dilations", [1, 1])), pads=list(a["pads"]),
-                         count_pad=int(a.get("count_include_pad", 0)))
+            attrs = dict(self.window(node, src, list(a["kernel_shape"])), count_pad=int(a.get("count_include_pad", 0)))
         _, _, oh, ow = node.outputs[0].type.shape
         self.add(kind, node, [src], node.outputs[0], (c, oh, ow), attrs=attrs)
+
+    def window(self, node, src: Stream, kernel: list) -> dict:
+        """kernel, strides, dilations and pads [top, left, bottom, right] of a 2-D window (auto_pad resolved;
+        the bottom / right padding only as far as the last window reaches)."""
+        from ...ir.ops.nn_common import spatial_attrs, window_geometry
+        if len(kernel) != 2:
+            self.fail(node, f"a {len(kernel)}-D window: the dataflow's line buffers are 2-D")
+        strides, dilations, pads = spatial_attrs(node.attrs, 2)
+        size = list(src.image[1:])
+        out, begin = window_geometry(size, kernel, strides, dilations, pads, node.attrs.get("auto_pad", "NOTSET"))
+        end = [max(0, (o - 1) * s + (k - 1) * d + 1 - n - b)
+               for o, s, k, d, n, b in zip(out, strides, kernel, dilations, size, begin)]
+        return dict(kernel=kernel, strides=strides, dilations=dilations, pads=list(begin) + end)
 
     def add_node(self, node):
         x, y = node.inputs

@@ -27,11 +27,11 @@ class Writer:
     def __init__(self, design: Design, name: str):
         self.d, self.name = design, name
         self.types: dict[Fixed, str] = {}  # type -> typedef name
-        self.stream_names: dict[int, str] = {}
+        self.stream_names: dict[Stream, str] = {}  # by identity (Stream compares by identity)
         for i, s in enumerate(design.inputs):
-            self.stream_names[id(s)] = f"in{i}"
+            self.stream_names[s] = f"in{i}"
         for i, s in enumerate(design.outputs):
-            self.stream_names.setdefault(id(s), f"out{i}")
+            self.stream_names.setdefault(s, f"out{i}")
 
     def tname(self, t: Fixed) -> str:
         if t not in self.types:
@@ -44,9 +44,9 @@ class Writer:
         return f"pdc::pixel<{self.tname(s.type)}, {s.channels}>"
 
     def stream(self, s: Stream) -> str:
-        if id(s) not in self.stream_names:
-            self.stream_names[id(s)] = f"s{len(self.stream_names)}"
-        return self.stream_names[id(s)]
+        if s not in self.stream_names:
+            self.stream_names[s] = f"s{len(self.stream_names)}"
+        return self.stream_names[s]
 
     # ---- files -------------------------------------------------------------------------------------
     def files(self) -> dict[str, str]:
@@ -98,7 +98,7 @@ void {n}({params}) {{
             weights += w
         decls = []
         for s in self.d.streams():
-            if id(s) in self.stream_names and self.stream_names[id(s)].startswith(("in", "out")):
+            if self.stream_names.get(s, "").startswith(("in", "out")):
                 continue
             decls.append(f"    hls::stream<{self.pixel(s)} > {self.stream(s)}(\"{self.stream(s)}\");")
         return "\n".join(decls) + "\n" + "".join(body), "\n".join(configs), weights
@@ -119,10 +119,7 @@ void {n}({params}) {{
         kh, kw = layer.attrs["kernel"]
         sh, sw = layer.attrs["strides"]
         dh, dw = layer.attrs["dilations"]
-        pt, pl, pb, pr = layer.attrs["pads"]
-        # rows and columns past the last window are never read: the padded image stops there
-        pb = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - pt - h)
-        pr = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - pl - w)
+        pt, pl, pb, pr = layer.attrs["pads"]  # bottom / right: as far as the last window reaches (plan.py)
         return dict(C=c, H=h, WD=w, OH=oh, OW=ow, KH=kh, KW=kw, SH=sh, SW=sw, DH=dh, DW=dw, PT=pt, PL=pl, PB=pb,
                     PR=pr, PW=pl + w + pr, KHD=(kh - 1) * dh + 1, R=layer.reuse)
 
