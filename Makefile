@@ -27,7 +27,7 @@ toolchains:
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends \
 	    gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
-	    qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make cmake clang-15 lld-15 chromium \
+	    qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make cmake g++ clang-15 lld-15 chromium \
 	    pocl-opencl-icd ocl-icd-opencl-dev; \
 	else echo "apt-get not found: install the ARM cross toolchains and qemu yourself (see README)"; fi
 	@command -v nvcc >/dev/null 2>&1 || [ -x "$${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] || \
@@ -35,6 +35,8 @@ toolchains:
 
 test-deps: install toolchains
 	$(PIP) -e '.[test,hexagon]' paddlepaddle scikit-learn onnxoptimizer polygraphy
+	# the FPGA C simulation's ap_types headers: hls4ml ships them (its dependencies are not needed)
+	$(PIP) --no-deps 'hls4ml==1.3.0'
 	# paddle2onnx 2.1.0's metadata caps onnx at 1.17 (pip would fall back to 2.0.1, which exports differently);
 	# it works with the onnx pdc's conformance counts are measured on, so install it without its pins
 	$(PIP) --no-deps 'paddle2onnx==2.1.0'

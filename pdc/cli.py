@@ -401,6 +401,11 @@ def _print_coverage(targets, asked) -> int:
     if targets == [None]:
         raise PdcError(f"target '{asked}' runs the interpreter: it has no kernels")
     for t in targets:
+        if t.fixed_point:  # an FPGA: its HLS layers, not kernels
+            from .codegen.hls.plan import layer_ops
+            ops = layer_ops()
+            print(f"{t.name}: {len(ops)} ops as HLS dataflow layers (any other op is refused)\n    {' '.join(ops)}")
+            continue
         if "device" in t.memory_spaces:
             cov = t.device_coverage()
             total = sum(len(ops) for ops in cov.values())

@@ -104,7 +104,8 @@ def test_unknown_keyword_names_pdc_compile():
     assert str(e.value) == (
         "pdc.compile() got an unexpected keyword argument 'thread' (did you mean 'threads'?); accepted: model, "
         "target, out_dir, name, threads, shapes, weights, opt_level, build, progress, c_opt, flash, ram, vtcm, "
-        "allow_scalar_float, quantize, calibration, quant_options, precision, max_tensor_bytes")
+        "allow_scalar_float, reuse_factor, part, clock_mhz, quantize, calibration, quant_options, precision, "
+        "max_tensor_bytes")
     with pytest.raises(TypeError, match=r"^pdc\.compile\(\) got an unexpected keyword argument 'colour'; accepted: "):
         pdc.compile(relu_model(), colour="blue")
 

@@ -15,8 +15,9 @@ OPENCL = ["opencl", "mali-g52", "mali-g76", "mali-g78", "mali-g710"]
 CUDA = ["cuda", "cuda-sm75", "cuda-sm80", "cuda-sm86", "cuda-sm89", "cuda-sm90"]
 HEXAGON = ["hexagon-v66", "hexagon-v67", "hexagon-v68", "hexagon-v69", "hexagon-v73"]
 DSP = (["clang-15", "ld.lld-15", "ar"], ["qemu-hexagon"])
+FPGA = ["fpga-hls", "fpga-pynq-z2", "fpga-zcu104", "fpga-u250"]
 TARGETS = ["x86-avx2", "x86-avx512", "arm64", "armv7", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55", *OPENCL,
-           *CUDA, *HEXAGON]
+           *CUDA, *HEXAGON, *FPGA]
 WIDTH = max(len(t) for t in TARGETS)
 PACKAGES = {"gcc": "gcc", "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
             "aarch64-linux-gnu-ar": "binutils-aarch64-linux-gnu", "qemu-aarch64": "qemu-user",
@@ -24,7 +25,7 @@ PACKAGES = {"gcc": "gcc", "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
             "arm-linux-gnueabihf-ar": "binutils-arm-linux-gnueabihf", "qemu-arm": "qemu-user",
             "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-size": "binutils-arm-none-eabi",
             "arm-none-eabi-ar": "binutils-arm-none-eabi", "qemu-system-arm": "qemu-system-arm",
-            "clang-15": "clang-15", "ld.lld-15": "lld-15", "ar": "binutils", "qemu-hexagon": "qemu-user"}
+            "clang-15": "clang-15", "ld.lld-15": "lld-15", "ar": "binutils", "qemu-hexagon": "qemu-user", "g++": "g++"}
 
 
 def pdc(*args, env=None):
@@ -43,6 +44,8 @@ def needs(target: str):
         return [os.environ.get("CC") or "gcc"], []
     if target in HEXAGON:
         return DSP
+    if target in FPGA:  # the C simulation: g++ and the ap_types headers
+        return ["g++"], []
     return CROSS.get(target, MCU)
 
 
@@ -94,6 +97,14 @@ def expected_line(target: str, which=shutil.which, flags=None) -> str:
                                                   "builds the Hexagon compiler runtime with it)"]
         if target not in ("hexagon-v66", "hexagon-v67"):
             run = [f"qemu-hexagon emulates CPU versions up to v67: {target} bundles run on the DSP only"]
+    if target in FPGA:
+        from importlib.util import find_spec
+        spec = find_spec("hls4ml")
+        headers = os.environ.get("PDC_AP_TYPES") or (os.path.join(list(spec.submodule_search_locations)[0], "templates",
+                                                                  "vivado", "ap_types") if spec else "")
+        build += [] if os.path.isfile(os.path.join(headers, "ap_fixed.h")) else [
+            "missing the ap_types headers (the Python package hls4ml (pip install --no-deps hls4ml) ships them; or "
+            "set PDC_AP_TYPES=DIR)"]
     problems = list(dict.fromkeys(build + run))
     line = f"{target:<{WIDTH}}  build: {'no ' if build else 'yes'}  run: {'no ' if run else 'yes'}"
     return line + (f"  {'; '.join(problems)}" if problems else "")
@@ -117,12 +128,12 @@ def test_doctor_names_the_debian_package_of_each_missing_tool(tmp_path):
     which = lambda p: shutil.which(p, path=str(tmp_path))  # noqa: E731
     assert lines[:-1] == [expected_line(t, which) for t in TARGETS]
     if which("qemu-aarch64"):  # the line spelled out, as a user reads it
-        assert lines[2] == "arm64        build: no   run: yes  missing aarch64-linux-gnu-gcc (Debian package " \
+        assert lines[2] == "arm64         build: no   run: yes  missing aarch64-linux-gnu-gcc (Debian package " \
                            "gcc-aarch64-linux-gnu); missing aarch64-linux-gnu-ar (Debian package " \
                            "binutils-aarch64-linux-gnu)"
         assert lines[-1] == "to install what is missing: sudo apt-get install gcc-aarch64-linux-gnu " \
                             "binutils-aarch64-linux-gnu gcc-arm-linux-gnueabihf binutils-arm-linux-gnueabihf " \
                             "qemu-user gcc-arm-none-eabi binutils-arm-none-eabi qemu-system-arm clang-15 lld-15 " \
-                            "binutils"
+                            "binutils g++"
     else:
         assert lines[-1].startswith("to install what is missing: sudo apt-get install gcc-aarch64-linux-gnu ")

@@ -198,7 +198,8 @@ class _Planner:
         elif op in ("relu", "clip", "leaky_relu") or op in TABLE_ACTIVATIONS:
             src = self.stream_in(node, 0)
             layer = self.add("activation", node, [src], node.outputs[0], src.image)
-            self.set_activation(layer, node, op, node.attrs, standalone=True)
+            name = "gelu_tanh" if op == "gelu" and node.attrs.get("approximate") == "tanh" else op
+            self.set_activation(layer, node, name, node.attrs, standalone=True)
         else:
             self.fail(node, f"op '{op}' has no FPGA layer (the dataflow maps conv, gemm / matmul with constant "
                             f"weights, pooling, add, concat, reshape / flatten and pointwise activations)")
@@ -392,6 +393,15 @@ class _Planner:
                 for v in self.graph.outputs:
                     if self.streams[v] is s:
                         self.streams[v] = copy
+
+
+LAYER_OPS = ("conv", "fused_conv", "matmul", "fused_matmul", "gemm", "fused_gemm", "max_pool", "average_pool",
+             "global_max_pool", "global_average_pool", "add", "concat", "relu", "clip", "leaky_relu")
+
+
+def layer_ops() -> list[str]:
+    """The IR ops the planner maps to layers (pdc targets --coverage)."""
+    return sorted({*LAYER_OPS, *TABLE_ACTIVATIONS, *PASS_THROUGH, *FLATTENING} - {"gelu_tanh"})
 
 
 def _table_function(name: str, alpha, beta) -> Callable:
