@@ -265,3 +265,24 @@ def test_an_op_without_a_layer_is_named(tmp_path):
                               opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(PdcError, match=r"^fpga-hls: .*softmax.*: op 'softmax' has no FPGA layer"):
         compile_details(model, str(tmp_path / "o"), target="fpga-hls")
+
+
+def test_a_per_layer_precision_file(tmp_path):
+    """--precision FILE: a default type, and per layer (by its name in the compile's summary) weight / bias / result types and a
+    reuse factor; an unknown layer name is a one-line error listing the layers."""
+    path, _ = _jet()
+    spec = {"default": "ap_fixed<12,4>",
+            "layers": {"r1": {"weight": "ap_fixed<8,2>", "result": "ap_fixed<14,6,AP_RND,AP_SAT>", "reuse": 8}}}
+    f = tmp_path / "types.json"
+    f.write_text(json.dumps(spec))
+    c = compile_details(path, str(tmp_path / "o"), target="fpga-hls", precision=str(f), reuse_factor=2, build=False)
+    layers = {e["layer"]: e for e in c.manifest["fpga"]["precision"]["layers"]}
+    assert layers["r1"]["weight"] == "ap_fixed<8,2>" and layers["r1"]["bias"] == "ap_fixed<12,4>"
+    assert layers["r1"]["result"] == "ap_fixed<14,6,AP_RND,AP_SAT>"
+    assert layers["r0"]["weight"] == layers["r0"]["result"] == "ap_fixed<12,4>"
+    assert layers["x"]["result"] == "ap_fixed<12,4>"
+    reuse = {e["layer"]: e["reuse"] for e in c.manifest["fpga"]["estimate"]["layers"]}
+    assert reuse == {"r0": 2, "r1": 8, "r2": 2, "logits": 2}
+    f.write_text(json.dumps({"layers": {"fc9": {"weight": "ap_fixed<8,2>"}}}))
+    with pytest.raises(PdcError, match=rf"^{f}: no layer 'fc9' \(layers: logits, r0, r1, r2\)$"):
+        compile_details(path, str(tmp_path / "p"), target="fpga-hls", precision=str(f), build=False)

@@ -86,6 +86,7 @@ class Layer:
     acc_t: object = None
     aux_t: object = None
     reuse: int = 1
+    reuse_asked: Optional[int] = None  # a per-layer file's reuse factor for this layer (over --reuse-factor)
 
     @property
     def macs(self) -> int:

@@ -66,27 +66,34 @@ def uniform(design: Design, t: Fixed, overrides: Optional[dict] = None) -> None:
             s.type = mine.get("result", t)
         layer.weight_t = mine.get("weight", t)
         layer.bias_t = mine.get("bias", t)
+        layer.reuse_asked = mine.get("reuse")
     _derive(design)
 
 
 def _read_layer_file(path: str, design: Design) -> tuple[Fixed, dict]:
-    """{"default": "ap_fixed<16,6>", "layers": {"conv1": {"weight": ..., "bias": ..., "result": ...}}}"""
+    """{"default": "ap_fixed<16,6>", "layers": {"conv1": {"weight": T, "bias": T, "result": T, "reuse": N}}}"""
+    expected = 'expected {"default": "ap_fixed<16,6>", "layers": {"NAME": {"weight": T, "bias": T, "result": T, ' \
+               '"reuse": N}}}'
+
     try:
         with open(path) as f:
             spec = json.load(f)
         default = Fixed.parse(spec.get("default", DEFAULT))
-        layers = {name: {k: Fixed.parse(v) for k, v in kinds.items()} for name, kinds in spec.get("layers", {}).items()}
-    except (OSError, ValueError, AttributeError) as e:
-        raise PdcError(f"{path}: not a per-layer precision file ({e}); expected "
-                       f'{{"default": "ap_fixed<16,6>", "layers": {{"NAME": {{"weight": T, "bias": T, "result": T}}}}}}')
-    known = {layer.name for layer in design.layers}
-    for name, kinds in layers.items():
-        if name not in known:
-            raise PdcError(f"{path}: no layer '{name}' (layers: {', '.join(sorted(known))})")
-        bad = set(kinds) - {"weight", "bias", "result"}
-        if bad:
-            raise PdcError(f"{path}: layer '{name}': unknown key(s) {', '.join(sorted(bad))} (weight, bias, result)")
-    return default, layers
+        layers = spec.get("layers", {})
+        known = {layer.name for layer in design.layers}
+        out = {}
+        for name, kinds in layers.items():
+            if name not in known:
+                raise PdcError(f"{path}: no layer '{name}' (layers: {', '.join(sorted(known))})")
+            bad = set(kinds) - {"weight", "bias", "result", "reuse"}
+            if bad:
+                raise PdcError(f"{path}: layer '{name}': unknown key(s) {', '.join(sorted(bad))} ({expected})")
+            out[name] = {k: (int(v) if k == "reuse" else Fixed.parse(v)) for k, v in kinds.items()}
+            if out[name].get("reuse", 1) < 1:
+                raise PdcError(f"{path}: layer '{name}': reuse {out[name]['reuse']} must be at least 1")
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        raise PdcError(f"{path}: not a per-layer precision file ({e}); {expected}")
+    return default, out
 
 
 def _derive(design: Design) -> None:

@@ -64,9 +64,11 @@ def typed_design(graph, target) -> tuple[Design, "precision.Choice"]:
 
 
 def set_reuse(design: Design, reuse: int) -> None:
-    """The reuse factor of each multiplying layer (at most its multiplications per output pixel)."""
+    """The reuse factor of each multiplying layer (a per-layer file's, else `reuse`; at most its
+    multiplications per output pixel)."""
     for layer in design.layers:
-        layer.reuse = min(reuse, layer.mults_per_step) if layer.kind in ("conv", "dense") else 1
+        r = layer.reuse_asked or reuse
+        layer.reuse = min(r, layer.mults_per_step) if layer.kind in ("conv", "dense") else 1
 
 
 def check_fit(design: Design, estimate, part, target) -> None:

@@ -44,33 +44,42 @@ template <class Cfg> int window_top(int r) {
     return top >= 0 && top % Cfg::SH == 0 && top / Cfg::SH < Cfg::OH ? top : -1;
 }
 
-/* Convolution through a line buffer: the last KHD = (KH - 1) * DH + 1 padded rows. */
+/* Streams an image through a line buffer of the last KHD = (KH - 1) * DH + 1 padded rows and calls
+ * emit(lines, top, ox) for each output pixel in order (top: its windows' first padded row). */
+template <class Cfg, class T, class Emit>
+void for_each_window(hls::stream<pixel<T, Cfg::C> > &in, Emit emit) {
+    T lines[Cfg::KHD][Cfg::PW][Cfg::C];
+#pragma HLS ARRAY_PARTITION variable=lines complete dim=3
+    for (int r = 0; r < Cfg::PT + Cfg::H + Cfg::PB; r++) {
+        fill_row<Cfg, T>(in, lines, r, r % Cfg::KHD);
+        const int top = window_top<Cfg>(r);
+        if (top < 0) continue;
+        for (int ox = 0; ox < Cfg::OW; ox++) {
+#pragma HLS PIPELINE II=Cfg::R
+            emit(lines, top, ox);
+        }
+    }
+}
+
+/* Convolution: per output pixel, F exact sums over its window (the group's channels). */
 template <class Cfg>
 void conv2d(hls::stream<pixel<typename Cfg::in_t, Cfg::C> > &in, hls::stream<pixel<typename Cfg::out_t, Cfg::F> > &out,
             const typename Cfg::w_t w[Cfg::F][Cfg::CG][Cfg::KH][Cfg::KW], const typename Cfg::b_t b[Cfg::F]) {
     typedef typename Cfg::in_t In;
     typedef typename Cfg::out_t Out;
-    In lines[Cfg::KHD][Cfg::PW][Cfg::C];
-#pragma HLS ARRAY_PARTITION variable=lines complete dim=3
-    for (int r = 0; r < Cfg::PT + Cfg::H + Cfg::PB; r++) {
-        fill_row<Cfg, In>(in, lines, r, r % Cfg::KHD);
-        const int top = window_top<Cfg>(r);
-        if (top < 0) continue;
-        for (int ox = 0; ox < Cfg::OW; ox++) {
-#pragma HLS PIPELINE II=Cfg::R
-            pixel<Out, Cfg::F> o;
-            for (int f = 0; f < Cfg::F; f++) {
-                const int c0 = f / (Cfg::F / Cfg::G) * Cfg::CG;
-                typename Cfg::acc_t acc = b[f];
-                for (int c = 0; c < Cfg::CG; c++)
-                    for (int i = 0; i < Cfg::KH; i++)
-                        for (int j = 0; j < Cfg::KW; j++)
-                            acc += lines[(top + i * Cfg::DH) % Cfg::KHD][ox * Cfg::SW + j * Cfg::DW][c0 + c] * w[f][c][i][j];
-                o.v[f] = Cfg::activate(Out(acc));
-            }
-            out.write(o);
+    for_each_window<Cfg, In>(in, [&](const In lines[Cfg::KHD][Cfg::PW][Cfg::C], int top, int ox) {
+        pixel<Out, Cfg::F> o;
+        for (int f = 0; f < Cfg::F; f++) {
+            const int c0 = f / (Cfg::F / Cfg::G) * Cfg::CG;
+            typename Cfg::acc_t acc = b[f];
+            for (int c = 0; c < Cfg::CG; c++)
+                for (int i = 0; i < Cfg::KH; i++)
+                    for (int j = 0; j < Cfg::KW; j++)
+                        acc += lines[(top + i * Cfg::DH) % Cfg::KHD][ox * Cfg::SW + j * Cfg::DW][c0 + c] * w[f][c][i][j];
+            o.v[f] = Cfg::activate(Out(acc));
         }
-    }
+        out.write(o);
+    });
 }
 
 /* Dense: gathers the input's P pixels (K = P * C values, the weights' rows in pixel order), then N sums. */
@@ -79,6 +88,7 @@ void dense(hls::stream<pixel<typename Cfg::in_t, Cfg::C> > &in, hls::stream<pixe
            const typename Cfg::w_t w[Cfg::K][Cfg::N], const typename Cfg::b_t b[Cfg::N]) {
     typedef typename Cfg::out_t Out;
     typename Cfg::in_t x[Cfg::K];
+#pragma HLS ARRAY_PARTITION variable=x complete
     for (int p = 0; p < Cfg::K / Cfg::C; p++) {
 #pragma HLS PIPELINE II=1
         const pixel<typename Cfg::in_t, Cfg::C> px = in.read();
@@ -94,39 +104,31 @@ void dense(hls::stream<pixel<typename Cfg::in_t, Cfg::C> > &in, hls::stream<pixe
     out.write(o);
 }
 
-/* Pooling over the same line buffer; taps in the padding never count for max, and for the average
- * only with count_include_pad (Cfg::COUNT_PAD). The average is the exact sum times recip[count]. */
+/* Pooling; taps in the padding never count for max, and for the average only with count_include_pad
+ * (Cfg::COUNT_PAD). The average is the exact sum times recip[count]. */
 template <class Cfg, bool MAX>
 void pool2d(hls::stream<pixel<typename Cfg::in_t, Cfg::C> > &in, hls::stream<pixel<typename Cfg::out_t, Cfg::C> > &out) {
     typedef typename Cfg::in_t In;
     typedef typename Cfg::out_t Out;
-    In lines[Cfg::KHD][Cfg::PW][Cfg::C];
-#pragma HLS ARRAY_PARTITION variable=lines complete dim=3
-    for (int r = 0; r < Cfg::PT + Cfg::H + Cfg::PB; r++) {
-        fill_row<Cfg, In>(in, lines, r, r % Cfg::KHD);
-        const int top = window_top<Cfg>(r);
-        if (top < 0) continue;
-        for (int ox = 0; ox < Cfg::OW; ox++) {
-#pragma HLS PIPELINE II=Cfg::R
-            pixel<Out, Cfg::C> o;
-            for (int c = 0; c < Cfg::C; c++) {
-                In best = Cfg::lowest();
-                typename Cfg::acc_t sum = 0;
-                int count = 0;
-                for (int i = 0; i < Cfg::KH; i++)
-                    for (int j = 0; j < Cfg::KW; j++) {
-                        const int y = top + i * Cfg::DH, x = ox * Cfg::SW + j * Cfg::DW;
-                        const bool inside = y >= Cfg::PT && y < Cfg::PT + Cfg::H && x >= Cfg::PL && x < Cfg::PL + Cfg::WD;
-                        const In v = lines[y % Cfg::KHD][x][c];
-                        if (inside && v > best) best = v;
-                        sum += v;
-                        count += inside || Cfg::COUNT_PAD;
-                    }
-                o.v[c] = MAX ? Out(best) : Out(sum * Cfg::recip(count));
-            }
-            out.write(o);
+    for_each_window<Cfg, In>(in, [&](const In lines[Cfg::KHD][Cfg::PW][Cfg::C], int top, int ox) {
+        pixel<Out, Cfg::C> o;
+        for (int c = 0; c < Cfg::C; c++) {
+            In best = Cfg::lowest();
+            typename Cfg::acc_t sum = 0;
+            int count = 0;
+            for (int i = 0; i < Cfg::KH; i++)
+                for (int j = 0; j < Cfg::KW; j++) {
+                    const int y = top + i * Cfg::DH, x = ox * Cfg::SW + j * Cfg::DW;
+                    const bool inside = y >= Cfg::PT && y < Cfg::PT + Cfg::H && x >= Cfg::PL && x < Cfg::PL + Cfg::WD;
+                    const In v = lines[y % Cfg::KHD][x][c];
+                    if (inside && v > best) best = v;
+                    sum += v;
+                    count += inside || Cfg::COUNT_PAD;
+                }
+            o.v[c] = MAX ? Out(best) : Out(sum * Cfg::recip(count));
         }
-    }
+        out.write(o);
+    });
 }
 
 /* A pointwise function of each value (Cfg::apply: computed, or a table). */
