@@ -136,7 +136,8 @@ def test_given_precision_and_reuse_factor(ap_types, tmp_path):
 def _layers_model() -> tuple[onnx.ModelProto, dict]:
     """One input read by many branches, one per layer form: strided / dilated / grouped / depthwise
     convolutions with asymmetric padding, fused and table activations, a residual add, max and average
-    pooling (with and without counting the padding), global pooling into a dense layer, concat."""
+    pooling (with and without counting the padding), global pooling into a dense layer, concat, softmax over a
+    vector and over each pixel's channels."""
     rng = np.random.default_rng(3)
     inits, nodes, outs = [], [], []
 
@@ -159,6 +160,7 @@ def _layers_model() -> tuple[onnx.ModelProto, dict]:
     c = node("Conv", [x, w("wc", 8, 4, 1, 1), w("bc", 8)], "cc")
     c = node("Relu", [c], "rc")
     output(node("MaxPool", [c], "yc", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    output(node("Softmax", [c], "yj", axis=1))
     d = node("AveragePool", [x], "pd", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     output(node("Tanh", [d], "yd"))
     output(node("AveragePool", [x], "ye", kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1],
@@ -167,6 +169,7 @@ def _layers_model() -> tuple[onnx.ModelProto, dict]:
     f = node("Flatten", [f], "ff")
     f = node("Gemm", [f, w("wf", 3, 4), w("bf", 3)], "gemf", transB=1)
     output(node("Clip", [f, "lo", "hi"], "yf"))
+    output(node("Softmax", [f], "yi", axis=-1))
     inits += [numpy_helper.from_array(np.float32(-0.5), "lo"), numpy_helper.from_array(np.float32(0.7), "hi")]
     g = node("Conv", [x, w("wg", 4, 4, 3, 3), w("bg", 4)], "cg", pads=[1, 1, 1, 1])
     g = node("Add", [g, x], "ag")
@@ -185,7 +188,7 @@ def test_every_layer_form_bit_identical(ap_types, tmp_path):
     t = "ap_fixed<16,6,AP_RND,AP_SAT>"
     c = compile_details(model, str(tmp_path / "layers"), target="fpga-hls", precision=t)
     kinds = {layer["kind"] for layer in c.manifest["fpga"]["estimate"]["layers"]}
-    assert kinds == {"conv", "dense", "max_pool", "avg_pool", "activation", "add", "concat", "clone"}
+    assert kinds == {"conv", "dense", "max_pool", "avg_pool", "activation", "add", "concat", "softmax", "clone"}
     x = feeds["x"][:, 0]
     got = _csim(c, {"x": x})
     want = reference.run(_reference(c, "fpga-hls", precision=t), {"x": x})
@@ -258,13 +261,18 @@ def test_one_line_errors(tmp_path, args, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_an_op_without_a_layer_is_named(tmp_path):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
-    model = helper.make_model(helper.make_graph([helper.make_node("Softmax", ["x"], ["y"], name="sm")], "g", [x], [y]),
+@pytest.mark.parametrize("op,attrs,message", [
+    ("LogSoftmax", {}, r"op 'log_softmax' has no FPGA layer \(the dataflow maps conv, gemm / matmul"),
+    ("Softmax", {"axis": 2}, r"softmax runs over the channels of each pixel"),
+])
+def test_a_node_without_a_layer_is_named(tmp_path, op, attrs, message):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node(op, ["x"], ["y"], name="n", **attrs)], "g", [x], [y]),
                               opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(PdcError, match=r"^fpga-hls: .*softmax.*: op 'softmax' has no FPGA layer"):
+    with pytest.raises(PdcError, match=rf"^fpga-hls: .*: {message}"):
         compile_details(model, str(tmp_path / "o"), target="fpga-hls")
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_per_layer_precision_file(tmp_path):

@@ -7,8 +7,9 @@ order), so no layer ever reorders data. A tensor read by several layers goes thr
 layer first (a stream has one reader).
 
 Layers: conv (2-D, any stride, dilation, padding and groups, through line buffers), dense, max_pool /
-avg_pool (2-D windows, global pooling included), add, concat (channels), activation (relu and clip
-computed; leaky_relu computed; every other pointwise function through a lookup table) and clone.
+avg_pool (2-D windows, global pooling included), add, concat (channels), activation (relu, clip and
+leaky_relu computed; every other pointwise function through a lookup table), softmax (over each
+pixel's channels: an exp table and one exact reciprocal) and clone.
 Anything else is refused naming the node.
 """
 from __future__ import annotations
@@ -196,6 +197,13 @@ class _Planner:
             self.add_node(node)
         elif op == "concat":
             self.concat(node)
+        elif op == "softmax":
+            src = self.stream_in(node, 0)
+            rank = len(src.value.type.shape)
+            if node.attrs.get("axis", -1) % rank != (1 if rank == 4 else rank - 1):
+                self.fail(node, "softmax runs over the channels of each pixel (axis 1 of [1, C, H, W], or the "
+                                "last axis of [1, N])")
+            self.add("softmax", node, [src], node.outputs[0], src.image)
         elif op in ("relu", "clip", "leaky_relu") or op in TABLE_ACTIVATIONS:
             src = self.stream_in(node, 0)
             layer = self.add("activation", node, [src], node.outputs[0], src.image)
@@ -203,7 +211,7 @@ class _Planner:
             self.set_activation(layer, node, name, node.attrs, standalone=True)
         else:
             self.fail(node, f"op '{op}' has no FPGA layer (the dataflow maps conv, gemm / matmul with constant "
-                            f"weights, pooling, add, concat, reshape / flatten and pointwise activations)")
+                            f"weights, pooling, add, concat, softmax, reshape / flatten and pointwise activations)")
 
     def flatten(self, node):
         src = self.stream_in(node, 0)
@@ -397,7 +405,7 @@ class _Planner:
 
 
 LAYER_OPS = ("conv", "fused_conv", "matmul", "fused_matmul", "gemm", "fused_gemm", "max_pool", "average_pool",
-             "global_max_pool", "global_average_pool", "add", "concat", "relu", "clip", "leaky_relu")
+             "global_max_pool", "global_average_pool", "add", "concat", "relu", "clip", "leaky_relu", "softmax")
 
 
 def layer_ops() -> list[str]:

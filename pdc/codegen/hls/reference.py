@@ -18,6 +18,9 @@ from ...quantize.fixed import Fixed
 from .plan import Design, Layer
 
 TABLE_BITS = 10  # a table activation has 2^min(W, TABLE_BITS) entries
+# softmax: exp(-d) for d = max - x in steps of 2^-EXP_STEP_BITS up to EXP_ENTRIES steps (exp(-16) ~ 1e-7),
+# entries and their sum with E_FRAC fractional bits, the sum's reciprocal with Q_FRAC
+EXP_STEP_BITS, EXP_ENTRIES, E_FRAC, Q_FRAC = 6, 1024, 17, 18
 
 
 def run(design: Design, feeds: dict) -> dict:
@@ -61,6 +64,8 @@ def compute(layer: Layer, xs: list) -> list:
         (a, ta), (b, tb) = zip(xs, (s.type for s in layer.inputs))
         frac = max(ta.frac, tb.frac)
         return [out_t.from_codes((a << (frac - ta.frac)) + (b << (frac - tb.frac)), frac)]
+    if kind == "softmax":
+        return [softmax(xs[0], in_t, out_t, layer.inputs[0].channels)]
     if kind == "concat":
         return [np.concatenate([out_t.from_codes(x, s.type.frac) for x, s in zip(xs, layer.inputs)], axis=1)]
     raise AssertionError(kind)
@@ -83,6 +88,29 @@ def clip_bounds(layer: Layer, t: Fixed) -> tuple[int, int]:
     lo = t.lo if layer.alpha == -math.inf else int(t.from_float(max(layer.alpha, t.values(t.lo))))
     hi = t.hi if layer.beta == math.inf else int(t.from_float(min(layer.beta, t.values(t.hi))))
     return lo, hi
+
+
+def softmax_types(in_t: Fixed, channels: int) -> dict:
+    """The types of a softmax layer's steps (the generated C++ declares the same)."""
+    grow = max(1, math.ceil(math.log2(channels)))
+    return {"d_t": Fixed(in_t.width, in_t.integer, False), "e_t": Fixed(E_FRAC + 1, 1, False),
+            "s_t": Fixed(E_FRAC + 1 + grow, 1 + grow, False), "q_t": Fixed(Q_FRAC + 1, 1, False)}
+
+
+def exp_codes() -> np.ndarray:
+    """e_t codes of exp(-k * 2^-EXP_STEP_BITS), k < EXP_ENTRIES (entry 0 is exactly 1)."""
+    return softmax_types(Fixed(8, 4), 2)["e_t"].from_float(np.exp(-np.ldexp(np.arange(EXP_ENTRIES), -EXP_STEP_BITS)))
+
+
+def softmax(x: np.ndarray, in_t: Fixed, out_t: Fixed, channels: int) -> np.ndarray:
+    """Over axis 1: d = max - x (exact, >= 0); e = the exp table at d's step (at most the last entry);
+    s = the exact sum; q = floor(2^(E_FRAC + Q_FRAC) / s's code), i.e. 1 / s in Q_FRAC bits; y = (Out)(e * q)."""
+    d = x.max(axis=1, keepdims=True) - x
+    shift = in_t.frac - EXP_STEP_BITS
+    step = d >> shift if shift >= 0 else d << -shift
+    e = exp_codes()[np.minimum(step, EXP_ENTRIES - 1)]
+    q = (1 << (E_FRAC + Q_FRAC)) // e.sum(axis=1, keepdims=True)
+    return out_t.from_codes(e * q, E_FRAC + Q_FRAC)
 
 
 def table_index(x: np.ndarray, t: Fixed) -> np.ndarray:

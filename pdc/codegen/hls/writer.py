@@ -203,6 +203,19 @@ void {n}({params}) {{
         return (f"    pdc::pointwise<{cfg}>({self.stream(layer.inputs[0])}, {self.stream(layer.outputs[0])});\n",
                 config, [])
 
+    def _softmax(self, layer: Layer, cfg: str, i: int):
+        src = layer.inputs[0]
+        types = reference.softmax_types(src.type, src.channels)
+        e_t = types["e_t"]
+        table = reference.exp_codes()
+        fn = (f"    static e_t exp_step(unsigned k) {{\n        static const e_t table[{len(table)}] = "
+              f"{array(e_t, table)};\n        return table[k];\n    }}")
+        consts = dict(C=src.channels, P=src.pixels, D_FRAC=src.type.frac, STEP_BITS=reference.EXP_STEP_BITS,
+                      ENTRIES=reference.EXP_ENTRIES, E_FRAC=reference.E_FRAC, Q_FRAC=reference.Q_FRAC,
+                      QW=types["q_t"].width)
+        config = self._cfg(cfg, dict(in_t=src.type, out_t=layer.outputs[0].type, **types), consts, fn)
+        return (f"    pdc::softmax<{cfg}>({self.stream(src)}, {self.stream(layer.outputs[0])});\n", config, [])
+
     def _add(self, layer: Layer, cfg: str, i: int):
         a, b = layer.inputs
         config = self._cfg(cfg, dict(a_t=a.type, b_t=b.type, out_t=layer.outputs[0].type),

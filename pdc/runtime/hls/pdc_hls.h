@@ -153,6 +153,39 @@ template <int W, bool SIGNED, class T> unsigned table_index(const T &x) {
     return (unsigned)(offset >> (W > 10 ? W - 10 : 0));
 }
 
+/* Softmax over each pixel's channels: d = max - x (exact), e = exp(-d) from a table in steps of
+ * 2^-STEP_BITS, s = the exact sum, q = floor(2^(E_FRAC + Q_FRAC) / s's code) = 1 / s, y = (out_t)(e * q). */
+template <class Cfg>
+void softmax(hls::stream<pixel<typename Cfg::in_t, Cfg::C> > &in, hls::stream<pixel<typename Cfg::out_t, Cfg::C> > &out) {
+    for (int p = 0; p < Cfg::P; p++) {
+        const pixel<typename Cfg::in_t, Cfg::C> x = in.read();
+        typename Cfg::in_t m = x.v[0];
+        for (int c = 1; c < Cfg::C; c++)
+            if (x.v[c] > m) m = x.v[c];
+        typename Cfg::e_t e[Cfg::C];
+#pragma HLS ARRAY_PARTITION variable=e complete
+        typename Cfg::s_t s = 0;
+        for (int c = 0; c < Cfg::C; c++) {
+#pragma HLS UNROLL
+            const typename Cfg::d_t d = m - x.v[c];
+            const unsigned long long code = d.bits_to_uint64();
+            unsigned long long k = Cfg::D_FRAC >= Cfg::STEP_BITS ? code >> (Cfg::D_FRAC - Cfg::STEP_BITS)
+                                                                 : code << (Cfg::STEP_BITS - Cfg::D_FRAC);
+            if (k > Cfg::ENTRIES - 1) k = Cfg::ENTRIES - 1;
+            e[c] = Cfg::exp_step((unsigned)k);
+            s += e[c];
+        }
+        typename Cfg::q_t q;
+        q.range(Cfg::QW - 1, 0) = (1ULL << (Cfg::E_FRAC + Cfg::Q_FRAC)) / s.bits_to_uint64();
+        pixel<typename Cfg::out_t, Cfg::C> y;
+        for (int c = 0; c < Cfg::C; c++) {
+#pragma HLS UNROLL
+            y.v[c] = typename Cfg::out_t(e[c] * q);
+        }
+        out.write(y);
+    }
+}
+
 template <class Cfg>
 void add(hls::stream<pixel<typename Cfg::a_t, Cfg::C> > &a, hls::stream<pixel<typename Cfg::b_t, Cfg::C> > &b,
          hls::stream<pixel<typename Cfg::out_t, Cfg::C> > &out) {
