@@ -209,6 +209,12 @@ def cmd_bench(args) -> int:
             print(f"pdc bench: {m['name']} on {m['target']} runs under qemu-hexagon here: wall-clock times are not "
                   f"the DSP's; instructions per run: {count:,}")
             return 0
+        if target.runner_kind == "csim":
+            t = m["fpga"]["estimate"]["total"]
+            print(f"pdc bench: {m['name']} on {m['target']} runs as a C simulation here, which times nothing of the "
+                  f"FPGA; the design's estimate: latency {t['latency_cycles']:,} cycles ({t['latency_ns']:,} ns), a new "
+                  f"input every {t['interval_cycles']:,} cycles (pdc report --target {m['target']}: per layer)")
+            return 0
         if target.runner_kind != "qemu-user":
             raise PdcError(f"{m['target']}: its bundles run under qemu-system-arm here, which times nothing of the "
                            f"device; pdc bench times host targets and counts the instructions of arm64 / armv7 ones")
@@ -316,6 +322,9 @@ def cmd_report(args) -> int:
     from .ir.shapes import parse_shape_option
     from .report import html_report, json_report, make_report, text_report
     shapes = dict(parse_shape_option(s) for s in args.shape or ())
+    from .targets import get_target
+    if args.target and getattr(get_target(args.target), "fixed_point", False):
+        return _fpga_report(args, shapes)
     rep = make_report(args.model, target=args.target, shapes=shapes, threads=args.threads, opt_level=args.opt_level)
     if args.json == "-":
         print(json_report(rep))
@@ -326,6 +335,29 @@ def cmd_report(args) -> int:
             with open(path, "w") as f:
                 f.write(text)
             print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _fpga_report(args, shapes) -> int:
+    """An FPGA design's report: the types and the resource / latency estimate per layer (no arena, no kernels)."""
+    import tempfile
+    from .codegen.hls.estimate import table_of
+    from .compiler import compile_details
+    if args.json not in (None, "-") or args.html:
+        raise PdcError(f"--json FILE / --html: the report of {args.target} prints as text, or as JSON with --json -")
+    with tempfile.TemporaryDirectory(prefix="pdc-report-") as tmp:
+        c = compile_details(args.model, os.path.join(tmp, "b"), target=args.target, shapes=shapes,
+                            opt_level=args.opt_level, build=False)
+    f = c.manifest["fpga"]
+    if args.json == "-":
+        print(json.dumps(f, indent=2))
+        return 0
+    print(f"{c.manifest['name']} on {args.target} ({f['part']}, {f['clock_mhz']:g} MHz): types {f['precision']['how']}")
+    for row in f["precision"]["layers"]:
+        types = ", ".join(f"{k} {row[k]}" for k in ("weight", "bias", "accum") if k in row)
+        print(f"  {row['layer']:<24} {row['kind']:<10} out {row['result']}" + (f"; {types}" if types else ""))
+    print("estimate (pdc/codegen/hls/estimate.py):")
+    print("\n".join(f"  {line}" for line in table_of(f["estimate"])))
     return 0
 
 

@@ -294,3 +294,19 @@ def test_a_per_layer_precision_file(tmp_path):
     f.write_text(json.dumps({"layers": {"fc9": {"weight": "ap_fixed<8,2>"}}}))
     with pytest.raises(PdcError, match=rf"^{f}: no layer 'fc9' \(layers: logits, r0, r1, r2\)$"):
         compile_details(path, str(tmp_path / "p"), target="fpga-hls", precision=str(f), build=False)
+
+
+def test_report_prints_the_types_and_the_estimate():
+    path, _ = _jet()
+    r = subprocess.run([sys.executable, "-m", "pdc", "report", path, "--target", "fpga-hls"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "model on fpga-hls (xcvu13p-flga2577-2-e, 200 MHz): types given"
+    assert lines[2].split() == ["r0", "dense", "out", "ap_fixed<16,6>;", "weight", "ap_fixed<16,6>,", "bias",
+                                "ap_fixed<16,6>,", "accum", "ap_fixed<29,9>"]
+    # 16 x 16-bit products: one DSP each, every multiplication in parallel at reuse factor 1
+    assert lines[-3].split()[:2] == ["total", f"{16 * 64 + 64 * 32 + 32 * 32 + 32 * 5:,}"]
+    j = subprocess.run([sys.executable, "-m", "pdc", "report", path, "--target", "fpga-hls", "--json", "-"],
+                       capture_output=True, text=True)
+    assert json.loads(j.stdout)["estimate"]["total"]["dsp"] == 4256

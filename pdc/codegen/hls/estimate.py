@@ -114,20 +114,24 @@ class Estimate:
         }
 
     def table(self, part: Part) -> list[str]:
-        lines = [f"{'layer':<28} {'kind':<10} {'R':>4} {'DSP':>7} {'BRAM18':>7} {'URAM':>5} {'LUT':>9} {'FF':>9} "
-                 f"{'II':>8} {'latency':>9}"]
-        for e in self.layers:
-            u = e.usage
-            lines.append(f"{e.layer[:28]:<28} {e.kind:<10} {e.reuse:>4} {u.dsp:>7,} {u.bram18:>7,} {u.uram:>5,} "
-                         f"{u.lut:>9,} {u.ff:>9,} {e.interval:>8,} {e.latency:>9,}")
-        t = self.total
-        lines.append(f"{'total':<28} {'':<10} {'':>4} {t.dsp:>7,} {t.bram18:>7,} {t.uram:>5,} {t.lut:>9,} {t.ff:>9,} "
-                     f"{self.interval:>8,} {self.latency:>9,}")
-        lines.append(f"{'available (' + part.name + ')':<44} {part.dsp:>7,} {part.bram18:>7,} {part.uram:>5,} "
-                     f"{part.lut:>9,} {part.ff:>9,}")
-        lines.append(f"latency {self.latency:,} cycles = {self.ns(self.latency):,.1f} ns at {self.clock_mhz:g} MHz; "
-                     f"a new input every {self.interval:,} cycles")
-        return lines
+        return table_of(self.as_dict(part))
+
+
+def table_of(est: dict) -> list[str]:
+    """The estimate (as_dict's form, as manifest.json keeps it) as a table, one line per layer."""
+    lines = [f"{'layer':<28} {'kind':<10} {'R':>4} {'DSP':>7} {'BRAM18':>7} {'URAM':>5} {'LUT':>9} {'FF':>9} "
+             f"{'II':>8} {'latency':>9}"]
+    rows = est["layers"] + [dict(est["total"], layer="total", kind="", reuse="")]
+    for e in rows:
+        lines.append(f"{e['layer'][:28]:<28} {e['kind']:<10} {e['reuse']:>4} {e['dsp']:>7,} {e['bram18']:>7,} "
+                     f"{e['uram']:>5,} {e['lut']:>9,} {e['ff']:>9,} {e['interval_cycles']:>8,} {e['latency_cycles']:>9,}")
+    a = est["available"]
+    lines.append(f"{'available (' + est['part'] + ')':<44} {a['dsp']:>7,} {a['bram18']:>7,} {a['uram']:>5,} "
+                 f"{a['lut']:>9,} {a['ff']:>9,}")
+    t = est["total"]
+    lines.append(f"latency {t['latency_cycles']:,} cycles = {t['latency_ns']:,} ns at {est['clock_mhz']:g} MHz; "
+                 f"a new input every {t['interval_cycles']:,} cycles")
+    return lines
 
 
 def multiplier(a: int, b: int) -> Usage:
