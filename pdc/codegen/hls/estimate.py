@@ -1,7 +1,8 @@
 """Resources and latency of a planned design, from a documented model (no synthesis tool involved).
 
 Per layer with multiplications (conv, dense), M multiplications per output pixel and reuse factor R:
-- multipliers: P = ceil(M / R) work in parallel, each used R times per output pixel;
+- multipliers: P = ceil(Z / R) work in parallel, each used R times per output pixel (Z: the weights that
+  are not zero in their fixed-point type; a zero weight needs no multiplier);
 - DSP: a multiplier whose narrower operand has fewer than 10 bits is built from LUTs (a x b LUTs);
   otherwise it takes ceil(a / 27) * ceil(b / 18) DSP slices (a DSP48's 27 x 18 multiplier, a >= b);
 - weights: with R = 1 they are constants inside the multipliers (no memory); with R > 1 a ROM of R
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .plan import Design, Layer
 
@@ -171,7 +174,7 @@ def layer_estimate(layer: Layer, part: Part) -> LayerEstimate:
         u.ff += 2 * s.channels * s.type.width
     if layer.kind in ("conv", "dense"):
         m = layer.mults_per_step
-        p = math.ceil(m / r)
+        p = math.ceil(int(np.count_nonzero(layer.weight_t.from_float(layer.weights))) / r)  # zeros need none
         mult = multiplier(in_s.type.width, layer.weight_t.width)
         u += Usage(dsp=mult.dsp * p, lut=mult.lut * p + p * layer.acc_t.width, ff=p * layer.acc_t.width)
         if r > 1:
