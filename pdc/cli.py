@@ -594,8 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--precision", metavar="P",
                      help="GPU targets: fp16 or bf16 float tensors (fp32 arithmetic; tensor cores on cuda-*) or fp32 "
                           "(default: fp16 on the Mali presets, fp32 elsewhere; bf16: cuda-sm80+). FPGA targets: the "
-                          "fixed-point type, e.g. 'ap_fixed<16,6>' (the default without --calibration), or a JSON "
-                          "file of per-layer types")
+                          "fixed-point type, e.g. 'ap_fixed<16,6>' (the default without --calibration), a JSON "
+                          "file of per-layer types, or with --calibration auto:AGREEMENT (default auto:0.99: the "
+                          "narrowest types whose top-1 class matches the float model's on that share of samples)")
     cmp.add_argument("--reuse-factor", type=int, metavar="N",
                      help="FPGA targets: multiplications each multiplier does per output (default 1: fully "
                           "parallel; larger: fewer DSPs, longer latency)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -90,7 +91,15 @@ class FpgaTarget(Target):
                          agreement: Optional[float] = None) -> "FpgaTarget":
         if reuse is not None and reuse < 1:
             raise PdcError(f"--reuse-factor {reuse}: must be at least 1")
-        if precision is not None and not os.path.isfile(precision):
+        if precision is not None and precision.startswith("auto"):  # auto[:AGREEMENT]: chosen from calibration
+            m = re.fullmatch(r"auto(?::(0?\.\d+|1(?:\.0*)?))?", precision)
+            if m is None:
+                raise PdcError(f"--precision {precision}: expected auto or auto:AGREEMENT, e.g. auto:0.995 (the share "
+                               f"of calibration samples on which the fixed-point model must agree with the float one)")
+            if calibration is None:
+                raise PdcError(f"--precision {precision} chooses the types from data: add --calibration DATA")
+            precision, agreement = None, float(m.group(1)) if m.group(1) else agreement
+        elif precision is not None and not os.path.isfile(precision):
             from ..quantize.fixed import Fixed
             Fixed.parse(precision)  # a bad type fails before any work
         return dataclasses.replace(self, precision_spec=precision, calibration=calibration, reuse=reuse,

@@ -263,6 +263,9 @@ def test_a_reuse_factor_that_fits_is_suggested(tmp_path):
     (["--target", "fpga-zcu104", "--quantize", "int8", "--calibration", "c.npz"],
      "--quantize: fpga-zcu104 computes in fixed point"),
     (["--target", "fpga-hls", "--threads", "2"], "fpga-hls: --threads does not apply"),
+    (["--target", "fpga-hls", "--precision", "auto"], "--precision auto chooses the types from data: add --calibration"),
+    (["--target", "fpga-hls", "--precision", "auto:2", "--calibration", "c.npz"],
+     "--precision auto:2: expected auto or auto:AGREEMENT"),
 ])
 def test_one_line_errors(tmp_path, args, message):
     path, _ = _jet()
@@ -322,3 +325,18 @@ def test_report_prints_the_types_and_the_estimate():
     j = subprocess.run([sys.executable, "-m", "pdc", "report", path, "--target", "fpga-hls", "--json", "-"],
                        capture_output=True, text=True)
     assert json.loads(j.stdout)["estimate"]["total"]["dsp"] == sum(_nonzero_weights(path))
+
+
+def test_the_agreement_asked_for_sets_the_width(tmp_path):
+    """--precision auto:P: the narrowest width whose reference agrees with float on at least P of the
+    calibration samples; a stricter P never gives a narrower width."""
+    path, data = _jet()
+    cal = data["x_train"][:, None]
+    widths = []
+    for p in (0.9, 0.999):
+        c = compile_details(path, str(tmp_path / str(p)), target="fpga-hls", precision=f"auto:{p}", calibration=cal,
+                            build=False)
+        got = c.manifest["fpga"]["precision"]
+        assert got["how"] == "calibrated" and got["target_agreement"] == p and got["agreement"] >= p
+        widths.append(got["width"])
+    assert widths[0] <= widths[1]

@@ -39,12 +39,14 @@ class Choice:
     width: Optional[int] = None
     agreement: Optional[float] = None  # the chosen width's agreement with float on the calibration samples
     samples: int = 0
+    target: Optional[float] = None  # the agreement asked for
 
 
 def assign(design: Design, graph, precision: Optional[str], calibration, agreement: float = 0.99) -> Choice:
     """Sets every stream's and layer's types (`precision`: a type, a per-layer JSON file, or None)."""
     if calibration is not None and precision is not None:
-        raise PdcError("give either --precision (the types) or --calibration (pdc chooses them), not both")
+        raise PdcError("give either --precision TYPE (the types) or --calibration (pdc chooses them; --precision "
+                       "auto:AGREEMENT sets how closely), not both")
     if calibration is None:
         overrides = {}
         if precision is not None and os.path.isfile(precision):
@@ -165,7 +167,7 @@ def calibrated(design: Design, graph, calibration, agreement: float) -> Choice:
     if score < agreement:
         raise PdcError(f"no width up to {WIDTHS[-1]} bits reaches {agreement:.1%} agreement with the float model on "
                        f"the calibration samples (best {score:.1%}): give the types with --precision")
-    return Choice("calibrated", width, score, len(samples))
+    return Choice("calibrated", width, score, len(samples), agreement)
 
 
 def _calibrated_types(design: Design, largest: dict, width: int) -> None:

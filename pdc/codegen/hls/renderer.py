@@ -34,8 +34,8 @@ class HlsRenderer:
         sample = np.zeros(sum(s.size for s in design.inputs), np.float32)
         data = {k: v.encode() for k, v in files.items()}
         data["tb_in.bin"] = sample.tobytes()
-        how = (f"chosen from {choice.samples} calibration samples: {choice.width} bits "
-               f"({choice.agreement:.1%} agreement with float)" if choice.how == "calibrated" else "given")
+        how = (f"chosen from {choice.samples} calibration samples: {choice.width} bits ({choice.agreement:.1%} "
+               f"agreement with float, {choice.target:.1%} asked)" if choice.how == "calibrated" else "given")
         notes = [f"precision {how}:"] + [f"  {line}" for line in precision.summary(design)]
         notes += ["estimate (pdc's model, see pdc/codegen/hls/estimate.py):"] + \
             [f"  {line}" for line in estimate.table(part)]
@@ -48,7 +48,7 @@ class HlsRenderer:
             "fpga": {
                 "part": part.name, "clock_mhz": t.clock_mhz, "reuse_factor": t.reuse or 1,
                 "precision": {"how": choice.how, "width": choice.width, "agreement": choice.agreement,
-                              "layers": layer_types(design)},
+                              "target_agreement": choice.target, "layers": layer_types(design)},
                 "estimate": estimate.as_dict(part),
             },
         }
