@@ -12,7 +12,7 @@ Per layer with multiplications (conv, dense), M multiplications per output pixel
 - adders: P accumulators of the accumulator's width: that many LUTs and flip-flops each;
 - line buffers (conv, pooling): (KHD - 1) rows of the padded width, C values each: BRAM_18K blocks =
   ceil(bits / 18,432), LUT-RAM under 1,024 bits.
-Softmax: its exp table as memory, one 19 x 18 multiplier per channel, a 40-bit divider (1,600 LUTs and
+Softmax: its two exp tables as memory, two multipliers per channel, a 40-bit divider (1,600 LUTs and
 flip-flops, 40 stages). Streams between layers are FIFOs of depth 2 in registers (2 x pixel bits flip-flops).
 Timing: a layer starts an output pixel every R cycles once the inputs it needs have arrived; its latency
 is max(input pixels, output pixels x R) + a pipeline depth of log2(M) + 3 cycles; the design's initiation
@@ -189,10 +189,11 @@ def layer_estimate(layer: Layer, part: Part) -> LayerEstimate:
         u.lut += c * in_s.type.width * kh * kw // 4  # the window's registers and muxes
     if layer.kind == "activation" and layer.activation == "table":
         u += memory((1 << min(in_s.type.width, 10)) * out.type.width, part)
-    if layer.kind == "softmax":  # the exp table, C adders, one divider, C multipliers (19 x 18 bits)
+    if layer.kind == "softmax":  # two exp tables, 2 C multipliers (18 x 18, 19 x 18 bits), C adders, a divider
         from .reference import EXP_ENTRIES, Q_FRAC
-        u += memory(EXP_ENTRIES * 18, part)
-        u += Usage(dsp=out.channels * multiplier(Q_FRAC + 1, 18).dsp, lut=out.channels * 24 + 40 * 40, ff=40 * 40)
+        u += memory(2 * EXP_ENTRIES * 18, part)
+        mults = multiplier(18, 18).dsp + multiplier(Q_FRAC + 1, 18).dsp
+        u += Usage(dsp=out.channels * mults, lut=out.channels * 24 + 40 * 40, ff=40 * 40)
         depth += 40  # the divider's stages
     if layer.kind in ("add", "concat", "activation", "clone"):
         u.lut += out.channels * out.type.width

@@ -413,6 +413,28 @@ def layer_ops() -> list[str]:
     return sorted({*LAYER_OPS, *TABLE_ACTIVATIONS, *PASS_THROUGH, *FLATTENING} - {"gelu_tanh"})
 
 
+def split_values(node, args: list) -> dict:
+    """The float values of the streams `epilogue` adds inside a fused node (named as it names them), from
+    the node's inputs: what calibration needs to type them."""
+    act, residual = node.attrs.get("activation", "none"), node.attrs.get("residual", "none")
+    if node.op not in ("fused_conv", "fused_gemm", "fused_matmul") or (
+            residual == "none" and act in COMPUTED_ACTIVATIONS):
+        return {}
+    from ...ir.interpreter import run_node
+    from ...ir.ops.fused_conv import apply_activation
+    from ...ir.graph import Node
+    attrs = {k: v for k, v in node.attrs.items() if not k.startswith("activation")}
+    attrs.update(activation="none", residual="none")
+    linear = run_node(Node(node.op, node.inputs[:3], node.outputs, attrs), args[:3])[0]
+    name = node.outputs[0].name
+    out = {f"{name}_linear": linear}
+    if residual == "before_activation" and act != "none":
+        out[f"{name}_sum"] = linear + args[3]
+    elif residual == "after_activation":
+        out[f"{name}_act"] = apply_activation(linear, node.attrs)
+    return out
+
+
 def _table_function(name: str, alpha, beta) -> Callable:
     if name == "hard_sigmoid":
         a, b = (0.2 if alpha is None else alpha), (0.5 if beta is None else beta)

@@ -4,8 +4,8 @@ Given (`--precision ap_fixed<16,6>`): every stream, weight and bias has that typ
 Chosen (`--calibration data.npz`): each stream's integer bits cover the largest magnitude it takes over
 the calibration samples, each layer's weights and bias cover theirs, and one width W for all of them
 is the smallest of WIDTHS whose fixed-point reference agrees with the float model on the calibration
-samples (the same top-1 class on at least `agreement` of them; for a model that does not classify,
-outputs within 1 % of their range). Streams round to nearest and saturate (AP_RND, AP_SAT).
+samples (the same top-1 class on at least `agreement` of them for an output of class scores [1, C], every
+element within 1 % of the output's range for any other output). Streams round to nearest and saturate (AP_RND, AP_SAT).
 
 Either way the accumulators are exact: their fractional bits are the product's (input + weight), their
 integer bits hold the largest sum the input type's range and the weights allow; so each layer rounds
@@ -24,7 +24,7 @@ import numpy as np
 from ...ir.errors import PdcError
 from ...quantize.fixed import MAX_BITS, Fixed, integer_bits
 from . import reference
-from .plan import Design
+from .plan import Design, split_values
 
 WIDTHS = (6, 8, 10, 12, 14, 16, 18, 20, 24)
 DEFAULT = "ap_fixed<16,6>"  # hls4ml's default precision
@@ -135,15 +135,22 @@ def ranges(graph, samples: list) -> dict:
     """Value name -> the largest magnitude it takes over the samples (the float model, run by the interpreter)."""
     from ...ir.interpreter import run_node
     largest: dict = {}
+
+    def see(name, a):
+        a = np.asarray(a)
+        largest[name] = max(largest.get(name, 0.0), float(np.max(np.abs(a))) if a.size else 0.0)
     for feeds in samples:
         env = {v: np.asarray(feeds[v.name]) for v in graph.inputs}
         env.update({c: c.data for c in graph.constants})
+        for v in graph.inputs:
+            see(v.name, env[v])
         for node in graph.nodes:
-            for v, r in zip(node.outputs, run_node(node, [None if v is None else env[v] for v in node.inputs])):
+            args = [None if v is None else env[v] for v in node.inputs]
+            for v, r in zip(node.outputs, run_node(node, args)):
                 env[v] = r
-        for v, a in env.items():
-            if not v.is_const:
-                largest[v.name] = max(largest.get(v.name, 0.0), float(np.max(np.abs(a))) if a.size else 0.0)
+                see(v.name, r)
+            for name, a in split_values(node, args).items():
+                see(name, a)
     return largest
 
 
@@ -190,9 +197,10 @@ def _agreement(got: dict, want: dict) -> float:
     output is a vector of scores, else every element within 1 % of the output's range)."""
     ok = None
     for name, w in want.items():
+        scores = w.ndim == 2 and w.shape[1] > 1  # [N, C]: a vector of class scores per sample
         g = got[name].reshape(w.shape[0], -1)
         w = w.reshape(w.shape[0], -1)
-        if w.shape[1] > 1:
+        if scores:
             same = g.argmax(axis=1) == w.argmax(axis=1)
         else:
             span = max(float(w.max() - w.min()), 1e-12)

@@ -18,9 +18,10 @@ from ...quantize.fixed import Fixed
 from .plan import Design, Layer
 
 TABLE_BITS = 10  # a table activation has 2^min(W, TABLE_BITS) entries
-# softmax: exp(-d) for d = max - x in steps of 2^-EXP_STEP_BITS up to EXP_ENTRIES steps (exp(-16) ~ 1e-7),
-# entries and their sum with E_FRAC fractional bits, the sum's reciprocal with Q_FRAC
-EXP_STEP_BITS, EXP_ENTRIES, E_FRAC, Q_FRAC = 6, 1024, 17, 18
+# softmax: exp(-d) for d = max - x >= 0 in steps of 2^-EXP_STEP_BITS up to 16, as the product of two tables
+# of EXP_ENTRIES entries (the step's high and low halves); entries, products and their sum with E_FRAC
+# fractional bits, the sum's reciprocal with Q_FRAC
+EXP_STEP_BITS, EXP_ENTRIES, E_FRAC, Q_FRAC = 12, 256, 17, 18
 
 
 def run(design: Design, feeds: dict) -> dict:
@@ -93,22 +94,29 @@ def clip_bounds(layer: Layer, t: Fixed) -> tuple[int, int]:
 def softmax_types(in_t: Fixed, channels: int) -> dict:
     """The types of a softmax layer's steps (the generated C++ declares the same)."""
     grow = max(1, math.ceil(math.log2(channels)))
-    return {"d_t": Fixed(in_t.width, in_t.integer, False), "e_t": Fixed(E_FRAC + 1, 1, False),
+    return {"d_t": Fixed(in_t.width, in_t.integer, False), "e_t": Fixed(E_FRAC + 1, 1, False, "AP_RND"),
             "s_t": Fixed(E_FRAC + 1 + grow, 1 + grow, False), "q_t": Fixed(Q_FRAC + 1, 1, False)}
 
 
-def exp_codes() -> np.ndarray:
-    """e_t codes of exp(-k * 2^-EXP_STEP_BITS), k < EXP_ENTRIES (entry 0 is exactly 1)."""
-    return softmax_types(Fixed(8, 4), 2)["e_t"].from_float(np.exp(-np.ldexp(np.arange(EXP_ENTRIES), -EXP_STEP_BITS)))
+def exp_tables() -> tuple[np.ndarray, np.ndarray]:
+    """e_t codes of exp(-i * 2^(8 - EXP_STEP_BITS)) and of exp(-j * 2^-EXP_STEP_BITS), i, j < EXP_ENTRIES: for a
+    step k = 256 i + j, exp(-k 2^-EXP_STEP_BITS) is their product (entry 0 of both is exactly 1)."""
+    e_t = softmax_types(Fixed(8, 4), 2)["e_t"]
+    k = np.arange(EXP_ENTRIES)
+    return (e_t.from_float(np.exp(-np.ldexp(k * EXP_ENTRIES, -EXP_STEP_BITS))),
+            e_t.from_float(np.exp(-np.ldexp(k, -EXP_STEP_BITS))))
 
 
 def softmax(x: np.ndarray, in_t: Fixed, out_t: Fixed, channels: int) -> np.ndarray:
-    """Over axis 1: d = max - x (exact, >= 0); e = the exp table at d's step (at most the last entry);
-    s = the exact sum; q = floor(2^(E_FRAC + Q_FRAC) / s's code), i.e. 1 / s in Q_FRAC bits; y = (Out)(e * q)."""
+    """Over axis 1: d = max - x (exact, >= 0); its step k (at most the last); e = (e_t)(high[k / 256] *
+    low[k % 256]); s = the exact sum; q = floor(2^(E_FRAC + Q_FRAC) / s's code), i.e. 1 / s in Q_FRAC
+    bits; y = (Out)(e * q)."""
     d = x.max(axis=1, keepdims=True) - x
     shift = in_t.frac - EXP_STEP_BITS
-    step = d >> shift if shift >= 0 else d << -shift
-    e = exp_codes()[np.minimum(step, EXP_ENTRIES - 1)]
+    k = np.minimum(d >> shift if shift >= 0 else d << -shift, EXP_ENTRIES * EXP_ENTRIES - 1)
+    high, low = exp_tables()
+    e_t = softmax_types(in_t, channels)["e_t"]
+    e = e_t.from_codes(high[k >> 8] * low[k & (EXP_ENTRIES - 1)], 2 * E_FRAC)
     q = (1 << (E_FRAC + Q_FRAC)) // e.sum(axis=1, keepdims=True)
     return out_t.from_codes(e * q, E_FRAC + Q_FRAC)
 

@@ -207,9 +207,9 @@ void {n}({params}) {{
         src = layer.inputs[0]
         types = reference.softmax_types(src.type, src.channels)
         e_t = types["e_t"]
-        table = reference.exp_codes()
-        fn = (f"    static e_t exp_step(unsigned k) {{\n        static const e_t table[{len(table)}] = "
-              f"{array(e_t, table)};\n        return table[k];\n    }}")
+        fn = "\n".join(f"    static e_t exp_{part}(unsigned k) {{\n        static const e_t table[{len(t)}] = "
+                       f"{array(e_t, t)};\n        return table[k];\n    }}"
+                       for part, t in zip(("high", "low"), reference.exp_tables()))
         consts = dict(C=src.channels, P=src.pixels, D_FRAC=src.type.frac, STEP_BITS=reference.EXP_STEP_BITS,
                       ENTRIES=reference.EXP_ENTRIES, E_FRAC=reference.E_FRAC, Q_FRAC=reference.Q_FRAC,
                       QW=types["q_t"].width)

@@ -153,8 +153,9 @@ template <int W, bool SIGNED, class T> unsigned table_index(const T &x) {
     return (unsigned)(offset >> (W > 10 ? W - 10 : 0));
 }
 
-/* Softmax over each pixel's channels: d = max - x (exact), e = exp(-d) from a table in steps of
- * 2^-STEP_BITS, s = the exact sum, q = floor(2^(E_FRAC + Q_FRAC) / s's code) = 1 / s, y = (out_t)(e * q). */
+/* Softmax over each pixel's channels: d = max - x (exact); its step k in units of 2^-STEP_BITS (at most
+ * ENTRIES^2 - 1); e = exp(-d) = (e_t)(exp_high(k / ENTRIES) * exp_low(k % ENTRIES)); s = the exact sum;
+ * q = floor(2^(E_FRAC + Q_FRAC) / s's code) = 1 / s; y = (out_t)(e * q). */
 template <class Cfg>
 void softmax(hls::stream<pixel<typename Cfg::in_t, Cfg::C> > &in, hls::stream<pixel<typename Cfg::out_t, Cfg::C> > &out) {
     for (int p = 0; p < Cfg::P; p++) {
@@ -171,8 +172,8 @@ void softmax(hls::stream<pixel<typename Cfg::in_t, Cfg::C> > &in, hls::stream<pi
             const unsigned long long code = d.bits_to_uint64();
             unsigned long long k = Cfg::D_FRAC >= Cfg::STEP_BITS ? code >> (Cfg::D_FRAC - Cfg::STEP_BITS)
                                                                  : code << (Cfg::STEP_BITS - Cfg::D_FRAC);
-            if (k > Cfg::ENTRIES - 1) k = Cfg::ENTRIES - 1;
-            e[c] = Cfg::exp_step((unsigned)k);
+            if (k > Cfg::ENTRIES * Cfg::ENTRIES - 1) k = Cfg::ENTRIES * Cfg::ENTRIES - 1;
+            e[c] = typename Cfg::e_t(Cfg::exp_high((unsigned)(k / Cfg::ENTRIES)) * Cfg::exp_low((unsigned)(k % Cfg::ENTRIES)));
             s += e[c];
         }
         typename Cfg::q_t q;
