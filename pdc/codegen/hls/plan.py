@@ -9,7 +9,7 @@ layer first (a stream has one reader).
 Layers: conv (2-D, any stride, dilation, padding and groups, through line buffers), dense, max_pool /
 avg_pool (2-D windows, global pooling included), add, concat (channels), activation (relu, clip and
 leaky_relu computed; every other pointwise function through a lookup table), softmax (over each
-pixel's channels: an exp table and one exact reciprocal) and clone.
+pixel's channels: exp from two tables and one exact reciprocal) and clone.
 Anything else is refused naming the node.
 """
 from __future__ import annotations
