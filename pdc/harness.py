@@ -83,14 +83,20 @@ def build_harness(folder: str, cc: str, cflags: list[str], out: str = "harness",
 
 def run_harness(exe: list[str], folder: str, manifest: dict, feeds: dict, env=None, timeout=600) -> dict:
     """Runs a built harness (exe may be prefixed by an emulator) and reads its outputs."""
+    return run_harness_samples(exe, folder, manifest, [feeds], env, timeout)[0]
+
+
+def run_harness_samples(exe: list[str], folder: str, manifest: dict, samples: list[dict], env=None, timeout=600,
+                        what: str = "the harness") -> list[dict]:
+    """Runs a harness that takes several samples in one input file once; the outputs of each sample."""
     with tempfile.TemporaryDirectory() as tmp:
         fin, fout = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
-        write_inputs(fin, manifest, [feeds])
+        write_inputs(fin, manifest, samples)
         r = subprocess.run([*exe, fin, fout], cwd=folder, capture_output=True, text=True, env=env, timeout=timeout)
         if r.returncode != 0:
-            raise PdcError(f"the harness failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
+            raise PdcError(f"{what} failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
         data = open(fout, "rb").read()
-    return read_outputs(data, manifest, 1, exe[-1])[0]
+    return read_outputs(data, manifest, len(samples), exe[-1])
 
 
 def spec_bytes(spec: dict) -> int:

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Optional
 
@@ -148,21 +147,14 @@ class FpgaTarget(Target):
 
 def run_samples(folder: str, manifest: dict, samples: list[dict], timeout: float = 3600) -> list[dict]:
     """Runs the bundle's C simulation once over several samples; the outputs of each."""
-    from ..harness import read_outputs, write_inputs
+    from ..harness import run_harness_samples
     exe = os.path.join(folder, manifest["runner"]["executable"])
     if not os.path.exists(exe):
         raise PdcError(f"{folder}: {manifest['runner']['executable']} is missing (rebuild with pdc compile)")
-    with tempfile.TemporaryDirectory() as tmp:
-        fin, fout = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
-        write_inputs(fin, manifest, samples)
-        try:
-            r = subprocess.run([exe, fin, fout], cwd=folder, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise PdcError(f"{exe} did not finish within {timeout:.0f} s") from None
-        if r.returncode != 0:
-            raise PdcError(f"the C simulation failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-600:]}")
-        with open(fout, "rb") as f:
-            return read_outputs(f.read(), manifest, len(samples), exe)
+    try:
+        return run_harness_samples([exe], folder, manifest, samples, timeout=timeout, what="the C simulation")
+    except subprocess.TimeoutExpired:
+        raise PdcError(f"{exe} did not finish within {timeout:.0f} s") from None
 
 
 FPGA = (

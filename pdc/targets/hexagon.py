@@ -363,7 +363,7 @@ def run_samples(folder: str, manifest: dict, samples: list[dict], timeout: float
                 counting: bool = False) -> list[dict]:
     """Runs a Hexagon bundle's harness once under qemu-hexagon over several input samples; the outputs
     of each. counting: also the guest instructions executed (qemu's TCG plugin), as the last item."""
-    from ..harness import read_outputs, write_inputs
+    from ..harness import run_harness_samples
     runner = manifest["runner"]
     if runner.get("cpu") not in QEMU_VERSIONS:
         raise PdcError(f"{folder}: built for Hexagon {runner.get('cpu')}; qemu-hexagon emulates CPU versions up to "
@@ -374,22 +374,16 @@ def run_samples(folder: str, manifest: dict, samples: list[dict], timeout: float
     if not os.path.exists(exe):
         raise PdcError(f"{folder}: {runner['executable']} is missing (rebuild with pdc compile)")
     with tempfile.TemporaryDirectory() as tmp:
-        fin, fout, log = (os.path.join(tmp, f) for f in ("in.bin", "out.bin", "icount.log"))
-        write_inputs(fin, manifest, samples)
-        cmd = [qemu, exe, fin, fout]
+        log = os.path.join(tmp, "icount.log")
+        prefix = [qemu]
         if counting:
             from .arm import icount_plugin
-            cmd = [qemu, "-plugin", icount_plugin(), "-d", "plugin", "-D", log, exe, fin, fout]
+            prefix = [qemu, "-plugin", icount_plugin(), "-d", "plugin", "-D", log]
         try:
-            r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=timeout)
+            results = run_harness_samples([*prefix, exe], folder, manifest, samples, timeout=timeout,
+                                          what=f"{runner['executable']} under qemu-hexagon")
         except subprocess.TimeoutExpired:
             raise PdcError(f"{runner['executable']} did not finish within {timeout:.0f} s under qemu-hexagon") from None
-        if r.returncode != 0:
-            raise PdcError(f"{runner['executable']} failed under qemu-hexagon (exit {r.returncode}): "
-                           f"{(r.stderr or r.stdout).strip()[-1000:]}")
-        with open(fout, "rb") as f:
-            data = f.read()
-        results = read_outputs(data, manifest, len(samples), runner["executable"])
         if counting:
             from .arm import parse_icount
             with open(log) as f:

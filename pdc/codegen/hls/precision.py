@@ -131,16 +131,18 @@ def _accumulator(layer) -> Fixed:
 
 
 # ---- chosen from calibration ------------------------------------------------------------------------
-def ranges(graph, samples: list) -> dict:
-    """Value name -> the largest magnitude it takes over the samples (the float model, run by the interpreter)."""
-    from ...ir.interpreter import run_node
+def float_run(graph, samples: list) -> tuple[dict, dict]:
+    """The float model over the samples, run once by the interpreter: (value name -> the largest magnitude
+    it takes, the streams inside fused nodes included; graph output name -> its values stacked per sample)."""
+    from ...ir.interpreter import check_feeds, run_node
     largest: dict = {}
+    outputs: dict = {v.name: [] for v in graph.outputs}
 
     def see(name, a):
         a = np.asarray(a)
         largest[name] = max(largest.get(name, 0.0), float(np.max(np.abs(a))) if a.size else 0.0)
     for feeds in samples:
-        env = {v: np.asarray(feeds[v.name]) for v in graph.inputs}
+        env = check_feeds(graph, feeds)
         env.update({c: c.data for c in graph.constants})
         for v in graph.inputs:
             see(v.name, env[v])
@@ -151,17 +153,16 @@ def ranges(graph, samples: list) -> dict:
                 see(v.name, r)
             for name, a in split_values(node, args).items():
                 see(name, a)
-    return largest
+        for v in graph.outputs:
+            outputs[v.name].append(env[v])
+    return largest, {name: np.concatenate(values) for name, values in outputs.items()}
 
 
 def calibrated(design: Design, graph, calibration, agreement: float) -> Choice:
     from ...quantize import load_calibration
     samples = load_calibration(calibration, graph)[:SEARCH_SAMPLES]
-    largest = ranges(graph, samples)
+    largest, want = float_run(graph, samples)
     feeds = {v.name: np.stack([s[v.name] for s in samples]) for v in graph.inputs}
-    from ...ir.interpreter import run_graph
-    want = [run_graph(graph, s) for s in samples]
-    want = {v.name: np.concatenate([w[v.name] for w in want]) for v in graph.outputs}
     best = None
     for width in WIDTHS:
         _calibrated_types(design, largest, width)
