@@ -1,15 +1,16 @@
-"""x86 convolution paths: fp32 convs with constant weights on AVX-512, where the GEMM reads the
-input without an im2col copy. The path is chosen per layer from its static shape (C helpers in
+"""x86 convolution paths: fp32 convs with constant weights on AVX-512 and AVX2, where the GEMM
+reads the input without an im2col copy. The path is chosen per layer from its static shape (C helpers in
 conv_c.py; the shared GEMM driver and microkernels: dense_core.py, gemm.py):
 
 - depthwise layers: the portable depthwise kernels first (dense_depthwise.py), as everywhere;
-- small outputs (at most 16 columns, the 7x7 / 14x14 late layers): the GEMM runs transposed,
+- small outputs (at most 16 columns, the 7x7 / 14x14 late layers), AVX-512: the GEMM runs transposed,
   one output row of pixels broadcast against vectors of output channels, stored transposed;
 - pointwise, stride 1: the indirect microkernel reads the NCHW input in place (koff = k * HW);
 - 1-D / 2-D: zero-padded, phase-split bands of input rows, so that every tap is a contiguous run
   read by the indirect microkernel (no im2col).
-A layer none of them takes (3-D, runtime weights, AVX2 targets, the paths' own limits) is left to
-the portable generator (dense_conv.py: im2col).
+Register tiles are the ISA's: 24 zmm accumulators on AVX-512, 12 ymm on AVX2 (16 registers in all).
+A layer none of them takes (3-D, runtime weights, the paths' own limits) is left to the portable
+generator (dense_conv.py: im2col).
 """
 from __future__ import annotations
 
@@ -23,19 +24,22 @@ from .. import kernel
 from ..conv_geometry import ConvGeom
 from ..dense_conv import conv_setup, depthwise
 from ..dense_conv_c import copy_helpers
-from ..dense_core import (PARALLEL_MIN_MACS, add_weight, bias_ptr, c_float, choose_split,
-                          choose_tile, core, pack_a_panels, pack_b_panels, panel_vectors, render_job, ukernel,
-                          uses_all)
+from ..dense_core import (PARALLEL_MIN_MACS, add_weight, bias_ptr, c_float, choose_split, choose_tile, core,
+                          isa_of, lanes, pack_a_panels, pack_b_panels, panel_vectors, render_job, ukernel, uses_all)
 from ..epilogue import Epilogue, render_post
 from ..paths import declare, forced, mark, take
 from .conv_c import IC_BUF_FLOATS, ICONV_TILE_FLOATS, PWCONV_C, TCONV_C, TCONV_S1X1_C, iconv_helpers
 
 declare("conv", "transposed", "pointwise", "band")
 
+# The register tiles (MR, NV) a band may take: the accumulators the ISA's registers hold beside one
+# broadcast and NV loaded vectors (KERNELS.md §1 for AVX-512's; AVX2 has 16 ymm registers)
+TILES = {"avx512": ((8, 3), (12, 2), (6, 4)), "avx2": ((6, 2), (4, 3), (3, 4))}
+
 
 @kernel("conv", "fused_conv", family="x86")
 def conv(ctx: KernelContext) -> Optional[str]:
-    if ctx.config.simd != "avx512" or ctx.outputs[0].dtype.short != "f32" or ctx.const(1) is None:
+    if ctx.config.simd not in TILES or ctx.outputs[0].dtype.short != "f32" or ctx.const(1) is None:
         return None
     setup = conv_setup(ctx)
     if setup is None:
@@ -44,10 +48,27 @@ def conv(ctx: KernelContext) -> Optional[str]:
     body = (depthwise(ctx, g, epi) or mark("conv", "transposed", _tconv_f32(ctx, g, epi))
             or mark("conv", "pointwise", _pwconv_f32(ctx, g, epi)))
     if body is None:
-        plan = _iconv_plan(ctx, g) if take("conv", "band") else None
+        plan = _iconv_plan(ctx, g) if take("conv", "band", _avx2_takes(ctx, g, "band")) else None
         if plan is not None:
             body = mark("conv", "band", _iconv_f32(ctx, g, epi, plan))
     return uses_all(ctx, body) if body is not None else None
+
+
+# Where AVX2's thinner tiles beat im2col, from per-kernel profiles of lenet, squeezenet1_1,
+# mobilenet_v2 and resnet18 on one thread (an AMD EPYC without AVX-512): the band path wins on
+# outputs from 10x10 to 28x28 (lenet's 10x10: 2x, resnet18's 28x28 and 14x14: 25%) and loses on 55x55
+# (by 40%: its unaligned tap rows cross cache lines) and on 7x7 (by 40%); reading a 1x1 conv in place
+# wins up to 56x56 with short reductions and loses on 512 -> 1000 at 13x13. The transposed path
+# stays AVX-512's: with 16 registers its OW x 8 tile ran 2-3x slower than im2col.
+AVX2_LIMITS = {"band": dict(pixels=(64, 1024), reduction=1 << 30), "pointwise": dict(pixels=(1, 4096), reduction=384)}
+
+
+def _avx2_takes(ctx: KernelContext, g: ConvGeom, path: str) -> bool:
+    if isa_of(ctx) == "avx512":
+        return True
+    limit = AVX2_LIMITS[path]
+    low, high = limit["pixels"]
+    return low <= g.p_out <= high and g.k <= limit["reduction"]
 
 
 def _iconv_plan(ctx: KernelContext, g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
@@ -91,8 +112,8 @@ def _iconv_plan(ctx: KernelContext, g: ConvGeom, whole: bool = False, cg: int = 
         for b in fits:
             nb = -(-OH // b)
             last = OH - (nb - 1) * b
-            for mr, nv in ((8, 3), (12, 2), (6, 4)):
-                nr = 16 * nv
+            for mr, nv in TILES[isa_of(ctx)]:
+                nr = lanes(isa_of(ctx)) * nv
                 cols = lambda rows: -(-((rows - 1) * wq + OW) // nr) * nr  # noqa: E731
                 work = -(-g.mg // mr) * mr * ((nb - 1) * cols(b) + cols(last))
                 cost = work * (-(-nb // 2) * 2 / nb if nb > 1 else 1.0)
@@ -120,7 +141,7 @@ def _koff(g: ConvGeom, plan: dict) -> np.ndarray:
 
 def _iconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue, plan: dict) -> str:
     mr, nv = plan["tile"]
-    nr = 16 * nv
+    nr = lanes(isa_of(ctx)) * nv
     ukr = ukernel(ctx, mr, nv, indirect=True)
     copy_helpers(ctx)
     iconv_helpers(ctx)
@@ -161,10 +182,10 @@ TCONV_TMP_FLOATS = 131072  # the pixels x channels result, in the kernel's scrat
 
 
 def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
-    """The transposed GEMM for small outputs (OW <= 16), or None when it does not apply."""
+    """The transposed GEMM for small outputs (OW <= 16) on AVX-512, or None where it does not apply."""
     _, OH, OW = g.out_sp
     w = ctx.const(1)
-    if (w is None or g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or OW > 16
+    if (w is None or isa_of(ctx) != "avx512" or g.in_sp[0] != 1 or g.kernel[0] != 1 or g.out_sp[0] != 1 or OW > 16
             or g.n * g.group * g.p_out * g.mg > TCONV_TMP_FLOATS or ctx.config.a_scratch_floats // g.p_out < g.taps):
         return None
     if not take("conv", "transposed", OW >= 4 and g.mg >= 32):
@@ -243,10 +264,11 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
 def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     """Pointwise conv reading the input in place (see PWCONV_C), or None."""
     w = ctx.const(1)
-    if w is None or not g.pointwise or not take("conv", "pointwise", g.k <= 640 and g.p_out >= 16):
+    if w is None or not g.pointwise or not take("conv", "pointwise", g.k <= 640 and g.p_out >= 16
+                                                                 and _avx2_takes(ctx, g, "pointwise")):
         return None
-    mr, nv = choose_tile("avx512", g.mg, g.p_out)
-    nr = 16 * nv
+    mr, nv = choose_tile(isa_of(ctx), g.mg, g.p_out)
+    nr = lanes(isa_of(ctx)) * nv
     if g.k * nr > 640 * 64 or g.k * g.p_in >= 2 ** 31:  # the tail buffer; int32 offsets
         return None
     ukr = ukernel(ctx, mr, nv, indirect=True)

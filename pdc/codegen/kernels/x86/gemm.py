@@ -115,11 +115,8 @@ AVX2 = _Width("y", "defined(__AVX2__) && defined(__FMA__)", "__m256", "_mm256", 
 
 @implements("dense_ukr", family="x86")
 def ukernel(ctx, mr: int, nv: int, indirect: bool) -> tuple[str, str]:
-    """(name, C) of the MR x NV-vector microkernel: AVX-512 on a 512-bit target (the only ISA with
-    indirect kernels: B row k read at b + koff[k], unaligned, for the padded-band convolution),
-    else AVX2."""
-    if ctx.config.simd != "avx512":
-        assert not indirect, "indirect microkernels are AVX-512 only"
+    """(name, C) of the MR x NV-vector microkernel: AVX-512 on a 512-bit target, else AVX2. An
+    indirect kernel reads B row k at b + koff[k], unaligned (the convolutions of x86/conv.py)."""
     return _ukr(AVX512 if ctx.config.simd == "avx512" else AVX2, mr, nv, indirect)
 
 
