@@ -34,6 +34,17 @@ def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int
     return {k: np.array(v) for k, v in samples.items()}
 
 
+def fastest_median(run: Callable[[], object], blocks: int = 10, block_seconds: float = 0.1) -> float:
+    """The lowest of `blocks` medians of `run`'s seconds, each over about `block_seconds` of calls
+    (at least 10). Other work on the machine, and the slow spells of a virtual machine (here: the
+    same call at 1.5-2.5x its time for up to half a second at a stretch), only ever slow a block
+    down: the fastest block is the machine's own figure."""
+    t0 = time.perf_counter()
+    run()
+    runs = int(min(5000, max(10, block_seconds / max(time.perf_counter() - t0, 1e-7))))
+    return min(float(np.median(interleaved({"run": run}, runs, 2)["run"])) for _ in range(blocks))
+
+
 def summary(seconds: np.ndarray) -> dict:
     """Milliseconds: the percentiles, the fastest run and the mean."""
     ms = seconds * 1e3

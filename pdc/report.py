@@ -395,7 +395,7 @@ def measure_calibration(threads: int, runs: int = 30, repeats: int = 9) -> Calib
     import numpy as np
 
     import pdc
-    from .bench import interleaved, profile
+    from .bench import fastest_median, profile
     heavy, light, macs, add_bytes = calibration_models()
     times = {}
     for model in (heavy, light):
@@ -406,8 +406,7 @@ def measure_calibration(threads: int, runs: int = 30, repeats: int = 9) -> Calib
         for k, r in enumerate(profiles[0]):
             times.setdefault(r["op"], []).append(min(p[k]["us"] for p in profiles) * 1e-6)
         if model is light:  # a run besides its kernels: ctypes, argument checks, output arrays
-            run = float(np.median(interleaved({"pdc": lambda: module.run(feeds)}, runs, 5)["pdc"]))
-            run_s = max(run - sum(times["tanh"]), 0.0)
+            run_s = max(fastest_median(lambda: module.run(feeds), block_seconds=0.05) - sum(times["tanh"]), 0.0)
     return Calibration(mac_per_s=macs / times["conv"][0], bytes_per_s=add_bytes / times["add"][0],
                        kernel_s=float(np.median(times["tanh"])), run_s=run_s)
 

@@ -23,7 +23,7 @@ THREADS = min(os.cpu_count() or 1, 2)
 def test_estimated_x86_latency_is_within_35_percent_of_the_measured_median(zoo):
     from pdc.report import calibrate
     calibration = vars(calibrate(THREADS, refresh=True))  # this machine, now
-    rows = [(name, *estimate_and_measure(zoo(name), THREADS, 40, calibration, tries=3)) for name in MODELS]
+    rows = [(name, *estimate_and_measure(zoo(name), THREADS, calibration, tries=3)) for name in MODELS]
     table = "\n".join(f"{n:<22}{e:>10.3f} ms est {m:>10.3f} ms measured  ratio {e / m:.2f}" for n, e, m in rows)
     print(f"\nx86, {THREADS} threads, calibration {calibration}\n{table}")
     outside = [n for n, e, m in rows if not within(e, m)]

@@ -4,7 +4,9 @@ mask (computed at compile time) whose input lies inside the plane, so padding co
 Stride-1 "same-width" convs run on the plane as one flat array; stride-2 ones first split each
 plane into its four parity phases, which makes them flat too; other strides and widths run row by
 row. The loop over a plane is a native piece (native.py): x86/conv_c.py's AVX-512 form makes each
-tap one masked load (two and a permute for stride 2 in the row kernel); elsewhere plain C.
+tap one masked load (two and a permute for stride 2 in the row kernel), its AVX2 form takes a block
+as two vectors of 8 with the mask's bytes (plain loads where every tap keeps every lane); elsewhere
+plain C.
 """
 from __future__ import annotations
 

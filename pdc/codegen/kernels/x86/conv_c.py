@@ -1,5 +1,6 @@
 """x86 C of the convolution kernels: the AVX-512 forms of the portable row helpers
-(dense_conv_c.py) and of the depthwise kernels' inner loops (dense_depthwise.py), and the C of the
+(dense_conv_c.py), the AVX-512 and AVX2 forms of the depthwise kernels' inner loops
+(dense_depthwise.py), and the C of the
 AVX-512 convolution paths (conv.py): the padded-band driver, the packers of the small-image
 (transposed) path and the in-place pointwise driver. They use the types of dense_core.
 """
@@ -354,8 +355,50 @@ def dw_rows(taps_h: int, taps_w: int, sw: int) -> str:
     L.append("                _mm512_mask_storeu_ps(y + o, m, a0);")
     L.append("            }")
     L.append("        }")
+    L += _dw_rows_avx2(taps_h, taps_w, sw)
     L += ["#else", "@plain", "#endif"]
     return "\n".join(L) + "\n"
+
+
+def _dw_rows_avx2(taps_h: int, taps_w: int, sw: int) -> list[str]:
+    """The row kernel's AVX2 form: each 16-column block as two vectors of 8, a tap's load masked by
+    its byte of the block's mask (stride 2: two loads of 8 columns, their even lanes kept)."""
+    taps = taps_h * taps_w
+    L = ["#elif defined(__AVX2__) && defined(__FMA__)",
+         "        " + " ".join(f"const __m256 w{t} = _mm256_set1_ps(w[{t}]);" for t in range(taps)),
+         "        const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);",
+         "        for (int64_t oh = 0; oh < OH; oh++) {",
+         "            for (int64_t blk = 0; blk < nblk; blk++) {",
+         f"                const uint32_t *mk = masks + blk * {taps_w};",
+         "                for (int half = 0; half < 2; half++) {",
+         "                    const int64_t c0 = blk * 16 + half * 8;",
+         "                    if (c0 >= OW) break;",
+         f"                    const int64_t base = c0 * {sw} - pw;",
+         "                    __m256 a0 = vb, a1 = _mm256_setzero_ps();"]
+    for kh in range(taps_h):
+        L.append(f"                    {{ const int64_t ih = oh * sh - ph + {kh} * dh;")
+        L.append("                      if (ih >= 0 && ih < H) { const float *r = x + ih * W + base;")
+        for kw in range(taps_w):
+            t = kh * taps_w + kw
+            if sw == 1:
+                v = f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (8 * half)))"
+            else:  # 16 input columns: lanes 16*half.. of the 32-lane mask, the even ones kept
+                lo_ = f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (16 * half)))"
+                hi_ = f"_mm256_maskload_ps(r + {kw} * dw + 8, pdc_bits8(mk[{kw}] >> (16 * half + 8)))"
+                v = (f"_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps({lo_}, {hi_}, 0x88)), "
+                     "0xd8))")
+            L.append(f"                        a{t % 2} = _mm256_fmadd_ps(w{t}, {v}, a{t % 2});")
+        L.append("                      } }")
+    L += ["                    const int64_t o = oh * OW + c0;",
+          "                    const __m256i m = pdc_m8((int)(OW - c0));",
+          "                    a0 = _mm256_add_ps(a0, a1);",
+          "                    if (res) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(res + o, m));",
+          "                    if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));",
+          "                    _mm256_maskstore_ps(y + o, m, a0);",
+          "                }",
+          "            }",
+          "        }"]
+    return L
 
 
 @native.implements("dense_dw_flat", family="x86")
@@ -376,6 +419,40 @@ def dw_flat(taps: int) -> str:
           "            if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + v * 16));",
           "            if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));",
           "            _mm512_mask_storeu_ps(y + v * 16, m, a0);",
-          "        }",
-          "#else", "@plain", "#endif"]
+          "        }"]
+    L += _dw_flat_avx2(taps)
+    L += ["#else", "@plain", "#endif"]
     return "\n".join(L) + "\n"
+
+
+def _dw_flat_avx2(taps: int) -> list[str]:
+    """The flat kernel's AVX2 form: each 16-pixel block as two vectors of 8; where every tap keeps
+    all 8 lanes (inside the plane), plain loads, else each tap's load masked by its byte."""
+    every = " & ".join(f"mk[{t}]" for t in range(taps))
+    L = ["#elif defined(__AVX2__) && defined(__FMA__)",
+         "        " + " ".join(f"const __m256 w{t} = _mm256_set1_ps(w[{t}]);" for t in range(taps)),
+         "        const __m256 vb = _mm256_set1_ps(bias), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);",
+         "        for (int64_t v = 0; v < j->nblk; v++) {",
+         f"            const uint32_t *mk = masks + v * {taps};",
+         f"            const uint32_t every = {every};",
+         "            for (int half = 0; half < 2; half++) {",
+         "                const int64_t p = v * 16 + half * 8;",
+         "                if (p >= P) break;",
+         "                const float *r = x + p;",
+         "                __m256 a0 = vb, a1 = _mm256_setzero_ps();",
+         "                if (((every >> (8 * half)) & 0xffu) == 0xffu) {"]
+    for t in range(taps):
+        L.append(f"                    a{t % 2} = _mm256_fmadd_ps(w{t}, _mm256_loadu_ps(r + off[{t}]), a{t % 2});")
+    L.append("                } else {")
+    for t in range(taps):
+        L.append(f"                    a{t % 2} = _mm256_fmadd_ps(w{t}, _mm256_maskload_ps(r + off[{t}], "
+                 f"pdc_bits8(mk[{t}] >> (8 * half))), a{t % 2});")
+    L += ["                }",
+          "                const __m256i m = pdc_m8((int)(P - p));",
+          "                a0 = _mm256_add_ps(a0, a1);",
+          "                if (res) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(res + p, m));",
+          "                if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));",
+          "                _mm256_maskstore_ps(y + p, m, a0);",
+          "            }",
+          "        }"]
+    return L
