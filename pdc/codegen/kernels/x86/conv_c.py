@@ -1,8 +1,8 @@
 """x86 C of the convolution kernels: the AVX-512 forms of the portable row helpers
 (dense_conv_c.py), the AVX-512 and AVX2 forms of the depthwise kernels' inner loops
-(dense_depthwise.py), and the C of the
-AVX-512 convolution paths (conv.py): the padded-band driver, the packers of the small-image
-(transposed) path and the in-place pointwise driver. They use the types of dense_core.
+(dense_depthwise.py), and the C of the x86 convolution paths (conv.py): the padded-band driver,
+the packers of the small-image (transposed) path and the in-place pointwise driver. They use the
+types of dense_core.
 """
 from __future__ import annotations
 
