@@ -5,7 +5,6 @@ import ctypes
 import json
 import os
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,35 +26,28 @@ class TensorSpec:
 class ArenaPool:
     """The scratch arenas of one module: each run borrows one for its whole duration, so runs from
     several threads never share one. Arenas are made on demand (as many as runs ever overlapped)
-    and reused after."""
+    and reused after. A free arena is kept with its aligned address (reading an array's address
+    costs a run more than its bookkeeping)."""
 
     def __init__(self, nbytes: int):
         self.nbytes = nbytes
         self.made = 0  # arenas made so far: the most runs that overlapped
-        self._free: list[np.ndarray] = []
+        self._free: list[tuple[np.ndarray, int]] = []
         self._lock = threading.Lock()
 
-    def _new(self) -> np.ndarray:
-        """A zeroed buffer whose aligned part holds nbytes (64-byte aligned, as the run function wants)."""
-        return np.zeros(self.nbytes + 64, np.uint8)
-
-    @staticmethod
-    def address(buffer: np.ndarray) -> int:
-        return buffer.ctypes.data + (-buffer.ctypes.data) % 64
-
-    @contextmanager
-    def borrow(self):
-        """The address of an arena no other run uses until this block ends."""
+    def take(self) -> tuple[np.ndarray, int]:
+        """An arena (a zeroed buffer whose part at the 64-byte aligned address holds nbytes) and that
+        address, which no other run uses until it is given back."""
         with self._lock:
-            buffer = self._free.pop() if self._free else None
-            self.made += buffer is None
-        if buffer is None:
-            buffer = self._new()
-        try:
-            yield self.address(buffer)
-        finally:
-            with self._lock:
-                self._free.append(buffer)
+            if self._free:
+                return self._free.pop()
+            self.made += 1
+        buffer = np.zeros(self.nbytes + 64, np.uint8)
+        return buffer, buffer.ctypes.data + (-buffer.ctypes.data) % 64
+
+    def give_back(self, arena: tuple[np.ndarray, int]) -> None:
+        with self._lock:
+            self._free.append(arena)
 
 
 class Module:
@@ -106,6 +98,8 @@ class Module:
         self._status_string = self._lib.pdc_status_string
         self._status_string.restype, self._status_string.argtypes = ctypes.c_char_p, [ctypes.c_int]
         self._arenas = ArenaPool(m["arena_bytes"])
+        self._ins_type = ctypes.c_void_p * max(len(self.inputs), 1)
+        self._outs_type = ctypes.c_void_p * max(len(self.outputs), 1)
 
     def _check(self, feeds: dict) -> list[np.ndarray]:
         if not isinstance(feeds, dict):
@@ -130,10 +124,13 @@ class Module:
         if self._emulated is not None:
             return self._emulated({s.name: a for s, a in zip(self.inputs, arrays)})
         outs = [np.empty(s.shape, s.dtype) for s in self.outputs]
-        ins_p = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
-        outs_p = (ctypes.c_void_p * max(len(outs), 1))(*[o.ctypes.data for o in outs])
-        with self._arenas.borrow() as arena:  # ctypes releases the GIL: runs overlap here
-            status = self._run(arena, ins_p, outs_p)
+        ins_p = self._ins_type(*[a.ctypes.data for a in arrays])
+        outs_p = self._outs_type(*[o.ctypes.data for o in outs])
+        arena = self._arenas.take()
+        try:  # ctypes releases the GIL: runs overlap here
+            status = self._run(arena[1], ins_p, outs_p)
+        finally:
+            self._arenas.give_back(arena)
         if status != 0:
             why = self._status_string(status).decode()
             device = getattr(self._lib, f"{self.name}_device_error", None)
