@@ -23,7 +23,7 @@ class FuseConvBiasActivation(Pass):
       the last axis; gemm: any constant that broadcasts to (M, N)) -> folded into the bias;
     - add of another tensor of exactly the output's shape -> residual="before_activation";
     - an activation: relu, clip with constant bounds (relu6), leaky_relu, sigmoid, hard_sigmoid,
-      hard_swish, gelu, tanh;
+      hard_swish, swish (SiLU: simplify-algebra makes it of x * sigmoid(x)), gelu, tanh;
     - (with an activation and no residual yet) add of a same-shape tensor -> "after_activation".
     Every intermediate value must have a single reader and not be a graph output. A base node
     with nothing to fuse is left alone. The fused node takes the last fused node's place and
@@ -153,6 +153,8 @@ def _activation(node: Node, cur: Value) -> Optional[tuple]:
         return op, None, None
     if op == "leaky_relu":
         return op, float(a.get("alpha", 0.01)), None
+    if op == "swish":
+        return op, float(a.get("alpha", 1.0)), None
     if op == "hard_sigmoid":
         return op, float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
     if op == "gelu":

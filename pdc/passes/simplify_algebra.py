@@ -28,7 +28,8 @@ class SimplifyAlgebra(Pass):
     transpose by the identity permutation.
     Collapsed: reshape(reshape(x)) -> reshape(x); transpose(transpose(x)) -> one transpose with
     the composed permutation (or nothing). Rewritten: x * hard_sigmoid(x){alpha=1/6, beta=0.5}
-    -> hard_swish(x), the form exporters write HardSwish in.
+    -> hard_swish(x), the form exporters write HardSwish in; x * sigmoid(x) -> swish(x){alpha=1}
+    (SiLU), which the fusion pass then folds into the conv or GEMM that computes x.
     A graph output keeps its name: the value that replaces it is renamed, or, where that value
     is itself a graph input or output, an identity stays.
     """
@@ -143,10 +144,10 @@ class _Sweep:
             if c.data.ndim == 0 or broadcasts_into(c.data.shape, other.type.shape):
                 return other
         if node.op == "mul":
-            self._hard_swish(node)
+            self._hard_swish(node) or self._swish(node)
         return None
 
-    def _hard_swish(self, node: Node) -> None:
+    def _hard_swish(self, node: Node) -> bool:
         """x * hard_sigmoid(x){alpha=1/6, beta=1/2} is HardSwish (exporters spell it this way)."""
         for a, b in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
             p = self.producer.get(a)
@@ -157,7 +158,22 @@ class _Sweep:
                 self.touch(node)
                 node.op, node.inputs, node.attrs = "hard_swish", [b], {}
                 self.changed = True
-                return
+                return True
+        return False
+
+    def _swish(self, node: Node) -> bool:
+        """x * sigmoid(x) is SiLU, Swish with alpha = 1 (how exporters write it): one activation the
+        fusion pass folds into the conv or GEMM before it, instead of two elementwise kernels. The
+        sigmoid stays where something else reads it."""
+        for a, b in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
+            p = self.producer.get(a)
+            if p is None or p.op != "sigmoid" or p.inputs[0] is not b or not b.type.dtype.is_float:
+                continue
+            self.touch(node)
+            node.op, node.inputs, node.attrs = "swish", [b], {"alpha": 1.0}
+            self.changed = True
+            return True
+        return False
 
     def _full_slice(self, node: Node) -> bool:
         x = node.inputs[0]

@@ -114,11 +114,13 @@ def build_model(layers: list[Layer], first: int = 0) -> tuple[onnx.ModelProto, d
         ins = [value(i, li) for i in layer.inputs]
         last = names[0] if not layer.post else f"l{li}_raw"
         nodes.append(helper.make_node(layer.op, ins, [last] + names[1:], domain=layer.domain, **layer.attrs))
+        before = None
         for step, (op, attrs, extra) in enumerate(layer.post):
             out = names[0] if step == len(layer.post) - 1 else f"l{li}_p{step}"
-            extra_names = [last if isinstance(e, str) else value(e, li) for e in extra]  # "self": the value itself
+            # "self": the value itself; "before": the value the previous step read (x of x * sigmoid(x))
+            extra_names = [{"self": last, "before": before}[e] if isinstance(e, str) else value(e, li) for e in extra]
             nodes.append(helper.make_node(op, [last] + extra_names, [out], **attrs))
-            last = out
+            before, last = last, out
         outs.append(names)
     graph_in = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
                 for k, v in feeds.items()]

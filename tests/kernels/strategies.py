@@ -29,18 +29,19 @@ def activation(draw, rng, out_shape, dtype=np.float32, allow_residual: bool = Tr
         ("Sigmoid", {}, []),
         ("HardSigmoid", {"alpha": 0.2, "beta": 0.5}, []),
         ("HardSwish", {}, []),
+        [("Sigmoid", {}, []), ("Mul", {}, ["before"])],  # SiLU as exporters write it: x * Sigmoid(x)
         ("Tanh", {}, []),
         ("Gelu", {}, []),
     ]
     if np.dtype(dtype) == np.float64:  # neither oracle has a float64 erf (ONNX's reference computes it in float32)
-        acts = [a for a in acts if a is None or a[0] != "Gelu"]
+        acts = [a for a in acts if a is None or isinstance(a, list) or a[0] != "Gelu"]
     act = draw(st.sampled_from(acts))
     residual = allow_residual and draw(st.sampled_from(["none", "none", "before", "after"]))
     post = []
     if residual == "before":
         post.append(("Add", {}, [rand(rng, out_shape, dtype=dtype)]))
     if act is not None:
-        post.append(act)
+        post.extend(act if isinstance(act, list) else [act])
     if residual == "after" and act is not None:
         post.append(("Add", {}, [rand(rng, out_shape, dtype=dtype)]))
     return post

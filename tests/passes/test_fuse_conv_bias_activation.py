@@ -95,7 +95,8 @@ def test_gemm_and_matmul_with_bias():
         }""")
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "hard_swish", "gelu", "leaky_relu", "hard_sigmoid"])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh", "hard_swish", "gelu", "leaky_relu", "hard_sigmoid",
+                                 "swish"])
 def test_every_activation_computes_the_same(act):
     g = graph_from_text(f"""
         graph @g(%x: f32[2,3,4,4]) -> (%y: f32[2,5,4,4]) {{
@@ -154,7 +155,8 @@ def test_fused_op_verifier():
             ("_", 'activation="relu", residual="after_activation"', "needs input R"),
             ("_", 'activation="clip", activation_alpha=0.0, residual="none"', "needs activation_beta"),
             ("_", 'activation="relu", activation_alpha=0.0, residual="none"', "takes no activation_alpha"),
-            ("_", 'activation="swish", residual="none"', "activation 'swish' is not one of"),
+            ("_", 'activation="swish", residual="none"', "activation 'swish' needs activation_alpha"),
+            ("_", 'activation="mish", residual="none"', "activation 'mish' is not one of"),
             ("_, %x", 'activation="relu", residual="sideways"', "residual 'sideways' is not one of")]:
         with pytest.raises(VerifyError, match=message):
             graph_from_text(base.format(inputs=inputs, attrs=attrs))
@@ -168,7 +170,7 @@ def _o2_pipeline() -> str:
 
 def _activation_after_conv(graph) -> list[str]:
     producers = graph.producers()
-    acts = ("relu", "clip", "hard_swish", "hard_sigmoid", "leaky_relu", "sigmoid", "tanh", "gelu")
+    acts = ("relu", "clip", "hard_swish", "hard_sigmoid", "leaky_relu", "sigmoid", "tanh", "gelu", "swish")
     return [n.describe() for n in graph.nodes
             if n.op in acts and producers.get(n.inputs[0]) is not None and producers[n.inputs[0]].op == "conv"]
 

@@ -155,6 +155,25 @@ def test_hard_sigmoid_times_input_is_hard_swish():
         }""")
 
 
+def test_input_times_its_sigmoid_is_swish():
+    # the sigmoid another node reads stays; sigmoid(x) * y is no SiLU
+    check_pass("simplify-algebra", """
+        graph @g(%x: f32[2,8], %t: f32[2,8]) -> (%y: f32[2,8], %z: f32[2,8], %u: f32[2,8], %s2: f32[2,8]) {
+          %s = sigmoid(%x) : f32[2,8]
+          %y = mul(%x, %s) : f32[2,8]
+          %s2 = sigmoid(%t) : f32[2,8]
+          %z = mul(%s2, %t) : f32[2,8]
+          %u = mul(%s, %t) : f32[2,8]
+        }""", """
+        graph @g(%x: f32[2,8], %t: f32[2,8]) -> (%y: f32[2,8], %z: f32[2,8], %u: f32[2,8], %s2: f32[2,8]) {
+          %s = sigmoid(%x) : f32[2,8]
+          %y = swish(%x) {alpha=1.0} : f32[2,8]
+          %s2 = sigmoid(%t) : f32[2,8]
+          %z = swish(%t) {alpha=1.0} : f32[2,8]
+          %u = mul(%s, %t) : f32[2,8]
+        }""")
+
+
 def test_dropout_whose_mask_is_used_stays():
     text = """
         graph @g(%x: f32[4]) -> (%y: f32[4], %m: bool[4]) {

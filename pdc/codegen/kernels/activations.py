@@ -25,6 +25,7 @@ _EXPR = {
     "sigmoid": "{x} >= 0 ? 1 / (1 + exp{f}(-{x})) : exp{f}({x}) / (1 + exp{f}({x}))",
     "hard_sigmoid": "{clamp}({alpha} * {x} + {beta}, 0, 1)",
     "hard_swish": "{x} * {clamp}({x} {sixth} + 0.5{f}, 0, 1)",
+    "swish": "{x} / (1 + exp{f}(-{alpha} * {x}))",
     "gelu": "{narrow}(0.5 * {wide} * (1 + erf({wide} * 0.70710678118654752440)))",
     "gelu_tanh": "0.5{f} * {x} * (1 + tanh{f}(0.7978845608028654{f} * ({x} + 0.044715{f} * {x} * {x} * {x})))",
     "tanh": "tanh{f}({x})",

@@ -19,6 +19,7 @@ output's exact shape (no broadcasting). `activation` is one of ACTIVATIONS; its 
     none, relu, sigmoid, tanh, hard_swish, gelu (erf form), gelu_tanh : no parameters
     leaky_relu   alpha = slope for x < 0
     hard_sigmoid alpha, beta: max(0, min(1, alpha * x + beta))
+    swish        alpha: x * sigmoid(alpha * x) (SiLU where alpha = 1)
     clip         alpha = min, beta = max (-inf / inf where the Clip had no bound)
 
 The references compose the component ops' references, so an unfused graph and its fused form
@@ -43,6 +44,7 @@ ACTIVATIONS = {
     "sigmoid": ("sigmoid", ()),
     "hard_sigmoid": ("hard_sigmoid", ("alpha", "beta")),
     "hard_swish": ("hard_swish", ()),
+    "swish": ("swish", ("alpha",)),
     "gelu": ("gelu", ()),
     "gelu_tanh": ("gelu", ()),
     "tanh": ("tanh", ()),
@@ -64,7 +66,7 @@ def apply_activation(y: np.ndarray, attrs: dict) -> np.ndarray:
     if op is None:
         return y
     ref = get_op(op).reference
-    if name == "leaky_relu":
+    if name in ("leaky_relu", "swish"):
         return ref([y], {"alpha": attrs["activation_alpha"]})
     if name == "hard_sigmoid":
         return ref([y], {"alpha": attrs["activation_alpha"], "beta": attrs["activation_beta"]})
