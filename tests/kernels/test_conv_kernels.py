@@ -164,3 +164,31 @@ def test_conv_transpose_matches_onnxruntime(target, dtype):
     draw = draw.map(lambda layer: with_numpy_oracle(layer) if dtype == np.float64 or layer.oracle == "spec" else layer)
     run_property(layers(draw, max_size=4 if arm else 6), target, examples=examples(target, EXAMPLES),
                  expect_path="conv_transpose/direct", **options(target))
+
+
+# ---- fused activations over their whole input range -----------------------------------------------------
+def _extremes() -> np.ndarray:
+    """Values through every branch of the activations' forms: both signs, exp's underflow (x < -87.3),
+    the saturations, the infinities and NaN, in 4 channels of 3 x 29 pixels (a vector tail too)."""
+    rng = np.random.default_rng(7)
+    special = np.array([0.0, -0.0, 1e-30, -1e-30, 3.0, -3.0, 6.0, -6.0, 87.0, -87.0, 87.5, -87.5, 88.8, -88.8,
+                        100.0, -100.0, 1e30, -1e30, np.inf, -np.inf, np.nan], np.float32)
+    x = np.concatenate([special, rng.uniform(-12, 12, 4 * 3 * 29 - special.size).astype(np.float32)])
+    return x.reshape(1, 4, 3, 29)
+
+
+ACTIVATION_POSTS = {"sigmoid": [("Sigmoid", {}, [])], "silu": [("Sigmoid", {}, []), ("Mul", {}, ["before"])],
+                    "hard_swish": [("HardSwish", {}, [])], "swish-0.7": [("Swish", {"alpha": 0.7}, [])]}
+
+
+@pytest.mark.parametrize("target", ["x86-avx512", "x86-avx2", "arm64"])
+@pytest.mark.parametrize("act", list(ACTIVATION_POSTS))
+def test_fused_activations_over_their_whole_range(target, act):
+    """A 1x1 conv that copies its input (identity weights), then the activation: the vector forms of
+    x86 (exp by range reduction and a polynomial) and the scalar ones agree with ONNX Runtime at the
+    extremes, the infinities and NaN. Swish with alpha 0.7 (opset 24) has ONNX's reference as oracle."""
+    require(target)
+    eye = Const(np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1))
+    layer = Layer("Conv", [_extremes(), eye], {}, post=ACTIVATION_POSTS[act],
+                  **(dict(opset=24, oracle="onnx-reference") if act == "swish-0.7" else {}))
+    check_layers([layer], target, rtol=2e-6, atol=1e-6, **options(target))

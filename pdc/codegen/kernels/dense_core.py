@@ -244,10 +244,22 @@ static void pdc_post_trans(const pdc_post *p, int64_t b, int64_t m0, int64_t n0,
         }
     }
 }
+/* act over a tile of mr rows of nr floats, ldc apart, in place (the native piece: vector forms) */
+static void pdc_act_rows(int act, float alpha, float beta, float *c, int64_t ldc, int mr, int64_t nr) {
+@native dense_act_rows @end
+    for (int i = 0; i < mr; i++) {
+        float *row = c + i * ldc;
+        for (int64_t j = 0; j < nr; j++) row[j] = pdc_act_f32(act, row[j], alpha, beta);
+    }
+}
 static void pdc_post_tile(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, int mr, int nr, float *c,
                           int64_t ldc) {
     if (p->tout) {
         pdc_post_trans(p, b, m0, n0, mr, nr, c, ldc);
+        return;
+    }
+    if (!p->add && !p->res_after) {
+        pdc_act_rows(p->act, p->alpha, p->beta, c, ldc, mr, nr);
         return;
     }
     for (int i = 0; i < mr; i++) {
