@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 import numpy as np
@@ -66,10 +67,11 @@ def onnxruntime_runner(model_path: str, feeds: dict, threads: int) -> Optional[C
     return lambda: session.run(None, feeds)
 
 
-def profile(folder: str, feeds: dict, runs: int, warmup: int) -> list[dict]:
-    """Per kernel of the bundle in `folder`: its mean microseconds per run, measured by a profiling
-    build (a copy of the bundle compiled with -DPDC_PROFILE, whose run function reads the clock
-    after each kernel), with the manifest's op, path and source nodes."""
+@contextmanager
+def profiling_build(folder: str):
+    """(module, manifest, ns) of a profiling build of the bundle in `folder`: a copy compiled with
+    -DPDC_PROFILE, whose run function adds each kernel's nanoseconds into ns (a ctypes array), loaded
+    for the duration of the block."""
     from .build import build_shared
     from .module import Module
     from .targets.x86 import c_compiler
@@ -83,13 +85,25 @@ def profile(folder: str, feeds: dict, runs: int, warmup: int) -> list[dict]:
         build_shared(copy, name, kernel_files, c_compiler(), manifest["cflags"], manifest["threads"],
                      ("-DPDC_PROFILE",))
         profiled = Module(copy)
-        for _ in range(warmup):
-            profiled.run(feeds)
         ns = (ctypes.c_double * max(len(manifest["kernels"]), 1)).in_dll(profiled._lib, f"{name}_profile_ns")
-        ctypes.memset(ns, 0, ctypes.sizeof(ns))
-        for _ in range(runs):
-            profiled.run(feeds)
-        times = [v / runs / 1e3 for v in ns]
+        yield profiled, manifest, ns
+
+
+def kernel_us(module, ns, feeds: dict, runs: int, warmup: int) -> list[float]:
+    """Each kernel's mean microseconds over `runs` runs of a profiling build (profiling_build)."""
+    for _ in range(warmup):
+        module.run(feeds)
+    ctypes.memset(ns, 0, ctypes.sizeof(ns))
+    for _ in range(runs):
+        module.run(feeds)
+    return [v / runs / 1e3 for v in ns]
+
+
+def profile(folder: str, feeds: dict, runs: int, warmup: int) -> list[dict]:
+    """Per kernel of the bundle in `folder`: its mean microseconds per run, measured by a profiling
+    build (profiling_build), with the manifest's op, path and source nodes."""
+    with profiling_build(folder) as (module, manifest, ns):
+        times = kernel_us(module, ns, feeds, runs, warmup)
     rows = []
     for i, k in enumerate(manifest["kernels"]):
         if times[i] > 0:

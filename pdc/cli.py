@@ -245,6 +245,16 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from .tune import tune, tune_lines
+    args.target = args.target or "x86"
+    graph = _bound_model(args)
+    result = tune(graph, target=args.target, threads=args.threads, db=args.db, rounds=args.rounds, runs=args.runs,
+                  say=lambda msg: print(msg, file=sys.stderr))
+    print("\n".join(tune_lines(result)))
+    return 0
+
+
 def _check_bundle_flags(args, manifest: dict) -> None:
     """A bundle is compiled for one target and fixed shapes: --target elsewhere or --shape cannot apply."""
     from .targets import get_target
@@ -644,6 +654,21 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--profile", action="store_true", help="each kernel's time, from a profiling build")
     bn.add_argument("--no-ort", action="store_true", help="time pdc alone")
     bn.set_defaults(func=cmd_bench)
+
+    tu = sub.add_parser("tune", help="measure each layer's kernel paths here; pdc compile takes the fastest",
+                        description="Compiles MODEL with the heuristics' kernel paths and once per other path "
+                                    "of its kernel families, times profiling builds of them all in rounds on "
+                                    "seeded random inputs, and records each layer's fastest path (when more "
+                                    "than 5%% faster than the heuristics') in the tuning database, keyed by "
+                                    "target, threads and the layer's shape and attributes: every later pdc "
+                                    "compile of a layer like it on this target takes that path. x86 targets.")
+    model_args(tu, default_target=None, target_default_shown="x86")
+    tu.add_argument("--threads", type=int, help="threads (default: this machine's cores)")
+    tu.add_argument("--db", help="the tuning database file (default: PDC_TUNING_DB, else tuning.json in pdc's "
+                                 "cache folder)")
+    tu.add_argument("--rounds", type=int, default=5, help="timing rounds; each kernel keeps its fastest (default: 5)")
+    tu.add_argument("--runs", type=int, default=20, help="runs per variant and round (default: 20)")
+    tu.set_defaults(func=cmd_tune)
 
     rp = sub.add_parser("report", help="what deploying a model costs: RAM, flash, weights per layer, op coverage, "
                                        "estimated latency",

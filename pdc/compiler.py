@@ -181,6 +181,15 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
         "library": None,
         **bundle.manifest,  # what the target's renderer adds (an FPGA's types and estimate)
     }
+    if bundle.tuning_keys:  # each kernel's layer key, and whether the tuning database chose its path / threads
+        for k, (key, tuned) in zip(manifest["kernels"], bundle.tuning_keys):
+            k["tuning_key"] = key
+            if tuned:
+                k["tuned"] = True
+        count = sum(k.get("tuned", False) for k in manifest["kernels"])
+        if count:
+            from .tuning import db_path
+            say(f"tuned: {count} of {len(manifest['kernels'])} kernels as the tuning database {db_path()} says")
     if bundle.vtcm_bytes:  # a DSP's on-chip memory: each kernel's, the largest, the part's
         for i, nbytes in bundle.vtcm_bytes.items():
             manifest["kernels"][i]["vtcm_bytes"] = nbytes

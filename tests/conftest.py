@@ -22,6 +22,10 @@ if str(Path(__file__).parent) not in sys.path:  # tests/ helpers (zoo, tolerance
 
 import zoo as _zoo  # noqa: E402
 
+# compiles take the heuristics' kernel paths, whatever `pdc tune` left in this machine's database
+# (tests/test_tune.py names its own files)
+os.environ["PDC_TUNING_DB"] = ""
+
 # skip reasons CI accepts: hardware this machine does not have
 HARDWARE_SKIP = re.compile(r"\bGPU\b|\bCUDA\b|a CPU with", re.IGNORECASE)
 

@@ -12,10 +12,15 @@ can compute the layer at all: size thresholds and cost heuristics are ignored, w
 limits of a path (its fixed buffers, the layer kinds it implements) still hold. A layer the forced
 path cannot compute takes the family's general path. A generator records the path it took as the
 first line of the kernel body (`/* path: conv/im2col */`), which is how tests see what ran.
+
+The tuning database (pdc/tuning.py) names paths per layer the same way: while a layer's kernel is
+generated, layer_paths() makes its entries act as forced ones (PDC_FORCE_PATH still wins).
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Optional
 
 from ...ir.errors import PdcError
@@ -45,8 +50,21 @@ def forced_paths() -> dict[str, str]:
     return out
 
 
+_LAYER: ContextVar[dict] = ContextVar("pdc_layer_paths", default={})
+
+
+@contextmanager
+def layer_paths(paths: dict):
+    """Within the block, forced(family) answers paths[family] where PDC_FORCE_PATH names none."""
+    token = _LAYER.set(paths)
+    try:
+        yield
+    finally:
+        _LAYER.reset(token)
+
+
 def forced(family: str) -> Optional[str]:
-    return forced_paths().get(family)
+    return forced_paths().get(family) or _LAYER.get().get(family)
 
 
 def take(family: str, path: str, heuristic: bool = True) -> bool:
