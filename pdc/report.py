@@ -225,10 +225,16 @@ PATH_EFFICIENCY = {
     "attention/keys-transposed": 0.15, "attention/keys-direct": 0.12, "attention/scalar": 0.05,
     "rnn/packed": 0.10, "rnn/rowdot": 0.05,
 }
-# A fused activation's cost per output element, in MACs of the calibrated rate: the transcendental
-# or clamped ones (hard-swish measured ~1.5 ns per output on 2 threads, about 190 MACs there)
-ACTIVATION_MACS = {"hard_swish": 190, "hard_sigmoid": 120, "sigmoid": 190, "silu": 190, "swish": 190, "gelu": 250,
-                   "tanh": 190, "elu": 150, "selu": 150}
+# AVX2's own shares where they differ from AVX-512's (its conv paths run 6x16 tiles; the depthwise
+# loops take two 8-lane vectors per block): per-kernel profiles of the zoo on an AMD EPYC without
+# AVX-512, against the estimate with the same machine's calibration
+PATH_EFFICIENCY_AVX2 = {"conv/pointwise": 0.78, "conv/band": 0.68, "conv/depthwise-flat": 0.10,
+                        "conv/depthwise-rows": 0.10}
+# A fused activation's cost per output element, in MACs of the calibrated rate: the ones computed in
+# vectors after the tile (x86/activations.py: hard-swish, sigmoid, swish) cost a few; the scalar ones
+# (a switch per element, libm's tanh / erf) about 1.5 ns per output on 2 threads, some 190 MACs
+ACTIVATION_MACS = {"hard_swish": 12, "hard_sigmoid": 20, "sigmoid": 30, "swish": 30, "gelu": 250,
+                   "gelu_tanh": 250, "tanh": 190, "elu": 150, "selu": 150}
 MAC_KERNEL_CALLS = 8  # a conv / GEMM call's set-up (packing, tiles, a parallel dispatch) in tiny-kernel calls
 DEFAULT_EFFICIENCY = 0.30  # a MAC-heavy kernel without an entry
 PORTABLE_EFFICIENCY = 0.05  # plain C loops: scalar or what gcc vectorizes
@@ -242,6 +248,7 @@ PATH_BANDWIDTH = {"pool/interior": 0.42, "pool/generic": 0.2, "pool/avx512-band"
 # GB/s against ~26 GB/s further out).
 L2_BYTES, L2_SPEEDUP = 1 << 20, 4.0
 FULL_REDUCTION = 64  # the reduction length (C/group x kernel) below which a conv's tile idles
+FULL_REDUCTION_AVX2 = 32  # AVX2's 6x16 tile idles less (the first convs of mobilenet_v2 / v3: K = 27)
 
 
 @dataclass(frozen=True)
@@ -253,7 +260,7 @@ class Calibration:
     run_s: float  # seconds of one Module.run besides its kernels (ctypes, input/output copies)
 
 
-def x86_seconds(row: dict, cal: Calibration) -> float:
+def x86_seconds(row: dict, cal: Calibration, avx2: bool = False) -> float:
     """A kernel's estimated seconds, a roofline: the larger of its compute (MACs at its path's share
     of the peak, less where its tile is not filled, plus its fused activation per output) and its
     memory traffic (weights streamed at the calibrated bandwidth; activations 4x faster when they
@@ -261,7 +268,8 @@ def x86_seconds(row: dict, cal: Calibration) -> float:
     if not row["runs"]:
         return 0.0
     fallback = PORTABLE_EFFICIENCY if row["family"] == "portable" else DEFAULT_EFFICIENCY
-    eff = PATH_EFFICIENCY.get(row["path"], fallback) * tile_fill(row)
+    shares = {**PATH_EFFICIENCY, **PATH_EFFICIENCY_AVX2} if avx2 else PATH_EFFICIENCY
+    eff = shares.get(row["path"], fallback) * tile_fill(row, FULL_REDUCTION_AVX2 if avx2 else FULL_REDUCTION)
     compute = (row["macs"] / eff + row.get("outputs", 0) * ACTIVATION_MACS.get(row.get("activation"), 0)) / cal.mac_per_s
     acts = row["bytes_moved"] - row["weight_bytes"]
     bandwidth = cal.bytes_per_s * PATH_BANDWIDTH.get(row["path"] or row["op"], 1.0)
@@ -269,13 +277,13 @@ def x86_seconds(row: dict, cal: Calibration) -> float:
     return max(compute, memory) + cal.kernel_s * (MAC_KERNEL_CALLS if row["macs"] else 1)
 
 
-def tile_fill(row: dict) -> float:
-    """The share of a conv's register tile a layer fills: a short reduction (a first conv on 3 input
-    channels) leaves accumulators waiting on loads."""
+def tile_fill(row: dict, full: int) -> float:
+    """The share of a conv's register tile a layer fills: a reduction shorter than `full` (a first
+    conv on 3 input channels) leaves accumulators waiting on loads."""
     k = row.get("reduction")
     if not k or "conv" not in row["op"] or row["path"].startswith("conv/depthwise"):
         return 1.0
-    return min(1.0, k / FULL_REDUCTION)
+    return min(1.0, k / full)
 
 
 # ---- latency: ARM (cycle model) -------------------------------------------------------------------
@@ -321,7 +329,7 @@ def estimate_latency(layers: list[dict], target: str, threads: int, calibration:
                 "total_us": total_cycles / model.clock_hz * 1e6, "constants": vars(model)}
     cal = Calibration(**calibration) if calibration else calibrate(threads)
     for r in layers:
-        r["est_us"] = x86_seconds(r, cal) * 1e6
+        r["est_us"] = x86_seconds(r, cal, avx2=target == "x86-avx2") * 1e6
     return {"model": "x86: MACs / (calibrated peak x path efficiency) + bytes / calibrated bandwidth "
                      "+ per-kernel overhead, + per-run overhead",
             "total_us": sum(r["est_us"] for r in layers) + cal.run_s * 1e6, "run_overhead_us": cal.run_s * 1e6,

@@ -6,7 +6,7 @@ any other exception, or an example running over HANG_S, is a bug. A model pdc co
 and run on random inputs beside ONNX Runtime (check_model): where ONNX Runtime runs it too, the
 outputs must agree within pdc.compare's tolerances; where it refuses the model, that is counted.
 
-Time-bounded: PDC_FUZZ_SECONDS (default 45) and PDC_FUZZ_EXAMPLES (default 2000), derandomized so
+Time-bounded: PDC_FUZZ_SECONDS (default 30) and PDC_FUZZ_EXAMPLES (default 2000), derandomized so
 CI sees the same examples each run. The long run (`make fuzz`, tools/fuzz_onnx.py) checks a fixed
 number of fresh models, each in a worker process, and counts every outcome."""
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pdc.ir.errors import PdcError
 from pdc.ir.limits import check_graph_limits
 from pdc.ir.shapes import bind_shapes
 
-SECONDS = float(os.environ.get("PDC_FUZZ_SECONDS", "45"))
+SECONDS = float(os.environ.get("PDC_FUZZ_SECONDS", "30"))
 EXAMPLES = int(os.environ.get("PDC_FUZZ_EXAMPLES", "2000"))
 RANDOM = bool(os.environ.get("PDC_FUZZ_RANDOM"))
 COMPARE = os.environ.get("PDC_FUZZ_COMPARE", "1") != "0"  # build accepted models and run them beside ORT

@@ -77,7 +77,7 @@ def test_tune_keeps_each_layers_fastest_choice_and_compile_reuses_it(tmp_path, m
     path = _conv_relu(str(tmp_path / "conv.onnx"))
     db = tmp_path / "tuning.json"
     monkeypatch.setenv(DB_ENV, "")
-    result = tune(path, target="x86", threads=2, db=str(db), rounds=2, runs=5, say=lambda msg: None)
+    result = tune(path, target="x86", threads=2, db=str(db), rounds=1, runs=3, say=lambda msg: None)
     layers = {r["key"]: r for r in result["layers"]}
     assert [r["heuristic"] for r in result["layers"]] == ["conv/band"]
     assert {"conv/band", "conv/im2col", "conv/band@1t"} <= set(result["layers"][0]["us"])

@@ -72,7 +72,7 @@ def test_zoo_classifiers_in_16_bit_storage(name, precision, zoo, tmp_path):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     bound = 1e-2 if precision == "fp16" else 5e-2
     ties = []
-    for seed in range(4):
+    for seed in range(2):  # the CPU emulator takes seconds per CNN run
         feeds = random_inputs(module.signature(), seed)
         got, ref = list(module.run(feeds).values()), session.run(None, feeds)
         assert max_rel_error(got[0], ref[0]) <= bound, f"{name} seed {seed}: {max_rel_error(got[0], ref[0]):.3g}"

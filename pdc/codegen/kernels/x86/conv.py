@@ -58,9 +58,10 @@ def conv(ctx: KernelContext) -> Optional[str]:
 # mobilenet_v2 and resnet18 on one thread (an AMD EPYC without AVX-512): the band path wins on
 # outputs from 10x10 to 28x28 (lenet's 10x10: 2x, resnet18's 28x28 and 14x14: 25%) and loses on 55x55
 # (by 40%: its unaligned tap rows cross cache lines) and on 7x7 (by 40%); reading a 1x1 conv in place
-# wins up to 56x56 with short reductions and loses on 512 -> 1000 at 13x13. The transposed path
+# wins up to 56x56 with reductions up to 128 and loses from 256 on (256 -> 256 at 28x28 by 15%,
+# 512 -> 1000 at 13x13 by 25%). The transposed path
 # stays AVX-512's: with 16 registers its OW x 8 tile ran 2-3x slower than im2col.
-AVX2_LIMITS = {"band": dict(pixels=(64, 1024), reduction=1 << 30), "pointwise": dict(pixels=(1, 4096), reduction=384)}
+AVX2_LIMITS = {"band": dict(pixels=(64, 1024), reduction=1 << 30), "pointwise": dict(pixels=(1, 4096), reduction=128)}
 
 
 def _avx2_takes(ctx: KernelContext, g: ConvGeom, path: str) -> bool:
