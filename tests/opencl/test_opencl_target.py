@@ -150,7 +150,7 @@ CLASSIFIERS = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet50", "sq
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_model_in_fp16_storage_agrees_with_onnxruntime(name, zoo, tmp_path):
     """A Mali preset's default precision: half storage, float arithmetic. Within 1e-2 of ONNX
-    Runtime's fp32 outputs, and the classifiers' top-1 the same on 16 seeded inputs, except where
+    Runtime's fp32 outputs, and the classifiers' top-1 the same on 8 seeded inputs, except where
     the reference's two best classes are nearer than the error itself (random weights make such
     near-ties: resnet50's seed 19 has its top two logits 2.7e-4 of the largest apart, below half
     precision's rounding): there pdc's class must be one of those the reference cannot separate."""
@@ -160,7 +160,7 @@ def test_zoo_model_in_fp16_storage_agrees_with_onnxruntime(name, zoo, tmp_path):
     module = pdc.compile(path, target="mali-g78", out_dir=str(tmp_path / "b"))
     assert module.manifest["precision"] == "fp16"
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    ties, seeds = [], range(16) if name in CLASSIFIERS else range(2)
+    ties, seeds = [], range(8) if name in CLASSIFIERS else range(2)
     for seed in seeds:
         feeds = random_inputs(module.signature(), seed)
         got, ref = list(module.run(feeds).values()), session.run(None, feeds)
