@@ -335,29 +335,52 @@ def dw_rows(taps_h: int, taps_w: int, sw: int) -> str:
     L.append(f"                const uint32_t *mk = masks + blk * {taps_w};")
     L.append(f"                const int64_t base = blk * {16 * sw} - pw;")
     L.append("                __m512 a0 = vb, a1 = _mm512_setzero_ps();")
-    for kh in range(taps_h):
-        L.append(f"                {{ const int64_t ih = oh * sh - ph + {kh} * dh;")
-        L.append("                  if (ih >= 0 && ih < H) { const float *r = x + ih * W + base;")
-        for kw in range(taps_w):
-            t = kh * taps_w + kw
-            if sw == 1:
-                v = f"_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw)"
-            else:
-                v = (f"_mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw), ev, "
-                     f"_mm512_maskz_loadu_ps((__mmask16)(mk[{kw}] >> 16), r + {kw} * dw + 16))")
-            L.append(f"                    a{t % 2} = _mm512_fmadd_ps(w{t}, {v}, a{t % 2});")
-        L.append("                  } }")
+    def load(kw: int) -> str:
+        if sw == 1:
+            return f"_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw)"
+        return (f"_mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)mk[{kw}], r + {kw} * dw), ev, "
+                f"_mm512_maskz_loadu_ps((__mmask16)(mk[{kw}] >> 16), r + {kw} * dw + 16))")
+    L += _tap_rows(taps_h, taps_w, "_mm512", load, " " * 16)
     L.append("                const int64_t o = oh * OW + blk * 16;")
-    L.append("                const __mmask16 m = (__mmask16)pdc_m16((int)(OW - blk * 16));")
-    L.append("                a0 = _mm512_add_ps(a0, a1);")
-    L.append("                if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + o));")
-    L.append("                if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));")
-    L.append("                _mm512_mask_storeu_ps(y + o, m, a0);")
+    L += _finish("_mm512", " " * 16, "o", "OW - blk * 16")
     L.append("            }")
     L.append("        }")
     L += _dw_rows_avx2(taps_h, taps_w, sw)
     L += ["#else", "@plain", "#endif"]
     return "\n".join(L) + "\n"
+
+
+# How the depthwise loops spell their last steps per width: the mask of n valid lanes, a masked load
+# of `at`, a masked store of a0 at `at`
+_STORE = {"_mm512": ("const __mmask16 m = (__mmask16)pdc_m16((int)({n}));", "_mm512_maskz_loadu_ps(m, {at})",
+                     "_mm512_mask_storeu_ps({at}, m, a0);"),
+          "_mm256": ("const __m256i m = pdc_m8((int)({n}));", "_mm256_maskload_ps({at}, m)",
+                     "_mm256_maskstore_ps({at}, m, a0);")}
+
+
+def _finish(mm: str, pad: str, o: str, n: str) -> list[str]:
+    """A depthwise vector's end: both accumulators summed, + the residual, the clamp, the store of
+    the n valid lanes at output offset o."""
+    mask, load, store = _STORE[mm]
+    return [f"{pad}{mask.format(n=n)}",
+            f"{pad}a0 = {mm}_add_ps(a0, a1);",
+            f"{pad}if (res) a0 = {mm}_add_ps(a0, {load.format(at=f'res + {o}')});",
+            f"{pad}if (clamp) a0 = {mm}_min_ps(vhi, {mm}_max_ps(vlo, a0));",
+            f"{pad}{store.format(at=f'y + {o}')}"]
+
+
+def _tap_rows(taps_h: int, taps_w: int, mm: str, load, pad: str) -> list[str]:
+    """The row kernel's taps: per kernel row inside the plane, each tap's vector (load(kw), read
+    from r) times its weight, into two accumulators by turns."""
+    L = []
+    for kh in range(taps_h):
+        L.append(f"{pad}{{ const int64_t ih = oh * sh - ph + {kh} * dh;")
+        L.append(f"{pad}  if (ih >= 0 && ih < H) {{ const float *r = x + ih * W + base;")
+        for kw in range(taps_w):
+            t = kh * taps_w + kw
+            L.append(f"{pad}    a{t % 2} = {mm}_fmadd_ps(w{t}, {load(kw)}, a{t % 2});")
+        L.append(f"{pad}  }} }}")
+    return L
 
 
 def _dw_rows_avx2(taps_h: int, taps_w: int, sw: int) -> list[str]:
@@ -375,27 +398,18 @@ def _dw_rows_avx2(taps_h: int, taps_w: int, sw: int) -> list[str]:
          "                    if (c0 >= OW) break;",
          f"                    const int64_t base = c0 * {sw} - pw;",
          "                    __m256 a0 = vb, a1 = _mm256_setzero_ps();"]
-    for kh in range(taps_h):
-        L.append(f"                    {{ const int64_t ih = oh * sh - ph + {kh} * dh;")
-        L.append("                      if (ih >= 0 && ih < H) { const float *r = x + ih * W + base;")
-        for kw in range(taps_w):
-            t = kh * taps_w + kw
-            if sw == 1:
-                v = f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (8 * half)))"
-            else:  # 16 input columns: lanes 16*half.. of the 32-lane mask, the even ones kept
-                lo_ = f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (16 * half)))"
-                hi_ = f"_mm256_maskload_ps(r + {kw} * dw + 8, pdc_bits8(mk[{kw}] >> (16 * half + 8)))"
-                v = (f"_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps({lo_}, {hi_}, 0x88)), "
-                     "0xd8))")
-            L.append(f"                        a{t % 2} = _mm256_fmadd_ps(w{t}, {v}, a{t % 2});")
-        L.append("                      } }")
-    L += ["                    const int64_t o = oh * OW + c0;",
-          "                    const __m256i m = pdc_m8((int)(OW - c0));",
-          "                    a0 = _mm256_add_ps(a0, a1);",
-          "                    if (res) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(res + o, m));",
-          "                    if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));",
-          "                    _mm256_maskstore_ps(y + o, m, a0);",
-          "                }",
+    def load(kw: int) -> str:
+        if sw == 1:
+            return f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (8 * half)))"
+        # 16 input columns: lanes 16*half.. of the 32-lane mask, the even ones kept
+        lo_ = f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (16 * half)))"
+        hi_ = f"_mm256_maskload_ps(r + {kw} * dw + 8, pdc_bits8(mk[{kw}] >> (16 * half + 8)))"
+        return (f"_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps({lo_}, {hi_}, 0x88)), "
+                "0xd8))")
+    L += _tap_rows(taps_h, taps_w, "_mm256", load, " " * 20)
+    L.append("                    const int64_t o = oh * OW + c0;")
+    L += _finish("_mm256", " " * 20, "o", "OW - c0")
+    L += ["                }",
           "            }",
           "        }"]
     return L
@@ -414,12 +428,8 @@ def dw_flat(taps: int) -> str:
     for t in range(taps):
         L.append(f"            a{t % 2} = _mm512_fmadd_ps(w{t}, _mm512_maskz_loadu_ps((__mmask16)mk[{t}], r + off[{t}]), "
                  f"a{t % 2});")
-    L += ["            const __mmask16 m = (__mmask16)pdc_m16((int)(P - v * 16));",
-          "            a0 = _mm512_add_ps(a0, a1);",
-          "            if (res) a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, res + v * 16));",
-          "            if (clamp) a0 = _mm512_min_ps(vhi, _mm512_max_ps(vlo, a0));",
-          "            _mm512_mask_storeu_ps(y + v * 16, m, a0);",
-          "        }"]
+    L += _finish("_mm512", " " * 12, "v * 16", "P - v * 16")
+    L.append("        }")
     L += _dw_flat_avx2(taps)
     L += ["#else", "@plain", "#endif"]
     return "\n".join(L) + "\n"
@@ -447,12 +457,7 @@ def _dw_flat_avx2(taps: int) -> list[str]:
     for t in range(taps):
         L.append(f"                    a{t % 2} = _mm256_fmadd_ps(w{t}, _mm256_maskload_ps(r + off[{t}], "
                  f"pdc_bits8(mk[{t}] >> (8 * half))), a{t % 2});")
-    L += ["                }",
-          "                const __m256i m = pdc_m8((int)(P - p));",
-          "                a0 = _mm256_add_ps(a0, a1);",
-          "                if (res) a0 = _mm256_add_ps(a0, _mm256_maskload_ps(res + p, m));",
-          "                if (clamp) a0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, a0));",
-          "                _mm256_maskstore_ps(y + p, m, a0);",
-          "            }",
-          "        }"]
+    L.append("                }")
+    L += _finish("_mm256", " " * 16, "p", "P - p")
+    L += ["            }", "        }"]
     return L
