@@ -7,7 +7,10 @@ thread (a small layer may lose more to the thread pool's dispatch than it gains)
 all the variants (pdc/bench.py) are timed in rounds, every variant once per round, and each kernel's
 time is its fastest round: a machine's slow spells (another process, a virtual machine's neighbours)
 only ever slow a round down, and falling in one variant's round would otherwise decide for it. A
-layer keeps the heuristics' path unless another one is faster by more than MARGIN.
+layer keeps the heuristics' path unless another one is faster by more than MARGIN. Kernels timed in
+separate builds need not add up, so the whole model decides last: compiled with every tuned choice,
+with the tuned paths only (no one-thread layers) and with the heuristics', timed in turns, the
+fastest set is what the database keeps (the heuristics' unless a set is MARGIN / 2 faster).
 
 Measured on the calling machine, so x86 targets only (an ARM bundle runs under qemu here, where
 instruction counts, not the device's time, are what can be measured).
@@ -22,16 +25,17 @@ from typing import Callable, Optional
 from .ir.errors import PdcError
 
 MARGIN = 0.05  # a path replaces the heuristics' choice only when this much faster
-SERIAL = "one thread"  # the variant compiled for one thread: each kernel on the calling thread alone
+SERIAL = "one thread"
+KEPT = {"all": "every tuned choice", "paths": "the tuned paths", "none": "the heuristics"}  # the variant compiled for one thread: each kernel on the calling thread alone
 
 
 @contextmanager
-def _forced(spec: Optional[str]):
-    """PDC_FORCE_PATH=spec (and no tuning database) for the block."""
+def _forced(spec: Optional[str], db: str = ""):
+    """PDC_FORCE_PATH=spec and PDC_TUNING_DB=db (default: none) for the block."""
     from .codegen.kernels.paths import FORCE_ENV
     from .tuning import DB_ENV
     saved = {k: os.environ.get(k) for k in (FORCE_ENV, DB_ENV)}
-    os.environ[DB_ENV] = ""
+    os.environ[DB_ENV] = db
     if spec:
         os.environ[FORCE_ENV] = spec
     else:
@@ -114,12 +118,54 @@ def tune(model, target: str = "x86", threads: Optional[int] = None, db: Optional
             continue
         path, serial = chosen.removesuffix("@1t"), chosen.endswith("@1t")
         layers.append({"index": i, "nodes": k["source_nodes"], "key": k["tuning_key"], "heuristic": mine,
-                       "chosen": chosen, "us": times})
+                       "candidate": chosen, "us": times})
         entries[k["tuning_key"]] = {"paths": {family: path.split("/", 1)[1]} if "/" in path else {},
                                     **({"threads": 1} if serial else {}),
                                     "us": {p: round(t, 2) for p, t in times.items()}}
-    record(entries, db)
-    return {"layers": layers, "db": db, "variants": len(variants)}
+    kept, whole = _whole_model(model, tgt.name, threads, entries, rounds, say)
+    for r in layers:  # what the kept set says for each layer
+        c = r["candidate"]
+        r["chosen"] = {"all": c, "paths": c.removesuffix("@1t"), "none": r["heuristic"]}[kept]
+    record({key: e for key, e in _subset(entries, kept).items()}, db)
+    return {"layers": layers, "db": db, "variants": len(variants), "kept": kept, "whole_ms": whole}
+
+
+def _subset(entries: dict, kept: str) -> dict:
+    """The entries of a kept set: "all" of them, their "paths" without the one-thread choices, "none"."""
+    if kept == "all":
+        return entries
+    if kept == "paths":
+        return {key: {k: v for k, v in e.items() if k != "threads"} for key, e in entries.items()}
+    return {}
+
+
+def _whole_model(model, target: str, threads: Optional[int], entries: dict, rounds: int, say) -> tuple[str, dict]:
+    """Which set of the layers' choices to keep ("all", "paths", "none"), by the whole model's time:
+    kernels timed in separate builds need not add up (a kernel timed on one thread ran beside no
+    other work; caches hold other data in another build), so the sets are compiled and their runs
+    timed in turns, each its fastest block median over `rounds` rounds. Returns the set and the ms."""
+    from .bench import fastest_median
+    from .compiler import compile_details
+    from .inputs import random_inputs
+    from .module import Module
+    from .tuning import record
+    modules = {}
+    with tempfile.TemporaryDirectory(prefix="pdc-tune-") as tmp:
+        for kept in ("none", "paths", "all"):
+            db = os.path.join(tmp, f"{kept}.json")
+            record(_subset(entries, kept), db)
+            with _forced(None, db):
+                compile_details(model, os.path.join(tmp, kept), target=target, threads=threads)
+            modules[kept] = Module(os.path.join(tmp, kept))
+        feeds = random_inputs(modules["none"].signature(), 0)
+        say(f"pdc tune: the whole model with the heuristics', the tuned paths and all tuned choices, "
+            f"{rounds} rounds")
+        ms = {kept: float("inf") for kept in modules}
+        for _ in range(rounds):
+            for kept, m in modules.items():
+                ms[kept] = min(ms[kept], fastest_median(lambda: m.run(feeds), blocks=2, block_seconds=0.1) * 1e3)
+    best = min(ms, key=ms.get)
+    return (best if ms[best] < (1 - MARGIN / 2) * ms["none"] else "none"), ms
 
 
 def tune_lines(result: dict) -> list[str]:
@@ -131,6 +177,9 @@ def tune_lines(result: dict) -> list[str]:
     for r in changed:
         lines.append(f"{r['index']:>4}  {r['heuristic']:<24}{r['us'][r['heuristic']]:>9.1f}  {r['chosen']:<24}"
                      f"{r['us'][r['chosen']]:>9.1f}  {', '.join(r['nodes'])[:40]}")
+    ms = result["whole_ms"]
     lines.append(f"pdc tune: {len(changed)} of {len(rows)} layers take another path; their kernels "
-                 f"{before / 1e3:.3f} -> {after / 1e3:.3f} ms (profiling builds); wrote {result['db']}")
+                 f"{before / 1e3:.3f} -> {after / 1e3:.3f} ms (profiling builds); the whole model "
+                 f"{ms['none']:.3f} ms with the heuristics, {ms['paths']:.3f} with the tuned paths, {ms['all']:.3f} "
+                 f"with every tuned choice: kept {KEPT[result['kept']]}; wrote {result['db']}")
     return lines
