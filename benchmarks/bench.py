@@ -1,12 +1,15 @@
 """Latency of pdc vs ONNX Runtime (and TVM's default Relax build) on the model zoo, in ONE process.
 
     python benchmarks/bench.py [--models resnet18,mobilenet_v2,resnet50] [--threads 2] [--reps 30]
-                               [--levels 2 | --levels 0,2] [--no-tvm]
+                               [--levels 2 | --levels 0,2] [--no-tvm] [--block N --settle S]
 
 Batch 1, the same inputs for every engine, repetitions interleaved (engine A, B, C, A, B, C, ...)
 so that machine noise hits all of them alike, with a short untimed pause before each run so
 that the previous engine's spinning threads are idle; medians are reported with the ratio to
-ONNX Runtime, plus each engine's compile time.
+ONNX Runtime, plus each engine's compile time. With --block N each engine runs N timed runs in a
+row (after an untimed one) per turn, the median of its per-block medians reported: an engine's own
+thread pool stays warm, and --settle (default 0.05 s; ONNX Runtime's threads spin for 50 ms and
+more after a run) lets the previous engine's spinners stop first.
 """
 from __future__ import annotations
 
@@ -72,12 +75,16 @@ def make_engines(path, feeds, threads, levels, use_tvm):
     return engines, compile_s
 
 
-def bench_model(name, threads, reps, levels, use_tvm):
+def bench_model(name, threads, reps, levels, use_tvm, block=1):
     from tests.zoo import make_feeds, zoo_model
     path = zoo_model(name)
     feeds = make_feeds(path)
     engines, compile_s = make_engines(path, feeds, threads, levels, use_tvm)
-    return time_interleaved(engines, reps), compile_s
+    if block == 1:
+        return time_interleaved(engines, reps), compile_s
+    samples = interleaved_samples(engines, reps, block, untimed=True)
+    return {k: statistics.median(_median_ms(v[i:i + block]) for i in range(0, len(v), block))
+            for k, v in samples.items()}, compile_s
 
 
 def interleaved_samples(runs: dict, reps: int, block: int = 1, untimed: bool = False) -> dict[str, list]:
@@ -106,21 +113,26 @@ def time_interleaved(runs: dict, reps: int) -> dict[str, float]:
 
 
 def main(argv=None):
+    global SETTLE_S
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mobilenet_v2,resnet18,resnet50")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--levels", default="2", help="pdc optimization levels to time, e.g. 0,2")
     ap.add_argument("--no-tvm", action="store_true")
+    ap.add_argument("--block", type=int, default=1, help="timed runs per engine turn (default 1)")
+    ap.add_argument("--settle", type=float, default=SETTLE_S, help="seconds of pause before each turn")
     args = ap.parse_args(argv)
+    SETTLE_S = args.settle
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     levels = [int(x) for x in args.levels.split(",")]
-    print(f"batch 1, {args.threads} threads, median of {args.reps} interleaved runs; "
+    how = f"{args.reps} interleaved runs" if args.block == 1 else f"{args.reps} blocks of {args.block} runs, interleaved"
+    print(f"batch 1, {args.threads} threads, median of {how}, {args.settle} s pause before each; "
           f"machine: {os.cpu_count()} CPUs, {cpu_name()}")
     rows = []
     for name in args.models.split(","):
         print(f"{name} ...", file=sys.stderr)
-        ms, cs = bench_model(name, args.threads, args.reps, levels, not args.no_tvm)
+        ms, cs = bench_model(name, args.threads, args.reps, levels, not args.no_tvm, args.block)
         rows.append((name, ms, cs))
     engines = [k for k in rows[0][1]]
     head = f"{'model':<22}" + "".join(f"{k + ' ms':>16}" for k in engines) + \
