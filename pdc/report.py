@@ -228,7 +228,7 @@ PATH_EFFICIENCY = {
 # AVX2's own shares where they differ from AVX-512's (its conv paths run 6x16 tiles; the depthwise
 # loops take two 8-lane vectors per block): per-kernel profiles of the zoo on an AMD EPYC without
 # AVX-512, against the estimate with the same machine's calibration
-PATH_EFFICIENCY_AVX2 = {"conv/pointwise": 0.78, "conv/band": 0.68, "conv/depthwise-flat": 0.10,
+PATH_EFFICIENCY_AVX2 = {**PATH_EFFICIENCY, "conv/pointwise": 0.78, "conv/band": 0.68, "conv/depthwise-flat": 0.10,
                         "conv/depthwise-rows": 0.10}
 # A fused activation's cost per output element, in MACs of the calibrated rate: the ones computed in
 # vectors after the tile (x86/activations.py: hard-swish, sigmoid, swish) cost a few; the scalar ones
@@ -268,7 +268,7 @@ def x86_seconds(row: dict, cal: Calibration, avx2: bool = False) -> float:
     if not row["runs"]:
         return 0.0
     fallback = PORTABLE_EFFICIENCY if row["family"] == "portable" else DEFAULT_EFFICIENCY
-    shares = {**PATH_EFFICIENCY, **PATH_EFFICIENCY_AVX2} if avx2 else PATH_EFFICIENCY
+    shares = PATH_EFFICIENCY_AVX2 if avx2 else PATH_EFFICIENCY
     eff = shares.get(row["path"], fallback) * tile_fill(row, FULL_REDUCTION_AVX2 if avx2 else FULL_REDUCTION)
     compute = (row["macs"] / eff + row.get("outputs", 0) * ACTIVATION_MACS.get(row.get("activation"), 0)) / cal.mac_per_s
     acts = row["bytes_moved"] - row["weight_bytes"]

@@ -53,8 +53,9 @@ def _forced(spec: Optional[str], db: str = ""):
 def tune(model, target: str = "x86", threads: Optional[int] = None, db: Optional[str] = None, rounds: int = 5,
          runs: int = 20, say: Callable[[str], None] = print) -> dict:
     """Tunes `model` (a path or an IR graph) for `target`; returns {"layers": [...], "db": path,
-    "variants": n}. Each layer row: index, nodes, key, the heuristics' path, the chosen path and the
-    fastest microseconds of every path tried."""
+    "variants": n, "kept": "all" | "paths" | "none", "whole_ms": {set: ms}}. Each layer row: index,
+    nodes, key, the heuristics' path, its candidate, the kept set's choice and the fastest
+    microseconds of every choice tried."""
     from .bench import kernel_us, profiling_build
     from .codegen.kernels.paths import FAMILIES
     from .compiler import compile_details
@@ -126,7 +127,7 @@ def tune(model, target: str = "x86", threads: Optional[int] = None, db: Optional
     for r in layers:  # what the kept set says for each layer
         c = r["candidate"]
         r["chosen"] = {"all": c, "paths": c.removesuffix("@1t"), "none": r["heuristic"]}[kept]
-    record({key: e for key, e in _subset(entries, kept).items()}, db)
+    record(_subset(entries, kept), db)
     return {"layers": layers, "db": db, "variants": len(variants), "kept": kept, "whole_ms": whole}
 
 
