@@ -65,10 +65,13 @@ def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64,
                runtime_weights: bool = True, activations: bool = True, dtype=np.float32):
     """One Conv over the whole attribute space; kind steers the draw toward a kernel path's layers:
     'depthwise' (one input channel per group, channel multipliers), 'pointwise' (1x1, stride 1, no
-    pads), 'small' (1-D/2-D, output width <= 16), 'flat' (depthwise, stride 1 same-size or stride 2)."""
+    pads), 'small' (1-D/2-D, output width <= 16), 'flat' (depthwise, stride 1 same-size or stride 2),
+    'winograd' (2-D 3x3, stride 1, no dilation)."""
     seed = draw(st.integers(0, 2 ** 32 - 1))
     rng = np.random.default_rng(seed)
     nsp = draw(st.integers(1, max_dims if kind not in ("small", "flat", "depthwise") else min(max_dims, 2)))
+    if kind == "winograd":
+        nsp = 2
     n = draw(st.sampled_from([1, 1, 1, 2, 3]))
     if kind in ("depthwise", "flat"):
         group = draw(st.integers(1, 12))
@@ -90,6 +93,8 @@ def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64,
     for _ in range(nsp):
         if kind == "pointwise":
             k, s, d = 1, 1, 1
+        elif kind == "winograd":
+            k, s, d = 3, 1, 1
         else:
             k = draw(st.integers(1, 11 if nsp < 3 else 5))
             s = draw(st.integers(1, 4))
@@ -97,7 +102,7 @@ def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64,
         if kind == "flat":
             s = flat_stride
         ext = (k - 1) * d + 1
-        if draw(st.integers(0, 9)) == 0 and kind != "pointwise":  # dilation beyond the input extent
+        if draw(st.integers(0, 9)) == 0 and kind not in ("pointwise", "winograd"):  # dilation beyond the input
             d = draw(st.integers(4, 16))
             ext = (k - 1) * d + 1
         lo = 1 if auto_pad in ("NOTSET", "SAME_UPPER", "SAME_LOWER") else ext
@@ -130,7 +135,7 @@ def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64,
             mg, cg = max(1, mg // 2), max(1, cg // 2)
         else:
             i = int(np.argmax(outs))
-            if outs[i] == 1 and kernel[i] > 1:
+            if outs[i] == 1 and kernel[i] > 1 and kind != "winograd":
                 kernel[i] = max(1, kernel[i] // 2)
             ins[i] = max(1, ins[i] // 2)
         c, m = cg * group, mg * group

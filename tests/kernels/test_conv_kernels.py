@@ -9,12 +9,15 @@ import pytest
 from harness import Const, Layer, check_layers, run_property
 from strategies import conv_layer, conv_transpose_layer, layers
 from targets import examples, options, require
+from tolerances import WINOGRAD4
 
 # (target, path, the draw that reaches it); every path of the conv family on each target
 X86_PATHS = [("im2col", "any"), ("depthwise-flat", "flat"), ("depthwise-rows", "depthwise"), ("direct", "any"),
-             ("direct", "any-f16"), ("pointwise", "pointwise"), ("band", "any")]
+             ("direct", "any-f16"), ("pointwise", "pointwise"), ("band", "any"), ("winograd4", "winograd"),
+             ("winograd2", "winograd")]
 AVX512_PATHS = X86_PATHS + [("transposed", "small")]
-ARM_PATHS = [("im2col", "any"), ("neon-gemm", "any"), ("neon-depthwise", "depthwise")]
+ARM_PATHS = [("im2col", "any"), ("neon-gemm", "any"), ("neon-depthwise", "depthwise"), ("winograd4", "winograd"),
+             ("winograd2", "winograd")]
 CASES = ([("x86-avx512", p, k) for p, k in AVX512_PATHS] + [("x86-avx2", p, k) for p, k in X86_PATHS]
          + [(t, p, k) for t in ("arm64", "armv7", "cortex-m4") for p, k in ARM_PATHS])
 EXAMPLES = 12
@@ -31,8 +34,9 @@ def test_conv_path_matches_onnxruntime(target, path, kind):
     dtype = np.float16 if kind.endswith("-f16") else np.float64 if path == "direct" else np.float32
     draw = conv_layer(kind.removesuffix("-f16"), max_dims=2 if arm and path.startswith("neon") else 3,
                       max_extent=32 if arm else 64, max_macs=300_000 if arm else 1_500_000, dtype=dtype)
+    tolerance = dict(zip(("rtol", "atol"), WINOGRAD4(np.float32))) if path == "winograd4" else {}
     run_property(layers(draw, max_size=4 if arm else 6), target, examples=examples(target, EXAMPLES),
-                 force=f"conv={path}", expect_path=f"conv/{path}", **options(target))
+                 force=f"conv={path}", expect_path=f"conv/{path}", **tolerance, **options(target))
 
 
 # ---- the layers the properties or real models found wrong, kept as they were found ----------------------

@@ -4,7 +4,8 @@ Depthwise convs (one input and one output channel per group) run a kernel vector
 output columns: per output row, the KH input rows the window touches are copied with their zero
 padding into a small band on the stack, and each group of 4 outputs is KH x KW vector FMAs with
 the tap weights broadcast (stride 2 reads every other column with a de-interleaving load).
-Every other conv is a GEMM per (image, group) (gemm.py): M = output channels of the group
+3x3 stride-1 convs take Winograd (winograd.py) where its heuristic says so, with the GEMM step
+here. Every other conv is a GEMM per (image, group) (gemm.py): M = output channels of the group
 (weights packed at compile time), N = output pixels, K = C/group x taps, with B packed from the
 input by im2col per K block and pixel chunk.
 """
@@ -16,6 +17,7 @@ import numpy as np
 
 from ...context import KernelContext
 from .. import dense_conv as _portable  # noqa: F401  (declares the portable paths first: "im2col" is the general one)
+from .. import winograd as wino
 from ..conv_geometry import ConvGeom
 from ..epilogue import Epilogue
 from ..paths import declare, mark, take
@@ -104,9 +106,34 @@ def conv(ctx: KernelContext) -> Optional[str]:
     # the depthwise kernel unrolls its taps and keeps a band of rows on the stack: small windows only
     if g.cg == 1 and g.mg == 1 and g.KH * g.KW <= 256 and band <= 1 << 16 and take("conv", "neon-depthwise"):
         return mark("conv", "neon-depthwise", _depthwise(ctx, g, epi))
+    m = wino.choose(ctx, g)
+    if m:
+        return mark("conv", f"winograd{m}", _winograd(ctx, g, epi, m))
     if take("conv", "neon-gemm"):
         return mark("conv", "neon-gemm", _gemm_conv(ctx, g, epi, np.asarray(W, np.float32)))
     return None
+
+
+WINO_BLOCK_FLOATS = 1 << 18  # V and M of a block of tile rows, at most (smaller caches than x86's)
+
+
+def _winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
+    """The GEMM step of Winograd: per (image, xi, group) U (Mg x Cg, packed) times V's rows in place."""
+    a2 = wino.tile(m) ** 2
+    th, tw = -(-g.OH // m), -(-g.OW // m)
+    problems = g.n * a2 * g.group
+    job = ArmGemm(ctx, problems, g.mg, th * tw, g.cg, Epilogue.plain())
+    rows, p = wino.block_rows(th, tw, problems * (g.cg + g.mg), job.nr, WINO_BLOCK_FLOATS)
+    v, mm = ctx.scratch(problems * g.cg * p), ctx.scratch(problems * g.mg * p)
+    job.n = p
+    job.fields.update(N=p, b=v, b_mod=problems, b_bs=g.cg * p, ldb=p, c=mm, ldc=p, c_bs=g.mg * p)
+    u = wino.transform_weights(np.asarray(ctx.const(1), np.float32), m).reshape(a2 * g.group, g.mg, g.cg)
+    job.a_const(u)
+    ctx.helper("pdc_wino_agemm", "static void pdc_wino_agemm(const void *g) { pdc_agemm_run((const pdc_agemm *)g); }\n")
+    slots = ctx.slots(job.parallel)
+    lines = [job.render(run=False)]
+    lines += wino.job_lines(ctx, g, epi, m, v=v, mm=mm, p=p, gemm="pdc_wino_agemm", gemm_job="&g", slots=slots)
+    return "\n".join(lines + [f"    pdc_wino_run(&wj, {rows});"])
 
 
 def _gemm_conv(ctx: KernelContext, g: ConvGeom, epi: Epilogue, W: np.ndarray) -> str:

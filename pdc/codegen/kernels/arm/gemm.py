@@ -419,7 +419,8 @@ class ArmGemm:
         self.fields["pack_b"] = pack_fn
         self.b_packed_at_runtime = True
 
-    def render(self) -> str:
+    def render(self, run: bool = True) -> str:
+        """The C lines declaring the job `g` and (run) running it."""
         nb = -(-self.n // self.nr)
         if self.b_packed_at_runtime:
             panels = max(1, scratch_floats(self.ctx) // (self.kc * self.nr))
@@ -446,7 +447,8 @@ class ArmGemm:
                     and value.startswith("in"):
                 value = f"(const float *){value}"
             out.append(f"    g.{key} = {value};")
-        out.append("    pdc_agemm_run(&g);")
+        if run:
+            out.append("    pdc_agemm_run(&g);")
         return "\n".join(out)
 
 

@@ -29,6 +29,7 @@ from ..dense_core import (PARALLEL_MIN_MACS, add_weight, bias_ptr, c_float, choo
 from ..epilogue import Epilogue, render_post
 from ..paths import declare, forced, mark, take
 from .conv_c import IC_BUF_FLOATS, ICONV_TILE_FLOATS, PWCONV_C, TCONV_C, TCONV_S1X1_C, iconv_helpers
+from .winograd import winograd
 
 declare("conv", "transposed", "pointwise", "band")
 
@@ -45,7 +46,7 @@ def conv(ctx: KernelContext) -> Optional[str]:
     if setup is None:
         return None
     g, epi = setup
-    body = (depthwise(ctx, g, epi) or mark("conv", "transposed", _tconv_f32(ctx, g, epi))
+    body = (depthwise(ctx, g, epi) or winograd(ctx, g, epi) or mark("conv", "transposed", _tconv_f32(ctx, g, epi))
             or mark("conv", "pointwise", _pwconv_f32(ctx, g, epi)))
     if body is None:
         plan = _iconv_plan(ctx, g) if take("conv", "band", _avx2_takes(ctx, g, "band")) else None
