@@ -12,6 +12,8 @@ The bound (`weight_bound`) sums, over the parameters of a model (ONNX initialize
   4; recurrent weights are packed in panels of RNN_PANEL rows on every target;
 - index tables of convolutions: 8 bytes per K (int32 offsets), and for a depthwise conv 4 bytes per
   tap per 16 output pixels (lane masks);
+- a 2-D 3x3 stride-1 conv on x86 and arm64 may hold its Winograd transform instead
+  (kernels/winograd.py): (m+2)^2 / 9 of its bytes, 4x for F(4x4), padded as 36 matrices per group;
 - 64 bytes of alignment per parameter, and 6 x 64 bytes per node for what kernels add besides (bias
   copies, per-problem offsets, their alignment).
 """
@@ -70,6 +72,12 @@ def _spatial(shapes: dict, name: str) -> int:
     return math.prod(d if d > 0 else 1 for d in dims[2:]) if dims else 1
 
 
+def winograd_shaped(node: onnx.NodeProto, w: np.ndarray) -> bool:
+    """A 2-D 3x3 conv with unit strides and dilations: what the Winograd paths take."""
+    return (w.ndim == 4 and w.shape[2:] == (3, 3) and all(s == 1 for s in _attr(node, "strides", [1, 1]))
+            and all(d == 1 for d in _attr(node, "dilations", [1, 1])))
+
+
 def weight_bound(model: onnx.ModelProto, target: str) -> int:
     """The most bytes the weights blob of `model` may take on target (see the module docstring)."""
     params = parameters(model)
@@ -87,6 +95,8 @@ def weight_bound(model: onnx.ModelProto, target: str) -> int:
             k = w.size // w.shape[0]
             taps = math.prod(w.shape[2:])
             total += _padding(lines, w.shape[0] // group, k, w.itemsize, group) + 8 * k
+            if winograd_shaped(node, w) and not target.startswith("cortex-m"):
+                total += 3 * w.nbytes + _padding(lines, w.shape[0] // group, w.shape[1], w.itemsize, 36 * group)
             if group > 1 and w.shape[1] == 1:
                 total += 4 * taps * (-(-_spatial(shapes, node.output[0]) // 16) + 1)
         elif node.op_type == "Gemm":

@@ -86,13 +86,25 @@ def fits(ctx, g) -> bool:
             and g.strides == [1, 1, 1] and g.dilations == [1, 1, 1])
 
 
+PANEL = 16  # the tile columns a GEMM panel rounds up to, for the heuristic's estimate
+GAIN = 0.8  # the share of the direct MACs Winograd's must stay under to pay for its transforms
+
+
 def preferred(ctx, g) -> Optional[int]:
-    """The tile size m the heuristic picks for a layer, or None (the other paths). Not where weights
-    are read in place (microcontrollers' flash): the transformed copy is 4x their size."""
-    if not ctx.config.pack_weights or g.cg < 16 or g.mg < 16:
+    """The tile size m the heuristic picks for a layer, or None (the other paths): the m whose GEMM
+    work (a^2 products per tile column, tile columns rounded up to a panel) is least, where it is
+    under GAIN of the direct 9 per output. Single-layer timings on x86 (AVX2, one thread): F(4x4)
+    0.4-0.6 of the direct paths' time from 8 to 512 channels at 14x14 to 64x64; at 7x7 with 512
+    channels F(2x2) 0.46 and F(4x4) 0.99 (4 tiles in a 16-column panel); at 4x4, both slower. Not
+    where weights are read in place (microcontrollers' flash): the transformed copy is 4x their size."""
+    if not ctx.config.pack_weights or g.cg < 8 or g.mg < 8:
         return None
-    tiles4 = -(-g.OH // 4) * -(-g.OW // 4)
-    return 4 if tiles4 >= 16 else None
+
+    def work(m):
+        tiles = -(-g.OH // m) * -(-g.OW // m)
+        return tile(m) ** 2 * -(-tiles // PANEL) * PANEL
+    cost, m = min((work(m), m) for m in (4, 2))
+    return m if cost < GAIN * 9 * g.OH * g.OW else None
 
 
 def choose(ctx, g) -> Optional[int]:
@@ -142,7 +154,6 @@ def helpers_c(m: int) -> str:
     a = tile(m)
     A2 = a * a
     lines = [f"/* ---- pdc Winograd F({m}x{m},3x3): the transforms of one plane's tiles ---- */",
-             f"#define GN {GROUP}",
              f"/* Tiles [t0, t0 + nt) of one input plane (H x W; tile t at row (t / TW) * {m} - ph, column",
              f"   (t % TW) * {m} - pw, zeros outside) -> V rows v + xi * vs, columns [0, nt). s: {2 * A2} x GN floats. */",
              f"static void pdc_wino{m}_in(const float *restrict x, int64_t H, int64_t W, int64_t ph, int64_t pw,",
@@ -210,9 +221,8 @@ def helpers_c(m: int) -> str:
         "                }",
         "        }",
         "    }",
-        "}",
-        "#undef GN"]
-    return "\n".join(lines) + "\n"
+        "}"]
+    return "\n".join(lines).replace("GN", str(GROUP)) + "\n"
 
 
 def scratch_floats(m: int) -> int:
