@@ -179,7 +179,7 @@ def kernel_bodies(folder) -> dict[str, str]:
 
 
 ARM_MARKS = {  # what an ARM kernel's body contains, per op family
-    "conv": ("pdc_agemm_run", "_planes"), "fused_conv": ("pdc_agemm_run", "_planes"),
+    "conv": ("pdc_agemm", "_planes"), "fused_conv": ("pdc_agemm", "_planes"),  # Winograd too: its GEMM step
     "gemm": ("pdc_agemm_run",), "fused_gemm": ("pdc_agemm_run",), "matmul": ("pdc_agemm_run",),
     "fused_matmul": ("pdc_agemm_run",), "max_pool": ("band[",), "average_pool": ("band[",),
     "global_average_pool": ("#if PDC_V",), "global_max_pool": ("#if PDC_V",),

@@ -27,7 +27,9 @@ THREADS = 8
 RUNS = 1000
 SAMPLES = 8  # distinct inputs, so runs that leaked into each other would show
 SHAPE = (1, 8, 32, 32)
-CFLAGS = ["-O1", "-march=native", "-std=gnu11", "-I.", "-Iruntime", "-DPDC_THREADS=1", "-Wa,-I."]
+# the bundle's own flags (manifest "cflags") come first: the same code, compiled the same way, as the
+# module the program's outputs are compared with bit for bit
+CFLAGS = ["-I.", "-Iruntime", "-DPDC_THREADS=1", "-Wa,-I."]
 
 
 def conv_model():
@@ -185,7 +187,7 @@ def build_program(folder, source: str, extra=()) -> str:
         manifest = json.load(f)
     kernel_files = sorted(p.name for p in folder.glob("net_kernels_*.c"))
     (folder / "two_instances.c").write_text(source)
-    cmd = [c_compiler(), *CFLAGS, *extra, *sources(manifest["name"], kernel_files), "two_instances.c",
+    cmd = [c_compiler(), *manifest["cflags"], *CFLAGS, *extra, *sources(manifest["name"], kernel_files), "two_instances.c",
            "-o", "two_instances", "-lpthread", "-lm"]
     r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -60,7 +60,7 @@ def test_an_empty_variable_turns_tuning_off_and_a_bad_file_is_one_error(zoo, tmp
 
 
 def _conv_relu(path: str) -> str:
-    """A 3x3 conv (8 -> 16 channels on 12x12, a band-path layer) and a ReLU: one family to tune."""
+    """A 3x3 conv (8 -> 16 channels on 12x12, a Winograd F(4x4) layer) and a ReLU: one family to tune."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 8, 3, 3)).astype(np.float32), "w")
@@ -79,8 +79,9 @@ def test_tune_keeps_each_layers_fastest_choice_and_compile_reuses_it(tmp_path, m
     monkeypatch.setenv(DB_ENV, "")
     result = tune(path, target="x86", threads=2, db=str(db), rounds=1, runs=3, say=lambda msg: None)
     layers = {r["key"]: r for r in result["layers"]}
-    assert [r["heuristic"] for r in result["layers"]] == ["conv/band"]
-    assert {"conv/band", "conv/im2col", "conv/band@1t"} <= set(result["layers"][0]["us"])
+    assert [r["heuristic"] for r in result["layers"]] == ["conv/winograd4"]
+    assert {"conv/winograd4", "conv/winograd2", "conv/band", "conv/im2col", "conv/winograd4@1t"} <= \
+        set(result["layers"][0]["us"])
     for r in result["layers"]:  # each layer's candidate: its fastest choice, by the margin
         fastest = min(r["us"], key=r["us"].get)
         beats = r["us"][fastest] < (1 - MARGIN) * r["us"][r["heuristic"]]
