@@ -126,7 +126,7 @@ def transform_weights(w: np.ndarray, m: int) -> np.ndarray:
     """(M, C, 3, 3) -> U: (a*a, M, C) float32, U[xi] = G w G^T at position xi (computed in float64)."""
     _, g, _ = transforms(m)
     gm = np.array(g, np.float64)
-    u = np.einsum("ik,mckl,jl->ijmc", gm, np.asarray(w, np.float64), gm)
+    u = np.einsum("ik,mckl,jl->ijmc", gm, np.asarray(w, np.float64), gm, optimize=True)
     a = tile(m)
     return np.ascontiguousarray(u.reshape(a * a, *w.shape[:2]), np.float32)
 
@@ -177,16 +177,19 @@ def helpers_c(m: int) -> str:
              f"                    d[(r * {a} + c) * GN + i] = yy >= 0 && yy < H && xx >= 0 && xx < W ? x[yy * W + xx] : 0.0f;",
              "                }",
              "        }"]
-    # along the columns within each row (d[r][c] -> e[r][xi_x]), then along the rows into V
+    # along the columns within each row (d[r][c] -> e[r][xi_x]), then along the rows into V: a loop
+    # over the tiles per row of the tile, its a results in its body (a loads, a stores: few registers)
     for r in range(a):
+        lines.append("        for (int i = 0; i < n; i++) {")
+        lines.append("            " + " ".join(f"const float x{c} = d[{r * a + c} * GN + i];" for c in range(a)))
         for o, row in enumerate(bt):
-            names = [f"d[{r * a + c} * GN + i]" for c in range(a)]
-            lines.append(f"        for (int i = 0; i < n; i++) e[{r * a + o} * GN + i] = {_combo(row, names)};")
+            lines.append(f"            e[{r * a + o} * GN + i] = {_combo(row, [f'x{c}' for c in range(a)])};")
+        lines.append("        }")
     for o, row in enumerate(bt):
+        lines.append("        for (int i = 0; i < n; i++) {")
         for xc in range(a):
-            names = [f"e[{r * a + xc} * GN + i]" for r in range(a)]
-            lines.append(f"        {{ float *restrict o = v + {o * a + xc} * vs + g0;")
-            lines.append(f"          for (int i = 0; i < n; i++) o[i] = {_combo(row, names)}; }}")
+            lines.append(f"            v[{o * a + xc} * vs + g0 + i] = {_combo(row, [f'e[{r * a + xc} * GN + i]' for r in range(a)])};")
+        lines.append("        }")
     lines += ["    }", "}"]
     lines += [
         "/* Tiles [t0, t0 + nt) of one output plane (OH x OW) from M rows m + xi * ms (columns [0, nt)):",
@@ -198,14 +201,18 @@ def helpers_c(m: int) -> str:
         f"    float *restrict q = s, *restrict o = s + {A2} * GN;",
         "    for (int64_t g0 = 0; g0 < nt; g0 += GN) {",
         "        const int n = (int)(nt - g0 < GN ? nt - g0 : GN);"]
-    for r in range(a):  # along the columns of each row of M: q[r][ox]
+    for r in range(a):  # along the columns of each row of M: q[r][ox], a loop per row of the tile
+        lines.append("        for (int i = 0; i < n; i++) {")
+        lines.append("            " + " ".join(f"const float x{c} = mm[{r * a + c} * ms + g0 + i];" for c in range(a)))
         for ox, row in enumerate(at):
-            names = [f"mm[{r * a + c} * ms + g0 + i]" for c in range(a)]
-            lines.append(f"        for (int i = 0; i < n; i++) q[{r * m + ox} * GN + i] = {_combo(row, names)};")
+            lines.append(f"            q[{r * m + ox} * GN + i] = {_combo(row, [f'x{c}' for c in range(a)])};")
+        lines.append("        }")
     for oy, row in enumerate(at):  # then along the rows, + bias
+        lines.append("        for (int i = 0; i < n; i++) {")
         for ox in range(m):
             names = [f"q[{r * m + ox} * GN + i]" for r in range(a)]
-            lines.append(f"        for (int i = 0; i < n; i++) o[{oy * m + ox} * GN + i] = {_combo(row, names)} + bias;")
+            lines.append(f"            o[{oy * m + ox} * GN + i] = {_combo(row, names)} + bias;")
+        lines.append("        }")
     lines += [
         "        for (int i = 0; i < n; i++) {",
         "            const int64_t t = t0 + g0 + i;",
