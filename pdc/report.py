@@ -224,10 +224,10 @@ PATH_EFFICIENCY = {
     "gemm/packed-b": 0.70, "gemm/packed-a": 0.60, "gemm/loops": 0.15, "gemm/runtime": 0.30,
     "attention/keys-transposed": 0.15, "attention/keys-direct": 0.12, "attention/scalar": 0.05,
     "rnn/packed": 0.10, "rnn/rowdot": 0.05,
-    # shares of the direct MACs (a 3x3 conv's 9 per output): Winograd does fewer, so above 1. Single
-    # layers on AVX2 against the im2col / band paths they replace (F(4x4) 0.4-0.55 of their time,
-    # F(2x2) at 7x7 0.46); AVX-512 assumed the same
-    "conv/winograd4": 1.3, "conv/winograd2": 1.3,
+    # shares of the direct MACs (a 3x3 conv's 9 per output): Winograd does fewer, so above 1. From
+    # `pdc bench --profile` of resnet18 on AVX2, 2 threads (F(4x4) 0.8-1.2 ms, F(2x2) at 7x7 1.15 ms
+    # per 116 M direct MACs); AVX-512 assumed the same
+    "conv/winograd4": 1.8, "conv/winograd2": 1.55,
 }
 # AVX2's own shares where they differ from AVX-512's (its conv paths run 6x16 tiles; the depthwise
 # loops take two 8-lane vectors per block): per-kernel profiles of the zoo on an AMD EPYC without
