@@ -1,12 +1,8 @@
-"""x86 Winograd paths for 3x3, stride 1, undilated 2-D convs with constant weights: F(4x4,3x3)
-("winograd4") and F(2x2,3x3) ("winograd2"); the transforms are winograd.py's.
-
-Per block of whole tile rows (so that V and M stay bounded, in the arena): the input transform
-writes V[n][xi][c][tile], the (a*a * groups) GEMMs run as one in-place pointwise job (conv_c.py's
-pdc_pwconv: V's rows are read by the indirect microkernel, U is packed at compile time), and the
-output transform writes the output with bias, the residual before the activation and the clamp;
-any other activation or a residual after it is the dense post-pass (pdc_post_tile) over the rows
-just written. Each of the three steps spreads over the thread pool.
+"""x86's Winograd paths (winograd4: F(4x4,3x3), winograd2: F(2x2,3x3)) for 2-D 3x3 stride-1 convs
+with constant weights: the transforms and the driver are winograd.py's; the GEMM step here is one
+in-place pointwise job (conv_c.py's pdc_pwconv: the indirect microkernel reads V's rows, U is
+packed at compile time, one problem per image, xi and group), and an activation or a residual after
+it runs as the dense post-pass (pdc_post_tile) over the rows the output transform wrote.
 """
 from __future__ import annotations
 
