@@ -50,6 +50,8 @@ def conv(ctx: KernelContext) -> Optional[str]:
             or mark("conv", "pointwise", _pwconv_f32(ctx, g, epi)))
     if body is None:
         plan = _iconv_plan(ctx, g) if take("conv", "band", _avx2_takes(ctx, g, "band")) else None
+        if plan is not None and forced("conv") != "band" and _starved(g, plan):
+            plan = None
         if plan is not None:
             body = mark("conv", "band", _iconv_f32(ctx, g, epi, plan))
     return uses_all(ctx, body) if body is not None else None
@@ -68,9 +70,22 @@ AVX2_LIMITS = {"band": dict(pixels=(64, 1024), reduction=1 << 30), "pointwise": 
 def _avx2_takes(ctx: KernelContext, g: ConvGeom, path: str) -> bool:
     if isa_of(ctx) == "avx512":
         return True
+    if path == "band" and g.taps >= 25 and g.k <= 256:
+        # a large-kernel stem on a few channels at any size: im2col copies K = C x taps rows per pixel
+        # for few output channels (resnet's 7x7 stride-2 stem on 3 channels: band 0.68 of its time)
+        return True
     limit = AVX2_LIMITS[path]
     low, high = limit["pixels"]
     return low <= g.p_out <= high and g.k <= limit["reduction"]
+
+
+def _starved(g: ConvGeom, plan: dict) -> bool:
+    """Whether a band plan streams its weights for too few columns: bands shorter than two 32-wide
+    panels (many input channels leave room for one or two rows) re-read weights beyond the L2 share
+    for each band, when the threads split the bands rather than the weights (3x3 stride 2, 128 ->
+    128 channels at 28x28: bands of 2 rows, 2x the time of im2col on AVX2)."""
+    split_m = g.n * g.group * plan["nbands"] < 2 or g.m * g.k * 4 > (1 << 20)
+    return plan["nq"] < 64 and g.m * g.k * 4 > (256 << 10) and not split_m
 
 
 def _iconv_plan(ctx: KernelContext, g: ConvGeom, whole: bool = False, cg: int = 0) -> dict | None:
