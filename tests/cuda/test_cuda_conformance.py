@@ -11,7 +11,7 @@ import os
 from emulator import EmulatedCudaBackend
 from test_onnx_conformance import SHARED, X86_ONLY, node_test_class, sampled
 
-SAMPLE = int(os.environ.get("PDC_CUDA_CONFORMANCE_SAMPLE", "5"))
+SAMPLE = int(os.environ.get("PDC_CUDA_CONFORMANCE_SAMPLE", "8"))
 
 
 CudaEmulatedNodeModelTest = type("CudaEmulatedNodeModelTest",

@@ -61,9 +61,12 @@ def test_zoo_matches_onnxruntime_in_fp32(name, zoo, tmp_path):
     assert host_nodes(module.manifest) == []
 
 
+# every classifier in fp16; bf16 (the same kernels with another storage type) on two of them
+STORAGE_CASES = [(n, "fp16") for n in CLASSIFIERS] + [(n, "bf16") for n in ("mobilenet_v3_small", "digits_cnn")]
+
+
 @pytest.mark.zoo
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
-@pytest.mark.parametrize("name", CLASSIFIERS)
+@pytest.mark.parametrize("name,precision", STORAGE_CASES, ids=[f"{n}-{p}" for n, p in STORAGE_CASES])
 def test_zoo_classifiers_in_16_bit_storage(name, precision, zoo, tmp_path):
     import onnxruntime as ort
     path = zoo(name)

@@ -24,7 +24,7 @@ def test_every_family_declares_its_general_path_first():
     generators()  # imports every generator module, which declares its paths
     assert FAMILIES["conv"][0] == "im2col"
     assert {"im2col", "band", "transposed", "pointwise", "depthwise-flat", "depthwise-rows", "neon-gemm",
-            "neon-depthwise", "direct"} <= set(FAMILIES["conv"])
+            "neon-depthwise", "direct", "winograd4", "winograd2"} <= set(FAMILIES["conv"])
 
 
 def test_a_forced_path_wins_over_the_heuristic(monkeypatch):
@@ -37,7 +37,8 @@ def test_a_forced_path_wins_over_the_heuristic(monkeypatch):
     assert take("conv", "band", heuristic=True) and not take("conv", "band", heuristic=False)
 
 
-@pytest.mark.parametrize("force,path", [("", "conv/band"), ("conv=im2col", "conv/im2col")])
+@pytest.mark.parametrize("force,path", [("", "conv/winograd4"), ("conv=band", "conv/band"),
+                                        ("conv=im2col", "conv/im2col")])
 def test_the_manifest_names_each_kernels_path(tmp_path, monkeypatch, force, path):
     if force:
         monkeypatch.setenv("PDC_FORCE_PATH", force)
