@@ -31,6 +31,8 @@ import numpy as np
 
 from ..ctypes_c import float_literal
 from . import dense_conv as _portable  # noqa: F401  (declares the conv family's general path first)
+from .activations import act_function
+from .epilogue import c_float
 from .paths import declare, take
 
 declare("conv", "winograd4", "winograd2")
@@ -321,23 +323,22 @@ def job_lines(ctx, g, epi, m: int, *, v: str, mm: str, p: int, gemm: str, gemm_j
               post: str = "0", post_ctx: str = "0") -> list[str]:
     """The C lines declaring `pdc_wino_job wj` for a layer (the GEMM step and the post-pass named
     by the target; without a post-pass, act and the residual after it are the driver's scalar loop)."""
-    from .activations import act_function  # noqa: PLC0415  (activations imports nothing of this module)
     a = tile(m)
     s, stride = ctx.thread_scratch(scratch_floats(m), slots)
     fields = dict(x="in0", bias="in2" if ctx.has_input(2) else "0", y="out0", v=v, m=mm, N=g.n, A2=a * a,
                   G=g.group, Cg=g.cg, Mg=g.mg, H=g.H, W=g.W, OH=g.OH, OW=g.OW, ph=g.ph, pw=g.pw,
-                  TH=-(-g.OH // m), TW=-(-g.OW // m), TM=m, P=p, lo=_c_float(epi.lo), hi=_c_float(epi.hi),
+                  TH=-(-g.OH // m), TW=-(-g.OW // m), TM=m, P=p, lo=c_float(epi.lo), hi=c_float(epi.hi),
                   clamp=int(epi.clamp), gemm=gemm, gemm_job=gemm_job, post=post, post_ctx=post_ctx, s=s,
                   s_stride=stride, slots=slots, **{"in": f"pdc_wino{m}_in", "out": f"pdc_wino{m}_out"})
     if epi.res_before:
         fields["res"] = epi.res_before
     if post == "0":
         if not epi.fast and epi.activation not in ("none", "relu", "clip"):
-            fields.update(act=act_function(ctx, epi.activation), alpha=_c_float(epi.alpha or 0.0),
-                          beta=_c_float(epi.beta or 0.0))
+            fields.update(act=act_function(ctx, epi.activation), alpha=c_float(epi.alpha or 0.0),
+                          beta=c_float(epi.beta or 0.0))
         elif not epi.fast and epi.activation != "none":  # a clamp, then the residual after it
             lo, hi = epi.clamp_range
-            fields.update(lo=_c_float(lo), hi=_c_float(hi), clamp=1)
+            fields.update(lo=c_float(lo), hi=c_float(hi), clamp=1)
         if epi.res_after:
             fields["res_after"] = epi.res_after
     ctx.helper(f"pdc_wino{m}", helpers_c(m))
@@ -349,6 +350,3 @@ def job_lines(ctx, g, epi, m: int, *, v: str, mm: str, p: int, gemm: str, gemm_j
         lines.append(f"    wj.{k} = {val};")
     return lines
 
-
-def _c_float(x: float) -> str:
-    return float_literal(float(x), "float")

@@ -47,7 +47,8 @@ def _body(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
     isa = isa_of(ctx)
     mr, nv = choose_tile(isa, g.mg, th * tw)
     nr = lanes(isa) * nv
-    rows, p = wino.block_rows(th, tw, g.n * a2 * g.group * (g.cg + g.mg), nr, BLOCK_FLOATS)
+    problems = g.n * a2 * g.group
+    rows, p = wino.block_rows(th, tw, problems * (g.cg + g.mg), nr, BLOCK_FLOATS)
     if g.cg * p >= 2 ** 31:
         return None
     ukr = ukernel(ctx, mr, nv, indirect=True)
@@ -55,7 +56,6 @@ def _body(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
     iconv_helpers(ctx)  # pdc_ukri_fn
     ctx.helper("pdc_dense_pwconv", PWCONV_C)
     u = wino.transform_weights(np.asarray(ctx.const(1), np.float32), m).reshape(a2 * g.group, g.mg, g.cg)
-    problems = g.n * a2 * g.group
     parallel = int(ctx.split(problems * g.mg * g.cg * p, PARALLEL_MIN_MACS))
     _, split_m = choose_split(problems, g.mg, p, g.cg, mr, nr, ctx.config.threads, u.size * 4)
     slots = ctx.slots(parallel)
