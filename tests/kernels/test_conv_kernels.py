@@ -182,17 +182,25 @@ def _extremes() -> np.ndarray:
 
 
 ACTIVATION_POSTS = {"sigmoid": [("Sigmoid", {}, [])], "silu": [("Sigmoid", {}, []), ("Mul", {}, ["before"])],
-                    "hard_swish": [("HardSwish", {}, [])], "swish-0.7": [("Swish", {"alpha": 0.7}, [])]}
+                    "hard_swish": [("HardSwish", {}, [])], "swish-0.7": [("Swish", {"alpha": 0.7}, [])],
+                    "hard_sigmoid": [("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, [])],
+                    "leaky_relu": [("LeakyRelu", {"alpha": 0.15}, [])]}
 
 
 @pytest.mark.parametrize("target", ["x86-avx512", "x86-avx2", "arm64"])
 @pytest.mark.parametrize("act", list(ACTIVATION_POSTS))
-def test_fused_activations_over_their_whole_range(target, act):
-    """A 1x1 conv that copies its input (identity weights), then the activation: the vector forms of
-    x86 (exp by range reduction and a polynomial) and the scalar ones agree with ONNX Runtime at the
-    extremes, the infinities and NaN. Swish with alpha 0.7 (opset 24) has ONNX's reference as oracle."""
+@pytest.mark.parametrize("conv", ["pointwise", "depthwise"])
+def test_fused_activations_over_their_whole_range(target, act, conv):
+    """A conv that copies its input (identity weights: a 1x1 conv, or a 3x3 depthwise one with its
+    centre tap 1), then the activation: the vector forms (x86 and AArch64: exp by range reduction and
+    a polynomial) and the scalar ones agree with ONNX Runtime at the extremes, the infinities and
+    NaN. Swish with alpha 0.7 (opset 24) has ONNX's reference as oracle."""
     require(target)
-    eye = Const(np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1))
-    layer = Layer("Conv", [_extremes(), eye], {}, post=ACTIVATION_POSTS[act],
+    if conv == "pointwise":
+        w, attrs = np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1), {}
+    else:
+        w, attrs = np.zeros((4, 1, 3, 3), np.float32), {"group": 4, "pads": [1, 1, 1, 1]}
+        w[:, 0, 1, 1] = 1
+    layer = Layer("Conv", [_extremes(), Const(w)], attrs, post=ACTIVATION_POSTS[act],
                   **(dict(opset=24, oracle="onnx-reference") if act == "swish-0.7" else {}))
     check_layers([layer], target, rtol=2e-6, atol=1e-6, **options(target))

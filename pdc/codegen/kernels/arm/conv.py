@@ -6,8 +6,8 @@ padding into a small band on the stack, and each group of 4 outputs is KH x KW v
 the tap weights broadcast (stride 2 reads every other column with a de-interleaving load).
 3x3 stride-1 convs take Winograd (winograd.py) where its heuristic says so, with the GEMM step
 here. Every other conv is a GEMM per (image, group) (gemm.py): M = output channels of the group
-(weights packed at compile time), N = output pixels, K = C/group x taps, with B packed from the
-input by im2col per K block and pixel chunk.
+(weights packed at compile time), N = output pixels, K = C/group x taps, with B the input itself
+for a 1x1 stride-1 conv, else its im2col rows per K block and pixel chunk.
 """
 from __future__ import annotations
 
@@ -21,67 +21,52 @@ from .. import winograd as wino
 from ..conv_geometry import ConvGeom
 from ..epilogue import Epilogue
 from ..paths import declare, mark, take
+from .activations import vector_act
 from .gemm import PARALLEL_MIN_MACS, ArmGemm
 from .vector import arm_kernel, band_rows, base, is_f32
 
 declare("conv", "neon-gemm", "neon-depthwise")
 
 IM2COL_C = r"""
-/* ---- pdc ARM kernels: im2col packing of an NCHW image into GEMM B panels ---- */
-typedef struct { int64_t H, W, OW, KH, KW, sh, sw, dh, dw, ph, pw; int pointwise; } pdc_ageom;
+/* ---- pdc ARM kernels: im2col of an NCHW image into GEMM B rows ---- */
+typedef struct { int64_t H, W, OW, KH, KW, sh, sw, dh, dw, ph, pw; } pdc_ageom;
+/* rows k0 .. k0 + kc - 1 of B (one per input channel and tap), columns n0 .. n0 + nc - 1 (output
+   pixels), into dst as rows of ld floats, zero-padded; each output row's part is one run: the
+   window's columns inside the input copied, the rest zero */
 static void pdc_apack_im2col(const pdc_agemm *g, int64_t p, float *dst, int64_t n0, int64_t nc, int64_t k0,
-                             int64_t kc, int64_t NR) {
+                             int64_t kc, int64_t ld) {
     const pdc_ageom *q = (const pdc_ageom *)g->geom;
     const float *x = g->src + p * g->src_bs;
-    const int64_t HW = q->H * q->W, KHW = q->KH * q->KW, panel = kc * NR;
+    const int64_t HW = q->H * q->W, KHW = q->KH * q->KW;
     for (int64_t kk = 0; kk < kc; kk++) {
         const int64_t k = k0 + kk, ci = k / KHW, r = k % KHW, kh = r / q->KW, kw = r % q->KW;
         const float *xc = x + ci * HW;
-        float *d = dst + kk * NR;
-        int64_t lane = 0;
-        if (q->pointwise) { /* the row of channel ci, as is */
-            const float *s = xc + n0;
-            for (int64_t j = 0; j < nc;) {
-                const int64_t n = nc - j < NR ? nc - j : NR;
-                memcpy(d, s + j, (size_t)n * sizeof(float));
-                for (int64_t t = n; t < NR; t++) d[t] = 0.0f;
-                j += n;
-                d += panel;
-            }
-            continue;
-        }
-        int64_t oy = n0 / q->OW, ox = n0 % q->OW;
-        for (int64_t j = 0; j < nc;) { /* one output row (or its part in this chunk) per pass */
+        float *d = dst + kk * ld;
+        int64_t oy = n0 / q->OW, ox = n0 % q->OW, j = 0;
+        while (j < nc) { /* one output row (or its part in this chunk) per pass */
             const int64_t run = q->OW - ox < nc - j ? q->OW - ox : nc - j;
             const int64_t iy = oy * q->sh - q->ph + kh * q->dh;
             const int64_t ix0 = ox * q->sw - q->pw + kw * q->dw;
-            int64_t t = 0, tlo = run, thi = run; /* [tlo, thi): the taps inside the row */
+            int64_t tlo = run, thi = run; /* [tlo, thi): the taps inside the input */
             if (iy >= 0 && iy < q->H) {
                 tlo = ix0 >= 0 ? 0 : (-ix0 + q->sw - 1) / q->sw;
                 thi = ix0 >= q->W ? 0 : (q->W - ix0 + q->sw - 1) / q->sw;
                 tlo = tlo < run ? tlo : run;
                 thi = thi < run ? (thi > tlo ? thi : tlo) : run;
             }
-            const float *row = xc + (iy >= 0 && iy < q->H ? iy * q->W : 0);
-            while (t < run) {
-                const int64_t end = t < tlo ? tlo : (t < thi ? thi : run);
-                int64_t n = end - t < NR - lane ? end - t : NR - lane;
-                if (t >= tlo && t < thi) {
-                    const float *s = row + ix0 + t * q->sw;
-                    if (q->sw == 1) memcpy(d + lane, s, (size_t)n * sizeof(float));
-                    else for (int64_t i = 0; i < n; i++) d[lane + i] = s[i * q->sw];
-                } else {
-                    for (int64_t i = 0; i < n; i++) d[lane + i] = 0.0f;
-                }
-                t += n;
-                lane += n;
-                if (lane == NR) { lane = 0; d += panel; }
+            float *dr = d + j;
+            for (int64_t t = 0; t < tlo; t++) dr[t] = 0.0f;
+            if (thi > tlo) {
+                const float *s = xc + iy * q->W + ix0;
+                if (q->sw == 1) memcpy(dr + tlo, s + tlo, (size_t)(thi - tlo) * sizeof(float));
+                else for (int64_t t = tlo; t < thi; t++) dr[t] = s[t * q->sw];
             }
+            for (int64_t t = thi; t < run; t++) dr[t] = 0.0f;
             j += run;
             ox = 0;
             oy++;
         }
-        for (; lane > 0 && lane < NR; lane++) d[lane] = 0.0f;
+        for (; j < ld; j++) d[j] = 0.0f;
     }
 }
 """
@@ -138,33 +123,35 @@ def _winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
 
 def _gemm_conv(ctx: KernelContext, g: ConvGeom, epi: Epilogue, W: np.ndarray) -> str:
     job = ArmGemm(ctx, g.n * g.group, g.mg, g.p_out, g.k, epi)
-    ctx.helper("pdc_apack_im2col", IM2COL_C)
     job.a_const(W.reshape(g.group, g.mg, g.k), "in1")
-    job.b_runtime("pdc_apack_im2col")
-    job.fields.update(src="in0", src_bs=g.cg * g.H * g.W, geom="&geom", ldc=g.p_out, c_bs=g.mg * g.p_out)
+    job.fields.update(ldc=g.p_out, c_bs=g.mg * g.p_out)
     if ctx.has_input(2):
         job.fields.update(bias_m="in2", bm_mod=g.group, bm_bs=g.mg)
+    if g.pointwise:
+        # B is the input as it lies: row k of problem p is channel k of its group's image, HW floats
+        # (no copy; partial panels at a row's end take the microkernel's scalar path)
+        job.fields.update(b="in0", b_mod=g.n * g.group, b_bs=g.cg * g.p_out, ldb=g.p_out)
+        return job.render()
+    ctx.helper("pdc_apack_im2col", IM2COL_C)
+    job.b_runtime("pdc_apack_im2col")
+    job.fields.update(src="in0", src_bs=g.cg * g.H * g.W, geom="&geom")
     job.lines.append(f"    static const pdc_ageom geom = {{{g.H}, {g.W}, {g.OW}, {g.KH}, {g.KW}, {g.sh}, {g.sw}, "
-                     f"{g.dh}, {g.dw}, {g.ph}, {g.pw}, {int(g.pointwise)}}};")
+                     f"{g.dh}, {g.dw}, {g.ph}, {g.pw}}};")
     return job.render()
+
+
+DW_ROWS = 4  # output rows per band: each input row is copied about (R - 1 + KH) / R times, not KH
 
 
 def _depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     base(ctx)
     ctx.helper("pdc_adw_args", DW_ARGS_C)
     bw = (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1  # band width: every column a window reaches
-    lo_b = min(g.pw, bw)  # band columns [lo_b, hi_b) hold input columns [lo_b - pw, hi_b - pw)
-    hi_b = max(lo_b, min(bw, g.W + g.pw))
-    taps = [(kh, kw) for kh in range(g.KH) for kw in range(g.KW)]
-    res_b, res_a = epi.res_before is not None, epi.res_after is not None
-    lo, hi = epi.c_lo_hi()
-    al, be = epi.c_alpha_beta()
+    rows = DW_ROWS if g.OH >= DW_ROWS and _band_rows(g, DW_ROWS) * bw <= 1 << 16 else 1
     task = f"{ctx.fn_name}_planes"
-    vec = g.sw in (1, 2)
-
     L = [f"static void {task}(void *vargs, int64_t p0, int64_t p1) {{",
          "    const pdc_adw_args *A = (const pdc_adw_args *)vargs;",
-         f"    float band[{g.KH * bw + 8}];",
+         f"    float band[{_band_rows(g, rows) * bw + 8}];",
          "    for (int64_t pl = p0; pl < p1; pl++) {",
          f"        const int64_t ch = pl % {g.c};",
          f"        const float *x = A->x + pl * {g.H * g.W};",
@@ -173,44 +160,17 @@ def _depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
          "        const float bias = A->b ? A->b[ch] : 0.0f;",
          f"        const float *r = A->r ? A->r + pl * {g.p_out} : 0;",
          "        (void)r;"]
-    if vec:
+    if g.sw in (1, 2):
         L += ["#if PDC_V",
-              "        " + " ".join(f"const pdc_v4 w{t} = pdc_vdup(w[{t}]);" for t in range(len(taps))),
-              f"        const pdc_v4 vbias = pdc_vdup(bias), vlo = pdc_vdup({lo}), vhi = pdc_vdup({hi});",
+              "        " + " ".join(f"const pdc_v4 w{t} = pdc_vdup(w[{t}]);" for t in range(g.taps)),
+              f"        const pdc_v4 vbias = pdc_vdup(bias), vlo = pdc_vdup({epi.c_lo_hi()[0]}), "
+              f"vhi = pdc_vdup({epi.c_lo_hi()[1]});",
               "        (void)vlo; (void)vhi;",
               "#endif"]
-    L += [f"        for (int64_t oy = 0; oy < {g.OH}; oy++) {{"]
-    L += band_rows(" " * 12, g.KH, bw, f"oy * {g.sh} - {g.ph} + kh * {g.dh}", g.H, g.W, lo_b, hi_b, g.pw, "0.0f")
-    L += [f"            float *yr = y + oy * {g.OW};",
-          "            int64_t ox = 0;"]
-    if vec:
-        load = "pdc_vld" if g.sw == 1 else "pdc_vld2e"
-        L += ["#if PDC_V",
-              f"            for (; ox + 4 <= {g.OW}; ox += 4) {{",
-              "                pdc_v4 acc = vbias;"]
-        for t, (kh, kw) in enumerate(taps):
-            L.append(f"                acc = pdc_vfma(acc, w{t}, {load}(band + {kh * bw} + ox * {g.sw} + {kw * g.dw}));")
-        if res_b:
-            L.append(f"                acc = pdc_vadd(acc, pdc_vld(r + oy * {g.OW} + ox));")
-        if epi.needs_clamp:
-            L.append("                acc = pdc_vclamp(acc, vlo, vhi);")
-        L += ["                pdc_vst(yr + ox, acc);", "            }", "#endif"]
-    L += [f"            for (; ox < {g.OW}; ox++) {{",
-          "                float s = bias;"]
-    for t, (kh, kw) in enumerate(taps):
-        L.append(f"                s += w[{t}] * band[{kh * bw} + ox * {g.sw} + {kw * g.dw}];")
-    if res_b:
-        L.append(f"                s += r[oy * {g.OW} + ox];")
-    if epi.needs_clamp:
-        L.append(f"                s = pdc_fclamp(s, {lo}, {hi});")
-    L += ["                yr[ox] = s;", "            }"]
-    if epi.act or res_a:
-        L += [f"            for (int64_t i = 0; i < {g.OW}; i++) {{",
-              f"                float v = {epi.act_fn() if epi.act else ''}(yr[i]{f', {al}, {be}' if epi.act else ''});"]
-        if res_a:
-            L.append(f"                v += r[oy * {g.OW} + i];")
-        L += ["                yr[i] = v;", "            }"]
-    L += ["        }", "    }", "}"]
+    L.append("        int64_t oy = 0;")
+    if rows > 1:  # blocks of `rows` output rows, then the rest one by one
+        L += [f"        for (; oy + {rows} <= {g.OH}; oy += {rows}) {{"] + _dw_block(ctx, g, epi, bw, rows) + ["        }"]
+    L += [f"        for (; oy < {g.OH}; oy++) {{"] + _dw_block(ctx, g, epi, bw, 1) + ["        }", "    }", "}"]
     ctx.helper(task, "\n".join(L) + "\n")
     planes = g.n * g.c
     bias = "in2" if ctx.has_input(2) else "0"
@@ -220,3 +180,67 @@ def _depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     body.append(f"    pdc_parallel_for({planes}, {task}, &args);" if parallel else f"    {task}(&args, 0, {planes});")
     return "\n".join(body)
 
+
+def _band_rows(g: ConvGeom, rows: int) -> int:
+    """Input rows that `rows` consecutive output rows read."""
+    return (rows - 1) * g.sh + (g.KH - 1) * g.dh + 1
+
+
+def _dw_block(ctx: KernelContext, g: ConvGeom, epi: Epilogue, bw: int, rows: int) -> list[str]:
+    """C lines computing output rows oy .. oy + rows - 1 of a plane: their input rows copied into
+    `band` with the padding, then each group of 4 columns of every row from the band (the rows of a
+    block share their loads: the compiler keeps one load per band row and tap column)."""
+    lo_b = min(g.pw, bw)  # band columns [lo_b, hi_b) hold input columns [lo_b - pw, hi_b - pw)
+    hi_b = max(lo_b, min(bw, g.W + g.pw))
+    taps = [(kh, kw) for kh in range(g.KH) for kw in range(g.KW)]
+    res_b, res_a = epi.res_before is not None, epi.res_after is not None
+    lo, hi = epi.c_lo_hi()
+    al, be = epi.c_alpha_beta()
+    pad = " " * 12
+    L = band_rows(pad, _band_rows(g, rows), bw, f"oy * {g.sh} - {g.ph} + kh", g.H, g.W, lo_b, hi_b, g.pw, "0.0f")
+    L.append(pad + "int64_t ox = 0;")
+    band_of = lambda i, kh, kw, col: f"band + {(i * g.sh + kh * g.dh) * bw + kw * g.dw} + {col} * {g.sw}"  # noqa: E731
+    if g.sw in (1, 2):
+        load = "pdc_vld" if g.sw == 1 else "pdc_vld2e"
+        body = [pad + f"    pdc_v4 acc{i} = vbias;" for i in range(rows)]
+        for kh, kw in taps:
+            t = kh * g.KW + kw
+            body.append(pad + "    " + " ".join(f"acc{i} = pdc_vfma(acc{i}, w{t}, {load}({band_of(i, kh, kw, 'ox')}));"
+                                                for i in range(rows)))
+        for i in range(rows):
+            out = f"(oy + {i}) * {g.OW} + ox"
+            if res_b:
+                body.append(pad + f"    acc{i} = pdc_vadd(acc{i}, pdc_vld(r + {out}));")
+            if epi.needs_clamp:
+                body.append(pad + f"    acc{i} = pdc_vclamp(acc{i}, vlo, vhi);")
+            body.append(pad + f"    pdc_vst(y + {out}, acc{i});")
+        L += ["#if PDC_V", pad + f"for (; ox + 4 <= {g.OW}; ox += 4) {{", *body, pad + "}"]
+        if g.OW > 4 and g.OW % 4 and not res_b:
+            # the last columns: one more group ending at the row's end, which writes some outputs
+            # again with the same values (not with a residual, which may share y's memory)
+            L += [pad + f"ox = {g.OW - 4};", pad + "{", *body, pad + "}", pad + f"ox = {g.OW};"]
+        L.append("#endif")
+    L += [pad + f"for (; ox < {g.OW}; ox++) {{"]
+    for i in range(rows):
+        L.append(pad + "    {")
+        L.append(pad + "        float s = bias;")
+        for kh, kw in taps:
+            L.append(pad + f"        s += w[{kh * g.KW + kw}] * *({band_of(i, kh, kw, 'ox')});")
+        if res_b:
+            L.append(pad + f"        s += r[(oy + {i}) * {g.OW} + ox];")
+        if epi.needs_clamp:
+            L.append(pad + f"        s = pdc_fclamp(s, {lo}, {hi});")
+        L += [pad + f"        y[(oy + {i}) * {g.OW} + ox] = s;", pad + "    }"]
+    L.append(pad + "}")
+    if epi.act or res_a:
+        L += [pad + f"for (int64_t i = 0; i < {rows}; i++) {{",
+              pad + f"    float *yr = y + (oy + i) * {g.OW};",
+              pad + f"    const float *rr = {f'r + (oy + i) * {g.OW}' if res_a else '0'};",
+              pad + "    (void)rr;"]
+        first = f"{vector_act(ctx)}({epi.act}, yr, rr, {g.OW}, {al}, {be})" if epi.act else "0"
+        L += [pad + f"    for (int64_t j = {first}; j < {g.OW}; j++) {{",
+              pad + f"        float v = {epi.act_fn() if epi.act else ''}(yr[j]{f', {al}, {be}' if epi.act else ''});"]
+        if res_a:
+            L.append(pad + "        v += rr[j];")
+        L += [pad + "        yr[j] = v;", pad + "    }", pad + "}"]
+    return L

@@ -30,7 +30,8 @@ from ....ir.ops.common import broadcast_shapes
 from ...context import KernelContext
 from ..epilogue import Epilogue
 from ..paths import declare, mark, take
-from .vector import arm_kernel, base, is_f32, simd_of
+from .activations import vector_act
+from .vector import arm_kernel, is_f32, simd_of
 
 # the kernels below take B constant ("neon"); the portable generators (dense_gemm.py: "runtime",
 # the general path, named first whichever module declares first; "packed-b", "packed-a", "loops")
@@ -101,13 +102,16 @@ DRIVER_C = r"""
 #define PDC_AACC 1   /* add the tile already in C (a later K block) */
 #define PDC_ALAST 2  /* the last K block: apply the epilogue */
 #define PDC_ACLAMP 4 /* clamp to [lo, hi] after the epilogue adds */
+#define PDC_AWHOLE 8 /* B's rows are readable in whole vectors past nr (zero padding) */
 typedef struct { const float *bias_m, *bias_n, *res; int64_t ldr; float lo, hi; } pdc_aepi;
 /* A element (i, k) at a[i * ars + k * acs], B element (k, j) at b[k * bks + j] */
+/* np tiles side by side: tile q reads B at b + q * bps and writes C (and the epilogue's columns) q * NR on */
 typedef void (*pdc_aukr_fn)(int64_t kc, const float *a, int64_t ars, int64_t acs, const float *b, int64_t bks,
-                            float *c, int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e);
+                            float *c, int64_t ldc, int mr, int nr, int64_t np, int64_t bps, int flags,
+                            const pdc_aepi *e);
 typedef struct pdc_agemm pdc_agemm;
 /* packs rows [r0, r0+rn) x K block [k0, k0+kc) of problem p's A into [kc][R] (R = MR), or
-   columns [r0, r0+rn) of its B into ceil(rn/R) panels of [kc][R] (R = NR), zero-padded */
+   columns [r0, r0+rn) of its B into kc rows of R floats (R: rn rounded up to NR), zero-padded */
 typedef void (*pdc_apack_fn)(const pdc_agemm *g, int64_t p, float *dst, int64_t r0, int64_t rn, int64_t k0,
                              int64_t kc, int64_t R);
 struct pdc_agemm {
@@ -123,7 +127,8 @@ struct pdc_agemm {
     const float *bias_n;
     const float *res;                      /* added before the activation, laid out like C */
     float lo, hi; int clamp;
-    float (*act)(float, float, float); float alpha, beta; /* other activations: a scalar pass on tiles */
+    float (*act)(float, float, float); float alpha, beta; /* other activations: a pass on tiles, */
+    int act_code;                          /* in vectors where pdc_aact_vec has the form */
     const float *res_after;                /* added after the activation, laid out like C */
     int parallel;
     float *scratch; int64_t slot_floats, abuf_off; int slots; /* thread slot s: B buffer at
@@ -148,11 +153,14 @@ static void pdc_aepi_tile(const float *t, int ldt, float *c, int64_t ldc, int mr
 }
 static void pdc_apost(const pdc_agemm *g, float *c, int64_t off, int mr, int nr) {
     for (int i = 0; i < mr; i++) {
-        for (int j = 0; j < nr; j++) {
-            float y = c[i * g->ldc + j];
+        float *row = c + i * g->ldc;
+        const float *ra = g->res_after ? g->res_after + off + i * g->ldc : 0;
+        int j = g->act ? (int)pdc_aact_vec(g->act_code, row, ra, nr, g->alpha, g->beta) : 0;
+        for (; j < nr; j++) {
+            float y = row[j];
             if (g->act) y = g->act(y, g->alpha, g->beta);
-            if (g->res_after) y += g->res_after[off + i * g->ldc + j];
-            c[i * g->ldc + j] = y;
+            if (ra) y += ra[j];
+            row[j] = y;
         }
     }
 }
@@ -168,7 +176,28 @@ static void pdc_agemm_unit(const pdc_agemm *g, int64_t p, int64_t n0, int64_t nc
         const int64_t kc = g->KC < K - k0 ? g->KC : K - k0;
         const int last = k0 + kc >= K;
         const int flags = (k0 > 0 ? PDC_AACC : 0) | (last ? PDC_ALAST : 0) | (g->clamp ? PDC_ACLAMP : 0);
-        if (g->pack_b) g->pack_b(g, p, bbuf, n0, nc, k0, kc, NR);
+        /* this K block's B: panel q at bk + q * bps, its rows bks apart */
+        const float *bk;
+        int64_t bks = NR, bps = NR, tail = 0;
+        int whole = PDC_AWHOLE;
+        if (g->pack_b) {
+            bks = (nc + NR - 1) / NR * NR;
+            g->pack_b(g, p, bbuf, n0, nc, k0, kc, bks);
+            bk = bbuf;
+        } else if (g->ldb) { /* in place */
+            bk = b0 + k0 * g->ldb + n0;
+            bks = g->ldb;
+            whole = 0;
+            tail = bbuf ? nc % NR : 0;
+            if (tail) { /* the last panel's columns, copied into a zero-padded panel */
+                const float *s = bk + nc - tail;
+                for (int64_t kk = 0; kk < kc; kk++)
+                    for (int64_t t = 0; t < NR; t++) bbuf[kk * NR + t] = t < tail ? s[kk * g->ldb + t] : 0.0f;
+            }
+        } else { /* packed at compile time: panels of [K][NR] */
+            bk = b0 + (n0 / NR) * K * NR + k0 * NR;
+            bps = K * NR;
+        }
         for (int64_t m0 = 0; m0 < M; m0 += MR) {
             const int mr = (int)(M - m0 < MR ? M - m0 : MR);
             const float *ap;
@@ -184,16 +213,19 @@ static void pdc_agemm_unit(const pdc_agemm *g, int64_t p, int64_t n0, int64_t nc
                 ap = a0 + (m0 / MR) * K * MR + k0 * MR;
             }
             pdc_aepi e = {bias_m ? bias_m + m0 : 0, 0, 0, g->ldc, g->lo, g->hi};
-            for (int64_t q = 0; q * NR < nc; q++) {
+            /* the whole panels in one call, then the partial one */
+            for (int64_t q = 0; q * NR < nc;) {
                 const int64_t j0 = n0 + q * NR;
                 const int nr = (int)(nc - q * NR < NR ? nc - q * NR : NR);
-                const float *bp = g->pack_b ? bbuf + q * kc * NR
-                                  : g->ldb ? b0 + k0 * g->ldb + j0 : b0 + (j0 / NR) * K * NR + k0 * NR;
+                const int64_t np = nr < NR ? 1 : (nc - q * NR) / NR;
+                const int tail_panel = tail && nr < NR;
                 float *cp = c + m0 * g->ldc + j0;
                 e.bias_n = g->bias_n ? g->bias_n + j0 : 0;
                 e.res = res ? res + m0 * g->ldc + j0 : 0;
-                g->ukr(kc, ap, ars, acs, bp, g->pack_b || !g->ldb ? NR : g->ldb, cp, g->ldc, mr, nr, flags, &e);
-                if (last && (g->act || g->res_after)) pdc_apost(g, cp, coff + m0 * g->ldc + j0, mr, nr);
+                g->ukr(kc, ap, ars, acs, tail_panel ? bbuf : bk + q * bps, tail_panel ? NR : bks, cp, g->ldc, mr, nr,
+                       np, bps, flags | (tail_panel ? PDC_AWHOLE : whole), &e);
+                if (last && (g->act || g->res_after)) pdc_apost(g, cp, coff + m0 * g->ldc + j0, mr, (int)(np * nr));
+                q += np;
             }
         }
     }
@@ -210,14 +242,35 @@ static void pdc_agemm_units(const pdc_agemm *g, int64_t u0, int64_t u1, float *b
 static void pdc_apack_a_strided(const pdc_agemm *g, int64_t p, float *dst, int64_t m0, int64_t mr, int64_t k0,
                                 int64_t kc, int64_t MR) {
     const float *s = g->src + p * g->src_bs;
+    int64_t kd = 0; /* k's done */
+#if PDC_V && defined(__aarch64__)
+    if (g->cs == 1 && mr == MR && MR % 4 == 0) { /* 4 x 4 blocks, transposed in registers */
+        for (; kd + 4 <= kc; kd += 4) {
+            for (int64_t i = 0; i < MR; i += 4) {
+                const float *r = s + (m0 + i) * g->rs + k0 + kd;
+                const float32x4_t x0 = vld1q_f32(r), x1 = vld1q_f32(r + g->rs);
+                const float32x4_t x2 = vld1q_f32(r + 2 * g->rs), x3 = vld1q_f32(r + 3 * g->rs);
+                const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(x0, x1));
+                const float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(x0, x1));
+                const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(x2, x3));
+                const float64x2_t t3 = vreinterpretq_f64_f32(vtrn2q_f32(x2, x3));
+                float *d = dst + kd * MR + i;
+                vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+                vst1q_f32(d + MR, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+                vst1q_f32(d + 2 * MR, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+                vst1q_f32(d + 3 * MR, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+            }
+        }
+    }
+#endif
     for (int64_t i = 0; i < MR; i++) {
         if (i >= mr) {
-            for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0;
+            for (int64_t k = kd; k < kc; k++) dst[k * MR + i] = 0;
             continue;
         }
         const float *r = s + (m0 + i) * g->rs + k0 * g->cs;
-        if (g->cs == 1) for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = r[k];
-        else for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = r[k * g->cs];
+        if (g->cs == 1) for (int64_t k = kd; k < kc; k++) dst[k * MR + i] = r[k];
+        else for (int64_t k = kd; k < kc; k++) dst[k * MR + i] = r[k * g->cs];
     }
 }
 """
@@ -242,7 +295,7 @@ def threaded(ctx: KernelContext) -> bool:
 
 
 def driver(ctx: KernelContext) -> None:
-    base(ctx)
+    vector_act(ctx)
     ctx.helper("pdc_agemm_driver", DRIVER_C.replace("@RUN@", RUN_C))
 
 
@@ -258,18 +311,27 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     name = f"pdc_aukr_{mr}x{nv}"
     nr = 4 * nv
     acc = [[f"c{i}_{v}" for v in range(nv)] for i in range(mr)]
-    allv = [x for row in acc for x in row]
-    L = [f"static void {name}(int64_t kc, const float *restrict a, int64_t ars, int64_t acs, const float *restrict b, "
-         f"int64_t bks, float *restrict c, int64_t ldc, int mr, int nr, int flags, const pdc_aepi *e) {{",
+    L = [f"static void {name}(int64_t kc, const float *restrict a_in, int64_t ars, int64_t acs, "
+         "const float *restrict b_in, int64_t bks, float *restrict c_in, int64_t ldc, int mr, int nr, int64_t np, "
+         "int64_t bps, int flags, const pdc_aepi *e) {",
          "    const int kn = (int)kc; /* a 32-bit count: cheaper loops on 32-bit cores */",
          "    /* rows past mr read row 0 (their results are dropped): a row-major A may end at row mr */",
          "    const int64_t " + ", ".join(f"r{i} = {'0' if i == 0 else f'(mr > {i} ? {i} : 0) * ars'}"
                                        for i in range(mr)) + ";",
          "    (void)ars; (void)" + "; (void)".join(f"r{i}" for i in range(mr)) + ";",
+         f"    for (int64_t q = 0; q < np; q++) {{ /* tile q: B at b_in + q * bps, C and the epilogue's columns {nr} on */",
+         "    const float *restrict a = a_in, *restrict b = b_in + q * bps;",
+         f"    float *restrict c = c_in + q * {nr};",
+         f"    const float *bn = e->bias_n ? e->bias_n + q * {nr} : 0, *rs = e->res ? e->res + q * {nr} : 0;",
+         "    const pdc_aepi ep = {e->bias_m, bn, rs, e->ldr, e->lo, e->hi};",
          "#if PDC_V",
-         f"    if (nr == {nr} || bks == {nr}) {{ /* whole B vectors are readable */",
-         "    pdc_v4 " + ", ".join(f"{x} = pdc_vdup(0.0f)" for x in allv) + ";",
+         f"    if (nr == {nr} || (flags & PDC_AWHOLE)) {{ /* whole B vectors are readable */",
+         "    /* a whole tile starts from its bias (in its first K block); a partial one adds it at the end */",
+         f"    const int binit = mr == {mr} && nr == {nr} && !(flags & PDC_AACC) && e->bias_m;",
+         "    " + " ".join(f"const pdc_v4 z{i} = pdc_vdup(binit ? e->bias_m[{i}] : 0.0f);" for i in range(mr)),
+         "    pdc_v4 " + ", ".join(f"{acc[i][v]} = z{i}" for i in range(mr) for v in range(nv)) + ";",
          f"    if (ars == 1 && acs == {mr}) {{ /* packed A: MR values per k, side by side */",
+         "    _Pragma(\"GCC unroll 8\")",
          f"    for (int k = 0; k < kn; k++, a += {mr}, b += bks) {{",
          "        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv))]
     # how A's MR values meet the B vectors differs per ISA: A loaded as vectors of `w` and a lane of one
@@ -309,20 +371,15 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
                                            for v in range(nv)))
     L.append("        }")
     L.append("        if (flags & PDC_ALAST) {")
-    L.append("            if (e->bias_m) {")
-    for i in range(mr):
-        L.append(f"                {{ const pdc_v4 t = pdc_vdup(e->bias_m[{i}]); "
-                 + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t);" for v in range(nv)) + " }")
-    L.append("            }")
-    L.append("            if (e->bias_n) {")
-    L.append("                " + " ".join(f"const pdc_v4 t{v} = pdc_vld(e->bias_n + {4 * v});" for v in range(nv)))
+    L.append("            if (bn) {")
+    L.append("                " + " ".join(f"const pdc_v4 t{v} = pdc_vld(bn + {4 * v});" for v in range(nv)))
     for i in range(mr):
         L.append("                " + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t{v});" for v in range(nv)))
     L.append("            }")
-    L.append("            if (e->res) {")
+    L.append("            if (rs) {")
     for i in range(mr):
         L.append("                " + " ".join(
-            f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(e->res + {i} * e->ldr + {4 * v}));" for v in range(nv)))
+            f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(rs + {i} * e->ldr + {4 * v}));" for v in range(nv)))
     L.append("            }")
     L.append("            if (flags & PDC_ACLAMP) {")
     L.append("                const pdc_v4 lo = pdc_vdup(e->lo), hi = pdc_vdup(e->hi);")
@@ -332,18 +389,18 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     L.append("        }")
     for i in range(mr):
         L.append("        " + " ".join(f"pdc_vst(c + {i} * ldc + {4 * v}, {acc[i][v]});" for v in range(nv)))
-    L.append("        return;")
+    L.append("        continue;")
     L.append("    }")
     L.append(f"    float t[{mr * nr}];")
     for i in range(mr):
         L.append("    " + " ".join(f"pdc_vst(t + {i * nr + 4 * v}, {acc[i][v]});" for v in range(nv)))
-    L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, e);")
-    L.append("    return;")
+    L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, &ep);")
+    L.append("    continue;")
     L.append("    }")
     L.append("#endif")
     L.append("    /* plain C: the same tile in scalar accumulators */")
     L.append(f"    const int64_t ro[{mr}] = {{" + ", ".join(f"r{i}" for i in range(mr)) + "};")
-    L.append(f"    const int nj = nr == {nr} || bks == {nr} ? {nr} : nr; /* never read past a row-major B */")
+    L.append(f"    const int nj = nr == {nr} || (flags & PDC_AWHOLE) ? {nr} : nr; /* never read past a row-major B */")
     L.append(f"    float t[{mr * nr}];")
     L.append(f"    for (int i = 0; i < {mr * nr}; i++) t[i] = 0;")
     L.append(f"    if (nj == {nr}) {{")
@@ -359,7 +416,8 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     L.append(f"                for (int j = 0; j < nj; j++) t[i * {nr} + j] += s * b[j];")
     L.append("            }")
     L.append("    }")
-    L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, e);")
+    L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, &ep);")
+    L.append("    }")
     L.append("}")
     return name, "\n".join(L) + "\n"
 
@@ -388,7 +446,7 @@ class ArmGemm:
             self.fields.update(clamp=1, lo=lo, hi=hi)
         if epi.act:
             a, b = epi.c_alpha_beta()
-            self.fields.update(act=epi.act_fn(), alpha=a, beta=b)
+            self.fields.update(act=epi.act_fn(), act_code=epi.act, alpha=a, beta=b)
         if epi.res_before:
             self.fields["res"] = epi.res_before
         if epi.res_after:
@@ -432,7 +490,10 @@ class ArmGemm:
         self.fields["NC"] = nc
         self.fields["parallel"] = int(self.parallel)
         # each thread's packing buffers, as big as the job needs
-        nbuf = self.kc * nc if self.b_packed_at_runtime else 0
+        if self.b_packed_at_runtime:
+            nbuf = self.kc * nc
+        else:  # B read in place (row stride ldb): a panel for the columns past the last whole one
+            nbuf = self.kc * self.nr if self.fields.get("ldb") and self.n % self.nr else 0
         abuf = self.kc * self.mr if "pack_a" in self.fields else 0
         if nbuf or abuf:
             slots = self.ctx.slots(self.parallel)
