@@ -1,7 +1,7 @@
 """Latency of pdc vs ONNX Runtime (and TVM's default Relax build) on the model zoo, in ONE process.
 
     python benchmarks/bench.py [--models resnet18,mobilenet_v2,resnet50] [--threads 2] [--reps 30]
-                               [--levels 2 | --levels 0,2] [--no-tvm] [--block N --settle S]
+                               [--levels 2 | --levels 0,2] [--no-tvm] [--block N --settle S] [--after-ort]
 
 Batch 1, the same inputs for every engine, repetitions interleaved (engine A, B, C, A, B, C, ...)
 so that machine noise hits all of them alike, with a short untimed pause before each run so
@@ -10,6 +10,11 @@ ONNX Runtime, plus each engine's compile time. With --block N each engine runs N
 row (after an untimed one) per turn, the median of its per-block medians reported: an engine's own
 thread pool stays warm, and --settle (default 0.05 s; ONNX Runtime's threads spin for 50 ms and
 more after a run) lets the previous engine's spinners stop first.
+
+With --after-ort, a second table times pdc (the -O level named last) on a machine ONNX Runtime has
+just used: in each of the reps turns, one block of pdc runs as above (after the pause), and
+`block` pdc runs each right after an ONNX Runtime run, with no pause, while ORT's worker threads
+still spin as they do by default. It prints both medians (of per-block medians) and their ratio.
 """
 from __future__ import annotations
 
@@ -107,6 +112,31 @@ def interleaved_samples(runs: dict, reps: int, block: int = 1, untimed: bool = F
     return samples
 
 
+def after_ort_ms(ort_run, pdc_run, reps: int, block: int) -> tuple[float, float]:
+    """pdc's median ms in blocks after a pause, and right after ONNX Runtime runs (see the docstring)."""
+    for _ in range(3):
+        ort_run()
+        pdc_run()
+    alone, after = [], []
+    for _ in range(reps):
+        time.sleep(SETTLE_S)
+        pdc_run()
+        times = []
+        for _ in range(block):
+            t = time.perf_counter()
+            pdc_run()
+            times.append(time.perf_counter() - t)
+        alone.append(_median_ms(times))
+        times = []
+        for _ in range(block):
+            ort_run()
+            t = time.perf_counter()
+            pdc_run()
+            times.append(time.perf_counter() - t)
+        after.append(_median_ms(times))
+    return statistics.median(alone), statistics.median(after)
+
+
 def time_interleaved(runs: dict, reps: int) -> dict[str, float]:
     """Median milliseconds of each callable after a warm-up, the runs interleaved (A, B, C, A, ...)."""
     return {k: _median_ms(v) for k, v in interleaved_samples(runs, reps).items()}
@@ -122,6 +152,7 @@ def main(argv=None):
     ap.add_argument("--no-tvm", action="store_true")
     ap.add_argument("--block", type=int, default=1, help="timed runs per engine turn (default 1)")
     ap.add_argument("--settle", type=float, default=SETTLE_S, help="seconds of pause before each turn")
+    ap.add_argument("--after-ort", action="store_true", help="also time pdc right after ONNX Runtime runs")
     args = ap.parse_args(argv)
     SETTLE_S = args.settle
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
@@ -129,11 +160,18 @@ def main(argv=None):
     how = f"{args.reps} interleaved runs" if args.block == 1 else f"{args.reps} blocks of {args.block} runs, interleaved"
     print(f"batch 1, {args.threads} threads, median of {how}, {args.settle} s pause before each; "
           f"machine: {os.cpu_count()} CPUs, {cpu_name()}")
-    rows = []
+    rows, after = [], []
     for name in args.models.split(","):
         print(f"{name} ...", file=sys.stderr)
         ms, cs = bench_model(name, args.threads, args.reps, levels, not args.no_tvm, args.block)
         rows.append((name, ms, cs))
+        if args.after_ort:
+            from tests.zoo import make_feeds, zoo_model
+            path = zoo_model(name)
+            feeds = make_feeds(path)
+            engines, _ = make_engines(path, feeds, args.threads, levels[-1:], False)
+            after.append((name, *after_ort_ms(engines["onnxruntime"], engines[f"pdc -O{levels[-1]}"], args.reps,
+                                              max(args.block, 1))))
     engines = [k for k in rows[0][1]]
     head = f"{'model':<22}" + "".join(f"{k + ' ms':>16}" for k in engines) + \
         "".join(f"{k + '/ort':>14}" for k in engines if k != "onnxruntime")
@@ -142,6 +180,11 @@ def main(argv=None):
         line = f"{name:<22}" + "".join(f"{ms.get(k, float('nan')):>16.2f}" for k in engines)
         line += "".join(f"{ms.get(k, float('nan')) / ms['onnxruntime']:>14.2f}" for k in engines if k != "onnxruntime")
         print(line)
+    if after:
+        print(f"\npdc -O{levels[-1]} right after ONNX Runtime runs (no pause), against its blocks after a pause:")
+        print(f"{'model':<22}{'blocks ms':>12}{'after ORT ms':>14}{'ratio':>8}")
+        for name, alone, behind in after:
+            print(f"{name:<22}{alone:>12.2f}{behind:>14.2f}{behind / alone:>8.2f}")
     print("compile times (s):")
     for name, _, cs in rows:
         print(f"  {name:<20}" + "  ".join(f"{k} {v:.1f}" for k, v in cs.items()))

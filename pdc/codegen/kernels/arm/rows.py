@@ -90,3 +90,32 @@ native.implement(
 #endif
 """,
 )
+
+# ---- row reductions (_axis.row_f32_helper): a transform of each loaded v, summed ----------------------
+_ROW_OPS = {"sum": "v", "sumsq": "vmulq_f32(v, v)", "sqdev": "vmulq_f32(vsubq_f32(v, vc), vsubq_f32(v, vc))",
+            "abs": "vabsq_f32(v)"}
+
+
+@native.implements("row_sum_f32", family="arm")
+def row_sum(op: str) -> str:
+    """The sum with 4 accumulators of 4 lanes, then across them; the scalar loop takes the tail."""
+    t = _ROW_OPS[op]
+    return f"""#if PDC_A64
+    if (n >= 16) {{
+        const float32x4_t vc = vdupq_n_f32(c);
+        (void)vc;
+        float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0, v;
+        for (; i + 16 <= n; i += 16) {{
+            v = vld1q_f32(p + i);
+            a0 = vaddq_f32(a0, {t});
+            v = vld1q_f32(p + i + 4);
+            a1 = vaddq_f32(a1, {t});
+            v = vld1q_f32(p + i + 8);
+            a2 = vaddq_f32(a2, {t});
+            v = vld1q_f32(p + i + 12);
+            a3 = vaddq_f32(a3, {t});
+        }}
+        s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    }}
+#endif
+"""
