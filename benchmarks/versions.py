@@ -1,7 +1,7 @@
 """Speed of this pdc against another checkout of pdc (a baseline), on the model zoo, in ONE run.
 
     python benchmarks/versions.py --baseline ../pdc-old [--models mobilenet_v2,resnet18] [--threads 2]
-                                  [--reps 30] [--arm-models lenet,tiny_cnn] [--threads-sweep 1,2,4]
+                                  [--reps 30] [--arm-models lenet,tiny_cnn,m.onnx] [--threads-sweep 1,2,4]
                                   [--sweep-models resnet18]
 
 Each tree compiles every model (in a subprocess with that tree first on the path, so each uses its
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="mobilenet_v2,resnet18,resnet50,squeezenet1_1,mobilenet_v3_small,"
                                         "transformer_encoder,lstm,gru,tiny_cnn,mlp,lenet,digits_cnn")
     ap.add_argument("--arm-models", default="lenet,digits_cnn,tiny_cnn,mlp,squeezenet1_1,mobilenet_v3_small",
-                    help="models whose arm64 instruction counts are compared ('' for none)")
+                    help="zoo models or .onnx files whose arm64 instruction counts are compared ('' for none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--threads-sweep", default="", help="thread counts to time this tree's bundles at, e.g. 1,2,4")
@@ -77,8 +77,9 @@ def main(argv=None) -> int:
         print(f"{name:<22}{ms['baseline']:>13.3f}{ms['this']:>10.3f}{ms['this'] / ms['baseline']:>11.3f}", flush=True)
     if args.arm_models:
         print(f"\n{'arm64 model':<22}{'baseline insns':>16}{'this insns':>14}{'this/base':>11}")
-        for name in args.arm_models.split(","):
-            path = zoo_model(name)
+        for entry in args.arm_models.split(","):
+            path = entry if entry.endswith(".onnx") else zoo_model(entry)
+            name = os.path.basename(entry)[:-5] if entry.endswith(".onnx") else entry
             feeds = make_feeds(path)
             counts = {}
             for key, tree in (("baseline", base), ("this", ROOT)):

@@ -58,8 +58,16 @@ static void pdc_apack_im2col(const pdc_agemm *g, int64_t p, float *dst, int64_t 
             for (int64_t t = 0; t < tlo; t++) dr[t] = 0.0f;
             if (thi > tlo) {
                 const float *s = xc + iy * q->W + ix0;
-                if (q->sw == 1) memcpy(dr + tlo, s + tlo, (size_t)(thi - tlo) * sizeof(float));
-                else for (int64_t t = tlo; t < thi; t++) dr[t] = s[t * q->sw];
+                int64_t t = tlo;
+                if (q->sw == 1) {
+                    memcpy(dr + tlo, s + tlo, (size_t)(thi - tlo) * sizeof(float));
+                    t = thi;
+                }
+#if PDC_V
+                /* every other float, 4 from 8 (the 8th read is the row's while t + 4 < thi) */
+                if (q->sw == 2) for (; t + 4 < thi; t += 4) pdc_vst(dr + t, pdc_vld2e(s + 2 * t));
+#endif
+                for (; t < thi; t++) dr[t] = s[t * q->sw];
             }
             for (int64_t t = thi; t < run; t++) dr[t] = 0.0f;
             j += run;

@@ -28,10 +28,12 @@ import numpy as np
 
 from ....ir.ops.common import broadcast_shapes
 from ...context import KernelContext
+from ..dense_core import plain_ukr_body, ukr_head
 from ..epilogue import Epilogue
+from ..native import implements
 from ..paths import declare, mark, take
 from .activations import vector_act
-from .vector import arm_kernel, is_f32, simd_of
+from .vector import arm_kernel, base, is_f32, simd_of
 
 # the kernels below take B constant ("neon"); the portable generators (dense_gemm.py: "runtime",
 # the general path, named first whichever module declares first; "packed-b", "packed-a", "loops")
@@ -307,6 +309,21 @@ def ukernel(ctx: KernelContext, mr: int, nv: int) -> str:
     return ctx.helper(name, code)
 
 
+def _b_vectors(nv: int) -> list[str]:
+    """C lines loading B's NV vectors of a k and stepping b to the next row: on AArch64 one
+    post-indexed ld1 of NV consecutive registers (the compiler splits it into loads and an add)."""
+    plain = ["        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv)), "        b += bks;"]
+    if nv not in (2, 3, 4):
+        return plain
+    regs = f"%S0.4s - %{'STUV'[nv - 1]}0.4s"
+    return ["#if defined(__aarch64__)",
+            f"        float32x4x{nv}_t bv;",
+            f'        __asm__("ld1 {{{regs}}}, [%1], %2" : "=w"(bv), "+r"(b) : "r"(bstep), '
+            f'"m"(*(const float (*)[{4 * nv}])b));',
+            "        " + " ".join(f"const pdc_v4 b{v} = bv.val[{v}];" for v in range(nv)),
+            "#else", *plain, "#endif"]
+
+
 def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     name = f"pdc_aukr_{mr}x{nv}"
     nr = 4 * nv
@@ -326,14 +343,17 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
          "    const pdc_aepi ep = {e->bias_m, bn, rs, e->ldr, e->lo, e->hi};",
          "#if PDC_V",
          f"    if (nr == {nr} || (flags & PDC_AWHOLE)) {{ /* whole B vectors are readable */",
-         "    /* a whole tile starts from its bias (in its first K block); a partial one adds it at the end */",
-         f"    const int binit = mr == {mr} && nr == {nr} && !(flags & PDC_AACC) && e->bias_m;",
-         "    " + " ".join(f"const pdc_v4 z{i} = pdc_vdup(binit ? e->bias_m[{i}] : 0.0f);" for i in range(mr)),
+         "    /* a tile of whole rows starts from its bias (in its first K block); a partial one adds it at the end */",
+         f"    const int binit = nr == {nr} && !(flags & PDC_AACC) && e->bias_m;",
+         "    " + " ".join(f"const pdc_v4 z{i} = pdc_vdup(binit{f' && mr > {i}' if i else ''} ? e->bias_m[{i}] : 0.0f);"
+                          for i in range(mr)),
          "    pdc_v4 " + ", ".join(f"{acc[i][v]} = z{i}" for i in range(mr) for v in range(nv)) + ";",
          f"    if (ars == 1 && acs == {mr}) {{ /* packed A: MR values per k, side by side */",
+         "    const int64_t bstep = bks * (int64_t)sizeof(float);",
+         "    (void)bstep;",
          "    _Pragma(\"GCC unroll 8\")",
-         f"    for (int k = 0; k < kn; k++, a += {mr}, b += bks) {{",
-         "        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv))]
+         f"    for (int k = 0; k < kn; k++, a += {mr}) {{",
+         *_b_vectors(nv)]
     # how A's MR values meet the B vectors differs per ISA: A loaded as vectors of `w` and a lane of one
     # multiplied in (A64: fmla by element of a q register, A32: vmla by scalar of a d register), or
     # one scalar per row where MR is no multiple of w
@@ -363,12 +383,15 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
                  + " ".join(f"{acc[i][v]} = pdc_vfma_n({acc[i][v]}, b{v}, t);" for v in range(nv)) + " }")
     L.append("    }")
     L.append("    }")
-    # full tile: the epilogue in registers
-    L.append(f"    if (mr == {mr} && nr == {nr}) {{")
+    # whole rows (the first mr of them): the epilogue in registers
+    def rows(indent: str, stmt) -> None:
+        for i in range(mr):
+            body = " ".join(stmt(i, v) for v in range(nv))
+            L.append(f"{indent}if (mr > {i}) {{ {body} }}" if i else f"{indent}{body}")
+
+    L.append(f"    if (nr == {nr}) {{")
     L.append("        if (flags & PDC_AACC) {")
-    for i in range(mr):
-        L.append("            " + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(c + {i} * ldc + {4 * v}));"
-                                           for v in range(nv)))
+    rows("            ", lambda i, v: f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(c + {i} * ldc + {4 * v}));")
     L.append("        }")
     L.append("        if (flags & PDC_ALAST) {")
     L.append("            if (bn) {")
@@ -377,9 +400,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
         L.append("                " + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t{v});" for v in range(nv)))
     L.append("            }")
     L.append("            if (rs) {")
-    for i in range(mr):
-        L.append("                " + " ".join(
-            f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(rs + {i} * e->ldr + {4 * v}));" for v in range(nv)))
+    rows("                ", lambda i, v: f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(rs + {i} * e->ldr + {4 * v}));")
     L.append("            }")
     L.append("            if (flags & PDC_ACLAMP) {")
     L.append("                const pdc_v4 lo = pdc_vdup(e->lo), hi = pdc_vdup(e->hi);")
@@ -387,8 +408,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
         L.append("                " + " ".join(f"{acc[i][v]} = pdc_vclamp({acc[i][v]}, lo, hi);" for v in range(nv)))
     L.append("            }")
     L.append("        }")
-    for i in range(mr):
-        L.append("        " + " ".join(f"pdc_vst(c + {i} * ldc + {4 * v}, {acc[i][v]});" for v in range(nv)))
+    rows("        ", lambda i, v: f"pdc_vst(c + {i} * ldc + {4 * v}, {acc[i][v]});")
     L.append("        continue;")
     L.append("    }")
     L.append(f"    float t[{mr * nr}];")
@@ -572,3 +592,88 @@ def gemm(ctx: KernelContext) -> Optional[str]:
         else:
             return None
     return mark("gemm", "neon", job.render())
+
+
+# ---- the portable dense GEMM's microkernel (dense_core.py's pdc_ukr_fn ABI), in NEON on AArch64 -----
+@implements("dense_ukr", family="arm")
+def dense_ukernel(ctx: KernelContext, mr: int, nv: int, indirect: bool) -> tuple[str, str]:
+    """(name, C) of dense_core's MR x (8 NV) microkernel: the tile in AArch64 NEON registers (A's MR
+    values per k loaded as vectors, a lane of one multiplied in), a partial tile's epilogue in scalar C
+    from a copy of the registers; plain C on other cores and for the indirect form."""
+    base(ctx)  # arm_neon.h
+    nr = 8 * nv
+    name = f"pdc_sukr_n{mr}x{nr}"
+    if indirect:
+        name += "i"
+        return name, f"{ukr_head(name, True)}\n{plain_ukr_body(mr, nr, True)}\n}}\n"
+    vecs = nr // 4
+    acc = [[f"c{i}_{v}" for v in range(vecs)] for i in range(mr)]
+    L = [ukr_head(name, False),
+         "#if !defined(PDC_PLAIN_C) && defined(__ARM_NEON) && defined(__aarch64__)"]
+    L += ["    float32x4_t " + ", ".join(f"{x} = vdupq_n_f32(0.0f)" for x in row) + ";" for row in acc]
+    L.append("    for (int64_t k = 0; k < kc; k++, a += %d, b += %d) {" % (mr, nr))
+    L.append("        " + " ".join(f"const float32x4_t b{v} = vld1q_f32(b + {4 * v});" for v in range(vecs)))
+    for q in range(0, mr - mr % 2, 4):  # A in vectors of 4 (and one of 2), a lane of one per row
+        width = min(4, mr - mr % 2 - q)
+        L.append(f"        const float32x{width}_t a{q} = vld1{'q' if width == 4 else ''}_f32(a + {q});")
+        for i in range(q, q + width):
+            fn = "vfmaq_laneq_f32" if width == 4 else "vfmaq_lane_f32"
+            L.append("        " + " ".join(f"{acc[i][v]} = {fn}({acc[i][v]}, b{v}, a{q}, {i - q});" for v in range(vecs)))
+    if mr % 2:
+        i = mr - 1
+        L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(vecs)))
+    L.append("    }")
+    L.append(f"    if (mr == {mr} && nr == {nr}) {{ /* the epilogue in registers */")
+    L.append("        if (flags & PDC_ACC) {")
+    for i in range(mr):
+        L.append("            " + " ".join(f"{acc[i][v]} = vaddq_f32({acc[i][v]}, vld1q_f32(c + {i} * ldc + {4 * v}));"
+                                           for v in range(vecs)))
+    L.append("        }")
+    L.append("        if (flags & PDC_LAST) {")
+    L.append("            if (e->bias_m) {")
+    for i in range(mr):
+        L.append(f"                {{ const float32x4_t t = vdupq_n_f32(e->bias_m[{i}]); "
+                 + " ".join(f"{acc[i][v]} = vaddq_f32({acc[i][v]}, t);" for v in range(vecs)) + " }")
+    L.append("            }")
+    L.append("            if (e->bias_n) {")
+    L.append("                " + " ".join(f"const float32x4_t t{v} = vld1q_f32(e->bias_n + {4 * v});" for v in range(vecs)))
+    for i in range(mr):
+        L.append("                " + " ".join(f"{acc[i][v]} = vaddq_f32({acc[i][v]}, t{v});" for v in range(vecs)))
+    L.append("            }")
+    L.append("            if (e->res) {")
+    for i in range(mr):
+        L.append("                " + " ".join(
+            f"{acc[i][v]} = vaddq_f32({acc[i][v]}, vld1q_f32(e->res + {i} * e->ldr + {4 * v}));" for v in range(vecs)))
+    L.append("            }")
+    L.append("            if (flags & PDC_CLAMP) { /* NaN passes: NEON's max / min return it */")
+    L.append("                const float32x4_t lo = vdupq_n_f32(e->lo), hi = vdupq_n_f32(e->hi);")
+    for i in range(mr):
+        L.append("                " + " ".join(f"{acc[i][v]} = vminq_f32(hi, vmaxq_f32(lo, {acc[i][v]}));"
+                                               for v in range(vecs)))
+    L.append("            }")
+    L.append("        }")
+    for i in range(mr):
+        L.append("        " + " ".join(f"vst1q_f32(c + {i} * ldc + {4 * v}, {acc[i][v]});" for v in range(vecs)))
+    L.append("        return;")
+    L.append("    }")
+    L.append(f"    float t[{mr * nr}];")
+    for i in range(mr):
+        L.append("    " + " ".join(f"vst1q_f32(t + {i * nr + 4 * v}, {acc[i][v]});" for v in range(vecs)))
+    L += ["    for (int i = 0; i < mr; i++) {",
+          "        for (int j = 0; j < nr; j++) {",
+          f"            float s = t[i * {nr} + j];",
+          "            if (flags & PDC_ACC) s += c[i * ldc + j];",
+          "            if (flags & PDC_LAST) {",
+          "                if (e->bias_m) s += e->bias_m[i];",
+          "                if (e->bias_n) s += e->bias_n[j];",
+          "                if (e->res) s += e->res[i * e->ldr + j];",
+          "                if (flags & PDC_CLAMP) { s = s < e->lo ? e->lo : s; s = s > e->hi ? e->hi : s; }",
+          "            }",
+          "            c[i * ldc + j] = s;",
+          "        }",
+          "    }",
+          "#else",
+          plain_ukr_body(mr, nr, False),
+          "#endif",
+          "}"]
+    return name, "\n".join(L) + "\n"
