@@ -57,7 +57,7 @@ def _out_extent(size, k, s, d, pads, auto_pad):
     return (size + pads[0] + pads[1] - ext) // s + 1
 
 
-CONV_KINDS = ("any", "depthwise", "pointwise", "small", "flat")
+CONV_KINDS = ("any", "depthwise", "pointwise", "small", "flat", "gemv")
 
 
 @st.composite
@@ -66,7 +66,8 @@ def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64,
     """One Conv over the whole attribute space; kind steers the draw toward a kernel path's layers:
     'depthwise' (one input channel per group, channel multipliers), 'pointwise' (1x1, stride 1, no
     pads), 'small' (1-D/2-D, output width <= 16), 'flat' (depthwise, stride 1 same-size or stride 2),
-    'winograd' (2-D 3x3, stride 1, no dilation)."""
+    'winograd' (2-D 3x3, stride 1, no dilation), 'gemv' (pointwise on one pixel, up to 80 channels
+    per group in and out)."""
     seed = draw(st.integers(0, 2 ** 32 - 1))
     rng = np.random.default_rng(seed)
     nsp = draw(st.integers(1, max_dims if kind not in ("small", "flat", "depthwise") else min(max_dims, 2)))
@@ -78,20 +79,20 @@ def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64,
         cg, mg = 1, draw(st.sampled_from([1, 1, 1, 2, 3]))
     else:
         group = draw(st.sampled_from([1, 1, 1, 2, 3, 4]))
-        cg = draw(st.integers(1, 24))
-        mg = draw(st.integers(1, 40))
+        cg = draw(st.integers(1, 80 if kind == "gemv" else 24))
+        mg = draw(st.integers(1, 80 if kind == "gemv" else 40))
         if draw(st.booleans()) and group > 1:  # depthwise-like with a multiplier, in the general path too
             cg = 1
     c, m = cg * group, mg * group
     kernel, strides, dils, pads, ins = [], [], [], [], []
     auto_pad = draw(st.sampled_from(["NOTSET"] * 6 + ["SAME_UPPER", "SAME_LOWER", "VALID"]))
-    if kind in ("pointwise",):
+    if kind in ("pointwise", "gemv"):
         auto_pad = "NOTSET"
     if kind == "flat":
         auto_pad = "NOTSET"
         flat_stride = draw(st.sampled_from([1, 2]))
     for _ in range(nsp):
-        if kind == "pointwise":
+        if kind in ("pointwise", "gemv"):
             k, s, d = 1, 1, 1
         elif kind == "winograd":
             k, s, d = 3, 1, 1
@@ -102,14 +103,16 @@ def conv_layer(draw, kind: str = "any", max_dims: int = 3, max_extent: int = 64,
         if kind == "flat":
             s = flat_stride
         ext = (k - 1) * d + 1
-        if draw(st.integers(0, 9)) == 0 and kind not in ("pointwise", "winograd"):  # dilation beyond the input
+        if draw(st.integers(0, 9)) == 0 and kind not in ("pointwise", "winograd", "gemv"):  # dilation beyond the input
             d = draw(st.integers(4, 16))
             ext = (k - 1) * d + 1
         lo = 1 if auto_pad in ("NOTSET", "SAME_UPPER", "SAME_LOWER") else ext
         size = draw(st.integers(lo, max(lo, max_extent if nsp < 3 else 12)))
         if kind == "small":
             size = min(size, 16 * s)
-        if kind == "pointwise":
+        if kind == "gemv":
+            size = 1
+        if kind in ("pointwise", "gemv"):
             p = (0, 0)
         elif kind == "flat":  # total pad ext - 1: output width W (stride 1) or ceil(W / 2) (stride 2)
             pb = draw(st.integers(0, ext - 1))

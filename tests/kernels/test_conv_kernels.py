@@ -14,10 +14,10 @@ from tolerances import WINOGRAD4
 # (target, path, the draw that reaches it); every path of the conv family on each target
 X86_PATHS = [("im2col", "any"), ("depthwise-flat", "flat"), ("depthwise-rows", "depthwise"), ("direct", "any"),
              ("direct", "any-f16"), ("pointwise", "pointwise"), ("band", "any"), ("winograd4", "winograd"),
-             ("winograd2", "winograd")]
+             ("winograd2", "winograd"), ("gemv", "gemv")]
 AVX512_PATHS = X86_PATHS + [("transposed", "small")]
 ARM_PATHS = [("im2col", "any"), ("neon-gemm", "any"), ("neon-depthwise", "depthwise"), ("winograd4", "winograd"),
-             ("winograd2", "winograd")]
+             ("winograd2", "winograd"), ("gemv", "gemv")]
 CASES = ([("x86-avx512", p, k) for p, k in AVX512_PATHS] + [("x86-avx2", p, k) for p, k in X86_PATHS]
          + [(t, p, k) for t in ("arm64", "armv7", "cortex-m4") for p, k in ARM_PATHS])
 EXAMPLES = 12

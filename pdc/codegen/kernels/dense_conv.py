@@ -19,13 +19,13 @@ from ..context import KernelContext
 from . import kernel
 from .conv_geometry import ConvGeom
 from .dense_conv_c import IM2COL_C, copy_helpers
-from .dense_core import (add_weight, bias_ptr, c_float, choose_split, choose_tile, isa_of, lanes, n_chunk,
-                         pack_a_panels, render_job, ukernel, uses_all)
+from .dense_core import (PARALLEL_MIN_MACS, add_weight, bias_ptr, c_float, choose_split, choose_tile, isa_of, lanes,
+                         n_chunk, pack_a_panels, render_job, ukernel, uses_all)
 from .dense_depthwise import depthwise_f32
 from .epilogue import Epilogue
-from .paths import declare, mark
+from .paths import declare, mark, take
 
-declare("conv", "im2col", "direct", "depthwise-flat", "depthwise-rows")
+declare("conv", "im2col", "direct", "depthwise-flat", "depthwise-rows", "gemv")
 
 
 # ---- fp32: the depthwise kernels, else im2col ----------------------------------------------------------
@@ -37,7 +37,56 @@ def depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
 
 
 def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
-    return depthwise(ctx, g, epi) or mark("conv", "im2col", _im2col_f32(ctx, g, epi))
+    return depthwise(ctx, g, epi) or gemv(ctx, g, epi) or mark("conv", "im2col", _im2col_f32(ctx, g, epi))
+
+
+# ---- one output pixel: a matrix-vector product per (image, group) ------------------------------------------
+GEMV_ROWS = 32  # output channels a block keeps in flight: 4 AVX2 vectors, 8 NEON ones
+GEMV_ARGS_C = "typedef struct { const float *x, *w, *b, *r; float *y; } pdc_gemv_args;\n"
+
+
+def gemv(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
+    """conv/gemv, tried before the GEMM paths: a 1x1 conv of one pixel (squeeze-excitation's two
+    FCs, a classifier written as a conv). A GEMM of one column pads it to a panel of 8 to 32; here
+    the weights, packed at compile time as [K][32] per block of 32 output channels, stream once
+    against the input vector, 32 sums in flight (vectorized by the compiler)."""
+    w = ctx.const(1)
+    if w is None or not g.pointwise or g.p_out != 1 or not take("conv", "gemv"):
+        return None
+    R, mb = GEMV_ROWS, -(-g.mg // GEMV_ROWS)
+    packed = np.zeros((g.group, mb * R, g.k), np.float32)
+    packed[:, :g.mg] = np.asarray(w, np.float32).reshape(g.group, g.mg, g.k)
+    packed = np.ascontiguousarray(packed.reshape(g.group, mb, R, g.k).transpose(0, 1, 3, 2))
+    ctx.helper("pdc_gemv_args", GEMV_ARGS_C)
+    task = f"{ctx.fn_name}_gemv"
+    post = epi.statements(ctx, "s", "float", "yi", lambda i: f"A->r[{i}]")
+    ctx.helper(task, f"""static void {task}(void *vargs, int64_t i0, int64_t i1) {{
+    const pdc_gemv_args *A = (const pdc_gemv_args *)vargs;
+    for (int64_t it = i0; it < i1; it++) {{ /* one block of {R} output channels of one (image, group) */
+        const int64_t n = it / {g.group * mb}, gi = it / {mb} % {g.group}, m0 = it % {mb} * {R};
+        const float *x = A->x + n * {g.c} + gi * {g.cg};
+        const float *w = A->w + (gi * {mb} + m0 / {R}) * {g.k * R};
+        float acc[{R}];
+        for (int j = 0; j < {R}; j++) acc[j] = 0;
+        for (int64_t k = 0; k < {g.k}; k++) {{
+            const float xk = x[k];
+            for (int j = 0; j < {R}; j++) acc[j] += w[k * {R} + j] * xk;
+        }}
+        const int rows = {g.mg} - m0 < {R} ? (int)({g.mg} - m0) : {R};
+        for (int j = 0; j < rows; j++) {{
+            const int64_t yi = n * {g.m} + gi * {g.mg} + m0 + j;
+            float s = acc[j] + (A->b ? A->b[gi * {g.mg} + m0 + j] : 0.0f);
+            {" ".join(post)}
+            A->y[yi] = s;
+        }}
+    }}
+}}
+""")
+    items = g.n * g.group * mb
+    args = f"{{in0, {add_weight(ctx, packed)}, {'in2' if ctx.has_input(2) else '0'}, {epi.r if epi.has_r else '0'}, out0}}"
+    run = (f"pdc_parallel_for({items}, {task}, &args);" if ctx.split(g.n * g.m * g.k, PARALLEL_MIN_MACS)
+           else f"{task}(&args, 0, {items});")
+    return mark("conv", "gemv", f"    const pdc_gemv_args args = {args};\n    {run}")
 
 
 def _im2col_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:

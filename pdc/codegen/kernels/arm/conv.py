@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from ...context import KernelContext
-from .. import dense_conv as _portable  # noqa: F401  (declares the portable paths first: "im2col" is the general one)
+from .. import dense_conv as _portable  # declares the portable paths first ("im2col" is the general one)
 from .. import winograd as wino
 from ..conv_geometry import ConvGeom
 from ..epilogue import Epilogue
@@ -95,6 +95,9 @@ def conv(ctx: KernelContext) -> Optional[str]:
     g = ConvGeom(x_t.shape, w_t.shape, ctx.attrs)
     if g.n * g.m * g.p_out == 0 or g.k == 0:
         return None
+    one_pixel = _portable.gemv(ctx, g, epi)
+    if one_pixel:
+        return one_pixel
     band = g.KH * ((g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1)  # floats of its stack band
     # the depthwise kernel unrolls its taps and keeps a band of rows on the stack: small windows only
     if g.cg == 1 and g.mg == 1 and g.KH * g.KW <= 256 and band <= 1 << 16 and take("conv", "neon-depthwise"):

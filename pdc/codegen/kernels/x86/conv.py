@@ -22,7 +22,7 @@ import numpy as np
 from ...context import KernelContext
 from .. import kernel
 from ..conv_geometry import ConvGeom
-from ..dense_conv import conv_setup, depthwise
+from ..dense_conv import conv_setup, depthwise, gemv
 from ..dense_conv_c import copy_helpers
 from ..dense_core import (PARALLEL_MIN_MACS, add_weight, bias_ptr, c_float, choose_split, choose_tile, core,
                           isa_of, lanes, pack_a_panels, pack_b_panels, panel_vectors, render_job, ukernel, uses_all)
@@ -46,7 +46,7 @@ def conv(ctx: KernelContext) -> Optional[str]:
     if setup is None:
         return None
     g, epi = setup
-    body = (depthwise(ctx, g, epi) or winograd(ctx, g, epi) or mark("conv", "transposed", _tconv_f32(ctx, g, epi))
+    body = (depthwise(ctx, g, epi) or gemv(ctx, g, epi) or winograd(ctx, g, epi) or mark("conv", "transposed", _tconv_f32(ctx, g, epi))
             or mark("conv", "pointwise", _pwconv_f32(ctx, g, epi)))
     if body is None:
         plan = _iconv_plan(ctx, g) if take("conv", "band", _avx2_takes(ctx, g, "band")) else None
