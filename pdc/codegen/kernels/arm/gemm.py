@@ -324,6 +324,52 @@ def _b_vectors(nv: int) -> list[str]:
             "#else", *plain, "#endif"]
 
 
+def _tile_end(acc: list[list[str]], flag: str, bias_m: bool, bias_n: str, res: str, done: str) -> list[str]:
+    """C lines ending a tile: with whole rows (nr == NR), the epilogue in registers for the first mr
+    rows: + the tile in C (flag ACC: a later K block), then on the last K block + bias per row
+    (bias_m) and per column (bias_n), + the residual (res), the clamp; stored, then `done`. Else the
+    registers are copied to t[MR x NR] for a scalar epilogue after these lines. flag: the flags'
+    prefix (PDC_A for the ARM driver's, PDC_ for dense_core's)."""
+    mr, nv = len(acc), len(acc[0])
+    L = [f"    if (nr == {4 * nv}) {{ /* whole rows (the first mr): the epilogue in registers */"]
+
+    def rows(indent: str, stmt) -> None:  # rows past mr are neither read nor written
+        for i in range(mr):
+            body = " ".join(stmt(i, v) for v in range(nv))
+            L.append(f"{indent}if (mr > {i}) {{ {body} }}" if i else f"{indent}{body}")
+
+    L.append(f"        if (flags & {flag}ACC) {{")
+    rows("            ", lambda i, v: f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(c + {i} * ldc + {4 * v}));")
+    L.append("        }")
+    L.append(f"        if (flags & {flag}LAST) {{")
+    if bias_m:
+        L.append("            if (e->bias_m) {")
+        rows("                ", lambda i, v: (f"const pdc_v4 t = pdc_vdup(e->bias_m[{i}]); " if v == 0 else "")
+             + f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t);")
+        L.append("            }")
+    L.append(f"            if ({bias_n}) {{")
+    L.append("                " + " ".join(f"const pdc_v4 t{v} = pdc_vld({bias_n} + {4 * v});" for v in range(nv)))
+    for i in range(mr):
+        L.append("                " + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t{v});" for v in range(nv)))
+    L.append("            }")
+    L.append(f"            if ({res}) {{")
+    rows("                ", lambda i, v: f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld({res} + {i} * e->ldr + {4 * v}));")
+    L.append("            }")
+    L.append(f"            if (flags & {flag}CLAMP) {{ /* NaN passes: the vector max / min return it */")
+    L.append("                const pdc_v4 lo = pdc_vdup(e->lo), hi = pdc_vdup(e->hi);")
+    for i in range(mr):
+        L.append("                " + " ".join(f"{acc[i][v]} = pdc_vclamp({acc[i][v]}, lo, hi);" for v in range(nv)))
+    L.append("            }")
+    L.append("        }")
+    rows("        ", lambda i, v: f"pdc_vst(c + {i} * ldc + {4 * v}, {acc[i][v]});")
+    L.append(f"        {done}")
+    L.append("    }")
+    L.append(f"    float t[{mr * 4 * nv}];")
+    for i in range(mr):
+        L.append("    " + " ".join(f"pdc_vst(t + {i * 4 * nv + 4 * v}, {acc[i][v]});" for v in range(nv)))
+    return L
+
+
 def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
     name = f"pdc_aukr_{mr}x{nv}"
     nr = 4 * nv
@@ -383,37 +429,7 @@ def _ukernel_code(mr: int, nv: int) -> tuple[str, str]:
                  + " ".join(f"{acc[i][v]} = pdc_vfma_n({acc[i][v]}, b{v}, t);" for v in range(nv)) + " }")
     L.append("    }")
     L.append("    }")
-    # whole rows (the first mr of them): the epilogue in registers
-    def rows(indent: str, stmt) -> None:
-        for i in range(mr):
-            body = " ".join(stmt(i, v) for v in range(nv))
-            L.append(f"{indent}if (mr > {i}) {{ {body} }}" if i else f"{indent}{body}")
-
-    L.append(f"    if (nr == {nr}) {{")
-    L.append("        if (flags & PDC_AACC) {")
-    rows("            ", lambda i, v: f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(c + {i} * ldc + {4 * v}));")
-    L.append("        }")
-    L.append("        if (flags & PDC_ALAST) {")
-    L.append("            if (bn) {")
-    L.append("                " + " ".join(f"const pdc_v4 t{v} = pdc_vld(bn + {4 * v});" for v in range(nv)))
-    for i in range(mr):
-        L.append("                " + " ".join(f"{acc[i][v]} = pdc_vadd({acc[i][v]}, t{v});" for v in range(nv)))
-    L.append("            }")
-    L.append("            if (rs) {")
-    rows("                ", lambda i, v: f"{acc[i][v]} = pdc_vadd({acc[i][v]}, pdc_vld(rs + {i} * e->ldr + {4 * v}));")
-    L.append("            }")
-    L.append("            if (flags & PDC_ACLAMP) {")
-    L.append("                const pdc_v4 lo = pdc_vdup(e->lo), hi = pdc_vdup(e->hi);")
-    for i in range(mr):
-        L.append("                " + " ".join(f"{acc[i][v]} = pdc_vclamp({acc[i][v]}, lo, hi);" for v in range(nv)))
-    L.append("            }")
-    L.append("        }")
-    rows("        ", lambda i, v: f"pdc_vst(c + {i} * ldc + {4 * v}, {acc[i][v]});")
-    L.append("        continue;")
-    L.append("    }")
-    L.append(f"    float t[{mr * nr}];")
-    for i in range(mr):
-        L.append("    " + " ".join(f"pdc_vst(t + {i * nr + 4 * v}, {acc[i][v]});" for v in range(nv)))
+    L += _tile_end(acc, "PDC_A", False, "bn", "rs", "continue;")
     L.append(f"    pdc_aepi_tile(t, {nr}, c, ldc, mr, nr, flags, &ep);")
     L.append("    continue;")
     L.append("    }")
@@ -609,10 +625,10 @@ def dense_ukernel(ctx: KernelContext, mr: int, nv: int, indirect: bool) -> tuple
     vecs = nr // 4
     acc = [[f"c{i}_{v}" for v in range(vecs)] for i in range(mr)]
     L = [ukr_head(name, False),
-         "#if !defined(PDC_PLAIN_C) && defined(__ARM_NEON) && defined(__aarch64__)"]
-    L += ["    float32x4_t " + ", ".join(f"{x} = vdupq_n_f32(0.0f)" for x in row) + ";" for row in acc]
+         "#if PDC_V && defined(__aarch64__)"]
+    L += ["    pdc_v4 " + ", ".join(f"{x} = pdc_vdup(0.0f)" for x in row) + ";" for row in acc]
     L.append("    for (int64_t k = 0; k < kc; k++, a += %d, b += %d) {" % (mr, nr))
-    L.append("        " + " ".join(f"const float32x4_t b{v} = vld1q_f32(b + {4 * v});" for v in range(vecs)))
+    L.append("        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(vecs)))
     for q in range(0, mr - mr % 2, 4):  # A in vectors of 4 (and one of 2), a lane of one per row
         width = min(4, mr - mr % 2 - q)
         L.append(f"        const float32x{width}_t a{q} = vld1{'q' if width == 4 else ''}_f32(a + {q});")
@@ -623,42 +639,7 @@ def dense_ukernel(ctx: KernelContext, mr: int, nv: int, indirect: bool) -> tuple
         i = mr - 1
         L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(vecs)))
     L.append("    }")
-    L.append(f"    if (mr == {mr} && nr == {nr}) {{ /* the epilogue in registers */")
-    L.append("        if (flags & PDC_ACC) {")
-    for i in range(mr):
-        L.append("            " + " ".join(f"{acc[i][v]} = vaddq_f32({acc[i][v]}, vld1q_f32(c + {i} * ldc + {4 * v}));"
-                                           for v in range(vecs)))
-    L.append("        }")
-    L.append("        if (flags & PDC_LAST) {")
-    L.append("            if (e->bias_m) {")
-    for i in range(mr):
-        L.append(f"                {{ const float32x4_t t = vdupq_n_f32(e->bias_m[{i}]); "
-                 + " ".join(f"{acc[i][v]} = vaddq_f32({acc[i][v]}, t);" for v in range(vecs)) + " }")
-    L.append("            }")
-    L.append("            if (e->bias_n) {")
-    L.append("                " + " ".join(f"const float32x4_t t{v} = vld1q_f32(e->bias_n + {4 * v});" for v in range(vecs)))
-    for i in range(mr):
-        L.append("                " + " ".join(f"{acc[i][v]} = vaddq_f32({acc[i][v]}, t{v});" for v in range(vecs)))
-    L.append("            }")
-    L.append("            if (e->res) {")
-    for i in range(mr):
-        L.append("                " + " ".join(
-            f"{acc[i][v]} = vaddq_f32({acc[i][v]}, vld1q_f32(e->res + {i} * e->ldr + {4 * v}));" for v in range(vecs)))
-    L.append("            }")
-    L.append("            if (flags & PDC_CLAMP) { /* NaN passes: NEON's max / min return it */")
-    L.append("                const float32x4_t lo = vdupq_n_f32(e->lo), hi = vdupq_n_f32(e->hi);")
-    for i in range(mr):
-        L.append("                " + " ".join(f"{acc[i][v]} = vminq_f32(hi, vmaxq_f32(lo, {acc[i][v]}));"
-                                               for v in range(vecs)))
-    L.append("            }")
-    L.append("        }")
-    for i in range(mr):
-        L.append("        " + " ".join(f"vst1q_f32(c + {i} * ldc + {4 * v}, {acc[i][v]});" for v in range(vecs)))
-    L.append("        return;")
-    L.append("    }")
-    L.append(f"    float t[{mr * nr}];")
-    for i in range(mr):
-        L.append("    " + " ".join(f"vst1q_f32(t + {i * nr + 4 * v}, {acc[i][v]});" for v in range(vecs)))
+    L += _tile_end(acc, "PDC_", True, "e->bias_n", "e->res", "return;")
     L += ["    for (int i = 0; i < mr; i++) {",
           "        for (int j = 0; j < nr; j++) {",
           f"            float s = t[i * {nr} + j];",
