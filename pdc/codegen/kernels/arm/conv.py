@@ -1,9 +1,12 @@
 """ARM convolutions: conv / fused_conv (NCHW, 1-D and 2-D, any strides, pads, dilations, groups).
 
-Depthwise convs (one input and one output channel per group) run a kernel vectorized along the
-output columns: per output row, the KH input rows the window touches are copied with their zero
-padding into a small band on the stack, and each group of 4 outputs is KH x KW vector FMAs with
-the tap weights broadcast (stride 2 reads every other column with a de-interleaving load).
+A 1x1 conv of one pixel (squeeze-excitation) takes the portable matrix-vector kernel
+(dense_conv.gemv). Depthwise convs (one input and one output channel per group) run a kernel
+vectorized along the output columns: per block of 4 output rows, the input rows the windows touch
+are copied with their zero padding into a small band on the stack (each input row about
+(3 + KH) / 4 times), and each group of 4 outputs of a row is KH x KW vector FMAs with the tap
+weights broadcast, the rows of a block sharing their loads (stride 2 reads every other column
+with a de-interleaving load); a row's last columns are one more group ending at its end.
 3x3 stride-1 convs take Winograd (winograd.py) where its heuristic says so, with the GEMM step
 here. Every other conv is a GEMM per (image, group) (gemm.py): M = output channels of the group
 (weights packed at compile time), N = output pixels, K = C/group x taps, with B the input itself

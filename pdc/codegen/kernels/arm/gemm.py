@@ -1,23 +1,28 @@
 """ARM GEMM: register-tiled microkernels (NEON / MVE / plain C), the blocked driver, and the
-gemm / matmul generators for ARM targets.
+gemm / matmul generators for ARM targets; also the NEON form of the portable dense GEMM's
+microkernel (dense_core.py's ABI, for the products whose operands both come at run time).
 
 C[M x N] = A[M x K] * B[K x N] for `problems` independent problems. The microkernel keeps an
-MR x NR tile of C in vector registers (NR = 4 * NV): per k it loads NV vectors of a packed B
-panel ([K][NR]) and multiplies them by MR values of a packed A panel ([K][MR]) — on AArch64 with
-`fmla v.4s, v.4s, v.s[lane]` from A loaded as vectors, on ARMv7 with `vmla.f32 q, q, d[lane]`,
-on Helium with `vfma.f32 q, q, r` (the scalar comes from a core register). The epilogue (+ bias
-per row / column, + residual, clamp) runs on the registers of full tiles; partial tiles and
-other activations go through a scalar pass on the finished tile.
+MR x NR tile of C in vector registers (NR = 4 * NV): per k it loads NV vectors of B (on AArch64
+one post-indexed ld1 of NV registers) and multiplies them by MR values of a packed A panel
+([K][MR]) — on AArch64 with `fmla v.4s, v.4s, v.s[lane]` from A loaded as vectors, on ARMv7 with
+`vmla.f32 q, q, d[lane]`, on Helium with `vfma.f32 q, q, r` (the scalar comes from a core
+register). One call computes the tiles of several whole panels side by side. Accumulators start
+from the bias per row; the rest of the epilogue (+ bias per column, + residual, clamp) runs on the
+registers of the first mr rows when the tile has whole columns, else in scalar C on a copy; other
+activations go through a pass on the finished tile (activations.py: AArch64 vector forms where
+they have one).
 
 On Cortex-A the weights are packed at compile time into the panel order of their side (conv
 weights are "A", a matmul's constant B is "B"); the blob then holds the packed copy only. On
 Cortex-M, where flash is scarce, they are read in place, which saves the panel padding: the
-microkernel also takes A row-major (one scalar per row and k) and B row-major (row stride ldb).
-A transposed B is still packed. Runtime operands are packed per K block by a callback (im2col
-for convolutions: conv.py, a strided copy for a matmul's A) into buffers in the kernel's scratch
-(the memory plan's, not the stack), sized for the job; a job split over threads gives each thread
-its own slot. The register tile,
-K block and buffer sizes are chosen per target (Cortex-M: about 1 KiB of packed B).
+microkernel also takes A row-major (one scalar per row and k). B is read row-major (row stride
+ldb) wherever it lies so: a runtime matmul operand, a 1x1 conv's input (the columns past the last
+whole panel copied into one zero-padded panel). Other runtime operands are packed per K block by
+a callback (im2col rows for convolutions: conv.py, a strided copy for a matmul's A) into buffers
+in the kernel's scratch (the memory plan's, not the stack), sized for the job; a job split over
+threads gives each thread its own slot. The register tile, K block and buffer sizes are chosen
+per target (Cortex-M: about 1 KiB of packed B).
 """
 from __future__ import annotations
 
