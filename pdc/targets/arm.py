@@ -40,7 +40,7 @@ def run_tool(cmd: list, cwd: str, what: str, timeout: Optional[float] = None) ->
 
 
 # ---- Cortex-A ---------------------------------------------------------------------------------------
-COMMON_CFLAGS = ("-O3", "-std=gnu11", "-fno-math-errno")
+COMMON_CFLAGS = ("-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math")  # see x86.py
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class CPrinter:
                   "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
     unary_ops = {"neg": "-", "not": "!", "bitnot": "~"}
     math_names: dict = {}          # C99 name -> this language's name (before the float suffix)
+    float_functions = {"erf": "pdc_erff"}  # float32 forms of the preamble's (c_renderer.PREAMBLE)
     float_suffix = "f"             # expf, tanhf: float math functions; "" where they are overloaded
     space_qualifiers = {"global": "", "constant": "", "local": "", "private": ""}
     kernel_prefix = ""
@@ -168,6 +169,8 @@ class CPrinter:
         return f"{cond} ? {a} : {b}"
 
     def math_name(self, e: Math) -> str:
+        if elem(e.dtype).short == "f32" and e.fn in self.float_functions:
+            return self.float_functions[e.fn]
         name = self.math_names.get(e.fn, e.fn)
         if e.fn in ("isinf", "isnan"):
             return name
@@ -358,6 +361,7 @@ class DevicePrinter(CPrinter):
     """What the GPU printers (OpenCL C, CUDA C) share: loops bound to work-items, offsets, and the
     status buffer of kernels that check their input data."""
     status_type = "int"  # a device buffer, not the host's pdc_status
+    float_functions: dict = {}  # the languages' own erff
 
     def work_item(self, scope: str, dim: int) -> str:
         """The id of this work-item (scope global / local) or group along dimension dim."""
