@@ -202,10 +202,12 @@ def _kernel_c(tmp_path, target, **options) -> str:
 
 @pytest.mark.parametrize("target,options", [("arm64", {}), ("cortex-m4", dict(flash="8M", ram="8M"))])
 def test_arm_bundles_carry_no_x86_code(tmp_path, target, options):
-    """The portable kernels an ARM bundle falls back to print plain C: no x86 intrinsic, header or
-    ISA test, dead or alive (the same model's x86 bundle has them)."""
+    """The portable kernels an ARM bundle falls back to print plain C or ARM's native pieces (the
+    dense GEMM's NEON microkernel pdc_sukr_n on AArch64; plain pdc_sukr_c on a Cortex-M4): no x86
+    intrinsic, header or ISA test, dead or alive (the same model's x86 bundle has them)."""
     src = _kernel_c(tmp_path, target, **options)
-    for helper in ("pdc_sgemm_run", "pdc_sukr_c", "pdc_dw_", "pdc_seq_gemv16", "pdc_exp_sum_f32", "pdc_rowf_max",
+    ukr = "pdc_sukr_n" if target == "arm64" else "pdc_sukr_c"
+    for helper in ("pdc_sgemm_run", ukr, "pdc_dw_", "pdc_seq_gemv16", "pdc_exp_sum_f32", "pdc_rowf_max",
                    "pdc_qg_kernel_", "pdc_attn_dot"):
         assert helper in src, helper  # the portable pieces under test are there
     assert not re.search(r"_mm|immintrin|__m(?:256|512)|__AVX", src)
