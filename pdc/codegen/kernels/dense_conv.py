@@ -41,8 +41,14 @@ def _conv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
 
 
 # ---- one output pixel: a matrix-vector product per (image, group) ------------------------------------------
+def layer_args(ctx: KernelContext) -> str:
+    """Registers and names the argument struct of a one-pass layer kernel split over the thread pool
+    (pdc_parallel_for): input, weights, bias, residual (each may be NULL but the input) and output."""
+    ctx.helper("pdc_layer_args", "typedef struct { const float *x, *w, *b, *r; float *y; } pdc_layer_args;\n")
+    return "pdc_layer_args"
+
+
 GEMV_ROWS = 32  # output channels a block keeps in flight: 4 AVX2 vectors, 8 NEON ones
-GEMV_ARGS_C = "typedef struct { const float *x, *w, *b, *r; float *y; } pdc_gemv_args;\n"
 
 
 def gemv(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
@@ -57,11 +63,11 @@ def gemv(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
     packed = np.zeros((g.group, mb * R, g.k), np.float32)
     packed[:, :g.mg] = np.asarray(w, np.float32).reshape(g.group, g.mg, g.k)
     packed = np.ascontiguousarray(packed.reshape(g.group, mb, R, g.k).transpose(0, 1, 3, 2))
-    ctx.helper("pdc_gemv_args", GEMV_ARGS_C)
+    args_t = layer_args(ctx)
     task = f"{ctx.fn_name}_gemv"
     post = epi.statements(ctx, "s", "float", "yi", lambda i: f"A->r[{i}]")
     ctx.helper(task, f"""static void {task}(void *vargs, int64_t i0, int64_t i1) {{
-    const pdc_gemv_args *A = (const pdc_gemv_args *)vargs;
+    const {args_t} *A = (const {args_t} *)vargs;
     for (int64_t it = i0; it < i1; it++) {{ /* one block of {R} output channels of one (image, group) */
         const int64_t n = it / {g.group * mb}, gi = it / {mb} % {g.group}, m0 = it % {mb} * {R};
         const float *x = A->x + n * {g.c} + gi * {g.cg};
@@ -86,7 +92,7 @@ def gemv(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
     args = f"{{in0, {add_weight(ctx, packed)}, {'in2' if ctx.has_input(2) else '0'}, {epi.r if epi.has_r else '0'}, out0}}"
     run = (f"pdc_parallel_for({items}, {task}, &args);" if ctx.split(g.n * g.m * g.k, PARALLEL_MIN_MACS)
            else f"{task}(&args, 0, {items});")
-    return mark("conv", "gemv", f"    const pdc_gemv_args args = {args};\n    {run}")
+    return mark("conv", "gemv", f"    const {args_t} args = {args};\n    {run}")
 
 
 def _im2col_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:

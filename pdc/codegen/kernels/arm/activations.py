@@ -1,11 +1,12 @@
 """AArch64 vector forms of the fused activations that are not clamps, for the ARM kernels' post-pass
 over a finished tile or row (the GEMM driver's pdc_apost, the depthwise kernel's rows).
 
-`pdc_aact_vec(act, row, res_after, n, alpha, beta)` applies activation ACT_CODES[act] to the first
-n floats of row, 4 at a time, then adds res_after (when given), and returns how many floats it did:
-a multiple of 4, or 0 for an activation without a vector form here (tanh, gelu) or on other cores
-(ARMv7, Helium, plain C). The caller's scalar loop, through the activation's own function, does the
-rest, so the scalar numerics stand wherever the vector form does not.
+`pdc_aact_row(act, fn, row, res_after, n, alpha, beta)` applies activation ACT_CODES[act] (fn: its
+scalar function, 0 for none) to the n floats of row, then adds res_after (when given). Its vector
+part, pdc_aact_vec, takes 4 floats at a time and returns how many it did: a multiple of 4, or 0 for
+an activation without a vector form here (tanh, gelu) or on other cores (ARMv7, Helium, plain C).
+A scalar loop through fn does the rest, so the scalar numerics stand wherever the vector form does
+not.
 
 The forms follow the scalar ones (activations.py): hard_swish divides by 6 as the scalar form does;
 sigmoid is 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|) <= 1, so nothing overflows.
@@ -80,13 +81,24 @@ static int64_t pdc_aact_vec(int act, float *row, const float *ra, int64_t n, flo
     return 0;
 #endif
 }
+static void pdc_aact_row(int act, float (*fn)(float, float, float), float *row, const float *ra, int64_t n,
+                         float alpha, float beta) {
+    int64_t j = fn ? pdc_aact_vec(act, row, ra, n, alpha, beta) : 0;
+    for (; j < n; j++) {
+        float y = row[j];
+        if (fn) y = fn(y, alpha, beta);
+        if (ra) y += ra[j];
+        row[j] = y;
+    }
+}
 """
 
 
-def vector_act(ctx: KernelContext) -> str:
-    """Registers pdc_aact_vec (see the module's docstring) and returns its name."""
+def act_row(ctx: KernelContext) -> str:
+    """Registers pdc_aact_row (see the module's docstring) and returns its name."""
     base(ctx)
     text = ACT_VEC_C
     for name, code in _C.items():
         text = text.replace(f"@{name}@", str(code))
-    return ctx.helper("pdc_aact_vec", text)
+    ctx.helper("pdc_aact_row", text)
+    return "pdc_aact_row"

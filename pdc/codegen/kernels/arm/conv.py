@@ -24,7 +24,7 @@ from .. import winograd as wino
 from ..conv_geometry import ConvGeom
 from ..epilogue import Epilogue
 from ..paths import declare, mark, take
-from .activations import vector_act
+from .activations import act_row
 from .gemm import PARALLEL_MIN_MACS, ArmGemm
 from .vector import arm_kernel, band_rows, base, is_f32
 
@@ -81,11 +81,6 @@ static void pdc_apack_im2col(const pdc_agemm *g, int64_t p, float *dst, int64_t 
     }
 }
 """
-
-DW_ARGS_C = r"""
-typedef struct { const float *x, *w, *b, *r; float *y; } pdc_adw_args;
-"""
-
 
 @arm_kernel("conv", "fused_conv")
 def conv(ctx: KernelContext) -> Optional[str]:
@@ -159,12 +154,12 @@ DW_ROWS = 4  # output rows per band: each input row is copied about (R - 1 + KH)
 
 def _depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     base(ctx)
-    ctx.helper("pdc_adw_args", DW_ARGS_C)
+    args_t = _portable.layer_args(ctx)
     bw = (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1  # band width: every column a window reaches
     rows = DW_ROWS if g.OH >= DW_ROWS and _band_rows(g, DW_ROWS) * bw <= 1 << 16 else 1
     task = f"{ctx.fn_name}_planes"
     L = [f"static void {task}(void *vargs, int64_t p0, int64_t p1) {{",
-         "    const pdc_adw_args *A = (const pdc_adw_args *)vargs;",
+         f"    const {args_t} *A = (const {args_t} *)vargs;",
          f"    float band[{_band_rows(g, rows) * bw + 8}];",
          "    for (int64_t pl = p0; pl < p1; pl++) {",
          f"        const int64_t ch = pl % {g.c};",
@@ -190,7 +185,7 @@ def _depthwise(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> str:
     bias = "in2" if ctx.has_input(2) else "0"
     r = epi.r if epi.has_r else "0"
     parallel = ctx.split(planes * g.p_out * g.taps, PARALLEL_MIN_MACS)
-    body = [f"    pdc_adw_args args = {{in0, in1, {bias}, {r}, out0}};"]
+    body = [f"    {args_t} args = {{in0, in1, {bias}, {r}, out0}};"]
     body.append(f"    pdc_parallel_for({planes}, {task}, &args);" if parallel else f"    {task}(&args, 0, {planes});")
     return "\n".join(body)
 
@@ -247,14 +242,7 @@ def _dw_block(ctx: KernelContext, g: ConvGeom, epi: Epilogue, bw: int, rows: int
         L += [pad + f"        y[(oy + {i}) * {g.OW} + ox] = s;", pad + "    }"]
     L.append(pad + "}")
     if epi.act or res_a:
-        L += [pad + f"for (int64_t i = 0; i < {rows}; i++) {{",
-              pad + f"    float *yr = y + (oy + i) * {g.OW};",
-              pad + f"    const float *rr = {f'r + (oy + i) * {g.OW}' if res_a else '0'};",
-              pad + "    (void)rr;"]
-        first = f"{vector_act(ctx)}({epi.act}, yr, rr, {g.OW}, {al}, {be})" if epi.act else "0"
-        L += [pad + f"    for (int64_t j = {first}; j < {g.OW}; j++) {{",
-              pad + f"        float v = {epi.act_fn() if epi.act else ''}(yr[j]{f', {al}, {be}' if epi.act else ''});"]
-        if res_a:
-            L.append(pad + "        v += rr[j];")
-        L += [pad + "        yr[j] = v;", pad + "    }", pad + "}"]
+        rr = f"r + (oy + i) * {g.OW}" if res_a else "0"
+        L += [pad + f"for (int64_t i = 0; i < {rows}; i++)",
+              pad + f"    {act_row(ctx)}({epi.act}, {epi.act_fn()}, y + (oy + i) * {g.OW}, {rr}, {g.OW}, {al}, {be});"]
     return L

@@ -37,7 +37,7 @@ from ..dense_core import plain_ukr_body, ukr_head
 from ..epilogue import Epilogue
 from ..native import implements
 from ..paths import declare, mark, take
-from .activations import vector_act
+from .activations import act_row
 from .vector import arm_kernel, base, is_f32, simd_of
 
 # the kernels below take B constant ("neon"); the portable generators (dense_gemm.py: "runtime",
@@ -135,7 +135,7 @@ struct pdc_agemm {
     const float *res;                      /* added before the activation, laid out like C */
     float lo, hi; int clamp;
     float (*act)(float, float, float); float alpha, beta; /* other activations: a pass on tiles, */
-    int act_code;                          /* in vectors where pdc_aact_vec has the form */
+    int act_code;                          /* in vectors where pdc_aact_row has the form */
     const float *res_after;                /* added after the activation, laid out like C */
     int parallel;
     float *scratch; int64_t slot_floats, abuf_off; int slots; /* thread slot s: B buffer at
@@ -159,17 +159,9 @@ static void pdc_aepi_tile(const float *t, int ldt, float *c, int64_t ldc, int mr
     }
 }
 static void pdc_apost(const pdc_agemm *g, float *c, int64_t off, int mr, int nr) {
-    for (int i = 0; i < mr; i++) {
-        float *row = c + i * g->ldc;
-        const float *ra = g->res_after ? g->res_after + off + i * g->ldc : 0;
-        int j = g->act ? (int)pdc_aact_vec(g->act_code, row, ra, nr, g->alpha, g->beta) : 0;
-        for (; j < nr; j++) {
-            float y = row[j];
-            if (g->act) y = g->act(y, g->alpha, g->beta);
-            if (ra) y += ra[j];
-            row[j] = y;
-        }
-    }
+    for (int i = 0; i < mr; i++)
+        pdc_aact_row(g->act_code, g->act, c + i * g->ldc, g->res_after ? g->res_after + off + i * g->ldc : 0, nr,
+                     g->alpha, g->beta);
 }
 static void pdc_agemm_unit(const pdc_agemm *g, int64_t p, int64_t n0, int64_t nc, float *bbuf, float *abuf) {
     const int64_t MR = g->MR, NR = g->NR, M = g->M, K = g->K;
@@ -302,7 +294,7 @@ def threaded(ctx: KernelContext) -> bool:
 
 
 def driver(ctx: KernelContext) -> None:
-    vector_act(ctx)
+    act_row(ctx)
     ctx.helper("pdc_agemm_driver", DRIVER_C.replace("@RUN@", RUN_C))
 
 
