@@ -274,21 +274,25 @@ static void pdc_post_tile(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, 
         }
     }
 }
-/* The register epilogue in scalar C (the microkernels' fallback without vector ISA). */
+/* The register epilogue of element (i, j) of a tile whose sum is s, in scalar C (see the ABI). */
+static inline float pdc_epi_elem(float s, const float *c, int64_t ldc, int i, int j, int flags, const pdc_epi *e) {
+    if (flags & PDC_ACC) s += c[i * ldc + j];
+    if (flags & PDC_LAST) {
+        if (e->bias_m) s += e->bias_m[i];
+        if (e->bias_n) s += e->bias_n[j];
+        if (e->res) s += e->res[i * e->ldr + j];
+        if (flags & PDC_CLAMP) { s = s < e->lo ? e->lo : s; s = s > e->hi ? e->hi : s; }
+    }
+    return s;
+}
+/* The microkernels in scalar C (the fallback without vector ISA). */
 static void pdc_sukr_scalar(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, int nr,
                             int flags, const pdc_epi *e, int MR, int NR) {
     for (int i = 0; i < mr; i++) {
         for (int j = 0; j < nr; j++) {
             float s = 0;
             for (int64_t k = 0; k < kc; k++) s += a[k * MR + i] * b[k * NR + j];
-            if (flags & PDC_ACC) s += c[i * ldc + j];
-            if (flags & PDC_LAST) {
-                if (e->bias_m) s += e->bias_m[i];
-                if (e->bias_n) s += e->bias_n[j];
-                if (e->res) s += e->res[i * e->ldr + j];
-                if (flags & PDC_CLAMP) { s = s < e->lo ? e->lo : s; s = s > e->hi ? e->hi : s; }
-            }
-            c[i * ldc + j] = s;
+            c[i * ldc + j] = pdc_epi_elem(s, c, ldc, i, j, flags, e);
         }
     }
 }
@@ -299,14 +303,7 @@ static void pdc_sukr_scalar_i(int64_t kc, const float *a, const float *b, const 
         for (int j = 0; j < nr; j++) {
             float s = 0;
             for (int64_t k = 0; k < kc; k++) s += a[k * MR + i] * b[koff[k] + j];
-            if (flags & PDC_ACC) s += c[i * ldc + j];
-            if (flags & PDC_LAST) {
-                if (e->bias_m) s += e->bias_m[i];
-                if (e->bias_n) s += e->bias_n[j];
-                if (e->res) s += e->res[i * e->ldr + j];
-                if (flags & PDC_CLAMP) { s = s < e->lo ? e->lo : s; s = s > e->hi ? e->hi : s; }
-            }
-            c[i * ldc + j] = s;
+            c[i * ldc + j] = pdc_epi_elem(s, c, ldc, i, j, flags, e);
         }
     }
 }

@@ -637,19 +637,8 @@ def dense_ukernel(ctx: KernelContext, mr: int, nv: int, indirect: bool) -> tuple
         L.append("        " + " ".join(f"{acc[i][v]} = vfmaq_n_f32({acc[i][v]}, b{v}, a[{i}]);" for v in range(vecs)))
     L.append("    }")
     L += _tile_end(acc, "PDC_", True, "e->bias_n", "e->res", "return;")
-    L += ["    for (int i = 0; i < mr; i++) {",
-          "        for (int j = 0; j < nr; j++) {",
-          f"            float s = t[i * {nr} + j];",
-          "            if (flags & PDC_ACC) s += c[i * ldc + j];",
-          "            if (flags & PDC_LAST) {",
-          "                if (e->bias_m) s += e->bias_m[i];",
-          "                if (e->bias_n) s += e->bias_n[j];",
-          "                if (e->res) s += e->res[i * e->ldr + j];",
-          "                if (flags & PDC_CLAMP) { s = s < e->lo ? e->lo : s; s = s > e->hi ? e->hi : s; }",
-          "            }",
-          "            c[i * ldc + j] = s;",
-          "        }",
-          "    }",
+    L += ["    for (int i = 0; i < mr; i++)",
+          f"        for (int j = 0; j < nr; j++) c[i * ldc + j] = pdc_epi_elem(t[i * {nr} + j], c, ldc, i, j, flags, e);",
           "#else",
           plain_ukr_body(mr, nr, False),
           "#endif",
