@@ -10,8 +10,12 @@ of each interval, in float64, against math.erf.
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SMALL, LO, HI = 0.9, 0.9, 3.92
 
@@ -54,6 +58,9 @@ def main() -> None:
     print("Q (u, from degree 0):", ", ".join(f"{c:.9g}f" for c in q))
     print(f"u = (|x| - {np.float32(mid):.9g}) * {np.float32(1 / half):.9g}")
     print(f"worst: {np.abs(got - want).max():.3g} absolute, {ulp.max():.2f} ulp")
+    from pdc.codegen.c_renderer import ERF_P, ERF_Q
+    same = [f"{c:.9g}f" for c in p] == list(ERF_P) and [f"{c:.9g}f" for c in q] == list(ERF_Q)
+    print("pdc/codegen/c_renderer.py's ERF_P and ERF_Q:", "the same" if same else "DIFFERENT")
 
 
 if __name__ == "__main__":
