@@ -81,15 +81,16 @@ def make_engines(path, feeds, threads, levels, use_tvm):
 
 
 def bench_model(name, threads, reps, levels, use_tvm, block=1):
+    """(median ms per engine, compile seconds per engine, the engines' run callables)."""
     from tests.zoo import make_feeds, zoo_model
     path = zoo_model(name)
     feeds = make_feeds(path)
     engines, compile_s = make_engines(path, feeds, threads, levels, use_tvm)
     if block == 1:
-        return time_interleaved(engines, reps), compile_s
+        return time_interleaved(engines, reps), compile_s, engines
     samples = interleaved_samples(engines, reps, block, untimed=True)
     return {k: statistics.median(_median_ms(v[i:i + block]) for i in range(0, len(v), block))
-            for k, v in samples.items()}, compile_s
+            for k, v in samples.items()}, compile_s, engines
 
 
 def interleaved_samples(runs: dict, reps: int, block: int = 1, untimed: bool = False) -> dict[str, list]:
@@ -117,23 +118,22 @@ def after_ort_ms(ort_run, pdc_run, reps: int, block: int) -> tuple[float, float]
     for _ in range(3):
         ort_run()
         pdc_run()
+    def block_ms(before=None) -> float:  # the median of `block` timed pdc runs, each after before()
+        times = []
+        for _ in range(block):
+            if before:
+                before()
+            t = time.perf_counter()
+            pdc_run()
+            times.append(time.perf_counter() - t)
+        return _median_ms(times)
+
     alone, after = [], []
     for _ in range(reps):
         time.sleep(SETTLE_S)
         pdc_run()
-        times = []
-        for _ in range(block):
-            t = time.perf_counter()
-            pdc_run()
-            times.append(time.perf_counter() - t)
-        alone.append(_median_ms(times))
-        times = []
-        for _ in range(block):
-            ort_run()
-            t = time.perf_counter()
-            pdc_run()
-            times.append(time.perf_counter() - t)
-        after.append(_median_ms(times))
+        alone.append(block_ms())
+        after.append(block_ms(ort_run))
     return statistics.median(alone), statistics.median(after)
 
 
@@ -163,13 +163,9 @@ def main(argv=None):
     rows, after = [], []
     for name in args.models.split(","):
         print(f"{name} ...", file=sys.stderr)
-        ms, cs = bench_model(name, args.threads, args.reps, levels, not args.no_tvm, args.block)
+        ms, cs, engines = bench_model(name, args.threads, args.reps, levels, not args.no_tvm, args.block)
         rows.append((name, ms, cs))
-        if args.after_ort:
-            from tests.zoo import make_feeds, zoo_model
-            path = zoo_model(name)
-            feeds = make_feeds(path)
-            engines, _ = make_engines(path, feeds, args.threads, levels[-1:], False)
+        if args.after_ort:  # the same engines, timed again
             after.append((name, *after_ort_ms(engines["onnxruntime"], engines[f"pdc -O{levels[-1]}"], args.reps,
                                               max(args.block, 1))))
     engines = [k for k in rows[0][1]]
