@@ -138,7 +138,7 @@ def _gemm_conv(ctx: KernelContext, g: ConvGeom, epi: Epilogue, W: np.ndarray) ->
         job.fields.update(bias_m="in2", bm_mod=g.group, bm_bs=g.mg)
     if g.pointwise:
         # B is the input as it lies: row k of problem p is channel k of its group's image, HW floats
-        # (no copy; partial panels at a row's end take the microkernel's scalar path)
+        # (no copy but the columns past the last whole panel, which the driver pads into one)
         job.fields.update(b="in0", b_mod=g.n * g.group, b_bs=g.cg * g.p_out, ldb=g.p_out)
         return job.render()
     ctx.helper("pdc_apack_im2col", IM2COL_C)

@@ -308,7 +308,8 @@ def ukernel(ctx: KernelContext, mr: int, nv: int) -> str:
 
 def _b_vectors(nv: int) -> list[str]:
     """C lines loading B's NV vectors of a k and stepping b to the next row: on AArch64 one
-    post-indexed ld1 of NV consecutive registers (the compiler splits it into loads and an add)."""
+    post-indexed ld1 of NV consecutive registers, in asm (gcc compiles vld1q_f32_xN and the step to
+    loads and a separate add)."""
     plain = ["        " + " ".join(f"const pdc_v4 b{v} = pdc_vld(b + {4 * v});" for v in range(nv)), "        b += bks;"]
     if nv not in (2, 3, 4):
         return plain
