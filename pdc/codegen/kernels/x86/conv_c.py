@@ -81,6 +81,36 @@ native.implement(
         }
         return;
     }
+#elif defined(__AVX2__)
+    if (sw == 1 || sw == 2) { /* 8 output columns a step: 8 (sw 1) or 16 (sw 2) input columns from a */
+        for (int64_t c = 0; c < n; c += 8) {
+            const int64_t a = sw * c + off, span = 8 * sw;
+            __m256 A, B = _mm256_setzero_ps();
+            if (a >= 0 && a + span <= W) {
+                A = _mm256_loadu_ps(xr + a);
+                if (sw == 2) B = _mm256_loadu_ps(xr + a + 8);
+            } else { /* lanes inside [0, W) only: a masked-off lane is never read */
+                A = _mm256_maskload_ps(xr + a, pdc_span8(-a, W - a));
+                if (sw == 2) B = _mm256_maskload_ps(xr + a + 8, pdc_span8(-a - 8, W - a - 8));
+            }
+            const int whole = n - c >= 8;
+            const __m256i st = pdc_span8(0, n - c);
+            if (sw == 1) {
+                if (whole) _mm256_storeu_ps(d + c, A); else _mm256_maskstore_ps(d + c, st, A);
+                continue;
+            }
+            const __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(A, B, 0x88)), 0xd8));
+            const __m256 od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(A, B, 0xdd)), 0xd8));
+            if (whole) {
+                _mm256_storeu_ps(d + c, ev);
+                _mm256_storeu_ps(d + phase + c, od);
+            } else {
+                _mm256_maskstore_ps(d + c, st, ev);
+                _mm256_maskstore_ps(d + phase + c, st, od);
+            }
+        }
+        return;
+    }
 #endif
 """,
 )
@@ -362,7 +392,8 @@ def dw_rows(taps_h: int, taps_w: int, sw: int) -> str:
 _STORE = {"_mm512": ("const __mmask16 m = (__mmask16)pdc_m16((int)({n}));", "_mm512_maskz_loadu_ps(m, {at})",
                      "_mm512_mask_storeu_ps({at}, m, a0);"),
           "_mm256": ("const __m256i m = pdc_m8((int)({n}));", "_mm256_maskload_ps({at}, m)",
-                     "_mm256_maskstore_ps({at}, m, a0);")}
+                     # a whole vector as a plain store: AMD cores run a masked AVX2 store as dozens of micro-ops
+                     "if (({n}) >= 8) _mm256_storeu_ps({at}, a0); else _mm256_maskstore_ps({at}, m, a0);")}
 
 
 def _finish(mm: str, pad: str, o: str, n: str) -> list[str]:
@@ -373,7 +404,7 @@ def _finish(mm: str, pad: str, o: str, n: str) -> list[str]:
             f"{pad}a0 = {mm}_add_ps(a0, a1);",
             f"{pad}if (res) a0 = {mm}_add_ps(a0, {load.format(at=f'res + {o}')});",
             f"{pad}if (clamp) a0 = {mm}_min_ps(vhi, {mm}_max_ps(vlo, a0));",
-            f"{pad}{store.format(at=f'y + {o}')}"]
+            f"{pad}{store.format(at=f'y + {o}', n=n)}"]
 
 
 def _tap_rows(taps_h: int, taps_w: int, mm: str, load, pad: str) -> list[str]:

@@ -23,6 +23,13 @@ implement(
 static inline __m256i pdc_m8(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+/* lane l set where lo <= l < hi */
+static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int l = (int)(lo < -1 ? -1 : lo > 8 ? 8 : lo), h = (int)(hi < -1 ? -1 : hi > 8 ? 8 : hi);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l), lane),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(h), lane));
+}
 /* lane l set where bit l of the low byte of m is */
 static inline __m256i pdc_bits8(uint32_t m) {
     const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
@@ -189,7 +196,12 @@ def _ukr(V: _Width, mr: int, nv: int, indirect: bool) -> tuple[str, str]:
                                            for v in range(nv)))
     L.append("        }")
     L.append("    }")
+    # a whole tile's rows as plain stores: AMD cores run a masked AVX2 store as dozens of micro-ops
+    L.append(f"    if (nr == {nr}) {{")
+    rows(lambda i, v: f"{mm}_storeu_ps(c + {i} * ldc + {V.lanes * v}, {acc[i][v]});")
+    L.append("    } else {")
     rows(lambda i, v: V.mstore.format(p=f"c + {i} * ldc + {V.lanes * v}", k=f"k{v}", x=acc[i][v]))
+    L.append("    }")
     L.append("#else")
     L.append(plain_ukr_body(mr, nr, indirect))
     L.append("#endif")
