@@ -255,11 +255,13 @@ def any_pool(dtype=None, **kw):
 
 
 # ---- the properties -------------------------------------------------------------------------------------
-# (target, path, the draw that reaches it): x86 has the portable paths and, on AVX-512, the int8
-# band kernel; on ARM the band and global kernels come first and the portable paths are forced past them
+# (target, path, the draw that reaches it): x86 has the portable paths, the float32 band kernel and, on
+# AVX-512, the int8 one; on ARM the band and global kernels come first and the portable paths are
+# forced past them
 PORTABLE = [("generic", "any"), ("interior", "any")]
+X86 = PORTABLE + [("avx-band", "f32-band-s2")]
 ARM = PORTABLE + [("neon-band", "band"), ("neon-global", "global")]
-CASES = ([(t, p, k) for t in ("x86-avx512", "x86-avx2") for p, k in PORTABLE] + [("x86-avx512", "avx512-band", "int8-band")]
+CASES = ([(t, p, k) for t in ("x86-avx512", "x86-avx2") for p, k in X86] + [("x86-avx512", "avx512-band", "int8-band")]
          + [(t, p, k) for t in ("arm64", "armv7", "cortex-m4") for p, k in ARM])
 EXAMPLES = 10
 
@@ -270,6 +272,8 @@ def pool_draw(kind: str, arm: bool):
         return pool_layer(kind="band", dtype=np.float32, nan=True, **small)
     if kind == "global":
         return global_pool_layer(dtype=np.float32, nan=True, max_dims=2 if arm else 3)
+    if kind == "f32-band-s2":  # x86's float32 band kernel: MaxPool, column strides 1 and 2; rows past a band's vectors
+        return pool_layer("MaxPool", kind="band-s2", dtype=np.float32, nan=True, max_extent=60)
     if kind == "int8-band":  # rows past several 64-byte vectors too
         return st.one_of(*(pool_layer("MaxPool", kind="band-s2", dtype=t, max_extent=150) for t in (np.int8, np.uint8)))
     return any_pool(nan=True, **small)

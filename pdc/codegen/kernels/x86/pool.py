@@ -1,0 +1,203 @@
+"""x86 max pooling, path "avx-band" (float32, AVX2 and AVX-512 machines) and "avx512-band" (int8 /
+uint8 on AVX-512BW, the stem pool of an int8 ResNet) of the pool family: 1-D and 2-D windows of any
+kernel, dilation and padding, ceil mode, column strides 1 and 2, without the Indices output.
+
+Per (plane, output row) the band: column t of it is the max over the window's rows of input column
+t - left pad, one vector load per row (the lowest value where the column or the row lies in the
+padding, which the max then ignores, as the reference's padding does). Stride 2 splits the band
+into its even and odd columns, so that every tap of a vector of consecutive outputs is one
+unaligned load; the outputs are the max of the KW tap loads. The integer comparison is the element
+type's (vpmaxsb / vpmaxub); the float one counts a NaN as the largest value, as the reference does.
+No arithmetic, so the result is the reference's exactly. Other dtypes, strides and the Indices
+output take the portable kernel.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ...context import KernelContext
+from .. import kernel
+from ..pool import window_2d  # (importing pool declares the portable paths first)
+from ..paths import declare, mark, take
+from ..dense_core import core
+from .qint import PARALLEL_MIN_MACS, _common
+
+declare("pool", "avx-band", "avx512-band")
+
+MAX_TAPS = 256  # the taps' offsets are a table on the stack
+
+BAND_JOB = r"""/* int8 / uint8 max pool rows over a band (x86/pool.py) */
+typedef struct {
+    const uint8_t *x;
+    uint8_t *y;
+    uint8_t *band;          /* per slot: the band, then its odd columns (stride 2) */
+    const int32_t *tap;     /* per horizontal tap: its byte offset in the band (phase folded in) */
+    int64_t H, W, OH, OW, KH, KW, sh, dh, bh, bw, nb, half, slot_stride;
+    int lowest;
+} pdc_qp_job;
+"""
+
+BAND_TASK = r"""
+static void pdc_qp_rows_@SIGN@(void *vj, int64_t u0, int64_t u1, int slot) {
+    const pdc_qp_job *j = (const pdc_qp_job *)vj;
+    uint8_t *band = j->band + slot * j->slot_stride, *odd = band + j->half;
+    const __m512i low = _mm512_set1_epi8((char)j->lowest);
+    const __m512i sh = _mm512_set4_epi32(0x0f0d0b09, 0x07050301, 0x0e0c0a08, 0x06040200);
+    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t oh = u % j->OH, p = u / j->OH;
+        const uint8_t *xp = j->x + p * j->H * j->W;
+        uint8_t *yr = j->y + p * j->OH * j->OW + oh * j->OW;
+        for (int64_t t = 0; t < j->nb; t += 64) {
+            const int64_t a = t - j->bw;  /* the input column of lane 0 */
+            const __mmask64 m = pdc_qx_lanes(-a, j->W - a);
+            const uintptr_t base = (uintptr_t)xp + (uintptr_t)a;  /* left of the row: never dereferenced */
+            __m512i v = low;
+            for (int64_t kh = 0; kh < j->KH; kh++) {
+                const int64_t ih = oh * j->sh - j->bh + kh * j->dh;
+                if (ih >= 0 && ih < j->H)
+                    v = @MAX@(v, _mm512_mask_loadu_epi8(low, m, (const void *)(base + (uintptr_t)(ih * j->W))));
+            }
+            if (j->half) {  /* even columns to band[t / 2 ..], odd ones to odd[t / 2 ..] */
+                const __m512i e = _mm512_permutexvar_epi64(perm, _mm512_shuffle_epi8(v, sh));
+                _mm256_storeu_si256((__m256i *)(band + t / 2), _mm512_castsi512_si256(e));
+                _mm256_storeu_si256((__m256i *)(odd + t / 2), _mm512_extracti64x4_epi64(e, 1));
+            } else {
+                _mm512_storeu_si512((void *)(band + t), v);
+            }
+        }
+        for (int64_t o = 0; o < j->OW; o += 64) {
+            __m512i v = _mm512_loadu_si512((const void *)(band + j->tap[0] + o));
+            for (int64_t kw = 1; kw < j->KW; kw++)
+                v = @MAX@(v, _mm512_loadu_si512((const void *)(band + j->tap[kw] + o)));
+            _mm512_mask_storeu_epi8(yr + o, pdc_qx_m64(j->OW - o), v);
+        }
+    }
+}
+"""
+
+
+F32_JOB = r"""/* float32 max pool rows over a band (x86/pool.py) */
+typedef struct {
+    const float *x;
+    float *y;
+    float *band;            /* per slot: the band, then its odd columns (stride 2) */
+    const int32_t *tap;     /* per horizontal tap: its offset in the band (phase folded in) */
+    int64_t H, W, OH, OW, KH, KW, sh, dh, bh, bw, nb, half, slot_stride;
+} pdc_fp_job;
+/* the larger of a and b, NaN where either is (the reference's max: NaN is the largest value) */
+static inline __m256 pdc_maxn8(__m256 a, __m256 b) {
+    return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+}
+/* band columns [t, t + 8): the max over the window's rows of input columns t - bw ..., -inf outside */
+static inline __m256 pdc_fp_column(const pdc_fp_job *j, const float *xp, int64_t oh, int64_t t) {
+    const __m256 low = _mm256_set1_ps(-INFINITY);
+    const int64_t a = t - j->bw;  /* the input column of lane 0 */
+    /* the window's rows inside the input: [k0, k1) */
+    const int64_t top = oh * j->sh - j->bh, k0 = top >= 0 ? 0 : (-top + j->dh - 1) / j->dh;
+    const int64_t k1 = j->H > top ? ((j->H - 1 - top) / j->dh + 1 < j->KH ? (j->H - 1 - top) / j->dh + 1 : j->KH) : 0;
+    const float *r = xp + (top + k0 * j->dh) * j->W + a;  /* left of the row where a < 0: never read */
+    const int64_t step = j->dh * j->W;
+    __m256 v = low;
+    if (a >= 0 && a + 8 <= j->W) {
+        for (int64_t kh = k0; kh < k1; kh++, r += step) v = pdc_maxn8(v, _mm256_loadu_ps(r));
+        return v;
+    }
+    const __m256i m = pdc_span8(-a, j->W - a);
+    for (int64_t kh = k0; kh < k1; kh++, r += step)
+        v = pdc_maxn8(v, _mm256_blendv_ps(low, _mm256_maskload_ps(r, m), _mm256_castsi256_ps(m)));
+    return v;
+}
+static void pdc_fp_rows(void *vj, int64_t u0, int64_t u1, int slot) {
+    const pdc_fp_job *j = (const pdc_fp_job *)vj;
+    float *band = j->band + slot * j->slot_stride, *odd = band + j->half;
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t oh = u % j->OH, p = u / j->OH;
+        const float *xp = j->x + p * j->H * j->W;
+        float *yr = j->y + p * j->OH * j->OW + oh * j->OW;
+        if (j->half) {  /* even columns to band[t / 2 ..], odd ones to odd[t / 2 ..] */
+            for (int64_t t = 0; t < j->nb; t += 16) {
+                const __m256 a = pdc_fp_column(j, xp, oh, t), b = pdc_fp_column(j, xp, oh, t + 8);
+                const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xdd);
+                _mm256_storeu_ps(band + t / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+                _mm256_storeu_ps(odd + t / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8)));
+            }
+        } else {
+            for (int64_t t = 0; t < j->nb; t += 8) _mm256_storeu_ps(band + t, pdc_fp_column(j, xp, oh, t));
+        }
+        for (int64_t o = 0; o < j->OW; o += 8) {
+            __m256 v = _mm256_loadu_ps(band + j->tap[0] + o);
+            for (int64_t kw = 1; kw < j->KW; kw++) v = pdc_maxn8(v, _mm256_loadu_ps(band + j->tap[kw] + o));
+            if (j->OW - o >= 8) _mm256_storeu_ps(yr + o, v);
+            else _mm256_maskstore_ps(yr + o, pdc_span8(0, j->OW - o), v);
+        }
+    }
+}
+"""
+
+MAX_BAND = 1 << 16  # floats of a thread's band
+
+
+def _band(OW: int, KW: int, sw: int, dw: int, lanes: int, pair: int) -> tuple[int, int, list[int]]:
+    """(band columns, offset of the odd ones (stride 2; else 0), each horizontal tap's offset): every
+    tap's vector of `lanes` outputs stays inside the band, columns filled `pair` vectors at a time."""
+    width = (-(-OW // lanes) * lanes - 1) * sw + (KW - 1) * dw + 1
+    nb = -(-width // (lanes * pair)) * lanes * pair
+    half = nb // 2 if sw == 2 else 0
+    taps = [((kw * dw) % 2) * half + (kw * dw) // 2 if sw == 2 else kw * dw for kw in range(KW)]
+    return nb, half, taps
+
+
+def _max_pool_f32(ctx: KernelContext) -> Optional[str]:
+    H, W, OH, OW, KH, KW, sh, sw, dh, dw, bh, bw, _, planes = window_2d(ctx)
+    if sw > 2 or KH * KW > MAX_TAPS or planes * OH * OW == 0 or not take("pool", "avx-band"):
+        return None
+    nb, half, taps = _band(OW, KW, sw, dw, 8, 2)
+    if nb > MAX_BAND:
+        return None
+    units = planes * OH
+    parallel = ctx.split(planes * OH * OW * KH * KW, PARALLEL_MIN_MACS) and units > 1
+    slots = ctx.slots(parallel)
+    band, stride = ctx.thread_scratch(nb, slots)
+    core(ctx)  # pdc_span8
+    ctx.helper("pdc_fp_job", F32_JOB)
+    lines = [f"    static const int32_t tap[{KW}] = {{{', '.join(map(str, taps))}}};",
+             f"    const pdc_fp_job j = {{in0, out0, {band}, tap, {H}, {W}, {OH}, {OW}, {KH}, {KW}, {sh}, {dh}, {bh}, "
+             f"{bw}, {nb}, {half}, {stride}}};",
+             f"    pdc_parallel_slots({units}, {slots}, pdc_fp_rows, (void *)&j);"]
+    return mark("pool", "avx-band", "\n".join(lines))
+
+
+@kernel("max_pool", family="x86")
+def max_pool(ctx: KernelContext) -> Optional[str]:
+    x_t = ctx.inputs[0]
+    if ctx.config.simd not in ("avx2", "avx512") or len(ctx.attrs["kernel_shape"]) not in (1, 2) or len(ctx.outputs) > 1:
+        return None
+    if x_t.dtype.short == "f32" and ctx.outputs[0].dtype.short == "f32":
+        return _max_pool_f32(ctx)
+    if ctx.config.simd != "avx512" or x_t.dtype.short not in ("i8", "u8"):
+        return None
+    H, W, OH, OW, KH, KW, sh, sw, dh, dw, bh, bw, _, planes = window_2d(ctx)
+    if sw > 2 or KH * KW > MAX_TAPS or planes * OH * OW == 0 or not take("pool", "avx512-band"):
+        return None
+    width = (OW - 1) * sw + (KW - 1) * dw + 1  # the band's columns
+    nb = -(-width // 64) * 64
+    # stride 2: the odd columns after the even ones; every tap's 64-byte load stays inside the slot
+    half = nb // 2 + 64 if sw == 2 else 0
+    taps = [((kw * dw) % 2) * half + (kw * dw) // 2 if sw == 2 else kw * dw for kw in range(KW)]
+    slot_bytes = (2 * half if sw == 2 else nb) + 64 + 64
+    units = planes * OH
+    parallel = ctx.split(planes * OH * OW * KH * KW, PARALLEL_MIN_MACS) and units > 1
+    slots = ctx.slots(parallel)
+    band, stride = ctx.thread_scratch(slot_bytes, slots, "uint8_t", 1)
+    signed = x_t.dtype.short == "i8"
+    _common(ctx)
+    ctx.helper("pdc_qp_job", BAND_JOB)
+    sign = "i8" if signed else "u8"
+    ctx.helper(f"pdc_qp_rows_{sign}", BAND_TASK.replace("@SIGN@", sign)
+               .replace("@MAX@", "_mm512_max_epi8" if signed else "_mm512_max_epu8"))
+    lines = [f"    static const int32_t tap[{KW}] = {{{', '.join(map(str, taps))}}};",
+             f"    const pdc_qp_job j = {{(const uint8_t *)in0, (uint8_t *)out0, {band}, tap, {H}, {W}, {OH}, {OW}, "
+             f"{KH}, {KW}, {sh}, {dh}, {bh}, {bw}, {nb}, {half}, {stride}, {-128 if signed else 0}}};",
+             f"    pdc_parallel_slots({units}, {slots}, pdc_qp_rows_{sign}, (void *)&j);"]
+    return mark("pool", "avx512-band", "\n".join(lines))
