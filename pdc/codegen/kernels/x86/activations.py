@@ -26,7 +26,9 @@ _WIDTHS = {
                    keep="_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t0, _mm512_set1_ps(-87.3365478515625f), _CMP_GE_OQ), {e})"),
     "avx2": dict(guard="defined(__AVX2__) && defined(__FMA__)", V="__m256", I="__m256i", mm="_mm256", si="si256",
                  lanes=8, mask="const __m256i k = pdc_m8((int)(nr - j));",
-                 load="_mm256_maskload_ps(row + j, k)", store="_mm256_maskstore_ps(row + j, k, y);",
+                 load="_mm256_maskload_ps(row + j, k)",
+                 # a whole vector stored plainly: AMD cores run a masked AVX2 store as dozens of micro-ops
+                 store="if (nr - j >= 8) _mm256_storeu_ps(row + j, y); else _mm256_maskstore_ps(row + j, k, y);",
                  nan="y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));",
                  neg="_mm256_blendv_ps({b}, {a}, _mm256_cmp_ps(x, z, _CMP_LT_OQ))",
                  round="_mm256_round_ps({v}, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",

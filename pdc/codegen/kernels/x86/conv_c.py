@@ -45,9 +45,10 @@ native.implement(
         return;
     }
 #elif defined(__AVX2__)
-    if (step == 2) { /* the even floats of 16: while n >= 9 the 16th one read is one of the row's */
-        for (; n >= 9; n -= 8, d += 8, s += 16) {
-            const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8), _MM_SHUFFLE(2, 0, 2, 0));
+    if (step == 2) { /* the even floats of 16: the 16th one is read only where it is one of the row's (n >= 9) */
+        for (; n >= 8; n -= 8, d += 8, s += 16) {
+            const __m256 hi = n >= 9 ? _mm256_loadu_ps(s + 8) : _mm256_maskload_ps(s + 8, pdc_span8(0, 7));
+            const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(s), hi, _MM_SHUFFLE(2, 0, 2, 0));
             _mm256_storeu_ps(d, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
         }
     }
