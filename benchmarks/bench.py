@@ -14,7 +14,9 @@ more after a run) lets the previous engine's spinners stop first.
 With --after-ort, a second table times pdc (the -O level named last) on a machine ONNX Runtime has
 just used: in each of the reps turns, one block of pdc runs as above (after the pause), and
 `block` pdc runs each right after an ONNX Runtime run, with no pause, while ORT's worker threads
-still spin as they do by default. It prints both medians (of per-block medians) and their ratio.
+still spin as they do by default. It prints both medians (of per-block medians) and their ratio, and
+the CPU time the process spends in the 100 ms after an ONNX Runtime run while its caller sleeps:
+what ORT's spinning workers take from the cores pdc then runs on.
 """
 from __future__ import annotations
 
@@ -137,6 +139,18 @@ def after_ort_ms(ort_run, pdc_run, reps: int, block: int) -> tuple[float, float]
     return statistics.median(alone), statistics.median(after)
 
 
+def spin_cpu_ms(ort_run, trials: int = 5, window_s: float = 0.1) -> float:
+    """Median CPU milliseconds the process uses in the `window_s` after an ONNX Runtime run while the
+    calling thread sleeps: ORT's worker threads spinning for their next task."""
+    used = []
+    for _ in range(trials):
+        ort_run()
+        t = time.process_time()
+        time.sleep(window_s)
+        used.append(time.process_time() - t)
+    return _median_ms(used)
+
+
 def time_interleaved(runs: dict, reps: int) -> dict[str, float]:
     """Median milliseconds of each callable after a warm-up, the runs interleaved (A, B, C, A, ...)."""
     return {k: _median_ms(v) for k, v in interleaved_samples(runs, reps).items()}
@@ -167,7 +181,7 @@ def main(argv=None):
         rows.append((name, ms, cs))
         if args.after_ort:  # the same engines, timed again
             after.append((name, *after_ort_ms(engines["onnxruntime"], engines[f"pdc -O{levels[-1]}"], args.reps,
-                                              max(args.block, 1))))
+                                              max(args.block, 1)), spin_cpu_ms(engines["onnxruntime"])))
     engines = [k for k in rows[0][1]]
     head = f"{'model':<22}" + "".join(f"{k + ' ms':>16}" for k in engines) + \
         "".join(f"{k + '/ort':>14}" for k in engines if k != "onnxruntime")
@@ -178,9 +192,9 @@ def main(argv=None):
         print(line)
     if after:
         print(f"\npdc -O{levels[-1]} right after ONNX Runtime runs (no pause), against its blocks after a pause:")
-        print(f"{'model':<22}{'blocks ms':>12}{'after ORT ms':>14}{'ratio':>8}")
-        for name, alone, behind in after:
-            print(f"{name:<22}{alone:>12.2f}{behind:>14.2f}{behind / alone:>8.2f}")
+        print(f"{'model':<22}{'blocks ms':>12}{'after ORT ms':>14}{'ratio':>8}{'ORT spin CPU ms / 100 ms':>26}")
+        for name, alone, behind, spin in after:
+            print(f"{name:<22}{alone:>12.2f}{behind:>14.2f}{behind / alone:>8.2f}{spin:>26.1f}")
     print("compile times (s):")
     for name, _, cs in rows:
         print(f"  {name:<20}" + "  ".join(f"{k} {v:.1f}" for k, v in cs.items()))
