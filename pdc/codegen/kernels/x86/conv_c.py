@@ -436,13 +436,22 @@ def _dw_rows_avx2(taps_h: int, taps_w: int, sw: int) -> list[str]:
          "                    const int64_t c0 = blk * 16 + half * 8;",
          "                    if (c0 >= OW) break;",
          f"                    const int64_t base = c0 * {sw} - pw;",
+         "                    /* mask bit (8 * sw * half + l) of lane l (and 8 more for stride 2's second load) shifted",
+         "                       into the lane's sign, which the masked load reads */",
+         "                    const __m256i s0 = _mm256_sub_epi32(_mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24), "
+         f"_mm256_set1_epi32({8 * sw} * half));",
+         "                    const __m256i s1 = _mm256_sub_epi32(s0, _mm256_set1_epi32(8));",
+         "                    (void)s1;",
          "                    __m256 a0 = vb, a1 = _mm256_setzero_ps();"]
+    def mask(kw: int, shift: str) -> str:
+        return f"_mm256_sllv_epi32(_mm256_set1_epi32((int)mk[{kw}]), {shift})"
+
     def load(kw: int) -> str:
         if sw == 1:
-            return f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (8 * half)))"
+            return f"_mm256_maskload_ps(r + {kw} * dw, {mask(kw, 's0')})"
         # 16 input columns: lanes 16*half.. of the 32-lane mask, the even ones kept
-        lo_ = f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}] >> (16 * half)))"
-        hi_ = f"_mm256_maskload_ps(r + {kw} * dw + 8, pdc_bits8(mk[{kw}] >> (16 * half + 8)))"
+        lo_ = f"_mm256_maskload_ps(r + {kw} * dw, {mask(kw, 's0')})"
+        hi_ = f"_mm256_maskload_ps(r + {kw} * dw + 8, {mask(kw, 's1')})"
         return (f"_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps({lo_}, {hi_}, 0x88)), "
                 "0xd8))")
     L += _tap_rows(taps_h, taps_w, "_mm256", load, " " * 20)
@@ -488,6 +497,9 @@ def _dw_flat_avx2(taps: int) -> list[str]:
          "                const int64_t p = v * 16 + half * 8;",
          "                if (p >= P) break;",
          "                const float *r = x + p;",
+         "                /* lane l's mask bit (8 * half + l) shifted into its sign, which the masked load reads */",
+         "                const __m256i sh = _mm256_sub_epi32(_mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24), "
+         "_mm256_set1_epi32(8 * half));",
          "                __m256 a0 = vb, a1 = _mm256_setzero_ps();",
          "                if (((every >> (8 * half)) & 0xffu) == 0xffu) {"]
     for t in range(taps):
@@ -495,7 +507,7 @@ def _dw_flat_avx2(taps: int) -> list[str]:
     L.append("                } else {")
     for t in range(taps):
         L.append(f"                    a{t % 2} = _mm256_fmadd_ps(w{t}, _mm256_maskload_ps(r + off[{t}], "
-                 f"pdc_bits8(mk[{t}] >> (8 * half))), a{t % 2});")
+                 f"_mm256_sllv_epi32(_mm256_set1_epi32((int)mk[{t}]), sh)), a{t % 2});")
     L.append("                }")
     L += _finish("_mm256", " " * 16, "p", "P - p")
     L += ["            }", "        }"]

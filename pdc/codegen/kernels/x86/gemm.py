@@ -30,11 +30,6 @@ static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
     return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l), lane),
                                _mm256_cmpgt_epi32(_mm256_set1_epi32(h), lane));
 }
-/* lane l set where bit l of the low byte of m is */
-static inline __m256i pdc_bits8(uint32_t m) {
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(m & 0xffu)), bit), bit);
-}
 #endif
 """,
     dense_post_trans=r"""#if defined(__AVX512F__)
