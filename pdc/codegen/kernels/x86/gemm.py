@@ -136,26 +136,39 @@ def _ukr(V: _Width, mr: int, nv: int, indirect: bool) -> tuple[str, str]:
          f"#if {V.guard}"]
     for i in range(mr):
         L.append(f"    {V.reg} " + ", ".join(f"{x} = {mm}_setzero_ps()" for x in acc[i]) + ";")
-    L.append("    for (int64_t k = 0; k < kc; k++) {")
-    if indirect:
-        L.append("        const float *bk = b + koff[k];")
-        L.append("        " + " ".join(f"const {V.reg} b{v} = {mm}_loadu_ps(bk + {V.lanes * v});" for v in range(nv)))
-    else:
-        L.append("        " + " ".join(f"const {V.reg} b{v} = {mm}_load_ps(b + {V.lanes * v});" for v in range(nv)))
-    if V is AVX2:
-        for i in range(mr):
-            L.append(f"        {{ const __m256 t = _mm256_broadcast_ss(a + {i}); "
-                     + " ".join(f"{acc[i][v]} = _mm256_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
-    elif mr * nv + nv + 1 <= 32:
-        for i in range(mr):
-            L.append(f"        {{ const __m512 t = _mm512_set1_ps(a[{i}]); "
-                     + " ".join(f"{acc[i][v]} = _mm512_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(nv)) + " }")
-    else:  # too few registers to keep a broadcast: broadcast inside each FMA ({1to16} memory operand;
-        # gcc would merge plain _mm512_set1_ps broadcasts into registers and spill accumulators)
-        for v in range(nv):
-            L.append("        " + " ".join(f"PDC_FMA_BCAST({acc[i][v]}, a + {i}, b{v});" for i in range(mr)))
-    L.append(f"        a += {mr};" + ("" if indirect else f" b += {nr};"))
-    L.append("    }")
+
+    def k_loop(u: int, pad: str) -> list[str]:
+        """The loop over k updating the first u vectors of each row (the tile's columns past them are
+        beyond nr: a narrow last panel does not pay for the full width)."""
+        K = [f"{pad}for (int64_t k = 0; k < kc; k++) {{"]
+        if indirect:
+            K.append(f"{pad}    const float *bk = b + koff[k];")
+            K.append(f"{pad}    " + " ".join(f"const {V.reg} b{v} = {mm}_loadu_ps(bk + {V.lanes * v});" for v in range(u)))
+        else:
+            K.append(f"{pad}    " + " ".join(f"const {V.reg} b{v} = {mm}_load_ps(b + {V.lanes * v});" for v in range(u)))
+        if V is AVX2:
+            for i in range(mr):
+                K.append(f"{pad}    {{ const __m256 t = _mm256_broadcast_ss(a + {i}); "
+                         + " ".join(f"{acc[i][v]} = _mm256_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(u)) + " }")
+        elif mr * nv + nv + 1 <= 32:
+            for i in range(mr):
+                K.append(f"{pad}    {{ const __m512 t = _mm512_set1_ps(a[{i}]); "
+                         + " ".join(f"{acc[i][v]} = _mm512_fmadd_ps(t, b{v}, {acc[i][v]});" for v in range(u)) + " }")
+        else:  # too few registers to keep a broadcast: broadcast inside each FMA ({1to16} memory operand;
+            # gcc would merge plain _mm512_set1_ps broadcasts into registers and spill accumulators)
+            for v in range(u):
+                K.append(f"{pad}    " + " ".join(f"PDC_FMA_BCAST({acc[i][v]}, a + {i}, b{v});" for i in range(mr)))
+        K.append(f"{pad}    a += {mr};" + ("" if indirect else f" b += {nr};"))
+        K.append(f"{pad}}}")
+        return K
+
+    for u in range(nv, 0, -1):  # the vectors the columns [0, nr) need
+        if nv > 1:
+            L.append(f"    if (nr > {V.lanes * (u - 1)}) {{" if u == nv else
+                     f"    }} else if (nr > {V.lanes * (u - 1)}) {{" if u > 1 else "    } else {")
+        L += k_loop(u, "        " if nv > 1 else "    ")
+    if nv > 1:
+        L.append("    }")
     L.append("    " + " ".join(V.mask.format(v=v, off=V.lanes * v) for v in range(nv)))
 
     def rows(stmt_fn, indent="        "):
