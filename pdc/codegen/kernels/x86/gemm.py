@@ -144,6 +144,9 @@ def _ukr(V: _Width, mr: int, nv: int, indirect: bool) -> tuple[str, str]:
         if indirect:
             K.append(f"{pad}    const float *bk = b + koff[k];")
             K.append(f"{pad}    " + " ".join(f"const {V.reg} b{v} = {mm}_loadu_ps(bk + {V.lanes * v});" for v in range(u)))
+            # B read in place: its rows lie far apart (a plane each), more streams than the hardware
+            # prefetcher follows; fetch the row's part four panels ahead
+            K.append(f"{pad}    _mm_prefetch((const char *)(bk + {4 * nr}), _MM_HINT_T0);")
         else:
             K.append(f"{pad}    " + " ".join(f"const {V.reg} b{v} = {mm}_load_ps(b + {V.lanes * v});" for v in range(u)))
         if V is AVX2:
