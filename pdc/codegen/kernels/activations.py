@@ -6,7 +6,7 @@ a C expression of a variable in float or double, and every form a kernel needs i
 that: the dense post-pass's switch over ACT_CODES (pdc_act_f32 / pdc_act_f64), the ARM GEMM's
 per-activation function (pdc_act_<name>), the expressions the recurrent and elementwise kernels
 inline. The numerics are the references' (gelu in double, hard_swish's 1/6 rounded to float32 in
-double code, NaN through relu and the clamps).
+float and double code, NaN through relu and the clamps).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def act_expr(ctx: KernelContext, name: str, x: str = "a", ct: str = "float", alp
     if "{clamp}" in expr:
         clamp_helper(ctx, ct)
     return expr.format(x=x, alpha=alpha, beta=beta, f=f, clamp=CLAMP_FN[ct],
-                       sixth="/ 6" if ct == "float" else "* 0.1666666716337204",  # double: float32(1/6)
+                       sixth="* 0x1.555556p-3f" if ct == "float" else "* 0.1666666716337204",  # float32(1/6)
                        narrow="(float)" if ct == "float" else "", wide=f"(double){x}" if ct == "float" else x)
 
 

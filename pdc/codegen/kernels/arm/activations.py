@@ -8,7 +8,7 @@ an activation without a vector form here (tanh, gelu) or on other cores (ARMv7, 
 A scalar loop through fn does the rest, so the scalar numerics stand wherever the vector form does
 not.
 
-The forms follow the scalar ones (activations.py): hard_swish divides by 6 as the scalar form does;
+The forms follow the scalar ones (activations.py): hard_swish multiplies by float32(1/6) as the reference does;
 sigmoid is 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|) <= 1, so nothing overflows.
 exp(r + n ln 2) = 2^n exp(r) with |r| <= ln(2) / 2 and exp(r) by the degree-7 polynomial of the
 Cephes library's expf (relative error about 1e-7), 0 below -87.3 where expf gives a subnormal: the
@@ -53,9 +53,9 @@ static inline float32x4_t pdc_asigmoid(float32x4_t x) {
 #endif
 static int64_t pdc_aact_vec(int act, float *row, const float *ra, int64_t n, float alpha, float beta) {
 #if PDC_V && defined(__aarch64__)
-    const float32x4_t va = vdupq_n_f32(alpha), vb = vdupq_n_f32(beta), six = vdupq_n_f32(6.0f);
+    const float32x4_t va = vdupq_n_f32(alpha), vb = vdupq_n_f32(beta), sixth = vdupq_n_f32(0x1.555556p-3f);
     const float32x4_t zero = vdupq_n_f32(0.0f), half = vdupq_n_f32(0.5f), one = vdupq_n_f32(1.0f);
-    (void)vb; (void)six; (void)half;
+    (void)vb; (void)sixth; (void)half;
     int64_t j = 0;
     /* one loop per activation: y from x, plus res_after */
 #define PDC_AACT_LOOP(Y) for (; j + 4 <= n; j += 4) { \
@@ -68,8 +68,8 @@ static int64_t pdc_aact_vec(int act, float *row, const float *ra, int64_t n, flo
     case @leaky_relu@: PDC_AACT_LOOP(vbslq_f32(vcgezq_f32(x), x, vmulq_f32(x, va))) break;
     case @sigmoid@: PDC_AACT_LOOP(pdc_asigmoid(x)) break;
     case @hard_sigmoid@: PDC_AACT_LOOP(vminq_f32(one, vmaxq_f32(zero, vfmaq_f32(vb, va, x)))) break;
-    /* x * clamp(x / 6 + 0.5, 0, 1), as the scalar form */
-    case @hard_swish@: PDC_AACT_LOOP(vmulq_f32(x, vminq_f32(one, vmaxq_f32(zero, vaddq_f32(vdivq_f32(x, six), half)))))
+    /* x * clamp(x * float32(1/6) + 0.5, 0, 1), as the scalar form */
+    case @hard_swish@: PDC_AACT_LOOP(vmulq_f32(x, vminq_f32(one, vmaxq_f32(zero, vaddq_f32(vmulq_f32(x, sixth), half)))))
         break;
     case @swish@: PDC_AACT_LOOP(vmulq_f32(x, pdc_asigmoid(vmulq_f32(va, x)))) break;
     default: break;

@@ -1,4 +1,4 @@
-"""x86 vector forms of the fused activations that call exp (sigmoid, swish) or divide (hard_swish),
+"""x86 vector forms of the fused activations that call exp (sigmoid, swish) and of hard_swish,
 for dense_core's pdc_act_rows: a tile of a conv / GEMM / depthwise kernel after its accumulation.
 The scalar loop there takes the rest (gcc vectorizes the clamps itself; tanh and gelu stay scalar).
 
@@ -80,8 +80,8 @@ def _vector(w: dict) -> str:
          f"            {w['mask']}",
          f"            const {V} x = {w['load']};",
          f"            {V} y;",
-         f"            if (act == {ACT_CODES['hard_swish']}) {{  /* x * clamp(x / 6 + 0.5, 0, 1), as the scalar form */",
-         f"                const {V} h = {mm}_add_ps({mm}_div_ps(x, {mm}_set1_ps(6.0f)), {mm}_set1_ps(0.5f));",
+         f"            if (act == {ACT_CODES['hard_swish']}) {{  /* x * clamp(x * float32(1/6) + 0.5, 0, 1), as the scalar form */",
+         f"                const {V} h = {mm}_add_ps({mm}_mul_ps(x, {mm}_set1_ps(0x1.555556p-3f)), {mm}_set1_ps(0.5f));",
          f"                y = {mm}_mul_ps(x, {mm}_min_ps({mm}_set1_ps(1.0f), {mm}_max_ps(z, h)));",
          "            } else {",
          f"            const {V} ax = act == {ACT_CODES['swish']} ? {mm}_mul_ps(va, x) : x;"]
