@@ -311,6 +311,17 @@ static void pdc_sukr_scalar_i(int64_t kc, const float *a, const float *b, const 
 
 DRIVER_C = r"""
 /* ---- pdc dense kernels: the blocked GEMM driver ---- */
+/* The tile post-pass over row blocks [mb0, mb1) and columns [n0, n0 + nc): once per block of
+   columns rather than per tile, so its per-call cost is not paid per register tile */
+static void pdc_post_rows(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int64_t mb1, int64_t n0, int64_t nc,
+                          float *c) {
+    if (!j->post) return;
+    for (int64_t mb = mb0; mb < mb1; mb++) {
+        const int64_t m0 = mb * j->MR;
+        const int mr = (int)(j->M - m0 < j->MR ? j->M - m0 : j->MR);
+        pdc_post_tile(j->post, b, m0, n0, mr, (int)nc, c + m0 * j->ldc + n0, j->ldc);
+    }
+}
 static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int64_t mb1, int64_t nb0, int64_t nb1,
                             float *bbuf, float *abuf) {
     const int64_t MR = j->MR, NR = j->NR, K = j->K, M = j->M, N = j->N;
@@ -346,9 +357,9 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
                         pdc_epi e = {bias_m ? bias_m + m0 : 0, j->bias_n ? j->bias_n + c0 : 0,
                                      res ? res + m0 * j->ldr + c0 : 0, j->ldr, j->lo, j->hi};
                         j->ukr(kc, abuf + (mb - mb0) * kc * MR, bp, cp, j->ldc, mr, nr, flags, &e);
-                        if (last && j->post) pdc_post_tile(j->post, b, m0, c0, mr, nr, cp, j->ldc);
                     }
                 }
+                if (last) pdc_post_rows(j, b, mb0, mb1, n0, nc, c);
                 continue;
             }
             for (int64_t mb = mb0; mb < mb1; mb++) {
@@ -370,8 +381,8 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
                     e.bias_n = j->bias_n ? j->bias_n + c0 : 0;
                     e.res = res ? res + m0 * j->ldr + c0 : 0;
                     j->ukr(kc, ap, bp, cp, j->ldc, mr, nr, flags, &e);
-                    if (last && j->post) pdc_post_tile(j->post, b, m0, c0, mr, nr, cp, j->ldc);
                 }
+                if (last) pdc_post_rows(j, b, mb, mb + 1, n0, nc, c);
             }
         }
     }
