@@ -31,7 +31,7 @@ DW_C = r"""
  * lies inside the row, so padding costs nothing and masked-off lanes are never read. */
 typedef struct {
     const float *x, *w, *bias, *res; float *y; const pdc_post *post;
-    const uint32_t *masks; const int32_t *off; /* off: the flat kernel's tap offsets */
+    const uint32_t *masks;
     void (*fn)(void *job, int64_t p0, int64_t p1, float *buf); int64_t planes; /* buf: a thread slot's */
     int64_t C, H, W, OH, OW, sh, ph, dh, dw, pw, nblk;
     int64_t Wq, HWq; /* stride 2, flat: each plane is split into 4 parity phases of HWq floats, rows of Wq */
@@ -99,19 +99,20 @@ def _dw_rows(ctx: KernelContext, taps_h: int, taps_w: int, sw: int) -> tuple[str
     return name, native.fill(ctx, "\n".join(L) + "\n", taps_h=taps_h, taps_w=taps_w, sw=sw)
 
 
-def _dw_flat(ctx: KernelContext, taps: int) -> tuple[str, str]:
+def _dw_flat(ctx: KernelContext, offs: list[int]) -> tuple[str, str]:
     """Depthwise for stride 1 and OW == W: output pixel p reads input p + off[t] for tap t, so a
     plane is a flat run of 16-pixel vectors; masks[vec * taps + t] drop the lanes that fall off
-    the plane or wrap around a row."""
-    name = f"pdc_dw_flat{taps}"
+    the plane or wrap around a row. The offsets are constants of the function (one per layer
+    geometry), so every tap's load takes its offset as a displacement."""
+    taps = len(offs)
+    name = f"pdc_dw_flat{taps}_" + "_".join(str(o).replace("-", "m") for o in offs)  # unique per offsets
     L = [f"static void {name}(void *vj, int64_t p0, int64_t p1, float *buf) {{",
          "    const pdc_dw_job *j = (const pdc_dw_job *)vj;",
          "    const int64_t HW = j->H * j->W, P = j->OH * j->OW;",
          "    const uint32_t *masks = j->masks;",
          "    const int clamp = j->clamp;",
          "    const float lo = j->lo, hi = j->hi;",
-         f"    int64_t off[{taps}];",
-         f"    for (int t = 0; t < {taps}; t++) off[t] = j->off[t];",
+         f"    static const int64_t off[{taps}] = {{{', '.join(map(str, offs))}}};",
          "    for (int64_t pl = p0; pl < p1; pl++) {",
          "        const int64_t ch = pl % j->C;",
          f"        const float *x = j->x + pl * HW, *w = j->w + ch * {taps};",
@@ -219,8 +220,8 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
     ctx.helper("pdc_dense_dw", DW_C)
     if flat:
         fill_row_helper(ctx)
-        fn, code = _dw_flat(ctx, KH * KW)
         mk, offs = _dw_flat_masks(H, W, OH, OW, KH, KW, sh, dh, dw, ph, pw)
+        fn, code = _dw_flat(ctx, offs)
         nblk = mk.shape[0]
     else:
         fn, code = _dw_rows(ctx, KH, KW, sw)
@@ -229,7 +230,6 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
     w = ctx.const(1)
     wptr = add_weight(ctx, np.asarray(w, np.float32).reshape(-1)) if w is not None else "in1"
     masks = add_weight(ctx, mk, "uint32_t")
-    offp = add_weight(ctx, np.array(offs, np.int32), "int32_t") if flat else "0"
     lines = []
     post = "0"
     if not epi.fast:
@@ -239,7 +239,7 @@ def depthwise_f32(ctx: KernelContext, g: "ConvGeom", epi: Epilogue, heuristic: b
     planes = g.n * g.c
     lines.append("    pdc_dw_job j;\n    memset(&j, 0, sizeof j);")
     for k, v in dict(x="in0", w=wptr, bias=bias_ptr(ctx, 2, g.m), res=res, y="out0", post=post, masks=masks,
-                     off=offp, C=g.c, H=H, W=W, OH=OH, OW=OW, sh=sh, ph=ph, dh=dh, dw=dw, pw=pw, nblk=nblk,
+                     C=g.c, H=H, W=W, OH=OH, OW=OW, sh=sh, ph=ph, dh=dh, dw=dw, pw=pw, nblk=nblk,
                      Wq=OW if flat and sh == 2 else 0, HWq=-(-H // 2) * OW if flat and sh == 2 else 0,
                      lo=c_float(epi.lo), hi=c_float(epi.hi), clamp=int(epi.clamp), fn=fn, planes=planes).items():
         lines.append(f"    j.{k} = {v};")
