@@ -230,10 +230,11 @@ PATH_EFFICIENCY = {
     "conv/winograd4": 1.8, "conv/winograd2": 1.55,
 }
 # AVX2's own shares where they differ from AVX-512's (its conv paths run 6x16 tiles; the depthwise
-# loops take two 8-lane vectors per block): per-kernel profiles of the zoo on an AMD EPYC without
-# AVX-512, against the estimate with the same machine's calibration
-PATH_EFFICIENCY_AVX2 = {**PATH_EFFICIENCY, "conv/pointwise": 0.78, "conv/band": 0.68, "conv/depthwise-flat": 0.10,
-                        "conv/depthwise-rows": 0.10}
+# loops take two 8-lane vectors per block; im2col is the calibration conv's own path there): per-kernel
+# profiles and whole runs of the zoo on an AMD EPYC without AVX-512, against the estimate with the same
+# machine's calibration
+PATH_EFFICIENCY_AVX2 = {**PATH_EFFICIENCY, "conv/pointwise": 0.78, "conv/band": 0.68, "conv/im2col": 0.9,
+                        "conv/depthwise-flat": 0.16, "conv/depthwise-rows": 0.13}
 # A fused activation's cost per output element, in MACs of the calibrated rate: the ones computed in
 # vectors after the tile (x86/activations.py: hard-swish, sigmoid, swish) cost a few; the scalar ones
 # (a switch per element, libm's tanh / erf) about 1.5 ns per output on 2 threads, some 190 MACs
@@ -252,7 +253,7 @@ PATH_BANDWIDTH = {"pool/interior": 0.42, "pool/generic": 0.2, "pool/avx512-band"
 # GB/s against ~26 GB/s further out).
 L2_BYTES, L2_SPEEDUP = 1 << 20, 4.0
 FULL_REDUCTION = 64  # the reduction length (C/group x kernel) below which a conv's tile idles
-FULL_REDUCTION_AVX2 = 32  # AVX2's 6x16 tile idles less (the first convs of mobilenet_v2 / v3: K = 27)
+FULL_REDUCTION_AVX2 = 16  # AVX2's 6x16 tile idles less (mobilenet_v2's 1x1 convs on 16 channels run full)
 
 
 @dataclass(frozen=True)
