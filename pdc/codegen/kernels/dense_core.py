@@ -274,6 +274,16 @@ static void pdc_post_tile(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, 
         }
     }
 }
+/* The post-pass over the row blocks [mb0, mb1) of MR rows (of M) and columns [n0, n0 + nc) of c: once per
+   block of columns rather than per register tile, so its per-call cost is not paid per tile */
+static void pdc_post_rows(const pdc_post *p, int64_t b, int64_t M, int64_t MR, int64_t mb0, int64_t mb1, int64_t n0,
+                          int64_t nc, float *c, int64_t ldc) {
+    if (!p) return;
+    for (int64_t mb = mb0; mb < mb1; mb++) {
+        const int64_t m0 = mb * MR;
+        pdc_post_tile(p, b, m0, n0, (int)(M - m0 < MR ? M - m0 : MR), (int)nc, c + m0 * ldc + n0, ldc);
+    }
+}
 /* The register epilogue of element (i, j) of a tile whose sum is s, in scalar C (see the ABI). */
 static inline float pdc_epi_elem(float s, const float *c, int64_t ldc, int i, int j, int flags, const pdc_epi *e) {
     if (flags & PDC_ACC) s += c[i * ldc + j];
@@ -311,17 +321,6 @@ static void pdc_sukr_scalar_i(int64_t kc, const float *a, const float *b, const 
 
 DRIVER_C = r"""
 /* ---- pdc dense kernels: the blocked GEMM driver ---- */
-/* The tile post-pass over row blocks [mb0, mb1) and columns [n0, n0 + nc): once per block of
-   columns rather than per tile, so its per-call cost is not paid per register tile */
-static void pdc_post_rows(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int64_t mb1, int64_t n0, int64_t nc,
-                          float *c) {
-    if (!j->post) return;
-    for (int64_t mb = mb0; mb < mb1; mb++) {
-        const int64_t m0 = mb * j->MR;
-        const int mr = (int)(j->M - m0 < j->MR ? j->M - m0 : j->MR);
-        pdc_post_tile(j->post, b, m0, n0, mr, (int)nc, c + m0 * j->ldc + n0, j->ldc);
-    }
-}
 static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int64_t mb1, int64_t nb0, int64_t nb1,
                             float *bbuf, float *abuf) {
     const int64_t MR = j->MR, NR = j->NR, K = j->K, M = j->M, N = j->N;
@@ -359,7 +358,7 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
                         j->ukr(kc, abuf + (mb - mb0) * kc * MR, bp, cp, j->ldc, mr, nr, flags, &e);
                     }
                 }
-                if (last) pdc_post_rows(j, b, mb0, mb1, n0, nc, c);
+                if (last) pdc_post_rows(j->post, b, M, MR, mb0, mb1, n0, nc, c, j->ldc);
                 continue;
             }
             for (int64_t mb = mb0; mb < mb1; mb++) {
@@ -382,7 +381,7 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
                     e.res = res ? res + m0 * j->ldr + c0 : 0;
                     j->ukr(kc, ap, bp, cp, j->ldc, mr, nr, flags, &e);
                 }
-                if (last) pdc_post_rows(j, b, mb, mb + 1, n0, nc, c);
+                if (last) pdc_post_rows(j->post, b, M, MR, mb, mb + 1, n0, nc, c, j->ldc);
             }
         }
     }

@@ -336,13 +336,8 @@ static void pdc_pwconv_part(const void *vj, int64_t part, int64_t parts, float *
                     j->ukr(j->K, w + mb * j->K * j->MR, bp, koff, cp, j->P, mr, nr, flags, &e);
                 }
             }
-            /* the post-pass once per row block over the unit's columns, not per register tile */
             const int64_t cb = q0 * j->NR, ce = q1 * j->NR < j->P ? q1 * j->NR : j->P;
-            for (int64_t mb = mc; j->post && mb < mce; mb++) {
-                const int64_t m0 = mb * j->MR;
-                const int mr = (int)(j->Mg - m0 < j->MR ? j->Mg - m0 : j->MR);
-                pdc_post_tile(j->post, b, m0, cb, mr, (int)(ce - cb), y + m0 * j->P + cb, j->P);
-            }
+            pdc_post_rows(j->post, b, j->Mg, j->MR, mc, mce, cb, ce - cb, y, j->P);
         }
     }
 }
