@@ -246,8 +246,8 @@ PORTABLE_EFFICIENCY = 0.05  # plain C loops: scalar or what gcc vectorizes
 # Achieved fraction of the calibrated elementwise bandwidth by the kernels whose bytes differ from
 # one read + one write per element: pooling reads each input element several times, a batch-1
 # dense layer streams its weights from further caches, a concat only copies.
-PATH_BANDWIDTH = {"pool/interior": 0.42, "pool/generic": 0.2, "pool/avx512-band": 0.4, "pool/avx-band": 0.4, "concat": 0.74,
-                  "reduce/rows-f32": 0.2, "mul": 0.24}
+PATH_BANDWIDTH = {"pool/interior": 0.42, "pool/generic": 0.2, "pool/avx512-band": 0.4, "pool/avx-band": 0.4,
+                  "concat": 0.74, "reduce/rows-f32": 0.2, "mul": 0.24}
 # A kernel whose bytes fit the L2 cache (1 MiB per core on the development machine) reads them about
 # 4x faster than the calibration's add, whose tensors come from L3 (KERNELS.md section 0: L2 98-117
 # GB/s against ~26 GB/s further out).

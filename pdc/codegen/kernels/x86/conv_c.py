@@ -47,7 +47,7 @@ native.implement(
 #elif defined(__AVX2__)
     if (step == 2) { /* the even floats of 16: the 16th one is read only where it is one of the row's (n >= 9) */
         for (; n >= 8; n -= 8, d += 8, s += 16) {
-            const __m256 hi = n >= 9 ? _mm256_loadu_ps(s + 8) : _mm256_maskload_ps(s + 8, pdc_span8(0, 7));
+            const __m256 hi = n >= 9 ? _mm256_loadu_ps(s + 8) : _mm256_maskload_ps(s + 8, pdc_m8(7));
             const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(s), hi, _MM_SHUFFLE(2, 0, 2, 0));
             _mm256_storeu_ps(d, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0))));
         }
@@ -95,9 +95,8 @@ native.implement(
                 if (sw == 2) B = _mm256_maskload_ps(xr + a + 8, pdc_span8(-a - 8, W - a - 8));
             }
             const int whole = n - c >= 8;
-            const __m256i st = pdc_span8(0, n - c);
             if (sw == 1) {
-                if (whole) _mm256_storeu_ps(d + c, A); else _mm256_maskstore_ps(d + c, st, A);
+                if (whole) _mm256_storeu_ps(d + c, A); else _mm256_maskstore_ps(d + c, pdc_m8((int)(n - c)), A);
                 continue;
             }
             const __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(A, B, 0x88)), 0xd8));
@@ -106,8 +105,8 @@ native.implement(
                 _mm256_storeu_ps(d + c, ev);
                 _mm256_storeu_ps(d + phase + c, od);
             } else {
-                _mm256_maskstore_ps(d + c, st, ev);
-                _mm256_maskstore_ps(d + phase + c, st, od);
+                _mm256_maskstore_ps(d + c, pdc_m8((int)(n - c)), ev);
+                _mm256_maskstore_ps(d + phase + c, pdc_m8((int)(n - c)), od);
             }
         }
         return;
@@ -437,22 +436,13 @@ def _dw_rows_avx2(taps_h: int, taps_w: int, sw: int) -> list[str]:
          "                    const int64_t c0 = blk * 16 + half * 8;",
          "                    if (c0 >= OW) break;",
          f"                    const int64_t base = c0 * {sw} - pw;",
-         "                    /* mask bit (8 * sw * half + l) of lane l (and 8 more for stride 2's second load) shifted",
-         "                       into the lane's sign, which the masked load reads */",
-         "                    const __m256i s0 = _mm256_sub_epi32(_mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24), "
-         f"_mm256_set1_epi32({8 * sw} * half));",
-         "                    const __m256i s1 = _mm256_sub_epi32(s0, _mm256_set1_epi32(8));",
-         "                    (void)s1;",
          "                    __m256 a0 = vb, a1 = _mm256_setzero_ps();"]
-    def mask(kw: int, shift: str) -> str:
-        return f"_mm256_sllv_epi32(_mm256_set1_epi32((int)mk[{kw}]), {shift})"
-
     def load(kw: int) -> str:
         if sw == 1:
-            return f"_mm256_maskload_ps(r + {kw} * dw, {mask(kw, 's0')})"
+            return f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}], 8 * half))"
         # 16 input columns: lanes 16*half.. of the 32-lane mask, the even ones kept
-        lo_ = f"_mm256_maskload_ps(r + {kw} * dw, {mask(kw, 's0')})"
-        hi_ = f"_mm256_maskload_ps(r + {kw} * dw + 8, {mask(kw, 's1')})"
+        lo_ = f"_mm256_maskload_ps(r + {kw} * dw, pdc_bits8(mk[{kw}], 16 * half))"
+        hi_ = f"_mm256_maskload_ps(r + {kw} * dw + 8, pdc_bits8(mk[{kw}], 16 * half + 8))"
         return (f"_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps({lo_}, {hi_}, 0x88)), "
                 "0xd8))")
     L += _tap_rows(taps_h, taps_w, "_mm256", load, " " * 20)
@@ -498,9 +488,6 @@ def _dw_flat_avx2(taps: int) -> list[str]:
          "                const int64_t p = v * 16 + half * 8;",
          "                if (p >= P) break;",
          "                const float *r = x + p;",
-         "                /* lane l's mask bit (8 * half + l) shifted into its sign, which the masked load reads */",
-         "                const __m256i sh = _mm256_sub_epi32(_mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24), "
-         "_mm256_set1_epi32(8 * half));",
          "                __m256 a0 = vb, a1 = _mm256_setzero_ps();",
          "                if (((every >> (8 * half)) & 0xffu) == 0xffu) {"]
     for t in range(taps):
@@ -508,7 +495,7 @@ def _dw_flat_avx2(taps: int) -> list[str]:
     L.append("                } else {")
     for t in range(taps):
         L.append(f"                    a{t % 2} = _mm256_fmadd_ps(w{t}, _mm256_maskload_ps(r + off[{t}], "
-                 f"_mm256_sllv_epi32(_mm256_set1_epi32((int)mk[{t}]), sh)), a{t % 2});")
+                 f"pdc_bits8(mk[{t}], 8 * half)), a{t % 2});")
     L.append("                }")
     L += _finish("_mm256", " " * 16, "p", "P - p")
     L += ["            }", "        }"]

@@ -23,6 +23,11 @@ implement(
 static inline __m256i pdc_m8(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+/* lane l's sign set where bit (first + l) of m is: the mask a masked load reads (a shift, not a compare) */
+static inline __m256i pdc_bits8(uint32_t m, int first) {
+    return _mm256_sllv_epi32(_mm256_set1_epi32((int)m), _mm256_sub_epi32(_mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24),
+                                                                       _mm256_set1_epi32(first)));
+}
 /* lane l set where lo <= l < hi */
 static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -17,7 +17,7 @@ from typing import Optional
 
 from ...context import KernelContext
 from .. import kernel
-from ..pool import window_2d  # (importing pool declares the portable paths first)
+from ..pool import Window2D, window_2d  # (importing pool declares the portable paths first)
 from ..paths import declare, mark, take
 from ..dense_core import core
 from .qint import PARALLEL_MIN_MACS, _common
@@ -129,7 +129,7 @@ static void pdc_fp_rows(void *vj, int64_t u0, int64_t u1, int slot) {
             __m256 v = _mm256_loadu_ps(band + j->tap[0] + o);
             for (int64_t kw = 1; kw < j->KW; kw++) v = pdc_maxn8(v, _mm256_loadu_ps(band + j->tap[kw] + o));
             if (j->OW - o >= 8) _mm256_storeu_ps(yr + o, v);
-            else _mm256_maskstore_ps(yr + o, pdc_span8(0, j->OW - o), v);
+            else _mm256_maskstore_ps(yr + o, pdc_m8((int)(j->OW - o)), v);
         }
     }
 }
@@ -138,66 +138,63 @@ static void pdc_fp_rows(void *vj, int64_t u0, int64_t u1, int slot) {
 MAX_BAND = 1 << 16  # floats of a thread's band
 
 
-def _band(OW: int, KW: int, sw: int, dw: int, lanes: int, pair: int) -> tuple[int, int, list[int]]:
-    """(band columns, offset of the odd ones (stride 2; else 0), each horizontal tap's offset): every
-    tap's vector of `lanes` outputs stays inside the band, columns filled `pair` vectors at a time."""
-    width = (-(-OW // lanes) * lanes - 1) * sw + (KW - 1) * dw + 1
-    nb = -(-width // (lanes * pair)) * lanes * pair
-    half = nb // 2 if sw == 2 else 0
-    taps = [((kw * dw) % 2) * half + (kw * dw) // 2 if sw == 2 else kw * dw for kw in range(KW)]
-    return nb, half, taps
+def _taps(KW: int, dw: int, sw: int, half: int) -> list[int]:
+    """Each horizontal tap's offset in the band: stride 2 reads its even or odd columns (odd ones at half)."""
+    return [((kw * dw) % 2) * half + (kw * dw) // 2 if sw == 2 else kw * dw for kw in range(KW)]
 
 
-def _max_pool_f32(ctx: KernelContext) -> Optional[str]:
-    H, W, OH, OW, KH, KW, sh, sw, dh, dw, bh, bw, _, planes = window_2d(ctx)
-    if sw > 2 or KH * KW > MAX_TAPS or planes * OH * OW == 0 or not take("pool", "avx-band"):
-        return None
-    nb, half, taps = _band(OW, KW, sw, dw, 8, 2)
+def _f32_band(ctx: KernelContext, g: Window2D, slots: int) -> Optional[tuple[str, str, list[int]]]:
+    """(job initializer, row task, taps) of the float32 kernel, or None where its band is too wide: every
+    tap's vector of 8 outputs stays inside the band, whose columns are filled 16 at a time."""
+    width = (-(-g.OW // 8) * 8 - 1) * g.sw + (g.KW - 1) * g.dw + 1
+    nb = -(-width // 16) * 16
     if nb > MAX_BAND:
         return None
-    units = planes * OH
-    parallel = ctx.split(planes * OH * OW * KH * KW, PARALLEL_MIN_MACS) and units > 1
-    slots = ctx.slots(parallel)
+    half = nb // 2 if g.sw == 2 else 0
     band, stride = ctx.thread_scratch(nb, slots)
-    core(ctx)  # pdc_span8
+    core(ctx)  # pdc_span8, pdc_m8
     ctx.helper("pdc_fp_job", F32_JOB)
-    lines = [f"    static const int32_t tap[{KW}] = {{{', '.join(map(str, taps))}}};",
-             f"    const pdc_fp_job j = {{in0, out0, {band}, tap, {H}, {W}, {OH}, {OW}, {KH}, {KW}, {sh}, {dh}, {bh}, "
-             f"{bw}, {nb}, {half}, {stride}}};",
-             f"    pdc_parallel_slots({units}, {slots}, pdc_fp_rows, (void *)&j);"]
-    return mark("pool", "avx-band", "\n".join(lines))
+    job = (f"pdc_fp_job j = {{in0, out0, {band}, tap, {g.H}, {g.W}, {g.OH}, {g.OW}, {g.KH}, {g.KW}, {g.sh}, {g.dh}, "
+           f"{g.ph}, {g.pw}, {nb}, {half}, {stride}}}")
+    return job, "pdc_fp_rows", _taps(g.KW, g.dw, g.sw, half)
 
 
-@kernel("max_pool", family="x86")
-def max_pool(ctx: KernelContext) -> Optional[str]:
-    x_t = ctx.inputs[0]
-    if ctx.config.simd not in ("avx2", "avx512") or len(ctx.attrs["kernel_shape"]) not in (1, 2) or len(ctx.outputs) > 1:
-        return None
-    if x_t.dtype.short == "f32" and ctx.outputs[0].dtype.short == "f32":
-        return _max_pool_f32(ctx)
-    if ctx.config.simd != "avx512" or x_t.dtype.short not in ("i8", "u8"):
-        return None
-    H, W, OH, OW, KH, KW, sh, sw, dh, dw, bh, bw, _, planes = window_2d(ctx)
-    if sw > 2 or KH * KW > MAX_TAPS or planes * OH * OW == 0 or not take("pool", "avx512-band"):
-        return None
-    width = (OW - 1) * sw + (KW - 1) * dw + 1  # the band's columns
+def _int8_band(ctx: KernelContext, g: Window2D, slots: int, signed: bool) -> tuple[str, str, list[int]]:
+    """(job initializer, row task, taps) of the int8 / uint8 kernel (AVX-512BW)."""
+    width = (g.OW - 1) * g.sw + (g.KW - 1) * g.dw + 1  # the band's columns
     nb = -(-width // 64) * 64
     # stride 2: the odd columns after the even ones; every tap's 64-byte load stays inside the slot
-    half = nb // 2 + 64 if sw == 2 else 0
-    taps = [((kw * dw) % 2) * half + (kw * dw) // 2 if sw == 2 else kw * dw for kw in range(KW)]
-    slot_bytes = (2 * half if sw == 2 else nb) + 64 + 64
-    units = planes * OH
-    parallel = ctx.split(planes * OH * OW * KH * KW, PARALLEL_MIN_MACS) and units > 1
-    slots = ctx.slots(parallel)
-    band, stride = ctx.thread_scratch(slot_bytes, slots, "uint8_t", 1)
-    signed = x_t.dtype.short == "i8"
+    half = nb // 2 + 64 if g.sw == 2 else 0
+    band, stride = ctx.thread_scratch((2 * half if g.sw == 2 else nb) + 64 + 64, slots, "uint8_t", 1)
     _common(ctx)
     ctx.helper("pdc_qp_job", BAND_JOB)
     sign = "i8" if signed else "u8"
     ctx.helper(f"pdc_qp_rows_{sign}", BAND_TASK.replace("@SIGN@", sign)
                .replace("@MAX@", "_mm512_max_epi8" if signed else "_mm512_max_epu8"))
-    lines = [f"    static const int32_t tap[{KW}] = {{{', '.join(map(str, taps))}}};",
-             f"    const pdc_qp_job j = {{(const uint8_t *)in0, (uint8_t *)out0, {band}, tap, {H}, {W}, {OH}, {OW}, "
-             f"{KH}, {KW}, {sh}, {dh}, {bh}, {bw}, {nb}, {half}, {stride}, {-128 if signed else 0}}};",
-             f"    pdc_parallel_slots({units}, {slots}, pdc_qp_rows_{sign}, (void *)&j);"]
-    return mark("pool", "avx512-band", "\n".join(lines))
+    job = (f"pdc_qp_job j = {{(const uint8_t *)in0, (uint8_t *)out0, {band}, tap, {g.H}, {g.W}, {g.OH}, {g.OW}, "
+           f"{g.KH}, {g.KW}, {g.sh}, {g.dh}, {g.ph}, {g.pw}, {nb}, {half}, {stride}, {-128 if signed else 0}}}")
+    return job, f"pdc_qp_rows_{sign}", _taps(g.KW, g.dw, g.sw, half)
+
+
+@kernel("max_pool", family="x86")
+def max_pool(ctx: KernelContext) -> Optional[str]:
+    x_t, y_t = ctx.inputs[0], ctx.outputs[0]
+    if ctx.config.simd not in ("avx2", "avx512") or len(ctx.attrs["kernel_shape"]) not in (1, 2) or len(ctx.outputs) > 1:
+        return None
+    f32 = x_t.dtype.short == "f32" and y_t.dtype.short == "f32"
+    if not f32 and (ctx.config.simd != "avx512" or x_t.dtype.short not in ("i8", "u8")):
+        return None
+    path = "avx-band" if f32 else "avx512-band"
+    g = window_2d(ctx)
+    if g.sw > 2 or g.KH * g.KW > MAX_TAPS or g.planes * g.OH * g.OW == 0 or not take("pool", path):
+        return None
+    units = g.planes * g.OH  # (plane, output row) pairs
+    slots = ctx.slots(ctx.split(g.planes * g.OH * g.OW * g.KH * g.KW, PARALLEL_MIN_MACS) and units > 1)
+    band = _f32_band(ctx, g, slots) if f32 else _int8_band(ctx, g, slots, x_t.dtype.short == "i8")
+    if band is None:
+        return None
+    job, task, taps = band
+    lines = [f"    static const int32_t tap[{g.KW}] = {{{', '.join(map(str, taps))}}};",
+             f"    const {job};",
+             f"    pdc_parallel_slots({units}, {slots}, {task}, (void *)&j);"]
+    return mark("pool", path, "\n".join(lines))
