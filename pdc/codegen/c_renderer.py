@@ -24,6 +24,7 @@ from .ctypes_c import ctype
 from .kernels import generate, supports
 from .kernels.paths import layer_paths
 from .memory import VIEW_OPS, MemoryPlan, plan_memory
+from .narrow_c import NARROW_C
 from .placement import HOST, place
 
 ALIGN = 64
@@ -161,8 +162,8 @@ static inline uint16_t pdc_f32_to_bf16(float f) {
     u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
     return (uint16_t)(u >> 16);
 }
-#endif
-""".replace("@ERF@", ERF_C)
+@NARROW@#endif
+""".replace("@ERF@", ERF_C).replace("@NARROW@", NARROW_C)
 
 
 def kernel_path(src: str):

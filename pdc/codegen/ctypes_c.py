@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 
-from ..ir.dtypes import DType
+from ..ir.dtypes import NARROW, DType
 
 C_TYPES = {
     "f64": "double", "f32": "float", "f16": "_Float16", "bf16": "uint16_t",
     "i8": "int8_t", "u8": "uint8_t", "i16": "int16_t", "u16": "uint16_t",
     "i32": "int32_t", "u32": "uint32_t", "i64": "int64_t", "u64": "uint64_t", "bool": "uint8_t",
+    # narrow types: one element per byte (pdc/codegen/narrow_c.py converts them)
+    **{d.short: "uint8_t" for d in NARROW},
 }
 
 

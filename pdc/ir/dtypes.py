@@ -22,12 +22,18 @@ class DType:
         return self.np.itemsize
 
     @property
+    def is_narrow(self) -> bool:
+        """A float8, 4-bit or 2-bit type: one element per byte, converted by Cast, QuantizeLinear and
+        DequantizeLinear and moved by data-movement ops; no arithmetic runs on it."""
+        return self.short in _NARROW_SHORTS
+
+    @property
     def is_float(self) -> bool:
-        return self.short[0] in "fb" and self.short != "bool"
+        return self.short[0] in "fb" and self.short != "bool" and not self.is_narrow
 
     @property
     def is_int(self) -> bool:
-        return self.short[0] in "iu"
+        return self.short[0] in "iu" and not self.is_narrow
 
     def __repr__(self) -> str:
         return self.short
@@ -53,14 +59,31 @@ int64 = _d("int64", "i64", np.int64, TensorProto.INT64)
 uint64 = _d("uint64", "u64", np.uint64, TensorProto.UINT64)
 bool_ = _d("bool", "bool", np.bool_, TensorProto.BOOL)
 
+# narrow types, stored one element per byte as ml_dtypes lays them out (4- and 2-bit integers in the
+# low bits); they have no arithmetic of their own
+float8e4m3fn = _d("float8e4m3fn", "f8e4m3fn", ml_dtypes.float8_e4m3fn, TensorProto.FLOAT8E4M3FN)
+float8e4m3fnuz = _d("float8e4m3fnuz", "f8e4m3fnuz", ml_dtypes.float8_e4m3fnuz, TensorProto.FLOAT8E4M3FNUZ)
+float8e5m2 = _d("float8e5m2", "f8e5m2", ml_dtypes.float8_e5m2, TensorProto.FLOAT8E5M2)
+float8e5m2fnuz = _d("float8e5m2fnuz", "f8e5m2fnuz", ml_dtypes.float8_e5m2fnuz, TensorProto.FLOAT8E5M2FNUZ)
+float8e8m0 = _d("float8e8m0", "f8e8m0", ml_dtypes.float8_e8m0fnu, TensorProto.FLOAT8E8M0)
+float4e2m1 = _d("float4e2m1", "f4e2m1", ml_dtypes.float4_e2m1fn, TensorProto.FLOAT4E2M1)
+int4 = _d("int4", "i4", ml_dtypes.int4, TensorProto.INT4)
+uint4 = _d("uint4", "u4", ml_dtypes.uint4, TensorProto.UINT4)
+int2 = _d("int2", "i2", ml_dtypes.int2, TensorProto.INT2)
+uint2 = _d("uint2", "u2", ml_dtypes.uint2, TensorProto.UINT2)
+
 ALL = (float64, float32, float16, bfloat16, int8, uint8, int16, uint16, int32, uint32, int64, uint64, bool_)
+NARROW_FLOATS = (float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz, float8e8m0, float4e2m1)
+NARROW_INTS = (int4, uint4, int2, uint2)
+NARROW = NARROW_FLOATS + NARROW_INTS
+_NARROW_SHORTS = frozenset(d.short for d in NARROW)
 FLOATS = tuple(d for d in ALL if d.is_float)
 INTS = tuple(d for d in ALL if d.is_int)
 
-_BY_SHORT = {d.short: d for d in ALL}
-_BY_NAME = {d.name: d for d in ALL}
-_BY_ONNX = {d.onnx: d for d in ALL}
-_BY_NP = {d.np: d for d in ALL}
+_BY_SHORT = {d.short: d for d in ALL + NARROW}
+_BY_NAME = {d.name: d for d in ALL + NARROW}
+_BY_ONNX = {d.onnx: d for d in ALL + NARROW}
+_BY_NP = {d.np: d for d in ALL + NARROW}
 
 
 def from_short(short: str) -> DType:

@@ -3,15 +3,31 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .errors import PdcError, VerifyError
+from .errors import PdcError, UnsupportedError, VerifyError
 from .graph import Graph, Node
 from .registry import REQUIRED, InferContext, check_attr_value, get_op
 from .types import TensorType, types_compatible
 
 
+# the ops that take float8, 4-bit and 2-bit tensors (dtypes.NARROW): conversions and data movement
+NARROW_OPS = frozenset({"cast", "cast_like", "quantize_linear", "dequantize_linear", "identity", "reshape",
+                        "flatten", "squeeze", "unsqueeze"})
+
+
+def _check_narrow(node: Node, types) -> None:
+    if node.op in NARROW_OPS:
+        return
+    narrow = sorted({str(t.dtype) for t in types if t is not None and t.dtype.is_narrow})
+    if narrow:
+        raise UnsupportedError(f"{node.describe()}: {node.op} does not take {', '.join(narrow)} tensors "
+                               f"(float8, 4-bit and 2-bit types go through Cast, QuantizeLinear, "
+                               f"DequantizeLinear and reshapes only)")
+
+
 def infer_node(node: Node) -> list[TensorType]:
     """Output types of `node` from its op's infer function (which may raise VerifyError)."""
     opdef = get_op(node.op)
+    _check_narrow(node, [None if v is None else v.type for v in node.inputs])
     ctx = InferContext(node, opdef)
     try:
         result = opdef.infer(ctx)
@@ -19,6 +35,7 @@ def infer_node(node: Node) -> list[TensorType]:
         raise
     except Exception as e:  # an infer function tripping over a malformed node is the node's fault
         raise VerifyError(f"{node.describe()}: type inference failed: {type(e).__name__}: {e}") from e
+    _check_narrow(node, result)
     if len(result) != len(node.outputs):
         raise VerifyError(f"{node.describe()}: op gives {len(result)} outputs, node has {len(node.outputs)}")
     return list(result)

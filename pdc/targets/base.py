@@ -12,7 +12,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
 
+from ..ir.dtypes import DType
 from ..ir.errors import PdcError
+from ..ir.ops.fused_elementwise import decode_program
 
 @dataclass(frozen=True)
 class Tool:
@@ -72,6 +74,14 @@ class KernelConfig:
         return -(-k // -(-k // self.gemm_kc))
 
 
+def _narrow_type(node):
+    """A narrow dtype (float8, 4-bit, 2-bit) the node reads, writes or, fused, converts to; or None."""
+    types = [v.type.dtype for v in node.inputs + node.outputs if v is not None]
+    if node.op == "fused_elementwise":  # a cast to a narrow type inside the chain
+        types += [a for step in decode_program(node.attrs) for a in step.attrs.values() if isinstance(a, DType)]
+    return next((t for t in types if t.is_narrow), None)
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a part can hold and run: None where the target sets no limit."""
@@ -89,6 +99,8 @@ class Target(ABC):
     # kernel families in the order the registry asks them (pdc/codegen/kernels/__init__.py); a
     # family's generator may decline a node (return None) and the next one takes it
     kernel_families: ClassVar[tuple] = ("portable",)
+    # whether its kernels take float8, 4-bit and 2-bit tensors (the C helpers of codegen/narrow_c.py)
+    narrow_types: ClassVar[bool] = True
     # how `pdc run` / pdc.Module execute a bundle: "in-process" (ctypes) or the name of a runner
     runner_kind: ClassVar[str] = "in-process"
     # the memory spaces its kernels use, "host" first (pdc/codegen/placement.py): a device target
@@ -148,14 +160,16 @@ class Target(ABC):
             raise PdcError(f"{self.name}: --threads {threads} exceeds the target's {self.limits.max_threads}")
 
     def check_graph(self, graph) -> None:
-        """Refuses a graph the target cannot compute (an element type outside limits.dtypes),
-        naming the first value that has it."""
+        """Refuses a graph the target cannot compute (an element type outside limits.dtypes, or a
+        narrow one where narrow_types is off), naming the first value that has it."""
         allowed = self.limits.dtypes
-        if allowed is None:
-            return
         for node in graph.nodes:
+            narrow = None if self.narrow_types else _narrow_type(node)
+            if narrow is not None:
+                raise PdcError(f"{self.name} has no kernels for {narrow} ({node.describe()}); float8, 4-bit and "
+                               f"2-bit tensors compile for the C targets (x86, ARM, Cortex-M, Hexagon)")
             for v in node.inputs + node.outputs:
-                if v is not None and v.type.dtype.short not in allowed:
+                if allowed is not None and v is not None and v.type.dtype.short not in allowed:
                     raise PdcError(f"{self.name} does not compute {v.type.dtype} (%{v.name} of {node.describe()}); "
                                    f"it computes {', '.join(sorted(allowed))}")
 

@@ -57,6 +57,7 @@ class FpgaTarget(Target):
     runner_kind: ClassVar[str] = "csim"
     kernel_families: ClassVar[tuple] = ()
     fixed_point: ClassVar[bool] = True
+    narrow_types: ClassVar[bool] = False  # the HLS C++ kernels take float and ap_fixed types
 
     @property
     def description(self) -> str:

@@ -16,7 +16,7 @@ from typing import Callable
 from ...ir import dtypes as D
 from ...ir.dtypes import DType
 from ...ir.ops.elementwise import HARD_SWISH_ALPHA
-from .. import kir
+from .. import kir, narrow_c
 from ..context import KernelContext
 from ..kir import Var, cast, lit, select
 from . import kernel
@@ -332,9 +332,33 @@ def where(ctx: KernelContext) -> ScalarExpr:
                       lambda k: D.bool_ if k == 0 else ct)
 
 
+def _narrow_cast(ctx: KernelContext, src: DType, dst: DType) -> ScalarExpr:
+    """A cast from or to a narrow type through its helpers (narrow_c.py): a narrow input widens to
+    float32 or int32 first; a narrow output is encoded from double (float8e8m0: from float32)."""
+    ct = src if src.is_narrow else compute_dtype(src)
+    x = operand(0, ct)
+    if src.is_narrow:
+        x = kir.call(narrow_c.decode_fn(src), narrow_c.wide_type(src), x)
+    if not dst.is_narrow:
+        if dst.short == "bool":
+            return _expr([0], x.ne(0), ct)
+        return _expr([0], cast(compute_dtype(dst), x), ct)
+    sat = ctx.attrs.get("saturate", 1)
+    if dst is D.float8e8m0:
+        mode = narrow_c.ROUND_MODES[ctx.attrs.get("round_mode", "up")]
+        return _expr([0], kir.call("pdc_to_f8e8m0", dst, cast(D.float32, x), sat, mode), ct)
+    if dst.short in narrow_c.MINIFLOATS:
+        return _expr([0], kir.call(f"pdc_to_{dst.short}", dst, cast(D.float64, x), sat), ct)
+    if x.dtype.is_float:  # to a 4- or 2-bit integer
+        return _expr([0], kir.call(f"pdc_to_{dst.short}", dst, cast(D.float64, x)), ct)
+    return _expr([0], cast(dst, x & narrow_c.int_mask(dst)), ct)
+
+
 @_elementwise_kernel("cast", "cast_like")
 def cast_(ctx: KernelContext) -> ScalarExpr:
     src, dst = ctx.inputs[0].dtype, ctx.outputs[0].dtype
+    if src.is_narrow or dst.is_narrow:
+        return _narrow_cast(ctx, src, dst)
     if dst.short == "bool":
         ct = compute_dtype(src)
         return _expr([0], operand(0, ct).ne(0), ct)

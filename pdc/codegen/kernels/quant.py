@@ -26,11 +26,13 @@ from __future__ import annotations
 import math
 import weakref
 
+import ml_dtypes
 import numpy as np
 
 from ...ir import dtypes
 from ...ir.ops.quant import conv_geometry
 from ..context import KernelContext, broadcast_strides
+from .. import narrow_c
 from ..ctypes_c import float_literal
 from . import kernel, native
 
@@ -50,8 +52,13 @@ def add_weight(ctx: KernelContext, array: np.ndarray, c_type: str) -> str:
 
 
 def _int_range(dt) -> tuple[int, int]:
-    info = np.iinfo(dt.np)
+    info = ml_dtypes.iinfo(dt.np)
     return int(info.min), int(info.max)
+
+
+def _value(dt, expr: str) -> str:
+    """The value of element `expr` of dtype dt: a narrow type's code widened by its helper."""
+    return f"{narrow_c.decode_fn(dt)}({expr})" if dt.is_narrow else expr
 
 
 def _fl(x: float) -> str:
@@ -167,18 +174,29 @@ static void @NAME@_task(void *vj, int64_t u0, int64_t u1) {
 @kernel("quantize_linear")
 def quantize_linear(ctx: KernelContext) -> str:
     x, out = ctx.inputs[0], ctx.outputs[0]
-    lo, hi = _int_range(out.dtype)
     xv = ctx.load(x.dtype, "in0[xi]") if x.dtype.is_float else "(float)in0[xi]"
     params = [("float", "s", 1, ctx.load(ctx.inputs[1].dtype, "in1[{i}]"))]
+    if out.dtype.short in narrow_c.MINIFLOATS:  # a float cast of x / s + z (z is 0 for float8)
+        zp = ""
+        if ctx.has_input(2):
+            params.append(("float", "z", 2, _value(out.dtype, "in2[{i}]")))
+            zp = " + z"
+        body = f"out0[xi] = pdc_to_{out.dtype.short}((double)({xv} / s{zp}), {ctx.attrs.get('saturate', 1)});"
+        return _qdq_loops(ctx, params, body)
+    lo, hi = _int_range(out.dtype)
     if out.dtype.np.itemsize * 8 <= NARROW_ROUND_BITS:
         zp = "0"
         if ctx.has_input(2):
-            params.append(("int32_t", "z", 2, "(int32_t)in2[{i}]"))
+            params.append(("int32_t", "z", 2, f"(int32_t){_value(out.dtype, 'in2[{i}]')}"))
             zp = "z"
         ctx.helper("pdc_quantize_round", QUANTIZE_ROUND)
-        if x.dtype is dtypes.float32 and all(_param_kind(ctx.inputs[k].shape, 0) == "tensor" for _, _, k, _ in params):
+        if x.dtype is dtypes.float32 and not out.dtype.is_narrow and \
+                all(_param_kind(ctx.inputs[k].shape, 0) == "tensor" for _, _, k, _ in params):
             return _quantize_tensor(ctx, params, zp, lo, hi)
-        body = f"out0[xi] = ({ctx.ctype(out.dtype)})pdc_quantize_round({xv} / s, {zp}, {lo}, {hi});"
+        q = f"pdc_quantize_round({xv} / s, {zp}, {lo}, {hi})"
+        if out.dtype.is_narrow:  # a 4- or 2-bit integer keeps its low bits
+            q = f"({q} & {narrow_c.int_mask(out.dtype)})"
+        body = f"out0[xi] = ({ctx.ctype(out.dtype)}){q};"
         return _qdq_loops(ctx, params, body)
     zp = "0.0f"
     if ctx.has_input(2):
@@ -210,10 +228,12 @@ def _quantize_tensor(ctx: KernelContext, params: list, zp: str, lo: int, hi: int
 def dequantize_linear(ctx: KernelContext) -> str:
     x, out = ctx.inputs[0], ctx.outputs[0]
     it = "int64_t" if x.dtype is dtypes.int32 else "int32_t"  # int32 differences need 64 bits
+    if x.dtype.short in narrow_c.MINIFLOATS:
+        it = "float"  # float8 / float4 codes widen to float exactly
     params = [("float", "s", 1, ctx.load(ctx.inputs[1].dtype, "in1[{i}]"))]
-    diff = "(int64_t)in0[xi]"
+    diff = f"({it}){_value(x.dtype, 'in0[xi]')}"
     if ctx.has_input(2):
-        params.append((it, "z", 2, "(int64_t)in2[{i}]"))
+        params.append((it, "z", 2, f"({it}){_value(x.dtype, 'in2[{i}]')}"))
         diff += " - z"
     body = f"out0[xi] = {ctx.store(out.dtype, f'(float)({diff}) * s')};"
     return _qdq_loops(ctx, params, body)

@@ -181,6 +181,10 @@ class CPrinter:
         frm = x.dtype
         if isinstance(to, VectorType) or isinstance(frm, VectorType):
             return f"__builtin_convertvector({self.expr(x)}, {self.type_name(to)})", PRIMARY
+        if to.is_narrow and frm.is_int:  # a 4- or 2-bit integer's bits (narrow_c.py; the caller masked them)
+            return f"({self.type_name(to)}){self._operand(x, UNARY)}", UNARY
+        if to.is_narrow or frm.is_narrow:
+            raise UnsupportedError(f"kir: {frm} to {to} converts through the narrow types' helpers (narrow_c.py)")
         if frm.short == "bf16":  # widening: exact through float
             text = f"pdc_bf16_to_f32({self.expr(x)})"
             return (text, PRIMARY) if to.short == "f32" else (f"({self.type_name(to)}){text}", UNARY)

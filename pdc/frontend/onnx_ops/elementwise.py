@@ -53,7 +53,7 @@ def convert_cast(ctx: NodeContext) -> None:
     try:
         attrs["to"] = dtypes.from_onnx(int(to))
     except UnsupportedError:
-        supported = ", ".join(_onnx_type_name(d.onnx) for d in dtypes.ALL)
+        supported = ", ".join(_onnx_type_name(d.onnx) for d in dtypes.ALL + dtypes.NARROW)
         ctx.unsupported(f"casting to {_onnx_type_name(to)} is not supported (pdc supports {supported})")
     opdef = get_op("cast")
     for k in attrs:

@@ -19,6 +19,7 @@ import math
 from functools import reduce
 
 import numpy as np
+from onnx import numpy_helper
 
 from .. import dtypes
 from ..registry import REGISTRY, Attr, InferContext, REQUIRED, register_op, with_defaults
@@ -416,17 +417,27 @@ _register("where", ["condition", "X", "Y"], ["output"], _where_infer,
 
 
 # ---- casts ---------------------------------------------------------------------------------
-def cast_array(x: np.ndarray, to: np.dtype) -> np.ndarray:
+def cast_array(x: np.ndarray, to: np.dtype, saturate: int = 1, round_mode: str = "up") -> np.ndarray:
     """ONNX Cast for pdc's dtypes: floats to integers truncate toward zero, nonzero to True,
-    integers wrap; out-of-range float-to-integer results are undefined (as in ONNX)."""
+    integers wrap; out-of-range float-to-integer results are undefined (as in ONNX; ml_dtypes,
+    which ONNX's reference calls, gives 0 for the 4- and 2-bit integers). To float8, `saturate`
+    clamps to the largest finite value (else infinity or NaN); float8e8m0 rounds by round_mode."""
+    to = np.dtype(to)
     with np.errstate(all="ignore"):
         if x.dtype == dtypes.bfloat16.np and to != np.float32:
             x = x.astype(np.float32)  # exact; avoids ml_dtypes' narrower set of direct casts
+        if dtypes.from_numpy(x.dtype).is_narrow:
+            x = x.astype(np.int32 if dtypes.from_numpy(x.dtype) in dtypes.NARROW_INTS else np.float32)  # exact
         if to == dtypes.bfloat16.np and x.dtype.kind in "iub":
             x = x.astype(np.float64)
+        if to == dtypes.float8e8m0.np:
+            return numpy_helper.to_float8e8m0(x, bool(saturate), round_mode)
+        if saturate and to in _SATURATING:
+            return numpy_helper.saturate_cast(x, to)
         return x.astype(to)
 
 
+_SATURATING = tuple(d.np for d in dtypes.NARROW_FLOATS if d is not dtypes.float8e8m0)
 _CAST_VERIFY = [_flag("saturate"), _choice("round_mode", ("up", "down", "nearest"))]
 
 
@@ -445,11 +456,11 @@ def _cast_infer(ctx: InferContext):
 
 
 _register("cast", ["input"], ["output"], _cast_infer,
-          lambda a, attrs: cast_array(a[0], attrs["to"].np), onnx="Cast",
+          lambda a, attrs: cast_array(a[0], attrs["to"].np, attrs["saturate"], attrs["round_mode"]), onnx="Cast",
           attrs={"to": Attr("dtype", REQUIRED), **_CAST_ATTRS}, verify=_cast_verify,
-          doc="Converts to dtype `to`. saturate and round_mode only concern float8 targets, which pdc "
-              "does not have; they are kept for fidelity.")
+          doc="Converts to dtype `to`. saturate (float8 targets: clamp to the largest finite value) and "
+              "round_mode (float8e8m0: up, down or nearest) follow ONNX Cast.")
 _register("cast_like", ["input", "target_type"], ["output"],
           lambda ctx: [ctx.types[0].with_dtype(ctx.types[1].dtype)],
-          lambda a, attrs: cast_array(a[0], a[1].dtype), onnx="CastLike", attrs=dict(_CAST_ATTRS),
+          lambda a, attrs: cast_array(a[0], a[1].dtype, attrs["saturate"], attrs["round_mode"]), onnx="CastLike", attrs=dict(_CAST_ATTRS),
           verify=_cast_verify, doc="Converts to the dtype of target_type.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import ml_dtypes
 import numpy as np
 
 from .. import dtypes
@@ -20,14 +21,19 @@ from ..errors import UnsupportedError
 from ..registry import Attr, InferContext, get_op, register_op
 from ..types import UNKNOWN, TensorType
 from .common import broadcast_shapes, normalize_axis
+from .elementwise import cast_array
 
 QUANT_TYPES = (dtypes.int8, dtypes.uint8, dtypes.int16, dtypes.uint16)
+# QuantizeLinear / DequantizeLinear also take the narrow types (dtypes.NARROW) but float8e8m0
+NARROW_QUANT_INTS = dtypes.NARROW_INTS
+NARROW_QUANT_FLOATS = tuple(d for d in dtypes.NARROW_FLOATS if d is not dtypes.float8e8m0)
+QDQ_TYPES = QUANT_TYPES + NARROW_QUANT_INTS + NARROW_QUANT_FLOATS
 SCALE_TYPES = (dtypes.float32, dtypes.float16, dtypes.bfloat16)
 _INT8 = (dtypes.int8, dtypes.uint8)
 
 
 def _range(dt: np.dtype):
-    info = np.iinfo(dt)
+    info = ml_dtypes.iinfo(dt)
     return info.min, info.max
 
 
@@ -101,8 +107,9 @@ def _quantize_out_dtype(ctx: InferContext):
             ctx.fail(f"output_dtype {od} differs from the zero point's dtype {zd}")
         od = zd
     od = od or dtypes.uint8
-    if od not in QUANT_TYPES:
-        ctx.unsupported(f"quantizing to {od} is not supported (int8, uint8, int16, uint16)")
+    if od not in QDQ_TYPES:
+        ctx.unsupported(f"quantizing to {od} is not supported (int8, uint8, int16, uint16, the 4- and 2-bit "
+                        f"integers, float8 and float4e2m1)")
     return od
 
 
@@ -129,6 +136,12 @@ def _quantize_reference(inputs, attrs):
     prec = attrs["precision"].np if attrs.get("precision") is not None else scale.dtype
     prec = _scale_work_dtype(prec)
     s = expand_param(scale, x.shape, axis, block).astype(prec)
+    if dtypes.from_numpy(out) in NARROW_QUANT_FLOATS:  # no rounding to integers: a float cast
+        with np.errstate(all="ignore"):
+            q = x.astype(prec) / s
+            if zp is not None:  # 0 for float8 (as ONNX requires); float4 adds it
+                q = q + expand_param(zp, x.shape, axis, block).astype(np.float32)
+        return cast_array(q, out, attrs.get("saturate", 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.rint(x.astype(prec) / s).astype(np.float64)
     if zp is not None:
@@ -140,15 +153,17 @@ register_op("quantize_linear", ["x", "y_scale", "y_zero_point?"], ["y"], onnx="Q
             attrs={"axis": Attr("int", 1), "block_size": Attr("int", 0), "output_dtype": Attr("dtype", None),
                    "saturate": Attr("int", 1), "precision": Attr("dtype", None)},
             infer=_quantize_infer, reference=_quantize_reference,
-            doc="ONNX QuantizeLinear: y = saturate(round(x / y_scale) + y_zero_point). `saturate` only "
-                "concerns float8 outputs, which are not supported.")
+            doc="ONNX QuantizeLinear: y = saturate(round(x / y_scale) + y_zero_point); to float8 and "
+                "float4, y = cast(x / y_scale + y_zero_point), clamped to the largest finite value unless "
+                "`saturate` is 0.")
 
 
 # ---- DequantizeLinear ---------------------------------------------------------------------
 def _dequantize_infer(ctx: InferContext):
     x = ctx.types[0]
-    if x.dtype not in QUANT_TYPES + (dtypes.int32,):
-        ctx.unsupported(f"dequantizing {x.dtype} is not supported (int8, uint8, int16, uint16, int32)")
+    if x.dtype not in QDQ_TYPES + (dtypes.int32,):
+        ctx.unsupported(f"dequantizing {x.dtype} is not supported (int8, uint8, int16, uint16, int32, the 4- and "
+                        f"2-bit integers, float8 and float4e2m1)")
     if ctx.types[1].dtype not in SCALE_TYPES:
         ctx.unsupported(f"x_scale of dtype {ctx.types[1].dtype} is not supported (float32, float16, bfloat16)")
     if ctx.has_input(2) and ctx.types[2].dtype is not x.dtype:
@@ -165,9 +180,10 @@ def _dequantize_reference(inputs, attrs):
     zp = inputs[2] if len(inputs) > 2 else None
     axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
     out = attrs["output_dtype"].np if attrs.get("output_dtype") is not None else scale.dtype
-    dx = x.astype(np.int64)
+    wide = np.float32 if dtypes.from_numpy(x.dtype) in NARROW_QUANT_FLOATS else np.int64  # exact
+    dx = x.astype(wide)
     if zp is not None:
-        dx = dx - expand_param(zp, x.shape, axis, block).astype(np.int64)
+        dx = dx - expand_param(zp, x.shape, axis, block).astype(wide)
     # one rounding at the end: float32 math, then the output dtype
     y = dx.astype(np.float32) * expand_param(scale, x.shape, axis, block).astype(np.float32)
     return y.astype(out)
