@@ -79,3 +79,30 @@ def test_cli_opt_round_trip_and_inspect(tmp_path):
     assert info["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["N", 4, 6]}]
     assert info["ops"] == {"concat": 1, "gather": 1, "relu": 1, "reshape": 1, "shape": 1, "unsqueeze": 1}
     assert info["parameters"] == 3
+
+
+def _old_opset_mul(axis):
+    node = helper.make_node("Mul", ["a", "b"], ["y"], broadcast=1, axis=axis)
+    g = helper.make_graph([node], "mul6", [helper.make_tensor_value_info("a", TensorProto.FLOAT, (2, 3, 4)),
+                                           helper.make_tensor_value_info("b", TensorProto.FLOAT, (3, 4))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 6)])
+
+
+def test_old_opsets_are_converted_up():
+    """An opset-6 Mul with the legacy broadcast attributes, brought to opset 7 by ONNX's converter."""
+    import pdc
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3, 4)).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)
+    g = import_onnx(_old_opset_mul(1))
+    np.testing.assert_array_equal(run_graph(g, {"a": a, "b": b})["y"], a * b)
+    module = pdc.compile(_old_opset_mul(1), target="x86")
+    np.testing.assert_array_equal(module.run({"a": a, "b": b})["y"], a * b)
+
+
+def test_old_opset_the_converter_cannot_take():
+    import pytest
+    from pdc.ir.errors import UnsupportedError
+    with pytest.raises(UnsupportedError, match=r"^mul6: opset 6 is older than pdc reads \(7 and up\), and ONNX's "
+                                               r"version converter could not bring it to opset 7: assert_numpy"):
+        import_onnx(_old_opset_mul(0), "mul6")

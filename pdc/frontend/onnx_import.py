@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import onnx
+import onnx.version_converter
 from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
@@ -538,10 +539,25 @@ def check_text_fields(model: onnx.ModelProto, source: str) -> None:
             raise PdcError(f"{source}: {what} is not valid UTF-8")
 
 
+def upgraded(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """A model of an opset older than pdc reads, brought up to MIN_OPSET by ONNX's version converter."""
+    versions = {o.domain: o.version for o in model.opset_import}
+    v = versions.get("", versions.get("ai.onnx"))
+    if v is None or v >= MIN_OPSET:
+        return model
+    try:
+        return onnx.version_converter.convert_version(model, MIN_OPSET)
+    except Exception as e:  # the converter has no adapter for some op of the model
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = re.sub(r"^\S+\.cc:\d+: ", "", reason)  # the converter's C++ source location
+        raise UnsupportedError(f"{source}: opset {v} is older than pdc reads ({MIN_OPSET} and up), and ONNX's "
+                               f"version converter could not bring it to opset {MIN_OPSET}: {reason}") from None
+
+
 def import_onnx(model: onnx.ModelProto, source: str = "<model>", base_dir: str = ".",
                 max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
     check_text_fields(model, source)
-    return OnnxImporter(model, source, base_dir, max_tensor_bytes).run()
+    return OnnxImporter(upgraded(model, source), source, base_dir, max_tensor_bytes).run()
 
 
 def load_onnx(path: str, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
