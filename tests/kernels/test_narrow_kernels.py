@@ -18,7 +18,9 @@ from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import verify_graph
 from pdc.ir.errors import PdcError, UnsupportedError
 from pdc.ir.parser import parse_graph
+from pdc.ir import Value, TensorType, dtypes as D
 from pdc.ir.printer import print_graph
+from pdc.ir.textio import load_ir, save_ir
 from targets import options, require
 
 MINIFLOATS = {TensorProto.FLOAT8E4M3FN: ml_dtypes.float8_e4m3fn, TensorProto.FLOAT8E4M3FNUZ: ml_dtypes.float8_e4m3fnuz,
@@ -184,13 +186,21 @@ def test_int4_weights_fold_into_a_matmul():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_ir_text_round_trips_narrow_types():
+def test_ir_text_round_trips_narrow_types(tmp_path):
     model, _ = _cast_model([("a", np.zeros((2, 3), np.float32), TensorProto.FLOAT8E4M3FN, {"saturate": 0}),
                             ("b", np.zeros(4, np.int64), TensorProto.INT4, {})])
     g = import_onnx(model)
     text = print_graph(g)
     assert "f8e4m3fn[2,3]" in text and "i4[4]" in text and "saturate=0" in text
     assert print_graph(parse_graph(text)) == text
+    # constants of narrow types survive the weights file (.npy has no such dtypes: raw bytes)
+    w = np.array([-8, 7, 3, -1], ml_dtypes.int4)
+    g.constants.append(Value("w4", TensorType(D.int4, (4,)), w))
+    g.outputs.append(g.constants[-1])
+    save_ir(g, str(tmp_path / "m.pdir"))
+    back = load_ir(str(tmp_path / "m.pdir"))
+    assert print_graph(back) == print_graph(g)
+    assert back.constants[0].data.dtype == w.dtype and back.constants[0].data.tobytes() == w.tobytes()
 
 
 def test_arithmetic_on_narrow_types_is_refused():
