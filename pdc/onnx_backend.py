@@ -50,10 +50,19 @@ SHAPE_OPERANDS = {
 }
 
 
+def _shape_operands(node) -> set:
+    """The inputs of node that give shapes: SHAPE_OPERANDS, and a Loop's trip count and condition
+    when the loop stacks values of every iteration (their length is the number of iterations)."""
+    if node.op == "loop":
+        carried = len(node.inputs) - 2 - node.attrs.get("captures", 0)
+        return {0, 1} if len(node.outputs) > carried else set()
+    return SHAPE_OPERANDS.get(node.op, set())
+
+
 def _shape_slice(graph: Graph) -> set:
     """Nodes whose results flow into a shape operand (they compute shapes, not data)."""
     producer = graph.producers()
-    todo = [n.inputs[i] for n in graph.nodes for i in SHAPE_OPERANDS.get(n.op, ())
+    todo = [n.inputs[i] for n in graph.nodes for i in _shape_operands(n)
             if i < len(n.inputs) and n.inputs[i] is not None]
     seen_values, nodes = set(), set()
     while todo:
@@ -72,7 +81,8 @@ def _specialize_values(graph: Graph, feeds: dict) -> tuple[Graph, tuple]:
     """Bakes small inputs that (through shape arithmetic) give shapes, axes, counts or scales into
     constants, and evaluates that shape arithmetic; data computations stay in compiled code."""
     shape_values, _ = _shape_slice(graph)
-    wanted = {v.name for v in graph.inputs if v in shape_values and feeds[v.name].dtype.kind in "iuf"
+    wanted = {v.name for v in graph.inputs if v in shape_values and (feeds[v.name].dtype.kind in "iuf"
+                                                                       or feeds[v.name].dtype.name == "bfloat16")
               and feeds[v.name].size <= SPECIALIZE_MAX_ELEMENTS}
     if not wanted:
         return graph, ()

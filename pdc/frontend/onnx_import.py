@@ -113,8 +113,10 @@ def tensor_to_array(t: onnx.TensorProto, where: str,
 
 
 def attr_value(a: onnx.AttributeProto, where: str):
-    if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-        raise UnsupportedError(f"{where}: attribute '{a.name}' holds a subgraph; control flow is not supported")
+    if a.type == onnx.AttributeProto.GRAPH:
+        return a.g  # a body: the control-flow converters import it (onnx_ops/control_flow.py)
+    if a.type == onnx.AttributeProto.GRAPHS:
+        raise UnsupportedError(f"{where}: attribute '{a.name}' holds a list of subgraphs")
     if a.type in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS,
                   onnx.AttributeProto.TYPE_PROTO, onnx.AttributeProto.TYPE_PROTOS):
         raise UnsupportedError(f"{where}: attribute '{a.name}' has an unsupported kind")
@@ -257,6 +259,7 @@ class OnnxImporter:
     def __init__(self, model: onnx.ModelProto, source: str, base_dir: str,
                  max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES):
         self.model = model
+        self.onnx_graph = model.graph  # the graph this importer imports (a subgraph importer: a body)
         self.source = source
         self.base_dir = base_dir
         self.max_tensor_bytes = max_tensor_bytes
@@ -348,7 +351,7 @@ class OnnxImporter:
         known = supported_onnx_ops()
         missing: Counter = Counter()
         first: dict[str, str] = {}
-        for n in self.model.graph.node:
+        for n in _all_nodes(self.onnx_graph):
             key = n.op_type if n.domain in DEFAULT_DOMAINS else f"{n.domain}.{n.op_type}"
             if n.domain not in DEFAULT_DOMAINS or n.op_type not in known:
                 missing[key] += 1
@@ -359,7 +362,7 @@ class OnnxImporter:
 
     def check_names(self) -> None:
         """An ONNX graph is SSA: every name defined once, by an input, an initializer or one node."""
-        g, src = self.model.graph, self.source
+        g, src = self.onnx_graph, self.source
         if not g.output:
             raise PdcError(f"{src}: the graph is empty (no nodes, no outputs)" if not g.node
                            else f"{src}: the graph has no outputs")
@@ -379,7 +382,7 @@ class OnnxImporter:
         self.defined_by = defined
 
     def run(self) -> Graph:
-        g = self.model.graph
+        g = self.onnx_graph
         self.check_supported()
         self.check_names()
         self._collect_onnx_types()
@@ -441,6 +444,93 @@ class OnnxImporter:
         name = self.fresh(t.name)
         v = self.graph.add_constant(name, arr, dtypes.from_onnx(t.data_type))
         self.values[t.name] = v
+
+
+def _declared(vi: onnx.ValueInfoProto, where: str) -> Optional[TensorType]:
+    """A body's input or output type; None where the body leaves it out (ONNX infers it)."""
+    return type_from_proto(vi.type, where) if vi.type.WhichOneof("value") is not None else None
+
+
+def _all_nodes(g: onnx.GraphProto):
+    """The graph's nodes and, depth first, those of every body an attribute holds."""
+    for n in g.node:
+        yield n
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(a.g)
+
+
+class BodyImporter(OnnxImporter):
+    """Imports a control-flow body (an ONNX subgraph) into a closed Graph: the names it reads from
+    enclosing scopes become inputs after its own, and `captures` lists the outer values they are,
+    in order. Outer constants are copied in while importing, so that shapes fold as in the outer
+    graph; at the end every constant of the body becomes a captured input too (bodies hold none)."""
+
+    def __init__(self, parent: OnnxImporter, body: onnx.GraphProto, where: str, formal: list):
+        self.parent = parent
+        self.model = parent.model
+        self.onnx_graph = body
+        self.source = f"{parent.source}: {where}"
+        self.base_dir = parent.base_dir
+        self.max_tensor_bytes = parent.max_tensor_bytes
+        self.producers, self.defined_by, self.onnx_types = {}, {}, {}
+        self.opset = parent.opset
+        self.graph = Graph(_symbol(body.name or "body"))
+        self.values: dict[str, Value] = {}
+        self.taken: set[str] = set()
+        self.formal = formal  # per formal input: the type the node passes in (None: the body's own)
+        self.captures: list[Value] = []  # outer values read, in the order of the inputs after the formal ones
+        self.copied: dict[Value, Value] = {}  # outer constant -> its copy in the body
+
+    def lookup(self, name: str, where: str) -> Value:
+        if name in self.values or name in self.defined_by:
+            return super().lookup(name, where)
+        outer = self.parent.lookup(name, where)
+        if outer.is_const:
+            local = self.graph.add_constant(self.fresh(name), outer.data, outer.type.dtype)
+            self.copied[local] = outer
+        else:
+            local = Value(self.fresh(name), outer.type)
+            self.captures.append(outer)
+            self.graph.inputs.append(local)
+        self.values[name] = local
+        return local
+
+    def run(self) -> Graph:
+        g = self.onnx_graph
+        self.check_names()
+        self.graph_output_names = {o.name for o in g.output}
+        if len(g.input) != len(self.formal):
+            raise PdcError(f"{self.source}: takes {len(g.input)} inputs, the node passes {len(self.formal)}")
+        for t in g.initializer:
+            self._add_initializer(t)
+        for inp, given in zip(g.input, self.formal):
+            declared = _declared(inp, f"{self.source}: input '{inp.name}'")
+            t = declared if given is None else refine(given, declared) if declared is not None and \
+                types_compatible(given, declared) else given
+            if t is None:
+                raise PdcError(f"{self.source}: input '{inp.name}' has no element type")
+            v = Value(self.fresh(inp.name), t)
+            self.graph.inputs.insert(len(self.graph.inputs) - len(self.captures), v)
+            self.values[inp.name] = v
+        for n in g.node:
+            ctx = NodeContext(self, n)
+            CONVERTERS.get(n.op_type, default_convert)(ctx)
+        for o in g.output:
+            v = self.lookup(o.name, "body output")
+            declared = _declared(o, f"{self.source}: output '{o.name}'")
+            if declared is not None and types_compatible(v.type, declared):
+                v.type = refine(v.type, declared)
+            self.graph.outputs.append(v)
+        self.graph.remove_unused_constants()
+        for c in self.graph.constants:  # constants become captured inputs
+            outer = self.copied.get(c) or self.parent.graph.add_constant(self.parent.fresh(c.name), c.data,
+                                                                         c.type.dtype)
+            c.data = None
+            self.graph.inputs.append(c)
+            self.captures.append(outer)
+        self.graph.constants = []
+        return self.graph
 
 
 def load_external(t: onnx.TensorProto, base_dir: str, where: str) -> None:

@@ -116,7 +116,8 @@ class Graph:
         self.constants = [c for c in self.constants if c in used]
 
     def copy(self) -> "Graph":
-        """A structural copy: new Values and Nodes, constant arrays shared (they are never mutated)."""
+        """A structural copy: new Values and Nodes (subgraph attributes copied too), constant arrays
+        shared (they are never mutated)."""
         vmap = {}
 
         def cp(v):
@@ -127,7 +128,8 @@ class Graph:
             return vmap[v]
 
         g = Graph(self.name, [cp(v) for v in self.inputs], [], [], [cp(v) for v in self.constants])
-        g.nodes = [Node(n.op, [cp(v) for v in n.inputs], [cp(v) for v in n.outputs], dict(n.attrs), n.name)
+        g.nodes = [Node(n.op, [cp(v) for v in n.inputs], [cp(v) for v in n.outputs],
+                        {k: a.copy() if isinstance(a, Graph) else a for k, a in n.attrs.items()}, n.name)
                    for n in self.nodes]
         g.outputs = [cp(v) for v in self.outputs]
         return g

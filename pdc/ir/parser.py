@@ -88,8 +88,11 @@ class _Literals(lark.Transformer):
 
 
 class _Builder:
-    def __init__(self, source: str):
+    """Builds one graph; a subgraph attribute gets a builder of its own (a closed scope)."""
+
+    def __init__(self, source: str, constants: Optional[dict]):
         self.source = source
+        self.constants = constants
         self.values: dict[str, Value] = {}
 
     def fail(self, token, msg: str):
@@ -108,14 +111,15 @@ class _Builder:
             self.fail(token, f"%{name} is used before it is defined")
         return self.values[name]
 
-    def build(self, tree: lark.Tree, constants: Optional[dict]) -> Graph:
+    def build(self, tree: lark.Tree) -> Graph:
+        """A graph from its graph_def tree."""
         name_tok, inputs, outputs, *stmts = tree.children
         g = Graph(_name(str(name_tok)))
         for p in _params(inputs):
             g.inputs.append(self.define(p.children[0], Value(_name(str(p.children[0])), parse_type(str(p.children[1])))))
         for s in stmts:
             if s.data == "const_stmt":
-                g.constants.append(self.const(*s.children, constants))
+                g.constants.append(self.const(*s.children, self.constants))
             else:
                 g.nodes.append(self.node(*s.children))
         for p in _params(outputs):
@@ -148,7 +152,11 @@ class _Builder:
             key = str(a.children[0])
             if key in attrs:
                 self.fail(a.children[0], f"attribute '{key}' given twice")
-            attrs[key] = _LITERALS.transform(a.children[1])
+            lit = a.children[1]
+            if isinstance(lit, lark.Tree) and lit.data == "subgraph":
+                attrs[key] = _Builder(self.source, self.constants).build(lit.children[0])
+            else:
+                attrs[key] = _LITERALS.transform(lit)
         types = [parse_type(str(t)) for t in types_tree.children]
         if len(types) != len(results.children):
             self.fail(op, f"{len(results.children)} results but {len(types)} types")
@@ -184,4 +192,4 @@ def parse_graph(text: str, constants: Optional[dict] = None, source: str = "<ir>
     except lark.exceptions.UnexpectedInput as e:
         ctx = text.splitlines()[e.line - 1].strip() if 0 < getattr(e, "line", 0) <= len(text.splitlines()) else ""
         raise PdcError(f"{source}:{e.line}:{e.column}: syntax error near '{ctx[:60]}'") from None
-    return _Builder(source).build(tree, constants)
+    return _Builder(source, constants).build(tree.children[0])

@@ -51,7 +51,9 @@ def format_scalar(x) -> str:
     return format_float(x)
 
 
-def format_attr(v) -> str:
+def format_attr(v, level: int = 0) -> str:
+    if isinstance(v, Graph):  # a subgraph, one level deeper than the node that holds it
+        return print_graph(v, level + 1).rstrip("\n")
     if isinstance(v, DType):
         return v.short
     if isinstance(v, str):
@@ -68,23 +70,26 @@ def format_attr(v) -> str:
     return format_scalar(v)
 
 
-def format_node(n: Node) -> str:
+def format_node(n: Node, level: int = 0) -> str:
     results = ", ".join(value_ref(v) for v in n.outputs)
     operands = ", ".join("_" if v is None else value_ref(v) for v in n.inputs)
     line = f"{results} = {n.op}({operands})"
     if n.attrs:
-        line += " {" + ", ".join(f"{k}={format_attr(n.attrs[k])}" for k in sorted(n.attrs)) + "}"
+        line += " {" + ", ".join(f"{k}={format_attr(n.attrs[k], level)}" for k in sorted(n.attrs)) + "}"
     line += " : " + ", ".join(str(v.type) for v in n.outputs)
     if n.name:
         line += " @" + json.dumps(n.name, ensure_ascii=True)
     return line
 
 
-def print_graph(g: Graph) -> str:
+def print_graph(g: Graph, level: int = 0) -> str:
+    """The text of g; a subgraph (level > 0) is indented one step per level, its first line
+    continuing the attribute that holds it."""
     params = ", ".join(f"{value_ref(v)}: {v.type}" for v in g.inputs)
     results = ", ".join(f"{value_ref(v)}: {v.type}" for v in g.outputs)
+    pad = "  " * level
     lines = [f"graph @{quote_name(g.name)}({params}) -> ({results}) {{"]
-    lines += [f"  {value_ref(c)} = const {c.type}" for c in g.constants]
-    lines += [f"  {format_node(n)}" for n in g.nodes]
-    lines.append("}")
+    lines += [f"{pad}  {value_ref(c)} = const {c.type}" for c in g.constants]
+    lines += [f"{pad}  {format_node(n, level)}" for n in g.nodes]
+    lines.append(pad + "}")
     return "\n".join(lines) + "\n"

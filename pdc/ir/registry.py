@@ -2,7 +2,8 @@
 
 An op is registered with `register_op`. Input and output specs are names with an optional
 suffix: `X?` is optional, `X*` is variadic (only the last spec may be variadic). Attributes are
-`Attr(kind, default)`; kinds are int, float, string, ints, floats, strings, dtype, tensor.
+`Attr(kind, default)`; kinds are int, float, string, ints, floats, strings, dtype, tensor, graph
+(a closed subgraph: every value it reads is one of its inputs).
 `REQUIRED` marks an attribute without a default; `None` marks an optional one that may be absent.
 
 - `infer(ctx) -> list[TensorType]` computes output types from `ctx.types` / `ctx.attrs` /
@@ -21,10 +22,11 @@ import numpy as np
 
 from .dtypes import DType
 from .errors import UnsupportedError, VerifyError
+from .graph import Graph
 from .types import TensorType
 
 REQUIRED = object()
-ATTR_KINDS = ("int", "float", "string", "ints", "floats", "strings", "dtype", "tensor")
+ATTR_KINDS = ("int", "float", "string", "ints", "floats", "strings", "dtype", "tensor", "graph")
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ def check_attr_value(kind: str, value) -> bool:
         return isinstance(value, DType)
     if kind == "tensor":
         return isinstance(value, np.ndarray)
+    if kind == "graph":
+        return isinstance(value, Graph)
     return False
 
 

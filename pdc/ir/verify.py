@@ -108,6 +108,15 @@ def verify_graph(graph: Graph) -> None:
             if v is not None and v not in defined:
                 raise VerifyError(f"{node.describe()}: input {i} (%{v.name}) is used before it is defined")
         check_node_schema(node)
+        for key, sub in node.attrs.items():
+            if isinstance(sub, Graph):
+                if sub.constants:
+                    raise VerifyError(f"{node.describe()}: subgraph '{key}' holds constants; a subgraph reads "
+                                      f"constants as inputs, which its node passes in")
+                try:
+                    verify_graph(sub)
+                except VerifyError as e:
+                    raise VerifyError(f"{node.describe()}, subgraph '{key}': {e}") from None
         for v, t in zip(node.outputs, infer_node(node)):
             if not types_compatible(v.type, t):
                 raise VerifyError(f"{node.describe()}: output %{v.name} is declared {v.type} but the op gives {t}")

@@ -1,0 +1,205 @@
+"""If, Loop and Scan as C control flow around their bodies' kernels.
+
+Each body is rendered like a small bundle of its own (CRenderer.render_subgraph): static kernel
+functions and a static `..._run(A, inputs, outputs)` that calls them over an arena A, which is
+part of this kernel's scratch (so it lives in the model's one static arena). Captured inputs that
+are constants of the model become constants of the body, so its kernels pack them at compile
+time as they would outside a loop. Loop-carried values and Scan states alternate between two
+scratch buffers (an iteration reads one and writes the other); each iteration's scanned values
+go straight into their slice of the output when the slice is contiguous, through a scratch
+buffer otherwise. Shapes are static: a Loop with scanned outputs needs its trip count at compile
+time (a constant M and no condition input).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from ...ir.graph import Graph
+from ..context import KernelContext
+from . import kernel
+
+ALIGN = 64
+
+
+def _with_constants(ctx: KernelContext, body: Graph, first: int, shift: int) -> tuple[Graph, list[int]]:
+    """The body with every captured input (body inputs from `first` on; node input = body input +
+    shift) that is a constant of the model turned into a constant of its own; and the node inputs
+    still passed at run time for the body inputs from `first` on, in order."""
+    g = body.copy()
+    kept, fixed = [], []
+    for j in range(first, len(g.inputs)):
+        data = ctx.const(j + shift)
+        if data is None:
+            kept.append(j + shift)
+        else:
+            g.inputs[j].data = data
+            fixed.append(g.inputs[j])
+    g.inputs = [v for v in g.inputs if v not in fixed]
+    g.constants = fixed
+    return g, kept
+
+
+class _Scratch:
+    """Carves this kernel's scratch into aligned pieces (byte offsets)."""
+
+    def __init__(self):
+        self.size = 0
+
+    def take(self, nbytes: int) -> int:
+        offset = -(-self.size // ALIGN) * ALIGN
+        self.size = offset + max(nbytes, 1)
+        return offset
+
+
+def _array(kind: str, name: str, items: list[str]) -> str:
+    """A C array of pointers (kind `const void *` or `void *`), or a null pointer when empty."""
+    if not items:
+        return f"{kind} const *{name} = 0;"
+    return f"{kind} {name}[{len(items)}] = {{{', '.join(items)}}};"
+
+
+def _run_call(run: str, arena: str) -> list[str]:
+    return [f"pdc_status e = {run}({arena}, ins, outs);",
+            "if (e != PDC_OK) { *pdc_err = e; break; }"]
+
+
+@kernel("if")
+def if_(ctx: KernelContext) -> str:
+    ctx.reports_status = True
+    runs, arena = [], 0
+    for key in ("then_branch", "else_branch"):
+        g, kept = _with_constants(ctx, ctx.attrs[key], 0, 1)
+        text, nbytes = ctx.render_subgraph(g, f"{ctx.fn_name}_{key[:4]}")
+        ctx.helper(f"{ctx.fn_name}_{key}", text)
+        runs.append((f"{ctx.fn_name}_{key[:4]}_run", kept))
+        arena = max(arena, nbytes)
+    a = ctx.scratch(arena, "uint8_t", 1) if arena else "0"
+    outs = _array("void *", "outs", [f"out{i}" for i in range(len(ctx.outputs))])
+    lines = []
+    for (run, kept), word in zip(runs, ("if (in0[0]) {", "} else {")):
+        lines += [f"    {word}", f"        {_array('const void *', 'ins', [f'in{i}' for i in kept])}",
+                  f"        {outs}", f"        pdc_status e = {run}({a}, ins, outs);",
+                  "        if (e != PDC_OK) *pdc_err = e;"]
+    return _void_unused(ctx, "\n".join(lines + ["    }"]))
+
+
+def _carried_buffers(sc: _Scratch, types) -> list[list[int]]:
+    """Two scratch buffers per carried value (the iterations alternate between them)."""
+    return [[sc.take(t.nbytes) for t in types] for _ in range(2)]
+
+
+def _carry_lines(first_input: int, types) -> tuple[list, list]:
+    """C declarations of the current carried pointers (the initial values first), and the final
+    copy of the current ones to the first outputs."""
+    decl = [f"const uint8_t *cur{j} = (const uint8_t *)in{first_input + j};" for j in range(len(types))]
+    final = [f"memcpy(out{j}, cur{j}, {t.nbytes});" for j, t in enumerate(types)]
+    return decl, final
+
+
+def _void_unused(ctx: KernelContext, body: str) -> str:
+    """The body, with `(void)inK;` for each input it does not name (absent, or a constant the
+    body's kernels packed)."""
+    unused = [f"(void)in{i};" for i in range(len(ctx.inputs)) if f"in{i}" not in re.findall(r"\bin\d+\b", body)]
+    return ("    " + " ".join(unused) + "\n" if unused else "") + body
+
+
+def _swap(count: int, bufs, base: str) -> list[str]:
+    """After iteration t: the values just written (buffer t % 2) are the current ones."""
+    return [f"cur{j} = {base} + (t % 2 ? {bufs[1][j]} : {bufs[0][j]});" for j in range(count)]
+
+
+def _next(count: int, bufs, base: str) -> list[str]:
+    return [f"{base} + (t % 2 ? {bufs[1][j]} : {bufs[0][j]})" for j in range(count)]
+
+
+@kernel("loop")
+def loop(ctx: KernelContext) -> str:
+    ctx.reports_status = True
+    body: Graph = ctx.attrs["body"]
+    c = ctx.attrs.get("captures", 0)
+    n = len(ctx.inputs) - 2 - c
+    k = len(ctx.outputs) - n
+    g, kept = _with_constants(ctx, body, 2 + n, 0)
+    text, arena = ctx.render_subgraph(g, f"{ctx.fn_name}_body")
+    ctx.helper(f"{ctx.fn_name}_body", text)
+    sc = _Scratch()
+    at_arena = sc.take(arena) if arena else None
+    carried = [ctx.inputs[2 + j] for j in range(n)]
+    bufs = _carried_buffers(sc, carried)
+    at_iter, at_cond_in, at_cond_out = sc.take(8), sc.take(1), sc.take(1)
+    S = ctx.scratch(sc.size, "uint8_t", 1)
+    decl, final = _carry_lines(2, carried)
+    slices = [math.prod(t.shape[1:]) * t.dtype.itemsize for t in ctx.outputs[n:]]
+    trips = "in0[0]" if ctx.has_input(0) else "INT64_MAX"
+    cond = "in1[0]" if ctx.has_input(1) else "1"
+    ins = ["S + %d" % at_iter, "S + %d" % at_cond_in] + [f"cur{j}" for j in range(n)] + [f"in{i}" for i in kept]
+    outs = ["S + %d" % at_cond_out] + _next(n, bufs, "S") + \
+        [f"(uint8_t *)out{n + j} + t * {slices[j]}" for j in range(k)]
+    lines = [f"uint8_t *S = {S};", "(void)S;", *decl, f"const int64_t trips = {trips};", f"uint8_t cond = {cond};",
+             "for (int64_t t = 0; t < trips && cond; t++) {",
+             f"    *(int64_t *)(S + {at_iter}) = t;", f"    S[{at_cond_in}] = cond;",
+             f"    {_array('const void *', 'ins', ins)}", f"    {_array('void *', 'outs', outs)}",
+             *("    " + x for x in _run_call(f"{ctx.fn_name}_body_run", f"S + {at_arena}" if arena else "0")),
+             *("    " + x for x in _swap(n, bufs, "S")),
+             *([f"    cond = S[{at_cond_out}];"] if ctx.has_input(1) else []),
+             "}", *final]
+    return _void_unused(ctx, "\n".join("    " + x for x in lines))
+
+
+@kernel("scan")
+def scan(ctx: KernelContext) -> str:
+    ctx.reports_status = True
+    a = ctx.attrs
+    body: Graph = a["body"]
+    m, c = a["num_scan_inputs"], a.get("captures", 0)
+    n = len(ctx.inputs) - m - c
+    k = len(ctx.outputs) - n
+    in_axes = [x % len(ctx.inputs[n + j].shape) for j, x in enumerate(a.get("scan_input_axes") or [0] * m)]
+    in_dirs = a.get("scan_input_directions") or [0] * m
+    out_axes = [x % len(ctx.outputs[n + j].shape) for j, x in enumerate(a.get("scan_output_axes") or [0] * k)]
+    out_dirs = a.get("scan_output_directions") or [0] * k
+    length = ctx.inputs[n].shape[in_axes[0]]
+    g, kept = _with_constants(ctx, body, n + m, 0)
+    text, arena = ctx.render_subgraph(g, f"{ctx.fn_name}_body")
+    ctx.helper(f"{ctx.fn_name}_body", text)
+    sc = _Scratch()
+    at_arena = sc.take(arena) if arena else None
+    states = [ctx.inputs[j] for j in range(n)]
+    bufs = _carried_buffers(sc, states)
+    gather = {j: sc.take(ctx.inputs[n + j].nbytes // max(length, 1)) for j in range(m) if in_axes[j] != 0}
+    scatter = {j: sc.take(ctx.outputs[n + j].nbytes // max(length, 1)) for j in range(k) if out_axes[j] != 0}
+    S = ctx.scratch(sc.size, "uint8_t", 1)
+    decl, final = _carry_lines(0, states)
+    pre, post, ins_x, outs_y = [], [], [], []
+    for j in range(m):
+        t = ctx.inputs[n + j]
+        step = "(L - 1 - t)" if in_dirs[j] else "t"
+        outer, inner = math.prod(t.shape[:in_axes[j]]), math.prod(t.shape[in_axes[j] + 1:]) * t.dtype.itemsize
+        if j in gather:
+            pre += [f"for (int64_t o = 0; o < {outer}; o++) memcpy(S + {gather[j]} + o * {inner}, "
+                    f"(const uint8_t *)in{n + j} + (o * L + {step}) * {inner}, {inner});"]
+            ins_x.append(f"S + {gather[j]}")
+        else:
+            ins_x.append(f"(const uint8_t *)in{n + j} + {step} * {inner}")
+    for j in range(k):
+        t = ctx.outputs[n + j]
+        step = "(L - 1 - t)" if out_dirs[j] else "t"
+        outer, inner = math.prod(t.shape[:out_axes[j]]), math.prod(t.shape[out_axes[j] + 1:]) * t.dtype.itemsize
+        if j in scatter:
+            post += [f"for (int64_t o = 0; o < {outer}; o++) memcpy((uint8_t *)out{n + j} + (o * L + {step}) * "
+                     f"{inner}, S + {scatter[j]} + o * {inner}, {inner});"]
+            outs_y.append(f"S + {scatter[j]}")
+        else:
+            outs_y.append(f"(uint8_t *)out{n + j} + {step} * {inner}")
+    ins = [f"cur{j}" for j in range(n)] + ins_x + [f"in{i}" for i in kept]
+    outs = _next(n, bufs, "S") + outs_y
+    lines = [f"uint8_t *S = {S};", "(void)S;", *decl, f"const int64_t L = {length};",
+             "for (int64_t t = 0; t < L; t++) {",
+             *("    " + x for x in pre),
+             f"    {_array('const void *', 'ins', ins)}", f"    {_array('void *', 'outs', outs)}",
+             *("    " + x for x in _run_call(f"{ctx.fn_name}_body_run", f"S + {at_arena}" if arena else "0")),
+             *("    " + x for x in post),
+             *("    " + x for x in _swap(n, bufs, "S")),
+             "}", *final]
+    return _void_unused(ctx, "\n".join("    " + x for x in lines))
