@@ -33,7 +33,6 @@ from tolerances import max_rel_error, top1_near_tie
 ROOT = Path(__file__).resolve().parents[2]
 ZOO = ("mobilenet_v2", "mobilenet_v3_small", "resnet18", "squeezenet1_1", "transformer_encoder", "lstm", "gru",
        "lenet", "mlp", "digits_cnn", "tiny_cnn")
-CLASSIFIERS = ("mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1", "digits_cnn")
 CONV_PATHS = {"direct": "direct", "tiled": "implicit", "depthwise": "depthwise", "1x1-gemm": "1x1"}
 
 
@@ -62,7 +61,9 @@ def test_zoo_matches_onnxruntime_in_fp32(name, zoo, tmp_path):
 
 
 # every classifier in fp16; bf16 (the same kernels with another storage type) on two of them
-STORAGE_CASES = [(n, "fp16") for n in CLASSIFIERS] + [(n, "bf16") for n in ("mobilenet_v3_small", "digits_cnn")]
+# classifiers in 16-bit storage (squeezenet's layers are in the path draws below; it runs whole in fp32)
+STORAGE_CASES = [(n, "fp16") for n in ("mobilenet_v2", "mobilenet_v3_small", "digits_cnn")] + \
+    [(n, "bf16") for n in ("mobilenet_v3_small", "digits_cnn")]
 
 
 @pytest.mark.zoo
@@ -101,8 +102,8 @@ def check(model, feeds, folder, monkeypatch, force=None, precision="fp32", expec
     return taken
 
 
-CONV_SEEDS = list(range(1000, 1016))
-PRODUCT_SEEDS = list(range(2000, 2016))
+CONV_SEEDS = list(range(1000, 1010))  # CI's share; tools/fuzz_kernels.py draws more
+PRODUCT_SEEDS = list(range(2000, 2010))
 
 
 def conv_paths(case: dict, precision: str) -> list[tuple[str, str]]:
