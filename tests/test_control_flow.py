@@ -175,3 +175,20 @@ def test_scanned_outputs_need_a_static_trip_count(tmp_path):
     with pytest.raises(PdcError, match=r"the shape of %xs \(f32\[\w+,3\]\) depends on the input values; pdc compiles "
                                        r"static shapes only"):
         pdc.compile(m, target="x86", out_dir=str(tmp_path / "b"))
+
+
+def test_malformed_bodies_get_one_line_errors():
+    m = if_model()
+    attrs = m.graph.node[2].attribute
+    del attrs[[a.name for a in attrs].index("else_branch")]
+    with pytest.raises(PdcError, match=r"^If node: attribute 'else_branch' is required$"):
+        import_onnx(m, "cf")
+    m = loop_model()
+    body = m.graph.node[0].attribute[0].g
+    del body.input[2]  # the body takes fewer inputs than the loop passes
+    with pytest.raises(PdcError, match=r"^cf: Loop node body: takes 2 inputs, the node passes 3$"):
+        import_onnx(m, "cf")
+    m = scan_model()
+    m.graph.node[0].attribute[0].g.node[0].input[1] = "nowhere"
+    with pytest.raises(PdcError, match=r"^cf: Scan node body: Mul node uses 'nowhere', which nothing defines$"):
+        import_onnx(m, "cf")

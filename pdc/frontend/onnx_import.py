@@ -485,7 +485,10 @@ class BodyImporter(OnnxImporter):
     def lookup(self, name: str, where: str) -> Value:
         if name in self.values or name in self.defined_by:
             return super().lookup(name, where)
-        outer = self.parent.lookup(name, where)
+        try:
+            outer = self.parent.lookup(name, where)
+        except PdcError as e:  # name the body the reading node is in
+            raise PdcError(str(e).replace(f"{self.parent.source}: ", f"{self.source}: ", 1)) from None
         if outer.is_const:
             local = self.graph.add_constant(self.fresh(name), outer.data, outer.type.dtype)
             self.copied[local] = outer

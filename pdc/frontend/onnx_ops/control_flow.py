@@ -35,6 +35,9 @@ def inline_branch(ctx: NodeContext, branch) -> None:
 
 @converter("If")
 def convert_if(ctx: NodeContext) -> None:
+    for key in ("then_branch", "else_branch"):
+        if key not in ctx.attrs:
+            ctx.fail(f"attribute '{key}' is required")
     cond = ctx.const_input(0)
     if cond is not None and cond.size == 1:
         return inline_branch(ctx, ctx.attrs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"])
