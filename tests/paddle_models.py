@@ -85,9 +85,16 @@ LEGACY_PROGRAMS: dict[str, dict] = {
     "legacy_ops_v1": dict(program="legacy_ops_v1", inputs=[("x", [None, 4, 5, 5], "float32")]),
 }
 
-# models pdc rejects (their error messages are tested)
+# models pdc rejects (their error messages are tested): control flow in the legacy format (in PIR,
+# pdc lowers it: tests/test_paddle_x86.py)
 UNSUPPORTED_MODELS: dict[str, dict] = {
     "control_flow": dict(build="ControlFlow()", inputs=[("x", [None, 3], "float32")]),
+}
+
+# PIR only: a greedy decoding loop (a while over a fixed number of steps, whose body embeds the
+# argmax token of each step and reads the weights from outside)
+CONTROL_FLOW_MODELS: dict[str, dict] = {
+    "greedy_decode": dict(build="GreedyDecode()", inputs=[("h", [None, 8], "float32")]),
 }
 
 # full-size variants (hundreds of MB of weights; in CI too, see test_full_size_model_matches_paddle)
@@ -107,7 +114,7 @@ def feed_shape(shape):
 
 
 def all_specs() -> dict[str, dict]:
-    return {**MODELS, **LEGACY_PROGRAMS, **UNSUPPORTED_MODELS, **FULL_MODELS}
+    return {**MODELS, **LEGACY_PROGRAMS, **UNSUPPORTED_MODELS, **CONTROL_FLOW_MODELS, **FULL_MODELS}
 
 
 MARKER = "# " + "Everything below runs only in the generator subprocess."
@@ -430,8 +437,29 @@ def _op_models(paddle, nn):
                 return x * 2
             return x - 1
 
+    class GreedyDecode(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 8)
+            self.cell = nn.Linear(16, 8)
+            self.out = nn.Linear(8, 10)
+
+        def forward(self, h):
+            i = paddle.full([1], 0, "int64")
+            steps = paddle.full([1], 6, "int64")
+            score = paddle.zeros([h.shape[0]], "float32")
+            logits = self.out(h)  # assigned before the loop: see the placeholder error in pdc's lowering
+            tok = paddle.argmax(logits, axis=-1)
+            while i < steps:
+                logits = self.out(h)
+                tok = paddle.argmax(logits, axis=-1)
+                h = paddle.tanh(self.cell(paddle.concat([h, self.emb(tok)], axis=-1)))
+                score = score + paddle.max(paddle.nn.functional.log_softmax(logits, axis=-1), axis=-1)
+                i = i + 1
+            return h, score
+
     return dict(Elementwise=Elementwise, ShapeOps=ShapeOps, ReduceOps=ReduceOps, NNOps=NNOps,
-                EmbeddingOps=EmbeddingOps, MoreOps=MoreOps, ControlFlow=ControlFlow)
+                EmbeddingOps=EmbeddingOps, MoreOps=MoreOps, ControlFlow=ControlFlow, GreedyDecode=GreedyDecode)
 
 
 def _legacy_program(paddle, np, which: str, prefix: str, rng) -> None:

@@ -58,7 +58,8 @@ _dirs: dict[str, dict[str, str]] = {}
 
 def folder(name: str, fmt: str) -> str:
     if not _dirs:  # the first call generates what is missing, both formats side by side
-        names = {"pir": list(pm.MODELS), "legacy": list(pm.MODELS) + list(pm.LEGACY_PROGRAMS)}
+        names = {"pir": list(pm.MODELS) + list(pm.CONTROL_FLOW_MODELS) + list(pm.UNSUPPORTED_MODELS),
+                 "legacy": list(pm.MODELS) + list(pm.LEGACY_PROGRAMS)}
         with ThreadPoolExecutor(len(pm.FORMATS)) as pool:
             jobs = {f: pool.submit(pm.ensure_models, names[f], f) for f in pm.FORMATS}
             _dirs.update({f: job.result() for f, job in jobs.items()})
@@ -164,6 +165,12 @@ def run_model(name: str, formats) -> None:
 @pytest.mark.parametrize("name", params(NETWORKS))
 def test_network_on_x86_matches_paddle(name):
     run_model(name, pm.FORMATS)
+
+
+@pytest.mark.parametrize("name", ["control_flow", *pm.CONTROL_FLOW_MODELS])
+def test_pir_control_flow_on_x86_matches_paddle(name):
+    """Paddle's if and while, lowered to pdc's if and loop and compiled as C control flow."""
+    run_model(name, ["pir"])
 
 
 @pytest.mark.parametrize("name", params(OP_MODELS + list(pm.LEGACY_PROGRAMS)))

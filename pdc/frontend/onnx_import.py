@@ -464,7 +464,8 @@ class BodyImporter(OnnxImporter):
     """Imports a control-flow body (an ONNX subgraph) into a closed Graph: the names it reads from
     enclosing scopes become inputs after its own, and `captures` lists the outer values they are,
     in order. Outer constants are copied in while importing, so that shapes fold as in the outer
-    graph; at the end every constant of the body becomes a captured input too (bodies hold none)."""
+    graph; at the end every constant of the body becomes a captured input too (bodies hold none),
+    which keeps its data (pdc/ir/ops/control_flow.py)."""
 
     def __init__(self, parent: OnnxImporter, body: onnx.GraphProto, where: str, formal: list):
         self.parent = parent
@@ -526,10 +527,9 @@ class BodyImporter(OnnxImporter):
                 v.type = refine(v.type, declared)
             self.graph.outputs.append(v)
         self.graph.remove_unused_constants()
-        for c in self.graph.constants:  # constants become captured inputs
+        for c in self.graph.constants:  # constants become captured inputs (keeping their data)
             outer = self.copied.get(c) or self.parent.graph.add_constant(self.parent.fresh(c.name), c.data,
                                                                          c.type.dtype)
-            c.data = None
             self.graph.inputs.append(c)
             self.captures.append(outer)
         self.graph.constants = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .errors import PdcError
 from .graph import Graph
+from .registry import get_op
 from .types import TensorType, refine, types_compatible
 from .verify import infer_node
 
@@ -52,8 +53,16 @@ def bind_shapes(graph: Graph, shapes: dict[str, tuple]) -> Graph:
 
 
 def reinfer(g: Graph) -> None:
-    """Re-runs type inference over every node in order, keeping the more precise type."""
+    """Re-runs type inference over every node in order, keeping the more precise type; a
+    control-flow body first takes the types its node now passes in (bound dims included)."""
     for node in g.nodes:
+        bodies = get_op(node.op).extra.get("body_inputs")
+        for key, passed in (bodies(node) if bodies else {}).items():
+            body = node.attrs[key]
+            for v, (t, data) in zip(body.inputs, passed):
+                if t is not None and t.dtype == v.type.dtype and types_compatible(v.type, t):
+                    v.type, v.data = t, data
+            reinfer(body)
         for v, t in zip(node.outputs, infer_node(node)):
             if not types_compatible(v.type, t) and v.type.dtype == t.dtype:
                 v.type = t  # shapes changed with the binding

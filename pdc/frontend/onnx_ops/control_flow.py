@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...ir import dtypes
 from ...ir.graph import Graph, Value
+from ...ir.ops.control_flow import share_captures
 from ...ir.types import TensorType
 from ..onnx_import import CONVERTERS, BodyImporter, NodeContext, converter, default_convert
 
@@ -42,16 +43,7 @@ def convert_if(ctx: NodeContext) -> None:
     if cond is not None and cond.size == 1:
         return inline_branch(ctx, ctx.attrs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"])
     (then, then_caps), (other, other_caps) = (import_body(ctx, k, []) for k in ("then_branch", "else_branch"))
-    caps = list(dict.fromkeys(then_caps + other_caps))
-    for g, own in ((then, then_caps), (other, other_caps)):  # both branches take every capture, in one order
-        mine, taken = dict(zip(own, g.inputs)), g.value_names()
-        inputs = []
-        for c in caps:
-            if c not in mine:
-                mine[c] = Value(g.fresh_name("unused", taken), c.type)
-                taken.add(mine[c].name)
-            inputs.append(mine[c])
-        g.inputs = inputs
+    caps = share_captures([(then, then_caps), (other, other_caps)])
     ctx.emit_node_outputs("if", [ctx.input(0)] + caps, {"then_branch": then, "else_branch": other})
 
 

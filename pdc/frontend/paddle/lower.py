@@ -47,6 +47,14 @@ class _Unavailable:
         self.why = why
 
 
+def _all_ops(ops: list):
+    """The ops and, depth first, those of every control-flow body they hold."""
+    for op in ops:
+        yield op
+        for block in op.regions:
+            yield from _all_ops(block.ops)
+
+
 def sanitize(name: str) -> str:
     s = re.sub(r"[^A-Za-z0-9_.]", "_", name)[:64]
     return s if s and not s[0].isdigit() and s[0] != "." else "v_" + s
@@ -235,7 +243,7 @@ class Lowering:
     # ---- the whole program -----------------------------------------------------------------------
     def check_supported(self) -> None:
         missing: Counter = Counter()
-        for op in self.program.ops:
+        for op in _all_ops(self.program.ops):
             if op.unsupported or op.type not in CONVERTERS:
                 missing[op.type] += 1
         if missing:
@@ -243,7 +251,7 @@ class Lowering:
             raise UnsupportedError(f"{self.program.source}: unsupported Paddle ops: {listing}")
 
     def run(self) -> Graph:
-        from . import ops, quant  # noqa: F401  (registers the converters)
+        from . import control_flow, ops, quant  # noqa: F401  (registers the converters)
         self.check_supported()
         for k, why in self.program.unavailable.items():
             self.env[k] = _Unavailable(why)
@@ -334,6 +342,10 @@ class Lowering:
             else:
                 bad = bad or any(isinstance(a, int) and isinstance(b, int) and a != b
                                  for a, b in zip(got.shape, declared.shape))
+        if bad and cx.op.type == "full" and got.shape == () and "?" in (declared.shape or ()):
+            raise UnsupportedError(f"{cx.where}: a scalar placeholder declared {declared}: Paddle's dy2static "
+                                   f"writes one for a variable first assigned inside a loop, whose value before the "
+                                   f"loop has no shape; assign the variable before the loop")
         if bad:
             raise PdcError(f"{cx.where}: pdc's lowering gives result {k} type {got} but the file declares "
                            f"{declared} (a pdc bug or an inconsistent model)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from typing import Optional
 
 import numpy as np
 
@@ -17,9 +18,10 @@ from ...ir import dtypes
 from ...ir.errors import PdcError, UnsupportedError
 from ...ir.types import TensorType
 from .pdiparams import ParamSpec
-from .program import Op, Program, declared_type, parse_dtype
+from .program import Block, Op, Program, declared_type, parse_dtype
 
 SCHEMA_VERSION = 4  # what Paddle 3.x writes
+CONTROL_FLOW = ("if", "while")  # pd_op ops with regions that pdc lowers (lower.py)
 DIALECTS = {"0": "builtin", "1": "pd_op", "2": "cf", "3": "custom_op", "4": "pd_dist"}
 
 ELEMENT_TYPES = {
@@ -109,6 +111,14 @@ def load_pir_json(path: str) -> Program:
     return _Parser(path).run(ops)
 
 
+def _arg_id(a) -> int:
+    """The id of a block argument ("#", negative); operands refer to it as {"%": id}."""
+    key = a.get("#") if isinstance(a, dict) else None
+    if not isinstance(key, int) or isinstance(key, bool):
+        raise _Bad(f"a block argument id {key!r} that is not an integer")
+    return key
+
+
 def _value_id(x) -> int:
     """The integer id ("%") of a result or operand: values are looked up by it."""
     key = x.get("%") if isinstance(x, dict) else None
@@ -124,23 +134,44 @@ class _Parser:
         self.fetches: list[tuple[int, object]] = []
 
     def run(self, ops: list) -> Program:
-        for i, op in enumerate(ops):
-            where = f"{self.path}: op #{i}"
-            if not isinstance(op, dict):
-                raise PdcError(f"{where}: malformed op")
-            try:
-                self.op(op, i, where)
-            except _Bad as e:
-                raise PdcError(f"{where} ({op.get('#')}): {e}") from None
-            except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
-                raise PdcError(f"{where} ({op.get('#')}): malformed op ({type(e).__name__}: {e})") from None
+        self.program.ops = self.ops(ops, f"{self.path}: op #")
         self.fetches.sort(key=lambda c: c[0])
         self.program.outputs = [k for _, k in self.fetches]
         if not self.program.outputs:
             raise PdcError(f"{self.path}: the program has no fetch ops (no outputs)")
         return self.program
 
-    def op(self, op: dict, i: int, where: str) -> None:
+    def ops(self, ops: list, prefix: str) -> list[Op]:
+        """The ops of a block (the program's, or a control-flow body's: `prefix` names it)."""
+        out = []
+        for i, op in enumerate(ops):
+            where = f"{prefix}{i}"
+            if not isinstance(op, dict):
+                raise PdcError(f"{where}: malformed op")
+            try:
+                parsed = self.op(op, i, where)
+            except _Bad as e:
+                raise PdcError(f"{where} ({op.get('#')}): {e}") from None
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
+                raise PdcError(f"{where} ({op.get('#')}): malformed op ({type(e).__name__}: {e})") from None
+            if parsed is not None:
+                out.append(parsed)
+        return out
+
+    def block(self, region: dict, where: str) -> Block:
+        """A region's one block: its arguments, its ops and the operands of the yield closing it."""
+        blocks = region.get("blocks") if isinstance(region, dict) else None
+        if not isinstance(blocks, list) or len(blocks) != 1 or not isinstance(blocks[0], dict):
+            raise _Bad("a region without exactly one block")
+        b = blocks[0]
+        args = [(_arg_id(a), parse_type(a.get("TT"), where)) for a in b.get("args", [])]
+        ops = b.get("ops")
+        if not isinstance(ops, list) or not ops or not isinstance(ops[-1], dict) or ops[-1].get("#") != "2.yield":
+            raise _Bad("a region whose block does not end in a yield")
+        yields = [self.operand(x) for x in ops[-1].get("I", [])]
+        return Block(args, self.ops(ops[:-1], f"{where} body op #"), yields)
+
+    def op(self, op: dict, i: int, where: str) -> Optional[Op]:
         tag = op.get("#")
         if tag == "p":
             return self.parameter(op, where)
@@ -162,14 +193,20 @@ class _Parser:
                 raise _Bad("data op without dtype or shape")
             self.program.inputs.append((str(attrs.get("name", f"input{len(self.program.inputs)}")), keys[0],
                                         TensorType(dt, tuple(int(d) for d in shape))))
-            return
+            return None
         if dialect == "1" and name == "fetch":
             self.fetches.append((int(attrs.get("col", len(self.fetches))), operands[0]))
             return
         label = name if dialect == "1" else f"{DIALECTS.get(dialect, dialect)}.{name}"
+        regions = []
         if "regions" in op:
-            label = f"{label} (control flow)" if dialect == "1" else label
-        self.program.ops.append(Op(label, operands, keys, attrs, types, f"{where} '{label}'", f"{name}_{i}"))
+            if not (dialect == "1" and name in CONTROL_FLOW):
+                label = f"{label} (control flow)"
+            elif not isinstance(op["regions"], list):
+                raise _Bad("malformed regions")
+            else:
+                regions = [self.block(r, f"{where} '{label}'") for r in op["regions"]]
+        return Op(label, operands, keys, attrs, types, f"{where} '{label}'", f"{name}_{i}", regions=regions)
 
     def operand(self, x):
         if not isinstance(x, dict):

@@ -45,6 +45,16 @@ class Op:
     where: str  # how messages name this op: "op #12 'pd_op.conv2d'"
     name: str = ""  # the IR node name for its lowering
     unsupported: bool = False  # a legacy op pdc cannot rewrite (type is then the legacy name)
+    regions: list = field(default_factory=list)  # a control-flow op's bodies: one Block each
+
+
+@dataclass
+class Block:
+    """A control-flow body: its arguments (key, declared type), its ops, and the operands its
+    closing yield gives back (the body's results)."""
+    args: list
+    ops: list
+    yields: list
 
 
 @dataclass

@@ -3,7 +3,9 @@
 A body is a closed graph: it reads nothing but its inputs. What an ONNX body reads from the
 enclosing scope (outer values, constants) the node passes in explicitly, as its last `captures`
 inputs, which the body takes as its last inputs, in the same order. So a pass that looks only at
-the outer graph sees every value a body uses.
+the outer graph sees every value a body uses. A body input that a constant of the enclosing graph
+is passed to carries that constant's data (as the inputs of a node do), so that shapes computed
+from it inside the body fold as they would outside (shapes.reinfer re-attaches it).
 
 - if(cond, captures...) {then_branch, else_branch}: both branches take the captures and give the
   node's outputs; where their shapes differ, the dims that differ are unknown ("?").
@@ -19,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..graph import Graph
+from ..graph import Graph, Value
 from ..registry import REQUIRED, Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
 from .common import normalize_axis
@@ -44,6 +46,21 @@ def _check_inputs(ctx: InferContext, body: Graph, what: str, given: list) -> Non
 def _check_flag(ctx: InferContext, t: TensorType, what: str) -> None:
     if t.dtype is not dtypes.bool_ or (t.numel is not None and t.numel != 1):
         ctx.fail(f"{what} must be one bool, got {t}")
+
+
+def share_captures(branches: list) -> list:
+    """The captures of all branches ([(Graph, its captured outer values)]), each once, in order;
+    every branch's inputs are rearranged to take all of them (an unused input where a branch
+    does not read one), as an if's branches must."""
+    caps = list(dict.fromkeys(c for _, own in branches for c in own))
+    for g, own in branches:
+        mine, taken = dict(zip(own, g.inputs)), g.value_names()
+        for c in caps:
+            if c not in mine:
+                mine[c] = Value(g.fresh_name("unused", taken), c.type)
+                taken.add(mine[c].name)
+        g.inputs = [mine[c] for c in caps]
+    return caps
 
 
 def run_body(body: Graph, args: list) -> list[np.ndarray]:
@@ -75,9 +92,19 @@ def _if_reference(inputs, attrs):
     return run_body(branch, inputs[1:])
 
 
+def _passed(values) -> list:
+    """(type, data) of node inputs a body takes: a captured constant's data goes with it."""
+    return [(v.type, v.data) for v in values]
+
+
+def _if_bodies(node) -> dict:
+    passed = _passed(node.inputs[1:])
+    return {"then_branch": passed, "else_branch": passed}
+
+
 register_op("if", ["cond", "captures*"], ["outputs*"], onnx="If",
             attrs={"then_branch": Attr("graph", REQUIRED), "else_branch": Attr("graph", REQUIRED)},
-            infer=_if_infer, reference=_if_reference,
+            infer=_if_infer, reference=_if_reference, body_inputs=_if_bodies,
             doc="Runs then_branch or else_branch on the captures, as cond says.")
 
 
@@ -159,9 +186,13 @@ def _loop_reference(inputs, attrs):
     return carried + stacked
 
 
+def _loop_bodies(node) -> dict:
+    return {"body": [(None, None), (None, None)] + _passed(node.inputs[2:])}
+
+
 register_op("loop", ["M?", "cond?", "inputs*"], ["outputs*"], onnx="Loop",
             attrs={"body": Attr("graph", REQUIRED), "captures": Attr("int", 0)},
-            infer=_loop_infer, reference=_loop_reference,
+            infer=_loop_infer, reference=_loop_reference, body_inputs=_loop_bodies,
             doc="ONNX Loop: runs body while i < M and cond holds; the last `captures` inputs are outer "
                 "values the body reads.")
 
@@ -245,11 +276,21 @@ def _scan_reference(inputs, attrs):
     return states + results
 
 
+def _scan_bodies(node) -> dict:
+    n, m, c, k, in_axes, *_ = _scan_layout(node.attrs, len(node.inputs), len(node.outputs))
+    slices = []
+    for v, a in zip(node.inputs[n:n + m], in_axes):
+        t = v.type
+        a = a % len(t.shape) if t.shape else 0
+        slices.append((None if t.shape is None else TensorType(t.dtype, t.shape[:a] + t.shape[a + 1:]), None))
+    return {"body": _passed(node.inputs[:n]) + slices + _passed(node.inputs[n + m:])}
+
+
 register_op("scan", ["inputs*"], ["outputs*"], onnx="Scan",
             attrs={"body": Attr("graph", REQUIRED), "num_scan_inputs": Attr("int", REQUIRED),
                    "scan_input_axes": Attr("ints", None), "scan_input_directions": Attr("ints", None),
                    "scan_output_axes": Attr("ints", None), "scan_output_directions": Attr("ints", None),
                    "captures": Attr("int", 0)},
-            infer=_scan_infer, reference=_scan_reference,
+            infer=_scan_infer, reference=_scan_reference, body_inputs=_scan_bodies,
             doc="ONNX Scan (opset 9 and later): runs body once per slice of the scan inputs, carrying the "
                 "states; the last `captures` inputs are outer values the body reads.")
