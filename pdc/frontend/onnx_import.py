@@ -403,9 +403,7 @@ class OnnxImporter:
             v = Value(name, t)
             self.graph.inputs.append(v)
             self.values[inp.name] = v
-        for n in g.node:
-            ctx = NodeContext(self, n)
-            CONVERTERS.get(n.op_type, default_convert)(ctx)
+        self.convert_nodes()
         for o in g.output:
             v = self.lookup(o.name, "graph output")
             declared = type_from_proto(o.type, f"{self.source}: output '{o.name}'")
@@ -419,6 +417,10 @@ class OnnxImporter:
             self.graph.outputs.append(v)
         self.graph.remove_unused_constants()
         return self.graph
+
+    def convert_nodes(self) -> None:
+        for n in self.onnx_graph.node:
+            CONVERTERS.get(n.op_type, default_convert)(NodeContext(self, n))
 
     def _collect_onnx_types(self) -> None:
         try:
@@ -517,9 +519,7 @@ class BodyImporter(OnnxImporter):
             v = Value(self.fresh(inp.name), t)
             self.graph.inputs.insert(len(self.graph.inputs) - len(self.captures), v)
             self.values[inp.name] = v
-        for n in g.node:
-            ctx = NodeContext(self, n)
-            CONVERTERS.get(n.op_type, default_convert)(ctx)
+        self.convert_nodes()
         for o in g.output:
             v = self.lookup(o.name, "body output")
             declared = _declared(o, f"{self.source}: output '{o.name}'")

@@ -147,6 +147,19 @@ def loop(ctx: KernelContext) -> str:
     return _void_unused(ctx, "\n".join("    " + x for x in lines))
 
 
+def _slice(t, axis: int, reverse: int, base: str, buf, gather: bool) -> tuple[list, str]:
+    """Step t's slice of tensor `base` (type t) along axis (backwards when reverse): (copy lines, the
+    slice's pointer). A slice along axis 0 is contiguous: a pointer into the tensor. Any other goes
+    through scratch buffer `buf`, which a copy fills before the body runs (gather) or empties after."""
+    step = "(L - 1 - t)" if reverse else "t"
+    outer, inner = math.prod(t.shape[:axis]), math.prod(t.shape[axis + 1:]) * t.dtype.itemsize
+    if buf is None:
+        return [], f"{base} + {step} * {inner}"
+    strided, local = f"{base} + (o * L + {step}) * {inner}", f"S + {buf} + o * {inner}"
+    dst, src = (local, strided) if gather else (strided, local)
+    return [f"for (int64_t o = 0; o < {outer}; o++) memcpy({dst}, {src}, {inner});"], f"S + {buf}"
+
+
 @kernel("scan")
 def scan(ctx: KernelContext) -> str:
     ctx.reports_status = True
@@ -173,25 +186,15 @@ def scan(ctx: KernelContext) -> str:
     decl, final = _carry_lines(0, states)
     pre, post, ins_x, outs_y = [], [], [], []
     for j in range(m):
-        t = ctx.inputs[n + j]
-        step = "(L - 1 - t)" if in_dirs[j] else "t"
-        outer, inner = math.prod(t.shape[:in_axes[j]]), math.prod(t.shape[in_axes[j] + 1:]) * t.dtype.itemsize
-        if j in gather:
-            pre += [f"for (int64_t o = 0; o < {outer}; o++) memcpy(S + {gather[j]} + o * {inner}, "
-                    f"(const uint8_t *)in{n + j} + (o * L + {step}) * {inner}, {inner});"]
-            ins_x.append(f"S + {gather[j]}")
-        else:
-            ins_x.append(f"(const uint8_t *)in{n + j} + {step} * {inner}")
+        lines, ptr = _slice(ctx.inputs[n + j], in_axes[j], in_dirs[j], f"(const uint8_t *)in{n + j}",
+                            gather.get(j), True)
+        pre += lines
+        ins_x.append(ptr)
     for j in range(k):
-        t = ctx.outputs[n + j]
-        step = "(L - 1 - t)" if out_dirs[j] else "t"
-        outer, inner = math.prod(t.shape[:out_axes[j]]), math.prod(t.shape[out_axes[j] + 1:]) * t.dtype.itemsize
-        if j in scatter:
-            post += [f"for (int64_t o = 0; o < {outer}; o++) memcpy((uint8_t *)out{n + j} + (o * L + {step}) * "
-                     f"{inner}, S + {scatter[j]} + o * {inner}, {inner});"]
-            outs_y.append(f"S + {scatter[j]}")
-        else:
-            outs_y.append(f"(uint8_t *)out{n + j} + {step} * {inner}")
+        lines, ptr = _slice(ctx.outputs[n + j], out_axes[j], out_dirs[j], f"(uint8_t *)out{n + j}",
+                            scatter.get(j), False)
+        post += lines
+        outs_y.append(ptr)
     ins = [f"cur{j}" for j in range(n)] + ins_x + [f"in{i}" for i in kept]
     outs = _next(n, bufs, "S") + outs_y
     lines = [f"uint8_t *S = {S};", "(void)S;", *decl, f"const int64_t L = {length};",

@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import dtypes
-from ...ir.errors import PdcError
 from ...ir.graph import Graph, Value
 from ...ir.ops.control_flow import share_captures
 from ...ir.types import TensorType
-from .lower import Lowering, OpContext, _Unavailable, converter
+from .lower import Lowering, OpContext, converter
 from .program import Block
 
 
@@ -63,12 +62,8 @@ class BodyLowering(Lowering):
     def lower_body(self) -> Graph:
         for op in self.block.ops:
             self.lower(op)
-        for k, key in enumerate(self.block.yields):
-            v = self.env.get(key)
-            if not isinstance(v, Value):
-                why = v.why if isinstance(v, _Unavailable) else f"value {key!r} is not defined"
-                raise PdcError(f"{self.where}: body result {k} is unavailable: {why}")
-            self.graph.outputs.append(v)
+        self.graph.outputs = [self.result(key, f"{self.where}: body result {k}")
+                              for k, key in enumerate(self.block.yields)]
         self.graph.remove_unused_constants()
         for c in self.graph.constants:  # a body holds no constants: captured inputs keeping their data
             outer = self.copied.get(c) or self.parent.constant(c.data, c.type.dtype, c.name)

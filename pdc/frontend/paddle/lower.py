@@ -267,10 +267,7 @@ class Lowering:
         for op in self.program.ops:
             self.lower(op)
         for k, key in enumerate(self.program.outputs):
-            v = self.env.get(key)
-            if not isinstance(v, Value):
-                why = v.why if isinstance(v, _Unavailable) else f"value {key!r} is not defined"
-                raise PdcError(f"{self.program.source}: output {k} is unavailable: {why}")
+            v = self.result(key, f"{self.program.source}: output {k}")
             if v.data is not None or v in self.graph.inputs or v in self.graph.outputs:
                 # a graph output is a distinct computed value
                 node = Node("identity", [v], [Value(self.fresh(f"output{k}"), v.type)], {}, f"output{k}")
@@ -280,6 +277,14 @@ class Lowering:
         quant.finish(self.graph)
         self.graph.remove_unused_constants()
         return self.graph
+
+    def result(self, key, what: str) -> Value:
+        """The value of `key`, which `what` (a program output, a body result) must have."""
+        v = self.env.get(key)
+        if not isinstance(v, Value):
+            why = v.why if isinstance(v, _Unavailable) else f"value {key!r} is not defined"
+            raise PdcError(f"{what} is unavailable: {why}")
+        return v
 
     def lower(self, op: Op) -> None:
         cx = OpContext(self, op)
