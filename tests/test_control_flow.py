@@ -120,15 +120,23 @@ def _ort(model, feeds):
     return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
 
 
-@pytest.mark.parametrize("target", ["x86", "arm64"])
+@pytest.mark.parametrize("target,opt_level", [("x86", 0), ("x86", 2), ("arm64", 0)])
 @pytest.mark.parametrize("case", list(CASES))
-def test_matches_onnxruntime(case, target, tmp_path):
+def test_matches_onnxruntime(case, target, opt_level, tmp_path):
+    """-O0 compiles every loop as C control flow; -O2 unrolls the small ones of a static length."""
     require("arm64") if target == "arm64" else None
     make, feeds_of = CASES[case]
     model, feeds = make(), feeds_of()
     onnx.checker.check_model(model, full_check=True)
     want = _ort(model, feeds)
-    got = pdc.compile(model, target=target, out_dir=str(tmp_path / "b"), **options(target)).run(feeds)
+    module = pdc.compile(model, target=target, out_dir=str(tmp_path / "b"), opt_level=opt_level, **options(target))
+    ops = {k["op"] for k in module.manifest["kernels"]}
+    control = {"if", "loop", "scan"} & ops
+    if opt_level == 0 or case.startswith(("if", "while")):
+        assert control, ops
+    else:  # the static loop and the scan: unrolled
+        assert not control, ops
+    got = module.run(feeds)
     for name, w in want.items():
         np.testing.assert_allclose(got[name], w, rtol=1e-5, atol=1e-6, err_msg=f"{case}: {name}")
     ref = run_graph(import_onnx(model), feeds)  # and the reference interpreter

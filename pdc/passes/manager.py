@@ -145,8 +145,8 @@ class PassManager:
 # What each optimization level runs (targets may append their own passes).
 OPT_LEVELS = {
     0: "",
-    1: "fold-qdq,simplify-algebra,fold-constants,eliminate-common-subexpressions,eliminate-dead-code",
-    2: ("fold-qdq,simplify-algebra,fold-constants,eliminate-common-subexpressions,fold-pad,fold-batchnorm,"
+    1: "unroll-loops,fold-qdq,simplify-algebra,fold-constants,eliminate-common-subexpressions,eliminate-dead-code",
+    2: ("unroll-loops,fold-qdq,simplify-algebra,fold-constants,eliminate-common-subexpressions,fold-pad,fold-batchnorm,"
         "fuse-attention,fuse-layer-norm,fuse-conv-bias-activation,fuse-elementwise,simplify-algebra,eliminate-dead-code"),
 }
 

@@ -144,14 +144,14 @@ def _loop_infer(ctx: InferContext):
     m, cond = ctx.const(0), ctx.const(1)
     # the loop runs M times without a condition input, or with a true one the body passes on unchanged
     if m is not None and (not ctx.has_input(1) or cond is not None and bool(np.asarray(cond).reshape(-1)[0])
-                          and _passes_condition(body)):
+                          and passes_condition(body)):
         trips = max(int(np.asarray(m).reshape(-1)[0]), 0)
     scanned = [TensorType(v.type.dtype, None if v.type.shape is None else (trips,) + tuple(v.type.shape))
                for v in body.outputs[1 + n:]]
     return carried + scanned
 
 
-def _passes_condition(body: Graph) -> bool:
+def passes_condition(body: Graph) -> bool:
     """Whether the body's condition output is its condition input (directly or through identities)."""
     producer = body.producers()
     v = body.outputs[0]
@@ -198,7 +198,7 @@ register_op("loop", ["M?", "cond?", "inputs*"], ["outputs*"], onnx="Loop",
 
 
 # ---- Scan -------------------------------------------------------------------------------------
-def _scan_layout(attrs, n_inputs: int, n_outputs: int):
+def scan_layout(attrs, n_inputs: int, n_outputs: int):
     """(states, scan inputs, captures, scan outputs), the axes and the directions."""
     m, c = attrs["num_scan_inputs"], attrs.get("captures", 0)
     n = n_inputs - m - c
@@ -212,7 +212,7 @@ def _scan_layout(attrs, n_inputs: int, n_outputs: int):
 
 def _scan_infer(ctx: InferContext):
     body: Graph = ctx.attrs["body"]
-    n, m, c, k, in_axes, in_dirs, out_axes, out_dirs = _scan_layout(ctx.attrs, len(ctx.types), ctx.num_outputs)
+    n, m, c, k, in_axes, in_dirs, out_axes, out_dirs = scan_layout(ctx.attrs, len(ctx.types), ctx.num_outputs)
     if m < 1 or n < 0 or c < 0 or k < 0:
         ctx.fail(f"{len(ctx.types)} inputs and {ctx.num_outputs} outputs do not hold {m} scan inputs and "
                  f"{c} captures")
@@ -256,7 +256,7 @@ def _scan_infer(ctx: InferContext):
 
 def _scan_reference(inputs, attrs):
     body: Graph = attrs["body"]
-    n, m, c, k, in_axes, in_dirs, out_axes, out_dirs = _scan_layout(attrs, len(inputs), len(body.outputs))
+    n, m, c, k, in_axes, in_dirs, out_axes, out_dirs = scan_layout(attrs, len(inputs), len(body.outputs))
     states, xs, captures = list(inputs[:n]), inputs[n:n + m], list(inputs[n + m:])
     xs = [np.moveaxis(x, a % x.ndim, 0) for x, a in zip(xs, in_axes)]
     xs = [x[::-1] if d else x for x, d in zip(xs, in_dirs)]
@@ -277,7 +277,7 @@ def _scan_reference(inputs, attrs):
 
 
 def _scan_bodies(node) -> dict:
-    n, m, c, k, in_axes, *_ = _scan_layout(node.attrs, len(node.inputs), len(node.outputs))
+    n, m, c, k, in_axes, *_ = scan_layout(node.attrs, len(node.inputs), len(node.outputs))
     slices = []
     for v, a in zip(node.inputs[n:n + m], in_axes):
         t = v.type
