@@ -78,7 +78,6 @@ class CudaTarget(Target):
 
     kernel_families: ClassVar[tuple] = (PORTABLE,)  # the host side's C kernels (fallbacks)
     memory_spaces: ClassVar[tuple] = ("host", "device")
-    narrow_types: ClassVar[bool] = False  # float8 / 4-bit device kernels: not written yet
     link_libs: ClassVar[tuple] = ("cudart_static", "dl", "rt", "stdc++")
 
     @property

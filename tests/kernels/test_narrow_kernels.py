@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import pdc
+from pdc.compiler import compile_details
 from pdc.frontend.onnx_import import import_onnx
 from pdc.ir import verify_graph
 from pdc.ir.errors import PdcError, UnsupportedError
@@ -215,12 +216,23 @@ def test_arithmetic_on_narrow_types_is_refused():
 
 
 @pytest.mark.parametrize("target", ["opencl", "cuda"])
-def test_device_targets_refuse_narrow_types(target, tmp_path):
-    """A float8 round trip, fused into one elementwise kernel at -O2, names the type it cannot take."""
+def test_device_targets_convert_narrow_types_on_the_host(target, tmp_path):
+    """A float8 round trip (one fused elementwise kernel at -O2): the device printers have no
+    spelling for the narrow types, so the node runs on the host, whose C converts them."""
     model, _ = _cast_model([("a", np.zeros(4, np.float32), TensorProto.FLOAT8E5M2, {})])
     model.graph.node.append(helper.make_node("Cast", ["a_y"], ["z"], to=TensorProto.FLOAT))
     model.graph.output[0].CopyFrom(helper.make_tensor_value_info("z", TensorProto.FLOAT, (4,)))
-    with pytest.raises(PdcError, match=rf"^{target} has no kernels for f8e5m2 \(node fused_elementwise -> %z\); "
+    c = compile_details(model, str(tmp_path / "b"), target=target, build=False)
+    kernels = c.manifest["kernels"]
+    assert [k["op"] for k in kernels] == ["fused_elementwise"]
+    assert not kernels[0].get("path", "").startswith(("cuda/", "opencl/"))  # a host kernel
+
+
+def test_fpga_refuses_narrow_types(tmp_path):
+    model, _ = _cast_model([("a", np.zeros((1, 4), np.float32), TensorProto.FLOAT8E5M2, {})])
+    model.graph.node.append(helper.make_node("Cast", ["a_y"], ["z"], to=TensorProto.FLOAT))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("z", TensorProto.FLOAT, (1, 4)))
+    with pytest.raises(PdcError, match=r"^fpga-hls has no kernels for f8e5m2 \(node fused_elementwise -> %z\); "
                                        r"float8, 4-bit and 2-bit tensors compile for the C targets"):
-        pdc.compile(model, target=target, out_dir=str(tmp_path / "b"))
+        pdc.compile(model, target="fpga-hls", out_dir=str(tmp_path / "b"))
     assert not (tmp_path / "b").exists()

@@ -18,7 +18,7 @@ import math
 from fractions import Fraction
 from typing import Optional, Union
 
-from ...ir.dtypes import DType
+from ...ir.dtypes import DType, from_short
 from ...ir.errors import UnsupportedError
 from ..ctypes_c import C_TYPES, float_literal, int_literal
 from .expr import (Address, Binary, Bitcast, Broadcast, Call, Cast, COMPARISONS, Const, Expr, Load, Math, Select,
@@ -59,6 +59,8 @@ class CPrinter:
             return "void"
         if isinstance(t, VectorType):
             return self.vector_type_name(t)
+        if t.short not in self.type_names:  # a narrow type on a device: the node runs on the host
+            raise UnsupportedError(f"kir: {type(self).__name__} has no spelling for {t}")
         return self.type_names[t.short]
 
     def vector_type_name(self, t: VectorType) -> str:
@@ -366,6 +368,8 @@ class DevicePrinter(CPrinter):
     status buffer of kernels that check their input data."""
     status_type = "int"  # a device buffer, not the host's pdc_status
     float_functions: dict = {}  # the languages' own erff
+    # no narrow types (their conversions are the host C's): such a node runs on the host
+    type_names = {k: v for k, v in C_TYPES.items() if not from_short(k).is_narrow}
 
     def work_item(self, scope: str, dim: int) -> str:
         """The id of this work-item (scope global / local) or group along dimension dim."""
