@@ -51,6 +51,21 @@ def optimize(graph: Graph, opt_level: int, target=None) -> Graph:
     return PassManager(parse_pipeline(pipeline)).run(graph) if pipeline else graph
 
 
+def lower_bodies(graph: Graph, opt_level: int, target=None) -> Graph:
+    """Control-flow bodies as code generation takes them: the constants their nodes capture bound
+    into them, then optimized by the same -O<opt_level> pipeline (nested bodies too)."""
+    from .ir.ops.control_flow import bind_constant_captures
+    for i, node in enumerate(graph.nodes):
+        if not any(isinstance(a, Graph) for a in node.attrs.values()):
+            continue
+        node = graph.nodes[i] = bind_constant_captures(node)
+        for key, body in node.attrs.items():
+            if isinstance(body, Graph):
+                node.attrs[key] = lower_bodies(optimize(body, opt_level, target), opt_level, target)
+    graph.remove_unused_constants()  # those only the bodies read now live in them
+    return graph
+
+
 def default_name(model) -> str:
     if isinstance(model, (str, os.PathLike)):
         stem = os.path.basename(os.fspath(model).rstrip("/"))
@@ -142,7 +157,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     # "naive": every intermediate tensor of the model as imported, each in its own buffer
     naive_bytes = sum(v.type.nbytes for n in graph.nodes for v in n.outputs
                       if v.type.is_static and v not in graph.outputs)
-    graph = optimize(graph, opt_level, tgt)
+    graph = lower_bodies(optimize(graph, opt_level, tgt), opt_level, tgt)
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     tgt.check_graph(graph)
     config = tgt.kernel_config(threads)

@@ -200,3 +200,20 @@ def test_malformed_bodies_get_one_line_errors():
     m.graph.node[0].attribute[0].g.node[0].input[1] = "nowhere"
     with pytest.raises(PdcError, match=r"^cf: Scan node body: Mul node uses 'nowhere', which nothing defines$"):
         import_onnx(m, "cf")
+
+
+def test_compiled_bodies_hold_their_captured_constants_and_are_optimized():
+    """What code generation takes (compiler.lower_bodies): constants a body reads are its own, so
+    its kernels pack them, and the -O2 pipeline has fused inside each body."""
+    from pdc.compiler import lower_bodies, optimize
+    g = lower_bodies(optimize(import_onnx(if_model()), 2), 2)
+    (node,) = [n for n in g.nodes if n.op == "if"]
+    assert [v.name for v in node.inputs] == ["c", "x"]  # W, b and two moved into the branches
+    assert [c.name for c in g.constants] == ["zero"]
+    then, other = node.attrs["then_branch"], node.attrs["else_branch"]
+    assert [c.name for c in then.constants] == ["W", "b"] and [c.name for c in other.constants] == ["b", "two"]
+    assert [n.op for n in then.nodes] == ["fused_matmul", "add"] and [n.op for n in other.nodes] == ["fused_elementwise"]
+    g = lower_bodies(optimize(import_onnx(while_model()), 2), 2)
+    (node,) = [n for n in g.nodes if n.op == "loop"]
+    assert node.attrs["captures"] == 1 and node.inputs[-1].name == "limit"  # a graph input stays captured
+    assert [c.name for c in node.attrs["body"].constants] == ["two"]

@@ -37,6 +37,11 @@ def atomic_write(path: str, write) -> None:
 
 def save_ir(graph: Graph, path: str) -> None:
     """Writes the IR text and its constants; either both files are replaced or neither."""
+    for node in graph.nodes:
+        for key, body in node.attrs.items():
+            if isinstance(body, Graph) and body.constants:
+                raise PdcError(f"{node.describe()}: subgraph '{key}' holds constants, which an IR file cannot "
+                               f"store (its weights are the outer graph's; bodies take constants as inputs)")
     text = print_graph(graph).encode()
     arrays = {c.name: _storable(c.data) for c in graph.constants}
     atomic_write(weights_path(path), lambda f: np.savez(f, **arrays))

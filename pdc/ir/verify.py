@@ -110,9 +110,6 @@ def verify_graph(graph: Graph) -> None:
         check_node_schema(node)
         for key, sub in node.attrs.items():
             if isinstance(sub, Graph):
-                if sub.constants:
-                    raise VerifyError(f"{node.describe()}: subgraph '{key}' holds constants; a subgraph reads "
-                                      f"constants as inputs, which its node passes in")
                 try:
                     verify_graph(sub)
                 except VerifyError as e:

@@ -2,9 +2,9 @@
 
 Each body is rendered like a small bundle of its own (CRenderer.render_subgraph): static kernel
 functions and a static `..._run(A, inputs, outputs)` that calls them over an arena A, which is
-part of this kernel's scratch (so it lives in the model's one static arena). Captured inputs that
-are constants of the model become constants of the body, so its kernels pack them at compile
-time as they would outside a loop. Loop-carried values and Scan states alternate between two
+part of this kernel's scratch (so it lives in the model's one static arena). (The compiler has
+made captured constants the body's own, compiler.lower_bodies, so its kernels pack them at
+compile time as they would outside a loop.) Loop-carried values and Scan states alternate between two
 scratch buffers (an iteration reads one and writes the other); each iteration's scanned values
 go straight into their slice of the output when the slice is contiguous, through a scratch
 buffer otherwise. Shapes are static: a Loop with scanned outputs needs its trip count at compile
@@ -20,24 +20,6 @@ from ..context import KernelContext
 from . import kernel
 
 ALIGN = 64
-
-
-def _with_constants(ctx: KernelContext, body: Graph, first: int, shift: int) -> tuple[Graph, list[int]]:
-    """The body with every captured input (body inputs from `first` on; node input = body input +
-    shift) that is a constant of the model turned into a constant of its own; and the node inputs
-    still passed at run time for the body inputs from `first` on, in order."""
-    g = body.copy()
-    kept, fixed = [], []
-    for j in range(first, len(g.inputs)):
-        data = ctx.const(j + shift)
-        if data is None:
-            kept.append(j + shift)
-        else:
-            g.inputs[j].data = data
-            fixed.append(g.inputs[j])
-    g.inputs = [v for v in g.inputs if v not in fixed]
-    g.constants = fixed
-    return g, kept
 
 
 class _Scratch:
@@ -69,16 +51,16 @@ def if_(ctx: KernelContext) -> str:
     ctx.reports_status = True
     runs, arena = [], 0
     for key in ("then_branch", "else_branch"):
-        g, kept = _with_constants(ctx, ctx.attrs[key], 0, 1)
-        text, nbytes = ctx.render_subgraph(g, f"{ctx.fn_name}_{key[:4]}")
+        text, nbytes = ctx.render_subgraph(ctx.attrs[key], f"{ctx.fn_name}_{key[:4]}")
         ctx.helper(f"{ctx.fn_name}_{key}", text)
-        runs.append((f"{ctx.fn_name}_{key[:4]}_run", kept))
+        runs.append(f"{ctx.fn_name}_{key[:4]}_run")
         arena = max(arena, nbytes)
     a = ctx.scratch(arena, "uint8_t", 1) if arena else "0"
     outs = _array("void *", "outs", [f"out{i}" for i in range(len(ctx.outputs))])
     lines = []
-    for (run, kept), word in zip(runs, ("if (in0[0]) {", "} else {")):
-        lines += [f"    {word}", f"        {_array('const void *', 'ins', [f'in{i}' for i in kept])}",
+    ins = _array("const void *", "ins", [f"in{i}" for i in range(1, len(ctx.inputs))])
+    for run, word in zip(runs, ("if (in0[0]) {", "} else {")):
+        lines += [f"    {word}", f"        {ins}",
                   f"        {outs}", f"        pdc_status e = {run}({a}, ins, outs);",
                   "        if (e != PDC_OK) *pdc_err = e;"]
     return _void_unused(ctx, "\n".join(lines + ["    }"]))
@@ -120,8 +102,7 @@ def loop(ctx: KernelContext) -> str:
     c = ctx.attrs.get("captures", 0)
     n = len(ctx.inputs) - 2 - c
     k = len(ctx.outputs) - n
-    g, kept = _with_constants(ctx, body, 2 + n, 0)
-    text, arena = ctx.render_subgraph(g, f"{ctx.fn_name}_body")
+    text, arena = ctx.render_subgraph(body, f"{ctx.fn_name}_body")
     ctx.helper(f"{ctx.fn_name}_body", text)
     sc = _Scratch()
     at_arena = sc.take(arena) if arena else None
@@ -133,7 +114,8 @@ def loop(ctx: KernelContext) -> str:
     slices = [math.prod(t.shape[1:]) * t.dtype.itemsize for t in ctx.outputs[n:]]
     trips = "in0[0]" if ctx.has_input(0) else "INT64_MAX"
     cond = "in1[0]" if ctx.has_input(1) else "1"
-    ins = ["S + %d" % at_iter, "S + %d" % at_cond_in] + [f"cur{j}" for j in range(n)] + [f"in{i}" for i in kept]
+    ins = ["S + %d" % at_iter, "S + %d" % at_cond_in] + [f"cur{j}" for j in range(n)] + \
+        [f"in{i}" for i in range(2 + n, len(ctx.inputs))]
     outs = ["S + %d" % at_cond_out] + _next(n, bufs, "S") + \
         [f"(uint8_t *)out{n + j} + t * {slices[j]}" for j in range(k)]
     lines = [f"uint8_t *S = {S};", "(void)S;", *decl, f"const int64_t trips = {trips};", f"uint8_t cond = {cond};",
@@ -173,8 +155,7 @@ def scan(ctx: KernelContext) -> str:
     out_axes = [x % len(ctx.outputs[n + j].shape) for j, x in enumerate(a.get("scan_output_axes") or [0] * k)]
     out_dirs = a.get("scan_output_directions") or [0] * k
     length = ctx.inputs[n].shape[in_axes[0]]
-    g, kept = _with_constants(ctx, body, n + m, 0)
-    text, arena = ctx.render_subgraph(g, f"{ctx.fn_name}_body")
+    text, arena = ctx.render_subgraph(body, f"{ctx.fn_name}_body")
     ctx.helper(f"{ctx.fn_name}_body", text)
     sc = _Scratch()
     at_arena = sc.take(arena) if arena else None
@@ -195,7 +176,7 @@ def scan(ctx: KernelContext) -> str:
                             scatter.get(j), False)
         post += lines
         outs_y.append(ptr)
-    ins = [f"cur{j}" for j in range(n)] + ins_x + [f"in{i}" for i in kept]
+    ins = [f"cur{j}" for j in range(n)] + ins_x + [f"in{i}" for i in range(n + m, len(ctx.inputs))]
     outs = _next(n, bufs, "S") + outs_y
     lines = [f"uint8_t *S = {S};", "(void)S;", *decl, f"const int64_t L = {length};",
              "for (int64_t t = 0; t < L; t++) {",

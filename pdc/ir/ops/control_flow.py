@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..graph import Graph, Value
+from ..graph import Graph, Node, Value
 from ..registry import REQUIRED, Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
 from .common import normalize_axis
@@ -61,6 +61,32 @@ def share_captures(branches: list) -> list:
                 taken.add(mine[c].name)
         g.inputs = [mine[c] for c in caps]
     return caps
+
+
+def bind_constant_captures(node: Node) -> Node:
+    """The control-flow node with its captured inputs that are constants made constants of its
+    bodies (copied) instead: the form code generation takes, where a body's kernels pack them at
+    compile time and its passes fold through them. (A body that holds constants is not written to
+    IR files, whose weights are the outer graph's.)"""
+    start = 1 if node.op == "if" else len(node.inputs) - node.attrs.get("captures", 0)
+    bound = [i for i in range(start, len(node.inputs)) if node.inputs[i] is not None and node.inputs[i].is_const]
+    if not bound:
+        return node
+    attrs = dict(node.attrs)
+    for key, body in node.attrs.items():
+        if not isinstance(body, Graph):
+            continue
+        g = body.copy()
+        shift = len(node.inputs) - len(g.inputs)  # node input i is body input i - shift
+        fixed = [g.inputs[i - shift] for i in bound]
+        for v, i in zip(fixed, bound):
+            v.data = node.inputs[i].data
+        g.inputs = [v for v in g.inputs if not any(v is f for f in fixed)]
+        g.constants = g.constants + fixed
+        attrs[key] = g
+    if "captures" in attrs:
+        attrs["captures"] -= len(bound)
+    return Node(node.op, [v for i, v in enumerate(node.inputs) if i not in bound], node.outputs, attrs, node.name)
 
 
 def run_body(body: Graph, args: list) -> list[np.ndarray]:
