@@ -217,3 +217,26 @@ def test_compiled_bodies_hold_their_captured_constants_and_are_optimized():
     (node,) = [n for n in g.nodes if n.op == "loop"]
     assert node.attrs["captures"] == 1 and node.inputs[-1].name == "limit"  # a graph input stays captured
     assert [c.name for c in node.attrs["body"].constants] == ["two"]
+
+
+def test_a_carried_constant_is_not_folded_into_the_body(tmp_path):
+    """A counter carried from a constant 0 (bound shapes re-infer the body): the body must not read
+    the initial value as its data, or `k + 1 < 4` folds to true and the loop runs to its guard M."""
+    I64 = TensorProto.INT64
+    body = helper.make_graph(
+        [helper.make_node("Add", ["k_in", "one"], ["k_out"]), helper.make_node("Less", ["k_out", "four"], ["cond_out"]),
+         helper.make_node("Mul", ["acc_in", "two"], ["acc_out"])],
+        "count_body", [helper.make_tensor_value_info("i", I64, ()), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, ()),
+                       helper.make_tensor_value_info("k_in", I64, ()), helper.make_tensor_value_info("acc_in", F, ("N", 3))],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, ()), helper.make_tensor_value_info("k_out", I64, ()),
+         helper.make_tensor_value_info("acc_out", F, ("N", 3))])
+    inits = [numpy_helper.from_array(np.array(100, np.int64), "M"), numpy_helper.from_array(np.array(True), "go"),
+             numpy_helper.from_array(np.array(0, np.int64), "k0"), numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array(4, np.int64), "four"), numpy_helper.from_array(np.array(2, np.float32), "two")]
+    model = _model([helper.make_node("Loop", ["M", "go", "k0", "x"], ["k", "acc"], body=body)],
+                   [helper.make_tensor_value_info("x", F, ("N", 3))],
+                   [helper.make_tensor_value_info("k", I64, ()), helper.make_tensor_value_info("acc", F, ("N", 3))], inits)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    got = pdc.compile(model, target="x86", out_dir=str(tmp_path / "b"), shapes={"x": (2, 3)}).run({"x": x})
+    assert int(got["k"]) == 4
+    np.testing.assert_array_equal(got["acc"], x * 16)

@@ -88,11 +88,15 @@ def test_dynamic_quantize_linear():
         check(*one_node("DynamicQuantizeLinear", [("x", x)], opset=11, n_out=3))
 
 
-@pytest.mark.parametrize("code", [TensorProto.FLOAT8E4M3FN, TensorProto.INT4])
-def test_unsupported_output_dtype(code):
+@pytest.mark.parametrize("code, message", [
+    (TensorProto.FLOAT6E2M3, r"QuantizeLinear node: output_dtype=FLOAT6E2M3 is not supported \(int8, uint8, int16, "
+                             r"uint16, the 4- and 2-bit integers, float8 and float4e2m1\)"),
+    (TensorProto.FLOAT8E8M0, r"quantizing to f8e8m0 is not supported \(int8, uint8, int16, uint16, the 4- and 2-bit "
+                             r"integers, float8 and float4e2m1\)")])
+def test_unsupported_output_dtype(code, message):
     model, _ = one_node("QuantizeLinear", [("x", np.ones((2, 2), np.float32)), ("s", np.float32(1))],
                         {"output_dtype": code}, consts=("s",))
-    with pytest.raises(UnsupportedError, match="output_dtype=(FLOAT8E4M3FN|INT4) is not supported"):
+    with pytest.raises(UnsupportedError, match=message):
         import_onnx(model)
 
 

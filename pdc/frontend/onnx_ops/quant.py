@@ -16,7 +16,8 @@ def _dtype_attr(ctx: NodeContext, name: str, code: int):
         return dtypes.from_onnx(code)
     except UnsupportedError:
         type_name = TensorProto.DataType.Name(code) if code in TensorProto.DataType.values() else str(code)
-        ctx.unsupported(f"{name}={type_name} is not supported (int8, uint8, int16, uint16 quantization only)")
+        ctx.unsupported(f"{name}={type_name} is not supported (int8, uint8, int16, uint16, the 4- and 2-bit "
+                        f"integers, float8 and float4e2m1)")
 
 
 @converter("QuantizeLinear", "DequantizeLinear")

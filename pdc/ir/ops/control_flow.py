@@ -213,7 +213,11 @@ def _loop_reference(inputs, attrs):
 
 
 def _loop_bodies(node) -> dict:
-    return {"body": [(None, None), (None, None)] + _passed(node.inputs[2:])}
+    """Carried values change from one iteration to the next: only the captures pass their data."""
+    c = node.attrs.get("captures", 0)
+    carried = node.inputs[2:len(node.inputs) - c]
+    return {"body": [(None, None), (None, None)] + [(v.type, None) for v in carried] +
+            _passed(node.inputs[len(node.inputs) - c:])}
 
 
 register_op("loop", ["M?", "cond?", "inputs*"], ["outputs*"], onnx="Loop",
@@ -309,7 +313,7 @@ def _scan_bodies(node) -> dict:
         t = v.type
         a = a % len(t.shape) if t.shape else 0
         slices.append((None if t.shape is None else TensorType(t.dtype, t.shape[:a] + t.shape[a + 1:]), None))
-    return {"body": _passed(node.inputs[:n]) + slices + _passed(node.inputs[n + m:])}
+    return {"body": [(v.type, None) for v in node.inputs[:n]] + slices + _passed(node.inputs[n + m:])}
 
 
 register_op("scan", ["inputs*"], ["outputs*"], onnx="Scan",
