@@ -272,8 +272,7 @@ class OnnxImporter:
         self.onnx_types: dict[str, TensorType] = {}
 
     def _default_opset(self) -> int:
-        versions = {o.domain: o.version for o in self.model.opset_import}
-        v = versions.get("", versions.get("ai.onnx"))
+        v = default_domain_version(self.model)
         if v is None:
             raise UnsupportedError(f"{self.source}: the model imports no default-domain (ai.onnx) opset")
         if not MIN_OPSET <= v <= onnx.defs.onnx_opset_version():  # a future opset's semantics are unknown
@@ -517,7 +516,7 @@ class BodyImporter(OnnxImporter):
             if t is None:
                 raise PdcError(f"{self.source}: input '{inp.name}' has no element type")
             v = Value(self.fresh(inp.name), t)
-            self.graph.inputs.insert(len(self.graph.inputs) - len(self.captures), v)
+            self.graph.inputs.append(v)  # before any capture: the nodes have not run yet
             self.values[inp.name] = v
         self.convert_nodes()
         for o in g.output:
@@ -632,10 +631,15 @@ def check_text_fields(model: onnx.ModelProto, source: str) -> None:
             raise PdcError(f"{source}: {what} is not valid UTF-8")
 
 
+def default_domain_version(model: onnx.ModelProto) -> Optional[int]:
+    """The opset the model imports for the default (ai.onnx) domain, or None."""
+    versions = {o.domain: o.version for o in model.opset_import}
+    return versions.get("", versions.get("ai.onnx"))
+
+
 def upgraded(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     """A model of an opset older than pdc reads, brought up to MIN_OPSET by ONNX's version converter."""
-    versions = {o.domain: o.version for o in model.opset_import}
-    v = versions.get("", versions.get("ai.onnx"))
+    v = default_domain_version(model)
     if v is None or v >= MIN_OPSET:
         return model
     try:

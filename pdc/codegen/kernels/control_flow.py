@@ -19,21 +19,6 @@ from ...ir.graph import Graph
 from ..context import KernelContext
 from . import kernel
 
-ALIGN = 64
-
-
-class _Scratch:
-    """Carves this kernel's scratch into aligned pieces (byte offsets)."""
-
-    def __init__(self):
-        self.size = 0
-
-    def take(self, nbytes: int) -> int:
-        offset = -(-self.size // ALIGN) * ALIGN
-        self.size = offset + max(nbytes, 1)
-        return offset
-
-
 def _array(kind: str, name: str, items: list[str]) -> str:
     """A C array of pointers (kind `const void *` or `void *`), or a null pointer when empty."""
     if not items:
@@ -55,7 +40,7 @@ def if_(ctx: KernelContext) -> str:
         ctx.helper(f"{ctx.fn_name}_{key}", text)
         runs.append(f"{ctx.fn_name}_{key[:4]}_run")
         arena = max(arena, nbytes)
-    a = ctx.scratch(arena, "uint8_t", 1) if arena else "0"
+    a = _arena(ctx, arena)
     outs = _array("void *", "outs", [f"out{i}" for i in range(len(ctx.outputs))])
     lines = []
     ins = _array("const void *", "ins", [f"in{i}" for i in range(1, len(ctx.inputs))])
@@ -66,9 +51,9 @@ def if_(ctx: KernelContext) -> str:
     return _void_unused(ctx, "\n".join(lines + ["    }"]))
 
 
-def _carried_buffers(sc: _Scratch, types) -> list[list[int]]:
+def _carried_buffers(ctx: KernelContext, types) -> list[list[str]]:
     """Two scratch buffers per carried value (the iterations alternate between them)."""
-    return [[sc.take(t.nbytes) for t in types] for _ in range(2)]
+    return [[ctx.scratch(t.nbytes, "uint8_t", 1) for t in types] for _ in range(2)]
 
 
 def _carry_lines(first_input: int, types) -> tuple[list, list]:
@@ -80,19 +65,25 @@ def _carry_lines(first_input: int, types) -> tuple[list, list]:
 
 
 def _void_unused(ctx: KernelContext, body: str) -> str:
-    """The body, with `(void)inK;` for each input it does not name (absent, or a constant the
-    body's kernels packed)."""
-    unused = [f"(void)in{i};" for i in range(len(ctx.inputs)) if f"in{i}" not in re.findall(r"\bin\d+\b", body)]
+    """The body, with `(void)inK;` for each input it does not name (an absent one)."""
+    named = set(re.findall(r"\bin\d+\b", body))
+    unused = [f"(void)in{i};" for i in range(len(ctx.inputs)) if f"in{i}" not in named]
     return ("    " + " ".join(unused) + "\n" if unused else "") + body
 
 
-def _swap(count: int, bufs, base: str) -> list[str]:
-    """After iteration t: the values just written (buffer t % 2) are the current ones."""
-    return [f"cur{j} = {base} + (t % 2 ? {bufs[1][j]} : {bufs[0][j]});" for j in range(count)]
+def _next(bufs) -> list[str]:
+    """The buffers iteration t writes (buffer t % 2 of each carried value)."""
+    return [f"(t % 2 ? {b1} : {b0})" for b0, b1 in zip(*bufs)]
 
 
-def _next(count: int, bufs, base: str) -> list[str]:
-    return [f"{base} + (t % 2 ? {bufs[1][j]} : {bufs[0][j]})" for j in range(count)]
+def _swap(bufs) -> list[str]:
+    """After iteration t: the values just written are the current ones."""
+    return [f"cur{j} = {b};" for j, b in enumerate(_next(bufs))]
+
+
+def _arena(ctx: KernelContext, nbytes: int) -> str:
+    """The body's arena in this kernel's scratch (a null pointer when the body needs none)."""
+    return ctx.scratch(nbytes, "uint8_t", 1) if nbytes else "0"
 
 
 @kernel("loop")
@@ -104,27 +95,23 @@ def loop(ctx: KernelContext) -> str:
     k = len(ctx.outputs) - n
     text, arena = ctx.render_subgraph(body, f"{ctx.fn_name}_body")
     ctx.helper(f"{ctx.fn_name}_body", text)
-    sc = _Scratch()
-    at_arena = sc.take(arena) if arena else None
+    A = _arena(ctx, arena)
     carried = [ctx.inputs[2 + j] for j in range(n)]
-    bufs = _carried_buffers(sc, carried)
-    at_iter, at_cond_in, at_cond_out = sc.take(8), sc.take(1), sc.take(1)
-    S = ctx.scratch(sc.size, "uint8_t", 1)
+    bufs = _carried_buffers(ctx, carried)
+    it, cond_in, cond_out = (ctx.scratch(size, "uint8_t", 1) for size in (8, 1, 1))
     decl, final = _carry_lines(2, carried)
     slices = [math.prod(t.shape[1:]) * t.dtype.itemsize for t in ctx.outputs[n:]]
     trips = "in0[0]" if ctx.has_input(0) else "INT64_MAX"
     cond = "in1[0]" if ctx.has_input(1) else "1"
-    ins = ["S + %d" % at_iter, "S + %d" % at_cond_in] + [f"cur{j}" for j in range(n)] + \
-        [f"in{i}" for i in range(2 + n, len(ctx.inputs))]
-    outs = ["S + %d" % at_cond_out] + _next(n, bufs, "S") + \
-        [f"(uint8_t *)out{n + j} + t * {slices[j]}" for j in range(k)]
-    lines = [f"uint8_t *S = {S};", "(void)S;", *decl, f"const int64_t trips = {trips};", f"uint8_t cond = {cond};",
+    ins = [it, cond_in] + [f"cur{j}" for j in range(n)] + [f"in{i}" for i in range(2 + n, len(ctx.inputs))]
+    outs = [cond_out] + _next(bufs) + [f"(uint8_t *)out{n + j} + t * {slices[j]}" for j in range(k)]
+    lines = [*decl, f"const int64_t trips = {trips};", f"uint8_t cond = {cond};",
              "for (int64_t t = 0; t < trips && cond; t++) {",
-             f"    *(int64_t *)(S + {at_iter}) = t;", f"    S[{at_cond_in}] = cond;",
+             f"    *(int64_t *){it} = t;", f"    {cond_in}[0] = cond;",
              f"    {_array('const void *', 'ins', ins)}", f"    {_array('void *', 'outs', outs)}",
-             *("    " + x for x in _run_call(f"{ctx.fn_name}_body_run", f"S + {at_arena}" if arena else "0")),
-             *("    " + x for x in _swap(n, bufs, "S")),
-             *([f"    cond = S[{at_cond_out}];"] if ctx.has_input(1) else []),
+             *("    " + x for x in _run_call(f"{ctx.fn_name}_body_run", A)),
+             *("    " + x for x in _swap(bufs)),
+             *([f"    cond = {cond_out}[0];"] if ctx.has_input(1) else []),
              "}", *final]
     return _void_unused(ctx, "\n".join("    " + x for x in lines))
 
@@ -137,9 +124,9 @@ def _slice(t, axis: int, reverse: int, base: str, buf, gather: bool) -> tuple[li
     outer, inner = math.prod(t.shape[:axis]), math.prod(t.shape[axis + 1:]) * t.dtype.itemsize
     if buf is None:
         return [], f"{base} + {step} * {inner}"
-    strided, local = f"{base} + (o * L + {step}) * {inner}", f"S + {buf} + o * {inner}"
+    strided, local = f"{base} + (o * L + {step}) * {inner}", f"{buf} + o * {inner}"
     dst, src = (local, strided) if gather else (strided, local)
-    return [f"for (int64_t o = 0; o < {outer}; o++) memcpy({dst}, {src}, {inner});"], f"S + {buf}"
+    return [f"for (int64_t o = 0; o < {outer}; o++) memcpy({dst}, {src}, {inner});"], buf
 
 
 @kernel("scan")
@@ -157,13 +144,13 @@ def scan(ctx: KernelContext) -> str:
     length = ctx.inputs[n].shape[in_axes[0]]
     text, arena = ctx.render_subgraph(body, f"{ctx.fn_name}_body")
     ctx.helper(f"{ctx.fn_name}_body", text)
-    sc = _Scratch()
-    at_arena = sc.take(arena) if arena else None
+    A = _arena(ctx, arena)
     states = [ctx.inputs[j] for j in range(n)]
-    bufs = _carried_buffers(sc, states)
-    gather = {j: sc.take(ctx.inputs[n + j].nbytes // max(length, 1)) for j in range(m) if in_axes[j] != 0}
-    scatter = {j: sc.take(ctx.outputs[n + j].nbytes // max(length, 1)) for j in range(k) if out_axes[j] != 0}
-    S = ctx.scratch(sc.size, "uint8_t", 1)
+    bufs = _carried_buffers(ctx, states)
+    gather = {j: ctx.scratch(ctx.inputs[n + j].nbytes // max(length, 1), "uint8_t", 1)
+              for j in range(m) if in_axes[j] != 0}
+    scatter = {j: ctx.scratch(ctx.outputs[n + j].nbytes // max(length, 1), "uint8_t", 1)
+               for j in range(k) if out_axes[j] != 0}
     decl, final = _carry_lines(0, states)
     pre, post, ins_x, outs_y = [], [], [], []
     for j in range(m):
@@ -177,13 +164,13 @@ def scan(ctx: KernelContext) -> str:
         post += lines
         outs_y.append(ptr)
     ins = [f"cur{j}" for j in range(n)] + ins_x + [f"in{i}" for i in range(n + m, len(ctx.inputs))]
-    outs = _next(n, bufs, "S") + outs_y
-    lines = [f"uint8_t *S = {S};", "(void)S;", *decl, f"const int64_t L = {length};",
+    outs = _next(bufs) + outs_y
+    lines = [*decl, f"const int64_t L = {length};",
              "for (int64_t t = 0; t < L; t++) {",
              *("    " + x for x in pre),
              f"    {_array('const void *', 'ins', ins)}", f"    {_array('void *', 'outs', outs)}",
-             *("    " + x for x in _run_call(f"{ctx.fn_name}_body_run", f"S + {at_arena}" if arena else "0")),
+             *("    " + x for x in _run_call(f"{ctx.fn_name}_body_run", A)),
              *("    " + x for x in post),
-             *("    " + x for x in _swap(n, bufs, "S")),
+             *("    " + x for x in _swap(bufs)),
              "}", *final]
     return _void_unused(ctx, "\n".join("    " + x for x in lines))
