@@ -171,14 +171,15 @@ def test_conv_transpose_matches_onnxruntime(target, dtype):
 
 
 # ---- fused activations over their whole input range -----------------------------------------------------
-def _extremes() -> np.ndarray:
+def _extremes(channels: int = 4, width: int = 29) -> np.ndarray:
     """Values through every branch of the activations' forms: both signs, exp's underflow (x < -87.3),
-    the saturations, the infinities and NaN, in 4 channels of 3 x 29 pixels (a vector tail too)."""
+    the saturations, the infinities and NaN, in `channels` channels of 3 x `width` pixels (with 29, a
+    vector tail too)."""
     rng = np.random.default_rng(7)
     special = np.array([0.0, -0.0, 1e-30, -1e-30, 3.0, -3.0, 6.0, -6.0, 87.0, -87.0, 87.5, -87.5, 88.8, -88.8,
                         100.0, -100.0, 1e30, -1e30, np.inf, -np.inf, np.nan], np.float32)
-    x = np.concatenate([special, rng.uniform(-12, 12, 4 * 3 * 29 - special.size).astype(np.float32)])
-    return x.reshape(1, 4, 3, 29)
+    x = np.concatenate([special, rng.uniform(-12, 12, channels * 3 * width - special.size).astype(np.float32)])
+    return x.reshape(1, channels, 3, width)
 
 
 ACTIVATION_POSTS = {"sigmoid": [("Sigmoid", {}, [])], "silu": [("Sigmoid", {}, []), ("Mul", {}, ["before"])],
@@ -187,20 +188,30 @@ ACTIVATION_POSTS = {"sigmoid": [("Sigmoid", {}, [])], "silu": [("Sigmoid", {}, [
                     "leaky_relu": [("LeakyRelu", {"alpha": 0.15}, [])]}
 
 
-@pytest.mark.parametrize("target", ["x86-avx512", "x86-avx2", "arm64"])
+# the conv paths whose tile post-passes apply the activation, per target: AVX-512's transposed
+# path (small images) stores its tile transposed before the activation
+ACTIVATION_CONVS = [(t, c) for t in ("x86-avx512", "x86-avx2", "arm64") for c in ("pointwise", "depthwise")]
+ACTIVATION_CONVS.append(("x86-avx512", "transposed"))
+
+
 @pytest.mark.parametrize("act", list(ACTIVATION_POSTS))
-@pytest.mark.parametrize("conv", ["pointwise", "depthwise"])
+@pytest.mark.parametrize("target,conv", ACTIVATION_CONVS)
 def test_fused_activations_over_their_whole_range(target, act, conv):
     """A conv that copies its input (identity weights: a 1x1 conv, or a 3x3 depthwise one with its
     centre tap 1), then the activation: the vector forms (x86 and AArch64: exp by range reduction and
     a polynomial) and the scalar ones agree with ONNX Runtime at the extremes, the infinities and
     NaN. Swish with alpha 0.7 (opset 24) has ONNX's reference as oracle."""
     require(target)
-    if conv == "pointwise":
+    x = _extremes()
+    if conv == "transposed":  # 32 channels of 12 columns: the transposed path's shapes
+        x = _extremes(32, 12)
+        w, attrs = np.eye(32, dtype=np.float32).reshape(32, 32, 1, 1), {}
+    elif conv == "pointwise":
         w, attrs = np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1), {}
     else:
         w, attrs = np.zeros((4, 1, 3, 3), np.float32), {"group": 4, "pads": [1, 1, 1, 1]}
         w[:, 0, 1, 1] = 1
-    layer = Layer("Conv", [_extremes(), Const(w)], attrs, post=ACTIVATION_POSTS[act],
+    layer = Layer("Conv", [x, Const(w)], attrs, post=ACTIVATION_POSTS[act],
                   **(dict(opset=24, oracle="onnx-reference") if act == "swish-0.7" else {}))
-    check_layers([layer], target, rtol=2e-6, atol=1e-6, **options(target))
+    paths = check_layers([layer], target, rtol=2e-6, atol=1e-6, **options(target))
+    assert conv != "transposed" or set(paths) == {"conv/transposed"}, paths

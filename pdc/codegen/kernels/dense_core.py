@@ -225,6 +225,14 @@ static inline int64_t pdc_boff(const int64_t *tab, int64_t mod, int64_t stride, 
 
 POST_C = r"""
 /* ---- pdc dense kernels: the tile post-pass ---- */
+/* act over a tile of mr rows of nr floats, ldc apart, in place (the native piece: vector forms) */
+static void pdc_act_rows(int act, float alpha, float beta, float *c, int64_t ldc, int mr, int64_t nr) {
+@native dense_act_rows @end
+    for (int i = 0; i < mr; i++) {
+        float *row = c + i * ldc;
+        for (int64_t j = 0; j < nr; j++) row[j] = pdc_act_f32(act, row[j], alpha, beta);
+    }
+}
 /* The transposed store of pdc_post (see there): tile (pixels x channels) -> out[channel][pixel]. */
 static void pdc_post_trans(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, int mr, int nr, const float *c,
                            int64_t ldc) {
@@ -242,14 +250,6 @@ static void pdc_post_trans(const pdc_post *p, int64_t b, int64_t m0, int64_t n0,
             if (p->res_after) y += p->res_after[o + i];
             p->tout[o + i] = y;
         }
-    }
-}
-/* act over a tile of mr rows of nr floats, ldc apart, in place (the native piece: vector forms) */
-static void pdc_act_rows(int act, float alpha, float beta, float *c, int64_t ldc, int mr, int64_t nr) {
-@native dense_act_rows @end
-    for (int i = 0; i < mr; i++) {
-        float *row = c + i * ldc;
-        for (int64_t j = 0; j < nr; j++) row[j] = pdc_act_f32(act, row[j], alpha, beta);
     }
 }
 static void pdc_post_tile(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, int mr, int nr, float *c,

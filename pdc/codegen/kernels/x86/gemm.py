@@ -75,17 +75,10 @@ static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
                 if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[j0 + jj]));
                 if (p->tres) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mm, p->tres + o));
                 if (p->clamp) y = _mm512_min_ps(vhi, _mm512_max_ps(vlo, y));
-                if (p->act || p->res_after) {
-                    float tmp[16];
-                    _mm512_storeu_ps(tmp, y);
-                    for (int i = 0; i < mr; i++) {
-                        float v = pdc_act_f32(p->act, tmp[i], p->alpha, p->beta);
-                        if (p->res_after) v += p->res_after[o + i];
-                        p->tout[o + i] = v;
-                    }
-                } else {
-                    _mm512_mask_storeu_ps(p->tout + o, mm, y);
-                }
+                _mm512_mask_storeu_ps(p->tout + o, mm, y);
+                if (p->act) pdc_act_rows(p->act, p->alpha, p->beta, p->tout + o, 0, 1, mr);  /* in vectors */
+                if (p->res_after)
+                    for (int i = 0; i < mr; i++) p->tout[o + i] += p->res_after[o + i];
             }
         }
         return;
