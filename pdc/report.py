@@ -20,8 +20,11 @@ Cost models (estimates; `pdc bench MODEL --profile` measures each kernel of a re
   1x1 conv), bandwidth and the overheads are measured once per machine and thread count by a
   calibration bundle of three tiny kernels (calibrate()), cached under the pdc cache folder; the
   path efficiencies (PATH_EFFICIENCY, fitted to `pdc bench --profile` of the zoo models on a quiet
-  2-core Zen 4) are relative to that rate, so the estimate follows the machine it runs on.
-  benchmarks/report_latency.py sets the totals beside measured runs.
+  2-core Zen 4) are relative to that rate. How far each path's kernels stray from that fit on
+  this machine (Winograd's transforms and the depthwise loops differ most between cores) is
+  measured too: the calibration times typical layers of mobile and residual networks (PATH_LAYERS)
+  and scales each path's estimates by measured / estimated. So the estimate follows the machine it
+  runs on. benchmarks/report_latency.py sets the totals beside measured runs.
 - ARM Cortex-A and Cortex-M: cycles = MACs x cycles per MAC of the kernel family + bytes moved x
   cycles per byte + cycles per kernel (CYCLE_MODELS), at the nominal clock of the core.
 """
@@ -35,12 +38,12 @@ import os
 import platform
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .ir.errors import PdcError
 
-CALIBRATION_VERSION = 4  # bump when the calibration bundle or what it measures changes
+CALIBRATION_VERSION = 5  # bump when the calibration bundle or what it measures changes
 
 
 # ---- compile and collect ----------------------------------------------------------------------
@@ -263,15 +266,26 @@ class Calibration:
     bytes_per_s: float  # bytes per second read + written by a large elementwise add
     kernel_s: float  # seconds of one tiny kernel (a call on the calling thread)
     run_s: float  # seconds of one Module.run besides its kernels (ctypes, input/output copies)
+    # per kernel path: measured / estimated seconds of the calibration's typical layers on that path
+    # (PATH_LAYERS), by which the path's estimates are scaled: the path tables were fitted on one
+    # machine, and a path's share of the peak differs between microarchitectures (Winograd's
+    # transforms, the depthwise loops) far more than the peak itself
+    path_factor: dict = field(default_factory=dict)
 
 
 def x86_seconds(row: dict, cal: Calibration, avx2: bool = False) -> float:
-    """A kernel's estimated seconds, a roofline: the larger of its compute (MACs at its path's share
-    of the peak, less where its tile is not filled, plus its fused activation per output) and its
-    memory traffic (weights streamed at the calibrated bandwidth; activations 4x faster when they
-    fit L2), plus the fixed cost of the call."""
+    """A kernel's estimated seconds, a roofline: the larger of its compute (x86_terms, scaled by its
+    path's measured factor) and its memory traffic, plus the fixed cost of the call."""
     if not row["runs"]:
         return 0.0
+    compute, memory = x86_terms(row, cal, avx2)
+    return max(compute * cal.path_factor.get(row["path"], 1.0), memory) + kernel_call_s(row, cal)
+
+
+def x86_terms(row: dict, cal: Calibration, avx2: bool) -> tuple[float, float]:
+    """(compute, memory) seconds of a kernel: its MACs at its path's share of the peak (less where its
+    tile is not filled) plus its fused activation per output; weights streamed at the calibrated
+    bandwidth, activations 4x faster when they fit L2."""
     fallback = PORTABLE_EFFICIENCY if row["family"] == "portable" else DEFAULT_EFFICIENCY
     shares = PATH_EFFICIENCY_AVX2 if avx2 else PATH_EFFICIENCY
     eff = shares.get(row["path"], fallback) * tile_fill(row, FULL_REDUCTION_AVX2 if avx2 else FULL_REDUCTION)
@@ -279,7 +293,11 @@ def x86_seconds(row: dict, cal: Calibration, avx2: bool = False) -> float:
     acts = row["bytes_moved"] - row["weight_bytes"]
     bandwidth = cal.bytes_per_s * PATH_BANDWIDTH.get(row["path"] or row["op"], 1.0)
     memory = row["weight_bytes"] / cal.bytes_per_s + acts / (bandwidth * (L2_SPEEDUP if acts <= L2_BYTES else 1.0))
-    return max(compute, memory) + cal.kernel_s * (MAC_KERNEL_CALLS if row["macs"] else 1)
+    return compute, memory
+
+
+def kernel_call_s(row: dict, cal: Calibration) -> float:
+    return cal.kernel_s * (MAC_KERNEL_CALLS if row["macs"] else 1)
 
 
 def tile_fill(row: dict, full: int) -> float:
@@ -373,6 +391,55 @@ def calibration_models():
             c * c * hw * hw, 3 * 4 * n)
 
 
+# Typical layers of mobile and residual networks (torchvision's mobilenet_v2 / v3, squeezenet and
+# resnet18 at 224 x 224), each taking the path the target's conv / GEMM picks for its shape:
+# (in channels, out channels, kernel, stride, group, input size); a kernel of 0 is a dense layer on a
+# vector. Whatever paths they take on this machine get a measured path_factor from their sum.
+PATH_LAYERS = (
+    # depthwise
+    (32, 32, 3, 1, 32, 112), (96, 96, 3, 2, 96, 112), (192, 192, 3, 1, 192, 28), (384, 384, 3, 1, 384, 14),
+    (240, 240, 5, 1, 240, 14),
+    # 1x1 on large images: expansions, projections, squeezenet's squeeze / expand
+    (16, 96, 1, 1, 1, 112), (24, 144, 1, 1, 1, 56), (144, 24, 1, 1, 1, 56), (16, 64, 1, 1, 1, 55),
+    (32, 192, 1, 1, 1, 28),
+    # 1x1 on small images
+    (48, 288, 1, 1, 1, 14), (384, 96, 1, 1, 1, 14), (960, 320, 1, 1, 1, 7), (512, 64, 1, 1, 1, 13),
+    # 3x3 stride 1 (residual blocks, squeezenet's expand 3x3) and stride 2, a stem on three channels
+    (64, 64, 3, 1, 1, 56), (128, 128, 3, 1, 1, 28), (256, 256, 3, 1, 1, 14), (512, 512, 3, 1, 1, 7),
+    (16, 64, 3, 1, 1, 55), (64, 128, 3, 2, 1, 56), (3, 32, 3, 2, 1, 224),
+    # a strided 1x1 shortcut, a squeeze-excitation's 1x1 on a pooled vector, classifiers
+    (64, 128, 1, 2, 1, 56), (576, 144, 1, 1, 1, 1), (576, 1024, 0, 1, 1, 1), (1280, 1000, 0, 1, 1, 1),
+)
+
+
+def path_model():
+    """A model of PATH_LAYERS side by side. As in a network, each layer reads what a kernel has just
+    written (a Relu of its own input) and writes into the arena (a max over its output is what
+    leaves the model), not into a caller's output array."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    nodes, inputs, outputs, weights = [], [], [], []
+    for i, (cin, cout, k, stride, group, size) in enumerate(PATH_LAYERS):
+        x, h, y, w = f"x{i}", f"h{i}", f"y{i}", f"w{i}"
+        nodes.append(helper.make_node("Relu", [x], [h]))
+        if k == 0:
+            weights.append(numpy_helper.from_array(rng.standard_normal((cin, cout)).astype(np.float32) * 0.05, w))
+            nodes.append(helper.make_node("MatMul", [h, w], [y]))
+            in_shape = [1, cin]
+        else:
+            weights.append(numpy_helper.from_array(
+                rng.standard_normal((cout, cin // group, k, k)).astype(np.float32) * 0.05, w))
+            nodes.append(helper.make_node("Conv", [h, w], [y], kernel_shape=[k, k], strides=[stride] * 2,
+                                          pads=[k // 2] * 4, group=group))
+            in_shape = [1, cin, size, size]
+        nodes.append(helper.make_node("ReduceMax", [y], [f"m{i}"], keepdims=0))
+        inputs.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, in_shape))
+        outputs.append(helper.make_tensor_value_info(f"m{i}", TensorProto.FLOAT, []))
+    graph = helper.make_graph(nodes, "paths", inputs, outputs, weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def calibration_path(threads: int) -> str:
     from . import __version__
     from .build import _cache_dir
@@ -387,7 +454,8 @@ def calibration_path(threads: int) -> str:
 
 
 def calibrate(threads: int, refresh: bool = False) -> Calibration:
-    """This machine's Calibration at `threads`, measured once (about two seconds) and cached."""
+    """This machine's Calibration at `threads`, measured once (about half a minute: the layer bundle
+    is compiled) and cached."""
     path = calibration_path(threads)
     if not refresh and os.path.exists(path):
         with open(path) as f:
@@ -408,20 +476,64 @@ def measure_calibration(threads: int, runs: int = 30, repeats: int = 9) -> Calib
     import numpy as np
 
     import pdc
-    from .bench import fastest_median, profile
+    from .bench import fastest_median
     heavy, light, macs, add_bytes = calibration_models()
     times = {}
     for model in (heavy, light):
         module = pdc.compile(model, target="x86", threads=threads, name="calibration", opt_level=1)
-        rng = np.random.default_rng(0)
-        feeds = {v["name"]: rng.standard_normal(v["shape"]).astype(np.float32) for v in module.manifest["inputs"]}
-        profiles = [profile(module.folder, feeds, runs, warmup=5) for _ in range(repeats)]
-        for k, r in enumerate(profiles[0]):
-            times.setdefault(r["op"], []).append(min(p[k]["us"] for p in profiles) * 1e-6)
+        feeds = calibration_feeds(module.manifest)
+        for r in fastest_profile(module.folder, feeds, runs, repeats):
+            times.setdefault(r["op"], []).append(r["us"] * 1e-6)
         if model is light:  # a run besides its kernels: ctypes, argument checks, output arrays
             run_s = max(fastest_median(lambda: module.run(feeds), block_seconds=0.05) - sum(times["tanh"]), 0.0)
-    return Calibration(mac_per_s=macs / times["conv"][0], bytes_per_s=add_bytes / times["add"][0],
+    base = Calibration(mac_per_s=macs / times["conv"][0], bytes_per_s=add_bytes / times["add"][0],
                        kernel_s=float(np.median(times["tanh"])), run_s=run_s)
+    return Calibration(**{**vars(base), "path_factor": measure_path_factors(base, threads, runs, repeats)})
+
+
+def measure_path_factors(base: Calibration, threads: int, runs: int, repeats: int) -> dict:
+    """Per path of PATH_LAYERS' compiled conv / GEMM kernels: the factor on their compute term by
+    which the cost model with `base` gives their measured total (path_factor_fit)."""
+    from .compiler import compile_details
+    with tempfile.TemporaryDirectory(prefix="pdc-calibration-") as tmp:
+        c = compile_details(path_model(), os.path.join(tmp, "paths"), target="x86", threads=threads,
+                            name="calibration", opt_level=1)
+        measured = {r["index"]: r["us"] * 1e-6 for r in fastest_profile(c.folder, calibration_feeds(c.manifest),
+                                                                        runs, repeats)}
+        avx2 = c.manifest["target"] == "x86-avx2"
+        layers: dict = {}
+        for row in layer_rows(c.graph, c.bundle):
+            if row["index"] in measured and row["path"] and row["macs"]:
+                spent = measured[row["index"]] - kernel_call_s(row, base)
+                layers.setdefault(row["path"], []).append((*x86_terms(row, base, avx2), spent))
+    return {path: f for path, rows in layers.items() if (f := path_factor_fit(rows)) is not None}
+
+
+def path_factor_fit(rows: list, low: float = 0.25, high: float = 4.0) -> Optional[float]:
+    """The f in [low, high] for which the layers' sum of max(compute x f, memory) is their measured
+    sum, rows being (compute, memory, measured) seconds; None where no f gives it (layers that the
+    model has bound by memory at every f: they say nothing of the compute)."""
+    want = sum(m for _, _, m in rows)
+    total = lambda f: sum(max(c * f, mem) for c, mem, _ in rows)  # noqa: E731 - nondecreasing in f
+    if not total(low) <= want <= total(high):
+        return None
+    for _ in range(60):
+        mid = math.sqrt(low * high)
+        low, high = (mid, high) if total(mid) < want else (low, mid)
+    return math.sqrt(low * high)
+
+
+def calibration_feeds(manifest: dict) -> dict:
+    import numpy as np
+    rng = np.random.default_rng(0)
+    return {v["name"]: rng.standard_normal(v["shape"]).astype(np.float32) for v in manifest["inputs"]}
+
+
+def fastest_profile(folder: str, feeds: dict, runs: int, repeats: int) -> list[dict]:
+    """The profile's rows, each kernel's time the fastest of `repeats` profiles."""
+    from .bench import profile
+    profiles = [profile(folder, feeds, runs, warmup=5) for _ in range(repeats)]
+    return [{**r, "us": min(p[k]["us"] for p in profiles)} for k, r in enumerate(profiles[0])]
 
 
 # ---- output -----------------------------------------------------------------------------------

@@ -190,3 +190,43 @@ def test_cli_errors_are_one_line(zoo, tmp_path, argv, message):
     assert r.returncode == 1 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and re.fullmatch(message, r.stderr.strip()), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_path_factor_scales_the_compute_of_its_path():
+    """x86_seconds = max(compute x the path's factor, memory) + the call: a compute-bound layer of the
+    path doubles with a factor of 2, one bound by its memory traffic stays, other paths stay."""
+    from pdc.report import Calibration, kernel_call_s, x86_seconds, x86_terms
+    row = {"runs": True, "family": "x86", "path": "conv/winograd4", "macs": 10 ** 8, "outputs": 0,
+           "bytes_moved": 1000, "weight_bytes": 0, "op": "fused_conv", "reduction": 576}
+    plain = Calibration(mac_per_s=1e11, bytes_per_s=1e10, kernel_s=1e-6, run_s=0.0)
+    scaled = Calibration(**{**vars(plain), "path_factor": {"conv/winograd4": 2.0, "conv/pointwise": 5.0}})
+    call = kernel_call_s(row, plain)
+    compute, memory = x86_terms(row, plain, False)
+    assert compute > memory
+    assert x86_seconds(row, scaled) - call == pytest.approx(2 * (x86_seconds(row, plain) - call))
+    streaming = {**row, "bytes_moved": 10 ** 9}  # its memory term dwarfs twice the compute
+    assert x86_seconds(streaming, scaled) == pytest.approx(x86_seconds(streaming, plain))
+    other = {**row, "path": "conv/band"}
+    assert x86_seconds(other, scaled) == pytest.approx(x86_seconds(other, plain))
+
+
+def test_path_factor_fit_gives_the_measured_sum():
+    from pdc.report import path_factor_fit
+    rows = [(1.0, 0.5, 2.0), (1.0, 3.0, 3.0)]  # (compute, memory, measured): the first compute-bound
+    f = path_factor_fit(rows)
+    assert sum(max(c * f, m) for c, m, _ in rows) == pytest.approx(5.0) and f == pytest.approx(2.0)
+    assert path_factor_fit([(0.1, 1.0, 2.0)]) is None  # bound by memory at every factor: no evidence
+
+
+@pytest.mark.parametrize("target", ["x86-avx512", "x86-avx2"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1", "resnet18"])
+def test_calibration_layers_take_every_path_the_zoo_takes(zoo, tmp_path, name, target):
+    """The calibration's typical layers (PATH_LAYERS) take every conv / GEMM path these networks take
+    on either x86 ISA, so each path's factor is the machine's measurement."""
+    from pdc.report import layer_rows, path_model
+
+    def paths(model, folder):
+        c = compile_details(model, str(tmp_path / folder), target=target, threads=THREADS, build=False)
+        return {r["path"] for r in layer_rows(c.graph, c.bundle) if r["macs"] and r["path"]}
+    taken = paths(zoo(name), "net")
+    assert taken and taken <= paths(path_model(), "calibration"), taken - paths(path_model(), "calibration2")
