@@ -17,6 +17,7 @@ from .ir.graph import Graph
 from .ir.limits import DEFAULT_MAX_TENSOR_BYTES, check_graph_limits, parse_byte_size
 from .ir.shapes import bind_shapes, unbound_dims
 from .output_folder import check_output_folder, write_folder
+from .passes.bound_outputs import bound_outputs, measured_outputs
 from .targets import get_target
 
 
@@ -157,7 +158,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     # "naive": every intermediate tensor of the model as imported, each in its own buffer
     naive_bytes = sum(v.type.nbytes for n in graph.nodes for v in n.outputs
                       if v.type.is_static and v not in graph.outputs)
-    graph = lower_bodies(optimize(graph, opt_level, tgt), opt_level, tgt)
+    graph = bound_outputs(lower_bodies(optimize(graph, opt_level, tgt), opt_level, tgt))
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     tgt.check_graph(graph)
     config = tgt.kernel_config(threads)
@@ -169,6 +170,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     graph = bundle.graph  # as rendered: a device target's placement adds copies
     plan = bundle.plan
     cflags = [c_opt if f == "-O3" else f for f in tgt.cflags]
+    measured = measured_outputs(graph)
     files = dict(bundle.files)
     files.update(tgt.library_files(name, bundle.kernel_files, cflags, threads))
     for note in bundle.notes:
@@ -178,7 +180,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
         "pdc_version": __version__,
         "target": tgt.name,
         "inputs": [_io(v) for v in graph.inputs],
-        "outputs": [_io(v) for v in graph.outputs],
+        "outputs": [_io(v, measured) for v in graph.outputs],
         "arena_bytes": plan.arena_bytes,
         "naive_activation_bytes": naive_bytes,
         "optimized_activation_bytes": plan.naive_activation_bytes,
@@ -253,8 +255,13 @@ def check_forced_paths() -> None:
     forced_paths()
 
 
-def _io(v) -> dict:
-    return {"name": v.name, "dtype": v.type.dtype.name, "shape": list(v.type.shape)}
+def _io(v, measured: Optional[dict] = None) -> dict:
+    """A model input's or output's manifest entry; a bounded output (passes/bound_outputs.py) names
+    the output holding its length and the axis it measures."""
+    entry = {"name": v.name, "dtype": v.type.dtype.name, "shape": list(v.type.shape)}
+    if measured and v in measured:
+        entry.update(length=measured[v][0].name, length_axis=measured[v][1])
+    return entry
 
 
 def stderr_progress(msg: str) -> None:

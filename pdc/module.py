@@ -68,7 +68,9 @@ class Module:
         m = self.manifest
         spec = lambda d: TensorSpec(d["name"], dtypes.from_name(d["dtype"]).np, tuple(d["shape"]))  # noqa: E731
         self.inputs = [spec(d) for d in m["inputs"]]
-        self.outputs = [spec(d) for d in m["outputs"]]
+        self.outputs = [spec(d) for d in m["outputs"]]  # the buffers a run fills
+        # bounded outputs (their length known at run time): name -> (length output, axis)
+        self._measured = {d["name"]: (d["length"], d["length_axis"]) for d in m["outputs"] if "length" in d}
         self.name = m["name"]
         self._emulated = None
         if m.get("runner"):  # cross-compiled: run through the bundle's harness under an emulator
@@ -122,7 +124,7 @@ class Module:
     def run(self, feeds: dict) -> dict[str, np.ndarray]:
         arrays = self._check(feeds)
         if self._emulated is not None:
-            return self._emulated({s.name: a for s, a in zip(self.inputs, arrays)})
+            return self._trimmed(self._emulated({s.name: a for s, a in zip(self.inputs, arrays)}))
         outs = [np.empty(s.shape, s.dtype) for s in self.outputs]
         ins_p = self._ins_type(*[a.ctypes.data for a in arrays])
         outs_p = self._outs_type(*[o.ctypes.data for o in outs])
@@ -138,14 +140,29 @@ class Module:
                 device.restype = ctypes.c_char_p
                 why = f"{why}: {device().decode(errors='replace')}"
             raise PdcError(f"{self.name}_run failed: {why} (status {status})")
-        return {s.name: o for s, o in zip(self.outputs, outs)}
+        return self._trimmed({s.name: o for s, o in zip(self.outputs, outs)})
+
+    def _trimmed(self, results: dict) -> dict:
+        """The model's outputs: each bounded one cut to its length, the lengths themselves left out."""
+        if not self._measured:
+            return results
+        lengths = {length for length, _ in self._measured.values()}
+        out = {}
+        for name, a in results.items():
+            if name in self._measured:
+                length, axis = self._measured[name]
+                a = a[(slice(None),) * axis + (slice(0, int(results[length])),)]
+            if name not in lengths:
+                out[name] = a
+        return out
 
     def signature(self):
         """A node-less IR graph with this bundle's inputs and outputs (to make or check feeds)."""
         from .ir.graph import Graph, Value
         from .ir.types import TensorType
         io = lambda specs: [Value(s.name, TensorType(dtypes.from_numpy(s.dtype), s.shape)) for s in specs]  # noqa: E731
-        return Graph(self.name, io(self.inputs), io(self.outputs))
+        lengths = {length for length, _ in self._measured.values()}
+        return Graph(self.name, io(self.inputs), io([s for s in self.outputs if s.name not in lengths]))
 
     def __repr__(self) -> str:
         return f"<pdc.Module {self.name} ({self.manifest['target']}) inputs={self.inputs} outputs={self.outputs}>"

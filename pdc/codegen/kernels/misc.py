@@ -18,6 +18,7 @@ from .. import kir
 from ..context import KernelContext, numel
 from ..ctypes_c import float_literal, int_literal
 from . import kernel
+from ._axis import Num, outer_n_inner
 from ._kir import io, prints_kir, render
 
 DET_MAX_BYTES = 256 * 1024  # one matrix copy on the stack
@@ -415,5 +416,94 @@ def dropout(ctx: KernelContext) -> str:
 
 @kernel("unique")
 def unique(ctx: KernelContext) -> str:
-    ctx.fail("the number of unique values depends on the input data; pdc compiles static shapes only "
-             "(Unique is supported when its input is a constant, which is folded at compile time)")
+    """Unique with a bound (passes/bound_outputs.py): the slices along the axis (single elements
+    without one) sorted by a stable merge sort (lexicographic; NaN after every number and equal to
+    NaN), grouped, put in order of first occurrence where sorted=0; Y, indices and counts zeroed
+    past the length."""
+    if ctx.attrs.get("bound") is None:
+        ctx.fail("the number of unique values depends on the input data; compiled code needs a bound "
+                 "for it (compiler.bound_outputs)")
+    x = ctx.inputs[0]
+    num = Num(x.dtype)
+    axis = ctx.attrs.get("axis")
+    shape = list(x.shape)
+    if axis is None:
+        outer, n, inner = 1, numel(x), 1
+    else:
+        outer, n, inner = outer_n_inner(shape, axis % len(shape))
+    if n == 0:
+        return "    *out4 = 0;"
+    fn = _unique_helper(ctx, num)
+    ints = [ctx.scratch(n, "int64_t", 8) for _ in range(7)]
+    outs = ", ".join(f"out{i}" for i in range(4))
+    return f"    *out4 = {fn}(in0, {outs}, {outer}, {n}, {inner}, {int(bool(ctx.attrs.get('sorted', 1)))}, " \
+           f"{', '.join(ints)});"
+
+
+def _unique_helper(ctx: KernelContext, num: Num) -> str:
+    name = f"pdc_unique_{num.dt.short}"
+    el = lambda k: num.load(f"x[(o * n + {k}) * inner + i]")  # noqa: E731
+    if num.is_float:  # NaN after every number, equal to NaN
+        differ = ("if (va != va || vb != vb) { if (va == va) return -1; if (vb == vb) return 1; continue; }\n"
+                  "            if (va < vb) return -1;\n            if (va > vb) return 1;")
+    else:
+        differ = "if (va < vb) return -1;\n            if (va > vb) return 1;"
+    ctx.helper(name, f"""/* slice a vs slice b along the unique axis (outer x n x inner): -1, 0 or 1, lexicographic */
+static int {name}_cmp(const {num.c} *x, int64_t a, int64_t b, int64_t outer, int64_t n, int64_t inner) {{
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {{
+            const {num.ct} va = {el('a')}, vb = {el('b')};
+            {differ}
+        }}
+    return 0;
+}}
+/* Unique over the n slices of x: y (slices), first indices, inverse, counts; returns how many.
+   perm .. newid: n int64 each of scratch. */
+static int64_t {name}(const {num.c} *x, {num.c} *y, int64_t *first_out, int64_t *inverse, int64_t *counts,
+                      int64_t outer, int64_t n, int64_t inner, int sorted, int64_t *perm, int64_t *tmp,
+                      int64_t *first, int64_t *count, int64_t *group, int64_t *order, int64_t *newid) {{
+    for (int64_t k = 0; k < n; k++) perm[k] = k;
+    for (int64_t w = 1; w < n; w *= 2) {{  /* bottom-up merge sort, stable */
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {{
+            const int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t a = lo, b = mid, k = lo;
+            while (a < mid && b < hi)
+                tmp[k++] = {name}_cmp(x, perm[b], perm[a], outer, n, inner) < 0 ? perm[b++] : perm[a++];
+            while (a < mid) tmp[k++] = perm[a++];
+            while (b < hi) tmp[k++] = perm[b++];
+        }}
+        memcpy(perm, tmp, (size_t)n * sizeof *perm);
+    }}
+    int64_t u = 0;
+    for (int64_t s = 0; s < n; s++) {{
+        if (s == 0 || {name}_cmp(x, perm[s - 1], perm[s], outer, n, inner) != 0) {{
+            first[u] = perm[s];  /* the stable sort puts a group's first occurrence first */
+            count[u++] = 0;
+        }}
+        count[u - 1]++;
+        group[perm[s]] = u - 1;
+    }}
+    if (sorted) {{
+        for (int64_t t = 0; t < u; t++) order[t] = t;
+    }} else {{  /* by first occurrence: walk the positions, tmp[k] = the group first seen at k */
+        for (int64_t k = 0; k < n; k++) tmp[k] = -1;
+        for (int64_t g = 0; g < u; g++) tmp[first[g]] = g;
+        int64_t t = 0;
+        for (int64_t k = 0; k < n; k++)
+            if (tmp[k] >= 0) order[t++] = tmp[k];
+    }}
+    for (int64_t t = 0; t < u; t++) newid[order[t]] = t;
+    memset(y, 0, (size_t)(outer * n * inner) * sizeof *y);
+    for (int64_t t = 0; t < n; t++) first_out[t] = counts[t] = 0;
+    for (int64_t t = 0; t < u; t++) {{
+        const int64_t g = order[t];
+        first_out[t] = first[g];
+        counts[t] = count[g];
+        for (int64_t o = 0; o < outer; o++)
+            memcpy(y + (o * n + t) * inner, x + (o * n + first[g]) * inner, (size_t)inner * sizeof *y);
+    }}
+    for (int64_t k = 0; k < n; k++) inverse[k] = newid[group[k]];
+    return u;
+}}
+""")
+    return name

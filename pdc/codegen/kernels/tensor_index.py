@@ -301,18 +301,25 @@ def compress(ctx: KernelContext) -> str:
 @kernel("non_zero")
 @prints_kir
 def non_zero(ctx: KernelContext) -> str:
+    """The coordinates, column by column. With a bound (passes/bound_outputs.py) the columns past
+    the count are zeros and the count goes to the length output; else the count is static (the
+    input was a constant, or the same values come at run time) and the loop stops there."""
     x, y = ctx.inputs[0], ctx.outputs[0]
     shape = list(x.shape) or [1]
     nnz = y.shape[1]
-    if nnz == 0:
-        return render(ctx, EMPTY)
-    st = strides(shape)
+    bounded = ctx.attrs.get("bound") is not None
     ins, outs = io(ctx)
+    if nnz == 0:
+        return render(ctx, kir.store(outs[1], kir.idx(0), kir.idx(0))) if bounded else render(ctx, EMPTY)
+    st = strides(shape)
     f, j = index_var("f"), index_var("j")
     v = ins[0][f]
     test = (kir.bitcast(D.uint16, v) & 0x7fff).ne(0) if x.dtype.short == "bf16" else v.ne(kir.zero(x.dtype))
     coords = [kir.store(outs[0], d * nnz + j, f / st[d] % n) for d, n in enumerate(shape)]
-    # the output length is static: it came from a constant input (or the same values at run time)
-    return render(ctx, kir.Declare(j, kir.idx(0), const=False),
-                  kir.loop(f, numel(x), kir.when(j >= nnz, kir.Break()), kir.when(test.lnot(), kir.Continue()),
-                           coords, kir.Assign(j, j + 1)))
+    body = [kir.Declare(j, kir.idx(0), const=False),
+            kir.loop(f, numel(x), kir.when(j >= nnz, kir.Break()), kir.when(test.lnot(), kir.Continue()),
+                     coords, kir.Assign(j, j + 1))]
+    if bounded:
+        body = [kir.Fill(outs[0], kir.idx(0), kir.idx(numel(y)), kir.as_expr(0)), *body,
+                kir.store(outs[1], kir.idx(0), j)]
+    return render(ctx, *body)

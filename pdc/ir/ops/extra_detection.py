@@ -7,7 +7,7 @@ iou_threshold, until max_output_boxes_per_class (default 0: none) are selected. 
 [y1, x1, y2, x2] with the corners in either order (center_point_box=0) or [x_center, y_center,
 width, height] (center_point_box=1). Geometry runs in float32 like ONNX Runtime; a box with no
 area never suppresses. The output is (num_selected, 3) rows of [batch, class, box]: its length
-depends on the data, so only the reference interpreter runs this op.
+depends on the data, so compiled code writes it with a bound (ops/bounded.py).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 from .. import dtypes
 from ..registry import Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
+from .bounded import BOUND_ATTR, length_dim, padded, with_length
 from .tensor import runtime_error
 
 
@@ -41,7 +42,7 @@ def _nms_infer(ctx: InferContext):
         for a, b, what in pairs:
             if isinstance(a, int) and isinstance(b, int) and a != b:
                 ctx.fail(f"boxes {boxes} and scores {scores} differ in {what}")
-    return [TensorType(dtypes.int64, (UNKNOWN, 3))]
+    return with_length(ctx, [TensorType(dtypes.int64, (length_dim(ctx, UNKNOWN), 3))])
 
 
 def _corners(box: np.ndarray, center: bool):
@@ -102,10 +103,10 @@ def _nms_ref(inputs, attrs):
                     if not any(_suppresses(corners[i], corners[k], iou) for k in kept):
                         kept.append(int(i))
                 selected += [(b, c, i) for i in kept]
-    return np.array(selected, np.int64).reshape(-1, 3)
+    return padded([np.array(selected, np.int64).reshape(-1, 3)], attrs, [0])
 
 
 register_op("non_max_suppression", ["boxes", "scores", "max_output_boxes_per_class?", "iou_threshold?",
-                                    "score_threshold?"], ["selected_indices"], onnx="NonMaxSuppression",
-            attrs={"center_point_box": Attr("int", 0)}, infer=_nms_infer, reference=_nms_ref,
+                                    "score_threshold?"], ["selected_indices", "length?"], onnx="NonMaxSuppression",
+            attrs={"center_point_box": Attr("int", 0), **BOUND_ATTR}, infer=_nms_infer, reference=_nms_ref,
             doc="Greedy per-class non-maximum suppression; [batch, class, box] rows of the kept boxes.")

@@ -10,6 +10,7 @@ import numpy as np
 from .. import dtypes
 from ..registry import Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
+from .bounded import BOUND_ATTR, length_dim, padded, with_length
 from .common import normalize_axis, require_dtype
 from .tensor import check_failed, ints_of, merge_dims, runtime_error
 
@@ -240,13 +241,20 @@ register_op("one_hot", ["indices", "depth", "values"], ["output"], onnx="OneHot"
 def _non_zero_infer(ctx: InferContext):
     t = ctx.types[0]
     x = ctx.const(0)
-    if x is not None:
+    if x is not None and ctx.attrs.get("bound") is None:
         return [TensorType(dtypes.int64, (max(x.ndim, 1), int(np.count_nonzero(x))))]
-    return [TensorType(dtypes.int64, (UNKNOWN if t.rank is None else max(t.rank, 1), UNKNOWN))]
+    return with_length(ctx, [TensorType(dtypes.int64, (UNKNOWN if t.rank is None else max(t.rank, 1),
+                                                       length_dim(ctx, UNKNOWN)))])
 
 
-register_op("non_zero", ["X"], ["Y"], onnx="NonZero", infer=_non_zero_infer,
-            reference=lambda x, a: np.array(np.nonzero(np.atleast_1d(x[0])), np.int64).reshape(max(x[0].ndim, 1), -1),
+def _non_zero_ref(inputs, attrs):
+    x = inputs[0]
+    y = np.array(np.nonzero(np.atleast_1d(x)), np.int64).reshape(max(x.ndim, 1), -1)
+    return padded([y], attrs, [1])
+
+
+register_op("non_zero", ["X"], ["Y", "length?"], onnx="NonZero", attrs=BOUND_ATTR, infer=_non_zero_infer,
+            reference=_non_zero_ref,
             doc="The coordinates of the non-zero elements, one column each (a scalar counts as 1-D).")
 
 
@@ -326,18 +334,19 @@ register_op("reverse_sequence", ["input", "sequence_lens"], ["Y"], onnx="Reverse
 def _unique_infer(ctx: InferContext):
     t = ctx.types[0]
     axis = ctx.attrs.get("axis")
+    n = length_dim(ctx, UNKNOWN)
     if axis is None:
-        y = TensorType(t.dtype, (UNKNOWN,))
+        y = TensorType(t.dtype, (n,))
         n_in = t.numel if t.shape is not None else None
     elif t.shape is None:
         y, n_in = TensorType(t.dtype, None), None
     else:
         axis = normalize_axis(axis, t.rank, ctx)
-        y = t.with_shape(t.shape[:axis] + (UNKNOWN,) + t.shape[axis + 1:])
+        y = t.with_shape(t.shape[:axis] + (n,) + t.shape[axis + 1:])
         n_in = t.shape[axis]
-    i64 = TensorType(dtypes.int64, (UNKNOWN,))
+    i64 = TensorType(dtypes.int64, (n,))
     inverse = TensorType(dtypes.int64, (UNKNOWN if n_in is None else n_in,))
-    return [y, i64, inverse, i64][:ctx.num_outputs]
+    return with_length(ctx, [y, i64, inverse, i64])
 
 
 def _unique_ref(inputs, attrs):
@@ -353,11 +362,12 @@ def _unique_ref(inputs, attrs):
         y = np.take(y, order, axis=0 if axis is None else axis)
         first, counts = first[order], counts[order]
         inverse = np.argsort(order)[inverse]
-    return [y.astype(x.dtype), first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64)]
+    outs = [y.astype(x.dtype), first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64)]
+    return padded(outs, attrs, [0 if axis is None else axis, 0, None, 0])
 
 
-register_op("unique", ["X"], ["Y", "indices?", "inverse_indices?", "counts?"], onnx="Unique",
-            attrs={"axis": Attr("int", None), "sorted": Attr("int", 1)},
+register_op("unique", ["X"], ["Y", "indices?", "inverse_indices?", "counts?", "length?"], onnx="Unique",
+            attrs={"axis": Attr("int", None), "sorted": Attr("int", 1), **BOUND_ATTR},
             infer=_unique_infer, reference=_unique_ref,
             doc="The distinct elements (or slices along axis), sorted or in order of first occurrence, with "
                 "their first indices, the inverse mapping and their counts.")
