@@ -18,6 +18,7 @@ from .. import __version__
 from ..ir.errors import UnsupportedError
 from ..ir.graph import Graph, Node, Value
 from ..tuning import entry_for, layer_key
+from ..passes.bound_outputs import measured_outputs
 from .c_helpers import split_helpers
 from .context import KernelContext
 from .ctypes_c import ctype
@@ -377,9 +378,14 @@ class CRenderer:
                  f"#define {N}_WEIGHT_BYTES {weight_bytes}u",
                  f"#define {N}_NUM_INPUTS {len(graph.inputs)}",
                  f"#define {N}_NUM_OUTPUTS {len(graph.outputs)}", ""]
+        measured = measured_outputs(graph)
         for kind, values in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs)):
             for i, v in enumerate(values):
                 lines.append(f"/* {kind.lower()} {i}: {c_comment(v.name)} {v.type} */")
+                if v in measured:  # a bound: the run writes how much of it holds the result
+                    length, axis = measured[v]
+                    lines.append(f"/*   its length depends on the data: the first {c_comment(length.name)} "
+                                 f"(an output) entries of axis {axis} hold it, zeros follow */")
                 lines.append(f"#define {N}_{kind}{i}_BYTES {v.type.nbytes}u")
         lines += ["",
                   f"extern const pdc_tensor_info {name}_inputs[{max(len(graph.inputs), 1)}];",

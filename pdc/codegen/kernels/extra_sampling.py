@@ -1,5 +1,5 @@
-"""Kernels of the spatial sampling ops: grid_sample, affine_grid, col2im, deform_conv; and a clear
-error for non_max_suppression (its output length depends on the data).
+"""Kernels of the spatial sampling ops: grid_sample, affine_grid, col2im, deform_conv; and
+non_max_suppression (with a bound on its rows: passes/bound_outputs.py).
 
 - grid_sample: per output position, the pixel coordinates are computed in the grid's precision
   (float for float32 and half grids, as the reference and ONNX Runtime do: rounding decides the
@@ -311,5 +311,96 @@ def deform_conv(ctx: KernelContext) -> str:
 # ---- non_max_suppression -------------------------------------------------------------------------
 @kernel("non_max_suppression")
 def non_max_suppression(ctx: KernelContext) -> str:
-    ctx.fail("NonMaxSuppression's output length depends on the data (how many boxes survive); compiled code "
-             "needs static shapes, so this op runs on the reference interpreter only")
+    """Per batch item and class, the candidates (score above the threshold, when there is one) by
+    a stable merge sort (score down, index up, NaN last), each kept unless its IoU with a kept box
+    of the class is above iou_threshold, until max_output_boxes_per_class. The geometry rounds
+    every step in float32 as the reference does (PDC_ROUNDED: no multiply-add). Rows past the count
+    are zeros; the count goes to the length output."""
+    if ctx.attrs.get("bound") is None:
+        ctx.fail("NonMaxSuppression's output length depends on the data (how many boxes survive); compiled "
+                 "code needs a bound for it (compiler.bound_outputs)")
+    nb, n, _ = ctx.inputs[0].shape
+    nc = ctx.inputs[1].shape[1]
+    rows = ctx.outputs[0].shape[0]
+    if rows == 0 or n == 0:
+        return f"    memset(out0, 0, {max(rows * 3, 1)} * sizeof *out0);\n    *out1 = 0;"
+    ctx.helper("PDC_ROUNDED", _ROUNDED)
+    fn = _nms_helper(ctx)
+    limit = "*in2" if ctx.has_input(2) else "0"
+    iou = "*in3" if ctx.has_input(3) else "0.0f"
+    score = "*in4" if ctx.has_input(4) else "0.0f"
+    scratch = [ctx.scratch(n * 4), ctx.scratch(n, "int64_t", 8), ctx.scratch(n, "int64_t", 8),
+               ctx.scratch(n, "int64_t", 8)]
+    return (f"    *out1 = {fn}(in0, in1, out0, {nb}, {nc}, {n}, {rows}, {limit}, {iou}, {score}, "
+            f"{int(ctx.has_input(4))}, {int(ctx.attrs.get('center_point_box', 0))}, {', '.join(scratch)});")
+
+
+def _nms_helper(ctx: KernelContext) -> str:
+    return ctx.helper("pdc_nms", r"""/* the corners (y_min, x_min, y_max, x_max) of box b */
+static void pdc_nms_corners(const float *b, int center, float *c) {
+    if (center) {
+        const float hw = b[2] / 2.0f, hh = b[3] / 2.0f;
+        c[0] = b[1] - hh; c[1] = b[0] - hw; c[2] = b[1] + hh; c[3] = b[0] + hw;
+    } else {
+        c[0] = b[0] < b[2] ? b[0] : b[2]; c[1] = b[1] < b[3] ? b[1] : b[3];
+        c[2] = b[0] < b[2] ? b[2] : b[0]; c[3] = b[1] < b[3] ? b[3] : b[1];
+    }
+}
+/* whether box a suppresses box b: IoU above the threshold, each step rounded in float */
+static int pdc_nms_suppresses(const float *a, const float *b, float threshold) {
+    const float iw = (a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]);
+    const float ih = (a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]);
+    if (iw <= 0.0f || ih <= 0.0f) return 0;
+    float inter = iw * ih, area_a = (a[3] - a[1]) * (a[2] - a[0]), area_b = (b[3] - b[1]) * (b[2] - b[0]);
+    PDC_ROUNDED(inter);
+    PDC_ROUNDED(area_a);
+    PDC_ROUNDED(area_b);
+    const float uni = area_a + area_b - inter;
+    if (area_a <= 0.0f || area_b <= 0.0f || uni <= 0.0f) return 0;
+    return inter / uni > threshold;
+}
+/* NonMaxSuppression of boxes (nb x n x 4) by scores (nb x nc x n) into rows [batch, class, box] of
+   out (at most `rows`, zeros after the count); returns the count. corners: n x 4 floats; order,
+   tmp, kept: n int64 each. */
+static int64_t pdc_nms(const float *boxes, const float *scores, int64_t *out, int64_t nb, int64_t nc,
+                       int64_t n, int64_t rows, int64_t limit, float iou, float score_min, int has_min,
+                       int center, float *corners, int64_t *order, int64_t *tmp, int64_t *kept) {
+    int64_t count = 0;
+    if (limit < 0) limit = 0;
+    memset(out, 0, (size_t)(rows * 3) * sizeof *out);
+    for (int64_t b = 0; b < nb; b++) {
+        for (int64_t i = 0; i < n; i++) pdc_nms_corners(boxes + (b * n + i) * 4, center, corners + i * 4);
+        for (int64_t c = 0; c < nc; c++) {
+            const float *s = scores + (b * nc + c) * n;
+            int64_t m = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (!has_min || s[i] > score_min) order[m++] = i;
+            for (int64_t w = 1; w < m; w *= 2) {  /* stable merge sort: score down, NaN last */
+                for (int64_t lo = 0; lo < m; lo += 2 * w) {
+                    const int64_t mid = lo + w < m ? lo + w : m, hi = lo + 2 * w < m ? lo + 2 * w : m;
+                    int64_t l = lo, r = mid, k = lo;
+                    while (l < mid && r < hi) {
+                        const float sl = s[order[l]], sr = s[order[r]];
+                        tmp[k++] = sr == sr && (sl != sl || sr > sl) ? order[r++] : order[l++];
+                    }
+                    while (l < mid) tmp[k++] = order[l++];
+                    while (r < hi) tmp[k++] = order[r++];
+                }
+                memcpy(order, tmp, (size_t)m * sizeof *order);
+            }
+            int64_t nk = 0;
+            for (int64_t t = 0; t < m && nk < limit; t++) {
+                const int64_t i = order[t];
+                int keep = 1;
+                for (int64_t q = 0; q < nk && keep; q++)
+                    keep = !pdc_nms_suppresses(corners + i * 4, corners + kept[q] * 4, iou);
+                if (keep) kept[nk++] = i;
+            }
+            for (int64_t q = 0; q < nk && count < rows; q++, count++) {
+                out[count * 3] = b; out[count * 3 + 1] = c; out[count * 3 + 2] = kept[q];
+            }
+        }
+    }
+    return count;
+}
+""")
