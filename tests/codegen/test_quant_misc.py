@@ -17,7 +17,7 @@ import pdc
 from conftest import require_cpu
 from oracles import REFERENCE, check_outputs, node_by_node
 from pdc.frontend.onnx_import import import_onnx
-from pdc.ir import UnsupportedError, run_graph, verify_graph
+from pdc.ir import run_graph, verify_graph
 from tolerances import ACCUMULATED, KERNEL, REQUANTIZED, ROUNDED
 
 rng = np.random.default_rng(7)
@@ -404,7 +404,7 @@ def test_roi_align_and_max_roi_pool(tmp_path):
     run_cases(c, tmp_path, tolerance=KERNEL)  # bilinear weights: ONNX Runtime computes them in float32
 
 
-# ---- Dropout, Unique ----------------------------------------------------------------------------------
+# ---- Dropout ----------------------------------------------------------------------------------
 def test_dropout(tmp_path):
     c = Cases()
     x = rng.standard_normal((3, 4)).astype(np.float32)
@@ -412,13 +412,6 @@ def test_dropout(tmp_path):
     c.add("Dropout", [x, np.float32(0.3)], n_out=1, consts=(1,))
     c.add("Dropout", [x, np.float32(0.3), np.array(False)], n_out=2, consts=(1, 2))
     run_cases(c, tmp_path)
-
-
-def test_unique_is_rejected_clearly(tmp_path):
-    c = Cases()
-    c.add("Unique", [rng.standard_normal((6,)).astype(np.float32)], n_out=4)
-    with pytest.raises(UnsupportedError, match="static shapes"):
-        pdc.compile(c.model(), target="x86", out_dir=str(tmp_path / "b"))
 
 
 def test_bad_roi_batch_index_gives_nan(tmp_path):
