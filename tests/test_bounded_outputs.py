@@ -178,3 +178,17 @@ def test_a_bounded_output_read_by_another_node_is_refused():
         pdc.compile(model, target="x86")
     assert str(e.value) == ("node non_zero -> %y: its output length depends on the data; compiled code takes 'y' "
                             "only as a model output that no other node reads (its length is known at run time only)")
+
+
+@pytest.mark.parametrize("shape,axis,largest,k", [((3, 7), -1, 1, 4), ((3, 7), 0, 0, 2), ((2, 5, 3), 1, 1, 5),
+                                                  ((6,), 0, 0, 0), ((4, 4), 1, 1, 1)])
+def test_top_k_with_k_known_at_run_time(shape, axis, largest, k):
+    """K an input of the model: the bound is the axis; K = 0 and K = the whole axis included; ties
+    (rounded values) keep the lower index first."""
+    x = np.round(np.random.default_rng(k).standard_normal(shape), 1).astype(np.float32)
+    kk = np.array([k], np.int64)
+    model = _model([helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=axis, largest=largest)],
+                   [_io("x", x), _io("k", kk)],
+                   [helper.make_tensor_value_info("values", TensorProto.FLOAT, None),
+                    helper.make_tensor_value_info("indices", TensorProto.INT64, None)])
+    _check(model, {"x": x, "k": kk})

@@ -1,8 +1,8 @@
 """Bounds for outputs whose length depends on the data (ir/ops/bounded.py), before code generation.
 
-A NonZero, Unique or NonMaxSuppression node whose output length is not static gets a `bound` (the
-most its inputs' shapes allow) and a `length` output, which becomes a model output named
-`<first output>_length` right after the outputs it measures. Compiled code has no shapes known
+A NonZero, Unique, NonMaxSuppression or TopK (K known at run time only) node whose output length
+is not static gets a `bound` (the most its inputs' shapes allow) and a `length` output, which
+becomes a model output named `<first output>_length` right after the outputs it measures. Compiled code has no shapes known
 only at run time, so the bounded values must be model outputs that no other node reads: the
 caller (Module.run, or C code reading the length) trims them. Anything else is refused.
 """
@@ -41,6 +41,16 @@ def _non_zero_bound(node: Node) -> Optional[int]:
     return x.numel if x.is_static else None
 
 
+def _top_k_axis(node: Node) -> Optional[int]:
+    x = node.inputs[0].type
+    return normalize_axis(node.attrs.get("axis", -1), x.rank) if x.shape is not None else None
+
+
+def _top_k_bound(node: Node) -> Optional[int]:
+    x, axis = node.inputs[0].type, _top_k_axis(node)
+    return x.shape[axis] if axis is not None and x.is_static else None
+
+
 def _unique_axes(node: Node) -> list:
     axis = node.attrs.get("axis")
     return [0 if axis is None else normalize_axis(axis, node.inputs[0].type.rank), 0, None, 0]
@@ -48,7 +58,8 @@ def _unique_axes(node: Node) -> list:
 
 # op -> (its bound, the data-dependent axis of each output but the length: None where static)
 BOUNDS = {"non_max_suppression": (_nms_bound, lambda node: [0]), "unique": (_unique_bound, _unique_axes),
-          "non_zero": (_non_zero_bound, lambda node: [1])}
+          "non_zero": (_non_zero_bound, lambda node: [1]),
+          "top_k": (_top_k_bound, lambda node: [_top_k_axis(node)] * 2)}
 
 
 def measured_outputs(graph: Graph) -> dict:

@@ -310,13 +310,6 @@ def deform_conv_f64(x, w, offset, bias=None, mask=None, strides=None, pads=None,
     return y
 
 
-def test_non_max_suppression_is_reference_only(tmp_path):
-    n = Net()
-    n.add("NonMaxSuppression", [n.feed(randn(1, 4, 4)), n.feed(randn(1, 2, 4)), i64(2)])
-    with pytest.raises(PdcError, match="non_max_suppression.*depends on|NonMaxSuppression.*depends on"):
-        pdc.compile(n.model(11), out_dir=str(tmp_path / "b"), opt_level=0)
-
-
 def test_stft_run_time_step(tmp_path):
     """frame_step fed at run time (the declared output fixes the frame count): the right frames, and
     zeros for frames a too-large step would read past the signal."""

@@ -468,15 +468,19 @@ def arg_extreme(ctx: KernelContext) -> str:
 @axis_kernel("top_k")
 def top_k(ctx: KernelContext) -> str:
     """A bounded heap per row, kept in the Indices output (worst of the k best at the root), then
-    sorted in place; ties keep the lower index first, NaN ranks above every number."""
+    sorted in place; ties keep the lower index first, NaN ranks above every number. With a bound
+    (K known at run time only: passes/bound_outputs.py) the loops run to K, read from its input
+    and clamped to the axis; the positions past it are zeros and K goes to the length output."""
     x = ctx.inputs[0]
     num = Num(x.dtype)
     axis = ctx.attrs.get("axis", -1) % len(x.shape)
     outer, n, inner = outer_n_inner(x.shape, axis)
-    k = ctx.outputs[0].shape[axis]
+    width = ctx.outputs[0].shape[axis]  # K, or the bound
+    bounded = ctx.attrs.get("bound") is not None
+    k = "kk" if bounded else width
     largest = bool(ctx.attrs.get("largest", 1))
-    if outer * inner * k == 0:
-        return "    /* empty output */"
+    if outer * inner * width == 0:
+        return "    *out2 = 0;" if bounded else "    /* empty output */"
     ct = num.ct if num.is_float else num.c
     # worse(a at ia, b at ib): a ranks after b in the output order
     if num.is_float:
@@ -511,10 +515,16 @@ def top_k(ctx: KernelContext) -> str:
         beats = "(rv == rv) & ((v != v) | (v > rv))" if largest else "(v == v) & ((rv != rv) | (v < rv))"
     else:
         beats = "v > rv" if largest else "v < rv"
-    return f"""    for (int64_t o = 0; o < {outer}; o++) {{
+    head = ""
+    if bounded:
+        head = (f"    const int64_t kk = *in1 < 0 ? 0 : (*in1 > {n} ? {n} : *in1);\n"
+                f"    memset(out0, 0, {outer * width * inner} * sizeof *out0);\n"
+                f"    memset(out1, 0, {outer * width * inner} * sizeof *out1);\n"
+                f"    *out2 = kk;\n    if (kk == 0) return;\n")
+    return head + f"""    for (int64_t o = 0; o < {outer}; o++) {{
         for (int64_t j = 0; j < {inner}; j++) {{
             const {num.c} *p = in0 + o * {n * inner} + j;
-            int64_t *ix = out1 + o * {k * inner} + j;
+            int64_t *ix = out1 + o * {width * inner} + j;
             /* build a heap from the first k elements: sift up one by one */
             for (int64_t i = 0; i < {k}; i++) {{
                 int64_t at = i;
@@ -536,7 +546,7 @@ def top_k(ctx: KernelContext) -> str:
                 int64_t t = {h('0')}; {h('0')} = {h('size - 1')}; {h('size - 1')} = t;
                 {siftname}(p, ix, {inner}, size - 1, 0);
             }}
-            {num.c} *y = out0 + o * {k * inner} + j;
+            {num.c} *y = out0 + o * {width * inner} + j;
             for (int64_t i = 0; i < {k}; i++) y[i * {inner}] = p[{h('i')} * {inner}];
         }}
     }}"""

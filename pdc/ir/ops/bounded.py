@@ -1,5 +1,5 @@
-"""Outputs whose length depends on the data (NonZero, Unique, NonMaxSuppression), compiled with a
-bound.
+"""Outputs whose length depends on the data (NonZero, Unique, NonMaxSuppression, TopK with a K
+known at run time only), compiled with a bound.
 
 Such an op infers `?` for the data-dependent axis. Compiled code needs static buffers, so before
 code generation compiler.bound_outputs gives the node a `bound` attribute (the largest length the

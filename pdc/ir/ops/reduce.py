@@ -17,6 +17,7 @@ from .. import dtypes
 from ..errors import PdcError
 from ..registry import Attr, InferContext, register_op
 from ..types import UNKNOWN, TensorType
+from .bounded import BOUND_ATTR, length_dim, padded, with_length
 from .common import const_ints, normalize_axis
 
 _NUMERIC = tuple(d for d in dtypes.ALL if d is not dtypes.bool_)
@@ -242,8 +243,8 @@ def _topk_infer(ctx: InferContext):
         if isinstance(t.shape[axis], int) and k > t.shape[axis]:
             ctx.fail(f"K={k} exceeds the size {t.shape[axis]} of axis {axis}")
     shape = list(t.shape)
-    shape[axis] = UNKNOWN if k is None else k
-    return [TensorType(t.dtype, shape), TensorType(dtypes.int64, shape)]
+    shape[axis] = length_dim(ctx, UNKNOWN) if k is None else k
+    return with_length(ctx, [TensorType(t.dtype, shape), TensorType(dtypes.int64, shape)])
 
 
 def _topk_reference(inputs, attrs):
@@ -261,10 +262,10 @@ def _topk_reference(inputs, attrs):
         order = np.argsort(key, axis=axis, kind="stable")
     idx = np.take(order, np.arange(k), axis=axis)
     # `sorted=0` leaves the order unspecified; sorted output is a valid choice.
-    return [np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)]
+    return padded([np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)], attrs, [axis, axis])
 
 
-register_op("top_k", ["X", "K"], ["Values", "Indices"], onnx="TopK",
-            attrs={"axis": Attr("int", -1), "largest": Attr("int", 1), "sorted": Attr("int", 1)},
+register_op("top_k", ["X", "K"], ["Values", "Indices", "length?"], onnx="TopK",
+            attrs={"axis": Attr("int", -1), "largest": Attr("int", 1), "sorted": Attr("int", 1), **BOUND_ATTR},
             infer=_topk_infer, reference=_topk_reference,
             doc="ONNX TopK: the K largest (or smallest) elements along `axis` and their int64 indices.")
