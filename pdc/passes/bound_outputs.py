@@ -36,6 +36,11 @@ def _unique_bound(node: Node) -> Optional[int]:
     return x.numel if axis is None else x.shape[normalize_axis(axis, x.rank)]
 
 
+def _unique_axes(node: Node) -> list:
+    axis = node.attrs.get("axis")
+    return [0 if axis is None else normalize_axis(axis, node.inputs[0].type.rank), 0, None, 0]
+
+
 def _non_zero_bound(node: Node) -> Optional[int]:
     x = node.inputs[0].type
     return x.numel if x.is_static else None
@@ -49,11 +54,6 @@ def _top_k_axis(node: Node) -> Optional[int]:
 def _top_k_bound(node: Node) -> Optional[int]:
     x, axis = node.inputs[0].type, _top_k_axis(node)
     return x.shape[axis] if axis is not None and x.is_static else None
-
-
-def _unique_axes(node: Node) -> list:
-    axis = node.attrs.get("axis")
-    return [0 if axis is None else normalize_axis(axis, node.inputs[0].type.rank), 0, None, 0]
 
 
 # op -> (its bound, the data-dependent axis of each output but the length: None where static)
