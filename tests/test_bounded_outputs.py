@@ -192,3 +192,32 @@ def test_top_k_with_k_known_at_run_time(shape, axis, largest, k):
                    [helper.make_tensor_value_info("values", TensorProto.FLOAT, None),
                     helper.make_tensor_value_info("indices", TensorProto.INT64, None)])
     _check(model, {"x": x, "k": kk})
+
+
+@pytest.mark.usefixtures("opencl_platform")
+def test_bounded_outputs_on_opencl():
+    """NonZero runs as a device kernel, NMS on the host: the manifest follows the placement's copies."""
+    x = (np.random.default_rng(4).random((3, 5)) > 0.6).astype(np.float32)
+    model = _model([helper.make_node("NonZero", ["x"], ["y"])], [_io("x", x)],
+                   [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    module = _check(model, {"x": x}, target="opencl")
+    assert module.manifest["outputs"][0]["length"] == "y_length"
+    _check(*_nms_case(seed=2, nb=1, nc=2, n=9, center=1, iou=0.5, score=None, limit="const"), target="opencl")
+
+
+def test_values_outside_what_the_op_allows_fail_the_run():
+    """TopK's K beyond the axis and an IoU threshold outside [0, 1] make the run fail
+    (PDC_ERR_VALUE), as ONNX Runtime refuses them."""
+    x = np.zeros((2, 5), np.float32)
+    model = _model([helper.make_node("TopK", ["x", "k"], ["v", "i"])], [_io("x", x), _io("k", np.zeros(1, np.int64))],
+                   [helper.make_tensor_value_info(n, t, None) for n, t in (("v", TensorProto.FLOAT),
+                                                                          ("i", TensorProto.INT64))])
+    module = pdc.compile(model, target="x86")
+    assert module.run({"x": x, "k": np.array([5], np.int64)})["v"].shape == (2, 5)
+    for k in (6, -1):
+        with pytest.raises(PdcError, match=r"an input holds a value outside what its op allows \(status 9\)"):
+            module.run({"x": x, "k": np.array([k], np.int64)})
+    model, feeds = _nms_case(seed=1, nb=1, nc=1, n=4, center=0, iou=0.5, score=None, limit="const")
+    module = pdc.compile(model, target="x86")
+    with pytest.raises(PdcError, match=r"\(status 9\)"):
+        module.run({**feeds, "iou": np.array([1.5], np.float32)})

@@ -63,13 +63,28 @@ BOUNDS = {"non_max_suppression": (_nms_bound, lambda node: [0]), "unique": (_uni
 
 
 def measured_outputs(graph: Graph) -> dict:
-    """{value: (its length value, its data-dependent axis)} of the bounded nodes' outputs."""
-    out = {}
+    """{model output: (the model output holding its length, its data-dependent axis)} of the bounded
+    nodes' outputs; through the copies a device target's placement puts between a host node and
+    the model's outputs (codegen/placement.py)."""
+    producer = graph.producers()
+
+    def origin(v: Value) -> Value:
+        while v in producer and producer[v].op == "copy":
+            v = producer[v].inputs[0]
+        return v
+
+    bounded = {}
     for node in graph.nodes:
         if node.op in BOUNDS and node.attrs.get("bound") is not None:
             for v, axis in zip(node.outputs[:-1], BOUNDS[node.op][1](node)):
                 if axis is not None:
-                    out[v] = (node.outputs[-1], axis)
+                    bounded[v] = (node.outputs[-1], axis)
+    shown = {origin(v): v for v in graph.outputs}  # the model output each value reaches
+    out = {}
+    for v in graph.outputs:
+        if origin(v) in bounded:
+            length, axis = bounded[origin(v)]
+            out[v] = (shown.get(length, length), axis)
     return out
 
 

@@ -11,6 +11,7 @@ const char *pdc_status_string(pdc_status status) {
     case PDC_ERR_INDEX: return "an input holds an index out of its range";
     case PDC_ERR_ARENA_SIZE: return "the arena is smaller than the model needs";
     case PDC_ERR_DEVICE: return "the accelerator failed";
+    case PDC_ERR_VALUE: return "an input holds a value outside what its op allows";
     default: return "internal error";
     }
 }

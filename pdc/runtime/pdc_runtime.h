@@ -26,7 +26,8 @@ typedef enum {
     PDC_ERR_INTERNAL = 5,
     PDC_ERR_INDEX = 6,           /* an input holds an index out of its range (gather, scatter...) */
     PDC_ERR_ARENA_SIZE = 7,      /* the arena given to a context is smaller than the model needs */
-    PDC_ERR_DEVICE = 8           /* the accelerator failed: no device, a kernel build, out of device memory */
+    PDC_ERR_DEVICE = 8,          /* the accelerator failed: no device, a kernel build, out of device memory */
+    PDC_ERR_VALUE = 9            /* an input holds a value outside what its op allows (TopK's K, an IoU threshold) */
 } pdc_status;
 
 /* Element types, numbered as in ONNX's TensorProto.DataType. */

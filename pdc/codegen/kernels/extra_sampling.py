@@ -313,7 +313,8 @@ def deform_conv(ctx: KernelContext) -> str:
 def non_max_suppression(ctx: KernelContext) -> str:
     """Per batch item and class, the candidates (score above the threshold, when there is one) by
     a stable merge sort (score down, index up, NaN last), each kept unless its IoU with a kept box
-    of the class is above iou_threshold, until max_output_boxes_per_class. The geometry rounds
+    of the class is above iou_threshold (outside [0, 1]: the run returns PDC_ERR_VALUE), until
+    max_output_boxes_per_class. The geometry rounds
     every step in float32 as the reference does (PDC_ROUNDED: no multiply-add). Rows past the count
     are zeros; the count goes to the length output."""
     if ctx.attrs.get("bound") is None:
@@ -331,7 +332,8 @@ def non_max_suppression(ctx: KernelContext) -> str:
     score = "*in4" if ctx.has_input(4) else "0.0f"
     scratch = [ctx.scratch(n * 4), ctx.scratch(n, "int64_t", 8), ctx.scratch(n, "int64_t", 8),
                ctx.scratch(n, "int64_t", 8)]
-    return (f"    *out1 = {fn}(in0, in1, out0, {nb}, {nc}, {n}, {rows}, {limit}, {iou}, {score}, "
+    check = f"    {ctx.check(f'!({iou} >= 0.0f && {iou} <= 1.0f)', 'PDC_ERR_VALUE')}\n" if ctx.has_input(3) else ""
+    return check + (f"    *out1 = {fn}(in0, in1, out0, {nb}, {nc}, {n}, {rows}, {limit}, {iou}, {score}, "
             f"{int(ctx.has_input(4))}, {int(ctx.attrs.get('center_point_box', 0))}, {', '.join(scratch)});")
 
 

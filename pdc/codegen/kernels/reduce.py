@@ -470,7 +470,8 @@ def top_k(ctx: KernelContext) -> str:
     """A bounded heap per row, kept in the Indices output (worst of the k best at the root), then
     sorted in place; ties keep the lower index first, NaN ranks above every number. With a bound
     (K known at run time only: passes/bound_outputs.py) the loops run to K, read from its input
-    and clamped to the axis; the positions past it are zeros and K goes to the length output."""
+    and clamped to the axis (a K outside [0, axis] makes the run return PDC_ERR_VALUE); the
+    positions past it are zeros and K goes to the length output."""
     x = ctx.inputs[0]
     num = Num(x.dtype)
     axis = ctx.attrs.get("axis", -1) % len(x.shape)
@@ -517,7 +518,8 @@ def top_k(ctx: KernelContext) -> str:
         beats = "v > rv" if largest else "v < rv"
     head = ""
     if bounded:
-        head = (f"    const int64_t kk = *in1 < 0 ? 0 : (*in1 > {n} ? {n} : *in1);\n"
+        head = (f"    {ctx.check(f'*in1 < 0 || *in1 > {n}', 'PDC_ERR_VALUE')}\n"
+                f"    const int64_t kk = *in1 < 0 ? 0 : (*in1 > {n} ? {n} : *in1);\n"
                 f"    memset(out0, 0, {outer * width * inner} * sizeof *out0);\n"
                 f"    memset(out1, 0, {outer * width * inner} * sizeof *out1);\n"
                 f"    *out2 = kk;\n    if (kk == 0) return;\n")
