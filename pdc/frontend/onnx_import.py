@@ -25,6 +25,7 @@ from ..ir.types import UNKNOWN, TensorType, refine, types_compatible
 from ..ir.folding import try_fold
 from ..ir.limits import DEFAULT_MAX_TENSOR_BYTES, check_shape, check_value
 from ..ir.verify import check_node_arity_and_attrs, infer_node
+from .onnx_functions import expand_function_ops
 
 MIN_OPSET = 7
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs whose outputs stay this small are evaluated at import
@@ -654,7 +655,8 @@ def upgraded(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
 def import_onnx(model: onnx.ModelProto, source: str = "<model>", base_dir: str = ".",
                 max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
     check_text_fields(model, source)
-    return OnnxImporter(upgraded(model, source), source, base_dir, max_tensor_bytes).run()
+    model = expand_function_ops(upgraded(model, source), supported_onnx_ops())
+    return OnnxImporter(model, source, base_dir, max_tensor_bytes).run()
 
 
 def load_onnx(path: str, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> Graph:
