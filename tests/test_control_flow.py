@@ -99,6 +99,23 @@ def scan_model():
                   [numpy_helper.from_array(np.array(0.5, np.float32), "scale")])
 
 
+def scan8_model():
+    """Scan-8 (opset 8): a batch axis first; per item a running sum of x (forwards) and of z
+    (backwards), scaled by a captured constant."""
+    body = helper.make_graph(
+        [helper.make_node("Mul", ["x_t", "scale"], ["xs"]), helper.make_node("Add", ["acc_in", "xs"], ["a"]),
+         helper.make_node("Add", ["a", "z_t"], ["acc_out"]), helper.make_node("Identity", ["acc_out"], ["y_t"])],
+        "scan8_body", [helper.make_tensor_value_info("acc_in", F, (2,)), helper.make_tensor_value_info("x_t", F, (2,)),
+                       helper.make_tensor_value_info("z_t", F, (2,))],
+        [helper.make_tensor_value_info("acc_out", F, (2,)), helper.make_tensor_value_info("y_t", F, (2,))])
+    nodes = [helper.make_node("Scan", ["", "acc0", "x", "z"], ["acc", "y"], body=body, num_scan_inputs=2,
+                              directions=[0, 1])]
+    return _model(nodes, [helper.make_tensor_value_info("acc0", F, (3, 2)), helper.make_tensor_value_info("x", F, (3, 4, 2)),
+                          helper.make_tensor_value_info("z", F, (3, 4, 2))],
+                  [helper.make_tensor_value_info("acc", F, (3, 2)), helper.make_tensor_value_info("y", F, (3, 4, 2))],
+                  [numpy_helper.from_array(np.array(0.5, np.float32), "scale")], opset=8)
+
+
 CASES = {
     "if_true": (if_model, lambda: {"x": np.abs(RNG.standard_normal((2, 4))).astype(np.float32)}),
     "if_false": (if_model, lambda: {"x": -np.abs(RNG.standard_normal((2, 4))).astype(np.float32)}),
@@ -112,6 +129,9 @@ CASES = {
                                                  "x": np.array([1, 2, 3], np.float32), "limit": np.array(1, np.float32)}),
     "scan": (scan_model, lambda: {"acc0": np.array([1, -1], np.float32),
                                   "x": RNG.standard_normal((2, 5)).astype(np.float32)}),
+    "scan8": (scan8_model, lambda: {"acc0": RNG.standard_normal((3, 2)).astype(np.float32),
+                                    "x": RNG.standard_normal((3, 4, 2)).astype(np.float32),
+                                    "z": RNG.standard_normal((3, 4, 2)).astype(np.float32)}),
 }
 
 
@@ -144,7 +164,7 @@ def test_matches_onnxruntime(case, target, opt_level, tmp_path):
         np.testing.assert_allclose(ref[name], w, rtol=1e-5, atol=1e-6, err_msg=f"{case} (reference): {name}")
 
 
-@pytest.mark.parametrize("make", [if_model, loop_model, while_model, scan_model])
+@pytest.mark.parametrize("make", [if_model, loop_model, while_model, scan_model, scan8_model])
 def test_ir_text_round_trips_nested_bodies(make):
     g = import_onnx(make())
     verify_graph(g)

@@ -9,7 +9,8 @@ captured inputs; a value stacked per iteration becomes an unsqueeze of each copy
 concat. A Scan's copies read slices of the scan inputs (a gather at the step's index, counted
 from the end for a reverse direction) and their outputs are stacked on each output's axis.
 Loops and scans with more than `max-trips` steps, or more than `max-nodes` nodes once unrolled,
-stay as they are (C loops around their bodies' kernels).
+stay as they are (C loops around their bodies' kernels). A loop in an unrolled body is unrolled in
+the next round (MAX_NESTING rounds), under the same limits.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from ..ir.ops.control_flow import passes_condition, scan_layout
 from ..ir.types import TensorType
 from ..ir.verify import infer_node
 from .manager import Pass, register_pass
+
+MAX_NESTING = 4  # rounds: loops nested this deep inside unrolled bodies are unrolled too
 
 
 class _Builder:
@@ -88,8 +91,15 @@ class UnrollLoops(Pass):
     max_nodes: int = 256
 
     def run(self, graph: Graph) -> None:
+        for _ in range(MAX_NESTING):  # a loop inside an unrolled body is unrolled the next round
+            if not self.unroll_once(graph):
+                break
+
+    def unroll_once(self, graph: Graph) -> bool:
+        """One pass over the graph's nodes; whether any loop or scan was unrolled."""
         nodes: list = []
         b = _Builder(graph, nodes)
+        unrolled = False
         for node in graph.nodes:
             if node.op == "loop":
                 replaced = self.loop(node, b)
@@ -100,6 +110,7 @@ class UnrollLoops(Pass):
             if replaced is None:
                 nodes.append(node)
                 continue
+            unrolled = True
             for old, new in zip(node.outputs, replaced):
                 if old in graph.outputs:  # the output's name is the model's interface
                     if new in graph.inputs or new in graph.outputs or new.data is not None:
@@ -110,6 +121,7 @@ class UnrollLoops(Pass):
                 graph.replace_uses(old, new)  # the nodes after this one, and the graph's outputs
         graph.nodes = nodes
         graph.remove_unused_constants()
+        return unrolled
 
     def fits(self, steps, body: Graph) -> bool:
         return steps is not None and steps <= self.max_trips and steps * len(body.nodes) <= self.max_nodes

@@ -1,11 +1,13 @@
 """If, Loop and Scan: their bodies become closed subgraphs (onnx_import.BodyImporter), the outer
-values they read explicit inputs of the node (pdc/ir/ops/control_flow.py)."""
+values they read explicit inputs of the node (pdc/ir/ops/control_flow.py). Scan-8 (a batch axis)
+becomes a scan over the batch whose body scans each item."""
 from __future__ import annotations
 
 from ...ir import dtypes
-from ...ir.graph import Graph, Value
+from ...ir.graph import Graph, Node, Value
 from ...ir.ops.control_flow import share_captures
 from ...ir.types import TensorType
+from ...ir.verify import infer_node
 from ..onnx_import import CONVERTERS, BodyImporter, NodeContext, converter, default_convert
 
 
@@ -59,7 +61,7 @@ def convert_loop(ctx: NodeContext) -> None:
 @converter("Scan")
 def convert_scan(ctx: NodeContext) -> None:
     if ctx.opset < 9:
-        ctx.unsupported("Scan-8 (with a batch axis) is not supported; opset 9 and later are")
+        return convert_scan8(ctx)
     m = ctx.attrs.get("num_scan_inputs")
     if not isinstance(m, int) or not 1 <= m <= len(ctx.inputs):
         ctx.fail(f"num_scan_inputs must be between 1 and the {len(ctx.inputs)} inputs, got {m!r}")
@@ -77,3 +79,37 @@ def convert_scan(ctx: NodeContext) -> None:
     attrs = {k: ctx.attrs[k] for k in ("num_scan_inputs", "scan_input_axes", "scan_input_directions",
                                        "scan_output_axes", "scan_output_directions") if k in ctx.attrs}
     ctx.emit_node_outputs("scan", ctx.inputs + caps, {**attrs, "body": body, "captures": len(caps)})
+
+
+def convert_scan8(ctx: NodeContext) -> None:
+    """Scan-8: every input and output has a batch axis first (scan inputs: batch, then sequence),
+    each batch item scanned on its own. It becomes a scan over the batch axis (no states: every
+    input sliced, every output stacked) whose body is a Scan-9 over the item's sequence."""
+    if ctx.inputs and ctx.inputs[0] is not None:
+        ctx.unsupported("Scan-8 with sequence_lens (a length per batch item) is not supported")
+    values = ctx.inputs[1:]
+    m = ctx.attrs.get("num_scan_inputs")
+    if not isinstance(m, int) or not 1 <= m <= len(values):
+        ctx.fail(f"num_scan_inputs must be between 1 and the {len(values)} inputs, got {m!r}")
+    n = len(values) - m
+    item = [_without_first(v.type, ctx) for v in values]  # one batch item
+    body, caps = import_body(ctx, "body", item[:n] + [_without_first(t, ctx) for t in item[n:]])
+    slices = [Value(f"item{i}", t) for i, t in enumerate(item)] + [Value(f"capture{i}", v.type)
+                                                                   for i, v in enumerate(caps)]
+    attrs = {"num_scan_inputs": m, "body": body, "captures": len(caps)}
+    if ctx.attrs.get("directions"):
+        attrs["scan_input_directions"] = list(ctx.attrs["directions"])
+    inner = Node("scan", slices, [Value(f"out{i}", None) for i in range(len(body.outputs))], attrs)
+    for v, t in zip(inner.outputs, infer_node(inner)):
+        v.type = t
+    batch = Graph("scan8_item", slices, inner.outputs, [inner])
+    ctx.emit_node_outputs("scan", values + caps, {"num_scan_inputs": len(values), "body": batch,
+                                                   "captures": len(caps)})
+
+
+def _without_first(t: TensorType, ctx: NodeContext) -> TensorType:
+    if t.shape is None:
+        return TensorType(t.dtype, None)
+    if not t.shape:
+        ctx.fail(f"Scan-8's inputs have a batch axis first; got a scalar {t}")
+    return TensorType(t.dtype, t.shape[1:])
