@@ -52,12 +52,13 @@ def _schema(model: onnx.ModelProto, node: onnx.NodeProto):
 
 def _body(model: onnx.ModelProto, node: onnx.NodeProto, types: dict) -> Optional[onnx.FunctionProto]:
     """The function body of the node (a schema of _schema's) for the model's default-domain opset:
-    the newest one written for that opset or an older one; a context-dependent one is built from the
-    node and its inputs' types (None where a type is not known)."""
+    the newest one written for that opset or an older one (None where all are newer); a
+    context-dependent one is built from the node and its inputs' types (None where a type is not
+    known)."""
     schema, target = _schema(model, node), _opsets(model).get("", 0)
     if schema.has_function:
         versions = [v for v in schema.function_opset_versions if v <= target]
-        return schema.get_function_with_opset_version(max(versions)) if versions else schema.function_body
+        return schema.get_function_with_opset_version(max(versions)) if versions else None
     versions = [v for v in schema.context_dependent_function_opset_versions if v <= target]
     if not versions or any(name and name not in types for name in node.input):
         return None
@@ -81,16 +82,17 @@ def _expand_once(model: onnx.ModelProto, supported: set[str]) -> onnx.ModelProto
     model = onnx.ModelProto.FromString(model.SerializeToString())  # the caller's model stays as it was
     types = _value_types(model)
     nodes, opsets = [], _opsets(model)
-    taken = {name for n in model.graph.node for name in (*n.input, *n.output)}
+    g = model.graph
+    taken = {v.name for v in (*g.input, *g.output, *g.initializer)} | {
+        name for n in g.node for name in (*n.input, *n.output)}
     for k, node in enumerate(model.graph.node):
         body = None if _known(node, supported) or _schema(model, node) is None else _body(model, node, types)
         if body is None or not body.node:
             nodes.append(node)
             continue
         nodes += _inlined(node, body, f"{node.name or node.op_type}_{k}", taken)
-        for o in body.opset_import:
-            domain = "" if o.domain == "ai.onnx" else o.domain
-            opsets[domain] = max(opsets.get(domain, 0), o.version)
+        for o in body.opset_import:  # the model's own versions stay: the body is written for them
+            opsets.setdefault("" if o.domain == "ai.onnx" else o.domain, o.version)
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     del model.opset_import[:]
