@@ -330,12 +330,14 @@ def cmd_compile(args) -> int:
 
 def cmd_report(args) -> int:
     from .ir.shapes import parse_shape_option
+    from .compiler import stderr_progress
     from .report import html_report, json_report, make_report, text_report
     shapes = dict(parse_shape_option(s) for s in args.shape or ())
     from .targets import get_target
     if args.target and getattr(get_target(args.target), "fixed_point", False):
         return _fpga_report(args, shapes)
-    rep = make_report(args.model, target=args.target, shapes=shapes, threads=args.threads, opt_level=args.opt_level)
+    rep = make_report(args.model, target=args.target, shapes=shapes, threads=args.threads, opt_level=args.opt_level,
+                      progress=stderr_progress)
     if args.json == "-":
         print(json_report(rep))
         return 0

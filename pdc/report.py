@@ -48,9 +48,11 @@ CALIBRATION_VERSION = 5  # bump when the calibration bundle or what it measures 
 
 # ---- compile and collect ----------------------------------------------------------------------
 def make_report(model, target: str = "x86", shapes: Optional[dict] = None, threads: Optional[int] = None,
-                opt_level: int = 2, calibration: Optional[dict] = None, out_dir: Optional[str] = None) -> dict:
+                opt_level: int = 2, calibration: Optional[dict] = None, out_dir: Optional[str] = None,
+                progress=None) -> dict:
     """The report of `model` compiled for `target` (a JSON-ready dict; see the module doc). The bundle
-    is compiled into a temporary folder, or into out_dir, which then keeps it (to time it, say)."""
+    is compiled into a temporary folder, or into out_dir, which then keeps it (to time it, say).
+    progress(message) hears of the x86 calibration when this machine has none cached yet."""
     from .compiler import compile_details
     from .targets import get_target
     if get_target(target) is None:
@@ -60,15 +62,15 @@ def make_report(model, target: str = "x86", shapes: Optional[dict] = None, threa
         c = compile_details(model, out_dir or os.path.join(tmp, "bundle"), target=target, shapes=shapes,
                             threads=threads, opt_level=opt_level)
         flash = flash_figures(c.folder, c.manifest)
-    return report_of(c, flash, opt_level, calibration)
+    return report_of(c, flash, opt_level, calibration, progress)
 
 
-def report_of(c, flash: dict, opt_level: int, calibration: Optional[dict]) -> dict:
+def report_of(c, flash: dict, opt_level: int, calibration: Optional[dict], progress=None) -> dict:
     """The report's figures from a compile_details() result and its flash figures."""
     m = c.manifest
     layers = layer_rows(c.graph, c.bundle)
     timeline, peak = memory_timeline(c.graph, c.bundle.plan)
-    latency = estimate_latency(layers, m["target"], m["threads"], calibration)
+    latency = estimate_latency(layers, m["target"], m["threads"], calibration, progress)
     stack = (m.get("memory") or {}).get("stack_estimate")
     return {
         "model": m["name"], "target": m["target"], "threads": m["threads"], "opt_level": opt_level,
@@ -339,7 +341,8 @@ def cycles(row: dict, model: CycleModel) -> float:
     return row["macs"] * per_mac + row["bytes_moved"] * model.cycles_per_byte + model.kernel_cycles
 
 
-def estimate_latency(layers: list[dict], target: str, threads: int, calibration: Optional[dict] = None) -> dict:
+def estimate_latency(layers: list[dict], target: str, threads: int, calibration: Optional[dict] = None,
+                     progress=None) -> dict:
     """Fills each layer's est_us; returns the model's description and total."""
     if target in CYCLE_MODELS:
         model = CYCLE_MODELS[target]
@@ -350,7 +353,7 @@ def estimate_latency(layers: list[dict], target: str, threads: int, calibration:
         return {"model": f"cycle model: MACs x cycles/MAC + bytes x cycles/byte + cycles/kernel at a nominal "
                          f"{model.clock_hz / 1e6:g} MHz", "cycles": total_cycles,
                 "total_us": total_cycles / model.clock_hz * 1e6, "constants": vars(model)}
-    cal = Calibration(**calibration) if calibration else calibrate(threads)
+    cal = Calibration(**calibration) if calibration else calibrate(threads, progress=progress)
     for r in layers:
         r["est_us"] = x86_seconds(r, cal, avx2=target == "x86-avx2") * 1e6
     return {"model": "x86: MACs / (calibrated peak x path efficiency) + bytes / calibrated bandwidth "
@@ -453,13 +456,16 @@ def calibration_path(threads: int) -> str:
     return os.path.join(_cache_dir(), "report", f"calibration-{key.hexdigest()[:16]}.json")
 
 
-def calibrate(threads: int, refresh: bool = False) -> Calibration:
+def calibrate(threads: int, refresh: bool = False, progress=None) -> Calibration:
     """This machine's Calibration at `threads`, measured once (about half a minute: the layer bundle
-    is compiled) and cached."""
+    is compiled) and cached; progress(message) hears when it is measured."""
     path = calibration_path(threads)
     if not refresh and os.path.exists(path):
         with open(path) as f:
             return Calibration(**json.load(f))
+    if progress:
+        progress(f"calibrating the x86 cost model on this machine at {threads} thread(s), once "
+                 f"(about half a minute; cached in {os.path.dirname(path)})")
     cal = measure_calibration(threads)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"

@@ -230,3 +230,17 @@ def test_calibration_layers_take_every_path_the_zoo_takes(zoo, tmp_path, name, t
         return {r["path"] for r in layer_rows(c.graph, c.bundle) if r["macs"] and r["path"]}
     taken = paths(zoo(name), "net")
     assert taken and taken <= paths(path_model(), "calibration"), taken - paths(path_model(), "calibration2")
+
+
+def test_calibration_says_when_it_measures_and_is_cached_after(tmp_path, monkeypatch):
+    import pdc.report as report
+    monkeypatch.setenv("PDC_CACHE", str(tmp_path))
+    measured = report.Calibration(mac_per_s=1e11, bytes_per_s=1e10, kernel_s=1e-7, run_s=1e-6,
+                                  path_factor={"conv/band": 1.5})
+    monkeypatch.setattr(report, "measure_calibration", lambda threads: measured)
+    heard = []
+    assert report.calibrate(3, progress=heard.append) == measured
+    assert heard == [f"calibrating the x86 cost model on this machine at 3 thread(s), once (about half a minute; "
+                     f"cached in {tmp_path / 'report'})"]
+    monkeypatch.setattr(report, "measure_calibration", lambda threads: pytest.fail("measured again"))
+    assert report.calibrate(3, progress=heard.append) == measured and len(heard) == 1  # from the cache
