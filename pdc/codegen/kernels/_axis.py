@@ -97,6 +97,30 @@ def outer_n_inner(shape, axis: int) -> tuple[int, int, int]:
     return prod(shape[:axis]), shape[axis], prod(shape[axis + 1:])
 
 
+STABLE_SORT_C = """/* Sorts the n indices in idx stably, a bottom-up merge sort (tmp: n more): before(ctx, a, b) says
+   whether index a goes strictly before index b. */
+typedef int (*pdc_before_fn)(const void *ctx, int64_t a, int64_t b);
+static void pdc_sort_stable(int64_t *idx, int64_t *tmp, int64_t n, pdc_before_fn before, const void *ctx) {
+    for (int64_t w = 1; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            const int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t l = lo, r = mid, k = lo;
+            while (l < mid && r < hi) tmp[k++] = before(ctx, idx[r], idx[l]) ? idx[r++] : idx[l++];
+            while (l < mid) tmp[k++] = idx[l++];
+            while (r < hi) tmp[k++] = idx[r++];
+        }
+        memcpy(idx, tmp, (size_t)n * sizeof *idx);
+    }
+}
+"""
+
+
+def stable_sort(ctx: KernelContext) -> str:
+    """Registers pdc_sort_stable (a stable sort of int64 indices by a comparison callback); returns
+    its name. Register it before the helpers that call it."""
+    return ctx.helper("pdc_sort_stable", STABLE_SORT_C)
+
+
 def indent(code: str, n: int = 1) -> str:
     pad = "    " * n
     return "\n".join(pad + line if line else line for line in code.splitlines())

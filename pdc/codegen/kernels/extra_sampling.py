@@ -23,7 +23,7 @@ from ...ir.ops.extra_sampling import COORD_LIMIT, base_grid, col2im_geometry, de
 from ..context import KernelContext, numel, strides
 from ..ctypes_c import float_literal
 from . import kernel
-from ._axis import Num, indent
+from ._axis import Num, indent, stable_sort
 
 MAX_DEFORM_COLUMN = 1 << 16  # C * prod(kernel) values of one im2col column on the stack
 
@@ -338,7 +338,13 @@ def non_max_suppression(ctx: KernelContext) -> str:
 
 
 def _nms_helper(ctx: KernelContext) -> str:
-    return ctx.helper("pdc_nms", r"""/* the corners (y_min, x_min, y_max, x_max) of box b */
+    stable_sort(ctx)
+    return ctx.helper("pdc_nms", r"""/* box a before box b: a higher score (a NaN after every number) */
+static int pdc_nms_before(const void *scores, int64_t a, int64_t b) {
+    const float *s = (const float *)scores;
+    return s[a] == s[a] && (s[b] != s[b] || s[a] > s[b]);
+}
+/* the corners (y_min, x_min, y_max, x_max) of box b */
 static void pdc_nms_corners(const float *b, int center, float *c) {
     if (center) {
         const float hw = b[2] / 2.0f, hh = b[3] / 2.0f;
@@ -377,19 +383,7 @@ static int64_t pdc_nms(const float *boxes, const float *scores, int64_t *out, in
             int64_t m = 0;
             for (int64_t i = 0; i < n; i++)
                 if (!has_min || s[i] > score_min) order[m++] = i;
-            for (int64_t w = 1; w < m; w *= 2) {  /* stable merge sort: score down, NaN last */
-                for (int64_t lo = 0; lo < m; lo += 2 * w) {
-                    const int64_t mid = lo + w < m ? lo + w : m, hi = lo + 2 * w < m ? lo + 2 * w : m;
-                    int64_t l = lo, r = mid, k = lo;
-                    while (l < mid && r < hi) {
-                        const float sl = s[order[l]], sr = s[order[r]];
-                        tmp[k++] = sr == sr && (sl != sl || sr > sl) ? order[r++] : order[l++];
-                    }
-                    while (l < mid) tmp[k++] = order[l++];
-                    while (r < hi) tmp[k++] = order[r++];
-                }
-                memcpy(order, tmp, (size_t)m * sizeof *order);
-            }
+            pdc_sort_stable(order, tmp, m, pdc_nms_before, s);  /* score down, NaN last */
             int64_t nk = 0;
             for (int64_t t = 0; t < m && nk < limit; t++) {
                 const int64_t i = order[t];

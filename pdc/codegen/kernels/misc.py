@@ -18,7 +18,7 @@ from .. import kir
 from ..context import KernelContext, numel
 from ..ctypes_c import float_literal, int_literal
 from . import kernel
-from ._axis import Num, outer_n_inner
+from ._axis import Num, outer_n_inner, stable_sort
 from ._kir import io, prints_kir, render
 
 DET_MAX_BYTES = 256 * 1024  # one matrix copy on the stack
@@ -448,35 +448,34 @@ def _unique_helper(ctx: KernelContext, num: Num) -> str:
                   "            if (va < vb) return -1;\n            if (va > vb) return 1;")
     else:
         differ = "if (va < vb) return -1;\n            if (va > vb) return 1;"
-    ctx.helper(name, f"""/* slice a vs slice b along the unique axis (outer x n x inner): -1, 0 or 1, lexicographic */
-static int {name}_cmp(const {num.c} *x, int64_t a, int64_t b, int64_t outer, int64_t n, int64_t inner) {{
-    for (int64_t o = 0; o < outer; o++)
+    sort = stable_sort(ctx)
+    ctx.helper(name, f"""/* the slices of x along the unique axis: outer x n x inner */
+typedef struct {{ const {num.c} *x; int64_t outer, n, inner; }} {name}_slices;
+/* slice a vs slice b: -1, 0 or 1, lexicographic */
+static int {name}_cmp(const {name}_slices *s, int64_t a, int64_t b) {{
+    const {num.c} *x = s->x;
+    const int64_t n = s->n, inner = s->inner;
+    for (int64_t o = 0; o < s->outer; o++)
         for (int64_t i = 0; i < inner; i++) {{
             const {num.ct} va = {el('a')}, vb = {el('b')};
             {differ}
         }}
     return 0;
 }}
+static int {name}_before(const void *s, int64_t a, int64_t b) {{
+    return {name}_cmp((const {name}_slices *)s, a, b) < 0;
+}}
 /* Unique over the n slices of x: y (slices), first indices, inverse, counts; returns how many.
    perm .. newid: n int64 each of scratch. */
 static int64_t {name}(const {num.c} *x, {num.c} *y, int64_t *first_out, int64_t *inverse, int64_t *counts,
                       int64_t outer, int64_t n, int64_t inner, int sorted, int64_t *perm, int64_t *tmp,
                       int64_t *first, int64_t *count, int64_t *group, int64_t *order, int64_t *newid) {{
+    const {name}_slices slices = {{x, outer, n, inner}};
     for (int64_t k = 0; k < n; k++) perm[k] = k;
-    for (int64_t w = 1; w < n; w *= 2) {{  /* bottom-up merge sort, stable */
-        for (int64_t lo = 0; lo < n; lo += 2 * w) {{
-            const int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int64_t a = lo, b = mid, k = lo;
-            while (a < mid && b < hi)
-                tmp[k++] = {name}_cmp(x, perm[b], perm[a], outer, n, inner) < 0 ? perm[b++] : perm[a++];
-            while (a < mid) tmp[k++] = perm[a++];
-            while (b < hi) tmp[k++] = perm[b++];
-        }}
-        memcpy(perm, tmp, (size_t)n * sizeof *perm);
-    }}
+    {sort}(perm, tmp, n, {name}_before, &slices);
     int64_t u = 0;
     for (int64_t s = 0; s < n; s++) {{
-        if (s == 0 || {name}_cmp(x, perm[s - 1], perm[s], outer, n, inner) != 0) {{
+        if (s == 0 || {name}_cmp(&slices, perm[s - 1], perm[s]) != 0) {{
             first[u] = perm[s];  /* the stable sort puts a group's first occurrence first */
             count[u++] = 0;
         }}
