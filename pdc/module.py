@@ -71,6 +71,7 @@ class Module:
         self.outputs = [spec(d) for d in m["outputs"]]  # the buffers a run fills
         # bounded outputs (their length known at run time): name -> (length output, axis)
         self._measured = {d["name"]: (d["length"], d["length_axis"]) for d in m["outputs"] if "length" in d}
+        self._lengths = {length for length, _ in self._measured.values()}
         self.name = m["name"]
         self._emulated = None
         if m.get("runner"):  # cross-compiled: run through the bundle's harness under an emulator
@@ -146,13 +147,12 @@ class Module:
         """The model's outputs: each bounded one cut to its length, the lengths themselves left out."""
         if not self._measured:
             return results
-        lengths = {length for length, _ in self._measured.values()}
         out = {}
         for name, a in results.items():
             if name in self._measured:
                 length, axis = self._measured[name]
                 a = a[(slice(None),) * axis + (slice(0, int(results[length])),)]
-            if name not in lengths:
+            if name not in self._lengths:
                 out[name] = a
         return out
 
@@ -161,8 +161,7 @@ class Module:
         from .ir.graph import Graph, Value
         from .ir.types import TensorType
         io = lambda specs: [Value(s.name, TensorType(dtypes.from_numpy(s.dtype), s.shape)) for s in specs]  # noqa: E731
-        lengths = {length for length, _ in self._measured.values()}
-        return Graph(self.name, io(self.inputs), io([s for s in self.outputs if s.name not in lengths]))
+        return Graph(self.name, io(self.inputs), io([s for s in self.outputs if s.name not in self._lengths]))
 
     def __repr__(self) -> str:
         return f"<pdc.Module {self.name} ({self.manifest['target']}) inputs={self.inputs} outputs={self.outputs}>"

@@ -23,8 +23,8 @@ Cost models (estimates; `pdc bench MODEL --profile` measures each kernel of a re
   2-core Zen 4) are relative to that rate. How far each path's kernels stray from that fit on
   this machine (Winograd's transforms and the depthwise loops differ most between cores) is
   measured too: the calibration times typical layers of mobile and residual networks (PATH_LAYERS)
-  and scales each path's estimates by measured / estimated. So the estimate follows the machine it
-  runs on. benchmarks/report_latency.py sets the totals beside measured runs.
+  and fits per path the factor on the compute term that gives their measured time
+  (path_factor_fit). So the estimate follows the machine it runs on. benchmarks/report_latency.py sets the totals beside measured runs.
 - ARM Cortex-A and Cortex-M: cycles = MACs x cycles per MAC of the kernel family + bytes moved x
   cycles per byte + cycles per kernel (CYCLE_MODELS), at the nominal clock of the core.
 """
@@ -268,10 +268,10 @@ class Calibration:
     bytes_per_s: float  # bytes per second read + written by a large elementwise add
     kernel_s: float  # seconds of one tiny kernel (a call on the calling thread)
     run_s: float  # seconds of one Module.run besides its kernels (ctypes, input/output copies)
-    # per kernel path: measured / estimated seconds of the calibration's typical layers on that path
-    # (PATH_LAYERS), by which the path's estimates are scaled: the path tables were fitted on one
-    # machine, and a path's share of the peak differs between microarchitectures (Winograd's
-    # transforms, the depthwise loops) far more than the peak itself
+    # per kernel path: the factor on the compute term that makes the model give the measured time
+    # of the calibration's typical layers on that path (PATH_LAYERS, path_factor_fit): the path
+    # tables were fitted on one machine, and a path's share of the peak differs between
+    # microarchitectures (Winograd's transforms, the depthwise loops) far more than the peak itself
     path_factor: dict = field(default_factory=dict)
 
 

@@ -50,12 +50,12 @@ def _schema(model: onnx.ModelProto, node: onnx.NodeProto):
     return schema if schema.has_function or schema.has_context_dependent_function else None
 
 
-def _body(model: onnx.ModelProto, node: onnx.NodeProto, types: dict) -> Optional[onnx.FunctionProto]:
-    """The function body of the node (a schema of _schema's) for the model's default-domain opset:
+def _body(model: onnx.ModelProto, node: onnx.NodeProto, schema, types: dict) -> Optional[onnx.FunctionProto]:
+    """The function body of the node (its schema: _schema's) for the model's default-domain opset:
     the newest one written for that opset or an older one (None where all are newer); a
     context-dependent one is built from the node and its inputs' types (None where a type is not
     known)."""
-    schema, target = _schema(model, node), _opsets(model).get("", 0)
+    target = _opsets(model).get("", 0)
     if schema.has_function:
         versions = [v for v in schema.function_opset_versions if v <= target]
         return schema.get_function_with_opset_version(max(versions)) if versions else None
@@ -86,7 +86,8 @@ def _expand_once(model: onnx.ModelProto, supported: set[str]) -> onnx.ModelProto
     taken = {v.name for v in (*g.input, *g.output, *g.initializer)} | {
         name for n in g.node for name in (*n.input, *n.output)}
     for k, node in enumerate(model.graph.node):
-        body = None if _known(node, supported) or _schema(model, node) is None else _body(model, node, types)
+        schema = None if _known(node, supported) else _schema(model, node)
+        body = None if schema is None else _body(model, node, schema, types)
         if body is None or not body.node:
             nodes.append(node)
             continue

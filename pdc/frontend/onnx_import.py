@@ -25,11 +25,10 @@ from ..ir.types import UNKNOWN, TensorType, refine, types_compatible
 from ..ir.folding import try_fold
 from ..ir.limits import DEFAULT_MAX_TENSOR_BYTES, check_shape, check_value
 from ..ir.verify import check_node_arity_and_attrs, infer_node
-from .onnx_functions import expand_function_ops
+from .onnx_functions import DEFAULT_DOMAINS, expand_function_ops
 
 MIN_OPSET = 7
 FOLD_MAX_ELEMENTS = 4096  # constant subgraphs whose outputs stay this small are evaluated at import
-DEFAULT_DOMAINS = ("", "ai.onnx")
 
 Converter = Callable[["NodeContext"], None]
 CONVERTERS: dict[str, Converter] = {}

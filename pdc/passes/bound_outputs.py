@@ -92,16 +92,17 @@ def bound_outputs(graph: Graph) -> Graph:
     """Bounds every data-dependent output of graph (in place; returns graph)."""
     readers = {v for n in graph.nodes for v in n.inputs if v is not None}
     for node in graph.nodes:
+        if node.op not in BOUNDS or node.attrs.get("bound") is not None:
+            continue
         # the op's own inference, not the outputs' types: a model may declare the length its test
         # data gives, which other data does not
-        if node.op not in BOUNDS or node.attrs.get("bound") is not None or all(
-                t.is_static for t in infer_node(node)):
+        dependent = [v for v, t in zip(node.outputs, infer_node(node)) if v is not None and not t.is_static]
+        if not dependent:
             continue
         what = f"{node.describe()}: its output length depends on the data"
         bound = BOUNDS[node.op][0](node)
         if bound is None:
             raise PdcError(f"{what}, and its inputs' shapes give no bound for it")
-        dependent = [v for v, t in zip(node.outputs, infer_node(node)) if v is not None and not t.is_static]
         for v in dependent:
             if v in readers:
                 raise PdcError(f"{what}; compiled code takes '{v.name}' only as a model output that no "
