@@ -121,10 +121,10 @@ def cmd_inspect(args) -> int:
 
 def _bound_model(args):
     """The model with --shape bindings applied."""
-    from .ir.shapes import bind_shapes, parse_shape_option
+    from .ir.shapes import bind_shapes, parse_shape_options
     graph = _load(args.model)
     if args.shape:
-        graph = bind_shapes(graph, dict(parse_shape_option(s) for s in args.shape))
+        graph = bind_shapes(graph, parse_shape_options(args.shape))
     return graph
 
 
@@ -300,8 +300,8 @@ def cmd_check(args) -> int:
 
 def cmd_compile(args) -> int:
     from .compiler import compile_bundle, stderr_progress
-    from .ir.shapes import parse_shape_option
-    shapes = dict(parse_shape_option(s) for s in args.shape or ())
+    from .ir.shapes import parse_shape_options
+    shapes = parse_shape_options(args.shape)
     out = compile_bundle(args.model, args.output, target=args.target, name=args.name, threads=args.threads,
                          shapes=shapes, weights=args.weights, opt_level=args.opt_level,
                          progress=None if args.quiet else stderr_progress, flash=args.flash, ram=args.ram,
@@ -329,10 +329,10 @@ def cmd_compile(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .ir.shapes import parse_shape_option
+    from .ir.shapes import parse_shape_options
     from .compiler import stderr_progress
     from .report import html_report, json_report, make_report, text_report
-    shapes = dict(parse_shape_option(s) for s in args.shape or ())
+    shapes = parse_shape_options(args.shape)
     from .targets import get_target
     if args.target and getattr(get_target(args.target), "fixed_point", False):
         return _fpga_report(args, shapes)

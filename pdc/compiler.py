@@ -16,6 +16,7 @@ from .ir.errors import PdcError
 from .ir.graph import Graph
 from .ir.limits import DEFAULT_MAX_TENSOR_BYTES, check_graph_limits, parse_byte_size
 from .ir.shapes import bind_shapes, unbound_dims
+from .ir.symbolic import bound_nbytes
 from .output_folder import check_output_folder, write_folder
 from .passes.bound_outputs import bound_outputs, measured_outputs
 from .targets import get_target
@@ -147,6 +148,10 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     if shapes:
         graph = bind_shapes(graph, shapes)
         check_graph_limits(graph, max_tensor_bytes)
+    bounds = dict(graph.dim_bounds)  # dims known only at run time: symbol -> (lo, hi)
+    if bounds and not tgt.runtime_sizes:
+        raise PdcError(f"--shape {', '.join(f'{s}={lo}..{hi}' for s, (lo, hi) in bounds.items())}: sizes known only "
+                       f"at run time compile for the x86 targets; {tgt.name} needs every size fixed")
     unbound = unbound_dims(graph)
     if unbound:
         inp, dim = unbound[0]
@@ -156,12 +161,13 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     if quantize is not None or calibration is not None:
         graph = _quantized(graph, quantize, calibration, quant_options, say)
     # "naive": every intermediate tensor of the model as imported, each in its own buffer
-    naive_bytes = sum(v.type.nbytes for n in graph.nodes for v in n.outputs
-                      if v.type.is_static and v not in graph.outputs)
+    naive_bytes = sum(bound_nbytes(v.type, bounds) or 0 for n in graph.nodes for v in n.outputs
+                      if v not in graph.outputs)
     graph = bound_outputs(lower_bodies(optimize(graph, opt_level, tgt), opt_level, tgt))
     say(f"optimized to {len(graph.nodes)} nodes (-O{opt_level})")
     tgt.check_graph(graph)
-    config = tgt.kernel_config(threads)
+    config = dataclasses.replace(tgt.kernel_config(threads), dim_bounds=tuple((s, lo, hi) for s, (lo, hi)
+                                                                               in bounds.items()))
     if precision in ("fp16", "bf16"):
         config = dataclasses.replace(config, float_storage={"fp16": "f16", "bf16": "bf16"}[precision])
         say(f"precision: {precision} storage, fp32 arithmetic "
@@ -179,6 +185,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
         "name": name,
         "pdc_version": __version__,
         "target": tgt.name,
+        **({"dims": [{"name": s, "min": lo, "max": hi} for s, (lo, hi) in bounds.items()]} if bounds else {}),
         "inputs": [_io(v) for v in graph.inputs],
         "outputs": [_io(v, measured) for v in graph.outputs],
         "arena_bytes": plan.arena_bytes,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -17,10 +18,11 @@ import numpy as np
 from .. import __version__
 from ..ir.errors import UnsupportedError
 from ..ir.graph import Graph, Node, Value
+from ..ir.symbolic import bound_nbytes, dim_exprs, upper_shape
 from ..tuning import entry_for, layer_key
 from ..passes.bound_outputs import measured_outputs
 from .c_helpers import split_helpers
-from .context import KernelContext
+from .context import KernelContext, runtime_type
 from .ctypes_c import ctype
 from .kernels import generate, supports
 from .kernels.paths import layer_paths
@@ -215,6 +217,7 @@ class CRenderer:
             counts = {op: sum(1 for n in graph.nodes if n.op == op) for op in missing}
             raise UnsupportedError(f"no {self.target.name} kernel for ops: "
                                    + ", ".join(f"{op} x{c}" for op, c in counts.items()))
+        self.bounds = config.bounds  # symbol -> (lo, hi) of the dims known only at run time
         weights = WeightBlob()
         helpers: dict[str, str] = {}
         kernels: list[tuple[Node, str, str]] = []  # node, fn name, code
@@ -234,7 +237,7 @@ class CRenderer:
             if ctx.reports_status:
                 checked.add(i)
             kernels.append((node, ctx.fn_name, src))
-        plan = plan_memory(graph, scratch=scratch, spaces=spaces)
+        plan = plan_memory(graph, scratch=scratch, spaces=spaces, bounds=self.bounds)
         const_offsets = self.add_constants(graph, plan, kernels, weights)
         b = Bundle(name, plan=plan, graph=graph, vtcm_bytes=vtcm)
         b.kernel_paths = [kernel_path(src) for _, _, src in kernels]
@@ -287,13 +290,13 @@ class CRenderer:
             if ctx.reports_status:
                 checked.add(i)
             kernels.append((node, ctx.fn_name, src))
-        plan = plan_memory(graph, scratch=scratch)
+        plan = plan_memory(graph, scratch=scratch, bounds=config.bounds)
         const_offsets = self.add_constants(graph, plan, kernels, weights)
         lines = [f"static pdc_status {prefix}_run(uint8_t *A, const void *const *inputs, void *const *outputs) {{",
                  "    (void)A;", "    (void)inputs;", "    (void)outputs;"]
         if checked:
             lines.append("    pdc_status err = PDC_OK;  /* set by kernels that check their input data */")
-        lines += self.run_calls(graph, plan, kernels, checked, const_offsets, profile=False)
+        lines += self.run_calls(graph, plan, kernels, checked, const_offsets, profile=False, bounds=config.bounds)
         lines += ["    return PDC_OK;", "}", ""]
         funcs = [src.replace("\nvoid ", "\nstatic void ", 1) for _, _, src in kernels]
         return "\n".join(funcs + lines), plan.arena_bytes
@@ -378,6 +381,17 @@ class CRenderer:
                  f"#define {N}_WEIGHT_BYTES {weight_bytes}u",
                  f"#define {N}_NUM_INPUTS {len(graph.inputs)}",
                  f"#define {N}_NUM_OUTPUTS {len(graph.outputs)}", ""]
+        bounds = getattr(self, "bounds", {})
+        if bounds:
+            lines += [f"/* Sizes known only at run time: {name}_run_dims takes them in this order (dims[k]); "
+                      f"{name}_run runs at",
+                      "   their upper bounds. A tensor is dense at the run's sizes; the _BYTES below are at the "
+                      "upper bounds. */",
+                      f"#define {N}_NUM_DIMS {len(bounds)}"]
+            for k, (sym, (lo, hi)) in enumerate(bounds.items()):
+                lines += [f"/* dim {k}: {c_comment(sym)}, {lo}..{hi} */",
+                          f"#define {N}_DIM{k}_MIN {lo}", f"#define {N}_DIM{k}_MAX {hi}"]
+            lines.append("")
         measured = measured_outputs(graph)
         for kind, values in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs)):
             for i, v in enumerate(values):
@@ -386,7 +400,7 @@ class CRenderer:
                     length, axis = measured[v]
                     lines.append(f"/*   its length depends on the data: the first {c_comment(length.name)} "
                                  f"(an output) entries of axis {axis} hold it, zeros follow */")
-                lines.append(f"#define {N}_{kind}{i}_BYTES {v.type.nbytes}u")
+                lines.append(f"#define {N}_{kind}{i}_BYTES {bound_nbytes(v.type, bounds)}u")
         lines += ["",
                   f"extern const pdc_tensor_info {name}_inputs[{max(len(graph.inputs), 1)}];",
                   f"extern const pdc_tensor_info {name}_outputs[{max(len(graph.outputs), 1)}];", "",
@@ -395,6 +409,9 @@ class CRenderer:
                   f"pdc_status {name}_init(const char *weights_path, int num_threads);",
                   "/* Runs the model: inputs[i] / outputs[i] point to the tensors described above. */",
                   f"pdc_status {name}_run(void *arena, const void *const *inputs, void *const *outputs);",
+                  *([f"/* Runs the model at the sizes dims[0..{N}_NUM_DIMS-1] (PDC_ERR_SIZE outside their ranges). */",
+                     f"pdc_status {name}_run_dims(void *arena, const int64_t *dims, const void *const *inputs, "
+                     f"void *const *outputs);"] if bounds else []),
                   "",
                   "/* One instance of the model: the arena its runs use. Several contexts run concurrently. */",
                   f"typedef struct {{ void *arena; size_t arena_bytes; }} {name}_ctx;",
@@ -402,6 +419,8 @@ class CRenderer:
                   f"pdc_status {name}_ctx_init({name}_ctx *ctx, void *arena, size_t arena_bytes);",
                   "/* Runs the model on ctx's arena; the same ctx must not run on two threads at once. */",
                   f"pdc_status {name}_run_ctx(const {name}_ctx *ctx, const void *const *inputs, void *const *outputs);",
+                  *([f"pdc_status {name}_run_ctx_dims(const {name}_ctx *ctx, const int64_t *dims, "
+                     f"const void *const *inputs, void *const *outputs);"] if bounds else []),
                   "",
                   "/* Stops the threads started by init. */",
                   f"void {name}_shutdown(void);", "",
@@ -412,7 +431,8 @@ class CRenderer:
     def render_run(self, graph, plan, name, kernels, checked, const_offsets, mode, vtcm=None) -> str:
         lines = [f"/* {name}.c: generated by pdc {__version__}. The AOT run function: kernels in order over one arena. */",
                  f"#include \"{name}.h\"", f"#include \"{name}_kernels.h\"", "#include <string.h>", ""]
-        lines += tensor_info_lines(name, graph) + ["", *profile_macros(name, len(kernels)), "",
+        bounds = getattr(self, "bounds", {})
+        lines += tensor_info_lines(name, graph, bounds) + ["", *profile_macros(name, len(kernels)), "",
                                                    *vtcm_definitions(name, vtcm),
                                  f"int {name}_load_weights(const char *path);",
                                  f"pdc_status {name}_init(const char *weights_path, int num_threads) {{"]
@@ -422,7 +442,9 @@ class CRenderer:
             lines.append("    (void)weights_path;")
         lines += ["    return pdc_threads_init(num_threads);", "}", "",
                   f"void {name}_shutdown(void) {{ pdc_threads_shutdown(); }}", "",
-                  f"pdc_status {name}_run(void *arena, const void *const *inputs, void *const *outputs) {{"]
+                  *(sized_run_lines(name, bounds) if bounds else []),
+                  f"{'static pdc_status ' + name + '_run_sized' if bounds else 'pdc_status ' + name + '_run'}"
+                  f"(void *arena, const void *const *inputs, void *const *outputs) {{"]
         needed = [p for p, used in (("!arena", plan.arena_bytes), ("!inputs", graph.inputs), ("!outputs", graph.outputs))
                   if used]
         if needed:
@@ -432,12 +454,13 @@ class CRenderer:
         lines += ["    uint8_t *A = (uint8_t *)arena;", "    (void)A;", "    PDC_PROFILE_START;"]
         if checked:
             lines.append("    pdc_status err = PDC_OK;  /* set by kernels that check their input data */")
-        lines += self.run_calls(graph, plan, kernels, checked, const_offsets, vtcm=vtcm)
+        lines += self.run_calls(graph, plan, kernels, checked, const_offsets, vtcm=vtcm, bounds=bounds)
         lines += ["    return PDC_OK;", "}", ""]
-        return "\n".join(lines + self.render_ctx(name, plan))
+        return "\n".join(lines + self.render_ctx(name, plan, bounds))
 
     @staticmethod
-    def run_calls(graph, plan, kernels, checked, const_offsets, vtcm=None, profile: bool = True) -> list[str]:
+    def run_calls(graph, plan, kernels, checked, const_offsets, vtcm=None, profile: bool = True,
+                  bounds: Optional[dict] = None) -> list[str]:
         """The run function's statements: each kernel called on its tensors in the arena A, the
         caller's `inputs` / `outputs` and the weights; then the outputs no kernel wrote."""
         def pointer(v: Value) -> str:
@@ -482,11 +505,11 @@ class CRenderer:
         # outputs not written by a kernel: graph inputs, constants, or a value listed twice
         for i, v in enumerate(graph.outputs):
             if out_index.get(v) != i:
-                lines.append(f"    memcpy(outputs[{i}], {pointer(v)}, {v.type.nbytes});")
+                lines.append(f"    memcpy(outputs[{i}], {pointer(v)}, {runtime_nbytes(v.type, bounds)});")
         return lines
 
     @staticmethod
-    def render_ctx(name: str, plan: MemoryPlan) -> list[str]:
+    def render_ctx(name: str, plan: MemoryPlan, bounds: Optional[dict] = None) -> list[str]:
         """The context entry points: the arena is checked once, at ctx_init; a run_ctx is a run."""
         N = name.upper()
         arena_checks = ["    if (!arena) return PDC_ERR_NULL_ARGUMENT;",
@@ -508,7 +531,13 @@ class CRenderer:
                 "    if (!ctx) return PDC_ERR_NULL_ARGUMENT;",
                 *bound_check,
                 f"    return {name}_run(ctx->arena, inputs, outputs);",
-                "}", ""]
+                "}", "",
+                *([f"pdc_status {name}_run_ctx_dims(const {name}_ctx *ctx, const int64_t *dims, "
+                   f"const void *const *inputs, void *const *outputs) {{",
+                   "    if (!ctx) return PDC_ERR_NULL_ARGUMENT;",
+                   *bound_check,
+                   f"    return {name}_run_dims(ctx->arena, dims, inputs, outputs);",
+                   "}", ""] if bounds else [])]
 
 
 def vtcm_declarations(name: str, vtcm: Optional[dict]) -> list[str]:
@@ -541,17 +570,47 @@ def vtcm_definitions(name: str, vtcm: Optional[dict]) -> list[str]:
             "}", ""]
 
 
-def tensor_info_lines(name: str, graph: Graph) -> list[str]:
-    """NAME_inputs / NAME_outputs: each input's and output's name, dtype, rank, shape and bytes."""
+def tensor_info_lines(name: str, graph: Graph, bounds: Optional[dict] = None) -> list[str]:
+    """NAME_inputs / NAME_outputs: each input's and output's name, dtype, rank, shape and bytes (a
+    dim known only at run time: its upper bound)."""
     shapes, infos = [], []
     for kind, values in (("inputs", graph.inputs), ("outputs", graph.outputs)):
         for i, v in enumerate(values):
-            dims = ", ".join(str(d) for d in v.type.shape) or "0"
+            dims = ", ".join(str(d) for d in upper_shape(v.type.shape, bounds or {})) or "0"
             shapes.append(f"static const int64_t {kind}_shape{i}[{max(len(v.type.shape), 1)}] = {{{dims}}};")
         fields = ", ".join(f"{{{c_string(v.name)}, {v.type.dtype.onnx}, {len(v.type.shape)}, {kind}_shape{i}, "
-                           f"{v.type.nbytes}u}}" for i, v in enumerate(values)) or "{0, 0, 0, 0, 0}"
+                           f"{bound_nbytes(v.type, bounds)}u}}" for i, v in enumerate(values)) or "{0, 0, 0, 0, 0}"
         infos.append(f"const pdc_tensor_info {name}_{kind}[{max(len(values), 1)}] = {{{fields}}};")
     return shapes + infos
+
+
+def runtime_nbytes(t, bounds: Optional[dict]) -> str:
+    """A C expression of a tensor's bytes in the run (its dims known only at run time read)."""
+    if t.is_static or not bounds:
+        return str(t.nbytes)
+    return str(math.prod(runtime_type(t, dim_exprs(bounds)).shape, start=t.dtype.itemsize))
+
+
+def sized_run_lines(name: str, bounds: dict) -> list[str]:
+    """NAME_run_dims, which checks the run's sizes and runs with pdc_dims pointing at them, and
+    NAME_run, which runs at every size's upper bound."""
+    checks = " || ".join(f"dims[{k}] < {lo} || dims[{k}] > {hi}" for k, (lo, hi) in enumerate(bounds.values()))
+    return [f"static pdc_status {name}_run_sized(void *arena, const void *const *inputs, void *const *outputs);",
+            "",
+            f"pdc_status {name}_run_dims(void *arena, const int64_t *dims, const void *const *inputs, "
+            f"void *const *outputs) {{",
+            "    if (!dims) return PDC_ERR_NULL_ARGUMENT;",
+            f"    if ({checks}) return PDC_ERR_SIZE;",
+            "    const int64_t *outer = pdc_dims;  /* a run nested in another's kernel keeps that run's sizes */",
+            "    pdc_dims = dims;",
+            f"    const pdc_status status = {name}_run_sized(arena, inputs, outputs);",
+            "    pdc_dims = outer;",
+            "    return status;",
+            "}", "",
+            f"pdc_status {name}_run(void *arena, const void *const *inputs, void *const *outputs) {{",
+            f"    static const int64_t upper[{len(bounds)}] = {{{', '.join(str(hi) for _, hi in bounds.values())}}};",
+            f"    return {name}_run_dims(arena, upper, inputs, outputs);",
+            "}", ""]
 
 
 def is_free_view(node: Node, plan: MemoryPlan) -> bool:

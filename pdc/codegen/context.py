@@ -9,6 +9,7 @@ import numpy as np
 from ..ir.dtypes import DType
 from ..ir.errors import UnsupportedError
 from ..ir.graph import Node
+from ..ir.symbolic import dim_exprs, upper
 from ..ir.types import TensorType
 from .ctypes_c import ctype
 
@@ -43,16 +44,22 @@ class KernelContext:
         self.attrs = node.attrs
         self._weights = weights
         self._helpers = helpers
+        sizes = dim_exprs(getattr(config, "bounds", {}))
+        self.runtime_sizes = False  # some shape of the node holds a size known only at run time
         inputs_static = all(v is None or v.type.is_static for v in node.inputs)
         for v in node.inputs + node.outputs:
-            if v is not None and not v.type.is_static:
+            if v is not None and v.type.shape is not None and v.type.shape and all(
+                    isinstance(d, int) or d in sizes for d in v.type.shape) and not v.type.is_static:
+                self.runtime_sizes = True
+            elif v is not None and not v.type.is_static:
                 if inputs_static:
                     raise UnsupportedError(f"{node.describe()}: the shape of %{v.name} ({v.type}) depends on the "
                                            f"input values; pdc compiles static shapes only")
                 raise UnsupportedError(f"{node.describe()}: %{v.name} has type {v.type}; pdc compiles static "
                                        f"shapes only (bind symbolic dims with --shape)")
-        self.inputs: list[Optional[TensorType]] = [None if v is None else v.type for v in node.inputs]
-        self.outputs: list[TensorType] = [v.type for v in node.outputs]
+        self.inputs: list[Optional[TensorType]] = [None if v is None else runtime_type(v.type, sizes)
+                                                   for v in node.inputs]
+        self.outputs: list[TensorType] = [runtime_type(v.type, sizes) for v in node.outputs]
 
     # ---- signature -------------------------------------------------------------------------
     def signature(self) -> str:
@@ -73,7 +80,7 @@ class KernelContext:
         """A C pointer to `count` items of memory for this kernel alone, in the arena (free while
         the node runs) instead of on the stack, which microcontrollers have little of."""
         offset = -(-self.scratch_bytes // 64) * 64
-        self.scratch_bytes = offset + count * itemsize
+        self.scratch_bytes = offset + upper(count) * itemsize
         return f"(({c_type} *)(pdc_scratch + {offset}))"
 
     def vtcm(self, nbytes: int) -> str:
@@ -91,7 +98,7 @@ class KernelContext:
         """Scratch of `count` items for each of `slots` threads (a parallel kernel dispatches with
         pdc_parallel_slots(..., slots, ...), so no more threads run it): a C pointer to slot 0 and
         the items from one slot to the next (64-byte aligned)."""
-        stride = -(-count * itemsize // 64) * 64 // itemsize
+        stride = -(-upper(count) * itemsize // 64) * 64 // itemsize
         return self.scratch(stride * slots, c_type, itemsize), stride
 
     def check(self, bad: str, status: str = "PDC_ERR_INDEX") -> str:
@@ -103,7 +110,7 @@ class KernelContext:
     def split(self, work: int, min_work: int) -> bool:
         """Whether to spread `work` over the thread pool: the bundle is compiled for several
         threads and there is enough work to pay for the dispatch."""
-        return self.config.parallel and work >= min_work
+        return self.config.parallel and upper(work) >= min_work
 
     # ---- data --------------------------------------------------------------------------------
     def const(self, i: int) -> Optional[np.ndarray]:
@@ -151,6 +158,13 @@ class KernelContext:
 
     def fail(self, msg: str):
         raise UnsupportedError(f"{self.node.describe()}: {msg}")
+
+
+def runtime_type(t: TensorType, sizes: dict) -> TensorType:
+    """t with each bounded symbol as the SizeExpr that reads its size in the run."""
+    if not sizes or t.is_static:
+        return t
+    return TensorType(t.dtype, tuple(sizes.get(d, d) if isinstance(d, str) else d for d in t.shape), t.quant)
 
 
 def numel(t: TensorType) -> int:

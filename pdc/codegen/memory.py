@@ -23,9 +23,11 @@ writes; a kernel's scratch is in its node's space). Host-only targets have the o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from ..ir.errors import PdcError, UnsupportedError
 from ..ir.graph import Graph, Node, Value
+from ..ir.symbolic import bound_nbytes
 
 # Ops whose output is their first input's bytes, unchanged (a reinterpretation, never a copy).
 VIEW_OPS = frozenset({"reshape", "flatten", "squeeze", "unsqueeze", "identity", "dropout"})
@@ -60,8 +62,9 @@ class MemoryPlan:
         self.space = self.space or {}
 
 
-def _nbytes(v: Value) -> int:
-    n = v.type.nbytes
+def _nbytes(v: Value, bounds: Optional[dict] = None) -> int:
+    """The bytes a value needs; with dims known only at run time, at their upper bounds."""
+    n = bound_nbytes(v.type, bounds)
     if n is None:
         raise UnsupportedError(f"memory plan: %{v.name} has a non-static type {v.type}; "
                                "static memory planning needs every intermediate shape known (bind symbolic dims)")
@@ -88,8 +91,9 @@ def lifetimes(graph: Graph) -> tuple[dict[Value, int], dict[Value, int]]:
 
 class _Planner:
     def __init__(self, graph: Graph, alignment: int, view_ops: frozenset, inplace_ops: frozenset,
-                 scratch: dict[int, int], spaces: dict[Value, str]):
+                 scratch: dict[int, int], spaces: dict[Value, str], bounds: Optional[dict] = None):
         self.graph = graph
+        self.bounds = bounds
         self.scratch = scratch
         self.spaces = spaces
         self.alignment = alignment
@@ -102,13 +106,16 @@ class _Planner:
         self.storage: dict[Value, Value] = {v: v for v in self.external}
         self.members: dict[Value, list[Value]] = {}  # arena root -> every value sharing its storage
 
+    def nbytes(self, v: Value) -> int:
+        return _nbytes(v, self.bounds)
+
     # ---- step 1: storage sharing ----------------------------------------------------------------
     def share(self) -> None:
         for i, node in enumerate(self.graph.nodes):
             for v in node.outputs:
                 if v in self.storage:  # a graph output: the caller's buffer
                     continue
-                _nbytes(v)  # fails early, naming the first intermediate of unknown size
+                self.nbytes(v)  # fails early, naming the first intermediate of unknown size
                 root = self._view_root(node, v) or self._inplace_root(i, node, v) or v
                 self.storage[v] = root
                 if root not in self.external:
@@ -120,7 +127,7 @@ class _Planner:
         src = node.inputs[0]
         root = self.storage.get(src, src)
         # reading a caller's output buffer would be fine, but a copy keeps the rules simple
-        if root in self.outputs or src.type.nbytes != _nbytes(out):
+        if root in self.outputs or self.nbytes(src) != self.nbytes(out):
             return None
         return root
 
@@ -131,7 +138,7 @@ class _Planner:
             if src is None or src.type.shape != out.type.shape or src.type.dtype.itemsize != out.type.dtype.itemsize:
                 continue
             root = self.storage.get(src, src)
-            if root in self.external or _nbytes(root) != _nbytes(out):
+            if root in self.external or self.nbytes(root) != self.nbytes(out):
                 continue
             if any(self.last_use[m] > i for m in self.members[root]):
                 continue  # some member of the group is still read after this node
@@ -153,7 +160,7 @@ class _Planner:
                 continue
             start = min(self.defined[m] for m in members)
             end = max(self.last_use[m] for m in members)
-            result.append((_align(_nbytes(root), self.alignment), start, end, root))
+            result.append((_align(self.nbytes(root), self.alignment), start, end, root))
         for i, nbytes in self.scratch.items():
             if self.space_of(self.graph.nodes[i].outputs[0]) == space:
                 result.append((_align(nbytes, self.alignment), i, i, _Scratch(i)))
@@ -203,14 +210,15 @@ class _Scratch:
 
 def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW_OPS,
                 inplace_ops: frozenset = INPLACE_OPS, scratch: dict[int, int] = None,
-                spaces: dict[Value, str] = None) -> MemoryPlan:
+                spaces: dict[Value, str] = None, bounds: Optional[dict] = None) -> MemoryPlan:
     """Assigns every intermediate of `graph` (topologically ordered) an aligned offset in its
     space's arena (`spaces`, from placement; default: all host), and each kernel's scratch (node
-    index -> bytes) an offset that is free while its node runs."""
+    index -> bytes) an offset that is free while its node runs. `bounds` (symbol -> (lo, hi)): dims
+    known only at run time take the room of their upper bound."""
     if alignment < 1:
         raise PdcError(f"memory plan: alignment must be >= 1, got {alignment}")
     spaces = dict(spaces or {})
-    p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops), dict(scratch or {}), spaces)
+    p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops), dict(scratch or {}), spaces, bounds)
     p.share()
     root_offsets, arenas = {}, {}
     for space in ["host"] + sorted(set(spaces.values()) - {"host"}):
@@ -219,6 +227,6 @@ def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW
         arenas[space] = _align(arena, alignment)
     offsets = {v: root_offsets[root] for v, root in p.storage.items() if root in root_offsets}
     scratch_offsets = {k.node: off for k, off in root_offsets.items() if isinstance(k, _Scratch)}
-    naive = sum(_nbytes(v) for node in graph.nodes for v in node.outputs if v not in p.outputs)
+    naive = sum(_nbytes(v, bounds) for node in graph.nodes for v in node.outputs if v not in p.outputs)
     space = {v: p.space_of(root) for v, root in p.storage.items() if root in root_offsets}
     return MemoryPlan(offsets, p.storage, arenas["host"], naive, scratch_offsets, arenas, space, dict(p.scratch))

@@ -54,6 +54,7 @@ class Graph:
         self.outputs: list[Value] = list(outputs)
         self.nodes: list[Node] = list(nodes)
         self.constants: list[Value] = list(constants)
+        self.dim_bounds: dict[str, tuple[int, int]] = {}  # symbol -> (lo, hi): sizes known at run time
 
     # ---- queries -------------------------------------------------------
     def values(self) -> Iterable[Value]:
@@ -132,6 +133,7 @@ class Graph:
                         {k: a.copy() if isinstance(a, Graph) else a for k, a in n.attrs.items()}, n.name)
                    for n in self.nodes]
         g.outputs = [cp(v) for v in self.outputs]
+        g.dim_bounds = dict(self.dim_bounds)
         return g
 
     def constant_arrays(self) -> dict[str, np.ndarray]:

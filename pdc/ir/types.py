@@ -12,6 +12,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .dtypes import DType
+from .symbolic import SizeExpr
 
 Dim = Union[int, str]  # int: static; str: a named symbol such as "N"; "?": unknown
 UNKNOWN = "?"
@@ -65,7 +66,7 @@ class TensorType:
 
     def __post_init__(self):
         if self.shape is not None:
-            object.__setattr__(self, "shape", tuple(d if isinstance(d, str) else int(d) for d in self.shape))
+            object.__setattr__(self, "shape", tuple(d if isinstance(d, (str, SizeExpr)) else int(d) for d in self.shape))
 
     @property
     def rank(self) -> Optional[int]:

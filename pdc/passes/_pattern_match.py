@@ -14,7 +14,7 @@ import numpy as np
 
 from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
-from ..ir.types import types_compatible
+from ..ir.types import UNKNOWN, types_compatible
 
 
 class NoMatch(Exception):
@@ -107,6 +107,14 @@ def short_float(x: float, dtype) -> float:
 
 def static_shape(v: Value) -> tuple:
     if not v.type.is_static:
+        raise NoMatch
+    return v.type.shape
+
+
+def named_shape(v: Value) -> tuple:
+    """v's shape when every dim is a size or a named symbol (the same symbol is the same size,
+    whatever it is at run time); NoMatch for an unknown rank or dim."""
+    if v.type.shape is None or UNKNOWN in v.type.shape:
         raise NoMatch
     return v.type.shape
 

@@ -9,7 +9,7 @@ from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.common import broadcast_shapes
 from ..ir.registry import all_ops
-from ._pattern_match import Matcher, NoMatch, Rewriter, scalar, short_float, static_shape
+from ._pattern_match import Matcher, NoMatch, Rewriter, named_shape, scalar, short_float, static_shape
 from .manager import Pass, register_pass
 
 _SPLIT = [0, 2, 1, 3]  # (B, S, H, d) <-> (B, H, S, d)
@@ -113,7 +113,7 @@ def _match_core(m: Matcher, second: Node) -> _Core:
     rank = sm.inputs[0].type.rank
     if rank != 4 or sm.attrs.get("axis", -1) not in (-1, 3) or v.type.rank != 4:
         raise NoMatch
-    scores = static_shape(sm.inputs[0])
+    scores = named_shape(sm.inputs[0])
     scale, mask, s = 1.0, None, sm.inputs[0]
     n = m.peek(s)
     if n is not None and n.op == "add":
@@ -174,10 +174,15 @@ def _split_heads(m: Matcher, v4: Value, perm: list):
         raise NoMatch
     r = m.node(t.inputs[0], "reshape")
     x = m.source(r.inputs[0])
-    xs, rs = static_shape(x), static_shape(r.outputs[0])
-    if len(xs) != 3 or len(rs) != 4 or rs[:2] != xs[:2] or rs[2] * rs[3] != xs[2]:
+    xs, rs = named_shape(x), named_shape(r.outputs[0])
+    if len(xs) != 3 or len(rs) != 4 or rs[:2] != xs[:2] or not _ints(rs[2:] + xs[2:]) or rs[2] * rs[3] != xs[2]:
         raise NoMatch
     return x, rs[2]
+
+
+def _ints(dims) -> bool:
+    """The head dims are sizes: they are split at compile time."""
+    return all(isinstance(d, int) for d in dims)
 
 
 def _match_heads(m: Matcher, core: _Core):
@@ -209,7 +214,7 @@ def _match_heads(m: Matcher, core: _Core):
         raise NoMatch
     r = users[0]
     m.nodes.append(r)
-    ts, ys = static_shape(t.outputs[0]), static_shape(r.outputs[0])
-    if len(ys) != 3 or ys[:2] != ts[:2] or ys[2] != ts[2] * ts[3]:
+    ts, ys = named_shape(t.outputs[0]), named_shape(r.outputs[0])
+    if len(ys) != 3 or ys[:2] != ts[:2] or not _ints(ts[2:] + ys[2:]) or ys[2] != ts[2] * ts[3]:
         raise NoMatch
     return q, k[0], v, r.outputs[0], hq

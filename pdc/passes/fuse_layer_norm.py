@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import dtypes
 from ..ir.graph import Graph, Node, Value
-from ._pattern_match import Matcher, NoMatch, Rewriter, scalar, short_float, static_shape
+from ._pattern_match import Matcher, NoMatch, Rewriter, named_shape, scalar, short_float
 from .manager import Pass, register_pass
 
 
@@ -41,7 +41,9 @@ class FuseLayerNorm(Pass):
             if found is None or not m.interior_ok(node.outputs[0]):
                 continue
             x, axis, eps, gamma, beta = found
-            shape = static_shape(x)[axis:]
+            shape = named_shape(x)[axis:]
+            if not all(isinstance(d, int) for d in shape):
+                continue  # the parameters are laid out over the normalized dims at compile time
             scale = _param(graph, gamma, shape, x, taken, "ln_scale")
             bias = None if beta is None else _param(graph, beta, shape, x, taken, "ln_bias")
             if scale is None or (beta is not None and bias is None):
@@ -119,7 +121,7 @@ def _match(m: Matcher, last: Node):
     mean_node = m.node(mean, "reduce_mean")
     if m.resolve(mean_node.inputs[0]) is not m.resolve(x) or not x.type.dtype.is_float:
         raise NoMatch
-    x_shape = static_shape(x)
+    x_shape = named_shape(x)
     rank = len(x_shape)
     axes = _axes(mean_node, rank)
     if _axes(var, rank) != axes:
@@ -130,7 +132,7 @@ def _match(m: Matcher, last: Node):
             raise NoMatch
     elif not (m.resolve(sq.inputs[0]) is d and m.resolve(sq.inputs[1]) is d):
         raise NoMatch
-    if static_shape(last.outputs[0]) != x_shape:
+    if named_shape(last.outputs[0]) != x_shape:
         raise NoMatch  # gamma / beta broadcast the result beyond x
     normalized = rank - axes[0]
     for p in (gamma, beta):

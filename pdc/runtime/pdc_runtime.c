@@ -12,6 +12,7 @@ const char *pdc_status_string(pdc_status status) {
     case PDC_ERR_ARENA_SIZE: return "the arena is smaller than the model needs";
     case PDC_ERR_DEVICE: return "the accelerator failed";
     case PDC_ERR_VALUE: return "an input holds a value outside what its op allows";
+    case PDC_ERR_SIZE: return "a size is outside the range the model was compiled for";
     default: return "internal error";
     }
 }
@@ -40,6 +41,8 @@ size_t pdc_dtype_size(pdc_dtype dtype) {
  * own thread, so runs from several threads (each with its own arena) are safe and never wait on
  * each other. */
 #include <pthread.h>
+
+PDC_THREAD_LOCAL const int64_t *pdc_dims;
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -71,8 +74,9 @@ static struct {
     pdc_task_fn fn;
     pdc_slot_task_fn slot_fn; /* instead of fn for pdc_parallel_slots */
     void *ctx;
+    const int64_t *dims; /* the dispatching run's pdc_dims */
 } pool = {1, {0}, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-          0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+          0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0};
 
 /* Claims and runs chunks of the dispatch tagged `tag` until none is left. */
 static void run_chunks(int index, unsigned long long tag) {
@@ -89,6 +93,7 @@ static void run_chunks(int index, unsigned long long tag) {
                                                      memory_order_acq_rel, memory_order_acquire))
             continue;
         const int64_t end = begin + chunk < n ? begin + chunk : n;
+        pdc_dims = pool.dims;
         if (pool.slot_fn) pool.slot_fn(pool.ctx, begin, end, index);
         else pool.fn(pool.ctx, begin, end);
         atomic_fetch_add_explicit(&pool.done, end - begin, memory_order_release);
@@ -179,6 +184,7 @@ static void dispatch(int64_t n, int active, pdc_task_fn fn, pdc_slot_task_fn slo
     pool.fn = fn;
     pool.slot_fn = slot_fn;
     pool.ctx = ctx;
+    pool.dims = pdc_dims;
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
     atomic_store_explicit(&pool.claim, tag << PDC_TAG_SHIFT, memory_order_release);
     pthread_mutex_lock(&pool.lock);
@@ -232,6 +238,8 @@ void pdc_threads_shutdown(void) {
 }
 
 #else /* single-threaded build: no pthreads needed (bare-metal targets) */
+
+PDC_THREAD_LOCAL const int64_t *pdc_dims;
 
 pdc_status pdc_threads_init(int num_threads) { (void)num_threads; return PDC_OK; }
 int pdc_threads_count(void) { return 1; }

@@ -27,7 +27,8 @@ typedef enum {
     PDC_ERR_INDEX = 6,           /* an input holds an index out of its range (gather, scatter...) */
     PDC_ERR_ARENA_SIZE = 7,      /* the arena given to a context is smaller than the model needs */
     PDC_ERR_DEVICE = 8,          /* the accelerator failed: no device, a kernel build, out of device memory */
-    PDC_ERR_VALUE = 9            /* an input holds a value outside what its op allows (TopK's K, an IoU threshold) */
+    PDC_ERR_VALUE = 9,           /* an input holds a value outside what its op allows (TopK's K, an IoU threshold) */
+    PDC_ERR_SIZE = 10            /* a run-time size is outside the range the model was compiled for */
 } pdc_status;
 
 /* Element types, numbered as in ONNX's TensorProto.DataType. */
@@ -76,6 +77,18 @@ static inline int pdc_slot_threads(int slots) {
     return n < slots ? n : slots;
 }
 void pdc_threads_shutdown(void);
+
+/* The sizes of the run in progress on this thread, for a model compiled with dims known only at
+ * run time (--shape batch=1..8): NAME_run_dims points it at the run's sizes while its kernels run,
+ * and the thread pool hands it to the workers that take the run's chunks. */
+#if defined(PDC_THREADS) && PDC_THREADS && defined(__cplusplus)
+#define PDC_THREAD_LOCAL thread_local
+#elif defined(PDC_THREADS) && PDC_THREADS
+#define PDC_THREAD_LOCAL _Thread_local
+#else
+#define PDC_THREAD_LOCAL
+#endif
+extern PDC_THREAD_LOCAL const int64_t *pdc_dims;
 
 #ifdef __cplusplus
 }

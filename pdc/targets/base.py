@@ -61,10 +61,17 @@ class KernelConfig:
     # arithmetic; OpenCL kernels read and write them through PDC_LD / PDC_ST)
     float_storage: str = "f32"
     vtcm_bytes: int = 0  # a DSP's on-chip memory for the kernels' tiles (Hexagon VTCM; 0: none)
+    # dims known only at run time (--shape batch=1..8): (symbol, lo, hi) each, pdc_dims' order
+    dim_bounds: tuple = ()
 
     @property
     def parallel(self) -> bool:
         return self.threads > 1
+
+    @property
+    def bounds(self) -> dict:
+        """symbol -> (lo, hi) of the dims known only at run time."""
+        return {sym: (lo, hi) for sym, lo, hi in self.dim_bounds}
 
     def k_block(self, k: int) -> int:
         """The K block for a reduction of length k: none up to 1.25 gemm_kc, else equal blocks of
@@ -111,6 +118,7 @@ class Target(ABC):
     # computes in fixed point with types it chooses itself (an FPGA): --precision names a type,
     # --calibration feeds its choice, --reuse-factor applies (with_fixed_point)
     fixed_point: ClassVar[bool] = False
+    runtime_sizes: ClassVar[bool] = False  # compiles dims known only at run time (--shape N=1..8)
 
     # ---- compiling -----------------------------------------------------------------------------
     @property

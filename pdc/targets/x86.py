@@ -31,6 +31,7 @@ class X86Target(Target):
     isa: tuple = field(default=())
 
     kernel_families: ClassVar[tuple] = ("x86", PORTABLE)
+    runtime_sizes: ClassVar[bool] = True
 
     @property
     def cflags(self) -> list[str]:

@@ -24,6 +24,9 @@ import pkgutil
 import re
 from typing import Callable, Optional
 
+from ...ir.errors import UnsupportedError
+from ...ir.symbolic import RuntimeSizeError
+
 PORTABLE = "portable"  # plain C generators every target can compile; the last family of every target
 # (op, family) -> generator. A family's generator returns None for a node it does not cover (a
 # dtype, a shape it has no fast path for), and the next family in the target's order takes it.
@@ -88,11 +91,21 @@ def unnamed(body: str, params: list[str]) -> list[str]:
 def generate(ctx, families: tuple) -> str:
     """The C body for ctx's node from the first family (in the target's order) that takes it."""
     registry = load_all()
+    refused = None  # why the first family refused sizes known only at run time
     for fam in families:
         fn = registry.get((ctx.node.op, fam))
         if fn is None:
             continue
-        body = fn(ctx)
+        if ctx.runtime_sizes:  # a family that needs a concrete size leaves the node to the next one
+            try:
+                body = fn(ctx)
+            except (RuntimeSizeError, TypeError) as e:
+                refused = refused or e
+                ctx.scratch_bytes = ctx.vtcm_bytes = 0
+                ctx.reports_status = False
+                continue
+        else:
+            body = fn(ctx)
         if body is None:
             continue
         ctx.family = fam  # which family took it: pdc report's op coverage
@@ -100,4 +113,7 @@ def generate(ctx, families: tuple) -> str:
             unused = unnamed(body, [f"in{i}" for i in range(len(ctx.inputs))])
             body = "".join(f"    (void){name};\n" for name in unused) + body
         return body
+    if refused is not None:
+        raise UnsupportedError(f"{ctx.node.describe()}: no {ctx.node.op} kernel takes a size known only at run "
+                               f"time here ({refused}); fix that size with --shape")
     raise AssertionError(f"no generator took {ctx.node.op}: the {PORTABLE} family must not decline")
