@@ -72,6 +72,8 @@ class Module:
         # bounded outputs (their length known at run time): name -> (length output, axis)
         self._measured = {d["name"]: (d["length"], d["length_axis"]) for d in m["outputs"] if "length" in d}
         self._lengths = {length for length, _ in self._measured.values()}
+        # sizes known only at run time: symbol -> (min, max), in the order NAME_run_dims takes them
+        self.dims = {d["name"]: (d["min"], d["max"]) for d in m.get("dims", [])}
         self.name = m["name"]
         self._emulated = None
         if m.get("runner"):  # cross-compiled: run through the bundle's harness under an emulator
@@ -87,6 +89,11 @@ class Module:
         self._run = getattr(self._lib, f"{self.name}_run")
         self._run.restype = ctypes.c_int
         self._run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p)]
+        if self.dims:
+            self._run_dims = getattr(self._lib, f"{self.name}_run_dims")
+            self._run_dims.restype = ctypes.c_int
+            self._run_dims.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
+                                       ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p)]
         init = getattr(self._lib, f"{self.name}_init")
         init.restype = ctypes.c_int
         init.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -104,34 +111,53 @@ class Module:
         self._ins_type = ctypes.c_void_p * max(len(self.inputs), 1)
         self._outs_type = ctypes.c_void_p * max(len(self.outputs), 1)
 
-    def _check(self, feeds: dict) -> list[np.ndarray]:
+    def _check(self, feeds: dict) -> tuple[list[np.ndarray], dict]:
+        """The input arrays in order, and the sizes of the dims known only at run time they give."""
         if not isinstance(feeds, dict):
             raise ValueError(f"run() takes a dict of input name -> array; inputs: {self.inputs}")
         unknown = set(feeds) - {s.name for s in self.inputs}
         if unknown:
             raise ValueError(f"unknown input(s) {sorted(unknown)}; expected {[s.name for s in self.inputs]}")
-        arrays = []
+        arrays, sizes = [], {}
         for s in self.inputs:
             if s.name not in feeds:
                 raise ValueError(f"missing input '{s.name}' ({s.dtype}{list(s.shape)})")
             a = np.asarray(feeds[s.name])
             if a.dtype != s.dtype:
                 raise ValueError(f"input '{s.name}' has dtype {a.dtype}, expected {s.dtype}")
-            if a.shape != s.shape:
-                raise ValueError(f"input '{s.name}' has shape {list(a.shape)}, expected {list(s.shape)}")
+            if len(a.shape) != len(s.shape) or any(isinstance(d, int) and d != n for d, n in zip(s.shape, a.shape)):
+                raise ValueError(f"input '{s.name}' has shape {list(a.shape)}, expected {self._shape_text(s)}")
+            for d, n in zip(s.shape, a.shape):
+                if isinstance(d, str):
+                    lo, hi = self.dims[d]
+                    if not lo <= n <= hi:
+                        raise ValueError(f"input '{s.name}' has shape {list(a.shape)}: {d} = {n} is outside "
+                                         f"{lo}..{hi}, the range compiled for")
+                    if sizes.setdefault(d, n) != n:
+                        raise ValueError(f"input '{s.name}' has shape {list(a.shape)}: {d} = {n}, but another "
+                                         f"input has {d} = {sizes[d]}")
             arrays.append(np.ascontiguousarray(a))
-        return arrays
+        return arrays, sizes
+
+    def _shape_text(self, s: TensorSpec) -> str:
+        return "[" + ", ".join(f"{d}={self.dims[d][0]}..{self.dims[d][1]}" if isinstance(d, str) else str(d)
+                               for d in s.shape) + "]"
 
     def run(self, feeds: dict) -> dict[str, np.ndarray]:
-        arrays = self._check(feeds)
+        arrays, sizes = self._check(feeds)
         if self._emulated is not None:
             return self._trimmed(self._emulated({s.name: a for s, a in zip(self.inputs, arrays)}))
-        outs = [np.empty(s.shape, s.dtype) for s in self.outputs]
+        outs = [np.empty(tuple(sizes[d] if isinstance(d, str) else d for d in s.shape), s.dtype)
+                for s in self.outputs]
         ins_p = self._ins_type(*[a.ctypes.data for a in arrays])
         outs_p = self._outs_type(*[o.ctypes.data for o in outs])
         arena = self._arenas.take()
         try:  # ctypes releases the GIL: runs overlap here
-            status = self._run(arena[1], ins_p, outs_p)
+            if self.dims:
+                dims = (ctypes.c_int64 * len(self.dims))(*(sizes[d] for d in self.dims))
+                status = self._run_dims(arena[1], dims, ins_p, outs_p)
+            else:
+                status = self._run(arena[1], ins_p, outs_p)
         finally:
             self._arenas.give_back(arena)
         if status != 0:

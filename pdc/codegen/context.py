@@ -27,7 +27,9 @@ def broadcast_strides(in_shape, out_shape) -> list[int]:
     """Element strides of an input read at output indices (numpy broadcasting): 0 on broadcast dims."""
     pad = len(out_shape) - len(in_shape)
     st = strides(in_shape)
-    return [0 if i < pad or in_shape[i - pad] == 1 and out_shape[i] != 1 else st[i - pad]
+    # a dim equal to the output's is read as it is (a size known only at run time is equal only to
+    # itself, which no broadcast can stretch)
+    return [0 if i < pad or in_shape[i - pad] != out_shape[i] and in_shape[i - pad] == 1 else st[i - pad]
             for i in range(len(out_shape))]
 
 

@@ -25,10 +25,11 @@ class RuntimeSizeError(UnsupportedError):
 class SizeExpr:
     """An int64 C expression of the run's sizes with the range [lo, hi] of its values."""
 
-    __slots__ = ("expr", "lo", "hi", "atom")
+    __slots__ = ("expr", "lo", "hi", "atom", "negated")
 
-    def __init__(self, expr: str, lo: int, hi: int, atom: bool = False):
+    def __init__(self, expr: str, lo: int, hi: int, atom: bool = False, negated=None):
         self.expr, self.lo, self.hi, self.atom = expr, int(lo), int(hi), atom
+        self.negated = negated  # -self, when self was made as its negation
 
     # ---- rendering -----------------------------------------------------------------------------
     def __str__(self) -> str:
@@ -139,7 +140,7 @@ class SizeExpr:
         return SizeExpr(f"{_operand(other)} - {self}", other - self.hi, other - self.lo)
 
     def __neg__(self):
-        return SizeExpr(f"-{self}", -self.hi, -self.lo)
+        return self.negated or SizeExpr(f"-{self}", -self.hi, -self.lo, negated=self)
 
     def __mul__(self, other):
         if isinstance(other, int):
@@ -177,6 +178,9 @@ def _floordiv(a, b):
     """a // b as C's `/`, which truncates: the same only for a >= 0 and b > 0, else refused."""
     a_lo = a if isinstance(a, int) else a.lo
     b_lo = b if isinstance(b, int) else b.lo
+    if isinstance(a, SizeExpr) and a.hi <= 0 and isinstance(b, int) and b > 0:
+        # -(-x // b), the ceiling of x / b, as exporters and kernels write it: C's / on -a >= 0
+        return SizeExpr(f"-(({-a} + {b - 1}) / {b})", a.lo // b, a.hi // b)
     if a_lo < 0 or b_lo <= 0:
         raise RuntimeSizeError(f"a floor division {a} // {b} with a size known only at run time that may be "
                                f"negative")

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from ...ir import dtypes
+from ...ir.symbolic import upper
 from ..context import KernelContext, strides
 from ..ctypes_c import float_literal
 from . import kernel, native
@@ -218,7 +219,7 @@ class _Row:
 
     def __init__(self, g: _Attn, sct: str, fast: bool):
         self.g, self.sct, self.fast = g, sct, fast
-        self.kt = fast and sct == "float" and g.D * g.L <= KT_FLOATS_MAX and take("attention", "keys-transposed")
+        self.kt = fast and sct == "float" and g.D * upper(g.L) <= KT_FLOATS_MAX and take("attention", "keys-transposed")
         self.path = "keys-transposed" if self.kt else "keys-direct" if fast else "scalar"
         if fast:
             vec_helper(g.ctx)
@@ -387,11 +388,11 @@ def attention(ctx: KernelContext) -> str:
     if sct == "float" and sp.short != "f16":
         vec_helper(ctx)
         vmath_helper(ctx)
-        row.add("float top = pdc_attn_max(sc, %d);" % g.L,
+        row.add(f"float top = pdc_attn_max(sc, {g.L});",
                 "if (isinf(top) && top < 0) top = 0;",
                 f"float total = pdc_seq_exp_sum(sc, {g.L}, top);",
                 "if (total == 0) total = 1;",
-                f"if (dead) memset(sc, 0, sizeof(sc)); else pdc_attn_div(sc, {g.L}, total);")
+                f"if (dead) memset(sc, 0, sizeof(*sc) * {g.L}); else pdc_attn_div(sc, {g.L}, total);")
     else:
         s_sp = rsp(f"({spc})sc[j]")  # a score in the softmax precision
         e_sp = rsp(f"{'expf' if spc == 'float' else 'exp'}({rsp(f'{s_sp} - top')})")

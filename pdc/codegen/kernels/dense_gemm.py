@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ...ir.ops.common import broadcast_shapes
+from ...ir.symbolic import upper
 from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
@@ -48,7 +49,7 @@ class _Problem:
     def __init__(self, ctx: KernelContext, batch: int, m: int, n: int, k: int, epi: Epilogue):
         self.ctx, self.batch, self.m, self.n, self.k, self.epi = ctx, batch, m, n, k, epi
         self.isa = isa_of(ctx)
-        self.mr, self.nv = _tile(self.isa, m)
+        self.mr, self.nv = _tile(self.isa, upper(m))  # M known only at run time: tiled for its bound
         self.nr = self.nv * lanes(self.isa)
         self.lines: list[str] = []
         self.fields: dict = {}
@@ -95,7 +96,7 @@ class _Problem:
         ctx, epi = self.ctx, self.epi
         ukr = ukernel(ctx, self.mr, self.nv)
         kc = ctx.config.k_block(self.k)
-        parallel, split_m = choose_split(self.batch, self.m, self.n, self.k, self.mr, self.nr,
+        parallel, split_m = choose_split(upper(self.batch), upper(self.m), self.n, self.k, self.mr, self.nr,
                                          ctx.config.threads, self.a_bytes)
         use_post = not epi.fast or self.post_add is not None
         post = None
@@ -248,16 +249,19 @@ def _matmul(ctx: KernelContext) -> str:
     nprob = math.prod(batch)
     if nprob * m * n == 0:
         return "    (void)in0;"
-    a_idx = _batch_offsets(batch, a2[:-2])
-    b_idx = _batch_offsets(batch, b2[:-2])
     bias = ctx.node.op == "fused_matmul" and ctx.has_input(2)
     # with a 1-D B the output's last axis is M: the bias (one value per last-axis index) is per row
     bias_rows = bias and len(b_t.shape) == 1
+    # B a single matrix and A's batch the whole batch: the problems fold into M without offset
+    # tables (which a batch known only at run time cannot have)
+    folds = not bias_rows and all(isinstance(d, int) and d == 1 for d in b2[:-2]) and tuple(a2[:-2]) == batch
+    a_idx = np.arange(1) if folds else _batch_offsets(batch, a2[:-2])
+    b_idx = np.zeros(1, np.int64) if folds else _batch_offsets(batch, b2[:-2])
     if a_t.dtype.short != "f32" or k == 0 or take("gemm", "loops", False):
         return mark("gemm", "loops", _matmul_generic(ctx, batch, m, n, k, a_idx, b_idx, epi, bias_rows))
     # B one matrix for every problem and A's problems back to back: fold the batch into M (not with
     # a bias per row, which repeats per problem)
-    if (b_idx == 0).all() and (a_idx == np.arange(nprob)).all() and not bias_rows:
+    if folds or (b_idx == 0).all() and (a_idx == np.arange(nprob)).all() and not bias_rows:
         m, nprob, a_idx, b_idx = m * nprob, 1, np.zeros(1, np.int64), np.zeros(1, np.int64)
     p = _Problem(ctx, nprob, m, n, k, epi)
     A, B = ctx.const(0), ctx.const(1)

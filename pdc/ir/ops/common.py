@@ -1,6 +1,8 @@
 """Helpers shared by op definitions: broadcasting, axis handling, common infer functions."""
 from __future__ import annotations
 
+from ..symbolic import RuntimeSizeError, SizeExpr
+
 from typing import Optional
 
 from ..dtypes import DType
@@ -9,7 +11,14 @@ from ..types import UNKNOWN, TensorType
 
 
 def broadcast_dims(a, b, ctx: Optional[InferContext] = None):
-    """Numpy-style broadcast of two dims (ints, symbols or '?')."""
+    """Numpy-style broadcast of two dims (ints, symbols or '?'; in kernels, sizes known only at run
+    time, which a 1 broadcasts to and which equal only themselves)."""
+    if isinstance(a, SizeExpr) or isinstance(b, SizeExpr):
+        if isinstance(b, int) and b == 1 or a is b or isinstance(b, SizeExpr) and a.__eq__(b) is True:
+            return a
+        if isinstance(a, int) and a == 1:
+            return b
+        raise RuntimeSizeError(f"a broadcast of {a} against {b}")
     if a == 1:
         return b
     if b == 1:
