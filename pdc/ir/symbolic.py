@@ -194,6 +194,19 @@ def _floordiv(a, b):
 Size = Union[int, SizeExpr]
 
 
+def same_size(a, b) -> bool:
+    """Whether a and b are provably the same size: equal ints, or the same expression (two
+    expressions that are equal only for some runs, or written differently, are not)."""
+    if isinstance(a, SizeExpr) or isinstance(b, SizeExpr):
+        return isinstance(a, SizeExpr) and isinstance(b, SizeExpr) and a.expr == b.expr
+    return a == b
+
+
+def same_shape(a, b) -> bool:
+    """Whether two shapes are provably the same (see same_size)."""
+    return len(a) == len(b) and all(same_size(x, y) for x, y in zip(a, b))
+
+
 def is_runtime(d) -> bool:
     return isinstance(d, SizeExpr)
 

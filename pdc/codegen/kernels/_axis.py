@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ...ir.dtypes import DType
+from ...ir.symbolic import same_size
 from ..context import KernelContext, strides
 from ..ctypes_c import ctype, float_literal, int_literal
 from . import kernel, native
@@ -138,10 +139,10 @@ class Groups:
         st = strides(shape)
         dims: list[tuple[int, int, bool]] = []
         for i, (d, s) in enumerate(zip(shape, st)):
-            if d == 1:
+            if isinstance(d, int) and d == 1:  # (a size known only at run time stays a dim)
                 continue
             r = i in red
-            if dims and dims[-1][2] == r and dims[-1][1] == d * s and d > 0:
+            if dims and dims[-1][2] == r and same_size(dims[-1][1], d * s) and d > 0:
                 dims[-1] = (dims[-1][0] * d, s, r)
             else:
                 dims.append((d, s, r))

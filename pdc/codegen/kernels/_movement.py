@@ -20,6 +20,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ...ir.symbolic import same_size, upper
+
 from ...ir import dtypes as D
 from .. import kir
 from ..context import KernelContext, strides
@@ -64,11 +66,16 @@ def _repeats(t: np.ndarray):
     return None
 
 
+def _fixed(size, value: int) -> bool:
+    """size is this value when compiling (a size known only at run time is kept: it may be any)."""
+    return isinstance(size, int) and size == value
+
+
 def simplify(dims, src_base: int = 0, dst_base: int = 0):
     """(src_base, dst_base, dims) with the same meaning and fewer, merged dims; None when empty."""
     out = []
     for size, src, dst in dims:
-        if size == 0:
+        if _fixed(size, 0):
             return None
         if isinstance(src, np.ndarray):
             aff = _affine(src)
@@ -81,18 +88,18 @@ def simplify(dims, src_base: int = 0, dst_base: int = 0):
                 src_base += first
                 out += [(a, sa, dst * b), (b, sb, dst)]
                 continue
-        if size == 1:
+        if _fixed(size, 1):
             if isinstance(src, np.ndarray):
                 src_base += int(src[0])
             continue
         out.append((size, src, dst))
-    out = [d for d in out if d[0] != 1]
+    out = [d for d in out if not _fixed(d[0], 1)]
     merged: list = []
     for size, src, dst in out:
         if merged:
             n0, s0, d0 = merged[-1]
             if not isinstance(s0, np.ndarray) and not isinstance(src, np.ndarray) \
-                    and s0 == src * size and d0 == dst * size:
+                    and same_size(s0, src * size) and same_size(d0, dst * size):
                 merged[-1] = (n0 * size, src, dst)
                 continue
         merged.append((size, src, dst))
@@ -204,9 +211,10 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
     # transpose tiles: the destination's contiguous dim is strided in the source and another dim
     # is the source's contiguous one
     tile = None
-    if inner_d == 1 and not isinstance(inner_s, np.ndarray) and inner_s not in (0, 1) and inner_n >= TILE // 2:
+    # (sizes known only at run time: by their upper bounds; the tiles take any size)
+    if inner_d == 1 and not isinstance(inner_s, np.ndarray) and inner_s not in (0, 1) and upper(inner_n) >= TILE // 2:
         for k in range(r - 1):
-            if not isinstance(dims[k][1], np.ndarray) and dims[k][1] == 1 and dims[k][0] >= TILE // 2:
+            if not isinstance(dims[k][1], np.ndarray) and dims[k][1] == 1 and upper(dims[k][0]) >= TILE // 2:
                 tile = k
     order = [k for k in range(r) if k != tile and k != r - 1] if tile is not None else list(range(r - 1))
     iv = [kir.index_var(f"i{k}") for k in range(r)]
@@ -239,7 +247,7 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
                 continue
             first, step = seg[3], seg[4]
             d0, s0 = kir.iadd(prev_d, start * inner_d), kir.iadd(prev_s, first)
-            if step == 1 and inner_d == 1 and n >= MEMCPY_MIN:
+            if step == 1 and inner_d == 1 and upper(n) >= MEMCPY_MIN:
                 out.append(kir.Copy(dst, d0, src, s0, kir.idx(n)))
             else:
                 out.append(kir.loop(iv[j], n, kir.Store(dst, kir.iadd(d0, d_at),

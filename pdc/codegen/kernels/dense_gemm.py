@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ...ir.ops.common import broadcast_shapes
-from ...ir.symbolic import upper
+from ...ir.symbolic import RuntimeSizeError, is_runtime, same_shape, upper
 from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
@@ -70,10 +70,11 @@ class _Problem:
                            a_tab=self._tab(np.asarray(offsets_by_problem) * mb * self.k * self.mr))
         self.a_bytes = a.size * 4
 
-    def a_runtime(self, ptr: str, rs: int, cs: int, offsets, scale: float = 1.0):
+    def a_runtime(self, ptr: str, rs: int, cs: int, offsets, scale: float = 1.0, bs=0):
+        """offsets: problem b's matrix offset by problem; or None: b * bs."""
         var = f"sa{len(self.lines)}"
-        tab = self._tab(offsets) or "0"
-        self.lines.append(f"    const pdc_strided {var} = {{{ptr}, {tab}, 0, 0, {rs}, {cs}, {c_float(scale)}}};")
+        tab = "0" if offsets is None else self._tab(offsets) or "0"
+        self.lines.append(f"    const pdc_strided {var} = {{{ptr}, {tab}, 0, {bs}, {rs}, {cs}, {c_float(scale)}}};")
         self.fields.update(packa="pdc_packa_strided", packa_ctx=f"&{var}")
 
     def b_const(self, b: np.ndarray, offsets_by_problem):
@@ -86,17 +87,17 @@ class _Problem:
                            b_tab=self._tab(np.asarray(offsets_by_problem) * nb * self.k * self.nr))
         self.a_bytes = max(self.a_bytes, b.size * 4)
 
-    def b_runtime(self, ptr: str, rs: int, cs: int, offsets, scale: float = 1.0):
+    def b_runtime(self, ptr: str, rs: int, cs: int, offsets, scale: float = 1.0, bs=0):
         var = f"sb{len(self.lines)}"
-        tab = self._tab(offsets) or "0"
-        self.lines.append(f"    const pdc_strided {var} = {{{ptr}, {tab}, 0, 0, {rs}, {cs}, {c_float(scale)}}};")
+        tab = "0" if offsets is None else self._tab(offsets) or "0"
+        self.lines.append(f"    const pdc_strided {var} = {{{ptr}, {tab}, 0, {bs}, {rs}, {cs}, {c_float(scale)}}};")
         self.fields.update(packb="pdc_packb_strided", packb_ctx=f"&{var}")
 
     def render(self, res_ptr: str | None) -> str:
         ctx, epi = self.ctx, self.epi
         ukr = ukernel(ctx, self.mr, self.nv)
-        kc = ctx.config.k_block(self.k)
-        parallel, split_m = choose_split(upper(self.batch), upper(self.m), self.n, self.k, self.mr, self.nr,
+        kc = ctx.config.k_block(upper(self.k))  # the driver cuts K (and M, N) at run time
+        parallel, split_m = choose_split(upper(self.batch), upper(self.m), upper(self.n), upper(self.k), self.mr, self.nr,
                                          ctx.config.threads, self.a_bytes)
         use_post = not epi.fast or self.post_add is not None
         post = None
@@ -105,7 +106,7 @@ class _Problem:
             post = "&post"
         clamp = epi.clamp and not use_post
         self.fields.update(batch=self.batch, M=self.m, N=self.n, K=self.k, MR=self.mr, NR=self.nr, KC=kc,
-                           NC=n_chunk(ctx, kc, self.nr, self.n), ukr=ukr, c="out0", ldc=self.n, c_bs=self.m * self.n,
+                           NC=n_chunk(ctx, kc, self.nr, upper(self.n)), ukr=ukr, c="out0", ldc=self.n, c_bs=self.m * self.n,
                            lo=c_float(epi.lo if clamp else -math.inf), hi=c_float(epi.hi if clamp else math.inf),
                            clamp=int(clamp), post=post, parallel=parallel, split_m=split_m)
         if epi.has_r and epi.residual == "before_activation":
@@ -254,7 +255,9 @@ def _matmul(ctx: KernelContext) -> str:
     bias_rows = bias and len(b_t.shape) == 1
     # B a single matrix and A's batch the whole batch: the problems fold into M without offset
     # tables (which a batch known only at run time cannot have)
-    folds = not bias_rows and all(isinstance(d, int) and d == 1 for d in b2[:-2]) and tuple(a2[:-2]) == batch
+    folds = not bias_rows and all(isinstance(d, int) and d == 1 for d in b2[:-2]) and same_shape(a2[:-2], batch)
+    if not folds and any(is_runtime(d) for d in batch) and a_t.dtype.short == "f32" and k != 0:
+        return _matmul_runtime_batch(ctx, a2, b2, batch, m, n, k, epi, bias_rows)
     a_idx = np.arange(1) if folds else _batch_offsets(batch, a2[:-2])
     b_idx = np.zeros(1, np.int64) if folds else _batch_offsets(batch, b2[:-2])
     if a_t.dtype.short != "f32" or k == 0 or take("gemm", "loops", False):
@@ -279,6 +282,26 @@ def _matmul(ctx: KernelContext) -> str:
         ptr = add_weight(ctx, np.asarray(c, np.float32).reshape(-1)) if c is not None else "in2"
         p.fields["bias_m" if bias_rows else "bias_n"] = ptr  # every problem reads the same bias
     return mark("gemm", path, p.render("in3"))
+
+
+def _matmul_runtime_batch(ctx: KernelContext, a2, b2, batch, m, n, k, epi: Epilogue, bias_rows: bool) -> str:
+    """A batch known only at run time: each operand is either the whole batch, its matrices back to
+    back (problem b at b * its matrix size), or one matrix for all; other broadcasts are refused."""
+    def stride(lead, size):
+        if same_shape((1,) * (len(batch) - len(lead)) + tuple(lead), batch):
+            return size
+        if all(isinstance(d, int) and d == 1 for d in lead):
+            return 0
+        raise RuntimeSizeError(f"a matmul batch {list(lead)} broadcast to {list(batch)}")
+    a_bs, b_bs = stride(a2[:-2], m * k), stride(b2[:-2], k * n)
+    p = _Problem(ctx, math.prod(batch), m, n, k, epi)
+    p.b_runtime("in1", n, 1, None, bs=b_bs)
+    p.a_runtime("in0", k, 1, None, bs=a_bs)
+    if ctx.node.op == "fused_matmul" and ctx.has_input(2):
+        c = ctx.const(2)
+        ptr = add_weight(ctx, np.asarray(c, np.float32).reshape(-1)) if c is not None else "in2"
+        p.fields["bias_m" if bias_rows else "bias_n"] = ptr
+    return mark("gemm", "runtime", p.render("in3"))
 
 
 def _matmul_generic(ctx: KernelContext, batch, m, n, k, a_idx, b_idx, epi: Epilogue, bias_rows: bool) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from ...ir.symbolic import same_shape
 from .. import kir
 from ..context import broadcast_strides, strides
 
@@ -28,7 +29,7 @@ def broadcast_nest(out_shape, in_shapes, body: Callable[[Sequence[kir.Expr], kir
     for d in out_shape:
         total *= d
     o = kir.index_var("o")
-    if all(tuple(s) == tuple(out_shape) for s in in_shapes):
+    if all(same_shape(s, out_shape) for s in in_shapes):
         return [kir.loop(o, total, body([o] * len(in_shapes), o), annotation=PAR)]
     rank = len(out_shape)
     st = [broadcast_strides(s, out_shape) for s in in_shapes]

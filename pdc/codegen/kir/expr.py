@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Union
 from ...ir import dtypes as D
 from ...ir.dtypes import DType
 from ...ir.errors import UnsupportedError
+from ...ir.symbolic import SizeExpr
 from .types import C_INT, HALF, INDEX, Type, VectorType, arith, elem, int_type_of, promote, with_elem
 
 BINARY_OPS = ("add", "sub", "mul", "div", "mod", "shl", "shr", "bitand", "bitor", "bitxor",
@@ -215,6 +216,8 @@ def as_expr(x) -> Expr:
         return Const(x, int_type_of(x))
     if isinstance(x, float):
         return Const(x, D.float64)
+    if isinstance(x, SizeExpr):  # a size known only at run time: its C expression, an index
+        return Var(str(x), INDEX)
     raise TypeError(f"kir: {x!r} is not an expression")
 
 
