@@ -183,10 +183,13 @@ class Module:
         return out
 
     def signature(self):
-        """A node-less IR graph with this bundle's inputs and outputs (to make or check feeds)."""
+        """A node-less IR graph with this bundle's inputs and outputs (to make or check feeds); sizes
+        known only at run time at their upper bounds, where NAME_run runs."""
         from .ir.graph import Graph, Value
         from .ir.types import TensorType
-        io = lambda specs: [Value(s.name, TensorType(dtypes.from_numpy(s.dtype), s.shape)) for s in specs]  # noqa: E731
+        upper = lambda shape: tuple(self.dims[d][1] if isinstance(d, str) else d for d in shape)  # noqa: E731
+        io = lambda specs: [Value(s.name, TensorType(dtypes.from_numpy(s.dtype), upper(s.shape)))  # noqa: E731
+                            for s in specs]
         return Graph(self.name, io(self.inputs), io([s for s in self.outputs if s.name not in self._lengths]))
 
     def __repr__(self) -> str:
