@@ -54,6 +54,11 @@ class KernelContext:
                     isinstance(d, int) or d in sizes for d in v.type.shape) and not v.type.is_static:
                 self.runtime_sizes = True
             elif v is not None and not v.type.is_static:
+                if sizes:
+                    raise UnsupportedError(f"{node.describe()}: %{v.name} has type {v.type}, a size pdc cannot "
+                                           f"write in terms of the sizes known only at run time "
+                                           f"({', '.join(sizes)}); compiled code takes those sizes themselves, "
+                                           f"not sums or products of them")
                 if inputs_static:
                     raise UnsupportedError(f"{node.describe()}: the shape of %{v.name} ({v.type}) depends on the "
                                            f"input values; pdc compiles static shapes only")

@@ -17,6 +17,7 @@ from ...ir.ops.common import normalize_axis
 from ...ir.ops.tensor_fill import _shape_range
 from ...ir.ops.tensor import _pad_widths, _perm, _slice_params, slice_bounds
 from ...ir import dtypes as D
+from ...ir.symbolic import is_runtime
 from .. import kir
 from ..context import KernelContext, broadcast_strides, numel, strides
 from . import kernel
@@ -225,13 +226,22 @@ def _write_constant(ctx: KernelContext, values: np.ndarray) -> str:
 def shape(ctx: KernelContext) -> str:
     x = ctx.inputs[0]
     s, e = _shape_range(len(x.shape), ctx.attrs)
-    return _write_constant(ctx, np.array(x.shape[s:e] if e > s else [], np.int64))
+    return _write_sizes(ctx, list(x.shape[s:e]) if e > s else [])
+
+
+def _write_sizes(ctx: KernelContext, sizes: list) -> str:
+    """Shape / Size: the sizes, a constant unless some are known only at run time."""
+    if not any(is_runtime(d) for d in sizes):
+        return _write_constant(ctx, np.array(sizes, np.int64))
+    _, outs = io(ctx)
+    return render(ctx, [kir.Store(outs[0], kir.idx(i), kir.cast(ctx.outputs[0].dtype, kir.as_expr(d)))
+                        for i, d in enumerate(sizes)])
 
 
 @kernel("size")
 @prints_kir
 def size(ctx: KernelContext) -> str:
-    return _write_constant(ctx, np.array([numel(ctx.inputs[0])], np.int64))
+    return _write_sizes(ctx, [numel(ctx.inputs[0])])
 
 
 @kernel("constant_of_shape")
