@@ -140,7 +140,9 @@ class SizeExpr:
         return SizeExpr(f"{_operand(other)} - {self}", other - self.hi, other - self.lo)
 
     def __neg__(self):
-        return self.negated or SizeExpr(f"-{self}", -self.hi, -self.lo, negated=self)
+        if self.negated is not None:
+            return self.negated
+        return SizeExpr(f"-{self}", -self.hi, -self.lo, negated=self)
 
     def __mul__(self, other):
         if isinstance(other, int):
