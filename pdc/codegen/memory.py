@@ -127,7 +127,7 @@ class _Planner:
         src = node.inputs[0]
         root = self.storage.get(src, src)
         # reading a caller's output buffer would be fine, but a copy keeps the rules simple
-        if root in self.outputs or self.nbytes(src) != self.nbytes(out):
+        if root in self.outputs or bound_nbytes(src.type, self.bounds) != self.nbytes(out):
             return None
         return root
 

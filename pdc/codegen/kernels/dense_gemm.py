@@ -253,18 +253,22 @@ def _matmul(ctx: KernelContext) -> str:
     bias = ctx.node.op == "fused_matmul" and ctx.has_input(2)
     # with a 1-D B the output's last axis is M: the bias (one value per last-axis index) is per row
     bias_rows = bias and len(b_t.shape) == 1
-    # B a single matrix and A's batch the whole batch: the problems fold into M without offset
-    # tables (which a batch known only at run time cannot have)
-    folds = not bias_rows and all(isinstance(d, int) and d == 1 for d in b2[:-2]) and same_shape(a2[:-2], batch)
-    if not folds and any(is_runtime(d) for d in batch) and a_t.dtype.short == "f32" and k != 0:
-        return _matmul_runtime_batch(ctx, a2, b2, batch, m, n, k, epi, bias_rows)
-    a_idx = np.arange(1) if folds else _batch_offsets(batch, a2[:-2])
-    b_idx = np.zeros(1, np.int64) if folds else _batch_offsets(batch, b2[:-2])
-    if a_t.dtype.short != "f32" or k == 0 or take("gemm", "loops", False):
-        return mark("gemm", "loops", _matmul_generic(ctx, batch, m, n, k, a_idx, b_idx, epi, bias_rows))
-    # B one matrix for every problem and A's problems back to back: fold the batch into M (not with
-    # a bias per row, which repeats per problem)
-    if folds or (b_idx == 0).all() and (a_idx == np.arange(nprob)).all() and not bias_rows:
+    loops = a_t.dtype.short != "f32" or k == 0 or take("gemm", "loops", False)
+    if any(is_runtime(d) for d in batch):  # a batch known only at run time: no offset tables
+        if loops:
+            raise RuntimeSizeError("a matmul batch known only at run time on the loops path")
+        if bias_rows or not all(isinstance(d, int) and d == 1 for d in b2[:-2]) or not same_shape(a2[:-2], batch):
+            return _matmul_runtime_batch(ctx, a2, b2, batch, m, n, k, epi, bias_rows)
+        fold = True  # B one matrix, A's problems back to back
+    else:
+        a_idx = _batch_offsets(batch, a2[:-2])
+        b_idx = _batch_offsets(batch, b2[:-2])
+        if loops:
+            return mark("gemm", "loops", _matmul_generic(ctx, batch, m, n, k, a_idx, b_idx, epi, bias_rows))
+        # B one matrix for every problem and A's problems back to back: fold the batch into M (not
+        # with a bias per row, which repeats per problem)
+        fold = (b_idx == 0).all() and (a_idx == np.arange(nprob)).all() and not bias_rows
+    if fold:
         m, nprob, a_idx, b_idx = m * nprob, 1, np.zeros(1, np.int64), np.zeros(1, np.int64)
     p = _Problem(ctx, nprob, m, n, k, epi)
     A, B = ctx.const(0), ctx.const(1)
