@@ -276,6 +276,7 @@ def _check_bundle_flags(args, manifest: dict) -> None:
 
 def cmd_check(args) -> int:
     from .compare import compare_outputs
+    from .ir.shapes import bind_shapes
     from .inputs import random_inputs
     from .targets import get_target
     from .oracles import oracle_name, run_oracle
@@ -284,18 +285,32 @@ def cmd_check(args) -> int:
         raise PdcError(f"{args.model}: pdc check compares with the source framework and needs the .onnx or "
                        f"Paddle model, not an IR file")
     graph = _bound_model(args)
-    feeds = random_inputs(graph, args.seed)
-    want = run_oracle(args.model, feeds)
-    got = _runner(args, graph)(feeds)
-    if set(want) != set(got) and len(want) == len(got):  # frameworks may rename outputs: pair by position
-        want = dict(zip(got, want.values()))
-    results = compare_outputs(got, want)
-    print(f"{args.model} on {args.target} vs {oracle_name(args.model)} (random inputs, seed {args.seed}):")
-    for r in results:
-        print(f"  {r}")
-    ok = all(r.ok for r in results)
+    run = _runner(args, graph)
+    ok = True
+    for sizes in _check_sizes(graph.dim_bounds):  # a model compiled for ranges: checked across them
+        fixed = bind_shapes(graph, {sym: [n] for sym, n in sizes.items()}) if sizes else graph
+        feeds = random_inputs(fixed, args.seed)
+        want = run_oracle(args.model, feeds)
+        got = run(feeds)
+        if set(want) != set(got) and len(want) == len(got):  # frameworks may rename outputs: pair by position
+            want = dict(zip(got, want.values()))
+        results = compare_outputs(got, want)
+        at = f" at {', '.join(f'{k}={v}' for k, v in sizes.items())}" if sizes else ""
+        print(f"{args.model} on {args.target}{at} vs {oracle_name(args.model)} (random inputs, seed {args.seed}):")
+        for r in results:
+            print(f"  {r}")
+        ok = ok and all(r.ok for r in results)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def _check_sizes(bounds: dict) -> list[dict]:
+    """The sizes pdc check runs a model compiled for ranges at: every range's low end, middle and
+    high end together ([{}] without ranges)."""
+    if not bounds:
+        return [{}]
+    return [{sym: pick(lo, hi) for sym, (lo, hi) in bounds.items()}
+            for pick in (lambda lo, hi: lo, lambda lo, hi: (lo + hi) // 2, lambda lo, hi: hi)]
 
 
 def cmd_compile(args) -> int:
@@ -548,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a target from pdc targets, or reference (the NumPy interpreter); "
                              f"default: {target_default_shown or default_target}")
         sp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
-                        help="bind an input's symbolic dims, e.g. --shape x=1,3,224,224 (repeatable)")
+                        help="bind an input's symbolic dims, e.g. --shape x=1,3,224,224 (repeatable); a range "
+                             "LO..HI leaves a size to run time (x86), e.g. --shape batch=1..8,seq=1..128")
         sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
 
     run = sub.add_parser("run", help="run a model on inputs and summarize its outputs",
@@ -588,7 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default thread count of the runtime (default: this machine's cores for x86, "
                           "1 for the other targets); recorded in manifest.json")
     cmp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
-                     help="bind an input's symbolic dims (or one symbol: N=1); repeatable")
+                     help="bind an input's symbolic dims (or one symbol: N=1); repeatable. A range LO..HI "
+                          "leaves a size to run time (x86 targets): --shape batch=1..8,seq=1..128 compiles code "
+                          "that takes every size in range, its memory planned for the upper bounds")
     cmp.add_argument("--weights", choices=["c", "bin"], default="c",
                      help="c: weights compiled into the library (default); bin: a file loaded by init")
     cmp.add_argument("-O", dest="opt_level", type=int, choices=[0, 1, 2], default=2, metavar="LEVEL",
