@@ -129,6 +129,8 @@ class SizeExpr:
     def __sub__(self, other):
         if isinstance(other, int) and other == 0:
             return self
+        if isinstance(other, SizeExpr) and other.expr == self.expr:
+            return 0
         if not isinstance(other, (int, SizeExpr)):
             return NotImplemented
         lo, hi = self._range(other)
@@ -165,11 +167,10 @@ class SizeExpr:
         return _floordiv(other, self) if isinstance(other, int) else NotImplemented
 
     def __mod__(self, other):
-        if not isinstance(other, int) or other <= 0 or self.lo < 0:
-            self._concrete(f"a remainder by {other}")
-        if self.hi < other:
-            return self
-        return SizeExpr(f"{self} % {other}", 0, other - 1)
+        return _mod(self, other)
+
+    def __rmod__(self, other):
+        return _mod(other, self) if isinstance(other, int) else NotImplemented
 
 
 def _operand(x) -> str:
@@ -188,9 +189,26 @@ def _floordiv(a, b):
                                f"negative")
     if isinstance(b, int) and b == 1:
         return a
+    if same_size(a, b):
+        return 1
     a_hi = a if isinstance(a, int) else a.hi
     b_hi = b if isinstance(b, int) else b.hi
     return SizeExpr(f"{a} / {b}", a_lo // b_hi, a_hi // b_lo)
+
+
+def _mod(a, b):
+    """a % b as C's %, which is Python's for a >= 0 and b > 0; refused otherwise."""
+    if not isinstance(b, (int, SizeExpr)) or isinstance(b, bool):
+        return NotImplemented
+    a_lo, a_hi = (a, a) if isinstance(a, int) else (a.lo, a.hi)
+    b_lo, b_hi = (b, b) if isinstance(b, int) else (b.lo, b.hi)
+    if a_lo < 0 or b_lo <= 0:
+        raise RuntimeSizeError(f"a remainder {a} % {b} with a size known only at run time that may be negative")
+    if same_size(a, b):
+        return 0
+    if a_hi < b_lo:
+        return a
+    return SizeExpr(f"{a} % {_operand(b)}", 0, min(a_hi, b_hi - 1))
 
 
 Size = Union[int, SizeExpr]

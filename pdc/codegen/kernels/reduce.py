@@ -27,6 +27,7 @@ import numpy as np
 
 from ...ir import dtypes as D
 from ...ir.dtypes import DType
+from ...ir.symbolic import is_runtime, upper
 from .. import kir
 from ..context import KernelContext
 from ._axis import LANES, Groups, Num, axis_kernel, outer_n_inner, row_f32_helper, vexp_helper
@@ -117,7 +118,8 @@ def reduction_for(op: str, num: Num, n: int) -> Reduction:
             return Reduction((ph,), lambda r: r["m"], ct, load)
         table = {
             "sum": (s(lambda a, v, _: a + v, "sum"), lambda r: r["s"]),
-            "mean": (s(lambda a, v, _: a + v, "sum"), lambda r: r["s"] / kir.lit(n, ct)),
+            "mean": (s(lambda a, v, _: a + v, "sum"),
+                     lambda r: r["s"] / (kir.cast(ct, kir.as_expr(n)) if is_runtime(n) else kir.lit(n, ct))),
             "prod": (Phase("s", ct, kir.lit(1, ct), lambda a, v, _: a * v, lambda a, b: a * b), lambda r: r["s"]),
             "l1": (s(lambda a, v, _: a + kir.math("fabs", v), "abs"), lambda r: r["s"]),
             "l2": (s(lambda a, v, _: a + v * v, "sumsq"), lambda r: kir.math("sqrt", r["s"])),
@@ -270,9 +272,9 @@ def _row_path(red: Reduction, num: Num, R: int, sr: int) -> str:
     """How emit_group_scalar reduces a group's innermost reduced dim (R elements, stride sr): the
     vector helpers and the partial states need contiguous rows (and phases that allow them)."""
     if (sr == 1 and num.dt.short == "f32" and all(ph.row and ph.acc == D.float32 for ph in red.phases)
-            and take("reduce", "rows-f32", R >= ROW_HELPER_MIN)):
+            and take("reduce", "rows-f32", upper(R) >= ROW_HELPER_MIN)):  # (the helpers take any length)
         return "rows-f32"
-    if sr == 1 and all(ph.lanes for ph in red.phases) and take("reduce", "lanes", R >= 2 * LANES):
+    if sr == 1 and all(ph.lanes for ph in red.phases) and take("reduce", "lanes", upper(R) >= 2 * LANES):
         return "lanes"
     return "groups"
 
@@ -282,8 +284,9 @@ def emit_group_block(g: Groups, red: Reduction, num: Num, ctx: KernelContext) ->
     ins, outs = io(ctx)
     x, y = ins[0], outs[0]
     W = g.kept[-1][0]
-    bw = min(W, BLOCK)
-    full = W - W % bw
+    # a width known only at run time: blocks of one group (a block's accumulators are sized when compiling)
+    bw = 1 if is_runtime(W) else min(W, BLOCK)
+    full = W if bw == 1 else W - W % bw
     q, j, j0, o = (kir.index_var(n) for n in ("q", "j", "j0", "o"))
     v = kir.Var("v", red.vtype)
 

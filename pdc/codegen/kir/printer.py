@@ -243,7 +243,7 @@ class CPrinter:
             if isinstance(s.annotation, Bind):
                 return self.bound_loop(s, level)
             head = (f"{pad}for ({self.index_type} {s.var.name} = {self.expr(s.start)}; {s.var.name} < "
-                    f"{self.expr(s.stop)}; {s.var.name}{'++' if s.step == 1 else f' += {s.step}'})")
+                    f"{self.expr(s.stop)}; {s.var.name}{'++' if isinstance(s.step, int) and s.step == 1 else f' += {s.step}'})")
             out = self.loop_pragmas(s.annotation, level)
             first = self.loop_body_pragmas(s.annotation, level + 1)
             inline = None if first else self._inline(s.body)
