@@ -9,7 +9,7 @@ import numpy as np
 from ..ir.dtypes import DType
 from ..ir.errors import UnsupportedError
 from ..ir.graph import Node
-from ..ir.symbolic import dim_exprs, upper
+from ..ir.symbolic import dim_exprs, same_size, upper
 from ..ir.types import TensorType
 from .ctypes_c import ctype
 
@@ -29,8 +29,8 @@ def broadcast_strides(in_shape, out_shape) -> list[int]:
     st = strides(in_shape)
     # a dim equal to the output's is read as it is (a size known only at run time is equal only to
     # itself, which no broadcast can stretch)
-    return [0 if i < pad or in_shape[i - pad] != out_shape[i] and in_shape[i - pad] == 1 else st[i - pad]
-            for i in range(len(out_shape))]
+    return [0 if i < pad or isinstance(in_shape[i - pad], int) and in_shape[i - pad] == 1
+            and not same_size(in_shape[i - pad], out_shape[i]) else st[i - pad] for i in range(len(out_shape))]
 
 
 class KernelContext:

@@ -203,7 +203,7 @@ def _dispatch(ctx: KernelContext, g: _Attn, row: "_Row", pre: list[str]) -> str:
     fn = ctx.fn_name
     items = g.B * g.hq * -(-g.Sq // ROW_BLOCK)
     macs = g.B * g.hq * g.Sq * g.L * (g.D + g.Dv)
-    parallel = items > 1 and ctx.split(macs, PARALLEL_MIN_MACS)
+    parallel = upper(items) > 1 and ctx.split(macs, PARALLEL_MIN_MACS)  # (the pool takes any count)
     slots = ctx.slots(parallel)
     scratch, stride = ctx.thread_scratch(row.slot_bytes, slots, "uint8_t", 1)
     inits = ", ".join([f"in{i}" for i in range(len(ctx.inputs))] + [f"out{i}" for i in range(len(ctx.outputs))]

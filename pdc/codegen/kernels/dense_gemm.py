@@ -268,6 +268,8 @@ def _matmul(ctx: KernelContext) -> str:
         # B one matrix for every problem and A's problems back to back: fold the batch into M (not
         # with a bias per row, which repeats per problem)
         fold = (b_idx == 0).all() and (a_idx == np.arange(nprob)).all() and not bias_rows
+        if not fold and any(is_runtime(d) for d in (m, k, n)):  # offsets known only at run time: no tables
+            return _matmul_runtime_batch(ctx, a2, b2, batch, m, n, k, epi, bias_rows)
     if fold:
         m, nprob, a_idx, b_idx = m * nprob, 1, np.zeros(1, np.int64), np.zeros(1, np.int64)
     p = _Problem(ctx, nprob, m, n, k, epi)
