@@ -212,9 +212,10 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
     # is the source's contiguous one
     tile = None
     # (sizes known only at run time: by their upper bounds; the tiles take any size)
-    if inner_d == 1 and not isinstance(inner_s, np.ndarray) and inner_s not in (0, 1) and upper(inner_n) >= TILE // 2:
+    if (_fixed(inner_d, 1) and not isinstance(inner_s, np.ndarray) and not _fixed(inner_s, 0)
+            and not _fixed(inner_s, 1) and upper(inner_n) >= TILE // 2):
         for k in range(r - 1):
-            if not isinstance(dims[k][1], np.ndarray) and dims[k][1] == 1 and upper(dims[k][0]) >= TILE // 2:
+            if not isinstance(dims[k][1], np.ndarray) and _fixed(dims[k][1], 1) and upper(dims[k][0]) >= TILE // 2:
                 tile = k
     order = [k for k in range(r) if k != tile and k != r - 1] if tile is not None else list(range(r - 1))
     iv = [kir.index_var(f"i{k}") for k in range(r)]
@@ -247,7 +248,7 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
                 continue
             first, step = seg[3], seg[4]
             d0, s0 = kir.iadd(prev_d, start * inner_d), kir.iadd(prev_s, first)
-            if step == 1 and inner_d == 1 and upper(n) >= MEMCPY_MIN:
+            if _fixed(step, 1) and _fixed(inner_d, 1) and upper(n) >= MEMCPY_MIN:
                 out.append(kir.Copy(dst, d0, src, s0, kir.idx(n)))
             else:
                 out.append(kir.loop(iv[j], n, kir.Store(dst, kir.iadd(d0, d_at),
