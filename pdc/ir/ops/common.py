@@ -1,12 +1,11 @@
 """Helpers shared by op definitions: broadcasting, axis handling, common infer functions."""
 from __future__ import annotations
 
-from ..symbolic import RuntimeSizeError, SizeExpr
-
 from typing import Optional
 
 from ..dtypes import DType
 from ..registry import InferContext
+from ..symbolic import RuntimeSizeError, SizeExpr
 from ..types import UNKNOWN, TensorType
 
 
