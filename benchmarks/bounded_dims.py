@@ -29,9 +29,6 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from bench import SETTLE_S, cpu_name  # noqa: E402
 from int8_accuracy import zoo_path  # noqa: E402
 
-DEFAULT_SYMBOLS = ("DynamicDimension_0", "DynamicDimension_1")  # the exporter's names: batch, sequence
-
-
 def alternating_samples(runs: dict, reps: int, block: int) -> dict[str, list]:
     """Seconds of `block` timed runs of each callable per round after a warm-up, each block after a
     pause; the order of the callables reversed every other round."""
@@ -52,7 +49,7 @@ def alternating_samples(runs: dict, reps: int, block: int) -> dict[str, list]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="transformer_encoder_dyn")
-    ap.add_argument("--shape", default=",".join(f"{s}={r}" for s, r in zip(DEFAULT_SYMBOLS, ("1..8", "1..128"))))
+    ap.add_argument("--shape", default="batch=1..8,seq=1..128")
     ap.add_argument("--at", default=None, help="the sizes of the static compile, comma-separated (default: the bounds)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)

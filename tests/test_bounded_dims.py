@@ -22,7 +22,7 @@ from pdc.ir.symbolic import RuntimeSizeError, SizeExpr, dim_exprs
 from pdc.targets import get_target
 
 ENCODER = "transformer_encoder_dyn"
-BATCH, SEQ = "DynamicDimension_0", "DynamicDimension_1"  # the exporter's names for the encoder's dims
+BATCH, SEQ = "batch", "seq"  # the encoder's symbolic dims
 GRID = [(1, 1), (1, 128), (8, 1), (8, 128), (2, 3), (3, 17), (4, 33), (5, 64), (6, 5), (7, 100), (2, 127), (1, 2)]
 
 

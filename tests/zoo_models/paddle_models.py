@@ -106,6 +106,22 @@ def export(job) -> None:
                        opset_version=p["opset"])
     if not os.path.isfile(os.path.join(job["out_dir"], MODEL_PREFIX + ".onnx")):
         raise RuntimeError("paddle.onnx.export wrote no model file")
+    if p.get("dim_names"):
+        rename_dims(os.path.join(job["out_dir"], MODEL_PREFIX + ".onnx"), p["dim_names"])
+
+
+def rename_dims(path: str, names: list) -> None:
+    """Names the symbolic dims of the model's first input (the exporter's DynamicDimension_k), in
+    order, everywhere they appear in the graph's declared types."""
+    import onnx
+    m = onnx.load(path)
+    found = [d.dim_param for d in m.graph.input[0].type.tensor_type.shape.dim if d.dim_param]
+    mapping = dict(zip(found, names))
+    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param in mapping:
+                d.dim_param = mapping[d.dim_param]
+    onnx.save(m, path)
 
 
 def main(jobs_path: str, results_path: str) -> None:
