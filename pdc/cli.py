@@ -564,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
                              f"default: {target_default_shown or default_target}")
         sp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
                         help="bind an input's symbolic dims, e.g. --shape x=1,3,224,224 (repeatable); a range "
-                             "LO..HI leaves a size to run time (x86), e.g. --shape batch=1..8,seq=1..128")
+                             "LO..HI leaves a size to run time (x86, Cortex-A), e.g. --shape batch=1..8,seq=1..128")
         sp.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
 
     run = sub.add_parser("run", help="run a model on inputs and summarize its outputs",
@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "1 for the other targets); recorded in manifest.json")
     cmp.add_argument("--shape", action="append", metavar="NAME=D0,D1,...",
                      help="bind an input's symbolic dims (or one symbol: N=1); repeatable. A range LO..HI "
-                          "leaves a size to run time (x86 targets): --shape batch=1..8,seq=1..128 compiles code "
+                          "leaves a size to run time (x86 and Cortex-A targets): --shape batch=1..8,seq=1..128 compiles code "
                           "that takes every size in range, its memory planned for the upper bounds")
     cmp.add_argument("--weights", choices=["c", "bin"], default="c",
                      help="c: weights compiled into the library (default); bin: a file loaded by init")

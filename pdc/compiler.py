@@ -151,7 +151,7 @@ def compile_details(model, out_dir: str, *, target: str = "x86", name: Optional[
     bounds = dict(graph.dim_bounds)  # dims known only at run time: symbol -> (lo, hi)
     if bounds and not tgt.runtime_sizes:
         raise PdcError(f"--shape {', '.join(f'{s}={lo}..{hi}' for s, (lo, hi) in bounds.items())}: sizes known only "
-                       f"at run time compile for the x86 targets; {tgt.name} needs every size fixed")
+                       f"at run time compile for the x86 and Cortex-A targets; {tgt.name} needs every size fixed")
     unbound = unbound_dims(graph)
     if unbound:
         inp, dim = unbound[0]

@@ -2,13 +2,16 @@
 
 Used where the bundle cannot be loaded into Python: sanitizer builds, emulated targets.
     ./harness in.bin out.bin [repeats]
-in.bin holds the inputs back to back (dense, in order), out.bin receives the outputs likewise.
+in.bin holds the inputs back to back (dense, in order), out.bin receives the outputs likewise. A
+bundle compiled for sizes known only at run time takes them first: in.bin starts with int64 the
+run's sizes (NAME_NUM_DIMS), then the bytes of each input and of each output at those sizes.
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
+from typing import Optional
 
 import numpy as np
 
@@ -30,24 +33,40 @@ int main(int argc, char **argv) {{
     int repeats = argc > 3 ? atoi(argv[3]) : 1;
     const void *inputs[{N}_NUM_INPUTS + 1];
     void *outputs[{N}_NUM_OUTPUTS + 1];
+    size_t in_bytes[{N}_NUM_INPUTS + 1], out_bytes[{N}_NUM_OUTPUTS + 1];
     FILE *f = fopen(argv[1], "rb");
     if (!f) {{ perror(argv[1]); return 2; }}
+    for (int i = 0; i < {N}_NUM_INPUTS; i++) in_bytes[i] = {name}_inputs[i].bytes;
+    for (int i = 0; i < {N}_NUM_OUTPUTS; i++) out_bytes[i] = {name}_outputs[i].bytes;
+#ifdef {N}_NUM_DIMS
+    int64_t dims[{N}_NUM_DIMS], sizes[{N}_NUM_INPUTS + {N}_NUM_OUTPUTS];
+    if (fread(dims, sizeof dims, 1, f) != 1 || fread(sizes, sizeof sizes, 1, f) != 1) {{ fprintf(stderr, "short input\\n"); return 2; }}
+    for (int i = 0; i < {N}_NUM_INPUTS + {N}_NUM_OUTPUTS; i++) {{
+        const size_t bound = i < {N}_NUM_INPUTS ? in_bytes[i] : out_bytes[i - {N}_NUM_INPUTS];
+        if (sizes[i] < 0 || (size_t)sizes[i] > bound) {{ fprintf(stderr, "a tensor larger than its bound\\n"); return 2; }}
+        if (i < {N}_NUM_INPUTS) in_bytes[i] = (size_t)sizes[i]; else out_bytes[i - {N}_NUM_INPUTS] = (size_t)sizes[i];
+    }}
+#endif
     for (int i = 0; i < {N}_NUM_INPUTS; i++) {{
-        void *p = alloc64({name}_inputs[i].bytes);
-        if (fread(p, 1, {name}_inputs[i].bytes, f) != {name}_inputs[i].bytes) {{ fprintf(stderr, "short input\\n"); return 2; }}
+        void *p = alloc64(in_bytes[i]);
+        if (fread(p, 1, in_bytes[i], f) != in_bytes[i]) {{ fprintf(stderr, "short input\\n"); return 2; }}
         inputs[i] = p;
     }}
     fclose(f);
-    for (int i = 0; i < {N}_NUM_OUTPUTS; i++) outputs[i] = alloc64({name}_outputs[i].bytes);
+    for (int i = 0; i < {N}_NUM_OUTPUTS; i++) outputs[i] = alloc64(out_bytes[i]);
     void *arena = alloc64({N}_ARENA_BYTES);
     {name}_ctx ctx;
     pdc_status s = {name}_init("{name}_weights.bin", 0);
     if (s == PDC_OK) s = {name}_ctx_init(&ctx, arena, {N}_ARENA_BYTES);
+#ifdef {N}_NUM_DIMS
+    for (int r = 0; s == PDC_OK && r < repeats; r++) s = {name}_run_ctx_dims(&ctx, dims, inputs, outputs);
+#else
     for (int r = 0; s == PDC_OK && r < repeats; r++) s = {name}_run_ctx(&ctx, inputs, outputs);
+#endif
     if (s != PDC_OK) {{ fprintf(stderr, "{name}: %s\\n", pdc_status_string(s)); return 1; }}
     f = fopen(argv[2], "wb");
     if (!f) {{ perror(argv[2]); return 2; }}
-    for (int i = 0; i < {N}_NUM_OUTPUTS; i++) fwrite(outputs[i], 1, {name}_outputs[i].bytes, f);
+    for (int i = 0; i < {N}_NUM_OUTPUTS; i++) fwrite(outputs[i], 1, out_bytes[i], f);
     fclose(f);
     {name}_shutdown();
     for (int i = 0; i < {N}_NUM_INPUTS; i++) free((void *)inputs[i]);
@@ -96,35 +115,58 @@ def run_harness_samples(exe: list[str], folder: str, manifest: dict, samples: li
         if r.returncode != 0:
             raise PdcError(f"{what} failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
         data = open(fout, "rb").read()
-    return read_outputs(data, manifest, len(samples), exe[-1])
+    return read_outputs(data, manifest, len(samples), exe[-1], [run_sizes(manifest, s) for s in samples])
 
 
-def spec_bytes(spec: dict) -> int:
+def spec_shape(spec: dict, sizes: Optional[dict] = None) -> tuple:
+    """A manifest input's or output's shape, its sizes known only at run time those of `sizes`."""
+    return tuple(sizes[d] if isinstance(d, str) else d for d in spec["shape"])
+
+
+def spec_bytes(spec: dict, sizes: Optional[dict] = None) -> int:
     """The bytes of a manifest input or output (dtype and shape)."""
     from .ir import dtypes
-    return int(np.prod(spec["shape"], dtype=np.int64)) * dtypes.from_name(spec["dtype"]).np.itemsize
+    return int(np.prod(spec_shape(spec, sizes), dtype=np.int64)) * dtypes.from_name(spec["dtype"]).np.itemsize
+
+
+def run_sizes(manifest: dict, feeds: dict) -> dict:
+    """The sizes known only at run time that the feeds give (symbol -> size); {} for a static bundle."""
+    sizes = {}
+    for spec in manifest["inputs"]:
+        for d, n in zip(spec["shape"], np.shape(feeds[spec["name"]])):
+            if isinstance(d, str):
+                sizes[d] = n
+    return sizes
 
 
 def write_inputs(path: str, manifest: dict, samples: list[dict]) -> None:
-    """The harness's input file: each sample's inputs back to back, in manifest order."""
+    """The harness's input file: each sample's inputs back to back, in manifest order (for a bundle
+    compiled for run-time sizes, after the sizes and the bytes of each input and output)."""
     with open(path, "wb") as f:
         for feeds in samples:
+            if manifest.get("dims"):
+                sizes = run_sizes(manifest, feeds)
+                head = [sizes[d["name"]] for d in manifest["dims"]]
+                head += [spec_bytes(spec, sizes) for spec in manifest["inputs"] + manifest["outputs"]]
+                f.write(np.asarray(head, np.int64).tobytes())
             for spec in manifest["inputs"]:
                 f.write(np.ascontiguousarray(feeds[spec["name"]]).tobytes())
 
 
-def read_outputs(data: bytes, manifest: dict, samples: int, program: str) -> list[dict]:
-    """The outputs of `samples` runs a harness wrote back to back into `data` (manifest order)."""
+def read_outputs(data: bytes, manifest: dict, samples: int, program: str, sizes: Optional[list] = None) -> list[dict]:
+    """The outputs of `samples` runs a harness wrote back to back into `data` (manifest order);
+    `sizes`: each sample's sizes known only at run time."""
     from .ir import dtypes
     results, pos = [], 0
-    for _ in range(samples):
+    for k in range(samples):
         out = {}
         for spec in manifest["outputs"]:
             dt = dtypes.from_name(spec["dtype"]).np
-            n = spec_bytes(spec)
+            at = sizes[k] if sizes else None
+            n = spec_bytes(spec, at)
             if pos + n > len(data):
                 raise PdcError(f"{os.path.basename(program)} wrote {len(data)} bytes, fewer than its outputs need")
-            out[spec["name"]] = np.frombuffer(data[pos:pos + n], dt).reshape(spec["shape"]).copy()
+            out[spec["name"]] = np.frombuffer(data[pos:pos + n], dt).reshape(spec_shape(spec, at)).copy()
             pos += n
         results.append(out)
     return results

@@ -1,12 +1,13 @@
 """Sizes known only at run time (--shape batch=1..8): the option's syntax, SizeExpr (decides only what
 holds over its whole range, and its C renders the values it claims), whole models compiled once for a
-range and run at sizes across it against ONNX Runtime, the C entry points, concurrent runs at different
-sizes, and the refusals."""
+range and run at sizes across it against ONNX Runtime (x86 in process; arm64 and armv7 under qemu),
+the C entry points, concurrent runs at different sizes, and the refusals."""
 from __future__ import annotations
 
 import ctypes
 import itertools
 import os
+import sys
 import threading
 
 import numpy as np
@@ -20,6 +21,9 @@ from pdc.ir.errors import PdcError, UnsupportedError
 from pdc.ir.shapes import bind_shapes, parse_shape_option
 from pdc.ir.symbolic import RuntimeSizeError, SizeExpr, dim_exprs
 from pdc.targets import get_target
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "kernels"))
+from targets import require  # noqa: E402
 
 ENCODER = "transformer_encoder_dyn"
 BATCH, SEQ = "batch", "seq"  # the encoder's symbolic dims
@@ -133,6 +137,15 @@ def test_encoder_compiled_once_runs_a_grid_of_sizes(encoder):
     module = pdc.compile(encoder, target="x86", shapes=shapes, threads=2)
     assert module.dims == {BATCH: (1, 8), SEQ: (1, 128)}
     _encoder_grid(module, encoder, GRID)
+
+
+@pytest.mark.zoo
+@pytest.mark.parametrize("target", ["arm64", "armv7"])
+def test_encoder_on_cortex_a_takes_run_time_sizes(encoder, target):
+    """The same under qemu: the harness takes the run's sizes and the tensors' bytes at them."""
+    require(target)
+    module = pdc.compile(encoder, target=target, shapes={BATCH: "1..4", SEQ: "1..32"}, threads=1)
+    _encoder_grid(module, encoder, [(1, 1), (4, 32), (2, 7)])
 
 
 @pytest.mark.zoo
@@ -271,8 +284,8 @@ def test_concurrent_runs_at_different_sizes(small):
 # ---- refusals ---------------------------------------------------------------------------------------
 def test_targets_without_run_time_sizes_refuse_ranges(tmp_path):
     with pytest.raises(PdcError, match=r"--shape N=1..4, S=1..6: sizes known only at run time compile for the x86 "
-                                       r"targets; arm64 needs every size fixed"):
-        pdc.compile(_elementwise_model(), target="arm64", shapes={"N": "1..4", "S": "1..6"})
+                                       r"and Cortex-A targets; cortex-m4 needs every size fixed"):
+        pdc.compile(_elementwise_model(), target="cortex-m4", shapes={"N": "1..4", "S": "1..6"})
 
 
 def test_a_size_that_is_a_product_of_run_time_sizes_is_refused():

@@ -55,6 +55,7 @@ class CortexATarget(Target):
     aliases: tuple = field(default=())
 
     kernel_families: ClassVar[tuple] = ("arm", PORTABLE)
+    runtime_sizes: ClassVar[bool] = True
     runner_kind: ClassVar[str] = "qemu-user"
 
     @property

@@ -1,23 +1,26 @@
 """Kernels over sizes known only at run time (--shape N=LO..HI): random layers whose inputs have one or
-two symbolic dims, each compiled ONCE for random ranges on x86 (-O0 or -O2, so both the unfused and the
+two symbolic dims, each compiled ONCE for random ranges (-O0 or -O2, so both the unfused and the
 fused kernels see the run-time sizes) and run at the ranges' low ends, high ends and a size between,
 against ONNX Runtime: matmuls (a constant weight after a batch and sequence folded into M, or a
 batched product whose operands both carry the run-time sizes, with bias and activations),
 softmax and reductions over run-time and fixed axes, transposes, broadcasting binary ops, layer
 norm, slices and concats along fixed axes, and the attention block exporters write (Q K^T, scale,
-softmax, times V: fused into one attention kernel at -O2)."""
+softmax, times V: fused into one attention kernel at -O2). On x86 (AVX2 and AVX-512 kernels) and on
+arm64 under qemu (fewer draws)."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import pdc
 from harness import fuzz_examples
+from targets import examples, require
 from tolerances import mismatches
 
 EXAMPLES = 24
@@ -113,14 +116,25 @@ def layers(draw):
     return model, {"N": n_range, "S": s_range}, f"{kind} x{x_shape} N={n_range} S={s_range}"
 
 
-@settings(max_examples=fuzz_examples(EXAMPLES), deadline=None, database=None,
-          derandomize=os.environ.get("PDC_FUZZ_SEED", "0") == "0",
-          suppress_health_check=list(HealthCheck))
-@given(layers(), st.sampled_from([0, 2]), st.randoms(use_true_random=False))
-def test_kernels_take_sizes_known_only_at_run_time(draw, level, random):
+TARGETS = ("x86-avx2", "x86-avx512", "arm64")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_kernels_take_sizes_known_only_at_run_time(target):
+    require(target)
+
+    @settings(max_examples=fuzz_examples(examples(target, EXAMPLES)), deadline=None, database=None,
+              derandomize=os.environ.get("PDC_FUZZ_SEED", "0") == "0", suppress_health_check=list(HealthCheck))
+    @given(layers(), st.sampled_from([0, 2]), st.randoms(use_true_random=False))
+    def prop(draw, level, random):
+        check(draw, level, random, target)
+    prop()
+
+
+def check(draw, level, random, target):
     model, ranges, what = draw
-    module = pdc.compile(model, target="x86", shapes={k: f"{lo}..{hi}" for k, (lo, hi) in ranges.items()},
-                         opt_level=level, threads=2)
+    module = pdc.compile(model, target=target, shapes={k: f"{lo}..{hi}" for k, (lo, hi) in ranges.items()},
+                         opt_level=level, threads=2 if target.startswith("x86") else 1)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     C = model.graph.input[0].type.tensor_type.shape.dim[2].dim_value
     (n_lo, n_hi), (s_lo, s_hi) = ranges["N"], ranges["S"]
@@ -129,4 +143,4 @@ def test_kernels_take_sizes_known_only_at_run_time(draw, level, random):
         x = rng.standard_normal((n, s, C)).astype(np.float32)
         got, want = module.run({"x": x})["y"], sess.run(None, {"x": x})[0]
         problem = mismatches(got, want, rtol=1e-4, atol=1e-5)
-        assert not problem, f"{what} at -O{level}, N={n}, S={s}: {problem}"
+        assert not problem, f"{what} on {target} at -O{level}, N={n}, S={s}: {problem}"
