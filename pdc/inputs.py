@@ -5,16 +5,19 @@ import numpy as np
 
 from .ir.errors import PdcError
 from .ir.graph import Graph
+from .ir.symbolic import upper_shape
 
 
 def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic random data for every input; every dim must be static."""
+    """Deterministic random data for every input; every dim must be static or a size known only at
+    run time (at its upper bound)."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for v in graph.inputs:
-        if not v.type.is_static:
+        shape = upper_shape(v.type.shape, graph.dim_bounds) if v.type.shape is not None else None
+        if shape is None or not all(isinstance(d, int) for d in shape):
             raise PdcError(f"input '{v.name}' has type {v.type}: bind its dims with --shape {v.name}=D0,D1,...")
-        shape, dt = v.type.shape, v.type.dtype
+        dt = v.type.dtype
         if dt.is_float:
             data = rng.standard_normal(shape).astype(dt.np)
         elif dt.short == "bool":

@@ -68,6 +68,9 @@ def make_report(model, target: str = "x86", shapes: Optional[dict] = None, threa
 def report_of(c, flash: dict, opt_level: int, calibration: Optional[dict], progress=None) -> dict:
     """The report's figures from a compile_details() result and its flash figures."""
     m = c.manifest
+    at = {d["name"]: d["max"] for d in m.get("dims", [])}
+    if at:  # sizes known only at run time: the figures at their upper bounds
+        at_sizes(c.graph, at)
     layers = layer_rows(c.graph, c.bundle)
     timeline, peak = memory_timeline(c.graph, c.bundle.plan)
     latency = estimate_latency(layers, m["target"], m["threads"], calibration, progress)
@@ -83,7 +86,17 @@ def report_of(c, flash: dict, opt_level: int, calibration: Optional[dict], progr
         "coverage": coverage_counts(layers),
         "latency": latency, "layers": layers,
         "measure": measure_hint(m["target"]),
+        "at_sizes": at,
     }
+
+
+def at_sizes(graph, sizes: dict) -> None:
+    """Gives every value of `graph` its type at these sizes of its symbolic dims, in place (the
+    memory plan and the bundle keep naming the same values)."""
+    from .ir.shapes import bind_shapes
+    bound = bind_shapes(graph, {sym: [n] for sym, n in sizes.items()})
+    for old, new in zip(graph.values(), bound.values()):
+        old.type = new.type
 
 
 def layer_rows(graph, bundle) -> list[dict]:
@@ -557,7 +570,9 @@ def summary_lines(rep: dict) -> list[str]:
     stack = human_bytes(rep["stack_bytes"]) if rep["stack_bytes"] is not None else "- (hosted target: thread stacks)"
     return [
         f"pdc report: {rep['model']} on {rep['target']} ({rep['threads']} thread{'s' * (rep['threads'] != 1)}, "
-        f"-O{rep['opt_level']}, {len(rep['layers'])} kernels)",
+        f"-O{rep['opt_level']}, {len(rep['layers'])} kernels"
+        + ("; at " + ", ".join(f"{k} = {v}" for k, v in rep["at_sizes"].items()) if rep.get("at_sizes") else "")
+        + ")",
         f"arena (RAM):    {human_bytes(rep['arena_bytes'])}",
         f"peak:           {human_bytes(peak['live_bytes'])} live at node {peak['node']} {peak['name']} ({peak['op']}): "
         + ", ".join(f"{v['name']} {v['bytes']:,}" for v in peak["values"][:6])

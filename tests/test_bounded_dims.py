@@ -7,10 +7,12 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import subprocess
 import sys
 import threading
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -308,3 +310,31 @@ def test_a_kernel_that_needs_a_fixed_size_is_refused():
     with pytest.raises(UnsupportedError, match=r"node gather -> %y: no gather kernel takes a size known only at "
                                                r"run time here \(.*\); fix that size with --shape"):
         pdc.compile(model, shapes={"N": "1..4", "S": "1..6"})
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+def _pdc(*args):
+    r = subprocess.run([sys.executable, "-m", "pdc.cli", *args], capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_command_line_over_ranges(tmp_path):
+    """compile / run / check / report on a model compiled for ranges: run makes its random inputs at
+    the upper bounds, check checks the ranges' low ends, middles and high ends against ONNX Runtime,
+    report gives its figures at the upper bounds; a malformed range is one line."""
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_elementwise_model(), path)
+    rc, out, err = _pdc("compile", path, "-o", str(tmp_path / "b"), "--shape", "N=1..4,S=2..6", "-q")
+    assert rc == 0, err
+    rc, out, err = _pdc("run", str(tmp_path / "b"))
+    assert rc == 0 and "y: float32[4, 6, 8]" in out, err
+    rc, out, err = _pdc("check", path, "--target", "x86", "--shape", "N=1..4,S=2..6")
+    assert rc == 0 and out.count(" ok") == 3 and out.strip().endswith("PASS"), out + err
+    for at in ("at N=1, S=2", "at N=2, S=4", "at N=4, S=6"):
+        assert at in out
+    rc, out, err = _pdc("report", path, "--shape", "N=1..4", "--shape", "S=2..6")
+    assert rc == 0 and "-O2, " in out and "; at N = 4, S = 6)" in out.splitlines()[0], err
+    rc, out, err = _pdc("compile", path, "-o", str(tmp_path / "c"), "--shape", "N=4..1")
+    assert rc != 0 and err.strip().splitlines() == [
+        "pdc: error: --shape 'N=4..1': expected NAME=D0,D1,... with non-negative integers, or ranges LO..HI "
+        "(1 <= LO <= HI) for sizes known only at run time"]

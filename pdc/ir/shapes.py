@@ -97,7 +97,7 @@ def bind_shapes(graph: Graph, shapes: dict[str, tuple]) -> Graph:
         if v.type.shape is not None:
             v.type = v.type.with_shape(symbols.get(d, d) if isinstance(d, str) and isinstance(symbols.get(d), int)
                                        else d for d in v.type.shape)
-    g.dim_bounds = {**getattr(graph, "dim_bounds", {}),
+    g.dim_bounds = {**{d: r for d, r in graph.dim_bounds.items() if d not in symbols},
                     **{d: r for d, r in symbols.items() if isinstance(r, tuple)}}
     reinfer(g)
     return g
