@@ -9,7 +9,7 @@ import numpy as np
 from ..ir.dtypes import DType
 from ..ir.errors import UnsupportedError
 from ..ir.graph import Node
-from ..ir.symbolic import dim_exprs, same_size, upper
+from ..ir.symbolic import SizeExpr, dim_exprs, same_size, upper
 from ..ir.types import TensorType
 from .ctypes_c import ctype
 
@@ -116,8 +116,17 @@ class KernelContext:
 
     def split(self, work: int, min_work: int) -> bool:
         """Whether to spread `work` over the thread pool: the bundle is compiled for several
-        threads and there is enough work to pay for the dispatch."""
+        threads and there is enough work to pay for the dispatch (work known only at run time: at
+        its upper bound; see split_at_run_time)."""
         return self.config.parallel and upper(work) >= min_work
+
+    @staticmethod
+    def split_at_run_time(work, min_work: int) -> Optional[str]:
+        """Where split(work) holds at the upper bound but not at every size: the C condition under
+        which the run should use the pool; None where the answer is the same for every size."""
+        if isinstance(work, SizeExpr) and work.lo < min_work <= work.hi:
+            return f"{work} >= {min_work}"
+        return None
 
     # ---- data --------------------------------------------------------------------------------
     def const(self, i: int) -> Optional[np.ndarray]:

@@ -210,6 +210,9 @@ def _dispatch(ctx: KernelContext, g: _Attn, row: "_Row", pre: list[str]) -> str:
                       + [scratch, str(stride)])
     call = (f"pdc_parallel_slots({items}, {slots}, {fn}_rows, (void *)&a);" if parallel
             else f"{fn}_rows((void *)&a, 0, {items}, 0);")
+    when = ctx.split_at_run_time(macs, PARALLEL_MIN_MACS) if parallel else None
+    if when:  # sizes known only at run time: the pool only where this run's work pays for it
+        call = f"if ({when}) {call} else {fn}_rows((void *)&a, 0, {items}, 0);"
     unused = [f"(void)in{i};" for i, t in enumerate(ctx.inputs) if t is None]
     return "\n".join(pre + [f"    {fn}_args a = {{ {inits} }};", "    " + " ".join(unused), f"    {call}"])
 

@@ -563,7 +563,8 @@ def render_job(ctx: KernelContext, fields: dict, var: str = "job") -> list[str]:
     elif fields.get("packb") is not None:  # and the B buffer one KC x NC block
         bfloats = kc * -(-int(fields["NC"]) // nr) * nr
     if afloats or bfloats:
-        slots = ctx.slots(int(fields.get("parallel") or 0))
+        par = fields.get("parallel")  # 0, 1, or a C condition decided at run time
+        slots = ctx.slots(1 if isinstance(par, str) else int(par or 0))
         abuf_off = -(-bfloats // 16) * 16
         base, stride = ctx.thread_scratch(abuf_off + afloats, slots)
         fields = dict(fields, scratch=base, slot_floats=stride, abuf_off=abuf_off, slots=slots)

@@ -23,7 +23,7 @@ from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
 from .paths import declare, mark, take
-from .dense_core import (add_weight, c_float, choose_split, default_tile, isa_of, lanes, n_chunk,
+from .dense_core import (PARALLEL_MIN_MACS, add_weight, c_float, choose_split, default_tile, isa_of, lanes, n_chunk,
                          pack_a_panels, pack_b_panels, panel_vectors, pick_mr, render_job, ukernel, uses_all)
 from .epilogue import Epilogue
 
@@ -99,6 +99,8 @@ class _Problem:
         kc = ctx.config.k_block(upper(self.k))  # the driver cuts K (and M, N) at run time
         parallel, split_m = choose_split(upper(self.batch), upper(self.m), upper(self.n), upper(self.k), self.mr, self.nr,
                                          ctx.config.threads, self.a_bytes)
+        if parallel:  # sizes known only at run time: the pool only where this run's work pays for it
+            parallel = ctx.split_at_run_time(self.batch * self.m * self.n * self.k, PARALLEL_MIN_MACS) or parallel
         use_post = not epi.fast or self.post_add is not None
         post = None
         if use_post:
