@@ -238,7 +238,7 @@ class CRenderer:
             if ctx.reports_status:
                 checked.add(i)
             kernels.append((node, ctx.fn_name, src))
-        plan = plan_memory(graph, scratch=scratch, spaces=spaces, bounds=self.bounds)
+        plan = plan_memory(graph, scratch=scratch, spaces=spaces, bounds=self.bounds, place_concats=True)
         const_offsets = self.add_constants(graph, plan, kernels, weights)
         b = Bundle(name, plan=plan, graph=graph, vtcm_bytes=vtcm)
         b.kernel_paths = [kernel_path(src) for _, _, src in kernels]
@@ -474,7 +474,7 @@ class CRenderer:
                 return f"((uint8_t *)outputs[{out_index[root]}])"
             if root in in_index:
                 return f"((const uint8_t *)inputs[{in_index[root]}])"
-            return f"(A + {plan.offsets[root]})"
+            return f"(A + {plan.offsets[v]})"  # (a concat's input: inside its root)
 
         constants = set(graph.constants)
         in_index = {v: i for i, v in enumerate(graph.inputs)}
@@ -615,7 +615,11 @@ def sized_run_lines(name: str, bounds: dict) -> list[str]:
 
 
 def is_free_view(node: Node, plan: MemoryPlan) -> bool:
-    """A view op whose output shares its input's storage: no code runs for it."""
+    """A view op whose output shares its input's storage, or a concat whose inputs were written in
+    place into its output (memory.py): no code runs for it."""
+    if node.op == "concat":
+        return plan.storage.get(node.outputs[0]) is not None and all(
+            v is not None and plan.storage.get(v) is plan.storage.get(node.outputs[0]) for v in node.inputs)
     return node.op in VIEW_OPS and plan.storage.get(node.outputs[0]) is plan.storage.get(node.inputs[0], node.inputs[0])
 
 

@@ -6,7 +6,10 @@ are not graph outputs) lives in the arena. The plan is built in three steps:
 
 1. Storage sharing. A view op (reshape, flatten, ...) copies nothing: its output shares its input's
    storage. An elementwise op in `inplace_ops` may write its output over an input that dies at
-   that node. Values that share storage form a group named by its root.
+   that node. With `place_concats`, a concat whose inputs each fill one contiguous block of its
+   output (nothing outside the axis but it: a batch of one) has its inputs written in place there by
+   the nodes that produce them, and copies nothing. Values that share storage form a group named
+   by its root; a concat's input lies at its block's offset from the root.
 2. Lifetimes. A value is live from the node that defines it to its last use (node index order);
    a group lives for the union of its members' lifetimes, both ends inclusive, so a node's inputs
    and outputs never overlap unless the op was explicitly made in-place.
@@ -105,17 +108,57 @@ class _Planner:
         self.defined, self.last_use = lifetimes(graph)
         self.storage: dict[Value, Value] = {v: v for v in self.external}
         self.members: dict[Value, list[Value]] = {}  # arena root -> every value sharing its storage
+        self.delta: dict[Value, int] = {}  # a value placed inside its root's storage: bytes from its start
+        self.placed_in: dict[Value, Value] = {}  # a concat input written in place -> the concat's output
 
     def nbytes(self, v: Value) -> int:
         return _nbytes(v, self.bounds)
 
     # ---- step 1: storage sharing ----------------------------------------------------------------
+    def place_concats(self) -> None:
+        """Concats whose every input can be written in place into the output: each input made by a
+        node (not a view or another such concat) for this concat alone, at an aligned block."""
+        users: dict[Value, int] = {}
+        producer = {}
+        for node in self.graph.nodes:
+            for v in node.inputs:
+                if v is not None:
+                    users[v] = users.get(v, 0) + 1
+            for v in node.outputs:
+                producer[v] = node
+        for node in self.graph.nodes:
+            if node.op != "concat" or len(node.outputs) != 1:
+                continue
+            out = node.outputs[0]
+            if out in self.external or not out.type.is_static or len(set(node.inputs)) != len(node.inputs):
+                continue
+            axis = node.attrs.get("axis", 0) % max(len(out.type.shape), 1)
+            if any(d != 1 for d in out.type.shape[:axis]):
+                continue  # a block per outer index: not contiguous
+            deltas, at = {}, 0
+            for v in node.inputs:
+                made = producer.get(v)
+                if (v is None or made is None or v in self.external or users.get(v) != 1 or len(made.outputs) != 1
+                        or made.op in self.view_ops or made.op == "concat" or at % self.alignment
+                        or not v.type.is_static or v.type.dtype != out.type.dtype):
+                    break
+                deltas[v] = at
+                at += v.type.nbytes
+            else:
+                for v, d in deltas.items():
+                    self.placed_in[v], self.delta[v] = out, d
+
     def share(self) -> None:
         for i, node in enumerate(self.graph.nodes):
             for v in node.outputs:
-                if v in self.storage:  # a graph output: the caller's buffer
+                if v in self.storage:  # a graph output, or a concat output its inputs were written into
                     continue
                 self.nbytes(v)  # fails early, naming the first intermediate of unknown size
+                if v in self.placed_in:  # written in place into a concat's output, which starts here
+                    root = self.storage.setdefault(self.placed_in[v], self.placed_in[v])
+                    self.storage[v] = root
+                    self.members.setdefault(root, [root]).append(v)
+                    continue
                 root = self._view_root(node, v) or self._inplace_root(i, node, v) or v
                 self.storage[v] = root
                 if root not in self.external:
@@ -210,7 +253,8 @@ class _Scratch:
 
 def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW_OPS,
                 inplace_ops: frozenset = INPLACE_OPS, scratch: dict[int, int] = None,
-                spaces: dict[Value, str] = None, bounds: Optional[dict] = None) -> MemoryPlan:
+                spaces: dict[Value, str] = None, bounds: Optional[dict] = None,
+                place_concats: bool = False) -> MemoryPlan:
     """Assigns every intermediate of `graph` (topologically ordered) an aligned offset in its
     space's arena (`spaces`, from placement; default: all host), and each kernel's scratch (node
     index -> bytes) an offset that is free while its node runs. `bounds` (symbol -> (lo, hi)): dims
@@ -219,13 +263,15 @@ def plan_memory(graph: Graph, *, alignment: int = 64, view_ops: frozenset = VIEW
         raise PdcError(f"memory plan: alignment must be >= 1, got {alignment}")
     spaces = dict(spaces or {})
     p = _Planner(graph, alignment, frozenset(view_ops), frozenset(inplace_ops), dict(scratch or {}), spaces, bounds)
+    if place_concats:
+        p.place_concats()
     p.share()
     root_offsets, arenas = {}, {}
     for space in ["host"] + sorted(set(spaces.values()) - {"host"}):
         offs, arena = p.place(space)
         root_offsets.update(offs)
         arenas[space] = _align(arena, alignment)
-    offsets = {v: root_offsets[root] for v, root in p.storage.items() if root in root_offsets}
+    offsets = {v: root_offsets[root] + p.delta.get(v, 0) for v, root in p.storage.items() if root in root_offsets}
     scratch_offsets = {k.node: off for k, off in root_offsets.items() if isinstance(k, _Scratch)}
     naive = sum(_nbytes(v, bounds) for node in graph.nodes for v in node.outputs if v not in p.outputs)
     space = {v: p.space_of(root) for v, root in p.storage.items() if root in root_offsets}
