@@ -17,6 +17,7 @@ import numpy as np
 
 from .build import runtime_sources, sources
 from .ir.errors import PdcError
+from .ir.symbolic import concrete_shape
 
 
 def harness_source(name: str) -> str:
@@ -120,7 +121,7 @@ def run_harness_samples(exe: list[str], folder: str, manifest: dict, samples: li
 
 def spec_shape(spec: dict, sizes: Optional[dict] = None) -> tuple:
     """A manifest input's or output's shape, its sizes known only at run time those of `sizes`."""
-    return tuple(sizes[d] if isinstance(d, str) else d for d in spec["shape"])
+    return concrete_shape(spec["shape"], sizes or {})
 
 
 def spec_bytes(spec: dict, sizes: Optional[dict] = None) -> int:
@@ -159,10 +160,9 @@ def read_outputs(data: bytes, manifest: dict, samples: int, program: str, sizes:
     from .ir import dtypes
     results, pos = [], 0
     for k in range(samples):
-        out = {}
+        out, at = {}, sizes[k] if sizes else None
         for spec in manifest["outputs"]:
             dt = dtypes.from_name(spec["dtype"]).np
-            at = sizes[k] if sizes else None
             n = spec_bytes(spec, at)
             if pos + n > len(data):
                 raise PdcError(f"{os.path.basename(program)} wrote {len(data)} bytes, fewer than its outputs need")

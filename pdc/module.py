@@ -11,6 +11,7 @@ import numpy as np
 
 from .ir import dtypes
 from .ir.errors import PdcError
+from .ir.symbolic import concrete_shape, upper_shape
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,7 @@ class Module:
         arrays, sizes = self._check(feeds)
         if self._emulated is not None:
             return self._trimmed(self._emulated({s.name: a for s, a in zip(self.inputs, arrays)}))
-        outs = [np.empty(tuple(sizes[d] if isinstance(d, str) else d for d in s.shape), s.dtype)
-                for s in self.outputs]
+        outs = [np.empty(concrete_shape(s.shape, sizes), s.dtype) for s in self.outputs]
         ins_p = self._ins_type(*[a.ctypes.data for a in arrays])
         outs_p = self._outs_type(*[o.ctypes.data for o in outs])
         arena = self._arenas.take()
@@ -187,9 +187,9 @@ class Module:
         known only at run time at their upper bounds, where NAME_run runs."""
         from .ir.graph import Graph, Value
         from .ir.types import TensorType
-        upper = lambda shape: tuple(self.dims[d][1] if isinstance(d, str) else d for d in shape)  # noqa: E731
-        io = lambda specs: [Value(s.name, TensorType(dtypes.from_numpy(s.dtype), upper(s.shape)))  # noqa: E731
-                            for s in specs]
+        def io(specs):
+            return [Value(s.name, TensorType(dtypes.from_numpy(s.dtype), upper_shape(s.shape, self.dims)))
+                    for s in specs]
         return Graph(self.name, io(self.inputs), io([s for s in self.outputs if s.name not in self._lengths]))
 
     def __repr__(self) -> str:

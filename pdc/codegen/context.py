@@ -29,8 +29,8 @@ def broadcast_strides(in_shape, out_shape) -> list[int]:
     st = strides(in_shape)
     # a dim equal to the output's is read as it is (a size known only at run time is equal only to
     # itself, which no broadcast can stretch)
-    return [0 if i < pad or isinstance(in_shape[i - pad], int) and in_shape[i - pad] == 1
-            and not same_size(in_shape[i - pad], out_shape[i]) else st[i - pad] for i in range(len(out_shape))]
+    return [0 if i < pad or same_size(in_shape[i - pad], 1) and not same_size(in_shape[i - pad], out_shape[i])
+            else st[i - pad] for i in range(len(out_shape))]
 
 
 class KernelContext:
@@ -46,7 +46,7 @@ class KernelContext:
         self.attrs = node.attrs
         self._weights = weights
         self._helpers = helpers
-        sizes = dim_exprs(getattr(config, "bounds", {}))
+        sizes = dim_exprs(config.bounds)
         self.runtime_sizes = False  # some shape of the node holds a size known only at run time
         inputs_static = all(v is None or v.type.is_static for v in node.inputs)
         for v in node.inputs + node.outputs:

@@ -118,14 +118,7 @@ class _Planner:
     def place_concats(self) -> None:
         """Concats whose every input can be written in place into the output: each input made by a
         node (not a view or another such concat) for this concat alone, at an aligned block."""
-        users: dict[Value, int] = {}
-        producer = {}
-        for node in self.graph.nodes:
-            for v in node.inputs:
-                if v is not None:
-                    users[v] = users.get(v, 0) + 1
-            for v in node.outputs:
-                producer[v] = node
+        users, producer = self.graph.users(), self.graph.producers()
         for node in self.graph.nodes:
             if node.op != "concat" or len(node.outputs) != 1:
                 continue
@@ -138,7 +131,7 @@ class _Planner:
             deltas, at = {}, 0
             for v in node.inputs:
                 made = producer.get(v)
-                if (v is None or made is None or v in self.external or users.get(v) != 1 or len(made.outputs) != 1
+                if (v is None or made is None or v in self.external or len(users[v]) != 1 or len(made.outputs) != 1
                         or made.op in self.view_ops or made.op == "concat" or at % self.alignment
                         or not v.type.is_static or v.type.dtype != out.type.dtype):
                     break

@@ -129,7 +129,7 @@ def reinfer(g: Graph) -> None:
 
 def unbound_dims(graph: Graph) -> list[tuple[str, object]]:
     """(input name, dim) for every input dim that is not a fixed size."""
-    out, bounded = [], getattr(graph, "dim_bounds", {})
+    out, bounded = [], graph.dim_bounds
     for v in graph.inputs:
         if v.type.shape is None:
             out.append((v.name, "*"))

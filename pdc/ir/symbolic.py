@@ -71,15 +71,12 @@ class SizeExpr:
         self._concrete("a truth value")
 
     # ---- comparisons: decided over the whole range, or refused -----------------------------------
-    def _range(self, other):
-        return (other, other) if isinstance(other, int) else (other.lo, other.hi)
-
     def __eq__(self, other):
         if isinstance(other, SizeExpr) and other.expr == self.expr:
             return True
         if not isinstance(other, (int, SizeExpr)) or isinstance(other, bool):
             return NotImplemented
-        lo, hi = self._range(other)
+        lo, hi = _span(other)
         if self.hi < lo or hi < self.lo:
             return False
         if self.lo == self.hi == lo == hi:
@@ -95,7 +92,7 @@ class SizeExpr:
             return not strict
         if not isinstance(other, (int, SizeExpr)):
             return NotImplemented
-        lo, hi = self._range(other)
+        lo, hi = _span(other)
         a_lo, a_hi, b_lo, b_hi = (lo, hi, self.lo, self.hi) if flip else (self.lo, self.hi, lo, hi)
         if (a_hi < b_lo) if strict else (a_hi <= b_lo):
             return True
@@ -121,7 +118,7 @@ class SizeExpr:
             return self
         if not isinstance(other, (int, SizeExpr)):
             return NotImplemented
-        lo, hi = self._range(other)
+        lo, hi = _span(other)
         return SizeExpr(f"{self} + {other}", self.lo + lo, self.hi + hi)
 
     __radd__ = __add__
@@ -133,7 +130,7 @@ class SizeExpr:
             return 0
         if not isinstance(other, (int, SizeExpr)):
             return NotImplemented
-        lo, hi = self._range(other)
+        lo, hi = _span(other)
         return SizeExpr(f"{self} - {_operand(other)}", self.lo - hi, self.hi - lo)
 
     def __rsub__(self, other):
@@ -154,7 +151,7 @@ class SizeExpr:
                 return self
         elif not isinstance(other, SizeExpr):
             return NotImplemented
-        lo, hi = self._range(other)
+        lo, hi = _span(other)
         ends = [self.lo * lo, self.lo * hi, self.hi * lo, self.hi * hi]
         return SizeExpr(f"{self} * {_operand(other)}", min(ends), max(ends))
 
@@ -173,14 +170,18 @@ class SizeExpr:
         return _mod(other, self) if isinstance(other, int) else NotImplemented
 
 
+def _span(x) -> tuple[int, int]:
+    """(lo, hi) of a size: an int's is itself."""
+    return (x, x) if isinstance(x, int) else (x.lo, x.hi)
+
+
 def _operand(x) -> str:
     return f"({x})" if isinstance(x, int) and x < 0 else str(x)
 
 
 def _floordiv(a, b):
     """a // b as C's `/`, which truncates: the same only for a >= 0 and b > 0, else refused."""
-    a_lo = a if isinstance(a, int) else a.lo
-    b_lo = b if isinstance(b, int) else b.lo
+    (a_lo, a_hi), (b_lo, b_hi) = _span(a), _span(b)
     if isinstance(a, SizeExpr) and a.hi <= 0 and isinstance(b, int) and b > 0:
         # -(-x // b), the ceiling of x / b, as exporters and kernels write it: C's / on -a >= 0
         return SizeExpr(f"-(({-a} + {b - 1}) / {b})", a.lo // b, a.hi // b)
@@ -191,8 +192,6 @@ def _floordiv(a, b):
         return a
     if same_size(a, b):
         return 1
-    a_hi = a if isinstance(a, int) else a.hi
-    b_hi = b if isinstance(b, int) else b.hi
     return SizeExpr(f"{a} / {b}", a_lo // b_hi, a_hi // b_lo)
 
 
@@ -200,8 +199,7 @@ def _mod(a, b):
     """a % b as C's %, which is Python's for a >= 0 and b > 0; refused otherwise."""
     if not isinstance(b, (int, SizeExpr)) or isinstance(b, bool):
         return NotImplemented
-    a_lo, a_hi = (a, a) if isinstance(a, int) else (a.lo, a.hi)
-    b_lo, b_hi = (b, b) if isinstance(b, int) else (b.lo, b.hi)
+    (a_lo, a_hi), (b_lo, b_hi) = _span(a), _span(b)
     if a_lo < 0 or b_lo <= 0:
         raise RuntimeSizeError(f"a remainder {a} % {b} with a size known only at run time that may be negative")
     if same_size(a, b):
@@ -261,10 +259,6 @@ def bound_nbytes(t, bounds: Optional[BoundsMap]):
 def concrete_shape(shape, sizes: dict) -> tuple:
     """A shape with its symbols replaced by the sizes of one run."""
     return tuple(sizes[d] if isinstance(d, str) else d for d in shape)
-
-
-def numel_expr(shape) -> Size:
-    return math.prod(shape, start=1)
 
 
 def parse_range(text: str):

@@ -111,6 +111,11 @@ def static_shape(v: Value) -> tuple:
     return v.type.shape
 
 
+def all_sizes(dims) -> bool:
+    """Every dim is a size (no symbol): what a rewrite lays out or splits at compile time."""
+    return all(isinstance(d, int) for d in dims)
+
+
 def named_shape(v: Value) -> tuple:
     """v's shape when every dim is a size or a named symbol (the same symbol is the same size,
     whatever it is at run time); NoMatch for an unknown rank or dim."""

@@ -9,7 +9,7 @@ from ..ir.errors import PdcError
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.common import broadcast_shapes
 from ..ir.registry import all_ops
-from ._pattern_match import Matcher, NoMatch, Rewriter, named_shape, scalar, short_float, static_shape
+from ._pattern_match import Matcher, NoMatch, Rewriter, all_sizes, named_shape, scalar, short_float, static_shape
 from .manager import Pass, register_pass
 
 _SPLIT = [0, 2, 1, 3]  # (B, S, H, d) <-> (B, H, S, d)
@@ -175,14 +175,9 @@ def _split_heads(m: Matcher, v4: Value, perm: list):
     r = m.node(t.inputs[0], "reshape")
     x = m.source(r.inputs[0])
     xs, rs = named_shape(x), named_shape(r.outputs[0])
-    if len(xs) != 3 or len(rs) != 4 or rs[:2] != xs[:2] or not _ints(rs[2:] + xs[2:]) or rs[2] * rs[3] != xs[2]:
+    if len(xs) != 3 or len(rs) != 4 or rs[:2] != xs[:2] or not all_sizes(rs[2:] + xs[2:]) or rs[2] * rs[3] != xs[2]:
         raise NoMatch
     return x, rs[2]
-
-
-def _ints(dims) -> bool:
-    """The head dims are sizes: they are split at compile time."""
-    return all(isinstance(d, int) for d in dims)
 
 
 def _match_heads(m: Matcher, core: _Core):
@@ -215,6 +210,6 @@ def _match_heads(m: Matcher, core: _Core):
     r = users[0]
     m.nodes.append(r)
     ts, ys = named_shape(t.outputs[0]), named_shape(r.outputs[0])
-    if len(ys) != 3 or ys[:2] != ts[:2] or not _ints(ts[2:] + ys[2:]) or ys[2] != ts[2] * ts[3]:
+    if len(ys) != 3 or ys[:2] != ts[:2] or not all_sizes(ts[2:] + ys[2:]) or ys[2] != ts[2] * ts[3]:
         raise NoMatch
     return q, k[0], v, r.outputs[0], hq

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ir import dtypes
 from ..ir.graph import Graph, Node, Value
-from ._pattern_match import Matcher, NoMatch, Rewriter, named_shape, scalar, short_float
+from ._pattern_match import Matcher, NoMatch, Rewriter, all_sizes, named_shape, scalar, short_float
 from .manager import Pass, register_pass
 
 
@@ -42,7 +42,7 @@ class FuseLayerNorm(Pass):
                 continue
             x, axis, eps, gamma, beta = found
             shape = named_shape(x)[axis:]
-            if not all(isinstance(d, int) for d in shape):
+            if not all_sizes(shape):
                 continue  # the parameters are laid out over the normalized dims at compile time
             scale = _param(graph, gamma, shape, x, taken, "ln_scale")
             bias = None if beta is None else _param(graph, beta, shape, x, taken, "ln_bias")

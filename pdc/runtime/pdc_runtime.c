@@ -31,6 +31,8 @@ size_t pdc_dtype_size(pdc_dtype dtype) {
 #define PDC_DEFAULT_THREADS 1
 #endif
 
+PDC_THREAD_LOCAL const int64_t *pdc_dims; /* thread-local where the pool runs (pdc_runtime.h) */
+
 #if defined(PDC_THREADS) && PDC_THREADS
 /* A persistent pool: workers spin briefly on a generation counter, then sleep on a condition
  * variable, so short kernels don't pay a wake-up and idle workers don't steal a core.
@@ -41,8 +43,6 @@ size_t pdc_dtype_size(pdc_dtype dtype) {
  * own thread, so runs from several threads (each with its own arena) are safe and never wait on
  * each other. */
 #include <pthread.h>
-
-PDC_THREAD_LOCAL const int64_t *pdc_dims;
 #include <sched.h>
 #include <stdatomic.h>
 
@@ -238,8 +238,6 @@ void pdc_threads_shutdown(void) {
 }
 
 #else /* single-threaded build: no pthreads needed (bare-metal targets) */
-
-PDC_THREAD_LOCAL const int64_t *pdc_dims;
 
 pdc_status pdc_threads_init(int num_threads) { (void)num_threads; return PDC_OK; }
 int pdc_threads_count(void) { return 1; }

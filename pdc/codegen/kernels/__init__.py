@@ -96,16 +96,15 @@ def generate(ctx, families: tuple) -> str:
         fn = registry.get((ctx.node.op, fam))
         if fn is None:
             continue
-        if ctx.runtime_sizes:  # a family that needs a concrete size leaves the node to the next one
-            try:
-                body = fn(ctx)
-            except (RuntimeSizeError, TypeError) as e:
-                refused = refused or e
-                ctx.scratch_bytes = ctx.vtcm_bytes = 0
-                ctx.reports_status = False
-                continue
-        else:
+        try:
             body = fn(ctx)
+        except (RuntimeSizeError, TypeError) as e:
+            if not ctx.runtime_sizes:
+                raise
+            refused = refused or e  # a family that needs a concrete size leaves the node to the next one
+            ctx.scratch_bytes = ctx.vtcm_bytes = 0
+            ctx.reports_status = False
+            continue
         if body is None:
             continue
         ctx.family = fam  # which family took it: pdc report's op coverage

@@ -139,7 +139,7 @@ class Groups:
         st = strides(shape)
         dims: list[tuple[int, int, bool]] = []
         for i, (d, s) in enumerate(zip(shape, st)):
-            if isinstance(d, int) and d == 1:  # (a size known only at run time stays a dim)
+            if same_size(d, 1):  # (a size known only at run time stays a dim)
                 continue
             r = i in red
             if dims and dims[-1][2] == r and same_size(dims[-1][1], d * s) and d > 0:

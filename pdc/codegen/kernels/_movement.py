@@ -66,16 +66,11 @@ def _repeats(t: np.ndarray):
     return None
 
 
-def _fixed(size, value: int) -> bool:
-    """size is this value when compiling (a size known only at run time is kept: it may be any)."""
-    return isinstance(size, int) and size == value
-
-
 def simplify(dims, src_base: int = 0, dst_base: int = 0):
     """(src_base, dst_base, dims) with the same meaning and fewer, merged dims; None when empty."""
     out = []
     for size, src, dst in dims:
-        if _fixed(size, 0):
+        if same_size(size, 0):
             return None
         if isinstance(src, np.ndarray):
             aff = _affine(src)
@@ -88,12 +83,12 @@ def simplify(dims, src_base: int = 0, dst_base: int = 0):
                 src_base += first
                 out += [(a, sa, dst * b), (b, sb, dst)]
                 continue
-        if _fixed(size, 1):
+        if same_size(size, 1):
             if isinstance(src, np.ndarray):
                 src_base += int(src[0])
             continue
         out.append((size, src, dst))
-    out = [d for d in out if not _fixed(d[0], 1)]
+    out = [d for d in out if not same_size(d[0], 1)]
     merged: list = []
     for size, src, dst in out:
         if merged:
@@ -212,10 +207,10 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
     # is the source's contiguous one
     tile = None
     # (sizes known only at run time: by their upper bounds; the tiles take any size)
-    if (_fixed(inner_d, 1) and not isinstance(inner_s, np.ndarray) and not _fixed(inner_s, 0)
-            and not _fixed(inner_s, 1) and upper(inner_n) >= TILE // 2):
+    if (same_size(inner_d, 1) and not isinstance(inner_s, np.ndarray) and not same_size(inner_s, 0)
+            and not same_size(inner_s, 1) and upper(inner_n) >= TILE // 2):
         for k in range(r - 1):
-            if not isinstance(dims[k][1], np.ndarray) and _fixed(dims[k][1], 1) and upper(dims[k][0]) >= TILE // 2:
+            if not isinstance(dims[k][1], np.ndarray) and same_size(dims[k][1], 1) and upper(dims[k][0]) >= TILE // 2:
                 tile = k
     order = [k for k in range(r) if k != tile and k != r - 1] if tile is not None else list(range(r - 1))
     iv = [kir.index_var(f"i{k}") for k in range(r)]
@@ -248,7 +243,7 @@ def copy_nest(ctx: KernelContext, dims, src: kir.Buffer, dst: kir.Buffer, src_ba
                 continue
             first, step = seg[3], seg[4]
             d0, s0 = kir.iadd(prev_d, start * inner_d), kir.iadd(prev_s, first)
-            if _fixed(step, 1) and _fixed(inner_d, 1) and upper(n) >= MEMCPY_MIN:
+            if same_size(step, 1) and same_size(inner_d, 1) and upper(n) >= MEMCPY_MIN:
                 out.append(kir.Copy(dst, d0, src, s0, kir.idx(n)))
             else:
                 out.append(kir.loop(iv[j], n, kir.Store(dst, kir.iadd(d0, d_at),

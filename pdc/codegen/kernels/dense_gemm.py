@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ...ir.ops.common import broadcast_shapes
-from ...ir.symbolic import RuntimeSizeError, is_runtime, same_shape, upper
+from ...ir.symbolic import RuntimeSizeError, is_runtime, same_shape, same_size, upper
 from ..context import KernelContext, broadcast_strides
 from ..ctypes_c import float_literal
 from . import kernel
@@ -70,12 +70,16 @@ class _Problem:
                            a_tab=self._tab(np.asarray(offsets_by_problem) * mb * self.k * self.mr))
         self.a_bytes = a.size * 4
 
-    def a_runtime(self, ptr: str, rs: int, cs: int, offsets, scale: float = 1.0, bs=0):
-        """offsets: problem b's matrix offset by problem; or None: b * bs."""
-        var = f"sa{len(self.lines)}"
+    def _strided(self, ptr: str, rs: int, cs: int, offsets, scale: float, bs) -> str:
+        """A pdc_strided view of a run-time operand (declared in the kernel); returns its name.
+        offsets: problem b's matrix offset by problem; or None: b * bs."""
+        var = f"s{len(self.lines)}"
         tab = "0" if offsets is None else self._tab(offsets) or "0"
         self.lines.append(f"    const pdc_strided {var} = {{{ptr}, {tab}, 0, {bs}, {rs}, {cs}, {c_float(scale)}}};")
-        self.fields.update(packa="pdc_packa_strided", packa_ctx=f"&{var}")
+        return var
+
+    def a_runtime(self, ptr: str, rs: int, cs: int, offsets, scale: float = 1.0, bs=0):
+        self.fields.update(packa="pdc_packa_strided", packa_ctx=f"&{self._strided(ptr, rs, cs, offsets, scale, bs)}")
 
     def b_const(self, b: np.ndarray, offsets_by_problem):
         """b: (nmat, K, N) constant matrices."""
@@ -88,17 +92,21 @@ class _Problem:
         self.a_bytes = max(self.a_bytes, b.size * 4)
 
     def b_runtime(self, ptr: str, rs: int, cs: int, offsets, scale: float = 1.0, bs=0):
-        var = f"sb{len(self.lines)}"
-        tab = "0" if offsets is None else self._tab(offsets) or "0"
-        self.lines.append(f"    const pdc_strided {var} = {{{ptr}, {tab}, 0, {bs}, {rs}, {cs}, {c_float(scale)}}};")
-        self.fields.update(packb="pdc_packb_strided", packb_ctx=f"&{var}")
+        self.fields.update(packb="pdc_packb_strided", packb_ctx=f"&{self._strided(ptr, rs, cs, offsets, scale, bs)}")
+
+    def matmul_bias(self, bias_rows: bool) -> None:
+        """fused_matmul's bias (input 2): one value per row of each problem with a 1-D B, else per
+        column; every problem reads the same bias."""
+        c = self.ctx.const(2)
+        ptr = add_weight(self.ctx, np.asarray(c, np.float32).reshape(-1)) if c is not None else "in2"
+        self.fields["bias_m" if bias_rows else "bias_n"] = ptr
 
     def render(self, res_ptr: str | None) -> str:
         ctx, epi = self.ctx, self.epi
         ukr = ukernel(ctx, self.mr, self.nv)
         kc = ctx.config.k_block(upper(self.k))  # the driver cuts K (and M, N) at run time
-        parallel, split_m = choose_split(upper(self.batch), upper(self.m), upper(self.n), upper(self.k), self.mr, self.nr,
-                                         ctx.config.threads, self.a_bytes)
+        parallel, split_m = choose_split(upper(self.batch), upper(self.m), upper(self.n), upper(self.k), self.mr,
+                                         self.nr, ctx.config.threads, self.a_bytes)
         if parallel:  # sizes known only at run time: the pool only where this run's work pays for it
             parallel = ctx.split_at_run_time(self.batch * self.m * self.n * self.k, PARALLEL_MIN_MACS) or parallel
         use_post = not epi.fast or self.post_add is not None
@@ -108,7 +116,8 @@ class _Problem:
             post = "&post"
         clamp = epi.clamp and not use_post
         self.fields.update(batch=self.batch, M=self.m, N=self.n, K=self.k, MR=self.mr, NR=self.nr, KC=kc,
-                           NC=n_chunk(ctx, kc, self.nr, upper(self.n)), ukr=ukr, c="out0", ldc=self.n, c_bs=self.m * self.n,
+                           NC=n_chunk(ctx, kc, self.nr, upper(self.n)), ukr=ukr, c="out0", ldc=self.n,
+                           c_bs=self.m * self.n,
                            lo=c_float(epi.lo if clamp else -math.inf), hi=c_float(epi.hi if clamp else math.inf),
                            clamp=int(clamp), post=post, parallel=parallel, split_m=split_m)
         if epi.has_r and epi.residual == "before_activation":
@@ -259,7 +268,7 @@ def _matmul(ctx: KernelContext) -> str:
     if any(is_runtime(d) for d in batch):  # a batch known only at run time: no offset tables
         if loops:
             raise RuntimeSizeError("a matmul batch known only at run time on the loops path")
-        if bias_rows or not all(isinstance(d, int) and d == 1 for d in b2[:-2]) or not same_shape(a2[:-2], batch):
+        if bias_rows or not all(same_size(d, 1) for d in b2[:-2]) or not same_shape(a2[:-2], batch):
             return _matmul_runtime_batch(ctx, a2, b2, batch, m, n, k, epi, bias_rows)
         fold = True  # B one matrix, A's problems back to back
     else:
@@ -286,9 +295,7 @@ def _matmul(ctx: KernelContext) -> str:
     else:
         p.a_runtime("in0", k, 1, a_idx * m * k)
     if bias:
-        c = ctx.const(2)
-        ptr = add_weight(ctx, np.asarray(c, np.float32).reshape(-1)) if c is not None else "in2"
-        p.fields["bias_m" if bias_rows else "bias_n"] = ptr  # every problem reads the same bias
+        p.matmul_bias(bias_rows)
     return mark("gemm", path, p.render("in3"))
 
 
@@ -298,7 +305,7 @@ def _matmul_runtime_batch(ctx: KernelContext, a2, b2, batch, m, n, k, epi: Epilo
     def stride(lead, size):
         if same_shape((1,) * (len(batch) - len(lead)) + tuple(lead), batch):
             return size
-        if all(isinstance(d, int) and d == 1 for d in lead):
+        if all(same_size(d, 1) for d in lead):
             return 0
         raise RuntimeSizeError(f"a matmul batch {list(lead)} broadcast to {list(batch)}")
     a_bs, b_bs = stride(a2[:-2], m * k), stride(b2[:-2], k * n)
@@ -306,9 +313,7 @@ def _matmul_runtime_batch(ctx: KernelContext, a2, b2, batch, m, n, k, epi: Epilo
     p.b_runtime("in1", n, 1, None, bs=b_bs)
     p.a_runtime("in0", k, 1, None, bs=a_bs)
     if ctx.node.op == "fused_matmul" and ctx.has_input(2):
-        c = ctx.const(2)
-        ptr = add_weight(ctx, np.asarray(c, np.float32).reshape(-1)) if c is not None else "in2"
-        p.fields["bias_m" if bias_rows else "bias_n"] = ptr
+        p.matmul_bias(bias_rows)
     return mark("gemm", "runtime", p.render("in3"))
 
 

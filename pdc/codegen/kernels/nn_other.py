@@ -14,7 +14,7 @@ Paths (pdc/codegen/kernels/paths.py, family "softmax"): "rows" (inner == 1, its 
 """
 from __future__ import annotations
 
-from ...ir.symbolic import is_runtime
+from ...ir.symbolic import is_runtime, same_size
 from .. import kir
 from ..context import KernelContext
 from ._axis import LANES, Num, axis_kernel, indent, outer_n_inner, prod, row_f32_helper, vexp_helper
@@ -174,7 +174,7 @@ def softmax(ctx: KernelContext) -> str:
     outer, n, inner = outer_n_inner(x.shape, axis)
     if outer * n * inner == 0:
         return "    /* empty */"
-    if isinstance(inner, int) and inner == 1 and take("softmax", "rows"):
+    if same_size(inner, 1) and take("softmax", "rows"):
         return mark("softmax", "rows",
                     f"    for (int64_t o = 0; o < {outer}; o++) {{\n{indent(_softmax_rows(ctx, op, num, n), 2)}\n    }}")
     # a width known only at run time: blocks of one column (the block's registers are sized when compiling)
