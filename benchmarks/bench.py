@@ -3,6 +3,8 @@
     python benchmarks/bench.py [--models resnet18,mobilenet_v2,resnet50] [--threads 2] [--reps 30]
                                [--levels 2 | --levels 0,2] [--no-tvm] [--block N --settle S] [--after-ort]
 
+--models takes zoo names and paths of .onnx files (e.g. those benchmarks/export_models.py writes).
+
 Batch 1, the same inputs for every engine, repetitions interleaved (engine A, B, C, A, B, C, ...)
 so that machine noise hits all of them alike, with a short untimed pause before each run so
 that the previous engine's spinning threads are idle; medians are reported with the ratio to
@@ -85,7 +87,7 @@ def make_engines(path, feeds, threads, levels, use_tvm):
 def bench_model(name, threads, reps, levels, use_tvm, block=1):
     """(median ms per engine, compile seconds per engine, the engines' run callables)."""
     from tests.zoo import make_feeds, zoo_model
-    path = zoo_model(name)
+    path = name if name.endswith(".onnx") else zoo_model(name)
     feeds = make_feeds(path)
     engines, compile_s = make_engines(path, feeds, threads, levels, use_tvm)
     if block == 1:
@@ -178,9 +180,9 @@ def main(argv=None):
     for name in args.models.split(","):
         print(f"{name} ...", file=sys.stderr)
         ms, cs, engines = bench_model(name, args.threads, args.reps, levels, not args.no_tvm, args.block)
-        rows.append((name, ms, cs))
+        rows.append((os.path.basename(name).removesuffix(".onnx"), ms, cs))
         if args.after_ort:  # the same engines, timed again
-            after.append((name, *after_ort_ms(engines["onnxruntime"], engines[f"pdc -O{levels[-1]}"], args.reps,
+            after.append((rows[-1][0], *after_ort_ms(engines["onnxruntime"], engines[f"pdc -O{levels[-1]}"], args.reps,
                                               max(args.block, 1)), spin_cpu_ms(engines["onnxruntime"])))
     engines = [k for k in rows[0][1]]
     head = f"{'model':<22}" + "".join(f"{k + ' ms':>16}" for k in engines) + \

@@ -184,6 +184,7 @@ def _extremes(channels: int = 4, width: int = 29) -> np.ndarray:
 
 ACTIVATION_POSTS = {"sigmoid": [("Sigmoid", {}, [])], "silu": [("Sigmoid", {}, []), ("Mul", {}, ["before"])],
                     "hard_swish": [("HardSwish", {}, [])], "swish-0.7": [("Swish", {"alpha": 0.7}, [])],
+                    "swish--0.7": [("Swish", {"alpha": -0.7}, [])],
                     "hard_sigmoid": [("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, [])],
                     "leaky_relu": [("LeakyRelu", {"alpha": 0.15}, [])]}
 
@@ -200,7 +201,7 @@ def test_fused_activations_over_their_whole_range(target, act, conv):
     """A conv that copies its input (identity weights: a 1x1 conv, or a 3x3 depthwise one with its
     centre tap 1), then the activation: the vector forms (x86 and AArch64: exp by range reduction and
     a polynomial) and the scalar ones agree with ONNX Runtime at the extremes, the infinities and
-    NaN. Swish with alpha 0.7 (opset 24) has ONNX's reference as oracle."""
+    NaN. Swish with alpha 0.7 and -0.7 (opset 24) has ONNX's reference as oracle."""
     require(target)
     x = _extremes()
     if conv == "transposed":  # 32 channels of 12 columns: the transposed path's shapes
@@ -212,6 +213,6 @@ def test_fused_activations_over_their_whole_range(target, act, conv):
         w, attrs = np.zeros((4, 1, 3, 3), np.float32), {"group": 4, "pads": [1, 1, 1, 1]}
         w[:, 0, 1, 1] = 1
     layer = Layer("Conv", [x, Const(w)], attrs, post=ACTIVATION_POSTS[act],
-                  **(dict(opset=24, oracle="onnx-reference") if act == "swish-0.7" else {}))
+                  **(dict(opset=24, oracle="onnx-reference") if act.startswith("swish") else {}))
     paths = check_layers([layer], target, rtol=2e-6, atol=1e-6, **options(target))
     assert conv != "transposed" or set(paths) == {"conv/transposed"}, paths

@@ -274,6 +274,12 @@ static void pdc_post_tile(const pdc_post *p, int64_t b, int64_t m0, int64_t n0, 
         }
     }
 }
+/* How many panels of nr columns the post-pass of `rows` rows takes at once: 128 KiB of tiles, which the
+   GEMM has just written and a core's L2 still holds */
+static inline int64_t pdc_post_panels(int64_t rows, int64_t nr) {
+    const int64_t q = 32768 / (rows * nr);
+    return q > 0 ? q : 1;
+}
 /* The post-pass over the row blocks [mb0, mb1) of MR rows (of M) and columns [n0, n0 + nc) of c: once per
    block of columns rather than per register tile, so its per-call cost is not paid per tile */
 static void pdc_post_rows(const pdc_post *p, int64_t b, int64_t M, int64_t MR, int64_t mb0, int64_t mb1, int64_t n0,

@@ -15,14 +15,16 @@ from ..native import implement
 
 _WIDTHS = {
     # guard, vector type, intrinsics prefix, lanes, mask declaration (n valid lanes), masked load, store,
-    # NaN blend (keep x where x is NaN), sign blend (a where x < 0 else b), round to nearest, and
+    # NaN blend (keep x where x is NaN), sign blend (a where {x} < 0 else b), round to nearest, the
+# approximate reciprocal (relative error under 2^-14 / 1.5 * 2^-12), and
     # exp's result kept where its input t0 was not below -87.3 (0 there: -inf * sigmoid(-inf) is NaN)
     "avx512": dict(guard="defined(__AVX512F__)", V="__m512", I="__m512i", mm="_mm512", si="si512", lanes=16,
                    mask="const __mmask16 k = (__mmask16)pdc_m16((int)(nr - j));",
                    load="_mm512_maskz_loadu_ps(k, row + j)", store="_mm512_mask_storeu_ps(row + j, k, y);",
                    nan="y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);",
-                   neg="_mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, z, _CMP_LT_OQ), {b}, {a})",
+                   neg="_mm512_mask_blend_ps(_mm512_cmp_ps_mask({x}, z, _CMP_LT_OQ), {b}, {a})",
                    round="_mm512_roundscale_ps({v}, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",
+                   rcp="_mm512_rcp14_ps({v})",
                    keep="_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t0, _mm512_set1_ps(-87.3365478515625f), _CMP_GE_OQ), {e})"),
     "avx2": dict(guard="defined(__AVX2__) && defined(__FMA__)", V="__m256", I="__m256i", mm="_mm256", si="si256",
                  lanes=8, mask="const __m256i k = pdc_m8((int)(nr - j));",
@@ -30,8 +32,9 @@ _WIDTHS = {
                  # a whole vector stored plainly: AMD cores run a masked AVX2 store as dozens of micro-ops
                  store="if (nr - j >= 8) _mm256_storeu_ps(row + j, y); else _mm256_maskstore_ps(row + j, k, y);",
                  nan="y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));",
-                 neg="_mm256_blendv_ps({b}, {a}, _mm256_cmp_ps(x, z, _CMP_LT_OQ))",
+                 neg="_mm256_blendv_ps({b}, {a}, _mm256_cmp_ps({x}, z, _CMP_LT_OQ))",
                  round="_mm256_round_ps({v}, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",
+                 rcp="_mm256_rcp_ps({v})",
                  keep="_mm256_and_ps({e}, _mm256_cmp_ps(t0, _mm256_set1_ps(-87.3365478515625f), _CMP_GE_OQ))"),
 }
 
@@ -63,8 +66,13 @@ def _sigmoid_of(w: dict, x: str) -> list[str]:
     lines = [f"            {w['V']} t = {mm}_or_ps({x}, {sign});  /* -|x| */"]
     lines += _exp_neg(w)
     one = f"{mm}_set1_ps(1.0f)"
-    lines.append(f"            const {w['V']} d = {mm}_add_ps({one}, e);")
-    lines.append(f"            const {w['V']} s = {w['neg'].format(a=f'{mm}_div_ps(e, d)', b=f'{mm}_div_ps({one}, d)')};")
+    # e / (1 + e) where x < 0, else 1 / (1 + e), with 1 / (1 + e) (in [1/2, 1]) as the approximate
+    # reciprocal and one Newton step (error about 2^-23): a vector division takes a dozen FMAs' time
+    V = w["V"]
+    lines.append(f"            const {V} d = {mm}_add_ps({one}, e);")
+    lines.append(f"            {V} rd = {w['rcp'].format(v='d')};")
+    lines.append(f"            rd = {mm}_fmadd_ps({mm}_fnmadd_ps(d, rd, {one}), rd, rd);")
+    lines.append(f"            const {V} s = {mm}_mul_ps({w['neg'].format(x=x, a='e', b=one)}, rd);")
     return lines
 
 

@@ -311,7 +311,12 @@ static void pdc_pwconv_part(const void *vj, int64_t part, int64_t parts, float *
         int have_tail = 0;
         for (int64_t mc = mb0; mc < mb1; mc += j->mchunk) {
             const int64_t mce = mc + j->mchunk < mb1 ? mc + j->mchunk : mb1;
-            for (int64_t q = q0; q < q1; q++) {
+            /* the post-pass follows every few panels, while their tiles are still in the cache
+               (after a whole image of 112 x 112 pixels it would read them back from memory) */
+            const int64_t qb = j->post ? pdc_post_panels((mce - mc) * j->MR, j->NR) : q1 - q0;
+            for (int64_t qs = q0; qs < q1; qs += qb) {
+            const int64_t qe = qs + qb < q1 ? qs + qb : q1;
+            for (int64_t q = qs; q < qe; q++) {
                 const int64_t c0 = q * j->NR;
                 const int nr = (int)(j->P - c0 < j->NR ? j->P - c0 : j->NR);
                 const float *bp = x + c0;
@@ -335,8 +340,9 @@ static void pdc_pwconv_part(const void *vj, int64_t part, int64_t parts, float *
                     j->ukr(j->K, w + mb * j->K * j->MR, bp, koff, cp, j->P, mr, nr, flags, &e);
                 }
             }
-            const int64_t cb = q0 * j->NR, ce = q1 * j->NR < j->P ? q1 * j->NR : j->P;
+            const int64_t cb = qs * j->NR, ce = qe * j->NR < j->P ? qe * j->NR : j->P;
             pdc_post_rows(j->post, b, j->Mg, j->MR, mc, mce, cb, ce - cb, y, j->P);
+            }
         }
     }
 }

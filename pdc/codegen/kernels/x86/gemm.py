@@ -41,6 +41,22 @@ static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
     if (mr <= 16) {
         const __mmask16 mm = (__mmask16)pdc_m16(mr);
         const __m512 vlo = _mm512_set1_ps(p->lo), vhi = _mm512_set1_ps(p->hi);
+        /* An activation with no residual before it runs first, on the tile's rows (channels along
+           whole vectors): a transposed column of mr pixels fills 7 of 16 lanes at 7 x 7. The tile is
+           the kernel's own scratch. */
+        const int act_first = p->act && !p->tres;
+        if (act_first) {
+            float *cw = (float *)c;
+            for (int i = 0; i < mr; i++)
+                for (int j = 0; j < nr; j += 16) {
+                    const __mmask16 k = (__mmask16)pdc_m16(nr - j);
+                    __m512 y = _mm512_maskz_loadu_ps(k, cw + i * ldc + j);
+                    if (bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(k, bias + j));
+                    if (p->clamp) y = _mm512_min_ps(vhi, _mm512_max_ps(vlo, y));
+                    _mm512_mask_storeu_ps(cw + i * ldc + j, k, y);
+                }
+            pdc_act_rows(p->act, p->alpha, p->beta, cw, ldc, mr, nr);
+        }
         for (int j0 = 0; j0 < nr; j0 += 16) {
             /* transpose the 16 x 16 block at columns j0.. (rows >= mr read as 0) */
             __m512 r[16], t[16];
@@ -72,11 +88,13 @@ static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
             for (int jj = 0; jj < jn; jj++) {
                 const int64_t o = o0 + (j0 + jj) * p->tld;
                 __m512 y = t[jj];
-                if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[j0 + jj]));
-                if (p->tres) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mm, p->tres + o));
-                if (p->clamp) y = _mm512_min_ps(vhi, _mm512_max_ps(vlo, y));
+                if (!act_first) {
+                    if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[j0 + jj]));
+                    if (p->tres) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mm, p->tres + o));
+                    if (p->clamp) y = _mm512_min_ps(vhi, _mm512_max_ps(vlo, y));
+                }
                 _mm512_mask_storeu_ps(p->tout + o, mm, y);
-                if (p->act) pdc_act_rows(p->act, p->alpha, p->beta, p->tout + o, 0, 1, mr);  /* in vectors */
+                if (p->act && !act_first) pdc_act_rows(p->act, p->alpha, p->beta, p->tout + o, 0, 1, mr);
                 if (p->res_after)
                     for (int i = 0; i < mr; i++) p->tout[o + i] += p->res_after[o + i];
             }
