@@ -43,6 +43,12 @@ class X86Target(Target):
     def limits(self) -> Limits:
         return Limits(max_threads=1024)
 
+    def pipeline(self, opt_level: int) -> str:
+        # a conv here reads weights made at run time at the speed of constant ones where they are
+        # small: squeeze-excitation gates go onto them (fold-channel-scale)
+        return super().pipeline(opt_level).replace("fuse-conv-bias-activation",
+                                                   "fold-channel-scale,fuse-conv-bias-activation")
+
     def kernel_config(self, threads: int) -> KernelConfig:
         # K blocks of 512 and a 256 KiB packed-B buffer per thread: both stay in a core's L2
         return KernelConfig(threads=threads, vector_bits=self.vector_bits,
