@@ -25,6 +25,7 @@ class _Core:
     mask: Optional[Value]
     scale: float
     out: Value  # (B, H, Sq, dv)
+    nan_to_zero: bool = False  # Where(IsNaN(P), 0, P) after the softmax
 
 
 def _perm(n: Node) -> list:
@@ -35,8 +36,10 @@ def _perm(n: Node) -> list:
 class FuseAttention(Pass):
     """Fuses MatMul(Q, K^T) -> [Mul/Div by a constant] -> [Add mask] -> Softmax(last axis) -> MatMul(., V).
 
-    A constant scale may sit on the scores or on Q (as Paddle's `scale` exports it: a Mul and an
-    Add of zero). When Q, K and V come from Reshape (B, S, H*d) -> (B, S, H, d) + Transpose to
+    A constant scale may sit on the scores, on Q (as Paddle's `scale` exports it: a Mul and an
+    Add of zero) or on both Q and K^T (PyTorch's export of scaled_dot_product_attention), and the
+    probabilities may pass Where(IsNaN(P), 0, P) (the same export: a row masked out entirely
+    gives zeros; fused_attention's nan_to_zero). When Q, K and V come from Reshape (B, S, H*d) -> (B, S, H, d) + Transpose to
     (B, H, S, d) and the result goes back the same way, those are absorbed too and the node takes
     the 3-D tensors with num_heads=H; otherwise it takes the 4-D ones. Every absorbed value must
     be used only inside the pattern. `op` picks the node: `attention` (ONNX Attention, opset 23),
@@ -72,7 +75,7 @@ class FuseAttention(Pass):
             split = m.attempt(_match_heads, m, core)
             if split is not None and m.interior_ok(split[3]):
                 q, k, v, out, heads = split
-                if rewriter.add(m.nodes, out, _attention_node(node_op, [q, k, v, core.mask], out, core.scale, heads)):
+                if rewriter.add(m.nodes, out, _attention_node(node_op, [q, k, v, core.mask], out, core, heads)):
                     continue
             m.nodes = core_nodes  # the 4-D form: K^T must be a transpose of a 4-D K
             t = m.peek(core.kt)
@@ -80,7 +83,7 @@ class FuseAttention(Pass):
                 continue
             k = m.node(core.kt, "transpose").inputs[0]
             if m.interior_ok(core.out):
-                new = _attention_node(node_op, [core.q, k, core.v, core.mask], core.out, core.scale, 0)
+                new = _attention_node(node_op, [core.q, k, core.v, core.mask], core.out, core, 0)
                 rewriter.add(m.nodes, core.out, new)
         rewriter.apply()
 
@@ -89,15 +92,17 @@ def _exact_as_attention(core: _Core) -> bool:
     """Whether the attention op (ONNX Attention) computes the subgraph: its mask must have a value
     per key (the op reads a shorter last dim as keys not attended, where the Add broadcast it
     over the keys), and its scale is a float32 whose square root it takes in float32, which a
-    float64 subgraph's scale does not survive."""
+    float64 subgraph's scale does not survive; and NaN probabilities are not zeros there."""
     every_key = core.mask is None or static_shape(core.mask)[-1] == static_shape(core.kt)[-1]
-    return every_key and core.out.type.dtype != dtypes.float64
+    return every_key and core.out.type.dtype != dtypes.float64 and not core.nan_to_zero
 
 
-def _attention_node(op: str, inputs: list, out: Value, scale: float, heads: int) -> Node:
-    attrs = {"scale": short_float(scale, out.type.dtype)}
+def _attention_node(op: str, inputs: list, out: Value, core: _Core, heads: int) -> Node:
+    attrs = {"scale": short_float(core.scale, out.type.dtype)}
     if op == "fused_attention":
         attrs["num_heads"] = heads
+        if core.nan_to_zero:
+            attrs["nan_to_zero"] = 1
     elif heads:
         attrs.update(q_num_heads=heads, kv_num_heads=heads)
     while inputs and inputs[-1] is None:
@@ -109,6 +114,9 @@ def _match_core(m: Matcher, second: Node) -> _Core:
     """second = MatMul(Softmax(scores), V), scores from MatMul(Q, K^T), a scale and a mask."""
     m.nodes.append(second)
     probs, v = second.inputs
+    nan_to_zero = m.attempt(_nan_to_zero, m, probs)
+    if nan_to_zero is not None:
+        probs = nan_to_zero
     sm = m.node(probs, "softmax")
     rank = sm.inputs[0].type.rank
     if rank != 4 or sm.attrs.get("axis", -1) not in (-1, 3) or v.type.rank != 4:
@@ -133,7 +141,18 @@ def _match_core(m: Matcher, second: Node) -> _Core:
     mm, scale = first
     q, kt = mm.inputs
     q, q_scale = _scaled_q(m, q)
-    return _Core(q, kt, v, mask, scale * q_scale, second.outputs[0])
+    kt, k_scale = _scaled_q(m, kt)  # the square root of the scale on each (PyTorch's export)
+    return _Core(q, kt, v, mask, scale * q_scale * k_scale, second.outputs[0], nan_to_zero is not None)
+
+
+def _nan_to_zero(m: Matcher, p: Value) -> Value:
+    """The probabilities x of p = Where(IsNaN(x), 0, x) (a row of scores masked out entirely gives
+    NaN probabilities, which PyTorch's export of scaled_dot_product_attention turns into zeros)."""
+    where = m.node(p, "where")
+    cond, zero, x = where.inputs
+    if scalar(zero) != 0.0 or m.node(cond, "is_nan").inputs[0] is not x:
+        raise NoMatch
+    return x
 
 
 def _scaled_scores(m: Matcher, s: Value):

@@ -231,9 +231,9 @@ def _split(x, b, s, h, d, perm):
 
 @st.composite
 def attention_pattern(draw, dtype=np.float32, max_macs: int = MAX_MACS):
-    """MatMul(Q, K^T) -> scale (Mul / Div, on the scores or on Q) -> [Add mask] -> Softmax ->
-    MatMul(., V): on 4-D (B, H, S, d) tensors, or split into heads from (B, S, H*d) and merged
-    back by Reshape / Transpose as exporters write it."""
+    """MatMul(Q, K^T) -> scale (Mul / Div, on the scores, on Q, or its square root on Q and K^T) ->
+    [Add mask] -> Softmax -> [Where(IsNaN(P), 0, P)] -> MatMul(., V): on 4-D (B, H, S, d) tensors,
+    or split into heads from (B, S, H*d) and merged back by Reshape / Transpose as exporters write it."""
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
     heads_form = draw(st.booleans())
     dims = dict(b=draw(st.integers(1, 2)), h=draw(st.integers(1, 4)), sq=_seq(draw, 40), skv=_seq(draw, 70),
@@ -264,17 +264,25 @@ def attention_pattern(draw, dtype=np.float32, max_macs: int = MAX_MACS):
         k4 = rand(rng, (b, h, skv, d), qk, dtype)
         kt = Chain(k4, [("Transpose", {"perm": [0, 1, 3, 2]}, [])])
         v = v_data = rand(rng, (b, h, skv, dv), dtype=dtype)
+    # PyTorch's export of scaled_dot_product_attention: NaN probabilities (a row with no key) zeroed
+    # by Where(IsNaN(P), 0, P), and the scale's square root on Q and on K^T
+    nan_guard = draw(st.integers(0, 2)) == 0
+    on_qk = nan_guard and scale is not None and not on_q and draw(st.booleans())
     if on_q:  # Paddle's scale: a Mul and an Add of zero on Q
         q = Chain(q, [scale_step, ("Add", {}, [Const(np.asarray(0, dtype))])])
-    post = [] if on_q or scale_step is None else [scale_step]
+    if on_qk:
+        root = ("Mul", {}, [Const(np.asarray(math.sqrt(scale), dtype))])
+        q, kt = (Chain(x.source, x.ops + [root]) if isinstance(x, Chain) else Chain(x, [root]) for x in (q, kt))
+    post = [] if on_q or on_qk or scale_step is None else [scale_step]
     oracle, tol = "ort", {}
     if draw(st.booleans()):  # ranks 2 to 4 (what the pass matches); a last dim of 1 broadcasts over the keys
         # every row attends a key: a row of -inf is NaN in the subgraph and zeros in the attention op
         # (a mask broadcast over the keys stays a subgraph at -O2)
         keys = 1 if draw(st.integers(0, 4)) == 0 else skv
-        mask = _mask(draw, rng, (b, h, sq), keys, dtype, short_ok=False, min_rank=2, every_row=keys > 1)
-        if mask.dtype == np.bool_:  # the pattern's mask is additive
-            mask = np.where(mask, 0, -1e4).astype(dtype)
+        mask = _mask(draw, rng, (b, h, sq), keys, dtype, short_ok=False, min_rank=2,
+                     every_row=keys > 1 and not nan_guard)
+        if mask.dtype == np.bool_:  # the pattern's mask is additive (-inf as PyTorch writes it)
+            mask = np.where(mask, 0, -np.inf if nan_guard else -1e4).astype(dtype)
         post.append(("Add", {}, [Const(mask) if draw(st.booleans()) else mask]))
         sizes = np.abs(mask[np.isfinite(mask)].astype(np.float64))
         shift = float(sizes[sizes < 1e30].max(initial=0.0))  # the lowest float leaves a row uniform in both
@@ -297,7 +305,10 @@ def attention_pattern(draw, dtype=np.float32, max_macs: int = MAX_MACS):
         scores = np.abs(q4.astype(np.float64) @ np.swapaxes(k4.astype(np.float64), -1, -2)).max(initial=0.0)
         size = float(scores) * (1.0 if scale is None else scale)
         tol = dict(rtol=5e-3, atol=max(5e-3, 2 * size * float(np.finfo(np.float16).eps) * float(np.abs(v_data).max())))
-    post += [("Softmax", {"axis": draw(st.sampled_from([-1, 3]))}, []), ("MatMul", {}, [v])]
+    post.append(("Softmax", {"axis": draw(st.sampled_from([-1, 3]))}, []))
+    if nan_guard:
+        post += [("IsNaN", {}, []), ("Where", {}, [Const(np.asarray(0, dtype)), "before"])]
+    post.append(("MatMul", {}, [v]))
     if heads_form:
         post += [("Transpose", {"perm": [0, 2, 1, 3]}, []),
                  ("Reshape", {}, [Const(np.array([b, sq, h * dv], np.int64))])]

@@ -129,23 +129,29 @@ def attention(b, hq, hkv, sq, skv, d, dv=None, rank3=True, past=0, mask=None, n_
     return build
 
 
-def unfused_attention(b, h, s, d, mask_shape):
+def unfused_attention(b, h, s, d, mask_shape, nan_guard=False):
     """MatMul(Q, K^T) * scale + mask (broadcast over the keys) -> Softmax -> MatMul(., V): pdc fuses it
-    into fused_attention (a mask that is not one value per key keeps it from the Attention op)."""
+    into fused_attention (a mask that is not one value per key keeps it from the Attention op).
+    nan_guard: PyTorch's Where(IsNaN(P), 0, P) after the softmax, and query 2 sees no key (-inf)."""
     def build(rng, half=False):
         q, k, v = (_x(rng, (b, h, s, d)) for _ in range(3))
         mask = _x(rng, mask_shape)
+        if nan_guard:
+            mask[..., 2, :] = -np.inf
         scale = numpy_helper.from_array(np.array(1 / np.sqrt(d), np.float32), "scale")
+        zero = numpy_helper.from_array(np.array(0, np.float32), "zero")
         nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
                  helper.make_node("MatMul", ["q", "kt"], ["s"]),
                  helper.make_node("Mul", ["s", "scale"], ["ss"]),
                  helper.make_node("Add", ["ss", "mask"], ["sm"]),
-                 helper.make_node("Softmax", ["sm"], ["p"], axis=-1),
-                 helper.make_node("MatMul", ["p", "v"], ["y"])]
+                 helper.make_node("Softmax", ["sm"], ["p"], axis=-1)]
+        if nan_guard:
+            nodes += [helper.make_node("IsNaN", ["p"], ["nan"]), helper.make_node("Where", ["nan", "zero", "p"], ["pz"])]
+        nodes.append(helper.make_node("MatMul", ["pz" if nan_guard else "p", "v"], ["y"]))
         ins = {"q": q, "k": k, "v": v, "mask": mask}
         vi = [helper.make_tensor_value_info(n, F32, list(a.shape)) for n, a in ins.items()]
         graph = helper.make_graph(nodes, "sdpa", vi, [helper.make_tensor_value_info("y", F32, None)],
-                                  initializer=[scale])
+                                  initializer=[scale, zero])
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), ins, 2
     return build
 
@@ -218,6 +224,7 @@ CASES = [
     ("attention-many-short-rows", attention(2, 2, 2, 300, 16, 16, is_causal=1)),
     ("attention-3d-gqa-float-mask", attention(2, 6, 2, 7, 10, 8, dv=4, mask=("float", (6, 7, 10)), scale=0.5)),
     ("fused-attention-key-broadcast-mask", unfused_attention(1, 2, 6, 8, (1, 1, 6, 1))),
+    ("fused-attention-nan-to-zero", unfused_attention(1, 2, 6, 8, (1, 1, 6, 6), nan_guard=True)),
 ]
 
 

@@ -1,9 +1,12 @@
+import numpy as np
 import pytest
 
+from pdc.ir.interpreter import run_graph
 from pdc.ir.registry import all_ops
+from tolerances import KERNEL
 
 from .pass_checks import check_zoo_model
-from .util import check_pass
+from .util import check_pass, graph_from_text, random_feeds
 
 # The head-split attention block paddle2onnx writes for nn.MultiHeadAttention (2 heads of 4),
 # Paddle's scale op on Q (a Mul and an Add of zero) and identities included.
@@ -80,6 +83,70 @@ def test_a_head_split_with_another_reader_keeps_the_4d_form():
           %kt = transpose(%kr) {perm=[0, 2, 1, 3]} : f32[1,2,6,4]
           %y = fused_attention(%q, %kt, %v) {num_heads=0, scale=1.0} : f32[1,2,6,4]
         }""", {"split": [1, 6, 2, 4]})
+
+
+# PyTorch's export of scaled_dot_product_attention (transformers' BERT): the square root of the scale on
+# Q and on K^T (split and transposed by one Transpose), a bool mask made -inf, and NaN probabilities
+# (a row masked out entirely) zeroed before P V
+TORCH_SDPA = """
+    graph @g(%q: f32[1,6,8], %k: f32[1,6,8], %v: f32[1,6,8], %m: bool[1,1,6,6]) -> (%y: f32[1,6,8]) {
+      %split = const i64[4]
+      %merge = const i64[3]
+      %c = const f32[]
+      %zero = const f32[]
+      %ninf = const f32[]
+      %qr = reshape(%q, %split) {allowzero=0} : f32[1,6,2,4]
+      %qt = transpose(%qr) {perm=[0, 2, 1, 3]} : f32[1,2,6,4]
+      %kr = reshape(%k, %split) {allowzero=0} : f32[1,6,2,4]
+      %kt = transpose(%kr) {perm=[0, 2, 3, 1]} : f32[1,2,4,6]
+      %vr = reshape(%v, %split) {allowzero=0} : f32[1,6,2,4]
+      %vt = transpose(%vr) {perm=[0, 2, 1, 3]} : f32[1,2,6,4]
+      %qs = mul(%qt, %c) : f32[1,2,6,4]
+      %ks = mul(%kt, %c) : f32[1,2,4,6]
+      %sc = matmul(%qs, %ks) : f32[1,2,6,6]
+      %bias = where(%m, %zero, %ninf) : f32[1,1,6,6]
+      %sb = add(%sc, %bias) : f32[1,2,6,6]
+      %p = softmax(%sb) {axis=-1} : f32[1,2,6,6]
+      %nan = is_nan(%p) : bool[1,2,6,6]
+      %pz = where(%nan, %zero, %p) : f32[1,2,6,6]
+      %o = matmul(%pz, %vt) : f32[1,2,6,4]
+      %ot = transpose(%o) {perm=[0, 2, 1, 3]} : f32[1,6,2,4]
+      %y = reshape(%ot, %merge) {allowzero=0} : f32[1,6,8]
+    }"""
+TORCH_CONSTS = {"split": [1, 6, 2, 4], "merge": [1, 6, 8], "c": 0.5, "zero": 0.0, "ninf": -float("inf")}
+
+
+@pytest.mark.parametrize("op", ["fused_attention", "auto"])
+def test_fuses_the_torch_export_with_its_nan_to_zero(op):
+    """Random masks leave some rows with no key (NaN probabilities, zero outputs): the reference
+    interpreter runs both graphs on them. ONNX Attention does not zero NaN probabilities, so auto
+    takes fused_attention."""
+    fused = check_pass(f"fuse-attention{{op={op}}}", TORCH_SDPA, """
+        graph @g(%q: f32[1,6,8], %k: f32[1,6,8], %v: f32[1,6,8], %m: bool[1,1,6,6]) -> (%y: f32[1,6,8]) {
+          %zero = const f32[]
+          %ninf = const f32[]
+          %bias = where(%m, %zero, %ninf) : f32[1,1,6,6]
+          %y = fused_attention(%q, %k, %v, %bias) {nan_to_zero=1, num_heads=2, scale=0.25} : f32[1,6,8]
+        }""", TORCH_CONSTS)
+    feeds = random_feeds(fused)
+    feeds["m"] = np.ones((1, 1, 6, 6), bool)
+    feeds["m"][0, 0, 2] = False  # query 2 sees no key
+    want = run_graph(graph_from_text(TORCH_SDPA, TORCH_CONSTS), feeds)["y"]
+    got = run_graph(fused, feeds)["y"]
+    assert not np.isnan(want).any() and (want[0, 2] == 0).all() and (want[0, 1] != 0).all()
+    KERNEL.check(got, want)
+
+
+def test_torch_export_without_the_nan_guard_is_plain_attention():
+    text = TORCH_SDPA.replace("%o = matmul(%pz, %vt)", "%o = matmul(%p, %vt)")
+    text = "\n".join(line for line in text.splitlines() if "%nan" not in line and "%pz" not in line)
+    check_pass("fuse-attention{op=fused_attention}", text, """
+        graph @g(%q: f32[1,6,8], %k: f32[1,6,8], %v: f32[1,6,8], %m: bool[1,1,6,6]) -> (%y: f32[1,6,8]) {
+          %zero = const f32[]
+          %ninf = const f32[]
+          %bias = where(%m, %zero, %ninf) : f32[1,1,6,6]
+          %y = fused_attention(%q, %k, %v, %bias) {num_heads=2, scale=0.25} : f32[1,6,8]
+        }""", TORCH_CONSTS)
 
 
 NOT_ATTENTION = {  # the lines between Q K^T (%sc) and the softmax's input (%x), extra graph outputs

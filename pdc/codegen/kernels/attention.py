@@ -473,6 +473,8 @@ def fused_attention(ctx: KernelContext) -> str:
                 "double total = 0;",
                 f"for (int64_t j = 0; j < {g.L}; j++) {{ sc[j] = exp(sc[j] - top); total += sc[j]; }}",
                 f"for (int64_t j = 0; j < {g.L}; j++) sc[j] /= total;")
+    if ctx.attrs.get("nan_to_zero", 0):
+        row.add(f"for (int64_t j = 0; j < {g.L}; j++) if (sc[j] != sc[j]) sc[j] = 0;")
     row.pv(lambda e: f"({at}){e}")
     row.finish()
     return mark("attention", row.path, _dispatch(ctx, g, row, []))

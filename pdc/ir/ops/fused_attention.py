@@ -8,7 +8,9 @@ Two input forms, as in ONNX Attention (opset 23):
 - num_heads = 0: Q (B, H, Sq, dk), K (B, H, Skv, dk), V (B, H, Skv, dv); Y is (B, H, Sq, dv).
 `scale` multiplies Q K^T (absent: 1/sqrt(dk)). The optional mask broadcasts to the scores
 (B, H, Sq, Skv) without growing them: a float mask is added, a bool mask keeps the scores where
-it is true (-inf elsewhere). The reference runs the component ops' references (matmul, mul,
+it is true (-inf elsewhere). With nan_to_zero=1, NaN probabilities count as zeros (a row of
+scores all -inf, or with a NaN or +inf, gives zeros), as PyTorch exports
+scaled_dot_product_attention: Where(IsNaN(P), 0, P). The reference runs the component ops' references (matmul, mul,
 add, where, softmax) in the same order as the unfused graph.
 """
 from __future__ import annotations
@@ -98,7 +100,10 @@ def _reference(inputs, attrs):
             s = _ref("where", [mask, s, np.asarray(-np.inf, s.dtype)])
         else:
             s = _ref("add", [s, mask])
-    y = _ref("matmul", [_ref("softmax", [s], axis=-1), v])
+    p = _ref("softmax", [s], axis=-1)
+    if attrs.get("nan_to_zero", 0):
+        p = _ref("where", [np.isnan(p), np.asarray(0, p.dtype), p])
+    y = _ref("matmul", [p, v])
     if h:  # (B, H, Sq, dv) -> (B, Sq, H*dv)
         y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
     return y
@@ -108,8 +113,10 @@ def _verify(ctx: InferContext):
     s = ctx.attrs.get("scale")
     if s is not None and not math.isfinite(s):
         ctx.fail(f"scale must be finite, got {s}")
+    if ctx.attrs.get("nan_to_zero", 0) not in (0, 1):
+        ctx.fail(f"nan_to_zero must be 0 or 1, got {ctx.attrs['nan_to_zero']}")
 
 
 register_op("fused_attention", ["Q", "K", "V", "mask?"], ["Y"], infer=_infer, reference=_reference, verify=_verify,
-            attrs={"num_heads": Attr("int", 0), "scale": Attr("float", None)},
+            attrs={"num_heads": Attr("int", 0), "scale": Attr("float", None), "nan_to_zero": Attr("int", 0)},
             doc="softmax(Q K^T * scale + mask) V; num_heads > 0 splits and merges heads (3-D Q, K, V).")

@@ -166,6 +166,8 @@ def _softmax(ctx: KernelContext, g: _Geo, rows: Rows, fused: bool, sc: str) -> l
               rows.reduce("total", "sum")]
     if fused:  # a row whose max is not finite is all NaN, as the softmax reference
         lines.append(f"{loop} {sc}[j] = isfinite(top) ? {sc}[j] / total : NAN;")
+        if ctx.attrs.get("nan_to_zero", 0):
+            lines.append(f"{loop} if (isnan({sc}[j])) {sc}[j] = 0.0f;")
     else:
         lines += ["if (total == 0.0f) total = 1.0f;",
                   f"{loop} {sc}[j] = live == 0.0f ? 0.0f : {sc}[j] / total;"]
