@@ -489,6 +489,9 @@ static void pdc_packa_strided(const void *vctx, int64_t b, float *dst, int64_t m
         }
         return;
     }
+    if (s->cs == 1 && s->scale == 1.0f) { /* the row-major A of a matmul: transposed in blocks */
+@native dense_packa_cols @end
+    }
     for (int64_t i = 0; i < MR; i++) {
         if (i >= mr) {
             for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0;

@@ -18,6 +18,30 @@ implement(
 #if defined(__AVX512F__)
 /* acc += b * broadcast(*p), the broadcast folded into the FMA */
 #define PDC_FMA_BCAST(acc, p, b) __asm__("vfmadd231ps %1%{1to16%}, %2, %0" : "+v"(acc) : "m"(*(p)), "v"(b))
+/* t[j] = column j of the 16 x 16 block whose rows are r[0..15] (r is overwritten) */
+static inline void pdc_transpose16(__m512 *r, __m512 *t) {
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int a = 0; a < 16; a += 4) {
+        r[a] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
+        r[a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
+        r[a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
+        r[a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
+    }
+    /* r[4a + q] holds rows 4a..4a+3 at columns 4L + q in 128-bit lane L */
+    for (int q = 0; q < 4; q++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
+        const __m512 w0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
+        const __m512 v1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
+        const __m512 w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
+        t[q] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+        t[8 + q] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
+        t[4 + q] = _mm512_shuffle_f32x4(w0, w1, 0x88);
+        t[12 + q] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
+    }
+}
 #endif
 #if defined(__AVX2__)
 static inline __m256i pdc_m8(int n) {
@@ -63,27 +87,7 @@ static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
             const __mmask16 mc = (__mmask16)pdc_m16(nr - j0);
             for (int i = 0; i < 16; i++)
                 r[i] = i < mr ? _mm512_maskz_loadu_ps(mc, c + i * ldc + j0) : _mm512_setzero_ps();
-            for (int i = 0; i < 16; i += 2) {
-                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-            }
-            for (int a = 0; a < 16; a += 4) {
-                r[a] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
-                r[a + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a]), _mm512_castps_pd(t[a + 2])));
-                r[a + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
-                r[a + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[a + 1]), _mm512_castps_pd(t[a + 3])));
-            }
-            /* r[4a + q] holds rows 4a..4a+3 at columns 4L + q in 128-bit lane L */
-            for (int q = 0; q < 4; q++) {
-                const __m512 v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88);
-                const __m512 w0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
-                const __m512 v1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
-                const __m512 w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
-                t[q] = _mm512_shuffle_f32x4(v0, v1, 0x88);
-                t[8 + q] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
-                t[4 + q] = _mm512_shuffle_f32x4(w0, w1, 0x88);
-                t[12 + q] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
-            }
+            pdc_transpose16(r, t);
             const int jn = nr - j0 < 16 ? nr - j0 : 16;
             for (int jj = 0; jj < jn; jj++) {
                 const int64_t o = o0 + (j0 + jj) * p->tld;
@@ -101,6 +105,22 @@ static inline __m256i pdc_span8(int64_t lo, int64_t hi) {
         }
         return;
     }
+#endif
+""",
+    dense_packa_cols=r"""#if defined(__AVX512F__)
+        if (MR <= 16) { /* 16 x 16 blocks of rows m0.. and columns k0 + k.., transposed */
+            const __mmask16 all = (__mmask16)pdc_m16((int)MR);
+            for (int64_t k = 0; k < kc; k += 16) {
+                const int n = (int)(kc - k < 16 ? kc - k : 16);
+                const __mmask16 mk = (__mmask16)pdc_m16(n);
+                __m512 r[16], t[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = i < mr ? _mm512_maskz_loadu_ps(mk, src + (m0 + i) * s->rs + k0 + k) : _mm512_setzero_ps();
+                pdc_transpose16(r, t);
+                for (int q = 0; q < n; q++) _mm512_mask_storeu_ps(dst + (k + q) * MR, all, t[q]);
+            }
+            return;
+        }
 #endif
 """,
     dense_packa_rows=r"""#if defined(__AVX512F__)
