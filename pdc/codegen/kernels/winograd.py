@@ -94,28 +94,35 @@ PANEL = 16  # the tile columns a GEMM panel rounds up to, for the heuristic's es
 GAIN = 0.8  # the share of the direct MACs Winograd's must stay under to pay for its transforms
 
 
-def preferred(ctx, g) -> Optional[int]:
+def preferred(ctx, g, min_tiles: int = 1) -> Optional[int]:
     """The tile size m the heuristic picks for a layer, or None (the other paths): the m whose GEMM
     work (a^2 products per tile column, tile columns rounded up to a panel) is least, where it is
     under GAIN of the direct 9 per output. Single-layer timings on x86 (AVX2, one thread): F(4x4)
     0.4-0.6 of the direct paths' time from 8 to 512 channels at 14x14 to 64x64; at 7x7 with 512
     channels F(2x2) 0.46 and F(4x4) 0.99 (4 tiles in a 16-column panel); at 4x4, both slower. Not
-    where weights are read in place (microcontrollers' flash): the transformed copy is 4x their size."""
+    where weights are read in place (microcontrollers' flash): the transformed copy is 4x their size.
+    Nor where an image has fewer than `min_tiles` tiles (the family's choice): the GEMM reads each
+    transformed weight (a^2 / 9 times the direct weights' bytes) for that few columns."""
     if not ctx.config.pack_weights or g.cg < 8 or g.mg < 8:
         return None
 
+    def tiles(m):
+        return -(-g.OH // m) * -(-g.OW // m)
+
     def work(m):
-        tiles = -(-g.OH // m) * -(-g.OW // m)
-        return tile(m) ** 2 * -(-tiles // PANEL) * PANEL
-    cost, m = min((work(m), m) for m in (4, 2))
+        return tile(m) ** 2 * -(-tiles(m) // PANEL) * PANEL
+    options = [(work(m), m) for m in (4, 2) if tiles(m) >= min_tiles]
+    if not options:
+        return None
+    cost, m = min(options)
     return m if cost < GAIN * 9 * g.OH * g.OW else None
 
 
-def choose(ctx, g) -> Optional[int]:
+def choose(ctx, g, min_tiles: int = 1) -> Optional[int]:
     """m of the Winograd path a layer takes (the heuristic's, or a forced one), or None."""
     if not fits(ctx, g):
         return None
-    pick = preferred(ctx, g)
+    pick = preferred(ctx, g, min_tiles)
     for m in (4, 2):
         if take("conv", f"winograd{m}", pick == m):
             return m

@@ -20,6 +20,12 @@ from ..paths import mark
 from .conv_c import PWCONV_C, iconv_helpers
 
 BLOCK_FLOATS = 1 << 20  # V and M of one block of tile rows together, at most (unless one row needs more)
+# Fewer tiles per image than this and the direct paths win: a network's weights come from memory, not
+# the cache, and the transformed ones (a^2 / 9 of their bytes) serve too few GEMM columns (resnet18 on
+# a Xeon, 2 threads, in the model: its 512-channel 7x7 layers 1.9 ms by F(2x2) against 1.35 ms direct,
+# its 256-channel 14x14 ones 1.25 ms by F(4x4) against 0.8 ms by F(2x2); timings of single layers,
+# their weights in the cache, hid this)
+MIN_TILES = 32
 
 GLUE_C = r"""
 /* ---- pdc Winograd on x86: the GEMM step as an in-place pointwise job, the dense post-pass ---- */
@@ -37,7 +43,7 @@ static void pdc_wino_post_tile(const pdc_wino_job *j, int64_t u, int64_t p0, int
 
 def winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
     """The Winograd body for a layer (marked with its path), or None where no Winograd path is taken."""
-    m = wino.choose(ctx, g)
+    m = wino.choose(ctx, g, MIN_TILES)
     return mark("conv", f"winograd{m}", _body(ctx, g, epi, m)) if m else None
 
 
