@@ -60,14 +60,15 @@ def test_an_empty_variable_turns_tuning_off_and_a_bad_file_is_one_error(zoo, tmp
 
 
 def _conv_relu(path: str) -> str:
-    """A 3x3 conv (8 -> 16 channels on 24x24, a Winograd F(4x4) layer) and a ReLU: one family to tune."""
+    """A 3x3 conv (128 channels on 24x24, a Winograd F(4x4) layer) and a ReLU: one family to tune."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 8, 3, 3)).astype(np.float32), "w")
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((128, 128, 3, 3)).astype(np.float32) / 32,
+                                "w")
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
                                helper.make_node("Relu", ["c"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 24, 24])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 24, 24])], [w])
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128, 24, 24])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 128, 24, 24])], [w])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
 

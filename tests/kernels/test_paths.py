@@ -14,10 +14,10 @@ from pdc.compiler import compile_details
 
 
 def _conv_model():
-    """A 3x3 conv 8 -> 16 channels on 24x24: 36 F(4x4) tiles, so the heuristic takes winograd4."""
+    """A 3x3 conv of 128 channels on 24x24: 36 F(4x4) tiles, so the heuristic takes winograd4."""
     rng = np.random.default_rng(0)
-    layer = Layer("Conv", [rng.standard_normal([1, 8, 24, 24]).astype(np.float32),
-                           Const(rng.standard_normal([16, 8, 3, 3]).astype(np.float32))], {"pads": [1, 1, 1, 1]})
+    layer = Layer("Conv", [rng.standard_normal([1, 128, 24, 24]).astype(np.float32),
+                           Const(rng.standard_normal([128, 128, 3, 3]).astype(np.float32))], {"pads": [1, 1, 1, 1]})
     return build_model([layer])[0]
 
 

@@ -94,7 +94,7 @@ PANEL = 16  # the tile columns a GEMM panel rounds up to, for the heuristic's es
 GAIN = 0.8  # the share of the direct MACs Winograd's must stay under to pay for its transforms
 
 
-def preferred(ctx, g, min_tiles: int = 1) -> Optional[int]:
+def preferred(ctx, g, min_tiles: int = 1, min_channels: int = 8) -> Optional[int]:
     """The tile size m the heuristic picks for a layer, or None (the other paths): the m whose GEMM
     work (a^2 products per tile column, tile columns rounded up to a panel) is least, where it is
     under GAIN of the direct 9 per output. Single-layer timings on x86 (AVX2, one thread): F(4x4)
@@ -102,8 +102,10 @@ def preferred(ctx, g, min_tiles: int = 1) -> Optional[int]:
     channels F(2x2) 0.46 and F(4x4) 0.99 (4 tiles in a 16-column panel); at 4x4, both slower. Not
     where weights are read in place (microcontrollers' flash): the transformed copy is 4x their size.
     Nor where an image has fewer than `min_tiles` tiles (the family's choice): the GEMM reads each
-    transformed weight (a^2 / 9 times the direct weights' bytes) for that few columns."""
-    if not ctx.config.pack_weights or g.cg < 8 or g.mg < 8:
+    transformed weight (a^2 / 9 times the direct weights' bytes) for that few columns; nor where
+    the input or output channels are fewer than `min_channels`: the transforms, per tile linear
+    in the channels, then outweigh the GEMM's saving, quadratic in them."""
+    if not ctx.config.pack_weights or min(g.cg, g.mg) < min_channels:
         return None
 
     def tiles(m):
@@ -118,11 +120,11 @@ def preferred(ctx, g, min_tiles: int = 1) -> Optional[int]:
     return m if cost < GAIN * 9 * g.OH * g.OW else None
 
 
-def choose(ctx, g, min_tiles: int = 1) -> Optional[int]:
+def choose(ctx, g, min_tiles: int = 1, min_channels: int = 8) -> Optional[int]:
     """m of the Winograd path a layer takes (the heuristic's, or a forced one), or None."""
     if not fits(ctx, g):
         return None
-    pick = preferred(ctx, g, min_tiles)
+    pick = preferred(ctx, g, min_tiles, min_channels)
     for m in (4, 2):
         if take("conv", f"winograd{m}", pick == m):
             return m

@@ -20,12 +20,15 @@ from ..paths import mark
 from .conv_c import PWCONV_C, iconv_helpers
 
 BLOCK_FLOATS = 1 << 20  # V and M of one block of tile rows together, at most (unless one row needs more)
-# Fewer tiles per image than this and the direct paths win: a network's weights come from memory, not
-# the cache, and the transformed ones (a^2 / 9 of their bytes) serve too few GEMM columns (resnet18 on
-# a Xeon, 2 threads, in the model: its 512-channel 7x7 layers 1.9 ms by F(2x2) against 1.35 ms direct,
-# its 256-channel 14x14 ones 1.25 ms by F(4x4) against 0.8 ms by F(2x2); timings of single layers,
-# their weights in the cache, hid this)
+# Where the direct paths win, timed in the models (a Xeon, 2 threads; timings of single layers, their
+# weights and transforms in the cache, hid this). Fewer tiles per image than MIN_TILES: a network's
+# weights come from memory, and the transformed ones (a^2 / 9 of their bytes) serve too few GEMM
+# columns (resnet18's 512-channel 7x7 layers 1.9 ms by F(2x2) against 1.35 ms direct, its 256-channel
+# 14x14 ones 1.25 ms by F(4x4) against 0.8 ms by F(2x2)). Fewer channels than MIN_CHANNELS: the
+# transforms outweigh the saving (resnet18's 64-channel 56x56 layers 1.15-1.22 ms by F(4x4) against
+# 0.97-1.07 ms direct; squeezenet1_1's eight 3x3 layers, 16 to 64 input channels, 1.0-1.25x slower)
 MIN_TILES = 32
+MIN_CHANNELS = 128
 
 GLUE_C = r"""
 /* ---- pdc Winograd on x86: the GEMM step as an in-place pointwise job, the dense post-pass ---- */
@@ -43,7 +46,7 @@ static void pdc_wino_post_tile(const pdc_wino_job *j, int64_t u, int64_t p0, int
 
 def winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
     """The Winograd body for a layer (marked with its path), or None where no Winograd path is taken."""
-    m = wino.choose(ctx, g, MIN_TILES)
+    m = wino.choose(ctx, g, MIN_TILES, MIN_CHANNELS)
     return mark("conv", f"winograd{m}", _body(ctx, g, epi, m)) if m else None
 
 
