@@ -36,19 +36,19 @@ class FoldChannelScale(Pass):
                 continue
             if sole_user(graph, users, mul.outputs[0]) is not conv:
                 continue
-            scale = _channel_scale(mul, w)
-            if scale is None or w.data.size * self.ratio > int(np.prod(mul.outputs[0].type.shape)):
+            operands = _scale_and_input(mul, w)
+            if operands is None or w.data.size * self.ratio > int(np.prod(mul.outputs[0].type.shape)):
                 continue
-            x = mul.inputs[1] if scale is mul.inputs[0] else mul.inputs[0]
+            scale, x = operands
             scaled = Value(graph.fresh_name(f"{w.name}.scaled"), w.type)
             # the new mul takes the old one's place: after the scale is made, before the conv
             mul.inputs, mul.outputs = [w, scale], [scaled]
             conv.inputs = [x, scaled] + conv.inputs[2:]
 
 
-def _channel_scale(mul: Node, w: Value) -> Optional[Value]:
-    """The operand of `mul` that is one value per input channel of the conv weights `w` (the other
-    operand having the mul's own static shape), or None."""
+def _scale_and_input(mul: Node, w: Value) -> Optional[tuple[Value, Value]]:
+    """(s, x) of mul(x, s) in either order, s one value per input channel of the conv weights `w`
+    and x of the mul's own static shape, or None."""
     out = mul.outputs[0].type
     shape = out.shape
     if shape is None or len(shape) < 3 or not all(isinstance(d, int) for d in shape):
@@ -58,12 +58,12 @@ def _channel_scale(mul: Node, w: Value) -> Optional[Value]:
     if w.type.dtype != out.dtype or len(w.type.shape) != len(shape) or w.type.shape[1] != shape[1]:
         return None
     for s, x in (mul.inputs, reversed(mul.inputs)):
-        if x is None or s is None or x.type.shape is None or tuple(x.type.shape) != tuple(shape):
+        if x is None or s is None or x.type.shape is None or tuple(x.type.shape) != shape:
             continue
         dims = s.type.shape
         if dims is None or s.type.dtype != out.dtype or len(dims) > len(shape):
             continue
         full = [1] * (len(shape) - len(dims)) + list(dims)
         if full[1] == shape[1] and all(d == 1 for i, d in enumerate(full) if i != 1):
-            return s
+            return s, x
     return None

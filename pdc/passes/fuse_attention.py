@@ -39,8 +39,8 @@ class FuseAttention(Pass):
     A constant scale may sit on the scores, on Q (as Paddle's `scale` exports it: a Mul and an
     Add of zero) or on both Q and K^T (PyTorch's export of scaled_dot_product_attention), and the
     probabilities may pass Where(IsNaN(P), 0, P) (the same export: a row masked out entirely
-    gives zeros; fused_attention's nan_to_zero). When Q, K and V come from Reshape (B, S, H*d) -> (B, S, H, d) + Transpose to
-    (B, H, S, d) and the result goes back the same way, those are absorbed too and the node takes
+    gives zeros; fused_attention's nan_to_zero). When Q, K and V come from Reshape (B, S, H*d) ->
+    (B, S, H, d) + Transpose to (B, H, S, d) and the result goes back the same way, those are absorbed too and the node takes
     the 3-D tensors with num_heads=H; otherwise it takes the 4-D ones. Every absorbed value must
     be used only inside the pattern. `op` picks the node: `attention` (ONNX Attention, opset 23),
     `fused_attention`, or `auto` (attention when that op is registered and computes the subgraph
@@ -140,8 +140,8 @@ def _match_core(m: Matcher, second: Node) -> _Core:
         first = _scaled_scores(m, s)
     mm, scale = first
     q, kt = mm.inputs
-    q, q_scale = _scaled_q(m, q)
-    kt, k_scale = _scaled_q(m, kt)  # the square root of the scale on each (PyTorch's export)
+    q, q_scale = _peel_scale(m, q)
+    kt, k_scale = _peel_scale(m, kt)  # the square root of the scale on each (PyTorch's export)
     return _Core(q, kt, v, mask, scale * q_scale * k_scale, second.outputs[0], nan_to_zero is not None)
 
 
@@ -169,10 +169,11 @@ def _scaled_scores(m: Matcher, s: Value):
     raise NoMatch
 
 
-def _scaled_q(m: Matcher, q: Value):
-    """Q with a constant scale (Mul or Div, then an optional Add of zero) peeled off."""
+def _peel_scale(m: Matcher, x: Value):
+    """(x with a constant scale (Mul or Div, then an optional Add of zero) peeled off, the scale):
+    Q or K^T as an exporter scaled it; (x, 1.0) when it was not."""
     def peel():
-        n = m.node(q, "add", "mul", "div")
+        n = m.node(x, "add", "mul", "div")
         if n.op == "add":
             zero = [i for i in (0, 1) if scalar(n.inputs[i]) == 0.0]
             if not zero:
@@ -183,7 +184,7 @@ def _scaled_q(m: Matcher, q: Value):
             if c is not None and c != 0:
                 return n.inputs[a], (c if n.op == "mul" else 1 / c)
         raise NoMatch
-    return m.attempt(peel) or (q, 1.0)
+    return m.attempt(peel) or (x, 1.0)
 
 
 def _split_heads(m: Matcher, v4: Value, perm: list):

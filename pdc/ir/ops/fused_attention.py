@@ -10,8 +10,8 @@ Two input forms, as in ONNX Attention (opset 23):
 (B, H, Sq, Skv) without growing them: a float mask is added, a bool mask keeps the scores where
 it is true (-inf elsewhere). With nan_to_zero=1, NaN probabilities count as zeros (a row of
 scores all -inf, or with a NaN or +inf, gives zeros), as PyTorch exports
-scaled_dot_product_attention: Where(IsNaN(P), 0, P). The reference runs the component ops' references (matmul, mul,
-add, where, softmax) in the same order as the unfused graph.
+scaled_dot_product_attention: Where(IsNaN(P), 0, P). The reference runs the component ops'
+references (matmul, mul, add, where, softmax) in the same order as the unfused graph.
 """
 from __future__ import annotations
 

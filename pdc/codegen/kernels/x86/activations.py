@@ -16,7 +16,7 @@ from ..native import implement
 _WIDTHS = {
     # guard, vector type, intrinsics prefix, lanes, mask declaration (n valid lanes), masked load, store,
     # NaN blend (keep x where x is NaN), sign blend (a where {x} < 0 else b), round to nearest, the
-# approximate reciprocal (relative error under 2^-14 / 1.5 * 2^-12), and
+    # approximate reciprocal (relative error under 2^-14 / 1.5 * 2^-12), and
     # exp's result kept where its input t0 was not below -87.3 (0 there: -inf * sigmoid(-inf) is NaN)
     "avx512": dict(guard="defined(__AVX512F__)", V="__m512", I="__m512i", mm="_mm512", si="si512", lanes=16,
                    mask="const __mmask16 k = (__mmask16)pdc_m16((int)(nr - j));",

@@ -315,33 +315,33 @@ static void pdc_pwconv_part(const void *vj, int64_t part, int64_t parts, float *
                (after a whole image of 112 x 112 pixels it would read them back from memory) */
             const int64_t qb = j->post ? pdc_post_panels((mce - mc) * j->MR, j->NR) : q1 - q0;
             for (int64_t qs = q0; qs < q1; qs += qb) {
-            const int64_t qe = qs + qb < q1 ? qs + qb : q1;
-            for (int64_t q = qs; q < qe; q++) {
-                const int64_t c0 = q * j->NR;
-                const int nr = (int)(j->P - c0 < j->NR ? j->P - c0 : j->NR);
-                const float *bp = x + c0;
-                const int32_t *koff = j->koff;
-                if (nr < j->NR) { /* the tail panel: reading in place would run past the input */
-                    if (!have_tail) {
-                        for (int64_t k = 0; k < j->K; k++) {
-                            pdc_copy_f32(tail + k * j->NR, x + k * j->P + c0, nr);
-                            pdc_zero_f32(tail + k * j->NR + nr, j->NR - nr);
+                const int64_t qe = qs + qb < q1 ? qs + qb : q1;
+                for (int64_t q = qs; q < qe; q++) {
+                    const int64_t c0 = q * j->NR;
+                    const int nr = (int)(j->P - c0 < j->NR ? j->P - c0 : j->NR);
+                    const float *bp = x + c0;
+                    const int32_t *koff = j->koff;
+                    if (nr < j->NR) { /* the tail panel: reading in place would run past the input */
+                        if (!have_tail) {
+                            for (int64_t k = 0; k < j->K; k++) {
+                                pdc_copy_f32(tail + k * j->NR, x + k * j->P + c0, nr);
+                                pdc_zero_f32(tail + k * j->NR + nr, j->NR - nr);
+                            }
+                            have_tail = 1;
                         }
-                        have_tail = 1;
+                        bp = tail;
+                        koff = j->tkoff;
                     }
-                    bp = tail;
-                    koff = j->tkoff;
+                    for (int64_t mb = mc; mb < mce; mb++) {
+                        const int64_t m0 = mb * j->MR;
+                        const int mr = (int)(j->Mg - m0 < j->MR ? j->Mg - m0 : j->MR);
+                        pdc_epi e = {bias ? bias + m0 : 0, 0, res ? res + m0 * j->P + c0 : 0, j->P, j->lo, j->hi};
+                        float *cp = y + m0 * j->P + c0;
+                        j->ukr(j->K, w + mb * j->K * j->MR, bp, koff, cp, j->P, mr, nr, flags, &e);
+                    }
                 }
-                for (int64_t mb = mc; mb < mce; mb++) {
-                    const int64_t m0 = mb * j->MR;
-                    const int mr = (int)(j->Mg - m0 < j->MR ? j->Mg - m0 : j->MR);
-                    pdc_epi e = {bias ? bias + m0 : 0, 0, res ? res + m0 * j->P + c0 : 0, j->P, j->lo, j->hi};
-                    float *cp = y + m0 * j->P + c0;
-                    j->ukr(j->K, w + mb * j->K * j->MR, bp, koff, cp, j->P, mr, nr, flags, &e);
-                }
-            }
-            const int64_t cb = qs * j->NR, ce = qe * j->NR < j->P ? qe * j->NR : j->P;
-            pdc_post_rows(j->post, b, j->Mg, j->MR, mc, mce, cb, ce - cb, y, j->P);
+                const int64_t cb = qs * j->NR, ce = qe * j->NR < j->P ? qe * j->NR : j->P;
+                pdc_post_rows(j->post, b, j->Mg, j->MR, mc, mce, cb, ce - cb, y, j->P);
             }
         }
     }
