@@ -124,7 +124,8 @@ def _iconv_plan(ctx: KernelContext, g: ConvGeom, whole: bool = False, cg: int = 
         if not fits:
             return None
         # band height and register tile together: least padded work (grid columns >= OW and
-        # tile tails), with the idle share of 2 threads pulling bands counted in
+        # tile tails) on the busiest thread, the threads pulling bands in turn
+        threads = ctx.config.threads if ctx.config.parallel else 1
         best = None
         for b in fits:
             nb = -(-OH // b)
@@ -132,8 +133,8 @@ def _iconv_plan(ctx: KernelContext, g: ConvGeom, whole: bool = False, cg: int = 
             for mr, nv in TILES[isa_of(ctx)]:
                 nr = lanes(isa_of(ctx)) * nv
                 cols = lambda rows: -(-((rows - 1) * wq + OW) // nr) * nr  # noqa: E731
-                work = -(-g.mg // mr) * mr * ((nb - 1) * cols(b) + cols(last))
-                cost = work * (-(-nb // 2) * 2 / nb if nb > 1 else 1.0)
+                bands = ([cols(b)] * (nb - 1) + [cols(last)]) * g.n * g.group
+                cost = -(-g.mg // mr) * mr * _busiest(bands, threads)
                 key = (cost, -b)
                 if best is None or key < best[0]:
                     best = (key, b, nb, (mr, nv))
@@ -147,6 +148,17 @@ def _iconv_plan(ctx: KernelContext, g: ConvGeom, whole: bool = False, cg: int = 
                 koff.append(ci * bs + ((rr % sh) * sw + cc % sw) * rows_q * wq + (rr // sh) * wq + cc // sw)
     return dict(band=band, nbands=nbands, wq=wq, rows_q=rows_q, bs=bs, khd=khd, koff=np.array(koff, np.int32),
                 tile=tile, nq=(band - 1) * wq + OW, floats=floats)
+
+
+def _busiest(units: list[int], threads: int) -> int:
+    """The work of the busiest thread when each unit in turn goes to the thread that frees up first
+    (the pool's chunks claimed in order); many units: they end nearly together."""
+    if len(units) > 16 * threads:
+        return -(-sum(units) // threads)
+    loads = [0] * threads
+    for u in units:
+        loads[loads.index(min(loads))] += u
+    return max(loads)
 
 
 def _koff(g: ConvGeom, plan: dict) -> np.ndarray:

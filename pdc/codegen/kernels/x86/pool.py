@@ -8,7 +8,8 @@ padding, which the max then ignores, as the reference's padding does). Stride 2 
 into its even and odd columns, so that every tap of a vector of consecutive outputs is one
 unaligned load; the outputs are the max of the KW tap loads. The integer comparison is the element
 type's (vpmaxsb / vpmaxub); the float one counts a NaN as the largest value, as the reference does.
-No arithmetic, so the result is the reference's exactly. Other dtypes, strides and the Indices
+No arithmetic, so the result is the reference's exactly (a NaN as the default NaN). The 2x2 and
+3x3 windows have row tasks of their own, the loops unrolled. Other dtypes, strides and the Indices
 output take the portable kernel.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .qint import PARALLEL_MIN_MACS, _common
 declare("pool", "avx-band", "avx512-band")
 
 MAX_TAPS = 256  # the taps' offsets are a table on the stack
+PARALLEL_MIN_TAPS_F32 = PARALLEL_MIN_MACS >> 3
 
 BAND_JOB = r"""/* int8 / uint8 max pool rows over a band (x86/pool.py) */
 typedef struct {
@@ -85,53 +87,74 @@ typedef struct {
     const int32_t *tap;     /* per horizontal tap: its offset in the band (phase folded in) */
     int64_t H, W, OH, OW, KH, KW, sh, dh, bh, bw, nb, half, slot_stride;
 } pdc_fp_job;
-/* the larger of a and b, NaN where either is (the reference's max: NaN is the largest value) */
-static inline __m256 pdc_maxn8(__m256 a, __m256 b) {
-    return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
-}
-/* band columns [t, t + 8): the max over the window's rows of input columns t - bw ..., -inf outside */
-static inline __m256 pdc_fp_column(const pdc_fp_job *j, const float *xp, int64_t oh, int64_t t) {
+#define PDC_FP_INLINE static inline __attribute__((always_inline))
+/* the max of the n vectors at r + off[k] (off NULL: r + k * step), lanes outside m (edge) -inf, NaN
+   where any is (the reference's max: NaN is the largest value; max_ps alone drops a NaN in its first
+   operand, and one unordered compare covers two vectors) */
+PDC_FP_INLINE __m256 pdc_fp_max(const float *r, int64_t n, int64_t step, const int32_t *off, int edge, __m256i m) {
     const __m256 low = _mm256_set1_ps(-INFINITY);
-    const int64_t a = t - j->bw;  /* the input column of lane 0 */
-    /* the window's rows inside the input: [k0, k1) */
-    const int64_t top = oh * j->sh - j->bh, k0 = top >= 0 ? 0 : (-top + j->dh - 1) / j->dh;
-    const int64_t k1 = j->H > top ? ((j->H - 1 - top) / j->dh + 1 < j->KH ? (j->H - 1 - top) / j->dh + 1 : j->KH) : 0;
-    const float *r = xp + (top + k0 * j->dh) * j->W + a;  /* left of the row where a < 0: never read */
-    const int64_t step = j->dh * j->W;
-    __m256 v = low;
-    if (a >= 0 && a + 8 <= j->W) {
-        for (int64_t kh = k0; kh < k1; kh++, r += step) v = pdc_maxn8(v, _mm256_loadu_ps(r));
-        return v;
+    __m256 v = low, nan = _mm256_setzero_ps(), x[2];
+    for (int64_t k = 0; k < n; k++) {
+        const float *q = off ? r + off[k] : r + k * step;
+        x[k & 1] = edge ? _mm256_blendv_ps(low, _mm256_maskload_ps(q, m), _mm256_castsi256_ps(m)) : _mm256_loadu_ps(q);
+        v = _mm256_max_ps(v, x[k & 1]);
+        if (k & 1) nan = _mm256_or_ps(nan, _mm256_cmp_ps(x[0], x[1], _CMP_UNORD_Q));
     }
-    const __m256i m = pdc_span8(-a, j->W - a);
-    for (int64_t kh = k0; kh < k1; kh++, r += step)
-        v = pdc_maxn8(v, _mm256_blendv_ps(low, _mm256_maskload_ps(r, m), _mm256_castsi256_ps(m)));
-    return v;
+    if (n & 1) nan = _mm256_or_ps(nan, _mm256_cmp_ps(x[0], x[0], _CMP_UNORD_Q));
+    return _mm256_blendv_ps(v, _mm256_set1_ps(NAN), nan);
 }
-static void pdc_fp_rows(void *vj, int64_t u0, int64_t u1, int slot) {
-    const pdc_fp_job *j = (const pdc_fp_job *)vj;
+/* band columns [t, t + 8): the max over the n window rows from r (step apart) of input columns
+   t - bw ..., -inf outside the input */
+PDC_FP_INLINE __m256 pdc_fp_column(const pdc_fp_job *j, const float *r, int64_t n, int64_t step, int64_t t) {
+    const int64_t a = t - j->bw;  /* the input column of lane 0 */
+    if (a >= 0 && a + 8 <= j->W) return pdc_fp_max(r + a, n, step, 0, 0, _mm256_setzero_si256());
+    if (a >= j->W || a + 8 <= 0) return _mm256_set1_ps(-INFINITY);
+    /* left of the row where a < 0: never read */
+    return pdc_fp_max(r + a, n, step, 0, 1, pdc_span8(-a, j->W - a));
+}
+/* the rows of window KH x KW (constants where the caller passes them: the loops unroll) */
+PDC_FP_INLINE void pdc_fp_rows_of(const pdc_fp_job *j, int64_t u0, int64_t u1, int slot, int64_t KH, int64_t KW) {
     float *band = j->band + slot * j->slot_stride, *odd = band + j->half;
+    const int64_t step = j->dh * j->W;
     for (int64_t u = u0; u < u1; u++) {
         const int64_t oh = u % j->OH, p = u / j->OH;
-        const float *xp = j->x + p * j->H * j->W;
         float *yr = j->y + p * j->OH * j->OW + oh * j->OW;
+        /* the window's rows inside the input: [k0, k1) */
+        const int64_t top = oh * j->sh - j->bh, k0 = top >= 0 ? 0 : (-top + j->dh - 1) / j->dh;
+        const int64_t k1 = j->H > top ? ((j->H - 1 - top) / j->dh + 1 < KH ? (j->H - 1 - top) / j->dh + 1 : KH) : 0;
+        const float *r = j->x + p * j->H * j->W + (top + k0 * j->dh) * j->W;
+        const int64_t n = k1 > k0 ? k1 - k0 : 0;
+#define PDC_FP_COLUMN(t) (n == KH ? pdc_fp_column(j, r, KH, step, t) : pdc_fp_column(j, r, n, step, t))
         if (j->half) {  /* even columns to band[t / 2 ..], odd ones to odd[t / 2 ..] */
             for (int64_t t = 0; t < j->nb; t += 16) {
-                const __m256 a = pdc_fp_column(j, xp, oh, t), b = pdc_fp_column(j, xp, oh, t + 8);
+                const __m256 a = PDC_FP_COLUMN(t), b = PDC_FP_COLUMN(t + 8);
                 const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xdd);
                 _mm256_storeu_ps(band + t / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
                 _mm256_storeu_ps(odd + t / 2, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8)));
             }
         } else {
-            for (int64_t t = 0; t < j->nb; t += 8) _mm256_storeu_ps(band + t, pdc_fp_column(j, xp, oh, t));
+            for (int64_t t = 0; t < j->nb; t += 8) _mm256_storeu_ps(band + t, PDC_FP_COLUMN(t));
         }
+#undef PDC_FP_COLUMN
         for (int64_t o = 0; o < j->OW; o += 8) {
-            __m256 v = _mm256_loadu_ps(band + j->tap[0] + o);
-            for (int64_t kw = 1; kw < j->KW; kw++) v = pdc_maxn8(v, _mm256_loadu_ps(band + j->tap[kw] + o));
+            const __m256 v = pdc_fp_max(band + o, KW, 0, j->tap, 0, _mm256_setzero_si256());
             if (j->OW - o >= 8) _mm256_storeu_ps(yr + o, v);
             else _mm256_maskstore_ps(yr + o, pdc_m8((int)(j->OW - o)), v);
         }
     }
+}
+"""
+# the row task of any window, and of the common ones with their loops unrolled
+F32_ROWS = r"""
+static void pdc_fp_rows(void *vj, int64_t u0, int64_t u1, int slot) {
+    const pdc_fp_job *j = (const pdc_fp_job *)vj;
+    pdc_fp_rows_of(j, u0, u1, slot, j->KH, j->KW);
+}
+"""
+UNROLLED = ((2, 2), (3, 3))
+F32_UNROLLED = r"""
+static void pdc_fp_rows_@K@(void *vj, int64_t u0, int64_t u1, int slot) {
+    pdc_fp_rows_of((const pdc_fp_job *)vj, u0, u1, slot, @KH@, @KW@);
 }
 """
 
@@ -156,7 +179,14 @@ def _f32_band(ctx: KernelContext, g: Window2D, slots: int) -> Optional[tuple[str
     ctx.helper("pdc_fp_job", F32_JOB)
     job = (f"pdc_fp_job j = {{in0, out0, {band}, tap, {g.H}, {g.W}, {g.OH}, {g.OW}, {g.KH}, {g.KW}, {g.sh}, {g.dh}, "
            f"{g.ph}, {g.pw}, {nb}, {half}, {stride}}}")
-    return job, "pdc_fp_rows", _taps(g.KW, g.dw, g.sw, half)
+    if (g.KH, g.KW) in UNROLLED:
+        name = f"pdc_fp_rows_{g.KH}x{g.KW}"
+        ctx.helper(name, F32_UNROLLED.replace("@K@", f"{g.KH}x{g.KW}").replace("@KH@", str(g.KH))
+                   .replace("@KW@", str(g.KW)))
+    else:
+        name = "pdc_fp_rows"
+        ctx.helper(name, F32_ROWS)
+    return job, name, _taps(g.KW, g.dw, g.sw, half)
 
 
 def _int8_band(ctx: KernelContext, g: Window2D, slots: int, signed: bool) -> tuple[str, str, list[int]]:
@@ -189,7 +219,8 @@ def max_pool(ctx: KernelContext) -> Optional[str]:
     if g.sw > 2 or g.KH * g.KW > MAX_TAPS or g.planes * g.OH * g.OW == 0 or not take("pool", path):
         return None
     units = g.planes * g.OH  # (plane, output row) pairs
-    slots = ctx.slots(ctx.split(g.planes * g.OH * g.OW * g.KH * g.KW, PARALLEL_MIN_MACS) and units > 1)
+    taps = g.planes * g.OH * g.OW * g.KH * g.KW  # a float tap costs 8x an int8 one (8 lanes, not 64)
+    slots = ctx.slots(ctx.split(taps, PARALLEL_MIN_TAPS_F32 if f32 else PARALLEL_MIN_MACS) and units > 1)
     band = _f32_band(ctx, g, slots) if f32 else _int8_band(ctx, g, slots, x_t.dtype.short == "i8")
     if band is None:
         return None

@@ -1,0 +1,94 @@
+"""How the x86 kernels share a layer among threads: the band conv's band heights, the GEMM's split
+dimension, the per-thread scratch slots. Each choice is read where the generator makes it while a
+real layer compiles (the numerics of every plan are the kernel properties' business)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import pdc
+from pdc.codegen.context import SLOT_GAP, KernelContext
+from pdc.codegen.kernels.x86 import conv as x86_conv
+
+
+def conv_model(c: int, m: int, hw: int, k: int) -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((m, c, k, k)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[k // 2] * 4)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def recorded(monkeypatch, module, name: str) -> list:
+    """The results of module.name while the test compiles."""
+    seen, original = [], getattr(module, name)
+
+    def record(*args, **kw):
+        seen.append(original(*args, **kw))
+        return seen[-1]
+    monkeypatch.setattr(module, name, record)
+    return seen
+
+
+def compile_x86(model, tmp_path, threads: int):
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    return pdc.compile(str(path), target="x86-avx512", out_dir=str(tmp_path / "out"), threads=threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_band_heights_share_the_rows_among_threads(monkeypatch, tmp_path, threads):
+    """squeezenet1_1's 3x3 16 -> 64 at 55x55: one band of 51 rows would fit the band buffer with a
+    4-row second one, the least padded work in all; on 2 threads the busiest one would then do 51 rows
+    of 55 (the layer ran no faster than on one). The busiest thread does at most half the rows, rounded up."""
+    plans = recorded(monkeypatch, x86_conv, "_iconv_plan")
+    compile_x86(conv_model(16, 64, 55, 3), tmp_path, threads)
+    plan = next(p for p in plans if p is not None)
+    bands = [plan["band"]] * (plan["nbands"] - 1) + [55 - (plan["nbands"] - 1) * plan["band"]]
+    busiest = x86_conv._busiest(bands, threads)
+    assert busiest <= -(-55 // threads), bands
+
+
+def test_busiest_thread():
+    assert x86_conv._busiest([51, 4], 2) == 51
+    assert x86_conv._busiest([28, 27], 2) == 28
+    assert x86_conv._busiest([18, 18, 18, 1], 2) == 36  # the fourth band waits for the first thread free
+    assert x86_conv._busiest([3] * 100, 2) == 150  # many bands: an even share
+
+
+def test_large_weights_split_output_channels(monkeypatch, tmp_path):
+    """A 1x1 conv whose 2 MB of weights outgrow a core's L2 share splits its output channels among
+    the threads (each streams half the weights) even where that leaves 1% more tiles on the busiest
+    thread than splitting the pixels would (squeezenet1_1's classifier, 512 -> 1000 at 13x13)."""
+    splits = recorded(monkeypatch, x86_conv, "choose_split")
+    compile_x86(conv_model(512, 1000, 13, 1), tmp_path, 2)
+    assert splits == [(1, 1)]
+
+
+def test_small_weights_split_pixels(monkeypatch, tmp_path):
+    """The same tiles from 64 input channels (256 KB of weights) split the pixels."""
+    splits = recorded(monkeypatch, x86_conv, "choose_split")
+    compile_x86(conv_model(64, 1000, 13, 1), tmp_path, 2)
+    assert splits == [(1, 0)]
+
+
+def test_thread_scratch_slots_keep_apart():
+    """Two threads' scratch slots are SLOT_GAP bytes apart beyond their 64-byte rounded size (a
+    core's prefetchers fetch the lines just past those it writes); one slot has no gap."""
+    from pdc.codegen.c_renderer import WeightBlob
+    from pdc.ir import dtypes as D
+    from pdc.ir.graph import Node, Value
+    from pdc.ir.types import TensorType
+    from pdc.targets.base import KernelConfig
+    x = Value("x", TensorType(D.float32, [4]))
+    y = Value("y", TensorType(D.float32, [4]))
+    ctx = KernelContext(Node("relu", [x], [y], {}), "k", KernelConfig(2, 512, "avx512"), WeightBlob(), {})
+    _, stride = ctx.thread_scratch(80, 2)
+    assert stride * 4 == 320 + SLOT_GAP
+    assert ctx.scratch_bytes >= 2 * (320 + SLOT_GAP)
+    _, one = ctx.thread_scratch(80, 1)
+    assert one == 80
+    _, bytes_ = ctx.thread_scratch(100, 2, "uint8_t", 1)
+    assert bytes_ == 128 + SLOT_GAP
