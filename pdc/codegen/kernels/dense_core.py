@@ -150,8 +150,12 @@ def n_chunk(ctx: KernelContext, kc: int, nr: int, n: int) -> int:
 def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: int, a_bytes: int,
                  b_runtime: bool = False) -> tuple[int, int]:
     """(parallel, split_m): whether to use the thread pool and along which dimension. Splitting M
-    makes every thread pack all of B: with B packed at run time that needs a reason (too few N
-    panels to share)."""
+    makes every thread read all of B, splitting N all of A: the busiest thread's time counts its
+    tiles' multiply-adds (32 a cycle: two AVX-512 FMAs) and the operand it reads whole, mostly from
+    another core's cache or from memory (about 8 bytes a cycle). mobilenet_v2's 192 -> 32 at 28x28
+    split M for 6% fewer tiles and every thread read the whole 600 KB input: 96 us on 2 threads, 70
+    on one; squeezenet1_1's 512 -> 1000 at 13x13 splits M for its 2 MB of weights. With B packed at
+    run time splitting M needs a reason (too few N panels to share)."""
     if threads <= 1 or batch * m * n * k < PARALLEL_MIN_MACS:
         return 0, 0
     mb, nb = -(-m // mr), -(-n // nr)
@@ -159,11 +163,10 @@ def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: 
     per_m = -(-batch * mb // threads) * nb
     if b_runtime and batch * nb >= 2 * threads:
         return 1, 0
-    # A beyond a core's L2 share: splitting N streams all of it through every core, splitting M half
-    # (squeezenet1_1's 512 -> 1000 at 13x13, 2 MB of weights: 636 -> 589 us on 2 threads for 1% more tiles)
-    if per_m < per_n or (a_bytes > (1 << 20) and per_m <= 1.1 * per_n):
-        return 1, 1
-    return 1, 0
+    tile = mr * nr * k / 32
+    cost_n = per_n * tile + a_bytes / 8
+    cost_m = per_m * tile + batch * k * n * 4 / 8
+    return (1, 1) if cost_m < cost_n else (1, 0)
 
 
 # ---- C: types, epilogue, driver -----------------------------------------------------------------
@@ -394,13 +397,18 @@ static void pdc_sgemm_block(const pdc_sgemm_job *j, int64_t b, int64_t mb0, int6
         }
     }
 }
-/* Threads pull chunks of a job from a shared counter, so a thread that starts late (or is
-   preempted) leaves its share to the others instead of stalling the kernel. A chunk runs
-   part(job, chunk, chunks, its thread's slot of the kernel's scratch). */
+/* Each thread first runs the chunks of its own share of the job (thread t the t-th of `threads`
+   contiguous shares: the same data on the same core from run to run and, where two kernels split
+   alike, from kernel to kernel, so it stays in that core's cache), then takes what is left of the
+   others' shares, so a thread that starts late (or is preempted) leaves its share to the others
+   instead of stalling the kernel. A chunk runs part(job, chunk, chunks, its thread's slot of the
+   kernel's scratch). */
 typedef void (*pdc_part_fn)(const void *job, int64_t part, int64_t parts, float *scratch);
+#define PDC_CHUNK_SHARES 64
+typedef struct { atomic_long next; char pad[64 - sizeof(atomic_long)]; } pdc_chunk_share; /* a line each */
 typedef struct {
-    const void *job; pdc_part_fn part; float *scratch; int64_t slot_floats, chunks;
-    atomic_long next; /* long: 32-bit ARM has no 64-bit atomics */
+    const void *job; pdc_part_fn part; float *scratch; int64_t slot_floats, chunks, shares;
+    pdc_chunk_share share[PDC_CHUNK_SHARES]; /* long: 32-bit ARM has no 64-bit atomics */
 } pdc_chunks;
 static int64_t pdc_chunk_count(int64_t units, int64_t threads) {
     const int64_t c = 4 * threads;
@@ -408,10 +416,13 @@ static int64_t pdc_chunk_count(int64_t units, int64_t threads) {
 }
 static void pdc_chunks_task(void *p, int64_t t0, int64_t t1, int slot) {
     pdc_chunks *c = (pdc_chunks *)p;
-    int64_t i;
     (void)t0; (void)t1;
-    while ((i = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->chunks)
-        c->part(c->job, i, c->chunks, c->scratch + slot * c->slot_floats);
+    for (int64_t k = 0; k < c->shares; k++) {
+        const int64_t s = (slot + k) % c->shares, end = c->chunks * (s + 1) / c->shares;
+        int64_t i;
+        while ((i = atomic_fetch_add_explicit(&c->share[s].next, 1, memory_order_relaxed)) < end)
+            c->part(c->job, i, c->chunks, c->scratch + slot * c->slot_floats);
+    }
 }
 /* `chunks` parts of a job on `threads` threads (at most `slots`: the scratch's thread slots) */
 static void pdc_run_chunks(const void *job, pdc_part_fn part, int64_t chunks, int64_t threads, int slots,
@@ -426,7 +437,8 @@ static void pdc_run_chunks(const void *job, pdc_part_fn part, int64_t chunks, in
     c.scratch = scratch;
     c.slot_floats = slot_floats;
     c.chunks = chunks;
-    atomic_init(&c.next, 0);
+    c.shares = threads < PDC_CHUNK_SHARES ? threads : PDC_CHUNK_SHARES;
+    for (int64_t s = 0; s < c.shares; s++) atomic_init(&c.share[s].next, (long)(chunks * s / c.shares));
     pdc_parallel_slots(threads, slots, pdc_chunks_task, &c);
 }
 static void pdc_sgemm_part(const void *vj, int64_t part, int64_t parts, float *bbuf) {
