@@ -227,8 +227,9 @@ class CRenderer:
         vtcm: dict[int, int] = {}  # node index -> bytes of the kernel's on-chip memory
         checked: set[int] = set()  # node indices of the kernels that report bad input (KernelContext.check)
         tuning_keys: list[tuple] = []  # per kernel: its layer key, whether the tuning database chose for it
+        users = graph.users()
         for i, node in enumerate(graph.nodes):
-            ctx, src = self.host_kernel(node, i, name, config, weights, helpers)
+            ctx, src = self.host_kernel(node, i, name, config, weights, helpers, readers=users.get(node.outputs[0], []))
             families_used.append(ctx.family)
             tuning_keys.append((ctx.tuning_key, ctx.tuned))
             if ctx.scratch_bytes:
@@ -256,10 +257,10 @@ class CRenderer:
 
     # ---- pieces ------------------------------------------------------------------------------
     def host_kernel(self, node: Node, i: int, name: str, config, weights, helpers: dict,
-                    owner: Optional[int] = None) -> tuple[KernelContext, str]:
+                    owner: Optional[int] = None, readers=()) -> tuple[KernelContext, str]:
         """The C function of node i (from the target's kernel families) and the context it filled;
         `owner`: the top-level node its weights count for (a control-flow body's kernels: the node
-        that holds the body)."""
+        that holds the body); `readers`: the nodes that read its first output."""
         fn = f"{name}_k{i}_{c_identifier(node.op)}"
         key = layer_key(self.target.name, config.threads, node)
         tuned = entry_for(key)  # pdc tune's choice for this layer: paths, fewer threads
@@ -267,6 +268,7 @@ class CRenderer:
             config = dataclasses.replace(config, threads=tuned["threads"])
         ctx = KernelContext(node, fn, config, weights, helpers)
         ctx.tuning_key, ctx.tuned = key, bool(tuned)
+        ctx.readers = list(readers)
         owner = i if owner is None else owner
         ctx.render_subgraph = lambda graph, prefix: self.render_subgraph(graph, prefix, config, weights, helpers,
                                                                          owner)

@@ -46,6 +46,7 @@ class KernelContext:
         self.vtcm_bytes = 0  # the kernel takes `uint8_t *pdc_vtcm` of this size (see vtcm)
         self.kir_kernel = None  # the kir Kernel a kernel-IR generator printed (kernels._kir.render)
         self.attrs = node.attrs
+        self.readers: list[Node] = []  # the nodes that read the first output (where the renderer knows them)
         self._weights = weights
         self._helpers = helpers
         sizes = dim_exprs(config.bounds)

@@ -1,7 +1,10 @@
 """How the x86 kernels share a layer among threads: the band conv's band heights, the GEMM's split
-dimension, the per-thread scratch slots. Each choice is read where the generator makes it while a
-real layer compiles (the numerics of every plan are the kernel properties' business)."""
+dimension, the per-thread scratch slots. Each choice is read where the generator makes it (or in
+the C it wrote) while a real layer compiles, and the layer's output is checked against ONNX
+Runtime's where this CPU has AVX-512."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import onnx
@@ -33,22 +36,27 @@ def recorded(monkeypatch, module, name: str) -> list:
     return seen
 
 
-def compile_x86(model, tmp_path, threads: int) -> None:
+def compile_x86(model, tmp_path, threads: int) -> str:
     """Compiles model for x86-avx512 (the tiles the plans are stated for) and, where this CPU has
-    AVX-512, checks the output against ONNX Runtime's."""
+    AVX-512, checks the output against ONNX Runtime's; returns the kernels' C."""
     import onnxruntime as ort
     from pdc.targets import get_target
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
     if get_target("x86-avx512").lacking_isa():
         compile_bundle(str(path), str(tmp_path / "out"), target="x86-avx512", threads=threads, build=False)
-        return
+        return kernels_c(tmp_path / "out")
     module = pdc.compile(str(path), target="x86-avx512", out_dir=str(tmp_path / "out"), threads=threads)
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = list(module.run({"x": x}).values())[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    return kernels_c(tmp_path / "out")
+
+
+def kernels_c(folder) -> str:
+    return "".join(p.read_text() for p in sorted(folder.glob("*_kernels_*.c")))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -118,3 +126,25 @@ def test_small_image_split(monkeypatch, tmp_path, c, m, split_m):
     splits = recorded(monkeypatch, x86_conv, "choose_split")
     compile_x86(conv_model(c, m, 14, 1), tmp_path, 2)
     assert [s[1] for s in splits] == [split_m]
+
+
+def expand_then(second: str) -> onnx.ModelProto:
+    """A 1x1 conv 24 -> 144 at 56x56, then a 3x3 depthwise conv or a 1x1 conv back to 24."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((144, 24, 1, 1)).astype(np.float32), "w1")
+    shape = (144, 1, 3, 3) if second == "depthwise" else (24, 144, 1, 1)
+    w2 = numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), "w2")
+    attrs = dict(group=144, pads=[1] * 4) if second == "depthwise" else {}
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w1"], ["e"]), helper.make_node("Conv", ["e", "w2"], ["y"], **attrs)],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24, 56, 56])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w1, w2])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("second,split_m", [("depthwise", ["1"]), ("pointwise", ["0", "0"])])
+def test_expansion_before_a_depthwise_conv_splits_channels(tmp_path, second, split_m):
+    """A 1x1 expansion read by a depthwise conv (which splits its planes among the threads) splits
+    its output channels, so each thread's depthwise planes are the ones it wrote; read by another
+    1x1 conv (which splits pixels) it splits the pixels."""
+    code = compile_x86(expand_then(second), tmp_path, 2)
+    assert re.findall(r"job\.split_m = (\d);", code) == split_m

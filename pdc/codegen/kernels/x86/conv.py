@@ -294,6 +294,16 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     return "\n".join(lines)
 
 
+def _feeds_depthwise(ctx: KernelContext) -> bool:
+    """Whether every reader of the output is a depthwise conv (one input channel per group)."""
+    def depthwise(n) -> bool:
+        w = n.inputs[1] if len(n.inputs) > 1 else None
+        shape = w.type.shape if w is not None else None
+        return (n.op in ("conv", "fused_conv") and n.attrs.get("group", 1) > 1 and shape is not None
+                and len(shape) > 1 and shape[1] == 1)
+    return bool(ctx.readers) and all(depthwise(n) for n in ctx.readers)
+
+
 def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     """Pointwise conv reading the input in place (see PWCONV_C), or None."""
     w = ctx.const(1)
@@ -313,6 +323,11 @@ def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     tkoff = add_weight(ctx, np.arange(g.k, dtype=np.int32) * np.int32(nr), "int32_t")
     problems = g.n * g.group
     parallel, split_m = choose_split(problems, g.mg, g.p_out, g.k, mr, nr, ctx.config.threads, g.m * g.k * 4)
+    if parallel and not split_m and -(-g.mg // mr) >= 2 * ctx.config.threads and _feeds_depthwise(ctx):
+        # the depthwise kernels split their planes among the threads: writing whole channels here,
+        # each thread then reads what it wrote from its own cache (mobilenet_v2's expansions: the
+        # model 4.07-4.14 -> 3.89-4.01 ms on 2 threads)
+        split_m = 1
     lines = []
     post = "0"
     if not epi.fast:
