@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...ir.symbolic import upper
 from ..context import KernelContext
 from ..ctypes_c import float_literal
 from . import native
@@ -155,7 +156,9 @@ def choose_split(batch: int, m: int, n: int, k: int, mr: int, nr: int, threads: 
     another core's cache or from memory (about 8 bytes a cycle). mobilenet_v2's 192 -> 32 at 28x28
     split M for 6% fewer tiles and every thread read the whole 600 KB input: 96 us on 2 threads, 70
     on one; squeezenet1_1's 512 -> 1000 at 13x13 splits M for its 2 MB of weights. With B packed at
-    run time splitting M needs a reason (too few N panels to share)."""
+    run time splitting M needs a reason (too few N panels to share). Sizes known only at run time
+    count at their upper bounds."""
+    batch, m, n, k = (upper(d) for d in (batch, m, n, k))
     if threads <= 1 or batch * m * n * k < PARALLEL_MIN_MACS:
         return 0, 0
     mb, nb = -(-m // mr), -(-n // nr)
