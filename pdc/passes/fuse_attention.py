@@ -40,11 +40,11 @@ class FuseAttention(Pass):
     Add of zero) or on both Q and K^T (PyTorch's export of scaled_dot_product_attention), and the
     probabilities may pass Where(IsNaN(P), 0, P) (the same export: a row masked out entirely
     gives zeros; fused_attention's nan_to_zero). When Q, K and V come from Reshape (B, S, H*d) ->
-    (B, S, H, d) + Transpose to (B, H, S, d) and the result goes back the same way, those are absorbed too and the node takes
-    the 3-D tensors with num_heads=H; otherwise it takes the 4-D ones. Every absorbed value must
-    be used only inside the pattern. `op` picks the node: `attention` (ONNX Attention, opset 23),
-    `fused_attention`, or `auto` (attention when that op is registered and computes the subgraph
-    as it is, else fused_attention: see _exact_as_attention).
+    (B, S, H, d) + Transpose to (B, H, S, d) and the result goes back the same way, those are
+    absorbed too and the node takes the 3-D tensors with num_heads=H; otherwise it takes the 4-D
+    ones. Every absorbed value must be used only inside the pattern. `op` picks the node:
+    `attention` (ONNX Attention, opset 23), `fused_attention`, or `auto` (attention when that op is
+    registered and computes the subgraph as it is, else fused_attention: see _exact_as_attention).
     """
 
     name = "fuse-attention"

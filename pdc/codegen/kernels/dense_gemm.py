@@ -105,8 +105,8 @@ class _Problem:
         ctx, epi = self.ctx, self.epi
         ukr = ukernel(ctx, self.mr, self.nv)
         kc = ctx.config.k_block(upper(self.k))  # the driver cuts K (and M, N) at run time
-        parallel, split_m = choose_split(upper(self.batch), upper(self.m), upper(self.n), upper(self.k), self.mr,
-                                         self.nr, ctx.config.threads, self.a_bytes)
+        parallel, split_m = choose_split(self.batch, self.m, self.n, self.k, self.mr, self.nr, ctx.config.threads,
+                                         self.a_bytes)
         if parallel:  # sizes known only at run time: the pool only where this run's work pays for it
             parallel = ctx.split_at_run_time(self.batch * self.m * self.n * self.k, PARALLEL_MIN_MACS) or parallel
         use_post = not epi.fast or self.post_add is not None

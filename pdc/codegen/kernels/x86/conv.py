@@ -280,11 +280,10 @@ def _tconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
         pf["tres"] = "in3"
     lines.append(render_post(pf))
     lines.append(f"    float *tmp = {ctx.scratch(problems * g.p_out * g.mg)};")
-    parallel = int(ctx.split(problems * g.p_out * g.mg * g.k, PARALLEL_MIN_MACS))
     # splitting the channels (N), every thread packs all the pixels (A); splitting the pixel rows, every
     # thread reads all the weights (B, packed at compile time): the few output channels of a
     # projection (384 -> 64 at 14x14) split the rows
-    split_m = choose_split(problems, g.p_out, g.mg, g.k, mr, nr, ctx.config.threads, g.p_out * g.k * 4)[1]
+    parallel, split_m = choose_split(problems, g.p_out, g.mg, g.k, mr, nr, ctx.config.threads, g.p_out * g.k * 4)
     fields = dict(batch=problems, M=g.p_out, N=g.mg, K=g.k, MR=mr, NR=nr, KC=kc, NC=nc, ukr=ukr, **a_fields,
                   b=add_weight(ctx, pack_b_panels(wt, nr)), b_bmod=g.group, b_bs=nb * g.k * nr,
                   c="tmp", ldc=g.mg, c_bs=g.p_out * g.mg, lo=c_float(-math.inf), hi=c_float(math.inf),

@@ -144,19 +144,14 @@ PDC_FP_INLINE void pdc_fp_rows_of(const pdc_fp_job *j, int64_t u0, int64_t u1, i
     }
 }
 """
-# the row task of any window, and of the common ones with their loops unrolled
+# a row task: any window (KH, KW read from the job), or one of the common ones as constants (its loops unrolled)
 F32_ROWS = r"""
-static void pdc_fp_rows(void *vj, int64_t u0, int64_t u1, int slot) {
+static void @NAME@(void *vj, int64_t u0, int64_t u1, int slot) {
     const pdc_fp_job *j = (const pdc_fp_job *)vj;
-    pdc_fp_rows_of(j, u0, u1, slot, j->KH, j->KW);
+    pdc_fp_rows_of(j, u0, u1, slot, @KH@, @KW@);
 }
 """
 UNROLLED = ((2, 2), (3, 3))
-F32_UNROLLED = r"""
-static void pdc_fp_rows_@K@(void *vj, int64_t u0, int64_t u1, int slot) {
-    pdc_fp_rows_of((const pdc_fp_job *)vj, u0, u1, slot, @KH@, @KW@);
-}
-"""
 
 MAX_BAND = 1 << 16  # floats of a thread's band
 
@@ -180,12 +175,10 @@ def _f32_band(ctx: KernelContext, g: Window2D, slots: int) -> Optional[tuple[str
     job = (f"pdc_fp_job j = {{in0, out0, {band}, tap, {g.H}, {g.W}, {g.OH}, {g.OW}, {g.KH}, {g.KW}, {g.sh}, {g.dh}, "
            f"{g.ph}, {g.pw}, {nb}, {half}, {stride}}}")
     if (g.KH, g.KW) in UNROLLED:
-        name = f"pdc_fp_rows_{g.KH}x{g.KW}"
-        ctx.helper(name, F32_UNROLLED.replace("@K@", f"{g.KH}x{g.KW}").replace("@KH@", str(g.KH))
-                   .replace("@KW@", str(g.KW)))
+        name, kh, kw = f"pdc_fp_rows_{g.KH}x{g.KW}", str(g.KH), str(g.KW)
     else:
-        name = "pdc_fp_rows"
-        ctx.helper(name, F32_ROWS)
+        name, kh, kw = "pdc_fp_rows", "j->KH", "j->KW"
+    ctx.helper(name, F32_ROWS.replace("@NAME@", name).replace("@KH@", kh).replace("@KW@", kw))
     return job, name, _taps(g.KW, g.dw, g.sw, half)
 
 
