@@ -30,6 +30,7 @@ from typing import Optional
 import numpy as np
 
 from ..ctypes_c import float_literal
+from . import native
 from . import dense_conv as _portable  # noqa: F401  (declares the conv family's general path first)
 from .activations import act_function
 from .epilogue import c_float
@@ -94,15 +95,16 @@ PANEL = 16  # the tile columns a GEMM panel rounds up to, for the heuristic's es
 GAIN = 0.8  # the share of the direct MACs Winograd's must stay under to pay for its transforms
 
 
-def preferred(ctx, g, min_tiles: int = 1, min_channels: int = 8) -> Optional[int]:
+def preferred(ctx, g, max_tile_bytes: float = float("inf"), min_channels: int = 8) -> Optional[int]:
     """The tile size m the heuristic picks for a layer, or None (the other paths): the m whose GEMM
     work (a^2 products per tile column, tile columns rounded up to a panel) is least, where it is
     under GAIN of the direct 9 per output. Single-layer timings on x86 (AVX2, one thread): F(4x4)
     0.4-0.6 of the direct paths' time from 8 to 512 channels at 14x14 to 64x64; at 7x7 with 512
     channels F(2x2) 0.46 and F(4x4) 0.99 (4 tiles in a 16-column panel); at 4x4, both slower. Not
     where weights are read in place (microcontrollers' flash): the transformed copy is 4x their size.
-    Nor where an image has fewer than `min_tiles` tiles (the family's choice): the GEMM reads each
-    transformed weight (a^2 / 9 times the direct weights' bytes) for that few columns; nor where
+    Nor where the transformed weights (a^2 / 9 times the direct weights' bytes) exceed
+    `max_tile_bytes` per tile of an image (the family's choice): they come from memory in a network,
+    and the GEMM reads each of them for that few columns; nor where
     the input or output channels are fewer than `min_channels`: the transforms, per tile linear
     in the channels, then outweigh the GEMM's saving, quadratic in them."""
     if not ctx.config.pack_weights or min(g.cg, g.mg) < min_channels:
@@ -113,18 +115,18 @@ def preferred(ctx, g, min_tiles: int = 1, min_channels: int = 8) -> Optional[int
 
     def work(m):
         return tile(m) ** 2 * -(-tiles(m) // PANEL) * PANEL
-    options = [(work(m), m) for m in (4, 2) if tiles(m) >= min_tiles]
+    options = [(work(m), m) for m in (4, 2) if tile(m) ** 2 * g.group * g.mg * g.cg * 4 <= max_tile_bytes * tiles(m)]
     if not options:
         return None
     cost, m = min(options)
     return m if cost < GAIN * 9 * g.OH * g.OW else None
 
 
-def choose(ctx, g, min_tiles: int = 1, min_channels: int = 8) -> Optional[int]:
+def choose(ctx, g, max_tile_bytes: float = float("inf"), min_channels: int = 8) -> Optional[int]:
     """m of the Winograd path a layer takes (the heuristic's, or a forced one), or None."""
     if not fits(ctx, g):
         return None
-    pick = preferred(ctx, g, min_tiles, min_channels)
+    pick = preferred(ctx, g, max_tile_bytes, min_channels)
     for m in (4, 2):
         if take("conv", f"winograd{m}", pick == m):
             return m
@@ -161,8 +163,9 @@ def _combo(coefs, names: list[str]) -> str:
     return expr[2:] if expr.startswith("+ ") else expr
 
 
-def helpers_c(m: int) -> str:
-    """pdc_wino<m>_in and pdc_wino<m>_out: the input and output transforms of one plane's tiles."""
+def helpers_c(ctx, m: int) -> str:
+    """pdc_wino<m>_in and pdc_wino<m>_out: the input and output transforms of one plane's tiles (the
+    tiles' gather from the input and their scatter into the output are native pieces)."""
     at, _, bt = transforms(m)
     a = tile(m)
     A2 = a * a
@@ -175,6 +178,8 @@ def helpers_c(m: int) -> str:
              f"    float *restrict d = s, *restrict e = s + {A2} * GN;",
              "    for (int64_t g0 = 0; g0 < nt; g0 += GN) {",
              "        const int n = (int)(nt - g0 < GN ? nt - g0 : GN);",
+             "        int nv = n;  /* the columns transformed: n, or whole vectors where the gather zero-fills */",
+             "@native wino_gather",
              "        for (int i = 0; i < n; i++) {",
              "            const int64_t t = t0 + g0 + i;",
              f"            const int64_t y0 = (t / TW) * {m} - ph, x0 = (t % TW) * {m} - pw;",
@@ -189,17 +194,21 @@ def helpers_c(m: int) -> str:
              "                    const int64_t yy = y0 + r, xx = x0 + c;",
              f"                    d[(r * {a} + c) * GN + i] = yy >= 0 && yy < H && xx >= 0 && xx < W ? x[yy * W + xx] : 0.0f;",
              "                }",
-             "        }"]
+             "        }",
+             "@end"]
     # along the columns within each row (d[r][c] -> e[r][xi_x]), then along the rows into V: a loop
     # over the tiles per row of the tile, its a results in its body (a loads, a stores: few registers)
     for r in range(a):
-        lines.append("        for (int i = 0; i < n; i++) {")
+        lines.append("        for (int i = 0; i < nv; i++) {")
         lines.append("            " + " ".join(f"const float x{c} = d[{r * a + c} * GN + i];" for c in range(a)))
         for o, row in enumerate(bt):
             lines.append(f"            e[{r * a + o} * GN + i] = {_combo(row, [f'x{c}' for c in range(a)])};")
         lines.append("        }")
     for o, row in enumerate(bt):
-        lines.append("        for (int i = 0; i < n; i++) {")
+        # V's rows, vs apart, never overlap: without the pragma gcc wants a run-time check for each
+        # pair of the a rows written (15 for F(4x4), over its limit of 10) and leaves the loop scalar
+        lines.append("#pragma GCC ivdep")
+        lines.append("        for (int i = 0; i < nv; i++) {")
         for xc in range(a):
             lines.append(f"            v[{o * a + xc} * vs + g0 + i] = {_combo(row, [f'e[{r * a + xc} * GN + i]' for r in range(a)])};")
         lines.append("        }")
@@ -213,20 +222,23 @@ def helpers_c(m: int) -> str:
         "                           float lo, float hi, int clamp, float *restrict s) {",
         f"    float *restrict q = s, *restrict o = s + {A2} * GN;",
         "    for (int64_t g0 = 0; g0 < nt; g0 += GN) {",
-        "        const int n = (int)(nt - g0 < GN ? nt - g0 : GN);"]
+        "        const int n = (int)(nt - g0 < GN ? nt - g0 : GN);",
+        "        int nv = n;  /* the columns transformed (M's row stride leaves room for whole vectors) */",
+        "@native wino_lanes @end"]
     for r in range(a):  # along the columns of each row of M: q[r][ox], a loop per row of the tile
-        lines.append("        for (int i = 0; i < n; i++) {")
+        lines.append("        for (int i = 0; i < nv; i++) {")
         lines.append("            " + " ".join(f"const float x{c} = mm[{r * a + c} * ms + g0 + i];" for c in range(a)))
         for ox, row in enumerate(at):
             lines.append(f"            q[{r * m + ox} * GN + i] = {_combo(row, [f'x{c}' for c in range(a)])};")
         lines.append("        }")
     for oy, row in enumerate(at):  # then along the rows, + bias
-        lines.append("        for (int i = 0; i < n; i++) {")
+        lines.append("        for (int i = 0; i < nv; i++) {")
         for ox in range(m):
             names = [f"q[{r * m + ox} * GN + i]" for r in range(a)]
             lines.append(f"            o[{oy * m + ox} * GN + i] = {_combo(row, names)} + bias;")
         lines.append("        }")
     lines += [
+        "@native wino_scatter",
         "        for (int i = 0; i < n; i++) {",
         "            const int64_t t = t0 + g0 + i;",
         f"            const int64_t y0 = (t / TW) * {m}, x0 = (t % TW) * {m};",
@@ -240,9 +252,10 @@ def helpers_c(m: int) -> str:
         "                    y[at] = val;",
         "                }",
         "        }",
+        "@end",
         "    }",
         "}"]
-    return "\n".join(lines).replace("GN", str(GROUP)) + "\n"
+    return native.fill(ctx, "\n".join(lines) + "\n", m=m).replace("GN", str(GROUP))
 
 
 def scratch_floats(m: int) -> int:
@@ -262,10 +275,11 @@ struct pdc_wino_job {
     const float *x, *bias, *res; float *y;
     float *v, *m;                     /* V[n][xi][c][P], M[n][xi][k][P] of the current block */
     int64_t N, A2, G, Cg, Mg, H, W, OH, OW, ph, pw, TH, TW, TM;  /* TM: outputs per tile side */
-    int64_t t0, nt, P;                /* the block's tiles; P: nt rounded up to whole GEMM panels */
+    int64_t t0, nt, P;                /* the block's tiles; P: V's and M's row stride, nt at most */
     float lo, hi; int clamp;
     pdc_wino_in_fn in; pdc_wino_out_fn out;
-    void (*gemm)(const void *job); const void *gemm_job;  /* the block's M = U V */
+    /* the block's M = U V over its nt tile columns (the GEMM pads a partial panel itself) */
+    void (*gemm)(const void *job, int64_t cols); const void *gemm_job;
     /* after the output transform, on output pixels [p0, p0 + np) of plane u (image n, channel k):
        the target's post-pass, or act and the residual after it in scalar C */
     void (*post)(const pdc_wino_job *j, int64_t u, int64_t p0, int64_t np, float *y); const void *post_ctx;
@@ -280,8 +294,6 @@ static void pdc_wino_in_task(void *vj, int64_t u0, int64_t u1, int slot) {
         float *v = j->v + (n * j->A2 * C + c) * j->P;
         j->in(j->x + u * j->H * j->W, j->H, j->W, j->ph, j->pw, j->TW, j->t0, j->nt, v, C * j->P,
               j->s + slot * j->s_stride);
-        for (int64_t xi = 0; j->nt < j->P && xi < j->A2; xi++)  /* the last panel's unused columns */
-            memset(v + xi * C * j->P + j->nt, 0, (size_t)(j->P - j->nt) * sizeof(float));
     }
 }
 static void pdc_wino_out_task(void *vj, int64_t u0, int64_t u1, int slot) {
@@ -312,7 +324,7 @@ static void pdc_wino_run(pdc_wino_job *j, int64_t rows) {
         j->t0 = ty * j->TW;
         j->nt = ((ty + rows < j->TH ? ty + rows : j->TH) - ty) * j->TW;
         pdc_parallel_slots(j->N * j->G * j->Cg, j->slots, pdc_wino_in_task, j);
-        j->gemm(j->gemm_job);
+        j->gemm(j->gemm_job, j->nt);
         pdc_parallel_slots(j->N * j->G * j->Mg, j->slots, pdc_wino_out_task, j);
     }
 }
@@ -320,11 +332,14 @@ static void pdc_wino_run(pdc_wino_job *j, int64_t rows) {
 
 
 def block_rows(th: int, tw: int, per_col: int, nr: int, budget: int) -> tuple[int, int]:
-    """(tile rows per block, P: its columns rounded up to NR) for the largest block whose V and M
-    (per_col floats a column) fit `budget` floats; one row at least."""
+    """(tile rows per block, P: its columns rounded up to NR, then to 16: the transforms may run
+    whole vectors of 16 columns) for the largest block whose V and M (per_col floats a column) fit
+    `budget` floats; one row at least. The blocks are made even (14 rows in blocks of 13 and 1 would
+    pay the three steps' synchronisation for a block of one row)."""
     def cols(rows):
-        return -(-rows * tw // nr) * nr
+        return -(-(-(-rows * tw // nr) * nr) // 16) * 16
     rows = max([r for r in range(1, th + 1) if per_col * cols(r) <= budget] or [1])
+    rows = -(-th // -(-th // rows))
     return rows, cols(rows)
 
 
@@ -350,7 +365,7 @@ def job_lines(ctx, g, epi, m: int, *, v: str, mm: str, p: int, gemm: str, gemm_j
             fields.update(lo=c_float(lo), hi=c_float(hi), clamp=1)
         if epi.res_after:
             fields["res_after"] = epi.res_after
-    ctx.helper(f"pdc_wino{m}", helpers_c(m))
+    ctx.helper(f"pdc_wino{m}", helpers_c(ctx, m))
     ctx.helper("pdc_wino_driver", DRIVER_C)
     lines = ["    pdc_wino_job wj;", "    memset(&wj, 0, sizeof wj);"]
     for k, val in fields.items():

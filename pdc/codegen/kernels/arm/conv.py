@@ -109,6 +109,12 @@ def conv(ctx: KernelContext) -> Optional[str]:
 
 
 WINO_BLOCK_FLOATS = 1 << 18  # V and M of a block of tile rows, at most (smaller caches than x86's)
+WINO_AGEMM_C = r"""static void pdc_wino_agemm(const void *p, int64_t cols) {  /* the block's columns of V and M */
+    pdc_agemm g = *(const pdc_agemm *)p;
+    g.N = cols;
+    pdc_agemm_run(&g);
+}
+"""
 
 
 def _winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
@@ -123,7 +129,7 @@ def _winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
     job.fields.update(N=p, b=v, b_mod=problems, b_bs=g.cg * p, ldb=p, c=mm, ldc=p, c_bs=g.mg * p)
     u = wino.transform_weights(np.asarray(ctx.const(1), np.float32), m).reshape(a2 * g.group, g.mg, g.cg)
     job.a_const(u)
-    ctx.helper("pdc_wino_agemm", "static void pdc_wino_agemm(const void *g) { pdc_agemm_run((const pdc_agemm *)g); }\n")
+    ctx.helper("pdc_wino_agemm", WINO_AGEMM_C)
     slots = ctx.slots(job.parallel)
     lines = [job.render(run=False)]
     lines += wino.job_lines(ctx, g, epi, m, v=v, mm=mm, p=p, gemm="pdc_wino_agemm", gemm_job="&g", slots=slots)

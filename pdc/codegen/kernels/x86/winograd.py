@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ...context import KernelContext
+from .. import native
 from .. import winograd as wino
 from ..conv_geometry import ConvGeom
 from ..dense_core import PARALLEL_MIN_MACS, add_weight, choose_split, choose_tile, isa_of, lanes, pack_a_panels, ukernel
@@ -21,21 +22,22 @@ from .conv_c import PWCONV_C, iconv_helpers
 
 BLOCK_FLOATS = 1 << 20  # V and M of one block of tile rows together, at most (unless one row needs more)
 # Where the direct paths win, timed in the models (a Xeon, 2 threads; timings of single layers, their
-# weights and transforms in the cache, hid this). Fewer tiles per image than MIN_TILES: a network's
-# weights come from memory, and the transformed ones (a^2 / 9 of their bytes) serve too few GEMM
-# columns (resnet18's 512-channel 7x7 layers 1.9 ms by F(2x2) against 1.35 ms direct, its 256-channel
-# 14x14 ones 1.25 ms by F(4x4) against 0.8 ms by F(2x2)). Fewer channels than MIN_CHANNELS: the
-# transforms outweigh the saving (resnet18's 64-channel 56x56 layers 1.15-1.22 ms by F(4x4) against
-# 0.97-1.07 ms direct; squeezenet1_1's eight 3x3 layers, 16 to 64 input channels, 1.0-1.25x slower)
-MIN_TILES = 32
-MIN_CHANNELS = 128
+# weights in the cache, hide this). More than MAX_TILE_BYTES of transformed weights per tile of an
+# image: in a network they come from memory, a^2 / 9 times the direct weights' bytes, for too few
+# GEMM columns (resnet18's 256-channel 14x14 layers by F(4x4), 590 KB a tile: 1.0 ms against 0.67 by
+# F(2x2), 86 KB a tile; its 512-channel 7x7 ones by F(2x2), 1 MB a tile: 1.45 ms against 1.19 direct).
+# Fewer channels than MIN_CHANNELS: the transforms outweigh the saving.
+MAX_TILE_BYTES = 256 << 10
+MIN_CHANNELS = 32
 
 GLUE_C = r"""
 /* ---- pdc Winograd on x86: the GEMM step as an in-place pointwise job, the dense post-pass ---- */
 typedef struct { pdc_pwconv_job job; float *s; int64_t stride; int slots; } pdc_wino_pw;
-static void pdc_wino_pwconv(const void *p) {
+static void pdc_wino_pwconv(const void *p, int64_t cols) {
     const pdc_wino_pw *w = (const pdc_wino_pw *)p;
-    pdc_pwconv_run(&w->job, w->s, w->stride, w->slots);
+    pdc_pwconv_job job = w->job;
+    job.cols = cols;
+    pdc_pwconv_run(&job, w->s, w->stride, w->slots);
 }
 static void pdc_wino_post_tile(const pdc_wino_job *j, int64_t u, int64_t p0, int64_t np, float *y) {
     const int64_t K = j->G * j->Mg, n = u / K, k = u % K;
@@ -44,9 +46,90 @@ static void pdc_wino_post_tile(const pdc_wino_job *j, int64_t u, int64_t p0, int
 """
 
 
+# The transforms' tiles in vectors of 16 (AVX-512): each tile element one masked gather (scatter) at the
+# tiles' offsets, the mask the tiles in the block and inside the plane (zeros for the padding). Written
+# as scalar copies, the gather and the scatter took two thirds of the transforms' time.
+TILE_LANES_C = r"""
+            const int cnt = n - i0 < 16 ? n - i0 : 16;
+            const __mmask16 live = (__mmask16)(cnt >= 16 ? 0xffffu : (1u << cnt) - 1u);
+            /* tile t's row and column, t / TW by a float reciprocal and one correction (exact below
+               2^22 tiles); stored lane by lane and loaded whole, they stalled the loads */
+            const __m512i vt = _mm512_add_epi32(_mm512_set1_epi32((int32_t)(t0 + g0 + i0)),
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+            const __m512i vtw = _mm512_set1_epi32((int32_t)TW), one = _mm512_set1_epi32(1);
+            __m512i ty = _mm512_cvttps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(vt), _mm512_set1_ps(1.0f / (float)TW)));
+            __m512i tx = _mm512_sub_epi32(vt, _mm512_mullo_epi32(ty, vtw));
+            const __mmask16 under = _mm512_cmplt_epi32_mask(tx, _mm512_setzero_si512());
+            ty = _mm512_mask_sub_epi32(ty, under, ty, one);
+            tx = _mm512_mask_add_epi32(tx, under, tx, vtw);
+            const __mmask16 over = _mm512_cmpge_epi32_mask(tx, vtw);
+            ty = _mm512_mask_add_epi32(ty, over, ty, one);
+            tx = _mm512_mask_sub_epi32(tx, over, tx, vtw);
+            const __m512i vy = _mm512_sub_epi32(_mm512_mullo_epi32(ty, _mm512_set1_epi32(@M@)), _mm512_set1_epi32((int32_t)@PH@));
+            const __m512i vx = _mm512_sub_epi32(_mm512_mullo_epi32(tx, _mm512_set1_epi32(@M@)), _mm512_set1_epi32((int32_t)@PW@));
+            const __m512i base = _mm512_add_epi32(_mm512_mullo_epi32(vy, _mm512_set1_epi32((int32_t)@W@)), vx);"""
+
+
+def _tile_lanes(m: int, ph: str, pw: str, w: str) -> str:
+    return TILE_LANES_C.replace("@M@", str(m)).replace("@PH@", ph).replace("@PW@", pw).replace("@W@", w)
+
+
+@native.implements("wino_gather", family="x86")
+def wino_gather(m: int) -> str:
+    a = m + 2
+    lines = ["#if defined(__AVX512F__)",
+             "        if (H * W < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {",
+             "            nv = (n + 15) & ~15;  /* V's row stride P is whole vectors */",
+             "            for (int i0 = 0; i0 < n; i0 += 16) {" + _tile_lanes(m, "ph", "pw", "W"),
+             "            const __m512i vh = _mm512_set1_epi32((int32_t)H), vw = _mm512_set1_epi32((int32_t)W);"]
+    for r in range(a):
+        lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
+                     f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
+    for c in range(a):
+        lines.append(f"            const __m512i c{c} = _mm512_add_epi32(vx, _mm512_set1_epi32({c}));")
+    for r in range(a):
+        for c in range(a):
+            lines.append(f"            _mm512_storeu_ps(d + {r * a + c} * GN + i0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), "
+                         f"_mm512_mask_cmplt_epu32_mask(r{r}, c{c}, vw), _mm512_add_epi32(base, "
+                         f"_mm512_set1_epi32((int32_t)({r} * W + {c}))), x, 4));")
+    lines += ["            }", "        } else", "#endif", "        {", "@plain", "        }"]
+    return "\n".join(lines)
+
+
+# the output transform's loops run over whole vectors (M's row stride P is a multiple of 16 floats)
+native.implement("x86", wino_lanes="#if defined(__AVX512F__)\n        nv = (n + 15) & ~15;\n#endif\n")
+
+
+@native.implements("wino_scatter", family="x86")
+def wino_scatter(m: int) -> str:
+    lines = ["#if defined(__AVX512F__)",
+             "        if (OH * OW < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {",
+             "            const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",
+             "            for (int i0 = 0; i0 < n; i0 += 16) {" + _tile_lanes(m, "0", "0", "OW"),
+             "            const __m512i vh = _mm512_set1_epi32((int32_t)OH), vw = _mm512_set1_epi32((int32_t)OW);"]
+    for r in range(m):
+        lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
+                     f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
+    for c in range(m):
+        lines.append(f"            const __mmask16 c{c} = _mm512_cmplt_epu32_mask(_mm512_add_epi32(vx, _mm512_set1_epi32({c})), vw);")
+    for r in range(m):
+        for c in range(m):
+            lines += [
+                "            {",
+                f"                const __mmask16 k = r{r} & c{c};",
+                f"                const __m512i at = _mm512_add_epi32(base, _mm512_set1_epi32((int32_t)({r} * OW + {c})));",
+                f"                __m512 val = _mm512_loadu_ps(o + {r * m + c} * GN + i0);",
+                "                if (res) val = _mm512_add_ps(val, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, at, res, 4));",
+                "                if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));  /* NaN stays NaN */",
+                "                _mm512_mask_i32scatter_ps(y, k, at, val, 4);",
+                "            }"]
+    lines += ["            }", "        } else", "#endif", "        {", "@plain", "        }"]
+    return "\n".join(lines)
+
+
 def winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
     """The Winograd body for a layer (marked with its path), or None where no Winograd path is taken."""
-    m = wino.choose(ctx, g, MIN_TILES, MIN_CHANNELS)
+    m = wino.choose(ctx, g, MAX_TILE_BYTES, MIN_CHANNELS)
     return mark("conv", f"winograd{m}", _body(ctx, g, epi, m)) if m else None
 
 
@@ -54,9 +137,11 @@ def _body(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
     a2 = wino.tile(m) ** 2
     th, tw = -(-g.OH // m), -(-g.OW // m)
     isa = isa_of(ctx)
-    mr, nv = choose_tile(isa, g.mg, th * tw)
-    nr = lanes(isa) * nv
     problems = g.n * a2 * g.group
+    # the register tile for a block's columns (a block of a few tile rows can be a single panel)
+    rows, _ = wino.block_rows(th, tw, problems * (g.cg + g.mg), 16, BLOCK_FLOATS)
+    mr, nv = choose_tile(isa, g.mg, rows * tw)
+    nr = lanes(isa) * nv
     rows, p = wino.block_rows(th, tw, problems * (g.cg + g.mg), nr, BLOCK_FLOATS)
     if g.cg * p >= 2 ** 31:
         return None
@@ -70,10 +155,11 @@ def _body(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
     slots = ctx.slots(parallel)
     v = ctx.scratch(problems * g.cg * p)
     mm = ctx.scratch(problems * g.mg * p)
-    tail, tail_stride = ctx.thread_scratch(g.cg * nr, slots)  # never used: P is whole panels
+    tail, tail_stride = ctx.thread_scratch(g.cg * nr, slots)  # a block's partial panel
     koff = add_weight(ctx, np.arange(g.cg, dtype=np.int32) * np.int32(p), "int32_t")
+    tkoff = add_weight(ctx, np.arange(g.cg, dtype=np.int32) * np.int32(nr), "int32_t")
     lines = ["    pdc_wino_pw gemm;", "    memset(&gemm, 0, sizeof gemm);"]
-    for k, val in dict(x=v, w=add_weight(ctx, pack_a_panels(u, mr)), y=mm, koff=koff, tkoff=koff, G=a2 * g.group,
+    for k, val in dict(x=v, w=add_weight(ctx, pack_a_panels(u, mr)), y=mm, koff=koff, tkoff=tkoff, G=a2 * g.group,
                        Cg=g.cg, Mg=g.mg, P=p, K=g.cg, MR=mr, NR=nr, mchunk=max(1, (256 << 10) // (g.cg * mr * 4)),
                        problems=problems, lo=c_float(-np.inf), hi=c_float(np.inf), split_m=split_m,
                        parallel=parallel, ukr=ukr).items():
