@@ -43,6 +43,17 @@ def test_blocks_are_even_and_whole_vectors():
         assert p >= rows * tw and p % nr == 0 and p % 16 == 0
 
 
+def test_the_blocks_and_tile_least_padded_work():
+    from pdc.codegen.kernels.x86.winograd import _blocks
+    # resnet18's 64-channel 56x56 F(4x4): 14 x 14 tiles; 8 x 48 tiles need 240 columns (over the
+    # budget), so one block of 12 x 32 tiles (224 columns) beats two blocks of 98 as 6 x 64 (128 each)
+    assert _blocks("avx512", 64, 14, 14, 36 * 128) == (14, 224, 12, 2)
+    # a block's columns are whole panels and vectors, within the budget
+    for mg, th, tw, per_col in [(128, 7, 7, 36 * 256), (256, 7, 7, 16 * 512), (64, 56, 56, 36 * 128)]:
+        rows, p, mr, nv = _blocks("avx512", mg, th, tw, per_col)
+        assert p >= rows * tw and p % (16 * nv) == 0 and per_col * p <= 1 << 20
+
+
 def test_each_block_computes_its_own_columns(tmp_path):
     """64 channels at 60x60 with a residual: blocks of 8 and 7 tile rows (120 and 105 tiles); the
     register tile is picked for a block's 120 columns (6 x 64: two panels, V's rows 128 apart), and

@@ -79,20 +79,23 @@ def default_tile(isa: str) -> tuple[int, int]:
     return (12, 2) if isa == "avx512" else (6, 2)
 
 
-def choose_tile(isa: str, m: int, n: int) -> tuple[int, int]:
-    """(MR, NV) minimizing the padded work ceil(M/MR)*MR x ceil(N/NR)*NR among the register tiles
-    that keep 24 accumulators (KERNELS.md §1: 12x32, 8x48, 6x64 all run at ~98 % of peak)."""
+def tile_options(isa: str, m: int, n: int) -> list[tuple[int, int]]:
+    """The (MR, NV) register tiles worth trying for an M x N problem: on AVX-512 those that keep 24
+    accumulators (KERNELS.md §1: 12x32, 8x48, 6x64 all run at ~98 % of peak), else one."""
     if isa != "avx512":
-        return (pick_mr(isa, m), 2)
+        return [(pick_mr(isa, m), 2)]
     if m < 6:
-        return (pick_mr(isa, m), 2 if n > 16 else 1)
-    best = None
-    for mr, nv in ((8, 3), (12, 2), (6, 4)):
-        nr = 16 * nv
-        work = -(-m // mr) * mr * -(-n // nr) * nr
-        if best is None or work < best[0]:
-            best = (work, mr, nv)
-    return best[1], best[2]
+        return [(pick_mr(isa, m), 2 if n > 16 else 1)]
+    return [(8, 3), (12, 2), (6, 4)]
+
+
+def padded_work(m: int, n: int, mr: int, nr: int) -> int:
+    return -(-m // mr) * mr * -(-n // nr) * nr
+
+
+def choose_tile(isa: str, m: int, n: int) -> tuple[int, int]:
+    """(MR, NV) minimizing the padded work ceil(M/MR)*MR x ceil(N/NR)*NR among tile_options."""
+    return min(tile_options(isa, m, n), key=lambda t: padded_work(m, n, t[0], lanes(isa) * t[1]))
 
 
 def pick_mr(isa: str, m: int) -> int:

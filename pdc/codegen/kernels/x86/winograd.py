@@ -14,7 +14,8 @@ from ...context import KernelContext
 from .. import native
 from .. import winograd as wino
 from ..conv_geometry import ConvGeom
-from ..dense_core import PARALLEL_MIN_MACS, add_weight, choose_split, choose_tile, isa_of, lanes, pack_a_panels, ukernel
+from ..dense_core import (PARALLEL_MIN_MACS, add_weight, choose_split, isa_of, lanes, pack_a_panels, padded_work,
+                          tile_options, ukernel)
 from ..dense_conv_c import copy_helpers
 from ..epilogue import Epilogue, c_float
 from ..paths import mark
@@ -133,16 +134,38 @@ def winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
     return mark("conv", f"winograd{m}", _body(ctx, g, epi, m)) if m else None
 
 
+def _blocks(isa: str, mg: int, th: int, tw: int, per_col: int) -> tuple[int, int, int, int]:
+    """(tile rows per block, P: V's and M's row stride, MR, NV): the even blocks of tile rows and the
+    register tile whose padded GEMM work over all blocks, plus a block's cost of reading U again
+    (per column of work, about 13 output channels' worth: U from the outer caches at ~10 bytes a
+    cycle against the FMAs' 64 flops), is least, among the blocks whose V and M fit BLOCK_FLOATS.
+    resnet18's 64-channel 56x56 layers: one block of 196 columns as 8 x 48 tiles (22% padding),
+    where two blocks of 98 took 6 x 64 tiles (30%)."""
+    best = None
+    for blocks in range(1, th + 1):
+        rows = -(-th // blocks)
+        if -(-th // rows) != blocks:
+            continue  # the same blocks as fewer
+        last = th - rows * (blocks - 1)
+        for mr, nv in tile_options(isa, mg, rows * tw):
+            nr = lanes(isa) * nv
+            p = -(-(-(-rows * tw // nr) * nr) // 16) * 16
+            if per_col * p > BLOCK_FLOATS and rows > 1:
+                continue
+            cost = ((blocks - 1) * padded_work(mg, rows * tw, mr, nr) + padded_work(mg, last * tw, mr, nr)
+                    + 13 * mg * blocks)
+            if best is None or cost < best[0]:
+                best = (cost, rows, p, mr, nv)
+    return best[1:]
+
+
 def _body(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
     a2 = wino.tile(m) ** 2
     th, tw = -(-g.OH // m), -(-g.OW // m)
     isa = isa_of(ctx)
     problems = g.n * a2 * g.group
-    # the register tile for a block's columns (a block of a few tile rows can be a single panel)
-    rows, _ = wino.block_rows(th, tw, problems * (g.cg + g.mg), 16, BLOCK_FLOATS)
-    mr, nv = choose_tile(isa, g.mg, rows * tw)
+    rows, p, mr, nv = _blocks(isa, g.mg, th, tw, problems * (g.cg + g.mg))
     nr = lanes(isa) * nv
-    rows, p = wino.block_rows(th, tw, problems * (g.cg + g.mg), nr, BLOCK_FLOATS)
     if g.cg * p >= 2 ** 31:
         return None
     ukr = ukernel(ctx, mr, nv, indirect=True)
