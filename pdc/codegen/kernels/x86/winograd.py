@@ -71,21 +71,29 @@ TILE_LANES_C = r"""
             const __m512i base = _mm512_add_epi32(_mm512_mullo_epi32(vy, _mm512_set1_epi32((int32_t)@W@)), vx);"""
 
 
-def _tile_lanes(m: int, ph: str, pw: str, w: str) -> str:
-    return TILE_LANES_C.replace("@M@", str(m)).replace("@PH@", ph).replace("@PW@", pw).replace("@W@", w)
+def _tiles_open(m: int, rows: int, h: str, w: str, ph: str, pw: str, setup: tuple = ()) -> list[str]:
+    """The vector path's head (under AVX-512, for planes and tile counts its int32 lanes hold): the
+    loop over groups of 16 tiles, their lanes, and masks r0.. of the tiles whose row r is inside
+    the plane; _TILES_CLOSE ends it, the plain C being the other branch."""
+    lanes = TILE_LANES_C.replace("@M@", str(m)).replace("@PH@", ph).replace("@PW@", pw).replace("@W@", w)
+    lines = ["#if defined(__AVX512F__)",
+             f"        if ({h} * {w} < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {{", *setup,
+             "            for (int i0 = 0; i0 < n; i0 += 16) {" + lanes,
+             f"            const __m512i vh = _mm512_set1_epi32((int32_t){h}), vw = _mm512_set1_epi32((int32_t){w});"]
+    for r in range(rows):
+        lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
+                     f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
+    return lines
+
+
+_TILES_CLOSE = ["            }", "        } else", "#endif", "        {", "@plain", "        }"]
 
 
 @native.implements("wino_gather", family="x86")
 def wino_gather(m: int) -> str:
     a = m + 2
-    lines = ["#if defined(__AVX512F__)",
-             "        if (H * W < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {",
-             "            nv = (n + 15) & ~15;  /* V's row stride P is whole vectors */",
-             "            for (int i0 = 0; i0 < n; i0 += 16) {" + _tile_lanes(m, "ph", "pw", "W"),
-             "            const __m512i vh = _mm512_set1_epi32((int32_t)H), vw = _mm512_set1_epi32((int32_t)W);"]
-    for r in range(a):
-        lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
-                     f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
+    lines = _tiles_open(m, a, "H", "W", "ph", "pw",
+                        ("            nv = (n + 15) & ~15;  /* V's row stride P is whole vectors */",))
     for c in range(a):
         lines.append(f"            const __m512i c{c} = _mm512_add_epi32(vx, _mm512_set1_epi32({c}));")
     for r in range(a):
@@ -93,8 +101,7 @@ def wino_gather(m: int) -> str:
             lines.append(f"            _mm512_storeu_ps(d + {r * a + c} * GN + i0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), "
                          f"_mm512_mask_cmplt_epu32_mask(r{r}, c{c}, vw), _mm512_add_epi32(base, "
                          f"_mm512_set1_epi32((int32_t)({r} * W + {c}))), x, 4));")
-    lines += ["            }", "        } else", "#endif", "        {", "@plain", "        }"]
-    return "\n".join(lines)
+    return "\n".join(lines + _TILES_CLOSE)
 
 
 # the output transform's loops run over whole vectors (M's row stride P is a multiple of 16 floats)
@@ -103,14 +110,8 @@ native.implement("x86", wino_lanes="#if defined(__AVX512F__)\n        nv = (n + 
 
 @native.implements("wino_scatter", family="x86")
 def wino_scatter(m: int) -> str:
-    lines = ["#if defined(__AVX512F__)",
-             "        if (OH * OW < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {",
-             "            const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",
-             "            for (int i0 = 0; i0 < n; i0 += 16) {" + _tile_lanes(m, "0", "0", "OW"),
-             "            const __m512i vh = _mm512_set1_epi32((int32_t)OH), vw = _mm512_set1_epi32((int32_t)OW);"]
-    for r in range(m):
-        lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
-                     f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
+    lines = _tiles_open(m, m, "OH", "OW", "0", "0",
+                        ("            const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",))
     for c in range(m):
         lines.append(f"            const __mmask16 c{c} = _mm512_cmplt_epu32_mask(_mm512_add_epi32(vx, _mm512_set1_epi32({c})), vw);")
     for r in range(m):
@@ -124,8 +125,7 @@ def wino_scatter(m: int) -> str:
                 "                if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));  /* NaN stays NaN */",
                 "                _mm512_mask_i32scatter_ps(y, k, at, val, 4);",
                 "            }"]
-    lines += ["            }", "        } else", "#endif", "        {", "@plain", "        }"]
-    return "\n".join(lines)
+    return "\n".join(lines + _TILES_CLOSE)
 
 
 def winograd(ctx: KernelContext, g: ConvGeom, epi: Epilogue) -> Optional[str]:
