@@ -332,12 +332,12 @@ static void pdc_wino_run(pdc_wino_job *j, int64_t rows) {
 
 
 def block_rows(th: int, tw: int, per_col: int, nr: int, budget: int) -> tuple[int, int]:
-    """(tile rows per block, P: its columns rounded up to NR, then to 16: the transforms may run
-    whole vectors of 16 columns) for the largest block whose V and M (per_col floats a column) fit
-    `budget` floats; one row at least. The blocks are made even (14 rows in blocks of 13 and 1 would
-    pay the three steps' synchronisation for a block of one row)."""
+    """(tile rows per block, P: its columns rounded up to NR) for the largest block whose V and M
+    (per_col floats a column) fit `budget` floats; one row at least. The blocks are made even (14
+    rows in blocks of 13 and 1 would pay the three steps' synchronisation for a block of one row).
+    ARM's blocks; x86 picks its blocks with its register tile (x86/winograd.py)."""
     def cols(rows):
-        return -(-(-(-rows * tw // nr) * nr) // 16) * 16
+        return -(-rows * tw // nr) * nr
     rows = max([r for r in range(1, th + 1) if per_col * cols(r) <= budget] or [1])
     rows = -(-th // -(-th // rows))
     return rows, cols(rows)
