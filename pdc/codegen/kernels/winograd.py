@@ -104,7 +104,7 @@ def preferred(ctx, g, max_tile_bytes: float = float("inf"), min_channels: int = 
     where weights are read in place (microcontrollers' flash): the transformed copy is 4x their size.
     Nor where the transformed weights (a^2 / 9 times the direct weights' bytes) exceed
     `max_tile_bytes` per tile of an image (the family's choice): they come from memory in a network,
-    and the GEMM reads each of them for that few columns; nor where
+    and each serves only the image's few tiles as GEMM columns; nor where
     the input or output channels are fewer than `min_channels`: the transforms, per tile linear
     in the channels, then outweigh the GEMM's saving, quadratic in them."""
     if not ctx.config.pack_weights or min(g.cg, g.mg) < min_channels:
@@ -278,7 +278,8 @@ struct pdc_wino_job {
     int64_t t0, nt, P;                /* the block's tiles; P: V's and M's row stride, nt at most */
     float lo, hi; int clamp;
     pdc_wino_in_fn in; pdc_wino_out_fn out;
-    /* the block's M = U V over its nt tile columns (the GEMM pads a partial panel itself) */
+    /* the block's M = U V over its nt tile columns (a partial panel is the GEMM's: x86's pads it,
+       ARM's computes it whole; M's columns past nt are never read) */
     void (*gemm)(const void *job, int64_t cols); const void *gemm_job;
     /* after the output transform, on output pixels [p0, p0 + np) of plane u (image n, channel k):
        the target's post-pass, or act and the residual after it in scalar C */
