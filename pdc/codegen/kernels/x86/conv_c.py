@@ -208,12 +208,8 @@ static void pdc_iconv_part(const void *vj, int64_t part, int64_t parts, float *t
             const int64_t oh0 = bd * j->band, oh1 = oh0 + j->band < j->OH ? oh0 + j->band : j->OH;
             pdc_iconv_fill(j, j->x + b * j->Cg * j->H * j->W, j->Cg, oh0, oh1, buf);
             const int64_t nq = (oh1 - oh0 - 1) * j->Wq + j->OW;
-            /* a B panel that stays in L1 (a network's first layers: K = 27, 147): one row block of
-               channels at a time, so that the stores run along MR planes' rows, not all the planes'
-               (squeezenet1_1's 3 -> 64 stride-2 stem: 492 -> 440 us on one thread) */
-            const int64_t mchunk = j->K * j->NR <= 8192 ? 1 : j->mchunk;
-            for (int64_t mc = mb0; mc < mb1; mc += mchunk) {
-                const int64_t mce = mc + mchunk < mb1 ? mc + mchunk : mb1;
+            for (int64_t mc = mb0; mc < mb1; mc += j->mchunk) {
+                const int64_t mce = mc + j->mchunk < mb1 ? mc + j->mchunk : mb1;
                 for (int64_t q0 = 0; q0 < nq; q0 += j->NR) {
                     const int64_t n = nq - q0 < j->NR ? nq - q0 : j->NR;
                     for (int64_t mb = mc; mb < mce; mb++) {
