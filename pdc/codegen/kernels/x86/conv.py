@@ -339,8 +339,8 @@ def _pwconv_f32(ctx: KernelContext, g: ConvGeom, epi: Epilogue):
     mchunk = max(1, (256 << 10) // (g.k * mr * 4))
     lines.append("    pdc_pwconv_job job;\n    memset(&job, 0, sizeof job);")
     for k, v in dict(x="in0", w=add_weight(ctx, wp), bias=bias_ptr(ctx, 2, g.m), res=res, y="out0", koff=koff,
-                     tkoff=tkoff, post=post, G=g.group, Cg=g.cg, Mg=g.mg, P=g.p_out, K=g.k, MR=mr, NR=nr,
-                     mchunk=mchunk, problems=problems, lo=c_float(epi.lo), hi=c_float(epi.hi),
+                     tkoff=tkoff, post=post, G=g.group, Cg=g.cg, Mg=g.mg, P=g.p_out, cols=g.p_out, K=g.k, MR=mr,
+                     NR=nr, mchunk=mchunk, problems=problems, lo=c_float(epi.lo), hi=c_float(epi.hi),
                      clamp=int(epi.clamp), split_m=split_m, parallel=parallel, ukr=ukr).items():
         lines.append(f"    job.{k} = {v};")
     slots = ctx.slots(parallel)

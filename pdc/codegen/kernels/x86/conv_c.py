@@ -289,13 +289,13 @@ PWCONV_C = r"""
 typedef struct {
     const float *x, *w, *bias, *res; float *y; const int32_t *koff, *tkoff; const pdc_post *post;
     int64_t G, Cg, Mg, P, K, MR, NR, mchunk, problems;
-    int64_t cols;  /* the pixels computed, from the first; 0: all P (P is the row stride) */
+    int64_t cols;  /* the pixels computed, from the first (P: the row stride) */
     float lo, hi; int clamp, split_m, parallel;
     pdc_ukri_fn ukr;
 } pdc_pwconv_job;
 static void pdc_pwconv_part(const void *vj, int64_t part, int64_t parts, float *tail) {
     const pdc_pwconv_job *j = (const pdc_pwconv_job *)vj;
-    const int64_t cols = j->cols ? j->cols : j->P;
+    const int64_t cols = j->cols;
     const int64_t mbs = (j->Mg + j->MR - 1) / j->MR, nbs = (cols + j->NR - 1) / j->NR;
     const int64_t per = j->split_m ? mbs : nbs;
     const int64_t units = j->problems * per, u0 = units * part / parts, u1 = units * (part + 1) / parts;
@@ -351,7 +351,7 @@ static void pdc_pwconv_part(const void *vj, int64_t part, int64_t parts, float *
 /* scratch: `slots` thread slots of slot_floats each, for the tail panel (K x NR) */
 static void pdc_pwconv_run(const pdc_pwconv_job *j, float *scratch, int64_t slot_floats, int slots) {
     const int64_t threads = j->parallel ? pdc_slot_threads(slots) : 1;
-    const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : ((j->cols ? j->cols : j->P) + j->NR - 1) / j->NR;
+    const int64_t per = j->split_m ? (j->Mg + j->MR - 1) / j->MR : (j->cols + j->NR - 1) / j->NR;
     pdc_run_chunks(j, pdc_pwconv_part, pdc_chunk_count(j->problems * per, threads), threads, slots, scratch,
                    slot_floats);
 }

@@ -183,7 +183,8 @@ def _body(ctx: KernelContext, g: ConvGeom, epi: Epilogue, m: int) -> str:
     tkoff = add_weight(ctx, np.arange(g.cg, dtype=np.int32) * np.int32(nr), "int32_t")
     lines = ["    pdc_wino_pw gemm;", "    memset(&gemm, 0, sizeof gemm);"]
     for k, val in dict(x=v, w=add_weight(ctx, pack_a_panels(u, mr)), y=mm, koff=koff, tkoff=tkoff, G=a2 * g.group,
-                       Cg=g.cg, Mg=g.mg, P=p, K=g.cg, MR=mr, NR=nr, mchunk=max(1, (256 << 10) // (g.cg * mr * 4)),
+                       Cg=g.cg, Mg=g.mg, P=p, cols=p, K=g.cg, MR=mr, NR=nr,
+                       mchunk=max(1, (256 << 10) // (g.cg * mr * 4)),
                        problems=problems, lo=c_float(-np.inf), hi=c_float(np.inf), split_m=split_m,
                        parallel=parallel, ukr=ukr).items():
         lines.append(f"    gemm.job.{k} = {val};")
