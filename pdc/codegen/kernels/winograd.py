@@ -115,7 +115,9 @@ def preferred(ctx, g, max_tile_bytes: float = float("inf"), min_channels: int = 
 
     def work(m):
         return tile(m) ** 2 * -(-tiles(m) // PANEL) * PANEL
-    options = [(work(m), m) for m in (4, 2) if tile(m) ** 2 * g.group * g.mg * g.cg * 4 <= max_tile_bytes * tiles(m)]
+    def tile_bytes(m):  # the transformed weights per tile of the image
+        return tile(m) ** 2 * g.group * g.mg * g.cg * 4 / tiles(m)
+    options = [(work(m), m) for m in (4, 2) if tile_bytes(m) <= max_tile_bytes]
     if not options:
         return None
     cost, m = min(options)

@@ -71,18 +71,22 @@ TILE_LANES_C = r"""
             const __m512i base = _mm512_add_epi32(_mm512_mullo_epi32(vy, _mm512_set1_epi32((int32_t)@W@)), vx);"""
 
 
-def _tiles_open(m: int, rows: int, h: str, w: str, ph: str, pw: str, setup: tuple = ()) -> list[str]:
+def _tiles_open(m: int, a: int, h: str, w: str, ph: str, pw: str, setup: tuple = ()) -> list[str]:
     """The vector path's head (under AVX-512, for planes and tile counts its int32 lanes hold): the
-    loop over groups of 16 tiles, their lanes, and masks r0.. of the tiles whose row r is inside
-    the plane; _TILES_CLOSE ends it, the plain C being the other branch."""
+    loop over groups of 16 tiles, their lanes, and the masks of the tiles whose row r (r0..) and
+    column c (c0..) of the a x a elements lie inside the plane; _TILES_CLOSE ends it, the plain C
+    being the other branch."""
     lanes = TILE_LANES_C.replace("@M@", str(m)).replace("@PH@", ph).replace("@PW@", pw).replace("@W@", w)
     lines = ["#if defined(__AVX512F__)",
              f"        if ({h} * {w} < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {{", *setup,
              "            for (int i0 = 0; i0 < n; i0 += 16) {" + lanes,
              f"            const __m512i vh = _mm512_set1_epi32((int32_t){h}), vw = _mm512_set1_epi32((int32_t){w});"]
-    for r in range(rows):
+    for r in range(a):
         lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
                      f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
+    for c in range(a):
+        lines.append(f"            const __mmask16 c{c} = _mm512_cmplt_epu32_mask("
+                     f"_mm512_add_epi32(vx, _mm512_set1_epi32({c})), vw);")
     return lines
 
 
@@ -94,12 +98,10 @@ def wino_gather(m: int) -> str:
     a = m + 2
     lines = _tiles_open(m, a, "H", "W", "ph", "pw",
                         ("            nv = (n + 15) & ~15;  /* V's row stride P is whole vectors */",))
-    for c in range(a):
-        lines.append(f"            const __m512i c{c} = _mm512_add_epi32(vx, _mm512_set1_epi32({c}));")
     for r in range(a):
         for c in range(a):
-            lines.append(f"            _mm512_storeu_ps(d + {r * a + c} * GN + i0, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), "
-                         f"_mm512_mask_cmplt_epu32_mask(r{r}, c{c}, vw), _mm512_add_epi32(base, "
+            lines.append(f"            _mm512_storeu_ps(d + {r * a + c} * GN + i0, _mm512_mask_i32gather_ps("
+                         f"_mm512_setzero_ps(), r{r} & c{c}, _mm512_add_epi32(base, "
                          f"_mm512_set1_epi32((int32_t)({r} * W + {c}))), x, 4));")
     return "\n".join(lines + _TILES_CLOSE)
 
@@ -112,8 +114,6 @@ native.implement("x86", wino_lanes="#if defined(__AVX512F__)\n        nv = (n + 
 def wino_scatter(m: int) -> str:
     lines = _tiles_open(m, m, "OH", "OW", "0", "0",
                         ("            const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",))
-    for c in range(m):
-        lines.append(f"            const __mmask16 c{c} = _mm512_cmplt_epu32_mask(_mm512_add_epi32(vx, _mm512_set1_epi32({c})), vw);")
     for r in range(m):
         for c in range(m):
             lines += [
@@ -139,8 +139,8 @@ def _blocks(isa: str, mg: int, th: int, tw: int, per_col: int) -> tuple[int, int
     register tile whose padded GEMM work over all blocks, plus a block's cost of reading U again
     (per column of work, about 13 output channels' worth: U from the outer caches at ~10 bytes a
     cycle against the FMAs' 64 flops), is least, among the blocks whose V and M fit BLOCK_FLOATS.
-    resnet18's 64-channel 56x56 layers: one block of 196 columns as 8 x 48 tiles (22% padding),
-    where two blocks of 98 took 6 x 64 tiles (30%)."""
+    resnet18's 64-channel 56x56 layers: one block of 196 columns as 12 x 32 tiles (224 columns; 8 x 48
+    would need 240, over the budget), where two blocks of 98 took 6 x 64 tiles (128 columns each)."""
     best = None
     for blocks in range(1, th + 1):
         rows = -(-th // blocks)
@@ -149,7 +149,8 @@ def _blocks(isa: str, mg: int, th: int, tw: int, per_col: int) -> tuple[int, int
         last = th - rows * (blocks - 1)
         for mr, nv in tile_options(isa, mg, rows * tw):
             nr = lanes(isa) * nv
-            p = -(-(-(-rows * tw // nr) * nr) // 16) * 16
+            assert nr % 16 == 0  # P then is whole vectors of 16, as the AVX-512 transforms need
+            p = -(-rows * tw // nr) * nr
             if per_col * p > BLOCK_FLOATS and rows > 1:
                 continue
             cost = ((blocks - 1) * padded_work(mg, rows * tw, mr, nr) + padded_work(mg, last * tw, mr, nr)
