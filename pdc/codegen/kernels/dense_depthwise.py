@@ -101,8 +101,8 @@ def _dw_rows(ctx: KernelContext, taps_h: int, taps_w: int, sw: int) -> tuple[str
 
 def _dw_flat(ctx: KernelContext, offs: list[int]) -> tuple[str, str]:
     """Depthwise for stride 1 and OW == W: output pixel p reads input p + off[t] for tap t, so a
-    plane is a flat run of 16-pixel vectors; masks[vec * taps + t] drop the lanes that fall off
-    the plane or wrap around a row. The offsets are constants of the function (one per layer
+    plane is a flat run of 16-pixel vectors; masks[vec * (taps + 1) + t] drop the lanes that fall off
+    the plane or wrap around a row (the last word of a vector: the lanes every tap keeps). The offsets are constants of the function (one per layer
     geometry), so every tap's load takes its offset as a displacement."""
     taps = len(offs)
     name = f"pdc_dw_flat{taps}_" + "_".join(str(o).replace("-", "m") for o in offs)  # unique per offsets
@@ -127,7 +127,7 @@ def _dw_flat(ctx: KernelContext, offs: list[int]) -> tuple[str, str]:
          "        const float bias = j->bias ? j->bias[ch] : 0.0f;",
          "@native dense_dw_flat",
          "        for (int64_t p = 0; p < P; p++) {",
-         "            const uint32_t *mk = masks + (p / 16) * " + str(taps) + ";",
+         "            const uint32_t *mk = masks + (p / 16) * " + str(taps + 1) + ";",
          "            float a0 = bias, a1 = 0;",
          f"            for (int t = 0; t < {taps}; t++)",
          "                if ((mk[t] >> (p % 16)) & 1) {",
@@ -149,7 +149,7 @@ MAX_MASKS = 1 << 18  # mask words (flat) or lanes (rows) of one layer's tables
 
 
 def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray, list[int]]:
-    """Masks [vector][tap] and tap offsets of the flat depthwise kernel. Stride 1 (OW == W): the
+    """Masks [vector][tap], then the AND of a vector's masks, and the tap offsets of the flat depthwise kernel. Stride 1 (OW == W): the
     plane itself. Stride 2 (OW == ceil(W / 2)): 4 parity phases of hq x OW floats each, phase
     (a, b) holding input rows a, a+2, ... and columns b, b+2, ..."""
     P = OH * OW
@@ -157,7 +157,7 @@ def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray,
     p = np.arange(nvec * 16)
     oh, ow = p // OW, p % OW
     hq = -(-H // 2)
-    out = np.zeros((nvec, KH * KW), np.uint32)
+    out = np.zeros((nvec, KH * KW + 1), np.uint32)
     offs = []
     for kh in range(KH):
         for kw in range(KW):
@@ -172,6 +172,7 @@ def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray,
                 offs.append((a * 2 + b) * hq * OW + dr * OW + dc)
             ok &= p < P
             out[:, kh * KW + kw] = (ok.reshape(nvec, 16) * (1 << np.arange(16))).sum(axis=1)
+    out[:, -1] = np.bitwise_and.reduce(out[:, :-1], axis=1)
     return out, offs
 
 

@@ -73,14 +73,16 @@ TILE_LANES_C = r"""
 
 def _tiles_open(m: int, a: int, h: str, w: str, ph: str, pw: str, setup: tuple = ()) -> list[str]:
     """The vector path's head (under AVX-512, for planes and tile counts its int32 lanes hold): the
-    loop over groups of 16 tiles, their lanes, and the masks of the tiles whose row r (r0..) and
-    column c (c0..) of the a x a elements lie inside the plane; _TILES_CLOSE ends it, the plain C
+    loop over groups of 16 tiles, their lanes, and (a > 0) the masks of the tiles whose row r (r0..)
+    and column c (c0..) of the a x a elements lie inside the plane; _TILES_CLOSE ends it, the plain C
     being the other branch."""
     lanes = TILE_LANES_C.replace("@M@", str(m)).replace("@PH@", ph).replace("@PW@", pw).replace("@W@", w)
     lines = ["#if defined(__AVX512F__)",
              f"        if ({h} * {w} < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {{", *setup,
-             "            for (int i0 = 0; i0 < n; i0 += 16) {" + lanes,
-             f"            const __m512i vh = _mm512_set1_epi32((int32_t){h}), vw = _mm512_set1_epi32((int32_t){w});"]
+             "            for (int i0 = 0; i0 < n; i0 += 16) {" + lanes]
+    if a:
+        lines.append(f"            const __m512i vh = _mm512_set1_epi32((int32_t){h}), "
+                     f"vw = _mm512_set1_epi32((int32_t){w});")
     for r in range(a):
         lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
                      f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
@@ -110,21 +112,73 @@ def wino_gather(m: int) -> str:
 native.implement("x86", wino_lanes="#if defined(__AVX512F__)\n        nv = (n + 15) & ~15;\n#endif\n")
 
 
+def _interleave(m: int) -> tuple[list[list[int]], list[list[int]]]:
+    """permutex2var indices that turn a row's m vectors o_c (lane t: column c of tile t) into m vectors
+    of 16 / m tiles' rows each (vector k, lane m * j + c: column c of tile (16 / m) * k + j): pairs
+    (o_2i, o_2i+1) -> [tile][2 columns] for tiles 0-7 and 8-15; for m = 4, quads: those of columns
+    0-1 and 2-3 -> [tile][4 columns] for tiles 4k .. 4k + 3."""
+    assert m in (2, 4)
+    pairs = [[t + 16 * c for t in range(h * 8, h * 8 + 8) for c in range(2)] for h in range(2)]
+    quads = [[2 * ((4 * k + j) % 8) + c % 2 + 16 * (c // 2) for j in range(4) for c in range(4)] for k in range(4)]
+    return pairs, quads if m == 4 else []
+
+
 @native.implements("wino_scatter", family="x86")
 def wino_scatter(m: int) -> str:
-    lines = _tiles_open(m, m, "OH", "OW", "0", "0",
-                        ("            const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);",))
+    """The output tiles in whole rows: per row r of the tiles, their m vectors of columns interleaved
+    (permutes) into vectors of 16 / m tiles' rows; a vector whose tiles share a tile row is one masked
+    store (the columns inside the plane), else one masked store per tile (its lanes at its place).
+    A scatter per element ran 16 stores through one instruction (on AMD's cores, one per cycle)."""
+    tpv = 16 // m  # tiles per vector
+    pairs, quads = _interleave(m)
+    setup = ["            const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);"]
+    for name, vecs in (("pp", pairs), ("pq", quads)):
+        for k, ix in enumerate(vecs):
+            setup.append(f"            const __m512i {name}{k} = _mm512_setr_epi32({', '.join(map(str, ix))});")
+    lines = _tiles_open(m, 0, "OH", "OW", "0", "0", tuple(setup))
+    lines += ["            (void)live;",
+              "            int32_t sy[16], sx[16];  /* the tiles' first output row and column */",
+              "            _mm512_storeu_si512(sy, vy);",
+              "            _mm512_storeu_si512(sx, vx);"]
     for r in range(m):
-        for c in range(m):
+        lines.append("            {")
+        lines += [f"                const __m512 s{c} = _mm512_loadu_ps(o + {r * m + c} * GN + i0);" for c in range(m)]
+        names = []
+        for i in range(m // 2):  # columns 2i, 2i + 1 of tiles 0-7 (h = 0) and 8-15 (h = 1)
+            for h in range(2):
+                lines.append(f"                const __m512 a{i}{h} = _mm512_permutex2var_ps(s{2 * i}, pp{h}, s{2 * i + 1});")
+                names.append(f"a{i}{h}")
+        if m == 4:
+            for k in range(4):
+                lines.append(f"                const __m512 z{k} = _mm512_permutex2var_ps(a0{k // 2}, pq{k}, a1{k // 2});")
+            names = [f"z{k}" for k in range(4)]
+        for k, z in enumerate(names):
+            f, last = k * tpv, k * tpv + tpv - 1
             lines += [
-                "            {",
-                f"                const __mmask16 k = r{r} & c{c};",
-                f"                const __m512i at = _mm512_add_epi32(base, _mm512_set1_epi32((int32_t)({r} * OW + {c})));",
-                f"                __m512 val = _mm512_loadu_ps(o + {r * m + c} * GN + i0);",
-                "                if (res) val = _mm512_add_ps(val, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, at, res, 4));",
-                "                if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));  /* NaN stays NaN */",
-                "                _mm512_mask_i32scatter_ps(y, k, at, val, 4);",
-                "            }"]
+                f"                if ({last} < cnt && sy[{f}] == sy[{last}]) {{  /* one tile row */",
+                f"                    if (sy[{f}] + {r} < OH) {{",
+                f"                        const int64_t at = (int64_t)(sy[{f}] + {r}) * OW + sx[{f}];",
+                f"                        const int64_t left = OW - sx[{f}];",
+                "                        const __mmask16 k = (__mmask16)pdc_m16((int)(left < 16 ? left : 16));",
+                f"                        __m512 val = {z};",
+                "                        if (res) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(k, res + at));",
+                "                        if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));  /* NaN stays NaN */",
+                "                        _mm512_mask_storeu_ps(y + at, k, val);",
+                "                    }",
+                "                } else {",
+                f"                    for (int j = 0; j < {tpv} && {f} + j < cnt; j++) {{",
+                f"                        const int l = {f} + j;",
+                f"                        if (sy[l] + {r} >= OH) continue;",
+                f"                        const int64_t at = (int64_t)(sy[l] + {r}) * OW + sx[l] - {m} * j;",
+                f"                        const int64_t left = OW - sx[l];",
+                f"                        const __mmask16 k = (__mmask16)(pdc_m16((int)(left < {m} ? left : {m})) << ({m} * j));",
+                f"                        __m512 val = {z};",
+                "                        if (res) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(k, res + at));",
+                "                        if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));",
+                "                        _mm512_mask_storeu_ps(y + at, k, val);",
+                "                    }",
+                "                }"]
+        lines.append("            }")
     return "\n".join(lines + _TILES_CLOSE)
 
 
