@@ -22,10 +22,12 @@ def path_of(model: onnx.ModelProto, tmp_path) -> str:
 @pytest.mark.parametrize("c,m,hw,path", [
     (64, 64, 56, "conv/winograd4"),    # resnet18's first stage: 590 KB of transformed weights, 196 tiles
     (128, 128, 28, "conv/winograd4"),  # 49 tiles, 48 KB of them a tile
-    (256, 256, 14, "conv/winograd2"),  # F(4x4): 9.4 MB for 16 tiles; F(2x2): 4.2 MB for 49
-    (512, 512, 7, "conv/transposed"),  # F(2x2): 16.8 MB for 16 tiles, 1 MB a tile: direct
+    (256, 256, 14, "conv/winograd4"),  # F(4x4): 9.4 MB for 16 tiles, 590 KB a tile
+    (512, 512, 7, "conv/winograd2"),   # F(4x4) pads 4 tiles to a panel; F(2x2): 16.8 MB for 16 tiles, 1 MB a tile
+    (1024, 1024, 7, "conv/transposed"),  # F(2x2): 4 MB a tile: direct
     (32, 128, 27, "conv/winograd4"),   # squeezenet1_1's expansions from 32 channels
-    (16, 64, 55, "conv/band"),         # ... but not from 16: the transforms outweigh the saving
+    (16, 64, 55, "conv/winograd4"),    # ... and from 16
+    (8, 64, 55, "conv/band"),          # not from 8: the transforms outweigh the saving
 ])
 def test_the_layers_winograd_takes(tmp_path, c, m, hw, path):
     assert path_of(conv_model(c, m, hw, 3), tmp_path) == path

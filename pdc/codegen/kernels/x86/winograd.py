@@ -22,14 +22,17 @@ from ..paths import mark
 from .conv_c import PWCONV_C, iconv_helpers
 
 BLOCK_FLOATS = 1 << 20  # V and M of one block of tile rows together, at most (unless one row needs more)
-# Where the direct paths win, timed in the models (a Xeon, 2 threads; timings of single layers, their
-# weights in the cache, hide this). More than MAX_TILE_BYTES of transformed weights per tile of an
-# image: in a network they come from memory, a^2 / 9 times the direct weights' bytes, for too few
-# GEMM columns (resnet18's 256-channel 14x14 layers by F(4x4), 590 KB a tile: 1.0 ms against 0.67 by
-# F(2x2), 86 KB a tile; its 512-channel 7x7 ones by F(2x2), 1 MB a tile: 1.45 ms against 1.19 direct).
-# Fewer channels than MIN_CHANNELS: the transforms outweigh the saving.
-MAX_TILE_BYTES = 256 << 10
-MIN_CHANNELS = 32
+# Where the direct paths win, timed in the models (2 threads): more than MAX_TILE_BYTES of transformed
+# weights per tile of an image, which come from memory in a network, a^2 / 9 times the direct
+# weights' bytes, for too few GEMM columns. On an AMD EPYC (L2 1 MB a core, L3 32 MB), with the
+# output tiles stored in rows: resnet18 7.56 -> 7.07 ms, resnet50 19.0 -> 18.2 ms raising the limit
+# from 256 KB to 768 KB (its 256-channel 14x14 layers by F(4x4), 590 KB a tile; alone 256 us against
+# 353 by F(2x2)), 6.95 ms at 1.5 MB (the 512-channel 7x7 ones by F(2x2), 1 MB a tile; alone 417 us
+# against 588 direct). On a Xeon with the earlier scatter of the output tiles, 256 KB had been best.
+# Fewer channels than MIN_CHANNELS: the transforms outweigh the saving (squeezenet1_1's 16 -> 64 at
+# 55x55: 94 us by F(4x4) against 133 direct).
+MAX_TILE_BYTES = 1 << 20
+MIN_CHANNELS = 16
 
 GLUE_C = r"""
 /* ---- pdc Winograd on x86: the GEMM step as an in-place pointwise job, the dense post-pass ---- */
