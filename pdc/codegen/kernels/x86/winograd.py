@@ -139,7 +139,7 @@ def wino_scatter(m: int) -> str:
         for k, ix in enumerate(vecs):
             setup.append(f"            const __m512i {name}{k} = _mm512_setr_epi32({', '.join(map(str, ix))});")
     lines = _tiles_open(m, 0, "OH", "OW", "0", "0", tuple(setup))
-    lines += ["            (void)live;",
+    lines += ["            (void)live; (void)base;",
               "            int32_t sy[16], sx[16];  /* the tiles' first output row and column */",
               "            _mm512_storeu_si512(sy, vy);",
               "            _mm512_storeu_si512(sx, vx);"]
