@@ -63,7 +63,9 @@ def kernels_c(folder) -> str:
 def test_band_heights_share_the_rows_among_threads(monkeypatch, tmp_path, threads):
     """squeezenet1_1's 3x3 16 -> 64 at 55x55: one band of 51 rows would fit the band buffer with a
     4-row second one, the least padded work in all; on 2 threads the busiest one would then do 51 rows
-    of 55 (the layer ran no faster than on one). The busiest thread does at most half the rows, rounded up."""
+    of 55 (the layer ran no faster than on one). The busiest thread does at most half the rows, rounded up.
+    (The band path forced: the layer's own pick is Winograd.)"""
+    monkeypatch.setenv("PDC_FORCE_PATH", "conv=band")
     plans = recorded(monkeypatch, x86_conv, "_iconv_plan")
     compile_x86(conv_model(16, 64, 55, 3), tmp_path, threads)
     plan = next(p for p in plans if p is not None)
