@@ -173,7 +173,7 @@ def wino_scatter(m: int) -> str:
                 f"                        const int l = {f} + j;",
                 f"                        if (sy[l] + {r} >= OH) continue;",
                 f"                        const int64_t at = (int64_t)(sy[l] + {r}) * OW + sx[l] - {m} * j;",
-                f"                        const int64_t left = OW - sx[l];",
+                "                        const int64_t left = OW - sx[l];",
                 f"                        const __mmask16 k = (__mmask16)(pdc_m16((int)(left < {m} ? left : {m})) << ({m} * j));",
                 f"                        __m512 val = {z};",
                 "                        if (res) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(k, res + at));",
