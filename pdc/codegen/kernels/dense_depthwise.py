@@ -101,9 +101,10 @@ def _dw_rows(ctx: KernelContext, taps_h: int, taps_w: int, sw: int) -> tuple[str
 
 def _dw_flat(ctx: KernelContext, offs: list[int]) -> tuple[str, str]:
     """Depthwise for stride 1 and OW == W: output pixel p reads input p + off[t] for tap t, so a
-    plane is a flat run of 16-pixel vectors; masks[vec * (taps + 1) + t] drop the lanes that fall off
-    the plane or wrap around a row (the last word of a vector: the lanes every tap keeps). The offsets are constants of the function (one per layer
-    geometry), so every tap's load takes its offset as a displacement."""
+    plane is a flat run of 16-pixel vectors; masks[vec * (taps + 1) + t] drop the lanes that fall
+    off the plane or wrap around a row (the last word of a vector: the lanes every tap keeps). The
+    offsets are constants of the function (one per layer geometry), so every tap's load takes its
+    offset as a displacement."""
     taps = len(offs)
     name = f"pdc_dw_flat{taps}_" + "_".join(str(o).replace("-", "m") for o in offs)  # unique per offsets
     L = [f"static void {name}(void *vj, int64_t p0, int64_t p1, float *buf) {{",
@@ -149,9 +150,9 @@ MAX_MASKS = 1 << 18  # mask words (flat) or lanes (rows) of one layer's tables
 
 
 def _dw_flat_masks(H, W, OH, OW, KH, KW, s, dh, dw, ph, pw) -> tuple[np.ndarray, list[int]]:
-    """Masks [vector][tap], then the AND of a vector's masks, and the tap offsets of the flat depthwise kernel. Stride 1 (OW == W): the
-    plane itself. Stride 2 (OW == ceil(W / 2)): 4 parity phases of hq x OW floats each, phase
-    (a, b) holding input rows a, a+2, ... and columns b, b+2, ..."""
+    """Masks [vector][tap], then the AND of a vector's masks, and the tap offsets of the flat
+    depthwise kernel. Stride 1 (OW == W): the plane itself. Stride 2 (OW == ceil(W / 2)): 4 parity
+    phases of hq x OW floats each, phase (a, b) holding input rows a, a+2, ... and columns b, b+2, ..."""
     P = OH * OW
     nvec = -(-P // 16)
     p = np.arange(nvec * 16)

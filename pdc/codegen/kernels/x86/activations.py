@@ -19,14 +19,14 @@ _WIDTHS = {
     # NaN blend (keep x where x is NaN), round to nearest, the approximate reciprocal (relative error
     # under 2^-14 / 1.5 * 2^-12), {q} * 2^{n} for whole floats n, and {v} where {x} is not below -87.3
     # (0 there)
-    "avx512": dict(guard="defined(__AVX512F__)", V="__m512", I="__m512i", mm="_mm512", si="si512", lanes=16,
+    "avx512": dict(guard="defined(__AVX512F__)", V="__m512", mm="_mm512", lanes=16,
                    mask="const __mmask16 k = (__mmask16)pdc_m16((int)(nr - j));",
                    load="_mm512_maskz_loadu_ps(k, row + j)", store="_mm512_mask_storeu_ps(row + j, k, y);",
                    nan="y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);",
                    round="_mm512_roundscale_ps({v}, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)",
                    rcp="_mm512_rcp14_ps({v})", scale="_mm512_scalef_ps({q}, {n})",
                    keep="_mm512_maskz_mov_ps(_mm512_cmp_ps_mask({x}, _mm512_set1_ps(-87.3365478515625f), _CMP_GE_OQ), {v})"),
-    "avx2": dict(guard="defined(__AVX2__) && defined(__FMA__)", V="__m256", I="__m256i", mm="_mm256", si="si256",
+    "avx2": dict(guard="defined(__AVX2__) && defined(__FMA__)", V="__m256", mm="_mm256",
                  lanes=8, mask="const __m256i k = pdc_m8((int)(nr - j));",
                  load="_mm256_maskload_ps(row + j, k)",
                  # a whole vector stored plainly: AMD cores run a masked AVX2 store as dozens of micro-ops

@@ -50,12 +50,12 @@ static void pdc_wino_post_tile(const pdc_wino_job *j, int64_t u, int64_t p0, int
 """
 
 
-# The transforms' tiles in vectors of 16 (AVX-512): each tile element one masked gather (scatter) at the
-# tiles' offsets, the mask the tiles in the block and inside the plane (zeros for the padding). Written
-# as scalar copies, the gather and the scatter took two thirds of the transforms' time.
+# The transforms' tiles in vectors of 16 (AVX-512): their first rows and columns (vy, vx) in lanes; the
+# input transform gathers each tile element at the tiles' offsets, the mask the tiles in the block and
+# inside the plane (zeros for the padding). Written as scalar copies, the gather and the output's
+# scatter took two thirds of the transforms' time.
 TILE_LANES_C = r"""
             const int cnt = n - i0 < 16 ? n - i0 : 16;
-            const __mmask16 live = (__mmask16)(cnt >= 16 ? 0xffffu : (1u << cnt) - 1u);
             /* tile t's row and column, t / TW by a float reciprocal and one correction (exact below
                2^22 tiles); stored lane by lane and loaded whole, they stalled the loads */
             const __m512i vt = _mm512_add_epi32(_mm512_set1_epi32((int32_t)(t0 + g0 + i0)),
@@ -70,22 +70,24 @@ TILE_LANES_C = r"""
             ty = _mm512_mask_add_epi32(ty, over, ty, one);
             tx = _mm512_mask_sub_epi32(tx, over, tx, vtw);
             const __m512i vy = _mm512_sub_epi32(_mm512_mullo_epi32(ty, _mm512_set1_epi32(@M@)), _mm512_set1_epi32((int32_t)@PH@));
-            const __m512i vx = _mm512_sub_epi32(_mm512_mullo_epi32(tx, _mm512_set1_epi32(@M@)), _mm512_set1_epi32((int32_t)@PW@));
-            const __m512i base = _mm512_add_epi32(_mm512_mullo_epi32(vy, _mm512_set1_epi32((int32_t)@W@)), vx);"""
+            const __m512i vx = _mm512_sub_epi32(_mm512_mullo_epi32(tx, _mm512_set1_epi32(@M@)), _mm512_set1_epi32((int32_t)@PW@));"""
 
 
 def _tiles_open(m: int, a: int, h: str, w: str, ph: str, pw: str, setup: tuple = ()) -> list[str]:
     """The vector path's head (under AVX-512, for planes and tile counts its int32 lanes hold): the
-    loop over groups of 16 tiles, their lanes, and (a > 0) the masks of the tiles whose row r (r0..)
-    and column c (c0..) of the a x a elements lie inside the plane; _TILES_CLOSE ends it, the plain C
-    being the other branch."""
-    lanes = TILE_LANES_C.replace("@M@", str(m)).replace("@PH@", ph).replace("@PW@", pw).replace("@W@", w)
+    loop over groups of 16 tiles, their lanes, and (a > 0, for a gather) the tiles' offsets `base`
+    and the masks of the tiles whose row r (r0..) and column c (c0..) of the a x a elements lie
+    inside the plane; _TILES_CLOSE ends it, the plain C being the other branch."""
+    lanes = TILE_LANES_C.replace("@M@", str(m)).replace("@PH@", ph).replace("@PW@", pw)
     lines = ["#if defined(__AVX512F__)",
              f"        if ({h} * {w} < ((int64_t)1 << 31) && t0 + nt < ((int64_t)1 << 22)) {{", *setup,
              "            for (int i0 = 0; i0 < n; i0 += 16) {" + lanes]
     if a:
-        lines.append(f"            const __m512i vh = _mm512_set1_epi32((int32_t){h}), "
-                     f"vw = _mm512_set1_epi32((int32_t){w});")
+        lines += ["            const __mmask16 live = (__mmask16)(cnt >= 16 ? 0xffffu : (1u << cnt) - 1u);",
+                  f"            const __m512i base = _mm512_add_epi32(_mm512_mullo_epi32(vy, "
+                  f"_mm512_set1_epi32((int32_t){w})), vx);",
+                  f"            const __m512i vh = _mm512_set1_epi32((int32_t){h}), "
+                  f"vw = _mm512_set1_epi32((int32_t){w});"]
     for r in range(a):
         lines.append(f"            const __mmask16 r{r} = _mm512_mask_cmplt_epu32_mask(live, "
                      f"_mm512_add_epi32(vy, _mm512_set1_epi32({r})), vh);")
@@ -126,6 +128,14 @@ def _interleave(m: int) -> tuple[list[list[int]], list[list[int]]]:
     return pairs, quads if m == 4 else []
 
 
+def _store_lanes(z: str, pad: str) -> list[str]:
+    """The output vector z's lanes k at y + at: plus the residual there, clamped."""
+    return [f"{pad}__m512 val = {z};",
+            f"{pad}if (res) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(k, res + at));",
+            f"{pad}if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));  /* NaN stays NaN */",
+            f"{pad}_mm512_mask_storeu_ps(y + at, k, val);"]
+
+
 @native.implements("wino_scatter", family="x86")
 def wino_scatter(m: int) -> str:
     """The output tiles in whole rows: per row r of the tiles, their m vectors of columns interleaved
@@ -139,8 +149,7 @@ def wino_scatter(m: int) -> str:
         for k, ix in enumerate(vecs):
             setup.append(f"            const __m512i {name}{k} = _mm512_setr_epi32({', '.join(map(str, ix))});")
     lines = _tiles_open(m, 0, "OH", "OW", "0", "0", tuple(setup))
-    lines += ["            (void)live; (void)base;",
-              "            int32_t sy[16], sx[16];  /* the tiles' first output row and column */",
+    lines += ["            int32_t sy[16], sx[16];  /* the tiles' first output row and column */",
               "            _mm512_storeu_si512(sy, vy);",
               "            _mm512_storeu_si512(sx, vx);"]
     for r in range(m):
@@ -157,30 +166,23 @@ def wino_scatter(m: int) -> str:
             names = [f"z{k}" for k in range(4)]
         for k, z in enumerate(names):
             f, last = k * tpv, k * tpv + tpv - 1
-            lines += [
-                f"                if ({last} < cnt && sy[{f}] == sy[{last}]) {{  /* one tile row */",
-                f"                    if (sy[{f}] + {r} < OH) {{",
-                f"                        const int64_t at = (int64_t)(sy[{f}] + {r}) * OW + sx[{f}];",
-                f"                        const int64_t left = OW - sx[{f}];",
-                "                        const __mmask16 k = (__mmask16)pdc_m16((int)(left < 16 ? left : 16));",
-                f"                        __m512 val = {z};",
-                "                        if (res) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(k, res + at));",
-                "                        if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));  /* NaN stays NaN */",
-                "                        _mm512_mask_storeu_ps(y + at, k, val);",
-                "                    }",
-                "                } else {",
-                f"                    for (int j = 0; j < {tpv} && {f} + j < cnt; j++) {{",
-                f"                        const int l = {f} + j;",
-                f"                        if (sy[l] + {r} >= OH) continue;",
-                f"                        const int64_t at = (int64_t)(sy[l] + {r}) * OW + sx[l] - {m} * j;",
-                "                        const int64_t left = OW - sx[l];",
-                f"                        const __mmask16 k = (__mmask16)(pdc_m16((int)(left < {m} ? left : {m})) << ({m} * j));",
-                f"                        __m512 val = {z};",
-                "                        if (res) val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(k, res + at));",
-                "                        if (clamp) val = _mm512_min_ps(vhi, _mm512_max_ps(vlo, val));",
-                "                        _mm512_mask_storeu_ps(y + at, k, val);",
-                "                    }",
-                "                }"]
+            lines += [f"                if ({last} < cnt && sy[{f}] == sy[{last}]) {{  /* one tile row */",
+                      f"                    if (sy[{f}] + {r} < OH) {{",
+                      f"                        const int64_t at = (int64_t)(sy[{f}] + {r}) * OW + sx[{f}];",
+                      f"                        const int64_t left = OW - sx[{f}];",
+                      "                        const __mmask16 k = (__mmask16)pdc_m16((int)(left < 16 ? left : 16));",
+                      *_store_lanes(z, " " * 24),
+                      "                    }",
+                      "                } else {",
+                      f"                    for (int j = 0; j < {tpv} && {f} + j < cnt; j++) {{",
+                      f"                        const int l = {f} + j;",
+                      f"                        if (sy[l] + {r} >= OH) continue;",
+                      f"                        const int64_t at = (int64_t)(sy[l] + {r}) * OW + sx[l] - {m} * j;",
+                      "                        const int64_t left = OW - sx[l];",
+                      f"                        const __mmask16 k = (__mmask16)(pdc_m16((int)(left < {m} ? left : {m})) << ({m} * j));",
+                      *_store_lanes(z, " " * 24),
+                      "                    }",
+                      "                }"]
         lines.append("            }")
     return "\n".join(lines + _TILES_CLOSE)
 
